@@ -1,0 +1,99 @@
+//! The salsa database, its inputs, and the file identities shared by every phase.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use flow_diagnostics::FileId;
+
+/// The database every query runs against.
+#[salsa::db]
+pub trait Db: salsa::Database {
+    /// The workspace: every file known to this session.
+    fn workspace(&self) -> Workspace;
+}
+
+/// A `.flow` file's text, as loaded by the CLI or sent by an editor.
+#[salsa::input(debug)]
+pub struct SourceFile {
+    #[returns(copy)]
+    pub id: FileId,
+    /// The normalised path, as shown in diagnostics.
+    #[returns(ref)]
+    pub path: String,
+    #[returns(ref)]
+    pub text: String,
+    /// Where the file stops being valid UTF-8, if it does; the text then holds only the
+    /// valid prefix's parse is skipped.
+    #[returns(copy)]
+    pub invalid_utf8_at: Option<u32>,
+}
+
+/// What a path in the workspace turned out to be when it was loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    Flow(SourceFile),
+    /// A file read as bytes: a prompt.
+    Asset(Arc<[u8]>),
+    Missing,
+    Directory,
+    Unreadable(String),
+}
+
+/// Every file of the session, by normalised path and by id.
+#[salsa::input(debug)]
+pub struct Workspace {
+    #[returns(ref)]
+    pub entries: Arc<BTreeMap<String, Entry>>,
+    #[returns(ref)]
+    pub sources: Arc<Vec<SourceFile>>,
+}
+
+impl Workspace {
+    /// The source file with this id.
+    pub fn file(self, db: &dyn Db, id: FileId) -> Option<SourceFile> {
+        self.sources(db).get(id.0 as usize).copied()
+    }
+
+    pub fn entry(self, db: &dyn Db, path: &str) -> Option<Entry> {
+        self.entries(db).get(path).cloned()
+    }
+}
+
+/// The concrete database of a compiler session.
+#[salsa::db]
+#[derive(Clone)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+    workspace: Option<Workspace>,
+}
+
+impl Default for Database {
+    fn default() -> Database {
+        let mut db = Database { storage: salsa::Storage::default(), workspace: None };
+        db.workspace = Some(Workspace::new(&db, Arc::default(), Arc::default()));
+        db
+    }
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+#[salsa::db]
+impl Db for Database {
+    fn workspace(&self) -> Workspace {
+        // INVARIANT: `Database::default` sets the workspace before returning the database.
+        self.workspace.unwrap_or_else(|| unreachable_workspace())
+    }
+}
+
+#[cold]
+fn unreachable_workspace() -> Workspace {
+    panic!("the database was built without `Database::default`")
+}
+
+/// A declaration: the item at `index` of `file`'s syntax tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeclId {
+    pub file: FileId,
+    pub index: u32,
+}

@@ -1,0 +1,371 @@
+//! The typed, name-resolved form of functions and flows that the checks read and that
+//! lowering to the plan consumes.
+//!
+//! Every name is resolved to what it denotes ([`Ref`], declaration ids) and every
+//! expression carries its type. Spans stay, so diagnostics and the language server can
+//! point at source.
+
+use flow_diagnostics::Span;
+use flow_syntax::ast::{BinaryOp, Decimal, GateKind, GrantKind, Timestamp, UnaryOp};
+
+use crate::db::DeclId;
+use crate::ty::{Currency, EnumRef, RecordRef, Ty};
+
+/// What a name in an expression denotes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ref {
+    /// A flow input, by index in [`Flow::inputs`].
+    Input(u32),
+    /// A flow param, by index in [`Flow::params`].
+    Param(u32),
+    /// A flow step, by index in [`Flow::steps`].
+    Step(u32),
+    /// A function parameter, by position.
+    FnParam(u32),
+    /// A lambda's parameter, counted from the innermost lambda outwards.
+    Local(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Literal {
+    Int(i64),
+    Decimal(Decimal),
+    Money {
+        amount: Decimal,
+        currency: Currency,
+    },
+    /// Seconds.
+    Duration(i64),
+    Timestamp(Timestamp),
+    Bool(bool),
+    Text(String),
+}
+
+/// A built-in function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Now,
+    Age,
+    Stale,
+    Len,
+    Contains,
+    Lower,
+    IsPresent,
+    Degraded,
+}
+
+impl Builtin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Now => "now",
+            Builtin::Age => "age",
+            Builtin::Stale => "stale",
+            Builtin::Len => "len",
+            Builtin::Contains => "contains",
+            Builtin::Lower => "lower",
+            Builtin::IsPresent => "is_present",
+            Builtin::Degraded => "degraded",
+        }
+    }
+}
+
+/// A part of a string with interpolation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ExprKind {
+    Lit(Literal),
+    Interpolation(Vec<Part>),
+    Ref(Ref),
+    /// A variant of an enum, by index.
+    Variant(EnumRef, u32),
+    /// A field of a record (by index in its declaration) or of a step's result (index
+    /// `u32::MAX`, by name).
+    Field {
+        base: Box<Expr>,
+        name: String,
+        index: u32,
+    },
+    /// A call of a `fn`, with its arguments in parameter order.
+    Call {
+        function: DeclId,
+        args: Vec<Expr>,
+    },
+    Builtin {
+        builtin: Builtin,
+        args: Vec<Expr>,
+    },
+    /// `any(list, x => body)` (`all == false`) or `all(list, x => body)`.
+    Quantifier {
+        all: bool,
+        list: Box<Expr>,
+        var: String,
+        body: Box<Expr>,
+    },
+    /// A record literal; fields in declaration order, `None` for an absent optional.
+    Record {
+        record: RecordRef,
+        fields: Vec<Option<Expr>>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    If {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Box<Expr>,
+    },
+    /// Already reported.
+    Error,
+}
+
+impl Expr {
+    pub fn error(span: Span) -> Expr {
+        Expr { kind: ExprKind::Error, ty: Ty::Error, span }
+    }
+
+    /// Calls `f` on this expression and every expression inside it, outermost first.
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        let mut stack = vec![self];
+        while let Some(expr) = stack.pop() {
+            f(expr);
+            match &expr.kind {
+                ExprKind::Interpolation(parts) => {
+                    stack.extend(parts.iter().rev().filter_map(|p| match p {
+                        Part::Expr(e) => Some(e),
+                        Part::Text(_) => None,
+                    }));
+                }
+                ExprKind::Field { base, .. } => stack.push(base),
+                ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } => stack.extend(args.iter().rev()),
+                ExprKind::Quantifier { list, body, .. } => {
+                    stack.push(body);
+                    stack.push(list);
+                }
+                ExprKind::Record { fields, .. } => stack.extend(fields.iter().rev().flatten()),
+                ExprKind::Unary { operand, .. } => stack.push(operand),
+                ExprKind::Binary { lhs, rhs, .. } => {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                ExprKind::If { branches, otherwise } => {
+                    stack.push(otherwise);
+                    for (condition, then) in branches.iter().rev() {
+                        stack.push(then);
+                        stack.push(condition);
+                    }
+                }
+                ExprKind::Lit(_) | ExprKind::Ref(_) | ExprKind::Variant(..) | ExprKind::Error => {}
+            }
+        }
+    }
+
+    /// The flow inputs, params and steps this expression reads.
+    pub fn refs(&self) -> Vec<Ref> {
+        let mut refs = Vec::new();
+        self.walk(&mut |expr| {
+            if let ExprKind::Ref(r @ (Ref::Input(_) | Ref::Param(_) | Ref::Step(_))) = expr.kind {
+                refs.push(r);
+            }
+        });
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+}
+
+/// A checked `fn`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Function {
+    pub id: DeclId,
+    pub name: String,
+    pub params: Vec<(String, Ty)>,
+    pub ret: Ty,
+    pub body: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Input {
+    pub name: String,
+    pub span: Span,
+    pub ty: Ty,
+    pub source: Option<DeclId>,
+    pub docs: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Output {
+    pub name: String,
+    pub span: Span,
+    pub ty: Ty,
+    pub docs: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Param {
+    pub name: String,
+    pub span: Span,
+    pub ty: Ty,
+    pub default: Expr,
+    pub docs: Option<String>,
+}
+
+/// What a grant applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GrantTarget {
+    Label(DeclId),
+    /// A gate, by step index.
+    Gate(u32),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Grant {
+    pub kind: GrantKind,
+    pub span: Span,
+    pub targets: Vec<GrantTarget>,
+    pub roles: Vec<DeclId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Requirement {
+    Auto,
+    Count {
+        count: u32,
+        role: DeclId,
+    },
+    /// One approver of each role.
+    AllOf(Vec<DeclId>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Row {
+    pub span: Span,
+    /// `None` for `otherwise`.
+    pub condition: Option<Expr>,
+    pub requirement: Vec<Requirement>,
+}
+
+/// A field that a review may change: the step whose output it is, and the field path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Edit {
+    pub step: u32,
+    pub fields: Vec<String>,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    Let {
+        value: Expr,
+    },
+    Gate {
+        kind: GateKind,
+        condition: Expr,
+        approvers: Vec<DeclId>,
+        message: Option<String>,
+    },
+    Infer {
+        model: DeclId,
+        args: Vec<Expr>,
+        fallback: Option<Expr>,
+    },
+    Review {
+        roles: Vec<DeclId>,
+        condition: Option<Expr>,
+        outcomes: Vec<String>,
+        reasons: Vec<String>,
+        edits: Vec<Edit>,
+    },
+    Approval {
+        rows: Vec<Row>,
+        distinct_from: Vec<Expr>,
+    },
+    Action {
+        system: DeclId,
+        action: u32,
+        args: Vec<Expr>,
+        condition: Option<Expr>,
+        idempotency: Option<Expr>,
+    },
+    Emit {
+        output: u32,
+        value: Expr,
+    },
+}
+
+impl StepKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Let { .. } => "let",
+            StepKind::Gate { .. } => "gate",
+            StepKind::Infer { .. } => "infer",
+            StepKind::Review { .. } => "review",
+            StepKind::Approval { .. } => "approval",
+            StepKind::Action { .. } => "action",
+            StepKind::Emit { .. } => "emit",
+        }
+    }
+
+    /// Every expression of the step.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        match self {
+            StepKind::Let { value } | StepKind::Emit { value, .. } => vec![value],
+            StepKind::Gate { condition, .. } => vec![condition],
+            StepKind::Infer { args, fallback, .. } => args.iter().chain(fallback).collect(),
+            StepKind::Review { condition, .. } => condition.iter().collect(),
+            StepKind::Approval { rows, distinct_from } => {
+                rows.iter().filter_map(|r| r.condition.as_ref()).chain(distinct_from).collect()
+            }
+            StepKind::Action { args, condition, idempotency, .. } => {
+                args.iter().chain(condition).chain(idempotency).collect()
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Step {
+    pub name: String,
+    pub span: Span,
+    /// The span of the step's name.
+    pub name_span: Span,
+    pub docs: Option<String>,
+    /// The type of the value the step gives to later items.
+    pub ty: Ty,
+    pub kind: StepKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub id: DeclId,
+    pub name: String,
+    pub span: Span,
+    pub docs: Option<String>,
+    pub version: Option<String>,
+    pub owner: Option<DeclId>,
+    pub steward: Option<DeclId>,
+    pub inputs: Vec<Input>,
+    pub outputs: Vec<Output>,
+    pub params: Vec<Param>,
+    pub grants: Vec<Grant>,
+    pub steps: Vec<Step>,
+    /// How long evidence is kept, in seconds.
+    pub retain: Option<i64>,
+}

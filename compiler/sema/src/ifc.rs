@@ -1,0 +1,575 @@
+//! Information flow (brief, section 5, check 9, and section 6).
+//!
+//! Every value carries the labels of the data it was computed from, field by field: a
+//! record carries its fields' labels separately, so reading `request.amount` does not pick
+//! up the label of `request.justification`. A value may reach a model or a system only if
+//! it is cleared for the value's labels, and a record or output field only if the field
+//! is declared with them. Each label remembers the way it travelled, so that a leak is
+//! reported with the path from the labelled field to the place it leaks.
+//!
+//! Functions are analysed at each call with the labels of the actual arguments, so a
+//! function that returns what it is given carries its caller's labels.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use flow_diagnostics::{Code, Diagnostic, FileId, Label, Span};
+
+use crate::db::{Db, DeclId};
+use crate::flows::fn_bodies;
+use crate::hir::{Builtin, Expr, ExprKind, Flow, Part, Ref, StepKind};
+use crate::print::{self, Names};
+use crate::signatures::{self, Decl};
+use crate::ty::Ty;
+
+/// One step of the way a label travelled.
+#[derive(Clone, Debug)]
+struct Hop {
+    file: FileId,
+    span: Span,
+    text: String,
+}
+
+/// Labels, each with the way it travelled (shortest kept).
+type Labels = BTreeMap<DeclId, Rc<Vec<Hop>>>;
+
+/// The longest trail kept; longer ones keep their start and end.
+const MAX_TRAIL: usize = 10;
+
+#[derive(Clone, Debug, Default)]
+struct Taint {
+    /// Labels of the value as a whole.
+    here: Labels,
+    /// Labels of a record's fields, by name.
+    fields: BTreeMap<String, Taint>,
+    /// Labels of a list's elements.
+    elem: Option<Box<Taint>>,
+}
+
+fn merge(into: &mut Labels, from: &Labels) {
+    for (label, trail) in from {
+        match into.get(label) {
+            Some(existing) if existing.len() <= trail.len() => {}
+            _ => {
+                into.insert(*label, trail.clone());
+            }
+        }
+    }
+}
+
+impl Taint {
+    fn flat(here: Labels) -> Taint {
+        Taint { here, ..Taint::default() }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.here.is_empty()
+            && self.fields.values().all(Taint::is_clean)
+            && self.elem.as_ref().is_none_or(|e| e.is_clean())
+    }
+
+    /// Every label anywhere in the value.
+    fn full(&self) -> Labels {
+        let mut labels = self.here.clone();
+        for field in self.fields.values() {
+            merge(&mut labels, &field.full());
+        }
+        if let Some(elem) = &self.elem {
+            merge(&mut labels, &elem.full());
+        }
+        labels
+    }
+
+    fn field(&self, name: &str) -> Taint {
+        let mut taint = self.fields.get(name).cloned().unwrap_or_default();
+        merge(&mut taint.here, &self.here);
+        taint
+    }
+
+    fn join(mut self, other: &Taint) -> Taint {
+        merge(&mut self.here, &other.here);
+        for (name, field) in &other.fields {
+            let joined = self.fields.remove(name).unwrap_or_default().join(field);
+            self.fields.insert(name.clone(), joined);
+        }
+        self.elem = match (self.elem.take(), &other.elem) {
+            (Some(a), Some(b)) => Some(Box::new(a.join(b))),
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        self
+    }
+
+    /// Adds a hop to the trail of every label.
+    fn hop(mut self, hop: &Hop) -> Taint {
+        for trail in self.here.values_mut() {
+            if trail.len() < MAX_TRAIL {
+                Rc::make_mut(trail).push(hop.clone());
+            } else if let Some(last) = Rc::make_mut(trail).last_mut() {
+                *last = hop.clone();
+            }
+        }
+        self.fields = std::mem::take(&mut self.fields).into_iter().map(|(k, v)| (k, v.hop(hop))).collect();
+        self.elem = self.elem.map(|e| Box::new(e.hop(hop)));
+        self
+    }
+
+    /// Removes `labels` (already reported) from the value.
+    fn without(mut self, labels: &BTreeSet<DeclId>) -> Taint {
+        self.here.retain(|label, _| !labels.contains(label));
+        self.fields = std::mem::take(&mut self.fields).into_iter().map(|(k, v)| (k, v.without(labels))).collect();
+        self.elem = self.elem.map(|e| Box::new(e.without(labels)));
+        self
+    }
+}
+
+/// Where a leak happens, for the message.
+enum Sink<'s> {
+    Model(&'s str),
+    System(&'s str, &'s str),
+    Field { field: &'s str, record: &'s str },
+    Output { output: &'s str, path: String },
+}
+
+/// The outermost call being analysed, when the analysis is inside a function.
+#[derive(Clone)]
+struct CallSite {
+    file: FileId,
+    span: Span,
+    function: String,
+}
+
+struct Env {
+    params: Vec<Taint>,
+    locals: Vec<Taint>,
+    call_site: Option<CallSite>,
+    /// The function whose body this is, for printing.
+    fn_params: Vec<(String, Ty)>,
+}
+
+struct Analyzer<'a> {
+    db: &'a dyn Db,
+    file: FileId,
+    flow: &'a Flow,
+    inputs: Vec<Taint>,
+    steps: Vec<Taint>,
+    /// Functions being inlined, to stop at recursion (reported elsewhere).
+    inlining: Vec<DeclId>,
+    reported: BTreeSet<(FileId, Span, DeclId)>,
+    out: Vec<Diagnostic>,
+}
+
+impl<'a> Analyzer<'a> {
+    fn label_name(&self, label: DeclId) -> String {
+        signatures::decl_name(self.db, label)
+    }
+
+    /// The labels a value of type `ty` carries by declaration: its record fields' labels,
+    /// recursively.
+    fn declared(&self, ty: &Ty, seen: &mut Vec<DeclId>) -> Taint {
+        match ty {
+            Ty::Optional(inner) => self.declared(inner, seen),
+            Ty::List(inner) => Taint { elem: Some(Box::new(self.declared(inner, seen))), ..Taint::default() },
+            Ty::Record(record) if !seen.contains(&record.id) && seen.len() < 16 => {
+                let Some(sig) = signatures::record(self.db, record.id) else { return Taint::default() };
+                seen.push(record.id);
+                let mut taint = Taint::default();
+                for field in &sig.fields {
+                    let mut field_taint = self.declared(&field.ty, seen);
+                    for label in &field.labels {
+                        let hop = Hop {
+                            file: record.id.file,
+                            span: field.span,
+                            text: format!(
+                                "`{}` of `{}` is labelled `{}`",
+                                field.name,
+                                sig.name,
+                                self.label_name(*label)
+                            ),
+                        };
+                        field_taint.here.insert(*label, Rc::new(vec![hop]));
+                    }
+                    if !field_taint.is_clean() {
+                        taint.fields.insert(field.name.clone(), field_taint);
+                    }
+                }
+                seen.pop();
+                taint
+            }
+            _ => Taint::default(),
+        }
+    }
+
+    fn names<'n>(&'n self, env: &'n Env) -> Names<'n> {
+        Names {
+            db: self.db,
+            flow: if env.call_site.is_some() { None } else { Some(self.flow) },
+            fn_params: &env.fn_params,
+        }
+    }
+
+    fn taint(&mut self, expr: &Expr, env: &mut Env, file: FileId) -> Taint {
+        match &expr.kind {
+            ExprKind::Lit(_) | ExprKind::Variant(..) | ExprKind::Error => Taint::default(),
+            ExprKind::Interpolation(parts) => {
+                let mut labels = Labels::new();
+                for part in parts {
+                    if let Part::Expr(e) = part {
+                        merge(&mut labels, &self.taint(e, env, file).full());
+                    }
+                }
+                Taint::flat(labels)
+            }
+            ExprKind::Ref(_) | ExprKind::Field { .. } => self.place(expr, env, file),
+            ExprKind::Call { function, args } => {
+                let args: Vec<Taint> = args.iter().map(|a| self.taint(a, env, file)).collect();
+                self.inline(*function, args, expr.span, env, file)
+            }
+            ExprKind::Builtin { builtin, args } => match builtin {
+                Builtin::Now | Builtin::Degraded => Taint::default(),
+                Builtin::Age | Builtin::Stale => {
+                    let arg = args.first().map(|a| self.taint(a, env, file)).unwrap_or_default();
+                    let as_of = args.first().and_then(|a| self.as_of_field(a));
+                    Taint::flat(as_of.map_or_else(|| arg.full(), |field| arg.field(&field).full()))
+                }
+                _ => {
+                    let mut labels = Labels::new();
+                    for arg in args {
+                        merge(&mut labels, &self.taint(arg, env, file).full());
+                    }
+                    Taint::flat(labels)
+                }
+            },
+            ExprKind::Quantifier { list, body, .. } => {
+                let list = self.taint(list, env, file);
+                let elem = list.elem.as_deref().cloned().unwrap_or_default().join(&Taint::flat(list.here.clone()));
+                env.locals.push(elem);
+                let body = self.taint(body, env, file);
+                env.locals.pop();
+                let mut labels = list.here.clone();
+                merge(&mut labels, &body.full());
+                Taint::flat(labels)
+            }
+            ExprKind::Record { record, fields } => {
+                let Some(sig) = signatures::record(self.db, record.id).cloned() else { return Taint::default() };
+                let mut taint = Taint::default();
+                for (field, value) in sig.fields.iter().zip(fields) {
+                    let Some(value) = value else { continue };
+                    let mut value_taint = self.taint(value, env, file);
+                    let allowed: BTreeSet<DeclId> = field.labels.iter().copied().collect();
+                    let leaks = self.leaks(&value_taint, &field.ty, &allowed, String::new());
+                    if !leaks.is_empty() {
+                        let sink = Sink::Field { field: &field.name, record: &sig.name };
+                        let mut reported = BTreeSet::new();
+                        for (label, trail, _) in &leaks {
+                            reported.insert(*label);
+                            self.report(&sink, *label, trail, value.span, file, env);
+                        }
+                        value_taint = value_taint.without(&reported);
+                    }
+                    if !value_taint.is_clean() {
+                        let hop = Hop {
+                            file,
+                            span: value.span,
+                            text: format!("it is put into field `{}` of `{}` here", field.name, sig.name),
+                        };
+                        taint.fields.insert(field.name.clone(), value_taint.hop(&hop));
+                    }
+                }
+                taint
+            }
+            ExprKind::Unary { operand, .. } => Taint::flat(self.taint(operand, env, file).full()),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                let mut labels = self.taint(lhs, env, file).full();
+                merge(&mut labels, &self.taint(rhs, env, file).full());
+                Taint::flat(labels)
+            }
+            ExprKind::If { branches, otherwise } => {
+                let mut conditions = Labels::new();
+                let mut result: Option<Taint> = None;
+                for (condition, then) in branches {
+                    merge(&mut conditions, &self.taint(condition, env, file).full());
+                    let value = self.taint(then, env, file);
+                    result = Some(match result {
+                        Some(r) => r.join(&value),
+                        None => value,
+                    });
+                }
+                let otherwise = self.taint(otherwise, env, file);
+                let mut result = match result {
+                    Some(r) => r.join(&otherwise),
+                    None => otherwise,
+                };
+                merge(&mut result.here, &conditions);
+                result
+            }
+        }
+    }
+
+    /// The `as_of` field of the source an input comes from.
+    fn as_of_field(&self, arg: &Expr) -> Option<String> {
+        let ExprKind::Ref(Ref::Input(index)) = arg.kind else { return None };
+        let source = self.flow.inputs.get(index as usize)?.source?;
+        match signatures::decl(self.db, source)? {
+            Decl::Source(sig) => sig.as_of.as_ref().map(|(name, _)| name.clone()),
+            _ => None,
+        }
+    }
+
+    /// A reference followed by fields: the labels of what is read, with a hop at the read
+    /// when it carries any.
+    fn place(&mut self, expr: &Expr, env: &mut Env, file: FileId) -> Taint {
+        let mut path = Vec::new();
+        let mut root = expr;
+        while let ExprKind::Field { base, name, .. } = &root.kind {
+            path.push(name.as_str());
+            root = base;
+        }
+        let ExprKind::Ref(r) = root.kind else {
+            // A field of a computed value, such as a function's result.
+            let mut taint = self.taint(root, env, file);
+            for name in path.iter().rev() {
+                taint = taint.field(name);
+            }
+            return taint;
+        };
+        let mut taint = match r {
+            Ref::Input(i) => self.inputs.get(i as usize).cloned().unwrap_or_default(),
+            Ref::Param(_) => Taint::default(),
+            Ref::Step(i) => self.steps.get(i as usize).cloned().unwrap_or_default(),
+            Ref::FnParam(i) => env.params.get(i as usize).cloned().unwrap_or_default(),
+            Ref::Local(depth) => env.locals.iter().rev().nth(depth as usize).cloned().unwrap_or_default(),
+        };
+        for name in path.iter().rev() {
+            taint = taint.field(name);
+        }
+        if !taint.is_clean() && matches!(r, Ref::Input(_) | Ref::Step(_)) && env.call_site.is_none() {
+            let text = print::expr(self.names(env), expr);
+            let hop = Hop { file, span: expr.span, text: format!("`{text}` is read here") };
+            taint = taint.hop(&hop);
+        }
+        taint
+    }
+
+    fn inline(&mut self, function: DeclId, args: Vec<Taint>, span: Span, env: &Env, file: FileId) -> Taint {
+        if self.inlining.contains(&function) || self.inlining.len() > 32 {
+            return Taint::default();
+        }
+        let Some(source) = self.db.workspace().file(self.db, function.file) else { return Taint::default() };
+        let Some(Some(body)) = fn_bodies(self.db, source).functions.get(function.index as usize).cloned() else {
+            return Taint::default();
+        };
+        let call_site = env.call_site.clone().unwrap_or(CallSite { file, span, function: body.name.clone() });
+        let mut inner =
+            Env { params: args, locals: Vec::new(), call_site: Some(call_site), fn_params: body.params.clone() };
+        self.inlining.push(function);
+        let result = self.taint(&body.body, &mut inner, function.file);
+        self.inlining.pop();
+        if result.is_clean() {
+            return result;
+        }
+        let hop = Hop { file, span, text: format!("function `{}` returns it here", body.name) };
+        result.hop(&hop)
+    }
+
+    /// The labels of `value` that a place of type `ty`, declared with `allowed`, may not
+    /// hold: each with its trail and the field path where it does not fit.
+    fn leaks(
+        &self,
+        value: &Taint,
+        ty: &Ty,
+        allowed: &BTreeSet<DeclId>,
+        path: String,
+    ) -> Vec<(DeclId, Rc<Vec<Hop>>, String)> {
+        let mut out = Vec::new();
+        for (label, trail) in &value.here {
+            if !allowed.contains(label) {
+                out.push((*label, trail.clone(), path.clone()));
+            }
+        }
+        match ty.unwrap_optional() {
+            Ty::Record(record) => {
+                if let Some(sig) = signatures::record(self.db, record.id) {
+                    for field in &sig.fields {
+                        let Some(child) = value.fields.get(&field.name) else { continue };
+                        let mut inner = allowed.clone();
+                        inner.extend(field.labels.iter().copied());
+                        let child_path =
+                            if path.is_empty() { field.name.clone() } else { format!("{path}.{}", field.name) };
+                        out.extend(self.leaks(child, &field.ty, &inner, child_path));
+                    }
+                }
+            }
+            Ty::List(inner_ty) => {
+                if let Some(elem) = &value.elem {
+                    out.extend(self.leaks(elem, inner_ty, allowed, path));
+                }
+            }
+            _ => {
+                // A scalar holds everything its value carries.
+                for child in value.fields.values() {
+                    for (label, trail) in child.full() {
+                        if !allowed.contains(&label) {
+                            out.push((label, trail, path.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn report(&mut self, sink: &Sink<'_>, label: DeclId, trail: &Rc<Vec<Hop>>, span: Span, file: FileId, env: &Env) {
+        let name = self.label_name(label);
+        let (primary_file, primary_span) = match &env.call_site {
+            Some(site) => (site.file, site.span),
+            None => (file, span),
+        };
+        if !self.reported.insert((primary_file, primary_span, label)) {
+            return;
+        }
+        let inside = env.call_site.as_ref().map(|s| format!(" inside function `{}`", s.function)).unwrap_or_default();
+        let (message, help) = match sink {
+            Sink::Model(model) => (
+                format!("`{name}` data reaches model `{model}`, which is not cleared for it"),
+                format!("add `clearance {name}` to model `{model}` if it may receive this data, or pass it less"),
+            ),
+            Sink::System(system, action) => (
+                format!("`{name}` data reaches system `{system}` (action `{action}`), which is not cleared for it"),
+                format!("add `clearance {name}` to system `{system}` if it may receive this data, or pass it less"),
+            ),
+            Sink::Field { field, record } => (
+                format!("`{name}` data reaches field `{field}` of `{record}`{inside}, which is not labelled `@{name}`"),
+                format!("declare the field as `{field}: … @{name}` if it may hold this data, or leave the data out"),
+            ),
+            Sink::Output { output, path } => {
+                let place = if path.is_empty() { String::new() } else { format!(" in field `{path}`") };
+                (
+                    format!("`{name}` data reaches output `{output}`{place}, which is not labelled `@{name}`"),
+                    format!(
+                        "label that field `@{name}` in its type if the output may carry this data, or leave the data out"
+                    ),
+                )
+            }
+        };
+        let mut diagnostic = Diagnostic::new(Code::E2008, primary_file, primary_span, message)
+            .with_primary_message(format!("`{name}` data flows in here"))
+            .with_help(help);
+        for hop in trail.iter() {
+            if (hop.file, hop.span) != (primary_file, primary_span) {
+                diagnostic.secondary.push(Label::new(hop.file, hop.span, hop.text.clone()));
+            }
+        }
+        if env.call_site.is_some() {
+            diagnostic.secondary.push(Label::new(file, span, format!("the function puts it here")));
+        }
+        self.out.push(diagnostic);
+    }
+
+    fn check_sink(&mut self, sink: Sink<'_>, expr: &Expr, clearance: &[DeclId]) -> Taint {
+        let mut env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
+        let taint = self.taint(expr, &mut env, self.file);
+        for (label, trail) in taint.full() {
+            if !clearance.contains(&label) {
+                self.report(&sink, label, &trail, expr.span, self.file, &env);
+            }
+        }
+        taint
+    }
+
+    fn run(&mut self) {
+        let mut env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
+        self.inputs = self.flow.inputs.iter().map(|input| self.declared(&input.ty, &mut Vec::new())).collect();
+        self.steps = vec![Taint::default(); self.flow.steps.len()];
+        for index in step_order(self.flow) {
+            let step = &self.flow.steps[index];
+            let hop =
+                Hop { file: self.file, span: step.name_span, text: format!("it flows into `{}` here", step.name) };
+            let taint = match &step.kind {
+                StepKind::Let { value } => {
+                    let taint = self.taint(value, &mut env, self.file);
+                    if taint.is_clean() { taint } else { taint.hop(&hop) }
+                }
+                StepKind::Infer { model, args, fallback } => {
+                    let Some(Decl::Model(sig)) = signatures::decl(self.db, *model).cloned() else { continue };
+                    for arg in args {
+                        self.check_sink(Sink::Model(&sig.name), arg, &sig.clearance);
+                    }
+                    let mut taint = self.declared(&sig.output, &mut Vec::new());
+                    if let Some(fallback) = fallback {
+                        taint = taint.join(&self.taint(fallback, &mut env, self.file));
+                    }
+                    taint
+                }
+                StepKind::Action { system, action, args, condition, idempotency } => {
+                    if let Some(condition) = condition {
+                        self.taint(condition, &mut env, self.file);
+                    }
+                    let Some(Decl::System(sig)) = signatures::decl(self.db, *system).cloned() else { continue };
+                    let Some(target) = sig.actions.get(*action as usize) else { continue };
+                    for arg in args.iter().chain(idempotency) {
+                        self.check_sink(Sink::System(&sig.name, &target.name), arg, &sig.clearance);
+                    }
+                    self.declared(&target.ret, &mut Vec::new())
+                }
+                StepKind::Emit { output, value } => {
+                    let taint = self.taint(value, &mut env, self.file);
+                    if !matches!(value.kind, ExprKind::Record { .. }) {
+                        if let Some(out) = self.flow.outputs.get(*output as usize) {
+                            for (label, trail, path) in self.leaks(&taint, &out.ty, &BTreeSet::new(), String::new()) {
+                                let sink = Sink::Output { output: &out.name, path };
+                                self.report(&sink, label, &trail, value.span, self.file, &env);
+                            }
+                        }
+                    }
+                    Taint::default()
+                }
+                other => {
+                    for expr in other.exprs() {
+                        self.taint(expr, &mut env, self.file);
+                    }
+                    Taint::default()
+                }
+            };
+            self.steps[index] = taint;
+        }
+    }
+}
+
+/// The steps in an order where each comes after the steps it reads; steps in a cycle
+/// (reported elsewhere) are left out.
+fn step_order(flow: &Flow) -> Vec<usize> {
+    let mut graph: petgraph::graph::DiGraph<usize, ()> = petgraph::graph::DiGraph::new();
+    let nodes: Vec<_> = (0..flow.steps.len()).map(|i| graph.add_node(i)).collect();
+    for (index, step) in flow.steps.iter().enumerate() {
+        for expr in step.kind.exprs() {
+            for r in expr.refs() {
+                if let Ref::Step(target) = r {
+                    if let Some(node) = nodes.get(target as usize) {
+                        graph.add_edge(nodes[index], *node, ());
+                    }
+                }
+            }
+        }
+    }
+    petgraph::algo::tarjan_scc(&graph)
+        .into_iter()
+        .filter(|c| c.len() == 1 && !graph.contains_edge(c[0], c[0]))
+        .map(|c| graph[c[0]])
+        .collect()
+}
+
+/// Checks the information flow of one flow.
+pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnostic>) {
+    let mut analyzer = Analyzer {
+        db,
+        file,
+        flow,
+        inputs: Vec::new(),
+        steps: Vec::new(),
+        inlining: Vec::new(),
+        reported: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    analyzer.run();
+    out.append(&mut analyzer.out);
+}

@@ -1,0 +1,76 @@
+//! The semantic phases of the Flow compiler, as salsa queries.
+//!
+//! **API boundary.** The query surface is: [`parse`] (text → syntax tree), [`imports`] and
+//! [`scope`] (names → declarations, across files), [`decls`] (declarations → signatures),
+//! [`fn_bodies`] and [`check_file`] (typed functions and flows, with the checks of the
+//! brief's section 5 that need no plan graph), [`global_checks`] (cycles across files) and
+//! [`file_diagnostics`] (everything about one file, sorted). `flowc check` and the language
+//! server call the same queries, so they report the same diagnostics.
+//!
+//! The compiler does no IO: [`Database::load`] takes a function that reads files, and an
+//! editor sets file texts directly with [`Database::set_file`]. No query returns an error
+//! or panics on bad input; every phase returns a value plus diagnostics.
+
+mod db;
+mod flows;
+mod global;
+pub mod hir;
+mod ifc;
+mod load;
+mod matrix;
+mod names;
+pub mod print;
+mod resolve;
+mod signatures;
+mod suggest;
+#[cfg(test)]
+mod tests;
+pub mod ty;
+mod typeck;
+
+use std::collections::BTreeSet;
+
+use flow_diagnostics::{Code, Diagnostic};
+
+pub use db::{Database, Db, DeclId, Entry, SourceFile, Workspace};
+pub use flows::{CheckedFile, FnBodies, check_file, fn_bodies};
+pub use global::{GlobalChecks, global_checks};
+pub use load::{ReadError, Request, normalize, resolve_relative};
+pub use names::{Def, DefKind, Import, Imports, NamedItem, Scope, file_requests, imports, item_names, parse, scope};
+pub use signatures::{Decl, Decls, decl, decl_name, decls, record, role_closure};
+
+/// Every diagnostic about one file, sorted by position.
+#[salsa::tracked(returns(ref))]
+pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
+    let id = file.id(db);
+    let mut diagnostics = Vec::new();
+    diagnostics.extend(parse(db, file).diagnostics.iter().cloned());
+    diagnostics.extend(imports(db, file).diagnostics.iter().cloned());
+    diagnostics.extend(scope(db, file).diagnostics.iter().cloned());
+    let declarations = decls(db, file);
+    diagnostics.extend(declarations.diagnostics.iter().cloned());
+    let bodies = fn_bodies(db, file);
+    diagnostics.extend(bodies.diagnostics.iter().cloned());
+    let checked = check_file(db, file);
+    diagnostics.extend(checked.diagnostics.iter().cloned());
+    if let Some(global) = global_checks(db).by_file.get(&id) {
+        diagnostics.extend(global.iter().cloned());
+    }
+    // Imports of which nothing is used.
+    let used: BTreeSet<_> =
+        declarations.used_files.iter().chain(&bodies.used_files).chain(&checked.used_files).copied().collect();
+    let mut seen = BTreeSet::new();
+    for import in &imports(db, file).imports {
+        let Some(target) = import.target else { continue };
+        let target_id = target.id(db);
+        if target_id == id || !seen.insert(target_id) || used.contains(&target_id) {
+            continue;
+        }
+        diagnostics.push(
+            Diagnostic::new(Code::W1001, id, import.span, format!("nothing from `{}` is used", import.path))
+                .with_help("remove this import"),
+        );
+    }
+    flow_diagnostics::sort(&mut diagnostics);
+    diagnostics
+}

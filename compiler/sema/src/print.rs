@@ -1,0 +1,160 @@
+//! Printing typed expressions and values back in the language's own syntax, for messages.
+
+use flow_syntax::ast::{Decimal, UnaryOp};
+
+use crate::db::Db;
+use crate::hir::{Expr, ExprKind, Flow, Literal, Part, Ref, StepKind};
+use crate::signatures::{self, Decl};
+use crate::ty::{EnumKind, EnumRef};
+
+/// The names that references in an expression stand for.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    pub db: &'a dyn Db,
+    pub flow: Option<&'a Flow>,
+    pub fn_params: &'a [(String, crate::ty::Ty)],
+}
+
+impl Names<'_> {
+    /// The name of variant `index` of `e`.
+    pub fn variant(&self, e: &EnumRef, index: u32) -> String {
+        let index = index as usize;
+        let name = match &e.kind {
+            EnumKind::Decl(id) => match signatures::decl(self.db, *id) {
+                Some(Decl::Enum(sig)) => sig.variants.get(index).map(|v| v.name.clone()),
+                _ => None,
+            },
+            EnumKind::Outcome { step, .. } | EnumKind::Reason { step, .. } => {
+                match self.flow.and_then(|f| f.steps.get(*step as usize)).map(|s| &s.kind) {
+                    Some(StepKind::Review { outcomes, reasons, .. }) => {
+                        let list = if matches!(e.kind, EnumKind::Outcome { .. }) { outcomes } else { reasons };
+                        Some(list.get(index).cloned().unwrap_or_else(|| "skipped".to_owned()))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        name.unwrap_or_else(|| "?".to_owned())
+    }
+
+    fn of(&self, r: Ref, locals: &[String]) -> String {
+        let flow_name = |list: Option<String>| list.unwrap_or_else(|| "?".to_owned());
+        match r {
+            Ref::Input(i) => flow_name(self.flow.and_then(|f| f.inputs.get(i as usize)).map(|x| x.name.clone())),
+            Ref::Param(i) => flow_name(self.flow.and_then(|f| f.params.get(i as usize)).map(|x| x.name.clone())),
+            Ref::Step(i) => flow_name(self.flow.and_then(|f| f.steps.get(i as usize)).map(|x| x.name.clone())),
+            Ref::FnParam(i) => self.fn_params.get(i as usize).map_or_else(|| "?".to_owned(), |p| p.0.clone()),
+            Ref::Local(depth) => locals.iter().rev().nth(depth as usize).cloned().unwrap_or_else(|| "?".to_owned()),
+        }
+    }
+}
+
+/// Writes `n` with `_` between groups of three digits when it has five or more digits, as
+/// amounts are written in flows (`10_000`).
+pub fn decimal(value: Decimal) -> String {
+    let text = value.normalize().to_string();
+    let (sign, unsigned) = text.strip_prefix('-').map_or(("", text.as_str()), |rest| ("-", rest));
+    let (whole, fraction) = unsigned.split_once('.').map_or((unsigned, None), |(w, f)| (w, Some(f)));
+    let grouped = if whole.len() >= 5 {
+        let mut out = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                out.push('_');
+            }
+            out.push(c);
+        }
+        out
+    } else {
+        whole.to_owned()
+    };
+    match fraction {
+        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// A number of seconds in the largest unit that divides it: `48h`, `7d`, `90s`.
+pub fn duration(seconds: i64) -> String {
+    for (unit, size) in [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds != 0 && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+pub fn literal(lit: &Literal) -> String {
+    match lit {
+        Literal::Int(n) => decimal(Decimal::from(*n)),
+        Literal::Decimal(d) => decimal(*d),
+        Literal::Money { amount, currency } => format!("{} {currency}", decimal(*amount)),
+        Literal::Duration(seconds) => duration(*seconds),
+        Literal::Timestamp(t) => format!("@{}s", t.seconds),
+        Literal::Bool(b) => b.to_string(),
+        Literal::Text(text) => format!("{text:?}"),
+    }
+}
+
+/// The expression in source syntax.
+pub fn expr(names: Names<'_>, expr: &Expr) -> String {
+    let mut locals = Vec::new();
+    write(names, expr, &mut locals)
+}
+
+fn write(names: Names<'_>, expr: &Expr, locals: &mut Vec<String>) -> String {
+    let go = |e: &Expr, locals: &mut Vec<String>| write(names, e, locals);
+    match &expr.kind {
+        ExprKind::Lit(lit) => literal(lit),
+        ExprKind::Interpolation(parts) => {
+            let mut out = String::from("\"");
+            for part in parts {
+                match part {
+                    Part::Text(text) => out.push_str(&text.escape_debug().to_string()),
+                    Part::Expr(e) => {
+                        out.push('{');
+                        out.push_str(&go(e, locals));
+                        out.push('}');
+                    }
+                }
+            }
+            out.push('"');
+            out
+        }
+        ExprKind::Ref(r) => names.of(*r, locals),
+        ExprKind::Variant(e, index) => names.variant(e, *index),
+        ExprKind::Field { base, name, .. } => format!("{}.{name}", go(base, locals)),
+        ExprKind::Call { function, args } => {
+            let args: Vec<String> = args.iter().map(|a| go(a, locals)).collect();
+            format!("{}({})", signatures::decl_name(names.db, *function), args.join(", "))
+        }
+        ExprKind::Builtin { builtin, args } => {
+            let args: Vec<String> = args.iter().map(|a| go(a, locals)).collect();
+            format!("{}({})", builtin.name(), args.join(", "))
+        }
+        ExprKind::Quantifier { all, list, var, body } => {
+            let list = go(list, locals);
+            locals.push(var.clone());
+            let body = go(body, locals);
+            locals.pop();
+            format!("{}({list}, {var} => {body})", if *all { "all" } else { "any" })
+        }
+        ExprKind::Record { record, .. } => format!("{} {{ … }}", record.name),
+        ExprKind::Unary { op, operand } => match op {
+            UnaryOp::Not => format!("not {}", go(operand, locals)),
+            UnaryOp::Neg => format!("-{}", go(operand, locals)),
+        },
+        ExprKind::Binary { op, lhs, rhs } => format!("{} {} {}", go(lhs, locals), op.as_str(), go(rhs, locals)),
+        ExprKind::If { branches, otherwise } => {
+            let mut out = String::new();
+            for (i, (condition, then)) in branches.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(" else ");
+                }
+                out.push_str(&format!("if {} then {}", go(condition, locals), go(then, locals)));
+            }
+            out.push_str(&format!(" else {}", go(otherwise, locals)));
+            out
+        }
+        ExprKind::Error => "?".to_owned(),
+    }
+}

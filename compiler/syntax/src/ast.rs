@@ -1,0 +1,600 @@
+//! The owned syntax tree. Every node carries the byte span of its text in its file.
+//!
+//! The tree says what was written, not what it means: names are unresolved and nothing is
+//! type-checked. Literals are already decoded (numbers are exact decimals, durations are
+//! seconds, timestamps are UTC instants), because a literal that cannot be decoded is a
+//! syntax error.
+
+use std::fmt;
+
+pub use flow_diagnostics::Span;
+pub use rust_decimal::Decimal;
+
+/// A name as written, with its span.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Ident {
+    pub text: String,
+    pub span: Span,
+}
+
+impl fmt::Debug for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}@{:?}", self.text, self.span)
+    }
+}
+
+/// A string without interpolation: paths, versions, digests, messages.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StrLit {
+    pub value: String,
+    pub span: Span,
+}
+
+impl fmt::Debug for StrLit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}@{:?}", self.value, self.span)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// The `///` comment lines directly above the declaration, without the slashes.
+    pub docs: Option<String>,
+    pub span: Span,
+    pub kind: ItemKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemKind {
+    Import(StrLit),
+    Label(Ident),
+    Enum(EnumDecl),
+    Type(TypeDecl),
+    Role(RoleDecl),
+    Source(SourceDecl),
+    Model(ModelDecl),
+    System(SystemDecl),
+    Fn(FnDecl),
+    Flow(FlowDecl),
+    /// Text that could not be parsed; a diagnostic says why.
+    Error,
+}
+
+impl ItemKind {
+    /// The declared name, for declarations that have one.
+    pub fn name(&self) -> Option<&Ident> {
+        match self {
+            ItemKind::Label(name) => Some(name),
+            ItemKind::Enum(decl) => Some(&decl.name),
+            ItemKind::Type(decl) => Some(&decl.name),
+            ItemKind::Role(decl) => Some(&decl.name),
+            ItemKind::Source(decl) => Some(&decl.name),
+            ItemKind::Model(decl) => Some(&decl.name),
+            ItemKind::System(decl) => Some(&decl.name),
+            ItemKind::Fn(decl) => Some(&decl.name),
+            ItemKind::Flow(decl) => Some(&decl.name),
+            ItemKind::Import(_) | ItemKind::Error => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumDecl {
+    pub name: Ident,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub docs: Option<String>,
+    pub name: Ident,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeDecl {
+    pub name: Ident,
+    pub fields: Vec<FieldDecl>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDecl {
+    pub docs: Option<String>,
+    pub name: Ident,
+    pub ty: TypeRef,
+    /// `@label` annotations; each span covers the `@`.
+    pub labels: Vec<Ident>,
+}
+
+/// A written type: `Text`, `Text?`, `Money[USD]`, `List[Vendor]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeRef {
+    pub name: Ident,
+    pub arg: Option<Box<TypeRef>>,
+    pub optional: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleDecl {
+    pub name: Ident,
+    pub extends: Vec<Ident>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceDecl {
+    pub name: Ident,
+    pub ty: TypeRef,
+    pub settings: Vec<SourceSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSetting {
+    Authority(StrLit),
+    Freshness(Duration),
+    AsOf(Ident),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDecl {
+    pub name: Ident,
+    pub settings: Vec<ModelSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSetting {
+    pub span: Span,
+    pub kind: ModelSettingKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSettingKind {
+    Provider(StrLit),
+    Name(StrLit),
+    Version(StrLit),
+    Digest(StrLit),
+    Prompt(StrLit),
+    Input(Vec<Param>),
+    Output(TypeRef),
+    Clearance(Vec<Ident>),
+}
+
+impl ModelSettingKind {
+    /// The keyword that introduces the setting.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            ModelSettingKind::Provider(_) => "provider",
+            ModelSettingKind::Name(_) => "name",
+            ModelSettingKind::Version(_) => "version",
+            ModelSettingKind::Digest(_) => "digest",
+            ModelSettingKind::Prompt(_) => "prompt",
+            ModelSettingKind::Input(_) => "input",
+            ModelSettingKind::Output(_) => "output",
+            ModelSettingKind::Clearance(_) => "clearance",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemDecl {
+    pub name: Ident,
+    pub clearance: Vec<Ident>,
+    pub actions: Vec<SystemAction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemAction {
+    pub docs: Option<String>,
+    pub span: Span,
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub ret: Option<TypeRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FnDecl {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub ret: TypeRef,
+    pub body: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowDecl {
+    pub name: Ident,
+    pub items: Vec<FlowItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowItem {
+    pub docs: Option<String>,
+    pub span: Span,
+    pub kind: FlowItemKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowItemKind {
+    Version(StrLit),
+    Owner(Ident),
+    Steward(Ident),
+    Input {
+        name: Ident,
+        ty: TypeRef,
+        source: Option<Ident>,
+    },
+    Output {
+        name: Ident,
+        ty: TypeRef,
+    },
+    Param {
+        name: Ident,
+        ty: TypeRef,
+        default: Expr,
+    },
+    Access(Vec<Grant>),
+    Let {
+        name: Ident,
+        ty: Option<TypeRef>,
+        value: Expr,
+    },
+    Gate(Gate),
+    Infer(Infer),
+    Review(Review),
+    Approval(Approval),
+    Action(Action),
+    Emit {
+        name: Ident,
+        value: Expr,
+    },
+    Evidence(Vec<EvidenceSetting>),
+    /// Text that could not be parsed; a diagnostic says why.
+    Error,
+}
+
+impl FlowItemKind {
+    /// The name the item gives to later items, if it has one.
+    pub fn name(&self) -> Option<&Ident> {
+        match self {
+            FlowItemKind::Input { name, .. }
+            | FlowItemKind::Output { name, .. }
+            | FlowItemKind::Param { name, .. }
+            | FlowItemKind::Let { name, .. }
+            | FlowItemKind::Emit { name, .. } => Some(name),
+            FlowItemKind::Gate(gate) => Some(&gate.name),
+            FlowItemKind::Infer(infer) => Some(&infer.name),
+            FlowItemKind::Review(review) => Some(&review.name),
+            FlowItemKind::Approval(approval) => Some(&approval.name),
+            FlowItemKind::Action(action) => Some(&action.name),
+            FlowItemKind::Version(_)
+            | FlowItemKind::Owner(_)
+            | FlowItemKind::Steward(_)
+            | FlowItemKind::Access(_)
+            | FlowItemKind::Evidence(_)
+            | FlowItemKind::Error => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub span: Span,
+    pub kind: GrantKind,
+    /// The labels of `view` and the gates of `override`; empty for the other grants.
+    pub targets: Vec<Ident>,
+    pub roles: Vec<Ident>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantKind {
+    Trigger,
+    View,
+    Override,
+    Replay,
+    ReadEvidence,
+}
+
+impl GrantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::Trigger => "trigger",
+            GrantKind::View => "view",
+            GrantKind::Override => "override",
+            GrantKind::Replay => "replay",
+            GrantKind::ReadEvidence => "read evidence",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gate {
+    pub name: Ident,
+    pub kind: GateKind,
+    pub kind_span: Span,
+    pub condition: Expr,
+    pub clauses: Vec<GateClause>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GateKind {
+    Info,
+    Soft,
+    Block,
+}
+
+impl GateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Info => "info",
+            GateKind::Soft => "soft",
+            GateKind::Block => "block",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateClause {
+    ApproveBy { span: Span, roles: Vec<Ident> },
+    Message(StrLit),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Infer {
+    pub name: Ident,
+    pub model: Ident,
+    pub args: Vec<Arg>,
+    /// The span of the call, from the model's name to the closing parenthesis.
+    pub call_span: Span,
+    pub fallback: Option<Expr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Review {
+    pub name: Ident,
+    pub roles: Vec<Ident>,
+    pub clauses: Vec<ReviewClause>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewClause {
+    pub span: Span,
+    pub kind: ReviewClauseKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReviewClauseKind {
+    When(Expr),
+    Outcomes(Vec<Ident>),
+    Reasons(Vec<Ident>),
+    MayEdit(Vec<Path>),
+}
+
+impl ReviewClauseKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            ReviewClauseKind::When(_) => "when",
+            ReviewClauseKind::Outcomes(_) => "outcomes",
+            ReviewClauseKind::Reasons(_) => "reasons",
+            ReviewClauseKind::MayEdit(_) => "may edit",
+        }
+    }
+}
+
+/// A dotted path such as `risk.tier`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub segments: Vec<Ident>,
+    pub span: Span,
+}
+
+impl Path {
+    pub fn to_text(&self) -> String {
+        let names: Vec<&str> = self.segments.iter().map(|s| s.text.as_str()).collect();
+        names.join(".")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub name: Ident,
+    pub rows: Vec<ApprovalRow>,
+    pub distinct_from: Vec<Expr>,
+    pub distinct_span: Option<Span>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalRow {
+    pub span: Span,
+    /// `None` for an `otherwise` row.
+    pub condition: Option<Expr>,
+    pub requirement: Vec<ReqTerm>,
+    pub requirement_span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReqTerm {
+    Auto(Span),
+    /// `N of role`.
+    Count {
+        span: Span,
+        count: Option<u32>,
+        count_span: Span,
+        role: Ident,
+    },
+    /// `all of r1, r2`: one approver of each role.
+    All {
+        span: Span,
+        roles: Vec<Ident>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub name: Ident,
+    pub system: Ident,
+    pub operation: Ident,
+    pub args: Vec<Arg>,
+    pub call_span: Span,
+    pub clauses: Vec<ActionClause>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionClause {
+    When(Span, Expr),
+    Idempotency(Span, Expr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvidenceSetting {
+    Retain(Duration),
+}
+
+/// A duration literal, in seconds (a year is 365 days).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Duration {
+    pub seconds: i64,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExprKind {
+    Int(i64),
+    Decimal(Decimal),
+    /// `5%`, already divided by 100.
+    Percent(Decimal),
+    Money {
+        amount: Decimal,
+        currency: String,
+    },
+    /// Seconds.
+    Duration(i64),
+    Timestamp(Timestamp),
+    Bool(bool),
+    /// A string, with its interpolations.
+    Text(Vec<StrPart>),
+    Name(Ident),
+    /// `RiskTier.low`.
+    Variant {
+        ty: Ident,
+        variant: Ident,
+    },
+    Field {
+        base: Box<Expr>,
+        field: Ident,
+    },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
+    Record {
+        ty: Ident,
+        fields: Vec<FieldInit>,
+    },
+    Unary {
+        op: UnaryOp,
+        op_span: Span,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// `if c1 then e1 else if c2 then e2 else e3`, with the `else if` chain flattened.
+    If {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Box<Expr>,
+    },
+    /// Text that could not be parsed or decoded; a diagnostic says why.
+    Error,
+}
+
+/// An instant, as seconds and nanoseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp {
+    pub seconds: i64,
+    pub nanos: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrPart {
+    Text(String),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arg {
+    pub span: Span,
+    /// `name: value`.
+    pub name: Option<Ident>,
+    /// The parameter of a lambda `x => body`; the body is `value`.
+    pub lambda: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldInit {
+    pub name: Ident,
+    pub value: Expr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "or",
+            BinaryOp::And => "and",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+    }
+}

@@ -1,0 +1,377 @@
+//! A light lexical layer over the source text, independent of pest.
+//!
+//! pest parses one declaration or flow item at a time; around it, the driver needs to skip
+//! comments, find the doc comments of an item, find where to resume after a syntax error,
+//! and find problems that pest would report poorly or not survive: strings that never
+//! close, and expressions nested so deep that parsing them would exhaust the stack. This
+//! module does those scans; each is linear in the text it looks at.
+
+/// How deeply brackets and `if` expressions may nest. Real policies stay far below this;
+/// the limit keeps parsing and checking within a small, fixed stack on every thread.
+pub const MAX_NESTING: usize = 32;
+
+/// The words that start a top-level declaration.
+pub const DECLARATION_KEYWORDS: &[&str] =
+    &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
+
+/// The words that start an item inside a flow.
+pub const FLOW_ITEM_KEYWORDS: &[&str] = &[
+    "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
+    "action", "emit", "evidence",
+];
+
+pub fn is_ident_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+/// The identifier-like word starting at `pos`, or `""`.
+pub fn word_at(text: &str, pos: usize) -> &str {
+    let bytes = text.as_bytes();
+    let end = (pos..bytes.len()).find(|&i| !is_ident_byte(bytes[i])).unwrap_or(bytes.len());
+    &text[pos.min(end)..end]
+}
+
+/// The offset of the first byte after whitespace and comments from `pos`.
+pub fn skip_trivia(text: &str, mut pos: usize) -> usize {
+    let bytes = text.as_bytes();
+    loop {
+        while pos < bytes.len() && (bytes[pos].is_ascii_whitespace()) {
+            pos += 1;
+        }
+        if text[pos..].starts_with('\u{feff}') {
+            pos += '\u{feff}'.len_utf8();
+            continue;
+        }
+        if bytes[pos..].starts_with(b"//") {
+            pos = line_end(text, pos);
+            continue;
+        }
+        return pos;
+    }
+}
+
+/// The offset of the end of the line containing `pos` (its `\n`, or the end of the text).
+pub fn line_end(text: &str, pos: usize) -> usize {
+    text.as_bytes()[pos..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| pos + i)
+}
+
+fn line_start(text: &str, pos: usize) -> usize {
+    text.as_bytes()[..pos].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Whether only whitespace stands between the start of the line and `pos`.
+pub fn starts_line(text: &str, pos: usize) -> bool {
+    text.as_bytes()[line_start(text, pos)..pos].iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// The `///` doc comment lines directly above the line of `pos`, joined, without the
+/// slashes and one following space. A blank line or any other line ends the doc comment.
+pub fn docs_before(text: &str, pos: usize) -> Option<String> {
+    let mut end = line_start(text, pos);
+    let mut lines = Vec::new();
+    while end > 0 {
+        let start = line_start(text, end - 1);
+        let line = text[start..end - 1].trim();
+        match line.strip_prefix("///") {
+            Some(doc) if !doc.starts_with('/') => {
+                lines.push(doc.strip_prefix(' ').unwrap_or(doc).trim_end());
+                end = start;
+            }
+            _ => break,
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.reverse();
+    Some(lines.join("\n"))
+}
+
+/// A problem found by [`prescan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LexError {
+    /// A string whose closing quote is missing on its line; the span starts at its quote.
+    UnterminatedString { start: usize, end: usize },
+    /// The bracket or `if` at `at` nests deeper than [`MAX_NESTING`].
+    TooDeep { at: usize, len: usize },
+}
+
+impl LexError {
+    pub fn start(self) -> usize {
+        match self {
+            LexError::UnterminatedString { start, .. } => start,
+            LexError::TooDeep { at, .. } => at,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Code; `ifs` counts the `if`s at this bracket level still waiting for their `else`.
+    Code { ifs: usize },
+    /// A string started at `start`; `depth` is the nesting outside it.
+    Str { start: usize },
+}
+
+/// Finds unterminated strings and excessive nesting in the whole text, in order.
+pub fn prescan(text: &str) -> Vec<LexError> {
+    let bytes = text.as_bytes();
+    let mut errors = Vec::new();
+    // The stack of modes: brackets and interpolations push, their closers pop.
+    let mut stack: Vec<Mode> = vec![Mode::Code { ifs: 0 }];
+    // Bracket depth plus open `if`s, over the whole stack.
+    let mut nesting = 0usize;
+    let mut reported_deep = false;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let byte = bytes[pos];
+        match *stack.last().unwrap_or(&Mode::Code { ifs: 0 }) {
+            Mode::Str { .. } => match byte {
+                b'"' => {
+                    stack.pop();
+                    pos += 1;
+                }
+                b'\\' => pos += if bytes.get(pos + 1).is_some_and(|&b| b != b'\n') { 2 } else { 1 },
+                b'{' => {
+                    stack.push(Mode::Code { ifs: 0 });
+                    nesting += 1;
+                    check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
+                    pos += 1;
+                }
+                b'\n' => {
+                    // The outermost string of this line never closed: unwind to the code
+                    // around it, forgetting the brackets opened inside it.
+                    let outer =
+                        stack.iter().position(|mode| matches!(mode, Mode::Str { .. })).unwrap_or(stack.len() - 1);
+                    if let Mode::Str { start } = stack[outer] {
+                        errors.push(LexError::UnterminatedString { start, end: pos });
+                    }
+                    nesting -= nested_in(&stack[outer..]);
+                    stack.truncate(outer.max(1));
+                    pos += 1;
+                }
+                _ => pos += 1,
+            },
+            Mode::Code { .. } => match byte {
+                b'/' if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+                b'"' => {
+                    stack.push(Mode::Str { start: pos });
+                    pos += 1;
+                }
+                b'(' | b'[' | b'{' => {
+                    stack.push(Mode::Code { ifs: 0 });
+                    nesting += 1;
+                    check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
+                    pos += 1;
+                }
+                b')' | b']' | b'}' => {
+                    if stack.len() > 1 {
+                        if let Some(Mode::Code { ifs }) = stack.pop() {
+                            nesting -= ifs + 1;
+                        }
+                    }
+                    if nesting < MAX_NESTING {
+                        reported_deep = false;
+                    }
+                    pos += 1;
+                }
+                b if is_ident_byte(b) => {
+                    let word = word_at(text, pos);
+                    let preceded = pos > 0 && is_ident_byte(bytes[pos - 1]);
+                    if !preceded {
+                        if let Some(Mode::Code { ifs }) = stack.last_mut() {
+                            if word == "if" {
+                                *ifs += 1;
+                                nesting += 1;
+                                check_depth(&mut errors, &mut reported_deep, nesting, pos, 2);
+                            } else if word == "else" && *ifs > 0 {
+                                *ifs -= 1;
+                                nesting -= 1;
+                            }
+                        }
+                    }
+                    pos += word.len().max(1);
+                }
+                _ => pos += 1,
+            },
+        }
+    }
+    // Strings still open at the end of the text (no final newline).
+    if let Some(outer) = stack.iter().position(|mode| matches!(mode, Mode::Str { .. })) {
+        if let Mode::Str { start } = stack[outer] {
+            errors.push(LexError::UnterminatedString { start, end: bytes.len() });
+        }
+    }
+    errors.sort_by_key(|error| error.start());
+    errors
+}
+
+/// The nesting contributed by the modes of `stack`: one per bracket or interpolation, plus
+/// their open `if`s.
+fn nested_in(stack: &[Mode]) -> usize {
+    stack
+        .iter()
+        .map(|mode| match mode {
+            Mode::Code { ifs } => ifs + 1,
+            Mode::Str { .. } => 0,
+        })
+        .sum()
+}
+
+fn check_depth(errors: &mut Vec<LexError>, reported: &mut bool, nesting: usize, at: usize, len: usize) {
+    if nesting > MAX_NESTING && !*reported {
+        *reported = true;
+        errors.push(LexError::TooDeep { at, len });
+    }
+}
+
+/// Where to resume after a syntax error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// At the next declaration keyword that starts a line.
+    Declaration,
+    /// At the next flow item keyword that starts a line outside brackets, or at the `}` that
+    /// closes the flow, or at a declaration keyword in the first column.
+    FlowItem,
+}
+
+/// The offset of the first place at or after `not_before` to resume parsing after an item
+/// that starts at `from`, or the end of the text. Brackets are counted from `from`, so a
+/// keyword inside an unfinished record or call of the item is not taken for the next item.
+pub fn resume_point(text: &str, from: usize, not_before: usize, resume: Resume) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0i64;
+    let mut pos = from;
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b'/' if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+            b'"' => pos = string_end(text, pos),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                pos += 1;
+            }
+            b'}' if depth == 0 && resume == Resume::FlowItem && pos >= not_before => return pos,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                pos += 1;
+            }
+            b if is_ident_byte(b) => {
+                let word = word_at(text, pos);
+                if pos >= not_before && pos > from && starts_line(text, pos) {
+                    let column0 = pos == 0 || bytes[pos - 1] == b'\n';
+                    let declaration = DECLARATION_KEYWORDS.contains(&word);
+                    let found = match resume {
+                        Resume::Declaration => declaration && (column0 || depth <= 0),
+                        Resume::FlowItem => {
+                            (declaration && column0) || (depth == 0 && FLOW_ITEM_KEYWORDS.contains(&word))
+                        }
+                    };
+                    if found {
+                        return pos;
+                    }
+                }
+                pos += word.len().max(1);
+            }
+            _ => pos += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// The offset just after the string starting at `pos` (a `"`), or the end of its line when
+/// it does not close there. Interpolations may contain strings of their own.
+fn string_end(text: &str, pos: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut in_string = true;
+    let mut i = pos + 1;
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (_, b'\n') => return i,
+            (true, b'"') if depth == 0 => return i + 1,
+            (true, b'"') => in_string = false,
+            (true, b'\\') => i += 1,
+            (true, b'{') => {
+                depth += 1;
+                in_string = false;
+            }
+            (false, b'"') => in_string = true,
+            (false, b'}') => {
+                depth = depth.saturating_sub(1);
+                in_string = true;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The offset of the last unmatched `(`, `[` or `{` between `from` and `to`, if any.
+pub fn unclosed_bracket(text: &str, from: usize, to: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut open = Vec::new();
+    let mut pos = from;
+    while pos < to.min(bytes.len()) {
+        match bytes[pos] {
+            b'/' if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+            b'"' => pos = string_end(text, pos),
+            b'(' | b'[' | b'{' => {
+                open.push(pos);
+                pos += 1;
+            }
+            b')' | b']' | b'}' => {
+                open.pop();
+                pos += 1;
+            }
+            _ => pos += 1,
+        }
+    }
+    open.pop()
+}
+
+/// The column (in bytes) of `pos` on its line.
+pub fn column(text: &str, pos: usize) -> usize {
+    pos - line_start(text, pos)
+}
+
+/// The first line after the line of `from`, up to and including `to`, whose first word
+/// satisfies `is_start` and is indented no deeper than `max_column`.
+pub fn line_starting_with(
+    text: &str,
+    from: usize,
+    to: usize,
+    max_column: usize,
+    is_start: impl Fn(&str) -> bool,
+) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut line = line_end(text, from) + 1;
+    while line <= to.min(bytes.len()) {
+        let first = line + bytes[line..].iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+        if first <= to && first - line <= max_column && is_start(word_at(text, first)) {
+            return Some(first);
+        }
+        if first >= bytes.len() {
+            return None;
+        }
+        line = line_end(text, first) + 1;
+    }
+    None
+}
+
+/// The offset just after the last non-trivia character before `pos`.
+pub fn end_of_previous_token(text: &str, from: usize, pos: usize) -> usize {
+    // Walk forward, remembering the end of the last thing that was not trivia.
+    let mut last = from;
+    let mut cursor = from;
+    while cursor < pos {
+        let next = skip_trivia(text, cursor);
+        if next >= pos {
+            break;
+        }
+        let end = next + text[next..].chars().next().map_or(1, char::len_utf8);
+        last = end;
+        cursor = end;
+    }
+    last
+}

@@ -1,0 +1,282 @@
+//! The parse driver: one declaration or flow item at a time, with recovery.
+//!
+//! pest stops at its first error, so the driver parses a single declaration (`item_entry`)
+//! or flow item (`flow_item_entry`) per call. When one fails, the driver reports one
+//! diagnostic, records an error node, and resumes at the next declaration or flow item, so
+//! that one typo never hides the rest of the file.
+
+use flow_diagnostics::{Code, Diagnostic, FileId, Span};
+use flow_grammar::{FlowParser, Pair, Parser, Rule};
+
+use crate::ast::{FlowDecl, FlowItem, FlowItemKind, Ident, Item, ItemKind};
+use crate::build::Builder;
+use crate::errors::{self, Context};
+use crate::lexer::{
+    self, DECLARATION_KEYWORDS, FLOW_ITEM_KEYWORDS, LexError, Resume, docs_before, skip_trivia, word_at,
+};
+
+/// A parsed file: its syntax tree and every syntax diagnostic.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Parse {
+    pub file: crate::ast::File,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses a whole file. Never fails: text that cannot be parsed becomes error nodes and
+/// diagnostics.
+pub fn parse(text: &str, file: FileId) -> Parse {
+    // Detailed attempts make the error messages precise. The setting is process-wide and
+    // only ever switched on, so parses on other threads see the same behaviour.
+    flow_grammar::set_error_detail(true);
+    let mut driver = Driver { text, file, lex_errors: lexer::prescan(text), diagnostics: Vec::new() };
+    for error in driver.lex_errors.clone() {
+        driver.diagnostics.push(lex_diagnostic(text, file, error));
+    }
+    let mut items = Vec::new();
+    let mut pos = 0;
+    loop {
+        pos = skip_trivia(text, pos);
+        if pos >= text.len() {
+            break;
+        }
+        let (item, next) = if word_at(text, pos) == "flow" {
+            driver.flow(pos)
+        } else {
+            match driver.parse_one(Rule::item_entry, pos, Resume::Declaration, Context::Declaration) {
+                Ok((pair, end)) => {
+                    let mut builder = Builder::new(text, pos, file);
+                    let item = builder.item(pair);
+                    driver.diagnostics.append(&mut builder.diagnostics);
+                    (item, end)
+                }
+                Err(resume) => (driver.error_item(pos, resume), resume),
+            }
+        };
+        items.push(item);
+        // INVARIANT: every step consumes text, so the loop ends.
+        pos = next.max(pos + 1);
+    }
+    Parse { file: crate::ast::File { items }, diagnostics: driver.diagnostics }
+}
+
+fn lex_diagnostic(text: &str, file: FileId, error: LexError) -> Diagnostic {
+    match error {
+        LexError::UnterminatedString { start, end } => {
+            Diagnostic::new(Code::E0003, file, Span::new(start, end.max(start + 1)), "this string is not closed")
+                .with_primary_message("the closing `\"` is missing on this line")
+                .with_help("a string ends on its line; write `\\n` for a line break inside it")
+        }
+        LexError::TooDeep { at, len } => Diagnostic::new(
+            Code::E0006,
+            file,
+            Span::new(at, (at + len).min(text.len())),
+            format!("brackets and `if` expressions nest more than {} levels deep here", lexer::MAX_NESTING),
+        )
+        .with_help("split the expression into several `let` items"),
+    }
+}
+
+struct Driver<'t> {
+    text: &'t str,
+    file: FileId,
+    lex_errors: Vec<LexError>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'t> Driver<'t> {
+    fn error_item(&self, start: usize, end: usize) -> Item {
+        Item { docs: docs_before(self.text, start), span: Span::new(start, end), kind: ItemKind::Error }
+    }
+
+    /// The first lexical error at or after `pos` and before `end`.
+    fn lex_error_in(&self, pos: usize, end: usize) -> Option<LexError> {
+        let index = self.lex_errors.partition_point(|e| e.start() < pos);
+        self.lex_errors.get(index).copied().filter(|e| e.start() < end)
+    }
+
+    /// Parses `rule` at `pos`. On failure, reports the error (unless a lexical error
+    /// already explains it) and returns where to resume.
+    fn parse_one(
+        &mut self,
+        rule: Rule,
+        pos: usize,
+        resume: Resume,
+        context: Context,
+    ) -> Result<(Pair<'t, Rule>, usize), usize> {
+        let text = self.text;
+        // Text nested too deep is not handed to pest at all.
+        if let Some(LexError::TooDeep { .. }) = self.lex_error_in(pos, text.len()) {
+            let end = lexer::resume_point(text, pos, pos + 1, resume);
+            if matches!(self.lex_error_in(pos, end), Some(LexError::TooDeep { .. })) {
+                return Err(end);
+            }
+        }
+        let error = match FlowParser::parse(rule, &text[pos..]) {
+            Ok(mut pairs) => {
+                return match pairs.next() {
+                    Some(pair) => {
+                        let end = pos + pair.as_span().end();
+                        Ok((pair, end))
+                    }
+                    None => Err(lexer::resume_point(text, pos, pos + 1, resume)),
+                };
+            }
+            Err(error) => error,
+        };
+        let worded = errors::word(&text[pos..], &error, context);
+        let at = pos + worded.at;
+        let resume_at = self.resume_after(pos, at, resume);
+        if self.lex_error_in(pos, resume_at.max(at + 1)).is_some() {
+            // An unterminated string or deep nesting was already reported.
+            return Err(resume_at);
+        }
+        if worded.too_deep {
+            self.diagnostics.push(
+                Diagnostic::new(Code::E0006, self.file, Span::new(at, at + worded.len), worded.message)
+                    .with_help("split the expression into several `let` items"),
+            );
+            return Err(resume_at);
+        }
+        if let Some(resume_at) = self.unclosed_bracket(pos, at, resume) {
+            return Err(resume_at);
+        }
+        let mut diagnostic = Diagnostic::new(Code::E0001, self.file, Span::new(at, at + worded.len), worded.message);
+        if let Some(help) = worded.help {
+            diagnostic = diagnostic.with_help(help);
+        }
+        self.diagnostics.push(diagnostic);
+        Err(resume_at)
+    }
+
+    /// Whether parsing may resume at `at`: a keyword of the right kind starting a line, the
+    /// end of the text, or (in a flow) a `}` starting a line.
+    fn is_resume_point(&self, at: usize, resume: Resume) -> bool {
+        let text = self.text;
+        if at >= text.len() {
+            return true;
+        }
+        if !lexer::starts_line(text, at) {
+            return false;
+        }
+        let word = word_at(text, at);
+        let column0 = at == 0 || text.as_bytes()[at - 1] == b'\n';
+        match resume {
+            Resume::Declaration => DECLARATION_KEYWORDS.contains(&word),
+            Resume::FlowItem => {
+                FLOW_ITEM_KEYWORDS.contains(&word)
+                    || (column0 && DECLARATION_KEYWORDS.contains(&word))
+                    || text.as_bytes()[at] == b'}'
+            }
+        }
+    }
+
+    /// Reports a bracket of the item at `item_start` that is still open where the next
+    /// declaration or flow item starts (at or before the error at `error_at`), and returns
+    /// where to resume: at that next item.
+    fn unclosed_bracket(&mut self, item_start: usize, error_at: usize, resume: Resume) -> Option<usize> {
+        let text = self.text;
+        let item_column = lexer::column(text, item_start);
+        let next_item = if error_at >= text.len() || self.is_resume_point(error_at, resume) && error_at > item_start {
+            error_at
+        } else {
+            lexer::line_starting_with(text, item_start, error_at, item_column, |word| match resume {
+                Resume::Declaration => DECLARATION_KEYWORDS.contains(&word),
+                Resume::FlowItem => FLOW_ITEM_KEYWORDS.contains(&word),
+            })?
+        };
+        let bracket = lexer::unclosed_bracket(text, item_start, next_item)?;
+        let last = lexer::end_of_previous_token(text, bracket, next_item);
+        let last_start = text[..last].char_indices().next_back().map_or(0, |(i, _)| i);
+        let open = &text[bracket..bracket + 1];
+        let close = match open {
+            "(" => ")",
+            "[" => "]",
+            _ => "}",
+        };
+        self.diagnostics.push(
+            Diagnostic::new(Code::E0004, self.file, Span::new(last_start, last), format!("`{open}` is never closed"))
+                .with_primary_message(format!("expected `{close}` after this"))
+                .with_label(self.file, Span::new(bracket, bracket + 1), format!("this `{open}` is not closed")),
+        );
+        Some(next_item)
+    }
+
+    fn resume_after(&self, item_start: usize, error_at: usize, resume: Resume) -> usize {
+        if error_at > item_start && self.is_resume_point(error_at, resume) {
+            return error_at;
+        }
+        lexer::resume_point(self.text, item_start, error_at.max(item_start + 1), resume)
+    }
+
+    fn flow(&mut self, pos: usize) -> (Item, usize) {
+        let text = self.text;
+        let docs = docs_before(text, pos);
+        let head = self.parse_one(Rule::flow_head, pos, Resume::Declaration, Context::FlowHead);
+        let (name, mut cursor) = match head {
+            Ok((pair, end)) => {
+                let mut builder = Builder::new(text, pos, self.file);
+                let name = builder.flow_name(pair);
+                match name {
+                    Some(name) => (name, end),
+                    None => return (self.error_item(pos, end), end),
+                }
+            }
+            Err(resume) => return (self.error_item(pos, resume), resume),
+        };
+        let open_brace = cursor - 1;
+        let mut items = Vec::new();
+        loop {
+            let at = skip_trivia(text, cursor);
+            if at >= text.len() || self.is_unclosed_flow_end(at) {
+                self.unclosed_flow(&name, open_brace, cursor, at);
+                cursor = at;
+                break;
+            }
+            if text.as_bytes()[at] == b'}' {
+                cursor = at + 1;
+                break;
+            }
+            match self.parse_one(Rule::flow_item_entry, at, Resume::FlowItem, Context::FlowItem) {
+                Ok((pair, end)) => {
+                    let mut builder = Builder::new(text, at, self.file);
+                    items.push(builder.flow_item(pair));
+                    self.diagnostics.append(&mut builder.diagnostics);
+                    cursor = end;
+                }
+                Err(resume) => {
+                    items.push(FlowItem {
+                        docs: docs_before(text, at),
+                        span: Span::new(at, resume),
+                        kind: FlowItemKind::Error,
+                    });
+                    cursor = resume.max(at + 1);
+                }
+            }
+        }
+        let item = Item { docs, span: Span::new(pos, cursor), kind: ItemKind::Flow(FlowDecl { name, items }) };
+        (item, cursor)
+    }
+
+    /// A declaration keyword in the first column ends a flow whose `}` is missing.
+    fn is_unclosed_flow_end(&self, at: usize) -> bool {
+        let column0 = at == 0 || self.text.as_bytes()[at - 1] == b'\n';
+        column0 && DECLARATION_KEYWORDS.contains(&word_at(self.text, at))
+    }
+
+    fn unclosed_flow(&mut self, name: &Ident, open_brace: usize, from: usize, at: usize) {
+        let text = self.text;
+        let last = lexer::end_of_previous_token(text, from.min(at), at).max(open_brace + 1);
+        let last_start = text[..last].char_indices().next_back().map_or(0, |(i, _)| i);
+        let found = if at >= text.len() { "the file ends" } else { "the next declaration starts" };
+        self.diagnostics.push(
+            Diagnostic::new(
+                Code::E0004,
+                self.file,
+                Span::new(last_start, last),
+                format!("flow `{}` is never closed", name.text),
+            )
+            .with_primary_message(format!("expected `}}` after this, before {found}"))
+            .with_label(self.file, Span::new(open_brace, open_brace + 1), "the flow opens here"),
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Every flow in `examples/` checks without a single diagnostic.
+
+use std::path::{Path, PathBuf};
+
+fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            flow_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "flow") {
+            out.push(path);
+        }
+    }
+}
+
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// The example flows, as paths relative to the workspace root.
+pub fn example_paths() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    flow_files(&examples_dir(), &mut files);
+    files
+}
+
+#[test]
+fn there_are_at_least_five_examples_with_flows() {
+    let with_flows = example_paths()
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l.starts_with("flow "))))
+        .count();
+    assert!(with_flows >= 5, "only {with_flows} example files declare a flow");
+}
+
+#[test]
+fn every_example_checks_clean() {
+    let root = examples_dir();
+    for path in example_paths() {
+        let mut db = flow_sema::Database::default();
+        let root_path = path.to_string_lossy().into_owned();
+        let (loaded, failed) = db.load(&[root_path.clone()], &mut |p| {
+            std::fs::read(p).map_err(|e| flow_sema::ReadError::Other(e.to_string()))
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        let mut sources = flow_diagnostics::Sources::default();
+        let mut diagnostics = Vec::new();
+        use flow_sema::Db;
+        for file in db.workspace().sources(&db).iter() {
+            sources.add(file.id(&db), file.path(&db).clone(), file.text(&db).clone());
+            diagnostics.extend(flow_sema::file_diagnostics(&db, *file).iter().cloned());
+        }
+        assert!(!loaded.is_empty());
+        let rendered = flow_diagnostics::render(&diagnostics, &sources, false);
+        assert!(diagnostics.is_empty(), "{} under {}:\n{rendered}", path.display(), root.display());
+    }
+}

@@ -1,0 +1,100 @@
+//! Tidy checks of the workspace itself: every Rust file says what it is for, and the crate
+//! graph keeps its architecture invariants (ARCHITECTURE.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() && name != "target" && !name.starts_with('.') {
+            rust_files(&path, out);
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_comment() {
+    let mut files = Vec::new();
+    for dir in ["grammar", "compiler", "tests/src", "runtime", "lsp"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(!files.is_empty());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !std::fs::read_to_string(f).is_ok_and(|t| t.starts_with("//!")))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` comment: {missing:?}");
+}
+
+/// Each workspace package with the names of its normal dependencies, and its directory.
+fn packages() -> BTreeMap<String, (BTreeSet<String>, PathBuf)> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let mut packages = BTreeMap::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or("").to_owned();
+        let deps: BTreeSet<String> = package["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect();
+        let dir = PathBuf::from(package["manifest_path"].as_str().unwrap_or(""))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        packages.insert(name, (deps, dir));
+    }
+    packages
+}
+
+#[test]
+fn crate_graph_keeps_its_invariants() {
+    let packages = packages();
+    assert!(packages.contains_key("flow-sema"), "{:?}", packages.keys());
+    for (name, (deps, dir)) in &packages {
+        let uses = |dep: &str| deps.contains(dep);
+        if uses("pest") || uses("pest_derive") {
+            assert_eq!(name, "flow-grammar", "only flow-grammar may use pest");
+        }
+        if uses("salsa") {
+            assert!(["flow-sema", "flow-lsp"].contains(&name.as_str()), "{name} may not use salsa");
+        }
+        if uses("ariadne") {
+            assert_eq!(name, "flow-diagnostics", "only flow-diagnostics renders with ariadne");
+        }
+        let workspace: BTreeSet<&str> = deps.iter().map(String::as_str).filter(|d| packages.contains_key(*d)).collect();
+        let allowed: Option<&[&str]> = match name.as_str() {
+            "flow-grammar" | "flow-diagnostics" => Some(&[]),
+            "flow-syntax" => Some(&["flow-grammar", "flow-diagnostics"]),
+            "flow-sema" => Some(&["flow-syntax", "flow-diagnostics"]),
+            _ => None,
+        };
+        if let Some(allowed) = allowed {
+            let extra: Vec<&&str> = workspace.iter().filter(|d| !allowed.contains(d)).collect();
+            assert!(extra.is_empty(), "{name} may not depend on {extra:?}");
+        }
+        // The runtime knows nothing about source text.
+        if dir.starts_with(root().join("runtime").canonicalize().unwrap_or_default()) {
+            for forbidden in ["flow-grammar", "flow-syntax", "flow-sema", "pest", "salsa", "ariadne"] {
+                assert!(!uses(forbidden), "{name} (runtime) may not depend on {forbidden}");
+            }
+        }
+    }
+}
