@@ -51,7 +51,12 @@ pub fn check_files(files: &[(String, Vec<u8>)]) -> Checked {
         files.iter().map(|(path, bytes)| (flow_sema::normalize(path), bytes.clone())).collect();
     let mut db = Database::default();
     let roots = vec![files[0].0.clone()];
-    db.load(&roots, &mut |path| map.get(path).cloned().ok_or(ReadError::NotFound));
+    db.load(&roots, &mut |path| match map.get(path) {
+        Some(bytes) => Ok(bytes.clone()),
+        // A path that other files are under is a directory.
+        None if map.keys().any(|other| other.starts_with(&format!("{path}/"))) => Err(ReadError::IsDirectory),
+        None => Err(ReadError::NotFound),
+    });
     let loaded: Vec<SourceFile> = db.workspace().sources(&db).iter().copied().collect();
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
@@ -122,12 +127,12 @@ pub fn dump(checked: &Checked) -> String {
                 StepKind::Let { value } => format!("= {}", print::expr(names, value)),
                 StepKind::Gate { kind, condition, approvers, .. } => {
                     let approvers: Vec<String> = approvers.iter().map(|r| flow_sema::decl_name(db, *r)).collect();
-                    format!(
-                        "{} when {} approve by [{}]",
-                        kind.as_str(),
-                        print::expr(names, condition),
-                        approvers.join(", ")
-                    )
+                    let approvers = if approvers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" approve by {}", approvers.join(", "))
+                    };
+                    format!("{} when {}{approvers}", kind.as_str(), print::expr(names, condition))
                 }
                 StepKind::Infer { model, args, fallback } => {
                     let args: Vec<String> = args.iter().map(|a| print::expr(names, a)).collect();
@@ -158,7 +163,11 @@ pub fn dump(checked: &Checked) -> String {
                 }
                 StepKind::Emit { value, .. } => format!("= {}", print::expr(names, value)),
             };
-            out.push_str(&format!("  {} {}: {} {detail}\n", step.kind.keyword(), step.name, step.ty));
+            let ty = match &step.ty {
+                flow_sema::ty::Ty::Nothing | flow_sema::ty::Ty::Step(_) => String::new(),
+                ty => format!(": {ty}"),
+            };
+            out.push_str(&format!("  {} {}{ty} {detail}\n", step.kind.keyword(), step.name));
         }
     }
     out

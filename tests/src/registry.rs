@@ -141,7 +141,7 @@ fn every_code_is_emitted_and_every_written_code_is_registered() {
     rust_files(&workspace_root().join("compiler"), &mut files);
     let mut source = String::new();
     for file in &files {
-        if file.ends_with("registry.rs") {
+        if file.ends_with("registry.rs") || file.ends_with("tests.rs") {
             continue;
         }
         source.push_str(&std::fs::read_to_string(file).unwrap_or_default());

@@ -62,7 +62,7 @@ macro_rules! codes {
 
 codes! {
     E0001 = "unexpected-token",
-    E0002 = "invalid-utf8",
+    E0002 = "invalid-encoding",
     E0003 = "unterminated-string",
     E0004 = "unclosed-block",
     E0005 = "invalid-literal",

@@ -399,34 +399,63 @@ impl Explorer<'_> {
 
 /// Values worth trying for a numeric variable compared with `constants` within a group of
 /// `n` variables: every constant, and `n` distinct values in each gap between constants
-/// and beyond them (whole numbers for whole-number variables).
+/// and beyond them (whole numbers for whole-number variables). Halving and doubling keep
+/// the values round, so that counterexamples read well (`2_500 USD`, not `1_666.67 USD`).
 fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
-    let mut out: Vec<Decimal> = constants.to_vec();
     let n = n.max(1);
-    let step = |k: usize| Decimal::from(k as u64);
-    if constants.is_empty() {
-        out.extend((0..n).map(|k| step(k * 100)));
-    } else {
-        let (min, max) = (constants[0], constants[constants.len() - 1]);
-        for k in 1..=n {
-            let below = if min > Decimal::ZERO && !integer { min / (step(k) + Decimal::ONE) } else { min - step(k) };
-            out.push(below);
-            let above = if max > Decimal::ZERO { max * (step(k) + Decimal::ONE) } else { max + step(k) };
-            out.push(above);
-        }
-        for pair in constants.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            for k in 1..=n {
-                let point = a + (b - a) * step(k) / step(n + 1);
-                let point = if integer { point.floor() } else { point };
-                if point > a && point < b {
-                    out.push(point);
-                }
+    let one = Decimal::ONE;
+    let powers: Vec<Decimal> = (1..=n)
+        .scan(one, |power, _| {
+            *power *= Decimal::TWO;
+            Some(*power)
+        })
+        .collect();
+    let round = |value: Decimal| if integer { value.floor() } else { value };
+    // `n` distinct values in the open interval, preferring round ones, then neighbours
+    // of the bounds (whole numbers only where they fit).
+    let spread = |round_points: Vec<Decimal>, low: Option<Decimal>, high: Option<Decimal>| -> Vec<Decimal> {
+        let inside = |v: &Decimal| low.is_none_or(|l| *v > l) && high.is_none_or(|h| *v < h);
+        let mut points: Vec<Decimal> = Vec::new();
+        for point in round_points.into_iter().map(round) {
+            if inside(&point) && !points.contains(&point) && points.len() < n {
+                points.push(point);
             }
         }
-    }
-    if integer {
-        out.retain(|v| v.fract().is_zero());
+        let mut step = one;
+        while points.len() < n {
+            let next = match (low, high) {
+                (Some(l), _) if integer => l + step,
+                (None, Some(h)) if integer => h - step,
+                (Some(l), Some(h)) => l + (h - l) * step / (Decimal::from(n as u64 + 1)),
+                (Some(l), None) => l + step,
+                (None, Some(h)) => h - step,
+                (None, None) => step * Decimal::ONE_HUNDRED,
+            };
+            if !inside(&next) {
+                break;
+            }
+            if !points.contains(&next) {
+                points.push(next);
+            }
+            step += one;
+        }
+        points
+    };
+    let mut out: Vec<Decimal> = constants.to_vec();
+    match (constants.first(), constants.last()) {
+        (Some(&min), Some(&max)) => {
+            let below =
+                powers.iter().map(|p| if min > Decimal::ZERO { min / p } else { min - p / Decimal::TWO }).collect();
+            out.extend(spread(below, None, Some(min)));
+            let above =
+                powers.iter().map(|p| if max > Decimal::ZERO { max * p } else { max + p / Decimal::TWO }).collect();
+            out.extend(spread(above, Some(max), None));
+            for pair in constants.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                out.extend(spread(powers.iter().map(|p| a + (b - a) / p).collect(), Some(a), Some(b)));
+            }
+        }
+        _ => out.extend((0..n).map(|k| Decimal::from(k as u64 * 100))),
     }
     out.sort();
     out.dedup();
@@ -633,12 +662,14 @@ fn report(file: FileId, name: &str, name_span: Span, rows: &[Row], analysis: &An
         for more in analysis.missing.iter().skip(1).take(3) {
             diagnostic = diagnostic.with_note(format!("nor `{}`", more.join(", ")));
         }
+        let numeric = first.iter().any(|c| c.contains(" = "));
         diagnostic = diagnostic.with_help(if analysis.missing_needs_otherwise {
             "some conditions are beyond what the compiler can analyse; end the matrix with an `otherwise => …` row"
                 .to_owned()
+        } else if numeric {
+            "add a row that covers this case, or end the matrix with `otherwise => …`".to_owned()
         } else {
-            let example = first.iter().map(|c| c.replace(" = ", " == ")).collect::<Vec<_>>().join(" and ");
-            format!("add a row such as `when {example} => …`, or end the matrix with `otherwise => …`")
+            format!("add a row such as `when {} => …`, or end the matrix with `otherwise => …`", first.join(" and "))
         });
         out.push(diagnostic);
     }

@@ -83,13 +83,32 @@ pub fn duration(seconds: i64) -> String {
     format!("{seconds}s")
 }
 
+/// An instant in the literal syntax: `@2026-04-11T13:35:00Z`.
+pub fn timestamp(seconds: i64, nanos: u32) -> String {
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (of_day / 3_600, of_day % 3_600 / 60, of_day % 60);
+    let fraction = if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_owned() };
+    format!("@{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}Z")
+}
+
 pub fn literal(lit: &Literal) -> String {
     match lit {
         Literal::Int(n) => decimal(Decimal::from(*n)),
         Literal::Decimal(d) => decimal(*d),
         Literal::Money { amount, currency } => format!("{} {currency}", decimal(*amount)),
         Literal::Duration(seconds) => duration(*seconds),
-        Literal::Timestamp(t) => format!("@{}s", t.seconds),
+        Literal::Timestamp(t) => timestamp(t.seconds, t.nanos),
         Literal::Bool(b) => b.to_string(),
         Literal::Text(text) => format!("{text:?}"),
     }
@@ -138,7 +157,19 @@ fn write(names: Names<'_>, expr: &Expr, locals: &mut Vec<String>) -> String {
             locals.pop();
             format!("{}({list}, {var} => {body})", if *all { "all" } else { "any" })
         }
-        ExprKind::Record { record, .. } => format!("{} {{ … }}", record.name),
+        ExprKind::Record { record, fields } => {
+            let sig = signatures::record(names.db, record.id);
+            let written: Vec<String> = fields
+                .iter()
+                .enumerate()
+                .filter_map(|(index, value)| {
+                    let value = value.as_ref()?;
+                    let name = sig.and_then(|s| s.fields.get(index)).map_or("?", |f| f.name.as_str());
+                    Some(format!("{name}: {}", go(value, locals)))
+                })
+                .collect();
+            format!("{} {{ {} }}", record.name, written.join(", "))
+        }
         ExprKind::Unary { op, operand } => match op {
             UnaryOp::Not => format!("not {}", go(operand, locals)),
             UnaryOp::Neg => format!("-{}", go(operand, locals)),

@@ -105,6 +105,10 @@ impl<'a> Checker<'a> {
     /// Checks `expr` where a value of type `expected` is wanted. `context` says what the
     /// value is for, in the steward's words ("a gate condition", "field `tier` of …").
     pub fn check(&mut self, expr: &ast::Expr, expected: &Ty, context: &str) -> Expr {
+        if let A::If { branches, otherwise } = &expr.kind {
+            // Each branch is checked on its own, so a mistake points at its branch.
+            return self.if_expr(expr.span, branches, otherwise, Some(expected), Some(context));
+        }
         let mut hir = self.infer(expr, Some(expected));
         self.coerce(&mut hir, expected, context);
         hir
@@ -199,7 +203,7 @@ impl<'a> Checker<'a> {
             A::Record { ty, fields } => self.record(span, ty, fields),
             A::Unary { op, operand, .. } => self.unary(*op, operand),
             A::Binary { op, op_span, lhs, rhs } => self.binary(*op, *op_span, lhs, rhs),
-            A::If { branches, otherwise } => return self.if_expr(span, branches, otherwise, hint),
+            A::If { branches, otherwise } => return self.if_expr(span, branches, otherwise, hint, None),
             A::Error => (ExprKind::Error, Ty::Error),
         };
         Expr { kind, ty, span }
@@ -668,12 +672,14 @@ impl<'a> Checker<'a> {
         self.values.contains_key(name) || self.locals.iter().any(|(n, _)| n == name)
     }
 
+    /// An `if`; with `context`, every branch is checked against `hint` as the expected type.
     fn if_expr(
         &mut self,
         span: Span,
         branches: &[(ast::Expr, ast::Expr)],
         otherwise: &ast::Expr,
         hint: Option<&Ty>,
+        context: Option<&str>,
     ) -> Expr {
         let saved = self.facts.len();
         let mut hir_branches = Vec::new();
@@ -700,19 +706,33 @@ impl<'a> Checker<'a> {
             let when_false = facts_when(&condition, false);
             let before = self.facts.len();
             self.facts.extend(when_true);
-            let mut value = self.infer(then, hint.or(result.as_ref()));
-            self.reject_step_value(&mut value);
+            let value = self.branch(then, hint, result.as_ref(), context);
             self.facts.truncate(before);
             joined(self, &value, &mut result);
             self.facts.extend(when_false);
             hir_branches.push((condition, value));
         }
-        let mut otherwise = self.infer(otherwise, hint.or(result.as_ref()));
-        self.reject_step_value(&mut otherwise);
+        let otherwise = self.branch(otherwise, hint, result.as_ref(), context);
         joined(self, &otherwise, &mut result);
         self.facts.truncate(saved);
-        let ty = result.unwrap_or(Ty::Error);
+        let ty = match (context, hint) {
+            (Some(_), Some(expected)) if !result.as_ref().is_some_and(Ty::is_error) => expected.clone(),
+            _ => result.unwrap_or(Ty::Error),
+        };
         Expr { kind: ExprKind::If { branches: hir_branches, otherwise: Box::new(otherwise) }, ty, span }
+    }
+
+    /// One branch of an `if`: checked against the expected type when there is a context,
+    /// inferred otherwise.
+    fn branch(&mut self, expr: &ast::Expr, hint: Option<&Ty>, so_far: Option<&Ty>, context: Option<&str>) -> Expr {
+        match (context, hint) {
+            (Some(context), Some(expected)) => self.check(expr, expected, context),
+            _ => {
+                let mut value = self.infer(expr, hint.or(so_far));
+                self.reject_step_value(&mut value);
+                value
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 use flow_grammar::{Pair, Rule};
 
 use crate::ast::*;
-use crate::lexer::{docs_before, skip_trivia};
+use crate::lexer::{docs_before, skip_trivia, trim_trivia};
 use crate::literal;
 
 /// How many operators an expression may nest. Chains such as `a and b and c` count one
@@ -116,9 +116,13 @@ impl<'t> Builder<'t> {
         Builder { text, base, file, diagnostics: Vec::new(), too_deep_reported: false }
     }
 
+    /// The span of a pair, without trailing whitespace and comments: pest counts the
+    /// whitespace before an empty trailing repetition as part of a rule.
     fn span(&self, pair: &P<'_>) -> Span {
         let span = pair.as_span();
-        Span::new(self.base + span.start(), self.base + span.end())
+        let start = self.base + span.start();
+        let end = self.base + span.end();
+        Span::new(start, trim_trivia(self.text, start, end))
     }
 
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {

@@ -28,7 +28,12 @@ pub(crate) struct Worded {
     pub help: Option<String>,
     /// Whether pest gave up because the stack ran low.
     pub too_deep: bool,
+    /// What was expected, in words.
+    pub expected: String,
 }
+
+/// Words that can never be names.
+const RESERVED: &[&str] = &["if", "then", "else", "and", "or", "not", "true", "false"];
 
 const EXPRESSION_STARTS: &[&str] = &["\"", "(", "-", "@", "_", "false", "true", "if", "not", "0..9", "A..Z", "a..z"];
 const OPERATORS: &[&str] = &["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "."];
@@ -76,11 +81,11 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
     })
 }
 
-/// Words for what stands at `at` in `text`.
-fn describe_found(text: &str, at: usize) -> (String, usize) {
+/// Words for what stands at `at` in `text`; `end` names the end of the text.
+fn describe_found(text: &str, at: usize, end: &str) -> (String, usize) {
     let bytes = text.as_bytes();
     if at >= bytes.len() {
-        return ("the end of the file".to_owned(), 0);
+        return (end.to_owned(), 0);
     }
     let word = word_at(text, at);
     if !word.is_empty() {
@@ -110,7 +115,7 @@ fn join_or(phrases: &[String]) -> String {
     }
 }
 
-pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context) -> Worded {
+pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str) -> Worded {
     let (mut at, stack_limit) = match (&error.location, error.parse_attempts()) {
         (_, Some(attempts)) if attempts.max_position > 0 || error_pos(error) == 0 => {
             (attempts.max_position, is_stack_limit(error))
@@ -134,7 +139,16 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context) -> Worded 
         }
         tokens.clear();
     }
-    let after_word = at > 0 && is_ident_byte(bytes[at - 1]);
+    let mut after_word = at > 0 && is_ident_byte(bytes[at - 1]);
+    // A reserved word where a name was wanted: the failure is the word itself.
+    if after_word && rules.iter().any(|r| matches!(r, Rule::name | Rule::reserved)) {
+        let start = (0..at).rev().take_while(|&i| is_ident_byte(bytes[i])).last().unwrap_or(at);
+        if RESERVED.contains(&&text[start..at]) {
+            at = start;
+            after_word = false;
+            tokens.clear();
+        }
+    }
 
     tokens.retain(|t| !t.trim().is_empty() && t != "//" && t != "\u{feff}");
     if after_word {
@@ -235,7 +249,11 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context) -> Worded 
         });
     }
 
-    let (found, len) = describe_found(text, at);
+    // A whole number is a number; do not offer both.
+    if listed.iter().any(|p| p == "a whole number") {
+        listed.retain(|p| p != "a number");
+    }
+    let (found, len) = describe_found(text, at, end);
     let message = if stack_limit {
         "this expression nests too deeply to read".to_owned()
     } else {
@@ -246,7 +264,7 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context) -> Worded 
     } else {
         hint(text, at, &listed, &keywords)
     };
-    Worded { at, len, message, help, too_deep: stack_limit }
+    Worded { at, len, message, help, too_deep: stack_limit, expected: join_or(&listed) }
 }
 
 /// Rules whose failure pest already reports as literal tokens.
@@ -330,15 +348,28 @@ fn hint(text: &str, at: usize, expected: &[String], keywords: &[&str]) -> Option
     }
     let first = word.chars().next().unwrap_or('a');
     if expects("a type name") && first.is_ascii_lowercase() {
-        let mut chars = word.chars();
-        let capitalised: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect();
-        return Some(format!("type names start with a capital letter: `{capitalised}`"));
+        let pascal: String = word
+            .split('_')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let mut chars = part.chars();
+                chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
+            })
+            .collect();
+        return Some(format!("type names are written in PascalCase: `{pascal}`"));
+    }
+    if RESERVED.contains(&word) && expects("a name") {
+        return Some(format!("`{word}` is a reserved word; choose another name"));
     }
     if expects("a name") && first.is_ascii_uppercase() && !expects("a type name") {
-        return Some("names of values, roles and steps start with a lowercase letter".to_owned());
-    }
-    if ["if", "then", "else", "and", "or", "not", "true", "false"].contains(&word) && expects("a name") {
-        return Some(format!("`{word}` is a reserved word; choose another name"));
+        let mut snake = String::new();
+        for (i, c) in word.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        }
+        return Some(format!("names of values, roles and steps are written in snake_case: `{snake}`"));
     }
     let suggestion = keywords
         .iter()

@@ -59,14 +59,23 @@ fn line_start(text: &str, pos: usize) -> usize {
     text.as_bytes()[..pos].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Whether only whitespace stands between the start of the line and `pos`.
+/// Whether only whitespace stands between the start of the line and `pos`. Looks back
+/// only over spaces and tabs, so it is cheap on long lines.
 pub fn starts_line(text: &str, pos: usize) -> bool {
-    text.as_bytes()[line_start(text, pos)..pos].iter().all(|b| b.is_ascii_whitespace())
+    let bytes = text.as_bytes();
+    let mut i = pos;
+    while i > 0 && matches!(bytes[i - 1], b' ' | b'\t' | b'\r') {
+        i -= 1;
+    }
+    i == 0 || bytes[i - 1] == b'\n'
 }
 
 /// The `///` doc comment lines directly above the line of `pos`, joined, without the
 /// slashes and one following space. A blank line or any other line ends the doc comment.
 pub fn docs_before(text: &str, pos: usize) -> Option<String> {
+    if !starts_line(text, pos) {
+        return None;
+    }
     let mut end = line_start(text, pos);
     let mut lines = Vec::new();
     while end > 0 {
@@ -238,8 +247,12 @@ pub enum Resume {
 /// The offset of the first place at or after `not_before` to resume parsing after an item
 /// that starts at `from`, or the end of the text. Brackets are counted from `from`, so a
 /// keyword inside an unfinished record or call of the item is not taken for the next item.
+///
+/// Besides keywords, any word that starts a line no deeper than the item itself is a
+/// place to try: it is likely the next item, perhaps with a misspelt keyword.
 pub fn resume_point(text: &str, from: usize, not_before: usize, resume: Resume) -> usize {
     let bytes = text.as_bytes();
+    let item_column = column(text, from);
     let mut depth = 0i64;
     let mut pos = from;
     while pos < bytes.len() {
@@ -258,12 +271,14 @@ pub fn resume_point(text: &str, from: usize, not_before: usize, resume: Resume) 
             b if is_ident_byte(b) => {
                 let word = word_at(text, pos);
                 if pos >= not_before && pos > from && starts_line(text, pos) {
-                    let column0 = pos == 0 || bytes[pos - 1] == b'\n';
+                    let column = column(text, pos);
                     let declaration = DECLARATION_KEYWORDS.contains(&word);
                     let found = match resume {
-                        Resume::Declaration => declaration && (column0 || depth <= 0),
+                        Resume::Declaration => (declaration && depth <= 0) || column == 0,
                         Resume::FlowItem => {
-                            (declaration && column0) || (depth == 0 && FLOW_ITEM_KEYWORDS.contains(&word))
+                            (declaration && column == 0)
+                                || (depth == 0 && FLOW_ITEM_KEYWORDS.contains(&word))
+                                || (depth <= 0 && column <= item_column)
                         }
                     };
                     if found {
@@ -359,19 +374,36 @@ pub fn line_starting_with(
     None
 }
 
-/// The offset just after the last non-trivia character before `pos`.
-pub fn end_of_previous_token(text: &str, from: usize, pos: usize) -> usize {
-    // Walk forward, remembering the end of the last thing that was not trivia.
-    let mut last = from;
-    let mut cursor = from;
-    while cursor < pos {
-        let next = skip_trivia(text, cursor);
-        if next >= pos {
-            break;
+/// The end of the text `start..end` without its trailing whitespace and comments: the
+/// offset just after the last token before `end`.
+pub fn trim_trivia(text: &str, start: usize, mut end: usize) -> usize {
+    let bytes = text.as_bytes();
+    loop {
+        while end > start && bytes[end - 1].is_ascii_whitespace() {
+            end -= 1;
         }
-        let end = next + text[next..].chars().next().map_or(1, char::len_utf8);
-        last = end;
-        cursor = end;
+        // A comment may end the remaining text of its line.
+        let line_start = bytes[start..end].iter().rposition(|&b| b == b'\n').map_or(start, |i| start + i + 1);
+        match comment_start(&text[line_start..end]) {
+            Some(offset) => end = line_start + offset,
+            None => return end,
+        }
     }
-    last
+}
+
+/// Where a `//` comment starts in one line of text, outside strings.
+fn comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }

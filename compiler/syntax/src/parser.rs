@@ -123,7 +123,7 @@ impl<'t> Driver<'t> {
             }
             Err(error) => error,
         };
-        let worded = errors::word(&text[pos..], &error, context);
+        let worded = errors::word(&text[pos..], &error, context, "the end of the file");
         let at = pos + worded.at;
         let resume_at = self.resume_after(pos, at, resume);
         if self.lex_error_in(pos, resume_at.max(at + 1)).is_some() {
@@ -138,6 +138,9 @@ impl<'t> Driver<'t> {
             return Err(resume_at);
         }
         if let Some(resume_at) = self.unclosed_bracket(pos, at, resume) {
+            return Err(resume_at);
+        }
+        if let Some(resume_at) = self.ran_into_next_item(rule, pos, at, resume, context) {
             return Err(resume_at);
         }
         let mut diagnostic = Diagnostic::new(Code::E0001, self.file, Span::new(at, at + worded.len), worded.message);
@@ -185,7 +188,7 @@ impl<'t> Driver<'t> {
             })?
         };
         let bracket = lexer::unclosed_bracket(text, item_start, next_item)?;
-        let last = lexer::end_of_previous_token(text, bracket, next_item);
+        let last = lexer::trim_trivia(text, bracket, next_item);
         let last_start = text[..last].char_indices().next_back().map_or(0, |(i, _)| i);
         let open = &text[bracket..bracket + 1];
         let close = match open {
@@ -198,6 +201,43 @@ impl<'t> Driver<'t> {
                 .with_primary_message(format!("expected `{close}` after this"))
                 .with_label(self.file, Span::new(bracket, bracket + 1), format!("this `{open}` is not closed")),
         );
+        Some(next_item)
+    }
+
+    /// An item that fails only past the start of the next item (at its own indentation)
+    /// ran into it: `let total = 1 +` followed by `let next = …` reads `let` as a name.
+    /// Parses the item's own lines alone and reports where they end too early, on the line
+    /// of the mistake. Returns where to resume: at the next item.
+    fn ran_into_next_item(
+        &mut self,
+        rule: Rule,
+        pos: usize,
+        at: usize,
+        resume: Resume,
+        context: Context,
+    ) -> Option<usize> {
+        let text = self.text;
+        let is_next = |word: &str| match resume {
+            Resume::Declaration => DECLARATION_KEYWORDS.contains(&word),
+            Resume::FlowItem => FLOW_ITEM_KEYWORDS.contains(&word) || DECLARATION_KEYWORDS.contains(&word),
+        };
+        let next_item = lexer::line_starting_with(text, pos, at.saturating_sub(1), lexer::column(text, pos), is_next)?;
+        let own = lexer::trim_trivia(text, pos, next_item);
+        let error = FlowParser::parse(rule, &text[pos..own]).err()?;
+        let worded = errors::word(&text[pos..own], &error, context, "the end of the line");
+        let at = pos + worded.at;
+        let diagnostic = if at >= own {
+            // The item stops short: point at its last token.
+            let last = text[..own].char_indices().next_back().map_or(pos, |(i, _)| i);
+            Diagnostic::new(Code::E0001, self.file, Span::new(last, own), worded.message)
+                .with_primary_message(format!("expected {} after this", worded.expected))
+        } else {
+            Diagnostic::new(Code::E0001, self.file, Span::new(at, at + worded.len), worded.message)
+        };
+        self.diagnostics.push(match worded.help {
+            Some(help) => diagnostic.with_help(help),
+            None => diagnostic,
+        });
         Some(next_item)
     }
 
@@ -228,7 +268,7 @@ impl<'t> Driver<'t> {
         loop {
             let at = skip_trivia(text, cursor);
             if at >= text.len() || self.is_unclosed_flow_end(at) {
-                self.unclosed_flow(&name, open_brace, cursor, at);
+                self.unclosed_flow(&name, open_brace, at);
                 cursor = at;
                 break;
             }
@@ -263,9 +303,9 @@ impl<'t> Driver<'t> {
         column0 && DECLARATION_KEYWORDS.contains(&word_at(self.text, at))
     }
 
-    fn unclosed_flow(&mut self, name: &Ident, open_brace: usize, from: usize, at: usize) {
+    fn unclosed_flow(&mut self, name: &Ident, open_brace: usize, at: usize) {
         let text = self.text;
-        let last = lexer::end_of_previous_token(text, from.min(at), at).max(open_brace + 1);
+        let last = lexer::trim_trivia(text, open_brace + 1, at);
         let last_start = text[..last].char_indices().next_back().map_or(0, |(i, _)| i);
         let found = if at >= text.len() { "the file ends" } else { "the next declaration starts" };
         self.diagnostics.push(
