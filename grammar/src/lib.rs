@@ -14,7 +14,7 @@ use pest_derive::Parser;
 pub struct FlowParser;
 
 pub use pest::Parser;
-pub use pest::error::{Error, ErrorVariant, InputLocation};
+pub use pest::error::{Error, InputLocation};
 pub use pest::iterators::{Pair, Pairs};
 pub use pest::set_error_detail;
 

@@ -39,6 +39,11 @@ fn parse_case(path: &Path, text: String) -> datatest_stable::Result<()> {
         if !parse.diagnostics.is_empty() {
             return Err(format!("expected no syntax errors:\n{rendered}").into());
         }
+        // The grammar's whole-language rule accepts what the driver accepts.
+        use flow_grammar::Parser;
+        if let Err(error) = flow_grammar::FlowParser::parse(flow_grammar::Rule::file, &text) {
+            return Err(format!("the `file` rule rejects a text the driver accepts:\n{error}").into());
+        }
         snapshot(path, &[("SOURCE", &text), ("AST", &format!("{:#?}", parse.file))]);
     } else {
         if parse.diagnostics.is_empty() {
@@ -61,6 +66,13 @@ fn check_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     if expect_ok {
         if !checked.diagnostics.is_empty() {
             return Err(format!("expected no diagnostics:\n{rendered}").into());
+        }
+        use flow_grammar::Parser;
+        for (path, contents) in flow_tests::fixture_files(&case_name(path), &text) {
+            if path.ends_with(".flow") && flow_grammar::FlowParser::parse(flow_grammar::Rule::file, &contents).is_err()
+            {
+                return Err(format!("the `file` rule rejects `{path}`, which checks clean").into());
+            }
         }
         snapshot(path, &[("SOURCE", &text), ("CHECKED", &flow_tests::dump(&checked))]);
     } else {

@@ -55,5 +55,8 @@ fn every_example_checks_clean() {
         assert!(!loaded.is_empty());
         let rendered = flow_diagnostics::render(&diagnostics, &sources, false);
         assert!(diagnostics.is_empty(), "{} under {}:\n{rendered}", path.display(), root.display());
+        use flow_grammar::Parser;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(flow_grammar::FlowParser::parse(flow_grammar::Rule::file, &text).is_ok(), "{}", path.display());
     }
 }

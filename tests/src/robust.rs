@@ -130,3 +130,11 @@ fn a_long_single_line_is_handled() {
     let garbage = "%$#".repeat(size / 3);
     assert!(survive(garbage.into_bytes()) > 0);
 }
+
+#[test]
+fn deep_nesting_after_an_unterminated_string_is_still_caught() {
+    let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let text =
+        format!("role r\nflow f {{\n  let s = \"open\n  let x = {deep}\n  let n = {}1\n}}\n", "not ".repeat(10_000));
+    assert!(survive(text.into_bytes()) >= 3);
+}

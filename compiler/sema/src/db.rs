@@ -69,9 +69,33 @@ pub struct Database {
 
 impl Default for Database {
     fn default() -> Database {
-        let mut db = Database { storage: salsa::Storage::default(), workspace: None };
+        Database::with_storage(salsa::Storage::default())
+    }
+}
+
+/// The queries a database executed, in order, as `name(input)` texts.
+pub type ExecutionLog = Arc<std::sync::Mutex<Vec<String>>>;
+
+impl Database {
+    fn with_storage(storage: salsa::Storage<Database>) -> Database {
+        let mut db = Database { storage, workspace: None };
         db.workspace = Some(Workspace::new(&db, Arc::default(), Arc::default()));
         db
+    }
+
+    /// A database that logs every query it executes: to see, and test, what an edit
+    /// recomputes.
+    pub fn logging() -> (Database, ExecutionLog) {
+        let log = ExecutionLog::default();
+        let sink = log.clone();
+        let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
+            if let salsa::EventKind::WillExecute { database_key } = event.kind {
+                if let Ok(mut log) = sink.lock() {
+                    log.push(format!("{database_key:?}"));
+                }
+            }
+        })));
+        (Database::with_storage(storage), log)
     }
 }
 

@@ -50,7 +50,7 @@ pub fn fn_bodies(db: &dyn Db, file: SourceFile) -> FnBodies {
                 .values
                 .insert(param.name.clone(), Binding::FnParam { index: position as u32, ty: param.ty.clone() });
         }
-        let body = checker.check(&ast_fn.body, &sig.ret, &format!("the result of function `{}`", sig.name));
+        let body = checker.check(&ast_fn.body, &sig.ret, &|| format!("the result of function `{}`", sig.name));
         result.diagnostics.append(&mut checker.res.diagnostics);
         result.used_files.append(&mut checker.res.used_files);
         result.functions.push(Some(Function {
@@ -261,7 +261,7 @@ impl<'a> FlowChecker<'a> {
         // Params: their defaults are constants, so they can be checked before the steps.
         for (flow_item, name, ty, default) in params {
             let ty = self.c.res.resolve_type(ty);
-            let default = self.c.check(default, &ty, &format!("the default of param `{}`", name.text));
+            let default = self.c.check(default, &ty, &|| format!("the default of param `{}`", name.text));
             self.require_constant(&default, &name.text);
             if self.declare(name, "param") {
                 let index = self.flow.params.len() as u32;
@@ -476,7 +476,7 @@ impl<'a> FlowChecker<'a> {
         match ty {
             Some(_) => {
                 let declared = self.c.res.resolve_type_quiet(ty.as_ref());
-                self.c.check(value, &declared, &format!("`let {}`", pending.name.text))
+                self.c.check(value, &declared, &|| format!("`let {}`", pending.name.text))
             }
             None => {
                 let mut hir = self.c.infer(value, None);
@@ -654,8 +654,8 @@ impl<'a> FlowChecker<'a> {
         let args =
             self.c.match_args(infer.call_span, infer.model.span, &what, &params, &infer.args, true).unwrap_or_default();
         let fallback = infer.fallback.as_ref().map(|fallback| {
-            let context = format!("the fallback of `{}`", self.flow.steps[index].name);
-            self.c.check(fallback, &sig.output, &context)
+            let step = self.flow.steps[index].name.clone();
+            self.c.check(fallback, &sig.output, &|| format!("the fallback of `{step}`"))
         });
         StepKind::Infer { model: model.id, args, fallback }
     }
@@ -937,7 +937,7 @@ impl<'a> FlowChecker<'a> {
             return StepKind::Emit { output: u32::MAX, value: hir::Expr::error(value.span) };
         };
         let ty = self.flow.outputs[output].ty.clone();
-        let value = self.c.check(value, &ty, &format!("output `{}`", name.text));
+        let value = self.c.check(value, &ty, &|| format!("output `{}`", name.text));
         StepKind::Emit { output: output as u32, value }
     }
 

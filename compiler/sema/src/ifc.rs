@@ -332,16 +332,14 @@ impl<'a> Analyzer<'a> {
             }
             return taint;
         };
-        let mut taint = match r {
-            Ref::Input(i) => self.inputs.get(i as usize).cloned().unwrap_or_default(),
-            Ref::Param(_) => Taint::default(),
-            Ref::Step(i) => self.steps.get(i as usize).cloned().unwrap_or_default(),
-            Ref::FnParam(i) => env.params.get(i as usize).cloned().unwrap_or_default(),
-            Ref::Local(depth) => env.locals.iter().rev().nth(depth as usize).cloned().unwrap_or_default(),
+        let root_taint = match r {
+            Ref::Input(i) => self.inputs.get(i as usize),
+            Ref::Param(_) => None,
+            Ref::Step(i) => self.steps.get(i as usize),
+            Ref::FnParam(i) => env.params.get(i as usize),
+            Ref::Local(depth) => env.locals.iter().rev().nth(depth as usize),
         };
-        for name in path.iter().rev() {
-            taint = taint.field(name);
-        }
+        let mut taint = select(root_taint, &path);
         if !taint.is_clean() && matches!(r, Ref::Input(_) | Ref::Step(_)) && env.call_site.is_none() {
             let text = print::expr(self.names(env), expr);
             let hop = Hop { file, span: expr.span, text: format!("`{text}` is read here") };
@@ -355,7 +353,8 @@ impl<'a> Analyzer<'a> {
             return Taint::default();
         }
         let Some(source) = self.db.workspace().file(self.db, function.file) else { return Taint::default() };
-        let Some(Some(body)) = fn_bodies(self.db, source).functions.get(function.index as usize).cloned() else {
+        let db = self.db;
+        let Some(Some(body)) = fn_bodies(db, source).functions.get(function.index as usize) else {
             return Taint::default();
         };
         let call_site = env.call_site.clone().unwrap_or(CallSite { file, span, function: body.name.clone() });
@@ -533,6 +532,24 @@ impl<'a> Analyzer<'a> {
             self.steps[index] = taint;
         }
     }
+}
+
+/// The labels of the value at `path` (innermost field last in reading order, so the path is
+/// walked from its end) below `root`: the subtree there, with the labels of everything
+/// around it on the way. Walks by reference and copies only what is selected.
+fn select(root: Option<&Taint>, path: &[&str]) -> Taint {
+    let Some(mut node) = root else { return Taint::default() };
+    let mut here = node.here.clone();
+    for name in path.iter().rev() {
+        match node.fields.get(*name) {
+            Some(child) => {
+                merge(&mut here, &child.here);
+                node = child;
+            }
+            None => return Taint::flat(here),
+        }
+    }
+    Taint { here, fields: node.fields.clone(), elem: node.elem.clone() }
 }
 
 /// The steps in an order where each comes after the steps it reads; steps in a cycle

@@ -32,7 +32,7 @@ use std::collections::BTreeSet;
 
 use flow_diagnostics::{Code, Diagnostic};
 
-pub use db::{Database, Db, DeclId, Entry, SourceFile, Workspace};
+pub use db::{Database, Db, DeclId, Entry, ExecutionLog, SourceFile, Workspace};
 pub use flows::{CheckedFile, FnBodies, check_file, fn_bodies};
 pub use global::{GlobalChecks, global_checks};
 pub use load::{ReadError, Request, normalize, resolve_relative};

@@ -327,21 +327,29 @@ struct Explorer<'a> {
 }
 
 impl Explorer<'_> {
-    fn explore(&mut self, values: &mut Vec<Option<Value>>) {
+    /// Explores the cases below the current partial assignment. `alive` holds the rows
+    /// (in order) that are not yet known to be false: assigning more values only turns
+    /// unknown conditions into known ones, so rows false here stay false below.
+    fn explore(&mut self, values: &mut Vec<Option<Value>>, alive: &[usize]) {
         if self.leaves >= BUDGET {
             return;
         }
         self.leaves += 1;
-        for (index, row) in self.rows.iter().enumerate() {
-            match eval(row, values) {
+        for (position, &index) in alive.iter().enumerate() {
+            match eval(&self.rows[index], values) {
                 Some(false) => continue,
                 Some(true) => {
                     self.used[index] = true;
                     return;
                 }
                 None => {
-                    let Some(var) = unassigned(row, values) else { return };
-                    self.split(var, values);
+                    let Some(var) = unassigned(&self.rows[index], values) else { return };
+                    let still_alive: Vec<usize> = alive[position..]
+                        .iter()
+                        .copied()
+                        .filter(|&row| eval(&self.rows[row], values) != Some(false))
+                        .collect();
+                    self.split(var, values, &still_alive);
                     return;
                 }
             }
@@ -351,19 +359,19 @@ impl Explorer<'_> {
         }
     }
 
-    fn split(&mut self, var: usize, values: &mut Vec<Option<Value>>) {
+    fn split(&mut self, var: usize, values: &mut Vec<Option<Value>>, alive: &[usize]) {
         match &self.vars[var].kind {
             Kind::Bool => {
                 for b in [true, false] {
                     values[var] = Some(Value::Bool(b));
-                    self.explore(values);
+                    self.explore(values, alive);
                 }
                 values[var] = None;
             }
             Kind::Enum(variants) => {
                 for index in 0..variants.len() {
                     values[var] = Some(Value::Enum(index));
-                    self.explore(values);
+                    self.explore(values, alive);
                 }
                 values[var] = None;
             }
@@ -376,7 +384,7 @@ impl Explorer<'_> {
                     for (slot, member) in members.iter().enumerate() {
                         values[*member] = Some(Value::Num(candidates[slot][assignment[slot]]));
                     }
-                    self.explore(values);
+                    self.explore(values, alive);
                     if self.leaves >= BUDGET {
                         break;
                     }
@@ -557,7 +565,8 @@ fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
         leaves: 0,
     };
     let mut values = vec![None; vars.len()];
-    explorer.explore(&mut values);
+    let all_rows: Vec<usize> = (0..conds.len()).collect();
+    explorer.explore(&mut values, &all_rows);
     let too_complex = explorer.leaves >= BUDGET;
     let mut analysis = Analysis { too_complex, ..Analysis::default() };
     if too_complex {
@@ -588,7 +597,7 @@ fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
                 leaves: 0,
             };
             let mut values = vec![None; vars.len()];
-            solo.explore(&mut values);
+            solo.explore(&mut values, &[0]);
             analysis.dead.push((index, !solo.used[0]));
         }
     }

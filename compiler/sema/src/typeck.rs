@@ -61,6 +61,25 @@ pub struct ReviewEnums {
     pub conditional: bool,
 }
 
+/// What a value is for, in the steward's words ("a gate condition", "field `tier` of
+/// `Decision`"). Formatted only when a message needs it: checking is on the hot path and
+/// errors are rare.
+pub trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl Describe for str {
+    fn describe(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl<F: Fn() -> String> Describe for F {
+    fn describe(&self) -> String {
+        self()
+    }
+}
+
 pub const BUILTINS: &[&str] =
     &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded"];
 
@@ -104,10 +123,11 @@ impl<'a> Checker<'a> {
 
     /// Checks `expr` where a value of type `expected` is wanted. `context` says what the
     /// value is for, in the steward's words ("a gate condition", "field `tier` of …").
-    pub fn check(&mut self, expr: &ast::Expr, expected: &Ty, context: &str) -> Expr {
+    pub fn check<C: Describe + ?Sized>(&mut self, expr: &ast::Expr, expected: &Ty, context: &C) -> Expr {
         if let A::If { branches, otherwise } = &expr.kind {
             // Each branch is checked on its own, so a mistake points at its branch.
-            return self.if_expr(expr.span, branches, otherwise, Some(expected), Some(context));
+            let describe = || context.describe();
+            return self.if_expr(expr.span, branches, otherwise, Some(expected), Some(&describe));
         }
         let mut hir = self.infer(expr, Some(expected));
         self.coerce(&mut hir, expected, context);
@@ -115,7 +135,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Reports when `hir` does not fit `expected`, and then gives it the error type.
-    pub fn coerce(&mut self, hir: &mut Expr, expected: &Ty, context: &str) {
+    pub fn coerce<C: Describe + ?Sized>(&mut self, hir: &mut Expr, expected: &Ty, context: &C) {
         if self.reject_step_value(hir) {
             return;
         }
@@ -123,6 +143,7 @@ impl<'a> Checker<'a> {
             return;
         }
         let found = hir.ty.clone();
+        let context = context.describe();
         match (&found, expected) {
             (Ty::Optional(inner), _) if inner.fits(expected) => {
                 self.unchecked_optional(hir.span, &found);
@@ -263,31 +284,34 @@ impl<'a> Checker<'a> {
                 };
             }
         }
-        if let Some(binding) = self.values.get(text).cloned() {
-            let (r, ty) = match binding {
-                Binding::Input { index, ty, .. } => (Ref::Input(index), ty),
-                Binding::Param { index, ty } => (Ref::Param(index), ty),
-                Binding::FnParam { index, ty } => (Ref::FnParam(index), ty),
-                Binding::Step { index, .. } if self.untyped_lets.contains(&index) => {
-                    self.waiting_for.insert(index);
-                    (Ref::Step(index), Ty::Error)
+        if let Some(binding) = self.values.get(text) {
+            let found = match binding {
+                Binding::Input { index, ty, .. } => Some((Ref::Input(*index), ty.clone())),
+                Binding::Param { index, ty } => Some((Ref::Param(*index), ty.clone())),
+                Binding::FnParam { index, ty } => Some((Ref::FnParam(*index), ty.clone())),
+                Binding::Step { index, ty, .. } => {
+                    let index = *index;
+                    if self.untyped_lets.contains(&index) {
+                        self.waiting_for.insert(index);
+                        Some((Ref::Step(index), Ty::Error))
+                    } else {
+                        Some((Ref::Step(index), ty.clone()))
+                    }
                 }
-                Binding::Step { index, ty, .. } => (Ref::Step(index), ty),
-                Binding::Gate => {
+                Binding::Gate | Binding::Output => None,
+            };
+            let Some((r, ty)) = found else {
+                let gate = matches!(self.values.get(text), Some(Binding::Gate));
+                if gate {
                     self.error(Code::E1015, span, format!("gate `{text}` gives no value")).help =
                         Some("a gate guards the flow; read the condition it tests instead".to_owned());
-                    return Expr::error(span);
+                } else {
+                    let message = format!("`{text}` is an output; outputs are written by `emit`, not read");
+                    self.error(Code::E1015, span, message);
                 }
-                Binding::Output => {
-                    self.error(
-                        Code::E1015,
-                        span,
-                        format!("`{text}` is an output; outputs are written by `emit`, not read"),
-                    );
-                    return Expr::error(span);
-                }
+                return Expr::error(span);
             };
-            let ty = self.narrow(&Place { root: r, fields: Vec::new() }, ty);
+            let ty = if ty.is_optional() { self.narrow(&Place { root: r, fields: Vec::new() }, ty) } else { ty };
             return Expr { kind: ExprKind::Ref(r), ty, span };
         }
         if let Some(def) = self.res.lookup(text) {
@@ -464,7 +488,8 @@ impl<'a> Checker<'a> {
                 (u32::MAX, Ty::Error)
             }
         };
-        let ty = match place_of(&base) {
+        // Only an optional field can have been proved present.
+        let ty = match place_of(&base).filter(|_| ty.is_optional()) {
             Some(mut place) => {
                 place.fields.push(name.to_owned());
                 self.narrow(&place, ty)
@@ -535,8 +560,7 @@ impl<'a> Checker<'a> {
             }
             match sig.field(name) {
                 Some((index, field)) => {
-                    let context = format!("field `{name}` of `{}`", sig.name);
-                    let value = self.check(&init.value, &field.ty, &context);
+                    let value = self.check(&init.value, &field.ty, &|| format!("field `{name}` of `{}`", sig.name));
                     values[index] = Some(value);
                 }
                 None => {
@@ -603,11 +627,11 @@ impl<'a> Checker<'a> {
     fn binary(&mut self, op: BinaryOp, op_span: Span, lhs: &ast::Expr, rhs: &ast::Expr) -> (ExprKind, Ty) {
         if matches!(op, BinaryOp::And | BinaryOp::Or) {
             let mut lhs = self.infer(lhs, Some(&Ty::Bool));
-            self.coerce(&mut lhs, &Ty::Bool, &format!("each side of `{}`", op.as_str()));
+            self.coerce(&mut lhs, &Ty::Bool, &|| format!("each side of `{}`", op.as_str()));
             let facts = facts_when(&lhs, op == BinaryOp::And);
             let saved = self.facts.len();
             self.facts.extend(facts);
-            let rhs = self.check(rhs, &Ty::Bool, &format!("each side of `{}`", op.as_str()));
+            let rhs = self.check(rhs, &Ty::Bool, &|| format!("each side of `{}`", op.as_str()));
             self.facts.truncate(saved);
             return (ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, Ty::Bool);
         }
@@ -679,7 +703,7 @@ impl<'a> Checker<'a> {
         branches: &[(ast::Expr, ast::Expr)],
         otherwise: &ast::Expr,
         hint: Option<&Ty>,
-        context: Option<&str>,
+        context: Option<&dyn Describe>,
     ) -> Expr {
         let saved = self.facts.len();
         let mut hir_branches = Vec::new();
@@ -724,7 +748,13 @@ impl<'a> Checker<'a> {
 
     /// One branch of an `if`: checked against the expected type when there is a context,
     /// inferred otherwise.
-    fn branch(&mut self, expr: &ast::Expr, hint: Option<&Ty>, so_far: Option<&Ty>, context: Option<&str>) -> Expr {
+    fn branch(
+        &mut self,
+        expr: &ast::Expr,
+        hint: Option<&Ty>,
+        so_far: Option<&Ty>,
+        context: Option<&dyn Describe>,
+    ) -> Expr {
         match (context, hint) {
             (Some(context), Some(expected)) => self.check(expr, expected, context),
             _ => {
@@ -983,7 +1013,7 @@ impl<'a> Checker<'a> {
         };
         let var = args[1].lambda.as_ref().map(|v| v.text.clone()).unwrap_or_default();
         self.locals.push((var.clone(), element));
-        let body = self.check(&args[1].value, &Ty::Bool, &format!("the condition of `{name}`"));
+        let body = self.check(&args[1].value, &Ty::Bool, &|| format!("the condition of `{name}`"));
         self.locals.pop();
         Expr { kind: ExprKind::Quantifier { all, list: Box::new(list), var, body: Box::new(body) }, ty: Ty::Bool, span }
     }
@@ -1045,7 +1075,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
             for (index, (arg, (param, ty))) in args.iter().zip(params).enumerate() {
-                slots[index] = Some(self.check(&arg.value, ty, &format!("argument `{param}` of {what}")));
+                slots[index] = Some(self.check(&arg.value, ty, &|| format!("argument `{param}` of {what}")));
             }
         } else if named < args.len() {
             let positional = args.iter().find(|a| a.name.is_none()).map_or(call_span, |a| a.span);
@@ -1067,7 +1097,7 @@ impl<'a> Checker<'a> {
                     }
                     Some(index) => {
                         let (param, ty) = &params[index];
-                        slots[index] = Some(self.check(&arg.value, ty, &format!("argument `{param}` of {what}")));
+                        slots[index] = Some(self.check(&arg.value, ty, &|| format!("argument `{param}` of {what}")));
                     }
                     None => {
                         let help =

@@ -105,10 +105,38 @@ fn kids<'i>(pair: P<'i>) -> impl Iterator<Item = P<'i>> {
     pair.into_inner().filter(|p| !is_keyword(p.as_rule()))
 }
 
-/// An expression and how deeply its operators nest.
+/// An expression, how deeply its operators nest, and whether it was written in brackets.
 struct Built {
     expr: Expr,
     depth: u32,
+    parenthesized: bool,
+}
+
+/// An element of an expression's operator stream.
+enum Token<'i> {
+    Prefix(P<'i>),
+    Infix(P<'i>),
+    /// A primary and the fields read from it.
+    Operand(P<'i>, Vec<P<'i>>),
+}
+
+/// The operator stream of an `expr` pair: prefixes that the grammar nests in `unary` pairs
+/// come out in order, so precedence decides what they apply to. The lexer bounds how
+/// deeply `unary` pairs nest.
+fn flatten<'i>(pair: P<'i>, tokens: &mut Vec<Token<'i>>) {
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::unary => flatten(part, tokens),
+            Rule::prefix => tokens.push(Token::Prefix(part)),
+            Rule::infix => tokens.push(Token::Infix(part)),
+            Rule::field => {
+                if let Some(Token::Operand(_, fields)) = tokens.last_mut() {
+                    fields.push(part);
+                }
+            }
+            _ => tokens.push(Token::Operand(part, Vec::new())),
+        }
+    }
 }
 
 impl<'t> Builder<'t> {
@@ -155,11 +183,11 @@ impl<'t> Builder<'t> {
     // -----------------------------------------------------------------------------------
     // Declarations.
 
-    /// Builds a declaration from an `item_entry` pair.
-    pub fn item(&mut self, entry: P<'_>) -> Item {
-        let span = self.span(&entry);
+    /// Builds a declaration from an `item` pair.
+    pub fn item(&mut self, item: P<'_>) -> Item {
+        let span = self.span(&item);
         let docs = self.docs(span);
-        let kind = match kids(entry).next().and_then(|item| kids(item).next()) {
+        let kind = match kids(item).next() {
             Some(decl) => self.declaration(decl),
             None => ItemKind::Error,
         };
@@ -342,11 +370,11 @@ impl<'t> Builder<'t> {
         kids(head).next().map(|name| self.ident(&name))
     }
 
-    /// Builds a flow item from a `flow_item_entry` pair.
-    pub fn flow_item(&mut self, entry: P<'_>) -> FlowItem {
-        let span = self.span(&entry);
+    /// Builds a flow item from a `flow_item` pair.
+    pub fn flow_item(&mut self, item: P<'_>) -> FlowItem {
+        let span = self.span(&item);
         let docs = self.docs(span);
-        let kind = match kids(entry).next().and_then(|item| kids(item).next()) {
+        let kind = match kids(item).next() {
             Some(item) => self.flow_item_kind(item).unwrap_or(FlowItemKind::Error),
             None => FlowItemKind::Error,
         };
@@ -690,8 +718,13 @@ impl<'t> Builder<'t> {
     fn expr_depth(&mut self, pair: P<'_>) -> Built {
         let span = self.span(&pair);
         match pair.as_rule() {
-            Rule::expr | Rule::paren | Rule::primary | Rule::literal => match kids(pair).next() {
-                Some(inner) => self.expr_depth(inner),
+            Rule::expr => self.pratt(pair),
+            Rule::paren => match kids(pair).next() {
+                Some(inner) => {
+                    let mut built = self.expr_depth(inner);
+                    built.parenthesized = true;
+                    built
+                }
                 None => self.error_node(span),
             },
             Rule::if_expr => {
@@ -706,56 +739,29 @@ impl<'t> Builder<'t> {
                 }
                 self.node(span, depth + 1, ExprKind::If { branches, otherwise: Box::new(otherwise.expr) })
             }
-            Rule::or_expr | Rule::and_expr | Rule::cmp_expr | Rule::add_expr | Rule::mul_expr => {
-                self.binary_chain(pair)
-            }
-            Rule::not_expr | Rule::neg_expr => {
-                let mut ops = Vec::new();
-                let mut operand = None;
-                for part in pair.into_inner() {
-                    match part.as_rule() {
-                        Rule::kw_not => ops.push((UnaryOp::Not, self.span(&part))),
-                        Rule::neg => ops.push((UnaryOp::Neg, self.span(&part))),
-                        _ => operand = Some(part),
-                    }
-                }
-                let Some(operand) = operand else { return self.error_node(span) };
-                let mut built = self.expr_depth(operand);
-                for (op, op_span) in ops.into_iter().rev() {
-                    let span = op_span.cover(built.expr.span);
-                    let kind = ExprKind::Unary { op, op_span, operand: Box::new(built.expr) };
-                    built = self.node(span, built.depth + 1, kind);
-                    if matches!(built.expr.kind, ExprKind::Error) {
-                        return built;
-                    }
-                }
-                built
-            }
-            Rule::postfix => {
-                let mut parts = pair.into_inner();
-                let Some(primary) = parts.next() else { return self.error_node(span) };
-                let mut built = self.expr_depth(primary);
-                for field in parts {
-                    let field = self.ident(&field);
-                    let span = built.expr.span.cover(field.span);
-                    let kind = ExprKind::Field { base: Box::new(built.expr), field };
-                    built = self.node(span, built.depth + 1, kind);
-                }
-                built
-            }
-            Rule::call => {
+            Rule::named => {
                 let mut parts = kids(pair);
-                let Some(callee) = parts.next() else { return self.error_node(span) };
-                let callee = self.ident(&callee);
-                let (args, depth) = parts.next().map(|a| self.args_depth(a)).unwrap_or_default();
-                self.node(span, depth + 1, ExprKind::Call { callee, args })
+                let Some(name) = parts.next() else { return self.error_node(span) };
+                let name = self.ident(&name);
+                match parts.next() {
+                    Some(call_args) => {
+                        let (args, depth) = kids(call_args).next().map(|a| self.args_depth(a)).unwrap_or_default();
+                        self.node(span, depth + 1, ExprKind::Call { callee: name, args })
+                    }
+                    None => self.node(span, 1, ExprKind::Name(name)),
+                }
             }
-            Rule::record => {
+            Rule::typed => {
                 let mut parts = kids(pair);
-                let Some(ty) = parts.next() else { return self.error_node(span) };
+                let (Some(ty), Some(rest)) = (parts.next(), parts.next()) else { return self.error_node(span) };
                 let ty = self.ident(&ty);
+                if rest.as_rule() == Rule::variant_suffix {
+                    let Some(variant) = kids(rest).next() else { return self.error_node(span) };
+                    let kind = ExprKind::Variant { ty, variant: self.ident(&variant) };
+                    return self.node(span, 1, kind);
+                }
                 let mut depth = 0;
-                let fields = parts
+                let fields = kids(rest)
                     .filter_map(|init| {
                         let mut parts = kids(init);
                         let name = self.ident(&parts.next()?);
@@ -765,16 +771,6 @@ impl<'t> Builder<'t> {
                     })
                     .collect();
                 self.node(span, depth + 1, ExprKind::Record { ty, fields })
-            }
-            Rule::variant_path => {
-                let mut parts = kids(pair);
-                match (parts.next(), parts.next()) {
-                    (Some(ty), Some(variant)) => {
-                        let kind = ExprKind::Variant { ty: self.ident(&ty), variant: self.ident(&variant) };
-                        self.node(span, 1, kind)
-                    }
-                    _ => self.error_node(span),
-                }
             }
             Rule::name => {
                 let kind = ExprKind::Name(self.ident(&pair));
@@ -833,39 +829,83 @@ impl<'t> Builder<'t> {
         }
     }
 
-    /// Folds `a op b op c` to the left.
-    fn binary_chain(&mut self, pair: P<'_>) -> Built {
-        let span = self.span(&pair);
-        let mut parts = pair.into_inner();
-        let Some(first) = parts.next() else { return self.error_node(span) };
-        let mut acc = self.expr_depth(first);
-        while let (Some(op), Some(rhs)) = (parts.next(), parts.next()) {
-            let op_span = self.span(&op);
-            let op = match op.as_str() {
-                "or" => BinaryOp::Or,
-                "and" => BinaryOp::And,
-                "==" => BinaryOp::Eq,
-                "!=" => BinaryOp::Ne,
-                "<" => BinaryOp::Lt,
-                "<=" => BinaryOp::Le,
-                ">" => BinaryOp::Gt,
-                ">=" => BinaryOp::Ge,
-                "+" => BinaryOp::Add,
-                "-" => BinaryOp::Sub,
-                "*" => BinaryOp::Mul,
-                _ => BinaryOp::Div,
-            };
-            let rhs = self.expr_depth(rhs);
-            let depth = acc.depth.max(rhs.depth) + 1;
-            let span = acc.expr.span.cover(rhs.expr.span);
-            let kind = ExprKind::Binary { op, op_span, lhs: Box::new(acc.expr), rhs: Box::new(rhs.expr) };
-            acc = self.node(span, depth, kind);
-            if matches!(acc.expr.kind, ExprKind::Error) {
-                // Stop folding: the chain is too deep and was reported.
-                return acc;
+    /// Builds an expression from its flat sequence of operands and operators, by the
+    /// precedences in `flow.pest` (precedence climbing: recursion only where a tighter
+    /// operator follows a looser one, so long chains are folded in a loop).
+    fn pratt(&mut self, pair: P<'_>) -> Built {
+        let mut tokens = Vec::new();
+        flatten(pair, &mut tokens);
+        let mut cursor = 0;
+        self.climb(&tokens, &mut cursor, 0)
+    }
+
+    /// Parses operands and operators from `tokens[*cursor..]` while the operators bind at
+    /// least as tightly as `min_power`.
+    fn climb(&mut self, tokens: &[Token<'_>], cursor: &mut usize, min_power: u8) -> Built {
+        let Some(first) = tokens.get(*cursor) else { return self.error_node(Span::default()) };
+        *cursor += 1;
+        let mut lhs = match first {
+            Token::Prefix(prefix) => {
+                let op_span = self.span(prefix);
+                let (op, power) = if prefix.as_str() == "-" { (UnaryOp::Neg, 13) } else { (UnaryOp::Not, 5) };
+                let operand = self.climb(tokens, cursor, power);
+                let span = op_span.cover(operand.expr.span);
+                let kind = ExprKind::Unary { op, op_span, operand: Box::new(operand.expr) };
+                self.node(span, operand.depth + 1, kind)
             }
+            Token::Operand(primary, fields) => {
+                let mut built = self.expr_depth(primary.clone());
+                for field in fields {
+                    let Some(name) = kids(field.clone()).next() else { continue };
+                    let field = self.ident(&name);
+                    let span = built.expr.span.cover(field.span);
+                    let kind = ExprKind::Field { base: Box::new(built.expr), field };
+                    built = self.node(span, built.depth + 1, kind);
+                }
+                built
+            }
+            Token::Infix(op) => self.error_node(self.span(op)),
+        };
+        let parts = tokens;
+        while let Some(Token::Infix(op_pair)) = parts.get(*cursor) {
+            let (op, left, right) = match op_pair.as_str() {
+                "or" => (BinaryOp::Or, 1, 2),
+                "and" => (BinaryOp::And, 3, 4),
+                "==" => (BinaryOp::Eq, 7, 8),
+                "!=" => (BinaryOp::Ne, 7, 8),
+                "<" => (BinaryOp::Lt, 7, 8),
+                "<=" => (BinaryOp::Le, 7, 8),
+                ">" => (BinaryOp::Gt, 7, 8),
+                ">=" => (BinaryOp::Ge, 7, 8),
+                "+" => (BinaryOp::Add, 9, 10),
+                "-" => (BinaryOp::Sub, 9, 10),
+                "*" => (BinaryOp::Mul, 11, 12),
+                _ => (BinaryOp::Div, 11, 12),
+            };
+            if left < min_power {
+                break;
+            }
+            let op_span = self.span(op_pair);
+            *cursor += 1;
+            let rhs = self.climb(parts, cursor, right);
+            lhs = self.infix(lhs, op, op_span, rhs);
         }
-        acc
+        lhs
+    }
+
+    fn infix(&mut self, lhs: Built, op: BinaryOp, op_span: Span, rhs: Built) -> Built {
+        let span = lhs.expr.span.cover(rhs.expr.span);
+        let chained = |side: &Built| {
+            !side.parenthesized && matches!(&side.expr.kind, ExprKind::Binary { op, .. } if op.is_comparison())
+        };
+        if op.is_comparison() && (chained(&lhs) || chained(&rhs)) {
+            self.error(Code::E0001, op_span, "comparisons do not chain").help =
+                Some("compare twice and combine: `a < b and b < c`".to_owned());
+            return self.error_node(span);
+        }
+        let depth = lhs.depth.max(rhs.depth) + 1;
+        let kind = ExprKind::Binary { op, op_span, lhs: Box::new(lhs.expr), rhs: Box::new(rhs.expr) };
+        self.node(span, depth, kind)
     }
 
     fn literal(&mut self, span: Span, kind: Result<ExprKind, String>) -> Built {
@@ -893,10 +933,10 @@ impl<'t> Builder<'t> {
             }
             return self.error_node(span);
         }
-        Built { expr: Expr { kind, span }, depth }
+        Built { expr: Expr { kind, span }, depth, parenthesized: false }
     }
 
     fn error_node(&mut self, span: Span) -> Built {
-        Built { expr: Expr { kind: ExprKind::Error, span }, depth: 1 }
+        Built { expr: Expr { kind: ExprKind::Error, span }, depth: 1, parenthesized: false }
     }
 }

@@ -26,8 +26,6 @@ pub(crate) struct Worded {
     pub len: usize,
     pub message: String,
     pub help: Option<String>,
-    /// Whether pest gave up because the stack ran low.
-    pub too_deep: bool,
     /// What was expected, in words.
     pub expected: String,
 }
@@ -54,18 +52,14 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::req_term | Rule::requirement => "an approval requirement (`auto`, `N of role` or `all of role, …`)",
         Rule::gate_kind => "`info`, `soft` or `block`",
         Rule::expr
-        | Rule::primary
-        | Rule::neg_expr
-        | Rule::not_expr
-        | Rule::postfix
-        | Rule::cmp_expr
-        | Rule::add_expr
-        | Rule::mul_expr
-        | Rule::and_expr
-        | Rule::or_expr
+        | Rule::unary
+        | Rule::field
         | Rule::if_expr
-        | Rule::literal
-        | Rule::neg => "an expression",
+        | Rule::prefix
+        | Rule::paren
+        | Rule::named
+        | Rule::typed => "an expression",
+        Rule::infix => "an operator",
         Rule::args | Rule::arg | Rule::named_arg | Rule::lambda => "an argument",
         Rule::model_setting => "a model setting",
         Rule::source_setting => "`authority`, `freshness` or `as_of`",
@@ -116,11 +110,9 @@ fn join_or(phrases: &[String]) -> String {
 }
 
 pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str) -> Worded {
-    let (mut at, stack_limit) = match (&error.location, error.parse_attempts()) {
-        (_, Some(attempts)) if attempts.max_position > 0 || error_pos(error) == 0 => {
-            (attempts.max_position, is_stack_limit(error))
-        }
-        _ => (error_pos(error), is_stack_limit(error)),
+    let mut at = match error.parse_attempts() {
+        Some(attempts) if attempts.max_position > 0 || error_pos(error) == 0 => attempts.max_position,
+        _ => error_pos(error),
     };
     let attempts = error.parse_attempts();
     let mut tokens: Vec<String> =
@@ -141,7 +133,7 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str)
     }
     let mut after_word = at > 0 && is_ident_byte(bytes[at - 1]);
     // A reserved word where a name was wanted: the failure is the word itself.
-    if after_word && rules.iter().any(|r| matches!(r, Rule::name | Rule::reserved)) {
+    if after_word && rules.contains(&Rule::name) {
         let start = (0..at).rev().take_while(|&i| is_ident_byte(bytes[i])).last().unwrap_or(at);
         if RESERVED.contains(&&text[start..at]) {
             at = start;
@@ -150,7 +142,8 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str)
         }
     }
 
-    tokens.retain(|t| !t.trim().is_empty() && t != "//" && t != "\u{feff}");
+    // Trivia: whitespace (also as character ranges) and comments.
+    tokens.retain(|t| !t.split("..").all(|part| part.trim().is_empty()) && t != "//" && t != "\u{feff}");
     if after_word {
         // Letters that would only continue the previous word, or a currency after a number.
         tokens.retain(|t| !matches!(t.as_str(), "0..9" | "a..z" | "A..Z" | "_"));
@@ -254,17 +247,9 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str)
         listed.retain(|p| p != "a number");
     }
     let (found, len) = describe_found(text, at, end);
-    let message = if stack_limit {
-        "this expression nests too deeply to read".to_owned()
-    } else {
-        format!("expected {}, found {found}", join_or(&listed))
-    };
-    let help = if stack_limit {
-        Some("split it into several `let` items".to_owned())
-    } else {
-        hint(text, at, &listed, &keywords)
-    };
-    Worded { at, len, message, help, too_deep: stack_limit, expected: join_or(&listed) }
+    let message = format!("expected {}, found {found}", join_or(&listed));
+    let help = hint(text, at, &listed, &keywords);
+    Worded { at, len, message, help, expected: join_or(&listed) }
 }
 
 /// Rules whose failure pest already reports as literal tokens.
@@ -317,10 +302,6 @@ fn error_pos(error: &Error<Rule>) -> usize {
         InputLocation::Pos(pos) => pos,
         InputLocation::Span((start, _)) => start,
     }
-}
-
-fn is_stack_limit(error: &Error<Rule>) -> bool {
-    matches!(&error.variant, flow_grammar::ErrorVariant::CustomError { message } if message.contains("stack limit"))
 }
 
 /// A hint for a recognisable slip at `at`.

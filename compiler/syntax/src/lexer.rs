@@ -6,6 +6,9 @@
 //! close, and expressions nested so deep that parsing them would exhaust the stack. This
 //! module does those scans; each is linear in the text it looks at.
 
+/// How many `not` or `-` may follow each other: the grammar nests them.
+pub const MAX_PREFIX_RUN: usize = 64;
+
 /// How deeply brackets and `if` expressions may nest. Real policies stay far below this;
 /// the limit keeps parsing and checking within a small, fixed stack on every thread.
 pub const MAX_NESTING: usize = 32;
@@ -19,6 +22,11 @@ pub const FLOW_ITEM_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
     "action", "emit", "evidence",
 ];
+
+/// Whitespace as the grammar's `WHITESPACE` rule has it: space and `\t` to `\r`.
+pub fn is_space(byte: u8) -> bool {
+    byte == b' ' || (b'\t'..=b'\r').contains(&byte)
+}
 
 pub fn is_ident_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_'
@@ -35,7 +43,7 @@ pub fn word_at(text: &str, pos: usize) -> &str {
 pub fn skip_trivia(text: &str, mut pos: usize) -> usize {
     let bytes = text.as_bytes();
     loop {
-        while pos < bytes.len() && (bytes[pos].is_ascii_whitespace()) {
+        while pos < bytes.len() && is_space(bytes[pos]) {
             pos += 1;
         }
         if text[pos..].starts_with('\u{feff}') {
@@ -103,14 +111,21 @@ pub enum LexError {
     UnterminatedString { start: usize, end: usize },
     /// The bracket or `if` at `at` nests deeper than [`MAX_NESTING`].
     TooDeep { at: usize, len: usize },
+    /// The `not` or `-` at `at` is one too many in a row ([`MAX_PREFIX_RUN`]).
+    PrefixRun { at: usize, len: usize },
 }
 
 impl LexError {
     pub fn start(self) -> usize {
         match self {
             LexError::UnterminatedString { start, .. } => start,
-            LexError::TooDeep { at, .. } => at,
+            LexError::TooDeep { at, .. } | LexError::PrefixRun { at, .. } => at,
         }
+    }
+
+    /// Whether the text around the error must not be handed to the parser at all.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, LexError::TooDeep { .. } | LexError::PrefixRun { .. })
     }
 }
 
@@ -131,6 +146,8 @@ pub fn prescan(text: &str) -> Vec<LexError> {
     // Bracket depth plus open `if`s, over the whole stack.
     let mut nesting = 0usize;
     let mut reported_deep = false;
+    // The current run of `not` and `-`.
+    let mut run = 0usize;
     let mut pos = 0;
     while pos < bytes.len() {
         let byte = bytes[pos];
@@ -163,17 +180,28 @@ pub fn prescan(text: &str) -> Vec<LexError> {
             },
             Mode::Code { .. } => match byte {
                 b'/' if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+                b'-' if bytes.get(pos + 1) != Some(&b'>') => {
+                    run += 1;
+                    if run == MAX_PREFIX_RUN + 1 {
+                        errors.push(LexError::PrefixRun { at: pos, len: 1 });
+                    }
+                    pos += 1;
+                }
+                b if is_space(b) => pos += 1,
                 b'"' => {
+                    run = 0;
                     stack.push(Mode::Str { start: pos });
                     pos += 1;
                 }
                 b'(' | b'[' | b'{' => {
+                    run = 0;
                     stack.push(Mode::Code { ifs: 0 });
                     nesting += 1;
                     check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
                     pos += 1;
                 }
                 b')' | b']' | b'}' => {
+                    run = 0;
                     if stack.len() > 1 {
                         if let Some(Mode::Code { ifs }) = stack.pop() {
                             nesting -= ifs + 1;
@@ -187,6 +215,15 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 b if is_ident_byte(b) => {
                     let word = word_at(text, pos);
                     let preceded = pos > 0 && is_ident_byte(bytes[pos - 1]);
+                    if word == "not" && !preceded {
+                        run += 1;
+                        if run == MAX_PREFIX_RUN + 1 {
+                            errors.push(LexError::PrefixRun { at: pos, len: 3 });
+                        }
+                        pos += 3;
+                        continue;
+                    }
+                    run = 0;
                     if !preceded {
                         if let Some(Mode::Code { ifs }) = stack.last_mut() {
                             if word == "if" {
@@ -201,7 +238,10 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                     }
                     pos += word.len().max(1);
                 }
-                _ => pos += 1,
+                _ => {
+                    run = 0;
+                    pos += 1;
+                }
             },
         }
     }
@@ -378,9 +418,22 @@ pub fn line_starting_with(
 /// offset just after the last token before `end`.
 pub fn trim_trivia(text: &str, start: usize, mut end: usize) -> usize {
     let bytes = text.as_bytes();
+    // Trailing trivia ends in whitespace, or in a comment at the very end of the text.
+    if end <= start || (end < bytes.len() && !is_space(bytes[end - 1])) {
+        return end;
+    }
+    let mut at_text_end = end == bytes.len();
     loop {
-        while end > start && bytes[end - 1].is_ascii_whitespace() {
+        let mut newline = at_text_end;
+        at_text_end = false;
+        while end > start && is_space(bytes[end - 1]) {
+            newline |= bytes[end - 1] == b'\n';
             end -= 1;
+        }
+        // A comment runs to the end of its line: only whitespace with a line break (or
+        // the end of the text) can follow one.
+        if !newline {
+            return end;
         }
         // A comment may end the remaining text of its line.
         let line_start = bytes[start..end].iter().rposition(|&b| b == b'\n').map_or(start, |i| start + i + 1);

@@ -25,9 +25,6 @@ pub struct Parse {
 /// Parses a whole file. Never fails: text that cannot be parsed becomes error nodes and
 /// diagnostics.
 pub fn parse(text: &str, file: FileId) -> Parse {
-    // Detailed attempts make the error messages precise. The setting is process-wide and
-    // only ever switched on, so parses on other threads see the same behaviour.
-    flow_grammar::set_error_detail(true);
     let mut driver = Driver { text, file, lex_errors: lexer::prescan(text), diagnostics: Vec::new() };
     for error in driver.lex_errors.clone() {
         driver.diagnostics.push(lex_diagnostic(text, file, error));
@@ -42,7 +39,7 @@ pub fn parse(text: &str, file: FileId) -> Parse {
         let (item, next) = if word_at(text, pos) == "flow" {
             driver.flow(pos)
         } else {
-            match driver.parse_one(Rule::item_entry, pos, Resume::Declaration, Context::Declaration) {
+            match driver.parse_one(Rule::item, pos, Resume::Declaration, Context::Declaration) {
                 Ok((pair, end)) => {
                     let mut builder = Builder::new(text, pos, file);
                     let item = builder.item(pair);
@@ -59,6 +56,28 @@ pub fn parse(text: &str, file: FileId) -> Parse {
     Parse { file: crate::ast::File { items }, diagnostics: driver.diagnostics }
 }
 
+/// The rule that parses an item followed by the start of the next one.
+fn entry_rule(rule: Rule) -> Rule {
+    match rule {
+        Rule::item => Rule::item_entry,
+        Rule::flow_item => Rule::flow_item_entry,
+        other => other,
+    }
+}
+
+/// Parses `text` again, recording what pest attempted at the furthest position, and
+/// returns the error. Recording makes messages precise but slows parsing down, so it is
+/// switched on only to word an error. pest's switch is process-wide: a lock makes every
+/// wording parse see it on (parses on other threads meanwhile only run slower).
+fn detailed_error(rule: Rule, text: &str) -> Option<flow_grammar::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = DETAIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    flow_grammar::set_error_detail(true);
+    let error = FlowParser::parse(rule, text).err();
+    flow_grammar::set_error_detail(false);
+    error
+}
+
 fn lex_diagnostic(text: &str, file: FileId, error: LexError) -> Diagnostic {
     match error {
         LexError::UnterminatedString { start, end } => {
@@ -73,6 +92,13 @@ fn lex_diagnostic(text: &str, file: FileId, error: LexError) -> Diagnostic {
             format!("brackets and `if` expressions nest more than {} levels deep here", lexer::MAX_NESTING),
         )
         .with_help("split the expression into several `let` items"),
+        LexError::PrefixRun { at, len } => Diagnostic::new(
+            Code::E0006,
+            file,
+            Span::new(at, (at + len).min(text.len())),
+            format!("more than {} `not` or `-` follow each other here", lexer::MAX_PREFIX_RUN),
+        )
+        .with_help("one `not` negates and two cancel out; write the condition without the repetition"),
     }
 }
 
@@ -94,6 +120,13 @@ impl<'t> Driver<'t> {
         self.lex_errors.get(index).copied().filter(|e| e.start() < end)
     }
 
+    /// Where the first lexical error at or after `pos` that must keep text from the
+    /// parser starts (deep nesting: pest's recursion is bounded only by this check).
+    fn fatal_error_after(&self, pos: usize) -> Option<usize> {
+        let index = self.lex_errors.partition_point(|e| e.start() < pos);
+        self.lex_errors[index..].iter().find(|e| e.is_fatal()).map(|e| e.start())
+    }
+
     /// Parses `rule` at `pos`. On failure, reports the error (unless a lexical error
     /// already explains it) and returns where to resume.
     fn parse_one(
@@ -105,36 +138,38 @@ impl<'t> Driver<'t> {
     ) -> Result<(Pair<'t, Rule>, usize), usize> {
         let text = self.text;
         // Text nested too deep is not handed to pest at all.
-        if let Some(LexError::TooDeep { .. }) = self.lex_error_in(pos, text.len()) {
+        if let Some(fatal) = self.fatal_error_after(pos) {
             let end = lexer::resume_point(text, pos, pos + 1, resume);
-            if matches!(self.lex_error_in(pos, end), Some(LexError::TooDeep { .. })) {
+            if fatal < end {
                 return Err(end);
             }
         }
+        // The item alone, then a check that the next item may start where it ends; the
+        // entry rule (which includes that check) parses again only to word an error.
+        let entry = entry_rule(rule);
         let error = match FlowParser::parse(rule, &text[pos..]) {
-            Ok(mut pairs) => {
-                return match pairs.next() {
-                    Some(pair) => {
-                        let end = pos + pair.as_span().end();
-                        Ok((pair, end))
+            Ok(mut pairs) => match pairs.next() {
+                Some(pair) => {
+                    let end = pos + pair.as_span().end();
+                    if rule == entry || self.may_follow(end, resume) {
+                        return Ok((pair, end));
                     }
-                    None => Err(lexer::resume_point(text, pos, pos + 1, resume)),
-                };
-            }
+                    match FlowParser::parse(entry, &text[pos..]) {
+                        Err(error) => error,
+                        // INVARIANT: the entry rule is the item rule plus the same check.
+                        Ok(_) => return Ok((pair, end)),
+                    }
+                }
+                None => return Err(lexer::resume_point(text, pos, pos + 1, resume)),
+            },
             Err(error) => error,
         };
+        let error = detailed_error(entry, &text[pos..]).unwrap_or(error);
         let worded = errors::word(&text[pos..], &error, context, "the end of the file");
         let at = pos + worded.at;
         let resume_at = self.resume_after(pos, at, resume);
         if self.lex_error_in(pos, resume_at.max(at + 1)).is_some() {
             // An unterminated string or deep nesting was already reported.
-            return Err(resume_at);
-        }
-        if worded.too_deep {
-            self.diagnostics.push(
-                Diagnostic::new(Code::E0006, self.file, Span::new(at, at + worded.len), worded.message)
-                    .with_help("split the expression into several `let` items"),
-            );
             return Err(resume_at);
         }
         if let Some(resume_at) = self.unclosed_bracket(pos, at, resume) {
@@ -149,6 +184,25 @@ impl<'t> Driver<'t> {
         }
         self.diagnostics.push(diagnostic);
         Err(resume_at)
+    }
+
+    /// Whether the next declaration or flow item may start at the first token from `end`:
+    /// the check of the entry rules' lookahead.
+    fn may_follow(&self, end: usize, resume: Resume) -> bool {
+        let text = self.text;
+        let next = skip_trivia(text, end);
+        if next >= text.len() {
+            return true;
+        }
+        let word = word_at(text, next);
+        match resume {
+            Resume::Declaration => DECLARATION_KEYWORDS.contains(&word),
+            Resume::FlowItem => {
+                text.as_bytes()[next] == b'}'
+                    || FLOW_ITEM_KEYWORDS.contains(&word)
+                    || DECLARATION_KEYWORDS.contains(&word)
+            }
+        }
     }
 
     /// Whether parsing may resume at `at`: a keyword of the right kind starting a line, the
@@ -223,7 +277,7 @@ impl<'t> Driver<'t> {
         };
         let next_item = lexer::line_starting_with(text, pos, at.saturating_sub(1), lexer::column(text, pos), is_next)?;
         let own = lexer::trim_trivia(text, pos, next_item);
-        let error = FlowParser::parse(rule, &text[pos..own]).err()?;
+        let error = detailed_error(entry_rule(rule), &text[pos..own])?;
         let worded = errors::word(&text[pos..own], &error, context, "the end of the line");
         let at = pos + worded.at;
         let diagnostic = if at >= own {
@@ -276,7 +330,7 @@ impl<'t> Driver<'t> {
                 cursor = at + 1;
                 break;
             }
-            match self.parse_one(Rule::flow_item_entry, at, Resume::FlowItem, Context::FlowItem) {
+            match self.parse_one(Rule::flow_item, at, Resume::FlowItem, Context::FlowItem) {
                 Ok((pair, end)) => {
                     let mut builder = Builder::new(text, at, self.file);
                     items.push(builder.flow_item(pair));
