@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Label, Span};
 use flow_syntax::ast::{
-    self, ExprKind as A, FlowItemKind, GateClause, GateKind, GrantKind, ItemKind, ReqTerm, ReviewClauseKind,
+    self, ExprKind as A, FlowItemKind, GateClause, GateKind, GrantKind, ItemKind, ReqTerm, ReviewClauseKind, SmolStr,
 };
 use std::collections::VecDeque;
 
@@ -148,7 +148,7 @@ struct FlowChecker<'a> {
     c: Checker<'a>,
     flow: Flow,
     /// Flow-level names and where they are declared.
-    declared: BTreeMap<String, Span>,
+    declared: BTreeMap<SmolStr, Span>,
 }
 
 impl<'a> FlowChecker<'a> {
@@ -156,7 +156,7 @@ impl<'a> FlowChecker<'a> {
         c.flow = Some(id);
         let flow = Flow {
             id,
-            name: String::new(),
+            name: SmolStr::default(),
             span: Span::default(),
             docs: None,
             version: None,
@@ -341,7 +341,7 @@ impl<'a> FlowChecker<'a> {
                 FlowItemKind::Let { .. } => (Ty::Error, Some(Binding::Step { index, ty: Ty::Error, keyword: "let" })),
                 FlowItemKind::Gate(_) => (Ty::Nothing, Some(Binding::Gate)),
                 FlowItemKind::Infer(infer) => {
-                    self.c.infers.insert(index, infer.name.text.clone());
+                    self.c.infers.insert(index, infer.name.text.to_string());
                     let ty = match self.c.res.lookup(&infer.model.text) {
                         Some(def) if def.kind == DefKind::Model => match signatures::decl(self.c.db, def.id) {
                             Some(Decl::Model(sig)) => sig.output.clone(),
@@ -649,7 +649,7 @@ impl<'a> FlowChecker<'a> {
                 fallback: None,
             };
         };
-        let params: Vec<(String, Ty)> = sig.inputs.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
+        let params: Vec<(SmolStr, Ty)> = sig.inputs.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
         let what = format!("model `{}`", sig.name);
         let args =
             self.c.match_args(infer.call_span, infer.model.span, &what, &params, &infer.args, true).unwrap_or_default();
@@ -718,7 +718,7 @@ impl<'a> FlowChecker<'a> {
         StepKind::Review { roles, condition, outcomes, reasons, edits }
     }
 
-    fn unique_list(&mut self, names: &[ast::Ident], what: &str) -> Vec<String> {
+    fn unique_list(&mut self, names: &[ast::Ident], what: &str) -> Vec<SmolStr> {
         let file = self.file();
         let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
         let mut list = Vec::new();
@@ -749,7 +749,7 @@ impl<'a> FlowChecker<'a> {
                 return None;
             }
             None => {
-                let help = suggest::help(&root.text, self.c.values.keys().map(String::as_str));
+                let help = suggest::help(&root.text, self.c.values.keys().map(SmolStr::as_str));
                 self.error(Code::E1001, root.span, format!("cannot find `{}`", root.text)).help = help;
                 return None;
             }
@@ -904,7 +904,7 @@ impl<'a> FlowChecker<'a> {
         let Some(position) = sig.actions.iter().position(|a| a.name == action.operation.text) else {
             let help =
                 suggest::help(&action.operation.text, sig.actions.iter().map(|a| a.name.as_str())).or_else(|| {
-                    Some(format!("its actions are {}", quoted_list(sig.actions.iter().map(|a| a.name.clone()))))
+                    Some(format!("its actions are {}", quoted_list(sig.actions.iter().map(|a| a.name.to_string()))))
                 });
             self.error(
                 Code::E1007,
@@ -918,7 +918,7 @@ impl<'a> FlowChecker<'a> {
             return StepKind::Action { system: system.id, action: u32::MAX, args: Vec::new(), condition, idempotency };
         };
         let target = &sig.actions[position];
-        let params: Vec<(String, Ty)> = target.params.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
+        let params: Vec<(SmolStr, Ty)> = target.params.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
         let what = format!("action `{}.{}`", sig.name, target.name);
         let args = self
             .c
@@ -963,7 +963,7 @@ impl<'a> FlowChecker<'a> {
                 ));
             }
         }
-        let missing: Vec<(String, Span)> = self
+        let missing: Vec<(SmolStr, Span)> = self
             .flow
             .outputs
             .iter()
@@ -1090,7 +1090,7 @@ impl<'a> FlowChecker<'a> {
     }
 }
 
-fn unique_names(names: &[ast::Ident]) -> Vec<String> {
+fn unique_names(names: &[ast::Ident]) -> Vec<SmolStr> {
     let mut seen = BTreeSet::new();
     names.iter().filter(|n| seen.insert(n.text.clone())).map(|n| n.text.clone()).collect()
 }
@@ -1126,7 +1126,7 @@ fn cycle_path(graph: &DiGraph<usize, Span>, component: &[NodeIndex], first: usiz
 }
 
 /// The names an expression reads, with their spans, leaving out lambda parameters.
-fn names_read(expr: &ast::Expr) -> Vec<(String, Span)> {
+fn names_read(expr: &ast::Expr) -> Vec<(SmolStr, Span)> {
     let mut names = Vec::new();
     let mut stack: Vec<(&ast::Expr, Vec<&str>)> = vec![(expr, Vec::new())];
     while let Some((expr, shadowed)) = stack.pop() {

@@ -86,7 +86,7 @@ pub fn global_checks(db: &dyn Db) -> GlobalChecks {
             let item = &parsed.file.items[index];
             let Some(name) = item.kind.name() else { continue };
             let key = DeclId { file: id, index: index as u32 };
-            let node = Node { key, name: name.text.clone(), span: name.span };
+            let node = Node { key, name: name.text.to_string(), span: name.span };
             match (decl, &item.kind) {
                 (Decl::Role(sig), ItemKind::Role(role)) => {
                     let from = roles.node(node);
@@ -229,7 +229,7 @@ impl Graphs {
             .workspace()
             .file(db, id.file)
             .and_then(|file| parse(db, file).file.items.get(id.index as usize).and_then(|i| i.kind.name().cloned()))
-            .map_or((String::new(), Span::default()), |ident| (ident.text, ident.span));
+            .map_or((String::new(), Span::default()), |ident| (ident.text.to_string(), ident.span));
         let index = self.graph.add_node(Node { key: id, name, span });
         self.nodes.insert(id, index);
         index

@@ -6,6 +6,7 @@
 //! point at source.
 
 use flow_diagnostics::Span;
+use flow_syntax::ast::SmolStr;
 use flow_syntax::ast::{BinaryOp, Decimal, GateKind, GrantKind, Timestamp, UnaryOp};
 
 use crate::db::DeclId;
@@ -94,7 +95,7 @@ pub enum ExprKind {
     /// `u32::MAX`, by name).
     Field {
         base: Box<Expr>,
-        name: String,
+        name: SmolStr,
         index: u32,
     },
     /// A call of a `fn`, with its arguments in parameter order.
@@ -110,7 +111,7 @@ pub enum ExprKind {
     Quantifier {
         all: bool,
         list: Box<Expr>,
-        var: String,
+        var: SmolStr,
         body: Box<Expr>,
     },
     /// A record literal; fields in declaration order, `None` for an absent optional.
@@ -194,15 +195,15 @@ impl Expr {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Function {
     pub id: DeclId,
-    pub name: String,
-    pub params: Vec<(String, Ty)>,
+    pub name: SmolStr,
+    pub params: Vec<(SmolStr, Ty)>,
     pub ret: Ty,
     pub body: Expr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Input {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub ty: Ty,
     pub source: Option<DeclId>,
@@ -211,7 +212,7 @@ pub struct Input {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Output {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub ty: Ty,
     pub docs: Option<String>,
@@ -219,7 +220,7 @@ pub struct Output {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Param {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub ty: Ty,
     pub default: Expr,
@@ -265,7 +266,7 @@ pub struct Row {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Edit {
     pub step: u32,
-    pub fields: Vec<String>,
+    pub fields: Vec<SmolStr>,
     pub ty: Ty,
     pub span: Span,
 }
@@ -289,8 +290,8 @@ pub enum StepKind {
     Review {
         roles: Vec<DeclId>,
         condition: Option<Expr>,
-        outcomes: Vec<String>,
-        reasons: Vec<String>,
+        outcomes: Vec<SmolStr>,
+        reasons: Vec<SmolStr>,
         edits: Vec<Edit>,
     },
     Approval {
@@ -342,7 +343,7 @@ impl StepKind {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Step {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     /// The span of the step's name.
     pub name_span: Span,
@@ -355,7 +356,7 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
     pub id: DeclId,
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub docs: Option<String>,
     pub version: Option<String>,

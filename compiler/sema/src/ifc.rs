@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Label, Span};
+use flow_syntax::ast::SmolStr;
 
 use crate::db::{Db, DeclId};
 use crate::flows::fn_bodies;
@@ -41,7 +42,7 @@ struct Taint {
     /// Labels of the value as a whole.
     here: Labels,
     /// Labels of a record's fields, by name.
-    fields: BTreeMap<String, Taint>,
+    fields: BTreeMap<SmolStr, Taint>,
     /// Labels of a list's elements.
     elem: Option<Box<Taint>>,
 }
@@ -143,7 +144,7 @@ struct Env {
     locals: Vec<Taint>,
     call_site: Option<CallSite>,
     /// The function whose body this is, for printing.
-    fn_params: Vec<(String, Ty)>,
+    fn_params: Vec<(SmolStr, Ty)>,
 }
 
 struct Analyzer<'a> {
@@ -310,7 +311,7 @@ impl<'a> Analyzer<'a> {
         let ExprKind::Ref(Ref::Input(index)) = arg.kind else { return None };
         let source = self.flow.inputs.get(index as usize)?.source?;
         match signatures::decl(self.db, source)? {
-            Decl::Source(sig) => sig.as_of.as_ref().map(|(name, _)| name.clone()),
+            Decl::Source(sig) => sig.as_of.as_ref().map(|(name, _)| name.to_string()),
             _ => None,
         }
     }
@@ -357,7 +358,7 @@ impl<'a> Analyzer<'a> {
         let Some(Some(body)) = fn_bodies(db, source).functions.get(function.index as usize) else {
             return Taint::default();
         };
-        let call_site = env.call_site.clone().unwrap_or(CallSite { file, span, function: body.name.clone() });
+        let call_site = env.call_site.clone().unwrap_or(CallSite { file, span, function: body.name.to_string() });
         let mut inner =
             Env { params: args, locals: Vec::new(), call_site: Some(call_site), fn_params: body.params.clone() };
         self.inlining.push(function);
@@ -393,7 +394,7 @@ impl<'a> Analyzer<'a> {
                         let mut inner = allowed.clone();
                         inner.extend(field.labels.iter().copied());
                         let child_path =
-                            if path.is_empty() { field.name.clone() } else { format!("{path}.{}", field.name) };
+                            if path.is_empty() { field.name.to_string() } else { format!("{path}.{}", field.name) };
                         out.extend(self.leaks(child, &field.ty, &inner, child_path));
                     }
                 }

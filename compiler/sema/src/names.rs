@@ -1,5 +1,6 @@
 //! Files to syntax trees, imports to files, and names to declarations.
 
+use flow_syntax::ast::SmolStr;
 use std::collections::BTreeMap;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
@@ -84,7 +85,7 @@ impl DefKind {
 /// A named top-level declaration of a file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NamedItem {
-    pub name: String,
+    pub name: SmolStr,
     pub kind: DefKind,
     pub index: u32,
     pub span: Span,
@@ -172,7 +173,7 @@ pub struct Def {
 /// The names visible in a file: its own declarations and those of the files it imports.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Scope {
-    pub defs: BTreeMap<String, Def>,
+    pub defs: BTreeMap<SmolStr, Def>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -205,9 +206,9 @@ pub fn scope(db: &dyn Db, file: SourceFile) -> Scope {
             }
         }
     }
-    let own: BTreeMap<String, Def> = result.defs.clone();
+    let own: BTreeMap<SmolStr, Def> = result.defs.clone();
     // Which import first brought each imported name, to report conflicts between imports.
-    let mut imported_from: BTreeMap<String, Span> = BTreeMap::new();
+    let mut imported_from: BTreeMap<SmolStr, Span> = BTreeMap::new();
     let mut imported_files: BTreeMap<FileId, Span> = BTreeMap::new();
     for import in &imports(db, file).imports {
         let Some(target) = import.target else { continue };

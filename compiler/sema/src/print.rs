@@ -1,6 +1,6 @@
 //! Printing typed expressions and values back in the language's own syntax, for messages.
 
-use flow_syntax::ast::{Decimal, UnaryOp};
+use flow_syntax::ast::{Decimal, SmolStr, UnaryOp};
 
 use crate::db::Db;
 use crate::hir::{Expr, ExprKind, Flow, Literal, Part, Ref, StepKind};
@@ -12,7 +12,7 @@ use crate::ty::{EnumKind, EnumRef};
 pub struct Names<'a> {
     pub db: &'a dyn Db,
     pub flow: Option<&'a Flow>,
-    pub fn_params: &'a [(String, crate::ty::Ty)],
+    pub fn_params: &'a [(SmolStr, crate::ty::Ty)],
 }
 
 impl Names<'_> {
@@ -21,14 +21,14 @@ impl Names<'_> {
         let index = index as usize;
         let name = match &e.kind {
             EnumKind::Decl(id) => match signatures::decl(self.db, *id) {
-                Some(Decl::Enum(sig)) => sig.variants.get(index).map(|v| v.name.clone()),
+                Some(Decl::Enum(sig)) => sig.variants.get(index).map(|v| v.name.to_string()),
                 _ => None,
             },
             EnumKind::Outcome { step, .. } | EnumKind::Reason { step, .. } => {
                 match self.flow.and_then(|f| f.steps.get(*step as usize)).map(|s| &s.kind) {
                     Some(StepKind::Review { outcomes, reasons, .. }) => {
                         let list = if matches!(e.kind, EnumKind::Outcome { .. }) { outcomes } else { reasons };
-                        Some(list.get(index).cloned().unwrap_or_else(|| "skipped".to_owned()))
+                        Some(list.get(index).map_or_else(|| "skipped".to_owned(), ToString::to_string))
                     }
                     _ => None,
                 }
@@ -40,10 +40,10 @@ impl Names<'_> {
     fn of(&self, r: Ref, locals: &[String]) -> String {
         let flow_name = |list: Option<String>| list.unwrap_or_else(|| "?".to_owned());
         match r {
-            Ref::Input(i) => flow_name(self.flow.and_then(|f| f.inputs.get(i as usize)).map(|x| x.name.clone())),
-            Ref::Param(i) => flow_name(self.flow.and_then(|f| f.params.get(i as usize)).map(|x| x.name.clone())),
-            Ref::Step(i) => flow_name(self.flow.and_then(|f| f.steps.get(i as usize)).map(|x| x.name.clone())),
-            Ref::FnParam(i) => self.fn_params.get(i as usize).map_or_else(|| "?".to_owned(), |p| p.0.clone()),
+            Ref::Input(i) => flow_name(self.flow.and_then(|f| f.inputs.get(i as usize)).map(|x| x.name.to_string())),
+            Ref::Param(i) => flow_name(self.flow.and_then(|f| f.params.get(i as usize)).map(|x| x.name.to_string())),
+            Ref::Step(i) => flow_name(self.flow.and_then(|f| f.steps.get(i as usize)).map(|x| x.name.to_string())),
+            Ref::FnParam(i) => self.fn_params.get(i as usize).map_or_else(|| "?".to_owned(), |p| p.0.to_string()),
             Ref::Local(depth) => locals.iter().rev().nth(depth as usize).cloned().unwrap_or_else(|| "?".to_owned()),
         }
     }
@@ -152,7 +152,7 @@ fn write(names: Names<'_>, expr: &Expr, locals: &mut Vec<String>) -> String {
         }
         ExprKind::Quantifier { all, list, var, body } => {
             let list = go(list, locals);
-            locals.push(var.clone());
+            locals.push(var.to_string());
             let body = go(body, locals);
             locals.pop();
             format!("{}({list}, {var} => {body})", if *all { "all" } else { "any" })

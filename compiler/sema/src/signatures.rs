@@ -2,6 +2,7 @@
 //! and labels, enum variants, role inheritance, sources, models, systems and function
 //! signatures. Checks pinned provenance (brief, section 5, check 8).
 
+use flow_syntax::ast::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
@@ -15,7 +16,7 @@ use crate::ty::Ty;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FieldSig {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub ty: Ty,
     pub labels: Vec<DeclId>,
@@ -24,7 +25,7 @@ pub struct FieldSig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecordSig {
-    pub name: String,
+    pub name: SmolStr,
     pub fields: Vec<FieldSig>,
 }
 
@@ -36,38 +37,38 @@ impl RecordSig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct VariantSig {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub docs: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EnumSig {
-    pub name: String,
+    pub name: SmolStr,
     pub variants: Vec<VariantSig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RoleSig {
-    pub name: String,
+    pub name: SmolStr,
     pub extends: Vec<DeclId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SourceSig {
-    pub name: String,
+    pub name: SmolStr,
     pub ty: Ty,
     pub authority: Option<String>,
     /// Seconds after which a record is stale.
     pub freshness: Option<i64>,
     /// The field that says how old a record is, and where it is named. The flow checker
     /// validates it, because that needs the record's fields.
-    pub as_of: Option<(String, Span)>,
+    pub as_of: Option<(SmolStr, Span)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ParamSig {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub ty: Ty,
 }
@@ -81,7 +82,7 @@ pub struct PromptSig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ModelSig {
-    pub name: String,
+    pub name: SmolStr,
     pub provider: Option<String>,
     pub model_name: Option<String>,
     pub version: Option<String>,
@@ -94,7 +95,7 @@ pub struct ModelSig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ActionSig {
-    pub name: String,
+    pub name: SmolStr,
     pub span: Span,
     pub params: Vec<ParamSig>,
     pub ret: Ty,
@@ -103,14 +104,14 @@ pub struct ActionSig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SystemSig {
-    pub name: String,
+    pub name: SmolStr,
     pub clearance: Vec<DeclId>,
     pub actions: Vec<ActionSig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FnSig {
-    pub name: String,
+    pub name: SmolStr,
     pub params: Vec<ParamSig>,
     pub ret: Ty,
 }
@@ -118,7 +119,7 @@ pub struct FnSig {
 /// The meaning of one declaration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Decl {
-    Label(String),
+    Label(SmolStr),
     Enum(EnumSig),
     Record(RecordSig),
     Role(RoleSig),
@@ -126,7 +127,7 @@ pub enum Decl {
     Model(ModelSig),
     System(SystemSig),
     Fn(FnSig),
-    Flow(String),
+    Flow(SmolStr),
 }
 
 impl Decl {

@@ -5,6 +5,7 @@
 //! inferred bottom-up and then compared with what the context wants. Optionals must be
 //! checked before use: `is_present(x)` in a condition narrows `x` in the branch it guards.
 
+use flow_syntax::ast::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 
 use flow_diagnostics::{Code, Diagnostic, Span};
@@ -50,14 +51,14 @@ pub enum Binding {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Place {
     root: Ref,
-    fields: Vec<String>,
+    fields: Vec<SmolStr>,
 }
 
 /// The outcomes and reasons of a review, for its enum types.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ReviewEnums {
-    pub outcomes: Vec<String>,
-    pub reasons: Vec<String>,
+    pub outcomes: Vec<SmolStr>,
+    pub reasons: Vec<SmolStr>,
     pub conditional: bool,
 }
 
@@ -89,7 +90,7 @@ pub struct Checker<'a> {
     pub res: Resolver<'a>,
     /// The flow being checked, if any.
     pub flow: Option<DeclId>,
-    pub values: BTreeMap<String, Binding>,
+    pub values: BTreeMap<SmolStr, Binding>,
     /// Reviews of the flow, by step index.
     pub reviews: BTreeMap<u32, ReviewEnums>,
     /// Names of infer steps, by step index, for `degraded`.
@@ -97,7 +98,7 @@ pub struct Checker<'a> {
     /// `let`s not typed yet, by step index. Reading one records it in `waiting_for`.
     pub untyped_lets: BTreeSet<u32>,
     pub waiting_for: BTreeSet<u32>,
-    locals: Vec<(String, Ty)>,
+    locals: Vec<(SmolStr, Ty)>,
     facts: Vec<Place>,
 }
 
@@ -328,10 +329,10 @@ impl<'a> Checker<'a> {
             }
             return Expr::error(span);
         }
-        let mut candidates: Vec<String> = self.values.keys().cloned().collect();
-        candidates.extend(self.locals.iter().map(|(n, _)| n.clone()));
+        let mut candidates: Vec<String> = self.values.keys().map(ToString::to_string).collect();
+        candidates.extend(self.locals.iter().map(|(n, _)| n.to_string()));
         if let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional) {
-            candidates.extend(self.variants(expected));
+            candidates.extend(self.variants(expected).iter().map(ToString::to_string));
         }
         let mut help = suggest::help(text, candidates.iter().map(String::as_str));
         if help.is_none() {
@@ -349,7 +350,7 @@ impl<'a> Checker<'a> {
 
     /// A hint naming the enums that have a variant called `text`.
     fn variant_owner_help(&mut self, text: &str) -> Option<String> {
-        let enums: Vec<(String, DeclId)> = self
+        let enums: Vec<(SmolStr, DeclId)> = self
             .res
             .scope
             .defs
@@ -369,7 +370,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The variant names of an enum.
-    pub fn variants(&self, e: &EnumRef) -> Vec<String> {
+    pub fn variants(&self, e: &EnumRef) -> Vec<SmolStr> {
         match &e.kind {
             EnumKind::Decl(id) => match signatures::decl(self.db, *id) {
                 Some(Decl::Enum(sig)) => sig.variants.iter().map(|v| v.name.clone()).collect(),
@@ -379,7 +380,7 @@ impl<'a> Checker<'a> {
                 let review = self.reviews.get(step).cloned().unwrap_or_default();
                 let mut outcomes = review.outcomes;
                 if review.conditional {
-                    outcomes.push("skipped".to_owned());
+                    outcomes.push(SmolStr::new_static("skipped"));
                 }
                 outcomes
             }
@@ -403,7 +404,7 @@ impl<'a> Checker<'a> {
         match variants.iter().position(|v| *v == variant.text) {
             Some(index) => (ExprKind::Variant(e.clone(), index as u32), Ty::Enum(e)),
             None => {
-                let help = suggest::help(&variant.text, variants.iter().map(String::as_str))
+                let help = suggest::help(&variant.text, variants.iter().map(SmolStr::as_str))
                     .or_else(|| Some(format!("its variants are {}", quoted_list(variants.iter().cloned()))));
                 self.error(
                     Code::E1013,
@@ -433,7 +434,7 @@ impl<'a> Checker<'a> {
         let name = field.text.as_str();
         if base.ty.is_error() {
             return Expr {
-                kind: ExprKind::Field { base: Box::new(base), name: name.to_owned(), index: u32::MAX },
+                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: u32::MAX },
                 ty: Ty::Error,
                 span,
             };
@@ -443,7 +444,7 @@ impl<'a> Checker<'a> {
             self.unchecked_optional(base.span, &ty);
             base.ty = Ty::Error;
             return Expr {
-                kind: ExprKind::Field { base: Box::new(base), name: name.to_owned(), index: u32::MAX },
+                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: u32::MAX },
                 ty: Ty::Error,
                 span,
             };
@@ -454,7 +455,10 @@ impl<'a> Checker<'a> {
                     Some((index, found)) => (index as u32, found.ty.clone()),
                     None => {
                         let help = suggest::help(name, sig.fields.iter().map(|f| f.name.as_str())).or_else(|| {
-                            Some(format!("its fields are {}", quoted_list(sig.fields.iter().map(|f| f.name.clone()))))
+                            Some(format!(
+                                "its fields are {}",
+                                quoted_list(sig.fields.iter().map(|f| f.name.to_string()))
+                            ))
                         });
                         self.error(Code::E1007, field.span, format!("`{}` has no field `{name}`", record.name)).help =
                             help;
@@ -491,12 +495,12 @@ impl<'a> Checker<'a> {
         // Only an optional field can have been proved present.
         let ty = match place_of(&base).filter(|_| ty.is_optional()) {
             Some(mut place) => {
-                place.fields.push(name.to_owned());
+                place.fields.push(SmolStr::new(name));
                 self.narrow(&place, ty)
             }
             None => ty,
         };
-        Expr { kind: ExprKind::Field { base: Box::new(base), name: name.to_owned(), index }, ty, span }
+        Expr { kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index }, ty, span }
     }
 
     fn step_field(&self, step: &crate::ty::StepRef, name: &str) -> Option<Ty> {
@@ -578,7 +582,7 @@ impl<'a> Checker<'a> {
             .filter(|(field, value)| {
                 value.is_none() && !field.ty.is_optional() && !given.contains_key(field.name.as_str())
             })
-            .map(|(field, _)| field.name.clone())
+            .map(|(field, _)| field.name.to_string())
             .collect();
         if !missing.is_empty() {
             let noun = if missing.len() == 1 { "field" } else { "fields" };
@@ -1011,7 +1015,7 @@ impl<'a> Checker<'a> {
                 Ty::Error
             }
         };
-        let var = args[1].lambda.as_ref().map(|v| v.text.clone()).unwrap_or_default();
+        let var: SmolStr = args[1].lambda.as_ref().map(|v| v.text.clone()).unwrap_or_default();
         self.locals.push((var.clone(), element));
         let body = self.check(&args[1].value, &Ty::Bool, &|| format!("the condition of `{name}`"));
         self.locals.pop();
@@ -1021,7 +1025,7 @@ impl<'a> Checker<'a> {
     fn fn_call(&mut self, span: Span, function: DeclId, callee: &ast::Ident, args: &[ast::Arg]) -> Expr {
         let Some(Decl::Fn(sig)) = signatures::decl(self.db, function).cloned() else { return Expr::error(span) };
         let what = format!("function `{}`", sig.name);
-        let params: Vec<(String, Ty)> = sig.params.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
+        let params: Vec<(SmolStr, Ty)> = sig.params.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
         let hir_args = self.match_args(span, callee.span, &what, &params, args, false);
         match hir_args {
             Some(args) => Expr { kind: ExprKind::Call { function, args }, ty: sig.ret.clone(), span },
@@ -1036,7 +1040,7 @@ impl<'a> Checker<'a> {
         call_span: Span,
         name_span: Span,
         what: &str,
-        params: &[(String, Ty)],
+        params: &[(SmolStr, Ty)],
         args: &[ast::Arg],
         named_only: bool,
     ) -> Option<Vec<Expr>> {
@@ -1119,7 +1123,7 @@ impl<'a> Checker<'a> {
                 }
             }
             let missing: Vec<String> =
-                params.iter().zip(&slots).filter(|(_, slot)| slot.is_none()).map(|((p, _), _)| p.clone()).collect();
+                params.iter().zip(&slots).filter(|(_, slot)| slot.is_none()).map(|((p, _), _)| p.to_string()).collect();
             if !missing.is_empty() && ok {
                 let noun = if missing.len() == 1 { "argument" } else { "arguments" };
                 self.error(
@@ -1281,7 +1285,7 @@ fn mismatch_help(found: &Ty, expected: &Ty) -> Option<String> {
 }
 
 /// `` `a`, `b` and `c` ``.
-pub fn quoted_list(items: impl IntoIterator<Item = String>) -> String {
+pub fn quoted_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     let quoted: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
     match quoted.as_slice() {
         [] => String::new(),

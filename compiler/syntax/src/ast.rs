@@ -9,11 +9,12 @@ use std::fmt;
 
 pub use flow_diagnostics::Span;
 pub use rust_decimal::Decimal;
+pub use smol_str::SmolStr;
 
-/// A name as written, with its span.
+/// A name as written, with its span. Names are short, so they are stored inline.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Ident {
-    pub text: String,
+    pub text: SmolStr,
     pub span: Span,
 }
 

@@ -164,7 +164,7 @@ impl<'t> Builder<'t> {
     }
 
     fn ident(&self, pair: &P<'_>) -> Ident {
-        Ident { text: pair.as_str().to_owned(), span: self.span(pair) }
+        Ident { text: SmolStr::new(pair.as_str()), span: self.span(pair) }
     }
 
     fn idents<'i>(&self, pairs: impl Iterator<Item = P<'i>>) -> Vec<Ident> {
@@ -313,7 +313,7 @@ impl<'t> Builder<'t> {
             .filter_map(|label| {
                 let span = self.span(&label);
                 let name = kids(label).next()?;
-                Some(Ident { text: name.as_str().to_owned(), span })
+                Some(Ident { text: SmolStr::new(name.as_str()), span })
             })
             .collect();
         Some(FieldDecl { docs: self.docs(name.span), name, ty, labels })
@@ -321,7 +321,7 @@ impl<'t> Builder<'t> {
 
     fn type_ref(&mut self, pair: P<'_>) -> TypeRef {
         let span = self.span(&pair);
-        let mut name = Ident { text: String::new(), span };
+        let mut name = Ident { text: SmolStr::default(), span };
         let mut arg = None;
         let mut optional = false;
         for part in kids(pair) {
