@@ -41,7 +41,7 @@ fn every_example_checks_clean() {
     for path in example_paths() {
         let mut db = flow_sema::Database::default();
         let root_path = path.to_string_lossy().into_owned();
-        let (loaded, failed) = db.load(&[root_path.clone()], &mut |p| {
+        let (loaded, failed) = db.load(std::slice::from_ref(&root_path), &mut |p| {
             std::fs::read(p).map_err(|e| flow_sema::ReadError::Other(e.to_string()))
         });
         assert!(failed.is_empty(), "{failed:?}");

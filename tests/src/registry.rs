@@ -55,12 +55,13 @@ fn decode_bytes(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i..].starts_with(b"\\x") && i + 4 <= bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 2..i + 4], 16) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
+        if bytes[i..].starts_with(b"\\x")
+            && i + 4 <= bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 2..i + 4], 16)
+        {
+            out.push(byte);
+            i += 4;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -42,7 +42,7 @@ fn assert_clean(files: &[(String, String)]) {
 /// Counts lines: the reported throughput is lines per second.
 #[divan::bench(sample_count = 10, sample_size = 1)]
 fn examples_100k_lines(bencher: divan::Bencher<'_, '_>) {
-    let (files, prompts, lines) = generate::examples_workspace(128);
+    let (files, prompts, lines) = generate::examples_workspace(106);
     assert_eq!(check_with_prompts(&files, &prompts), 0, "the examples must check clean");
     bencher.counter(ItemsCount::new(lines)).bench(|| check_with_prompts(divan::black_box(&files), &prompts));
 }

@@ -125,10 +125,13 @@ pub fn single_flow() -> (Vec<(String, String)>, usize) {
     (vec![("big.flow".to_owned(), text)], lines)
 }
 
+/// A prompt file: its path and bytes.
+pub type Prompt = (String, Vec<u8>);
+
 /// The example flows of the repository (`examples/`), copied into `copies` directories:
 /// realistic flows as people write them, with comments, blank lines, records and
 /// multi-line calls. Returns the `.flow` files, the prompt files, and the number of lines.
-pub fn examples_workspace(copies: usize) -> (Vec<(String, String)>, Vec<(String, Vec<u8>)>, usize) {
+pub fn examples_workspace(copies: usize) -> (Vec<(String, String)>, Vec<Prompt>, usize) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut flows = Vec::new();
     let mut prompts = Vec::new();

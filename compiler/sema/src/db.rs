@@ -89,10 +89,10 @@ impl Database {
         let log = ExecutionLog::default();
         let sink = log.clone();
         let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
-            if let salsa::EventKind::WillExecute { database_key } = event.kind {
-                if let Ok(mut log) = sink.lock() {
-                    log.push(format!("{database_key:?}"));
-                }
+            if let salsa::EventKind::WillExecute { database_key } = event.kind
+                && let Ok(mut log) = sink.lock()
+            {
+                log.push(format!("{database_key:?}"));
             }
         })));
         (Database::with_storage(storage), log)
@@ -106,7 +106,7 @@ impl salsa::Database for Database {}
 impl Db for Database {
     fn workspace(&self) -> Workspace {
         // INVARIANT: `Database::default` sets the workspace before returning the database.
-        self.workspace.unwrap_or_else(|| unreachable_workspace())
+        self.workspace.unwrap_or_else(unreachable_workspace)
     }
 }
 

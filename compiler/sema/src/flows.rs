@@ -181,7 +181,7 @@ impl<'a> FlowChecker<'a> {
     }
 
     /// Declares a flow-level name; reports a duplicate.
-    fn declare(&mut self, name: &ast::Ident, what: &str) -> bool {
+    fn declare(&mut self, name: &ast::Ident) -> bool {
         if let Some(first) = self.declared.get(&name.text) {
             let first = *first;
             let file = self.file();
@@ -192,7 +192,6 @@ impl<'a> FlowChecker<'a> {
             )
             .secondary
             .push(Label::new(file, first, "first declared here"));
-            let _ = what;
             return false;
         }
         self.declared.insert(name.text.clone(), name.span);
@@ -219,7 +218,7 @@ impl<'a> FlowChecker<'a> {
                 FlowItemKind::Input { name, ty, source } => {
                     let ty = self.c.res.resolve_type(ty);
                     let source_id = source.as_ref().and_then(|s| self.input_source(name, &ty, s));
-                    if self.declare(name, "input") {
+                    if self.declare(name) {
                         let index = self.flow.inputs.len() as u32;
                         self.c
                             .values
@@ -235,7 +234,7 @@ impl<'a> FlowChecker<'a> {
                 }
                 FlowItemKind::Output { name, ty } => {
                     let ty = self.c.res.resolve_type(ty);
-                    if self.declare(name, "output") {
+                    if self.declare(name) {
                         self.c.values.insert(name.text.clone(), Binding::Output);
                     }
                     self.flow.outputs.push(hir::Output {
@@ -263,7 +262,7 @@ impl<'a> FlowChecker<'a> {
             let ty = self.c.res.resolve_type(ty);
             let default = self.c.check(default, &ty, &|| format!("the default of param `{}`", name.text));
             self.require_constant(&default, &name.text);
-            if self.declare(name, "param") {
+            if self.declare(name) {
                 let index = self.flow.params.len() as u32;
                 self.c.values.insert(name.text.clone(), Binding::Param { index, ty: ty.clone() });
             }
@@ -298,12 +297,13 @@ impl<'a> FlowChecker<'a> {
 
     fn input_source(&mut self, name: &ast::Ident, ty: &Ty, source: &ast::Ident) -> Option<DeclId> {
         let def = self.c.res.resolve(source, &[DefKind::Source], "source")?;
-        if let Some(Decl::Source(sig)) = signatures::decl(self.c.db, def.id) {
-            if !sig.ty.is_error() && !ty.is_error() && &sig.ty != ty {
-                let message =
-                    format!("input `{}` is `{ty}`, but source `{}` gives `{}`", name.text, source.text, sig.ty);
-                self.error(Code::E1002, source.span, message);
-            }
+        if let Some(Decl::Source(sig)) = signatures::decl(self.c.db, def.id)
+            && !sig.ty.is_error()
+            && !ty.is_error()
+            && &sig.ty != ty
+        {
+            let message = format!("input `{}` is `{ty}`, but source `{}` gives `{}`", name.text, source.text, sig.ty);
+            self.error(Code::E1002, source.span, message);
         }
         Some(def.id)
     }
@@ -392,10 +392,11 @@ impl<'a> FlowChecker<'a> {
                 _ => (Ty::Nothing, None),
             };
             let is_emit = matches!(pending.ast.kind, FlowItemKind::Emit { .. });
-            if !is_emit && self.declare(&pending.name, "step") {
-                if let Some(binding) = binding {
-                    self.c.values.insert(pending.name.text.clone(), binding);
-                }
+            if !is_emit
+                && self.declare(&pending.name)
+                && let Some(binding) = binding
+            {
+                self.c.values.insert(pending.name.text.clone(), binding);
             }
             self.flow.steps.push(Step {
                 name: pending.name.text.clone(),
@@ -461,7 +462,7 @@ impl<'a> FlowChecker<'a> {
                 FlowItemKind::Let { .. } => continue,
                 FlowItemKind::Gate(gate) => self.gate(gate),
                 FlowItemKind::Infer(infer) => self.infer(index, infer),
-                FlowItemKind::Review(review) => self.review(index, review),
+                FlowItemKind::Review(review) => self.review(review),
                 FlowItemKind::Approval(approval) => self.approval(approval),
                 FlowItemKind::Action(action) => self.action(action),
                 FlowItemKind::Emit { name, value } => self.emit(name, value),
@@ -496,10 +497,10 @@ impl<'a> FlowChecker<'a> {
         self.flow.steps[index].ty = ty.clone();
         self.flow.steps[index].kind = StepKind::Let { value: hir };
         let name = &steps[index].name;
-        if self.declared.get(&name.text) == Some(&name.span) {
-            if let Some(Binding::Step { ty: bound, .. }) = self.c.values.get_mut(&name.text) {
-                *bound = ty;
-            }
+        if self.declared.get(&name.text) == Some(&name.span)
+            && let Some(Binding::Step { ty: bound, .. }) = self.c.values.get_mut(&name.text)
+        {
+            *bound = ty;
         }
     }
 
@@ -660,7 +661,7 @@ impl<'a> FlowChecker<'a> {
         StepKind::Infer { model: model.id, args, fallback }
     }
 
-    fn review(&mut self, index: usize, review: &ast::Review) -> StepKind {
+    fn review(&mut self, review: &ast::Review) -> StepKind {
         let file = self.file();
         let roles: Vec<DeclId> = review.roles.iter().filter_map(|r| self.c.res.resolve_role(r)).collect();
         let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
@@ -681,15 +682,13 @@ impl<'a> FlowChecker<'a> {
                 ReviewClauseKind::When(expr) => condition = Some(self.c.check(expr, &Ty::Bool, "a review condition")),
                 ReviewClauseKind::Outcomes(names) => {
                     outcomes = self.unique_list(names, "outcome");
-                    if conditional {
-                        if let Some(skipped) = names.iter().find(|n| n.text == "skipped") {
-                            self.error(
-                                Code::E1003,
-                                skipped.span,
-                                "`skipped` is already the outcome of a review whose condition does not hold",
-                            )
-                            .help = Some("choose another name for this outcome".to_owned());
-                        }
+                    if conditional && let Some(skipped) = names.iter().find(|n| n.text == "skipped") {
+                        self.error(
+                            Code::E1003,
+                            skipped.span,
+                            "`skipped` is already the outcome of a review whose condition does not hold",
+                        )
+                        .help = Some("choose another name for this outcome".to_owned());
                     }
                 }
                 ReviewClauseKind::Reasons(names) => reasons = self.unique_list(names, "reason"),
@@ -714,7 +713,6 @@ impl<'a> FlowChecker<'a> {
                 .help = Some(format!("add `{example}`"));
             }
         }
-        let _ = index;
         StepKind::Review { roles, condition, outcomes, reasons, edits }
     }
 
@@ -1047,21 +1045,21 @@ impl<'a> FlowChecker<'a> {
                         .position(|s| s.name == target.text && matches!(s.kind, StepKind::Gate { .. }));
                     match gate {
                         Some(index) => {
-                            if let StepKind::Gate { kind, .. } = &self.flow.steps[index].kind {
-                                if *kind != GateKind::Block {
-                                    let message = format!(
-                                        "only a `block` gate can be overridden; gate `{}` is `{}`",
-                                        target.text,
-                                        kind.as_str()
-                                    );
-                                    let help = if *kind == GateKind::Soft {
-                                        "a `soft` gate is decided by its `approve by` roles"
-                                    } else {
-                                        "an `info` gate never stops the flow"
-                                    };
-                                    self.error(Code::E2010, target.span, message).help = Some(help.to_owned());
-                                    continue;
-                                }
+                            if let StepKind::Gate { kind, .. } = &self.flow.steps[index].kind
+                                && *kind != GateKind::Block
+                            {
+                                let message = format!(
+                                    "only a `block` gate can be overridden; gate `{}` is `{}`",
+                                    target.text,
+                                    kind.as_str()
+                                );
+                                let help = if *kind == GateKind::Soft {
+                                    "a `soft` gate is decided by its `approve by` roles"
+                                } else {
+                                    "an `info` gate never stops the flow"
+                                };
+                                self.error(Code::E2010, target.span, message).help = Some(help.to_owned());
+                                continue;
                             }
                             targets.push(GrantTarget::Gate(index as u32));
                         }
@@ -1131,10 +1129,8 @@ fn names_read(expr: &ast::Expr) -> Vec<(SmolStr, Span)> {
     let mut stack: Vec<(&ast::Expr, Vec<&str>)> = vec![(expr, Vec::new())];
     while let Some((expr, shadowed)) = stack.pop() {
         match &expr.kind {
-            A::Name(name) => {
-                if !shadowed.contains(&name.text.as_str()) {
-                    names.push((name.text.clone(), name.span));
-                }
+            A::Name(name) if !shadowed.contains(&name.text.as_str()) => {
+                names.push((name.text.clone(), name.span));
             }
             A::Field { base, .. } => stack.push((base, shadowed)),
             A::Call { args, .. } => {

@@ -460,7 +460,7 @@ impl<'a> Analyzer<'a> {
             }
         }
         if env.call_site.is_some() {
-            diagnostic.secondary.push(Label::new(file, span, format!("the function puts it here")));
+            diagnostic.secondary.push(Label::new(file, span, "the function puts it here".to_string()));
         }
         self.out.push(diagnostic);
     }
@@ -513,12 +513,12 @@ impl<'a> Analyzer<'a> {
                 }
                 StepKind::Emit { output, value } => {
                     let taint = self.taint(value, &mut env, self.file);
-                    if !matches!(value.kind, ExprKind::Record { .. }) {
-                        if let Some(out) = self.flow.outputs.get(*output as usize) {
-                            for (label, trail, path) in self.leaks(&taint, &out.ty, &BTreeSet::new(), String::new()) {
-                                let sink = Sink::Output { output: &out.name, path };
-                                self.report(&sink, label, &trail, value.span, self.file, &env);
-                            }
+                    if !matches!(value.kind, ExprKind::Record { .. })
+                        && let Some(out) = self.flow.outputs.get(*output as usize)
+                    {
+                        for (label, trail, path) in self.leaks(&taint, &out.ty, &BTreeSet::new(), String::new()) {
+                            let sink = Sink::Output { output: &out.name, path };
+                            self.report(&sink, label, &trail, value.span, self.file, &env);
                         }
                     }
                     Taint::default()
@@ -561,10 +561,10 @@ fn step_order(flow: &Flow) -> Vec<usize> {
     for (index, step) in flow.steps.iter().enumerate() {
         for expr in step.kind.exprs() {
             for r in expr.refs() {
-                if let Ref::Step(target) = r {
-                    if let Some(node) = nodes.get(target as usize) {
-                        graph.add_edge(nodes[index], *node, ());
-                    }
+                if let Ref::Step(target) = r
+                    && let Some(node) = nodes.get(target as usize)
+                {
+                    graph.add_edge(nodes[index], *node, ());
                 }
             }
         }

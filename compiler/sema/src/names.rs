@@ -250,7 +250,7 @@ pub fn scope(db: &dyn Db, file: SourceFile) -> Scope {
                             format!("two imported files declare `{}`", item.name),
                         )
                         .with_primary_message(format!("this file declares `{}`", item.name))
-                        .with_label(id, *first, format!("and so does this one")),
+                        .with_label(id, *first, "and so does this one".to_string()),
                     );
                 }
                 Some(_) => {}

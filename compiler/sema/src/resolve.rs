@@ -125,12 +125,12 @@ impl<'a> Resolver<'a> {
     fn resolve_type_base(&mut self, ty: &TypeRef) -> Ty {
         let name = ty.name.text.as_str();
         let takes_argument = matches!(name, "Money" | "List");
-        if let (Some(arg), false) = (&ty.arg, takes_argument) {
-            if BUILTIN_TYPES.contains(&name) || self.scope.get(name).is_some() {
-                self.error(Code::E1019, arg.span, format!("`{name}` takes no type argument")).help =
-                    Some(format!("write `{name}`"));
-                return Ty::Error;
-            }
+        if let (Some(arg), false) = (&ty.arg, takes_argument)
+            && (BUILTIN_TYPES.contains(&name) || self.scope.get(name).is_some())
+        {
+            self.error(Code::E1019, arg.span, format!("`{name}` takes no type argument")).help =
+                Some(format!("write `{name}`"));
+            return Ty::Error;
         }
         match name {
             "Bool" => Ty::Bool,

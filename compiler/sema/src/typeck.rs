@@ -221,8 +221,8 @@ impl<'a> Checker<'a> {
             A::Name(name) => return self.name(name, hint),
             A::Variant { ty, variant } => self.qualified_variant(ty, variant),
             A::Field { base, field } => return self.field(span, base, field),
-            A::Call { callee, args } => return self.call(span, callee, args, hint),
-            A::Record { ty, fields } => self.record(span, ty, fields),
+            A::Call { callee, args } => return self.call(span, callee, args),
+            A::Record { ty, fields } => self.record(ty, fields),
             A::Unary { op, operand, .. } => self.unary(*op, operand),
             A::Binary { op, op_span, lhs, rhs } => self.binary(*op, *op_span, lhs, rhs),
             A::If { branches, otherwise } => return self.if_expr(span, branches, otherwise, hint, None),
@@ -276,14 +276,14 @@ impl<'a> Checker<'a> {
             return Expr { kind: ExprKind::Ref(Ref::Local(depth as u32)), ty, span };
         }
         // A bare variant of the expected enum wins over other names.
-        if let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional) {
-            if let Some(index) = self.variants(expected).iter().position(|v| v == text) {
-                return Expr {
-                    kind: ExprKind::Variant(expected.clone(), index as u32),
-                    ty: Ty::Enum(expected.clone()),
-                    span,
-                };
-            }
+        if let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional)
+            && let Some(index) = self.variants(expected).iter().position(|v| v == text)
+        {
+            return Expr {
+                kind: ExprKind::Variant(expected.clone(), index as u32),
+                ty: Ty::Enum(expected.clone()),
+                span,
+            };
         }
         if let Some(binding) = self.values.get(text) {
             let found = match binding {
@@ -335,11 +335,11 @@ impl<'a> Checker<'a> {
             candidates.extend(self.variants(expected).iter().map(ToString::to_string));
         }
         let mut help = suggest::help(text, candidates.iter().map(String::as_str));
-        if help.is_none() {
-            if let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional) {
-                let variants = self.variants(expected);
-                help = Some(format!("a `{}` is one of {}", expected.name, quoted_list(variants)));
-            }
+        if help.is_none()
+            && let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional)
+        {
+            let variants = self.variants(expected);
+            help = Some(format!("a `{}` is one of {}", expected.name, quoted_list(variants)));
         }
         if help.is_none() {
             help = self.variant_owner_help(text);
@@ -526,7 +526,7 @@ impl<'a> Checker<'a> {
     // -----------------------------------------------------------------------------------
     // Records.
 
-    fn record(&mut self, span: Span, ty: &ast::Ident, fields: &[ast::FieldInit]) -> (ExprKind, Ty) {
+    fn record(&mut self, ty: &ast::Ident, fields: &[ast::FieldInit]) -> (ExprKind, Ty) {
         let record_ty = match self.res.lookup(&ty.text) {
             Some(def) if def.kind == DefKind::Record => self.res.named_type(&ty.text),
             Some(def) => {
@@ -594,7 +594,6 @@ impl<'a> Checker<'a> {
             )
             .help = Some(format!("add {example}"));
         }
-        let _ = span;
         (ExprKind::Record { record: record.clone(), fields: values }, Ty::Record(record))
     }
 
@@ -772,9 +771,8 @@ impl<'a> Checker<'a> {
     // -----------------------------------------------------------------------------------
     // Calls.
 
-    fn call(&mut self, span: Span, callee: &ast::Ident, args: &[ast::Arg], hint: Option<&Ty>) -> Expr {
+    fn call(&mut self, span: Span, callee: &ast::Ident, args: &[ast::Arg]) -> Expr {
         let name = callee.text.as_str();
-        let _ = hint;
         if matches!(name, "any" | "all") {
             return self.quantifier(span, name == "all", callee, args);
         }
@@ -790,7 +788,7 @@ impl<'a> Checker<'a> {
             _ => None,
         };
         if let Some(builtin) = builtin {
-            return self.builtin(span, builtin, callee, args);
+            return self.builtin(span, builtin, args);
         }
         match self.res.lookup(name) {
             Some(def) if def.kind == DefKind::Fn => self.fn_call(span, def.id, callee, args),
@@ -829,12 +827,12 @@ impl<'a> Checker<'a> {
     }
 
     fn arity(&mut self, span: Span, name: &str, args: &[ast::Arg], expected: usize, shape: &str) -> bool {
-        if let Some(arg) = args.iter().find(|a| a.name.is_some() || a.lambda.is_some()) {
-            if !(name == "any" || name == "all") || arg.name.is_some() {
-                let message = format!("`{name}` takes its arguments by position: `{shape}`");
-                self.error(Code::E1012, arg.span, message);
-                return false;
-            }
+        if let Some(arg) = args.iter().find(|a| a.name.is_some() || a.lambda.is_some())
+            && (!(name == "any" || name == "all") || arg.name.is_some())
+        {
+            let message = format!("`{name}` takes its arguments by position: `{shape}`");
+            self.error(Code::E1012, arg.span, message);
+            return false;
         }
         if args.len() != expected {
             let noun = if expected == 1 { "argument" } else { "arguments" };
@@ -849,7 +847,7 @@ impl<'a> Checker<'a> {
         true
     }
 
-    fn builtin(&mut self, span: Span, builtin: Builtin, callee: &ast::Ident, args: &[ast::Arg]) -> Expr {
+    fn builtin(&mut self, span: Span, builtin: Builtin, args: &[ast::Arg]) -> Expr {
         let name = builtin.name();
         let (count, shape) = match builtin {
             Builtin::Now => (0, "now()"),
@@ -865,15 +863,13 @@ impl<'a> Checker<'a> {
             self.check_args_loosely(args);
             return Expr::error(span);
         }
-        let _ = callee;
         let (hir_args, ty) = match builtin {
             Builtin::Now => (Vec::new(), Ty::Timestamp),
             Builtin::Age | Builtin::Stale => {
                 let arg = &args[0].value;
                 let hir = self.infer(arg, None);
-                let ok = self.freshness_target(builtin, &hir, arg.span);
-                let ty = if builtin == Builtin::Age { Ty::Duration } else { Ty::Bool };
-                (vec![hir], if ok { ty } else { ty })
+                self.freshness_target(builtin, &hir, arg.span);
+                (vec![hir], if builtin == Builtin::Age { Ty::Duration } else { Ty::Bool })
             }
             Builtin::Len => {
                 let mut hir = self.infer(&args[0].value, None);
@@ -904,14 +900,12 @@ impl<'a> Checker<'a> {
                 // `is_present(x)` on a value already proved present is fine; on a value that
                 // can never be absent it is a mistake.
                 let narrowed_place = place_of(&hir).is_some_and(|p| self.facts.contains(&p));
-                if !hir.ty.is_optional() && !hir.ty.is_error() && !narrowed_place {
-                    if !self.reject_step_value(&mut hir) {
-                        let message = format!(
-                            "`is_present` checks an optional value, but this is `{}` and is always present",
-                            hir.ty
-                        );
-                        self.error(Code::E1002, hir.span, message);
-                    }
+                if !hir.ty.is_optional() && !hir.ty.is_error() && !narrowed_place && !self.reject_step_value(&mut hir) {
+                    let message = format!(
+                        "`is_present` checks an optional value, but this is `{}` and is always present",
+                        hir.ty
+                    );
+                    self.error(Code::E1002, hir.span, message);
                 }
                 (vec![hir], Ty::Bool)
             }
@@ -940,7 +934,7 @@ impl<'a> Checker<'a> {
 
     /// Checks the argument of `age` or `stale`: an input that comes from a source that
     /// says how old its records are (and, for `stale`, how fresh they must be).
-    fn freshness_target(&mut self, builtin: Builtin, hir: &Expr, span: Span) -> bool {
+    fn freshness_target(&mut self, builtin: Builtin, hir: &Expr, span: Span) {
         let name = builtin.name();
         let input = match &hir.kind {
             ExprKind::Ref(Ref::Input(index)) => self.values.iter().find_map(|(input_name, b)| match b {
@@ -957,7 +951,7 @@ impl<'a> Checker<'a> {
                     format!("`{name}` takes the name of a flow input that comes `from` a source"),
                 );
             }
-            return false;
+            return;
         };
         let Some(source) = source else {
             self.error(
@@ -968,9 +962,9 @@ impl<'a> Checker<'a> {
                 ),
             )
             .help = Some(format!("declare where it comes from: `input {input_name}: … from source_name`"));
-            return false;
+            return;
         };
-        let Some(Decl::Source(sig)) = signatures::decl(self.db, source).cloned() else { return false };
+        let Some(Decl::Source(sig)) = signatures::decl(self.db, source).cloned() else { return };
         let missing = missing_freshness(&sig, builtin);
         if let Some(missing) = missing {
             self.error(
@@ -985,9 +979,7 @@ impl<'a> Checker<'a> {
                 "freshness" => "add `freshness 24h` to the source".to_owned(),
                 _ => "add `as_of updated_at`: the field that says when the record was last updated".to_owned(),
             });
-            return false;
         }
-        true
     }
 
     fn quantifier(&mut self, span: Span, all: bool, callee: &ast::Ident, args: &[ast::Arg]) -> Expr {

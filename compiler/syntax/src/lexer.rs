@@ -202,10 +202,10 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 }
                 b')' | b']' | b'}' => {
                     run = 0;
-                    if stack.len() > 1 {
-                        if let Some(Mode::Code { ifs }) = stack.pop() {
-                            nesting -= ifs + 1;
-                        }
+                    if stack.len() > 1
+                        && let Some(Mode::Code { ifs }) = stack.pop()
+                    {
+                        nesting -= ifs + 1;
                     }
                     if nesting < MAX_NESTING {
                         reported_deep = false;
@@ -224,16 +224,14 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                         continue;
                     }
                     run = 0;
-                    if !preceded {
-                        if let Some(Mode::Code { ifs }) = stack.last_mut() {
-                            if word == "if" {
-                                *ifs += 1;
-                                nesting += 1;
-                                check_depth(&mut errors, &mut reported_deep, nesting, pos, 2);
-                            } else if word == "else" && *ifs > 0 {
-                                *ifs -= 1;
-                                nesting -= 1;
-                            }
+                    if !preceded && let Some(Mode::Code { ifs }) = stack.last_mut() {
+                        if word == "if" {
+                            *ifs += 1;
+                            nesting += 1;
+                            check_depth(&mut errors, &mut reported_deep, nesting, pos, 2);
+                        } else if word == "else" && *ifs > 0 {
+                            *ifs -= 1;
+                            nesting -= 1;
                         }
                     }
                     pos += word.len().max(1);
@@ -246,10 +244,10 @@ pub fn prescan(text: &str) -> Vec<LexError> {
         }
     }
     // Strings still open at the end of the text (no final newline).
-    if let Some(outer) = stack.iter().position(|mode| matches!(mode, Mode::Str { .. })) {
-        if let Mode::Str { start } = stack[outer] {
-            errors.push(LexError::UnterminatedString { start, end: bytes.len() });
-        }
+    if let Some(outer) = stack.iter().position(|mode| matches!(mode, Mode::Str { .. }))
+        && let Mode::Str { start } = stack[outer]
+    {
+        errors.push(LexError::UnterminatedString { start, end: bytes.len() });
     }
     errors.sort_by_key(|error| error.start());
     errors
