@@ -30,15 +30,6 @@ impl LineIndex {
         self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1)
     }
 
-    /// The byte offset where the 0-based `line` starts, if the text has that line.
-    pub fn line_start(&self, line: usize) -> Option<u32> {
-        self.line_starts.get(line).copied()
-    }
-
-    pub fn line_count(&self) -> usize {
-        self.line_starts.len()
-    }
-
     /// The 1-based line and character column of `offset` in `text` (the text this index was
     /// built from). Offsets past the end or inside a character are clamped.
     pub fn line_col(&self, text: &str, offset: u32) -> LineCol {

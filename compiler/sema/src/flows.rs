@@ -152,8 +152,7 @@ struct FlowChecker<'a> {
 }
 
 impl<'a> FlowChecker<'a> {
-    fn new(mut c: Checker<'a>, id: DeclId) -> FlowChecker<'a> {
-        c.flow = Some(id);
+    fn new(c: Checker<'a>, id: DeclId) -> FlowChecker<'a> {
         let flow = Flow {
             id,
             name: SmolStr::default(),

@@ -37,7 +37,7 @@ pub use flows::{CheckedFile, FnBodies, check_file, fn_bodies};
 pub use global::{GlobalChecks, global_checks};
 pub use load::{ReadError, Request, normalize, resolve_relative};
 pub use names::{Def, DefKind, Import, Imports, NamedItem, Scope, file_requests, imports, item_names, parse, scope};
-pub use signatures::{Decl, Decls, decl, decl_name, decls, record, role_closure};
+pub use signatures::{Decl, Decls, decl, decl_name, decls, record};
 
 /// Every diagnostic about one file, sorted by position.
 #[salsa::tracked(returns(ref))]

@@ -76,10 +76,6 @@ impl DefKind {
             DefKind::Flow => "a flow",
         }
     }
-
-    pub fn is_type(self) -> bool {
-        matches!(self, DefKind::Enum | DefKind::Record)
-    }
 }
 
 /// A named top-level declaration of a file.

@@ -429,18 +429,3 @@ fn system_sig(resolver: &mut Resolver<'_>, decl: &ast::SystemDecl) -> SystemSig 
     }
     SystemSig { name: decl.name.text.clone(), clearance: resolver.resolve_labels(&decl.clearance), actions }
 }
-
-/// The roles `role` is, itself included: every role it extends, transitively.
-pub fn role_closure(db: &dyn Db, role: DeclId) -> BTreeSet<DeclId> {
-    let mut closure = BTreeSet::new();
-    let mut stack = vec![role];
-    while let Some(next) = stack.pop() {
-        if !closure.insert(next) {
-            continue;
-        }
-        if let Some(Decl::Role(sig)) = decl(db, next) {
-            stack.extend(sig.extends.iter().copied());
-        }
-    }
-    closure
-}

@@ -88,8 +88,6 @@ pub const BUILTINS: &[&str] =
 pub struct Checker<'a> {
     pub db: &'a dyn Db,
     pub res: Resolver<'a>,
-    /// The flow being checked, if any.
-    pub flow: Option<DeclId>,
     pub values: BTreeMap<SmolStr, Binding>,
     /// Reviews of the flow, by step index.
     pub reviews: BTreeMap<u32, ReviewEnums>,
@@ -107,7 +105,6 @@ impl<'a> Checker<'a> {
         Checker {
             db,
             res,
-            flow: None,
             values: BTreeMap::new(),
             reviews: BTreeMap::new(),
             infers: BTreeMap::new(),

@@ -397,13 +397,6 @@ pub struct Path {
     pub span: Span,
 }
 
-impl Path {
-    pub fn to_text(&self) -> String {
-        let names: Vec<&str> = self.segments.iter().map(|s| s.text.as_str()).collect();
-        names.join(".")
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Approval {
     pub name: Ident,
