@@ -138,7 +138,8 @@ pub fn dump(checked: &Checked) -> String {
                     let args: Vec<String> = args.iter().map(|a| print::expr(names, a)).collect();
                     let fallback =
                         fallback.as_ref().map(|f| format!(" fallback {}", print::expr(names, f))).unwrap_or_default();
-                    format!("= {}({}){fallback}", flow_sema::decl_name(db, *model), args.join(", "))
+                    let model = model.map_or_else(|| "?".to_owned(), |m| flow_sema::decl_name(db, m));
+                    format!("= {model}({}){fallback}", args.join(", "))
                 }
                 StepKind::Review { outcomes, reasons, edits, condition, .. } => {
                     let edits: Vec<String> =

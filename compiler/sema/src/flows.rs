@@ -516,8 +516,8 @@ impl<'a> FlowChecker<'a> {
         let nodes: BTreeMap<usize, _> = lets.values().map(|&i| (i, graph.add_node(i))).collect();
         for (&index, &node) in &nodes {
             let FlowItemKind::Let { value, .. } = &steps[index].ast.kind else { continue };
-            for (name, _) in names_read(value) {
-                if let Some(&target) = lets.get(name.as_str()) {
+            for name in names_read(value) {
+                if let Some(&target) = lets.get(name) {
                     graph.add_edge(node, nodes[&target], ());
                 }
             }
@@ -643,11 +643,7 @@ impl<'a> FlowChecker<'a> {
             if let Some(fallback) = &infer.fallback {
                 self.c.infer(fallback, None);
             }
-            return StepKind::Infer {
-                model: DeclId { file: self.file(), index: u32::MAX },
-                args: Vec::new(),
-                fallback: None,
-            };
+            return StepKind::Infer { model: None, args: Vec::new(), fallback: None };
         };
         let params: Vec<(SmolStr, Ty)> = sig.inputs.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
         let what = format!("model `{}`", sig.name);
@@ -657,7 +653,7 @@ impl<'a> FlowChecker<'a> {
             let step = self.flow.steps[index].name.clone();
             self.c.check(fallback, &sig.output, &|| format!("the fallback of `{step}`"))
         });
-        StepKind::Infer { model: model.id, args, fallback }
+        StepKind::Infer { model: Some(model.id), args, fallback }
     }
 
     fn review(&mut self, review: &ast::Review) -> StepKind {
@@ -890,13 +886,7 @@ impl<'a> FlowChecker<'a> {
             for arg in &action.args {
                 self.c.infer(&arg.value, None);
             }
-            return StepKind::Action {
-                system: DeclId { file, index: u32::MAX },
-                action: u32::MAX,
-                args: Vec::new(),
-                condition,
-                idempotency,
-            };
+            return StepKind::Action { system: None, action: None, args: Vec::new(), condition, idempotency };
         };
         let Some(position) = sig.actions.iter().position(|a| a.name == action.operation.text) else {
             let help =
@@ -912,7 +902,13 @@ impl<'a> FlowChecker<'a> {
             for arg in &action.args {
                 self.c.infer(&arg.value, None);
             }
-            return StepKind::Action { system: system.id, action: u32::MAX, args: Vec::new(), condition, idempotency };
+            return StepKind::Action {
+                system: Some(system.id),
+                action: None,
+                args: Vec::new(),
+                condition,
+                idempotency,
+            };
         };
         let target = &sig.actions[position];
         let params: Vec<(SmolStr, Ty)> = target.params.iter().map(|p| (p.name.clone(), p.ty.clone())).collect();
@@ -921,7 +917,7 @@ impl<'a> FlowChecker<'a> {
             .c
             .match_args(action.call_span, action.operation.span, &what, &params, &action.args, false)
             .unwrap_or_default();
-        StepKind::Action { system: system.id, action: position as u32, args, condition, idempotency }
+        StepKind::Action { system: Some(system.id), action: Some(position as u32), args, condition, idempotency }
     }
 
     fn emit(&mut self, name: &ast::Ident, value: &ast::Expr) -> StepKind {
@@ -931,11 +927,11 @@ impl<'a> FlowChecker<'a> {
             self.error(Code::E1001, name.span, format!("flow `{}` has no output `{}`", self.flow.name, name.text))
                 .help = help;
             self.c.infer(value, None);
-            return StepKind::Emit { output: u32::MAX, value: hir::Expr::error(value.span) };
+            return StepKind::Emit { output: None, value: hir::Expr::error(value.span) };
         };
         let ty = self.flow.outputs[output].ty.clone();
         let value = self.c.check(value, &ty, &|| format!("output `{}`", name.text));
-        StepKind::Emit { output: output as u32, value }
+        StepKind::Emit { output: Some(output as u32), value }
     }
 
     fn check_emits(&mut self, flow_name: &ast::Ident) {
@@ -946,7 +942,7 @@ impl<'a> FlowChecker<'a> {
             .steps
             .iter()
             .filter_map(|s| match s.kind {
-                StepKind::Emit { output, .. } if output != u32::MAX => Some((output, s.name_span)),
+                StepKind::Emit { output: Some(output), .. } => Some((output, s.name_span)),
                 _ => None,
             })
             .collect();
@@ -1122,47 +1118,21 @@ fn cycle_path(graph: &DiGraph<usize, Span>, component: &[NodeIndex], first: usiz
     Vec::new()
 }
 
-/// The names an expression reads, with their spans, leaving out lambda parameters.
-fn names_read(expr: &ast::Expr) -> Vec<(SmolStr, Span)> {
+/// The names an expression reads, leaving out lambda parameters.
+fn names_read(expr: &ast::Expr) -> Vec<&str> {
     let mut names = Vec::new();
     let mut stack: Vec<(&ast::Expr, Vec<&str>)> = vec![(expr, Vec::new())];
     while let Some((expr, shadowed)) = stack.pop() {
-        match &expr.kind {
-            A::Name(name) if !shadowed.contains(&name.text.as_str()) => {
-                names.push((name.text.clone(), name.span));
-            }
-            A::Field { base, .. } => stack.push((base, shadowed)),
-            A::Call { args, .. } => {
-                for arg in args {
-                    let mut inner = shadowed.clone();
-                    if let Some(param) = &arg.lambda {
-                        inner.push(&param.text);
-                    }
-                    stack.push((&arg.value, inner));
-                }
-            }
-            A::Record { fields, .. } => stack.extend(fields.iter().map(|f| (&f.value, shadowed.clone()))),
-            A::Unary { operand, .. } => stack.push((operand, shadowed)),
-            A::Binary { lhs, rhs, .. } => {
-                stack.push((lhs, shadowed.clone()));
-                stack.push((rhs, shadowed));
-            }
-            A::If { branches, otherwise } => {
-                for (condition, then) in branches {
-                    stack.push((condition, shadowed.clone()));
-                    stack.push((then, shadowed.clone()));
-                }
-                stack.push((otherwise, shadowed));
-            }
-            A::Text(parts) => {
-                for part in parts {
-                    if let ast::StrPart::Expr(e) = part {
-                        stack.push((e, shadowed.clone()));
-                    }
-                }
-            }
-            _ => {}
+        if let A::Name(name) = &expr.kind
+            && !shadowed.contains(&name.text.as_str())
+        {
+            names.push(name.text.as_str());
         }
+        expr.for_each_child(|child, lambda| {
+            let mut inner = shadowed.clone();
+            inner.extend(lambda.map(|param| param.text.as_str()));
+            stack.push((child, inner));
+        });
     }
     names
 }

@@ -175,27 +175,10 @@ fn calls(expr: &ast::Expr) -> Vec<&ast::Ident> {
     let mut out = Vec::new();
     let mut stack = vec![expr];
     while let Some(expr) = stack.pop() {
-        match &expr.kind {
-            A::Call { callee, args } => {
-                out.push(callee);
-                stack.extend(args.iter().map(|a| &a.value));
-            }
-            A::Field { base, .. } => stack.push(base),
-            A::Record { fields, .. } => stack.extend(fields.iter().map(|f| &f.value)),
-            A::Unary { operand, .. } => stack.push(operand),
-            A::Binary { lhs, rhs, .. } => stack.extend([&**lhs, &**rhs]),
-            A::If { branches, otherwise } => {
-                for (c, t) in branches {
-                    stack.extend([c, t]);
-                }
-                stack.push(otherwise);
-            }
-            A::Text(parts) => stack.extend(parts.iter().filter_map(|p| match p {
-                ast::StrPart::Expr(e) => Some(e),
-                ast::StrPart::Text(_) => None,
-            })),
-            _ => {}
+        if let A::Call { callee, .. } = &expr.kind {
+            out.push(callee);
         }
+        expr.for_each_child(|child, _| stack.push(child));
     }
     out
 }

@@ -91,12 +91,12 @@ pub enum ExprKind {
     Ref(Ref),
     /// A variant of an enum, by index.
     Variant(EnumRef, u32),
-    /// A field of a record (by index in its declaration) or of a step's result (index
-    /// `u32::MAX`, by name).
+    /// A field of a record (by index in its declaration) or of a step's result (no index:
+    /// by name). No index either when the field could not be resolved.
     Field {
         base: Box<Expr>,
         name: SmolStr,
-        index: u32,
+        index: Option<u32>,
     },
     /// A call of a `fn`, with its arguments in parameter order.
     Call {
@@ -282,8 +282,9 @@ pub enum StepKind {
         approvers: Vec<DeclId>,
         message: Option<String>,
     },
+    /// `model` is `None` when it could not be resolved (the file has errors).
     Infer {
-        model: DeclId,
+        model: Option<DeclId>,
         args: Vec<Expr>,
         fallback: Option<Expr>,
     },
@@ -298,15 +299,18 @@ pub enum StepKind {
         rows: Vec<Row>,
         distinct_from: Vec<Expr>,
     },
+    /// `system` and `action` (an index into the system's actions) are `None` when they could
+    /// not be resolved (the file has errors).
     Action {
-        system: DeclId,
-        action: u32,
+        system: Option<DeclId>,
+        action: Option<u32>,
         args: Vec<Expr>,
         condition: Option<Expr>,
         idempotency: Option<Expr>,
     },
+    /// `output` indexes the flow's outputs; `None` when it names none (the file has errors).
     Emit {
-        output: u32,
+        output: Option<u32>,
         value: Expr,
     },
 }

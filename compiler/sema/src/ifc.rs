@@ -490,7 +490,9 @@ impl<'a> Analyzer<'a> {
                     if taint.is_clean() { taint } else { taint.hop(&hop) }
                 }
                 StepKind::Infer { model, args, fallback } => {
-                    let Some(Decl::Model(sig)) = signatures::decl(self.db, *model).cloned() else { continue };
+                    let Some(Decl::Model(sig)) = model.and_then(|id| signatures::decl(self.db, id)).cloned() else {
+                        continue;
+                    };
                     for arg in args {
                         self.check_sink(Sink::Model(&sig.name), arg, &sig.clearance);
                     }
@@ -504,8 +506,10 @@ impl<'a> Analyzer<'a> {
                     if let Some(condition) = condition {
                         self.taint(condition, &mut env, self.file);
                     }
-                    let Some(Decl::System(sig)) = signatures::decl(self.db, *system).cloned() else { continue };
-                    let Some(target) = sig.actions.get(*action as usize) else { continue };
+                    let Some(Decl::System(sig)) = system.and_then(|id| signatures::decl(self.db, id)).cloned() else {
+                        continue;
+                    };
+                    let Some(target) = action.and_then(|a| sig.actions.get(a as usize)) else { continue };
                     for arg in args.iter().chain(idempotency) {
                         self.check_sink(Sink::System(&sig.name, &target.name), arg, &sig.clearance);
                     }
@@ -514,7 +518,7 @@ impl<'a> Analyzer<'a> {
                 StepKind::Emit { output, value } => {
                     let taint = self.taint(value, &mut env, self.file);
                     if !matches!(value.kind, ExprKind::Record { .. })
-                        && let Some(out) = self.flow.outputs.get(*output as usize)
+                        && let Some(out) = output.and_then(|o| self.flow.outputs.get(o as usize))
                     {
                         for (label, trail, path) in self.leaks(&taint, &out.ty, &BTreeSet::new(), String::new()) {
                             let sink = Sink::Output { output: &out.name, path };

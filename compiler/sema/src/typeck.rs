@@ -431,7 +431,7 @@ impl<'a> Checker<'a> {
         let name = field.text.as_str();
         if base.ty.is_error() {
             return Expr {
-                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: u32::MAX },
+                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: None },
                 ty: Ty::Error,
                 span,
             };
@@ -441,7 +441,7 @@ impl<'a> Checker<'a> {
             self.unchecked_optional(base.span, &ty);
             base.ty = Ty::Error;
             return Expr {
-                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: u32::MAX },
+                kind: ExprKind::Field { base: Box::new(base), name: SmolStr::new(name), index: None },
                 ty: Ty::Error,
                 span,
             };
@@ -449,7 +449,7 @@ impl<'a> Checker<'a> {
         let (index, ty) = match &base.ty {
             Ty::Record(record) => match signatures::record(self.db, record.id) {
                 Some(sig) => match sig.field(name) {
-                    Some((index, found)) => (index as u32, found.ty.clone()),
+                    Some((index, found)) => (Some(index as u32), found.ty.clone()),
                     None => {
                         let help = suggest::help(name, sig.fields.iter().map(|f| f.name.as_str())).or_else(|| {
                             Some(format!(
@@ -459,15 +459,15 @@ impl<'a> Checker<'a> {
                         });
                         self.error(Code::E1007, field.span, format!("`{}` has no field `{name}`", record.name)).help =
                             help;
-                        (u32::MAX, Ty::Error)
+                        (None, Ty::Error)
                     }
                 },
-                None => (u32::MAX, Ty::Error),
+                None => (None, Ty::Error),
             },
             Ty::Step(step) => {
                 let step = step.clone();
                 match self.step_field(&step, name) {
-                    Some(ty) => (u32::MAX, ty),
+                    Some(ty) => (None, ty),
                     None => {
                         let fields: &[&str] = match step.kind {
                             StepResult::Review => &["outcome", "reason", "reviewer", "basis"],
@@ -479,14 +479,14 @@ impl<'a> Checker<'a> {
                         });
                         self.error(Code::E1007, field.span, format!("{what} `{}` has no field `{name}`", step.name))
                             .help = help;
-                        (u32::MAX, Ty::Error)
+                        (None, Ty::Error)
                     }
                 }
             }
             other => {
                 let message = format!("a `{other}` has no fields, so it has no `{name}`");
                 self.error(Code::E1007, field.span, message);
-                (u32::MAX, Ty::Error)
+                (None, Ty::Error)
             }
         };
         // Only an optional field can have been proved present.

@@ -519,6 +519,55 @@ pub enum ExprKind {
     Error,
 }
 
+impl Expr {
+    /// Calls `f` with each direct subexpression and, for a lambda's body, the parameter it
+    /// binds.
+    pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr, Option<&'a Ident>)) {
+        match &self.kind {
+            ExprKind::Text(parts) => {
+                for part in parts {
+                    if let StrPart::Expr(e) = part {
+                        f(e, None);
+                    }
+                }
+            }
+            ExprKind::Field { base, .. } => f(base, None),
+            ExprKind::Call { args, .. } => {
+                for arg in args {
+                    f(&arg.value, arg.lambda.as_ref());
+                }
+            }
+            ExprKind::Record { fields, .. } => {
+                for field in fields {
+                    f(&field.value, None);
+                }
+            }
+            ExprKind::Unary { operand, .. } => f(operand, None),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                f(lhs, None);
+                f(rhs, None);
+            }
+            ExprKind::If { branches, otherwise } => {
+                for (condition, then) in branches {
+                    f(condition, None);
+                    f(then, None);
+                }
+                f(otherwise, None);
+            }
+            ExprKind::Int(_)
+            | ExprKind::Decimal(_)
+            | ExprKind::Percent(_)
+            | ExprKind::Money { .. }
+            | ExprKind::Duration(_)
+            | ExprKind::Timestamp(_)
+            | ExprKind::Bool(_)
+            | ExprKind::Name(_)
+            | ExprKind::Variant { .. }
+            | ExprKind::Error => {}
+        }
+    }
+}
+
 /// An instant, as seconds and nanoseconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp {
