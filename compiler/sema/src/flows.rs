@@ -149,6 +149,8 @@ struct FlowChecker<'a> {
     flow: Flow,
     /// Flow-level names and where they are declared.
     declared: BTreeMap<SmolStr, Span>,
+    /// The flow items that did not parse, to stay quiet about their absence.
+    unparsed: Vec<ast::Unparsed>,
 }
 
 impl<'a> FlowChecker<'a> {
@@ -168,11 +170,20 @@ impl<'a> FlowChecker<'a> {
             steps: Vec::new(),
             retain: None,
         };
-        FlowChecker { c, flow, declared: BTreeMap::new() }
+        FlowChecker { c, flow, declared: BTreeMap::new(), unparsed: Vec::new() }
     }
 
     fn file(&self) -> FileId {
         self.c.res.file
+    }
+
+    /// Whether an item starting with `keyword` (and declaring `name`, if given) did not
+    /// parse: its syntax error stands for whatever its absence would cause.
+    fn is_unparsed(&self, keyword: &str, name: Option<&str>) -> bool {
+        self.unparsed.iter().any(|u| {
+            u.keyword.as_deref() == Some(keyword)
+                && name.is_none_or(|name| u.name.as_ref().is_some_and(|n| n.text == name))
+        })
     }
 
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
@@ -249,6 +260,10 @@ impl<'a> FlowChecker<'a> {
                     retains.extend(settings.iter().map(|ast::EvidenceSetting::Retain(d)| d));
                 }
                 FlowItemKind::Emit { name, .. } => steps.push(PendingStep { ast: flow_item, name: name.clone() }),
+                FlowItemKind::Error(unparsed) => {
+                    self.c.unparsed.extend(unparsed.name.as_ref().map(|n| n.text.clone()));
+                    self.unparsed.push(unparsed.clone());
+                }
                 kind => {
                     if let Some(name) = kind.name() {
                         steps.push(PendingStep { ast: flow_item, name: name.clone() });
@@ -741,6 +756,7 @@ impl<'a> FlowChecker<'a> {
                 );
                 return None;
             }
+            None if self.c.is_unparsed(&root.text) => return None,
             None => {
                 let help = suggest::help(&root.text, self.c.values.keys().map(SmolStr::as_str));
                 self.error(Code::E1001, root.span, format!("cannot find `{}`", root.text)).help = help;
@@ -922,6 +938,10 @@ impl<'a> FlowChecker<'a> {
 
     fn emit(&mut self, name: &ast::Ident, value: &ast::Expr) -> StepKind {
         let Some(output) = self.flow.outputs.iter().position(|o| o.name == name.text) else {
+            if self.c.is_unparsed(&name.text) {
+                self.c.infer(value, None);
+                return StepKind::Emit { output: None, value: hir::Expr::error(value.span) };
+            }
             let help = suggest::help(&name.text, self.flow.outputs.iter().map(|o| o.name.as_str()))
                 .or_else(|| Some(format!("declare it first: `output {}: TypeName`", name.text)));
             self.error(Code::E1001, name.span, format!("flow `{}` has no output `{}`", self.flow.name, name.text))
@@ -961,7 +981,7 @@ impl<'a> FlowChecker<'a> {
             .outputs
             .iter()
             .enumerate()
-            .filter(|(i, _)| !emitted.contains_key(&(*i as u32)))
+            .filter(|(i, o)| !emitted.contains_key(&(*i as u32)) && !self.is_unparsed("emit", Some(&o.name)))
             .map(|(_, o)| (o.name.clone(), o.span))
             .collect();
         for (name, span) in missing {
@@ -979,6 +999,7 @@ impl<'a> FlowChecker<'a> {
     ) {
         let file = self.file();
         match versions {
+            [] if self.is_unparsed("version", None) => {}
             [] => {
                 self.error(Code::E2011, name.span, format!("flow `{}` has no `version`", name.text)).help =
                     Some("add `version \"1.0.0\"`; every change of policy gets a new version".to_owned());
@@ -1005,6 +1026,7 @@ impl<'a> FlowChecker<'a> {
             ("steward", stewards, "accountable for its policy and evidence"),
         ] {
             match list {
+                [] if self.is_unparsed(keyword, None) => {}
                 [] => {
                     self.error(Code::E2011, name.span, format!("flow `{}` has no `{keyword}`", name.text)).help =
                         Some(format!("add `{keyword} role_name`: the role {what}"));
@@ -1058,6 +1080,7 @@ impl<'a> FlowChecker<'a> {
                             }
                             targets.push(GrantTarget::Gate(index as u32));
                         }
+                        None if self.is_unparsed("gate", Some(&target.text)) => {}
                         None => {
                             let gates: Vec<&str> = self
                                 .flow

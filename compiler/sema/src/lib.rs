@@ -44,7 +44,8 @@ pub use signatures::{Decl, Decls, decl, decl_name, decls, record};
 pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
     let id = file.id(db);
     let mut diagnostics = Vec::new();
-    diagnostics.extend(parse(db, file).diagnostics.iter().cloned());
+    let syntax = &parse(db, file).diagnostics;
+    diagnostics.extend(syntax.iter().cloned());
     diagnostics.extend(imports(db, file).diagnostics.iter().cloned());
     diagnostics.extend(scope(db, file).diagnostics.iter().cloned());
     let declarations = decls(db, file);
@@ -56,11 +57,13 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
     if let Some(global) = global_checks(db).by_file.get(&id) {
         diagnostics.extend(global.iter().cloned());
     }
-    // Imports of which nothing is used.
+    // Imports of which nothing is used. Text that did not parse may be what uses them, so
+    // this waits until the file parses.
     let used: BTreeSet<_> =
         declarations.used_files.iter().chain(&bodies.used_files).chain(&checked.used_files).copied().collect();
     let mut seen = BTreeSet::new();
-    for import in &imports(db, file).imports {
+    let imports = if syntax.is_empty() { imports(db, file).imports.as_slice() } else { &[] };
+    for import in imports {
         let Some(target) = import.target else { continue };
         let target_id = target.id(db);
         if target_id == id || !seen.insert(target_id) || used.contains(&target_id) {

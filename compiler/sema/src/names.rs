@@ -1,7 +1,7 @@
 //! Files to syntax trees, imports to files, and names to declarations.
 
 use flow_syntax::ast::SmolStr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 use flow_syntax::Parse;
@@ -102,13 +102,26 @@ pub fn item_names(db: &dyn Db, file: SourceFile) -> Vec<NamedItem> {
             ItemKind::System(_) => DefKind::System,
             ItemKind::Fn(_) => DefKind::Fn,
             ItemKind::Flow(_) => DefKind::Flow,
-            ItemKind::Import(_) | ItemKind::Error => continue,
+            ItemKind::Import(_) | ItemKind::Error(_) => continue,
         };
         if let Some(name) = item.kind.name() {
             names.push(NamedItem { name: name.text.clone(), kind, index: index as u32, span: name.span });
         }
     }
     names
+}
+
+/// The names that declarations of a file would have declared had they parsed.
+#[salsa::tracked(returns(ref))]
+pub fn unparsed_names(db: &dyn Db, file: SourceFile) -> Vec<SmolStr> {
+    let items = &parse(db, file).file.items;
+    items
+        .iter()
+        .filter_map(|item| match &item.kind {
+            ItemKind::Error(unparsed) => unparsed.name.as_ref().map(|name| name.text.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An `import` and the file it names.
@@ -170,12 +183,20 @@ pub struct Def {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Scope {
     pub defs: BTreeMap<SmolStr, Def>,
+    /// Names of declarations that did not parse (and are not declared otherwise): their
+    /// syntax errors are reported, so uses of them are not reported again.
+    pub unparsed: BTreeSet<SmolStr>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Scope {
     pub fn get(&self, name: &str) -> Option<&Def> {
         self.defs.get(name)
+    }
+
+    /// Whether `name` would be declared but for a syntax error.
+    pub fn is_unparsed(&self, name: &str) -> bool {
+        self.unparsed.contains(name)
     }
 
     /// The names of the declarations of the given kinds, for suggestions.
@@ -203,6 +224,7 @@ pub fn scope(db: &dyn Db, file: SourceFile) -> Scope {
         }
     }
     let own: BTreeMap<SmolStr, Def> = result.defs.clone();
+    let mut unparsed: BTreeSet<SmolStr> = unparsed_names(db, file).iter().cloned().collect();
     // Which import first brought each imported name, to report conflicts between imports.
     let mut imported_from: BTreeMap<SmolStr, Span> = BTreeMap::new();
     let mut imported_files: BTreeMap<FileId, Span> = BTreeMap::new();
@@ -256,6 +278,9 @@ pub fn scope(db: &dyn Db, file: SourceFile) -> Scope {
                 }
             }
         }
+        unparsed.extend(unparsed_names(db, target).iter().cloned());
     }
+    unparsed.retain(|name| !result.defs.contains_key(name));
+    result.unparsed = unparsed;
     result
 }

@@ -67,6 +67,7 @@ impl<'a> Resolver<'a> {
                 );
                 None
             }
+            None if self.scope.is_unparsed(&ident.text) => None,
             None => {
                 let help = suggest::help(&ident.text, self.scope.names_of(kinds));
                 let diagnostic = self.error(Code::E1001, ident.span, format!("cannot find {what} `{}`", ident.text));
@@ -183,6 +184,9 @@ impl<'a> Resolver<'a> {
                             ty.name.span,
                             format!("`{name}` is {}, not a type", def.kind.described()),
                         );
+                        return Ty::Error;
+                    }
+                    if self.scope.is_unparsed(name) {
                         return Ty::Error;
                     }
                     let candidates =

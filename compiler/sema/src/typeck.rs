@@ -96,6 +96,8 @@ pub struct Checker<'a> {
     /// `let`s not typed yet, by step index. Reading one records it in `waiting_for`.
     pub untyped_lets: BTreeSet<u32>,
     pub waiting_for: BTreeSet<u32>,
+    /// Names that flow items would have declared but for a syntax error.
+    pub unparsed: BTreeSet<SmolStr>,
     locals: Vec<(SmolStr, Ty)>,
     facts: Vec<Place>,
 }
@@ -110,6 +112,7 @@ impl<'a> Checker<'a> {
             infers: BTreeMap::new(),
             untyped_lets: BTreeSet::new(),
             waiting_for: BTreeSet::new(),
+            unparsed: BTreeSet::new(),
             locals: Vec::new(),
             facts: Vec::new(),
         }
@@ -117,6 +120,11 @@ impl<'a> Checker<'a> {
 
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
         self.res.error(code, span, message)
+    }
+
+    /// Whether `name` would be declared but for a syntax error, already reported.
+    pub fn is_unparsed(&self, name: &str) -> bool {
+        self.unparsed.contains(name) || self.res.scope.is_unparsed(name)
     }
 
     /// Checks `expr` where a value of type `expected` is wanted. `context` says what the
@@ -326,6 +334,9 @@ impl<'a> Checker<'a> {
             }
             return Expr::error(span);
         }
+        if self.is_unparsed(text) {
+            return Expr::error(span);
+        }
         let mut candidates: Vec<String> = self.values.keys().map(ToString::to_string).collect();
         candidates.extend(self.locals.iter().map(|(n, _)| n.to_string()));
         if let Some(Ty::Enum(expected)) = hint.map(Ty::unwrap_optional) {
@@ -387,6 +398,9 @@ impl<'a> Checker<'a> {
 
     fn qualified_variant(&mut self, ty: &ast::Ident, variant: &ast::Ident) -> (ExprKind, Ty) {
         let Some(def) = self.res.lookup(&ty.text) else {
+            if self.res.scope.is_unparsed(&ty.text) {
+                return (ExprKind::Error, Ty::Error);
+            }
             let help = suggest::help(&ty.text, self.res.scope.names_of(&[DefKind::Enum]));
             self.error(Code::E1001, ty.span, format!("cannot find enum `{}`", ty.text)).help = help;
             return (ExprKind::Error, Ty::Error);
@@ -531,6 +545,7 @@ impl<'a> Checker<'a> {
                 self.error(Code::E1015, ty.span, message);
                 None
             }
+            None if self.res.scope.is_unparsed(&ty.text) => None,
             None => {
                 let help = suggest::help(&ty.text, self.res.scope.names_of(&[DefKind::Record]));
                 self.error(Code::E1001, ty.span, format!("cannot find type `{}`", ty.text)).help = help;
@@ -805,10 +820,12 @@ impl<'a> Checker<'a> {
                 Expr::error(span)
             }
             None => {
-                let candidates: Vec<&str> =
-                    BUILTINS.iter().copied().chain(self.res.scope.names_of(&[DefKind::Fn])).collect();
-                let help = suggest::help(name, candidates);
-                self.error(Code::E1001, callee.span, format!("cannot find function `{name}`")).help = help;
+                if !self.res.scope.is_unparsed(name) {
+                    let candidates: Vec<&str> =
+                        BUILTINS.iter().copied().chain(self.res.scope.names_of(&[DefKind::Fn])).collect();
+                    let help = suggest::help(name, candidates);
+                    self.error(Code::E1001, callee.span, format!("cannot find function `{name}`")).help = help;
+                }
                 self.check_args_loosely(args);
                 Expr::error(span)
             }

@@ -63,7 +63,7 @@ pub enum ItemKind {
     Fn(FnDecl),
     Flow(FlowDecl),
     /// Text that could not be parsed; a diagnostic says why.
-    Error,
+    Error(Unparsed),
 }
 
 impl ItemKind {
@@ -79,9 +79,19 @@ impl ItemKind {
             ItemKind::System(decl) => Some(&decl.name),
             ItemKind::Fn(decl) => Some(&decl.name),
             ItemKind::Flow(decl) => Some(&decl.name),
-            ItemKind::Import(_) | ItemKind::Error => None,
+            ItemKind::Import(_) | ItemKind::Error(_) => None,
         }
     }
+}
+
+/// What could be read of a declaration or flow item that did not parse: the keyword it
+/// starts with and the name after it. Its syntax error is reported; later phases use this
+/// to stay quiet about what the item would have declared (`cannot find type `Vendor`` after
+/// a typo inside `type Vendor { … }`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Unparsed {
+    pub keyword: Option<SmolStr>,
+    pub name: Option<Ident>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,7 +269,7 @@ pub enum FlowItemKind {
     },
     Evidence(Vec<EvidenceSetting>),
     /// Text that could not be parsed; a diagnostic says why.
-    Error,
+    Error(Unparsed),
 }
 
 impl FlowItemKind {
@@ -281,7 +291,7 @@ impl FlowItemKind {
             | FlowItemKind::Steward(_)
             | FlowItemKind::Access(_)
             | FlowItemKind::Evidence(_)
-            | FlowItemKind::Error => None,
+            | FlowItemKind::Error(_) => None,
         }
     }
 }

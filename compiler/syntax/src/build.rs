@@ -189,7 +189,7 @@ impl<'t> Builder<'t> {
         let docs = self.docs(span);
         let kind = match kids(item).next() {
             Some(decl) => self.declaration(decl),
-            None => ItemKind::Error,
+            None => ItemKind::Error(Unparsed::default()),
         };
         Item { docs, span, kind }
     }
@@ -200,14 +200,14 @@ impl<'t> Builder<'t> {
         match rule {
             Rule::import => match parts.next() {
                 Some(string) => ItemKind::Import(self.plain_string(string)),
-                None => ItemKind::Error,
+                None => ItemKind::Error(Unparsed::default()),
             },
             Rule::label_decl => match parts.next() {
                 Some(name) => ItemKind::Label(self.ident(&name)),
-                None => ItemKind::Error,
+                None => ItemKind::Error(Unparsed::default()),
             },
             Rule::enum_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
                 let variants = parts
                     .filter_map(|variant| kids(variant).next())
@@ -219,18 +219,18 @@ impl<'t> Builder<'t> {
                 ItemKind::Enum(EnumDecl { name, variants })
             }
             Rule::type_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
                 let fields = parts.filter_map(|field| self.field_decl(field)).collect();
                 ItemKind::Type(TypeDecl { name, fields })
             }
             Rule::role_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 ItemKind::Role(RoleDecl { name: self.ident(&name), extends: self.idents(parts) })
             }
             Rule::source_decl => {
                 let (Some(name), Some(ty)) = (parts.next(), parts.next()) else {
-                    return ItemKind::Error;
+                    return ItemKind::Error(Unparsed::default());
                 };
                 let name = self.ident(&name);
                 let ty = self.type_ref(ty);
@@ -249,7 +249,7 @@ impl<'t> Builder<'t> {
                 ItemKind::Source(SourceDecl { name, ty, settings })
             }
             Rule::model_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
                 let settings = parts
                     .filter_map(|setting| kids(setting).next())
@@ -258,7 +258,7 @@ impl<'t> Builder<'t> {
                 ItemKind::Model(ModelDecl { name, settings })
             }
             Rule::system_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
                 let mut clearance = Vec::new();
                 let mut actions = Vec::new();
@@ -284,7 +284,7 @@ impl<'t> Builder<'t> {
                 ItemKind::System(SystemDecl { name, clearance, actions })
             }
             Rule::fn_decl => {
-                let Some(name) = parts.next() else { return ItemKind::Error };
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
                 let mut params = Vec::new();
                 let mut ret = None;
@@ -298,10 +298,10 @@ impl<'t> Builder<'t> {
                 }
                 match (ret, body) {
                     (Some(ret), Some(body)) => ItemKind::Fn(FnDecl { name, params, ret, body }),
-                    _ => ItemKind::Error,
+                    _ => ItemKind::Error(Unparsed::default()),
                 }
             }
-            _ => ItemKind::Error,
+            _ => ItemKind::Error(Unparsed::default()),
         }
     }
 
@@ -375,8 +375,8 @@ impl<'t> Builder<'t> {
         let span = self.span(&item);
         let docs = self.docs(span);
         let kind = match kids(item).next() {
-            Some(item) => self.flow_item_kind(item).unwrap_or(FlowItemKind::Error),
-            None => FlowItemKind::Error,
+            Some(item) => self.flow_item_kind(item).unwrap_or(FlowItemKind::Error(Unparsed::default())),
+            None => FlowItemKind::Error(Unparsed::default()),
         };
         FlowItem { docs, span, kind }
     }

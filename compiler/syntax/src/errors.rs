@@ -51,14 +51,11 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::path => "a field such as `risk.tier`",
         Rule::req_term | Rule::requirement => "an approval requirement (`auto`, `N of role` or `all of role, …`)",
         Rule::gate_kind => "`info`, `soft` or `block`",
-        Rule::expr
-        | Rule::unary
-        | Rule::field
-        | Rule::if_expr
-        | Rule::prefix
-        | Rule::paren
-        | Rule::named
-        | Rule::typed => "an expression",
+        // `field` is not here: pest tries it only after a complete operand, where its `.`
+        // is already offered as an operator.
+        Rule::expr | Rule::unary | Rule::if_expr | Rule::prefix | Rule::paren | Rule::named | Rule::typed => {
+            "an expression"
+        }
         Rule::infix => "an operator",
         Rule::args | Rule::arg | Rule::named_arg | Rule::lambda => "an argument",
         Rule::model_setting => "a model setting",
@@ -242,9 +239,12 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str)
         });
     }
 
-    // A whole number is a number; do not offer both.
+    // A whole number is a number, and a string starts with `"`; do not offer both.
     if listed.iter().any(|p| p == "a whole number") {
         listed.retain(|p| p != "a number");
+    }
+    if listed.iter().any(|p| p == "a string in double quotes") {
+        listed.retain(|p| p != "`\"`");
     }
     let (found, len) = describe_found(text, at, end);
     let message = format!("expected {}, found {found}", join_or(&listed));

@@ -8,7 +8,7 @@
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 use flow_grammar::{FlowParser, Pair, Parser, Rule};
 
-use crate::ast::{FlowDecl, FlowItem, FlowItemKind, Ident, Item, ItemKind};
+use crate::ast::{FlowDecl, FlowItem, FlowItemKind, Ident, Item, ItemKind, Unparsed};
 use crate::build::Builder;
 use crate::errors::{self, Context};
 use crate::lexer::{
@@ -54,6 +54,31 @@ pub fn parse(text: &str, file: FileId) -> Parse {
         pos = next.max(pos + 1);
     }
     Parse { file: crate::ast::File { items }, diagnostics: driver.diagnostics }
+}
+
+/// The declarations and flow items whose keyword is followed by the name they declare.
+const NAMING_DECLARATIONS: &[&str] = &["label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
+const NAMING_FLOW_ITEMS: &[&str] =
+    &["input", "output", "param", "let", "gate", "infer", "review", "approval", "action", "emit"];
+
+/// What can be read of an item at `start` that did not parse: one of `keywords`, and the
+/// name after it on the same line when the keyword is one of `naming`.
+fn unparsed(text: &str, start: usize, keywords: &[&str], naming: &[&str]) -> Unparsed {
+    let keyword = word_at(text, start);
+    if !keywords.contains(&keyword) {
+        return Unparsed::default();
+    }
+    let bytes = text.as_bytes();
+    let mut at = start + keyword.len();
+    while at < bytes.len() && matches!(bytes[at], b' ' | b'\t') {
+        at += 1;
+    }
+    let word = word_at(text, at);
+    let is_name = naming.contains(&keyword)
+        && word.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && !keywords.contains(&word);
+    let name = is_name.then(|| Ident { text: word.into(), span: Span::new(at, at + word.len()) });
+    Unparsed { keyword: Some(keyword.into()), name }
 }
 
 /// The rule that parses an item followed by the start of the next one.
@@ -111,7 +136,8 @@ struct Driver<'t> {
 
 impl<'t> Driver<'t> {
     fn error_item(&self, start: usize, end: usize) -> Item {
-        Item { docs: docs_before(self.text, start), span: Span::new(start, end), kind: ItemKind::Error }
+        let kind = ItemKind::Error(unparsed(self.text, start, DECLARATION_KEYWORDS, NAMING_DECLARATIONS));
+        Item { docs: docs_before(self.text, start), span: Span::new(start, end), kind }
     }
 
     /// The first lexical error at or after `pos` and before `end`.
@@ -341,7 +367,7 @@ impl<'t> Driver<'t> {
                     items.push(FlowItem {
                         docs: docs_before(text, at),
                         span: Span::new(at, resume),
-                        kind: FlowItemKind::Error,
+                        kind: FlowItemKind::Error(unparsed(text, at, FLOW_ITEM_KEYWORDS, NAMING_FLOW_ITEMS)),
                     });
                     cursor = resume.max(at + 1);
                 }
