@@ -9,23 +9,7 @@ use std::path::{Path, PathBuf};
 use flow_diagnostics::Code;
 
 use crate::check_files;
-
-fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.canonicalize().unwrap_or(root)
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::tidy::{root, rust_files};
 
 #[test]
 fn codes_and_names_are_unique_and_well_formed() {
@@ -140,7 +124,7 @@ fn every_code_has_a_corpus_case() {
 #[test]
 fn every_code_is_emitted_and_every_written_code_is_registered() {
     let mut files = Vec::new();
-    rust_files(&workspace_root().join("compiler"), &mut files);
+    rust_files(&root().join("compiler"), &mut files);
     let mut source = String::new();
     for file in &files {
         let path = file.to_string_lossy();

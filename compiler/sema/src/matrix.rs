@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
-use flow_syntax::ast::{BinaryOp, Decimal, UnaryOp};
+use flow_syntax::ast::{BinaryOp, Decimal, SmolStr, UnaryOp};
 
 use crate::db::Db;
 use crate::hir::{Expr, ExprKind, Flow, Literal, Ref, Row, StepKind};
 use crate::print::{self, Names};
-use crate::ty::{Currency, EnumRef, Ty};
+use crate::ty::{Currency, Ty};
 
 /// How many cases the analysis of one matrix may look at before it gives up.
 const BUDGET: usize = 200_000;
@@ -33,7 +33,7 @@ enum Unit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
     Bool,
-    Enum(Vec<String>),
+    Enum(Vec<SmolStr>),
     Num { integer: bool, unit: Unit },
 }
 
@@ -135,25 +135,13 @@ impl Builder<'_> {
     fn kind(&self, ty: &Ty) -> Option<Kind> {
         Some(match ty {
             Ty::Bool => Kind::Bool,
-            Ty::Enum(e) => Kind::Enum(self.variants(e)),
+            Ty::Enum(e) => Kind::Enum(self.names.variants(e)),
             Ty::Int => Kind::Num { integer: true, unit: Unit::Number },
             Ty::Decimal => Kind::Num { integer: false, unit: Unit::Number },
             Ty::Money(currency) => Kind::Num { integer: false, unit: Unit::Money(*currency) },
             Ty::Duration => Kind::Num { integer: true, unit: Unit::Duration },
             _ => return None,
         })
-    }
-
-    fn variants(&self, e: &EnumRef) -> Vec<String> {
-        let mut names = Vec::new();
-        for index in 0.. {
-            let name = self.names.variant(e, index);
-            if name == "?" || names.contains(&name) {
-                break;
-            }
-            names.push(name);
-        }
-        names
     }
 
     fn constant(expr: &Expr) -> Option<Decimal> {
@@ -609,7 +597,7 @@ fn describe(var: &Var, value: Value) -> String {
     match (&var.kind, value) {
         (Kind::Bool, Value::Bool(b)) => format!("{} == {b}", var.text),
         (Kind::Enum(variants), Value::Enum(index)) => {
-            format!("{} == {}", var.text, variants.get(index).map_or("?", String::as_str))
+            format!("{} == {}", var.text, variants.get(index).map_or("?", SmolStr::as_str))
         }
         (Kind::Num { unit, .. }, Value::Num(n)) => {
             let shown = match unit {

@@ -16,25 +16,32 @@ pub struct Names<'a> {
 }
 
 impl Names<'_> {
-    /// The name of variant `index` of `e`.
-    pub fn variant(&self, e: &EnumRef, index: u32) -> String {
-        let index = index as usize;
-        let name = match &e.kind {
+    /// The variant names of `e`, in order: an enum's declared variants, a review's
+    /// outcomes (with `skipped` when it has a condition) or its reasons.
+    pub fn variants(&self, e: &EnumRef) -> Vec<SmolStr> {
+        match &e.kind {
             EnumKind::Decl(id) => match signatures::decl(self.db, *id) {
-                Some(Decl::Enum(sig)) => sig.variants.get(index).map(|v| v.name.to_string()),
-                _ => None,
+                Some(Decl::Enum(sig)) => sig.variants.iter().map(|v| v.name.clone()).collect(),
+                _ => Vec::new(),
             },
             EnumKind::Outcome { step, .. } | EnumKind::Reason { step, .. } => {
                 match self.flow.and_then(|f| f.steps.get(*step as usize)).map(|s| &s.kind) {
-                    Some(StepKind::Review { outcomes, reasons, .. }) => {
-                        let list = if matches!(e.kind, EnumKind::Outcome { .. }) { outcomes } else { reasons };
-                        Some(list.get(index).map_or_else(|| "skipped".to_owned(), ToString::to_string))
-                    }
-                    _ => None,
+                    Some(StepKind::Review { outcomes, reasons, condition, .. }) => match e.kind {
+                        EnumKind::Outcome { .. } => {
+                            let skipped = condition.as_ref().map(|_| SmolStr::new_static("skipped"));
+                            outcomes.iter().cloned().chain(skipped).collect()
+                        }
+                        _ => reasons.clone(),
+                    },
+                    _ => Vec::new(),
                 }
             }
-        };
-        name.unwrap_or_else(|| "?".to_owned())
+        }
+    }
+
+    /// The name of variant `index` of `e`.
+    pub fn variant(&self, e: &EnumRef, index: u32) -> String {
+        self.variants(e).get(index as usize).map_or_else(|| "?".to_owned(), ToString::to_string)
     }
 
     fn of(&self, r: Ref, locals: &[String]) -> String {
