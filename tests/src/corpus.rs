@@ -4,6 +4,15 @@
 //! - `parse/err`: has syntax diagnostics; the snapshot is the rendered diagnostics.
 //! - `check/ok`: checks without any diagnostic; the snapshot is the typed summary.
 //! - `check/err`: has diagnostics; the snapshot is the rendered diagnostics.
+//! - `lower/ok`: compiles to plans; the snapshot is each plan as text (nodes in execution
+//!   order, with their edges).
+//! - `verify/err`: a flow that compiles, and directives that damage its plan as a forger or
+//!   a bad copy would; the snapshot is the verifier's refusal. Directives, one per line at
+//!   the top: `//@ patch: {JSON Patch operation}` (paths may select `[name=x]` or the edge
+//!   `[a->b]`; `//@ sort-edges` puts the edges back in canonical order; the hash is
+//!   recomputed afterwards unless `//@ keep-hash` is given),
+//!   `//@ replace: OLD => NEW` (on the plan file's text, after sealing), `//@ append: TEXT`
+//!   and `//@ truncate: N` (the file's first N bytes).
 //!
 //! Run one group with `cargo test -p flow-tests --test corpus -- check/err/`.
 
@@ -57,10 +66,7 @@ fn parse_case(path: &Path, text: String) -> datatest_stable::Result<()> {
 fn check_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     // Cases are bytes: one of them is deliberately not UTF-8.
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let checked = match String::from_utf8(bytes) {
-        Ok(text) => flow_tests::check_fixture(&case_name(path), &text),
-        Err(error) => flow_tests::check_files(&[(case_name(path), error.into_bytes())]),
-    };
+    let checked = flow_tests::check_fixture(&case_name(path), &bytes);
     let rendered = checked.render();
     let expect_ok = path.components().any(|c| c.as_os_str() == "ok");
     if expect_ok {
@@ -84,7 +90,94 @@ fn check_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     Ok(())
 }
 
+fn lower_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let checked = flow_tests::check_fixture(&case_name(path), &bytes);
+    if !checked.diagnostics.is_empty() {
+        return Err(format!("expected no diagnostics:\n{}", checked.render()).into());
+    }
+    let mut dumps = Vec::new();
+    for plan in flow_tests::plans(&checked) {
+        let plan = plan.ok_or("a flow did not compile to a plan")?;
+        let verified = flow_ir::verify(plan).map_err(|e| format!("the plan does not verify: {e}"))?;
+        dumps.push(flow_ir::print::dump(&verified));
+    }
+    if dumps.is_empty() {
+        return Err("the case declares no flow".into());
+    }
+    snapshot(path, &[("SOURCE", &text), ("PLAN", &dumps.join("\n"))]);
+    Ok(())
+}
+
+/// The plan file of a case's flow, damaged as its directives say.
+fn damaged_plan(path: &Path, text: &str) -> Result<(Vec<u8>, Vec<String>), String> {
+    let checked = flow_tests::check_fixture(&case_name(path), text.as_bytes());
+    if checked.diagnostics.iter().any(flow_diagnostics::Diagnostic::is_error) {
+        return Err(format!("the case's flow must compile:\n{}", checked.render()));
+    }
+    let plan = flow_tests::plans(&checked).into_iter().flatten().next().ok_or("the case's flow has no plan")?;
+    let mut value = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+    let directives: Vec<&str> = text.lines().map_while(|l| l.strip_prefix("//@ ")).collect();
+    let mut applied = Vec::new();
+    for directive in &directives {
+        if let Some(patch) = directive.strip_prefix("patch: ") {
+            let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| format!("{directive}: {e}"))?;
+            flow_tests::apply_patch(&mut value, &patch)?;
+            applied.push((*directive).to_owned());
+        }
+    }
+    if directives.contains(&"sort-edges")
+        && let Ok(mut plan) = serde_json::from_value::<flow_ir::Plan>(value.clone())
+    {
+        plan.plan.edges.sort();
+        value = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+    }
+    if !directives.contains(&"keep-hash") {
+        flow_tests::rehash(&mut value);
+    }
+    let plan: Result<flow_ir::Plan, _> = serde_json::from_value(value.clone());
+    let mut file = match plan {
+        Ok(plan) => flow_ir::encode::to_json(&plan),
+        Err(_) => serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?,
+    };
+    for directive in &directives {
+        if let Some(replace) = directive.strip_prefix("replace: ") {
+            let (old, new) = replace.split_once(" => ").ok_or("write `//@ replace: OLD => NEW`")?;
+            if !file.contains(old) {
+                return Err(format!("{directive}: the plan does not contain `{old}`"));
+            }
+            file = file.replacen(old, new, 1);
+        }
+    }
+    for directive in &directives {
+        if let Some(more) = directive.strip_prefix("append: ") {
+            file.push_str(more);
+        }
+    }
+    let mut bytes = file.into_bytes();
+    for directive in &directives {
+        if let Some(count) = directive.strip_prefix("truncate: ") {
+            bytes.truncate(count.trim().parse::<usize>().map_err(|e| format!("{directive}: {e}"))?);
+        }
+    }
+    applied.extend(directives.iter().filter(|d| !d.starts_with("patch: ")).map(|d| (*d).to_owned()));
+    Ok((bytes, applied))
+}
+
+fn verify_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (plan, applied) = damaged_plan(path, &text)?;
+    let refusal = match flow_ir::load(&plan) {
+        Ok(_) => return Err("the damaged plan was accepted".into()),
+        Err(errors) => errors.to_string(),
+    };
+    snapshot(path, &[("SOURCE", &text), ("DAMAGE", &applied.join("\n")), ("REFUSAL", &refusal)]);
+    Ok(())
+}
+
 datatest_stable::harness! {
     { test = parse_case, root = "corpus/parse", pattern = r"\.flow$" },
     { test = check_case, root = "corpus/check", pattern = r"\.flow$" },
+    { test = lower_case, root = "corpus/lower", pattern = r"\.flow$" },
+    { test = verify_case, root = "corpus/verify", pattern = r"\.flow$" },
 }

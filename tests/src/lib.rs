@@ -1,9 +1,11 @@
 //! Shared helpers of the test suite: multi-file fixtures, checking a set of in-memory
-//! files, rendering diagnostics without colour, and a readable dump of checked flows.
+//! files (front end, lowering and plan proofs, as `flowc check` does), rendering
+//! diagnostics without colour, and a readable dump of checked flows.
 //!
 //! A fixture is one text. Lines of the form `//- path` start a new file; the text before
-//! the first such line is the main file. Files named `*.flow` are loaded as flows, others
-//! (prompts) as plain files.
+//! the first such line is the main file. Files named `*.flow` are loaded as flows, a file
+//! named `flow-principals.toml` is the directory of principals (as `flowc check
+//! --principals` reads it), and others (prompts) are plain files.
 
 #[cfg(test)]
 mod examples;
@@ -17,18 +19,38 @@ mod tidy;
 use std::collections::BTreeMap;
 
 use flow_diagnostics::{Diagnostic, Sources};
-use flow_sema::{Database, Db, ReadError, SourceFile, file_diagnostics};
+use flow_sema::{Database, Db, ReadError, SourceFile};
 
 /// The files of a fixture: `(path, contents)`, the main file first.
 pub fn fixture_files(main_path: &str, text: &str) -> Vec<(String, String)> {
-    let mut files = vec![(main_path.to_owned(), String::new())];
-    for line in text.split_inclusive('\n') {
-        match line.trim_end().strip_prefix("//- ") {
-            Some(path) => files.push((path.trim().to_owned(), String::new())),
-            None => files.last_mut().map_or((), |(_, contents)| contents.push_str(line)),
+    fixture_bytes(main_path, text.as_bytes())
+        .into_iter()
+        .map(|(path, bytes)| (path, String::from_utf8_lossy(&bytes).into_owned()))
+        .collect()
+}
+
+/// The files of a fixture given as bytes, so that a file may be other than UTF-8.
+pub fn fixture_bytes(main_path: &str, text: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![(main_path.to_owned(), Vec::new())];
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        let marker = line.strip_prefix(b"//- ").map(|rest| String::from_utf8_lossy(rest).trim().to_owned());
+        match marker {
+            Some(path) => files.push((path, Vec::new())),
+            None => files.last_mut().map_or((), |(_, contents)| contents.extend_from_slice(line)),
         }
     }
     files
+}
+
+/// The principals file of a fixture, if it has one.
+pub fn fixture_principals(files: &[(String, Vec<u8>)]) -> Option<flow_ir::separation::Directory> {
+    #[derive(serde::Deserialize)]
+    struct PrincipalsFile {
+        principals: BTreeMap<String, Vec<String>>,
+    }
+    let (_, bytes) = files.iter().find(|(path, _)| path.ends_with("flow-principals.toml"))?;
+    let file: PrincipalsFile = toml::from_str(&String::from_utf8_lossy(bytes)).ok()?;
+    Some(flow_ir::separation::Directory::new(file.principals))
 }
 
 /// A checked set of files.
@@ -62,16 +84,25 @@ pub fn check_files(files: &[(String, Vec<u8>)]) -> Checked {
     let mut diagnostics = Vec::new();
     for file in &loaded {
         sources.add(file.id(&db), file.path(&db).clone(), file.text(&db).clone());
-        diagnostics.extend(file_diagnostics(&db, *file).iter().cloned());
+        diagnostics.extend(flow_lower::file_diagnostics(&db, *file).iter().cloned());
+    }
+    if let Some(directory) = fixture_principals(files) {
+        for file in &loaded {
+            for flow in &flow_lower::lower_file(&db, *file).flows {
+                let Some(plan) = &flow.plan else { continue };
+                let Ok(verified) = flow_ir::verify(plan.clone()) else { continue };
+                let at = (file.id(&db), flow_diagnostics::Span::default());
+                diagnostics.extend(flow_lower::separation_diagnostics(flow, &verified, &directory, at));
+            }
+        }
+        flow_diagnostics::sort(&mut diagnostics);
     }
     Checked { db, diagnostics, sources, files: loaded }
 }
 
 /// Checks a fixture text.
-pub fn check_fixture(main_path: &str, text: &str) -> Checked {
-    let files: Vec<(String, Vec<u8>)> =
-        fixture_files(main_path, text).into_iter().map(|(p, t)| (p, t.into_bytes())).collect();
-    check_files(&files)
+pub fn check_fixture(main_path: &str, text: &[u8]) -> Checked {
+    check_files(&fixture_bytes(main_path, text))
 }
 
 /// A readable summary of every checked function and flow of the main file: signatures,
@@ -172,4 +203,88 @@ pub fn dump(checked: &Checked) -> String {
         }
     }
     out
+}
+
+/// The plans of the main file's flows, in order; `None` for a flow that did not compile.
+pub fn plans(checked: &Checked) -> Vec<Option<flow_ir::Plan>> {
+    let Some(file) = checked.files.first().copied() else { return Vec::new() };
+    flow_lower::lower_file(&checked.db, file).flows.iter().map(|f| f.plan.clone()).collect()
+}
+
+/// The node `/nodes/[name=triage]` style pointer segment: an array element by its `name`.
+fn select<'v>(value: &'v mut serde_json::Value, segment: &str) -> Option<&'v mut serde_json::Value> {
+    if let Some(name) = segment.strip_prefix("[name=").and_then(|s| s.strip_suffix(']')) {
+        return value.as_array_mut()?.iter_mut().find(|item| item["name"] == name);
+    }
+    if let Some(index) = segment.strip_prefix('[').and_then(|s| s.strip_suffix(']'))
+        && let Some((from, to)) = index.split_once("->")
+    {
+        // `[from->to]`: the edge from `from` to `to`.
+        return value.as_array_mut()?.iter_mut().find(|item| item[0] == from && item[1] == to);
+    }
+    match value {
+        serde_json::Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?),
+        serde_json::Value::Object(map) => map.get_mut(segment),
+        _ => None,
+    }
+}
+
+/// Applies one JSON Patch operation (`add`, `remove`, `replace`) to `value`. Path segments
+/// may also be `[name=x]` (the array element named `x`) or `[a->b]` (the edge from `a` to
+/// `b`). Returns a description of the problem when the path does not exist.
+pub fn apply_patch(value: &mut serde_json::Value, patch: &serde_json::Value) -> Result<(), String> {
+    let op = patch["op"].as_str().ok_or("a patch needs an `op`")?;
+    let path = patch["path"].as_str().ok_or("a patch needs a `path`")?;
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (last, parents) = segments.split_last().ok_or("an empty path")?;
+    let mut target = value;
+    for segment in parents {
+        target = select(target, segment).ok_or_else(|| format!("`{path}`: no `{segment}`"))?;
+    }
+    let new = patch.get("value").cloned();
+    match (op, target) {
+        ("remove", serde_json::Value::Array(items)) => {
+            let before = items.len();
+            if let Some(index) = last.parse::<usize>().ok().filter(|i| *i < items.len()) {
+                items.remove(index);
+            } else {
+                let found = select(&mut serde_json::Value::Array(items.clone()), last).cloned();
+                items.retain(|item| Some(item) != found.as_ref());
+            }
+            if items.len() == before {
+                return Err(format!("`{path}`: nothing to remove"));
+            }
+        }
+        ("remove", serde_json::Value::Object(map)) => {
+            map.shift_remove(*last).ok_or_else(|| format!("`{path}`: nothing to remove"))?;
+        }
+        ("add", serde_json::Value::Array(items)) => {
+            let value = new.ok_or("`add` needs a `value`")?;
+            match last.parse::<usize>() {
+                Ok(index) if index <= items.len() => items.insert(index, value),
+                _ => items.push(value),
+            }
+        }
+        ("add", serde_json::Value::Object(map)) => {
+            map.insert((*last).to_owned(), new.ok_or("`add` needs a `value`")?);
+        }
+        ("replace", parent) => {
+            let slot = select(parent, last).ok_or_else(|| format!("`{path}`: nothing to replace"))?;
+            *slot = new.ok_or("`replace` needs a `value`")?;
+        }
+        (op, _) => return Err(format!("`{path}`: cannot `{op}` here")),
+    }
+    Ok(())
+}
+
+/// Seals a patched plan again: its hash is recomputed, as a forger who knows the format
+/// would. The value is left as it is when it no longer reads as a plan.
+pub fn rehash(value: &mut serde_json::Value) {
+    if let Ok(plan) = serde_json::from_value::<flow_ir::Plan>(value.clone()) {
+        value["hash"] = serde_json::Value::String(flow_ir::encode::content_hash(
+            plan.format_version,
+            &plan.language_version,
+            &plan.plan,
+        ));
+    }
 }

@@ -105,8 +105,19 @@ codes! {
     E2014 = "misplaced-clause",
     E2015 = "invalid-requirement",
     E2016 = "invalid-version",
+    E2017 = "unreachable-item",
+    E2018 = "governance-bypassed",
+    E2019 = "separation-unsatisfiable",
+    E2020 = "invalid-prompt",
+    E2101 = "plan-unreadable",
+    E2102 = "plan-version-unsupported",
+    E2103 = "plan-hash-mismatch",
+    E2104 = "plan-malformed",
+    E2105 = "plan-ill-typed",
+    E2106 = "plan-missing-edge",
     W1001 = "unused-import",
     W2001 = "matrix-too-complex",
+    W2002 = "silent-fallback",
 }
 
 impl Code {

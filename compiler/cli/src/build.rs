@@ -1,0 +1,124 @@
+//! `flowc build FILE`: compile one flow to a plan file and print its hash.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use flow_diagnostics::{Diagnostic, Severity};
+
+use crate::Format;
+use crate::output::{self, Report};
+use crate::session::{Session, read_principals};
+
+/// Writes `text` to `path` so that a reader sees the old file or the new one, never a
+/// part: a temporary file beside it, then a rename.
+fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
+    let target = Path::new(path);
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("plan.json");
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.with_context(|| format!("cannot write the plan to `{path}`"))
+}
+
+/// Prints diagnostics for a command whose standard output is data: as JSON on standard
+/// output with `--format json`, rendered on standard error otherwise.
+pub fn report_diagnostics(session: &Session, diagnostics: &[Diagnostic], format: Format) {
+    let report = Report { diagnostics, sources: &session.sources, files: session.files.len() };
+    match format {
+        Format::Json | Format::Sarif => crate::print(&output::json(&report)),
+        Format::Human => {
+            eprint!("{}", flow_diagnostics::render(diagnostics, &session.sources, crate::use_color_stderr()));
+        }
+    }
+}
+
+pub struct Options<'a> {
+    pub file: &'a str,
+    pub flow: Option<&'a str>,
+    pub output: Option<&'a str>,
+    pub principals: Option<&'a str>,
+    pub strict: bool,
+    pub format: Format,
+}
+
+pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let directory = options.principals.map(read_principals).transpose()?;
+    if !options.file.ends_with(".flow") {
+        bail!("`{}` is not a `.flow` file; `flowc build` compiles a flow", options.file);
+    }
+    let session = Session::load(&[options.file.to_owned()])?;
+    let mut diagnostics = session.diagnostics(options.strict);
+    let chosen = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        Some(session.choose(options.flow, options.file)?)
+    };
+    let mut verified = None;
+    if let Some((file, flow)) = chosen {
+        let plan = flow.plan.clone().context("the flow did not compile to a plan")?;
+        let plan =
+            flow_ir::verify(plan).map_err(|errors| anyhow::anyhow!("the compiled plan does not verify:\n{errors}"))?;
+        if let Some(directory) = &directory {
+            let at = session.flow_span(file, flow);
+            let mut more = flow_lower::separation_diagnostics(flow, &plan, directory, at);
+            if options.strict {
+                more.iter_mut().for_each(|d| d.severity = Severity::Error);
+            }
+            diagnostics.extend(more);
+        }
+        verified = Some(plan);
+    }
+    if !diagnostics.is_empty() {
+        report_diagnostics(
+            &session,
+            &diagnostics,
+            if diagnostics.iter().any(Diagnostic::is_error) { options.format } else { Format::Human },
+        );
+    }
+    let Some(verified) = verified.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)) else {
+        return Ok(ExitCode::from(1));
+    };
+    let plan = verified.plan();
+    let flow = &plan.plan.flow;
+    let text = flow_ir::encode::to_json(plan);
+    let default_path = format!("{}.plan.json", flow.name);
+    let path = options.output.unwrap_or(&default_path);
+    let summary = format!(
+        "built flow `{}` {}: {} nodes, {} edges\n",
+        flow.name,
+        flow.version,
+        plan.plan.nodes.len(),
+        plan.plan.edges.len()
+    );
+    if path == "-" {
+        crate::print(&text);
+        eprintln!("{summary}hash {}", plan.hash);
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_atomically(path, &text)?;
+    match options.format {
+        Format::Json => {
+            let value = serde_json::json!({
+                "flow": flow.name.as_str(),
+                "version": flow.version,
+                "plan": path,
+                "hash": plan.hash,
+                "nodes": plan.plan.nodes.len(),
+                "edges": plan.plan.edges.len(),
+            });
+            crate::print(&format!("{value}\n"));
+        }
+        Format::Human | Format::Sarif => crate::print(&format!("{summary}wrote {path}\nhash {}\n", plan.hash)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! Loading `.flow` files and plan files for a command: the files, their diagnostics (the
+//! front end's and the plan proofs', as the language server sees them), and the plans.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use flow_diagnostics::{Diagnostic, FileId, Severity, Sources, Span};
+use flow_ir::VerifiedPlan;
+use flow_ir::separation::Directory;
+use flow_lower::LoweredFlow;
+use flow_sema::{Database, Db, ReadError, SourceFile};
+
+/// Reads a path for the loader.
+pub fn read(path: &str) -> Result<Vec<u8>, ReadError> {
+    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => ReadError::NotFound,
+        _ => ReadError::Other(error.to_string()),
+    })?;
+    if metadata.is_dir() {
+        return Err(ReadError::IsDirectory);
+    }
+    std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
+}
+
+/// The `.flow` files under `path`, sorted; `path` itself when it is a file.
+fn collect(path: &str, out: &mut Vec<String>) -> anyhow::Result<()> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read `{path}`"))?;
+    if !metadata.is_dir() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read the directory `{path}`"))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(text) = entry.to_str() else { continue };
+        if entry.is_dir() {
+            collect(text, out)?;
+        } else if Path::new(name).extension().is_some_and(|e| e == "flow") {
+            out.push(text.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The loaded files of one command.
+pub struct Session {
+    pub db: Database,
+    pub sources: Sources,
+    pub files: Vec<SourceFile>,
+    /// The files named on the command line (or found under its directories).
+    pub roots: Vec<SourceFile>,
+}
+
+impl Session {
+    /// Loads the `.flow` files under `paths` and everything they import.
+    pub fn load(paths: &[String]) -> anyhow::Result<Session> {
+        let mut root_paths = Vec::new();
+        for path in paths {
+            collect(path, &mut root_paths)?;
+        }
+        let mut db = Database::default();
+        let (roots, failed) = db.load(&root_paths, &mut read);
+        if let Some((path, error)) = failed.first() {
+            match error {
+                ReadError::NotFound => bail!("cannot read `{path}`: no such file"),
+                ReadError::IsDirectory => bail!("cannot read `{path}`: it is a directory"),
+                ReadError::Other(reason) => bail!("cannot read `{path}`: {reason}"),
+            }
+        }
+        let files: Vec<SourceFile> = db.workspace().sources(&db).iter().copied().collect();
+        let mut sources = Sources::default();
+        for file in &files {
+            sources.add(file.id(&db), file.path(&db).clone(), file.text(&db).clone());
+        }
+        Ok(Session { db, sources, files, roots })
+    }
+
+    /// Every diagnostic of every loaded file, by file path and position; with `strict`,
+    /// warnings are errors.
+    pub fn diagnostics(&self, strict: bool) -> Vec<Diagnostic> {
+        let mut diagnostics: Vec<Diagnostic> =
+            self.files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect();
+        if strict {
+            for diagnostic in &mut diagnostics {
+                diagnostic.severity = Severity::Error;
+            }
+        }
+        self.sort(&mut diagnostics);
+        diagnostics
+    }
+
+    pub fn sort(&self, diagnostics: &mut [Diagnostic]) {
+        let sources = &self.sources;
+        diagnostics.sort_by(|a, b| {
+            (sources.name(a.primary.file), a.sort_key()).cmp(&(sources.name(b.primary.file), b.sort_key()))
+        });
+    }
+
+    /// The lowered flows of the root files, with the file each is in.
+    pub fn flows(&self) -> Vec<(SourceFile, &LoweredFlow)> {
+        self.roots
+            .iter()
+            .flat_map(|file| flow_lower::lower_file(&self.db, *file).flows.iter().map(move |flow| (*file, flow)))
+            .collect()
+    }
+
+    /// The one flow a command works on: the one named, or the only one.
+    pub fn choose(&self, name: Option<&str>, path: &str) -> anyhow::Result<(SourceFile, &LoweredFlow)> {
+        let flows = self.flows();
+        let names: Vec<String> = flows.iter().map(|(_, f)| format!("`{}`", f.name)).collect();
+        match name {
+            Some(name) => match flows.into_iter().find(|(_, f)| f.name == name) {
+                Some(found) => Ok(found),
+                None if names.is_empty() => bail!("`{path}` declares no flow"),
+                None => bail!("`{path}` has no flow `{name}`; it declares {}", names.join(", ")),
+            },
+            None => match flows.as_slice() {
+                [one] => Ok(*one),
+                [] => bail!("`{path}` declares no flow"),
+                _ => bail!("`{path}` declares several flows ({}); choose one with `--flow NAME`", names.join(", ")),
+            },
+        }
+    }
+
+    /// Where a flow is declared, for diagnostics about it as a whole.
+    pub fn flow_span(&self, file: SourceFile, flow: &LoweredFlow) -> (FileId, Span) {
+        flow.span(flow_ir::plan::DescriptionKey::Flow).unwrap_or((file.id(&self.db), Span::default()))
+    }
+}
+
+/// A principals file: who holds which roles.
+#[derive(serde::Deserialize)]
+struct PrincipalsFile {
+    principals: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads a principals file (`[principals]`, `id = ["role", …]`).
+pub fn read_principals(path: &str) -> anyhow::Result<Directory> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the principals file `{path}`"))?;
+    let file: PrincipalsFile =
+        toml::from_str(&text).with_context(|| format!("the principals file `{path}` is not valid"))?;
+    Ok(Directory::new(file.principals))
+}
+
+/// Reads and verifies a plan file; a refusal is the input's error (exit 1), with every
+/// reason.
+pub fn read_plan(path: &str) -> anyhow::Result<Result<VerifiedPlan, String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{path}`"))?;
+    Ok(flow_ir::load(&bytes).map_err(|errors| {
+        let lines: Vec<String> = errors.0.iter().map(|e| format!("{path}: [{}] {e}", e.code())).collect();
+        format!("{}\nthe plan `{path}` is refused", lines.join("\n"))
+    }))
+}

@@ -1,0 +1,257 @@
+//! Lowering checked flows to plans, and the proofs on the plan graph (the brief's section 5,
+//! checks 3, 4, 6 and 7) reported as diagnostics at source spans.
+//!
+//! **API boundary.** [`lower_file`] is a salsa query over the front end's database: for a
+//! file that checks without errors (it and everything it imports), it lowers every flow to
+//! a sealed [`flow_ir::Plan`] and verifies it with the runtime's own verifier
+//! ([`flow_ir::verify`]), so that what the compiler accepts is exactly what the runtime
+//! will load. [`file_diagnostics`] is every diagnostic about a file: the front end's and
+//! the plan's. `flowc check` and the language server call it, so they agree.
+//!
+//! Verification failures that a correct flow can cause (a cycle through the governance or
+//! edited-value edges the compiler adds, an item that depends on nothing the run receives)
+//! are diagnostics in the steward's words; any other failure would be a bug of this crate
+//! and is reported as such rather than hidden.
+
+mod lower;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flow_diagnostics::{Code, Diagnostic, FileId, Span};
+use flow_ir::plan::{DescriptionKey, EdgeKind, NodeKind};
+use flow_ir::separation::{self, Directory};
+use flow_ir::{Plan, VerifiedPlan, VerifyError};
+use flow_sema::{Db, SourceFile, check_file, imports};
+use flow_syntax::ast::SmolStr;
+
+pub use lower::Lowered;
+
+/// What produced a plan, as recorded in it.
+pub const COMPILER: &str = concat!("flowc ", env!("CARGO_PKG_VERSION"));
+
+/// One flow of a file, lowered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoweredFlow {
+    pub name: SmolStr,
+    /// The sealed plan, when it verified.
+    pub plan: Option<Plan>,
+    /// Where each item the plan's source map locates was written, by its description key.
+    pub spans: BTreeMap<String, (FileId, Span)>,
+}
+
+impl LoweredFlow {
+    /// The span of a plan item, by its description key.
+    pub fn span(&self, key: DescriptionKey<'_>) -> Option<(FileId, Span)> {
+        self.spans.get(&key.to_string()).copied()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LoweredFile {
+    /// In the order of the file; empty when the front end reported errors.
+    pub flows: Vec<LoweredFlow>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Whether the file and every file it imports, directly or not, check without errors.
+fn is_clean(db: &dyn Db, file: SourceFile) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![file];
+    while let Some(current) = stack.pop() {
+        if !seen.insert(current.id(db)) {
+            continue;
+        }
+        if flow_sema::file_diagnostics(db, current).iter().any(Diagnostic::is_error) {
+            return false;
+        }
+        stack.extend(imports(db, current).imports.iter().filter_map(|i| i.target));
+    }
+    true
+}
+
+/// The plans of a file's flows, verified, with the diagnostics of lowering and of the
+/// proofs on their graphs.
+#[salsa::tracked(returns(ref))]
+pub fn lower_file(db: &dyn Db, file: SourceFile) -> LoweredFile {
+    let mut result = LoweredFile::default();
+    if !is_clean(db, file) {
+        return result;
+    }
+    for flow in &check_file(db, file).flows {
+        let lowered = lower::Lowerer::new(db, file, flow).lower(file);
+        let mut flow_diagnostics = Vec::new();
+        for (path, prompt_file, span) in &lowered.bad_prompts {
+            flow_diagnostics.push(
+                Diagnostic::new(
+                    Code::E2020,
+                    *prompt_file,
+                    *span,
+                    format!("the prompt file `{path}` is not UTF-8 text"),
+                )
+                .with_help("save the prompt as UTF-8 text: the model receives it as text"),
+            );
+        }
+        let spans = lowered.spans;
+        let plan = flow_ir::encode::seal(lowered.body, COMPILER.to_owned(), lowered.descriptions, lowered.source_map);
+        let at = |key: DescriptionKey<'_>| spans.get(&key.to_string()).copied().unwrap_or((file.id(db), flow.span));
+        let verified = match flow_ir::verify(plan.clone()) {
+            Ok(verified) => {
+                silent_fallbacks(&verified, &at, &mut flow_diagnostics);
+                Some(plan)
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    flow_diagnostics.push(verify_diagnostic(&plan, error, &at));
+                }
+                None
+            }
+        };
+        // A plan that a prompt could not be embedded into is not a plan of the flow.
+        let plan = verified.filter(|_| lowered.bad_prompts.is_empty());
+        result.diagnostics.extend(flow_diagnostics);
+        result.flows.push(LoweredFlow { name: flow.name.clone(), plan, spans });
+    }
+    result
+}
+
+/// Every diagnostic about one file, sorted by position: the front end's, and those of
+/// lowering its flows and proving their plans.
+#[salsa::tracked(returns(ref))]
+pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
+    let mut diagnostics = flow_sema::file_diagnostics(db, file).clone();
+    diagnostics.extend(lower_file(db, file).diagnostics.iter().cloned());
+    flow_diagnostics::sort(&mut diagnostics);
+    diagnostics
+}
+
+/// W2002: an `infer` whose fallback may run without anyone noticing.
+fn silent_fallbacks(
+    verified: &VerifiedPlan,
+    at: &dyn Fn(DescriptionKey<'_>) -> (FileId, Span),
+    out: &mut Vec<Diagnostic>,
+) {
+    for step in verified.silent_fallbacks() {
+        let (file, span) = at(DescriptionKey::Node(&step));
+        out.push(
+            Diagnostic::new(
+                Code::W2002,
+                file,
+                span,
+                format!("when `{step}` falls back, nothing in the flow notices: no gate, review or output reads `degraded({step})`"),
+            )
+            .with_help(format!(
+                "let a person or a rule see it, such as `review … when degraded({step})`, or put `degraded({step})` into the output"
+            )),
+        );
+    }
+}
+
+fn node_words(plan: &Plan, name: &str) -> String {
+    match plan.plan.node(name).map(|n| &n.kind) {
+        Some(NodeKind::Approval { .. }) => format!("approval `{name}`"),
+        Some(kind) => format!("{} `{name}`", kind.keyword()),
+        None => format!("`{name}`"),
+    }
+}
+
+/// A verification failure as a diagnostic at the source of the node involved.
+fn verify_diagnostic(
+    plan: &Plan,
+    error: &VerifyError,
+    at: &dyn Fn(DescriptionKey<'_>) -> (FileId, Span),
+) -> Diagnostic {
+    let flow = &plan.plan.flow.name;
+    match error {
+        VerifyError::Cycle(path) => {
+            let Some((first, _)) = path.first() else {
+                let (file, span) = at(DescriptionKey::Flow);
+                return Diagnostic::new(
+                    Code::E2001,
+                    file,
+                    span,
+                    format!("the items of flow `{flow}` depend on each other in a cycle"),
+                );
+            };
+            let mut names: Vec<String> = path.iter().map(|(n, _)| format!("`{n}`")).collect();
+            names.push(format!("`{first}`"));
+            let (file, span) = at(DescriptionKey::Node(first));
+            let mut diagnostic = Diagnostic::new(
+                Code::E2001,
+                file,
+                span,
+                format!("these items wait for each other in a cycle: {}", names.join(" → ")),
+            )
+            .with_help("an action or output waits for every gate, review and approval, so none of them may read an action's result; and whatever reads a field a review may edit runs after that review");
+            for (index, (from, kind)) in path.iter().enumerate() {
+                let to = path.get(index + 1).map_or(first, |(n, _)| n);
+                let why = match kind {
+                    EdgeKind::Data => format!("{} reads `{from}`", node_words(plan, to)),
+                    EdgeKind::Governance => {
+                        format!(
+                            "{} waits for {}, as every effect waits for governance",
+                            node_words(plan, to),
+                            node_words(plan, from)
+                        )
+                    }
+                    EdgeKind::Edited => format!("{} reads a field that review `{from}` may edit", node_words(plan, to)),
+                };
+                let (label_file, label_span) = at(DescriptionKey::Node(to));
+                diagnostic = diagnostic.with_label(label_file, label_span, why);
+            }
+            diagnostic
+        }
+        VerifyError::Unreachable(node, _) => {
+            let (file, span) = at(DescriptionKey::Node(node));
+            let kind = plan.plan.node(node).map(|n| &n.kind);
+            let help = match kind {
+                Some(NodeKind::Let { .. }) => {
+                    "a value that is the same in every run belongs in a `param`, where what-if replays can tune it"
+                        .to_owned()
+                }
+                Some(NodeKind::Gate { .. }) => {
+                    "a gate whose condition is the same in every run always or never fires; test the case's inputs"
+                        .to_owned()
+                }
+                _ => "make it read the flow's inputs, params or the decisions of its reviews and approvals".to_owned(),
+            };
+            Diagnostic::new(
+                Code::E2017,
+                file,
+                span,
+                format!("{} depends on nothing the run receives: no input, param or decision", node_words(plan, node)),
+            )
+            .with_help(help)
+        }
+        other => {
+            // Nothing a flow can say causes these; they are the compiler's own mistakes.
+            let (file, span) = at(DescriptionKey::Flow);
+            let code = Code::lookup(other.code()).unwrap_or(Code::E2104);
+            Diagnostic::new(code, file, span, format!("the plan compiled from flow `{flow}` does not verify: {other}"))
+                .with_note("this is a bug in the compiler, not in the flow; please report it with the flow")
+        }
+    }
+}
+
+/// E2019: the steps of a verified plan that the principals of `directory` cannot decide
+/// with separation of duties, at the rows or steps concerned.
+pub fn separation_diagnostics(
+    flow: &LoweredFlow,
+    verified: &VerifiedPlan,
+    directory: &Directory,
+    fallback: (FileId, Span),
+) -> Vec<Diagnostic> {
+    separation::check(verified, directory)
+        .into_iter()
+        .map(|problem| {
+            let key = match problem.row {
+                Some(row) => DescriptionKey::Row(&problem.step, row),
+                None => DescriptionKey::Node(&problem.step),
+            };
+            let (file, span) = flow.span(key).unwrap_or(fallback);
+            Diagnostic::new(Code::E2019, file, span, problem.message)
+                .with_help("give the roles to more principals, or require fewer distinct approvers")
+        })
+        .collect()
+}

@@ -1,0 +1,1 @@
+//! Tests of lowering and of the proofs on plans.
