@@ -10,6 +10,8 @@
 #[cfg(test)]
 mod examples;
 #[cfg(test)]
+mod plans;
+#[cfg(test)]
 mod registry;
 #[cfg(test)]
 mod robust;

@@ -53,19 +53,19 @@ fn style(node: &Node) -> Style {
     }
 }
 
-const MERMAID_CLASSES: &str = "\
-  classDef input fill:#e5e7eb,stroke:#6b7280
-  classDef param fill:#f3f4f6,stroke:#9ca3af
-  classDef let fill:#ffffff,stroke:#6b7280
-  classDef infer fill:#bfdbfe,stroke:#1d4ed8
-  classDef gate_info fill:#dbeafe,stroke:#2563eb
-  classDef gate_soft fill:#fde68a,stroke:#b45309
-  classDef gate_block fill:#fca5a5,stroke:#b91c1c,stroke-width:3px
-  classDef review fill:#ddd6fe,stroke:#6d28d9
-  classDef approval fill:#c4b5fd,stroke:#5b21b6
-  classDef action fill:#86efac,stroke:#15803d
-  classDef emit fill:#bbf7d0,stroke:#15803d
-";
+const MERMAID_CLASSES: &[&str] = &[
+    "input fill:#e5e7eb,stroke:#6b7280",
+    "param fill:#f3f4f6,stroke:#9ca3af",
+    "let fill:#ffffff,stroke:#6b7280",
+    "infer fill:#bfdbfe,stroke:#1d4ed8",
+    "gate_info fill:#dbeafe,stroke:#2563eb",
+    "gate_soft fill:#fde68a,stroke:#b45309",
+    "gate_block fill:#fca5a5,stroke:#b91c1c,stroke-width:3px",
+    "review fill:#ddd6fe,stroke:#6d28d9",
+    "approval fill:#c4b5fd,stroke:#5b21b6",
+    "action fill:#86efac,stroke:#15803d",
+    "emit fill:#bbf7d0,stroke:#15803d",
+];
 
 /// The text inside a node: its kind and name, and for governance steps what they decide.
 fn label(node: &Node, number: Option<usize>, detailed: bool) -> Vec<String> {
@@ -253,6 +253,8 @@ fn mermaid(plan: &VerifiedPlan, view: &View) -> String {
         };
         let _ = writeln!(out, "  n_{} {arrow} n_{}", plan.node(from).name, plan.node(to).name);
     }
-    out.push_str(MERMAID_CLASSES);
+    for class in MERMAID_CLASSES {
+        let _ = writeln!(out, "  classDef {class}");
+    }
     out
 }

@@ -1,0 +1,237 @@
+//! The plans of the examples: a reviewed snapshot of each (as text), of the graphs of one,
+//! and the stability of their hashes: formatting, comments, doc comments and the order of
+//! declarations and flow items leave a plan's hash as it is; every kind of change of
+//! meaning changes it, and `diff` says so in the steward's words.
+
+use std::path::{Path, PathBuf};
+
+use flow_ir::render::{GraphFormat, Layer};
+
+use crate::examples::{example_paths, examples_dir};
+use crate::{check_files, plans};
+
+/// The files of the examples directory, as `(path, bytes)` with paths under `examples/`,
+/// the example `main` first.
+fn workspace(main: &str) -> Vec<(String, Vec<u8>)> {
+    let root = examples_dir();
+    let mut files = vec![(format!("examples/{main}"), std::fs::read(root.join(main)).unwrap_or_default())];
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            if relative != main {
+                files.push((format!("examples/{relative}"), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    files
+}
+
+/// The verified plan of the only flow of the main file, which must check clean.
+fn plan_of(files: &[(String, Vec<u8>)]) -> flow_ir::VerifiedPlan {
+    let checked = check_files(files);
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plans = plans(&checked);
+    assert_eq!(plans.len(), 1, "one flow per example");
+    let plan = plans.into_iter().flatten().next().expect("the flow compiles to a plan");
+    flow_ir::verify(plan).expect("the plan verifies")
+}
+
+fn snapshot(dir: &str, name: &str, text: &str) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots").join(dir));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!(name.to_owned(), text));
+}
+
+/// The example files that declare a flow, by file name.
+fn flow_examples() -> Vec<String> {
+    example_paths()
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l.starts_with("flow "))))
+        .filter_map(|p| p.strip_prefix(examples_dir()).ok().map(|r| r.to_string_lossy().replace('\\', "/")))
+        .collect()
+}
+
+#[test]
+fn every_example_builds_to_a_plan_that_reads_back_the_same() {
+    let examples = flow_examples();
+    assert!(examples.len() >= 5, "{examples:?}");
+    for example in examples {
+        let verified = plan_of(&workspace(&example));
+        // The plan file reads back to the same plan, and verifies again.
+        let text = flow_ir::encode::to_json(verified.plan());
+        let loaded = flow_ir::load(text.as_bytes()).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(loaded.plan(), verified.plan(), "{example}");
+        snapshot("examples", example.trim_end_matches(".flow"), &flow_ir::print::dump(&verified));
+    }
+}
+
+#[test]
+fn graphs_of_the_spend_approval_example() {
+    let verified = plan_of(&workspace("spend_approval.flow"));
+    for (name, format, layer) in [
+        ("spend_approval.dot", GraphFormat::Dot, Layer::All),
+        ("spend_approval.runtime.dot", GraphFormat::Dot, Layer::Runtime),
+        ("spend_approval.governance.dot", GraphFormat::Dot, Layer::Governance),
+        ("spend_approval.mermaid", GraphFormat::Mermaid, Layer::All),
+        ("spend_approval.governance.mermaid", GraphFormat::Mermaid, Layer::Governance),
+    ] {
+        snapshot("graphs", name, &flow_ir::render::graph(&verified, format, layer));
+    }
+}
+
+/// The example's files with `edit` applied to the main file's text.
+fn edited(main: &str, edit: impl Fn(&str) -> String) -> Vec<(String, Vec<u8>)> {
+    let mut files = workspace(main);
+    files[0].1 = edit(&String::from_utf8_lossy(&files[0].1)).into_bytes();
+    files
+}
+
+fn hash(files: &[(String, Vec<u8>)]) -> String {
+    plan_of(files).hash().to_owned()
+}
+
+/// Every line of `text` changed by `f`.
+fn each_line(text: &str, f: impl Fn(&str) -> String) -> String {
+    text.lines().map(f).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+#[test]
+fn formatting_comments_and_doc_comments_leave_the_hash() {
+    for example in flow_examples() {
+        let original = hash(&workspace(&example));
+        let variants: [(&str, Box<dyn Fn(&str) -> String>); 5] = [
+            ("indented differently", Box::new(|t| each_line(t, |l| l.replace("  ", "   ")))),
+            ("a comment line between all lines", Box::new(|t| each_line(t, |l| format!("{l}\n// reviewed")))),
+            (
+                "a comment after every line",
+                Box::new(|t| each_line(t, |l| if l.trim().is_empty() { l.to_owned() } else { format!("{l}  // ok") })),
+            ),
+            ("doc comments rewritten", Box::new(|t| t.replace("/// ", "/// Note: "))),
+            ("blank lines doubled", Box::new(|t| t.replace("\n\n", "\n\n\n"))),
+        ];
+        for (what, edit) in variants {
+            assert_eq!(hash(&edited(&example, edit)), original, "{example}: {what}");
+        }
+    }
+}
+
+/// `text` with its top-level declarations, and the items of each flow, in reverse order.
+fn reversed(text: &str) -> String {
+    let parse = flow_syntax::parse(text, flow_diagnostics::FileId(0));
+    assert!(parse.diagnostics.is_empty());
+    let slice = |span: flow_diagnostics::Span| &text[span.range()];
+    let mut items = Vec::new();
+    for item in &parse.file.items {
+        let mut item_text = slice(item.span).to_owned();
+        if let flow_syntax::ast::ItemKind::Flow(flow) = &item.kind
+            && let (Some(first), Some(last)) = (flow.items.first(), flow.items.last())
+        {
+            let inner: Vec<&str> = flow.items.iter().rev().map(|i| slice(i.span)).collect();
+            let (start, end) = ((first.span.start - item.span.start) as usize, (last.span.end - item.span.start) as usize);
+            item_text.replace_range(start..end, &inner.join("\n  "));
+        }
+        items.push(item_text);
+    }
+    items.reverse();
+    items.join("\n\n") + "\n"
+}
+
+#[test]
+fn the_order_of_declarations_and_flow_items_leaves_the_hash() {
+    for example in flow_examples() {
+        let original = hash(&workspace(&example));
+        let files = edited(&example, reversed);
+        assert_eq!(hash(&files), original, "{example}: reordered");
+    }
+}
+
+/// Edits of the spend approval example that change what it means: each must keep the flow
+/// valid, change the plan's hash, and be reported by `diff` as material.
+const SEMANTIC_EDITS: &[(&str, &str, &str)] = &[
+    ("a gate threshold", "request.amount > 50_000 USD", "request.amount > 60_000 USD"),
+    ("a gate level", "gate stale_vendor: block", "gate stale_vendor: info"),
+    ("a gate message", "\"Vendor is on the sanctions list\"", "\"Vendor is sanctioned\""),
+    ("a matrix row", "when risk.tier == low                                  => 1 of manager", "when risk.tier == low => 2 of manager"),
+    ("the order of matrix rows", "when risk.tier == medium                               => 1 of manager, 1 of finance_director\n    when risk.tier == high                                 => all of finance_director, compliance_officer", "when risk.tier == high => all of finance_director, compliance_officer\n    when risk.tier == medium => 1 of manager, 1 of finance_director"),
+    ("a grant", "view pii by compliance_officer", "view pii by compliance_officer, auditor"),
+    ("a param default", "= 10_000 USD", "= 5_000 USD"),
+    ("a model digest", "96d3e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825", "0000e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825"),
+    ("a model version", "version \"3.2.1\"", "version \"3.2.2\""),
+    ("a review's outcomes", "outcomes approve, reject, escalate", "outcomes approve, reject"),
+    ("a review condition", "risk.confidence < 0.7", "risk.confidence < 0.8"),
+    ("a label on a field", "bank_account: Text @pii", "bank_account: Text"),
+    ("the evidence policy", "retain 7y", "retain 10y"),
+    ("the owner", "owner finance_director", "owner chief_financial_officer"),
+    ("a function", "r.amount > 25_000 USD then medium", "r.amount > 20_000 USD then medium"),
+    ("the flow version", "version \"2.1.0\"", "version \"2.2.0\""),
+];
+
+#[test]
+fn every_kind_of_change_of_meaning_changes_the_hash() {
+    let original = plan_of(&workspace("spend_approval.flow"));
+    for (what, from, to) in SEMANTIC_EDITS {
+        let files = edited("spend_approval.flow", |t| {
+            assert!(t.contains(from), "the example no longer contains `{from}` ({what})");
+            t.replacen(from, to, 1)
+        });
+        let changed = plan_of(&files);
+        assert_ne!(changed.hash(), original.hash(), "{what}");
+        let diff = flow_ir::diff::diff(original.plan(), changed.plan());
+        assert!(!diff.changes.is_empty(), "{what}: diff finds nothing");
+        // Only the version number is not a change of policy.
+        assert_eq!(diff.is_material(), *what != "the flow version", "{what}: {diff:?}");
+    }
+}
+
+#[test]
+fn a_prompt_or_an_imported_role_changes_the_hash() {
+    let original = hash(&workspace("spend_approval.flow"));
+    let mut files = workspace("spend_approval.flow");
+    let prompt = files.iter_mut().find(|(p, _)| p.ends_with("spend_risk_v3.md")).expect("the prompt");
+    prompt.1.extend_from_slice(b"\nAlso consider the vendor's country.\n");
+    assert_ne!(hash(&files), original, "a prompt file's bytes");
+    let mut files = workspace("spend_approval.flow");
+    let org = files.iter_mut().find(|(p, _)| p.ends_with("common/org.flow")).expect("the shared declarations");
+    let text = String::from_utf8_lossy(&org.1).replace("role compliance_officer", "role compliance_officer extends auditor");
+    org.1 = text.into_bytes();
+    assert_ne!(hash(&files), original, "a role that now inherits another's grants");
+    // A role that the flow neither names nor inherits from is not part of its plan.
+    let mut files = workspace("spend_approval.flow");
+    let org = files.iter_mut().find(|(p, _)| p.ends_with("common/org.flow")).expect("the shared declarations");
+    org.1.extend_from_slice(b"\nrole receptionist\n");
+    assert_eq!(hash(&files), original, "an unrelated role");
+}
+
+#[test]
+fn diff_speaks_the_stewards_language() {
+    let original = plan_of(&workspace("spend_approval.flow"));
+    let changed = plan_of(&edited("spend_approval.flow", |t| {
+        t.replacen("> 50_000 USD", "> 60_000 USD", 1)
+            .replacen("when risk.tier == low                                  => 1 of manager", "when risk.tier == low => 2 of manager", 1)
+            .replacen("/// Below this amount", "/// Under this amount", 1)
+    }));
+    let diff = flow_ir::diff::diff(original.plan(), changed.plan());
+    let lines: Vec<String> =
+        diff.changes.iter().map(|c| format!("{}: {}{}", c.subject, c.detail, if c.material { "" } else { " (not material)" })).collect();
+    assert_eq!(
+        lines,
+        [
+            "gate `large`: threshold 50,000 USD → 60,000 USD (in `request.amount > 60_000 USD`)",
+            "matrix `spend`: row 2 now requires 2 of manager (was 1 of manager)",
+            "description of `node:auto_limit`: changed (not material)",
+        ]
+    );
+    let docs_only = plan_of(&edited("spend_approval.flow", |t| t.replacen("/// Below this amount", "/// Under this amount", 1)));
+    assert_eq!(docs_only.hash(), original.hash());
+    assert!(!flow_ir::diff::diff(original.plan(), docs_only.plan()).is_material());
+}
