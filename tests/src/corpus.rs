@@ -98,8 +98,13 @@ fn lower_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     }
     let mut dumps = Vec::new();
     for plan in flow_tests::plans(&checked) {
-        let plan = plan.ok_or("a flow did not compile to a plan")?;
-        let verified = flow_ir::verify(plan).map_err(|e| format!("the plan does not verify: {e}"))?;
+        let verified = plan.ok_or("a flow did not compile to a plan")?;
+        // The plan reads back from its file as the same plan.
+        let text = flow_ir::encode::to_json(verified.plan());
+        let loaded = flow_ir::load(text.as_bytes()).map_err(|e| format!("the plan file does not load: {e}"))?;
+        if loaded != verified {
+            return Err("the plan file reads back as another plan".into());
+        }
         dumps.push(flow_ir::print::dump(&verified));
     }
     if dumps.is_empty() {
@@ -116,7 +121,7 @@ fn damaged_plan(path: &Path, text: &str) -> Result<(Vec<u8>, Vec<String>), Strin
         return Err(format!("the case's flow must compile:\n{}", checked.render()));
     }
     let plan = flow_tests::plans(&checked).into_iter().flatten().next().ok_or("the case's flow has no plan")?;
-    let mut value = serde_json::to_value(&plan).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(plan.plan()).map_err(|e| e.to_string())?;
     let directives: Vec<&str> = text.lines().map_while(|l| l.strip_prefix("//@ ")).collect();
     let mut applied = Vec::new();
     for directive in &directives {

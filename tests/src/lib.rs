@@ -91,10 +91,9 @@ pub fn check_files(files: &[(String, Vec<u8>)]) -> Checked {
     if let Some(directory) = fixture_principals(files) {
         for file in &loaded {
             for flow in &flow_lower::lower_file(&db, *file).flows {
-                let Some(plan) = &flow.plan else { continue };
-                let Ok(verified) = flow_ir::verify(plan.clone()) else { continue };
+                let Some(verified) = &flow.plan else { continue };
                 let at = (file.id(&db), flow_diagnostics::Span::default());
-                diagnostics.extend(flow_lower::separation_diagnostics(flow, &verified, &directory, at));
+                diagnostics.extend(flow_lower::separation_diagnostics(flow, verified, &directory, at));
             }
         }
         flow_diagnostics::sort(&mut diagnostics);
@@ -208,7 +207,7 @@ pub fn dump(checked: &Checked) -> String {
 }
 
 /// The plans of the main file's flows, in order; `None` for a flow that did not compile.
-pub fn plans(checked: &Checked) -> Vec<Option<flow_ir::Plan>> {
+pub fn plans(checked: &Checked) -> Vec<Option<flow_ir::VerifiedPlan>> {
     let Some(file) = checked.files.first().copied() else { return Vec::new() };
     flow_lower::lower_file(&checked.db, file).flows.iter().map(|f| f.plan.clone()).collect()
 }

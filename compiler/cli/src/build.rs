@@ -66,8 +66,6 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
     let mut verified = None;
     if let Some((file, flow)) = chosen {
         let plan = flow.plan.clone().context("the flow did not compile to a plan")?;
-        let plan =
-            flow_ir::verify(plan).map_err(|errors| anyhow::anyhow!("the compiled plan does not verify:\n{errors}"))?;
         if let Some(directory) = &directory {
             let at = session.flow_span(file, flow);
             let mut more = flow_lower::separation_diagnostics(flow, &plan, directory, at);

@@ -14,10 +14,9 @@ pub fn run(paths: &[String], strict: bool, format: Format, principals: Option<&s
     let mut diagnostics = session.diagnostics(strict);
     if let Some(directory) = &directory {
         for (file, flow) in session.flows() {
-            let Some(plan) = &flow.plan else { continue };
-            let Ok(verified) = flow_ir::verify(plan.clone()) else { continue };
+            let Some(verified) = &flow.plan else { continue };
             let at = session.flow_span(file, flow);
-            diagnostics.extend(flow_lower::separation_diagnostics(flow, &verified, directory, at));
+            diagnostics.extend(flow_lower::separation_diagnostics(flow, verified, directory, at));
         }
         session.sort(&mut diagnostics);
     }

@@ -208,3 +208,220 @@ fn a_very_long_line_is_checked() {
     let output = flowc(&dir, &["check", "long.flow"]);
     assert_eq!(output.status.code(), Some(1));
 }
+
+/// A small flow with a threshold, a review that may edit, an approval and an action.
+const PURCHASE: &str = r#"role clerk
+role manager
+type Request { id: Text, amount: Money[USD], requester: Principal }
+type Order { number: Text }
+system erp { action order(request: Request) -> Order }
+/// Purchases.
+flow purchase {
+  version "1.0.0"
+  owner manager
+  steward manager
+  input request: Request
+  output accepted: Bool
+  /// Above this, a manager signs.
+  param limit: Money[USD] = 1_000 USD
+  gate huge: block when request.amount > 1_000_000 USD
+  approval sign {
+    when request.amount < limit => auto
+    otherwise => 2 of manager
+    distinct from request.requester
+  }
+  action place = erp.order(request) when sign.approved idempotency request.id
+  emit accepted = sign.approved
+}
+"#;
+
+fn hash_line(text: &str) -> String {
+    text.lines().find_map(|l| l.strip_prefix("hash ")).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn build_writes_a_plan_and_prints_its_hash() {
+    let dir = scratch("build");
+    write(&dir, "purchase.flow", PURCHASE);
+    let output = flowc(&dir, &["build", "purchase.flow"]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    let hash = hash_line(&stdout(&output));
+    assert!(hash.starts_with("blake3:") && hash.len() == 71, "{}", stdout(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("purchase.plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["hash"], hash.as_str());
+    assert_eq!(plan["format_version"], 1);
+    // Reformatted and with other doc comments, the flow builds to the same plan hash.
+    write(&dir, "reformatted.flow", PURCHASE.replace("  ", "    ").replace("/// Purchases.", "/// Purchase requests."));
+    let output = flowc(&dir, &["build", "reformatted.flow", "-o", "other.json", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["hash"], hash.as_str());
+    assert_eq!(value["plan"], "other.json");
+    assert_eq!(value["flow"], "purchase");
+    // `-o -` writes the plan to standard output.
+    let output = flowc(&dir, &["build", "purchase.flow", "-o", "-"]);
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["hash"], hash.as_str());
+    assert!(stderr(&output).contains(&hash));
+}
+
+#[test]
+fn build_refuses_what_does_not_compile() {
+    let dir = scratch("build-errors");
+    write(&dir, "broken.flow", BROKEN);
+    let output = flowc(&dir, &["build", "broken.flow"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("[E1009]"), "{}", stderr(&output));
+    assert!(!dir.join("broken.plan.json").exists());
+    let output = flowc(&dir, &["build", "broken.flow", "--format", "json"]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["diagnostics"][0]["code"], "E1009");
+    // Two flows need `--flow`; an unknown one is a usage error.
+    write(&dir, "two.flow", format!("{CLEAN}flow g {{\n  version \"1.0.0\"\n  owner clerk\n  steward clerk\n}}\n"));
+    let output = flowc(&dir, &["build", "two.flow"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("several flows (`f`, `g`)"), "{}", stderr(&output));
+    assert_eq!(flowc(&dir, &["build", "two.flow", "--flow", "g"]).status.code(), Some(0));
+    assert_eq!(flowc(&dir, &["build", "two.flow", "--flow", "h"]).status.code(), Some(2));
+    assert_eq!(flowc(&dir, &["build", "missing.flow"]).status.code(), Some(2));
+    assert_eq!(flowc(&dir, &["build", "notes.txt"]).status.code(), Some(2));
+}
+
+#[test]
+fn principals_decide_separation_of_duties() {
+    let dir = scratch("principals");
+    write(&dir, "purchase.flow", PURCHASE);
+    write(&dir, "few.toml", "[principals]\nana = [\"manager\"]\nmax = [\"manager\"]\n");
+    write(&dir, "enough.toml", "[principals]\nana = [\"manager\"]\nmax = [\"manager\"]\nfin = [\"manager\"]\n");
+    write(&dir, "bad.toml", "[principals\nana = 1\n");
+    let output = flowc(&dir, &["check", "--principals", "few.toml", "purchase.flow"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("[E2019]"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("purchase.flow:18:"), "{}", stdout(&output));
+    assert_eq!(flowc(&dir, &["check", "--principals", "enough.toml", "purchase.flow"]).status.code(), Some(0));
+    let output = flowc(&dir, &["build", "--principals", "few.toml", "purchase.flow"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!dir.join("purchase.plan.json").exists());
+    let output = flowc(&dir, &["check", "--principals", "bad.toml", "purchase.flow"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("the principals file `bad.toml` is not valid"), "{}", stderr(&output));
+}
+
+#[test]
+fn check_reports_the_proofs_on_the_plan() {
+    let dir = scratch("proofs");
+    write(&dir, "constant.flow", CLEAN.replace("}\n", "  input n: Int\n  let ten = 10\n}\n"));
+    let output = flowc(&dir, &["check", "constant.flow"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("[E2017]"), "{}", stdout(&output));
+    let silent = r#"role clerk
+type Score { value: Int }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1.0.0"
+  digest "sha256:96d3e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825"
+  input (amount: Int)
+  output Score
+}
+flow scoring {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input amount: Int
+  output total: Int
+  infer s = scorer(amount: amount) fallback Score { value: 0 }
+  emit total = s.value
+}
+"#;
+    write(&dir, "silent.flow", silent);
+    let output = flowc(&dir, &["check", "silent.flow"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("[W2002] Warning"), "{}", stdout(&output));
+    assert_eq!(flowc(&dir, &["check", "--strict", "silent.flow"]).status.code(), Some(1));
+    assert_eq!(flowc(&dir, &["build", "--strict", "silent.flow"]).status.code(), Some(1));
+    assert_eq!(flowc(&dir, &["build", "silent.flow"]).status.code(), Some(0));
+}
+
+#[test]
+fn graph_draws_flows_and_plans() {
+    let dir = scratch("graph");
+    write(&dir, "purchase.flow", PURCHASE);
+    let output = flowc(&dir, &["graph", "purchase.flow"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let dot = stdout(&output);
+    assert!(dot.starts_with("digraph \"purchase\" {") && dot.contains("\"huge\" -> \"place\" [style=dashed"), "{dot}");
+    let output = flowc(&dir, &["graph", "purchase.flow", "--format", "mermaid", "--layer", "governance"]);
+    let mermaid = stdout(&output);
+    assert!(mermaid.starts_with("flowchart TD"), "{mermaid}");
+    assert!(mermaid.contains("n_huge -.->|guards| n_place") && mermaid.contains(":::gate_block"), "{mermaid}");
+    assert!(!mermaid.contains("n_request"), "the governance layer shows no inputs: {mermaid}");
+    let output = flowc(&dir, &["graph", "purchase.flow", "--layer", "runtime"]);
+    assert!(stdout(&output).contains("label=\"stage 1\""), "{}", stdout(&output));
+    // A plan file draws the same graph.
+    assert_eq!(flowc(&dir, &["build", "purchase.flow"]).status.code(), Some(0));
+    assert_eq!(stdout(&flowc(&dir, &["graph", "purchase.plan.json"])), dot);
+}
+
+#[test]
+fn damaged_plans_are_refused_with_what_failed() {
+    let dir = scratch("damaged");
+    write(&dir, "purchase.flow", PURCHASE);
+    assert_eq!(flowc(&dir, &["build", "purchase.flow"]).status.code(), Some(0));
+    let plan = std::fs::read_to_string(dir.join("purchase.plan.json")).unwrap();
+    write(&dir, "edited.json", plan.replacen("1000000 USD", "2000000 USD", 1));
+    write(&dir, "truncated.json", &plan[..plan.len() / 2]);
+    write(&dir, "garbage.json", [0xffu8, 0xfe, 0x00, b'{']);
+    write(&dir, "deep.json", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+    let nested = format!(
+        "{}{}",
+        plan.replacen("[\"node\",\"request\"]", &format!("{}[\"node\",\"request\"]", "[\"not\",".repeat(5_000)), 1),
+        ""
+    );
+    write(&dir, "nested.json", nested.replacen("[\"node\",\"request\"]", &format!("[\"node\",\"request\"]{}", "]".repeat(5_000)), 1));
+    for (file, code) in [
+        ("edited.json", "E2103"),
+        ("truncated.json", "E2101"),
+        ("garbage.json", "E2101"),
+        ("deep.json", "E2101"),
+        ("nested.json", "E2101"),
+    ] {
+        for command in ["graph", "diff"] {
+            let args: Vec<&str> = if command == "graph" { vec!["graph", file] } else { vec!["diff", "purchase.plan.json", file] };
+            let output = flowc(&dir, &args);
+            assert_eq!(output.status.code(), Some(1), "{command} {file}: {}", stderr(&output));
+            assert!(stderr(&output).contains(&format!("[{code}]")), "{command} {file}: {}", stderr(&output));
+            assert!(stderr(&output).contains("is refused"), "{}", stderr(&output));
+        }
+    }
+}
+
+#[test]
+fn diff_says_what_changed_and_whether_it_is_material() {
+    let dir = scratch("diff");
+    write(&dir, "old.flow", PURCHASE);
+    write(&dir, "docs.flow", PURCHASE.replace("/// Above this, a manager signs.", "/// Above this amount, a manager signs."));
+    write(&dir, "new.flow", PURCHASE.replace("= 1_000 USD", "= 5_000 USD").replace("2 of manager", "1 of manager"));
+    assert_eq!(flowc(&dir, &["build", "old.flow", "-o", "old.json"]).status.code(), Some(0));
+    let output = flowc(&dir, &["diff", "old.json", "old.flow"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).ends_with("no change\n"), "{}", stdout(&output));
+    let output = flowc(&dir, &["diff", "old.json", "docs.flow"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("description of `node:limit`: changed (not material)"), "{}", stdout(&output));
+    assert!(stdout(&output).ends_with("no material change\n"), "{}", stdout(&output));
+    let output = flowc(&dir, &["diff", "old.json", "new.flow"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("param `limit`: default: value 1,000 USD → 5,000 USD"), "{text}");
+    assert!(text.contains("matrix `sign`: row 2 now requires 1 of manager (was 2 of manager)"), "{text}");
+    assert!(text.ends_with("material change: the flow must be approved again\n"), "{text}");
+    let output = flowc(&dir, &["diff", "--format", "json", "old.flow", "new.flow"]);
+    assert_eq!(output.status.code(), Some(3));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["material"], true);
+    assert_eq!(value["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(flowc(&dir, &["diff", "old.json", "missing.json"]).status.code(), Some(2));
+    write(&dir, "broken.flow", BROKEN);
+    assert_eq!(flowc(&dir, &["diff", "old.json", "broken.flow"]).status.code(), Some(1));
+}

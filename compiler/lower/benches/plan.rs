@@ -68,8 +68,8 @@ fn plan_200_nodes() -> Vec<u8> {
     let file = db.workspace().sources(&db)[0];
     assert!(flow_lower::file_diagnostics(&db, file).is_empty());
     let plan = flow_lower::lower_file(&db, file).flows[0].plan.clone().expect("the flow compiles");
-    assert_eq!(plan.plan.nodes.len(), 200);
-    flow_ir::encode::to_json(&plan).into_bytes()
+    assert_eq!(plan.body().nodes.len(), 200);
+    flow_ir::encode::to_json(plan.plan()).into_bytes()
 }
 
 #[divan::bench(sample_count = 200, sample_size = 5)]

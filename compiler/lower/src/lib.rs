@@ -17,7 +17,7 @@ mod lower;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 use flow_ir::plan::{DescriptionKey, EdgeKind, NodeKind};
@@ -28,6 +28,12 @@ use flow_syntax::ast::SmolStr;
 
 pub use lower::Lowered;
 
+/// The lines of a file, for the source map's line and column numbers.
+#[salsa::tracked(returns(ref))]
+pub fn line_index(db: &dyn Db, file: SourceFile) -> flow_diagnostics::LineIndex {
+    flow_diagnostics::LineIndex::new(file.text(db))
+}
+
 /// What produced a plan, as recorded in it.
 pub const COMPILER: &str = concat!("flowc ", env!("CARGO_PKG_VERSION"));
 
@@ -35,17 +41,23 @@ pub const COMPILER: &str = concat!("flowc ", env!("CARGO_PKG_VERSION"));
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoweredFlow {
     pub name: SmolStr,
-    /// The sealed plan, when it verified.
-    pub plan: Option<Plan>,
-    /// Where each item the plan's source map locates was written, by its description key.
-    pub spans: BTreeMap<String, (FileId, Span)>,
+    /// The sealed and verified plan; `None` when it did not verify (the diagnostics say why).
+    pub plan: Option<VerifiedPlan>,
+    /// The files of the plan's source map, in its order.
+    pub files: Vec<FileId>,
 }
 
 impl LoweredFlow {
-    /// The span of a plan item, by its description key.
+    /// Where a plan item was written, by its description key.
     pub fn span(&self, key: DescriptionKey<'_>) -> Option<(FileId, Span)> {
-        self.spans.get(&key.to_string()).copied()
+        span_in(&self.plan.as_ref()?.plan().source_map, &self.files, key)
     }
+}
+
+fn span_in(source_map: &flow_ir::plan::SourceMap, files: &[FileId], key: DescriptionKey<'_>) -> Option<(FileId, Span)> {
+    let origin = source_map.origins.get(&key.to_string())?;
+    let file = files.get(origin.file as usize)?;
+    Some((*file, Span { start: origin.start, end: origin.end }))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -93,15 +105,20 @@ pub fn lower_file(db: &dyn Db, file: SourceFile) -> LoweredFile {
                 .with_help("save the prompt as UTF-8 text: the model receives it as text"),
             );
         }
-        let spans = lowered.spans;
-        let plan = flow_ir::encode::seal(lowered.body, COMPILER.to_owned(), lowered.descriptions, lowered.source_map);
-        let at = |key: DescriptionKey<'_>| spans.get(&key.to_string()).copied().unwrap_or((file.id(db), flow.span));
-        let verified = match flow_ir::verify(plan.clone()) {
+        let files = lowered.files;
+        let source_map = lowered.source_map;
+        let fallback = (file.id(db), flow.span);
+        let sealed = flow_ir::seal_and_verify(lowered.body, COMPILER.to_owned(), lowered.descriptions, source_map);
+        let verified = match sealed {
             Ok(verified) => {
+                let map = &verified.plan().source_map;
+                let at = |key: DescriptionKey<'_>| span_in(map, &files, key).unwrap_or(fallback);
                 silent_fallbacks(&verified, &at, &mut flow_diagnostics);
-                Some(plan)
+                Some(verified)
             }
-            Err(errors) => {
+            Err(failed) => {
+                let (plan, errors) = *failed;
+                let at = |key: DescriptionKey<'_>| span_in(&plan.source_map, &files, key).unwrap_or(fallback);
                 for error in &errors.0 {
                     flow_diagnostics.push(verify_diagnostic(&plan, error, &at));
                 }
@@ -111,7 +128,7 @@ pub fn lower_file(db: &dyn Db, file: SourceFile) -> LoweredFile {
         // A plan that a prompt could not be embedded into is not a plan of the flow.
         let plan = verified.filter(|_| lowered.bad_prompts.is_empty());
         result.diagnostics.extend(flow_diagnostics);
-        result.flows.push(LoweredFlow { name: flow.name.clone(), plan, spans });
+        result.flows.push(LoweredFlow { name: flow.name.clone(), plan, files });
     }
     result
 }

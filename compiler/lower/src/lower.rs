@@ -43,7 +43,8 @@ pub struct Lowered {
     pub body: PlanBody,
     pub descriptions: BTreeMap<String, String>,
     pub source_map: SourceMap,
-    pub spans: BTreeMap<String, (FileId, Span)>,
+    /// The files of the source map's `files`, in the same order.
+    pub files: Vec<FileId>,
     /// The prompts that are not UTF-8 text, with where they are named.
     pub bad_prompts: Vec<(String, FileId, Span)>,
 }
@@ -66,9 +67,10 @@ pub struct Lowerer<'a> {
     fn_params: Vec<Ty>,
     descriptions: BTreeMap<String, String>,
     files: Vec<String>,
-    file_index: BTreeMap<FileId, (u32, LineIndex)>,
+    /// Each file met so far: its index in the source map, its lines, its text.
+    file_index: BTreeMap<FileId, (u32, &'a LineIndex, &'a str)>,
     origins: BTreeMap<String, Origin>,
-    spans: BTreeMap<String, (FileId, Span)>,
+    file_ids: Vec<FileId>,
 }
 
 fn currency(c: sema_ty::Currency) -> Currency {
@@ -105,7 +107,7 @@ impl<'a> Lowerer<'a> {
             files: Vec::new(),
             file_index: BTreeMap::new(),
             origins: BTreeMap::new(),
-            spans: BTreeMap::new(),
+            file_ids: Vec::new(),
         }
     }
 
@@ -154,19 +156,16 @@ impl<'a> Lowerer<'a> {
         if let Some(docs) = docs {
             self.descriptions.insert(key.clone(), docs.clone());
         }
-        let Some(source) = self.db.workspace().file(self.db, file) else { return };
-        let next = self.files.len() as u32;
-        let (index, lines) =
-            self.file_index.entry(file).or_insert_with(|| (next, LineIndex::new(source.text(self.db))));
-        if *index == next {
+        if !self.file_index.contains_key(&file) {
+            let Some(source) = self.db.workspace().file(self.db, file) else { return };
+            let text: &'a str = source.text(self.db);
+            self.file_index.insert(file, (self.files.len() as u32, crate::line_index(self.db, source), text));
             self.files.push(source.path(self.db).clone());
+            self.file_ids.push(file);
         }
-        let at = lines.line_col(source.text(self.db), span.start);
-        self.origins.insert(
-            key.clone(),
-            Origin { file: *index, start: span.start, end: span.end, line: at.line, column: at.column },
-        );
-        self.spans.insert(key, (file, span));
+        let Some((index, lines, text)) = self.file_index.get(&file) else { return };
+        let (index, at) = (*index, lines.line_col(text, span.start));
+        self.origins.insert(key, Origin { file: index, start: span.start, end: span.end, line: at.line, column: at.column });
     }
 
     /// The syntax item that declares `id`: for its doc comment and span.
@@ -560,7 +559,7 @@ impl<'a> Lowerer<'a> {
             body,
             descriptions: self.descriptions,
             source_map: SourceMap { files: self.files, origins: self.origins, prompts },
-            spans: self.spans,
+            files: self.file_ids,
             bad_prompts,
         }
     }

@@ -68,9 +68,10 @@ impl<'h> Canonical<'h> {
     }
 
     fn string(&mut self, text: &str) {
-        self.byte(STRING);
         // INVARIANT: plan files are far below 4 GiB.
-        self.bytes(&(text.len() as u32).to_le_bytes());
+        let length = (text.len() as u32).to_le_bytes();
+        self.buffer.push(STRING);
+        self.buffer.extend_from_slice(&length);
         self.bytes(text.as_bytes());
     }
 

@@ -136,7 +136,7 @@ impl<'p> Checker<'p> {
     /// Computes the type of `expr` from its parts and records it; for the kinds whose type
     /// the plan writes, checks the written type.
     fn infer(&mut self, expr: &mut Expr) -> Result {
-        let ty = self.type_of(expr)?;
+        let ty = crate::with_stack(|| self.type_of(expr))?;
         match ty {
             Some(ty) => expr.ty = ty,
             None => check_type(self.cx.body, &expr.ty)?,

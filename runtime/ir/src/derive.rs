@@ -45,7 +45,12 @@ pub fn edges(body: &PlanBody) -> Vec<Edge> {
             edges.insert(Edge { from: governance.name.clone(), to: effect.name.clone(), kind: EdgeKind::Governance });
         }
     }
-    let before_edits: Vec<Edge> = edges.iter().cloned().collect();
+    // Who waits for whom, through data and governance edges, by the waiting node.
+    let mut waits: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for edge in &edges {
+        waits.entry(edge.to.as_str()).or_default().push(edge.from.as_str());
+    }
+    let mut edited: Vec<Edge> = Vec::new();
     for review in &body.nodes {
         let NodeKind::Review { edits, .. } = &review.kind else { continue };
         if edits.is_empty() {
@@ -55,9 +60,9 @@ pub fn edges(body: &PlanBody) -> Vec<Edge> {
         let mut waits_for: BTreeSet<&str> = BTreeSet::new();
         let mut stack = vec![review.name.as_str()];
         while let Some(current) = stack.pop() {
-            for edge in before_edits.iter().filter(|e| e.to == current) {
-                if waits_for.insert(edge.from.as_str()) {
-                    stack.push(edge.from.as_str());
+            for &from in waits.get(current).map(Vec::as_slice).unwrap_or(&[]) {
+                if waits_for.insert(from) {
+                    stack.push(from);
                 }
             }
         }
@@ -66,9 +71,10 @@ pub fn edges(body: &PlanBody) -> Vec<Edge> {
                 continue;
             }
             if edits.iter().any(|edit| reads_edited(reader, edit)) {
-                edges.insert(Edge { from: review.name.clone(), to: reader.name.clone(), kind: EdgeKind::Edited });
+                edited.push(Edge { from: review.name.clone(), to: reader.name.clone(), kind: EdgeKind::Edited });
             }
         }
     }
+    edges.extend(edited);
     edges.into_iter().collect()
 }

@@ -129,7 +129,7 @@ fn strip(expr: &Expr) -> (Expr, Vec<Literal>) {
             expr.ty = crate::ty::Ty::Nothing;
             return;
         }
-        expr.for_each_child_mut(|child| go(child, literals));
+        crate::with_stack(|| expr.for_each_child_mut(|child| go(child, literals)));
     }
     let mut copy = expr.clone();
     let mut literals = Vec::new();

@@ -31,8 +31,16 @@ mod tests;
 pub mod time;
 pub mod ty;
 mod verify;
-mod wire;
+pub mod wire;
 
 pub use error::{VerifyError, VerifyErrors};
+
+/// Runs `f`, which recurses over expressions, with stack to spare: a fresh segment is
+/// allocated when the current one runs low, so that even the deepest expression a plan may
+/// hold ([`wire::MAX_DEPTH`] levels) cannot exhaust the caller's stack, whatever thread it
+/// runs on.
+pub(crate) fn with_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
 pub use plan::{FORMAT_VERSION, LANGUAGE_VERSION, Plan, PlanBody};
-pub use verify::{NodeId, VerifiedPlan, load, verify};
+pub use verify::{NodeId, VerifiedPlan, load, seal_and_verify, verify};

@@ -123,6 +123,10 @@ impl Printer<'_> {
     }
 
     fn print(&self, expr: &Expr, locals: &mut Vec<SmolStr>) -> String {
+        crate::with_stack(|| self.print_inner(expr, locals))
+    }
+
+    fn print_inner(&self, expr: &Expr, locals: &mut Vec<SmolStr>) -> String {
         match &expr.kind {
             ExprKind::Lit(lit) => literal(lit),
             ExprKind::Interpolate(parts) => {

@@ -49,3 +49,34 @@ fn types_round_trip_through_their_syntax() {
         assert!(bad.parse::<Ty>().is_err(), "{bad}");
     }
 }
+
+/// A plan of one input `x: Bool` and a `let` of `depth` nested `not`s over it, sealed.
+fn deep_plan(depth: usize) -> Vec<u8> {
+    let expr = format!("{}[\"node\",\"x\"]{}", "[\"not\",".repeat(depth), "]".repeat(depth));
+    let body = format!(
+        r#"{{"flow":{{"name":"f","version":"1.0.0","owner":"r","steward":"r"}},"outputs":[],"nodes":[{{"name":"x","ty":"Bool","kind":{{"input":{{"source":null}}}}}},{{"name":"y","ty":"Bool","kind":{{"let":{{"value":{expr}}}}}}}],"edges":[["x","y","data"]],"grants":[],"evidence":{{"retain":null}},"roles":[{{"name":"r","extends":[]}}],"labels":[],"records":[],"enums":[],"sources":[],"models":[],"systems":[],"functions":[]}}"#
+    );
+    let text = format!(r#"{{"format_version":1,"language_version":"1","hash":"HASH","plan":{body}}}"#);
+    let Ok(parsed) = crate::encode::parse(text.as_bytes()) else { return text.into_bytes() };
+    let hash = crate::encode::content_hash(1, "1", &parsed.plan);
+    text.replace("HASH", &hash).into_bytes()
+}
+
+#[test]
+fn the_deepest_expressions_load_on_a_small_stack_and_deeper_ones_are_refused() {
+    // A thread with the default stack of a spawned thread (2 MiB), as an embedder's.
+    let result = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let deepest = crate::load(&deep_plan(crate::wire::MAX_DEPTH - 1));
+            let verified = deepest.map_err(|e| e.to_string())?;
+            let printed = crate::print::dump(&verified);
+            let too_deep = crate::load(&deep_plan(crate::wire::MAX_DEPTH + 1)).err().map(|e| e.to_string());
+            Ok::<_, String>((printed.len(), too_deep))
+        })
+        .map(|handle| handle.join());
+    let Ok(Ok(Ok((printed, too_deep)))) = result else { panic!("the deep plan was not loaded: {result:?}") };
+    assert!(printed > 4 * crate::wire::MAX_DEPTH);
+    let too_deep = too_deep.unwrap_or_default();
+    assert!(too_deep.contains("[E2101]") && too_deep.contains("nest deeper than 1024 levels"), "{too_deep}");
+}

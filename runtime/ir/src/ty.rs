@@ -215,7 +215,21 @@ impl FromStr for Ty {
 
 impl Serialize for Ty {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // Without formatting where the text is at hand: every expression writes a type.
+        let simple = match self {
+            Ty::Bool => "Bool",
+            Ty::Int => "Int",
+            Ty::Decimal => "Decimal",
+            Ty::Money(None) => "Money",
+            Ty::Text => "Text",
+            Ty::Timestamp => "Timestamp",
+            Ty::Duration => "Duration",
+            Ty::Principal => "Principal",
+            Ty::Nothing => "Nothing",
+            Ty::Named(name) => name,
+            _ => return serializer.collect_str(self),
+        };
+        serializer.serialize_str(simple)
     }
 }
 

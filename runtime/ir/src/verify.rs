@@ -32,7 +32,8 @@ impl NodeId {
     }
 }
 
-/// A plan that passed verification. Only [`verify`] and [`load`] make one.
+/// A plan that passed verification. Only [`verify`], [`load`] and [`seal_and_verify`] make
+/// one. Two are equal when their plans are.
 #[derive(Clone, Debug)]
 pub struct VerifiedPlan {
     plan: Plan,
@@ -40,6 +41,14 @@ pub struct VerifiedPlan {
     predecessors: Vec<Vec<(NodeId, EdgeKind)>>,
     successors: Vec<Vec<(NodeId, EdgeKind)>>,
 }
+
+impl PartialEq for VerifiedPlan {
+    fn eq(&self, other: &VerifiedPlan) -> bool {
+        self.plan == other.plan
+    }
+}
+
+impl Eq for VerifiedPlan {}
 
 impl VerifiedPlan {
     pub fn plan(&self) -> &Plan {
@@ -162,7 +171,23 @@ pub fn load(bytes: &[u8]) -> Result<VerifiedPlan, VerifyErrors> {
 }
 
 /// Verifies a plan; the only constructor of [`VerifiedPlan`].
-pub fn verify(mut plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
+pub fn verify(plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
+    verify_plan(plan, true).map_err(|(_, errors)| errors)
+}
+
+/// Seals a plan body (computes its hash) and verifies the result; on failure, gives back
+/// the plan with the reasons. The compiler's way to a plan: the hash is computed once.
+pub fn seal_and_verify(
+    body: PlanBody,
+    compiler: String,
+    descriptions: BTreeMap<String, String>,
+    source_map: crate::plan::SourceMap,
+) -> Result<VerifiedPlan, Box<(Plan, VerifyErrors)>> {
+    verify_plan(encode::seal(body, compiler, descriptions, source_map), false).map_err(Box::new)
+}
+
+/// Verifies a plan; `check_hash` is false only for a plan sealed just now.
+fn verify_plan(mut plan: Plan, check_hash: bool) -> Result<VerifiedPlan, (Plan, VerifyErrors)> {
     let names = Names::new(&plan.plan);
     let typing = type_expressions(&mut plan.plan, &names);
     let mut v = Verifier { body: &plan.plan, names: &names, errors: Vec::new() };
@@ -172,9 +197,11 @@ pub fn verify(mut plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
             plan.format_version, plan.language_version
         )));
     }
-    let computed = encode::content_hash(plan.format_version, &plan.language_version, &plan.plan);
-    if computed != plan.hash {
-        v.errors.push(VerifyError::Hash { recorded: plan.hash.clone(), computed });
+    if check_hash {
+        let computed = encode::content_hash(plan.format_version, &plan.language_version, &plan.plan);
+        if computed != plan.hash {
+            v.errors.push(VerifyError::Hash { recorded: plan.hash.clone(), computed });
+        }
     }
     v.declarations();
     v.errors.extend(typing);
@@ -183,10 +210,11 @@ pub fn verify(mut plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
     let errors = v.errors;
     drop(names);
     if !errors.is_empty() {
-        return Err(VerifyErrors(errors));
+        return Err((plan, VerifyErrors(errors)));
     }
     let Some((order, predecessors, successors)) = graph else {
-        return Err(VerifyErrors(vec![VerifyError::Malformed("the plan's graph could not be built".to_owned())]));
+        let error = VerifyError::Malformed("the plan's graph could not be built".to_owned());
+        return Err((plan, VerifyErrors(vec![error])));
     };
     Ok(VerifiedPlan { plan, order, predecessors, successors })
 }
@@ -363,8 +391,15 @@ type Graph = (Vec<NodeId>, Vec<Vec<(NodeId, EdgeKind)>>, Vec<Vec<(NodeId, EdgeKi
 
 /// Whether `names` are strictly increasing: sorted, without duplicates.
 fn strictly_sorted<T: Ord>(names: impl IntoIterator<Item = T>) -> bool {
-    let names: Vec<T> = names.into_iter().collect();
-    names.windows(2).all(|w| w[0] < w[1])
+    let mut names = names.into_iter();
+    let Some(mut previous) = names.next() else { return true };
+    for name in names {
+        if name <= previous {
+            return false;
+        }
+        previous = name;
+    }
+    true
 }
 
 impl<'p> Verifier<'p> {

@@ -102,6 +102,12 @@ fn literal_value<S: SerializeSeq>(seq: &mut S, literal: &Literal) -> Result<(), 
 
 impl Serialize for Expr {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::with_stack(|| self.write(serializer))
+    }
+}
+
+impl Expr {
+    fn write<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(None)?;
         seq.serialize_element(tag(&self.kind))?;
         if writes_type(&self.kind) {
@@ -349,83 +355,87 @@ impl<'de> Visitor<'de> for ExprVisitor {
         f.write_str("an expression: an array of its operation, its type and its operands")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Expr, A::Error> {
-        let _depth = DepthGuard::enter::<A::Error>()?;
-        let Text(tag) = next::<Text<'de>, A>(&mut seq, "operation")?;
-        // Computed by the verifier where the plan does not write it.
-        let ty: Ty = if tag_writes_type(&tag) { next(&mut seq, "type")? } else { Ty::Nothing };
-        let name = |seq: &mut A, what: &str| next::<Text<'de>, A>(seq, what).map(|t| SmolStr::new(t.0));
-        let kind = match tag.as_ref() {
-            "lit" => {
-                let value: Scalar<'_> = next(&mut seq, "value")?;
-                ExprKind::Lit(literal(&ty, value)?)
-            }
-            "text" => ExprKind::Interpolate(
-                rest::<ReadPart, A>(&mut seq)?
-                    .into_iter()
-                    .map(|p| match p {
-                        ReadPart::Text(text) => Part::Text(text),
-                        ReadPart::Expr(e) => Part::Expr(e),
-                    })
-                    .collect(),
-            ),
-            "node" => ExprKind::Node(name(&mut seq, "node")?),
-            "variant" => ExprKind::Variant(name(&mut seq, "variant")?),
-            "age" => ExprKind::Age(name(&mut seq, "input")?),
-            "stale" => ExprKind::Stale(name(&mut seq, "input")?),
-            "degraded" => ExprKind::Degraded(name(&mut seq, "step")?),
-            "param" => ExprKind::Param(next(&mut seq, "position")?),
-            "local" => ExprKind::Local(next(&mut seq, "depth")?),
-            "field" => {
-                let base = boxed(&mut seq, "record")?;
-                ExprKind::Field { base, field: name(&mut seq, "field")? }
-            }
-            "unwrap" => ExprKind::Unwrap(boxed(&mut seq, "operand")?),
-            "widen" => ExprKind::Widen(boxed(&mut seq, "operand")?),
-            "not" => ExprKind::Not(boxed(&mut seq, "operand")?),
-            "neg" => ExprKind::Neg(boxed(&mut seq, "operand")?),
-            "call" => {
-                let function = name(&mut seq, "function")?;
-                ExprKind::Call { function, args: rest(&mut seq)? }
-            }
-            "now" => ExprKind::Now,
-            "any" | "all" => {
-                let var = name(&mut seq, "item name")?;
-                let list = boxed(&mut seq, "list")?;
-                ExprKind::Quantifier { all: tag == "all", var, list, body: boxed(&mut seq, "condition")? }
-            }
-            "record" => ExprKind::Record(next::<ReadFields, A>(&mut seq, "fields")?.0),
-            "if" => {
-                let mut operands: Vec<Expr> = rest(&mut seq)?;
-                if operands.len().is_multiple_of(2) {
-                    return Err(de::Error::custom(
-                        "an `if` has conditions and branches in pairs, then an `else` branch",
-                    ));
-                }
-                let otherwise = Box::new(operands.pop().ok_or_else(|| de::Error::custom("an `if` needs branches"))?);
-                let mut branches = Vec::new();
-                let mut operands = operands.into_iter();
-                while let (Some(condition), Some(then)) = (operands.next(), operands.next()) {
-                    branches.push(Branch { condition, then });
-                }
-                ExprKind::If { branches, otherwise }
-            }
-            other => {
-                if let Some(builtin) = Builtin::ALL.into_iter().find(|b| b.name() == other) {
-                    ExprKind::Builtin { builtin, args: rest(&mut seq)? }
-                } else if let Some(op) = BinaryOp::ALL.into_iter().find(|op| op.as_str() == other) {
-                    let lhs = boxed(&mut seq, "left operand")?;
-                    ExprKind::Binary { op, lhs, rhs: boxed(&mut seq, "right operand")? }
-                } else {
-                    return Err(de::Error::custom(format!("`{other}` is not an operation of the expression IR")));
-                }
-            }
-        };
-        if seq.next_element::<Nothing>()?.is_some() {
-            return Err(de::Error::custom(format!("the `{tag}` expression has too many operands")));
-        }
-        Ok(Expr { ty, kind })
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Expr, A::Error> {
+        crate::with_stack(|| read_expr(seq))
     }
+}
+
+fn read_expr<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Expr, A::Error> {
+    let _depth = DepthGuard::enter::<A::Error>()?;
+    let Text(tag) = next::<Text<'de>, A>(&mut seq, "operation")?;
+    // Computed by the verifier where the plan does not write it.
+    let ty: Ty = if tag_writes_type(&tag) { next(&mut seq, "type")? } else { Ty::Nothing };
+    let name = |seq: &mut A, what: &str| next::<Text<'de>, A>(seq, what).map(|t| SmolStr::new(t.0));
+    let kind = match tag.as_ref() {
+        "lit" => {
+            let value: Scalar<'_> = next(&mut seq, "value")?;
+            ExprKind::Lit(literal(&ty, value)?)
+        }
+        "text" => ExprKind::Interpolate(
+            rest::<ReadPart, A>(&mut seq)?
+                .into_iter()
+                .map(|p| match p {
+                    ReadPart::Text(text) => Part::Text(text),
+                    ReadPart::Expr(e) => Part::Expr(e),
+                })
+                .collect(),
+        ),
+        "node" => ExprKind::Node(name(&mut seq, "node")?),
+        "variant" => ExprKind::Variant(name(&mut seq, "variant")?),
+        "age" => ExprKind::Age(name(&mut seq, "input")?),
+        "stale" => ExprKind::Stale(name(&mut seq, "input")?),
+        "degraded" => ExprKind::Degraded(name(&mut seq, "step")?),
+        "param" => ExprKind::Param(next(&mut seq, "position")?),
+        "local" => ExprKind::Local(next(&mut seq, "depth")?),
+        "field" => {
+            let base = boxed(&mut seq, "record")?;
+            ExprKind::Field { base, field: name(&mut seq, "field")? }
+        }
+        "unwrap" => ExprKind::Unwrap(boxed(&mut seq, "operand")?),
+        "widen" => ExprKind::Widen(boxed(&mut seq, "operand")?),
+        "not" => ExprKind::Not(boxed(&mut seq, "operand")?),
+        "neg" => ExprKind::Neg(boxed(&mut seq, "operand")?),
+        "call" => {
+            let function = name(&mut seq, "function")?;
+            ExprKind::Call { function, args: rest(&mut seq)? }
+        }
+        "now" => ExprKind::Now,
+        "any" | "all" => {
+            let var = name(&mut seq, "item name")?;
+            let list = boxed(&mut seq, "list")?;
+            ExprKind::Quantifier { all: tag == "all", var, list, body: boxed(&mut seq, "condition")? }
+        }
+        "record" => ExprKind::Record(next::<ReadFields, A>(&mut seq, "fields")?.0),
+        "if" => {
+            let mut operands: Vec<Expr> = rest(&mut seq)?;
+            if operands.len().is_multiple_of(2) {
+                return Err(de::Error::custom(
+                    "an `if` has conditions and branches in pairs, then an `else` branch",
+                ));
+            }
+            let otherwise = Box::new(operands.pop().ok_or_else(|| de::Error::custom("an `if` needs branches"))?);
+            let mut branches = Vec::new();
+            let mut operands = operands.into_iter();
+            while let (Some(condition), Some(then)) = (operands.next(), operands.next()) {
+                branches.push(Branch { condition, then });
+            }
+            ExprKind::If { branches, otherwise }
+        }
+        other => {
+            if let Some(builtin) = Builtin::ALL.into_iter().find(|b| b.name() == other) {
+                ExprKind::Builtin { builtin, args: rest(&mut seq)? }
+            } else if let Some(op) = BinaryOp::ALL.into_iter().find(|op| op.as_str() == other) {
+                let lhs = boxed(&mut seq, "left operand")?;
+                ExprKind::Binary { op, lhs, rhs: boxed(&mut seq, "right operand")? }
+            } else {
+                return Err(de::Error::custom(format!("`{other}` is not an operation of the expression IR")));
+            }
+        }
+    };
+    if seq.next_element::<Nothing>()?.is_some() {
+        return Err(de::Error::custom(format!("the `{tag}` expression has too many operands")));
+    }
+    Ok(Expr { ty, kind })
 }
 
 impl<'de> Deserialize<'de> for Expr {
