@@ -139,7 +139,8 @@ fn reversed(text: &str) -> String {
             && let (Some(first), Some(last)) = (flow.items.first(), flow.items.last())
         {
             let inner: Vec<&str> = flow.items.iter().rev().map(|i| slice(i.span)).collect();
-            let (start, end) = ((first.span.start - item.span.start) as usize, (last.span.end - item.span.start) as usize);
+            let (start, end) =
+                ((first.span.start - item.span.start) as usize, (last.span.end - item.span.start) as usize);
             item_text.replace_range(start..end, &inner.join("\n  "));
         }
         items.push(item_text);
@@ -163,11 +164,23 @@ const SEMANTIC_EDITS: &[(&str, &str, &str)] = &[
     ("a gate threshold", "request.amount > 50_000 USD", "request.amount > 60_000 USD"),
     ("a gate level", "gate stale_vendor: block", "gate stale_vendor: info"),
     ("a gate message", "\"Vendor is on the sanctions list\"", "\"Vendor is sanctioned\""),
-    ("a matrix row", "when risk.tier == low                                  => 1 of manager", "when risk.tier == low => 2 of manager"),
-    ("the order of matrix rows", "when risk.tier == medium                               => 1 of manager, 1 of finance_director\n    when risk.tier == high                                 => all of finance_director, compliance_officer", "when risk.tier == high => all of finance_director, compliance_officer\n    when risk.tier == medium => 1 of manager, 1 of finance_director"),
+    (
+        "a matrix row",
+        "when risk.tier == low                                  => 1 of manager",
+        "when risk.tier == low => 2 of manager",
+    ),
+    (
+        "the order of matrix rows",
+        "when risk.tier == medium                               => 1 of manager, 1 of finance_director\n    when risk.tier == high                                 => all of finance_director, compliance_officer",
+        "when risk.tier == high => all of finance_director, compliance_officer\n    when risk.tier == medium => 1 of manager, 1 of finance_director",
+    ),
     ("a grant", "view pii by compliance_officer", "view pii by compliance_officer, auditor"),
     ("a param default", "= 10_000 USD", "= 5_000 USD"),
-    ("a model digest", "96d3e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825", "0000e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825"),
+    (
+        "a model digest",
+        "96d3e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825",
+        "0000e8cfedcdcb10918e684c95cc496132433eeac08daf45d03e618becd72825",
+    ),
     ("a model version", "version \"3.2.1\"", "version \"3.2.2\""),
     ("a review's outcomes", "outcomes approve, reject, escalate", "outcomes approve, reject"),
     ("a review condition", "risk.confidence < 0.7", "risk.confidence < 0.8"),
@@ -204,7 +217,8 @@ fn a_prompt_or_an_imported_role_changes_the_hash() {
     assert_ne!(hash(&files), original, "a prompt file's bytes");
     let mut files = workspace("spend_approval.flow");
     let org = files.iter_mut().find(|(p, _)| p.ends_with("common/org.flow")).expect("the shared declarations");
-    let text = String::from_utf8_lossy(&org.1).replace("role compliance_officer", "role compliance_officer extends auditor");
+    let text =
+        String::from_utf8_lossy(&org.1).replace("role compliance_officer", "role compliance_officer extends auditor");
     org.1 = text.into_bytes();
     assert_ne!(hash(&files), original, "a role that now inherits another's grants");
     // A role that the flow neither names nor inherits from is not part of its plan.
@@ -219,12 +233,19 @@ fn diff_speaks_the_stewards_language() {
     let original = plan_of(&workspace("spend_approval.flow"));
     let changed = plan_of(&edited("spend_approval.flow", |t| {
         t.replacen("> 50_000 USD", "> 60_000 USD", 1)
-            .replacen("when risk.tier == low                                  => 1 of manager", "when risk.tier == low => 2 of manager", 1)
+            .replacen(
+                "when risk.tier == low                                  => 1 of manager",
+                "when risk.tier == low => 2 of manager",
+                1,
+            )
             .replacen("/// Below this amount", "/// Under this amount", 1)
     }));
     let diff = flow_ir::diff::diff(original.plan(), changed.plan());
-    let lines: Vec<String> =
-        diff.changes.iter().map(|c| format!("{}: {}{}", c.subject, c.detail, if c.material { "" } else { " (not material)" })).collect();
+    let lines: Vec<String> = diff
+        .changes
+        .iter()
+        .map(|c| format!("{}: {}{}", c.subject, c.detail, if c.material { "" } else { " (not material)" }))
+        .collect();
     assert_eq!(
         lines,
         [
@@ -233,7 +254,8 @@ fn diff_speaks_the_stewards_language() {
             "description of `node:auto_limit`: changed (not material)",
         ]
     );
-    let docs_only = plan_of(&edited("spend_approval.flow", |t| t.replacen("/// Below this amount", "/// Under this amount", 1)));
+    let docs_only =
+        plan_of(&edited("spend_approval.flow", |t| t.replacen("/// Below this amount", "/// Under this amount", 1)));
     assert_eq!(docs_only.hash(), original.hash());
     assert!(!flow_ir::diff::diff(original.plan(), docs_only.plan()).is_material());
 }

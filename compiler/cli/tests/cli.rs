@@ -247,7 +247,8 @@ fn build_writes_a_plan_and_prints_its_hash() {
     assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
     let hash = hash_line(&stdout(&output));
     assert!(hash.starts_with("blake3:") && hash.len() == 71, "{}", stdout(&output));
-    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("purchase.plan.json")).unwrap()).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("purchase.plan.json")).unwrap()).unwrap();
     assert_eq!(plan["hash"], hash.as_str());
     assert_eq!(plan["format_version"], 1);
     // Reformatted and with other doc comments, the flow builds to the same plan hash.
@@ -378,7 +379,11 @@ fn damaged_plans_are_refused_with_what_failed() {
         plan.replacen("[\"node\",\"request\"]", &format!("{}[\"node\",\"request\"]", "[\"not\",".repeat(5_000)), 1),
         ""
     );
-    write(&dir, "nested.json", nested.replacen("[\"node\",\"request\"]", &format!("[\"node\",\"request\"]{}", "]".repeat(5_000)), 1));
+    write(
+        &dir,
+        "nested.json",
+        nested.replacen("[\"node\",\"request\"]", &format!("[\"node\",\"request\"]{}", "]".repeat(5_000)), 1),
+    );
     for (file, code) in [
         ("edited.json", "E2103"),
         ("truncated.json", "E2101"),
@@ -387,7 +392,8 @@ fn damaged_plans_are_refused_with_what_failed() {
         ("nested.json", "E2101"),
     ] {
         for command in ["graph", "diff"] {
-            let args: Vec<&str> = if command == "graph" { vec!["graph", file] } else { vec!["diff", "purchase.plan.json", file] };
+            let args: Vec<&str> =
+                if command == "graph" { vec!["graph", file] } else { vec!["diff", "purchase.plan.json", file] };
             let output = flowc(&dir, &args);
             assert_eq!(output.status.code(), Some(1), "{command} {file}: {}", stderr(&output));
             assert!(stderr(&output).contains(&format!("[{code}]")), "{command} {file}: {}", stderr(&output));
@@ -400,7 +406,11 @@ fn damaged_plans_are_refused_with_what_failed() {
 fn diff_says_what_changed_and_whether_it_is_material() {
     let dir = scratch("diff");
     write(&dir, "old.flow", PURCHASE);
-    write(&dir, "docs.flow", PURCHASE.replace("/// Above this, a manager signs.", "/// Above this amount, a manager signs."));
+    write(
+        &dir,
+        "docs.flow",
+        PURCHASE.replace("/// Above this, a manager signs.", "/// Above this amount, a manager signs."),
+    );
     write(&dir, "new.flow", PURCHASE.replace("= 1_000 USD", "= 5_000 USD").replace("2 of manager", "1 of manager"));
     assert_eq!(flowc(&dir, &["build", "old.flow", "-o", "old.json"]).status.code(), Some(0));
     let output = flowc(&dir, &["diff", "old.json", "old.flow"]);

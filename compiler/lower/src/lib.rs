@@ -55,7 +55,7 @@ impl LoweredFlow {
 }
 
 fn span_in(source_map: &flow_ir::plan::SourceMap, files: &[FileId], key: DescriptionKey<'_>) -> Option<(FileId, Span)> {
-    let origin = source_map.origins.get(&key.to_string())?;
+    let origin = source_map.origins.get(key.to_string().as_str())?;
     let file = files.get(origin.file as usize)?;
     Some((*file, Span { start: origin.start, end: origin.end }))
 }

@@ -27,7 +27,7 @@ struct Names {
 
 /// `path` relative to the directory `dir` (both normalised as the loader normalises them),
 /// so that a plan does not depend on where the compiler was run.
-fn relative_to(dir: &str, path: &str) -> String {
+pub(crate) fn relative_to(dir: &str, path: &str) -> String {
     let parts =
         |p: &str| -> Vec<String> { p.split('/').filter(|s| !s.is_empty() && *s != ".").map(str::to_owned).collect() };
     let (from, to) = (parts(dir), parts(path));
@@ -69,8 +69,12 @@ pub struct Lowerer<'a> {
     files: Vec<String>,
     /// Each file met so far: its index in the source map, its lines, its text.
     file_index: BTreeMap<FileId, (u32, &'a LineIndex, &'a str)>,
-    origins: BTreeMap<String, Origin>,
+    origins: BTreeMap<SmolStr, Origin>,
     file_ids: Vec<FileId>,
+    /// A buffer for description keys.
+    key: String,
+    /// The syntax items of each file met so far.
+    items: BTreeMap<FileId, &'a [ast::Item]>,
 }
 
 fn currency(c: sema_ty::Currency) -> Currency {
@@ -108,6 +112,8 @@ impl<'a> Lowerer<'a> {
             file_index: BTreeMap::new(),
             origins: BTreeMap::new(),
             file_ids: Vec::new(),
+            key: String::new(),
+            items: BTreeMap::new(),
         }
     }
 
@@ -152,9 +158,11 @@ impl<'a> Lowerer<'a> {
 
     /// Records where an item was written, under its description key.
     fn locate(&mut self, key: DescriptionKey<'_>, file: FileId, span: Span, docs: Option<&String>) {
-        let key = key.to_string();
+        use std::fmt::Write;
+        self.key.clear();
+        let _ = write!(self.key, "{key}");
         if let Some(docs) = docs {
-            self.descriptions.insert(key.clone(), docs.clone());
+            self.descriptions.insert(self.key.clone(), docs.clone());
         }
         if !self.file_index.contains_key(&file) {
             let Some(source) = self.db.workspace().file(self.db, file) else { return };
@@ -165,13 +173,22 @@ impl<'a> Lowerer<'a> {
         }
         let Some((index, lines, text)) = self.file_index.get(&file) else { return };
         let (index, at) = (*index, lines.line_col(text, span.start));
-        self.origins.insert(key, Origin { file: index, start: span.start, end: span.end, line: at.line, column: at.column });
+        let origin = Origin { file: index, start: span.start, end: span.end, line: at.line, column: at.column };
+        self.origins.insert(SmolStr::new(&self.key), origin);
     }
 
     /// The syntax item that declares `id`: for its doc comment and span.
-    fn item(&self, id: DeclId) -> Option<&'a ast::Item> {
-        let file = self.db.workspace().file(self.db, id.file)?;
-        parse(self.db, file).file.items.get(id.index as usize)
+    fn item(&mut self, id: DeclId) -> Option<&'a ast::Item> {
+        let items = match self.items.get(&id.file) {
+            Some(items) => *items,
+            None => {
+                let file = self.db.workspace().file(self.db, id.file)?;
+                let items: &'a [ast::Item] = &parse(self.db, file).file.items;
+                self.items.insert(id.file, items);
+                items
+            }
+        };
+        items.get(id.index as usize)
     }
 
     fn locate_decl(&mut self, key: DescriptionKey<'_>, id: DeclId) {

@@ -31,50 +31,62 @@ pub fn reads(node: &Node) -> BTreeSet<&str> {
 /// - edited: from a review to every node that reads a field the review may edit, unless
 ///   the review itself waits for that node.
 pub fn edges(body: &PlanBody) -> Vec<Edge> {
-    let exists = |name: &str| body.node(name).is_some();
-    let mut edges: BTreeSet<Edge> = BTreeSet::new();
-    for node in &body.nodes {
+    // Nodes by index: in a canonical plan their order is their names' order, and the edges
+    // are sorted at the end whatever it is.
+    let index: std::collections::HashMap<&str, usize> =
+        body.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let mut edges: Vec<(usize, usize, EdgeKind)> = Vec::new();
+    for (to, node) in body.nodes.iter().enumerate() {
         for from in reads(node) {
-            if from != node.name && exists(from) {
-                edges.insert(Edge { from: from.into(), to: node.name.clone(), kind: EdgeKind::Data });
+            if let Some(&from) = index.get(from)
+                && from != to
+            {
+                edges.push((from, to, EdgeKind::Data));
             }
         }
     }
-    for governance in body.nodes.iter().filter(|n| n.kind.is_governance()) {
-        for effect in body.nodes.iter().filter(|n| n.kind.is_effect()) {
-            edges.insert(Edge { from: governance.name.clone(), to: effect.name.clone(), kind: EdgeKind::Governance });
-        }
+    let governance: Vec<usize> = (0..body.nodes.len()).filter(|&i| body.nodes[i].kind.is_governance()).collect();
+    let effects: Vec<usize> = (0..body.nodes.len()).filter(|&i| body.nodes[i].kind.is_effect()).collect();
+    for &from in &governance {
+        edges.extend(effects.iter().map(|&to| (from, to, EdgeKind::Governance)));
     }
     // Who waits for whom, through data and governance edges, by the waiting node.
-    let mut waits: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
-    for edge in &edges {
-        waits.entry(edge.to.as_str()).or_default().push(edge.from.as_str());
+    let mut waits: Vec<Vec<usize>> = vec![Vec::new(); body.nodes.len()];
+    for &(from, to, _) in &edges {
+        waits[to].push(from);
     }
-    let mut edited: Vec<Edge> = Vec::new();
-    for review in &body.nodes {
+    let mut edited = Vec::new();
+    for (review_index, review) in body.nodes.iter().enumerate() {
         let NodeKind::Review { edits, .. } = &review.kind else { continue };
         if edits.is_empty() {
             continue;
         }
         // What the review waits for, through data and governance edges.
-        let mut waits_for: BTreeSet<&str> = BTreeSet::new();
-        let mut stack = vec![review.name.as_str()];
+        let mut waits_for = vec![false; body.nodes.len()];
+        let mut stack = vec![review_index];
         while let Some(current) = stack.pop() {
-            for &from in waits.get(current).map(Vec::as_slice).unwrap_or(&[]) {
-                if waits_for.insert(from) {
+            for &from in &waits[current] {
+                if !waits_for[from] {
+                    waits_for[from] = true;
                     stack.push(from);
                 }
             }
         }
-        for reader in &body.nodes {
-            if reader.name == review.name || waits_for.contains(reader.name.as_str()) {
+        for (reader_index, reader) in body.nodes.iter().enumerate() {
+            if reader_index == review_index || waits_for[reader_index] {
                 continue;
             }
             if edits.iter().any(|edit| reads_edited(reader, edit)) {
-                edited.push(Edge { from: review.name.clone(), to: reader.name.clone(), kind: EdgeKind::Edited });
+                edited.push((review_index, reader_index, EdgeKind::Edited));
             }
         }
     }
     edges.extend(edited);
-    edges.into_iter().collect()
+    let mut edges: Vec<Edge> = edges
+        .into_iter()
+        .map(|(from, to, kind)| Edge { from: body.nodes[from].name.clone(), to: body.nodes[to].name.clone(), kind })
+        .collect();
+    edges.sort();
+    edges.dedup();
+    edges
 }

@@ -508,7 +508,7 @@ pub struct SourceMap {
     /// Paths, as the compiler was given them.
     pub files: Vec<String>,
     /// By [`DescriptionKey`] text: `flow`, `node:risk`, `row:spend:2`, `record:Vendor`, ….
-    pub origins: BTreeMap<String, Origin>,
+    pub origins: BTreeMap<SmolStr, Origin>,
     /// The prompt files of models, by model name.
     #[serde(default)]
     pub prompts: BTreeMap<String, String>,
@@ -517,7 +517,7 @@ pub struct SourceMap {
 impl SourceMap {
     /// `file:line:column` of an item, if known.
     pub fn locate(&self, key: &DescriptionKey<'_>) -> Option<String> {
-        let origin = self.origins.get(&key.to_string())?;
+        let origin = self.origins.get(key.to_string().as_str())?;
         let file = self.files.get(origin.file as usize)?;
         Some(format!("{file}:{}:{}", origin.line, origin.column))
     }

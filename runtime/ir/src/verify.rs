@@ -38,8 +38,48 @@ impl NodeId {
 pub struct VerifiedPlan {
     plan: Plan,
     order: Vec<NodeId>,
-    predecessors: Vec<Vec<(NodeId, EdgeKind)>>,
-    successors: Vec<Vec<(NodeId, EdgeKind)>>,
+    predecessors: Adjacency,
+    successors: Adjacency,
+}
+
+/// Edges grouped by node, in one allocation: the neighbours of node `i` are
+/// `items[starts[i]..starts[i + 1]]`.
+#[derive(Clone, Debug)]
+struct Adjacency {
+    starts: Vec<u32>,
+    items: Vec<(NodeId, EdgeKind)>,
+}
+
+impl Adjacency {
+    /// Groups `(node, neighbour, kind)` triples by node, keeping their order within a node.
+    fn build(count: usize, triples: &[(usize, usize, EdgeKind)]) -> Adjacency {
+        let mut starts = vec![0u32; count + 1];
+        for &(node, _, _) in triples {
+            starts[node + 1] += 1;
+        }
+        for i in 0..count {
+            starts[i + 1] += starts[i];
+        }
+        let mut next: Vec<u32> = starts[..count].to_vec();
+        let mut items = vec![(NodeId(0), EdgeKind::Data); triples.len()];
+        for &(node, neighbour, kind) in triples {
+            items[next[node] as usize] = (NodeId(neighbour as u32), kind);
+            next[node] += 1;
+        }
+        Adjacency { starts, items }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
+impl std::ops::Index<usize> for Adjacency {
+    type Output = [(NodeId, EdgeKind)];
+
+    fn index(&self, node: usize) -> &[(NodeId, EdgeKind)] {
+        &self.items[self.starts[node] as usize..self.starts[node + 1] as usize]
+    }
 }
 
 impl PartialEq for VerifiedPlan {
@@ -172,7 +212,7 @@ pub fn load(bytes: &[u8]) -> Result<VerifiedPlan, VerifyErrors> {
 
 /// Verifies a plan; the only constructor of [`VerifiedPlan`].
 pub fn verify(plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
-    verify_plan(plan, true).map_err(|(_, errors)| errors)
+    verify_plan(plan, true).map_err(|failed| failed.1)
 }
 
 /// Seals a plan body (computes its hash) and verifies the result; on failure, gives back
@@ -183,11 +223,11 @@ pub fn seal_and_verify(
     descriptions: BTreeMap<String, String>,
     source_map: crate::plan::SourceMap,
 ) -> Result<VerifiedPlan, Box<(Plan, VerifyErrors)>> {
-    verify_plan(encode::seal(body, compiler, descriptions, source_map), false).map_err(Box::new)
+    verify_plan(encode::seal(body, compiler, descriptions, source_map), false)
 }
 
 /// Verifies a plan; `check_hash` is false only for a plan sealed just now.
-fn verify_plan(mut plan: Plan, check_hash: bool) -> Result<VerifiedPlan, (Plan, VerifyErrors)> {
+fn verify_plan(mut plan: Plan, check_hash: bool) -> Result<VerifiedPlan, Box<(Plan, VerifyErrors)>> {
     let names = Names::new(&plan.plan);
     let typing = type_expressions(&mut plan.plan, &names);
     let mut v = Verifier { body: &plan.plan, names: &names, errors: Vec::new() };
@@ -210,11 +250,11 @@ fn verify_plan(mut plan: Plan, check_hash: bool) -> Result<VerifiedPlan, (Plan, 
     let errors = v.errors;
     drop(names);
     if !errors.is_empty() {
-        return Err((plan, VerifyErrors(errors)));
+        return Err(Box::new((plan, VerifyErrors(errors))));
     }
     let Some((order, predecessors, successors)) = graph else {
         let error = VerifyError::Malformed("the plan's graph could not be built".to_owned());
-        return Err((plan, VerifyErrors(vec![error])));
+        return Err(Box::new((plan, VerifyErrors(vec![error]))));
     };
     Ok(VerifiedPlan { plan, order, predecessors, successors })
 }
@@ -321,6 +361,16 @@ fn type_node(body: &PlanBody, names: &Names, index: usize, kind: &mut NodeKind, 
     }
 }
 
+/// Text formatted only when it is shown: the places that messages name are built for
+/// every item, and shown only for the rare item that is wrong.
+struct Lazy<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result>(F);
+
+impl<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result> std::fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.0)(f)
+    }
+}
+
 struct Verifier<'p> {
     body: &'p PlanBody,
     names: &'p Names,
@@ -328,7 +378,7 @@ struct Verifier<'p> {
 }
 
 /// The index of each node by name.
-pub(crate) struct Names(std::collections::HashMap<SmolStr, usize>);
+pub(crate) struct Names(rustc_hash::FxHashMap<SmolStr, usize>);
 
 impl Names {
     fn new(body: &PlanBody) -> Names {
@@ -349,7 +399,8 @@ struct Reads<'p> {
 }
 
 impl<'p> Reads<'p> {
-    fn of(node: &'p Node, names: &Names) -> Reads<'p> {
+    /// What `node` reads; the places only `with_places`, as only edits need them.
+    fn of(node: &'p Node, names: &Names, with_places: bool) -> Reads<'p> {
         use crate::expr::ExprKind;
         let mut reads = Reads { nodes: Vec::new(), clock: false, places: Vec::new() };
         let mut stack: Vec<&'p Expr> = node.kind.exprs();
@@ -357,7 +408,9 @@ impl<'p> Reads<'p> {
             if let Some((root, path)) = expr.place() {
                 if let Some(index) = names.get(root) {
                     reads.nodes.push(index);
-                    reads.places.push((index, path));
+                    if with_places {
+                        reads.places.push((index, path));
+                    }
                 }
                 continue;
             }
@@ -387,7 +440,7 @@ impl<'p> Reads<'p> {
     }
 }
 
-type Graph = (Vec<NodeId>, Vec<Vec<(NodeId, EdgeKind)>>, Vec<Vec<(NodeId, EdgeKind)>>);
+type Graph = (Vec<NodeId>, Adjacency, Adjacency);
 
 /// Whether `names` are strictly increasing: sorted, without duplicates.
 fn strictly_sorted<T: Ord>(names: impl IntoIterator<Item = T>) -> bool {
@@ -407,8 +460,8 @@ impl<'p> Verifier<'p> {
         self.errors.push(VerifyError::Malformed(message.into()));
     }
 
-    fn ill_typed(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(VerifyError::IllTyped { at: at.into(), message: message.into() });
+    fn ill_typed(&mut self, at: &dyn std::fmt::Display, message: impl Into<String>) {
+        self.errors.push(VerifyError::IllTyped { at: at.to_string(), message: message.into() });
     }
 
     /// Checks that a list is in canonical order; `what` names it.
@@ -422,27 +475,29 @@ impl<'p> Verifier<'p> {
         }
     }
 
-    fn role(&mut self, role: &str, at: &str) {
+    fn role(&mut self, role: &str, at: &dyn std::fmt::Display) {
         if self.body.role(role).is_none() {
             self.malformed(format!("{at} names role `{role}`, which the plan does not declare"));
         }
     }
 
-    fn label(&mut self, label: &str, at: &str) {
+    fn label(&mut self, label: &str, at: &dyn std::fmt::Display) {
         if !self.body.has_label(label) {
             self.malformed(format!("{at} names label `{label}`, which the plan does not declare"));
         }
     }
 
-    fn ty(&mut self, ty: &Ty, at: &str) {
+    fn ty(&mut self, ty: &Ty, at: &dyn std::fmt::Display) {
         if let Err(message) = check_type(self.body, ty) {
             self.ill_typed(at, message);
         }
     }
 
     /// A type that a declaration's value may have: no step results and not nothing.
-    fn value_ty(&mut self, ty: &Ty, at: &str) {
-        self.ty(ty, at);
+    fn value_ty(&mut self, ty: &Ty, at: &dyn std::fmt::Display) {
+        if let Err(message) = check_type(self.body, ty) {
+            self.ill_typed(at, message);
+        }
         let mut bad = false;
         let mut current = ty;
         loop {
@@ -462,8 +517,8 @@ impl<'p> Verifier<'p> {
 
     fn declarations(&mut self) {
         let body = self.body;
-        self.role(&body.flow.owner, "the flow's `owner`");
-        self.role(&body.flow.steward, "the flow's `steward`");
+        self.role(&body.flow.owner, &"the flow's `owner`");
+        self.role(&body.flow.steward, &"the flow's `steward`");
         if body.flow.version.trim().is_empty() || body.flow.name.is_empty() {
             self.malformed("the flow has no name or no version");
         }
@@ -492,7 +547,7 @@ impl<'p> Verifier<'p> {
         for record in &body.records {
             self.canonical(record.fields.iter().map(|f| &f.name), || format!("the fields of `{}`", record.name));
             for field in &record.fields {
-                let at = format!("field `{}` of `{}`", field.name, record.name);
+                let at = Lazy(|f| write!(f, "field `{}` of `{}`", field.name, record.name));
                 self.value_ty(&field.ty, &at);
                 self.canonical(&field.labels, || format!("the labels of {at}"));
                 for label in &field.labels {
@@ -520,7 +575,7 @@ impl<'p> Verifier<'p> {
         }
         self.canonical(body.sources.iter().map(|s| &s.name), || "the sources");
         for source in &body.sources {
-            let at = format!("source `{}`", source.name);
+            let at = Lazy(|f| write!(f, "source `{}`", source.name));
             self.value_ty(&source.ty, &at);
             if source.authority.trim().is_empty() {
                 self.malformed(format!("{at} does not name its authority"));
@@ -529,7 +584,7 @@ impl<'p> Verifier<'p> {
                 let ok = body.field_type(&source.ty, as_of).is_some_and(|t| *t.unwrap_optional() == Ty::Timestamp);
                 if !ok {
                     self.ill_typed(
-                        at,
+                        &at,
                         format!("`as_of` names `{as_of}`, which is not a `Timestamp` field of `{}`", source.ty),
                     );
                 }
@@ -537,7 +592,7 @@ impl<'p> Verifier<'p> {
         }
         self.canonical(body.models.iter().map(|m| &m.name), || "the models");
         for model in &body.models {
-            let at = format!("model `{}`", model.name);
+            let at = Lazy(|f| write!(f, "model `{}`", model.name));
             if model.version.trim().is_empty() || !is_digest(&model.digest) {
                 self.malformed(format!("{at} is not pinned: it needs a version and a `sha256:` or `sha512:` digest"));
             }
@@ -548,9 +603,9 @@ impl<'p> Verifier<'p> {
             }
             self.canonical(model.inputs.iter().map(|p| &p.name), || format!("the inputs of {at}"));
             for input in &model.inputs {
-                self.value_ty(&input.ty, &format!("input `{}` of {at}", input.name));
+                self.value_ty(&input.ty, &Lazy(|f| write!(f, "input `{}` of {at}", input.name)));
             }
-            self.value_ty(&model.output, &format!("the output of {at}"));
+            self.value_ty(&model.output, &Lazy(|f| write!(f, "the output of {at}")));
             self.canonical(&model.clearance, || format!("the clearance of {at}"));
             for label in &model.clearance {
                 self.label(label, &at);
@@ -558,30 +613,30 @@ impl<'p> Verifier<'p> {
         }
         self.canonical(body.systems.iter().map(|s| &s.name), || "the systems");
         for system in &body.systems {
-            let at = format!("system `{}`", system.name);
+            let at = Lazy(|f| write!(f, "system `{}`", system.name));
             self.canonical(&system.clearance, || format!("the clearance of {at}"));
             for label in &system.clearance {
                 self.label(label, &at);
             }
             self.canonical(system.actions.iter().map(|a| &a.name), || format!("the actions of {at}"));
             for action in &system.actions {
-                let at = format!("action `{}.{}`", system.name, action.name);
+                let at = Lazy(|f| write!(f, "action `{}.{}`", system.name, action.name));
                 self.canonical(action.params.iter().map(|p| &p.name), || format!("the parameters of {at}"));
                 for param in &action.params {
-                    self.value_ty(&param.ty, &format!("parameter `{}` of {at}", param.name));
+                    self.value_ty(&param.ty, &Lazy(|f| write!(f, "parameter `{}` of {at}", param.name)));
                 }
                 if action.result != Ty::Nothing {
-                    self.value_ty(&action.result, &format!("the result of {at}"));
+                    self.value_ty(&action.result, &Lazy(|f| write!(f, "the result of {at}")));
                 }
             }
         }
         self.canonical(body.functions.iter().map(|f| &f.name), || "the functions");
         for function in &body.functions {
-            let at = format!("function `{}`", function.name);
+            let at = Lazy(|f| write!(f, "function `{}`", function.name));
             for param in &function.params {
-                self.value_ty(&param.ty, &format!("parameter `{}` of {at}", param.name));
+                self.value_ty(&param.ty, &Lazy(|f| write!(f, "parameter `{}` of {at}", param.name)));
             }
-            self.value_ty(&function.result, &format!("the result of {at}"));
+            self.value_ty(&function.result, &Lazy(|f| write!(f, "the result of {at}")));
         }
         let calls = body.functions.iter().map(|f| {
             let mut called = Vec::new();
@@ -597,7 +652,7 @@ impl<'p> Verifier<'p> {
         }
         self.canonical(body.outputs.iter().map(|o| &o.name), || "the outputs");
         for output in &body.outputs {
-            self.value_ty(&output.ty, &format!("output `{}`", output.name));
+            self.value_ty(&output.ty, &Lazy(|f| write!(f, "output `{}`", output.name)));
         }
         self.canonical(body.grants.iter().map(|g| (g.kind, &g.target)), || "the grants");
         for grant in &body.grants {
@@ -643,7 +698,7 @@ impl<'p> Verifier<'p> {
     fn node(&mut self, node: &'p Node) {
         let body = self.body;
         let name = &node.name;
-        let at = format!("{} `{name}`", node.kind.keyword());
+        let at = Lazy(|f| write!(f, "{} `{name}`", node.kind.keyword()));
         self.ty(&node.ty, &at);
         let expect_ty = |v: &mut Self, ty: &Ty| {
             if &node.ty != ty {
@@ -813,8 +868,6 @@ impl<'p> Verifier<'p> {
         let count = body.nodes.len();
         let names = self.names;
         self.canonical(&body.edges, || "the edges");
-        let mut predecessors: Vec<Vec<(NodeId, EdgeKind)>> = vec![Vec::new(); count];
-        let mut successors: Vec<Vec<(NodeId, EdgeKind)>> = vec![Vec::new(); count];
         let mut edges: Vec<(usize, usize, EdgeKind)> = Vec::with_capacity(body.edges.len());
         let mut sound = true;
         for edge in &body.edges {
@@ -829,12 +882,14 @@ impl<'p> Verifier<'p> {
                 continue;
             }
             edges.push((from, to, edge.kind));
-            predecessors[to].push((NodeId(from as u32), edge.kind));
-            successors[from].push((NodeId(to as u32), edge.kind));
         }
+        let successors = Adjacency::build(count, &edges);
+        let reversed: Vec<(usize, usize, EdgeKind)> = edges.iter().map(|&(from, to, kind)| (to, from, kind)).collect();
+        let predecessors = Adjacency::build(count, &reversed);
         edges.sort_unstable();
         edges.dedup();
-        let summaries: Vec<Reads<'p>> = body.nodes.iter().map(|node| Reads::of(node, names)).collect();
+        let edits = body.nodes.iter().any(|n| matches!(&n.kind, NodeKind::Review { edits, .. } if !edits.is_empty()));
+        let summaries: Vec<Reads<'p>> = body.nodes.iter().map(|node| Reads::of(node, names, edits)).collect();
         // Data edges: exactly the reads.
         let mut reads: Vec<(usize, usize)> = Vec::new();
         for (to, summary) in summaries.iter().enumerate() {
@@ -895,7 +950,7 @@ impl<'p> Verifier<'p> {
 
     /// Every node is reached from what the run receives: its inputs and params, the
     /// decisions of people (reviews and approvals), and its clock.
-    fn reachability(&mut self, successors: &[Vec<(NodeId, EdgeKind)>], summaries: &[Reads<'_>]) {
+    fn reachability(&mut self, successors: &Adjacency, summaries: &[Reads<'_>]) {
         let body = self.body;
         let mut reached = vec![false; body.nodes.len()];
         let mut stack: Vec<usize> = Vec::new();
@@ -936,7 +991,7 @@ impl<'p> Verifier<'p> {
     /// Governance dominance: every gate, review and approval precedes every action and
     /// emit. A node runs only after everything it waits for, so an effect that has every
     /// governance step among its ancestors cannot run before any of them decided.
-    fn governance(&mut self, predecessors: &[Vec<(NodeId, EdgeKind)>]) {
+    fn governance(&mut self, predecessors: &Adjacency) {
         let body = self.body;
         let governance: Vec<usize> =
             body.nodes.iter().enumerate().filter(|(_, n)| n.kind.is_governance()).map(|(i, _)| i).collect();
@@ -959,7 +1014,7 @@ impl<'p> Verifier<'p> {
 
     /// Every reader of a field that a review may edit, other than what the review itself
     /// waits for, runs after the review.
-    fn edits(&mut self, predecessors: &[Vec<(NodeId, EdgeKind)>], summaries: &[Reads<'_>]) {
+    fn edits(&mut self, predecessors: &Adjacency, summaries: &[Reads<'_>]) {
         let body = self.body;
         for (review_index, review) in body.nodes.iter().enumerate() {
             let NodeKind::Review { edits, .. } = &review.kind else { continue };
@@ -998,7 +1053,7 @@ fn is_digest(digest: &str) -> bool {
 }
 
 /// The nodes from which `start` can be reached through edges `follow` accepts.
-fn ancestors(predecessors: &[Vec<(NodeId, EdgeKind)>], start: usize, follow: impl Fn(EdgeKind) -> bool) -> Vec<bool> {
+fn ancestors(predecessors: &Adjacency, start: usize, follow: impl Fn(EdgeKind) -> bool) -> Vec<bool> {
     let mut seen = vec![false; predecessors.len()];
     let mut stack = vec![start];
     while let Some(index) = stack.pop() {
@@ -1015,10 +1070,10 @@ fn ancestors(predecessors: &[Vec<(NodeId, EdgeKind)>], start: usize, follow: imp
 /// Kahn's algorithm, taking the smallest ready node first; the nodes left when it stops
 /// lie on or after a cycle.
 fn topological_order(
-    predecessors: &[Vec<(NodeId, EdgeKind)>],
-    successors: &[Vec<(NodeId, EdgeKind)>],
+    predecessors: &Adjacency,
+    successors: &Adjacency,
 ) -> Result<Vec<NodeId>, Vec<usize>> {
-    let mut waiting: Vec<usize> = predecessors.iter().map(Vec::len).collect();
+    let mut waiting: Vec<usize> = (0..predecessors.len()).map(|i| predecessors[i].len()).collect();
     let mut ready: BinaryHeap<Reverse<usize>> =
         waiting.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| Reverse(i)).collect();
     let mut order = Vec::with_capacity(waiting.len());
@@ -1040,7 +1095,7 @@ fn topological_order(
 
 /// A shortest cycle among `remaining` (nodes Kahn's algorithm could not order), through
 /// the smallest node that lies on a cycle: each node with the kind of its edge to the next.
-fn find_graph_cycle(successors: &[Vec<(NodeId, EdgeKind)>], remaining: &[usize]) -> Vec<(usize, EdgeKind)> {
+fn find_graph_cycle(successors: &Adjacency, remaining: &[usize]) -> Vec<(usize, EdgeKind)> {
     let mut graph: petgraph::graph::DiGraph<usize, EdgeKind> = petgraph::graph::DiGraph::new();
     let index: BTreeMap<usize, petgraph::graph::NodeIndex> =
         remaining.iter().map(|&n| (n, graph.add_node(n))).collect();
@@ -1058,7 +1113,7 @@ fn find_graph_cycle(successors: &[Vec<(NodeId, EdgeKind)>], remaining: &[usize])
     let mut parent: BTreeMap<usize, (usize, EdgeKind)> = BTreeMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
-        let mut nexts: Vec<(NodeId, EdgeKind)> = successors[n].clone();
+        let mut nexts: Vec<(NodeId, EdgeKind)> = successors[n].to_vec();
         nexts.sort();
         for (next, kind) in nexts {
             let next = next.index();

@@ -409,9 +409,7 @@ fn read_expr<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Expr, A::Error> {
         "if" => {
             let mut operands: Vec<Expr> = rest(&mut seq)?;
             if operands.len().is_multiple_of(2) {
-                return Err(de::Error::custom(
-                    "an `if` has conditions and branches in pairs, then an `else` branch",
-                ));
+                return Err(de::Error::custom("an `if` has conditions and branches in pairs, then an `else` branch"));
             }
             let otherwise = Box::new(operands.pop().ok_or_else(|| de::Error::custom("an `if` needs branches"))?);
             let mut branches = Vec::new();
