@@ -141,3 +141,147 @@ fn deep_nesting_after_an_unterminated_string_is_still_caught() {
         format!("role r\nflow f {{\n  let s = \"open\n  let x = {deep}\n  let n = {}1\n}}\n", "not ".repeat(10_000));
     assert!(survive(text.into_bytes()) >= 3);
 }
+
+/// The plan file of the spend approval example, as `flowc build` writes it.
+fn example_plan() -> &'static (String, serde_json::Value) {
+    static PLAN: std::sync::OnceLock<(String, serde_json::Value)> = std::sync::OnceLock::new();
+    PLAN.get_or_init(|| {
+        let root = crate::examples::examples_dir();
+        let mut files = vec![(
+            "spend_approval.flow".to_owned(),
+            std::fs::read(root.join("spend_approval.flow")).unwrap_or_default(),
+        )];
+        files.push(("common/org.flow".to_owned(), std::fs::read(root.join("common/org.flow")).unwrap_or_default()));
+        files.push((
+            "prompts/spend_risk_v3.md".to_owned(),
+            std::fs::read(root.join("prompts/spend_risk_v3.md")).unwrap_or_default(),
+        ));
+        let checked = check_files(&files);
+        let plan = crate::plans(&checked).into_iter().flatten().next().expect("the example compiles");
+        let text = flow_ir::encode::to_json(plan.plan());
+        let value = serde_json::to_value(plan.plan()).unwrap_or_default();
+        (text, value)
+    })
+}
+
+/// Loads a plan file and, when it verifies, uses it every way people do; fails only on a
+/// panic.
+fn survive_plan(bytes: &[u8]) -> bool {
+    let Ok(plan) = flow_ir::load(bytes) else { return false };
+    let _ = flow_ir::print::dump(&plan);
+    for format in [flow_ir::render::GraphFormat::Dot, flow_ir::render::GraphFormat::Mermaid] {
+        for layer in [flow_ir::render::Layer::All, flow_ir::render::Layer::Runtime, flow_ir::render::Layer::Governance]
+        {
+            let _ = flow_ir::render::graph(&plan, format, layer);
+        }
+    }
+    static ORIGINAL: std::sync::OnceLock<flow_ir::VerifiedPlan> = std::sync::OnceLock::new();
+    let original =
+        ORIGINAL.get_or_init(|| flow_ir::load(example_plan().0.as_bytes()).expect("the example's plan loads"));
+    let _ = flow_ir::diff::diff(original.plan(), plan.plan());
+    let directory = flow_ir::separation::Directory::new([("ana".to_owned(), vec!["manager".to_owned()])]);
+    let _ = flow_ir::separation::check(&plan, &directory);
+    true
+}
+
+/// Every value of a JSON tree, by a path of indexes and keys; the scalars go to `pool`.
+fn paths(
+    value: &serde_json::Value,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+    pool: &mut Vec<serde_json::Value>,
+) {
+    out.push(prefix.clone());
+    if !value.is_array() && !value.is_object() {
+        pool.push(value.clone());
+    }
+    match value {
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                prefix.push(i.to_string());
+                paths(item, prefix, out, pool);
+                prefix.pop();
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                prefix.push(key.clone());
+                paths(item, prefix, out, pool);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at_mut<'v>(value: &'v mut serde_json::Value, path: &[String]) -> Option<&'v mut serde_json::Value> {
+    let mut current = value;
+    for segment in path {
+        current = match current {
+            serde_json::Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            serde_json::Value::Object(map) => map.get_mut(segment)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_plan_files_never_panic(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..8),
+    ) {
+        let mut bytes = example_plan().0.clone().into_bytes();
+        for (at, kind, byte) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = at.index(bytes.len());
+            match kind {
+                0 => { bytes.remove(at); }
+                1 => bytes.insert(at, byte),
+                _ => bytes[at] = byte,
+            }
+        }
+        survive_plan(&bytes);
+    }
+
+    /// Changes of meaning that keep the plan's shape, sealed again as a forger would: the
+    /// verifier refuses or accepts them, and never panics.
+    #[test]
+    fn forged_plans_never_panic(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0u8..4), 1..6),
+    ) {
+        let (_, original) = example_plan();
+        let mut value = original.clone();
+        // Replacement values taken from the plan itself: names, types, operators, numbers.
+        let (mut all, mut pool) = (Vec::new(), Vec::new());
+        paths(&value, &mut Vec::new(), &mut all, &mut pool);
+        pool.extend([serde_json::json!(null), serde_json::json!([]), serde_json::json!(-1), serde_json::json!("")]);
+        for (target, replacement, kind) in edits {
+            let path = &all[target.index(all.len())];
+            let Some(slot) = at_mut(&mut value, path) else { continue };
+            match kind {
+                0 => *slot = pool[replacement.index(pool.len())].clone(),
+                1 => if let serde_json::Value::Array(items) = slot && !items.is_empty() {
+                    let i = replacement.index(items.len());
+                    items.remove(i);
+                },
+                2 => if let serde_json::Value::Array(items) = slot && !items.is_empty() {
+                    let i = replacement.index(items.len());
+                    let copy = items[i].clone();
+                    items.push(copy);
+                },
+                _ => if let serde_json::Value::Array(items) = slot && items.len() > 1 {
+                    let i = replacement.index(items.len());
+                    items.swap(0, i);
+                },
+            }
+        }
+        crate::rehash(&mut value);
+        let text = serde_json::to_string(&value).unwrap_or_default();
+        survive_plan(text.as_bytes());
+    }
+}

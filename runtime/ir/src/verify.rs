@@ -1069,10 +1069,7 @@ fn ancestors(predecessors: &Adjacency, start: usize, follow: impl Fn(EdgeKind) -
 
 /// Kahn's algorithm, taking the smallest ready node first; the nodes left when it stops
 /// lie on or after a cycle.
-fn topological_order(
-    predecessors: &Adjacency,
-    successors: &Adjacency,
-) -> Result<Vec<NodeId>, Vec<usize>> {
+fn topological_order(predecessors: &Adjacency, successors: &Adjacency) -> Result<Vec<NodeId>, Vec<usize>> {
     let mut waiting: Vec<usize> = (0..predecessors.len()).map(|i| predecessors[i].len()).collect();
     let mut ready: BinaryHeap<Reverse<usize>> =
         waiting.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| Reverse(i)).collect();
