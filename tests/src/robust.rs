@@ -7,6 +7,30 @@ use proptest::prelude::*;
 use crate::check_files;
 use crate::examples::example_paths;
 
+/// `bytes` with random edits applied: bytes removed, inserted or replaced, and with `cut`,
+/// whole lines cut out.
+fn mutate(mut bytes: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>, cut: bool) -> Vec<u8> {
+    for (at, kind, byte) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = at.index(bytes.len());
+        match kind {
+            0 => {
+                bytes.remove(at);
+            }
+            1 => bytes.insert(at, byte),
+            3 if cut => {
+                // Cut a line out: unbalances blocks and items.
+                let end = bytes[at..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| at + i);
+                bytes.drain(at..end);
+            }
+            _ => bytes[at] = byte,
+        }
+    }
+    bytes
+}
+
 /// Parses and checks `bytes` as one file; the test fails if this panics.
 fn survive(bytes: Vec<u8>) -> usize {
     check_files(&[("fuzz.flow".to_owned(), bytes)]).diagnostics.len()
@@ -49,23 +73,7 @@ proptest! {
     ) {
         let texts = example_texts();
         prop_assume!(!texts.is_empty());
-        let mut bytes = texts[which.index(texts.len())].clone();
-        for (at, kind, byte) in edits {
-            if bytes.is_empty() {
-                break;
-            }
-            let at = at.index(bytes.len());
-            match kind {
-                0 => { bytes.remove(at); }
-                1 => bytes.insert(at, byte),
-                2 => bytes[at] = byte,
-                _ => {
-                    // Cut a line out: unbalances blocks and items.
-                    let end = bytes[at..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| at + i);
-                    bytes.drain(at..end);
-                }
-            }
-        }
+        let bytes = mutate(texts[which.index(texts.len())].clone(), edits, true);
         survive(bytes);
     }
 }
@@ -233,18 +241,7 @@ proptest! {
     fn damaged_plan_files_never_panic(
         edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..8),
     ) {
-        let mut bytes = example_plan().0.clone().into_bytes();
-        for (at, kind, byte) in edits {
-            if bytes.is_empty() {
-                break;
-            }
-            let at = at.index(bytes.len());
-            match kind {
-                0 => { bytes.remove(at); }
-                1 => bytes.insert(at, byte),
-                _ => bytes[at] = byte,
-            }
-        }
+        let bytes = mutate(example_plan().0.clone().into_bytes(), edits, false);
         survive_plan(&bytes);
     }
 

@@ -12,6 +12,7 @@ mod explain;
 mod graph;
 mod output;
 mod session;
+mod verify;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -132,6 +133,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Check a plan file as the runtime does before it runs it: format, hash, and every
+    /// structural property.
+    Verify {
+        /// A plan file, as `flowc build` writes it.
+        file: String,
+        /// Print the plan for people: its declarations, grants, and nodes in execution order.
+        #[arg(long)]
+        dump: bool,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// Print the long explanation of a diagnostic code, with a wrong and a corrected example.
     Explain {
         /// A code such as `E1002`, or its name such as `type-mismatch`.
@@ -195,6 +207,7 @@ fn main() -> ExitCode {
             graph::run(&file, flow.as_deref(), format, layer)
         }
         Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
+        Command::Verify { file, dump, format } => verify::run(&file, format, dump),
         Command::Explain { code, format } => explain::run(&code, format),
     };
     match result {

@@ -365,6 +365,25 @@ fn graph_draws_flows_and_plans() {
 }
 
 #[test]
+fn verify_checks_a_plan_file_and_shows_it() {
+    let dir = scratch("verify");
+    write(&dir, "purchase.flow", PURCHASE);
+    let built = flowc(&dir, &["build", "purchase.flow"]);
+    let hash = hash_line(&stdout(&built));
+    let output = flowc(&dir, &["verify", "purchase.plan.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("verified plan of flow `purchase` 1.0.0"), "{}", stdout(&output));
+    assert_eq!(hash_line(&stdout(&output)), hash);
+    let output = flowc(&dir, &["verify", "--format", "json", "purchase.plan.json"]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["verified"], true);
+    assert_eq!(value["hash"], hash.as_str());
+    let output = flowc(&dir, &["verify", "--dump", "purchase.plan.json"]);
+    assert!(stdout(&output).contains("gate huge: block when request.amount > 1_000_000 USD"), "{}", stdout(&output));
+    assert_eq!(flowc(&dir, &["verify", "missing.json"]).status.code(), Some(2));
+}
+
+#[test]
 fn damaged_plans_are_refused_with_what_failed() {
     let dir = scratch("damaged");
     write(&dir, "purchase.flow", PURCHASE);

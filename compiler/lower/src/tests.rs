@@ -1,7 +1,7 @@
 //! Tests of lowering as a query: incrementality, and naming files in plans independently
 //! of where the compiler runs.
 
-use flow_sema::{Database, Db};
+use flow_sema::Database;
 
 use crate::lower::relative_to;
 use crate::{file_diagnostics, lower_file};
@@ -12,26 +12,6 @@ fn other_files_are_named_relative_to_the_flow() {
     assert_eq!(relative_to("examples", "examples/lib/shared.flow"), "lib/shared.flow");
     assert_eq!(relative_to("examples/flows", "examples/common/org.flow"), "../common/org.flow");
     assert_eq!(relative_to("/srv/a", "/srv/b/c.flow"), "../b/c.flow");
-}
-
-/// The queries executed since the log was last taken, with salsa ids replaced by paths.
-fn executed(db: &Database, log: &flow_sema::ExecutionLog) -> Vec<String> {
-    let entries = std::mem::take(&mut *log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let paths: Vec<(String, String)> = db
-        .workspace()
-        .sources(db)
-        .iter()
-        .map(|f| (format!("{:?}", salsa::plumbing::AsId::as_id(f)), f.path(db).clone()))
-        .collect();
-    entries
-        .into_iter()
-        .map(|mut entry| {
-            for (id, path) in &paths {
-                entry = entry.replace(&format!("({id})"), &format!("({path})"));
-            }
-            entry
-        })
-        .collect()
 }
 
 fn flow(name: &str, limit: &str) -> Vec<u8> {
@@ -51,13 +31,13 @@ fn editing_one_flow_lowers_only_that_flow_again() {
         assert!(file_diagnostics(&db, file).is_empty());
     }
     let before = lower_file(&db, a).flows[0].plan.as_ref().map(|p| p.hash().to_owned());
-    executed(&db, &log);
+    db.executed(&log);
 
     db.set_file("b.flow", flow("b", "20 USD"));
     for file in [a, b] {
         assert!(file_diagnostics(&db, file).is_empty());
     }
-    let ran = executed(&db, &log);
+    let ran = db.executed(&log);
     assert!(ran.iter().any(|q| q.starts_with("lower_file(b.flow)")), "{ran:#?}");
     assert!(!ran.iter().any(|q| q.contains("(a.flow)")), "{ran:#?}");
     assert_eq!(lower_file(&db, a).flows[0].plan.as_ref().map(|p| p.hash().to_owned()), before);
@@ -65,7 +45,7 @@ fn editing_one_flow_lowers_only_that_flow_again() {
     // A change of meaning in a shared declaration lowers both again, with new hashes.
     db.set_file("types.flow", b"type Request { amount: Money[USD], note: Text? }\n".to_vec());
     assert!(file_diagnostics(&db, a).is_empty());
-    let ran = executed(&db, &log);
+    let ran = db.executed(&log);
     assert!(ran.iter().any(|q| q.starts_with("lower_file(a.flow)")), "{ran:#?}");
     assert_ne!(lower_file(&db, a).flows[0].plan.as_ref().map(|p| p.hash().to_owned()), before);
 }

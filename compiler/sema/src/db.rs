@@ -99,6 +99,29 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The queries executed since `log` was last taken, as `name(path)` texts (for tests of
+    /// what an edit recomputes).
+    pub fn executed(&self, log: &ExecutionLog) -> Vec<String> {
+        let entries = std::mem::take(&mut *log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let paths: Vec<(String, String)> = self
+            .workspace()
+            .sources(self)
+            .iter()
+            .map(|f| (format!("{:?}", salsa::plumbing::AsId::as_id(f)), f.path(self).clone()))
+            .collect();
+        entries
+            .into_iter()
+            .map(|mut entry| {
+                for (id, path) in &paths {
+                    entry = entry.replace(&format!("({id})"), &format!("({path})"));
+                }
+                entry
+            })
+            .collect()
+    }
+}
+
 #[salsa::db]
 impl salsa::Database for Database {}
 

@@ -28,26 +28,6 @@ fn clean_file_has_no_diagnostics() {
     let _ = db.workspace();
 }
 
-/// The queries executed since the log was last taken, with salsa ids replaced by paths.
-fn executed(db: &Database, log: &crate::ExecutionLog) -> Vec<String> {
-    let entries = std::mem::take(&mut *log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let paths: Vec<(String, String)> = db
-        .workspace()
-        .sources(db)
-        .iter()
-        .map(|f| (format!("{:?}", salsa::plumbing::AsId::as_id(f)), f.path(db).clone()))
-        .collect();
-    entries
-        .into_iter()
-        .map(|mut entry| {
-            for (id, path) in &paths {
-                entry = entry.replace(&format!("({id})"), &format!("({path})"));
-            }
-            entry
-        })
-        .collect()
-}
-
 #[test]
 fn editing_one_file_rechecks_only_what_depends_on_it() {
     let (mut db, log) = Database::logging();
@@ -61,19 +41,19 @@ fn editing_one_file_rechecks_only_what_depends_on_it() {
     let other = db.set_file("types.flow", types.as_bytes().to_vec());
     assert!(file_diagnostics(&db, main).is_empty());
     assert!(file_diagnostics(&db, other).is_empty());
-    executed(&db, &log);
+    db.executed(&log);
 
     // A change inside a flow of `main.flow` re-parses and re-checks it, and runs nothing
     // of `types.flow`.
     db.set_file("main.flow", flow("20 USD").into_bytes());
     assert!(file_diagnostics(&db, main).is_empty());
     assert!(file_diagnostics(&db, other).is_empty());
-    let ran = executed(&db, &log);
+    let ran = db.executed(&log);
     assert!(ran.iter().any(|q| q.starts_with("parse(main.flow)")), "{ran:#?}");
     assert!(ran.iter().any(|q| q.starts_with("check_file(main.flow)")), "{ran:#?}");
     assert!(!ran.iter().any(|q| q.contains("types.flow")), "{ran:#?}");
 
     // Checking again without a change executes nothing.
     assert!(file_diagnostics(&db, main).is_empty());
-    assert_eq!(executed(&db, &log), Vec::<String>::new());
+    assert_eq!(db.executed(&log), Vec::<String>::new());
 }

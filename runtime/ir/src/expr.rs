@@ -268,6 +268,61 @@ pub enum ExprKind {
     },
 }
 
+/// Calls `$f` on each direct subexpression of the expression kind `$kind` (a shared
+/// reference, or a mutable one with `mut`).
+macro_rules! children {
+    ($kind:expr, $f:ident $(, $m:tt)?) => {
+        match $kind {
+            ExprKind::Lit(_)
+            | ExprKind::Node(_)
+            | ExprKind::Param(_)
+            | ExprKind::Local(_)
+            | ExprKind::Variant(_)
+            | ExprKind::Now
+            | ExprKind::Age(_)
+            | ExprKind::Stale(_)
+            | ExprKind::Degraded(_) => {}
+            ExprKind::Interpolate(parts) => {
+                for part in parts {
+                    if let Part::Expr(e) = part {
+                        $f(e);
+                    }
+                }
+            }
+            ExprKind::Field { base: inner, .. }
+            | ExprKind::Unwrap(inner)
+            | ExprKind::Widen(inner)
+            | ExprKind::Not(inner)
+            | ExprKind::Neg(inner) => $f(inner),
+            ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } => {
+                for arg in args {
+                    $f(arg);
+                }
+            }
+            ExprKind::Quantifier { list, body, .. } => {
+                $f(list);
+                $f(body);
+            }
+            ExprKind::Record(fields) => {
+                for field in fields {
+                    $f(&$($m)? field.value);
+                }
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                $f(lhs);
+                $f(rhs);
+            }
+            ExprKind::If { branches, otherwise } => {
+                for branch in branches {
+                    $f(&$($m)? branch.condition);
+                    $f(&$($m)? branch.then);
+                }
+                $f(otherwise);
+            }
+        }
+    };
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Branch {
     pub condition: Expr,
@@ -289,90 +344,12 @@ impl Expr {
 
     /// Calls `f` on each direct subexpression, in evaluation order.
     pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
-        match &self.kind {
-            ExprKind::Lit(_)
-            | ExprKind::Node(_)
-            | ExprKind::Param(_)
-            | ExprKind::Local(_)
-            | ExprKind::Variant(_)
-            | ExprKind::Now
-            | ExprKind::Age(_)
-            | ExprKind::Stale(_)
-            | ExprKind::Degraded(_) => {}
-            ExprKind::Interpolate(parts) => {
-                for part in parts {
-                    if let Part::Expr(e) = part {
-                        f(e);
-                    }
-                }
-            }
-            ExprKind::Field { base: inner, .. }
-            | ExprKind::Unwrap(inner)
-            | ExprKind::Widen(inner)
-            | ExprKind::Not(inner)
-            | ExprKind::Neg(inner) => f(inner),
-            ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } => args.iter().for_each(f),
-            ExprKind::Quantifier { list, body, .. } => {
-                f(list);
-                f(body);
-            }
-            ExprKind::Record(fields) => fields.iter().for_each(|field| f(&field.value)),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                f(lhs);
-                f(rhs);
-            }
-            ExprKind::If { branches, otherwise } => {
-                for branch in branches {
-                    f(&branch.condition);
-                    f(&branch.then);
-                }
-                f(otherwise);
-            }
-        }
+        children!(&self.kind, f)
     }
 
     /// Calls `f` on each direct subexpression, mutably, in evaluation order.
     pub fn for_each_child_mut(&mut self, mut f: impl FnMut(&mut Expr)) {
-        match &mut self.kind {
-            ExprKind::Lit(_)
-            | ExprKind::Node(_)
-            | ExprKind::Param(_)
-            | ExprKind::Local(_)
-            | ExprKind::Variant(_)
-            | ExprKind::Now
-            | ExprKind::Age(_)
-            | ExprKind::Stale(_)
-            | ExprKind::Degraded(_) => {}
-            ExprKind::Interpolate(parts) => {
-                for part in parts {
-                    if let Part::Expr(e) = part {
-                        f(e);
-                    }
-                }
-            }
-            ExprKind::Field { base: inner, .. }
-            | ExprKind::Unwrap(inner)
-            | ExprKind::Widen(inner)
-            | ExprKind::Not(inner)
-            | ExprKind::Neg(inner) => f(inner),
-            ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } => args.iter_mut().for_each(f),
-            ExprKind::Quantifier { list, body, .. } => {
-                f(list);
-                f(body);
-            }
-            ExprKind::Record(fields) => fields.iter_mut().for_each(|field| f(&mut field.value)),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                f(lhs);
-                f(rhs);
-            }
-            ExprKind::If { branches, otherwise } => {
-                for branch in branches {
-                    f(&mut branch.condition);
-                    f(&mut branch.then);
-                }
-                f(otherwise);
-            }
-        }
+        children!(&mut self.kind, f, mut)
     }
 
     /// Calls `f` on this expression and every expression inside it, outermost first.
