@@ -912,7 +912,10 @@ impl<'p> Verifier<'p> {
             let justified = match kind {
                 EdgeKind::Data => reads.binary_search(&(from, to)).is_ok(),
                 EdgeKind::Governance => source.kind.is_governance() && target.kind.is_effect(),
-                EdgeKind::Edited => matches!(&source.kind, NodeKind::Review { edits, .. } if !edits.is_empty()),
+                EdgeKind::Edited => match &source.kind {
+                    NodeKind::Review { edits, .. } => edits.iter().any(|e| summaries[to].reads_edited(e, names)),
+                    _ => false,
+                },
             };
             if !justified {
                 self.malformed(format!(
@@ -924,7 +927,7 @@ impl<'p> Verifier<'p> {
                         EdgeKind::Data => format!("`{}` does not read `{}`", target.name, source.name),
                         EdgeKind::Governance =>
                             "governance edges lead from a gate, review or approval to an action or emit".to_owned(),
-                        EdgeKind::Edited => format!("`{}` edits nothing", source.name),
+                        EdgeKind::Edited => format!("`{}` reads no field that `{}` may edit", target.name, source.name),
                     }
                 ));
             }
