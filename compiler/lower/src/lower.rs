@@ -12,15 +12,21 @@ use flow_ir::plan::{
 use flow_ir::ty::{Currency, Ty};
 use flow_sema::hir::{self, Ref};
 use flow_sema::ty as sema_ty;
-use flow_sema::{Db, Decl, DeclId, DefKind, Entry, SourceFile, decl, decl_name, fn_bodies, parse, scope};
+use flow_sema::{
+    Db, Decl, DeclId, DefKind, Entry, SourceFile, decl, decl_name, fn_bodies, imports, item_names, parse, scope,
+};
 use flow_syntax::ast::{self, SmolStr};
 
 /// Names in the plan for declarations: the name written in the flow's file where it sees
-/// the declaration, and `Name@path` for a declaration of the same name that only an
-/// imported function sees.
+/// the declaration, and also for a declaration it does not see (one that only an imported
+/// function uses) when no other declaration of the files it reaches has that name;
+/// otherwise `Name@path`. The rule depends on what the files declare, not on the order in
+/// which lowering meets them, so reordering a flow never renames anything.
 struct Names {
     by_id: BTreeMap<DeclId, SmolStr>,
-    taken: BTreeMap<SmolStr, DeclId>,
+    /// How many declarations of the flow's file and everything it imports, directly or not,
+    /// have each name.
+    declared: BTreeMap<SmolStr, usize>,
     /// The directory of the flow's file, against which other files are named.
     dir: String,
 }
@@ -86,12 +92,22 @@ impl<'a> Lowerer<'a> {
     pub fn new(db: &'a dyn Db, file: SourceFile, flow: &'a hir::Flow) -> Lowerer<'a> {
         let path = file.path(db);
         let dir = path.rfind('/').map_or(String::new(), |slash| path[..slash].to_owned());
-        let mut names = Names { by_id: BTreeMap::new(), taken: BTreeMap::new(), dir };
+        let mut names = Names { by_id: BTreeMap::new(), declared: BTreeMap::new(), dir };
         for (name, def) in &scope(db, file).defs {
             if def.kind != DefKind::Flow {
                 names.by_id.insert(def.id, name.clone());
-                names.taken.insert(name.clone(), def.id);
             }
+        }
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![file];
+        while let Some(current) = stack.pop() {
+            if !seen.insert(current.id(db)) {
+                continue;
+            }
+            for item in item_names(db, current).iter().filter(|i| i.kind != DefKind::Flow) {
+                *names.declared.entry(item.name.clone()).or_default() += 1;
+            }
+            stack.extend(imports(db, current).imports.iter().filter_map(|i| i.target));
         }
         Lowerer {
             db,
@@ -122,15 +138,12 @@ impl<'a> Lowerer<'a> {
             return name.clone();
         }
         let plain = SmolStr::new(decl_name(self.db, id));
-        let name = match self.names.taken.get(&plain) {
-            Some(other) if *other != id => {
-                let path =
-                    self.db.workspace().file(self.db, id.file).map(|f| f.path(self.db).clone()).unwrap_or_default();
-                SmolStr::new(format!("{plain}@{}", relative_to(&self.names.dir, &path)))
-            }
-            _ => plain,
+        let name = if self.names.declared.get(&plain).copied().unwrap_or(0) > 1 {
+            let path = self.db.workspace().file(self.db, id.file).map(|f| f.path(self.db).clone()).unwrap_or_default();
+            SmolStr::new(format!("{plain}@{}", relative_to(&self.names.dir, &path)))
+        } else {
+            plain
         };
-        self.names.taken.insert(name.clone(), id);
         self.names.by_id.insert(id, name.clone());
         name
     }
