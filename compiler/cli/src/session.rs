@@ -95,6 +95,8 @@ impl Session {
             }
         }
         self.sort(&mut diagnostics);
+        // A problem of a shared declaration (a prompt) is found from every flow that uses it.
+        diagnostics.dedup();
         diagnostics
     }
 

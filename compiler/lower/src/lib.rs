@@ -156,7 +156,7 @@ fn silent_fallbacks(
                 Code::W2002,
                 file,
                 span,
-                format!("when `{step}` falls back, nothing in the flow notices: no gate, review or output reads `degraded({step})`"),
+                format!("when `{step}` falls back, nothing in the flow notices: no gate, review, approval or output reads `degraded({step})`"),
             )
             .with_help(format!(
                 "let a person or a rule see it, such as `review … when degraded({step})`, or put `degraded({step})` into the output"

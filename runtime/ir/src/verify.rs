@@ -210,7 +210,7 @@ pub fn load(bytes: &[u8]) -> Result<VerifiedPlan, VerifyErrors> {
     verify(plan)
 }
 
-/// Verifies a plan; the only constructor of [`VerifiedPlan`].
+/// Verifies a plan, hash included.
 pub fn verify(plan: Plan) -> Result<VerifiedPlan, VerifyErrors> {
     verify_plan(plan, true).map_err(|failed| failed.1)
 }
@@ -283,11 +283,11 @@ fn type_expressions(body: &mut PlanBody, names: &Names) -> Vec<VerifyError> {
     errors
 }
 
-/// Types the expressions of one node (`kind`, taken out of node `index` of `body`).
 /// Types one expression against what it is wanted as (if anything); `constant` for a
 /// param's default; `what` names the place for a message.
 type Check<'a> = dyn FnMut(&mut Expr, Option<&Ty>, bool, &dyn Fn() -> String) + 'a;
 
+/// Types the expressions of one node (`kind`, taken out of node `index` of `body`).
 fn type_node(body: &PlanBody, names: &Names, index: usize, kind: &mut NodeKind, errors: &mut Vec<VerifyError>) {
     let node = &body.nodes[index];
     let keyword = kind.keyword();
