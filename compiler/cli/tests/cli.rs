@@ -442,7 +442,7 @@ fn diff_says_what_changed_and_whether_it_is_material() {
     let output = flowc(&dir, &["diff", "old.json", "new.flow"]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("param `limit`: default: value 1,000 USD → 5,000 USD"), "{text}");
+    assert!(text.contains("param `limit`: default 1,000 USD → 5,000 USD"), "{text}");
     assert!(text.contains("matrix `sign`: row 2 now requires 1 of manager (was 2 of manager)"), "{text}");
     assert!(text.ends_with("material change: the flow must be approved again\n"), "{text}");
     let output = flowc(&dir, &["diff", "--format", "json", "old.flow", "new.flow"]);

@@ -76,29 +76,35 @@ impl Differ {
     }
 
     fn expr(&mut self, subject: &str, what: &str, old: &Expr, new: &Expr) {
+        self.expr_with(subject, what, old, new, &[]);
+    }
+
+    /// As [`Differ::expr`], in a function whose parameters have these names.
+    fn expr_with(&mut self, subject: &str, what: &str, old: &Expr, new: &Expr, params: &[SmolStr]) {
         if old == new {
             return;
         }
         let (old_shape, old_literals) = strip(old);
         let (new_shape, new_literals) = strip(new);
         if old_shape == new_shape {
-            let changed: Vec<(&Literal, &Literal)> =
-                old_literals.iter().zip(&new_literals).filter(|(a, b)| a != b).collect();
-            if let [(a, b)] = changed.as_slice() {
-                let noun = if what == "condition" { "threshold".to_owned() } else { format!("{what}: value") };
-                self.push(
-                    subject,
-                    format!(
-                        "{noun} {} → {} (in `{}`)",
-                        print::literal_prose(a),
-                        print::literal_prose(b),
-                        print::expr(new)
-                    ),
-                );
+            let changed: Vec<usize> = (0..old_literals.len()).filter(|&i| old_literals[i] != new_literals[i]).collect();
+            if let [index] = changed.as_slice() {
+                let noun = match what {
+                    "body" => "constant".to_owned(),
+                    condition if condition.ends_with("condition") => condition.replace("condition", "threshold"),
+                    other => other.to_owned(),
+                };
+                let (a, b) = (&old_literals[*index], &new_literals[*index]);
+                // Where the constant stands, unless it is the whole expression.
+                let place = match literal_contexts(new, params).get(*index) {
+                    Some(Some(context)) => format!(" (in `{context}`)"),
+                    _ => String::new(),
+                };
+                self.push(subject, format!("{noun} {} → {}{place}", print::literal_prose(a), print::literal_prose(b)));
                 return;
             }
         }
-        self.push(subject, format!("{what} `{}` → `{}`", print::expr(old), print::expr(new)));
+        self.push(subject, format!("{what} `{}` → `{}`", print::fn_expr(old, params), print::fn_expr(new, params)));
     }
 
     fn optional_expr(&mut self, subject: &str, what: &str, old: Option<&Expr>, new: Option<&Expr>) {
@@ -135,6 +141,25 @@ fn strip(expr: &Expr) -> (Expr, Vec<Literal>) {
     let mut literals = Vec::new();
     go(&mut copy, &mut literals);
     (copy, literals)
+}
+
+/// For each literal of `expr`, in the order [`strip`] finds them, the smallest operation
+/// around it (a comparison or arithmetic), printed; `None` for a literal that stands alone.
+fn literal_contexts(expr: &Expr, params: &[SmolStr]) -> Vec<Option<String>> {
+    fn go(expr: &Expr, around: Option<&Expr>, params: &[SmolStr], out: &mut Vec<Option<String>>) {
+        if let ExprKind::Lit(_) = expr.kind {
+            out.push(around.map(|e| print::fn_expr(e, params)));
+            return;
+        }
+        let around = match expr.kind {
+            ExprKind::Binary { .. } => Some(expr),
+            _ => around,
+        };
+        crate::with_stack(|| expr.for_each_child(|child| go(child, around, params, out)));
+    }
+    let mut out = Vec::new();
+    go(expr, None, params, &mut out);
+    out
 }
 
 fn node_subject(kind: &NodeKind, name: &str) -> String {
@@ -419,7 +444,10 @@ fn declarations(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
                 format!("({}) -> {}", params.join(", "), f.result)
             };
             d.value(s, "signature", signature(a), signature(b));
-            if a.body != b.body {
+            if a.params == b.params {
+                let names: Vec<SmolStr> = a.params.iter().map(|p| p.name.clone()).collect();
+                d.expr_with(s, "body", &a.body, &b.body, &names);
+            } else if a.body != b.body {
                 let names = |f: &crate::plan::Function| f.params.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
                 d.push(
                     s,
