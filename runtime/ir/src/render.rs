@@ -47,7 +47,7 @@ fn style(node: &Node) -> Style {
         NodeKind::Gate { level: GateLevel::Soft, .. } => s("octagon", "#fde68a", ("{{", "}}"), "gate_soft"),
         NodeKind::Gate { level: GateLevel::Block, .. } => s("doubleoctagon", "#fca5a5", ("{{", "}}"), "gate_block"),
         NodeKind::Review { .. } => s("trapezium", "#ddd6fe", ("[\\", "/]"), "review"),
-        NodeKind::Approval { .. } => s("hexagon", "#c4b5fd", ("{", "}"), "approval"),
+        NodeKind::Approval { .. } => s("hexagon", "#c4b5fd", ("[/", "\\]"), "approval"),
         NodeKind::Action { .. } => s("cds", "#86efac", ("[(", ")]"), "action"),
         NodeKind::Emit { .. } => s("invhouse", "#bbf7d0", ("((", "))"), "emit"),
     }
