@@ -88,6 +88,37 @@ fn graphs_of_the_spend_approval_example() {
     }
 }
 
+/// Graphviz reads every graph of every example. Without `dot`, the test says so and passes,
+/// except in CI (`CI` set), where `.ci/run` installs Graphviz and its absence is a failure.
+#[test]
+fn graphviz_reads_every_graph() {
+    let found = std::process::Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "Graphviz (`dot`) is required in CI; `.ci/run` installs it");
+        eprintln!("skipped: Graphviz (`dot`) is not installed");
+        return;
+    }
+    for example in flow_examples() {
+        let verified = plan_of(&workspace(&example));
+        for layer in [Layer::All, Layer::Runtime, Layer::Governance] {
+            let dot = flow_ir::render::graph(&verified, GraphFormat::Dot, layer);
+            let mut child = std::process::Command::new("dot")
+                .args(["-Tsvg", "-o", "/dev/null"])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("dot starts");
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin.write_all(dot.as_bytes()).expect("dot reads the graph");
+            }
+            let output = child.wait_with_output().expect("dot finishes");
+            let warnings = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success() && warnings.trim().is_empty(), "{example} {layer:?}: {warnings}\n{dot}");
+        }
+    }
+}
+
 /// The example's files with `edit` applied to the main file's text.
 fn edited(main: &str, edit: impl Fn(&str) -> String) -> Vec<(String, Vec<u8>)> {
     let mut files = workspace(main);
