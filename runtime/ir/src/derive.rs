@@ -1,8 +1,6 @@
 //! The edges a plan's nodes call for, derived from what they read and the governance rule:
 //! the compiler writes exactly these, and the verifier proves the properties they give.
 
-use std::collections::BTreeSet;
-
 use crate::plan::{Edge, EdgeKind, EditPath, Node, NodeKind, PlanBody};
 
 /// Whether `reader` reads a place that overlaps the edited path: the field itself, a
@@ -15,13 +13,15 @@ pub fn reads_edited(reader: &Node, edit: &EditPath) -> bool {
     })
 }
 
-/// The nodes a node reads: the nodes its expressions read, and what a review may edit.
-pub fn reads(node: &Node) -> BTreeSet<&str> {
-    let mut read: BTreeSet<&str> =
-        node.kind.exprs().into_iter().flat_map(|e| e.nodes_read()).map(|n| n.as_str()).collect();
+/// The nodes a node reads, each once: the nodes its expressions read, and what a review
+/// may edit.
+pub fn reads(node: &Node) -> Vec<&str> {
+    let mut read: Vec<&str> = node.kind.exprs().into_iter().flat_map(|e| e.nodes_read()).map(|n| n.as_str()).collect();
     if let NodeKind::Review { edits, .. } = &node.kind {
         read.extend(edits.iter().map(|e| e.node.as_str()));
     }
+    read.sort_unstable();
+    read.dedup();
     read
 }
 
@@ -33,7 +33,7 @@ pub fn reads(node: &Node) -> BTreeSet<&str> {
 pub fn edges(body: &PlanBody) -> Vec<Edge> {
     // Nodes by index: in a canonical plan their order is their names' order, and the edges
     // are sorted at the end whatever it is.
-    let index: std::collections::HashMap<&str, usize> =
+    let index: rustc_hash::FxHashMap<&str, usize> =
         body.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     let mut edges: Vec<(usize, usize, EdgeKind)> = Vec::new();
     for (to, node) in body.nodes.iter().enumerate() {
