@@ -75,6 +75,26 @@ fn every_example_builds_to_a_plan_that_reads_back_the_same() {
 }
 
 #[test]
+fn the_source_map_points_at_where_items_were_written() {
+    let verified = plan_of(&workspace("spend_approval.flow"));
+    let text = String::from_utf8_lossy(&workspace("spend_approval.flow")[0].1).into_owned();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0);
+    let map = &verified.plan().source_map;
+    use flow_ir::plan::DescriptionKey;
+    assert_eq!(
+        map.locate(&DescriptionKey::Node("risk")),
+        Some(format!("examples/spend_approval.flow:{}:9", line_of("infer risk")))
+    );
+    assert_eq!(
+        map.locate(&DescriptionKey::Row("spend", 3)),
+        Some(format!("examples/spend_approval.flow:{}:5", line_of("when risk.tier == medium")))
+    );
+    let role = map.locate(&DescriptionKey::Role("manager")).unwrap_or_default();
+    assert!(role.starts_with("examples/common/org.flow:"), "{role}");
+    assert_eq!(map.prompts.get("risk_v3").map(String::as_str), Some("examples/prompts/spend_risk_v3.md"));
+}
+
+#[test]
 fn graphs_of_the_spend_approval_example() {
     let verified = plan_of(&workspace("spend_approval.flow"));
     for (name, format, layer) in [

@@ -403,11 +403,4 @@ impl Expr {
             _ => None,
         }
     }
-
-    /// Whether the expression reads the run's clock.
-    pub fn reads_clock(&self) -> bool {
-        let mut found = false;
-        self.walk(&mut |e| found |= matches!(e.kind, ExprKind::Now | ExprKind::Age(_) | ExprKind::Stale(_)));
-        found
-    }
 }

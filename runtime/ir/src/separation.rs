@@ -32,10 +32,6 @@ impl Directory {
         self.principals.iter().map(|(id, roles)| (id.as_str(), roles))
     }
 
-    pub fn roles(&self, principal: &str) -> Option<&BTreeSet<String>> {
-        self.principals.get(principal)
-    }
-
     /// Whether `principal` holds `role`: has it, or a role that extends it.
     pub fn holds(&self, body: &PlanBody, principal: &str, role: &str) -> bool {
         self.principals.get(principal).is_some_and(|roles| roles.iter().any(|held| extends(body, held, role)))
