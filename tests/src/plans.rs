@@ -76,8 +76,9 @@ fn every_example_builds_to_a_plan_that_reads_back_the_same() {
 
 #[test]
 fn the_source_map_points_at_where_items_were_written() {
-    let verified = plan_of(&workspace("spend_approval.flow"));
-    let text = String::from_utf8_lossy(&workspace("spend_approval.flow")[0].1).into_owned();
+    let files = workspace("spend_approval.flow");
+    let verified = plan_of(&files);
+    let text = String::from_utf8_lossy(&files[0].1).into_owned();
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(0);
     let map = &verified.plan().source_map;
     use flow_ir::plan::DescriptionKey;

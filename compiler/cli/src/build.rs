@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use flow_diagnostics::{Diagnostic, Severity};
+use flow_diagnostics::Diagnostic;
 
 use crate::Format;
 use crate::output::{self, Report};
@@ -58,21 +58,14 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
     }
     let session = Session::load(&[options.file.to_owned()])?;
     let mut diagnostics = session.diagnostics(options.strict);
-    let chosen = if diagnostics.iter().any(Diagnostic::is_error) {
-        None
-    } else {
-        Some(session.choose(options.flow, options.file)?)
-    };
     let mut verified = None;
-    if let Some((file, flow)) = chosen {
-        let plan = flow.plan.clone().context("the flow did not compile to a plan")?;
+    if !diagnostics.iter().any(Diagnostic::is_error) {
+        let (file, flow) = session.choose(options.flow, options.file)?;
+        let plan = flow.plan.as_ref().context("the flow did not compile to a plan")?;
         if let Some(directory) = &directory {
             let at = session.flow_span(file, flow);
-            let mut more = flow_lower::separation_diagnostics(flow, &plan, directory, at);
-            if options.strict {
-                more.iter_mut().for_each(|d| d.severity = Severity::Error);
-            }
-            diagnostics.extend(more);
+            // E2019 is an error, with or without `--strict`.
+            diagnostics.extend(flow_lower::separation_diagnostics(flow, plan, directory, at));
         }
         verified = Some(plan);
     }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use flow_diagnostics::{Diagnostic, Severity};
+use flow_diagnostics::Diagnostic;
 
 use crate::Format;
 use crate::output::{self, Report};
@@ -19,11 +19,6 @@ pub fn run(paths: &[String], strict: bool, format: Format, principals: Option<&s
             diagnostics.extend(flow_lower::separation_diagnostics(flow, verified, directory, at));
         }
         session.sort(&mut diagnostics);
-    }
-    if strict {
-        for diagnostic in &mut diagnostics {
-            diagnostic.severity = Severity::Error;
-        }
     }
     let report = Report { diagnostics: &diagnostics, sources: &session.sources, files: session.files.len() };
     let text = match format {

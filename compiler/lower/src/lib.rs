@@ -67,20 +67,23 @@ pub struct LoweredFile {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Whether the file and every file it imports, directly or not, check without errors.
-fn is_clean(db: &dyn Db, file: SourceFile) -> bool {
+/// The file and every file it imports, directly or not, each once.
+fn import_closure(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
     let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
     let mut stack = vec![file];
     while let Some(current) = stack.pop() {
-        if !seen.insert(current.id(db)) {
-            continue;
+        if seen.insert(current.id(db)) {
+            files.push(current);
+            stack.extend(imports(db, current).imports.iter().filter_map(|i| i.target));
         }
-        if flow_sema::file_diagnostics(db, current).iter().any(Diagnostic::is_error) {
-            return false;
-        }
-        stack.extend(imports(db, current).imports.iter().filter_map(|i| i.target));
     }
-    true
+    files
+}
+
+/// Whether the file and every file it imports check without errors.
+fn is_clean(db: &dyn Db, file: SourceFile) -> bool {
+    import_closure(db, file).into_iter().all(|f| !flow_sema::file_diagnostics(db, f).iter().any(Diagnostic::is_error))
 }
 
 /// The plans of a file's flows, verified, with the diagnostics of lowering and of the
@@ -92,7 +95,7 @@ pub fn lower_file(db: &dyn Db, file: SourceFile) -> LoweredFile {
         return result;
     }
     for flow in &check_file(db, file).flows {
-        let lowered = lower::Lowerer::new(db, file, flow).lower(file);
+        let lowered = lower::Lowerer::new(db, file, flow).lower();
         let mut flow_diagnostics = Vec::new();
         for (path, prompt_file, span) in &lowered.bad_prompts {
             flow_diagnostics.push(

@@ -12,9 +12,7 @@ use flow_ir::plan::{
 use flow_ir::ty::{Currency, Ty};
 use flow_sema::hir::{self, Ref};
 use flow_sema::ty as sema_ty;
-use flow_sema::{
-    Db, Decl, DeclId, DefKind, Entry, SourceFile, decl, decl_name, fn_bodies, imports, item_names, parse, scope,
-};
+use flow_sema::{Db, Decl, DeclId, DefKind, Entry, SourceFile, decl, decl_name, fn_bodies, item_names, parse, scope};
 use flow_syntax::ast::{self, SmolStr};
 
 /// Names in the plan for declarations: the name written in the flow's file where it sees
@@ -57,6 +55,8 @@ pub struct Lowered {
 
 pub struct Lowerer<'a> {
     db: &'a dyn Db,
+    /// The file that declares the flow.
+    file: SourceFile,
     flow: &'a hir::Flow,
     names: Names,
     records: BTreeSet<DeclId>,
@@ -98,19 +98,14 @@ impl<'a> Lowerer<'a> {
                 names.by_id.insert(def.id, name.clone());
             }
         }
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![file];
-        while let Some(current) = stack.pop() {
-            if !seen.insert(current.id(db)) {
-                continue;
-            }
+        for current in crate::import_closure(db, file) {
             for item in item_names(db, current).iter().filter(|i| i.kind != DefKind::Flow) {
                 *names.declared.entry(item.name.clone()).or_default() += 1;
             }
-            stack.extend(imports(db, current).imports.iter().filter_map(|i| i.target));
         }
         Lowerer {
             db,
+            file,
             flow,
             names,
             records: BTreeSet::new(),
@@ -510,10 +505,10 @@ impl<'a> Lowerer<'a> {
     // -------------------------------------------------------------------------------------
     // The flow.
 
-    pub fn lower(mut self, file: SourceFile) -> Lowered {
+    pub fn lower(mut self) -> Lowered {
         let db = self.db;
         let flow = self.flow;
-        let file_id = file.id(db);
+        let file_id = self.file.id(db);
         self.locate(DescriptionKey::Flow, file_id, flow.span, flow.docs.as_ref());
         let mut nodes = Vec::new();
         for input in &flow.inputs {
@@ -559,7 +554,7 @@ impl<'a> Lowerer<'a> {
         let sources = self.sources();
         // Records and enums last: the other declarations add to them.
         let (records, enums) = self.types();
-        let roles = self.role_table(file);
+        let roles = self.role_table();
         let labels = self.label_table();
         let mut body = PlanBody {
             flow: FlowHeader {
@@ -896,7 +891,7 @@ impl<'a> Lowerer<'a> {
 
     /// The roles named, the visible roles that extend them (whose holders inherit their
     /// grants), and every role these extend.
-    fn role_table(&mut self, file: SourceFile) -> Vec<plan::Role> {
+    fn role_table(&mut self) -> Vec<plan::Role> {
         let extends = |db: &dyn Db, id: DeclId| -> Vec<DeclId> {
             match decl(db, id) {
                 Some(Decl::Role(sig)) => sig.extends.clone(),
@@ -918,7 +913,7 @@ impl<'a> Lowerer<'a> {
         };
         let named = self.roles.clone();
         let visible: Vec<DeclId> =
-            scope(self.db, file).defs.values().filter(|d| d.kind == DefKind::Role).map(|d| d.id).collect();
+            scope(self.db, self.file).defs.values().filter(|d| d.kind == DefKind::Role).map(|d| d.id).collect();
         let mut all: BTreeSet<DeclId> = named.clone();
         all.extend(visible.into_iter().filter(|id| inherits(self.db, *id, &named)));
         let mut stack: Vec<DeclId> = all.iter().copied().collect();
