@@ -13,7 +13,7 @@ use crate::session::{Session, read_principals};
 
 /// Writes `text` to `path` so that a reader sees the old file or the new one, never a
 /// part: a temporary file beside it, then a rename.
-fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
+pub fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
     let target = Path::new(path);
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("plan.json");
@@ -27,7 +27,7 @@ fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
-    result.with_context(|| format!("cannot write the plan to `{path}`"))
+    result.with_context(|| format!("cannot write `{path}`"))
 }
 
 /// Prints diagnostics for a command whose standard output is data: as JSON on standard

@@ -7,10 +7,12 @@
 
 mod build;
 mod check;
+mod deploy;
 mod diff;
 mod explain;
 mod graph;
 mod output;
+mod runs;
 mod session;
 mod verify;
 
@@ -133,10 +135,113 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
-    /// Check a plan file as the runtime does before it runs it: format, hash, and every
-    /// structural property.
+    /// Start a run of a flow (a plan file, or a `.flow` file compiled now) and execute it as
+    /// far as it goes: to completion, to a decision it waits for, or to a blocking gate.
+    Run {
+        /// A plan file or a `.flow` file.
+        file: String,
+        /// The flow to run, when a `.flow` file declares several.
+        #[arg(long)]
+        flow: Option<String>,
+        /// An input: `NAME=FILE.json`, one JSON value per input.
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// One run per line of `{"inputs": {...}}`; prints a summary.
+        #[arg(long, value_name = "CASES.jsonl", conflicts_with = "inputs")]
+        batch: Option<String>,
+        /// Who starts the run (default: FLOW_PRINCIPAL).
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// The run's clock, what `now()` reads (default: the current time).
+        #[arg(long, value_name = "TIMESTAMP")]
+        at: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// The reviews, soft gates and approvals waiting, with who may decide them.
+    Pending {
+        /// Only the steps this principal may decide.
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Decide a waiting review, soft gate (approve/reject) or approval (approve/reject).
+    Decide {
+        run: String,
+        step: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[arg(long)]
+        outcome: String,
+        /// The reason code.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Why, in words.
+        #[arg(long)]
+        basis: Option<String>,
+        /// A field the review may edit, and its new value: `risk.tier=high`.
+        #[arg(long = "edit", value_name = "FIELD=VALUE")]
+        edits: Vec<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Override a blocking gate, where a grant allows it.
+    Override {
+        run: String,
+        gate: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// The reason code.
+        #[arg(long)]
+        reason: String,
+        /// Why, in words.
+        #[arg(long)]
+        basis: String,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// How a run stands.
+    Status {
+        run: String,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// The run told for a person on one page, showing what the viewer may see.
+    Show {
+        run: String,
+        /// The viewer: labelled values are shown only with their `view` grants (default:
+        /// every labelled value redacted).
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+    },
+    /// Export a run's evidence bundle, redacted for the viewer's grants.
+    Evidence {
+        run: String,
+        /// Where to write it (default: standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<String>,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+    },
+    /// Check an evidence bundle (hash chain, plan hash, signature), or a plan file as the
+    /// runtime does before it runs it.
     Verify {
-        /// A plan file, as `flowc build` writes it.
+        /// An evidence bundle, or a plan file as `flowc build` writes it.
         file: String,
         /// Print the plan for people: its declarations, grants, and nodes in execution order.
         #[arg(long)]
@@ -208,6 +313,38 @@ fn main() -> ExitCode {
         }
         Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
         Command::Verify { file, dump, format } => verify::run(&file, format, dump),
+        Command::Run { file, flow, inputs, batch, who, at, where_, format } => runs::run(
+            &where_,
+            &runs::RunOptions {
+                file: &file,
+                flow: flow.as_deref(),
+                inputs: &inputs,
+                batch: batch.as_deref(),
+                who: who.as_deref(),
+                at: at.as_deref(),
+                format,
+            },
+        ),
+        Command::Pending { who, where_, format } => runs::pending(&where_, who.as_deref(), format),
+        Command::Decide { run, step, who, outcome, reason, basis, edits, where_, format } => runs::decide(
+            &where_,
+            &runs::Decide {
+                run: &run,
+                step: &step,
+                who: who.as_deref(),
+                outcome: &outcome,
+                reason: reason.as_deref(),
+                basis: basis.as_deref(),
+                edits: &edits,
+                format,
+            },
+        ),
+        Command::Override { run, gate, who, reason, basis, where_, format } => {
+            runs::override_gate(&where_, &run, &gate, who.as_deref(), &reason, &basis, format)
+        }
+        Command::Status { run, where_, format } => runs::status(&where_, &run, format),
+        Command::Show { run, who, where_ } => runs::show(&where_, &run, who.as_deref()),
+        Command::Evidence { run, output, who, where_ } => runs::evidence(&where_, &run, who.as_deref(), output.as_deref()),
         Command::Explain { code, format } => explain::run(&code, format),
     };
     match result {

@@ -1,15 +1,22 @@
-//! `flowc verify FILE`: check a plan file as the runtime will before it runs it, and show
-//! it to a person.
-//!
-//! The CLI contract's `verify BUNDLE` checks evidence bundles, which arrive with the
-//! runtime; this extension checks plan files.
+//! `flowc verify FILE`: check an evidence bundle (the CLI contract's `verify BUNDLE`), or,
+//! as an extension, a plan file as the runtime will before it runs it, and show it to a
+//! person.
 
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::DataFormat;
 use crate::session::read_plan;
 
 pub fn run(path: &str, format: DataFormat, dump: bool) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{path}`"))?;
+    let is_bundle = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .is_some_and(|json| json.get("format").and_then(|f| f.as_str()) == Some(flow_runtime::evidence::BUNDLE_FORMAT));
+    if is_bundle {
+        return Ok(crate::runs::verify_bundle(path, &bytes, format));
+    }
     let verified = match read_plan(path)? {
         Ok(verified) => verified,
         Err(reasons) => {

@@ -1,0 +1,163 @@
+//! The deployment the run commands work in: the run store, the principals file, and
+//! `flow.toml` (where each model and system runs, and the evidence signing key).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use flow_runtime::provider::{CommandModel, CommandSystem, OpenAiCompatible};
+use flow_runtime::store::SqliteStore;
+use flow_runtime::{Principal, Runtime};
+use serde::Deserialize;
+
+/// Where the run commands find things.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Where {
+    /// The run store (SQLite; created on first use); `:memory:` keeps runs in memory.
+    #[arg(long, value_name = "PATH", default_value = ".flow/runs.db")]
+    pub store: String,
+    /// Who holds which roles; default `flow-principals.toml` beside the store or in the
+    /// working directory.
+    #[arg(long, value_name = "FILE")]
+    pub principals: Option<String>,
+    /// Where models and systems run; default `flow.toml` beside the store or in the working
+    /// directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    models: BTreeMap<String, Endpoint>,
+    #[serde(default)]
+    systems: BTreeMap<String, Endpoint>,
+    #[serde(default)]
+    evidence: EvidenceConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EvidenceConfig {
+    /// A file holding the 32-byte ed25519 seed as 64 hexadecimal digits.
+    signing_key_file: Option<String>,
+    /// An environment variable holding the seed.
+    signing_key_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Endpoint {
+    command: Option<Vec<String>>,
+    base_url: Option<String>,
+    url: Option<String>,
+    api_key_env: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+}
+
+/// The file `name` given, or found beside the store, or in the working directory.
+fn find(given: Option<&str>, store: &str, name: &str) -> Option<PathBuf> {
+    if let Some(given) = given {
+        return Some(PathBuf::from(given));
+    }
+    let beside = Path::new(store).parent().map(|dir| dir.join(name));
+    beside.into_iter().chain([PathBuf::from(name)]).find(|p| p.is_file())
+}
+
+fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Duration> {
+    match text {
+        None => Ok(Duration::from_secs(default)),
+        Some(text) => match flow_ir::time::parse_duration(text) {
+            Some(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds as u64)),
+            _ => bail!("the timeout of {what} (`{text}`) is not a duration such as \"20s\""),
+        },
+    }
+}
+
+/// The principals of the deployment: id to roles.
+pub fn principals(where_: &Where) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    #[derive(Deserialize)]
+    struct File {
+        principals: BTreeMap<String, Vec<String>>,
+    }
+    let Some(path) = find(where_.principals.as_deref(), &where_.store, "flow-principals.toml") else {
+        bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the principals file `{}`", path.display()))?;
+    let file: File = toml::from_str(&text).with_context(|| format!("the principals file `{}` is not valid", path.display()))?;
+    Ok(file.principals)
+}
+
+/// The principal `--as` names (or `FLOW_PRINCIPAL`), with their roles.
+pub fn principal(where_: &Where, id: Option<&str>) -> anyhow::Result<Principal> {
+    let env = std::env::var("FLOW_PRINCIPAL").ok().filter(|p| !p.is_empty());
+    let Some(id) = id.map(str::to_owned).or(env) else { bail!("say who acts with `--as ID` (or set FLOW_PRINCIPAL)") };
+    let principals = principals(where_)?;
+    let Some(roles) = principals.get(&id) else {
+        let known: Vec<&str> = principals.keys().map(String::as_str).collect();
+        bail!("`{id}` is not in the principals file; it lists {}", known.join(", "))
+    };
+    Ok(Principal { id, roles: roles.clone() })
+}
+
+/// Opens the store and configures the runtime from `flow.toml`.
+pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
+    let store = SqliteStore::open(Path::new(&where_.store)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut runtime = Runtime::new(Box::new(store));
+    let Some(path) = find(where_.config.as_deref(), &where_.store, "flow.toml") else { return Ok(runtime) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let config: Config = toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;
+    // Commands run in the directory of the file that names them.
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (name, endpoint) in &config.models {
+        let what = format!("model `{name}`");
+        let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
+        match (&endpoint.command, &endpoint.base_url) {
+            (Some(c), None) if !c.is_empty() => {
+                runtime.register_model(name, Arc::new(CommandModel { command: c.clone(), dir: Some(dir.clone()), timeout }))
+            }
+            (None, Some(base_url)) => {
+                let api_key = endpoint.api_key_env.as_ref().and_then(|var| std::env::var(var).ok());
+                runtime.register_model(
+                    name,
+                    Arc::new(OpenAiCompatible {
+                        base_url: base_url.clone(),
+                        api_key,
+                        timeout,
+                        retries: endpoint.retries.unwrap_or(2),
+                    }),
+                );
+            }
+            _ => bail!("`{}`: {what} needs either `command = [...]` or `base_url = \"...\"`", path.display()),
+        }
+    }
+    for (name, endpoint) in &config.systems {
+        let what = format!("system `{name}`");
+        let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
+        match (&endpoint.command, &endpoint.url) {
+            (Some(c), None) if !c.is_empty() => {
+                runtime.register_system(name, Arc::new(CommandSystem { command: c.clone(), dir: Some(dir.clone()), timeout }))
+            }
+            (None, Some(_)) => bail!("`{}`: {what}: HTTP action handlers (`url`) are not supported yet; use `command`", path.display()),
+            _ => bail!("`{}`: {what} needs `command = [...]`", path.display()),
+        }
+    }
+    let seed = match (&config.evidence.signing_key_file, &config.evidence.signing_key_env) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(dir.join(file)).with_context(|| format!("cannot read the signing key `{file}`"))?,
+        ),
+        (None, Some(var)) => {
+            Some(std::env::var(var).with_context(|| format!("the signing key variable `{var}` is not set"))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(seed) = seed {
+        let key = flow_runtime::evidence::signing_key(&seed).map_err(|e| anyhow::anyhow!("the signing key: {e}"))?;
+        runtime.set_signing_key(key);
+    }
+    Ok(runtime)
+}

@@ -1,0 +1,377 @@
+//! The run commands: `run`, `pending`, `decide`, `override`, `status`, `show`, `evidence`,
+//! and `verify` of evidence bundles.
+//!
+//! Exit codes: `0` the command did what it was asked (a run that ends `blocked` or `failed`
+//! is a result, not an error of the command), `1` a refusal or a request that does not fit
+//! (unknown run, step not waiting, input of the wrong type), `2` the store or the
+//! deployment cannot be used.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use flow_ir::VerifiedPlan;
+use flow_runtime::{DecisionInput, Error, Principal, RunView, Runtime, StartOptions};
+use serde_json::{Value as Json, json};
+
+use crate::DataFormat;
+use crate::deploy::{self, Where};
+use crate::session::{Session, read_plan};
+
+/// An error of the runtime as an exit: refusals and bad requests are the input's (1), the
+/// rest the environment's (2).
+fn fail(error: Error) -> anyhow::Result<ExitCode> {
+    match error {
+        Error::Refused { .. } | Error::Invalid(_) => {
+            eprintln!("flowc: {error}");
+            Ok(ExitCode::from(1))
+        }
+        Error::Environment(message) => bail!("{message}"),
+    }
+}
+
+/// Opens the runtime and resumes runs a crash interrupted.
+fn open(where_: &Where) -> anyhow::Result<Runtime> {
+    let runtime = deploy::runtime(where_)?;
+    match runtime.resume_interrupted() {
+        Ok(resumed) => {
+            for run in resumed {
+                eprintln!("flowc: resumed run {run}, which was interrupted while it executed");
+            }
+        }
+        Err(error) => eprintln!("flowc: could not resume interrupted runs: {error}"),
+    }
+    Ok(runtime)
+}
+
+/// The plan to run: a plan file, or a `.flow` file compiled now.
+fn plan(file: &str, flow: Option<&str>) -> anyhow::Result<Result<VerifiedPlan, ExitCode>> {
+    if !file.ends_with(".flow") {
+        return Ok(read_plan(file)?.map_err(|reasons| {
+            eprintln!("{reasons}");
+            ExitCode::from(1)
+        }));
+    }
+    let session = Session::load(&[file.to_owned()])?;
+    let diagnostics = session.diagnostics(false);
+    if diagnostics.iter().any(flow_diagnostics::Diagnostic::is_error) {
+        crate::build::report_diagnostics(&session, &diagnostics, crate::Format::Human);
+        eprintln!("flowc: `{file}` has errors; nothing was run");
+        return Ok(Err(ExitCode::from(1)));
+    }
+    let (_, lowered) = session.choose(flow, file)?;
+    let plan = lowered.plan.as_ref().context("the flow did not compile to a plan")?;
+    Ok(Ok(plan.clone()))
+}
+
+fn view_json(view: &RunView) -> Json {
+    json!({
+        "run": view.run,
+        "flow": view.flow,
+        "status": view.status.as_str(),
+        "summary": view.summary,
+        "pending": view.pending.iter().map(|(step, kind, roles)| json!({"step": step, "kind": kind, "roles": roles})).collect::<Vec<_>>(),
+        "outputs": view.outputs,
+    })
+}
+
+fn print_view(view: &RunView, format: DataFormat) {
+    match format {
+        DataFormat::Json => crate::print(&format!("{}\n", view_json(view))),
+        DataFormat::Human => {
+            let mut text = format!("run {}: {}\n  {}\n", view.run, view.status.as_str(), view.summary);
+            for (step, kind, roles) in &view.pending {
+                text.push_str(&format!("  waiting: {kind} `{step}`, may be decided by {}\n", roles.join(", ")));
+            }
+            for (name, value) in &view.outputs {
+                text.push_str(&format!("  output {name} = {}\n", flow_runtime::labels::display(value)));
+            }
+            crate::print(&text);
+        }
+    }
+}
+
+/// Reads `NAME=FILE.json` inputs.
+fn read_inputs(inputs: &[String]) -> anyhow::Result<Result<Vec<(String, Json)>, String>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let Some((name, path)) = input.split_once('=') else {
+            bail!("`--input {input}` is not NAME=FILE.json")
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the input file `{path}`"))?;
+        match serde_json::from_str(&text) {
+            Ok(json) => out.push((name.to_owned(), json)),
+            Err(e) => return Ok(Err(format!("input `{name}`: `{path}` is not JSON: {e}"))),
+        }
+    }
+    Ok(Ok(out))
+}
+
+pub struct RunOptions<'a> {
+    pub file: &'a str,
+    pub flow: Option<&'a str>,
+    pub inputs: &'a [String],
+    pub batch: Option<&'a str>,
+    pub who: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub format: DataFormat,
+}
+
+pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode> {
+    let plan = match plan(options.file, options.flow)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let who = deploy::principal(where_, options.who)?;
+    let clock = match options.at {
+        None => None,
+        Some(text) => match flow_ir::time::parse_timestamp(text) {
+            Some((seconds, nanos)) => Some(flow_ir::expr::Timestamp { seconds, nanos }),
+            None => bail!("`--at {text}` is not an RFC 3339 instant such as 2026-04-11T13:35:00Z"),
+        },
+    };
+    let runtime = open(where_)?;
+    let an = runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let start = StartOptions { clock, params: Vec::new() };
+    if let Some(batch) = options.batch {
+        return run_batch(&runtime, &an, &who, batch, &start, options.format);
+    }
+    let inputs = match read_inputs(options.inputs)? {
+        Ok(inputs) => inputs,
+        Err(message) => {
+            eprintln!("flowc: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match runtime.start(&an, &who, &inputs, &start) {
+        Ok(view) => {
+            print_view(&view, options.format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => fail(error),
+    }
+}
+
+fn run_batch(
+    runtime: &Runtime,
+    an: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    who: &Principal,
+    path: &str,
+    start: &StartOptions,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))?;
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut runs = 0u64;
+    let mut refused = Vec::new();
+    let started = std::time::Instant::now();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let case: Json = match serde_json::from_str(line) {
+            Ok(case) => case,
+            Err(e) => {
+                refused.push(format!("line {}: not JSON: {e}", i + 1));
+                continue;
+            }
+        };
+        let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
+            refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
+            continue;
+        };
+        let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match runtime.start(an, who, &inputs, start) {
+            Ok(view) => {
+                runs += 1;
+                *outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
+            }
+            Err(Error::Environment(message)) => bail!("{message}"),
+            Err(error) => refused.push(format!("line {}: {error}", i + 1)),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    match format {
+        DataFormat::Json => crate::print(&format!(
+            "{}\n",
+            json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds})
+        )),
+        DataFormat::Human => {
+            let mut text = format!("{runs} runs in {seconds:.2}s\n");
+            for (status, count) in &outcomes {
+                text.push_str(&format!("  {status}: {count}\n"));
+            }
+            for line in &refused {
+                text.push_str(&format!("  not run: {line}\n"));
+            }
+            crate::print(&text);
+        }
+    }
+    Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn pending(where_: &Where, who: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let principal = who.map(|id| deploy::principal(where_, Some(id))).transpose()?;
+    let runtime = open(where_)?;
+    let waiting = match runtime.pending(principal.as_ref()) {
+        Ok(waiting) => waiting,
+        Err(error) => return fail(error),
+    };
+    match format {
+        DataFormat::Json => {
+            let items: Vec<Json> = waiting
+                .iter()
+                .map(|w| json!({"run": w.run, "flow": w.flow, "step": w.step, "kind": w.kind, "roles": w.roles}))
+                .collect();
+            crate::print(&format!("{}\n", json!({ "pending": items })));
+        }
+        DataFormat::Human if waiting.is_empty() => crate::print("nothing is waiting for a decision\n"),
+        DataFormat::Human => {
+            let mut text = String::new();
+            for w in &waiting {
+                text.push_str(&format!(
+                    "{} ({}): {} `{}`, may be decided by {}\n",
+                    w.run,
+                    w.flow,
+                    w.kind,
+                    w.step,
+                    w.roles.join(", ")
+                ));
+            }
+            crate::print(&text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub struct Decide<'a> {
+    pub run: &'a str,
+    pub step: &'a str,
+    pub who: Option<&'a str>,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub basis: Option<&'a str>,
+    pub edits: &'a [String],
+    pub format: DataFormat,
+}
+
+pub fn decide(where_: &Where, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, d.who)?;
+    let mut edits = Vec::new();
+    for edit in d.edits {
+        let Some((field, value)) = edit.split_once('=') else { bail!("`--edit {edit}` is not FIELD=VALUE") };
+        edits.push((field.to_owned(), value.to_owned()));
+    }
+    let input = DecisionInput {
+        outcome: d.outcome.to_owned(),
+        reason: d.reason.map(str::to_owned),
+        basis: d.basis.map(str::to_owned),
+        edits,
+    };
+    let runtime = open(where_)?;
+    match runtime.decide(d.run, d.step, &who, &input) {
+        Ok(view) => {
+            print_view(&view, d.format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => fail(error),
+    }
+}
+
+pub fn override_gate(
+    where_: &Where,
+    run: &str,
+    gate: &str,
+    who: Option<&str>,
+    reason: &str,
+    basis: &str,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, who)?;
+    let runtime = open(where_)?;
+    match runtime.override_gate(run, gate, &who, reason, Some(basis)) {
+        Ok(view) => {
+            print_view(&view, format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => fail(error),
+    }
+}
+
+pub fn status(where_: &Where, run: &str, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let runtime = open(where_)?;
+    match runtime.status(run, None) {
+        Ok(mut view) => {
+            // The status shows how the run stands, not its values.
+            view.outputs.clear();
+            print_view(&view, format);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => fail(error),
+    }
+}
+
+pub fn show(where_: &Where, run: &str, who: Option<&str>) -> anyhow::Result<ExitCode> {
+    let who = who.map(|id| deploy::principal(where_, Some(id))).transpose()?;
+    let runtime = open(where_)?;
+    match runtime.show(run, who.as_ref()) {
+        Ok(text) => {
+            crate::print(&text);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => fail(error),
+    }
+}
+
+pub fn evidence(where_: &Where, run: &str, who: Option<&str>, output: Option<&str>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, who)?;
+    let runtime = open(where_)?;
+    let bundle = match runtime.evidence(run, &who) {
+        Ok(bundle) => bundle,
+        Err(error) => return fail(error),
+    };
+    let text = flow_runtime::evidence::render(&bundle);
+    match output {
+        None | Some("-") => crate::print(&text),
+        Some(path) => {
+            crate::build::write_atomically(path, &text)?;
+            eprintln!("wrote the evidence of run {run} to {path}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify` of a bundle (a plan file goes to `verify::run`).
+pub fn verify_bundle(path: &str, bytes: &[u8], format: DataFormat) -> ExitCode {
+    match flow_runtime::evidence::verify(bytes) {
+        Ok(verified) => {
+            match format {
+                DataFormat::Json => crate::print(&format!(
+                    "{}\n",
+                    json!({
+                        "file": path, "verified": true, "run": verified.run, "plan": verified.plan_hash,
+                        "events": verified.events, "head": verified.head, "signed_by": verified.signed_by,
+                        "redacted": verified.redacted,
+                    })
+                )),
+                DataFormat::Human => crate::print(&format!(
+                    "verified evidence of run {}: {} events, chain intact, plan {} verified{}{}\nhead {}\n",
+                    verified.run,
+                    verified.events,
+                    verified.plan_hash,
+                    verified.signed_by.as_ref().map(|k| format!(", signed by ed25519 key {k}")).unwrap_or_default(),
+                    if verified.redacted > 0 { format!(", {} values redacted", verified.redacted) } else { String::new() },
+                    verified.head
+                )),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            if format == DataFormat::Json {
+                crate::print(&format!("{}\n", json!({"file": path, "verified": false, "problems": problems})));
+            }
+            for problem in &problems {
+                eprintln!("{path}: {problem}");
+            }
+            eprintln!("the evidence bundle `{path}` does not verify");
+            ExitCode::from(1)
+        }
+    }
+}

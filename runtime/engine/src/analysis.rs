@@ -1,0 +1,238 @@
+//! What the runtime derives from a verified plan once, when it loads it: the labels each
+//! node's value carries, the places each condition reads (recorded as its operands), and
+//! who holds which grants.
+
+use std::collections::BTreeSet;
+
+use flow_ir::VerifiedPlan;
+use flow_ir::expr::{Expr, ExprKind};
+use flow_ir::plan::{GrantKind, NodeKind, PlanBody};
+use flow_ir::separation::extends;
+use flow_ir::ty::Ty;
+use smol_str::SmolStr;
+
+use crate::value::Value;
+
+/// A place a condition reads (`request.amount`), or a built-in fact about a step it reads
+/// (`stale(vendor)`, `age(vendor)`, `degraded(risk)`), recorded with its value when the
+/// condition is evaluated.
+#[derive(Clone, Debug)]
+pub struct Operand {
+    /// As written: `request.amount`, `stale(vendor)`.
+    pub place: String,
+    /// For a built-in fact, the expression that computes it.
+    pub fact: Option<Expr>,
+    pub node: SmolStr,
+    pub path: Vec<SmolStr>,
+    /// The labels its value carries.
+    pub labels: Vec<SmolStr>,
+}
+
+impl Operand {
+    /// The operand's value in a run, or `None` before its node has one.
+    pub fn value<'v>(&self, node: Option<&'v Value>) -> Option<&'v Value> {
+        let mut value = node?;
+        for field in &self.path {
+            match value {
+                Value::Absent => return Some(value),
+                _ => value = value.field(field)?,
+            }
+        }
+        Some(value)
+    }
+}
+
+/// A verified plan with what the runtime derives from it.
+#[derive(Debug)]
+pub struct Analysis {
+    pub plan: VerifiedPlan,
+    /// By node index: the labels the value carries as a whole (a record's fields carry
+    /// their declared labels besides).
+    node_labels: Vec<Vec<SmolStr>>,
+    /// By node index: the places its conditions read.
+    operands: Vec<Vec<Operand>>,
+}
+
+impl Analysis {
+    pub fn new(plan: VerifiedPlan) -> Analysis {
+        let body = plan.body();
+        let count = body.nodes.len();
+        let mut node_labels = vec![Vec::new(); count];
+        let mut operands = vec![Vec::new(); count];
+        for &id in plan.order() {
+            let node = plan.node(id);
+            let labels_of = |expr: &Expr, node_labels: &[Vec<SmolStr>]| expr_labels(&plan, expr, node_labels);
+            node_labels[id.index()] = match &node.kind {
+                NodeKind::Let { value } | NodeKind::Emit { value } => labels_of(value, &node_labels),
+                _ => Vec::new(),
+            };
+            let conditions: Vec<&Expr> = match &node.kind {
+                NodeKind::Let { value } => vec![value],
+                NodeKind::Gate { condition, .. } => vec![condition],
+                NodeKind::Review { condition, .. } | NodeKind::Action { condition, .. } => {
+                    condition.iter().collect()
+                }
+                NodeKind::Approval { rows, .. } => rows.iter().filter_map(|r| r.condition.as_ref()).collect(),
+                _ => Vec::new(),
+            };
+            let mut seen = BTreeSet::new();
+            for condition in &conditions {
+                condition.walk(&mut |e| {
+                    let (name, step) = match &e.kind {
+                        ExprKind::Stale(n) => ("stale", n),
+                        ExprKind::Age(n) => ("age", n),
+                        ExprKind::Degraded(n) => ("degraded", n),
+                        _ => return,
+                    };
+                    let place = format!("{name}({step})");
+                    if seen.insert(place.clone()) {
+                        operands[id.index()].push(Operand {
+                            place,
+                            fact: Some(e.clone()),
+                            node: step.clone(),
+                            path: Vec::new(),
+                            labels: Vec::new(),
+                        });
+                    }
+                });
+            }
+            for condition in conditions {
+                for (root, path) in condition.places_read() {
+                    let place = std::iter::once(root.as_str())
+                        .chain(path.iter().map(|f| f.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    if !seen.insert(place.clone()) {
+                        continue;
+                    }
+                    let labels = place_labels(&plan, root, &path, &node_labels);
+                    operands[id.index()].push(Operand {
+                        place,
+                        fact: None,
+                        node: root.clone(),
+                        path: path.into_iter().cloned().collect(),
+                        labels,
+                    });
+                }
+            }
+        }
+        Analysis { plan, node_labels, operands }
+    }
+
+    pub fn body(&self) -> &PlanBody {
+        self.plan.body()
+    }
+
+    pub fn node_labels(&self, node: &str) -> &[SmolStr] {
+        self.plan.node_id(node).map(|id| self.node_labels[id.index()].as_slice()).unwrap_or(&[])
+    }
+
+    pub fn operands(&self, node: &str) -> &[Operand] {
+        self.plan.node_id(node).map(|id| self.operands[id.index()].as_slice()).unwrap_or(&[])
+    }
+
+    /// The labels an expression's value carries (the join of what it reads).
+    pub fn expr_labels(&self, expr: &Expr) -> Vec<SmolStr> {
+        expr_labels(&self.plan, expr, &self.node_labels)
+    }
+
+    /// The labels read along a place `node.field…`.
+    pub fn path_labels(&self, node: &str, path: &[SmolStr]) -> Vec<SmolStr> {
+        let root = SmolStr::new(node);
+        place_labels(&self.plan, &root, &path.iter().collect::<Vec<_>>(), &self.node_labels)
+    }
+
+    /// Whether a principal holding `roles` is granted `kind` (on `target`).
+    pub fn granted(&self, roles: &[String], kind: GrantKind, target: Option<&str>) -> bool {
+        let body = self.body();
+        body.grants
+            .iter()
+            .filter(|g| g.kind == kind && g.target.as_deref() == target)
+            .any(|g| g.roles.iter().any(|role| holds(body, roles, role)))
+    }
+
+    /// The roles granted `kind` (on `target`).
+    pub fn grantees(&self, kind: GrantKind, target: Option<&str>) -> Vec<SmolStr> {
+        let mut roles: Vec<SmolStr> = self
+            .body()
+            .grants
+            .iter()
+            .filter(|g| g.kind == kind && g.target.as_deref() == target)
+            .flat_map(|g| g.roles.iter().cloned())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// The labels a principal holding `roles` may view.
+    pub fn views(&self, roles: &[String]) -> Vec<SmolStr> {
+        self.body().labels.iter().filter(|l| self.granted(roles, GrantKind::View, Some(l))).cloned().collect()
+    }
+}
+
+/// Whether one of `roles` is `role` or extends it.
+pub fn holds(body: &PlanBody, roles: &[String], role: &str) -> bool {
+    roles.iter().any(|held| extends(body, held, role))
+}
+
+/// The roles among `roles` that hold one of `wanted`.
+pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<String> {
+    roles.iter().filter(|held| wanted.iter().any(|w| extends(body, held, w))).cloned().collect()
+}
+
+fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
+    // A record value's fields carry their declared labels, which the compiler proved cover
+    // what each field reads.
+    if matches!(expr.kind, ExprKind::Record(_)) {
+        return Vec::new();
+    }
+    let mut labels = BTreeSet::new();
+    for (root, path) in expr.places_read() {
+        labels.extend(place_labels(plan, root, &path, node_labels));
+    }
+    labels.into_iter().collect()
+}
+
+/// The labels of the value at `root.path`: the node's own, each field's declared labels
+/// along the path, and, when a whole record is read into a computation, every label its
+/// fields may carry.
+fn place_labels(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
+    let body = plan.body();
+    let mut labels = BTreeSet::new();
+    let Some(id) = plan.node_id(root) else { return Vec::new() };
+    labels.extend(node_labels[id.index()].iter().cloned());
+    let mut ty = plan.node(id).ty.clone();
+    for field in path {
+        let inner = ty.unwrap_optional().clone();
+        if let Ty::Named(record) = &inner
+            && let Some(f) = body.record(record).and_then(|r| r.field(field))
+        {
+            labels.extend(f.labels.iter().cloned());
+        }
+        ty = match body.field_type(&inner, field) {
+            Some(next) => next.into_owned(),
+            None => return labels.into_iter().collect(),
+        };
+    }
+    deep_labels(body, &ty, &mut labels, &mut BTreeSet::new());
+    labels.into_iter().collect()
+}
+
+/// Every label declared on a field reachable inside values of `ty`.
+fn deep_labels(body: &PlanBody, ty: &Ty, out: &mut BTreeSet<SmolStr>, seen: &mut BTreeSet<SmolStr>) {
+    match ty {
+        Ty::Optional(inner) | Ty::List(inner) => deep_labels(body, inner, out, seen),
+        Ty::Named(name) => {
+            if let Some(record) = body.record(name)
+                && seen.insert(name.clone())
+            {
+                for field in &record.fields {
+                    out.extend(field.labels.iter().cloned());
+                    deep_labels(body, &field.ty, out, seen);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,1020 @@
+//! The engine: a run's state, how each event changes it, and how a run advances through the
+//! plan's DAG.
+//!
+//! **Invariant:** a run's state changes only through [`State::apply`] of an event, both while
+//! it executes and when it is rebuilt from the store after a crash, so the two cannot
+//! disagree. The executor creates events; the caller records them.
+
+use flow_ir::expr::{Expr, Timestamp};
+use flow_ir::plan::{GateLevel, NodeKind, Requirement};
+use flow_ir::ty::Ty;
+use flow_ir::{NodeId, PlanBody};
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+use crate::analysis::Analysis;
+use crate::event::{Decision, Event, Named, Status};
+use crate::interp::{self, EvalError, Scope};
+use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelRequest};
+use crate::value::{self, Value};
+
+/// Where a node of a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    NotRun,
+    Done,
+    /// Waiting for a decision: a review, a soft gate that held, an approval.
+    Waiting,
+    /// A blocking gate that held.
+    Blocked,
+    Failed,
+}
+
+/// An approval waiting for approvers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalWait {
+    pub row: u32,
+    pub requirement: String,
+    pub terms: Vec<Requirement>,
+    pub excluded: Vec<String>,
+    /// Who approved so far, with their roles.
+    pub approvals: Vec<(String, Vec<String>)>,
+}
+
+/// The state of a run.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub run: String,
+    pub principal: String,
+    pub clock: Timestamp,
+    pub values: Vec<Option<Value>>,
+    pub phases: Vec<Phase>,
+    pub degraded: Vec<bool>,
+    pub overridden: Vec<bool>,
+    pub approvals: Vec<Option<ApprovalWait>>,
+    pub action_attempts: Vec<u32>,
+    /// The soft gate that was rejected, and by whom.
+    pub rejected: Option<(SmolStr, String)>,
+    pub failure: Option<(SmolStr, String)>,
+    pub status: Status,
+    body_nodes: usize,
+}
+
+impl Scope for (&State, &Analysis) {
+    fn node(&self, name: &str) -> Option<&Value> {
+        let id = self.1.plan.node_id(name)?;
+        self.0.values[id.index()].as_ref()
+    }
+
+    fn degraded(&self, name: &str) -> bool {
+        self.1.plan.node_id(name).is_some_and(|id| self.0.degraded[id.index()])
+    }
+
+    fn clock(&self) -> Timestamp {
+        self.0.clock
+    }
+}
+
+/// The record a review gives when it did not run.
+fn skipped_review() -> Value {
+    Value::Record(vec![
+        ("basis".into(), Value::Absent),
+        ("outcome".into(), Value::Variant("skipped".into())),
+        ("reason".into(), Value::Absent),
+        ("reviewer".into(), Value::Absent),
+    ])
+}
+
+fn set_path(target: &mut Value, path: &[SmolStr], new: Value) -> bool {
+    match path.split_first() {
+        None => {
+            *target = new;
+            true
+        }
+        Some((field, rest)) => target.field_mut(field).is_some_and(|inner| set_path(inner, rest, new)),
+    }
+}
+
+impl State {
+    pub fn new(an: &Analysis) -> State {
+        let n = an.body().nodes.len();
+        State {
+            run: String::new(),
+            principal: String::new(),
+            clock: Timestamp { seconds: 0, nanos: 0 },
+            values: vec![None; n],
+            phases: vec![Phase::NotRun; n],
+            degraded: vec![false; n],
+            overridden: vec![false; n],
+            approvals: vec![None; n],
+            action_attempts: vec![0; n],
+            rejected: None,
+            failure: None,
+            status: Status::Running,
+            body_nodes: n,
+        }
+    }
+
+    fn id(&self, an: &Analysis, node: &str) -> usize {
+        // INVARIANT: events name nodes of the run's plan (checked when they are decoded).
+        an.plan.node_id(node).map_or(self.body_nodes, NodeId::index)
+    }
+
+    fn done(&mut self, i: usize, value: Value) {
+        if i < self.body_nodes {
+            self.values[i] = Some(value);
+            self.phases[i] = Phase::Done;
+        }
+    }
+
+    fn phase(&mut self, i: usize, phase: Phase) {
+        if i < self.body_nodes {
+            self.phases[i] = phase;
+        }
+    }
+
+    pub fn value(&self, an: &Analysis, node: &str) -> Option<&Value> {
+        an.plan.node_id(node).and_then(|id| self.values[id.index()].as_ref())
+    }
+
+    pub fn phase_of(&self, an: &Analysis, node: &str) -> Option<Phase> {
+        an.plan.node_id(node).map(|id| self.phases[id.index()])
+    }
+
+    /// Changes the state as the event says.
+    pub fn apply(&mut self, an: &Analysis, event: &Event<Value>) {
+        match event {
+            Event::Started(started) => {
+                self.run = started.run.clone();
+                self.principal = started.principal.clone();
+                if let Some((seconds, nanos)) = flow_ir::time::parse_timestamp(&started.clock) {
+                    self.clock = Timestamp { seconds, nanos };
+                }
+                for named in started.inputs.iter().chain(&started.params) {
+                    let i = self.id(an, &named.name);
+                    self.done(i, named.value.clone());
+                }
+                self.status = Status::Running;
+            }
+            Event::Evaluated { node, value, .. } | Event::Emitted { node, value } => {
+                let i = self.id(an, node);
+                let value = if matches!(event, Event::Emitted { .. }) { Value::Nothing } else { value.clone() };
+                self.done(i, value);
+            }
+            Event::Gate { node, level, holds, .. } => {
+                let i = self.id(an, node);
+                let phase = match (level, holds) {
+                    (_, false) | (GateLevel::Info, true) => Phase::Done,
+                    (GateLevel::Soft, true) => Phase::Waiting,
+                    (GateLevel::Block, true) if self.overridden.get(i) == Some(&true) => Phase::Done,
+                    (GateLevel::Block, true) => Phase::Blocked,
+                };
+                if phase == Phase::Done {
+                    self.done(i, Value::Nothing);
+                } else {
+                    self.phase(i, phase);
+                }
+            }
+            Event::GateDecided { node, decision } => {
+                let i = self.id(an, node);
+                self.done(i, Value::Nothing);
+                if decision.outcome == "reject" {
+                    self.rejected = Some((node.clone(), decision.principal.clone()));
+                }
+            }
+            Event::GateOverridden { node, .. } => {
+                let i = self.id(an, node);
+                if i < self.body_nodes {
+                    self.overridden[i] = true;
+                }
+                self.done(i, Value::Nothing);
+            }
+            Event::ModelCalled { .. } | Event::Refused { .. } => {}
+            Event::Inferred { node, value, degraded, .. } => {
+                let i = self.id(an, node);
+                if i < self.body_nodes {
+                    self.degraded[i] = *degraded;
+                }
+                self.done(i, value.clone());
+            }
+            Event::ReviewSkipped { node, .. } => {
+                let i = self.id(an, node);
+                self.done(i, skipped_review());
+            }
+            Event::ReviewOpened { node, .. } | Event::ApprovalRequired { node, .. } => {
+                let i = self.id(an, node);
+                self.phase(i, Phase::Waiting);
+                if let Event::ApprovalRequired { row, requirement, terms, excluded, .. } = event
+                    && i < self.body_nodes
+                {
+                    self.approvals[i] = Some(ApprovalWait {
+                        row: *row,
+                        requirement: requirement.clone(),
+                        terms: terms.clone(),
+                        excluded: excluded.clone(),
+                        approvals: Vec::new(),
+                    });
+                }
+            }
+            Event::ReviewDecided { node, decision, edits } => {
+                let i = self.id(an, node);
+                let text = |t: &Option<String>| t.clone().map_or(Value::Absent, Value::Text);
+                let record = Value::Record(vec![
+                    ("basis".into(), text(&decision.basis)),
+                    ("outcome".into(), Value::Variant(decision.outcome.as_str().into())),
+                    ("reason".into(), decision.reason.clone().map_or(Value::Absent, |r| Value::Variant(r.into()))),
+                    ("reviewer".into(), Value::Principal(decision.principal.as_str().into())),
+                ]);
+                self.done(i, record);
+                for edit in edits {
+                    let mut parts = edit.field.split('.').map(SmolStr::new);
+                    let Some(target) = parts.next() else { continue };
+                    let path: Vec<SmolStr> = parts.collect();
+                    let t = self.id(an, &target);
+                    if let Some(Some(value)) = self.values.get_mut(t) {
+                        set_path(value, &path, edit.after.clone());
+                    }
+                }
+            }
+            Event::ApprovalDecided { node, decision } => {
+                let i = self.id(an, node);
+                if decision.outcome == "approve"
+                    && let Some(Some(wait)) = self.approvals.get_mut(i)
+                {
+                    wait.approvals.push((decision.principal.clone(), decision.roles.clone()));
+                }
+            }
+            Event::ApprovalCompleted { node, approved, approvers, requirement, .. } => {
+                let i = self.id(an, node);
+                let record = Value::Record(vec![
+                    ("approved".into(), Value::Bool(*approved)),
+                    ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
+                    ("requirement".into(), Value::Text(requirement.clone())),
+                ]);
+                self.done(i, record);
+            }
+            Event::ActionSkipped { node, .. } => {
+                let i = self.id(an, node);
+                let nothing = an.plan.node_id(node).is_some_and(|id| an.plan.node(id).ty == Ty::Nothing);
+                self.done(i, if nothing { Value::Nothing } else { Value::Absent });
+            }
+            Event::ActionStarted { node, .. } => {
+                let i = self.id(an, node);
+                if let Some(attempts) = self.action_attempts.get_mut(i) {
+                    *attempts += 1;
+                }
+            }
+            Event::ActionCompleted { node, result, .. } => {
+                let i = self.id(an, node);
+                self.done(i, result.clone());
+            }
+            Event::Failed { node, error } => {
+                let i = self.id(an, node);
+                self.phase(i, Phase::Failed);
+                self.failure = Some((node.clone(), error.clone()));
+            }
+            Event::Settled { status, .. } => self.status = *status,
+        }
+    }
+
+    /// How the run stands now.
+    pub fn current_status(&self) -> Status {
+        if self.failure.is_some() {
+            Status::Failed
+        } else if self.rejected.is_some() {
+            Status::Rejected
+        } else if self.phases.contains(&Phase::Blocked) {
+            Status::Blocked
+        } else if self.phases.contains(&Phase::Waiting) {
+            Status::Pending
+        } else if self.phases.iter().all(|p| *p == Phase::Done) {
+            Status::Completed
+        } else {
+            Status::Running
+        }
+    }
+}
+
+/// What the executor needs from its caller: recording events durably, and earlier action
+/// results.
+pub trait Journal {
+    fn record(&mut self, event: Event<Value>);
+    /// Makes every recorded event durable (before an action's handler is called).
+    fn flush(&mut self, state: &State) -> Result<(), String>;
+    /// The result an earlier call of `system` with this idempotency key gave.
+    fn action_result(&mut self, system: &str, key: &str) -> Result<Option<Json>, String>;
+}
+
+/// The providers and handlers a run may call.
+pub struct Services<'a> {
+    pub model: &'a dyn Fn(&flow_ir::plan::Model) -> Option<&'a dyn ModelProvider>,
+    pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
+}
+
+/// Why advancing stopped without a settled run: the store failed.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+struct Exec<'a, 'j> {
+    an: &'a Analysis,
+    state: &'a mut State,
+    journal: &'j mut dyn Journal,
+}
+
+impl Exec<'_, '_> {
+    fn emit(&mut self, event: Event<Value>) {
+        self.state.apply(self.an, &event);
+        self.journal.record(event);
+    }
+
+    fn body(&self) -> &PlanBody {
+        self.an.body()
+    }
+
+    fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        interp::eval(self.an.body(), &(&*self.state, self.an), expr)
+    }
+
+    fn operands(&self, node: &str) -> Vec<Named<Value>> {
+        let scope = (&*self.state, self.an);
+        self.an
+            .operands(node)
+            .iter()
+            .map(|op| Named {
+                name: op.place.as_str().into(),
+                value: match &op.fact {
+                    Some(fact) => interp::eval(self.an.body(), &scope, fact).unwrap_or(Value::Absent),
+                    None => op.value(scope.node(&op.node)).cloned().unwrap_or(Value::Absent),
+                },
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, node: &SmolStr, error: impl std::fmt::Display) {
+        self.emit(Event::Failed { node: node.clone(), error: error.to_string() });
+    }
+
+    fn named_args(&self, args: &[flow_ir::expr::Named]) -> Result<Vec<Named<Value>>, EvalError> {
+        args.iter().map(|a| Ok(Named { name: a.name.clone(), value: self.eval(&a.value)? })).collect()
+    }
+}
+
+fn args_json(args: &[Named<Value>]) -> Json {
+    Json::Object(args.iter().map(|a| (a.name.to_string(), a.value.to_json())).collect())
+}
+
+/// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
+pub fn requirement_text(terms: &[Requirement]) -> String {
+    terms
+        .iter()
+        .map(|t| match t {
+            Requirement::Auto => "auto".to_owned(),
+            Requirement::Count { count, role } => format!("{count} of {role}"),
+            Requirement::AllOf(roles) => format!("all of {}", roles.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The roles of the slots of an approval requirement: one per approver needed.
+pub fn slots(terms: &[Requirement]) -> Vec<SmolStr> {
+    let mut out = Vec::new();
+    for term in terms {
+        match term {
+            Requirement::Auto => {}
+            Requirement::Count { count, role } => out.extend(std::iter::repeat_n(role.clone(), *count as usize)),
+            Requirement::AllOf(roles) => out.extend(roles.iter().cloned()),
+        }
+    }
+    out
+}
+
+/// The most slots that distinct approvers can fill (each approver fills at most one slot of
+/// a role they hold): a bipartite matching by augmenting paths.
+pub fn matched(body: &PlanBody, slots: &[SmolStr], approvers: &[(String, Vec<String>)]) -> (usize, Vec<Option<usize>>) {
+    fn augment(
+        body: &PlanBody,
+        a: usize,
+        slots: &[SmolStr],
+        approvers: &[(String, Vec<String>)],
+        slot_of: &mut [Option<usize>],
+        seen: &mut [bool],
+    ) -> bool {
+        for (s, role) in slots.iter().enumerate() {
+            if seen[s] || !crate::analysis::holds(body, &approvers[a].1, role) {
+                continue;
+            }
+            seen[s] = true;
+            if slot_of[s].is_none_or(|other| augment(body, other, slots, approvers, slot_of, seen)) {
+                slot_of[s] = Some(a);
+                return true;
+            }
+        }
+        false
+    }
+    let mut slot_of = vec![None; slots.len()];
+    let mut count = 0;
+    for a in 0..approvers.len() {
+        let mut seen = vec![false; slots.len()];
+        if augment(body, a, slots, approvers, &mut slot_of, &mut seen) {
+            count += 1;
+        }
+    }
+    (count, slot_of)
+}
+
+/// The terms of an approval still unmet, as text: `1 of finance_director`.
+pub fn outstanding(body: &PlanBody, wait: &ApprovalWait) -> Vec<(SmolStr, usize)> {
+    let slots = slots(&wait.terms);
+    let (_, slot_of) = matched(body, &slots, &wait.approvals);
+    let mut out: Vec<(SmolStr, usize)> = Vec::new();
+    for (s, role) in slots.iter().enumerate() {
+        if slot_of[s].is_none() {
+            match out.iter_mut().find(|(r, _)| r == role) {
+                Some((_, n)) => *n += 1,
+                None => out.push((role.clone(), 1)),
+            }
+        }
+    }
+    out
+}
+
+/// Executes every node that can run, in the plan's order, and records how the run stands.
+pub fn advance(
+    an: &Analysis,
+    state: &mut State,
+    services: &Services<'_>,
+    journal: &mut dyn Journal,
+) -> Result<(), Interrupted> {
+    if state.status.is_final() {
+        return Ok(());
+    }
+    let mut exec = Exec { an, state, journal };
+    for &id in an.plan.order() {
+        let i = id.index();
+        if exec.state.phases[i] != Phase::NotRun {
+            continue;
+        }
+        if !an.plan.predecessors(id).iter().all(|(p, _)| exec.state.phases[p.index()] == Phase::Done) {
+            continue;
+        }
+        step(&mut exec, id, services)?;
+        if exec.state.failure.is_some() || exec.state.phases[i] == Phase::Blocked {
+            break;
+        }
+    }
+    let status = exec.state.current_status();
+    let summary = summary(an, exec.state, status);
+    exec.emit(Event::Settled { status, summary });
+    Ok(())
+}
+
+/// One line on how the run stands, without values (they may be labelled).
+pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
+    let body = an.body();
+    match status {
+        Status::Failed => match &state.failure {
+            Some((node, error)) => format!("step `{node}` failed: {error}"),
+            None => "failed".to_owned(),
+        },
+        Status::Rejected => match &state.rejected {
+            Some((gate, by)) => format!("gate `{gate}` was rejected by {by}"),
+            None => "rejected".to_owned(),
+        },
+        Status::Blocked => {
+            let gates: Vec<String> = body
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| state.phases[*i] == Phase::Blocked)
+                .map(|(_, n)| match &n.kind {
+                    NodeKind::Gate { message: Some(m), .. } => format!("gate `{}`: {m}", n.name),
+                    _ => format!("gate `{}`", n.name),
+                })
+                .collect();
+            format!("blocked by {}", gates.join("; "))
+        }
+        Status::Pending => {
+            let steps: Vec<String> = waiting(an, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
+            format!("waiting for {}", steps.join(", "))
+        }
+        Status::Completed => {
+            let outputs: Vec<&str> = body.outputs.iter().map(|o| o.name.as_str()).collect();
+            format!("completed; emitted {}", outputs.join(", "))
+        }
+        Status::Running => "running".to_owned(),
+    }
+}
+
+/// The steps waiting for a decision: name, kind (`review`, `gate`, `approval`) and the roles
+/// that may decide now.
+pub fn waiting(an: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
+    let body = an.body();
+    let mut out = Vec::new();
+    for (i, node) in body.nodes.iter().enumerate() {
+        if state.phases[i] != Phase::Waiting {
+            continue;
+        }
+        let (kind, roles): (&str, Vec<String>) = match &node.kind {
+            NodeKind::Review { roles, .. } => ("review", roles.iter().map(|r| r.to_string()).collect()),
+            NodeKind::Gate { approvers, .. } => ("gate", approvers.iter().map(|r| r.to_string()).collect()),
+            NodeKind::Approval { .. } => {
+                let roles = state.approvals[i]
+                    .as_ref()
+                    .map(|w| outstanding(body, w).into_iter().map(|(r, _)| r.to_string()).collect())
+                    .unwrap_or_default();
+                ("approval", roles)
+            }
+            _ => continue,
+        };
+        out.push((node.name.clone(), kind, roles));
+    }
+    out
+}
+
+fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<(), Interrupted> {
+    let an = exec.an;
+    let node = an.plan.node(id);
+    let name = &node.name;
+    match &node.kind {
+        // Given when the run starts.
+        NodeKind::Input { .. } | NodeKind::Param { .. } => {}
+        NodeKind::Let { value } => match exec.eval(value) {
+            Ok(value) => {
+                let operands = exec.operands(name);
+                exec.emit(Event::Evaluated { node: name.clone(), value, operands });
+            }
+            Err(error) => exec.fail(name, error),
+        },
+        NodeKind::Gate { level, condition, .. } => match exec.eval(condition) {
+            Ok(holds) => {
+                let operands = exec.operands(name);
+                let holds = holds.as_bool().unwrap_or(false);
+                exec.emit(Event::Gate { node: name.clone(), level: *level, holds, operands });
+            }
+            Err(error) => exec.fail(name, error),
+        },
+        NodeKind::Infer { model, args, fallback } => infer(exec, name, model, args, fallback.as_ref(), services),
+        NodeKind::Review { roles, condition, .. } => {
+            let holds = match condition.as_ref().map(|c| exec.eval(c)) {
+                None => true,
+                Some(Ok(value)) => value.as_bool().unwrap_or(false),
+                Some(Err(error)) => return Ok(exec.fail(name, error)),
+            };
+            let operands = exec.operands(name);
+            if holds {
+                exec.emit(Event::ReviewOpened { node: name.clone(), roles: roles.clone(), operands });
+            } else {
+                exec.emit(Event::ReviewSkipped { node: name.clone(), operands });
+            }
+        }
+        NodeKind::Approval { rows, distinct_from } => {
+            let mut chosen = None;
+            for (r, row) in rows.iter().enumerate() {
+                let holds = match row.condition.as_ref().map(|c| exec.eval(c)) {
+                    None => true,
+                    Some(Ok(value)) => value.as_bool().unwrap_or(false),
+                    Some(Err(error)) => return Ok(exec.fail(name, error)),
+                };
+                if holds {
+                    chosen = Some((r, row));
+                    break;
+                }
+            }
+            let Some((r, row)) = chosen else {
+                // The compiler proved matrices exhaustive; a plan that is not fails its step.
+                exec.fail(name, "no row of the approval matrix applies");
+                return Ok(());
+            };
+            let requirement = requirement_text(&row.requirement);
+            let row_number = r as u32 + 1;
+            if slots(&row.requirement).is_empty() {
+                exec.emit(Event::ApprovalCompleted {
+                    node: name.clone(),
+                    row: row_number,
+                    approved: true,
+                    approvers: Vec::new(),
+                    requirement,
+                });
+                return Ok(());
+            }
+            let mut excluded = Vec::new();
+            for expr in distinct_from {
+                match exec.eval(expr) {
+                    Ok(Value::Principal(p)) => excluded.push(p.to_string()),
+                    Ok(Value::List(items)) => {
+                        excluded.extend(items.into_iter().filter_map(|v| match v {
+                            Value::Principal(p) => Some(p.to_string()),
+                            _ => None,
+                        }))
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Ok(exec.fail(name, error)),
+                }
+            }
+            excluded.sort();
+            excluded.dedup();
+            let operands = exec.operands(name);
+            exec.emit(Event::ApprovalRequired {
+                node: name.clone(),
+                row: row_number,
+                requirement,
+                terms: row.requirement.clone(),
+                operands,
+                excluded,
+            });
+        }
+        NodeKind::Action { system, action, args, condition, idempotency } => {
+            return act(exec, id, system, action, args, condition.as_ref(), idempotency.as_ref(), services);
+        }
+        NodeKind::Emit { value } => match exec.eval(value) {
+            Ok(value) => exec.emit(Event::Emitted { node: name.clone(), value }),
+            Err(error) => exec.fail(name, error),
+        },
+    }
+    Ok(())
+}
+
+fn infer(
+    exec: &mut Exec<'_, '_>,
+    name: &SmolStr,
+    model_name: &SmolStr,
+    args: &[flow_ir::expr::Named],
+    fallback: Option<&Expr>,
+    services: &Services<'_>,
+) {
+    let body = exec.body();
+    let Some(model) = body.model(model_name) else { return exec.fail(name, format!("no model `{model_name}`")) };
+    let args = match exec.named_args(args) {
+        Ok(args) => args,
+        Err(error) => return exec.fail(name, error),
+    };
+    let failure = match (services.model)(model) {
+        None => format!(
+            "no provider is configured for model `{model_name}` (provider \"{}\"); configure `[models.{model_name}]`",
+            model.provider
+        ),
+        Some(provider) => {
+            let request =
+                ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+            let request_digest = crate::evidence::digest(&request.to_json());
+            let started = std::time::Instant::now();
+            let reply = provider.infer(&request);
+            let latency_us = started.elapsed().as_micros() as u64;
+            let (output, response_digest, attempts, error) = match reply {
+                Ok(reply) => {
+                    let digest = crate::evidence::digest(&reply.output);
+                    match value::decode(body, &reply.output, &model.output, "$") {
+                        Ok(value) => (Some(value), Some(digest), reply.attempts, None),
+                        Err(error) => (
+                            None,
+                            Some(digest),
+                            reply.attempts,
+                            Some(format!("the output does not fit `{}`: {error}", model.output)),
+                        ),
+                    }
+                }
+                Err(error) => (None, None, error.attempts, Some(error.message)),
+            };
+            exec.emit(Event::ModelCalled {
+                node: name.clone(),
+                model: model.name.clone(),
+                provider: provider.describe(),
+                model_name: model.model_name.clone(),
+                version: model.version.clone(),
+                digest: model.digest.clone(),
+                prompt_hash: model.prompt.as_ref().map(|p| p.hash.clone()),
+                request_digest,
+                response_digest,
+                latency_us,
+                attempts,
+                error: error.clone(),
+                args,
+            });
+            match output {
+                Some(value) => {
+                    exec.emit(Event::Inferred { node: name.clone(), value, degraded: false, reason: None });
+                    return;
+                }
+                None => error.unwrap_or_default(),
+            }
+        }
+    };
+    match fallback {
+        Some(fallback) => match exec.eval(fallback) {
+            Ok(value) => exec.emit(Event::Inferred { node: name.clone(), value, degraded: true, reason: Some(failure) }),
+            Err(error) => exec.fail(name, format!("{failure}; and its fallback failed: {error}")),
+        },
+        None => exec.fail(name, format!("{failure}; and the step has no fallback")),
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "the parts of an action node")]
+fn act(
+    exec: &mut Exec<'_, '_>,
+    id: NodeId,
+    system: &SmolStr,
+    action: &SmolStr,
+    args: &[flow_ir::expr::Named],
+    condition: Option<&Expr>,
+    idempotency: Option<&Expr>,
+    services: &Services<'_>,
+) -> Result<(), Interrupted> {
+    let an = exec.an;
+    let node = an.plan.node(id);
+    let name = &node.name;
+    if let Some(condition) = condition {
+        match exec.eval(condition) {
+            Ok(Value::Bool(true)) => {}
+            Ok(_) => {
+                let operands = exec.operands(name);
+                exec.emit(Event::ActionSkipped { node: name.clone(), operands });
+                return Ok(());
+            }
+            Err(error) => {
+                exec.fail(name, error);
+                return Ok(());
+            }
+        }
+    }
+    let args = match exec.named_args(args) {
+        Ok(args) => args,
+        Err(error) => return Ok(exec.fail(name, error)),
+    };
+    let key = match idempotency.map(|k| exec.eval(k)) {
+        Some(Ok(key)) => format!("{}/{}", name, key),
+        Some(Err(error)) => return Ok(exec.fail(name, error)),
+        None => format!("{}/{}", exec.state.run, name),
+    };
+    let result_ty = node.ty.unwrap_optional().clone();
+    let decode = |json: &Json| value::decode(an.body(), json, &result_ty, "$");
+    if let Some(earlier) = exec.journal.action_result(system, &key).map_err(Interrupted)? {
+        match decode(&earlier) {
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
+            Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+        }
+        return Ok(());
+    }
+    let Some(handler) = (services.system)(system) else {
+        exec.fail(name, format!("no handler is configured for system `{system}`; configure `[systems.{system}]`"));
+        return Ok(());
+    };
+    let attempt = exec.state.action_attempts[id.index()] + 1;
+    let request_args = args_json(&args);
+    exec.emit(Event::ActionStarted {
+        node: name.clone(),
+        system: system.clone(),
+        action: action.clone(),
+        key: key.clone(),
+        args,
+        attempt,
+    });
+    exec.journal.flush(exec.state).map_err(Interrupted)?;
+    let request = ActionRequest { system, action, args: request_args, idempotency_key: &key };
+    match handler.call(&request) {
+        Ok(json) => match decode(&json) {
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),
+            Err(error) => exec.fail(name, format!("`{system}.{action}` returned a result that does not fit: {error}")),
+        },
+        Err(error) => exec.fail(name, format!("`{system}.{action}` failed: {error}")),
+    }
+    Ok(())
+}
+
+/// A decision as a principal gives it.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionInput {
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub basis: Option<String>,
+    /// `risk.tier` and the new value as JSON (a bare word is read as text).
+    pub edits: Vec<(String, String)>,
+}
+
+/// Why a decision is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The principal lacks the grant or role; recorded.
+    Access { grant: String, message: String },
+    /// The decision itself is wrong (unknown outcome, step not waiting); not recorded.
+    Invalid(String),
+}
+
+fn code_ok(code: &str) -> bool {
+    !code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Checks a decision on a waiting step and returns the events it causes.
+pub fn decide(
+    an: &Analysis,
+    state: &State,
+    step: &str,
+    principal: &str,
+    roles: &[String],
+    input: &DecisionInput,
+) -> Result<Vec<Event<Value>>, Refusal> {
+    let body = an.body();
+    let invalid = |m: String| Err(Refusal::Invalid(m));
+    let Some(id) = an.plan.node_id(step) else {
+        let steps: Vec<String> = waiting(an, state).into_iter().map(|w| format!("`{}`", w.0)).collect();
+        return invalid(format!(
+            "the flow has no step `{step}`; waiting: {}",
+            if steps.is_empty() { "nothing".to_owned() } else { steps.join(", ") }
+        ));
+    };
+    let node = an.plan.node(id);
+    if state.phases[id.index()] != Phase::Waiting {
+        let now = match state.phases[id.index()] {
+            Phase::Done => "it is decided or done",
+            Phase::NotRun => "the run has not reached it",
+            Phase::Blocked => "it is a blocking gate: override it instead",
+            Phase::Failed => "it failed",
+            Phase::Waiting => "",
+        };
+        return invalid(format!("step `{step}` is not waiting for a decision: {now}"));
+    }
+    let reason = input.reason.clone().filter(|r| !r.is_empty());
+    let decision = |roles_used: Vec<String>| Decision {
+        principal: principal.to_owned(),
+        roles: roles_used,
+        outcome: input.outcome.clone(),
+        reason: reason.clone(),
+        basis: input.basis.clone().filter(|b| !b.is_empty()),
+    };
+    let may = |wanted: &[SmolStr], grant: String| -> Result<Vec<String>, Refusal> {
+        let used = crate::analysis::roles_used(body, roles, wanted);
+        if used.is_empty() {
+            let wanted: Vec<&str> = wanted.iter().map(SmolStr::as_str).collect();
+            return Err(Refusal::Access {
+                grant,
+                message: format!(
+                    "{principal} may not decide `{step}`: it needs a principal holding {} (holds: {})",
+                    wanted.join(" or "),
+                    if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+                ),
+            });
+        }
+        Ok(used)
+    };
+    match &node.kind {
+        NodeKind::Review { roles: wanted, outcomes, reasons, edits: editable, .. } => {
+            let used = may(wanted, format!("decide {step}"))?;
+            if !outcomes.iter().any(|o| *o == input.outcome) {
+                let names: Vec<&str> = outcomes.iter().map(SmolStr::as_str).collect();
+                return invalid(format!("`{}` is not an outcome of `{step}`; expected one of {}", input.outcome, names.join(", ")));
+            }
+            match &reason {
+                Some(r) if !reasons.iter().any(|x| x == r) => {
+                    let names: Vec<&str> = reasons.iter().map(SmolStr::as_str).collect();
+                    return invalid(format!("`{r}` is not a reason of `{step}`; expected one of {}", names.join(", ")));
+                }
+                None if !reasons.is_empty() => {
+                    let names: Vec<&str> = reasons.iter().map(SmolStr::as_str).collect();
+                    return invalid(format!("a decision of `{step}` needs a reason: one of {}", names.join(", ")));
+                }
+                _ => {}
+            }
+            let mut edits = Vec::new();
+            for (field, written) in &input.edits {
+                let Some(path) = editable.iter().find(|p| p.to_string() == *field) else {
+                    let names: Vec<String> = editable.iter().map(|p| format!("`{p}`")).collect();
+                    return invalid(format!(
+                        "`{step}` may not edit `{field}`; it may edit {}",
+                        if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
+                    ));
+                };
+                let Some(before) = state
+                    .value(an, &path.node)
+                    .and_then(|v| path.fields.iter().try_fold(v, |v, f| v.field(f)))
+                    .cloned()
+                else {
+                    return invalid(format!("`{field}` has no value to edit"));
+                };
+                let ty = edit_type(an, path).ok_or_else(|| Refusal::Invalid(format!("`{field}` has no type")))?;
+                let json = serde_json::from_str(written).unwrap_or_else(|_| Json::String(written.clone()));
+                let after = value::decode(body, &json, &ty, field)
+                    .map_err(|e| Refusal::Invalid(format!("the new value of `{field}` does not fit `{ty}`: {}", e.message)))?;
+                edits.push(crate::event::Edit { field: field.clone(), before, after });
+            }
+            Ok(vec![Event::ReviewDecided { node: node.name.clone(), decision: decision(used), edits }])
+        }
+        NodeKind::Gate { approvers, .. } => {
+            let used = may(approvers, format!("decide {step}"))?;
+            check_gate_decision(step, input, &reason)?;
+            Ok(vec![Event::GateDecided { node: node.name.clone(), decision: decision(used) }])
+        }
+        NodeKind::Approval { .. } => {
+            let Some(wait) = &state.approvals[id.index()] else { return invalid(format!("`{step}` is not waiting")) };
+            let needed: Vec<SmolStr> = outstanding(body, wait).into_iter().map(|(r, _)| r).collect();
+            check_gate_decision(step, input, &reason)?;
+            if wait.excluded.iter().any(|p| p == principal) {
+                return Err(Refusal::Access {
+                    grant: format!("decide {step}"),
+                    message: format!(
+                        "separation of duties: {principal} may not decide `{step}`, which is distinct from them"
+                    ),
+                });
+            }
+            if wait.approvals.iter().any(|(p, _)| p == principal) {
+                return Err(Refusal::Access {
+                    grant: format!("decide {step}"),
+                    message: format!("{principal} has already approved `{step}`; no principal counts twice"),
+                });
+            }
+            let used = may(&needed, format!("decide {step}"))?;
+            let mut events = vec![Event::ApprovalDecided { node: node.name.clone(), decision: decision(used.clone()) }];
+            let mut approvals = wait.approvals.clone();
+            approvals.push((principal.to_owned(), roles.to_vec()));
+            let all = slots(&wait.terms);
+            let (count, _) = matched(body, &all, &approvals);
+            let approvers = |list: &[(String, Vec<String>)]| list.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+            if input.outcome == "reject" {
+                events.push(Event::ApprovalCompleted {
+                    node: node.name.clone(),
+                    row: wait.row,
+                    approved: false,
+                    approvers: approvers(&wait.approvals),
+                    requirement: wait.requirement.clone(),
+                });
+            } else if count == all.len() {
+                events.push(Event::ApprovalCompleted {
+                    node: node.name.clone(),
+                    row: wait.row,
+                    approved: true,
+                    approvers: approvers(&approvals),
+                    requirement: wait.requirement.clone(),
+                });
+            }
+            Ok(events)
+        }
+        _ => invalid(format!("step `{step}` is not decided by people")),
+    }
+}
+
+fn check_gate_decision(step: &str, input: &DecisionInput, reason: &Option<String>) -> Result<(), Refusal> {
+    if input.outcome != "approve" && input.outcome != "reject" {
+        return Err(Refusal::Invalid(format!(
+            "`{}` is not an outcome of `{step}`; expected approve or reject",
+            input.outcome
+        )));
+    }
+    match reason {
+        None => Err(Refusal::Invalid(format!("a decision of `{step}` needs a reason code (`--reason CODE`)"))),
+        Some(r) if !code_ok(r) => {
+            Err(Refusal::Invalid(format!("`{r}` is not a reason code: letters, digits, `_` and `-` only")))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn edit_type(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
+    let body = an.body();
+    let mut ty = body.node(&path.node)?.ty.clone();
+    for field in &path.fields {
+        ty = body.field_type(ty.unwrap_optional(), field)?.into_owned();
+    }
+    Some(ty)
+}
+
+/// Checks an override of a blocking gate and returns its event.
+pub fn override_gate(
+    an: &Analysis,
+    state: &State,
+    gate: &str,
+    principal: &str,
+    roles: &[String],
+    reason: &str,
+    basis: Option<&str>,
+) -> Result<Event<Value>, Refusal> {
+    let Some(id) = an.plan.node_id(gate).filter(|id| matches!(an.plan.node(*id).kind, NodeKind::Gate { .. })) else {
+        return Err(Refusal::Invalid(format!("the flow has no gate `{gate}`")));
+    };
+    if state.phases[id.index()] != Phase::Blocked {
+        return Err(Refusal::Invalid(format!("gate `{gate}` is not blocking this run")));
+    }
+    let grantees = an.grantees(flow_ir::plan::GrantKind::Override, Some(gate));
+    let used = crate::analysis::roles_used(an.body(), roles, &grantees);
+    if used.is_empty() {
+        let who: Vec<&str> = grantees.iter().map(SmolStr::as_str).collect();
+        return Err(Refusal::Access {
+            grant: format!("override {gate}"),
+            message: format!(
+                "{principal} may not override `{gate}`: the flow grants `override {gate}` to {}",
+                if who.is_empty() { "no role".to_owned() } else { who.join(", ") }
+            ),
+        });
+    }
+    if !code_ok(reason) {
+        return Err(Refusal::Invalid(format!("`{reason}` is not a reason code: letters, digits, `_` and `-` only")));
+    }
+    Ok(Event::GateOverridden {
+        node: gate.into(),
+        decision: Decision {
+            principal: principal.to_owned(),
+            roles: used,
+            outcome: "override".to_owned(),
+            reason: Some(reason.to_owned()),
+            basis: basis.map(str::to_owned).filter(|b| !b.is_empty()),
+        },
+    })
+}

@@ -1,0 +1,378 @@
+//! The events of a run: what the hash-chained evidence log records, and what a run's state
+//! is rebuilt from after a crash.
+//!
+//! An event is generic over how it holds values: [`Value`] while a run executes, evidence
+//! JSON (with labels marked, [`crate::labels`]) when it is stored. [`Event::map_values`]
+//! converts between the two, given each value's slot.
+
+use std::collections::BTreeMap;
+
+use flow_ir::plan::{GateLevel, Requirement};
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+/// How a run ended, or that it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Executing, or interrupted while executing (a crash): the next command resumes it.
+    Running,
+    /// Waiting for decisions: reviews, soft gates or approvals.
+    Pending,
+    /// Every step ran and every output was emitted.
+    Completed,
+    /// A blocking gate held; a principal granted `override` may let the run continue.
+    Blocked,
+    /// A soft gate was rejected.
+    Rejected,
+    /// A step failed: an error of its expression, a model without fallback, an action.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Pending => "pending",
+            Status::Completed => "completed",
+            Status::Blocked => "blocked",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        [Status::Running, Status::Pending, Status::Completed, Status::Blocked, Status::Rejected, Status::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    /// Whether nothing more will happen to the run (`blocked` may still be overridden).
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Rejected | Status::Failed)
+    }
+}
+
+/// A named value: an input, a param, an argument, an operand.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Named<V> {
+    pub name: SmolStr,
+    pub value: V,
+}
+
+/// A field a reviewer changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edit<V> {
+    /// As the review's `may edit` names it: `risk.tier`.
+    pub field: String,
+    pub before: V,
+    pub after: V,
+}
+
+/// How fresh an input from a source was when the run started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCheck {
+    pub input: SmolStr,
+    pub source: SmolStr,
+    pub authority: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub as_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub age: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub freshness: Option<String>,
+    pub stale: bool,
+}
+
+/// Where a run executed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// `flow-runtime 0.0.0`.
+    pub runtime: String,
+    /// The build: target triple and profile.
+    pub build: String,
+    pub host: String,
+    pub os: String,
+    /// The model providers and action handlers registered, by model or system, with their
+    /// kind and version.
+    pub providers: BTreeMap<String, String>,
+}
+
+/// A decision's common part: who, with which roles, what, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub principal: String,
+    /// The principal's roles that allowed the decision.
+    pub roles: Vec<String>,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub basis: Option<String>,
+}
+
+/// The first event of every run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Started<V> {
+    pub run: String,
+    pub plan: String,
+    pub flow: SmolStr,
+    pub flow_version: String,
+    pub principal: String,
+    pub roles: Vec<String>,
+    /// The run's clock: what `now()` reads, for the whole run and its replays.
+    pub clock: String,
+    pub inputs: Vec<Named<V>>,
+    /// BLAKE3 of each input's JSON as given.
+    pub input_digests: BTreeMap<String, String>,
+    pub params: Vec<Named<V>>,
+    pub sources: Vec<SourceCheck>,
+    pub environment: Environment,
+    /// The public key (hex) whose signature of the chain head every export carries, when
+    /// the deployment signs evidence.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signing_key: Option<String>,
+    /// `interpreter`.
+    pub engine: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event<V> {
+    Started(Box<Started<V>>),
+    /// A `let` computed its value from `operands`.
+    Evaluated { node: SmolStr, value: V, operands: Vec<Named<V>> },
+    /// A gate's condition, with the values that decided it.
+    Gate { node: SmolStr, level: GateLevel, holds: bool, operands: Vec<Named<V>> },
+    GateDecided { node: SmolStr, decision: Decision },
+    GateOverridden { node: SmolStr, decision: Decision },
+    /// One call of a model provider (after its own retries).
+    ModelCalled {
+        node: SmolStr,
+        model: SmolStr,
+        provider: String,
+        model_name: String,
+        version: String,
+        digest: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        prompt_hash: Option<String>,
+        request_digest: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        response_digest: Option<String>,
+        latency_us: u64,
+        attempts: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<String>,
+        args: Vec<Named<V>>,
+    },
+    /// An `infer` step's value; `degraded` when its fallback gave it.
+    Inferred {
+        node: SmolStr,
+        value: V,
+        degraded: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
+    ReviewSkipped { node: SmolStr, operands: Vec<Named<V>> },
+    ReviewOpened { node: SmolStr, roles: Vec<SmolStr>, operands: Vec<Named<V>> },
+    ReviewDecided { node: SmolStr, decision: Decision, edits: Vec<Edit<V>> },
+    /// The row of an approval matrix that applies, and what it requires.
+    ApprovalRequired {
+        node: SmolStr,
+        row: u32,
+        requirement: String,
+        terms: Vec<Requirement>,
+        operands: Vec<Named<V>>,
+        /// Principals who may not approve (`distinct from`).
+        excluded: Vec<String>,
+    },
+    ApprovalDecided { node: SmolStr, decision: Decision },
+    ApprovalCompleted { node: SmolStr, row: u32, approved: bool, approvers: Vec<String>, requirement: String },
+    ActionSkipped { node: SmolStr, operands: Vec<Named<V>> },
+    /// Written durably before the handler is called, so a crash cannot lose the intent.
+    ActionStarted { node: SmolStr, system: SmolStr, action: SmolStr, key: String, args: Vec<Named<V>>, attempt: u32 },
+    /// The handler's result; `reused` when an earlier call with the same key gave it.
+    ActionCompleted { node: SmolStr, key: String, result: V, reused: bool },
+    Emitted { node: SmolStr, value: V },
+    /// A step failed; the run ends `failed`.
+    Failed { node: SmolStr, error: String },
+    /// An operation the acting principal is not granted.
+    Refused { operation: String, principal: String, roles: Vec<String>, grant: String, message: String },
+    /// The run stopped executing: how it stands, in one line.
+    Settled { status: Status, summary: String },
+}
+
+/// Where a value sits in an event: what gives it its type and its labels.
+#[derive(Clone, Copy, Debug)]
+pub enum Slot<'a> {
+    Input(&'a str),
+    Param(&'a str),
+    /// The value of a `let`, an `infer` or an action.
+    Node(&'a str),
+    /// The output an emit produces.
+    Output(&'a str),
+    /// A place a condition read (`request.amount`).
+    Operand(&'a str),
+    /// An argument of the model an `infer` step calls.
+    ModelArg(&'a str, &'a str),
+    /// An argument of the action an action step calls.
+    ActionArg(&'a str, &'a str),
+    /// A field a review may edit (`risk.tier`).
+    Edit(&'a str),
+}
+
+impl<V> Event<V> {
+    /// The node the event is about, if any.
+    pub fn node(&self) -> Option<&SmolStr> {
+        match self {
+            Event::Evaluated { node, .. }
+            | Event::Gate { node, .. }
+            | Event::GateDecided { node, .. }
+            | Event::GateOverridden { node, .. }
+            | Event::ModelCalled { node, .. }
+            | Event::Inferred { node, .. }
+            | Event::ReviewSkipped { node, .. }
+            | Event::ReviewOpened { node, .. }
+            | Event::ReviewDecided { node, .. }
+            | Event::ApprovalRequired { node, .. }
+            | Event::ApprovalDecided { node, .. }
+            | Event::ApprovalCompleted { node, .. }
+            | Event::ActionSkipped { node, .. }
+            | Event::ActionStarted { node, .. }
+            | Event::ActionCompleted { node, .. }
+            | Event::Emitted { node, .. }
+            | Event::Failed { node, .. } => Some(node),
+            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } => None,
+        }
+    }
+
+    /// The event with each value converted by `f`, which is told where the value sits.
+    pub fn map_values<W, E>(self, f: &mut impl FnMut(Slot<'_>, V) -> Result<W, E>) -> Result<Event<W>, E> {
+        fn named<V, W, E>(
+            items: Vec<Named<V>>,
+            slot: impl for<'s> Fn(&'s str) -> Slot<'s>,
+            f: &mut impl FnMut(Slot<'_>, V) -> Result<W, E>,
+        ) -> Result<Vec<Named<W>>, E> {
+            items.into_iter().map(|n| Ok(Named { value: f(slot(&n.name), n.value)?, name: n.name })).collect()
+        }
+        Ok(match self {
+            Event::Started(started) => {
+                let s = *started;
+                Event::Started(Box::new(Started {
+                    inputs: named(s.inputs, |n| Slot::Input(n), f)?,
+                    params: named(s.params, |n| Slot::Param(n), f)?,
+                    run: s.run,
+                    plan: s.plan,
+                    flow: s.flow,
+                    flow_version: s.flow_version,
+                    principal: s.principal,
+                    roles: s.roles,
+                    clock: s.clock,
+                    input_digests: s.input_digests,
+                    sources: s.sources,
+                    environment: s.environment,
+                    signing_key: s.signing_key,
+                    engine: s.engine,
+                }))
+            }
+            Event::Evaluated { value, operands, node } => Event::Evaluated {
+                value: f(Slot::Node(&node), value)?,
+                operands: named(operands, |n| Slot::Operand(n), f)?,
+                node,
+            },
+            Event::Gate { node, level, holds, operands } => {
+                Event::Gate { node, level, holds, operands: named(operands, |n| Slot::Operand(n), f)? }
+            }
+            Event::GateDecided { node, decision } => Event::GateDecided { node, decision },
+            Event::GateOverridden { node, decision } => Event::GateOverridden { node, decision },
+            Event::ModelCalled {
+                node,
+                model,
+                provider,
+                model_name,
+                version,
+                digest,
+                prompt_hash,
+                request_digest,
+                response_digest,
+                latency_us,
+                attempts,
+                error,
+                args,
+            } => {
+                let args = args
+                    .into_iter()
+                    .map(|a| Ok(Named { value: f(Slot::ModelArg(&node, &a.name), a.value)?, name: a.name }))
+                    .collect::<Result<_, E>>()?;
+                Event::ModelCalled {
+                    node,
+                    model,
+                    provider,
+                    model_name,
+                    version,
+                    digest,
+                    prompt_hash,
+                    request_digest,
+                    response_digest,
+                    latency_us,
+                    attempts,
+                    error,
+                    args,
+                }
+            }
+            Event::Inferred { value, degraded, reason, node } => {
+                Event::Inferred { value: f(Slot::Node(&node), value)?, degraded, reason, node }
+            }
+            Event::ReviewSkipped { node, operands } => {
+                Event::ReviewSkipped { node, operands: named(operands, |n| Slot::Operand(n), f)? }
+            }
+            Event::ReviewOpened { node, roles, operands } => {
+                Event::ReviewOpened { node, roles, operands: named(operands, |n| Slot::Operand(n), f)? }
+            }
+            Event::ReviewDecided { node, decision, edits } => {
+                let edits = edits
+                    .into_iter()
+                    .map(|e| {
+                        Ok(Edit {
+                            before: f(Slot::Edit(&e.field), e.before)?,
+                            after: f(Slot::Edit(&e.field), e.after)?,
+                            field: e.field,
+                        })
+                    })
+                    .collect::<Result<_, E>>()?;
+                Event::ReviewDecided { node, decision, edits }
+            }
+            Event::ApprovalRequired { node, row, requirement, terms, operands, excluded } => Event::ApprovalRequired {
+                node,
+                row,
+                requirement,
+                terms,
+                operands: named(operands, |n| Slot::Operand(n), f)?,
+                excluded,
+            },
+            Event::ApprovalDecided { node, decision } => Event::ApprovalDecided { node, decision },
+            Event::ApprovalCompleted { node, row, approved, approvers, requirement } => {
+                Event::ApprovalCompleted { node, row, approved, approvers, requirement }
+            }
+            Event::ActionSkipped { node, operands } => {
+                Event::ActionSkipped { node, operands: named(operands, |n| Slot::Operand(n), f)? }
+            }
+            Event::ActionStarted { node, system, action, key, args, attempt } => {
+                let args = args
+                    .into_iter()
+                    .map(|a| Ok(Named { value: f(Slot::ActionArg(&node, &a.name), a.value)?, name: a.name }))
+                    .collect::<Result<_, E>>()?;
+                Event::ActionStarted { node, system, action, key, args, attempt }
+            }
+            Event::ActionCompleted { key, result, reused, node } => {
+                Event::ActionCompleted { key, result: f(Slot::Node(&node), result)?, reused, node }
+            }
+            Event::Emitted { value, node } => Event::Emitted { value: f(Slot::Output(&node), value)?, node },
+            Event::Failed { node, error } => Event::Failed { node, error },
+            Event::Refused { operation, principal, roles, grant, message } => {
+                Event::Refused { operation, principal, roles, grant, message }
+            }
+            Event::Settled { status, summary } => Event::Settled { status, summary },
+        })
+    }
+}

@@ -1,0 +1,30 @@
+//! The Flow runtime: executes verified plans.
+//!
+//! **API boundary.** An application makes a [`Runtime`] over a [`store::Store`] (the
+//! embedded [`store::SqliteStore`] by default), registers model providers
+//! ([`provider::ModelProvider`]) and action handlers ([`provider::ActionHandler`]), installs
+//! a [`flow_ir::VerifiedPlan`], and starts runs for a [`Principal`] it authenticated. A run
+//! executes the plan's DAG in order; reviews, soft gates and approvals suspend it durably
+//! until [`Runtime::decide`]; blocking gates end it `blocked` until
+//! [`Runtime::override_gate`]. Every step leaves an event in a hash-chained log
+//! ([`evidence`]), exported redacted for the viewer by [`Runtime::evidence`] and checked by
+//! [`evidence::verify`].
+//!
+//! **Architecture invariant:** the runtime knows nothing of source text or the compiler; it
+//! trusts only plans that [`flow_ir`] verified.
+
+pub mod analysis;
+pub mod engine;
+pub mod event;
+pub mod evidence;
+pub mod interp;
+pub mod labels;
+mod narrative;
+pub mod provider;
+mod runtime;
+pub mod store;
+pub mod value;
+
+pub use engine::DecisionInput;
+pub use event::Status;
+pub use runtime::{Error, Principal, RunView, Runtime, StartOptions, decode_event, encode_event, now};

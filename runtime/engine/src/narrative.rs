@@ -1,0 +1,229 @@
+//! A run told for a person on one page (`flowc show`): what came in, which rules and gates
+//! fired with their values, what the model said, who decided what and why, what went out,
+//! what was degraded or overridden. Values are read from (redacted) evidence JSON, so a
+//! viewer sees only what their `view` grants allow.
+
+use std::fmt::Write;
+
+use flow_ir::plan::NodeKind;
+use serde_json::Value as Json;
+
+use crate::analysis::Analysis;
+use crate::labels::display;
+use crate::runtime::RunView;
+use crate::store::StoredEvent;
+
+fn operands(event: &Json) -> String {
+    let parts: Vec<String> = event["operands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| format!("{} = {}", o["name"].as_str().unwrap_or("?"), display(&o["value"])))
+        .collect();
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+}
+
+fn decision(d: &Json) -> String {
+    let roles: Vec<&str> = d["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+    let mut text = format!("{} ({}): {}", d["principal"].as_str().unwrap_or("?"), roles.join(", "), d["outcome"].as_str().unwrap_or("?"));
+    if let Some(reason) = d["reason"].as_str() {
+        let _ = write!(text, ", reason {reason}");
+    }
+    if let Some(basis) = d["basis"].as_str() {
+        let _ = write!(text, " — \"{basis}\"");
+    }
+    text
+}
+
+/// The page.
+pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
+    let body = an.body();
+    let mut out = String::new();
+    let _ = writeln!(out, "Run {} of flow `{}` {}", view.run, body.flow.name, body.flow.version);
+    let _ = writeln!(out, "Status: {} — {}", view.status.as_str(), view.summary);
+    let mut steps = String::new();
+    let mut refusals = String::new();
+    for stored in events {
+        let e = &stored.body;
+        let node = e["node"].as_str().unwrap_or("");
+        let kind = e["event"].as_str().unwrap_or("");
+        let line = |steps: &mut String, text: String| {
+            let _ = writeln!(steps, "  {text}");
+        };
+        match kind {
+            "started" => {
+                let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                let _ = writeln!(out, "Started by {} ({}) at {}; plan {}", e["principal"].as_str().unwrap_or("?"), roles.join(", "), e["clock"].as_str().unwrap_or("?"), e["plan"].as_str().unwrap_or("?"));
+                let env = &e["environment"];
+                let _ = writeln!(out, "Ran on {} ({}), {}, engine {}", env["host"].as_str().unwrap_or("?"), env["os"].as_str().unwrap_or("?"), env["runtime"].as_str().unwrap_or("?"), e["engine"].as_str().unwrap_or("?"));
+                let _ = writeln!(out, "\nInputs");
+                for input in e["inputs"].as_array().into_iter().flatten() {
+                    let _ = writeln!(out, "  {}: {}", input["name"].as_str().unwrap_or("?"), display(&input["value"]));
+                }
+                for source in e["sources"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "  {} comes from {} (authority {}), as of {}, age {}{}",
+                        source["input"].as_str().unwrap_or("?"),
+                        source["source"].as_str().unwrap_or("?"),
+                        source["authority"].as_str().unwrap_or("?"),
+                        source["as_of"].as_str().unwrap_or("unknown"),
+                        source["age"].as_str().unwrap_or("unknown"),
+                        if source["stale"] == true { " — STALE" } else { "" }
+                    );
+                }
+                let params = e["params"].as_array().cloned().unwrap_or_default();
+                if !params.is_empty() {
+                    let _ = writeln!(out, "\nParams");
+                    for p in params {
+                        let _ = writeln!(out, "  {} = {}", p["name"].as_str().unwrap_or("?"), display(&p["value"]));
+                    }
+                }
+            }
+            "evaluated" => line(&mut steps, format!("let {node} = {}{}", display(&e["value"]), operands(e))),
+            "gate" => {
+                let level = e["level"].as_str().unwrap_or("?");
+                let message = match body.node(node).map(|n| &n.kind) {
+                    Some(NodeKind::Gate { message: Some(m), .. }) => format!(": \"{m}\""),
+                    _ => String::new(),
+                };
+                let verdict = match (e["holds"] == true, level) {
+                    (false, _) => "did not hold".to_owned(),
+                    (true, "info") => format!("held — finding recorded{message}"),
+                    (true, "soft") => format!("held — waits for approval{message}"),
+                    (true, _) => format!("held — BLOCKS the run{message}"),
+                };
+                line(&mut steps, format!("gate {node} ({level}): {verdict}{}", operands(e)));
+            }
+            "gate_decided" => line(&mut steps, format!("  gate {node} decided by {}", decision(&e["decision"]))),
+            "gate_overridden" => line(&mut steps, format!("  gate {node} OVERRIDDEN by {}", decision(&e["decision"]))),
+            "model_called" => {
+                let args: Vec<String> = e["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| format!("{}: {}", a["name"].as_str().unwrap_or("?"), display(&a["value"])))
+                    .collect();
+                line(
+                    &mut steps,
+                    format!(
+                        "infer {node}: model {} = {} {} ({}) via {}, {} ms, {} attempt(s){}",
+                        e["model"].as_str().unwrap_or("?"),
+                        e["model_name"].as_str().unwrap_or("?"),
+                        e["version"].as_str().unwrap_or("?"),
+                        e["digest"].as_str().unwrap_or("?"),
+                        e["provider"].as_str().unwrap_or("?"),
+                        e["latency_us"].as_u64().unwrap_or(0) / 1000,
+                        e["attempts"],
+                        e["error"].as_str().map(|m| format!(" — FAILED: {m}")).unwrap_or_default()
+                    ),
+                );
+                line(&mut steps, format!("  given ({})", args.join(", ")));
+            }
+            "inferred" => {
+                let how = if e["degraded"] == true {
+                    format!("DEGRADED — the fallback gave it ({})", e["reason"].as_str().unwrap_or("?"))
+                } else {
+                    "from the model".to_owned()
+                };
+                line(&mut steps, format!("  {node} = {} ({how})", display(&e["value"])));
+            }
+            "review_skipped" => line(&mut steps, format!("review {node}: skipped, its condition did not hold{}", operands(e))),
+            "review_opened" => {
+                let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                line(&mut steps, format!("review {node}: opened for {}{}", roles.join(", "), operands(e)));
+            }
+            "review_decided" => {
+                line(&mut steps, format!("  review {node} decided by {}", decision(&e["decision"])));
+                for edit in e["edits"].as_array().into_iter().flatten() {
+                    line(
+                        &mut steps,
+                        format!(
+                            "    edited {}: {} → {}",
+                            edit["field"].as_str().unwrap_or("?"),
+                            display(&edit["before"]),
+                            display(&edit["after"])
+                        ),
+                    );
+                }
+            }
+            "approval_required" => {
+                let excluded: Vec<&str> = e["excluded"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                line(
+                    &mut steps,
+                    format!(
+                        "approval {node}: row {} applies, requiring {}{}{}",
+                        e["row"],
+                        e["requirement"].as_str().unwrap_or("?"),
+                        operands(e),
+                        if excluded.is_empty() { String::new() } else { format!("; may not approve: {}", excluded.join(", ")) }
+                    ),
+                );
+            }
+            "approval_decided" => line(&mut steps, format!("  approval {node}: {}", decision(&e["decision"]))),
+            "approval_completed" => {
+                let approvers: Vec<&str> = e["approvers"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                let verdict = match (e["approved"] == true, approvers.is_empty()) {
+                    (true, true) => format!("approved automatically (row {}: {})", e["row"], e["requirement"].as_str().unwrap_or("?")),
+                    (true, false) => format!("approved by {}", approvers.join(", ")),
+                    (false, _) => "NOT approved: a required approver rejected".to_owned(),
+                };
+                line(&mut steps, format!("approval {node}: {verdict}"));
+            }
+            "action_skipped" => line(&mut steps, format!("action {node}: skipped, its condition did not hold{}", operands(e))),
+            "action_started" => line(
+                &mut steps,
+                format!(
+                    "action {node}: {}.{} called (attempt {}, idempotency key {})",
+                    e["system"].as_str().unwrap_or("?"),
+                    e["action"].as_str().unwrap_or("?"),
+                    e["attempt"],
+                    e["key"].as_str().unwrap_or("?")
+                ),
+            ),
+            "action_completed" => line(
+                &mut steps,
+                format!(
+                    "  result {}{}",
+                    display(&e["result"]),
+                    if e["reused"] == true { " (an earlier call with this key gave it; not repeated)" } else { "" }
+                ),
+            ),
+            "emitted" => line(&mut steps, format!("emit {node} = {}", display(&e["value"]))),
+            "failed" => line(&mut steps, format!("step {node} FAILED: {}", e["error"].as_str().unwrap_or("?"))),
+            "refused" => {
+                let _ = writeln!(
+                    refusals,
+                    "  {} {}: refused {} (missing grant `{}`): {}",
+                    stored.at,
+                    e["principal"].as_str().unwrap_or("?"),
+                    e["operation"].as_str().unwrap_or("?"),
+                    e["grant"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("?")
+                );
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(out, "\nSteps");
+    out.push_str(&steps);
+    if !view.pending.is_empty() {
+        let _ = writeln!(out, "\nWaiting");
+        for (step, kind, roles) in &view.pending {
+            let _ = writeln!(out, "  {kind} {step}: may be decided by {}", roles.join(", "));
+        }
+    }
+    if !view.outputs.is_empty() {
+        let _ = writeln!(out, "\nOutputs");
+        for (name, value) in &view.outputs {
+            let _ = writeln!(out, "  {name} = {}", display(value));
+        }
+    }
+    if !refusals.is_empty() {
+        let _ = writeln!(out, "\nRefusals");
+        out.push_str(&refusals);
+    }
+    let head = events.last().map_or("none", |e| e.hash.as_str());
+    let _ = writeln!(out, "\nEvidence: {} events, head {head}", events.len());
+    out
+}

@@ -1,0 +1,256 @@
+//! Model providers and action handlers: the traits an embedding application implements, and
+//! the two kinds shipped, `command` (a local program speaking JSON on stdin and stdout) and
+//! `openai-compatible` (HTTP chat completions asking for JSON output).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flow_ir::plan::Model;
+use serde_json::{Value as Json, json};
+
+/// What an `infer` step asks a provider.
+pub struct ModelRequest<'a> {
+    pub model: &'a Model,
+    /// The pinned prompt's text, when the model has one.
+    pub prompt: Option<&'a str>,
+    /// The named arguments, as JSON.
+    pub input: Json,
+}
+
+impl ModelRequest<'_> {
+    /// The request as the `command` provider writes it on stdin.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "model": {"name": self.model.model_name, "version": self.model.version, "digest": self.model.digest},
+            "prompt": self.prompt,
+            "input": self.input,
+        })
+    }
+}
+
+/// A provider's answer.
+pub struct ModelReply {
+    /// The model's output, to be checked against the model's declared output type.
+    pub output: Json,
+    /// How many attempts it took (1 without retries).
+    pub attempts: u32,
+}
+
+/// A provider's failure, after its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    pub message: String,
+    pub attempts: u32,
+}
+
+/// Runs inferences for models.
+pub trait ModelProvider: Send + Sync {
+    /// What it is, for the evidence's environment (`command python3 models/risk.py`).
+    fn describe(&self) -> String;
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError>;
+}
+
+/// What an action step asks a handler.
+pub struct ActionRequest<'a> {
+    pub system: &'a str,
+    pub action: &'a str,
+    /// The named arguments, as JSON.
+    pub args: Json,
+    /// The same key for every attempt of one action: the handler must not repeat the effect
+    /// for a key it has seen (the runtime calls again only when a crash came between the
+    /// handler's effect and the durable record of its result).
+    pub idempotency_key: &'a str,
+}
+
+impl ActionRequest<'_> {
+    pub fn to_json(&self) -> Json {
+        json!({"system": self.system, "action": self.action, "args": self.args, "idempotency_key": self.idempotency_key})
+    }
+}
+
+/// Performs the actions of one system.
+pub trait ActionHandler: Send + Sync {
+    fn describe(&self) -> String;
+    /// The action's result, as JSON (`null` for an action without result).
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String>;
+}
+
+/// Runs a program (in `dir`, when given) with `input` on stdin and reads its stdout as
+/// JSON, within `timeout`.
+pub fn run_command(command: &[String], dir: Option<&Path>, input: &Json, timeout: Duration) -> Result<Json, String> {
+    let (program, args) = command.split_first().ok_or("the command is empty")?;
+    let shown = command.join(" ");
+    let mut process = Command::new(program);
+    if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        process.current_dir(dir);
+    }
+    let mut child = process
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+    let body = input.to_string();
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    // Writing and reading on threads: a program may print before it has read everything.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(body.as_bytes());
+    });
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stderr.take(64 * 1024).read_to_end(&mut out);
+        out
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{shown}` did not answer within {}", humantime(timeout)));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(format!("cannot wait for `{shown}`: {e}")),
+        }
+    };
+    let _ = writer.join();
+    let out = reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        let err = String::from_utf8_lossy(&err);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        return Err(format!(
+            "`{shown}` failed ({status}){}",
+            if last.is_empty() { String::new() } else { format!(": {last}") }
+        ));
+    }
+    serde_json::from_slice(&out).map_err(|e| format!("`{shown}` did not print JSON: {e}"))
+}
+
+fn humantime(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+/// The `command` provider: a local program gets the request on stdin and prints the output.
+pub struct CommandModel {
+    pub command: Vec<String>,
+    /// Where it runs; the current directory when absent.
+    pub dir: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl ModelProvider for CommandModel {
+    fn describe(&self) -> String {
+        format!("command {}", self.command.join(" "))
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        run_command(&self.command, self.dir.as_deref(), &request.to_json(), self.timeout)
+            .map(|output| ModelReply { output, attempts: 1 })
+            .map_err(|message| ProviderError { message, attempts: 1 })
+    }
+}
+
+/// The `command` handler: a local program gets `{system, action, args, idempotency_key}`.
+pub struct CommandSystem {
+    pub command: Vec<String>,
+    /// Where it runs; the current directory when absent.
+    pub dir: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl ActionHandler for CommandSystem {
+    fn describe(&self) -> String {
+        format!("command {}", self.command.join(" "))
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        run_command(&self.command, self.dir.as_deref(), &request.to_json(), self.timeout)
+    }
+}
+
+/// The `openai-compatible` provider: `POST {base_url}/chat/completions` with the prompt as
+/// the system message and the input as a JSON user message, asking for a JSON object.
+pub struct OpenAiCompatible {
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+    /// Attempts after the first, on transport errors and 5xx/429 answers.
+    pub retries: u32,
+}
+
+impl OpenAiCompatible {
+    fn attempt(&self, agent: &ureq::Agent, body: &Json) -> Result<Json, (String, bool)> {
+        let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
+        let mut call = agent.post(&url).header("content-type", "application/json");
+        if let Some(key) = &self.api_key {
+            call = call.header("authorization", &format!("Bearer {key}"));
+        }
+        let mut response = call.send(body.to_string().as_bytes()).map_err(|e| (format!("`{url}`: {e}"), true))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| (format!("`{url}`: {e}"), true))?;
+        if status != 200 {
+            let retry = status == 429 || status >= 500;
+            let shown: String = text.chars().take(200).collect();
+            return Err((format!("`{url}` answered {status}: {shown}"), retry));
+        }
+        let reply: Json = serde_json::from_str(&text).map_err(|e| (format!("`{url}` did not answer JSON: {e}"), false))?;
+        let content = reply
+            .pointer("/choices/0/message/content")
+            .and_then(Json::as_str)
+            .ok_or_else(|| ("the answer has no `choices[0].message.content`".to_owned(), false))?;
+        serde_json::from_str(content).map_err(|e| (format!("the model's content is not JSON: {e}"), false))
+    }
+}
+
+impl ModelProvider for OpenAiCompatible {
+    fn describe(&self) -> String {
+        format!("openai-compatible {}", self.base_url)
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .build();
+        let agent = ureq::Agent::new_with_config(config);
+        let mut messages = Vec::new();
+        if let Some(prompt) = request.prompt {
+            messages.push(json!({"role": "system", "content": prompt}));
+        }
+        messages.push(json!({"role": "user", "content": request.input.to_string()}));
+        let body = json!({
+            "model": request.model.model_name,
+            "messages": messages,
+            "response_format": {"type": "json_object"},
+            "temperature": 0,
+        });
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(&agent, &body) {
+                Ok(output) => return Ok(ModelReply { output, attempts }),
+                Err((message, retry)) if !retry || attempts > self.retries => {
+                    return Err(ProviderError { message, attempts });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100 * u64::from(attempts))),
+            }
+        }
+    }
+}

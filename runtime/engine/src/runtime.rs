@@ -1,0 +1,762 @@
+//! The runtime an application embeds: plans, providers, handlers and a store; starting runs,
+//! deciding, overriding, resuming after a crash, and exporting evidence, with every
+//! operation checked against the plan's grants.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::SigningKey;
+use flow_ir::VerifiedPlan;
+use flow_ir::expr::Timestamp;
+use flow_ir::plan::{GrantKind, NodeKind};
+use flow_ir::ty::Ty;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+use crate::analysis::Analysis;
+use crate::engine::{self, DecisionInput, Interrupted, Journal, Refusal, Services, State};
+use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status};
+use crate::evidence;
+use crate::labels;
+use crate::provider::{ActionHandler, ModelProvider};
+use crate::store::{ActionResult, RunRecord, Store, StoredEvent, Waiting};
+use crate::value::{self, DecodeError, Value};
+
+/// Someone acting on runs: an id and the roles the deployment gives it. Embedders pass a
+/// principal they authenticated; the CLI reads them from a principals file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub roles: Vec<String>,
+}
+
+/// Why an operation did not happen.
+#[derive(Debug)]
+pub enum Error {
+    /// The acting principal lacks a grant; the refusal was recorded.
+    Refused { grant: String, message: String },
+    /// The request is wrong: unknown run or step, a decision that does not fit, an input
+    /// that does not fit its type.
+    Invalid(String),
+    /// The store or the deployment cannot be used.
+    Environment(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Refused { grant, message } => write!(f, "refused: {message} (missing grant: `{grant}`)"),
+            Error::Invalid(message) | Error::Environment(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(error: crate::store::StoreError) -> Error {
+        Error::Environment(error.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a run stands, with its explanation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunView {
+    pub run: String,
+    pub flow: String,
+    pub status: Status,
+    /// One line on why: the deciding gate, the failure, what the run waits for.
+    pub summary: String,
+    /// Steps waiting for a decision: name, kind, roles that may decide.
+    pub pending: Vec<(String, String, Vec<String>)>,
+    /// Outputs emitted, as JSON (labelled fields marked).
+    pub outputs: BTreeMap<String, Json>,
+}
+
+/// Options of a new run.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// The run's clock; the current time when absent.
+    pub clock: Option<Timestamp>,
+    /// Params set to other values than their defaults (JSON).
+    pub params: Vec<(String, Json)>,
+}
+
+/// The runtime.
+pub struct Runtime {
+    store: Box<dyn Store>,
+    models: BTreeMap<String, Arc<dyn ModelProvider>>,
+    provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
+    systems: BTreeMap<String, Arc<dyn ActionHandler>>,
+    signing: Option<SigningKey>,
+    plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
+}
+
+/// The current time.
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() }
+}
+
+fn new_run_id(plan: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = now();
+    let seed = format!("{plan}/{}/{}/{}/{n}", t.seconds, t.nanos, std::process::id());
+    format!("r-{}", &blake3::hash(seed.as_bytes()).to_hex()[..16])
+}
+
+fn host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl Runtime {
+    pub fn new(store: Box<dyn Store>) -> Runtime {
+        Runtime {
+            store,
+            models: BTreeMap::new(),
+            provider_kinds: BTreeMap::new(),
+            systems: BTreeMap::new(),
+            signing: None,
+            plans: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The provider for one model, by the model's name in the plan.
+    pub fn register_model(&mut self, model: &str, provider: Arc<dyn ModelProvider>) {
+        self.models.insert(model.to_owned(), provider);
+    }
+
+    /// The provider for every model declaring this provider kind and having none of its own.
+    pub fn register_provider(&mut self, kind: &str, provider: Arc<dyn ModelProvider>) {
+        self.provider_kinds.insert(kind.to_owned(), provider);
+    }
+
+    /// The handler of a system's actions.
+    pub fn register_system(&mut self, system: &str, handler: Arc<dyn ActionHandler>) {
+        self.systems.insert(system.to_owned(), handler);
+    }
+
+    /// Signs the head of every run started from now on with this key.
+    pub fn set_signing_key(&mut self, key: SigningKey) {
+        self.signing = Some(key);
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Keeps a verified plan in the store (by hash) and returns it ready to run.
+    pub fn install(&self, plan: VerifiedPlan) -> Result<Arc<Analysis>> {
+        let hash = plan.hash().to_owned();
+        if let Some(an) = self.cached(&hash) {
+            return Ok(an);
+        }
+        let bytes = flow_ir::encode::to_json(plan.plan());
+        self.store.put_plan(&hash, bytes.as_bytes())?;
+        let an = Arc::new(Analysis::new(plan));
+        self.lock_plans().insert(hash, an.clone());
+        Ok(an)
+    }
+
+    fn lock_plans(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
+        self.plans.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cached(&self, hash: &str) -> Option<Arc<Analysis>> {
+        self.lock_plans().get(hash).cloned()
+    }
+
+    /// The plan of this hash, from the store, verified again.
+    pub fn plan(&self, hash: &str) -> Result<Arc<Analysis>> {
+        if let Some(an) = self.cached(hash) {
+            return Ok(an);
+        }
+        let bytes = self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
+        let plan = flow_ir::load(&bytes)
+            .map_err(|e| Error::Environment(format!("the stored plan {hash} does not verify:\n{e}")))?;
+        if plan.hash() != hash {
+            return Err(Error::Environment(format!("the plan stored as {hash} has hash {}", plan.hash())));
+        }
+        let an = Arc::new(Analysis::new(plan));
+        self.lock_plans().insert(hash.to_owned(), an.clone());
+        Ok(an)
+    }
+
+    fn environment(&self, an: &Analysis) -> Environment {
+        let mut providers = BTreeMap::new();
+        for model in &an.body().models {
+            if let Some(p) = self.model_provider(model) {
+                providers.insert(format!("model {}", model.name), p.describe());
+            }
+        }
+        for system in &an.body().systems {
+            if let Some(h) = self.systems.get(system.name.as_str()) {
+                providers.insert(format!("system {}", system.name), h.describe());
+            }
+        }
+        Environment {
+            runtime: format!("flow-runtime {}", env!("CARGO_PKG_VERSION")),
+            build: format!(
+                "{}-{} {}",
+                std::env::consts::ARCH,
+                std::env::consts::OS,
+                if cfg!(debug_assertions) { "debug" } else { "release" }
+            ),
+            host: host(),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            providers,
+        }
+    }
+
+    fn model_provider(&self, model: &flow_ir::plan::Model) -> Option<&dyn ModelProvider> {
+        self.models
+            .get(model.name.as_str())
+            .or_else(|| self.provider_kinds.get(model.provider.as_str()))
+            .map(|p| &**p)
+    }
+
+    /// Refuses an operation: records it (in the run's chain when there is a run) and
+    /// returns the error.
+    fn refuse(&self, run: Option<(&Analysis, &mut Loaded)>, who: &Principal, operation: &str, grant: String, message: String) -> Error {
+        let event = Event::Refused {
+            operation: operation.to_owned(),
+            principal: who.id.clone(),
+            roles: who.roles.clone(),
+            grant: grant.clone(),
+            message: message.clone(),
+        };
+        let recorded = match run {
+            Some((an, loaded)) => {
+                loaded.state.apply(an, &event);
+                loaded.log.pending.push(event);
+                loaded.log.commit(self, an, &loaded.state).map_err(|e| e.to_string())
+            }
+            None => self
+                .store
+                .record_refusal(&now().to_string(), &who.id, operation, &grant, &message)
+                .map_err(|e| e.to_string()),
+        };
+        match recorded {
+            Ok(()) => Error::Refused { grant, message },
+            Err(error) => Error::Environment(format!("{message}; and the refusal could not be recorded: {error}")),
+        }
+    }
+
+    /// Reads the inputs of a run, each checked against its declared type.
+    fn inputs(&self, an: &Analysis, given: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
+        let body = an.body();
+        let declared: Vec<&flow_ir::plan::Node> =
+            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        if let Some((name, _)) = given.iter().find(|(n, _)| !declared.iter().any(|d| d.name == n)) {
+            let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "the flow has no input `{name}`; its inputs are {}",
+                names.join(", ")
+            )));
+        }
+        let mut inputs = Vec::new();
+        for node in declared {
+            let value = match given.iter().find(|(n, _)| n == node.name.as_str()) {
+                Some((_, json)) => value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?,
+                None if node.ty.is_optional() => Value::Absent,
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "input `{}` of type `{}` is missing (give it with `--input {}=FILE.json`)",
+                        node.name, node.ty, node.name
+                    )));
+                }
+            };
+            inputs.push(Named { name: node.name.clone(), value });
+        }
+        Ok(inputs)
+    }
+
+    fn params(&self, an: &Analysis, set: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
+        let body = an.body();
+        let mut params = Vec::new();
+        for (name, _) in set {
+            if !body.nodes.iter().any(|n| n.name == name.as_str() && matches!(n.kind, NodeKind::Param { .. })) {
+                return Err(Error::Invalid(format!("the flow has no param `{name}`")));
+            }
+        }
+        let empty = State::new(an);
+        for node in &body.nodes {
+            let NodeKind::Param { default } = &node.kind else { continue };
+            let value = match set.iter().find(|(n, _)| n == node.name.as_str()) {
+                Some((_, json)) => value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?,
+                None => crate::interp::eval(body, &(&empty, an), default)
+                    .map_err(|e| Error::Invalid(format!("param `{}`: {e}", node.name)))?,
+            };
+            params.push(Named { name: node.name.clone(), value });
+        }
+        Ok(params)
+    }
+
+    /// Starts a run of `an` for `who`, executes it as far as it goes and stores it.
+    pub fn start(&self, an: &Arc<Analysis>, who: &Principal, inputs: &[(String, Json)], options: &StartOptions) -> Result<RunView> {
+        let flow = an.body().flow.name.to_string();
+        if !an.granted(&who.roles, GrantKind::Trigger, None) {
+            let roles = an.grantees(GrantKind::Trigger, None);
+            let message = format!(
+                "{} may not start `{flow}`: the flow grants `trigger` to {}",
+                who.id,
+                if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+            );
+            return Err(self.refuse(None, who, "trigger", "trigger".to_owned(), message));
+        }
+        let started = self.started(an, who, inputs, options)?;
+        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), now().to_string());
+        let event = Event::Started(Box::new(started));
+        loaded.state.apply(an, &event);
+        loaded.log.pending.push(event);
+        self.advance(an, &mut loaded)?;
+        Ok(self.view(an, &loaded, Some(who)))
+    }
+
+    fn started(&self, an: &Analysis, who: &Principal, inputs: &[(String, Json)], options: &StartOptions) -> Result<Started<Value>> {
+        let body = an.body();
+        let values = self.inputs(an, inputs)?;
+        let params = self.params(an, &options.params)?;
+        let clock = options.clock.unwrap_or_else(now);
+        let mut sources = Vec::new();
+        for node in &body.nodes {
+            let NodeKind::Input { source: Some(source_name) } = &node.kind else { continue };
+            let Some(source) = body.source(source_name) else { continue };
+            let record = values.iter().find(|v| v.name == node.name).map(|v| &v.value);
+            let as_of = source.as_of.as_ref().and_then(|f| record.and_then(|r| r.field(f)));
+            let age = match as_of {
+                Some(Value::Timestamp(at)) => Some(clock.seconds - at.seconds),
+                _ => None,
+            };
+            sources.push(SourceCheck {
+                input: node.name.clone(),
+                source: source.name.clone(),
+                authority: source.authority.clone(),
+                as_of: as_of.map(|v| v.to_string()),
+                age: age.map(flow_ir::time::format_duration),
+                freshness: source.freshness.map(flow_ir::time::format_duration),
+                stale: matches!((age, source.freshness), (Some(age), Some(limit)) if age > limit),
+            });
+        }
+        let input_digests = inputs.iter().map(|(n, j)| (n.clone(), evidence::digest(j))).collect();
+        Ok(Started {
+            run: new_run_id(an.plan.hash()),
+            plan: an.plan.hash().to_owned(),
+            flow: body.flow.name.clone(),
+            flow_version: body.flow.version.clone(),
+            principal: who.id.clone(),
+            roles: who.roles.clone(),
+            clock: clock.to_string(),
+            inputs: values,
+            input_digests,
+            params,
+            sources,
+            environment: self.environment(an),
+            signing_key: self.signing.as_ref().map(evidence::public_key_hex),
+            engine: "interpreter".to_owned(),
+        })
+    }
+
+    fn advance(&self, an: &Analysis, loaded: &mut Loaded) -> Result<()> {
+        let model = |m: &flow_ir::plan::Model| self.model_provider(m);
+        let system = |s: &str| self.systems.get(s).map(|h| &**h);
+        let services = Services { model: &model, system: &system };
+        let Loaded { state, log } = loaded;
+        let mut journal = RunJournal { runtime: self, an, log };
+        match engine::advance(an, state, &services, &mut journal) {
+            Ok(()) => journal.flush(state).map_err(Error::Environment),
+            Err(Interrupted(message)) => Err(Error::Environment(message)),
+        }
+    }
+
+    /// Loads a stored run: its plan and its state rebuilt from its events.
+    fn load(&self, run: &str) -> Result<(Arc<Analysis>, Loaded)> {
+        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
+        let an = self.plan(&record.plan)?;
+        let events = self.store.events(run)?;
+        let mut loaded = Loaded::new(&an, record.id.clone(), record.principal.clone(), record.created.clone());
+        loaded.log.seq = record.seq;
+        loaded.log.head = record.head.clone();
+        loaded.log.signature = record.signature.clone();
+        if events.len() as u64 != record.seq || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head {
+            return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
+        }
+        for stored in &events {
+            let event = decode_event(&an, stored.body.clone())
+                .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
+            loaded.log.observe(&event);
+            loaded.state.apply(&an, &event);
+        }
+        loaded.state.status = record.status;
+        Ok((an, loaded))
+    }
+
+    fn check_run_grant(&self, an: &Analysis, loaded: &mut Loaded, who: &Principal, kind: GrantKind, operation: &str) -> Result<()> {
+        if an.granted(&who.roles, kind, None) {
+            return Ok(());
+        }
+        let roles = an.grantees(kind, None);
+        let message = format!(
+            "{} may not {operation} run `{}`: the flow grants `{}` to {}",
+            who.id,
+            loaded.state.run,
+            kind.as_str(),
+            if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+        );
+        Err(self.refuse(Some((an, loaded)), who, operation, kind.as_str().to_owned(), message))
+    }
+
+    /// Decides a waiting review, soft gate or approval, and continues the run.
+    pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
+        let (an, mut loaded) = self.load(run)?;
+        if loaded.state.status.is_final() {
+            return Err(Error::Invalid(format!("run `{run}` is {}: nothing waits for a decision", loaded.state.status.as_str())));
+        }
+        match engine::decide(&an, &loaded.state, step, &who.id, &who.roles, input) {
+            Ok(events) => {
+                for event in events {
+                    loaded.state.apply(&an, &event);
+                    loaded.log.pending.push(event);
+                }
+                self.advance(&an, &mut loaded)?;
+                Ok(self.view(&an, &loaded, Some(who)))
+            }
+            Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
+            Err(Refusal::Access { grant, message }) => Err(self.refuse(Some((&an, &mut loaded)), who, "decide", grant, message)),
+        }
+    }
+
+    /// Overrides a blocking gate, and continues the run.
+    pub fn override_gate(&self, run: &str, gate: &str, who: &Principal, reason: &str, basis: Option<&str>) -> Result<RunView> {
+        let (an, mut loaded) = self.load(run)?;
+        match engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis) {
+            Ok(event) => {
+                loaded.state.apply(&an, &event);
+                loaded.log.pending.push(event);
+                self.advance(&an, &mut loaded)?;
+                Ok(self.view(&an, &loaded, Some(who)))
+            }
+            Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
+            Err(Refusal::Access { grant, message }) => Err(self.refuse(Some((&an, &mut loaded)), who, "override", grant, message)),
+        }
+    }
+
+    /// How a run stands; outputs are shown only as far as `who` may view them.
+    pub fn status(&self, run: &str, who: Option<&Principal>) -> Result<RunView> {
+        let (an, loaded) = self.load(run)?;
+        Ok(self.view(&an, &loaded, who))
+    }
+
+    /// Resumes every run that a crash interrupted while it executed; returns their ids.
+    pub fn resume_interrupted(&self) -> Result<Vec<String>> {
+        let mut resumed = Vec::new();
+        for record in self.store.runs()? {
+            if record.status != Status::Running {
+                continue;
+            }
+            let (an, mut loaded) = self.load(&record.id)?;
+            self.advance(&an, &mut loaded)?;
+            resumed.push(record.id);
+        }
+        Ok(resumed)
+    }
+
+    /// The steps waiting for decisions; with a principal, only those they may decide.
+    pub fn pending(&self, who: Option<&Principal>) -> Result<Vec<Waiting>> {
+        let mut out = Vec::new();
+        for waiting in self.store.waiting()? {
+            if let Some(who) = who {
+                let record = self.store.run(&waiting.run)?;
+                let Some(record) = record else { continue };
+                let an = self.plan(&record.plan)?;
+                let wanted: Vec<SmolStr> = waiting.roles.iter().map(SmolStr::new).collect();
+                if crate::analysis::roles_used(an.body(), &who.roles, &wanted).is_empty() {
+                    continue;
+                }
+            }
+            out.push(waiting);
+        }
+        Ok(out)
+    }
+
+    /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
+    /// evidence` (a refusal is recorded).
+    pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {
+        let (an, mut loaded) = self.load(run)?;
+        self.check_run_grant(&an, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
+        self.bundle(&an, run, who)
+    }
+
+    fn bundle(&self, an: &Analysis, run: &str, who: &Principal) -> Result<Json> {
+        let views = an.views(&who.roles);
+        let mut events = self.store.events(run)?;
+        for event in &mut events {
+            labels::redact(&mut event.body, &views);
+        }
+        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}`")))?;
+        let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
+        let plan: Json = serde_json::from_slice(&plan_bytes)
+            .map_err(|e| Error::Environment(format!("the stored plan is not JSON: {e}")))?;
+        let public_key = events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
+        let signature = match (&public_key, &record.signature) {
+            (Some(key), Some(value)) => Some((key.as_str(), value.as_str())),
+            _ => None,
+        };
+        let exported_at = now().to_string();
+        Ok(evidence::bundle(evidence::BundleParts {
+            run,
+            plan_hash: &record.plan,
+            plan,
+            events: &events,
+            signature,
+            exported_by: &who.id,
+            views: views.iter().map(|v| v.to_string()).collect(),
+            exported_at: &exported_at,
+        }))
+    }
+
+    /// The run told for a person on one page, redacted for `who` (every labelled value
+    /// hidden without a principal).
+    pub fn show(&self, run: &str, who: Option<&Principal>) -> Result<String> {
+        let (an, events, view) = self.narrative_parts(run, who)?;
+        Ok(crate::narrative::show(&an, &events, &view))
+    }
+
+    fn narrative_parts(&self, run: &str, who: Option<&Principal>) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
+        let (an, loaded) = self.load(run)?;
+        let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
+        let mut events = self.store.events(run)?;
+        for event in &mut events {
+            labels::redact(&mut event.body, &views);
+        }
+        Ok((an.clone(), events, self.view(&an, &loaded, who)))
+    }
+
+    /// How the run stands, with its outputs redacted for `who` (all labelled parts hidden
+    /// without a principal).
+    fn view(&self, an: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
+        let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
+        let state = &loaded.state;
+        let status = state.current_status();
+        let mut outputs = BTreeMap::new();
+        for output in &an.body().outputs {
+            if let Some(value) = loaded.log.outputs.get(output.name.as_str()) {
+                let mut json = labels::encode(an.body(), value, &output.ty, an.node_labels(&output.name));
+                labels::redact(&mut json, &views);
+                outputs.insert(output.name.to_string(), json);
+            }
+        }
+        RunView {
+            run: state.run.clone(),
+            flow: an.body().flow.name.to_string(),
+            status,
+            summary: engine::summary(an, state, status),
+            pending: engine::waiting(an, state).into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
+            outputs,
+        }
+    }
+}
+
+fn input_error(error: DecodeError) -> Error {
+    Error::Invalid(format!("input {}: {}", error.path, error.message))
+}
+
+/// The type and labels of a value in an event.
+fn slot_type(an: &Analysis, slot: Slot<'_>) -> Option<(Ty, Vec<SmolStr>)> {
+    let body = an.body();
+    let place = |text: &str| {
+        let mut parts = text.split('.');
+        let root = parts.next()?;
+        let path: Vec<SmolStr> = parts.map(SmolStr::new).collect();
+        let mut ty = body.node(root)?.ty.clone();
+        for field in &path {
+            ty = body.field_type(ty.unwrap_optional(), field)?.into_owned();
+        }
+        Some((ty, an.path_labels(root, &path)))
+    };
+    match slot {
+        Slot::Input(name) | Slot::Param(name) => Some((body.node(name)?.ty.clone(), Vec::new())),
+        Slot::Node(name) => Some((body.node(name)?.ty.clone(), an.node_labels(name).to_vec())),
+        Slot::Output(name) => Some((body.output(name)?.ty.clone(), an.node_labels(name).to_vec())),
+        Slot::Operand(text) if text.starts_with("stale(") || text.starts_with("degraded(") => Some((Ty::Bool, Vec::new())),
+        Slot::Operand(text) if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
+        Slot::Operand(text) | Slot::Edit(text) => place(text),
+        Slot::ModelArg(node, arg) => {
+            let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
+            let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;
+            let expr = &args.iter().find(|a| a.name == arg)?.value;
+            Some((param.ty.clone(), an.expr_labels(expr)))
+        }
+        Slot::ActionArg(node, arg) => {
+            let NodeKind::Action { system, action, args, .. } = &body.node(node)?.kind else { return None };
+            let target = body.system(system)?.actions.iter().find(|a| a.name == *action)?;
+            let param = target.params.iter().find(|p| p.name == arg)?;
+            let expr = &args.iter().find(|a| a.name == arg)?.value;
+            Some((param.ty.clone(), an.expr_labels(expr)))
+        }
+    }
+}
+
+/// An event as evidence JSON.
+pub fn encode_event(an: &Analysis, event: Event<Value>) -> Json {
+    let mut encode = |slot: Slot<'_>, value: Value| -> std::result::Result<Json, std::convert::Infallible> {
+        Ok(match slot_type(an, slot) {
+            Some((ty, labels)) => labels::encode(an.body(), &value, &ty, &labels),
+            None => value.to_json(),
+        })
+    };
+    match event.map_values(&mut encode) {
+        Ok(event) => serde_json::to_value(event).unwrap_or(Json::Null),
+        Err(never) => match never {},
+    }
+}
+
+/// An event read back from evidence JSON.
+pub fn decode_event(an: &Analysis, json: Json) -> std::result::Result<Event<Value>, String> {
+    let event: Event<Json> = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    if let Some(node) = event.node()
+        && an.plan.node_id(node).is_none()
+    {
+        return Err(format!("the plan has no node `{node}`"));
+    }
+    event.map_values(&mut |slot, json: Json| {
+        let (ty, _) = slot_type(an, slot).ok_or_else(|| format!("no type for {slot:?}"))?;
+        value::decode(an.body(), &json, &ty, "$").map_err(|e| e.to_string())
+    })
+}
+
+/// A run being worked on: its state, and its log.
+struct Loaded {
+    state: State,
+    log: Log,
+}
+
+/// A run's log: the events not yet stored, and where its chain stands.
+struct Log {
+    pending: Vec<Event<Value>>,
+    seq: u64,
+    head: String,
+    signature: Option<String>,
+    /// The public key the run was started with, when it is signed.
+    signing_key: Option<String>,
+    principal: String,
+    created: String,
+    outputs: BTreeMap<SmolStr, Value>,
+    results: Vec<ActionResult>,
+}
+
+impl Loaded {
+    fn new(an: &Analysis, run: String, principal: String, created: String) -> Loaded {
+        let mut state = State::new(an);
+        state.run = run;
+        Loaded {
+            state,
+            log: Log {
+                pending: Vec::new(),
+                seq: 0,
+                head: evidence::GENESIS.to_owned(),
+                signature: None,
+                signing_key: None,
+                principal,
+                created,
+                outputs: BTreeMap::new(),
+                results: Vec::new(),
+            },
+        }
+    }
+}
+
+impl Log {
+    /// Notes what the log keeps of an event besides the state: outputs, the signing key.
+    fn observe(&mut self, event: &Event<Value>) {
+        match event {
+            Event::Started(started) => self.signing_key = started.signing_key.clone(),
+            Event::Emitted { node, value } => {
+                self.outputs.insert(node.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores the pending events, chained, with the run's new record.
+    fn commit(&mut self, runtime: &Runtime, an: &Analysis, state: &State) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut stored = Vec::with_capacity(self.pending.len());
+        let mut head = self.head.clone();
+        let at = now().to_string();
+        let pending = std::mem::take(&mut self.pending);
+        for (i, event) in pending.into_iter().enumerate() {
+            self.observe(&event);
+            if let Event::ActionCompleted { node, key, result, reused: false } = &event
+                && let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind)
+            {
+                self.results.push(ActionResult { system: system.to_string(), key: key.clone(), result: result.to_json() });
+            }
+            let seq = self.seq + i as u64;
+            let body = encode_event(an, event);
+            let hash = evidence::event_hash(&head, seq, &at, &body);
+            stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
+            head = hash;
+        }
+        // A run is signed with the key it was started with, whenever that key is configured.
+        let key = runtime
+            .signing
+            .as_ref()
+            .filter(|key| self.signing_key.as_deref() == Some(evidence::public_key_hex(key).as_str()));
+        let signature = key.map(|key| evidence::sign_head(key, &head));
+        let record = RunRecord {
+            id: state.run.clone(),
+            plan: an.plan.hash().to_owned(),
+            flow: an.body().flow.name.to_string(),
+            status: state.current_status(),
+            created: self.created.clone(),
+            seq: self.seq + stored.len() as u64,
+            head: head.clone(),
+            signature: signature.clone(),
+            principal: self.principal.clone(),
+        };
+        let waiting: Vec<Waiting> = engine::waiting(an, state)
+            .into_iter()
+            .map(|(step, kind, roles)| Waiting {
+                run: record.id.clone(),
+                flow: record.flow.clone(),
+                step: step.to_string(),
+                kind: kind.to_owned(),
+                roles,
+            })
+            .collect();
+        runtime.store.append(&record, self.seq, &stored, &waiting, &self.results)?;
+        self.results.clear();
+        self.seq = record.seq;
+        self.head = head;
+        self.signature = signature;
+        Ok(())
+    }
+}
+
+struct RunJournal<'a> {
+    runtime: &'a Runtime,
+    an: &'a Analysis,
+    log: &'a mut Log,
+}
+
+impl Journal for RunJournal<'_> {
+    fn record(&mut self, event: Event<Value>) {
+        self.log.pending.push(event);
+    }
+
+    fn flush(&mut self, state: &State) -> std::result::Result<(), String> {
+        self.log.commit(self.runtime, self.an, state).map_err(|e| e.to_string())
+    }
+
+    fn action_result(&mut self, system: &str, key: &str) -> std::result::Result<Option<Json>, String> {
+        self.runtime.store.action_result(system, key).map_err(|e| e.to_string())
+    }
+}

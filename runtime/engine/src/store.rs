@@ -1,0 +1,391 @@
+//! Durable runs: the [`Store`] trait and its SQLite implementation.
+//!
+//! A store keeps plans by hash, each run's hash-chained events, the steps that wait for
+//! decisions, the results of actions by idempotency key, and refusals that belong to no
+//! run. Every change of a run is one [`Store::append`]: its events, its new head and status,
+//! what it waits for and the action results it got, in one transaction that fails if another
+//! process appended first (`expected_seq`), so several runtime processes can share a store
+//! (a PostgreSQL implementation needs only these operations).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value as Json;
+
+use crate::event::Status;
+
+/// A stored run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub plan: String,
+    pub flow: String,
+    pub status: Status,
+    /// When it started (RFC 3339).
+    pub created: String,
+    /// The number of events.
+    pub seq: u64,
+    /// The hash of the last event.
+    pub head: String,
+    /// The signature of `head`, hex, when the deployment signs evidence.
+    pub signature: Option<String>,
+    /// Who started it.
+    pub principal: String,
+}
+
+/// One stored event of a run's chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    /// When it was recorded (RFC 3339, wall clock).
+    pub at: String,
+    pub prev: String,
+    pub hash: String,
+    pub body: Json,
+}
+
+/// A step waiting for a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub run: String,
+    pub flow: String,
+    pub step: String,
+    /// `review`, `gate` (soft) or `approval`.
+    pub kind: String,
+    /// Who may decide.
+    pub roles: Vec<String>,
+}
+
+/// The result of an action, by system and idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionResult {
+    pub system: String,
+    pub key: String,
+    pub result: Json,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process changed the run first.
+    Conflict(String),
+    /// The store cannot be used: unreadable, corrupted, not a run store.
+    Unusable(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(run) => write!(f, "run `{run}` was changed by another process; try again"),
+            StoreError::Unusable(message) => f.write_str(message),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where runs are kept.
+pub trait Store: Send + Sync {
+    fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()>;
+    fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+    /// Appends `events` to run `run.id` (creating it when `expected_seq` is 0) and replaces
+    /// its record, what it waits for, and adds action results, atomically; fails with
+    /// [`StoreError::Conflict`] when the run has other than `expected_seq` events.
+    fn append(
+        &self,
+        run: &RunRecord,
+        expected_seq: u64,
+        events: &[StoredEvent],
+        waiting: &[Waiting],
+        results: &[ActionResult],
+    ) -> Result<()>;
+    fn run(&self, id: &str) -> Result<Option<RunRecord>>;
+    /// Every run, oldest first.
+    fn runs(&self) -> Result<Vec<RunRecord>>;
+    fn events(&self, run: &str) -> Result<Vec<StoredEvent>>;
+    /// Every waiting step, by run and step.
+    fn waiting(&self) -> Result<Vec<Waiting>>;
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<Json>>;
+    /// Records a refused operation that belongs to no run (starting one).
+    fn record_refusal(&self, at: &str, principal: &str, operation: &str, grant: &str, message: &str) -> Result<()>;
+    /// Refusals that belong to no run: `(at, principal, operation, grant, message)`.
+    fn refusals(&self) -> Result<Vec<[String; 5]>>;
+}
+
+/// The embedded store: one SQLite file in WAL mode (`.flow/runs.db` for the CLI), or memory.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS plans (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, plan TEXT NOT NULL, flow TEXT NOT NULL, status TEXT NOT NULL,
+  created TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, signature TEXT,
+  principal TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+  run TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, prev TEXT NOT NULL,
+  hash TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS waiting (
+  run TEXT NOT NULL, step TEXT NOT NULL, flow TEXT NOT NULL, kind TEXT NOT NULL, roles TEXT NOT NULL,
+  PRIMARY KEY (run, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS action_results (
+  system TEXT NOT NULL, key TEXT NOT NULL, result TEXT NOT NULL, PRIMARY KEY (system, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refusals (
+  at TEXT NOT NULL, principal TEXT NOT NULL, operation TEXT NOT NULL, grant TEXT NOT NULL, message TEXT NOT NULL
+);
+";
+
+fn unusable(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |error| StoreError::Unusable(format!("{what}: {error}"))
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the store at `path`; `:memory:` keeps it in memory.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Unusable(format!("cannot create `{}`: {e}", parent.display())))?;
+            }
+            Connection::open(path)
+        }
+        .map_err(|e| StoreError::Unusable(format!("cannot open the run store `{shown}`: {e}")))?;
+        let not_a_store = |e: rusqlite::Error| {
+            StoreError::Unusable(format!("`{shown}` is not a usable run store (corrupted or not SQLite?): {e}"))
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(not_a_store)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(not_a_store)?;
+        // WAL with `synchronous = NORMAL` loses no committed transaction when the process
+        // dies; `FULL` also survives power loss at the cost of an fsync per commit.
+        let sync = if std::env::var_os("FLOW_STORE_SYNC_FULL").is_some() { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", sync).map_err(not_a_store)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(not_a_store)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| row.get(0))
+            .map_err(not_a_store)?;
+        if tables > 0 && version != SCHEMA_VERSION {
+            return Err(StoreError::Unusable(format!(
+                "`{shown}` is not a run store of this version (schema {version}, expected {SCHEMA_VERSION})"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(not_a_store)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(not_a_store)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {
+    let status: String = row.get(3)?;
+    Ok((
+        RunRecord {
+            id: row.get(0)?,
+            plan: row.get(1)?,
+            flow: row.get(2)?,
+            status: Status::Running,
+            created: row.get(4)?,
+            seq: row.get::<_, i64>(5)? as u64,
+            head: row.get(6)?,
+            signature: row.get(7)?,
+            principal: row.get(8)?,
+        },
+        status,
+    ))
+}
+
+fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
+    run.status = Status::parse(&status)
+        .ok_or_else(|| StoreError::Unusable(format!("run `{}` has an unknown status `{status}`", run.id)))?;
+    Ok(run)
+}
+
+const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal";
+
+impl Store for SqliteStore {
+    fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
+        self.conn()
+            .execute("INSERT OR IGNORE INTO plans (hash, bytes) VALUES (?1, ?2)", params![hash, bytes])
+            .map_err(unusable("cannot store the plan"))?;
+        Ok(())
+    }
+
+    fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        self.conn()
+            .query_row("SELECT bytes FROM plans WHERE hash = ?1", [hash], |row| row.get(0))
+            .optional()
+            .map_err(unusable("cannot read the plan"))
+    }
+
+    fn append(
+        &self,
+        run: &RunRecord,
+        expected_seq: u64,
+        events: &[StoredEvent],
+        waiting: &[Waiting],
+        results: &[ActionResult],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unusable("cannot write the run store"))?;
+        let current: Option<i64> = tx
+            .query_row("SELECT seq FROM runs WHERE id = ?1", [&run.id], |row| row.get(0))
+            .optional()
+            .map_err(unusable("cannot read the run"))?;
+        if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
+            return Err(StoreError::Conflict(run.id.clone()));
+        }
+        let write = unusable("cannot write the run");
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(&write)?;
+            for event in events {
+                insert
+                    .execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, event.body.to_string()])
+                    .map_err(|e| match e.sqlite_error_code() {
+                        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
+                        _ => write(e),
+                    })?;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                run.id,
+                run.plan,
+                run.flow,
+                run.status.as_str(),
+                run.created,
+                run.seq as i64,
+                run.head,
+                run.signature,
+                run.principal
+            ])
+        })
+        .map_err(&write)?;
+        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
+        for w in waiting {
+            tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
+                .map_err(&write)?;
+        }
+        for r in results {
+            tx.prepare_cached("INSERT OR IGNORE INTO action_results (system, key, result) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string()]))
+                .map_err(&write)?;
+        }
+        tx.commit().map_err(unusable("cannot commit to the run store"))
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let row = self
+            .conn()
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_from_row)
+            .optional()
+            .map_err(unusable("cannot read the run"))?;
+        row.map(with_status).transpose()
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created, id"))
+            .map_err(unusable("cannot read the runs"))?;
+        let rows = statement.query_map([], run_from_row).map_err(unusable("cannot read the runs"))?;
+        rows.map(|row| with_status(row.map_err(unusable("cannot read a run"))?)).collect()
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<StoredEvent>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
+            .map_err(unusable("cannot read the events"))?;
+        let rows = statement
+            .query_map([run], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, String>(4)?))
+            })
+            .map_err(unusable("cannot read the events"))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, at, prev, hash, body) = row.map_err(unusable("cannot read an event"))?;
+            let body = serde_json::from_str(&body).map_err(|e| {
+                StoreError::Unusable(format!("event {seq} of run `{run}` in the store is not JSON: {e}"))
+            })?;
+            events.push(StoredEvent { seq: seq as u64, at, prev, hash, body });
+        }
+        Ok(events)
+    }
+
+    fn waiting(&self) -> Result<Vec<Waiting>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT run, flow, step, kind, roles FROM waiting ORDER BY run, step")
+            .map_err(unusable("cannot read the waiting steps"))?;
+        let rows = statement
+            .query_map([], |row| {
+                let roles: String = row.get(4)?;
+                Ok(Waiting {
+                    run: row.get(0)?,
+                    flow: row.get(1)?,
+                    step: row.get(2)?,
+                    kind: row.get(3)?,
+                    roles: roles.split_whitespace().map(str::to_owned).collect(),
+                })
+            })
+            .map_err(unusable("cannot read the waiting steps"))?;
+        rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
+    }
+
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<Json>> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT result FROM action_results WHERE system = ?1 AND key = ?2", [system, key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(unusable("cannot read action results"))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))
+        })
+        .transpose()
+    }
+
+    fn record_refusal(&self, at: &str, principal: &str, operation: &str, grant: &str, message: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO refusals (at, principal, operation, grant, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                [at, principal, operation, grant, message],
+            )
+            .map_err(unusable("cannot record the refusal"))?;
+        Ok(())
+    }
+
+    fn refusals(&self) -> Result<Vec<[String; 5]>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT at, principal, operation, grant, message FROM refusals ORDER BY rowid")
+            .map_err(unusable("cannot read refusals"))?;
+        let rows = statement
+            .query_map([], |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?]))
+            .map_err(unusable("cannot read refusals"))?;
+        rows.map(|r| r.map_err(unusable("cannot read a refusal"))).collect()
+    }
+}

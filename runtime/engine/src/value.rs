@@ -1,0 +1,285 @@
+//! Run-time values, and how they are written as JSON: in inputs, in model and handler
+//! messages, and in evidence (`docs/cli.md`, "Input values").
+//!
+//! An optional is not boxed: an absent optional is [`Value::Absent`], a present one is its
+//! value. Review and approval results are records with their fields (`outcome`, `reason`,
+//! `reviewer`, `basis`; `approved`, `approvers`, `requirement`).
+
+use std::fmt;
+
+use flow_ir::PlanBody;
+use flow_ir::expr::{Money, Timestamp};
+use flow_ir::time;
+use flow_ir::ty::Ty;
+use rust_decimal::Decimal;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+/// A value of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// What a gate, an emit or an action without result gives.
+    Nothing,
+    /// An optional without value.
+    Absent,
+    Bool(bool),
+    Int(i64),
+    Decimal(Decimal),
+    Money(Money),
+    Text(String),
+    Timestamp(Timestamp),
+    /// Seconds.
+    Duration(i64),
+    /// A principal's id.
+    Principal(SmolStr),
+    /// A variant of an enum, an outcome or a reason.
+    Variant(SmolStr),
+    List(Vec<Value>),
+    /// Fields by name.
+    Record(Vec<(SmolStr, Value)>),
+}
+
+impl Value {
+    /// The field of a record.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Record(fields) => fields.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| &fields[i].1),
+            _ => None,
+        }
+    }
+
+    pub fn field_mut(&mut self, name: &str) -> Option<&mut Value> {
+        match self {
+            Value::Record(fields) => {
+                fields.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(move |i| &mut fields[i].1)
+            }
+            _ => None,
+        }
+    }
+
+    /// A record from fields in any order.
+    pub fn record(mut fields: Vec<(SmolStr, Value)>) -> Value {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        Value::Record(fields)
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The value as JSON, as inputs are written; labels are not marked (see
+    /// [`crate::labels`] for the evidence form).
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Nothing | Value::Absent => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Decimal(d) => Json::String(d.normalize().to_string()),
+            Value::Money(m) => Json::String(m.to_string()),
+            Value::Text(t) => Json::String(t.clone()),
+            Value::Timestamp(t) => Json::String(t.to_string()),
+            Value::Duration(d) => Json::String(time::format_duration(*d)),
+            Value::Principal(p) | Value::Variant(p) => Json::String(p.to_string()),
+            Value::List(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Record(fields) => Json::Object(
+                fields
+                    .iter()
+                    .filter(|(_, v)| *v != Value::Absent)
+                    .map(|(n, v)| (n.to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// As a person reads it, and as text interpolation writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Nothing => f.write_str("nothing"),
+            Value::Absent => f.write_str("none"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Decimal(d) => write!(f, "{}", d.normalize()),
+            Value::Money(m) => write!(f, "{m}"),
+            Value::Text(t) => f.write_str(t),
+            Value::Timestamp(t) => write!(f, "{t}"),
+            Value::Duration(d) => f.write_str(&time::format_duration(*d)),
+            Value::Principal(p) | Value::Variant(p) => f.write_str(p),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Record(_) => write!(f, "{}", self.to_json()),
+        }
+    }
+}
+
+/// A JSON value that does not fit its declared type, with the JSON path of the offending
+/// part (`$.request.amount`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn describe(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
+/// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
+pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
+    let error = |message: String| DecodeError { path: path.to_owned(), message };
+    if let Some(inner) = json.as_object().filter(|o| o.contains_key("$labels")).and_then(|o| o.get("$value")) {
+        return decode(plan, inner, ty, path);
+    }
+    let text = |what: &str| json.as_str().ok_or_else(|| error(format!("expected {what}, found {}", describe(json))));
+    Ok(match ty {
+        Ty::Optional(inner) => match json {
+            Json::Null => Value::Absent,
+            other => decode(plan, other, inner, path)?,
+        },
+        Ty::Nothing => Value::Nothing,
+        Ty::Bool => Value::Bool(json.as_bool().ok_or_else(|| error(format!("expected true or false, found {}", describe(json))))?),
+        Ty::Int => Value::Int(
+            json.as_i64()
+                .or_else(|| json.as_str().and_then(|t| t.replace('_', "").parse().ok()))
+                .ok_or_else(|| error(format!("expected a whole number, found {}", short(json))))?,
+        ),
+        Ty::Decimal => {
+            let written = match json {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.replace('_', ""),
+                other => return Err(error(format!("expected a decimal number, found {}", describe(other)))),
+            };
+            Value::Decimal(
+                Decimal::from_str_exact(&written)
+                    .or_else(|_| Decimal::from_scientific(&written))
+                    .map_err(|_| error(format!("`{written}` is not a decimal number")))?,
+            )
+        }
+        Ty::Money(currency) => {
+            let written = text("an amount such as \"1200.50 USD\"")?;
+            let money = Money::parse(written)
+                .ok_or_else(|| error(format!("`{written}` is not an amount such as \"1200.50 USD\"")))?;
+            if let Some(expected) = currency
+                && money.currency != *expected
+            {
+                return Err(error(format!("expected an amount in {expected}, found `{written}`")));
+            }
+            Value::Money(money)
+        }
+        Ty::Text => Value::Text(text("a text")?.to_owned()),
+        Ty::Timestamp => {
+            let written = text("an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")?;
+            let (seconds, nanos) = time::parse_timestamp(written)
+                .ok_or_else(|| error(format!("`{written}` is not an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")))?;
+            Value::Timestamp(Timestamp { seconds, nanos })
+        }
+        Ty::Duration => {
+            let written = text("a duration such as \"72h\"")?;
+            Value::Duration(
+                time::parse_duration(written).ok_or_else(|| error(format!("`{written}` is not a duration such as \"72h\"")))?,
+            )
+        }
+        Ty::Principal => {
+            let id = text("a principal's id")?;
+            if id.is_empty() {
+                return Err(error("a principal's id is not empty".to_owned()));
+            }
+            Value::Principal(id.into())
+        }
+        Ty::List(item) => {
+            let items = json.as_array().ok_or_else(|| error(format!("expected a list, found {}", describe(json))))?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item_json) in items.iter().enumerate() {
+                out.push(decode(plan, item_json, item, &format!("{path}[{i}]"))?);
+            }
+            Value::List(out)
+        }
+        Ty::Named(name) if plan.record(name).is_some() => {
+            let record = plan.record(name).ok_or_else(|| error(format!("no type `{name}`")))?;
+            let object =
+                json.as_object().ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;
+            if let Some(unknown) = object.keys().find(|k| record.field(k).is_none()) {
+                let fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
+                return Err(error(format!("`{name}` has no field `{unknown}`; its fields are {}", fields.join(", "))));
+            }
+            let mut fields = Vec::with_capacity(record.fields.len());
+            for field in &record.fields {
+                let at = format!("{path}.{}", field.name);
+                let value = match object.get(field.name.as_str()) {
+                    Some(json) => decode(plan, json, &field.ty, &at)?,
+                    None if field.ty.is_optional() => Value::Absent,
+                    None => {
+                        return Err(DecodeError {
+                            path: at,
+                            message: format!("missing field `{}` of type `{}`", field.name, field.ty),
+                        });
+                    }
+                };
+                fields.push((field.name.clone(), value));
+            }
+            Value::Record(fields)
+        }
+        Ty::Named(_) | Ty::Outcome(_) | Ty::Reason(_) => {
+            let variants = plan.variants(ty).ok_or_else(|| error(format!("the plan declares no type `{ty}`")))?;
+            let written = text("a variant name")?;
+            if !variants.iter().any(|v| v == written) {
+                let names: Vec<&str> = variants.iter().map(SmolStr::as_str).collect();
+                return Err(error(format!("`{written}` is not a variant of `{ty}`; expected one of {}", names.join(", "))));
+            }
+            Value::Variant(written.into())
+        }
+        Ty::Review(step) => {
+            let mut fields = Vec::new();
+            for name in ["basis", "outcome", "reason", "reviewer"] {
+                let field_ty = plan.field_type(ty, name).ok_or_else(|| error(format!("no review `{step}`")))?;
+                let value = match json.get(name) {
+                    Some(j) => decode(plan, j, &field_ty, &format!("{path}.{name}"))?,
+                    None => Value::Absent,
+                };
+                fields.push((SmolStr::new_static(name), value));
+            }
+            Value::Record(fields)
+        }
+        Ty::Approval(_) => {
+            let mut fields = Vec::new();
+            for name in ["approved", "approvers", "requirement"] {
+                let field_ty = plan.field_type(ty, name).ok_or_else(|| error("no approval".to_owned()))?;
+                let j = json.get(name).unwrap_or(&Json::Null);
+                fields.push((SmolStr::new_static(name), decode(plan, j, &field_ty, &format!("{path}.{name}"))?));
+            }
+            Value::Record(fields)
+        }
+    })
+}
+
+/// A JSON value in a message, shortened.
+fn short(json: &Json) -> String {
+    let text = json.to_string();
+    if text.chars().count() > 40 { format!("{}…", text.chars().take(40).collect::<String>()) } else { text }
+}
