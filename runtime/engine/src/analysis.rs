@@ -77,6 +77,25 @@ impl Analysis {
             };
             let mut seen = BTreeSet::new();
             for condition in &conditions {
+                for (root, path) in condition.places_read() {
+                    let place = std::iter::once(root.as_str())
+                        .chain(path.iter().map(|f| f.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    if !seen.insert(place.clone()) {
+                        continue;
+                    }
+                    let labels = place_labels(&plan, root, &path, &node_labels);
+                    operands[id.index()].push(Operand {
+                        place,
+                        fact: None,
+                        node: root.clone(),
+                        path: path.into_iter().cloned().collect(),
+                        labels,
+                    });
+                }
+            }
+            for condition in &conditions {
                 condition.walk(&mut |e| {
                     let (name, step) = match &e.kind {
                         ExprKind::Stale(n) => ("stale", n),
@@ -95,25 +114,6 @@ impl Analysis {
                         });
                     }
                 });
-            }
-            for condition in conditions {
-                for (root, path) in condition.places_read() {
-                    let place = std::iter::once(root.as_str())
-                        .chain(path.iter().map(|f| f.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(".");
-                    if !seen.insert(place.clone()) {
-                        continue;
-                    }
-                    let labels = place_labels(&plan, root, &path, &node_labels);
-                    operands[id.index()].push(Operand {
-                        place,
-                        fact: None,
-                        node: root.clone(),
-                        path: path.into_iter().cloned().collect(),
-                        labels,
-                    });
-                }
             }
         }
         Analysis { plan, node_labels, operands }

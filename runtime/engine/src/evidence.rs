@@ -194,7 +194,7 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
         return Err(vec![format!("not an evidence bundle: `format` is not \"{BUNDLE_FORMAT}\"")]);
     }
     if object.get("format_version").and_then(Json::as_u64) != Some(BUNDLE_VERSION) {
-        return Err(vec![format!("evidence bundle format {} is not supported (expected {BUNDLE_VERSION})", object["format_version"])]);
+        return Err(vec![format!("evidence bundle format {} is not supported (expected {BUNDLE_VERSION})", object.get("format_version").unwrap_or(&Json::Null))]);
     }
     let mut without_digest = object.clone();
     let written_digest = without_digest.remove("digest");
