@@ -16,6 +16,8 @@ mod registry;
 #[cfg(test)]
 mod robust;
 #[cfg(test)]
+mod runtime;
+#[cfg(test)]
 mod tidy;
 
 use std::collections::BTreeMap;

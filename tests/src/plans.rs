@@ -12,7 +12,7 @@ use crate::{check_files, plans};
 
 /// The files of the examples directory, as `(path, bytes)` with paths under `examples/`,
 /// the example `main` first.
-fn workspace(main: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn workspace(main: &str) -> Vec<(String, Vec<u8>)> {
     let root = examples_dir();
     let mut files = vec![(format!("examples/{main}"), std::fs::read(root.join(main)).unwrap_or_default())];
     let mut stack = vec![root.clone()];
@@ -35,7 +35,7 @@ fn workspace(main: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The verified plan of the only flow of the main file, which must check clean.
-fn plan_of(files: &[(String, Vec<u8>)]) -> flow_ir::VerifiedPlan {
+pub(crate) fn plan_of(files: &[(String, Vec<u8>)]) -> flow_ir::VerifiedPlan {
     let checked = check_files(files);
     assert!(checked.diagnostics.is_empty(), "{}", checked.render());
     let plans = plans(&checked);

@@ -88,6 +88,7 @@ fn crate_graph_keeps_its_invariants() {
             "flow-syntax" => Some(&["flow-grammar", "flow-diagnostics"]),
             "flow-sema" => Some(&["flow-syntax", "flow-diagnostics"]),
             "flow-ir" => Some(&[]),
+            "flow-runtime" => Some(&["flow-ir"]),
             "flow-lower" => Some(&["flow-syntax", "flow-sema", "flow-diagnostics", "flow-ir"]),
             _ => None,
         };

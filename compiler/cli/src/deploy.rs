@@ -87,8 +87,10 @@ pub fn principals(where_: &Where) -> anyhow::Result<BTreeMap<String, Vec<String>
     let Some(path) = find(where_.principals.as_deref(), &where_.store, "flow-principals.toml") else {
         bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the principals file `{}`", path.display()))?;
-    let file: File = toml::from_str(&text).with_context(|| format!("the principals file `{}` is not valid", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the principals file `{}`", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("the principals file `{}` is not valid", path.display()))?;
     Ok(file.principals)
 }
 
@@ -110,16 +112,16 @@ pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
     let mut runtime = Runtime::new(Box::new(store));
     let Some(path) = find(where_.config.as_deref(), &where_.store, "flow.toml") else { return Ok(runtime) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let config: Config = toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;
+    let config: Config =
+        toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;
     // Commands run in the directory of the file that names them.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, endpoint) in &config.models {
         let what = format!("model `{name}`");
         let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
         match (&endpoint.command, &endpoint.base_url) {
-            (Some(c), None) if !c.is_empty() => {
-                runtime.register_model(name, Arc::new(CommandModel { command: c.clone(), dir: Some(dir.clone()), timeout }))
-            }
+            (Some(c), None) if !c.is_empty() => runtime
+                .register_model(name, Arc::new(CommandModel { command: c.clone(), dir: Some(dir.clone()), timeout })),
             (None, Some(base_url)) => {
                 let api_key = endpoint.api_key_env.as_ref().and_then(|var| std::env::var(var).ok());
                 runtime.register_model(
@@ -139,10 +141,11 @@ pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
         let what = format!("system `{name}`");
         let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
         match (&endpoint.command, &endpoint.url) {
-            (Some(c), None) if !c.is_empty() => {
-                runtime.register_system(name, Arc::new(CommandSystem { command: c.clone(), dir: Some(dir.clone()), timeout }))
+            (Some(c), None) if !c.is_empty() => runtime
+                .register_system(name, Arc::new(CommandSystem { command: c.clone(), dir: Some(dir.clone()), timeout })),
+            (None, Some(_)) => {
+                bail!("`{}`: {what}: HTTP action handlers (`url`) are not supported yet; use `command`", path.display())
             }
-            (None, Some(_)) => bail!("`{}`: {what}: HTTP action handlers (`url`) are not supported yet; use `command`", path.display()),
             _ => bail!("`{}`: {what} needs `command = [...]`", path.display()),
         }
     }

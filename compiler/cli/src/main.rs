@@ -344,7 +344,9 @@ fn main() -> ExitCode {
         }
         Command::Status { run, where_, format } => runs::status(&where_, &run, format),
         Command::Show { run, who, where_ } => runs::show(&where_, &run, who.as_deref()),
-        Command::Evidence { run, output, who, where_ } => runs::evidence(&where_, &run, who.as_deref(), output.as_deref()),
+        Command::Evidence { run, output, who, where_ } => {
+            runs::evidence(&where_, &run, who.as_deref(), output.as_deref())
+        }
         Command::Explain { code, format } => explain::run(&code, format),
     };
     match result {

@@ -95,9 +95,7 @@ fn print_view(view: &RunView, format: DataFormat) {
 fn read_inputs(inputs: &[String]) -> anyhow::Result<Result<Vec<(String, Json)>, String>> {
     let mut out = Vec::new();
     for input in inputs {
-        let Some((name, path)) = input.split_once('=') else {
-            bail!("`--input {input}` is not NAME=FILE.json")
-        };
+        let Some((name, path)) = input.split_once('=') else { bail!("`--input {input}` is not NAME=FILE.json") };
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the input file `{path}`"))?;
         match serde_json::from_str(&text) {
             Ok(json) => out.push((name.to_owned(), json)),
@@ -357,7 +355,11 @@ pub fn verify_bundle(path: &str, bytes: &[u8], format: DataFormat) -> ExitCode {
                     verified.events,
                     verified.plan_hash,
                     verified.signed_by.as_ref().map(|k| format!(", signed by ed25519 key {k}")).unwrap_or_default(),
-                    if verified.redacted > 0 { format!(", {} values redacted", verified.redacted) } else { String::new() },
+                    if verified.redacted > 0 {
+                        format!(", {} values redacted", verified.redacted)
+                    } else {
+                        String::new()
+                    },
                     verified.head
                 )),
             }

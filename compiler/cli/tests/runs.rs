@@ -44,7 +44,8 @@ fn json_of(dir: &Path, args: &[&str], code: i32) -> Json {
     all.extend(["--format", "json"]);
     let output = flowc(dir, &all);
     assert_eq!(output.status.code(), Some(code), "{args:?}: {}", text(&output));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&output)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&output)))
 }
 
 /// Writes a request input and returns `request=FILE`.
@@ -68,7 +69,16 @@ fn start(dir: &Path, input: &str, who: &str) -> Json {
     json_of(dir, &["run", "loan.flow", "--input", input, "--as", who, "--at", AT], 0)
 }
 
-fn decide(dir: &Path, run: &str, step: &str, who: &str, outcome: &str, reason: &str, extra: &[&str], code: i32) -> Output {
+/// `flowc decide RUN STEP --as WHO --outcome O --reason R EXTRA…`, which must exit `code`.
+fn decide(
+    dir: &Path,
+    run: &str,
+    step: &str,
+    who: &str,
+    [outcome, reason]: [&str; 2],
+    extra: &[&str],
+    code: i32,
+) -> Output {
     let mut args = vec!["decide", run, step, "--as", who, "--outcome", outcome, "--reason", reason];
     args.extend(extra);
     let output = flowc(dir, &args);
@@ -113,7 +123,12 @@ fn a_routine_request_completes_with_no_one_involved() {
     let run = view["run"].as_str().unwrap();
     let page = show(&dir, run, "aud");
     assert!(page.contains("approval sign: approved automatically (row 1: auto)"), "{page}");
-    assert!(page.contains("review check: skipped, its condition did not hold (score.confidence = 0.9, degraded(score) = false)"), "{page}");
+    assert!(
+        page.contains(
+            "review check: skipped, its condition did not hold (score.confidence = 0.9, degraded(score) = false)"
+        ),
+        "{page}"
+    );
     assert!(page.contains("gate fresh (block): did not hold (stale(request) = false)"), "{page}");
     assert!(page.contains("personal note of carl"), "the auditor views pii: {page}");
     evidence_verifies(&dir, run);
@@ -127,24 +142,35 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
     assert_eq!(view["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
     let run = view["run"].as_str().unwrap().to_owned();
     // Not a manager.
-    let refused = decide(&dir, &run, "check", "carl", "approve", "ok", &[], 1);
+    let refused = decide(&dir, &run, "check", "carl", ["approve", "ok"], &[], 1);
     assert!(text(&refused).contains("missing grant: `decide check`"), "{}", text(&refused));
     // An outcome and a reason the review does not declare; a field it may not edit.
-    assert!(text(&decide(&dir, &run, "check", "max", "maybe", "ok", &[], 1)).contains("not an outcome of `check`"));
-    assert!(text(&decide(&dir, &run, "check", "max", "approve", "fine", &[], 1)).contains("not a reason of `check`"));
-    let edit = decide(&dir, &run, "check", "max", "approve", "ok", &["--edit", "score.confidence=1"], 1);
+    assert!(text(&decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1)).contains("not an outcome of `check`"));
+    assert!(text(&decide(&dir, &run, "check", "max", ["approve", "fine"], &[], 1)).contains("not a reason of `check`"));
+    let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.confidence=1"], 1);
     assert!(text(&edit).contains("may not edit `score.confidence`"), "{}", text(&edit));
-    let edit = decide(&dir, &run, "check", "max", "approve", "ok", &["--edit", "score.tier=lowest"], 1);
+    let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.tier=lowest"], 1);
     assert!(text(&edit).contains("`lowest` is not a variant of `Tier`"), "{}", text(&edit));
     // The reviewer lowers the tier: the matrix reads the edited value (row 2, big and low).
-    decide(&dir, &run, "check", "max", "approve", "ok", &["--basis", "known customer", "--edit", "score.tier=low"], 0);
+    decide(
+        &dir,
+        &run,
+        "check",
+        "max",
+        ["approve", "ok"],
+        &["--basis", "known customer", "--edit", "score.tier=low"],
+        0,
+    );
     let pending = json_of(&dir, &["pending"], 0);
-    assert_eq!(pending["pending"], json!([{"run": run, "flow": "loan", "step": "sign", "kind": "approval", "roles": ["manager"]}]));
+    assert_eq!(
+        pending["pending"],
+        json!([{"run": run, "flow": "loan", "step": "sign", "kind": "approval", "roles": ["manager"]}])
+    );
     // The requester holds `manager` but may not approve their own request.
-    let own = decide(&dir, &run, "sign", "ana", "approve", "ok", &[], 1);
+    let own = decide(&dir, &run, "sign", "ana", ["approve", "ok"], &[], 1);
     assert!(text(&own).contains("separation of duties"), "{}", text(&own));
     assert_eq!(json_of(&dir, &["pending", "--as", "carl"], 0)["pending"], json!([]));
-    decide(&dir, &run, "sign", "mia", "approve", "within_limit", &[], 0);
+    decide(&dir, &run, "sign", "mia", ["approve", "within_limit"], &[], 0);
     assert_eq!(status(&dir, &run), "completed");
     let page = show(&dir, &run, "aud");
     assert!(page.contains("edited score.tier: medium → low"), "{page}");
@@ -154,7 +180,7 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
     assert!(page.contains("refused decide (missing grant `decide check`)"), "{page}");
     assert!(page.contains("separation of duties: ana may not decide `sign`"), "{page}");
     // Deciding again: nothing waits.
-    assert!(text(&decide(&dir, &run, "sign", "max", "approve", "ok", &[], 1)).contains("nothing waits"));
+    assert!(text(&decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1)).contains("nothing waits"));
     evidence_verifies(&dir, &run);
 }
 
@@ -162,13 +188,15 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
 fn no_principal_counts_twice() {
     let dir = deployment("twice");
     let run = start(&dir, &request(&dir, "R3", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
-    decide(&dir, &run, "check", "max", "approve", "ok", &[], 0);
+    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
     // Medium: 2 of manager.
-    decide(&dir, &run, "sign", "max", "approve", "ok", &[], 0);
+    decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 0);
     assert_eq!(status(&dir, &run), "pending");
-    let again = decide(&dir, &run, "sign", "max", "approve", "ok", &[], 1);
+    let again = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
     assert!(text(&again).contains("no principal counts twice"), "{}", text(&again));
-    let view: Json = serde_json::from_slice(&decide(&dir, &run, "sign", "mia", "approve", "ok", &["--format", "json"], 0).stdout).unwrap();
+    let view: Json =
+        serde_json::from_slice(&decide(&dir, &run, "sign", "mia", ["approve", "ok"], &["--format", "json"], 0).stdout)
+            .unwrap();
     assert_eq!(view["status"], "completed");
     assert_eq!(view["outputs"]["decision"]["approved"], true);
 }
@@ -178,7 +206,10 @@ fn a_rejected_approval_completes_unapproved_and_books_nothing() {
     let dir = deployment("unapproved");
     let run = start(&dir, &request(&dir, "R4", "20000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
     // High: 1 of manager, 1 of director; the director rejects.
-    let view: Json = serde_json::from_slice(&decide(&dir, &run, "sign", "dora", "reject", "too_risky", &["--format", "json"], 0).stdout).unwrap();
+    let view: Json = serde_json::from_slice(
+        &decide(&dir, &run, "sign", "dora", ["reject", "too_risky"], &["--format", "json"], 0).stdout,
+    )
+    .unwrap();
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["outputs"]["decision"]["approved"], false);
     assert!(lines(&dir, "effects.log").is_empty());
@@ -199,10 +230,19 @@ fn a_blocking_gate_blocks_until_an_officer_overrides_it() {
     let wrong = flowc(&dir, &["override", &run, "fresh", "--as", "olga", "--reason", "urgent", "--basis", "b"]);
     assert_eq!(wrong.status.code(), Some(1));
     assert!(text(&wrong).contains("not blocking this run"), "{}", text(&wrong));
-    let view = json_of(&dir, &["override", &run, "embargo", "--as", "olga", "--reason", "lifted", "--basis", "embargo lifted on 29 Nov"], 0);
+    let view = json_of(
+        &dir,
+        &["override", &run, "embargo", "--as", "olga", "--reason", "lifted", "--basis", "embargo lifted on 29 Nov"],
+        0,
+    );
     assert_eq!(view["status"], "completed", "{view}");
     let page = show(&dir, &run, "aud");
-    assert!(page.contains("gate embargo OVERRIDDEN by olga (officer): override, reason lifted — \"embargo lifted on 29 Nov\""), "{page}");
+    assert!(
+        page.contains(
+            "gate embargo OVERRIDDEN by olga (officer): override, reason lifted — \"embargo lifted on 29 Nov\""
+        ),
+        "{page}"
+    );
     evidence_verifies(&dir, &run);
 }
 
@@ -210,11 +250,15 @@ fn a_blocking_gate_blocks_until_an_officer_overrides_it() {
 fn stale_source_data_blocks() {
     let dir = deployment("stale");
     let input = request(&dir, "R5", "500.00", "carl");
-    let view = json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", "2026-12-05T10:00:00Z"], 0);
+    let view =
+        json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", "2026-12-05T10:00:00Z"], 0);
     assert_eq!(view["status"], "blocked");
     assert!(view["summary"].as_str().unwrap().contains("gate `fresh`"), "{view}");
     let page = show(&dir, view["run"].as_str().unwrap(), "aud");
-    assert!(page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 122h — STALE"), "{page}");
+    assert!(
+        page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 122h — STALE"),
+        "{page}"
+    );
 }
 
 #[test]
@@ -226,18 +270,21 @@ fn a_soft_gate_rejected_ends_the_run_rejected() {
     assert_eq!(view["pending"][0], json!({"step": "huge", "kind": "gate", "roles": ["director"]}));
     assert_eq!(view["pending"][1]["step"], "sign");
     let run = view["run"].as_str().unwrap().to_owned();
-    decide(&dir, &run, "huge", "max", "approve", "ok", &[], 1);
+    decide(&dir, &run, "huge", "max", ["approve", "ok"], &[], 1);
     let no_reason = flowc(&dir, &["decide", &run, "huge", "--as", "dora", "--outcome", "reject"]);
     assert_eq!(no_reason.status.code(), Some(1));
     assert!(text(&no_reason).contains("needs a reason code"), "{}", text(&no_reason));
-    decide(&dir, &run, "huge", "dora", "reject", "exposure", &[], 0);
+    decide(&dir, &run, "huge", "dora", ["reject", "exposure"], &[], 0);
     assert_eq!(status(&dir, &run), "rejected");
     assert!(lines(&dir, "calls.log").is_empty(), "nothing acted");
 }
 
 #[test]
 fn a_failing_or_nonsensical_model_degrades_the_step_and_a_person_reviews_it() {
-    for (amount, why) in [("13.00", "the scorer is down"), ("666.00", "the output does not fit `Score`: $.confidence: `x` is not a decimal number")] {
+    for (amount, why) in [
+        ("13.00", "the scorer is down"),
+        ("666.00", "the output does not fit `Score`: $.confidence: `x` is not a decimal number"),
+    ] {
         let dir = deployment(&format!("degraded-{amount}"));
         let view = start(&dir, &request(&dir, "R7", amount, "carl"), "carl");
         assert_eq!(view["status"], "pending", "{view}");
@@ -267,7 +314,7 @@ fn a_missing_model_configuration_degrades_and_a_missing_handler_fails() {
     let run = view["run"].as_str().unwrap().to_owned();
     let page = show(&dir, &run, "aud");
     assert!(page.contains("no provider is configured for model `scorer`"), "{page}");
-    decide(&dir, &run, "check", "max", "approve", "ok", &[], 0);
+    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
     let view = json_of(&dir, &["status", &run], 0);
     assert_eq!(view["status"], "failed");
     assert!(view["summary"].as_str().unwrap().contains("no handler is configured for system `ledger`"), "{view}");
@@ -291,7 +338,11 @@ fn every_operation_checks_its_grant_and_records_refusals() {
     // trigger
     let refused = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "max"]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("max may not start `loan`: the flow grants `trigger` to clerk"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("max may not start `loan`: the flow grants `trigger` to clerk"),
+        "{}",
+        text(&refused)
+    );
     let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
     let refusals = flow_runtime::store::Store::refusals(&store).unwrap();
     assert_eq!(refusals.len(), 1);
@@ -376,7 +427,8 @@ fn a_corrupted_store_is_refused_and_left_as_it_was() {
 #[test]
 fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signature() {
     let dir = deployment("tamper");
-    std::fs::write(dir.join("evidence.key"), "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+    std::fs::write(dir.join("evidence.key"), "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+        .unwrap();
     let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
     config.push_str("\n[evidence]\nsigning_key_file = \"evidence.key\"\n");
     std::fs::write(dir.join("flow.toml"), config).unwrap();
@@ -461,7 +513,19 @@ fn runs_survive_being_killed_at_random_points() {
             let run = item["run"].as_str().unwrap();
             let step = item["step"].as_str().unwrap();
             let mut child = Command::new(bin)
-                .args(["decide", run, step, "--as", "max", "--outcome", "approve", "--reason", "ok", "--format", "json"])
+                .args([
+                    "decide",
+                    run,
+                    step,
+                    "--as",
+                    "max",
+                    "--outcome",
+                    "approve",
+                    "--reason",
+                    "ok",
+                    "--format",
+                    "json",
+                ])
                 .current_dir(&dir)
                 .env("LEDGER_SLEEP", "0.05")
                 .stdout(std::process::Stdio::piped())
@@ -477,7 +541,10 @@ fn runs_survive_being_killed_at_random_points() {
             if output.status.success() {
                 // Acknowledged: the decision must be in the store.
                 let page = show(&dir, run, "aud");
-                assert!(page.contains(&format!("{step} decided by max")) || page.contains(&format!("approval {step}: max")), "round {round}: a decision was lost:\n{page}");
+                assert!(
+                    page.contains(&format!("{step} decided by max")) || page.contains(&format!("approval {step}: max")),
+                    "round {round}: a decision was lost:\n{page}"
+                );
             }
         }
     }

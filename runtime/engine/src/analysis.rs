@@ -69,9 +69,7 @@ impl Analysis {
             let conditions: Vec<&Expr> = match &node.kind {
                 NodeKind::Let { value } => vec![value],
                 NodeKind::Gate { condition, .. } => vec![condition],
-                NodeKind::Review { condition, .. } | NodeKind::Action { condition, .. } => {
-                    condition.iter().collect()
-                }
+                NodeKind::Review { condition, .. } | NodeKind::Action { condition, .. } => condition.iter().collect(),
                 NodeKind::Approval { rows, .. } => rows.iter().filter_map(|r| r.condition.as_ref()).collect(),
                 _ => Vec::new(),
             };

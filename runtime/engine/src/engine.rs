@@ -495,7 +495,8 @@ pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
             format!("blocked by {}", gates.join("; "))
         }
         Status::Pending => {
-            let steps: Vec<String> = waiting(an, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
+            let steps: Vec<String> =
+                waiting(an, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
             format!("waiting for {}", steps.join(", "))
         }
         Status::Completed => {
@@ -559,7 +560,10 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
             let holds = match condition.as_ref().map(|c| exec.eval(c)) {
                 None => true,
                 Some(Ok(value)) => value.as_bool().unwrap_or(false),
-                Some(Err(error)) => return Ok(exec.fail(name, error)),
+                Some(Err(error)) => {
+                    exec.fail(name, error);
+                    return Ok(());
+                }
             };
             let operands = exec.operands(name);
             if holds {
@@ -574,7 +578,10 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
                 let holds = match row.condition.as_ref().map(|c| exec.eval(c)) {
                     None => true,
                     Some(Ok(value)) => value.as_bool().unwrap_or(false),
-                    Some(Err(error)) => return Ok(exec.fail(name, error)),
+                    Some(Err(error)) => {
+                        exec.fail(name, error);
+                        return Ok(());
+                    }
                 };
                 if holds {
                     chosen = Some((r, row));
@@ -602,14 +609,15 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
             for expr in distinct_from {
                 match exec.eval(expr) {
                     Ok(Value::Principal(p)) => excluded.push(p.to_string()),
-                    Ok(Value::List(items)) => {
-                        excluded.extend(items.into_iter().filter_map(|v| match v {
-                            Value::Principal(p) => Some(p.to_string()),
-                            _ => None,
-                        }))
-                    }
+                    Ok(Value::List(items)) => excluded.extend(items.into_iter().filter_map(|v| match v {
+                        Value::Principal(p) => Some(p.to_string()),
+                        _ => None,
+                    })),
                     Ok(_) => {}
-                    Err(error) => return Ok(exec.fail(name, error)),
+                    Err(error) => {
+                        exec.fail(name, error);
+                        return Ok(());
+                    }
                 }
             }
             excluded.sort();
@@ -702,7 +710,9 @@ fn infer(
     };
     match fallback {
         Some(fallback) => match exec.eval(fallback) {
-            Ok(value) => exec.emit(Event::Inferred { node: name.clone(), value, degraded: true, reason: Some(failure) }),
+            Ok(value) => {
+                exec.emit(Event::Inferred { node: name.clone(), value, degraded: true, reason: Some(failure) })
+            }
             Err(error) => exec.fail(name, format!("{failure}; and its fallback failed: {error}")),
         },
         None => exec.fail(name, format!("{failure}; and the step has no fallback")),
@@ -739,11 +749,17 @@ fn act(
     }
     let args = match exec.named_args(args) {
         Ok(args) => args,
-        Err(error) => return Ok(exec.fail(name, error)),
+        Err(error) => {
+            exec.fail(name, error);
+            return Ok(());
+        }
     };
     let key = match idempotency.map(|k| exec.eval(k)) {
         Some(Ok(key)) => format!("{}/{}", name, key),
-        Some(Err(error)) => return Ok(exec.fail(name, error)),
+        Some(Err(error)) => {
+            exec.fail(name, error);
+            return Ok(());
+        }
         None => format!("{}/{}", exec.state.run, name),
     };
     let result_ty = node.ty.unwrap_optional().clone();
@@ -861,7 +877,11 @@ pub fn decide(
             let used = may(wanted, format!("decide {step}"))?;
             if !outcomes.iter().any(|o| *o == input.outcome) {
                 let names: Vec<&str> = outcomes.iter().map(SmolStr::as_str).collect();
-                return invalid(format!("`{}` is not an outcome of `{step}`; expected one of {}", input.outcome, names.join(", ")));
+                return invalid(format!(
+                    "`{}` is not an outcome of `{step}`; expected one of {}",
+                    input.outcome,
+                    names.join(", ")
+                ));
             }
             match &reason {
                 Some(r) if !reasons.iter().any(|x| x == r) => {
@@ -892,8 +912,9 @@ pub fn decide(
                 };
                 let ty = edit_type(an, path).ok_or_else(|| Refusal::Invalid(format!("`{field}` has no type")))?;
                 let json = serde_json::from_str(written).unwrap_or_else(|_| Json::String(written.clone()));
-                let after = value::decode(body, &json, &ty, field)
-                    .map_err(|e| Refusal::Invalid(format!("the new value of `{field}` does not fit `{ty}`: {}", e.message)))?;
+                let after = value::decode(body, &json, &ty, field).map_err(|e| {
+                    Refusal::Invalid(format!("the new value of `{field}` does not fit `{ty}`: {}", e.message))
+                })?;
                 edits.push(crate::event::Edit { field: field.clone(), before, after });
             }
             Ok(vec![Event::ReviewDecided { node: node.name.clone(), decision: decision(used), edits }])

@@ -141,11 +141,26 @@ pub struct Started<V> {
 pub enum Event<V> {
     Started(Box<Started<V>>),
     /// A `let` computed its value from `operands`.
-    Evaluated { node: SmolStr, value: V, operands: Vec<Named<V>> },
+    Evaluated {
+        node: SmolStr,
+        value: V,
+        operands: Vec<Named<V>>,
+    },
     /// A gate's condition, with the values that decided it.
-    Gate { node: SmolStr, level: GateLevel, holds: bool, operands: Vec<Named<V>> },
-    GateDecided { node: SmolStr, decision: Decision },
-    GateOverridden { node: SmolStr, decision: Decision },
+    Gate {
+        node: SmolStr,
+        level: GateLevel,
+        holds: bool,
+        operands: Vec<Named<V>>,
+    },
+    GateDecided {
+        node: SmolStr,
+        decision: Decision,
+    },
+    GateOverridden {
+        node: SmolStr,
+        decision: Decision,
+    },
     /// One call of a model provider (after its own retries).
     ModelCalled {
         node: SmolStr,
@@ -173,9 +188,20 @@ pub enum Event<V> {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
     },
-    ReviewSkipped { node: SmolStr, operands: Vec<Named<V>> },
-    ReviewOpened { node: SmolStr, roles: Vec<SmolStr>, operands: Vec<Named<V>> },
-    ReviewDecided { node: SmolStr, decision: Decision, edits: Vec<Edit<V>> },
+    ReviewSkipped {
+        node: SmolStr,
+        operands: Vec<Named<V>>,
+    },
+    ReviewOpened {
+        node: SmolStr,
+        roles: Vec<SmolStr>,
+        operands: Vec<Named<V>>,
+    },
+    ReviewDecided {
+        node: SmolStr,
+        decision: Decision,
+        edits: Vec<Edit<V>>,
+    },
     /// The row of an approval matrix that applies, and what it requires.
     ApprovalRequired {
         node: SmolStr,
@@ -186,20 +212,59 @@ pub enum Event<V> {
         /// Principals who may not approve (`distinct from`).
         excluded: Vec<String>,
     },
-    ApprovalDecided { node: SmolStr, decision: Decision },
-    ApprovalCompleted { node: SmolStr, row: u32, approved: bool, approvers: Vec<String>, requirement: String },
-    ActionSkipped { node: SmolStr, operands: Vec<Named<V>> },
+    ApprovalDecided {
+        node: SmolStr,
+        decision: Decision,
+    },
+    ApprovalCompleted {
+        node: SmolStr,
+        row: u32,
+        approved: bool,
+        approvers: Vec<String>,
+        requirement: String,
+    },
+    ActionSkipped {
+        node: SmolStr,
+        operands: Vec<Named<V>>,
+    },
     /// Written durably before the handler is called, so a crash cannot lose the intent.
-    ActionStarted { node: SmolStr, system: SmolStr, action: SmolStr, key: String, args: Vec<Named<V>>, attempt: u32 },
+    ActionStarted {
+        node: SmolStr,
+        system: SmolStr,
+        action: SmolStr,
+        key: String,
+        args: Vec<Named<V>>,
+        attempt: u32,
+    },
     /// The handler's result; `reused` when an earlier call with the same key gave it.
-    ActionCompleted { node: SmolStr, key: String, result: V, reused: bool },
-    Emitted { node: SmolStr, value: V },
+    ActionCompleted {
+        node: SmolStr,
+        key: String,
+        result: V,
+        reused: bool,
+    },
+    Emitted {
+        node: SmolStr,
+        value: V,
+    },
     /// A step failed; the run ends `failed`.
-    Failed { node: SmolStr, error: String },
+    Failed {
+        node: SmolStr,
+        error: String,
+    },
     /// An operation the acting principal is not granted.
-    Refused { operation: String, principal: String, roles: Vec<String>, grant: String, message: String },
+    Refused {
+        operation: String,
+        principal: String,
+        roles: Vec<String>,
+        grant: String,
+        message: String,
+    },
     /// The run stopped executing: how it stands, in one line.
-    Settled { status: Status, summary: String },
+    Settled {
+        status: Status,
+        summary: String,
+    },
 }
 
 /// Where a value sits in an event: what gives it its type and its labels.

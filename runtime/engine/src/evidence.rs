@@ -149,10 +149,7 @@ pub fn bundle(parts: BundleParts<'_>) -> Json {
     if let Some((public_key, value)) = parts.signature {
         object.insert("signature".into(), json!({"algorithm": "ed25519", "public_key": public_key, "value": value}));
     }
-    object.insert(
-        "exported".into(),
-        json!({"by": parts.exported_by, "views": parts.views, "at": parts.exported_at}),
-    );
+    object.insert("exported".into(), json!({"by": parts.exported_by, "views": parts.views, "at": parts.exported_at}));
     object.insert("events".into(), Json::Array(events));
     object.insert("plan".into(), parts.plan);
     let digest = digest(&Json::Object(object.clone()));
@@ -194,7 +191,10 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
         return Err(vec![format!("not an evidence bundle: `format` is not \"{BUNDLE_FORMAT}\"")]);
     }
     if object.get("format_version").and_then(Json::as_u64) != Some(BUNDLE_VERSION) {
-        return Err(vec![format!("evidence bundle format {} is not supported (expected {BUNDLE_VERSION})", object.get("format_version").unwrap_or(&Json::Null))]);
+        return Err(vec![format!(
+            "evidence bundle format {} is not supported (expected {BUNDLE_VERSION})",
+            object.get("format_version").unwrap_or(&Json::Null)
+        )]);
     }
     let mut without_digest = object.clone();
     let written_digest = without_digest.remove("digest");
@@ -221,7 +221,10 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
         }
         let hash = event_hash(&prev, i as u64, at, &body);
         if entry.get("hash").and_then(Json::as_str) != Some(hash.as_str()) {
-            problems.push(format!("event {i} (`{}`) was changed: its hash does not match", body["event"].as_str().unwrap_or("?")));
+            problems.push(format!(
+                "event {i} (`{}`) was changed: its hash does not match",
+                body["event"].as_str().unwrap_or("?")
+            ));
         }
         if i == 0 {
             if body["event"] != "started" {
@@ -242,7 +245,9 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
     }
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
         Some(Ok(verified)) if verified.hash() == plan_hash => {}
-        Some(Ok(verified)) => problems.push(format!("the plan's hash is {}, not the pinned {plan_hash}", verified.hash())),
+        Some(Ok(verified)) => {
+            problems.push(format!("the plan's hash is {}, not the pinned {plan_hash}", verified.hash()))
+        }
         Some(Err(errors)) => problems.push(format!("the plan does not verify: {errors}")),
         None => problems.push("the bundle has no plan".to_owned()),
     }
@@ -255,9 +260,8 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
             if signature.get("public_key").and_then(Json::as_str) != Some(key.as_str()) {
                 problems.push("the signature is not by the key the run was started with".to_owned());
             }
-            let verifying = unhex(key)
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .and_then(|b| VerifyingKey::from_bytes(&b).ok());
+            let verifying =
+                unhex(key).and_then(|b| <[u8; 32]>::try_from(b).ok()).and_then(|b| VerifyingKey::from_bytes(&b).ok());
             let value = signature
                 .get("value")
                 .and_then(Json::as_str)

@@ -21,7 +21,11 @@ pub enum EvalError {
     Overflow(String),
     DivisionByZero(String),
     /// Money of two currencies met in one comparison or sum.
-    CurrencyMismatch { op: &'static str, left: Money, right: Money },
+    CurrencyMismatch {
+        op: &'static str,
+        left: Money,
+        right: Money,
+    },
     /// A value of the wrong shape: a verified plan never causes one, so this is a bug of the
     /// runtime (or of a value that did not come through [`crate::value::decode`]).
     Internal(String),
@@ -378,11 +382,15 @@ pub fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value> {
             Value::Money(Money { amount: checked_decimal(op, a, b.amount)?, currency: b.currency })
         }
         (Add, Value::Timestamp(t), Value::Duration(d)) | (Add, Value::Duration(d), Value::Timestamp(t)) => {
-            Value::Timestamp(Timestamp { seconds: t.seconds.checked_add(d).ok_or_else(|| overflow("an instant"))?, nanos: t.nanos })
+            Value::Timestamp(Timestamp {
+                seconds: t.seconds.checked_add(d).ok_or_else(|| overflow("an instant"))?,
+                nanos: t.nanos,
+            })
         }
-        (Sub, Value::Timestamp(t), Value::Duration(d)) => {
-            Value::Timestamp(Timestamp { seconds: t.seconds.checked_sub(d).ok_or_else(|| overflow("an instant"))?, nanos: t.nanos })
-        }
+        (Sub, Value::Timestamp(t), Value::Duration(d)) => Value::Timestamp(Timestamp {
+            seconds: t.seconds.checked_sub(d).ok_or_else(|| overflow("an instant"))?,
+            nanos: t.nanos,
+        }),
         (Sub, Value::Timestamp(a), Value::Timestamp(b)) => Value::Duration(age(a, b)?),
         (Add | Sub, Value::Duration(a), Value::Duration(b)) => Value::Duration(checked_int(op, a, b)?),
         (Mul, Value::Duration(a), Value::Int(b)) | (Mul, Value::Int(b), Value::Duration(a)) => {

@@ -47,7 +47,9 @@ fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty) -> Json {
             }
             Json::Object(object)
         }
-        (Value::List(items), Ty::List(item)) => Json::Array(items.iter().map(|v| encode_fields(body, v, item)).collect()),
+        (Value::List(items), Ty::List(item)) => {
+            Json::Array(items.iter().map(|v| encode_fields(body, v, item)).collect())
+        }
         _ => value.to_json(),
     }
 }

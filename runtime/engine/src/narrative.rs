@@ -25,7 +25,12 @@ fn operands(event: &Json) -> String {
 
 fn decision(d: &Json) -> String {
     let roles: Vec<&str> = d["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
-    let mut text = format!("{} ({}): {}", d["principal"].as_str().unwrap_or("?"), roles.join(", "), d["outcome"].as_str().unwrap_or("?"));
+    let mut text = format!(
+        "{} ({}): {}",
+        d["principal"].as_str().unwrap_or("?"),
+        roles.join(", "),
+        d["outcome"].as_str().unwrap_or("?")
+    );
     if let Some(reason) = d["reason"].as_str() {
         let _ = write!(text, ", reason {reason}");
     }
@@ -53,9 +58,23 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
         match kind {
             "started" => {
                 let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
-                let _ = writeln!(out, "Started by {} ({}) at {}; plan {}", e["principal"].as_str().unwrap_or("?"), roles.join(", "), e["clock"].as_str().unwrap_or("?"), e["plan"].as_str().unwrap_or("?"));
+                let _ = writeln!(
+                    out,
+                    "Started by {} ({}) at {}; plan {}",
+                    e["principal"].as_str().unwrap_or("?"),
+                    roles.join(", "),
+                    e["clock"].as_str().unwrap_or("?"),
+                    e["plan"].as_str().unwrap_or("?")
+                );
                 let env = &e["environment"];
-                let _ = writeln!(out, "Ran on {} ({}), {}, engine {}", env["host"].as_str().unwrap_or("?"), env["os"].as_str().unwrap_or("?"), env["runtime"].as_str().unwrap_or("?"), e["engine"].as_str().unwrap_or("?"));
+                let _ = writeln!(
+                    out,
+                    "Ran on {} ({}), {}, engine {}",
+                    env["host"].as_str().unwrap_or("?"),
+                    env["os"].as_str().unwrap_or("?"),
+                    env["runtime"].as_str().unwrap_or("?"),
+                    e["engine"].as_str().unwrap_or("?")
+                );
                 let _ = writeln!(out, "\nInputs");
                 for input in e["inputs"].as_array().into_iter().flatten() {
                     let _ = writeln!(out, "  {}: {}", input["name"].as_str().unwrap_or("?"), display(&input["value"]));
@@ -128,7 +147,9 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                 };
                 line(&mut steps, format!("  {node} = {} ({how})", display(&e["value"])));
             }
-            "review_skipped" => line(&mut steps, format!("review {node}: skipped, its condition did not hold{}", operands(e))),
+            "review_skipped" => {
+                line(&mut steps, format!("review {node}: skipped, its condition did not hold{}", operands(e)))
+            }
             "review_opened" => {
                 let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 line(&mut steps, format!("review {node}: opened for {}{}", roles.join(", "), operands(e)));
@@ -148,7 +169,8 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                 }
             }
             "approval_required" => {
-                let excluded: Vec<&str> = e["excluded"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                let excluded: Vec<&str> =
+                    e["excluded"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 line(
                     &mut steps,
                     format!(
@@ -156,21 +178,32 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                         e["row"],
                         e["requirement"].as_str().unwrap_or("?"),
                         operands(e),
-                        if excluded.is_empty() { String::new() } else { format!("; may not approve: {}", excluded.join(", ")) }
+                        if excluded.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; may not approve: {}", excluded.join(", "))
+                        }
                     ),
                 );
             }
             "approval_decided" => line(&mut steps, format!("  approval {node}: {}", decision(&e["decision"]))),
             "approval_completed" => {
-                let approvers: Vec<&str> = e["approvers"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                let approvers: Vec<&str> =
+                    e["approvers"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 let verdict = match (e["approved"] == true, approvers.is_empty()) {
-                    (true, true) => format!("approved automatically (row {}: {})", e["row"], e["requirement"].as_str().unwrap_or("?")),
+                    (true, true) => format!(
+                        "approved automatically (row {}: {})",
+                        e["row"],
+                        e["requirement"].as_str().unwrap_or("?")
+                    ),
                     (true, false) => format!("approved by {}", approvers.join(", ")),
                     (false, _) => "NOT approved: a required approver rejected".to_owned(),
                 };
                 line(&mut steps, format!("approval {node}: {verdict}"));
             }
-            "action_skipped" => line(&mut steps, format!("action {node}: skipped, its condition did not hold{}", operands(e))),
+            "action_skipped" => {
+                line(&mut steps, format!("action {node}: skipped, its condition did not hold{}", operands(e)))
+            }
             "action_started" => line(
                 &mut steps,
                 format!(

@@ -139,7 +139,7 @@ pub fn run_command(command: &[String], dir: Option<&Path>, input: &Json, timeout
 }
 
 fn humantime(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.as_millis().is_multiple_of(1000) { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 /// The `command` provider: a local program gets the request on stdin and prints the output.
@@ -210,7 +210,8 @@ impl OpenAiCompatible {
             let shown: String = text.chars().take(200).collect();
             return Err((format!("`{url}` answered {status}: {shown}"), retry));
         }
-        let reply: Json = serde_json::from_str(&text).map_err(|e| (format!("`{url}` did not answer JSON: {e}"), false))?;
+        let reply: Json =
+            serde_json::from_str(&text).map_err(|e| (format!("`{url}` did not answer JSON: {e}"), false))?;
         let content = reply
             .pointer("/choices/0/message/content")
             .and_then(Json::as_str)
@@ -225,10 +226,8 @@ impl ModelProvider for OpenAiCompatible {
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(self.timeout))
-            .http_status_as_error(false)
-            .build();
+        let config =
+            ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build();
         let agent = ureq::Agent::new_with_config(config);
         let mut messages = Vec::new();
         if let Some(prompt) = request.prompt {

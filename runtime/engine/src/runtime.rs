@@ -176,7 +176,8 @@ impl Runtime {
         if let Some(an) = self.cached(hash) {
             return Ok(an);
         }
-        let bytes = self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
+        let bytes =
+            self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
         let plan = flow_ir::load(&bytes)
             .map_err(|e| Error::Environment(format!("the stored plan {hash} does not verify:\n{e}")))?;
         if plan.hash() != hash {
@@ -214,15 +215,19 @@ impl Runtime {
     }
 
     fn model_provider(&self, model: &flow_ir::plan::Model) -> Option<&dyn ModelProvider> {
-        self.models
-            .get(model.name.as_str())
-            .or_else(|| self.provider_kinds.get(model.provider.as_str()))
-            .map(|p| &**p)
+        self.models.get(model.name.as_str()).or_else(|| self.provider_kinds.get(model.provider.as_str())).map(|p| &**p)
     }
 
     /// Refuses an operation: records it (in the run's chain when there is a run) and
     /// returns the error.
-    fn refuse(&self, run: Option<(&Analysis, &mut Loaded)>, who: &Principal, operation: &str, grant: String, message: String) -> Error {
+    fn refuse(
+        &self,
+        run: Option<(&Analysis, &mut Loaded)>,
+        who: &Principal,
+        operation: &str,
+        grant: String,
+        message: String,
+    ) -> Error {
         let event = Event::Refused {
             operation: operation.to_owned(),
             principal: who.id.clone(),
@@ -254,15 +259,14 @@ impl Runtime {
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
         if let Some((name, _)) = given.iter().find(|(n, _)| !declared.iter().any(|d| d.name == n)) {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
-            return Err(Error::Invalid(format!(
-                "the flow has no input `{name}`; its inputs are {}",
-                names.join(", ")
-            )));
+            return Err(Error::Invalid(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
         }
         let mut inputs = Vec::new();
         for node in declared {
             let value = match given.iter().find(|(n, _)| n == node.name.as_str()) {
-                Some((_, json)) => value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?,
+                Some((_, json)) => {
+                    value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?
+                }
                 None if node.ty.is_optional() => Value::Absent,
                 None => {
                     return Err(Error::Invalid(format!(
@@ -288,7 +292,9 @@ impl Runtime {
         for node in &body.nodes {
             let NodeKind::Param { default } = &node.kind else { continue };
             let value = match set.iter().find(|(n, _)| n == node.name.as_str()) {
-                Some((_, json)) => value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?,
+                Some((_, json)) => {
+                    value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?
+                }
                 None => crate::interp::eval(body, &(&empty, an), default)
                     .map_err(|e| Error::Invalid(format!("param `{}`: {e}", node.name)))?,
             };
@@ -298,7 +304,13 @@ impl Runtime {
     }
 
     /// Starts a run of `an` for `who`, executes it as far as it goes and stores it.
-    pub fn start(&self, an: &Arc<Analysis>, who: &Principal, inputs: &[(String, Json)], options: &StartOptions) -> Result<RunView> {
+    pub fn start(
+        &self,
+        an: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<RunView> {
         let flow = an.body().flow.name.to_string();
         if !an.granted(&who.roles, GrantKind::Trigger, None) {
             let roles = an.grantees(GrantKind::Trigger, None);
@@ -318,7 +330,13 @@ impl Runtime {
         Ok(self.view(an, &loaded, Some(who)))
     }
 
-    fn started(&self, an: &Analysis, who: &Principal, inputs: &[(String, Json)], options: &StartOptions) -> Result<Started<Value>> {
+    fn started(
+        &self,
+        an: &Analysis,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<Started<Value>> {
         let body = an.body();
         let values = self.inputs(an, inputs)?;
         let params = self.params(an, &options.params)?;
@@ -383,7 +401,9 @@ impl Runtime {
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
-        if events.len() as u64 != record.seq || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head {
+        if events.len() as u64 != record.seq
+            || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
+        {
             return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
         }
         for stored in &events {
@@ -396,7 +416,14 @@ impl Runtime {
         Ok((an, loaded))
     }
 
-    fn check_run_grant(&self, an: &Analysis, loaded: &mut Loaded, who: &Principal, kind: GrantKind, operation: &str) -> Result<()> {
+    fn check_run_grant(
+        &self,
+        an: &Analysis,
+        loaded: &mut Loaded,
+        who: &Principal,
+        kind: GrantKind,
+        operation: &str,
+    ) -> Result<()> {
         if an.granted(&who.roles, kind, None) {
             return Ok(());
         }
@@ -415,7 +442,10 @@ impl Runtime {
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
         let (an, mut loaded) = self.load(run)?;
         if loaded.state.status.is_final() {
-            return Err(Error::Invalid(format!("run `{run}` is {}: nothing waits for a decision", loaded.state.status.as_str())));
+            return Err(Error::Invalid(format!(
+                "run `{run}` is {}: nothing waits for a decision",
+                loaded.state.status.as_str()
+            )));
         }
         match engine::decide(&an, &loaded.state, step, &who.id, &who.roles, input) {
             Ok(events) => {
@@ -427,12 +457,21 @@ impl Runtime {
                 Ok(self.view(&an, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
-            Err(Refusal::Access { grant, message }) => Err(self.refuse(Some((&an, &mut loaded)), who, "decide", grant, message)),
+            Err(Refusal::Access { grant, message }) => {
+                Err(self.refuse(Some((&an, &mut loaded)), who, "decide", grant, message))
+            }
         }
     }
 
     /// Overrides a blocking gate, and continues the run.
-    pub fn override_gate(&self, run: &str, gate: &str, who: &Principal, reason: &str, basis: Option<&str>) -> Result<RunView> {
+    pub fn override_gate(
+        &self,
+        run: &str,
+        gate: &str,
+        who: &Principal,
+        reason: &str,
+        basis: Option<&str>,
+    ) -> Result<RunView> {
         let (an, mut loaded) = self.load(run)?;
         match engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis) {
             Ok(event) => {
@@ -442,7 +481,9 @@ impl Runtime {
                 Ok(self.view(&an, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
-            Err(Refusal::Access { grant, message }) => Err(self.refuse(Some((&an, &mut loaded)), who, "override", grant, message)),
+            Err(Refusal::Access { grant, message }) => {
+                Err(self.refuse(Some((&an, &mut loaded)), who, "override", grant, message))
+            }
         }
     }
 
@@ -502,7 +543,8 @@ impl Runtime {
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
         let plan: Json = serde_json::from_slice(&plan_bytes)
             .map_err(|e| Error::Environment(format!("the stored plan is not JSON: {e}")))?;
-        let public_key = events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
+        let public_key =
+            events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
         let signature = match (&public_key, &record.signature) {
             (Some(key), Some(value)) => Some((key.as_str(), value.as_str())),
             _ => None,
@@ -527,7 +569,11 @@ impl Runtime {
         Ok(crate::narrative::show(&an, &events, &view))
     }
 
-    fn narrative_parts(&self, run: &str, who: Option<&Principal>) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
+    fn narrative_parts(
+        &self,
+        run: &str,
+        who: Option<&Principal>,
+    ) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
         let (an, loaded) = self.load(run)?;
         let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
         let mut events = self.store.events(run)?;
@@ -583,7 +629,9 @@ fn slot_type(an: &Analysis, slot: Slot<'_>) -> Option<(Ty, Vec<SmolStr>)> {
         Slot::Input(name) | Slot::Param(name) => Some((body.node(name)?.ty.clone(), Vec::new())),
         Slot::Node(name) => Some((body.node(name)?.ty.clone(), an.node_labels(name).to_vec())),
         Slot::Output(name) => Some((body.output(name)?.ty.clone(), an.node_labels(name).to_vec())),
-        Slot::Operand(text) if text.starts_with("stale(") || text.starts_with("degraded(") => Some((Ty::Bool, Vec::new())),
+        Slot::Operand(text) if text.starts_with("stale(") || text.starts_with("degraded(") => {
+            Some((Ty::Bool, Vec::new()))
+        }
         Slot::Operand(text) if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
         Slot::Operand(text) | Slot::Edit(text) => place(text),
         Slot::ModelArg(node, arg) => {
@@ -697,7 +745,11 @@ impl Log {
             if let Event::ActionCompleted { node, key, result, reused: false } = &event
                 && let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind)
             {
-                self.results.push(ActionResult { system: system.to_string(), key: key.clone(), result: result.to_json() });
+                self.results.push(ActionResult {
+                    system: system.to_string(),
+                    key: key.clone(),
+                    result: result.to_json(),
+                });
             }
             let seq = self.seq + i as u64;
             let body = encode_event(an, event);

@@ -256,7 +256,14 @@ impl Store for SqliteStore {
                 .map_err(&write)?;
             for event in events {
                 insert
-                    .execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, event.body.to_string()])
+                    .execute(params![
+                        run.id,
+                        event.seq as i64,
+                        event.at,
+                        event.prev,
+                        event.hash,
+                        event.body.to_string()
+                    ])
                     .map_err(|e| match e.sqlite_error_code() {
                         Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
                         _ => write(e),
@@ -281,7 +288,9 @@ impl Store for SqliteStore {
             ])
         })
         .map_err(&write)?;
-        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
+        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1")
+            .and_then(|mut s| s.execute([&run.id]))
+            .map_err(&write)?;
         for w in waiting {
             tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
@@ -363,7 +372,8 @@ impl Store for SqliteStore {
             .optional()
             .map_err(unusable("cannot read action results"))?;
         text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))
+            serde_json::from_str(&t)
+                .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))
         })
         .transpose()
     }

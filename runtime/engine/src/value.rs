@@ -85,11 +85,7 @@ impl Value {
             Value::Principal(p) | Value::Variant(p) => Json::String(p.to_string()),
             Value::List(items) => Json::Array(items.iter().map(Value::to_json).collect()),
             Value::Record(fields) => Json::Object(
-                fields
-                    .iter()
-                    .filter(|(_, v)| *v != Value::Absent)
-                    .map(|(n, v)| (n.to_string(), v.to_json()))
-                    .collect(),
+                fields.iter().filter(|(_, v)| *v != Value::Absent).map(|(n, v)| (n.to_string(), v.to_json())).collect(),
             ),
         }
     }
@@ -163,7 +159,9 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             other => decode(plan, other, inner, path)?,
         },
         Ty::Nothing => Value::Nothing,
-        Ty::Bool => Value::Bool(json.as_bool().ok_or_else(|| error(format!("expected true or false, found {}", describe(json))))?),
+        Ty::Bool => Value::Bool(
+            json.as_bool().ok_or_else(|| error(format!("expected true or false, found {}", describe(json))))?,
+        ),
         Ty::Int => Value::Int(
             json.as_i64()
                 .or_else(|| json.as_str().and_then(|t| t.replace('_', "").parse().ok()))
@@ -195,14 +193,16 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
         Ty::Text => Value::Text(text("a text")?.to_owned()),
         Ty::Timestamp => {
             let written = text("an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")?;
-            let (seconds, nanos) = time::parse_timestamp(written)
-                .ok_or_else(|| error(format!("`{written}` is not an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")))?;
+            let (seconds, nanos) = time::parse_timestamp(written).ok_or_else(|| {
+                error(format!("`{written}` is not an RFC 3339 instant such as \"2026-04-11T13:35:00Z\""))
+            })?;
             Value::Timestamp(Timestamp { seconds, nanos })
         }
         Ty::Duration => {
             let written = text("a duration such as \"72h\"")?;
             Value::Duration(
-                time::parse_duration(written).ok_or_else(|| error(format!("`{written}` is not a duration such as \"72h\"")))?,
+                time::parse_duration(written)
+                    .ok_or_else(|| error(format!("`{written}` is not a duration such as \"72h\"")))?,
             )
         }
         Ty::Principal => {
@@ -222,8 +222,9 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
         }
         Ty::Named(name) if plan.record(name).is_some() => {
             let record = plan.record(name).ok_or_else(|| error(format!("no type `{name}`")))?;
-            let object =
-                json.as_object().ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;
+            let object = json
+                .as_object()
+                .ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;
             if let Some(unknown) = object.keys().find(|k| record.field(k).is_none()) {
                 let fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
                 return Err(error(format!("`{name}` has no field `{unknown}`; its fields are {}", fields.join(", "))));
@@ -250,7 +251,10 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             let written = text("a variant name")?;
             if !variants.iter().any(|v| v == written) {
                 let names: Vec<&str> = variants.iter().map(SmolStr::as_str).collect();
-                return Err(error(format!("`{written}` is not a variant of `{ty}`; expected one of {}", names.join(", "))));
+                return Err(error(format!(
+                    "`{written}` is not a variant of `{ty}`; expected one of {}",
+                    names.join(", ")
+                )));
             }
             Value::Variant(written.into())
         }

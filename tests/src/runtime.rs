@@ -1,0 +1,244 @@
+//! The runtime against every plan the compiler produces (the examples and the lowering
+//! corpus): with random inputs, random model answers and failures, random handler results
+//! and random decisions, a verified plan never makes the interpreter meet a value of the
+//! wrong shape. Errors of the values themselves (overflow, division by zero, currencies
+//! that differ at run time) are allowed: they are the step's, and recorded.
+
+use std::sync::Arc;
+
+use flow_ir::PlanBody;
+use flow_ir::plan::NodeKind;
+use flow_ir::ty::Ty;
+use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use flow_runtime::store::SqliteStore;
+use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions, Status};
+use serde_json::{Value as Json, json};
+
+use crate::examples::example_paths;
+use crate::plans::{plan_of, workspace};
+
+/// A small deterministic generator (xorshift), so a failure names its seed.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// A random JSON value of type `ty`, edge values included.
+fn random_json(rng: &mut Rng, body: &PlanBody, ty: &Ty, depth: usize) -> Json {
+    match ty {
+        Ty::Optional(inner) => {
+            if rng.below(4) == 0 {
+                Json::Null
+            } else {
+                random_json(rng, body, inner, depth)
+            }
+        }
+        Ty::Bool => json!(rng.below(2) == 0),
+        Ty::Int => {
+            let any = rng.next() as i64 % 10_000;
+            json!(*rng.pick(&[0, 1, -1, 2, 5, 90, 1_000, i64::MAX, i64::MIN, any]))
+        }
+        Ty::Decimal => json!(*rng.pick(&["0", "0.5", "0.69", "0.7", "0.99", "1", "-1.25", "79228162514264337593543950335"])),
+        Ty::Money(currency) => {
+            let code = currency.map(|c| c.to_string()).unwrap_or_else(|| rng.pick(&["USD", "EUR"]).to_string());
+            let amount = *rng.pick(&["0", "0.01", "-5", "999.99", "10000", "25000.5", "60000", "250000", "79228162514264337593543950335"]);
+            json!(format!("{amount} {code}"))
+        }
+        Ty::Text => json!(*rng.pick(&["", "a", "Urgent exception", "unlimited liability, personal data", "ünïcødé"])),
+        Ty::Timestamp => json!(*rng.pick(&["2026-11-30T08:00:00Z", "2026-11-01T00:00:00Z", "1970-01-01T00:00:00Z", "2030-01-01T12:30:00.5Z"])),
+        Ty::Duration => json!(*rng.pick(&["0s", "1h", "72h", "7d", "-30m"])),
+        Ty::Principal => json!(*rng.pick(&["p1", "p2", "someone"])),
+        Ty::List(item) => {
+            let n = if depth > 3 { 0 } else { rng.below(4) };
+            Json::Array((0..n).map(|_| random_json(rng, body, item, depth + 1)).collect())
+        }
+        Ty::Named(name) => match body.record(name) {
+            Some(record) => Json::Object(
+                record
+                    .fields
+                    .iter()
+                    .filter_map(|f| {
+                        let value = random_json(rng, body, &f.ty, depth + 1);
+                        (!value.is_null()).then(|| (f.name.to_string(), value))
+                    })
+                    .collect(),
+            ),
+            None => json!(rng.pick(&body.variants(ty).unwrap_or_default()).as_str()),
+        },
+        _ => Json::Null,
+    }
+}
+
+struct RandomModel {
+    body: PlanBody,
+    rng: std::sync::Mutex<Rng>,
+}
+
+impl ModelProvider for RandomModel {
+    fn describe(&self) -> String {
+        "random".to_owned()
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rng.below(5) {
+            0 => Err(ProviderError { message: "down".to_owned(), attempts: 1 }),
+            1 => Ok(ModelReply { output: json!({"nonsense": true}), attempts: 2 }),
+            _ => Ok(ModelReply { output: random_json(&mut rng, &self.body, &request.model.output, 0), attempts: 1 }),
+        }
+    }
+}
+
+impl ActionHandler for RandomModel {
+    fn describe(&self) -> String {
+        "random".to_owned()
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = self
+            .body
+            .system(request.system)
+            .and_then(|s| s.actions.iter().find(|a| a.name == request.action))
+            .map(|a| a.result.clone())
+            .unwrap_or(Ty::Nothing);
+        if rng.below(6) == 0 {
+            return Err("unavailable".to_owned());
+        }
+        Ok(random_json(&mut rng, &self.body, &result, 0))
+    }
+}
+
+/// Every plan the compiler makes of the examples and the lowering corpus.
+fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
+    let mut plans = Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for path in example_paths() {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        if path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == "examples") {
+            plans.push(plan_of(&workspace(&name)));
+        }
+    }
+    let corpus = root.join("tests/corpus/lower/ok");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+    cases.sort();
+    for case in cases.iter().filter(|p| p.extension().is_some_and(|e| e == "flow")) {
+        let text = std::fs::read(case).unwrap_or_default();
+        let checked = crate::check_fixture("main.flow", &text);
+        plans.extend(crate::plans(&checked).into_iter().flatten());
+    }
+    plans
+}
+
+/// The plan, with `trigger` granted to its owner's role when it grants it to no one (a flow
+/// without that grant cannot be started: access is denied by default).
+fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
+    use flow_ir::plan::{Grant, GrantKind};
+    if plan.body().grants.iter().any(|g| g.kind == GrantKind::Trigger) {
+        return plan;
+    }
+    let mut body = plan.body().clone();
+    body.grants.push(Grant { kind: GrantKind::Trigger, target: None, roles: vec![body.flow.owner.clone()] });
+    body.grants.sort();
+    flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+        .unwrap_or_else(|failed| panic!("{}", failed.1))
+}
+
+/// A principal holding every role of the plan.
+fn everyone(body: &PlanBody, id: &str) -> Principal {
+    Principal { id: id.to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() }
+}
+
+#[test]
+fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
+    let plans = all_plans();
+    assert!(plans.len() >= 10, "{} plans", plans.len());
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+
+    for (p, plan) in plans.into_iter().enumerate() {
+        let plan = with_trigger(plan);
+        let body = plan.body().clone();
+        let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+        let mut runtime = Runtime::new(Box::new(store));
+        let random = Arc::new(RandomModel { body: body.clone(), rng: std::sync::Mutex::new(Rng(0x2545_f491_4f6c_dd1d + p as u64)) });
+        for model in &body.models {
+            runtime.register_model(&model.name, random.clone());
+        }
+        for system in &body.systems {
+            runtime.register_system(&system.name, random.clone());
+        }
+        let an = runtime.install(plan).expect("the plan installs");
+        let inputs: Vec<&flow_ir::plan::Node> =
+            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        for case in 0..60u64 {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (case << 8) ^ p as u64);
+            let given: Vec<(String, Json)> =
+                inputs.iter().map(|n| (n.name.to_string(), random_json(&mut rng, &body, &n.ty, 0))).collect();
+            let who = everyone(&body, "p1");
+            let seed = format!("plan {} case {case}", body.flow.name);
+            let options = StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }), params: Vec::new() };
+            let mut view = match runtime.start(&an, &who, &given, &options) {
+                Ok(view) => view,
+                // Random inputs may not fit (an empty principal id cannot occur; currencies can).
+                Err(flow_runtime::Error::Invalid(_)) => continue,
+                Err(error) => panic!("{seed}: {error}"),
+            };
+            // Decide whatever waits, with random outcomes, until the run settles.
+            for _ in 0..12 {
+                assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
+                match view.status {
+                    Status::Pending => {}
+                    Status::Blocked => {
+                        let gate = body.nodes.iter().find(|n| view.summary.contains(&format!("gate `{}`", n.name)));
+                        let Some(gate) = gate else { break };
+                        match runtime.override_gate(&view.run, &gate.name, &who, "test", None) {
+                            Ok(next) => view = next,
+                            Err(_) => break,
+                        }
+                        continue;
+                    }
+                    _ => break,
+                }
+                let (step, kind, _) = view.pending[0].clone();
+                let node = body.node(&step).expect("a waiting step is a node");
+                let (outcome, reason) = match &node.kind {
+                    NodeKind::Review { outcomes, reasons, .. } => {
+                        (rng.pick(outcomes).to_string(), reasons.first().map(|r| r.to_string()))
+                    }
+                    _ => (rng.pick(&["approve", "approve", "reject"]).to_string(), Some("test".to_owned())),
+                };
+                let input = DecisionInput { outcome, reason, basis: None, edits: Vec::new() };
+                let decider = everyone(&body, *rng.pick(&["p1", "p2", "p3"]));
+                view = match runtime.decide(&view.run, &step, &decider, &input) {
+                    Ok(next) => next,
+                    // Separation of duties or counting twice: another principal decides.
+                    Err(flow_runtime::Error::Refused { .. }) => {
+                        runtime.decide(&view.run, &step, &everyone(&body, "p4"), &input).unwrap_or(view)
+                    }
+                    Err(error) => panic!("{seed}: deciding {kind} {step}: {error}"),
+                };
+            }
+            assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
+            *outcomes.entry(view.status.as_str()).or_default() += 1;
+        }
+    }
+    // The random cases reach every outcome a flow can have.
+    for status in ["completed", "blocked", "rejected", "failed"] {
+        assert!(outcomes.contains_key(status), "no run ended {status}: {outcomes:?}");
+    }
+}
