@@ -311,3 +311,14 @@ fn diff_speaks_the_stewards_language() {
     assert_eq!(docs_only.hash(), original.hash());
     assert!(!flow_ir::diff::diff(original.plan(), docs_only.plan()).is_material());
 }
+
+/// The embedding example carries the compiled plan of `spend_approval.flow`; it must be the
+/// plan of the flow as it is now (rebuild it with `flowc build examples/spend_approval.flow
+/// -o examples/embed/spend_approval.plan.json`).
+#[test]
+fn the_embedding_example_runs_the_current_plan() {
+    let plan = plan_of(&workspace("spend_approval.flow"));
+    let path = crate::examples::examples_dir().join("embed/spend_approval.plan.json");
+    let carried = flow_ir::load(&std::fs::read(&path).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(carried.hash(), plan.hash(), "{} is out of date", path.display());
+}

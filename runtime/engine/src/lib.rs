@@ -23,6 +23,8 @@ mod narrative;
 pub mod provider;
 mod runtime;
 pub mod store;
+#[cfg(test)]
+mod tests;
 pub mod value;
 
 pub use engine::DecisionInput;

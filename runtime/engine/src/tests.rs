@@ -1,0 +1,185 @@
+//! The interpreter's arithmetic, approval matching, evidence digests and the
+//! `openai-compatible` provider against a local HTTP server.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use flow_ir::expr::{BinaryOp, Money, Timestamp};
+use serde_json::json;
+
+use crate::interp::{EvalError, binary};
+use crate::value::Value;
+
+fn dec(text: &str) -> Value {
+    Value::Decimal(text.parse().unwrap())
+}
+
+fn money(text: &str) -> Value {
+    Value::Money(Money::parse(text).unwrap())
+}
+
+#[test]
+fn decimal_arithmetic_is_exact() {
+    assert_eq!(binary(BinaryOp::Add, dec("0.1"), dec("0.2")).unwrap(), dec("0.3"));
+    assert_eq!(binary(BinaryOp::Eq, binary(BinaryOp::Add, dec("0.1"), dec("0.2")).unwrap(), dec("0.3")).unwrap(), Value::Bool(true));
+    assert_eq!(binary(BinaryOp::Mul, money("19.99 USD"), dec("3")).unwrap(), money("59.97 USD"));
+    assert_eq!(binary(BinaryOp::Div, money("10.00 EUR"), money("4.00 EUR")).unwrap(), dec("2.5"));
+    assert_eq!(binary(BinaryOp::Sub, money("0.30 USD"), money("0.10 USD")).unwrap(), money("0.20 USD"));
+}
+
+#[test]
+fn errors_of_values_are_errors_not_answers() {
+    assert!(matches!(binary(BinaryOp::Add, Value::Int(i64::MAX), Value::Int(1)), Err(EvalError::Overflow(_))));
+    assert!(matches!(binary(BinaryOp::Mul, Value::Int(i64::MIN), Value::Int(-1)), Err(EvalError::Overflow(_))));
+    assert!(matches!(binary(BinaryOp::Mul, dec("79228162514264337593543950335"), dec("2")), Err(EvalError::Overflow(_))));
+    assert!(matches!(binary(BinaryOp::Div, dec("1"), dec("0")), Err(EvalError::DivisionByZero(_))));
+    assert!(matches!(binary(BinaryOp::Div, money("1 USD"), money("0 USD")), Err(EvalError::DivisionByZero(_))));
+    let mismatch = binary(BinaryOp::Lt, money("1 USD"), money("1 EUR")).unwrap_err();
+    assert_eq!(
+        mismatch.to_string(),
+        "currency mismatch: `1 USD < 1 EUR` mixes USD and EUR, and Flow never converts currencies"
+    );
+    assert!(matches!(binary(BinaryOp::Add, money("1 USD"), money("1 EUR")), Err(EvalError::CurrencyMismatch { .. })));
+    assert!(matches!(binary(BinaryOp::Eq, money("1 USD"), money("1 EUR")), Err(EvalError::CurrencyMismatch { .. })));
+    assert!(matches!(binary(BinaryOp::Add, Value::Int(1), dec("1")), Err(EvalError::Internal(_))));
+}
+
+#[test]
+fn instants_and_durations() {
+    let at = |seconds| Value::Timestamp(Timestamp { seconds, nanos: 0 });
+    assert_eq!(binary(BinaryOp::Sub, at(100), at(40)).unwrap(), Value::Duration(60));
+    assert_eq!(binary(BinaryOp::Add, at(100), Value::Duration(3_600)).unwrap(), at(3_700));
+    assert_eq!(binary(BinaryOp::Div, Value::Duration(90), Value::Duration(60)).unwrap(), dec("1.5"));
+    assert!(matches!(binary(BinaryOp::Add, at(i64::MAX), Value::Duration(1)), Err(EvalError::Overflow(_))));
+    let early = Value::Timestamp(Timestamp { seconds: 10, nanos: 500 });
+    assert_eq!(binary(BinaryOp::Sub, at(11), early).unwrap(), Value::Duration(0), "whole seconds, rounded down");
+}
+
+#[test]
+fn approvals_match_distinct_principals_to_slots() {
+    use flow_ir::plan::{Requirement, Role};
+    let mut body: flow_ir::PlanBody =
+        serde_json::from_value(json!({
+            "flow": {"name": "f", "version": "1", "owner": "manager", "steward": "manager"},
+            "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+            "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [], "functions": []
+        }))
+        .unwrap();
+    body.roles = vec![
+        Role { name: "director".into(), extends: vec!["manager".into()] },
+        Role { name: "manager".into(), extends: vec![] },
+    ];
+    let terms = [Requirement::Count { count: 1, role: "manager".into() }, Requirement::AllOf(vec!["director".into()])];
+    let slots = crate::engine::slots(&terms);
+    let who = |id: &str, role: &str| (id.to_owned(), vec![role.to_owned()]);
+    // A director holds `manager` too, but fills one slot.
+    assert_eq!(crate::engine::matched(&body, &slots, &[who("d", "director")]).0, 1);
+    // Given in the order that makes a greedy choice fail: the director first takes `manager`.
+    assert_eq!(crate::engine::matched(&body, &slots, &[who("d", "director"), who("m", "manager")]).0, 2);
+    assert_eq!(crate::engine::matched(&body, &slots, &[who("m", "manager"), who("n", "manager")]).0, 1);
+    assert_eq!(crate::engine::requirement_text(&terms), "1 of manager, all of director");
+}
+
+#[test]
+fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
+    let event = json!({"event": "evaluated", "value": {"$labels": ["pii"], "$value": "secret"}, "n": [1, 2.5, null, true]});
+    let mut redacted = event.clone();
+    crate::labels::redact(&mut redacted, &[]);
+    assert_eq!(redacted["value"]["$labels"], json!(["pii"]));
+    assert!(!redacted.to_string().contains("secret"));
+    assert_eq!(crate::evidence::digest(&event), crate::evidence::digest(&redacted));
+    let mut shown = event.clone();
+    crate::labels::redact(&mut shown, &["pii".into()]);
+    assert_eq!(shown, event);
+    let mut changed = event.clone();
+    changed["value"]["$value"] = json!("secreT");
+    assert_ne!(crate::evidence::digest(&event), crate::evidence::digest(&changed));
+}
+
+/// Serves `answers` in turn on a local port, one HTTP request each; returns the base URL
+/// and the requests' bodies.
+fn serve(answers: Vec<(u16, String)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for (status, answer) in answers {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            bodies.push(String::from_utf8(body).unwrap());
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(reply.as_bytes()).unwrap();
+        }
+        bodies
+    });
+    (url, handle)
+}
+
+#[test]
+fn the_openai_compatible_provider_asks_for_json_and_retries_server_errors() {
+    use crate::provider::{ModelProvider, ModelRequest, OpenAiCompatible};
+    let content = json!({"tier": "low", "confidence": "0.9"}).to_string();
+    let completion = json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string();
+    let (url, server) = serve(vec![(503, "{}".to_owned()), (200, completion)]);
+    let provider = OpenAiCompatible {
+        base_url: url,
+        api_key: Some("k".to_owned()),
+        timeout: std::time::Duration::from_secs(10),
+        retries: 2,
+    };
+    let model: flow_ir::plan::Model = serde_json::from_value(json!({
+        "name": "scorer", "provider": "openai-compatible", "model_name": "acme-scorer", "version": "1",
+        "digest": "sha256:00", "prompt": {"hash": "blake3:00", "text": "Classify."},
+        "inputs": [], "output": "Score", "clearance": []
+    }))
+    .unwrap();
+    let request = ModelRequest { model: &model, prompt: Some("Classify."), input: json!({"amount": "1.00 USD"}) };
+    let reply = provider.infer(&request).unwrap();
+    assert_eq!(reply.output, json!({"tier": "low", "confidence": "0.9"}));
+    assert_eq!(reply.attempts, 2);
+    let bodies = server.join().unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    assert_eq!(sent["model"], "acme-scorer");
+    assert_eq!(sent["response_format"], json!({"type": "json_object"}));
+    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Classify."}));
+    assert_eq!(sent["messages"][1]["content"], json!({"amount": "1.00 USD"}).to_string());
+
+    // A client error is not retried; the failure says what the endpoint answered.
+    let (url, server) = serve(vec![(401, "{\"error\": \"bad key\"}".to_owned())]);
+    let provider = OpenAiCompatible { base_url: url, api_key: None, timeout: std::time::Duration::from_secs(10), retries: 2 };
+    let error = provider.infer(&request).err().unwrap();
+    assert_eq!(error.attempts, 1);
+    assert!(error.message.contains("answered 401"), "{}", error.message);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_command_that_hangs_is_stopped_at_its_timeout() {
+    let started = std::time::Instant::now();
+    let error = crate::provider::run_command(
+        &["sleep".to_owned(), "5".to_owned()],
+        None,
+        &json!({}),
+        std::time::Duration::from_millis(200),
+    )
+    .unwrap_err();
+    assert!(error.contains("did not answer within 200ms"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
