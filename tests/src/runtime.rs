@@ -53,14 +53,31 @@ fn random_json(rng: &mut Rng, body: &PlanBody, ty: &Ty, depth: usize) -> Json {
             let any = rng.next() as i64 % 10_000;
             json!(*rng.pick(&[0, 1, -1, 2, 5, 90, 1_000, i64::MAX, i64::MIN, any]))
         }
-        Ty::Decimal => json!(*rng.pick(&["0", "0.5", "0.69", "0.7", "0.99", "1", "-1.25", "79228162514264337593543950335"])),
+        Ty::Decimal => {
+            json!(*rng.pick(&["0", "0.5", "0.69", "0.7", "0.99", "1", "-1.25", "79228162514264337593543950335"]))
+        }
         Ty::Money(currency) => {
             let code = currency.map(|c| c.to_string()).unwrap_or_else(|| rng.pick(&["USD", "EUR"]).to_string());
-            let amount = *rng.pick(&["0", "0.01", "-5", "999.99", "10000", "25000.5", "60000", "250000", "79228162514264337593543950335"]);
+            let amount = *rng.pick(&[
+                "0",
+                "0.01",
+                "-5",
+                "999.99",
+                "10000",
+                "25000.5",
+                "60000",
+                "250000",
+                "79228162514264337593543950335",
+            ]);
             json!(format!("{amount} {code}"))
         }
         Ty::Text => json!(*rng.pick(&["", "a", "Urgent exception", "unlimited liability, personal data", "ünïcødé"])),
-        Ty::Timestamp => json!(*rng.pick(&["2026-11-30T08:00:00Z", "2026-11-01T00:00:00Z", "1970-01-01T00:00:00Z", "2030-01-01T12:30:00.5Z"])),
+        Ty::Timestamp => json!(*rng.pick(&[
+            "2026-11-30T08:00:00Z",
+            "2026-11-01T00:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "2030-01-01T12:30:00.5Z"
+        ])),
         Ty::Duration => json!(*rng.pick(&["0s", "1h", "72h", "7d", "-30m"])),
         Ty::Principal => json!(*rng.pick(&["p1", "p2", "someone"])),
         Ty::List(item) => {
@@ -135,7 +152,8 @@ fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
         }
     }
     let corpus = root.join("tests/corpus/lower/ok");
-    let mut cases: Vec<_> = std::fs::read_dir(&corpus).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(&corpus).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).collect();
     cases.sort();
     for case in cases.iter().filter(|p| p.extension().is_some_and(|e| e == "flow")) {
         let text = std::fs::read(case).unwrap_or_default();
@@ -175,7 +193,10 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
         let body = plan.body().clone();
         let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
         let mut runtime = Runtime::new(Box::new(store));
-        let random = Arc::new(RandomModel { body: body.clone(), rng: std::sync::Mutex::new(Rng(0x2545_f491_4f6c_dd1d + p as u64)) });
+        let random = Arc::new(RandomModel {
+            body: body.clone(),
+            rng: std::sync::Mutex::new(Rng(0x2545_f491_4f6c_dd1d + p as u64)),
+        });
         for model in &body.models {
             runtime.register_model(&model.name, random.clone());
         }
@@ -191,7 +212,10 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
                 inputs.iter().map(|n| (n.name.to_string(), random_json(&mut rng, &body, &n.ty, 0))).collect();
             let who = everyone(&body, "p1");
             let seed = format!("plan {} case {case}", body.flow.name);
-            let options = StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }), params: Vec::new() };
+            let options = StartOptions {
+                clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }),
+                params: Vec::new(),
+            };
             let mut view = match runtime.start(&an, &who, &given, &options) {
                 Ok(view) => view,
                 // Random inputs may not fit (an empty principal id cannot occur; currencies can).

@@ -87,16 +87,23 @@ pub fn run(store: &str) -> Result<Outcome, String> {
     // 3. Start a run for a principal the application authenticated.
     let ana = principal("ana", &["requester"]);
     let inputs = vec![
-        ("request".to_owned(), json!({
-            "id": "PR-1", "requester": "ana", "amount": "18500.00 USD", "category": "software",
-            "justification": "Urgent licence renewal", "submitted_at": "2026-11-30T09:00:00Z"
-        })),
-        ("vendor".to_owned(), json!({
-            "id": "V-1", "name": "Northwind", "sanctioned": false, "credit_limit": "250000.00 USD",
-            "rating": 4, "bank_account": "DE89 3704 0044 0532 0130 00", "updated_at": "2026-11-30T06:00:00Z"
-        })),
+        (
+            "request".to_owned(),
+            json!({
+                "id": "PR-1", "requester": "ana", "amount": "18500.00 USD", "category": "software",
+                "justification": "Urgent licence renewal", "submitted_at": "2026-11-30T09:00:00Z"
+            }),
+        ),
+        (
+            "vendor".to_owned(),
+            json!({
+                "id": "V-1", "name": "Northwind", "sanctioned": false, "credit_limit": "250000.00 USD",
+                "rating": 4, "bank_account": "DE89 3704 0044 0532 0130 00", "updated_at": "2026-11-30T06:00:00Z"
+            }),
+        ),
     ];
-    let clock = flow_ir::time::parse_timestamp("2026-11-30T10:00:00Z").map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos });
+    let clock = flow_ir::time::parse_timestamp("2026-11-30T10:00:00Z")
+        .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos });
     let mut view = runtime.start(&plan, &ana, &inputs, &StartOptions { clock, params: Vec::new() }).map_err(fail)?;
     let mut statuses = vec![view.status];
     println!("run {}: {} ({})", view.run, view.status.as_str(), view.summary);
@@ -113,7 +120,11 @@ pub fn run(store: &str) -> Result<Outcome, String> {
     view = runtime.decide(&view.run, "triage", &max, &review).map_err(fail)?;
     statuses.push(view.status);
     println!("after the review: {} ({})", view.status.as_str(), view.summary);
-    let approve = DecisionInput { outcome: "approve".to_owned(), reason: Some("in_budget".to_owned()), ..DecisionInput::default() };
+    let approve = DecisionInput {
+        outcome: "approve".to_owned(),
+        reason: Some("in_budget".to_owned()),
+        ..DecisionInput::default()
+    };
     view = runtime.decide(&view.run, "spend", &max, &approve).map_err(fail)?;
     statuses.push(view.status);
     println!("after the approval: {} ({})", view.status.as_str(), view.summary);
@@ -123,7 +134,10 @@ pub fn run(store: &str) -> Result<Outcome, String> {
     let bundle = runtime.evidence(&view.run, &auditor).map_err(fail)?;
     let text = flow_runtime::evidence::render(&bundle);
     let verified = flow_runtime::evidence::verify(text.as_bytes()).map_err(|problems| problems.join("; "))?;
-    println!("evidence: {} events, head {}, {} values redacted for the auditor", verified.events, verified.head, verified.redacted);
+    println!(
+        "evidence: {} events, head {}, {} values redacted for the auditor",
+        verified.events, verified.head, verified.redacted
+    );
     let orders = erp.orders.lock().map(|o| o.len()).unwrap_or(0);
     Ok(Outcome { statuses, verified_events: verified.events, redacted: verified.redacted, orders })
 }

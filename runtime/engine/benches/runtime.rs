@@ -1,1 +1,107 @@
-fn main() {}
+//! Benchmarks of the runtime on a rules-only flow of ten gates, one approval matrix and one
+//! emit (`rules.flow`): a decision in process without a store; a run stored durably in
+//! SQLite (WAL); and a decision on a pending approval that completes the run.
+//!
+//! `cargo bench -p flow-runtime --bench runtime`; results in `docs/benchmarks.md`.
+
+#![expect(clippy::unwrap_used, reason = "benchmarks fail loudly")]
+
+use std::sync::Arc;
+
+use flow_runtime::analysis::Analysis;
+use flow_runtime::store::SqliteStore;
+use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions, Status};
+use serde_json::{Value as Json, json};
+
+fn main() {
+    divan::main();
+}
+
+fn clerk() -> Principal {
+    Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] }
+}
+
+/// An application; `score` decides the matrix row (700 and more: automatic).
+fn application(i: u64, score: i64) -> Vec<(String, Json)> {
+    let segment = ["retail", "business", "corporate"][i as usize % 3];
+    vec![(
+        "app".to_owned(),
+        json!({
+            "id": format!("A{i}"), "applicant": "ana", "amount": format!("{}.00 USD", 1_000 + i % 40_000),
+            "income": "80000.00 USD", "score": score, "segment": segment,
+            "existing_debt": "12000.00 USD", "age_days": 400, "defaults": 0, "verified": true
+        }),
+    )]
+}
+
+fn runtime(store: &str) -> (Runtime, Arc<Analysis>) {
+    let plan = flow_ir::load(include_bytes!("rules.plan.json")).unwrap();
+    let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(store)).unwrap()));
+    let an = runtime.install(plan).unwrap();
+    (runtime, an)
+}
+
+fn options() -> StartOptions {
+    StartOptions {
+        clock: flow_ir::time::parse_timestamp("2026-11-30T10:00:00Z")
+            .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos }),
+        params: Vec::new(),
+    }
+}
+
+/// One decision in process, nothing stored: inputs read and checked, ten gates, the
+/// matrix, the emit, the events built.
+#[divan::bench(sample_count = 200, sample_size = 200)]
+fn decision_in_process(bencher: divan::Bencher<'_, '_>) {
+    let (runtime, an) = runtime(":memory:");
+    let inputs = application(7, 750);
+    let (who, options) = (clerk(), options());
+    bencher.bench_local(|| {
+        let view = runtime.evaluate(&an, &who, &inputs, &options).unwrap();
+        assert_eq!(view.status, Status::Completed);
+        view
+    });
+}
+
+/// One run started and completed, stored durably: its chained events, record and head in
+/// one SQLite transaction (WAL, `synchronous = NORMAL`) in a file on disk.
+#[divan::bench(sample_count = 100, sample_size = 20)]
+fn run_stored_in_sqlite(bencher: divan::Bencher<'_, '_>) {
+    let dir = std::env::temp_dir().join(format!("flow-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (runtime, an) = runtime(dir.join("runs.db").to_str().unwrap());
+    let (who, options) = (clerk(), options());
+    let mut i = 0;
+    bencher.bench_local(|| {
+        i += 1;
+        let view = runtime.start(&an, &who, &application(i, 750), &options).unwrap();
+        assert_eq!(view.status, Status::Completed);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A decision on a pending approval that completes the run: the run loaded from SQLite and
+/// its state rebuilt from its events, the decision checked, the rest executed, stored.
+#[divan::bench(sample_count = 100, sample_size = 10)]
+fn decision_completing_a_pending_run(bencher: divan::Bencher<'_, '_>) {
+    let dir = std::env::temp_dir().join(format!("flow-bench-decide-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (runtime, an) = runtime(dir.join("runs.db").to_str().unwrap());
+    let (who, options) = (clerk(), options());
+    let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
+    let approve =
+        DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..DecisionInput::default() };
+    let mut i = 0;
+    bencher
+        .with_inputs(|| {
+            i += 1;
+            let view = runtime.start(&an, &who, &application(i, 650), &options).unwrap();
+            assert_eq!(view.status, Status::Pending);
+            view.run
+        })
+        .bench_local_refs(|run| {
+            let view = runtime.decide(run, "sign", &manager, &approve).unwrap();
+            assert_eq!(view.status, Status::Completed);
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+}

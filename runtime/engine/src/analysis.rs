@@ -9,6 +9,7 @@ use flow_ir::expr::{Expr, ExprKind};
 use flow_ir::plan::{GrantKind, NodeKind, PlanBody};
 use flow_ir::separation::extends;
 use flow_ir::ty::Ty;
+use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 
 use crate::value::Value;
@@ -51,6 +52,14 @@ pub struct Analysis {
     node_labels: Vec<Vec<SmolStr>>,
     /// By node index: the places its conditions read.
     operands: Vec<Vec<Operand>>,
+    /// Each param and its default value (a constant: computed once).
+    param_defaults: Vec<(SmolStr, Result<Value, crate::interp::EvalError>)>,
+    /// Node indices by name.
+    index: FxHashMap<SmolStr, u32>,
+    /// By the address of an expression of the plan: the index of the node a `Node`
+    /// expression reads, or the position of the field a `Field` expression reads in its
+    /// record (fields are in name order), so the interpreter compares no names.
+    resolved: FxHashMap<usize, u32>,
 }
 
 impl Analysis {
@@ -114,19 +123,76 @@ impl Analysis {
                 });
             }
         }
-        Analysis { plan, node_labels, operands }
+        let index: FxHashMap<SmolStr, u32> =
+            body.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i as u32)).collect();
+        let mut resolved = FxHashMap::default();
+        let exprs = body.nodes.iter().flat_map(|n| n.kind.exprs()).chain(body.functions.iter().map(|f| &f.body));
+        for root in exprs {
+            root.walk(&mut |e| match &e.kind {
+                ExprKind::Node(name) => {
+                    if let Some(i) = index.get(name) {
+                        resolved.insert(e as *const Expr as usize, *i);
+                    }
+                }
+                ExprKind::Field { base, field } => {
+                    let position = match base.ty.unwrap_optional() {
+                        Ty::Named(record) => {
+                            body.record(record).and_then(|r| r.fields.iter().position(|f| f.name == *field))
+                        }
+                        Ty::Review(_) => ["basis", "outcome", "reason", "reviewer"].iter().position(|f| f == field),
+                        Ty::Approval(_) => ["approved", "approvers", "requirement"].iter().position(|f| f == field),
+                        _ => None,
+                    };
+                    if let Some(position) = position {
+                        resolved.insert(e as *const Expr as usize, position as u32);
+                    }
+                }
+                _ => {}
+            });
+        }
+        let mut analysis = Analysis { plan, node_labels, operands, param_defaults: Vec::new(), index, resolved };
+        let empty = crate::engine::State::new(&analysis);
+        let defaults = analysis
+            .body()
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.kind {
+                NodeKind::Param { default } => {
+                    Some((node.name.clone(), crate::interp::eval(analysis.body(), &(&empty, &analysis), default)))
+                }
+                _ => None,
+            })
+            .collect();
+        analysis.param_defaults = defaults;
+        analysis
     }
 
     pub fn body(&self) -> &PlanBody {
         self.plan.body()
     }
 
+    /// The index of the node of this name.
+    pub fn id(&self, name: &str) -> Option<flow_ir::NodeId> {
+        self.index.get(name).map(|i| flow_ir::NodeId(*i))
+    }
+
+    /// What a `Node` or `Field` expression of the plan reads: a node index or a field
+    /// position; `None` for an expression that is not the plan's.
+    pub fn resolved(&self, expr: &Expr) -> Option<u32> {
+        self.resolved.get(&(expr as *const Expr as usize)).copied()
+    }
+
+    /// Each param with its default value.
+    pub fn param_defaults(&self) -> &[(SmolStr, Result<Value, crate::interp::EvalError>)] {
+        &self.param_defaults
+    }
+
     pub fn node_labels(&self, node: &str) -> &[SmolStr] {
-        self.plan.node_id(node).map(|id| self.node_labels[id.index()].as_slice()).unwrap_or(&[])
+        self.id(node).map(|id| self.node_labels[id.index()].as_slice()).unwrap_or(&[])
     }
 
     pub fn operands(&self, node: &str) -> &[Operand] {
-        self.plan.node_id(node).map(|id| self.operands[id.index()].as_slice()).unwrap_or(&[])
+        self.id(node).map(|id| self.operands[id.index()].as_slice()).unwrap_or(&[])
     }
 
     /// The labels an expression's value carries (the join of what it reads).

@@ -62,12 +62,20 @@ pub struct State {
 
 impl Scope for (&State, &Analysis) {
     fn node(&self, name: &str) -> Option<&Value> {
-        let id = self.1.plan.node_id(name)?;
+        let id = self.1.id(name)?;
         self.0.values[id.index()].as_ref()
     }
 
+    fn resolved(&self, expr: &Expr) -> Option<u32> {
+        self.1.resolved(expr)
+    }
+
+    fn node_at(&self, index: u32) -> Option<&Value> {
+        self.0.values.get(index as usize)?.as_ref()
+    }
+
     fn degraded(&self, name: &str) -> bool {
-        self.1.plan.node_id(name).is_some_and(|id| self.0.degraded[id.index()])
+        self.1.id(name).is_some_and(|id| self.0.degraded[id.index()])
     }
 
     fn clock(&self) -> Timestamp {
@@ -117,7 +125,7 @@ impl State {
 
     fn id(&self, an: &Analysis, node: &str) -> usize {
         // INVARIANT: events name nodes of the run's plan (checked when they are decoded).
-        an.plan.node_id(node).map_or(self.body_nodes, NodeId::index)
+        an.id(node).map_or(self.body_nodes, NodeId::index)
     }
 
     fn done(&mut self, i: usize, value: Value) {
@@ -134,11 +142,11 @@ impl State {
     }
 
     pub fn value(&self, an: &Analysis, node: &str) -> Option<&Value> {
-        an.plan.node_id(node).and_then(|id| self.values[id.index()].as_ref())
+        an.id(node).and_then(|id| self.values[id.index()].as_ref())
     }
 
     pub fn phase_of(&self, an: &Analysis, node: &str) -> Option<Phase> {
-        an.plan.node_id(node).map(|id| self.phases[id.index()])
+        an.id(node).map(|id| self.phases[id.index()])
     }
 
     /// Changes the state as the event says.
@@ -255,7 +263,7 @@ impl State {
             }
             Event::ActionSkipped { node, .. } => {
                 let i = self.id(an, node);
-                let nothing = an.plan.node_id(node).is_some_and(|id| an.plan.node(id).ty == Ty::Nothing);
+                let nothing = an.id(node).is_some_and(|id| an.plan.node(id).ty == Ty::Nothing);
                 self.done(i, if nothing { Value::Nothing } else { Value::Absent });
             }
             Event::ActionStarted { node, .. } => {
@@ -301,6 +309,11 @@ pub trait Journal {
     fn record(&mut self, event: Event<Value>);
     /// Makes every recorded event durable (before an action's handler is called).
     fn flush(&mut self, state: &State) -> Result<(), String>;
+    /// Whether the events are kept as evidence; when not (a run evaluated in memory), the
+    /// executor leaves out what only evidence needs (the operands of conditions).
+    fn keeps_evidence(&self) -> bool {
+        true
+    }
     /// The result an earlier call of `system` with this idempotency key gave.
     fn action_result(&mut self, system: &str, key: &str) -> Result<Option<Json>, String>;
 }
@@ -336,6 +349,9 @@ impl Exec<'_, '_> {
     }
 
     fn operands(&self, node: &str) -> Vec<Named<Value>> {
+        if !self.journal.keeps_evidence() {
+            return Vec::new();
+        }
         let scope = (&*self.state, self.an);
         self.an
             .operands(node)
@@ -464,7 +480,7 @@ pub fn advance(
         }
     }
     let status = exec.state.current_status();
-    let summary = summary(an, exec.state, status);
+    let summary = if exec.journal.keeps_evidence() { summary(an, exec.state, status) } else { String::new() };
     exec.emit(Event::Settled { status, summary });
     Ok(())
 }

@@ -127,7 +127,7 @@ pub struct Started<V> {
     pub input_digests: BTreeMap<String, String>,
     pub params: Vec<Named<V>>,
     pub sources: Vec<SourceCheck>,
-    pub environment: Environment,
+    pub environment: std::sync::Arc<Environment>,
     /// The public key (hex) whose signature of the chain head every export carries, when
     /// the deployment signs evidence.
     #[serde(skip_serializing_if = "Option::is_none", default)]

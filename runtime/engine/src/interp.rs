@@ -64,11 +64,20 @@ pub trait Scope {
     fn degraded(&self, name: &str) -> bool;
     /// The run's recorded clock.
     fn clock(&self) -> Timestamp;
+    /// What a `Node` or `Field` expression reads, when known in advance: a node index
+    /// for [`Scope::node_at`], or a field's position in its record.
+    fn resolved(&self, _expr: &Expr) -> Option<u32> {
+        None
+    }
+    /// The value of the node of this index.
+    fn node_at(&self, _index: u32) -> Option<&Value> {
+        None
+    }
 }
 
 /// Evaluates `expr` in `scope`.
 pub fn eval(plan: &PlanBody, scope: &dyn Scope, expr: &Expr) -> Result<Value> {
-    let mut cx = Cx { plan, scope, frame: &[], locals: Vec::new() };
+    let mut cx = Cx { plan, scope, frame: &[], locals: Vec::new(), depth: 0 };
     cx.eval(expr)
 }
 
@@ -79,6 +88,8 @@ struct Cx<'a> {
     frame: &'a [Value],
     /// The items of enclosing `any`/`all`, innermost last.
     locals: Vec<Value>,
+    /// How deeply `eval` recurses.
+    depth: u32,
 }
 
 fn internal<T>(what: impl Into<String>) -> Result<T> {
@@ -89,8 +100,20 @@ impl Cx<'_> {
     /// The value at a place (`request.vendor.rating`), borrowed, when `expr` is one.
     fn place<'v>(&'v self, expr: &Expr) -> Option<&'v Value> {
         match &expr.kind {
-            ExprKind::Node(name) => self.scope.node(name),
-            ExprKind::Field { base, field } => self.place(base)?.field(field),
+            ExprKind::Node(name) => match self.scope.resolved(expr) {
+                Some(index) => self.scope.node_at(index),
+                None => self.scope.node(name),
+            },
+            ExprKind::Field { base, field } => {
+                let base = self.place(base)?;
+                if let (Some(position), Value::Record(fields)) = (self.scope.resolved(expr), base)
+                    && let Some((name, value)) = fields.get(position as usize)
+                    && name == field
+                {
+                    return Some(value);
+                }
+                base.field(field)
+            }
             ExprKind::Param(i) => self.frame.get(*i as usize),
             _ => None,
         }
@@ -100,9 +123,16 @@ impl Cx<'_> {
         if let Some(value) = self.place(expr) {
             return Ok(value.clone());
         }
-        // Plans nest expressions up to 1,024 levels: continue on a fresh stack segment when
-        // this one runs low, as `flow-ir` does for its own recursions.
-        stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.eval_inner(expr))
+        // Plans nest expressions up to 1,024 levels: every 16 levels, continue on a fresh
+        // stack segment when this one runs low, as `flow-ir` does for its own recursions.
+        self.depth += 1;
+        let value = if self.depth.is_multiple_of(16) {
+            stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || self.eval_inner(expr))
+        } else {
+            self.eval_inner(expr)
+        };
+        self.depth -= 1;
+        value
     }
 
     fn eval_inner(&mut self, expr: &Expr) -> Result<Value> {
@@ -160,7 +190,8 @@ impl Cx<'_> {
                 for arg in args {
                     values.push(self.eval(arg)?);
                 }
-                let mut inner = Cx { plan: self.plan, scope: self.scope, frame: &values, locals: Vec::new() };
+                let mut inner =
+                    Cx { plan: self.plan, scope: self.scope, frame: &values, locals: Vec::new(), depth: self.depth };
                 inner.eval(&function.body)?
             }
             ExprKind::Builtin { builtin, args } => self.builtin(*builtin, args)?,

@@ -90,6 +90,8 @@ pub struct Runtime {
     systems: BTreeMap<String, Arc<dyn ActionHandler>>,
     signing: Option<SigningKey>,
     plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
+    /// The environment recorded in each run, by plan hash.
+    environments: Mutex<BTreeMap<String, Arc<Environment>>>,
 }
 
 /// The current time.
@@ -98,12 +100,20 @@ pub fn now() -> Timestamp {
     Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() }
 }
 
-fn new_run_id(plan: &str) -> String {
+/// A new run id: 64 bits mixed from the time, the process and a counter, so ids of runs
+/// started by several processes at once do not collide.
+fn new_run_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let t = now();
-    let seed = format!("{plan}/{}/{}/{}/{n}", t.seconds, t.nanos, std::process::id());
-    format!("r-{}", &blake3::hash(seed.as_bytes()).to_hex()[..16])
+    let mut x = (t.seconds as u64).wrapping_mul(1_000_000_007)
+        ^ u64::from(t.nanos).rotate_left(20)
+        ^ u64::from(std::process::id()).rotate_left(44)
+        ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64's finaliser spreads every input bit over the id.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("r-{:016x}", x ^ (x >> 31))
 }
 
 fn host() -> String {
@@ -123,22 +133,26 @@ impl Runtime {
             systems: BTreeMap::new(),
             signing: None,
             plans: Mutex::new(BTreeMap::new()),
+            environments: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// The provider for one model, by the model's name in the plan.
     pub fn register_model(&mut self, model: &str, provider: Arc<dyn ModelProvider>) {
         self.models.insert(model.to_owned(), provider);
+        self.environments = Mutex::default();
     }
 
     /// The provider for every model declaring this provider kind and having none of its own.
     pub fn register_provider(&mut self, kind: &str, provider: Arc<dyn ModelProvider>) {
         self.provider_kinds.insert(kind.to_owned(), provider);
+        self.environments = Mutex::default();
     }
 
     /// The handler of a system's actions.
     pub fn register_system(&mut self, system: &str, handler: Arc<dyn ActionHandler>) {
         self.systems.insert(system.to_owned(), handler);
+        self.environments = Mutex::default();
     }
 
     /// Signs the head of every run started from now on with this key.
@@ -188,7 +202,12 @@ impl Runtime {
         Ok(an)
     }
 
-    fn environment(&self, an: &Analysis) -> Environment {
+    fn environment(&self, an: &Analysis) -> Arc<Environment> {
+        let mut cache = self.environments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.entry(an.plan.hash().to_owned()).or_insert_with(|| Arc::new(self.describe_environment(an))).clone()
+    }
+
+    fn describe_environment(&self, an: &Analysis) -> Environment {
         let mut providers = BTreeMap::new();
         for model in &an.body().models {
             if let Some(p) = self.model_provider(model) {
@@ -321,7 +340,7 @@ impl Runtime {
             );
             return Err(self.refuse(None, who, "trigger", "trigger".to_owned(), message));
         }
-        let started = self.started(an, who, inputs, options)?;
+        let started = self.started(an, who, inputs, options, true)?;
         let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), now().to_string());
         let event = Event::Started(Box::new(started));
         loaded.state.apply(an, &event);
@@ -330,12 +349,41 @@ impl Runtime {
         Ok(self.view(an, &loaded, Some(who)))
     }
 
+    /// Runs a plan in memory, storing nothing: the same engine and the same checks as
+    /// [`Runtime::start`], for decisions whose evidence the caller does not keep (backtests,
+    /// benchmarks). A run that would wait for people ends `pending`.
+    pub fn evaluate(
+        &self,
+        an: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<RunView> {
+        if !an.granted(&who.roles, GrantKind::Trigger, None) {
+            return Err(Error::Refused {
+                grant: "trigger".to_owned(),
+                message: format!("{} may not start `{}`", who.id, an.body().flow.name),
+            });
+        }
+        let started = self.started(an, who, inputs, options, false)?;
+        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), String::new());
+        loaded.log.durable = false;
+        let event = Event::Started(Box::new(started));
+        loaded.state.apply(an, &event);
+        loaded.log.pending.push(event);
+        self.advance(an, &mut loaded)?;
+        Ok(self.view(an, &loaded, Some(who)))
+    }
+
+    /// The first event of a run; `durable` when its evidence is kept (the inputs' digests are
+    /// computed only then).
     fn started(
         &self,
         an: &Analysis,
         who: &Principal,
         inputs: &[(String, Json)],
         options: &StartOptions,
+        durable: bool,
     ) -> Result<Started<Value>> {
         let body = an.body();
         let values = self.inputs(an, inputs)?;
@@ -361,9 +409,13 @@ impl Runtime {
                 stale: matches!((age, source.freshness), (Some(age), Some(limit)) if age > limit),
             });
         }
-        let input_digests = inputs.iter().map(|(n, j)| (n.clone(), evidence::digest(j))).collect();
+        let input_digests = if durable {
+            inputs.iter().map(|(n, j)| (n.clone(), evidence::digest(j))).collect()
+        } else {
+            BTreeMap::new()
+        };
         Ok(Started {
-            run: new_run_id(an.plan.hash()),
+            run: new_run_id(),
             plan: an.plan.hash().to_owned(),
             flow: body.flow.name.clone(),
             flow_version: body.flow.version.clone(),
@@ -696,6 +748,8 @@ struct Log {
     created: String,
     outputs: BTreeMap<SmolStr, Value>,
     results: Vec<ActionResult>,
+    /// False for runs evaluated in memory: committing only notes outputs.
+    durable: bool,
 }
 
 impl Loaded {
@@ -714,6 +768,7 @@ impl Loaded {
                 created,
                 outputs: BTreeMap::new(),
                 results: Vec::new(),
+                durable: true,
             },
         }
     }
@@ -733,6 +788,12 @@ impl Log {
 
     /// Stores the pending events, chained, with the run's new record.
     fn commit(&mut self, runtime: &Runtime, an: &Analysis, state: &State) -> Result<()> {
+        if !self.durable {
+            for event in std::mem::take(&mut self.pending) {
+                self.observe(&event);
+            }
+            return Ok(());
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -801,11 +862,19 @@ struct RunJournal<'a> {
 
 impl Journal for RunJournal<'_> {
     fn record(&mut self, event: Event<Value>) {
-        self.log.pending.push(event);
+        if self.log.durable {
+            self.log.pending.push(event);
+        } else {
+            self.log.observe(&event);
+        }
     }
 
     fn flush(&mut self, state: &State) -> std::result::Result<(), String> {
         self.log.commit(self.runtime, self.an, state).map_err(|e| e.to_string())
+    }
+
+    fn keeps_evidence(&self) -> bool {
+        self.log.durable
     }
 
     fn action_result(&mut self, system: &str, key: &str) -> std::result::Result<Option<Json>, String> {

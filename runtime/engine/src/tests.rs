@@ -22,7 +22,10 @@ fn money(text: &str) -> Value {
 #[test]
 fn decimal_arithmetic_is_exact() {
     assert_eq!(binary(BinaryOp::Add, dec("0.1"), dec("0.2")).unwrap(), dec("0.3"));
-    assert_eq!(binary(BinaryOp::Eq, binary(BinaryOp::Add, dec("0.1"), dec("0.2")).unwrap(), dec("0.3")).unwrap(), Value::Bool(true));
+    assert_eq!(
+        binary(BinaryOp::Eq, binary(BinaryOp::Add, dec("0.1"), dec("0.2")).unwrap(), dec("0.3")).unwrap(),
+        Value::Bool(true)
+    );
     assert_eq!(binary(BinaryOp::Mul, money("19.99 USD"), dec("3")).unwrap(), money("59.97 USD"));
     assert_eq!(binary(BinaryOp::Div, money("10.00 EUR"), money("4.00 EUR")).unwrap(), dec("2.5"));
     assert_eq!(binary(BinaryOp::Sub, money("0.30 USD"), money("0.10 USD")).unwrap(), money("0.20 USD"));
@@ -32,7 +35,10 @@ fn decimal_arithmetic_is_exact() {
 fn errors_of_values_are_errors_not_answers() {
     assert!(matches!(binary(BinaryOp::Add, Value::Int(i64::MAX), Value::Int(1)), Err(EvalError::Overflow(_))));
     assert!(matches!(binary(BinaryOp::Mul, Value::Int(i64::MIN), Value::Int(-1)), Err(EvalError::Overflow(_))));
-    assert!(matches!(binary(BinaryOp::Mul, dec("79228162514264337593543950335"), dec("2")), Err(EvalError::Overflow(_))));
+    assert!(matches!(
+        binary(BinaryOp::Mul, dec("79228162514264337593543950335"), dec("2")),
+        Err(EvalError::Overflow(_))
+    ));
     assert!(matches!(binary(BinaryOp::Div, dec("1"), dec("0")), Err(EvalError::DivisionByZero(_))));
     assert!(matches!(binary(BinaryOp::Div, money("1 USD"), money("0 USD")), Err(EvalError::DivisionByZero(_))));
     let mismatch = binary(BinaryOp::Lt, money("1 USD"), money("1 EUR")).unwrap_err();
@@ -83,7 +89,8 @@ fn approvals_match_distinct_principals_to_slots() {
 
 #[test]
 fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
-    let event = json!({"event": "evaluated", "value": {"$labels": ["pii"], "$value": "secret"}, "n": [1, 2.5, null, true]});
+    let event =
+        json!({"event": "evaluated", "value": {"$labels": ["pii"], "$value": "secret"}, "n": [1, 2.5, null, true]});
     let mut redacted = event.clone();
     crate::labels::redact(&mut redacted, &[]);
     assert_eq!(redacted["value"]["$labels"], json!(["pii"]));
@@ -163,7 +170,8 @@ fn the_openai_compatible_provider_asks_for_json_and_retries_server_errors() {
 
     // A client error is not retried; the failure says what the endpoint answered.
     let (url, server) = serve(vec![(401, "{\"error\": \"bad key\"}".to_owned())]);
-    let provider = OpenAiCompatible { base_url: url, api_key: None, timeout: std::time::Duration::from_secs(10), retries: 2 };
+    let provider =
+        OpenAiCompatible { base_url: url, api_key: None, timeout: std::time::Duration::from_secs(10), retries: 2 };
     let error = provider.infer(&request).err().unwrap();
     assert_eq!(error.attempts, 1);
     assert!(error.message.contains("answered 401"), "{}", error.message);

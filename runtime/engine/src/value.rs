@@ -148,15 +148,31 @@ fn describe(json: &Json) -> &'static str {
 /// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
 /// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
 pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
-    let error = |message: String| DecodeError { path: path.to_owned(), message };
+    decode_at(plan, json, ty).map_err(|mut e| {
+        e.path.insert_str(0, path);
+        e
+    })
+}
+
+/// Prefixes the path of an error of a part (`.amount`, `[2]`).
+fn within(part: impl fmt::Display) -> impl FnOnce(DecodeError) -> DecodeError {
+    move |mut e| {
+        e.path.insert_str(0, &part.to_string());
+        e
+    }
+}
+
+/// [`decode`], with the path of an error relative to `json` (built only on error).
+fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError> {
+    let error = |message: String| DecodeError { path: String::new(), message };
     if let Some(inner) = json.as_object().filter(|o| o.contains_key("$labels")).and_then(|o| o.get("$value")) {
-        return decode(plan, inner, ty, path);
+        return decode_at(plan, inner, ty);
     }
     let text = |what: &str| json.as_str().ok_or_else(|| error(format!("expected {what}, found {}", describe(json))));
     Ok(match ty {
         Ty::Optional(inner) => match json {
             Json::Null => Value::Absent,
-            other => decode(plan, other, inner, path)?,
+            other => decode_at(plan, other, inner)?,
         },
         Ty::Nothing => Value::Nothing,
         Ty::Bool => Value::Bool(
@@ -216,7 +232,7 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             let items = json.as_array().ok_or_else(|| error(format!("expected a list, found {}", describe(json))))?;
             let mut out = Vec::with_capacity(items.len());
             for (i, item_json) in items.iter().enumerate() {
-                out.push(decode(plan, item_json, item, &format!("{path}[{i}]"))?);
+                out.push(decode_at(plan, item_json, item).map_err(within(format_args!("[{i}]")))?);
             }
             Value::List(out)
         }
@@ -225,24 +241,29 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             let object = json
                 .as_object()
                 .ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;
-            if let Some(unknown) = object.keys().find(|k| record.field(k).is_none()) {
-                let fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
-                return Err(error(format!("`{name}` has no field `{unknown}`; its fields are {}", fields.join(", "))));
-            }
             let mut fields = Vec::with_capacity(record.fields.len());
+            let mut given = 0;
             for field in &record.fields {
-                let at = format!("{path}.{}", field.name);
-                let value = match object.get(field.name.as_str()) {
-                    Some(json) => decode(plan, json, &field.ty, &at)?,
+                let written = object.get(field.name.as_str());
+                given += usize::from(written.is_some());
+                let value = match written {
+                    Some(json) => decode_at(plan, json, &field.ty).map_err(within(format_args!(".{}", field.name)))?,
                     None if field.ty.is_optional() => Value::Absent,
                     None => {
                         return Err(DecodeError {
-                            path: at,
+                            path: format!(".{}", field.name),
                             message: format!("missing field `{}` of type `{}`", field.name, field.ty),
                         });
                     }
                 };
                 fields.push((field.name.clone(), value));
+            }
+            // Every key named a field, unless fewer fields were given than keys.
+            if given < object.len()
+                && let Some(unknown) = object.keys().find(|k| record.field(k).is_none())
+            {
+                let fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
+                return Err(error(format!("`{name}` has no field `{unknown}`; its fields are {}", fields.join(", "))));
             }
             Value::Record(fields)
         }
@@ -263,7 +284,7 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             for name in ["basis", "outcome", "reason", "reviewer"] {
                 let field_ty = plan.field_type(ty, name).ok_or_else(|| error(format!("no review `{step}`")))?;
                 let value = match json.get(name) {
-                    Some(j) => decode(plan, j, &field_ty, &format!("{path}.{name}"))?,
+                    Some(j) => decode_at(plan, j, &field_ty).map_err(within(format_args!(".{name}")))?,
                     None => Value::Absent,
                 };
                 fields.push((SmolStr::new_static(name), value));
@@ -275,7 +296,10 @@ pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value
             for name in ["approved", "approvers", "requirement"] {
                 let field_ty = plan.field_type(ty, name).ok_or_else(|| error("no approval".to_owned()))?;
                 let j = json.get(name).unwrap_or(&Json::Null);
-                fields.push((SmolStr::new_static(name), decode(plan, j, &field_ty, &format!("{path}.{name}"))?));
+                fields.push((
+                    SmolStr::new_static(name),
+                    decode_at(plan, j, &field_ty).map_err(within(format_args!(".{name}")))?,
+                ));
             }
             Value::Record(fields)
         }
