@@ -318,7 +318,7 @@ fn diff_speaks_the_stewards_language() {
 #[test]
 fn the_embedding_example_runs_the_current_plan() {
     let plan = plan_of(&workspace("spend_approval.flow"));
-    let path = crate::examples::examples_dir().join("embed/spend_approval.plan.json");
+    let path = examples_dir().join("embed/spend_approval.plan.json");
     let carried = flow_ir::load(&std::fs::read(&path).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(carried.hash(), plan.hash(), "{} is out of date", path.display());
 }

@@ -247,7 +247,7 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
                     _ => (rng.pick(&["approve", "approve", "reject"]).to_string(), Some("test".to_owned())),
                 };
                 let input = DecisionInput { outcome, reason, basis: None, edits: Vec::new() };
-                let decider = everyone(&body, *rng.pick(&["p1", "p2", "p3"]));
+                let decider = everyone(&body, ["p1", "p2", "p3"][rng.below(3)]);
                 view = match runtime.decide(&view.run, &step, &decider, &input) {
                     Ok(next) => next,
                     // Separation of duties or counting twice: another principal decides.

@@ -256,7 +256,7 @@ fn stale_source_data_blocks() {
     assert!(view["summary"].as_str().unwrap().contains("gate `fresh`"), "{view}");
     let page = show(&dir, view["run"].as_str().unwrap(), "aud");
     assert!(
-        page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 122h — STALE"),
+        page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 5d 2h — STALE"),
         "{page}"
     );
 }

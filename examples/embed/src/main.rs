@@ -8,6 +8,8 @@
 //! Run it with `cargo run -p flow-embed-example` (a store path may follow; the default
 //! keeps the runs in memory).
 
+#![expect(clippy::print_stdout, reason = "the example tells what it does")]
+
 use std::sync::{Arc, Mutex};
 
 use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};

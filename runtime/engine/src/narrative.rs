@@ -40,6 +40,22 @@ fn decision(d: &Json) -> String {
     text
 }
 
+/// A duration as people say it: `16h 40m`, `3d 2h`.
+fn human_duration(text: &str) -> String {
+    let Some(seconds) = flow_ir::time::parse_duration(text) else { return text.to_owned() };
+    let (sign, mut rest) = if seconds < 0 { ("-", -seconds) } else { ("", seconds) };
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= size && parts.len() < 2 {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() { "0s".to_owned() } else { format!("{sign}{}", parts.join(" ")) }
+}
+
 /// The page.
 pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
     let body = an.body();
@@ -87,7 +103,7 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                         source["source"].as_str().unwrap_or("?"),
                         source["authority"].as_str().unwrap_or("?"),
                         source["as_of"].as_str().unwrap_or("unknown"),
-                        source["age"].as_str().unwrap_or("unknown"),
+                        source["age"].as_str().map_or("unknown".to_owned(), human_duration),
                         if source["stale"] == true { " — STALE" } else { "" }
                     );
                 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The spend approval example end to end, as its people would use it: compile the flow to a
+# plan, start a run (it stops at a pending review), decide the review and the approval, and
+# show the completed run; then export its evidence for an auditor and verify it.
+#
+# The run store, the principals and the deployment (`flow.toml`: a local model and a local
+# ERP, both small Python programs) are this directory's: `.flow/runs.db`,
+# `flow-principals.toml`, `flow.toml`.
+set -euo pipefail
+cd "$(dirname "$0")"
+cargo build --release --quiet -p flowc
+flowc() { ../target/release/flowc "$@"; }
+step() { printf '\n\033[1m$ flowc %s\033[0m\n' "$*"; flowc "$@"; }
+run_of() { sed -E 's/.*"run":"([^"]+)".*/\1/'; }
+
+mkdir -p .flow
+step build spend_approval.flow -o .flow/spend_approval.plan.json
+# The example's vendor record is from the morning of 30 November 2026: the run's clock is
+# set to that day (`--at`), or the vendor master data would be stale and block the run.
+start=(run .flow/spend_approval.plan.json --input request=inputs/request.json --input vendor=inputs/vendor.json --as ana --at 2026-11-30T10:00:00Z)
+printf '\n\033[1m$ flowc %s\033[0m\n' "${start[*]}"
+run=$(flowc "${start[@]}" --format json | run_of)
+flowc status "$run"
+step pending
+step decide "$run" triage --as max --outcome approve --reason budget_ok --basis "Renewal is in this year's budget"
+step decide "$run" spend --as mia --outcome approve --reason within_budget
+step decide "$run" spend --as fin --outcome approve --reason within_budget
+step show "$run" --as aud
+step evidence "$run" --as aud -o ".flow/$run.evidence.json"
+step verify ".flow/$run.evidence.json"
