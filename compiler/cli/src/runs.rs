@@ -72,6 +72,7 @@ fn view_json(view: &RunView) -> Json {
         "summary": view.summary,
         "pending": view.pending.iter().map(|(step, kind, roles)| json!({"step": step, "kind": kind, "roles": roles})).collect::<Vec<_>>(),
         "outputs": view.outputs,
+        "why": view.why,
     })
 }
 
@@ -79,9 +80,9 @@ fn print_view(view: &RunView, format: DataFormat) {
     match format {
         DataFormat::Json => crate::print(&format!("{}\n", view_json(view))),
         DataFormat::Human => {
-            let mut text = format!("run {}: {}\n  {}\n", view.run, view.status.as_str(), view.summary);
-            for (step, kind, roles) in &view.pending {
-                text.push_str(&format!("  waiting: {kind} `{step}`, may be decided by {}\n", roles.join(", ")));
+            let mut text = format!("run {}: {}\n", view.run, view.status.as_str());
+            for line in &view.why {
+                text.push_str(&format!("  {line}\n"));
             }
             for (name, value) in &view.outputs {
                 text.push_str(&format!("  output {name} = {}\n", flow_runtime::labels::display(value)));

@@ -166,6 +166,11 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
         pending["pending"],
         json!([{"run": run, "flow": "loan", "step": "sign", "kind": "approval", "roles": ["manager"]}])
     );
+    let why = json_of(&dir, &["status", &run], 0)["why"].clone();
+    assert_eq!(
+        why,
+        json!(["approval `sign`: row 2 applies (1 of manager) (score.tier = low, big = true); still needed: 1 of manager; may not approve: ana"])
+    );
     // The requester holds `manager` but may not approve their own request.
     let own = decide(&dir, &run, "sign", "ana", ["approve", "ok"], &[], 1);
     assert!(text(&own).contains("separation of duties"), "{}", text(&own));
@@ -222,6 +227,10 @@ fn a_blocking_gate_blocks_until_an_officer_overrides_it() {
     let view = start(&dir, &request(&dir, "EMBARGO", "500.00", "carl"), "carl");
     assert_eq!(view["status"], "blocked");
     assert_eq!(view["summary"], "blocked by gate `embargo`: The request is under embargo");
+    assert_eq!(
+        view["why"],
+        json!(["gate `embargo` (block) holds: The request is under embargo (request.id = EMBARGO); it may be overridden by officer"])
+    );
     let run = view["run"].as_str().unwrap().to_owned();
     assert!(lines(&dir, "effects.log").is_empty());
     let refused = flowc(&dir, &["override", &run, "embargo", "--as", "max", "--reason", "urgent", "--basis", "b"]);

@@ -84,7 +84,8 @@ impl Analysis {
             };
             let mut seen = BTreeSet::new();
             for condition in &conditions {
-                for (root, path) in condition.places_read() {
+                // `places_read` gives the last place first: read them as written.
+                for (root, path) in condition.places_read().into_iter().rev() {
                     let place = std::iter::once(root.as_str())
                         .chain(path.iter().map(|f| f.as_str()))
                         .collect::<Vec<_>>()

@@ -40,6 +40,103 @@ fn decision(d: &Json) -> String {
     text
 }
 
+/// Why a run stands as it does, one line per reason: the gate that blocks it and the values
+/// that decided it, what each waiting step waits for and who can give it, what was
+/// rejected, failed, degraded or overridden. Labelled values `views` does not cover are
+/// redacted.
+pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str::SmolStr]) -> Vec<String> {
+    use crate::engine::Phase;
+    let body = an.body();
+    let scope = (state, an);
+    let because = |node: &str| -> String {
+        let parts: Vec<String> = an
+            .operands(node)
+            .iter()
+            .map(|op| {
+                let value = match &op.fact {
+                    Some(fact) => crate::interp::eval(body, &scope, fact).ok(),
+                    None => op.value(crate::interp::Scope::node(&scope, &op.node)).cloned(),
+                };
+                let shown = match value {
+                    _ if op.labels.iter().any(|l| !views.contains(l)) => format!("[redacted: {}]", op.labels.join(", ")),
+                    Some(value) => value.to_string(),
+                    None => "not computed".to_owned(),
+                };
+                format!("{} = {shown}", op.place)
+            })
+            .collect();
+        if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+    };
+    let mut out = Vec::new();
+    if let Some((node, error)) = &state.failure {
+        out.push(format!("step `{node}` failed: {error}"));
+    }
+    if let Some((gate, by)) = &state.rejected {
+        out.push(format!("gate `{gate}` was rejected by {by}"));
+    }
+    for (i, node) in body.nodes.iter().enumerate() {
+        let name = &node.name;
+        match (&node.kind, state.phases[i]) {
+            (NodeKind::Gate { level, message, approvers, .. }, phase @ (Phase::Blocked | Phase::Waiting)) => {
+                let message = message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
+                let who = if phase == Phase::Blocked {
+                    let roles = an.grantees(flow_ir::plan::GrantKind::Override, Some(name));
+                    if roles.is_empty() {
+                        "no role may override it".to_owned()
+                    } else {
+                        format!("it may be overridden by {}", roles.join(", "))
+                    }
+                } else {
+                    format!("it waits for approval by {}", approvers.join(", "))
+                };
+                out.push(format!("gate `{name}` ({}) holds{message}{}; {who}", level.as_str(), because(name)));
+            }
+            (NodeKind::Review { roles, .. }, Phase::Waiting) => {
+                out.push(format!("review `{name}` waits for {}{}", roles.join(", "), because(name)));
+            }
+            (NodeKind::Approval { .. }, Phase::Waiting) => {
+                let Some(wait) = &state.approvals[i] else { continue };
+                let needed: Vec<String> =
+                    crate::engine::outstanding(body, wait).into_iter().map(|(role, n)| format!("{n} of {role}")).collect();
+                let mut line = format!(
+                    "approval `{name}`: row {} applies ({}){}; still needed: {}",
+                    wait.row,
+                    wait.requirement,
+                    because(name),
+                    needed.join(", ")
+                );
+                if !wait.approvals.is_empty() {
+                    let so_far: Vec<&str> = wait.approvals.iter().map(|(p, _)| p.as_str()).collect();
+                    line.push_str(&format!("; approved so far by {}", so_far.join(", ")));
+                }
+                if !wait.excluded.is_empty() {
+                    line.push_str(&format!("; may not approve: {}", wait.excluded.join(", ")));
+                }
+                out.push(line);
+            }
+            (NodeKind::Approval { .. }, Phase::Done) => {
+                let value = state.values[i].as_ref();
+                let field = |f: &str| value.and_then(|v| v.field(f)).map(|v| v.to_string()).unwrap_or_default();
+                let approvers = field("approvers");
+                let verdict = match (field("approved").as_str(), approvers.as_str()) {
+                    ("true", "[]") => "approved automatically".to_owned(),
+                    ("true", _) => format!("approved by {}", approvers.trim_matches(['[', ']'])),
+                    _ => "not approved: a required approver rejected".to_owned(),
+                };
+                out.push(format!("approval `{name}` ({}): {verdict}{}", field("requirement"), because(name)));
+            }
+            (NodeKind::Infer { .. }, Phase::Done) if state.degraded[i] => {
+                out.push(format!("`{name}` is degraded: its fallback gave the value"));
+            }
+            (NodeKind::Gate { .. }, Phase::Done) if state.overridden[i] => {
+                out.push(format!("gate `{name}` was overridden"));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A duration as people say it: `16h 40m`, `3d 2h`.
 fn human_duration(text: &str) -> String {
     let Some(seconds) = flow_ir::time::parse_duration(text) else { return text.to_owned() };
@@ -62,6 +159,9 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Run {} of flow `{}` {}", view.run, body.flow.name, body.flow.version);
     let _ = writeln!(out, "Status: {} — {}", view.status.as_str(), view.summary);
+    for line in &view.why {
+        let _ = writeln!(out, "  {line}");
+    }
     let mut steps = String::new();
     let mut refusals = String::new();
     for stored in events {

@@ -152,7 +152,7 @@ pub struct CommandModel {
 
 impl ModelProvider for CommandModel {
     fn describe(&self) -> String {
-        format!("command {}", self.command.join(" "))
+        format!("command {} (timeout {})", self.command.join(" "), humantime(self.timeout))
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
@@ -172,7 +172,7 @@ pub struct CommandSystem {
 
 impl ActionHandler for CommandSystem {
     fn describe(&self) -> String {
-        format!("command {}", self.command.join(" "))
+        format!("command {} (timeout {})", self.command.join(" "), humantime(self.timeout))
     }
 
     fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
@@ -222,7 +222,7 @@ impl OpenAiCompatible {
 
 impl ModelProvider for OpenAiCompatible {
     fn describe(&self) -> String {
-        format!("openai-compatible {}", self.base_url)
+        format!("openai-compatible {} (timeout {}, {} retries)", self.base_url, humantime(self.timeout), self.retries)
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {

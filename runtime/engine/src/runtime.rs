@@ -71,6 +71,9 @@ pub struct RunView {
     pub pending: Vec<(String, String, Vec<String>)>,
     /// Outputs emitted, as JSON (labelled fields marked).
     pub outputs: BTreeMap<String, Json>,
+    /// Why, in full: the deciding gate or matrix row with the operand values, the approvals
+    /// still outstanding and who can give them, what failed, was degraded or overridden.
+    pub why: Vec<String>,
 }
 
 /// Options of a new run.
@@ -98,6 +101,30 @@ pub struct Runtime {
 pub fn now() -> Timestamp {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() }
+}
+
+/// This process, as a run's owner: `host/pid`.
+fn process_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{}/{}", host(), std::process::id())).clone()
+}
+
+/// How long a run may go without storing anything before a process on another host takes
+/// it for interrupted.
+const LEASE_SECONDS: i64 = 600;
+
+/// Whether the process that owns an executing run is gone: on this host, its pid is not
+/// alive; elsewhere, it stored nothing for [`LEASE_SECONDS`].
+fn owner_gone((owner, heartbeat): &(String, String)) -> bool {
+    if *owner == process_id() {
+        return false;
+    }
+    let (owner_host, pid) = owner.rsplit_once('/').unwrap_or((owner, ""));
+    if owner_host == host() && cfg!(target_os = "linux") {
+        return !std::path::Path::new("/proc").join(pid).exists();
+    }
+    let last = flow_ir::time::parse_timestamp(heartbeat).map_or(0, |(seconds, _)| seconds);
+    now().seconds - last > LEASE_SECONDS
 }
 
 /// A new run id: 64 bits mixed from the time, the process and a counter, so ids of runs
@@ -444,9 +471,18 @@ impl Runtime {
         }
     }
 
-    /// Loads a stored run: its plan and its state rebuilt from its events.
+    /// Loads a stored run: its plan and its state rebuilt from its events. A run that
+    /// another live process is executing is not loaded.
     fn load(&self, run: &str) -> Result<(Arc<Analysis>, Loaded)> {
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
+        if record.status == Status::Running
+            && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
+        {
+            return Err(Error::Invalid(format!(
+                "run `{run}` is executing in process {}; try again when it has stopped",
+                owner.0
+            )));
+        }
         let an = self.plan(&record.plan)?;
         let events = self.store.events(run)?;
         let mut loaded = Loaded::new(&an, record.id.clone(), record.principal.clone(), record.created.clone());
@@ -545,11 +581,12 @@ impl Runtime {
         Ok(self.view(&an, &loaded, who))
     }
 
-    /// Resumes every run that a crash interrupted while it executed; returns their ids.
+    /// Resumes every run that a crash interrupted while it executed (its owner process is
+    /// gone); returns their ids.
     pub fn resume_interrupted(&self) -> Result<Vec<String>> {
         let mut resumed = Vec::new();
         for record in self.store.runs()? {
-            if record.status != Status::Running {
+            if record.status != Status::Running || !record.owner.as_ref().is_none_or(owner_gone) {
                 continue;
             }
             let (an, mut loaded) = self.load(&record.id)?;
@@ -656,6 +693,7 @@ impl Runtime {
             summary: engine::summary(an, state, status),
             pending: engine::waiting(an, state).into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
             outputs,
+            why: if loaded.log.durable { crate::narrative::why(an, state, &views) } else { Vec::new() },
         }
     }
 }
@@ -824,16 +862,18 @@ impl Log {
             .as_ref()
             .filter(|key| self.signing_key.as_deref() == Some(evidence::public_key_hex(key).as_str()));
         let signature = key.map(|key| evidence::sign_head(key, &head));
+        let record_status = state.current_status();
         let record = RunRecord {
             id: state.run.clone(),
             plan: an.plan.hash().to_owned(),
             flow: an.body().flow.name.to_string(),
-            status: state.current_status(),
+            status: record_status,
             created: self.created.clone(),
             seq: self.seq + stored.len() as u64,
             head: head.clone(),
             signature: signature.clone(),
             principal: self.principal.clone(),
+            owner: (record_status == Status::Running).then(|| (process_id(), at.clone())),
         };
         let waiting: Vec<Waiting> = engine::waiting(an, state)
             .into_iter()

@@ -32,6 +32,10 @@ pub struct RunRecord {
     pub signature: Option<String>,
     /// Who started it.
     pub principal: String,
+    /// While the run executes: the process executing it (`host/pid`) and when it last
+    /// stored anything (RFC 3339), so that other processes leave it alone while that
+    /// process lives, and resume it once it does not.
+    pub owner: Option<(String, String)>,
 }
 
 /// One stored event of a run's chain.
@@ -117,14 +121,14 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS plans (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, plan TEXT NOT NULL, flow TEXT NOT NULL, status TEXT NOT NULL,
   created TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, signature TEXT,
-  principal TEXT NOT NULL
+  principal TEXT NOT NULL, owner TEXT, heartbeat TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   run TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, prev TEXT NOT NULL,
@@ -202,6 +206,10 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)
             head: row.get(6)?,
             signature: row.get(7)?,
             principal: row.get(8)?,
+            owner: match (row.get::<_, Option<String>>(9)?, row.get::<_, Option<String>>(10)?) {
+                (Some(owner), Some(heartbeat)) => Some((owner, heartbeat)),
+                _ => None,
+            },
         },
         status,
     ))
@@ -213,7 +221,7 @@ fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
     Ok(run)
 }
 
-const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal";
+const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat";
 
 impl Store for SqliteStore {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
@@ -271,8 +279,8 @@ impl Store for SqliteStore {
             }
         }
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -284,7 +292,9 @@ impl Store for SqliteStore {
                 run.seq as i64,
                 run.head,
                 run.signature,
-                run.principal
+                run.principal,
+                run.owner.as_ref().map(|o| &o.0),
+                run.owner.as_ref().map(|o| &o.1)
             ])
         })
         .map_err(&write)?;

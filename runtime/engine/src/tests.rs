@@ -191,3 +191,30 @@ fn a_command_that_hangs_is_stopped_at_its_timeout() {
     assert!(error.contains("did not answer within 200ms"), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
+
+#[test]
+fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
+    let body: flow_ir::PlanBody = serde_json::from_value(json!({
+        "flow": {"name": "f", "version": "1", "owner": "r", "steward": "r"},
+        "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+        "roles": [], "labels": [],
+        "records": [{"name": "Item", "fields": [
+            {"name": "kind", "ty": "Kind", "labels": []},
+            {"name": "note", "ty": "Text?", "labels": []},
+            {"name": "prices", "ty": "List[Money[EUR]]", "labels": []}
+        ]}],
+        "enums": [{"name": "Kind", "variants": ["a", "b"]}],
+        "sources": [], "models": [], "systems": [], "functions": []
+    }))
+    .unwrap();
+    let ty: flow_ir::ty::Ty = "Item".parse().unwrap();
+    let decode = |json| crate::value::decode(&body, &json, &ty, "$.item");
+    let ok = decode(json!({"kind": "a", "prices": ["1.50 EUR"]})).unwrap();
+    assert_eq!(ok.field("note"), Some(&Value::Absent));
+    let error = |json| decode(json).unwrap_err().to_string();
+    assert_eq!(error(json!({"kind": "c", "prices": []})), "$.item.kind: `c` is not a variant of `Kind`; expected one of a, b");
+    assert_eq!(error(json!({"kind": "a", "prices": ["1 EUR", "2 USD"]})), "$.item.prices[1]: expected an amount in EUR, found `2 USD`");
+    assert_eq!(error(json!({"kind": "a", "prices": [], "colour": 1})), "$.item: `Item` has no field `colour`; its fields are kind, note, prices");
+    assert_eq!(error(json!({"prices": []})), "$.item.kind: missing field `kind` of type `Kind`");
+    assert_eq!(error(json!([1])), "$.item: expected a `Item` record, found an array");
+}
