@@ -266,3 +266,72 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
         assert!(outcomes.contains_key(status), "no run ended {status}: {outcomes:?}");
     }
 }
+
+/// Two `infer` steps that do not depend on each other call their models at the same time:
+/// each model here answers only once both calls have arrived (or gives up after 20 s), so
+/// calls one after the other would both degrade.
+#[test]
+fn independent_model_calls_overlap() {
+    const FLOW: &str = r#"
+role clerk
+type Score { value: Int }
+model first {
+  provider "command"
+  name "first"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (n: Int)
+  output Score
+}
+model second {
+  provider "command"
+  name "second"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000002"
+  input (n: Int)
+  output Score
+}
+type Out { a: Int  b: Int  degraded: Bool }
+flow both {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input n: Int
+  output out: Out
+  access { trigger by clerk }
+  infer a = first(n: n) fallback Score { value: 0 }
+  infer b = second(n: n) fallback Score { value: 0 }
+  emit out = Out { a: a.value, b: b.value, degraded: degraded(a) or degraded(b) }
+}
+"#;
+    struct Rendezvous(std::sync::Arc<(std::sync::Mutex<u32>, std::sync::Condvar)>);
+    impl ModelProvider for Rendezvous {
+        fn describe(&self) -> String {
+            "rendezvous".to_owned()
+        }
+        fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+            let (count, arrived) = &*self.0;
+            let mut count = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *count += 1;
+            arrived.notify_all();
+            let (count, timeout) = arrived
+                .wait_timeout_while(count, std::time::Duration::from_secs(20), |c| *c < 2)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if timeout.timed_out() && *count < 2 {
+                return Err(ProviderError { message: "the other call never came".to_owned(), attempts: 1 });
+            }
+            Ok(ModelReply { output: json!({"value": request.input["n"]}), attempts: 1 })
+        }
+    }
+    let checked = crate::check_fixture("both.flow", FLOW.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")));
+    let meeting = Arc::new(Rendezvous(Arc::default()));
+    runtime.register_provider("command", meeting);
+    let an = runtime.install(plan).expect("installs");
+    let who = Principal { id: "c".to_owned(), roles: vec!["clerk".to_owned()] };
+    let view = runtime.start(&an, &who, &[("n".to_owned(), json!(7))], &StartOptions::default()).expect("runs");
+    assert_eq!(view.status, Status::Completed);
+    assert_eq!(view.outputs["out"], json!({"a": 7, "b": 7, "degraded": false}));
+}

@@ -169,7 +169,9 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
     let why = json_of(&dir, &["status", &run], 0)["why"].clone();
     assert_eq!(
         why,
-        json!(["approval `sign`: row 2 applies (1 of manager) (score.tier = low, big = true); still needed: 1 of manager; may not approve: ana"])
+        json!([
+            "approval `sign`: row 2 applies (1 of manager) (score.tier = low, big = true); still needed: 1 of manager; may not approve: ana"
+        ])
     );
     // The requester holds `manager` but may not approve their own request.
     let own = decide(&dir, &run, "sign", "ana", ["approve", "ok"], &[], 1);
@@ -229,7 +231,9 @@ fn a_blocking_gate_blocks_until_an_officer_overrides_it() {
     assert_eq!(view["summary"], "blocked by gate `embargo`: The request is under embargo");
     assert_eq!(
         view["why"],
-        json!(["gate `embargo` (block) holds: The request is under embargo (request.id = EMBARGO); it may be overridden by officer"])
+        json!([
+            "gate `embargo` (block) holds: The request is under embargo (request.id = EMBARGO); it may be overridden by officer"
+        ])
     );
     let run = view["run"].as_str().unwrap().to_owned();
     assert!(lines(&dir, "effects.log").is_empty());

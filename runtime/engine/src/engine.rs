@@ -9,13 +9,14 @@ use flow_ir::expr::{Expr, Timestamp};
 use flow_ir::plan::{GateLevel, NodeKind, Requirement};
 use flow_ir::ty::Ty;
 use flow_ir::{NodeId, PlanBody};
+use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 
 use crate::analysis::Analysis;
 use crate::event::{Decision, Event, Named, Status};
 use crate::interp::{self, EvalError, Scope};
-use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelRequest};
+use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use crate::value::{self, Value};
 
 /// Where a node of a run stands.
@@ -332,16 +333,66 @@ struct Exec<'a, 'j> {
     an: &'a Analysis,
     state: &'a mut State,
     journal: &'j mut dyn Journal,
+    /// Answers of models called ahead, together with the one being executed, by step.
+    prefetched: FxHashMap<SmolStr, (Result<ModelReply, ProviderError>, u64)>,
+}
+
+/// Runs `f`, with how long it took in microseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let started = std::time::Instant::now();
+    let value = f();
+    (value, started.elapsed().as_micros() as u64)
+}
+
+/// Calls at the same time the models of `step` and of every other `infer` step that is
+/// ready to run now (all it waits for is done): they do not depend on each other, and
+/// model calls are what makes a run slow. The answers wait in `exec.prefetched` until each
+/// step executes, in the plan's order, so events stay in that order.
+fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Services<'_>) {
+    let an = exec.an;
+    let body = an.body();
+    let mut calls = Vec::new();
+    for &id in an.plan.order() {
+        let node = an.plan.node(id);
+        let NodeKind::Infer { model, args, .. } = &node.kind else { continue };
+        let ready = exec.state.phases[id.index()] == Phase::NotRun
+            && an.plan.predecessors(id).iter().all(|(p, _)| exec.state.phases[p.index()] == Phase::Done);
+        if !ready || exec.prefetched.contains_key(&node.name) {
+            continue;
+        }
+        let (Some(model), Ok(args)) = (body.model(model), exec.named_args(args)) else { continue };
+        let Some(provider) = (services.model)(model) else { continue };
+        let request =
+            ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+        calls.push((node.name.clone(), provider, request));
+    }
+    if calls.len() < 2 {
+        // Only `step` itself: its caller calls it.
+        return;
+    }
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|(name, provider, request)| (name, scope.spawn(move || timed(|| provider.infer(request)))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, handle)| {
+                let answer = handle.join().unwrap_or_else(|_| {
+                    (Err(ProviderError { message: "the provider panicked".to_owned(), attempts: 1 }), 0)
+                });
+                (name.clone(), answer)
+            })
+            .collect()
+    });
+    exec.prefetched.extend(answers);
+    debug_assert!(exec.prefetched.contains_key(step));
 }
 
 impl Exec<'_, '_> {
     fn emit(&mut self, event: Event<Value>) {
         self.state.apply(self.an, &event);
         self.journal.record(event);
-    }
-
-    fn body(&self) -> &PlanBody {
-        self.an.body()
     }
 
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
@@ -465,7 +516,7 @@ pub fn advance(
     if state.status.is_final() {
         return Ok(());
     }
-    let mut exec = Exec { an, state, journal };
+    let mut exec = Exec { an, state, journal, prefetched: FxHashMap::default() };
     for &id in an.plan.order() {
         let i = id.index();
         if exec.state.phases[i] != Phase::NotRun {
@@ -667,7 +718,8 @@ fn infer(
     fallback: Option<&Expr>,
     services: &Services<'_>,
 ) {
-    let body = exec.body();
+    let an = exec.an;
+    let body = an.body();
     let Some(model) = body.model(model_name) else { return exec.fail(name, format!("no model `{model_name}`")) };
     let args = match exec.named_args(args) {
         Ok(args) => args,
@@ -682,9 +734,13 @@ fn infer(
             let request =
                 ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
             let request_digest = crate::evidence::digest(&request.to_json());
-            let started = std::time::Instant::now();
-            let reply = provider.infer(&request);
-            let latency_us = started.elapsed().as_micros() as u64;
+            let (reply, latency_us) = match exec.prefetched.remove(name) {
+                Some(answer) => answer,
+                None => {
+                    call_ready_models(exec, name, services);
+                    exec.prefetched.remove(name).unwrap_or_else(|| timed(|| provider.infer(&request)))
+                }
+            };
             let (output, response_digest, attempts, error) = match reply {
                 Ok(reply) => {
                     let digest = crate::evidence::digest(&reply.output);

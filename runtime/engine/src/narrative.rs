@@ -58,7 +58,9 @@ pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str
                     None => op.value(crate::interp::Scope::node(&scope, &op.node)).cloned(),
                 };
                 let shown = match value {
-                    _ if op.labels.iter().any(|l| !views.contains(l)) => format!("[redacted: {}]", op.labels.join(", ")),
+                    _ if op.labels.iter().any(|l| !views.contains(l)) => {
+                        format!("[redacted: {}]", op.labels.join(", "))
+                    }
                     Some(value) => value.to_string(),
                     None => "not computed".to_owned(),
                 };
@@ -96,8 +98,10 @@ pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str
             }
             (NodeKind::Approval { .. }, Phase::Waiting) => {
                 let Some(wait) = &state.approvals[i] else { continue };
-                let needed: Vec<String> =
-                    crate::engine::outstanding(body, wait).into_iter().map(|(role, n)| format!("{n} of {role}")).collect();
+                let needed: Vec<String> = crate::engine::outstanding(body, wait)
+                    .into_iter()
+                    .map(|(role, n)| format!("{n} of {role}"))
+                    .collect();
                 let mut line = format!(
                     "approval `{name}`: row {} applies ({}){}; still needed: {}",
                     wait.row,

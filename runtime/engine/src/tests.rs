@@ -212,9 +212,18 @@ fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
     let ok = decode(json!({"kind": "a", "prices": ["1.50 EUR"]})).unwrap();
     assert_eq!(ok.field("note"), Some(&Value::Absent));
     let error = |json| decode(json).unwrap_err().to_string();
-    assert_eq!(error(json!({"kind": "c", "prices": []})), "$.item.kind: `c` is not a variant of `Kind`; expected one of a, b");
-    assert_eq!(error(json!({"kind": "a", "prices": ["1 EUR", "2 USD"]})), "$.item.prices[1]: expected an amount in EUR, found `2 USD`");
-    assert_eq!(error(json!({"kind": "a", "prices": [], "colour": 1})), "$.item: `Item` has no field `colour`; its fields are kind, note, prices");
+    assert_eq!(
+        error(json!({"kind": "c", "prices": []})),
+        "$.item.kind: `c` is not a variant of `Kind`; expected one of a, b"
+    );
+    assert_eq!(
+        error(json!({"kind": "a", "prices": ["1 EUR", "2 USD"]})),
+        "$.item.prices[1]: expected an amount in EUR, found `2 USD`"
+    );
+    assert_eq!(
+        error(json!({"kind": "a", "prices": [], "colour": 1})),
+        "$.item: `Item` has no field `colour`; its fields are kind, note, prices"
+    );
     assert_eq!(error(json!({"prices": []})), "$.item.kind: missing field `kind` of type `Kind`");
     assert_eq!(error(json!([1])), "$.item: expected a `Item` record, found an array");
 }
