@@ -304,7 +304,7 @@ flow both {
   emit out = Out { a: a.value, b: b.value, degraded: degraded(a) or degraded(b) }
 }
 "#;
-    struct Rendezvous(std::sync::Arc<(std::sync::Mutex<u32>, std::sync::Condvar)>);
+    struct Rendezvous(Arc<(std::sync::Mutex<u32>, std::sync::Condvar)>);
     impl ModelProvider for Rendezvous {
         fn describe(&self) -> String {
             "rendezvous".to_owned()
