@@ -564,7 +564,7 @@ fn runs_survive_being_killed_at_random_points() {
     // Resume what is left, then check every run.
     json_of(&dir, &["pending"], 0);
     let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
-    let runs = flow_runtime::store::Store::runs(&store).unwrap();
+    let runs = flow_runtime::store::Store::runs(&store, None).unwrap();
     drop(store);
     assert!(!runs.is_empty());
     for run in &runs {
@@ -606,7 +606,7 @@ fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect() {
     assert!(text(&resumed).contains("resumed run"), "{}", text(&resumed));
     let runs = {
         let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
-        flow_runtime::store::Store::runs(&store).unwrap()
+        flow_runtime::store::Store::runs(&store, None).unwrap()
     };
     assert_eq!(runs.len(), 1);
     assert_eq!(status(&dir, &runs[0].id), "completed");
@@ -615,4 +615,28 @@ fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect() {
     let page = show(&dir, &runs[0].id, "aud");
     assert!(page.contains("(attempt 2, idempotency key booking/W1)"), "{page}");
     evidence_verifies(&dir, &runs[0].id);
+}
+
+/// A store whose events were changed behind the runtime's back is refused, not believed.
+#[test]
+fn a_store_changed_behind_the_runtimes_back_is_refused() {
+    let dir = deployment("edited");
+    let run = start(&dir, &request(&dir, "E1", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE events SET body = replace(body, '7000.00 USD', '700.00 USD') WHERE run = ?1 AND seq = 0",
+            [&run],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    for args in [
+        vec!["show", run.as_str(), "--as", "aud"],
+        vec!["decide", &run, "check", "--as", "max", "--outcome", "approve", "--reason", "ok"],
+    ] {
+        let output = flowc(&dir, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(text(&output).contains("is corrupted: event 0 does not match its hash chain"), "{}", text(&output));
+    }
 }

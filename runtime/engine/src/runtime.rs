@@ -471,11 +471,14 @@ impl Runtime {
         }
     }
 
-    /// Loads a stored run: its plan and its state rebuilt from its events. A run that
-    /// another live process is executing is not loaded.
-    fn load(&self, run: &str) -> Result<(Arc<Analysis>, Loaded)> {
+    /// Loads a stored run: its plan and its state rebuilt from its events, after checking
+    /// their hash chain, so that a store changed behind the runtime's back is refused rather
+    /// than believed. To `change` it, a run that another live process executes is not
+    /// loaded.
+    fn load(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded)> {
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
-        if record.status == Status::Running
+        if change
+            && record.status == Status::Running
             && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
         {
             return Err(Error::Invalid(format!(
@@ -493,6 +496,18 @@ impl Runtime {
             || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
         {
             return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
+        }
+        let mut prev = evidence::GENESIS;
+        for (i, stored) in events.iter().enumerate() {
+            if stored.seq != i as u64
+                || stored.prev != prev
+                || stored.hash != evidence::event_hash(prev, stored.seq, &stored.at, &stored.body)
+            {
+                return Err(Error::Environment(format!(
+                    "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
+                )));
+            }
+            prev = &stored.hash;
         }
         for stored in &events {
             let event = decode_event(&an, stored.body.clone())
@@ -528,7 +543,7 @@ impl Runtime {
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
-        let (an, mut loaded) = self.load(run)?;
+        let (an, mut loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Invalid(format!(
                 "run `{run}` is {}: nothing waits for a decision",
@@ -560,7 +575,7 @@ impl Runtime {
         reason: &str,
         basis: Option<&str>,
     ) -> Result<RunView> {
-        let (an, mut loaded) = self.load(run)?;
+        let (an, mut loaded) = self.load(run, true)?;
         match engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis) {
             Ok(event) => {
                 loaded.state.apply(&an, &event);
@@ -577,7 +592,7 @@ impl Runtime {
 
     /// How a run stands; outputs are shown only as far as `who` may view them.
     pub fn status(&self, run: &str, who: Option<&Principal>) -> Result<RunView> {
-        let (an, loaded) = self.load(run)?;
+        let (an, loaded) = self.load(run, false)?;
         Ok(self.view(&an, &loaded, who))
     }
 
@@ -585,11 +600,11 @@ impl Runtime {
     /// gone); returns their ids.
     pub fn resume_interrupted(&self) -> Result<Vec<String>> {
         let mut resumed = Vec::new();
-        for record in self.store.runs()? {
-            if record.status != Status::Running || !record.owner.as_ref().is_none_or(owner_gone) {
+        for record in self.store.runs(Some(Status::Running))? {
+            if !record.owner.as_ref().is_none_or(owner_gone) {
                 continue;
             }
-            let (an, mut loaded) = self.load(&record.id)?;
+            let (an, mut loaded) = self.load(&record.id, true)?;
             self.advance(&an, &mut loaded)?;
             resumed.push(record.id);
         }
@@ -617,7 +632,7 @@ impl Runtime {
     /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
     /// evidence` (a refusal is recorded).
     pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {
-        let (an, mut loaded) = self.load(run)?;
+        let (an, mut loaded) = self.load(run, false)?;
         self.check_run_grant(&an, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
         self.bundle(&an, run, who)
     }
@@ -663,7 +678,7 @@ impl Runtime {
         run: &str,
         who: Option<&Principal>,
     ) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
-        let (an, loaded) = self.load(run)?;
+        let (an, loaded) = self.load(run, false)?;
         let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
         let mut events = self.store.events(run)?;
         for event in &mut events {

@@ -104,8 +104,8 @@ pub trait Store: Send + Sync {
         results: &[ActionResult],
     ) -> Result<()>;
     fn run(&self, id: &str) -> Result<Option<RunRecord>>;
-    /// Every run, oldest first.
-    fn runs(&self) -> Result<Vec<RunRecord>>;
+    /// The runs with this status (every run with `None`), oldest first.
+    fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
     fn events(&self, run: &str) -> Result<Vec<StoredEvent>>;
     /// Every waiting step, by run and step.
     fn waiting(&self) -> Result<Vec<Waiting>>;
@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS runs (
   created TEXT NOT NULL, seq INTEGER NOT NULL, head TEXT NOT NULL, signature TEXT,
   principal TEXT NOT NULL, owner TEXT, heartbeat TEXT
 );
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE TABLE IF NOT EXISTS events (
   run TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, prev TEXT NOT NULL,
   hash TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run, seq)
@@ -323,12 +324,16 @@ impl Store for SqliteStore {
         row.map(with_status).transpose()
     }
 
-    fn runs(&self) -> Result<Vec<RunRecord>> {
+    fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created, id"))
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created, id"
+            ))
             .map_err(unusable("cannot read the runs"))?;
-        let rows = statement.query_map([], run_from_row).map_err(unusable("cannot read the runs"))?;
+        let rows = statement
+            .query_map([status.map(Status::as_str)], run_from_row)
+            .map_err(unusable("cannot read the runs"))?;
         rows.map(|row| with_status(row.map_err(unusable("cannot read a run"))?)).collect()
     }
 
