@@ -450,6 +450,14 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     let bytes = std::fs::read(&path).unwrap();
     let verified = flow_runtime::evidence::verify(&bytes).unwrap();
     assert!(verified.signed_by.is_some());
+    // Without its key, the deployment may not change the signed run (here: record a refusal).
+    let signed_config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    let unsigned_config = signed_config.split("[evidence]").next().unwrap();
+    std::fs::write(dir.join("flow.toml"), unsigned_config).unwrap();
+    let unsigned_change = flowc(&dir, &["evidence", &run, "--as", "carl"]);
+    assert_eq!(unsigned_change.status.code(), Some(2), "{}", text(&unsigned_change));
+    assert!(text(&unsigned_change).contains("configure that key to change it"), "{}", text(&unsigned_change));
+    std::fs::write(dir.join("flow.toml"), signed_config).unwrap();
     // Every byte of the events and the envelope, and every 7th byte of the plan.
     let plan_at = String::from_utf8_lossy(&bytes).find("\"plan\": {").unwrap();
     for i in (0..bytes.len()).filter(|i| *i < plan_at || i % 7 == 0) {

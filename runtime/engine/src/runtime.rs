@@ -144,11 +144,15 @@ fn new_run_id() -> String {
 }
 
 fn host() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-        .unwrap_or_else(|| "unknown".to_owned())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+            .unwrap_or_else(|| "unknown".to_owned())
+    })
+    .clone()
 }
 
 impl Runtime {
@@ -871,12 +875,20 @@ impl Log {
             stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
             head = hash;
         }
-        // A run is signed with the key it was started with, whenever that key is configured.
-        let key = runtime
-            .signing
-            .as_ref()
-            .filter(|key| self.signing_key.as_deref() == Some(evidence::public_key_hex(key).as_str()));
-        let signature = key.map(|key| evidence::sign_head(key, &head));
+        // A run is signed with the key it was started with, and only with it: a runtime
+        // without that key may not change a signed run (its head would go unsigned).
+        let signature = match (&self.signing_key, &runtime.signing) {
+            (None, _) => None,
+            (Some(public), Some(key)) if *public == evidence::public_key_hex(key) => {
+                Some(evidence::sign_head(key, &head))
+            }
+            (Some(public), _) => {
+                return Err(Error::Environment(format!(
+                    "run `{}` is signed with the evidence key {public}; configure that key to change it",
+                    state.run
+                )));
+            }
+        };
         let record_status = state.current_status();
         let record = RunRecord {
             id: state.run.clone(),
