@@ -72,6 +72,7 @@ fn view_json(view: &RunView) -> Json {
         "summary": view.summary,
         "pending": view.pending.iter().map(|(step, kind, roles)| json!({"step": step, "kind": kind, "roles": roles})).collect::<Vec<_>>(),
         "outputs": view.outputs,
+        "marks": view.marks,
         "why": view.why,
     })
 }
@@ -85,7 +86,8 @@ fn print_view(view: &RunView, format: DataFormat) {
                 text.push_str(&format!("  {line}\n"));
             }
             for (name, value) in &view.outputs {
-                text.push_str(&format!("  output {name} = {}\n", flow_runtime::labels::display(value)));
+                let marks = view.marks.get(name).map(|m| format!(" [{}]", m.join("; "))).unwrap_or_default();
+                text.push_str(&format!("  output {name} = {}{marks}\n", flow_runtime::labels::display(value)));
             }
             crate::print(&text);
         }

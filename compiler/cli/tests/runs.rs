@@ -306,6 +306,14 @@ fn a_failing_or_nonsensical_model_degrades_the_step_and_a_person_reviews_it() {
         assert!(page.contains("(DEGRADED — the fallback gave it"), "{page}");
         assert!(page.contains(why), "{page}");
         assert!(page.contains("degraded(score) = true"), "{page}");
+        let run = view["run"].as_str().unwrap();
+        decide(&dir, run, "check", "max", ["approve", "ok"], &[], 0);
+        let done = json_of(&dir, &["status", run], 0);
+        assert_eq!(done["marks"], json!({"decision": ["degraded: score"]}), "{done}");
+        assert!(
+            done["why"].as_array().unwrap().contains(&json!("`score` is degraded: its fallback gave the value")),
+            "{done}"
+        );
     }
 }
 

@@ -165,7 +165,7 @@ impl State {
                 }
                 self.status = Status::Running;
             }
-            Event::Evaluated { node, value, .. } | Event::Emitted { node, value } => {
+            Event::Evaluated { node, value, .. } | Event::Emitted { node, value, .. } => {
                 let i = self.id(an, node);
                 let value = if matches!(event, Event::Emitted { .. }) { Value::Nothing } else { value.clone() };
                 self.done(i, value);
@@ -703,11 +703,38 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
             return act(exec, id, system, action, args, condition.as_ref(), idempotency.as_ref(), services);
         }
         NodeKind::Emit { value } => match exec.eval(value) {
-            Ok(value) => exec.emit(Event::Emitted { node: name.clone(), value }),
+            Ok(value) => {
+                let marks = marks(an, exec.state, id);
+                exec.emit(Event::Emitted { node: name.clone(), value, marks });
+            }
             Err(error) => exec.fail(name, error),
         },
     }
     Ok(())
+}
+
+/// What an output carries besides its value: the gates overridden before it and the
+/// degraded steps it depends on.
+fn marks(an: &Analysis, state: &State, emit: NodeId) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = vec![false; state.phases.len()];
+    let mut stack = vec![emit];
+    while let Some(id) = stack.pop() {
+        for &(p, _) in an.plan.predecessors(id) {
+            if !std::mem::replace(&mut seen[p.index()], true) {
+                stack.push(p);
+            }
+        }
+    }
+    for (i, node) in an.body().nodes.iter().enumerate() {
+        if seen[i] && state.overridden[i] {
+            out.push(format!("overridden: {}", node.name));
+        }
+        if seen[i] && state.degraded[i] {
+            out.push(format!("degraded: {}", node.name));
+        }
+    }
+    out
 }
 
 fn infer(

@@ -243,9 +243,13 @@ pub enum Event<V> {
         result: V,
         reused: bool,
     },
+    /// An output's value; `marks` say what it carries besides: `overridden: g` for every
+    /// gate overridden before it, `degraded: x` for every degraded step it depends on.
     Emitted {
         node: SmolStr,
         value: V,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        marks: Vec<String>,
     },
     /// A step failed; the run ends `failed`.
     Failed {
@@ -432,7 +436,9 @@ impl<V> Event<V> {
             Event::ActionCompleted { key, result, reused, node } => {
                 Event::ActionCompleted { key, result: f(Slot::Node(&node), result)?, reused, node }
             }
-            Event::Emitted { value, node } => Event::Emitted { value: f(Slot::Output(&node), value)?, node },
+            Event::Emitted { value, node, marks } => {
+                Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }
+            }
             Event::Failed { node, error } => Event::Failed { node, error },
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }

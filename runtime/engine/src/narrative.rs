@@ -342,7 +342,11 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                     if e["reused"] == true { " (an earlier call with this key gave it; not repeated)" } else { "" }
                 ),
             ),
-            "emitted" => line(&mut steps, format!("emit {node} = {}", display(&e["value"]))),
+            "emitted" => {
+                let marks: Vec<&str> = e["marks"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                let marked = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join("; ")) };
+                line(&mut steps, format!("emit {node} = {}{marked}", display(&e["value"])));
+            }
             "failed" => line(&mut steps, format!("step {node} FAILED: {}", e["error"].as_str().unwrap_or("?"))),
             "refused" => {
                 let _ = writeln!(
@@ -369,7 +373,8 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
     if !view.outputs.is_empty() {
         let _ = writeln!(out, "\nOutputs");
         for (name, value) in &view.outputs {
-            let _ = writeln!(out, "  {name} = {}", display(value));
+            let marks = view.marks.get(name).map(|m| format!(" [{}]", m.join("; "))).unwrap_or_default();
+            let _ = writeln!(out, "  {name} = {}{marks}", display(value));
         }
     }
     if !refusals.is_empty() {

@@ -71,6 +71,9 @@ pub struct RunView {
     pub pending: Vec<(String, String, Vec<String>)>,
     /// Outputs emitted, as JSON (labelled fields marked).
     pub outputs: BTreeMap<String, Json>,
+    /// What each output carries besides its value: `overridden: g` for a gate overridden
+    /// before it, `degraded: x` for a degraded step it depends on.
+    pub marks: BTreeMap<String, Vec<String>>,
     /// Why, in full: the deciding gate or matrix row with the operand values, the approvals
     /// still outstanding and who can give them, what failed, was degraded or overridden.
     pub why: Vec<String>,
@@ -712,6 +715,7 @@ impl Runtime {
             summary: engine::summary(an, state, status),
             pending: engine::waiting(an, state).into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
             outputs,
+            marks: loaded.log.marks.clone(),
             why: if loaded.log.durable { crate::narrative::why(an, state, &views) } else { Vec::new() },
         }
     }
@@ -804,6 +808,8 @@ struct Log {
     principal: String,
     created: String,
     outputs: BTreeMap<SmolStr, Value>,
+    /// What each output carries besides its value (`overridden: g`, `degraded: x`).
+    marks: BTreeMap<String, Vec<String>>,
     results: Vec<ActionResult>,
     /// False for runs evaluated in memory: committing only notes outputs.
     durable: bool,
@@ -824,6 +830,7 @@ impl Loaded {
                 principal,
                 created,
                 outputs: BTreeMap::new(),
+                marks: BTreeMap::new(),
                 results: Vec::new(),
                 durable: true,
             },
@@ -836,8 +843,11 @@ impl Log {
     fn observe(&mut self, event: &Event<Value>) {
         match event {
             Event::Started(started) => self.signing_key = started.signing_key.clone(),
-            Event::Emitted { node, value } => {
+            Event::Emitted { node, value, marks } => {
                 self.outputs.insert(node.clone(), value.clone());
+                if !marks.is_empty() {
+                    self.marks.insert(node.to_string(), marks.clone());
+                }
             }
             _ => {}
         }
