@@ -106,10 +106,16 @@ pub fn now() -> Timestamp {
     Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() }
 }
 
+/// This process's id (read once: it is a system call).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// This process, as a run's owner: `host/pid`.
 fn process_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{}/{}", host(), std::process::id())).clone()
+    ID.get_or_init(|| format!("{}/{}", host(), pid())).clone()
 }
 
 /// How long a run may go without storing anything before a process on another host takes
@@ -138,7 +144,7 @@ fn new_run_id() -> String {
     let t = now();
     let mut x = (t.seconds as u64).wrapping_mul(1_000_000_007)
         ^ u64::from(t.nanos).rotate_left(20)
-        ^ u64::from(std::process::id()).rotate_left(44)
+        ^ u64::from(pid()).rotate_left(44)
         ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     // splitmix64's finaliser spreads every input bit over the id.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -30,8 +30,13 @@ impl Money {
     /// Reads `"12.50 EUR"`.
     pub fn parse(text: &str) -> Option<Money> {
         let (amount, currency) = text.trim().rsplit_once(' ')?;
-        let amount: String = amount.trim().chars().filter(|c| *c != '_').collect();
-        Some(Money { amount: amount.parse().ok()?, currency: Currency::new(currency)? })
+        let amount = amount.trim();
+        let amount = if amount.contains('_') {
+            amount.chars().filter(|c| *c != '_').collect::<String>().parse().ok()?
+        } else {
+            amount.parse().ok()?
+        };
+        Some(Money { amount, currency: Currency::new(currency)? })
     }
 }
 
