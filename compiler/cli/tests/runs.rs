@@ -143,8 +143,15 @@ fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
     let run = view["run"].as_str().unwrap().to_owned();
     // Not yet reached, not a step, not decided by people.
     let early = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
-    assert!(text(&early).contains("step `sign` is not waiting for a decision: the run has not reached it"), "{}", text(&early));
-    assert!(text(&decide(&dir, &run, "nope", "max", ["approve", "ok"], &[], 1)).contains("the flow has no step `nope`; waiting: `check`"));
+    assert!(
+        text(&early).contains("step `sign` is not waiting for a decision: the run has not reached it"),
+        "{}",
+        text(&early)
+    );
+    assert!(
+        text(&decide(&dir, &run, "nope", "max", ["approve", "ok"], &[], 1))
+            .contains("the flow has no step `nope`; waiting: `check`")
+    );
     assert!(text(&decide(&dir, &run, "big", "max", ["approve", "ok"], &[], 1)).contains("step `big` is not waiting"));
     // Not a manager.
     let refused = decide(&dir, &run, "check", "carl", ["approve", "ok"], &[], 1);
