@@ -249,6 +249,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Serve the Language Server Protocol on standard input and output (for editors).
+    Lsp,
     /// Print the long explanation of a diagnostic code, with a wrong and a corrected example.
     Explain {
         /// A code such as `E1002`, or its name such as `type-mismatch`.
@@ -348,6 +350,7 @@ fn main() -> ExitCode {
             runs::evidence(&where_, &run, who.as_deref(), output.as_deref())
         }
         Command::Explain { code, format } => explain::run(&code, format),
+        Command::Lsp => Ok(ExitCode::from(u8::try_from(flow_lsp::run_stdio()).unwrap_or(1))),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,448 @@
+//! The server: one loop that owns the compiler's salsa database, applies the editor's
+//! changes to it, and answers from the same queries `flowc check` runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use flow_diagnostics::{Diagnostic, Severity};
+use flow_sema::{Database, Db, DefKind, ReadError, SourceFile};
+use serde_json::{Value as Json, json};
+
+use crate::convert::{Lines, path_to_uri, uri_to_path};
+use crate::transport::{self, Incoming, code};
+
+/// The server's state.
+pub struct Server {
+    db: Database,
+    /// Open documents' texts, by path: these win over the disk.
+    open: BTreeMap<String, String>,
+    /// The workspace folder, when the client named one.
+    root: Option<String>,
+    /// Files that were last published with diagnostics, so that they can be cleared.
+    published: BTreeSet<String>,
+    initialized: bool,
+    shutting_down: bool,
+}
+
+/// Why the loop ended: `exit` after `shutdown` (0), or otherwise (1), as the protocol says.
+pub fn run(input: &mut impl BufRead, output: &mut impl Write) -> i32 {
+    let mut server = Server {
+        db: Database::default(),
+        open: BTreeMap::new(),
+        root: None,
+        published: BTreeSet::new(),
+        initialized: false,
+        shutting_down: false,
+    };
+    loop {
+        let message = match transport::read(input) {
+            Incoming::Closed => return 1,
+            Incoming::Malformed(reason) => {
+                transport::write(output, &transport::error(Json::Null, code::PARSE_ERROR, &reason));
+                continue;
+            }
+            Incoming::Message(message) => message,
+        };
+        let method = message.get("method").and_then(Json::as_str).map(str::to_owned);
+        let id = message.get("id").cloned();
+        let params = message.get("params").cloned().unwrap_or(Json::Null);
+        match (method, id) {
+            (Some(method), Some(id)) => {
+                let answer = server.request(&method, params, output);
+                let response = match answer {
+                    Ok(result) => transport::result(id, result),
+                    Err((code, text)) => transport::error(id, code, &text),
+                };
+                transport::write(output, &response);
+            }
+            (Some(method), None) => {
+                if method == "exit" {
+                    return if server.shutting_down { 0 } else { 1 };
+                }
+                server.notification(&method, params, output);
+            }
+            // A response to a request the server never sends, or not a message at all.
+            (None, Some(id)) if message.get("result").is_some() || message.get("error").is_some() => {
+                let _ = id;
+            }
+            (None, id) => transport::write(
+                output,
+                &transport::error(id.unwrap_or(Json::Null), code::INVALID_REQUEST, "not a JSON-RPC request"),
+            ),
+        }
+    }
+}
+
+type Answer = Result<Json, (i64, String)>;
+
+fn invalid(text: impl Into<String>) -> (i64, String) {
+    (code::INVALID_PARAMS, text.into())
+}
+
+impl Server {
+    fn request(&mut self, method: &str, params: Json, output: &mut impl Write) -> Answer {
+        if method == "initialize" {
+            return Ok(self.initialize(&params, output));
+        }
+        if !self.initialized {
+            return Err((code::SERVER_NOT_INITIALIZED, "the server is not initialized".to_owned()));
+        }
+        if self.shutting_down {
+            return Err((code::INVALID_REQUEST, "the server is shutting down".to_owned()));
+        }
+        match method {
+            "shutdown" => {
+                self.shutting_down = true;
+                Ok(Json::Null)
+            }
+            "textDocument/documentSymbol" => self.document_symbols(&params),
+            "textDocument/hover" => self.hover(&params),
+            "textDocument/definition" => self.definition(&params),
+            _ => Err((code::METHOD_NOT_FOUND, format!("`{method}` is not supported"))),
+        }
+    }
+
+    fn notification(&mut self, method: &str, params: Json, output: &mut impl Write) {
+        if !self.initialized {
+            return;
+        }
+        match method {
+            "textDocument/didOpen" => {
+                let document = &params["textDocument"];
+                if let (Some(path), Some(text)) = (document_path(document), document["text"].as_str()) {
+                    self.open.insert(path.clone(), text.to_owned());
+                    self.load(&[path]);
+                    self.publish(output);
+                }
+            }
+            "textDocument/didChange" => {
+                let Some(path) = document_path(&params["textDocument"]) else { return };
+                let Some(mut text) = self.open.get(&path).cloned() else { return };
+                for change in params["contentChanges"].as_array().into_iter().flatten() {
+                    apply_change(&mut text, change);
+                }
+                self.open.insert(path.clone(), text);
+                self.load(&[path]);
+                self.publish(output);
+            }
+            "textDocument/didClose" => {
+                let Some(path) = document_path(&params["textDocument"]) else { return };
+                self.open.remove(&path);
+                // The disk's text is the file's again.
+                self.load(&[path]);
+                self.publish(output);
+            }
+            "workspace/didChangeWatchedFiles" | "textDocument/didSave" => {
+                let paths: Vec<String> =
+                    self.db.workspace().sources(&self.db).iter().map(|f| f.path(&self.db).clone()).collect();
+                self.load(&paths);
+                self.publish(output);
+            }
+            // `initialized`, `$/cancelRequest`, `$/setTrace` and others need nothing.
+            _ => {}
+        }
+    }
+
+    fn initialize(&mut self, params: &Json, output: &mut impl Write) -> Json {
+        self.initialized = true;
+        self.root = params["workspaceFolders"][0]["uri"]
+            .as_str()
+            .or(params["rootUri"].as_str())
+            .and_then(uri_to_path)
+            .or_else(|| params["rootPath"].as_str().map(str::to_owned));
+        if let Some(root) = self.root.clone() {
+            let mut files = Vec::new();
+            collect(Path::new(&root), &mut files);
+            self.load(&files);
+            self.publish(output);
+        }
+        json!({
+            "capabilities": {
+                "positionEncoding": "utf-16",
+                "textDocumentSync": {"openClose": true, "change": 2, "save": {"includeText": false}},
+                "documentSymbolProvider": true,
+                "hoverProvider": true,
+                "definitionProvider": true,
+            },
+            "serverInfo": {"name": "flow-lsp", "version": env!("CARGO_PKG_VERSION")},
+        })
+    }
+
+    /// Loads `paths` and what they import: open documents from the editor, the rest from
+    /// the disk.
+    fn load(&mut self, paths: &[String]) {
+        let open = &self.open;
+        let mut read = |path: &str| -> Result<Vec<u8>, ReadError> {
+            if let Some(text) = open.get(path) {
+                return Ok(text.clone().into_bytes());
+            }
+            let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => ReadError::NotFound,
+                _ => ReadError::Other(error.to_string()),
+            })?;
+            if metadata.is_dir() {
+                return Err(ReadError::IsDirectory);
+            }
+            std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
+        };
+        let _ = self.db.load(paths, &mut read);
+    }
+
+    /// Publishes every file's diagnostics, each at its primary file, and clears files that
+    /// have none any more.
+    fn publish(&mut self, output: &mut impl Write) {
+        let files: Vec<SourceFile> = self.db.workspace().sources(&self.db).iter().copied().collect();
+        let mut diagnostics: Vec<Diagnostic> =
+            files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect();
+        diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        diagnostics.dedup();
+        let mut by_file: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+        for diagnostic in &diagnostics {
+            let Some(file) = self.db.workspace().file(&self.db, diagnostic.primary.file) else { continue };
+            by_file.entry(file.path(&self.db).clone()).or_default().push(self.to_lsp(diagnostic));
+        }
+        let stale: Vec<String> = self.published.iter().filter(|p| !by_file.contains_key(*p)).cloned().collect();
+        for path in stale {
+            by_file.insert(path, Vec::new());
+        }
+        self.published = by_file.iter().filter(|(_, d)| !d.is_empty()).map(|(p, _)| p.clone()).collect();
+        for (path, diagnostics) in by_file {
+            let params = json!({"uri": path_to_uri(&path), "diagnostics": diagnostics});
+            transport::write(output, &transport::notification("textDocument/publishDiagnostics", params));
+        }
+    }
+
+    fn text_of(&self, id: flow_diagnostics::FileId) -> Option<(&String, &String)> {
+        let file = self.db.workspace().file(&self.db, id)?;
+        Some((file.path(&self.db), file.text(&self.db)))
+    }
+
+    fn to_lsp(&self, diagnostic: &Diagnostic) -> Json {
+        let range = |label: &flow_diagnostics::Label| -> Option<(String, Json)> {
+            let (path, text) = self.text_of(label.file)?;
+            Some((path.clone(), Lines::new(text).range(label.span)))
+        };
+        let primary = range(&diagnostic.primary).map(|(_, r)| r).unwrap_or(json!({
+            "start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}
+        }));
+        let related: Vec<Json> = diagnostic
+            .secondary
+            .iter()
+            .filter_map(|label| {
+                let (path, range) = range(label)?;
+                Some(json!({"location": {"uri": path_to_uri(&path), "range": range}, "message": label.message}))
+            })
+            .collect();
+        let mut message = diagnostic.message.clone();
+        if let Some(help) = &diagnostic.help {
+            message.push_str(&format!("\nhelp: {help}"));
+        }
+        let code = diagnostic.code.as_str();
+        json!({
+            "range": primary,
+            "severity": if diagnostic.severity == Severity::Error { 1 } else { 2 },
+            "code": code,
+            "codeDescription": {"href": explanation_uri(diagnostic.code)},
+            "source": "flow",
+            "message": message,
+            "relatedInformation": related,
+        })
+    }
+
+    /// The open or loaded file of a `textDocument` parameter.
+    fn file(&self, params: &Json) -> Result<SourceFile, (i64, String)> {
+        let path = document_path(&params["textDocument"]).ok_or_else(|| invalid("no `textDocument.uri`"))?;
+        self.db
+            .workspace()
+            .entry(&self.db, &flow_sema::normalize(&path))
+            .and_then(|entry| match entry {
+                flow_sema::Entry::Flow(file) => Some(file),
+                _ => None,
+            })
+            .ok_or_else(|| invalid(format!("`{path}` is not open or loaded")))
+    }
+
+    fn document_symbols(&self, params: &Json) -> Answer {
+        let file = self.file(params)?;
+        let text = file.text(&self.db);
+        let lines = Lines::new(text);
+        let parse = flow_sema::parse(&self.db, file);
+        let mut symbols = Vec::new();
+        for item in &parse.file.items {
+            let Some(name) = item.kind.name() else { continue };
+            let mut children = Vec::new();
+            if let flow_syntax::ast::ItemKind::Flow(flow) = &item.kind {
+                for flow_item in &flow.items {
+                    let Some((name, kind)) = flow_item_name(&flow_item.kind) else { continue };
+                    children.push(json!({
+                        "name": name.text.as_str(), "kind": kind, "detail": flow_item_keyword(&flow_item.kind),
+                        "range": lines.range(flow_item.span), "selectionRange": lines.range(name.span),
+                    }));
+                }
+            }
+            let kind = item_def_kind(&item.kind).map_or(13, symbol_kind);
+            symbols.push(json!({
+                "name": name.text.as_str(), "kind": kind, "detail": item_def_kind(&item.kind).map(|k| k.described()),
+                "range": lines.range(item.span), "selectionRange": lines.range(name.span), "children": children,
+            }));
+        }
+        Ok(Json::Array(symbols))
+    }
+
+    /// The declaration the name under the cursor refers to: its kind, file and span.
+    fn resolve(&self, params: &Json) -> Result<Option<(String, flow_sema::Def)>, (i64, String)> {
+        let file = self.file(params)?;
+        let text = file.text(&self.db);
+        let offset = Lines::new(text).offset(&params["position"]);
+        let Some(word) = word_at(text, offset) else { return Ok(None) };
+        let scope = flow_sema::scope(&self.db, file);
+        Ok(scope.get(word).map(|def| (word.to_owned(), *def)))
+    }
+
+    fn definition(&self, params: &Json) -> Answer {
+        let Some((_, def)) = self.resolve(params)? else { return Ok(Json::Null) };
+        let Some((path, text)) = self.text_of(def.id.file) else { return Ok(Json::Null) };
+        Ok(json!({"uri": path_to_uri(path), "range": Lines::new(text).range(def.span)}))
+    }
+
+    fn hover(&self, params: &Json) -> Answer {
+        let Some((name, def)) = self.resolve(params)? else { return Ok(Json::Null) };
+        let Some(file) = self.db.workspace().file(&self.db, def.id.file) else { return Ok(Json::Null) };
+        let parse = flow_sema::parse(&self.db, file);
+        let item = parse.file.items.get(def.id.index as usize);
+        let mut value = format!("**{name}**: {}", def.kind.described());
+        if let Some(item) = item {
+            let source = &file.text(&self.db)[item.span.start as usize..item.span.end as usize];
+            let first: String = source.lines().take(12).collect::<Vec<_>>().join("\n");
+            value.push_str(&format!("\n\n```flow\n{first}\n```"));
+            if let Some(docs) = &item.docs {
+                value.push_str(&format!("\n\n{docs}"));
+            }
+        }
+        Ok(json!({"contents": {"kind": "markdown", "value": value}}))
+    }
+}
+
+/// A `file://` URI of the code's long explanation (what `flowc explain` prints), written
+/// once per process to the temporary directory so that an editor can open it.
+fn explanation_uri(code: flow_diagnostics::Code) -> String {
+    let dir = std::env::temp_dir().join(format!("flow-lsp-{}", std::process::id()));
+    let path = dir.join(format!("{}.md", code.as_str()));
+    if !path.exists() {
+        let _ = std::fs::create_dir_all(&dir);
+        let text = format!("# {} ({})\n\n{}", code.as_str(), code.name(), code.explanation());
+        let _ = std::fs::write(&path, text);
+    }
+    path_to_uri(&path.to_string_lossy())
+}
+
+fn document_path(document: &Json) -> Option<String> {
+    document["uri"].as_str().and_then(uri_to_path).map(|p| flow_sema::normalize(&p))
+}
+
+/// Applies one `contentChanges` entry: a range and its new text, or the whole text.
+fn apply_change(text: &mut String, change: &Json) {
+    let Some(new) = change["text"].as_str() else { return };
+    if change.get("range").is_none_or(Json::is_null) {
+        *text = new.to_owned();
+        return;
+    }
+    let lines = Lines::new(text);
+    let start = lines.offset(&change["range"]["start"]);
+    let end = lines.offset(&change["range"]["end"]).max(start);
+    text.replace_range(start..end, new);
+}
+
+/// The identifier around a byte offset.
+fn word_at(text: &str, offset: usize) -> Option<&str> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let offset = offset.min(text.len());
+    let start = text[..offset].char_indices().rev().take_while(|(_, c)| is_word(*c)).last().map_or(offset, |(i, _)| i);
+    let end = text[offset..].char_indices().find(|(_, c)| !is_word(*c)).map_or(text.len(), |(i, _)| offset + i);
+    (start < end).then(|| &text[start..end])
+}
+
+/// The `.flow` files under a directory, skipping hidden directories and build output.
+fn collect(dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            collect(&path, out);
+        } else if name.ends_with(".flow")
+            && let Some(text) = path.to_str()
+        {
+            out.push(text.to_owned());
+        }
+    }
+}
+
+fn item_def_kind(kind: &flow_syntax::ast::ItemKind) -> Option<DefKind> {
+    use flow_syntax::ast::ItemKind;
+    Some(match kind {
+        ItemKind::Label(_) => DefKind::Label,
+        ItemKind::Enum(_) => DefKind::Enum,
+        ItemKind::Type(_) => DefKind::Record,
+        ItemKind::Role(_) => DefKind::Role,
+        ItemKind::Source(_) => DefKind::Source,
+        ItemKind::Model(_) => DefKind::Model,
+        ItemKind::System(_) => DefKind::System,
+        ItemKind::Fn(_) => DefKind::Fn,
+        ItemKind::Flow(_) => DefKind::Flow,
+        ItemKind::Import(_) | ItemKind::Error(_) => return None,
+    })
+}
+
+/// The LSP `SymbolKind` of a declaration.
+fn symbol_kind(kind: DefKind) -> u32 {
+    match kind {
+        DefKind::Label => 14,  // Constant
+        DefKind::Enum => 10,   // Enum
+        DefKind::Record => 23, // Struct
+        DefKind::Role => 11,   // Interface
+        DefKind::Source => 8,  // Field
+        DefKind::Model => 5,   // Class
+        DefKind::System => 2,  // Module
+        DefKind::Fn => 12,     // Function
+        DefKind::Flow => 2,    // Module
+    }
+}
+
+fn flow_item_name(kind: &flow_syntax::ast::FlowItemKind) -> Option<(&flow_syntax::ast::Ident, u32)> {
+    use flow_syntax::ast::FlowItemKind as K;
+    Some(match kind {
+        K::Input { name, .. } | K::Output { name, .. } => (name, 7), // Property
+        K::Param { name, .. } => (name, 14),                         // Constant
+        K::Let { name, .. } => (name, 13),                           // Variable
+        K::Emit { name, .. } => (name, 24),                          // Event
+        K::Gate(gate) => (&gate.name, 24),
+        K::Infer(infer) => (&infer.name, 12),
+        K::Review(review) => (&review.name, 6),
+        K::Approval(approval) => (&approval.name, 6),
+        K::Action(action) => (&action.name, 12),
+        _ => return None,
+    })
+}
+
+fn flow_item_keyword(kind: &flow_syntax::ast::FlowItemKind) -> &'static str {
+    use flow_syntax::ast::FlowItemKind as K;
+    match kind {
+        K::Input { .. } => "input",
+        K::Output { .. } => "output",
+        K::Param { .. } => "param",
+        K::Let { .. } => "let",
+        K::Emit { .. } => "emit",
+        K::Gate(_) => "gate",
+        K::Infer(_) => "infer",
+        K::Review(_) => "review",
+        K::Approval(_) => "approval",
+        K::Action(_) => "action",
+        _ => "",
+    }
+}

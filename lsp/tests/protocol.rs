@@ -1,0 +1,291 @@
+//! The server as an editor sees it: the `flow-lsp` binary, JSON-RPC over its stdio.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+/// A running server and the messages it sends.
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    messages: Receiver<Json>,
+    next_id: u64,
+    root: PathBuf,
+}
+
+fn frame(body: &str) -> Vec<u8> {
+    format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+impl Client {
+    fn start(name: &str, files: &[(&str, &[u8])]) -> Client {
+        let root = std::env::temp_dir().join(format!("flow-lsp-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (path, bytes) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flow-lsp"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(value) = line.strip_prefix("Content-Length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                if send.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Client { child, stdin, messages, next_id: 0, root }
+    }
+
+    fn uri(&self, path: &str) -> String {
+        format!("file://{}", self.root.join(path).display())
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Json) {
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string();
+        self.send_raw(&frame(&body));
+    }
+
+    fn receive(&self) -> Json {
+        match self.messages.recv_timeout(Duration::from_secs(30)) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => panic!("the server sent nothing for 30 s"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the server closed its output"),
+        }
+    }
+
+    /// Sends a request and returns its response, keeping the notifications that came first.
+    fn request(&mut self, method: &str, params: Json) -> (Json, Vec<Json>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        self.send_raw(&frame(&body));
+        let mut notifications = Vec::new();
+        loop {
+            let message = self.receive();
+            if message["id"] == id {
+                return (message, notifications);
+            }
+            notifications.push(message);
+        }
+    }
+
+    /// The diagnostics published for `path` until a round trip says nothing more is coming.
+    fn diagnostics(&mut self, path: &str) -> Vec<Json> {
+        let (_, notifications) =
+            self.request("textDocument/documentSymbol", json!({"textDocument": {"uri": self.uri(path)}}));
+        let uri = self.uri(path);
+        notifications
+            .into_iter()
+            .rfind(|n| n["method"] == "textDocument/publishDiagnostics" && n["params"]["uri"] == uri.as_str())
+            .map(|n| n["params"]["diagnostics"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    fn initialize(&mut self) -> (Json, Vec<Json>) {
+        let root = format!("file://{}", self.root.display());
+        self.request("initialize", json!({"processId": null, "rootUri": root, "capabilities": {}}))
+    }
+
+    /// Shuts the server down and returns its exit code.
+    fn shut_down(mut self) -> Option<i32> {
+        let (response, _) = self.request("shutdown", Json::Null);
+        assert_eq!(response["result"], Json::Null);
+        self.notify("exit", Json::Null);
+        drop(self.stdin.take());
+        self.child.wait().unwrap().code()
+    }
+
+    /// Replaces the root directory in a message by `$ROOT`, for snapshots.
+    fn redact(&self, value: &Json) -> Json {
+        let text = value.to_string().replace(&self.root.display().to_string(), "$ROOT");
+        let tmp = std::env::temp_dir().display().to_string();
+        let text = text.replace(tmp.trim_end_matches('/'), "$TMP");
+        let text = regex_like_tmp(&text);
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Explanation URIs name the server's process: leave that out of snapshots.
+fn regex_like_tmp(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("flow-lsp-") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "flow-lsp-".len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push_str("flow-lsp-PID");
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const BROKEN: &str = "role clerk\n\nflow f {\n  version \"1.0.0\"\n  owner clerk\n  steward clerk\n  input n: Int\n  let m = n + missing\n}\n";
+const FIXED: &str =
+    "role clerk\n\nflow f {\n  version \"1.0.0\"\n  owner clerk\n  steward clerk\n  input n: Int\n  let m = n + 1\n}\n";
+
+#[test]
+fn diagnostics_follow_the_text_as_it_is_typed() {
+    let mut client = Client::start("diagnostics", &[("a.flow", BROKEN.as_bytes())]);
+    let (response, notifications) = client.initialize();
+    assert_eq!(response["result"]["capabilities"]["textDocumentSync"]["change"], 2);
+    client.notify("initialized", json!({}));
+    // The workspace is checked when the server starts.
+    let published: Vec<&Json> =
+        notifications.iter().filter(|n| n["method"] == "textDocument/publishDiagnostics").collect();
+    assert_eq!(published.len(), 1, "{notifications:?}");
+    insta::assert_json_snapshot!("broken_on_disk", client.redact(published[0]));
+    // The editor opens the file and fixes the name, one change at a time.
+    let uri = client.uri("a.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": BROKEN}}),
+    );
+    assert_eq!(client.diagnostics("a.flow").len(), 1);
+    let range = json!({"start": {"line": 7, "character": 14}, "end": {"line": 7, "character": 21}});
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"range": range, "text": "1"}]}),
+    );
+    assert_eq!(client.diagnostics("a.flow"), Vec::<Json>::new());
+    // Whole-text changes too.
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": BROKEN}]}),
+    );
+    assert_eq!(client.diagnostics("a.flow").len(), 1);
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": FIXED}]}),
+    );
+    assert_eq!(client.diagnostics("a.flow"), Vec::<Json>::new());
+    assert_eq!(client.shut_down(), Some(0));
+}
+
+#[test]
+fn symbols_hover_and_definition() {
+    let common = "/// Leads a team.\nrole manager\n";
+    let main = "import \"common.flow\"\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input n: Int\n  gate big: info when n > 10\n  emit out = n\n  output out: Int\n}\n";
+    let mut client = Client::start("navigation", &[("common.flow", common.as_bytes()), ("main.flow", main.as_bytes())]);
+    client.initialize();
+    let uri = client.uri("main.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": main}}),
+    );
+    let (symbols, _) = client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
+    insta::assert_json_snapshot!("symbols", client.redact(&symbols["result"]));
+    // `manager` in `owner manager`: line 4, character 10.
+    let at = json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 10}});
+    let (definition, _) = client.request("textDocument/definition", at.clone());
+    assert_eq!(definition["result"]["uri"], client.uri("common.flow").as_str());
+    assert_eq!(definition["result"]["range"]["start"], json!({"line": 1, "character": 5}));
+    let (hover, _) = client.request("textDocument/hover", at);
+    let text = hover["result"]["contents"]["value"].as_str().unwrap();
+    assert!(text.starts_with("**manager**: a role"), "{text}");
+    assert!(text.contains("Leads a team."), "{text}");
+    // Positions past the end of the line or the file are clamped, not fatal.
+    for position in [json!({"line": 4, "character": 500}), json!({"line": 900, "character": 0})] {
+        let (hover, _) =
+            client.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": position}));
+        assert!(hover.get("result").is_some(), "{hover}");
+    }
+    assert_eq!(client.shut_down(), Some(0));
+}
+
+#[test]
+fn bad_input_gets_protocol_errors_and_the_server_carries_on() {
+    let mut bytes = b"role clerk\n".to_vec();
+    bytes.extend([0xff, 0xfe, b'\n']);
+    let mut client = Client::start("bad", &[("latin.flow", &bytes)]);
+    // Before `initialize`, requests are refused.
+    let (early, _) = client.request("textDocument/hover", json!({}));
+    assert_eq!(early["error"]["code"], -32002);
+    let (_, notifications) = client.initialize();
+    let latin: Vec<&Json> = notifications
+        .iter()
+        .filter(|n| n["params"]["uri"].as_str().is_some_and(|u| u.ends_with("latin.flow")))
+        .collect();
+    assert_eq!(latin[0]["params"]["diagnostics"][0]["code"], "E0002", "{latin:?}");
+    // A body that is not JSON.
+    client.send_raw(&frame("{\"jsonrpc\": \"2.0\", \"id\": 7, \"method\""));
+    let parse_error = client.receive();
+    assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
+    assert_eq!(parse_error["id"], Json::Null);
+    // Headers without a length, then a proper message.
+    client.send_raw(b"Content-Type: nothing\r\n\r\n");
+    assert_eq!(client.receive()["error"]["code"], -32700);
+    // JSON that is not a request.
+    client.send_raw(&frame("[1, 2, 3]"));
+    assert_eq!(client.receive()["error"]["code"], -32600);
+    // An unknown method; an unknown notification is ignored.
+    client.notify("$/somethingNew", json!({}));
+    let (unknown, _) = client.request("textDocument/unknownThing", json!({}));
+    assert_eq!(unknown["error"]["code"], -32601);
+    // A document the server does not know, and a URI that is not a file.
+    let (missing, _) = client.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": "file:///nowhere.flow"}, "position": {"line": 0, "character": 0}}),
+    );
+    assert_eq!(missing["error"]["code"], -32602);
+    let (http, _) =
+        client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": "https://example.org/a.flow"}}));
+    assert_eq!(http["error"]["code"], -32602);
+    // Changes to a document that was never opened are ignored.
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": client.uri("x.flow")}, "contentChanges": [{"text": "x"}]}),
+    );
+    assert_eq!(client.shut_down(), Some(0));
+}
+
+#[test]
+fn a_client_that_disconnects_ends_the_server_without_a_crash() {
+    let mut client = Client::start("disconnect", &[]);
+    client.initialize();
+    // Half a message, then the input closes.
+    client.send_raw(b"Content-Length: 100\r\n\r\n{\"jsonrpc\"");
+    drop(client.stdin.take());
+    let status = client.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "exit without shutdown is code 1, not a crash");
+}
