@@ -99,6 +99,11 @@ impl Server {
             "textDocument/documentSymbol" => self.document_symbols(&params),
             "textDocument/hover" => self.hover(&params),
             "textDocument/definition" => self.definition(&params),
+            "textDocument/completion" => {
+                let file = self.file(&params)?;
+                let offset = Lines::new(file.text(&self.db)).offset(&params["position"]);
+                Ok(json!({"isIncomplete": false, "items": crate::complete::complete(&self.db, file, offset)}))
+            }
             _ => Err((code::METHOD_NOT_FOUND, format!("`{method}` is not supported"))),
         }
     }
@@ -164,6 +169,7 @@ impl Server {
                 "documentSymbolProvider": true,
                 "hoverProvider": true,
                 "definitionProvider": true,
+                "completionProvider": {"triggerCharacters": [".", "@"]},
             },
             "serverInfo": {"name": "flow-lsp", "version": env!("CARGO_PKG_VERSION")},
         })

@@ -289,3 +289,41 @@ fn a_client_that_disconnects_ends_the_server_without_a_crash() {
     let status = client.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "exit without shutdown is code 1, not a crash");
 }
+
+#[test]
+fn completion_in_context_on_a_half_typed_file() {
+    let text = "role manager\nrole clerk\nlabel pii\nenum Tier { low, high }\ntype Req {\n  amount: Int\n  note: Text @pii\n  tier: Tier\n}\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward \n  input r: Req\n  let t = Tier.\n  let x = r.\n  \n  gate g: info when r.amount > 1\n}\n";
+    let mut client = Client::start("completion", &[("c.flow", text.as_bytes())]);
+    client.initialize();
+    let uri = client.uri("c.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+    );
+    // The half-typed lines are errors; the rest of the file is still understood.
+    assert!(!client.diagnostics("c.flow").is_empty());
+    let mut labels = |line: u32, character: u32| -> Vec<String> {
+        let at = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}});
+        let (response, _) = client.request("textDocument/completion", at);
+        let mut labels: Vec<String> = response["result"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_owned())
+            .collect();
+        labels.sort();
+        labels
+    };
+    assert_eq!(labels(16, 12), ["amount", "note", "tier"], "fields after `r.`");
+    assert_eq!(labels(15, 15), ["high", "low"], "variants after `Tier.`");
+    assert_eq!(labels(13, 10), ["clerk", "manager"], "roles after `steward`");
+    assert_eq!(labels(6, 14), ["pii"], "labels after `@`");
+    let keywords = labels(17, 2);
+    assert!(keywords.contains(&"review".to_owned()) && keywords.contains(&"approval".to_owned()), "{keywords:?}");
+    assert!(!keywords.contains(&"flow".to_owned()), "flow items, not declarations: {keywords:?}");
+    let names = labels(18, 20);
+    for name in ["r", "g", "Tier", "now", "stale"] {
+        assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+    }
+    assert_eq!(client.shut_down(), Some(0));
+}
