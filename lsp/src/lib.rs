@@ -8,6 +8,7 @@
 
 mod complete;
 mod convert;
+mod navigate;
 mod server;
 pub mod transport;
 

@@ -10,6 +10,7 @@ use flow_sema::{Database, Db, DefKind, ReadError, SourceFile};
 use serde_json::{Value as Json, json};
 
 use crate::convert::{Lines, path_to_uri, uri_to_path};
+use crate::navigate::{self, Target};
 use crate::transport::{self, Incoming, code};
 
 /// The server's state.
@@ -99,6 +100,7 @@ impl Server {
             "textDocument/documentSymbol" => self.document_symbols(&params),
             "textDocument/hover" => self.hover(&params),
             "textDocument/definition" => self.definition(&params),
+            "textDocument/references" => self.references(&params),
             "textDocument/completion" => {
                 let file = self.file(&params)?;
                 let offset = Lines::new(file.text(&self.db)).offset(&params["position"]);
@@ -169,6 +171,7 @@ impl Server {
                 "documentSymbolProvider": true,
                 "hoverProvider": true,
                 "definitionProvider": true,
+                "referencesProvider": true,
                 "completionProvider": {"triggerCharacters": [".", "@"]},
             },
             "serverInfo": {"name": "flow-lsp", "version": env!("CARGO_PKG_VERSION")},
@@ -296,36 +299,68 @@ impl Server {
         Ok(Json::Array(symbols))
     }
 
-    /// The declaration the name under the cursor refers to: its kind, file and span.
-    fn resolve(&self, params: &Json) -> Result<Option<(String, flow_sema::Def)>, (i64, String)> {
+    /// What the name under the cursor refers to.
+    fn target(&self, params: &Json) -> Result<Option<(String, Target)>, (i64, String)> {
         let file = self.file(params)?;
-        let text = file.text(&self.db);
-        let offset = Lines::new(text).offset(&params["position"]);
-        let Some(word) = word_at(text, offset) else { return Ok(None) };
-        let scope = flow_sema::scope(&self.db, file);
-        Ok(scope.get(word).map(|def| (word.to_owned(), *def)))
+        let offset = Lines::new(file.text(&self.db)).offset(&params["position"]);
+        Ok(navigate::target_at(&self.db, file, offset))
+    }
+
+    fn location(&self, file: SourceFile, span: flow_diagnostics::Span) -> Json {
+        json!({"uri": path_to_uri(file.path(&self.db)), "range": Lines::new(file.text(&self.db)).range(span)})
     }
 
     fn definition(&self, params: &Json) -> Answer {
-        let Some((_, def)) = self.resolve(params)? else { return Ok(Json::Null) };
-        let Some((path, text)) = self.text_of(def.id.file) else { return Ok(Json::Null) };
-        Ok(json!({"uri": path_to_uri(path), "range": Lines::new(text).range(def.span)}))
+        Ok(match self.target(params)? {
+            Some((_, Target::Decl(def))) => match self.db.workspace().file(&self.db, def.id.file) {
+                Some(file) => self.location(file, def.span),
+                None => Json::Null,
+            },
+            Some((_, Target::Local { file, name_span, .. })) => self.location(file, name_span),
+            None => Json::Null,
+        })
+    }
+
+    fn references(&self, params: &Json) -> Answer {
+        let Some((name, target)) = self.target(params)? else { return Ok(Json::Array(Vec::new())) };
+        let include_declaration = params["context"]["includeDeclaration"].as_bool().unwrap_or(true);
+        let declaration = match &target {
+            Target::Decl(def) => (def.id.file, def.span.start),
+            Target::Local { file, name_span, .. } => (file.id(&self.db), name_span.start),
+        };
+        let locations = navigate::references(&self.db, &name, &target)
+            .into_iter()
+            .filter(|(file, span)| include_declaration || (file.id(&self.db), span.start) != declaration)
+            .map(|(file, span)| self.location(file, span))
+            .collect();
+        Ok(Json::Array(locations))
     }
 
     fn hover(&self, params: &Json) -> Answer {
-        let Some((name, def)) = self.resolve(params)? else { return Ok(Json::Null) };
-        let Some(file) = self.db.workspace().file(&self.db, def.id.file) else { return Ok(Json::Null) };
-        let parse = flow_sema::parse(&self.db, file);
-        let item = parse.file.items.get(def.id.index as usize);
-        let mut value = format!("**{name}**: {}", def.kind.described());
-        if let Some(item) = item {
-            let source = &file.text(&self.db)[item.span.start as usize..item.span.end as usize];
-            let first: String = source.lines().take(12).collect::<Vec<_>>().join("\n");
-            value.push_str(&format!("\n\n```flow\n{first}\n```"));
-            if let Some(docs) = &item.docs {
-                value.push_str(&format!("\n\n{docs}"));
+        let Some((name, target)) = self.target(params)? else { return Ok(Json::Null) };
+        let value = match target {
+            Target::Local { detail, docs, .. } => {
+                let mut value = format!("**{name}**: {detail}");
+                if let Some(docs) = docs {
+                    value.push_str(&format!("\n\n{docs}"));
+                }
+                value
             }
-        }
+            Target::Decl(def) => {
+                let Some(file) = self.db.workspace().file(&self.db, def.id.file) else { return Ok(Json::Null) };
+                let parse = flow_sema::parse(&self.db, file);
+                let mut value = format!("**{name}**: {}", def.kind.described());
+                if let Some(item) = parse.file.items.get(def.id.index as usize) {
+                    let source = &file.text(&self.db)[item.span.start as usize..item.span.end as usize];
+                    let first: String = source.lines().take(12).collect::<Vec<_>>().join("\n");
+                    value.push_str(&format!("\n\n```flow\n{first}\n```"));
+                    if let Some(docs) = &item.docs {
+                        value.push_str(&format!("\n\n{docs}"));
+                    }
+                }
+                value
+            }
+        };
         Ok(json!({"contents": {"kind": "markdown", "value": value}}))
     }
 }
@@ -358,15 +393,6 @@ fn apply_change(text: &mut String, change: &Json) {
     let start = lines.offset(&change["range"]["start"]);
     let end = lines.offset(&change["range"]["end"]).max(start);
     text.replace_range(start..end, new);
-}
-
-/// The identifier around a byte offset.
-fn word_at(text: &str, offset: usize) -> Option<&str> {
-    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let offset = offset.min(text.len());
-    let start = text[..offset].char_indices().rev().take_while(|(_, c)| is_word(*c)).last().map_or(offset, |(i, _)| i);
-    let end = text[offset..].char_indices().find(|(_, c)| !is_word(*c)).map_or(text.len(), |(i, _)| offset + i);
-    (start < end).then(|| &text[start..end])
 }
 
 /// The `.flow` files under a directory, skipping hidden directories and build output.

@@ -327,3 +327,57 @@ fn completion_in_context_on_a_half_typed_file() {
     }
     assert_eq!(client.shut_down(), Some(0));
 }
+
+#[test]
+fn references_and_definitions_of_declarations_and_of_a_flows_own_names() {
+    let common = "role manager\n";
+    let main = "import \"common.flow\"\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input n: Int\n  let twice = n * 2\n  gate big: info when twice > 10 and n > 1\n  output out: Text\n  emit out = \"{twice} of {n}\" // n, twice\n}\n";
+    let mut client = Client::start("references", &[("common.flow", common.as_bytes()), ("main.flow", main.as_bytes())]);
+    client.initialize();
+    let uri = client.uri("main.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": main}}),
+    );
+    let mut spans = |line: u32, character: u32, declaration: bool| -> Vec<(String, u64, u64)> {
+        let params = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"includeDeclaration": declaration}});
+        let (response, _) = client.request("textDocument/references", params);
+        response["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let file = l["uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+                (
+                    file,
+                    l["range"]["start"]["line"].as_u64().unwrap(),
+                    l["range"]["start"]["character"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // `manager`, across files, with its declaration.
+    let manager = spans(4, 9, true);
+    assert_eq!(
+        manager,
+        [("common.flow".to_owned(), 0, 5), ("main.flow".to_owned(), 4, 8), ("main.flow".to_owned(), 5, 10)]
+    );
+    // The step `twice`: its declaration, its uses, and the use inside the interpolation
+    // (not the one in the comment).
+    let twice = spans(8, 22, true);
+    assert_eq!(
+        twice,
+        [("main.flow".to_owned(), 7, 6), ("main.flow".to_owned(), 8, 22), ("main.flow".to_owned(), 10, 15)]
+    );
+    assert_eq!(spans(8, 22, false).len(), 2);
+    // Definition of the input `n` from a use.
+    let (definition, _) = client.request(
+        "textDocument/definition",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 8, "character": 38}}),
+    );
+    assert_eq!(definition["result"]["range"]["start"], json!({"line": 6, "character": 8}));
+    let (hover, _) = client
+        .request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 7, "character": 7}}));
+    assert_eq!(hover["result"]["contents"]["value"], "**twice**: step: Int");
+    assert_eq!(client.shut_down(), Some(0));
+}
