@@ -10,6 +10,7 @@ mod complete;
 mod convert;
 mod navigate;
 mod server;
+mod tokens;
 pub mod transport;
 
 pub use server::run;

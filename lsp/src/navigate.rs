@@ -83,10 +83,10 @@ pub fn identifier_at(text: &str, offset: usize) -> Option<(usize, usize)> {
     identifiers(text).into_iter().find(|(start, end)| *start <= offset && offset <= *end)
 }
 
-/// Whether the identifier at `start` is a field or an action (`x.name`), not a name of
-/// its own.
-fn after_dot(text: &str, start: usize) -> bool {
-    text[..start].trim_end().ends_with('.')
+/// Whether the identifier at `start` is a field or an action (`x.name`, on the same line),
+/// not a name of its own.
+pub fn after_dot(text: &str, start: usize) -> bool {
+    text[..start].trim_end_matches([' ', '\t']).ends_with('.')
 }
 
 /// What the identifier at `offset` of `file` refers to.

@@ -101,6 +101,7 @@ impl Server {
             "textDocument/hover" => self.hover(&params),
             "textDocument/definition" => self.definition(&params),
             "textDocument/references" => self.references(&params),
+            "textDocument/semanticTokens/full" => Ok(crate::tokens::semantic_tokens(&self.db, self.file(&params)?)),
             "textDocument/completion" => {
                 let file = self.file(&params)?;
                 let offset = Lines::new(file.text(&self.db)).offset(&params["position"]);
@@ -172,6 +173,10 @@ impl Server {
                 "hoverProvider": true,
                 "definitionProvider": true,
                 "referencesProvider": true,
+                "semanticTokensProvider": {
+                    "legend": {"tokenTypes": crate::tokens::LEGEND, "tokenModifiers": []},
+                    "full": true,
+                },
                 "completionProvider": {"triggerCharacters": [".", "@"]},
             },
             "serverInfo": {"name": "flow-lsp", "version": env!("CARGO_PKG_VERSION")},

@@ -381,3 +381,65 @@ fn references_and_definitions_of_declarations_and_of_a_flows_own_names() {
     assert_eq!(hover["result"]["contents"]["value"], "**twice**: step: Int");
     assert_eq!(client.shut_down(), Some(0));
 }
+
+#[test]
+fn semantic_tokens_tell_roles_from_types_and_steps_from_fields() {
+    let text = "/// Who signs.\nrole manager\ntype Req { amount: Money[USD] }\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input r: Req\n  param limit: Money[USD] = 10 USD\n  gate big: info when r.amount > limit\n  output out: Text\n  emit out = \"{r.amount}\"\n}\n";
+    let mut client = Client::start("tokens", &[("t.flow", text.as_bytes())]);
+    client.initialize();
+    let uri = client.uri("t.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+    );
+    let (response, _) = client.request("textDocument/semanticTokens/full", json!({"textDocument": {"uri": uri}}));
+    let data: Vec<u64> = response["result"]["data"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+    assert_eq!(data.len() % 5, 0);
+    // The tokens as `word:type`, from their relative positions.
+    let legend = [
+        "keyword",
+        "type",
+        "enumMember",
+        "variable",
+        "function",
+        "string",
+        "number",
+        "comment",
+        "property",
+        "namespace",
+        "class",
+        "interface",
+        "decorator",
+        "parameter",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut line, mut character) = (0, 0);
+    let mut tokens = Vec::new();
+    for chunk in data.chunks(5) {
+        if chunk[0] > 0 {
+            character = 0;
+        }
+        line += chunk[0];
+        character += chunk[1];
+        let word: String = lines[line as usize].chars().skip(character as usize).take(chunk[2] as usize).collect();
+        tokens.push(format!("{word}:{}", legend[chunk[3] as usize]));
+    }
+    for expected in [
+        "/// Who signs.:comment",
+        "role:keyword",
+        "manager:interface",
+        "Req:type",
+        "amount:variable",
+        "Money:type",
+        "USD:type",
+        "r:variable",
+        "amount:property",
+        "limit:parameter",
+        "\"1.0.0\":string",
+        "10:number",
+        "\"{:string",
+    ] {
+        assert!(tokens.contains(&expected.to_owned()), "{expected} in {tokens:?}");
+    }
+    assert_eq!(client.shut_down(), Some(0));
+}
