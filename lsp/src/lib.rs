@@ -6,6 +6,7 @@
 //! (`flow_lower::file_diagnostics`), so an editor shows exactly what the command line
 //! reports.
 
+mod actions;
 mod complete;
 mod convert;
 mod navigate;

@@ -101,6 +101,12 @@ impl Server {
             "textDocument/hover" => self.hover(&params),
             "textDocument/definition" => self.definition(&params),
             "textDocument/references" => self.references(&params),
+            "textDocument/codeAction" => {
+                let file = self.file(&params)?;
+                let uri = params["textDocument"]["uri"].as_str().unwrap_or_default();
+                let diagnostics = params["context"]["diagnostics"].as_array().cloned().unwrap_or_default();
+                Ok(Json::Array(crate::actions::code_actions(uri, file.text(&self.db), &diagnostics)))
+            }
             "textDocument/semanticTokens/full" => Ok(crate::tokens::semantic_tokens(&self.db, self.file(&params)?)),
             "textDocument/completion" => {
                 let file = self.file(&params)?;
@@ -173,6 +179,7 @@ impl Server {
                 "hoverProvider": true,
                 "definitionProvider": true,
                 "referencesProvider": true,
+                "codeActionProvider": {"codeActionKinds": ["quickfix"]},
                 "semanticTokensProvider": {
                     "legend": {"tokenTypes": crate::tokens::LEGEND, "tokenModifiers": []},
                     "full": true,

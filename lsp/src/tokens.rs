@@ -204,7 +204,7 @@ pub fn semantic_tokens(db: &Database, file: SourceFile) -> Json {
                     i += 1;
                 }
                 let word = &text[start..i];
-                tokens.push((start, i, classify(text, start, word, &scope, flows)));
+                tokens.push((start, i, classify(text, start, word, scope, flows)));
             }
             _ => i += 1,
         }

@@ -443,3 +443,51 @@ fn semantic_tokens_tell_roles_from_types_and_steps_from_fields() {
     }
     assert_eq!(client.shut_down(), Some(0));
 }
+
+#[test]
+fn a_quick_fix_adds_the_rows_a_matrix_misses() {
+    let text = "role clerk\nrole lead extends clerk\nenum Tier { low, medium, high }\ntype Request { tier: Tier, urgent: Bool, requester: Principal }\nflow spend {\n  version \"1.0.0\"\n  owner lead\n  steward clerk\n  input request: Request\n  approval by_tier {\n    when request.tier == low => auto\n    when request.tier == medium and request.urgent => 1 of clerk\n    distinct from request.requester\n  }\n  output ok: Bool\n  emit ok = by_tier.approved\n}\n";
+    let mut client = Client::start("quickfix", &[("m.flow", text.as_bytes())]);
+    client.initialize();
+    let uri = client.uri("m.flow");
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+    );
+    let diagnostics = client.diagnostics("m.flow");
+    let missing: Vec<Json> = diagnostics.iter().filter(|d| d["code"] == "E2003").cloned().collect();
+    assert_eq!(missing.len(), 1, "{diagnostics:?}");
+    let range = missing[0]["range"].clone();
+    let (actions, _) = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": missing}}),
+    );
+    let action = &actions["result"][0];
+    let edit = &action["edit"]["changes"][uri.as_str()][0];
+    insta::assert_snapshot!(
+        "quick_fix_rows",
+        format!("{}\n{}\n{}", action["title"], edit["range"], edit["newText"].as_str().unwrap())
+    );
+    // The compiler names one missing case at a time: applying the fix until none is left
+    // makes the matrix exhaustive.
+    let mut edit = edit.clone();
+    for version in 2..6 {
+        client.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [{"range": edit["range"], "text": edit["newText"]}]}),
+        );
+        let missing: Vec<Json> = client.diagnostics("m.flow").into_iter().filter(|d| d["code"] == "E2003").collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(version < 5, "still not exhaustive: {missing:?}");
+        let (actions, _) = client.request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": missing[0]["range"], "context": {"diagnostics": missing}}),
+        );
+        edit = actions["result"][0]["edit"]["changes"][uri.as_str()][0].clone();
+    }
+    let after = client.diagnostics("m.flow");
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(client.shut_down(), Some(0));
+}
