@@ -1,7 +1,7 @@
 //! The server: one loop that owns the compiler's salsa database, applies the editor's
 //! changes to it, and answers from the same queries `flowc check` runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -20,8 +20,8 @@ pub struct Server {
     open: BTreeMap<String, String>,
     /// The workspace folder, when the client named one.
     root: Option<String>,
-    /// Files that were last published with diagnostics, so that they can be cleared.
-    published: BTreeSet<String>,
+    /// What was last published for each file, so that only changes are sent.
+    published: BTreeMap<String, Vec<Json>>,
     initialized: bool,
     shutting_down: bool,
 }
@@ -32,7 +32,7 @@ pub fn run(input: &mut impl BufRead, output: &mut impl Write) -> i32 {
         db: Database::default(),
         open: BTreeMap::new(),
         root: None,
-        published: BTreeSet::new(),
+        published: BTreeMap::new(),
         initialized: false,
         shutting_down: false,
     };
@@ -126,8 +126,8 @@ impl Server {
                 let document = &params["textDocument"];
                 if let (Some(path), Some(text)) = (document_path(document), document["text"].as_str()) {
                     self.open.insert(path.clone(), text.to_owned());
-                    self.load(&[path]);
-                    self.publish(output);
+                    self.load(std::slice::from_ref(&path));
+                    self.publish(Some(&path), output);
                 }
             }
             "textDocument/didChange" => {
@@ -137,21 +137,21 @@ impl Server {
                     apply_change(&mut text, change);
                 }
                 self.open.insert(path.clone(), text);
-                self.load(&[path]);
-                self.publish(output);
+                self.load(std::slice::from_ref(&path));
+                self.publish(Some(&path), output);
             }
             "textDocument/didClose" => {
                 let Some(path) = document_path(&params["textDocument"]) else { return };
                 self.open.remove(&path);
                 // The disk's text is the file's again.
-                self.load(&[path]);
-                self.publish(output);
+                self.load(std::slice::from_ref(&path));
+                self.publish(Some(&path), output);
             }
             "workspace/didChangeWatchedFiles" | "textDocument/didSave" => {
                 let paths: Vec<String> =
                     self.db.workspace().sources(&self.db).iter().map(|f| f.path(&self.db).clone()).collect();
                 self.load(&paths);
-                self.publish(output);
+                self.publish(None, output);
             }
             // `initialized`, `$/cancelRequest`, `$/setTrace` and others need nothing.
             _ => {}
@@ -169,7 +169,7 @@ impl Server {
             let mut files = Vec::new();
             collect(Path::new(&root), &mut files);
             self.load(&files);
-            self.publish(output);
+            self.publish(None, output);
         }
         json!({
             "capabilities": {
@@ -210,27 +210,29 @@ impl Server {
         let _ = self.db.load(paths, &mut read);
     }
 
-    /// Publishes every file's diagnostics, each at its primary file, and clears files that
-    /// have none any more.
-    fn publish(&mut self, output: &mut impl Write) {
+    /// Publishes the diagnostics of `edited` (always: the editor waits for them) and of
+    /// every other file whose diagnostics changed, each diagnostic at its primary file.
+    fn publish(&mut self, edited: Option<&str>, output: &mut impl Write) {
         let files: Vec<SourceFile> = self.db.workspace().sources(&self.db).iter().copied().collect();
         let mut diagnostics: Vec<Diagnostic> =
             files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect();
         diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         diagnostics.dedup();
-        let mut by_file: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+        let mut by_file: BTreeMap<String, Vec<Json>> =
+            files.iter().map(|file| (file.path(&self.db).clone(), Vec::new())).collect();
         for diagnostic in &diagnostics {
             let Some(file) = self.db.workspace().file(&self.db, diagnostic.primary.file) else { continue };
             by_file.entry(file.path(&self.db).clone()).or_default().push(self.to_lsp(diagnostic));
         }
-        let stale: Vec<String> = self.published.iter().filter(|p| !by_file.contains_key(*p)).cloned().collect();
-        for path in stale {
-            by_file.insert(path, Vec::new());
-        }
-        self.published = by_file.iter().filter(|(_, d)| !d.is_empty()).map(|(p, _)| p.clone()).collect();
         for (path, diagnostics) in by_file {
+            let before = self.published.get(&path);
+            let changed = before.map_or(!diagnostics.is_empty(), |before| *before != diagnostics);
+            if !changed && edited != Some(path.as_str()) {
+                continue;
+            }
             let params = json!({"uri": path_to_uri(&path), "diagnostics": diagnostics});
             transport::write(output, &transport::notification("textDocument/publishDiagnostics", params));
+            self.published.insert(path, diagnostics);
         }
     }
 
