@@ -214,8 +214,13 @@ impl Server {
     /// every other file whose diagnostics changed, each diagnostic at its primary file.
     fn publish(&mut self, edited: Option<&str>, output: &mut impl Write) {
         let files: Vec<SourceFile> = self.db.workspace().sources(&self.db).iter().copied().collect();
-        let mut diagnostics: Vec<Diagnostic> =
-            files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect();
+        // After an edit, salsa re-checks only what depends on it: one thread does. When the
+        // whole workspace is new (start-up, files changed on disk), every core helps.
+        let mut diagnostics = if edited.is_some() {
+            files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect()
+        } else {
+            check_in_parallel(&self.db, &files)
+        };
         diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         diagnostics.dedup();
         let mut by_file: BTreeMap<String, Vec<Json>> =
@@ -377,6 +382,31 @@ impl Server {
         };
         Ok(json!({"contents": {"kind": "markdown", "value": value}}))
     }
+}
+
+/// The diagnostics of `files`, checked on as many threads as the machine has cores (each
+/// with its own handle on the database; salsa shares what they compute).
+fn check_in_parallel(db: &Database, files: &[SourceFile]) -> Vec<Diagnostic> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(files.len().max(1));
+    if threads < 2 || files.len() < 8 {
+        return files.iter().flat_map(|file| flow_lower::file_diagnostics(db, *file).iter().cloned()).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let db = db.clone();
+                scope.spawn(move || {
+                    part.iter()
+                        .flat_map(|file| flow_lower::file_diagnostics(&db, *file).iter().cloned())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // A thread that panicked (a bug) leaves its files unchecked rather than the server dead.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 /// A `file://` URI of the code's long explanation (what `flowc explain` prints), written

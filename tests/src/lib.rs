@@ -8,6 +8,8 @@
 //! --principals` reads it), and others (prompts) are plain files.
 
 #[cfg(test)]
+mod editors;
+#[cfg(test)]
 mod examples;
 #[cfg(test)]
 mod plans;
