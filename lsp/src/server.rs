@@ -50,12 +50,16 @@ pub fn run(input: &mut impl BufRead, output: &mut impl Write) -> i32 {
         let params = message.get("params").cloned().unwrap_or(Json::Null);
         match (method, id) {
             (Some(method), Some(id)) => {
+                let first = method == "initialize" && !server.initialized;
                 let answer = server.request(&method, params, output);
                 let response = match answer {
                     Ok(result) => transport::result(id, result),
                     Err((code, text)) => transport::error(id, code, &text),
                 };
                 transport::write(output, &response);
+                if first {
+                    server.check_workspace(output);
+                }
             }
             (Some(method), None) => {
                 if method == "exit" {
@@ -84,7 +88,7 @@ fn invalid(text: impl Into<String>) -> (i64, String) {
 impl Server {
     fn request(&mut self, method: &str, params: Json, output: &mut impl Write) -> Answer {
         if method == "initialize" {
-            return Ok(self.initialize(&params, output));
+            return Ok(self.initialize(&params));
         }
         if !self.initialized {
             return Err((code::SERVER_NOT_INITIALIZED, "the server is not initialized".to_owned()));
@@ -158,19 +162,24 @@ impl Server {
         }
     }
 
-    fn initialize(&mut self, params: &Json, output: &mut impl Write) -> Json {
-        self.initialized = true;
-        self.root = params["workspaceFolders"][0]["uri"]
-            .as_str()
-            .or(params["rootUri"].as_str())
-            .and_then(uri_to_path)
-            .or_else(|| params["rootPath"].as_str().map(str::to_owned));
+    /// Checks the workspace folder, once the client has the answer to `initialize` (the
+    /// protocol allows no notification before it).
+    fn check_workspace(&mut self, output: &mut impl Write) {
         if let Some(root) = self.root.clone() {
             let mut files = Vec::new();
             collect(Path::new(&root), &mut files);
             self.load(&files);
             self.publish(None, output);
         }
+    }
+
+    fn initialize(&mut self, params: &Json) -> Json {
+        self.initialized = true;
+        self.root = params["workspaceFolders"][0]["uri"]
+            .as_str()
+            .or(params["rootUri"].as_str())
+            .and_then(uri_to_path)
+            .or_else(|| params["rootPath"].as_str().map(str::to_owned));
         json!({
             "capabilities": {
                 "positionEncoding": "utf-16",

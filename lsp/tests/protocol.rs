@@ -121,9 +121,16 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// Initializes the server; returns its answer and the notifications that followed it
+    /// (the diagnostics of the workspace), up to a round trip.
     fn initialize(&mut self) -> (Json, Vec<Json>) {
         let root = format!("file://{}", self.root.display());
-        self.request("initialize", json!({"processId": null, "rootUri": root, "capabilities": {}}))
+        let (response, mut notifications) =
+            self.request("initialize", json!({"processId": null, "rootUri": root, "capabilities": {}}));
+        self.notify("initialized", json!({}));
+        let (_, after) = self.request("workspace/symbol", json!({"query": ""}));
+        notifications.extend(after);
+        (response, notifications)
     }
 
     /// Shuts the server down and returns its exit code.
@@ -169,7 +176,6 @@ fn diagnostics_follow_the_text_as_it_is_typed() {
     let mut client = Client::start("diagnostics", &[("a.flow", BROKEN.as_bytes())]);
     let (response, notifications) = client.initialize();
     assert_eq!(response["result"]["capabilities"]["textDocumentSync"]["change"], 2);
-    client.notify("initialized", json!({}));
     // The workspace is checked when the server starts.
     let published: Vec<&Json> =
         notifications.iter().filter(|n| n["method"] == "textDocument/publishDiagnostics").collect();

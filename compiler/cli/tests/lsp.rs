@@ -73,9 +73,13 @@ fn serve(dir: &Path) -> Found {
         &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"rootUri": root, "capabilities": {}}}),
     );
     let mut found = Found::new();
+    // The workspace's diagnostics follow the answer to `initialize`; a second request marks
+    // their end.
+    while receive(&mut reader)["id"] != 1 {}
+    send(&mut stdin, &json!({"jsonrpc": "2.0", "id": 2, "method": "workspace/symbol", "params": {"query": ""}}));
     loop {
         let message = receive(&mut reader);
-        if message["id"] == 1 {
+        if message["id"] == 2 {
             break;
         }
         let uri = message["params"]["uri"].as_str().unwrap();
@@ -92,8 +96,8 @@ fn serve(dir: &Path) -> Found {
             ));
         }
     }
-    send(&mut stdin, &json!({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}));
-    while receive(&mut reader)["id"] != 2 {}
+    send(&mut stdin, &json!({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}));
+    while receive(&mut reader)["id"] != 3 {}
     send(&mut stdin, &json!({"jsonrpc": "2.0", "method": "exit"}));
     drop(stdin);
     assert_eq!(child.wait().unwrap().code(), Some(0));
