@@ -51,7 +51,7 @@ pub fn run(input: &mut impl BufRead, output: &mut impl Write) -> i32 {
         match (method, id) {
             (Some(method), Some(id)) => {
                 let first = method == "initialize" && !server.initialized;
-                let answer = server.request(&method, params, output);
+                let answer = server.request(&method, params);
                 let response = match answer {
                     Ok(result) => transport::result(id, result),
                     Err((code, text)) => transport::error(id, code, &text),
@@ -86,7 +86,7 @@ fn invalid(text: impl Into<String>) -> (i64, String) {
 }
 
 impl Server {
-    fn request(&mut self, method: &str, params: Json, output: &mut impl Write) -> Answer {
+    fn request(&mut self, method: &str, params: Json) -> Answer {
         if method == "initialize" {
             return Ok(self.initialize(&params));
         }
