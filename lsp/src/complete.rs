@@ -132,22 +132,26 @@ fn members(db: &Database, file: SourceFile, offset: usize, path: &str) -> Vec<Js
             _ => {}
         }
     }
-    let Some(flow) = flow_at(db, file, offset) else { return Vec::new() };
-    let ty = flow
+    let Some(ty) = chain_type(db, file, offset, root, fields) else { return Vec::new() };
+    fields_of(db, &ty).into_iter().map(|(name, detail, _)| item(&name, kind::FIELD, detail)).collect()
+}
+
+/// The type of `root.fields…`, where `root` is an input, param or step of the flow at
+/// `offset`.
+pub(crate) fn chain_type(db: &Database, file: SourceFile, offset: usize, root: &str, fields: &[&str]) -> Option<Ty> {
+    let flow = flow_at(db, file, offset)?;
+    let mut ty = flow
         .inputs
         .iter()
         .map(|i| (&i.name, &i.ty))
         .chain(flow.params.iter().map(|p| (&p.name, &p.ty)))
         .chain(flow.steps.iter().map(|s| (&s.name, &s.ty)))
-        .find(|(name, _)| name.as_str() == *root)
-        .map(|(_, ty)| ty.clone());
-    let Some(mut ty) = ty else { return Vec::new() };
+        .find(|(name, _)| name.as_str() == root)
+        .map(|(_, ty)| ty.clone())?;
     for field in fields {
-        let next = fields_of(db, &ty).into_iter().find(|f| f.0 == *field).and_then(|f| f.2);
-        let Some(next) = next else { return Vec::new() };
-        ty = next;
+        ty = fields_of(db, &ty).into_iter().find(|f| f.0 == *field).and_then(|f| f.2)?;
     }
-    fields_of(db, &ty).into_iter().map(|(name, detail, _)| item(&name, kind::FIELD, detail)).collect()
+    Some(ty)
 }
 
 /// The fields of a value of type `ty`: name, what to show, and the type to go on with.

@@ -13,6 +13,11 @@ pub enum Target {
     /// An input, output, param or step of a flow: where its name is declared, and the
     /// flow's span, within which it may be used.
     Local { file: SourceFile, name_span: Span, flow: Span, detail: String, docs: Option<String> },
+    /// A field of a record, a variant of an enum, an action of a system: where it is
+    /// declared.
+    Member { file: SourceFile, span: Span, detail: String, docs: Option<String> },
+    /// The file an import names.
+    File(SourceFile),
 }
 
 /// The identifiers of a text as byte spans, leaving out comments and the text parts of
@@ -92,9 +97,13 @@ pub fn after_dot(text: &str, start: usize) -> bool {
 /// What the identifier at `offset` of `file` refers to.
 pub fn target_at(db: &Database, file: SourceFile, offset: usize) -> Option<(String, Target)> {
     let text = file.text(db);
+    let at = offset as u32;
+    if let Some(import) = flow_sema::imports(db, file).imports.iter().find(|i| i.span.start <= at && at <= i.span.end) {
+        return Some((import.path.clone(), Target::File(import.target?)));
+    }
     let (start, end) = identifier_at(text, offset)?;
     if after_dot(text, start) {
-        return None;
+        return member_at(db, file, start, end);
     }
     let name = &text[start..end];
     let at = start as u32;
@@ -134,10 +143,49 @@ pub fn target_at(db: &Database, file: SourceFile, offset: usize) -> Option<(Stri
     Some((name.to_owned(), Target::Decl(*def)))
 }
 
+/// The member `name` (at `start..end`) of what the chain before its dot names.
+fn member_at(db: &Database, file: SourceFile, start: usize, end: usize) -> Option<(String, Target)> {
+    use flow_sema::Decl;
+    use flow_sema::ty::Ty;
+    let text = file.text(db);
+    let name = &text[start..end];
+    let before = text[..start].trim_end_matches([' ', '\t']).strip_suffix('.')?;
+    let chain_start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).map_or(0, |i| i + 1);
+    let names: Vec<&str> = before[chain_start..].split('.').collect();
+    let (root, fields) = names.split_first()?;
+    let member = |decl_file: flow_diagnostics::FileId, span: Span, detail: String, docs: &Option<String>| {
+        let file = db.workspace().file(db, decl_file)?;
+        Some((name.to_owned(), Target::Member { file, span, detail, docs: docs.clone() }))
+    };
+    if fields.is_empty()
+        && let Some(def) = flow_sema::scope(db, file).get(root)
+    {
+        match flow_sema::decl(db, def.id) {
+            Some(Decl::Enum(sig)) => {
+                let variant = sig.variants.iter().find(|v| v.name == name)?;
+                return member(def.id.file, variant.span, format!("a variant of `{}`", sig.name), &variant.docs);
+            }
+            Some(Decl::System(sig)) => {
+                let action = sig.actions.iter().find(|a| a.name == name)?;
+                let params: Vec<String> = action.params.iter().map(|p| format!("{}: {}", p.name, p.ty)).collect();
+                let detail = format!("an action of `{}`: ({}) -> {}", sig.name, params.join(", "), action.ret);
+                return member(def.id.file, action.span, detail, &action.docs);
+            }
+            _ => {}
+        }
+    }
+    let ty = crate::complete::chain_type(db, file, start, root, fields)?;
+    let Ty::Record(record) = ty.unwrap_optional() else { return None };
+    let field = flow_sema::record(db, record.id)?.fields.iter().find(|f| f.name == name)?;
+    member(record.id.file, field.span, format!("a field of `{}`: {}", record.name, field.ty), &field.docs)
+}
+
 /// Every use of `target` (named `name`), with its declaration: `(file, span)`.
 pub fn references(db: &Database, name: &str, target: &Target) -> Vec<(SourceFile, Span)> {
     let mut out = Vec::new();
     match target {
+        Target::Member { file, span, .. } => out.push((*file, *span)),
+        Target::File(_) => {}
         Target::Local { file, flow, name_span, .. } => {
             let text = file.text(db);
             let mut spans: Vec<Span> = identifiers(text)

@@ -345,6 +345,8 @@ impl Server {
                 None => Json::Null,
             },
             Some((_, Target::Local { file, name_span, .. })) => self.location(file, name_span),
+            Some((_, Target::Member { file, span, .. })) => self.location(file, span),
+            Some((_, Target::File(file))) => self.location(file, flow_diagnostics::Span::default()),
             None => Json::Null,
         })
     }
@@ -354,7 +356,10 @@ impl Server {
         let include_declaration = params["context"]["includeDeclaration"].as_bool().unwrap_or(true);
         let declaration = match &target {
             Target::Decl(def) => (def.id.file, def.span.start),
-            Target::Local { file, name_span, .. } => (file.id(&self.db), name_span.start),
+            Target::Local { file, name_span: span, .. } | Target::Member { file, span, .. } => {
+                (file.id(&self.db), span.start)
+            }
+            Target::File(file) => (file.id(&self.db), 0),
         };
         let locations = navigate::references(&self.db, &name, &target)
             .into_iter()
@@ -364,16 +369,67 @@ impl Server {
         Ok(Json::Array(locations))
     }
 
+    /// What a role may do: the grants of every flow of the workspace that name it or a
+    /// role it extends, as written.
+    fn role_grants(&self, role: flow_sema::DeclId) -> String {
+        let mut held = vec![role];
+        let mut i = 0;
+        while i < held.len() {
+            if let Some(flow_sema::Decl::Role(sig)) = flow_sema::decl(&self.db, held[i]) {
+                for parent in &sig.extends {
+                    if !held.contains(parent) {
+                        held.push(*parent);
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut lines = Vec::new();
+        for file in self.db.workspace().sources(&self.db).iter().copied() {
+            let text = file.text(&self.db);
+            for flow in &flow_sema::check_file(&self.db, file).flows {
+                for grant in flow.grants.iter().filter(|g| g.roles.iter().any(|r| held.contains(r))) {
+                    let written = text.get(grant.span.start as usize..grant.span.end as usize).unwrap_or("").trim();
+                    lines.push(format!("- `{written}` in flow `{}`", flow.name));
+                }
+            }
+        }
+        let inherits: Vec<String> = held[1..]
+            .iter()
+            .filter_map(|id| flow_sema::decl(&self.db, *id).map(|d| format!("`{}`", d.name())))
+            .collect();
+        let mut out = String::new();
+        if !inherits.is_empty() {
+            out.push_str(&format!("\n\nInherits the grants of {}.", inherits.join(", ")));
+        }
+        if !lines.is_empty() {
+            out.push_str(&format!("\n\nGrants:\n{}", lines.join("\n")));
+        }
+        out
+    }
+
     fn hover(&self, params: &Json) -> Answer {
         let Some((name, target)) = self.target(params)? else { return Ok(Json::Null) };
         let value = match target {
-            Target::Local { detail, docs, .. } => {
+            Target::Local { file, name_span, detail, docs, .. } => {
+                // The line that declares it: a param's default, a step's kind.
+                let text = file.text(&self.db);
+                let start = text[..name_span.start as usize].rfind('\n').map_or(0, |i| i + 1);
+                let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                let mut value = format!("**{name}**: {detail}\n\n```flow\n{}\n```", text[start..end].trim());
+                if let Some(docs) = docs {
+                    value.push_str(&format!("\n\n{docs}"));
+                }
+                value
+            }
+            Target::Member { detail, docs, .. } => {
                 let mut value = format!("**{name}**: {detail}");
                 if let Some(docs) = docs {
                     value.push_str(&format!("\n\n{docs}"));
                 }
                 value
             }
+            Target::File(file) => format!("**{}**: imported", file.path(&self.db)),
             Target::Decl(def) => {
                 let Some(file) = self.db.workspace().file(&self.db, def.id.file) else { return Ok(Json::Null) };
                 let parse = flow_sema::parse(&self.db, file);
@@ -385,6 +441,9 @@ impl Server {
                     if let Some(docs) = &item.docs {
                         value.push_str(&format!("\n\n{docs}"));
                     }
+                }
+                if def.kind == DefKind::Role {
+                    value.push_str(&self.role_grants(def.id));
                 }
                 value
             }

@@ -70,6 +70,14 @@ impl Client {
         Client { child, stdin, messages, next_id: 0, root }
     }
 
+    /// Opens a document in the editor; returns its URI.
+    fn open(&mut self, path: &str, text: &str) -> String {
+        let uri = self.uri(path);
+        let params = json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}});
+        self.notify("textDocument/didOpen", params);
+        uri
+    }
+
     fn uri(&self, path: &str) -> String {
         format!("file://{}", self.root.join(path).display())
     }
@@ -182,11 +190,7 @@ fn diagnostics_follow_the_text_as_it_is_typed() {
     assert_eq!(published.len(), 1, "{notifications:?}");
     insta::assert_json_snapshot!("broken_on_disk", client.redact(published[0]));
     // The editor opens the file and fixes the name, one change at a time.
-    let uri = client.uri("a.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": BROKEN}}),
-    );
+    let uri = client.open("a.flow", BROKEN);
     assert_eq!(client.diagnostics("a.flow").len(), 1);
     let range = json!({"start": {"line": 7, "character": 14}, "end": {"line": 7, "character": 21}});
     client.notify(
@@ -214,11 +218,7 @@ fn symbols_hover_and_definition() {
     let main = "import \"common.flow\"\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input n: Int\n  gate big: info when n > 10\n  emit out = n\n  output out: Int\n}\n";
     let mut client = Client::start("navigation", &[("common.flow", common.as_bytes()), ("main.flow", main.as_bytes())]);
     client.initialize();
-    let uri = client.uri("main.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": main}}),
-    );
+    let uri = client.open("main.flow", main);
     let (symbols, _) = client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
     insta::assert_json_snapshot!("symbols", client.redact(&symbols["result"]));
     // `manager` in `owner manager`: line 4, character 10.
@@ -301,11 +301,7 @@ fn completion_in_context_on_a_half_typed_file() {
     let text = "role manager\nrole clerk\nlabel pii\nenum Tier { low, high }\ntype Req {\n  amount: Int\n  note: Text @pii\n  tier: Tier\n}\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward \n  input r: Req\n  let t = Tier.\n  let x = r.\n  \n  gate g: info when r.amount > 1\n}\n";
     let mut client = Client::start("completion", &[("c.flow", text.as_bytes())]);
     client.initialize();
-    let uri = client.uri("c.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
-    );
+    let uri = client.open("c.flow", text);
     // The half-typed lines are errors; the rest of the file is still understood.
     assert!(!client.diagnostics("c.flow").is_empty());
     let mut labels = |line: u32, character: u32| -> Vec<String> {
@@ -340,11 +336,7 @@ fn references_and_definitions_of_declarations_and_of_a_flows_own_names() {
     let main = "import \"common.flow\"\n\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input n: Int\n  let twice = n * 2\n  gate big: info when twice > 10 and n > 1\n  output out: Text\n  emit out = \"{twice} of {n}\" // n, twice\n}\n";
     let mut client = Client::start("references", &[("common.flow", common.as_bytes()), ("main.flow", main.as_bytes())]);
     client.initialize();
-    let uri = client.uri("main.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": main}}),
-    );
+    let uri = client.open("main.flow", main);
     let mut spans = |line: u32, character: u32, declaration: bool| -> Vec<(String, u64, u64)> {
         let params = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"includeDeclaration": declaration}});
         let (response, _) = client.request("textDocument/references", params);
@@ -384,7 +376,7 @@ fn references_and_definitions_of_declarations_and_of_a_flows_own_names() {
     assert_eq!(definition["result"]["range"]["start"], json!({"line": 6, "character": 8}));
     let (hover, _) = client
         .request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 7, "character": 7}}));
-    assert_eq!(hover["result"]["contents"]["value"], "**twice**: step: Int");
+    assert_eq!(hover["result"]["contents"]["value"], "**twice**: step: Int\n\n```flow\nlet twice = n * 2\n```");
     assert_eq!(client.shut_down(), Some(0));
 }
 
@@ -393,11 +385,7 @@ fn semantic_tokens_tell_roles_from_types_and_steps_from_fields() {
     let text = "/// Who signs.\nrole manager\ntype Req { amount: Money[USD] }\nflow f {\n  version \"1.0.0\"\n  owner manager\n  steward manager\n  input r: Req\n  param limit: Money[USD] = 10 USD\n  gate big: info when r.amount > limit\n  output out: Text\n  emit out = \"{r.amount}\"\n}\n";
     let mut client = Client::start("tokens", &[("t.flow", text.as_bytes())]);
     client.initialize();
-    let uri = client.uri("t.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
-    );
+    let uri = client.open("t.flow", text);
     let (response, _) = client.request("textDocument/semanticTokens/full", json!({"textDocument": {"uri": uri}}));
     let data: Vec<u64> = response["result"]["data"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
     assert_eq!(data.len() % 5, 0);
@@ -455,11 +443,7 @@ fn a_quick_fix_adds_the_rows_a_matrix_misses() {
     let text = "role clerk\nrole lead extends clerk\nenum Tier { low, medium, high }\ntype Request { tier: Tier, urgent: Bool, requester: Principal }\nflow spend {\n  version \"1.0.0\"\n  owner lead\n  steward clerk\n  input request: Request\n  approval by_tier {\n    when request.tier == low => auto\n    when request.tier == medium and request.urgent => 1 of clerk\n    distinct from request.requester\n  }\n  output ok: Bool\n  emit ok = by_tier.approved\n}\n";
     let mut client = Client::start("quickfix", &[("m.flow", text.as_bytes())]);
     client.initialize();
-    let uri = client.uri("m.flow");
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
-    );
+    let uri = client.open("m.flow", text);
     let diagnostics = client.diagnostics("m.flow");
     let missing: Vec<Json> = diagnostics.iter().filter(|d| d["code"] == "E2003").cloned().collect();
     assert_eq!(missing.len(), 1, "{diagnostics:?}");
@@ -495,5 +479,55 @@ fn a_quick_fix_adds_the_rows_a_matrix_misses() {
     }
     let after = client.diagnostics("m.flow");
     assert!(after.is_empty(), "{after:?}");
+    assert_eq!(client.shut_down(), Some(0));
+}
+
+#[test]
+fn navigation_to_fields_variants_actions_and_imports_and_what_a_role_may_do() {
+    let common = "role manager\n/// Signs off large amounts.\nrole director extends manager\n";
+    let main = "import \"common.flow\"\n\nenum Tier {\n  low\n  /// Needs a director.\n  high\n}\ntype Req {\n  /// In US dollars.\n  amount: Money[USD]\n  tier: Tier\n}\nsystem erp {\n  action book(amount: Money[USD]) -> Text\n}\nflow f {\n  version \"1.0.0\"\n  owner director\n  steward manager\n  input r: Req\n  param limit: Money[USD] = 500 USD\n  access {\n    trigger by manager\n  }\n  gate high_tier: info when r.tier == Tier.high and r.amount > limit\n  action booked = erp.book(r.amount)\n  output out: Bool\n  emit out = true\n}\n";
+    let mut client = Client::start("members", &[("common.flow", common.as_bytes()), ("main.flow", main.as_bytes())]);
+    client.initialize();
+    let uri = client.open("main.flow", main);
+    let lines: Vec<&str> = main.lines().collect();
+    let at = |needle: &str, nth: usize| -> Json {
+        let (line, column) = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(n, l)| l.match_indices(needle).map(move |(c, _)| (n, c)))
+            .nth(nth)
+            .unwrap();
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": column + 1}})
+    };
+    let mut definition = |params: Json| -> (String, u64) {
+        let (response, _) = client.request("textDocument/definition", params);
+        let result = &response["result"];
+        (
+            result["uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned(),
+            result["range"]["start"]["line"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(definition(at("amount > limit", 0)), ("main.flow".to_owned(), 9), "a field");
+    assert_eq!(definition(at("high and", 0)), ("main.flow".to_owned(), 5), "a variant");
+    assert_eq!(definition(at("book(r", 0)), ("main.flow".to_owned(), 13), "an action");
+    assert_eq!(definition(at("common.flow", 0)), ("common.flow".to_owned(), 0), "an import");
+    let hover = |client: &mut Client, params: Json| -> String {
+        let (response, _) = client.request("textDocument/hover", params);
+        response["result"]["contents"]["value"].as_str().unwrap_or_else(|| panic!("{response}")).to_owned()
+    };
+    let field = hover(&mut client, at("amount > limit", 0));
+    assert!(
+        field.starts_with("**amount**: a field of `Req`: Money[USD]") && field.contains("In US dollars."),
+        "{field}"
+    );
+    let variant = hover(&mut client, at("high and", 0));
+    assert!(variant.contains("a variant of `Tier`") && variant.contains("Needs a director."), "{variant}");
+    let limit = hover(&mut client, at("limit", 1));
+    assert!(limit.contains("param limit: Money[USD] = 500 USD"), "the default: {limit}");
+    // A role: its inheritance, and the grants it holds through it.
+    let director = hover(&mut client, at("director", 1));
+    assert!(director.contains("Signs off large amounts."), "{director}");
+    assert!(director.contains("Inherits the grants of `manager`."), "{director}");
+    assert!(director.contains("- `trigger by manager` in flow `f`"), "{director}");
     assert_eq!(client.shut_down(), Some(0));
 }
