@@ -76,6 +76,13 @@ pub fn complete(db: &Database, file: SourceFile, offset: usize) -> Vec<Json> {
         items.extend(defs(DefKind::Enum, kind::ENUM));
         return items;
     }
+    // After `==` or `!=`, an enum's variants when the left side is an enum.
+    let trimmed = before.trim_end();
+    if let Some(left) = trimmed.strip_suffix("==").or_else(|| trimmed.strip_suffix("!="))
+        && let Some(variants) = variants_of(db, file, offset, left.trim_end())
+    {
+        return variants;
+    }
     // An expression: the flow's own names, then declarations, then built-ins.
     let mut items = Vec::new();
     if let Some(flow) = flow_at(db, file, offset) {
@@ -134,6 +141,37 @@ fn members(db: &Database, file: SourceFile, offset: usize, path: &str) -> Vec<Js
     }
     let Some(ty) = chain_type(db, file, offset, root, fields) else { return Vec::new() };
     fields_of(db, &ty).into_iter().map(|(name, detail, _)| item(&name, kind::FIELD, detail)).collect()
+}
+
+/// The variants of the enum that the chain at the end of `left` (`risk.tier`,
+/// `triage.outcome`) has as its type.
+fn variants_of(db: &Database, file: SourceFile, offset: usize, left: &str) -> Option<Vec<Json>> {
+    use flow_sema::hir::StepKind;
+    use flow_sema::ty::EnumKind;
+    let chain_start = left.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).map_or(0, |i| i + 1);
+    let names: Vec<&str> = left[chain_start..].split('.').collect();
+    let (root, fields) = names.split_first()?;
+    // A review's outcomes and reasons.
+    if let [field] = fields
+        && let Some(flow) = flow_at(db, file, offset)
+        && let Some(step) = flow.steps.iter().find(|s| s.name == *root)
+        && let StepKind::Review { outcomes, reasons, condition, .. } = &step.kind
+    {
+        let mut names: Vec<&str> = match *field {
+            "outcome" => outcomes.iter().map(|o| o.as_str()).collect(),
+            "reason" => reasons.iter().map(|r| r.as_str()).collect(),
+            _ => return None,
+        };
+        if *field == "outcome" && condition.is_some() {
+            names.push("skipped");
+        }
+        return Some(names.into_iter().map(|n| item(n, kind::ENUM_MEMBER, format!("{root}.{field}"))).collect());
+    }
+    let ty = chain_type(db, file, offset, root, fields)?;
+    let Ty::Enum(enumeration) = ty.unwrap_optional() else { return None };
+    let EnumKind::Decl(id) = enumeration.kind else { return None };
+    let Some(Decl::Enum(sig)) = flow_sema::decl(db, id) else { return None };
+    Some(sig.variants.iter().map(|v| item(&v.name, kind::ENUM_MEMBER, format!("{}.{}", sig.name, v.name))).collect())
 }
 
 /// The type of `root.fields…`, where `root` is an input, param or step of the flow at
