@@ -184,7 +184,24 @@ fn member_at(db: &Database, file: SourceFile, start: usize, end: usize) -> Optio
 pub fn references(db: &Database, name: &str, target: &Target) -> Vec<(SourceFile, Span)> {
     let mut out = Vec::new();
     match target {
-        Target::Member { file, span, .. } => out.push((*file, *span)),
+        Target::Member { file, span, .. } => {
+            // Every `x.name` of the workspace that resolves to this declaration.
+            out.push((*file, *span));
+            for other in db.workspace().sources(db).iter().copied() {
+                let text = other.text(db);
+                for (s, e) in identifiers(text) {
+                    if &text[s..e] != name || !after_dot(text, s) {
+                        continue;
+                    }
+                    if let Some((_, Target::Member { file: f, span: declared, .. })) = member_at(db, other, s, e)
+                        && f == *file
+                        && declared == *span
+                    {
+                        out.push((other, Span { start: s as u32, end: e as u32 }));
+                    }
+                }
+            }
+        }
         Target::File(_) => {}
         Target::Local { file, flow, name_span, .. } => {
             let text = file.text(db);

@@ -512,6 +512,19 @@ fn navigation_to_fields_variants_actions_and_imports_and_what_a_role_may_do() {
     assert_eq!(definition(at("high and", 0)), ("main.flow".to_owned(), 5), "a variant");
     assert_eq!(definition(at("book(r", 0)), ("main.flow".to_owned(), 13), "an action");
     assert_eq!(definition(at("common.flow", 0)), ("common.flow".to_owned(), 0), "an import");
+    // The uses of the field `amount` of `Req`: in the condition and in the action's arguments.
+    let (references, _) = client.request("textDocument/references", {
+        let mut params = at("amount > limit", 0);
+        params["context"] = json!({"includeDeclaration": true});
+        params
+    });
+    let found: Vec<u64> = references["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(found, [9, 24, 25], "the declaration, the gate, the action");
     let hover = |client: &mut Client, params: Json| -> String {
         let (response, _) = client.request("textDocument/hover", params);
         response["result"]["contents"]["value"].as_str().unwrap_or_else(|| panic!("{response}")).to_owned()
