@@ -47,6 +47,8 @@ impl Operand {
 #[derive(Debug)]
 pub struct Analysis {
     pub plan: VerifiedPlan,
+    /// The plan's hash, shared by the events of its runs.
+    hash: std::sync::Arc<str>,
     /// By node index: the labels the value carries as a whole (a record's fields carry
     /// their declared labels besides).
     node_labels: Vec<Vec<SmolStr>>,
@@ -151,7 +153,8 @@ impl Analysis {
                 _ => {}
             });
         }
-        let mut analysis = Analysis { plan, node_labels, operands, param_defaults: Vec::new(), index, resolved };
+        let hash = plan.hash().into();
+        let mut analysis = Analysis { plan, hash, node_labels, operands, param_defaults: Vec::new(), index, resolved };
         let empty = crate::engine::State::new(&analysis);
         let defaults = analysis
             .body()
@@ -170,6 +173,11 @@ impl Analysis {
 
     pub fn body(&self) -> &PlanBody {
         self.plan.body()
+    }
+
+    /// The plan's hash.
+    pub fn hash(&self) -> &std::sync::Arc<str> {
+        &self.hash
     }
 
     /// The index of the node of this name.

@@ -52,7 +52,8 @@ pub struct State {
     pub phases: Vec<Phase>,
     pub degraded: Vec<bool>,
     pub overridden: Vec<bool>,
-    pub approvals: Vec<Option<ApprovalWait>>,
+    /// The approvals that wait, by node index (few: no allocation for runs without).
+    approvals: Vec<(usize, ApprovalWait)>,
     pub action_attempts: Vec<u32>,
     /// The soft gate that was rejected, and by whom.
     pub rejected: Option<(SmolStr, String)>,
@@ -115,7 +116,7 @@ impl State {
             phases: vec![Phase::NotRun; n],
             degraded: vec![false; n],
             overridden: vec![false; n],
-            approvals: vec![None; n],
+            approvals: Vec::new(),
             action_attempts: vec![0; n],
             rejected: None,
             failure: None,
@@ -142,6 +143,11 @@ impl State {
         }
     }
 
+    /// What the approval of node index `i` waits for, while it waits.
+    pub fn approval(&self, i: usize) -> Option<&ApprovalWait> {
+        self.approvals.iter().find(|(node, _)| *node == i).map(|(_, wait)| wait)
+    }
+
     pub fn value(&self, an: &Analysis, node: &str) -> Option<&Value> {
         an.id(node).and_then(|id| self.values[id.index()].as_ref())
     }
@@ -156,9 +162,7 @@ impl State {
             Event::Started(started) => {
                 self.run = started.run.clone();
                 self.principal = started.principal.clone();
-                if let Some((seconds, nanos)) = flow_ir::time::parse_timestamp(&started.clock) {
-                    self.clock = Timestamp { seconds, nanos };
-                }
+                self.clock = started.clock;
                 for named in started.inputs.iter().chain(&started.params) {
                     let i = self.id(an, &named.name);
                     self.done(i, named.value.clone());
@@ -216,13 +220,17 @@ impl State {
                 if let Event::ApprovalRequired { row, requirement, terms, excluded, .. } = event
                     && i < self.body_nodes
                 {
-                    self.approvals[i] = Some(ApprovalWait {
-                        row: *row,
-                        requirement: requirement.clone(),
-                        terms: terms.clone(),
-                        excluded: excluded.clone(),
-                        approvals: Vec::new(),
-                    });
+                    self.approvals.retain(|(node, _)| *node != i);
+                    self.approvals.push((
+                        i,
+                        ApprovalWait {
+                            row: *row,
+                            requirement: requirement.clone(),
+                            terms: terms.clone(),
+                            excluded: excluded.clone(),
+                            approvals: Vec::new(),
+                        },
+                    ));
                 }
             }
             Event::ReviewDecided { node, decision, edits } => {
@@ -248,7 +256,7 @@ impl State {
             Event::ApprovalDecided { node, decision } => {
                 let i = self.id(an, node);
                 if decision.outcome == "approve"
-                    && let Some(Some(wait)) = self.approvals.get_mut(i)
+                    && let Some(wait) = self.approvals.iter_mut().find(|(node, _)| *node == i).map(|(_, w)| w)
                 {
                     wait.approvals.push((decision.principal.clone(), decision.roles.clone()));
                 }
@@ -587,8 +595,8 @@ pub fn waiting(an: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<
             NodeKind::Review { roles, .. } => ("review", roles.iter().map(|r| r.to_string()).collect()),
             NodeKind::Gate { approvers, .. } => ("gate", approvers.iter().map(|r| r.to_string()).collect()),
             NodeKind::Approval { .. } => {
-                let roles = state.approvals[i]
-                    .as_ref()
+                let roles = state
+                    .approval(i)
                     .map(|w| outstanding(body, w).into_iter().map(|(r, _)| r.to_string()).collect())
                     .unwrap_or_default();
                 ("approval", roles)
@@ -1024,7 +1032,7 @@ pub fn decide(
             Ok(vec![Event::GateDecided { node: node.name.clone(), decision: decision(used) }])
         }
         NodeKind::Approval { .. } => {
-            let Some(wait) = &state.approvals[id.index()] else { return invalid(format!("`{step}` is not waiting")) };
+            let Some(wait) = state.approval(id.index()) else { return invalid(format!("`{step}` is not waiting")) };
             let needed: Vec<SmolStr> = outstanding(body, wait).into_iter().map(|(r, _)| r).collect();
             check_gate_decision(step, input, &reason)?;
             if wait.excluded.iter().any(|p| p == principal) {

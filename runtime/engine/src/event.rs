@@ -115,13 +115,13 @@ pub struct Decision {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Started<V> {
     pub run: String,
-    pub plan: String,
+    pub plan: std::sync::Arc<str>,
     pub flow: SmolStr,
-    pub flow_version: String,
+    pub flow_version: SmolStr,
     pub principal: String,
     pub roles: Vec<String>,
     /// The run's clock: what `now()` reads, for the whole run and its replays.
-    pub clock: String,
+    pub clock: flow_ir::expr::Timestamp,
     pub inputs: Vec<Named<V>>,
     /// BLAKE3 of each input's JSON as given.
     pub input_digests: BTreeMap<String, String>,
@@ -133,7 +133,7 @@ pub struct Started<V> {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub signing_key: Option<String>,
     /// `interpreter`.
-    pub engine: String,
+    pub engine: SmolStr,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

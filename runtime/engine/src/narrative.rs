@@ -97,7 +97,7 @@ pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str
                 out.push(format!("review `{name}` waits for {}{}", roles.join(", "), because(name)));
             }
             (NodeKind::Approval { .. }, Phase::Waiting) => {
-                let Some(wait) = &state.approvals[i] else { continue };
+                let Some(wait) = state.approval(i) else { continue };
                 let needed: Vec<String> = crate::engine::outstanding(body, wait)
                     .into_iter()
                     .map(|(role, n)| format!("{n} of {role}"))

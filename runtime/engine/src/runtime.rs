@@ -347,17 +347,15 @@ impl Runtime {
                 return Err(Error::Invalid(format!("the flow has no param `{name}`")));
             }
         }
-        let empty = State::new(an);
-        for node in &body.nodes {
-            let NodeKind::Param { default } = &node.kind else { continue };
-            let value = match set.iter().find(|(n, _)| n == node.name.as_str()) {
+        for (name, default) in an.param_defaults() {
+            let value = match set.iter().find(|(n, _)| n == name.as_str()) {
                 Some((_, json)) => {
-                    value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?
+                    let ty = body.node(name).map_or(Ty::Nothing, |n| n.ty.clone());
+                    value::decode(body, json, &ty, &format!("$.{name}")).map_err(input_error)?
                 }
-                None => crate::interp::eval(body, &(&empty, an), default)
-                    .map_err(|e| Error::Invalid(format!("param `{}`: {e}", node.name)))?,
+                None => default.clone().map_err(|e| Error::Invalid(format!("param `{name}`: {e}")))?,
             };
-            params.push(Named { name: node.name.clone(), value });
+            params.push(Named { name: name.clone(), value });
         }
         Ok(params)
     }
@@ -370,23 +368,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        let flow = an.body().flow.name.to_string();
-        if !an.granted(&who.roles, GrantKind::Trigger, None) {
-            let roles = an.grantees(GrantKind::Trigger, None);
-            let message = format!(
-                "{} may not start `{flow}`: the flow grants `trigger` to {}",
-                who.id,
-                if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
-            );
-            return Err(self.refuse(None, who, "trigger", "trigger".to_owned(), message));
-        }
-        let started = self.started(an, who, inputs, options, true)?;
-        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), now().to_string());
-        let event = Event::Started(Box::new(started));
-        loaded.state.apply(an, &event);
-        loaded.log.pending.push(event);
-        self.advance(an, &mut loaded)?;
-        Ok(self.view(an, &loaded, Some(who)))
+        self.new_run(an, who, inputs, options, true)
     }
 
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
@@ -399,15 +381,36 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
+        self.new_run(an, who, inputs, options, false)
+    }
+
+    /// A new run, stored (`durable`, with its refusal recorded) or not.
+    fn new_run(
+        &self,
+        an: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+        durable: bool,
+    ) -> Result<RunView> {
         if !an.granted(&who.roles, GrantKind::Trigger, None) {
-            return Err(Error::Refused {
-                grant: "trigger".to_owned(),
-                message: format!("{} may not start `{}`", who.id, an.body().flow.name),
+            let roles = an.grantees(GrantKind::Trigger, None);
+            let message = format!(
+                "{} may not start `{}`: the flow grants `trigger` to {}",
+                who.id,
+                an.body().flow.name,
+                if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+            );
+            return Err(if durable {
+                self.refuse(None, who, "trigger", "trigger".to_owned(), message)
+            } else {
+                Error::Refused { grant: "trigger".to_owned(), message }
             });
         }
-        let started = self.started(an, who, inputs, options, false)?;
-        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), String::new());
-        loaded.log.durable = false;
+        let started = self.started(an, who, inputs, options, durable)?;
+        let created = if durable { now().to_string() } else { String::new() };
+        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), created);
+        loaded.log.durable = durable;
         let event = Event::Started(Box::new(started));
         loaded.state.apply(an, &event);
         loaded.log.pending.push(event);
@@ -456,19 +459,19 @@ impl Runtime {
         };
         Ok(Started {
             run: new_run_id(),
-            plan: an.plan.hash().to_owned(),
+            plan: an.hash().clone(),
             flow: body.flow.name.clone(),
-            flow_version: body.flow.version.clone(),
+            flow_version: body.flow.version.as_str().into(),
             principal: who.id.clone(),
             roles: who.roles.clone(),
-            clock: clock.to_string(),
+            clock,
             inputs: values,
             input_digests,
             params,
             sources,
             environment: self.environment(an),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
-            engine: "interpreter".to_owned(),
+            engine: "interpreter".into(),
         })
     }
 
