@@ -67,10 +67,8 @@ pub fn run(input: &mut impl BufRead, output: &mut impl Write) -> i32 {
                 }
                 server.notification(&method, params, output);
             }
-            // A response to a request the server never sends, or not a message at all.
-            (None, Some(id)) if message.get("result").is_some() || message.get("error").is_some() => {
-                let _ = id;
-            }
+            // A response: the server sends no requests, so there is nothing to match it with.
+            (None, Some(_)) if message.get("result").is_some() || message.get("error").is_some() => {}
             (None, id) => transport::write(
                 output,
                 &transport::error(id.unwrap_or(Json::Null), code::INVALID_REQUEST, "not a JSON-RPC request"),
@@ -88,6 +86,9 @@ fn invalid(text: impl Into<String>) -> (i64, String) {
 impl Server {
     fn request(&mut self, method: &str, params: Json) -> Answer {
         if method == "initialize" {
+            if self.initialized {
+                return Err((code::INVALID_REQUEST, "the server is already initialized".to_owned()));
+            }
             return Ok(self.initialize(&params));
         }
         if !self.initialized {

@@ -253,6 +253,9 @@ fn bad_input_gets_protocol_errors_and_the_server_carries_on() {
         .filter(|n| n["params"]["uri"].as_str().is_some_and(|u| u.ends_with("latin.flow")))
         .collect();
     assert_eq!(latin[0]["params"]["diagnostics"][0]["code"], "E0002", "{latin:?}");
+    // A second `initialize`.
+    let (again, _) = client.request("initialize", json!({"capabilities": {}}));
+    assert_eq!(again["error"]["code"], -32600);
     // A body that is not JSON.
     client.send_raw(&frame("{\"jsonrpc\": \"2.0\", \"id\": 7, \"method\""));
     let parse_error = client.receive();
