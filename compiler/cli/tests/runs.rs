@@ -509,6 +509,18 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     let text_of = flow_runtime::evidence::render(&redacted);
     assert!(!text_of.contains("personal note"));
     assert!(flow_runtime::evidence::verify(text_of.as_bytes()).unwrap().redacted > 0);
+    // A value without labels hidden behind its digest keeps the chain, but is refused.
+    let mut hidden: Json = serde_json::from_slice(&bytes).unwrap();
+    let amount = hidden["events"][0]["event"]["inputs"][0]["value"]["amount"].clone();
+    assert_eq!(amount, "500.00 USD");
+    let marker = json!({"$redacted": flow_runtime::evidence::digest(&amount)});
+    hidden["events"][0]["event"]["inputs"][0]["value"]["amount"] = marker;
+    let object = hidden.as_object_mut().unwrap();
+    object.remove("digest");
+    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
+    object.insert("digest".into(), json!(digest));
+    let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&hidden).as_bytes()).unwrap_err();
+    assert_eq!(problems, ["a value is redacted without the labels that hid it"]);
 }
 
 /// Kills `flowc` at random points of a batch of runs and of decisions, resumes, and checks

@@ -169,6 +169,19 @@ pub struct Verified {
     pub redacted: usize,
 }
 
+/// Whether every redaction marker names the labels it was hidden for: only labelled values
+/// are redacted.
+fn redactions_are_labelled(json: &Json) -> bool {
+    match json {
+        Json::Object(o) if o.contains_key("$redacted") => {
+            o.get("$labels").and_then(Json::as_array).is_some_and(|labels| !labels.is_empty())
+        }
+        Json::Object(o) => o.values().all(redactions_are_labelled),
+        Json::Array(items) => items.iter().all(redactions_are_labelled),
+        _ => true,
+    }
+}
+
 fn count_redacted(json: &Json) -> usize {
     match json {
         Json::Object(o) if o.contains_key("$redacted") => 1,
@@ -242,6 +255,9 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
     }
     if head != prev {
         problems.push("the head is not the hash of the last event".to_owned());
+    }
+    if !redactions_are_labelled(&Json::Array(events.clone())) {
+        problems.push("a value is redacted without the labels that hid it".to_owned());
     }
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
         Some(Ok(verified)) if verified.hash() == plan_hash => {}
