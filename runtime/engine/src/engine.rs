@@ -524,10 +524,13 @@ pub fn advance(
     if state.status.is_final() {
         return Ok(());
     }
+    // A run that a blocking gate stopped goes no further until the gate is overridden, even
+    // when a decision arrives for another step meanwhile.
+    let stopped = state.phases.contains(&Phase::Blocked);
     let mut exec = Exec { an, state, journal, prefetched: FxHashMap::default() };
     for &id in an.plan.order() {
         let i = id.index();
-        if exec.state.phases[i] != Phase::NotRun {
+        if stopped || exec.state.phases[i] != Phase::NotRun {
             continue;
         }
         if !an.plan.predecessors(id).iter().all(|(p, _)| exec.state.phases[p.index()] == Phase::Done) {
