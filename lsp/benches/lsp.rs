@@ -15,7 +15,7 @@
 #[expect(dead_code, reason = "shared with the front-end benchmark, which uses more of it")]
 mod generate;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,27 +29,14 @@ struct Server {
 
 impl Server {
     fn send(&mut self, message: &Json) {
-        let body = message.to_string();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        self.stdin.flush().unwrap();
+        flow_lsp::transport::write(&mut self.stdin, message);
     }
 
     fn receive(&mut self) -> Json {
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the server closed its output");
-            let line = line.trim();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(value) = line.strip_prefix("Content-Length:") {
-                length = value.trim().parse().unwrap();
-            }
+        match flow_lsp::transport::read(&mut self.reader) {
+            flow_lsp::transport::Incoming::Message(message) => message,
+            other => panic!("the server sent no message: {other:?}"),
         }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).unwrap();
-        serde_json::from_slice(&body).unwrap()
     }
 
     fn request(&mut self, method: &str, params: Json) -> Json {

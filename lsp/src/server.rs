@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use flow_diagnostics::{Diagnostic, Severity};
+use flow_diagnostics::{Diagnostic, FileId, Severity};
 use flow_sema::{Database, Db, DefKind, ReadError, SourceFile};
 use serde_json::{Value as Json, json};
 
@@ -131,7 +131,7 @@ impl Server {
                 let document = &params["textDocument"];
                 if let (Some(path), Some(text)) = (document_path(document), document["text"].as_str()) {
                     self.open.insert(path.clone(), text.to_owned());
-                    self.load(std::slice::from_ref(&path));
+                    self.update(&path);
                     self.publish(Some(&path), output);
                 }
             }
@@ -142,7 +142,7 @@ impl Server {
                     apply_change(&mut text, change);
                 }
                 self.open.insert(path.clone(), text);
-                self.load(std::slice::from_ref(&path));
+                self.update(&path);
                 self.publish(Some(&path), output);
             }
             "textDocument/didClose" => {
@@ -200,6 +200,21 @@ impl Server {
         })
     }
 
+    /// Gives the database an open document's text; reads the disk only when the document
+    /// names a file (an import, a prompt) the workspace does not know yet, not on every
+    /// keystroke.
+    fn update(&mut self, path: &str) {
+        let Some(text) = self.open.get(path) else { return };
+        let file = self.db.set_file(path, text.clone().into_bytes());
+        let workspace = self.db.workspace();
+        let unknown = flow_sema::file_requests(&self.db, file)
+            .iter()
+            .any(|(_, named)| workspace.entry(&self.db, named).is_none());
+        if unknown {
+            self.load(&[path.to_owned()]);
+        }
+    }
+
     /// Loads `paths` and what they import: open documents from the editor, the rest from
     /// the disk.
     fn load(&mut self, paths: &[String]) {
@@ -235,9 +250,14 @@ impl Server {
         diagnostics.dedup();
         let mut by_file: BTreeMap<String, Vec<Json>> =
             files.iter().map(|file| (file.path(&self.db).clone(), Vec::new())).collect();
+        // Each file's lines, once for all of its diagnostics.
+        let lines: BTreeMap<FileId, (&String, Lines<'_>)> = files
+            .iter()
+            .map(|file| (file.id(&self.db), (file.path(&self.db), Lines::new(file.text(&self.db)))))
+            .collect();
         for diagnostic in &diagnostics {
-            let Some(file) = self.db.workspace().file(&self.db, diagnostic.primary.file) else { continue };
-            by_file.entry(file.path(&self.db).clone()).or_default().push(self.to_lsp(diagnostic));
+            let Some((path, _)) = lines.get(&diagnostic.primary.file) else { continue };
+            by_file.entry((*path).clone()).or_default().push(to_lsp(diagnostic, &lines));
         }
         for (path, diagnostics) in by_file {
             let before = self.published.get(&path);
@@ -249,43 +269,6 @@ impl Server {
             transport::write(output, &transport::notification("textDocument/publishDiagnostics", params));
             self.published.insert(path, diagnostics);
         }
-    }
-
-    fn text_of(&self, id: flow_diagnostics::FileId) -> Option<(&String, &String)> {
-        let file = self.db.workspace().file(&self.db, id)?;
-        Some((file.path(&self.db), file.text(&self.db)))
-    }
-
-    fn to_lsp(&self, diagnostic: &Diagnostic) -> Json {
-        let range = |label: &flow_diagnostics::Label| -> Option<(String, Json)> {
-            let (path, text) = self.text_of(label.file)?;
-            Some((path.clone(), Lines::new(text).range(label.span)))
-        };
-        let primary = range(&diagnostic.primary).map(|(_, r)| r).unwrap_or(json!({
-            "start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}
-        }));
-        let related: Vec<Json> = diagnostic
-            .secondary
-            .iter()
-            .filter_map(|label| {
-                let (path, range) = range(label)?;
-                Some(json!({"location": {"uri": path_to_uri(&path), "range": range}, "message": label.message}))
-            })
-            .collect();
-        let mut message = diagnostic.message.clone();
-        if let Some(help) = &diagnostic.help {
-            message.push_str(&format!("\nhelp: {help}"));
-        }
-        let code = diagnostic.code.as_str();
-        json!({
-            "range": primary,
-            "severity": if diagnostic.severity == Severity::Error { 1 } else { 2 },
-            "code": code,
-            "codeDescription": {"href": explanation_uri(diagnostic.code)},
-            "source": "flow",
-            "message": message,
-            "relatedInformation": related,
-        })
     }
 
     /// The open or loaded file of a `textDocument` parameter.
@@ -306,9 +289,12 @@ impl Server {
         let text = file.text(&self.db);
         let lines = Lines::new(text);
         let parse = flow_sema::parse(&self.db, file);
+        let kinds: BTreeMap<u32, DefKind> =
+            flow_sema::item_names(&self.db, file).iter().map(|named| (named.index, named.kind)).collect();
         let mut symbols = Vec::new();
-        for item in &parse.file.items {
+        for (index, item) in parse.file.items.iter().enumerate() {
             let Some(name) = item.kind.name() else { continue };
+            let def_kind = kinds.get(&(index as u32)).copied();
             let mut children = Vec::new();
             if let flow_syntax::ast::ItemKind::Flow(flow) = &item.kind {
                 for flow_item in &flow.items {
@@ -319,9 +305,8 @@ impl Server {
                     }));
                 }
             }
-            let kind = item_def_kind(&item.kind).map_or(13, symbol_kind);
             symbols.push(json!({
-                "name": name.text.as_str(), "kind": kind, "detail": item_def_kind(&item.kind).map(|k| k.described()),
+                "name": name.text.as_str(), "kind": def_kind.map_or(13, symbol_kind), "detail": def_kind.map(DefKind::described),
                 "range": lines.range(item.span), "selectionRange": lines.range(name.span), "children": children,
             }));
         }
@@ -478,6 +463,39 @@ fn check_in_parallel(db: &Database, files: &[SourceFile]) -> Vec<Diagnostic> {
     })
 }
 
+/// A diagnostic as the protocol writes it, with the lines of every file it names.
+fn to_lsp(diagnostic: &Diagnostic, lines: &BTreeMap<FileId, (&String, Lines<'_>)>) -> Json {
+    let range = |label: &flow_diagnostics::Label| -> Option<(String, Json)> {
+        let (path, lines) = lines.get(&label.file)?;
+        Some(((*path).clone(), lines.range(label.span)))
+    };
+    let primary = range(&diagnostic.primary).map(|(_, r)| r).unwrap_or(json!({
+        "start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}
+    }));
+    let related: Vec<Json> = diagnostic
+        .secondary
+        .iter()
+        .filter_map(|label| {
+            let (path, range) = range(label)?;
+            Some(json!({"location": {"uri": path_to_uri(&path), "range": range}, "message": label.message}))
+        })
+        .collect();
+    let mut message = diagnostic.message.clone();
+    if let Some(help) = &diagnostic.help {
+        message.push_str(&format!("\nhelp: {help}"));
+    }
+    let code = diagnostic.code.as_str();
+    json!({
+        "range": primary,
+        "severity": if diagnostic.severity == Severity::Error { 1 } else { 2 },
+        "code": code,
+        "codeDescription": {"href": explanation_uri(diagnostic.code)},
+        "source": "flow",
+        "message": message,
+        "relatedInformation": related,
+    })
+}
+
 /// A `file://` URI of the code's long explanation (what `flowc explain` prints), written
 /// once per process to the temporary directory so that an editor can open it.
 fn explanation_uri(code: flow_diagnostics::Code) -> String {
@@ -526,22 +544,6 @@ fn collect(dir: &Path, out: &mut Vec<String>) {
             out.push(text.to_owned());
         }
     }
-}
-
-fn item_def_kind(kind: &flow_syntax::ast::ItemKind) -> Option<DefKind> {
-    use flow_syntax::ast::ItemKind;
-    Some(match kind {
-        ItemKind::Label(_) => DefKind::Label,
-        ItemKind::Enum(_) => DefKind::Enum,
-        ItemKind::Type(_) => DefKind::Record,
-        ItemKind::Role(_) => DefKind::Role,
-        ItemKind::Source(_) => DefKind::Source,
-        ItemKind::Model(_) => DefKind::Model,
-        ItemKind::System(_) => DefKind::System,
-        ItemKind::Fn(_) => DefKind::Fn,
-        ItemKind::Flow(_) => DefKind::Flow,
-        ItemKind::Import(_) | ItemKind::Error(_) => return None,
-    })
 }
 
 /// The LSP `SymbolKind` of a declaration.

@@ -39,27 +39,14 @@ fn check(dir: &Path) -> Found {
 }
 
 fn send(stdin: &mut impl Write, message: &Json) {
-    let body = message.to_string();
-    write!(stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    stdin.flush().unwrap();
+    flow_lsp::transport::write(stdin, message);
 }
 
 fn receive(reader: &mut impl BufRead) -> Json {
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed its output");
-        let line = line.trim();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(value) = line.strip_prefix("Content-Length:") {
-            length = value.trim().parse().unwrap();
-        }
+    match flow_lsp::transport::read(reader) {
+        flow_lsp::transport::Incoming::Message(message) => message,
+        other => panic!("the server sent no message: {other:?}"),
     }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    serde_json::from_slice(&body).unwrap()
 }
 
 /// What the server publishes when it opens `dir` as its workspace.

@@ -296,8 +296,7 @@ impl Runtime {
         };
         let recorded = match run {
             Some((an, loaded)) => {
-                loaded.state.apply(an, &event);
-                loaded.log.pending.push(event);
+                loaded.record(an, event);
                 loaded.log.commit(self, an, &loaded.state).map_err(|e| e.to_string())
             }
             None => self
@@ -411,9 +410,7 @@ impl Runtime {
         let created = if durable { now().to_string() } else { String::new() };
         let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), created);
         loaded.log.durable = durable;
-        let event = Event::Started(Box::new(started));
-        loaded.state.apply(an, &event);
-        loaded.log.pending.push(event);
+        loaded.record(an, Event::Started(Box::new(started)));
         self.advance(an, &mut loaded)?;
         Ok(self.view(an, &loaded, Some(who)))
     }
@@ -559,27 +556,15 @@ impl Runtime {
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
-        let (an, mut loaded) = self.load(run, true)?;
+        let (an, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Invalid(format!(
                 "run `{run}` is {}: nothing waits for a decision",
                 loaded.state.status.as_str()
             )));
         }
-        match engine::decide(&an, &loaded.state, step, &who.id, &who.roles, input) {
-            Ok(events) => {
-                for event in events {
-                    loaded.state.apply(&an, &event);
-                    loaded.log.pending.push(event);
-                }
-                self.advance(&an, &mut loaded)?;
-                Ok(self.view(&an, &loaded, Some(who)))
-            }
-            Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
-            Err(Refusal::Access { grant, message }) => {
-                Err(self.refuse(Some((&an, &mut loaded)), who, "decide", grant, message))
-            }
-        }
+        let decided = engine::decide(&an, &loaded.state, step, &who.id, &who.roles, input);
+        self.continue_run(&an, loaded, who, "decide", decided)
     }
 
     /// Overrides a blocking gate, and continues the run.
@@ -591,17 +576,32 @@ impl Runtime {
         reason: &str,
         basis: Option<&str>,
     ) -> Result<RunView> {
-        let (an, mut loaded) = self.load(run, true)?;
-        match engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis) {
-            Ok(event) => {
-                loaded.state.apply(&an, &event);
-                loaded.log.pending.push(event);
-                self.advance(&an, &mut loaded)?;
-                Ok(self.view(&an, &loaded, Some(who)))
+        let (an, loaded) = self.load(run, true)?;
+        let overridden = engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis);
+        self.continue_run(&an, loaded, who, "override", overridden.map(|event| vec![event]))
+    }
+
+    /// Records what a principal's `operation` caused and continues the run, or records why
+    /// it was refused.
+    fn continue_run(
+        &self,
+        an: &Analysis,
+        mut loaded: Loaded,
+        who: &Principal,
+        operation: &str,
+        caused: std::result::Result<Vec<Event<Value>>, Refusal>,
+    ) -> Result<RunView> {
+        match caused {
+            Ok(events) => {
+                for event in events {
+                    loaded.record(an, event);
+                }
+                self.advance(an, &mut loaded)?;
+                Ok(self.view(an, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
             Err(Refusal::Access { grant, message }) => {
-                Err(self.refuse(Some((&an, &mut loaded)), who, "override", grant, message))
+                Err(self.refuse(Some((an, &mut loaded)), who, operation, grant, message))
             }
         }
     }
@@ -825,6 +825,12 @@ struct Log {
 }
 
 impl Loaded {
+    /// Applies an event to the run's state and keeps it for the next commit.
+    fn record(&mut self, an: &Analysis, event: Event<Value>) {
+        self.state.apply(an, &event);
+        self.log.pending.push(event);
+    }
+
     fn new(an: &Analysis, run: String, principal: String, created: String) -> Loaded {
         let mut state = State::new(an);
         state.run = run;
