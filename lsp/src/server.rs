@@ -250,9 +250,14 @@ impl Server {
         diagnostics.dedup();
         let mut by_file: BTreeMap<String, Vec<Json>> =
             files.iter().map(|file| (file.path(&self.db).clone(), Vec::new())).collect();
-        // Each file's lines, once for all of its diagnostics.
+        // The lines of each file a diagnostic names, once for all of its diagnostics.
+        let named: std::collections::BTreeSet<FileId> = diagnostics
+            .iter()
+            .flat_map(|d| std::iter::once(d.primary.file).chain(d.secondary.iter().map(|l| l.file)))
+            .collect();
         let lines: BTreeMap<FileId, (&String, Lines<'_>)> = files
             .iter()
+            .filter(|file| named.contains(&file.id(&self.db)))
             .map(|file| (file.id(&self.db), (file.path(&self.db), Lines::new(file.text(&self.db)))))
             .collect();
         for diagnostic in &diagnostics {
