@@ -12,6 +12,8 @@ mod editors;
 #[cfg(test)]
 mod examples;
 #[cfg(test)]
+mod jit;
+#[cfg(test)]
 mod plans;
 #[cfg(test)]
 mod registry;

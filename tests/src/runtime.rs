@@ -19,21 +19,21 @@ use crate::plans::{plan_of, workspace};
 
 /// A small deterministic generator (xorshift), so a failure names its seed.
 #[derive(Clone)]
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
@@ -182,17 +182,20 @@ fn everyone(body: &PlanBody, id: &str) -> Principal {
     Principal { id: id.to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() }
 }
 
-#[test]
-fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
+/// Runs every plan on 60 random cases with `engine`, deciding whatever waits at random:
+/// the views of every step of every run, and how many runs ended in each status.
+fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTreeMap<&'static str, usize>) {
     let plans = all_plans();
     assert!(plans.len() >= 10, "{} plans", plans.len());
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    let mut transcript = Vec::new();
 
     for (p, plan) in plans.into_iter().enumerate() {
         let plan = with_trigger(plan);
         let body = plan.body().clone();
         let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
         let mut runtime = Runtime::new(Box::new(store));
+        runtime.set_engine(engine);
         let random = Arc::new(RandomModel {
             body: body.clone(),
             rng: std::sync::Mutex::new(Rng(0x2545_f491_4f6c_dd1d + p as u64)),
@@ -219,12 +222,17 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
             let mut view = match runtime.start(&an, &who, &given, &options) {
                 Ok(view) => view,
                 // Random inputs may not fit (an empty principal id cannot occur; currencies can).
-                Err(flow_runtime::Error::Invalid(_)) => continue,
+                Err(flow_runtime::Error::Invalid(message)) => {
+                    transcript.push(format!("{seed}: {message}"));
+                    continue;
+                }
                 Err(error) => panic!("{seed}: {error}"),
             };
             // Decide whatever waits, with random outcomes, until the run settles.
             for _ in 0..12 {
                 assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
+                transcript
+                    .push(format!("{seed}: {} {:?} {:?} {:?}", view.summary, view.outputs, view.why, view.pending));
                 match view.status {
                     Status::Pending => {}
                     Status::Blocked => {
@@ -258,12 +266,46 @@ fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
                 };
             }
             assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
+            transcript.push(format!("{seed}: {} {:?} {:?}", view.summary, view.outputs, view.why));
+            // Every step's value, as the run's page shows them (without the run's id and times).
+            let page = runtime.show(&view.run, Some(&who)).expect("the run shows");
+            let ran_on = page.lines().find(|l| l.contains(", engine ")).unwrap_or_default();
+            assert!(ran_on.ends_with(&format!("engine {}", engine.as_str())), "{seed}: {ran_on}");
+            let page: Vec<&str> = page
+                .lines()
+                .filter(|l| {
+                    // What differs between two executions: the run, the engine, times, the head.
+                    !l.contains(&view.run)
+                        && !l.contains(", engine ")
+                        && !l.contains("head blake3:")
+                        && !l.trim_start().starts_with("20")
+                })
+                .collect();
+            transcript.push(format!("{seed}: {}", page.join("\n")));
             *outcomes.entry(view.status.as_str()).or_default() += 1;
         }
     }
+    (transcript, outcomes)
+}
+
+#[test]
+fn verified_plans_never_meet_a_value_of_the_wrong_shape() {
+    let (_, outcomes) = run_all(flow_runtime::Engine::Interpreter);
     // The random cases reach every outcome a flow can have.
     for status in ["completed", "blocked", "rejected", "failed"] {
         assert!(outcomes.contains_key(status), "no run ended {status}: {outcomes:?}");
+    }
+}
+
+/// Native code and the interpreter take every plan through the same steps to the same
+/// values, errors and outcomes.
+#[test]
+fn native_code_runs_every_plan_as_the_interpreter_does() {
+    let (interpreted, _) = run_all(flow_runtime::Engine::Interpreter);
+    let (native, _) = run_all(flow_runtime::Engine::Jit);
+    assert_eq!(interpreted.len(), native.len());
+    for (i, n) in interpreted.iter().zip(&native) {
+        assert_eq!(i, n);
     }
 }
 

@@ -43,6 +43,44 @@ impl Operand {
     }
 }
 
+/// Which engine evaluates a plan's expressions and approval matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Native code compiled with cranelift when the plan is loaded (where the `jit` feature
+    /// is built and the host is supported; the interpreter elsewhere).
+    Jit,
+    /// The interpreter: the reference semantics.
+    Interpreter,
+}
+
+impl Default for Engine {
+    /// Native code where this build has it.
+    fn default() -> Engine {
+        if cfg!(feature = "jit") { Engine::Jit } else { Engine::Interpreter }
+    }
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Jit => "jit",
+            Engine::Interpreter => "interpreter",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Engine, String> {
+        match text {
+            "jit" => Ok(Engine::Jit),
+            "interp" | "interpreter" => Ok(Engine::Interpreter),
+            other => Err(format!("unknown engine `{other}`: use `jit` or `interp`")),
+        }
+    }
+}
+
 /// A verified plan with what the runtime derives from it.
 #[derive(Debug)]
 pub struct Analysis {
@@ -62,6 +100,9 @@ pub struct Analysis {
     /// expression reads, or the position of the field a `Field` expression reads in its
     /// record (fields are in name order), so the interpreter compares no names.
     resolved: FxHashMap<usize, u32>,
+    /// The plan's native code, compiled on first use; why there is none otherwise.
+    #[cfg(feature = "jit")]
+    native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
 }
 
 impl Analysis {
@@ -154,7 +195,17 @@ impl Analysis {
             });
         }
         let hash = plan.hash().into();
-        let mut analysis = Analysis { plan, hash, node_labels, operands, param_defaults: Vec::new(), index, resolved };
+        let mut analysis = Analysis {
+            plan,
+            hash,
+            node_labels,
+            operands,
+            param_defaults: Vec::new(),
+            index,
+            resolved,
+            #[cfg(feature = "jit")]
+            native: std::sync::OnceLock::new(),
+        };
         let empty = crate::engine::State::new(&analysis);
         let defaults = analysis
             .body()
@@ -173,6 +224,32 @@ impl Analysis {
 
     pub fn body(&self) -> &PlanBody {
         self.plan.body()
+    }
+
+    /// The plan's native code, compiled on the first call (once per loaded plan), or why the
+    /// plan runs on the interpreter.
+    #[cfg(feature = "jit")]
+    pub fn native(&self) -> Result<&crate::jit::Native, &str> {
+        let native = self.native.get_or_init(|| {
+            let index = |name: &str| self.index.get(name).copied();
+            crate::jit::Native::compile(self.body(), &index)
+        });
+        native.as_ref().map_err(String::as_str)
+    }
+
+    /// What evaluates this plan's expressions with `engine`: `jit`, `interpreter`, or
+    /// `interpreter` with the reason native code could not be had.
+    pub fn engine_label(&self, engine: Engine) -> String {
+        match engine {
+            Engine::Interpreter => "interpreter".to_owned(),
+            #[cfg(feature = "jit")]
+            Engine::Jit => match self.native() {
+                Ok(_) => "jit".to_owned(),
+                Err(reason) => format!("interpreter (no native code: {reason})"),
+            },
+            #[cfg(not(feature = "jit"))]
+            Engine::Jit => "interpreter (no native code: built without the `jit` feature)".to_owned(),
+        }
     }
 
     /// The plan's hash.

@@ -331,6 +331,8 @@ pub trait Journal {
 pub struct Services<'a> {
     pub model: &'a dyn Fn(&flow_ir::plan::Model) -> Option<&'a dyn ModelProvider>,
     pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
+    /// What evaluates expressions.
+    pub engine: crate::analysis::Engine,
 }
 
 /// Why advancing stopped without a settled run: the store failed.
@@ -343,6 +345,9 @@ struct Exec<'a, 'j> {
     journal: &'j mut dyn Journal,
     /// Answers of models called ahead, together with the one being executed, by step.
     prefetched: FxHashMap<SmolStr, (Result<ModelReply, ProviderError>, u64)>,
+    /// The plan's native code and the run's values laid out for it, when it runs natively.
+    #[cfg(feature = "jit")]
+    native: Option<(&'a crate::jit::Native, crate::jit::Frame)>,
 }
 
 /// Runs `f`, with how long it took in microseconds.
@@ -397,14 +402,69 @@ fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Service
     debug_assert!(exec.prefetched.contains_key(step));
 }
 
-impl Exec<'_, '_> {
+impl<'a, 'j> Exec<'a, 'j> {
+    fn new(an: &'a Analysis, state: &'a mut State, journal: &'j mut dyn Journal, services: &Services<'_>) -> Self {
+        #[cfg(feature = "jit")]
+        let native = match services.engine {
+            crate::analysis::Engine::Jit => an.native().ok().map(|native| {
+                let frame = native.frame(&state.values, &state.degraded, state.clock);
+                (native, frame)
+            }),
+            crate::analysis::Engine::Interpreter => None,
+        };
+        #[cfg(not(feature = "jit"))]
+        let _ = services;
+        Exec {
+            an,
+            state,
+            journal,
+            prefetched: FxHashMap::default(),
+            #[cfg(feature = "jit")]
+            native,
+        }
+    }
+
     fn emit(&mut self, event: Event<Value>) {
         self.state.apply(self.an, &event);
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &mut self.native
+            && let Some(id) = event.node().and_then(|node| self.an.id(node))
+        {
+            native.sync(frame, id.index(), &self.state.values, &self.state.degraded);
+        }
         self.journal.record(event);
     }
 
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
-        interp::eval(self.an.body(), &(&*self.state, self.an), expr)
+        let scope = (&*self.state, self.an);
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.eval(expr, &scope, frame)
+        {
+            return result;
+        }
+        interp::eval(self.an.body(), &scope, expr)
+    }
+
+    /// The first row of approval step `id`'s matrix that holds.
+    fn matrix(&self, id: NodeId, rows: &[flow_ir::plan::Row]) -> Result<Option<usize>, EvalError> {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.matrix(id.0, &(&*self.state, self.an), frame)
+        {
+            return result;
+        }
+        let _ = id;
+        for (r, row) in rows.iter().enumerate() {
+            let holds = match &row.condition {
+                None => true,
+                Some(condition) => self.eval(condition)?.as_bool().unwrap_or(false),
+            };
+            if holds {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     fn operands(&self, node: &str) -> Vec<Named<Value>> {
@@ -527,7 +587,7 @@ pub fn advance(
     // A run that a blocking gate stopped goes no further until the gate is overridden, even
     // when a decision arrives for another step meanwhile.
     let stopped = state.phases.contains(&Phase::Blocked);
-    let mut exec = Exec { an, state, journal, prefetched: FxHashMap::default() };
+    let mut exec = Exec::new(an, state, journal, services);
     for &id in an.plan.order() {
         let i = id.index();
         if stopped || exec.state.phases[i] != Phase::NotRun {
@@ -651,21 +711,13 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
             }
         }
         NodeKind::Approval { rows, distinct_from } => {
-            let mut chosen = None;
-            for (r, row) in rows.iter().enumerate() {
-                let holds = match row.condition.as_ref().map(|c| exec.eval(c)) {
-                    None => true,
-                    Some(Ok(value)) => value.as_bool().unwrap_or(false),
-                    Some(Err(error)) => {
-                        exec.fail(name, error);
-                        return Ok(());
-                    }
-                };
-                if holds {
-                    chosen = Some((r, row));
-                    break;
+            let chosen = match exec.matrix(id, rows) {
+                Ok(chosen) => chosen.and_then(|r| Some((r, rows.get(r)?))),
+                Err(error) => {
+                    exec.fail(name, error);
+                    return Ok(());
                 }
-            }
+            };
             let Some((r, row)) = chosen else {
                 // The compiler proved matrices exhaustive; a plan that is not fails its step.
                 exec.fail(name, "no row of the approval matrix applies");

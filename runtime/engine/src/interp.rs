@@ -282,15 +282,20 @@ impl Cx<'_> {
         for arg in args {
             values.push(self.eval(arg)?);
         }
-        Ok(match (builtin, values.as_slice()) {
-            (Builtin::Len, [Value::List(items)]) => Value::Int(items.len() as i64),
-            (Builtin::Len, [Value::Text(text)]) => Value::Int(text.chars().count() as i64),
-            (Builtin::Contains, [Value::Text(text), Value::Text(part)]) => Value::Bool(text.contains(part.as_str())),
-            (Builtin::Lower, [Value::Text(text)]) => Value::Text(text.to_lowercase()),
-            (Builtin::IsPresent, [value]) => Value::Bool(*value != Value::Absent),
-            (builtin, values) => return internal(format!("`{}` of {values:?}", builtin.name())),
-        })
+        builtin_of(builtin, &values.iter().collect::<Vec<_>>())
     }
+}
+
+/// A built-in function of evaluated arguments.
+pub(crate) fn builtin_of(builtin: Builtin, values: &[&Value]) -> Result<Value> {
+    Ok(match (builtin, values) {
+        (Builtin::Len, [Value::List(items)]) => Value::Int(items.len() as i64),
+        (Builtin::Len, [Value::Text(text)]) => Value::Int(text.chars().count() as i64),
+        (Builtin::Contains, [Value::Text(text), Value::Text(part)]) => Value::Bool(text.contains(part.as_str())),
+        (Builtin::Lower, [Value::Text(text)]) => Value::Text(text.to_lowercase()),
+        (Builtin::IsPresent, [value]) => Value::Bool(**value != Value::Absent),
+        (builtin, values) => return internal(format!("`{}` of {values:?}", builtin.name())),
+    })
 }
 
 /// `now - at` in whole seconds.
@@ -310,7 +315,7 @@ fn bool_of(value: Value) -> Result<bool> {
 }
 
 /// Whole numbers to decimals, through lists and optionals.
-fn widen(value: Value) -> Value {
+pub(crate) fn widen(value: Value) -> Value {
     match value {
         Value::Int(i) => Value::Decimal(Decimal::from(i)),
         Value::List(items) => Value::List(items.into_iter().map(widen).collect()),
@@ -318,7 +323,7 @@ fn widen(value: Value) -> Value {
     }
 }
 
-fn negate(value: Value) -> Result<Value> {
+pub(crate) fn negate(value: Value) -> Result<Value> {
     let overflow = || EvalError::Overflow("a negation".into());
     Ok(match value {
         Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(overflow)?),

@@ -18,6 +18,8 @@ pub mod engine;
 pub mod event;
 pub mod evidence;
 pub mod interp;
+#[cfg(feature = "jit")]
+pub mod jit;
 pub mod labels;
 mod narrative;
 pub mod provider;
@@ -27,6 +29,7 @@ pub mod store;
 mod tests;
 pub mod value;
 
+pub use analysis::Engine;
 pub use engine::DecisionInput;
 pub use event::Status;
 pub use runtime::{Error, Principal, RunView, Runtime, StartOptions, decode_event, encode_event, now};

@@ -13,7 +13,7 @@ use flow_ir::ty::Ty;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, Engine};
 use crate::engine::{self, DecisionInput, Interrupted, Journal, Refusal, Services, State};
 use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status};
 use crate::evidence;
@@ -98,6 +98,7 @@ pub struct Runtime {
     plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
     /// The environment recorded in each run, by plan hash.
     environments: Mutex<BTreeMap<String, Arc<Environment>>>,
+    engine: Engine,
 }
 
 /// The current time.
@@ -174,7 +175,19 @@ impl Runtime {
             signing: None,
             plans: Mutex::new(BTreeMap::new()),
             environments: Mutex::new(BTreeMap::new()),
+            engine: Engine::default(),
         }
+    }
+
+    /// What evaluates expressions and approval matrices from now on: native code by
+    /// default (where this build and host have it), or the interpreter. Both give the same
+    /// results; each run's evidence records which started it.
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// The provider for one model, by the model's name in the plan.
@@ -468,14 +481,14 @@ impl Runtime {
             sources,
             environment: self.environment(an),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
-            engine: "interpreter".into(),
+            engine: an.engine_label(self.engine).into(),
         })
     }
 
     fn advance(&self, an: &Analysis, loaded: &mut Loaded) -> Result<()> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
-        let services = Services { model: &model, system: &system };
+        let services = Services { model: &model, system: &system, engine: self.engine };
         let Loaded { state, log } = loaded;
         let mut journal = RunJournal { runtime: self, an, log };
         match engine::advance(an, state, &services, &mut journal) {
