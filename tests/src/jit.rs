@@ -585,6 +585,8 @@ fn native_code_gives_the_interpreters_values_and_errors() {
                     flow_ir::print::expr(expr),
                     scope.values[input]
                 );
+                // Equal as values, and bit for bit (a decimal's scale shows in money).
+                assert_eq!(format!("{actual:?}"), format!("{:?}", Some(&expected)), "`{}`", flow_ir::print::expr(expr));
                 errors += usize::from(expected.is_err());
                 checked += 1;
             }

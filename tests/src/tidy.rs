@@ -82,6 +82,12 @@ fn crate_graph_keeps_its_invariants() {
         if uses("ariadne") {
             assert_eq!(name, "flow-diagnostics", "only flow-diagnostics renders with ariadne");
         }
+        if deps.iter().any(|d| d.starts_with("cranelift")) {
+            assert_eq!(name, "flow-runtime", "only the runtime compiles to native code");
+        }
+        if uses("cedar-policy") || uses("cel-interpreter") {
+            assert_eq!(name, "flow-bench", "peers are benchmarked against, never used");
+        }
         let workspace: BTreeSet<&str> = deps.iter().map(String::as_str).filter(|d| packages.contains_key(*d)).collect();
         let allowed: Option<&[&str]> = match name.as_str() {
             "flow-grammar" | "flow-diagnostics" => Some(&[]),
@@ -89,6 +95,7 @@ fn crate_graph_keeps_its_invariants() {
             "flow-sema" => Some(&["flow-syntax", "flow-diagnostics"]),
             "flow-ir" => Some(&[]),
             "flow-runtime" => Some(&["flow-ir"]),
+            "flow-bench" => Some(&["flow-ir", "flow-runtime"]),
             "flow-lower" => Some(&["flow-syntax", "flow-sema", "flow-diagnostics", "flow-ir"]),
             _ => None,
         };
@@ -104,4 +111,28 @@ fn crate_graph_keeps_its_invariants() {
             }
         }
     }
+}
+
+/// `unsafe` code lives in one module: the runtime's native code (`runtime/engine/src/jit`).
+#[test]
+fn unsafe_code_stays_in_the_native_code_module() {
+    let allowed = root().join("runtime/engine/src/jit");
+    let mut offenders = Vec::new();
+    for dir in ["grammar", "compiler", "tests/src", "runtime", "lsp", "examples"] {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for path in files {
+            if path.starts_with(&allowed) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Spelled in parts, so that this file does not match itself.
+            let needles = [" {", " fn", " impl"].map(|rest| ["unsafe", rest].concat());
+            let mut lines = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+            if lines.any(|l| needles.iter().any(|n| l.contains(n.as_str()))) {
+                offenders.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "unsafe code outside runtime/engine/src/jit: {offenders:?}");
 }

@@ -40,6 +40,24 @@ pub enum Format {
     Sarif,
 }
 
+/// What evaluates a plan's expressions and approval matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// Native code compiled when the plan is loaded (the default where the host supports it).
+    Jit,
+    /// The interpreter, the reference semantics.
+    Interp,
+}
+
+impl From<EngineArg> for flow_runtime::Engine {
+    fn from(engine: EngineArg) -> flow_runtime::Engine {
+        match engine {
+            EngineArg::Jit => flow_runtime::Engine::Jit,
+            EngineArg::Interp => flow_runtime::Engine::Interpreter,
+        }
+    }
+}
+
 /// How a command that prints data, not diagnostics, prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DataFormat {
@@ -155,6 +173,10 @@ enum Command {
         /// The run's clock, what `now()` reads (default: the current time).
         #[arg(long, value_name = "TIMESTAMP")]
         at: Option<String>,
+        /// What evaluates expressions and approval matrices (default: jit where the host
+        /// supports it); the evidence records which.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
         #[command(flatten)]
         where_: deploy::Where,
         #[arg(long, value_enum, default_value = "human")]
@@ -315,7 +337,7 @@ fn main() -> ExitCode {
         }
         Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
         Command::Verify { file, dump, format } => verify::run(&file, format, dump),
-        Command::Run { file, flow, inputs, batch, who, at, where_, format } => runs::run(
+        Command::Run { file, flow, inputs, batch, who, at, engine, where_, format } => runs::run(
             &where_,
             &runs::RunOptions {
                 file: &file,
@@ -324,6 +346,7 @@ fn main() -> ExitCode {
                 batch: batch.as_deref(),
                 who: who.as_deref(),
                 at: at.as_deref(),
+                engine: engine.map(Into::into),
                 format,
             },
         ),

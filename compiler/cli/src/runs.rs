@@ -115,6 +115,7 @@ pub struct RunOptions<'a> {
     pub batch: Option<&'a str>,
     pub who: Option<&'a str>,
     pub at: Option<&'a str>,
+    pub engine: Option<flow_runtime::Engine>,
     pub format: DataFormat,
 }
 
@@ -131,11 +132,17 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
             None => bail!("`--at {text}` is not an RFC 3339 instant such as 2026-04-11T13:35:00Z"),
         },
     };
-    let runtime = open(where_)?;
+    let mut runtime = open(where_)?;
+    if let Some(engine) = options.engine {
+        runtime.set_engine(engine);
+    }
     let an = runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = StartOptions { clock, params: Vec::new() };
     if let Some(batch) = options.batch {
-        return run_batch(&runtime, &an, &who, batch, &start, options.format);
+        // A store in memory vanishes with the process: a backtest's runs are evaluated
+        // (same engine, same checks) without keeping evidence nobody can read.
+        let durable = where_.store != ":memory:";
+        return run_batch(&runtime, &an, &who, batch, &start, durable, options.format);
     }
     let inputs = match read_inputs(options.inputs)? {
         Ok(inputs) => inputs,
@@ -159,6 +166,7 @@ fn run_batch(
     who: &Principal,
     path: &str,
     start: &StartOptions,
+    durable: bool,
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))?;
@@ -179,7 +187,9 @@ fn run_batch(
             continue;
         };
         let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        match runtime.start(an, who, &inputs, start) {
+        let result =
+            if durable { runtime.start(an, who, &inputs, start) } else { runtime.evaluate(an, who, &inputs, start) };
+        match result {
             Ok(view) => {
                 runs += 1;
                 *outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
@@ -189,13 +199,15 @@ fn run_batch(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let engine = an.engine_label(runtime.engine());
     match format {
         DataFormat::Json => crate::print(&format!(
             "{}\n",
-            json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds})
+            json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds, "engine": engine})
         )),
         DataFormat::Human => {
-            let mut text = format!("{runs} runs in {seconds:.2}s\n");
+            let rate = if seconds > 0.0 { runs as f64 / seconds } else { 0.0 };
+            let mut text = format!("{runs} runs in {seconds:.2}s ({rate:.0} runs/s, engine {engine})\n");
             for (status, count) in &outcomes {
                 text.push_str(&format!("  {status}: {count}\n"));
             }

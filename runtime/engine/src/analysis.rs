@@ -102,7 +102,7 @@ pub struct Analysis {
     resolved: FxHashMap<usize, u32>,
     /// The plan's native code, compiled on first use; why there is none otherwise.
     #[cfg(feature = "jit")]
-    native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
+    pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
 }
 
 impl Analysis {
@@ -232,7 +232,12 @@ impl Analysis {
     pub fn native(&self) -> Result<&crate::jit::Native, &str> {
         let native = self.native.get_or_init(|| {
             let index = |name: &str| self.index.get(name).copied();
-            crate::jit::Native::compile(self.body(), &index)
+            // A bug of the code generator must not take the runtime down: the plan then runs
+            // on the interpreter, and its runs' evidence says why.
+            let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::jit::Native::compile(self.body(), &index)
+            }));
+            compiled.unwrap_or_else(|_| Err("the native code generator failed (a bug)".to_owned()))
         });
         native.as_ref().map_err(String::as_str)
     }

@@ -446,6 +446,17 @@ impl<'a, 'j> Exec<'a, 'j> {
         interp::eval(self.an.body(), &scope, expr)
     }
 
+    /// Whether a condition holds.
+    fn test(&self, condition: &Expr) -> Result<bool, EvalError> {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.test(condition, &(&*self.state, self.an), frame)
+        {
+            return result;
+        }
+        Ok(self.eval(condition)?.as_bool().unwrap_or(false))
+    }
+
     /// The first row of approval step `id`'s matrix that holds.
     fn matrix(&self, id: NodeId, rows: &[flow_ir::plan::Row]) -> Result<Option<usize>, EvalError> {
         #[cfg(feature = "jit")]
@@ -458,7 +469,7 @@ impl<'a, 'j> Exec<'a, 'j> {
         for (r, row) in rows.iter().enumerate() {
             let holds = match &row.condition {
                 None => true,
-                Some(condition) => self.eval(condition)?.as_bool().unwrap_or(false),
+                Some(condition) => self.test(condition)?,
             };
             if holds {
                 return Ok(Some(r));
@@ -685,19 +696,18 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
             }
             Err(error) => exec.fail(name, error),
         },
-        NodeKind::Gate { level, condition, .. } => match exec.eval(condition) {
+        NodeKind::Gate { level, condition, .. } => match exec.test(condition) {
             Ok(holds) => {
                 let operands = exec.operands(name);
-                let holds = holds.as_bool().unwrap_or(false);
                 exec.emit(Event::Gate { node: name.clone(), level: *level, holds, operands });
             }
             Err(error) => exec.fail(name, error),
         },
         NodeKind::Infer { model, args, fallback } => infer(exec, name, model, args, fallback.as_ref(), services),
         NodeKind::Review { roles, condition, .. } => {
-            let holds = match condition.as_ref().map(|c| exec.eval(c)) {
+            let holds = match condition.as_ref().map(|c| exec.test(c)) {
                 None => true,
-                Some(Ok(value)) => value.as_bool().unwrap_or(false),
+                Some(Ok(holds)) => holds,
                 Some(Err(error)) => {
                     exec.fail(name, error);
                     return Ok(());
@@ -896,9 +906,9 @@ fn act(
     let node = an.plan.node(id);
     let name = &node.name;
     if let Some(condition) = condition {
-        match exec.eval(condition) {
-            Ok(Value::Bool(true)) => {}
-            Ok(_) => {
+        match exec.test(condition) {
+            Ok(true) => {}
+            Ok(false) => {
                 let operands = exec.operands(name);
                 exec.emit(Event::ActionSkipped { node: name.clone(), operands });
                 return Ok(());

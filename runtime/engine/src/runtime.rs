@@ -230,7 +230,7 @@ impl Runtime {
         Ok(an)
     }
 
-    fn lock_plans(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
+    pub(crate) fn lock_plans(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
         self.plans.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

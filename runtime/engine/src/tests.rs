@@ -227,3 +227,61 @@ fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
     assert_eq!(error(json!({"prices": []})), "$.item.kind: missing field `kind` of type `Kind`");
     assert_eq!(error(json!([1])), "$.item: expected a `Item` record, found an array");
 }
+
+/// A plan without native code (here: made to fail) runs on the interpreter, to the same
+/// outcome, and its runs' evidence says so and why.
+#[cfg(feature = "jit")]
+#[test]
+fn a_plan_without_native_code_runs_on_the_interpreter_and_says_why() {
+    use std::sync::Arc;
+
+    use crate::analysis::Analysis;
+    use crate::store::SqliteStore;
+    use crate::{Engine, Principal, Runtime, StartOptions, Status};
+
+    let bytes = include_bytes!("../benches/rules.plan.json");
+    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+    let app = json!({
+        "id": "A1", "applicant": "ana", "amount": "1000.00 USD", "income": "80000.00 USD", "score": 750,
+        "segment": "retail", "existing_debt": "0.00 USD", "age_days": 400, "defaults": 0, "verified": true
+    });
+    let inputs = [("app".to_owned(), app)];
+    let mut pages = Vec::new();
+    for fails in [false, true] {
+        let plan = flow_ir::load(bytes).unwrap();
+        let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
+        assert_eq!(runtime.engine(), Engine::Jit);
+        let an = Arc::new(Analysis::new(plan.clone()));
+        if fails {
+            an.native.set(Err("made to fail".to_owned())).unwrap();
+        }
+        runtime.store().put_plan(an.hash(), bytes).unwrap();
+        runtime.lock_plans().insert(an.hash().to_string(), an.clone());
+        let an = runtime.install(plan).unwrap();
+        let view = runtime.start(&an, &who, &inputs, &StartOptions::default()).unwrap();
+        assert_eq!(view.status, Status::Completed);
+        let page = runtime.show(&view.run, Some(&who)).unwrap();
+        let label = if fails { "interpreter (no native code: made to fail)" } else { "jit" };
+        assert!(page.contains(&format!("engine {label}")), "{page}");
+        pages.push((view.outputs, view.why));
+    }
+    assert_eq!(pages[0], pages[1]);
+}
+
+/// Code the generator cannot translate is an error with a message, never a panic.
+#[cfg(feature = "jit")]
+#[test]
+fn untranslatable_code_is_an_error_not_a_panic() {
+    use flow_ir::expr::{Expr, ExprKind};
+    use flow_ir::plan::{Node, NodeKind};
+    use flow_ir::ty::Ty;
+
+    let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
+    let mut body = plan.body().clone();
+    let call = Expr::new(Ty::Int, ExprKind::Call { function: "missing".into(), args: Vec::new() });
+    body.nodes.push(Node { name: "x".into(), ty: Ty::Int, kind: NodeKind::Let { value: call } });
+    let names: Vec<_> = body.nodes.iter().map(|n| n.name.clone()).collect();
+    let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
+    let error = crate::jit::Native::compile(&body, &index).unwrap_err();
+    assert!(error.contains("missing"), "{error}");
+}

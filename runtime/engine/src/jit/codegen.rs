@@ -10,9 +10,10 @@
 use std::collections::BTreeSet;
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::types::{I64, I128};
 use cranelift_codegen::ir::{
-    AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Value,
+    AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlot, StackSlotData, StackSlotKind,
+    Value,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -30,6 +31,17 @@ use crate::value::Value as RunValue;
 
 type Words = Vec<Value>;
 type Result<T> = std::result::Result<T, String>;
+
+/// 10^0 to 10^18, for comparing decimals of different scales natively.
+static POWERS_OF_TEN: [u64; 19] = {
+    let mut powers = [1u64; 19];
+    let mut i = 1;
+    while i < 19 {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
 
 /// The helpers compiled code calls: symbol, address, number of arguments.
 fn helper_table() -> [(&'static str, *const u8, usize); 15] {
@@ -133,9 +145,43 @@ impl<'p> Module<'p> {
     }
 
     /// Compiles an approval matrix: the position of the first row that holds, or -1.
+    ///
+    /// Rows of large matrices repeat the same tests (`app.segment == retail`, `app.score >=
+    /// 700`). Tests that cannot fail — comparisons of places and constants of whole numbers,
+    /// decimals, instants, durations, flags, variants, and money of one declared currency —
+    /// are computed once, at the start, in any order (that changes no result: they have no
+    /// effects and no errors), and the rows, in order, combine them without branching; the
+    /// first row that holds decides. Other conditions are evaluated as everywhere else.
     pub fn matrix(&mut self, rows: &[Row]) -> Result<(FuncId, Vec<u32>)> {
         let id = self.declare()?;
         let reads = self.define(id, &[], false, |g| {
+            let mut tests: Vec<&Expr> = Vec::new();
+            let mut distinct: FxHashMap<&Expr, i32> = FxHashMap::default();
+            for condition in rows.iter().filter_map(|r| r.condition.as_ref()) {
+                g.collect_tests(condition, &mut tests, &mut distinct);
+            }
+            if !distinct.is_empty() {
+                let mut first: Vec<&Expr> = vec![tests[0]; distinct.len()];
+                for (test, at) in &distinct {
+                    first[*at as usize] = test;
+                }
+                let mut values = Vec::with_capacity(first.len());
+                for test in first {
+                    values.push(g.expr(test)?[0]);
+                }
+                let slot = g.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    (values.len() * 8) as u32,
+                    3,
+                ));
+                for (i, value) in values.iter().enumerate() {
+                    g.b.ins().stack_store(I64, *value, slot, (i * 8) as i32);
+                }
+                g.kept = Some(slot);
+                for test in tests {
+                    g.tests.insert(test as *const Expr as usize, distinct[test]);
+                }
+            }
             let found = g.b.create_block();
             let row = g.b.append_block_param(found, I64);
             for (r, row) in rows.iter().enumerate() {
@@ -209,6 +255,8 @@ impl<'p> Module<'p> {
             reads: BTreeSet::new(),
             refs: FxHashMap::default(),
             in_function,
+            tests: FxHashMap::default(),
+            kept: None,
         };
         let words = emit(&mut g)?;
         for (i, word) in words.iter().enumerate() {
@@ -268,6 +316,10 @@ struct Gen<'m, 'p, 'f> {
     refs: FxHashMap<FuncId, FuncRef>,
     /// In a plan function: nodes are not read from the frame.
     in_function: bool,
+    /// In an approval matrix: the tests its rows share, computed once at its start, by
+    /// address, and where they are kept.
+    tests: FxHashMap<usize, i32>,
+    kept: Option<StackSlot>,
 }
 
 fn int_cc(op: BinaryOp) -> Option<IntCC> {
@@ -434,7 +486,11 @@ impl Gen<'_, '_, '_> {
         let (node, path) = expr.place()?;
         let node = (self.m.node_index)(node)?;
         let path: Vec<SmolStr> = path.into_iter().cloned().collect();
-        let offset = self.m.layout.place(node, &path, rep);
+        let currency = match expr.ty.unwrap_optional() {
+            Ty::Money(currency) => *currency,
+            _ => None,
+        };
+        let offset = self.m.layout.place(node, &path, rep, currency);
         self.reads.insert(node);
         Some(self.frame_words(offset, rep.words()))
     }
@@ -447,6 +503,9 @@ impl Gen<'_, '_, '_> {
     }
 
     fn expr_inner(&mut self, expr: &Expr) -> Result<Words> {
+        if let Some(holds) = self.kept_test(expr) {
+            return Ok(vec![holds]);
+        }
         let rep = self.rep(&expr.ty);
         if let Some(words) = self.frame_place(expr, rep) {
             return Ok(words);
@@ -685,6 +744,67 @@ impl Gen<'_, '_, '_> {
         })
     }
 
+    /// The tests of a matrix condition that may be computed ahead: the comparisons in its
+    /// `and`/`or`/`not` structure whose operands are places held in the frame or constants,
+    /// of kinds whose comparison cannot fail.
+    fn collect_tests<'e>(&self, expr: &'e Expr, tests: &mut Vec<&'e Expr>, distinct: &mut FxHashMap<&'e Expr, i32>) {
+        match &expr.kind {
+            ExprKind::Binary { op: BinaryOp::And | BinaryOp::Or, lhs, rhs } => {
+                self.collect_tests(lhs, tests, distinct);
+                self.collect_tests(rhs, tests, distinct);
+            }
+            ExprKind::Not(inner) => self.collect_tests(inner, tests, distinct),
+            ExprKind::Binary { op, lhs, rhs } if op.is_comparison() && self.infallible(lhs, rhs) => {
+                if !distinct.contains_key(expr) {
+                    distinct.insert(expr, distinct.len() as i32);
+                }
+                tests.push(expr);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether comparing `lhs` with `rhs` can neither fail nor read anything but the frame.
+    fn infallible(&self, lhs: &Expr, rhs: &Expr) -> bool {
+        let simple = |e: &Expr| match &e.kind {
+            ExprKind::Lit(_) | ExprKind::Variant(_) => true,
+            ExprKind::Node(_) | ExprKind::Field { .. } => {
+                let rep = self.rep(&e.ty);
+                !self.in_function
+                    && !rep.optional
+                    && rep.kind != Kind::Handle
+                    && e.place().is_some_and(|(node, _)| (self.m.node_index)(node).is_some())
+            }
+            _ => false,
+        };
+        let kinds = match (&lhs.ty, &rhs.ty) {
+            (Ty::Money(Some(a)), Ty::Money(Some(b))) => a == b,
+            (Ty::Money(_), _) | (_, Ty::Money(_)) => false,
+            (a, b) => a == b && !matches!(self.rep(a).kind, Kind::Handle),
+        };
+        kinds && simple(lhs) && simple(rhs)
+    }
+
+    /// A test of the matrix computed ahead, or a combination of them without branches.
+    fn kept_test(&mut self, expr: &Expr) -> Option<Value> {
+        let slot = self.kept?;
+        if let Some(at) = self.tests.get(&(expr as *const Expr as usize)) {
+            return Some(self.b.ins().stack_load(I64, I64, slot, at * 8));
+        }
+        match &expr.kind {
+            ExprKind::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), lhs, rhs } => {
+                let l = self.kept_test(lhs)?;
+                let r = self.kept_test(rhs)?;
+                Some(if *op == BinaryOp::And { self.b.ins().band(l, r) } else { self.b.ins().bor(l, r) })
+            }
+            ExprKind::Not(inner) => {
+                let inner = self.kept_test(inner)?;
+                Some(self.b.ins().bxor_imm_s(inner, 1))
+            }
+            _ => None,
+        }
+    }
+
     fn literal(&mut self, literal: &Literal) -> Words {
         match literal {
             Literal::Int(i) | Literal::Duration(i) => vec![self.iconst(*i)],
@@ -742,7 +862,7 @@ impl Gen<'_, '_, '_> {
             return Err(format!("`{input}.{as_of}` is not a timestamp"));
         }
         let Some(node) = (self.m.node_index)(input) else { return Err(format!("no input `{input}`")) };
-        let offset = self.m.layout.place(node, std::slice::from_ref(&as_of), rep);
+        let offset = self.m.layout.place(node, std::slice::from_ref(&as_of), rep, None);
         self.reads.insert(node);
         let mut words = self.frame_words(offset, rep.words());
         if rep.optional {
@@ -900,8 +1020,10 @@ impl Gen<'_, '_, '_> {
         self.b.ins().select(seconds, minus, by_seconds)
     }
 
-    /// Compares two decimals: natively as 128-bit integers when their scales agree, by
-    /// `rust_decimal` otherwise.
+    /// Compares two decimals natively as 128-bit integers: directly when their scales
+    /// agree; else after multiplying the mantissa of the one with the smaller scale by the
+    /// power of ten between them, when that mantissa has at most 64 bits and the power is at
+    /// most 10^18 (the product then fits); by `rust_decimal` otherwise.
     fn decimal_compare(&mut self, cc: IntCC, a: &[Value], b: &[Value]) -> Value {
         let scale = |g: &mut Self, w: Value| {
             let shifted = g.b.ins().ushr_imm_s(w, 48);
@@ -910,22 +1032,51 @@ impl Gen<'_, '_, '_> {
         let (sa, sb) = (scale(self, a[1]), scale(self, b[1]));
         let same = self.b.ins().icmp(IntCC::Equal, sa, sb);
         let fast = self.b.create_block();
+        let differ = self.b.create_block();
+        let rescale = self.b.create_block();
         let slow = self.b.create_block();
         let merge = self.b.create_block();
         let result = self.b.append_block_param(merge, I64);
-        self.b.ins().brif(same, fast, &[], slow, &[]);
+        self.b.ins().brif(same, fast, &[], differ, &[]);
+
         self.b.switch_to_block(fast);
-        let signed = |g: &mut Self, w: &[Value]| {
-            let high = g.b.ins().band_imm_s(w[1], 0xffff_ffff);
-            let magnitude = g.b.ins().iconcat(w[0], high);
-            let negated = g.b.ins().ineg(magnitude);
-            let negative = g.b.ins().icmp_imm_s(IntCC::SignedLessThan, w[1], 0);
-            g.b.ins().select(negative, negated, magnitude)
-        };
-        let (va, vb) = (signed(self, a), signed(self, b));
+        let (va, vb) = (self.signed_decimal(a), self.signed_decimal(b));
         let holds = self.b.ins().icmp(cc, va, vb);
         let holds = self.bool_of(holds);
         self.b.ins().jump(merge, &[BlockArg::from(holds)]);
+
+        self.b.switch_to_block(differ);
+        let a_smaller = self.b.ins().icmp(IntCC::UnsignedLessThan, sa, sb);
+        let (up, down) = (self.b.ins().isub(sb, sa), self.b.ins().isub(sa, sb));
+        let diff = self.b.ins().select(a_smaller, up, down);
+        let (ha, hb) = (self.b.ins().band_imm_s(a[1], 0xffff_ffff), self.b.ins().band_imm_s(b[1], 0xffff_ffff));
+        let small_high = self.b.ins().select(a_smaller, ha, hb);
+        let narrow = self.b.ins().icmp_imm_s(IntCC::Equal, small_high, 0);
+        let near = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, diff, 18);
+        let fits = self.b.ins().band(narrow, near);
+        self.b.ins().brif(fits, rescale, &[], slow, &[]);
+
+        self.b.switch_to_block(rescale);
+        let powers = self.iconst(POWERS_OF_TEN.as_ptr() as i64);
+        let at = self.b.ins().ishl_imm_s(diff, 3);
+        let at = self.b.ins().iadd(powers, at);
+        let power = self.b.ins().load(I64, MemFlagsData::trusted(), at, 0);
+        let small_low = self.b.ins().select(a_smaller, a[0], b[0]);
+        let small_low = self.b.ins().uextend(I128, small_low);
+        let power = self.b.ins().uextend(I128, power);
+        let magnitude = self.b.ins().imul(small_low, power);
+        let negated = self.b.ins().ineg(magnitude);
+        let small_sign = self.b.ins().select(a_smaller, a[1], b[1]);
+        let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, small_sign, 0);
+        let small = self.b.ins().select(negative, negated, magnitude);
+        let (va, vb) = (self.signed_decimal(a), self.signed_decimal(b));
+        let big = self.b.ins().select(a_smaller, vb, va);
+        let left = self.b.ins().select(a_smaller, small, big);
+        let right = self.b.ins().select(a_smaller, big, small);
+        let holds = self.b.ins().icmp(cc, left, right);
+        let holds = self.bool_of(holds);
+        self.b.ins().jump(merge, &[BlockArg::from(holds)]);
+
         self.b.switch_to_block(slow);
         let order = self.helper("flow_decimal_cmp", &[a[0], a[1], b[0], b[1]]);
         let holds = self.b.ins().icmp_imm_s(cc, order, 0);
@@ -933,6 +1084,15 @@ impl Gen<'_, '_, '_> {
         self.b.ins().jump(merge, &[BlockArg::from(holds)]);
         self.b.switch_to_block(merge);
         self.b.ins().icmp_imm_s(IntCC::NotEqual, result, 0)
+    }
+
+    /// A decimal's mantissa with its sign, as a 128-bit integer.
+    fn signed_decimal(&mut self, w: &[Value]) -> Value {
+        let high = self.b.ins().band_imm_s(w[1], 0xffff_ffff);
+        let magnitude = self.b.ins().iconcat(w[0], high);
+        let negated = self.b.ins().ineg(magnitude);
+        let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, w[1], 0);
+        self.b.ins().select(negative, negated, magnitude)
     }
 
     fn negate(&mut self, rep: Rep, words: Words) -> Result<Words> {

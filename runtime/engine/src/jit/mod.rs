@@ -263,6 +263,9 @@ impl Tables {
 pub(crate) struct Place {
     pub path: Vec<SmolStr>,
     pub rep: Rep,
+    /// The currency its type declares (`Money[USD]`): a value in another makes the node's
+    /// expressions run on the interpreter, which reports the mismatch where it meets it.
+    pub currency: Option<Currency>,
     /// Its first word in the frame.
     pub offset: u32,
 }
@@ -287,15 +290,15 @@ impl Layout {
     }
 
     /// The frame offset of a place, laid out on first use.
-    pub fn place(&mut self, node: u32, path: &[SmolStr], rep: Rep) -> u32 {
+    pub fn place(&mut self, node: u32, path: &[SmolStr], rep: Rep, currency: Option<Currency>) -> u32 {
         let known = self.by_node[node as usize].iter().map(|p| &self.places[*p as usize]);
-        if let Some(place) = known.into_iter().find(|p| p.path == path && p.rep == rep) {
+        if let Some(place) = known.into_iter().find(|p| p.path == path && p.rep == rep && p.currency == currency) {
             return place.offset;
         }
         let offset = self.words;
         self.words += rep.words() as u32;
         self.by_node[node as usize].push(self.places.len() as u32);
-        self.places.push(Place { path: path.to_vec(), rep, offset });
+        self.places.push(Place { path: path.to_vec(), rep, currency, offset });
         offset
     }
 
@@ -329,6 +332,20 @@ struct Entry {
     reads: Vec<u32>,
     /// The rep of its result.
     rep: Rep,
+}
+
+/// The native code of one condition ([`Native::condition`]).
+#[derive(Clone, Copy)]
+pub struct Condition<'n> {
+    native: &'n Native,
+    entry: &'n Entry,
+}
+
+impl Condition<'_> {
+    /// Whether the condition holds; `None` when it reads a node the frame does not hold.
+    pub fn test(&self, scope: &dyn Scope, frame: &Frame) -> Option<Result<bool, EvalError>> {
+        self.native.run(self.entry, scope, frame, |out| out[0] != 0)
+    }
 }
 
 /// A plan's expressions and approval matrices as native code.
@@ -446,7 +463,7 @@ impl Native {
         for place in places {
             let place = &self.layout.places[*place as usize];
             let out = &mut frame.words[place.offset as usize..][..place.rep.words()];
-            valid &= self.store_place(value, &place.path, place.rep, out);
+            valid &= self.store_place(value, place, out);
         }
         frame.valid[node] = valid;
     }
@@ -454,9 +471,9 @@ impl Native {
     /// Writes the value at `path` of `value`. A path through an absent optional record
     /// leaves zeros: code reads such a place only where a condition proved the record
     /// present.
-    fn store_place(&self, value: &Value, path: &[SmolStr], rep: Rep, out: &mut [u64]) -> bool {
+    fn store_place(&self, value: &Value, place: &Place, out: &mut [u64]) -> bool {
         let mut value = value;
-        for field in path {
+        for field in &place.path {
             match value {
                 Value::Absent => {
                     out.fill(0);
@@ -468,10 +485,23 @@ impl Native {
                 },
             }
         }
-        rep.kind != Kind::Handle && self.tables.store(rep, value, out)
+        if let (Some(declared), Value::Money(money)) = (place.currency, value)
+            && money.currency != declared
+        {
+            return false;
+        }
+        place.rep.kind != Kind::Handle && self.tables.store(place.rep, value, out)
     }
 
-    fn call(&self, entry: &Entry, scope: &dyn Scope, frame: &Frame) -> Option<Result<Value, EvalError>> {
+    /// Runs `entry` and reads its result words with `read`, while the values they point to
+    /// are alive; `None` when it reads a node the frame does not hold.
+    fn run<T>(
+        &self,
+        entry: &Entry,
+        scope: &dyn Scope,
+        frame: &Frame,
+        read: impl FnOnce(&[u64; 4]) -> T,
+    ) -> Option<Result<T, EvalError>> {
         if !entry.reads.iter().all(|n| frame.valid.get(*n as usize) == Some(&true)) {
             return None;
         }
@@ -484,26 +514,35 @@ impl Native {
         if status != 0 {
             return Some(Err(call.take_error()));
         }
-        // SAFETY: handles in `out` point into `scope` or `call`'s arena, both alive here.
-        match unsafe { self.tables.load(entry.rep, &out) } {
-            Some(value) => Some(Ok(value)),
-            None => Some(Err(EvalError::Internal("compiled code gave no value".to_owned()))),
-        }
+        Some(Ok(read(&out)))
     }
 
     /// Evaluates `expr`, one of the plan's, natively; `None` when it has no native code, or
     /// reads a node the frame does not hold (the caller interprets it then).
     pub fn eval(&self, expr: &Expr, scope: &dyn Scope, frame: &Frame) -> Option<Result<Value, EvalError>> {
         let entry = self.exprs.get(&(expr as *const Expr as usize))?;
-        self.call(entry, scope, frame)
+        // SAFETY: handles in the words point into `scope` or the call's arena, both alive
+        // while `run` reads them.
+        let value = self.run(entry, scope, frame, |out| unsafe { self.tables.load(entry.rep, out) })?;
+        Some(value.and_then(|v| v.ok_or_else(|| EvalError::Internal("compiled code gave no value".to_owned()))))
+    }
+
+    /// Whether condition `expr`, one of the plan's, holds, natively; `None` as for
+    /// [`Native::eval`]. (Conditions are most of what runs: they skip building a value.)
+    pub fn test(&self, expr: &Expr, scope: &dyn Scope, frame: &Frame) -> Option<Result<bool, EvalError>> {
+        self.condition(expr)?.test(scope, frame)
+    }
+
+    /// The native code of condition `expr`, one of the plan's, to test it repeatedly without
+    /// looking it up each time.
+    pub fn condition(&self, expr: &Expr) -> Option<Condition<'_>> {
+        let entry = self.exprs.get(&(expr as *const Expr as usize))?;
+        (entry.rep == Rep { kind: Kind::Bool, optional: false }).then_some(Condition { native: self, entry })
     }
 
     /// The first row of approval node `node`'s matrix that holds (by position), natively.
     pub fn matrix(&self, node: u32, scope: &dyn Scope, frame: &Frame) -> Option<Result<Option<usize>, EvalError>> {
         let entry = self.matrices.get(&node)?;
-        Some(self.call(entry, scope, frame)?.map(|row| match row {
-            Value::Int(row) => usize::try_from(row).ok(),
-            _ => None,
-        }))
+        self.run(entry, scope, frame, |out| usize::try_from(out[0] as i64).ok())
     }
 }
