@@ -160,6 +160,52 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
     }
 }
 
+/// What a share of a batch gave: runs by outcome, and the lines not run, with why.
+#[derive(Default)]
+struct Batch {
+    runs: u64,
+    outcomes: BTreeMap<String, u64>,
+    refused: Vec<String>,
+}
+
+/// Runs the cases of `lines` (numbered from 0); an error of the environment (the store)
+/// stops the share.
+fn run_cases(
+    runtime: &Runtime,
+    an: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    who: &Principal,
+    lines: &[(usize, &str)],
+    start: &StartOptions,
+    durable: bool,
+) -> Result<Batch, String> {
+    let mut batch = Batch::default();
+    for (i, line) in lines {
+        let case: Json = match serde_json::from_str(line) {
+            Ok(case) => case,
+            Err(e) => {
+                batch.refused.push(format!("line {}: not JSON: {e}", i + 1));
+                continue;
+            }
+        };
+        let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
+            batch.refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
+            continue;
+        };
+        let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let result =
+            if durable { runtime.start(an, who, &inputs, start) } else { runtime.evaluate(an, who, &inputs, start) };
+        match result {
+            Ok(view) => {
+                batch.runs += 1;
+                *batch.outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
+            }
+            Err(Error::Environment(message)) => return Err(message),
+            Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
+        }
+    }
+    Ok(batch)
+}
+
 fn run_batch(
     runtime: &Runtime,
     an: &std::sync::Arc<flow_runtime::analysis::Analysis>,
@@ -170,33 +216,28 @@ fn run_batch(
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))?;
+    let started = std::time::Instant::now();
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    // Cases are independent: they run on every core, each worker on its share of the lines.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(lines.len().max(1));
+    let share = lines.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Batch, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lines
+            .chunks(share)
+            .map(|chunk| scope.spawn(move || run_cases(runtime, an, who, chunk, start, durable)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a batch worker panicked".to_owned()))).collect()
+    });
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0u64;
     let mut refused = Vec::new();
-    let started = std::time::Instant::now();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let case: Json = match serde_json::from_str(line) {
-            Ok(case) => case,
-            Err(e) => {
-                refused.push(format!("line {}: not JSON: {e}", i + 1));
-                continue;
-            }
-        };
-        let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
-            refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
-            continue;
-        };
-        let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let result =
-            if durable { runtime.start(an, who, &inputs, start) } else { runtime.evaluate(an, who, &inputs, start) };
-        match result {
-            Ok(view) => {
-                runs += 1;
-                *outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
-            }
-            Err(Error::Environment(message)) => bail!("{message}"),
-            Err(error) => refused.push(format!("line {}: {error}", i + 1)),
+    for result in results {
+        let batch = result.map_err(|message| anyhow::anyhow!("{message}"))?;
+        runs += batch.runs;
+        for (status, count) in batch.outcomes {
+            *outcomes.entry(status).or_default() += count;
         }
+        refused.extend(batch.refused);
     }
     let seconds = started.elapsed().as_secs_f64();
     let engine = an.engine_label(runtime.engine());

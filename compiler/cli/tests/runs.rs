@@ -680,3 +680,39 @@ fn a_store_changed_behind_the_runtimes_back_is_refused() {
         assert!(text(&output).contains("is corrupted: event 0 does not match its hash chain"), "{}", text(&output));
     }
 }
+
+/// `--engine` chooses native code or the interpreter; both reach the same outcome with the
+/// same explanation, the evidence records which ran, and a batch says which it used.
+#[test]
+fn either_engine_runs_a_flow_and_the_evidence_says_which() {
+    let dir = deployment("engines");
+    let input = request(&dir, "E1", "500.00", "carl");
+    let mut views = Vec::new();
+    for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
+        let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--engine", engine];
+        let view = json_of(&dir, &args, 0);
+        let run = view["run"].as_str().unwrap().to_owned();
+        let page = show(&dir, &run, "aud");
+        assert!(page.contains(&format!("engine {label}\n")), "{page}");
+        let bundle: Json = serde_json::from_slice(&std::fs::read(evidence_verifies(&dir, &run)).unwrap()).unwrap();
+        assert!(bundle.to_string().contains(&format!("\"engine\":\"{label}\"")), "{bundle}");
+        views.push((view["status"].clone(), view["why"].clone(), view["outputs"]["decision"]["approved"].clone()));
+    }
+    assert_eq!(views[0], views[1]);
+
+    let output = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--engine", "fast"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("jit") && text(&output).contains("interp"), "{}", text(&output));
+
+    let case = std::fs::read_to_string(dir.join("E1.json")).unwrap();
+    let cases = format!("{{\"inputs\": {{\"request\": {case}}}}}\n").repeat(3) + "not json\n";
+    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+    for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
+        let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--store", ":memory:"];
+        let batch = json_of(&dir, &[&args[..], &["--engine", engine]].concat(), 1);
+        assert_eq!(batch["engine"], label, "{batch}");
+        assert_eq!(batch["runs"], 3, "{batch}");
+        assert_eq!(batch["refused"].as_array().map(Vec::len), Some(1), "{batch}");
+        assert!(batch["refused"][0].as_str().unwrap().starts_with("line 4: not JSON"), "{batch}");
+    }
+}

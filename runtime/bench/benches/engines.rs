@@ -8,6 +8,7 @@
 //! - `decision_from_json`: a whole decision from the application's JSON — Flow's
 //!   `Runtime::evaluate` (inputs decoded and checked, every step, events, outputs), Cedar
 //!   (context from JSON, request, authorization), CEL (context from JSON, execution);
+//! - `compile`: compiling the rules plan, and the plan with the large matrix, to native code;
 //! - `matrix_3700`: an approval matrix of 3,700 rows (five comparisons each), for an
 //!   application that falls through to `otherwise` (every row evaluated) and one matched
 //!   half-way.
@@ -104,11 +105,11 @@ mod decision_from_json {
     #[divan::bench(args = ENGINES)]
     fn flow(bencher: Bencher<'_, '_>, name: &str) {
         let flow = Flow::new(engine(name)).unwrap();
-        let cases = cases();
+        let inputs: Vec<_> = cases().iter().map(Flow::inputs).collect();
         let mut i = 0;
         bencher.bench_local(|| {
-            i = (i + 1) % cases.len();
-            flow.run(black_box(&cases[i])).unwrap()
+            i = (i + 1) % inputs.len();
+            flow.run_inputs(black_box(&inputs[i])).unwrap()
         });
     }
 
@@ -161,5 +162,30 @@ mod matrix_3700 {
         let row = flow.row(&prepared);
         assert!((1_000..3_000).contains(&row), "row {row}");
         bencher.bench_local(|| flow.row(black_box(&prepared)));
+    }
+}
+
+/// Compiling a plan's expressions and matrices to native code (once per plan, when it is
+/// first run): the rules plan, and the plan with the 3,700-row matrix.
+#[divan::bench_group(sample_count = 10, sample_size = 1)]
+mod compile {
+    use super::*;
+
+    fn compile(plan: &flow_ir::VerifiedPlan) -> flow_runtime::jit::Native {
+        let body = plan.body();
+        let index = |name: &str| body.nodes.iter().position(|n| n.name == name).map(|i| i as u32);
+        flow_runtime::jit::Native::compile(body, &index).unwrap()
+    }
+
+    #[divan::bench]
+    fn rules(bencher: Bencher<'_, '_>) {
+        let plan = flow_ir::load(flow_bench::PLAN).unwrap();
+        bencher.bench_local(|| compile(&plan));
+    }
+
+    #[divan::bench]
+    fn matrix_3700(bencher: Bencher<'_, '_>) {
+        let plan = flow_bench::big_matrix(3_700).unwrap();
+        bencher.bench_local(|| compile(&plan));
     }
 }

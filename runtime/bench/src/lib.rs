@@ -325,14 +325,23 @@ impl Flow {
     /// (inputs decoded and checked, every step, events, outputs; no store): the blocking
     /// gate or the row.
     pub fn run(&self, case: &Case) -> Result<(Option<&'static str>, Option<u32>), String> {
-        let inputs = [("app".to_owned(), case.flow_json())];
-        let view = self.runtime.evaluate(&self.an, &self.who, &inputs, &self.options).map_err(|e| e.to_string())?;
+        self.run_inputs(&Flow::inputs(case))
+    }
+
+    /// The run's inputs for an application.
+    pub fn inputs(case: &Case) -> [(String, Json); 1] {
+        [("app".to_owned(), case.flow_json())]
+    }
+
+    /// As [`Flow::run`], from the inputs' JSON.
+    pub fn run_inputs(&self, inputs: &[(String, Json)]) -> Result<(Option<&'static str>, Option<u32>), String> {
+        let view = self.runtime.evaluate(&self.an, &self.who, inputs, &self.options).map_err(|e| e.to_string())?;
         Ok(match view.status {
             Status::Blocked => (GATES.iter().map(|g| g.0).find(|g| view.summary.contains(&format!("`{g}`"))), None),
             Status::Completed => (None, Some(1)),
             Status::Pending if view.pending.first().is_some_and(|p| p.2 == ["manager"]) => (None, Some(2)),
             Status::Pending => (None, Some(3)),
-            other => return Err(format!("case {}: {}: {}", case.id, other.as_str(), view.summary)),
+            other => return Err(format!("{}: {}", other.as_str(), view.summary)),
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Benchmarks of the runtime on a rules-only flow of ten gates, one approval matrix and one
-//! emit (`rules.flow`): a decision in process without a store; a run stored durably in
+//! emit (`rules.flow`): a decision in process without a store (with each engine); a run stored durably in
 //! SQLite (WAL); and a decision on a pending approval that completes the run.
 //!
 //! `cargo bench -p flow-runtime --bench runtime`; results in `docs/benchmarks.md`.
@@ -50,10 +50,11 @@ fn options() -> StartOptions {
 }
 
 /// One decision in process, nothing stored: inputs read and checked, ten gates, the
-/// matrix, the emit, the events built.
-#[divan::bench(sample_count = 200, sample_size = 200)]
-fn decision_in_process(bencher: divan::Bencher<'_, '_>) {
-    let (runtime, an) = runtime(":memory:");
+/// matrix, the emit, the events built; with each engine.
+#[divan::bench(args = ["interp", "jit"], sample_count = 200, sample_size = 200)]
+fn decision_in_process(bencher: divan::Bencher<'_, '_>, engine: &str) {
+    let (mut runtime, an) = runtime(":memory:");
+    runtime.set_engine(engine.parse().unwrap());
     let inputs = application(7, 750);
     let (who, options) = (clerk(), options());
     bencher.bench_local(|| {

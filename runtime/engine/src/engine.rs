@@ -426,13 +426,18 @@ impl<'a, 'j> Exec<'a, 'j> {
 
     fn emit(&mut self, event: Event<Value>) {
         self.state.apply(self.an, &event);
-        #[cfg(feature = "jit")]
-        if let Some((native, frame)) = &mut self.native
-            && let Some(id) = event.node().and_then(|node| self.an.id(node))
-        {
-            native.sync(frame, id.index(), &self.state.values, &self.state.degraded);
-        }
         self.journal.record(event);
+    }
+
+    /// Lays out node `i`'s value (and degraded flag) for native code, after its step: a step's
+    /// events are about its own node.
+    fn executed(&mut self, i: usize) {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &mut self.native {
+            native.sync(frame, i, &self.state.values, &self.state.degraded);
+        }
+        #[cfg(not(feature = "jit"))]
+        let _ = i;
     }
 
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
@@ -608,6 +613,7 @@ pub fn advance(
             continue;
         }
         step(&mut exec, id, services)?;
+        exec.executed(i);
         if exec.state.failure.is_some() || exec.state.phases[i] == Phase::Blocked {
             break;
         }

@@ -277,7 +277,7 @@ pub(crate) struct Layout {
     /// The places of each node, by node index.
     pub by_node: Vec<Vec<u32>>,
     /// The frame word of `degraded(step)`, by node index.
-    pub degraded: FxHashMap<u32, u32>,
+    pub degraded: Vec<Option<u32>>,
     /// The clock's two words (seconds, nanoseconds) are the frame's first.
     pub words: u32,
 }
@@ -286,7 +286,7 @@ impl Layout {
     const CLOCK: u32 = 0;
 
     fn new(nodes: usize) -> Layout {
-        Layout { by_node: vec![Vec::new(); nodes], words: 2, ..Layout::default() }
+        Layout { by_node: vec![Vec::new(); nodes], degraded: vec![None; nodes], words: 2, ..Layout::default() }
     }
 
     /// The frame offset of a place, laid out on first use.
@@ -303,12 +303,12 @@ impl Layout {
     }
 
     pub fn degraded(&mut self, node: u32) -> u32 {
-        if let Some(word) = self.degraded.get(&node) {
-            return *word;
+        if let Some(word) = self.degraded[node as usize] {
+            return word;
         }
         let word = self.words;
         self.words += 1;
-        self.degraded.insert(node, word);
+        self.degraded[node as usize] = Some(word);
         word
     }
 }
@@ -451,7 +451,7 @@ impl Native {
 
     /// Writes node `node`'s value and degraded flag into the frame.
     pub fn sync(&self, frame: &mut Frame, node: usize, values: &[Option<Value>], degraded: &[bool]) {
-        if let Some(word) = self.layout.degraded.get(&(node as u32)) {
+        if let Some(Some(word)) = self.layout.degraded.get(node) {
             frame.words[*word as usize] = u64::from(degraded.get(node).copied().unwrap_or(false));
         }
         let Some(places) = self.layout.by_node.get(node) else { return };
