@@ -1,6 +1,7 @@
 //! The functions compiled code calls: operations on handles (texts, lists, records), the
 //! interpreter's operations where native code detected an error or does not compute
-//! itself (decimal arithmetic), and errors. Each takes and gives 64-bit words only.
+//! itself (decimal arithmetic), and errors. Each takes and gives 64-bit words: numbers,
+//! handles, and pointers to words.
 //!
 //! Every helper receives a pointer to the [`Call`] of the evaluation it serves; words it
 //! reads by pointer were written by the compiled code for it, with the rep it is told.

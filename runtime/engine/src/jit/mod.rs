@@ -12,10 +12,10 @@
 //! records are *handles*: pointers to [`Value`]s, read and built by helper functions the
 //! compiled code calls ([`helpers`]).
 //!
-//! **Errors.** Native arithmetic detects overflow, division by zero and currency mismatch,
-//! and then calls the interpreter's own function for the operation, which produces the
-//! error — so messages are the interpreter's by construction. Decimal arithmetic is the
-//! interpreter's (`rust_decimal`) through a helper call.
+//! **Errors.** Native arithmetic detects overflow and currency mismatch, and then calls the
+//! interpreter's own function for the operation, which produces the error — so messages are
+//! the interpreter's by construction. Decimal arithmetic (and so division by zero) is the
+//! interpreter's (`rust_decimal`) through a helper call; decimal comparisons are native.
 //!
 //! **Fallback.** A plan the compiler cannot translate, or a host cranelift does not
 //! support, runs on the interpreter, and the run's evidence says so ([`Native::compile`]
