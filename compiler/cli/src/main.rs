@@ -249,6 +249,21 @@ enum Command {
         #[command(flatten)]
         where_: deploy::Where,
     },
+    /// Execute a stored run again from its evidence and check that every step's value and
+    /// the outcome come out the same; exit 1 at the first difference.
+    Replay {
+        run: String,
+        /// Who replays (needs the flow's `replay` grant; default: FLOW_PRINCIPAL).
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// What evaluates expressions in the replay (default: jit where the host supports it).
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// Export a run's evidence bundle, redacted for the viewer's grants.
     Evidence {
         run: String,
@@ -369,6 +384,9 @@ fn main() -> ExitCode {
         }
         Command::Status { run, where_, format } => runs::status(&where_, &run, format),
         Command::Show { run, who, where_ } => runs::show(&where_, &run, who.as_deref()),
+        Command::Replay { run, who, engine, where_, format } => {
+            runs::replay(&where_, &run, who.as_deref(), engine.map(Into::into), format)
+        }
         Command::Evidence { run, output, who, where_ } => {
             runs::evidence(&where_, &run, who.as_deref(), output.as_deref())
         }

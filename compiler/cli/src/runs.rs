@@ -374,6 +374,59 @@ pub fn show(where_: &Where, run: &str, who: Option<&str>) -> anyhow::Result<Exit
     }
 }
 
+pub fn replay(
+    where_: &Where,
+    run: &str,
+    who: Option<&str>,
+    engine: Option<flow_runtime::Engine>,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, who)?;
+    let mut runtime = open(where_)?;
+    if let Some(engine) = engine {
+        runtime.set_engine(engine);
+    }
+    let replay = match runtime.replay(run, &who) {
+        Ok(replay) => replay,
+        Err(error) => return fail(error),
+    };
+    let exact = replay.divergence.is_none();
+    match format {
+        DataFormat::Json => {
+            let changes: Vec<Json> = replay
+                .divergence
+                .iter()
+                .map(|d| json!({"node": d.node, "event": d.index, "before": d.recorded, "after": d.replayed}))
+                .collect();
+            crate::print(&format!(
+                "{}\n",
+                json!({
+                    "run": replay.run, "exact": exact, "events": replay.events,
+                    "status": replay.status.as_str(), "engine": replay.engine, "changes": changes
+                })
+            ));
+        }
+        DataFormat::Human => match &replay.divergence {
+            None => crate::print(&format!(
+                "run {}: replayed exactly: {} events, every step's value and the outcome ({}) as recorded (engine {})\n",
+                replay.run,
+                replay.events,
+                replay.status.as_str(),
+                replay.engine
+            )),
+            Some(d) => crate::print(&format!(
+                "run {}: the replay differs at event {}{}:\n  recorded: {}\n  replayed: {}\n",
+                replay.run,
+                d.index,
+                d.node.as_ref().map(|n| format!(", step `{n}`")).unwrap_or_default(),
+                d.recorded,
+                d.replayed
+            )),
+        },
+    }
+    Ok(if exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 pub fn evidence(where_: &Where, run: &str, who: Option<&str>, output: Option<&str>) -> anyhow::Result<ExitCode> {
     let who = deploy::principal(where_, who)?;
     let runtime = open(where_)?;

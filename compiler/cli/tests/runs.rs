@@ -97,12 +97,20 @@ fn show(dir: &Path, run: &str, who: &str) -> String {
 }
 
 /// Exports the evidence as the auditor and checks it verifies.
+/// The auditor exports the run's evidence, which verifies, and replays the run, which
+/// reproduces every event exactly, with either engine.
 fn evidence_verifies(dir: &Path, run: &str) -> PathBuf {
     let path = dir.join(format!("{run}.evidence.json"));
     let output = flowc(dir, &["evidence", run, "--as", "aud", "-o", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let output = flowc(dir, &["verify", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    for engine in ["jit", "interp"] {
+        let replay = json_of(dir, &["replay", run, "--as", "aud", "--engine", engine], 0);
+        assert_eq!(replay["exact"], true, "{replay}");
+        assert_eq!(replay["changes"], json!([]), "{replay}");
+        assert_eq!(replay["status"], status(dir, run), "{replay}");
+    }
     path
 }
 
@@ -673,6 +681,7 @@ fn a_store_changed_behind_the_runtimes_back_is_refused() {
     drop(db);
     for args in [
         vec!["show", run.as_str(), "--as", "aud"],
+        vec!["replay", run.as_str(), "--as", "aud"],
         vec!["decide", &run, "check", "--as", "max", "--outcome", "approve", "--reason", "ok"],
     ] {
         let output = flowc(&dir, &args);
@@ -715,4 +724,22 @@ fn either_engine_runs_a_flow_and_the_evidence_says_which() {
         assert_eq!(batch["refused"].as_array().map(Vec::len), Some(1), "{batch}");
         assert!(batch["refused"][0].as_str().unwrap().starts_with("line 4: not JSON"), "{batch}");
     }
+}
+
+/// Replay needs the `replay` grant, and a refusal is recorded. (Runs whose stored evidence
+/// was changed are refused: `a_store_changed_behind_the_runtimes_back_is_refused`; a
+/// difference is named: the runtime's own tests.)
+#[test]
+fn replay_needs_its_grant() {
+    let dir = deployment("replay");
+    let view = start(&dir, &request(&dir, "P1", "500.00", "carl"), "carl");
+    let run = view["run"].as_str().unwrap().to_owned();
+    let human = flowc(&dir, &["replay", &run, "--as", "aud"]);
+    assert_eq!(human.status.code(), Some(0), "{}", text(&human));
+    assert!(text(&human).contains("replayed exactly"), "{}", text(&human));
+
+    let refused = flowc(&dir, &["replay", &run, "--as", "carl"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
+    assert!(show(&dir, &run, "aud").contains("refused replay"), "the refusal is recorded");
 }

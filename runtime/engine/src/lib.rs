@@ -23,6 +23,7 @@ pub mod jit;
 pub mod labels;
 mod narrative;
 pub mod provider;
+pub mod replay;
 mod runtime;
 pub mod store;
 #[cfg(test)]

@@ -502,6 +502,11 @@ impl Runtime {
     /// than believed. To `change` it, a run that another live process executes is not
     /// loaded.
     fn load(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded)> {
+        self.load_events(run, change).map(|(an, loaded, _)| (an, loaded))
+    }
+
+    /// As [`Runtime::load`], with the run's events as recorded.
+    pub(crate) fn load_events(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
         if change
             && record.status == Status::Running
@@ -535,14 +540,25 @@ impl Runtime {
             }
             prev = &stored.hash;
         }
+        let mut decoded = Vec::with_capacity(events.len());
         for stored in &events {
             let event = decode_event(&an, stored.body.clone())
                 .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
             loaded.log.observe(&event);
             loaded.state.apply(&an, &event);
+            decoded.push(event);
         }
         loaded.state.status = record.status;
-        Ok((an, loaded))
+        Ok((an, loaded, decoded))
+    }
+
+    /// Executes a stored run again from its evidence against its pinned plan and compares
+    /// every event (`crate::replay`). Needs the `replay` grant; the run's hash chain is
+    /// checked first, and a run whose evidence does not verify is refused.
+    pub fn replay(&self, run: &str, who: &Principal) -> Result<crate::replay::Replay> {
+        let (an, mut loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
+        Ok(crate::replay::replay(&an, &events, self.engine))
     }
 
     fn check_run_grant(
@@ -814,7 +830,7 @@ pub fn decode_event(an: &Analysis, json: Json) -> std::result::Result<Event<Valu
 }
 
 /// A run being worked on: its state, and its log.
-struct Loaded {
+pub(crate) struct Loaded {
     state: State,
     log: Log,
 }

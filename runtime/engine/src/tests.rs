@@ -285,3 +285,56 @@ fn untranslatable_code_is_an_error_not_a_panic() {
     let error = crate::jit::Native::compile(&body, &index).unwrap_err();
     assert!(error.contains("missing"), "{error}");
 }
+
+/// A run replays exactly with either engine; a recorded value that the plan does not give
+/// again (as a forger who rebuilt the hash chain would leave it) is named with both values.
+#[test]
+fn replay_reproduces_a_run_and_names_the_first_difference() {
+    use crate::event::Event;
+    use crate::store::SqliteStore;
+    use crate::{Engine, Principal, Runtime, StartOptions};
+
+    let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
+    let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
+    let an = runtime.install(plan).unwrap();
+    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+    let app = json!({
+        "id": "A1", "applicant": "ana", "amount": "90000.00 USD", "income": "80000.00 USD", "score": 650,
+        "segment": "retail", "existing_debt": "0.00 USD", "age_days": 30, "defaults": 0, "verified": true
+    });
+    let view = runtime.start(&an, &who, &[("app".to_owned(), app)], &StartOptions::default()).unwrap();
+    let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
+    let approve =
+        crate::DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..Default::default() };
+    runtime.decide(&view.run, "sign", &manager, &approve).unwrap();
+    let (an, _, events) = runtime.load_events(&view.run, false).unwrap();
+    for engine in [Engine::Jit, Engine::Interpreter] {
+        runtime.set_engine(engine);
+        let replay = crate::replay::replay(&an, &events, engine);
+        assert_eq!(replay.divergence, None, "{engine:?}");
+        assert_eq!(replay.events, events.len());
+        assert_eq!(replay.status, crate::Status::Completed);
+    }
+    // The `new_customer` gate held (30 days); record that it did not.
+    let mut forged = events.clone();
+    let at = forged
+        .iter()
+        .position(|e| matches!(e, Event::Gate { node, holds: true, .. } if node == "new_customer"))
+        .unwrap();
+    if let Event::Gate { holds, .. } = &mut forged[at] {
+        *holds = false;
+    }
+    let divergence = crate::replay::replay(&an, &forged, Engine::Jit).divergence.unwrap();
+    assert_eq!(divergence.index, at);
+    assert_eq!(divergence.node.as_deref(), Some("new_customer"));
+    assert_eq!(divergence.recorded["holds"], false);
+    assert_eq!(divergence.replayed["holds"], true);
+    // A decision by someone who may not make it is refused again.
+    let mut forged = events.clone();
+    let decided = forged.iter().position(|e| matches!(e, Event::ApprovalDecided { .. })).unwrap();
+    if let Event::ApprovalDecided { decision, .. } = &mut forged[decided] {
+        decision.principal = "ana".to_owned();
+    }
+    let divergence = crate::replay::replay(&an, &forged, Engine::Jit).divergence.unwrap();
+    assert_eq!((divergence.index, divergence.node.as_deref()), (decided, Some("sign")));
+}

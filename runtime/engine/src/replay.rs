@@ -1,0 +1,293 @@
+//! Exact replay: a stored run executed again from its evidence against its pinned plan.
+//!
+//! What came from outside the run is taken from the recording: the inputs, params and clock
+//! (`started`), what each model answered (by the digest of the request the step sends: a
+//! step that sends another request finds no answer), what each action's handler returned
+//! (by idempotency key), and what people decided. Everything else is computed again — every
+//! `let`, gate, matrix row, model request, fallback, action request, output and summary —
+//! and people's decisions go through the same checks again (grants, roles, separation of
+//! duties, quorum). The replayed events must equal the recorded ones; the first that does
+//! not is the divergence. A run cut off while an action's handler ran (a crash) is replayed
+//! as it was resumed: the action starts again, with the same key.
+//!
+//! Not compared: how a provider's call went (its latency, attempts, the provider's
+//! description, the digest of its raw answer), which describe the call rather than the run.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+use crate::analysis::{Analysis, Engine};
+use crate::engine::{self, DecisionInput, Interrupted, Journal, Refusal, Services, State};
+use crate::event::{Decision, Event, Status};
+use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::value::Value;
+
+/// Where a replay first differs from the recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// The position of the recorded event (from 0, the `started` event).
+    pub index: usize,
+    /// The step whose event differs, when it is a step's.
+    pub node: Option<String>,
+    /// The recorded event (`null` when the replay produced more than was recorded).
+    pub recorded: Json,
+    /// The replayed event (`null` when the replay produced nothing in its place).
+    pub replayed: Json,
+}
+
+/// What replaying a run gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replay {
+    pub run: String,
+    /// Recorded events compared (all of them when nothing diverged).
+    pub events: usize,
+    /// The status the replay reached.
+    pub status: Status,
+    pub engine: String,
+    pub divergence: Option<Divergence>,
+}
+
+/// The answers of the outside world, as recorded.
+struct Recorded {
+    /// Model answers by the digest of the request: the output, or the provider's error.
+    models: FxHashMap<String, Result<Json, String>>,
+    /// Models that were called at all (a model without a provider was never called).
+    called: Vec<SmolStr>,
+    /// Handler results by idempotency key: the result, or the handler's error.
+    actions: FxHashMap<String, Result<Json, String>>,
+    /// Results reused from an earlier call with the same key.
+    reused: FxHashMap<String, Json>,
+    systems: Vec<SmolStr>,
+    /// Recorded `action_started` events after which the run was cut off (a crash while the
+    /// handler ran): the next command started the action again, with the same key.
+    cut_off: FxHashSet<usize>,
+}
+
+impl Recorded {
+    fn of(events: &[Event<Value>]) -> Recorded {
+        let mut recorded = Recorded {
+            models: FxHashMap::default(),
+            called: Vec::new(),
+            actions: FxHashMap::default(),
+            reused: FxHashMap::default(),
+            systems: Vec::new(),
+            cut_off: FxHashSet::default(),
+        };
+        for (i, event) in events.iter().enumerate() {
+            match event {
+                Event::ModelCalled { node, model, request_digest, error, .. } => {
+                    let answer = match error {
+                        Some(error) => Err(error.clone()),
+                        None => match events[i + 1..].iter().find(|e| e.node() == Some(node)) {
+                            Some(Event::Inferred { value, degraded: false, .. }) => Ok(value.to_json()),
+                            _ => Err("no answer was recorded".to_owned()),
+                        },
+                    };
+                    // An output that did not fit its type was recorded as an error: the step
+                    // then used its fallback, which is what the replay must do again.
+                    recorded.models.insert(request_digest.clone(), answer);
+                    recorded.called.push(model.clone());
+                }
+                Event::ActionStarted { node, system, action, key, .. } => {
+                    let prefix = format!("`{system}.{action}` failed: ");
+                    let result = match events[i + 1..].iter().find(|e| e.node() == Some(node)) {
+                        Some(Event::ActionStarted { .. }) => {
+                            recorded.cut_off.insert(i);
+                            continue;
+                        }
+                        Some(Event::ActionCompleted { result, .. }) => Ok(result.to_json()),
+                        Some(Event::Failed { error, .. }) => {
+                            Err(error.strip_prefix(&prefix).unwrap_or(error.as_str()).to_owned())
+                        }
+                        _ => Err("no result was recorded".to_owned()),
+                    };
+                    recorded.actions.insert(key.clone(), result);
+                    recorded.systems.push(system.clone());
+                }
+                Event::ActionCompleted { key, result, reused: true, .. } => {
+                    recorded.reused.insert(key.clone(), result.to_json());
+                }
+                _ => {}
+            }
+        }
+        recorded
+    }
+}
+
+impl ModelProvider for Recorded {
+    fn describe(&self) -> String {
+        "the recorded answers".to_owned()
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        let digest = crate::evidence::digest(&request.to_json());
+        match self.models.get(&digest) {
+            Some(Ok(output)) => Ok(ModelReply { output: output.clone(), attempts: 1 }),
+            Some(Err(message)) => Err(ProviderError { message: message.clone(), attempts: 1 }),
+            None => Err(ProviderError {
+                message: "the replay has no recorded answer for this request".to_owned(),
+                attempts: 1,
+            }),
+        }
+    }
+}
+
+impl ActionHandler for Recorded {
+    fn describe(&self) -> String {
+        "the recorded results".to_owned()
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        match self.actions.get(request.idempotency_key) {
+            Some(result) => result.clone(),
+            None => Err("the replay has no recorded result for this key".to_owned()),
+        }
+    }
+}
+
+/// Collects the events the executor produces; acts on nothing. It stops the executor where
+/// the recording was cut off, as the crash did.
+struct Collect<'r> {
+    /// The recorded position of the first event collected.
+    start: usize,
+    events: Vec<Event<Value>>,
+    recorded: &'r Recorded,
+    cut_off: bool,
+}
+
+impl Journal for Collect<'_> {
+    fn record(&mut self, event: Event<Value>) {
+        self.events.push(event);
+    }
+
+    fn flush(&mut self, _state: &State) -> Result<(), String> {
+        let last = self.start + self.events.len();
+        if last > 0 && self.recorded.cut_off.contains(&(last - 1)) {
+            self.cut_off = true;
+            return Err("the recorded run was cut off here".to_owned());
+        }
+        Ok(())
+    }
+
+    fn action_result(&mut self, _system: &str, key: &str) -> Result<Option<Json>, String> {
+        Ok(self.recorded.reused.get(key).cloned())
+    }
+}
+
+/// An event as compared: its encoding, without what describes a provider's call.
+fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
+    let mut json = crate::runtime::encode_event(an, event.clone());
+    if let Some(fields) = json.as_object_mut()
+        && fields.get("event").and_then(Json::as_str) == Some("model_called")
+    {
+        for key in ["latency_us", "attempts", "provider", "response_digest"] {
+            fields.remove(key);
+        }
+    }
+    json
+}
+
+/// A recorded decision made again from what its principal gave, with the same checks.
+fn decide_again(an: &Analysis, state: &State, event: &Event<Value>) -> Option<Result<Vec<Event<Value>>, Refusal>> {
+    let input = |d: &Decision, edits: Vec<(String, String)>| DecisionInput {
+        outcome: d.outcome.clone(),
+        reason: d.reason.clone(),
+        basis: d.basis.clone(),
+        edits,
+    };
+    Some(match event {
+        Event::GateDecided { node, decision } | Event::ApprovalDecided { node, decision } => {
+            engine::decide(an, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
+        }
+        Event::ReviewDecided { node, decision, edits } => {
+            let edits = edits.iter().map(|e| (e.field.clone(), e.after.to_json().to_string())).collect();
+            engine::decide(an, state, node, &decision.principal, &decision.roles, &input(decision, edits))
+        }
+        Event::GateOverridden { node, decision } => engine::override_gate(
+            an,
+            state,
+            node,
+            &decision.principal,
+            &decision.roles,
+            decision.reason.as_deref().unwrap_or_default(),
+            decision.basis.as_deref(),
+        )
+        .map(|event| vec![event]),
+        _ => return None,
+    })
+}
+
+/// Replays a run's recorded `events` (from its `started` event) against its plan `an`.
+pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> Replay {
+    let recorded = Recorded::of(events);
+    let run = match events.first() {
+        Some(Event::Started(started)) => started.run.clone(),
+        _ => String::new(),
+    };
+    let mut state = State::new(an);
+    let diverge = |index: usize, replayed: Option<&Event<Value>>, state: &State| {
+        let recorded_event = events.get(index);
+        Replay {
+            run: run.clone(),
+            events: index,
+            status: state.current_status(),
+            engine: an.engine_label(engine_choice),
+            divergence: Some(Divergence {
+                index,
+                node: recorded_event.or(replayed).and_then(Event::node).map(ToString::to_string),
+                recorded: recorded_event.map_or(Json::Null, |e| comparable(an, e)),
+                replayed: replayed.map_or(Json::Null, |e| comparable(an, e)),
+            }),
+        }
+    };
+    let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
+    let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
+    let services = Services { model: &model, system: &system, engine: engine_choice };
+    let mut i = 0;
+    while i < events.len() {
+        let event = &events[i];
+        // What came from outside: the start, and refusals (which change nothing).
+        if matches!(event, Event::Started(_) | Event::Refused { .. }) {
+            state.apply(an, event);
+            i += 1;
+            continue;
+        }
+        // People's decisions, made again from what they gave.
+        if let Some(again) = decide_again(an, &state, event) {
+            let Ok(produced) = again else { return diverge(i, None, &state) };
+            for event in produced {
+                if events.get(i).map(|e| comparable(an, e)) != Some(comparable(an, &event)) {
+                    return diverge(i, Some(&event), &state);
+                }
+                state.apply(an, &event);
+                i += 1;
+            }
+            continue;
+        }
+        // Everything else the executor computes, until the run settles.
+        // Where the recording was cut off, the run went on with the next command.
+        let mut journal = Collect { start: i, events: Vec::new(), recorded: &recorded, cut_off: false };
+        if let Err(Interrupted(_)) = engine::advance(an, &mut state, &services, &mut journal)
+            && !journal.cut_off
+        {
+            return diverge(i, None, &state);
+        }
+        if journal.events.is_empty() {
+            return diverge(i, None, &state);
+        }
+        for produced in &journal.events {
+            if events.get(i).map(|e| comparable(an, e)) != Some(comparable(an, produced)) {
+                return diverge(i, Some(produced), &state);
+            }
+            i += 1;
+        }
+    }
+    Replay {
+        run,
+        events: events.len(),
+        status: state.current_status(),
+        engine: an.engine_label(engine_choice),
+        divergence: None,
+    }
+}
