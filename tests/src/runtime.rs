@@ -11,7 +11,7 @@ use flow_ir::plan::NodeKind;
 use flow_ir::ty::Ty;
 use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use flow_runtime::store::SqliteStore;
-use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions, Status};
+use flow_runtime::{DecisionInput, Principal, ReplayChanges, Runtime, StartOptions, Status};
 use serde_json::{Value as Json, json};
 
 use crate::examples::example_paths;
@@ -163,15 +163,22 @@ fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
     plans
 }
 
-/// The plan, with `trigger` granted to its owner's role when it grants it to no one (a flow
-/// without that grant cannot be started: access is denied by default).
+/// The plan, with `trigger` and `replay` granted to its owner's role when it grants them to
+/// no one (a flow without the grant cannot be started or replayed: access is denied by
+/// default).
 fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
     use flow_ir::plan::{Grant, GrantKind};
-    if plan.body().grants.iter().any(|g| g.kind == GrantKind::Trigger) {
+    let missing: Vec<GrantKind> = [GrantKind::Trigger, GrantKind::Replay]
+        .into_iter()
+        .filter(|kind| !plan.body().grants.iter().any(|g| g.kind == *kind))
+        .collect();
+    if missing.is_empty() {
         return plan;
     }
     let mut body = plan.body().clone();
-    body.grants.push(Grant { kind: GrantKind::Trigger, target: None, roles: vec![body.flow.owner.clone()] });
+    for kind in missing {
+        body.grants.push(Grant { kind, target: None, roles: vec![body.flow.owner.clone()] });
+    }
     body.grants.sort();
     flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
         .unwrap_or_else(|failed| panic!("{}", failed.1))
@@ -267,6 +274,14 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
             }
             assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
             transcript.push(format!("{seed}: {} {:?} {:?}", view.summary, view.outputs, view.why));
+            // The run replays exactly from its evidence, and a what-if that changes nothing
+            // (the same plan again) reuses every answer and decision and changes nothing.
+            let replay = runtime.replay(&view.run, &who).expect("the run replays");
+            assert_eq!(replay.divergence, None, "{seed}");
+            assert_eq!(replay.status, view.status, "{seed}");
+            let same = ReplayChanges { plan: Some(an.clone()), ..ReplayChanges::default() };
+            let whatif = runtime.what_if(&view.run, &who, &same).expect("the what-if runs");
+            assert!(whatif.exact(), "{seed}: {whatif:?}");
             // Every step's value, as the run's page shows them (without the run's id and times).
             let page = runtime.show(&view.run, Some(&who)).expect("the run shows");
             let ran_on = page.lines().find(|l| l.contains(", engine ")).unwrap_or_default();

@@ -12,6 +12,7 @@ mod diff;
 mod explain;
 mod graph;
 mod output;
+mod replays;
 mod runs;
 mod session;
 mod verify;
@@ -249,10 +250,41 @@ enum Command {
         #[command(flatten)]
         where_: deploy::Where,
     },
-    /// Execute a stored run again from its evidence and check that every step's value and
-    /// the outcome come out the same; exit 1 at the first difference.
+    /// Execute a stored run again from its evidence: exactly (every step's value and the
+    /// outcome must come out as recorded; exit 1 at the first difference), or with other
+    /// params or another plan, to see what would have changed. `--all` replays every stored
+    /// run the principal may replay.
     Replay {
-        run: String,
+        /// The run to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        run: Option<String>,
+        /// Every stored run (of `--flow`, since `--since`) the principal may replay: a
+        /// summary of how many reproduce, how many would end otherwise, and the transitions.
+        #[arg(long)]
+        all: bool,
+        /// With `--all`, only the runs of this flow; with `--plan FILE.flow`, the flow of
+        /// the file to take.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// With `--all`, only the runs started at or after this date or instant
+        /// (`2026-11-01`, `2026-11-01T00:00:00Z`).
+        #[arg(long, value_name = "DATE", requires = "all")]
+        since: Option<String>,
+        /// Replay against another plan of the same flow: a plan file, or a `.flow` file
+        /// compiled now.
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<String>,
+        /// Give a param another value, as JSON (a bare word is text):
+        /// `--set 'auto_limit=5000 USD'`. Repeatable.
+        #[arg(long = "set", value_name = "PARAM=VALUE")]
+        set: Vec<String>,
+        /// Ask the configured model provider where a model's request changed, instead of
+        /// marking the step as needing re-inference.
+        #[arg(long)]
+        live: bool,
+        /// With `--all`, also list every run that does not reproduce, with its changes.
+        #[arg(long)]
+        details: bool,
         /// Who replays (needs the flow's `replay` grant; default: FLOW_PRINCIPAL).
         #[arg(long = "as", value_name = "ID")]
         who: Option<String>,
@@ -384,8 +416,20 @@ fn main() -> ExitCode {
         }
         Command::Status { run, where_, format } => runs::status(&where_, &run, format),
         Command::Show { run, who, where_ } => runs::show(&where_, &run, who.as_deref()),
-        Command::Replay { run, who, engine, where_, format } => {
-            runs::replay(&where_, &run, who.as_deref(), engine.map(Into::into), format)
+        Command::Replay { run, all, flow, since, plan, set, live, details, who, engine, where_, format } => {
+            let options = replays::Options {
+                who: who.as_deref(),
+                engine: engine.map(Into::into),
+                flow: flow.as_deref(),
+                plan: plan.as_deref(),
+                set: &set,
+                live,
+                format,
+            };
+            match run {
+                Some(run) if !all => replays::one(&where_, &run, &options),
+                _ => replays::all(&where_, since.as_deref(), details, &options),
+            }
         }
         Command::Evidence { run, output, who, where_ } => {
             runs::evidence(&where_, &run, who.as_deref(), output.as_deref())

@@ -20,7 +20,7 @@ use crate::session::{Session, read_plan};
 
 /// An error of the runtime as an exit: refusals and bad requests are the input's (1), the
 /// rest the environment's (2).
-fn fail(error: Error) -> anyhow::Result<ExitCode> {
+pub(crate) fn fail(error: Error) -> anyhow::Result<ExitCode> {
     match error {
         Error::Refused { .. } | Error::Invalid(_) => {
             eprintln!("flowc: {error}");
@@ -31,7 +31,7 @@ fn fail(error: Error) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the runtime and resumes runs a crash interrupted.
-fn open(where_: &Where) -> anyhow::Result<Runtime> {
+pub(crate) fn open(where_: &Where) -> anyhow::Result<Runtime> {
     let runtime = deploy::runtime(where_)?;
     match runtime.resume_interrupted() {
         Ok(resumed) => {
@@ -45,7 +45,7 @@ fn open(where_: &Where) -> anyhow::Result<Runtime> {
 }
 
 /// The plan to run: a plan file, or a `.flow` file compiled now.
-fn plan(file: &str, flow: Option<&str>) -> anyhow::Result<Result<VerifiedPlan, ExitCode>> {
+pub(crate) fn plan(file: &str, flow: Option<&str>) -> anyhow::Result<Result<VerifiedPlan, ExitCode>> {
     if !file.ends_with(".flow") {
         return Ok(read_plan(file)?.map_err(|reasons| {
             eprintln!("{reasons}");
@@ -372,59 +372,6 @@ pub fn show(where_: &Where, run: &str, who: Option<&str>) -> anyhow::Result<Exit
         }
         Err(error) => fail(error),
     }
-}
-
-pub fn replay(
-    where_: &Where,
-    run: &str,
-    who: Option<&str>,
-    engine: Option<flow_runtime::Engine>,
-    format: DataFormat,
-) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, who)?;
-    let mut runtime = open(where_)?;
-    if let Some(engine) = engine {
-        runtime.set_engine(engine);
-    }
-    let replay = match runtime.replay(run, &who) {
-        Ok(replay) => replay,
-        Err(error) => return fail(error),
-    };
-    let exact = replay.divergence.is_none();
-    match format {
-        DataFormat::Json => {
-            let changes: Vec<Json> = replay
-                .divergence
-                .iter()
-                .map(|d| json!({"node": d.node, "event": d.index, "before": d.recorded, "after": d.replayed}))
-                .collect();
-            crate::print(&format!(
-                "{}\n",
-                json!({
-                    "run": replay.run, "exact": exact, "events": replay.events,
-                    "status": replay.status.as_str(), "engine": replay.engine, "changes": changes
-                })
-            ));
-        }
-        DataFormat::Human => match &replay.divergence {
-            None => crate::print(&format!(
-                "run {}: replayed exactly: {} events, every step's value and the outcome ({}) as recorded (engine {})\n",
-                replay.run,
-                replay.events,
-                replay.status.as_str(),
-                replay.engine
-            )),
-            Some(d) => crate::print(&format!(
-                "run {}: the replay differs at event {}{}:\n  recorded: {}\n  replayed: {}\n",
-                replay.run,
-                d.index,
-                d.node.as_ref().map(|n| format!(", step `{n}`")).unwrap_or_default(),
-                d.recorded,
-                d.replayed
-            )),
-        },
-    }
-    Ok(if exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub fn evidence(where_: &Where, run: &str, who: Option<&str>, output: Option<&str>) -> anyhow::Result<ExitCode> {

@@ -743,3 +743,124 @@ fn replay_needs_its_grant() {
     assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
     assert!(show(&dir, &run, "aud").contains("refused replay"), "the refusal is recorded");
 }
+
+/// The change of a step in a replay's JSON, by name.
+fn change<'j>(replay: &'j Json, node: &str) -> Option<&'j Json> {
+    replay["changes"].as_array().unwrap().iter().find(|c| c["node"] == node)
+}
+
+/// A lower threshold, replayed over stored runs: each run's steps and outcome change as the
+/// flow says they must, the summary of all runs agrees with a recount from the requests,
+/// reviews and approvals are reused where their step opened on the same values, and no
+/// action runs.
+#[test]
+fn what_if_a_threshold_changed_step_by_step_and_over_every_run() {
+    let dir = deployment("whatif");
+    let amounts = ["100.00", "300.00", "500.00", "800.00", "900.00", "2000.00", "4000.00", "6000.00", "12000.00"];
+    let mut runs = Vec::new();
+    for (i, amount) in amounts.iter().enumerate() {
+        let view = start(&dir, &request(&dir, &format!("T{i}"), amount, "carl"), "carl");
+        runs.push((amount.parse::<f64>().unwrap(), view["run"].as_str().unwrap().to_owned()));
+    }
+    // The 2000 USD run: the review and both approvals of its row (2 of manager).
+    let reviewed = runs[5].1.clone();
+    decide(&dir, &reviewed, "check", "max", ["approve", "ok"], &[], 0);
+    decide(&dir, &reviewed, "sign", "max", ["approve", "ok"], &[], 0);
+    decide(&dir, &reviewed, "sign", "mia", ["approve", "ok"], &[], 0);
+    assert_eq!(status(&dir, &reviewed), "completed");
+    let effects = lines(&dir, "effects.log");
+
+    // One run: 800 USD was booked without anyone; under 400 USD it needs a manager.
+    let run = &runs[3].1;
+    let whatif = json_of(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"], 0);
+    assert_eq!((whatif["before"].as_str(), whatif["after"].as_str()), (Some("completed"), Some("pending")), "{whatif}");
+    assert_eq!(whatif["exact"], false);
+    assert_eq!(change(&whatif, "limit").unwrap()["after"], "400 USD", "{whatif}");
+    assert_eq!(change(&whatif, "big").unwrap()["after"], true, "{whatif}");
+    assert_eq!(change(&whatif, "notable").unwrap()["after"], "holds", "{whatif}");
+    assert_eq!(change(&whatif, "sign").unwrap()["after"], "row 2 (1 of manager): waiting", "{whatif}");
+    assert_eq!(change(&whatif, "booking").unwrap()["before"], "would run `ledger.book`", "{whatif}");
+    assert_eq!(change(&whatif, "booking").unwrap()["after"], Json::Null, "{whatif}");
+    assert!(change(&whatif, "score").is_none(), "the model's answer is reused: {whatif}");
+    // The note is labelled pii; the auditor may view it, a manager may not replay at all.
+    assert_eq!(change(&whatif, "decision").unwrap()["before"]["note"]["$labels"], json!(["pii"]), "{whatif}");
+    let human = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"]);
+    assert!(text(&human).contains("outcome: completed → pending"), "{}", text(&human));
+    assert!(text(&human).contains("would run `ledger.book` → not reached"), "{}", text(&human));
+
+    // Reused decisions: under 3000 USD the reviewed run's review and approvals opened on the
+    // same values, so they count again and the run completes as it did.
+    let kept = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=3000 USD"], 0);
+    assert_eq!((kept["before"].as_str(), kept["after"].as_str()), (Some("completed"), Some("completed")), "{kept}");
+    let nodes: Vec<&str> = kept["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["limit"], "{kept}");
+    // Under 1000 USD, `big` holds for it: the approval opened on other values, and needs a
+    // new decision; the review did not, and is reused.
+    let redo = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=1000 USD"], 0);
+    assert_eq!(redo["after"], "pending", "{redo}");
+    assert_eq!(change(&redo, "sign").unwrap()["after"], "row 3 (2 of manager): needs a new decision", "{redo}");
+    assert!(change(&redo, "check").is_none(), "{redo}");
+
+    // Every run: the summary agrees with a recount from the requests.
+    let all = json_of(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD", "--details"], 0);
+    let mut expected = std::collections::BTreeMap::<(String, String), u64>::new();
+    for (amount, run) in &runs {
+        let before = status(&dir, run);
+        let after = if *amount < 1000.0 && *amount > 400.0 { "pending".to_owned() } else { before.clone() };
+        // The completed 2000 USD run needs a new approval: `big` holds for it now.
+        let after = if run == &reviewed { "pending".to_owned() } else { after };
+        if before != after {
+            *expected.entry((before, after)).or_default() += 1;
+        }
+    }
+    let transitions: std::collections::BTreeMap<(String, String), u64> = all["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| ((t["from"].as_str().unwrap().into(), t["to"].as_str().unwrap().into()), t["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(transitions, expected, "{all}");
+    assert_eq!(all["runs"], runs.len(), "{all}");
+    assert_eq!(all["changed"], expected.values().sum::<u64>(), "{all}");
+    assert_eq!(all["exact"], 0, "the param changed in every run: {all}");
+    assert_eq!(all["details"].as_array().map(Vec::len), Some(runs.len()), "{all}");
+    let human = flowc(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD"]);
+    assert!(text(&human).contains("completed → pending: 4"), "{}", text(&human));
+
+    // The same change as a new plan gives the same summary.
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
+    let by_plan = json_of(&dir, &["replay", "--all", "--as", "aud", "--plan", "loan_400.flow"], 0);
+    assert_eq!(by_plan["transitions"], all["transitions"], "{by_plan}");
+
+    // A new model version: its answers are not the recorded ones. Without `--live` the step
+    // needs re-inference and what follows is undetermined; with it, the model is asked.
+    std::fs::write(
+        dir.join("loan_v2.flow"),
+        source.replace("version \"1.0.0\"\n  digest", "version \"2.0.0\"\n  digest"),
+    )
+    .unwrap();
+    let v2 = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow"], 0);
+    assert_eq!(v2["after"], "undetermined", "{v2}");
+    assert_eq!(change(&v2, "score").unwrap()["after"], "needs re-inference", "{v2}");
+    let live = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow", "--live"], 0);
+    assert_eq!(live["after"], "completed", "{live}");
+    assert!(change(&live, "score").is_none(), "{live}");
+
+    // Exactly, every run reproduces; no replay ran an action.
+    let exact = json_of(&dir, &["replay", "--all", "--as", "aud"], 0);
+    assert_eq!((exact["runs"].as_u64(), exact["exact"].as_u64()), (Some(9), Some(9)), "{exact}");
+    assert_eq!(lines(&dir, "effects.log"), effects, "a replay ran an action");
+
+    // Bad requests: an unknown param, a value that does not fit, another flow's plan, and a
+    // principal who may replay nothing.
+    let unknown = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limt=400 USD"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("the flow has no param `limt`"), "{}", text(&unknown));
+    let wrong = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 EUR"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("--set limit"), "{}", text(&wrong));
+    let refused = flowc(&dir, &["replay", "--all", "--as", "max"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
+}

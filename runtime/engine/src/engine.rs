@@ -333,6 +333,25 @@ pub struct Services<'a> {
     pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
     /// What evaluates expressions.
     pub engine: crate::analysis::Engine,
+    /// Steps the caller keeps from executing now: they stay not run, and so does what
+    /// depends on them (a what-if replay holds a model whose request changed, and an action
+    /// that would run other than it did). `None` holds nothing.
+    pub hold: Option<&'a Hold<'a>>,
+}
+
+/// Whether to hold a step: asked with the step's name and what it is about to ask.
+pub type Hold<'a> = dyn Fn(&SmolStr, Held<'_>) -> bool + 'a;
+
+/// A step that is about to call outside, as [`Services::hold`] is asked about it.
+pub enum Held<'r> {
+    Model(&'r ModelRequest<'r>),
+    Action(&'r ActionRequest<'r>),
+}
+
+impl Services<'_> {
+    fn holds(&self, node: &SmolStr, step: Held<'_>) -> bool {
+        self.hold.is_some_and(|hold| hold(node, step))
+    }
 }
 
 /// Why advancing stopped without a settled run: the store failed.
@@ -377,6 +396,9 @@ fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Service
         let Some(provider) = (services.model)(model) else { continue };
         let request =
             ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+        if services.holds(&node.name, Held::Model(&request)) {
+            continue;
+        }
         calls.push((node.name.clone(), provider, request));
     }
     if calls.len() < 2 {
@@ -510,7 +532,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     }
 }
 
-fn args_json(args: &[Named<Value>]) -> Json {
+pub(crate) fn args_json(args: &[Named<Value>]) -> Json {
     Json::Object(args.iter().map(|a| (a.name.to_string(), a.value.to_json())).collect())
 }
 
@@ -839,6 +861,9 @@ fn infer(
         Some(provider) => {
             let request =
                 ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+            if services.holds(name, Held::Model(&request)) {
+                return;
+            }
             let request_digest = crate::evidence::digest(&request.to_json());
             let (reply, latency_us) = match exec.prefetched.remove(name) {
                 Some(answer) => answer,
@@ -953,8 +978,12 @@ fn act(
         exec.fail(name, format!("no handler is configured for system `{system}`; configure `[systems.{system}]`"));
         return Ok(());
     };
-    let attempt = exec.state.action_attempts[id.index()] + 1;
     let request_args = args_json(&args);
+    let request = ActionRequest { system, action, args: request_args, idempotency_key: &key };
+    if services.holds(name, Held::Action(&request)) {
+        return Ok(());
+    }
+    let attempt = exec.state.action_attempts[id.index()] + 1;
     exec.emit(Event::ActionStarted {
         node: name.clone(),
         system: system.clone(),
@@ -964,7 +993,6 @@ fn act(
         attempt,
     });
     exec.journal.flush(exec.state).map_err(Interrupted)?;
-    let request = ActionRequest { system, action, args: request_args, idempotency_key: &key };
     match handler.call(&request) {
         Ok(json) => match decode(&json) {
             Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),

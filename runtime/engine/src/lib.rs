@@ -29,8 +29,12 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod value;
+pub mod whatif;
 
 pub use analysis::Engine;
 pub use engine::DecisionInput;
 pub use event::Status;
-pub use runtime::{Error, Principal, RunView, Runtime, StartOptions, decode_event, encode_event, now};
+pub use runtime::{
+    Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, StartOptions, decode_event,
+    encode_event, now,
+};

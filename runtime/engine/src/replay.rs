@@ -49,23 +49,23 @@ pub struct Replay {
 }
 
 /// The answers of the outside world, as recorded.
-struct Recorded {
+pub(crate) struct Recorded {
     /// Model answers by the digest of the request: the output, or the provider's error.
-    models: FxHashMap<String, Result<Json, String>>,
+    pub(crate) models: FxHashMap<String, Result<Json, String>>,
     /// Models that were called at all (a model without a provider was never called).
-    called: Vec<SmolStr>,
+    pub(crate) called: Vec<SmolStr>,
     /// Handler results by idempotency key: the result, or the handler's error.
-    actions: FxHashMap<String, Result<Json, String>>,
+    pub(crate) actions: FxHashMap<String, Result<Json, String>>,
     /// Results reused from an earlier call with the same key.
     reused: FxHashMap<String, Json>,
-    systems: Vec<SmolStr>,
+    pub(crate) systems: Vec<SmolStr>,
     /// Recorded `action_started` events after which the run was cut off (a crash while the
     /// handler ran): the next command started the action again, with the same key.
     cut_off: FxHashSet<usize>,
 }
 
 impl Recorded {
-    fn of(events: &[Event<Value>]) -> Recorded {
+    pub(crate) fn of(events: &[Event<Value>]) -> Recorded {
         let mut recorded = Recorded {
             models: FxHashMap::default(),
             called: Vec::new(),
@@ -148,12 +148,13 @@ impl ActionHandler for Recorded {
 
 /// Collects the events the executor produces; acts on nothing. It stops the executor where
 /// the recording was cut off, as the crash did.
-struct Collect<'r> {
-    /// The recorded position of the first event collected.
-    start: usize,
-    events: Vec<Event<Value>>,
-    recorded: &'r Recorded,
-    cut_off: bool,
+pub(crate) struct Collect<'r> {
+    /// The recorded position of the first event collected, when the events are compared
+    /// with the recording one for one.
+    pub(crate) start: Option<usize>,
+    pub(crate) events: Vec<Event<Value>>,
+    pub(crate) recorded: &'r Recorded,
+    pub(crate) cut_off: bool,
 }
 
 impl Journal for Collect<'_> {
@@ -162,7 +163,8 @@ impl Journal for Collect<'_> {
     }
 
     fn flush(&mut self, _state: &State) -> Result<(), String> {
-        let last = self.start + self.events.len();
+        let Some(start) = self.start else { return Ok(()) };
+        let last = start + self.events.len();
         if last > 0 && self.recorded.cut_off.contains(&(last - 1)) {
             self.cut_off = true;
             return Err("the recorded run was cut off here".to_owned());
@@ -176,7 +178,7 @@ impl Journal for Collect<'_> {
 }
 
 /// An event as compared: its encoding, without what describes a provider's call.
-fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
+pub(crate) fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
     let mut json = crate::runtime::encode_event(an, event.clone());
     if let Some(fields) = json.as_object_mut()
         && fields.get("event").and_then(Json::as_str) == Some("model_called")
@@ -189,7 +191,11 @@ fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
 }
 
 /// A recorded decision made again from what its principal gave, with the same checks.
-fn decide_again(an: &Analysis, state: &State, event: &Event<Value>) -> Option<Result<Vec<Event<Value>>, Refusal>> {
+pub(crate) fn decide_again(
+    an: &Analysis,
+    state: &State,
+    event: &Event<Value>,
+) -> Option<Result<Vec<Event<Value>>, Refusal>> {
     let input = |d: &Decision, edits: Vec<(String, String)>| DecisionInput {
         outcome: d.outcome.clone(),
         reason: d.reason.clone(),
@@ -243,7 +249,7 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
-    let services = Services { model: &model, system: &system, engine: engine_choice };
+    let services = Services { model: &model, system: &system, engine: engine_choice, hold: None };
     let mut i = 0;
     while i < events.len() {
         let event = &events[i];
@@ -267,7 +273,7 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
         }
         // Everything else the executor computes, until the run settles.
         // Where the recording was cut off, the run went on with the next command.
-        let mut journal = Collect { start: i, events: Vec::new(), recorded: &recorded, cut_off: false };
+        let mut journal = Collect { start: Some(i), events: Vec::new(), recorded: &recorded, cut_off: false };
         if let Err(Interrupted(_)) = engine::advance(an, &mut state, &services, &mut journal)
             && !journal.cut_off
         {

@@ -21,6 +21,7 @@ use crate::labels;
 use crate::provider::{ActionHandler, ModelProvider};
 use crate::store::{ActionResult, RunRecord, Store, StoredEvent, Waiting};
 use crate::value::{self, DecodeError, Value};
+use crate::whatif::{Change, WhatIf};
 
 /// Someone acting on runs: an id and the roles the deployment gives it. Embedders pass a
 /// principal they authenticated; the CLI reads them from a principals file.
@@ -86,6 +87,109 @@ pub struct StartOptions {
     pub clock: Option<Timestamp>,
     /// Params set to other values than their defaults (JSON).
     pub params: Vec<(String, Json)>,
+}
+
+/// What a replay changes: nothing (an exact replay), params, the plan.
+#[derive(Clone, Default)]
+pub struct ReplayChanges {
+    /// Another plan of the same flow.
+    pub plan: Option<Arc<Analysis>>,
+    /// Params set to other values (JSON; for another plan, the others keep its defaults).
+    pub params: Vec<(String, Json)>,
+    /// Asks the configured provider where a model's request changed, instead of holding
+    /// the step as needing re-inference.
+    pub live: bool,
+}
+
+impl ReplayChanges {
+    pub fn is_none(&self) -> bool {
+        self.plan.is_none() && self.params.is_empty()
+    }
+}
+
+/// Which stored runs a bulk replay takes.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    /// Runs started at or after this time (RFC 3339, or a date `2026-11-01`).
+    pub since: Option<String>,
+}
+
+/// One run in a bulk replay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunReplay {
+    pub run: String,
+    /// The outcome recorded and the outcome replayed.
+    pub before: String,
+    pub after: String,
+    /// Every step and the outcome as recorded.
+    pub exact: bool,
+    pub changes: Vec<Change>,
+    /// Why the run could not be replayed.
+    pub error: Option<String>,
+}
+
+impl RunReplay {
+    fn exact(replay: crate::replay::Replay, recorded: Status) -> RunReplay {
+        RunReplay {
+            exact: replay.divergence.is_none(),
+            changes: replay
+                .divergence
+                .map(|d| Change { node: d.node.unwrap_or_default(), before: d.recorded, after: d.replayed })
+                .into_iter()
+                .collect(),
+            run: replay.run,
+            before: recorded.as_str().to_owned(),
+            after: replay.status.as_str().to_owned(),
+            error: None,
+        }
+    }
+
+    fn what_if(whatif: WhatIf) -> RunReplay {
+        RunReplay {
+            exact: whatif.exact(),
+            run: whatif.run,
+            before: whatif.before,
+            after: whatif.after,
+            changes: whatif.changes,
+            error: None,
+        }
+    }
+}
+
+/// What a bulk replay found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplaySummary {
+    /// Runs replayed (not counting those that could not be).
+    pub runs: usize,
+    /// Runs whose every step and outcome came out as recorded.
+    pub exact: usize,
+    /// Runs that would end with another outcome.
+    pub changed: usize,
+    /// How many runs went from one outcome to another, by (from, to).
+    pub transitions: BTreeMap<(String, String), usize>,
+    /// Runs selected that `who` may not replay (skipped).
+    pub not_allowed: usize,
+    /// Runs that could not be replayed, with why.
+    pub errors: Vec<(String, String)>,
+    /// Every run replayed, in the store's order.
+    pub details: Vec<RunReplay>,
+}
+
+impl ReplaySummary {
+    fn add(&mut self, run: RunReplay) {
+        if let Some(error) = &run.error {
+            self.errors.push((run.run.clone(), error.clone()));
+        } else {
+            self.runs += 1;
+            self.exact += usize::from(run.exact);
+            if run.before != run.after {
+                self.changed += 1;
+                *self.transitions.entry((run.before.clone(), run.after.clone())).or_default() += 1;
+            }
+        }
+        self.details.push(run);
+    }
 }
 
 /// The runtime.
@@ -488,7 +592,7 @@ impl Runtime {
     fn advance(&self, an: &Analysis, loaded: &mut Loaded) -> Result<()> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
-        let services = Services { model: &model, system: &system, engine: self.engine };
+        let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
         let Loaded { state, log } = loaded;
         let mut journal = RunJournal { runtime: self, an, log };
         match engine::advance(an, state, &services, &mut journal) {
@@ -508,6 +612,11 @@ impl Runtime {
     /// As [`Runtime::load`], with the run's events as recorded.
     pub(crate) fn load_events(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
+        self.load_record(record, change)
+    }
+
+    fn load_record(&self, record: RunRecord, change: bool) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
+        let run = record.id.as_str();
         if change
             && record.status == Status::Running
             && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
@@ -558,7 +667,123 @@ impl Runtime {
     pub fn replay(&self, run: &str, who: &Principal) -> Result<crate::replay::Replay> {
         let (an, mut loaded, events) = self.load_events(run, false)?;
         self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
-        Ok(crate::replay::replay(&an, &events, self.engine))
+        let mut replay = crate::replay::replay(&an, &events, self.engine);
+        if let Some(divergence) = &mut replay.divergence {
+            let views = an.views(&who.roles);
+            labels::redact(&mut divergence.recorded, &views);
+            labels::redact(&mut divergence.replayed, &views);
+        }
+        Ok(replay)
+    }
+
+    /// Replays a stored run with `changes` (`crate::whatif`): what would have changed, step
+    /// by step, redacted for `who`. Needs the `replay` grant and a run whose chain verifies.
+    pub fn what_if(&self, run: &str, who: &Principal, changes: &ReplayChanges) -> Result<WhatIf> {
+        let (an, mut loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
+        self.what_if_events(&an, &events, who, changes)
+    }
+
+    fn what_if_events(
+        &self,
+        an: &Analysis,
+        events: &[Event<Value>],
+        who: &Principal,
+        changes: &ReplayChanges,
+    ) -> Result<WhatIf> {
+        let new = changes.plan.as_deref().unwrap_or(an);
+        if new.body().flow.name != an.body().flow.name {
+            return Err(Error::Invalid(format!(
+                "the plan replayed is of flow `{}`; the run is of flow `{}`",
+                new.body().flow.name,
+                an.body().flow.name
+            )));
+        }
+        let live = |m: &flow_ir::plan::Model| self.model_provider(m);
+        let whatif_changes = crate::whatif::Changes {
+            plan: changes.plan.as_deref(),
+            params: &changes.params,
+            live: if changes.live { Some(&live) } else { None },
+        };
+        let mut whatif = crate::whatif::what_if(an, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
+        let (old_views, new_views) = (an.views(&who.roles), new.views(&who.roles));
+        for change in &mut whatif.changes {
+            labels::redact(&mut change.before, &old_views);
+            labels::redact(&mut change.after, &new_views);
+        }
+        Ok(whatif)
+    }
+
+    /// Replays every stored run that `who` may replay (of `flow`, started `since`): exactly,
+    /// or with `changes`; runs on every core. A run that cannot be replayed (its evidence
+    /// does not verify) is reported with why, and the others go on.
+    pub fn replay_all(&self, who: &Principal, filter: &RunFilter, changes: &ReplayChanges) -> Result<ReplaySummary> {
+        let flow = match (&changes.plan, &filter.flow) {
+            (Some(plan), Some(flow)) if plan.body().flow.name != flow.as_str() => {
+                return Err(Error::Invalid(format!(
+                    "the plan replayed is of flow `{}`, not `{flow}`",
+                    plan.body().flow.name
+                )));
+            }
+            (Some(plan), _) => Some(plan.body().flow.name.to_string()),
+            (None, flow) => flow.clone(),
+        };
+        let records: Vec<RunRecord> = self
+            .store
+            .runs(None)?
+            .into_iter()
+            .filter(|r| flow.as_ref().is_none_or(|f| &r.flow == f))
+            .filter(|r| filter.since.as_ref().is_none_or(|since| r.created.as_str() >= since.as_str()))
+            .collect();
+        let mut summary = ReplaySummary::default();
+        let mut allowed = Vec::with_capacity(records.len());
+        for record in records {
+            let an = self.plan(&record.plan)?;
+            if an.granted(&who.roles, GrantKind::Replay, None) {
+                allowed.push(record);
+            } else {
+                summary.not_allowed += 1;
+            }
+        }
+        if allowed.is_empty() && summary.not_allowed > 0 {
+            return Err(Error::Refused {
+                grant: "replay".to_owned(),
+                message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
+            });
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(allowed.len().max(1));
+        let chunk = allowed.len().div_ceil(workers).max(1);
+        let results: Vec<Vec<RunReplay>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = allowed
+                .chunks(chunk)
+                .map(|records| {
+                    scope.spawn(move || records.iter().map(|r| self.replay_record(r, who, changes)).collect())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for run in results.into_iter().flatten() {
+            summary.add(run);
+        }
+        Ok(summary)
+    }
+
+    fn replay_record(&self, record: &RunRecord, who: &Principal, changes: &ReplayChanges) -> RunReplay {
+        let replayed = self.load_record(record.clone(), false).and_then(|(an, _, events)| {
+            if changes.is_none() {
+                Ok(RunReplay::exact(crate::replay::replay(&an, &events, self.engine), record.status))
+            } else {
+                self.what_if_events(&an, &events, who, changes).map(RunReplay::what_if)
+            }
+        });
+        replayed.unwrap_or_else(|error| RunReplay {
+            run: record.id.clone(),
+            before: record.status.as_str().to_owned(),
+            after: String::new(),
+            exact: false,
+            changes: Vec::new(),
+            error: Some(error.to_string()),
+        })
     }
 
     fn check_run_grant(

@@ -1,0 +1,240 @@
+//! `flowc replay`: one stored run or all of them, exactly or with other params or another
+//! plan.
+//!
+//! Exit codes: `0` the replay ran (and, without changes, reproduced every run), `1` a run
+//! replayed without changes came out otherwise, or a refusal or bad request, `2` the store
+//! cannot be used or some run's evidence could not be replayed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use flow_runtime::analysis::Analysis;
+use flow_runtime::whatif::Change;
+use flow_runtime::{Engine, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime};
+use serde_json::{Value as Json, json};
+
+use crate::DataFormat;
+use crate::deploy::{self, Where};
+use crate::runs::{fail, open, plan};
+
+pub struct Options<'a> {
+    pub who: Option<&'a str>,
+    pub engine: Option<Engine>,
+    pub flow: Option<&'a str>,
+    pub plan: Option<&'a str>,
+    pub set: &'a [String],
+    pub live: bool,
+    pub format: DataFormat,
+}
+
+/// The runtime to replay with, and the changes asked for (`Err`: the exit, a plan that did
+/// not compile having been reported).
+fn prepare(where_: &Where, options: &Options<'_>) -> anyhow::Result<Result<(Runtime, ReplayChanges), ExitCode>> {
+    let mut changes = ReplayChanges { live: options.live, ..ReplayChanges::default() };
+    for set in options.set {
+        let Some((name, value)) = set.split_once('=') else { bail!("`--set {set}` is not PARAM=VALUE") };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_owned()));
+        changes.params.push((name.trim().to_owned(), value));
+    }
+    if let Some(file) = options.plan {
+        match plan(file, options.flow)? {
+            Ok(plan) => changes.plan = Some(Arc::new(Analysis::new(plan))),
+            Err(code) => return Ok(Err(code)),
+        }
+    }
+    let mut runtime = open(where_)?;
+    if let Some(engine) = options.engine {
+        runtime.set_engine(engine);
+    }
+    Ok(Ok((runtime, changes)))
+}
+
+fn changes_json(changes: &[Change]) -> Vec<Json> {
+    changes.iter().map(|c| json!({"node": c.node, "before": c.before, "after": c.after})).collect()
+}
+
+/// A step's result as a person reads it.
+fn shown(json: &Json, absent: &str) -> String {
+    match json {
+        Json::Null => absent.to_owned(),
+        json => flow_runtime::labels::display(json),
+    }
+}
+
+fn print_changes(changes: &[Change]) {
+    let width = changes.iter().map(|c| c.node.len()).max().unwrap_or(0).max(4);
+    let mut text = format!("  {:width$}  before → after\n", "step");
+    for change in changes {
+        text.push_str(&format!(
+            "  {:width$}  {} → {}\n",
+            change.node,
+            shown(&change.before, "did not run"),
+            shown(&change.after, "not reached")
+        ));
+    }
+    crate::print(&text);
+}
+
+/// `flowc replay RUN [--plan PLAN] [--set PARAM=VALUE…]`.
+pub fn one(where_: &Where, run: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, options.who)?;
+    let (runtime, changes) = match prepare(where_, options)? {
+        Ok(prepared) => prepared,
+        Err(code) => return Ok(code),
+    };
+    if changes.is_none() {
+        return exact(&runtime, run, &who, options.format);
+    }
+    let whatif = match runtime.what_if(run, &who, &changes) {
+        Ok(whatif) => whatif,
+        Err(error) => return fail(error),
+    };
+    match options.format {
+        DataFormat::Json => crate::print(&format!(
+            "{}\n",
+            json!({
+                "run": whatif.run, "exact": whatif.exact(), "before": whatif.before, "after": whatif.after,
+                "outcome_changed": whatif.before != whatif.after, "changes": changes_json(&whatif.changes),
+            })
+        )),
+        DataFormat::Human => {
+            let outcome = if whatif.before == whatif.after {
+                format!("outcome unchanged: {}", whatif.before)
+            } else {
+                format!("outcome: {} → {}", whatif.before, whatif.after)
+            };
+            crate::print(&format!("run {}: {outcome}; {} steps change\n", whatif.run, whatif.changes.len()));
+            if !whatif.changes.is_empty() {
+                print_changes(&whatif.changes);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exact(runtime: &Runtime, run: &str, who: &flow_runtime::Principal, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let replay = match runtime.replay(run, who) {
+        Ok(replay) => replay,
+        Err(error) => return fail(error),
+    };
+    let exact = replay.divergence.is_none();
+    match format {
+        DataFormat::Json => {
+            let changes: Vec<Json> = replay
+                .divergence
+                .iter()
+                .map(|d| json!({"node": d.node, "event": d.index, "before": d.recorded, "after": d.replayed}))
+                .collect();
+            crate::print(&format!(
+                "{}\n",
+                json!({
+                    "run": replay.run, "exact": exact, "events": replay.events,
+                    "status": replay.status.as_str(), "engine": replay.engine, "changes": changes
+                })
+            ));
+        }
+        DataFormat::Human => match &replay.divergence {
+            None => crate::print(&format!(
+                "run {}: replayed exactly: {} events, every step's value and the outcome ({}) as recorded (engine {})\n",
+                replay.run,
+                replay.events,
+                replay.status.as_str(),
+                replay.engine
+            )),
+            Some(d) => crate::print(&format!(
+                "run {}: the replay differs at event {}{}:\n  recorded: {}\n  replayed: {}\n",
+                replay.run,
+                d.index,
+                d.node.as_ref().map(|n| format!(", step `{n}`")).unwrap_or_default(),
+                d.recorded,
+                d.replayed
+            )),
+        },
+    }
+    Ok(if exact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `--since`: a date, or an instant written as the store writes them.
+fn since(text: &str) -> anyhow::Result<String> {
+    let date = text.len() == 10 && flow_ir::time::parse_timestamp(&format!("{text}T00:00:00Z")).is_some();
+    if date {
+        return Ok(text.to_owned());
+    }
+    match flow_ir::time::parse_timestamp(text) {
+        Some((seconds, nanos)) => Ok(flow_ir::expr::Timestamp { seconds, nanos }.to_string()),
+        None => bail!("`--since {text}` is neither a date (2026-11-01) nor an RFC 3339 instant"),
+    }
+}
+
+fn run_json(run: &RunReplay) -> Json {
+    json!({
+        "run": run.run, "exact": run.exact, "before": run.before, "after": run.after,
+        "changes": changes_json(&run.changes), "error": run.error,
+    })
+}
+
+/// `flowc replay --all [--flow NAME] [--since DATE] [--plan PLAN] [--set PARAM=VALUE…]`.
+pub fn all(where_: &Where, since_text: Option<&str>, details: bool, options: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, options.who)?;
+    let filter = RunFilter { flow: options.flow.map(str::to_owned), since: since_text.map(since).transpose()? };
+    let (runtime, changes) = match prepare(where_, options)? {
+        Ok(prepared) => prepared,
+        Err(code) => return Ok(code),
+    };
+    let summary = match runtime.replay_all(&who, &filter, &changes) {
+        Ok(summary) => summary,
+        Err(error) => return fail(error),
+    };
+    match options.format {
+        DataFormat::Json => {
+            let transitions: Vec<Json> = summary
+                .transitions
+                .iter()
+                .map(|((from, to), count)| json!({"from": from, "to": to, "count": count}))
+                .collect();
+            let errors: Vec<Json> =
+                summary.errors.iter().map(|(run, error)| json!({"run": run, "error": error})).collect();
+            let mut out = json!({
+                "runs": summary.runs, "exact": summary.exact, "changed": summary.changed,
+                "transitions": transitions, "not_allowed": summary.not_allowed, "errors": errors,
+            });
+            if details {
+                out["details"] = summary.details.iter().filter(|r| !r.exact).map(run_json).collect();
+            }
+            crate::print(&format!("{out}\n"));
+        }
+        DataFormat::Human => print_summary(&summary, details, &changes),
+    }
+    Ok(if !summary.errors.is_empty() {
+        ExitCode::from(2)
+    } else if changes.is_none() && summary.exact < summary.runs {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_summary(summary: &ReplaySummary, details: bool, changes: &ReplayChanges) {
+    let what = if changes.is_none() { "replayed" } else { "replayed with the changes" };
+    let mut text = format!(
+        "{what}: {} runs; {} exactly as recorded, {} would end with another outcome\n",
+        summary.runs, summary.exact, summary.changed
+    );
+    for ((from, to), count) in &summary.transitions {
+        text.push_str(&format!("  {from} → {to}: {count}\n"));
+    }
+    if summary.not_allowed > 0 {
+        text.push_str(&format!("not replayed: {} runs the principal may not replay\n", summary.not_allowed));
+    }
+    for (run, error) in &summary.errors {
+        text.push_str(&format!("could not replay run {run}: {error}\n"));
+    }
+    crate::print(&text);
+    if details {
+        for run in summary.details.iter().filter(|r| !r.exact && r.error.is_none()) {
+            crate::print(&format!("run {}: {} → {}\n", run.run, run.before, run.after));
+            print_changes(&run.changes);
+        }
+    }
+}

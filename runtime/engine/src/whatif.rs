@@ -1,0 +1,363 @@
+//! What-if replay: a stored run executed again with other params or another plan, and what
+//! that changes, step by step.
+//!
+//! The run's inputs and clock are those recorded. Deterministic steps are computed again. A
+//! model's answer is reused where the step sends the same request (same model reference,
+//! same inputs) and is otherwise *needed again*: the step is held, and so is what depends on
+//! it (or, `live`, the model is asked). A person's decision is reused where the decided step
+//! opened on the same inputs (the same operands, the same matrix row), and the same checks
+//! pass again under the plan replayed; otherwise the step *needs a new decision*. Actions
+//! never run: one that would run as recorded (same idempotency key, same arguments) gives
+//! its recorded result; one that would run otherwise is held.
+
+use flow_ir::plan::{Model, NodeKind};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{Value as Json, json};
+use smol_str::SmolStr;
+
+use crate::analysis::{Analysis, Engine};
+use crate::engine::{self, Held, Phase, Services, State};
+use crate::event::{Event, Status};
+use crate::provider::{ActionHandler, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::replay::{Collect, Recorded, comparable, decide_again};
+use crate::value::{self, Value};
+
+/// What a what-if replay changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WhatIf {
+    pub run: String,
+    /// The outcome recorded: a status (`completed`, `pending`…).
+    pub before: String,
+    /// The outcome the replay reaches: a status, or `undetermined` when it holds a step
+    /// that a new inference or an action's new result would decide.
+    pub after: String,
+    /// The steps whose result changes, in the order of the plan replayed.
+    pub changes: Vec<Change>,
+}
+
+impl WhatIf {
+    /// Whether nothing changes: every step and the outcome as recorded.
+    pub fn exact(&self) -> bool {
+        self.changes.is_empty() && self.before == self.after
+    }
+}
+
+/// One step's result before and after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub node: String,
+    /// As recorded (`null`: the step did not run).
+    pub before: Json,
+    /// As replayed (`null`: the step would not be reached).
+    pub after: Json,
+}
+
+/// What a what-if replay changes: other param values, another plan, or both.
+pub struct Changes<'a> {
+    /// The plan to replay against (the run's own when `None`).
+    pub plan: Option<&'a Analysis>,
+    /// Params set, as JSON (a bare word is text): `auto_limit` = `"5000 USD"`.
+    pub params: &'a [(String, Json)],
+    /// Asks the model of a step whose request changed, instead of holding the step.
+    pub live: Option<&'a Live<'a>>,
+}
+
+/// The provider of a model, asked live.
+pub type Live<'a> = dyn Fn(&Model) -> Option<&'a dyn ModelProvider> + Sync + 'a;
+
+/// The recorded answers, and the live providers when asked for.
+struct Answers<'r, 'l> {
+    recorded: &'r Recorded,
+    live: Option<&'l Live<'l>>,
+}
+
+impl ModelProvider for Answers<'_, '_> {
+    fn describe(&self) -> String {
+        "the recorded answers".to_owned()
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        let digest = crate::evidence::digest(&request.to_json());
+        match (self.recorded.models.get(&digest), self.live.and_then(|live| live(request.model))) {
+            (None, Some(provider)) => provider.infer(request),
+            _ => self.recorded.infer(request),
+        }
+    }
+}
+
+/// The recorded run's start with the changes made: the plan's hash, its params, the inputs
+/// read as the plan replayed types them.
+fn restart(
+    old: &Analysis,
+    new: &Analysis,
+    recorded: &crate::event::Started<Value>,
+    set: &[(String, Json)],
+) -> Result<crate::event::Started<Value>, String> {
+    let body = new.body();
+    let mut started = recorded.clone();
+    started.plan = new.hash().clone();
+    if !std::ptr::eq(old, new) {
+        started.inputs = Vec::new();
+        for node in body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })) {
+            let json = recorded.inputs.iter().find(|i| i.name == node.name).map_or(Json::Null, |i| i.value.to_json());
+            let value = value::decode(body, &json, &node.ty, &format!("$.{}", node.name))
+                .map_err(|e| format!("the recorded input `{}` does not fit the plan replayed: {e}", node.name))?;
+            started.inputs.push(crate::event::Named { name: node.name.clone(), value });
+        }
+        started.params = Vec::new();
+        for (name, default) in new.param_defaults() {
+            let value = default.clone().map_err(|e| format!("param `{name}`: {e}"))?;
+            started.params.push(crate::event::Named { name: name.clone(), value });
+        }
+    }
+    for (name, json) in set {
+        let Some(param) = started.params.iter_mut().find(|p| p.name == name.as_str()) else {
+            return Err(format!("the flow has no param `{name}`"));
+        };
+        let ty = body.node(name).map(|n| n.ty.clone()).ok_or_else(|| format!("the flow has no param `{name}`"))?;
+        param.value = value::decode(body, json, &ty, &format!("$.{name}")).map_err(|e| format!("--set {name}: {e}"))?;
+    }
+    Ok(started)
+}
+
+/// The event that opened a decision on `node`: the gate that held, the review opened, the
+/// approval's row.
+fn opening<'e>(events: &'e [Event<Value>], node: &str) -> Option<&'e Event<Value>> {
+    events.iter().rev().find(|e| {
+        e.node().is_some_and(|n| n == node)
+            && matches!(e, Event::Gate { .. } | Event::ReviewOpened { .. } | Event::ApprovalRequired { .. })
+    })
+}
+
+fn decision_of(event: &Event<Value>) -> bool {
+    matches!(
+        event,
+        Event::GateDecided { .. }
+            | Event::GateOverridden { .. }
+            | Event::ReviewDecided { .. }
+            | Event::ApprovalDecided { .. }
+    )
+}
+
+/// Replays the run recorded in `events` (against its plan `old`) with `changes`.
+pub fn what_if(
+    old: &Analysis,
+    events: &[Event<Value>],
+    changes: &Changes<'_>,
+    engine_choice: Engine,
+) -> Result<WhatIf, String> {
+    let new = changes.plan.unwrap_or(old);
+    let Some(Event::Started(recorded_start)) = events.first() else {
+        return Err("the run has no `started` event".to_owned());
+    };
+    let started = restart(old, new, recorded_start, changes.params)?;
+    let recorded = Recorded::of(events);
+    // Models whose steps degraded without a call: no provider was configured for them.
+    let unprovided: FxHashSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Inferred { node, degraded: true, .. }
+                if !events.iter().any(|c| matches!(c, Event::ModelCalled { node: n, .. } if n == node)) =>
+            {
+                old.id(node).and_then(|id| match &old.plan.node(id).kind {
+                    NodeKind::Infer { model, .. } => Some(model.as_str()),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let answers = Answers { recorded: &recorded, live: changes.live };
+    let model = |m: &Model| (!unprovided.contains(m.name.as_str())).then_some(&answers as &dyn ModelProvider);
+    let system = |_: &str| Some(&recorded as &dyn ActionHandler);
+    let held: std::cell::RefCell<FxHashMap<SmolStr, Json>> = Default::default();
+    let hold = |node: &SmolStr, step: Held<'_>| {
+        let description = match step {
+            Held::Model(request) => {
+                let digest = crate::evidence::digest(&request.to_json());
+                if recorded.models.contains_key(&digest)
+                    || changes.live.is_some_and(|live| live(request.model).is_some())
+                {
+                    return false;
+                }
+                json!("needs re-inference")
+            }
+            Held::Action(request) => {
+                let as_recorded = events.iter().any(|e| match e {
+                    Event::ActionStarted { node: n, key, .. } => {
+                        n == node && key == request.idempotency_key && recorded.actions.contains_key(key)
+                    }
+                    _ => false,
+                }) && action_args(events, node).as_ref() == Some(&request.args);
+                if as_recorded {
+                    return false;
+                }
+                let other = events.iter().any(|e| matches!(e, Event::ActionStarted { node: n, .. } if n == node));
+                let what = format!("{}.{}", request.system, request.action);
+                json!(if other { format!("would run `{what}` otherwise") } else { format!("would run `{what}`") })
+            }
+        };
+        held.borrow_mut().insert(node.clone(), description);
+        true
+    };
+    let services = Services { model: &model, system: &system, engine: engine_choice, hold: Some(&hold) };
+
+    let mut state = State::new(new);
+    let mut produced = vec![Event::Started(Box::new(started))];
+    state.apply(new, &produced[0]);
+    // People's decisions, in the order they were made, each where its step waits again.
+    let decisions: Vec<&Event<Value>> = events.iter().filter(|e| decision_of(e)).collect();
+    let mut used = vec![false; decisions.len()];
+    let mut needs_decision: FxHashSet<SmolStr> = FxHashSet::default();
+    let advance = |state: &mut State, produced: &mut Vec<Event<Value>>| -> Result<(), String> {
+        let mut journal = Collect { start: None, events: Vec::new(), recorded: &recorded, cut_off: false };
+        engine::advance(new, state, &services, &mut journal).map_err(|e| e.0)?;
+        produced.append(&mut journal.events);
+        Ok(())
+    };
+    advance(&mut state, &mut produced)?;
+    loop {
+        let next = decisions.iter().enumerate().find_map(|(k, decision)| {
+            let node = decision.node()?;
+            let phase = state.phase_of(new, node)?;
+            let open = matches!(phase, Phase::Waiting | Phase::Blocked) && !needs_decision.contains(node);
+            (!used[k] && open).then_some((k, node, phase))
+        });
+        let Some((k, node, phase)) = next else { break };
+        used[k] = true;
+        let same_opening = match (opening(events, node), opening(&produced, node)) {
+            (Some(before), Some(after)) => comparable(old, before) == comparable(new, after),
+            _ => false,
+        };
+        match decide_again(new, &state, decisions[k]).filter(|_| same_opening) {
+            Some(Ok(made)) => {
+                for event in made {
+                    state.apply(new, &event);
+                    produced.push(event);
+                }
+                advance(&mut state, &mut produced)?;
+            }
+            // A blocking gate that holds otherwise now blocks: only a decision step waits.
+            _ if phase == Phase::Blocked => {}
+            _ => {
+                needs_decision.insert(node.clone());
+            }
+        }
+    }
+    let held = held.into_inner();
+    let before = steps(old, events, &FxHashMap::default(), &FxHashSet::default());
+    let after = steps(new, &produced, &held, &needs_decision);
+    let mut diff = Vec::new();
+    let names = new
+        .plan
+        .order()
+        .iter()
+        .map(|&id| &new.plan.node(id).name)
+        .chain(old.plan.order().iter().map(|&id| &old.plan.node(id).name).filter(|n| new.id(n).is_none()));
+    for name in names {
+        let (b, a) = (before.get(name).cloned().unwrap_or(Json::Null), after.get(name).cloned().unwrap_or(Json::Null));
+        if b != a {
+            diff.push(Change { node: name.to_string(), before: b, after: a });
+        }
+    }
+    let recorded_status = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Settled { status, .. } => Some(*status),
+            _ => None,
+        })
+        .unwrap_or(Status::Running);
+    let status = state.current_status();
+    let after_outcome = if status == Status::Running && !held.is_empty() { "undetermined" } else { status.as_str() };
+    Ok(WhatIf {
+        run: recorded_start.run.clone(),
+        before: recorded_status.as_str().to_owned(),
+        after: after_outcome.to_owned(),
+        changes: diff,
+    })
+}
+
+/// The arguments a recorded action step sent, as its handler received them.
+fn action_args(events: &[Event<Value>], node: &str) -> Option<Json> {
+    events.iter().rev().find_map(|e| match e {
+        Event::ActionStarted { node: n, args, .. } if n == node => Some(engine::args_json(args)),
+        _ => None,
+    })
+}
+
+/// Each step's result, as one JSON value: a value for `let`s, inferences and outputs; a
+/// short account for gates, reviews, approvals and actions.
+fn steps(
+    an: &Analysis,
+    events: &[Event<Value>],
+    held: &FxHashMap<SmolStr, Json>,
+    needs_decision: &FxHashSet<SmolStr>,
+) -> FxHashMap<SmolStr, Json> {
+    let mut out: FxHashMap<SmolStr, Json> = FxHashMap::default();
+    for event in events {
+        let Some(node) = event.node() else {
+            if let Event::Started(started) = event {
+                let encoded = comparable(an, event);
+                for (i, param) in started.params.iter().enumerate() {
+                    out.insert(param.name.clone(), encoded["params"][i]["value"].clone());
+                }
+            }
+            continue;
+        };
+        let value = || comparable(an, event)["value"].clone();
+        let account = match event {
+            Event::Evaluated { .. } => value(),
+            Event::Emitted { marks, .. } if marks.is_empty() => value(),
+            Event::Emitted { marks, .. } => json!({"value": value(), "marks": marks}),
+            Event::Inferred { degraded: false, .. } => value(),
+            Event::Inferred { reason, .. } => json!({"degraded": reason, "value": value()}),
+            Event::Gate { holds: true, .. } => json!("holds"),
+            Event::Gate { holds: false, .. } => json!("does not hold"),
+            Event::GateDecided { decision, .. } => {
+                json!(format!("holds; {} by {}", decision.outcome, decision.principal))
+            }
+            Event::GateOverridden { decision, .. } => json!(format!("holds; overridden by {}", decision.principal)),
+            Event::ReviewSkipped { .. } => json!("skipped"),
+            Event::ReviewOpened { .. } => json!("waiting for a decision"),
+            Event::ReviewDecided { decision, edits, .. } => {
+                let mut text = format!("{} by {}", decision.outcome, decision.principal);
+                for edit in edits {
+                    text.push_str(&format!("; edited {}", edit.field));
+                }
+                json!(text)
+            }
+            Event::ApprovalRequired { row, requirement, .. } => json!(format!("row {row} ({requirement}): waiting")),
+            Event::ApprovalCompleted { row, approved, approvers, requirement, .. } => {
+                json!(match (approved, approvers.is_empty()) {
+                    (true, true) => format!("row {row} ({requirement}): approved"),
+                    (true, false) => format!("row {row} ({requirement}): approved by {}", approvers.join(", ")),
+                    (false, _) => format!("row {row} ({requirement}): not approved"),
+                })
+            }
+            Event::ActionSkipped { .. } => json!("would not run"),
+            Event::ActionStarted { system, action, .. } => json!(format!("would run `{system}.{action}`")),
+            Event::Failed { error, .. } => json!({"failed": error}),
+            Event::ModelCalled { .. }
+            | Event::ApprovalDecided { .. }
+            | Event::ActionCompleted { .. }
+            | Event::Started(_)
+            | Event::Refused { .. }
+            | Event::Settled { .. } => continue,
+        };
+        out.insert(node.clone(), account);
+    }
+    for (node, description) in held {
+        out.insert(node.clone(), description.clone());
+    }
+    for node in needs_decision {
+        let account = match out.get(node).and_then(Json::as_str) {
+            Some(text) if text.starts_with("row ") => {
+                json!(text.replace(": waiting", ": needs a new decision"))
+            }
+            _ => json!("needs a new decision"),
+        };
+        out.insert(node.clone(), account);
+    }
+    out
+}
