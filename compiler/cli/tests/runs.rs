@@ -670,6 +670,7 @@ fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect() {
 fn a_store_changed_behind_the_runtimes_back_is_refused() {
     let dir = deployment("edited");
     let run = start(&dir, &request(&dir, "E1", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    let intact = start(&dir, &request(&dir, "E2", "500.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
     let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
     let changed = db
         .execute(
@@ -688,6 +689,12 @@ fn a_store_changed_behind_the_runtimes_back_is_refused() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
         assert!(text(&output).contains("is corrupted: event 0 does not match its hash chain"), "{}", text(&output));
     }
+    // Replaying every run names the corrupted one and still replays the others.
+    let all = json_of(&dir, &["replay", "--all", "--as", "aud"], 2);
+    assert_eq!((all["runs"].as_u64(), all["exact"].as_u64()), (Some(1), Some(1)), "{all}");
+    assert_eq!(all["errors"][0]["run"], run.as_str(), "{all}");
+    assert!(all["errors"][0]["error"].as_str().unwrap().contains("does not match its hash chain"), "{all}");
+    assert_ne!(run, intact);
 }
 
 /// `--engine` chooses native code or the interpreter; both reach the same outcome with the

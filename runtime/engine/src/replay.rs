@@ -190,6 +190,43 @@ pub(crate) fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
     json
 }
 
+/// Whether a replayed event is the recorded one, as [`comparable`] compares them (on the
+/// values themselves: both sides are of one plan, so their labels are the same).
+fn same(recorded: &Event<Value>, replayed: &Event<Value>) -> bool {
+    match (recorded, replayed) {
+        (
+            Event::ModelCalled {
+                node,
+                model,
+                model_name,
+                version,
+                digest,
+                prompt_hash,
+                request_digest,
+                error,
+                args,
+                ..
+            },
+            Event::ModelCalled {
+                node: node2,
+                model: model2,
+                model_name: model_name2,
+                version: version2,
+                digest: digest2,
+                prompt_hash: prompt_hash2,
+                request_digest: request_digest2,
+                error: error2,
+                args: args2,
+                ..
+            },
+        ) => {
+            (node, model, model_name, version, digest, prompt_hash, request_digest, error, args)
+                == (node2, model2, model_name2, version2, digest2, prompt_hash2, request_digest2, error2, args2)
+        }
+        _ => recorded == replayed,
+    }
+}
+
 /// A recorded decision made again from what its principal gave, with the same checks.
 pub(crate) fn decide_again(
     an: &Analysis,
@@ -263,7 +300,7 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
         if let Some(again) = decide_again(an, &state, event) {
             let Ok(produced) = again else { return diverge(i, None, &state) };
             for event in produced {
-                if events.get(i).map(|e| comparable(an, e)) != Some(comparable(an, &event)) {
+                if !events.get(i).is_some_and(|e| same(e, &event)) {
                     return diverge(i, Some(&event), &state);
                 }
                 state.apply(an, &event);
@@ -283,7 +320,7 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
             return diverge(i, None, &state);
         }
         for produced in &journal.events {
-            if events.get(i).map(|e| comparable(an, e)) != Some(comparable(an, produced)) {
+            if !events.get(i).is_some_and(|e| same(e, produced)) {
                 return diverge(i, Some(produced), &state);
             }
             i += 1;

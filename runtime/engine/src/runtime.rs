@@ -10,6 +10,7 @@ use flow_ir::VerifiedPlan;
 use flow_ir::expr::Timestamp;
 use flow_ir::plan::{GrantKind, NodeKind};
 use flow_ir::ty::Ty;
+use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 
@@ -19,7 +20,7 @@ use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status
 use crate::evidence;
 use crate::labels;
 use crate::provider::{ActionHandler, ModelProvider};
-use crate::store::{ActionResult, RunRecord, Store, StoredEvent, Waiting};
+use crate::store::{ActionResult, RawEvent, RunRecord, Store, StoredEvent, Waiting};
 use crate::value::{self, DecodeError, Value};
 use crate::whatif::{Change, WhatIf};
 
@@ -142,6 +143,17 @@ impl RunReplay {
             before: recorded.as_str().to_owned(),
             after: replay.status.as_str().to_owned(),
             error: None,
+        }
+    }
+
+    fn failed(record: &RunRecord, error: String) -> RunReplay {
+        RunReplay {
+            run: record.id.clone(),
+            before: record.status.as_str().to_owned(),
+            after: String::new(),
+            exact: false,
+            changes: Vec::new(),
+            error: Some(error),
         }
     }
 
@@ -628,10 +640,22 @@ impl Runtime {
         }
         let an = self.plan(&record.plan)?;
         let events = self.store.events(run)?;
+        let decoded = self.verified(&an, &record, events)?;
         let mut loaded = Loaded::new(&an, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
+        for event in &decoded {
+            loaded.log.observe(event);
+            loaded.state.apply(&an, event);
+        }
+        loaded.state.status = record.status;
+        Ok((an, loaded, decoded))
+    }
+
+    /// A run's stored events, checked against its record and their hash chain, and read.
+    fn verified(&self, an: &Analysis, record: &RunRecord, events: Vec<StoredEvent>) -> Result<Vec<Event<Value>>> {
+        let run = record.id.as_str();
         if events.len() as u64 != record.seq
             || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
         {
@@ -650,15 +674,13 @@ impl Runtime {
             prev = &stored.hash;
         }
         let mut decoded = Vec::with_capacity(events.len());
-        for stored in &events {
-            let event = decode_event(&an, stored.body.clone())
-                .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
-            loaded.log.observe(&event);
-            loaded.state.apply(&an, &event);
+        for stored in events {
+            let seq = stored.seq;
+            let event = decode_event(an, stored.body)
+                .map_err(|e| Error::Environment(format!("event {seq} of run `{run}` cannot be read: {e}")))?;
             decoded.push(event);
         }
-        loaded.state.status = record.status;
-        Ok((an, loaded, decoded))
+        Ok(decoded)
     }
 
     /// Executes a stored run again from its evidence against its pinned plan and compares
@@ -751,39 +773,78 @@ impl Runtime {
                 message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
             });
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(allowed.len().max(1));
-        let chunk = allowed.len().div_ceil(workers).max(1);
-        let results: Vec<Vec<RunReplay>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = allowed
-                .chunks(chunk)
-                .map(|records| {
-                    scope.spawn(move || records.iter().map(|r| self.replay_record(r, who, changes)).collect())
+        // One pass over the store's events, run after run; the runs are replayed on every
+        // core meanwhile, in batches.
+        let index: FxHashMap<&str, usize> = allowed.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(usize, Vec<RawEvent>)>>(workers * 4);
+        let receiver = Mutex::new(receiver);
+        let mut replayed: Vec<(usize, RunReplay)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let (receiver, allowed) = (&receiver, &allowed);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        loop {
+                            let batch = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                            let Ok(batch) = batch else { break };
+                            for (i, raw) in batch {
+                                out.push((i, self.replay_record(&allowed[i], raw, who, changes)));
+                            }
+                        }
+                        out
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
-        for run in results.into_iter().flatten() {
+            let mut batch = Vec::with_capacity(64);
+            let scanned = self.store.scan_events(&mut |run, events| {
+                if let Some(&i) = index.get(run) {
+                    batch.push((i, events));
+                    if batch.len() == 64 {
+                        return sender.send(std::mem::take(&mut batch)).is_ok();
+                    }
+                }
+                true
+            });
+            if !batch.is_empty() {
+                let _ = sender.send(batch);
+            }
+            drop(sender);
+            let replayed = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+            scanned.map(|()| replayed)
+        })?;
+        replayed.sort_by_key(|(i, _)| *i);
+        let mut seen = vec![false; allowed.len()];
+        for (i, run) in replayed {
+            seen[i] = true;
             summary.add(run);
+        }
+        for (record, _) in allowed.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+            summary.add(RunReplay::failed(
+                record,
+                "no replay came back for it (no events were read for it, or its replay stopped)".to_owned(),
+            ));
         }
         Ok(summary)
     }
 
-    fn replay_record(&self, record: &RunRecord, who: &Principal, changes: &ReplayChanges) -> RunReplay {
-        let replayed = self.load_record(record.clone(), false).and_then(|(an, _, events)| {
+    fn replay_record(
+        &self,
+        record: &RunRecord,
+        raw: Vec<RawEvent>,
+        who: &Principal,
+        changes: &ReplayChanges,
+    ) -> RunReplay {
+        let replayed = self.plan(&record.plan).and_then(|an| {
+            let stored = raw.into_iter().map(|e| e.parse(&record.id)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let events = self.verified(&an, record, stored)?;
             if changes.is_none() {
                 Ok(RunReplay::exact(crate::replay::replay(&an, &events, self.engine), record.status))
             } else {
                 self.what_if_events(&an, &events, who, changes).map(RunReplay::what_if)
             }
         });
-        replayed.unwrap_or_else(|error| RunReplay {
-            run: record.id.clone(),
-            before: record.status.as_str().to_owned(),
-            after: String::new(),
-            exact: false,
-            changes: Vec::new(),
-            error: Some(error.to_string()),
-        })
+        replayed.unwrap_or_else(|error| RunReplay::failed(record, error.to_string()))
     }
 
     fn check_run_grant(

@@ -49,6 +49,25 @@ pub struct StoredEvent {
     pub body: Json,
 }
 
+/// A stored event as read, its body not yet parsed (bulk readers parse on other threads).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawEvent {
+    pub seq: u64,
+    pub at: String,
+    pub prev: String,
+    pub hash: String,
+    pub body: String,
+}
+
+impl RawEvent {
+    pub fn parse(self, run: &str) -> Result<StoredEvent> {
+        let body = serde_json::from_str(&self.body).map_err(|e| {
+            StoreError::Unusable(format!("event {} of run `{run}` in the store is not JSON: {e}", self.seq))
+        })?;
+        Ok(StoredEvent { seq: self.seq, at: self.at, prev: self.prev, hash: self.hash, body })
+    }
+}
+
 /// A step waiting for a decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waiting {
@@ -107,6 +126,9 @@ pub trait Store: Send + Sync {
     /// The runs with this status (every run with `None`), oldest first.
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
     fn events(&self, run: &str) -> Result<Vec<StoredEvent>>;
+    /// Every run's events, run after run (in the order of their ids), unparsed: for reading
+    /// every run at once. `f` gets each run's id and events, and returns `false` to stop.
+    fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()>;
     /// Every waiting step, by run and step.
     fn waiting(&self) -> Result<Vec<Waiting>>;
     fn action_result(&self, system: &str, key: &str) -> Result<Option<Json>>;
@@ -338,24 +360,62 @@ impl Store for SqliteStore {
     }
 
     fn events(&self, run: &str) -> Result<Vec<StoredEvent>> {
+        // Read under the connection's lock; parsed after, so that others may read meanwhile.
+        let rows: Vec<RawEvent> = {
+            let conn = self.conn();
+            let mut statement = conn
+                .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
+                .map_err(unusable("cannot read the events"))?;
+            let rows = statement
+                .query_map([run], |row| {
+                    Ok(RawEvent {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        at: row.get(1)?,
+                        prev: row.get(2)?,
+                        hash: row.get(3)?,
+                        body: row.get(4)?,
+                    })
+                })
+                .map_err(unusable("cannot read the events"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unusable("cannot read an event"))?
+        };
+        rows.into_iter().map(|raw| raw.parse(run)).collect()
+    }
+
+    fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
+            .prepare("SELECT run, seq, at, prev, hash, body FROM events ORDER BY run, seq")
             .map_err(unusable("cannot read the events"))?;
-        let rows = statement
-            .query_map([run], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, String>(4)?))
-            })
-            .map_err(unusable("cannot read the events"))?;
+        let mut rows = statement.query([]).map_err(unusable("cannot read the events"))?;
+        let mut run = String::new();
         let mut events = Vec::new();
-        for row in rows {
-            let (seq, at, prev, hash, body) = row.map_err(unusable("cannot read an event"))?;
-            let body = serde_json::from_str(&body).map_err(|e| {
-                StoreError::Unusable(format!("event {seq} of run `{run}` in the store is not JSON: {e}"))
-            })?;
-            events.push(StoredEvent { seq: seq as u64, at, prev, hash, body });
+        while let Some(row) = rows.next().map_err(unusable("cannot read an event"))? {
+            let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, RawEvent)> {
+                Ok((
+                    row.get(0)?,
+                    RawEvent {
+                        seq: row.get::<_, i64>(1)? as u64,
+                        at: row.get(2)?,
+                        prev: row.get(3)?,
+                        hash: row.get(4)?,
+                        body: row.get(5)?,
+                    },
+                ))
+            };
+            let (this, event) = read(row).map_err(unusable("cannot read an event"))?;
+            if this != run {
+                if !events.is_empty() && !f(&run, std::mem::take(&mut events)) {
+                    return Ok(());
+                }
+                run = this;
+            }
+            events.push(event);
         }
-        Ok(events)
+        if !events.is_empty() {
+            f(&run, events);
+        }
+        Ok(())
     }
 
     fn waiting(&self) -> Result<Vec<Waiting>> {
