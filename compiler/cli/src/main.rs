@@ -15,6 +15,7 @@ mod output;
 mod replays;
 mod runs;
 mod session;
+mod stats;
 mod verify;
 
 use std::io::{IsTerminal, Write};
@@ -296,6 +297,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Metrics over the run store, per flow: throughput, success rate, latency, fallback
+    /// usage, review volume; approval, blocked-run and override rates, evidence
+    /// completeness and replay success (every run's chain is checked and the run replayed).
+    Stats {
+        /// Only the runs of this flow.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// Only the runs started at or after this date or instant.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: stats::StatsFormat,
+    },
     /// Export a run's evidence bundle, redacted for the viewer's grants.
     Evidence {
         run: String,
@@ -430,6 +446,9 @@ fn main() -> ExitCode {
                 Some(run) if !all => replays::one(&where_, &run, &options),
                 _ => replays::all(&where_, since.as_deref(), details, &options),
             }
+        }
+        Command::Stats { flow, since, where_, format } => {
+            stats::stats(&where_, flow.as_deref(), since.as_deref(), format)
         }
         Command::Evidence { run, output, who, where_ } => {
             runs::evidence(&where_, &run, who.as_deref(), output.as_deref())

@@ -156,7 +156,7 @@ fn exact(runtime: &Runtime, run: &str, who: &flow_runtime::Principal, format: Da
 }
 
 /// `--since`: a date, or an instant written as the store writes them.
-fn since(text: &str) -> anyhow::Result<String> {
+pub(crate) fn since(text: &str) -> anyhow::Result<String> {
     let date = text.len() == 10 && flow_ir::time::parse_timestamp(&format!("{text}T00:00:00Z")).is_some();
     if date {
         return Ok(text.to_owned());

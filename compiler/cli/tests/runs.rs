@@ -871,3 +871,80 @@ fn what_if_a_threshold_changed_step_by_step_and_over_every_run() {
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
 }
+
+/// `flowc stats` counts what the store holds: a routine run, a run waiting for its review, a
+/// run whose model failed (fallback), a blocked run overridden and one still blocked; every
+/// chain verifies and every run replays, until one is corrupted.
+#[test]
+fn stats_count_what_the_store_holds() {
+    let dir = deployment("stats");
+    start(&dir, &request(&dir, "S1", "500.00", "carl"), "carl");
+    start(&dir, &request(&dir, "S2", "2000.00", "carl"), "carl");
+    start(&dir, &request(&dir, "S3", "13.00", "carl"), "carl");
+    let embargoed =
+        start(&dir, &request(&dir, "EMBARGO", "500.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    let args = ["override", &embargoed, "embargo", "--as", "olga", "--reason", "lifted", "--basis", "b"];
+    assert_eq!(flowc(&dir, &args).status.code(), Some(0));
+    let blocked = {
+        let value = json!({"id": "EMBARGO", "requester": "carl", "amount": "600.00 USD", "note": "n",
+            "updated_at": "2026-11-30T08:00:00Z"});
+        std::fs::write(dir.join("blocked.json"), value.to_string()).unwrap();
+        start(&dir, "request=blocked.json", "carl")["run"].as_str().unwrap().to_owned()
+    };
+    let stats = json_of(&dir, &["stats"], 0);
+    let loan = &stats["flows"][0];
+    assert_eq!(loan["flow"], "loan", "{stats}");
+    assert_eq!(loan["runs"], 5, "{stats}");
+    // S1 and the overridden run complete; S3's fallback (low confidence) opens a review, as
+    // does S2's medium score.
+    assert_eq!(loan["statuses"], json!({"blocked": 1, "completed": 2, "pending": 2}), "{stats}");
+    assert_eq!(loan["fallback_runs"], 1, "{stats}");
+    assert_eq!(loan["reviews_opened"], 2, "{stats}");
+    assert_eq!(loan["reviews_decided"], 0, "{stats}");
+    assert_eq!(loan["blocked_run_rate"], 0.4, "{stats}");
+    assert_eq!(loan["override_rate"], 0.5, "{stats}");
+    assert_eq!(loan["success_rate"], 1.0, "{stats}");
+    assert_eq!(loan["evidence_completeness"], 1.0, "{stats}");
+    assert_eq!(loan["replay_success_rate"], 1.0, "{stats}");
+    assert_eq!(loan["execution_latency_ms"]["count"], 5, "{stats}");
+    assert_eq!(loan["decision_latency_ms"]["count"], 2, "only the completed runs ended: {stats}");
+    assert_eq!(stats["all"]["runs"], 5, "{stats}");
+
+    // Prometheus: every sample is `name{labels} number`, each family declared first.
+    let output = flowc(&dir, &["stats", "--format", "prometheus"]);
+    assert_eq!(output.status.code(), Some(0));
+    let exposition = String::from_utf8(output.stdout).unwrap();
+    let mut declared = Vec::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared.push(rest.split(' ').next().unwrap().to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (name, rest) = line.split_once('{').unwrap_or_else(|| panic!("no labels: {line}"));
+        let (_, value) = rest.rsplit_once("} ").unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let family = name.trim_end_matches("_sum").trim_end_matches("_count");
+        assert!(declared.iter().any(|d| d == family), "{line}");
+    }
+    assert!(exposition.contains("flow_runs{flow=\"loan\",status=\"completed\"} 2"), "{exposition}");
+    assert!(exposition.contains("flow_override_ratio{flow=\"loan\"} 0.5"), "{exposition}");
+    let human = flowc(&dir, &["stats"]);
+    assert!(text(&human).contains("override rate         50.0% (1 of 2 blocking gates that held)"), "{}", text(&human));
+
+    // A corrupted run counts against evidence completeness, and is not replayed.
+    let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
+    db.execute(
+        "UPDATE events SET body = replace(body, '600.00 USD', '60.00 USD') WHERE run = ?1 AND seq = 0",
+        [&blocked],
+    )
+    .unwrap();
+    drop(db);
+    let stats = json_of(&dir, &["stats", "--flow", "loan", "--since", "2020-01-01"], 0);
+    assert_eq!(stats["flows"][0]["evidence_completeness"], 0.8, "{stats}");
+    assert_eq!(stats["flows"][0]["replay_success_rate"], 1.0, "{stats}");
+    let none = json_of(&dir, &["stats", "--flow", "other"], 0);
+    assert_eq!(none["flows"], json!([]), "{none}");
+}

@@ -25,6 +25,7 @@ mod narrative;
 pub mod provider;
 pub mod replay;
 mod runtime;
+pub mod stats;
 pub mod store;
 #[cfg(test)]
 mod tests;

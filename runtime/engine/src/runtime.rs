@@ -20,6 +20,7 @@ use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status
 use crate::evidence;
 use crate::labels;
 use crate::provider::{ActionHandler, ModelProvider};
+use crate::stats::{RunFacts, Stats};
 use crate::store::{ActionResult, RawEvent, RunRecord, Store, StoredEvent, Waiting};
 use crate::value::{self, DecodeError, Value};
 use crate::whatif::{Change, WhatIf};
@@ -750,17 +751,9 @@ impl Runtime {
             (Some(plan), _) => Some(plan.body().flow.name.to_string()),
             (None, flow) => flow.clone(),
         };
-        let records: Vec<RunRecord> = self
-            .store
-            .runs(None)?
-            .into_iter()
-            .filter(|r| flow.as_ref().is_none_or(|f| &r.flow == f))
-            .filter(|r| filter.since.as_ref().is_none_or(|since| r.created.as_str() >= since.as_str()))
-            .collect();
         let mut summary = ReplaySummary::default();
-        let mut allowed = Vec::with_capacity(records.len());
-        for record in records {
-            let an = self.plan(&record.plan)?;
+        let mut allowed = Vec::new();
+        for (record, an) in self.select(filter, flow.as_deref())? {
             if an.granted(&who.roles, GrantKind::Replay, None) {
                 allowed.push(record);
             } else {
@@ -773,24 +766,84 @@ impl Runtime {
                 message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
             });
         }
-        // One pass over the store's events, run after run; the runs are replayed on every
-        // core meanwhile, in batches.
-        let index: FxHashMap<&str, usize> = allowed.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let replayed = self.each_run(&allowed, |record, raw| self.replay_record(record, raw, who, changes))?;
+        for (record, run) in allowed.iter().zip(replayed) {
+            summary.add(run.unwrap_or_else(|| {
+                RunReplay::failed(record, "no events were read for it, or its replay stopped".to_owned())
+            }));
+        }
+        Ok(summary)
+    }
+
+    /// Metrics over the stored runs selected by `filter` (`crate::stats`): golden signals
+    /// and governance metrics per flow, counts and durations only, never values. Every
+    /// run's chain is checked and the run replayed exactly, on every core.
+    pub fn stats(&self, filter: &RunFilter) -> Result<Stats> {
+        let records: Vec<RunRecord> = self.select(filter, None)?.into_iter().map(|(record, _)| record).collect();
+        let facts = self.each_run(&records, |record, raw| self.run_facts(record, raw))?;
+        let facts: Vec<RunFacts> = facts
+            .into_iter()
+            .zip(&records)
+            .map(|(facts, record)| facts.unwrap_or_else(|| RunFacts::of(record)))
+            .collect();
+        Ok(Stats::of(&facts))
+    }
+
+    fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>) -> RunFacts {
+        let mut facts = RunFacts::of(record);
+        let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
+        let events = self.plan(&record.plan).and_then(|an| {
+            let stored = raw.into_iter().map(|e| e.parse(&record.id)).collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok((self.verified(&an, record, stored)?, an))
+        });
+        if let Ok((events, an)) = events {
+            facts.complete = true;
+            facts.observe(&events, &at);
+            facts.replayed = Some(crate::replay::replay(&an, &events, self.engine).divergence.is_none());
+        }
+        facts
+    }
+
+    /// The runs selected by `filter` (and of `flow`, when given), oldest first, with their
+    /// plans loaded.
+    pub(crate) fn select(&self, filter: &RunFilter, flow: Option<&str>) -> Result<Vec<(RunRecord, Arc<Analysis>)>> {
+        let flow = flow.or(filter.flow.as_deref());
+        let mut out = Vec::new();
+        for record in self.store.runs(None)? {
+            if flow.is_some_and(|f| record.flow != f)
+                || filter.since.as_ref().is_some_and(|since| record.created.as_str() < since.as_str())
+            {
+                continue;
+            }
+            let an = self.plan(&record.plan)?;
+            out.push((record, an));
+        }
+        Ok(out)
+    }
+
+    /// `f` of each of `records` with its stored events (unparsed), in one pass over the
+    /// store, on every core: the results in the order of `records` (`None` for a run of
+    /// which no events were read).
+    pub(crate) fn each_run<T: Send>(
+        &self,
+        records: &[RunRecord],
+        f: impl Fn(&RunRecord, Vec<RawEvent>) -> T + Sync,
+    ) -> Result<Vec<Option<T>>> {
+        let index: FxHashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(usize, Vec<RawEvent>)>>(workers * 4);
         let receiver = Mutex::new(receiver);
-        let mut replayed: Vec<(usize, RunReplay)> = std::thread::scope(|scope| {
+        let f = &f;
+        let done: Vec<(usize, T)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
-                    let (receiver, allowed) = (&receiver, &allowed);
+                    let receiver = &receiver;
                     scope.spawn(move || {
                         let mut out = Vec::new();
                         loop {
                             let batch = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                             let Ok(batch) = batch else { break };
-                            for (i, raw) in batch {
-                                out.push((i, self.replay_record(&allowed[i], raw, who, changes)));
-                            }
+                            out.extend(batch.into_iter().map(|(i, raw)| (i, f(&records[i], raw))));
                         }
                         out
                     })
@@ -810,22 +863,14 @@ impl Runtime {
                 let _ = sender.send(batch);
             }
             drop(sender);
-            let replayed = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
-            scanned.map(|()| replayed)
+            let done = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+            scanned.map(|()| done)
         })?;
-        replayed.sort_by_key(|(i, _)| *i);
-        let mut seen = vec![false; allowed.len()];
-        for (i, run) in replayed {
-            seen[i] = true;
-            summary.add(run);
+        let mut out: Vec<Option<T>> = (0..records.len()).map(|_| None).collect();
+        for (i, value) in done {
+            out[i] = Some(value);
         }
-        for (record, _) in allowed.iter().zip(&seen).filter(|(_, seen)| !**seen) {
-            summary.add(RunReplay::failed(
-                record,
-                "no replay came back for it (no events were read for it, or its replay stopped)".to_owned(),
-            ));
-        }
-        Ok(summary)
+        Ok(out)
     }
 
     fn replay_record(
