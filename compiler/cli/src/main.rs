@@ -179,6 +179,11 @@ enum Command {
         /// supports it); the evidence records which.
         #[arg(long, value_enum)]
         engine: Option<EngineArg>,
+        /// Also execute this candidate plan of the same flow (a plan file or a `.flow` file)
+        /// on each run's inputs, without actions, and store it as the run's shadow for
+        /// `flowc shadow-report`.
+        #[arg(long, value_name = "CANDIDATE")]
+        shadow: Option<String>,
         #[command(flatten)]
         where_: deploy::Where,
         #[arg(long, value_enum, default_value = "human")]
@@ -297,6 +302,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Compare the shadow runs of candidate plans with their production runs: how many
+    /// reach the same outcome, the transitions, and each run's differences on request.
+    ShadowReport {
+        /// Only the shadows of this flow.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// Only the shadows run at or after this date or instant.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only the shadows of candidates whose plan hash starts with this.
+        #[arg(long, value_name = "HASH")]
+        candidate: Option<String>,
+        /// Also list every shadow that differs, with the steps that differ.
+        #[arg(long)]
+        details: bool,
+        /// Who reads the report (needs the flow's `replay` grant; default: FLOW_PRINCIPAL).
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// Metrics over the run store, per flow: throughput, success rate, latency, fallback
     /// usage, review volume; approval, blocked-run and override rates, evidence
     /// completeness and replay success (every run's chain is checked and the run replayed).
@@ -400,7 +428,7 @@ fn main() -> ExitCode {
         }
         Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
         Command::Verify { file, dump, format } => verify::run(&file, format, dump),
-        Command::Run { file, flow, inputs, batch, who, at, engine, where_, format } => runs::run(
+        Command::Run { file, flow, inputs, batch, who, at, engine, shadow, where_, format } => runs::run(
             &where_,
             &runs::RunOptions {
                 file: &file,
@@ -410,6 +438,7 @@ fn main() -> ExitCode {
                 who: who.as_deref(),
                 at: at.as_deref(),
                 engine: engine.map(Into::into),
+                shadow: shadow.as_deref(),
                 format,
             },
         ),
@@ -447,6 +476,17 @@ fn main() -> ExitCode {
                 _ => replays::all(&where_, since.as_deref(), details, &options),
             }
         }
+        Command::ShadowReport { flow, since, candidate, details, who, where_, format } => replays::shadow_report(
+            &where_,
+            &replays::ShadowOptions {
+                who: who.as_deref(),
+                flow: flow.as_deref(),
+                since: since.as_deref(),
+                candidate: candidate.as_deref(),
+                details,
+                format,
+            },
+        ),
         Command::Stats { flow, since, where_, format } => {
             stats::stats(&where_, flow.as_deref(), since.as_deref(), format)
         }

@@ -50,6 +50,10 @@ fn prepare(where_: &Where, options: &Options<'_>) -> anyhow::Result<Result<(Runt
     Ok(Ok((runtime, changes)))
 }
 
+fn transitions_json(transitions: &std::collections::BTreeMap<(String, String), usize>) -> Vec<Json> {
+    transitions.iter().map(|((from, to), count)| json!({"from": from, "to": to, "count": count})).collect()
+}
+
 fn changes_json(changes: &[Change]) -> Vec<Json> {
     changes.iter().map(|c| json!({"node": c.node, "before": c.before, "after": c.after})).collect()
 }
@@ -188,11 +192,7 @@ pub fn all(where_: &Where, since_text: Option<&str>, details: bool, options: &Op
     };
     match options.format {
         DataFormat::Json => {
-            let transitions: Vec<Json> = summary
-                .transitions
-                .iter()
-                .map(|((from, to), count)| json!({"from": from, "to": to, "count": count}))
-                .collect();
+            let transitions = transitions_json(&summary.transitions);
             let errors: Vec<Json> =
                 summary.errors.iter().map(|(run, error)| json!({"run": run, "error": error})).collect();
             let mut out = json!({
@@ -237,4 +237,86 @@ fn print_summary(summary: &ReplaySummary, details: bool, changes: &ReplayChanges
             print_changes(&run.changes);
         }
     }
+}
+
+pub struct ShadowOptions<'a> {
+    pub who: Option<&'a str>,
+    pub flow: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub candidate: Option<&'a str>,
+    pub details: bool,
+    pub format: DataFormat,
+}
+
+fn changes_of(json: &Json) -> Vec<Change> {
+    json.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| Change {
+            node: c["node"].as_str().unwrap_or_default().to_owned(),
+            before: c["before"].clone(),
+            after: c["after"].clone(),
+        })
+        .collect()
+}
+
+/// `flowc shadow-report [--flow NAME] [--since DATE] [--candidate HASH] [--details]`.
+pub fn shadow_report(where_: &Where, options: &ShadowOptions<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(where_, options.who)?;
+    let filter = RunFilter { flow: options.flow.map(str::to_owned), since: options.since.map(since).transpose()? };
+    let runtime = open(where_)?;
+    let report = match runtime.shadow_report(&who, &filter, options.candidate) {
+        Ok(report) => report,
+        Err(error) => return fail(error),
+    };
+    let differing = report.shadows.iter().filter(|s| s.outcome != s.production || s.changes != json!([]));
+    match options.format {
+        DataFormat::Json => {
+            let transitions = transitions_json(&report.transitions);
+            let mut out = json!({
+                "runs": report.runs, "agree": report.agree, "differ": report.runs - report.agree,
+                "transitions": transitions, "candidates": report.candidates, "not_allowed": report.not_allowed,
+            });
+            if options.details {
+                out["details"] = differing
+                    .map(|s| {
+                        json!({"run": s.run, "candidate": s.candidate, "production": s.production,
+                            "outcome": s.outcome, "changes": s.changes})
+                    })
+                    .collect();
+            }
+            crate::print(&format!("{out}\n"));
+        }
+        DataFormat::Human => {
+            let mut text = format!(
+                "{} shadow runs: {} reach the production outcome, {} another\n",
+                report.runs,
+                report.agree,
+                report.runs - report.agree
+            );
+            for ((from, to), count) in &report.transitions {
+                text.push_str(&format!("  production {from} → candidate {to}: {count}\n"));
+            }
+            for (candidate, count) in &report.candidates {
+                text.push_str(&format!("  candidate {candidate}: {count} runs\n"));
+            }
+            if report.not_allowed > 0 {
+                text.push_str(&format!(
+                    "not shown: {} shadows of runs the principal may not replay\n",
+                    report.not_allowed
+                ));
+            }
+            crate::print(&text);
+            if options.details {
+                for shadow in differing {
+                    crate::print(&format!(
+                        "run {}: production {} → candidate {}\n",
+                        shadow.run, shadow.production, shadow.outcome
+                    ));
+                    print_changes(&changes_of(&shadow.changes));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use flow_ir::VerifiedPlan;
+use flow_runtime::store::ShadowRecord;
 use flow_runtime::{DecisionInput, Error, Principal, RunView, Runtime, StartOptions};
 use serde_json::{Value as Json, json};
 
@@ -116,7 +117,18 @@ pub struct RunOptions<'a> {
     pub who: Option<&'a str>,
     pub at: Option<&'a str>,
     pub engine: Option<flow_runtime::Engine>,
+    /// A candidate plan to execute as a shadow of every run started.
+    pub shadow: Option<&'a str>,
     pub format: DataFormat,
+}
+
+type Candidate = std::sync::Arc<flow_runtime::analysis::Analysis>;
+
+fn shadow_json(shadow: &ShadowRecord) -> Json {
+    json!({
+        "candidate": shadow.candidate, "production": shadow.production, "outcome": shadow.outcome,
+        "changes": shadow.changes,
+    })
 }
 
 pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode> {
@@ -137,12 +149,30 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
         runtime.set_engine(engine);
     }
     let an = runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let candidate = match options.shadow {
+        None => None,
+        Some(file) => match crate::runs::plan(file, options.flow)? {
+            Ok(plan) if plan.body().flow.name != an.body().flow.name => {
+                eprintln!(
+                    "flowc: the shadow plan `{file}` is of flow `{}`; the runs are of flow `{}`",
+                    plan.body().flow.name,
+                    an.body().flow.name
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(plan) => Some(runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?),
+            Err(code) => return Ok(code),
+        },
+    };
     let start = StartOptions { clock, params: Vec::new() };
     if let Some(batch) = options.batch {
         // A store in memory vanishes with the process: a backtest's runs are evaluated
         // (same engine, same checks) without keeping evidence nobody can read.
         let durable = where_.store != ":memory:";
-        return run_batch(&runtime, &an, &who, batch, &start, durable, options.format);
+        if candidate.is_some() && !durable {
+            bail!("`--shadow` compares with stored runs: a batch on `--store :memory:` stores none");
+        }
+        return run_batch(&runtime, &an, &who, batch, &start, (durable, candidate.as_ref()), options.format);
     }
     let inputs = match read_inputs(options.inputs)? {
         Ok(inputs) => inputs,
@@ -151,13 +181,40 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::from(1));
         }
     };
-    match runtime.start(&an, &who, &inputs, &start) {
-        Ok(view) => {
+    let view = match runtime.start(&an, &who, &inputs, &start) {
+        Ok(view) => view,
+        Err(error) => return fail(error),
+    };
+    let Some(candidate) = candidate else {
+        print_view(&view, options.format);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let shadow = match runtime.shadow(&view.run, &candidate) {
+        Ok(shadow) => shadow,
+        Err(error) => {
             print_view(&view, options.format);
-            Ok(ExitCode::SUCCESS)
+            eprintln!("flowc: the shadow of run {} did not run:", view.run);
+            return fail(error);
         }
-        Err(error) => fail(error),
+    };
+    match options.format {
+        DataFormat::Json => {
+            let mut json = view_json(&view);
+            json["shadow"] = shadow_json(&shadow);
+            crate::print(&format!("{json}\n"));
+        }
+        DataFormat::Human => {
+            print_view(&view, options.format);
+            crate::print(&format!(
+                "shadow of {}: {} (production: {}); {} steps differ; stored for `flowc shadow-report`\n",
+                shadow.candidate,
+                shadow.outcome,
+                shadow.production,
+                shadow.changes.as_array().map_or(0, Vec::len)
+            ));
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a share of a batch gave: runs by outcome, and the lines not run, with why.
@@ -166,6 +223,9 @@ struct Batch {
     runs: u64,
     outcomes: BTreeMap<String, u64>,
     refused: Vec<String>,
+    /// Shadow runs, and how many reached the production run's outcome.
+    shadows: u64,
+    agree: u64,
 }
 
 /// Runs the cases of `lines` (numbered from 0); an error of the environment (the store)
@@ -176,7 +236,7 @@ fn run_cases(
     who: &Principal,
     lines: &[(usize, &str)],
     start: &StartOptions,
-    durable: bool,
+    (durable, candidate): (bool, Option<&Candidate>),
 ) -> Result<Batch, String> {
     let mut batch = Batch::default();
     for (i, line) in lines {
@@ -198,6 +258,15 @@ fn run_cases(
             Ok(view) => {
                 batch.runs += 1;
                 *batch.outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
+                match candidate.map(|candidate| runtime.shadow(&view.run, candidate)) {
+                    None => {}
+                    Some(Ok(shadow)) => {
+                        batch.shadows += 1;
+                        batch.agree += u64::from(shadow.outcome == shadow.production);
+                    }
+                    Some(Err(Error::Environment(message))) => return Err(message),
+                    Some(Err(error)) => batch.refused.push(format!("line {}: the shadow did not run: {error}", i + 1)),
+                }
             }
             Err(Error::Environment(message)) => return Err(message),
             Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
@@ -212,7 +281,7 @@ fn run_batch(
     who: &Principal,
     path: &str,
     start: &StartOptions,
-    durable: bool,
+    durable: (bool, Option<&Candidate>),
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))?;
@@ -231,9 +300,12 @@ fn run_batch(
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0u64;
     let mut refused = Vec::new();
+    let (mut shadows, mut agree) = (0u64, 0u64);
     for result in results {
         let batch = result.map_err(|message| anyhow::anyhow!("{message}"))?;
         runs += batch.runs;
+        shadows += batch.shadows;
+        agree += batch.agree;
         for (status, count) in batch.outcomes {
             *outcomes.entry(status).or_default() += count;
         }
@@ -242,15 +314,25 @@ fn run_batch(
     let seconds = started.elapsed().as_secs_f64();
     let engine = an.engine_label(runtime.engine());
     match format {
-        DataFormat::Json => crate::print(&format!(
-            "{}\n",
-            json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds, "engine": engine})
-        )),
+        DataFormat::Json => {
+            let mut json =
+                json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds, "engine": engine});
+            if durable.1.is_some() {
+                json["shadows"] = json!({"runs": shadows, "agree": agree});
+            }
+            crate::print(&format!("{json}\n"));
+        }
         DataFormat::Human => {
             let rate = if seconds > 0.0 { runs as f64 / seconds } else { 0.0 };
             let mut text = format!("{runs} runs in {seconds:.2}s ({rate:.0} runs/s, engine {engine})\n");
             for (status, count) in &outcomes {
                 text.push_str(&format!("  {status}: {count}\n"));
+            }
+            if let Some(candidate) = durable.1 {
+                text.push_str(&format!(
+                    "  shadows of {}: {shadows}, {agree} with the production outcome\n",
+                    candidate.hash()
+                ));
             }
             for line in &refused {
                 text.push_str(&format!("  not run: {line}\n"));

@@ -948,3 +948,70 @@ fn stats_count_what_the_store_holds() {
     let none = json_of(&dir, &["stats", "--flow", "other"], 0);
     assert_eq!(none["flows"], json!([]), "{none}");
 }
+
+/// `run --shadow` executes a candidate plan on each run's inputs without its actions and
+/// stores it; `shadow-report` compares candidates with production.
+#[test]
+fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares() {
+    let dir = deployment("shadow");
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
+    let mut views = Vec::new();
+    for (i, amount) in ["300.00", "800.00", "2000.00"].iter().enumerate() {
+        let input = request(&dir, &format!("H{i}"), amount, "carl");
+        let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
+        views.push(json_of(&dir, &args, 0));
+    }
+    assert_eq!(views[0]["status"], "completed");
+    assert_eq!(
+        (views[0]["shadow"]["production"].as_str(), views[0]["shadow"]["outcome"].as_str()),
+        (Some("completed"), Some("completed"))
+    );
+    assert_eq!(views[1]["status"], "completed", "{}", views[1]);
+    assert_eq!(views[1]["shadow"]["outcome"], "pending", "{}", views[1]);
+    let changed: Vec<&str> =
+        views[1]["shadow"]["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
+    assert!(changed.contains(&"sign") && changed.contains(&"booking"), "{changed:?}");
+    assert_eq!(views[2]["shadow"]["outcome"], "pending", "{}", views[2]);
+    // Only production booked: two effects, none from a shadow.
+    assert_eq!(lines(&dir, "effects.log").len(), 2, "{:?}", lines(&dir, "effects.log"));
+
+    // A batch with shadows.
+    let mut cases = String::new();
+    for (i, amount) in ["100.00", "600.00", "700.00"].iter().enumerate() {
+        let value = json!({"inputs": {"request": {"id": format!("B{i}"), "requester": "carl",
+            "amount": format!("{amount} USD"), "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+        cases.push_str(&format!("{value}\n"));
+    }
+    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+    let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
+    let batch = json_of(&dir, &args, 0);
+    assert_eq!(batch["shadows"], json!({"runs": 3, "agree": 1}), "{batch}");
+
+    // The report: 6 shadows, 3 agree (300, 2000, 100), 3 would need a manager.
+    let report = json_of(&dir, &["shadow-report", "--as", "aud", "--details"], 0);
+    assert_eq!((report["runs"].as_u64(), report["agree"].as_u64()), (Some(6), Some(3)), "{report}");
+    assert_eq!(report["transitions"], json!([{"from": "completed", "to": "pending", "count": 3}]), "{report}");
+    // Every shadow differs in a step at least: the candidate's `limit`.
+    assert_eq!(report["details"].as_array().map(Vec::len), Some(6), "{report}");
+    let human = flowc(&dir, &["shadow-report", "--as", "aud"]);
+    assert!(text(&human).contains("production completed → candidate pending: 3"), "{}", text(&human));
+    // Another candidate hash selects nothing.
+    let none = json_of(&dir, &["shadow-report", "--as", "aud", "--candidate", "blake3:0000"], 0);
+    assert_eq!(none["runs"], 0, "{none}");
+
+    // Bad requests: a principal without `replay`, a candidate of another flow, shadows of
+    // runs that are not stored.
+    let refused = flowc(&dir, &["shadow-report", "--as", "max"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
+    std::fs::write(dir.join("other.flow"), source.replace("flow loan {", "flow other_loan {")).unwrap();
+    let input = request(&dir, "H9", "300.00", "carl");
+    let other =
+        flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "other.flow"]);
+    assert_eq!(other.status.code(), Some(1), "{}", text(&other));
+    assert!(text(&other).contains("is of flow `other_loan`"), "{}", text(&other));
+    let memory = flowc(&dir, &[&args[..], &["--store", ":memory:"]].concat());
+    assert_eq!(memory.status.code(), Some(2), "{}", text(&memory));
+    assert!(text(&memory).contains("stores none"), "{}", text(&memory));
+}

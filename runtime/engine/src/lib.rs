@@ -36,6 +36,6 @@ pub use analysis::Engine;
 pub use engine::DecisionInput;
 pub use event::Status;
 pub use runtime::{
-    Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, StartOptions, decode_event,
-    encode_event, now,
+    Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, ShadowReport, StartOptions,
+    decode_event, encode_event, now,
 };

@@ -21,7 +21,7 @@ use crate::evidence;
 use crate::labels;
 use crate::provider::{ActionHandler, ModelProvider};
 use crate::stats::{RunFacts, Stats};
-use crate::store::{ActionResult, RawEvent, RunRecord, Store, StoredEvent, Waiting};
+use crate::store::{ActionResult, RawEvent, RunRecord, ShadowRecord, Store, StoredEvent, Waiting};
 use crate::value::{self, DecodeError, Value};
 use crate::whatif::{Change, WhatIf};
 
@@ -203,6 +203,21 @@ impl ReplaySummary {
         }
         self.details.push(run);
     }
+}
+
+/// Shadow runs against their production runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShadowReport {
+    pub runs: usize,
+    /// Shadows that reached the production run's outcome.
+    pub agree: usize,
+    /// How many went from the production outcome to another, by (production, candidate).
+    pub transitions: BTreeMap<(String, String), usize>,
+    /// Shadow runs by candidate plan.
+    pub candidates: BTreeMap<String, usize>,
+    /// Shadows of runs `who` may not replay (left out).
+    pub not_allowed: usize,
+    pub shadows: Vec<ShadowRecord>,
 }
 
 /// The runtime.
@@ -704,14 +719,14 @@ impl Runtime {
     pub fn what_if(&self, run: &str, who: &Principal, changes: &ReplayChanges) -> Result<WhatIf> {
         let (an, mut loaded, events) = self.load_events(run, false)?;
         self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
-        self.what_if_events(&an, &events, who, changes)
+        self.what_if_events(&an, &events, Some(who), changes)
     }
 
     fn what_if_events(
         &self,
         an: &Analysis,
         events: &[Event<Value>],
-        who: &Principal,
+        who: Option<&Principal>,
         changes: &ReplayChanges,
     ) -> Result<WhatIf> {
         let new = changes.plan.as_deref().unwrap_or(an);
@@ -729,12 +744,78 @@ impl Runtime {
             live: if changes.live { Some(&live) } else { None },
         };
         let mut whatif = crate::whatif::what_if(an, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
-        let (old_views, new_views) = (an.views(&who.roles), new.views(&who.roles));
-        for change in &mut whatif.changes {
-            labels::redact(&mut change.before, &old_views);
-            labels::redact(&mut change.after, &new_views);
+        if let Some(who) = who {
+            let (old_views, new_views) = (an.views(&who.roles), new.views(&who.roles));
+            for change in &mut whatif.changes {
+                labels::redact(&mut change.before, &old_views);
+                labels::redact(&mut change.after, &new_views);
+            }
         }
         Ok(whatif)
+    }
+
+    /// Executes `candidate` (installed, of the same flow) on the inputs of the stored run
+    /// `run` as a shadow: without actions, with the recorded model answers where the
+    /// candidate asks the same and its providers where it asks otherwise; and stores what it
+    /// gives beside the run.
+    pub fn shadow(&self, run: &str, candidate: &Arc<Analysis>) -> Result<ShadowRecord> {
+        let (an, _, events) = self.load_events(run, false)?;
+        let changes = ReplayChanges { plan: Some(candidate.clone()), params: Vec::new(), live: true };
+        let whatif = self.what_if_events(&an, &events, None, &changes)?;
+        let changes: Vec<Json> = whatif
+            .changes
+            .iter()
+            .map(|c| serde_json::json!({"node": c.node, "before": c.before, "after": c.after}))
+            .collect();
+        let shadow = ShadowRecord {
+            run: run.to_owned(),
+            candidate: candidate.hash().to_string(),
+            flow: an.body().flow.name.to_string(),
+            created: now().to_string(),
+            production: whatif.before,
+            outcome: whatif.after,
+            changes: Json::Array(changes),
+        };
+        self.store.put_shadow(&shadow)?;
+        Ok(shadow)
+    }
+
+    /// The stored shadow runs (of `filter`'s flow, run since `filter.since`, of candidates
+    /// whose hash starts with `candidate`) whose production run `who` may replay, compared
+    /// with their production outcomes; the steps that differ redacted for `who`.
+    pub fn shadow_report(&self, who: &Principal, filter: &RunFilter, candidate: Option<&str>) -> Result<ShadowReport> {
+        let mut report = ShadowReport::default();
+        for mut shadow in self.store.shadows()? {
+            if filter.flow.as_ref().is_some_and(|f| &shadow.flow != f)
+                || filter.since.as_ref().is_some_and(|since| shadow.created.as_str() < since.as_str())
+                || candidate.is_some_and(|c| !shadow.candidate.starts_with(c))
+            {
+                continue;
+            }
+            let record =
+                self.store.run(&shadow.run)?.ok_or_else(|| Error::Environment(format!("no run `{}`", shadow.run)))?;
+            let an = self.plan(&record.plan)?;
+            if !an.granted(&who.roles, GrantKind::Replay, None) {
+                report.not_allowed += 1;
+                continue;
+            }
+            labels::redact(&mut shadow.changes, &an.views(&who.roles));
+            report.runs += 1;
+            if shadow.production == shadow.outcome {
+                report.agree += 1;
+            } else {
+                *report.transitions.entry((shadow.production.clone(), shadow.outcome.clone())).or_default() += 1;
+            }
+            *report.candidates.entry(shadow.candidate.clone()).or_default() += 1;
+            report.shadows.push(shadow);
+        }
+        if report.runs == 0 && report.not_allowed > 0 {
+            return Err(Error::Refused {
+                grant: "replay".to_owned(),
+                message: format!("{} may replay none of the {} runs shadowed", who.id, report.not_allowed),
+            });
+        }
+        Ok(report)
     }
 
     /// Replays every stored run that `who` may replay (of `flow`, started `since`): exactly,
@@ -886,7 +967,7 @@ impl Runtime {
             if changes.is_none() {
                 Ok(RunReplay::exact(crate::replay::replay(&an, &events, self.engine), record.status))
             } else {
-                self.what_if_events(&an, &events, who, changes).map(RunReplay::what_if)
+                self.what_if_events(&an, &events, Some(who), changes).map(RunReplay::what_if)
             }
         });
         replayed.unwrap_or_else(|error| RunReplay::failed(record, error.to_string()))

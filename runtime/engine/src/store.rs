@@ -68,6 +68,24 @@ impl RawEvent {
     }
 }
 
+/// A shadow run: a candidate plan executed on a production run's inputs, without actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowRecord {
+    /// The production run.
+    pub run: String,
+    /// The candidate plan's hash (the plan is kept in the store).
+    pub candidate: String,
+    pub flow: String,
+    /// When the shadow ran (RFC 3339).
+    pub created: String,
+    /// The production run's status when the shadow ran, and the candidate's outcome.
+    pub production: String,
+    pub outcome: String,
+    /// The steps whose results differ: `[{"node", "before", "after"}]`, values with their
+    /// label marks (redacted when shown).
+    pub changes: Json,
+}
+
 /// A step waiting for a decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waiting {
@@ -136,6 +154,10 @@ pub trait Store: Send + Sync {
     fn record_refusal(&self, at: &str, principal: &str, operation: &str, grant: &str, message: &str) -> Result<()>;
     /// Refusals that belong to no run: `(at, principal, operation, grant, message)`.
     fn refusals(&self) -> Result<Vec<[String; 5]>>;
+    /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate).
+    fn put_shadow(&self, shadow: &ShadowRecord) -> Result<()>;
+    /// The shadow runs, oldest first.
+    fn shadows(&self) -> Result<Vec<ShadowRecord>>;
 }
 
 /// The embedded store: one SQLite file in WAL mode (`.flow/runs.db` for the CLI), or memory.
@@ -167,6 +189,10 @@ CREATE TABLE IF NOT EXISTS action_results (
 CREATE TABLE IF NOT EXISTS refusals (
   at TEXT NOT NULL, principal TEXT NOT NULL, operation TEXT NOT NULL, grant TEXT NOT NULL, message TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shadows (
+  run TEXT NOT NULL, candidate TEXT NOT NULL, flow TEXT NOT NULL, created TEXT NOT NULL,
+  production TEXT NOT NULL, outcome TEXT NOT NULL, changes TEXT NOT NULL, PRIMARY KEY (run, candidate)
+) WITHOUT ROWID;
 ";
 
 fn unusable(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -472,5 +498,58 @@ impl Store for SqliteStore {
             .query_map([], |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?]))
             .map_err(unusable("cannot read refusals"))?;
         rows.map(|r| r.map_err(unusable("cannot read a refusal"))).collect()
+    }
+
+    fn put_shadow(&self, shadow: &ShadowRecord) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO shadows (run, candidate, flow, created, production, outcome, changes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    shadow.run,
+                    shadow.candidate,
+                    shadow.flow,
+                    shadow.created,
+                    shadow.production,
+                    shadow.outcome,
+                    shadow.changes.to_string()
+                ],
+            )
+            .map_err(unusable("cannot store the shadow run"))?;
+        Ok(())
+    }
+
+    fn shadows(&self) -> Result<Vec<ShadowRecord>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT run, candidate, flow, created, production, outcome, changes FROM shadows ORDER BY created, run",
+            )
+            .map_err(unusable("cannot read the shadow runs"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    ShadowRecord {
+                        run: row.get(0)?,
+                        candidate: row.get(1)?,
+                        flow: row.get(2)?,
+                        created: row.get(3)?,
+                        production: row.get(4)?,
+                        outcome: row.get(5)?,
+                        changes: Json::Null,
+                    },
+                    row.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(unusable("cannot read the shadow runs"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut shadow, changes) = row.map_err(unusable("cannot read a shadow run"))?;
+            shadow.changes = serde_json::from_str(&changes).map_err(|e| {
+                StoreError::Unusable(format!("the shadow of run `{}` in the store is not JSON: {e}", shadow.run))
+            })?;
+            out.push(shadow);
+        }
+        Ok(out)
     }
 }
