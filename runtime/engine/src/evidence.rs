@@ -32,6 +32,27 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// The BLAKE3 hash of an object's key. Events use few distinct keys (`event`, `node`,
+/// `value`, field names), so each thread remembers the hashes of the first few thousand it
+/// meets instead of hashing them again for every event.
+fn key_digest(key: &str) -> [u8; 32] {
+    const REMEMBERED: usize = 4096;
+    thread_local! {
+        static KEYS: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, [u8; 32]>> = Default::default();
+    }
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(digest) = keys.get(key) {
+            return *digest;
+        }
+        let digest = *blake3::hash(key.as_bytes()).as_bytes();
+        if keys.len() < REMEMBERED {
+            keys.insert(key.into(), digest);
+        }
+        digest
+    })
+}
+
 fn digest_bytes(json: &Json) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     match json {
@@ -67,7 +88,7 @@ fn digest_bytes(json: &Json) -> [u8; 32] {
             let mut keys: Vec<&String> = object.keys().collect();
             keys.sort();
             for key in keys {
-                hasher.update(blake3::hash(key.as_bytes()).as_bytes());
+                hasher.update(&key_digest(key));
                 hasher.update(&digest_bytes(&object[key]));
             }
         }

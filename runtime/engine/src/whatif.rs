@@ -255,9 +255,11 @@ pub fn what_if(
         .map(|&id| &new.plan.node(id).name)
         .chain(old.plan.order().iter().map(|&id| &old.plan.node(id).name).filter(|n| new.id(n).is_none()));
     for name in names {
-        let (b, a) = (before.get(name).cloned().unwrap_or(Json::Null), after.get(name).cloned().unwrap_or(Json::Null));
+        let (b, a) = (before.get(name), after.get(name));
         if b != a {
-            diff.push(Change { node: name.to_string(), before: b, after: a });
+            let json =
+                |an: &Analysis, account: Option<&Account<'_>>| account.map_or(Json::Null, |a| a.to_json(an, name));
+            diff.push(Change { node: name.to_string(), before: json(old, b), after: json(new, a) });
         }
     }
     let recorded_status = events
@@ -286,58 +288,94 @@ fn action_args(events: &[Event<Value>], node: &str) -> Option<Json> {
     })
 }
 
-/// Each step's result, as one JSON value: a value for `let`s, inferences and outputs; a
-/// short account for gates, reviews, approvals and actions.
-fn steps(
+/// A step's result: a value (of a `let`, an inference, an output, a param), compared as a
+/// value and written with its labels only when shown; or an account, as JSON.
+#[derive(Debug)]
+enum Account<'e> {
+    Value(&'e Value, Option<&'e Event<Value>>),
+    Json(Json),
+}
+
+impl PartialEq for Account<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Account::Value(a, _), Account::Value(b, _)) => a == b,
+            (Account::Json(a), Account::Json(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Account<'_> {
+    fn to_json(&self, an: &Analysis, node: &str) -> Json {
+        match self {
+            Account::Value(_, Some(event)) => comparable(an, event)["value"].clone(),
+            Account::Value(value, None) => {
+                let ty = an.body().node(node).map(|n| n.ty.clone()).unwrap_or(flow_ir::ty::Ty::Nothing);
+                crate::labels::encode(an.body(), value, &ty, an.node_labels(node))
+            }
+            Account::Json(json) => json.clone(),
+        }
+    }
+}
+
+/// Each step's result: a value for `let`s, inferences, outputs and params; a short account
+/// for gates, reviews, approvals and actions.
+fn steps<'e>(
     an: &Analysis,
-    events: &[Event<Value>],
+    events: &'e [Event<Value>],
     held: &FxHashMap<SmolStr, Json>,
     needs_decision: &FxHashSet<SmolStr>,
-) -> FxHashMap<SmolStr, Json> {
-    let mut out: FxHashMap<SmolStr, Json> = FxHashMap::default();
+) -> FxHashMap<SmolStr, Account<'e>> {
+    let mut out: FxHashMap<SmolStr, Account<'e>> = FxHashMap::default();
     for event in events {
         let Some(node) = event.node() else {
             if let Event::Started(started) = event {
-                let encoded = comparable(an, event);
-                for (i, param) in started.params.iter().enumerate() {
-                    out.insert(param.name.clone(), encoded["params"][i]["value"].clone());
+                for param in &started.params {
+                    out.insert(param.name.clone(), Account::Value(&param.value, None));
                 }
             }
             continue;
         };
         let value = || comparable(an, event)["value"].clone();
         let account = match event {
-            Event::Evaluated { .. } => value(),
-            Event::Emitted { marks, .. } if marks.is_empty() => value(),
-            Event::Emitted { marks, .. } => json!({"value": value(), "marks": marks}),
-            Event::Inferred { degraded: false, .. } => value(),
-            Event::Inferred { reason, .. } => json!({"degraded": reason, "value": value()}),
-            Event::Gate { holds: true, .. } => json!("holds"),
-            Event::Gate { holds: false, .. } => json!("does not hold"),
+            Event::Evaluated { value, .. } => Account::Value(value, Some(event)),
+            Event::Emitted { value, marks, .. } if marks.is_empty() => Account::Value(value, Some(event)),
+            Event::Emitted { marks, .. } => Account::Json(json!({"value": value(), "marks": marks})),
+            Event::Inferred { value, degraded: false, .. } => Account::Value(value, Some(event)),
+            Event::Inferred { reason, .. } => Account::Json(json!({"degraded": reason, "value": value()})),
+            Event::Gate { holds: true, .. } => Account::Json(json!("holds")),
+            Event::Gate { holds: false, .. } => Account::Json(json!("does not hold")),
             Event::GateDecided { decision, .. } => {
-                json!(format!("holds; {} by {}", decision.outcome, decision.principal))
+                Account::Json(json!(format!("holds; {} by {}", decision.outcome, decision.principal)))
             }
-            Event::GateOverridden { decision, .. } => json!(format!("holds; overridden by {}", decision.principal)),
-            Event::ReviewSkipped { .. } => json!("skipped"),
-            Event::ReviewOpened { .. } => json!("waiting for a decision"),
+            Event::GateOverridden { decision, .. } => {
+                Account::Json(json!(format!("holds; overridden by {}", decision.principal)))
+            }
+            Event::ReviewSkipped { .. } => Account::Json(json!("skipped")),
+            Event::ReviewOpened { .. } => Account::Json(json!("waiting for a decision")),
             Event::ReviewDecided { decision, edits, .. } => {
                 let mut text = format!("{} by {}", decision.outcome, decision.principal);
                 for edit in edits {
                     text.push_str(&format!("; edited {}", edit.field));
                 }
-                json!(text)
+                Account::Json(json!(text))
             }
-            Event::ApprovalRequired { row, requirement, .. } => json!(format!("row {row} ({requirement}): waiting")),
+            Event::ApprovalRequired { row, requirement, .. } => {
+                Account::Json(json!(format!("row {row} ({requirement}): waiting")))
+            }
             Event::ApprovalCompleted { row, approved, approvers, requirement, .. } => {
-                json!(match (approved, approvers.is_empty()) {
+                Account::Json(json!(match (approved, approvers.is_empty()) {
                     (true, true) => format!("row {row} ({requirement}): approved"),
                     (true, false) => format!("row {row} ({requirement}): approved by {}", approvers.join(", ")),
                     (false, _) => format!("row {row} ({requirement}): not approved"),
-                })
+                }))
             }
-            Event::ActionSkipped { .. } => json!("would not run"),
-            Event::ActionStarted { system, action, .. } => json!(format!("would run `{system}.{action}`")),
-            Event::Failed { error, .. } => json!({"failed": error}),
+            Event::ActionSkipped { .. } => Account::Json(json!("would not run")),
+            Event::ActionStarted { system, action, .. } => {
+                Account::Json(json!(format!("would run `{system}.{action}`")))
+            }
+            Event::Failed { error, .. } => Account::Json(json!({"failed": error})),
             Event::ModelCalled { .. }
             | Event::ApprovalDecided { .. }
             | Event::ActionCompleted { .. }
@@ -348,16 +386,16 @@ fn steps(
         out.insert(node.clone(), account);
     }
     for (node, description) in held {
-        out.insert(node.clone(), description.clone());
+        out.insert(node.clone(), Account::Json(description.clone()));
     }
     for node in needs_decision {
-        let account = match out.get(node).and_then(Json::as_str) {
-            Some(text) if text.starts_with("row ") => {
+        let account = match out.get(node) {
+            Some(Account::Json(Json::String(text))) if text.starts_with("row ") => {
                 json!(text.replace(": waiting", ": needs a new decision"))
             }
             _ => json!("needs a new decision"),
         };
-        out.insert(node.clone(), account);
+        out.insert(node.clone(), Account::Json(account));
     }
     out
 }
