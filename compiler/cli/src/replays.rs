@@ -181,7 +181,8 @@ fn run_json(run: &RunReplay) -> Json {
 /// `flowc replay --all [--flow NAME] [--since DATE] [--plan PLAN] [--set PARAM=VALUE…]`.
 pub fn all(where_: &Where, since_text: Option<&str>, details: bool, options: &Options<'_>) -> anyhow::Result<ExitCode> {
     let who = deploy::principal(where_, options.who)?;
-    let filter = RunFilter { flow: options.flow.map(str::to_owned), since: since_text.map(since).transpose()? };
+    let filter =
+        RunFilter { flow: options.flow.map(str::to_owned), since: since_text.map(since).transpose()?, details };
     let (runtime, changes) = match prepare(where_, options)? {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
@@ -200,7 +201,7 @@ pub fn all(where_: &Where, since_text: Option<&str>, details: bool, options: &Op
                 "transitions": transitions, "not_allowed": summary.not_allowed, "errors": errors,
             });
             if details {
-                out["details"] = summary.details.iter().filter(|r| !r.exact).map(run_json).collect();
+                out["details"] = summary.details.iter().map(run_json).collect();
             }
             crate::print(&format!("{out}\n"));
         }
@@ -232,7 +233,7 @@ fn print_summary(summary: &ReplaySummary, details: bool, changes: &ReplayChanges
     }
     crate::print(&text);
     if details {
-        for run in summary.details.iter().filter(|r| !r.exact && r.error.is_none()) {
+        for run in summary.details.iter().filter(|r| r.error.is_none()) {
             crate::print(&format!("run {}: {} → {}\n", run.run, run.before, run.after));
             print_changes(&run.changes);
         }
@@ -263,7 +264,11 @@ fn changes_of(json: &Json) -> Vec<Change> {
 /// `flowc shadow-report [--flow NAME] [--since DATE] [--candidate HASH] [--details]`.
 pub fn shadow_report(where_: &Where, options: &ShadowOptions<'_>) -> anyhow::Result<ExitCode> {
     let who = deploy::principal(where_, options.who)?;
-    let filter = RunFilter { flow: options.flow.map(str::to_owned), since: options.since.map(since).transpose()? };
+    let filter = RunFilter {
+        flow: options.flow.map(str::to_owned),
+        since: options.since.map(since).transpose()?,
+        details: options.details,
+    };
     let runtime = open(where_)?;
     let report = match runtime.shadow_report(&who, &filter, options.candidate) {
         Ok(report) => report,

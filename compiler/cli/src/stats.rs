@@ -98,7 +98,11 @@ fn page(stats: &FlowStats) -> String {
 
 /// `flowc stats [--flow NAME] [--since DATE] [--format human|json|prometheus]`.
 pub fn stats(where_: &Where, flow: Option<&str>, since: Option<&str>, format: StatsFormat) -> anyhow::Result<ExitCode> {
-    let filter = RunFilter { flow: flow.map(str::to_owned), since: since.map(crate::replays::since).transpose()? };
+    let filter = RunFilter {
+        flow: flow.map(str::to_owned),
+        since: since.map(crate::replays::since).transpose()?,
+        details: false,
+    };
     let runtime = open(where_)?;
     let stats = match runtime.stats(&filter) {
         Ok(stats) => stats,

@@ -115,6 +115,8 @@ pub struct RunFilter {
     pub flow: Option<String>,
     /// Runs started at or after this time (RFC 3339, or a date `2026-11-01`).
     pub since: Option<String>,
+    /// A bulk replay keeps every run that does not reproduce, with its changes.
+    pub details: bool,
 }
 
 /// One run in a bulk replay.
@@ -185,12 +187,13 @@ pub struct ReplaySummary {
     pub not_allowed: usize,
     /// Runs that could not be replayed, with why.
     pub errors: Vec<(String, String)>,
-    /// Every run replayed, in the store's order.
+    /// With [`RunFilter::details`], every run that does not reproduce (or could not be
+    /// replayed), in the store's order.
     pub details: Vec<RunReplay>,
 }
 
 impl ReplaySummary {
-    fn add(&mut self, run: RunReplay) {
+    fn add(&mut self, run: RunReplay, details: bool) {
         if let Some(error) = &run.error {
             self.errors.push((run.run.clone(), error.clone()));
         } else {
@@ -201,7 +204,9 @@ impl ReplaySummary {
                 *self.transitions.entry((run.before.clone(), run.after.clone())).or_default() += 1;
             }
         }
-        self.details.push(run);
+        if details && !run.exact {
+            self.details.push(run);
+        }
     }
 }
 
@@ -849,9 +854,10 @@ impl Runtime {
         }
         let replayed = self.each_run(&allowed, |record, raw| self.replay_record(record, raw, who, changes))?;
         for (record, run) in allowed.iter().zip(replayed) {
-            summary.add(run.unwrap_or_else(|| {
+            let run = run.unwrap_or_else(|| {
                 RunReplay::failed(record, "no events were read for it, or its replay stopped".to_owned())
-            }));
+            });
+            summary.add(run, filter.details);
         }
         Ok(summary)
     }
