@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The spend approval example end to end, as its people would use it: compile the flow to a
 # plan, start a run (it stops at a pending review), decide the review and the approval, and
-# show the completed run; then export its evidence for an auditor and verify it.
+# show the completed run; then export its evidence for an auditor and verify it, replay it,
+# and see what another threshold would have changed.
 #
 # The run store, the principals and the deployment (`flow.toml`: a local model and a local
 # ERP, both small Python programs) are this directory's: `.flow/runs.db`,
@@ -28,3 +29,7 @@ step decide "$run" spend --as fin --outcome approve --reason within_budget
 step show "$run" --as aud
 step evidence "$run" --as aud -o ".flow/$run.evidence.json"
 step verify ".flow/$run.evidence.json"
+# The auditor replays the run from its evidence, then asks what a higher automatic limit
+# would have changed.
+step replay "$run" --as aud
+step replay "$run" --as aud --set 'auto_limit=50000 USD'
