@@ -28,8 +28,9 @@ pub struct WhatIf {
     pub run: String,
     /// The outcome recorded: a status (`completed`, `pending`…).
     pub before: String,
-    /// The outcome the replay reaches: a status, or `undetermined` when it holds a step
-    /// that a new inference or an action's new result would decide.
+    /// The outcome the replay reaches: a status, or `undetermined` when the run neither
+    /// ended nor is blocked and it holds a step (one that a new inference or an action's
+    /// new result would decide).
     pub after: String,
     /// The steps whose result changes, in the order of the plan replayed.
     pub changes: Vec<Change>,
@@ -194,7 +195,11 @@ pub fn what_if(
                 }
                 let other = events.iter().any(|e| matches!(e, Event::ActionStarted { node: n, .. } if n == node));
                 let what = format!("{}.{}", request.system, request.action);
-                json!(if other { format!("would run `{what}` otherwise") } else { format!("would run `{what}`") })
+                json!(if other {
+                    format!("would run `{what}` with other arguments")
+                } else {
+                    format!("would run `{what}`")
+                })
             }
         };
         held.borrow_mut().insert(node.clone(), description);
@@ -271,7 +276,10 @@ pub fn what_if(
         })
         .unwrap_or(Status::Running);
     let status = state.current_status();
-    let after_outcome = if status == Status::Running && !held.is_empty() { "undetermined" } else { status.as_str() };
+    // A held step decides what follows it: unless the run ended or stopped anyway, its
+    // outcome is open.
+    let open = matches!(status, Status::Running | Status::Pending);
+    let after_outcome = if open && !held.is_empty() { "undetermined" } else { status.as_str() };
     Ok(WhatIf {
         run: recorded_start.run.clone(),
         before: recorded_status.as_str().to_owned(),
