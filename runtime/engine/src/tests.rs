@@ -338,3 +338,48 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     let divergence = crate::replay::replay(&an, &forged, Engine::Jit).divergence.unwrap();
     assert_eq!((divergence.index, divergence.node.as_deref()), (decided, Some("sign")));
 }
+
+/// A what-if against another plan: a param the run was started with at its default takes
+/// the new plan's default; one set when the run started keeps its value.
+#[test]
+fn a_new_plan_brings_its_defaults_but_keeps_params_a_run_was_given() {
+    use flow_ir::expr::{ExprKind, Literal};
+    use flow_ir::plan::NodeKind;
+
+    use crate::store::SqliteStore;
+    use crate::{Principal, ReplayChanges, Runtime, StartOptions};
+
+    let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
+    let mut body = plan.body().clone();
+    let limit = body.nodes.iter_mut().find(|n| n.name == "limit").unwrap();
+    let NodeKind::Param { default } = &mut limit.kind else { panic!("`limit` is a param") };
+    let ExprKind::Lit(Literal::Money(money)) = &mut default.kind else { panic!("a money default") };
+    *money = Money::parse("100000 USD").unwrap();
+    let candidate = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+        .unwrap_or_else(|failed| panic!("{}", failed.1));
+    let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
+    let an = runtime.install(plan).unwrap();
+    let candidate = runtime.install(candidate).unwrap();
+    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+    let auditor = Principal { id: "aud".to_owned(), roles: vec!["auditor".to_owned()] };
+    let app = json!({
+        "id": "A1", "applicant": "ana", "amount": "90000.00 USD", "income": "80000.00 USD", "score": 650,
+        "segment": "retail", "existing_debt": "0.00 USD", "age_days": 400, "defaults": 0, "verified": true
+    });
+    let given = StartOptions { params: vec![("limit".to_owned(), json!("80000 USD"))], ..StartOptions::default() };
+    let changes = ReplayChanges { plan: Some(candidate), ..ReplayChanges::default() };
+    let nodes = |run: &str| -> Vec<(String, serde_json::Value)> {
+        let whatif = runtime.what_if(run, &auditor, &changes).unwrap();
+        whatif.changes.into_iter().map(|c| (c.node, c.after)).collect()
+    };
+    // Started at the default (50,000 USD): the candidate's 100,000 USD applies, and 90,000 USD
+    // is no longer over the limit.
+    let default_run = runtime.start(&an, &who, &[("app".to_owned(), app.clone())], &StartOptions::default()).unwrap();
+    assert_eq!(
+        nodes(&default_run.run),
+        [("limit".to_owned(), json!("100000 USD")), ("over_limit".to_owned(), json!("does not hold"))]
+    );
+    // Started with 80,000 USD: that value stays, and nothing changes.
+    let given_run = runtime.start(&an, &who, &[("app".to_owned(), app)], &given).unwrap();
+    assert_eq!(nodes(&given_run.run), []);
+}

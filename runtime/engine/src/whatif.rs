@@ -105,9 +105,20 @@ fn restart(
                 .map_err(|e| format!("the recorded input `{}` does not fit the plan replayed: {e}", node.name))?;
             started.inputs.push(crate::event::Named { name: node.name.clone(), value });
         }
+        // A param keeps the value the run was started with where that was not the default
+        // of the run's plan (and fits the new plan); otherwise it takes the new plan's default.
         started.params = Vec::new();
         for (name, default) in new.param_defaults() {
-            let value = default.clone().map_err(|e| format!("param `{name}`: {e}"))?;
+            let given = recorded.params.iter().find(|p| p.name == *name).filter(|p| {
+                let old_default = old.param_defaults().iter().find(|(n, _)| n == name).map(|(_, d)| d);
+                old_default.is_some_and(|d| d.as_ref().ok() != Some(&p.value))
+            });
+            let ty = body.node(name).map(|n| n.ty.clone());
+            let kept = given.zip(ty).and_then(|(p, ty)| value::decode(body, &p.value.to_json(), &ty, "$").ok());
+            let value = match kept {
+                Some(value) => value,
+                None => default.clone().map_err(|e| format!("param `{name}`: {e}"))?,
+            };
             started.params.push(crate::event::Named { name: name.clone(), value });
         }
     }
