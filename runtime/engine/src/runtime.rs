@@ -134,7 +134,9 @@ pub struct RunReplay {
 }
 
 impl RunReplay {
+    /// An exact replay: one that differs stops there, and ends `diverged`.
     fn exact(replay: crate::replay::Replay, recorded: Status) -> RunReplay {
+        let after = if replay.divergence.is_none() { replay.status.as_str() } else { "diverged" };
         RunReplay {
             exact: replay.divergence.is_none(),
             changes: replay
@@ -144,7 +146,7 @@ impl RunReplay {
                 .collect(),
             run: replay.run,
             before: recorded.as_str().to_owned(),
-            after: replay.status.as_str().to_owned(),
+            after: after.to_owned(),
             error: None,
         }
     }
