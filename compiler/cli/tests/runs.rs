@@ -1015,3 +1015,54 @@ fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares() {
     assert_eq!(memory.status.code(), Some(2), "{}", text(&memory));
     assert!(text(&memory).contains("stores none"), "{}", text(&memory));
 }
+
+/// A forger who changes what a gate decided and rebuilds the hash chain passes the chain
+/// check, but not the replay: the run diverges at that gate, alone and among all runs.
+#[test]
+fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
+    let dir = deployment("forged");
+    let forged = start(&dir, &request(&dir, "F1", "500.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    start(&dir, &request(&dir, "F2", "600.00", "carl"), "carl");
+    let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
+    let rows: Vec<(i64, String, String)> = {
+        let mut statement = db.prepare("SELECT seq, at, body FROM events WHERE run = ?1 ORDER BY seq").unwrap();
+        statement.query_map([&forged], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    let mut changed = 0;
+    for (seq, at, body) in rows {
+        let edited = body.replace(
+            r#""node":"notable","level":"info","holds":false"#,
+            r#""node":"notable","level":"info","holds":true"#,
+        );
+        changed += usize::from(edited != body);
+        let json: Json = serde_json::from_str(&edited).unwrap();
+        let hash = flow_runtime::evidence::event_hash(&prev, seq as u64, &at, &json);
+        db.execute(
+            "UPDATE events SET body = ?1, prev = ?2, hash = ?3 WHERE run = ?4 AND seq = ?5",
+            rusqlite::params![json.to_string(), prev, hash, forged, seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    assert_eq!(changed, 1);
+    db.execute("UPDATE runs SET head = ?1 WHERE id = ?2", [&prev, &forged]).unwrap();
+    drop(db);
+    // The chain verifies: the evidence exports.
+    assert_eq!(flowc(&dir, &["evidence", &forged, "--as", "aud", "-o", "forged.json"]).status.code(), Some(0));
+    let one = json_of(&dir, &["replay", &forged, "--as", "aud"], 1);
+    assert_eq!(one["exact"], false, "{one}");
+    assert_eq!(one["changes"][0]["node"], "notable", "{one}");
+    assert_eq!(
+        (one["changes"][0]["before"]["holds"].as_bool(), one["changes"][0]["after"]["holds"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let all = json_of(&dir, &["replay", "--all", "--as", "aud", "--details"], 1);
+    assert_eq!((all["runs"].as_u64(), all["exact"].as_u64()), (Some(2), Some(1)), "{all}");
+    assert_eq!(all["transitions"], json!([{"from": "completed", "to": "diverged", "count": 1}]), "{all}");
+    assert_eq!(all["details"][0]["run"], forged.as_str(), "{all}");
+    assert_eq!(all["details"][0]["changes"][0]["node"], "notable", "{all}");
+    let stats = json_of(&dir, &["stats"], 0);
+    assert_eq!(stats["flows"][0]["evidence_completeness"], 1.0, "{stats}");
+    assert_eq!(stats["flows"][0]["replay_success_rate"], 0.5, "{stats}");
+}
