@@ -285,8 +285,9 @@ pub fn shadow_report(where_: &Where, options: &ShadowOptions<'_>) -> anyhow::Res
             if options.details {
                 out["details"] = differing
                     .map(|s| {
-                        json!({"run": s.run, "candidate": s.candidate, "production": s.production,
-                            "outcome": s.outcome, "changes": s.changes})
+                        let mut json = crate::runs::shadow_json(s);
+                        json["run"] = json!(s.run);
+                        json
                     })
                     .collect();
             }

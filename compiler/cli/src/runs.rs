@@ -124,7 +124,7 @@ pub struct RunOptions<'a> {
 
 type Candidate = std::sync::Arc<flow_runtime::analysis::Analysis>;
 
-fn shadow_json(shadow: &ShadowRecord) -> Json {
+pub(crate) fn shadow_json(shadow: &ShadowRecord) -> Json {
     json!({
         "candidate": shadow.candidate, "production": shadow.production, "outcome": shadow.outcome,
         "changes": shadow.changes,

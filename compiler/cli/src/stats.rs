@@ -34,16 +34,12 @@ fn duration(us: Option<u64>) -> String {
 }
 
 fn latency(values: &[u64]) -> String {
-    let at = |q: f64| {
-        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
-        values.get(rank - 1).copied()
-    };
+    let at = |q| flow_runtime::stats::percentile(values, q);
     format!("p50 {}, p95 {} ({} runs)", duration(at(0.5)), duration(at(0.95)), values.len())
 }
 
 fn page(stats: &FlowStats) -> String {
     let statuses: Vec<String> = stats.by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    let rate = |part: u64, whole: u64| percent((whole > 0).then(|| part as f64 / whole as f64));
     let mut text = format!(
         "flow {}: {} runs ({}), started {} … {}\n",
         stats.flow,
@@ -58,32 +54,32 @@ fn page(stats: &FlowStats) -> String {
         ("  success rate", percent(stats.success_rate())),
         ("  execution latency", latency(&stats.execution_us)),
         ("  decision latency", latency(&stats.decision_us)),
-        ("  fallback usage", format!("{} runs ({})", stats.degraded_runs, rate(stats.degraded_runs, stats.runs))),
+        ("  fallback usage", format!("{} runs ({})", stats.degraded_runs, percent(stats.fallback_rate()))),
         ("  review volume", format!("{} opened, {} decided", stats.reviews_opened, stats.reviews_decided)),
         ("governance", String::new()),
         (
             "  approval rate",
-            format!("{} ({} approvals needing people)", rate(stats.approved, stats.approvals), stats.approvals),
+            format!("{} ({} approvals needing people)", percent(stats.approval_rate()), stats.approvals),
         ),
-        ("  blocked-run rate", format!("{} ({} runs)", rate(stats.blocked_runs, stats.runs), stats.blocked_runs)),
+        ("  blocked-run rate", format!("{} ({} runs)", percent(stats.blocked_run_rate()), stats.blocked_runs)),
         (
             "  override rate",
             format!(
                 "{} ({} of {} blocking gates that held)",
-                rate(stats.overrides, stats.blocks),
+                percent(stats.override_rate()),
                 stats.overrides,
                 stats.blocks
             ),
         ),
         (
             "  evidence completeness",
-            format!("{} ({} of {} runs)", rate(stats.complete, stats.runs), stats.complete, stats.runs),
+            format!("{} ({} of {} runs)", percent(stats.evidence_completeness()), stats.complete, stats.runs),
         ),
         (
             "  replay success rate",
             format!(
                 "{} ({} of {} replayed)",
-                rate(stats.replayed_exactly, stats.replayed),
+                percent(stats.replay_success_rate()),
                 stats.replayed_exactly,
                 stats.replayed
             ),

@@ -14,10 +14,10 @@ use crate::event::{Event, Status};
 use crate::value::Value;
 
 /// What one run contributes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct RunFacts {
     pub flow: String,
-    pub status: Option<Status>,
+    pub status: Status,
     pub created: String,
     /// The chain verifies, ends at the run's head, and every event reads.
     pub complete: bool,
@@ -48,9 +48,19 @@ impl RunFacts {
     pub(crate) fn of(record: &crate::store::RunRecord) -> RunFacts {
         RunFacts {
             flow: record.flow.clone(),
-            status: Some(record.status),
+            status: record.status,
             created: record.created.clone(),
-            ..RunFacts::default()
+            complete: false,
+            replayed: None,
+            execution_us: None,
+            decision_us: None,
+            degraded: false,
+            reviews_opened: 0,
+            reviews_decided: 0,
+            approvals: 0,
+            approved: 0,
+            blocks: 0,
+            overrides: 0,
         }
     }
 
@@ -90,7 +100,7 @@ impl RunFacts {
 }
 
 /// A percentile (`q` in 0..=1) of sorted values, nearest rank.
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
@@ -129,9 +139,7 @@ pub struct FlowStats {
 impl FlowStats {
     fn add(&mut self, facts: &RunFacts) {
         self.runs += 1;
-        if let Some(status) = facts.status {
-            *self.by_status.entry(status.as_str()).or_default() += 1;
-        }
+        *self.by_status.entry(facts.status.as_str()).or_default() += 1;
         if self.first.is_empty() || facts.created < self.first {
             self.first = facts.created.clone();
         }
@@ -169,6 +177,36 @@ impl FlowStats {
         ratio(stopped - self.status(Status::Failed), stopped)
     }
 
+    /// Runs with a step degraded to its fallback, among all runs.
+    pub fn fallback_rate(&self) -> Option<f64> {
+        ratio(self.degraded_runs, self.runs)
+    }
+
+    /// Approvals that needed people and were approved, among those that needed people.
+    pub fn approval_rate(&self) -> Option<f64> {
+        ratio(self.approved, self.approvals)
+    }
+
+    /// Runs in which a blocking gate held.
+    pub fn blocked_run_rate(&self) -> Option<f64> {
+        ratio(self.blocked_runs, self.runs)
+    }
+
+    /// Blocking gates that held and were overridden.
+    pub fn override_rate(&self) -> Option<f64> {
+        ratio(self.overrides, self.blocks)
+    }
+
+    /// Runs whose evidence chain verifies and reads whole.
+    pub fn evidence_completeness(&self) -> Option<f64> {
+        ratio(self.complete, self.runs)
+    }
+
+    /// Runs that replay exactly, among those replayed.
+    pub fn replay_success_rate(&self) -> Option<f64> {
+        ratio(self.replayed_exactly, self.replayed)
+    }
+
     /// The metrics as one JSON object (durations in milliseconds, rates from 0 to 1).
     pub fn to_json(&self) -> Json {
         let ms = |us: Option<u64>| us.map(|us| us as f64 / 1000.0);
@@ -184,14 +222,14 @@ impl FlowStats {
             "execution_latency_ms": latency(&self.execution_us),
             "decision_latency_ms": latency(&self.decision_us),
             "fallback_runs": self.degraded_runs,
-            "fallback_rate": ratio(self.degraded_runs, self.runs),
+            "fallback_rate": self.fallback_rate(),
             "reviews_opened": self.reviews_opened,
             "reviews_decided": self.reviews_decided,
-            "approval_rate": ratio(self.approved, self.approvals),
-            "blocked_run_rate": ratio(self.blocked_runs, self.runs),
-            "override_rate": ratio(self.overrides, self.blocks),
-            "evidence_completeness": ratio(self.complete, self.runs),
-            "replay_success_rate": ratio(self.replayed_exactly, self.replayed),
+            "approval_rate": self.approval_rate(),
+            "blocked_run_rate": self.blocked_run_rate(),
+            "override_rate": self.override_rate(),
+            "evidence_completeness": self.evidence_completeness(),
+            "replay_success_rate": self.replay_success_rate(),
         })
     }
 }
@@ -257,22 +295,28 @@ impl Stats {
         }
         type Metric = fn(&FlowStats) -> Option<f64>;
         let gauges: [(&str, &str, Metric); 10] = [
-            ("flow_throughput_runs_per_hour", "Runs per hour between the first and the last start.", |s| {
-                s.throughput_per_hour()
-            }),
+            (
+                "flow_throughput_runs_per_hour",
+                "Runs per hour between the first and the last start.",
+                FlowStats::throughput_per_hour,
+            ),
             ("flow_success_ratio", "Runs that did not fail, among those that stopped.", FlowStats::success_rate),
             ("flow_fallback_runs", "Runs with a step degraded to its fallback.", |s| Some(s.degraded_runs as f64)),
             ("flow_reviews_opened", "Reviews opened.", |s| Some(s.reviews_opened as f64)),
             ("flow_reviews_decided", "Reviews decided.", |s| Some(s.reviews_decided as f64)),
-            ("flow_approval_ratio", "Approvals needing people that were approved.", |s| ratio(s.approved, s.approvals)),
-            ("flow_blocked_run_ratio", "Runs in which a blocking gate held.", |s| ratio(s.blocked_runs, s.runs)),
-            ("flow_override_ratio", "Blocking gates that held and were overridden.", |s| ratio(s.overrides, s.blocks)),
-            ("flow_evidence_completeness_ratio", "Runs whose evidence chain verifies and reads whole.", |s| {
-                ratio(s.complete, s.runs)
-            }),
-            ("flow_replay_success_ratio", "Runs that replay exactly, among those replayed.", |s| {
-                ratio(s.replayed_exactly, s.replayed)
-            }),
+            ("flow_approval_ratio", "Approvals needing people that were approved.", FlowStats::approval_rate),
+            ("flow_blocked_run_ratio", "Runs in which a blocking gate held.", FlowStats::blocked_run_rate),
+            ("flow_override_ratio", "Blocking gates that held and were overridden.", FlowStats::override_rate),
+            (
+                "flow_evidence_completeness_ratio",
+                "Runs whose evidence chain verifies and reads whole.",
+                FlowStats::evidence_completeness,
+            ),
+            (
+                "flow_replay_success_ratio",
+                "Runs that replay exactly, among those replayed.",
+                FlowStats::replay_success_rate,
+            ),
         ];
         for (name, help, metric) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -242,6 +242,17 @@ impl SqliteStore {
     }
 }
 
+/// An event from the columns `seq, at, prev, hash, body`, starting at column `first`.
+fn raw_event(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RawEvent> {
+    Ok(RawEvent {
+        seq: row.get::<_, i64>(first)? as u64,
+        at: row.get(first + 1)?,
+        prev: row.get(first + 2)?,
+        hash: row.get(first + 3)?,
+        body: row.get(first + 4)?,
+    })
+}
+
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {
     let status: String = row.get(3)?;
     Ok((
@@ -392,17 +403,8 @@ impl Store for SqliteStore {
             let mut statement = conn
                 .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
                 .map_err(unusable("cannot read the events"))?;
-            let rows = statement
-                .query_map([run], |row| {
-                    Ok(RawEvent {
-                        seq: row.get::<_, i64>(0)? as u64,
-                        at: row.get(1)?,
-                        prev: row.get(2)?,
-                        hash: row.get(3)?,
-                        body: row.get(4)?,
-                    })
-                })
-                .map_err(unusable("cannot read the events"))?;
+            let rows =
+                statement.query_map([run], |row| raw_event(row, 0)).map_err(unusable("cannot read the events"))?;
             rows.collect::<rusqlite::Result<_>>().map_err(unusable("cannot read an event"))?
         };
         rows.into_iter().map(|raw| raw.parse(run)).collect()
@@ -417,18 +419,8 @@ impl Store for SqliteStore {
         let mut run = String::new();
         let mut events = Vec::new();
         while let Some(row) = rows.next().map_err(unusable("cannot read an event"))? {
-            let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, RawEvent)> {
-                Ok((
-                    row.get(0)?,
-                    RawEvent {
-                        seq: row.get::<_, i64>(1)? as u64,
-                        at: row.get(2)?,
-                        prev: row.get(3)?,
-                        hash: row.get(4)?,
-                        body: row.get(5)?,
-                    },
-                ))
-            };
+            let read =
+                |row: &rusqlite::Row<'_>| Ok::<_, rusqlite::Error>((row.get::<_, String>(0)?, raw_event(row, 1)?));
             let (this, event) = read(row).map_err(unusable("cannot read an event"))?;
             if this != run {
                 if !events.is_empty() && !f(&run, std::mem::take(&mut events)) {
