@@ -11,7 +11,7 @@ use flow_ir::plan::NodeKind;
 use flow_ir::ty::Ty;
 use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use flow_runtime::store::SqliteStore;
-use flow_runtime::{DecisionInput, Principal, ReplayChanges, Runtime, StartOptions, Status};
+use flow_runtime::{DecisionInput, Principal, ReplayChanges, RunFilter, Runtime, StartOptions, Status};
 use serde_json::{Value as Json, json};
 
 use crate::examples::example_paths;
@@ -216,6 +216,7 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
         let an = runtime.install(plan).expect("the plan installs");
         let inputs: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        let mut started = 0;
         for case in 0..60u64 {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (case << 8) ^ p as u64);
             let given: Vec<(String, Json)> =
@@ -298,7 +299,14 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
                 .collect();
             transcript.push(format!("{seed}: {}", page.join("\n")));
             *outcomes.entry(view.status.as_str()).or_default() += 1;
+            started += 1;
         }
+        // Replayed in bulk, where the events replay only compares are compared as stored,
+        // every run reproduces too.
+        let all = runtime
+            .replay_all(&everyone(&body, "p1"), &RunFilter::default(), &ReplayChanges::default())
+            .expect("the runs replay");
+        assert_eq!((all.runs, all.exact, &all.errors), (started, started, &Vec::new()), "plan {}", body.flow.name);
     }
     (transcript, outcomes)
 }

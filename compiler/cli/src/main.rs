@@ -23,6 +23,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Replaying and checking stored runs allocates many small JSON values on every core;
+/// mimalloc serves them with less contention than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Flow: auditable decision flows, compiled and proved before they run.
 #[derive(Parser)]
 #[command(name = "flowc", version, about, long_about = None)]

@@ -25,6 +25,8 @@ pub struct Operand {
     pub fact: Option<Expr>,
     pub node: SmolStr,
     pub path: Vec<SmolStr>,
+    /// The type of its value (`None` where the plan does not give one).
+    pub ty: Option<Ty>,
     /// The labels its value carries.
     pub labels: Vec<SmolStr>,
 }
@@ -137,21 +139,23 @@ impl Analysis {
                         continue;
                     }
                     let labels = place_labels(&plan, root, &path, &node_labels);
+                    let path: Vec<SmolStr> = path.into_iter().cloned().collect();
                     operands[id.index()].push(Operand {
                         place,
                         fact: None,
                         node: root.clone(),
-                        path: path.into_iter().cloned().collect(),
+                        ty: place_type(body, root, &path),
+                        path,
                         labels,
                     });
                 }
             }
             for condition in &conditions {
                 condition.walk(&mut |e| {
-                    let (name, step) = match &e.kind {
-                        ExprKind::Stale(n) => ("stale", n),
-                        ExprKind::Age(n) => ("age", n),
-                        ExprKind::Degraded(n) => ("degraded", n),
+                    let (name, step, ty) = match &e.kind {
+                        ExprKind::Stale(n) => ("stale", n, Ty::Bool),
+                        ExprKind::Age(n) => ("age", n, Ty::Duration),
+                        ExprKind::Degraded(n) => ("degraded", n, Ty::Bool),
                         _ => return,
                     };
                     let place = format!("{name}({step})");
@@ -161,6 +165,7 @@ impl Analysis {
                             fact: Some(e.clone()),
                             node: step.clone(),
                             path: Vec::new(),
+                            ty: Some(ty),
                             labels: Vec::new(),
                         });
                     }
@@ -352,6 +357,15 @@ fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -
 /// The labels of the value at `root.path`: the node's own, each field's declared labels
 /// along the path, and, when a whole record is read into a computation, every label its
 /// fields may carry.
+/// The type of the value at `path` in node `root`'s value.
+pub(crate) fn place_type(body: &PlanBody, root: &str, path: &[SmolStr]) -> Option<Ty> {
+    let mut ty = body.node(root)?.ty.clone();
+    for field in path {
+        ty = body.field_type(ty.unwrap_optional(), field)?.into_owned();
+    }
+    Some(ty)
+}
+
 fn place_labels(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
     let body = plan.body();
     let mut labels = BTreeSet::new();

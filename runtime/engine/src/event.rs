@@ -280,8 +280,8 @@ pub enum Slot<'a> {
     Node(&'a str),
     /// The output an emit produces.
     Output(&'a str),
-    /// A place a condition read (`request.amount`).
-    Operand(&'a str),
+    /// A place a condition of a step read: the step, and the place (`request.amount`).
+    Operand(&'a str, &'a str),
     /// An argument of the model an `infer` step calls.
     ModelArg(&'a str, &'a str),
     /// An argument of the action an action step calls.
@@ -324,6 +324,16 @@ impl<V> Event<V> {
         ) -> Result<Vec<Named<W>>, E> {
             items.into_iter().map(|n| Ok(Named { value: f(slot(&n.name), n.value)?, name: n.name })).collect()
         }
+        fn operands_of<V, W, E>(
+            node: &str,
+            items: Vec<Named<V>>,
+            f: &mut impl FnMut(Slot<'_>, V) -> Result<W, E>,
+        ) -> Result<Vec<Named<W>>, E> {
+            items
+                .into_iter()
+                .map(|n| Ok(Named { value: f(Slot::Operand(node, &n.name), n.value)?, name: n.name }))
+                .collect()
+        }
         Ok(match self {
             Event::Started(started) => {
                 let s = *started;
@@ -346,11 +356,11 @@ impl<V> Event<V> {
             }
             Event::Evaluated { value, operands, node } => Event::Evaluated {
                 value: f(Slot::Node(&node), value)?,
-                operands: named(operands, |n| Slot::Operand(n), f)?,
+                operands: operands_of(&node, operands, f)?,
                 node,
             },
             Event::Gate { node, level, holds, operands } => {
-                Event::Gate { node, level, holds, operands: named(operands, |n| Slot::Operand(n), f)? }
+                Event::Gate { operands: operands_of(&node, operands, f)?, node, level, holds }
             }
             Event::GateDecided { node, decision } => Event::GateDecided { node, decision },
             Event::GateOverridden { node, decision } => Event::GateOverridden { node, decision },
@@ -393,10 +403,10 @@ impl<V> Event<V> {
                 Event::Inferred { value: f(Slot::Node(&node), value)?, degraded, reason, node }
             }
             Event::ReviewSkipped { node, operands } => {
-                Event::ReviewSkipped { node, operands: named(operands, |n| Slot::Operand(n), f)? }
+                Event::ReviewSkipped { operands: operands_of(&node, operands, f)?, node }
             }
             Event::ReviewOpened { node, roles, operands } => {
-                Event::ReviewOpened { node, roles, operands: named(operands, |n| Slot::Operand(n), f)? }
+                Event::ReviewOpened { operands: operands_of(&node, operands, f)?, node, roles }
             }
             Event::ReviewDecided { node, decision, edits } => {
                 let edits = edits
@@ -412,11 +422,11 @@ impl<V> Event<V> {
                 Event::ReviewDecided { node, decision, edits }
             }
             Event::ApprovalRequired { node, row, requirement, terms, operands, excluded } => Event::ApprovalRequired {
+                operands: operands_of(&node, operands, f)?,
                 node,
                 row,
                 requirement,
                 terms,
-                operands: named(operands, |n| Slot::Operand(n), f)?,
                 excluded,
             },
             Event::ApprovalDecided { node, decision } => Event::ApprovalDecided { node, decision },
@@ -424,7 +434,7 @@ impl<V> Event<V> {
                 Event::ApprovalCompleted { node, row, approved, approvers, requirement }
             }
             Event::ActionSkipped { node, operands } => {
-                Event::ActionSkipped { node, operands: named(operands, |n| Slot::Operand(n), f)? }
+                Event::ActionSkipped { operands: operands_of(&node, operands, f)?, node }
             }
             Event::ActionStarted { node, system, action, key, args, attempt } => {
                 let args = args

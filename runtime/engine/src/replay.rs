@@ -65,7 +65,7 @@ pub(crate) struct Recorded {
 }
 
 impl Recorded {
-    pub(crate) fn of(events: &[Event<Value>]) -> Recorded {
+    pub(crate) fn of<R: Recording + ?Sized>(events: &R) -> Recorded {
         let mut recorded = Recorded {
             models: FxHashMap::default(),
             called: Vec::new(),
@@ -74,12 +74,17 @@ impl Recorded {
             systems: Vec::new(),
             cut_off: FxHashSet::default(),
         };
-        for (i, event) in events.iter().enumerate() {
-            match event {
-                Event::ModelCalled { node, model, request_digest, error, .. } => {
+        // The next event of `node` after event `i`: an answer is never an event replay
+        // only compares (see [`COMPARED`]).
+        let next = |i: usize, node: &SmolStr| {
+            (i + 1..events.len()).filter_map(|j| events.read(j)).find(|e| e.node() == Some(node))
+        };
+        for i in 0..events.len() {
+            match events.read(i) {
+                Some(Event::ModelCalled { node, model, request_digest, error, .. }) => {
                     let answer = match error {
                         Some(error) => Err(error.clone()),
-                        None => match events[i + 1..].iter().find(|e| e.node() == Some(node)) {
+                        None => match next(i, node) {
                             Some(Event::Inferred { value, degraded: false, .. }) => Ok(value.to_json()),
                             _ => Err("no answer was recorded".to_owned()),
                         },
@@ -89,9 +94,9 @@ impl Recorded {
                     recorded.models.insert(request_digest.clone(), answer);
                     recorded.called.push(model.clone());
                 }
-                Event::ActionStarted { node, system, action, key, .. } => {
+                Some(Event::ActionStarted { node, system, action, key, .. }) => {
                     let prefix = format!("`{system}.{action}` failed: ");
-                    let result = match events[i + 1..].iter().find(|e| e.node() == Some(node)) {
+                    let result = match next(i, node) {
                         Some(Event::ActionStarted { .. }) => {
                             recorded.cut_off.insert(i);
                             continue;
@@ -105,13 +110,126 @@ impl Recorded {
                     recorded.actions.insert(key.clone(), result);
                     recorded.systems.push(system.clone());
                 }
-                Event::ActionCompleted { key, result, reused: true, .. } => {
+                Some(Event::ActionCompleted { key, result, reused: true, .. }) => {
                     recorded.reused.insert(key.clone(), result.to_json());
                 }
                 _ => {}
             }
         }
         recorded
+    }
+}
+
+/// A run's recorded events as replay reads them: every one read already (a slice), or
+/// read only where replay needs what it holds and otherwise compared as stored
+/// ([`Stored`]).
+pub(crate) trait Recording {
+    type Error;
+    fn len(&self) -> usize;
+    /// Event `i`, where replay needs what it holds; `None` for an event replay only
+    /// compares (a kind in [`COMPARED`]) or past the end.
+    fn read(&self, i: usize) -> Option<&Event<Value>>;
+    /// Whether event `i` is `produced`, as [`same`] compares them.
+    fn is(&self, an: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, Self::Error>;
+    /// Event `i` as [`comparable`] shows it.
+    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, Self::Error>;
+}
+
+impl Recording for [Event<Value>] {
+    type Error = std::convert::Infallible;
+
+    fn len(&self) -> usize {
+        <[Event<Value>]>::len(self)
+    }
+
+    fn read(&self, i: usize) -> Option<&Event<Value>> {
+        self.get(i)
+    }
+
+    fn is(&self, _an: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, Self::Error> {
+        Ok(same(&self[i], produced))
+    }
+
+    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, Self::Error> {
+        Ok(comparable(an, &self[i]))
+    }
+}
+
+/// The kinds of event replay only compares: what the executor computes, holding no answer
+/// of a model or handler and no decision. Stored events of these kinds are compared as
+/// stored text with the replayed event's encoding, and read only when that differs.
+const COMPARED: [&str; 9] = [
+    "evaluated",
+    "gate",
+    "review_skipped",
+    "review_opened",
+    "approval_required",
+    "approval_completed",
+    "action_skipped",
+    "emitted",
+    "settled",
+];
+
+/// A run's stored events (JSON text, as the store keeps them), with those replay needs
+/// read. Its chain is checked before ([`crate::evidence::event_hash_text`]).
+pub(crate) struct Stored<'a> {
+    bodies: Vec<&'a str>,
+    read: Vec<Option<Event<Value>>>,
+    /// The replayed event's encoding, reused from one comparison to the next.
+    encoded: std::cell::RefCell<Vec<u8>>,
+}
+
+impl<'a> Stored<'a> {
+    /// Reads the events of `bodies` that replay needs, or says which cannot be read.
+    pub(crate) fn new(an: &Analysis, bodies: Vec<&'a str>) -> Result<Stored<'a>, String> {
+        let read = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let tag = body.strip_prefix(r#"{"event":""#).and_then(|rest| rest.split_once('"')).map(|(tag, _)| tag);
+                if tag.is_some_and(|tag| COMPARED.contains(&tag)) {
+                    return Ok(None);
+                }
+                Stored::decode(an, i, body).map(Some)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Stored { bodies, read, encoded: Default::default() })
+    }
+
+    fn decode(an: &Analysis, i: usize, body: &str) -> Result<Event<Value>, String> {
+        crate::runtime::decode_event_text(an, body).map_err(|e| format!("event {i} cannot be read: {e}"))
+    }
+}
+
+impl Recording for Stored<'_> {
+    type Error = String;
+
+    fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    fn read(&self, i: usize) -> Option<&Event<Value>> {
+        self.read.get(i)?.as_ref()
+    }
+
+    fn is(&self, an: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, String> {
+        if let Some(recorded) = self.read(i) {
+            return Ok(same(recorded, produced));
+        }
+        let mut encoded = self.encoded.borrow_mut();
+        crate::runtime::encode_event_text(an, produced, &mut encoded);
+        if *encoded == self.bodies[i].as_bytes() {
+            return Ok(true);
+        }
+        // Written otherwise (by another version, say): compared as read.
+        Ok(same(&Stored::decode(an, i, self.bodies[i])?, produced))
+    }
+
+    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, String> {
+        match self.read(i) {
+            Some(event) => Ok(comparable(an, event)),
+            None => Ok(comparable(an, &Stored::decode(an, i, self.bodies[i])?)),
+        }
     }
 }
 
@@ -263,44 +381,62 @@ pub(crate) fn decide_again(
 
 /// Replays a run's recorded `events` (from its `started` event) against its plan `an`.
 pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> Replay {
+    match replay_recording(an, events, engine_choice) {
+        Ok(replay) => replay,
+        Err(never) => match never {},
+    }
+}
+
+/// [`replay`] of a run's events as a [`Recording`] holds them; fails only where the
+/// recording cannot read an event it must.
+pub(crate) fn replay_recording<R: Recording + ?Sized>(
+    an: &Analysis,
+    events: &R,
+    engine_choice: Engine,
+) -> Result<Replay, R::Error> {
     let recorded = Recorded::of(events);
-    let run = match events.first() {
+    let run = match events.read(0) {
         Some(Event::Started(started)) => started.run.clone(),
         _ => String::new(),
     };
     let mut state = State::new(an);
     let diverge = |index: usize, replayed: Option<&Event<Value>>, state: &State| {
-        let recorded_event = events.get(index);
-        Replay {
+        let recorded_event = if index < events.len() { events.comparable(an, index)? } else { Json::Null };
+        let node = match recorded_event.get("node").and_then(Json::as_str) {
+            Some(node) => Some(node.to_owned()),
+            None => replayed.and_then(Event::node).map(ToString::to_string),
+        };
+        Ok(Replay {
             run: run.clone(),
             events: index,
             status: state.current_status(),
             engine: an.engine_label(engine_choice),
             divergence: Some(Divergence {
                 index,
-                node: recorded_event.or(replayed).and_then(Event::node).map(ToString::to_string),
-                recorded: recorded_event.map_or(Json::Null, |e| comparable(an, e)),
+                node,
+                recorded: recorded_event,
                 replayed: replayed.map_or(Json::Null, |e| comparable(an, e)),
             }),
-        }
+        })
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
     let services = Services { model: &model, system: &system, engine: engine_choice, hold: None };
+    let is = |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(an, i, produced)?);
     let mut i = 0;
     while i < events.len() {
-        let event = &events[i];
+        let event = events.read(i);
         // What came from outside: the start, and refusals (which change nothing).
-        if matches!(event, Event::Started(_) | Event::Refused { .. }) {
+        if let Some(event @ (Event::Started(_) | Event::Refused { .. })) = event {
             state.apply(an, event);
             i += 1;
             continue;
         }
         // People's decisions, made again from what they gave.
-        if let Some(again) = decide_again(an, &state, event) {
+        if let Some(again) = event.and_then(|event| decide_again(an, &state, event)) {
             let Ok(produced) = again else { return diverge(i, None, &state) };
             for event in produced {
-                if !events.get(i).is_some_and(|e| same(e, &event)) {
+                if !is(i, &event)? {
                     return diverge(i, Some(&event), &state);
                 }
                 state.apply(an, &event);
@@ -320,17 +456,17 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
             return diverge(i, None, &state);
         }
         for produced in &journal.events {
-            if !events.get(i).is_some_and(|e| same(e, produced)) {
+            if !is(i, produced)? {
                 return diverge(i, Some(produced), &state);
             }
             i += 1;
         }
     }
-    Replay {
+    Ok(Replay {
         run,
         events: events.len(),
         status: state.current_status(),
         engine: an.engine_label(engine_choice),
         divergence: None,
-    }
+    })
 }

@@ -20,6 +20,7 @@ use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status
 use crate::evidence;
 use crate::labels;
 use crate::provider::{ActionHandler, ModelProvider};
+use crate::replay::Stored;
 use crate::stats::{RunFacts, Stats};
 use crate::store::{ActionResult, RawEvent, RunRecord, ShadowRecord, Store, StoredEvent, Waiting};
 use crate::value::{self, DecodeError, Value};
@@ -677,33 +678,26 @@ impl Runtime {
     }
 
     /// A run's stored events, checked against its record and their hash chain, and read.
-    fn verified(&self, an: &Analysis, record: &RunRecord, events: Vec<StoredEvent>) -> Result<Vec<Event<Value>>> {
+    fn verified(&self, an: &Analysis, record: &RunRecord, events: Vec<RawEvent>) -> Result<Vec<Event<Value>>> {
         let run = record.id.as_str();
-        if events.len() as u64 != record.seq
-            || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
-        {
-            return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
-        }
-        let mut prev = evidence::GENESIS;
-        for (i, stored) in events.iter().enumerate() {
-            if stored.seq != i as u64
-                || stored.prev != prev
-                || stored.hash != evidence::event_hash(prev, stored.seq, &stored.at, &stored.body)
-            {
-                return Err(Error::Environment(format!(
-                    "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
-                )));
-            }
-            prev = &stored.hash;
-        }
+        chain_checked(record, &events)?;
         let mut decoded = Vec::with_capacity(events.len());
-        for stored in events {
-            let seq = stored.seq;
-            let event = decode_event(an, stored.body)
-                .map_err(|e| Error::Environment(format!("event {seq} of run `{run}` cannot be read: {e}")))?;
+        for stored in &events {
+            let event = decode_event_text(an, &stored.body)
+                .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
             decoded.push(event);
         }
         Ok(decoded)
+    }
+
+    /// A run's stored events, parsed, with what `views` does not clear redacted.
+    fn redacted_events(&self, run: &str, views: &[SmolStr]) -> Result<Vec<StoredEvent>> {
+        let mut events =
+            self.store.events(run)?.into_iter().map(|e| e.parse(run)).collect::<std::result::Result<Vec<_>, _>>()?;
+        for event in &mut events {
+            labels::redact(&mut event.body, views);
+        }
+        Ok(events)
     }
 
     /// Executes a stored run again from its evidence against its pinned plan and compares
@@ -881,10 +875,7 @@ impl Runtime {
     fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>) -> RunFacts {
         let mut facts = RunFacts::of(record);
         let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
-        let events = self.plan(&record.plan).and_then(|an| {
-            let stored = raw.into_iter().map(|e| e.parse(&record.id)).collect::<std::result::Result<Vec<_>, _>>()?;
-            Ok((self.verified(&an, record, stored)?, an))
-        });
+        let events = self.plan(&record.plan).and_then(|an| Ok((self.verified(&an, record, raw)?, an)));
         if let Ok((events, an)) = events {
             facts.complete = true;
             facts.observe(&events, &at);
@@ -970,11 +961,15 @@ impl Runtime {
         changes: &ReplayChanges,
     ) -> RunReplay {
         let replayed = self.plan(&record.plan).and_then(|an| {
-            let stored = raw.into_iter().map(|e| e.parse(&record.id)).collect::<std::result::Result<Vec<_>, _>>()?;
-            let events = self.verified(&an, record, stored)?;
             if changes.is_none() {
-                Ok(RunReplay::exact(crate::replay::replay(&an, &events, self.engine), record.status))
+                // Only the events replay needs are read; the rest are compared as stored.
+                chain_checked(record, &raw)?;
+                let unreadable = |e: String| Error::Environment(format!("run `{}`: {e}", record.id));
+                let stored = Stored::new(&an, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
+                let replay = crate::replay::replay_recording(&an, &stored, self.engine).map_err(unreadable)?;
+                Ok(RunReplay::exact(replay, record.status))
             } else {
+                let events = self.verified(&an, record, raw)?;
                 self.what_if_events(&an, &events, Some(who), changes).map(RunReplay::what_if)
             }
         });
@@ -1104,10 +1099,7 @@ impl Runtime {
 
     fn bundle(&self, an: &Analysis, run: &str, who: &Principal) -> Result<Json> {
         let views = an.views(&who.roles);
-        let mut events = self.store.events(run)?;
-        for event in &mut events {
-            labels::redact(&mut event.body, &views);
-        }
+        let events = self.redacted_events(run, &views)?;
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}`")))?;
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
         let plan: Json = serde_json::from_slice(&plan_bytes)
@@ -1145,10 +1137,7 @@ impl Runtime {
     ) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
         let (an, loaded) = self.load(run, false)?;
         let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
-        let mut events = self.store.events(run)?;
-        for event in &mut events {
-            labels::redact(&mut event.body, &views);
-        }
+        let events = self.redacted_events(run, &views)?;
         Ok((an.clone(), events, self.view(&an, &loaded, who)))
     }
 
@@ -1183,68 +1172,122 @@ fn input_error(error: DecodeError) -> Error {
     Error::Invalid(format!("input {}: {}", error.path, error.message))
 }
 
-/// The type and labels of a value in an event.
-fn slot_type(an: &Analysis, slot: Slot<'_>) -> Option<(Ty, Vec<SmolStr>)> {
+/// Checks a run's stored events against its record (their number and head) and their
+/// hash chain.
+fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
+    let run = record.id.as_str();
+    if events.len() as u64 != record.seq || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
+    {
+        return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
+    }
+    let mut prev = evidence::GENESIS;
+    for (i, stored) in events.iter().enumerate() {
+        let chained =
+            evidence::is_event_hash(&stored.hash, prev, stored.seq, &stored.at, &stored.body).map_err(|e| {
+                Error::Environment(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
+            })?;
+        if stored.seq != i as u64 || stored.prev != prev || !chained {
+            return Err(Error::Environment(format!(
+                "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
+            )));
+        }
+        prev = &stored.hash;
+    }
+    Ok(())
+}
+
+/// The type of a value in an event, and its labels when `labelled` (decoding needs only
+/// the type).
+fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
     let body = an.body();
+    let labels = |of: &dyn Fn() -> Vec<SmolStr>| if labelled { of() } else { Vec::new() };
     let place = |text: &str| {
         let mut parts = text.split('.');
         let root = parts.next()?;
         let path: Vec<SmolStr> = parts.map(SmolStr::new).collect();
-        let mut ty = body.node(root)?.ty.clone();
-        for field in &path {
-            ty = body.field_type(ty.unwrap_optional(), field)?.into_owned();
-        }
-        Some((ty, an.path_labels(root, &path)))
+        Some((crate::analysis::place_type(body, root, &path)?, labels(&|| an.path_labels(root, &path))))
     };
     match slot {
         Slot::Input(name) | Slot::Param(name) => Some((body.node(name)?.ty.clone(), Vec::new())),
-        Slot::Node(name) => Some((body.node(name)?.ty.clone(), an.node_labels(name).to_vec())),
-        Slot::Output(name) => Some((body.output(name)?.ty.clone(), an.node_labels(name).to_vec())),
-        Slot::Operand(text) if text.starts_with("stale(") || text.starts_with("degraded(") => {
-            Some((Ty::Bool, Vec::new()))
-        }
-        Slot::Operand(text) if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
-        Slot::Operand(text) | Slot::Edit(text) => place(text),
+        Slot::Node(name) => Some((body.node(name)?.ty.clone(), labels(&|| an.node_labels(name).to_vec()))),
+        Slot::Output(name) => Some((body.output(name)?.ty.clone(), labels(&|| an.node_labels(name).to_vec()))),
+        // What the analysis knows of the step's operands; a place it does not list (in
+        // evidence from elsewhere) is typed from the plan.
+        Slot::Operand(node, text) => match an.operands(node).iter().find(|o| o.place == text) {
+            Some(operand) => Some((operand.ty.clone()?, labels(&|| operand.labels.clone()))),
+            None if text.starts_with("stale(") || text.starts_with("degraded(") => Some((Ty::Bool, Vec::new())),
+            None if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
+            None => place(text),
+        },
+        Slot::Edit(text) => place(text),
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
             let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;
             let expr = &args.iter().find(|a| a.name == arg)?.value;
-            Some((param.ty.clone(), an.expr_labels(expr)))
+            Some((param.ty.clone(), labels(&|| an.expr_labels(expr))))
         }
         Slot::ActionArg(node, arg) => {
             let NodeKind::Action { system, action, args, .. } = &body.node(node)?.kind else { return None };
             let target = body.system(system)?.actions.iter().find(|a| a.name == *action)?;
             let param = target.params.iter().find(|p| p.name == arg)?;
             let expr = &args.iter().find(|a| a.name == arg)?.value;
-            Some((param.ty.clone(), an.expr_labels(expr)))
+            Some((param.ty.clone(), labels(&|| an.expr_labels(expr))))
         }
     }
 }
 
 /// An event as evidence JSON.
 pub fn encode_event(an: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(an, event)).unwrap_or(Json::Null)
+}
+
+/// An event's evidence JSON as the store keeps it (the text of [`encode_event`]), into
+/// `out`.
+pub(crate) fn encode_event_text(an: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
+    out.clear();
+    if serde_json::to_writer(&mut *out, &encode_values(an, event.clone())).is_err() {
+        out.clear();
+    }
+}
+
+fn encode_values(an: &Analysis, event: Event<Value>) -> Event<Json> {
     let mut encode = |slot: Slot<'_>, value: Value| -> std::result::Result<Json, std::convert::Infallible> {
-        Ok(match slot_type(an, slot) {
+        Ok(match slot_type(an, slot, true) {
             Some((ty, labels)) => labels::encode(an.body(), &value, &ty, &labels),
             None => value.to_json(),
         })
     };
     match event.map_values(&mut encode) {
-        Ok(event) => serde_json::to_value(event).unwrap_or(Json::Null),
+        Ok(event) => event,
         Err(never) => match never {},
     }
 }
 
 /// An event read back from evidence JSON.
 pub fn decode_event(an: &Analysis, json: Json) -> std::result::Result<Event<Value>, String> {
-    let event: Event<Json> = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    decode_values(an, serde_json::from_value(json).map_err(|e| e.to_string())?)
+}
+
+/// An event read back from evidence JSON text, as stored.
+pub(crate) fn decode_event_text(an: &Analysis, text: &str) -> std::result::Result<Event<Value>, String> {
+    let event = if text.starts_with(r#"{"event":"started""#) {
+        // The first event, and the largest, read as its struct: serde would buffer the
+        // whole of an internally tagged enum's content before reading it.
+        serde_json::from_str(text).map(|started| Event::Started(Box::new(started)))
+    } else {
+        serde_json::from_str(text)
+    };
+    decode_values(an, event.map_err(|e| e.to_string())?)
+}
+
+fn decode_values(an: &Analysis, event: Event<Json>) -> std::result::Result<Event<Value>, String> {
     if let Some(node) = event.node()
         && an.plan.node_id(node).is_none()
     {
         return Err(format!("the plan has no node `{node}`"));
     }
     event.map_values(&mut |slot, json: Json| {
-        let (ty, _) = slot_type(an, slot).ok_or_else(|| format!("no type for {slot:?}"))?;
+        let (ty, _) = slot_type(an, slot, false).ok_or_else(|| format!("no type for {slot:?}"))?;
         value::decode(an.body(), &json, &ty, "$").map_err(|e| e.to_string())
     })
 }

@@ -143,7 +143,9 @@ pub trait Store: Send + Sync {
     fn run(&self, id: &str) -> Result<Option<RunRecord>>;
     /// The runs with this status (every run with `None`), oldest first.
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
-    fn events(&self, run: &str) -> Result<Vec<StoredEvent>>;
+    /// A run's events, unparsed (bodies are parsed by whoever reads them, outside the
+    /// store's lock).
+    fn events(&self, run: &str) -> Result<Vec<RawEvent>>;
     /// Every run's events, run after run (in the order of their ids), unparsed: for reading
     /// every run at once. `f` gets each run's id and events, and returns `false` to stop.
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()>;
@@ -396,18 +398,13 @@ impl Store for SqliteStore {
         rows.map(|row| with_status(row.map_err(unusable("cannot read a run"))?)).collect()
     }
 
-    fn events(&self, run: &str) -> Result<Vec<StoredEvent>> {
-        // Read under the connection's lock; parsed after, so that others may read meanwhile.
-        let rows: Vec<RawEvent> = {
-            let conn = self.conn();
-            let mut statement = conn
-                .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
-                .map_err(unusable("cannot read the events"))?;
-            let rows =
-                statement.query_map([run], |row| raw_event(row, 0)).map_err(unusable("cannot read the events"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(unusable("cannot read an event"))?
-        };
-        rows.into_iter().map(|raw| raw.parse(run)).collect()
+    fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
+            .map_err(unusable("cannot read the events"))?;
+        let rows = statement.query_map([run], |row| raw_event(row, 0)).map_err(unusable("cannot read the events"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(unusable("cannot read an event"))
     }
 
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
@@ -419,16 +416,14 @@ impl Store for SqliteStore {
         let mut run = String::new();
         let mut events = Vec::new();
         while let Some(row) = rows.next().map_err(unusable("cannot read an event"))? {
-            let read =
-                |row: &rusqlite::Row<'_>| Ok::<_, rusqlite::Error>((row.get::<_, String>(0)?, raw_event(row, 1)?));
-            let (this, event) = read(row).map_err(unusable("cannot read an event"))?;
+            let this = row.get_ref(0).and_then(|r| Ok(r.as_str()?)).map_err(unusable("cannot read an event"))?;
             if this != run {
                 if !events.is_empty() && !f(&run, std::mem::take(&mut events)) {
                     return Ok(());
                 }
-                run = this;
+                this.clone_into(&mut run);
             }
-            events.push(event);
+            events.push(raw_event(row, 1).map_err(unusable("cannot read an event"))?);
         }
         if !events.is_empty() {
             f(&run, events);

@@ -104,6 +104,105 @@ fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
     assert_ne!(crate::evidence::digest(&event), crate::evidence::digest(&changed));
 }
 
+/// The digest as `docs/evidence.md` defines it, written plainly: what the remembered and
+/// text-reading digests must agree with.
+fn reference_digest(json: &serde_json::Value) -> [u8; 32] {
+    use serde_json::Value as Json;
+    let mut hasher = blake3::Hasher::new();
+    match json {
+        Json::Null => drop(hasher.update(b"n")),
+        Json::Bool(b) => drop(hasher.update(if *b { b"t" } else { b"f" })),
+        Json::Number(n) => drop(hasher.update(format!("#{n}").as_bytes())),
+        Json::String(s) => drop(hasher.update(format!("s{s}").as_bytes())),
+        Json::Array(items) => {
+            hasher.update(b"a");
+            for item in items {
+                hasher.update(&reference_digest(item));
+            }
+        }
+        Json::Object(object) => {
+            if let Some(Json::String(marker)) = object.get("$redacted")
+                && object.len() <= 2
+                && let Some(hex) = marker.strip_prefix("blake3:")
+                && hex.len() == 64
+                && let Ok(bytes) =
+                    (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>()
+            {
+                return bytes.try_into().unwrap();
+            }
+            hasher.update(b"o");
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            for key in keys {
+                hasher.update(blake3::hash(key.as_bytes()).as_bytes());
+                hasher.update(&reference_digest(&object[key]));
+            }
+        }
+    }
+    *hasher.finalize().as_bytes()
+}
+
+fn hex_of(bytes: [u8; 32]) -> String {
+    format!("blake3:{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// JSON text of every shape: nesting, escapes, numbers of every kind, repeated keys and
+/// redaction markers (well formed or not).
+fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let quoted = |s: String| serde_json::to_string(&s).unwrap();
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        (-1e30f64..1e30).prop_map(|f| format!("{f:e}")),
+        Just("1.50".to_owned()),
+        Just("18446744073709551616".to_owned()),
+        r#"[a-c\\"é\n ]{0,6}"#.prop_map(quoted),
+        Just(format!("\"{}\"", hex_of([7; 32]))),
+    ];
+    leaf.prop_recursive(4, 40, 5, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(|items| format!("[{}]", items.join(","))),
+            proptest::collection::vec(
+                (prop_oneof![Just("$redacted"), Just("a"), Just("b"), Just("é\\u0041")], inner),
+                0..4
+            )
+            .prop_map(|entries| {
+                let entries: Vec<String> = entries.into_iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                format!("{{{}}}", entries.join(", "))
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    /// The digest of JSON text (as stored events are checked) and of the value it reads as
+    /// (as events are written) are the reference digest, remembered or not.
+    #[test]
+    fn digests_of_text_and_values_agree_with_the_definition(text in json_text()) {
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let expected = hex_of(reference_digest(&value));
+        let hash = crate::evidence::event_hash(crate::evidence::GENESIS, 12, "t", &value);
+        proptest::prop_assert!(crate::evidence::is_event_hash(&hash, crate::evidence::GENESIS, 12, "t", &text).unwrap());
+        proptest::prop_assert!(!crate::evidence::is_event_hash(&hash, crate::evidence::GENESIS, 13, "t", &text).unwrap());
+        for _ in 0..2 {
+            proptest::prop_assert_eq!(crate::evidence::digest(&value), expected.clone());
+            proptest::prop_assert_eq!(crate::evidence::digest_text(&text).unwrap(), expected.clone());
+        }
+    }
+}
+
+#[test]
+fn text_that_is_not_json_has_no_digest() {
+    for text in ["", "{", "[1,]", "{\"a\" 1}", "1 2", "nul"] {
+        assert!(crate::evidence::digest_text(text).is_err(), "{text}");
+        assert!(crate::evidence::is_event_hash("", crate::evidence::GENESIS, 0, "t", text).is_err(), "{text}");
+    }
+}
+
 /// Serves `answers` in turn on a local port, one HTTP request each; returns the base URL
 /// and the requests' bodies.
 fn serve(answers: Vec<(u16, String)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
