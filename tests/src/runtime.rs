@@ -134,10 +134,12 @@ impl ActionHandler for RandomModel {
             .and_then(|s| s.actions.iter().find(|a| a.name == request.action))
             .map(|a| a.result.clone())
             .unwrap_or(Ty::Nothing);
-        if rng.below(6) == 0 {
-            return Err("unavailable".to_owned());
+        match rng.below(8) {
+            0 => Err("unavailable".to_owned()),
+            // A result of a shape no action declares: the step fails, and its run replays.
+            1 => Ok(json!({"unexpected": [1, "two"]})),
+            _ => Ok(random_json(&mut rng, &self.body, &result, 0)),
         }
-        Ok(random_json(&mut rng, &self.body, &result, 0))
     }
 }
 

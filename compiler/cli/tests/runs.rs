@@ -988,14 +988,38 @@ fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares() {
     let batch = json_of(&dir, &args, 0);
     assert_eq!(batch["shadows"], json!({"runs": 3, "agree": 1}), "{batch}");
 
-    // The report: 6 shadows, 3 agree (300, 2000, 100), 3 would need a manager.
+    // The 2,000 USD run waits for a review, then a manager and a director, in production and
+    // in the candidate. Once they approve it in production, its shadow is executed again
+    // after each decision: the review is reused, but the candidate's approval opens on other
+    // values (`big` holds there), so the approvals are not, and the candidate still waits.
+    assert_eq!(views[2]["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
+    let waiting = views[2]["run"].as_str().unwrap();
+    decide(&dir, waiting, "check", "max", ["approve", "ok"], &[], 0);
+    decide(&dir, waiting, "sign", "mia", ["approve", "ok"], &[], 0);
+    decide(&dir, waiting, "sign", "dora", ["approve", "ok"], &[], 0);
+    assert_eq!(status(&dir, waiting), "completed");
+
+    // The report: 6 shadows, 2 agree (300, 100), 4 would need a manager.
     let report = json_of(&dir, &["shadow-report", "--as", "aud", "--details"], 0);
-    assert_eq!((report["runs"].as_u64(), report["agree"].as_u64()), (Some(6), Some(3)), "{report}");
-    assert_eq!(report["transitions"], json!([{"from": "completed", "to": "pending", "count": 3}]), "{report}");
+    assert_eq!((report["runs"].as_u64(), report["agree"].as_u64()), (Some(6), Some(2)), "{report}");
+    assert_eq!(report["transitions"], json!([{"from": "completed", "to": "pending", "count": 4}]), "{report}");
     // Every shadow differs in a step at least: the candidate's `limit`.
     assert_eq!(report["details"].as_array().map(Vec::len), Some(6), "{report}");
+    let decided = report["details"].as_array().unwrap().iter().find(|d| d["run"] == waiting).unwrap();
+    assert_eq!(decided["production"], "completed", "{decided}");
+    let steps: Vec<(&str, String)> = decided["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["node"].as_str().unwrap(), c["after"].to_string()))
+        .collect();
+    assert!(
+        steps.iter().any(|(node, after)| *node == "sign" && after.ends_with("needs a new decision\"")),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|(node, _)| *node == "check"), "{steps:?}");
     let human = flowc(&dir, &["shadow-report", "--as", "aud"]);
-    assert!(text(&human).contains("production completed → candidate pending: 3"), "{}", text(&human));
+    assert!(text(&human).contains("production completed → candidate pending: 4"), "{}", text(&human));
     // Another candidate hash selects nothing.
     let none = json_of(&dir, &["shadow-report", "--as", "aud", "--candidate", "blake3:0000"], 0);
     assert_eq!(none["runs"], 0, "{none}");

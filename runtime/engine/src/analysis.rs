@@ -287,6 +287,13 @@ impl Analysis {
         self.id(node).map(|id| self.node_labels[id.index()].as_slice()).unwrap_or(&[])
     }
 
+    /// Every label declared on a field reachable inside values of `ty`.
+    pub(crate) fn type_labels(&self, ty: &Ty) -> Vec<SmolStr> {
+        let mut labels = BTreeSet::new();
+        deep_labels(self.body(), ty, &mut labels, &mut BTreeSet::new());
+        labels.into_iter().collect()
+    }
+
     pub fn operands(&self, node: &str) -> &[Operand] {
         self.id(node).map(|id| self.operands[id.index()].as_slice()).unwrap_or(&[])
     }

@@ -285,7 +285,7 @@ impl State {
                 let i = self.id(an, node);
                 self.done(i, result.clone());
             }
-            Event::Failed { node, error } => {
+            Event::Failed { node, error, .. } => {
                 let i = self.id(an, node);
                 self.phase(i, Phase::Failed);
                 self.failure = Some((node.clone(), error.clone()));
@@ -524,7 +524,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     }
 
     fn fail(&mut self, node: &SmolStr, error: impl std::fmt::Display) {
-        self.emit(Event::Failed { node: node.clone(), error: error.to_string() });
+        self.emit(Event::Failed { node: node.clone(), error: error.to_string(), returned: None });
     }
 
     fn named_args(&self, args: &[flow_ir::expr::Named]) -> Result<Vec<Named<Value>>, EvalError> {
@@ -996,7 +996,11 @@ fn act(
     match handler.call(&request) {
         Ok(json) => match decode(&json) {
             Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),
-            Err(error) => exec.fail(name, format!("`{system}.{action}` returned a result that does not fit: {error}")),
+            Err(error) => exec.emit(Event::Failed {
+                node: name.clone(),
+                error: format!("`{system}.{action}` returned a result that does not fit: {error}"),
+                returned: Some(serde_json::json!({"$labels": an.type_labels(&result_ty), "$value": json})),
+            }),
         },
         Err(error) => exec.fail(name, format!("`{system}.{action}` failed: {error}")),
     }

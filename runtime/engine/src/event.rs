@@ -255,6 +255,12 @@ pub enum Event<V> {
     Failed {
         node: SmolStr,
         error: String,
+        /// What an action's handler returned when it did not fit the action's result type:
+        /// `{"$labels": […], "$value": …}`, the JSON as returned marked with every label of
+        /// that type (it may hold any of them), so that the run replays and the evidence
+        /// shows it only to those cleared for them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        returned: Option<serde_json::Value>,
     },
     /// An operation the acting principal is not granted.
     Refused {
@@ -449,7 +455,7 @@ impl<V> Event<V> {
             Event::Emitted { value, node, marks } => {
                 Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }
             }
-            Event::Failed { node, error } => Event::Failed { node, error },
+            Event::Failed { node, error, returned } => Event::Failed { node, error, returned },
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }
             }

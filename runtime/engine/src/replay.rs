@@ -102,6 +102,10 @@ impl Recorded {
                             continue;
                         }
                         Some(Event::ActionCompleted { result, .. }) => Ok(result.to_json()),
+                        // What the handler returned, which did not fit: it fails again.
+                        Some(Event::Failed { returned: Some(returned), .. }) => {
+                            Ok(returned.get("$value").cloned().unwrap_or_default())
+                        }
                         Some(Event::Failed { error, .. }) => {
                             Err(error.strip_prefix(&prefix).unwrap_or(error.as_str()).to_owned())
                         }

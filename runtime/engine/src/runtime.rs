@@ -781,12 +781,23 @@ impl Runtime {
         Ok(shadow)
     }
 
+    /// Executes a run's shadows again (after a decision on it), so that each folds in what
+    /// people have decided since: a decision is reused where the candidate's step opens on
+    /// the same values, as in a what-if.
+    fn refresh_shadows(&self, run: &str) -> Result<()> {
+        for shadow in self.store.shadows(Some(run))? {
+            let candidate = self.plan(&shadow.candidate)?;
+            self.shadow(run, &candidate)?;
+        }
+        Ok(())
+    }
+
     /// The stored shadow runs (of `filter`'s flow, run since `filter.since`, of candidates
     /// whose hash starts with `candidate`) whose production run `who` may replay, compared
     /// with their production outcomes; the steps that differ redacted for `who`.
     pub fn shadow_report(&self, who: &Principal, filter: &RunFilter, candidate: Option<&str>) -> Result<ShadowReport> {
         let mut report = ShadowReport::default();
-        for mut shadow in self.store.shadows()? {
+        for mut shadow in self.store.shadows(None)? {
             if filter.flow.as_ref().is_some_and(|f| &shadow.flow != f)
                 || filter.since.as_ref().is_some_and(|since| shadow.created.as_str() < since.as_str())
                 || candidate.is_some_and(|c| !shadow.candidate.starts_with(c))
@@ -1041,6 +1052,13 @@ impl Runtime {
                     loaded.record(an, event);
                 }
                 self.advance(an, &mut loaded)?;
+                self.refresh_shadows(&loaded.state.run).map_err(|e| {
+                    Error::Environment(format!(
+                        "the decision was recorded, but the shadow runs of run `{}` could not be brought up to \
+                         date: {e}",
+                        loaded.state.run
+                    ))
+                })?;
                 Ok(self.view(an, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),

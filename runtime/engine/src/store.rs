@@ -158,8 +158,8 @@ pub trait Store: Send + Sync {
     fn refusals(&self) -> Result<Vec<[String; 5]>>;
     /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate).
     fn put_shadow(&self, shadow: &ShadowRecord) -> Result<()>;
-    /// The shadow runs, oldest first.
-    fn shadows(&self) -> Result<Vec<ShadowRecord>>;
+    /// The shadow runs, oldest first: all of them, or those of one run.
+    fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>>;
 }
 
 /// The embedded store: one SQLite file in WAL mode (`.flow/runs.db` for the CLI), or memory.
@@ -506,15 +506,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn shadows(&self) -> Result<Vec<ShadowRecord>> {
+    fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
         let conn = self.conn();
+        let which = if run.is_some() { "WHERE run = ?1" } else { "WHERE ?1 IS NULL" };
         let mut statement = conn
-            .prepare(
-                "SELECT run, candidate, flow, created, production, outcome, changes FROM shadows ORDER BY created, run",
-            )
+            .prepare(&format!(
+                "SELECT run, candidate, flow, created, production, outcome, changes FROM shadows {which} \
+                 ORDER BY created, run"
+            ))
             .map_err(unusable("cannot read the shadow runs"))?;
         let rows = statement
-            .query_map([], |row| {
+            .query_map([run], |row| {
                 Ok((
                     ShadowRecord {
                         run: row.get(0)?,
