@@ -209,6 +209,65 @@ pub fn dump(checked: &Checked) -> String {
             out.push_str(&format!("  {} {}{ty} {detail}\n", step.kind.keyword(), step.name));
         }
     }
+    let checked_file = flow_sema::check_file(db, file);
+    for test in &checked_file.tests {
+        use flow_sema::hir::{ExpectKind, TestMock};
+        let Some(flow) = checked_file.flows.iter().find(|f| f.id == test.flow) else { continue };
+        let names = Names { db, flow: Some(flow), fn_params: &test.columns };
+        let expr = |e: &flow_sema::hir::Expr| print::expr(names, e);
+        let mock = |m: &TestMock| match m {
+            TestMock::Returns(value) => format!("returns {}", expr(value)),
+            TestMock::Fails => "fails".to_owned(),
+        };
+        let step = |index: u32| flow.steps.get(index as usize).map_or("?", |s| s.name.as_str());
+        out.push_str(&format!("test {:?} runs {}\n", test.name, flow.name));
+        if let Some(clock) = &test.clock {
+            out.push_str(&format!("  at {}\n", expr(clock)));
+        }
+        for (index, value) in &test.given {
+            out.push_str(&format!("  given {} = {}\n", flow.inputs[*index as usize].name, expr(value)));
+        }
+        for (index, value) in &test.params {
+            out.push_str(&format!("  param {} = {}\n", flow.params[*index as usize].name, expr(value)));
+        }
+        for (model, m) in &test.models {
+            out.push_str(&format!("  model {} {}\n", flow_sema::decl_name(db, *model), mock(m)));
+        }
+        for (index, m) in &test.actions {
+            out.push_str(&format!("  action {} {}\n", step(*index), mock(m)));
+        }
+        for decision in &test.steps {
+            let roles: Vec<String> = decision.roles.iter().map(|r| flow_sema::decl_name(db, *r)).collect();
+            let what = match &decision.overrides {
+                Some(reason) => format!("override: {reason:?}"),
+                None => format!("{} because {:?}", decision.outcome, decision.reason),
+            };
+            out.push_str(&format!(
+                "  {} by {} as [{}]: {what}\n",
+                step(decision.step),
+                decision.principal,
+                roles.join(", ")
+            ));
+        }
+        for expectation in &test.expectations {
+            let text = match &expectation.kind {
+                ExpectKind::Outcome(outcome) => format!("outcome {outcome}"),
+                ExpectKind::Gate { step: index, held } => format!("gate {} held: {held}", step(*index)),
+                ExpectKind::Action { step: index, ran } => format!("action {} ran: {ran}", step(*index)),
+                ExpectKind::Holds(condition) => expr(condition),
+            };
+            out.push_str(&format!("  expect {text}\n"));
+        }
+        for row in &test.rows {
+            let values: Vec<String> = test
+                .columns
+                .iter()
+                .zip(&row.values)
+                .map(|((name, _), value)| format!("{name}: {}", expr(value)))
+                .collect();
+            out.push_str(&format!("  example {{ {} }}\n", values.join(", ")));
+        }
+    }
     out
 }
 

@@ -68,6 +68,8 @@ pub fn fn_bodies(db: &dyn Db, file: SourceFile) -> FnBodies {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CheckedFile {
     pub flows: Vec<Flow>,
+    /// The file's `test` blocks that could be checked against a flow.
+    pub tests: Vec<hir::Test>,
     pub diagnostics: Vec<Diagnostic>,
     pub used_files: BTreeSet<FileId>,
 }
@@ -93,6 +95,14 @@ pub fn check_file(db: &dyn Db, file: SourceFile) -> CheckedFile {
         result.diagnostics.extend(diagnostics);
         result.used_files.extend(used);
         result.flows.push(checked);
+    }
+    for (index, item) in parse.file.items.iter().enumerate() {
+        let ItemKind::Test(test) = &item.kind else { continue };
+        let res = Resolver::new(id, file.text(db), scope);
+        let test_id = DeclId { file: id, index: index as u32 };
+        let (checked, diagnostics) = crate::testing::check_test(db, res, test_id, test, item.span, &result.flows);
+        result.diagnostics.extend(diagnostics);
+        result.tests.extend(checked);
     }
     result
 }

@@ -374,3 +374,75 @@ pub struct Flow {
     /// How long evidence is kept, in seconds.
     pub retain: Option<i64>,
 }
+
+/// A checked `test` block: an example run of a flow and what it must give.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Test {
+    pub id: DeclId,
+    pub name: String,
+    /// The span of the test's name.
+    pub span: Span,
+    /// The flow it runs.
+    pub flow: DeclId,
+    /// `at …`: the run's clock (a `Timestamp` expression); a fixed instant when absent.
+    pub clock: Option<Expr>,
+    /// Inputs given, by index into the flow's inputs.
+    pub given: Vec<(u32, Expr)>,
+    /// Params set, by index into the flow's params.
+    pub params: Vec<(u32, Expr)>,
+    /// What models answer, by model.
+    pub models: Vec<(DeclId, TestMock)>,
+    /// What action steps' systems return, by step index.
+    pub actions: Vec<(u32, TestMock)>,
+    /// Decisions and overrides, in order.
+    pub steps: Vec<TestDecision>,
+    pub expectations: Vec<Expect>,
+    /// The examples' fields and types (`FnParam` references in the test's expressions, by
+    /// position), and each example's values; no examples: the test runs once.
+    pub columns: Vec<(SmolStr, Ty)>,
+    pub rows: Vec<ExampleRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TestMock {
+    Returns(Expr),
+    Fails,
+}
+
+/// `decide step by principal as roles: outcome because reason`, or an override (`overrides`
+/// holds its reason).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TestDecision {
+    pub span: Span,
+    pub step: u32,
+    pub principal: SmolStr,
+    pub roles: Vec<DeclId>,
+    pub outcome: SmolStr,
+    pub reason: Option<SmolStr>,
+    pub overrides: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Expect {
+    pub span: Span,
+    pub kind: ExpectKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ExpectKind {
+    /// The run's status at the end (`completed`, `pending`, …).
+    Outcome(SmolStr),
+    /// Whether a gate's condition held.
+    Gate { step: u32, held: bool },
+    /// Whether an action ran.
+    Action { step: u32, ran: bool },
+    /// A condition on the run's values (Bool).
+    Holds(Expr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExampleRow {
+    pub span: Span,
+    /// By column.
+    pub values: Vec<Expr>,
+}

@@ -23,6 +23,7 @@ pub mod print;
 mod resolve;
 mod signatures;
 mod suggest;
+pub mod testing;
 #[cfg(test)]
 mod tests;
 pub mod ty;

@@ -102,7 +102,7 @@ pub fn item_names(db: &dyn Db, file: SourceFile) -> Vec<NamedItem> {
             ItemKind::System(_) => DefKind::System,
             ItemKind::Fn(_) => DefKind::Fn,
             ItemKind::Flow(_) => DefKind::Flow,
-            ItemKind::Import(_) | ItemKind::Error(_) => continue,
+            ItemKind::Import(_) | ItemKind::Test(_) | ItemKind::Error(_) => continue,
         };
         if let Some(name) = item.kind.name() {
             names.push(NamedItem { name: name.text.clone(), kind, index: index as u32, span: name.span });

@@ -178,7 +178,7 @@ pub fn decls(db: &dyn Db, file: SourceFile) -> Decls {
                 ret: resolver.resolve_type(&decl.ret),
             })),
             ItemKind::Flow(flow) => Some(Decl::Flow(flow.name.text.clone())),
-            ItemKind::Import(_) | ItemKind::Error(_) => None,
+            ItemKind::Import(_) | ItemKind::Test(_) | ItemKind::Error(_) => None,
         };
         items.push(decl);
     }

@@ -62,6 +62,7 @@ pub enum ItemKind {
     System(SystemDecl),
     Fn(FnDecl),
     Flow(FlowDecl),
+    Test(TestDecl),
     /// Text that could not be parsed; a diagnostic says why.
     Error(Unparsed),
 }
@@ -79,7 +80,7 @@ impl ItemKind {
             ItemKind::System(decl) => Some(&decl.name),
             ItemKind::Fn(decl) => Some(&decl.name),
             ItemKind::Flow(decl) => Some(&decl.name),
-            ItemKind::Import(_) | ItemKind::Error(_) => None,
+            ItemKind::Import(_) | ItemKind::Test(_) | ItemKind::Error(_) => None,
         }
     }
 }
@@ -224,6 +225,96 @@ pub struct FnDecl {
 pub struct FlowDecl {
     pub name: Ident,
     pub items: Vec<FlowItem>,
+}
+
+/// `test "…" { … }`: an example run of a flow, executed and checked by `flowc test`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestDecl {
+    pub name: StrLit,
+    pub statements: Vec<TestStmt>,
+    /// `examples { {…} {…} }`: the test runs once per row, each field bound to its name in
+    /// the test's expressions.
+    pub examples: Vec<Example>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub span: Span,
+    pub fields: Vec<FieldInit>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestStmt {
+    pub span: Span,
+    pub kind: TestStmtKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestStmtKind {
+    /// `flow name`: the flow the test runs (needed when the file has several).
+    Flow(Ident),
+    /// `at @2026-04-11T13:35:00Z`: the run's clock.
+    At(Expr),
+    /// `given request = Request { … }`: an input's value.
+    Given {
+        name: Ident,
+        value: Expr,
+    },
+    /// `param limit = 20_000 USD`: a param's value, instead of its default.
+    Param {
+        name: Ident,
+        value: Expr,
+    },
+    /// `model risk_v3 returns …` / `model risk_v3 fails`: what a model answers.
+    Model {
+        name: Ident,
+        mock: Mock,
+    },
+    /// `action booking returns …` / `action booking fails`: what an action's system returns.
+    Action {
+        name: Ident,
+        mock: Mock,
+    },
+    /// `decide check by ana as manager: approve because ok`: a review's, a soft gate's or
+    /// an approval's decision, by a principal holding roles.
+    Decide {
+        step: Ident,
+        by: TestPrincipal,
+        outcome: Ident,
+        reason: Option<Ident>,
+    },
+    /// `override embargo by olga as officer: "cleared by legal"`.
+    Override {
+        gate: Ident,
+        by: TestPrincipal,
+        reason: StrLit,
+    },
+    Expect(Expectation),
+}
+
+/// `by ana as manager, clerk`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestPrincipal {
+    pub id: Ident,
+    pub roles: Vec<Ident>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mock {
+    Returns(Expr),
+    Fails,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// `expect outcome completed`: how the run stands at the end.
+    Outcome(Ident),
+    /// `expect gate over_limit held` (its condition held) / `… passed`.
+    Gate { gate: Ident, held: bool },
+    /// `expect action booking ran` / `… skipped`.
+    Action { action: Ident, ran: bool },
+    /// `expect decision.approved`: a condition on the run's outputs and steps.
+    Holds(Expr),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

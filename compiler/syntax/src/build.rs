@@ -97,6 +97,17 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_and
             | kw_or
             | kw_not
+            | kw_test
+            | kw_at
+            | kw_given
+            | kw_returns
+            | kw_fails
+            | kw_decide
+            | kw_as
+            | kw_because
+            | kw_expect
+            | kw_outcome
+            | kw_examples
     )
 }
 
@@ -301,8 +312,108 @@ impl<'t> Builder<'t> {
                     _ => ItemKind::Error(Unparsed::default()),
                 }
             }
+            Rule::test_decl => {
+                let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
+                let name = self.plain_string(name);
+                let mut statements = Vec::new();
+                let mut examples = Vec::new();
+                for part in parts {
+                    match part.as_rule() {
+                        Rule::test_examples => examples.extend(
+                            kids(part).map(|row| Example { span: self.span(&row), fields: self.field_inits(row).0 }),
+                        ),
+                        _ => statements.extend(kids(part).next().and_then(|stmt| self.test_stmt(stmt))),
+                    }
+                }
+                ItemKind::Test(TestDecl { name, statements, examples })
+            }
             _ => ItemKind::Error(Unparsed::default()),
         }
+    }
+
+    fn test_stmt(&mut self, stmt: P<'_>) -> Option<TestStmt> {
+        let span = self.span(&stmt);
+        let rule = stmt.as_rule();
+        let mut parts = kids(stmt);
+        let kind = match rule {
+            Rule::test_flow => TestStmtKind::Flow(self.ident(&parts.next()?)),
+            Rule::test_at => TestStmtKind::At(self.expr(parts.next()?)),
+            Rule::test_given | Rule::test_param => {
+                let name = self.ident(&parts.next()?);
+                let value = self.expr(parts.next()?);
+                if rule == Rule::test_given {
+                    TestStmtKind::Given { name, value }
+                } else {
+                    TestStmtKind::Param { name, value }
+                }
+            }
+            Rule::test_model | Rule::test_action => {
+                let name = self.ident(&parts.next()?);
+                let mock = match kids(parts.next()?).next() {
+                    Some(value) => Mock::Returns(self.expr(value)),
+                    None => Mock::Fails,
+                };
+                if rule == Rule::test_model {
+                    TestStmtKind::Model { name, mock }
+                } else {
+                    TestStmtKind::Action { name, mock }
+                }
+            }
+            Rule::test_decide => {
+                let step = self.ident(&parts.next()?);
+                let by = self.test_principal(parts.next()?)?;
+                let outcome = self.ident(&parts.next()?);
+                let reason = parts.next().map(|reason| self.ident(&reason));
+                TestStmtKind::Decide { step, by, outcome, reason }
+            }
+            Rule::test_override => {
+                let gate = self.ident(&parts.next()?);
+                let by = self.test_principal(parts.next()?)?;
+                let reason = self.plain_string(parts.next()?);
+                TestStmtKind::Override { gate, by, reason }
+            }
+            Rule::test_expect => {
+                let expectation = parts.next()?;
+                TestStmtKind::Expect(match expectation.as_rule() {
+                    Rule::expect_outcome => Expectation::Outcome(self.ident(&kids(expectation).next()?)),
+                    Rule::expect_gate | Rule::expect_action => {
+                        let gate_rule = expectation.as_rule() == Rule::expect_gate;
+                        let mut parts = kids(expectation);
+                        let name = self.ident(&parts.next()?);
+                        let yes = matches!(parts.next()?.as_rule(), Rule::kw_held | Rule::kw_ran);
+                        if gate_rule {
+                            Expectation::Gate { gate: name, held: yes }
+                        } else {
+                            Expectation::Action { action: name, ran: yes }
+                        }
+                    }
+                    _ => Expectation::Holds(self.expr(expectation)),
+                })
+            }
+            _ => return None,
+        };
+        Some(TestStmt { span, kind })
+    }
+
+    /// The fields of a record body, and how deeply their values nest.
+    fn field_inits(&mut self, body: P<'_>) -> (Vec<FieldInit>, u32) {
+        let mut depth = 0;
+        let fields = kids(body)
+            .filter_map(|init| {
+                let mut parts = kids(init);
+                let name = self.ident(&parts.next()?);
+                let value = self.expr_depth(parts.next()?);
+                depth = depth.max(value.depth);
+                Some(FieldInit { name, value: value.expr })
+            })
+            .collect();
+        (fields, depth)
+    }
+
+    fn test_principal(&mut self, by: P<'_>) -> Option<TestPrincipal> {
+        let mut parts = kids(by);
+        let id = self.ident(&parts.next()?);
+        Some(TestPrincipal { id, roles: self.idents(parts) })
     }
 
     fn field_decl(&mut self, field: P<'_>) -> Option<FieldDecl> {
@@ -760,16 +871,7 @@ impl<'t> Builder<'t> {
                     let kind = ExprKind::Variant { ty, variant: self.ident(&variant) };
                     return self.node(span, 1, kind);
                 }
-                let mut depth = 0;
-                let fields = kids(rest)
-                    .filter_map(|init| {
-                        let mut parts = kids(init);
-                        let name = self.ident(&parts.next()?);
-                        let value = self.expr_depth(parts.next()?);
-                        depth = depth.max(value.depth);
-                        Some(FieldInit { name, value: value.expr })
-                    })
-                    .collect();
+                let (fields, depth) = self.field_inits(rest);
                 self.node(span, depth + 1, ExprKind::Record { ty, fields })
             }
             Rule::name => {

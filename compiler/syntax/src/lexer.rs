@@ -15,7 +15,7 @@ pub const MAX_NESTING: usize = 32;
 
 /// The words that start a top-level declaration.
 pub const DECLARATION_KEYWORDS: &[&str] =
-    &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
+    &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow", "test"];
 
 /// The words that start an item inside a flow.
 pub const FLOW_ITEM_KEYWORDS: &[&str] = &[
