@@ -175,7 +175,7 @@ const COMPARED: [&str; 9] = [
 ];
 
 /// A run's stored events (JSON text, as the store keeps them), with those replay needs
-/// read. Its chain is checked before ([`crate::evidence::event_hash_text`]).
+/// read. Its chain is checked before ([`crate::evidence::is_event_hash`]).
 pub(crate) struct Stored<'a> {
     bodies: Vec<&'a str>,
     read: Vec<Option<Event<Value>>>,

@@ -230,7 +230,7 @@ pub struct ShadowReport {
 
 /// The runtime.
 pub struct Runtime {
-    store: Box<dyn Store>,
+    pub(crate) store: Box<dyn Store>,
     models: BTreeMap<String, Arc<dyn ModelProvider>>,
     provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
     systems: BTreeMap<String, Arc<dyn ActionHandler>>,

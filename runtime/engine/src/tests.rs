@@ -407,6 +407,14 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
         crate::DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..Default::default() };
     runtime.decide(&view.run, "sign", &manager, &approve).unwrap();
     let (an, _, events) = runtime.load_events(&view.run, false).unwrap();
+    // Bulk replay compares computed events as text: an event's encoding is the stored text.
+    let stored = runtime.store.events(&view.run).unwrap();
+    assert_eq!(stored.len(), events.len());
+    let mut encoded = Vec::new();
+    for (raw, event) in stored.iter().zip(&events) {
+        crate::runtime::encode_event_text(&an, event, &mut encoded);
+        assert_eq!(String::from_utf8_lossy(&encoded), raw.body);
+    }
     for engine in [Engine::Jit, Engine::Interpreter] {
         runtime.set_engine(engine);
         let replay = crate::replay::replay(&an, &events, engine);
