@@ -16,6 +16,7 @@ mod replays;
 mod runs;
 mod session;
 mod stats;
+mod testing;
 mod verify;
 
 use std::io::{IsTerminal, Write};
@@ -330,6 +331,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Run the `test` blocks of `.flow` files through the runtime (on a store in memory) and
+    /// report failures, the path each failing run took, and the coverage of gates, approval
+    /// rows and review branches.
+    Test {
+        /// Files or directories; directories are searched for `.flow` files.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: testing::TestFormat,
+        /// Fail when less than this percentage of branches is covered.
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
+    },
     /// Metrics over the run store, per flow: throughput, success rate, latency, fallback
     /// usage, review volume; approval, blocked-run and override rates, evidence
     /// completeness and replay success (every run's chain is checked and the run replayed).
@@ -492,6 +506,9 @@ fn main() -> ExitCode {
                 format,
             },
         ),
+        Command::Test { paths, format, min_coverage } => {
+            testing::run(&testing::Options { paths: &paths, format, min_coverage })
+        }
         Command::Stats { flow, since, where_, format } => {
             stats::stats(&where_, flow.as_deref(), since.as_deref(), format)
         }

@@ -26,7 +26,7 @@ use flow_ir::{Plan, VerifiedPlan, VerifyError};
 use flow_sema::{Db, SourceFile, check_file, imports};
 use flow_syntax::ast::SmolStr;
 
-pub use lower::Lowered;
+pub use lower::{Lowered, LoweredTest, TestDecision, TestExpect, lower_test};
 
 /// The lines of a file, for the source map's line and column numbers.
 #[salsa::tracked(returns(ref))]

@@ -975,3 +975,97 @@ fn sorted_by_name<T>(items: impl IntoIterator<Item = T>, name: impl Fn(&T) -> &S
     items.sort_by(|a, b| name(a).cmp(name(b)));
     items
 }
+
+/// A `test` block in the plan's terms, for `flowc test`: its values and conditions as plan
+/// expressions (`Param(i)` reads example field `i`), its steps and models by name.
+#[derive(Clone, Debug)]
+pub struct LoweredTest {
+    pub name: String,
+    /// The span of the test's name.
+    pub span: Span,
+    /// The flow it runs.
+    pub flow: SmolStr,
+    pub clock: Option<ir::Expr>,
+    /// Inputs and params by name.
+    pub given: Vec<(SmolStr, ir::Expr)>,
+    pub params: Vec<(SmolStr, ir::Expr)>,
+    /// What models answer, by model name; `None`: the model fails.
+    pub models: Vec<(SmolStr, Option<ir::Expr>)>,
+    /// What action steps' systems return, by step name; `None`: the call fails.
+    pub actions: Vec<(SmolStr, Option<ir::Expr>)>,
+    pub decisions: Vec<TestDecision>,
+    pub expectations: Vec<(Span, TestExpect)>,
+    /// The examples' fields, and each example's values; no examples: one run.
+    pub columns: Vec<SmolStr>,
+    pub rows: Vec<(Span, Vec<ir::Expr>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TestDecision {
+    pub span: Span,
+    pub step: SmolStr,
+    pub principal: String,
+    pub roles: Vec<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    /// An override, with its basis.
+    pub overrides: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum TestExpect {
+    Outcome(String),
+    Gate { step: SmolStr, held: bool },
+    Action { step: SmolStr, ran: bool },
+    Holds(ir::Expr),
+}
+
+/// Lowers a checked test of `flow`, a flow of `file`.
+pub fn lower_test(db: &dyn Db, file: SourceFile, flow: &hir::Flow, test: &hir::Test) -> LoweredTest {
+    let mut lowerer = Lowerer::new(db, file, flow);
+    let columns: Vec<Ty> = test.columns.iter().map(|(_, ty)| lowerer.ty(ty)).collect();
+    lowerer.fn_params = columns;
+    let step = |index: u32| flow.steps.get(index as usize).map_or_else(SmolStr::default, |s| s.name.clone());
+    let mock = |lowerer: &mut Lowerer<'_>, m: &hir::TestMock| match m {
+        hir::TestMock::Returns(value) => Some(lowerer.expr(value)),
+        hir::TestMock::Fails => None,
+    };
+    LoweredTest {
+        name: test.name.clone(),
+        span: test.span,
+        flow: flow.name.clone(),
+        clock: test.clock.as_ref().map(|c| lowerer.expr(c)),
+        given: test.given.iter().map(|(i, v)| (flow.inputs[*i as usize].name.clone(), lowerer.expr(v))).collect(),
+        params: test.params.iter().map(|(i, v)| (flow.params[*i as usize].name.clone(), lowerer.expr(v))).collect(),
+        models: test.models.iter().map(|(m, v)| (SmolStr::new(decl_name(db, *m)), mock(&mut lowerer, v))).collect(),
+        actions: test.actions.iter().map(|(s, v)| (step(*s), mock(&mut lowerer, v))).collect(),
+        decisions: test
+            .steps
+            .iter()
+            .map(|d| TestDecision {
+                span: d.span,
+                step: step(d.step),
+                principal: d.principal.to_string(),
+                roles: d.roles.iter().map(|r| decl_name(db, *r)).collect(),
+                outcome: d.outcome.to_string(),
+                reason: d.reason.as_ref().map(ToString::to_string),
+                overrides: d.overrides.clone(),
+            })
+            .collect(),
+        expectations: test
+            .expectations
+            .iter()
+            .map(|e| {
+                let expect = match &e.kind {
+                    hir::ExpectKind::Outcome(outcome) => TestExpect::Outcome(outcome.to_string()),
+                    hir::ExpectKind::Gate { step: s, held } => TestExpect::Gate { step: step(*s), held: *held },
+                    hir::ExpectKind::Action { step: s, ran } => TestExpect::Action { step: step(*s), ran: *ran },
+                    hir::ExpectKind::Holds(condition) => TestExpect::Holds(lowerer.expr(condition)),
+                };
+                (e.span, expect)
+            })
+            .collect(),
+        columns: test.columns.iter().map(|(name, _)| name.clone()).collect(),
+        rows: test.rows.iter().map(|row| (row.span, row.values.iter().map(|v| lowerer.expr(v)).collect())).collect(),
+    }
+}

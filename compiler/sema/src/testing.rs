@@ -148,10 +148,12 @@ impl TestChecker<'_, '_, '_> {
                 }
                 TestStmtKind::Decide { step, by, outcome, reason } => {
                     let Some((index, found)) = self.step(step, &["review", "approval", "gate"]) else { continue };
+                    // A review takes one of its reasons (when it declares any); a soft gate
+                    // or an approval a free reason code.
                     let (outcomes, reasons) = match &found.kind {
-                        StepKind::Review { outcomes, reasons, .. } => (outcomes.clone(), reasons.clone()),
+                        StepKind::Review { outcomes, reasons, .. } => (outcomes.clone(), Some(reasons.clone())),
                         StepKind::Gate { kind: ast::GateKind::Soft, .. } | StepKind::Approval { .. } => {
-                            (vec!["approve".into(), "reject".into()], Vec::new())
+                            (vec!["approve".into(), "reject".into()], None)
                         }
                         _ => {
                             let diagnostic = self.c.res.error(
@@ -172,19 +174,40 @@ impl TestChecker<'_, '_, '_> {
                         );
                         diagnostic.help = Some(format!("write one of {}", crate::typeck::quoted_list(&outcomes)));
                     }
-                    if let Some(reason) = reason
-                        && !reasons.contains(&reason.text)
-                    {
-                        let diagnostic = self.c.res.error(
-                            Code::E1013,
-                            reason.span,
-                            format!("`{}` is not a reason of `{}`", reason.text, step.text),
-                        );
-                        diagnostic.help = Some(if reasons.is_empty() {
-                            format!("`{}` declares no reasons: leave out `because …`", step.text)
-                        } else {
-                            format!("write one of {}", crate::typeck::quoted_list(&reasons))
-                        });
+                    match (reason, &reasons) {
+                        (Some(reason), Some(declared)) if !declared.contains(&reason.text) => {
+                            let diagnostic = self.c.res.error(
+                                Code::E1013,
+                                reason.span,
+                                format!("`{}` is not a reason of `{}`", reason.text, step.text),
+                            );
+                            diagnostic.help = Some(if declared.is_empty() {
+                                format!("`{}` declares no reasons: leave out `because …`", step.text)
+                            } else {
+                                format!("write one of {}", crate::typeck::quoted_list(declared))
+                            });
+                        }
+                        (None, None) => {
+                            let diagnostic = self.c.res.error(
+                                Code::E1008,
+                                stmt.span,
+                                format!("a decision of `{}` needs a reason code", step.text),
+                            );
+                            diagnostic.help = Some(format!("add one: `… : {} because budget_ok`", outcome.text));
+                        }
+                        (None, Some(declared)) if !declared.is_empty() => {
+                            let diagnostic = self.c.res.error(
+                                Code::E1008,
+                                stmt.span,
+                                format!("a decision of review `{}` needs one of its reasons", step.text),
+                            );
+                            diagnostic.help = Some(format!(
+                                "add one: `… : {} because {}`",
+                                outcome.text,
+                                declared.first().map_or("…", |r| r.as_str())
+                            ));
+                        }
+                        _ => {}
                     }
                     test.steps.push(hir::TestDecision {
                         span: stmt.span,

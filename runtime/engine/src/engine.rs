@@ -979,7 +979,7 @@ fn act(
         return Ok(());
     };
     let request_args = args_json(&args);
-    let request = ActionRequest { system, action, args: request_args, idempotency_key: &key };
+    let request = ActionRequest { step: name, system, action, args: request_args, idempotency_key: &key };
     if services.holds(name, Held::Action(&request)) {
         return Ok(());
     }

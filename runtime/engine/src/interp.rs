@@ -77,7 +77,13 @@ pub trait Scope {
 
 /// Evaluates `expr` in `scope`.
 pub fn eval(plan: &PlanBody, scope: &dyn Scope, expr: &Expr) -> Result<Value> {
-    let mut cx = Cx { plan, scope, frame: &[], locals: Vec::new(), depth: 0 };
+    eval_with(plan, scope, &[], expr)
+}
+
+/// Evaluates `expr` in `scope`, its `Param(i)` references reading `args[i]` (a function's
+/// arguments; a test's example fields).
+pub fn eval_with(plan: &PlanBody, scope: &dyn Scope, args: &[Value], expr: &Expr) -> Result<Value> {
+    let mut cx = Cx { plan, scope, frame: args, locals: Vec::new(), depth: 0 };
     cx.eval(expr)
 }
 

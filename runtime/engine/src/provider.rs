@@ -54,6 +54,8 @@ pub trait ModelProvider: Send + Sync {
 
 /// What an action step asks a handler.
 pub struct ActionRequest<'a> {
+    /// The action step of the flow that calls the action.
+    pub step: &'a str,
     pub system: &'a str,
     pub action: &'a str,
     /// The named arguments, as JSON.

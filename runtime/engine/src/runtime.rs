@@ -1068,6 +1068,27 @@ impl Runtime {
         }
     }
 
+    /// A stored run's events, read back into values (its chain checked), and `expr` (of
+    /// the run's plan; `Param(i)` reading `args[i]`) evaluated on the run's values as they
+    /// stand: what a flow's tests check a run with. No access check: for the embedding
+    /// application and the test runner, not for principals.
+    pub fn inspect(&self, run: &str, exprs: &[&flow_ir::expr::Expr], args: &[Value]) -> Result<Inspection> {
+        let (an, loaded, events) = self.load_events(run, false)?;
+        let emitted: FxHashMap<&str, &Value> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Emitted { node, value, .. } => Some((node.as_str(), value)),
+                _ => None,
+            })
+            .collect();
+        let scope = Inspected { run: (&loaded.state, &*an), emitted };
+        let values = exprs
+            .iter()
+            .map(|expr| crate::interp::eval_with(an.body(), &scope, args, expr).map_err(|e| e.to_string()))
+            .collect();
+        Ok((events, values))
+    }
+
     /// How a run stands; outputs are shown only as far as `who` may view them.
     pub fn status(&self, run: &str, who: Option<&Principal>) -> Result<RunView> {
         let (an, loaded) = self.load(run, false)?;
@@ -1188,6 +1209,30 @@ impl Runtime {
 
 fn input_error(error: DecodeError) -> Error {
     Error::Invalid(format!("input {}: {}", error.path, error.message))
+}
+
+/// A run's events, and the values of the expressions asked for (or why one has none).
+pub type Inspection = (Vec<Event<Value>>, Vec<std::result::Result<Value, String>>);
+
+/// A run's values as they stand, where an output reads as what was emitted (an `emit`
+/// step itself gives nothing).
+struct Inspected<'r> {
+    run: (&'r State, &'r Analysis),
+    emitted: FxHashMap<&'r str, &'r Value>,
+}
+
+impl crate::interp::Scope for Inspected<'_> {
+    fn node(&self, name: &str) -> Option<&Value> {
+        self.emitted.get(name).copied().or_else(|| self.run.node(name))
+    }
+
+    fn degraded(&self, name: &str) -> bool {
+        self.run.degraded(name)
+    }
+
+    fn clock(&self) -> Timestamp {
+        self.run.clock()
+    }
 }
 
 /// Checks a run's stored events against its record (their number and head) and their

@@ -1,0 +1,201 @@
+//! `flowc test`: the `test` blocks of a flow run through the runtime, with failures,
+//! the path each failing run took, coverage, and the output formats.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value as Json;
+
+/// The loan flow of the run tests, with `tests` appended, in a fresh directory.
+fn with_tests(name: &str, tests: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flowc-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runs/loan.flow")).unwrap();
+    std::fs::write(dir.join("loan.flow"), format!("{flow}\n{tests}")).unwrap();
+    dir
+}
+
+fn flowc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+const REQUEST: &str = r#"given request = Request {
+    id: "R1", requester: "carl", amount: amount, note: "n", updated_at: @2026-11-30T08:00:00Z,
+  }"#;
+
+/// Two tests, one with two examples: a small request booked without anyone; a doubtful
+/// score reviewed, then (for a large amount) approved by a manager.
+fn passing() -> String {
+    format!(
+        r#"
+test "a small request is booked without anyone" {{
+  at @2026-11-30T12:00:00Z
+  {}
+  model scorer returns Score {{ tier: Tier.low, confidence: 0.9 }}
+  action booking returns Receipt {{ number: "L-1" }}
+  expect outcome completed
+  expect gate notable passed
+  expect action booking ran
+  expect decision.approved and decision.tier == Tier.low
+  expect is_present(booking) and not degraded(score)
+}}
+
+test "a doubtful score is reviewed" {{
+  at @2026-11-30T12:00:00Z
+  {}
+  model scorer returns Score {{ tier: Tier.low, confidence: 0.5 }}
+  action booking returns Receipt {{ number: "L-2" }}
+  decide check by max as manager: approve because ok
+  expect check.outcome == approve
+  expect big == large
+  examples {{
+    {{ amount: 700 USD, large: false }}
+    {{ amount: 6_000 USD, large: true }}
+  }}
+}}
+"#,
+        REQUEST.replace("amount: amount", "amount: 300 USD"),
+        REQUEST
+    )
+}
+
+#[test]
+fn passing_tests_report_ok_and_the_coverage_of_branches() {
+    let dir = with_tests("pass", &passing());
+    let output = flowc(&dir, &["test", "loan.flow"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let shown = text(&output);
+    for line in [
+        "ok      a small request is booked without anyone (loan)",
+        "ok      a doubtful score is reviewed (example 1) (loan)",
+        "ok      a doubtful score is reviewed (example 2) (loan)",
+        "3 tests: 3 passed, 0 failed",
+        "never: gate `embargo` held",
+        "never: review `check` reject",
+    ] {
+        assert!(shown.contains(line), "{line}\n{shown}");
+    }
+    // 15 branches: 4 gates × 2, 4 approval rows, review skipped/approve/reject. Covered:
+    // every gate passed, `notable` held, rows 1 and 2, review skipped and approve.
+    assert!(shown.contains("coverage of flow `loan` (loan.flow): 9 of 15 branches"), "{shown}");
+    assert!(shown.contains("coverage: 60.0%"), "{shown}");
+
+    let json: Json = serde_json::from_slice(&flowc(&dir, &["test", "loan.flow", "--format", "json"]).stdout).unwrap();
+    assert_eq!((json["passed"].as_u64(), json["failed"].as_u64()), (Some(3), Some(0)), "{json}");
+    assert_eq!(json["coverage"]["percent"], 60.0, "{json}");
+    assert_eq!(json["coverage"]["flows"][0]["covered"], 9, "{json}");
+
+    // Below a coverage floor, the run fails.
+    let floor = flowc(&dir, &["test", "loan.flow", "--min-coverage", "80"]);
+    assert_eq!(floor.status.code(), Some(1), "{}", text(&floor));
+    assert!(text(&floor).contains("coverage: 60.0%, below the minimum of 80%"), "{}", text(&floor));
+    assert_eq!(flowc(&dir, &["test", ".", "--min-coverage", "60"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_failing_test_shows_what_differs_and_the_path_the_run_took() {
+    let tests = passing()
+        .replace("  expect big == large\n", "  expect gate notable held\n")
+        .replace("expect outcome completed", "expect outcome pending");
+    let dir = with_tests("fail", &tests);
+    let output = flowc(&dir, &["test", "loan.flow"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    assert!(shown.contains("FAILED  a small request is booked without anyone (loan) at loan.flow:"), "{shown}");
+    assert!(shown.contains("expected the run pending, but it is completed"), "{shown}");
+    // The first example's amount is below the limit: `notable` passed.
+    assert!(shown.contains("FAILED  a doubtful score is reviewed (example 1)"), "{shown}");
+    assert!(shown.contains("expected gate `notable` held, but it passed"), "{shown}");
+    assert!(shown.contains("ok      a doubtful score is reviewed (example 2)"), "{shown}");
+    for step in
+        ["gate `notable` passed", "review `check` decided approve by max", "approval `sign` approved (row 1: auto)"]
+    {
+        assert!(shown.contains(step), "{step}\n{shown}");
+    }
+    assert!(shown.contains("3 tests: 1 passed, 2 failed"), "{shown}");
+
+    let xml = String::from_utf8(flowc(&dir, &["test", "loan.flow", "--format", "junit"]).stdout).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="loan" file="loan.flow" tests="3" failures="2">"#), "{xml}");
+    assert!(xml.contains(r#"<testcase name="a doubtful score is reviewed (example 2)" classname="loan"/>"#), "{xml}");
+    assert!(xml.contains("<failure message=\"loan.flow:"), "{xml}");
+}
+
+#[test]
+fn decisions_out_of_order_or_refused_and_actions_without_results_fail_with_why() {
+    let tests = format!(
+        r#"
+test "decided too early" {{
+  {}
+  model scorer returns Score {{ tier: Tier.high, confidence: 0.9 }}
+  decide sign by dora as director: approve because fine
+  decide check by max as manager: approve because ok
+}}
+
+test "a requester may not approve" {{
+  {}
+  model scorer returns Score {{ tier: Tier.low, confidence: 0.9 }}
+  decide sign by carl as manager: approve because fine
+}}
+
+test "a booking without a result" {{
+  {}
+  model scorer returns Score {{ tier: Tier.low, confidence: 0.9 }}
+  expect outcome failed
+}}
+"#,
+        REQUEST.replace("amount: amount", "amount: 6_000 USD"),
+        REQUEST.replace("amount: amount", "amount: 6_000 USD"),
+        REQUEST.replace("amount: amount", "amount: 100 USD"),
+    );
+    let dir = with_tests("order", &tests);
+    let output = flowc(&dir, &["test", "loan.flow"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    // The requester is excluded by `distinct from`: the runtime refuses, as for anyone.
+    assert!(shown.contains("FAILED  a requester may not approve"), "{shown}");
+    assert!(shown.contains("`decide sign` (loan.flow:"), "{shown}");
+    assert!(shown.contains("is refused"), "{shown}");
+    assert!(
+        shown.contains("action `booking` ran, but the test gives it no result: add `action booking returns …`"),
+        "{shown}"
+    );
+    // A confident score skips the review: there is nothing to decide (`sign` waits on).
+    assert!(shown.contains("`decide check` (loan.flow:"), "{shown}");
+    assert!(shown.contains("step `check` is not waiting for it; the run is pending"), "{shown}");
+}
+
+#[test]
+fn tests_with_mistakes_are_reported_as_compile_errors() {
+    let dir = with_tests(
+        "bad",
+        r#"
+test "typo" {
+  given request = Request { id: 1, requester: "carl", amount: 1 USD, note: "n", updated_at: @2026-11-30T08:00:00Z }
+  model scorer returns Score { tier: Tier.low }
+  expect outcome finished
+}
+"#,
+    );
+    let output = flowc(&dir, &["test", "loan.flow"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    for expected in [
+        "[E1002] Error: field `id` of `Request` must be `Text`, but this is `Int`",
+        "[E1008] Error: `Score` is missing field `confidence`",
+        "[E1013] Error: a run cannot end `finished`",
+        "loan.flow:",
+    ] {
+        assert!(shown.contains(expected), "{expected}\n{shown}");
+    }
+    assert!(!shown.contains("tests:"), "no test runs when the file has errors\n{shown}");
+    // A path with no test files is no error; a missing path is.
+    assert_eq!(flowc(&dir, &["test", "missing.flow"]).status.code(), Some(2));
+}
