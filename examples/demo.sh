@@ -15,6 +15,8 @@ step() { printf '\n\033[1m$ flowc %s\033[0m\n' "$*"; flowc "$@"; }
 run_of() { sed -E 's/.*"run":"([^"]+)".*/\1/'; }
 
 mkdir -p .flow
+# The flow's own tests (in the file, after the flow) run first, with the coverage of its branches.
+step test spend_approval.flow --min-coverage 100
 step build spend_approval.flow -o .flow/spend_approval.plan.json
 # The example's vendor record is from the morning of 30 November 2026: the run's clock is
 # set to that day (`--at`), or the vendor master data would be stale and block the run.

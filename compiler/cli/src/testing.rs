@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use flow_diagnostics::Diagnostic;
 use flow_ir::VerifiedPlan;
-use flow_ir::expr::{Expr, Timestamp};
+use flow_ir::expr::{BinaryOp, Expr, ExprKind, Timestamp};
 use flow_ir::plan::NodeKind;
 use flow_lower::{LoweredTest, TestExpect};
 use flow_runtime::event::Event;
@@ -74,6 +74,12 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
         let checked = flow_sema::check_file(db, file);
         let lowered = flow_lower::lower_file(db, file);
         let path = file.path(db).to_string();
+        // Every flow of the file counts toward coverage, tested or not.
+        for flow in &lowered.flows {
+            if let Some(plan) = &flow.plan {
+                coverage.entry((path.clone(), flow.name.to_string())).or_insert_with(|| branches(plan));
+            }
+        }
         let lines = flow_lower::line_index(db, file);
         let text = file.text(db);
         for test in &checked.tests {
@@ -353,20 +359,31 @@ fn check_expectations(
     hit: &mut BTreeSet<String>,
     at: &dyn Fn(flow_diagnostics::Span) -> String,
 ) {
-    let conditions: Vec<&Expr> = test
-        .expectations
-        .iter()
-        .filter_map(|(_, e)| match e {
-            TestExpect::Holds(condition) => Some(condition),
-            _ => None,
-        })
-        .collect();
-    let (events, values) = match runtime.inspect(&view.run, &conditions, args) {
+    // Each condition, and the sides of each comparison among its `and`ed parts: a failure
+    // shows the values compared.
+    let mut exprs: Vec<&Expr> = Vec::new();
+    let mut explained: Vec<Vec<(BinaryOp, usize)>> = Vec::new();
+    for (_, expectation) in &test.expectations {
+        let TestExpect::Holds(condition) = expectation else { continue };
+        exprs.push(condition);
+        let mut comparisons = Vec::new();
+        for part in conjuncts(condition) {
+            if let ExprKind::Binary { op, lhs, rhs } = &part.kind
+                && matches!(op, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+            {
+                comparisons.push((*op, exprs.len()));
+                exprs.extend([part, &**lhs, &**rhs]);
+            }
+        }
+        explained.push(comparisons);
+    }
+    let (events, values) = match runtime.inspect(&view.run, &exprs, args) {
         Ok(inspected) => inspected,
         Err(error) => return outcome.failures.push(format!("the run cannot be read back: {error}")),
     };
     outcome.path = path_of(&events, view, hit);
-    let mut values = values.into_iter();
+    let mut conditions = explained.into_iter();
+    let mut next_condition = 0;
     for (span, expectation) in &test.expectations {
         let failure = match expectation {
             TestExpect::Outcome(expected) => (view.status.as_str() != expected)
@@ -398,17 +415,46 @@ fn check_expectations(
                     )),
                 }
             }
-            TestExpect::Holds(_) => match values.next() {
-                Some(Ok(Value::Bool(true))) => None,
-                Some(Ok(Value::Bool(false))) => Some("the condition does not hold".to_owned()),
-                Some(Ok(other)) => Some(format!("the condition is not true or false: {other:?}")),
-                Some(Err(error)) => Some(format!("the condition cannot be evaluated: {error}")),
-                None => Some("the condition was not evaluated".to_owned()),
-            },
+            TestExpect::Holds(_) => {
+                let comparisons = conditions.next().unwrap_or_default();
+                let at = next_condition;
+                next_condition += 1 + 3 * comparisons.len();
+                match values.get(at) {
+                    Some(Ok(Value::Bool(true))) => None,
+                    Some(Ok(Value::Bool(false))) => {
+                        // The first comparison that is false, with its values.
+                        let shown = |i: usize| match values.get(i) {
+                            Some(Ok(value)) => value.to_json().to_string(),
+                            Some(Err(error)) => format!("(no value: {error})"),
+                            None => "?".to_owned(),
+                        };
+                        let false_part = comparisons
+                            .iter()
+                            .find(|(_, i)| matches!(values.get(*i), Some(Ok(Value::Bool(false)))))
+                            .map(|(op, i)| format!(": {} {} {} is false", shown(i + 1), op.as_str(), shown(i + 2)));
+                        Some(format!("the condition does not hold{}", false_part.unwrap_or_default()))
+                    }
+                    Some(Ok(other)) => Some(format!("the condition is not true or false: {other:?}")),
+                    Some(Err(error)) => Some(format!("the condition cannot be evaluated: {error}")),
+                    None => Some("the condition was not evaluated".to_owned()),
+                }
+            }
         };
         if let Some(failure) = failure {
             outcome.failures.push(format!("{}: {failure}", at(*span)));
         }
+    }
+}
+
+/// The parts of a condition joined by `and`, in order.
+fn conjuncts(expr: &Expr) -> Vec<&Expr> {
+    match &expr.kind {
+        ExprKind::Binary { op: BinaryOp::And, lhs, rhs } => {
+            let mut parts = conjuncts(lhs);
+            parts.extend(conjuncts(rhs));
+            parts
+        }
+        _ => vec![expr],
     }
 }
 

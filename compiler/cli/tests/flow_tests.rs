@@ -199,3 +199,14 @@ test "typo" {
     // A path with no test files is no error; a missing path is.
     assert_eq!(flowc(&dir, &["test", "missing.flow"]).status.code(), Some(2));
 }
+
+/// The examples' tests pass; `spend_approval` covers every branch of its flow.
+#[test]
+fn the_examples_tests_pass_and_spend_approval_covers_every_branch() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let output = flowc(&examples, &["test", "spend_approval.flow", "--min-coverage", "100"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(text(&output).contains("8 tests: 8 passed, 0 failed"), "{}", text(&output));
+    let json: Json = serde_json::from_slice(&flowc(&examples, &["test", ".", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["failed"], 0, "{json}");
+}
