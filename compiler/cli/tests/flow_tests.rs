@@ -210,3 +210,62 @@ fn the_examples_tests_pass_and_spend_approval_covers_every_branch() {
     let json: Json = serde_json::from_slice(&flowc(&examples, &["test", ".", "--format", "json"]).stdout).unwrap();
     assert_eq!(json["failed"], 0, "{json}");
 }
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The CI recipe's script passes on the examples, writes SARIF and JUnit, and fails for a
+/// coverage floor not met and for a flow whose meaning changed since its plan was approved.
+#[test]
+fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::temp_dir().join(format!("flowc-test-{}-ci", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&root.join("examples"), &dir.join("examples"));
+    let script = root.join("examples/ci/check-flows.sh");
+    let recipe = |args: &[&str]| {
+        Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .current_dir(&dir)
+            .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let approved = "examples/spend_approval.flow=examples/embed/spend_approval.plan.json";
+    let passing = recipe(&["examples", "15", approved]);
+    assert_eq!(passing.status.code(), Some(0), "{}", text(&passing));
+    let sarif: Json = serde_json::from_slice(&std::fs::read(dir.join("flows.sarif")).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let junit = std::fs::read_to_string(dir.join("flow-tests.xml")).unwrap();
+    assert!(junit.contains(r#"<testsuite name="spend_approval""#), "{junit}");
+
+    let floor = recipe(&["examples", "100", approved]);
+    assert_eq!(floor.status.code(), Some(1), "{}", text(&floor));
+    assert!(text(&floor).contains("below the minimum of 100%"), "{}", text(&floor));
+
+    let flow = dir.join("examples/spend_approval.flow");
+    let source = std::fs::read_to_string(&flow).unwrap();
+    // A threshold the tests pin down: a test fails.
+    std::fs::write(&flow, source.replacen("> 50_000 USD", "> 60_000 USD", 1)).unwrap();
+    let tested = recipe(&["examples", "15", approved]);
+    assert_eq!(tested.status.code(), Some(1), "{}", text(&tested));
+    assert!(text(&tested).contains("expected gate `large` held, but it passed"), "{}", text(&tested));
+    // One they do not: the plan differs from the approved one.
+    std::fs::write(&flow, source.replacen("freshness 24h", "freshness 48h", 1)).unwrap();
+    let changed = recipe(&["examples", "15", approved]);
+    assert_eq!(changed.status.code(), Some(3), "{}", text(&changed));
+    assert!(text(&changed).contains("vendor_master"), "{}", text(&changed));
+}
