@@ -200,15 +200,15 @@ test "typo" {
     assert_eq!(flowc(&dir, &["test", "missing.flow"]).status.code(), Some(2));
 }
 
-/// The examples' tests pass; `spend_approval` covers every branch of its flow.
+/// The examples' tests pass and cover every branch of every example.
 #[test]
-fn the_examples_tests_pass_and_spend_approval_covers_every_branch() {
+fn the_examples_tests_pass_and_cover_every_branch() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let output = flowc(&examples, &["test", "spend_approval.flow", "--min-coverage", "100"]);
+    let output = flowc(&examples, &["test", ".", "--min-coverage", "100"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(text(&output).contains("8 tests: 8 passed, 0 failed"), "{}", text(&output));
     let json: Json = serde_json::from_slice(&flowc(&examples, &["test", ".", "--format", "json"]).stdout).unwrap();
-    assert_eq!(json["failed"], 0, "{json}");
+    assert_eq!((json["failed"].as_u64(), json["coverage"]["percent"].as_f64()), (Some(0), Some(100.0)), "{json}");
+    assert_eq!(json["coverage"]["flows"].as_array().map(Vec::len), Some(6), "{json}");
 }
 
 /// Copies a directory tree.
@@ -245,27 +245,35 @@ fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
             .unwrap()
     };
     let approved = "examples/spend_approval.flow=examples/embed/spend_approval.plan.json";
-    let passing = recipe(&["examples", "15", approved]);
+    let passing = recipe(&["examples", "100", approved]);
     assert_eq!(passing.status.code(), Some(0), "{}", text(&passing));
     let sarif: Json = serde_json::from_slice(&std::fs::read(dir.join("flows.sarif")).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let junit = std::fs::read_to_string(dir.join("flow-tests.xml")).unwrap();
     assert!(junit.contains(r#"<testsuite name="spend_approval""#), "{junit}");
 
+    // A flow with a branch no test reaches: below the floor.
+    std::fs::write(
+        dir.join("examples/extra.flow"),
+        "import \"common/org.flow\"\nflow extra {\n  version \"1.0.0\"\n  owner manager\n  steward policy_steward\n  \
+         input x: Int\n  output y: Int\n  access {\n    trigger by manager\n  }\n  gate big: info when x > 10\n  emit y = x\n}\n",
+    )
+    .unwrap();
     let floor = recipe(&["examples", "100", approved]);
     assert_eq!(floor.status.code(), Some(1), "{}", text(&floor));
     assert!(text(&floor).contains("below the minimum of 100%"), "{}", text(&floor));
+    std::fs::remove_file(dir.join("examples/extra.flow")).unwrap();
 
     let flow = dir.join("examples/spend_approval.flow");
     let source = std::fs::read_to_string(&flow).unwrap();
     // A threshold the tests pin down: a test fails.
     std::fs::write(&flow, source.replacen("> 50_000 USD", "> 60_000 USD", 1)).unwrap();
-    let tested = recipe(&["examples", "15", approved]);
+    let tested = recipe(&["examples", "100", approved]);
     assert_eq!(tested.status.code(), Some(1), "{}", text(&tested));
     assert!(text(&tested).contains("expected gate `large` held, but it passed"), "{}", text(&tested));
     // One they do not: the plan differs from the approved one.
     std::fs::write(&flow, source.replacen("freshness 24h", "freshness 48h", 1)).unwrap();
-    let changed = recipe(&["examples", "15", approved]);
+    let changed = recipe(&["examples", "100", approved]);
     assert_eq!(changed.status.code(), Some(3), "{}", text(&changed));
     assert!(text(&changed).contains("vendor_master"), "{}", text(&changed));
 }

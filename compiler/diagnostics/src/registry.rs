@@ -89,6 +89,7 @@ codes! {
     E1017 = "non-constant-default",
     E1018 = "repeated-clause",
     E1019 = "invalid-type",
+    E1020 = "list-in-flow",
     E2001 = "dependency-cycle",
     E2002 = "output-not-emitted",
     E2003 = "matrix-not-exhaustive",

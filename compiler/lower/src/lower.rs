@@ -451,6 +451,7 @@ impl<'a> Lowerer<'a> {
                 self.locals.pop();
                 I::Quantifier { all: *all, var: var.clone(), list: Box::new(list), body: Box::new(body) }
             }
+            H::List(items) => I::List(items.iter().map(|i| self.expr(i)).collect()),
             H::Record { record, fields } => {
                 let sig = flow_sema::record(self.db, record.id).cloned();
                 let mut named = Vec::new();

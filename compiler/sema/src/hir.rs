@@ -119,6 +119,8 @@ pub enum ExprKind {
         record: RecordRef,
         fields: Vec<Option<Expr>>,
     },
+    /// `[a, b]`, in a test; its type is `List[T]`.
+    List(Vec<Expr>),
     Unary {
         op: UnaryOp,
         operand: Box<Expr>,
@@ -160,6 +162,7 @@ impl Expr {
                     stack.push(list);
                 }
                 ExprKind::Record { fields, .. } => stack.extend(fields.iter().rev().flatten()),
+                ExprKind::List(items) => stack.extend(items.iter().rev()),
                 ExprKind::Unary { operand, .. } => stack.push(operand),
                 ExprKind::Binary { lhs, rhs, .. } => {
                     stack.push(rhs);

@@ -284,6 +284,13 @@ impl<'a> Analyzer<'a> {
                 merge(&mut labels, &self.taint(rhs, env, file).full());
                 Taint::flat(labels)
             }
+            ExprKind::List(items) => {
+                let mut labels = Labels::new();
+                for item in items {
+                    merge(&mut labels, &self.taint(item, env, file).full());
+                }
+                Taint::flat(labels)
+            }
             ExprKind::If { branches, otherwise } => {
                 let mut conditions = Labels::new();
                 let mut result: Option<Taint> = None;

@@ -164,6 +164,10 @@ fn write(names: Names<'_>, expr: &Expr, locals: &mut Vec<String>) -> String {
             locals.pop();
             format!("{}({list}, {var} => {body})", if *all { "all" } else { "any" })
         }
+        ExprKind::List(items) => {
+            let items: Vec<String> = items.iter().map(|i| go(i, locals)).collect();
+            format!("[{}]", items.join(", "))
+        }
         ExprKind::Record { record, fields } => {
             let sig = signatures::record(names.db, record.id);
             let written: Vec<String> = fields

@@ -30,7 +30,7 @@ pub(crate) fn check_test<'a>(
     flows: &[Flow],
 ) -> (Option<hir::Test>, Vec<flow_diagnostics::Diagnostic>) {
     let mut checker = Checker::new(db, res);
-    checker.principal_literals = true;
+    checker.test_values = true;
     let flow = which_flow(&mut checker, decl, span, flows);
     let test = flow.map(|flow| TestChecker { c: &mut checker, flow }.check(id, decl));
     (test, checker.res.diagnostics)

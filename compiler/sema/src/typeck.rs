@@ -100,8 +100,9 @@ pub struct Checker<'a> {
     pub unparsed: BTreeSet<SmolStr>,
     locals: Vec<(SmolStr, Ty)>,
     facts: Vec<Place>,
-    /// Whether a text literal may stand for a `Principal` (its id), as in a test's values.
-    pub principal_literals: bool,
+    /// Whether the values checked are a test's: a text literal may stand for a `Principal`
+    /// (its id), and lists may be written.
+    pub test_values: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -117,7 +118,7 @@ impl<'a> Checker<'a> {
             unparsed: BTreeSet::new(),
             locals: Vec::new(),
             facts: Vec::new(),
-            principal_literals: false,
+            test_values: false,
         }
     }
 
@@ -152,7 +153,7 @@ impl<'a> Checker<'a> {
             return;
         }
         // In a test, a principal is written as its id: a text without interpolation.
-        if self.principal_literals
+        if self.test_values
             && matches!(expected.unwrap_optional(), Ty::Principal)
             && matches!(hir.kind, ExprKind::Lit(Literal::Text(_)))
         {
@@ -239,12 +240,45 @@ impl<'a> Checker<'a> {
             A::Field { base, field } => return self.field(span, base, field),
             A::Call { callee, args } => return self.call(span, callee, args),
             A::Record { ty, fields } => self.record(ty, fields),
+            A::List(items) => self.list(span, items, hint),
             A::Unary { op, operand, .. } => self.unary(*op, operand),
             A::Binary { op, op_span, lhs, rhs } => self.binary(*op, *op_span, lhs, rhs),
             A::If { branches, otherwise } => return self.if_expr(span, branches, otherwise, hint, None),
             A::Error => (ExprKind::Error, Ty::Error),
         };
         Expr { kind, ty, span }
+    }
+
+    /// `[a, b]`: written only in a test's values; its items are of one type, the hint's
+    /// item type when there is one, else the first item's.
+    fn list(&mut self, span: Span, items: &[ast::Expr], hint: Option<&Ty>) -> (ExprKind, Ty) {
+        if !self.test_values {
+            self.error(Code::E1020, span, "a list is written only in a test: a flow's lists come from its inputs")
+                .help = Some("read the list from an input or a step's result".to_owned());
+            return (ExprKind::Error, Ty::Error);
+        }
+        let expected = match hint.map(Ty::unwrap_optional) {
+            Some(Ty::List(item)) => Some((**item).clone()),
+            _ => None,
+        };
+        let mut checked = Vec::with_capacity(items.len());
+        let mut item_ty = expected;
+        for item in items {
+            let value = match &item_ty {
+                Some(ty) => self.check(item, ty, "an item of the list"),
+                None => self.infer(item, None),
+            };
+            if item_ty.is_none() {
+                item_ty = Some(value.ty.clone());
+            }
+            checked.push(value);
+        }
+        let Some(item_ty) = item_ty else {
+            self.error(Code::E1002, span, "the type of this empty list is not known here").help =
+                Some("write it where a list of a known type is expected, such as a record's field".to_owned());
+            return (ExprKind::Error, Ty::Error);
+        };
+        (ExprKind::List(checked), Ty::List(Box::new(item_ty)))
     }
 
     fn text(&mut self, parts: &[StrPart]) -> (ExprKind, Ty) {

@@ -600,6 +600,8 @@ pub enum ExprKind {
         ty: Ident,
         fields: Vec<FieldInit>,
     },
+    /// `[a, b]`: allowed only in tests.
+    List(Vec<Expr>),
     Unary {
         op: UnaryOp,
         op_span: Span,
@@ -641,6 +643,11 @@ impl Expr {
             ExprKind::Record { fields, .. } => {
                 for field in fields {
                     f(&field.value, None);
+                }
+            }
+            ExprKind::List(items) => {
+                for item in items {
+                    f(item, None);
                 }
             }
             ExprKind::Unary { operand, .. } => f(operand, None),

@@ -862,6 +862,17 @@ impl<'t> Builder<'t> {
                     None => self.node(span, 1, ExprKind::Name(name)),
                 }
             }
+            Rule::list => {
+                let mut depth = 0;
+                let items = kids(pair)
+                    .map(|item| {
+                        let item = self.expr_depth(item);
+                        depth = depth.max(item.depth);
+                        item.expr
+                    })
+                    .collect();
+                self.node(span, depth + 1, ExprKind::List(items))
+            }
             Rule::typed => {
                 let mut parts = kids(pair);
                 let (Some(ty), Some(rest)) = (parts.next(), parts.next()) else { return self.error_node(span) };

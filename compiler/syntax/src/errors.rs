@@ -33,7 +33,8 @@ pub(crate) struct Worded {
 /// Words that can never be names.
 const RESERVED: &[&str] = &["if", "then", "else", "and", "or", "not", "true", "false"];
 
-const EXPRESSION_STARTS: &[&str] = &["\"", "(", "-", "@", "_", "false", "true", "if", "not", "0..9", "A..Z", "a..z"];
+const EXPRESSION_STARTS: &[&str] =
+    &["\"", "(", "[", "-", "@", "_", "false", "true", "if", "not", "0..9", "A..Z", "a..z"];
 const OPERATORS: &[&str] = &["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "."];
 const MODEL_SETTINGS: &[&str] = &["provider", "name", "version", "digest", "prompt", "input", "output", "clearance"];
 const GRANTS: &[&str] = &["trigger", "view", "override", "replay", "read"];
@@ -53,9 +54,14 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::gate_kind => "`info`, `soft` or `block`",
         // `field` is not here: pest tries it only after a complete operand, where its `.`
         // is already offered as an operator.
-        Rule::expr | Rule::unary | Rule::if_expr | Rule::prefix | Rule::paren | Rule::named | Rule::typed => {
-            "an expression"
-        }
+        Rule::expr
+        | Rule::unary
+        | Rule::if_expr
+        | Rule::prefix
+        | Rule::paren
+        | Rule::list
+        | Rule::named
+        | Rule::typed => "an expression",
         Rule::infix => "an operator",
         Rule::args | Rule::arg | Rule::named_arg | Rule::lambda => "an argument",
         Rule::model_setting => "a model setting",

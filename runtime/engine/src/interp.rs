@@ -223,6 +223,7 @@ impl Cx<'_> {
                 }
                 Value::Bool(result)
             }
+            ExprKind::List(items) => Value::List(items.iter().map(|i| self.eval(i)).collect::<Result<_>>()?),
             ExprKind::Record(fields) => {
                 let mut out = Vec::with_capacity(fields.len());
                 for field in fields {

@@ -298,6 +298,13 @@ impl<'p> Checker<'p> {
                 result?;
                 Ty::Bool
             }
+            ExprKind::List(items) => {
+                let Ty::List(item) = &written else { return Err(format!("`{written}` is not a list")) };
+                for (i, value) in items.iter_mut().enumerate() {
+                    self.check_fits(value, item).map_err(|e| format!("item {} {e}", i + 1))?;
+                }
+                written.clone()
+            }
             ExprKind::Record(fields) => {
                 let Ty::Named(name) = &written else { return Err(format!("`{written}` is not a record")) };
                 let Some(record) = body.record(name) else { return Err(format!("`{name}` is not a record")) };

@@ -260,6 +260,8 @@ pub enum ExprKind {
     /// A value of the expression's record type; fields by name, in name order, absent
     /// optional fields left out.
     Record(Vec<Named>),
+    /// A list of values, written in a test (a flow's lists come from its inputs).
+    List(Vec<Expr>),
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary {
@@ -299,7 +301,7 @@ macro_rules! children {
             | ExprKind::Widen(inner)
             | ExprKind::Not(inner)
             | ExprKind::Neg(inner) => $f(inner),
-            ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } => {
+            ExprKind::Call { args, .. } | ExprKind::Builtin { args, .. } | ExprKind::List(args) => {
                 for arg in args {
                     $f(arg);
                 }

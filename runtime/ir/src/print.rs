@@ -177,6 +177,10 @@ impl Printer<'_> {
                 locals.pop();
                 format!("{}({list}, {var} => {body})", if *all { "all" } else { "any" })
             }
+            ExprKind::List(items) => {
+                let items: Vec<String> = items.iter().map(|i| self.print(i, locals)).collect();
+                format!("[{}]", items.join(", "))
+            }
             ExprKind::Record(fields) => {
                 let fields: Vec<String> =
                     fields.iter().map(|f| format!("{}: {}", f.name, self.print(&f.value, locals))).collect();

@@ -80,3 +80,18 @@ fn the_deepest_expressions_load_on_a_small_stack_and_deeper_ones_are_refused() {
     let too_deep = too_deep.unwrap_or_default();
     assert!(too_deep.contains("[E2101]") && too_deep.contains("nest deeper than 1024 levels"), "{too_deep}");
 }
+
+/// A list value (a test's values are lowered to the plan's expressions) is written with
+/// its type and read back as written.
+#[test]
+fn list_values_round_trip_through_the_wire_format() {
+    use crate::expr::{Expr, ExprKind, Literal};
+    let text = |t: &str| Expr { kind: ExprKind::Lit(Literal::Text(t.into())), ty: Ty::Text };
+    let list = Expr { kind: ExprKind::List(vec![text("a"), text("b")]), ty: Ty::List(Box::new(Ty::Text)) };
+    let json = serde_json::to_value(&list).expect("a list is written");
+    assert_eq!(json, serde_json::json!(["list", "List[Text]", ["lit", "Text", "a"], ["lit", "Text", "b"]]));
+    let read: Expr = serde_json::from_value(json).expect("and read back");
+    assert_eq!(read, list);
+    let empty: Expr = serde_json::from_value(serde_json::json!(["list", "List[Int]"])).expect("an empty list");
+    assert_eq!(empty.kind, ExprKind::List(Vec::new()));
+}

@@ -26,13 +26,18 @@ use crate::ty::{Text, Ty};
 fn writes_type(kind: &ExprKind) -> bool {
     matches!(
         kind,
-        ExprKind::Lit(_) | ExprKind::Variant(_) | ExprKind::Record(_) | ExprKind::Widen(_) | ExprKind::If { .. }
+        ExprKind::Lit(_)
+            | ExprKind::Variant(_)
+            | ExprKind::Record(_)
+            | ExprKind::List(_)
+            | ExprKind::Widen(_)
+            | ExprKind::If { .. }
     )
 }
 
 /// Whether an expression with this tag writes its type.
 fn tag_writes_type(tag: &str) -> bool {
-    matches!(tag, "lit" | "variant" | "record" | "widen" | "if")
+    matches!(tag, "lit" | "variant" | "record" | "list" | "widen" | "if")
 }
 
 /// The operation tag of an expression.
@@ -56,6 +61,7 @@ fn tag(kind: &ExprKind) -> &'static str {
         ExprKind::Quantifier { all: true, .. } => "all",
         ExprKind::Quantifier { all: false, .. } => "any",
         ExprKind::Record(_) => "record",
+        ExprKind::List(_) => "list",
         ExprKind::Not(_) => "not",
         ExprKind::Neg(_) => "neg",
         ExprKind::Binary { op, .. } => op.as_str(),
@@ -139,7 +145,7 @@ impl Expr {
                     seq.serialize_element(arg)?;
                 }
             }
-            ExprKind::Builtin { args, .. } => {
+            ExprKind::Builtin { args, .. } | ExprKind::List(args) => {
                 for arg in args {
                     seq.serialize_element(arg)?;
                 }
@@ -406,6 +412,7 @@ fn read_expr<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Expr, A::Error> {
             ExprKind::Quantifier { all: tag == "all", var, list, body: boxed(&mut seq, "condition")? }
         }
         "record" => ExprKind::Record(next::<ReadFields, A>(&mut seq, "fields")?.0),
+        "list" => ExprKind::List(rest(&mut seq)?),
         "if" => {
             let mut operands: Vec<Expr> = rest(&mut seq)?;
             if operands.len().is_multiple_of(2) {

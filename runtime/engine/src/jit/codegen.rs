@@ -664,6 +664,8 @@ impl Gen<'_, '_, '_> {
                 self.frame_words(word, 1)
             }
             ExprKind::Quantifier { all, list, body, .. } => self.quantifier(*all, list, body)?,
+            // Lists are written only in tests, which the interpreter evaluates.
+            ExprKind::List(_) => return Err("a list literal is not compiled to native code".to_owned()),
             ExprKind::Record(fields) => {
                 let mut handles = Vec::with_capacity(fields.len());
                 for field in fields {
