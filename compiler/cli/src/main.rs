@@ -15,6 +15,7 @@ mod output;
 mod replays;
 mod runs;
 mod session;
+mod snapshots;
 mod stats;
 mod testing;
 mod verify;
@@ -343,6 +344,12 @@ enum Command {
         /// Fail when less than this percentage of branches is covered.
         #[arg(long, value_name = "PERCENT")]
         min_coverage: Option<f64>,
+        /// Compare each run's decision trace with its snapshot beside the flow (FILE.snap).
+        #[arg(long)]
+        snapshot: bool,
+        /// With --snapshot: write the snapshots instead of comparing them.
+        #[arg(long, requires = "snapshot")]
+        update: bool,
     },
     /// Metrics over the run store, per flow: throughput, success rate, latency, fallback
     /// usage, review volume; approval, blocked-run and override rates, evidence
@@ -506,8 +513,8 @@ fn main() -> ExitCode {
                 format,
             },
         ),
-        Command::Test { paths, format, min_coverage } => {
-            testing::run(&testing::Options { paths: &paths, format, min_coverage })
+        Command::Test { paths, format, min_coverage, snapshot, update } => {
+            testing::run(&testing::Options { paths: &paths, format, min_coverage, snapshot, update })
         }
         Command::Stats { flow, since, where_, format } => {
             stats::stats(&where_, flow.as_deref(), since.as_deref(), format)

@@ -19,6 +19,8 @@ use flow_runtime::value::Value;
 use flow_runtime::{DecisionInput, Principal, RunView, Runtime, StartOptions, Status};
 use serde_json::{Value as Json, json};
 
+use anyhow::Context;
+
 use crate::output::{self, Report};
 use crate::session::Session;
 
@@ -35,6 +37,10 @@ pub struct Options<'a> {
     pub format: TestFormat,
     /// Fail when the coverage of gates, rows and review branches is below this percentage.
     pub min_coverage: Option<f64>,
+    /// Compare each run's decision trace with its snapshot (`FLOW_FILE.snap`).
+    pub snapshot: bool,
+    /// With `snapshot`: write the snapshots instead of comparing them.
+    pub update: bool,
 }
 
 /// One run of a test: the test, or one of its examples.
@@ -48,6 +54,15 @@ struct Outcome {
     failures: Vec<String>,
     /// The path the run took, one line per step that decided something.
     path: Vec<String>,
+    /// Each output as emitted (labelled fields marked): `output name = JSON`.
+    outputs: Vec<String>,
+}
+
+impl Outcome {
+    /// What a snapshot keeps of the run: its path and its outputs.
+    fn trace(&self) -> Vec<String> {
+        self.path.iter().chain(&self.outputs).cloned().collect()
+    }
 }
 
 /// What the tests of one flow exercised, against everything it could.
@@ -111,24 +126,118 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
                     at: at(span),
                     failures: Vec::new(),
                     path: Vec::new(),
+                    outputs: Vec::new(),
                 };
                 execute(plan, &lowered_test, row, &mut outcome, &mut cover.hit, &at);
                 outcomes.push(outcome);
             }
         }
     }
+    let mut problems = Vec::new();
+    if options.snapshot
+        && let Err(code) = snapshot(&mut outcomes, options.update, &mut problems)?
+    {
+        return Ok(code);
+    }
     let total: usize = coverage.values().map(|c| c.all.len()).sum();
     let hit: usize = coverage.values().map(|c| c.hit.intersection(&c.all).count()).sum();
     let percent = if total == 0 { 100.0 } else { 100.0 * hit as f64 / total as f64 };
     let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
     let below = options.min_coverage.is_some_and(|min| percent + 1e-9 < min);
+    let stale = problems.iter().any(|(_, failing)| *failing);
     let text = match options.format {
-        TestFormat::Human => human(&outcomes, &coverage, percent, options.min_coverage),
-        TestFormat::Json => format!("{}\n", to_json(&outcomes, &coverage, percent)),
+        TestFormat::Human => {
+            let mut text = human(&outcomes, &coverage, percent, options.min_coverage);
+            for (problem, _) in &problems {
+                text.push_str(&format!("{problem}\n"));
+            }
+            text
+        }
+        TestFormat::Json => {
+            let mut json = to_json(&outcomes, &coverage, percent);
+            json["snapshots"] = problems.iter().map(|(p, _)| Json::String(p.clone())).collect();
+            format!("{json}\n")
+        }
         TestFormat::Junit => junit(&outcomes),
     };
     crate::print(&text);
-    Ok(if failed > 0 || below { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 || below || stale { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Compares each run's trace with its snapshot, or (`update`) writes the snapshots. A
+/// difference is a failure of its run; a snapshot of a run that no longer exists is a
+/// failing problem, what was written a note (`problems`: text, whether it fails). A corrupt
+/// snapshot file is reported as a diagnostic: `Err(exit code)`.
+fn snapshot(
+    outcomes: &mut [Outcome],
+    update: bool,
+    problems: &mut Vec<(String, bool)>,
+) -> anyhow::Result<Result<(), ExitCode>> {
+    let mut files: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        files.entry(outcome.file.clone()).or_default().push(index);
+    }
+    for (file, indices) in files {
+        let path = crate::snapshots::path_of(&file);
+        if update {
+            let traces: Vec<(String, Vec<String>)> =
+                indices.iter().map(|&i| (outcomes[i].name.clone(), outcomes[i].trace())).collect();
+            let borrowed: Vec<(&str, &[String])> = traces.iter().map(|(n, t)| (n.as_str(), t.as_slice())).collect();
+            std::fs::write(&path, crate::snapshots::render(&file, &borrowed))
+                .with_context(|| format!("cannot write the snapshots `{path}`"))?;
+            problems.push((format!("wrote {} snapshots to {path}", traces.len()), false));
+            continue;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                for &i in &indices {
+                    outcomes[i].failures.push(format!(
+                        "no snapshot of this run: `{path}` does not exist; record it with `flowc test --snapshot --update`"
+                    ));
+                }
+                continue;
+            }
+            Err(error) => anyhow::bail!("cannot read the snapshots `{path}`: {error}"),
+        };
+        let id = flow_diagnostics::FileId(u32::MAX);
+        let sections = match crate::snapshots::parse(&text, id) {
+            Ok(sections) => sections,
+            Err(diagnostic) => {
+                let mut sources = flow_diagnostics::Sources::default();
+                sources.add(id, path.clone(), text);
+                let report = Report { diagnostics: std::slice::from_ref(&*diagnostic), sources: &sources, files: 1 };
+                crate::print(&output::human(&report, crate::use_color()));
+                return Ok(Err(ExitCode::from(1)));
+            }
+        };
+        for &i in &indices {
+            let outcome = &mut outcomes[i];
+            let trace = outcome.trace();
+            match sections.get(&outcome.name) {
+                None => outcome.failures.push(format!(
+                    "no snapshot of this run in `{path}`; record it with `flowc test --snapshot --update`"
+                )),
+                Some(recorded) if *recorded != trace => {
+                    let diff = crate::snapshots::diff(recorded, &trace);
+                    outcome.failures.push(format!(
+                        "the run differs from its snapshot in `{path}` (- snapshot, + this run):\n      {}",
+                        diff.join("\n      ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for name in sections.keys() {
+            if !indices.iter().any(|&i| outcomes[i].name == *name) {
+                problems.push((
+                    format!("`{path}` has a snapshot of `{name}`, which no test runs; update the snapshots"),
+                    true,
+                ));
+            }
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Every branch of a flow that tests can exercise.
@@ -341,6 +450,12 @@ fn execute(
             }
         }
     }
+    // The run as it ends, seen by the starter (who holds every role): outputs unredacted,
+    // whoever decided last.
+    match runtime.status(&view.run, Some(&starter)) {
+        Ok(seen) => view = seen,
+        Err(error) => outcome.failures.push(format!("the run cannot be read back: {error}")),
+    }
     let unmocked = systems.unmocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     for step in unmocked {
         outcome
@@ -382,6 +497,7 @@ fn check_expectations(
         Err(error) => return outcome.failures.push(format!("the run cannot be read back: {error}")),
     };
     outcome.path = path_of(&events, view, hit);
+    outcome.outputs = view.outputs.iter().map(|(name, value)| format!("output {name} = {value}")).collect();
     let mut conditions = explained.into_iter();
     let mut next_condition = 0;
     for (span, expectation) in &test.expectations {

@@ -277,3 +277,55 @@ fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
     assert_eq!(changed.status.code(), Some(3), "{}", text(&changed));
     assert!(text(&changed).contains("vendor_master"), "{}", text(&changed));
 }
+
+/// `--snapshot`: missing snapshots fail until `--update` writes them; then a run that
+/// takes another path fails with a diff, a snapshot of a test that is gone fails, and a
+/// corrupt snapshot file is a diagnostic at its line.
+#[test]
+fn snapshots_record_each_trace_and_fail_on_any_difference() {
+    let dir = with_tests("snap", &passing());
+    let missing = flowc(&dir, &["test", "loan.flow", "--snapshot"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("`loan.flow.snap` does not exist"), "{}", text(&missing));
+
+    let update = flowc(&dir, &["test", "loan.flow", "--snapshot", "--update"]);
+    assert_eq!(update.status.code(), Some(0), "{}", text(&update));
+    assert!(text(&update).contains("wrote 3 snapshots to loan.flow.snap"), "{}", text(&update));
+    let snap = std::fs::read_to_string(dir.join("loan.flow.snap")).unwrap();
+    assert!(snap.starts_with("# flowc test snapshots of loan.flow"), "{snap}");
+    assert!(snap.contains("## a doubtful score is reviewed (example 2)\n"), "{snap}");
+    assert!(snap.contains("review `check` decided approve by max\n"), "{snap}");
+    assert!(snap.contains("output decision = {"), "{snap}");
+    let same = flowc(&dir, &["test", "loan.flow", "--snapshot"]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+
+    // Another limit: the second example's `big` and `notable` change, and its snapshot says so.
+    let flow = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    let changed = flow.replace("expect big == large\n", "").replace("= 5_000 USD", "= 9_000 USD");
+    std::fs::write(dir.join("loan.flow"), &changed).unwrap();
+    let differs = flowc(&dir, &["test", "loan.flow", "--snapshot"]);
+    assert_eq!(differs.status.code(), Some(1), "{}", text(&differs));
+    let shown = text(&differs);
+    assert!(
+        shown.contains("the run differs from its snapshot in `loan.flow.snap` (- snapshot, + this run)"),
+        "{shown}"
+    );
+    assert!(shown.contains("- gate `notable` held"), "{shown}");
+    assert!(shown.contains("+ gate `notable` passed"), "{shown}");
+
+    // A test that is gone leaves a stale snapshot.
+    std::fs::write(dir.join("loan.flow"), flow.replace("test \"a small request", "test \"a renamed request")).unwrap();
+    let stale = flowc(&dir, &["test", "loan.flow", "--snapshot"]);
+    assert_eq!(stale.status.code(), Some(1), "{}", text(&stale));
+    assert!(text(&stale).contains("has a snapshot of `a small request is booked without anyone`, which no test runs"));
+
+    std::fs::write(dir.join("loan.flow.snap"), format!("{snap}\nstray\n## a doubtful score is reviewed (example 2)\n"))
+        .unwrap();
+    std::fs::write(dir.join("loan.flow"), &flow).unwrap();
+    let corrupt = flowc(&dir, &["test", "loan.flow", "--snapshot"]);
+    assert_eq!(corrupt.status.code(), Some(1), "{}", text(&corrupt));
+    let shown = text(&corrupt);
+    assert!(shown.contains("[E0001] Error: this snapshot file is corrupt: test run `a doubtful score is reviewed (example 2)` has two sections"), "{shown}");
+    assert!(shown.contains("loan.flow.snap:"), "{shown}");
+    assert!(shown.contains("flowc test --snapshot --update"), "{shown}");
+}
