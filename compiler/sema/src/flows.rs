@@ -96,8 +96,23 @@ pub fn check_file(db: &dyn Db, file: SourceFile) -> CheckedFile {
         result.used_files.extend(used);
         result.flows.push(checked);
     }
+    // A test is named by its text: two of one name would share a snapshot.
+    let mut test_names: BTreeMap<&str, Span> = BTreeMap::new();
     for (index, item) in parse.file.items.iter().enumerate() {
         let ItemKind::Test(test) = &item.kind else { continue };
+        if let Some(first) = test_names.insert(&test.name.value, test.name.span) {
+            result.diagnostics.push(
+                Diagnostic::new(
+                    Code::E1003,
+                    id,
+                    test.name.span,
+                    format!("test \"{}\" is declared twice", test.name.value),
+                )
+                .with_label(id, first, "first declared here")
+                .with_help("give each test of a file its own name"),
+            );
+            continue;
+        }
         let res = Resolver::new(id, file.text(db), scope);
         let test_id = DeclId { file: id, index: index as u32 };
         let (checked, diagnostics) = crate::testing::check_test(db, res, test_id, test, item.span, &result.flows);
