@@ -296,7 +296,11 @@ impl TestChecker<'_, '_, '_> {
                 self.c.res.error(Code::E1018, field.name.span, format!("`{}` is given twice", field.name.text));
                 continue;
             }
+            // Only the type is wanted here: `rows` checks this value again and reports
+            // what is wrong with it.
+            let reported = self.c.res.diagnostics.len();
             let value = self.c.infer(&field.value, None);
+            self.c.res.diagnostics.truncate(reported);
             columns.push((field.name.text.clone(), value.ty.clone()));
         }
         for (index, (name, ty)) in columns.iter().enumerate() {
