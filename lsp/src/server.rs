@@ -113,6 +113,20 @@ impl Server {
                 Ok(Json::Array(crate::actions::code_actions(uri, file.text(&self.db), &diagnostics)))
             }
             "textDocument/semanticTokens/full" => Ok(crate::tokens::semantic_tokens(&self.db, self.file(&params)?)),
+            "textDocument/formatting" => {
+                // The edit that formats the whole document as `flowc fmt` does; none when it
+                // has syntax errors (its diagnostics say so already).
+                let file = self.file(&params)?;
+                let text = file.text(&self.db);
+                Ok(match flow_syntax::format::format(text, file.id(&self.db)) {
+                    Ok(formatted) if formatted == *text => json!([]),
+                    Ok(formatted) => {
+                        let whole = Lines::new(text).range(flow_diagnostics::Span::new(0, text.len()));
+                        json!([{"range": whole, "newText": formatted}])
+                    }
+                    Err(_) => Json::Null,
+                })
+            }
             "textDocument/completion" => {
                 let file = self.file(&params)?;
                 let offset = Lines::new(file.text(&self.db)).offset(&params["position"]);
@@ -195,6 +209,7 @@ impl Server {
                     "full": true,
                 },
                 "completionProvider": {"triggerCharacters": [".", "@"]},
+                "documentFormattingProvider": true,
             },
             "serverInfo": {"name": "flow-lsp", "version": env!("CARGO_PKG_VERSION")},
         })

@@ -525,3 +525,30 @@ fn navigation_to_fields_variants_actions_and_imports_and_what_a_role_may_do() {
     assert!(director.contains("- `trigger by manager` in flow `f`"), "{director}");
     assert_eq!(client.shut_down(), Some(0));
 }
+
+#[test]
+fn formatting_gives_the_text_flowc_fmt_writes() {
+    let text = "role clerk // who files\nflow f {\nversion \"1.0.0\" owner clerk steward clerk\n  input n:Int\n  let twice=n*2\n}\n";
+    let canonical = "role clerk // who files\nflow f {\n  version \"1.0.0\"\n  owner clerk\n  steward clerk\n  input n: Int\n  let twice = n * 2\n}\n";
+    let mut client = Client::start("formatting", &[("f.flow", text.as_bytes()), ("done.flow", canonical.as_bytes())]);
+    client.initialize();
+    let uri = client.open("f.flow", text);
+    let (response, _) = client.request(
+        "textDocument/formatting",
+        json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}),
+    );
+    assert_eq!(
+        response["result"],
+        json!([{"range": {"start": {"line": 0, "character": 0}, "end": {"line": 6, "character": 0}}, "newText": canonical}])
+    );
+    // A formatted document needs no edit; one with syntax errors gets none.
+    let done = client.open("done.flow", canonical);
+    let (response, _) =
+        client.request("textDocument/formatting", json!({"textDocument": {"uri": done}, "options": {}}));
+    assert_eq!(response["result"], json!([]));
+    let broken = client.open("broken.flow", "flow f {\n  let x = 1 +\n}\n");
+    let (response, _) =
+        client.request("textDocument/formatting", json!({"textDocument": {"uri": broken}, "options": {}}));
+    assert_eq!(response["result"], Json::Null);
+    assert_eq!(client.shut_down(), Some(0));
+}

@@ -14,6 +14,9 @@
 //!   `//@ replace: OLD => NEW` (on the plan file's text, after sealing), `//@ append: TEXT`
 //!   and `//@ truncate: N` (the file's first N bytes).
 //!
+//! - `fmt`: the snapshot is the text as `flowc fmt` formats it, or the syntax diagnostics
+//!   for which it refuses to. Formatting the result again changes nothing.
+//!
 //! Run one group with `cargo test -p flow-tests --test corpus -- check/err/`.
 
 use std::path::Path;
@@ -180,9 +183,32 @@ fn verify_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     Ok(())
 }
 
+fn fmt_case(path: &Path, text: String) -> datatest_stable::Result<()> {
+    use flow_syntax::format::{FormatError, format};
+    match format(&text, FileId(0)) {
+        Ok(formatted) => {
+            match format(&formatted, FileId(0)) {
+                Ok(again) if again == formatted => {}
+                Ok(again) => return Err(format!("formatting is not idempotent; again:\n{again}").into()),
+                Err(error) => return Err(format!("the formatted text does not format: {error:?}").into()),
+            }
+            snapshot(path, &[("SOURCE", &text), ("FORMATTED", &formatted)]);
+        }
+        Err(FormatError::Syntax(diagnostics)) => {
+            let mut sources = Sources::default();
+            sources.add(FileId(0), case_name(path), text.clone());
+            let rendered = flow_diagnostics::render(&diagnostics, &sources, false);
+            snapshot(path, &[("SOURCE", &text), ("NOT FORMATTED", &rendered)]);
+        }
+        Err(FormatError::Internal(why)) => return Err(format!("the formatter failed its own check: {why}").into()),
+    }
+    Ok(())
+}
+
 datatest_stable::harness! {
     { test = parse_case, root = "corpus/parse", pattern = r"\.flow$" },
     { test = check_case, root = "corpus/check", pattern = r"\.flow$" },
     { test = lower_case, root = "corpus/lower", pattern = r"\.flow$" },
     { test = verify_case, root = "corpus/verify", pattern = r"\.flow$" },
+    { test = fmt_case, root = "corpus/fmt", pattern = r"\.flow$" },
 }

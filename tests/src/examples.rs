@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The `.flow` files under `dir`, sorted.
+pub fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();

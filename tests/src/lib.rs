@@ -12,6 +12,8 @@ mod editors;
 #[cfg(test)]
 mod examples;
 #[cfg(test)]
+mod formatting;
+#[cfg(test)]
 mod jit;
 #[cfg(test)]
 mod plans;

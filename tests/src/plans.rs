@@ -223,12 +223,12 @@ const SEMANTIC_EDITS: &[(&str, &str, &str)] = &[
     ("a gate message", "\"Vendor is on the sanctions list\"", "\"Vendor is sanctioned\""),
     (
         "a matrix row",
-        "when risk.tier == low                                  => 1 of manager",
+        "when risk.tier == low                                 => 1 of manager",
         "when risk.tier == low => 2 of manager",
     ),
     (
         "the order of matrix rows",
-        "when risk.tier == medium                               => 1 of manager, 1 of finance_director\n    when risk.tier == high                                 => all of finance_director, compliance_officer",
+        "when risk.tier == medium                              => 1 of manager, 1 of finance_director\n    when risk.tier == high                                => all of finance_director, compliance_officer",
         "when risk.tier == high => all of finance_director, compliance_officer\n    when risk.tier == medium => 1 of manager, 1 of finance_director",
     ),
     ("a grant", "view pii by compliance_officer", "view pii by compliance_officer, auditor"),
@@ -291,7 +291,7 @@ fn diff_speaks_the_stewards_language() {
     let changed = plan_of(&edited("spend_approval.flow", |t| {
         t.replacen("> 50_000 USD", "> 60_000 USD", 1)
             .replacen(
-                "when risk.tier == low                                  => 1 of manager",
+                "when risk.tier == low                                 => 1 of manager",
                 "when risk.tier == low => 2 of manager",
                 1,
             )

@@ -10,6 +10,7 @@ mod check;
 mod deploy;
 mod diff;
 mod explain;
+mod fmt;
 mod graph;
 mod output;
 mod replays;
@@ -332,6 +333,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Format `.flow` files canonically, keeping every comment.
+    Fmt {
+        /// Files or directories (searched for `.flow` files, less what a `.flowfmtignore`
+        /// lists); `-` formats standard input to standard output.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Change nothing; fail when a file is not formatted.
+        #[arg(long)]
+        check: bool,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// Run the `test` blocks of `.flow` files through the runtime (on a store in memory) and
     /// report failures, the path each failing run took, and the coverage of gates, approval
     /// rows and review branches.
@@ -513,6 +526,7 @@ fn main() -> ExitCode {
                 format,
             },
         ),
+        Command::Fmt { paths, check, format } => fmt::run(&paths, check, format),
         Command::Test { paths, format, min_coverage, snapshot, update } => {
             testing::run(&testing::Options { paths: &paths, format, min_coverage, snapshot, update })
         }

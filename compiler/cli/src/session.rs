@@ -2,7 +2,7 @@
 //! front end's and the plan proofs', as the language server sees them), and the plans.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use flow_diagnostics::{Diagnostic, FileId, Severity, Sources, Span};
@@ -23,12 +23,25 @@ pub fn read(path: &str) -> Result<Vec<u8>, ReadError> {
     std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
 }
 
-/// The `.flow` files under `path`, sorted; `path` itself when it is a file.
-fn collect(path: &str, out: &mut Vec<String>) -> anyhow::Result<()> {
+/// The file in a directory that lists what `flowc fmt` leaves alone under it.
+pub const FMT_IGNORE_FILE: &str = ".flowfmtignore";
+
+/// The `.flow` files under `path`, sorted; `path` itself when it is a file. Names starting
+/// with `.` are skipped, and so, when `honour_ignore_files`, is every path that the
+/// `.flowfmtignore` of a directory on the way lists.
+pub fn collect(path: &str, honour_ignore_files: bool, out: &mut Vec<String>) -> anyhow::Result<()> {
+    walk(path, honour_ignore_files, &[], out)
+}
+
+fn walk(path: &str, honour_ignore_files: bool, ignored: &[PathBuf], out: &mut Vec<String>) -> anyhow::Result<()> {
     let metadata = std::fs::metadata(path).with_context(|| format!("cannot read `{path}`"))?;
     if !metadata.is_dir() {
         out.push(path.to_owned());
         return Ok(());
+    }
+    let mut ignored = ignored.to_vec();
+    if honour_ignore_files {
+        ignored.extend(ignore_file(Path::new(path))?);
     }
     let mut entries: Vec<_> = std::fs::read_dir(path)
         .with_context(|| format!("cannot read the directory `{path}`"))?
@@ -38,17 +51,34 @@ fn collect(path: &str, out: &mut Vec<String>) -> anyhow::Result<()> {
     entries.sort();
     for entry in entries {
         let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') {
+        if name.starts_with('.') || ignored.iter().any(|skip| entry.starts_with(skip)) {
             continue;
         }
         let Some(text) = entry.to_str() else { continue };
         if entry.is_dir() {
-            collect(text, out)?;
+            walk(text, honour_ignore_files, &ignored, out)?;
         } else if Path::new(name).extension().is_some_and(|e| e == "flow") {
             out.push(text.to_owned());
         }
     }
     Ok(())
+}
+
+/// The paths that `directory`'s ignore file lists: one path relative to the directory per
+/// line; empty lines and lines starting with `#` are skipped.
+fn ignore_file(directory: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let file = directory.join(FMT_IGNORE_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read `{}`", file.display())),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| directory.join(line.trim_end_matches('/')))
+        .collect())
 }
 
 /// The loaded files of one command.
@@ -65,7 +95,7 @@ impl Session {
     pub fn load(paths: &[String]) -> anyhow::Result<Session> {
         let mut root_paths = Vec::new();
         for path in paths {
-            collect(path, &mut root_paths)?;
+            collect(path, false, &mut root_paths)?;
         }
         let mut db = Database::default();
         let (roots, failed) = db.load(&root_paths, &mut read);

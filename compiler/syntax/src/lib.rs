@@ -10,6 +10,7 @@
 pub mod ast;
 mod build;
 mod errors;
+pub mod format;
 pub mod lexer;
 pub mod literal;
 mod parser;
