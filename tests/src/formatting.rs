@@ -245,3 +245,40 @@ proptest! {
         prop_assert_eq!(actual, expect, "{} relaid:\n{}", name, relaid);
     }
 }
+
+/// `text` with a comment in some of the spaces between its tokens, at the end of a line or
+/// on a line of its own, as `choices` say.
+fn commented(text: &str, choices: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, piece) in pieces(text).iter().enumerate() {
+        match piece {
+            Piece::Fixed(t) | Piece::Comment(t) => out.push_str(t),
+            Piece::Space(space) => match choices[i % choices.len()] % 4 {
+                0 => out.push_str(&format!(" // note {i}\n")),
+                1 => out.push_str(&format!("\n// note {i}\n")),
+                _ => out.push_str(space),
+            },
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A comment may stand between any two tokens: formatting keeps it (which `format`
+    /// checks) and formats its own output to the same text.
+    #[test]
+    fn comments_anywhere_are_kept_and_formatting_is_idempotent(
+        index in any::<usize>(),
+        choices in proptest::collection::vec(any::<u8>(), 1..64),
+    ) {
+        let texts = formattable_texts();
+        let (name, text) = &texts[index % texts.len()];
+        let commented = commented(text, &choices);
+        let once = formatted(name, &commented);
+        prop_assert!(once.is_some(), "{} with comments does not parse:\n{}", name, commented);
+        let twice = once.as_deref().and_then(|once| formatted(name, once));
+        prop_assert_eq!(&twice, &once, "{} with comments is not idempotent:\n{}", name, commented);
+    }
+}

@@ -339,6 +339,12 @@ impl<'t> Formatter<'t> {
             if run.space_after && !tight {
                 run.docs.push(Doc::text(" "));
             }
+            // Comments on lines of their own within running text are indented under it
+            // (those before it stay where it starts).
+            if !run.docs.is_empty() {
+                let leading = self.leading(child.as_span().start());
+                run.docs.push(leading.nest());
+            }
             run.keyword = format!("{rule:?}").starts_with("kw_");
             run.docs.push(self.node(child));
             run.space_after = true;
@@ -376,13 +382,15 @@ impl<'t> Formatter<'t> {
         let mut inner = Vec::new();
         let count = items.len();
         for (i, item) in items.into_iter().enumerate() {
-            if i > 0 {
-                inner.push(Doc::text(","));
-                inner.push(Doc::line());
-            }
             inner.push(self.node(item));
+            // The comma goes before the comments of the text's comma, if it has one.
+            let last = i + 1 == count;
+            inner.push(if last { Doc::if_break(Doc::text(","), Doc::nil()) } else { Doc::text(",") });
             if let Some(comments) = self.optional_punct(",") {
                 inner.push(comments);
+            }
+            if !last {
+                inner.push(Doc::line());
             }
         }
         let close_pos = skip_trivia(self.text, self.cursor);
@@ -394,9 +402,6 @@ impl<'t> Formatter<'t> {
         let line = if padded { Doc::line() } else { Doc::soft_line() };
         let mut body = vec![line.clone()];
         body.extend(inner);
-        if count > 0 {
-            body.push(Doc::if_break(Doc::text(","), Doc::nil()));
-        }
         body.extend(closing);
         Doc::from(vec![open_doc, Doc::from(body).nest(), line, close_doc]).group()
     }
@@ -499,7 +504,8 @@ impl<'t> Formatter<'t> {
                         _ => 0,
                     };
                     let gap = Doc::text(" ".repeat(pad + 1));
-                    (blank, Doc::from(vec![head, gap, arrow, Doc::text(" "), requirement]))
+                    let requirement = Doc::from(vec![Doc::text(" "), requirement]).nest();
+                    (blank, Doc::from(vec![head, gap, arrow, requirement]))
                 }
             })
             .collect()
