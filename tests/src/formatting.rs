@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use flow_diagnostics::FileId;
 use flow_grammar::{FlowParser, Parser, Rule};
 use flow_sema::{Database, Db, ReadError};
-use flow_syntax::format::{FormatError, format};
+use flow_syntax::format::{Fingerprint, FormatError, format};
 use proptest::prelude::*;
 
 fn corpus_cases() -> Vec<PathBuf> {
@@ -266,8 +266,8 @@ fn commented(text: &str, choices: &[u8]) -> String {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// A comment may stand between any two tokens: formatting keeps it (which `format`
-    /// checks) and formats its own output to the same text.
+    /// A comment may stand between any two tokens: formatting keeps it and formats its own
+    /// output to the same text.
     #[test]
     fn comments_anywhere_are_kept_and_formatting_is_idempotent(
         index in any::<usize>(),
@@ -278,6 +278,8 @@ proptest! {
         let commented = commented(text, &choices);
         let once = formatted(name, &commented);
         prop_assert!(once.is_some(), "{} with comments does not parse:\n{}", name, commented);
+        let kept = once.as_deref().and_then(Fingerprint::new).map(|f| f.comments);
+        prop_assert_eq!(kept, Fingerprint::new(&commented).map(|f| f.comments), "{} lost comments", name);
         let twice = once.as_deref().and_then(|once| formatted(name, once));
         prop_assert_eq!(&twice, &once, "{} with comments is not idempotent:\n{}", name, commented);
     }

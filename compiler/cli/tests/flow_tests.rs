@@ -226,7 +226,8 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The CI recipe's script passes on the examples, writes SARIF and JUnit, and fails for a
-/// coverage floor not met and for a flow whose meaning changed since its plan was approved.
+/// file not formatted, a coverage floor not met, a change a test catches, and a flow whose
+/// meaning changed since its plan was approved.
 #[test]
 fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -266,6 +267,11 @@ fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
 
     let flow = dir.join("examples/spend_approval.flow");
     let source = std::fs::read_to_string(&flow).unwrap();
+    // A file laid out otherwise than `flowc fmt` lays it out.
+    std::fs::write(&flow, source.replacen("gate large: info when", "gate large:  info  when", 1)).unwrap();
+    let unformatted = recipe(&["examples", "100", approved]);
+    assert_eq!(unformatted.status.code(), Some(1), "{}", text(&unformatted));
+    assert!(text(&unformatted).contains("would reformat examples/spend_approval.flow"), "{}", text(&unformatted));
     // A threshold the tests pin down: a test fails.
     std::fs::write(&flow, source.replacen("> 50_000 USD", "> 60_000 USD", 1)).unwrap();
     let tested = recipe(&["examples", "100", approved]);

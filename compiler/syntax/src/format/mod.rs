@@ -48,7 +48,7 @@ pub fn format(text: &str, file: FileId) -> Result<String, FormatError> {
         .and_then(|mut pairs| pairs.next())
         .ok_or_else(|| internal("the grammar does not accept the text as one file"))?;
     let mut formatter = Formatter { text, cursor: 0, failure: None };
-    let doc = formatter.file(root);
+    let doc = formatter.file(root.clone());
     if let Some(failure) = formatter.failure {
         return Err(FormatError::Internal(failure));
     }
@@ -56,54 +56,64 @@ pub fn format(text: &str, file: FileId) -> Result<String, FormatError> {
     if !out.is_empty() {
         out.push('\n');
     }
-    if tokens(&out) != tokens(text) {
+    if out == text {
+        return Ok(out);
+    }
+    let formatted = FlowParser::parse(Rule::file, &out)
+        .ok()
+        .and_then(|mut pairs| pairs.next())
+        .ok_or_else(|| internal("the formatted text does not parse"))?;
+    let (before, after) = (Fingerprint::of(text, root), Fingerprint::of(&out, formatted));
+    if after.tokens != before.tokens {
         return Err(internal("the formatted text does not parse to the same tokens"));
     }
-    if comments(&out) != comments(text) {
+    if after.comments != before.comments {
         return Err(internal("the formatted text does not keep the comments"));
     }
     Ok(out)
 }
 
-/// Every token of `text` in order, as a rule and its text, with the rules around them; or
-/// `None` when the grammar does not accept the text. Whitespace, comments, optional commas
-/// and the spaces inside an amount do not appear.
-pub fn tokens(text: &str) -> Option<Vec<(Rule, &str)>> {
-    let root = FlowParser::parse(Rule::file, text).ok()?;
-    Some(
-        root.flatten()
-            .map(|pair| {
-                let rule = pair.as_rule();
-                // An empty record, argument list or list is only its brackets.
-                let brackets = matches!(rule, Rule::record_body | Rule::call_args | Rule::list);
-                let leaf = pair.clone().into_inner().next().is_none() && !brackets;
-                (rule, if leaf { pair.as_str() } else { "" })
-            })
-            .collect(),
-    )
+/// What formatting keeps of a text: every token in order, as a rule and its text, with the
+/// rules around them (whitespace, comments, optional commas and the spaces inside an amount
+/// do not appear), and every comment in order, without trailing whitespace.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fingerprint<'t> {
+    pub tokens: Vec<(Rule, &'t str)>,
+    pub comments: Vec<&'t str>,
 }
 
-/// Every comment of `text` in order, without trailing whitespace; `None` when the grammar
-/// does not accept the text.
-pub fn comments(text: &str) -> Option<Vec<&str>> {
-    let root = FlowParser::parse(Rule::file, text).ok()?;
-    let mut found = Vec::new();
-    let mut gap_start = 0;
-    let mut opaque_until = 0;
-    for pair in root.flatten() {
-        let span = pair.as_span();
-        if span.start() < opaque_until {
-            continue;
-        }
-        let opaque = matches!(pair.as_rule(), Rule::string | Rule::label_ref | Rule::money);
-        if opaque || pair.clone().into_inner().next().is_none() {
-            scan_comments(text, gap_start, span.start(), &mut found);
-            gap_start = span.end();
-            opaque_until = span.end();
-        }
+impl<'t> Fingerprint<'t> {
+    /// The fingerprint of `text`, or `None` when the grammar does not accept it.
+    pub fn new(text: &'t str) -> Option<Fingerprint<'t>> {
+        let root = FlowParser::parse(Rule::file, text).ok()?.next()?;
+        Some(Fingerprint::of(text, root))
     }
-    scan_comments(text, gap_start, text.len(), &mut found);
-    Some(found)
+
+    fn of(text: &'t str, root: Pair<'t, Rule>) -> Fingerprint<'t> {
+        let mut tokens = Vec::new();
+        let mut comments = Vec::new();
+        let mut gap_start = 0;
+        let mut opaque_until = 0;
+        for pair in root.into_inner().flatten() {
+            let rule = pair.as_rule();
+            let span = pair.as_span();
+            let childless = pair.clone().into_inner().next().is_none();
+            // An empty record, argument list or list is only its brackets.
+            let brackets = matches!(rule, Rule::record_body | Rule::call_args | Rule::list);
+            tokens.push((rule, if childless && !brackets { pair.as_str() } else { "" }));
+            // Comments are in the gaps between tokens; strings are tokens, however made.
+            if span.start() < opaque_until {
+                continue;
+            }
+            if childless || matches!(rule, Rule::string | Rule::label_ref | Rule::money) {
+                scan_comments(text, gap_start, span.start(), &mut comments);
+                gap_start = span.end();
+                opaque_until = span.end();
+            }
+        }
+        scan_comments(text, gap_start, text.len(), &mut comments);
+        Fingerprint { tokens, comments }
+    }
 }
 
 /// Appends the comments of `text[from..to]`, a text without strings, to `found`.
@@ -345,7 +355,8 @@ impl<'t> Formatter<'t> {
                 let leading = self.leading(child.as_span().start());
                 run.docs.push(leading.nest());
             }
-            run.keyword = format!("{rule:?}").starts_with("kw_");
+            // `input (…)` is the one keyword that a parenthesis follows.
+            run.keyword = rule == Rule::kw_input;
             run.docs.push(self.node(child));
             run.space_after = true;
         }
