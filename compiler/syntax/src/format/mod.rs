@@ -56,6 +56,9 @@ pub fn format(text: &str, file: FileId) -> Result<String, FormatError> {
     if !out.is_empty() {
         out.push('\n');
     }
+    if text.starts_with('\u{feff}') {
+        out.insert(0, '\u{feff}');
+    }
     if out == text {
         return Ok(out);
     }
@@ -105,7 +108,7 @@ impl<'t> Fingerprint<'t> {
             if span.start() < opaque_until {
                 continue;
             }
-            if childless || matches!(rule, Rule::string | Rule::label_ref | Rule::money) {
+            if (childless && !brackets) || matches!(rule, Rule::string | Rule::label_ref | Rule::money) {
                 scan_comments(text, gap_start, span.start(), &mut comments);
                 gap_start = span.end();
                 opaque_until = span.end();
@@ -540,17 +543,13 @@ impl<'t> Formatter<'t> {
     // -- The file ------------------------------------------------------------------------
 
     fn file(&mut self, root: Pair<'t, Rule>) -> Doc {
-        let mut docs = Vec::new();
         if self.text.starts_with('\u{feff}') {
-            docs.push(Doc::text("\u{feff}"));
+            // Written back by `format`, so that the layout starts at the first column.
             self.cursor = '\u{feff}'.len_utf8();
         }
         let entries =
             root.into_inner().filter(|pair| pair.as_rule() != Rule::EOI).map(|pair| self.entry(pair)).collect();
-        if let Some(body) = self.lines(entries, self.text.len()) {
-            docs.push(body);
-        }
-        Doc::from(docs)
+        self.lines(entries, self.text.len()).unwrap_or_else(Doc::nil)
     }
 
     // -- Nodes ---------------------------------------------------------------------------

@@ -27,3 +27,15 @@ fn spaces_and_indentation_are_canonical() {
 fn syntax_errors_are_refused() {
     assert!(matches!(format("flow f {\n  let x = 1 +\n}\n", FileId(0)), Err(FormatError::Syntax(_))));
 }
+
+#[test]
+fn a_byte_order_mark_stays_first_and_line_breaks_become_newlines() {
+    check("\u{feff}// first\r\nrole  clerk\r\n", "\u{feff}// first\nrole clerk\n");
+    check("\u{feff}role clerk", "\u{feff}role clerk\n");
+}
+
+#[test]
+fn a_file_of_comments_keeps_them() {
+    check("\n\n// one\n\n\n// two\n", "// one\n\n// two\n");
+    check("", "");
+}
