@@ -72,11 +72,7 @@ fn formatting_is_idempotent_and_keeps_the_meaning_of_the_corpus() {
     let mut refused = 0;
     for path in corpus_cases() {
         let name = path.to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).unwrap();
-        let files: BTreeMap<String, Vec<u8>> = crate::fixture_bytes("case.flow", &bytes)
-            .into_iter()
-            .map(|(path, bytes)| (flow_sema::normalize(&path), bytes))
-            .collect();
+        let files = crate::fixture_bytes("case.flow", &std::fs::read(&path).unwrap());
         for (file, bytes) in &files {
             let Ok(text) = std::str::from_utf8(bytes) else { continue };
             if !file.ends_with(".flow") {
@@ -94,11 +90,7 @@ fn formatting_is_idempotent_and_keeps_the_meaning_of_the_corpus() {
                 }
             }
         }
-        let read = |path: &str| match files.get(path) {
-            Some(bytes) => Ok(bytes.clone()),
-            None if files.keys().any(|other| other.starts_with(&format!("{path}/"))) => Err(ReadError::IsDirectory),
-            None => Err(ReadError::NotFound),
-        };
+        let read = crate::fixture_reader(&files);
         assert_eq!(
             load("case.flow", false, &read),
             load("case.flow", true, &read),
@@ -228,24 +220,6 @@ fn formattable_texts() -> &'static [(String, String)] {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-    /// The layout of a text does not change its formatting.
-    #[test]
-    fn the_layout_of_a_text_does_not_change_its_formatting(
-        index in any::<usize>(),
-        choices in proptest::collection::vec(any::<u8>(), 1..64),
-    ) {
-        let texts = formattable_texts();
-        let (name, text) = &texts[index % texts.len()];
-        let relaid = relaid(text, &choices);
-        let expect = formatted(name, text);
-        let actual = formatted(name, &relaid);
-        prop_assert_eq!(actual, expect, "{} relaid:\n{}", name, relaid);
-    }
-}
-
 /// `text` with a comment in some of the spaces between its tokens, at the end of a line or
 /// on a line of its own, as `choices` say.
 fn commented(text: &str, choices: &[u8]) -> String {
@@ -265,6 +239,20 @@ fn commented(text: &str, choices: &[u8]) -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The layout of a text does not change its formatting.
+    #[test]
+    fn the_layout_of_a_text_does_not_change_its_formatting(
+        index in any::<usize>(),
+        choices in proptest::collection::vec(any::<u8>(), 1..64),
+    ) {
+        let texts = formattable_texts();
+        let (name, text) = &texts[index % texts.len()];
+        let relaid = relaid(text, &choices);
+        let expect = formatted(name, text);
+        let actual = formatted(name, &relaid);
+        prop_assert_eq!(actual, expect, "{} relaid:\n{}", name, relaid);
+    }
 
     /// A comment may stand between any two tokens: formatting keeps it and formats its own
     /// output to the same text.

@@ -77,18 +77,24 @@ impl Checked {
     }
 }
 
-/// Loads the files (the first is the root) and checks everything loaded.
-pub fn check_files(files: &[(String, Vec<u8>)]) -> Checked {
+/// Reads the files of a fixture by their normalised paths, as the loader reads a disk.
+pub fn fixture_reader(files: &[(String, Vec<u8>)]) -> impl Fn(&str) -> Result<Vec<u8>, ReadError> + use<> {
     let map: BTreeMap<String, Vec<u8>> =
         files.iter().map(|(path, bytes)| (flow_sema::normalize(path), bytes.clone())).collect();
-    let mut db = Database::default();
-    let roots = vec![files[0].0.clone()];
-    db.load(&roots, &mut |path| match map.get(path) {
+    move |path| match map.get(path) {
         Some(bytes) => Ok(bytes.clone()),
         // A path that other files are under is a directory.
         None if map.keys().any(|other| other.starts_with(&format!("{path}/"))) => Err(ReadError::IsDirectory),
         None => Err(ReadError::NotFound),
-    });
+    }
+}
+
+/// Loads the files (the first is the root) and checks everything loaded.
+pub fn check_files(files: &[(String, Vec<u8>)]) -> Checked {
+    let read = fixture_reader(files);
+    let mut db = Database::default();
+    let roots = vec![files[0].0.clone()];
+    db.load(&roots, &mut |path| read(path));
     let loaded: Vec<SourceFile> = db.workspace().sources(&db).iter().copied().collect();
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();

@@ -31,13 +31,13 @@ pub fn run(paths: &[String], check: bool, format_: DataFormat) -> anyhow::Result
         crate::session::collect(path, true, &mut files)?;
     }
     let mut results = Vec::new();
-    for (index, file) in files.iter().enumerate() {
+    for file in &files {
         let bytes = std::fs::read(file).with_context(|| format!("cannot read `{file}`"))?;
         let status = match String::from_utf8(bytes) {
             Err(error) => {
                 Status::Failed(format!("{file}: not UTF-8 text (at byte {})\n", error.utf8_error().valid_up_to()))
             }
-            Ok(text) => match format(&text, FileId(u32::try_from(index).unwrap_or(u32::MAX))) {
+            Ok(text) => match format(&text, FileId(0)) {
                 Err(error) => Status::Failed(describe(file, &text, &error)),
                 Ok(formatted) if formatted == text => Status::Unchanged,
                 Ok(formatted) => {
@@ -132,10 +132,9 @@ fn human(results: &[(&str, Status)], check: bool) -> String {
 fn describe(file: &str, text: &str, error: &FormatError) -> String {
     match error {
         FormatError::Syntax(diagnostics) => {
+            // Each file is formatted on its own, as file 0.
             let mut sources = Sources::default();
-            for diagnostic in diagnostics {
-                sources.add(diagnostic.primary.file, file, text);
-            }
+            sources.add(FileId(0), file, text);
             let mut out = flow_diagnostics::render(diagnostics, &sources, crate::use_color());
             out.push_str(&format!("{file}: not formatted: it has syntax errors\n"));
             out

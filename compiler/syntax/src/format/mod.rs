@@ -342,6 +342,10 @@ impl<'t> Formatter<'t> {
             let bracketed = matches!(rule, Rule::args | Rule::params);
             self.puncts(run, child.as_span().start(), bracketed);
             if bracketed {
+                // `input (amount: Money[USD])`: a parenthesis after a keyword is spaced.
+                if run.keyword {
+                    run.docs.push(Doc::text(" "));
+                }
                 let items: Vec<_> = child.into_inner().collect();
                 run.docs.push(self.delimited("(", ")", items, false));
                 run.space_after = true;
@@ -381,10 +385,6 @@ impl<'t> Formatter<'t> {
             run.docs.push(self.punct(punct));
             run.space_after = after;
             run.keyword = false;
-        }
-        if stop_at_paren && self.next_punct(until) == Some("(") && run.space_after && run.keyword {
-            run.docs.push(Doc::text(" "));
-            run.space_after = false;
         }
     }
 
