@@ -14,6 +14,8 @@ mod examples;
 #[cfg(test)]
 mod formatting;
 #[cfg(test)]
+mod guarantees;
+#[cfg(test)]
 mod jit;
 #[cfg(test)]
 mod plans;

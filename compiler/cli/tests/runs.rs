@@ -299,9 +299,10 @@ fn a_soft_gate_rejected_ends_the_run_rejected() {
     let dir = deployment("rejected");
     let view = start(&dir, &request(&dir, "R6", "60000.00", "carl"), "carl");
     assert_eq!(view["status"], "pending");
-    // The matrix does not wait for the gate: both wait for people.
-    assert_eq!(view["pending"][0], json!({"step": "huge", "kind": "gate", "roles": ["director"]}));
-    assert_eq!(view["pending"][1]["step"], "sign");
+    // Rules first: the matrix does not read the gate, but it opens only once the gate is
+    // approved, since a rejection ends the run.
+    assert_eq!(view["pending"], json!([{"step": "huge", "kind": "gate", "roles": ["director"]}]));
+    assert!(lines(&dir, "calls.log").is_empty(), "nothing is booked while the gate waits");
     let run = view["run"].as_str().unwrap().to_owned();
     decide(&dir, &run, "huge", "max", ["approve", "ok"], &[], 1);
     let no_reason = flowc(&dir, &["decide", &run, "huge", "--as", "dora", "--outcome", "reject"]);
@@ -310,6 +311,8 @@ fn a_soft_gate_rejected_ends_the_run_rejected() {
     decide(&dir, &run, "huge", "dora", ["reject", "exposure"], &[], 0);
     assert_eq!(status(&dir, &run), "rejected");
     assert!(lines(&dir, "calls.log").is_empty(), "nothing acted");
+    let pending = json_of(&dir, &["pending"], 0);
+    assert_eq!(pending["pending"], json!([]), "a rejected run waits for nothing");
 }
 
 #[test]

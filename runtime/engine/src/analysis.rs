@@ -102,6 +102,12 @@ pub struct Analysis {
     /// expression reads, or the position of the field a `Field` expression reads in its
     /// record (fields are in name order), so the interpreter compares no names.
     resolved: FxHashMap<usize, u32>,
+    /// The plan's gates, by node index.
+    gates: Vec<u32>,
+    /// By node index, `gate_words` words: the gates (by position in `gates`) the node feeds,
+    /// that is, is an ancestor of.
+    feeds: Vec<u64>,
+    gate_words: usize,
     /// The plan's native code, compiled on first use; why there is none otherwise.
     #[cfg(feature = "jit")]
     pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
@@ -199,6 +205,22 @@ impl Analysis {
                 _ => {}
             });
         }
+        let gates: Vec<u32> =
+            (0..count as u32).filter(|&i| matches!(body.nodes[i as usize].kind, NodeKind::Gate { .. })).collect();
+        let gate_words = gates.len().div_ceil(64);
+        let mut feeds = vec![0u64; count * gate_words];
+        for &id in plan.order().iter().rev() {
+            let i = id.index();
+            for &(next, _) in plan.successors(id) {
+                let n = next.index();
+                for w in 0..gate_words {
+                    feeds[i * gate_words + w] |= feeds[n * gate_words + w];
+                }
+                if let Ok(g) = gates.binary_search(&(n as u32)) {
+                    feeds[i * gate_words + g / 64] |= 1 << (g % 64);
+                }
+            }
+        }
         let hash = plan.hash().into();
         let mut analysis = Analysis {
             plan,
@@ -208,6 +230,9 @@ impl Analysis {
             param_defaults: Vec::new(),
             index,
             resolved,
+            gates,
+            feeds,
+            gate_words,
             #[cfg(feature = "jit")]
             native: std::sync::OnceLock::new(),
         };
@@ -276,6 +301,17 @@ impl Analysis {
     /// position; `None` for an expression that is not the plan's.
     pub fn resolved(&self, expr: &Expr) -> Option<u32> {
         self.resolved.get(&(expr as *const Expr as usize)).copied()
+    }
+
+    /// The plan's gates, by node index.
+    pub fn gates(&self) -> impl Iterator<Item = usize> + '_ {
+        self.gates.iter().map(|&g| g as usize)
+    }
+
+    /// Whether node `node` feeds the gate at position `gate` of [`Analysis::gates`]: the
+    /// gate waits for it, directly or through other nodes.
+    pub fn feeds(&self, node: usize, gate: usize) -> bool {
+        self.feeds[node * self.gate_words + gate / 64] & (1 << (gate % 64)) != 0
     }
 
     /// Each param with its default value.

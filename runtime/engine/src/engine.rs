@@ -294,6 +294,12 @@ impl State {
         }
     }
 
+    /// Whether the run can go no further now: a soft gate rejected it, a step failed, or a
+    /// blocking gate holds (until it is overridden).
+    pub fn halted(&self) -> bool {
+        self.failure.is_some() || self.rejected.is_some() || self.phases.contains(&Phase::Blocked)
+    }
+
     /// How the run stands now.
     pub fn current_status(&self) -> Status {
         if self.failure.is_some() {
@@ -364,6 +370,8 @@ struct Exec<'a, 'j> {
     journal: &'j mut dyn Journal,
     /// Answers of models called ahead, together with the one being executed, by step.
     prefetched: FxHashMap<SmolStr, (Result<ModelReply, ProviderError>, u64)>,
+    /// Steps the caller held in this advance ([`Services::hold`]).
+    held: Vec<NodeId>,
     /// The plan's native code and the run's values laid out for it, when it runs natively.
     #[cfg(feature = "jit")]
     native: Option<(&'a crate::jit::Native, crate::jit::Frame)>,
@@ -387,9 +395,9 @@ fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Service
     for &id in an.plan.order() {
         let node = an.plan.node(id);
         let NodeKind::Infer { model, args, .. } = &node.kind else { continue };
-        let ready = exec.state.phases[id.index()] == Phase::NotRun
-            && an.plan.predecessors(id).iter().all(|(p, _)| exec.state.phases[p.index()] == Phase::Done);
-        if !ready || exec.prefetched.contains_key(&node.name) {
+        // Only steps the gates allow now, as the step being executed is.
+        let allowed = node.name == *step || next_step(exec, Some(id)).is_some();
+        if !allowed || exec.prefetched.contains_key(&node.name) {
             continue;
         }
         let (Some(model), Ok(args)) = (body.model(model), exec.named_args(args)) else { continue };
@@ -441,9 +449,18 @@ impl<'a, 'j> Exec<'a, 'j> {
             state,
             journal,
             prefetched: FxHashMap::default(),
+            held: Vec::new(),
             #[cfg(feature = "jit")]
             native,
         }
+    }
+
+    /// Whether node `id` can run: it has not, is not held, and everything it waits for is
+    /// done.
+    fn ready(&self, id: NodeId) -> bool {
+        self.state.phases[id.index()] == Phase::NotRun
+            && !self.held.contains(&id)
+            && self.an.plan.predecessors(id).iter().all(|(p, _)| self.state.phases[p.index()] == Phase::Done)
     }
 
     fn emit(&mut self, event: Event<Value>) {
@@ -622,28 +639,84 @@ pub fn advance(
     if state.status.is_final() {
         return Ok(());
     }
-    // A run that a blocking gate stopped goes no further until the gate is overridden, even
-    // when a decision arrives for another step meanwhile.
-    let stopped = state.phases.contains(&Phase::Blocked);
     let mut exec = Exec::new(an, state, journal, services);
-    for &id in an.plan.order() {
-        let i = id.index();
-        if stopped || exec.state.phases[i] != Phase::NotRun {
-            continue;
-        }
-        if !an.plan.predecessors(id).iter().all(|(p, _)| exec.state.phases[p.index()] == Phase::Done) {
-            continue;
-        }
-        step(&mut exec, id, services)?;
-        exec.executed(i);
-        if exec.state.failure.is_some() || exec.state.phases[i] == Phase::Blocked {
-            break;
-        }
+    // A run that a soft gate's rejection or a failure ended goes no further, and one that a
+    // blocking gate stopped goes no further until the gate is overridden, even when a
+    // decision arrives for another step meanwhile.
+    if !exec.state.halted() {
+        run_steps(&mut exec, services)?;
     }
     let status = exec.state.current_status();
     let summary = if exec.journal.keeps_evidence() { summary(an, exec.state, status) } else { String::new() };
     exec.emit(Event::Settled { status, summary });
     Ok(())
+}
+
+/// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
+/// itself, as opposed to a step that calls a model, asks people or has an effect.
+fn is_rule(kind: &NodeKind) -> bool {
+    matches!(kind, NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Let { .. } | NodeKind::Gate { .. })
+}
+
+/// Executes the steps that can run, rules first: every rule as soon as what it reads is
+/// there, and a model call, human step or effect only when the gates allow it
+/// ([`next_step`]), one at a time, so that a gate it enables is evaluated before the next.
+fn run_steps(exec: &mut Exec<'_, '_>, services: &Services<'_>) -> Result<(), Interrupted> {
+    let an = exec.an;
+    loop {
+        for &id in an.plan.order() {
+            if is_rule(&an.plan.node(id).kind) && exec.ready(id) {
+                step(exec, id, services)?;
+                exec.executed(id.index());
+                if exec.state.halted() {
+                    return Ok(());
+                }
+            }
+        }
+        let Some(id) = next_step(exec, None) else { return Ok(()) };
+        step(exec, id, services)?;
+        exec.executed(id.index());
+        if exec.state.halted() {
+            return Ok(());
+        }
+        if exec.state.phases[id.index()] == Phase::NotRun {
+            // The caller holds it (`Services::hold`): it stays not run, as does what
+            // depends on it.
+            exec.held.push(id);
+        }
+    }
+}
+
+/// The next model call, human step or effect the gates allow, in the plan's order (with
+/// `only`, whether that step is allowed). Every gate passes first: a step runs once every
+/// gate has been evaluated and none waits for its decision, or where it feeds every gate
+/// not yet evaluated (those gates need it); otherwise, only where it feeds some gate not
+/// yet evaluated, which cannot be evaluated without it. A step that feeds no gate thus
+/// waits until every gate has passed (or was approved or overridden), so a gate that
+/// blocks or is rejected stops it.
+fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<NodeId> {
+    let an = exec.an;
+    let phases = &exec.state.phases;
+    let mut open = Vec::new();
+    let mut deciding = false;
+    for (g, gate) in an.gates().enumerate() {
+        match phases[gate] {
+            Phase::Waiting => deciding = true,
+            Phase::NotRun => open.push(g),
+            _ => {}
+        }
+    }
+    let ready = |id: &NodeId| !is_rule(&an.plan.node(*id).kind) && exec.ready(*id);
+    let candidates = || an.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
+    if !deciding && let Some(id) = candidates().find(|id| open.iter().all(|&g| an.feeds(id.index(), g))) {
+        return Some(*id);
+    }
+    if only.is_some() {
+        // Asked ahead (a model call made at the same time as another): only where it is
+        // allowed without the exception below.
+        return None;
+    }
+    candidates().find(|id| open.iter().any(|&g| an.feeds(id.index(), g))).copied()
 }
 
 /// One line on how the run stands, without values (they may be labelled).
@@ -689,6 +762,10 @@ pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
 pub fn waiting(an: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
     let body = an.body();
     let mut out = Vec::new();
+    // A run that is halted waits for no decision: it ended, or only an override moves it.
+    if state.halted() {
+        return out;
+    }
     for (i, node) in body.nodes.iter().enumerate() {
         if state.phases[i] != Phase::Waiting {
             continue;
@@ -1049,6 +1126,12 @@ pub fn decide(
         ));
     };
     let node = an.plan.node(id);
+    if let Some((_, gate)) = state.phases.iter().zip(&body.nodes).find(|(p, _)| **p == Phase::Blocked) {
+        return invalid(format!(
+            "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
+            state.run, gate.name
+        ));
+    }
     if state.phases[id.index()] != Phase::Waiting {
         let now = match state.phases[id.index()] {
             Phase::Done => "it is decided or done",

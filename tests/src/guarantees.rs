@@ -1,0 +1,285 @@
+//! The guarantees of `docs/security.md`, each tried the way someone would try to break it,
+//! through the runtime an application embeds: a flow compiled from a fixture, models and
+//! systems that record every call they get, and the run's events.
+
+use std::sync::{Arc, Mutex};
+
+use flow_runtime::analysis::Analysis;
+use flow_runtime::event::Event;
+use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use flow_runtime::store::SqliteStore;
+use flow_runtime::value::Value;
+use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions, Status};
+use serde_json::{Value as Json, json};
+
+/// The outside world of a test: what each model answers and each action returns, by
+/// name, and every call made, in order (`model NAME` or `action SYSTEM.ACTION`).
+pub(crate) struct World {
+    pub answers: Mutex<Vec<(String, Json)>>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl World {
+    /// A world in which each named model answers and each named action returns its JSON.
+    pub fn answering(answers: &[(&str, Json)]) -> Arc<World> {
+        let answers = answers.iter().map(|(name, json)| (name.to_string(), json.clone())).collect();
+        Arc::new(World { answers: Mutex::new(answers), calls: Mutex::default() })
+    }
+
+    fn answer(&self, name: &str) -> Option<Json> {
+        let answers = self.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        answers.iter().find(|(n, _)| n == name).map(|(_, json)| json.clone())
+    }
+
+    fn note(&self, call: String) {
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(call);
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl ModelProvider for World {
+    fn describe(&self) -> String {
+        "test world".to_owned()
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        self.note(format!("model {}", request.model.name));
+        match self.answer(&request.model.name) {
+            Some(output) => Ok(ModelReply { output, attempts: 1 }),
+            None => Err(ProviderError { message: "no answer".to_owned(), attempts: 1 }),
+        }
+    }
+}
+
+impl ActionHandler for World {
+    fn describe(&self) -> String {
+        "test world".to_owned()
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        self.note(format!("action {}.{}", request.system, request.action));
+        self.answer(request.action).ok_or_else(|| "no result".to_owned())
+    }
+}
+
+/// A runtime on a store in memory with `flow` (a fixture's text, checked clean) installed,
+/// and every model and system of it answered by `world`.
+pub(crate) fn runtime_with(flow: &str, world: &Arc<World>) -> (Runtime, Arc<Analysis>) {
+    let checked = crate::check_fixture("main.flow", flow.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("the fixture has a flow");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    for model in &plan.body().models {
+        runtime.register_model(&model.name, world.clone());
+    }
+    for system in &plan.body().systems {
+        runtime.register_system(&system.name, world.clone());
+    }
+    let an = runtime.install(plan).expect("the plan installs");
+    (runtime, an)
+}
+
+pub(crate) fn principal(id: &str, roles: &[&str]) -> Principal {
+    Principal { id: id.to_owned(), roles: roles.iter().map(|r| r.to_string()).collect() }
+}
+
+pub(crate) fn at(text: &str) -> StartOptions {
+    let (seconds, nanos) = flow_ir::time::parse_timestamp(text).expect("a timestamp");
+    StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds, nanos }), params: Vec::new() }
+}
+
+/// The events of a stored run.
+pub(crate) fn events(runtime: &Runtime, run: &str) -> Vec<Event<Value>> {
+    runtime.inspect(run, &[], &[]).expect("the run loads").0
+}
+
+/// What the run's events say happened, one word per event and its step: `gate:g`,
+/// `model_called:m`, `emitted:o`, …
+pub(crate) fn path(runtime: &Runtime, run: &str) -> Vec<String> {
+    events(runtime, run)
+        .iter()
+        .map(|e| {
+            let json: Result<Event<Json>, ()> = e.clone().map_values(&mut |_, v: Value| Ok(v.to_json()));
+            let kind = serde_json::to_value(json.ok()).ok().and_then(|j| j["event"].as_str().map(str::to_owned));
+            let kind = kind.unwrap_or_default();
+            match e.node() {
+                Some(node) => format!("{kind}:{node}"),
+                None => kind,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn decision(outcome: &str, reason: &str) -> DecisionInput {
+    DecisionInput { outcome: outcome.to_owned(), reason: Some(reason.to_owned()), basis: None, edits: Vec::new() }
+}
+
+/// A payment flow with every kind of step: rules (a soft gate, a blocking gate, an info
+/// gate), a model that feeds no gate (named to come before the gates in the plan's order
+/// of names), a review, an approval, an action and an output.
+const PAYMENT: &str = r#"
+role clerk
+role officer
+role manager
+type Payment { id: Text  amount: Money[USD]  payee: Text }
+type Score { value: Int }
+type Receipt { number: Text }
+type Outcome { paid: Bool  score: Int }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (amount: Money[USD])
+  output Score
+}
+system ledger {
+  action book(id: Text) -> Receipt
+}
+flow pay {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input payment: Payment
+  output outcome: Outcome
+  access {
+    trigger by clerk
+    override listed by officer
+  }
+  gate large: soft when payment.amount > 1_000 USD
+    approve by officer
+  gate listed: block when payment.payee == "listed"
+  gate note: info when payment.amount > 500 USD
+  infer assessment = scorer(amount: payment.amount)
+  review check by officer
+    when assessment.value > 5
+    outcomes fine, doubtful
+    reasons seen
+  approval sign {
+    when payment.amount < 100 USD => auto
+    otherwise                     => 1 of manager
+  }
+  action booking = ledger.book(payment.id)
+    when sign.approved and check.outcome != doubtful
+  emit outcome = Outcome { paid: sign.approved and check.outcome != doubtful, score: assessment.value }
+}
+"#;
+
+fn payment_world() -> Arc<World> {
+    World::answering(&[("scorer", json!({"value": 1})), ("book", json!({"number": "B-1"}))])
+}
+
+fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
+    let input = json!({"id": "P-1", "amount": amount, "payee": payee});
+    runtime
+        .start(an, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &at("2026-12-01T10:00:00Z"))
+        .expect("the run starts")
+}
+
+/// Governance dominance: a soft gate's rejection ends the run, and nothing after it runs:
+/// no model call, no human step, no action, no output.
+#[test]
+fn no_effect_follows_a_rejected_soft_gate() {
+    let world = payment_world();
+    let (runtime, an) = runtime_with(PAYMENT, &world);
+    let view = pay(&runtime, &an, "5000 USD", "acme");
+    assert_eq!(view.status, Status::Pending);
+    // Only the gate waits: the model that feeds no gate is not asked while it does.
+    assert_eq!(view.pending.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["large"]);
+    assert_eq!(world.calls(), Vec::<String>::new());
+    let view = runtime
+        .decide(&view.run, "large", &principal("olga", &["officer"]), &decision("reject", "too_much"))
+        .expect("the officer may decide");
+    assert_eq!(view.status, Status::Rejected);
+    assert!(view.outputs.is_empty(), "{:?}", view.outputs);
+    assert!(view.pending.is_empty());
+    assert_eq!(world.calls(), Vec::<String>::new());
+    let path = path(&runtime, &view.run);
+    for kind in ["model_called", "review_opened", "approval_required", "action_started", "emitted"] {
+        assert!(!path.iter().any(|p| p.starts_with(kind)), "{kind} after the rejection: {path:?}");
+    }
+    assert!(runtime.pending(None).expect("pending").is_empty());
+}
+
+/// Rules first: a blocking gate that holds stops every model call, human step and effect
+/// it could have preceded, and a blocked run lists nothing as waiting.
+#[test]
+fn a_blocking_gate_is_evaluated_before_any_model_person_or_effect() {
+    let world = payment_world();
+    let (runtime, an) = runtime_with(PAYMENT, &world);
+    let view = pay(&runtime, &an, "50 USD", "listed");
+    assert_eq!(view.status, Status::Blocked);
+    assert!(view.pending.is_empty(), "{:?}", view.pending);
+    assert_eq!(world.calls(), Vec::<String>::new());
+    assert_eq!(
+        path(&runtime, &view.run),
+        ["started", "gate:large", "gate:listed", "settled"],
+        "the gates in order, and nothing after the one that blocks"
+    );
+    assert!(runtime.pending(None).expect("pending").is_empty());
+    // Overridden, the run goes on: the model is asked, and the small payment is booked.
+    let view = runtime
+        .override_gate(&view.run, "listed", &principal("olga", &["officer"]), "cleared", Some("delisted"))
+        .expect("the officer may override");
+    assert_eq!(view.status, Status::Completed);
+    assert_eq!(world.calls(), ["model scorer", "action ledger.book"]);
+}
+
+/// A step that feeds a gate runs before it (the gate needs it); one that does not waits
+/// until every gate has passed. A blocked run accepts no decision until its gate is
+/// overridden, and lists none as waiting.
+#[test]
+fn only_what_a_gate_needs_runs_before_it() {
+    const FLOW: &str = r#"
+role clerk
+type Score { value: Int }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (n: Int)
+  output Score
+}
+type Out { n: Int }
+flow two_gates {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input n: Int
+  output out: Out
+  access {
+    trigger by clerk
+    override high by clerk
+  }
+  review a_check by clerk
+    outcomes yes, no
+    reasons seen
+  gate doubted: block when a_check.outcome == no
+  infer score = scorer(n: n)
+  gate high: block when score.value > 5
+  emit out = Out { n: score.value }
+}
+"#;
+    let world = World::answering(&[("scorer", json!({"value": 9}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let view = runtime.start(&an, &clerk, &[("n".to_owned(), json!(3))], &at("2026-12-01T10:00:00Z")).expect("runs");
+    // The review feeds one gate and the model the other: neither gate can be evaluated
+    // without its step, so both run, the review first (by name); the model's gate blocks.
+    assert_eq!(view.status, Status::Blocked);
+    assert!(view.pending.is_empty(), "{:?}", view.pending);
+    let refused = runtime.decide(&view.run, "a_check", &clerk, &decision("yes", "seen"));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("blocked by gate `high`")),
+        "{refused:?}"
+    );
+    let view = runtime.override_gate(&view.run, "high", &clerk, "checked", Some("known")).expect("overrides");
+    assert_eq!(view.status, Status::Pending);
+    let view = runtime.decide(&view.run, "a_check", &clerk, &decision("yes", "seen")).expect("decides");
+    assert_eq!(view.status, Status::Completed);
+}
