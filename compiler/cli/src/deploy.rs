@@ -46,6 +46,10 @@ struct EvidenceConfig {
     signing_key_file: Option<String>,
     /// An environment variable holding the seed.
     signing_key_env: Option<String>,
+    /// Public keys (hex) whose signatures are believed besides the signing key's: keys the
+    /// deployment signed with before.
+    #[serde(default)]
+    trusted_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +165,16 @@ pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
     if let Some(seed) = seed {
         let key = flow_runtime::evidence::signing_key(&seed).map_err(|e| anyhow::anyhow!("the signing key: {e}"))?;
         runtime.set_signing_key(key);
+    }
+    for key in &config.evidence.trusted_keys {
+        let key = key.trim().to_ascii_lowercase();
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "`{}`: `[evidence] trusted_keys`: `{key}` is not a public key (64 hexadecimal digits)",
+                path.display()
+            );
+        }
+        runtime.trust_key(&key);
     }
     Ok(runtime)
 }

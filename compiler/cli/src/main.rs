@@ -5,6 +5,7 @@
 //! file, an unknown code); `flowc diff` exits `3` for a material change. A panic is a bug,
 //! never an exit path.
 
+mod audit;
 mod build;
 mod check;
 mod deploy;
@@ -390,11 +391,31 @@ enum Command {
         #[command(flatten)]
         where_: deploy::Where,
     },
-    /// Check an evidence bundle (hash chain, plan hash, signature), or a plan file as the
-    /// runtime does before it runs it.
+    /// Check the whole run store: every run's evidence, and the store's log of heads against
+    /// the runs, refusals and shadows it records (a run deleted or rolled back is found).
+    Audit {
+        /// A checkpoint kept from an earlier audit (`--format json`), or an evidence bundle:
+        /// the store's log must still begin with what it covered.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<String>,
+        #[command(flatten)]
+        where_: deploy::Where,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Check an evidence bundle (hash chain, plan hash, events against the plan, signature,
+    /// the head's place in the store's log), or a plan file as the runtime does before it
+    /// runs it.
     Verify {
         /// An evidence bundle, or a plan file as `flowc build` writes it.
         file: String,
+        /// The head must be signed by this ed25519 public key (64 hexadecimal digits, or a
+        /// file holding them); repeatable: any of them.
+        #[arg(long = "key", value_name = "KEY")]
+        keys: Vec<String>,
+        /// The head must be signed (by the key the run names, unless `--key` is given).
+        #[arg(long)]
+        require_signature: bool,
         /// Print the plan for people: its declarations, grants, and nodes in execution order.
         #[arg(long)]
         dump: bool,
@@ -466,7 +487,10 @@ fn main() -> ExitCode {
             graph::run(&file, flow.as_deref(), format, layer)
         }
         Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
-        Command::Verify { file, dump, format } => verify::run(&file, format, dump),
+        Command::Verify { file, keys, require_signature, dump, format } => {
+            verify::run(&file, &verify::Options { format, dump, keys: &keys, require_signature })
+        }
+        Command::Audit { checkpoint, where_, format } => audit::run(&where_, checkpoint.as_deref(), format),
         Command::Run { file, flow, inputs, batch, who, at, engine, shadow, where_, format } => runs::run(
             &where_,
             &runs::RunOptions {

@@ -475,8 +475,13 @@ pub fn evidence(where_: &Where, run: &str, who: Option<&str>, output: Option<&st
 }
 
 /// `verify` of a bundle (a plan file goes to `verify::run`).
-pub fn verify_bundle(path: &str, bytes: &[u8], format: DataFormat) -> ExitCode {
-    match flow_runtime::evidence::verify(bytes) {
+pub fn verify_bundle(
+    path: &str,
+    bytes: &[u8],
+    required: &flow_runtime::evidence::Requirements,
+    format: DataFormat,
+) -> ExitCode {
+    match flow_runtime::evidence::verify_with(bytes, required) {
         Ok(verified) => {
             match format {
                 DataFormat::Json => crate::print(&format!(
@@ -485,10 +490,14 @@ pub fn verify_bundle(path: &str, bytes: &[u8], format: DataFormat) -> ExitCode {
                         "file": path, "verified": true, "run": verified.run, "plan": verified.plan_hash,
                         "events": verified.events, "head": verified.head, "signed_by": verified.signed_by,
                         "redacted": verified.redacted,
+                        "logged": verified.logged.as_ref().map(|(index, checkpoint)| json!({
+                            "index": index, "checkpoint": checkpoint,
+                        })),
                     })
                 )),
                 DataFormat::Human => crate::print(&format!(
-                    "verified evidence of run {}: {} events, chain intact, plan {} verified{}{}\nhead {}\n",
+                    "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} \
+                     verified{}{}\nhead {}\n{}",
                     verified.run,
                     verified.events,
                     verified.plan_hash,
@@ -498,7 +507,14 @@ pub fn verify_bundle(path: &str, bytes: &[u8], format: DataFormat) -> ExitCode {
                     } else {
                         String::new()
                     },
-                    verified.head
+                    verified.head,
+                    match &verified.logged {
+                        Some((index, checkpoint)) => format!(
+                            "logged as entry {index} of the store's log at checkpoint size {}, root {}\n",
+                            checkpoint.size, checkpoint.root
+                        ),
+                        None => String::new(),
+                    }
                 )),
             }
             ExitCode::SUCCESS

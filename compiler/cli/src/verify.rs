@@ -9,13 +9,39 @@ use anyhow::Context;
 use crate::DataFormat;
 use crate::session::read_plan;
 
-pub fn run(path: &str, format: DataFormat, dump: bool) -> anyhow::Result<ExitCode> {
+pub struct Options<'a> {
+    pub format: DataFormat,
+    pub dump: bool,
+    /// Public keys (hex, or files holding them), one of which must have signed a bundle.
+    pub keys: &'a [String],
+    pub require_signature: bool,
+}
+
+/// A public key given on the command line: 64 hexadecimal digits, or a file holding them.
+fn public_key(given: &str) -> anyhow::Result<String> {
+    let is_key = |text: &str| text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_key(given) {
+        return Ok(given.to_ascii_lowercase());
+    }
+    let text = std::fs::read_to_string(given)
+        .with_context(|| format!("`{given}` is neither a public key (64 hexadecimal digits) nor a readable file"))?;
+    let text = text.trim();
+    anyhow::ensure!(is_key(text), "`{given}` does not hold a public key (64 hexadecimal digits)");
+    Ok(text.to_ascii_lowercase())
+}
+
+pub fn run(path: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let Options { format, dump, .. } = *options;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read `{path}`"))?;
     let is_bundle = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .is_some_and(|json| json.get("format").and_then(|f| f.as_str()) == Some(flow_runtime::evidence::BUNDLE_FORMAT));
     if is_bundle {
-        return Ok(crate::runs::verify_bundle(path, &bytes, format));
+        let required = flow_runtime::evidence::Requirements {
+            keys: options.keys.iter().map(|k| public_key(k)).collect::<anyhow::Result<_>>()?,
+            signature: options.require_signature,
+        };
+        return Ok(crate::runs::verify_bundle(path, &bytes, &required, format));
     }
     let verified = match read_plan(path)? {
         Ok(verified) => verified,

@@ -390,7 +390,8 @@ fn every_operation_checks_its_grant_and_records_refusals() {
     let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
     let refusals = flow_runtime::store::Store::refusals(&store).unwrap();
     assert_eq!(refusals.len(), 1);
-    assert_eq!(refusals[0][1..4], ["max".to_owned(), "trigger".to_owned(), "trigger".to_owned()]);
+    let refusal = &refusals[0];
+    assert_eq!([&refusal.principal, &refusal.operation, &refusal.grant], ["max", "trigger", "trigger"]);
     drop(store);
     let run = start(&dir, &input, "carl")["run"].as_str().unwrap().to_owned();
     // read evidence: refused for the clerk, recorded in the run's own chain
@@ -468,6 +469,14 @@ fn a_corrupted_store_is_refused_and_left_as_it_was() {
     assert_eq!(std::fs::read(dir.join(".flow/runs.db")).unwrap(), garbage);
 }
 
+/// Recomputes a bundle's digest after a change, as anyone can.
+fn redigest(bundle: &mut Json) {
+    let object = bundle.as_object_mut().unwrap();
+    object.remove("digest");
+    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
+    object.insert("digest".into(), json!(digest));
+}
+
 #[test]
 fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signature() {
     let dir = deployment("tamper");
@@ -498,11 +507,8 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     }
     // Without its signature, a signed run's bundle fails, even with its digest recomputed.
     let mut bundle: Json = serde_json::from_slice(&bytes).unwrap();
-    let object = bundle.as_object_mut().unwrap();
-    object.remove("signature");
-    object.remove("digest");
-    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
-    object.insert("digest".into(), json!(digest));
+    bundle.as_object_mut().unwrap().remove("signature");
+    redigest(&mut bundle);
     let unsigned = flow_runtime::evidence::render(&bundle);
     let problems = flow_runtime::evidence::verify(unsigned.as_bytes()).unwrap_err();
     assert_eq!(problems, ["the run's evidence is signed, but the bundle has no signature"]);
@@ -513,10 +519,7 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     // The auditor's verifies (above); a bundle redacted by hand verifies too.
     let mut redacted: Json = serde_json::from_slice(&bytes).unwrap();
     flow_runtime::labels::redact(&mut redacted["events"], &[]);
-    let object = redacted.as_object_mut().unwrap();
-    object.remove("digest");
-    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
-    object.insert("digest".into(), json!(digest));
+    redigest(&mut redacted);
     let text_of = flow_runtime::evidence::render(&redacted);
     assert!(!text_of.contains("personal note"));
     assert!(flow_runtime::evidence::verify(text_of.as_bytes()).unwrap().redacted > 0);
@@ -526,12 +529,72 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     assert_eq!(amount, "500.00 USD");
     let marker = json!({"$redacted": flow_runtime::evidence::digest(&amount)});
     hidden["events"][0]["event"]["inputs"][0]["value"]["amount"] = marker;
-    let object = hidden.as_object_mut().unwrap();
-    object.remove("digest");
-    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
-    object.insert("digest".into(), json!(digest));
+    redigest(&mut hidden);
     let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&hidden).as_bytes()).unwrap_err();
-    assert_eq!(problems, ["a value is redacted without the labels that hid it"]);
+    assert_eq!(
+        problems,
+        ["event 0: input `request` field `amount` is marked or redacted, but the plan gives it no label"]
+    );
+    // Nor may a marker claim a label the plan does not give: not on the amount, and not on
+    // who started the run, which is no value at all.
+    for (pointer, claimed) in [
+        ("/events/0/event/inputs/0/value/amount", "event 0: input `request` field `amount` is marked"),
+        ("/events/0/event/principal", "event 0 is not an event of a run"),
+    ] {
+        let mut forged: Json = serde_json::from_slice(&bytes).unwrap();
+        let target = forged.pointer_mut(pointer).unwrap();
+        *target = json!({"$labels": ["pii"], "$redacted": flow_runtime::evidence::digest(target)});
+        redigest(&mut forged);
+        let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&forged).as_bytes()).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with(claimed)), "{pointer}: {problems:?}");
+    }
+    // The verifier may name the key it trusts: the deployment's passes, another fails.
+    let public = verified.signed_by.clone().unwrap();
+    assert_eq!(flowc(&dir, &["verify", &path.to_string_lossy(), "--key", &public]).status.code(), Some(0));
+    let other = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+    let wrong = flowc(&dir, &["verify", &path.to_string_lossy(), "--key", other]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("which is not one of the keys required"), "{}", text(&wrong));
+    // A forger who removes the run's key from its start and recomputes the chain, the head
+    // and the digest makes an unsigned bundle that is consistent in itself: a verifier that
+    // requires a signature, or names the key, refuses it.
+    let mut stripped: Json = serde_json::from_slice(&bytes).unwrap();
+    stripped["events"][0]["event"].as_object_mut().unwrap().remove("signing_key");
+    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    for event in stripped["events"].as_array_mut().unwrap() {
+        let (seq, at) = (event["seq"].as_u64().unwrap(), event["at"].as_str().unwrap().to_owned());
+        let hash = flow_runtime::evidence::event_hash(&prev, seq, &at, &event["event"]);
+        event["prev"] = json!(prev);
+        event["hash"] = json!(hash);
+        prev = hash;
+    }
+    let object = stripped.as_object_mut().unwrap();
+    for key in ["signature", "log"] {
+        object.remove(key);
+    }
+    object.insert("head".into(), json!(prev));
+    redigest(&mut stripped);
+    std::fs::write(dir.join("stripped.json"), flow_runtime::evidence::render(&stripped)).unwrap();
+    assert_eq!(flowc(&dir, &["verify", "stripped.json"]).status.code(), Some(0), "consistent in itself");
+    for required in [&["--require-signature"][..], &["--key", &public]] {
+        let output = flowc(&dir, &[&["verify", "stripped.json"][..], required].concat());
+        assert_eq!(output.status.code(), Some(1), "{required:?}: {}", text(&output));
+        assert!(text(&output).contains("the bundle is not signed, and a signature is required"), "{}", text(&output));
+    }
+    // One event altered (its digest recomputed): verification names that event alone.
+    let mut altered: Json = serde_json::from_slice(&bytes).unwrap();
+    let gate = altered["events"].as_array().unwrap().iter().position(|e| e["event"]["level"] == "info").unwrap();
+    let holds = altered["events"][gate]["event"]["holds"].as_bool().unwrap();
+    altered["events"][gate]["event"]["holds"] = json!(!holds);
+    redigest(&mut altered);
+    let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&altered).as_bytes()).unwrap_err();
+    assert_eq!(
+        problems,
+        [format!(
+            "event {gate} (`gate`) was changed: its hash does not match what it holds, so the chain breaks after event {}",
+            gate - 1
+        )]
+    );
 }
 
 /// Kills `flowc` at random points of a batch of runs and of decisions, resumes, and checks
@@ -1043,13 +1106,43 @@ fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares() {
     assert!(text(&memory).contains("stores none"), "{}", text(&memory));
 }
 
-/// A forger who changes what a gate decided and rebuilds the hash chain passes the chain
-/// check, but not the replay: the run diverges at that gate, alone and among all runs.
+/// Rewrites the store's log as someone with write access to the store and without the
+/// deployment's key would: each entry of `run` gets the head the run now has after that
+/// many events (`heads[n - 1]`), and the checkpoint is computed again.
+fn rewrite_log(db: &rusqlite::Connection, run: &str, heads: &[String]) {
+    use flow_runtime::checkpoint::{Checkpoint, Entry, Frontier, Kind};
+    let entries: Vec<(i64, String, String, i64, String)> = {
+        let mut statement = db.prepare("SELECT n, kind, subject, seq, hash FROM log ORDER BY n").unwrap();
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)));
+        rows.unwrap().map(Result::unwrap).collect()
+    };
+    let mut frontier = Frontier::default();
+    for (n, kind, subject, seq, hash) in entries {
+        let hash = if kind == "run" && subject == run { heads[seq as usize - 1].clone() } else { hash };
+        db.execute("UPDATE log SET hash = ?1 WHERE n = ?2", rusqlite::params![hash, n]).unwrap();
+        let kind = Kind::parse(&kind).unwrap();
+        frontier.push(Entry { kind, subject, seq: seq as u64, hash }.leaf());
+    }
+    let checkpoint = Checkpoint::of(&frontier, "2026-12-02T00:00:00Z".to_owned(), None);
+    db.execute(
+        "UPDATE checkpoint SET size = ?1, root = ?2, frontier = ?3",
+        rusqlite::params![checkpoint.size as i64, checkpoint.root, frontier.to_text()],
+    )
+    .unwrap();
+}
+
+/// A forger who changes what a gate decided and rebuilds the hash chain is caught by the
+/// store's log; one who rewrites the log too passes every check of a store without a
+/// signing key, but not the replay (the run diverges at that gate, alone and among all
+/// runs), nor an audit against a checkpoint kept from before.
 #[test]
 fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
     let dir = deployment("forged");
     let forged = start(&dir, &request(&dir, "F1", "500.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
     start(&dir, &request(&dir, "F2", "600.00", "carl"), "carl");
+    let before = json_of(&dir, &["audit"], 0);
+    assert_eq!(before["problems"], json!([]), "{before}");
+    std::fs::write(dir.join("before.json"), before.to_string()).unwrap();
     let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
     let rows: Vec<(i64, String, String)> = {
         let mut statement = db.prepare("SELECT seq, at, body FROM events WHERE run = ?1 ORDER BY seq").unwrap();
@@ -1057,6 +1150,7 @@ fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
     };
     let mut prev = flow_runtime::evidence::GENESIS.to_owned();
     let mut changed = 0;
+    let mut heads = Vec::new();
     for (seq, at, body) in rows {
         let edited = body.replace(
             r#""node":"notable","level":"info","holds":false"#,
@@ -1070,13 +1164,25 @@ fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
             rusqlite::params![json.to_string(), prev, hash, forged, seq],
         )
         .unwrap();
-        prev = hash;
+        prev = hash.clone();
+        heads.push(hash);
     }
     assert_eq!(changed, 1);
     db.execute("UPDATE runs SET head = ?1 WHERE id = ?2", [&prev, &forged]).unwrap();
+    // The chain verifies, but the store's log recorded other heads.
+    let export = flowc(&dir, &["evidence", &forged, "--as", "aud", "-o", "forged.json"]);
+    assert_eq!(export.status.code(), Some(2), "{}", text(&export));
+    assert!(text(&export).contains("does not hold the head of run"), "{}", text(&export));
+    let audit = json_of(&dir, &["audit"], 1);
+    assert!(audit["problems"][0].as_str().unwrap().contains("it was rolled back or changed"), "{audit}");
+    rewrite_log(&db, &forged, &heads);
     drop(db);
-    // The chain verifies: the evidence exports.
+    // With the log rewritten too, the evidence exports and the store audits clean, except
+    // against the checkpoint kept from before.
     assert_eq!(flowc(&dir, &["evidence", &forged, "--as", "aud", "-o", "forged.json"]).status.code(), Some(0));
+    assert_eq!(json_of(&dir, &["audit"], 0)["problems"], json!([]));
+    let audit = json_of(&dir, &["audit", "--checkpoint", "before.json"], 1);
+    assert!(audit["problems"][0].as_str().unwrap().contains("the log was rewritten"), "{audit}");
     let one = json_of(&dir, &["replay", &forged, "--as", "aud"], 1);
     assert_eq!(one["exact"], false, "{one}");
     assert_eq!(one["changes"][0]["node"], "notable", "{one}");

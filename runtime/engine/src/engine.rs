@@ -329,8 +329,17 @@ pub trait Journal {
     fn keeps_evidence(&self) -> bool {
         true
     }
-    /// The result an earlier call of `system` with this idempotency key gave.
-    fn action_result(&mut self, system: &str, key: &str) -> Result<Option<Json>, String>;
+    /// The result an earlier call of `system` with this idempotency key gave, checked
+    /// against the evidence of the run that recorded it.
+    fn action_result(&mut self, step: &str, system: &str, key: &str) -> Result<Option<Earlier>, String>;
+}
+
+/// A result an action's handler gave earlier for an idempotency key.
+pub struct Earlier {
+    pub result: Json,
+    /// The digest of the arguments of the call that gave it (`evidence::digest` of their
+    /// JSON), where it is known: a key answers only the request it was used for.
+    pub args: Option<String>,
 }
 
 /// The providers and handlers a run may call.
@@ -541,7 +550,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     }
 
     fn fail(&mut self, node: &SmolStr, error: impl std::fmt::Display) {
-        self.emit(Event::Failed { node: node.clone(), error: error.to_string(), returned: None });
+        self.emit(Event::Failed { node: node.clone(), error: error.to_string(), returned: None, key_used_for: None });
     }
 
     fn named_args(&self, args: &[flow_ir::expr::Named]) -> Result<Vec<Named<Value>>, EvalError> {
@@ -1044,10 +1053,21 @@ fn act(
     };
     let result_ty = node.ty.unwrap_optional().clone();
     let decode = |json: &Json| value::decode(an.body(), json, &result_ty, "$");
-    if let Some(earlier) = exec.journal.action_result(system, &key).map_err(Interrupted)? {
-        match decode(&earlier) {
-            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
-            Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+    let request_args = args_json(&args);
+    if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
+        let digest = crate::evidence::digest(&request_args);
+        match (&earlier.args, decode(&earlier.result)) {
+            (Some(recorded), _) if *recorded != digest => exec.emit(Event::Failed {
+                node: name.clone(),
+                error: format!(
+                    "idempotency key `{key}` of system `{system}` was used for another request: the result \
+                     recorded for it answers arguments {recorded}, and this call's arguments are {digest}"
+                ),
+                returned: None,
+                key_used_for: Some(recorded.clone()),
+            }),
+            (_, Ok(result)) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
+            (_, Err(error)) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
         }
         return Ok(());
     }
@@ -1055,7 +1075,6 @@ fn act(
         exec.fail(name, format!("no handler is configured for system `{system}`; configure `[systems.{system}]`"));
         return Ok(());
     };
-    let request_args = args_json(&args);
     let request = ActionRequest { step: name, system, action, args: request_args, idempotency_key: &key };
     if services.holds(name, Held::Action(&request)) {
         return Ok(());
@@ -1077,6 +1096,7 @@ fn act(
                 node: name.clone(),
                 error: format!("`{system}.{action}` returned a result that does not fit: {error}"),
                 returned: Some(serde_json::json!({"$labels": an.type_labels(&result_ty), "$value": json})),
+                key_used_for: None,
             }),
         },
         Err(error) => exec.fail(name, format!("`{system}.{action}` failed: {error}")),

@@ -261,6 +261,10 @@ pub enum Event<V> {
         /// shows it only to those cleared for them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         returned: Option<serde_json::Value>,
+        /// For an action whose idempotency key was used before for another request: the
+        /// digest of that request's arguments, which the recorded result answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_used_for: Option<String>,
     },
     /// An operation the acting principal is not granted.
     Refused {
@@ -455,7 +459,9 @@ impl<V> Event<V> {
             Event::Emitted { value, node, marks } => {
                 Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }
             }
-            Event::Failed { node, error, returned } => Event::Failed { node, error, returned },
+            Event::Failed { node, error, returned, key_used_for } => {
+                Event::Failed { node, error, returned, key_used_for }
+            }
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }
             }

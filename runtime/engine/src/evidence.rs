@@ -9,7 +9,7 @@
 //! else; it must be written exactly as [`render`] writes it, so that changing any byte of
 //! it fails verification.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Map, Value as Json, json};
 
 use crate::store::StoredEvent;
@@ -352,6 +352,11 @@ pub fn sign_head(key: &SigningKey, head: &str) -> String {
     hex(&key.sign(&signed_message(head)).to_bytes())
 }
 
+/// Whether `signature` (hex) is `public_key`'s (hex) signature of the chain head `head`.
+pub fn head_signature_verifies(public_key: &str, head: &str, signature: &str) -> bool {
+    crate::checkpoint::verifies(public_key, &signed_message(head), signature)
+}
+
 /// A bundle as its canonical bytes: pretty JSON and a final newline.
 pub fn render(bundle: &Json) -> String {
     let mut text = serde_json::to_string_pretty(bundle).unwrap_or_default();
@@ -369,6 +374,8 @@ pub struct BundleParts<'a> {
     pub exported_by: &'a str,
     pub views: Vec<String>,
     pub exported_at: &'a str,
+    /// The inclusion proof of the head in the store's log: `{"index", "proof", "checkpoint"}`.
+    pub log: Option<Json>,
 }
 
 pub fn bundle(parts: BundleParts<'_>) -> Json {
@@ -390,6 +397,9 @@ pub fn bundle(parts: BundleParts<'_>) -> Json {
     object.insert("exported".into(), json!({"by": parts.exported_by, "views": parts.views, "at": parts.exported_at}));
     object.insert("events".into(), Json::Array(events));
     object.insert("plan".into(), parts.plan);
+    if let Some(log) = parts.log {
+        object.insert("log".into(), log);
+    }
     let digest = digest(&Json::Object(object.clone()));
     object.insert("digest".into(), json!(digest));
     Json::Object(object)
@@ -405,19 +415,20 @@ pub struct Verified {
     /// The public key that signed the head, when the run is signed.
     pub signed_by: Option<String>,
     pub redacted: usize,
+    /// Where the store's log recorded the head: the entry's position and the checkpoint
+    /// (size and root) whose inclusion proof the bundle carries.
+    pub logged: Option<(u64, crate::checkpoint::Checkpoint)>,
 }
 
-/// Whether every redaction marker names the labels it was hidden for: only labelled values
-/// are redacted.
-fn redactions_are_labelled(json: &Json) -> bool {
-    match json {
-        Json::Object(o) if o.contains_key("$redacted") => {
-            o.get("$labels").and_then(Json::as_array).is_some_and(|labels| !labels.is_empty())
-        }
-        Json::Object(o) => o.values().all(redactions_are_labelled),
-        Json::Array(items) => items.iter().all(redactions_are_labelled),
-        _ => true,
-    }
+/// What a verifier requires besides the bundle's own consistency.
+#[derive(Debug, Clone, Default)]
+pub struct Requirements {
+    /// Public keys (hex) one of which must have signed the head; when empty, the key the
+    /// run names is taken as it is.
+    pub keys: Vec<String>,
+    /// The head must be signed (a bundle whose signature was stripped, and whose chain and
+    /// digest were recomputed, is otherwise consistent).
+    pub signature: bool,
 }
 
 fn count_redacted(json: &Json) -> usize {
@@ -430,8 +441,14 @@ fn count_redacted(json: &Json) -> usize {
 }
 
 /// Verifies a bundle's bytes: its form, its digest, the hash chain, the plan and its hash,
-/// and the signature. Every problem found is returned.
+/// the events against the plan, the signature, and the head's place in the store's log.
+/// Every problem found is returned.
 pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
+    verify_with(bytes, &Requirements::default())
+}
+
+/// [`verify`], with what the verifier requires of the signature.
+pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Vec<String>> {
     let bundle: Json = serde_json::from_slice(bytes).map_err(|e| vec![format!("the bundle is not JSON: {e}")])?;
     let mut problems = Vec::new();
     if render(&bundle).as_bytes() != bytes {
@@ -458,23 +475,29 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
     if events.is_empty() {
         problems.push("the bundle has no events".to_owned());
     }
+    // Each event's hash is checked against what it holds and the hash the event before it
+    // records; after an event that was changed, the chain goes on from the hash it records,
+    // so that only the events changed are named.
     let mut prev = GENESIS.to_owned();
     let mut signing_key: Option<String> = None;
+    let mut bodies = Vec::with_capacity(events.len());
     for (i, entry) in events.iter().enumerate() {
         let seq = entry.get("seq").and_then(Json::as_u64);
         let at = entry.get("at").and_then(Json::as_str).unwrap_or("");
         let body = entry.get("event").cloned().unwrap_or(Json::Null);
+        let recorded = entry.get("hash").and_then(Json::as_str).unwrap_or("").to_owned();
         if seq != Some(i as u64) {
             problems.push(format!("event {i} has sequence number {}", entry.get("seq").unwrap_or(&Json::Null)));
         }
         if entry.get("prev").and_then(Json::as_str) != Some(prev.as_str()) {
             problems.push(format!("event {i} does not follow event {}: the chain is broken", i.saturating_sub(1)));
         }
-        let hash = event_hash(&prev, i as u64, at, &body);
-        if entry.get("hash").and_then(Json::as_str) != Some(hash.as_str()) {
+        if event_hash(&prev, i as u64, at, &body) != recorded {
             problems.push(format!(
-                "event {i} (`{}`) was changed: its hash does not match",
-                body["event"].as_str().unwrap_or("?")
+                "event {i} (`{}`) was changed: its hash does not match what it holds, so the chain breaks after \
+                 event {}",
+                body["event"].as_str().unwrap_or("?"),
+                i.saturating_sub(1)
             ));
         }
         if i == 0 {
@@ -489,16 +512,17 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
             }
             signing_key = body.get("signing_key").and_then(Json::as_str).map(str::to_owned);
         }
-        prev = hash;
+        bodies.push(body);
+        prev = recorded;
     }
     if head != prev {
         problems.push("the head is not the hash of the last event".to_owned());
     }
-    if !redactions_are_labelled(&Json::Array(events.clone())) {
-        problems.push("a value is redacted without the labels that hid it".to_owned());
-    }
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
-        Some(Ok(verified)) if verified.hash() == plan_hash => {}
+        Some(Ok(verified)) if verified.hash() == plan_hash => {
+            let an = crate::analysis::Analysis::new(verified);
+            problems.extend(crate::conformance::problems(&an, &bodies));
+        }
         Some(Ok(verified)) => {
             problems.push(format!("the plan's hash is {}, not the pinned {plan_hash}", verified.hash()))
         }
@@ -507,6 +531,9 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
     }
     let signature = object.get("signature");
     match (&signing_key, signature) {
+        (None, None) if required.signature || !required.keys.is_empty() => {
+            problems.push("the bundle is not signed, and a signature is required".to_owned())
+        }
         (None, None) => {}
         (None, Some(_)) => problems.push("the bundle has a signature, but its run was not signed".to_owned()),
         (Some(_), None) => problems.push("the run's evidence is signed, but the bundle has no signature".to_owned()),
@@ -514,20 +541,25 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
             if signature.get("public_key").and_then(Json::as_str) != Some(key.as_str()) {
                 problems.push("the signature is not by the key the run was started with".to_owned());
             }
-            let verifying =
-                unhex(key).and_then(|b| <[u8; 32]>::try_from(b).ok()).and_then(|b| VerifyingKey::from_bytes(&b).ok());
-            let value = signature
-                .get("value")
-                .and_then(Json::as_str)
-                .and_then(unhex)
-                .and_then(|b| <[u8; 64]>::try_from(b).ok())
-                .map(|b| Signature::from_bytes(&b));
-            match (verifying, value) {
-                (Some(verifying), Some(value)) if verifying.verify(&signed_message(&head), &value).is_ok() => {}
-                _ => problems.push("the signature of the head does not verify".to_owned()),
+            if !required.keys.is_empty() && !required.keys.iter().any(|k| k == key) {
+                problems.push(format!("the run is signed with the key {key}, which is not one of the keys required"));
+            }
+            let value = signature.get("value").and_then(Json::as_str).unwrap_or("");
+            if !head_signature_verifies(key, &head, value) {
+                problems.push("the signature of the head does not verify".to_owned());
             }
         }
     }
+    let logged = match object.get("log") {
+        None => None,
+        Some(log) => match logged(log, &run, bodies.len() as u64, &head, signing_key.as_deref()) {
+            Ok(logged) => Some(logged),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
     if problems.is_empty() {
         Ok(Verified {
             run,
@@ -536,8 +568,42 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Vec<String>> {
             head,
             signed_by: signing_key,
             redacted: count_redacted(&Json::Array(events)),
+            logged,
         })
     } else {
         Err(problems)
+    }
+}
+
+/// Checks a bundle's `log`: the inclusion proof of the run's head in the store's log, under
+/// the checkpoint it carries (signed by the run's key when the run is signed).
+fn logged(
+    log: &Json,
+    run: &str,
+    events: u64,
+    head: &str,
+    key: Option<&str>,
+) -> Result<(u64, crate::checkpoint::Checkpoint), String> {
+    use crate::checkpoint::{Checkpoint, Entry, Kind};
+    let index = log.get("index").and_then(Json::as_u64).ok_or("the bundle's log has no index")?;
+    let checkpoint: Checkpoint = serde_json::from_value(log.get("checkpoint").cloned().unwrap_or(Json::Null))
+        .map_err(|e| format!("the bundle's log has no readable checkpoint: {e}"))?;
+    let proof: Vec<String> = serde_json::from_value(log.get("proof").cloned().unwrap_or(Json::Null))
+        .map_err(|e| format!("the bundle's log has no readable proof: {e}"))?;
+    let proof = crate::checkpoint::proof_from_hex(&proof).ok_or("the bundle's log proof is not hashes")?;
+    let leaf = Entry { kind: Kind::Run, subject: run.to_owned(), seq: events, hash: head.to_owned() }.leaf();
+    let root = checkpoint.root_bytes().ok_or("the bundle's log checkpoint has no root")?;
+    if !crate::checkpoint::verify_inclusion(leaf, index, checkpoint.size, &proof, root) {
+        return Err("the head is not in the store's log as the bundle's inclusion proof says".to_owned());
+    }
+    match (key, &checkpoint.public_key) {
+        (_, Some(_)) if !checkpoint.signature_verifies() => {
+            Err("the signature of the bundle's log checkpoint does not verify".to_owned())
+        }
+        (Some(key), Some(signer)) if key != signer => {
+            Err("the bundle's log checkpoint is not signed by the run's key".to_owned())
+        }
+        (Some(_), None) => Err("the run is signed, but the bundle's log checkpoint is not".to_owned()),
+        _ => Ok((index, checkpoint)),
     }
 }

@@ -14,6 +14,9 @@
 //! trusts only plans that [`flow_ir`] verified.
 
 pub mod analysis;
+mod audit;
+pub mod checkpoint;
+pub mod conformance;
 pub mod engine;
 pub mod event;
 pub mod evidence;
@@ -33,6 +36,7 @@ pub mod value;
 pub mod whatif;
 
 pub use analysis::Engine;
+pub use audit::Audit;
 pub use engine::DecisionInput;
 pub use event::Status;
 pub use runtime::{

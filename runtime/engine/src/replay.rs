@@ -58,6 +58,9 @@ pub(crate) struct Recorded {
     pub(crate) actions: FxHashMap<String, Result<Json, String>>,
     /// Results reused from an earlier call with the same key.
     reused: FxHashMap<String, Json>,
+    /// Action steps that failed because their key had answered another request: the
+    /// digest of that request's arguments.
+    conflicts: FxHashMap<SmolStr, String>,
     pub(crate) systems: Vec<SmolStr>,
     /// Recorded `action_started` events after which the run was cut off (a crash while the
     /// handler ran): the next command started the action again, with the same key.
@@ -71,6 +74,7 @@ impl Recorded {
             called: Vec::new(),
             actions: FxHashMap::default(),
             reused: FxHashMap::default(),
+            conflicts: FxHashMap::default(),
             systems: Vec::new(),
             cut_off: FxHashSet::default(),
         };
@@ -113,6 +117,9 @@ impl Recorded {
                     };
                     recorded.actions.insert(key.clone(), result);
                     recorded.systems.push(system.clone());
+                }
+                Some(Event::Failed { node, key_used_for: Some(other), .. }) => {
+                    recorded.conflicts.insert(node.clone(), other.clone());
                 }
                 Some(Event::ActionCompleted { key, result, reused: true, .. }) => {
                     recorded.reused.insert(key.clone(), result.to_json());
@@ -294,8 +301,13 @@ impl Journal for Collect<'_> {
         Ok(())
     }
 
-    fn action_result(&mut self, _system: &str, key: &str) -> Result<Option<Json>, String> {
-        Ok(self.recorded.reused.get(key).cloned())
+    fn action_result(&mut self, step: &str, _system: &str, key: &str) -> Result<Option<engine::Earlier>, String> {
+        // The recording shows the reuse (its request was checked when it was recorded), or
+        // that the key had answered another request.
+        if let Some(other) = self.recorded.conflicts.get(step) {
+            return Ok(Some(engine::Earlier { result: Json::Null, args: Some(other.clone()) }));
+        }
+        Ok(self.recorded.reused.get(key).map(|result| engine::Earlier { result: result.clone(), args: None }))
     }
 }
 

@@ -235,6 +235,10 @@ pub struct Runtime {
     provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
     systems: BTreeMap<String, Arc<dyn ActionHandler>>,
     signing: Option<SigningKey>,
+    /// The public keys (hex) whose signatures this runtime believes: its own, and those
+    /// trusted besides (earlier keys of the deployment). Empty: any key whose signature
+    /// verifies (integrity, without knowing who signed).
+    trusted: Vec<String>,
     plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
     /// The environment recorded in each run, by plan hash.
     environments: Mutex<BTreeMap<String, Arc<Environment>>>,
@@ -313,6 +317,7 @@ impl Runtime {
             provider_kinds: BTreeMap::new(),
             systems: BTreeMap::new(),
             signing: None,
+            trusted: Vec::new(),
             plans: Mutex::new(BTreeMap::new()),
             environments: Mutex::new(BTreeMap::new()),
             engine: Engine::default(),
@@ -350,7 +355,51 @@ impl Runtime {
 
     /// Signs the head of every run started from now on with this key.
     pub fn set_signing_key(&mut self, key: SigningKey) {
+        self.trust_key(&evidence::public_key_hex(&key));
         self.signing = Some(key);
+    }
+
+    /// Believes signatures by this public key (hex) too: a key the deployment signed with
+    /// before. Once a runtime has a key or trusts one, a run, checkpoint or shadow signed by
+    /// any other key is refused.
+    pub fn trust_key(&mut self, public_key: &str) {
+        if !self.trusted.iter().any(|k| k == public_key) {
+            self.trusted.push(public_key.to_owned());
+        }
+    }
+
+    /// Whether a signature by `public_key` is believed.
+    pub(crate) fn believes(&self, public_key: &str) -> bool {
+        self.trusted.is_empty() || self.trusted.iter().any(|k| k == public_key)
+    }
+
+    /// Whether this runtime signs evidence.
+    pub(crate) fn signs(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Checks a stored shadow's signature: by a key this runtime believes, over the
+    /// shadow's digest; a runtime that signs believes no unsigned shadow.
+    pub(crate) fn check_shadow(&self, shadow: &ShadowRecord) -> Result<()> {
+        let digest = shadow.digest();
+        let what = format!("the shadow of run `{}` by candidate {}", shadow.run, shadow.candidate);
+        match &shadow.signature {
+            None if self.signs() => {
+                Err(Error::Environment(format!("{what} is not signed, but this deployment signs evidence")))
+            }
+            None => Ok(()),
+            Some(_) if self.trusted.is_empty() => Ok(()),
+            Some(signature) => {
+                if self.trusted.iter().any(|key| crate::checkpoint::shadow_signature_verifies(key, &digest, signature))
+                {
+                    Ok(())
+                } else {
+                    Err(Error::Environment(format!(
+                        "{what} is not signed by a key this deployment trusts: the store was changed"
+                    )))
+                }
+            }
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -454,7 +503,7 @@ impl Runtime {
             }
             None => self
                 .store
-                .record_refusal(&now().to_string(), &who.id, operation, &grant, &message)
+                .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signing.as_ref())
                 .map_err(|e| e.to_string()),
         };
         match recorded {
@@ -560,8 +609,9 @@ impl Runtime {
             });
         }
         let started = self.started(an, who, inputs, options, durable)?;
-        let created = if durable { now().to_string() } else { String::new() };
-        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), created);
+        // A stored run's creation is the time of its first commit, which its first event
+        // records.
+        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), String::new());
         loaded.log.durable = durable;
         loaded.record(an, Event::Started(Box::new(started)));
         self.advance(an, &mut loaded)?;
@@ -664,7 +714,9 @@ impl Runtime {
         }
         let an = self.plan(&record.plan)?;
         let events = self.store.events(run)?;
+        let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
         let decoded = self.verified(&an, &record, events)?;
+        self.believed(&record, &decoded, &first_at)?;
         let mut loaded = Loaded::new(&an, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
@@ -675,6 +727,93 @@ impl Runtime {
         }
         loaded.state.status = record.status;
         Ok((an, loaded, decoded))
+    }
+
+    /// Checks what the store says of a run outside its chain against the chain: the run,
+    /// plan, flow, starter and creation its first event records, the status its events
+    /// lead to, and the signature of its head (by a key this runtime believes; a runtime
+    /// that signs believes no unsigned run).
+    fn believed(&self, record: &RunRecord, events: &[Event<Value>], first_at: &str) -> Result<()> {
+        let run = record.id.as_str();
+        let corrupted = |what: String| {
+            Err(Error::Environment(format!("the record of run `{run}` in the store {what}: the store was changed")))
+        };
+        let Some(Event::Started(started)) = events.first() else {
+            return corrupted("does not begin with its start".to_owned());
+        };
+        if started.run != record.id
+            || *started.plan != *record.plan
+            || started.flow != record.flow
+            || started.principal != record.principal
+            || record.created != first_at
+        {
+            return corrupted(
+                "does not match the start its events record (run, plan, flow, who started it or when)".to_owned(),
+            );
+        }
+        let status = status_of(events);
+        if status != record.status {
+            return corrupted(format!(
+                "says it is {}, but its events leave it {}",
+                record.status.as_str(),
+                status.as_str()
+            ));
+        }
+        match (&started.signing_key, &record.signature) {
+            (Some(key), Some(signature)) => {
+                if !self.believes(key) {
+                    return Err(Error::Environment(format!(
+                        "run `{run}` is signed with the key {key}, which this deployment does not trust \
+                         (`[evidence] trusted_keys`)"
+                    )));
+                }
+                if !evidence::head_signature_verifies(key, &record.head, signature) {
+                    return corrupted("has a head whose signature does not verify".to_owned());
+                }
+            }
+            (Some(_), None) => return corrupted("is signed, but its head has no signature".to_owned()),
+            (None, _) if self.signing.is_some() => {
+                return Err(Error::Environment(format!(
+                    "run `{run}` is not signed, but this deployment signs evidence: it was started without the \
+                     key, or its signature was removed; it is not believed"
+                )));
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    /// The result recorded for an action's idempotency key, checked against the evidence of
+    /// the run that recorded it: that run's chain (and signature) verifies, and its event
+    /// says the same, for the same call.
+    fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
+        let (_, _, events) = self.load_events(&stored.run, false)?;
+        let forged = || {
+            Err(Error::Environment(format!(
+                "the result stored for idempotency key `{}` of system `{}` is not what run `{}` recorded: the \
+                 store was changed",
+                stored.key, stored.system, stored.run
+            )))
+        };
+        let at = stored.seq as usize;
+        let Some(Event::ActionCompleted { node, key, result, reused: false }) = events.get(at) else { return forged() };
+        if *key != stored.key || result.to_json() != stored.result {
+            return forged();
+        }
+        let call = events[..at].iter().rev().find_map(|e| match e {
+            Event::ActionStarted { node: n, system, key, args, .. } if n == node => Some((system, key, args)),
+            _ => None,
+        });
+        match call {
+            Some((system, key, args))
+                if *system == stored.system
+                    && *key == stored.key
+                    && evidence::digest(&engine::args_json(args)) == stored.args =>
+            {
+                Ok(())
+            }
+            _ => forged(),
+        }
     }
 
     /// A run's stored events, checked against its record and their hash chain, and read.
@@ -776,8 +915,9 @@ impl Runtime {
             production: whatif.before,
             outcome: whatif.after,
             changes: Json::Array(changes),
+            signature: None,
         };
-        self.store.put_shadow(&shadow)?;
+        self.store.put_shadow(&shadow, self.signing.as_ref())?;
         Ok(shadow)
     }
 
@@ -1110,20 +1250,32 @@ impl Runtime {
         Ok(resumed)
     }
 
-    /// The steps waiting for decisions; with a principal, only those they may decide.
+    /// The steps waiting for decisions; with a principal, only those they may decide. The
+    /// store's list of waiting steps only says which runs to look at: each is loaded (its
+    /// evidence checked) and what it waits for is read from its events.
     pub fn pending(&self, who: Option<&Principal>) -> Result<Vec<Waiting>> {
+        let mut runs: Vec<String> = self.store.waiting()?.into_iter().map(|w| w.run).collect();
+        runs.extend(self.store.runs(Some(Status::Pending))?.into_iter().map(|r| r.id));
+        runs.sort();
+        runs.dedup();
         let mut out = Vec::new();
-        for waiting in self.store.waiting()? {
-            if let Some(who) = who {
-                let record = self.store.run(&waiting.run)?;
-                let Some(record) = record else { continue };
-                let an = self.plan(&record.plan)?;
-                let wanted: Vec<SmolStr> = waiting.roles.iter().map(SmolStr::new).collect();
-                if crate::analysis::roles_used(an.body(), &who.roles, &wanted).is_empty() {
-                    continue;
+        for run in runs {
+            let (an, loaded) = self.load(&run, false)?;
+            for (step, kind, roles) in engine::waiting(&an, &loaded.state) {
+                if let Some(who) = who {
+                    let wanted: Vec<SmolStr> = roles.iter().map(SmolStr::new).collect();
+                    if crate::analysis::roles_used(an.body(), &who.roles, &wanted).is_empty() {
+                        continue;
+                    }
                 }
+                out.push(Waiting {
+                    run: run.clone(),
+                    flow: an.body().flow.name.to_string(),
+                    step: step.to_string(),
+                    kind: kind.to_owned(),
+                    roles,
+                });
             }
-            out.push(waiting);
         }
         Ok(out)
     }
@@ -1150,6 +1302,7 @@ impl Runtime {
             _ => None,
         };
         let exported_at = now().to_string();
+        let log = self.log_proof(&record)?;
         Ok(evidence::bundle(evidence::BundleParts {
             run,
             plan_hash: &record.plan,
@@ -1159,7 +1312,38 @@ impl Runtime {
             exported_by: &who.id,
             views: views.iter().map(|v| v.to_string()).collect(),
             exported_at: &exported_at,
+            log,
         }))
+    }
+
+    /// The inclusion proof of a run's head in the store's log, under its checkpoint, as a
+    /// bundle carries it; `None` when the log does not hold the head (a run stored before
+    /// the log existed cannot be: stores of earlier versions are refused).
+    fn log_proof(&self, record: &RunRecord) -> Result<Option<Json>> {
+        use crate::checkpoint::{Entry, Kind};
+        let entries = self.store.log()?;
+        let Some(checkpoint) = self.store.checkpoint()? else { return Ok(None) };
+        if checkpoint.size != entries.len() as u64 {
+            return Err(Error::Environment(format!(
+                "the store's checkpoint covers {} entries, but its log has {}: the store was changed",
+                checkpoint.size,
+                entries.len()
+            )));
+        }
+        let wanted = Entry { kind: Kind::Run, subject: record.id.clone(), seq: record.seq, hash: record.head.clone() };
+        let Some(index) = entries.iter().rposition(|e| *e == wanted) else {
+            return Err(Error::Environment(format!(
+                "the store's log does not hold the head of run `{}`: the store was changed",
+                record.id
+            )));
+        };
+        let leaves: Vec<[u8; 32]> = entries.iter().map(Entry::leaf).collect();
+        let proof = crate::checkpoint::inclusion_proof(index, &leaves);
+        Ok(Some(serde_json::json!({
+            "index": index,
+            "proof": crate::checkpoint::proof_to_hex(&proof),
+            "checkpoint": checkpoint,
+        })))
     }
 
     /// The run told for a person on one page, redacted for `who` (every labelled value
@@ -1235,6 +1419,20 @@ impl crate::interp::Scope for Inspected<'_> {
     }
 }
 
+/// The status a run's events leave it in: that of its last `settled` event, unless a step
+/// came after it (the run stopped while executing).
+fn status_of(events: &[Event<Value>]) -> Status {
+    let mut status = Status::Running;
+    for event in events {
+        match event {
+            Event::Settled { status: settled, .. } => status = *settled,
+            Event::Refused { .. } | Event::Started(_) => {}
+            _ => status = Status::Running,
+        }
+    }
+    status
+}
+
 /// Checks a run's stored events against its record (their number and head) and their
 /// hash chain.
 fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
@@ -1261,7 +1459,7 @@ fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
 
 /// The type of a value in an event, and its labels when `labelled` (decoding needs only
 /// the type).
-fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
+pub(crate) fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
     let body = an.body();
     let labels = |of: &dyn Fn() -> Vec<SmolStr>| if labelled { of() } else { Vec::new() };
     let place = |text: &str| {
@@ -1374,6 +1572,8 @@ struct Log {
     outputs: BTreeMap<SmolStr, Value>,
     /// What each output carries besides its value (`overridden: g`, `degraded: x`).
     marks: BTreeMap<String, Vec<String>>,
+    /// The digest of the arguments of each action step's latest call, by step.
+    calls: BTreeMap<SmolStr, String>,
     results: Vec<ActionResult>,
     /// False for runs evaluated in memory: committing only notes outputs.
     durable: bool,
@@ -1401,6 +1601,7 @@ impl Loaded {
                 created,
                 outputs: BTreeMap::new(),
                 marks: BTreeMap::new(),
+                calls: BTreeMap::new(),
                 results: Vec::new(),
                 durable: true,
             },
@@ -1413,6 +1614,9 @@ impl Log {
     fn observe(&mut self, event: &Event<Value>) {
         match event {
             Event::Started(started) => self.signing_key = started.signing_key.clone(),
+            Event::ActionStarted { node, args, .. } if self.durable => {
+                self.calls.insert(node.clone(), evidence::digest(&engine::args_json(args)));
+            }
             Event::Emitted { node, value, marks } => {
                 self.outputs.insert(node.clone(), value.clone());
                 if !marks.is_empty() {
@@ -1437,9 +1641,13 @@ impl Log {
         let mut stored = Vec::with_capacity(self.pending.len());
         let mut head = self.head.clone();
         let at = now().to_string();
+        if self.seq == 0 {
+            self.created = at.clone();
+        }
         let pending = std::mem::take(&mut self.pending);
         for (i, event) in pending.into_iter().enumerate() {
             self.observe(&event);
+            let seq = self.seq + i as u64;
             if let Event::ActionCompleted { node, key, result, reused: false } = &event
                 && let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind)
             {
@@ -1447,9 +1655,11 @@ impl Log {
                     system: system.to_string(),
                     key: key.clone(),
                     result: result.to_json(),
+                    run: state.run.clone(),
+                    seq,
+                    args: self.calls.get(node).cloned().unwrap_or_default(),
                 });
             }
-            let seq = self.seq + i as u64;
             let body = encode_event(an, event);
             let hash = evidence::event_hash(&head, seq, &at, &body);
             stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
@@ -1492,7 +1702,14 @@ impl Log {
                 roles,
             })
             .collect();
-        runtime.store.append(&record, self.seq, &stored, &waiting, &self.results)?;
+        runtime.store.append(&crate::store::Commit {
+            run: &record,
+            expected_seq: self.seq,
+            events: &stored,
+            waiting: &waiting,
+            results: &self.results,
+            key: runtime.signing.as_ref(),
+        })?;
         self.results.clear();
         self.seq = record.seq;
         self.head = head;
@@ -1524,7 +1741,16 @@ impl Journal for RunJournal<'_> {
         self.log.durable
     }
 
-    fn action_result(&mut self, system: &str, key: &str) -> std::result::Result<Option<Json>, String> {
-        self.runtime.store.action_result(system, key).map_err(|e| e.to_string())
+    fn action_result(
+        &mut self,
+        _step: &str,
+        system: &str,
+        key: &str,
+    ) -> std::result::Result<Option<engine::Earlier>, String> {
+        let Some(stored) = self.runtime.store.action_result(system, key).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        self.runtime.recorded_result(&stored).map_err(|e| e.to_string())?;
+        Ok(Some(engine::Earlier { result: stored.result, args: Some(stored.args) }))
     }
 }

@@ -84,6 +84,18 @@ pub struct ShadowRecord {
     /// The steps whose results differ: `[{"node", "before", "after"}]`, values with their
     /// label marks (redacted when shown).
     pub changes: Json,
+    /// The signature of [`ShadowRecord::digest`] by the deployment's key, hex, when it signs.
+    pub signature: Option<String>,
+}
+
+impl ShadowRecord {
+    /// The Merkle digest of the record (everything but its signature).
+    pub fn digest(&self) -> String {
+        crate::evidence::digest(&serde_json::json!({
+            "run": self.run, "candidate": self.candidate, "flow": self.flow, "created": self.created,
+            "production": self.production, "outcome": self.outcome, "changes": self.changes,
+        }))
+    }
 }
 
 /// A step waiting for a decision.
@@ -98,12 +110,46 @@ pub struct Waiting {
     pub roles: Vec<String>,
 }
 
-/// The result of an action, by system and idempotency key.
+/// The result of an action, by system and idempotency key, with where it was recorded:
+/// the run, and the number of its `action_completed` event, so that whoever reuses it can
+/// check it against that run's chain; and the digest of the arguments it was called with,
+/// so that a key is never reused for another request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionResult {
     pub system: String,
     pub key: String,
     pub result: Json,
+    pub run: String,
+    pub seq: u64,
+    /// The digest of the call's arguments (`evidence::digest` of their JSON).
+    pub args: String,
+}
+
+/// A refusal that belongs to no run (starting one), in the store's chain of such refusals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub seq: u64,
+    pub at: String,
+    pub principal: String,
+    pub operation: String,
+    pub grant: String,
+    pub message: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// One change of a run, as [`Store::append`] stores it atomically.
+pub struct Commit<'a> {
+    pub run: &'a RunRecord,
+    /// The number of events the run has before this commit (0: a new run).
+    pub expected_seq: u64,
+    pub events: &'a [StoredEvent],
+    /// What the run waits for now (replacing what it waited for).
+    pub waiting: &'a [Waiting],
+    /// The results of actions it got.
+    pub results: &'a [ActionResult],
+    /// Signs the store's new checkpoint, when the deployment signs evidence.
+    pub key: Option<&'a ed25519_dalek::SigningKey>,
 }
 
 #[derive(Debug)]
@@ -129,17 +175,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Store: Send + Sync {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()>;
     fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>>;
-    /// Appends `events` to run `run.id` (creating it when `expected_seq` is 0) and replaces
-    /// its record, what it waits for, and adds action results, atomically; fails with
+    /// Appends the commit's events to its run (creating it when `expected_seq` is 0),
+    /// replaces its record and what it waits for, adds its action results, and appends the
+    /// run's new head to the log with a new checkpoint, atomically; fails with
     /// [`StoreError::Conflict`] when the run has other than `expected_seq` events.
-    fn append(
-        &self,
-        run: &RunRecord,
-        expected_seq: u64,
-        events: &[StoredEvent],
-        waiting: &[Waiting],
-        results: &[ActionResult],
-    ) -> Result<()>;
+    fn append(&self, commit: &Commit<'_>) -> Result<()>;
     fn run(&self, id: &str) -> Result<Option<RunRecord>>;
     /// The runs with this status (every run with `None`), oldest first.
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
@@ -151,15 +191,21 @@ pub trait Store: Send + Sync {
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()>;
     /// Every waiting step, by run and step.
     fn waiting(&self) -> Result<Vec<Waiting>>;
-    fn action_result(&self, system: &str, key: &str) -> Result<Option<Json>>;
-    /// Records a refused operation that belongs to no run (starting one).
-    fn record_refusal(&self, at: &str, principal: &str, operation: &str, grant: &str, message: &str) -> Result<()>;
-    /// Refusals that belong to no run: `(at, principal, operation, grant, message)`.
-    fn refusals(&self) -> Result<Vec<[String; 5]>>;
-    /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate).
-    fn put_shadow(&self, shadow: &ShadowRecord) -> Result<()>;
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
+    /// Records a refused operation that belongs to no run (starting one): `[at, principal,
+    /// operation, grant, message]`, chained to the refusals before it, and logs it.
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()>;
+    /// Refusals that belong to no run, in their chain's order.
+    fn refusals(&self) -> Result<Vec<Refusal>>;
+    /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
+    /// its signature when `key` is given, and logs its digest.
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<&ed25519_dalek::SigningKey>) -> Result<()>;
     /// The shadow runs, oldest first: all of them, or those of one run.
     fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>>;
+    /// Every entry of the store's log, in order.
+    fn log(&self) -> Result<Vec<crate::checkpoint::Entry>>;
+    /// The log's latest checkpoint (`None` for an empty store).
+    fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>>;
 }
 
 /// The embedded store: one SQLite file in WAL mode (`.flow/runs.db` for the CLI), or memory.
@@ -167,7 +213,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS plans (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
@@ -186,16 +232,74 @@ CREATE TABLE IF NOT EXISTS waiting (
   PRIMARY KEY (run, step)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS action_results (
-  system TEXT NOT NULL, key TEXT NOT NULL, result TEXT NOT NULL, PRIMARY KEY (system, key)
+  system TEXT NOT NULL, key TEXT NOT NULL, result TEXT NOT NULL, run TEXT NOT NULL, seq INTEGER NOT NULL,
+  args TEXT NOT NULL, PRIMARY KEY (system, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refusals (
-  at TEXT NOT NULL, principal TEXT NOT NULL, operation TEXT NOT NULL, grant TEXT NOT NULL, message TEXT NOT NULL
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, principal TEXT NOT NULL, operation TEXT NOT NULL,
+  grant TEXT NOT NULL, message TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS shadows (
   run TEXT NOT NULL, candidate TEXT NOT NULL, flow TEXT NOT NULL, created TEXT NOT NULL,
-  production TEXT NOT NULL, outcome TEXT NOT NULL, changes TEXT NOT NULL, PRIMARY KEY (run, candidate)
+  production TEXT NOT NULL, outcome TEXT NOT NULL, changes TEXT NOT NULL, signature TEXT,
+  PRIMARY KEY (run, candidate)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+  n INTEGER PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoint (
+  id INTEGER PRIMARY KEY CHECK (id = 0), size INTEGER NOT NULL, root TEXT NOT NULL, at TEXT NOT NULL,
+  public_key TEXT, signature TEXT, frontier TEXT NOT NULL
+);
 ";
+
+/// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
+fn log_append(
+    tx: &rusqlite::Transaction<'_>,
+    entry: &crate::checkpoint::Entry,
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> Result<()> {
+    use crate::checkpoint::{Checkpoint, Frontier};
+    let write = unusable("cannot write the store's log");
+    let current: Option<(i64, String)> = tx
+        .query_row("SELECT size, frontier FROM checkpoint WHERE id = 0", [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .map_err(&write)?;
+    let mut frontier = match current {
+        None => Frontier::default(),
+        Some((size, text)) => Frontier::from_text(size as u64, &text).ok_or_else(|| {
+            StoreError::Unusable("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
+        })?,
+    };
+    tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut st| {
+            st.execute(params![frontier.size as i64, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash])
+        })
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                StoreError::Unusable("the store's log does not end where its checkpoint says".into())
+            }
+            _ => write(e),
+        })?;
+    frontier.push(entry.leaf());
+    let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key);
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO checkpoint (id, size, root, at, public_key, signature, frontier) \
+         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            checkpoint.size as i64,
+            checkpoint.root,
+            checkpoint.at,
+            checkpoint.public_key,
+            checkpoint.signature,
+            frontier.to_text()
+        ])
+    })
+    .map_err(&write)?;
+    Ok(())
+}
 
 fn unusable(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |error| StoreError::Unusable(format!("{what}: {error}"))
@@ -300,14 +404,8 @@ impl Store for SqliteStore {
             .map_err(unusable("cannot read the plan"))
     }
 
-    fn append(
-        &self,
-        run: &RunRecord,
-        expected_seq: u64,
-        events: &[StoredEvent],
-        waiting: &[Waiting],
-        results: &[ActionResult],
-    ) -> Result<()> {
+    fn append(&self, commit: &Commit<'_>) -> Result<()> {
+        let Commit { run, expected_seq, events, waiting, results, key } = *commit;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -369,9 +467,21 @@ impl Store for SqliteStore {
                 .map_err(&write)?;
         }
         for r in results {
-            tx.prepare_cached("INSERT OR IGNORE INTO action_results (system, key, result) VALUES (?1, ?2, ?3)")
-                .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string()]))
-                .map_err(&write)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO action_results (system, key, result, run, seq, args) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args]))
+            .map_err(&write)?;
+        }
+        if !events.is_empty() {
+            let entry = crate::checkpoint::Entry {
+                kind: crate::checkpoint::Kind::Run,
+                subject: run.id.clone(),
+                seq: run.seq,
+                hash: run.head.clone(),
+            };
+            log_append(&tx, &entry, key)?;
         }
         tx.commit().map_err(unusable("cannot commit to the run store"))
     }
@@ -451,59 +561,151 @@ impl Store for SqliteStore {
         rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
     }
 
-    fn action_result(&self, system: &str, key: &str) -> Result<Option<Json>> {
-        let text: Option<String> = self
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
+        let row: Option<(String, String, i64, String)> = self
             .conn()
-            .query_row("SELECT result FROM action_results WHERE system = ?1 AND key = ?2", [system, key], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT result, run, seq, args FROM action_results WHERE system = ?1 AND key = ?2",
+                [system, key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
             .optional()
             .map_err(unusable("cannot read action results"))?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))
+        row.map(|(text, run, seq, args)| {
+            let result = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))?;
+            Ok(ActionResult { system: system.to_owned(), key: key.to_owned(), result, run, seq: seq as u64, args })
         })
         .transpose()
     }
 
-    fn record_refusal(&self, at: &str, principal: &str, operation: &str, grant: &str, message: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO refusals (at, principal, operation, grant, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                [at, principal, operation, grant, message],
-            )
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()> {
+        let [at, principal, operation, grant, message] = refusal;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot record the refusal"))?;
-        Ok(())
+        let last: Option<(i64, String)> = tx
+            .query_row("SELECT seq, hash FROM refusals ORDER BY seq DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(unusable("cannot read the refusals"))?;
+        let (seq, prev) = last.map_or((0, crate::evidence::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
+        let hash = crate::checkpoint::refusal_hash(&prev, seq, refusal);
+        tx.execute(
+            "INSERT INTO refusals (seq, at, principal, operation, grant, message, prev, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![seq as i64, at, principal, operation, grant, message, prev, hash],
+        )
+        .map_err(unusable("cannot record the refusal"))?;
+        let entry = crate::checkpoint::Entry {
+            kind: crate::checkpoint::Kind::Refusal,
+            subject: "refusals".to_owned(),
+            seq,
+            hash,
+        };
+        log_append(&tx, &entry, key)?;
+        tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
-    fn refusals(&self) -> Result<Vec<[String; 5]>> {
+    fn refusals(&self) -> Result<Vec<Refusal>> {
         let conn = self.conn();
         let mut statement = conn
-            .prepare("SELECT at, principal, operation, grant, message FROM refusals ORDER BY rowid")
+            .prepare("SELECT seq, at, principal, operation, grant, message, prev, hash FROM refusals ORDER BY seq")
             .map_err(unusable("cannot read refusals"))?;
         let rows = statement
-            .query_map([], |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?]))
+            .query_map([], |row| {
+                Ok(Refusal {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    at: row.get(1)?,
+                    principal: row.get(2)?,
+                    operation: row.get(3)?,
+                    grant: row.get(4)?,
+                    message: row.get(5)?,
+                    prev: row.get(6)?,
+                    hash: row.get(7)?,
+                })
+            })
             .map_err(unusable("cannot read refusals"))?;
         rows.map(|r| r.map_err(unusable("cannot read a refusal"))).collect()
     }
 
-    fn put_shadow(&self, shadow: &ShadowRecord) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT OR REPLACE INTO shadows (run, candidate, flow, created, production, outcome, changes) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    shadow.run,
-                    shadow.candidate,
-                    shadow.flow,
-                    shadow.created,
-                    shadow.production,
-                    shadow.outcome,
-                    shadow.changes.to_string()
-                ],
-            )
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<&ed25519_dalek::SigningKey>) -> Result<()> {
+        let digest = shadow.digest();
+        let signature = key.map(|key| crate::checkpoint::sign_shadow(key, &digest));
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot store the shadow run"))?;
-        Ok(())
+        tx.execute(
+            "INSERT OR REPLACE INTO shadows (run, candidate, flow, created, production, outcome, changes, signature) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                shadow.run,
+                shadow.candidate,
+                shadow.flow,
+                shadow.created,
+                shadow.production,
+                shadow.outcome,
+                shadow.changes.to_string(),
+                signature
+            ],
+        )
+        .map_err(unusable("cannot store the shadow run"))?;
+        let entry = crate::checkpoint::Entry {
+            kind: crate::checkpoint::Kind::Shadow,
+            subject: format!("{}/{}", shadow.run, shadow.candidate),
+            seq: 0,
+            hash: digest,
+        };
+        log_append(&tx, &entry, key)?;
+        tx.commit().map_err(unusable("cannot store the shadow run"))
+    }
+
+    fn log(&self) -> Result<Vec<crate::checkpoint::Entry>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT n, kind, subject, seq, hash FROM log ORDER BY n")
+            .map_err(unusable("cannot read the log"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(unusable("cannot read the log"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (n, kind, subject, seq, hash) = row.map_err(unusable("cannot read the log"))?;
+            let kind = crate::checkpoint::Kind::parse(&kind).ok_or_else(|| {
+                StoreError::Unusable(format!("entry {n} of the store's log has an unknown kind `{kind}`"))
+            })?;
+            if n as usize != out.len() {
+                return Err(StoreError::Unusable(format!("the store's log has no entry {}", out.len())));
+            }
+            out.push(crate::checkpoint::Entry { kind, subject, seq: seq as u64, hash });
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>> {
+        self.conn()
+            .query_row("SELECT size, root, at, public_key, signature FROM checkpoint WHERE id = 0", [], |row| {
+                Ok(crate::checkpoint::Checkpoint {
+                    size: row.get::<_, i64>(0)? as u64,
+                    root: row.get(1)?,
+                    at: row.get(2)?,
+                    public_key: row.get(3)?,
+                    signature: row.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(unusable("cannot read the store's checkpoint"))
     }
 
     fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
@@ -511,8 +713,8 @@ impl Store for SqliteStore {
         let which = if run.is_some() { "WHERE run = ?1" } else { "WHERE ?1 IS NULL" };
         let mut statement = conn
             .prepare(&format!(
-                "SELECT run, candidate, flow, created, production, outcome, changes FROM shadows {which} \
-                 ORDER BY created, run"
+                "SELECT run, candidate, flow, created, production, outcome, changes, signature FROM shadows \
+                 {which} ORDER BY created, run"
             ))
             .map_err(unusable("cannot read the shadow runs"))?;
         let rows = statement
@@ -526,6 +728,7 @@ impl Store for SqliteStore {
                         production: row.get(4)?,
                         outcome: row.get(5)?,
                         changes: Json::Null,
+                        signature: row.get(7)?,
                     },
                     row.get::<_, String>(6)?,
                 ))

@@ -1,0 +1,199 @@
+//! The store-wide audit (`flowc audit`): every run's evidence as loading checks it, and the
+//! store's log against everything it records — so that a run deleted or rolled back to an
+//! earlier head, a refusal removed, a shadow changed, or a log rewritten is found.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, Entry, Frontier, Kind};
+use crate::runtime::{Result, Runtime};
+
+/// What an audit found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// Runs whose evidence was checked.
+    pub runs: usize,
+    /// Entries of the store's log.
+    pub log: u64,
+    pub refusals: usize,
+    pub shadows: usize,
+    /// The store's checkpoint, as an auditor keeps it to compare with later audits.
+    pub checkpoint: Option<Checkpoint>,
+    /// Every problem found, in words.
+    pub problems: Vec<String>,
+}
+
+impl Audit {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Runtime {
+    /// Audits the whole store: every run loads as it would to be shown or changed (chain,
+    /// record, signature), the log's checkpoint is the root of its entries (and its
+    /// signature verifies, by a key this runtime believes), the last entry of every run is
+    /// that run's head and every run in the log is still in the store, the refusals' chain
+    /// and the shadows match their entries; with `earlier`, a checkpoint kept from an
+    /// earlier audit (or a bundle's), the log still begins with what that checkpoint covered.
+    pub fn audit(&self, earlier: Option<&Checkpoint>) -> Result<Audit> {
+        let store = self.store();
+        let mut audit = Audit::default();
+        let records = store.runs(None)?;
+        audit.runs = records.len();
+        for record in &records {
+            if let Err(error) = self.load_events(&record.id, false) {
+                audit.problems.push(error.to_string());
+            }
+        }
+        let entries = store.log()?;
+        audit.log = entries.len() as u64;
+        let checkpoint = store.checkpoint()?;
+        let leaves: Vec<[u8; 32]> = entries.iter().map(Entry::leaf).collect();
+        let mut frontier = Frontier::default();
+        for leaf in &leaves {
+            frontier.push(*leaf);
+        }
+        match &checkpoint {
+            None if !entries.is_empty() || !records.is_empty() => {
+                audit.problems.push("the store has no checkpoint of its log".to_owned())
+            }
+            None => {}
+            Some(checkpoint) => {
+                if checkpoint.size != frontier.size || checkpoint.root_bytes() != Some(frontier.root()) {
+                    audit.problems.push(format!(
+                        "the store's checkpoint (size {}, root {}) is not the root of its log ({} entries): the log \
+                         was changed",
+                        checkpoint.size, checkpoint.root, frontier.size
+                    ));
+                }
+                self.check_signed(checkpoint, "the store's checkpoint", &mut audit.problems);
+            }
+        }
+        if let Some(earlier) = earlier {
+            check_extends(earlier, &leaves, &mut audit.problems);
+            self.check_signed(earlier, "the earlier checkpoint", &mut audit.problems);
+        }
+        audit.checkpoint = checkpoint;
+
+        // The last entry of each subject, and runs' heads only ever moving forward.
+        let mut last: BTreeMap<(Kind, &str), &Entry> = BTreeMap::new();
+        for entry in &entries {
+            if entry.kind == Kind::Run
+                && let Some(before) = last.get(&(Kind::Run, entry.subject.as_str()))
+                && before.seq >= entry.seq
+            {
+                audit.problems.push(format!(
+                    "the store's log has run `{}` go back from {} events to {}",
+                    entry.subject, before.seq, entry.seq
+                ));
+            }
+            last.insert((entry.kind, entry.subject.as_str()), entry);
+        }
+        let mut logged_runs: Vec<&str> =
+            last.keys().filter(|(kind, _)| *kind == Kind::Run).map(|(_, subject)| *subject).collect();
+        for record in &records {
+            match last.get(&(Kind::Run, record.id.as_str())) {
+                None => audit.problems.push(format!("run `{}` is not in the store's log", record.id)),
+                Some(entry) if entry.seq != record.seq || entry.hash != record.head => audit.problems.push(format!(
+                    "run `{}` has {} events and head {}, but the store's log last recorded {} events and head {}: \
+                     it was rolled back or changed",
+                    record.id, record.seq, record.head, entry.seq, entry.hash
+                )),
+                Some(_) => {}
+            }
+            logged_runs.retain(|r| *r != record.id);
+        }
+        for missing in logged_runs {
+            audit.problems.push(format!("run `{missing}` is in the store's log but not in the store: it was deleted"));
+        }
+
+        let refusals = store.refusals()?;
+        audit.refusals = refusals.len();
+        let mut prev = crate::evidence::GENESIS.to_owned();
+        for (i, refusal) in refusals.iter().enumerate() {
+            let parts = [
+                refusal.at.as_str(),
+                refusal.principal.as_str(),
+                refusal.operation.as_str(),
+                refusal.grant.as_str(),
+                refusal.message.as_str(),
+            ];
+            if refusal.seq != i as u64
+                || refusal.prev != prev
+                || refusal.hash != crate::checkpoint::refusal_hash(&prev, refusal.seq, parts)
+            {
+                audit.problems.push(format!("refusal {i} does not match the refusals' chain: it was changed"));
+            }
+            prev = refusal.hash.clone();
+        }
+        let logged_refusals = entries.iter().filter(|e| e.kind == Kind::Refusal).count();
+        match last.get(&(Kind::Refusal, "refusals")) {
+            Some(entry) if logged_refusals == refusals.len() && entry.hash == prev => {}
+            None if refusals.is_empty() => {}
+            _ => audit.problems.push(format!(
+                "the store holds {} refusals, but its log recorded {logged_refusals}: refusals were removed or changed",
+                refusals.len()
+            )),
+        }
+
+        let shadows = store.shadows(None)?;
+        audit.shadows = shadows.len();
+        let mut logged_shadows: Vec<&str> =
+            last.keys().filter(|(kind, _)| *kind == Kind::Shadow).map(|(_, subject)| *subject).collect();
+        for shadow in &shadows {
+            let subject = format!("{}/{}", shadow.run, shadow.candidate);
+            let digest = shadow.digest();
+            match last.get(&(Kind::Shadow, subject.as_str())) {
+                Some(entry) if entry.hash == digest => {}
+                _ => audit.problems.push(format!(
+                    "the shadow of run `{}` by candidate {} is not the one the store's log recorded: it was changed",
+                    shadow.run, shadow.candidate
+                )),
+            }
+            if let Err(error) = self.check_shadow(shadow) {
+                audit.problems.push(error.to_string());
+            }
+            logged_shadows.retain(|s| *s != subject);
+        }
+        for missing in logged_shadows {
+            audit
+                .problems
+                .push(format!("the shadow {missing} is in the store's log but not in the store: it was deleted"));
+        }
+        Ok(audit)
+    }
+
+    /// Notes in `problems` a checkpoint that should be signed and is not, or whose
+    /// signature does not verify or is by a key this runtime does not believe.
+    fn check_signed(&self, checkpoint: &Checkpoint, what: &str, problems: &mut Vec<String>) {
+        match &checkpoint.public_key {
+            None if self.signs() => problems.push(format!("{what} is not signed, but this deployment signs evidence")),
+            None => {}
+            Some(key) if !self.believes(key) => {
+                problems.push(format!("{what} is signed by the key {key}, which this deployment does not trust"))
+            }
+            Some(_) if !checkpoint.signature_verifies() => {
+                problems.push(format!("the signature of {what} does not verify"))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Notes in `problems` where the log does not begin with what `earlier` covered.
+fn check_extends(earlier: &Checkpoint, leaves: &[[u8; 32]], problems: &mut Vec<String>) {
+    let size = earlier.size as usize;
+    if size > leaves.len() {
+        problems.push(format!(
+            "the earlier checkpoint covers {size} entries, but the store's log has only {}: entries were removed",
+            leaves.len()
+        ));
+    } else if earlier.root_bytes() != Some(crate::checkpoint::root(&leaves[..size])) {
+        problems.push(format!(
+            "the store's log does not begin with the {size} entries the earlier checkpoint covered: the log was \
+             rewritten"
+        ));
+    }
+}

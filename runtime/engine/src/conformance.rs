@@ -1,0 +1,296 @@
+//! Whether a run's events are events of its plan, as evidence JSON (possibly redacted):
+//! each is an event this runtime writes, about a node of the plan of the right kind, in an
+//! order the plan allows (a step after everything it waits for, a decision on a step that
+//! waits for it, nothing after the run ended), and every value is marked with exactly the
+//! labels the plan gives it — so a redaction marker can stand only where the plan labels
+//! a value, with those labels, never in place of who decided or of an unlabelled value.
+
+use flow_ir::NodeId;
+use flow_ir::plan::{GateLevel, NodeKind, PlanBody};
+use flow_ir::ty::Ty;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+use crate::analysis::Analysis;
+use crate::event::Event;
+
+/// The problems of `events` (bodies, in order) against the plan of `an`, each naming the
+/// event (from 0) it is about.
+pub fn problems(an: &Analysis, events: &[Json]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut order = Order::new(an);
+    for (i, body) in events.iter().enumerate() {
+        let event: Event<Json> = match serde_json::from_value(body.clone()) {
+            Ok(event) => event,
+            Err(error) => {
+                out.push(format!("event {i} is not an event of a run: {error}"));
+                continue;
+            }
+        };
+        if let Some(node) = event.node()
+            && an.plan.node_id(node).is_none()
+        {
+            out.push(format!("event {i} is about `{node}`, which is not a step of the plan"));
+            continue;
+        }
+        if let Event::Failed { node, returned: Some(returned), .. } = &event {
+            let ty = an.body().node(node).map(|n| n.ty.unwrap_optional().clone()).unwrap_or(Ty::Nothing);
+            let labels = an.type_labels(&ty);
+            if let Err(why) = wrapped(returned, &labels, &mut |_| Ok(())) {
+                out.push(format!("event {i}: what the handler of `{node}` returned {why}"));
+            }
+        }
+        let mut marks: Vec<String> = Vec::new();
+        let _ = event.clone().map_values(&mut |slot, json: Json| -> Result<(), ()> {
+            match crate::runtime::slot_type(an, slot, true) {
+                None => marks.push(format!("has a value the plan gives no type ({slot:?})")),
+                Some((ty, labels)) => {
+                    if let Err(why) = marked(an.body(), &json, &ty, &labels) {
+                        marks.push(format!("{} {why}", place(slot)));
+                    }
+                }
+            }
+            Ok(())
+        });
+        out.extend(marks.into_iter().map(|m| format!("event {i}: {m}")));
+        if let Err(why) = order.next(i, &event) {
+            out.push(format!("event {i} {why}"));
+        }
+    }
+    out
+}
+
+fn place(slot: crate::event::Slot<'_>) -> String {
+    use crate::event::Slot;
+    match slot {
+        Slot::Input(n) => format!("input `{n}`"),
+        Slot::Param(n) => format!("param `{n}`"),
+        Slot::Node(n) => format!("the value of `{n}`"),
+        Slot::Output(n) => format!("output `{n}`"),
+        Slot::Operand(n, p) => format!("operand `{p}` of `{n}`"),
+        Slot::ModelArg(n, a) => format!("argument `{a}` of `{n}`"),
+        Slot::ActionArg(n, a) => format!("argument `{a}` of `{n}`"),
+        Slot::Edit(f) => format!("edit of `{f}`"),
+    }
+}
+
+fn marker_keys(object: &serde_json::Map<String, Json>) -> bool {
+    object.contains_key("$labels") || object.contains_key("$value") || object.contains_key("$redacted")
+}
+
+/// Whether `json` is `{"$labels": labels, "$value": v}` (then `inner(v)`) or the redaction
+/// marker `{"$labels": labels, "$redacted": "blake3:…"}`.
+fn wrapped(json: &Json, labels: &[SmolStr], inner: &mut dyn FnMut(&Json) -> Result<(), String>) -> Result<(), String> {
+    let Some(object) = json.as_object().filter(|o| o.contains_key("$labels")) else {
+        return Err(format!("is not marked with the labels the plan gives it ({})", names(labels)));
+    };
+    let mut marked: Vec<&str> = object["$labels"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+    marked.sort_unstable();
+    marked.dedup();
+    let mut wanted: Vec<&str> = labels.iter().map(SmolStr::as_str).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if marked != wanted {
+        return Err(format!("is marked {}, but the plan gives it {}", marked.join(", "), names(labels)));
+    }
+    match (object.get("$value"), object.get("$redacted")) {
+        (Some(value), None) if object.len() == 2 => inner(value),
+        (None, Some(Json::String(digest))) if object.len() == 2 && is_digest(digest) => Ok(()),
+        _ => Err("is marked, but is neither a labelled value nor a redaction marker".to_owned()),
+    }
+}
+
+fn is_digest(text: &str) -> bool {
+    text.strip_prefix("blake3:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn names(labels: &[SmolStr]) -> String {
+    if labels.is_empty() { "no label".to_owned() } else { labels.join(", ") }
+}
+
+/// Whether a value of type `ty` carrying `labels` is written as the runtime writes it:
+/// wrapped with exactly those labels (or redacted for them), and inside, each record field
+/// wrapped with exactly its declared labels; nothing else marked or redacted.
+fn marked(body: &PlanBody, json: &Json, ty: &Ty, labels: &[SmolStr]) -> Result<(), String> {
+    if !labels.is_empty() {
+        return wrapped(json, labels, &mut |inner| marked(body, inner, ty, &[]));
+    }
+    match (json, ty.unwrap_optional()) {
+        (Json::Object(object), _) if marker_keys(object) => {
+            Err("is marked or redacted, but the plan gives it no label".to_owned())
+        }
+        (Json::Object(object), Ty::Named(name)) if body.record(name).is_some() => {
+            let record = body.record(name).expect("checked above");
+            for (field_name, value) in object {
+                let Some(field) = record.field(field_name) else {
+                    return Err(format!("has a field `{field_name}` that `{name}` does not declare"));
+                };
+                marked(body, value, &field.ty, &field.labels).map_err(|why| format!("field `{field_name}` {why}"))?;
+            }
+            Ok(())
+        }
+        (Json::Array(items), Ty::List(item)) => items.iter().try_for_each(|v| marked(body, v, item, &[])),
+        (Json::Object(object), _) => {
+            // A value of another type written as an object (a review's or approval's record):
+            // nothing in it may be marked.
+            if object.values().any(has_marks) {
+                Err("has a part marked the plan does not label".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+        (Json::Array(items), _) => {
+            if items.iter().any(has_marks) {
+                Err("has a part marked the plan does not label".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn has_marks(json: &Json) -> bool {
+    match json {
+        Json::Object(object) => marker_keys(object) || object.values().any(has_marks),
+        Json::Array(items) => items.iter().any(has_marks),
+        _ => false,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotRun,
+    Started,
+    Waiting,
+    Blocked,
+    Done,
+}
+
+/// Where each node stands as the events go by.
+struct Order<'a> {
+    an: &'a Analysis,
+    phases: Vec<Phase>,
+    /// The run ended (rejected or failed): only `settled` and refusals may follow.
+    ended: bool,
+}
+
+impl<'a> Order<'a> {
+    fn new(an: &'a Analysis) -> Order<'a> {
+        Order { an, phases: vec![Phase::NotRun; an.body().nodes.len()], ended: false }
+    }
+
+    fn ready(&self, id: NodeId) -> bool {
+        self.an.plan.predecessors(id).iter().all(|(p, _)| self.phases[p.index()] == Phase::Done)
+    }
+
+    /// Takes event `i` into account, or says why it cannot come now.
+    fn next(&mut self, i: usize, event: &Event<Json>) -> Result<(), String> {
+        match event {
+            Event::Started(_) if i == 0 => {
+                for (n, node) in self.an.body().nodes.iter().enumerate() {
+                    if matches!(node.kind, NodeKind::Input { .. } | NodeKind::Param { .. }) {
+                        self.phases[n] = Phase::Done;
+                    }
+                }
+                return Ok(());
+            }
+            Event::Started(_) => return Err("starts the run again".to_owned()),
+            _ if i == 0 => return Err("comes before the run's start".to_owned()),
+            Event::Refused { .. } | Event::Settled { .. } => return Ok(()),
+            _ if self.ended => return Err("comes after the run ended".to_owned()),
+            _ => {}
+        }
+        let Some(node) = event.node() else { return Ok(()) };
+        let Some(id) = self.an.plan.node_id(node) else { return Ok(()) };
+        let n = id.index();
+        let kind = &self.an.plan.node(id).kind;
+        let phase = self.phases[n];
+        let blocked = self.phases.contains(&Phase::Blocked);
+        let step = |this: &Self, allowed: bool| -> Result<(), String> {
+            if !allowed {
+                return Err(format!("is not an event of `{node}`, a {}", kind.keyword()));
+            }
+            if blocked {
+                return Err(format!("runs `{node}` while a blocking gate holds the run"));
+            }
+            if phase != Phase::NotRun && phase != Phase::Started {
+                return Err(format!("runs `{node}`, which had already run"));
+            }
+            if !this.ready(id) {
+                return Err(format!("runs `{node}` before what it waits for"));
+            }
+            Ok(())
+        };
+        let decision = |allowed: bool, wanted: Phase| -> Result<(), String> {
+            if !allowed {
+                return Err(format!("is not an event of `{node}`, a {}", kind.keyword()));
+            }
+            if phase != wanted {
+                return Err(format!("decides `{node}`, which was not waiting for it"));
+            }
+            Ok(())
+        };
+        let mut next = Phase::Done;
+        match event {
+            Event::Evaluated { .. } => step(self, matches!(kind, NodeKind::Let { .. }))?,
+            Event::Gate { level, holds, .. } => {
+                let same = matches!(kind, NodeKind::Gate { level: l, .. } if l == level);
+                step(self, same)?;
+                next = match (level, holds) {
+                    (GateLevel::Soft, true) => Phase::Waiting,
+                    (GateLevel::Block, true) => Phase::Blocked,
+                    _ => Phase::Done,
+                };
+            }
+            Event::GateDecided { decision: d, .. } => {
+                decision(matches!(kind, NodeKind::Gate { level: GateLevel::Soft, .. }), Phase::Waiting)?;
+                self.ended |= d.outcome == "reject";
+            }
+            Event::GateOverridden { .. } => {
+                decision(matches!(kind, NodeKind::Gate { level: GateLevel::Block, .. }), Phase::Blocked)?
+            }
+            Event::ModelCalled { .. } => {
+                step(self, matches!(kind, NodeKind::Infer { .. }))?;
+                next = Phase::Started;
+            }
+            Event::Inferred { .. } => step(self, matches!(kind, NodeKind::Infer { .. }))?,
+            Event::ReviewSkipped { .. } => step(self, matches!(kind, NodeKind::Review { condition: Some(_), .. }))?,
+            Event::ReviewOpened { .. } => {
+                step(self, matches!(kind, NodeKind::Review { .. }))?;
+                next = Phase::Waiting;
+            }
+            Event::ReviewDecided { .. } => decision(matches!(kind, NodeKind::Review { .. }), Phase::Waiting)?,
+            Event::ApprovalRequired { .. } => {
+                step(self, matches!(kind, NodeKind::Approval { .. }))?;
+                next = Phase::Waiting;
+            }
+            Event::ApprovalDecided { .. } => {
+                decision(matches!(kind, NodeKind::Approval { .. }), Phase::Waiting)?;
+                next = Phase::Waiting;
+            }
+            Event::ApprovalCompleted { .. } => {
+                // An automatic row completes the approval as it runs.
+                if phase == Phase::NotRun {
+                    step(self, matches!(kind, NodeKind::Approval { .. }))?;
+                } else {
+                    decision(matches!(kind, NodeKind::Approval { .. }), Phase::Waiting)?;
+                }
+            }
+            Event::ActionSkipped { .. } => step(self, matches!(kind, NodeKind::Action { condition: Some(_), .. }))?,
+            Event::ActionStarted { .. } => {
+                step(self, matches!(kind, NodeKind::Action { .. }))?;
+                next = Phase::Started;
+            }
+            Event::ActionCompleted { .. } => step(self, matches!(kind, NodeKind::Action { .. }))?,
+            Event::Emitted { .. } => step(self, matches!(kind, NodeKind::Emit { .. }))?,
+            Event::Failed { .. } => {
+                step(self, true)?;
+                self.ended = true;
+            }
+            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } => {}
+        }
+        self.phases[n] = next;
+        Ok(())
+    }
+}
