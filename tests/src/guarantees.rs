@@ -121,7 +121,7 @@ pub(crate) fn decision(outcome: &str, reason: &str) -> DecisionInput {
 /// A payment flow with every kind of step: rules (a soft gate, a blocking gate, an info
 /// gate), a model that feeds no gate (named to come before the gates in the plan's order
 /// of names), a review, an approval, an action and an output.
-const PAYMENT: &str = r#"
+pub(crate) const PAYMENT: &str = r#"
 role clerk
 role officer
 role manager
@@ -169,11 +169,11 @@ flow pay {
 }
 "#;
 
-fn payment_world() -> Arc<World> {
+pub(crate) fn payment_world() -> Arc<World> {
     World::answering(&[("scorer", json!({"value": 1})), ("book", json!({"number": "B-1"}))])
 }
 
-fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
+pub(crate) fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
     let input = json!({"id": "P-1", "amount": amount, "payee": payee});
     runtime
         .start(an, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &at("2026-12-01T10:00:00Z"))

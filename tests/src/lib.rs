@@ -16,6 +16,8 @@ mod formatting;
 #[cfg(test)]
 mod guarantees;
 #[cfg(test)]
+mod integrity;
+#[cfg(test)]
 mod jit;
 #[cfg(test)]
 mod plans;

@@ -47,6 +47,11 @@ impl Runtime {
                 audit.problems.push(error.to_string());
             }
         }
+        for result in store.action_results()? {
+            if let Err(error) = self.recorded_result(&result) {
+                audit.problems.push(error.to_string());
+            }
+        }
         let entries = store.log()?;
         audit.log = entries.len() as u64;
         let checkpoint = store.checkpoint()?;

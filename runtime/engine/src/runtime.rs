@@ -786,7 +786,7 @@ impl Runtime {
     /// The result recorded for an action's idempotency key, checked against the evidence of
     /// the run that recorded it: that run's chain (and signature) verifies, and its event
     /// says the same, for the same call.
-    fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
+    pub(crate) fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
         let (_, _, events) = self.load_events(&stored.run, false)?;
         let forged = || {
             Err(Error::Environment(format!(

@@ -192,6 +192,8 @@ pub trait Store: Send + Sync {
     /// Every waiting step, by run and step.
     fn waiting(&self) -> Result<Vec<Waiting>>;
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
+    /// Every recorded action result, by system and key.
+    fn action_results(&self) -> Result<Vec<ActionResult>>;
     /// Records a refused operation that belongs to no run (starting one): `[at, principal,
     /// operation, grant, message]`, chained to the refusals before it, and logs it.
     fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()>;
@@ -577,6 +579,33 @@ impl Store for SqliteStore {
             Ok(ActionResult { system: system.to_owned(), key: key.to_owned(), result, run, seq: seq as u64, args })
         })
         .transpose()
+    }
+
+    fn action_results(&self) -> Result<Vec<ActionResult>> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT system, key, result, run, seq, args FROM action_results ORDER BY system, key")
+            .map_err(unusable("cannot read action results"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(unusable("cannot read action results"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (system, key, text, run, seq, args) = row.map_err(unusable("cannot read an action result"))?;
+            let result = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))?;
+            out.push(ActionResult { system, key, result, run, seq: seq as u64, args });
+        }
+        Ok(out)
     }
 
     fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()> {
