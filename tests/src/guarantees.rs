@@ -283,3 +283,162 @@ flow two_gates {
     let view = runtime.decide(&view.run, "a_check", &clerk, &decision("yes", "seen")).expect("decides");
     assert_eq!(view.status, Status::Completed);
 }
+
+/// A provider that fails, repeating what it was sent (as an HTTP error body may).
+struct Echo;
+
+impl ModelProvider for Echo {
+    fn describe(&self) -> String {
+        "echo".to_owned()
+    }
+
+    fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
+        Err(ProviderError { message: format!("cannot score {}", request.input), attempts: 1 })
+    }
+}
+
+/// Redaction everywhere a value can appear: a step's error and a model's failure name no
+/// labelled value to a viewer without the grant — not in the summary, the explanation, the
+/// run's page or the evidence — and show it to one with the grant.
+#[test]
+fn failures_show_labelled_values_only_to_those_who_may_view_them() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role auditor
+type Account { balance: Decimal @pii  holders: Int }
+type Score { value: Int }
+type Out { share: Decimal @pii  score: Int  degraded: Bool }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (balance: Decimal)
+  output Score
+  clearance pii
+}
+flow split {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input account: Account
+  output out: Out
+  access {
+    trigger by clerk
+    view pii by auditor
+    read evidence by auditor, clerk
+  }
+  infer score = scorer(balance: account.balance) fallback Score { value: 0 }
+  // The model fails (its error repeats the balance), its fallback gives 0, and the
+  // division by zero fails the run.
+  let share = account.balance / (account.holders + score.value)
+  emit out = Out { share: share, score: score.value, degraded: degraded(score) }
+}
+"#;
+    let world = World::answering(&[]);
+    let (mut runtime, an) = runtime_with(FLOW, &world);
+    runtime.register_model("scorer", Arc::new(Echo));
+    let clerk = principal("cleo", &["clerk"]);
+    let auditor = principal("ada", &["auditor"]);
+    let account = json!({"balance": "123456.78", "holders": 0});
+    let view = runtime
+        .start(&an, &clerk, &[("account".to_owned(), account)], &at("2026-12-01T10:00:00Z"))
+        .expect("the run starts");
+    assert_eq!(view.status, Status::Failed);
+    let secret = "123456.78";
+    assert!(!view.summary.contains(secret), "{}", view.summary);
+    assert!(view.summary.contains("division by zero"), "{}", view.summary);
+    assert!(!view.why.join("\n").contains(secret), "{:?}", view.why);
+    let status = runtime.status(&view.run, None).expect("status");
+    assert!(!format!("{status:?}").contains(secret), "{status:?}");
+    let hidden = runtime.show(&view.run, Some(&clerk)).expect("shows");
+    assert!(!hidden.contains(secret), "{hidden}");
+    assert!(hidden.contains("[redacted: pii]"), "{hidden}");
+    let bundle = runtime.evidence(&view.run, &clerk).expect("exports");
+    assert!(!bundle.to_string().contains(secret), "{bundle}");
+    flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("still verifies");
+    let shown = runtime.show(&view.run, Some(&auditor)).expect("shows");
+    assert!(shown.contains("division by zero in `123456.78 / 0`"), "{shown}");
+    assert!(hidden.contains("DEGRADED — the fallback gave it ([redacted: pii])"), "{hidden}");
+    assert!(shown.contains("cannot score"), "{shown}");
+}
+
+/// A candidate plan never widens access: its grants cannot show a viewer more than the
+/// run's plan does, a candidate that drops a label is refused, and one that would send the
+/// run's data to a model the run's plan does not declare is refused for live use.
+#[test]
+fn a_candidate_plan_never_widens_access() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role auditor
+type Person { name: Text @pii  age: Int }
+type Score { value: Int }
+type Out { label: Text @pii  adult: Bool }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (age: Int)
+  output Score
+}
+flow vet {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  param adult_age: Int = 18
+  access {
+    trigger by clerk
+    view pii by auditor
+    replay by clerk, auditor
+  }
+  infer score = scorer(age: person.age) fallback Score { value: 0 }
+  emit out = Out { label: "{person.name}: {score.value}", adult: person.age >= adult_age and not degraded(score) }
+}
+"#;
+    let world = World::answering(&[("scorer", json!({"value": 7}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let person = json!({"name": "Ada Lovelace", "age": 36});
+    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &at("2026-12-01T10:00:00Z")).expect("runs");
+    let install = |text: &str| {
+        let checked = crate::check_fixture("main.flow", text.as_bytes());
+        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+        runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs")
+    };
+    let what_if = |plan: &Arc<Analysis>, live: bool| {
+        let changes = flow_runtime::ReplayChanges { plan: Some(plan.clone()), params: Vec::new(), live };
+        runtime.what_if(&view.run, &clerk, &changes)
+    };
+    // Granting itself `view pii`, and changing the output, shows the clerk nothing more.
+    let generous = install(
+        &FLOW
+            .replace("view pii by auditor", "view pii by auditor, clerk")
+            .replace("{person.name}: ", "{person.name} — "),
+    );
+    let whatif = what_if(&generous, false).expect("the what-if runs");
+    assert!(!whatif.changes.is_empty(), "the output changes");
+    let shown = format!("{:?}", whatif.changes);
+    assert!(!shown.contains("Ada"), "{shown}");
+    // Dropping the label is refused.
+    let unlabelled = install(&FLOW.replace("name: Text @pii", "name: Text").replace("label: Text @pii", "label: Text"));
+    let refused = what_if(&unlabelled, false);
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("field `Person.name` loses pii")),
+        "{refused:?}"
+    );
+    // A model of its own would receive the run's data: refused where models are asked.
+    let elsewhere = install(&FLOW.replace("model scorer {", "model scorer2 {").replace("= scorer(", "= scorer2("));
+    assert!(what_if(&elsewhere, false).is_ok(), "without asking models, nothing is sent");
+    let refused = what_if(&elsewhere, true);
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("model `scorer2` is not the run's plan's")),
+        "{refused:?}"
+    );
+    let shadow = runtime.shadow(&view.run, &elsewhere);
+    assert!(matches!(shadow, Err(flow_runtime::Error::Invalid(_))), "{shadow:?}");
+}

@@ -613,7 +613,11 @@ fn path_of(events: &[Event<Value>], view: &RunView, hit: &mut BTreeSet<String>) 
             Event::Inferred { node, degraded: true, .. } => format!("infer `{node}` fell back"),
             Event::ActionSkipped { node, .. } => format!("action `{node}` skipped"),
             Event::ActionCompleted { node, .. } => format!("action `{node}` ran"),
-            Event::Failed { node, error, .. } => format!("`{node}` failed: {error}"),
+            Event::Failed { node, error, detail, .. } => match detail {
+                // The test's own values: shown in full.
+                Some(detail) => format!("`{node}` failed: {error} — {detail}"),
+                None => format!("`{node}` failed: {error}"),
+            },
             _ => continue,
         };
         path.push(line);

@@ -94,6 +94,9 @@ pub struct Analysis {
     node_labels: Vec<Vec<SmolStr>>,
     /// By node index: the places its conditions read.
     operands: Vec<Vec<Operand>>,
+    /// By node index: the labels the text of its failure carries: of everything it reads,
+    /// and for a model or an action, of what the model or system may answer.
+    failure_labels: Vec<Vec<SmolStr>>,
     /// Each param and its default value (a constant: computed once).
     param_defaults: Vec<(SmolStr, Result<Value, crate::interp::EvalError>)>,
     /// Node indices by name.
@@ -205,6 +208,26 @@ impl Analysis {
                 _ => {}
             });
         }
+        let failure_labels = (0..count)
+            .map(|i| {
+                let node = &body.nodes[i];
+                let mut labels = BTreeSet::new();
+                for expr in node.kind.exprs() {
+                    for (root, path) in expr.places_read() {
+                        labels.extend(place_labels(&plan, root, &path, &node_labels));
+                    }
+                }
+                let answer = match &node.kind {
+                    NodeKind::Infer { model, .. } => body.model(model).map(|m| m.output.clone()),
+                    NodeKind::Action { .. } => Some(node.ty.clone()),
+                    _ => None,
+                };
+                if let Some(ty) = answer {
+                    deep_labels(body, &ty, &mut labels, &mut BTreeSet::new());
+                }
+                labels.into_iter().collect()
+            })
+            .collect();
         let gates: Vec<u32> =
             (0..count as u32).filter(|&i| matches!(body.nodes[i as usize].kind, NodeKind::Gate { .. })).collect();
         let gate_words = gates.len().div_ceil(64);
@@ -227,6 +250,7 @@ impl Analysis {
             hash,
             node_labels,
             operands,
+            failure_labels,
             param_defaults: Vec::new(),
             index,
             resolved,
@@ -321,6 +345,11 @@ impl Analysis {
 
     pub fn node_labels(&self, node: &str) -> &[SmolStr] {
         self.id(node).map(|id| self.node_labels[id.index()].as_slice()).unwrap_or(&[])
+    }
+
+    /// The labels of the text of a step's failure.
+    pub fn failure_labels(&self, node: &str) -> &[SmolStr] {
+        self.id(node).map(|id| self.failure_labels[id.index()].as_slice()).unwrap_or(&[])
     }
 
     /// Every label declared on a field reachable inside values of `ty`.

@@ -71,6 +71,7 @@ fn place(slot: crate::event::Slot<'_>) -> String {
         Slot::ModelArg(n, a) => format!("argument `{a}` of `{n}`"),
         Slot::ActionArg(n, a) => format!("argument `{a}` of `{n}`"),
         Slot::Edit(f) => format!("edit of `{f}`"),
+        Slot::Failure(n) => format!("the failure of `{n}`"),
     }
 }
 

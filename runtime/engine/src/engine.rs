@@ -549,12 +549,44 @@ impl<'a, 'j> Exec<'a, 'j> {
             .collect()
     }
 
-    fn fail(&mut self, node: &SmolStr, error: impl std::fmt::Display) {
-        self.emit(Event::Failed { node: node.clone(), error: error.to_string(), returned: None, key_used_for: None });
+    fn fail(&mut self, node: &SmolStr, failure: impl Into<Failure>) {
+        let Failure { error, detail } = failure.into();
+        self.emit(Event::Failed {
+            node: node.clone(),
+            error,
+            detail: detail.map(Value::Text),
+            returned: None,
+            key_used_for: None,
+        });
     }
 
     fn named_args(&self, args: &[flow_ir::expr::Named]) -> Result<Vec<Named<Value>>, EvalError> {
         args.iter().map(|a| Ok(Named { name: a.name.clone(), value: self.eval(&a.value)? })).collect()
+    }
+}
+
+/// Why a step failed: what failed, without values, and the failure with the values it
+/// involved or as a model or system told it (recorded labelled: [`crate::event::Slot::Failure`]).
+struct Failure {
+    error: String,
+    detail: Option<String>,
+}
+
+impl From<EvalError> for Failure {
+    fn from(error: EvalError) -> Failure {
+        Failure { detail: error.detail(), error: error.to_string() }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Failure {
+        Failure { error, detail: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(error: &str) -> Failure {
+        Failure { error: error.to_owned(), detail: None }
     }
 }
 
@@ -939,11 +971,16 @@ fn infer(
         Ok(args) => args,
         Err(error) => return exec.fail(name, error),
     };
-    let failure = match (services.model)(model) {
-        None => format!(
-            "no provider is configured for model `{model_name}` (provider \"{}\"); configure `[models.{model_name}]`",
-            model.provider
-        ),
+    // What went wrong with the model, as it may be told to everyone, and in full (which
+    // may repeat what the provider was sent or answered: recorded labelled).
+    let (failed, failure) = match (services.model)(model) {
+        None => {
+            let text = format!(
+                "no provider is configured for model `{model_name}` (provider \"{}\"); configure `[models.{model_name}]`",
+                model.provider
+            );
+            (text.clone(), text)
+        }
         Some(provider) => {
             let request =
                 ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
@@ -985,7 +1022,7 @@ fn infer(
                 response_digest,
                 latency_us,
                 attempts,
-                error: error.clone(),
+                error: error.clone().map(Value::Text),
                 args,
             });
             match output {
@@ -993,18 +1030,36 @@ fn infer(
                     exec.emit(Event::Inferred { node: name.clone(), value, degraded: false, reason: None });
                     return;
                 }
-                None => error.unwrap_or_default(),
+                None => (format!("model `{model_name}` failed"), error.unwrap_or_default()),
             }
         }
     };
     match fallback {
         Some(fallback) => match exec.eval(fallback) {
-            Ok(value) => {
-                exec.emit(Event::Inferred { node: name.clone(), value, degraded: true, reason: Some(failure) })
+            Ok(value) => exec.emit(Event::Inferred {
+                node: name.clone(),
+                value,
+                degraded: true,
+                reason: Some(Value::Text(failure)),
+            }),
+            Err(error) => {
+                let detail = error.detail().unwrap_or_else(|| error.to_string());
+                exec.fail(
+                    name,
+                    Failure {
+                        error: format!("{failed}; and its fallback failed: {error}"),
+                        detail: Some(format!("{failure}; and its fallback failed: {detail}")),
+                    },
+                )
             }
-            Err(error) => exec.fail(name, format!("{failure}; and its fallback failed: {error}")),
         },
-        None => exec.fail(name, format!("{failure}; and the step has no fallback")),
+        None => exec.fail(
+            name,
+            Failure {
+                error: format!("{failed}; and the step has no fallback"),
+                detail: Some(format!("{failure}; and the step has no fallback")),
+            },
+        ),
     }
 }
 
@@ -1059,6 +1114,7 @@ fn act(
         match (&earlier.args, decode(&earlier.result)) {
             (Some(recorded), _) if *recorded != digest => exec.emit(Event::Failed {
                 node: name.clone(),
+                detail: None,
                 error: format!(
                     "idempotency key `{key}` of system `{system}` was used for another request: the result \
                      recorded for it answers arguments {recorded}, and this call's arguments are {digest}"
@@ -1094,12 +1150,13 @@ fn act(
             Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),
             Err(error) => exec.emit(Event::Failed {
                 node: name.clone(),
-                error: format!("`{system}.{action}` returned a result that does not fit: {error}"),
+                error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),
+                detail: Some(Value::Text(format!("`{system}.{action}` returned a result that does not fit: {error}"))),
                 returned: Some(serde_json::json!({"$labels": an.type_labels(&result_ty), "$value": json})),
                 key_used_for: None,
             }),
         },
-        Err(error) => exec.fail(name, format!("`{system}.{action}` failed: {error}")),
+        Err(error) => exec.fail(name, Failure { error: format!("`{system}.{action}` failed"), detail: Some(error) }),
     }
     Ok(())
 }

@@ -176,8 +176,10 @@ pub enum Event<V> {
         response_digest: Option<String>,
         latency_us: u64,
         attempts: u32,
+        /// The provider's failure, as it told it: text that may repeat what it was sent, so
+        /// it carries the labels of the arguments and of the output type.
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        error: Option<String>,
+        error: Option<V>,
         args: Vec<Named<V>>,
     },
     /// An `infer` step's value; `degraded` when its fallback gave it.
@@ -185,8 +187,9 @@ pub enum Event<V> {
         node: SmolStr,
         value: V,
         degraded: bool,
+        /// Why the fallback gave the value (labelled as the model call's error is).
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        reason: Option<String>,
+        reason: Option<V>,
     },
     ReviewSkipped {
         node: SmolStr,
@@ -254,7 +257,12 @@ pub enum Event<V> {
     /// A step failed; the run ends `failed`.
     Failed {
         node: SmolStr,
+        /// What failed, without any value: `division by zero (`/` of decimals)`.
         error: String,
+        /// The failure with the values it involved, or as the model or system told it,
+        /// labelled with what the step reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<V>,
         /// What an action's handler returned when it did not fit the action's result type:
         /// `{"$labels": […], "$value": …}`, the JSON as returned marked with every label of
         /// that type (it may hold any of them), so that the run replays and the evidence
@@ -298,6 +306,8 @@ pub enum Slot<'a> {
     ActionArg(&'a str, &'a str),
     /// A field a review may edit (`risk.tier`).
     Edit(&'a str),
+    /// The text of a step's failure (a model's, a system's, or of its values).
+    Failure(&'a str),
 }
 
 impl<V> Event<V> {
@@ -389,6 +399,7 @@ impl<V> Event<V> {
                 error,
                 args,
             } => {
+                let error = error.map(|e| f(Slot::Failure(&node), e)).transpose()?;
                 let args = args
                     .into_iter()
                     .map(|a| Ok(Named { value: f(Slot::ModelArg(&node, &a.name), a.value)?, name: a.name }))
@@ -410,6 +421,7 @@ impl<V> Event<V> {
                 }
             }
             Event::Inferred { value, degraded, reason, node } => {
+                let reason = reason.map(|r| f(Slot::Failure(&node), r)).transpose()?;
                 Event::Inferred { value: f(Slot::Node(&node), value)?, degraded, reason, node }
             }
             Event::ReviewSkipped { node, operands } => {
@@ -459,8 +471,9 @@ impl<V> Event<V> {
             Event::Emitted { value, node, marks } => {
                 Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }
             }
-            Event::Failed { node, error, returned, key_used_for } => {
-                Event::Failed { node, error, returned, key_used_for }
+            Event::Failed { node, error, detail, returned, key_used_for } => {
+                let detail = detail.map(|d| f(Slot::Failure(&node), d)).transpose()?;
+                Event::Failed { node, error, detail, returned, key_used_for }
             }
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }

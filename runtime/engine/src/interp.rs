@@ -17,9 +17,16 @@ use crate::value::Value;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EvalError {
     /// A result too large to represent (`i64` for whole numbers and durations, 96 bits of
-    /// mantissa for decimals).
-    Overflow(String),
-    DivisionByZero(String),
+    /// mantissa for decimals, an instant outside the years 0000 to 9999): what overflowed,
+    /// without values (`` `*` of decimals ``), and the operands (`12.5 * 3`).
+    Overflow {
+        what: String,
+        operands: Option<String>,
+    },
+    DivisionByZero {
+        what: String,
+        operands: Option<String>,
+    },
     /// Money of two currencies met in one comparison or sum.
     CurrencyMismatch {
         op: &'static str,
@@ -34,19 +41,42 @@ pub enum EvalError {
 impl fmt::Display for EvalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EvalError::Overflow(what) => write!(f, "overflow: {what} is too large"),
-            EvalError::DivisionByZero(what) => write!(f, "division by zero in {what}"),
-            EvalError::CurrencyMismatch { op, left, right } => write!(
-                f,
-                "currency mismatch: `{left} {op} {right}` mixes {} and {}, and Flow never converts currencies",
-                left.currency, right.currency
-            ),
+            EvalError::Overflow { what, .. } if what == INSTANT => {
+                f.write_str("overflow: the instant falls outside the years 0000 to 9999")
+            }
+            EvalError::Overflow { what, .. } => write!(f, "overflow: {what} is too large"),
+            EvalError::DivisionByZero { what, .. } => write!(f, "division by zero ({what})"),
+            EvalError::CurrencyMismatch { op, .. } => {
+                write!(f, "currency mismatch: `{op}` of amounts in two currencies, which Flow never converts")
+            }
             EvalError::Internal(what) => write!(f, "internal error of the runtime: {what}"),
         }
     }
 }
 
 impl EvalError {
+    pub fn overflow(what: impl Into<String>) -> EvalError {
+        EvalError::Overflow { what: what.into(), operands: None }
+    }
+
+    /// The error with the values it involved (`division by zero in 12.5 / 0`), which may
+    /// carry labels: evidence keeps it labelled with what the step reads, and the error
+    /// itself ([`fmt::Display`]) names no value.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            EvalError::Overflow { operands: Some(operands), .. } => {
+                Some(format!("overflow: `{operands}` is too large"))
+            }
+            EvalError::DivisionByZero { operands: Some(operands), .. } => {
+                Some(format!("division by zero in `{operands}`"))
+            }
+            EvalError::CurrencyMismatch { op, left, right } => {
+                Some(format!("currency mismatch: `{left} {op} {right}` mixes {} and {}", left.currency, right.currency))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the error comes from the values (and so belongs to the step), rather than
     /// from a bug.
     pub fn is_domain(&self) -> bool {
@@ -307,9 +337,12 @@ pub(crate) fn builtin_of(builtin: Builtin, values: &[&Value]) -> Result<Value> {
 
 /// `now - at` in whole seconds.
 fn age(now: Timestamp, at: Timestamp) -> Result<i64> {
-    let mut seconds = now.seconds.checked_sub(at.seconds).ok_or_else(|| EvalError::Overflow("an age".into()))?;
-    if now.nanos < at.nanos {
+    let mut seconds = now.seconds.checked_sub(at.seconds).ok_or_else(|| EvalError::overflow("an age"))?;
+    // Whole seconds toward zero, so that `a - b` is `-(b - a)`.
+    if seconds > 0 && now.nanos < at.nanos {
         seconds -= 1;
+    } else if seconds < 0 && now.nanos > at.nanos {
+        seconds += 1;
     }
     Ok(seconds)
 }
@@ -331,7 +364,7 @@ pub(crate) fn widen(value: Value) -> Value {
 }
 
 pub(crate) fn negate(value: Value) -> Result<Value> {
-    let overflow = || EvalError::Overflow("a negation".into());
+    let overflow = || EvalError::overflow("a negation");
     Ok(match value {
         Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(overflow)?),
         Value::Decimal(d) => Value::Decimal(-d),
@@ -362,20 +395,21 @@ fn compare<T: PartialOrd>(op: BinaryOp, l: &T, r: &T) -> bool {
 }
 
 fn checked_decimal(op: BinaryOp, l: Decimal, r: Decimal) -> Result<Decimal> {
-    let what = || format!("`{l} {} {r}`", op.as_str());
+    let what = format!("`{}` of decimals", op.as_str());
+    let operands = || Some(format!("{l} {} {r}", op.as_str()));
     let result = match op {
         BinaryOp::Add => l.checked_add(r),
         BinaryOp::Sub => l.checked_sub(r),
         BinaryOp::Mul => l.checked_mul(r),
         BinaryOp::Div => {
             if r.is_zero() {
-                return Err(EvalError::DivisionByZero(what()));
+                return Err(EvalError::DivisionByZero { what, operands: operands() });
             }
             l.checked_div(r)
         }
-        _ => return internal(format!("`{}` of decimals", op.as_str())),
+        _ => return internal(what),
     };
-    result.ok_or_else(|| EvalError::Overflow(what()))
+    result.ok_or_else(|| EvalError::Overflow { what, operands: operands() })
 }
 
 fn checked_int(op: BinaryOp, l: i64, r: i64) -> Result<i64> {
@@ -385,8 +419,15 @@ fn checked_int(op: BinaryOp, l: i64, r: i64) -> Result<i64> {
         BinaryOp::Mul => l.checked_mul(r),
         _ => return internal(format!("`{}` of whole numbers", op.as_str())),
     };
-    result.ok_or_else(|| EvalError::Overflow(format!("`{l} {} {r}`", op.as_str())))
+    result.ok_or_else(|| EvalError::Overflow {
+        what: format!("`{}` of whole numbers", op.as_str()),
+        operands: Some(format!("{l} {} {r}", op.as_str())),
+    })
 }
+
+/// What overflows when instant arithmetic leaves the years 0000 to 9999, which RFC 3339
+/// text (and so evidence) can hold.
+pub const INSTANT: &str = "an instant";
 
 /// A binary operator other than `and`/`or`, on evaluated operands.
 pub fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value> {
@@ -406,7 +447,7 @@ pub fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value> {
         };
         return Ok(Value::Bool(holds));
     }
-    let overflow = |what: &str| EvalError::Overflow(what.to_owned());
+    let overflow = |what: &str| EvalError::overflow(what);
     Ok(match (op, l, r) {
         (_, Value::Int(a), Value::Int(b)) => Value::Int(checked_int(op, a, b)?),
         (_, Value::Decimal(a), Value::Decimal(b)) => Value::Decimal(checked_decimal(op, a, b)?),
@@ -426,12 +467,20 @@ pub fn binary(op: BinaryOp, l: Value, r: Value) -> Result<Value> {
         }
         (Add, Value::Timestamp(t), Value::Duration(d)) | (Add, Value::Duration(d), Value::Timestamp(t)) => {
             Value::Timestamp(Timestamp {
-                seconds: t.seconds.checked_add(d).ok_or_else(|| overflow("an instant"))?,
+                seconds: t
+                    .seconds
+                    .checked_add(d)
+                    .filter(|s| flow_ir::time::in_range(*s))
+                    .ok_or_else(|| overflow(INSTANT))?,
                 nanos: t.nanos,
             })
         }
         (Sub, Value::Timestamp(t), Value::Duration(d)) => Value::Timestamp(Timestamp {
-            seconds: t.seconds.checked_sub(d).ok_or_else(|| overflow("an instant"))?,
+            seconds: t
+                .seconds
+                .checked_sub(d)
+                .filter(|s| flow_ir::time::in_range(*s))
+                .ok_or_else(|| overflow(INSTANT))?,
             nanos: t.nanos,
         }),
         (Sub, Value::Timestamp(a), Value::Timestamp(b)) => Value::Duration(age(a, b)?),

@@ -254,14 +254,18 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                         e["provider"].as_str().unwrap_or("?"),
                         e["latency_us"].as_u64().unwrap_or(0) / 1000,
                         e["attempts"],
-                        e["error"].as_str().map(|m| format!(" — FAILED: {m}")).unwrap_or_default()
+                        if e["error"].is_null() {
+                            String::new()
+                        } else {
+                            format!(" — FAILED: {}", display(&e["error"]))
+                        }
                     ),
                 );
                 line(&mut steps, format!("  given ({})", args.join(", ")));
             }
             "inferred" => {
                 let how = if e["degraded"] == true {
-                    format!("DEGRADED — the fallback gave it ({})", e["reason"].as_str().unwrap_or("?"))
+                    format!("DEGRADED — the fallback gave it ({})", display(&e["reason"]))
                 } else {
                     "from the model".to_owned()
                 };
@@ -347,7 +351,11 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                 let marked = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join("; ")) };
                 line(&mut steps, format!("emit {node} = {}{marked}", display(&e["value"])));
             }
-            "failed" => line(&mut steps, format!("step {node} FAILED: {}", e["error"].as_str().unwrap_or("?"))),
+            "failed" => {
+                let detail =
+                    if e["detail"].is_null() { String::new() } else { format!(" — {}", display(&e["detail"])) };
+                line(&mut steps, format!("step {node} FAILED: {}{detail}", e["error"].as_str().unwrap_or("?")))
+            }
             "refused" => {
                 let _ = writeln!(
                     refusals,

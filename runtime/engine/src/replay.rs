@@ -87,7 +87,7 @@ impl Recorded {
             match events.read(i) {
                 Some(Event::ModelCalled { node, model, request_digest, error, .. }) => {
                     let answer = match error {
-                        Some(error) => Err(error.clone()),
+                        Some(error) => Err(text_of(error)),
                         None => match next(i, node) {
                             Some(Event::Inferred { value, degraded: false, .. }) => Ok(value.to_json()),
                             _ => Err("no answer was recorded".to_owned()),
@@ -110,6 +110,8 @@ impl Recorded {
                         Some(Event::Failed { returned: Some(returned), .. }) => {
                             Ok(returned.get("$value").cloned().unwrap_or_default())
                         }
+                        // The handler's own words are the failure's detail.
+                        Some(Event::Failed { detail: Some(detail), .. }) => Err(text_of(detail)),
                         Some(Event::Failed { error, .. }) => {
                             Err(error.strip_prefix(&prefix).unwrap_or(error.as_str()).to_owned())
                         }
@@ -128,6 +130,14 @@ impl Recorded {
             }
         }
         recorded
+    }
+}
+
+/// The text of a failure's value (a `Text`).
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::Text(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -877,6 +877,13 @@ impl Runtime {
                 an.body().flow.name
             )));
         }
+        let widened = widens(an.body(), new.body(), changes.live);
+        if !widened.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the candidate plan may only narrow what the run's plan allows, and it widens it: {}",
+                widened.join("; ")
+            )));
+        }
         let live = |m: &flow_ir::plan::Model| self.model_provider(m);
         let whatif_changes = crate::whatif::Changes {
             plan: changes.plan.as_deref(),
@@ -885,7 +892,10 @@ impl Runtime {
         };
         let mut whatif = crate::whatif::what_if(an, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
         if let Some(who) = who {
-            let (old_views, new_views) = (an.views(&who.roles), new.views(&who.roles));
+            // Access comes from the run's plan: a candidate may take views away, never add.
+            let old_views = an.views(&who.roles);
+            let new_views: Vec<SmolStr> =
+                new.views(&who.roles).into_iter().filter(|label| old_views.contains(label)).collect();
             for change in &mut whatif.changes {
                 labels::redact(&mut change.before, &old_views);
                 labels::redact(&mut change.after, &new_views);
@@ -1391,6 +1401,49 @@ impl Runtime {
     }
 }
 
+/// Where a candidate plan gives more than the run's plan: a field of a record both declare
+/// with fewer labels, a label it does not declare; and when models are asked (`live`), a
+/// model the run's plan does not declare, or one cleared for more than there.
+fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for label in &pinned.labels {
+        if !candidate.labels.contains(label) {
+            out.push(format!("it does not declare label `{label}`"));
+        }
+    }
+    for record in &candidate.records {
+        let Some(before) = pinned.record(&record.name) else { continue };
+        for field in &record.fields {
+            let Some(was) = before.field(&field.name) else { continue };
+            let dropped: Vec<&str> =
+                was.labels.iter().filter(|l| !field.labels.contains(l)).map(SmolStr::as_str).collect();
+            if !dropped.is_empty() {
+                out.push(format!("field `{}.{}` loses {}", record.name, field.name, dropped.join(", ")));
+            }
+        }
+    }
+    if live {
+        for model in &candidate.models {
+            match pinned.model(&model.name) {
+                None => out
+                    .push(format!("model `{}` is not the run's plan's, and would be sent the run's data", model.name)),
+                Some(was) if was.provider != model.provider => out.push(format!(
+                    "model `{}` names provider \"{}\", not the run's plan's \"{}\"",
+                    model.name, model.provider, was.provider
+                )),
+                Some(was) => {
+                    let more: Vec<&str> =
+                        model.clearance.iter().filter(|l| !was.clearance.contains(l)).map(SmolStr::as_str).collect();
+                    if !more.is_empty() {
+                        out.push(format!("model `{}` is cleared for {} besides", model.name, more.join(", ")));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn input_error(error: DecodeError) -> Error {
     Error::Invalid(format!("input {}: {}", error.path, error.message))
 }
@@ -1481,6 +1534,7 @@ pub(crate) fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option
             None => place(text),
         },
         Slot::Edit(text) => place(text),
+        Slot::Failure(node) => Some((Ty::Text, labels(&|| an.failure_labels(node).to_vec()))),
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
             let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;

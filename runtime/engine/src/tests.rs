@@ -33,19 +33,23 @@ fn decimal_arithmetic_is_exact() {
 
 #[test]
 fn errors_of_values_are_errors_not_answers() {
-    assert!(matches!(binary(BinaryOp::Add, Value::Int(i64::MAX), Value::Int(1)), Err(EvalError::Overflow(_))));
-    assert!(matches!(binary(BinaryOp::Mul, Value::Int(i64::MIN), Value::Int(-1)), Err(EvalError::Overflow(_))));
+    assert!(matches!(binary(BinaryOp::Add, Value::Int(i64::MAX), Value::Int(1)), Err(EvalError::Overflow { .. })));
+    assert!(matches!(binary(BinaryOp::Mul, Value::Int(i64::MIN), Value::Int(-1)), Err(EvalError::Overflow { .. })));
     assert!(matches!(
         binary(BinaryOp::Mul, dec("79228162514264337593543950335"), dec("2")),
-        Err(EvalError::Overflow(_))
+        Err(EvalError::Overflow { .. })
     ));
-    assert!(matches!(binary(BinaryOp::Div, dec("1"), dec("0")), Err(EvalError::DivisionByZero(_))));
-    assert!(matches!(binary(BinaryOp::Div, money("1 USD"), money("0 USD")), Err(EvalError::DivisionByZero(_))));
+    assert!(matches!(binary(BinaryOp::Div, dec("1"), dec("0")), Err(EvalError::DivisionByZero { .. })));
+    assert!(matches!(binary(BinaryOp::Div, money("1 USD"), money("0 USD")), Err(EvalError::DivisionByZero { .. })));
+    // The error names no value (it is shown to everyone); its detail, kept labelled, does.
     let mismatch = binary(BinaryOp::Lt, money("1 USD"), money("1 EUR")).unwrap_err();
-    assert_eq!(
-        mismatch.to_string(),
-        "currency mismatch: `1 USD < 1 EUR` mixes USD and EUR, and Flow never converts currencies"
-    );
+    assert_eq!(mismatch.to_string(), "currency mismatch: `<` of amounts in two currencies, which Flow never converts");
+    assert_eq!(mismatch.detail().unwrap(), "currency mismatch: `1 USD < 1 EUR` mixes USD and EUR");
+    let zero = binary(BinaryOp::Div, dec("123456.78"), dec("0")).unwrap_err();
+    assert_eq!(zero.to_string(), "division by zero (`/` of decimals)");
+    assert_eq!(zero.detail().unwrap(), "division by zero in `123456.78 / 0`");
+    let large = binary(BinaryOp::Mul, Value::Int(i64::MAX), Value::Int(2)).unwrap_err();
+    assert!(!large.to_string().contains(&i64::MAX.to_string()), "{large}");
     assert!(matches!(binary(BinaryOp::Add, money("1 USD"), money("1 EUR")), Err(EvalError::CurrencyMismatch { .. })));
     assert!(matches!(binary(BinaryOp::Eq, money("1 USD"), money("1 EUR")), Err(EvalError::CurrencyMismatch { .. })));
     assert!(matches!(binary(BinaryOp::Add, Value::Int(1), dec("1")), Err(EvalError::Internal(_))));
@@ -57,9 +61,23 @@ fn instants_and_durations() {
     assert_eq!(binary(BinaryOp::Sub, at(100), at(40)).unwrap(), Value::Duration(60));
     assert_eq!(binary(BinaryOp::Add, at(100), Value::Duration(3_600)).unwrap(), at(3_700));
     assert_eq!(binary(BinaryOp::Div, Value::Duration(90), Value::Duration(60)).unwrap(), dec("1.5"));
-    assert!(matches!(binary(BinaryOp::Add, at(i64::MAX), Value::Duration(1)), Err(EvalError::Overflow(_))));
+    assert!(matches!(binary(BinaryOp::Add, at(i64::MAX), Value::Duration(1)), Err(EvalError::Overflow { .. })));
     let early = Value::Timestamp(Timestamp { seconds: 10, nanos: 500 });
-    assert_eq!(binary(BinaryOp::Sub, at(11), early).unwrap(), Value::Duration(0), "whole seconds, rounded down");
+    assert_eq!(binary(BinaryOp::Sub, at(11), early.clone()).unwrap(), Value::Duration(0), "whole seconds, toward zero");
+    assert_eq!(binary(BinaryOp::Sub, early, at(11)).unwrap(), Value::Duration(0), "the same the other way");
+    let late = Value::Timestamp(Timestamp { seconds: 12, nanos: 0 });
+    let mid = Value::Timestamp(Timestamp { seconds: 9, nanos: 600 });
+    assert_eq!(binary(BinaryOp::Sub, late.clone(), mid.clone()).unwrap(), Value::Duration(2));
+    assert_eq!(binary(BinaryOp::Sub, mid, late).unwrap(), Value::Duration(-2));
+    // Instants past the year 9999 (or before 0000) cannot be written, so they are errors.
+    let last = at(flow_ir::time::LAST);
+    let past = binary(BinaryOp::Add, last.clone(), Value::Duration(1)).unwrap_err();
+    assert_eq!(past.to_string(), "overflow: the instant falls outside the years 0000 to 9999");
+    assert!(binary(BinaryOp::Sub, at(flow_ir::time::FIRST), Value::Duration(1)).is_err());
+    assert_eq!(binary(BinaryOp::Add, last, Value::Duration(0)).unwrap(), at(flow_ir::time::LAST));
+    assert_eq!(flow_ir::time::format_timestamp(flow_ir::time::LAST, 0), "9999-12-31T23:59:59Z");
+    assert_eq!(flow_ir::time::format_timestamp(flow_ir::time::FIRST, 0), "0000-01-01T00:00:00Z");
+    assert_eq!(flow_ir::time::parse_timestamp("9999-12-31T23:59:59-01:00"), None, "past 9999 in UTC");
 }
 
 #[test]

@@ -362,7 +362,10 @@ fn steps<'e>(
             Event::Emitted { value, marks, .. } if marks.is_empty() => Account::Value(value, Some(event)),
             Event::Emitted { marks, .. } => Account::Json(json!({"value": value(), "marks": marks})),
             Event::Inferred { value, degraded: false, .. } => Account::Value(value, Some(event)),
-            Event::Inferred { reason, .. } => Account::Json(json!({"degraded": reason, "value": value()})),
+            Event::Inferred { .. } => {
+                let encoded = comparable(an, event);
+                Account::Json(json!({"degraded": encoded["reason"], "value": encoded["value"]}))
+            }
             Event::Gate { holds: true, .. } => Account::Json(json!("holds")),
             Event::Gate { holds: false, .. } => Account::Json(json!("does not hold")),
             Event::GateDecided { decision, .. } => {

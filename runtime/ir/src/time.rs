@@ -35,6 +35,16 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// The first second of the year 0000 and the last of 9999: the instants RFC 3339 text can
+/// hold, and so the instants Flow has.
+pub const FIRST: i64 = -62_167_219_200;
+pub const LAST: i64 = 253_402_300_799;
+
+/// Whether an instant (seconds since the epoch) is one RFC 3339 text can hold.
+pub fn in_range(seconds: i64) -> bool {
+    (FIRST..=LAST).contains(&seconds)
+}
+
 /// An instant in UTC as RFC 3339 text: `2026-04-11T13:35:00Z`, with a fraction only when
 /// there is one (`13:35:00.5Z`).
 pub fn format_timestamp(seconds: i64, nanos: u32) -> String {
@@ -102,7 +112,8 @@ pub fn parse_timestamp(text: &str) -> Option<(i64, u32)> {
             sign * (hours * 3_600 + minutes * 60)
         }
     };
-    Some((date + hour * 3_600 + minute * 60 + second - offset, nanos))
+    let seconds = date + hour * 3_600 + minute * 60 + second - offset;
+    in_range(seconds).then_some((seconds, nanos))
 }
 
 /// A number of seconds in the largest unit that divides it: `48h`, `7d`, `90s`.

@@ -875,13 +875,20 @@ impl Gen<'_, '_, '_> {
         Ok(vec![self.difference(&clock, &words)?])
     }
 
-    /// `a - b` of two instants in whole seconds, failing as the interpreter does.
+    /// `a - b` of two instants in whole seconds toward zero, failing as the interpreter does.
     fn difference(&mut self, a: &[Value], b: &[Value]) -> Result<Value> {
         let (seconds, overflow) = self.b.ins().ssub_overflow(a[0], b[0]);
         self.on_overflow(overflow, "an age");
         let earlier = self.b.ins().icmp(IntCC::UnsignedLessThan, a[1], b[1]);
-        let earlier = self.bool_of(earlier);
-        Ok(self.b.ins().isub(seconds, earlier))
+        let later = self.b.ins().icmp(IntCC::UnsignedGreaterThan, a[1], b[1]);
+        let positive = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, seconds, 0);
+        let negative = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, seconds, 0);
+        let down = self.b.ins().band(positive, earlier);
+        let up = self.b.ins().band(negative, later);
+        let down = self.bool_of(down);
+        let up = self.bool_of(up);
+        let seconds = self.b.ins().isub(seconds, down);
+        Ok(self.b.ins().iadd(seconds, up))
     }
 
     /// Fails with an overflow of `what` when `overflow` is set.
@@ -1000,7 +1007,14 @@ impl Gen<'_, '_, '_> {
             (BinaryOp::Sub, Timestamp, Timestamp) => return Ok(vec![self.difference(&lw, &rw)?]),
             _ => None,
         };
-        let Some((value, overflow)) = native else { return Ok(self.generic(op, (lrep, &lw), (rrep, &rw), out)) };
+        let Some((value, mut overflow)) = native else { return Ok(self.generic(op, (lrep, &lw), (rrep, &rw), out)) };
+        if lrep.kind == Timestamp || rrep.kind == Timestamp {
+            // An instant outside the years 0000 to 9999 fails as an overflow too.
+            let early = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, value, flow_ir::time::FIRST);
+            let late = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, value, flow_ir::time::LAST);
+            let outside = self.b.ins().bor(early, late);
+            overflow = self.b.ins().bor(overflow, outside);
+        }
         self.fail_as_interpreter(overflow, op, (lrep, &lw), (rrep, &rw), out);
         Ok(match (lrep.kind, rrep.kind) {
             (Timestamp, _) => vec![value, lw[1]],

@@ -280,6 +280,6 @@ pub extern "C" fn internal(call: *mut Call<'_>, message: u64) -> u64 {
 pub extern "C" fn overflow(call: *mut Call<'_>, message: u64) -> u64 {
     with(call, |call| {
         let message = call.native.tables.messages.get(message as usize).cloned().unwrap_or_default();
-        call.fail(EvalError::Overflow(message))
+        call.fail(EvalError::overflow(message))
     })
 }
