@@ -98,6 +98,7 @@ const KEYWORDS: &[&str] = &[
     "otherwise",
     "distinct",
     "idempotency",
+    "regardless",
     "emit",
     "retain",
     "if",

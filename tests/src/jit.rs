@@ -547,7 +547,12 @@ fn native_code_gives_the_interpreters_values_and_errors() {
             let ty = if k % 3 == 0 { Ty::Bool } else { ty };
             let depth = 1 + g.rng.below(5) as u32;
             let value = g.of(&ty, depth);
-            body.nodes.push(Node { name: format!("x{k}").into(), ty: value.ty.clone(), kind: NodeKind::Let { value } });
+            body.nodes.push(Node {
+                name: format!("x{k}").into(),
+                ty: value.ty.clone(),
+                kind: NodeKind::Let { value },
+                regardless: Vec::new(),
+            });
         }
         let mut rows: Vec<Row> = Vec::new();
         for _ in 0..1 + g.rng.below(8) {
@@ -560,6 +565,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
             name: "matrix".into(),
             ty: Ty::Approval("matrix".into()),
             kind: NodeKind::Approval { rows: rows.clone(), distinct_from: Vec::new() },
+            regardless: Vec::new(),
         });
         let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
         let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);

@@ -110,6 +110,7 @@ codes! {
     E2018 = "governance-bypassed",
     E2019 = "separation-unsatisfiable",
     E2020 = "invalid-prompt",
+    E2021 = "approval-outcome-unread",
     E2101 = "plan-unreadable",
     E2102 = "plan-version-unsupported",
     E2103 = "plan-hash-mismatch",

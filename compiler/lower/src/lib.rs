@@ -222,6 +222,23 @@ fn verify_diagnostic(
             }
             diagnostic
         }
+        VerifyError::OutcomeUnread { effect: (effect, kind), approval } => {
+            let (file, span) = at(DescriptionKey::Node(effect));
+            let (approval_file, approval_span) = at(DescriptionKey::Node(approval));
+            let what = if *kind == "emit" { "the output is emitted" } else { "the action runs" };
+            Diagnostic::new(
+                Code::E2021,
+                file,
+                span,
+                format!("{kind} `{effect}` does not read whether approval `{approval}` was approved"),
+            )
+            .with_label(approval_file, approval_span, "a rejection completes this approval, and the run goes on")
+            .with_note(format!("{what} after `{approval}` completes, approved or not"))
+            .with_help(format!(
+                "make it depend on `{approval}.approved` (`when {approval}.approved`, or a value that reads it), or \
+                 write `regardless of {approval}` if it must happen either way"
+            ))
+        }
         VerifyError::Unreachable(node, _) => {
             let (file, span) = at(DescriptionKey::Node(node));
             let kind = plan.plan.node(node).map(|n| &n.kind);

@@ -519,13 +519,18 @@ impl<'a> Lowerer<'a> {
                 self.name(id)
             });
             self.locate(DescriptionKey::Node(&input.name), file_id, input.span, input.docs.as_ref());
-            nodes.push(Node { name: input.name.clone(), ty, kind: NodeKind::Input { source } });
+            nodes.push(Node { name: input.name.clone(), ty, kind: NodeKind::Input { source }, regardless: Vec::new() });
         }
         for param in &flow.params {
             let ty = self.ty(&param.ty);
             let default = self.lowered_to(&param.default, &ty);
             self.locate(DescriptionKey::Node(&param.name), file_id, param.span, param.docs.as_ref());
-            nodes.push(Node { name: param.name.clone(), ty, kind: NodeKind::Param { default } });
+            nodes.push(Node {
+                name: param.name.clone(),
+                ty,
+                kind: NodeKind::Param { default },
+                regardless: Vec::new(),
+            });
         }
         let mut outputs = Vec::new();
         for output in &flow.outputs {
@@ -542,7 +547,9 @@ impl<'a> Lowerer<'a> {
                     self.locate(DescriptionKey::Row(&step.name, index + 1), file_id, row.span, None);
                 }
             }
-            nodes.push(Node { name: step.name.clone(), ty, kind });
+            let mut regardless: Vec<SmolStr> = step.regardless.iter().map(|&s| self.step_name(s)).collect();
+            regardless.sort();
+            nodes.push(Node { name: step.name.clone(), ty, kind, regardless });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         outputs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -712,6 +719,8 @@ impl<'a> Lowerer<'a> {
                 ast::GrantKind::Override => GrantKind::Override,
                 ast::GrantKind::Replay => GrantKind::Replay,
                 ast::GrantKind::ReadEvidence => GrantKind::ReadEvidence,
+                ast::GrantKind::OnBehalf => GrantKind::OnBehalf,
+                ast::GrantKind::Clock => GrantKind::Clock,
             };
             let roles: Vec<SmolStr> = self.roles(&grant.roles);
             let targets: Vec<Option<SmolStr>> = if matches!(kind, GrantKind::View | GrantKind::Override) {

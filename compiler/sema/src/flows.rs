@@ -444,6 +444,7 @@ impl<'a> FlowChecker<'a> {
                 docs: pending.ast.docs.clone(),
                 ty,
                 kind: StepKind::Let { value: hir::Expr::error(pending.ast.span) },
+                regardless: Vec::new(),
             });
         }
     }
@@ -504,10 +505,27 @@ impl<'a> FlowChecker<'a> {
                 FlowItemKind::Review(review) => self.review(review),
                 FlowItemKind::Approval(approval) => self.approval(approval),
                 FlowItemKind::Action(action) => self.action(action),
-                FlowItemKind::Emit { name, value } => self.emit(name, value),
+                FlowItemKind::Emit { name, value, .. } => self.emit(name, value),
                 _ => continue,
             };
             self.flow.steps[index].kind = kind;
+        }
+        // Once every step's kind is known, wherever it is written.
+        for (index, pending) in steps.iter().enumerate() {
+            let regardless = match &pending.ast.kind {
+                FlowItemKind::Action(action) => action
+                    .clauses
+                    .iter()
+                    .filter_map(|c| match c {
+                        ast::ActionClause::Regardless(_, names) => Some(names),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect::<Vec<_>>(),
+                FlowItemKind::Emit { regardless: Some((_, names)), .. } => names.iter().collect(),
+                _ => Vec::new(),
+            };
+            self.flow.steps[index].regardless = self.regardless(&regardless);
         }
     }
 
@@ -886,6 +904,52 @@ impl<'a> FlowChecker<'a> {
         terms
     }
 
+    /// The approvals named by `regardless of`, by step index; each must be an approval of
+    /// the flow.
+    fn regardless(&mut self, names: &[&ast::Ident]) -> Vec<u32> {
+        let mut out = Vec::new();
+        for name in names {
+            match self.flow.steps.iter().position(|s| s.name == name.text) {
+                Some(index) if matches!(self.flow.steps[index].kind, StepKind::Approval { .. }) => {
+                    out.push(index as u32)
+                }
+                Some(index) => {
+                    let kind = self.flow.steps[index].kind.keyword();
+                    self.error(
+                        Code::E1015,
+                        name.span,
+                        format!("`regardless of` names approvals, and `{}` is a {kind}", name.text),
+                    )
+                    .help = Some(
+                        "name an approval: `regardless of` says an action or output happens whether or \
+                                  not that approval was approved"
+                            .to_owned(),
+                    );
+                }
+                None if self.is_unparsed("approval", Some(&name.text)) => {}
+                None => {
+                    let approvals: Vec<&str> = self
+                        .flow
+                        .steps
+                        .iter()
+                        .filter(|s| matches!(s.kind, StepKind::Approval { .. }))
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    let help = suggest::help(&name.text, approvals.iter().copied());
+                    self.error(
+                        Code::E1001,
+                        name.span,
+                        format!("flow `{}` has no approval `{}`", self.flow.name, name.text),
+                    )
+                    .help = help;
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     fn action(&mut self, action: &ast::Action) -> StepKind {
         let file = self.file();
         let system = self.c.res.resolve(&action.system, &[DefKind::System], "system");
@@ -900,6 +964,7 @@ impl<'a> FlowChecker<'a> {
             let (keyword, span) = match clause {
                 ast::ActionClause::When(span, _) => ("when", *span),
                 ast::ActionClause::Idempotency(span, _) => ("idempotency", *span),
+                ast::ActionClause::Regardless(span, _) => ("regardless", *span),
             };
             if let Some(first) = seen.insert(keyword, span) {
                 self.error(Code::E1018, span, format!("action `{}` says `{keyword}` twice", action.name.text))
@@ -911,6 +976,7 @@ impl<'a> FlowChecker<'a> {
                 ast::ActionClause::When(_, expr) => {
                     condition = Some(self.c.check(expr, &Ty::Bool, "an action condition"))
                 }
+                ast::ActionClause::Regardless(..) => {}
                 ast::ActionClause::Idempotency(_, expr) => {
                     let mut hir = self.c.infer(expr, None);
                     if !matches!(hir.ty, Ty::Text | Ty::Int | Ty::Error) {

@@ -358,6 +358,9 @@ pub struct Step {
     /// The type of the value the step gives to later items.
     pub ty: Ty,
     pub kind: StepKind,
+    /// For an action or emit: the approvals (by step index) it runs regardless of
+    /// (`regardless of spend`), instead of reading their outcome.
+    pub regardless: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

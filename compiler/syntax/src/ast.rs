@@ -357,6 +357,8 @@ pub enum FlowItemKind {
     Emit {
         name: Ident,
         value: Expr,
+        /// `regardless of spend`: the approvals whose outcome the output does not depend on.
+        regardless: Option<(Span, Vec<Ident>)>,
     },
     Evidence(Vec<EvidenceSetting>),
     /// Text that could not be parsed; a diagnostic says why.
@@ -403,11 +405,17 @@ pub enum GrantKind {
     Override,
     Replay,
     ReadEvidence,
+    /// `trigger on behalf`: start a run whose inputs name other principals.
+    OnBehalf,
+    /// `set clock`: start a run at another time than now.
+    Clock,
 }
 
 impl GrantKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            GrantKind::OnBehalf => "trigger on behalf",
+            GrantKind::Clock => "set clock",
             GrantKind::Trigger => "trigger",
             GrantKind::View => "view",
             GrantKind::Override => "override",
@@ -546,6 +554,8 @@ pub struct Action {
 pub enum ActionClause {
     When(Span, Expr),
     Idempotency(Span, Expr),
+    /// `regardless of spend`: the approvals whose outcome the action does not depend on.
+    Regardless(Span, Vec<Ident>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

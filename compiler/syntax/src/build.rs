@@ -108,6 +108,11 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_expect
             | kw_outcome
             | kw_examples
+            | kw_set
+            | kw_clock
+            | kw_on
+            | kw_behalf
+            | kw_regardless
     )
 }
 
@@ -608,6 +613,10 @@ impl<'t> Builder<'t> {
                             let Some(clause) = kids(part).next() else { continue };
                             let span = self.span(&clause);
                             let rule = clause.as_rule();
+                            if rule == Rule::regardless {
+                                clauses.push(ActionClause::Regardless(span, self.idents(kids(clause))));
+                                continue;
+                            }
                             let Some(value) = kids(clause).next() else { continue };
                             let value = self.expr(value);
                             clauses.push(match rule {
@@ -620,7 +629,15 @@ impl<'t> Builder<'t> {
                 let call_span = Span::new(system.span.start as usize, self.after_close_paren(call_end));
                 FlowItemKind::Action(Action { name, system, operation, args, call_span, clauses })
             }
-            Rule::emit => FlowItemKind::Emit { name: self.ident(&parts.next()?), value: self.expr(parts.next()?) },
+            Rule::emit => {
+                let name = self.ident(&parts.next()?);
+                let value = self.expr(parts.next()?);
+                let regardless = parts.next().and_then(|clause| kids(clause).next()).map(|regardless| {
+                    let span = self.span(&regardless);
+                    (span, self.idents(kids(regardless)))
+                });
+                FlowItemKind::Emit { name, value, regardless }
+            }
             Rule::evidence => FlowItemKind::Evidence(
                 parts
                     .filter_map(|setting| kids(setting).next())
@@ -638,6 +655,8 @@ impl<'t> Builder<'t> {
         let inner = kids(grant).next()?;
         let kind = match inner.as_rule() {
             Rule::trigger_grant => GrantKind::Trigger,
+            Rule::behalf_grant => GrantKind::OnBehalf,
+            Rule::clock_grant => GrantKind::Clock,
             Rule::view_grant => GrantKind::View,
             Rule::override_grant => GrantKind::Override,
             Rule::replay_grant => GrantKind::Replay,

@@ -37,7 +37,7 @@ const EXPRESSION_STARTS: &[&str] =
     &["\"", "(", "[", "-", "@", "_", "false", "true", "if", "not", "0..9", "A..Z", "a..z"];
 const OPERATORS: &[&str] = &["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "."];
 const MODEL_SETTINGS: &[&str] = &["provider", "name", "version", "digest", "prompt", "input", "output", "clearance"];
-const GRANTS: &[&str] = &["trigger", "view", "override", "replay", "read"];
+const GRANTS: &[&str] = &["trigger", "view", "override", "replay", "read", "set"];
 const REVIEW_CLAUSES: &[&str] = &["when", "outcomes", "reasons", "may"];
 
 /// Words for rules that pest names as the deepest thing it tried.
@@ -288,6 +288,7 @@ fn static_keyword(token: &str) -> &'static str {
             "all",
             "distinct",
             "idempotency",
+            "regardless",
             "retain",
             "then",
             "else",

@@ -396,7 +396,12 @@ fn untranslatable_code_is_an_error_not_a_panic() {
     let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
     let mut body = plan.body().clone();
     let call = Expr::new(Ty::Int, ExprKind::Call { function: "missing".into(), args: Vec::new() });
-    body.nodes.push(Node { name: "x".into(), ty: Ty::Int, kind: NodeKind::Let { value: call } });
+    body.nodes.push(Node {
+        name: "x".into(),
+        ty: Ty::Int,
+        kind: NodeKind::Let { value: call },
+        regardless: Vec::new(),
+    });
     let names: Vec<_> = body.nodes.iter().map(|n| n.name.clone()).collect();
     let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
     let error = crate::jit::Native::compile(&body, &index).unwrap_err();

@@ -194,6 +194,7 @@ fn nodes(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
             continue;
         }
         d.value(&subject, "type", &a.ty, &b.ty);
+        d.set(&subject, "runs regardless of:", &a.regardless, &b.regardless);
         match (&a.kind, &b.kind) {
             (NodeKind::Input { source: x }, NodeKind::Input { source: y }) => {
                 let show = |s: &Option<SmolStr>| s.as_ref().map_or_else(|| "none".to_owned(), |s| format!("`{s}`"));

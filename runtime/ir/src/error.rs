@@ -33,6 +33,9 @@ pub enum VerifyError {
     /// An effect (action or emit) that can run without waiting for a governance step. With
     /// the kinds of both.
     Bypass { effect: (SmolStr, &'static str), governance: (SmolStr, &'static str) },
+    /// An effect (action or emit) that reads neither the outcome of an approval nor says it
+    /// runs regardless of it. With the effect's kind.
+    OutcomeUnread { effect: (SmolStr, &'static str), approval: SmolStr },
 }
 
 impl VerifyError {
@@ -49,12 +52,13 @@ impl VerifyError {
             VerifyError::NotEmitted(_) => "E2002",
             VerifyError::Unreachable(..) => "E2017",
             VerifyError::Bypass { .. } => "E2018",
+            VerifyError::OutcomeUnread { .. } => "E2021",
         }
     }
 
     /// Every code this crate reports, for the registry's tidy check.
     pub const CODES: &'static [&'static str] =
-        &["E2101", "E2102", "E2103", "E2104", "E2105", "E2106", "E2001", "E2002", "E2017", "E2018"];
+        &["E2101", "E2102", "E2103", "E2104", "E2105", "E2106", "E2001", "E2002", "E2017", "E2018", "E2021"];
 }
 
 impl fmt::Display for VerifyError {
@@ -86,6 +90,12 @@ impl fmt::Display for VerifyError {
                 f,
                 "{} `{}` can run without waiting for {} `{}`: it bypasses governance",
                 effect.1, effect.0, governance.1, governance.0
+            ),
+            VerifyError::OutcomeUnread { effect, approval } => write!(
+                f,
+                "{} `{}` runs whether or not approval `{approval}` was approved: it reads neither \
+                 `{approval}.approved` nor says it runs regardless of it",
+                effect.1, effect.0
             ),
         }
     }

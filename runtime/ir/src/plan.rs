@@ -95,6 +95,10 @@ pub struct Node {
     /// The type of the value the node gives to later nodes.
     pub ty: Ty,
     pub kind: NodeKind,
+    /// For an action or emit: the approvals it runs regardless of (`regardless of spend`),
+    /// by name, sorted. Every other approval's outcome it must read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regardless: Vec<SmolStr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -313,6 +317,10 @@ pub enum GrantKind {
     Replay,
     /// Read evidence bundles.
     ReadEvidence,
+    /// Start a run whose inputs name principals other than the one starting it.
+    OnBehalf,
+    /// Start a run at another time than now.
+    Clock,
 }
 
 impl GrantKind {
@@ -324,6 +332,8 @@ impl GrantKind {
             GrantKind::Override => "override",
             GrantKind::Replay => "replay",
             GrantKind::ReadEvidence => "read evidence",
+            GrantKind::OnBehalf => "trigger on behalf",
+            GrantKind::Clock => "set clock",
         }
     }
 }

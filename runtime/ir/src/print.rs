@@ -428,7 +428,10 @@ pub fn dump(verified: &VerifiedPlan) -> String {
             crate::ty::Ty::Nothing | crate::ty::Ty::Review(_) | crate::ty::Ty::Approval(_) => String::new(),
             ref ty => format!(": {ty}"),
         };
-        let summary = summary(&node.kind, &|e| explicit_expr(e, &[]));
+        let mut summary = summary(&node.kind, &|e| explicit_expr(e, &[]));
+        if !node.regardless.is_empty() {
+            let _ = write!(summary, " regardless of {}", node.regardless.join(", "));
+        }
         let space = match (&node.kind, summary.is_empty()) {
             (NodeKind::Gate { .. }, _) => ": ",
             (_, true) => "",

@@ -700,6 +700,17 @@ impl<'p> Verifier<'p> {
         let name = &node.name;
         let at = Lazy(|f| write!(f, "{} `{name}`", node.kind.keyword()));
         self.ty(&node.ty, &at);
+        if !node.regardless.is_empty() {
+            if !node.kind.is_effect() {
+                self.malformed(format!("{at} runs regardless of approvals, but only an action or emit can"));
+            }
+            self.canonical(&node.regardless, || format!("the approvals {at} runs regardless of"));
+            for approval in &node.regardless {
+                if !matches!(body.node(approval).map(|n| &n.kind), Some(NodeKind::Approval { .. })) {
+                    self.malformed(format!("{at} runs regardless of `{approval}`, which is no approval of the flow"));
+                }
+            }
+        }
         let expect_ty = |v: &mut Self, ty: &Ty| {
             if &node.ty != ty {
                 v.ill_typed(&at, format!("gives `{}`, but is recorded as giving `{}`", ty, node.ty));
@@ -947,8 +958,65 @@ impl<'p> Verifier<'p> {
         self.reachability(&successors, &summaries);
         self.outputs();
         self.governance(&predecessors);
+        self.outcomes(&order, &summaries);
         self.edits(&predecessors, &summaries);
         Some((order, predecessors, successors))
+    }
+
+    /// Every action and emit reads the outcome of every approval (`spend.approved`, directly
+    /// or through what it reads), or says it runs regardless of it: an approval that was rejected
+    /// completes with `approved == false` and the run goes on, so an effect that does not
+    /// look would act on a rejected request.
+    fn outcomes(&mut self, order: &[NodeId], summaries: &[Reads<'_>]) {
+        let body = self.body;
+        let approvals: Vec<usize> = body
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, NodeKind::Approval { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        if approvals.is_empty() {
+            return;
+        }
+        // By node: the approvals whose outcome it reads.
+        let mut reads: Vec<Vec<usize>> = vec![Vec::new(); body.nodes.len()];
+        for &id in order {
+            let i = id.index();
+            let node = &body.nodes[i];
+            let mut read: Vec<usize> = Vec::new();
+            let mut stack = node.kind.exprs();
+            while let Some(expr) = stack.pop() {
+                match expr.place() {
+                    Some((root, path)) => {
+                        if path.first().is_some_and(|f| *f == "approved")
+                            && let Some(index) = self.names.get(root)
+                            && approvals.contains(&index)
+                        {
+                            read.push(index);
+                        }
+                    }
+                    None => expr.for_each_child(|child| stack.push(child)),
+                }
+            }
+            for &n in &summaries[i].nodes {
+                read.extend(reads[n].iter().copied());
+            }
+            read.sort_unstable();
+            read.dedup();
+            if node.kind.is_effect() {
+                for &a in &approvals {
+                    let approval = &body.nodes[a].name;
+                    if !read.contains(&a) && !node.regardless.contains(approval) {
+                        self.errors.push(VerifyError::OutcomeUnread {
+                            effect: (node.name.clone(), node.kind.keyword()),
+                            approval: approval.clone(),
+                        });
+                    }
+                }
+            }
+            reads[i] = read;
+        }
     }
 
     /// Every node is reached from what the run receives: its inputs and params, the

@@ -158,7 +158,7 @@ fn is_block_entry(rule: Rule) -> bool {
 
 /// The clauses that go on their own lines, indented, after the head of their item.
 fn is_clause(rule: Rule) -> bool {
-    matches!(rule, Rule::gate_clause | Rule::review_clause | Rule::action_clause | Rule::fallback)
+    matches!(rule, Rule::gate_clause | Rule::review_clause | Rule::action_clause | Rule::emit_clause | Rule::fallback)
 }
 
 /// Whether a space goes before and after a punctuation mark in running text.
