@@ -18,9 +18,12 @@ mkdir -p .flow
 # The flow's own tests (in the file, after the flow) run first, with the coverage of its branches.
 step test spend_approval.flow --min-coverage 100
 step build spend_approval.flow -o .flow/spend_approval.plan.json
-# The example's vendor record is from the morning of 30 November 2026: the run's clock is
-# set to that day (`--at`), or the vendor master data would be stale and block the run.
-start=(run .flow/spend_approval.plan.json --input request=inputs/request.json --input vendor=inputs/vendor.json --as ana --at 2026-11-30T10:00:00Z)
+# The run's clock is the current time (choosing another needs the flow's `set clock`
+# grant), so the example's vendor record is stamped as updated an hour ago: fresh master
+# data, as the vendor master would deliver it.
+an_hour_ago=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)
+sed -E "s/\"updated_at\": \"[^\"]*\"/\"updated_at\": \"$an_hour_ago\"/" inputs/vendor.json > .flow/vendor.json
+start=(run .flow/spend_approval.plan.json --input request=inputs/request.json --input vendor=.flow/vendor.json --as ana)
 printf '\n\033[1m$ flowc %s\033[0m\n' "${start[*]}"
 run=$(flowc "${start[@]}" --format json | run_of)
 flowc status "$run"

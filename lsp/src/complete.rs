@@ -28,7 +28,8 @@ const FLOW_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
     "action", "emit", "evidence",
 ];
-const BUILTINS: &[&str] = &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded"];
+const BUILTINS: &[&str] =
+    &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded", "started_by"];
 
 fn item(label: &str, kind: u32, detail: impl Into<String>) -> Json {
     json!({"label": label, "kind": kind, "detail": detail.into()})

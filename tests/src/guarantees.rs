@@ -87,11 +87,6 @@ pub(crate) fn principal(id: &str, roles: &[&str]) -> Principal {
     Principal { id: id.to_owned(), roles: roles.iter().map(|r| r.to_string()).collect() }
 }
 
-pub(crate) fn at(text: &str) -> StartOptions {
-    let (seconds, nanos) = flow_ir::time::parse_timestamp(text).expect("a timestamp");
-    StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds, nanos }), params: Vec::new() }
-}
-
 /// The events of a stored run.
 pub(crate) fn events(runtime: &Runtime, run: &str) -> Vec<Event<Value>> {
     runtime.inspect(run, &[], &[]).expect("the run loads").0
@@ -176,7 +171,7 @@ pub(crate) fn payment_world() -> Arc<World> {
 pub(crate) fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
     let input = json!({"id": "P-1", "amount": amount, "payee": payee});
     runtime
-        .start(an, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &at("2026-12-01T10:00:00Z"))
+        .start(an, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &StartOptions::default())
         .expect("the run starts")
 }
 
@@ -268,7 +263,7 @@ flow two_gates {
     let world = World::answering(&[("scorer", json!({"value": 9}))]);
     let (runtime, an) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
-    let view = runtime.start(&an, &clerk, &[("n".to_owned(), json!(3))], &at("2026-12-01T10:00:00Z")).expect("runs");
+    let view = runtime.start(&an, &clerk, &[("n".to_owned(), json!(3))], &StartOptions::default()).expect("runs");
     // The review feeds one gate and the model the other: neither gate can be evaluated
     // without its step, so both run, the review first (by name); the model's gate blocks.
     assert_eq!(view.status, Status::Blocked);
@@ -343,7 +338,7 @@ flow split {
     let auditor = principal("ada", &["auditor"]);
     let account = json!({"balance": "123456.78", "holders": 0});
     let view = runtime
-        .start(&an, &clerk, &[("account".to_owned(), account)], &at("2026-12-01T10:00:00Z"))
+        .start(&an, &clerk, &[("account".to_owned(), account)], &StartOptions::default())
         .expect("the run starts");
     assert_eq!(view.status, Status::Failed);
     let secret = "123456.78";
@@ -404,7 +399,7 @@ flow vet {
     let (runtime, an) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let person = json!({"name": "Ada Lovelace", "age": 36});
-    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &at("2026-12-01T10:00:00Z")).expect("runs");
+    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
     let install = |text: &str| {
         let checked = crate::check_fixture("main.flow", text.as_bytes());
         assert!(checked.diagnostics.is_empty(), "{}", checked.render());
@@ -441,4 +436,119 @@ flow vet {
     );
     let shadow = runtime.shadow(&view.run, &elsewhere);
     assert!(matches!(shadow, Err(flow_runtime::Error::Invalid(_))), "{shadow:?}");
+}
+
+/// Identity is not free text: principals in inputs are normalised and must be principals of
+/// the deployment; naming someone else needs `trigger on behalf`; `started_by()` is who
+/// started the run, so `distinct from` can exclude them; and a requester written in capitals
+/// is still the requester.
+#[test]
+fn principals_are_identities_and_the_starter_is_known() {
+    const FLOW: &str = r#"
+role clerk
+role manager
+role desk
+type Request { id: Text  requester: Principal }
+type Out { approved: Bool }
+flow expense {
+  version "1.0.0"
+  owner manager
+  steward manager
+  input request: Request
+  output out: Out
+  access {
+    trigger by clerk, manager, desk
+    trigger on behalf by desk
+  }
+  approval sign {
+    otherwise => 1 of manager
+    distinct from request.requester, started_by()
+  }
+  emit out = Out { approved: sign.approved }
+}
+"#;
+    let world = World::answering(&[]);
+    let (mut runtime, an) = runtime_with(FLOW, &world);
+    runtime.set_directory(flow_runtime::Directory::new(["bea", "max", "dora", "desk"]));
+    let request = |requester: &str| vec![("request".to_owned(), json!({"id": "E1", "requester": requester}))];
+    let bea = principal("bea", &["clerk", "manager"]);
+    // Unknown principals are refused, with the input's path.
+    let unknown = runtime.start(&an, &bea, &request("zed"), &StartOptions::default());
+    assert!(
+        matches!(&unknown, Err(flow_runtime::Error::Invalid(m)) if m.contains("$.request.requester") && m.contains("`zed`")),
+        "{unknown:?}"
+    );
+    // `BEA ` is bea: she may not approve her own request.
+    let view = runtime.start(&an, &bea, &request("BEA "), &StartOptions::default()).expect("runs");
+    let own = runtime.decide(&view.run, "sign", &bea, &decision("approve", "ok"));
+    assert!(
+        matches!(&own, Err(flow_runtime::Error::Refused { message, .. }) if message.contains("separation of duties")),
+        "{own:?}"
+    );
+    // Naming someone else is submitting on behalf of them: refused without the grant.
+    let max = principal("max", &["clerk", "manager"]);
+    let refused = runtime.start(&an, &max, &request("bea"), &StartOptions::default());
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Refused { grant, .. }) if grant == "trigger on behalf"),
+        "{refused:?}"
+    );
+    // The desk may; and whoever started the run may not approve it either.
+    let desk = principal("desk", &["desk", "manager"]);
+    let view = runtime.start(&an, &desk, &request("bea"), &StartOptions::default()).expect("runs");
+    let starter = runtime.decide(&view.run, "sign", &desk, &decision("approve", "ok"));
+    assert!(matches!(&starter, Err(flow_runtime::Error::Refused { .. })), "{starter:?}");
+    let view = runtime.decide(&view.run, "sign", &max, &decision("approve", "ok")).expect("max may");
+    assert_eq!(view.status, Status::Completed);
+}
+
+/// Time has an authority: a stored run's clock is the current time unless whoever starts
+/// it is granted `set clock`, and its evidence says when the clock was chosen.
+#[test]
+fn choosing_a_runs_clock_needs_its_grant_and_is_recorded() {
+    const FLOW: &str = r#"
+role clerk
+role backfill
+type Record { id: Text  updated_at: Timestamp }
+type Out { fresh: Bool }
+source registry: Record {
+  authority "registry"
+  freshness 24h
+  as_of updated_at
+}
+flow check {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input record: Record from registry
+  output out: Out
+  access {
+    trigger by clerk, backfill
+    set clock by backfill
+  }
+  gate stale_record: block when stale(record)
+  emit out = Out { fresh: not stale(record) }
+}
+"#;
+    let world = World::answering(&[]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let old = vec![("record".to_owned(), json!({"id": "R1", "updated_at": "2020-01-01T00:00:00Z"}))];
+    let past = flow_ir::time::parse_timestamp("2020-01-01T06:00:00Z")
+        .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos });
+    let options = StartOptions { clock: past, params: Vec::new() };
+    // A clerk cannot turn the staleness gate off by choosing the clock.
+    let clerk = principal("cleo", &["clerk"]);
+    let refused = runtime.start(&an, &clerk, &old, &options);
+    assert!(matches!(&refused, Err(flow_runtime::Error::Refused { grant, .. }) if grant == "set clock"), "{refused:?}");
+    assert_eq!(runtime.store().refusals().expect("refusals").len(), 1, "the refusal is recorded");
+    let blocked = runtime.start(&an, &clerk, &old, &StartOptions::default()).expect("runs now");
+    assert_eq!(blocked.status, Status::Blocked);
+    // A backfill may, and the evidence says the clock was chosen.
+    let backfill = principal("bo", &["backfill"]);
+    let view = runtime.start(&an, &backfill, &old, &options).expect("runs in the past");
+    assert_eq!(view.status, Status::Completed);
+    let started = &events(&runtime, &view.run)[0];
+    assert!(matches!(started, Event::Started(s) if s.clock_chosen), "{started:?}");
+    assert!(runtime.show(&view.run, None).expect("shows").contains("clock chosen"), "the page says so");
+    // Evaluated in memory only (a backtest), a clock may be chosen: nothing is stored.
+    assert!(runtime.evaluate(&an, &clerk, &old, &options).is_ok());
 }

@@ -15,12 +15,12 @@ use std::sync::OnceLock;
 
 use flow_runtime::checkpoint::{Checkpoint, Entry, Frontier, Kind};
 use flow_runtime::store::SqliteStore;
-use flow_runtime::{Runtime, Status};
+use flow_runtime::{Runtime, StartOptions, Status};
 use proptest::prelude::*;
 use rusqlite::{Connection, params};
 use serde_json::Value as Json;
 
-use crate::guarantees::{at, decision, pay, payment_world, principal, runtime_with};
+use crate::guarantees::{decision, pay, payment_world, principal, runtime_with};
 
 const KEY: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
@@ -92,7 +92,7 @@ fn build(signed: bool) -> Base {
     // Waits for a manager.
     base.runs.push(pay(&runtime, &an, "500 USD", "acme").run);
     // A refusal that belongs to no run.
-    let refused = runtime.start(&an, &principal("mallory", &[]), &[], &at("2026-12-01T10:00:00Z"));
+    let refused = runtime.start(&an, &principal("mallory", &[]), &[], &StartOptions::default());
     assert!(matches!(refused, Err(flow_runtime::Error::Refused { .. })));
     let audit = runtime.audit(None).expect("audits");
     assert!(audit.is_clean(), "{:?}", audit.problems);

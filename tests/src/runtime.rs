@@ -165,12 +165,12 @@ fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
     plans
 }
 
-/// The plan, with `trigger` and `replay` granted to its owner's role when it grants them to
-/// no one (a flow without the grant cannot be started or replayed: access is denied by
-/// default).
+/// The plan, with `trigger`, `replay`, `set clock` and `trigger on behalf` granted to its
+/// owner's role when it grants them to no one (a flow without the grant cannot be started or
+/// replayed: access is denied by default; the cases choose their clock and name principals).
 fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
     use flow_ir::plan::{Grant, GrantKind};
-    let missing: Vec<GrantKind> = [GrantKind::Trigger, GrantKind::Replay]
+    let missing: Vec<GrantKind> = [GrantKind::Trigger, GrantKind::Replay, GrantKind::Clock, GrantKind::OnBehalf]
         .into_iter()
         .filter(|kind| !plan.body().grants.iter().any(|g| g.kind == *kind))
         .collect();

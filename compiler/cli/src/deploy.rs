@@ -114,6 +114,10 @@ pub fn principal(where_: &Where, id: Option<&str>) -> anyhow::Result<Principal> 
 pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
     let store = SqliteStore::open(Path::new(&where_.store)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut runtime = Runtime::new(Box::new(store));
+    // The principals a run's inputs may name: those of the principals file, when there is one.
+    if find(where_.principals.as_deref(), &where_.store, "flow-principals.toml").is_some() {
+        runtime.set_directory(flow_runtime::Directory::new(principals(where_)?.keys()));
+    }
     let Some(path) = find(where_.config.as_deref(), &where_.store, "flow.toml") else { return Ok(runtime) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let config: Config =

@@ -372,6 +372,7 @@ fn execute(
         Ok(store) => Runtime::new(Box::new(store)),
         Err(error) => return outcome.failures.push(format!("no store in memory: {error}")),
     };
+    runtime.set_testing(true);
     // What each mock returns (`None`: it fails), by model or action step.
     let mocks = |mocks: &[(_, Option<Expr>)], what: &str| -> Result<BTreeMap<String, Option<Json>>, String> {
         mocks
@@ -403,6 +404,8 @@ fn execute(
     };
     // The run is started by someone holding every role: a test is about the flow, not
     // about who may start it.
+    // A test's run is started by a principal holding every role, who may choose its clock
+    // and name anyone in its inputs (`Runtime::set_testing`).
     let starter =
         Principal { id: "flow-test".to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() };
     let options = StartOptions { clock: Some(clock), params };

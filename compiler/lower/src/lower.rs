@@ -416,6 +416,7 @@ impl<'a> Lowerer<'a> {
                 };
                 match builtin {
                     hir::Builtin::Now => I::Now,
+                    hir::Builtin::StartedBy => I::StartedBy,
                     hir::Builtin::Age => I::Age(node_arg(args)),
                     hir::Builtin::Stale => I::Stale(node_arg(args)),
                     hir::Builtin::Degraded => I::Degraded(node_arg(args)),

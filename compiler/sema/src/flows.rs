@@ -358,6 +358,9 @@ impl<'a> FlowChecker<'a> {
                 hir::ExprKind::Builtin { builtin: hir::Builtin::Now, .. } => {
                     offending = Some((expr.span, "`now()` changes from run to run".to_owned()));
                 }
+                hir::ExprKind::Builtin { builtin: hir::Builtin::StartedBy, .. } => {
+                    offending = Some((expr.span, "`started_by()` changes from run to run".to_owned()));
+                }
                 _ => {}
             }
         });

@@ -46,6 +46,8 @@ pub enum Literal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Builtin {
     Now,
+    /// `started_by()`: the principal who started the run.
+    StartedBy,
     Age,
     Stale,
     Len,
@@ -59,6 +61,7 @@ impl Builtin {
     pub fn name(self) -> &'static str {
         match self {
             Builtin::Now => "now",
+            Builtin::StartedBy => "started_by",
             Builtin::Age => "age",
             Builtin::Stale => "stale",
             Builtin::Len => "len",

@@ -226,7 +226,7 @@ impl<'a> Analyzer<'a> {
                 self.inline(*function, args, expr.span, env, file)
             }
             ExprKind::Builtin { builtin, args } => match builtin {
-                Builtin::Now | Builtin::Degraded => Taint::default(),
+                Builtin::Now | Builtin::StartedBy | Builtin::Degraded => Taint::default(),
                 Builtin::Age | Builtin::Stale => {
                     let arg = args.first().map(|a| self.taint(a, env, file)).unwrap_or_default();
                     let as_of = args.first().and_then(|a| self.as_of_field(a));

@@ -82,7 +82,7 @@ impl<F: Fn() -> String> Describe for F {
 }
 
 pub const BUILTINS: &[&str] =
-    &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded"];
+    &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded", "started_by"];
 
 /// The expression checker. The caller sets up the names in scope.
 pub struct Checker<'a> {
@@ -835,6 +835,7 @@ impl<'a> Checker<'a> {
         }
         let builtin = match name {
             "now" => Some(Builtin::Now),
+            "started_by" => Some(Builtin::StartedBy),
             "age" => Some(Builtin::Age),
             "stale" => Some(Builtin::Stale),
             "len" => Some(Builtin::Len),
@@ -910,6 +911,7 @@ impl<'a> Checker<'a> {
         let name = builtin.name();
         let (count, shape) = match builtin {
             Builtin::Now => (0, "now()"),
+            Builtin::StartedBy => (0, "started_by()"),
             Builtin::Age => (1, "age(input)"),
             Builtin::Stale => (1, "stale(input)"),
             Builtin::Len => (1, "len(list)"),
@@ -924,6 +926,7 @@ impl<'a> Checker<'a> {
         }
         let (hir_args, ty) = match builtin {
             Builtin::Now => (Vec::new(), Ty::Timestamp),
+            Builtin::StartedBy => (Vec::new(), Ty::Principal),
             Builtin::Age | Builtin::Stale => {
                 let arg = &args[0].value;
                 let hir = self.infer(arg, None);

@@ -87,26 +87,27 @@ pub fn run(store: &str) -> Result<Outcome, String> {
     let plan = runtime.install(plan).map_err(fail)?;
 
     // 3. Start a run for a principal the application authenticated.
+    //    The run's clock is the current time (choosing another needs the flow's `set
+    //    clock` grant), so the vendor record is from an hour ago: fresh.
     let ana = principal("ana", &["requester"]);
+    let an_hour_ago = flow_ir::time::format_timestamp(flow_runtime::now().seconds - 3_600, 0);
     let inputs = vec![
         (
             "request".to_owned(),
             json!({
                 "id": "PR-1", "requester": "ana", "amount": "18500.00 USD", "category": "software",
-                "justification": "Urgent licence renewal", "submitted_at": "2026-11-30T09:00:00Z"
+                "justification": "Urgent licence renewal", "submitted_at": an_hour_ago
             }),
         ),
         (
             "vendor".to_owned(),
             json!({
                 "id": "V-1", "name": "Northwind", "sanctioned": false, "credit_limit": "250000.00 USD",
-                "rating": 4, "bank_account": "DE89 3704 0044 0532 0130 00", "updated_at": "2026-11-30T06:00:00Z"
+                "rating": 4, "bank_account": "DE89 3704 0044 0532 0130 00", "updated_at": an_hour_ago
             }),
         ),
     ];
-    let clock = flow_ir::time::parse_timestamp("2026-11-30T10:00:00Z")
-        .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos });
-    let mut view = runtime.start(&plan, &ana, &inputs, &StartOptions { clock, params: Vec::new() }).map_err(fail)?;
+    let mut view = runtime.start(&plan, &ana, &inputs, &StartOptions::default()).map_err(fail)?;
     let mut statuses = vec![view.status];
     println!("run {}: {} ({})", view.run, view.status.as_str(), view.summary);
 

@@ -83,6 +83,10 @@ impl Scope for (&State, &Analysis) {
     fn clock(&self) -> Timestamp {
         self.0.clock
     }
+
+    fn starter(&self) -> Option<&str> {
+        Some(&self.0.principal)
+    }
 }
 
 /// The record a review gives when it did not run.

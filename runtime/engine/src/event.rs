@@ -122,6 +122,10 @@ pub struct Started<V> {
     pub roles: Vec<String>,
     /// The run's clock: what `now()` reads, for the whole run and its replays.
     pub clock: flow_ir::expr::Timestamp,
+    /// Whether whoever started the run chose its clock (the `set clock` grant, or a test),
+    /// rather than the runtime reading the current time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_chosen: bool,
     pub inputs: Vec<Named<V>>,
     /// BLAKE3 of each input's JSON as given.
     pub input_digests: BTreeMap<String, String>,
@@ -367,6 +371,7 @@ impl<V> Event<V> {
                     principal: s.principal,
                     roles: s.roles,
                     clock: s.clock,
+                    clock_chosen: s.clock_chosen,
                     input_digests: s.input_digests,
                     sources: s.sources,
                     environment: s.environment,

@@ -94,6 +94,10 @@ pub trait Scope {
     fn degraded(&self, name: &str) -> bool;
     /// The run's recorded clock.
     fn clock(&self) -> Timestamp;
+    /// Who started the run (`started_by()`), where there is a run.
+    fn starter(&self) -> Option<&str> {
+        None
+    }
     /// What a `Node` or `Field` expression reads, when known in advance: a node index
     /// for [`Scope::node_at`], or a field's position in its record.
     fn resolved(&self, _expr: &Expr) -> Option<u32> {
@@ -232,6 +236,10 @@ impl Cx<'_> {
             }
             ExprKind::Builtin { builtin, args } => self.builtin(*builtin, args)?,
             ExprKind::Now => Value::Timestamp(self.scope.clock()),
+            ExprKind::StartedBy => match self.scope.starter() {
+                Some(id) => Value::Principal(id.into()),
+                None => return internal("`started_by()` outside a run"),
+            },
             ExprKind::Age(input) => Value::Duration(self.age(input)?),
             ExprKind::Stale(input) => {
                 let age = self.age(input)?;

@@ -40,6 +40,6 @@ pub use audit::Audit;
 pub use engine::DecisionInput;
 pub use event::Status;
 pub use runtime::{
-    Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, ShadowReport, StartOptions,
-    decode_event, encode_event, now,
+    Directory, Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, ShadowReport,
+    StartOptions, decode_event, encode_event, now,
 };

@@ -180,10 +180,11 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                 let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 let _ = writeln!(
                     out,
-                    "Started by {} ({}) at {}; plan {}",
+                    "Started by {} ({}) at {}{}; plan {}",
                     e["principal"].as_str().unwrap_or("?"),
                     roles.join(", "),
                     e["clock"].as_str().unwrap_or("?"),
+                    if e["clock_chosen"] == true { " (clock chosen by whoever started it)" } else { "" },
                     e["plan"].as_str().unwrap_or("?")
                 );
                 let env = &e["environment"];

@@ -92,6 +92,22 @@ pub struct StartOptions {
     pub params: Vec<(String, Json)>,
 }
 
+/// Who may be named in a run's inputs: the ids of the deployment's principals.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    ids: std::collections::BTreeSet<String>,
+}
+
+impl Directory {
+    pub fn new(ids: impl IntoIterator<Item = impl AsRef<str>>) -> Directory {
+        Directory { ids: ids.into_iter().map(|id| value::principal_id(id.as_ref())).collect() }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(&value::principal_id(id))
+    }
+}
+
 /// What a replay changes: nothing (an exact replay), params, the plan.
 #[derive(Clone, Default)]
 pub struct ReplayChanges {
@@ -243,6 +259,11 @@ pub struct Runtime {
     /// The environment recorded in each run, by plan hash.
     environments: Mutex<BTreeMap<String, Arc<Environment>>>,
     engine: Engine,
+    /// The principals runs may name; without one, any id is taken as given.
+    directory: Option<Directory>,
+    /// A runtime for tests: a run may choose its clock and name any principal without the
+    /// grants (its evidence still says the clock was chosen).
+    testing: bool,
 }
 
 /// The current time.
@@ -321,7 +342,22 @@ impl Runtime {
             plans: Mutex::new(BTreeMap::new()),
             environments: Mutex::new(BTreeMap::new()),
             engine: Engine::default(),
+            directory: None,
+            testing: false,
         }
+    }
+
+    /// The deployment's principals: every `Principal` a run's inputs name must be one of
+    /// them (after [`value::principal_id`]), or the run is refused with the input's path.
+    pub fn set_directory(&mut self, directory: Directory) {
+        self.directory = Some(directory);
+    }
+
+    /// Makes this a runtime for tests (`flowc test`): runs may choose their clock and name
+    /// principals other than the starter without the `set clock` and `trigger on behalf`
+    /// grants. Never for a deployment.
+    pub fn set_testing(&mut self, testing: bool) {
+        self.testing = testing;
     }
 
     /// What evaluates expressions and approval matrices from now on: native code by
@@ -525,7 +561,18 @@ impl Runtime {
         for node in declared {
             let value = match given.iter().find(|(n, _)| n == node.name.as_str()) {
                 Some((_, json)) => {
-                    value::decode(body, json, &node.ty, &format!("$.{}", node.name)).map_err(input_error)?
+                    let path = format!("$.{}", node.name);
+                    let value = value::decode(body, json, &node.ty, &path).map_err(input_error)?;
+                    if let Some(directory) = &self.directory {
+                        let mut named = Vec::new();
+                        value::principals(body, &value, &node.ty, &path, &mut named);
+                        if let Some((path, id)) = named.iter().find(|(_, id)| !directory.contains(id)) {
+                            return Err(Error::Invalid(format!(
+                                "input {path}: `{id}` is not a principal of this deployment"
+                            )));
+                        }
+                    }
+                    value
                 }
                 None if node.ty.is_optional() => Value::Absent,
                 None => {
@@ -608,7 +655,16 @@ impl Runtime {
                 Error::Refused { grant: "trigger".to_owned(), message }
             });
         }
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let started = self.started(an, who, inputs, options, durable)?;
+        if let Some(refusal) = self.start_refusal(an, who, &started, options, durable) {
+            let (grant, message) = refusal;
+            return Err(if durable {
+                self.refuse(None, who, "trigger", grant, message)
+            } else {
+                Error::Refused { grant, message }
+            });
+        }
         // A stored run's creation is the time of its first commit, which its first event
         // records.
         let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), String::new());
@@ -616,6 +672,56 @@ impl Runtime {
         loaded.record(an, Event::Started(Box::new(started)));
         self.advance(an, &mut loaded)?;
         Ok(self.view(an, &loaded, Some(who)))
+    }
+
+    /// Why `who` may not start this run, when they may not: for a stored run, choosing its
+    /// clock needs `set clock`, and naming other principals in its inputs `trigger on
+    /// behalf` (a run kept in memory only, a backtest, needs neither: nobody decides it).
+    fn start_refusal(
+        &self,
+        an: &Analysis,
+        who: &Principal,
+        started: &Started<Value>,
+        options: &StartOptions,
+        durable: bool,
+    ) -> Option<(String, String)> {
+        if self.testing {
+            return None;
+        }
+        let flow = &an.body().flow.name;
+        let grantees = |kind: GrantKind| {
+            let roles = an.grantees(kind, None);
+            if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+        };
+        if durable && options.clock.is_some() && !an.granted(&who.roles, GrantKind::Clock, None) {
+            return Some((
+                GrantKind::Clock.as_str().to_owned(),
+                format!(
+                    "{} may not choose the clock of a run of `{flow}`: the flow grants `set clock` to {}",
+                    who.id,
+                    grantees(GrantKind::Clock)
+                ),
+            ));
+        }
+        let mut named = Vec::new();
+        for input in &started.inputs {
+            let ty = an.body().node(&input.name).map(|n| n.ty.clone()).unwrap_or(Ty::Nothing);
+            value::principals(an.body(), &input.value, &ty, &format!("$.{}", input.name), &mut named);
+        }
+        let others: Vec<String> =
+            named.iter().filter(|(_, id)| *id != who.id).map(|(path, id)| format!("{id} ({path})")).collect();
+        if durable && !others.is_empty() && !an.granted(&who.roles, GrantKind::OnBehalf, None) {
+            return Some((
+                GrantKind::OnBehalf.as_str().to_owned(),
+                format!(
+                    "{} may not start a run of `{flow}` on behalf of {}: the flow grants `trigger on behalf` to {}",
+                    who.id,
+                    others.join(", "),
+                    grantees(GrantKind::OnBehalf)
+                ),
+            ));
+        }
+        None
     }
 
     /// The first event of a run; `durable` when its evidence is kept (the inputs' digests are
@@ -665,6 +771,7 @@ impl Runtime {
             principal: who.id.clone(),
             roles: who.roles.clone(),
             clock,
+            clock_chosen: options.clock.is_some(),
             inputs: values,
             input_digests,
             params,
@@ -1161,6 +1268,7 @@ impl Runtime {
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let (an, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Invalid(format!(
@@ -1181,6 +1289,7 @@ impl Runtime {
         reason: &str,
         basis: Option<&str>,
     ) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let (an, loaded) = self.load(run, true)?;
         let overridden = engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis);
         self.continue_run(&an, loaded, who, "override", overridden.map(|event| vec![event]))
@@ -1469,6 +1578,10 @@ impl crate::interp::Scope for Inspected<'_> {
 
     fn clock(&self) -> Timestamp {
         self.run.clock()
+    }
+
+    fn starter(&self) -> Option<&str> {
+        self.run.starter()
     }
 }
 

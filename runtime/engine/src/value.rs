@@ -147,6 +147,34 @@ fn describe(json: &Json) -> &'static str {
 
 /// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
 /// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
+/// A principal's id as Flow compares it: without surrounding spaces, in lower case, so
+/// that `"BEA "` and `bea` are one principal.
+pub fn principal_id(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
+/// Every principal a value of type `ty` names, with its JSON path under `path`.
+pub fn principals(plan: &PlanBody, value: &Value, ty: &Ty, path: &str, out: &mut Vec<(String, String)>) {
+    match (value, ty) {
+        (Value::Principal(id), _) => out.push((path.to_owned(), id.to_string())),
+        (_, Ty::Optional(inner)) => principals(plan, value, inner, path, out),
+        (Value::List(items), Ty::List(item)) => {
+            for (i, v) in items.iter().enumerate() {
+                principals(plan, v, item, &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Record(fields), Ty::Named(name)) => {
+            let Some(record) = plan.record(name) else { return };
+            for (field, v) in fields {
+                if let Some(declared) = record.field(field) {
+                    principals(plan, v, &declared.ty, &format!("{path}.{field}"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
     decode_at(plan, json, ty).map_err(|mut e| {
         e.path.insert_str(0, path);
@@ -222,7 +250,7 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             )
         }
         Ty::Principal => {
-            let id = text("a principal's id")?;
+            let id = principal_id(text("a principal's id")?);
             if id.is_empty() {
                 return Err(error("a principal's id is not empty".to_owned()));
             }

@@ -264,6 +264,12 @@ impl<'p> Checker<'p> {
                 }
                 Ty::Timestamp
             }
+            ExprKind::StartedBy => {
+                if self.cx.constant {
+                    return Err("a param's default is a constant, but it reads who started the run".to_owned());
+                }
+                Ty::Principal
+            }
             ExprKind::Age(input) | ExprKind::Stale(input) => {
                 if self.cx.constant || self.cx.fn_params.is_some() {
                     return Err(format!("`{shown}` may only be read by the flow's steps"));

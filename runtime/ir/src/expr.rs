@@ -244,6 +244,8 @@ pub enum ExprKind {
     },
     /// `now()`: the run's recorded clock.
     Now,
+    /// `started_by()`: the principal who started the run.
+    StartedBy,
     /// `age(input)`: how old the input's record is, by its source's `as_of` field.
     Age(SmolStr),
     /// `stale(input)`: whether the input's record is older than its source's freshness.
@@ -286,6 +288,7 @@ macro_rules! children {
             | ExprKind::Local(_)
             | ExprKind::Variant(_)
             | ExprKind::Now
+            | ExprKind::StartedBy
             | ExprKind::Age(_)
             | ExprKind::Stale(_)
             | ExprKind::Degraded(_) => {}

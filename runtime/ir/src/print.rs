@@ -167,6 +167,7 @@ impl Printer<'_> {
                 format!("{}({})", builtin.name(), args.join(", "))
             }
             ExprKind::Now => "now()".to_owned(),
+            ExprKind::StartedBy => "started_by()".to_owned(),
             ExprKind::Age(input) => format!("age({input})"),
             ExprKind::Stale(input) => format!("stale({input})"),
             ExprKind::Degraded(step) => format!("degraded({step})"),

@@ -420,7 +420,8 @@ impl<'p> Reads<'p> {
                     reads.nodes.extend(names.get(name));
                     reads.clock = true;
                 }
-                ExprKind::Now => reads.clock = true,
+                // Who started the run is something the run receives, as its clock is.
+                ExprKind::Now | ExprKind::StartedBy => reads.clock = true,
                 _ => expr.for_each_child(|child| stack.push(child)),
             }
         }

@@ -55,6 +55,7 @@ fn tag(kind: &ExprKind) -> &'static str {
         ExprKind::Call { .. } => "call",
         ExprKind::Builtin { builtin, .. } => builtin.name(),
         ExprKind::Now => "now",
+        ExprKind::StartedBy => "started_by",
         ExprKind::Age(_) => "age",
         ExprKind::Stale(_) => "stale",
         ExprKind::Degraded(_) => "degraded",
@@ -150,7 +151,7 @@ impl Expr {
                     seq.serialize_element(arg)?;
                 }
             }
-            ExprKind::Now => {}
+            ExprKind::Now | ExprKind::StartedBy => {}
             ExprKind::Quantifier { var, list, body, .. } => {
                 seq.serialize_element(var.as_str())?;
                 seq.serialize_element(list)?;
@@ -406,6 +407,7 @@ fn read_expr<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Expr, A::Error> {
             ExprKind::Call { function, args: rest(&mut seq)? }
         }
         "now" => ExprKind::Now,
+        "started_by" => ExprKind::StartedBy,
         "any" | "all" => {
             let var = name(&mut seq, "item name")?;
             let list = boxed(&mut seq, "list")?;

@@ -44,7 +44,7 @@ static POWERS_OF_TEN: [u64; 19] = {
 };
 
 /// The helpers compiled code calls: symbol, address, number of arguments.
-fn helper_table() -> [(&'static str, *const u8, usize); 15] {
+fn helper_table() -> [(&'static str, *const u8, usize); 16] {
     [
         ("flow_binary", helpers::binary as *const u8, 6),
         ("flow_negate", helpers::negate as *const u8, 4),
@@ -61,6 +61,7 @@ fn helper_table() -> [(&'static str, *const u8, usize); 15] {
         ("flow_widen", helpers::widen as *const u8, 2),
         ("flow_internal", helpers::internal as *const u8, 2),
         ("flow_overflow", helpers::overflow as *const u8, 2),
+        ("flow_started_by", helpers::started_by as *const u8, 3),
     ]
 }
 
@@ -646,6 +647,14 @@ impl Gen<'_, '_, '_> {
                 self.reload(out, rep.words())
             }
             ExprKind::Now => self.frame_words(Layout::CLOCK, 2),
+            ExprKind::StartedBy => {
+                let code = self.iconst(rep.code() as i64);
+                let out = self.room(rep.words());
+                let call = self.call;
+                let status = self.helper("flow_started_by", &[call, code, out]);
+                self.check(status);
+                self.reload(out, rep.words())
+            }
             ExprKind::Age(input) => self.age(input)?,
             ExprKind::Stale(input) => {
                 let age = self.age(input)?[0];

@@ -276,6 +276,18 @@ pub extern "C" fn internal(call: *mut Call<'_>, message: u64) -> u64 {
     })
 }
 
+/// Who started the run (`started_by()`), as a value of representation `rep` into `out`.
+pub extern "C" fn started_by(call: *mut Call<'_>, rep: u64, out: *mut u64) -> u64 {
+    with(call, |call| match call.scope.starter() {
+        // SAFETY: compiled code passes room for the result's words.
+        Some(id) => {
+            let value = Value::Principal(id.into());
+            unsafe { call.store(rep, value, out) }
+        }
+        None => call.internal("`started_by()` outside a run"),
+    })
+}
+
 /// Fails the evaluation with an overflow of `message`.
 pub extern "C" fn overflow(call: *mut Call<'_>, message: u64) -> u64 {
     with(call, |call| {
