@@ -91,12 +91,18 @@ pub struct Analysis {
     pub dead: Vec<(usize, bool)>,
     /// Whether the analysis stopped at its budget.
     pub too_complex: bool,
+    /// Amounts of no declared currency (`Money`) compared with an amount in one
+    /// (`100 USD`): the variable and that currency. An amount in another currency makes
+    /// the comparison fail, so no row applies to it.
+    pub currencies: Vec<(String, String)>,
 }
 
 struct Builder<'a> {
     names: Names<'a>,
     vars: Vec<Var>,
     by_text: BTreeMap<String, usize>,
+    /// Plain `Money` variables compared with an amount of a currency, and that currency.
+    currencies: Vec<(usize, String)>,
 }
 
 impl Builder<'_> {
@@ -204,6 +210,15 @@ impl Builder<'_> {
         }
         // Numbers: a place against a constant or another place.
         self.kind(&lhs.ty).filter(|k| matches!(k, Kind::Num { .. }))?;
+        for (place, other) in [(lhs, rhs), (rhs, lhs)] {
+            if matches!(place.ty, Ty::Money(None))
+                && let ExprKind::Lit(Literal::Money { currency, .. }) = &other.kind
+                && let Some(var) = self.place(place)
+                && !self.currencies.iter().any(|(v, _)| *v == var)
+            {
+                self.currencies.push((var, currency.to_string()));
+            }
+        }
         match (self.place(lhs), self.place(rhs)) {
             (Some(l), Some(r)) => Some(Cond::Cmp(l, cmp, Operand::Var(r))),
             (Some(l), None) => Some(Cond::Cmp(l, cmp, Operand::Const(Builder::constant(rhs)?))),
@@ -400,12 +415,23 @@ impl Explorer<'_> {
 fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
     let n = n.max(1);
     let one = Decimal::ONE;
+    // Doubling stops where decimals end: beyond, there is no other value to try.
     let powers: Vec<Decimal> = (1..=n)
         .scan(one, |power, _| {
-            *power *= Decimal::TWO;
+            *power = power.checked_mul(Decimal::TWO)?;
             Some(*power)
         })
         .collect();
+    // Whole-number variables are never worth a fraction: its neighbours instead.
+    let constants: Vec<Decimal> = if integer {
+        let mut whole: Vec<Decimal> = constants.iter().flat_map(|c| [c.floor(), c.ceil()]).collect();
+        whole.sort();
+        whole.dedup();
+        whole
+    } else {
+        constants.to_vec()
+    };
+    let constants = constants.as_slice();
     let round = |value: Decimal| if integer { value.floor() } else { value };
     // `n` distinct values in the open interval, preferring round ones, then neighbours
     // of the bounds (whole numbers only where they fit).
@@ -420,16 +446,18 @@ fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
         let mut step = one;
         while points.len() < n {
             let next = match (low, high) {
-                (Some(l), _) if integer => l + step,
-                (None, Some(h)) if integer => h - step,
-                (Some(l), Some(h)) => l + (h - l) * step / (Decimal::from(n as u64 + 1)),
-                (Some(l), None) => l + step,
-                (None, Some(h)) => h - step,
-                (None, None) => step * Decimal::ONE_HUNDRED,
+                (Some(l), _) if integer => l.checked_add(step),
+                (None, Some(h)) if integer => h.checked_sub(step),
+                (Some(l), Some(h)) => h
+                    .checked_sub(l)
+                    .and_then(|d| d.checked_mul(step))
+                    .and_then(|d| d.checked_div(Decimal::from(n as u64 + 1)))
+                    .and_then(|d| l.checked_add(d)),
+                (Some(l), None) => l.checked_add(step),
+                (None, Some(h)) => h.checked_sub(step),
+                (None, None) => step.checked_mul(Decimal::ONE_HUNDRED),
             };
-            if !inside(&next) {
-                break;
-            }
+            let Some(next) = next.filter(|next| inside(next)) else { break };
             if !points.contains(&next) {
                 points.push(next);
             }
@@ -440,15 +468,27 @@ fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
     let mut out: Vec<Decimal> = constants.to_vec();
     match (constants.first(), constants.last()) {
         (Some(&min), Some(&max)) => {
-            let below =
-                powers.iter().map(|p| if min > Decimal::ZERO { min / p } else { min - p / Decimal::TWO }).collect();
+            let below = powers
+                .iter()
+                .filter_map(
+                    |p| if min > Decimal::ZERO { min.checked_div(*p) } else { min.checked_sub(p / Decimal::TWO) },
+                )
+                .collect();
             out.extend(spread(below, None, Some(min)));
-            let above =
-                powers.iter().map(|p| if max > Decimal::ZERO { max * p } else { max + p / Decimal::TWO }).collect();
+            let above = powers
+                .iter()
+                .filter_map(
+                    |p| if max > Decimal::ZERO { max.checked_mul(*p) } else { max.checked_add(p / Decimal::TWO) },
+                )
+                .collect();
             out.extend(spread(above, Some(max), None));
             for pair in constants.windows(2) {
                 let (a, b) = (pair[0], pair[1]);
-                out.extend(spread(powers.iter().map(|p| a + (b - a) / p).collect(), Some(a), Some(b)));
+                let between = powers
+                    .iter()
+                    .filter_map(|p| b.checked_sub(a)?.checked_div(*p).and_then(|d| a.checked_add(d)))
+                    .collect();
+                out.extend(spread(between, Some(a), Some(b)));
             }
         }
         _ => out.extend((0..n).map(|k| Decimal::from(k as u64 * 100))),
@@ -460,7 +500,7 @@ fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
 
 /// Analyses one matrix.
 fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
-    let mut builder = Builder { names, vars: Vec::new(), by_text: BTreeMap::new() };
+    let mut builder = Builder { names, vars: Vec::new(), by_text: BTreeMap::new(), currencies: Vec::new() };
     let mut conds = Vec::new();
     for row in rows {
         match &row.condition {
@@ -476,6 +516,8 @@ fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
             }
         }
     }
+    let currencies: Vec<(String, String)> =
+        builder.currencies.iter().map(|(var, currency)| (builder.vars[*var].text.clone(), currency.clone())).collect();
     let vars = builder.vars;
     // Group numeric variables compared with each other; collect each group's constants.
     let mut parent: Vec<usize> = (0..vars.len()).collect();
@@ -556,7 +598,7 @@ fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
     let all_rows: Vec<usize> = (0..conds.len()).collect();
     explorer.explore(&mut values, &all_rows);
     let too_complex = explorer.leaves >= BUDGET;
-    let mut analysis = Analysis { too_complex, ..Analysis::default() };
+    let mut analysis = Analysis { too_complex, currencies, ..Analysis::default() };
     if too_complex {
         return Some((analysis, vars));
     }
@@ -650,6 +692,24 @@ fn report(file: FileId, name: &str, name_span: Span, rows: &[Row], analysis: &An
             );
         }
         return;
+    }
+    if let Some((var, currency)) = analysis.currencies.first() {
+        out.push(
+            Diagnostic::new(
+                Code::E2003,
+                file,
+                name_span,
+                format!("approval matrix `{name}` does not cover `{var}` in a currency other than {currency}"),
+            )
+            .with_primary_message("no row applies when this holds")
+            .with_note(format!(
+                "`{var}` is `Money`, of no declared currency, and comparing an amount in another currency with one \
+                 in {currency} fails the step"
+            ))
+            .with_help(format!(
+                "declare it `Money[{currency}]`, so that an amount in another currency is refused as input"
+            )),
+        );
     }
     if let Some(first) = analysis.missing.first() {
         let case = if first.is_empty() { "any case".to_owned() } else { format!("`{}`", first.join(", ")) };
