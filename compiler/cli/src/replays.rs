@@ -34,7 +34,10 @@ fn prepare(where_: &Where, options: &Options<'_>) -> anyhow::Result<Result<(Runt
     let mut changes = ReplayChanges { live: options.live, ..ReplayChanges::default() };
     for set in options.set {
         let Some((name, value)) = set.split_once('=') else { bail!("`--set {set}` is not PARAM=VALUE") };
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_owned()));
+        let value = match serde_json::from_str::<Json>(value) {
+            Ok(_) => flow_runtime::value::parse_exact(value).map_err(|e| anyhow::anyhow!("`--set {set}`: {e}"))?,
+            Err(_) => Json::String(value.to_owned()),
+        };
         changes.params.push((name.trim().to_owned(), value));
     }
     if let Some(file) = options.plan {

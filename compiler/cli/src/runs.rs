@@ -101,9 +101,9 @@ fn read_inputs(inputs: &[String]) -> anyhow::Result<Result<Vec<(String, Json)>, 
     for input in inputs {
         let Some((name, path)) = input.split_once('=') else { bail!("`--input {input}` is not NAME=FILE.json") };
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the input file `{path}`"))?;
-        match serde_json::from_str(&text) {
+        match flow_runtime::value::parse_exact(&text) {
             Ok(json) => out.push((name.to_owned(), json)),
-            Err(e) => return Ok(Err(format!("input `{name}`: `{path}` is not JSON: {e}"))),
+            Err(e) => return Ok(Err(format!("input `{name}`: `{path}` is not JSON Flow reads exactly: {e}"))),
         }
     }
     Ok(Ok(out))
@@ -240,10 +240,10 @@ fn run_cases(
 ) -> Result<Batch, String> {
     let mut batch = Batch::default();
     for (i, line) in lines {
-        let case: Json = match serde_json::from_str(line) {
+        let case: Json = match flow_runtime::value::parse_exact(line) {
             Ok(case) => case,
             Err(e) => {
-                batch.refused.push(format!("line {}: not JSON: {e}", i + 1));
+                batch.refused.push(format!("line {}: not JSON Flow reads exactly: {e}", i + 1));
                 continue;
             }
         };

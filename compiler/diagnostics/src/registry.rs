@@ -90,6 +90,7 @@ codes! {
     E1018 = "repeated-clause",
     E1019 = "invalid-type",
     E1020 = "list-in-flow",
+    E1021 = "failing-default",
     E2001 = "dependency-cycle",
     E2002 = "output-not-emitted",
     E2003 = "matrix-not-exhaustive",

@@ -367,6 +367,9 @@ impl<'a> FlowChecker<'a> {
         if let Some((span, why)) = offending {
             self.error(Code::E1017, span, format!("the default of param `{param}` must be a constant, but {why}"))
                 .help = Some("write a literal value, such as `10_000 USD`".to_owned());
+        } else if let Some(why) = crate::constant::failure(default) {
+            self.error(Code::E1021, default.span, format!("the default of param `{param}` fails: {why}")).help =
+                Some("a param's default is computed when the plan is loaded; every run would fail with it".to_owned());
         }
     }
 

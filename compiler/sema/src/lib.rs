@@ -11,6 +11,7 @@
 //! editor sets file texts directly with [`Database::set_file`]. No query returns an error
 //! or panics on bad input; every phase returns a value plus diagnostics.
 
+mod constant;
 mod db;
 mod flows;
 mod global;

@@ -1285,7 +1285,11 @@ pub fn decide(
                     return invalid(format!("`{field}` has no value to edit"));
                 };
                 let ty = edit_type(an, path).ok_or_else(|| Refusal::Invalid(format!("`{field}` has no type")))?;
-                let json = serde_json::from_str(written).unwrap_or_else(|_| Json::String(written.clone()));
+                let json = match serde_json::from_str::<Json>(written) {
+                    Ok(_) => value::parse_exact(written)
+                        .map_err(|e| Refusal::Invalid(format!("the new value of `{field}`: {e}")))?,
+                    Err(_) => Json::String(written.clone()),
+                };
                 let after = value::decode(body, &json, &ty, field).map_err(|e| {
                     Refusal::Invalid(format!("the new value of `{field}` does not fit `{ty}`: {}", e.message))
                 })?;

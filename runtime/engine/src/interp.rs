@@ -27,6 +27,12 @@ pub enum EvalError {
         what: String,
         operands: Option<String>,
     },
+    /// A product or quotient of amounts that are not zero, too small to hold (it would
+    /// round to zero, past 28 decimal places).
+    Underflow {
+        what: String,
+        operands: Option<String>,
+    },
     /// Money of two currencies met in one comparison or sum.
     CurrencyMismatch {
         op: &'static str,
@@ -46,6 +52,9 @@ impl fmt::Display for EvalError {
             }
             EvalError::Overflow { what, .. } => write!(f, "overflow: {what} is too large"),
             EvalError::DivisionByZero { what, .. } => write!(f, "division by zero ({what})"),
+            EvalError::Underflow { what, .. } => {
+                write!(f, "underflow: {what} is too small to hold (it would round to zero)")
+            }
             EvalError::CurrencyMismatch { op, .. } => {
                 write!(f, "currency mismatch: `{op}` of amounts in two currencies, which Flow never converts")
             }
@@ -69,6 +78,9 @@ impl EvalError {
             }
             EvalError::DivisionByZero { operands: Some(operands), .. } => {
                 Some(format!("division by zero in `{operands}`"))
+            }
+            EvalError::Underflow { operands: Some(operands), .. } => {
+                Some(format!("underflow: `{operands}` rounds to zero"))
             }
             EvalError::CurrencyMismatch { op, left, right } => {
                 Some(format!("currency mismatch: `{left} {op} {right}` mixes {} and {}", left.currency, right.currency))
@@ -417,7 +429,13 @@ fn checked_decimal(op: BinaryOp, l: Decimal, r: Decimal) -> Result<Decimal> {
         }
         _ => return internal(what),
     };
-    result.ok_or_else(|| EvalError::Overflow { what, operands: operands() })
+    let result = result.ok_or_else(|| EvalError::Overflow { what: what.clone(), operands: operands() })?;
+    // Products and quotients round to 28 decimal places (half to even); one of amounts
+    // that are not zero that rounds to zero has lost every digit, which is an error.
+    if result.is_zero() && matches!(op, BinaryOp::Mul | BinaryOp::Div) && !l.is_zero() && !r.is_zero() {
+        return Err(EvalError::Underflow { what, operands: operands() });
+    }
+    Ok(result)
 }
 
 fn checked_int(op: BinaryOp, l: i64, r: i64) -> Result<i64> {

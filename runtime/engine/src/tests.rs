@@ -513,3 +513,49 @@ fn a_new_plan_brings_its_defaults_but_keeps_params_a_run_was_given() {
     let given_run = runtime.start(&an, &who, &[("app".to_owned(), app)], &given).unwrap();
     assert_eq!(nodes(&given_run.run), []);
 }
+
+/// Division and multiplication round to 28 decimal places, half to even, the same in both
+/// engines (native code calls this arithmetic); a result of amounts that are not zero that
+/// would round to zero is an error, not a silent zero.
+#[test]
+fn decimal_rounding_is_documented_and_underflow_is_an_error() {
+    let third = binary(BinaryOp::Div, money("0.10 USD"), dec("3")).unwrap();
+    assert_eq!(third, money("0.0333333333333333333333333333 USD"));
+    assert_eq!(binary(BinaryOp::Mul, third, dec("3")).unwrap(), money("0.0999999999999999999999999999 USD"));
+    assert_eq!(binary(BinaryOp::Div, dec("2"), dec("3")).unwrap(), dec("0.6666666666666666666666666667"));
+    let tiny = dec("0.000000000000001");
+    let lost = binary(BinaryOp::Mul, tiny.clone(), tiny).unwrap_err();
+    assert!(matches!(lost, EvalError::Underflow { .. }), "{lost:?}");
+    assert_eq!(lost.to_string(), "underflow: `*` of decimals is too small to hold (it would round to zero)");
+    assert_eq!(binary(BinaryOp::Mul, dec("0"), dec("0.5")).unwrap(), dec("0"), "zero times anything is zero");
+}
+
+/// JSON numbers are read exactly or refused: a number that binary floating point would
+/// change must be written as a string, and an amount is never rounded to fit.
+#[test]
+fn numbers_are_read_exactly_or_refused() {
+    use crate::value::parse_exact;
+    for exact in ["0.1", "12.50", "-3", "1e3", "123456789012345", "9007199254740993"] {
+        assert!(parse_exact(exact).is_ok(), "{exact}");
+    }
+    for inexact in ["12345678901234567890.123456789", "0.10000000000000001", "1.7976931348623157e308123"] {
+        if let Ok(json) = parse_exact(inexact) {
+            panic!("{inexact} read as {json}");
+        }
+    }
+    assert!(parse_exact(r#"{"a": "12345678901234567890.123456789", "b": [1, 2.5]}"#).is_ok());
+    let plan: flow_ir::PlanBody = serde_json::from_value(json!({
+        "flow": {"name": "f", "version": "1", "owner": "m", "steward": "m"},
+        "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+        "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [], "functions": []
+    }))
+    .unwrap();
+    let decimal = |json: serde_json::Value| crate::value::decode(&plan, &json, &flow_ir::ty::Ty::Decimal, "$");
+    assert_eq!(decimal(json!("12345678901234567890.123456789")).unwrap(), dec("12345678901234567890.123456789"));
+    assert!(decimal(json!(1.2345678901234567e19)).is_err(), "digits beyond what a float keeps are refused");
+    assert!(decimal(json!("1e-40")).is_err(), "beyond 28 decimal places is refused, not rounded");
+    let amount = |text: &str| crate::value::decode(&plan, &json!(text), &flow_ir::ty::Ty::Money(None), "$");
+    assert!(amount("79228162514264337593543950335 USD").is_ok());
+    assert!(amount("79228162514264337593543950335.5 USD").is_err(), "not rounded to fit");
+    assert!(amount("792281625142643375935439503350 USD").is_err());
+}

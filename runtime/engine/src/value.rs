@@ -147,6 +147,81 @@ fn describe(json: &Json) -> &'static str {
 
 /// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
 /// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
+/// Reads JSON text as [`serde_json`] does, but refuses a number that binary floating point
+/// would change: `12345678901234567890.123456789` as a JSON number would become
+/// `12345678901234567000`. Such a number must be written as a string (`"12345…"`), which
+/// decimals and amounts read exactly.
+pub fn parse_exact(text: &str) -> Result<Json, String> {
+    let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, its escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                if !number_is_exact(token) {
+                    return Err(format!(
+                        "the number {token} cannot be read exactly as a JSON number (binary floating point would \
+                         change it): write it as a string, \"{token}\""
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(json)
+}
+
+/// Whether a JSON number token reads as itself: a whole number that fits 64 bits, or a
+/// number whose value binary floating point keeps.
+fn number_is_exact(token: &str) -> bool {
+    if token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok() {
+        return true;
+    }
+    let exact = Decimal::from_str_exact(token).or_else(|_| Decimal::from_scientific(token));
+    let Ok(exact) = exact else {
+        // Beyond decimals altogether: whatever reads it as a decimal refuses it.
+        return true;
+    };
+    let Ok(float) = token.parse::<f64>() else { return false };
+    let shortest = serde_json::Number::from_f64(float).map(|n| n.to_string());
+    shortest.and_then(|s| Decimal::from_str_exact(&s).or_else(|_| Decimal::from_scientific(&s)).ok()) == Some(exact)
+}
+
+/// The significant digits of a number as JSON writes it (`1.2345e19`: 5).
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    digits.trim_start_matches('0').trim_end_matches('0').len().max(1)
+}
+
+/// A number in scientific notation, read only when the decimal holds it exactly.
+fn exact_scientific(text: &str) -> Result<Decimal, ()> {
+    let value = Decimal::from_scientific(text).map_err(|_| ())?;
+    // What the decimal holds, written out, must be the number written.
+    let (mantissa, exponent) = text.split_once(['e', 'E']).ok_or(())?;
+    let exponent: i64 = exponent.parse().map_err(|_| ())?;
+    let mantissa = Decimal::from_str_exact(mantissa).map_err(|_| ())?;
+    let ten = Decimal::TEN;
+    let mut back = value;
+    for _ in 0..exponent.unsigned_abs() {
+        back = if exponent > 0 { back.checked_div(ten).ok_or(())? } else { back.checked_mul(ten).ok_or(())? };
+    }
+    if back == mantissa { Ok(value) } else { Err(()) }
+}
+
 /// A principal's id as Flow compares it: without surrounding spaces, in lower case, so
 /// that `"BEA "` and `bea` are one principal.
 pub fn principal_id(text: &str) -> String {
@@ -213,14 +288,22 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
         ),
         Ty::Decimal => {
             let written = match json {
+                // A number with more significant digits than binary floating point keeps
+                // may have lost some already: it must be written as a string.
+                Json::Number(n) if n.is_f64() && significant_digits(&n.to_string()) > 15 => {
+                    return Err(error(format!(
+                        "the number {n} may not be what was written (binary floating point keeps 15 digits): \
+                         write it as a string"
+                    )));
+                }
                 Json::Number(n) => n.to_string(),
                 Json::String(s) => s.replace('_', ""),
                 other => return Err(error(format!("expected a decimal number, found {}", describe(other)))),
             };
             Value::Decimal(
                 Decimal::from_str_exact(&written)
-                    .or_else(|_| Decimal::from_scientific(&written))
-                    .map_err(|_| error(format!("`{written}` is not a decimal number")))?,
+                    .or_else(|_| exact_scientific(&written))
+                    .map_err(|_| error(format!("`{written}` is not a decimal number Flow holds exactly (at most 28 digits after the point, 96 bits in all)")))?,
             )
         }
         Ty::Money(currency) => {

@@ -31,10 +31,11 @@ impl Money {
     pub fn parse(text: &str) -> Option<Money> {
         let (amount, currency) = text.trim().rsplit_once(' ')?;
         let amount = amount.trim();
+        // Exactly, or not at all: an amount is never rounded to fit.
         let amount = if amount.contains('_') {
-            amount.chars().filter(|c| *c != '_').collect::<String>().parse().ok()?
+            Decimal::from_str_exact(&amount.chars().filter(|c| *c != '_').collect::<String>()).ok()?
         } else {
-            amount.parse().ok()?
+            Decimal::from_str_exact(amount).ok()?
         };
         Some(Money { amount, currency: Currency::new(currency)? })
     }
