@@ -28,8 +28,20 @@ const FLOW_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
     "action", "emit", "evidence",
 ];
-const BUILTINS: &[&str] =
-    &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded", "started_by"];
+const BUILTINS: &[&str] = &[
+    "now",
+    "age",
+    "stale",
+    "len",
+    "any",
+    "all",
+    "contains",
+    "lower",
+    "is_present",
+    "degraded",
+    "started_by",
+    "declassify",
+];
 
 fn item(label: &str, kind: u32, detail: impl Into<String>) -> Json {
     json!({"label": label, "kind": kind, "detail": detail.into()})

@@ -552,3 +552,54 @@ flow check {
     // Evaluated in memory only (a backtest), a clock may be chosen: nothing is stored.
     assert!(runtime.evaluate(&an, &clerk, &old, &options).is_ok());
 }
+
+/// Information flow is sound, not bounded: a label survives records nested deeper than the
+/// analysis follows field by field, and a chain of functions deeper than it inlines.
+#[test]
+fn labels_survive_any_nesting_and_any_chain_of_functions() {
+    let mut text = String::from("label pii\nrole clerk\n");
+    // R0 { inner: R1 } … R79 { secret: Text @pii }
+    for i in 0..80 {
+        if i == 79 {
+            text.push_str(&format!("type R{i} {{ secret: Text @pii }}\n"));
+        } else {
+            text.push_str(&format!("type R{i} {{ inner: R{} }}\n", i + 1));
+        }
+    }
+    // f0 calls f1 … f49, which returns its argument.
+    for i in 0..50 {
+        if i == 49 {
+            text.push_str(&format!("fn f{i}(x: Text) -> Text = x\n"));
+        } else {
+            text.push_str(&format!("fn f{i}(x: Text) -> Text = f{}(x)\n", i + 1));
+        }
+    }
+    let path: String = (0..79).map(|_| ".inner").collect();
+    text.push_str(&format!(
+        r#"type P {{ s: Text @pii }}
+type Out {{ deep: Text  chained: Text }}
+flow leaky {{
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input r: R0
+  input p: P
+  output out: Out
+  access {{
+    trigger by clerk
+  }}
+  emit out = Out {{ deep: r{path}.secret, chained: f0(p.s) }}
+}}
+"#
+    ));
+    let checked = crate::check_fixture("main.flow", text.as_bytes());
+    let leaks: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == flow_diagnostics::Code::E2008)
+        .map(|d| d.message.clone())
+        .collect();
+    for field in ["deep", "chained"] {
+        assert!(leaks.iter().any(|m| m.contains(&format!("field `{field}`"))), "{field}: {}", checked.render());
+    }
+}

@@ -112,6 +112,7 @@ codes! {
     E2019 = "separation-unsatisfiable",
     E2020 = "invalid-prompt",
     E2021 = "approval-outcome-unread",
+    E2022 = "declassify-not-permitted",
     E2101 = "plan-unreadable",
     E2102 = "plan-version-unsupported",
     E2103 = "plan-hash-mismatch",

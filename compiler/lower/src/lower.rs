@@ -417,6 +417,15 @@ impl<'a> Lowerer<'a> {
                 match builtin {
                     hir::Builtin::Now => I::Now,
                     hir::Builtin::StartedBy => I::StartedBy,
+                    hir::Builtin::Declassify => {
+                        let reason = match args.get(1).map(|a| &a.kind) {
+                            Some(H::Lit(hir::Literal::Text(text))) => text.as_str().into(),
+                            _ => SmolStr::default(),
+                        };
+                        let value =
+                            args.first().map(|a| self.expr(a)).unwrap_or_else(|| ir::Expr::new(Ty::Nothing, I::Now));
+                        I::Declassify { value: Box::new(value), reason }
+                    }
                     hir::Builtin::Age => I::Age(node_arg(args)),
                     hir::Builtin::Stale => I::Stale(node_arg(args)),
                     hir::Builtin::Degraded => I::Degraded(node_arg(args)),

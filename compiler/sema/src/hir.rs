@@ -48,6 +48,8 @@ pub enum Builtin {
     Now,
     /// `started_by()`: the principal who started the run.
     StartedBy,
+    /// `declassify(value, "why")`: the value, without the labels the flow's owner may view.
+    Declassify,
     Age,
     Stale,
     Len,
@@ -62,6 +64,7 @@ impl Builtin {
         match self {
             Builtin::Now => "now",
             Builtin::StartedBy => "started_by",
+            Builtin::Declassify => "declassify",
             Builtin::Age => "age",
             Builtin::Stale => "stale",
             Builtin::Len => "len",

@@ -22,6 +22,7 @@ use crate::hir::{Builtin, Expr, ExprKind, Flow, Part, Ref, StepKind};
 use crate::print::{self, Names};
 use crate::signatures::{self, Decl};
 use crate::ty::Ty;
+use flow_syntax::ast::GateKind;
 
 /// One step of the way a label travelled.
 #[derive(Clone, Debug)]
@@ -36,6 +37,13 @@ type Labels = BTreeMap<DeclId, Rc<Vec<Hop>>>;
 
 /// The longest trail kept; longer ones keep their start and end.
 const MAX_TRAIL: usize = 10;
+
+/// How deep records are followed field by field; below, labels are joined (never dropped).
+const MAX_DEPTH: usize = 64;
+
+/// How deep calls are inlined; below, a call carries every label of its arguments (a
+/// function reads only its parameters), which is coarser but never loses one.
+const MAX_INLINING: usize = 32;
 
 #[derive(Clone, Debug, Default)]
 struct Taint {
@@ -127,8 +135,18 @@ impl Taint {
 enum Sink<'s> {
     Model(&'s str),
     System(&'s str, &'s str),
-    Field { field: &'s str, record: &'s str },
-    Output { output: &'s str, path: String },
+    Field {
+        field: &'s str,
+        record: &'s str,
+    },
+    Output {
+        output: &'s str,
+        path: String,
+    },
+    /// Whether a model is called at all.
+    ModelCall(&'s str),
+    /// Whether a system's action is called at all.
+    SystemCall(&'s str, &'s str),
 }
 
 /// The outermost call being analysed, when the analysis is inside a function.
@@ -155,6 +173,10 @@ struct Analyzer<'a> {
     steps: Vec<Taint>,
     /// Functions being inlined, to stop at recursion (reported elsewhere).
     inlining: Vec<DeclId>,
+    /// The soft and blocking gates analysed so far, with the labels of their conditions.
+    gate_labels: Vec<(usize, Labels)>,
+    /// The labels the flow's owner may view, which its `declassify` may take off.
+    declassifiable: BTreeSet<DeclId>,
     reported: BTreeSet<(FileId, Span, DeclId)>,
     out: Vec<Diagnostic>,
 }
@@ -170,7 +192,11 @@ impl<'a> Analyzer<'a> {
         match ty {
             Ty::Optional(inner) => self.declared(inner, seen),
             Ty::List(inner) => Taint { elem: Some(Box::new(self.declared(inner, seen))), ..Taint::default() },
-            Ty::Record(record) if !seen.contains(&record.id) && seen.len() < 16 => {
+            // Records nest as deep as their declarations chain (they cannot contain
+            // themselves); past that depth, every label anywhere below is put on the value
+            // as a whole, which is coarser but never loses one.
+            Ty::Record(_) if seen.len() >= MAX_DEPTH => Taint::flat(self.deep_labels(ty)),
+            Ty::Record(record) if !seen.contains(&record.id) => {
                 let Some(sig) = signatures::record(self.db, record.id) else { return Taint::default() };
                 seen.push(record.id);
                 let mut taint = Taint::default();
@@ -200,6 +226,40 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// Every label declared anywhere inside values of `ty`, each with the field that
+    /// declares it, found without recursion.
+    fn deep_labels(&self, ty: &Ty) -> Labels {
+        let mut labels = Labels::new();
+        let mut stack = vec![ty.clone()];
+        let mut seen = BTreeSet::new();
+        while let Some(ty) = stack.pop() {
+            match ty {
+                Ty::Optional(inner) | Ty::List(inner) => stack.push(*inner),
+                Ty::Record(record) if seen.insert(record.id) => {
+                    let Some(sig) = signatures::record(self.db, record.id) else { continue };
+                    for field in &sig.fields {
+                        for label in &field.labels {
+                            let hop = Hop {
+                                file: record.id.file,
+                                span: field.span,
+                                text: format!(
+                                    "`{}` of `{}` is labelled `{}`",
+                                    field.name,
+                                    sig.name,
+                                    self.label_name(*label)
+                                ),
+                            };
+                            labels.entry(*label).or_insert_with(|| Rc::new(vec![hop]));
+                        }
+                        stack.push(field.ty.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        labels
+    }
+
     fn names<'n>(&'n self, env: &'n Env) -> Names<'n> {
         Names {
             db: self.db,
@@ -225,8 +285,37 @@ impl<'a> Analyzer<'a> {
                 let args: Vec<Taint> = args.iter().map(|a| self.taint(a, env, file)).collect();
                 self.inline(*function, args, expr.span, env, file)
             }
+            ExprKind::Builtin { builtin: Builtin::Declassify, args } => {
+                let Some(value) = args.first() else { return Taint::default() };
+                let taint = self.taint(value, env, file);
+                if let Some(site) = &env.call_site {
+                    // The flow's owner answers for a declassification: it is written in the
+                    // flow, where the owner's grants are known, never in a shared function.
+                    let diagnostic = Diagnostic::new(
+                        Code::E2022,
+                        site.file,
+                        site.span,
+                        format!("function `{}` declassifies data; only a flow's steps may", site.function),
+                    )
+                    .with_label(file, expr.span, "declassified here")
+                    .with_help("call `declassify` in the flow, on what the function returns");
+                    if self.reported.insert((site.file, site.span, self.flow.id)) {
+                        self.out.push(diagnostic);
+                    }
+                    return taint;
+                }
+                let mut kept = Labels::new();
+                for (label, trail) in taint.full() {
+                    if !self.declassifiable.contains(&label) {
+                        self.refuse_declassify(label, &trail, expr.span, file, env);
+                        kept.insert(label, trail);
+                    }
+                }
+                // What the owner may view is no longer labelled; what they may not stays.
+                Taint::flat(kept)
+            }
             ExprKind::Builtin { builtin, args } => match builtin {
-                Builtin::Now | Builtin::StartedBy | Builtin::Degraded => Taint::default(),
+                Builtin::Now | Builtin::StartedBy | Builtin::Degraded | Builtin::Declassify => Taint::default(),
                 Builtin::Age | Builtin::Stale => {
                     let arg = args.first().map(|a| self.taint(a, env, file)).unwrap_or_default();
                     let as_of = args.first().and_then(|a| self.as_of_field(a));
@@ -357,8 +446,14 @@ impl<'a> Analyzer<'a> {
     }
 
     fn inline(&mut self, function: DeclId, args: Vec<Taint>, span: Span, env: &Env, file: FileId) -> Taint {
-        if self.inlining.contains(&function) || self.inlining.len() > 32 {
-            return Taint::default();
+        if self.inlining.contains(&function) || self.inlining.len() >= MAX_INLINING {
+            // A recursive call (reported elsewhere) or one too deep: the result carries
+            // everything its arguments do.
+            let mut labels = Labels::new();
+            for arg in &args {
+                merge(&mut labels, &arg.full());
+            }
+            return Taint::flat(labels);
         }
         let Some(source) = self.db.workspace().file(self.db, function.file) else { return Taint::default() };
         let db = self.db;
@@ -425,6 +520,37 @@ impl<'a> Analyzer<'a> {
         out
     }
 
+    /// Reports a declassification of `label` that the flow's owner may not make: the owner
+    /// is not granted `view` of it.
+    fn refuse_declassify(&mut self, label: DeclId, trail: &Rc<Vec<Hop>>, span: Span, file: FileId, env: &Env) {
+        let (primary_file, primary_span) = match &env.call_site {
+            Some(site) => (site.file, site.span),
+            None => (file, span),
+        };
+        if !self.reported.insert((primary_file, primary_span, label)) {
+            return;
+        }
+        let name = self.label_name(label);
+        let owner = self.flow.owner.map(|o| signatures::decl_name(self.db, o)).unwrap_or_else(|| "?".to_owned());
+        let mut diagnostic = Diagnostic::new(
+            Code::E2022,
+            primary_file,
+            primary_span,
+            format!("flow `{}` may not declassify `{name}` data: its owner `{owner}` may not view it", self.flow.name),
+        )
+        .with_primary_message(format!("`{name}` data is declassified here"))
+        .with_help(format!(
+            "a flow declassifies only what its owner is granted to view: add `view {name} by {owner}` to its access \
+             rules if the owner answers for it, or declassify less"
+        ));
+        for hop in trail.iter() {
+            if (hop.file, hop.span) != (primary_file, primary_span) {
+                diagnostic.secondary.push(Label::new(hop.file, hop.span, hop.text.clone()));
+            }
+        }
+        self.out.push(diagnostic);
+    }
+
     fn report(&mut self, sink: &Sink<'_>, label: DeclId, trail: &Rc<Vec<Hop>>, span: Span, file: FileId, env: &Env) {
         let name = self.label_name(label);
         let (primary_file, primary_span) = match &env.call_site {
@@ -447,6 +573,22 @@ impl<'a> Analyzer<'a> {
             Sink::Field { field, record } => (
                 format!("`{name}` data reaches field `{field}` of `{record}`{inside}, which is not labelled `@{name}`"),
                 format!("declare the field as `{field}: … @{name}` if it may hold this data, or leave the data out"),
+            ),
+            Sink::ModelCall(model) => (
+                format!("whether model `{model}` is called depends on `{name}` data, and it is not cleared for it"),
+                format!(
+                    "add `clearance {name}` to model `{model}`, or make the condition that holds the run before the \
+                     call read less"
+                ),
+            ),
+            Sink::SystemCall(system, action) => (
+                format!(
+                    "whether system `{system}` is called (action `{action}`) depends on `{name}` data, and it is not \
+                     cleared for it"
+                ),
+                format!(
+                    "add `clearance {name}` to system `{system}`, or make the conditions that decide the call read less"
+                ),
             ),
             Sink::Output { output, path } => {
                 let place = if path.is_empty() { String::new() } else { format!(" in field `{path}`") };
@@ -472,6 +614,56 @@ impl<'a> Analyzer<'a> {
         self.out.push(diagnostic);
     }
 
+    /// Checks that a model or system called by step `index` is cleared for the conditions
+    /// of the gates that stop or hold the run before it: every soft and blocking gate, but
+    /// those the step feeds (`feeding`: an `infer` step, which runs before the gates that
+    /// need it).
+    fn check_gates(&mut self, index: usize, feeding: Option<usize>, clearance: &[DeclId], sink: Sink<'_>) {
+        let gates = self.gate_labels.clone();
+        let env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
+        let span = self.flow.steps[index].name_span;
+        for (gate, labels) in gates {
+            if feeding.is_some_and(|step| self.depends(gate, step)) {
+                continue;
+            }
+            for (label, trail) in labels {
+                if !clearance.contains(&label) {
+                    let gate_name = self.flow.steps[gate].name.clone();
+                    let hop = Hop {
+                        file: self.file,
+                        span: self.flow.steps[gate].name_span,
+                        text: format!("gate `{gate_name}` decides on it before the call"),
+                    };
+                    let mut trail = (*trail).clone();
+                    trail.push(hop);
+                    self.report(&sink, label, &Rc::new(trail), span, self.file, &env);
+                }
+            }
+        }
+    }
+
+    /// Whether step `step` reads step `on`, directly or through other steps.
+    fn depends(&self, step: usize, on: usize) -> bool {
+        let mut stack = vec![step];
+        let mut seen = BTreeSet::new();
+        while let Some(s) = stack.pop() {
+            if s == on {
+                return true;
+            }
+            if !seen.insert(s) {
+                continue;
+            }
+            for expr in self.flow.steps[s].kind.exprs() {
+                for r in expr.refs() {
+                    if let Ref::Step(target) = r {
+                        stack.push(target as usize);
+                    }
+                }
+            }
+        }
+        false
+    }
+
     fn check_sink(&mut self, sink: Sink<'_>, expr: &Expr, clearance: &[DeclId]) -> Taint {
         let mut env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
         let taint = self.taint(expr, &mut env, self.file);
@@ -487,6 +679,10 @@ impl<'a> Analyzer<'a> {
         let mut env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
         self.inputs = self.flow.inputs.iter().map(|input| self.declared(&input.ty, &mut Vec::new())).collect();
         self.steps = vec![Taint::default(); self.flow.steps.len()];
+        // The models and systems called: by step, the step they must not be checked
+        // against (an `infer` feeding a gate), clearance, model or system, action.
+        #[expect(clippy::type_complexity, reason = "a list of what one loop found for the next")]
+        let mut calls: Vec<(usize, Option<usize>, Vec<DeclId>, SmolStr, Option<SmolStr>)> = Vec::new();
         for index in step_order(self.flow) {
             let step = &self.flow.steps[index];
             let hop =
@@ -503,6 +699,9 @@ impl<'a> Analyzer<'a> {
                     for arg in args {
                         self.check_sink(Sink::Model(&sig.name), arg, &sig.clearance);
                     }
+                    // Rules first: a model is called only once the gates it does not feed let
+                    // the run through, so whether it is called reveals their conditions.
+                    calls.push((index, Some(index), sig.clearance.clone(), sig.name.clone(), None));
                     let mut taint = self.declared(&sig.output, &mut Vec::new());
                     if let Some(fallback) = fallback {
                         taint = taint.join(&self.taint(fallback, &mut env, self.file));
@@ -510,9 +709,6 @@ impl<'a> Analyzer<'a> {
                     taint
                 }
                 StepKind::Action { system, action, args, condition, idempotency } => {
-                    if let Some(condition) = condition {
-                        self.taint(condition, &mut env, self.file);
-                    }
                     let Some(Decl::System(sig)) = system.and_then(|id| signatures::decl(self.db, id)).cloned() else {
                         continue;
                     };
@@ -520,7 +716,17 @@ impl<'a> Analyzer<'a> {
                     for arg in args.iter().chain(idempotency) {
                         self.check_sink(Sink::System(&sig.name, &target.name), arg, &sig.clearance);
                     }
-                    self.declared(&target.ret, &mut Vec::new())
+                    // Whether the system is called at all reveals the action's condition
+                    // and that every gate before it let the run through.
+                    let sink = || Sink::SystemCall(&sig.name, &target.name);
+                    let mut taint = self.declared(&target.ret, &mut Vec::new());
+                    if let Some(condition) = condition {
+                        let revealed = self.check_sink(sink(), condition, &sig.clearance);
+                        // So does whether the action's result is present.
+                        merge(&mut taint.here, &revealed.full());
+                    }
+                    calls.push((index, None, sig.clearance.clone(), sig.name.clone(), Some(target.name.clone())));
+                    taint
                 }
                 StepKind::Emit { output, value } => {
                     let taint = self.taint(value, &mut env, self.file);
@@ -534,14 +740,36 @@ impl<'a> Analyzer<'a> {
                     }
                     Taint::default()
                 }
+                // A review's outcome says whether its condition held (`skipped`), and an
+                // approval's which row applied (`requirement`, `approvers`, `approved`): they
+                // carry the labels of what decided.
+                StepKind::Review { .. } | StepKind::Approval { .. } => {
+                    let mut labels = Labels::new();
+                    for expr in step.kind.exprs() {
+                        merge(&mut labels, &self.taint(expr, &mut env, self.file).full());
+                    }
+                    let taint = Taint::flat(labels);
+                    if taint.is_clean() { taint } else { taint.hop(&hop) }
+                }
                 other => {
                     for expr in other.exprs() {
-                        self.taint(expr, &mut env, self.file);
+                        let taint = self.taint(expr, &mut env, self.file);
+                        if matches!(other, StepKind::Gate { kind, .. } if *kind != GateKind::Info) {
+                            self.gate_labels.push((index, taint.full()));
+                        }
                     }
                     Taint::default()
                 }
             };
             self.steps[index] = taint;
+        }
+        // Once every gate's condition is known.
+        for (index, feeding, clearance, name, action) in calls {
+            let sink = match &action {
+                Some(action) => Sink::SystemCall(&name, action),
+                None => Sink::ModelCall(&name),
+            };
+            self.check_gates(index, feeding, &clearance, sink);
         }
     }
 }
@@ -587,6 +815,35 @@ fn step_order(flow: &Flow) -> Vec<usize> {
         .collect()
 }
 
+/// The labels the flow's owner role (or a role it extends) is granted `view` of.
+fn declassifiable(db: &dyn Db, flow: &Flow) -> BTreeSet<DeclId> {
+    let Some(owner) = flow.owner else { return BTreeSet::new() };
+    // The owner and every role it extends, transitively.
+    let mut held = vec![owner];
+    let mut i = 0;
+    while let Some(&role) = held.get(i) {
+        if let Some(Decl::Role(sig)) = signatures::decl(db, role) {
+            for extended in &sig.extends {
+                if !held.contains(extended) {
+                    held.push(*extended);
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut out = BTreeSet::new();
+    for grant in &flow.grants {
+        if grant.kind == flow_syntax::ast::GrantKind::View && grant.roles.iter().any(|r| held.contains(r)) {
+            for target in &grant.targets {
+                if let crate::hir::GrantTarget::Label(label) = target {
+                    out.insert(*label);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Checks the information flow of one flow.
 pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnostic>) {
     let mut analyzer = Analyzer {
@@ -596,6 +853,8 @@ pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnost
         inputs: Vec::new(),
         steps: Vec::new(),
         inlining: Vec::new(),
+        gate_labels: Vec::new(),
+        declassifiable: declassifiable(db, flow),
         reported: BTreeSet::new(),
         out: Vec::new(),
     };

@@ -81,8 +81,20 @@ impl<F: Fn() -> String> Describe for F {
     }
 }
 
-pub const BUILTINS: &[&str] =
-    &["now", "age", "stale", "len", "any", "all", "contains", "lower", "is_present", "degraded", "started_by"];
+pub const BUILTINS: &[&str] = &[
+    "now",
+    "age",
+    "stale",
+    "len",
+    "any",
+    "all",
+    "contains",
+    "lower",
+    "is_present",
+    "degraded",
+    "started_by",
+    "declassify",
+];
 
 /// The expression checker. The caller sets up the names in scope.
 pub struct Checker<'a> {
@@ -836,6 +848,7 @@ impl<'a> Checker<'a> {
         let builtin = match name {
             "now" => Some(Builtin::Now),
             "started_by" => Some(Builtin::StartedBy),
+            "declassify" => Some(Builtin::Declassify),
             "age" => Some(Builtin::Age),
             "stale" => Some(Builtin::Stale),
             "len" => Some(Builtin::Len),
@@ -912,6 +925,7 @@ impl<'a> Checker<'a> {
         let (count, shape) = match builtin {
             Builtin::Now => (0, "now()"),
             Builtin::StartedBy => (0, "started_by()"),
+            Builtin::Declassify => (2, "declassify(value, \"why\")"),
             Builtin::Age => (1, "age(input)"),
             Builtin::Stale => (1, "stale(input)"),
             Builtin::Len => (1, "len(list)"),
@@ -927,6 +941,20 @@ impl<'a> Checker<'a> {
         let (hir_args, ty) = match builtin {
             Builtin::Now => (Vec::new(), Ty::Timestamp),
             Builtin::StartedBy => (Vec::new(), Ty::Principal),
+            Builtin::Declassify => {
+                let mut value = self.infer(&args[0].value, None);
+                self.reject_step_value(&mut value);
+                let ty = value.ty.clone();
+                let reason = self.infer(&args[1].value, None);
+                let written = matches!(&reason.kind, ExprKind::Lit(Literal::Text(text)) if !text.trim().is_empty());
+                if !written && !reason.ty.is_error() {
+                    self.error(Code::E1002, reason.span, "the reason for a declassification is a text written here")
+                        .help = Some(
+                        "say why the value may be shown: `declassify(count, \"a count names no one\")`".to_owned(),
+                    );
+                }
+                (vec![value, reason], ty)
+            }
             Builtin::Age | Builtin::Stale => {
                 let arg = &args[0].value;
                 let hir = self.infer(arg, None);

@@ -127,6 +127,19 @@ impl Analysis {
             let labels_of = |expr: &Expr, node_labels: &[Vec<SmolStr>]| expr_labels(&plan, expr, node_labels);
             node_labels[id.index()] = match &node.kind {
                 NodeKind::Let { value } | NodeKind::Emit { value } => labels_of(value, &node_labels),
+                // What a review's outcome (`skipped`), an approval's row, an action's result
+                // being there reveal: the labels of the conditions that decided them.
+                NodeKind::Review { condition: Some(condition), .. }
+                | NodeKind::Action { condition: Some(condition), .. } => {
+                    condition_labels(&plan, condition, &node_labels)
+                }
+                NodeKind::Approval { rows, distinct_from } => {
+                    let mut labels = BTreeSet::new();
+                    for expr in rows.iter().filter_map(|r| r.condition.as_ref()).chain(distinct_from) {
+                        labels.extend(condition_labels(&plan, expr, &node_labels));
+                    }
+                    labels.into_iter().collect()
+                }
                 _ => Vec::new(),
             };
             let conditions: Vec<&Expr> = match &node.kind {
@@ -397,6 +410,143 @@ impl Analysis {
         roles
     }
 
+    /// The declassifications of the plan: the node, the labels taken off, and the reason.
+    pub fn declassifications(&self) -> Vec<(SmolStr, Vec<SmolStr>, SmolStr)> {
+        let mut out = Vec::new();
+        for node in &self.body().nodes {
+            for root in node.kind.exprs() {
+                root.walk(&mut |e| {
+                    if let ExprKind::Declassify { value, reason } = &e.kind {
+                        out.push((node.name.clone(), self.all_labels(value), reason.clone()));
+                    }
+                });
+            }
+        }
+        out
+    }
+
+    /// The labels of everything an expression reads (record fields included).
+    fn all_labels(&self, expr: &Expr) -> Vec<SmolStr> {
+        let mut labels = BTreeSet::new();
+        for (root, path) in expr.places_read() {
+            labels.extend(place_labels(&self.plan, root, &path, &self.node_labels));
+        }
+        labels.into_iter().collect()
+    }
+
+    /// Where the plan's values would reach a place their labels keep them from — the
+    /// runtime's own proof of information flow, made whenever a plan is loaded, whoever
+    /// compiled it: each model and system receives only what it is cleared for (including
+    /// whether it is called at all, which reveals the conditions of the gates it waits for
+    /// and the action's own condition), each field of a record built by the plan holds only
+    /// what its declared labels cover, and a declassification takes off only labels the
+    /// flow's owner may view.
+    pub fn leaks(&self) -> Vec<String> {
+        let body = self.body();
+        let mut out = Vec::new();
+        let exceeding = |labels: &[SmolStr], allowed: &[SmolStr]| -> Vec<String> {
+            labels.iter().filter(|l| !allowed.contains(l)).map(|l| l.to_string()).collect()
+        };
+        let gates: Vec<(usize, Vec<SmolStr>)> = body
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Gate { level, condition, .. } if *level != flow_ir::plan::GateLevel::Info => {
+                    Some((i, self.all_labels(condition)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (i, node) in body.nodes.iter().enumerate() {
+            let name = &node.name;
+            match &node.kind {
+                NodeKind::Infer { model, args, .. } => {
+                    let Some(model) = body.model(model) else { continue };
+                    for arg in args {
+                        let leak = exceeding(&self.expr_labels(&arg.value), &model.clearance);
+                        if !leak.is_empty() {
+                            out.push(format!(
+                                "`{name}` sends {} data to model `{}`, which is not cleared for it",
+                                leak.join(", "),
+                                model.name
+                            ));
+                        }
+                    }
+                    for (gate, labels) in &gates {
+                        // Rules first: the call waits for the gates it does not feed.
+                        let fed = self.gates.binary_search(&(*gate as u32)).is_ok_and(|g| self.feeds(i, g));
+                        if !fed {
+                            let leak = exceeding(labels, &model.clearance);
+                            if !leak.is_empty() {
+                                out.push(format!(
+                                    "whether `{name}` calls model `{}` depends on {} data (gate `{}`), and it is not cleared for it",
+                                    model.name, leak.join(", "), body.nodes[*gate].name
+                                ));
+                            }
+                        }
+                    }
+                }
+                NodeKind::Action { system, args, condition, idempotency, .. } => {
+                    let Some(target) = body.system(system) else { continue };
+                    let mut sent: Vec<SmolStr> = Vec::new();
+                    for expr in args.iter().map(|a| &a.value).chain(idempotency) {
+                        sent.extend(self.expr_labels(expr));
+                    }
+                    if let Some(condition) = condition {
+                        sent.extend(self.all_labels(condition));
+                    }
+                    for (_, labels) in &gates {
+                        sent.extend(labels.iter().cloned());
+                    }
+                    sent.sort();
+                    sent.dedup();
+                    let leak = exceeding(&sent, &target.clearance);
+                    if !leak.is_empty() {
+                        out.push(format!(
+                            "`{name}` lets {} data reach system `{system}`, which is not cleared for it",
+                            leak.join(", ")
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            for root in node.kind.exprs() {
+                root.walk(&mut |e| {
+                    if let ExprKind::Record(fields) = &e.kind
+                        && let Ty::Named(record) = e.ty.unwrap_optional()
+                        && let Some(declared) = body.record(record)
+                    {
+                        for field in fields {
+                            let Some(decl) = declared.field(&field.name) else { continue };
+                            let leak = exceeding(&self.expr_labels(&field.value), &decl.labels);
+                            if !leak.is_empty() {
+                                out.push(format!(
+                                    "`{name}` puts {} data into field `{}` of `{record}`, which is not labelled so",
+                                    leak.join(", "),
+                                    field.name
+                                ));
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        let owner = [body.flow.owner.to_string()];
+        let viewable = self.views(&owner);
+        for (node, labels, _) in self.declassifications() {
+            let refused = exceeding(&labels, &viewable);
+            if !refused.is_empty() {
+                out.push(format!(
+                    "`{node}` declassifies {} data, which the flow's owner `{}` may not view",
+                    refused.join(", "),
+                    body.flow.owner
+                ));
+            }
+        }
+        out
+    }
+
     /// The labels a principal holding `roles` may view.
     pub fn views(&self, roles: &[String]) -> Vec<SmolStr> {
         self.body().labels.iter().filter(|l| self.granted(roles, GrantKind::View, Some(l))).cloned().collect()
@@ -415,12 +565,18 @@ pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<
 
 fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
     // A record value's fields carry their declared labels, which the compiler proved cover
-    // what each field reads.
+    // what each field reads (and loading proves again: `Analysis::leaks`).
     if matches!(expr.kind, ExprKind::Record(_)) {
         return Vec::new();
     }
+    condition_labels(plan, expr, node_labels)
+}
+
+/// The labels of everything an expression reads, record fields included, but what it
+/// declassifies.
+fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
     let mut labels = BTreeSet::new();
-    for (root, path) in expr.places_read() {
+    for (root, path) in expr.labelled_places() {
         labels.extend(place_labels(plan, root, &path, node_labels));
     }
     labels.into_iter().collect()

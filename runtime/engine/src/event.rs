@@ -138,6 +138,17 @@ pub struct Started<V> {
     pub signing_key: Option<String>,
     /// `interpreter`.
     pub engine: SmolStr,
+    /// The plan's declassifications, which this run's values may go through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declassifications: Vec<Declassification>,
+}
+
+/// A `declassify` of the plan: where, which labels it takes off, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declassification {
+    pub node: SmolStr,
+    pub labels: Vec<SmolStr>,
+    pub reason: SmolStr,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -377,6 +388,7 @@ impl<V> Event<V> {
                     environment: s.environment,
                     signing_key: s.signing_key,
                     engine: s.engine,
+                    declassifications: s.declassifications,
                 }))
             }
             Event::Evaluated { value, operands, node } => Event::Evaluated {

@@ -521,6 +521,7 @@ pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Ve
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
         Some(Ok(verified)) if verified.hash() == plan_hash => {
             let an = crate::analysis::Analysis::new(verified);
+            problems.extend(an.leaks().into_iter().map(|leak| format!("the plan lets labelled data leak: {leak}")));
             problems.extend(crate::conformance::problems(&an, &bodies));
         }
         Some(Ok(verified)) => {

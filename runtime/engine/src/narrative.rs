@@ -196,6 +196,17 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                     env["runtime"].as_str().unwrap_or("?"),
                     e["engine"].as_str().unwrap_or("?")
                 );
+                for d in e["declassifications"].as_array().into_iter().flatten() {
+                    let labels: Vec<&str> =
+                        d["labels"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                    let _ = writeln!(
+                        out,
+                        "Declassifies {} in `{}`: {}",
+                        labels.join(", "),
+                        d["node"].as_str().unwrap_or("?"),
+                        d["reason"].as_str().unwrap_or("?")
+                    );
+                }
                 let _ = writeln!(out, "\nInputs");
                 for input in e["inputs"].as_array().into_iter().flatten() {
                     let _ = writeln!(out, "  {}: {}", input["name"].as_str().unwrap_or("?"), display(&input["value"]));

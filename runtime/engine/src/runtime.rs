@@ -448,9 +448,16 @@ impl Runtime {
         if let Some(an) = self.cached(&hash) {
             return Ok(an);
         }
-        let bytes = flow_ir::encode::to_json(plan.plan());
-        self.store.put_plan(&hash, bytes.as_bytes())?;
         let an = Arc::new(Analysis::new(plan));
+        let leaks = an.leaks();
+        if !leaks.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the plan {hash} lets labelled data go where it may not, so it is not installed:\n{}",
+                leaks.join("\n")
+            )));
+        }
+        let bytes = flow_ir::encode::to_json(an.plan.plan());
+        self.store.put_plan(&hash, bytes.as_bytes())?;
         self.lock_plans().insert(hash, an.clone());
         Ok(an)
     }
@@ -476,6 +483,13 @@ impl Runtime {
             return Err(Error::Environment(format!("the plan stored as {hash} has hash {}", plan.hash())));
         }
         let an = Arc::new(Analysis::new(plan));
+        let leaks = an.leaks();
+        if !leaks.is_empty() {
+            return Err(Error::Environment(format!(
+                "the stored plan {hash} lets labelled data go where it may not:\n{}",
+                leaks.join("\n")
+            )));
+        }
         self.lock_plans().insert(hash.to_owned(), an.clone());
         Ok(an)
     }
@@ -779,6 +793,11 @@ impl Runtime {
             environment: self.environment(an),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
             engine: an.engine_label(self.engine).into(),
+            declassifications: an
+                .declassifications()
+                .into_iter()
+                .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
+                .collect(),
         })
     }
 

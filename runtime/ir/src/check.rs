@@ -219,6 +219,13 @@ impl<'p> Checker<'p> {
                     None => return Err(format!("`{}` has no field `{field}`", base.ty)),
                 }
             }
+            ExprKind::Declassify { value, reason } => {
+                if reason.trim().is_empty() {
+                    return Err("a declassification gives no reason".to_owned());
+                }
+                self.check(value)?;
+                value.ty.clone()
+            }
             ExprKind::Unwrap(inner) => {
                 self.check(inner)?;
                 let Ty::Optional(unwrapped) = &inner.ty else {

@@ -247,6 +247,12 @@ pub enum ExprKind {
     Now,
     /// `started_by()`: the principal who started the run.
     StartedBy,
+    /// `declassify(value, "why")`: the value, without the labels it carries (the flow's
+    /// owner is granted to view them), with the reason the flow gives.
+    Declassify {
+        value: Box<Expr>,
+        reason: SmolStr,
+    },
     /// `age(input)`: how old the input's record is, by its source's `as_of` field.
     Age(SmolStr),
     /// `stale(input)`: whether the input's record is older than its source's freshness.
@@ -301,6 +307,7 @@ macro_rules! children {
                 }
             }
             ExprKind::Field { base: inner, .. }
+            | ExprKind::Declassify { value: inner, .. }
             | ExprKind::Unwrap(inner)
             | ExprKind::Widen(inner)
             | ExprKind::Not(inner)
@@ -396,6 +403,23 @@ impl Expr {
                 continue;
             }
             expr.for_each_child(|child| stack.push(child));
+        }
+        places
+    }
+
+    /// The places whose labels the expression's value carries: those it reads, but not
+    /// under a `declassify` (whose labels the flow takes off).
+    pub fn labelled_places(&self) -> Vec<(&SmolStr, Vec<&SmolStr>)> {
+        let mut places = Vec::new();
+        let mut stack = vec![self];
+        while let Some(expr) = stack.pop() {
+            if let Some((node, path)) = expr.place() {
+                places.push((node, path));
+                continue;
+            }
+            if !matches!(expr.kind, ExprKind::Declassify { .. }) {
+                expr.for_each_child(|child| stack.push(child));
+            }
         }
         places
     }

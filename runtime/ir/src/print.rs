@@ -168,6 +168,9 @@ impl Printer<'_> {
             }
             ExprKind::Now => "now()".to_owned(),
             ExprKind::StartedBy => "started_by()".to_owned(),
+            ExprKind::Declassify { value, reason } => {
+                format!("declassify({}, {})", self.print(value, locals), text_literal(reason))
+            }
             ExprKind::Age(input) => format!("age({input})"),
             ExprKind::Stale(input) => format!("stale({input})"),
             ExprKind::Degraded(step) => format!("degraded({step})"),

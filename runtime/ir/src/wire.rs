@@ -51,6 +51,7 @@ fn tag(kind: &ExprKind) -> &'static str {
         ExprKind::Variant(_) => "variant",
         ExprKind::Field { .. } => "field",
         ExprKind::Unwrap(_) => "unwrap",
+        ExprKind::Declassify { .. } => "declassify",
         ExprKind::Widen(_) => "widen",
         ExprKind::Call { .. } => "call",
         ExprKind::Builtin { builtin, .. } => builtin.name(),
@@ -139,6 +140,10 @@ impl Expr {
             }
             ExprKind::Unwrap(inner) | ExprKind::Widen(inner) | ExprKind::Not(inner) | ExprKind::Neg(inner) => {
                 seq.serialize_element(inner)?;
+            }
+            ExprKind::Declassify { value, reason } => {
+                seq.serialize_element(value)?;
+                seq.serialize_element(reason.as_str())?;
             }
             ExprKind::Call { function, args } => {
                 seq.serialize_element(function.as_str())?;
@@ -399,6 +404,10 @@ fn read_expr<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Expr, A::Error> {
             ExprKind::Field { base, field: name(&mut seq, "field")? }
         }
         "unwrap" => ExprKind::Unwrap(boxed(&mut seq, "operand")?),
+        "declassify" => {
+            let value = boxed(&mut seq, "value")?;
+            ExprKind::Declassify { value, reason: name(&mut seq, "reason")? }
+        }
         "widen" => ExprKind::Widen(boxed(&mut seq, "operand")?),
         "not" => ExprKind::Not(boxed(&mut seq, "operand")?),
         "neg" => ExprKind::Neg(boxed(&mut seq, "operand")?),

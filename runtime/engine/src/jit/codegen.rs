@@ -582,6 +582,7 @@ impl Gen<'_, '_, '_> {
                 let value = Rep { kind: inner_rep.kind, optional: false };
                 self.coerce(value, rep, words[1..].to_vec())?
             }
+            ExprKind::Declassify { value, .. } => self.expr(value)?,
             ExprKind::Widen(inner) => {
                 let words = self.expr(inner)?;
                 let inner_rep = self.rep(&inner.ty);
