@@ -603,3 +603,58 @@ flow leaky {{
         assert!(leaks.iter().any(|m| m.contains(&format!("field `{field}`"))), "{field}: {}", checked.render());
     }
 }
+
+/// What-if reuses what did not change: a param set to the value the run had, spelt
+/// otherwise, changes nothing; a param that only a row the approval did not reach reads
+/// keeps the approvers' decision.
+#[test]
+fn what_if_reuses_decisions_on_what_the_step_read() {
+    const FLOW: &str = r#"
+role clerk
+role manager
+role auditor
+enum Tier { low, medium }
+type Request { id: Text  amount: Money[USD]  tier: Tier }
+type Out { approved: Bool }
+flow spend {
+  version "1.0.0"
+  owner manager
+  steward manager
+  input request: Request
+  output out: Out
+  param auto_limit: Money[USD] = 10_000 USD
+  access {
+    trigger by clerk
+    replay by auditor
+  }
+  approval sign {
+    when request.tier == low and request.amount < auto_limit => auto
+    when request.tier == low                                 => 1 of manager
+    when request.tier == medium                              => 1 of manager
+  }
+  emit out = Out { approved: sign.approved }
+}
+"#;
+    let world = World::answering(&[]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let request = json!({"id": "R1", "amount": "5000 USD", "tier": "medium"});
+    let view = runtime.start(&an, &clerk, &[("request".to_owned(), request)], &StartOptions::default()).expect("runs");
+    let view = runtime
+        .decide(&view.run, "sign", &principal("mia", &["manager"]), &decision("approve", "ok"))
+        .expect("decides");
+    assert_eq!(view.status, Status::Completed);
+    let auditor = principal("ada", &["auditor"]);
+    let set = |value: &str| flow_runtime::ReplayChanges {
+        params: vec![("auto_limit".to_owned(), json!(value))],
+        ..flow_runtime::ReplayChanges::default()
+    };
+    let same = runtime.what_if(&view.run, &auditor, &set("10000.00 USD")).expect("what-if");
+    assert!(same.exact(), "the same value spelt otherwise changes nothing: {same:?}");
+    let higher = runtime.what_if(&view.run, &auditor, &set("20000 USD")).expect("what-if");
+    assert_eq!(higher.after, "completed", "{higher:?}");
+    assert!(
+        higher.changes.iter().all(|c| c.node == "auto_limit"),
+        "only the param changes; the manager's approval is reused: {higher:?}"
+    );
+}

@@ -327,3 +327,48 @@ fn the_embedding_example_runs_the_current_plan() {
     let carried = flow_ir::load(&std::fs::read(&path).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(carried.hash(), plan.hash(), "{} is out of date", path.display());
 }
+
+/// `diff`, the plan hash and what-if reuse agree on what a change is: every change of a
+/// plan that its hash sees — each leaf of each example's plan changed in turn, the plan
+/// sealed again and still verifying — `diff` reports (as material, unless it is the
+/// version), and a change `diff` calls none leaves the hash as it is.
+#[test]
+fn every_change_the_hash_sees_diff_reports() {
+    fn leaves(json: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match json {
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, v)| leaves(v, format!("{path}/{k}"), out)),
+            serde_json::Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, v)| leaves(v, format!("{path}/{i}"), out))
+            }
+            _ => out.push(path),
+        }
+    }
+    let mut checked = 0;
+    for name in flow_examples() {
+        let plan = plan_of(&workspace(&name));
+        let original = serde_json::to_value(&plan.plan().plan).expect("a plan is JSON");
+        let mut paths = Vec::new();
+        leaves(&original, String::new(), &mut paths);
+        for path in paths {
+            let mut changed = original.clone();
+            let leaf = changed.pointer_mut(&path).expect("the leaf");
+            *leaf = match leaf {
+                serde_json::Value::Bool(b) => serde_json::Value::Bool(!*b),
+                serde_json::Value::Number(n) => serde_json::json!(n.as_i64().map_or(1, |n| n + 1)),
+                serde_json::Value::String(s) => serde_json::Value::String(format!("{s}x")),
+                _ => serde_json::Value::Bool(true),
+            };
+            let Ok(body) = serde_json::from_value::<flow_ir::PlanBody>(changed) else { continue };
+            let Ok(other) = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+            else {
+                continue;
+            };
+            checked += 1;
+            let diff = flow_ir::diff::diff(plan.plan(), other.plan());
+            let version = path == "/flow/version";
+            assert_eq!(plan.hash() != other.hash(), !diff.changes.is_empty(), "{name} {path}: {diff:?}");
+            assert!(version || diff.is_material() || diff.changes.is_empty(), "{name} {path}: {diff:?}");
+        }
+    }
+    assert!(checked > 100, "{checked} changed plans verified");
+}

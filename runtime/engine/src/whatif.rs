@@ -141,6 +141,54 @@ fn opening<'e>(events: &'e [Event<Value>], node: &str) -> Option<&'e Event<Value
     })
 }
 
+/// What a person decided on: the values the step opened on, compared as values (`10000 USD`
+/// is `10000.00 USD`), and for an approval only what its row that applied read, with its
+/// requirement and who may not approve — not the rows it did not reach.
+fn context<'e>(an: &Analysis, opened: &'e Event<Value>) -> Option<Vec<(String, &'e Value)>> {
+    let named = |operands: &'e [crate::event::Named<Value>], keep: &dyn Fn(&str) -> bool| {
+        operands.iter().filter(|o| keep(&o.name)).map(|o| (o.name.to_string(), &o.value)).collect::<Vec<_>>()
+    };
+    match opened {
+        Event::Gate { operands, holds: true, .. } => Some(named(operands, &|_| true)),
+        Event::ReviewOpened { operands, roles, .. } => {
+            let mut out = named(operands, &|_| true);
+            out.push((format!("roles {}", roles.join(", ")), &Value::Nothing));
+            Some(out)
+        }
+        Event::ApprovalRequired { node, row, terms, operands, excluded, .. } => {
+            let id = an.id(node)?;
+            let NodeKind::Approval { rows, .. } = &an.plan.node(id).kind else { return None };
+            let read: Vec<String> = match rows.get(*row as usize - 1).and_then(|r| r.condition.as_ref()) {
+                Some(condition) => {
+                    let mut places: Vec<String> = condition
+                        .places_read()
+                        .into_iter()
+                        .map(|(root, path)| {
+                            std::iter::once(root.as_str())
+                                .chain(path.iter().map(|f| f.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(".")
+                        })
+                        .collect();
+                    condition.walk(&mut |e| match &e.kind {
+                        flow_ir::expr::ExprKind::Stale(n) => places.push(format!("stale({n})")),
+                        flow_ir::expr::ExprKind::Age(n) => places.push(format!("age({n})")),
+                        flow_ir::expr::ExprKind::Degraded(n) => places.push(format!("degraded({n})")),
+                        _ => {}
+                    });
+                    places
+                }
+                None => Vec::new(),
+            };
+            let mut out = named(operands, &|name| read.iter().any(|r| r == name));
+            out.push((format!("requirement {}", engine::requirement_text(terms)), &Value::Nothing));
+            out.push((format!("excluded {}", excluded.join(", ")), &Value::Nothing));
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 fn decision_of(event: &Event<Value>) -> bool {
     matches!(
         event,
@@ -242,7 +290,7 @@ pub fn what_if(
         let Some((k, node, phase)) = next else { break };
         used[k] = true;
         let same_opening = match (opening(events, node), opening(&produced, node)) {
-            (Some(before), Some(after)) => comparable(old, before) == comparable(new, after),
+            (Some(before), Some(after)) => context(old, before) == context(new, after),
             _ => false,
         };
         match decide_again(new, &state, decisions[k]).filter(|_| same_opening) {
