@@ -658,3 +658,63 @@ flow spend {
         "only the param changes; the manager's approval is reused: {higher:?}"
     );
 }
+
+mod exactness {
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    fn plan() -> flow_ir::PlanBody {
+        serde_json::from_value(serde_json::json!({
+            "flow": {"name": "f", "version": "1", "owner": "m", "steward": "m"},
+            "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+            "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [],
+            "functions": []
+        }))
+        .expect("an empty plan")
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        (any::<bool>(), "[1-9][0-9]{0,34}|0", proptest::option::of("[0-9]{1,34}")).prop_map(
+            |(negative, whole, fraction)| {
+                let sign = if negative { "-" } else { "" };
+                match fraction {
+                    Some(fraction) => format!("{sign}{whole}.{fraction}"),
+                    None => format!("{sign}{whole}"),
+                }
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Decimals and amounts given as JSON are read exactly or refused: whatever is read
+        /// is the number written, digit for digit.
+        #[test]
+        fn decimals_and_amounts_read_exactly_or_are_refused(written in number()) {
+            let plan = plan();
+            // The number itself: zeros at the end of a fraction are no digits of it.
+            let normal = if written.contains('.') { written.trim_end_matches('0').trim_end_matches('.') } else { &written };
+            let exact = Decimal::from_str_exact(normal).ok();
+            let decimal = flow_ir::ty::Ty::Decimal;
+            // As a JSON number, through the reader that keeps what it was given.
+            if let Ok(json) = flow_runtime::value::parse_exact(&written)
+                && let Ok(value) = flow_runtime::value::decode(&plan, &json, &decimal, "$")
+            {
+                prop_assert_eq!(Some(value), exact.map(flow_runtime::value::Value::Decimal), "{} as a number", written);
+            }
+            // As a string.
+            let read = flow_runtime::value::decode(&plan, &serde_json::json!(written), &decimal, "$");
+            match (read, exact) {
+                (Ok(value), Some(exact)) => prop_assert_eq!(value, flow_runtime::value::Value::Decimal(exact)),
+                (Ok(value), None) => prop_assert!(false, "{} read as {:?}, which it is not", written, value),
+                (Err(_), _) => {}
+            }
+            // An amount.
+            let money = flow_runtime::value::decode(&plan, &serde_json::json!(format!("{written} USD")), &flow_ir::ty::Ty::Money(None), "$");
+            if let Ok(flow_runtime::value::Value::Money(m)) = money {
+                prop_assert_eq!(Some(m.amount), exact, "{} USD", written);
+            }
+        }
+    }
+}

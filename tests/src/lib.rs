@@ -20,6 +20,8 @@ mod integrity;
 #[cfg(test)]
 mod jit;
 #[cfg(test)]
+mod noninterference;
+#[cfg(test)]
 mod plans;
 #[cfg(test)]
 mod registry;

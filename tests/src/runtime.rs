@@ -39,7 +39,7 @@ impl Rng {
 }
 
 /// A random JSON value of type `ty`, edge values included.
-fn random_json(rng: &mut Rng, body: &PlanBody, ty: &Ty, depth: usize) -> Json {
+pub(crate) fn random_json(rng: &mut Rng, body: &PlanBody, ty: &Ty, depth: usize) -> Json {
     match ty {
         Ty::Optional(inner) => {
             if rng.below(4) == 0 {
@@ -101,7 +101,7 @@ fn random_json(rng: &mut Rng, body: &PlanBody, ty: &Ty, depth: usize) -> Json {
     }
 }
 
-struct RandomModel {
+pub(crate) struct RandomModel {
     body: PlanBody,
     rng: std::sync::Mutex<Rng>,
 }
@@ -144,7 +144,7 @@ impl ActionHandler for RandomModel {
 }
 
 /// Every plan the compiler makes of the examples and the lowering corpus.
-fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
+pub(crate) fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
     let mut plans = Vec::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for path in example_paths() {
@@ -168,7 +168,7 @@ fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
 /// The plan, with `trigger`, `replay`, `set clock` and `trigger on behalf` granted to its
 /// owner's role when it grants them to no one (a flow without the grant cannot be started or
 /// replayed: access is denied by default; the cases choose their clock and name principals).
-fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
+pub(crate) fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
     use flow_ir::plan::{Grant, GrantKind};
     let missing: Vec<GrantKind> = [GrantKind::Trigger, GrantKind::Replay, GrantKind::Clock, GrantKind::OnBehalf]
         .into_iter()
@@ -187,7 +187,7 @@ fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan {
 }
 
 /// A principal holding every role of the plan.
-fn everyone(body: &PlanBody, id: &str) -> Principal {
+pub(crate) fn everyone(body: &PlanBody, id: &str) -> Principal {
     Principal { id: id.to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() }
 }
 
@@ -277,6 +277,10 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
             }
             assert!(!view.summary.contains("internal error"), "{seed}: {}", view.summary);
             transcript.push(format!("{seed}: {} {:?} {:?}", view.summary, view.outputs, view.why));
+            let events = runtime.inspect(&view.run, &[], &[]).expect("the run loads").0;
+            if let Err(why) = governance_dominates(&body, &events) {
+                panic!("{seed}: {why}");
+            }
             // The run replays exactly from its evidence, and a what-if that changes nothing
             // (the same plan again) reuses every answer and decision and changes nothing.
             let replay = runtime.replay(&view.run, &who).expect("the run replays");
@@ -313,6 +317,70 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
         assert_eq!((all.runs, all.exact, &all.errors), (started, started, &Vec::new()), "plan {}", body.flow.name);
     }
     (transcript, outcomes)
+}
+
+/// Governance dominance, as a property of a run's events: an action is called and an output
+/// emitted only when every gate before it passed (or was approved or overridden), every
+/// review was decided (or skipped) and every approval completed; nothing but how the run
+/// settles follows a failure or a rejection; and while a blocking gate holds, no model is
+/// called, no person asked and nothing done.
+pub(crate) fn governance_dominates(
+    body: &PlanBody,
+    events: &[flow_runtime::event::Event<flow_runtime::value::Value>],
+) -> Result<(), String> {
+    use flow_ir::plan::GateLevel;
+    use flow_runtime::event::Event;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Stand {
+        Open,
+        Passed,
+        Held,
+    }
+    let governance: Vec<&str> = body.nodes.iter().filter(|n| n.kind.is_governance()).map(|n| n.name.as_str()).collect();
+    let mut stand: std::collections::BTreeMap<&str, Stand> = governance.iter().map(|g| (*g, Stand::Open)).collect();
+    let mut ended = false;
+    for (i, event) in events.iter().enumerate() {
+        let blocked = stand.iter().any(|(g, s)| {
+            *s == Stand::Held
+                && matches!(body.node(g).map(|n| &n.kind), Some(NodeKind::Gate { level: GateLevel::Block, .. }))
+        });
+        match event {
+            Event::Settled { .. } | Event::Refused { .. } | Event::Started(_) => continue,
+            _ if ended => return Err(format!("event {i} ({:?}) follows the run's end", event.node())),
+            Event::GateOverridden { .. } => {}
+            _ if blocked => return Err(format!("event {i} ({:?}) while a blocking gate holds", event.node())),
+            _ => {}
+        }
+        match event {
+            Event::Gate { node, level, holds, .. } => {
+                let held = *holds && *level != GateLevel::Info;
+                stand.insert(node, if held { Stand::Held } else { Stand::Passed });
+            }
+            Event::GateDecided { node, decision } => {
+                if decision.outcome == "reject" {
+                    ended = true;
+                }
+                stand.insert(node, Stand::Passed);
+            }
+            Event::GateOverridden { node, .. }
+            | Event::ReviewSkipped { node, .. }
+            | Event::ReviewDecided { node, .. }
+            | Event::ApprovalCompleted { node, .. } => {
+                stand.insert(node, Stand::Passed);
+            }
+            Event::Failed { .. } => ended = true,
+            Event::ActionStarted { node, .. }
+            | Event::ActionCompleted { node, .. }
+            | Event::ActionSkipped { node, .. }
+            | Event::Emitted { node, .. } => {
+                if let Some((g, _)) = stand.iter().find(|(_, s)| **s != Stand::Passed) {
+                    return Err(format!("`{node}` (event {i}) before `{g}` passed or was decided"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A line of a run's page with a model call's latency (`, 4 ms,`) taken out.

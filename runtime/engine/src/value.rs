@@ -185,19 +185,42 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
 }
 
 /// Whether a JSON number token reads as itself: a whole number that fits 64 bits, or a
-/// number whose value binary floating point keeps.
+/// number whose value binary floating point keeps (compared digit for digit, whatever the
+/// number of digits).
 fn number_is_exact(token: &str) -> bool {
     if token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok() {
         return true;
     }
-    let exact = Decimal::from_str_exact(token).or_else(|_| Decimal::from_scientific(token));
-    let Ok(exact) = exact else {
-        // Beyond decimals altogether: whatever reads it as a decimal refuses it.
-        return true;
-    };
     let Ok(float) = token.parse::<f64>() else { return false };
-    let shortest = serde_json::Number::from_f64(float).map(|n| n.to_string());
-    shortest.and_then(|s| Decimal::from_str_exact(&s).or_else(|_| Decimal::from_scientific(&s)).ok()) == Some(exact)
+    match serde_json::Number::from_f64(float) {
+        Some(shortest) => canonical(token).is_some() && canonical(token) == canonical(&shortest.to_string()),
+        None => false,
+    }
+}
+
+/// A number written in decimal (with an optional fraction and exponent) as its sign, its
+/// significant digits and the power of ten of the first: equal for equal numbers.
+fn canonical(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = whole.chars().chain(fraction.chars()).collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    if significant.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let power = whole.len() as i64 - 1 - leading as i64 + exponent;
+    Some((negative, significant.to_owned(), power))
 }
 
 /// The significant digits of a number as JSON writes it (`1.2345e19`: 5).
@@ -302,6 +325,11 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             };
             Value::Decimal(
                 Decimal::from_str_exact(&written)
+                    // Zeros at the end of a fraction are no digits of the number.
+                    .or_else(|e| match written.contains('.') {
+                        true => Decimal::from_str_exact(written.trim_end_matches('0').trim_end_matches('.')),
+                        false => Err(e),
+                    })
                     .or_else(|_| exact_scientific(&written))
                     .map_err(|_| error(format!("`{written}` is not a decimal number Flow holds exactly (at most 28 digits after the point, 96 bits in all)")))?,
             )
