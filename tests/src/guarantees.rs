@@ -718,3 +718,121 @@ mod exactness {
         }
     }
 }
+
+/// An idempotency key is bound to its request: a second run that uses a key with the same
+/// arguments gets the recorded result without a call; with other arguments, its step fails
+/// with both requests' digests, and nothing is called.
+#[test]
+fn an_idempotency_key_answers_only_its_own_request() {
+    const FLOW: &str = r#"
+role clerk
+type Order { id: Text  amount: Money[USD] }
+type Receipt { number: Text }
+type Out { number: Text }
+system ledger {
+  action book(id: Text, amount: Money[USD]) -> Receipt
+}
+flow booking {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input order: Order
+  output out: Out
+  access {
+    trigger by clerk
+  }
+  action booked = ledger.book(order.id, order.amount)
+    idempotency order.id
+  emit out = Out { number: booked.number }
+}
+"#;
+    let world = World::answering(&[("book", json!({"number": "B-1"}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let order = |amount: &str| vec![("order".to_owned(), json!({"id": "O-1", "amount": amount}))];
+    let first = runtime.start(&an, &clerk, &order("100 USD"), &StartOptions::default()).expect("runs");
+    assert_eq!(first.status, Status::Completed);
+    let again = runtime.start(&an, &clerk, &order("100.00 USD"), &StartOptions::default()).expect("runs");
+    assert_eq!(again.status, Status::Completed, "the same request (spelt otherwise) reuses the result");
+    assert_eq!(world.calls(), ["action ledger.book"], "called once");
+    let other = runtime.start(&an, &clerk, &order("900 USD"), &StartOptions::default()).expect("runs");
+    assert_eq!(other.status, Status::Failed);
+    assert!(other.summary.contains("was used for another request"), "{}", other.summary);
+    assert_eq!(world.calls(), ["action ledger.book"], "nothing more was called");
+    let failed = events(&runtime, &other.run);
+    assert!(
+        failed
+            .iter()
+            .any(|e| matches!(e, Event::Failed { key_used_for: Some(digest), .. } if digest.starts_with("blake3:"))),
+        "{failed:?}"
+    );
+    // And the failure replays.
+    let replay = runtime.replay(&other.run, &principal("cleo", &["clerk"]));
+    assert!(matches!(&replay, Err(flow_runtime::Error::Refused { .. })), "replay needs its grant: {replay:?}");
+}
+
+/// A plan is believed only after information flow is proved again when it is loaded: a
+/// plan file whose labels were taken off a field, its hash recomputed, verifies as a plan
+/// but is not installed, and a stored one is not loaded.
+#[test]
+fn a_plan_whose_labels_were_removed_is_refused() {
+    let world = payment_world();
+    let (runtime, _) = runtime_with(PAYMENT, &world);
+    let checked = crate::check_fixture("main.flow", FAILING_LABELS.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let reseal = |body: flow_ir::PlanBody| {
+        flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+            .unwrap_or_else(|failed| panic!("{}", failed.1))
+    };
+    // The model's clearance taken off: the person's name would reach it.
+    let mut body = plan.body().clone();
+    body.models.iter_mut().for_each(|m| m.clearance.clear());
+    let refused = runtime.install(reseal(body));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("sends pii data to model `scorer`")),
+        "{refused:?}"
+    );
+    // The output's label taken off: the name would be shown to everyone.
+    let mut body = plan.body().clone();
+    body.records
+        .iter_mut()
+        .filter(|r| r.name == "Out")
+        .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
+    let refused = runtime.install(reseal(body));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("into field `name` of `Out`")),
+        "{refused:?}"
+    );
+    assert!(runtime.install(plan).is_ok(), "the plan as compiled installs");
+}
+
+/// A flow that sends labelled data only to a model cleared for it.
+const FAILING_LABELS: &str = r#"
+label pii
+role clerk
+type Person { name: Text @pii }
+type Score { value: Int }
+type Out { value: Int  name: Text @pii }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (name: Text)
+  output Score
+  clearance pii
+}
+flow score {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+  }
+  infer scored = scorer(name: person.name) fallback Score { value: 0 }
+  emit out = Out { value: if degraded(scored) then 0 else scored.value, name: person.name }
+}
+"#;

@@ -594,6 +594,24 @@ impl From<&str> for Failure {
     }
 }
 
+/// The digest of a call's arguments as values: an amount written `100.00 USD` is the amount
+/// `100 USD`, so a key answers the same request however its amounts are written.
+pub(crate) fn args_digest(args: &[Named<Value>]) -> String {
+    fn normal(value: &Value) -> Value {
+        match value {
+            Value::Money(m) => {
+                Value::Money(flow_ir::expr::Money { amount: m.amount.normalize(), currency: m.currency })
+            }
+            Value::List(items) => Value::List(items.iter().map(normal).collect()),
+            Value::Record(fields) => Value::Record(fields.iter().map(|(n, v)| (n.clone(), normal(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    let normalized: Vec<Named<Value>> =
+        args.iter().map(|a| Named { name: a.name.clone(), value: normal(&a.value) }).collect();
+    crate::evidence::digest(&args_json(&normalized))
+}
+
 pub(crate) fn args_json(args: &[Named<Value>]) -> Json {
     Json::Object(args.iter().map(|a| (a.name.to_string(), a.value.to_json())).collect())
 }
@@ -1114,7 +1132,7 @@ fn act(
     let decode = |json: &Json| value::decode(an.body(), json, &result_ty, "$");
     let request_args = args_json(&args);
     if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
-        let digest = crate::evidence::digest(&request_args);
+        let digest = args_digest(&args);
         match (&earlier.args, decode(&earlier.result)) {
             (Some(recorded), _) if *recorded != digest => exec.emit(Event::Failed {
                 node: name.clone(),

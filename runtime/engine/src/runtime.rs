@@ -932,9 +932,7 @@ impl Runtime {
         });
         match call {
             Some((system, key, args))
-                if *system == stored.system
-                    && *key == stored.key
-                    && evidence::digest(&engine::args_json(args)) == stored.args =>
+                if *system == stored.system && *key == stored.key && engine::args_digest(args) == stored.args =>
             {
                 Ok(())
             }
@@ -1801,7 +1799,7 @@ impl Log {
         match event {
             Event::Started(started) => self.signing_key = started.signing_key.clone(),
             Event::ActionStarted { node, args, .. } if self.durable => {
-                self.calls.insert(node.clone(), evidence::digest(&engine::args_json(args)));
+                self.calls.insert(node.clone(), engine::args_digest(args));
             }
             Event::Emitted { node, value, marks } => {
                 self.outputs.insert(node.clone(), value.clone());
