@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS seconds each (default 20), from seed corpora made from
+# Runs every fuzz target for SECONDS seconds each (default 15), from seed corpora made from
 # the repository's own flows, plans, inputs and evidence (`fuzz/corpus`, not kept). Installs
 # cargo-fuzz when it is missing. Without a sanitizer (`-s none`), so that it runs on a stable
 # toolchain: libFuzzer still finds panics, hangs (`-timeout`) and runaway memory.
 #
-#   fuzz/run.sh            # 20 s each: the smoke run CI makes
+#   fuzz/run.sh            # 15 s each: the smoke run of the test command
 #   fuzz/run.sh 3600       # an hour each
 #   fuzz/run.sh 600 check  # one target
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-20}
+seconds=${1:-15}
 only=${2:-}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2
