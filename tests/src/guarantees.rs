@@ -436,6 +436,34 @@ flow vet {
     );
     let shadow = runtime.shadow(&view.run, &elsewhere);
     assert!(matches!(shadow, Err(flow_runtime::Error::Invalid(_))), "{shadow:?}");
+    // The input read into a record of another name without the label: refused, whatever
+    // the record is called.
+    let renamed = install(
+        &FLOW
+            .replace("type Score {", "type Human { name: Text  age: Int }\ntype Score {")
+            .replace("input person: Person", "input person: Human"),
+    );
+    let refused = what_if(&renamed, false);
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("`person.name` loses pii")),
+        "{refused:?}"
+    );
+    // A candidate plan file edited so that it leaks (its hash recomputed) is proved before
+    // it is replayed: here a record of its own, its label taken off.
+    let checked = crate::check_fixture("main.flow", FLOW.replace("Out", "Shown").as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let mut body = crate::plans(&checked).into_iter().flatten().next().expect("a plan").body().clone();
+    body.records
+        .iter_mut()
+        .filter(|r| r.name == "Shown")
+        .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
+    let edited = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+        .unwrap_or_else(|failed| panic!("{}", failed.1));
+    let refused = what_if(&Arc::new(Analysis::new(edited)), false);
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("into field `label` of `Shown`")),
+        "{refused:?}"
+    );
 }
 
 /// Identity is not free text: principals in inputs are normalised and must be principals of
@@ -805,7 +833,66 @@ fn a_plan_whose_labels_were_removed_is_refused() {
         "{refused:?}"
     );
     assert!(runtime.install(plan).is_ok(), "the plan as compiled installs");
+
+    // What a record built for a model holds, and what a function a fallback calls puts in
+    // the record it builds, are proved too.
+    let checked = crate::check_fixture("main.flow", BUILT_LABELS.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let mut body = plan.body().clone();
+    body.models.iter_mut().for_each(|m| m.clearance.clear());
+    let refused = runtime.install(reseal(body));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("sends pii data to model `scorer`")),
+        "{refused:?}"
+    );
+    let mut body = plan.body().clone();
+    body.records
+        .iter_mut()
+        .filter(|r| r.name == "Score")
+        .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
+    let refused = runtime.install(reseal(body));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m))
+            if m.contains("into field `note` of `Score` (in a function it calls)")),
+        "{refused:?}"
+    );
+    let installed = runtime.install(plan);
+    assert!(installed.is_ok(), "the plan as compiled installs: {installed:?}");
 }
+
+/// A flow whose model gets a record built of labelled data, and whose fallback calls a
+/// function that puts labelled data into the record it builds.
+const BUILT_LABELS: &str = r#"
+label pii
+role clerk
+type Person { name: Text @pii  age: Int }
+type Named { name: Text @pii }
+type Score { value: Int  note: Text @pii }
+type Out { value: Int  guessed: Bool }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (who: Named)
+  output Score
+  clearance pii
+}
+fn guess(p: Person) -> Score = Score { value: p.age, note: p.name }
+flow score {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+  }
+  infer scored = scorer(who: Named { name: person.name }) fallback guess(person)
+  emit out = Out { value: scored.value, guessed: degraded(scored) }
+}
+"#;
 
 /// A flow that sends labelled data only to a model cleared for it.
 const FAILING_LABELS: &str = r#"

@@ -147,6 +147,9 @@ enum Sink<'s> {
     ModelCall(&'s str),
     /// Whether a system's action is called at all.
     SystemCall(&'s str, &'s str),
+    /// An action's idempotency key, which evidence, the run's status and errors show to
+    /// everyone who may see the run.
+    IdempotencyKey(&'s str),
 }
 
 /// The outermost call being analysed, when the analysis is inside a function.
@@ -590,6 +593,15 @@ impl<'a> Analyzer<'a> {
                     "add `clearance {name}` to system `{system}`, or make the conditions that decide the call read less"
                 ),
             ),
+            Sink::IdempotencyKey(step) => (
+                format!(
+                    "`{name}` data becomes the idempotency key of action `{step}`, and keys carry no labels: \
+                     evidence, the run's status and errors show them to everyone who may see the run"
+                ),
+                "key the action by data that carries no label (a request's id), or by `declassify(…, \"why\")` \
+                 if the flow's owner may show it"
+                    .to_string(),
+            ),
             Sink::Output { output, path } => {
                 let place = if path.is_empty() { String::new() } else { format!(" in field `{path}`") };
                 (
@@ -715,6 +727,9 @@ impl<'a> Analyzer<'a> {
                     let Some(target) = action.and_then(|a| sig.actions.get(a as usize)) else { continue };
                     for arg in args.iter().chain(idempotency) {
                         self.check_sink(Sink::System(&sig.name, &target.name), arg, &sig.clearance);
+                    }
+                    if let Some(key) = idempotency {
+                        self.check_sink(Sink::IdempotencyKey(&step.name), key, &[]);
                     }
                     // Whether the system is called at all reveals the action's condition
                     // and that every gate before it let the run through.

@@ -127,6 +127,8 @@ impl Analysis {
             let labels_of = |expr: &Expr, node_labels: &[Vec<SmolStr>]| expr_labels(&plan, expr, node_labels);
             node_labels[id.index()] = match &node.kind {
                 NodeKind::Let { value } | NodeKind::Emit { value } => labels_of(value, &node_labels),
+                // A degraded step's value is its fallback's.
+                NodeKind::Infer { fallback: Some(fallback), .. } => labels_of(fallback, &node_labels),
                 // What a review's outcome (`skipped`), an approval's row, an action's result
                 // being there reveal: the labels of the conditions that decided them.
                 NodeKind::Review { condition: Some(condition), .. }
@@ -425,6 +427,12 @@ impl Analysis {
         out
     }
 
+    /// The labels of what an expression's value holds, whole: everything it reads, record
+    /// fields and what a record built of it holds included, but what it declassifies.
+    fn sent_labels(&self, expr: &Expr) -> Vec<SmolStr> {
+        condition_labels(&self.plan, expr, &self.node_labels)
+    }
+
     /// The labels of everything an expression reads (record fields included).
     fn all_labels(&self, expr: &Expr) -> Vec<SmolStr> {
         let mut labels = BTreeSet::new();
@@ -453,7 +461,7 @@ impl Analysis {
             .enumerate()
             .filter_map(|(i, n)| match &n.kind {
                 NodeKind::Gate { level, condition, .. } if *level != flow_ir::plan::GateLevel::Info => {
-                    Some((i, self.all_labels(condition)))
+                    Some((i, self.sent_labels(condition)))
                 }
                 _ => None,
             })
@@ -464,7 +472,7 @@ impl Analysis {
                 NodeKind::Infer { model, args, .. } => {
                     let Some(model) = body.model(model) else { continue };
                     for arg in args {
-                        let leak = exceeding(&self.expr_labels(&arg.value), &model.clearance);
+                        let leak = exceeding(&self.sent_labels(&arg.value), &model.clearance);
                         if !leak.is_empty() {
                             out.push(format!(
                                 "`{name}` sends {} data to model `{}`, which is not cleared for it",
@@ -491,10 +499,19 @@ impl Analysis {
                     let Some(target) = body.system(system) else { continue };
                     let mut sent: Vec<SmolStr> = Vec::new();
                     for expr in args.iter().map(|a| &a.value).chain(idempotency) {
-                        sent.extend(self.expr_labels(expr));
+                        sent.extend(self.sent_labels(expr));
                     }
                     if let Some(condition) = condition {
-                        sent.extend(self.all_labels(condition));
+                        sent.extend(self.sent_labels(condition));
+                    }
+                    if let Some(key) = idempotency {
+                        let labels = self.sent_labels(key);
+                        if !labels.is_empty() {
+                            out.push(format!(
+                                "`{name}` is keyed by {} data, and an idempotency key is shown to everyone who may see the run",
+                                labels.join(", ")
+                            ));
+                        }
                     }
                     for (_, labels) in &gates {
                         sent.extend(labels.iter().cloned());
@@ -511,25 +528,10 @@ impl Analysis {
                 }
                 _ => {}
             }
+            let mut labeller =
+                Labeller { plan: &self.plan, node_labels: &self.node_labels, leaks: Some((name.as_str(), &mut out)) };
             for root in node.kind.exprs() {
-                root.walk(&mut |e| {
-                    if let ExprKind::Record(fields) = &e.kind
-                        && let Ty::Named(record) = e.ty.unwrap_optional()
-                        && let Some(declared) = body.record(record)
-                    {
-                        for field in fields {
-                            let Some(decl) = declared.field(&field.name) else { continue };
-                            let leak = exceeding(&self.expr_labels(&field.value), &decl.labels);
-                            if !leak.is_empty() {
-                                out.push(format!(
-                                    "`{name}` puts {} data into field `{}` of `{record}`, which is not labelled so",
-                                    leak.join(", "),
-                                    field.name
-                                ));
-                            }
-                        }
-                    }
-                });
+                labeller.content(root, &[], 0);
             }
         }
         let owner = [body.flow.owner.to_string()];
@@ -563,23 +565,166 @@ pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<
     roles.iter().filter(|held| wanted.iter().any(|w| extends(body, held, w))).cloned().collect()
 }
 
+/// The labels an expression's value carries as a whole. A record built by the expression
+/// (or by the body of a function it calls) carries none as a whole: its fields carry their
+/// declared labels, which the compiler proved cover what each field reads (and loading
+/// proves again: `Analysis::leaks`).
 fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    // A record value's fields carry their declared labels, which the compiler proved cover
-    // what each field reads (and loading proves again: `Analysis::leaks`).
-    if matches!(expr.kind, ExprKind::Record(_)) {
-        return Vec::new();
-    }
-    condition_labels(plan, expr, node_labels)
+    Labeller { plan, node_labels, leaks: None }.whole(expr, &[], 0).into_iter().collect()
 }
 
-/// The labels of everything an expression reads, record fields included, but what it
-/// declassifies.
+/// The labels of everything an expression's value holds, record fields included, but what
+/// it declassifies; through the bodies of the functions it calls, so that a function that
+/// reads only unlabelled fields of a record passed whole gives an unlabelled value.
 fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    let mut labels = BTreeSet::new();
-    for (root, path) in expr.labelled_places() {
-        labels.extend(place_labels(plan, root, &path, node_labels));
+    Labeller { plan, node_labels, leaks: None }.content(expr, &[], 0).into_iter().collect()
+}
+
+/// How deep calls are followed into function bodies (as the compiler does): a call deeper
+/// gives everything its arguments hold.
+const MAX_INLINING: usize = 32;
+
+/// An argument of a function call, as the function's body reads it: a place of a node's
+/// value (whose fields keep their own labels), or a computed value's labels.
+#[derive(Clone)]
+enum Arg<'a> {
+    Place(&'a SmolStr, Vec<&'a SmolStr>),
+    Labels(BTreeSet<SmolStr>),
+}
+
+/// Computes the labels values hold, and with `leaks`, notes each record built (in a step's
+/// expressions or in the body of a function they call) with a field holding labels it is
+/// not declared with.
+struct Labeller<'a, 'o> {
+    plan: &'a VerifiedPlan,
+    node_labels: &'a [Vec<SmolStr>],
+    leaks: Option<(&'a str, &'o mut Vec<String>)>,
+}
+
+impl<'a> Labeller<'a, '_> {
+    fn place(&self, root: &SmolStr, path: &[&SmolStr]) -> BTreeSet<SmolStr> {
+        place_labels(self.plan, root, path, self.node_labels).into_iter().collect()
     }
-    labels.into_iter().collect()
+
+    fn arg(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> Arg<'a> {
+        if let Some((root, path)) = expr.place() {
+            return Arg::Place(root, path);
+        }
+        if let Some((i, path)) = param_place(expr) {
+            return match args.get(i as usize) {
+                Some(Arg::Place(root, base)) => Arg::Place(root, base.iter().copied().chain(path).collect()),
+                Some(Arg::Labels(labels)) => Arg::Labels(labels.clone()),
+                None => Arg::Labels(BTreeSet::new()),
+            };
+        }
+        Arg::Labels(self.content(expr, args, depth))
+    }
+
+    /// The labels the value carries as a whole: none for a record built here or by the
+    /// function called (its fields carry their declared labels), else all it holds.
+    fn whole(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> BTreeSet<SmolStr> {
+        match &expr.kind {
+            ExprKind::Record(_) => BTreeSet::new(),
+            ExprKind::Call { function, args: passed } if depth < MAX_INLINING => {
+                match self.plan.body().function(function) {
+                    Some(f) => {
+                        let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
+                        self.whole(&f.body, &bound, depth + 1)
+                    }
+                    None => self.content(expr, args, depth),
+                }
+            }
+            _ => self.content(expr, args, depth),
+        }
+    }
+
+    fn content(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> BTreeSet<SmolStr> {
+        if let Some((root, path)) = expr.place() {
+            return self.place(root, &path);
+        }
+        if let Some((i, path)) = param_place(expr) {
+            return match args.get(i as usize) {
+                Some(Arg::Place(root, base)) => {
+                    let full: Vec<&SmolStr> = base.iter().copied().chain(path).collect();
+                    self.place(root, &full)
+                }
+                Some(Arg::Labels(labels)) => labels.clone(),
+                None => BTreeSet::new(),
+            };
+        }
+        match &expr.kind {
+            ExprKind::Declassify { value, .. } => {
+                if self.leaks.is_some() {
+                    // What it takes labels off is still checked for records built inside.
+                    self.content(value, args, depth);
+                }
+                BTreeSet::new()
+            }
+            ExprKind::Call { function, args: passed } => {
+                let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
+                match self.plan.body().function(function) {
+                    Some(f) if depth < MAX_INLINING => self.content(&f.body, &bound, depth + 1),
+                    _ => {
+                        let mut labels = BTreeSet::new();
+                        for arg in bound {
+                            match arg {
+                                Arg::Place(root, path) => labels.extend(self.place(root, &path)),
+                                Arg::Labels(l) => labels.extend(l),
+                            }
+                        }
+                        labels
+                    }
+                }
+            }
+            ExprKind::Record(fields) => {
+                let mut labels = BTreeSet::new();
+                for field in fields {
+                    let held = self.content(&field.value, args, depth);
+                    if let Some((node, leaks)) = &mut self.leaks
+                        && let Ty::Named(record) = expr.ty.unwrap_optional()
+                        && let Some(declared) = self.plan.body().record(record).and_then(|r| r.field(&field.name))
+                    {
+                        let leak: Vec<&str> =
+                            held.iter().filter(|l| !declared.labels.contains(l)).map(SmolStr::as_str).collect();
+                        if !leak.is_empty() {
+                            let inside = if depth > 0 { " (in a function it calls)" } else { "" };
+                            leaks.push(format!(
+                                "`{node}` puts {} data into field `{}` of `{record}`{inside}, which is not labelled so",
+                                leak.join(", "),
+                                field.name
+                            ));
+                        }
+                    }
+                    labels.extend(held);
+                }
+                labels
+            }
+            _ => {
+                let mut children = Vec::new();
+                expr.for_each_child(|child| children.push(child));
+                let mut labels = BTreeSet::new();
+                for child in children {
+                    labels.extend(self.content(child, args, depth));
+                }
+                labels
+            }
+        }
+    }
+}
+
+/// The parameter and field path this expression reads, when it is a place inside a
+/// function's parameter (`p.amount`).
+fn param_place(expr: &Expr) -> Option<(u32, Vec<&SmolStr>)> {
+    match &expr.kind {
+        ExprKind::Param(i) => Some((*i, Vec::new())),
+        ExprKind::Field { base, field } => {
+            let (i, mut path) = param_place(base)?;
+            path.push(field);
+            Some((i, path))
+        }
+        ExprKind::Unwrap(inner) => param_place(inner),
+        _ => None,
+    }
 }
 
 /// The labels of the value at `root.path`: the node's own, each field's declared labels

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use flow_ir::plan::NodeKind;
+
 use crate::checkpoint::{Checkpoint, Entry, Frontier, Kind};
+use crate::event::Event;
 use crate::runtime::{Result, Runtime};
 
 /// What an audit found.
@@ -42,13 +45,40 @@ impl Runtime {
         let mut audit = Audit::default();
         let records = store.runs(None)?;
         audit.runs = records.len();
+        let results = store.action_results()?;
+        let stored: BTreeMap<(&str, &str), (&str, u64)> =
+            results.iter().map(|r| ((r.system.as_str(), r.key.as_str()), (r.run.as_str(), r.seq))).collect();
         for record in &records {
-            if let Err(error) = self.load_events(&record.id, false) {
-                audit.problems.push(error.to_string());
+            match self.load_events(&record.id, false) {
+                Ok((an, _, events)) => {
+                    // Every result a run recorded is the one the store answers its key with:
+                    // without it, the next call with the key would act again.
+                    for (seq, event) in events.iter().enumerate() {
+                        let Event::ActionCompleted { node, key, reused: false, .. } = event else { continue };
+                        let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind) else {
+                            continue;
+                        };
+                        match stored.get(&(system.as_str(), key.as_str())) {
+                            Some((run, at)) if *run == record.id && *at == seq as u64 => {}
+                            Some((run, at)) => audit.problems.push(format!(
+                                "run `{}` recorded the result of `{node}` (key `{key}` of system `{system}`) at event \
+                                 {seq}, but the store answers that key with event {at} of run `{run}`: it was changed",
+                                record.id
+                            )),
+                            None => audit.problems.push(format!(
+                                "run `{}` recorded the result of `{node}` (key `{key}` of system `{system}`) at event \
+                                 {seq}, but the store keeps no result for that key: it was deleted, and the next call \
+                                 with the key would act again",
+                                record.id
+                            )),
+                        }
+                    }
+                }
+                Err(error) => audit.problems.push(error.to_string()),
             }
         }
-        for result in store.action_results()? {
-            if let Err(error) = self.recorded_result(&result) {
+        for result in &results {
+            if let Err(error) = self.recorded_result(result) {
                 audit.problems.push(error.to_string());
             }
         }

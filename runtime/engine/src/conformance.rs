@@ -76,11 +76,12 @@ fn place(slot: crate::event::Slot<'_>) -> String {
 }
 
 fn marker_keys(object: &serde_json::Map<String, Json>) -> bool {
-    object.contains_key("$labels") || object.contains_key("$value") || object.contains_key("$redacted")
+    ["$labels", "$salt", "$value", "$redacted"].iter().any(|key| object.contains_key(*key))
 }
 
-/// Whether `json` is `{"$labels": labels, "$value": v}` (then `inner(v)`) or the redaction
-/// marker `{"$labels": labels, "$redacted": "blake3:…"}`.
+/// Whether `json` is `{"$labels": labels, "$salt": s, "$value": v}` (then `inner(v)`), with
+/// a salt of 16 bytes in hex, or the redaction marker `{"$labels": labels, "$redacted":
+/// "blake3:…"}`.
 fn wrapped(json: &Json, labels: &[SmolStr], inner: &mut dyn FnMut(&Json) -> Result<(), String>) -> Result<(), String> {
     let Some(object) = json.as_object().filter(|o| o.contains_key("$labels")) else {
         return Err(format!("is not marked with the labels the plan gives it ({})", names(labels)));
@@ -94,11 +95,16 @@ fn wrapped(json: &Json, labels: &[SmolStr], inner: &mut dyn FnMut(&Json) -> Resu
     if marked != wanted {
         return Err(format!("is marked {}, but the plan gives it {}", marked.join(", "), names(labels)));
     }
-    match (object.get("$value"), object.get("$redacted")) {
-        (Some(value), None) if object.len() == 2 => inner(value),
-        (None, Some(Json::String(digest))) if object.len() == 2 && is_digest(digest) => Ok(()),
+    match (object.get("$value"), object.get("$redacted"), object.get("$salt")) {
+        (Some(value), None, Some(Json::String(salt))) if object.len() == 3 && is_salt(salt) => inner(value),
+        (Some(_), None, _) => Err("is a labelled value without its salt".to_owned()),
+        (None, Some(Json::String(digest)), None) if object.len() == 2 && is_digest(digest) => Ok(()),
         _ => Err("is marked, but is neither a labelled value nor a redaction marker".to_owned()),
     }
+}
+
+fn is_salt(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn is_digest(text: &str) -> bool {
@@ -226,6 +232,10 @@ impl<'a> Order<'a> {
         let decision = |allowed: bool, wanted: Phase| -> Result<(), String> {
             if !allowed {
                 return Err(format!("is not an event of `{node}`, a {}", kind.keyword()));
+            }
+            // Only an override of the blocking gate itself is decided while it holds the run.
+            if blocked && wanted != Phase::Blocked {
+                return Err(format!("decides `{node}` while a blocking gate holds the run"));
             }
             if phase != wanted {
                 return Err(format!("decides `{node}`, which was not waiting for it"));

@@ -594,9 +594,12 @@ impl From<&str> for Failure {
     }
 }
 
-/// The digest of a call's arguments as values: an amount written `100.00 USD` is the amount
-/// `100 USD`, so a key answers the same request however its amounts are written.
-pub(crate) fn args_digest(args: &[Named<Value>]) -> String {
+/// The digest of a request to a system: the flow, the action called and its arguments as
+/// values (an amount written `100.00 USD` is the amount `100 USD`, so a key answers the
+/// same request however its amounts are written). A key's recorded result answers only the
+/// request it was recorded for: another flow's, or another action's with the same key and
+/// arguments, is another request.
+pub(crate) fn call_digest(flow: &str, action: &str, args: &[Named<Value>]) -> String {
     fn normal(value: &Value) -> Value {
         match value {
             Value::Money(m) => {
@@ -609,7 +612,7 @@ pub(crate) fn args_digest(args: &[Named<Value>]) -> String {
     }
     let normalized: Vec<Named<Value>> =
         args.iter().map(|a| Named { name: a.name.clone(), value: normal(&a.value) }).collect();
-    crate::evidence::digest(&args_json(&normalized))
+    crate::evidence::digest(&serde_json::json!({"flow": flow, "action": action, "args": args_json(&normalized)}))
 }
 
 pub(crate) fn args_json(args: &[Named<Value>]) -> Json {
@@ -1132,14 +1135,14 @@ fn act(
     let decode = |json: &Json| value::decode(an.body(), json, &result_ty, "$");
     let request_args = args_json(&args);
     if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
-        let digest = args_digest(&args);
+        let digest = call_digest(&an.body().flow.name, action, &args);
         match (&earlier.args, decode(&earlier.result)) {
             (Some(recorded), _) if *recorded != digest => exec.emit(Event::Failed {
                 node: name.clone(),
                 detail: None,
                 error: format!(
                     "idempotency key `{key}` of system `{system}` was used for another request: the result \
-                     recorded for it answers arguments {recorded}, and this call's arguments are {digest}"
+                     recorded for it answers request {recorded}, and this call is request {digest}"
                 ),
                 returned: None,
                 key_used_for: Some(recorded.clone()),
@@ -1311,6 +1314,17 @@ pub fn decide(
                 let after = value::decode(body, &json, &ty, field).map_err(|e| {
                     Refusal::Invalid(format!("the new value of `{field}` does not fit `{ty}`: {}", e.message))
                 })?;
+                // Who a run names is fixed when it starts (by whoever may start it on their
+                // behalf): separation of duties and the approvals read it.
+                let (mut was, mut now) = (Vec::new(), Vec::new());
+                value::principals(&before, field, &mut was);
+                value::principals(&after, field, &mut now);
+                if was != now {
+                    return invalid(format!(
+                        "a review may not change who `{field}` names: the principals a run names are fixed when it \
+                         starts, and separation of duties reads them"
+                    ));
+                }
                 edits.push(crate::event::Edit { field: field.clone(), before, after });
             }
             Ok(vec![Event::ReviewDecided { node: node.name.clone(), decision: decision(used), edits }])

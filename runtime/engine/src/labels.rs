@@ -1,10 +1,13 @@
 //! Labels on recorded values, and redaction.
 //!
-//! In evidence, a value that carries labels is written `{"$labels": ["pii"], "$value": …}`,
-//! and a record's field declared with labels is wrapped the same way inside the record. A
-//! viewer without `view L` for one of the labels sees `{"$redacted": "blake3:…",
-//! "$labels": […]}` instead, where the digest is the one the hash chain commits to
-//! ([`crate::evidence::digest`]), so a redacted bundle still verifies.
+//! In evidence, a value that carries labels is written `{"$labels": ["pii"], "$salt": …,
+//! "$value": …}`, and a record's field declared with labels is wrapped the same way inside
+//! the record. A viewer without `view L` for one of the labels sees `{"$redacted":
+//! "blake3:…", "$labels": […]}` instead, where the digest is the one the hash chain commits
+//! to ([`crate::evidence::digest`]), so a redacted bundle still verifies. The salt, 16
+//! random bytes of each labelled value, is hidden with it: without it, the digest of a
+//! value of few possibilities (a tier, a yes or no, an amount) could be found by trying
+//! them all.
 
 use flow_ir::PlanBody;
 use flow_ir::ty::Ty;
@@ -14,23 +17,77 @@ use smol_str::SmolStr;
 use crate::value::Value;
 
 /// `value` of type `ty` as evidence JSON, with `labels` on the whole value and each labelled
-/// field of a record wrapped.
-pub fn encode(body: &PlanBody, value: &Value, ty: &Ty, labels: &[SmolStr]) -> Json {
-    let json = encode_fields(body, value, ty);
-    wrap(json, labels)
+/// field of a record wrapped; each wrapper salted when `salted` (evidence as stored), or
+/// left for [`redact`] to salt (a value only shown).
+pub fn encode(body: &PlanBody, value: &Value, ty: &Ty, labels: &[SmolStr], salted: bool) -> Json {
+    let json = encode_fields(body, value, ty, salted);
+    wrap(json, labels, salted)
 }
 
-fn wrap(json: Json, labels: &[SmolStr]) -> Json {
+fn wrap(json: Json, labels: &[SmolStr], salted: bool) -> Json {
     if labels.is_empty() {
         return json;
     }
     let mut object = Map::new();
     object.insert("$labels".into(), Json::Array(labels.iter().map(|l| Json::String(l.to_string())).collect()));
+    if salted {
+        object.insert("$salt".into(), Json::String(fresh_salt()));
+    }
     object.insert("$value".into(), json);
     Json::Object(object)
 }
 
-fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty) -> Json {
+/// A new salt: 16 bytes, in hex, of BLAKE3 keyed with 32 bytes the process drew once from
+/// the operating system's random source, over a counter.
+pub fn fresh_salt() -> String {
+    static KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+        let mut key = [0u8; 32];
+        if getrandom::getrandom(&mut key).is_err() {
+            // No random source (it does not happen on the systems Flow supports): the time,
+            // the process and where its stack lies, which no one outside can read back.
+            let mut hasher = blake3::Hasher::new();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            hasher.update(&now.as_nanos().to_le_bytes());
+            hasher.update(&std::process::id().to_le_bytes());
+            hasher.update(&(&key as *const _ as usize).to_le_bytes());
+            key = *hasher.finalize().as_bytes();
+        }
+        key
+    });
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::evidence::hex(&blake3::keyed_hash(&KEY, &n.to_le_bytes()).as_bytes()[..16])
+}
+
+/// Salts every labelled wrapper in `json` that has no salt yet.
+pub(crate) fn salt(json: &mut Json) {
+    match json {
+        Json::Object(object) => {
+            if object.contains_key("$labels") && object.contains_key("$value") && !object.contains_key("$salt") {
+                object.insert("$salt".into(), Json::String(fresh_salt()));
+            }
+            object.values_mut().for_each(salt);
+        }
+        Json::Array(items) => items.iter_mut().for_each(salt),
+        _ => {}
+    }
+}
+
+/// Takes the salt off every labelled wrapper in `json`: the value as compared.
+pub(crate) fn unsalt(json: &mut Json) {
+    match json {
+        Json::Object(object) => {
+            if object.contains_key("$labels") && object.contains_key("$value") {
+                object.remove("$salt");
+            }
+            object.values_mut().for_each(unsalt);
+        }
+        Json::Array(items) => items.iter_mut().for_each(unsalt),
+        _ => {}
+    }
+}
+
+fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty, salted: bool) -> Json {
     match (value, ty.unwrap_optional()) {
         (Value::Record(fields), Ty::Named(name)) => {
             let Some(record) = body.record(name) else { return value.to_json() };
@@ -40,7 +97,7 @@ fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty) -> Json {
                     continue;
                 }
                 let json = match record.field(field_name) {
-                    Some(field) => wrap(encode_fields(body, field_value, &field.ty), &field.labels),
+                    Some(field) => wrap(encode_fields(body, field_value, &field.ty, salted), &field.labels, salted),
                     None => field_value.to_json(),
                 };
                 object.insert(field_name.to_string(), json);
@@ -48,7 +105,7 @@ fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty) -> Json {
             Json::Object(object)
         }
         (Value::List(items), Ty::List(item)) => {
-            Json::Array(items.iter().map(|v| encode_fields(body, v, item)).collect())
+            Json::Array(items.iter().map(|v| encode_fields(body, v, item, salted)).collect())
         }
         _ => value.to_json(),
     }
@@ -64,6 +121,11 @@ pub fn redact(json: &mut Json, views: &[SmolStr]) {
                 let hidden = labels.iter().any(|l| !views.iter().any(|v| Some(v.as_str()) == l.as_str()));
                 if hidden {
                     let labels = Json::Array(labels.clone());
+                    // Evidence is salted as stored; a value only shown is salted here, so
+                    // its marker cannot be matched against guesses either.
+                    if !object.contains_key("$salt") {
+                        object.insert("$salt".into(), Json::String(fresh_salt()));
+                    }
                     let digest = crate::evidence::digest(json);
                     let mut marker = Map::new();
                     marker.insert("$labels".into(), labels);

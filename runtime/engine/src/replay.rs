@@ -323,7 +323,7 @@ impl Journal for Collect<'_> {
 
 /// An event as compared: its encoding, without what describes a provider's call.
 pub(crate) fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
-    let mut json = crate::runtime::encode_event(an, event.clone());
+    let mut json = crate::runtime::encode_event_unsalted(an, event.clone());
     if let Some(fields) = json.as_object_mut()
         && fields.get("event").and_then(Json::as_str) == Some("model_called")
     {

@@ -2,7 +2,7 @@
 //! deciding, overriding, resuming after a crash, and exporting evidence, with every
 //! operation checked against the plan's grants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
@@ -95,7 +95,7 @@ pub struct StartOptions {
 /// Who may be named in a run's inputs: the ids of the deployment's principals.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
-    ids: std::collections::BTreeSet<String>,
+    ids: BTreeSet<String>,
 }
 
 impl Directory {
@@ -409,6 +409,11 @@ impl Runtime {
         self.trusted.is_empty() || self.trusted.iter().any(|k| k == public_key)
     }
 
+    /// What signs the store's checkpoints, when this runtime signs evidence.
+    fn signer(&self) -> Option<crate::store::Signer<'_>> {
+        self.signing.as_ref().map(|key| crate::store::Signer { key, trusted: &self.trusted })
+    }
+
     /// Whether this runtime signs evidence.
     pub(crate) fn signs(&self) -> bool {
         self.signing.is_some()
@@ -553,7 +558,7 @@ impl Runtime {
             }
             None => self
                 .store
-                .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signing.as_ref())
+                .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signer())
                 .map_err(|e| e.to_string()),
         };
         match recorded {
@@ -579,7 +584,7 @@ impl Runtime {
                     let value = value::decode(body, json, &node.ty, &path).map_err(input_error)?;
                     if let Some(directory) = &self.directory {
                         let mut named = Vec::new();
-                        value::principals(body, &value, &node.ty, &path, &mut named);
+                        value::principals(&value, &path, &mut named);
                         if let Some((path, id)) = named.iter().find(|(_, id)| !directory.contains(id)) {
                             return Err(Error::Invalid(format!(
                                 "input {path}: `{id}` is not a principal of this deployment"
@@ -719,8 +724,7 @@ impl Runtime {
         }
         let mut named = Vec::new();
         for input in &started.inputs {
-            let ty = an.body().node(&input.name).map(|n| n.ty.clone()).unwrap_or(Ty::Nothing);
-            value::principals(an.body(), &input.value, &ty, &format!("$.{}", input.name), &mut named);
+            value::principals(&input.value, &format!("$.{}", input.name), &mut named);
         }
         let others: Vec<String> =
             named.iter().filter(|(_, id)| *id != who.id).map(|(path, id)| format!("{id} ({path})")).collect();
@@ -772,8 +776,17 @@ impl Runtime {
                 stale: matches!((age, source.freshness), (Some(age), Some(limit)) if age > limit),
             });
         }
+        // Of unlabelled inputs only: the digest of a labelled one would let anyone who may
+        // see the run test guesses of it.
         let input_digests = if durable {
-            inputs.iter().map(|(n, j)| (n.clone(), evidence::digest(j))).collect()
+            inputs
+                .iter()
+                .filter(|(name, _)| {
+                    an.node_labels(name).is_empty()
+                        && body.node(name).is_some_and(|node| an.type_labels(&node.ty).is_empty())
+                })
+                .map(|(n, j)| (n.clone(), evidence::digest(j)))
+                .collect()
         } else {
             BTreeMap::new()
         };
@@ -848,7 +861,7 @@ impl Runtime {
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
         for event in &decoded {
-            loaded.log.observe(event);
+            loaded.log.observe(&an.body().flow.name, event);
             loaded.state.apply(&an, event);
         }
         loaded.state.status = record.status;
@@ -860,12 +873,31 @@ impl Runtime {
     /// lead to, and the signature of its head (by a key this runtime believes; a runtime
     /// that signs believes no unsigned run).
     fn believed(&self, record: &RunRecord, events: &[Event<Value>], first_at: &str) -> Result<()> {
+        let Some(Event::Started(started)) = events.first() else {
+            return Err(Error::Environment(format!(
+                "the record of run `{}` in the store does not begin with its start: the store was changed",
+                record.id
+            )));
+        };
+        self.believed_start(record, started, first_at)?;
+        let status = status_of(events);
+        if status != record.status {
+            return Err(Error::Environment(format!(
+                "the record of run `{}` in the store says it is {}, but its events leave it {}: the store was changed",
+                record.id,
+                record.status.as_str(),
+                status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Runtime::believed`] but for the status: what can be checked of a run from its first
+    /// event, the record and the signature of its head.
+    fn believed_start(&self, record: &RunRecord, started: &Started<Value>, first_at: &str) -> Result<()> {
         let run = record.id.as_str();
         let corrupted = |what: String| {
             Err(Error::Environment(format!("the record of run `{run}` in the store {what}: the store was changed")))
-        };
-        let Some(Event::Started(started)) = events.first() else {
-            return corrupted("does not begin with its start".to_owned());
         };
         if started.run != record.id
             || *started.plan != *record.plan
@@ -876,14 +908,6 @@ impl Runtime {
             return corrupted(
                 "does not match the start its events record (run, plan, flow, who started it or when)".to_owned(),
             );
-        }
-        let status = status_of(events);
-        if status != record.status {
-            return corrupted(format!(
-                "says it is {}, but its events leave it {}",
-                record.status.as_str(),
-                status.as_str()
-            ));
         }
         match (&started.signing_key, &record.signature) {
             (Some(key), Some(signature)) => {
@@ -913,7 +937,7 @@ impl Runtime {
     /// the run that recorded it: that run's chain (and signature) verifies, and its event
     /// says the same, for the same call.
     pub(crate) fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
-        let (_, _, events) = self.load_events(&stored.run, false)?;
+        let (an, _, events) = self.load_events(&stored.run, false)?;
         let forged = || {
             Err(Error::Environment(format!(
                 "the result stored for idempotency key `{}` of system `{}` is not what run `{}` recorded: the \
@@ -927,12 +951,16 @@ impl Runtime {
             return forged();
         }
         let call = events[..at].iter().rev().find_map(|e| match e {
-            Event::ActionStarted { node: n, system, key, args, .. } if n == node => Some((system, key, args)),
+            Event::ActionStarted { node: n, system, action, key, args, .. } if n == node => {
+                Some((system, action, key, args))
+            }
             _ => None,
         });
         match call {
-            Some((system, key, args))
-                if *system == stored.system && *key == stored.key && engine::args_digest(args) == stored.args =>
+            Some((system, action, key, args))
+                if *system == stored.system
+                    && *key == stored.key
+                    && engine::call_digest(&an.body().flow.name, action, args) == stored.args =>
             {
                 Ok(())
             }
@@ -1001,7 +1029,10 @@ impl Runtime {
                 an.body().flow.name
             )));
         }
-        let widened = widens(an.body(), new.body(), changes.live);
+        let mut widened = widens(an.body(), new.body(), changes.live);
+        // A plan read from a file was verified, but its information flow is proved here, as
+        // when a plan is installed: the candidate's labels decide what this replay shows.
+        widened.extend(new.leaks());
         if !widened.is_empty() {
             return Err(Error::Invalid(format!(
                 "the candidate plan may only narrow what the run's plan allows, and it widens it: {}",
@@ -1051,7 +1082,7 @@ impl Runtime {
             changes: Json::Array(changes),
             signature: None,
         };
-        self.store.put_shadow(&shadow, self.signing.as_ref())?;
+        self.store.put_shadow(&shadow, self.signer())?;
         Ok(shadow)
     }
 
@@ -1160,7 +1191,12 @@ impl Runtime {
     fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>) -> RunFacts {
         let mut facts = RunFacts::of(record);
         let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
-        let events = self.plan(&record.plan).and_then(|an| Ok((self.verified(&an, record, raw)?, an)));
+        let first_at = at.first().cloned().unwrap_or_default();
+        let events = self.plan(&record.plan).and_then(|an| {
+            let events = self.verified(&an, record, raw)?;
+            self.believed(record, &events, &first_at)?;
+            Ok((events, an))
+        });
         if let Ok((events, an)) = events {
             facts.complete = true;
             facts.observe(&events, &at);
@@ -1250,11 +1286,19 @@ impl Runtime {
                 // Only the events replay needs are read; the rest are compared as stored.
                 chain_checked(record, &raw)?;
                 let unreadable = |e: String| Error::Environment(format!("run `{}`: {e}", record.id));
+                // Believed as loading believes a run; its status is what the replay settles.
+                let first = raw.first().ok_or_else(|| unreadable("it has no events".to_owned()))?;
+                match decode_event_text(&an, &first.body).map_err(unreadable)? {
+                    Event::Started(started) => self.believed_start(record, &started, &first.at)?,
+                    _ => return Err(unreadable("its first event is not its start".to_owned())),
+                }
                 let stored = Stored::new(&an, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
                 let replay = crate::replay::replay_recording(&an, &stored, self.engine).map_err(unreadable)?;
                 Ok(RunReplay::exact(replay, record.status))
             } else {
+                let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
                 let events = self.verified(&an, record, raw)?;
+                self.believed(record, &events, &first_at)?;
                 self.what_if_events(&an, &events, Some(who), changes).map(RunReplay::what_if)
             }
         });
@@ -1509,7 +1553,7 @@ impl Runtime {
         let mut outputs = BTreeMap::new();
         for output in &an.body().outputs {
             if let Some(value) = loaded.log.outputs.get(output.name.as_str()) {
-                let mut json = labels::encode(an.body(), value, &output.ty, an.node_labels(&output.name));
+                let mut json = labels::encode(an.body(), value, &output.ty, an.node_labels(&output.name), false);
                 labels::redact(&mut json, &views);
                 outputs.insert(output.name.to_string(), json);
             }
@@ -1527,11 +1571,32 @@ impl Runtime {
     }
 }
 
-/// Where a candidate plan gives more than the run's plan: a field of a record both declare
-/// with fewer labels, a label it does not declare; and when models are asked (`live`), a
-/// model the run's plan does not declare, or one cleared for more than there.
+/// Where a candidate plan gives more than the run's plan: a label it does not declare, a
+/// field of a record both declare with fewer labels, a place inside a value the replay
+/// reads from the recording (an input, a model's answer, an action's result) with fewer
+/// labels than the run's plan gives it, whatever its types are named; and when models are
+/// asked (`live`), a model the run's plan does not declare, or one cleared for more than
+/// there.
 fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool) -> Vec<String> {
     let mut out = Vec::new();
+    for node in &pinned.nodes {
+        if !matches!(node.kind, NodeKind::Input { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. }) {
+            continue;
+        }
+        let Some(other) = candidate.node(&node.name) else { continue };
+        let mut was = BTreeMap::new();
+        labelled_places(pinned, &node.ty, node.name.to_string(), &mut was, 0);
+        let mut now = BTreeMap::new();
+        labelled_places(candidate, &other.ty, node.name.to_string(), &mut now, 0);
+        for (place, labels) in was {
+            let kept = now.get(&place);
+            let dropped: Vec<&str> =
+                labels.iter().filter(|l| !kept.is_some_and(|k| k.contains(*l))).map(SmolStr::as_str).collect();
+            if kept.is_some() && !dropped.is_empty() {
+                out.push(format!("`{place}` loses {}", dropped.join(", ")));
+            }
+        }
+    }
     for label in &pinned.labels {
         if !candidate.labels.contains(label) {
             out.push(format!("it does not declare label `{label}`"));
@@ -1568,6 +1633,41 @@ fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool)
         }
     }
     out
+}
+
+/// Each place inside values of `ty` (`at`, `at.field`, `at[]` for a list's items), with the
+/// labels declared along the way to it; as deep as records nest, to a bound.
+fn labelled_places(
+    body: &flow_ir::PlanBody,
+    ty: &Ty,
+    at: String,
+    out: &mut BTreeMap<String, BTreeSet<SmolStr>>,
+    depth: usize,
+) {
+    let inherited = out.get(&at).cloned().unwrap_or_default();
+    out.entry(at.clone()).or_default();
+    if depth > 64 {
+        return;
+    }
+    match ty {
+        Ty::Optional(inner) => labelled_places(body, inner, at, out, depth + 1),
+        Ty::List(inner) => {
+            let item = format!("{at}[]");
+            out.insert(item.clone(), inherited);
+            labelled_places(body, inner, item, out, depth + 1);
+        }
+        Ty::Named(name) => {
+            let Some(record) = body.record(name) else { return };
+            for field in &record.fields {
+                let place = format!("{at}.{}", field.name);
+                let mut labels = inherited.clone();
+                labels.extend(field.labels.iter().cloned());
+                out.insert(place.clone(), labels);
+                labelled_places(body, &field.ty, place, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn input_error(error: DecodeError) -> Error {
@@ -1681,31 +1781,40 @@ pub(crate) fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option
     }
 }
 
-/// An event as evidence JSON.
+/// An event as evidence JSON, each labelled value salted afresh.
 pub fn encode_event(an: &Analysis, event: Event<Value>) -> Json {
-    serde_json::to_value(encode_values(an, event)).unwrap_or(Json::Null)
+    serde_json::to_value(encode_values(an, event, true)).unwrap_or(Json::Null)
 }
 
-/// An event's evidence JSON as the store keeps it (the text of [`encode_event`]), into
-/// `out`.
+/// An event as evidence JSON without salts: what two encodings of one event compare.
+pub(crate) fn encode_event_unsalted(an: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(an, event, false)).unwrap_or(Json::Null)
+}
+
+/// An event's evidence JSON as the store keeps it (the text of [`encode_event`]) but
+/// unsalted, into `out`: equal to the stored text when the event has no labelled value.
 pub(crate) fn encode_event_text(an: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
     out.clear();
-    if serde_json::to_writer(&mut *out, &encode_values(an, event.clone())).is_err() {
+    if serde_json::to_writer(&mut *out, &encode_values(an, event.clone(), false)).is_err() {
         out.clear();
     }
 }
 
-fn encode_values(an: &Analysis, event: Event<Value>) -> Event<Json> {
+fn encode_values(an: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
     let mut encode = |slot: Slot<'_>, value: Value| -> std::result::Result<Json, std::convert::Infallible> {
         Ok(match slot_type(an, slot, true) {
-            Some((ty, labels)) => labels::encode(an.body(), &value, &ty, &labels),
+            Some((ty, labels)) => labels::encode(an.body(), &value, &ty, &labels, salted),
             None => value.to_json(),
         })
     };
-    match event.map_values(&mut encode) {
+    let mut event = match event.map_values(&mut encode) {
         Ok(event) => event,
         Err(never) => match never {},
+    };
+    if salted && let Event::Failed { returned: Some(returned), .. } = &mut event {
+        labels::salt(returned);
     }
+    event
 }
 
 /// An event read back from evidence JSON.
@@ -1731,10 +1840,15 @@ fn decode_values(an: &Analysis, event: Event<Json>) -> std::result::Result<Event
     {
         return Err(format!("the plan has no node `{node}`"));
     }
-    event.map_values(&mut |slot, json: Json| {
+    let mut event = event.map_values(&mut |slot, json: Json| {
         let (ty, _) = slot_type(an, slot, false).ok_or_else(|| format!("no type for {slot:?}"))?;
         value::decode(an.body(), &json, &ty, "$").map_err(|e| e.to_string())
-    })
+    })?;
+    // What a system returned is kept as JSON: as read, without the salt it is stored with.
+    if let Event::Failed { returned: Some(returned), .. } = &mut event {
+        labels::unsalt(returned);
+    }
+    Ok(event)
 }
 
 /// A run being worked on: its state, and its log.
@@ -1795,11 +1909,11 @@ impl Loaded {
 
 impl Log {
     /// Notes what the log keeps of an event besides the state: outputs, the signing key.
-    fn observe(&mut self, event: &Event<Value>) {
+    fn observe(&mut self, flow: &str, event: &Event<Value>) {
         match event {
             Event::Started(started) => self.signing_key = started.signing_key.clone(),
-            Event::ActionStarted { node, args, .. } if self.durable => {
-                self.calls.insert(node.clone(), engine::args_digest(args));
+            Event::ActionStarted { node, action, args, .. } if self.durable => {
+                self.calls.insert(node.clone(), engine::call_digest(flow, action, args));
             }
             Event::Emitted { node, value, marks } => {
                 self.outputs.insert(node.clone(), value.clone());
@@ -1815,7 +1929,7 @@ impl Log {
     fn commit(&mut self, runtime: &Runtime, an: &Analysis, state: &State) -> Result<()> {
         if !self.durable {
             for event in std::mem::take(&mut self.pending) {
-                self.observe(&event);
+                self.observe(&an.body().flow.name, &event);
             }
             return Ok(());
         }
@@ -1830,7 +1944,7 @@ impl Log {
         }
         let pending = std::mem::take(&mut self.pending);
         for (i, event) in pending.into_iter().enumerate() {
-            self.observe(&event);
+            self.observe(&an.body().flow.name, &event);
             let seq = self.seq + i as u64;
             if let Event::ActionCompleted { node, key, result, reused: false } = &event
                 && let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind)
@@ -1892,7 +2006,7 @@ impl Log {
             events: &stored,
             waiting: &waiting,
             results: &self.results,
-            key: runtime.signing.as_ref(),
+            key: runtime.signer(),
         })?;
         self.results.clear();
         self.seq = record.seq;
@@ -1913,7 +2027,7 @@ impl Journal for RunJournal<'_> {
         if self.log.durable {
             self.log.pending.push(event);
         } else {
-            self.log.observe(&event);
+            self.log.observe(&self.an.body().flow.name, &event);
         }
     }
 

@@ -149,7 +149,15 @@ pub struct Commit<'a> {
     /// The results of actions it got.
     pub results: &'a [ActionResult],
     /// Signs the store's new checkpoint, when the deployment signs evidence.
-    pub key: Option<&'a ed25519_dalek::SigningKey>,
+    pub key: Option<Signer<'a>>,
+}
+
+/// What signs the store's checkpoints: the deployment's key, and the public keys (hex) it
+/// believes, one of which must have signed the checkpoint it extends.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    pub key: &'a ed25519_dalek::SigningKey,
+    pub trusted: &'a [String],
 }
 
 #[derive(Debug)]
@@ -196,12 +204,12 @@ pub trait Store: Send + Sync {
     fn action_results(&self) -> Result<Vec<ActionResult>>;
     /// Records a refused operation that belongs to no run (starting one): `[at, principal,
     /// operation, grant, message]`, chained to the refusals before it, and logs it.
-    fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()>;
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()>;
     /// Refusals that belong to no run, in their chain's order.
     fn refusals(&self) -> Result<Vec<Refusal>>;
     /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
     /// its signature when `key` is given, and logs its digest.
-    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<&ed25519_dalek::SigningKey>) -> Result<()>;
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()>;
     /// The shadow runs, oldest first: all of them, or those of one run.
     fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>>;
     /// Every entry of the store's log, in order.
@@ -256,23 +264,62 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 ";
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
-fn log_append(
-    tx: &rusqlite::Transaction<'_>,
-    entry: &crate::checkpoint::Entry,
-    key: Option<&ed25519_dalek::SigningKey>,
-) -> Result<()> {
+fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
     use crate::checkpoint::{Checkpoint, Frontier};
     let write = unusable("cannot write the store's log");
-    let current: Option<(i64, String)> = tx
-        .query_row("SELECT size, frontier FROM checkpoint WHERE id = 0", [], |row| Ok((row.get(0)?, row.get(1)?)))
+    let current: Option<(Checkpoint, String)> = tx
+        .query_row("SELECT size, root, at, public_key, signature, frontier FROM checkpoint WHERE id = 0", [], |row| {
+            let checkpoint = Checkpoint {
+                size: row.get::<_, i64>(0)? as u64,
+                root: row.get(1)?,
+                at: row.get(2)?,
+                public_key: row.get(3)?,
+                signature: row.get(4)?,
+            };
+            Ok((checkpoint, row.get(5)?))
+        })
         .optional()
         .map_err(&write)?;
-    let mut frontier = match current {
+    let mut frontier = match &current {
         None => Frontier::default(),
-        Some((size, text)) => Frontier::from_text(size as u64, &text).ok_or_else(|| {
+        Some((checkpoint, text)) => Frontier::from_text(checkpoint.size, text).ok_or_else(|| {
             StoreError::Unusable("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
         })?,
     };
+    if let Some(signer) = key {
+        // A deployment that signs extends only a checkpoint it believes: one signed by a key
+        // it trusts, over the root of the frontier it extends, at the end of the log.
+        let last: Option<i64> = tx.query_row("SELECT max(n) FROM log", [], |row| row.get(0)).map_err(&write)?;
+        let refuse = |why: &str| {
+            Err(StoreError::Unusable(format!(
+                "the store's log checkpoint {why}; this deployment signs evidence and extends only a checkpoint it \
+                 signed (or a key it trusts did): the store was changed or written without the key (`flowc audit` \
+                 says more)"
+            )))
+        };
+        match &current {
+            None if last.is_some() => return refuse("is missing, but the log has entries"),
+            None => {}
+            Some((checkpoint, _)) => {
+                if checkpoint.root_bytes() != Some(frontier.root()) {
+                    return refuse("is not the root of its own frontier");
+                }
+                if last.map_or(0, |n| n as u64 + 1) != checkpoint.size {
+                    return refuse("does not cover the log as it stands");
+                }
+                match &checkpoint.public_key {
+                    None => return refuse("is not signed"),
+                    Some(public) if !signer.trusted.iter().any(|k| k == public) => {
+                        return refuse("is signed by a key this deployment does not trust");
+                    }
+                    Some(_) if !checkpoint.signature_verifies() => {
+                        return refuse("has a signature that does not verify");
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
     tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
         .and_then(|mut st| {
             st.execute(params![frontier.size as i64, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash])
@@ -284,7 +331,7 @@ fn log_append(
             _ => write(e),
         })?;
     frontier.push(entry.leaf());
-    let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key);
+    let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
     tx.prepare_cached(
         "INSERT OR REPLACE INTO checkpoint (id, size, root, at, public_key, signature, frontier) \
          VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6)",
@@ -608,7 +655,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn record_refusal(&self, refusal: [&str; 5], key: Option<&ed25519_dalek::SigningKey>) -> Result<()> {
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
         let [at, principal, operation, grant, message] = refusal;
         let mut conn = self.conn();
         let tx = conn
@@ -660,9 +707,9 @@ impl Store for SqliteStore {
         rows.map(|r| r.map_err(unusable("cannot read a refusal"))).collect()
     }
 
-    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<&ed25519_dalek::SigningKey>) -> Result<()> {
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
         let digest = shadow.digest();
-        let signature = key.map(|key| crate::checkpoint::sign_shadow(key, &digest));
+        let signature = key.map(|signer| crate::checkpoint::sign_shadow(signer.key, &digest));
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

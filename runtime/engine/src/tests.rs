@@ -107,8 +107,12 @@ fn approvals_match_distinct_principals_to_slots() {
 
 #[test]
 fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
-    let event =
-        json!({"event": "evaluated", "value": {"$labels": ["pii"], "$value": "secret"}, "n": [1, 2.5, null, true]});
+    let salt = crate::labels::fresh_salt();
+    let event = json!({
+        "event": "evaluated",
+        "value": {"$labels": ["pii"], "$salt": salt, "$value": "secret"},
+        "n": [1, 2.5, null, true]
+    });
     let mut redacted = event.clone();
     crate::labels::redact(&mut redacted, &[]);
     assert_eq!(redacted["value"]["$labels"], json!(["pii"]));
@@ -120,6 +124,16 @@ fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
     let mut changed = event.clone();
     changed["value"]["$value"] = json!("secreT");
     assert_ne!(crate::evidence::digest(&event), crate::evidence::digest(&changed));
+    // The marker is not the digest of the value with its labels alone, which anyone could
+    // compute for each guess.
+    let guess = json!({"$labels": ["pii"], "$value": "secret"});
+    assert_ne!(redacted["value"]["$redacted"], json!(crate::evidence::digest(&guess)));
+    // A value only shown (unsalted) is salted as it is redacted: afresh each time.
+    let (mut once, mut twice) = (json!({"v": guess.clone()}), json!({"v": guess.clone()}));
+    crate::labels::redact(&mut once, &[]);
+    crate::labels::redact(&mut twice, &[]);
+    assert_ne!(once["v"]["$redacted"], json!(crate::evidence::digest(&guess)));
+    assert_ne!(once, twice);
 }
 
 /// The digest as `docs/evidence.md` defines it, written plainly: what the remembered and

@@ -251,22 +251,18 @@ pub fn principal_id(text: &str) -> String {
     text.trim().to_lowercase()
 }
 
-/// Every principal a value of type `ty` names, with its JSON path under `path`.
-pub fn principals(plan: &PlanBody, value: &Value, ty: &Ty, path: &str, out: &mut Vec<(String, String)>) {
-    match (value, ty) {
-        (Value::Principal(id), _) => out.push((path.to_owned(), id.to_string())),
-        (_, Ty::Optional(inner)) => principals(plan, value, inner, path, out),
-        (Value::List(items), Ty::List(item)) => {
+/// Every principal a value names, with its JSON path under `path`.
+pub fn principals(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Principal(id) => out.push((path.to_owned(), id.to_string())),
+        Value::List(items) => {
             for (i, v) in items.iter().enumerate() {
-                principals(plan, v, item, &format!("{path}[{i}]"), out);
+                principals(v, &format!("{path}[{i}]"), out);
             }
         }
-        (Value::Record(fields), Ty::Named(name)) => {
-            let Some(record) = plan.record(name) else { return };
+        Value::Record(fields) => {
             for (field, v) in fields {
-                if let Some(declared) = record.field(field) {
-                    principals(plan, v, &declared.ty, &format!("{path}.{field}"), out);
-                }
+                principals(v, &format!("{path}.{field}"), out);
             }
         }
         _ => {}

@@ -379,7 +379,7 @@ impl Account<'_> {
             Account::Value(_, Some(event)) => comparable(an, event)["value"].clone(),
             Account::Value(value, None) => {
                 let ty = an.body().node(node).map(|n| n.ty.clone()).unwrap_or(flow_ir::ty::Ty::Nothing);
-                crate::labels::encode(an.body(), value, &ty, an.node_labels(node))
+                crate::labels::encode(an.body(), value, &ty, an.node_labels(node), false)
             }
             Account::Json(json) => json.clone(),
         }

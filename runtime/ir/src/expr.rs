@@ -407,23 +407,6 @@ impl Expr {
         places
     }
 
-    /// The places whose labels the expression's value carries: those it reads, but not
-    /// under a `declassify` (whose labels the flow takes off).
-    pub fn labelled_places(&self) -> Vec<(&SmolStr, Vec<&SmolStr>)> {
-        let mut places = Vec::new();
-        let mut stack = vec![self];
-        while let Some(expr) = stack.pop() {
-            if let Some((node, path)) = expr.place() {
-                places.push((node, path));
-                continue;
-            }
-            if !matches!(expr.kind, ExprKind::Declassify { .. }) {
-                expr.for_each_child(|child| stack.push(child));
-            }
-        }
-        places
-    }
-
     /// The node and field path this expression reads, when it is a place (`risk.tier`,
     /// `request.cost_center`, through proofs of presence).
     pub fn place(&self) -> Option<(&SmolStr, Vec<&SmolStr>)> {
