@@ -7,7 +7,8 @@
 //! - `lower/ok`: compiles to plans; the snapshot is each plan as text (nodes in execution
 //!   order, with their edges).
 //! - `verify/err`: a flow that compiles, and directives that damage its plan as a forger or
-//!   a bad copy would; the snapshot is the verifier's refusal. Directives, one per line at
+//!   a bad copy would; the snapshot is the verifier's refusal, or for a plan that verifies
+//!   as a graph, where loading finds labelled data going where it may not. Directives, one per line at
 //!   the top: `//@ patch: {JSON Patch operation}` (paths may select `[name=x]` or the edge
 //!   `[a->b]`; `//@ sort-edges` puts the edges back in canonical order; the hash is
 //!   recomputed afterwards unless `//@ keep-hash` is given),
@@ -17,7 +18,7 @@
 //! - `fmt`: the snapshot is the text as `flowc fmt` formats it, or the syntax diagnostics
 //!   for which it refuses to. Formatting the result again changes nothing.
 //!
-//! Run one group with `cargo test -p flow-tests --test corpus -- check/err/`.
+//! Run one group with `cargo test -p flow-tests --test corpus -- check_case::err/`.
 
 use std::path::Path;
 
@@ -175,8 +176,16 @@ fn damaged_plan(path: &Path, text: &str) -> Result<(Vec<u8>, Vec<String>), Strin
 fn verify_case(path: &Path, bytes: Vec<u8>) -> datatest_stable::Result<()> {
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let (plan, applied) = damaged_plan(path, &text)?;
+    // What the verifier refuses, or else what loading refuses: the runtime's own proof of
+    // information flow.
     let refusal = match flow_ir::load(&plan) {
-        Ok(_) => return Err("the damaged plan was accepted".into()),
+        Ok(verified) => {
+            let leaks = flow_runtime::analysis::Analysis::new(verified).leaks();
+            if leaks.is_empty() {
+                return Err("the damaged plan was accepted".into());
+            }
+            leaks.join("\n")
+        }
         Err(errors) => errors.to_string(),
     };
     snapshot(path, &[("SOURCE", &text), ("DAMAGE", &applied.join("\n")), ("REFUSAL", &refusal)]);

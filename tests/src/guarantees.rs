@@ -2,6 +2,7 @@
 //! through the runtime an application embeds: a flow compiled from a fixture, models and
 //! systems that record every call they get, and the run's events.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use flow_runtime::analysis::Analysis;
@@ -144,6 +145,7 @@ flow pay {
   access {
     trigger by clerk
     override listed by officer
+    replay by officer
   }
   gate large: soft when payment.amount > 1_000 USD
     approve by officer
@@ -292,6 +294,20 @@ impl ModelProvider for Echo {
     }
 }
 
+/// Every redaction marker's digest in evidence JSON.
+fn collect_markers(json: &Json, out: &mut BTreeSet<String>) {
+    match json {
+        serde_json::Value::Object(object) => {
+            if let Some(serde_json::Value::String(digest)) = object.get("$redacted") {
+                out.insert(digest.clone());
+            }
+            object.values().for_each(|v| collect_markers(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_markers(v, out)),
+        _ => {}
+    }
+}
+
 /// Redaction everywhere a value can appear: a step's error and a model's failure name no
 /// labelled value to a viewer without the grant — not in the summary, the explanation, the
 /// run's page or the evidence — and show it to one with the grant.
@@ -353,6 +369,30 @@ flow split {
     let bundle = runtime.evidence(&view.run, &clerk).expect("exports");
     assert!(!bundle.to_string().contains(secret), "{bundle}");
     flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("still verifies");
+    // Redaction markers are salted: the same balance in another run leaves other markers,
+    // and none is the digest of a guess of the value, bare or wrapped as evidence wraps it.
+    let again = runtime
+        .start(
+            &an,
+            &clerk,
+            &[("account".to_owned(), json!({"balance": "123456.78", "holders": 0}))],
+            &StartOptions::default(),
+        )
+        .expect("the run starts");
+    let markers = |bundle: &serde_json::Value| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        collect_markers(bundle, &mut out);
+        out
+    };
+    let (first, second) = (markers(&bundle), markers(&runtime.evidence(&again.run, &clerk).expect("exports")));
+    assert!(!first.is_empty() && first.is_disjoint(&second), "{first:?} {second:?}");
+    for guess in [
+        json!(secret),
+        json!({"$labels": ["pii"], "$value": secret}),
+        json!({"$labels": ["pii"], "$value": {"balance": secret, "holders": 0}}),
+    ] {
+        assert!(!first.contains(&flow_runtime::evidence::digest(&guess)), "{guess}");
+    }
     let shown = runtime.show(&view.run, Some(&auditor)).expect("shows");
     assert!(shown.contains("division by zero in `123456.78 / 0`"), "{shown}");
     assert!(hidden.contains("DEGRADED — the fallback gave it ([redacted: pii])"), "{hidden}");
@@ -745,6 +785,113 @@ mod exactness {
             }
         }
     }
+
+    /// Numbers the property found: their shortest binary floating point spelling has 16
+    /// digits, and a reader that rounds them otherwise than the checker did read another
+    /// number than was written.
+    #[test]
+    fn numbers_that_binary_floating_point_rounds_at_the_edge_are_read_exactly_or_refused() {
+        for written in ["0.74052357226556490", "0.7405235722655649"] {
+            let json = flow_runtime::value::parse_exact(written).expect("exact as a JSON number");
+            let read = flow_runtime::value::decode(&plan(), &json, &flow_ir::ty::Ty::Decimal, "$");
+            match read {
+                Ok(value) => assert_eq!(
+                    value,
+                    flow_runtime::value::Value::Decimal(
+                        Decimal::from_str_exact("0.7405235722655649").expect("a decimal")
+                    ),
+                    "{written}"
+                ),
+                Err(error) => assert!(error.to_string().contains("write it as a string"), "{written}: {error}"),
+            }
+        }
+    }
+}
+
+/// Who a run names is fixed when it starts: a review may edit a value that names a
+/// principal, but not change whom it names, since separation of duties reads it.
+#[test]
+fn a_review_may_not_change_whom_a_value_names() {
+    const FLOW: &str = r#"
+role clerk
+role officer
+role manager
+type Request { id: Text  requester: Principal }
+type Routing { owner: Principal  note: Text }
+type Out { approved: Bool  note: Text }
+flow route {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input request: Request
+  output out: Out
+  access {
+    trigger by clerk
+  }
+  let routing = Routing { owner: request.requester, note: "as asked" }
+  review check by officer
+    outcomes fine, doubtful
+    reasons seen
+    may edit routing
+  approval sign {
+    when check.outcome == fine => 1 of manager
+    otherwise => 2 of manager
+    distinct from routing.owner
+  }
+  emit out = Out { approved: sign.approved, note: routing.note }
+}
+"#;
+    let world = World::answering(&[]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let request = vec![("request".to_owned(), json!({"id": "R-1", "requester": "cleo"}))];
+    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    let officer = principal("olga", &["officer"]);
+    let edited = |field: &str, value: &str| DecisionInput {
+        edits: vec![(field.to_owned(), value.to_owned())],
+        ..decision("fine", "seen")
+    };
+    for (field, value) in
+        [("routing", r#"{"owner": "max", "note": "as asked"}"#), ("routing", r#"{"owner": "olga", "note": ""}"#)]
+    {
+        let refused = runtime.decide(&view.run, "check", &officer, &edited(field, value));
+        assert!(
+            matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("a review may not change who")),
+            "{field}: {refused:?}"
+        );
+    }
+    let view = runtime
+        .decide(&view.run, "check", &officer, &edited("routing", r#"{"owner": "cleo", "note": "checked"}"#))
+        .expect("an edit that keeps whom it names");
+    // And the requester still may not approve.
+    let own = runtime.decide(&view.run, "sign", &principal("cleo", &["manager"]), &decision("approve", "ok"));
+    assert!(own.is_err(), "{own:?}");
+}
+
+/// Evidence conforms to its plan only if nothing is decided while a blocking gate holds the
+/// run but the override of that gate: a soft gate's decision copied into a blocked run's
+/// events is found.
+#[test]
+fn evidence_of_a_decision_while_blocked_does_not_conform() {
+    let world = payment_world();
+    let (runtime, an) = runtime_with(PAYMENT, &world);
+    let blocked = pay(&runtime, &an, "5000 USD", "listed");
+    assert_eq!(blocked.status, Status::Blocked);
+    let waiting = pay(&runtime, &an, "5000 USD", "acme");
+    runtime
+        .decide(&waiting.run, "large", &principal("olga", &["officer"]), &decision("approve", "ok"))
+        .expect("decides");
+    let json = |run: &str| -> Vec<serde_json::Value> {
+        events(&runtime, run).into_iter().map(|e| flow_runtime::encode_event(&an, e)).collect()
+    };
+    let mut forged = json(&blocked.run);
+    assert_eq!(flow_runtime::conformance::problems(&an, &forged), Vec::<String>::new());
+    let decided = json(&waiting.run).into_iter().find(|e| e["event"] == "gate_decided").expect("a decision");
+    forged.push(decided);
+    let problems = flow_runtime::conformance::problems(&an, &forged);
+    assert!(
+        problems.iter().any(|p| p.ends_with("decides `large` while a blocking gate holds the run")),
+        "{problems:?}"
+    );
 }
 
 /// An idempotency key is bound to its request: a second run that uses a key with the same
@@ -797,6 +944,26 @@ flow booking {
     // And the failure replays.
     let replay = runtime.replay(&other.run, &principal("cleo", &["clerk"]));
     assert!(matches!(&replay, Err(flow_runtime::Error::Refused { .. })), "replay needs its grant: {replay:?}");
+
+    // Another flow, or another action, that sends the same key and arguments to the same
+    // system sends another request: the result recorded for `booking` does not answer it.
+    for (flow, action) in [("rebooking", "book"), ("booking", "void")] {
+        let text = FLOW
+            .replace("flow booking", &format!("flow {flow}"))
+            .replace("ledger.book(", &format!("ledger.{action}("))
+            .replace(
+                "action book(id: Text, amount: Money[USD]) -> Receipt",
+                "action book(id: Text, amount: Money[USD]) -> Receipt\n  action void(id: Text, amount: Money[USD]) -> Receipt",
+            );
+        let checked = crate::check_fixture("main.flow", text.as_bytes());
+        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+        let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+        let an = runtime.install(plan).expect("installs");
+        let view = runtime.start(&an, &clerk, &order("100 USD"), &StartOptions::default()).expect("runs");
+        assert_eq!(view.status, Status::Failed, "{flow} {action}");
+        assert!(view.summary.contains("was used for another request"), "{flow} {action}: {}", view.summary);
+        assert_eq!(world.calls(), ["action ledger.book"], "{flow} {action}: nothing more was called");
+    }
 }
 
 /// A plan is believed only after information flow is proved again when it is loaded: a

@@ -1,6 +1,6 @@
 //! Integrity, stated as a property: any change to a stored run — an event edited, dropped,
 //! swapped or replaced, a column outside the chain, a run deleted or rolled back, a refusal
-//! edited, a recorded action result forged — by someone with write access to the store
+//! edited, a recorded action result forged or deleted — by someone with write access to the store
 //! file, who recomputes every hash they can (the run's chain, the store's log and its
 //! checkpoint) but does not hold the deployment's key, is detected: by loading the run or
 //! by `Runtime::audit`; where the deployment does not sign, by an audit against a
@@ -149,8 +149,10 @@ enum Forgery {
     Refusal {
         remove: bool,
     },
-    /// The recorded action result changed.
-    ActionResult,
+    /// The recorded action result changed, or deleted.
+    ActionResult {
+        delete: bool,
+    },
 }
 
 fn forgery() -> impl Strategy<Value = Forgery> {
@@ -169,7 +171,7 @@ fn forgery() -> impl Strategy<Value = Forgery> {
         (run.clone(), any::<bool>()).prop_map(|(run, log)| Forgery::Delete { run, log }),
         Just(Forgery::Rollback { run: 1 }),
         any::<bool>().prop_map(|remove| Forgery::Refusal { remove }),
-        Just(Forgery::ActionResult),
+        any::<bool>().prop_map(|delete| Forgery::ActionResult { delete }),
     ]
 }
 
@@ -367,9 +369,12 @@ fn forge(base: &Base, path: &Path, forgery: &Forgery) -> bool {
                 db.execute("UPDATE refusals SET principal = 'someone'", []).expect("updates");
             }
         }
-        Forgery::ActionResult => {
-            let changed =
-                db.execute("UPDATE action_results SET result = '{\"number\": \"FORGED\"}'", []).expect("updates");
+        Forgery::ActionResult { delete } => {
+            let changed = if *delete {
+                db.execute("DELETE FROM action_results", []).expect("deletes")
+            } else {
+                db.execute("UPDATE action_results SET result = '{\"number\": \"FORGED\"}'", []).expect("updates")
+            };
             if changed == 0 {
                 return false;
             }
@@ -456,4 +461,66 @@ fn a_forged_run_is_never_signed() {
     );
     drop(runtime);
     assert_eq!(signature(&path), before);
+}
+
+/// A signing deployment extends only a checkpoint it believes: after a forger rewrote the
+/// log and its checkpoint (unsigned, or missing), the next run is refused before anything
+/// is appended, and the forged checkpoint is not signed over.
+#[test]
+fn a_laundered_log_is_never_signed_over() {
+    let base = base(true);
+    let plan = runtime_with(crate::guarantees::PAYMENT, &payment_world()).1.plan.clone();
+    for (how, why) in [("rewritten", "is not signed"), ("removed", "is missing, but the log has entries")] {
+        let path = case_path(base);
+        copy_store(&base.store(), &path);
+        assert!(forge(base, &path, &Forgery::Delete { run: 0, log: true }));
+        if how == "removed" {
+            Connection::open(&path).expect("opens").execute("DELETE FROM checkpoint", []).expect("deletes");
+        }
+        let checkpoint = |path: &Path| -> Option<(i64, Option<String>)> {
+            let db = Connection::open(path).expect("opens");
+            db.query_row("SELECT size, signature FROM checkpoint", [], |r| Ok((r.get(0)?, r.get(1)?))).ok()
+        };
+        let before = checkpoint(&path);
+        let runtime = base.runtime(&path);
+        let an = runtime.install(plan.clone()).expect("installs");
+        let input = serde_json::json!({"id": "P-9", "amount": "50 USD", "payee": "acme"});
+        let payment = [("payment".to_owned(), input)];
+        let started = runtime.start(&an, &principal("cleo", &["clerk"]), &payment, &StartOptions::default());
+        assert!(matches!(&started, Err(flow_runtime::Error::Environment(m)) if m.contains(why)), "{how}: {started:?}");
+        drop(runtime);
+        assert_eq!(checkpoint(&path), before, "{how}: the checkpoint is unchanged");
+    }
+}
+
+/// A signing deployment believes only runs it (or a key it trusts) signed: a run written
+/// into its store by a runtime without the key is refused when loaded, reported by a bulk
+/// replay, and not counted as complete evidence by `stats`.
+#[test]
+fn an_unsigned_run_in_a_signing_store_is_not_believed() {
+    let base = base(true);
+    let path = case_path(base);
+    copy_store(&base.store(), &path);
+    let plan = runtime_with(crate::guarantees::PAYMENT, &payment_world()).1.plan.clone();
+    let keyless = Base { dir: base.dir.clone(), runs: Vec::new(), checkpoint: base.checkpoint.clone(), signed: false };
+    let unsigned = {
+        let runtime = keyless.runtime(&path);
+        let an = runtime.install(plan).expect("installs");
+        pay(&runtime, &an, "50 USD", "acme").run
+    };
+    let runtime = base.runtime(&path);
+    let loaded = runtime.status(&unsigned, None);
+    assert!(matches!(&loaded, Err(flow_runtime::Error::Environment(m)) if m.contains("is not signed")), "{loaded:?}");
+    let stats = runtime.stats(&flow_runtime::RunFilter::default()).expect("counts");
+    assert_eq!((stats.all.runs, stats.all.complete), (base.runs.len() as u64 + 1, base.runs.len() as u64));
+    let replayed = runtime
+        .replay_all(&principal("olga", &["officer"]), &flow_runtime::RunFilter::default(), &Default::default())
+        .expect("replays");
+    assert!(
+        replayed.errors.iter().any(|(run, why)| *run == unsigned && why.contains("is not signed")),
+        "{:?} ({} not allowed)",
+        replayed.errors,
+        replayed.not_allowed
+    );
+    assert_eq!(replayed.runs, base.runs.len());
 }

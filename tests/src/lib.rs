@@ -12,6 +12,8 @@ mod editors;
 #[cfg(test)]
 mod examples;
 #[cfg(test)]
+mod flows;
+#[cfg(test)]
 mod formatting;
 #[cfg(test)]
 mod guarantees;

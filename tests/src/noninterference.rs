@@ -1,5 +1,5 @@
 //! Noninterference for values, as a property over every plan the compiler makes of the
-//! examples and the lowering corpus, random inputs, model answers, handler results and
+//! examples, the lowering corpus and random flows (`crate::flows`), random inputs, model answers, handler results and
 //! decisions: a labelled text given to a run (a sentinel, unique to its label) never appears
 //! where someone not cleared for its label would see it — in what a principal without
 //! `view L` gets from `status`, `show`, the run's outputs and its evidence bundle, in a

@@ -143,7 +143,8 @@ impl ActionHandler for RandomModel {
     }
 }
 
-/// Every plan the compiler makes of the examples and the lowering corpus.
+/// Every plan the compiler makes of the examples and the lowering corpus, and of random
+/// flows that check clean (`crate::flows`).
 pub(crate) fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
     let mut plans = Vec::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -162,6 +163,9 @@ pub(crate) fn all_plans() -> Vec<flow_ir::VerifiedPlan> {
         let checked = crate::check_fixture("main.flow", &text);
         plans.extend(crate::plans(&checked).into_iter().flatten());
     }
+    // And random flows: `FLOW_RANDOM_FLOWS` of them (24 by default).
+    let random = std::env::var("FLOW_RANDOM_FLOWS").ok().and_then(|n| n.parse().ok()).unwrap_or(24);
+    plans.extend(crate::flows::random_plans(random, 0xf10e));
     plans
 }
 

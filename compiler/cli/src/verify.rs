@@ -1,6 +1,6 @@
 //! `flowc verify FILE`: check an evidence bundle (the CLI contract's `verify BUNDLE`), or,
-//! as an extension, a plan file as the runtime will before it runs it, and show it to a
-//! person.
+//! as an extension, a plan file as the runtime will before it runs it (the graph's proofs
+//! and the proof of information flow), and show it to a person.
 
 use std::process::ExitCode;
 
@@ -53,6 +53,20 @@ pub fn run(path: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // A plan verifies only if the runtime would load it: its labels are proved again.
+    let leaks = flow_runtime::analysis::Analysis::new(verified.clone()).leaks();
+    if !leaks.is_empty() {
+        if format == DataFormat::Json {
+            let value = serde_json::json!({ "file": path, "verified": false, "problems": leaks });
+            crate::print(&format!("{value}\n"));
+        }
+        eprintln!(
+            "the plan {} lets labelled data go where it may not, so the runtime will not load it:\n{}",
+            verified.hash(),
+            leaks.join("\n")
+        );
+        return Ok(ExitCode::from(1));
+    }
     let flow = &verified.body().flow;
     match format {
         DataFormat::Json => {

@@ -383,6 +383,55 @@ fn verify_checks_a_plan_file_and_shows_it() {
     assert_eq!(flowc(&dir, &["verify", "missing.json"]).status.code(), Some(2));
 }
 
+/// A plan whose labels were taken off after it was compiled verifies as a graph, but not as
+/// a plan the runtime would load.
+#[test]
+fn verify_refuses_a_plan_whose_labels_were_removed() {
+    let dir = scratch("unlabelled");
+    write(
+        &dir,
+        "letters.flow",
+        r#"label pii
+role clerk
+type Person { name: Text @pii }
+type Letter { to: Text @pii }
+flow letters {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output letter: Letter
+  access {
+    trigger by clerk
+    view pii by clerk
+  }
+  emit letter = Letter { to: person.name }
+}
+"#,
+    );
+    assert_eq!(flowc(&dir, &["build", "letters.flow"]).status.code(), Some(0));
+    let text = std::fs::read_to_string(dir.join("letters.plan.json")).unwrap();
+    let mut plan: flow_ir::Plan = serde_json::from_str(&text).unwrap();
+    for record in plan.plan.records.iter_mut().filter(|r| r.name == "Letter") {
+        record.fields.iter_mut().for_each(|f| f.labels.clear());
+    }
+    plan.hash = flow_ir::encode::content_hash(plan.format_version, &plan.language_version, &plan.plan);
+    write(&dir, "unlabelled.json", flow_ir::encode::to_json(&plan));
+    assert!(flow_ir::load(flow_ir::encode::to_json(&plan).as_bytes()).is_ok(), "the graph verifies");
+    let output = flowc(&dir, &["verify", "unlabelled.json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("`letter` puts pii data into field `to` of `Letter`, which is not labelled so"),
+        "{}",
+        stderr(&output)
+    );
+    let output = flowc(&dir, &["verify", "--format", "json", "unlabelled.json"]);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["verified"], false);
+    assert_eq!(value["problems"].as_array().map(Vec::len), Some(1), "{value}");
+    assert_eq!(flowc(&dir, &["verify", "letters.plan.json"]).status.code(), Some(0));
+}
+
 #[test]
 fn damaged_plans_are_refused_with_what_failed() {
     let dir = scratch("damaged");

@@ -191,11 +191,9 @@ fn number_is_exact(token: &str) -> bool {
     if token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok() {
         return true;
     }
-    let Ok(float) = token.parse::<f64>() else { return false };
-    match serde_json::Number::from_f64(float) {
-        Some(shortest) => canonical(token).is_some() && canonical(token) == canonical(&shortest.to_string()),
-        None => false,
-    }
+    // The number as the JSON reader reads it, written shortest: the value decoding sees.
+    let Ok(read) = serde_json::from_str::<serde_json::Number>(token) else { return false };
+    canonical(token).is_some() && canonical(token) == canonical(&read.to_string())
 }
 
 /// A number written in decimal (with an optional fraction and exponent) as its sign, its
