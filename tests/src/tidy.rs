@@ -136,3 +136,18 @@ fn unsafe_code_stays_in_the_native_code_module() {
     }
     assert!(offenders.is_empty(), "unsafe code outside runtime/engine/src/jit: {offenders:?}");
 }
+
+/// The fuzz targets start from valid inputs: the seed plan verifies, and the seed bundles
+/// verify and conform to their plan (a bundle made before a change of the evidence format
+/// would only exercise refusals).
+#[test]
+fn fuzz_seeds_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let plan = std::fs::read(root.join("spend_approval.plan.json")).expect("the seed plan");
+    assert!(flow_ir::load(&plan).is_ok(), "the seed plan verifies");
+    for bundle in ["approved.json", "redacted.json"] {
+        let bytes = std::fs::read(root.join("evidence").join(bundle)).expect("a seed bundle");
+        let verified = flow_runtime::evidence::verify(&bytes);
+        assert!(verified.is_ok(), "{bundle}: {:?}", verified.err());
+    }
+}
