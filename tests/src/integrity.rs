@@ -149,6 +149,8 @@ enum Forgery {
     Refusal {
         remove: bool,
     },
+    /// The refusal edited and the refusals' chain recomputed, the log untouched.
+    RefusalRechained,
     /// The recorded action result changed, or deleted.
     ActionResult {
         delete: bool,
@@ -171,6 +173,7 @@ fn forgery() -> impl Strategy<Value = Forgery> {
         (run.clone(), any::<bool>()).prop_map(|(run, log)| Forgery::Delete { run, log }),
         Just(Forgery::Rollback { run: 1 }),
         any::<bool>().prop_map(|remove| Forgery::Refusal { remove }),
+        Just(Forgery::RefusalRechained),
         any::<bool>().prop_map(|delete| Forgery::ActionResult { delete }),
     ]
 }
@@ -369,6 +372,7 @@ fn forge(base: &Base, path: &Path, forgery: &Forgery) -> bool {
                 db.execute("UPDATE refusals SET principal = 'someone'", []).expect("updates");
             }
         }
+        Forgery::RefusalRechained => rechain_refusals(&db),
         Forgery::ActionResult { delete } => {
             let changed = if *delete {
                 db.execute("DELETE FROM action_results", []).expect("deletes")
@@ -381,6 +385,30 @@ fn forge(base: &Base, path: &Path, forgery: &Forgery) -> bool {
         }
     }
     true
+}
+
+/// Changes who was refused and recomputes the refusals' chain, keeping their number.
+fn rechain_refusals(db: &Connection) {
+    let rows: Vec<(i64, [String; 5])> = {
+        let mut statement = db
+            .prepare("SELECT seq, at, principal, operation, grant, message FROM refusals ORDER BY seq")
+            .expect("reads");
+        let rows = statement
+            .query_map([], |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])))
+            .expect("reads");
+        rows.map(|r| r.expect("a row")).collect()
+    };
+    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    for (seq, mut parts) in rows {
+        parts[1] = "someone".to_owned();
+        let hash = flow_runtime::checkpoint::refusal_hash(&prev, seq as u64, parts.each_ref().map(String::as_str));
+        db.execute(
+            "UPDATE refusals SET principal = ?1, prev = ?2, hash = ?3 WHERE seq = ?4",
+            params![parts[1], prev, hash, seq],
+        )
+        .expect("updates");
+        prev = hash;
+    }
 }
 
 /// Whether loading a run, or the audit (with `earlier`), finds something wrong.
@@ -461,6 +489,31 @@ fn a_forged_run_is_never_signed() {
     );
     drop(runtime);
     assert_eq!(signature(&path), before);
+}
+
+/// Refusals rewritten behind the log (their chain recomputed, their number kept) are found
+/// by the audit, and not extended, so not signed over, by the next refusal.
+#[test]
+fn a_rewritten_refusal_chain_is_found_and_not_extended() {
+    for signed in [false, true] {
+        let base = base(signed);
+        let path = case_path(base);
+        copy_store(&base.store(), &path);
+        assert!(forge(base, &path, &Forgery::RefusalRechained));
+        let runtime = base.runtime(&path);
+        let audit = runtime.audit(None).expect("audits");
+        assert!(
+            audit.problems.iter().any(|p| p.contains("refusal 0 is not the one the store's log recorded")),
+            "signed: {signed}: {:?}",
+            audit.problems
+        );
+        let an = runtime.install(runtime_with(crate::guarantees::PAYMENT, &payment_world()).1.plan.clone());
+        let refused = runtime.start(&an.expect("installs"), &principal("mallory", &[]), &[], &StartOptions::default());
+        assert!(
+            matches!(&refused, Err(flow_runtime::Error::Environment(m)) if m.contains("refusals do not end")),
+            "signed: {signed}: {refused:?}"
+        );
+    }
 }
 
 /// A signing deployment extends only a checkpoint it believes: after a forger rewrote the

@@ -184,13 +184,17 @@ impl Analysis {
                     };
                     let place = format!("{name}({step})");
                     if seen.insert(place.clone()) {
+                        let labels = match name {
+                            "degraded" => Vec::new(),
+                            _ => as_of_labels(&plan, step, &node_labels),
+                        };
                         operands[id.index()].push(Operand {
                             place,
                             fact: Some(e.clone()),
                             node: step.clone(),
                             path: Vec::new(),
                             ty: Some(ty),
-                            labels: Vec::new(),
+                            labels,
                         });
                     }
                 });
@@ -546,6 +550,19 @@ impl Analysis {
                 ));
             }
         }
+        // Only a flow's steps declassify, where the owner's grants are checked above: a
+        // function that does would take labels off whatever it is given (`E2022`).
+        for function in &body.functions {
+            let mut found = false;
+            function.body.walk(&mut |e| found |= matches!(e.kind, ExprKind::Declassify { .. }));
+            if found {
+                out.push(format!(
+                    "function `{}` declassifies, which only a flow's step may do: it would take labels off \
+                     whatever it is given",
+                    function.name
+                ));
+            }
+        }
         out
     }
 
@@ -676,6 +693,10 @@ impl<'a> Labeller<'a, '_> {
                     }
                 }
             }
+            // How old a record is, and so whether it is stale, reveals its `as_of` field.
+            ExprKind::Age(node) | ExprKind::Stale(node) => {
+                as_of_labels(self.plan, node, self.node_labels).into_iter().collect()
+            }
             ExprKind::Record(fields) => {
                 let mut labels = BTreeSet::new();
                 for field in fields {
@@ -709,6 +730,20 @@ impl<'a> Labeller<'a, '_> {
                 labels
             }
         }
+    }
+}
+
+/// The labels of the `as_of` field of the source input `node` comes from (what `age(node)`
+/// and `stale(node)` reveal); of the whole input when its source names none.
+fn as_of_labels(plan: &VerifiedPlan, node: &SmolStr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
+    let body = plan.body();
+    let as_of = match body.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Input { source: Some(source) }) => body.source(source).and_then(|s| s.as_of.clone()),
+        _ => None,
+    };
+    match &as_of {
+        Some(field) => place_labels(plan, node, &[field], node_labels),
+        None => place_labels(plan, node, &[], node_labels),
     }
 }
 

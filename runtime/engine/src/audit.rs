@@ -163,6 +163,15 @@ impl Runtime {
             }
             prev = refusal.hash.clone();
         }
+        // Each refusal is the one its log entry recorded: a chain rewritten behind the log
+        // (its number kept) is found at the first refusal changed.
+        for entry in entries.iter().filter(|e| e.kind == Kind::Refusal) {
+            if refusals.get(entry.seq as usize).is_some_and(|r| r.hash != entry.hash) {
+                audit
+                    .problems
+                    .push(format!("refusal {} is not the one the store's log recorded: it was changed", entry.seq));
+            }
+        }
         let logged_refusals = entries.iter().filter(|e| e.kind == Kind::Refusal).count();
         match last.get(&(Kind::Refusal, "refusals")) {
             Some(entry) if logged_refusals == refusals.len() && entry.hash == prev => {}

@@ -667,6 +667,21 @@ impl Store for SqliteStore {
             })
             .optional()
             .map_err(unusable("cannot read the refusals"))?;
+        // The chain goes on only from the refusal the log recorded last: one rewritten
+        // behind the log is not extended (and, in a signing deployment, not signed over).
+        let logged: Option<(i64, String)> = tx
+            .query_row("SELECT seq, hash FROM log WHERE kind = 'refusal' ORDER BY n DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(unusable("cannot read the store's log"))?;
+        if last != logged {
+            return Err(StoreError::Unusable(
+                "the store's refusals do not end with the refusal its log recorded last: they were changed \
+                 (`flowc audit` says more)"
+                    .into(),
+            ));
+        }
         let (seq, prev) = last.map_or((0, crate::evidence::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
         let hash = crate::checkpoint::refusal_hash(&prev, seq, refusal);
         tx.execute(
