@@ -142,7 +142,7 @@ fn unsafe_code_stays_in_the_native_code_module() {
 /// would only exercise refusals).
 #[test]
 fn fuzz_seeds_are_valid() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
     let plan = std::fs::read(root.join("spend_approval.plan.json")).expect("the seed plan");
     assert!(flow_ir::load(&plan).is_ok(), "the seed plan verifies");
     for bundle in ["approved.json", "redacted.json"] {
