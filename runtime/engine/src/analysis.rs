@@ -473,6 +473,20 @@ impl Analysis {
         for (i, node) in body.nodes.iter().enumerate() {
             let name = &node.name;
             match &node.kind {
+                // An output carries no label as a whole (its record's fields carry theirs):
+                // what it is given must carry none.
+                NodeKind::Emit { value } => {
+                    let labels = match value.place() {
+                        Some((root, path)) => along(&self.plan, root, &path, &self.node_labels),
+                        None => expr_labels(&self.plan, value, &self.node_labels),
+                    };
+                    if !labels.is_empty() {
+                        out.push(format!(
+                            "`{name}` emits {} data into output `{name}`, which is not labelled so",
+                            labels.join(", ")
+                        ));
+                    }
+                }
                 NodeKind::Infer { model, args, .. } => {
                     let Some(model) = body.model(model) else { continue };
                     for arg in args {
@@ -793,6 +807,28 @@ fn place_labels(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_lab
         };
     }
     deep_labels(body, &ty, &mut labels, &mut BTreeSet::new());
+    labels.into_iter().collect()
+}
+
+/// The labels of the value at `root.path` as a whole: the node's own and those declared on
+/// each field along the path (a record there keeps its fields' labels on its fields).
+fn along(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
+    let body = plan.body();
+    let Some(id) = plan.node_id(root) else { return Vec::new() };
+    let mut labels: BTreeSet<SmolStr> = node_labels[id.index()].iter().cloned().collect();
+    let mut ty = plan.node(id).ty.clone();
+    for field in path {
+        let inner = ty.unwrap_optional().clone();
+        if let Ty::Named(record) = &inner
+            && let Some(f) = body.record(record).and_then(|r| r.field(field))
+        {
+            labels.extend(f.labels.iter().cloned());
+        }
+        ty = match body.field_type(&inner, field) {
+            Some(next) => next.into_owned(),
+            None => break,
+        };
+    }
     labels.into_iter().collect()
 }
 
