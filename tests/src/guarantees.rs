@@ -973,59 +973,36 @@ flow booking {
 fn a_plan_whose_labels_were_removed_is_refused() {
     let world = payment_world();
     let (runtime, _) = runtime_with(PAYMENT, &world);
-    let checked = crate::check_fixture("main.flow", FAILING_LABELS.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let reseal = |body: flow_ir::PlanBody| {
-        flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
-            .unwrap_or_else(|failed| panic!("{}", failed.1))
+    // Each fixture compiled, its model's clearance and then the labels of one record taken
+    // off (the hash recomputed): refused with `record_leak`; and the plan as compiled installs.
+    let check = |fixture: &str, record: &str, record_leak: &str| {
+        let checked = crate::check_fixture("main.flow", fixture.as_bytes());
+        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+        let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+        let reseal = |body: flow_ir::PlanBody| {
+            flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+                .unwrap_or_else(|failed| panic!("{}", failed.1))
+        };
+        let mut unclear = plan.body().clone();
+        unclear.models.iter_mut().for_each(|m| m.clearance.clear());
+        let mut unlabelled = plan.body().clone();
+        unlabelled
+            .records
+            .iter_mut()
+            .filter(|r| r.name == record)
+            .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
+        for (body, leak) in [(unclear, "sends pii data to model `scorer`"), (unlabelled, record_leak)] {
+            let refused = runtime.install(reseal(body));
+            assert!(matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains(leak)), "{refused:?}");
+        }
+        let installed = runtime.install(plan);
+        assert!(installed.is_ok(), "the plan as compiled installs: {installed:?}");
     };
-    // The model's clearance taken off: the person's name would reach it.
-    let mut body = plan.body().clone();
-    body.models.iter_mut().for_each(|m| m.clearance.clear());
-    let refused = runtime.install(reseal(body));
-    assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("sends pii data to model `scorer`")),
-        "{refused:?}"
-    );
-    // The output's label taken off: the name would be shown to everyone.
-    let mut body = plan.body().clone();
-    body.records
-        .iter_mut()
-        .filter(|r| r.name == "Out")
-        .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
-    let refused = runtime.install(reseal(body));
-    assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("into field `name` of `Out`")),
-        "{refused:?}"
-    );
-    assert!(runtime.install(plan).is_ok(), "the plan as compiled installs");
-
+    // The person's name would reach the model, or be shown to everyone in the output.
+    check(FAILING_LABELS, "Out", "into field `name` of `Out`");
     // What a record built for a model holds, and what a function a fallback calls puts in
     // the record it builds, are proved too.
-    let checked = crate::check_fixture("main.flow", BUILT_LABELS.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let mut body = plan.body().clone();
-    body.models.iter_mut().for_each(|m| m.clearance.clear());
-    let refused = runtime.install(reseal(body));
-    assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("sends pii data to model `scorer`")),
-        "{refused:?}"
-    );
-    let mut body = plan.body().clone();
-    body.records
-        .iter_mut()
-        .filter(|r| r.name == "Score")
-        .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
-    let refused = runtime.install(reseal(body));
-    assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m))
-            if m.contains("into field `note` of `Score` (in a function it calls)")),
-        "{refused:?}"
-    );
-    let installed = runtime.install(plan);
-    assert!(installed.is_ok(), "the plan as compiled installs: {installed:?}");
+    check(BUILT_LABELS, "Score", "into field `note` of `Score` (in a function it calls)");
 }
 
 /// A flow whose model gets a record built of labelled data, and whose fallback calls a

@@ -789,32 +789,29 @@ pub(crate) fn place_type(body: &PlanBody, root: &str, path: &[SmolStr]) -> Optio
 }
 
 fn place_labels(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    let body = plan.body();
-    let mut labels = BTreeSet::new();
-    let Some(id) = plan.node_id(root) else { return Vec::new() };
-    labels.extend(node_labels[id.index()].iter().cloned());
-    let mut ty = plan.node(id).ty.clone();
-    for field in path {
-        let inner = ty.unwrap_optional().clone();
-        if let Ty::Named(record) = &inner
-            && let Some(f) = body.record(record).and_then(|r| r.field(field))
-        {
-            labels.extend(f.labels.iter().cloned());
-        }
-        ty = match body.field_type(&inner, field) {
-            Some(next) => next.into_owned(),
-            None => return labels.into_iter().collect(),
-        };
+    let (mut labels, ty) = labels_along(plan, root, path, node_labels);
+    if let Some(ty) = ty {
+        deep_labels(plan.body(), &ty, &mut labels, &mut BTreeSet::new());
     }
-    deep_labels(body, &ty, &mut labels, &mut BTreeSet::new());
     labels.into_iter().collect()
 }
 
 /// The labels of the value at `root.path` as a whole: the node's own and those declared on
 /// each field along the path (a record there keeps its fields' labels on its fields).
 fn along(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
+    labels_along(plan, root, path, node_labels).0.into_iter().collect()
+}
+
+/// The labels read along `root.path`, and the type found at its end (`None` when the path
+/// leaves the plan's types).
+fn labels_along(
+    plan: &VerifiedPlan,
+    root: &SmolStr,
+    path: &[&SmolStr],
+    node_labels: &[Vec<SmolStr>],
+) -> (BTreeSet<SmolStr>, Option<Ty>) {
     let body = plan.body();
-    let Some(id) = plan.node_id(root) else { return Vec::new() };
+    let Some(id) = plan.node_id(root) else { return (BTreeSet::new(), None) };
     let mut labels: BTreeSet<SmolStr> = node_labels[id.index()].iter().cloned().collect();
     let mut ty = plan.node(id).ty.clone();
     for field in path {
@@ -826,10 +823,10 @@ fn along(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[
         }
         ty = match body.field_type(&inner, field) {
             Some(next) => next.into_owned(),
-            None => break,
+            None => return (labels, None),
         };
     }
-    labels.into_iter().collect()
+    (labels, Some(ty))
 }
 
 /// Every label declared on a field reachable inside values of `ty`.
