@@ -18,7 +18,7 @@ fi
 corpus=fuzz/corpus
 rm -rf fuzz/artifacts
 mkdir -p "$corpus"
-flows=$(find tests/corpus examples -name '*.flow' | sort)
+flows=$(find tests/corpus examples -name '*.flow' -type f | sort)
 for target in parse check format lsp_session; do
   mkdir -p "$corpus/$target"
   for f in $flows; do cp "$f" "$corpus/$target/$(echo "$f" | tr '/' '_')"; done

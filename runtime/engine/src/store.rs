@@ -670,9 +670,11 @@ impl Store for SqliteStore {
         // The chain goes on only from the refusal the log recorded last: one rewritten
         // behind the log is not extended (and, in a signing deployment, not signed over).
         let logged: Option<(i64, String)> = tx
-            .query_row("SELECT seq, hash FROM log WHERE kind = 'refusal' ORDER BY n DESC LIMIT 1", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
+                [crate::checkpoint::Kind::Refusal.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .optional()
             .map_err(unusable("cannot read the store's log"))?;
         if last != logged {
