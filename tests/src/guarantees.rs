@@ -84,6 +84,25 @@ pub(crate) fn runtime_with(flow: &str, world: &Arc<World>) -> (Runtime, Arc<Anal
     (runtime, an)
 }
 
+/// `flow` (a fixture's text, checked clean) installed in `runtime`.
+fn install(runtime: &Runtime, flow: &str) -> Arc<Analysis> {
+    let checked = crate::check_fixture("main.flow", flow.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs")
+}
+
+/// A what-if of `run` by `who` with the candidate `plan`, asking models when `live`.
+fn what_if(
+    runtime: &Runtime,
+    run: &str,
+    who: &Principal,
+    plan: &Arc<Analysis>,
+    live: bool,
+) -> Result<flow_runtime::whatif::WhatIf, flow_runtime::Error> {
+    let changes = flow_runtime::ReplayChanges { plan: Some(plan.clone()), params: Vec::new(), live };
+    runtime.what_if(run, who, &changes)
+}
+
 pub(crate) fn principal(id: &str, roles: &[&str]) -> Principal {
     Principal { id: id.to_owned(), roles: roles.iter().map(|r| r.to_string()).collect() }
 }
@@ -393,6 +412,15 @@ flow split {
     ] {
         assert!(!first.contains(&flow_runtime::evidence::digest(&guess)), "{guess}");
     }
+    // Nor does the bundle hold the digest of the request the model was sent, which would
+    // confirm a guess of the balance as well; the auditor's does (so the guess is right).
+    let model = an.body().model("scorer").expect("the model");
+    let request = ModelRequest { step: "score", model, prompt: None, input: json!({"balance": secret}) };
+    let request_digest = flow_runtime::evidence::digest(&request.to_json());
+    assert!(bundle.to_string().contains("request_digest"), "{bundle}");
+    assert!(!bundle.to_string().contains(&request_digest), "{bundle}");
+    let cleared = runtime.evidence(&view.run, &auditor).expect("exports").to_string();
+    assert!(cleared.contains(&request_digest), "{cleared}");
     let shown = runtime.show(&view.run, Some(&auditor)).expect("shows");
     assert!(shown.contains("division by zero in `123456.78 / 0`"), "{shown}");
     assert!(hidden.contains("DEGRADED — the fallback gave it ([redacted: pii])"), "{hidden}");
@@ -440,15 +468,8 @@ flow vet {
     let clerk = principal("cleo", &["clerk"]);
     let person = json!({"name": "Ada Lovelace", "age": 36});
     let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
-    let install = |text: &str| {
-        let checked = crate::check_fixture("main.flow", text.as_bytes());
-        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
-        runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs")
-    };
-    let what_if = |plan: &Arc<Analysis>, live: bool| {
-        let changes = flow_runtime::ReplayChanges { plan: Some(plan.clone()), params: Vec::new(), live };
-        runtime.what_if(&view.run, &clerk, &changes)
-    };
+    let install = |text: &str| install(&runtime, text);
+    let what_if = |plan: &Arc<Analysis>, live: bool| what_if(&runtime, &view.run, &clerk, plan, live);
     // Granting itself `view pii`, and changing the output, shows the clerk nothing more.
     let generous = install(
         &FLOW
@@ -504,6 +525,241 @@ flow vet {
         matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("into field `label` of `Shown`")),
         "{refused:?}"
     );
+}
+
+/// A what-if gives what the run recorded only where the candidate labels it as the run's
+/// plan did: a model's answer goes only to the step that asked for it (a candidate that
+/// renames the step and types the answer without its labels gets no answer), and a
+/// reviewer's edit is not written into a value the candidate retypes without its labels.
+#[test]
+fn a_what_if_gives_recorded_values_only_where_they_keep_their_labels() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role officer
+type Person { age: Int }
+type Score { value: Int  note: Text @pii }
+type Summary { text: Text @pii }
+type Out { note: Text @pii  text: Text @pii }
+model scorer {
+  provider "command"
+  name "scorer"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (age: Int)
+  output Score
+}
+flow vet {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+    replay by clerk
+  }
+  infer score = scorer(age: person.age)
+  let summary = Summary { text: "aged {person.age}" }
+  review check by officer
+    outcomes fine
+    reasons seen
+    may edit summary
+  emit out = Out { note: score.note, text: summary.text }
+}
+"#;
+    let world = World::answering(&[("scorer", json!({"value": 7, "note": "Ada is unwell"}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let view = runtime
+        .start(&an, &clerk, &[("person".to_owned(), json!({"age": 36}))], &StartOptions::default())
+        .expect("runs");
+    let edit = DecisionInput {
+        edits: vec![("summary".to_owned(), r#"{"text": "Ada told us why"}"#.to_owned())],
+        ..decision("fine", "seen")
+    };
+    let view = runtime.decide(&view.run, "check", &principal("olga", &["officer"]), &edit).expect("decides");
+    assert_eq!(view.status, Status::Completed);
+    let install = |text: &str| install(&runtime, text);
+    let what_if = |plan: &Arc<Analysis>| what_if(&runtime, &view.run, &clerk, plan, false);
+    // The step renamed, its answer typed without the label, and the output too.
+    let renamed = install(
+        &FLOW
+            .replace("type Score { value: Int  note: Text @pii }", "type Plain { value: Int  note: Text }")
+            .replace("output Score", "output Plain")
+            .replace("infer score =", "infer guess =")
+            .replace("type Out { note: Text @pii", "type Shown { note: Text")
+            .replace("output out: Out", "output out: Shown")
+            .replace("emit out = Out { note: score.note", "emit out = Shown { note: guess.note"),
+    );
+    let whatif = what_if(&renamed);
+    assert!(!format!("{whatif:?}").contains("unwell"), "{whatif:?}");
+    assert!(format!("{whatif:?}").contains("needs re-inference"), "{whatif:?}");
+    // The edited value retyped without the label, and the output too.
+    let retyped = install(
+        &FLOW
+            .replace("type Summary { text: Text @pii }", "type Note { text: Text }")
+            .replace("let summary = Summary {", "let summary = Note {")
+            .replace("type Out { note: Text @pii  text: Text @pii }", "type Shown { note: Text @pii  text: Text }")
+            .replace("output out: Out", "output out: Shown")
+            .replace("emit out = Out {", "emit out = Shown {"),
+    );
+    let refused = what_if(&retyped);
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("`summary.text` loses pii")),
+        "{refused:?}"
+    );
+}
+
+/// What a system returned that does not fit the action's result type may echo what it was
+/// sent: the evidence labels it with the labels of the arguments as well as of the type,
+/// so a viewer without them sees a redaction marker.
+#[test]
+fn what_a_system_returned_carries_the_labels_of_what_it_was_sent() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role auditor
+type Payment { id: Text  payee: Text @pii }
+type Receipt { number: Text }
+type Out { number: Text }
+system ledger {
+  clearance pii
+  action book(id: Text, payee: Text) -> Receipt
+}
+flow pay {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input payment: Payment
+  output out: Out
+  access {
+    trigger by clerk
+    view pii by auditor
+    read evidence by auditor, clerk
+  }
+  action booked = ledger.book(payment.id, payment.payee)
+  emit out = Out { number: booked.number }
+}
+"#;
+    let world = World::answering(&[("book", json!({"number": 7, "payee": "Ada Lovelace"}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let payment = json!({"id": "P-1", "payee": "Ada Lovelace"});
+    let view = runtime.start(&an, &clerk, &[("payment".to_owned(), payment)], &StartOptions::default()).expect("runs");
+    assert_eq!(view.status, Status::Failed, "{}", view.summary);
+    let returned = |who: &Principal| -> Json {
+        let bundle = runtime.evidence(&view.run, who).expect("exports");
+        let failed = bundle["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e.get("event").unwrap_or(e))
+            .find(|e| e["event"] == "failed")
+            .cloned();
+        failed.and_then(|f| f.get("returned").cloned()).unwrap_or_else(|| panic!("no `returned` in {bundle}"))
+    };
+    let hidden = returned(&clerk);
+    assert!(hidden.get("$redacted").is_some(), "{hidden}");
+    assert!(!hidden.to_string().contains("Ada"), "{hidden}");
+    let shown = returned(&principal("ada", &["auditor"]));
+    assert!(shown.to_string().contains("Ada Lovelace"), "{shown}");
+}
+
+/// Proving information flow takes time in proportion to the plan: a chain of functions
+/// each written to call the next twice (2⁴⁰ calls, were each followed) is checked, loaded
+/// and run at once, and the labels still arrive (a field without them is a leak).
+#[test]
+fn functions_that_call_each_other_many_times_are_proved_at_once() {
+    let mut functions = String::from("fn f0(x: Int) -> Int = x\n");
+    for i in 1..=40 {
+        // Two calls written, one made.
+        functions.push_str(&format!("fn f{i}(x: Int) -> Int = if x > 0 then f{}(x) else f{}(x + 1)\n", i - 1, i - 1));
+    }
+    let flow = |labelled: &str| {
+        format!(
+            r#"
+label pii
+role clerk
+type Person {{ age: Int @pii }}
+type Out {{ score: Int {labelled} }}
+{functions}
+flow chain {{
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {{
+    trigger by clerk
+  }}
+  emit out = Out {{ score: f40(person.age) }}
+}}
+"#
+        )
+    };
+    let leaking = crate::check_fixture("main.flow", flow("").as_bytes());
+    assert!(leaking.render().contains("`pii` data reaches field `score` of `Out`"), "{}", leaking.render());
+    let world = World::answering(&[]);
+    let (runtime, an) = runtime_with(&flow("@pii"), &world);
+    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    let view = runtime
+        .start(
+            &an,
+            &principal("cleo", &["clerk"]),
+            &[("person".to_owned(), json!({"age": 1}))],
+            &StartOptions::default(),
+        )
+        .expect("runs");
+    assert_eq!(view.status, Status::Completed, "{}", view.summary);
+}
+
+/// The runtime's proof accepts what the compiler's does where records nest: a record put
+/// whole into another's field (directly, through a `let`, a function or an `if`) keeps
+/// its fields' labels on its fields, so the field holding it needs none of its own; and
+/// the labels still reach the evidence, where a viewer without them sees them redacted.
+#[test]
+fn a_record_put_whole_into_a_field_keeps_its_labels_on_its_fields() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role auditor
+type Person { name: Text @pii  age: Int }
+type Case { person: Person  again: Person  chosen: Person  note: Text }
+type Out { case: Case  adult: Bool }
+fn same(p: Person) -> Person = p
+flow file {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+    view pii by auditor
+    read evidence by auditor, clerk
+  }
+  let alias = person
+  let case = Case {
+    person: alias,
+    again: same(person),
+    chosen: if alias.age >= 18 then alias else same(person),
+    note: "filed"
+  }
+  emit out = Out { case: case, adult: alias.age >= 18 }
+}
+"#;
+    let world = World::answering(&[]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    assert_eq!(an.leaks(), Vec::<String>::new());
+    let clerk = principal("cleo", &["clerk"]);
+    let person = json!({"name": "Ada Lovelace", "age": 36});
+    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
+    assert_eq!(view.status, Status::Completed, "{}", view.summary);
+    let hidden = runtime.evidence(&view.run, &clerk).expect("exports").to_string();
+    assert!(!hidden.contains("Ada"), "{hidden}");
+    let shown = runtime.evidence(&view.run, &principal("ada", &["auditor"])).expect("exports").to_string();
+    assert!(shown.contains("Ada Lovelace"), "{shown}");
 }
 
 /// Identity is not free text: principals in inputs are normalised and must be principals of
@@ -865,6 +1121,35 @@ flow route {
     // And the requester still may not approve.
     let own = runtime.decide(&view.run, "sign", &principal("cleo", &["manager"]), &decision("approve", "ok"));
     assert!(own.is_err(), "{own:?}");
+
+    // Nor may it change whom a value names by editing what decides it: here a flag that
+    // chooses the requester or their deputy, through a `let` that reads it.
+    let deciding = FLOW
+        .replace(
+            "requester: Principal }",
+            "requester: Principal  deputy: Principal }\ntype Flags { deputy: Bool  note: Text }",
+        )
+        .replace(
+            "  let routing = Routing { owner: request.requester, note: \"as asked\" }",
+            "  let flags = Flags { deputy: request.id == \"R-2\", note: request.id }\n  let chosen = flags.deputy\n  \
+             let routing = Routing { owner: if chosen then request.deputy else request.requester, note: flags.note }",
+        )
+        .replace("may edit routing", "may edit flags, flags.deputy, flags.note")
+        .replace("    trigger by clerk\n", "    trigger by clerk\n    trigger on behalf by clerk\n");
+    let (runtime, an) = runtime_with(&deciding, &world);
+    let request = vec![("request".to_owned(), json!({"id": "R-1", "requester": "cleo", "deputy": "dan"}))];
+    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    for (field, value) in [("flags", r#"{"deputy": true, "note": "as asked"}"#), ("flags.deputy", "true")] {
+        let refused = runtime.decide(&view.run, "check", &officer, &edited(field, value));
+        assert!(
+            matches!(&refused, Err(flow_runtime::Error::Invalid(m))
+                if m.contains(&format!("a review may not edit `{field}`: `routing` reads it"))),
+            "{field}: {refused:?}"
+        );
+    }
+    runtime
+        .decide(&view.run, "check", &officer, &edited("flags.note", "checked"))
+        .expect("an edit of what decides no principal");
 }
 
 /// Evidence conforms to its plan only if nothing is decided while a blocking gate holds the
@@ -895,17 +1180,18 @@ fn evidence_of_a_decision_while_blocked_does_not_conform() {
 }
 
 /// An idempotency key is bound to its request: a second run that uses a key with the same
-/// arguments gets the recorded result without a call; with other arguments, its step fails
-/// with both requests' digests, and nothing is called.
+/// arguments (amounts and decimals spelt otherwise) gets the recorded result without a
+/// call; with other arguments, its step fails without saying what the other request held,
+/// and nothing is called.
 #[test]
 fn an_idempotency_key_answers_only_its_own_request() {
     const FLOW: &str = r#"
 role clerk
-type Order { id: Text  amount: Money[USD] }
+type Order { id: Text  amount: Money[USD]  share: Decimal }
 type Receipt { number: Text }
 type Out { number: Text }
 system ledger {
-  action book(id: Text, amount: Money[USD]) -> Receipt
+  action book(id: Text, amount: Money[USD], share: Decimal) -> Receipt
 }
 flow booking {
   version "1.0.0"
@@ -916,7 +1202,7 @@ flow booking {
   access {
     trigger by clerk
   }
-  action booked = ledger.book(order.id, order.amount)
+  action booked = ledger.book(order.id, order.amount, order.share)
     idempotency order.id
   emit out = Out { number: booked.number }
 }
@@ -924,23 +1210,26 @@ flow booking {
     let world = World::answering(&[("book", json!({"number": "B-1"}))]);
     let (runtime, an) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
-    let order = |amount: &str| vec![("order".to_owned(), json!({"id": "O-1", "amount": amount}))];
-    let first = runtime.start(&an, &clerk, &order("100 USD"), &StartOptions::default()).expect("runs");
+    let order =
+        |amount: &str, share: &str| vec![("order".to_owned(), json!({"id": "O-1", "amount": amount, "share": share}))];
+    let first = runtime.start(&an, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
     assert_eq!(first.status, Status::Completed);
-    let again = runtime.start(&an, &clerk, &order("100.00 USD"), &StartOptions::default()).expect("runs");
+    let again = runtime.start(&an, &clerk, &order("100.00 USD", "0.500"), &StartOptions::default()).expect("runs");
     assert_eq!(again.status, Status::Completed, "the same request (spelt otherwise) reuses the result");
     assert_eq!(world.calls(), ["action ledger.book"], "called once");
-    let other = runtime.start(&an, &clerk, &order("900 USD"), &StartOptions::default()).expect("runs");
+    let other = runtime.start(&an, &clerk, &order("900 USD", "0.5"), &StartOptions::default()).expect("runs");
     assert_eq!(other.status, Status::Failed);
     assert!(other.summary.contains("was used for another request"), "{}", other.summary);
+    // What the other request held is not shown, not even as a digest: whoever sees this
+    // run could confirm a guess of it.
+    assert!(!other.summary.contains("blake3:"), "{}", other.summary);
     assert_eq!(world.calls(), ["action ledger.book"], "nothing more was called");
     let failed = events(&runtime, &other.run);
-    assert!(
-        failed
-            .iter()
-            .any(|e| matches!(e, Event::Failed { key_used_for: Some(digest), .. } if digest.starts_with("blake3:"))),
-        "{failed:?}"
-    );
+    assert!(failed.iter().any(|e| matches!(e, Event::Failed { key_taken: true, .. })), "{failed:?}");
+    for event in failed.iter().filter(|e| matches!(e, Event::Failed { .. } | Event::Settled { .. })) {
+        let stored = flow_runtime::encode_event(&an, event.clone()).to_string();
+        assert!(!stored.contains("blake3:"), "no digest of the other request is recorded: {stored}");
+    }
     // And the failure replays.
     let replay = runtime.replay(&other.run, &principal("cleo", &["clerk"]));
     assert!(matches!(&replay, Err(flow_runtime::Error::Refused { .. })), "replay needs its grant: {replay:?}");
@@ -952,14 +1241,14 @@ flow booking {
             .replace("flow booking", &format!("flow {flow}"))
             .replace("ledger.book(", &format!("ledger.{action}("))
             .replace(
-                "action book(id: Text, amount: Money[USD]) -> Receipt",
-                "action book(id: Text, amount: Money[USD]) -> Receipt\n  action void(id: Text, amount: Money[USD]) -> Receipt",
+                "action book(id: Text, amount: Money[USD], share: Decimal) -> Receipt",
+                "action book(id: Text, amount: Money[USD], share: Decimal) -> Receipt\n  action void(id: Text, amount: Money[USD], share: Decimal) -> Receipt",
             );
         let checked = crate::check_fixture("main.flow", text.as_bytes());
         assert!(checked.diagnostics.is_empty(), "{}", checked.render());
         let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
         let an = runtime.install(plan).expect("installs");
-        let view = runtime.start(&an, &clerk, &order("100 USD"), &StartOptions::default()).expect("runs");
+        let view = runtime.start(&an, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
         assert_eq!(view.status, Status::Failed, "{flow} {action}");
         assert!(view.summary.contains("was used for another request"), "{flow} {action}: {}", view.summary);
         assert_eq!(world.calls(), ["action ledger.book"], "{flow} {action}: nothing more was called");

@@ -25,7 +25,7 @@ use crate::ty::Ty;
 use flow_syntax::ast::GateKind;
 
 /// One step of the way a label travelled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Hop {
     file: FileId,
     span: Span,
@@ -45,7 +45,7 @@ const MAX_DEPTH: usize = 64;
 /// function reads only its parameters), which is coarser but never loses one.
 const MAX_INLINING: usize = 32;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Taint {
     /// Labels of the value as a whole.
     here: Labels,
@@ -152,6 +152,10 @@ enum Sink<'s> {
     IdempotencyKey(&'s str),
 }
 
+/// A function's body analysed: the function, the outermost call it is analysed for, the
+/// depth, and the labels of the arguments.
+type Inlined = (DeclId, (FileId, Span), usize, Vec<Taint>);
+
 /// The outermost call being analysed, when the analysis is inside a function.
 #[derive(Clone)]
 struct CallSite {
@@ -176,6 +180,10 @@ struct Analyzer<'a> {
     steps: Vec<Taint>,
     /// Functions being inlined, to stop at recursion (reported elsewhere).
     inlining: Vec<DeclId>,
+    /// What each function's body gave, by the outermost call it is analysed for, the depth
+    /// and the arguments' labels: a body is analysed once for each, so that functions that
+    /// call each other many times take time in proportion to the flow, not to the calls.
+    inlined: std::collections::HashMap<Inlined, Taint>,
     /// The soft and blocking gates analysed so far, with the labels of their conditions.
     gate_labels: Vec<(usize, Labels)>,
     /// The labels the flow's owner may view, which its `declassify` may take off.
@@ -464,11 +472,23 @@ impl<'a> Analyzer<'a> {
             return Taint::default();
         };
         let call_site = env.call_site.clone().unwrap_or(CallSite { file, span, function: body.name.to_string() });
-        let mut inner =
-            Env { params: args, locals: Vec::new(), call_site: Some(call_site), fn_params: body.params.clone() };
-        self.inlining.push(function);
-        let result = self.taint(&body.body, &mut inner, function.file);
-        self.inlining.pop();
+        let key = (function, (call_site.file, call_site.span), self.inlining.len(), args);
+        let result = match self.inlined.get(&key) {
+            Some(result) => result.clone(),
+            None => {
+                let mut inner = Env {
+                    params: key.3.clone(),
+                    locals: Vec::new(),
+                    call_site: Some(call_site),
+                    fn_params: body.params.clone(),
+                };
+                self.inlining.push(function);
+                let result = self.taint(&body.body, &mut inner, function.file);
+                self.inlining.pop();
+                self.inlined.insert(key, result.clone());
+                result
+            }
+        };
         if result.is_clean() {
             return result;
         }
@@ -868,6 +888,7 @@ pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnost
         inputs: Vec::new(),
         steps: Vec::new(),
         inlining: Vec::new(),
+        inlined: std::collections::HashMap::new(),
         gate_labels: Vec::new(),
         declassifiable: declassifiable(db, flow),
         reported: BTreeSet::new(),

@@ -546,8 +546,12 @@ impl Analysis {
                 }
                 _ => {}
             }
-            let mut labeller =
-                Labeller { plan: &self.plan, node_labels: &self.node_labels, leaks: Some((name.as_str(), &mut out)) };
+            let mut labeller = Labeller {
+                plan: &self.plan,
+                node_labels: &self.node_labels,
+                leaks: Some((name.as_str(), &mut out)),
+                calls: FxHashMap::default(),
+            };
             for root in node.kind.exprs() {
                 labeller.content(root, &[], 0);
             }
@@ -601,14 +605,14 @@ pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<
 /// declared labels, which the compiler proved cover what each field reads (and loading
 /// proves again: `Analysis::leaks`).
 fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None }.whole(expr, &[], 0).into_iter().collect()
+    Labeller { plan, node_labels, leaks: None, calls: FxHashMap::default() }.whole(expr, &[], 0).into_iter().collect()
 }
 
 /// The labels of everything an expression's value holds, record fields included, but what
 /// it declassifies; through the bodies of the functions it calls, so that a function that
 /// reads only unlabelled fields of a record passed whole gives an unlabelled value.
 fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None }.content(expr, &[], 0).into_iter().collect()
+    Labeller { plan, node_labels, leaks: None, calls: FxHashMap::default() }.content(expr, &[], 0).into_iter().collect()
 }
 
 /// How deep calls are followed into function bodies (as the compiler does): a call deeper
@@ -617,7 +621,7 @@ const MAX_INLINING: usize = 32;
 
 /// An argument of a function call, as the function's body reads it: a place of a node's
 /// value (whose fields keep their own labels), or a computed value's labels.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Arg<'a> {
     Place(&'a SmolStr, Vec<&'a SmolStr>),
     Labels(BTreeSet<SmolStr>),
@@ -630,7 +634,14 @@ struct Labeller<'a, 'o> {
     plan: &'a VerifiedPlan,
     node_labels: &'a [Vec<SmolStr>],
     leaks: Option<(&'a str, &'o mut Vec<String>)>,
+    /// What each call gave, by function, whether its value as a whole was asked, depth and
+    /// arguments: a body is followed once for each, so that functions that call each other
+    /// many times take time in proportion to the plan, not to the calls made.
+    calls: FxHashMap<Call<'a>, BTreeSet<SmolStr>>,
 }
+
+/// A call as [`Labeller::calls`] remembers it.
+type Call<'a> = (&'a SmolStr, bool, usize, Vec<Arg<'a>>);
 
 impl<'a> Labeller<'a, '_> {
     fn place(&self, root: &SmolStr, path: &[&SmolStr]) -> BTreeSet<SmolStr> {
@@ -651,16 +662,55 @@ impl<'a> Labeller<'a, '_> {
         Arg::Labels(self.content(expr, args, depth))
     }
 
-    /// The labels the value carries as a whole: none for a record built here or by the
-    /// function called (its fields carry their declared labels), else all it holds.
+    /// What `call` gives, followed once.
+    fn call(
+        &mut self,
+        call: Call<'a>,
+        follow: impl FnOnce(&mut Self, &[Arg<'a>]) -> BTreeSet<SmolStr>,
+    ) -> BTreeSet<SmolStr> {
+        if let Some(labels) = self.calls.get(&call) {
+            return labels.clone();
+        }
+        let labels = follow(self, &call.3);
+        self.calls.insert(call, labels.clone());
+        labels
+    }
+
+    /// The labels the value carries as a whole: a place's own and those along its path;
+    /// none for a record built here or by the function called (its fields carry their
+    /// declared labels); else all it holds.
     fn whole(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> BTreeSet<SmolStr> {
+        // A place: its node's own labels and those along its path (a record there keeps its
+        // fields' labels on its fields, which its type declares, types being named).
+        if let Some((root, path)) = expr.place() {
+            return along(self.plan, root, &path, self.node_labels).into_iter().collect();
+        }
+        if let Some((i, path)) = param_place(expr) {
+            return match args.get(i as usize) {
+                Some(Arg::Place(root, base)) => {
+                    let full: Vec<&SmolStr> = base.iter().copied().chain(path).collect();
+                    along(self.plan, root, &full, self.node_labels).into_iter().collect()
+                }
+                Some(Arg::Labels(labels)) => labels.clone(),
+                None => BTreeSet::new(),
+            };
+        }
         match &expr.kind {
             ExprKind::Record(_) => BTreeSet::new(),
+            // The value chosen carries what chose it, and what each choice carries whole.
+            ExprKind::If { branches, otherwise } => {
+                let mut labels = self.whole(otherwise, args, depth);
+                for branch in branches {
+                    labels.extend(self.content(&branch.condition, args, depth));
+                    labels.extend(self.whole(&branch.then, args, depth));
+                }
+                labels
+            }
             ExprKind::Call { function, args: passed } if depth < MAX_INLINING => {
                 match self.plan.body().function(function) {
                     Some(f) => {
                         let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
-                        self.whole(&f.body, &bound, depth + 1)
+                        self.call((function, true, depth, bound), |this, bound| this.whole(&f.body, bound, depth + 1))
                     }
                     None => self.content(expr, args, depth),
                 }
@@ -694,7 +744,8 @@ impl<'a> Labeller<'a, '_> {
             ExprKind::Call { function, args: passed } => {
                 let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
                 match self.plan.body().function(function) {
-                    Some(f) if depth < MAX_INLINING => self.content(&f.body, &bound, depth + 1),
+                    Some(f) if depth < MAX_INLINING => self
+                        .call((function, false, depth, bound), |this, bound| this.content(&f.body, bound, depth + 1)),
                     _ => {
                         let mut labels = BTreeSet::new();
                         for arg in bound {
@@ -714,13 +765,16 @@ impl<'a> Labeller<'a, '_> {
             ExprKind::Record(fields) => {
                 let mut labels = BTreeSet::new();
                 for field in fields {
-                    let held = self.content(&field.value, args, depth);
+                    let carried = match self.leaks {
+                        Some(_) => self.whole(&field.value, args, depth),
+                        None => BTreeSet::new(),
+                    };
                     if let Some((node, leaks)) = &mut self.leaks
                         && let Ty::Named(record) = expr.ty.unwrap_optional()
                         && let Some(declared) = self.plan.body().record(record).and_then(|r| r.field(&field.name))
                     {
                         let leak: Vec<&str> =
-                            held.iter().filter(|l| !declared.labels.contains(l)).map(SmolStr::as_str).collect();
+                            carried.iter().filter(|l| !declared.labels.contains(l)).map(SmolStr::as_str).collect();
                         if !leak.is_empty() {
                             let inside = if depth > 0 { " (in a function it calls)" } else { "" };
                             leaks.push(format!(
@@ -730,7 +784,7 @@ impl<'a> Labeller<'a, '_> {
                             ));
                         }
                     }
-                    labels.extend(held);
+                    labels.extend(self.content(&field.value, args, depth));
                 }
                 labels
             }

@@ -34,9 +34,8 @@ pub fn problems(an: &Analysis, events: &[Json]) -> Vec<String> {
             continue;
         }
         if let Event::Failed { node, returned: Some(returned), .. } = &event {
-            let ty = an.body().node(node).map(|n| n.ty.unwrap_optional().clone()).unwrap_or(Ty::Nothing);
-            let labels = an.type_labels(&ty);
-            if let Err(why) = wrapped(returned, &labels, &mut |_| Ok(())) {
+            let labels = an.failure_labels(node);
+            if let Err(why) = wrapped(returned, labels, &mut |_| Ok(())) {
                 out.push(format!("event {i}: what the handler of `{node}` returned {why}"));
             }
         }

@@ -9,7 +9,7 @@ use flow_ir::expr::{Expr, Timestamp};
 use flow_ir::plan::{GateLevel, NodeKind, Requirement};
 use flow_ir::ty::Ty;
 use flow_ir::{NodeId, PlanBody};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 
@@ -341,9 +341,19 @@ pub trait Journal {
 /// A result an action's handler gave earlier for an idempotency key.
 pub struct Earlier {
     pub result: Json,
-    /// The digest of the arguments of the call that gave it (`evidence::digest` of their
-    /// JSON), where it is known: a key answers only the request it was used for.
-    pub args: Option<String>,
+    /// The request it answers: a key answers only the request it was used for.
+    pub request: Request,
+}
+
+/// The request an earlier result of an idempotency key answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Not known (a result recorded as reused, whose request was checked then).
+    Unknown,
+    /// The digest of the flow, the action and the arguments ([`call_digest`]).
+    Digest(String),
+    /// Another request than this call's (a recorded run's conflict, replayed).
+    Another,
 }
 
 /// The providers and handlers a run may call.
@@ -415,8 +425,12 @@ fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Service
         }
         let (Some(model), Ok(args)) = (body.model(model), exec.named_args(args)) else { continue };
         let Some(provider) = (services.model)(model) else { continue };
-        let request =
-            ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+        let request = ModelRequest {
+            step: &node.name,
+            model,
+            prompt: model.prompt.as_ref().map(|p| p.text.as_str()),
+            input: args_json(&args),
+        };
         if services.holds(&node.name, Held::Model(&request)) {
             continue;
         }
@@ -560,7 +574,7 @@ impl<'a, 'j> Exec<'a, 'j> {
             error,
             detail: detail.map(Value::Text),
             returned: None,
-            key_used_for: None,
+            key_taken: false,
         });
     }
 
@@ -605,6 +619,7 @@ pub(crate) fn call_digest(flow: &str, action: &str, args: &[Named<Value>]) -> St
             Value::Money(m) => {
                 Value::Money(flow_ir::expr::Money { amount: m.amount.normalize(), currency: m.currency })
             }
+            Value::Decimal(d) => Value::Decimal(d.normalize()),
             Value::List(items) => Value::List(items.iter().map(normal).collect()),
             Value::Record(fields) => Value::Record(fields.iter().map(|(n, v)| (n.clone(), normal(v))).collect()),
             other => other.clone(),
@@ -1007,8 +1022,12 @@ fn infer(
             (text.clone(), text)
         }
         Some(provider) => {
-            let request =
-                ModelRequest { model, prompt: model.prompt.as_ref().map(|p| p.text.as_str()), input: args_json(&args) };
+            let request = ModelRequest {
+                step: name,
+                model,
+                prompt: model.prompt.as_ref().map(|p| p.text.as_str()),
+                input: args_json(&args),
+            };
             if services.holds(name, Held::Model(&request)) {
                 return;
             }
@@ -1043,8 +1062,8 @@ fn infer(
                 version: model.version.clone(),
                 digest: model.digest.clone(),
                 prompt_hash: model.prompt.as_ref().map(|p| p.hash.clone()),
-                request_digest,
-                response_digest,
+                request_digest: Value::Text(request_digest),
+                response_digest: response_digest.map(Value::Text),
                 latency_us,
                 attempts,
                 error: error.clone().map(Value::Text),
@@ -1136,19 +1155,26 @@ fn act(
     let request_args = args_json(&args);
     if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
         let digest = call_digest(&an.body().flow.name, action, &args);
-        match (&earlier.args, decode(&earlier.result)) {
-            (Some(recorded), _) if *recorded != digest => exec.emit(Event::Failed {
+        let another = match &earlier.request {
+            Request::Unknown => false,
+            Request::Digest(recorded) => *recorded != digest,
+            Request::Another => true,
+        };
+        match decode(&earlier.result) {
+            // Which request the key answered is not said: its digest would let whoever
+            // sees this run confirm a guess of what another run sent.
+            _ if another => exec.emit(Event::Failed {
                 node: name.clone(),
                 detail: None,
                 error: format!(
-                    "idempotency key `{key}` of system `{system}` was used for another request: the result \
-                     recorded for it answers request {recorded}, and this call is request {digest}"
+                    "idempotency key `{key}` of system `{system}` was used for another request (another flow, \
+                     action or arguments): its recorded result does not answer this call"
                 ),
                 returned: None,
-                key_used_for: Some(recorded.clone()),
+                key_taken: true,
             }),
-            (_, Ok(result)) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
-            (_, Err(error)) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
+            Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
         }
         return Ok(());
     }
@@ -1177,8 +1203,8 @@ fn act(
                 node: name.clone(),
                 error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),
                 detail: Some(Value::Text(format!("`{system}.{action}` returned a result that does not fit: {error}"))),
-                returned: Some(serde_json::json!({"$labels": an.type_labels(&result_ty), "$value": json})),
-                key_used_for: None,
+                returned: Some(serde_json::json!({"$labels": an.failure_labels(name), "$value": json})),
+                key_taken: false,
             }),
         },
         Err(error) => exec.fail(name, Failure { error: format!("`{system}.{action}` failed"), detail: Some(error) }),
@@ -1325,6 +1351,12 @@ pub fn decide(
                          starts, and separation of duties reads them"
                     ));
                 }
+                if let Some(reader) = decides_principal(an, path) {
+                    return invalid(format!(
+                        "a review may not edit `{field}`: `{reader}` reads it to decide whom a value names, and \
+                         the principals a run names are fixed when it starts"
+                    ));
+                }
                 edits.push(crate::event::Edit { field: field.clone(), before, after });
             }
             Ok(vec![Event::ReviewDecided { node: node.name.clone(), decision: decision(used), edits }])
@@ -1396,6 +1428,91 @@ fn check_gate_decision(step: &str, input: &DecisionInput, reason: &Option<String
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Which step of the plan decides whom a value names by reading the place `path` edits,
+/// if any: a step with an expression that gives a principal (or a value holding one) and is
+/// not just a place, and reads what the edit changes — directly, or through the steps it
+/// reads, which read it. A place that is a principal (or a list of them) is not counted: an
+/// edit that changes it is refused for that, and its own step's expressions are counted.
+fn decides_principal(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<SmolStr> {
+    type Place<'p> = (&'p SmolStr, Vec<&'p SmolStr>);
+    /// The places `expr` reads, but those that are principals.
+    fn reads<'p>(expr: &'p Expr, out: &mut Vec<Place<'p>>) {
+        if let Some(place) = expr.place() {
+            let mut ty = &expr.ty;
+            while let Ty::Optional(inner) | Ty::List(inner) = ty {
+                ty = inner;
+            }
+            if *ty != Ty::Principal {
+                out.push(place);
+            }
+            return;
+        }
+        expr.for_each_child(|child| reads(child, out));
+    }
+    /// What the expressions under `expr` that give principals read.
+    fn naming<'p>(body: &PlanBody, expr: &'p Expr, out: &mut Vec<Place<'p>>) {
+        if expr.place().is_some() {
+            return;
+        }
+        // A record or list built here: what decides is what its parts that name principals read.
+        let built = matches!(expr.kind, flow_ir::expr::ExprKind::Record(_) | flow_ir::expr::ExprKind::List(_));
+        if holds_principal(body, &expr.ty) && !built {
+            reads(expr, out);
+        } else {
+            expr.for_each_child(|child| naming(body, child, out));
+        }
+    }
+    let body = an.body();
+    // A place the principals of some value depend on, and the step that names them.
+    let mut deciding: Vec<(Place<'_>, &SmolStr)> = Vec::new();
+    for node in &body.nodes {
+        let mut places = Vec::new();
+        // A model or a system that answers with a principal: all it is sent decides.
+        let answers =
+            matches!(node.kind, NodeKind::Infer { .. } | NodeKind::Action { .. }) && holds_principal(body, &node.ty);
+        for expr in node.kind.exprs() {
+            if answers { reads(expr, &mut places) } else { naming(body, expr, &mut places) }
+        }
+        deciding.extend(places.into_iter().map(|place| (place, &node.name)));
+    }
+    // Through the steps read: what they read decides as well.
+    let mut followed: FxHashSet<&SmolStr> = FxHashSet::default();
+    let mut i = 0;
+    while i < deciding.len() {
+        let ((root, _), named) = deciding[i];
+        i += 1;
+        let Some(node) = body.node(root) else { continue };
+        if !followed.insert(&node.name) {
+            continue;
+        }
+        let mut places = Vec::new();
+        node.kind.exprs().into_iter().for_each(|expr| reads(expr, &mut places));
+        deciding.extend(places.into_iter().map(|place| (place, named)));
+    }
+    let edited: Vec<&SmolStr> = path.fields.iter().collect();
+    deciding
+        .into_iter()
+        .find(|((root, fields), _)| **root == path.node && (fields.starts_with(&edited) || edited.starts_with(fields)))
+        .map(|(_, named)| named.clone())
+}
+
+/// Whether values of `ty` may hold a principal.
+fn holds_principal(body: &PlanBody, ty: &Ty) -> bool {
+    let mut seen = FxHashSet::default();
+    let mut stack = vec![ty];
+    while let Some(ty) = stack.pop() {
+        match ty {
+            Ty::Principal => return true,
+            Ty::Optional(inner) | Ty::List(inner) => stack.push(inner),
+            Ty::Named(name) if seen.insert(name) => {
+                stack.extend(body.record(name).into_iter().flat_map(|r| r.fields.iter().map(|f| &f.ty)))
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn edit_type(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {

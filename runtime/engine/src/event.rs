@@ -186,9 +186,12 @@ pub enum Event<V> {
         digest: String,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         prompt_hash: Option<String>,
-        request_digest: String,
+        /// The digests of the request and of the response as the provider gave it: text
+        /// labelled as the call's failure is (a digest of a value of few possibilities gives
+        /// the value away to whoever tries them all).
+        request_digest: V,
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        response_digest: Option<String>,
+        response_digest: Option<V>,
         latency_us: u64,
         attempts: u32,
         /// The provider's failure, as it told it: text that may repeat what it was sent, so
@@ -284,10 +287,10 @@ pub enum Event<V> {
         /// shows it only to those cleared for them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         returned: Option<serde_json::Value>,
-        /// For an action whose idempotency key was used before for another request: the
-        /// digest of that request's arguments, which the recorded result answers.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        key_used_for: Option<String>,
+        /// For an action whose idempotency key was used before for another request (of
+        /// this run or another: what that request held is not shown).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        key_taken: bool,
     },
     /// An operation the acting principal is not granted.
     Refused {
@@ -417,6 +420,8 @@ impl<V> Event<V> {
                 args,
             } => {
                 let error = error.map(|e| f(Slot::Failure(&node), e)).transpose()?;
+                let request_digest = f(Slot::Failure(&node), request_digest)?;
+                let response_digest = response_digest.map(|d| f(Slot::Failure(&node), d)).transpose()?;
                 let args = args
                     .into_iter()
                     .map(|a| Ok(Named { value: f(Slot::ModelArg(&node, &a.name), a.value)?, name: a.name }))
@@ -488,9 +493,9 @@ impl<V> Event<V> {
             Event::Emitted { value, node, marks } => {
                 Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }
             }
-            Event::Failed { node, error, detail, returned, key_used_for } => {
+            Event::Failed { node, error, detail, returned, key_taken } => {
                 let detail = detail.map(|d| f(Slot::Failure(&node), d)).transpose()?;
-                Event::Failed { node, error, detail, returned, key_used_for }
+                Event::Failed { node, error, detail, returned, key_taken }
             }
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }

@@ -12,6 +12,8 @@ use serde_json::{Value as Json, json};
 
 /// What an `infer` step asks a provider.
 pub struct ModelRequest<'a> {
+    /// The `infer` step of the flow that asks (not sent to the provider).
+    pub step: &'a str,
     pub model: &'a Model,
     /// The pinned prompt's text, when the model has one.
     pub prompt: Option<&'a str>,

@@ -50,17 +50,19 @@ pub struct Replay {
 
 /// The answers of the outside world, as recorded.
 pub(crate) struct Recorded {
-    /// Model answers by the digest of the request: the output, or the provider's error.
-    pub(crate) models: FxHashMap<String, Result<Json, String>>,
+    /// Model answers by the step that asked and the digest of its request
+    /// ([`request_key`]): the output, or the provider's error. The step is part of the key
+    /// so that a candidate plan's step of another name (which may type the answer with
+    /// fewer labels) is not given the answer of the run's step.
+    pub(crate) models: FxHashMap<(SmolStr, String), Result<Json, String>>,
     /// Models that were called at all (a model without a provider was never called).
     pub(crate) called: Vec<SmolStr>,
     /// Handler results by idempotency key: the result, or the handler's error.
     pub(crate) actions: FxHashMap<String, Result<Json, String>>,
     /// Results reused from an earlier call with the same key.
     reused: FxHashMap<String, Json>,
-    /// Action steps that failed because their key had answered another request: the
-    /// digest of that request's arguments.
-    conflicts: FxHashMap<SmolStr, String>,
+    /// Action steps that failed because their key had answered another request.
+    conflicts: FxHashSet<SmolStr>,
     pub(crate) systems: Vec<SmolStr>,
     /// Recorded `action_started` events after which the run was cut off (a crash while the
     /// handler ran): the next command started the action again, with the same key.
@@ -74,7 +76,7 @@ impl Recorded {
             called: Vec::new(),
             actions: FxHashMap::default(),
             reused: FxHashMap::default(),
-            conflicts: FxHashMap::default(),
+            conflicts: FxHashSet::default(),
             systems: Vec::new(),
             cut_off: FxHashSet::default(),
         };
@@ -95,7 +97,7 @@ impl Recorded {
                     };
                     // An output that did not fit its type was recorded as an error: the step
                     // then used its fallback, which is what the replay must do again.
-                    recorded.models.insert(request_digest.clone(), answer);
+                    recorded.models.insert((node.clone(), text_of(request_digest)), answer);
                     recorded.called.push(model.clone());
                 }
                 Some(Event::ActionStarted { node, system, action, key, .. }) => {
@@ -120,8 +122,8 @@ impl Recorded {
                     recorded.actions.insert(key.clone(), result);
                     recorded.systems.push(system.clone());
                 }
-                Some(Event::Failed { node, key_used_for: Some(other), .. }) => {
-                    recorded.conflicts.insert(node.clone(), other.clone());
+                Some(Event::Failed { node, key_taken: true, .. }) => {
+                    recorded.conflicts.insert(node.clone());
                 }
                 Some(Event::ActionCompleted { key, result, reused: true, .. }) => {
                     recorded.reused.insert(key.clone(), result.to_json());
@@ -131,6 +133,11 @@ impl Recorded {
         }
         recorded
     }
+}
+
+/// What a recorded model answer is found by: the step and the digest of its request.
+pub(crate) fn request_key(request: &ModelRequest<'_>) -> (SmolStr, String) {
+    (SmolStr::new(request.step), crate::evidence::digest(&request.to_json()))
 }
 
 /// The text of a failure's value (a `Text`).
@@ -260,8 +267,7 @@ impl ModelProvider for Recorded {
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
-        let digest = crate::evidence::digest(&request.to_json());
-        match self.models.get(&digest) {
+        match self.models.get(&request_key(request)) {
             Some(Ok(output)) => Ok(ModelReply { output: output.clone(), attempts: 1 }),
             Some(Err(message)) => Err(ProviderError { message: message.clone(), attempts: 1 }),
             None => Err(ProviderError {
@@ -314,10 +320,14 @@ impl Journal for Collect<'_> {
     fn action_result(&mut self, step: &str, _system: &str, key: &str) -> Result<Option<engine::Earlier>, String> {
         // The recording shows the reuse (its request was checked when it was recorded), or
         // that the key had answered another request.
-        if let Some(other) = self.recorded.conflicts.get(step) {
-            return Ok(Some(engine::Earlier { result: Json::Null, args: Some(other.clone()) }));
+        if self.recorded.conflicts.contains(step) {
+            return Ok(Some(engine::Earlier { result: Json::Null, request: engine::Request::Another }));
         }
-        Ok(self.recorded.reused.get(key).map(|result| engine::Earlier { result: result.clone(), args: None }))
+        Ok(self
+            .recorded
+            .reused
+            .get(key)
+            .map(|result| engine::Earlier { result: result.clone(), request: engine::Request::Unknown }))
     }
 }
 

@@ -10,7 +10,7 @@ use flow_ir::VerifiedPlan;
 use flow_ir::expr::Timestamp;
 use flow_ir::plan::{GrantKind, NodeKind};
 use flow_ir::ty::Ty;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 
@@ -1573,29 +1573,28 @@ impl Runtime {
 
 /// Where a candidate plan gives more than the run's plan: a label it does not declare, a
 /// field of a record both declare with fewer labels, a place inside a value the replay
-/// reads from the recording (an input, a model's answer, an action's result) with fewer
-/// labels than the run's plan gives it, whatever its types are named; and when models are
-/// asked (`live`), a model the run's plan does not declare, or one cleared for more than
-/// there.
+/// reads from the recording (an input, a model's answer, an action's result, a value a
+/// reviewer's recorded edit wrote) with fewer labels than the run's plan gives it, whatever
+/// its types are named; and when models are asked (`live`), a model the run's plan does
+/// not declare, or one cleared for more than there.
 fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool) -> Vec<String> {
     let mut out = Vec::new();
+    let edited: FxHashSet<&SmolStr> = pinned
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Review { edits, .. } => Some(edits.iter().map(|e| &e.node)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     for node in &pinned.nodes {
-        if !matches!(node.kind, NodeKind::Input { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. }) {
+        let recorded = matches!(node.kind, NodeKind::Input { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. });
+        if !recorded && !edited.contains(&node.name) {
             continue;
         }
         let Some(other) = candidate.node(&node.name) else { continue };
-        let mut was = BTreeMap::new();
-        labelled_places(pinned, &node.ty, node.name.to_string(), &mut was, 0);
-        let mut now = BTreeMap::new();
-        labelled_places(candidate, &other.ty, node.name.to_string(), &mut now, 0);
-        for (place, labels) in was {
-            let kept = now.get(&place);
-            let dropped: Vec<&str> =
-                labels.iter().filter(|l| !kept.is_some_and(|k| k.contains(*l))).map(SmolStr::as_str).collect();
-            if kept.is_some() && !dropped.is_empty() {
-                out.push(format!("`{place}` loses {}", dropped.join(", ")));
-            }
-        }
+        out.extend(lost_labels(pinned, candidate, &node.ty, &other.ty, &node.name));
     }
     for label in &pinned.labels {
         if !candidate.labels.contains(label) {
@@ -1635,39 +1634,50 @@ fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool)
     out
 }
 
-/// Each place inside values of `ty` (`at`, `at.field`, `at[]` for a list's items), with the
-/// labels declared along the way to it; as deep as records nest, to a bound.
-fn labelled_places(
-    body: &flow_ir::PlanBody,
-    ty: &Ty,
-    at: String,
-    out: &mut BTreeMap<String, BTreeSet<SmolStr>>,
-    depth: usize,
-) {
-    let inherited = out.get(&at).cloned().unwrap_or_default();
-    out.entry(at.clone()).or_default();
-    if depth > 64 {
-        return;
-    }
-    match ty {
-        Ty::Optional(inner) => labelled_places(body, inner, at, out, depth + 1),
-        Ty::List(inner) => {
-            let item = format!("{at}[]");
-            out.insert(item.clone(), inherited);
-            labelled_places(body, inner, item, out, depth + 1);
+/// Each place inside a value of `was` (of the run's plan) that, read as a value of `now`
+/// (of the candidate), carries fewer labels (`at.field`, `at[]` for a list's items), and
+/// the labels it loses. A walk over pairs of types, each pair once for each set of labels
+/// owed and given along the way to it: as deep as records nest, in time bounded by the
+/// types rather than by their places (which nested records make exponentially many).
+fn lost_labels(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, was: &Ty, now: &Ty, at: &str) -> Vec<String> {
+    type Labels = BTreeSet<SmolStr>;
+    let mut out = Vec::new();
+    let mut seen: FxHashSet<(&Ty, &Ty, Labels, Labels)> = FxHashSet::default();
+    // A place: the two types, the labels the run's plan gives it that the candidate does
+    // not, the labels the candidate gives it, and its name.
+    let mut stack: Vec<(&Ty, &Ty, Labels, Labels, String)> =
+        vec![(was, now, Labels::new(), Labels::new(), at.to_owned())];
+    while let Some((was, now, owed, given, at)) = stack.pop() {
+        if !owed.is_empty() {
+            let owed: Vec<&str> = owed.iter().map(SmolStr::as_str).collect();
+            out.push(format!("`{at}` loses {}", owed.join(", ")));
+            continue;
         }
-        Ty::Named(name) => {
-            let Some(record) = body.record(name) else { return };
-            for field in &record.fields {
-                let place = format!("{at}.{}", field.name);
-                let mut labels = inherited.clone();
-                labels.extend(field.labels.iter().cloned());
-                out.insert(place.clone(), labels);
-                labelled_places(body, &field.ty, place, out, depth + 1);
+        if !seen.insert((was, now, owed.clone(), given.clone())) {
+            continue;
+        }
+        match (was.unwrap_optional(), now.unwrap_optional()) {
+            (Ty::List(was), Ty::List(now)) => stack.push((was, now, owed, given, format!("{at}[]"))),
+            (Ty::Named(was), Ty::Named(now)) => {
+                let (Some(was), Some(now)) = (pinned.record(was), candidate.record(now)) else { continue };
+                for field in &was.fields {
+                    let Some(other) = now.field(&field.name) else { continue };
+                    let owed: Labels = field
+                        .labels
+                        .iter()
+                        .filter(|l| !given.contains(*l) && !other.labels.contains(*l))
+                        .cloned()
+                        .chain(owed.iter().filter(|l| !other.labels.contains(*l)).cloned())
+                        .collect();
+                    let given: Labels = given.iter().chain(&other.labels).cloned().collect();
+                    stack.push((&field.ty, &other.ty, owed, given, format!("{at}.{}", field.name)));
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
+    out.sort();
+    out
 }
 
 fn input_error(error: DecodeError) -> Error {
@@ -2049,6 +2059,6 @@ impl Journal for RunJournal<'_> {
             return Ok(None);
         };
         self.runtime.recorded_result(&stored).map_err(|e| e.to_string())?;
-        Ok(Some(engine::Earlier { result: stored.result, args: Some(stored.args) }))
+        Ok(Some(engine::Earlier { result: stored.result, request: engine::Request::Digest(stored.args) }))
     }
 }

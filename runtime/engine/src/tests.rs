@@ -288,7 +288,8 @@ fn the_openai_compatible_provider_asks_for_json_and_retries_server_errors() {
         "inputs": [], "output": "Score", "clearance": []
     }))
     .unwrap();
-    let request = ModelRequest { model: &model, prompt: Some("Classify."), input: json!({"amount": "1.00 USD"}) };
+    let request =
+        ModelRequest { step: "risk", model: &model, prompt: Some("Classify."), input: json!({"amount": "1.00 USD"}) };
     let reply = provider.infer(&request).unwrap();
     assert_eq!(reply.output, json!({"tier": "low", "confidence": "0.9"}));
     assert_eq!(reply.attempts, 2);

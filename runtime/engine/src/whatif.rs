@@ -19,7 +19,7 @@ use crate::analysis::{Analysis, Engine};
 use crate::engine::{self, Held, Phase, Services, State};
 use crate::event::{Event, Status};
 use crate::provider::{ActionHandler, ModelProvider, ModelReply, ModelRequest, ProviderError};
-use crate::replay::{Collect, Recorded, comparable, decide_again};
+use crate::replay::{Collect, Recorded, comparable, decide_again, request_key};
 use crate::value::{self, Value};
 
 /// What a what-if replay changes.
@@ -78,8 +78,7 @@ impl ModelProvider for Answers<'_, '_> {
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
-        let digest = crate::evidence::digest(&request.to_json());
-        match (self.recorded.models.get(&digest), self.live.and_then(|live| live(request.model))) {
+        match (self.recorded.models.get(&request_key(request)), self.live.and_then(|live| live(request.model))) {
             (None, Some(provider)) => provider.infer(request),
             _ => self.recorded.infer(request),
         }
@@ -234,8 +233,7 @@ pub fn what_if(
     let hold = |node: &SmolStr, step: Held<'_>| {
         let description = match step {
             Held::Model(request) => {
-                let digest = crate::evidence::digest(&request.to_json());
-                if recorded.models.contains_key(&digest)
+                if recorded.models.contains_key(&request_key(request))
                     || changes.live.is_some_and(|live| live(request.model).is_some())
                 {
                     return false;
