@@ -84,6 +84,19 @@ pub(crate) fn runtime_with(flow: &str, world: &Arc<World>) -> (Runtime, Arc<Anal
     (runtime, an)
 }
 
+/// `field` of the first `kind` event of `run`'s evidence as exported to `who`.
+fn exported(runtime: &Runtime, run: &str, who: &Principal, kind: &str, field: &str) -> Json {
+    let bundle = runtime.evidence(run, who).expect("exports");
+    let event = bundle["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e.get("event").unwrap_or(e))
+        .find(|e| e["event"] == kind)
+        .cloned();
+    event.and_then(|e| e.get(field).cloned()).unwrap_or_else(|| panic!("no `{field}` of `{kind}` in {bundle}"))
+}
+
 /// `flow` (a fixture's text, checked clean) installed in `runtime`.
 fn install(runtime: &Runtime, flow: &str) -> Arc<Analysis> {
     let checked = crate::check_fixture("main.flow", flow.as_bytes());
@@ -527,6 +540,60 @@ flow vet {
     );
 }
 
+/// The digest of what a model was sent is labelled with everything the step reads — also
+/// the `as_of` field that `age(patient)` reveals — so a viewer without the label cannot
+/// confirm a guess of when a patient was admitted by hashing requests.
+#[test]
+fn a_model_requests_digest_carries_what_age_reveals() {
+    const FLOW: &str = r#"
+label phi
+role nurse
+role clerk
+type Patient { id: Text  admitted: Timestamp @phi }
+type Urgency { level: Int }
+type Out { level: Int }
+source ward: Patient {
+  authority "ward.admissions"
+  freshness 24h
+  as_of admitted
+}
+model triage {
+  provider "command"
+  name "triage"
+  version "1"
+  digest "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+  input (waited: Duration)
+  output Urgency
+  clearance phi
+}
+flow admit {
+  version "1.0.0"
+  owner nurse
+  steward nurse
+  input patient: Patient from ward
+  output out: Out
+  access {
+    trigger by nurse
+    view phi by nurse
+    read evidence by nurse, clerk
+  }
+  infer urgency = triage(waited: age(patient))
+  emit out = Out { level: urgency.level }
+}
+"#;
+    let world = World::answering(&[("triage", json!({"level": 2}))]);
+    let (runtime, an) = runtime_with(FLOW, &world);
+    let nurse = principal("nina", &["nurse"]);
+    let patient = json!({"id": "P-1", "admitted": flow_runtime::now().to_string()});
+    let view = runtime.start(&an, &nurse, &[("patient".to_owned(), patient)], &StartOptions::default()).expect("runs");
+    assert_eq!(view.status, Status::Completed, "{}", view.summary);
+    let digest_of = |who: &Principal| exported(&runtime, &view.run, who, "model_called", "request_digest");
+    let hidden = digest_of(&principal("carl", &["clerk"]));
+    assert!(hidden.get("$redacted").is_some(), "{hidden}");
+    let shown = digest_of(&nurse);
+    assert!(shown.to_string().contains("blake3:"), "{shown}");
+}
+
 /// A what-if gives what the run recorded only where the candidate labels it as the run's
 /// plan did: a model's answer goes only to the step that asked for it (a candidate that
 /// renames the step and types the answer without its labels gets no answer), and a
@@ -609,6 +676,54 @@ flow vet {
         matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("`summary.text` loses pii")),
         "{refused:?}"
     );
+
+    // The edited value labelled by what it reads, not by its type: a candidate that
+    // computes it from nothing labelled would carry the edit without the label.
+    const READ: &str = r#"
+label pii
+role clerk
+role officer
+type Person { id: Text  name: Text @pii }
+type Out { text: Text @pii }
+flow vet {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+    replay by clerk
+  }
+  let summary = "{person.name} is known to us"
+  review check by officer
+    outcomes fine
+    reasons seen
+    may edit summary
+  emit out = Out { text: summary }
+}
+"#;
+    let (runtime, an) = runtime_with(READ, &world);
+    let view = runtime
+        .start(&an, &clerk, &[("person".to_owned(), json!({"id": "P-1", "name": "Ada"}))], &StartOptions::default())
+        .expect("runs");
+    let edit =
+        DecisionInput { edits: vec![("summary".to_owned(), "Ada owes us".to_owned())], ..decision("fine", "seen") };
+    runtime.decide(&view.run, "check", &principal("olga", &["officer"]), &edit).expect("decides");
+    let constant = crate::guarantees::install(
+        &runtime,
+        &READ
+            .replace("type Out { text: Text @pii }", "type Shown { text: Text }")
+            .replace("output out: Out", "output out: Shown")
+            .replace("let summary = \"{person.name} is known to us\"", "let summary = \"{person.id}\"")
+            .replace("emit out = Out { text: summary }", "emit out = Shown { text: \"{summary}!\" }"),
+    );
+    let refused = crate::guarantees::what_if(&runtime, &view.run, &clerk, &constant, false);
+    assert!(!format!("{refused:?}").contains("owes"), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("`summary` loses pii")),
+        "{refused:?}"
+    );
 }
 
 /// What a system returned that does not fit the action's result type may echo what it was
@@ -648,17 +763,7 @@ flow pay {
     let payment = json!({"id": "P-1", "payee": "Ada Lovelace"});
     let view = runtime.start(&an, &clerk, &[("payment".to_owned(), payment)], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Failed, "{}", view.summary);
-    let returned = |who: &Principal| -> Json {
-        let bundle = runtime.evidence(&view.run, who).expect("exports");
-        let failed = bundle["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e.get("event").unwrap_or(e))
-            .find(|e| e["event"] == "failed")
-            .cloned();
-        failed.and_then(|f| f.get("returned").cloned()).unwrap_or_else(|| panic!("no `returned` in {bundle}"))
-    };
+    let returned = |who: &Principal| exported(&runtime, &view.run, who, "failed", "returned");
     let hidden = returned(&clerk);
     assert!(hidden.get("$redacted").is_some(), "{hidden}");
     assert!(!hidden.to_string().contains("Ada"), "{hidden}");
@@ -712,6 +817,50 @@ flow chain {{
         )
         .expect("runs");
     assert_eq!(view.status, Status::Completed, "{}", view.summary);
+
+    // Each function called on two places of one type (its parameter's two fields): alike,
+    // they are one argument, and each body is followed once.
+    let mut declared = String::from("type N16 { v: Int }\nfn f16(p: N16, x: Int) -> Int = p.v + x\n");
+    for i in 0..16 {
+        declared.push_str(&format!(
+            "type N{i} {{ a: N{j}  b: N{j} }}\nfn f{i}(p: N{i}, x: Int) -> Int = f{j}(p.a, x) + f{j}(p.b, x)\n",
+            j = i + 1
+        ));
+    }
+    let nested = format!(
+        r#"
+role clerk
+type Out {{ v: Int }}
+{declared}
+flow chain {{
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input n: N0
+  output out: Out
+  access {{
+    trigger by clerk
+  }}
+  emit out = Out {{ v: f0(n, 1) }}
+}}
+"#
+    );
+    let (_, an) = runtime_with(&nested, &world);
+    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    // With a label on one of the two fields at every level, the places differ in their
+    // labels, 2¹⁶ ways: past what the proof follows, the plan is refused.
+    let mut body = an.plan.body().clone();
+    for i in 0..16 {
+        let label = smol_str::SmolStr::new(format!("l{i}"));
+        body.labels.push(label.clone());
+        let record = body.records.iter_mut().find(|r| r.name == format!("N{i}")).expect("the record");
+        record.fields.iter_mut().filter(|f| f.name == "a").for_each(|f| f.labels = vec![label.clone()]);
+    }
+    body.labels.sort();
+    let edited = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+        .unwrap_or_else(|failed| panic!("{}", failed.1));
+    let leaks = Analysis::new(edited).leaks();
+    assert!(leaks.iter().any(|l| l.contains("more than 20000 different arguments")), "{leaks:?}");
 }
 
 /// The runtime's proof accepts what the compiler's does where records nest: a record put
@@ -1150,6 +1299,31 @@ flow route {
     runtime
         .decide(&view.run, "check", &officer, &edited("flags.note", "checked"))
         .expect("an edit of what decides no principal");
+
+    // Nor through whether a model's answer was used: `degraded(risk)` depends on what
+    // `risk` is sent, which an edit could make the model fail on.
+    let degrading = deciding
+        .replace("type Flags {", "type Risk { high: Bool }\ntype Flags {")
+        .replace(
+            "flow route {",
+            "model classifier {\n  provider \"command\"\n  name \"classifier\"\n  version \"1\"\n  digest \
+             \"sha256:0000000000000000000000000000000000000000000000000000000000000001\"\n  input (note: Text)\n  \
+             output Risk\n}\nflow route {",
+        )
+        .replace(
+            "  let chosen = flags.deputy\n",
+            "  infer risk = classifier(note: flags.note) fallback Risk { high: false }\n",
+        )
+        .replace("if chosen then", "if degraded(risk) then");
+    let world = World::answering(&[("classifier", json!({"high": true}))]);
+    let (runtime, an) = runtime_with(&degrading, &world);
+    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    let refused = runtime.decide(&view.run, "check", &officer, &edited("flags.note", "checked"));
+    assert!(
+        matches!(&refused, Err(flow_runtime::Error::Invalid(m))
+            if m.contains("a review may not edit `flags.note`: `routing` reads it")),
+        "{refused:?}"
+    );
 }
 
 /// Evidence conforms to its plan only if nothing is decided while a blocking gate holds the

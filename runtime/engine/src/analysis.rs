@@ -122,23 +122,29 @@ impl Analysis {
         let count = body.nodes.len();
         let mut node_labels = vec![Vec::new(); count];
         let mut operands = vec![Vec::new(); count];
+        // What function calls give does not depend on the node calling (a function reads
+        // only its parameters): one memory for the whole plan.
+        let mut calls = Calls::default();
         for &id in plan.order() {
             let node = plan.node(id);
-            let labels_of = |expr: &Expr, node_labels: &[Vec<SmolStr>]| expr_labels(&plan, expr, node_labels);
             node_labels[id.index()] = match &node.kind {
-                NodeKind::Let { value } | NodeKind::Emit { value } => labels_of(value, &node_labels),
+                NodeKind::Let { value } | NodeKind::Emit { value } => {
+                    expr_labels(&plan, value, &node_labels, &mut calls)
+                }
                 // A degraded step's value is its fallback's.
-                NodeKind::Infer { fallback: Some(fallback), .. } => labels_of(fallback, &node_labels),
+                NodeKind::Infer { fallback: Some(fallback), .. } => {
+                    expr_labels(&plan, fallback, &node_labels, &mut calls)
+                }
                 // What a review's outcome (`skipped`), an approval's row, an action's result
                 // being there reveal: the labels of the conditions that decided them.
                 NodeKind::Review { condition: Some(condition), .. }
                 | NodeKind::Action { condition: Some(condition), .. } => {
-                    condition_labels(&plan, condition, &node_labels)
+                    condition_labels(&plan, condition, &node_labels, &mut calls)
                 }
                 NodeKind::Approval { rows, distinct_from } => {
                     let mut labels = BTreeSet::new();
                     for expr in rows.iter().filter_map(|r| r.condition.as_ref()).chain(distinct_from) {
-                        labels.extend(condition_labels(&plan, expr, &node_labels));
+                        labels.extend(condition_labels(&plan, expr, &node_labels, &mut calls));
                     }
                     labels.into_iter().collect()
                 }
@@ -235,6 +241,12 @@ impl Analysis {
                     for (root, path) in expr.places_read() {
                         labels.extend(place_labels(&plan, root, &path, &node_labels));
                     }
+                    // How old a record is reveals its `as_of` field.
+                    expr.walk(&mut |e| {
+                        if let ExprKind::Age(input) | ExprKind::Stale(input) = &e.kind {
+                            labels.extend(as_of_labels(&plan, input, &node_labels));
+                        }
+                    });
                 }
                 let answer = match &node.kind {
                     NodeKind::Infer { model, .. } => body.model(model).map(|m| m.output.clone()),
@@ -384,7 +396,7 @@ impl Analysis {
 
     /// The labels an expression's value carries (the join of what it reads).
     pub fn expr_labels(&self, expr: &Expr) -> Vec<SmolStr> {
-        expr_labels(&self.plan, expr, &self.node_labels)
+        expr_labels(&self.plan, expr, &self.node_labels, &mut Calls::default())
     }
 
     /// The labels read along a place `node.field…`.
@@ -433,8 +445,8 @@ impl Analysis {
 
     /// The labels of what an expression's value holds, whole: everything it reads, record
     /// fields and what a record built of it holds included, but what it declassifies.
-    fn sent_labels(&self, expr: &Expr) -> Vec<SmolStr> {
-        condition_labels(&self.plan, expr, &self.node_labels)
+    fn sent_labels(&self, expr: &Expr, calls: &mut Calls) -> Vec<SmolStr> {
+        condition_labels(&self.plan, expr, &self.node_labels, calls)
     }
 
     /// The labels of everything an expression reads (record fields included).
@@ -459,13 +471,16 @@ impl Analysis {
         let exceeding = |labels: &[SmolStr], allowed: &[SmolStr]| -> Vec<String> {
             labels.iter().filter(|l| !allowed.contains(l)).map(|l| l.to_string()).collect()
         };
+        // One memory of calls for what is sent and one for the records checked (which a call
+        // remembered without checking them would skip).
+        let (mut sent_calls, mut leak_calls) = (Calls::default(), Calls::default());
         let gates: Vec<(usize, Vec<SmolStr>)> = body
             .nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| match &n.kind {
                 NodeKind::Gate { level, condition, .. } if *level != flow_ir::plan::GateLevel::Info => {
-                    Some((i, self.sent_labels(condition)))
+                    Some((i, self.sent_labels(condition, &mut sent_calls)))
                 }
                 _ => None,
             })
@@ -478,7 +493,7 @@ impl Analysis {
                 NodeKind::Emit { value } => {
                     let labels = match value.place() {
                         Some((root, path)) => along(&self.plan, root, &path, &self.node_labels),
-                        None => expr_labels(&self.plan, value, &self.node_labels),
+                        None => expr_labels(&self.plan, value, &self.node_labels, &mut sent_calls),
                     };
                     if !labels.is_empty() {
                         out.push(format!(
@@ -490,7 +505,7 @@ impl Analysis {
                 NodeKind::Infer { model, args, .. } => {
                     let Some(model) = body.model(model) else { continue };
                     for arg in args {
-                        let leak = exceeding(&self.sent_labels(&arg.value), &model.clearance);
+                        let leak = exceeding(&self.sent_labels(&arg.value, &mut sent_calls), &model.clearance);
                         if !leak.is_empty() {
                             out.push(format!(
                                 "`{name}` sends {} data to model `{}`, which is not cleared for it",
@@ -517,13 +532,13 @@ impl Analysis {
                     let Some(target) = body.system(system) else { continue };
                     let mut sent: Vec<SmolStr> = Vec::new();
                     for expr in args.iter().map(|a| &a.value).chain(idempotency) {
-                        sent.extend(self.sent_labels(expr));
+                        sent.extend(self.sent_labels(expr, &mut sent_calls));
                     }
                     if let Some(condition) = condition {
-                        sent.extend(self.sent_labels(condition));
+                        sent.extend(self.sent_labels(condition, &mut sent_calls));
                     }
                     if let Some(key) = idempotency {
-                        let labels = self.sent_labels(key);
+                        let labels = self.sent_labels(key, &mut sent_calls);
                         if !labels.is_empty() {
                             out.push(format!(
                                 "`{name}` is keyed by {} data, and an idempotency key is shown to everyone who may see the run",
@@ -550,11 +565,17 @@ impl Analysis {
                 plan: &self.plan,
                 node_labels: &self.node_labels,
                 leaks: Some((name.as_str(), &mut out)),
-                calls: FxHashMap::default(),
+                calls: &mut leak_calls,
             };
             for root in node.kind.exprs() {
                 labeller.content(root, &[], 0);
             }
+        }
+        if leak_calls.exceeded {
+            out.push(format!(
+                "the plan's functions are called with more than {MAX_FOLLOWED} different arguments, more than the \
+                 proof follows: the records they build cannot be checked"
+            ));
         }
         let owner = [body.flow.owner.to_string()];
         let viewable = self.views(&owner);
@@ -604,27 +625,43 @@ pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<
 /// (or by the body of a function it calls) carries none as a whole: its fields carry their
 /// declared labels, which the compiler proved cover what each field reads (and loading
 /// proves again: `Analysis::leaks`).
-fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None, calls: FxHashMap::default() }.whole(expr, &[], 0).into_iter().collect()
+fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>], calls: &mut Calls) -> Vec<SmolStr> {
+    Labeller { plan, node_labels, leaks: None, calls }.whole(expr, &[], 0).into_iter().collect()
 }
 
 /// The labels of everything an expression's value holds, record fields included, but what
 /// it declassifies; through the bodies of the functions it calls, so that a function that
 /// reads only unlabelled fields of a record passed whole gives an unlabelled value.
-fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None, calls: FxHashMap::default() }.content(expr, &[], 0).into_iter().collect()
+fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>], calls: &mut Calls) -> Vec<SmolStr> {
+    Labeller { plan, node_labels, leaks: None, calls }.content(expr, &[], 0).into_iter().collect()
 }
 
 /// How deep calls are followed into function bodies (as the compiler does): a call deeper
 /// gives everything its arguments hold.
 const MAX_INLINING: usize = 32;
 
-/// An argument of a function call, as the function's body reads it: a place of a node's
-/// value (whose fields keep their own labels), or a computed value's labels.
+/// How many function bodies one proof follows (each function, depth and set of arguments
+/// once): past that, a call carries everything its arguments hold, and a proof of where
+/// labelled data goes refuses the plan, since it could not look inside.
+const MAX_FOLLOWED: usize = 20_000;
+
+/// An argument of a function call, as the function's body can tell it: a place of a
+/// node's value, by the labels it carries as a whole and its type (whose fields keep their
+/// own labels), or a computed value's labels. Two places alike in both are one argument,
+/// so that a body is followed once for both.
 #[derive(Clone, PartialEq, Eq, Hash)]
-enum Arg<'a> {
-    Place(&'a SmolStr, Vec<&'a SmolStr>),
+enum Arg {
+    At(BTreeSet<SmolStr>, Ty),
     Labels(BTreeSet<SmolStr>),
+}
+
+/// What the calls followed gave, shared by the proofs of one plan.
+#[derive(Default)]
+pub(crate) struct Calls {
+    /// By function, whether its value as a whole was asked, depth and arguments.
+    given: FxHashMap<(SmolStr, bool, usize, Vec<Arg>), BTreeSet<SmolStr>>,
+    /// Whether a call was not followed because [`MAX_FOLLOWED`] bodies had been.
+    pub(crate) exceeded: bool,
 }
 
 /// Computes the labels values hold, and with `leaks`, notes each record built (in a step's
@@ -634,27 +671,45 @@ struct Labeller<'a, 'o> {
     plan: &'a VerifiedPlan,
     node_labels: &'a [Vec<SmolStr>],
     leaks: Option<(&'a str, &'o mut Vec<String>)>,
-    /// What each call gave, by function, whether its value as a whole was asked, depth and
-    /// arguments: a body is followed once for each, so that functions that call each other
-    /// many times take time in proportion to the plan, not to the calls made.
-    calls: FxHashMap<Call<'a>, BTreeSet<SmolStr>>,
+    /// What each call gave: a body is followed once for each function, depth and set of
+    /// arguments, so that functions that call each other many times take time in
+    /// proportion to the plan, not to the calls made.
+    calls: &'o mut Calls,
 }
 
-/// A call as [`Labeller::calls`] remembers it.
-type Call<'a> = (&'a SmolStr, bool, usize, Vec<Arg<'a>>);
-
 impl<'a> Labeller<'a, '_> {
+    /// The labels of everything the value at `root.path` holds.
     fn place(&self, root: &SmolStr, path: &[&SmolStr]) -> BTreeSet<SmolStr> {
         place_labels(self.plan, root, path, self.node_labels).into_iter().collect()
     }
 
-    fn arg(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> Arg<'a> {
+    /// The labels of the value at `path` inside argument `i`: of everything it holds
+    /// (`content`), or as a whole.
+    fn param(&self, args: &[Arg], i: u32, path: &[&SmolStr], content: bool) -> BTreeSet<SmolStr> {
+        match args.get(i as usize) {
+            Some(Arg::At(labels, ty)) => {
+                let (mut labels, end) = labels_from(self.plan.body(), labels.clone(), ty, path);
+                if content && let Some(end) = end {
+                    deep_labels(self.plan.body(), &end, &mut labels, &mut BTreeSet::new());
+                }
+                labels
+            }
+            Some(Arg::Labels(labels)) => labels.clone(),
+            None => BTreeSet::new(),
+        }
+    }
+
+    fn arg(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> Arg {
+        let at = |(labels, ty): (BTreeSet<SmolStr>, Option<Ty>)| match ty {
+            Some(ty) => Arg::At(labels, ty),
+            None => Arg::Labels(labels),
+        };
         if let Some((root, path)) = expr.place() {
-            return Arg::Place(root, path);
+            return at(labels_along(self.plan, root, &path, self.node_labels));
         }
         if let Some((i, path)) = param_place(expr) {
             return match args.get(i as usize) {
-                Some(Arg::Place(root, base)) => Arg::Place(root, base.iter().copied().chain(path).collect()),
+                Some(Arg::At(labels, ty)) => at(labels_from(self.plan.body(), labels.clone(), ty, &path)),
                 Some(Arg::Labels(labels)) => Arg::Labels(labels.clone()),
                 None => Arg::Labels(BTreeSet::new()),
             };
@@ -662,38 +717,51 @@ impl<'a> Labeller<'a, '_> {
         Arg::Labels(self.content(expr, args, depth))
     }
 
-    /// What `call` gives, followed once.
+    /// What a call of `function` with `bound` gives, its body followed once (`whole`: as a
+    /// whole); past [`MAX_FOLLOWED`] bodies, everything its arguments hold.
     fn call(
         &mut self,
-        call: Call<'a>,
-        follow: impl FnOnce(&mut Self, &[Arg<'a>]) -> BTreeSet<SmolStr>,
+        function: &'a flow_ir::plan::Function,
+        whole: bool,
+        depth: usize,
+        bound: Vec<Arg>,
     ) -> BTreeSet<SmolStr> {
-        if let Some(labels) = self.calls.get(&call) {
+        let key = (function.name.clone(), whole, depth, bound);
+        if let Some(labels) = self.calls.given.get(&key) {
             return labels.clone();
         }
-        let labels = follow(self, &call.3);
-        self.calls.insert(call, labels.clone());
+        if self.calls.given.len() >= MAX_FOLLOWED {
+            self.calls.exceeded = true;
+            return self.joined(&key.3);
+        }
+        let labels = match whole {
+            true => self.whole(&function.body, &key.3, depth + 1),
+            false => self.content(&function.body, &key.3, depth + 1),
+        };
+        self.calls.given.insert(key, labels.clone());
+        labels
+    }
+
+    /// Everything the arguments of a call hold: what a call not followed gives.
+    fn joined(&self, bound: &[Arg]) -> BTreeSet<SmolStr> {
+        let mut labels = BTreeSet::new();
+        for i in 0..bound.len() {
+            labels.extend(self.param(bound, i as u32, &[], true));
+        }
         labels
     }
 
     /// The labels the value carries as a whole: a place's own and those along its path;
     /// none for a record built here or by the function called (its fields carry their
     /// declared labels); else all it holds.
-    fn whole(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> BTreeSet<SmolStr> {
+    fn whole(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
         // A place: its node's own labels and those along its path (a record there keeps its
         // fields' labels on its fields, which its type declares, types being named).
         if let Some((root, path)) = expr.place() {
             return along(self.plan, root, &path, self.node_labels).into_iter().collect();
         }
         if let Some((i, path)) = param_place(expr) {
-            return match args.get(i as usize) {
-                Some(Arg::Place(root, base)) => {
-                    let full: Vec<&SmolStr> = base.iter().copied().chain(path).collect();
-                    along(self.plan, root, &full, self.node_labels).into_iter().collect()
-                }
-                Some(Arg::Labels(labels)) => labels.clone(),
-                None => BTreeSet::new(),
-            };
+            return self.param(args, i, &path, false);
         }
         match &expr.kind {
             ExprKind::Record(_) => BTreeSet::new(),
@@ -709,8 +777,8 @@ impl<'a> Labeller<'a, '_> {
             ExprKind::Call { function, args: passed } if depth < MAX_INLINING => {
                 match self.plan.body().function(function) {
                     Some(f) => {
-                        let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
-                        self.call((function, true, depth, bound), |this, bound| this.whole(&f.body, bound, depth + 1))
+                        let bound: Vec<Arg> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
+                        self.call(f, true, depth, bound)
                     }
                     None => self.content(expr, args, depth),
                 }
@@ -719,19 +787,12 @@ impl<'a> Labeller<'a, '_> {
         }
     }
 
-    fn content(&mut self, expr: &'a Expr, args: &[Arg<'a>], depth: usize) -> BTreeSet<SmolStr> {
+    fn content(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
         if let Some((root, path)) = expr.place() {
             return self.place(root, &path);
         }
         if let Some((i, path)) = param_place(expr) {
-            return match args.get(i as usize) {
-                Some(Arg::Place(root, base)) => {
-                    let full: Vec<&SmolStr> = base.iter().copied().chain(path).collect();
-                    self.place(root, &full)
-                }
-                Some(Arg::Labels(labels)) => labels.clone(),
-                None => BTreeSet::new(),
-            };
+            return self.param(args, i, &path, true);
         }
         match &expr.kind {
             ExprKind::Declassify { value, .. } => {
@@ -742,20 +803,10 @@ impl<'a> Labeller<'a, '_> {
                 BTreeSet::new()
             }
             ExprKind::Call { function, args: passed } => {
-                let bound: Vec<Arg<'a>> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
+                let bound: Vec<Arg> = passed.iter().map(|a| self.arg(a, args, depth)).collect();
                 match self.plan.body().function(function) {
-                    Some(f) if depth < MAX_INLINING => self
-                        .call((function, false, depth, bound), |this, bound| this.content(&f.body, bound, depth + 1)),
-                    _ => {
-                        let mut labels = BTreeSet::new();
-                        for arg in bound {
-                            match arg {
-                                Arg::Place(root, path) => labels.extend(self.place(root, &path)),
-                                Arg::Labels(l) => labels.extend(l),
-                            }
-                        }
-                        labels
-                    }
+                    Some(f) if depth < MAX_INLINING => self.call(f, false, depth, bound),
+                    _ => self.joined(&bound),
                 }
             }
             // How old a record is, and so whether it is stale, reveals its `as_of` field.
@@ -864,10 +915,20 @@ fn labels_along(
     path: &[&SmolStr],
     node_labels: &[Vec<SmolStr>],
 ) -> (BTreeSet<SmolStr>, Option<Ty>) {
-    let body = plan.body();
     let Some(id) = plan.node_id(root) else { return (BTreeSet::new(), None) };
-    let mut labels: BTreeSet<SmolStr> = node_labels[id.index()].iter().cloned().collect();
-    let mut ty = plan.node(id).ty.clone();
+    let labels: BTreeSet<SmolStr> = node_labels[id.index()].iter().cloned().collect();
+    labels_from(plan.body(), labels, &plan.node(id).ty, path)
+}
+
+/// The labels read along `path` inside a value of type `ty` that carries `labels` as a
+/// whole, and the type found at its end (`None` when the path leaves the plan's types).
+fn labels_from(
+    body: &PlanBody,
+    mut labels: BTreeSet<SmolStr>,
+    ty: &Ty,
+    path: &[&SmolStr],
+) -> (BTreeSet<SmolStr>, Option<Ty>) {
+    let mut ty = ty.clone();
     for field in path {
         let inner = ty.unwrap_optional().clone();
         if let Ty::Named(record) = &inner

@@ -1437,8 +1437,16 @@ fn check_gate_decision(step: &str, input: &DecisionInput, reason: &Option<String
 /// edit that changes it is refused for that, and its own step's expressions are counted.
 fn decides_principal(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<SmolStr> {
     type Place<'p> = (&'p SmolStr, Vec<&'p SmolStr>);
-    /// The places `expr` reads, but those that are principals.
+    /// The places `expr` reads, but those that are principals; a step whose fallback it
+    /// asks about (`degraded(risk)`), or an input whose age, as the step or input whole.
     fn reads<'p>(expr: &'p Expr, out: &mut Vec<Place<'p>>) {
+        if let flow_ir::expr::ExprKind::Degraded(step)
+        | flow_ir::expr::ExprKind::Age(step)
+        | flow_ir::expr::ExprKind::Stale(step) = &expr.kind
+        {
+            out.push((step, Vec::new()));
+            return;
+        }
         if let Some(place) = expr.place() {
             let mut ty = &expr.ty;
             while let Ty::Optional(inner) | Ty::List(inner) = ty {

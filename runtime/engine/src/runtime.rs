@@ -1029,7 +1029,7 @@ impl Runtime {
                 an.body().flow.name
             )));
         }
-        let mut widened = widens(an.body(), new.body(), changes.live);
+        let mut widened = widens(an, new, changes.live);
         // A plan read from a file was verified, but its information flow is proved here, as
         // when a plan is installed: the candidate's labels decide what this replay shows.
         widened.extend(new.leaks());
@@ -1577,7 +1577,8 @@ impl Runtime {
 /// reviewer's recorded edit wrote) with fewer labels than the run's plan gives it, whatever
 /// its types are named; and when models are asked (`live`), a model the run's plan does
 /// not declare, or one cleared for more than there.
-fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool) -> Vec<String> {
+fn widens(pinned_an: &Analysis, candidate_an: &Analysis, live: bool) -> Vec<String> {
+    let (pinned, candidate) = (pinned_an.body(), candidate_an.body());
     let mut out = Vec::new();
     let edited: FxHashSet<&SmolStr> = pinned
         .nodes
@@ -1594,7 +1595,8 @@ fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool)
             continue;
         }
         let Some(other) = candidate.node(&node.name) else { continue };
-        out.extend(lost_labels(pinned, candidate, &node.ty, &other.ty, &node.name));
+        let whole = (pinned_an.node_labels(&node.name), candidate_an.node_labels(&node.name));
+        out.extend(lost_labels((pinned, candidate), (&node.ty, &other.ty), whole, &node.name));
     }
     for label in &pinned.labels {
         if !candidate.labels.contains(label) {
@@ -1634,50 +1636,51 @@ fn widens(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, live: bool)
     out
 }
 
-/// Each place inside a value of `was` (of the run's plan) that, read as a value of `now`
-/// (of the candidate), carries fewer labels (`at.field`, `at[]` for a list's items), and
-/// the labels it loses. A walk over pairs of types, each pair once for each set of labels
-/// owed and given along the way to it: as deep as records nest, in time bounded by the
-/// types rather than by their places (which nested records make exponentially many).
-fn lost_labels(pinned: &flow_ir::PlanBody, candidate: &flow_ir::PlanBody, was: &Ty, now: &Ty, at: &str) -> Vec<String> {
-    type Labels = BTreeSet<SmolStr>;
-    let mut out = Vec::new();
-    let mut seen: FxHashSet<(&Ty, &Ty, Labels, Labels)> = FxHashSet::default();
-    // A place: the two types, the labels the run's plan gives it that the candidate does
-    // not, the labels the candidate gives it, and its name.
-    let mut stack: Vec<(&Ty, &Ty, Labels, Labels, String)> =
-        vec![(was, now, Labels::new(), Labels::new(), at.to_owned())];
-    while let Some((was, now, owed, given, at)) = stack.pop() {
-        if !owed.is_empty() {
-            let owed: Vec<&str> = owed.iter().map(SmolStr::as_str).collect();
-            out.push(format!("`{at}` loses {}", owed.join(", ")));
-            continue;
-        }
-        if !seen.insert((was, now, owed.clone(), given.clone())) {
-            continue;
-        }
-        match (was.unwrap_optional(), now.unwrap_optional()) {
-            (Ty::List(was), Ty::List(now)) => stack.push((was, now, owed, given, format!("{at}[]"))),
-            (Ty::Named(was), Ty::Named(now)) => {
-                let (Some(was), Some(now)) = (pinned.record(was), candidate.record(now)) else { continue };
-                for field in &was.fields {
-                    let Some(other) = now.field(&field.name) else { continue };
-                    let owed: Labels = field
-                        .labels
-                        .iter()
-                        .filter(|l| !given.contains(*l) && !other.labels.contains(*l))
-                        .cloned()
-                        .chain(owed.iter().filter(|l| !other.labels.contains(*l)).cloned())
-                        .collect();
-                    let given: Labels = given.iter().chain(&other.labels).cloned().collect();
-                    stack.push((&field.ty, &other.ty, owed, given, format!("{at}.{}", field.name)));
-                }
+/// Each place inside a value of type `types.0` (of the run's plan, carrying `whole` as a
+/// whole there) that, read as a value of `types.1` (of the candidate, carrying `whole.1`),
+/// carries fewer labels (`at`, `at.field`, `at[]` for a list's items), and the labels it
+/// loses. For each label, a walk over pairs of types, each pair once: as deep as records
+/// nest, in time bounded by the labels and the types rather than by their places (which
+/// nested records make exponentially many).
+fn lost_labels(
+    plans: (&flow_ir::PlanBody, &flow_ir::PlanBody),
+    types: (&Ty, &Ty),
+    whole: (&[SmolStr], &[SmolStr]),
+    at: &str,
+) -> Vec<String> {
+    let (pinned, candidate) = plans;
+    let mut lost: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for label in &pinned.labels {
+        let mut seen: FxHashSet<(&Ty, &Ty)> = FxHashSet::default();
+        // A place: the two types, whether the run's plan gives it the label and the
+        // candidate does not (owed), whether the candidate gives it the label, and its name.
+        let owed = whole.0.contains(label) && !whole.1.contains(label);
+        let mut stack = vec![(types.0, types.1, owed, whole.1.contains(label), at.to_owned())];
+        while let Some((was, now, owed, given, at)) = stack.pop() {
+            if owed {
+                lost.entry(at).or_default().push(label);
+                continue;
             }
-            _ => {}
+            // Given here, the label is on everything inside too: nothing below loses it.
+            if given || !seen.insert((was, now)) {
+                continue;
+            }
+            match (was.unwrap_optional(), now.unwrap_optional()) {
+                (Ty::List(was), Ty::List(now)) => stack.push((was, now, false, false, format!("{at}[]"))),
+                (Ty::Named(was), Ty::Named(now)) => {
+                    let (Some(was), Some(now)) = (pinned.record(was), candidate.record(now)) else { continue };
+                    for field in &was.fields {
+                        let Some(other) = now.field(&field.name) else { continue };
+                        let given = other.labels.contains(label);
+                        let owed = field.labels.contains(label) && !given;
+                        stack.push((&field.ty, &other.ty, owed, given, format!("{at}.{}", field.name)));
+                    }
+                }
+                _ => {}
+            }
         }
     }
-    out.sort();
-    out
+    lost.into_iter().map(|(at, labels)| format!("`{at}` loses {}", labels.join(", "))).collect()
 }
 
 fn input_error(error: DecodeError) -> Error {
