@@ -41,6 +41,10 @@ const MAX_TRAIL: usize = 10;
 /// How deep records are followed field by field; below, labels are joined (never dropped).
 const MAX_DEPTH: usize = 64;
 
+/// How many places a record's labels are kept for field by field; a larger record carries
+/// every label of its fields as a whole.
+const MAX_DECLARED: usize = 4096;
+
 /// How deep calls are inlined; below, a call carries every label of its arguments (a
 /// function reads only its parameters), which is coarser but never loses one.
 const MAX_INLINING: usize = 32;
@@ -69,6 +73,11 @@ fn merge(into: &mut Labels, from: &Labels) {
 impl Taint {
     fn flat(here: Labels) -> Taint {
         Taint { here, ..Taint::default() }
+    }
+
+    /// How many places it keeps labels for.
+    fn size(&self) -> usize {
+        1 + self.fields.values().map(Taint::size).sum::<usize>() + self.elem.as_ref().map_or(0, |e| e.size())
     }
 
     fn is_clean(&self) -> bool {
@@ -176,7 +185,9 @@ struct Analyzer<'a> {
     db: &'a dyn Db,
     file: FileId,
     flow: &'a Flow,
+    /// What the flow's inputs and params carry: their types' declared labels.
     inputs: Vec<Taint>,
+    params: Vec<Taint>,
     steps: Vec<Taint>,
     /// Functions being inlined, to stop at recursion (reported elsewhere).
     inlining: Vec<DeclId>,
@@ -184,6 +195,9 @@ struct Analyzer<'a> {
     /// and the arguments' labels: a body is analysed once for each, so that functions that
     /// call each other many times take time in proportion to the flow, not to the calls.
     inlined: std::collections::HashMap<Inlined, Taint>,
+    /// The labels each record type carries by declaration ([`Analyzer::declared`]), each
+    /// found once: records nested two fields to a level have exponentially many places.
+    declared_records: std::cell::RefCell<std::collections::HashMap<DeclId, Taint>>,
     /// The soft and blocking gates analysed so far, with the labels of their conditions.
     gate_labels: Vec<(usize, Labels)>,
     /// The labels the flow's owner may view, which its `declassify` may take off.
@@ -208,6 +222,9 @@ impl<'a> Analyzer<'a> {
             // as a whole, which is coarser but never loses one.
             Ty::Record(_) if seen.len() >= MAX_DEPTH => Taint::flat(self.deep_labels(ty)),
             Ty::Record(record) if !seen.contains(&record.id) => {
+                if let Some(taint) = self.declared_records.borrow().get(&record.id) {
+                    return taint.clone();
+                }
                 let Some(sig) = signatures::record(self.db, record.id) else { return Taint::default() };
                 seen.push(record.id);
                 let mut taint = Taint::default();
@@ -231,6 +248,10 @@ impl<'a> Analyzer<'a> {
                     }
                 }
                 seen.pop();
+                // Field by field up to a size; past it, every label below on the value as
+                // a whole, which is coarser but never loses one.
+                let taint = if taint.size() > MAX_DECLARED { Taint::flat(self.deep_labels(ty)) } else { taint };
+                self.declared_records.borrow_mut().insert(record.id, taint.clone());
                 taint
             }
             _ => Taint::default(),
@@ -442,13 +463,13 @@ impl<'a> Analyzer<'a> {
         };
         let root_taint = match r {
             Ref::Input(i) => self.inputs.get(i as usize),
-            Ref::Param(_) => None,
+            Ref::Param(i) => self.params.get(i as usize),
             Ref::Step(i) => self.steps.get(i as usize),
             Ref::FnParam(i) => env.params.get(i as usize),
             Ref::Local(depth) => env.locals.iter().rev().nth(depth as usize),
         };
         let mut taint = select(root_taint, &path);
-        if !taint.is_clean() && matches!(r, Ref::Input(_) | Ref::Step(_)) && env.call_site.is_none() {
+        if !taint.is_clean() && matches!(r, Ref::Input(_) | Ref::Param(_) | Ref::Step(_)) && env.call_site.is_none() {
             let text = print::expr(self.names(env), expr);
             let hop = Hop { file, span: expr.span, text: format!("`{text}` is read here") };
             taint = taint.hop(&hop);
@@ -710,6 +731,7 @@ impl<'a> Analyzer<'a> {
     fn run(&mut self) {
         let mut env = Env { params: Vec::new(), locals: Vec::new(), call_site: None, fn_params: Vec::new() };
         self.inputs = self.flow.inputs.iter().map(|input| self.declared(&input.ty, &mut Vec::new())).collect();
+        self.params = self.flow.params.iter().map(|param| self.declared(&param.ty, &mut Vec::new())).collect();
         self.steps = vec![Taint::default(); self.flow.steps.len()];
         // The models and systems called: by step, the step they must not be checked
         // against (an `infer` feeding a gate), clearance, model or system, action.
@@ -886,9 +908,11 @@ pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnost
         file,
         flow,
         inputs: Vec::new(),
+        params: Vec::new(),
         steps: Vec::new(),
         inlining: Vec::new(),
         inlined: std::collections::HashMap::new(),
+        declared_records: Default::default(),
         gate_labels: Vec::new(),
         declassifiable: declassifiable(db, flow),
         reported: BTreeSet::new(),

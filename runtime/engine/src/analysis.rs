@@ -97,6 +97,9 @@ pub struct Analysis {
     /// By node index: the labels the text of its failure carries: of everything it reads,
     /// and for a model or an action, of what the model or system may answer.
     failure_labels: Vec<Vec<SmolStr>>,
+    /// By node index: for a model or an action, the labels each argument it is sent
+    /// carries as a whole (the evidence labels what was sent with them), by name.
+    arg_labels: Vec<Vec<(SmolStr, Vec<SmolStr>)>>,
     /// Each param and its default value (a constant: computed once).
     param_defaults: Vec<(SmolStr, Result<Value, crate::interp::EvalError>)>,
     /// Node indices by name.
@@ -233,6 +236,17 @@ impl Analysis {
                 _ => {}
             });
         }
+        let arg_labels = body
+            .nodes
+            .iter()
+            .map(|node| match &node.kind {
+                NodeKind::Infer { args, .. } | NodeKind::Action { args, .. } => args
+                    .iter()
+                    .map(|arg| (arg.name.clone(), expr_labels(&plan, &arg.value, &node_labels, &mut calls)))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
         let failure_labels = (0..count)
             .map(|i| {
                 let node = &body.nodes[i];
@@ -282,6 +296,7 @@ impl Analysis {
             node_labels,
             operands,
             failure_labels,
+            arg_labels,
             param_defaults: Vec::new(),
             index,
             resolved,
@@ -394,9 +409,11 @@ impl Analysis {
         self.id(node).map(|id| self.operands[id.index()].as_slice()).unwrap_or(&[])
     }
 
-    /// The labels an expression's value carries (the join of what it reads).
-    pub fn expr_labels(&self, expr: &Expr) -> Vec<SmolStr> {
-        expr_labels(&self.plan, expr, &self.node_labels, &mut Calls::default())
+    /// The labels argument `arg` that step `node` sends its model or system carries as a
+    /// whole.
+    pub fn arg_labels(&self, node: &str, arg: &str) -> &[SmolStr] {
+        let Some(id) = self.id(node) else { return &[] };
+        self.arg_labels[id.index()].iter().find(|(name, _)| name == arg).map_or(&[], |(_, labels)| labels.as_slice())
     }
 
     /// The labels read along a place `node.field…`.
@@ -561,12 +578,8 @@ impl Analysis {
                 }
                 _ => {}
             }
-            let mut labeller = Labeller {
-                plan: &self.plan,
-                node_labels: &self.node_labels,
-                leaks: Some((name.as_str(), &mut out)),
-                calls: &mut leak_calls,
-            };
+            let mut labeller =
+                Labeller::new(&self.plan, &self.node_labels, Some((name.as_str(), &mut out)), &mut leak_calls);
             for root in node.kind.exprs() {
                 labeller.content(root, &[], 0);
             }
@@ -626,14 +639,14 @@ pub fn roles_used(body: &PlanBody, roles: &[String], wanted: &[SmolStr]) -> Vec<
 /// declared labels, which the compiler proved cover what each field reads (and loading
 /// proves again: `Analysis::leaks`).
 fn expr_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>], calls: &mut Calls) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None, calls }.whole(expr, &[], 0).into_iter().collect()
+    Labeller::new(plan, node_labels, None, calls).whole(expr, &[], 0).into_iter().collect()
 }
 
 /// The labels of everything an expression's value holds, record fields included, but what
 /// it declassifies; through the bodies of the functions it calls, so that a function that
 /// reads only unlabelled fields of a record passed whole gives an unlabelled value.
 fn condition_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>], calls: &mut Calls) -> Vec<SmolStr> {
-    Labeller { plan, node_labels, leaks: None, calls }.content(expr, &[], 0).into_iter().collect()
+    Labeller::new(plan, node_labels, None, calls).content(expr, &[], 0).into_iter().collect()
 }
 
 /// How deep calls are followed into function bodies (as the compiler does): a call deeper
@@ -645,14 +658,62 @@ const MAX_INLINING: usize = 32;
 /// labelled data goes refuses the plan, since it could not look inside.
 const MAX_FOLLOWED: usize = 20_000;
 
-/// An argument of a function call, as the function's body can tell it: a place of a
-/// node's value, by the labels it carries as a whole and its type (whose fields keep their
-/// own labels), or a computed value's labels. Two places alike in both are one argument,
-/// so that a body is followed once for both.
+/// An argument of a function call, as the function's body can tell it. Two arguments
+/// alike are one, so that a body is followed once for both.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Arg {
+    /// A place of a node's value: the labels it carries as a whole, and its type, whose
+    /// fields keep their declared labels.
     At(BTreeSet<SmolStr>, Ty),
-    Labels(BTreeSet<SmolStr>),
+    /// A record built in place: it carries nothing as a whole, each field what its value
+    /// does (as the compiler keeps it), by field name.
+    Built(Vec<(SmolStr, Arg)>),
+    /// A computed value: what it carries as a whole, and everything it holds (what any
+    /// part of it may carry).
+    Value { whole: BTreeSet<SmolStr>, content: BTreeSet<SmolStr> },
+}
+
+impl Arg {
+    fn value(labels: BTreeSet<SmolStr>) -> Arg {
+        Arg::Value { whole: labels.clone(), content: labels }
+    }
+
+    /// The part of the argument at `path`.
+    fn at(&self, body: &PlanBody, path: &[&SmolStr]) -> Arg {
+        match (self, path) {
+            (_, []) => self.clone(),
+            (Arg::At(labels, ty), _) => match labels_from(body, labels.clone(), ty, path) {
+                (labels, Some(ty)) => Arg::At(labels, ty),
+                (labels, None) => Arg::value(labels),
+            },
+            (Arg::Built(fields), [field, rest @ ..]) => match fields.iter().find(|(name, _)| name == *field) {
+                Some((_, arg)) => arg.at(body, rest),
+                // An optional field left out.
+                None => Arg::value(BTreeSet::new()),
+            },
+            // A part of a computed value may carry anything the value holds.
+            (Arg::Value { content, .. }, _) => Arg::value(content.clone()),
+        }
+    }
+
+    /// The labels of everything it holds (`content`), or that it carries as a whole.
+    fn labels(&self, body: &PlanBody, content: bool) -> BTreeSet<SmolStr> {
+        match self {
+            Arg::At(labels, ty) => {
+                let mut labels = labels.clone();
+                if content {
+                    deep_labels(body, ty, &mut labels, &mut BTreeSet::new());
+                }
+                labels
+            }
+            Arg::Built(fields) if content => fields.iter().flat_map(|(_, arg)| arg.labels(body, true)).collect(),
+            Arg::Built(_) => BTreeSet::new(),
+            Arg::Value { whole, content: all } => match content {
+                true => all.clone(),
+                false => whole.clone(),
+            },
+        }
+    }
 }
 
 /// What the calls followed gave, shared by the proofs of one plan.
@@ -675,9 +736,55 @@ struct Labeller<'a, 'o> {
     /// arguments, so that functions that call each other many times take time in
     /// proportion to the plan, not to the calls made.
     calls: &'o mut Calls,
+    /// What each expression gave, whole or not, in the body it was followed in (`frame`):
+    /// a record's field is asked both ways, and a field nested in another's would
+    /// otherwise be walked twice at each level, which a plan's nesting makes exponential.
+    walked: FxHashMap<(usize, *const Expr, bool), BTreeSet<SmolStr>>,
+    /// The body being followed: 0 for the step's own expressions, then one for each call
+    /// followed (its arguments fixed).
+    frame: usize,
+    frames: usize,
 }
 
-impl<'a> Labeller<'a, '_> {
+impl<'a, 'o> Labeller<'a, 'o> {
+    fn new(
+        plan: &'a VerifiedPlan,
+        node_labels: &'a [Vec<SmolStr>],
+        leaks: Option<(&'a str, &'o mut Vec<String>)>,
+        calls: &'o mut Calls,
+    ) -> Labeller<'a, 'o> {
+        Labeller { plan, node_labels, leaks, calls, walked: FxHashMap::default(), frame: 0, frames: 0 }
+    }
+
+    /// The labels the value carries as a whole (`whole`) or of everything it holds, each
+    /// expression of a body walked once each way.
+    fn walk(&mut self, expr: &'a Expr, args: &[Arg], depth: usize, whole: bool) -> BTreeSet<SmolStr> {
+        let composite = !matches!(
+            expr.kind,
+            ExprKind::Lit(_) | ExprKind::Node(_) | ExprKind::Param(_) | ExprKind::Local(_) | ExprKind::Variant(_)
+        );
+        let key = (self.frame, expr as *const Expr, whole);
+        if composite && let Some(labels) = self.walked.get(&key) {
+            return labels.clone();
+        }
+        let labels = match whole {
+            true => self.whole_of(expr, args, depth),
+            false => self.content_of(expr, args, depth),
+        };
+        if composite {
+            self.walked.insert(key, labels.clone());
+        }
+        labels
+    }
+
+    fn whole(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
+        self.walk(expr, args, depth, true)
+    }
+
+    fn content(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
+        self.walk(expr, args, depth, false)
+    }
+
     /// The labels of everything the value at `root.path` holds.
     fn place(&self, root: &SmolStr, path: &[&SmolStr]) -> BTreeSet<SmolStr> {
         place_labels(self.plan, root, path, self.node_labels).into_iter().collect()
@@ -687,34 +794,35 @@ impl<'a> Labeller<'a, '_> {
     /// (`content`), or as a whole.
     fn param(&self, args: &[Arg], i: u32, path: &[&SmolStr], content: bool) -> BTreeSet<SmolStr> {
         match args.get(i as usize) {
-            Some(Arg::At(labels, ty)) => {
-                let (mut labels, end) = labels_from(self.plan.body(), labels.clone(), ty, path);
-                if content && let Some(end) = end {
-                    deep_labels(self.plan.body(), &end, &mut labels, &mut BTreeSet::new());
-                }
-                labels
-            }
-            Some(Arg::Labels(labels)) => labels.clone(),
+            Some(arg) => arg.at(self.plan.body(), path).labels(self.plan.body(), content),
             None => BTreeSet::new(),
         }
     }
 
+    /// An argument passed to a call, as the called body can tell it.
     fn arg(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> Arg {
-        let at = |(labels, ty): (BTreeSet<SmolStr>, Option<Ty>)| match ty {
-            Some(ty) => Arg::At(labels, ty),
-            None => Arg::Labels(labels),
-        };
         if let Some((root, path)) = expr.place() {
-            return at(labels_along(self.plan, root, &path, self.node_labels));
+            return match labels_along(self.plan, root, &path, self.node_labels) {
+                (labels, Some(ty)) => Arg::At(labels, ty),
+                (labels, None) => Arg::value(labels),
+            };
         }
         if let Some((i, path)) = param_place(expr) {
             return match args.get(i as usize) {
-                Some(Arg::At(labels, ty)) => at(labels_from(self.plan.body(), labels.clone(), ty, &path)),
-                Some(Arg::Labels(labels)) => Arg::Labels(labels.clone()),
-                None => Arg::Labels(BTreeSet::new()),
+                Some(arg) => arg.at(self.plan.body(), &path),
+                None => Arg::value(BTreeSet::new()),
             };
         }
-        Arg::Labels(self.content(expr, args, depth))
+        match &expr.kind {
+            ExprKind::Record(fields) => {
+                if self.leaks.is_some() {
+                    // The record built is checked against its fields' declared labels.
+                    self.content(expr, args, depth);
+                }
+                Arg::Built(fields.iter().map(|f| (f.name.clone(), self.arg(&f.value, args, depth))).collect())
+            }
+            _ => Arg::Value { whole: self.whole(expr, args, depth), content: self.content(expr, args, depth) },
+        }
     }
 
     /// What a call of `function` with `bound` gives, its body followed once (`whole`: as a
@@ -734,10 +842,11 @@ impl<'a> Labeller<'a, '_> {
             self.calls.exceeded = true;
             return self.joined(&key.3);
         }
-        let labels = match whole {
-            true => self.whole(&function.body, &key.3, depth + 1),
-            false => self.content(&function.body, &key.3, depth + 1),
-        };
+        let outer = self.frame;
+        self.frames += 1;
+        self.frame = self.frames;
+        let labels = self.walk(&function.body, &key.3, depth + 1, whole);
+        self.frame = outer;
         self.calls.given.insert(key, labels.clone());
         labels
     }
@@ -754,7 +863,7 @@ impl<'a> Labeller<'a, '_> {
     /// The labels the value carries as a whole: a place's own and those along its path;
     /// none for a record built here or by the function called (its fields carry their
     /// declared labels); else all it holds.
-    fn whole(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
+    fn whole_of(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
         // A place: its node's own labels and those along its path (a record there keeps its
         // fields' labels on its fields, which its type declares, types being named).
         if let Some((root, path)) = expr.place() {
@@ -787,7 +896,8 @@ impl<'a> Labeller<'a, '_> {
         }
     }
 
-    fn content(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
+    /// The labels of everything the value holds, record fields included.
+    fn content_of(&mut self, expr: &'a Expr, args: &[Arg], depth: usize) -> BTreeSet<SmolStr> {
         if let Some((root, path)) = expr.place() {
             return self.place(root, &path);
         }
@@ -881,9 +991,6 @@ fn param_place(expr: &Expr) -> Option<(u32, Vec<&SmolStr>)> {
     }
 }
 
-/// The labels of the value at `root.path`: the node's own, each field's declared labels
-/// along the path, and, when a whole record is read into a computation, every label its
-/// fields may carry.
 /// The type of the value at `path` in node `root`'s value.
 pub(crate) fn place_type(body: &PlanBody, root: &str, path: &[SmolStr]) -> Option<Ty> {
     let mut ty = body.node(root)?.ty.clone();
@@ -893,6 +1000,9 @@ pub(crate) fn place_type(body: &PlanBody, root: &str, path: &[SmolStr]) -> Optio
     Some(ty)
 }
 
+/// The labels of the value at `root.path`: the node's own, each field's declared labels
+/// along the path, and, when a whole record is read into a computation, every label its
+/// fields may carry.
 fn place_labels(plan: &VerifiedPlan, root: &SmolStr, path: &[&SmolStr], node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
     let (mut labels, ty) = labels_along(plan, root, path, node_labels);
     if let Some(ty) = ty {

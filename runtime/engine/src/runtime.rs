@@ -1590,7 +1590,12 @@ fn widens(pinned_an: &Analysis, candidate_an: &Analysis, live: bool) -> Vec<Stri
         .flatten()
         .collect();
     for node in &pinned.nodes {
-        let recorded = matches!(node.kind, NodeKind::Input { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. });
+        // What the run recorded and a replay reuses: its inputs and the params it was
+        // started with, its models' answers and its systems' results.
+        let recorded = matches!(
+            node.kind,
+            NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. }
+        );
         if !recorded && !edited.contains(&node.name) {
             continue;
         }
@@ -1781,15 +1786,15 @@ pub(crate) fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
             let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;
-            let expr = &args.iter().find(|a| a.name == arg)?.value;
-            Some((param.ty.clone(), labels(&|| an.expr_labels(expr))))
+            args.iter().find(|a| a.name == arg)?;
+            Some((param.ty.clone(), labels(&|| an.arg_labels(node, arg).to_vec())))
         }
         Slot::ActionArg(node, arg) => {
             let NodeKind::Action { system, action, args, .. } = &body.node(node)?.kind else { return None };
             let target = body.system(system)?.actions.iter().find(|a| a.name == *action)?;
             let param = target.params.iter().find(|p| p.name == arg)?;
-            let expr = &args.iter().find(|a| a.name == arg)?.value;
-            Some((param.ty.clone(), labels(&|| an.expr_labels(expr))))
+            args.iter().find(|a| a.name == arg)?;
+            Some((param.ty.clone(), labels(&|| an.arg_labels(node, arg).to_vec())))
         }
     }
 }
