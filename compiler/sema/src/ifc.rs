@@ -195,9 +195,10 @@ struct Analyzer<'a> {
     /// and the arguments' labels: a body is analysed once for each, so that functions that
     /// call each other many times take time in proportion to the flow, not to the calls.
     inlined: std::collections::HashMap<Inlined, Taint>,
-    /// The labels each record type carries by declaration ([`Analyzer::declared`]), each
-    /// found once: records nested two fields to a level have exponentially many places.
-    declared_records: std::cell::RefCell<std::collections::HashMap<DeclId, Taint>>,
+    /// The labels each record type carries by declaration ([`Analyzer::declared`]), by
+    /// record and how deep it was met, each found once: records nested two fields to a
+    /// level have exponentially many places.
+    declared_records: std::cell::RefCell<std::collections::HashMap<(DeclId, usize), Taint>>,
     /// The soft and blocking gates analysed so far, with the labels of their conditions.
     gate_labels: Vec<(usize, Labels)>,
     /// The labels the flow's owner may view, which its `declassify` may take off.
@@ -222,7 +223,9 @@ impl<'a> Analyzer<'a> {
             // as a whole, which is coarser but never loses one.
             Ty::Record(_) if seen.len() >= MAX_DEPTH => Taint::flat(self.deep_labels(ty)),
             Ty::Record(record) if !seen.contains(&record.id) => {
-                if let Some(taint) = self.declared_records.borrow().get(&record.id) {
+                // By depth too: how deep it is decides where its fields are joined.
+                let key = (record.id, seen.len());
+                if let Some(taint) = self.declared_records.borrow().get(&key) {
                     return taint.clone();
                 }
                 let Some(sig) = signatures::record(self.db, record.id) else { return Taint::default() };
@@ -251,7 +254,7 @@ impl<'a> Analyzer<'a> {
                 // Field by field up to a size; past it, every label below on the value as
                 // a whole, which is coarser but never loses one.
                 let taint = if taint.size() > MAX_DECLARED { Taint::flat(self.deep_labels(ty)) } else { taint };
-                self.declared_records.borrow_mut().insert(record.id, taint.clone());
+                self.declared_records.borrow_mut().insert(key, taint.clone());
                 taint
             }
             _ => Taint::default(),
@@ -301,6 +304,12 @@ impl<'a> Analyzer<'a> {
     }
 
     fn taint(&mut self, expr: &Expr, env: &mut Env, file: FileId) -> Taint {
+        // Calls are inlined 32 deep into bodies each nesting operators 256 deep: stack to
+        // spare, on whatever thread the checker runs.
+        stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || self.taint_here(expr, env, file))
+    }
+
+    fn taint_here(&mut self, expr: &Expr, env: &mut Env, file: FileId) -> Taint {
         match &expr.kind {
             ExprKind::Lit(_) | ExprKind::Variant(..) | ExprKind::Error => Taint::default(),
             ExprKind::Interpolation(parts) => {

@@ -252,15 +252,7 @@ impl Analysis {
                 let node = &body.nodes[i];
                 let mut labels = BTreeSet::new();
                 for expr in node.kind.exprs() {
-                    for (root, path) in expr.places_read() {
-                        labels.extend(place_labels(&plan, root, &path, &node_labels));
-                    }
-                    // How old a record is reveals its `as_of` field.
-                    expr.walk(&mut |e| {
-                        if let ExprKind::Age(input) | ExprKind::Stale(input) = &e.kind {
-                            labels.extend(as_of_labels(&plan, input, &node_labels));
-                        }
-                    });
+                    labels.extend(read_labels(&plan, expr, &node_labels));
                 }
                 let answer = match &node.kind {
                     NodeKind::Infer { model, .. } => body.model(model).map(|m| m.output.clone()),
@@ -468,11 +460,7 @@ impl Analysis {
 
     /// The labels of everything an expression reads (record fields included).
     fn all_labels(&self, expr: &Expr) -> Vec<SmolStr> {
-        let mut labels = BTreeSet::new();
-        for (root, path) in expr.places_read() {
-            labels.extend(place_labels(&self.plan, root, &path, &self.node_labels));
-        }
-        labels.into_iter().collect()
+        read_labels(&self.plan, expr, &self.node_labels).into_iter().collect()
     }
 
     /// Where the plan's values would reach a place their labels keep them from — the
@@ -696,6 +684,30 @@ impl Arg {
         }
     }
 
+    /// The labels of the part at `path`: of everything it holds (`content`), or that it
+    /// carries as a whole.
+    fn labels_at(&self, body: &PlanBody, path: &[&SmolStr], content: bool) -> BTreeSet<SmolStr> {
+        match (self, path) {
+            (Arg::Built(fields), [field, rest @ ..]) => match fields.iter().find(|(name, _)| name == *field) {
+                Some((_, arg)) => arg.labels_at(body, rest, content),
+                None => BTreeSet::new(),
+            },
+            (Arg::Built(_), []) => self.labels(body, content),
+            _ => self.at(body, path).labels(body, content),
+        }
+    }
+
+    /// An item of the list it is: a place's item carries what the list carries as a whole
+    /// and its fields their declared labels; a computed list's, everything the list holds.
+    fn item(&self, body: &PlanBody) -> Arg {
+        match self {
+            Arg::At(labels, ty) if let Ty::List(item) = ty.unwrap_optional() => {
+                Arg::At(labels.clone(), (**item).clone())
+            }
+            _ => Arg::value(self.labels(body, true)),
+        }
+    }
+
     /// The labels of everything it holds (`content`), or that it carries as a whole.
     fn labels(&self, body: &PlanBody, content: bool) -> BTreeSet<SmolStr> {
         match self {
@@ -736,14 +748,14 @@ struct Labeller<'a, 'o> {
     /// arguments, so that functions that call each other many times take time in
     /// proportion to the plan, not to the calls made.
     calls: &'o mut Calls,
-    /// What each expression gave, whole or not, in the body it was followed in (`frame`):
-    /// a record's field is asked both ways, and a field nested in another's would
-    /// otherwise be walked twice at each level, which a plan's nesting makes exponential.
-    walked: FxHashMap<(usize, *const Expr, bool), BTreeSet<SmolStr>>,
-    /// The body being followed: 0 for the step's own expressions, then one for each call
-    /// followed (its arguments fixed).
-    frame: usize,
-    frames: usize,
+    /// What each expression gave, whole or not, by body being followed: the step's own
+    /// expressions, then one for each call followed (its arguments fixed), dropped when
+    /// the call returns. A record's field is asked both ways, and a field nested in
+    /// another's would otherwise be walked twice at each level, which a plan's nesting
+    /// makes exponential.
+    walked: Vec<FxHashMap<(*const Expr, bool), BTreeSet<SmolStr>>>,
+    /// The items of the `any`/`all` conditions being walked, innermost last.
+    locals: Vec<Arg>,
 }
 
 impl<'a, 'o> Labeller<'a, 'o> {
@@ -753,26 +765,25 @@ impl<'a, 'o> Labeller<'a, 'o> {
         leaks: Option<(&'a str, &'o mut Vec<String>)>,
         calls: &'o mut Calls,
     ) -> Labeller<'a, 'o> {
-        Labeller { plan, node_labels, leaks, calls, walked: FxHashMap::default(), frame: 0, frames: 0 }
+        Labeller { plan, node_labels, leaks, calls, walked: vec![FxHashMap::default()], locals: Vec::new() }
     }
 
     /// The labels the value carries as a whole (`whole`) or of everything it holds, each
     /// expression of a body walked once each way.
     fn walk(&mut self, expr: &'a Expr, args: &[Arg], depth: usize, whole: bool) -> BTreeSet<SmolStr> {
-        let composite = !matches!(
-            expr.kind,
-            ExprKind::Lit(_) | ExprKind::Node(_) | ExprKind::Param(_) | ExprKind::Local(_) | ExprKind::Variant(_)
-        );
-        let key = (self.frame, expr as *const Expr, whole);
-        if composite && let Some(labels) = self.walked.get(&key) {
+        // What a literal or a node's value carries is found without walking.
+        let cached = !matches!(expr.kind, ExprKind::Lit(_) | ExprKind::Node(_) | ExprKind::Variant(_));
+        let key = (expr as *const Expr, whole);
+        if cached && let Some(labels) = self.walked.last().and_then(|w| w.get(&key)) {
             return labels.clone();
         }
-        let labels = match whole {
+        // Bodies may nest a plan's deepest expressions 32 calls deep: stack to spare.
+        let labels = stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || match whole {
             true => self.whole_of(expr, args, depth),
             false => self.content_of(expr, args, depth),
-        };
-        if composite {
-            self.walked.insert(key, labels.clone());
+        });
+        if cached && let Some(walked) = self.walked.last_mut() {
+            walked.insert(key, labels.clone());
         }
         labels
     }
@@ -790,11 +801,19 @@ impl<'a, 'o> Labeller<'a, 'o> {
         place_labels(self.plan, root, path, self.node_labels).into_iter().collect()
     }
 
-    /// The labels of the value at `path` inside argument `i`: of everything it holds
-    /// (`content`), or as a whole.
-    fn param(&self, args: &[Arg], i: u32, path: &[&SmolStr], content: bool) -> BTreeSet<SmolStr> {
-        match args.get(i as usize) {
-            Some(arg) => arg.at(self.plan.body(), path).labels(self.plan.body(), content),
+    /// The argument or `any`/`all` item a name bound in a body stands for.
+    fn bound<'b>(&'b self, args: &'b [Arg], bound: Bound) -> Option<&'b Arg> {
+        match bound {
+            Bound::Param(i) => args.get(i as usize),
+            Bound::Local(depth) => self.locals.iter().rev().nth(depth as usize),
+        }
+    }
+
+    /// The labels of the value at `path` inside what `bound` stands for: of everything it
+    /// holds (`content`), or as a whole.
+    fn param(&self, args: &[Arg], bound: Bound, path: &[&SmolStr], content: bool) -> BTreeSet<SmolStr> {
+        match self.bound(args, bound) {
+            Some(arg) => arg.labels_at(self.plan.body(), path, content),
             None => BTreeSet::new(),
         }
     }
@@ -807,8 +826,8 @@ impl<'a, 'o> Labeller<'a, 'o> {
                 (labels, None) => Arg::value(labels),
             };
         }
-        if let Some((i, path)) = param_place(expr) {
-            return match args.get(i as usize) {
+        if let Some((bound, path)) = bound_place(expr) {
+            return match self.bound(args, bound) {
                 Some(arg) => arg.at(self.plan.body(), &path),
                 None => Arg::value(BTreeSet::new()),
             };
@@ -842,11 +861,11 @@ impl<'a, 'o> Labeller<'a, 'o> {
             self.calls.exceeded = true;
             return self.joined(&key.3);
         }
-        let outer = self.frame;
-        self.frames += 1;
-        self.frame = self.frames;
+        self.walked.push(FxHashMap::default());
+        let outer = std::mem::take(&mut self.locals);
         let labels = self.walk(&function.body, &key.3, depth + 1, whole);
-        self.frame = outer;
+        self.locals = outer;
+        self.walked.pop();
         self.calls.given.insert(key, labels.clone());
         labels
     }
@@ -854,8 +873,8 @@ impl<'a, 'o> Labeller<'a, 'o> {
     /// Everything the arguments of a call hold: what a call not followed gives.
     fn joined(&self, bound: &[Arg]) -> BTreeSet<SmolStr> {
         let mut labels = BTreeSet::new();
-        for i in 0..bound.len() {
-            labels.extend(self.param(bound, i as u32, &[], true));
+        for arg in bound {
+            labels.extend(arg.labels_at(self.plan.body(), &[], true));
         }
         labels
     }
@@ -869,8 +888,8 @@ impl<'a, 'o> Labeller<'a, 'o> {
         if let Some((root, path)) = expr.place() {
             return along(self.plan, root, &path, self.node_labels).into_iter().collect();
         }
-        if let Some((i, path)) = param_place(expr) {
-            return self.param(args, i, &path, false);
+        if let Some((bound, path)) = bound_place(expr) {
+            return self.param(args, bound, &path, false);
         }
         match &expr.kind {
             ExprKind::Record(_) => BTreeSet::new(),
@@ -901,8 +920,8 @@ impl<'a, 'o> Labeller<'a, 'o> {
         if let Some((root, path)) = expr.place() {
             return self.place(root, &path);
         }
-        if let Some((i, path)) = param_place(expr) {
-            return self.param(args, i, &path, true);
+        if let Some((bound, path)) = bound_place(expr) {
+            return self.param(args, bound, &path, true);
         }
         match &expr.kind {
             ExprKind::Declassify { value, .. } => {
@@ -922,6 +941,20 @@ impl<'a, 'o> Labeller<'a, 'o> {
             // How old a record is, and so whether it is stale, reveals its `as_of` field.
             ExprKind::Age(node) | ExprKind::Stale(node) => {
                 as_of_labels(self.plan, node, self.node_labels).into_iter().collect()
+            }
+            // Which items there are carries what the list carries as a whole; what the
+            // condition says of each, what it reads of the item (its `Local`).
+            ExprKind::Quantifier { list, body, .. } => {
+                let mut labels = self.whole(list, args, depth);
+                if self.leaks.is_some() {
+                    // Records built in it are checked.
+                    self.content(list, args, depth);
+                }
+                let item = self.arg(list, args, depth).item(self.plan.body());
+                self.locals.push(item);
+                labels.extend(self.content(body, args, depth));
+                self.locals.pop();
+                labels
             }
             ExprKind::Record(fields) => {
                 let mut labels = BTreeSet::new();
@@ -962,6 +995,22 @@ impl<'a, 'o> Labeller<'a, 'o> {
     }
 }
 
+/// The labels of everything an expression reads: the places it reads (record fields
+/// included), and what `age()` and `stale()` reveal.
+fn read_labels(plan: &VerifiedPlan, expr: &Expr, node_labels: &[Vec<SmolStr>]) -> BTreeSet<SmolStr> {
+    let mut labels = BTreeSet::new();
+    for (root, path) in expr.places_read() {
+        labels.extend(place_labels(plan, root, &path, node_labels));
+    }
+    // How old a record is reveals its `as_of` field.
+    expr.walk(&mut |e| {
+        if let ExprKind::Age(input) | ExprKind::Stale(input) = &e.kind {
+            labels.extend(as_of_labels(plan, input, node_labels));
+        }
+    });
+    labels
+}
+
 /// The labels of the `as_of` field of the source input `node` comes from (what `age(node)`
 /// and `stale(node)` reveal); of the whole input when its source names none.
 fn as_of_labels(plan: &VerifiedPlan, node: &SmolStr, node_labels: &[Vec<SmolStr>]) -> Vec<SmolStr> {
@@ -976,17 +1025,26 @@ fn as_of_labels(plan: &VerifiedPlan, node: &SmolStr, node_labels: &[Vec<SmolStr>
     }
 }
 
-/// The parameter and field path this expression reads, when it is a place inside a
-/// function's parameter (`p.amount`).
-fn param_place(expr: &Expr) -> Option<(u32, Vec<&SmolStr>)> {
+/// A name bound inside a body: a function's parameter, or the item of an `any`/`all`
+/// condition (counted from the innermost outwards).
+#[derive(Clone, Copy)]
+enum Bound {
+    Param(u32),
+    Local(u32),
+}
+
+/// The bound name and field path this expression reads, when it is a place inside a
+/// function's parameter or an `any`/`all` item (`p.amount`).
+fn bound_place(expr: &Expr) -> Option<(Bound, Vec<&SmolStr>)> {
     match &expr.kind {
-        ExprKind::Param(i) => Some((*i, Vec::new())),
+        ExprKind::Param(i) => Some((Bound::Param(*i), Vec::new())),
+        ExprKind::Local(depth) => Some((Bound::Local(*depth), Vec::new())),
         ExprKind::Field { base, field } => {
-            let (i, mut path) = param_place(base)?;
+            let (bound, mut path) = bound_place(base)?;
             path.push(field);
-            Some((i, path))
+            Some((bound, path))
         }
-        ExprKind::Unwrap(inner) => param_place(inner),
+        ExprKind::Unwrap(inner) => bound_place(inner),
         _ => None,
     }
 }
