@@ -976,6 +976,56 @@ fn installs_and_completes(flow: &str, world: &Arc<World>) {
     assert_eq!(view.status, Status::Completed, "{}", view.summary);
 }
 
+/// A hand-edited plan may chain records as long as it likes (the flow language stops
+/// following fields at 64 levels): forty thousand records, each holding the next, load
+/// and have their labels found on a test's thread, which recursion over them overflowed.
+#[test]
+fn a_plan_whose_records_chain_forty_thousand_deep_loads() {
+    let mut declared = String::from("type R0 { v: Int @pii }\n");
+    for i in 1..=8 {
+        declared.push_str(&format!("type R{i} {{ a: R{} }}\n", i - 1));
+    }
+    let flow = format!(
+        r#"
+label pii
+role clerk
+{declared}type Out {{ r: R8 }}
+flow chain {{
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input req: R8
+  output out: Out
+  access {{
+    trigger by clerk
+  }}
+  let x = req
+  emit out = Out {{ r: x }}
+}}
+"#
+    );
+    let (_, an) = runtime_with(&flow, &World::answering(&[]));
+    // Between R1 and R0, a chain of forty thousand more.
+    let mut body = an.plan.body().clone();
+    let r1 = body.records.iter().find(|r| r.name == "R1").expect("the record").clone();
+    for i in 0..40_000 {
+        let mut record = r1.clone();
+        record.name = format!("S{i:05}").into();
+        record.fields[0].ty =
+            flow_ir::ty::Ty::Named(if i == 0 { "R0".into() } else { format!("S{:05}", i - 1).into() });
+        body.records.push(record);
+    }
+    let r1 = body.records.iter_mut().find(|r| r.name == "R1").expect("the record");
+    r1.fields[0].ty = flow_ir::ty::Ty::Named("S39999".into());
+    body.records.sort_by(|a, b| a.name.cmp(&b.name));
+    let edited = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
+        .unwrap_or_else(|failed| panic!("{}", failed.1));
+    let an = Analysis::new(edited);
+    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    assert_eq!(an.node_labels("x"), &[] as &[smol_str::SmolStr]);
+    assert_eq!(an.failure_labels("x"), &["pii"]);
+}
+
 /// The runtime's proof accepts what the compiler's does where records nest: a record put
 /// whole into another's field (directly, through a `let`, a function or an `if`, or built
 /// in place and passed to a function) keeps its fields' labels on its fields, so the field

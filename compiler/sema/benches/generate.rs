@@ -140,6 +140,10 @@ pub fn examples_workspace(copies: usize) -> (Vec<(String, String)>, Vec<Prompt>,
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
+            // Not what a run left there (`.flow`, a store of runs and their evidence).
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
                 continue;

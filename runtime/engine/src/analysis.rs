@@ -100,6 +100,8 @@ pub struct Analysis {
     /// By node index: for a model or an action, the labels each argument it is sent
     /// carries as a whole (the evidence labels what was sent with them), by name.
     arg_labels: Vec<Vec<(SmolStr, Vec<SmolStr>)>>,
+    /// Each `declassify` of a step: the step, the labels of what it is given, its reason.
+    declassified: Vec<(SmolStr, Vec<SmolStr>, SmolStr)>,
     /// Each param and its default value (a constant: computed once).
     param_defaults: Vec<(SmolStr, Result<Value, crate::interp::EvalError>)>,
     /// Node indices by name.
@@ -247,6 +249,25 @@ impl Analysis {
                 _ => Vec::new(),
             })
             .collect();
+        let mut declassified = Vec::new();
+        for node in &body.nodes {
+            let mut found = false;
+            node.kind
+                .exprs()
+                .into_iter()
+                .for_each(|root| root.walk(&mut |e| found |= matches!(e.kind, ExprKind::Declassify { .. })));
+            if !found {
+                continue;
+            }
+            let mut labeller = Labeller::new(&plan, &node_labels, None, &mut calls);
+            labeller.declassified = Some(Vec::new());
+            for root in node.kind.exprs() {
+                labeller.content(root, &[], 0);
+            }
+            for (labels, reason) in labeller.declassified.unwrap_or_default() {
+                declassified.push((node.name.clone(), labels, reason));
+            }
+        }
         let failure_labels = (0..count)
             .map(|i| {
                 let node = &body.nodes[i];
@@ -289,6 +310,7 @@ impl Analysis {
             operands,
             failure_labels,
             arg_labels,
+            declassified,
             param_defaults: Vec::new(),
             index,
             resolved,
@@ -439,28 +461,13 @@ impl Analysis {
 
     /// The declassifications of the plan: the node, the labels taken off, and the reason.
     pub fn declassifications(&self) -> Vec<(SmolStr, Vec<SmolStr>, SmolStr)> {
-        let mut out = Vec::new();
-        for node in &self.body().nodes {
-            for root in node.kind.exprs() {
-                root.walk(&mut |e| {
-                    if let ExprKind::Declassify { value, reason } = &e.kind {
-                        out.push((node.name.clone(), self.all_labels(value), reason.clone()));
-                    }
-                });
-            }
-        }
-        out
+        self.declassified.clone()
     }
 
     /// The labels of what an expression's value holds, whole: everything it reads, record
     /// fields and what a record built of it holds included, but what it declassifies.
     fn sent_labels(&self, expr: &Expr, calls: &mut Calls) -> Vec<SmolStr> {
         condition_labels(&self.plan, expr, &self.node_labels, calls)
-    }
-
-    /// The labels of everything an expression reads (record fields included).
-    fn all_labels(&self, expr: &Expr) -> Vec<SmolStr> {
-        read_labels(&self.plan, expr, &self.node_labels).into_iter().collect()
     }
 
     /// Where the plan's values would reach a place their labels keep them from — the
@@ -661,9 +668,21 @@ enum Arg {
     Value { whole: BTreeSet<SmolStr>, content: BTreeSet<SmolStr> },
 }
 
+/// How deep records built in place are passed field by field (each argument is at most
+/// this deep, so hashing, comparing and dropping one recurses no deeper).
+const MAX_BUILT: usize = 64;
+
 impl Arg {
     fn value(labels: BTreeSet<SmolStr>) -> Arg {
         Arg::Value { whole: labels.clone(), content: labels }
+    }
+
+    /// How deep records built in place nest in it.
+    fn nesting(&self) -> usize {
+        match self {
+            Arg::Built(fields) => 1 + fields.iter().map(|(_, arg)| arg.nesting()).max().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The part of the argument at `path`.
@@ -756,6 +775,9 @@ struct Labeller<'a, 'o> {
     walked: Vec<FxHashMap<(*const Expr, bool), BTreeSet<SmolStr>>>,
     /// The items of the `any`/`all` conditions being walked, innermost last.
     locals: Vec<Arg>,
+    /// With `Some`, each `declassify` walked: the labels of what it is given (items of
+    /// `any`/`all` included), and its reason.
+    declassified: Option<Vec<(Vec<SmolStr>, SmolStr)>>,
 }
 
 impl<'a, 'o> Labeller<'a, 'o> {
@@ -765,7 +787,15 @@ impl<'a, 'o> Labeller<'a, 'o> {
         leaks: Option<(&'a str, &'o mut Vec<String>)>,
         calls: &'o mut Calls,
     ) -> Labeller<'a, 'o> {
-        Labeller { plan, node_labels, leaks, calls, walked: vec![FxHashMap::default()], locals: Vec::new() }
+        Labeller {
+            plan,
+            node_labels,
+            leaks,
+            calls,
+            walked: vec![FxHashMap::default()],
+            locals: Vec::new(),
+            declassified: None,
+        }
     }
 
     /// The labels the value carries as a whole (`whole`) or of everything it holds, each
@@ -838,7 +868,15 @@ impl<'a, 'o> Labeller<'a, 'o> {
                     // The record built is checked against its fields' declared labels.
                     self.content(expr, args, depth);
                 }
-                Arg::Built(fields.iter().map(|f| (f.name.clone(), self.arg(&f.value, args, depth))).collect())
+                let built =
+                    Arg::Built(fields.iter().map(|f| (f.name.clone(), self.arg(&f.value, args, depth))).collect());
+                // Records built inside records passed down calls may nest as deep as the
+                // calls times the expressions: past a depth, what it holds, as a value
+                // (which carries nothing as a whole, as a record built does).
+                match built.nesting() > MAX_BUILT {
+                    true => Arg::Value { whole: BTreeSet::new(), content: built.labels(self.plan.body(), true) },
+                    false => built,
+                }
             }
             _ => Arg::Value { whole: self.whole(expr, args, depth), content: self.content(expr, args, depth) },
         }
@@ -924,10 +962,13 @@ impl<'a, 'o> Labeller<'a, 'o> {
             return self.param(args, bound, &path, true);
         }
         match &expr.kind {
-            ExprKind::Declassify { value, .. } => {
-                if self.leaks.is_some() {
+            ExprKind::Declassify { value, reason } => {
+                if self.leaks.is_some() || self.declassified.is_some() {
                     // What it takes labels off is still checked for records built inside.
-                    self.content(value, args, depth);
+                    let labels = self.content(value, args, depth);
+                    if let Some(found) = &mut self.declassified {
+                        found.push((labels.into_iter().collect(), reason.clone()));
+                    }
                 }
                 BTreeSet::new()
             }
@@ -946,7 +987,7 @@ impl<'a, 'o> Labeller<'a, 'o> {
             // condition says of each, what it reads of the item (its `Local`).
             ExprKind::Quantifier { list, body, .. } => {
                 let mut labels = self.whole(list, args, depth);
-                if self.leaks.is_some() {
+                if self.leaks.is_some() || self.declassified.is_some() {
                     // Records built in it are checked.
                     self.content(list, args, depth);
                 }
@@ -1113,19 +1154,23 @@ fn labels_from(
 }
 
 /// Every label declared on a field reachable inside values of `ty`.
+/// Found without recursion: a plan may chain records as long as it likes.
 fn deep_labels(body: &PlanBody, ty: &Ty, out: &mut BTreeSet<SmolStr>, seen: &mut BTreeSet<SmolStr>) {
-    match ty {
-        Ty::Optional(inner) | Ty::List(inner) => deep_labels(body, inner, out, seen),
-        Ty::Named(name) => {
-            if let Some(record) = body.record(name)
-                && seen.insert(name.clone())
-            {
-                for field in &record.fields {
-                    out.extend(field.labels.iter().cloned());
-                    deep_labels(body, &field.ty, out, seen);
+    let mut stack = vec![ty];
+    while let Some(ty) = stack.pop() {
+        match ty {
+            Ty::Optional(inner) | Ty::List(inner) => stack.push(inner),
+            Ty::Named(name) => {
+                if let Some(record) = body.record(name)
+                    && seen.insert(name.clone())
+                {
+                    for field in &record.fields {
+                        out.extend(field.labels.iter().cloned());
+                        stack.push(&field.ty);
+                    }
                 }
             }
+            _ => {}
         }
-        _ => {}
     }
 }

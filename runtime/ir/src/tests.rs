@@ -48,6 +48,11 @@ fn types_round_trip_through_their_syntax() {
     for bad in ["Money[usd]", "Text??", "List[", "lowercase", "", "List[Text"] {
         assert!(bad.parse::<Ty>().is_err(), "{bad}");
     }
+    // Nested as deep as a type's text allows, and far deeper: read, or refused without
+    // recursing as deep (which overflowed the stack of a test's thread).
+    let nested = |depth: usize| format!("{}Int{}", "List[".repeat(depth), "]".repeat(depth));
+    assert!(nested(150).parse::<Ty>().is_ok());
+    assert!(nested(1_000_000).parse::<Ty>().is_err());
 }
 
 /// A plan of one input `x: Bool` and a `let` of `depth` nested `not`s over it, sealed.

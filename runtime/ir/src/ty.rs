@@ -161,6 +161,9 @@ fn is_name(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@' || c == '/' || c == '.' || c == '-')
 }
 
+/// The longest type text a plan may write.
+const MAX_TYPE_TEXT: usize = 1024;
+
 impl FromStr for Ty {
     type Err = TypeSyntaxError;
 
@@ -175,6 +178,11 @@ impl FromStr for Ty {
             _ => {}
         }
         let error = || TypeSyntaxError(text.to_owned());
+        // A type is written in a few words; a longer text (types nested hundreds deep)
+        // would be read by recursion as deep.
+        if text.len() > MAX_TYPE_TEXT {
+            return Err(error());
+        }
         if let Some(inner) = text.strip_suffix('?') {
             let inner: Ty = inner.parse().map_err(|_| error())?;
             return if inner.is_optional() { Err(error()) } else { Ok(Ty::Optional(Box::new(inner))) };
