@@ -1026,6 +1026,40 @@ flow chain {{
     assert_eq!(an.failure_labels("x"), &["pii"]);
 }
 
+/// What an `any` or `all` says carries what its condition reads of the items, and no more:
+/// passed whole to a function, an item keeps its fields' labels on its fields.
+#[test]
+fn a_condition_over_items_carries_what_it_reads_of_them() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+type Person { ssn: Text @pii  age: Int }
+type Batch { people: List[Person] }
+type Tag { t: Text @pii }
+type Plain { t: Text }
+type Out { flagged: Bool @pii  adults: Bool }
+fn tagged(tag: Tag) -> Bool = len(tag.t) > 3
+fn plain(p: Plain) -> Bool = len(p.t) > 1
+flow screen {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input batch: Batch
+  output out: Out
+  access {
+    trigger by clerk
+  }
+  let flagged = any(batch.people, x => tagged(Tag { t: x.ssn }))
+  let adults = all(batch.people, x => plain(Plain { t: "{x.age}" }))
+  emit out = Out { flagged: flagged, adults: adults }
+}
+"#;
+    let (_, an) = runtime_with(FLOW, &World::answering(&[]));
+    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    assert_eq!(an.node_labels("flagged"), &["pii"]);
+    assert_eq!(an.node_labels("adults"), &[] as &[smol_str::SmolStr]);
+}
+
 /// The runtime's proof accepts what the compiler's does where records nest: a record put
 /// whole into another's field (directly, through a `let`, a function or an `if`, or built
 /// in place and passed to a function) keeps its fields' labels on its fields, so the field
