@@ -9,7 +9,7 @@
 # `flow-principals.toml`, `flow.toml`.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --release --quiet -p flowc
+cargo build --release --quiet -p flow-cli
 flowc() { ../target/release/flowc "$@"; }
 step() { printf '\n\033[1m$ flowc %s\033[0m\n' "$*"; flowc "$@"; }
 run_of() { sed -E 's/.*"run":"([^"]+)".*/\1/'; }

@@ -25,7 +25,7 @@ for target in parse check format lsp_session; do
 done
 mkdir -p "$corpus/plan_load" "$corpus/evidence_verify" "$corpus/input_decode" "$corpus/json_exact" \
   "$corpus/lsp_transport" "$corpus/literals" "$corpus/conformance"
-cp fuzz/seeds/*.plan.json runtime/engine/benches/rules.plan.json "$corpus/plan_load/"
+cp fuzz/seeds/*.plan.json runtime/benches/rules.plan.json "$corpus/plan_load/"
 cp fuzz/seeds/evidence/*.json "$corpus/evidence_verify/"
 for f in examples/inputs/*.json; do
   cp "$f" "$corpus/input_decode/$(basename "$f")"

@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 static PLANS: LazyLock<Vec<flow_ir::VerifiedPlan>> = LazyLock::new(|| {
-    [&include_bytes!("../../runtime/engine/benches/rules.plan.json")[..], include_bytes!("../seeds/spend_approval.plan.json")]
+    [&include_bytes!("../../runtime/benches/rules.plan.json")[..], include_bytes!("../seeds/spend_approval.plan.json")]
         .iter()
         .map(|bytes| flow_ir::load(bytes).expect("the seed plans verify"))
         .collect()

@@ -372,3 +372,15 @@ fn every_change_the_hash_sees_diff_reports() {
     }
     assert!(checked > 100, "{checked} changed plans verified");
 }
+
+/// The runtime's benchmark carries the compiled plan of `runtime/benches/rules.flow`
+/// (rebuild it with `flowc build runtime/benches/rules.flow -o runtime/benches/rules.plan.json`).
+#[test]
+fn the_benchmark_plan_is_the_plan_of_its_flow() {
+    let dir = crate::tidy::root().join("runtime/benches");
+    let flow = std::fs::read(dir.join("rules.flow")).unwrap_or_default();
+    let plan = plan_of(&[("runtime/benches/rules.flow".to_owned(), flow)]);
+    let carried = flow_ir::load(&std::fs::read(dir.join("rules.plan.json")).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(carried.hash(), plan.hash(), "runtime/benches/rules.plan.json is out of date");
+}

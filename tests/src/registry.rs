@@ -132,6 +132,7 @@ fn every_code_has_a_corpus_case() {
 fn every_code_is_emitted_and_every_written_code_is_registered() {
     let mut files = Vec::new();
     rust_files(&root().join("compiler"), &mut files);
+    rust_files(&root().join("cli"), &mut files);
     let mut source = String::new();
     for file in &files {
         let path = file.to_string_lossy();

@@ -2,7 +2,7 @@
 //! division by zero, overflow, an instant past the year 9999 — at compile time, at the
 //! param, rather than in every run.
 //!
-//! The arithmetic is the runtime's, rule for rule (`runtime/engine/src/interp.rs`): whole
+//! The arithmetic is the runtime's, rule for rule (`runtime/src/interp.rs`): whole
 //! numbers in 64 bits with checked operations, `Int / Int` and every mix with decimals as
 //! exact 96-bit decimals (`rust_decimal`'s checked operations, rounding to 28 decimal
 //! places, and a product or quotient of non-zero amounts that rounds to zero an error),

@@ -1,4 +1,4 @@
-//! One credit policy three ways — the Flow plan `runtime/engine/benches/rules.flow` (ten
+//! One credit policy three ways — the Flow plan `runtime/benches/rules.flow` (ten
 //! gates and an approval matrix), the same rules as Cedar policies, and as one CEL program —
 //! with generated applications and the decision each gives, so the benchmarks compare
 //! engines that provably decide alike (`tests/peers.rs` checks it on every case the
@@ -20,8 +20,8 @@ use flow_runtime::value::Value;
 use flow_runtime::{Engine, Principal, Runtime, StartOptions, Status};
 use serde_json::{Value as Json, json};
 
-/// The compiled plan of `runtime/engine/benches/rules.flow`.
-pub const PLAN: &[u8] = include_bytes!("../../engine/benches/rules.plan.json");
+/// The compiled plan of `runtime/benches/rules.flow`.
+pub const PLAN: &[u8] = include_bytes!("../../runtime/benches/rules.plan.json");
 
 /// The gates in the plan's order (independent steps run in name order), and whether each
 /// blocks.

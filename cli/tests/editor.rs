@@ -43,7 +43,7 @@ fn neovim_shows_diagnostics_definitions_and_completions() {
         eprintln!("skipped: `nvim` is not installed");
         return;
     }
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = std::env::temp_dir().join(format!("flowc-editor-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("common")).unwrap();

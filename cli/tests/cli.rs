@@ -40,7 +40,7 @@ const BROKEN: &str = "role clerk\nfn total(a: Money[USD], b: Money[EUR]) -> Mone
 
 #[test]
 fn the_examples_check_clean() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let output = flowc(&examples, &["check", "."]);
     assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("no problems"), "{}", stdout(&output));

@@ -203,7 +203,7 @@ test "typo" {
 /// The examples' tests pass and cover every branch of every example.
 #[test]
 fn the_examples_tests_pass_and_cover_every_branch() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let output = flowc(&examples, &["test", ".", "--min-coverage", "100"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let json: Json = serde_json::from_slice(&flowc(&examples, &["test", ".", "--format", "json"]).stdout).unwrap();
@@ -230,7 +230,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// meaning changed since its plan was approved.
 #[test]
 fn the_ci_recipe_checks_tests_and_compares_approved_plans() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::temp_dir().join(format!("flowc-test-{}-ci", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_tree(&root.join("examples"), &dir.join("examples"));
