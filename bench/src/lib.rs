@@ -175,7 +175,7 @@ impl Decision {
 /// The Flow plan, loaded into a runtime with an in-memory store, with `engine`.
 pub struct Flow {
     pub runtime: Runtime,
-    pub an: Arc<Analysis>,
+    pub analysis: Arc<Analysis>,
     pub who: Principal,
     pub options: StartOptions,
     /// The input node's index.
@@ -204,8 +204,8 @@ impl Flow {
         let store = SqliteStore::open(std::path::Path::new(":memory:")).map_err(|e| e.to_string())?;
         let mut runtime = Runtime::new(Box::new(store));
         runtime.set_engine(engine);
-        let an = runtime.install(plan).map_err(|e| e.to_string())?;
-        let id = |name: &str| an.id(name).ok_or_else(|| format!("the plan has no `{name}`"));
+        let analysis = runtime.install(plan).map_err(|e| e.to_string())?;
+        let id = |name: &str| analysis.id(name).ok_or_else(|| format!("the plan has no `{name}`"));
         let gates = GATES.iter().map(|(name, _)| id(name)).collect::<Result<Vec<_>, _>>()?;
         let (input, matrix) = (id("app")?.index(), id("sign")?);
         let options = StartOptions {
@@ -214,13 +214,13 @@ impl Flow {
             params: Vec::new(),
         };
         let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
-        Ok(Flow { runtime, an, who, options, input, gates, matrix })
+        Ok(Flow { runtime, analysis, who, options, input, gates, matrix })
     }
 
     /// The nodes of the plan's gates in its order (checked against [`GATES`] by the tests).
     pub fn gate_order(&self) -> Vec<String> {
-        let body = self.an.body();
-        self.an
+        let body = self.analysis.body();
+        self.analysis
             .plan
             .order()
             .iter()
@@ -233,19 +233,19 @@ impl Flow {
     /// The application decoded and laid out for the plan's code: what a run does before its
     /// first step.
     pub fn prepare(&self, case: &Case) -> Result<Prepared, String> {
-        let body = self.an.body();
+        let body = self.analysis.body();
         let ty = &body.nodes[self.input].ty;
         let value = flow_runtime::value::decode(body, &case.flow_json(), ty, "app").map_err(|e| e.to_string())?;
-        let mut state = State::new(&self.an);
+        let mut state = State::new(&self.analysis);
         state.values[self.input] = Some(value);
-        for (name, default) in self.an.param_defaults() {
-            if let (Some(id), Ok(value)) = (self.an.id(name), default) {
+        for (name, default) in self.analysis.param_defaults() {
+            if let (Some(id), Ok(value)) = (self.analysis.id(name), default) {
                 state.values[id.index()] = Some(value.clone());
             }
         }
         let frame = match self.runtime.engine() {
             Engine::Jit => {
-                self.an.native().ok().map(|native| native.frame(&state.values, &state.degraded, state.clock))
+                self.analysis.native().ok().map(|native| native.frame(&state.values, &state.degraded, state.clock))
             }
             Engine::Interpreter => None,
         };
@@ -255,38 +255,38 @@ impl Flow {
     /// Whether a condition of the plan holds for a prepared application, by the runtime's
     /// engine.
     pub fn eval(&self, prepared: &Prepared, expr: &flow_ir::expr::Expr) -> bool {
-        let scope = (&prepared.state, &*self.an);
+        let scope = (&prepared.state, &*self.analysis);
         if let Some(frame) = &prepared.frame
-            && let Ok(native) = self.an.native()
+            && let Ok(native) = self.analysis.native()
             && let Some(result) = native.test(expr, &scope, frame)
         {
             return matches!(result, Ok(true));
         }
-        matches!(flow_runtime::interp::eval(self.an.body(), &scope, expr), Ok(Value::Bool(true)))
+        matches!(flow_runtime::interp::eval(self.analysis.body(), &scope, expr), Ok(Value::Bool(true)))
     }
 
     /// Gate `gate`'s condition tested as the engine tests it, the lookup of its code done
     /// once: what `flowc` runs for one gate (the `gate` benchmark).
     pub fn gate_test(&self, gate: &str) -> Option<GateTest<'_>> {
         let condition = self.condition(gate)?;
-        match self.an.native() {
+        match self.analysis.native() {
             Ok(native) if self.runtime.engine() == Engine::Jit => {
                 let code = native.condition(condition)?;
                 Some(Box::new(move |prepared: &Prepared| {
-                    let (scope, frame) = ((&prepared.state, &*self.an), prepared.frame.as_ref());
+                    let (scope, frame) = ((&prepared.state, &*self.analysis), prepared.frame.as_ref());
                     frame.and_then(|frame| code.test(&scope, frame)).is_some_and(|r| r == Ok(true))
                 }))
             }
             _ => Some(Box::new(move |prepared: &Prepared| {
-                let scope = (&prepared.state, &*self.an);
-                matches!(flow_runtime::interp::eval(self.an.body(), &scope, condition), Ok(Value::Bool(true)))
+                let scope = (&prepared.state, &*self.analysis);
+                matches!(flow_runtime::interp::eval(self.analysis.body(), &scope, condition), Ok(Value::Bool(true)))
             })),
         }
     }
 
     /// The condition of gate `gate`.
     pub fn condition(&self, gate: &str) -> Option<&flow_ir::expr::Expr> {
-        match &self.an.body().nodes[self.an.id(gate)?.index()].kind {
+        match &self.analysis.body().nodes[self.analysis.id(gate)?.index()].kind {
             NodeKind::Gate { condition, .. } => Some(condition),
             _ => None,
         }
@@ -295,7 +295,7 @@ impl Flow {
     /// The decision logic alone on a prepared application: the ten gate conditions and the
     /// matrix, by the runtime's engine.
     pub fn decide(&self, prepared: &Prepared) -> Decision {
-        let body = self.an.body();
+        let body = self.analysis.body();
         let mut holds = [false; GATES.len()];
         for (i, id) in self.gates.iter().enumerate() {
             let NodeKind::Gate { condition, level, .. } = &body.nodes[id.index()].kind else { continue };
@@ -309,10 +309,10 @@ impl Flow {
 
     /// The matrix row (from 1) that applies to a prepared application; 0 for none.
     pub fn row(&self, prepared: &Prepared) -> u32 {
-        let NodeKind::Approval { rows, .. } = &self.an.body().nodes[self.matrix.index()].kind else { return 0 };
+        let NodeKind::Approval { rows, .. } = &self.analysis.body().nodes[self.matrix.index()].kind else { return 0 };
         if let Some(frame) = &prepared.frame
-            && let Ok(native) = self.an.native()
-            && let Some(Ok(Some(row))) = native.matrix(self.matrix.0, &(&prepared.state, &*self.an), frame)
+            && let Ok(native) = self.analysis.native()
+            && let Some(Ok(Some(row))) = native.matrix(self.matrix.0, &(&prepared.state, &*self.analysis), frame)
         {
             return row as u32 + 1;
         }
@@ -335,7 +335,8 @@ impl Flow {
 
     /// As [`Flow::run`], from the inputs' JSON.
     pub fn run_inputs(&self, inputs: &[(String, Json)]) -> Result<(Option<&'static str>, Option<u32>), String> {
-        let view = self.runtime.evaluate(&self.an, &self.who, inputs, &self.options).map_err(|e| e.to_string())?;
+        let view =
+            self.runtime.evaluate(&self.analysis, &self.who, inputs, &self.options).map_err(|e| e.to_string())?;
         Ok(match view.status {
             Status::Blocked => (GATES.iter().map(|g| g.0).find(|g| view.summary.contains(&format!("`{g}`"))), None),
             Status::Completed => (None, Some(1)),

@@ -13,7 +13,7 @@ const CASES: u64 = 5_000;
 fn flow_cedar_and_cel_decide_alike() {
     let interp = Flow::new(Engine::Interpreter).expect("the plan loads");
     let jit = Flow::new(Engine::Jit).expect("the plan loads");
-    assert!(jit.an.native().is_ok(), "native code for the plan: {:?}", jit.an.native().err());
+    assert!(jit.analysis.native().is_ok(), "native code for the plan: {:?}", jit.analysis.native().err());
     let expected: Vec<String> = GATES.iter().map(|g| g.0.to_owned()).collect();
     assert_eq!(jit.gate_order(), expected, "GATES follows the plan's order");
     let (cedar, cel) = (Cedar::new().expect("the policies parse"), Cel::new().expect("the program compiles"));

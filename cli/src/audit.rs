@@ -9,7 +9,7 @@ use flow_runtime::checkpoint::Checkpoint;
 use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
-use crate::deploy::Where;
+use crate::deploy::Deployment;
 
 /// A checkpoint from a file: a checkpoint as `flowc audit --format json` prints it under
 /// `checkpoint`, that whole output, or an evidence bundle (its log's checkpoint).
@@ -22,10 +22,10 @@ fn read_checkpoint(path: &str) -> anyhow::Result<Checkpoint> {
     checkpoint.with_context(|| format!("`{path}` holds no checkpoint (`size`, `root`, `at`)"))
 }
 
-pub fn run(where_: &Where, earlier: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {
+pub fn run(deployment: &Deployment, earlier: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {
     let earlier = earlier.map(read_checkpoint).transpose()?;
     // Read only: an audit resumes no interrupted run.
-    let runtime = crate::deploy::runtime(where_)?;
+    let runtime = crate::deploy::runtime(deployment)?;
     let audit = match runtime.audit(earlier.as_ref()) {
         Ok(audit) => audit,
         Err(error) => return crate::runs::fail(error),

@@ -12,9 +12,10 @@ use flow_runtime::store::SqliteStore;
 use flow_runtime::{Principal, Runtime};
 use serde::Deserialize;
 
-/// Where the run commands find things.
+/// The deployment the run commands work in: its run store, its principals file and where
+/// its models and systems run.
 #[derive(clap::Args, Clone, Debug)]
-pub struct Where {
+pub struct Deployment {
     /// The run store (SQLite; created on first use); `:memory:` keeps runs in memory.
     #[arg(long, value_name = "PATH", default_value = ".flow/runs.db")]
     pub store: String,
@@ -83,12 +84,12 @@ fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Durat
 }
 
 /// The principals of the deployment: id to roles.
-pub fn principals(where_: &Where) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+pub fn principals(deployment: &Deployment) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     #[derive(Deserialize)]
     struct File {
         principals: BTreeMap<String, Vec<String>>,
     }
-    let Some(path) = find(where_.principals.as_deref(), &where_.store, "flow-principals.toml") else {
+    let Some(path) = find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml") else {
         bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
     };
     let text = std::fs::read_to_string(&path)
@@ -99,10 +100,10 @@ pub fn principals(where_: &Where) -> anyhow::Result<BTreeMap<String, Vec<String>
 }
 
 /// The principal `--as` names (or `FLOW_PRINCIPAL`), with their roles.
-pub fn principal(where_: &Where, id: Option<&str>) -> anyhow::Result<Principal> {
+pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Principal> {
     let env = std::env::var("FLOW_PRINCIPAL").ok().filter(|p| !p.is_empty());
     let Some(id) = id.map(str::to_owned).or(env) else { bail!("say who acts with `--as ID` (or set FLOW_PRINCIPAL)") };
-    let principals = principals(where_)?;
+    let principals = principals(deployment)?;
     let Some(roles) = principals.get(&id) else {
         let known: Vec<&str> = principals.keys().map(String::as_str).collect();
         bail!("`{id}` is not in the principals file; it lists {}", known.join(", "))
@@ -111,14 +112,14 @@ pub fn principal(where_: &Where, id: Option<&str>) -> anyhow::Result<Principal> 
 }
 
 /// Opens the store and configures the runtime from `flow.toml`.
-pub fn runtime(where_: &Where) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open(Path::new(&where_.store)).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
+    let store = SqliteStore::open(Path::new(&deployment.store)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut runtime = Runtime::new(Box::new(store));
     // The principals a run's inputs may name: those of the principals file, when there is one.
-    if find(where_.principals.as_deref(), &where_.store, "flow-principals.toml").is_some() {
-        runtime.set_directory(flow_runtime::Directory::new(principals(where_)?.keys()));
+    if find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml").is_some() {
+        runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));
     }
-    let Some(path) = find(where_.config.as_deref(), &where_.store, "flow.toml") else { return Ok(runtime) };
+    let Some(path) = find(deployment.config.as_deref(), &deployment.store, "flow.toml") else { return Ok(runtime) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let config: Config =
         toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;

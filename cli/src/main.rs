@@ -194,7 +194,7 @@ enum Command {
         #[arg(long, value_name = "CANDIDATE")]
         shadow: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -204,7 +204,7 @@ enum Command {
         #[arg(long = "as", value_name = "ID")]
         who: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -226,7 +226,7 @@ enum Command {
         #[arg(long = "edit", value_name = "FIELD=VALUE")]
         edits: Vec<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -243,7 +243,7 @@ enum Command {
         #[arg(long)]
         basis: String,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -251,7 +251,7 @@ enum Command {
     Status {
         run: String,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -263,7 +263,7 @@ enum Command {
         #[arg(long = "as", value_name = "ID")]
         who: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
     },
     /// Execute a stored run again from its evidence: exactly (every step's value and the
     /// outcome must come out as recorded; exit 1 at the first difference), or with other
@@ -307,7 +307,7 @@ enum Command {
         #[arg(long, value_enum)]
         engine: Option<EngineArg>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -330,7 +330,7 @@ enum Command {
         #[arg(long = "as", value_name = "ID")]
         who: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -376,7 +376,7 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: stats::StatsFormat,
     },
@@ -389,7 +389,7 @@ enum Command {
         #[arg(long = "as", value_name = "ID")]
         who: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
     },
     /// Check the whole run store: every run's evidence, and the store's log of heads against
     /// the runs, refusals and shadows it records (a run deleted or rolled back is found).
@@ -399,7 +399,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<String>,
         #[command(flatten)]
-        where_: deploy::Where,
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -490,9 +490,9 @@ fn main() -> ExitCode {
         Command::Verify { file, keys, require_signature, dump, format } => {
             verify::run(&file, &verify::Options { format, dump, keys: &keys, require_signature })
         }
-        Command::Audit { checkpoint, where_, format } => audit::run(&where_, checkpoint.as_deref(), format),
-        Command::Run { file, flow, inputs, batch, who, at, engine, shadow, where_, format } => runs::run(
-            &where_,
+        Command::Audit { checkpoint, deployment, format } => audit::run(&deployment, checkpoint.as_deref(), format),
+        Command::Run { file, flow, inputs, batch, who, at, engine, shadow, deployment, format } => runs::run(
+            &deployment,
             &runs::RunOptions {
                 file: &file,
                 flow: flow.as_deref(),
@@ -505,9 +505,9 @@ fn main() -> ExitCode {
                 format,
             },
         ),
-        Command::Pending { who, where_, format } => runs::pending(&where_, who.as_deref(), format),
-        Command::Decide { run, step, who, outcome, reason, basis, edits, where_, format } => runs::decide(
-            &where_,
+        Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
+        Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
+            &deployment,
             &runs::Decide {
                 run: &run,
                 step: &step,
@@ -519,12 +519,12 @@ fn main() -> ExitCode {
                 format,
             },
         ),
-        Command::Override { run, gate, who, reason, basis, where_, format } => {
-            runs::override_gate(&where_, &run, &gate, who.as_deref(), &reason, &basis, format)
+        Command::Override { run, gate, who, reason, basis, deployment, format } => {
+            runs::override_gate(&deployment, &run, &gate, who.as_deref(), &reason, &basis, format)
         }
-        Command::Status { run, where_, format } => runs::status(&where_, &run, format),
-        Command::Show { run, who, where_ } => runs::show(&where_, &run, who.as_deref()),
-        Command::Replay { run, all, flow, since, plan, set, live, details, who, engine, where_, format } => {
+        Command::Status { run, deployment, format } => runs::status(&deployment, &run, format),
+        Command::Show { run, who, deployment } => runs::show(&deployment, &run, who.as_deref()),
+        Command::Replay { run, all, flow, since, plan, set, live, details, who, engine, deployment, format } => {
             let options = replays::Options {
                 who: who.as_deref(),
                 engine: engine.map(Into::into),
@@ -535,12 +535,12 @@ fn main() -> ExitCode {
                 format,
             };
             match run {
-                Some(run) if !all => replays::one(&where_, &run, &options),
-                _ => replays::all(&where_, since.as_deref(), details, &options),
+                Some(run) if !all => replays::one(&deployment, &run, &options),
+                _ => replays::all(&deployment, since.as_deref(), details, &options),
             }
         }
-        Command::ShadowReport { flow, since, candidate, details, who, where_, format } => replays::shadow_report(
-            &where_,
+        Command::ShadowReport { flow, since, candidate, details, who, deployment, format } => replays::shadow_report(
+            &deployment,
             &replays::ShadowOptions {
                 who: who.as_deref(),
                 flow: flow.as_deref(),
@@ -554,11 +554,11 @@ fn main() -> ExitCode {
         Command::Test { paths, format, min_coverage, snapshot, update } => {
             testing::run(&testing::Options { paths: &paths, format, min_coverage, snapshot, update })
         }
-        Command::Stats { flow, since, where_, format } => {
-            stats::stats(&where_, flow.as_deref(), since.as_deref(), format)
+        Command::Stats { flow, since, deployment, format } => {
+            stats::stats(&deployment, flow.as_deref(), since.as_deref(), format)
         }
-        Command::Evidence { run, output, who, where_ } => {
-            runs::evidence(&where_, &run, who.as_deref(), output.as_deref())
+        Command::Evidence { run, output, who, deployment } => {
+            runs::evidence(&deployment, &run, who.as_deref(), output.as_deref())
         }
         Command::Explain { code, format } => explain::run(&code, format),
         Command::Lsp => Ok(ExitCode::from(u8::try_from(flow_lsp::run_stdio()).unwrap_or(1))),

@@ -15,7 +15,7 @@ use flow_runtime::{Engine, ReplayChanges, ReplaySummary, RunFilter, RunReplay, R
 use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
-use crate::deploy::{self, Where};
+use crate::deploy::{self, Deployment};
 use crate::runs::{fail, open, plan};
 
 pub struct Options<'a> {
@@ -30,7 +30,10 @@ pub struct Options<'a> {
 
 /// The runtime to replay with, and the changes asked for (`Err`: the exit, a plan that did
 /// not compile having been reported).
-fn prepare(where_: &Where, options: &Options<'_>) -> anyhow::Result<Result<(Runtime, ReplayChanges), ExitCode>> {
+fn prepare(
+    deployment: &Deployment,
+    options: &Options<'_>,
+) -> anyhow::Result<Result<(Runtime, ReplayChanges), ExitCode>> {
     let mut changes = ReplayChanges { live: options.live, ..ReplayChanges::default() };
     for set in options.set {
         let Some((name, value)) = set.split_once('=') else { bail!("`--set {set}` is not PARAM=VALUE") };
@@ -46,7 +49,7 @@ fn prepare(where_: &Where, options: &Options<'_>) -> anyhow::Result<Result<(Runt
             Err(code) => return Ok(Err(code)),
         }
     }
-    let mut runtime = open(where_)?;
+    let mut runtime = open(deployment)?;
     if let Some(engine) = options.engine {
         runtime.set_engine(engine);
     }
@@ -84,9 +87,9 @@ fn print_changes(changes: &[Change]) {
 }
 
 /// `flowc replay RUN [--plan PLAN] [--set PARAM=VALUE…]`.
-pub fn one(where_: &Where, run: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, options.who)?;
-    let (runtime, changes) = match prepare(where_, options)? {
+pub fn one(deployment: &Deployment, run: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(deployment, options.who)?;
+    let (runtime, changes) = match prepare(deployment, options)? {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
     };
@@ -182,11 +185,16 @@ fn run_json(run: &RunReplay) -> Json {
 }
 
 /// `flowc replay --all [--flow NAME] [--since DATE] [--plan PLAN] [--set PARAM=VALUE…]`.
-pub fn all(where_: &Where, since_text: Option<&str>, details: bool, options: &Options<'_>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, options.who)?;
+pub fn all(
+    deployment: &Deployment,
+    since_text: Option<&str>,
+    details: bool,
+    options: &Options<'_>,
+) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(deployment, options.who)?;
     let filter =
         RunFilter { flow: options.flow.map(str::to_owned), since: since_text.map(since).transpose()?, details };
-    let (runtime, changes) = match prepare(where_, options)? {
+    let (runtime, changes) = match prepare(deployment, options)? {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
     };
@@ -265,14 +273,14 @@ fn changes_of(json: &Json) -> Vec<Change> {
 }
 
 /// `flowc shadow-report [--flow NAME] [--since DATE] [--candidate HASH] [--details]`.
-pub fn shadow_report(where_: &Where, options: &ShadowOptions<'_>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, options.who)?;
+pub fn shadow_report(deployment: &Deployment, options: &ShadowOptions<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(deployment, options.who)?;
     let filter = RunFilter {
         flow: options.flow.map(str::to_owned),
         since: options.since.map(since).transpose()?,
         details: options.details,
     };
-    let runtime = open(where_)?;
+    let runtime = open(deployment)?;
     let report = match runtime.shadow_report(&who, &filter, options.candidate) {
         Ok(report) => report,
         Err(error) => return fail(error),

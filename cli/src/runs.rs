@@ -16,7 +16,7 @@ use flow_runtime::{DecisionInput, Error, Principal, RunView, Runtime, StartOptio
 use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
-use crate::deploy::{self, Where};
+use crate::deploy::{self, Deployment};
 use crate::session::{Session, read_plan};
 
 /// An error of the runtime as an exit: refusals and bad requests are the input's (1), the
@@ -32,8 +32,8 @@ pub(crate) fn fail(error: Error) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the runtime and resumes runs a crash interrupted.
-pub(crate) fn open(where_: &Where) -> anyhow::Result<Runtime> {
-    let runtime = deploy::runtime(where_)?;
+pub(crate) fn open(deployment: &Deployment) -> anyhow::Result<Runtime> {
+    let runtime = deploy::runtime(deployment)?;
     match runtime.resume_interrupted() {
         Ok(resumed) => {
             for run in resumed {
@@ -131,12 +131,12 @@ pub(crate) fn shadow_json(shadow: &ShadowRecord) -> Json {
     })
 }
 
-pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode> {
+pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<ExitCode> {
     let plan = match plan(options.file, options.flow)? {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
-    let who = deploy::principal(where_, options.who)?;
+    let who = deploy::principal(deployment, options.who)?;
     let clock = match options.at {
         None => None,
         Some(text) => match flow_ir::time::parse_timestamp(text) {
@@ -144,19 +144,19 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
             None => bail!("`--at {text}` is not an RFC 3339 instant such as 2026-04-11T13:35:00Z"),
         },
     };
-    let mut runtime = open(where_)?;
+    let mut runtime = open(deployment)?;
     if let Some(engine) = options.engine {
         runtime.set_engine(engine);
     }
-    let an = runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let analysis = runtime.install(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
     let candidate = match options.shadow {
         None => None,
         Some(file) => match crate::runs::plan(file, options.flow)? {
-            Ok(plan) if plan.body().flow.name != an.body().flow.name => {
+            Ok(plan) if plan.body().flow.name != analysis.body().flow.name => {
                 eprintln!(
                     "flowc: the shadow plan `{file}` is of flow `{}`; the runs are of flow `{}`",
                     plan.body().flow.name,
-                    an.body().flow.name
+                    analysis.body().flow.name
                 );
                 return Ok(ExitCode::from(1));
             }
@@ -168,11 +168,11 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
     if let Some(batch) = options.batch {
         // A store in memory vanishes with the process: a backtest's runs are evaluated
         // (same engine, same checks) without keeping evidence nobody can read.
-        let durable = where_.store != ":memory:";
+        let durable = deployment.store != ":memory:";
         if candidate.is_some() && !durable {
             bail!("`--shadow` compares with stored runs: a batch on `--store :memory:` stores none");
         }
-        return run_batch(&runtime, &an, &who, batch, &start, (durable, candidate.as_ref()), options.format);
+        return run_batch(&runtime, &analysis, &who, batch, &start, (durable, candidate.as_ref()), options.format);
     }
     let inputs = match read_inputs(options.inputs)? {
         Ok(inputs) => inputs,
@@ -181,7 +181,7 @@ pub fn run(where_: &Where, options: &RunOptions<'_>) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::from(1));
         }
     };
-    let view = match runtime.start(&an, &who, &inputs, &start) {
+    let view = match runtime.start(&analysis, &who, &inputs, &start) {
         Ok(view) => view,
         Err(error) => return fail(error),
     };
@@ -232,7 +232,7 @@ struct Batch {
 /// stops the share.
 fn run_cases(
     runtime: &Runtime,
-    an: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
     who: &Principal,
     lines: &[(usize, &str)],
     start: &StartOptions,
@@ -252,8 +252,11 @@ fn run_cases(
             continue;
         };
         let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let result =
-            if durable { runtime.start(an, who, &inputs, start) } else { runtime.evaluate(an, who, &inputs, start) };
+        let result = if durable {
+            runtime.start(analysis, who, &inputs, start)
+        } else {
+            runtime.evaluate(analysis, who, &inputs, start)
+        };
         match result {
             Ok(view) => {
                 batch.runs += 1;
@@ -277,7 +280,7 @@ fn run_cases(
 
 fn run_batch(
     runtime: &Runtime,
-    an: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
     who: &Principal,
     path: &str,
     start: &StartOptions,
@@ -293,7 +296,7 @@ fn run_batch(
     let results: Vec<Result<Batch, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = lines
             .chunks(share)
-            .map(|chunk| scope.spawn(move || run_cases(runtime, an, who, chunk, start, durable)))
+            .map(|chunk| scope.spawn(move || run_cases(runtime, analysis, who, chunk, start, durable)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a batch worker panicked".to_owned()))).collect()
     });
@@ -312,7 +315,7 @@ fn run_batch(
         refused.extend(batch.refused);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let engine = an.engine_label(runtime.engine());
+    let engine = analysis.engine_label(runtime.engine());
     match format {
         DataFormat::Json => {
             let mut json =
@@ -343,9 +346,9 @@ fn run_batch(
     Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub fn pending(where_: &Where, who: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {
-    let principal = who.map(|id| deploy::principal(where_, Some(id))).transpose()?;
-    let runtime = open(where_)?;
+pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let principal = who.map(|id| deploy::principal(deployment, Some(id))).transpose()?;
+    let runtime = open(deployment)?;
     let waiting = match runtime.pending(principal.as_ref()) {
         Ok(waiting) => waiting,
         Err(error) => return fail(error),
@@ -388,8 +391,8 @@ pub struct Decide<'a> {
     pub format: DataFormat,
 }
 
-pub fn decide(where_: &Where, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, d.who)?;
+pub fn decide(deployment: &Deployment, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(deployment, d.who)?;
     let mut edits = Vec::new();
     for edit in d.edits {
         let Some((field, value)) = edit.split_once('=') else { bail!("`--edit {edit}` is not FIELD=VALUE") };
@@ -401,7 +404,7 @@ pub fn decide(where_: &Where, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
         basis: d.basis.map(str::to_owned),
         edits,
     };
-    let runtime = open(where_)?;
+    let runtime = open(deployment)?;
     match runtime.decide(d.run, d.step, &who, &input) {
         Ok(view) => {
             print_view(&view, d.format);
@@ -412,7 +415,7 @@ pub fn decide(where_: &Where, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
 }
 
 pub fn override_gate(
-    where_: &Where,
+    deployment: &Deployment,
     run: &str,
     gate: &str,
     who: Option<&str>,
@@ -420,8 +423,8 @@ pub fn override_gate(
     basis: &str,
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, who)?;
-    let runtime = open(where_)?;
+    let who = deploy::principal(deployment, who)?;
+    let runtime = open(deployment)?;
     match runtime.override_gate(run, gate, &who, reason, Some(basis)) {
         Ok(view) => {
             print_view(&view, format);
@@ -431,8 +434,8 @@ pub fn override_gate(
     }
 }
 
-pub fn status(where_: &Where, run: &str, format: DataFormat) -> anyhow::Result<ExitCode> {
-    let runtime = open(where_)?;
+pub fn status(deployment: &Deployment, run: &str, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let runtime = open(deployment)?;
     match runtime.status(run, None) {
         Ok(mut view) => {
             // The status shows how the run stands, not its values.
@@ -444,9 +447,9 @@ pub fn status(where_: &Where, run: &str, format: DataFormat) -> anyhow::Result<E
     }
 }
 
-pub fn show(where_: &Where, run: &str, who: Option<&str>) -> anyhow::Result<ExitCode> {
-    let who = who.map(|id| deploy::principal(where_, Some(id))).transpose()?;
-    let runtime = open(where_)?;
+pub fn show(deployment: &Deployment, run: &str, who: Option<&str>) -> anyhow::Result<ExitCode> {
+    let who = who.map(|id| deploy::principal(deployment, Some(id))).transpose()?;
+    let runtime = open(deployment)?;
     match runtime.show(run, who.as_ref()) {
         Ok(text) => {
             crate::print(&text);
@@ -456,9 +459,14 @@ pub fn show(where_: &Where, run: &str, who: Option<&str>) -> anyhow::Result<Exit
     }
 }
 
-pub fn evidence(where_: &Where, run: &str, who: Option<&str>, output: Option<&str>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(where_, who)?;
-    let runtime = open(where_)?;
+pub fn evidence(
+    deployment: &Deployment,
+    run: &str,
+    who: Option<&str>,
+    output: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let who = deploy::principal(deployment, who)?;
+    let runtime = open(deployment)?;
     let bundle = match runtime.evidence(run, &who) {
         Ok(bundle) => bundle,
         Err(error) => return fail(error),

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use flow_runtime::RunFilter;
 use flow_runtime::stats::FlowStats;
 
-use crate::deploy::Where;
+use crate::deploy::Deployment;
 use crate::runs::{fail, open};
 
 /// How `flowc stats` prints.
@@ -93,13 +93,18 @@ fn page(stats: &FlowStats) -> String {
 }
 
 /// `flowc stats [--flow NAME] [--since DATE] [--format human|json|prometheus]`.
-pub fn stats(where_: &Where, flow: Option<&str>, since: Option<&str>, format: StatsFormat) -> anyhow::Result<ExitCode> {
+pub fn stats(
+    deployment: &Deployment,
+    flow: Option<&str>,
+    since: Option<&str>,
+    format: StatsFormat,
+) -> anyhow::Result<ExitCode> {
     let filter = RunFilter {
         flow: flow.map(str::to_owned),
         since: since.map(crate::replays::since).transpose()?,
         details: false,
     };
-    let runtime = open(where_)?;
+    let runtime = open(deployment)?;
     let stats = match runtime.stats(&filter) {
         Ok(stats) => stats,
         Err(error) => return fail(error),

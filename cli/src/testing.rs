@@ -398,8 +398,8 @@ fn execute(
     for system in &body.systems {
         runtime.register_system(&system.name, systems.clone());
     }
-    let an = match runtime.install(plan.clone()) {
-        Ok(an) => an,
+    let analysis = match runtime.install(plan.clone()) {
+        Ok(analysis) => analysis,
         Err(error) => return outcome.failures.push(format!("the plan does not install: {error}")),
     };
     // The run is started by someone holding every role: a test is about the flow, not
@@ -409,7 +409,7 @@ fn execute(
     let starter =
         Principal { id: "flow-test".to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() };
     let options = StartOptions { clock: Some(clock), params };
-    let mut view = match runtime.start(&an, &starter, &given, &options) {
+    let mut view = match runtime.start(&analysis, &starter, &given, &options) {
         Ok(view) => view,
         Err(error) => return outcome.failures.push(format!("the run does not start: {error}")),
     };

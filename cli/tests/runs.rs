@@ -473,7 +473,7 @@ fn a_corrupted_store_is_refused_and_left_as_it_was() {
 fn redigest(bundle: &mut Json) {
     let object = bundle.as_object_mut().unwrap();
     object.remove("digest");
-    let digest = flow_runtime::evidence::digest(&Json::Object(object.clone()));
+    let digest = flow_runtime::digest::digest(&Json::Object(object.clone()));
     object.insert("digest".into(), json!(digest));
 }
 
@@ -527,7 +527,7 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     let mut hidden: Json = serde_json::from_slice(&bytes).unwrap();
     let amount = hidden["events"][0]["event"]["inputs"][0]["value"]["amount"].clone();
     assert_eq!(amount, "500.00 USD");
-    let marker = json!({"$redacted": flow_runtime::evidence::digest(&amount)});
+    let marker = json!({"$redacted": flow_runtime::digest::digest(&amount)});
     hidden["events"][0]["event"]["inputs"][0]["value"]["amount"] = marker;
     redigest(&mut hidden);
     let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&hidden).as_bytes()).unwrap_err();
@@ -543,7 +543,7 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     ] {
         let mut forged: Json = serde_json::from_slice(&bytes).unwrap();
         let target = forged.pointer_mut(pointer).unwrap();
-        *target = json!({"$labels": ["pii"], "$redacted": flow_runtime::evidence::digest(target)});
+        *target = json!({"$labels": ["pii"], "$redacted": flow_runtime::digest::digest(target)});
         redigest(&mut forged);
         let problems = flow_runtime::evidence::verify(flow_runtime::evidence::render(&forged).as_bytes()).unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with(claimed)), "{pointer}: {problems:?}");
@@ -560,10 +560,10 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     // requires a signature, or names the key, refuses it.
     let mut stripped: Json = serde_json::from_slice(&bytes).unwrap();
     stripped["events"][0]["event"].as_object_mut().unwrap().remove("signing_key");
-    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    let mut prev = flow_runtime::digest::GENESIS.to_owned();
     for event in stripped["events"].as_array_mut().unwrap() {
         let (seq, at) = (event["seq"].as_u64().unwrap(), event["at"].as_str().unwrap().to_owned());
-        let hash = flow_runtime::evidence::event_hash(&prev, seq, &at, &event["event"]);
+        let hash = flow_runtime::digest::event_hash(&prev, seq, &at, &event["event"]);
         event["prev"] = json!(prev);
         event["hash"] = json!(hash);
         prev = hash;
@@ -1147,7 +1147,7 @@ fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
         let mut statement = db.prepare("SELECT seq, at, body FROM events WHERE run = ?1 ORDER BY seq").unwrap();
         statement.query_map([&forged], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
     };
-    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    let mut prev = flow_runtime::digest::GENESIS.to_owned();
     let mut changed = 0;
     let mut heads = Vec::new();
     for (seq, at, body) in rows {
@@ -1157,7 +1157,7 @@ fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
         );
         changed += usize::from(edited != body);
         let json: Json = serde_json::from_str(&edited).unwrap();
-        let hash = flow_runtime::evidence::event_hash(&prev, seq as u64, &at, &json);
+        let hash = flow_runtime::digest::event_hash(&prev, seq as u64, &at, &json);
         db.execute(
             "UPDATE events SET body = ?1, prev = ?2, hash = ?3 WHERE run = ?4 AND seq = ?5",
             rusqlite::params![json.to_string(), prev, hash, forged, seq],

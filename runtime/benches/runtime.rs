@@ -37,8 +37,8 @@ fn application(i: u64, score: i64) -> Vec<(String, Json)> {
 fn runtime(store: &str) -> (Runtime, Arc<Analysis>) {
     let plan = flow_ir::load(include_bytes!("rules.plan.json")).unwrap();
     let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(store)).unwrap()));
-    let an = runtime.install(plan).unwrap();
-    (runtime, an)
+    let analysis = runtime.install(plan).unwrap();
+    (runtime, analysis)
 }
 
 fn options() -> StartOptions {
@@ -53,12 +53,12 @@ fn options() -> StartOptions {
 /// matrix, the emit, the events built; with each engine.
 #[divan::bench(args = ["interp", "jit"], sample_count = 200, sample_size = 200)]
 fn decision_in_process(bencher: divan::Bencher<'_, '_>, engine: &str) {
-    let (mut runtime, an) = runtime(":memory:");
+    let (mut runtime, analysis) = runtime(":memory:");
     runtime.set_engine(engine.parse().unwrap());
     let inputs = application(7, 750);
     let (who, options) = (clerk(), options());
     bencher.bench_local(|| {
-        let view = runtime.evaluate(&an, &who, &inputs, &options).unwrap();
+        let view = runtime.evaluate(&analysis, &who, &inputs, &options).unwrap();
         assert_eq!(view.status, Status::Completed);
         view
     });
@@ -70,13 +70,13 @@ fn decision_in_process(bencher: divan::Bencher<'_, '_>, engine: &str) {
 fn run_stored_in_sqlite(bencher: divan::Bencher<'_, '_>) {
     let dir = std::env::temp_dir().join(format!("flow-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (runtime, an) = runtime(dir.join("runs.db").to_str().unwrap());
+    let (runtime, analysis) = runtime(dir.join("runs.db").to_str().unwrap());
     // A stored run's clock is the current time: choosing it needs a grant the flow gives no one.
     let (who, options) = (clerk(), StartOptions::default());
     let mut i = 0;
     bencher.bench_local(|| {
         i += 1;
-        let view = runtime.start(&an, &who, &application(i, 750), &options).unwrap();
+        let view = runtime.start(&analysis, &who, &application(i, 750), &options).unwrap();
         assert_eq!(view.status, Status::Completed);
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -88,7 +88,7 @@ fn run_stored_in_sqlite(bencher: divan::Bencher<'_, '_>) {
 fn decision_completing_a_pending_run(bencher: divan::Bencher<'_, '_>) {
     let dir = std::env::temp_dir().join(format!("flow-bench-decide-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (runtime, an) = runtime(dir.join("runs.db").to_str().unwrap());
+    let (runtime, analysis) = runtime(dir.join("runs.db").to_str().unwrap());
     // A stored run's clock is the current time: choosing it needs a grant the flow gives no one.
     let (who, options) = (clerk(), StartOptions::default());
     let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
@@ -98,7 +98,7 @@ fn decision_completing_a_pending_run(bencher: divan::Bencher<'_, '_>) {
     bencher
         .with_inputs(|| {
             i += 1;
-            let view = runtime.start(&an, &who, &application(i, 650), &options).unwrap();
+            let view = runtime.start(&analysis, &who, &application(i, 650), &options).unwrap();
             assert_eq!(view.status, Status::Pending);
             view.run
         })

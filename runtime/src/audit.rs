@@ -50,12 +50,12 @@ impl Runtime {
             results.iter().map(|r| ((r.system.as_str(), r.key.as_str()), (r.run.as_str(), r.seq))).collect();
         for record in &records {
             match self.load_events(&record.id, false) {
-                Ok((an, _, events)) => {
+                Ok((analysis, _, events)) => {
                     // Every result a run recorded is the one the store answers its key with:
                     // without it, the next call with the key would act again.
                     for (seq, event) in events.iter().enumerate() {
                         let Event::ActionCompleted { node, key, reused: false, .. } = event else { continue };
-                        let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind) else {
+                        let Some(NodeKind::Action { system, .. }) = analysis.body().node(node).map(|n| &n.kind) else {
                             continue;
                         };
                         match stored.get(&(system.as_str(), key.as_str())) {
@@ -146,7 +146,7 @@ impl Runtime {
 
         let refusals = store.refusals()?;
         audit.refusals = refusals.len();
-        let mut prev = crate::evidence::GENESIS.to_owned();
+        let mut prev = crate::digest::GENESIS.to_owned();
         for (i, refusal) in refusals.iter().enumerate() {
             let parts = [
                 refusal.at.as_str(),

@@ -12,7 +12,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::hex;
+use crate::digest::hex;
 
 /// What a leaf of the log records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,7 +74,7 @@ fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
 }
 
 fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let bytes = crate::evidence::unhex(text);
+    let bytes = crate::digest::unhex(text);
     bytes?.try_into().ok()
 }
 

@@ -16,9 +16,9 @@ use crate::event::Event;
 
 /// The problems of `events` (bodies, in order) against the plan of `an`, each naming the
 /// event (from 0) it is about.
-pub fn problems(an: &Analysis, events: &[Json]) -> Vec<String> {
+pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut order = Order::new(an);
+    let mut order = Order::new(analysis);
     for (i, body) in events.iter().enumerate() {
         let event: Event<Json> = match serde_json::from_value(body.clone()) {
             Ok(event) => event,
@@ -28,23 +28,23 @@ pub fn problems(an: &Analysis, events: &[Json]) -> Vec<String> {
             }
         };
         if let Some(node) = event.node()
-            && an.plan.node_id(node).is_none()
+            && analysis.plan.node_id(node).is_none()
         {
             out.push(format!("event {i} is about `{node}`, which is not a step of the plan"));
             continue;
         }
         if let Event::Failed { node, returned: Some(returned), .. } = &event {
-            let labels = an.failure_labels(node);
+            let labels = analysis.failure_labels(node);
             if let Err(why) = wrapped(returned, labels, &mut |_| Ok(())) {
                 out.push(format!("event {i}: what the handler of `{node}` returned {why}"));
             }
         }
         let mut marks: Vec<String> = Vec::new();
         let _ = event.clone().map_values(&mut |slot, json: Json| -> Result<(), ()> {
-            match crate::runtime::slot_type(an, slot, true) {
+            match crate::runtime::slot_type(analysis, slot, true) {
                 None => marks.push(format!("has a value the plan gives no type ({slot:?})")),
                 Some((ty, labels)) => {
-                    if let Err(why) = marked(an.body(), &json, &ty, &labels) {
+                    if let Err(why) = marked(analysis.body(), &json, &ty, &labels) {
                         marks.push(format!("{} {why}", place(slot)));
                     }
                 }
@@ -175,26 +175,26 @@ enum Phase {
 
 /// Where each node stands as the events go by.
 struct Order<'a> {
-    an: &'a Analysis,
+    analysis: &'a Analysis,
     phases: Vec<Phase>,
     /// The run ended (rejected or failed): only `settled` and refusals may follow.
     ended: bool,
 }
 
 impl<'a> Order<'a> {
-    fn new(an: &'a Analysis) -> Order<'a> {
-        Order { an, phases: vec![Phase::NotRun; an.body().nodes.len()], ended: false }
+    fn new(analysis: &'a Analysis) -> Order<'a> {
+        Order { analysis, phases: vec![Phase::NotRun; analysis.body().nodes.len()], ended: false }
     }
 
     fn ready(&self, id: NodeId) -> bool {
-        self.an.plan.predecessors(id).iter().all(|(p, _)| self.phases[p.index()] == Phase::Done)
+        self.analysis.plan.predecessors(id).iter().all(|(p, _)| self.phases[p.index()] == Phase::Done)
     }
 
     /// Takes event `i` into account, or says why it cannot come now.
     fn next(&mut self, i: usize, event: &Event<Json>) -> Result<(), String> {
         match event {
             Event::Started(_) if i == 0 => {
-                for (n, node) in self.an.body().nodes.iter().enumerate() {
+                for (n, node) in self.analysis.body().nodes.iter().enumerate() {
                     if matches!(node.kind, NodeKind::Input { .. } | NodeKind::Param { .. }) {
                         self.phases[n] = Phase::Done;
                     }
@@ -208,9 +208,9 @@ impl<'a> Order<'a> {
             _ => {}
         }
         let Some(node) = event.node() else { return Ok(()) };
-        let Some(id) = self.an.plan.node_id(node) else { return Ok(()) };
+        let Some(id) = self.analysis.plan.node_id(node) else { return Ok(()) };
         let n = id.index();
-        let kind = &self.an.plan.node(id).kind;
+        let kind = &self.analysis.plan.node(id).kind;
         let phase = self.phases[n];
         let blocked = self.phases.contains(&Phase::Blocked);
         let step = |this: &Self, allowed: bool| -> Result<(), String> {

@@ -110,8 +110,8 @@ fn set_path(target: &mut Value, path: &[SmolStr], new: Value) -> bool {
 }
 
 impl State {
-    pub fn new(an: &Analysis) -> State {
-        let n = an.body().nodes.len();
+    pub fn new(analysis: &Analysis) -> State {
+        let n = analysis.body().nodes.len();
         State {
             run: String::new(),
             principal: String::new(),
@@ -129,9 +129,9 @@ impl State {
         }
     }
 
-    fn id(&self, an: &Analysis, node: &str) -> usize {
+    fn id(&self, analysis: &Analysis, node: &str) -> usize {
         // INVARIANT: events name nodes of the run's plan (checked when they are decoded).
-        an.id(node).map_or(self.body_nodes, NodeId::index)
+        analysis.id(node).map_or(self.body_nodes, NodeId::index)
     }
 
     fn done(&mut self, i: usize, value: Value) {
@@ -152,34 +152,34 @@ impl State {
         self.approvals.iter().find(|(node, _)| *node == i).map(|(_, wait)| wait)
     }
 
-    pub fn value(&self, an: &Analysis, node: &str) -> Option<&Value> {
-        an.id(node).and_then(|id| self.values[id.index()].as_ref())
+    pub fn value(&self, analysis: &Analysis, node: &str) -> Option<&Value> {
+        analysis.id(node).and_then(|id| self.values[id.index()].as_ref())
     }
 
-    pub fn phase_of(&self, an: &Analysis, node: &str) -> Option<Phase> {
-        an.id(node).map(|id| self.phases[id.index()])
+    pub fn phase_of(&self, analysis: &Analysis, node: &str) -> Option<Phase> {
+        analysis.id(node).map(|id| self.phases[id.index()])
     }
 
     /// Changes the state as the event says.
-    pub fn apply(&mut self, an: &Analysis, event: &Event<Value>) {
+    pub fn apply(&mut self, analysis: &Analysis, event: &Event<Value>) {
         match event {
             Event::Started(started) => {
                 self.run = started.run.clone();
                 self.principal = started.principal.clone();
                 self.clock = started.clock;
                 for named in started.inputs.iter().chain(&started.params) {
-                    let i = self.id(an, &named.name);
+                    let i = self.id(analysis, &named.name);
                     self.done(i, named.value.clone());
                 }
                 self.status = Status::Running;
             }
             Event::Evaluated { node, value, .. } | Event::Emitted { node, value, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 let value = if matches!(event, Event::Emitted { .. }) { Value::Nothing } else { value.clone() };
                 self.done(i, value);
             }
             Event::Gate { node, level, holds, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 let phase = match (level, holds) {
                     (_, false) | (GateLevel::Info, true) => Phase::Done,
                     (GateLevel::Soft, true) => Phase::Waiting,
@@ -193,14 +193,14 @@ impl State {
                 }
             }
             Event::GateDecided { node, decision } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 self.done(i, Value::Nothing);
                 if decision.outcome == "reject" {
                     self.rejected = Some((node.clone(), decision.principal.clone()));
                 }
             }
             Event::GateOverridden { node, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 if i < self.body_nodes {
                     self.overridden[i] = true;
                 }
@@ -208,18 +208,18 @@ impl State {
             }
             Event::ModelCalled { .. } | Event::Refused { .. } => {}
             Event::Inferred { node, value, degraded, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 if i < self.body_nodes {
                     self.degraded[i] = *degraded;
                 }
                 self.done(i, value.clone());
             }
             Event::ReviewSkipped { node, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 self.done(i, skipped_review());
             }
             Event::ReviewOpened { node, .. } | Event::ApprovalRequired { node, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 self.phase(i, Phase::Waiting);
                 if let Event::ApprovalRequired { row, requirement, terms, excluded, .. } = event
                     && i < self.body_nodes
@@ -238,7 +238,7 @@ impl State {
                 }
             }
             Event::ReviewDecided { node, decision, edits } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 let text = |t: &Option<String>| t.clone().map_or(Value::Absent, Value::Text);
                 let record = Value::Record(vec![
                     ("basis".into(), text(&decision.basis)),
@@ -251,14 +251,14 @@ impl State {
                     let mut parts = edit.field.split('.').map(SmolStr::new);
                     let Some(target) = parts.next() else { continue };
                     let path: Vec<SmolStr> = parts.collect();
-                    let t = self.id(an, &target);
+                    let t = self.id(analysis, &target);
                     if let Some(Some(value)) = self.values.get_mut(t) {
                         set_path(value, &path, edit.after.clone());
                     }
                 }
             }
             Event::ApprovalDecided { node, decision } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 if decision.outcome == "approve"
                     && let Some(wait) = self.approvals.iter_mut().find(|(node, _)| *node == i).map(|(_, w)| w)
                 {
@@ -266,7 +266,7 @@ impl State {
                 }
             }
             Event::ApprovalCompleted { node, approved, approvers, requirement, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 let record = Value::Record(vec![
                     ("approved".into(), Value::Bool(*approved)),
                     ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
@@ -275,22 +275,22 @@ impl State {
                 self.done(i, record);
             }
             Event::ActionSkipped { node, .. } => {
-                let i = self.id(an, node);
-                let nothing = an.id(node).is_some_and(|id| an.plan.node(id).ty == Ty::Nothing);
+                let i = self.id(analysis, node);
+                let nothing = analysis.id(node).is_some_and(|id| analysis.plan.node(id).ty == Ty::Nothing);
                 self.done(i, if nothing { Value::Nothing } else { Value::Absent });
             }
             Event::ActionStarted { node, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 if let Some(attempts) = self.action_attempts.get_mut(i) {
                     *attempts += 1;
                 }
             }
             Event::ActionCompleted { node, result, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 self.done(i, result.clone());
             }
             Event::Failed { node, error, .. } => {
-                let i = self.id(an, node);
+                let i = self.id(analysis, node);
                 self.phase(i, Phase::Failed);
                 self.failure = Some((node.clone(), error.clone()));
             }
@@ -388,7 +388,7 @@ impl Services<'_> {
 pub struct Interrupted(pub String);
 
 struct Exec<'a, 'j> {
-    an: &'a Analysis,
+    analysis: &'a Analysis,
     state: &'a mut State,
     journal: &'j mut dyn Journal,
     /// Answers of models called ahead, together with the one being executed, by step.
@@ -412,11 +412,11 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
 /// model calls are what makes a run slow. The answers wait in `exec.prefetched` until each
 /// step executes, in the plan's order, so events stay in that order.
 fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Services<'_>) {
-    let an = exec.an;
-    let body = an.body();
+    let analysis = exec.analysis;
+    let body = analysis.body();
     let mut calls = Vec::new();
-    for &id in an.plan.order() {
-        let node = an.plan.node(id);
+    for &id in analysis.plan.order() {
+        let node = analysis.plan.node(id);
         let NodeKind::Infer { model, args, .. } = &node.kind else { continue };
         // Only steps the gates allow now, as the step being executed is.
         let allowed = node.name == *step || next_step(exec, Some(id)).is_some();
@@ -460,10 +460,15 @@ fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Service
 }
 
 impl<'a, 'j> Exec<'a, 'j> {
-    fn new(an: &'a Analysis, state: &'a mut State, journal: &'j mut dyn Journal, services: &Services<'_>) -> Self {
+    fn new(
+        analysis: &'a Analysis,
+        state: &'a mut State,
+        journal: &'j mut dyn Journal,
+        services: &Services<'_>,
+    ) -> Self {
         #[cfg(feature = "jit")]
         let native = match services.engine {
-            crate::analysis::Engine::Jit => an.native().ok().map(|native| {
+            crate::analysis::Engine::Jit => analysis.native().ok().map(|native| {
                 let frame = native.frame(&state.values, &state.degraded, state.clock);
                 (native, frame)
             }),
@@ -472,7 +477,7 @@ impl<'a, 'j> Exec<'a, 'j> {
         #[cfg(not(feature = "jit"))]
         let _ = services;
         Exec {
-            an,
+            analysis,
             state,
             journal,
             prefetched: FxHashMap::default(),
@@ -487,11 +492,11 @@ impl<'a, 'j> Exec<'a, 'j> {
     fn ready(&self, id: NodeId) -> bool {
         self.state.phases[id.index()] == Phase::NotRun
             && !self.held.contains(&id)
-            && self.an.plan.predecessors(id).iter().all(|(p, _)| self.state.phases[p.index()] == Phase::Done)
+            && self.analysis.plan.predecessors(id).iter().all(|(p, _)| self.state.phases[p.index()] == Phase::Done)
     }
 
     fn emit(&mut self, event: Event<Value>) {
-        self.state.apply(self.an, &event);
+        self.state.apply(self.analysis, &event);
         self.journal.record(event);
     }
 
@@ -507,21 +512,21 @@ impl<'a, 'j> Exec<'a, 'j> {
     }
 
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
-        let scope = (&*self.state, self.an);
+        let scope = (&*self.state, self.analysis);
         #[cfg(feature = "jit")]
         if let Some((native, frame)) = &self.native
             && let Some(result) = native.eval(expr, &scope, frame)
         {
             return result;
         }
-        interp::eval(self.an.body(), &scope, expr)
+        interp::eval(self.analysis.body(), &scope, expr)
     }
 
     /// Whether a condition holds.
     fn test(&self, condition: &Expr) -> Result<bool, EvalError> {
         #[cfg(feature = "jit")]
         if let Some((native, frame)) = &self.native
-            && let Some(result) = native.test(condition, &(&*self.state, self.an), frame)
+            && let Some(result) = native.test(condition, &(&*self.state, self.analysis), frame)
         {
             return result;
         }
@@ -532,7 +537,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     fn matrix(&self, id: NodeId, rows: &[flow_ir::plan::Row]) -> Result<Option<usize>, EvalError> {
         #[cfg(feature = "jit")]
         if let Some((native, frame)) = &self.native
-            && let Some(result) = native.matrix(id.0, &(&*self.state, self.an), frame)
+            && let Some(result) = native.matrix(id.0, &(&*self.state, self.analysis), frame)
         {
             return result;
         }
@@ -553,14 +558,14 @@ impl<'a, 'j> Exec<'a, 'j> {
         if !self.journal.keeps_evidence() {
             return Vec::new();
         }
-        let scope = (&*self.state, self.an);
-        self.an
+        let scope = (&*self.state, self.analysis);
+        self.analysis
             .operands(node)
             .iter()
             .map(|op| Named {
                 name: op.place.as_str().into(),
                 value: match &op.fact {
-                    Some(fact) => interp::eval(self.an.body(), &scope, fact).unwrap_or(Value::Absent),
+                    Some(fact) => interp::eval(self.analysis.body(), &scope, fact).unwrap_or(Value::Absent),
                     None => op.value(scope.node(&op.node)).cloned().unwrap_or(Value::Absent),
                 },
             })
@@ -627,7 +632,7 @@ pub(crate) fn call_digest(flow: &str, action: &str, args: &[Named<Value>]) -> St
     }
     let normalized: Vec<Named<Value>> =
         args.iter().map(|a| Named { name: a.name.clone(), value: normal(&a.value) }).collect();
-    crate::evidence::digest(&serde_json::json!({"flow": flow, "action": action, "args": args_json(&normalized)}))
+    crate::digest::digest(&serde_json::json!({"flow": flow, "action": action, "args": args_json(&normalized)}))
 }
 
 pub(crate) fn args_json(args: &[Named<Value>]) -> Json {
@@ -712,7 +717,7 @@ pub fn outstanding(body: &PlanBody, wait: &ApprovalWait) -> Vec<(SmolStr, usize)
 
 /// Executes every node that can run, in the plan's order, and records how the run stands.
 pub fn advance(
-    an: &Analysis,
+    analysis: &Analysis,
     state: &mut State,
     services: &Services<'_>,
     journal: &mut dyn Journal,
@@ -720,7 +725,7 @@ pub fn advance(
     if state.status.is_final() {
         return Ok(());
     }
-    let mut exec = Exec::new(an, state, journal, services);
+    let mut exec = Exec::new(analysis, state, journal, services);
     // A run that a soft gate's rejection or a failure ended goes no further, and one that a
     // blocking gate stopped goes no further until the gate is overridden, even when a
     // decision arrives for another step meanwhile.
@@ -728,7 +733,7 @@ pub fn advance(
         run_steps(&mut exec, services)?;
     }
     let status = exec.state.current_status();
-    let summary = if exec.journal.keeps_evidence() { summary(an, exec.state, status) } else { String::new() };
+    let summary = if exec.journal.keeps_evidence() { summary(analysis, exec.state, status) } else { String::new() };
     exec.emit(Event::Settled { status, summary });
     Ok(())
 }
@@ -743,10 +748,10 @@ fn is_rule(kind: &NodeKind) -> bool {
 /// there, and a model call, human step or effect only when the gates allow it
 /// ([`next_step`]), one at a time, so that a gate it enables is evaluated before the next.
 fn run_steps(exec: &mut Exec<'_, '_>, services: &Services<'_>) -> Result<(), Interrupted> {
-    let an = exec.an;
+    let analysis = exec.analysis;
     loop {
-        for &id in an.plan.order() {
-            if is_rule(&an.plan.node(id).kind) && exec.ready(id) {
+        for &id in analysis.plan.order() {
+            if is_rule(&analysis.plan.node(id).kind) && exec.ready(id) {
                 step(exec, id, services)?;
                 exec.executed(id.index());
                 if exec.state.halted() {
@@ -776,20 +781,20 @@ fn run_steps(exec: &mut Exec<'_, '_>, services: &Services<'_>) -> Result<(), Int
 /// waits until every gate has passed (or was approved or overridden), so a gate that
 /// blocks or is rejected stops it.
 fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<NodeId> {
-    let an = exec.an;
+    let analysis = exec.analysis;
     let phases = &exec.state.phases;
     let mut open = Vec::new();
     let mut deciding = false;
-    for (g, gate) in an.gates().enumerate() {
+    for (g, gate) in analysis.gates().enumerate() {
         match phases[gate] {
             Phase::Waiting => deciding = true,
             Phase::NotRun => open.push(g),
             _ => {}
         }
     }
-    let ready = |id: &NodeId| !is_rule(&an.plan.node(*id).kind) && exec.ready(*id);
-    let candidates = || an.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
-    if !deciding && let Some(id) = candidates().find(|id| open.iter().all(|&g| an.feeds(id.index(), g))) {
+    let ready = |id: &NodeId| !is_rule(&analysis.plan.node(*id).kind) && exec.ready(*id);
+    let candidates = || analysis.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
+    if !deciding && let Some(id) = candidates().find(|id| open.iter().all(|&g| analysis.feeds(id.index(), g))) {
         return Some(*id);
     }
     if only.is_some() {
@@ -797,12 +802,12 @@ fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<NodeId> {
         // allowed without the exception below.
         return None;
     }
-    candidates().find(|id| open.iter().any(|&g| an.feeds(id.index(), g))).copied()
+    candidates().find(|id| open.iter().any(|&g| analysis.feeds(id.index(), g))).copied()
 }
 
 /// One line on how the run stands, without values (they may be labelled).
-pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
-    let body = an.body();
+pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
+    let body = analysis.body();
     match status {
         Status::Failed => match &state.failure {
             Some((node, error)) => format!("step `{node}` failed: {error}"),
@@ -827,7 +832,7 @@ pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
         }
         Status::Pending => {
             let steps: Vec<String> =
-                waiting(an, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
+                waiting(analysis, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
             format!("waiting for {}", steps.join(", "))
         }
         Status::Completed => {
@@ -840,8 +845,8 @@ pub fn summary(an: &Analysis, state: &State, status: Status) -> String {
 
 /// The steps waiting for a decision: name, kind (`review`, `gate`, `approval`) and the roles
 /// that may decide now.
-pub fn waiting(an: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
-    let body = an.body();
+pub fn waiting(analysis: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
+    let body = analysis.body();
     let mut out = Vec::new();
     // A run that is halted waits for no decision: it ended, or only an override moves it.
     if state.halted() {
@@ -869,8 +874,8 @@ pub fn waiting(an: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<
 }
 
 fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<(), Interrupted> {
-    let an = exec.an;
-    let node = an.plan.node(id);
+    let analysis = exec.analysis;
+    let node = analysis.plan.node(id);
     let name = &node.name;
     match &node.kind {
         // Given when the run starts.
@@ -963,7 +968,7 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
         }
         NodeKind::Emit { value } => match exec.eval(value) {
             Ok(value) => {
-                let marks = marks(an, exec.state, id);
+                let marks = marks(analysis, exec.state, id);
                 exec.emit(Event::Emitted { node: name.clone(), value, marks });
             }
             Err(error) => exec.fail(name, error),
@@ -974,18 +979,18 @@ fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<
 
 /// What an output carries besides its value: the gates overridden before it and the
 /// degraded steps it depends on.
-fn marks(an: &Analysis, state: &State, emit: NodeId) -> Vec<String> {
+fn marks(analysis: &Analysis, state: &State, emit: NodeId) -> Vec<String> {
     let mut out = Vec::new();
     let mut seen = vec![false; state.phases.len()];
     let mut stack = vec![emit];
     while let Some(id) = stack.pop() {
-        for &(p, _) in an.plan.predecessors(id) {
+        for &(p, _) in analysis.plan.predecessors(id) {
             if !std::mem::replace(&mut seen[p.index()], true) {
                 stack.push(p);
             }
         }
     }
-    for (i, node) in an.body().nodes.iter().enumerate() {
+    for (i, node) in analysis.body().nodes.iter().enumerate() {
         if seen[i] && state.overridden[i] {
             out.push(format!("overridden: {}", node.name));
         }
@@ -1004,8 +1009,8 @@ fn infer(
     fallback: Option<&Expr>,
     services: &Services<'_>,
 ) {
-    let an = exec.an;
-    let body = an.body();
+    let analysis = exec.analysis;
+    let body = analysis.body();
     let Some(model) = body.model(model_name) else { return exec.fail(name, format!("no model `{model_name}`")) };
     let args = match exec.named_args(args) {
         Ok(args) => args,
@@ -1031,7 +1036,7 @@ fn infer(
             if services.holds(name, Held::Model(&request)) {
                 return;
             }
-            let request_digest = crate::evidence::digest(&request.to_json());
+            let request_digest = crate::digest::digest(&request.to_json());
             let (reply, latency_us) = match exec.prefetched.remove(name) {
                 Some(answer) => answer,
                 None => {
@@ -1041,7 +1046,7 @@ fn infer(
             };
             let (output, response_digest, attempts, error) = match reply {
                 Ok(reply) => {
-                    let digest = crate::evidence::digest(&reply.output);
+                    let digest = crate::digest::digest(&reply.output);
                     match value::decode(body, &reply.output, &model.output, "$") {
                         Ok(value) => (Some(value), Some(digest), reply.attempts, None),
                         Err(error) => (
@@ -1118,8 +1123,8 @@ fn act(
     idempotency: Option<&Expr>,
     services: &Services<'_>,
 ) -> Result<(), Interrupted> {
-    let an = exec.an;
-    let node = an.plan.node(id);
+    let analysis = exec.analysis;
+    let node = analysis.plan.node(id);
     let name = &node.name;
     if let Some(condition) = condition {
         match exec.test(condition) {
@@ -1151,10 +1156,10 @@ fn act(
         None => format!("{}/{}", exec.state.run, name),
     };
     let result_ty = node.ty.unwrap_optional().clone();
-    let decode = |json: &Json| value::decode(an.body(), json, &result_ty, "$");
+    let decode = |json: &Json| value::decode(analysis.body(), json, &result_ty, "$");
     let request_args = args_json(&args);
     if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
-        let digest = call_digest(&an.body().flow.name, action, &args);
+        let digest = call_digest(&analysis.body().flow.name, action, &args);
         let another = match &earlier.request {
             Request::Unknown => false,
             Request::Digest(recorded) => *recorded != digest,
@@ -1203,7 +1208,7 @@ fn act(
                 node: name.clone(),
                 error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),
                 detail: Some(Value::Text(format!("`{system}.{action}` returned a result that does not fit: {error}"))),
-                returned: Some(serde_json::json!({"$labels": an.failure_labels(name), "$value": json})),
+                returned: Some(serde_json::json!({"$labels": analysis.failure_labels(name), "$value": json})),
                 key_taken: false,
             }),
         },
@@ -1237,23 +1242,23 @@ fn code_ok(code: &str) -> bool {
 
 /// Checks a decision on a waiting step and returns the events it causes.
 pub fn decide(
-    an: &Analysis,
+    analysis: &Analysis,
     state: &State,
     step: &str,
     principal: &str,
     roles: &[String],
     input: &DecisionInput,
 ) -> Result<Vec<Event<Value>>, Refusal> {
-    let body = an.body();
+    let body = analysis.body();
     let invalid = |m: String| Err(Refusal::Invalid(m));
-    let Some(id) = an.plan.node_id(step) else {
-        let steps: Vec<String> = waiting(an, state).into_iter().map(|w| format!("`{}`", w.0)).collect();
+    let Some(id) = analysis.plan.node_id(step) else {
+        let steps: Vec<String> = waiting(analysis, state).into_iter().map(|w| format!("`{}`", w.0)).collect();
         return invalid(format!(
             "the flow has no step `{step}`; waiting: {}",
             if steps.is_empty() { "nothing".to_owned() } else { steps.join(", ") }
         ));
     };
-    let node = an.plan.node(id);
+    let node = analysis.plan.node(id);
     if let Some((_, gate)) = state.phases.iter().zip(&body.nodes).find(|(p, _)| **p == Phase::Blocked) {
         return invalid(format!(
             "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
@@ -1325,13 +1330,13 @@ pub fn decide(
                     ));
                 };
                 let Some(before) = state
-                    .value(an, &path.node)
+                    .value(analysis, &path.node)
                     .and_then(|v| path.fields.iter().try_fold(v, |v, f| v.field(f)))
                     .cloned()
                 else {
                     return invalid(format!("`{field}` has no value to edit"));
                 };
-                let ty = edit_type(an, path).ok_or_else(|| Refusal::Invalid(format!("`{field}` has no type")))?;
+                let ty = edit_type(analysis, path).ok_or_else(|| Refusal::Invalid(format!("`{field}` has no type")))?;
                 let json = match serde_json::from_str::<Json>(written) {
                     Ok(_) => value::parse_exact(written)
                         .map_err(|e| Refusal::Invalid(format!("the new value of `{field}`: {e}")))?,
@@ -1351,7 +1356,7 @@ pub fn decide(
                          starts, and separation of duties reads them"
                     ));
                 }
-                if let Some(reader) = decides_principal(an, path) {
+                if let Some(reader) = decides_principal(analysis, path) {
                     return invalid(format!(
                         "a review may not edit `{field}`: `{reader}` reads it to decide whom a value names, and \
                          the principals a run names are fixed when it starts"
@@ -1435,7 +1440,7 @@ fn check_gate_decision(step: &str, input: &DecisionInput, reason: &Option<String
 /// not just a place, and reads what the edit changes — directly, or through the steps it
 /// reads, which read it. A place that is a principal (or a list of them) is not counted: an
 /// edit that changes it is refused for that, and its own step's expressions are counted.
-fn decides_principal(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<SmolStr> {
+fn decides_principal(analysis: &Analysis, path: &flow_ir::plan::EditPath) -> Option<SmolStr> {
     type Place<'p> = (&'p SmolStr, Vec<&'p SmolStr>);
     /// The places `expr` reads, but those that are principals; a step whose fallback it
     /// asks about (`degraded(risk)`), or an input whose age, as the step or input whole.
@@ -1472,7 +1477,7 @@ fn decides_principal(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Sm
             expr.for_each_child(|child| naming(body, child, out));
         }
     }
-    let body = an.body();
+    let body = analysis.body();
     // A place the principals of some value depend on, and the step that names them.
     let mut deciding: Vec<(Place<'_>, &SmolStr)> = Vec::new();
     for node in &body.nodes {
@@ -1523,8 +1528,8 @@ fn holds_principal(body: &PlanBody, ty: &Ty) -> bool {
     false
 }
 
-fn edit_type(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
-    let body = an.body();
+fn edit_type(analysis: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
+    let body = analysis.body();
     let mut ty = body.node(&path.node)?.ty.clone();
     for field in &path.fields {
         ty = body.field_type(ty.unwrap_optional(), field)?.into_owned();
@@ -1534,7 +1539,7 @@ fn edit_type(an: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
 
 /// Checks an override of a blocking gate and returns its event.
 pub fn override_gate(
-    an: &Analysis,
+    analysis: &Analysis,
     state: &State,
     gate: &str,
     principal: &str,
@@ -1542,14 +1547,16 @@ pub fn override_gate(
     reason: &str,
     basis: Option<&str>,
 ) -> Result<Event<Value>, Refusal> {
-    let Some(id) = an.plan.node_id(gate).filter(|id| matches!(an.plan.node(*id).kind, NodeKind::Gate { .. })) else {
+    let Some(id) =
+        analysis.plan.node_id(gate).filter(|id| matches!(analysis.plan.node(*id).kind, NodeKind::Gate { .. }))
+    else {
         return Err(Refusal::Invalid(format!("the flow has no gate `{gate}`")));
     };
     if state.phases[id.index()] != Phase::Blocked {
         return Err(Refusal::Invalid(format!("gate `{gate}` is not blocking this run")));
     }
-    let grantees = an.grantees(flow_ir::plan::GrantKind::Override, Some(gate));
-    let used = crate::analysis::roles_used(an.body(), roles, &grantees);
+    let grantees = analysis.grantees(flow_ir::plan::GrantKind::Override, Some(gate));
+    let used = crate::analysis::roles_used(analysis.body(), roles, &grantees);
     if used.is_empty() {
         let who: Vec<&str> = grantees.iter().map(SmolStr::as_str).collect();
         return Err(Refusal::Access {

@@ -4,7 +4,7 @@
 //! "$value": …}`, and a record's field declared with labels is wrapped the same way inside
 //! the record. A viewer without `view L` for one of the labels sees `{"$redacted":
 //! "blake3:…", "$labels": […]}` instead, where the digest is the one the hash chain commits
-//! to ([`crate::evidence::digest`]), so a redacted bundle still verifies. The salt, 16
+//! to ([`crate::digest::digest`]), so a redacted bundle still verifies. The salt, 16
 //! random bytes of each labelled value, is hidden with it: without it, the digest of a
 //! value of few possibilities (a tier, a yes or no, an amount) could be found by trying
 //! them all.
@@ -56,7 +56,7 @@ pub fn fresh_salt() -> String {
     });
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    crate::evidence::hex(&blake3::keyed_hash(&KEY, &n.to_le_bytes()).as_bytes()[..16])
+    crate::digest::hex(&blake3::keyed_hash(&KEY, &n.to_le_bytes()).as_bytes()[..16])
 }
 
 /// Salts every labelled wrapper in `json` that has no salt yet.
@@ -126,7 +126,7 @@ pub fn redact(json: &mut Json, views: &[SmolStr]) {
                     if !object.contains_key("$salt") {
                         object.insert("$salt".into(), Json::String(fresh_salt()));
                     }
-                    let digest = crate::evidence::digest(json);
+                    let digest = crate::digest::digest(json);
                     let mut marker = Map::new();
                     marker.insert("$labels".into(), labels);
                     marker.insert("$redacted".into(), Json::String(digest));

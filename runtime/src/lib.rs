@@ -17,6 +17,7 @@ pub mod analysis;
 mod audit;
 pub mod checkpoint;
 pub mod conformance;
+pub mod digest;
 pub mod engine;
 pub mod event;
 pub mod evidence;

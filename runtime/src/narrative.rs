@@ -44,12 +44,12 @@ fn decision(d: &Json) -> String {
 /// that decided it, what each waiting step waits for and who can give it, what was
 /// rejected, failed, degraded or overridden. Labelled values `views` does not cover are
 /// redacted.
-pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str::SmolStr]) -> Vec<String> {
+pub(crate) fn why(analysis: &Analysis, state: &crate::engine::State, views: &[smol_str::SmolStr]) -> Vec<String> {
     use crate::engine::Phase;
-    let body = an.body();
-    let scope = (state, an);
+    let body = analysis.body();
+    let scope = (state, analysis);
     let because = |node: &str| -> String {
-        let parts: Vec<String> = an
+        let parts: Vec<String> = analysis
             .operands(node)
             .iter()
             .map(|op| {
@@ -82,7 +82,7 @@ pub(crate) fn why(an: &Analysis, state: &crate::engine::State, views: &[smol_str
             (NodeKind::Gate { level, message, approvers, .. }, phase @ (Phase::Blocked | Phase::Waiting)) => {
                 let message = message.as_ref().map(|m| format!(": {m}")).unwrap_or_default();
                 let who = if phase == Phase::Blocked {
-                    let roles = an.grantees(flow_ir::plan::GrantKind::Override, Some(name));
+                    let roles = analysis.grantees(flow_ir::plan::GrantKind::Override, Some(name));
                     if roles.is_empty() {
                         "no role may override it".to_owned()
                     } else {
@@ -158,8 +158,8 @@ fn human_duration(text: &str) -> String {
 }
 
 /// The page.
-pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
-    let body = an.body();
+pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
+    let body = analysis.body();
     let mut out = String::new();
     let _ = writeln!(out, "Run {} of flow `{}` {}", view.run, body.flow.name, body.flow.version);
     let _ = writeln!(out, "Status: {} — {}", view.status.as_str(), view.summary);
@@ -355,7 +355,11 @@ pub fn show(an: &Analysis, events: &[StoredEvent], view: &RunView) -> String {
                 format!(
                     "  result {}{}",
                     display(&e["result"]),
-                    if e["reused"] == true { " (an earlier call with this key gave it; not repeated)" } else { "" }
+                    if e["reused"] == true {
+                        " (analysis earlier call with this key gave it; not repeated)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             "emitted" => {

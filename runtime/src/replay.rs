@@ -137,7 +137,7 @@ impl Recorded {
 
 /// What a recorded model answer is found by: the step and the digest of its request.
 pub(crate) fn request_key(request: &ModelRequest<'_>) -> (SmolStr, String) {
-    (SmolStr::new(request.step), crate::evidence::digest(&request.to_json()))
+    (SmolStr::new(request.step), crate::digest::digest(&request.to_json()))
 }
 
 /// The text of a failure's value (a `Text`).
@@ -158,9 +158,9 @@ pub(crate) trait Recording {
     /// compares (a kind in [`COMPARED`]) or past the end.
     fn read(&self, i: usize) -> Option<&Event<Value>>;
     /// Whether event `i` is `produced`, as [`same`] compares them.
-    fn is(&self, an: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, Self::Error>;
+    fn is(&self, analysis: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, Self::Error>;
     /// Event `i` as [`comparable`] shows it.
-    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, Self::Error>;
+    fn comparable(&self, analysis: &Analysis, i: usize) -> Result<Json, Self::Error>;
 }
 
 impl Recording for [Event<Value>] {
@@ -178,8 +178,8 @@ impl Recording for [Event<Value>] {
         Ok(same(&self[i], produced))
     }
 
-    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, Self::Error> {
-        Ok(comparable(an, &self[i]))
+    fn comparable(&self, analysis: &Analysis, i: usize) -> Result<Json, Self::Error> {
+        Ok(comparable(analysis, &self[i]))
     }
 }
 
@@ -199,7 +199,7 @@ const COMPARED: [&str; 9] = [
 ];
 
 /// A run's stored events (JSON text, as the store keeps them), with those replay needs
-/// read. Its chain is checked before ([`crate::evidence::is_event_hash`]).
+/// read. Its chain is checked before ([`crate::digest::is_event_hash`]).
 pub(crate) struct Stored<'a> {
     bodies: Vec<&'a str>,
     read: Vec<Option<Event<Value>>>,
@@ -209,7 +209,7 @@ pub(crate) struct Stored<'a> {
 
 impl<'a> Stored<'a> {
     /// Reads the events of `bodies` that replay needs, or says which cannot be read.
-    pub(crate) fn new(an: &Analysis, bodies: Vec<&'a str>) -> Result<Stored<'a>, String> {
+    pub(crate) fn new(analysis: &Analysis, bodies: Vec<&'a str>) -> Result<Stored<'a>, String> {
         let read = bodies
             .iter()
             .enumerate()
@@ -218,14 +218,14 @@ impl<'a> Stored<'a> {
                 if tag.is_some_and(|tag| COMPARED.contains(&tag)) {
                     return Ok(None);
                 }
-                Stored::decode(an, i, body).map(Some)
+                Stored::decode(analysis, i, body).map(Some)
             })
             .collect::<Result<_, _>>()?;
         Ok(Stored { bodies, read, encoded: Default::default() })
     }
 
-    fn decode(an: &Analysis, i: usize, body: &str) -> Result<Event<Value>, String> {
-        crate::runtime::decode_event_text(an, body).map_err(|e| format!("event {i} cannot be read: {e}"))
+    fn decode(analysis: &Analysis, i: usize, body: &str) -> Result<Event<Value>, String> {
+        crate::runtime::decode_event_text(analysis, body).map_err(|e| format!("event {i} cannot be read: {e}"))
     }
 }
 
@@ -240,23 +240,23 @@ impl Recording for Stored<'_> {
         self.read.get(i)?.as_ref()
     }
 
-    fn is(&self, an: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, String> {
+    fn is(&self, analysis: &Analysis, i: usize, produced: &Event<Value>) -> Result<bool, String> {
         if let Some(recorded) = self.read(i) {
             return Ok(same(recorded, produced));
         }
         let mut encoded = self.encoded.borrow_mut();
-        crate::runtime::encode_event_text(an, produced, &mut encoded);
+        crate::runtime::encode_event_text(analysis, produced, &mut encoded);
         if *encoded == self.bodies[i].as_bytes() {
             return Ok(true);
         }
         // Written otherwise (by another version, say): compared as read.
-        Ok(same(&Stored::decode(an, i, self.bodies[i])?, produced))
+        Ok(same(&Stored::decode(analysis, i, self.bodies[i])?, produced))
     }
 
-    fn comparable(&self, an: &Analysis, i: usize) -> Result<Json, String> {
+    fn comparable(&self, analysis: &Analysis, i: usize) -> Result<Json, String> {
         match self.read(i) {
-            Some(event) => Ok(comparable(an, event)),
-            None => Ok(comparable(an, &Stored::decode(an, i, self.bodies[i])?)),
+            Some(event) => Ok(comparable(analysis, event)),
+            None => Ok(comparable(analysis, &Stored::decode(analysis, i, self.bodies[i])?)),
         }
     }
 }
@@ -332,8 +332,8 @@ impl Journal for Collect<'_> {
 }
 
 /// An event as compared: its encoding, without what describes a provider's call.
-pub(crate) fn comparable(an: &Analysis, event: &Event<Value>) -> Json {
-    let mut json = crate::runtime::encode_event_unsalted(an, event.clone());
+pub(crate) fn comparable(analysis: &Analysis, event: &Event<Value>) -> Json {
+    let mut json = crate::runtime::encode_event_unsalted(analysis, event.clone());
     if let Some(fields) = json.as_object_mut()
         && fields.get("event").and_then(Json::as_str) == Some("model_called")
     {
@@ -383,7 +383,7 @@ fn same(recorded: &Event<Value>, replayed: &Event<Value>) -> bool {
 
 /// A recorded decision made again from what its principal gave, with the same checks.
 pub(crate) fn decide_again(
-    an: &Analysis,
+    analysis: &Analysis,
     state: &State,
     event: &Event<Value>,
 ) -> Option<Result<Vec<Event<Value>>, Refusal>> {
@@ -395,14 +395,14 @@ pub(crate) fn decide_again(
     };
     Some(match event {
         Event::GateDecided { node, decision } | Event::ApprovalDecided { node, decision } => {
-            engine::decide(an, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
+            engine::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
         }
         Event::ReviewDecided { node, decision, edits } => {
             let edits = edits.iter().map(|e| (e.field.clone(), e.after.to_json().to_string())).collect();
-            engine::decide(an, state, node, &decision.principal, &decision.roles, &input(decision, edits))
+            engine::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, edits))
         }
         Event::GateOverridden { node, decision } => engine::override_gate(
-            an,
+            analysis,
             state,
             node,
             &decision.principal,
@@ -416,8 +416,8 @@ pub(crate) fn decide_again(
 }
 
 /// Replays a run's recorded `events` (from its `started` event) against its plan `an`.
-pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> Replay {
-    match replay_recording(an, events, engine_choice) {
+pub fn replay(analysis: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> Replay {
+    match replay_recording(analysis, events, engine_choice) {
         Ok(replay) => replay,
         Err(never) => match never {},
     }
@@ -426,7 +426,7 @@ pub fn replay(an: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> 
 /// [`replay`] of a run's events as a [`Recording`] holds them; fails only where the
 /// recording cannot read an event it must.
 pub(crate) fn replay_recording<R: Recording + ?Sized>(
-    an: &Analysis,
+    analysis: &Analysis,
     events: &R,
     engine_choice: Engine,
 ) -> Result<Replay, R::Error> {
@@ -435,9 +435,9 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         Some(Event::Started(started)) => started.run.clone(),
         _ => String::new(),
     };
-    let mut state = State::new(an);
+    let mut state = State::new(analysis);
     let diverge = |index: usize, replayed: Option<&Event<Value>>, state: &State| {
-        let recorded_event = if index < events.len() { events.comparable(an, index)? } else { Json::Null };
+        let recorded_event = if index < events.len() { events.comparable(analysis, index)? } else { Json::Null };
         let node = match recorded_event.get("node").and_then(Json::as_str) {
             Some(node) => Some(node.to_owned()),
             None => replayed.and_then(Event::node).map(ToString::to_string),
@@ -446,36 +446,37 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
             run: run.clone(),
             events: index,
             status: state.current_status(),
-            engine: an.engine_label(engine_choice),
+            engine: analysis.engine_label(engine_choice),
             divergence: Some(Divergence {
                 index,
                 node,
                 recorded: recorded_event,
-                replayed: replayed.map_or(Json::Null, |e| comparable(an, e)),
+                replayed: replayed.map_or(Json::Null, |e| comparable(analysis, e)),
             }),
         })
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
     let services = Services { model: &model, system: &system, engine: engine_choice, hold: None };
-    let is = |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(an, i, produced)?);
+    let is =
+        |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(analysis, i, produced)?);
     let mut i = 0;
     while i < events.len() {
         let event = events.read(i);
         // What came from outside: the start, and refusals (which change nothing).
         if let Some(event @ (Event::Started(_) | Event::Refused { .. })) = event {
-            state.apply(an, event);
+            state.apply(analysis, event);
             i += 1;
             continue;
         }
         // People's decisions, made again from what they gave.
-        if let Some(again) = event.and_then(|event| decide_again(an, &state, event)) {
+        if let Some(again) = event.and_then(|event| decide_again(analysis, &state, event)) {
             let Ok(produced) = again else { return diverge(i, None, &state) };
             for event in produced {
                 if !is(i, &event)? {
                     return diverge(i, Some(&event), &state);
                 }
-                state.apply(an, &event);
+                state.apply(analysis, &event);
                 i += 1;
             }
             continue;
@@ -483,7 +484,7 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         // Everything else the executor computes, until the run settles.
         // Where the recording was cut off, the run went on with the next command.
         let mut journal = Collect { start: Some(i), events: Vec::new(), recorded: &recorded, cut_off: false };
-        if let Err(Interrupted(_)) = engine::advance(an, &mut state, &services, &mut journal)
+        if let Err(Interrupted(_)) = engine::advance(analysis, &mut state, &services, &mut journal)
             && !journal.cut_off
         {
             return diverge(i, None, &state);
@@ -502,7 +503,7 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         run,
         events: events.len(),
         status: state.current_status(),
-        engine: an.engine_label(engine_choice),
+        engine: analysis.engine_label(engine_choice),
         divergence: None,
     })
 }

@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 use smol_str::SmolStr;
 
 use crate::analysis::{Analysis, Engine};
+use crate::digest;
 use crate::engine::{self, DecisionInput, Interrupted, Journal, Refusal, Services, State};
 use crate::event::{Environment, Event, Named, Slot, SourceCheck, Started, Status};
 use crate::evidence;
@@ -450,21 +451,21 @@ impl Runtime {
     /// Keeps a verified plan in the store (by hash) and returns it ready to run.
     pub fn install(&self, plan: VerifiedPlan) -> Result<Arc<Analysis>> {
         let hash = plan.hash().to_owned();
-        if let Some(an) = self.cached(&hash) {
-            return Ok(an);
+        if let Some(analysis) = self.cached(&hash) {
+            return Ok(analysis);
         }
-        let an = Arc::new(Analysis::new(plan));
-        let leaks = an.leaks();
+        let analysis = Arc::new(Analysis::new(plan));
+        let leaks = analysis.leaks();
         if !leaks.is_empty() {
             return Err(Error::Invalid(format!(
                 "the plan {hash} lets labelled data go where it may not, so it is not installed:\n{}",
                 leaks.join("\n")
             )));
         }
-        let bytes = flow_ir::encode::to_json(an.plan.plan());
+        let bytes = flow_ir::encode::to_json(analysis.plan.plan());
         self.store.put_plan(&hash, bytes.as_bytes())?;
-        self.lock_plans().insert(hash, an.clone());
-        Ok(an)
+        self.lock_plans().insert(hash, analysis.clone());
+        Ok(analysis)
     }
 
     pub(crate) fn lock_plans(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
@@ -477,8 +478,8 @@ impl Runtime {
 
     /// The plan of this hash, from the store, verified again.
     pub fn plan(&self, hash: &str) -> Result<Arc<Analysis>> {
-        if let Some(an) = self.cached(hash) {
-            return Ok(an);
+        if let Some(analysis) = self.cached(hash) {
+            return Ok(analysis);
         }
         let bytes =
             self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
@@ -487,31 +488,34 @@ impl Runtime {
         if plan.hash() != hash {
             return Err(Error::Environment(format!("the plan stored as {hash} has hash {}", plan.hash())));
         }
-        let an = Arc::new(Analysis::new(plan));
-        let leaks = an.leaks();
+        let analysis = Arc::new(Analysis::new(plan));
+        let leaks = analysis.leaks();
         if !leaks.is_empty() {
             return Err(Error::Environment(format!(
                 "the stored plan {hash} lets labelled data go where it may not:\n{}",
                 leaks.join("\n")
             )));
         }
-        self.lock_plans().insert(hash.to_owned(), an.clone());
-        Ok(an)
+        self.lock_plans().insert(hash.to_owned(), analysis.clone());
+        Ok(analysis)
     }
 
-    fn environment(&self, an: &Analysis) -> Arc<Environment> {
+    fn environment(&self, analysis: &Analysis) -> Arc<Environment> {
         let mut cache = self.environments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.entry(an.plan.hash().to_owned()).or_insert_with(|| Arc::new(self.describe_environment(an))).clone()
+        cache
+            .entry(analysis.plan.hash().to_owned())
+            .or_insert_with(|| Arc::new(self.describe_environment(analysis)))
+            .clone()
     }
 
-    fn describe_environment(&self, an: &Analysis) -> Environment {
+    fn describe_environment(&self, analysis: &Analysis) -> Environment {
         let mut providers = BTreeMap::new();
-        for model in &an.body().models {
+        for model in &analysis.body().models {
             if let Some(p) = self.model_provider(model) {
                 providers.insert(format!("model {}", model.name), p.describe());
             }
         }
-        for system in &an.body().systems {
+        for system in &analysis.body().systems {
             if let Some(h) = self.systems.get(system.name.as_str()) {
                 providers.insert(format!("system {}", system.name), h.describe());
             }
@@ -552,9 +556,9 @@ impl Runtime {
             message: message.clone(),
         };
         let recorded = match run {
-            Some((an, loaded)) => {
-                loaded.record(an, event);
-                loaded.log.commit(self, an, &loaded.state).map_err(|e| e.to_string())
+            Some((analysis, loaded)) => {
+                loaded.record(analysis, event);
+                loaded.log.commit(self, analysis, &loaded.state).map_err(|e| e.to_string())
             }
             None => self
                 .store
@@ -568,8 +572,8 @@ impl Runtime {
     }
 
     /// Reads the inputs of a run, each checked against its declared type.
-    fn inputs(&self, an: &Analysis, given: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
-        let body = an.body();
+    fn inputs(&self, analysis: &Analysis, given: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
+        let body = analysis.body();
         let declared: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
         if let Some((name, _)) = given.iter().find(|(n, _)| !declared.iter().any(|d| d.name == n)) {
@@ -606,15 +610,15 @@ impl Runtime {
         Ok(inputs)
     }
 
-    fn params(&self, an: &Analysis, set: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
-        let body = an.body();
+    fn params(&self, analysis: &Analysis, set: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
+        let body = analysis.body();
         let mut params = Vec::new();
         for (name, _) in set {
             if !body.nodes.iter().any(|n| n.name == name.as_str() && matches!(n.kind, NodeKind::Param { .. })) {
                 return Err(Error::Invalid(format!("the flow has no param `{name}`")));
             }
         }
-        for (name, default) in an.param_defaults() {
+        for (name, default) in analysis.param_defaults() {
             let value = match set.iter().find(|(n, _)| n == name.as_str()) {
                 Some((_, json)) => {
                     let ty = body.node(name).map_or(Ty::Nothing, |n| n.ty.clone());
@@ -630,12 +634,12 @@ impl Runtime {
     /// Starts a run of `an` for `who`, executes it as far as it goes and stores it.
     pub fn start(
         &self,
-        an: &Arc<Analysis>,
+        analysis: &Arc<Analysis>,
         who: &Principal,
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(an, who, inputs, options, true)
+        self.new_run(analysis, who, inputs, options, true)
     }
 
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
@@ -643,29 +647,29 @@ impl Runtime {
     /// benchmarks). A run that would wait for people ends `pending`.
     pub fn evaluate(
         &self,
-        an: &Arc<Analysis>,
+        analysis: &Arc<Analysis>,
         who: &Principal,
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(an, who, inputs, options, false)
+        self.new_run(analysis, who, inputs, options, false)
     }
 
     /// A new run, stored (`durable`, with its refusal recorded) or not.
     fn new_run(
         &self,
-        an: &Arc<Analysis>,
+        analysis: &Arc<Analysis>,
         who: &Principal,
         inputs: &[(String, Json)],
         options: &StartOptions,
         durable: bool,
     ) -> Result<RunView> {
-        if !an.granted(&who.roles, GrantKind::Trigger, None) {
-            let roles = an.grantees(GrantKind::Trigger, None);
+        if !analysis.granted(&who.roles, GrantKind::Trigger, None) {
+            let roles = analysis.grantees(GrantKind::Trigger, None);
             let message = format!(
                 "{} may not start `{}`: the flow grants `trigger` to {}",
                 who.id,
-                an.body().flow.name,
+                analysis.body().flow.name,
                 if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
             );
             return Err(if durable {
@@ -675,8 +679,8 @@ impl Runtime {
             });
         }
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
-        let started = self.started(an, who, inputs, options, durable)?;
-        if let Some(refusal) = self.start_refusal(an, who, &started, options, durable) {
+        let started = self.started(analysis, who, inputs, options, durable)?;
+        if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
             return Err(if durable {
                 self.refuse(None, who, "trigger", grant, message)
@@ -686,11 +690,11 @@ impl Runtime {
         }
         // A stored run's creation is the time of its first commit, which its first event
         // records.
-        let mut loaded = Loaded::new(an, started.run.clone(), who.id.clone(), String::new());
+        let mut loaded = Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new());
         loaded.log.durable = durable;
-        loaded.record(an, Event::Started(Box::new(started)));
-        self.advance(an, &mut loaded)?;
-        Ok(self.view(an, &loaded, Some(who)))
+        loaded.record(analysis, Event::Started(Box::new(started)));
+        self.advance(analysis, &mut loaded)?;
+        Ok(self.view(analysis, &loaded, Some(who)))
     }
 
     /// Why `who` may not start this run, when they may not: for a stored run, choosing its
@@ -698,7 +702,7 @@ impl Runtime {
     /// behalf` (a run kept in memory only, a backtest, needs neither: nobody decides it).
     fn start_refusal(
         &self,
-        an: &Analysis,
+        analysis: &Analysis,
         who: &Principal,
         started: &Started<Value>,
         options: &StartOptions,
@@ -707,12 +711,12 @@ impl Runtime {
         if self.testing {
             return None;
         }
-        let flow = &an.body().flow.name;
+        let flow = &analysis.body().flow.name;
         let grantees = |kind: GrantKind| {
-            let roles = an.grantees(kind, None);
+            let roles = analysis.grantees(kind, None);
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
         };
-        if durable && options.clock.is_some() && !an.granted(&who.roles, GrantKind::Clock, None) {
+        if durable && options.clock.is_some() && !analysis.granted(&who.roles, GrantKind::Clock, None) {
             return Some((
                 GrantKind::Clock.as_str().to_owned(),
                 format!(
@@ -728,7 +732,7 @@ impl Runtime {
         }
         let others: Vec<String> =
             named.iter().filter(|(_, id)| *id != who.id).map(|(path, id)| format!("{id} ({path})")).collect();
-        if durable && !others.is_empty() && !an.granted(&who.roles, GrantKind::OnBehalf, None) {
+        if durable && !others.is_empty() && !analysis.granted(&who.roles, GrantKind::OnBehalf, None) {
             return Some((
                 GrantKind::OnBehalf.as_str().to_owned(),
                 format!(
@@ -746,15 +750,15 @@ impl Runtime {
     /// computed only then).
     fn started(
         &self,
-        an: &Analysis,
+        analysis: &Analysis,
         who: &Principal,
         inputs: &[(String, Json)],
         options: &StartOptions,
         durable: bool,
     ) -> Result<Started<Value>> {
-        let body = an.body();
-        let values = self.inputs(an, inputs)?;
-        let params = self.params(an, &options.params)?;
+        let body = analysis.body();
+        let values = self.inputs(analysis, inputs)?;
+        let params = self.params(analysis, &options.params)?;
         let clock = options.clock.unwrap_or_else(now);
         let mut sources = Vec::new();
         for node in &body.nodes {
@@ -782,17 +786,17 @@ impl Runtime {
             inputs
                 .iter()
                 .filter(|(name, _)| {
-                    an.node_labels(name).is_empty()
-                        && body.node(name).is_some_and(|node| an.type_labels(&node.ty).is_empty())
+                    analysis.node_labels(name).is_empty()
+                        && body.node(name).is_some_and(|node| analysis.type_labels(&node.ty).is_empty())
                 })
-                .map(|(n, j)| (n.clone(), evidence::digest(j)))
+                .map(|(n, j)| (n.clone(), digest::digest(j)))
                 .collect()
         } else {
             BTreeMap::new()
         };
         Ok(Started {
             run: new_run_id(),
-            plan: an.hash().clone(),
+            plan: analysis.hash().clone(),
             flow: body.flow.name.clone(),
             flow_version: body.flow.version.as_str().into(),
             principal: who.id.clone(),
@@ -803,10 +807,10 @@ impl Runtime {
             input_digests,
             params,
             sources,
-            environment: self.environment(an),
+            environment: self.environment(analysis),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
-            engine: an.engine_label(self.engine).into(),
-            declassifications: an
+            engine: analysis.engine_label(self.engine).into(),
+            declassifications: analysis
                 .declassifications()
                 .into_iter()
                 .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
@@ -814,13 +818,13 @@ impl Runtime {
         })
     }
 
-    fn advance(&self, an: &Analysis, loaded: &mut Loaded) -> Result<()> {
+    fn advance(&self, analysis: &Analysis, loaded: &mut Loaded) -> Result<()> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
         let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
         let Loaded { state, log } = loaded;
-        let mut journal = RunJournal { runtime: self, an, log };
-        match engine::advance(an, state, &services, &mut journal) {
+        let mut journal = RunJournal { runtime: self, analysis, log };
+        match engine::advance(analysis, state, &services, &mut journal) {
             Ok(()) => journal.flush(state).map_err(Error::Environment),
             Err(Interrupted(message)) => Err(Error::Environment(message)),
         }
@@ -831,7 +835,7 @@ impl Runtime {
     /// than believed. To `change` it, a run that another live process executes is not
     /// loaded.
     fn load(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded)> {
-        self.load_events(run, change).map(|(an, loaded, _)| (an, loaded))
+        self.load_events(run, change).map(|(analysis, loaded, _)| (analysis, loaded))
     }
 
     /// As [`Runtime::load`], with the run's events as recorded.
@@ -851,21 +855,21 @@ impl Runtime {
                 owner.0
             )));
         }
-        let an = self.plan(&record.plan)?;
+        let analysis = self.plan(&record.plan)?;
         let events = self.store.events(run)?;
         let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
-        let decoded = self.verified(&an, &record, events)?;
+        let decoded = self.verified(&analysis, &record, events)?;
         self.believed(&record, &decoded, &first_at)?;
-        let mut loaded = Loaded::new(&an, record.id.clone(), record.principal.clone(), record.created.clone());
+        let mut loaded = Loaded::new(&analysis, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
         for event in &decoded {
-            loaded.log.observe(&an.body().flow.name, event);
-            loaded.state.apply(&an, event);
+            loaded.log.observe(&analysis.body().flow.name, event);
+            loaded.state.apply(&analysis, event);
         }
         loaded.state.status = record.status;
-        Ok((an, loaded, decoded))
+        Ok((analysis, loaded, decoded))
     }
 
     /// Checks what the store says of a run outside its chain against the chain: the run,
@@ -937,7 +941,7 @@ impl Runtime {
     /// the run that recorded it: that run's chain (and signature) verifies, and its event
     /// says the same, for the same call.
     pub(crate) fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
-        let (an, _, events) = self.load_events(&stored.run, false)?;
+        let (analysis, _, events) = self.load_events(&stored.run, false)?;
         let forged = || {
             Err(Error::Environment(format!(
                 "the result stored for idempotency key `{}` of system `{}` is not what run `{}` recorded: the \
@@ -960,7 +964,7 @@ impl Runtime {
             Some((system, action, key, args))
                 if *system == stored.system
                     && *key == stored.key
-                    && engine::call_digest(&an.body().flow.name, action, args) == stored.args =>
+                    && engine::call_digest(&analysis.body().flow.name, action, args) == stored.args =>
             {
                 Ok(())
             }
@@ -969,12 +973,12 @@ impl Runtime {
     }
 
     /// A run's stored events, checked against its record and their hash chain, and read.
-    fn verified(&self, an: &Analysis, record: &RunRecord, events: Vec<RawEvent>) -> Result<Vec<Event<Value>>> {
+    fn verified(&self, analysis: &Analysis, record: &RunRecord, events: Vec<RawEvent>) -> Result<Vec<Event<Value>>> {
         let run = record.id.as_str();
         chain_checked(record, &events)?;
         let mut decoded = Vec::with_capacity(events.len());
         for stored in &events {
-            let event = decode_event_text(an, &stored.body)
+            let event = decode_event_text(analysis, &stored.body)
                 .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
             decoded.push(event);
         }
@@ -995,11 +999,11 @@ impl Runtime {
     /// every event (`crate::replay`). Needs the `replay` grant; the run's hash chain is
     /// checked first, and a run whose evidence does not verify is refused.
     pub fn replay(&self, run: &str, who: &Principal) -> Result<crate::replay::Replay> {
-        let (an, mut loaded, events) = self.load_events(run, false)?;
-        self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
-        let mut replay = crate::replay::replay(&an, &events, self.engine);
+        let (analysis, mut loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::Replay, "replay")?;
+        let mut replay = crate::replay::replay(&analysis, &events, self.engine);
         if let Some(divergence) = &mut replay.divergence {
-            let views = an.views(&who.roles);
+            let views = analysis.views(&who.roles);
             labels::redact(&mut divergence.recorded, &views);
             labels::redact(&mut divergence.replayed, &views);
         }
@@ -1009,27 +1013,27 @@ impl Runtime {
     /// Replays a stored run with `changes` (`crate::whatif`): what would have changed, step
     /// by step, redacted for `who`. Needs the `replay` grant and a run whose chain verifies.
     pub fn what_if(&self, run: &str, who: &Principal, changes: &ReplayChanges) -> Result<WhatIf> {
-        let (an, mut loaded, events) = self.load_events(run, false)?;
-        self.check_run_grant(&an, &mut loaded, who, GrantKind::Replay, "replay")?;
-        self.what_if_events(&an, &events, Some(who), changes)
+        let (analysis, mut loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::Replay, "replay")?;
+        self.what_if_events(&analysis, &events, Some(who), changes)
     }
 
     fn what_if_events(
         &self,
-        an: &Analysis,
+        analysis: &Analysis,
         events: &[Event<Value>],
         who: Option<&Principal>,
         changes: &ReplayChanges,
     ) -> Result<WhatIf> {
-        let new = changes.plan.as_deref().unwrap_or(an);
-        if new.body().flow.name != an.body().flow.name {
+        let new = changes.plan.as_deref().unwrap_or(analysis);
+        if new.body().flow.name != analysis.body().flow.name {
             return Err(Error::Invalid(format!(
                 "the plan replayed is of flow `{}`; the run is of flow `{}`",
                 new.body().flow.name,
-                an.body().flow.name
+                analysis.body().flow.name
             )));
         }
-        let mut widened = widens(an, new, changes.live);
+        let mut widened = widens(analysis, new, changes.live);
         // A plan read from a file was verified, but its information flow is proved here, as
         // when a plan is installed: the candidate's labels decide what this replay shows.
         widened.extend(new.leaks());
@@ -1045,10 +1049,11 @@ impl Runtime {
             params: &changes.params,
             live: if changes.live { Some(&live) } else { None },
         };
-        let mut whatif = crate::whatif::what_if(an, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
+        let mut whatif =
+            crate::whatif::what_if(analysis, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
         if let Some(who) = who {
             // Access comes from the run's plan: a candidate may take views away, never add.
-            let old_views = an.views(&who.roles);
+            let old_views = analysis.views(&who.roles);
             let new_views: Vec<SmolStr> =
                 new.views(&who.roles).into_iter().filter(|label| old_views.contains(label)).collect();
             for change in &mut whatif.changes {
@@ -1064,9 +1069,9 @@ impl Runtime {
     /// candidate asks the same and its providers where it asks otherwise; and stores what it
     /// gives beside the run.
     pub fn shadow(&self, run: &str, candidate: &Arc<Analysis>) -> Result<ShadowRecord> {
-        let (an, _, events) = self.load_events(run, false)?;
+        let (analysis, _, events) = self.load_events(run, false)?;
         let changes = ReplayChanges { plan: Some(candidate.clone()), params: Vec::new(), live: true };
-        let whatif = self.what_if_events(&an, &events, None, &changes)?;
+        let whatif = self.what_if_events(&analysis, &events, None, &changes)?;
         let changes: Vec<Json> = whatif
             .changes
             .iter()
@@ -1075,7 +1080,7 @@ impl Runtime {
         let shadow = ShadowRecord {
             run: run.to_owned(),
             candidate: candidate.hash().to_string(),
-            flow: an.body().flow.name.to_string(),
+            flow: analysis.body().flow.name.to_string(),
             created: now().to_string(),
             production: whatif.before,
             outcome: whatif.after,
@@ -1111,12 +1116,12 @@ impl Runtime {
             }
             let record =
                 self.store.run(&shadow.run)?.ok_or_else(|| Error::Environment(format!("no run `{}`", shadow.run)))?;
-            let an = self.plan(&record.plan)?;
-            if !an.granted(&who.roles, GrantKind::Replay, None) {
+            let analysis = self.plan(&record.plan)?;
+            if !analysis.granted(&who.roles, GrantKind::Replay, None) {
                 report.not_allowed += 1;
                 continue;
             }
-            labels::redact(&mut shadow.changes, &an.views(&who.roles));
+            labels::redact(&mut shadow.changes, &analysis.views(&who.roles));
             report.runs += 1;
             if shadow.production == shadow.outcome {
                 report.agree += 1;
@@ -1151,8 +1156,8 @@ impl Runtime {
         };
         let mut summary = ReplaySummary::default();
         let mut allowed = Vec::new();
-        for (record, an) in self.select(filter, flow.as_deref())? {
-            if an.granted(&who.roles, GrantKind::Replay, None) {
+        for (record, analysis) in self.select(filter, flow.as_deref())? {
+            if analysis.granted(&who.roles, GrantKind::Replay, None) {
                 allowed.push(record);
             } else {
                 summary.not_allowed += 1;
@@ -1192,15 +1197,15 @@ impl Runtime {
         let mut facts = RunFacts::of(record);
         let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
         let first_at = at.first().cloned().unwrap_or_default();
-        let events = self.plan(&record.plan).and_then(|an| {
-            let events = self.verified(&an, record, raw)?;
+        let events = self.plan(&record.plan).and_then(|analysis| {
+            let events = self.verified(&analysis, record, raw)?;
             self.believed(record, &events, &first_at)?;
-            Ok((events, an))
+            Ok((events, analysis))
         });
-        if let Ok((events, an)) = events {
+        if let Ok((events, analysis)) = events {
             facts.complete = true;
             facts.observe(&events, &at);
-            facts.replayed = Some(crate::replay::replay(&an, &events, self.engine).divergence.is_none());
+            facts.replayed = Some(crate::replay::replay(&analysis, &events, self.engine).divergence.is_none());
         }
         facts
     }
@@ -1216,8 +1221,8 @@ impl Runtime {
             {
                 continue;
             }
-            let an = self.plan(&record.plan)?;
-            out.push((record, an));
+            let analysis = self.plan(&record.plan)?;
+            out.push((record, analysis));
         }
         Ok(out)
     }
@@ -1281,25 +1286,26 @@ impl Runtime {
         who: &Principal,
         changes: &ReplayChanges,
     ) -> RunReplay {
-        let replayed = self.plan(&record.plan).and_then(|an| {
+        let replayed = self.plan(&record.plan).and_then(|analysis| {
             if changes.is_none() {
                 // Only the events replay needs are read; the rest are compared as stored.
                 chain_checked(record, &raw)?;
                 let unreadable = |e: String| Error::Environment(format!("run `{}`: {e}", record.id));
                 // Believed as loading believes a run; its status is what the replay settles.
                 let first = raw.first().ok_or_else(|| unreadable("it has no events".to_owned()))?;
-                match decode_event_text(&an, &first.body).map_err(unreadable)? {
+                match decode_event_text(&analysis, &first.body).map_err(unreadable)? {
                     Event::Started(started) => self.believed_start(record, &started, &first.at)?,
                     _ => return Err(unreadable("its first event is not its start".to_owned())),
                 }
-                let stored = Stored::new(&an, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
-                let replay = crate::replay::replay_recording(&an, &stored, self.engine).map_err(unreadable)?;
+                let stored =
+                    Stored::new(&analysis, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
+                let replay = crate::replay::replay_recording(&analysis, &stored, self.engine).map_err(unreadable)?;
                 Ok(RunReplay::exact(replay, record.status))
             } else {
                 let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
-                let events = self.verified(&an, record, raw)?;
+                let events = self.verified(&analysis, record, raw)?;
                 self.believed(record, &events, &first_at)?;
-                self.what_if_events(&an, &events, Some(who), changes).map(RunReplay::what_if)
+                self.what_if_events(&analysis, &events, Some(who), changes).map(RunReplay::what_if)
             }
         });
         replayed.unwrap_or_else(|error| RunReplay::failed(record, error.to_string()))
@@ -1307,16 +1313,16 @@ impl Runtime {
 
     fn check_run_grant(
         &self,
-        an: &Analysis,
+        analysis: &Analysis,
         loaded: &mut Loaded,
         who: &Principal,
         kind: GrantKind,
         operation: &str,
     ) -> Result<()> {
-        if an.granted(&who.roles, kind, None) {
+        if analysis.granted(&who.roles, kind, None) {
             return Ok(());
         }
-        let roles = an.grantees(kind, None);
+        let roles = analysis.grantees(kind, None);
         let message = format!(
             "{} may not {operation} run `{}`: the flow grants `{}` to {}",
             who.id,
@@ -1324,21 +1330,21 @@ impl Runtime {
             kind.as_str(),
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
         );
-        Err(self.refuse(Some((an, loaded)), who, operation, kind.as_str().to_owned(), message))
+        Err(self.refuse(Some((analysis, loaded)), who, operation, kind.as_str().to_owned(), message))
     }
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
-        let (an, loaded) = self.load(run, true)?;
+        let (analysis, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Invalid(format!(
                 "run `{run}` is {}: nothing waits for a decision",
                 loaded.state.status.as_str()
             )));
         }
-        let decided = engine::decide(&an, &loaded.state, step, &who.id, &who.roles, input);
-        self.continue_run(&an, loaded, who, "decide", decided)
+        let decided = engine::decide(&analysis, &loaded.state, step, &who.id, &who.roles, input);
+        self.continue_run(&analysis, loaded, who, "decide", decided)
     }
 
     /// Overrides a blocking gate, and continues the run.
@@ -1351,16 +1357,16 @@ impl Runtime {
         basis: Option<&str>,
     ) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
-        let (an, loaded) = self.load(run, true)?;
-        let overridden = engine::override_gate(&an, &loaded.state, gate, &who.id, &who.roles, reason, basis);
-        self.continue_run(&an, loaded, who, "override", overridden.map(|event| vec![event]))
+        let (analysis, loaded) = self.load(run, true)?;
+        let overridden = engine::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
+        self.continue_run(&analysis, loaded, who, "override", overridden.map(|event| vec![event]))
     }
 
     /// Records what a principal's `operation` caused and continues the run, or records why
     /// it was refused.
     fn continue_run(
         &self,
-        an: &Analysis,
+        analysis: &Analysis,
         mut loaded: Loaded,
         who: &Principal,
         operation: &str,
@@ -1369,9 +1375,9 @@ impl Runtime {
         match caused {
             Ok(events) => {
                 for event in events {
-                    loaded.record(an, event);
+                    loaded.record(analysis, event);
                 }
-                self.advance(an, &mut loaded)?;
+                self.advance(analysis, &mut loaded)?;
                 self.refresh_shadows(&loaded.state.run).map_err(|e| {
                     Error::Environment(format!(
                         "the decision was recorded, but the shadow runs of run `{}` could not be brought up to \
@@ -1379,11 +1385,11 @@ impl Runtime {
                         loaded.state.run
                     ))
                 })?;
-                Ok(self.view(an, &loaded, Some(who)))
+                Ok(self.view(analysis, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
             Err(Refusal::Access { grant, message }) => {
-                Err(self.refuse(Some((an, &mut loaded)), who, operation, grant, message))
+                Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message))
             }
         }
     }
@@ -1393,7 +1399,7 @@ impl Runtime {
     /// stand: what a flow's tests check a run with. No access check: for the embedding
     /// application and the test runner, not for principals.
     pub fn inspect(&self, run: &str, exprs: &[&flow_ir::expr::Expr], args: &[Value]) -> Result<Inspection> {
-        let (an, loaded, events) = self.load_events(run, false)?;
+        let (analysis, loaded, events) = self.load_events(run, false)?;
         let emitted: FxHashMap<&str, &Value> = events
             .iter()
             .filter_map(|e| match e {
@@ -1401,18 +1407,18 @@ impl Runtime {
                 _ => None,
             })
             .collect();
-        let scope = Inspected { run: (&loaded.state, &*an), emitted };
+        let scope = Inspected { run: (&loaded.state, &*analysis), emitted };
         let values = exprs
             .iter()
-            .map(|expr| crate::interp::eval_with(an.body(), &scope, args, expr).map_err(|e| e.to_string()))
+            .map(|expr| crate::interp::eval_with(analysis.body(), &scope, args, expr).map_err(|e| e.to_string()))
             .collect();
         Ok((events, values))
     }
 
     /// How a run stands; outputs are shown only as far as `who` may view them.
     pub fn status(&self, run: &str, who: Option<&Principal>) -> Result<RunView> {
-        let (an, loaded) = self.load(run, false)?;
-        Ok(self.view(&an, &loaded, who))
+        let (analysis, loaded) = self.load(run, false)?;
+        Ok(self.view(&analysis, &loaded, who))
     }
 
     /// Resumes every run that a crash interrupted while it executed (its owner process is
@@ -1423,8 +1429,8 @@ impl Runtime {
             if !record.owner.as_ref().is_none_or(owner_gone) {
                 continue;
             }
-            let (an, mut loaded) = self.load(&record.id, true)?;
-            self.advance(&an, &mut loaded)?;
+            let (analysis, mut loaded) = self.load(&record.id, true)?;
+            self.advance(&analysis, &mut loaded)?;
             resumed.push(record.id);
         }
         Ok(resumed)
@@ -1440,17 +1446,17 @@ impl Runtime {
         runs.dedup();
         let mut out = Vec::new();
         for run in runs {
-            let (an, loaded) = self.load(&run, false)?;
-            for (step, kind, roles) in engine::waiting(&an, &loaded.state) {
+            let (analysis, loaded) = self.load(&run, false)?;
+            for (step, kind, roles) in engine::waiting(&analysis, &loaded.state) {
                 if let Some(who) = who {
                     let wanted: Vec<SmolStr> = roles.iter().map(SmolStr::new).collect();
-                    if crate::analysis::roles_used(an.body(), &who.roles, &wanted).is_empty() {
+                    if crate::analysis::roles_used(analysis.body(), &who.roles, &wanted).is_empty() {
                         continue;
                     }
                 }
                 out.push(Waiting {
                     run: run.clone(),
-                    flow: an.body().flow.name.to_string(),
+                    flow: analysis.body().flow.name.to_string(),
                     step: step.to_string(),
                     kind: kind.to_owned(),
                     roles,
@@ -1463,13 +1469,13 @@ impl Runtime {
     /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
     /// evidence` (a refusal is recorded).
     pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {
-        let (an, mut loaded) = self.load(run, false)?;
-        self.check_run_grant(&an, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
-        self.bundle(&an, run, who)
+        let (analysis, mut loaded) = self.load(run, false)?;
+        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
+        self.bundle(&analysis, run, who)
     }
 
-    fn bundle(&self, an: &Analysis, run: &str, who: &Principal) -> Result<Json> {
-        let views = an.views(&who.roles);
+    fn bundle(&self, analysis: &Analysis, run: &str, who: &Principal) -> Result<Json> {
+        let views = analysis.views(&who.roles);
         let events = self.redacted_events(run, &views)?;
         let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}`")))?;
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
@@ -1529,8 +1535,8 @@ impl Runtime {
     /// The run told for a person on one page, redacted for `who` (every labelled value
     /// hidden without a principal).
     pub fn show(&self, run: &str, who: Option<&Principal>) -> Result<String> {
-        let (an, events, view) = self.narrative_parts(run, who)?;
-        Ok(crate::narrative::show(&an, &events, &view))
+        let (analysis, events, view) = self.narrative_parts(run, who)?;
+        Ok(crate::narrative::show(&analysis, &events, &view))
     }
 
     fn narrative_parts(
@@ -1538,35 +1544,39 @@ impl Runtime {
         run: &str,
         who: Option<&Principal>,
     ) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
-        let (an, loaded) = self.load(run, false)?;
-        let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
+        let (analysis, loaded) = self.load(run, false)?;
+        let views = who.map(|w| analysis.views(&w.roles)).unwrap_or_default();
         let events = self.redacted_events(run, &views)?;
-        Ok((an.clone(), events, self.view(&an, &loaded, who)))
+        Ok((analysis.clone(), events, self.view(&analysis, &loaded, who)))
     }
 
     /// How the run stands, with its outputs redacted for `who` (all labelled parts hidden
     /// without a principal).
-    fn view(&self, an: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
-        let views = who.map(|w| an.views(&w.roles)).unwrap_or_default();
+    fn view(&self, analysis: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
+        let views = who.map(|w| analysis.views(&w.roles)).unwrap_or_default();
         let state = &loaded.state;
         let status = state.current_status();
         let mut outputs = BTreeMap::new();
-        for output in &an.body().outputs {
+        for output in &analysis.body().outputs {
             if let Some(value) = loaded.log.outputs.get(output.name.as_str()) {
-                let mut json = labels::encode(an.body(), value, &output.ty, an.node_labels(&output.name), false);
+                let mut json =
+                    labels::encode(analysis.body(), value, &output.ty, analysis.node_labels(&output.name), false);
                 labels::redact(&mut json, &views);
                 outputs.insert(output.name.to_string(), json);
             }
         }
         RunView {
             run: state.run.clone(),
-            flow: an.body().flow.name.to_string(),
+            flow: analysis.body().flow.name.to_string(),
             status,
-            summary: engine::summary(an, state, status),
-            pending: engine::waiting(an, state).into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
+            summary: engine::summary(analysis, state, status),
+            pending: engine::waiting(analysis, state)
+                .into_iter()
+                .map(|(s, k, r)| (s.to_string(), k.to_owned(), r))
+                .collect(),
             outputs,
             marks: loaded.log.marks.clone(),
-            why: if loaded.log.durable { crate::narrative::why(an, state, &views) } else { Vec::new() },
+            why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
         }
     }
 }
@@ -1577,8 +1587,8 @@ impl Runtime {
 /// reviewer's recorded edit wrote) with fewer labels than the run's plan gives it, whatever
 /// its types are named; and when models are asked (`live`), a model the run's plan does
 /// not declare, or one cleared for more than there.
-fn widens(pinned_an: &Analysis, candidate_an: &Analysis, live: bool) -> Vec<String> {
-    let (pinned, candidate) = (pinned_an.body(), candidate_an.body());
+fn widens(pinned_analysis: &Analysis, candidate_analysis: &Analysis, live: bool) -> Vec<String> {
+    let (pinned, candidate) = (pinned_analysis.body(), candidate_analysis.body());
     let mut out = Vec::new();
     let edited: FxHashSet<&SmolStr> = pinned
         .nodes
@@ -1600,7 +1610,7 @@ fn widens(pinned_an: &Analysis, candidate_an: &Analysis, live: bool) -> Vec<Stri
             continue;
         }
         let Some(other) = candidate.node(&node.name) else { continue };
-        let whole = (pinned_an.node_labels(&node.name), candidate_an.node_labels(&node.name));
+        let whole = (pinned_analysis.node_labels(&node.name), candidate_analysis.node_labels(&node.name));
         out.extend(lost_labels((pinned, candidate), (&node.ty, &other.ty), whole, &node.name));
     }
     for label in &pinned.labels {
@@ -1738,16 +1748,14 @@ fn status_of(events: &[Event<Value>]) -> Status {
 /// hash chain.
 fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
     let run = record.id.as_str();
-    if events.len() as u64 != record.seq || events.last().map_or(evidence::GENESIS, |e| e.hash.as_str()) != record.head
-    {
+    if events.len() as u64 != record.seq || events.last().map_or(digest::GENESIS, |e| e.hash.as_str()) != record.head {
         return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
     }
-    let mut prev = evidence::GENESIS;
+    let mut prev = digest::GENESIS;
     for (i, stored) in events.iter().enumerate() {
-        let chained =
-            evidence::is_event_hash(&stored.hash, prev, stored.seq, &stored.at, &stored.body).map_err(|e| {
-                Error::Environment(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
-            })?;
+        let chained = digest::is_event_hash(&stored.hash, prev, stored.seq, &stored.at, &stored.body).map_err(|e| {
+            Error::Environment(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
+        })?;
         if stored.seq != i as u64 || stored.prev != prev || !chained {
             return Err(Error::Environment(format!(
                 "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
@@ -1760,68 +1768,68 @@ fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
 
 /// The type of a value in an event, and its labels when `labelled` (decoding needs only
 /// the type).
-pub(crate) fn slot_type(an: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
-    let body = an.body();
+pub(crate) fn slot_type(analysis: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
+    let body = analysis.body();
     let labels = |of: &dyn Fn() -> Vec<SmolStr>| if labelled { of() } else { Vec::new() };
     let place = |text: &str| {
         let mut parts = text.split('.');
         let root = parts.next()?;
         let path: Vec<SmolStr> = parts.map(SmolStr::new).collect();
-        Some((crate::analysis::place_type(body, root, &path)?, labels(&|| an.path_labels(root, &path))))
+        Some((crate::analysis::place_type(body, root, &path)?, labels(&|| analysis.path_labels(root, &path))))
     };
     match slot {
         Slot::Input(name) | Slot::Param(name) => Some((body.node(name)?.ty.clone(), Vec::new())),
-        Slot::Node(name) => Some((body.node(name)?.ty.clone(), labels(&|| an.node_labels(name).to_vec()))),
-        Slot::Output(name) => Some((body.output(name)?.ty.clone(), labels(&|| an.node_labels(name).to_vec()))),
+        Slot::Node(name) => Some((body.node(name)?.ty.clone(), labels(&|| analysis.node_labels(name).to_vec()))),
+        Slot::Output(name) => Some((body.output(name)?.ty.clone(), labels(&|| analysis.node_labels(name).to_vec()))),
         // What the analysis knows of the step's operands; a place it does not list (in
         // evidence from elsewhere) is typed from the plan.
-        Slot::Operand(node, text) => match an.operands(node).iter().find(|o| o.place == text) {
+        Slot::Operand(node, text) => match analysis.operands(node).iter().find(|o| o.place == text) {
             Some(operand) => Some((operand.ty.clone()?, labels(&|| operand.labels.clone()))),
             None if text.starts_with("stale(") || text.starts_with("degraded(") => Some((Ty::Bool, Vec::new())),
             None if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
             None => place(text),
         },
         Slot::Edit(text) => place(text),
-        Slot::Failure(node) => Some((Ty::Text, labels(&|| an.failure_labels(node).to_vec()))),
+        Slot::Failure(node) => Some((Ty::Text, labels(&|| analysis.failure_labels(node).to_vec()))),
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
             let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;
             args.iter().find(|a| a.name == arg)?;
-            Some((param.ty.clone(), labels(&|| an.arg_labels(node, arg).to_vec())))
+            Some((param.ty.clone(), labels(&|| analysis.arg_labels(node, arg).to_vec())))
         }
         Slot::ActionArg(node, arg) => {
             let NodeKind::Action { system, action, args, .. } = &body.node(node)?.kind else { return None };
             let target = body.system(system)?.actions.iter().find(|a| a.name == *action)?;
             let param = target.params.iter().find(|p| p.name == arg)?;
             args.iter().find(|a| a.name == arg)?;
-            Some((param.ty.clone(), labels(&|| an.arg_labels(node, arg).to_vec())))
+            Some((param.ty.clone(), labels(&|| analysis.arg_labels(node, arg).to_vec())))
         }
     }
 }
 
 /// An event as evidence JSON, each labelled value salted afresh.
-pub fn encode_event(an: &Analysis, event: Event<Value>) -> Json {
-    serde_json::to_value(encode_values(an, event, true)).unwrap_or(Json::Null)
+pub fn encode_event(analysis: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(analysis, event, true)).unwrap_or(Json::Null)
 }
 
 /// An event as evidence JSON without salts: what two encodings of one event compare.
-pub(crate) fn encode_event_unsalted(an: &Analysis, event: Event<Value>) -> Json {
-    serde_json::to_value(encode_values(an, event, false)).unwrap_or(Json::Null)
+pub(crate) fn encode_event_unsalted(analysis: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(analysis, event, false)).unwrap_or(Json::Null)
 }
 
 /// An event's evidence JSON as the store keeps it (the text of [`encode_event`]) but
 /// unsalted, into `out`: equal to the stored text when the event has no labelled value.
-pub(crate) fn encode_event_text(an: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
+pub(crate) fn encode_event_text(analysis: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
     out.clear();
-    if serde_json::to_writer(&mut *out, &encode_values(an, event.clone(), false)).is_err() {
+    if serde_json::to_writer(&mut *out, &encode_values(analysis, event.clone(), false)).is_err() {
         out.clear();
     }
 }
 
-fn encode_values(an: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
+fn encode_values(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
     let mut encode = |slot: Slot<'_>, value: Value| -> std::result::Result<Json, std::convert::Infallible> {
-        Ok(match slot_type(an, slot, true) {
-            Some((ty, labels)) => labels::encode(an.body(), &value, &ty, &labels, salted),
+        Ok(match slot_type(analysis, slot, true) {
+            Some((ty, labels)) => labels::encode(analysis.body(), &value, &ty, &labels, salted),
             None => value.to_json(),
         })
     };
@@ -1836,12 +1844,12 @@ fn encode_values(an: &Analysis, event: Event<Value>, salted: bool) -> Event<Json
 }
 
 /// An event read back from evidence JSON.
-pub fn decode_event(an: &Analysis, json: Json) -> std::result::Result<Event<Value>, String> {
-    decode_values(an, serde_json::from_value(json).map_err(|e| e.to_string())?)
+pub fn decode_event(analysis: &Analysis, json: Json) -> std::result::Result<Event<Value>, String> {
+    decode_values(analysis, serde_json::from_value(json).map_err(|e| e.to_string())?)
 }
 
 /// An event read back from evidence JSON text, as stored.
-pub(crate) fn decode_event_text(an: &Analysis, text: &str) -> std::result::Result<Event<Value>, String> {
+pub(crate) fn decode_event_text(analysis: &Analysis, text: &str) -> std::result::Result<Event<Value>, String> {
     let event = if text.starts_with(r#"{"event":"started""#) {
         // The first event, and the largest, read as its struct: serde would buffer the
         // whole of an internally tagged enum's content before reading it.
@@ -1849,18 +1857,18 @@ pub(crate) fn decode_event_text(an: &Analysis, text: &str) -> std::result::Resul
     } else {
         serde_json::from_str(text)
     };
-    decode_values(an, event.map_err(|e| e.to_string())?)
+    decode_values(analysis, event.map_err(|e| e.to_string())?)
 }
 
-fn decode_values(an: &Analysis, event: Event<Json>) -> std::result::Result<Event<Value>, String> {
+fn decode_values(analysis: &Analysis, event: Event<Json>) -> std::result::Result<Event<Value>, String> {
     if let Some(node) = event.node()
-        && an.plan.node_id(node).is_none()
+        && analysis.plan.node_id(node).is_none()
     {
         return Err(format!("the plan has no node `{node}`"));
     }
     let mut event = event.map_values(&mut |slot, json: Json| {
-        let (ty, _) = slot_type(an, slot, false).ok_or_else(|| format!("no type for {slot:?}"))?;
-        value::decode(an.body(), &json, &ty, "$").map_err(|e| e.to_string())
+        let (ty, _) = slot_type(analysis, slot, false).ok_or_else(|| format!("no type for {slot:?}"))?;
+        value::decode(analysis.body(), &json, &ty, "$").map_err(|e| e.to_string())
     })?;
     // What a system returned is kept as JSON: as read, without the salt it is stored with.
     if let Event::Failed { returned: Some(returned), .. } = &mut event {
@@ -1897,20 +1905,20 @@ struct Log {
 
 impl Loaded {
     /// Applies an event to the run's state and keeps it for the next commit.
-    fn record(&mut self, an: &Analysis, event: Event<Value>) {
-        self.state.apply(an, &event);
+    fn record(&mut self, analysis: &Analysis, event: Event<Value>) {
+        self.state.apply(analysis, &event);
         self.log.pending.push(event);
     }
 
-    fn new(an: &Analysis, run: String, principal: String, created: String) -> Loaded {
-        let mut state = State::new(an);
+    fn new(analysis: &Analysis, run: String, principal: String, created: String) -> Loaded {
+        let mut state = State::new(analysis);
         state.run = run;
         Loaded {
             state,
             log: Log {
                 pending: Vec::new(),
                 seq: 0,
-                head: evidence::GENESIS.to_owned(),
+                head: digest::GENESIS.to_owned(),
                 signature: None,
                 signing_key: None,
                 principal,
@@ -1944,10 +1952,10 @@ impl Log {
     }
 
     /// Stores the pending events, chained, with the run's new record.
-    fn commit(&mut self, runtime: &Runtime, an: &Analysis, state: &State) -> Result<()> {
+    fn commit(&mut self, runtime: &Runtime, analysis: &Analysis, state: &State) -> Result<()> {
         if !self.durable {
             for event in std::mem::take(&mut self.pending) {
-                self.observe(&an.body().flow.name, &event);
+                self.observe(&analysis.body().flow.name, &event);
             }
             return Ok(());
         }
@@ -1962,10 +1970,10 @@ impl Log {
         }
         let pending = std::mem::take(&mut self.pending);
         for (i, event) in pending.into_iter().enumerate() {
-            self.observe(&an.body().flow.name, &event);
+            self.observe(&analysis.body().flow.name, &event);
             let seq = self.seq + i as u64;
             if let Event::ActionCompleted { node, key, result, reused: false } = &event
-                && let Some(NodeKind::Action { system, .. }) = an.body().node(node).map(|n| &n.kind)
+                && let Some(NodeKind::Action { system, .. }) = analysis.body().node(node).map(|n| &n.kind)
             {
                 self.results.push(ActionResult {
                     system: system.to_string(),
@@ -1976,8 +1984,8 @@ impl Log {
                     args: self.calls.get(node).cloned().unwrap_or_default(),
                 });
             }
-            let body = encode_event(an, event);
-            let hash = evidence::event_hash(&head, seq, &at, &body);
+            let body = encode_event(analysis, event);
+            let hash = digest::event_hash(&head, seq, &at, &body);
             stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
             head = hash;
         }
@@ -1998,8 +2006,8 @@ impl Log {
         let record_status = state.current_status();
         let record = RunRecord {
             id: state.run.clone(),
-            plan: an.plan.hash().to_owned(),
-            flow: an.body().flow.name.to_string(),
+            plan: analysis.plan.hash().to_owned(),
+            flow: analysis.body().flow.name.to_string(),
             status: record_status,
             created: self.created.clone(),
             seq: self.seq + stored.len() as u64,
@@ -2008,7 +2016,7 @@ impl Log {
             principal: self.principal.clone(),
             owner: (record_status == Status::Running).then(|| (process_id(), at.clone())),
         };
-        let waiting: Vec<Waiting> = engine::waiting(an, state)
+        let waiting: Vec<Waiting> = engine::waiting(analysis, state)
             .into_iter()
             .map(|(step, kind, roles)| Waiting {
                 run: record.id.clone(),
@@ -2036,7 +2044,7 @@ impl Log {
 
 struct RunJournal<'a> {
     runtime: &'a Runtime,
-    an: &'a Analysis,
+    analysis: &'a Analysis,
     log: &'a mut Log,
 }
 
@@ -2045,12 +2053,12 @@ impl Journal for RunJournal<'_> {
         if self.log.durable {
             self.log.pending.push(event);
         } else {
-            self.log.observe(&self.an.body().flow.name, &event);
+            self.log.observe(&self.analysis.body().flow.name, &event);
         }
     }
 
     fn flush(&mut self, state: &State) -> std::result::Result<(), String> {
-        self.log.commit(self.runtime, self.an, state).map_err(|e| e.to_string())
+        self.log.commit(self.runtime, self.analysis, state).map_err(|e| e.to_string())
     }
 
     fn keeps_evidence(&self) -> bool {

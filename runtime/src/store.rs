@@ -91,7 +91,7 @@ pub struct ShadowRecord {
 impl ShadowRecord {
     /// The Merkle digest of the record (everything but its signature).
     pub fn digest(&self) -> String {
-        crate::evidence::digest(&serde_json::json!({
+        crate::digest::digest(&serde_json::json!({
             "run": self.run, "candidate": self.candidate, "flow": self.flow, "created": self.created,
             "production": self.production, "outcome": self.outcome, "changes": self.changes,
         }))
@@ -121,7 +121,7 @@ pub struct ActionResult {
     pub result: Json,
     pub run: String,
     pub seq: u64,
-    /// The digest of the call's arguments (`evidence::digest` of their JSON).
+    /// The digest of the call's arguments (`digest::digest` of their JSON).
     pub args: String,
 }
 
@@ -684,7 +684,7 @@ impl Store for SqliteStore {
                     .into(),
             ));
         }
-        let (seq, prev) = last.map_or((0, crate::evidence::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
+        let (seq, prev) = last.map_or((0, crate::digest::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
         let hash = crate::checkpoint::refusal_hash(&prev, seq, refusal);
         tx.execute(
             "INSERT INTO refusals (seq, at, principal, operation, grant, message, prev, hash) \

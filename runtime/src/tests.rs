@@ -117,22 +117,22 @@ fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
     crate::labels::redact(&mut redacted, &[]);
     assert_eq!(redacted["value"]["$labels"], json!(["pii"]));
     assert!(!redacted.to_string().contains("secret"));
-    assert_eq!(crate::evidence::digest(&event), crate::evidence::digest(&redacted));
+    assert_eq!(crate::digest::digest(&event), crate::digest::digest(&redacted));
     let mut shown = event.clone();
     crate::labels::redact(&mut shown, &["pii".into()]);
     assert_eq!(shown, event);
     let mut changed = event.clone();
     changed["value"]["$value"] = json!("secreT");
-    assert_ne!(crate::evidence::digest(&event), crate::evidence::digest(&changed));
+    assert_ne!(crate::digest::digest(&event), crate::digest::digest(&changed));
     // The marker is not the digest of the value with its labels alone, which anyone could
     // compute for each guess.
     let guess = json!({"$labels": ["pii"], "$value": "secret"});
-    assert_ne!(redacted["value"]["$redacted"], json!(crate::evidence::digest(&guess)));
+    assert_ne!(redacted["value"]["$redacted"], json!(crate::digest::digest(&guess)));
     // A value only shown (unsalted) is salted as it is redacted: afresh each time.
     let (mut once, mut twice) = (json!({"v": guess.clone()}), json!({"v": guess.clone()}));
     crate::labels::redact(&mut once, &[]);
     crate::labels::redact(&mut twice, &[]);
-    assert_ne!(once["v"]["$redacted"], json!(crate::evidence::digest(&guess)));
+    assert_ne!(once["v"]["$redacted"], json!(crate::digest::digest(&guess)));
     assert_ne!(once, twice);
 }
 
@@ -217,12 +217,12 @@ proptest::proptest! {
     fn digests_of_text_and_values_agree_with_the_definition(text in json_text()) {
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let expected = hex_of(reference_digest(&value));
-        let hash = crate::evidence::event_hash(crate::evidence::GENESIS, 12, "t", &value);
-        proptest::prop_assert!(crate::evidence::is_event_hash(&hash, crate::evidence::GENESIS, 12, "t", &text).unwrap());
-        proptest::prop_assert!(!crate::evidence::is_event_hash(&hash, crate::evidence::GENESIS, 13, "t", &text).unwrap());
+        let hash = crate::digest::event_hash(crate::digest::GENESIS, 12, "t", &value);
+        proptest::prop_assert!(crate::digest::is_event_hash(&hash, crate::digest::GENESIS, 12, "t", &text).unwrap());
+        proptest::prop_assert!(!crate::digest::is_event_hash(&hash, crate::digest::GENESIS, 13, "t", &text).unwrap());
         for _ in 0..2 {
-            proptest::prop_assert_eq!(crate::evidence::digest(&value), expected.clone());
-            proptest::prop_assert_eq!(crate::evidence::digest_text(&text).unwrap(), expected.clone());
+            proptest::prop_assert_eq!(crate::digest::digest(&value), expected.clone());
+            proptest::prop_assert_eq!(crate::digest::digest_text(&text).unwrap(), expected.clone());
         }
     }
 }
@@ -230,8 +230,8 @@ proptest::proptest! {
 #[test]
 fn text_that_is_not_json_has_no_digest() {
     for text in ["", "{", "[1,]", "{\"a\" 1}", "1 2", "nul"] {
-        assert!(crate::evidence::digest_text(text).is_err(), "{text}");
-        assert!(crate::evidence::is_event_hash("", crate::evidence::GENESIS, 0, "t", text).is_err(), "{text}");
+        assert!(crate::digest::digest_text(text).is_err(), "{text}");
+        assert!(crate::digest::is_event_hash("", crate::digest::GENESIS, 0, "t", text).is_err(), "{text}");
     }
 }
 
@@ -383,14 +383,14 @@ fn a_plan_without_native_code_runs_on_the_interpreter_and_says_why() {
         let plan = flow_ir::load(bytes).unwrap();
         let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
         assert_eq!(runtime.engine(), Engine::Jit);
-        let an = Arc::new(Analysis::new(plan.clone()));
+        let analysis = Arc::new(Analysis::new(plan.clone()));
         if fails {
-            an.native.set(Err("made to fail".to_owned())).unwrap();
+            analysis.native.set(Err("made to fail".to_owned())).unwrap();
         }
-        runtime.store().put_plan(an.hash(), bytes).unwrap();
-        runtime.lock_plans().insert(an.hash().to_string(), an.clone());
-        let an = runtime.install(plan).unwrap();
-        let view = runtime.start(&an, &who, &inputs, &StartOptions::default()).unwrap();
+        runtime.store().put_plan(analysis.hash(), bytes).unwrap();
+        runtime.lock_plans().insert(analysis.hash().to_string(), analysis.clone());
+        let analysis = runtime.install(plan).unwrap();
+        let view = runtime.start(&analysis, &who, &inputs, &StartOptions::default()).unwrap();
         assert_eq!(view.status, Status::Completed);
         let page = runtime.show(&view.run, Some(&who)).unwrap();
         let label = if fails { "interpreter (no native code: made to fail)" } else { "jit" };
@@ -433,29 +433,29 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
 
     let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
     let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
-    let an = runtime.install(plan).unwrap();
+    let analysis = runtime.install(plan).unwrap();
     let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
     let app = json!({
         "id": "A1", "applicant": "ana", "amount": "90000.00 USD", "income": "80000.00 USD", "score": 650,
         "segment": "retail", "existing_debt": "0.00 USD", "age_days": 30, "defaults": 0, "verified": true
     });
-    let view = runtime.start(&an, &who, &[("app".to_owned(), app)], &StartOptions::default()).unwrap();
+    let view = runtime.start(&analysis, &who, &[("app".to_owned(), app)], &StartOptions::default()).unwrap();
     let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
     let approve =
         crate::DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..Default::default() };
     runtime.decide(&view.run, "sign", &manager, &approve).unwrap();
-    let (an, _, events) = runtime.load_events(&view.run, false).unwrap();
+    let (analysis, _, events) = runtime.load_events(&view.run, false).unwrap();
     // Bulk replay compares computed events as text: an event's encoding is the stored text.
     let stored = runtime.store.events(&view.run).unwrap();
     assert_eq!(stored.len(), events.len());
     let mut encoded = Vec::new();
     for (raw, event) in stored.iter().zip(&events) {
-        crate::runtime::encode_event_text(&an, event, &mut encoded);
+        crate::runtime::encode_event_text(&analysis, event, &mut encoded);
         assert_eq!(String::from_utf8_lossy(&encoded), raw.body);
     }
     for engine in [Engine::Jit, Engine::Interpreter] {
         runtime.set_engine(engine);
-        let replay = crate::replay::replay(&an, &events, engine);
+        let replay = crate::replay::replay(&analysis, &events, engine);
         assert_eq!(replay.divergence, None, "{engine:?}");
         assert_eq!(replay.events, events.len());
         assert_eq!(replay.status, crate::Status::Completed);
@@ -469,7 +469,7 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     if let Event::Gate { holds, .. } = &mut forged[at] {
         *holds = false;
     }
-    let divergence = crate::replay::replay(&an, &forged, Engine::Jit).divergence.unwrap();
+    let divergence = crate::replay::replay(&analysis, &forged, Engine::Jit).divergence.unwrap();
     assert_eq!(divergence.index, at);
     assert_eq!(divergence.node.as_deref(), Some("new_customer"));
     assert_eq!(divergence.recorded["holds"], false);
@@ -480,7 +480,7 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     if let Event::ApprovalDecided { decision, .. } = &mut forged[decided] {
         decision.principal = "ana".to_owned();
     }
-    let divergence = crate::replay::replay(&an, &forged, Engine::Jit).divergence.unwrap();
+    let divergence = crate::replay::replay(&analysis, &forged, Engine::Jit).divergence.unwrap();
     assert_eq!((divergence.index, divergence.node.as_deref()), (decided, Some("sign")));
 }
 
@@ -503,7 +503,7 @@ fn a_new_plan_brings_its_defaults_but_keeps_params_a_run_was_given() {
     let candidate = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
         .unwrap_or_else(|failed| panic!("{}", failed.1));
     let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
-    let an = runtime.install(plan).unwrap();
+    let analysis = runtime.install(plan).unwrap();
     let candidate = runtime.install(candidate).unwrap();
     let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
     let auditor = Principal { id: "aud".to_owned(), roles: vec!["auditor".to_owned()] };
@@ -519,13 +519,14 @@ fn a_new_plan_brings_its_defaults_but_keeps_params_a_run_was_given() {
     };
     // Started at the default (50,000 USD): the candidate's 100,000 USD applies, and 90,000 USD
     // is no longer over the limit.
-    let default_run = runtime.start(&an, &who, &[("app".to_owned(), app.clone())], &StartOptions::default()).unwrap();
+    let default_run =
+        runtime.start(&analysis, &who, &[("app".to_owned(), app.clone())], &StartOptions::default()).unwrap();
     assert_eq!(
         nodes(&default_run.run),
         [("limit".to_owned(), json!("100000 USD")), ("over_limit".to_owned(), json!("does not hold"))]
     );
     // Started with 80,000 USD: that value stays, and nothing changes.
-    let given_run = runtime.start(&an, &who, &[("app".to_owned(), app)], &given).unwrap();
+    let given_run = runtime.start(&analysis, &who, &[("app".to_owned(), app)], &given).unwrap();
     assert_eq!(nodes(&given_run.run), []);
 }
 

@@ -143,7 +143,7 @@ fn opening<'e>(events: &'e [Event<Value>], node: &str) -> Option<&'e Event<Value
 /// What a person decided on: the values the step opened on, compared as values (`10000 USD`
 /// is `10000.00 USD`), and for an approval only what its row that applied read, with its
 /// requirement and who may not approve — not the rows it did not reach.
-fn context<'e>(an: &Analysis, opened: &'e Event<Value>) -> Option<Vec<(String, &'e Value)>> {
+fn context<'e>(analysis: &Analysis, opened: &'e Event<Value>) -> Option<Vec<(String, &'e Value)>> {
     let named = |operands: &'e [crate::event::Named<Value>], keep: &dyn Fn(&str) -> bool| {
         operands.iter().filter(|o| keep(&o.name)).map(|o| (o.name.to_string(), &o.value)).collect::<Vec<_>>()
     };
@@ -155,8 +155,8 @@ fn context<'e>(an: &Analysis, opened: &'e Event<Value>) -> Option<Vec<(String, &
             Some(out)
         }
         Event::ApprovalRequired { node, row, terms, operands, excluded, .. } => {
-            let id = an.id(node)?;
-            let NodeKind::Approval { rows, .. } = &an.plan.node(id).kind else { return None };
+            let id = analysis.id(node)?;
+            let NodeKind::Approval { rows, .. } = &analysis.plan.node(id).kind else { return None };
             let read: Vec<String> = match rows.get(*row as usize - 1).and_then(|r| r.condition.as_ref()) {
                 Some(condition) => {
                     let mut places: Vec<String> = condition
@@ -319,8 +319,9 @@ pub fn what_if(
     for name in names {
         let (b, a) = (before.get(name), after.get(name));
         if b != a {
-            let json =
-                |an: &Analysis, account: Option<&Account<'_>>| account.map_or(Json::Null, |a| a.to_json(an, name));
+            let json = |analysis: &Analysis, account: Option<&Account<'_>>| {
+                account.map_or(Json::Null, |a| a.to_json(analysis, name))
+            };
             diff.push(Change { node: name.to_string(), before: json(old, b), after: json(new, a) });
         }
     }
@@ -372,12 +373,12 @@ impl PartialEq for Account<'_> {
 }
 
 impl Account<'_> {
-    fn to_json(&self, an: &Analysis, node: &str) -> Json {
+    fn to_json(&self, analysis: &Analysis, node: &str) -> Json {
         match self {
-            Account::Value(_, Some(event)) => comparable(an, event)["value"].clone(),
+            Account::Value(_, Some(event)) => comparable(analysis, event)["value"].clone(),
             Account::Value(value, None) => {
-                let ty = an.body().node(node).map(|n| n.ty.clone()).unwrap_or(flow_ir::ty::Ty::Nothing);
-                crate::labels::encode(an.body(), value, &ty, an.node_labels(node), false)
+                let ty = analysis.body().node(node).map(|n| n.ty.clone()).unwrap_or(flow_ir::ty::Ty::Nothing);
+                crate::labels::encode(analysis.body(), value, &ty, analysis.node_labels(node), false)
             }
             Account::Json(json) => json.clone(),
         }
@@ -387,7 +388,7 @@ impl Account<'_> {
 /// Each step's result: a value for `let`s, inferences, outputs and params; a short account
 /// for gates, reviews, approvals and actions.
 fn steps<'e>(
-    an: &Analysis,
+    analysis: &Analysis,
     events: &'e [Event<Value>],
     held: &FxHashMap<SmolStr, Json>,
     needs_decision: &FxHashSet<SmolStr>,
@@ -402,14 +403,14 @@ fn steps<'e>(
             }
             continue;
         };
-        let value = || comparable(an, event)["value"].clone();
+        let value = || comparable(analysis, event)["value"].clone();
         let account = match event {
             Event::Evaluated { value, .. } => Account::Value(value, Some(event)),
             Event::Emitted { value, marks, .. } if marks.is_empty() => Account::Value(value, Some(event)),
             Event::Emitted { marks, .. } => Account::Json(json!({"value": value(), "marks": marks})),
             Event::Inferred { value, degraded: false, .. } => Account::Value(value, Some(event)),
             Event::Inferred { .. } => {
-                let encoded = comparable(an, event);
+                let encoded = comparable(analysis, event);
                 Account::Json(json!({"degraded": encoded["reason"], "value": encoded["value"]}))
             }
             Event::Gate { holds: true, .. } => Account::Json(json!("holds")),

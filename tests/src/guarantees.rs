@@ -80,8 +80,8 @@ pub(crate) fn runtime_with(flow: &str, world: &Arc<World>) -> (Runtime, Arc<Anal
     for system in &plan.body().systems {
         runtime.register_system(&system.name, world.clone());
     }
-    let an = runtime.install(plan).expect("the plan installs");
-    (runtime, an)
+    let analysis = runtime.install(plan).expect("the plan installs");
+    (runtime, analysis)
 }
 
 /// `field` of the first `kind` event of `run`'s evidence as exported to `who`.
@@ -202,10 +202,10 @@ pub(crate) fn payment_world() -> Arc<World> {
     World::answering(&[("scorer", json!({"value": 1})), ("book", json!({"number": "B-1"}))])
 }
 
-pub(crate) fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
+pub(crate) fn pay(runtime: &Runtime, analysis: &Arc<Analysis>, amount: &str, payee: &str) -> flow_runtime::RunView {
     let input = json!({"id": "P-1", "amount": amount, "payee": payee});
     runtime
-        .start(an, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &StartOptions::default())
+        .start(analysis, &principal("cleo", &["clerk"]), &[("payment".to_owned(), input)], &StartOptions::default())
         .expect("the run starts")
 }
 
@@ -214,8 +214,8 @@ pub(crate) fn pay(runtime: &Runtime, an: &Arc<Analysis>, amount: &str, payee: &s
 #[test]
 fn no_effect_follows_a_rejected_soft_gate() {
     let world = payment_world();
-    let (runtime, an) = runtime_with(PAYMENT, &world);
-    let view = pay(&runtime, &an, "5000 USD", "acme");
+    let (runtime, analysis) = runtime_with(PAYMENT, &world);
+    let view = pay(&runtime, &analysis, "5000 USD", "acme");
     assert_eq!(view.status, Status::Pending);
     // Only the gate waits: the model that feeds no gate is not asked while it does.
     assert_eq!(view.pending.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["large"]);
@@ -239,8 +239,8 @@ fn no_effect_follows_a_rejected_soft_gate() {
 #[test]
 fn a_blocking_gate_is_evaluated_before_any_model_person_or_effect() {
     let world = payment_world();
-    let (runtime, an) = runtime_with(PAYMENT, &world);
-    let view = pay(&runtime, &an, "50 USD", "listed");
+    let (runtime, analysis) = runtime_with(PAYMENT, &world);
+    let view = pay(&runtime, &analysis, "50 USD", "listed");
     assert_eq!(view.status, Status::Blocked);
     assert!(view.pending.is_empty(), "{:?}", view.pending);
     assert_eq!(world.calls(), Vec::<String>::new());
@@ -295,9 +295,9 @@ flow two_gates {
 }
 "#;
     let world = World::answering(&[("scorer", json!({"value": 9}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
-    let view = runtime.start(&an, &clerk, &[("n".to_owned(), json!(3))], &StartOptions::default()).expect("runs");
+    let view = runtime.start(&analysis, &clerk, &[("n".to_owned(), json!(3))], &StartOptions::default()).expect("runs");
     // The review feeds one gate and the model the other: neither gate can be evaluated
     // without its step, so both run, the review first (by name); the model's gate blocks.
     assert_eq!(view.status, Status::Blocked);
@@ -380,13 +380,13 @@ flow split {
 }
 "#;
     let world = World::answering(&[]);
-    let (mut runtime, an) = runtime_with(FLOW, &world);
+    let (mut runtime, analysis) = runtime_with(FLOW, &world);
     runtime.register_model("scorer", Arc::new(Echo));
     let clerk = principal("cleo", &["clerk"]);
     let auditor = principal("ada", &["auditor"]);
     let account = json!({"balance": "123456.78", "holders": 0});
     let view = runtime
-        .start(&an, &clerk, &[("account".to_owned(), account)], &StartOptions::default())
+        .start(&analysis, &clerk, &[("account".to_owned(), account)], &StartOptions::default())
         .expect("the run starts");
     assert_eq!(view.status, Status::Failed);
     let secret = "123456.78";
@@ -405,7 +405,7 @@ flow split {
     // and none is the digest of a guess of the value, bare or wrapped as evidence wraps it.
     let again = runtime
         .start(
-            &an,
+            &analysis,
             &clerk,
             &[("account".to_owned(), json!({"balance": "123456.78", "holders": 0}))],
             &StartOptions::default(),
@@ -423,13 +423,13 @@ flow split {
         json!({"$labels": ["pii"], "$value": secret}),
         json!({"$labels": ["pii"], "$value": {"balance": secret, "holders": 0}}),
     ] {
-        assert!(!first.contains(&flow_runtime::evidence::digest(&guess)), "{guess}");
+        assert!(!first.contains(&flow_runtime::digest::digest(&guess)), "{guess}");
     }
     // Nor does the bundle hold the digest of the request the model was sent, which would
     // confirm a guess of the balance as well; the auditor's does (so the guess is right).
-    let model = an.body().model("scorer").expect("the model");
+    let model = analysis.body().model("scorer").expect("the model");
     let request = ModelRequest { step: "score", model, prompt: None, input: json!({"balance": secret}) };
-    let request_digest = flow_runtime::evidence::digest(&request.to_json());
+    let request_digest = flow_runtime::digest::digest(&request.to_json());
     assert!(bundle.to_string().contains("request_digest"), "{bundle}");
     assert!(!bundle.to_string().contains(&request_digest), "{bundle}");
     let cleared = runtime.evidence(&view.run, &auditor).expect("exports").to_string();
@@ -477,10 +477,11 @@ flow vet {
 }
 "#;
     let world = World::answering(&[("scorer", json!({"value": 7}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let person = json!({"name": "Ada Lovelace", "age": 36});
-    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
     let install = |text: &str| install(&runtime, text);
     let what_if = |plan: &Arc<Analysis>, live: bool| what_if(&runtime, &view.run, &clerk, plan, live);
     // Granting itself `view pii`, and changing the output, shows the clerk nothing more.
@@ -582,10 +583,11 @@ flow admit {
 }
 "#;
     let world = World::answering(&[("triage", json!({"level": 2}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let nurse = principal("nina", &["nurse"]);
     let patient = json!({"id": "P-1", "admitted": flow_runtime::now().to_string()});
-    let view = runtime.start(&an, &nurse, &[("patient".to_owned(), patient)], &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &nurse, &[("patient".to_owned(), patient)], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed, "{}", view.summary);
     let digest_of = |who: &Principal| exported(&runtime, &view.run, who, "model_called", "request_digest");
     let hidden = digest_of(&principal("carl", &["clerk"]));
@@ -636,10 +638,10 @@ flow vet {
 }
 "#;
     let world = World::answering(&[("scorer", json!({"value": 7, "note": "Ada is unwell"}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let view = runtime
-        .start(&an, &clerk, &[("person".to_owned(), json!({"age": 36}))], &StartOptions::default())
+        .start(&analysis, &clerk, &[("person".to_owned(), json!({"age": 36}))], &StartOptions::default())
         .expect("runs");
     let edit = DecisionInput {
         edits: vec![("summary".to_owned(), r#"{"text": "Ada told us why"}"#.to_owned())],
@@ -699,9 +701,14 @@ flow vet {
   emit out = Out { text: summary }
 }
 "#;
-    let (runtime, an) = runtime_with(READ, &world);
+    let (runtime, analysis) = runtime_with(READ, &world);
     let view = runtime
-        .start(&an, &clerk, &[("person".to_owned(), json!({"id": "P-1", "name": "Ada"}))], &StartOptions::default())
+        .start(
+            &analysis,
+            &clerk,
+            &[("person".to_owned(), json!({"id": "P-1", "name": "Ada"}))],
+            &StartOptions::default(),
+        )
         .expect("runs");
     let edit =
         DecisionInput { edits: vec![("summary".to_owned(), "Ada owes us".to_owned())], ..decision("fine", "seen") };
@@ -737,9 +744,9 @@ flow vet {
   emit out = Out { over: x > limit.amount }
 }
 "#;
-    let (runtime, an) = runtime_with(PARAM, &world);
+    let (runtime, analysis) = runtime_with(PARAM, &world);
     let options = StartOptions { params: vec![("limit".to_owned(), json!({"amount": 987654}))], ..Default::default() };
-    let view = runtime.start(&an, &clerk, &[("x".to_owned(), json!(3))], &options).expect("runs");
+    let view = runtime.start(&analysis, &clerk, &[("x".to_owned(), json!(3))], &options).expect("runs");
     let unlabelled = crate::guarantees::install(
         &runtime,
         &PARAM
@@ -811,10 +818,11 @@ flow pay {
 }
 "#;
     let world = World::answering(&[("book", json!({"number": 7, "payee": "Ada Lovelace"}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let payment = json!({"id": "P-1", "payee": "Ada Lovelace"});
-    let view = runtime.start(&an, &clerk, &[("payment".to_owned(), payment)], &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &clerk, &[("payment".to_owned(), payment)], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Failed, "{}", view.summary);
     let returned = |who: &Principal| exported(&runtime, &view.run, who, "failed", "returned");
     let hidden = returned(&clerk);
@@ -874,11 +882,11 @@ flow chain {{
 }}
 "#
     );
-    let (_, an) = runtime_with(&nested, &world);
-    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    let (_, analysis) = runtime_with(&nested, &world);
+    assert!(analysis.leaks().is_empty(), "{:?}", analysis.leaks());
     // With a label on one of the two fields at every level, the places differ in their
     // labels, 2³⁰ ways: past what the proof follows, the plan is refused.
-    let mut body = an.plan.body().clone();
+    let mut body = analysis.plan.body().clone();
     for i in 0..30 {
         let label = smol_str::SmolStr::new(format!("l{i}"));
         body.labels.push(label.clone());
@@ -908,7 +916,7 @@ fn records_built_inside_records_are_proved_at_once() {
     let flow =
         person_flow(&format!("type Out {{ r: R40 }}\n{declared}"), &format!("{lets}  emit out = Out {{ r: r40 }}\n"));
     let world = World::answering(&[]);
-    let (_, an) = runtime_with(&flow, &world);
+    let (_, analysis) = runtime_with(&flow, &world);
     // The output built in one expression: each `let` read replaced by what it computes.
     fn inline(expr: &mut flow_ir::expr::Expr, lets: &[(smol_str::SmolStr, flow_ir::expr::Expr)]) {
         if let flow_ir::expr::ExprKind::Node(name) = &expr.kind
@@ -919,7 +927,7 @@ fn records_built_inside_records_are_proved_at_once() {
         expr.for_each_child_mut(|child| inline(child, lets));
     }
     let plan = |bottom_labelled: bool| {
-        let mut body = an.plan.body().clone();
+        let mut body = analysis.plan.body().clone();
         let lets: Vec<_> = body
             .nodes
             .iter()
@@ -968,11 +976,11 @@ fn deep_bodies_called_deep_are_proved_and_run() {
 
 /// A [`person_flow`] installed with no leak found, and a run of it completed.
 fn installs_and_completes(flow: &str, world: &Arc<World>) {
-    let (runtime, an) = runtime_with(flow, world);
-    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
+    let (runtime, analysis) = runtime_with(flow, world);
+    assert!(analysis.leaks().is_empty(), "{:?}", analysis.leaks());
     let clerk = principal("cleo", &["clerk"]);
     let person = vec![("person".to_owned(), json!({"age": 1}))];
-    let view = runtime.start(&an, &clerk, &person, &StartOptions::default()).expect("runs");
+    let view = runtime.start(&analysis, &clerk, &person, &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed, "{}", view.summary);
 }
 
@@ -1004,9 +1012,9 @@ flow chain {{
 }}
 "#
     );
-    let (_, an) = runtime_with(&flow, &World::answering(&[]));
+    let (_, analysis) = runtime_with(&flow, &World::answering(&[]));
     // Between R1 and R0, a chain of forty thousand more.
-    let mut body = an.plan.body().clone();
+    let mut body = analysis.plan.body().clone();
     let r1 = body.records.iter().find(|r| r.name == "R1").expect("the record").clone();
     for i in 0..40_000 {
         let mut record = r1.clone();
@@ -1020,10 +1028,10 @@ flow chain {{
     body.records.sort_by(|a, b| a.name.cmp(&b.name));
     let edited = flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())
         .unwrap_or_else(|failed| panic!("{}", failed.1));
-    let an = Analysis::new(edited);
-    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
-    assert_eq!(an.node_labels("x"), &[] as &[smol_str::SmolStr]);
-    assert_eq!(an.failure_labels("x"), &["pii"]);
+    let analysis = Analysis::new(edited);
+    assert!(analysis.leaks().is_empty(), "{:?}", analysis.leaks());
+    assert_eq!(analysis.node_labels("x"), &[] as &[smol_str::SmolStr]);
+    assert_eq!(analysis.failure_labels("x"), &["pii"]);
 }
 
 /// What an `any` or `all` says carries what its condition reads of the items, and no more:
@@ -1054,10 +1062,10 @@ flow screen {
   emit out = Out { flagged: flagged, adults: adults }
 }
 "#;
-    let (_, an) = runtime_with(FLOW, &World::answering(&[]));
-    assert!(an.leaks().is_empty(), "{:?}", an.leaks());
-    assert_eq!(an.node_labels("flagged"), &["pii"]);
-    assert_eq!(an.node_labels("adults"), &[] as &[smol_str::SmolStr]);
+    let (_, analysis) = runtime_with(FLOW, &World::answering(&[]));
+    assert!(analysis.leaks().is_empty(), "{:?}", analysis.leaks());
+    assert_eq!(analysis.node_labels("flagged"), &["pii"]);
+    assert_eq!(analysis.node_labels("adults"), &[] as &[smol_str::SmolStr]);
 }
 
 /// The runtime's proof accepts what the compiler's does where records nest: a record put
@@ -1100,11 +1108,12 @@ flow file {
 }
 "#;
     let world = World::answering(&[]);
-    let (runtime, an) = runtime_with(FLOW, &world);
-    assert_eq!(an.leaks(), Vec::<String>::new());
+    let (runtime, analysis) = runtime_with(FLOW, &world);
+    assert_eq!(analysis.leaks(), Vec::<String>::new());
     let clerk = principal("cleo", &["clerk"]);
     let person = json!({"name": "Ada Lovelace", "age": 36});
-    let view = runtime.start(&an, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed, "{}", view.summary);
     let hidden = runtime.evidence(&view.run, &clerk).expect("exports").to_string();
     assert!(!hidden.contains("Ada"), "{hidden}");
@@ -1142,18 +1151,18 @@ flow expense {
 }
 "#;
     let world = World::answering(&[]);
-    let (mut runtime, an) = runtime_with(FLOW, &world);
+    let (mut runtime, analysis) = runtime_with(FLOW, &world);
     runtime.set_directory(flow_runtime::Directory::new(["bea", "max", "dora", "desk"]));
     let request = |requester: &str| vec![("request".to_owned(), json!({"id": "E1", "requester": requester}))];
     let bea = principal("bea", &["clerk", "manager"]);
     // Unknown principals are refused, with the input's path.
-    let unknown = runtime.start(&an, &bea, &request("zed"), &StartOptions::default());
+    let unknown = runtime.start(&analysis, &bea, &request("zed"), &StartOptions::default());
     assert!(
         matches!(&unknown, Err(flow_runtime::Error::Invalid(m)) if m.contains("$.request.requester") && m.contains("`zed`")),
         "{unknown:?}"
     );
     // `BEA ` is bea: she may not approve her own request.
-    let view = runtime.start(&an, &bea, &request("BEA "), &StartOptions::default()).expect("runs");
+    let view = runtime.start(&analysis, &bea, &request("BEA "), &StartOptions::default()).expect("runs");
     let own = runtime.decide(&view.run, "sign", &bea, &decision("approve", "ok"));
     assert!(
         matches!(&own, Err(flow_runtime::Error::Refused { message, .. }) if message.contains("separation of duties")),
@@ -1161,14 +1170,14 @@ flow expense {
     );
     // Naming someone else is submitting on behalf of them: refused without the grant.
     let max = principal("max", &["clerk", "manager"]);
-    let refused = runtime.start(&an, &max, &request("bea"), &StartOptions::default());
+    let refused = runtime.start(&analysis, &max, &request("bea"), &StartOptions::default());
     assert!(
         matches!(&refused, Err(flow_runtime::Error::Refused { grant, .. }) if grant == "trigger on behalf"),
         "{refused:?}"
     );
     // The desk may; and whoever started the run may not approve it either.
     let desk = principal("desk", &["desk", "manager"]);
-    let view = runtime.start(&an, &desk, &request("bea"), &StartOptions::default()).expect("runs");
+    let view = runtime.start(&analysis, &desk, &request("bea"), &StartOptions::default()).expect("runs");
     let starter = runtime.decide(&view.run, "sign", &desk, &decision("approve", "ok"));
     assert!(matches!(&starter, Err(flow_runtime::Error::Refused { .. })), "{starter:?}");
     let view = runtime.decide(&view.run, "sign", &max, &decision("approve", "ok")).expect("max may");
@@ -1204,27 +1213,27 @@ flow check {
 }
 "#;
     let world = World::answering(&[]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let old = vec![("record".to_owned(), json!({"id": "R1", "updated_at": "2020-01-01T00:00:00Z"}))];
     let past = flow_ir::time::parse_timestamp("2020-01-01T06:00:00Z")
         .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos });
     let options = StartOptions { clock: past, params: Vec::new() };
     // A clerk cannot turn the staleness gate off by choosing the clock.
     let clerk = principal("cleo", &["clerk"]);
-    let refused = runtime.start(&an, &clerk, &old, &options);
+    let refused = runtime.start(&analysis, &clerk, &old, &options);
     assert!(matches!(&refused, Err(flow_runtime::Error::Refused { grant, .. }) if grant == "set clock"), "{refused:?}");
     assert_eq!(runtime.store().refusals().expect("refusals").len(), 1, "the refusal is recorded");
-    let blocked = runtime.start(&an, &clerk, &old, &StartOptions::default()).expect("runs now");
+    let blocked = runtime.start(&analysis, &clerk, &old, &StartOptions::default()).expect("runs now");
     assert_eq!(blocked.status, Status::Blocked);
     // A backfill may, and the evidence says the clock was chosen.
     let backfill = principal("bo", &["backfill"]);
-    let view = runtime.start(&an, &backfill, &old, &options).expect("runs in the past");
+    let view = runtime.start(&analysis, &backfill, &old, &options).expect("runs in the past");
     assert_eq!(view.status, Status::Completed);
     let started = &events(&runtime, &view.run)[0];
     assert!(matches!(started, Event::Started(s) if s.clock_chosen), "{started:?}");
     assert!(runtime.show(&view.run, None).expect("shows").contains("clock chosen"), "the page says so");
     // Evaluated in memory only (a backtest), a clock may be chosen: nothing is stored.
-    assert!(runtime.evaluate(&an, &clerk, &old, &options).is_ok());
+    assert!(runtime.evaluate(&analysis, &clerk, &old, &options).is_ok());
 }
 
 /// Information flow is sound, not bounded: a label survives records nested deeper than the
@@ -1310,10 +1319,11 @@ flow spend {
 }
 "#;
     let world = World::answering(&[]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let request = json!({"id": "R1", "amount": "5000 USD", "tier": "medium"});
-    let view = runtime.start(&an, &clerk, &[("request".to_owned(), request)], &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &clerk, &[("request".to_owned(), request)], &StartOptions::default()).expect("runs");
     let view = runtime
         .decide(&view.run, "sign", &principal("mia", &["manager"]), &decision("approve", "ok"))
         .expect("decides");
@@ -1448,9 +1458,10 @@ flow route {
 }
 "#;
     let world = World::answering(&[]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let request = vec![("request".to_owned(), json!({"id": "R-1", "requester": "cleo"}))];
-    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
     let officer = principal("olga", &["officer"]);
     let edited = |field: &str, value: &str| DecisionInput {
         edits: vec![(field.to_owned(), value.to_owned())],
@@ -1486,9 +1497,10 @@ flow route {
         )
         .replace("may edit routing", "may edit flags, flags.deputy, flags.note")
         .replace("    trigger by clerk\n", "    trigger by clerk\n    trigger on behalf by clerk\n");
-    let (runtime, an) = runtime_with(&deciding, &world);
+    let (runtime, analysis) = runtime_with(&deciding, &world);
     let request = vec![("request".to_owned(), json!({"id": "R-1", "requester": "cleo", "deputy": "dan"}))];
-    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    let view =
+        runtime.start(&analysis, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
     for (field, value) in [("flags", r#"{"deputy": true, "note": "as asked"}"#), ("flags.deputy", "true")] {
         let refused = runtime.decide(&view.run, "check", &officer, &edited(field, value));
         assert!(
@@ -1517,8 +1529,9 @@ flow route {
         )
         .replace("if chosen then", "if degraded(risk) then");
     let world = World::answering(&[("classifier", json!({"high": true}))]);
-    let (runtime, an) = runtime_with(&degrading, &world);
-    let view = runtime.start(&an, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
+    let (runtime, analysis) = runtime_with(&degrading, &world);
+    let view =
+        runtime.start(&analysis, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
     let refused = runtime.decide(&view.run, "check", &officer, &edited("flags.note", "checked"));
     assert!(
         matches!(&refused, Err(flow_runtime::Error::Invalid(m))
@@ -1533,21 +1546,21 @@ flow route {
 #[test]
 fn evidence_of_a_decision_while_blocked_does_not_conform() {
     let world = payment_world();
-    let (runtime, an) = runtime_with(PAYMENT, &world);
-    let blocked = pay(&runtime, &an, "5000 USD", "listed");
+    let (runtime, analysis) = runtime_with(PAYMENT, &world);
+    let blocked = pay(&runtime, &analysis, "5000 USD", "listed");
     assert_eq!(blocked.status, Status::Blocked);
-    let waiting = pay(&runtime, &an, "5000 USD", "acme");
+    let waiting = pay(&runtime, &analysis, "5000 USD", "acme");
     runtime
         .decide(&waiting.run, "large", &principal("olga", &["officer"]), &decision("approve", "ok"))
         .expect("decides");
     let json = |run: &str| -> Vec<serde_json::Value> {
-        events(&runtime, run).into_iter().map(|e| flow_runtime::encode_event(&an, e)).collect()
+        events(&runtime, run).into_iter().map(|e| flow_runtime::encode_event(&analysis, e)).collect()
     };
     let mut forged = json(&blocked.run);
-    assert_eq!(flow_runtime::conformance::problems(&an, &forged), Vec::<String>::new());
+    assert_eq!(flow_runtime::conformance::problems(&analysis, &forged), Vec::<String>::new());
     let decided = json(&waiting.run).into_iter().find(|e| e["event"] == "gate_decided").expect("a decision");
     forged.push(decided);
-    let problems = flow_runtime::conformance::problems(&an, &forged);
+    let problems = flow_runtime::conformance::problems(&analysis, &forged);
     assert!(
         problems.iter().any(|p| p.ends_with("decides `large` while a blocking gate holds the run")),
         "{problems:?}"
@@ -1583,16 +1596,17 @@ flow booking {
 }
 "#;
     let world = World::answering(&[("book", json!({"number": "B-1"}))]);
-    let (runtime, an) = runtime_with(FLOW, &world);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
     let clerk = principal("cleo", &["clerk"]);
     let order =
         |amount: &str, share: &str| vec![("order".to_owned(), json!({"id": "O-1", "amount": amount, "share": share}))];
-    let first = runtime.start(&an, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
+    let first = runtime.start(&analysis, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
     assert_eq!(first.status, Status::Completed);
-    let again = runtime.start(&an, &clerk, &order("100.00 USD", "0.500"), &StartOptions::default()).expect("runs");
+    let again =
+        runtime.start(&analysis, &clerk, &order("100.00 USD", "0.500"), &StartOptions::default()).expect("runs");
     assert_eq!(again.status, Status::Completed, "the same request (spelt otherwise) reuses the result");
     assert_eq!(world.calls(), ["action ledger.book"], "called once");
-    let other = runtime.start(&an, &clerk, &order("900 USD", "0.5"), &StartOptions::default()).expect("runs");
+    let other = runtime.start(&analysis, &clerk, &order("900 USD", "0.5"), &StartOptions::default()).expect("runs");
     assert_eq!(other.status, Status::Failed);
     assert!(other.summary.contains("was used for another request"), "{}", other.summary);
     // What the other request held is not shown, not even as a digest: whoever sees this
@@ -1602,7 +1616,7 @@ flow booking {
     let failed = events(&runtime, &other.run);
     assert!(failed.iter().any(|e| matches!(e, Event::Failed { key_taken: true, .. })), "{failed:?}");
     for event in failed.iter().filter(|e| matches!(e, Event::Failed { .. } | Event::Settled { .. })) {
-        let stored = flow_runtime::encode_event(&an, event.clone()).to_string();
+        let stored = flow_runtime::encode_event(&analysis, event.clone()).to_string();
         assert!(!stored.contains("blake3:"), "no digest of the other request is recorded: {stored}");
     }
     // And the failure replays.
@@ -1622,8 +1636,8 @@ flow booking {
         let checked = crate::check_fixture("main.flow", text.as_bytes());
         assert!(checked.diagnostics.is_empty(), "{}", checked.render());
         let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-        let an = runtime.install(plan).expect("installs");
-        let view = runtime.start(&an, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
+        let analysis = runtime.install(plan).expect("installs");
+        let view = runtime.start(&analysis, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
         assert_eq!(view.status, Status::Failed, "{flow} {action}");
         assert!(view.summary.contains("was used for another request"), "{flow} {action}: {}", view.summary);
         assert_eq!(world.calls(), ["action ledger.book"], "{flow} {action}: nothing more was called");

@@ -72,27 +72,27 @@ fn build(signed: bool) -> Base {
     let mut base =
         Base { dir, runs: Vec::new(), checkpoint: Checkpoint::of(&Frontier::default(), String::new(), None), signed };
     let world = payment_world();
-    let (memory, an) = runtime_with(crate::guarantees::PAYMENT, &world);
+    let (memory, analysis) = runtime_with(crate::guarantees::PAYMENT, &world);
     drop(memory);
     let runtime = base.runtime(&base.store());
-    let an = runtime.install(an.plan.clone()).expect("installs");
+    let analysis = runtime.install(analysis.plan.clone()).expect("installs");
     let officer = principal("olga", &["officer"]);
     let manager = principal("mia", &["manager"]);
     // Completed at once, booked (an action result).
-    base.runs.push(pay(&runtime, &an, "50 USD", "acme").run);
+    base.runs.push(pay(&runtime, &analysis, "50 USD", "acme").run);
     // Waits for the officer, then for a manager.
-    let large = pay(&runtime, &an, "5000 USD", "acme").run;
+    let large = pay(&runtime, &analysis, "5000 USD", "acme").run;
     base.runs.push(large.clone());
     // Blocked.
-    base.runs.push(pay(&runtime, &an, "50 USD", "listed").run);
+    base.runs.push(pay(&runtime, &analysis, "50 USD", "listed").run);
     copy_store(&base.store(), &base.earlier());
     runtime.decide(&large, "large", &officer, &decision("approve", "ok")).expect("decides");
     let view = runtime.decide(&large, "sign", &manager, &decision("approve", "ok")).expect("decides");
     assert_eq!(view.status, Status::Completed);
     // Waits for a manager.
-    base.runs.push(pay(&runtime, &an, "500 USD", "acme").run);
+    base.runs.push(pay(&runtime, &analysis, "500 USD", "acme").run);
     // A refusal that belongs to no run.
-    let refused = runtime.start(&an, &principal("mallory", &[]), &[], &StartOptions::default());
+    let refused = runtime.start(&analysis, &principal("mallory", &[]), &[], &StartOptions::default());
     assert!(matches!(refused, Err(flow_runtime::Error::Refused { .. })));
     let audit = runtime.audit(None).expect("audits");
     assert!(audit.is_clean(), "{:?}", audit.problems);
@@ -188,11 +188,11 @@ fn events_of(db: &Connection, run: &str) -> Vec<(String, String)> {
 /// returns the heads after each event.
 fn rechain(db: &Connection, run: &str, events: &[(String, String)]) -> Vec<String> {
     db.execute("DELETE FROM events WHERE run = ?1", [run]).expect("deletes");
-    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    let mut prev = flow_runtime::digest::GENESIS.to_owned();
     let mut heads = Vec::new();
     for (seq, (at, body)) in events.iter().enumerate() {
         let json: Json = serde_json::from_str(body).unwrap_or(Json::String(body.clone()));
-        let hash = flow_runtime::evidence::event_hash(&prev, seq as u64, at, &json);
+        let hash = flow_runtime::digest::event_hash(&prev, seq as u64, at, &json);
         db.execute(
             "INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![run, seq as i64, at, prev, hash, body],
@@ -398,7 +398,7 @@ fn rechain_refusals(db: &Connection) {
             .expect("reads");
         rows.map(|r| r.expect("a row")).collect()
     };
-    let mut prev = flow_runtime::evidence::GENESIS.to_owned();
+    let mut prev = flow_runtime::digest::GENESIS.to_owned();
     for (seq, mut parts) in rows {
         parts[1] = "someone".to_owned();
         let hash = flow_runtime::checkpoint::refusal_hash(&prev, seq as u64, parts.each_ref().map(String::as_str));
@@ -507,8 +507,9 @@ fn a_rewritten_refusal_chain_is_found_and_not_extended() {
             "signed: {signed}: {:?}",
             audit.problems
         );
-        let an = runtime.install(runtime_with(crate::guarantees::PAYMENT, &payment_world()).1.plan.clone());
-        let refused = runtime.start(&an.expect("installs"), &principal("mallory", &[]), &[], &StartOptions::default());
+        let analysis = runtime.install(runtime_with(crate::guarantees::PAYMENT, &payment_world()).1.plan.clone());
+        let refused =
+            runtime.start(&analysis.expect("installs"), &principal("mallory", &[]), &[], &StartOptions::default());
         assert!(
             matches!(&refused, Err(flow_runtime::Error::Environment(m)) if m.contains("refusals do not end")),
             "signed: {signed}: {refused:?}"
@@ -536,10 +537,10 @@ fn a_laundered_log_is_never_signed_over() {
         };
         let before = checkpoint(&path);
         let runtime = base.runtime(&path);
-        let an = runtime.install(plan.clone()).expect("installs");
+        let analysis = runtime.install(plan.clone()).expect("installs");
         let input = serde_json::json!({"id": "P-9", "amount": "50 USD", "payee": "acme"});
         let payment = [("payment".to_owned(), input)];
-        let started = runtime.start(&an, &principal("cleo", &["clerk"]), &payment, &StartOptions::default());
+        let started = runtime.start(&analysis, &principal("cleo", &["clerk"]), &payment, &StartOptions::default());
         assert!(matches!(&started, Err(flow_runtime::Error::Environment(m)) if m.contains(why)), "{how}: {started:?}");
         drop(runtime);
         assert_eq!(checkpoint(&path), before, "{how}: the checkpoint is unchanged");
@@ -558,8 +559,8 @@ fn an_unsigned_run_in_a_signing_store_is_not_believed() {
     let keyless = Base { dir: base.dir.clone(), runs: Vec::new(), checkpoint: base.checkpoint.clone(), signed: false };
     let unsigned = {
         let runtime = keyless.runtime(&path);
-        let an = runtime.install(plan).expect("installs");
-        pay(&runtime, &an, "50 USD", "acme").run
+        let analysis = runtime.install(plan).expect("installs");
+        pay(&runtime, &analysis, "50 USD", "acme").run
     };
     let runtime = base.runtime(&path);
     let loaded = runtime.status(&unsigned, None);

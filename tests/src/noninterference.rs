@@ -118,7 +118,7 @@ fn labelled_texts_never_reach_who_may_not_see_them() {
         for system in &body.systems {
             runtime.register_system(&system.name, recorder.clone());
         }
-        let an = runtime.install(plan).expect("the plan installs");
+        let analysis = runtime.install(plan).expect("the plan installs");
         let who = everyone(&body, "p1");
         // Whoever may read evidence and replay, with the views their roles give.
         let readers: Vec<String> = body
@@ -128,7 +128,7 @@ fn labelled_texts_never_reach_who_may_not_see_them() {
             .flat_map(|g| g.roles.iter().map(|r| r.to_string()))
             .collect();
         let reader = Principal { id: "reader".to_owned(), roles: readers };
-        let views = an.views(&reader.roles);
+        let views = analysis.views(&reader.roles);
         let inputs: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
         for case in 0..40u64 {
@@ -142,7 +142,7 @@ fn labelled_texts_never_reach_who_may_not_see_them() {
                 })
                 .collect();
             recorder.sent.lock().unwrap_or_else(|e| e.into_inner()).clear();
-            let Ok(mut view) = runtime.start(&an, &who, &given, &StartOptions::default()) else { continue };
+            let Ok(mut view) = runtime.start(&analysis, &who, &given, &StartOptions::default()) else { continue };
             for _ in 0..8 {
                 if view.status != Status::Pending {
                     break;
@@ -179,7 +179,7 @@ fn labelled_texts_never_reach_who_may_not_see_them() {
                 flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes())
                     .unwrap_or_else(|p| panic!("{seed}: the bundle does not verify: {p:?}"));
             }
-            let same = ReplayChanges { plan: Some(an.clone()), ..ReplayChanges::default() };
+            let same = ReplayChanges { plan: Some(analysis.clone()), ..ReplayChanges::default() };
             if let Ok(whatif) = runtime.what_if(&view.run, &reader, &same) {
                 let found = hidden(&format!("{:?}", whatif.changes));
                 assert!(found.is_empty(), "{seed}: {found:?} in a what-if for {:?}", reader.roles);

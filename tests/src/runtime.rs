@@ -219,7 +219,7 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
         for system in &body.systems {
             runtime.register_system(&system.name, random.clone());
         }
-        let an = runtime.install(plan).expect("the plan installs");
+        let analysis = runtime.install(plan).expect("the plan installs");
         let inputs: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
         let mut started = 0;
@@ -233,7 +233,7 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
                 clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }),
                 params: Vec::new(),
             };
-            let mut view = match runtime.start(&an, &who, &given, &options) {
+            let mut view = match runtime.start(&analysis, &who, &given, &options) {
                 Ok(view) => view,
                 // Random inputs may not fit (an empty principal id cannot occur; currencies can).
                 Err(flow_runtime::Error::Invalid(message)) => {
@@ -290,7 +290,7 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
             let replay = runtime.replay(&view.run, &who).expect("the run replays");
             assert_eq!(replay.divergence, None, "{seed}");
             assert_eq!(replay.status, view.status, "{seed}");
-            let same = ReplayChanges { plan: Some(an.clone()), ..ReplayChanges::default() };
+            let same = ReplayChanges { plan: Some(analysis.clone()), ..ReplayChanges::default() };
             let whatif = runtime.what_if(&view.run, &who, &same).expect("the what-if runs");
             assert!(whatif.exact(), "{seed}: {whatif:?}");
             // Every step's value, as the run's page shows them (without the run's id and times).
@@ -491,9 +491,9 @@ flow both {
     let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")));
     let meeting = Arc::new(Rendezvous(Arc::default()));
     runtime.register_provider("command", meeting);
-    let an = runtime.install(plan).expect("installs");
+    let analysis = runtime.install(plan).expect("installs");
     let who = Principal { id: "c".to_owned(), roles: vec!["clerk".to_owned()] };
-    let view = runtime.start(&an, &who, &[("n".to_owned(), json!(7))], &StartOptions::default()).expect("runs");
+    let view = runtime.start(&analysis, &who, &[("n".to_owned(), json!(7))], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed);
     assert_eq!(view.outputs["out"], json!({"a": 7, "b": 7, "degraded": false}));
 }

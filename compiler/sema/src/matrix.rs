@@ -80,9 +80,9 @@ enum Value {
     Num(Decimal),
 }
 
-/// What the analysis of one matrix found.
+/// What the analysis of one matrix found: the cases its rows cover and miss.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Analysis {
+pub struct Coverage {
     /// Cases no row covers, each as `variable == value` conditions.
     pub missing: Vec<Vec<String>>,
     /// Whether a missing case depends on a condition beyond the analysis.
@@ -499,7 +499,7 @@ fn candidates(constants: &[Decimal], n: usize, integer: bool) -> Vec<Decimal> {
 }
 
 /// Analyses one matrix.
-fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
+fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Coverage, Vec<Var>)> {
     let mut builder = Builder { names, vars: Vec::new(), by_text: BTreeMap::new(), currencies: Vec::new() };
     let mut conds = Vec::new();
     for row in rows {
@@ -598,7 +598,7 @@ fn analyse(names: Names<'_>, rows: &[Row]) -> Option<(Analysis, Vec<Var>)> {
     let all_rows: Vec<usize> = (0..conds.len()).collect();
     explorer.explore(&mut values, &all_rows);
     let too_complex = explorer.leaves >= BUDGET;
-    let mut analysis = Analysis { too_complex, currencies, ..Analysis::default() };
+    let mut analysis = Coverage { too_complex, currencies, ..Coverage::default() };
     if too_complex {
         return Some((analysis, vars));
     }
@@ -667,7 +667,7 @@ pub fn check_flow(db: &dyn Db, file: FileId, flow: &Flow, out: &mut Vec<Diagnost
     }
 }
 
-fn report(file: FileId, name: &str, name_span: Span, rows: &[Row], analysis: &Analysis, out: &mut Vec<Diagnostic>) {
+fn report(file: FileId, name: &str, name_span: Span, rows: &[Row], analysis: &Coverage, out: &mut Vec<Diagnostic>) {
     let has_otherwise = rows.iter().any(|r| r.condition.is_none());
     if analysis.too_complex {
         out.push(
