@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use flow_ir::plan::{GateLevel, NodeKind};
 use flow_runtime::analysis::Analysis;
-use flow_runtime::engine::State;
+use flow_runtime::state::State;
 use flow_runtime::store::SqliteStore;
 use flow_runtime::value::Value;
 use flow_runtime::{Engine, Principal, Runtime, StartOptions, Status};

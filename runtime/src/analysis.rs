@@ -320,14 +320,13 @@ impl Analysis {
             #[cfg(feature = "jit")]
             native: std::sync::OnceLock::new(),
         };
-        let empty = crate::engine::State::new(&analysis);
         let defaults = analysis
             .body()
             .nodes
             .iter()
             .filter_map(|node| match &node.kind {
                 NodeKind::Param { default } => {
-                    Some((node.name.clone(), crate::interp::eval(analysis.body(), &(&empty, &analysis), default)))
+                    Some((node.name.clone(), crate::interp::eval(analysis.body(), &BeforeRun, default)))
                 }
                 _ => None,
             })
@@ -616,6 +615,29 @@ impl Analysis {
     /// The labels a principal holding `roles` may view.
     pub fn views(&self, roles: &[String]) -> Vec<SmolStr> {
         self.body().labels.iter().filter(|l| self.granted(roles, GrantKind::View, Some(l))).cloned().collect()
+    }
+}
+
+/// Where a param's default is evaluated: before any run, with no node holding a value, the
+/// clock at the epoch and no one who started it (a default is a constant; the verifier
+/// refuses one that reads anything else).
+struct BeforeRun;
+
+impl crate::interp::Scope for BeforeRun {
+    fn node(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+
+    fn degraded(&self, _name: &str) -> bool {
+        false
+    }
+
+    fn clock(&self) -> flow_ir::expr::Timestamp {
+        flow_ir::expr::Timestamp { seconds: 0, nanos: 0 }
+    }
+
+    fn starter(&self) -> Option<&str> {
+        Some("")
     }
 }
 

@@ -41,7 +41,7 @@ pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
         }
         let mut marks: Vec<String> = Vec::new();
         let _ = event.clone().map_values(&mut |slot, json: Json| -> Result<(), ()> {
-            match crate::runtime::slot_type(analysis, slot, true) {
+            match crate::event::codec::slot_type(analysis, slot, true) {
                 None => marks.push(format!("has a value the plan gives no type ({slot:?})")),
                 Some((ty, labels)) => {
                     if let Err(why) = marked(analysis.body(), &json, &ty, &labels) {

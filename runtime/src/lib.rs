@@ -14,21 +14,25 @@
 //! trusts only plans that [`flow_ir`] verified.
 
 pub mod analysis;
-mod audit;
 pub mod checkpoint;
 pub mod conformance;
+pub mod decision;
 pub mod digest;
-pub mod engine;
+pub mod error;
 pub mod event;
 pub mod evidence;
+pub mod exec;
+pub mod identity;
 pub mod interp;
 #[cfg(feature = "jit")]
 pub mod jit;
 pub mod labels;
+mod log;
 mod narrative;
 pub mod provider;
 pub mod replay;
 mod runtime;
+pub mod state;
 pub mod stats;
 pub mod store;
 #[cfg(test)]
@@ -37,10 +41,10 @@ pub mod value;
 pub mod whatif;
 
 pub use analysis::Engine;
-pub use audit::Audit;
-pub use engine::DecisionInput;
+pub use decision::DecisionInput;
+pub use error::{Error, Result};
 pub use event::Status;
-pub use runtime::{
-    Directory, Error, Principal, ReplayChanges, ReplaySummary, RunFilter, RunReplay, RunView, Runtime, ShadowReport,
-    StartOptions, decode_event, encode_event, now,
-};
+pub use event::codec::{decode_event, encode_event};
+pub use identity::{Directory, Principal, now};
+pub use narrative::RunView;
+pub use runtime::{Audit, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime, ShadowReport, StartOptions};

@@ -8,10 +8,32 @@ use std::fmt::Write;
 use flow_ir::plan::NodeKind;
 use serde_json::Value as Json;
 
+use std::collections::BTreeMap;
+
 use crate::analysis::Analysis;
+use crate::event::Status;
 use crate::labels::display;
-use crate::runtime::RunView;
 use crate::store::StoredEvent;
+
+/// How a run stands, with its explanation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunView {
+    pub run: String,
+    pub flow: String,
+    pub status: Status,
+    /// One line on why: the deciding gate, the failure, what the run waits for.
+    pub summary: String,
+    /// Steps waiting for a decision: name, kind, roles that may decide.
+    pub pending: Vec<(String, String, Vec<String>)>,
+    /// Outputs emitted, as JSON (labelled fields marked).
+    pub outputs: BTreeMap<String, Json>,
+    /// What each output carries besides its value: `overridden: g` for a gate overridden
+    /// before it, `degraded: x` for a degraded step it depends on.
+    pub marks: BTreeMap<String, Vec<String>>,
+    /// Why, in full: the deciding gate or matrix row with the operand values, the approvals
+    /// still outstanding and who can give them, what failed, was degraded or overridden.
+    pub why: Vec<String>,
+}
 
 fn operands(event: &Json) -> String {
     let parts: Vec<String> = event["operands"]
@@ -44,8 +66,8 @@ fn decision(d: &Json) -> String {
 /// that decided it, what each waiting step waits for and who can give it, what was
 /// rejected, failed, degraded or overridden. Labelled values `views` does not cover are
 /// redacted.
-pub(crate) fn why(analysis: &Analysis, state: &crate::engine::State, views: &[smol_str::SmolStr]) -> Vec<String> {
-    use crate::engine::Phase;
+pub(crate) fn why(analysis: &Analysis, state: &crate::state::State, views: &[smol_str::SmolStr]) -> Vec<String> {
+    use crate::state::Phase;
     let body = analysis.body();
     let scope = (state, analysis);
     let because = |node: &str| -> String {
@@ -98,7 +120,7 @@ pub(crate) fn why(analysis: &Analysis, state: &crate::engine::State, views: &[sm
             }
             (NodeKind::Approval { .. }, Phase::Waiting) => {
                 let Some(wait) = state.approval(i) else { continue };
-                let needed: Vec<String> = crate::engine::outstanding(body, wait)
+                let needed: Vec<String> = crate::state::outstanding(body, wait)
                     .into_iter()
                     .map(|(role, n)| format!("{n} of {role}"))
                     .collect();

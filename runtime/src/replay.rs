@@ -18,9 +18,11 @@ use serde_json::Value as Json;
 use smol_str::SmolStr;
 
 use crate::analysis::{Analysis, Engine};
-use crate::engine::{self, DecisionInput, Interrupted, Journal, Refusal, Services, State};
+use crate::decision::{self, DecisionInput, Refusal};
 use crate::event::{Decision, Event, Status};
+use crate::exec::{self, Interrupted, Journal, Services};
 use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::state::State;
 use crate::value::Value;
 
 /// Where a replay first differs from the recording.
@@ -225,7 +227,7 @@ impl<'a> Stored<'a> {
     }
 
     fn decode(analysis: &Analysis, i: usize, body: &str) -> Result<Event<Value>, String> {
-        crate::runtime::decode_event_text(analysis, body).map_err(|e| format!("event {i} cannot be read: {e}"))
+        crate::event::codec::decode_event_text(analysis, body).map_err(|e| format!("event {i} cannot be read: {e}"))
     }
 }
 
@@ -245,7 +247,7 @@ impl Recording for Stored<'_> {
             return Ok(same(recorded, produced));
         }
         let mut encoded = self.encoded.borrow_mut();
-        crate::runtime::encode_event_text(analysis, produced, &mut encoded);
+        crate::event::codec::encode_event_text(analysis, produced, &mut encoded);
         if *encoded == self.bodies[i].as_bytes() {
             return Ok(true);
         }
@@ -317,23 +319,23 @@ impl Journal for Collect<'_> {
         Ok(())
     }
 
-    fn action_result(&mut self, step: &str, _system: &str, key: &str) -> Result<Option<engine::Earlier>, String> {
+    fn action_result(&mut self, step: &str, _system: &str, key: &str) -> Result<Option<exec::Earlier>, String> {
         // The recording shows the reuse (its request was checked when it was recorded), or
         // that the key had answered another request.
         if self.recorded.conflicts.contains(step) {
-            return Ok(Some(engine::Earlier { result: Json::Null, request: engine::Request::Another }));
+            return Ok(Some(exec::Earlier { result: Json::Null, request: exec::Request::Another }));
         }
         Ok(self
             .recorded
             .reused
             .get(key)
-            .map(|result| engine::Earlier { result: result.clone(), request: engine::Request::Unknown }))
+            .map(|result| exec::Earlier { result: result.clone(), request: exec::Request::Unknown }))
     }
 }
 
 /// An event as compared: its encoding, without what describes a provider's call.
 pub(crate) fn comparable(analysis: &Analysis, event: &Event<Value>) -> Json {
-    let mut json = crate::runtime::encode_event_unsalted(analysis, event.clone());
+    let mut json = crate::event::codec::encode_event_unsalted(analysis, event.clone());
     if let Some(fields) = json.as_object_mut()
         && fields.get("event").and_then(Json::as_str) == Some("model_called")
     {
@@ -395,13 +397,13 @@ pub(crate) fn decide_again(
     };
     Some(match event {
         Event::GateDecided { node, decision } | Event::ApprovalDecided { node, decision } => {
-            engine::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
+            decision::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
         }
         Event::ReviewDecided { node, decision, edits } => {
             let edits = edits.iter().map(|e| (e.field.clone(), e.after.to_json().to_string())).collect();
-            engine::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, edits))
+            decision::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, edits))
         }
-        Event::GateOverridden { node, decision } => engine::override_gate(
+        Event::GateOverridden { node, decision } => decision::override_gate(
             analysis,
             state,
             node,
@@ -484,7 +486,7 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         // Everything else the executor computes, until the run settles.
         // Where the recording was cut off, the run went on with the next command.
         let mut journal = Collect { start: Some(i), events: Vec::new(), recorded: &recorded, cut_off: false };
-        if let Err(Interrupted(_)) = engine::advance(analysis, &mut state, &services, &mut journal)
+        if let Err(Interrupted(_)) = exec::advance(analysis, &mut state, &services, &mut journal)
             && !journal.cut_off
         {
             return diverge(i, None, &state);

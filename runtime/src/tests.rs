@@ -95,14 +95,14 @@ fn approvals_match_distinct_principals_to_slots() {
         Role { name: "manager".into(), extends: vec![] },
     ];
     let terms = [Requirement::Count { count: 1, role: "manager".into() }, Requirement::AllOf(vec!["director".into()])];
-    let slots = crate::engine::slots(&terms);
+    let slots = crate::state::slots(&terms);
     let who = |id: &str, role: &str| (id.to_owned(), vec![role.to_owned()]);
     // A director holds `manager` too, but fills one slot.
-    assert_eq!(crate::engine::matched(&body, &slots, &[who("d", "director")]).0, 1);
+    assert_eq!(crate::state::matched(&body, &slots, &[who("d", "director")]).0, 1);
     // Given in the order that makes a greedy choice fail: the director first takes `manager`.
-    assert_eq!(crate::engine::matched(&body, &slots, &[who("d", "director"), who("m", "manager")]).0, 2);
-    assert_eq!(crate::engine::matched(&body, &slots, &[who("m", "manager"), who("n", "manager")]).0, 1);
-    assert_eq!(crate::engine::requirement_text(&terms), "1 of manager, all of director");
+    assert_eq!(crate::state::matched(&body, &slots, &[who("d", "director"), who("m", "manager")]).0, 2);
+    assert_eq!(crate::state::matched(&body, &slots, &[who("m", "manager"), who("n", "manager")]).0, 1);
+    assert_eq!(crate::state::requirement_text(&terms), "1 of manager, all of director");
 }
 
 #[test]
@@ -450,7 +450,7 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     assert_eq!(stored.len(), events.len());
     let mut encoded = Vec::new();
     for (raw, event) in stored.iter().zip(&events) {
-        crate::runtime::encode_event_text(&analysis, event, &mut encoded);
+        crate::event::codec::encode_event_text(&analysis, event, &mut encoded);
         assert_eq!(String::from_utf8_lossy(&encoded), raw.body);
     }
     for engine in [Engine::Jit, Engine::Interpreter] {

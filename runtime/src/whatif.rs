@@ -16,10 +16,11 @@ use serde_json::{Value as Json, json};
 use smol_str::SmolStr;
 
 use crate::analysis::{Analysis, Engine};
-use crate::engine::{self, Held, Phase, Services, State};
 use crate::event::{Event, Status};
+use crate::exec::{self, Held, Services};
 use crate::provider::{ActionHandler, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use crate::replay::{Collect, Recorded, comparable, decide_again, request_key};
+use crate::state::{self, Phase, State};
 use crate::value::{self, Value};
 
 /// What a what-if replay changes.
@@ -180,7 +181,7 @@ fn context<'e>(analysis: &Analysis, opened: &'e Event<Value>) -> Option<Vec<(Str
                 None => Vec::new(),
             };
             let mut out = named(operands, &|name| read.iter().any(|r| r == name));
-            out.push((format!("requirement {}", engine::requirement_text(terms)), &Value::Nothing));
+            out.push((format!("requirement {}", state::requirement_text(terms)), &Value::Nothing));
             out.push((format!("excluded {}", excluded.join(", ")), &Value::Nothing));
             Some(out)
         }
@@ -273,7 +274,7 @@ pub fn what_if(
     let mut needs_decision: FxHashSet<SmolStr> = FxHashSet::default();
     let advance = |state: &mut State, produced: &mut Vec<Event<Value>>| -> Result<(), String> {
         let mut journal = Collect { start: None, events: Vec::new(), recorded: &recorded, cut_off: false };
-        engine::advance(new, state, &services, &mut journal).map_err(|e| e.0)?;
+        exec::advance(new, state, &services, &mut journal).map_err(|e| e.0)?;
         produced.append(&mut journal.events);
         Ok(())
     };
@@ -349,7 +350,7 @@ pub fn what_if(
 /// The arguments a recorded action step sent, as its handler received them.
 fn action_args(events: &[Event<Value>], node: &str) -> Option<Json> {
     events.iter().rev().find_map(|e| match e {
-        Event::ActionStarted { node: n, args, .. } if n == node => Some(engine::args_json(args)),
+        Event::ActionStarted { node: n, args, .. } if n == node => Some(exec::args_json(args)),
         _ => None,
     })
 }

@@ -155,3 +155,76 @@ fn fuzz_seeds_are_valid() {
         assert!(verified.is_ok(), "{bundle}: {:?}", verified.err());
     }
 }
+
+/// The runtime's modules form no import circle: each module (a file, or a folder with its
+/// files) names the others it uses as `crate::module`, and following those names never
+/// leads back to where it started. A circle means two jobs are tangled in one another,
+/// which is what the layout of ARCHITECTURE.md keeps apart.
+#[test]
+fn the_runtimes_modules_import_each_other_in_no_circle() {
+    let src = root().join("runtime/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let module_of = |path: &Path| -> Option<String> {
+        let first = path.strip_prefix(&src).ok()?.components().next()?.as_os_str().to_str()?.to_owned();
+        let name = first.trim_end_matches(".rs").to_owned();
+        (!["lib", "tests"].contains(&name.as_str())).then_some(name)
+    };
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(f)).collect();
+    assert!(modules.len() > 10, "{modules:?}");
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(module) = module_of(file) else { continue };
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // Unit tests inside a module may use anything.
+        let text = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        let code: String =
+            text.lines().map(|l| l.split("//").next().unwrap_or_default()).collect::<Vec<_>>().join("\n");
+        let mut named = BTreeSet::new();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            if rest.starts_with('{') {
+                let list = rest[1..].split('}').next().unwrap_or_default();
+                named.extend(list.split(',').map(|item| item.trim().split("::").next().unwrap_or_default().to_owned()));
+            } else {
+                named.insert(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>());
+            }
+        }
+        named.retain(|name| modules.contains(name) && *name != module);
+        uses.entry(module).or_default().extend(named);
+    }
+    // A depth-first search that reports the first circle it meets, as a path.
+    fn circle(
+        at: &str,
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|m| m == at) {
+            let mut found = path[start..].to_vec();
+            found.push(at.to_owned());
+            return Some(found);
+        }
+        if done.contains(at) {
+            return None;
+        }
+        path.push(at.to_owned());
+        for next in uses.get(at).into_iter().flatten() {
+            if let Some(found) = circle(next, uses, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(at.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in &modules {
+        let found = circle(module, &uses, &mut Vec::new(), &mut done);
+        assert!(
+            found.is_none(),
+            "the runtime's modules import each other in a circle: {}",
+            found.unwrap_or_default().join(" → ")
+        );
+    }
+}

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use flow_ir::plan::NodeKind;
 
+use super::Runtime;
 use crate::checkpoint::{Checkpoint, Entry, Frontier, Kind};
+use crate::error::Result;
 use crate::event::Event;
-use crate::runtime::{Result, Runtime};
 
 /// What an audit found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

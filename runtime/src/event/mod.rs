@@ -5,6 +5,8 @@
 //! JSON (with labels marked, [`crate::labels`]) when it is stored. [`Event::map_values`]
 //! converts between the two, given each value's slot.
 
+pub mod codec;
+
 use std::collections::BTreeMap;
 
 use flow_ir::plan::{GateLevel, Requirement};

@@ -1,0 +1,122 @@
+//! The event codec: events as evidence JSON and back, each value written and read with the
+//! type and labels the plan gives the place it sits in.
+
+use crate::analysis::Analysis;
+use crate::event::{Event, Slot};
+use crate::labels;
+use crate::value::{self, Value};
+use flow_ir::plan::NodeKind;
+use flow_ir::ty::Ty;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+/// The type of a value in an event, and its labels when `labelled` (decoding needs only
+/// the type).
+pub(crate) fn slot_type(analysis: &Analysis, slot: Slot<'_>, labelled: bool) -> Option<(Ty, Vec<SmolStr>)> {
+    let body = analysis.body();
+    let labels = |of: &dyn Fn() -> Vec<SmolStr>| if labelled { of() } else { Vec::new() };
+    let place = |text: &str| {
+        let mut parts = text.split('.');
+        let root = parts.next()?;
+        let path: Vec<SmolStr> = parts.map(SmolStr::new).collect();
+        Some((crate::analysis::place_type(body, root, &path)?, labels(&|| analysis.path_labels(root, &path))))
+    };
+    match slot {
+        Slot::Input(name) | Slot::Param(name) => Some((body.node(name)?.ty.clone(), Vec::new())),
+        Slot::Node(name) => Some((body.node(name)?.ty.clone(), labels(&|| analysis.node_labels(name).to_vec()))),
+        Slot::Output(name) => Some((body.output(name)?.ty.clone(), labels(&|| analysis.node_labels(name).to_vec()))),
+        // What the analysis knows of the step's operands; a place it does not list (in
+        // evidence from elsewhere) is typed from the plan.
+        Slot::Operand(node, text) => match analysis.operands(node).iter().find(|o| o.place == text) {
+            Some(operand) => Some((operand.ty.clone()?, labels(&|| operand.labels.clone()))),
+            None if text.starts_with("stale(") || text.starts_with("degraded(") => Some((Ty::Bool, Vec::new())),
+            None if text.starts_with("age(") => Some((Ty::Duration, Vec::new())),
+            None => place(text),
+        },
+        Slot::Edit(text) => place(text),
+        Slot::Failure(node) => Some((Ty::Text, labels(&|| analysis.failure_labels(node).to_vec()))),
+        Slot::ModelArg(node, arg) => {
+            let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
+            let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;
+            args.iter().find(|a| a.name == arg)?;
+            Some((param.ty.clone(), labels(&|| analysis.arg_labels(node, arg).to_vec())))
+        }
+        Slot::ActionArg(node, arg) => {
+            let NodeKind::Action { system, action, args, .. } = &body.node(node)?.kind else { return None };
+            let target = body.system(system)?.actions.iter().find(|a| a.name == *action)?;
+            let param = target.params.iter().find(|p| p.name == arg)?;
+            args.iter().find(|a| a.name == arg)?;
+            Some((param.ty.clone(), labels(&|| analysis.arg_labels(node, arg).to_vec())))
+        }
+    }
+}
+
+/// An event as evidence JSON, each labelled value salted afresh.
+pub fn encode_event(analysis: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(analysis, event, true)).unwrap_or(Json::Null)
+}
+
+/// An event as evidence JSON without salts: what two encodings of one event compare.
+pub(crate) fn encode_event_unsalted(analysis: &Analysis, event: Event<Value>) -> Json {
+    serde_json::to_value(encode_values(analysis, event, false)).unwrap_or(Json::Null)
+}
+
+/// An event's evidence JSON as the store keeps it (the text of [`encode_event`]) but
+/// unsalted, into `out`: equal to the stored text when the event has no labelled value.
+pub(crate) fn encode_event_text(analysis: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
+    out.clear();
+    if serde_json::to_writer(&mut *out, &encode_values(analysis, event.clone(), false)).is_err() {
+        out.clear();
+    }
+}
+
+pub(crate) fn encode_values(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
+    let mut encode = |slot: Slot<'_>, value: Value| -> Result<Json, std::convert::Infallible> {
+        Ok(match slot_type(analysis, slot, true) {
+            Some((ty, labels)) => labels::encode(analysis.body(), &value, &ty, &labels, salted),
+            None => value.to_json(),
+        })
+    };
+    let mut event = match event.map_values(&mut encode) {
+        Ok(event) => event,
+        Err(never) => match never {},
+    };
+    if salted && let Event::Failed { returned: Some(returned), .. } = &mut event {
+        labels::salt(returned);
+    }
+    event
+}
+
+/// An event read back from evidence JSON.
+pub fn decode_event(analysis: &Analysis, json: Json) -> Result<Event<Value>, String> {
+    decode_values(analysis, serde_json::from_value(json).map_err(|e| e.to_string())?)
+}
+
+/// An event read back from evidence JSON text, as stored.
+pub(crate) fn decode_event_text(analysis: &Analysis, text: &str) -> Result<Event<Value>, String> {
+    let event = if text.starts_with(r#"{"event":"started""#) {
+        // The first event, and the largest, read as its struct: serde would buffer the
+        // whole of an internally tagged enum's content before reading it.
+        serde_json::from_str(text).map(|started| Event::Started(Box::new(started)))
+    } else {
+        serde_json::from_str(text)
+    };
+    decode_values(analysis, event.map_err(|e| e.to_string())?)
+}
+
+pub(crate) fn decode_values(analysis: &Analysis, event: Event<Json>) -> Result<Event<Value>, String> {
+    if let Some(node) = event.node()
+        && analysis.plan.node_id(node).is_none()
+    {
+        return Err(format!("the plan has no node `{node}`"));
+    }
+    let mut event = event.map_values(&mut |slot, json: Json| {
+        let (ty, _) = slot_type(analysis, slot, false).ok_or_else(|| format!("no type for {slot:?}"))?;
+        value::decode(analysis.body(), &json, &ty, "$").map_err(|e| e.to_string())
+    })?;
+    // What a system returned is kept as JSON: as read, without the salt it is stored with.
+    if let Event::Failed { returned: Some(returned), .. } = &mut event {
+        labels::unsalt(returned);
+    }
+    Ok(event)
+}

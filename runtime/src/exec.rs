@@ -1,0 +1,766 @@
+//! The executor: how a run advances through the plan's DAG, rules first, calling models and
+//! systems through the services it is given and recording an event for each step.
+
+use crate::analysis::Analysis;
+use crate::event::{Event, Named};
+use crate::interp::{self, EvalError, Scope};
+use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::state::{Phase, State, requirement_text, slots, summary};
+use crate::value::{self, Value};
+use flow_ir::NodeId;
+use flow_ir::expr::Expr;
+use flow_ir::plan::NodeKind;
+use rustc_hash::FxHashMap;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+/// What the executor needs from its caller: recording events durably, and earlier action
+/// results.
+pub trait Journal {
+    fn record(&mut self, event: Event<Value>);
+    /// Makes every recorded event durable (before an action's handler is called).
+    fn flush(&mut self, state: &State) -> Result<(), String>;
+    /// Whether the events are kept as evidence; when not (a run evaluated in memory), the
+    /// executor leaves out what only evidence needs (the operands of conditions).
+    fn keeps_evidence(&self) -> bool {
+        true
+    }
+    /// The result an earlier call of `system` with this idempotency key gave, checked
+    /// against the evidence of the run that recorded it.
+    fn action_result(&mut self, step: &str, system: &str, key: &str) -> Result<Option<Earlier>, String>;
+}
+
+/// A result an action's handler gave earlier for an idempotency key.
+pub struct Earlier {
+    pub result: Json,
+    /// The request it answers: a key answers only the request it was used for.
+    pub request: Request,
+}
+
+/// The request an earlier result of an idempotency key answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Not known (a result recorded as reused, whose request was checked then).
+    Unknown,
+    /// The digest of the flow, the action and the arguments ([`call_digest`]).
+    Digest(String),
+    /// Another request than this call's (a recorded run's conflict, replayed).
+    Another,
+}
+
+/// The providers and handlers a run may call.
+pub struct Services<'a> {
+    pub model: &'a dyn Fn(&flow_ir::plan::Model) -> Option<&'a dyn ModelProvider>,
+    pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
+    /// What evaluates expressions.
+    pub engine: crate::analysis::Engine,
+    /// Steps the caller keeps from executing now: they stay not run, and so does what
+    /// depends on them (a what-if replay holds a model whose request changed, and an action
+    /// that would run other than it did). `None` holds nothing.
+    pub hold: Option<&'a Hold<'a>>,
+}
+
+/// Whether to hold a step: asked with the step's name and what it is about to ask.
+pub type Hold<'a> = dyn Fn(&SmolStr, Held<'_>) -> bool + 'a;
+
+/// A step that is about to call outside, as [`Services::hold`] is asked about it.
+pub enum Held<'r> {
+    Model(&'r ModelRequest<'r>),
+    Action(&'r ActionRequest<'r>),
+}
+
+impl Services<'_> {
+    fn holds(&self, node: &SmolStr, step: Held<'_>) -> bool {
+        self.hold.is_some_and(|hold| hold(node, step))
+    }
+}
+
+/// Why advancing stopped without a settled run: the store failed.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+pub(crate) struct Exec<'a, 'j> {
+    analysis: &'a Analysis,
+    state: &'a mut State,
+    journal: &'j mut dyn Journal,
+    /// Answers of models called ahead, together with the one being executed, by step.
+    prefetched: FxHashMap<SmolStr, (Result<ModelReply, ProviderError>, u64)>,
+    /// Steps the caller held in this advance ([`Services::hold`]).
+    held: Vec<NodeId>,
+    /// The plan's native code and the run's values laid out for it, when it runs natively.
+    #[cfg(feature = "jit")]
+    native: Option<(&'a crate::jit::Native, crate::jit::Frame)>,
+}
+
+/// Runs `f`, with how long it took in microseconds.
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let started = std::time::Instant::now();
+    let value = f();
+    (value, started.elapsed().as_micros() as u64)
+}
+
+/// Calls at the same time the models of `step` and of every other `infer` step that is
+/// ready to run now (all it waits for is done): they do not depend on each other, and
+/// model calls are what makes a run slow. The answers wait in `exec.prefetched` until each
+/// step executes, in the plan's order, so events stay in that order.
+pub(crate) fn call_ready_models(exec: &mut Exec<'_, '_>, step: &SmolStr, services: &Services<'_>) {
+    let analysis = exec.analysis;
+    let body = analysis.body();
+    let mut calls = Vec::new();
+    for &id in analysis.plan.order() {
+        let node = analysis.plan.node(id);
+        let NodeKind::Infer { model, args, .. } = &node.kind else { continue };
+        // Only steps the gates allow now, as the step being executed is.
+        let allowed = node.name == *step || next_step(exec, Some(id)).is_some();
+        if !allowed || exec.prefetched.contains_key(&node.name) {
+            continue;
+        }
+        let (Some(model), Ok(args)) = (body.model(model), exec.named_args(args)) else { continue };
+        let Some(provider) = (services.model)(model) else { continue };
+        let request = ModelRequest {
+            step: &node.name,
+            model,
+            prompt: model.prompt.as_ref().map(|p| p.text.as_str()),
+            input: args_json(&args),
+        };
+        if services.holds(&node.name, Held::Model(&request)) {
+            continue;
+        }
+        calls.push((node.name.clone(), provider, request));
+    }
+    if calls.len() < 2 {
+        // Only `step` itself: its caller calls it.
+        return;
+    }
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|(name, provider, request)| (name, scope.spawn(move || timed(|| provider.infer(request)))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, handle)| {
+                let answer = handle.join().unwrap_or_else(|_| {
+                    (Err(ProviderError { message: "the provider panicked".to_owned(), attempts: 1 }), 0)
+                });
+                (name.clone(), answer)
+            })
+            .collect()
+    });
+    exec.prefetched.extend(answers);
+    debug_assert!(exec.prefetched.contains_key(step));
+}
+
+impl<'a, 'j> Exec<'a, 'j> {
+    fn new(
+        analysis: &'a Analysis,
+        state: &'a mut State,
+        journal: &'j mut dyn Journal,
+        services: &Services<'_>,
+    ) -> Self {
+        #[cfg(feature = "jit")]
+        let native = match services.engine {
+            crate::analysis::Engine::Jit => analysis.native().ok().map(|native| {
+                let frame = native.frame(&state.values, &state.degraded, state.clock);
+                (native, frame)
+            }),
+            crate::analysis::Engine::Interpreter => None,
+        };
+        #[cfg(not(feature = "jit"))]
+        let _ = services;
+        Exec {
+            analysis,
+            state,
+            journal,
+            prefetched: FxHashMap::default(),
+            held: Vec::new(),
+            #[cfg(feature = "jit")]
+            native,
+        }
+    }
+
+    /// Whether node `id` can run: it has not, is not held, and everything it waits for is
+    /// done.
+    fn ready(&self, id: NodeId) -> bool {
+        self.state.phases[id.index()] == Phase::NotRun
+            && !self.held.contains(&id)
+            && self.analysis.plan.predecessors(id).iter().all(|(p, _)| self.state.phases[p.index()] == Phase::Done)
+    }
+
+    fn emit(&mut self, event: Event<Value>) {
+        self.state.apply(self.analysis, &event);
+        self.journal.record(event);
+    }
+
+    /// Lays out node `i`'s value (and degraded flag) for native code, after its step: a step's
+    /// events are about its own node.
+    fn executed(&mut self, i: usize) {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &mut self.native {
+            native.sync(frame, i, &self.state.values, &self.state.degraded);
+        }
+        #[cfg(not(feature = "jit"))]
+        let _ = i;
+    }
+
+    fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        let scope = (&*self.state, self.analysis);
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.eval(expr, &scope, frame)
+        {
+            return result;
+        }
+        interp::eval(self.analysis.body(), &scope, expr)
+    }
+
+    /// Whether a condition holds.
+    fn test(&self, condition: &Expr) -> Result<bool, EvalError> {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.test(condition, &(&*self.state, self.analysis), frame)
+        {
+            return result;
+        }
+        Ok(self.eval(condition)?.as_bool().unwrap_or(false))
+    }
+
+    /// The first row of approval step `id`'s matrix that holds.
+    fn matrix(&self, id: NodeId, rows: &[flow_ir::plan::Row]) -> Result<Option<usize>, EvalError> {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(result) = native.matrix(id.0, &(&*self.state, self.analysis), frame)
+        {
+            return result;
+        }
+        let _ = id;
+        for (r, row) in rows.iter().enumerate() {
+            let holds = match &row.condition {
+                None => true,
+                Some(condition) => self.test(condition)?,
+            };
+            if holds {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    fn operands(&self, node: &str) -> Vec<Named<Value>> {
+        if !self.journal.keeps_evidence() {
+            return Vec::new();
+        }
+        let scope = (&*self.state, self.analysis);
+        self.analysis
+            .operands(node)
+            .iter()
+            .map(|op| Named {
+                name: op.place.as_str().into(),
+                value: match &op.fact {
+                    Some(fact) => interp::eval(self.analysis.body(), &scope, fact).unwrap_or(Value::Absent),
+                    None => op.value(scope.node(&op.node)).cloned().unwrap_or(Value::Absent),
+                },
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, node: &SmolStr, failure: impl Into<Failure>) {
+        let Failure { error, detail } = failure.into();
+        self.emit(Event::Failed {
+            node: node.clone(),
+            error,
+            detail: detail.map(Value::Text),
+            returned: None,
+            key_taken: false,
+        });
+    }
+
+    fn named_args(&self, args: &[flow_ir::expr::Named]) -> Result<Vec<Named<Value>>, EvalError> {
+        args.iter().map(|a| Ok(Named { name: a.name.clone(), value: self.eval(&a.value)? })).collect()
+    }
+}
+
+/// Why a step failed: what failed, without values, and the failure with the values it
+/// involved or as a model or system told it (recorded labelled: [`crate::event::Slot::Failure`]).
+pub(crate) struct Failure {
+    error: String,
+    detail: Option<String>,
+}
+
+impl From<EvalError> for Failure {
+    fn from(error: EvalError) -> Failure {
+        Failure { detail: error.detail(), error: error.to_string() }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Failure {
+        Failure { error, detail: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(error: &str) -> Failure {
+        Failure { error: error.to_owned(), detail: None }
+    }
+}
+
+/// The digest of a request to a system: the flow, the action called and its arguments as
+/// values (an amount written `100.00 USD` is the amount `100 USD`, so a key answers the
+/// same request however its amounts are written). A key's recorded result answers only the
+/// request it was recorded for: another flow's, or another action's with the same key and
+/// arguments, is another request.
+pub(crate) fn call_digest(flow: &str, action: &str, args: &[Named<Value>]) -> String {
+    fn normal(value: &Value) -> Value {
+        match value {
+            Value::Money(m) => {
+                Value::Money(flow_ir::expr::Money { amount: m.amount.normalize(), currency: m.currency })
+            }
+            Value::Decimal(d) => Value::Decimal(d.normalize()),
+            Value::List(items) => Value::List(items.iter().map(normal).collect()),
+            Value::Record(fields) => Value::Record(fields.iter().map(|(n, v)| (n.clone(), normal(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    let normalized: Vec<Named<Value>> =
+        args.iter().map(|a| Named { name: a.name.clone(), value: normal(&a.value) }).collect();
+    crate::digest::digest(&serde_json::json!({"flow": flow, "action": action, "args": args_json(&normalized)}))
+}
+
+pub(crate) fn args_json(args: &[Named<Value>]) -> Json {
+    Json::Object(args.iter().map(|a| (a.name.to_string(), a.value.to_json())).collect())
+}
+
+/// Executes every node that can run, in the plan's order, and records how the run stands.
+pub fn advance(
+    analysis: &Analysis,
+    state: &mut State,
+    services: &Services<'_>,
+    journal: &mut dyn Journal,
+) -> Result<(), Interrupted> {
+    if state.status.is_final() {
+        return Ok(());
+    }
+    let mut exec = Exec::new(analysis, state, journal, services);
+    // A run that a soft gate's rejection or a failure ended goes no further, and one that a
+    // blocking gate stopped goes no further until the gate is overridden, even when a
+    // decision arrives for another step meanwhile.
+    if !exec.state.halted() {
+        run_steps(&mut exec, services)?;
+    }
+    let status = exec.state.current_status();
+    let summary = if exec.journal.keeps_evidence() { summary(analysis, exec.state, status) } else { String::new() };
+    exec.emit(Event::Settled { status, summary });
+    Ok(())
+}
+
+/// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
+/// itself, as opposed to a step that calls a model, asks people or has an effect.
+pub(crate) fn is_rule(kind: &NodeKind) -> bool {
+    matches!(kind, NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Let { .. } | NodeKind::Gate { .. })
+}
+
+/// Executes the steps that can run, rules first: every rule as soon as what it reads is
+/// there, and a model call, human step or effect only when the gates allow it
+/// ([`next_step`]), one at a time, so that a gate it enables is evaluated before the next.
+pub(crate) fn run_steps(exec: &mut Exec<'_, '_>, services: &Services<'_>) -> Result<(), Interrupted> {
+    let analysis = exec.analysis;
+    loop {
+        for &id in analysis.plan.order() {
+            if is_rule(&analysis.plan.node(id).kind) && exec.ready(id) {
+                step(exec, id, services)?;
+                exec.executed(id.index());
+                if exec.state.halted() {
+                    return Ok(());
+                }
+            }
+        }
+        let Some(id) = next_step(exec, None) else { return Ok(()) };
+        step(exec, id, services)?;
+        exec.executed(id.index());
+        if exec.state.halted() {
+            return Ok(());
+        }
+        if exec.state.phases[id.index()] == Phase::NotRun {
+            // The caller holds it (`Services::hold`): it stays not run, as does what
+            // depends on it.
+            exec.held.push(id);
+        }
+    }
+}
+
+/// The next model call, human step or effect the gates allow, in the plan's order (with
+/// `only`, whether that step is allowed). Every gate passes first: a step runs once every
+/// gate has been evaluated and none waits for its decision, or where it feeds every gate
+/// not yet evaluated (those gates need it); otherwise, only where it feeds some gate not
+/// yet evaluated, which cannot be evaluated without it. A step that feeds no gate thus
+/// waits until every gate has passed (or was approved or overridden), so a gate that
+/// blocks or is rejected stops it.
+pub(crate) fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<NodeId> {
+    let analysis = exec.analysis;
+    let phases = &exec.state.phases;
+    let mut open = Vec::new();
+    let mut deciding = false;
+    for (g, gate) in analysis.gates().enumerate() {
+        match phases[gate] {
+            Phase::Waiting => deciding = true,
+            Phase::NotRun => open.push(g),
+            _ => {}
+        }
+    }
+    let ready = |id: &NodeId| !is_rule(&analysis.plan.node(*id).kind) && exec.ready(*id);
+    let candidates = || analysis.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
+    if !deciding && let Some(id) = candidates().find(|id| open.iter().all(|&g| analysis.feeds(id.index(), g))) {
+        return Some(*id);
+    }
+    if only.is_some() {
+        // Asked ahead (a model call made at the same time as another): only where it is
+        // allowed without the exception below.
+        return None;
+    }
+    candidates().find(|id| open.iter().any(|&g| analysis.feeds(id.index(), g))).copied()
+}
+
+pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<(), Interrupted> {
+    let analysis = exec.analysis;
+    let node = analysis.plan.node(id);
+    let name = &node.name;
+    match &node.kind {
+        // Given when the run starts.
+        NodeKind::Input { .. } | NodeKind::Param { .. } => {}
+        NodeKind::Let { value } => match exec.eval(value) {
+            Ok(value) => {
+                let operands = exec.operands(name);
+                exec.emit(Event::Evaluated { node: name.clone(), value, operands });
+            }
+            Err(error) => exec.fail(name, error),
+        },
+        NodeKind::Gate { level, condition, .. } => match exec.test(condition) {
+            Ok(holds) => {
+                let operands = exec.operands(name);
+                exec.emit(Event::Gate { node: name.clone(), level: *level, holds, operands });
+            }
+            Err(error) => exec.fail(name, error),
+        },
+        NodeKind::Infer { model, args, fallback } => infer(exec, name, model, args, fallback.as_ref(), services),
+        NodeKind::Review { roles, condition, .. } => {
+            let holds = match condition.as_ref().map(|c| exec.test(c)) {
+                None => true,
+                Some(Ok(holds)) => holds,
+                Some(Err(error)) => {
+                    exec.fail(name, error);
+                    return Ok(());
+                }
+            };
+            let operands = exec.operands(name);
+            if holds {
+                exec.emit(Event::ReviewOpened { node: name.clone(), roles: roles.clone(), operands });
+            } else {
+                exec.emit(Event::ReviewSkipped { node: name.clone(), operands });
+            }
+        }
+        NodeKind::Approval { rows, distinct_from } => {
+            let chosen = match exec.matrix(id, rows) {
+                Ok(chosen) => chosen.and_then(|r| Some((r, rows.get(r)?))),
+                Err(error) => {
+                    exec.fail(name, error);
+                    return Ok(());
+                }
+            };
+            let Some((r, row)) = chosen else {
+                // The compiler proved matrices exhaustive; a plan that is not fails its step.
+                exec.fail(name, "no row of the approval matrix applies");
+                return Ok(());
+            };
+            let requirement = requirement_text(&row.requirement);
+            let row_number = r as u32 + 1;
+            if slots(&row.requirement).is_empty() {
+                exec.emit(Event::ApprovalCompleted {
+                    node: name.clone(),
+                    row: row_number,
+                    approved: true,
+                    approvers: Vec::new(),
+                    requirement,
+                });
+                return Ok(());
+            }
+            let mut excluded = Vec::new();
+            for expr in distinct_from {
+                match exec.eval(expr) {
+                    Ok(Value::Principal(p)) => excluded.push(p.to_string()),
+                    Ok(Value::List(items)) => excluded.extend(items.into_iter().filter_map(|v| match v {
+                        Value::Principal(p) => Some(p.to_string()),
+                        _ => None,
+                    })),
+                    Ok(_) => {}
+                    Err(error) => {
+                        exec.fail(name, error);
+                        return Ok(());
+                    }
+                }
+            }
+            excluded.sort();
+            excluded.dedup();
+            let operands = exec.operands(name);
+            exec.emit(Event::ApprovalRequired {
+                node: name.clone(),
+                row: row_number,
+                requirement,
+                terms: row.requirement.clone(),
+                operands,
+                excluded,
+            });
+        }
+        NodeKind::Action { system, action, args, condition, idempotency } => {
+            return act(exec, id, system, action, args, condition.as_ref(), idempotency.as_ref(), services);
+        }
+        NodeKind::Emit { value } => match exec.eval(value) {
+            Ok(value) => {
+                let marks = marks(analysis, exec.state, id);
+                exec.emit(Event::Emitted { node: name.clone(), value, marks });
+            }
+            Err(error) => exec.fail(name, error),
+        },
+    }
+    Ok(())
+}
+
+/// What an output carries besides its value: the gates overridden before it and the
+/// degraded steps it depends on.
+pub(crate) fn marks(analysis: &Analysis, state: &State, emit: NodeId) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = vec![false; state.phases.len()];
+    let mut stack = vec![emit];
+    while let Some(id) = stack.pop() {
+        for &(p, _) in analysis.plan.predecessors(id) {
+            if !std::mem::replace(&mut seen[p.index()], true) {
+                stack.push(p);
+            }
+        }
+    }
+    for (i, node) in analysis.body().nodes.iter().enumerate() {
+        if seen[i] && state.overridden[i] {
+            out.push(format!("overridden: {}", node.name));
+        }
+        if seen[i] && state.degraded[i] {
+            out.push(format!("degraded: {}", node.name));
+        }
+    }
+    out
+}
+
+pub(crate) fn infer(
+    exec: &mut Exec<'_, '_>,
+    name: &SmolStr,
+    model_name: &SmolStr,
+    args: &[flow_ir::expr::Named],
+    fallback: Option<&Expr>,
+    services: &Services<'_>,
+) {
+    let analysis = exec.analysis;
+    let body = analysis.body();
+    let Some(model) = body.model(model_name) else { return exec.fail(name, format!("no model `{model_name}`")) };
+    let args = match exec.named_args(args) {
+        Ok(args) => args,
+        Err(error) => return exec.fail(name, error),
+    };
+    // What went wrong with the model, as it may be told to everyone, and in full (which
+    // may repeat what the provider was sent or answered: recorded labelled).
+    let (failed, failure) = match (services.model)(model) {
+        None => {
+            let text = format!(
+                "no provider is configured for model `{model_name}` (provider \"{}\"); configure `[models.{model_name}]`",
+                model.provider
+            );
+            (text.clone(), text)
+        }
+        Some(provider) => {
+            let request = ModelRequest {
+                step: name,
+                model,
+                prompt: model.prompt.as_ref().map(|p| p.text.as_str()),
+                input: args_json(&args),
+            };
+            if services.holds(name, Held::Model(&request)) {
+                return;
+            }
+            let request_digest = crate::digest::digest(&request.to_json());
+            let (reply, latency_us) = match exec.prefetched.remove(name) {
+                Some(answer) => answer,
+                None => {
+                    call_ready_models(exec, name, services);
+                    exec.prefetched.remove(name).unwrap_or_else(|| timed(|| provider.infer(&request)))
+                }
+            };
+            let (output, response_digest, attempts, error) = match reply {
+                Ok(reply) => {
+                    let digest = crate::digest::digest(&reply.output);
+                    match value::decode(body, &reply.output, &model.output, "$") {
+                        Ok(value) => (Some(value), Some(digest), reply.attempts, None),
+                        Err(error) => (
+                            None,
+                            Some(digest),
+                            reply.attempts,
+                            Some(format!("the output does not fit `{}`: {error}", model.output)),
+                        ),
+                    }
+                }
+                Err(error) => (None, None, error.attempts, Some(error.message)),
+            };
+            exec.emit(Event::ModelCalled {
+                node: name.clone(),
+                model: model.name.clone(),
+                provider: provider.describe(),
+                model_name: model.model_name.clone(),
+                version: model.version.clone(),
+                digest: model.digest.clone(),
+                prompt_hash: model.prompt.as_ref().map(|p| p.hash.clone()),
+                request_digest: Value::Text(request_digest),
+                response_digest: response_digest.map(Value::Text),
+                latency_us,
+                attempts,
+                error: error.clone().map(Value::Text),
+                args,
+            });
+            match output {
+                Some(value) => {
+                    exec.emit(Event::Inferred { node: name.clone(), value, degraded: false, reason: None });
+                    return;
+                }
+                None => (format!("model `{model_name}` failed"), error.unwrap_or_default()),
+            }
+        }
+    };
+    match fallback {
+        Some(fallback) => match exec.eval(fallback) {
+            Ok(value) => exec.emit(Event::Inferred {
+                node: name.clone(),
+                value,
+                degraded: true,
+                reason: Some(Value::Text(failure)),
+            }),
+            Err(error) => {
+                let detail = error.detail().unwrap_or_else(|| error.to_string());
+                exec.fail(
+                    name,
+                    Failure {
+                        error: format!("{failed}; and its fallback failed: {error}"),
+                        detail: Some(format!("{failure}; and its fallback failed: {detail}")),
+                    },
+                )
+            }
+        },
+        None => exec.fail(
+            name,
+            Failure {
+                error: format!("{failed}; and the step has no fallback"),
+                detail: Some(format!("{failure}; and the step has no fallback")),
+            },
+        ),
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "the parts of an action node")]
+pub(crate) fn act(
+    exec: &mut Exec<'_, '_>,
+    id: NodeId,
+    system: &SmolStr,
+    action: &SmolStr,
+    args: &[flow_ir::expr::Named],
+    condition: Option<&Expr>,
+    idempotency: Option<&Expr>,
+    services: &Services<'_>,
+) -> Result<(), Interrupted> {
+    let analysis = exec.analysis;
+    let node = analysis.plan.node(id);
+    let name = &node.name;
+    if let Some(condition) = condition {
+        match exec.test(condition) {
+            Ok(true) => {}
+            Ok(false) => {
+                let operands = exec.operands(name);
+                exec.emit(Event::ActionSkipped { node: name.clone(), operands });
+                return Ok(());
+            }
+            Err(error) => {
+                exec.fail(name, error);
+                return Ok(());
+            }
+        }
+    }
+    let args = match exec.named_args(args) {
+        Ok(args) => args,
+        Err(error) => {
+            exec.fail(name, error);
+            return Ok(());
+        }
+    };
+    let key = match idempotency.map(|k| exec.eval(k)) {
+        Some(Ok(key)) => format!("{}/{}", name, key),
+        Some(Err(error)) => {
+            exec.fail(name, error);
+            return Ok(());
+        }
+        None => format!("{}/{}", exec.state.run, name),
+    };
+    let result_ty = node.ty.unwrap_optional().clone();
+    let decode = |json: &Json| value::decode(analysis.body(), json, &result_ty, "$");
+    let request_args = args_json(&args);
+    if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
+        let digest = call_digest(&analysis.body().flow.name, action, &args);
+        let another = match &earlier.request {
+            Request::Unknown => false,
+            Request::Digest(recorded) => *recorded != digest,
+            Request::Another => true,
+        };
+        match decode(&earlier.result) {
+            // Which request the key answered is not said: its digest would let whoever
+            // sees this run confirm a guess of what another run sent.
+            _ if another => exec.emit(Event::Failed {
+                node: name.clone(),
+                detail: None,
+                error: format!(
+                    "idempotency key `{key}` of system `{system}` was used for another request (another flow, \
+                     action or arguments): its recorded result does not answer this call"
+                ),
+                returned: None,
+                key_taken: true,
+            }),
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
+            Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+        }
+        return Ok(());
+    }
+    let Some(handler) = (services.system)(system) else {
+        exec.fail(name, format!("no handler is configured for system `{system}`; configure `[systems.{system}]`"));
+        return Ok(());
+    };
+    let request = ActionRequest { step: name, system, action, args: request_args, idempotency_key: &key };
+    if services.holds(name, Held::Action(&request)) {
+        return Ok(());
+    }
+    let attempt = exec.state.action_attempts[id.index()] + 1;
+    exec.emit(Event::ActionStarted {
+        node: name.clone(),
+        system: system.clone(),
+        action: action.clone(),
+        key: key.clone(),
+        args,
+        attempt,
+    });
+    exec.journal.flush(exec.state).map_err(Interrupted)?;
+    match handler.call(&request) {
+        Ok(json) => match decode(&json) {
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),
+            Err(error) => exec.emit(Event::Failed {
+                node: name.clone(),
+                error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),
+                detail: Some(Value::Text(format!("`{system}.{action}` returned a result that does not fit: {error}"))),
+                returned: Some(serde_json::json!({"$labels": analysis.failure_labels(name), "$value": json})),
+                key_taken: false,
+            }),
+        },
+        Err(error) => exec.fail(name, Failure { error: format!("`{system}.{action}` failed"), detail: Some(error) }),
+    }
+    Ok(())
+}

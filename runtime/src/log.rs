@@ -1,0 +1,211 @@
+//! A run's commit log: the events recorded since the last commit, chained, signed and
+//! stored in one append with the run's new record; and the check of a stored chain
+//! against its record when a run is loaded.
+
+use crate::analysis::Analysis;
+use crate::digest;
+use crate::error::{Error, Result};
+use crate::event::codec::encode_event;
+use crate::event::{Event, Status};
+use crate::evidence;
+use crate::exec;
+use crate::identity::{now, process_id};
+use crate::state::{self, State};
+use crate::store::{ActionResult, RawEvent, RunRecord, Signer, Store, StoredEvent, Waiting};
+use crate::value::Value;
+use flow_ir::plan::NodeKind;
+use smol_str::SmolStr;
+use std::collections::BTreeMap;
+
+/// A run being worked on: its state, and its log.
+pub(crate) struct Loaded {
+    pub(crate) state: State,
+    pub(crate) log: Log,
+}
+
+impl Loaded {
+    /// Applies an event to the run's state and keeps it for the next commit.
+    pub(crate) fn record(&mut self, analysis: &Analysis, event: Event<Value>) {
+        self.state.apply(analysis, &event);
+        self.log.pending.push(event);
+    }
+
+    pub(crate) fn new(analysis: &Analysis, run: String, principal: String, created: String) -> Loaded {
+        let mut state = State::new(analysis);
+        state.run = run;
+        Loaded {
+            state,
+            log: Log {
+                pending: Vec::new(),
+                seq: 0,
+                head: digest::GENESIS.to_owned(),
+                signature: None,
+                signing_key: None,
+                principal,
+                created,
+                outputs: BTreeMap::new(),
+                marks: BTreeMap::new(),
+                calls: BTreeMap::new(),
+                results: Vec::new(),
+                durable: true,
+            },
+        }
+    }
+}
+
+/// A run's log: the events not yet stored, and where its chain stands.
+pub(crate) struct Log {
+    pub(crate) pending: Vec<Event<Value>>,
+    pub(crate) seq: u64,
+    pub(crate) head: String,
+    pub(crate) signature: Option<String>,
+    /// The public key the run was started with, when it is signed.
+    pub(crate) signing_key: Option<String>,
+    pub(crate) principal: String,
+    pub(crate) created: String,
+    pub(crate) outputs: BTreeMap<SmolStr, Value>,
+    /// What each output carries besides its value (`overridden: g`, `degraded: x`).
+    pub(crate) marks: BTreeMap<String, Vec<String>>,
+    /// The digest of the arguments of each action step's latest call, by step.
+    pub(crate) calls: BTreeMap<SmolStr, String>,
+    pub(crate) results: Vec<ActionResult>,
+    /// False for runs evaluated in memory: committing only notes outputs.
+    pub(crate) durable: bool,
+}
+
+impl Log {
+    /// Notes what the log keeps of an event besides the state: outputs, the signing key.
+    pub(crate) fn observe(&mut self, flow: &str, event: &Event<Value>) {
+        match event {
+            Event::Started(started) => self.signing_key = started.signing_key.clone(),
+            Event::ActionStarted { node, action, args, .. } if self.durable => {
+                self.calls.insert(node.clone(), exec::call_digest(flow, action, args));
+            }
+            Event::Emitted { node, value, marks } => {
+                self.outputs.insert(node.clone(), value.clone());
+                if !marks.is_empty() {
+                    self.marks.insert(node.to_string(), marks.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores the pending events, chained, with the run's new record.
+    pub(crate) fn commit(
+        &mut self,
+        store: &dyn Store,
+        signer: Option<Signer<'_>>,
+        analysis: &Analysis,
+        state: &State,
+    ) -> Result<()> {
+        if !self.durable {
+            for event in std::mem::take(&mut self.pending) {
+                self.observe(&analysis.body().flow.name, &event);
+            }
+            return Ok(());
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut stored = Vec::with_capacity(self.pending.len());
+        let mut head = self.head.clone();
+        let at = now().to_string();
+        if self.seq == 0 {
+            self.created = at.clone();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for (i, event) in pending.into_iter().enumerate() {
+            self.observe(&analysis.body().flow.name, &event);
+            let seq = self.seq + i as u64;
+            if let Event::ActionCompleted { node, key, result, reused: false } = &event
+                && let Some(NodeKind::Action { system, .. }) = analysis.body().node(node).map(|n| &n.kind)
+            {
+                self.results.push(ActionResult {
+                    system: system.to_string(),
+                    key: key.clone(),
+                    result: result.to_json(),
+                    run: state.run.clone(),
+                    seq,
+                    args: self.calls.get(node).cloned().unwrap_or_default(),
+                });
+            }
+            let body = encode_event(analysis, event);
+            let hash = digest::event_hash(&head, seq, &at, &body);
+            stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
+            head = hash;
+        }
+        // A run is signed with the key it was started with, and only with it: a runtime
+        // without that key may not change a signed run (its head would go unsigned).
+        let signature = match (&self.signing_key, signer.as_ref().map(|s| s.key)) {
+            (None, _) => None,
+            (Some(public), Some(key)) if *public == evidence::public_key_hex(key) => {
+                Some(evidence::sign_head(key, &head))
+            }
+            (Some(public), _) => {
+                return Err(Error::Environment(format!(
+                    "run `{}` is signed with the evidence key {public}; configure that key to change it",
+                    state.run
+                )));
+            }
+        };
+        let record_status = state.current_status();
+        let record = RunRecord {
+            id: state.run.clone(),
+            plan: analysis.plan.hash().to_owned(),
+            flow: analysis.body().flow.name.to_string(),
+            status: record_status,
+            created: self.created.clone(),
+            seq: self.seq + stored.len() as u64,
+            head: head.clone(),
+            signature: signature.clone(),
+            principal: self.principal.clone(),
+            owner: (record_status == Status::Running).then(|| (process_id(), at.clone())),
+        };
+        let waiting: Vec<Waiting> = state::waiting(analysis, state)
+            .into_iter()
+            .map(|(step, kind, roles)| Waiting {
+                run: record.id.clone(),
+                flow: record.flow.clone(),
+                step: step.to_string(),
+                kind: kind.to_owned(),
+                roles,
+            })
+            .collect();
+        store.append(&crate::store::Commit {
+            run: &record,
+            expected_seq: self.seq,
+            events: &stored,
+            waiting: &waiting,
+            results: &self.results,
+            key: signer,
+        })?;
+        self.results.clear();
+        self.seq = record.seq;
+        self.head = head;
+        self.signature = signature;
+        Ok(())
+    }
+}
+
+/// Checks a run's stored events against its record (their number and head) and their
+/// hash chain.
+pub(crate) fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
+    let run = record.id.as_str();
+    if events.len() as u64 != record.seq || events.last().map_or(digest::GENESIS, |e| e.hash.as_str()) != record.head {
+        return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
+    }
+    let mut prev = digest::GENESIS;
+    for (i, stored) in events.iter().enumerate() {
+        let chained = digest::is_event_hash(&stored.hash, prev, stored.seq, &stored.at, &stored.body).map_err(|e| {
+            Error::Environment(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
+        })?;
+        if stored.seq != i as u64 || stored.prev != prev || !chained {
+            return Err(Error::Environment(format!(
+                "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
+            )));
+        }
+        prev = &stored.hash;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Access checks: each operation against the plan's grants, and the refusals recorded when
+//! one is missing.
+
+use super::Runtime;
+use super::run::StartOptions;
+use crate::analysis::Analysis;
+use crate::error::{Error, Result};
+use crate::event::{Event, Started};
+use crate::identity::{Principal, now};
+use crate::log::Loaded;
+use crate::value::{self, Value};
+use flow_ir::plan::GrantKind;
+
+impl Runtime {
+    /// Refuses an operation: records it (in the run's chain when there is a run) and
+    /// returns the error.
+    pub(super) fn refuse(
+        &self,
+        run: Option<(&Analysis, &mut Loaded)>,
+        who: &Principal,
+        operation: &str,
+        grant: String,
+        message: String,
+    ) -> Error {
+        let event = Event::Refused {
+            operation: operation.to_owned(),
+            principal: who.id.clone(),
+            roles: who.roles.clone(),
+            grant: grant.clone(),
+            message: message.clone(),
+        };
+        let recorded = match run {
+            Some((analysis, loaded)) => {
+                loaded.record(analysis, event);
+                loaded
+                    .log
+                    .commit(self.store.as_ref(), self.signer(), analysis, &loaded.state)
+                    .map_err(|e| e.to_string())
+            }
+            None => self
+                .store
+                .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signer())
+                .map_err(|e| e.to_string()),
+        };
+        match recorded {
+            Ok(()) => Error::Refused { grant, message },
+            Err(error) => Error::Environment(format!("{message}; and the refusal could not be recorded: {error}")),
+        }
+    }
+
+    /// Why `who` may not start this run, when they may not: for a stored run, choosing its
+    /// clock needs `set clock`, and naming other principals in its inputs `trigger on
+    /// behalf` (a run kept in memory only, a backtest, needs neither: nobody decides it).
+    pub(super) fn start_refusal(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        started: &Started<Value>,
+        options: &StartOptions,
+        durable: bool,
+    ) -> Option<(String, String)> {
+        if self.testing {
+            return None;
+        }
+        let flow = &analysis.body().flow.name;
+        let grantees = |kind: GrantKind| {
+            let roles = analysis.grantees(kind, None);
+            if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+        };
+        if durable && options.clock.is_some() && !analysis.granted(&who.roles, GrantKind::Clock, None) {
+            return Some((
+                GrantKind::Clock.as_str().to_owned(),
+                format!(
+                    "{} may not choose the clock of a run of `{flow}`: the flow grants `set clock` to {}",
+                    who.id,
+                    grantees(GrantKind::Clock)
+                ),
+            ));
+        }
+        let mut named = Vec::new();
+        for input in &started.inputs {
+            value::principals(&input.value, &format!("$.{}", input.name), &mut named);
+        }
+        let others: Vec<String> =
+            named.iter().filter(|(_, id)| *id != who.id).map(|(path, id)| format!("{id} ({path})")).collect();
+        if durable && !others.is_empty() && !analysis.granted(&who.roles, GrantKind::OnBehalf, None) {
+            return Some((
+                GrantKind::OnBehalf.as_str().to_owned(),
+                format!(
+                    "{} may not start a run of `{flow}` on behalf of {}: the flow grants `trigger on behalf` to {}",
+                    who.id,
+                    others.join(", "),
+                    grantees(GrantKind::OnBehalf)
+                ),
+            ));
+        }
+        None
+    }
+
+    pub(super) fn check_run_grant(
+        &self,
+        analysis: &Analysis,
+        loaded: &mut Loaded,
+        who: &Principal,
+        kind: GrantKind,
+        operation: &str,
+    ) -> Result<()> {
+        if analysis.granted(&who.roles, kind, None) {
+            return Ok(());
+        }
+        let roles = analysis.grantees(kind, None);
+        let message = format!(
+            "{} may not {operation} run `{}`: the flow grants `{}` to {}",
+            who.id,
+            loaded.state.run,
+            kind.as_str(),
+            if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+        );
+        Err(self.refuse(Some((analysis, loaded)), who, operation, kind.as_str().to_owned(), message))
+    }
+}

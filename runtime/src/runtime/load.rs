@@ -1,0 +1,207 @@
+//! Stored runs, loaded: their chain, record, signature and recorded results checked before
+//! anything believes them.
+
+use super::Runtime;
+use crate::analysis::Analysis;
+use crate::error::{Error, Result};
+use crate::event::codec::decode_event_text;
+use crate::event::{Event, Started, Status};
+use crate::evidence;
+use crate::exec;
+use crate::identity::owner_gone;
+use crate::labels;
+use crate::log::{Loaded, chain_checked};
+use crate::store::{ActionResult, RawEvent, RunRecord, StoredEvent};
+use crate::value::Value;
+use smol_str::SmolStr;
+use std::sync::Arc;
+
+/// The status a run's events leave it in: that of its last `settled` event, unless a step
+/// came after it (the run stopped while executing).
+pub(crate) fn status_of(events: &[Event<Value>]) -> Status {
+    let mut status = Status::Running;
+    for event in events {
+        match event {
+            Event::Settled { status: settled, .. } => status = *settled,
+            Event::Refused { .. } | Event::Started(_) => {}
+            _ => status = Status::Running,
+        }
+    }
+    status
+}
+
+impl Runtime {
+    /// Loads a stored run: its plan and its state rebuilt from its events, after checking
+    /// their hash chain, so that a store changed behind the runtime's back is refused rather
+    /// than believed. To `change` it, a run that another live process executes is not
+    /// loaded.
+    pub(super) fn load(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded)> {
+        self.load_events(run, change).map(|(analysis, loaded, _)| (analysis, loaded))
+    }
+
+    /// As [`Runtime::load`], with the run's events as recorded.
+    pub(crate) fn load_events(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
+        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
+        self.load_record(record, change)
+    }
+
+    pub(super) fn load_record(
+        &self,
+        record: RunRecord,
+        change: bool,
+    ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
+        let run = record.id.as_str();
+        if change
+            && record.status == Status::Running
+            && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
+        {
+            return Err(Error::Invalid(format!(
+                "run `{run}` is executing in process {}; try again when it has stopped",
+                owner.0
+            )));
+        }
+        let analysis = self.plan(&record.plan)?;
+        let events = self.store.events(run)?;
+        let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
+        let decoded = self.verified(&analysis, &record, events)?;
+        self.believed(&record, &decoded, &first_at)?;
+        let mut loaded = Loaded::new(&analysis, record.id.clone(), record.principal.clone(), record.created.clone());
+        loaded.log.seq = record.seq;
+        loaded.log.head = record.head.clone();
+        loaded.log.signature = record.signature.clone();
+        for event in &decoded {
+            loaded.log.observe(&analysis.body().flow.name, event);
+            loaded.state.apply(&analysis, event);
+        }
+        loaded.state.status = record.status;
+        Ok((analysis, loaded, decoded))
+    }
+
+    /// Checks what the store says of a run outside its chain against the chain: the run,
+    /// plan, flow, starter and creation its first event records, the status its events
+    /// lead to, and the signature of its head (by a key this runtime believes; a runtime
+    /// that signs believes no unsigned run).
+    pub(super) fn believed(&self, record: &RunRecord, events: &[Event<Value>], first_at: &str) -> Result<()> {
+        let Some(Event::Started(started)) = events.first() else {
+            return Err(Error::Environment(format!(
+                "the record of run `{}` in the store does not begin with its start: the store was changed",
+                record.id
+            )));
+        };
+        self.believed_start(record, started, first_at)?;
+        let status = status_of(events);
+        if status != record.status {
+            return Err(Error::Environment(format!(
+                "the record of run `{}` in the store says it is {}, but its events leave it {}: the store was changed",
+                record.id,
+                record.status.as_str(),
+                status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Runtime::believed`] but for the status: what can be checked of a run from its first
+    /// event, the record and the signature of its head.
+    pub(super) fn believed_start(&self, record: &RunRecord, started: &Started<Value>, first_at: &str) -> Result<()> {
+        let run = record.id.as_str();
+        let corrupted = |what: String| {
+            Err(Error::Environment(format!("the record of run `{run}` in the store {what}: the store was changed")))
+        };
+        if started.run != record.id
+            || *started.plan != *record.plan
+            || started.flow != record.flow
+            || started.principal != record.principal
+            || record.created != first_at
+        {
+            return corrupted(
+                "does not match the start its events record (run, plan, flow, who started it or when)".to_owned(),
+            );
+        }
+        match (&started.signing_key, &record.signature) {
+            (Some(key), Some(signature)) => {
+                if !self.believes(key) {
+                    return Err(Error::Environment(format!(
+                        "run `{run}` is signed with the key {key}, which this deployment does not trust \
+                         (`[evidence] trusted_keys`)"
+                    )));
+                }
+                if !evidence::head_signature_verifies(key, &record.head, signature) {
+                    return corrupted("has a head whose signature does not verify".to_owned());
+                }
+            }
+            (Some(_), None) => return corrupted("is signed, but its head has no signature".to_owned()),
+            (None, _) if self.signing.is_some() => {
+                return Err(Error::Environment(format!(
+                    "run `{run}` is not signed, but this deployment signs evidence: it was started without the \
+                     key, or its signature was removed; it is not believed"
+                )));
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    /// The result recorded for an action's idempotency key, checked against the evidence of
+    /// the run that recorded it: that run's chain (and signature) verifies, and its event
+    /// says the same, for the same call.
+    pub(crate) fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
+        let (analysis, _, events) = self.load_events(&stored.run, false)?;
+        let forged = || {
+            Err(Error::Environment(format!(
+                "the result stored for idempotency key `{}` of system `{}` is not what run `{}` recorded: the \
+                 store was changed",
+                stored.key, stored.system, stored.run
+            )))
+        };
+        let at = stored.seq as usize;
+        let Some(Event::ActionCompleted { node, key, result, reused: false }) = events.get(at) else { return forged() };
+        if *key != stored.key || result.to_json() != stored.result {
+            return forged();
+        }
+        let call = events[..at].iter().rev().find_map(|e| match e {
+            Event::ActionStarted { node: n, system, action, key, args, .. } if n == node => {
+                Some((system, action, key, args))
+            }
+            _ => None,
+        });
+        match call {
+            Some((system, action, key, args))
+                if *system == stored.system
+                    && *key == stored.key
+                    && exec::call_digest(&analysis.body().flow.name, action, args) == stored.args =>
+            {
+                Ok(())
+            }
+            _ => forged(),
+        }
+    }
+
+    /// A run's stored events, checked against its record and their hash chain, and read.
+    pub(super) fn verified(
+        &self,
+        analysis: &Analysis,
+        record: &RunRecord,
+        events: Vec<RawEvent>,
+    ) -> Result<Vec<Event<Value>>> {
+        let run = record.id.as_str();
+        chain_checked(record, &events)?;
+        let mut decoded = Vec::with_capacity(events.len());
+        for stored in &events {
+            let event = decode_event_text(analysis, &stored.body)
+                .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
+            decoded.push(event);
+        }
+        Ok(decoded)
+    }
+
+    /// A run's stored events, parsed, with what `views` does not clear redacted.
+    pub(super) fn redacted_events(&self, run: &str, views: &[SmolStr]) -> Result<Vec<StoredEvent>> {
+        let mut events =
+            self.store.events(run)?.into_iter().map(|e| e.parse(run)).collect::<std::result::Result<Vec<_>, _>>()?;
+        for event in &mut events {
+            labels::redact(&mut event.body, views);
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,260 @@
+//! The runtime an application embeds: plans, providers, handlers and a store; starting runs,
+//! deciding, overriding, resuming after a crash, and exporting evidence, with every
+//! operation checked against the plan's grants.
+//!
+//! The [`Runtime`] and its set-up are here; its operations are in the modules below, one
+//! job each.
+
+mod access;
+mod audit;
+mod history;
+mod inputs;
+mod load;
+mod run;
+mod views;
+
+use crate::analysis::{Analysis, Engine};
+use crate::error::{Error, Result};
+use crate::event::Environment;
+use crate::evidence;
+use crate::identity::{Directory, host};
+use crate::provider::{ActionHandler, ModelProvider};
+use crate::store::{ShadowRecord, Store};
+use ed25519_dalek::SigningKey;
+use flow_ir::VerifiedPlan;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub use audit::Audit;
+pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
+pub use run::StartOptions;
+
+/// The runtime.
+pub struct Runtime {
+    pub(crate) store: Box<dyn Store>,
+    models: BTreeMap<String, Arc<dyn ModelProvider>>,
+    provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
+    systems: BTreeMap<String, Arc<dyn ActionHandler>>,
+    signing: Option<SigningKey>,
+    /// The public keys (hex) whose signatures this runtime believes: its own, and those
+    /// trusted besides (earlier keys of the deployment). Empty: any key whose signature
+    /// verifies (integrity, without knowing who signed).
+    trusted: Vec<String>,
+    plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
+    /// The environment recorded in each run, by plan hash.
+    environments: Mutex<BTreeMap<String, Arc<Environment>>>,
+    engine: Engine,
+    /// The principals runs may name; without one, any id is taken as given.
+    directory: Option<Directory>,
+    /// A runtime for tests: a run may choose its clock and name any principal without the
+    /// grants (its evidence still says the clock was chosen).
+    testing: bool,
+}
+
+impl Runtime {
+    pub fn new(store: Box<dyn Store>) -> Runtime {
+        Runtime {
+            store,
+            models: BTreeMap::new(),
+            provider_kinds: BTreeMap::new(),
+            systems: BTreeMap::new(),
+            signing: None,
+            trusted: Vec::new(),
+            plans: Mutex::new(BTreeMap::new()),
+            environments: Mutex::new(BTreeMap::new()),
+            engine: Engine::default(),
+            directory: None,
+            testing: false,
+        }
+    }
+
+    /// The deployment's principals: every `Principal` a run's inputs name must be one of
+    /// them (after [`value::principal_id`]), or the run is refused with the input's path.
+    pub fn set_directory(&mut self, directory: Directory) {
+        self.directory = Some(directory);
+    }
+
+    /// Makes this a runtime for tests (`flowc test`): runs may choose their clock and name
+    /// principals other than the starter without the `set clock` and `trigger on behalf`
+    /// grants. Never for a deployment.
+    pub fn set_testing(&mut self, testing: bool) {
+        self.testing = testing;
+    }
+
+    /// What evaluates expressions and approval matrices from now on: native code by
+    /// default (where this build and host have it), or the interpreter. Both give the same
+    /// results; each run's evidence records which started it.
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The provider for one model, by the model's name in the plan.
+    pub fn register_model(&mut self, model: &str, provider: Arc<dyn ModelProvider>) {
+        self.models.insert(model.to_owned(), provider);
+        self.environments = Mutex::default();
+    }
+
+    /// The provider for every model declaring this provider kind and having none of its own.
+    pub fn register_provider(&mut self, kind: &str, provider: Arc<dyn ModelProvider>) {
+        self.provider_kinds.insert(kind.to_owned(), provider);
+        self.environments = Mutex::default();
+    }
+
+    /// The handler of a system's actions.
+    pub fn register_system(&mut self, system: &str, handler: Arc<dyn ActionHandler>) {
+        self.systems.insert(system.to_owned(), handler);
+        self.environments = Mutex::default();
+    }
+
+    /// Signs the head of every run started from now on with this key.
+    pub fn set_signing_key(&mut self, key: SigningKey) {
+        self.trust_key(&evidence::public_key_hex(&key));
+        self.signing = Some(key);
+    }
+
+    /// Believes signatures by this public key (hex) too: a key the deployment signed with
+    /// before. Once a runtime has a key or trusts one, a run, checkpoint or shadow signed by
+    /// any other key is refused.
+    pub fn trust_key(&mut self, public_key: &str) {
+        if !self.trusted.iter().any(|k| k == public_key) {
+            self.trusted.push(public_key.to_owned());
+        }
+    }
+
+    /// Whether a signature by `public_key` is believed.
+    pub(crate) fn believes(&self, public_key: &str) -> bool {
+        self.trusted.is_empty() || self.trusted.iter().any(|k| k == public_key)
+    }
+
+    /// What signs the store's checkpoints, when this runtime signs evidence.
+    pub(super) fn signer(&self) -> Option<crate::store::Signer<'_>> {
+        self.signing.as_ref().map(|key| crate::store::Signer { key, trusted: &self.trusted })
+    }
+
+    /// Whether this runtime signs evidence.
+    pub(crate) fn signs(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Checks a stored shadow's signature: by a key this runtime believes, over the
+    /// shadow's digest; a runtime that signs believes no unsigned shadow.
+    pub(crate) fn check_shadow(&self, shadow: &ShadowRecord) -> Result<()> {
+        let digest = shadow.digest();
+        let what = format!("the shadow of run `{}` by candidate {}", shadow.run, shadow.candidate);
+        match &shadow.signature {
+            None if self.signs() => {
+                Err(Error::Environment(format!("{what} is not signed, but this deployment signs evidence")))
+            }
+            None => Ok(()),
+            Some(_) if self.trusted.is_empty() => Ok(()),
+            Some(signature) => {
+                if self.trusted.iter().any(|key| crate::checkpoint::shadow_signature_verifies(key, &digest, signature))
+                {
+                    Ok(())
+                } else {
+                    Err(Error::Environment(format!(
+                        "{what} is not signed by a key this deployment trusts: the store was changed"
+                    )))
+                }
+            }
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Keeps a verified plan in the store (by hash) and returns it ready to run.
+    pub fn install(&self, plan: VerifiedPlan) -> Result<Arc<Analysis>> {
+        let hash = plan.hash().to_owned();
+        if let Some(analysis) = self.cached(&hash) {
+            return Ok(analysis);
+        }
+        let analysis = Arc::new(Analysis::new(plan));
+        let leaks = analysis.leaks();
+        if !leaks.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the plan {hash} lets labelled data go where it may not, so it is not installed:\n{}",
+                leaks.join("\n")
+            )));
+        }
+        let bytes = flow_ir::encode::to_json(analysis.plan.plan());
+        self.store.put_plan(&hash, bytes.as_bytes())?;
+        self.lock_plans().insert(hash, analysis.clone());
+        Ok(analysis)
+    }
+
+    pub(crate) fn lock_plans(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Analysis>>> {
+        self.plans.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn cached(&self, hash: &str) -> Option<Arc<Analysis>> {
+        self.lock_plans().get(hash).cloned()
+    }
+
+    /// The plan of this hash, from the store, verified again.
+    pub fn plan(&self, hash: &str) -> Result<Arc<Analysis>> {
+        if let Some(analysis) = self.cached(hash) {
+            return Ok(analysis);
+        }
+        let bytes =
+            self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
+        let plan = flow_ir::load(&bytes)
+            .map_err(|e| Error::Environment(format!("the stored plan {hash} does not verify:\n{e}")))?;
+        if plan.hash() != hash {
+            return Err(Error::Environment(format!("the plan stored as {hash} has hash {}", plan.hash())));
+        }
+        let analysis = Arc::new(Analysis::new(plan));
+        let leaks = analysis.leaks();
+        if !leaks.is_empty() {
+            return Err(Error::Environment(format!(
+                "the stored plan {hash} lets labelled data go where it may not:\n{}",
+                leaks.join("\n")
+            )));
+        }
+        self.lock_plans().insert(hash.to_owned(), analysis.clone());
+        Ok(analysis)
+    }
+
+    pub(super) fn environment(&self, analysis: &Analysis) -> Arc<Environment> {
+        let mut cache = self.environments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .entry(analysis.plan.hash().to_owned())
+            .or_insert_with(|| Arc::new(self.describe_environment(analysis)))
+            .clone()
+    }
+
+    pub(super) fn describe_environment(&self, analysis: &Analysis) -> Environment {
+        let mut providers = BTreeMap::new();
+        for model in &analysis.body().models {
+            if let Some(p) = self.model_provider(model) {
+                providers.insert(format!("model {}", model.name), p.describe());
+            }
+        }
+        for system in &analysis.body().systems {
+            if let Some(h) = self.systems.get(system.name.as_str()) {
+                providers.insert(format!("system {}", system.name), h.describe());
+            }
+        }
+        Environment {
+            runtime: format!("flow-runtime {}", env!("CARGO_PKG_VERSION")),
+            build: format!(
+                "{}-{} {}",
+                std::env::consts::ARCH,
+                std::env::consts::OS,
+                if cfg!(debug_assertions) { "debug" } else { "release" }
+            ),
+            host: host(),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            providers,
+        }
+    }
+
+    pub(super) fn model_provider(&self, model: &flow_ir::plan::Model) -> Option<&dyn ModelProvider> {
+        self.models.get(model.name.as_str()).or_else(|| self.provider_kinds.get(model.provider.as_str())).map(|p| &**p)
+    }
+}

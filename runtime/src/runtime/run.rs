@@ -1,0 +1,297 @@
+//! Runs: started, advanced by the executor, decided, overridden and resumed, each change
+//! committed through the run's log.
+
+use super::Runtime;
+use crate::analysis::Analysis;
+use crate::decision::{self, DecisionInput, Refusal};
+use crate::digest;
+use crate::error::{Error, Result};
+use crate::event::{Event, SourceCheck, Started, Status};
+use crate::evidence;
+use crate::exec::{self, Interrupted, Journal, Services};
+use crate::identity::{Principal, new_run_id, now, owner_gone};
+use crate::log::{Loaded, Log};
+use crate::narrative::RunView;
+use crate::state::State;
+use crate::value::{self, Value};
+use flow_ir::expr::Timestamp;
+use flow_ir::plan::{GrantKind, NodeKind};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Options of a new run.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// The run's clock; the current time when absent.
+    pub clock: Option<Timestamp>,
+    /// Params set to other values than their defaults (JSON).
+    pub params: Vec<(String, Json)>,
+}
+
+pub(crate) struct RunJournal<'a> {
+    runtime: &'a Runtime,
+    analysis: &'a Analysis,
+    log: &'a mut Log,
+}
+
+impl Journal for RunJournal<'_> {
+    fn record(&mut self, event: Event<Value>) {
+        if self.log.durable {
+            self.log.pending.push(event);
+        } else {
+            self.log.observe(&self.analysis.body().flow.name, &event);
+        }
+    }
+
+    fn flush(&mut self, state: &State) -> std::result::Result<(), String> {
+        self.log
+            .commit(self.runtime.store.as_ref(), self.runtime.signer(), self.analysis, state)
+            .map_err(|e| e.to_string())
+    }
+
+    fn keeps_evidence(&self) -> bool {
+        self.log.durable
+    }
+
+    fn action_result(
+        &mut self,
+        _step: &str,
+        system: &str,
+        key: &str,
+    ) -> std::result::Result<Option<exec::Earlier>, String> {
+        let Some(stored) = self.runtime.store.action_result(system, key).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        self.runtime.recorded_result(&stored).map_err(|e| e.to_string())?;
+        Ok(Some(exec::Earlier { result: stored.result, request: exec::Request::Digest(stored.args) }))
+    }
+}
+
+impl Runtime {
+    /// Starts a run of `an` for `who`, executes it as far as it goes and stores it.
+    pub fn start(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<RunView> {
+        self.new_run(analysis, who, inputs, options, true)
+    }
+
+    /// Runs a plan in memory, storing nothing: the same engine and the same checks as
+    /// [`Runtime::start`], for decisions whose evidence the caller does not keep (backtests,
+    /// benchmarks). A run that would wait for people ends `pending`.
+    pub fn evaluate(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<RunView> {
+        self.new_run(analysis, who, inputs, options, false)
+    }
+
+    /// A new run, stored (`durable`, with its refusal recorded) or not.
+    pub(super) fn new_run(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+        durable: bool,
+    ) -> Result<RunView> {
+        if !analysis.granted(&who.roles, GrantKind::Trigger, None) {
+            let roles = analysis.grantees(GrantKind::Trigger, None);
+            let message = format!(
+                "{} may not start `{}`: the flow grants `trigger` to {}",
+                who.id,
+                analysis.body().flow.name,
+                if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
+            );
+            return Err(if durable {
+                self.refuse(None, who, "trigger", "trigger".to_owned(), message)
+            } else {
+                Error::Refused { grant: "trigger".to_owned(), message }
+            });
+        }
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let started = self.started(analysis, who, inputs, options, durable)?;
+        if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
+            let (grant, message) = refusal;
+            return Err(if durable {
+                self.refuse(None, who, "trigger", grant, message)
+            } else {
+                Error::Refused { grant, message }
+            });
+        }
+        // A stored run's creation is the time of its first commit, which its first event
+        // records.
+        let mut loaded = Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new());
+        loaded.log.durable = durable;
+        loaded.record(analysis, Event::Started(Box::new(started)));
+        self.advance(analysis, &mut loaded)?;
+        Ok(self.view(analysis, &loaded, Some(who)))
+    }
+
+    /// The first event of a run; `durable` when its evidence is kept (the inputs' digests are
+    /// computed only then).
+    pub(super) fn started(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+        durable: bool,
+    ) -> Result<Started<Value>> {
+        let body = analysis.body();
+        let values = self.inputs(analysis, inputs)?;
+        let params = self.params(analysis, &options.params)?;
+        let clock = options.clock.unwrap_or_else(now);
+        let mut sources = Vec::new();
+        for node in &body.nodes {
+            let NodeKind::Input { source: Some(source_name) } = &node.kind else { continue };
+            let Some(source) = body.source(source_name) else { continue };
+            let record = values.iter().find(|v| v.name == node.name).map(|v| &v.value);
+            let as_of = source.as_of.as_ref().and_then(|f| record.and_then(|r| r.field(f)));
+            let age = match as_of {
+                Some(Value::Timestamp(at)) => Some(clock.seconds - at.seconds),
+                _ => None,
+            };
+            sources.push(SourceCheck {
+                input: node.name.clone(),
+                source: source.name.clone(),
+                authority: source.authority.clone(),
+                as_of: as_of.map(|v| v.to_string()),
+                age: age.map(flow_ir::time::format_duration),
+                freshness: source.freshness.map(flow_ir::time::format_duration),
+                stale: matches!((age, source.freshness), (Some(age), Some(limit)) if age > limit),
+            });
+        }
+        // Of unlabelled inputs only: the digest of a labelled one would let anyone who may
+        // see the run test guesses of it.
+        let input_digests = if durable {
+            inputs
+                .iter()
+                .filter(|(name, _)| {
+                    analysis.node_labels(name).is_empty()
+                        && body.node(name).is_some_and(|node| analysis.type_labels(&node.ty).is_empty())
+                })
+                .map(|(n, j)| (n.clone(), digest::digest(j)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Started {
+            run: new_run_id(),
+            plan: analysis.hash().clone(),
+            flow: body.flow.name.clone(),
+            flow_version: body.flow.version.as_str().into(),
+            principal: who.id.clone(),
+            roles: who.roles.clone(),
+            clock,
+            clock_chosen: options.clock.is_some(),
+            inputs: values,
+            input_digests,
+            params,
+            sources,
+            environment: self.environment(analysis),
+            signing_key: self.signing.as_ref().map(evidence::public_key_hex),
+            engine: analysis.engine_label(self.engine).into(),
+            declassifications: analysis
+                .declassifications()
+                .into_iter()
+                .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
+                .collect(),
+        })
+    }
+
+    pub(super) fn advance(&self, analysis: &Analysis, loaded: &mut Loaded) -> Result<()> {
+        let model = |m: &flow_ir::plan::Model| self.model_provider(m);
+        let system = |s: &str| self.systems.get(s).map(|h| &**h);
+        let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
+        let Loaded { state, log } = loaded;
+        let mut journal = RunJournal { runtime: self, analysis, log };
+        match exec::advance(analysis, state, &services, &mut journal) {
+            Ok(()) => journal.flush(state).map_err(Error::Environment),
+            Err(Interrupted(message)) => Err(Error::Environment(message)),
+        }
+    }
+
+    /// Decides a waiting review, soft gate or approval, and continues the run.
+    pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let (analysis, loaded) = self.load(run, true)?;
+        if loaded.state.status.is_final() {
+            return Err(Error::Invalid(format!(
+                "run `{run}` is {}: nothing waits for a decision",
+                loaded.state.status.as_str()
+            )));
+        }
+        let decided = decision::decide(&analysis, &loaded.state, step, &who.id, &who.roles, input);
+        self.continue_run(&analysis, loaded, who, "decide", decided)
+    }
+
+    /// Overrides a blocking gate, and continues the run.
+    pub fn override_gate(
+        &self,
+        run: &str,
+        gate: &str,
+        who: &Principal,
+        reason: &str,
+        basis: Option<&str>,
+    ) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let (analysis, loaded) = self.load(run, true)?;
+        let overridden = decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
+        self.continue_run(&analysis, loaded, who, "override", overridden.map(|event| vec![event]))
+    }
+
+    /// Records what a principal's `operation` caused and continues the run, or records why
+    /// it was refused.
+    pub(super) fn continue_run(
+        &self,
+        analysis: &Analysis,
+        mut loaded: Loaded,
+        who: &Principal,
+        operation: &str,
+        caused: std::result::Result<Vec<Event<Value>>, Refusal>,
+    ) -> Result<RunView> {
+        match caused {
+            Ok(events) => {
+                for event in events {
+                    loaded.record(analysis, event);
+                }
+                self.advance(analysis, &mut loaded)?;
+                self.refresh_shadows(&loaded.state.run).map_err(|e| {
+                    Error::Environment(format!(
+                        "the decision was recorded, but the shadow runs of run `{}` could not be brought up to \
+                         date: {e}",
+                        loaded.state.run
+                    ))
+                })?;
+                Ok(self.view(analysis, &loaded, Some(who)))
+            }
+            Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
+            Err(Refusal::Access { grant, message }) => {
+                Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message))
+            }
+        }
+    }
+
+    /// Resumes every run that a crash interrupted while it executed (its owner process is
+    /// gone); returns their ids.
+    pub fn resume_interrupted(&self) -> Result<Vec<String>> {
+        let mut resumed = Vec::new();
+        for record in self.store.runs(Some(Status::Running))? {
+            if !record.owner.as_ref().is_none_or(owner_gone) {
+                continue;
+            }
+            let (analysis, mut loaded) = self.load(&record.id, true)?;
+            self.advance(&analysis, &mut loaded)?;
+            resumed.push(record.id);
+        }
+        Ok(resumed)
+    }
+}

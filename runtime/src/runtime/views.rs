@@ -1,0 +1,223 @@
+//! What is told about runs: their status, what waits for whom, a run's values, its story
+//! and its evidence, each redacted for the viewer.
+
+use super::Runtime;
+use crate::analysis::Analysis;
+use crate::error::{Error, Result};
+use crate::event::{Event, Status};
+use crate::evidence;
+use crate::identity::{Principal, now};
+use crate::labels;
+use crate::log::Loaded;
+use crate::narrative::RunView;
+use crate::state::{self, State};
+use crate::store::{RunRecord, StoredEvent, Waiting};
+use crate::value::Value;
+use flow_ir::expr::Timestamp;
+use flow_ir::plan::GrantKind;
+use rustc_hash::FxHashMap;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A run's events, and the values of the expressions asked for (or why one has none).
+pub type Inspection = (Vec<Event<Value>>, Vec<std::result::Result<Value, String>>);
+
+/// A run's values as they stand, where an output reads as what was emitted (an `emit`
+/// step itself gives nothing).
+pub(crate) struct Inspected<'r> {
+    run: (&'r State, &'r Analysis),
+    emitted: FxHashMap<&'r str, &'r Value>,
+}
+
+impl crate::interp::Scope for Inspected<'_> {
+    fn node(&self, name: &str) -> Option<&Value> {
+        self.emitted.get(name).copied().or_else(|| self.run.node(name))
+    }
+
+    fn degraded(&self, name: &str) -> bool {
+        self.run.degraded(name)
+    }
+
+    fn clock(&self) -> Timestamp {
+        self.run.clock()
+    }
+
+    fn starter(&self) -> Option<&str> {
+        self.run.starter()
+    }
+}
+
+impl Runtime {
+    /// A stored run's events, read back into values (its chain checked), and `expr` (of
+    /// the run's plan; `Param(i)` reading `args[i]`) evaluated on the run's values as they
+    /// stand: what a flow's tests check a run with. No access check: for the embedding
+    /// application and the test runner, not for principals.
+    pub fn inspect(&self, run: &str, exprs: &[&flow_ir::expr::Expr], args: &[Value]) -> Result<Inspection> {
+        let (analysis, loaded, events) = self.load_events(run, false)?;
+        let emitted: FxHashMap<&str, &Value> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Emitted { node, value, .. } => Some((node.as_str(), value)),
+                _ => None,
+            })
+            .collect();
+        let scope = Inspected { run: (&loaded.state, &*analysis), emitted };
+        let values = exprs
+            .iter()
+            .map(|expr| crate::interp::eval_with(analysis.body(), &scope, args, expr).map_err(|e| e.to_string()))
+            .collect();
+        Ok((events, values))
+    }
+
+    /// How a run stands; outputs are shown only as far as `who` may view them.
+    pub fn status(&self, run: &str, who: Option<&Principal>) -> Result<RunView> {
+        let (analysis, loaded) = self.load(run, false)?;
+        Ok(self.view(&analysis, &loaded, who))
+    }
+
+    /// The steps waiting for decisions; with a principal, only those they may decide. The
+    /// store's list of waiting steps only says which runs to look at: each is loaded (its
+    /// evidence checked) and what it waits for is read from its events.
+    pub fn pending(&self, who: Option<&Principal>) -> Result<Vec<Waiting>> {
+        let mut runs: Vec<String> = self.store.waiting()?.into_iter().map(|w| w.run).collect();
+        runs.extend(self.store.runs(Some(Status::Pending))?.into_iter().map(|r| r.id));
+        runs.sort();
+        runs.dedup();
+        let mut out = Vec::new();
+        for run in runs {
+            let (analysis, loaded) = self.load(&run, false)?;
+            for (step, kind, roles) in state::waiting(&analysis, &loaded.state) {
+                if let Some(who) = who {
+                    let wanted: Vec<SmolStr> = roles.iter().map(SmolStr::new).collect();
+                    if crate::analysis::roles_used(analysis.body(), &who.roles, &wanted).is_empty() {
+                        continue;
+                    }
+                }
+                out.push(Waiting {
+                    run: run.clone(),
+                    flow: analysis.body().flow.name.to_string(),
+                    step: step.to_string(),
+                    kind: kind.to_owned(),
+                    roles,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
+    /// evidence` (a refusal is recorded).
+    pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {
+        let (analysis, mut loaded) = self.load(run, false)?;
+        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
+        self.bundle(&analysis, run, who)
+    }
+
+    pub(super) fn bundle(&self, analysis: &Analysis, run: &str, who: &Principal) -> Result<Json> {
+        let views = analysis.views(&who.roles);
+        let events = self.redacted_events(run, &views)?;
+        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}`")))?;
+        let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
+        let plan: Json = serde_json::from_slice(&plan_bytes)
+            .map_err(|e| Error::Environment(format!("the stored plan is not JSON: {e}")))?;
+        let public_key =
+            events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
+        let signature = match (&public_key, &record.signature) {
+            (Some(key), Some(value)) => Some((key.as_str(), value.as_str())),
+            _ => None,
+        };
+        let exported_at = now().to_string();
+        let log = self.log_proof(&record)?;
+        Ok(evidence::bundle(evidence::BundleParts {
+            run,
+            plan_hash: &record.plan,
+            plan,
+            events: &events,
+            signature,
+            exported_by: &who.id,
+            views: views.iter().map(|v| v.to_string()).collect(),
+            exported_at: &exported_at,
+            log,
+        }))
+    }
+
+    /// The inclusion proof of a run's head in the store's log, under its checkpoint, as a
+    /// bundle carries it; `None` when the log does not hold the head (a run stored before
+    /// the log existed cannot be: stores of earlier versions are refused).
+    pub(super) fn log_proof(&self, record: &RunRecord) -> Result<Option<Json>> {
+        use crate::checkpoint::{Entry, Kind};
+        let entries = self.store.log()?;
+        let Some(checkpoint) = self.store.checkpoint()? else { return Ok(None) };
+        if checkpoint.size != entries.len() as u64 {
+            return Err(Error::Environment(format!(
+                "the store's checkpoint covers {} entries, but its log has {}: the store was changed",
+                checkpoint.size,
+                entries.len()
+            )));
+        }
+        let wanted = Entry { kind: Kind::Run, subject: record.id.clone(), seq: record.seq, hash: record.head.clone() };
+        let Some(index) = entries.iter().rposition(|e| *e == wanted) else {
+            return Err(Error::Environment(format!(
+                "the store's log does not hold the head of run `{}`: the store was changed",
+                record.id
+            )));
+        };
+        let leaves: Vec<[u8; 32]> = entries.iter().map(Entry::leaf).collect();
+        let proof = crate::checkpoint::inclusion_proof(index, &leaves);
+        Ok(Some(serde_json::json!({
+            "index": index,
+            "proof": crate::checkpoint::proof_to_hex(&proof),
+            "checkpoint": checkpoint,
+        })))
+    }
+
+    /// The run told for a person on one page, redacted for `who` (every labelled value
+    /// hidden without a principal).
+    pub fn show(&self, run: &str, who: Option<&Principal>) -> Result<String> {
+        let (analysis, events, view) = self.narrative_parts(run, who)?;
+        Ok(crate::narrative::show(&analysis, &events, &view))
+    }
+
+    pub(super) fn narrative_parts(
+        &self,
+        run: &str,
+        who: Option<&Principal>,
+    ) -> Result<(Arc<Analysis>, Vec<StoredEvent>, RunView)> {
+        let (analysis, loaded) = self.load(run, false)?;
+        let views = who.map(|w| analysis.views(&w.roles)).unwrap_or_default();
+        let events = self.redacted_events(run, &views)?;
+        Ok((analysis.clone(), events, self.view(&analysis, &loaded, who)))
+    }
+
+    /// How the run stands, with its outputs redacted for `who` (all labelled parts hidden
+    /// without a principal).
+    pub(super) fn view(&self, analysis: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
+        let views = who.map(|w| analysis.views(&w.roles)).unwrap_or_default();
+        let state = &loaded.state;
+        let status = state.current_status();
+        let mut outputs = BTreeMap::new();
+        for output in &analysis.body().outputs {
+            if let Some(value) = loaded.log.outputs.get(output.name.as_str()) {
+                let mut json =
+                    labels::encode(analysis.body(), value, &output.ty, analysis.node_labels(&output.name), false);
+                labels::redact(&mut json, &views);
+                outputs.insert(output.name.to_string(), json);
+            }
+        }
+        RunView {
+            run: state.run.clone(),
+            flow: analysis.body().flow.name.to_string(),
+            status,
+            summary: state::summary(analysis, state, status),
+            pending: state::waiting(analysis, state)
+                .into_iter()
+                .map(|(s, k, r)| (s.to_string(), k.to_owned(), r))
+                .collect(),
+            outputs,
+            marks: loaded.log.marks.clone(),
+            why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
+        }
+    }
+}

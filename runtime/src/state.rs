@@ -1,0 +1,462 @@
+//! A run's state, and how each event changes it; what a run waits for.
+//!
+//! **Invariant:** a run's state changes only through [`State::apply`] of an event, both while
+//! it executes and when it is rebuilt from the store after a crash, so the two cannot
+//! disagree. The executor creates events; the caller records them.
+
+use crate::analysis::Analysis;
+use crate::event::{Event, Status};
+use crate::interp::Scope;
+use crate::value::Value;
+use flow_ir::expr::{Expr, Timestamp};
+use flow_ir::plan::{GateLevel, NodeKind, Requirement};
+use flow_ir::ty::Ty;
+use flow_ir::{NodeId, PlanBody};
+use smol_str::SmolStr;
+
+/// Where a node of a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    NotRun,
+    Done,
+    /// Waiting for a decision: a review, a soft gate that held, an approval.
+    Waiting,
+    /// A blocking gate that held.
+    Blocked,
+    Failed,
+}
+
+/// An approval waiting for approvers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalWait {
+    pub row: u32,
+    pub requirement: String,
+    pub terms: Vec<Requirement>,
+    pub excluded: Vec<String>,
+    /// Who approved so far, with their roles.
+    pub approvals: Vec<(String, Vec<String>)>,
+}
+
+/// The state of a run.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub run: String,
+    pub principal: String,
+    pub clock: Timestamp,
+    pub values: Vec<Option<Value>>,
+    pub phases: Vec<Phase>,
+    pub degraded: Vec<bool>,
+    pub overridden: Vec<bool>,
+    /// The approvals that wait, by node index (few: no allocation for runs without).
+    approvals: Vec<(usize, ApprovalWait)>,
+    pub action_attempts: Vec<u32>,
+    /// The soft gate that was rejected, and by whom.
+    pub rejected: Option<(SmolStr, String)>,
+    pub failure: Option<(SmolStr, String)>,
+    pub status: Status,
+    body_nodes: usize,
+}
+
+impl Scope for (&State, &Analysis) {
+    fn node(&self, name: &str) -> Option<&Value> {
+        let id = self.1.id(name)?;
+        self.0.values[id.index()].as_ref()
+    }
+
+    fn resolved(&self, expr: &Expr) -> Option<u32> {
+        self.1.resolved(expr)
+    }
+
+    fn node_at(&self, index: u32) -> Option<&Value> {
+        self.0.values.get(index as usize)?.as_ref()
+    }
+
+    fn degraded(&self, name: &str) -> bool {
+        self.1.id(name).is_some_and(|id| self.0.degraded[id.index()])
+    }
+
+    fn clock(&self) -> Timestamp {
+        self.0.clock
+    }
+
+    fn starter(&self) -> Option<&str> {
+        Some(&self.0.principal)
+    }
+}
+
+/// The record a review gives when it did not run.
+pub(crate) fn skipped_review() -> Value {
+    Value::Record(vec![
+        ("basis".into(), Value::Absent),
+        ("outcome".into(), Value::Variant("skipped".into())),
+        ("reason".into(), Value::Absent),
+        ("reviewer".into(), Value::Absent),
+    ])
+}
+
+pub(crate) fn set_path(target: &mut Value, path: &[SmolStr], new: Value) -> bool {
+    match path.split_first() {
+        None => {
+            *target = new;
+            true
+        }
+        Some((field, rest)) => target.field_mut(field).is_some_and(|inner| set_path(inner, rest, new)),
+    }
+}
+
+impl State {
+    pub fn new(analysis: &Analysis) -> State {
+        let n = analysis.body().nodes.len();
+        State {
+            run: String::new(),
+            principal: String::new(),
+            clock: Timestamp { seconds: 0, nanos: 0 },
+            values: vec![None; n],
+            phases: vec![Phase::NotRun; n],
+            degraded: vec![false; n],
+            overridden: vec![false; n],
+            approvals: Vec::new(),
+            action_attempts: vec![0; n],
+            rejected: None,
+            failure: None,
+            status: Status::Running,
+            body_nodes: n,
+        }
+    }
+
+    fn id(&self, analysis: &Analysis, node: &str) -> usize {
+        // INVARIANT: events name nodes of the run's plan (checked when they are decoded).
+        analysis.id(node).map_or(self.body_nodes, NodeId::index)
+    }
+
+    fn done(&mut self, i: usize, value: Value) {
+        if i < self.body_nodes {
+            self.values[i] = Some(value);
+            self.phases[i] = Phase::Done;
+        }
+    }
+
+    fn phase(&mut self, i: usize, phase: Phase) {
+        if i < self.body_nodes {
+            self.phases[i] = phase;
+        }
+    }
+
+    /// What the approval of node index `i` waits for, while it waits.
+    pub fn approval(&self, i: usize) -> Option<&ApprovalWait> {
+        self.approvals.iter().find(|(node, _)| *node == i).map(|(_, wait)| wait)
+    }
+
+    pub fn value(&self, analysis: &Analysis, node: &str) -> Option<&Value> {
+        analysis.id(node).and_then(|id| self.values[id.index()].as_ref())
+    }
+
+    pub fn phase_of(&self, analysis: &Analysis, node: &str) -> Option<Phase> {
+        analysis.id(node).map(|id| self.phases[id.index()])
+    }
+
+    /// Changes the state as the event says.
+    pub fn apply(&mut self, analysis: &Analysis, event: &Event<Value>) {
+        match event {
+            Event::Started(started) => {
+                self.run = started.run.clone();
+                self.principal = started.principal.clone();
+                self.clock = started.clock;
+                for named in started.inputs.iter().chain(&started.params) {
+                    let i = self.id(analysis, &named.name);
+                    self.done(i, named.value.clone());
+                }
+                self.status = Status::Running;
+            }
+            Event::Evaluated { node, value, .. } | Event::Emitted { node, value, .. } => {
+                let i = self.id(analysis, node);
+                let value = if matches!(event, Event::Emitted { .. }) { Value::Nothing } else { value.clone() };
+                self.done(i, value);
+            }
+            Event::Gate { node, level, holds, .. } => {
+                let i = self.id(analysis, node);
+                let phase = match (level, holds) {
+                    (_, false) | (GateLevel::Info, true) => Phase::Done,
+                    (GateLevel::Soft, true) => Phase::Waiting,
+                    (GateLevel::Block, true) if self.overridden.get(i) == Some(&true) => Phase::Done,
+                    (GateLevel::Block, true) => Phase::Blocked,
+                };
+                if phase == Phase::Done {
+                    self.done(i, Value::Nothing);
+                } else {
+                    self.phase(i, phase);
+                }
+            }
+            Event::GateDecided { node, decision } => {
+                let i = self.id(analysis, node);
+                self.done(i, Value::Nothing);
+                if decision.outcome == "reject" {
+                    self.rejected = Some((node.clone(), decision.principal.clone()));
+                }
+            }
+            Event::GateOverridden { node, .. } => {
+                let i = self.id(analysis, node);
+                if i < self.body_nodes {
+                    self.overridden[i] = true;
+                }
+                self.done(i, Value::Nothing);
+            }
+            Event::ModelCalled { .. } | Event::Refused { .. } => {}
+            Event::Inferred { node, value, degraded, .. } => {
+                let i = self.id(analysis, node);
+                if i < self.body_nodes {
+                    self.degraded[i] = *degraded;
+                }
+                self.done(i, value.clone());
+            }
+            Event::ReviewSkipped { node, .. } => {
+                let i = self.id(analysis, node);
+                self.done(i, skipped_review());
+            }
+            Event::ReviewOpened { node, .. } | Event::ApprovalRequired { node, .. } => {
+                let i = self.id(analysis, node);
+                self.phase(i, Phase::Waiting);
+                if let Event::ApprovalRequired { row, requirement, terms, excluded, .. } = event
+                    && i < self.body_nodes
+                {
+                    self.approvals.retain(|(node, _)| *node != i);
+                    self.approvals.push((
+                        i,
+                        ApprovalWait {
+                            row: *row,
+                            requirement: requirement.clone(),
+                            terms: terms.clone(),
+                            excluded: excluded.clone(),
+                            approvals: Vec::new(),
+                        },
+                    ));
+                }
+            }
+            Event::ReviewDecided { node, decision, edits } => {
+                let i = self.id(analysis, node);
+                let text = |t: &Option<String>| t.clone().map_or(Value::Absent, Value::Text);
+                let record = Value::Record(vec![
+                    ("basis".into(), text(&decision.basis)),
+                    ("outcome".into(), Value::Variant(decision.outcome.as_str().into())),
+                    ("reason".into(), decision.reason.clone().map_or(Value::Absent, |r| Value::Variant(r.into()))),
+                    ("reviewer".into(), Value::Principal(decision.principal.as_str().into())),
+                ]);
+                self.done(i, record);
+                for edit in edits {
+                    let mut parts = edit.field.split('.').map(SmolStr::new);
+                    let Some(target) = parts.next() else { continue };
+                    let path: Vec<SmolStr> = parts.collect();
+                    let t = self.id(analysis, &target);
+                    if let Some(Some(value)) = self.values.get_mut(t) {
+                        set_path(value, &path, edit.after.clone());
+                    }
+                }
+            }
+            Event::ApprovalDecided { node, decision } => {
+                let i = self.id(analysis, node);
+                if decision.outcome == "approve"
+                    && let Some(wait) = self.approvals.iter_mut().find(|(node, _)| *node == i).map(|(_, w)| w)
+                {
+                    wait.approvals.push((decision.principal.clone(), decision.roles.clone()));
+                }
+            }
+            Event::ApprovalCompleted { node, approved, approvers, requirement, .. } => {
+                let i = self.id(analysis, node);
+                let record = Value::Record(vec![
+                    ("approved".into(), Value::Bool(*approved)),
+                    ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
+                    ("requirement".into(), Value::Text(requirement.clone())),
+                ]);
+                self.done(i, record);
+            }
+            Event::ActionSkipped { node, .. } => {
+                let i = self.id(analysis, node);
+                let nothing = analysis.id(node).is_some_and(|id| analysis.plan.node(id).ty == Ty::Nothing);
+                self.done(i, if nothing { Value::Nothing } else { Value::Absent });
+            }
+            Event::ActionStarted { node, .. } => {
+                let i = self.id(analysis, node);
+                if let Some(attempts) = self.action_attempts.get_mut(i) {
+                    *attempts += 1;
+                }
+            }
+            Event::ActionCompleted { node, result, .. } => {
+                let i = self.id(analysis, node);
+                self.done(i, result.clone());
+            }
+            Event::Failed { node, error, .. } => {
+                let i = self.id(analysis, node);
+                self.phase(i, Phase::Failed);
+                self.failure = Some((node.clone(), error.clone()));
+            }
+            Event::Settled { status, .. } => self.status = *status,
+        }
+    }
+
+    /// Whether the run can go no further now: a soft gate rejected it, a step failed, or a
+    /// blocking gate holds (until it is overridden).
+    pub fn halted(&self) -> bool {
+        self.failure.is_some() || self.rejected.is_some() || self.phases.contains(&Phase::Blocked)
+    }
+
+    /// How the run stands now.
+    pub fn current_status(&self) -> Status {
+        if self.failure.is_some() {
+            Status::Failed
+        } else if self.rejected.is_some() {
+            Status::Rejected
+        } else if self.phases.contains(&Phase::Blocked) {
+            Status::Blocked
+        } else if self.phases.contains(&Phase::Waiting) {
+            Status::Pending
+        } else if self.phases.iter().all(|p| *p == Phase::Done) {
+            Status::Completed
+        } else {
+            Status::Running
+        }
+    }
+}
+
+/// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
+pub fn requirement_text(terms: &[Requirement]) -> String {
+    terms
+        .iter()
+        .map(|t| match t {
+            Requirement::Auto => "auto".to_owned(),
+            Requirement::Count { count, role } => format!("{count} of {role}"),
+            Requirement::AllOf(roles) => format!("all of {}", roles.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The roles of the slots of an approval requirement: one per approver needed.
+pub fn slots(terms: &[Requirement]) -> Vec<SmolStr> {
+    let mut out = Vec::new();
+    for term in terms {
+        match term {
+            Requirement::Auto => {}
+            Requirement::Count { count, role } => out.extend(std::iter::repeat_n(role.clone(), *count as usize)),
+            Requirement::AllOf(roles) => out.extend(roles.iter().cloned()),
+        }
+    }
+    out
+}
+
+/// The most slots that distinct approvers can fill (each approver fills at most one slot of
+/// a role they hold): a bipartite matching by augmenting paths.
+pub fn matched(body: &PlanBody, slots: &[SmolStr], approvers: &[(String, Vec<String>)]) -> (usize, Vec<Option<usize>>) {
+    fn augment(
+        body: &PlanBody,
+        a: usize,
+        slots: &[SmolStr],
+        approvers: &[(String, Vec<String>)],
+        slot_of: &mut [Option<usize>],
+        seen: &mut [bool],
+    ) -> bool {
+        for (s, role) in slots.iter().enumerate() {
+            if seen[s] || !crate::analysis::holds(body, &approvers[a].1, role) {
+                continue;
+            }
+            seen[s] = true;
+            if slot_of[s].is_none_or(|other| augment(body, other, slots, approvers, slot_of, seen)) {
+                slot_of[s] = Some(a);
+                return true;
+            }
+        }
+        false
+    }
+    let mut slot_of = vec![None; slots.len()];
+    let mut count = 0;
+    for a in 0..approvers.len() {
+        let mut seen = vec![false; slots.len()];
+        if augment(body, a, slots, approvers, &mut slot_of, &mut seen) {
+            count += 1;
+        }
+    }
+    (count, slot_of)
+}
+
+/// The terms of an approval still unmet, as text: `1 of finance_director`.
+pub fn outstanding(body: &PlanBody, wait: &ApprovalWait) -> Vec<(SmolStr, usize)> {
+    let slots = slots(&wait.terms);
+    let (_, slot_of) = matched(body, &slots, &wait.approvals);
+    let mut out: Vec<(SmolStr, usize)> = Vec::new();
+    for (s, role) in slots.iter().enumerate() {
+        if slot_of[s].is_none() {
+            match out.iter_mut().find(|(r, _)| r == role) {
+                Some((_, n)) => *n += 1,
+                None => out.push((role.clone(), 1)),
+            }
+        }
+    }
+    out
+}
+
+/// One line on how the run stands, without values (they may be labelled).
+pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
+    let body = analysis.body();
+    match status {
+        Status::Failed => match &state.failure {
+            Some((node, error)) => format!("step `{node}` failed: {error}"),
+            None => "failed".to_owned(),
+        },
+        Status::Rejected => match &state.rejected {
+            Some((gate, by)) => format!("gate `{gate}` was rejected by {by}"),
+            None => "rejected".to_owned(),
+        },
+        Status::Blocked => {
+            let gates: Vec<String> = body
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| state.phases[*i] == Phase::Blocked)
+                .map(|(_, n)| match &n.kind {
+                    NodeKind::Gate { message: Some(m), .. } => format!("gate `{}`: {m}", n.name),
+                    _ => format!("gate `{}`", n.name),
+                })
+                .collect();
+            format!("blocked by {}", gates.join("; "))
+        }
+        Status::Pending => {
+            let steps: Vec<String> =
+                waiting(analysis, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
+            format!("waiting for {}", steps.join(", "))
+        }
+        Status::Completed => {
+            let outputs: Vec<&str> = body.outputs.iter().map(|o| o.name.as_str()).collect();
+            format!("completed; emitted {}", outputs.join(", "))
+        }
+        Status::Running => "running".to_owned(),
+    }
+}
+
+/// The steps waiting for a decision: name, kind (`review`, `gate`, `approval`) and the roles
+/// that may decide now.
+pub fn waiting(analysis: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
+    let body = analysis.body();
+    let mut out = Vec::new();
+    // A run that is halted waits for no decision: it ended, or only an override moves it.
+    if state.halted() {
+        return out;
+    }
+    for (i, node) in body.nodes.iter().enumerate() {
+        if state.phases[i] != Phase::Waiting {
+            continue;
+        }
+        let (kind, roles): (&str, Vec<String>) = match &node.kind {
+            NodeKind::Review { roles, .. } => ("review", roles.iter().map(|r| r.to_string()).collect()),
+            NodeKind::Gate { approvers, .. } => ("gate", approvers.iter().map(|r| r.to_string()).collect()),
+            NodeKind::Approval { .. } => {
+                let roles = state
+                    .approval(i)
+                    .map(|w| outstanding(body, w).into_iter().map(|(r, _)| r.to_string()).collect())
+                    .unwrap_or_default();
+                ("approval", roles)
+            }
+            _ => continue,
+        };
+        out.push((node.name.clone(), kind, roles));
+    }
+    out
+}
