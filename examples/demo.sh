@@ -9,9 +9,14 @@
 # `flow-principals.toml`, `flow.toml`.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --release --quiet -p flow-cli
+# The first build compiles every dependency (several minutes on two cores); cargo shows
+# its progress.
+echo "building flowc (release)…" >&2
+cargo build --release -p flow-cli
 flowc() { ../target/release/flowc "$@"; }
-step() { printf '\n\033[1m$ flowc %s\033[0m\n' "$*"; flowc "$@"; }
+# Commands in bold on a terminal, plain when piped or with NO_COLOR set.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ flowc %s%s\n' "$bold" "$*" "$plain"; flowc "$@"; }
 run_of() { sed -E 's/.*"run":"([^"]+)".*/\1/'; }
 
 mkdir -p .flow
@@ -24,7 +29,7 @@ step build spend_approval.flow -o .flow/spend_approval.plan.json
 an_hour_ago=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)
 sed -E "s/\"updated_at\": \"[^\"]*\"/\"updated_at\": \"$an_hour_ago\"/" inputs/vendor.json > .flow/vendor.json
 start=(run .flow/spend_approval.plan.json --input request=inputs/request.json --input vendor=.flow/vendor.json --as ana)
-printf '\n\033[1m$ flowc %s\033[0m\n' "${start[*]}"
+printf '\n%s$ flowc %s%s\n' "$bold" "${start[*]}" "$plain"
 run=$(flowc "${start[@]}" --format json | run_of)
 flowc status "$run"
 step pending

@@ -28,7 +28,7 @@ pub fn run(deployment: &Deployment, earlier: Option<&str>, format: DataFormat) -
     let runtime = crate::deploy::runtime(deployment)?;
     let audit = match runtime.audit(earlier.as_ref()) {
         Ok(audit) => audit,
-        Err(error) => return crate::runs::fail(error),
+        Err(error) => return crate::runs::fail(error, format == DataFormat::Json),
     };
     match format {
         DataFormat::Json => crate::print(&format!("{}\n", json!(audit))),

@@ -11,15 +11,8 @@ use crate::session::{Session, read_principals};
 pub fn run(paths: &[String], strict: bool, format: Format, principals: Option<&str>) -> anyhow::Result<ExitCode> {
     let directory = principals.map(read_principals).transpose()?;
     let session = Session::load(paths)?;
-    let mut diagnostics = session.diagnostics(strict);
-    if let Some(directory) = &directory {
-        for (file, flow) in session.flows() {
-            let Some(verified) = &flow.plan else { continue };
-            let at = session.flow_span(file, flow);
-            diagnostics.extend(flow_lower::separation_diagnostics(flow, verified, directory, at));
-        }
-        session.sort(&mut diagnostics);
-    }
+    let checks = flow_lower::Checks { strict, principals: directory.as_ref(), ..Default::default() };
+    let diagnostics = session.diagnostics(&checks);
     let report = Report { diagnostics: &diagnostics, sources: &session.sources, files: session.files.len() };
     let text = match format {
         Format::Human => output::human(&report, crate::use_color()),

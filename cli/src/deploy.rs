@@ -113,7 +113,10 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
 
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open(Path::new(&deployment.store)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = SqliteStore::open(Path::new(&deployment.store)).map_err(|e| {
+        let error = flow_runtime::Error::from(e);
+        anyhow::anyhow!("error[{}]: {error}", error.code())
+    })?;
     let mut runtime = Runtime::new(Box::new(store));
     // The principals a run's inputs may name: those of the principals file, when there is one.
     if find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml").is_some() {

@@ -8,7 +8,7 @@ use flow_ir::VerifiedPlan;
 use flow_ir::render::{GraphFormat, Layer};
 
 use crate::Format;
-use crate::build::report_diagnostics;
+use crate::build_plan::report_diagnostics;
 use crate::session::{Session, read_plan};
 
 /// The verified plan of `path`: compiled when it is a `.flow` file (the flow `flow`, or
@@ -22,7 +22,7 @@ pub fn obtain(path: &str, flow: Option<&str>, format: Format) -> anyhow::Result<
         }));
     }
     let session = Session::load(&[path.to_owned()])?;
-    let diagnostics = session.diagnostics(false);
+    let diagnostics = session.diagnostics(&flow_lower::Checks::default());
     if diagnostics.iter().any(Diagnostic::is_error) {
         report_diagnostics(&session, &diagnostics, format);
         return Ok(Err(ExitCode::from(1)));

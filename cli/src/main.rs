@@ -6,7 +6,7 @@
 //! never an exit path.
 
 mod audit;
-mod build;
+mod build_plan;
 mod check;
 mod deploy;
 mod diff;
@@ -14,6 +14,7 @@ mod explain;
 mod fmt;
 mod graph;
 mod output;
+mod progress;
 mod replays;
 mod runs;
 mod session;
@@ -32,9 +33,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The version `flowc --version` prints: the package's, and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("FLOWC_COMMIT"), ")");
+
 /// Flow: auditable decision flows, compiled and proved before they run.
 #[derive(Parser)]
-#[command(name = "flowc", version, about, long_about = None)]
+#[command(name = "flowc", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -466,7 +470,7 @@ fn main() -> ExitCode {
         Command::Check { paths, strict, format, principals } => {
             check::run(&paths, strict, format, principals.as_deref())
         }
-        Command::Build { file, flow, output, principals, strict, format } => build::run(&build::Options {
+        Command::Build { file, flow, output, principals, strict, format } => build_plan::run(&build_plan::Options {
             file: &file,
             flow: flow.as_deref(),
             output: output.as_deref(),

@@ -98,7 +98,7 @@ pub fn one(deployment: &Deployment, run: &str, options: &Options<'_>) -> anyhow:
     }
     let whatif = match runtime.what_if(run, &who, &changes) {
         Ok(whatif) => whatif,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     match options.format {
         DataFormat::Json => crate::print(&format!(
@@ -126,7 +126,7 @@ pub fn one(deployment: &Deployment, run: &str, options: &Options<'_>) -> anyhow:
 fn exact(runtime: &Runtime, run: &str, who: &flow_runtime::Principal, format: DataFormat) -> anyhow::Result<ExitCode> {
     let replay = match runtime.replay(run, who) {
         Ok(replay) => replay,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, format == DataFormat::Json),
     };
     let exact = replay.divergence.is_none();
     match format {
@@ -194,13 +194,16 @@ pub fn all(
     let who = deploy::principal(deployment, options.who)?;
     let filter =
         RunFilter { flow: options.flow.map(str::to_owned), since: since_text.map(since).transpose()?, details };
-    let (runtime, changes) = match prepare(deployment, options)? {
+    let (mut runtime, changes) = match prepare(deployment, options)? {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
     };
-    let summary = match runtime.replay_all(&who, &filter, &changes) {
+    let progress = crate::progress::of_runtime(&mut runtime);
+    let summary = runtime.replay_all(&who, &filter, &changes);
+    progress.finish();
+    let summary = match summary {
         Ok(summary) => summary,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     match options.format {
         DataFormat::Json => {
@@ -283,7 +286,7 @@ pub fn shadow_report(deployment: &Deployment, options: &ShadowOptions<'_>) -> an
     let runtime = open(deployment)?;
     let report = match runtime.shadow_report(&who, &filter, options.candidate) {
         Ok(report) => report,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     let differing = report.shadows.iter().filter(|s| s.outcome != s.production || s.changes != json!([]));
     match options.format {

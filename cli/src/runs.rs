@@ -19,16 +19,16 @@ use crate::DataFormat;
 use crate::deploy::{self, Deployment};
 use crate::session::{Session, read_plan};
 
-/// An error of the runtime as an exit: refusals and bad requests are the input's (1), the
-/// rest the environment's (2).
-pub(crate) fn fail(error: Error) -> anyhow::Result<ExitCode> {
-    match error {
-        Error::Refused { .. } | Error::Invalid(_) => {
-            eprintln!("flowc: {error}");
-            Ok(ExitCode::from(1))
-        }
-        Error::Environment(message) => bail!("{message}"),
+/// An error of the runtime as an exit: refusals and requests that do not fit are the
+/// input's (1), the rest the environment's (2). The message carries the error's code
+/// (`flowc explain E3001`); with `--format json` the error is also printed on standard
+/// output as `{"error": {"code", "name", "message", "grant"?, "missing"?}}`.
+pub(crate) fn fail(error: Error, json: bool) -> anyhow::Result<ExitCode> {
+    eprintln!("flowc: error[{}]: {error}", error.code());
+    if json {
+        crate::print(&format!("{}\n", json!({ "error": error.to_json() })));
     }
+    Ok(ExitCode::from(if error.kind().is_request() { 1 } else { 2 }))
 }
 
 /// Opens the runtime and resumes runs a crash interrupted.
@@ -54,9 +54,9 @@ pub(crate) fn plan(file: &str, flow: Option<&str>) -> anyhow::Result<Result<Veri
         }));
     }
     let session = Session::load(&[file.to_owned()])?;
-    let diagnostics = session.diagnostics(false);
+    let diagnostics = session.diagnostics(&flow_lower::Checks::default());
     if diagnostics.iter().any(flow_diagnostics::Diagnostic::is_error) {
-        crate::build::report_diagnostics(&session, &diagnostics, crate::Format::Human);
+        crate::build_plan::report_diagnostics(&session, &diagnostics, crate::Format::Human);
         eprintln!("flowc: `{file}` has errors; nothing was run");
         return Ok(Err(ExitCode::from(1)));
     }
@@ -183,7 +183,7 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
     };
     let view = match runtime.start(&analysis, &who, &inputs, &start) {
         Ok(view) => view,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     let Some(candidate) = candidate else {
         print_view(&view, options.format);
@@ -194,7 +194,7 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
         Err(error) => {
             print_view(&view, options.format);
             eprintln!("flowc: the shadow of run {} did not run:", view.run);
-            return fail(error);
+            return fail(error, options.format == DataFormat::Json);
         }
     };
     match options.format {
@@ -237,9 +237,12 @@ fn run_cases(
     lines: &[(usize, &str)],
     start: &StartOptions,
     (durable, candidate): (bool, Option<&Candidate>),
-) -> Result<Batch, String> {
+    (done, total, progress): (&std::sync::atomic::AtomicUsize, usize, &crate::progress::Progress),
+) -> Result<Batch, Error> {
     let mut batch = Batch::default();
     for (i, line) in lines {
+        let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress.update(finished, total);
         let case: Json = match flow_runtime::value::parse_exact(line) {
             Ok(case) => case,
             Err(e) => {
@@ -267,11 +270,11 @@ fn run_cases(
                         batch.shadows += 1;
                         batch.agree += u64::from(shadow.outcome == shadow.production);
                     }
-                    Some(Err(Error::Environment(message))) => return Err(message),
+                    Some(Err(error)) if !error.kind().is_request() => return Err(error),
                     Some(Err(error)) => batch.refused.push(format!("line {}: the shadow did not run: {error}", i + 1)),
                 }
             }
-            Err(Error::Environment(message)) => return Err(message),
+            Err(error) if !error.kind().is_request() => return Err(error),
             Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
         }
     }
@@ -293,19 +296,26 @@ fn run_batch(
     // Cases are independent: they run on every core, each worker on its share of the lines.
     let workers = std::thread::available_parallelism().map_or(1, usize::from).min(lines.len().max(1));
     let share = lines.len().div_ceil(workers).max(1);
-    let results: Vec<Result<Batch, String>> = std::thread::scope(|scope| {
+    let (done, progress) = (std::sync::atomic::AtomicUsize::new(0), crate::progress::Progress::new("cases"));
+    let counted = (&done, lines.len(), &progress);
+    let results: Vec<std::thread::Result<Result<Batch, Error>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = lines
             .chunks(share)
-            .map(|chunk| scope.spawn(move || run_cases(runtime, analysis, who, chunk, start, durable)))
+            .map(|chunk| scope.spawn(move || run_cases(runtime, analysis, who, chunk, start, durable, counted)))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a batch worker panicked".to_owned()))).collect()
+        handles.into_iter().map(|h| h.join()).collect()
     });
+    progress.finish();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut runs = 0u64;
     let mut refused = Vec::new();
     let (mut shadows, mut agree) = (0u64, 0u64);
     for result in results {
-        let batch = result.map_err(|message| anyhow::anyhow!("{message}"))?;
+        let batch = match result {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(error)) => return fail(error, format == DataFormat::Json),
+            Err(_) => bail!("a batch worker panicked"),
+        };
         runs += batch.runs;
         shadows += batch.shadows;
         agree += batch.agree;
@@ -351,7 +361,7 @@ pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -
     let runtime = open(deployment)?;
     let waiting = match runtime.pending(principal.as_ref()) {
         Ok(waiting) => waiting,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, format == DataFormat::Json),
     };
     match format {
         DataFormat::Json => {
@@ -410,7 +420,7 @@ pub fn decide(deployment: &Deployment, d: &Decide<'_>) -> anyhow::Result<ExitCod
             print_view(&view, d.format);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => fail(error),
+        Err(error) => fail(error, d.format == DataFormat::Json),
     }
 }
 
@@ -430,7 +440,7 @@ pub fn override_gate(
             print_view(&view, format);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => fail(error),
+        Err(error) => fail(error, format == DataFormat::Json),
     }
 }
 
@@ -443,7 +453,7 @@ pub fn status(deployment: &Deployment, run: &str, format: DataFormat) -> anyhow:
             print_view(&view, format);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => fail(error),
+        Err(error) => fail(error, format == DataFormat::Json),
     }
 }
 
@@ -455,7 +465,7 @@ pub fn show(deployment: &Deployment, run: &str, who: Option<&str>) -> anyhow::Re
             crate::print(&text);
             Ok(ExitCode::SUCCESS)
         }
-        Err(error) => fail(error),
+        Err(error) => fail(error, false),
     }
 }
 
@@ -469,13 +479,13 @@ pub fn evidence(
     let runtime = open(deployment)?;
     let bundle = match runtime.evidence(run, &who) {
         Ok(bundle) => bundle,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, false),
     };
     let text = flow_runtime::evidence::render(&bundle);
     match output {
         None | Some("-") => crate::print(&text),
         Some(path) => {
-            crate::build::write_atomically(path, &text)?;
+            crate::build_plan::write_atomically(path, &text)?;
             eprintln!("wrote the evidence of run {run} to {path}");
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use flow_diagnostics::{Diagnostic, FileId, Severity, Sources, Span};
+use flow_diagnostics::{Diagnostic, Sources};
 use flow_ir::VerifiedPlan;
 use flow_ir::separation::Directory;
 use flow_lower::LoweredFlow;
@@ -114,27 +114,10 @@ impl Session {
         Ok(Session { db, sources, files, roots })
     }
 
-    /// Every diagnostic of every loaded file, by file path and position; with `strict`,
-    /// warnings are errors.
-    pub fn diagnostics(&self, strict: bool) -> Vec<Diagnostic> {
-        let mut diagnostics: Vec<Diagnostic> =
-            self.files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect();
-        if strict {
-            for diagnostic in &mut diagnostics {
-                diagnostic.severity = Severity::Error;
-            }
-        }
-        self.sort(&mut diagnostics);
-        // A problem of a shared declaration (a prompt) is found from every flow that uses it.
-        diagnostics.dedup();
-        diagnostics
-    }
-
-    pub fn sort(&self, diagnostics: &mut [Diagnostic]) {
-        let sources = &self.sources;
-        diagnostics.sort_by(|a, b| {
-            (sources.name(a.primary.file), a.sort_key()).cmp(&(sources.name(b.primary.file), b.sort_key()))
-        });
+    /// The workspace's final diagnostics ([`flow_lower::workspace_diagnostics`]): every
+    /// loaded file's, with what `checks` adds, by file path and position.
+    pub fn diagnostics(&self, checks: &flow_lower::Checks<'_>) -> Vec<Diagnostic> {
+        flow_lower::workspace_diagnostics(&self.db, &self.roots, &flow_lower::Checks { parallel: true, ..*checks })
     }
 
     /// The lowered flows of the root files, with the file each is in.
@@ -161,11 +144,6 @@ impl Session {
                 _ => bail!("`{path}` declares several flows ({}); choose one with `--flow NAME`", names.join(", ")),
             },
         }
-    }
-
-    /// Where a flow is declared, for diagnostics about it as a whole.
-    pub fn flow_span(&self, file: SourceFile, flow: &LoweredFlow) -> (FileId, Span) {
-        flow.span(flow_ir::plan::DescriptionKey::Flow).unwrap_or((file.id(&self.db), Span::default()))
     }
 }
 

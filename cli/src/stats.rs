@@ -104,10 +104,13 @@ pub fn stats(
         since: since.map(crate::replays::since).transpose()?,
         details: false,
     };
-    let runtime = open(deployment)?;
-    let stats = match runtime.stats(&filter) {
+    let mut runtime = open(deployment)?;
+    let progress = crate::progress::of_runtime(&mut runtime);
+    let stats = runtime.stats(&filter);
+    progress.finish();
+    let stats = match stats {
         Ok(stats) => stats,
-        Err(error) => return fail(error),
+        Err(error) => return fail(error, format == StatsFormat::Json),
     };
     match format {
         StatsFormat::Json => crate::print(&format!("{}\n", stats.to_json())),

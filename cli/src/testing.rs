@@ -75,7 +75,7 @@ struct Coverage {
 
 pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
     let session = Session::load(options.paths)?;
-    let diagnostics = session.diagnostics(false);
+    let diagnostics = session.diagnostics(&flow_lower::Checks::default());
     if diagnostics.iter().any(Diagnostic::is_error) {
         // Tests run only against flows (and tests) that check clean.
         let report = Report { diagnostics: &diagnostics, sources: &session.sources, files: session.files.len() };
@@ -85,7 +85,9 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
     let db = &session.db;
     let mut outcomes = Vec::new();
     let mut coverage: BTreeMap<(String, String), Coverage> = BTreeMap::new();
-    for &file in &session.roots {
+    let progress = crate::progress::Progress::new("files");
+    for (done, &file) in session.roots.iter().enumerate() {
+        progress.update(done, session.roots.len());
         let checked = flow_sema::check_file(db, file);
         let lowered = flow_lower::lower_file(db, file);
         let path = file.path(db).to_string();
@@ -133,6 +135,7 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    progress.finish();
     let mut problems = Vec::new();
     if options.snapshot
         && let Err(code) = snapshot(&mut outcomes, options.update, &mut problems)?
@@ -448,7 +451,11 @@ fn execute(
         match next {
             Ok(next) => view = next,
             Err(error) => {
-                outcome.failures.push(format!("`{what}` ({}) is refused: {error}", at(decision.span)));
+                let why = match &error {
+                    flow_runtime::Error::Refused { .. } => error.to_string(),
+                    _ => format!("not taken: {error}"),
+                };
+                outcome.failures.push(format!("`{what}` ({}) is {why} [{}]", at(decision.span), error.code()));
                 break;
             }
         }

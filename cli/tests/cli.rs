@@ -266,6 +266,33 @@ fn build_writes_a_plan_and_prints_its_hash() {
     assert!(stderr(&output).contains(&hash));
 }
 
+/// An output path that is not a regular file (a device, a named pipe) is written to, not
+/// replaced by a file renamed over it (`flowc build -o /dev/null` once turned the machine's
+/// `/dev/null` into a plan). Tested on a named pipe of its own, read as the plan is written.
+#[cfg(unix)]
+#[test]
+fn build_writes_into_a_pipe_instead_of_replacing_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("build-pipe");
+    write(&dir, "purchase.flow", PURCHASE);
+    let pipe = dir.join("plan.pipe");
+    let _ = std::fs::remove_file(&pipe);
+    let made = Command::new("mkfifo").arg(&pipe).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: skipped");
+        return;
+    }
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read(pipe).unwrap_or_default())
+    };
+    let output = flowc(&dir, &["build", "purchase.flow", "-o", "plan.pipe"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo(), "the pipe was replaced by a file");
+    let plan: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    assert_eq!(plan["hash"], hash_line(&stdout(&output)).as_str());
+}
+
 #[test]
 fn build_refuses_what_does_not_compile() {
     let dir = scratch("build-errors");

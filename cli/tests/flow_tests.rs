@@ -99,6 +99,29 @@ fn passing_tests_report_ok_and_the_coverage_of_branches() {
     assert_eq!(flowc(&dir, &["test", ".", "--min-coverage", "60"]).status.code(), Some(0));
 }
 
+/// A condition on a step the run has not reached (it waits for a review no one decided)
+/// fails the test with where the run stands, not as an error of the runtime.
+#[test]
+fn a_condition_on_a_step_not_reached_says_the_run_has_not_reached_it() {
+    let tests = format!(
+        r#"
+test "the review is left waiting" {{
+  at @2026-11-30T12:00:00Z
+  {}
+  model scorer returns Score {{ tier: Tier.low, confidence: 0.5 }}
+  expect check.outcome == approve
+}}
+"#,
+        REQUEST.replace("amount: amount", "amount: 700 USD")
+    );
+    let dir = with_tests("unreached", &tests);
+    let output = flowc(&dir, &["test", "loan.flow"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    assert!(shown.contains("it reads `check`, which the run has not reached (it is pending)"), "{shown}");
+    assert!(!shown.contains("internal error"), "{shown}");
+}
+
 #[test]
 fn a_failing_test_shows_what_differs_and_the_path_the_run_took() {
     let tests = passing()

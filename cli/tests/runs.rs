@@ -228,6 +228,34 @@ fn no_principal_counts_twice() {
     assert_eq!(view["outputs"]["decision"]["approved"], true);
 }
 
+/// Every error of the runtime carries its code, in the message and (with `--format json`)
+/// as JSON on standard output, and its exit code says whose fault it is: a refusal by
+/// separation of duties is a refusal, but names no missing grant.
+#[test]
+fn the_runtimes_errors_carry_their_codes() {
+    let dir = deployment("codes");
+    let run = start(&dir, &request(&dir, "R9", "7000.00", "ana"), "ana")["run"].as_str().unwrap().to_owned();
+    let refused =
+        json_of(&dir, &["decide", &run, "check", "--as", "carl", "--outcome", "approve", "--reason", "ok"], 1);
+    assert_eq!(refused["error"]["code"], "E3001", "{refused}");
+    assert_eq!((&refused["error"]["grant"], &refused["error"]["missing"]), (&json!("decide check"), &json!(true)));
+    let unfit = decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1);
+    assert!(text(&unfit).contains("flowc: error[E3004]: `maybe` is not an outcome of `check`"), "{}", text(&unfit));
+    let unknown = flowc(&dir, &["status", "r-0000000000000000"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("error[E3003]"), "{}", text(&unknown));
+    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
+    let own = json_of(&dir, &["decide", &run, "sign", "--as", "ana", "--outcome", "approve", "--reason", "ok"], 1);
+    assert_eq!(own["error"]["code"], "E3001", "{own}");
+    assert_eq!(own["error"]["missing"], false, "{own}");
+    let message = own["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("refused: separation of duties") && !message.contains("missing grant"), "{message}");
+    std::fs::write(dir.join("not-a-store.db"), "notes").unwrap();
+    let unusable = flowc(&dir, &["pending", "--store", "not-a-store.db"]);
+    assert_eq!(unusable.status.code(), Some(2));
+    assert!(text(&unusable).contains("error[E3008]"), "{}", text(&unusable));
+}
+
 #[test]
 fn a_rejected_approval_completes_unapproved_and_books_nothing() {
     let dir = deployment("unapproved");

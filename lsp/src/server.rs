@@ -256,13 +256,8 @@ impl Server {
         let files: Vec<SourceFile> = self.db.workspace().sources(&self.db).iter().copied().collect();
         // After an edit, salsa re-checks only what depends on it: one thread does. When the
         // whole workspace is new (start-up, files changed on disk), every core helps.
-        let mut diagnostics = if edited.is_some() {
-            files.iter().flat_map(|file| flow_lower::file_diagnostics(&self.db, *file).iter().cloned()).collect()
-        } else {
-            check_in_parallel(&self.db, &files)
-        };
-        diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        diagnostics.dedup();
+        let checks = flow_lower::Checks { parallel: edited.is_none(), ..Default::default() };
+        let diagnostics = flow_lower::workspace_diagnostics(&self.db, &[], &checks);
         let mut by_file: BTreeMap<String, Vec<Json>> =
             files.iter().map(|file| (file.path(&self.db).clone(), Vec::new())).collect();
         // The lines of each file a diagnostic names, once for all of its diagnostics.
@@ -456,31 +451,6 @@ impl Server {
         };
         Ok(json!({"contents": {"kind": "markdown", "value": value}}))
     }
-}
-
-/// The diagnostics of `files`, checked on as many threads as the machine has cores (each
-/// with its own handle on the database; salsa shares what they compute).
-fn check_in_parallel(db: &Database, files: &[SourceFile]) -> Vec<Diagnostic> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(files.len().max(1));
-    if threads < 2 || files.len() < 8 {
-        return files.iter().flat_map(|file| flow_lower::file_diagnostics(db, *file).iter().cloned()).collect();
-    }
-    let chunk = files.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                let db = db.clone();
-                scope.spawn(move || {
-                    part.iter()
-                        .flat_map(|file| flow_lower::file_diagnostics(&db, *file).iter().cloned())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        // A thread that panicked (a bug) leaves its files unchecked rather than the server dead.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
 }
 
 /// A diagnostic as the protocol writes it, with the lines of every file it names.

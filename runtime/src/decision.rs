@@ -28,6 +28,9 @@ pub struct DecisionInput {
 pub enum Refusal {
     /// The principal lacks the grant or role; recorded.
     Access { grant: String, message: String },
+    /// The principal holds the grant, but separation of duties forbids them the step;
+    /// recorded.
+    Duties { grant: String, message: String },
     /// The decision itself is wrong (unknown outcome, step not waiting); not recorded.
     Invalid(String),
 }
@@ -172,7 +175,7 @@ pub fn decide(
             let needed: Vec<SmolStr> = outstanding(body, wait).into_iter().map(|(r, _)| r).collect();
             check_gate_decision(step, input, &reason)?;
             if wait.excluded.iter().any(|p| p == principal) {
-                return Err(Refusal::Access {
+                return Err(Refusal::Duties {
                     grant: format!("decide {step}"),
                     message: format!(
                         "separation of duties: {principal} may not decide `{step}`, which is distinct from them"
@@ -180,7 +183,7 @@ pub fn decide(
                 });
             }
             if wait.approvals.iter().any(|(p, _)| p == principal) {
-                return Err(Refusal::Access {
+                return Err(Refusal::Duties {
                     grant: format!("decide {step}"),
                     message: format!("{principal} has already approved `{step}`; no principal counts twice"),
                 });

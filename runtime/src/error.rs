@@ -1,29 +1,218 @@
-//! Why an operation of the runtime did not happen.
+//! Why an operation of the runtime did not happen: one kind per cause, each with a stable
+//! code of the `E3xxx` family that the diagnostics registry explains (`flowc explain E3001`),
+//! so that an embedder, the command line and an HTTP API tell a refusal from a bad request
+//! from a fault of the store without reading messages.
+
+use std::fmt;
 
 /// Why an operation did not happen.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The acting principal lacks a grant; the refusal was recorded.
-    Refused { grant: String, message: String },
-    /// The request is wrong: unknown run or step, a decision that does not fit, an input
-    /// that does not fit its type.
-    Invalid(String),
-    /// The store or the deployment cannot be used.
-    Environment(String),
+    /// The acting principal may not do this: it lacks the grant `grant`, or (`missing`
+    /// false) holds it but a rule of the flow forbids this principal the step (separation
+    /// of duties). The refusal was recorded.
+    Refused { grant: String, message: String, missing: bool },
+    /// A run's inputs or params do not fit the flow.
+    Input(String),
+    /// The run named does not exist.
+    UnknownRun(String),
+    /// A decision or override does not fit the run: nothing waits, the step is not open, an
+    /// outcome, reason, edit or basis the step does not take.
+    Decision(String),
+    /// The run is executing in another process.
+    Busy(String),
+    /// A plan the runtime refuses: it lets labelled data go where it may not, it is of
+    /// another flow, or (a candidate) it widens what the run's plan allows.
+    Plan(String),
+    /// The store was changed behind the runtime's back: a chain, record, signature,
+    /// checkpoint or recorded result does not check out.
+    Tampered(String),
+    /// The store cannot be used: it cannot be opened, read or written, or lacks what a run
+    /// refers to.
+    Store(String),
+    /// Another process changed the run first; nothing was stored.
+    Conflict(String),
+    /// The deployment's evidence keys do not fit: a run signed with a key this runtime does
+    /// not have or does not trust.
+    Keys(String),
 }
 
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// The kinds of [`Error`], each with its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    Refused,
+    Input,
+    UnknownRun,
+    Decision,
+    Busy,
+    Plan,
+    Tampered,
+    Store,
+    Conflict,
+    Keys,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of their codes.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Refused,
+        ErrorKind::Input,
+        ErrorKind::UnknownRun,
+        ErrorKind::Decision,
+        ErrorKind::Busy,
+        ErrorKind::Plan,
+        ErrorKind::Tampered,
+        ErrorKind::Store,
+        ErrorKind::Conflict,
+        ErrorKind::Keys,
+    ];
+
+    /// The kind's code in the diagnostics registry, e.g. `E3001`.
+    pub fn code(self) -> &'static str {
         match self {
-            Error::Refused { grant, message } => write!(f, "refused: {message} (missing grant: `{grant}`)"),
-            Error::Invalid(message) | Error::Environment(message) => f.write_str(message),
+            ErrorKind::Refused => "E3001",
+            ErrorKind::Input => "E3002",
+            ErrorKind::UnknownRun => "E3003",
+            ErrorKind::Decision => "E3004",
+            ErrorKind::Busy => "E3005",
+            ErrorKind::Plan => "E3006",
+            ErrorKind::Tampered => "E3007",
+            ErrorKind::Store => "E3008",
+            ErrorKind::Conflict => "E3009",
+            ErrorKind::Keys => "E3010",
+        }
+    }
+
+    /// The code's name in the registry, e.g. `refused`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Input => "input-mismatch",
+            ErrorKind::UnknownRun => "unknown-run",
+            ErrorKind::Decision => "decision-mismatch",
+            ErrorKind::Busy => "run-busy",
+            ErrorKind::Plan => "plan-refused",
+            ErrorKind::Tampered => "store-changed",
+            ErrorKind::Store => "store-unusable",
+            ErrorKind::Conflict => "run-conflict",
+            ErrorKind::Keys => "evidence-keys",
+        }
+    }
+
+    /// Whether the request is at fault (a refusal, input or decision that does not fit,
+    /// an unknown run): asking again the same way gives the same answer. Otherwise the
+    /// store or the deployment is, or another process was first.
+    pub fn is_request(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Refused
+                | ErrorKind::Input
+                | ErrorKind::UnknownRun
+                | ErrorKind::Decision
+                | ErrorKind::Busy
+                | ErrorKind::Plan
+        )
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Refused { .. } => ErrorKind::Refused,
+            Error::Input(_) => ErrorKind::Input,
+            Error::UnknownRun(_) => ErrorKind::UnknownRun,
+            Error::Decision(_) => ErrorKind::Decision,
+            Error::Busy(_) => ErrorKind::Busy,
+            Error::Plan(_) => ErrorKind::Plan,
+            Error::Tampered(_) => ErrorKind::Tampered,
+            Error::Store(_) => ErrorKind::Store,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Keys(_) => ErrorKind::Keys,
+        }
+    }
+
+    /// The error's code, e.g. `E3001`.
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
+    /// What happened, without the code.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Refused { message, .. } => message,
+            Error::Input(message)
+            | Error::UnknownRun(message)
+            | Error::Decision(message)
+            | Error::Busy(message)
+            | Error::Plan(message)
+            | Error::Tampered(message)
+            | Error::Store(message)
+            | Error::Conflict(message)
+            | Error::Keys(message) => message,
+        }
+    }
+
+    /// The same error, with its message rewritten by `f`.
+    pub fn map_message(self, f: impl FnOnce(&str) -> String) -> Error {
+        match self {
+            Error::Refused { grant, message, missing } => Error::Refused { message: f(&message), grant, missing },
+            Error::Input(m) => Error::Input(f(&m)),
+            Error::UnknownRun(m) => Error::UnknownRun(f(&m)),
+            Error::Decision(m) => Error::Decision(f(&m)),
+            Error::Busy(m) => Error::Busy(f(&m)),
+            Error::Plan(m) => Error::Plan(f(&m)),
+            Error::Tampered(m) => Error::Tampered(f(&m)),
+            Error::Store(m) => Error::Store(f(&m)),
+            Error::Conflict(m) => Error::Conflict(f(&m)),
+            Error::Keys(m) => Error::Keys(f(&m)),
+        }
+    }
+
+    /// The grant an operation was refused for, when it was.
+    pub fn grant(&self) -> Option<&str> {
+        match self {
+            Error::Refused { grant, .. } => Some(grant),
+            _ => None,
+        }
+    }
+
+    /// The error as JSON, as the command line writes it: `code`, `name`, `message`, and
+    /// for a refusal the `grant` and whether it is `missing`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "code": self.code(),
+            "name": self.kind().name(),
+            "message": self.to_string(),
+        });
+        if let Error::Refused { grant, missing, .. } = self {
+            json["grant"] = serde_json::json!(grant);
+            json["missing"] = serde_json::json!(missing);
+        }
+        json
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Refused { grant, message, missing: true } => {
+                write!(f, "refused: {message} (missing grant: `{grant}`)")
+            }
+            Error::Refused { message, missing: false, .. } => write!(f, "refused: {message}"),
+            other => f.write_str(other.message()),
         }
     }
 }
 
+impl std::error::Error for Error {}
+
 impl From<crate::store::StoreError> for Error {
     fn from(error: crate::store::StoreError) -> Error {
-        Error::Environment(error.to_string())
+        match error {
+            crate::store::StoreError::Conflict(_) => Error::Conflict(error.to_string()),
+            crate::store::StoreError::Changed(message) => Error::Tampered(message),
+            crate::store::StoreError::Unusable(message) => Error::Store(message),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! systems through the services it is given and recording an event for each step.
 
 use crate::analysis::Analysis;
+use crate::error::Error;
 use crate::event::{Event, Named};
 use crate::interp::{self, EvalError, Scope};
 use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
@@ -19,7 +20,7 @@ use smol_str::SmolStr;
 pub trait Journal {
     fn record(&mut self, event: Event<Value>);
     /// Makes every recorded event durable (before an action's handler is called).
-    fn flush(&mut self, state: &State) -> Result<(), String>;
+    fn flush(&mut self, state: &State) -> Result<(), Error>;
     /// Whether the events are kept as evidence; when not (a run evaluated in memory), the
     /// executor leaves out what only evidence needs (the operands of conditions).
     fn keeps_evidence(&self) -> bool {
@@ -27,7 +28,7 @@ pub trait Journal {
     }
     /// The result an earlier call of `system` with this idempotency key gave, checked
     /// against the evidence of the run that recorded it.
-    fn action_result(&mut self, step: &str, system: &str, key: &str) -> Result<Option<Earlier>, String>;
+    fn action_result(&mut self, step: &str, system: &str, key: &str) -> Result<Option<Earlier>, Error>;
 }
 
 /// A result an action's handler gave earlier for an idempotency key.
@@ -77,7 +78,7 @@ impl Services<'_> {
 
 /// Why advancing stopped without a settled run: the store failed.
 #[derive(Debug)]
-pub struct Interrupted(pub String);
+pub struct Interrupted(pub Error);
 
 pub(crate) struct Exec<'a, 'j> {
     analysis: &'a Analysis,

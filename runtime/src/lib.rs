@@ -42,9 +42,11 @@ pub mod whatif;
 
 pub use analysis::Engine;
 pub use decision::DecisionInput;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use event::Status;
 pub use event::codec::{decode_event, encode_event};
 pub use identity::{Directory, Principal, now};
 pub use narrative::RunView;
-pub use runtime::{Audit, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime, ShadowReport, StartOptions};
+pub use runtime::{
+    Audit, Progress, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime, ShadowReport, StartOptions,
+};

@@ -143,7 +143,7 @@ impl Log {
                 Some(evidence::sign_head(key, &head))
             }
             (Some(public), _) => {
-                return Err(Error::Environment(format!(
+                return Err(Error::Keys(format!(
                     "run `{}` is signed with the evidence key {public}; configure that key to change it",
                     state.run
                 )));
@@ -193,15 +193,15 @@ impl Log {
 pub(crate) fn chain_checked(record: &RunRecord, events: &[RawEvent]) -> Result<()> {
     let run = record.id.as_str();
     if events.len() as u64 != record.seq || events.last().map_or(digest::GENESIS, |e| e.hash.as_str()) != record.head {
-        return Err(Error::Environment(format!("the events of run `{run}` in the store do not end at its head")));
+        return Err(Error::Tampered(format!("the events of run `{run}` in the store do not end at its head")));
     }
     let mut prev = digest::GENESIS;
     for (i, stored) in events.iter().enumerate() {
         let chained = digest::is_event_hash(&stored.hash, prev, stored.seq, &stored.at, &stored.body).map_err(|e| {
-            Error::Environment(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
+            Error::Tampered(format!("event {} of run `{run}` in the store is not JSON: {e}", stored.seq))
         })?;
         if stored.seq != i as u64 || stored.prev != prev || !chained {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the evidence of run `{run}` in the store is corrupted: event {i} does not match its hash chain"
             )));
         }

@@ -184,7 +184,12 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
     let body = analysis.body();
     let mut out = String::new();
     let _ = writeln!(out, "Run {} of flow `{}` {}", view.run, body.flow.name, body.flow.version);
-    let _ = writeln!(out, "Status: {} — {}", view.status.as_str(), view.summary);
+    // A summary that begins with the status says it once: `Status: completed; emitted decision`.
+    if view.summary.starts_with(view.status.as_str()) {
+        let _ = writeln!(out, "Status: {}", view.summary);
+    } else {
+        let _ = writeln!(out, "Status: {} — {}", view.status.as_str(), view.summary);
+    }
     for line in &view.why {
         let _ = writeln!(out, "  {line}");
     }
@@ -280,14 +285,18 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                 line(
                     &mut steps,
                     format!(
-                        "infer {node}: model {} = {} {} ({}) via {}, {} ms, {} attempt(s){}",
+                        "infer {node}: model {} = {} {} ({}) via {}, {} ms, {}{}",
                         e["model"].as_str().unwrap_or("?"),
                         e["model_name"].as_str().unwrap_or("?"),
                         e["version"].as_str().unwrap_or("?"),
                         e["digest"].as_str().unwrap_or("?"),
                         e["provider"].as_str().unwrap_or("?"),
                         e["latency_us"].as_u64().unwrap_or(0) / 1000,
-                        e["attempts"],
+                        match e["attempts"].as_u64() {
+                            Some(1) => "1 attempt".to_owned(),
+                            Some(n) => format!("{n} attempts"),
+                            None => "attempts unknown".to_owned(),
+                        },
                         if e["error"].is_null() {
                             String::new()
                         } else {

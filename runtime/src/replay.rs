@@ -309,17 +309,23 @@ impl Journal for Collect<'_> {
         self.events.push(event);
     }
 
-    fn flush(&mut self, _state: &State) -> Result<(), String> {
+    fn flush(&mut self, _state: &State) -> Result<(), crate::error::Error> {
         let Some(start) = self.start else { return Ok(()) };
         let last = start + self.events.len();
         if last > 0 && self.recorded.cut_off.contains(&(last - 1)) {
             self.cut_off = true;
-            return Err("the recorded run was cut off here".to_owned());
+            // Not an error anyone sees: the replay stops where the recording did.
+            return Err(crate::error::Error::Store("the recorded run was cut off here".to_owned()));
         }
         Ok(())
     }
 
-    fn action_result(&mut self, step: &str, _system: &str, key: &str) -> Result<Option<exec::Earlier>, String> {
+    fn action_result(
+        &mut self,
+        step: &str,
+        _system: &str,
+        key: &str,
+    ) -> Result<Option<exec::Earlier>, crate::error::Error> {
         // The recording shows the reuse (its request was checked when it was recorded), or
         // that the key had answered another request.
         if self.recorded.conflicts.contains(step) {

@@ -425,7 +425,11 @@ pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
         }
         Status::Completed => {
             let outputs: Vec<&str> = body.outputs.iter().map(|o| o.name.as_str()).collect();
-            format!("completed; emitted {}", outputs.join(", "))
+            if outputs.is_empty() {
+                "completed".to_owned()
+            } else {
+                format!("completed; emitted {}", outputs.join(", "))
+            }
         }
         Status::Running => "running".to_owned(),
     }

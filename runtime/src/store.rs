@@ -164,15 +164,18 @@ pub struct Signer<'a> {
 pub enum StoreError {
     /// Another process changed the run first.
     Conflict(String),
-    /// The store cannot be used: unreadable, corrupted, not a run store.
+    /// The store cannot be used: unreadable, not a run store, not writable.
     Unusable(String),
+    /// What the store keeps beside the runs' chains does not check out against them: the
+    /// store was changed behind the runtime's back.
+    Changed(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Conflict(run) => write!(f, "run `{run}` was changed by another process; try again"),
-            StoreError::Unusable(message) => f.write_str(message),
+            StoreError::Unusable(message) | StoreError::Changed(message) => f.write_str(message),
         }
     }
 }
@@ -283,7 +286,7 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
     let mut frontier = match &current {
         None => Frontier::default(),
         Some((checkpoint, text)) => Frontier::from_text(checkpoint.size, text).ok_or_else(|| {
-            StoreError::Unusable("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
+            StoreError::Changed("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
         })?,
     };
     if let Some(signer) = key {
@@ -291,7 +294,7 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
         // it trusts, over the root of the frontier it extends, at the end of the log.
         let last: Option<i64> = tx.query_row("SELECT max(n) FROM log", [], |row| row.get(0)).map_err(&write)?;
         let refuse = |why: &str| {
-            Err(StoreError::Unusable(format!(
+            Err(StoreError::Changed(format!(
                 "the store's log checkpoint {why}; this deployment signs evidence and extends only a checkpoint it \
                  signed (or a key it trusts did): the store was changed or written without the key (`flowc audit` \
                  says more)"
@@ -326,7 +329,7 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
         })
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                StoreError::Unusable("the store's log does not end where its checkpoint says".into())
+                StoreError::Changed("the store's log does not end where its checkpoint says".into())
             }
             _ => write(e),
         })?;
@@ -678,7 +681,7 @@ impl Store for SqliteStore {
             .optional()
             .map_err(unusable("cannot read the store's log"))?;
         if last != logged {
-            return Err(StoreError::Unusable(
+            return Err(StoreError::Changed(
                 "the store's refusals do not end with the refusal its log recorded last: they were changed \
                  (`flowc audit` says more)"
                     .into(),

@@ -274,7 +274,7 @@ pub fn what_if(
     let mut needs_decision: FxHashSet<SmolStr> = FxHashSet::default();
     let advance = |state: &mut State, produced: &mut Vec<Event<Value>>| -> Result<(), String> {
         let mut journal = Collect { start: None, events: Vec::new(), recorded: &recorded, cut_off: false };
-        exec::advance(new, state, &services, &mut journal).map_err(|e| e.0)?;
+        exec::advance(new, state, &services, &mut journal).map_err(|e| e.0.to_string())?;
         produced.append(&mut journal.events);
         Ok(())
     };

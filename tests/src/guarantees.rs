@@ -304,7 +304,7 @@ flow two_gates {
     assert!(view.pending.is_empty(), "{:?}", view.pending);
     let refused = runtime.decide(&view.run, "a_check", &clerk, &decision("yes", "seen"));
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("blocked by gate `high`")),
+        matches!(&refused, Err(flow_runtime::Error::Decision(m)) if m.contains("blocked by gate `high`")),
         "{refused:?}"
     );
     let view = runtime.override_gate(&view.run, "high", &clerk, "checked", Some("known")).expect("overrides");
@@ -498,7 +498,7 @@ flow vet {
     let unlabelled = install(&FLOW.replace("name: Text @pii", "name: Text").replace("label: Text @pii", "label: Text"));
     let refused = what_if(&unlabelled, false);
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("field `Person.name` loses pii")),
+        matches!(&refused, Err(flow_runtime::Error::Plan(m)) if m.contains("field `Person.name` loses pii")),
         "{refused:?}"
     );
     // A model of its own would receive the run's data: refused where models are asked.
@@ -506,11 +506,11 @@ flow vet {
     assert!(what_if(&elsewhere, false).is_ok(), "without asking models, nothing is sent");
     let refused = what_if(&elsewhere, true);
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("model `scorer2` is not the run's plan's")),
+        matches!(&refused, Err(flow_runtime::Error::Plan(m)) if m.contains("model `scorer2` is not the run's plan's")),
         "{refused:?}"
     );
     let shadow = runtime.shadow(&view.run, &elsewhere);
-    assert!(matches!(shadow, Err(flow_runtime::Error::Invalid(_))), "{shadow:?}");
+    assert!(matches!(shadow, Err(flow_runtime::Error::Plan(_))), "{shadow:?}");
     // The input read into a record of another name without the label: refused, whatever
     // the record is called.
     let renamed = install(
@@ -520,7 +520,7 @@ flow vet {
     );
     let refused = what_if(&renamed, false);
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("`person.name` loses pii")),
+        matches!(&refused, Err(flow_runtime::Error::Plan(m)) if m.contains("`person.name` loses pii")),
         "{refused:?}"
     );
     // A candidate plan file edited so that it leaks (its hash recomputed) is proved before
@@ -536,7 +536,7 @@ flow vet {
         .unwrap_or_else(|failed| panic!("{}", failed.1));
     let refused = what_if(&Arc::new(Analysis::new(edited)), false);
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("into field `label` of `Shown`")),
+        matches!(&refused, Err(flow_runtime::Error::Plan(m)) if m.contains("into field `label` of `Shown`")),
         "{refused:?}"
     );
 }
@@ -783,7 +783,7 @@ flow chain {{
 /// A what-if refused because `loses`, showing nothing of `hidden`.
 fn refused(whatif: Result<flow_runtime::whatif::WhatIf, flow_runtime::Error>, hidden: &str, loses: &str) {
     assert!(!format!("{whatif:?}").contains(hidden), "{whatif:?}");
-    assert!(matches!(&whatif, Err(flow_runtime::Error::Invalid(m)) if m.contains(loses)), "{whatif:?}");
+    assert!(matches!(&whatif, Err(flow_runtime::Error::Plan(m)) if m.contains(loses)), "{whatif:?}");
 }
 
 /// What a system returned that does not fit the action's result type may echo what it was
@@ -1158,7 +1158,7 @@ flow expense {
     // Unknown principals are refused, with the input's path.
     let unknown = runtime.start(&analysis, &bea, &request("zed"), &StartOptions::default());
     assert!(
-        matches!(&unknown, Err(flow_runtime::Error::Invalid(m)) if m.contains("$.request.requester") && m.contains("`zed`")),
+        matches!(&unknown, Err(flow_runtime::Error::Input(m)) if m.contains("$.request.requester") && m.contains("`zed`")),
         "{unknown:?}"
     );
     // `BEA ` is bea: she may not approve her own request.
@@ -1472,7 +1472,7 @@ flow route {
     {
         let refused = runtime.decide(&view.run, "check", &officer, &edited(field, value));
         assert!(
-            matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains("a review may not change who")),
+            matches!(&refused, Err(flow_runtime::Error::Decision(m)) if m.contains("a review may not change who")),
             "{field}: {refused:?}"
         );
     }
@@ -1504,7 +1504,7 @@ flow route {
     for (field, value) in [("flags", r#"{"deputy": true, "note": "as asked"}"#), ("flags.deputy", "true")] {
         let refused = runtime.decide(&view.run, "check", &officer, &edited(field, value));
         assert!(
-            matches!(&refused, Err(flow_runtime::Error::Invalid(m))
+            matches!(&refused, Err(flow_runtime::Error::Decision(m))
                 if m.contains(&format!("a review may not edit `{field}`: `routing` reads it"))),
             "{field}: {refused:?}"
         );
@@ -1534,7 +1534,7 @@ flow route {
         runtime.start(&analysis, &principal("cleo", &["clerk"]), &request, &StartOptions::default()).expect("runs");
     let refused = runtime.decide(&view.run, "check", &officer, &edited("flags.note", "checked"));
     assert!(
-        matches!(&refused, Err(flow_runtime::Error::Invalid(m))
+        matches!(&refused, Err(flow_runtime::Error::Decision(m))
             if m.contains("a review may not edit `flags.note`: `routing` reads it")),
         "{refused:?}"
     );
@@ -1671,7 +1671,7 @@ fn a_plan_whose_labels_were_removed_is_refused() {
             .for_each(|r| r.fields.iter_mut().for_each(|f| f.labels.clear()));
         for (body, leak) in [(unclear, "sends pii data to model `scorer`"), (unlabelled, record_leak)] {
             let refused = runtime.install(reseal(body));
-            assert!(matches!(&refused, Err(flow_runtime::Error::Invalid(m)) if m.contains(leak)), "{refused:?}");
+            assert!(matches!(&refused, Err(flow_runtime::Error::Plan(m)) if m.contains(leak)), "{refused:?}");
         }
         let installed = runtime.install(plan);
         assert!(installed.is_ok(), "the plan as compiled installs: {installed:?}");

@@ -483,10 +483,7 @@ fn a_forged_run_is_never_signed() {
     let before = signature(&path);
     let runtime = base.runtime(&path);
     let decided = runtime.decide(&pending, "sign", &principal("mia", &["manager"]), &decision("approve", "ok"));
-    assert!(
-        matches!(&decided, Err(flow_runtime::Error::Environment(m)) if m.contains("does not verify")),
-        "{decided:?}"
-    );
+    assert!(matches!(&decided, Err(flow_runtime::Error::Tampered(m)) if m.contains("does not verify")), "{decided:?}");
     drop(runtime);
     assert_eq!(signature(&path), before);
 }
@@ -511,7 +508,7 @@ fn a_rewritten_refusal_chain_is_found_and_not_extended() {
         let refused =
             runtime.start(&analysis.expect("installs"), &principal("mallory", &[]), &[], &StartOptions::default());
         assert!(
-            matches!(&refused, Err(flow_runtime::Error::Environment(m)) if m.contains("refusals do not end")),
+            matches!(&refused, Err(flow_runtime::Error::Tampered(m)) if m.contains("refusals do not end")),
             "signed: {signed}: {refused:?}"
         );
     }
@@ -541,7 +538,7 @@ fn a_laundered_log_is_never_signed_over() {
         let input = serde_json::json!({"id": "P-9", "amount": "50 USD", "payee": "acme"});
         let payment = [("payment".to_owned(), input)];
         let started = runtime.start(&analysis, &principal("cleo", &["clerk"]), &payment, &StartOptions::default());
-        assert!(matches!(&started, Err(flow_runtime::Error::Environment(m)) if m.contains(why)), "{how}: {started:?}");
+        assert!(matches!(&started, Err(flow_runtime::Error::Tampered(m)) if m.contains(why)), "{how}: {started:?}");
         drop(runtime);
         assert_eq!(checkpoint(&path), before, "{how}: the checkpoint is unchanged");
     }
@@ -564,7 +561,7 @@ fn an_unsigned_run_in_a_signing_store_is_not_believed() {
     };
     let runtime = base.runtime(&path);
     let loaded = runtime.status(&unsigned, None);
-    assert!(matches!(&loaded, Err(flow_runtime::Error::Environment(m)) if m.contains("is not signed")), "{loaded:?}");
+    assert!(matches!(&loaded, Err(flow_runtime::Error::Tampered(m)) if m.contains("is not signed")), "{loaded:?}");
     let stats = runtime.stats(&flow_runtime::RunFilter::default()).expect("counts");
     assert_eq!((stats.all.runs, stats.all.complete), (base.runs.len() as u64 + 1, base.runs.len() as u64));
     let replayed = runtime

@@ -69,6 +69,15 @@ fn every_code_is_explained_with_examples_that_do_what_they_say() {
         if explanation.starts_with("This code is no longer emitted") {
             continue;
         }
+        // The runtime's errors show a command and what it prints; their kinds are the
+        // runtime's (`the_runtimes_errors_are_the_registrys_e3_codes`).
+        if is_runtime_code(code.as_str()) {
+            match fence(explanation, "sh") {
+                Some(example) if example.contains(&format!("error[{code}]")) => {}
+                _ => problems.push(format!("{code}: no ```sh example of a command that reports it")),
+            }
+            continue;
+        }
         // Codes that only a plan file can cause show an excerpt of one, and how to rebuild it;
         // their corpus cases are plans (`corpus/verify`).
         if fence(explanation, &format!("plan,{code}")).is_some() {
@@ -123,8 +132,11 @@ fn every_code_has_a_corpus_case() {
     for file in files {
         snapshots.push_str(&std::fs::read_to_string(file).unwrap_or_default());
     }
-    let missing: Vec<&str> =
-        Code::ALL.iter().map(|c| c.as_str()).filter(|c| !snapshots.contains(&format!("[{c}]"))).collect();
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !is_runtime_code(c) && !snapshots.contains(&format!("[{c}]")))
+        .collect();
     assert!(missing.is_empty(), "codes without a corpus case: {missing:?}");
 }
 
@@ -149,7 +161,9 @@ fn every_code_is_emitted_and_every_written_code_is_registered() {
     let never: Vec<&str> = Code::ALL
         .iter()
         .map(|c| c.as_str())
-        .filter(|c| !source.contains(&format!("Code::{c}")) && !flow_ir::VerifyError::CODES.contains(c))
+        .filter(|c| {
+            !source.contains(&format!("Code::{c}")) && !flow_ir::VerifyError::CODES.contains(c) && !is_runtime_code(c)
+        })
         .collect();
     assert!(never.is_empty(), "codes never emitted: {never:?}");
     let registered: BTreeSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
@@ -167,4 +181,21 @@ fn every_code_is_emitted_and_every_written_code_is_registered() {
             assert!(registered.contains(text), "`{text}` is written in the compiler but not registered");
         }
     }
+}
+
+/// Whether a code is one of the runtime's errors (E3xxx), which the compiler never emits.
+fn is_runtime_code(code: &str) -> bool {
+    code.starts_with("E3")
+}
+
+/// Each kind of the runtime's errors has a registered E3xxx code of the same name, and
+/// every registered E3xxx code is a kind's: `flowc explain` explains every code the
+/// runtime's errors carry.
+#[test]
+fn the_runtimes_errors_are_the_registrys_e3_codes() {
+    let kinds: BTreeSet<(&str, &str)> =
+        flow_runtime::ErrorKind::ALL.iter().map(|kind| (kind.code(), kind.name())).collect();
+    let registered: BTreeSet<(&str, &str)> =
+        Code::ALL.iter().filter(|c| is_runtime_code(c.as_str())).map(|c| (c.as_str(), c.name())).collect();
+    assert_eq!(kinds, registered);
 }

@@ -183,8 +183,8 @@ fn the_runtimes_modules_import_each_other_in_no_circle() {
         let mut named = BTreeSet::new();
         for (at, _) in code.match_indices("crate::") {
             let rest = &code[at + "crate::".len()..];
-            if rest.starts_with('{') {
-                let list = rest[1..].split('}').next().unwrap_or_default();
+            if let Some(list) = rest.strip_prefix('{') {
+                let list = list.split('}').next().unwrap_or_default();
                 named.extend(list.split(',').map(|item| item.trim().split("::").next().unwrap_or_default().to_owned()));
             } else {
                 named.insert(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>());

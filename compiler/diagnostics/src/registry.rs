@@ -1,7 +1,8 @@
 //! The registry of diagnostic codes: one table, stable forever.
 //!
-//! Ranges: E0xxx syntax, E1xxx names and types, E2xxx flows and governance, E3xxx the
-//! runtime; warnings use W and the same ranges. The kebab-case name describes the problem,
+//! Ranges: E0xxx syntax, E1xxx names and types, E2xxx flows and governance (E21xx a plan
+//! file the verifier refuses), E3xxx the runtime's errors (`flow_runtime::ErrorKind`, one
+//! code per kind); warnings use W and the same ranges. The kebab-case name describes the problem,
 //! not its fix. A code is never reused or deleted: a retired code keeps its entry and its
 //! explanation starts with "This code is no longer emitted".
 
@@ -119,6 +120,16 @@ codes! {
     E2104 = "plan-malformed",
     E2105 = "plan-ill-typed",
     E2106 = "plan-missing-edge",
+    E3001 = "refused",
+    E3002 = "input-mismatch",
+    E3003 = "unknown-run",
+    E3004 = "decision-mismatch",
+    E3005 = "run-busy",
+    E3006 = "plan-refused",
+    E3007 = "store-changed",
+    E3008 = "store-unusable",
+    E3009 = "run-conflict",
+    E3010 = "evidence-keys",
     W1001 = "unused-import",
     W2001 = "matrix-too-complex",
     W2002 = "silent-fallback",

@@ -146,6 +146,81 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
     diagnostics
 }
 
+/// What a workspace's final diagnostics include beyond every file's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checks<'a> {
+    /// Warnings are errors (`flowc check --strict`).
+    pub strict: bool,
+    /// Separation of duties proved against these principals (E2019), for the flows of the
+    /// root files that compiled to a plan.
+    pub principals: Option<&'a Directory>,
+    /// Only this flow is proved against the principals (`flowc build --flow NAME`).
+    pub flow: Option<&'a str>,
+    /// The files are checked on every core, each thread with its own handle on the
+    /// database: worth it when the workspace is new to the database, not after one edit
+    /// (salsa re-checks only what the edit touched).
+    pub parallel: bool,
+}
+
+/// The final diagnostics of a workspace, as `flowc check`, `flowc build` and the language
+/// server report them: every loaded file's ([`file_diagnostics`]), separation of duties
+/// for the flows of `roots` (with [`Checks::principals`]), warnings made errors under
+/// [`Checks::strict`], sorted by file path and position, each once (a problem of a shared
+/// declaration, a prompt, is found from every flow that uses it).
+pub fn workspace_diagnostics(db: &flow_sema::Database, roots: &[SourceFile], checks: &Checks<'_>) -> Vec<Diagnostic> {
+    let files: Vec<SourceFile> = db.workspace().sources(db).iter().copied().collect();
+    let mut diagnostics =
+        if checks.parallel { diagnostics_in_parallel(db, &files) } else { diagnostics_of(db, &files) };
+    if checks.strict {
+        for diagnostic in &mut diagnostics {
+            diagnostic.severity = flow_diagnostics::Severity::Error;
+        }
+    }
+    if let Some(directory) = checks.principals {
+        for file in roots {
+            for flow in &lower_file(db, *file).flows {
+                let Some(verified) = &flow.plan else { continue };
+                if checks.flow.is_some_and(|name| name != flow.name) {
+                    continue;
+                }
+                let at = flow.span(DescriptionKey::Flow).unwrap_or((file.id(db), Span::default()));
+                diagnostics.extend(separation_diagnostics(flow, verified, directory, at));
+            }
+        }
+    }
+    let paths: std::collections::HashMap<FileId, &str> =
+        files.iter().map(|file| (file.id(db), file.path(db).as_str())).collect();
+    let path = |file: FileId| paths.get(&file).copied().unwrap_or_default();
+    diagnostics.sort_by(|a, b| (path(a.primary.file), a.sort_key()).cmp(&(path(b.primary.file), b.sort_key())));
+    diagnostics.dedup();
+    diagnostics
+}
+
+fn diagnostics_of(db: &dyn Db, files: &[SourceFile]) -> Vec<Diagnostic> {
+    files.iter().flat_map(|file| file_diagnostics(db, *file).iter().cloned()).collect()
+}
+
+/// The diagnostics of `files`, checked on as many threads as the machine has cores (each
+/// with its own handle on the database; salsa shares what they compute).
+fn diagnostics_in_parallel(db: &flow_sema::Database, files: &[SourceFile]) -> Vec<Diagnostic> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(files.len().max(1));
+    if threads < 2 || files.len() < 8 {
+        return diagnostics_of(db, files);
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let db = db.clone();
+                scope.spawn(move || diagnostics_of(&db, part))
+            })
+            .collect();
+        // A thread that panicked (a bug) leaves its files unchecked rather than the caller dead.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
 /// W2002: an `infer` whose fallback may run without anyone noticing.
 fn silent_fallbacks(
     verified: &VerifiedPlan,

@@ -8,7 +8,6 @@
 //! policy stewards, and decodes literals.
 
 pub mod ast;
-mod build;
 mod errors;
 pub mod format;
 pub mod lexer;
@@ -16,6 +15,7 @@ pub mod literal;
 mod parser;
 #[cfg(test)]
 mod tests;
+mod tree;
 
-pub use build::MAX_EXPR_DEPTH;
 pub use parser::{Parse, parse};
+pub use tree::MAX_EXPR_DEPTH;

@@ -9,11 +9,11 @@ use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 use flow_grammar::{FlowParser, Pair, Parser, Rule};
 
 use crate::ast::{FlowDecl, FlowItem, FlowItemKind, Ident, Item, ItemKind, Unparsed};
-use crate::build::Builder;
 use crate::errors::{self, Context};
 use crate::lexer::{
     self, DECLARATION_KEYWORDS, FLOW_ITEM_KEYWORDS, LexError, Resume, docs_before, skip_trivia, word_at,
 };
+use crate::tree::Builder;
 
 /// A parsed file: its syntax tree and every syntax diagnostic.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -21,6 +21,7 @@ impl Runtime {
         operation: &str,
         grant: String,
         message: String,
+        missing: bool,
     ) -> Error {
         let event = Event::Refused {
             operation: operation.to_owned(),
@@ -32,19 +33,18 @@ impl Runtime {
         let recorded = match run {
             Some((analysis, loaded)) => {
                 loaded.record(analysis, event);
-                loaded
-                    .log
-                    .commit(self.store.as_ref(), self.signer(), analysis, &loaded.state)
-                    .map_err(|e| e.to_string())
+                loaded.log.commit(self.store.as_ref(), self.signer(), analysis, &loaded.state)
             }
             None => self
                 .store
                 .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signer())
-                .map_err(|e| e.to_string()),
+                .map_err(Error::from),
         };
         match recorded {
-            Ok(()) => Error::Refused { grant, message },
-            Err(error) => Error::Environment(format!("{message}; and the refusal could not be recorded: {error}")),
+            Ok(()) => Error::Refused { grant, message, missing },
+            // What kept the refusal from being recorded is the error: a store that was
+            // changed, or cannot be written.
+            Err(error) => error.map_message(|why| format!("{message}; and the refusal could not be recorded: {why}")),
         }
     }
 
@@ -116,6 +116,6 @@ impl Runtime {
             kind.as_str(),
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
         );
-        Err(self.refuse(Some((analysis, loaded)), who, operation, kind.as_str().to_owned(), message))
+        Err(self.refuse(Some((analysis, loaded)), who, operation, kind.as_str().to_owned(), message, true))
     }
 }

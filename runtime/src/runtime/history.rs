@@ -308,7 +308,7 @@ impl Runtime {
     ) -> Result<WhatIf> {
         let new = changes.plan.as_deref().unwrap_or(analysis);
         if new.body().flow.name != analysis.body().flow.name {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Plan(format!(
                 "the plan replayed is of flow `{}`; the run is of flow `{}`",
                 new.body().flow.name,
                 analysis.body().flow.name
@@ -319,7 +319,7 @@ impl Runtime {
         // when a plan is installed: the candidate's labels decide what this replay shows.
         widened.extend(new.leaks());
         if !widened.is_empty() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Plan(format!(
                 "the candidate plan may only narrow what the run's plan allows, and it widens it: {}",
                 widened.join("; ")
             )));
@@ -330,8 +330,7 @@ impl Runtime {
             params: &changes.params,
             live: if changes.live { Some(&live) } else { None },
         };
-        let mut whatif =
-            crate::whatif::what_if(analysis, events, &whatif_changes, self.engine).map_err(Error::Invalid)?;
+        let mut whatif = crate::whatif::what_if(analysis, events, &whatif_changes, self.engine).map_err(Error::Plan)?;
         if let Some(who) = who {
             // Access comes from the run's plan: a candidate may take views away, never add.
             let old_views = analysis.views(&who.roles);
@@ -395,8 +394,9 @@ impl Runtime {
             {
                 continue;
             }
-            let record =
-                self.store.run(&shadow.run)?.ok_or_else(|| Error::Environment(format!("no run `{}`", shadow.run)))?;
+            let record = self.store.run(&shadow.run)?.ok_or_else(|| {
+                Error::Tampered(format!("the store has a shadow of run `{}`, but not the run", shadow.run))
+            })?;
             let analysis = self.plan(&record.plan)?;
             if !analysis.granted(&who.roles, GrantKind::Replay, None) {
                 report.not_allowed += 1;
@@ -415,6 +415,7 @@ impl Runtime {
         if report.runs == 0 && report.not_allowed > 0 {
             return Err(Error::Refused {
                 grant: "replay".to_owned(),
+                missing: true,
                 message: format!("{} may replay none of the {} runs shadowed", who.id, report.not_allowed),
             });
         }
@@ -427,7 +428,7 @@ impl Runtime {
     pub fn replay_all(&self, who: &Principal, filter: &RunFilter, changes: &ReplayChanges) -> Result<ReplaySummary> {
         let flow = match (&changes.plan, &filter.flow) {
             (Some(plan), Some(flow)) if plan.body().flow.name != flow.as_str() => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Plan(format!(
                     "the plan replayed is of flow `{}`, not `{flow}`",
                     plan.body().flow.name
                 )));
@@ -447,6 +448,7 @@ impl Runtime {
         if allowed.is_empty() && summary.not_allowed > 0 {
             return Err(Error::Refused {
                 grant: "replay".to_owned(),
+                missing: true,
                 message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
             });
         }
@@ -521,6 +523,9 @@ impl Runtime {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(usize, Vec<RawEvent>)>>(workers * 4);
         let receiver = Mutex::new(receiver);
         let f = &f;
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let finished = &finished;
+        let progress = self.progress.as_deref();
         let done: Vec<(usize, T)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
@@ -530,7 +535,12 @@ impl Runtime {
                         loop {
                             let batch = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                             let Ok(batch) = batch else { break };
+                            let size = batch.len();
                             out.extend(batch.into_iter().map(|(i, raw)| (i, f(&records[i], raw))));
+                            if let Some(progress) = progress {
+                                let now = finished.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
+                                progress(now, records.len());
+                            }
                         }
                         out
                     })
@@ -571,7 +581,7 @@ impl Runtime {
             if changes.is_none() {
                 // Only the events replay needs are read; the rest are compared as stored.
                 chain_checked(record, &raw)?;
-                let unreadable = |e: String| Error::Environment(format!("run `{}`: {e}", record.id));
+                let unreadable = |e: String| Error::Tampered(format!("run `{}`: {e}", record.id));
                 // Believed as loading believes a run; its status is what the replay settles.
                 let first = raw.first().ok_or_else(|| unreadable("it has no events".to_owned()))?;
                 match decode_event_text(&analysis, &first.body).map_err(unreadable)? {

@@ -10,7 +10,7 @@ use flow_ir::ty::Ty;
 use serde_json::Value as Json;
 
 pub(crate) fn input_error(error: DecodeError) -> Error {
-    Error::Invalid(format!("input {}: {}", error.path, error.message))
+    Error::Input(format!("input {}: {}", error.path, error.message))
 }
 
 impl Runtime {
@@ -21,7 +21,7 @@ impl Runtime {
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
         if let Some((name, _)) = given.iter().find(|(n, _)| !declared.iter().any(|d| d.name == n)) {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
-            return Err(Error::Invalid(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
+            return Err(Error::Input(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
         }
         let mut inputs = Vec::new();
         for node in declared {
@@ -33,7 +33,7 @@ impl Runtime {
                         let mut named = Vec::new();
                         value::principals(&value, &path, &mut named);
                         if let Some((path, id)) = named.iter().find(|(_, id)| !directory.contains(id)) {
-                            return Err(Error::Invalid(format!(
+                            return Err(Error::Input(format!(
                                 "input {path}: `{id}` is not a principal of this deployment"
                             )));
                         }
@@ -42,7 +42,7 @@ impl Runtime {
                 }
                 None if node.ty.is_optional() => Value::Absent,
                 None => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Input(format!(
                         "input `{}` of type `{}` is missing (give it with `--input {}=FILE.json`)",
                         node.name, node.ty, node.name
                     )));
@@ -58,7 +58,7 @@ impl Runtime {
         let mut params = Vec::new();
         for (name, _) in set {
             if !body.nodes.iter().any(|n| n.name == name.as_str() && matches!(n.kind, NodeKind::Param { .. })) {
-                return Err(Error::Invalid(format!("the flow has no param `{name}`")));
+                return Err(Error::Input(format!("the flow has no param `{name}`")));
             }
         }
         for (name, default) in analysis.param_defaults() {
@@ -67,7 +67,7 @@ impl Runtime {
                     let ty = body.node(name).map_or(Ty::Nothing, |n| n.ty.clone());
                     value::decode(body, json, &ty, &format!("$.{name}")).map_err(input_error)?
                 }
-                None => default.clone().map_err(|e| Error::Invalid(format!("param `{name}`: {e}")))?,
+                None => default.clone().map_err(|e| Error::Input(format!("param `{name}`: {e}")))?,
             };
             params.push(Named { name: name.clone(), value });
         }

@@ -41,7 +41,7 @@ impl Runtime {
 
     /// As [`Runtime::load`], with the run's events as recorded.
     pub(crate) fn load_events(&self, run: &str, change: bool) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
-        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}` in the store")))?;
+        let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}` in the store")))?;
         self.load_record(record, change)
     }
 
@@ -55,7 +55,7 @@ impl Runtime {
             && record.status == Status::Running
             && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Busy(format!(
                 "run `{run}` is executing in process {}; try again when it has stopped",
                 owner.0
             )));
@@ -83,7 +83,7 @@ impl Runtime {
     /// that signs believes no unsigned run).
     pub(super) fn believed(&self, record: &RunRecord, events: &[Event<Value>], first_at: &str) -> Result<()> {
         let Some(Event::Started(started)) = events.first() else {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the record of run `{}` in the store does not begin with its start: the store was changed",
                 record.id
             )));
@@ -91,7 +91,7 @@ impl Runtime {
         self.believed_start(record, started, first_at)?;
         let status = status_of(events);
         if status != record.status {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the record of run `{}` in the store says it is {}, but its events leave it {}: the store was changed",
                 record.id,
                 record.status.as_str(),
@@ -106,7 +106,7 @@ impl Runtime {
     pub(super) fn believed_start(&self, record: &RunRecord, started: &Started<Value>, first_at: &str) -> Result<()> {
         let run = record.id.as_str();
         let corrupted = |what: String| {
-            Err(Error::Environment(format!("the record of run `{run}` in the store {what}: the store was changed")))
+            Err(Error::Tampered(format!("the record of run `{run}` in the store {what}: the store was changed")))
         };
         if started.run != record.id
             || *started.plan != *record.plan
@@ -121,7 +121,7 @@ impl Runtime {
         match (&started.signing_key, &record.signature) {
             (Some(key), Some(signature)) => {
                 if !self.believes(key) {
-                    return Err(Error::Environment(format!(
+                    return Err(Error::Keys(format!(
                         "run `{run}` is signed with the key {key}, which this deployment does not trust \
                          (`[evidence] trusted_keys`)"
                     )));
@@ -132,7 +132,7 @@ impl Runtime {
             }
             (Some(_), None) => return corrupted("is signed, but its head has no signature".to_owned()),
             (None, _) if self.signing.is_some() => {
-                return Err(Error::Environment(format!(
+                return Err(Error::Tampered(format!(
                     "run `{run}` is not signed, but this deployment signs evidence: it was started without the \
                      key, or its signature was removed; it is not believed"
                 )));
@@ -148,7 +148,7 @@ impl Runtime {
     pub(crate) fn recorded_result(&self, stored: &ActionResult) -> Result<()> {
         let (analysis, _, events) = self.load_events(&stored.run, false)?;
         let forged = || {
-            Err(Error::Environment(format!(
+            Err(Error::Tampered(format!(
                 "the result stored for idempotency key `{}` of system `{}` is not what run `{}` recorded: the \
                  store was changed",
                 stored.key, stored.system, stored.run
@@ -189,7 +189,7 @@ impl Runtime {
         let mut decoded = Vec::with_capacity(events.len());
         for stored in &events {
             let event = decode_event_text(analysis, &stored.body)
-                .map_err(|e| Error::Environment(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
+                .map_err(|e| Error::Tampered(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
             decoded.push(event);
         }
         Ok(decoded)

@@ -49,7 +49,13 @@ pub struct Runtime {
     /// A runtime for tests: a run may choose its clock and name any principal without the
     /// grants (its evidence still says the clock was chosen).
     testing: bool,
+    /// Told how far an operation over many stored runs (a bulk replay, the metrics) is.
+    progress: Option<Arc<Progress>>,
 }
+
+/// Told, as an operation over many stored runs goes, how many of how many are done: from
+/// the threads that do them, at most a few times a second is up to the listener.
+pub type Progress = dyn Fn(usize, usize) + Send + Sync;
 
 impl Runtime {
     pub fn new(store: Box<dyn Store>) -> Runtime {
@@ -65,6 +71,7 @@ impl Runtime {
             engine: Engine::default(),
             directory: None,
             testing: false,
+            progress: None,
         }
     }
 
@@ -79,6 +86,12 @@ impl Runtime {
     /// grants. Never for a deployment.
     pub fn set_testing(&mut self, testing: bool) {
         self.testing = testing;
+    }
+
+    /// Tells `progress` how far operations over many stored runs are (`replay_all`,
+    /// `stats`): runs done, runs in all.
+    pub fn set_progress(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
     }
 
     /// What evaluates expressions and approval matrices from now on: native code by
@@ -147,7 +160,7 @@ impl Runtime {
         let what = format!("the shadow of run `{}` by candidate {}", shadow.run, shadow.candidate);
         match &shadow.signature {
             None if self.signs() => {
-                Err(Error::Environment(format!("{what} is not signed, but this deployment signs evidence")))
+                Err(Error::Tampered(format!("{what} is not signed, but this deployment signs evidence")))
             }
             None => Ok(()),
             Some(_) if self.trusted.is_empty() => Ok(()),
@@ -156,7 +169,7 @@ impl Runtime {
                 {
                     Ok(())
                 } else {
-                    Err(Error::Environment(format!(
+                    Err(Error::Tampered(format!(
                         "{what} is not signed by a key this deployment trusts: the store was changed"
                     )))
                 }
@@ -177,7 +190,7 @@ impl Runtime {
         let analysis = Arc::new(Analysis::new(plan));
         let leaks = analysis.leaks();
         if !leaks.is_empty() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Plan(format!(
                 "the plan {hash} lets labelled data go where it may not, so it is not installed:\n{}",
                 leaks.join("\n")
             )));
@@ -201,17 +214,16 @@ impl Runtime {
         if let Some(analysis) = self.cached(hash) {
             return Ok(analysis);
         }
-        let bytes =
-            self.store.plan(hash)?.ok_or_else(|| Error::Environment(format!("the store has no plan {hash}")))?;
+        let bytes = self.store.plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?;
         let plan = flow_ir::load(&bytes)
-            .map_err(|e| Error::Environment(format!("the stored plan {hash} does not verify:\n{e}")))?;
+            .map_err(|e| Error::Tampered(format!("the stored plan {hash} does not verify:\n{e}")))?;
         if plan.hash() != hash {
-            return Err(Error::Environment(format!("the plan stored as {hash} has hash {}", plan.hash())));
+            return Err(Error::Tampered(format!("the plan stored as {hash} has hash {}", plan.hash())));
         }
         let analysis = Arc::new(Analysis::new(plan));
         let leaks = analysis.leaks();
         if !leaks.is_empty() {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the stored plan {hash} lets labelled data go where it may not:\n{}",
                 leaks.join("\n")
             )));

@@ -44,26 +44,19 @@ impl Journal for RunJournal<'_> {
         }
     }
 
-    fn flush(&mut self, state: &State) -> std::result::Result<(), String> {
-        self.log
-            .commit(self.runtime.store.as_ref(), self.runtime.signer(), self.analysis, state)
-            .map_err(|e| e.to_string())
+    fn flush(&mut self, state: &State) -> Result<()> {
+        self.log.commit(self.runtime.store.as_ref(), self.runtime.signer(), self.analysis, state)
     }
 
     fn keeps_evidence(&self) -> bool {
         self.log.durable
     }
 
-    fn action_result(
-        &mut self,
-        _step: &str,
-        system: &str,
-        key: &str,
-    ) -> std::result::Result<Option<exec::Earlier>, String> {
-        let Some(stored) = self.runtime.store.action_result(system, key).map_err(|e| e.to_string())? else {
+    fn action_result(&mut self, _step: &str, system: &str, key: &str) -> Result<Option<exec::Earlier>> {
+        let Some(stored) = self.runtime.store.action_result(system, key)? else {
             return Ok(None);
         };
-        self.runtime.recorded_result(&stored).map_err(|e| e.to_string())?;
+        self.runtime.recorded_result(&stored)?;
         Ok(Some(exec::Earlier { result: stored.result, request: exec::Request::Digest(stored.args) }))
     }
 }
@@ -111,9 +104,9 @@ impl Runtime {
                 if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
             );
             return Err(if durable {
-                self.refuse(None, who, "trigger", "trigger".to_owned(), message)
+                self.refuse(None, who, "trigger", "trigger".to_owned(), message, true)
             } else {
-                Error::Refused { grant: "trigger".to_owned(), message }
+                Error::Refused { grant: "trigger".to_owned(), message, missing: true }
             });
         }
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
@@ -121,9 +114,9 @@ impl Runtime {
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
             return Err(if durable {
-                self.refuse(None, who, "trigger", grant, message)
+                self.refuse(None, who, "trigger", grant, message, true)
             } else {
-                Error::Refused { grant, message }
+                Error::Refused { grant, message, missing: true }
             });
         }
         // A stored run's creation is the time of its first commit, which its first event
@@ -214,8 +207,8 @@ impl Runtime {
         let Loaded { state, log } = loaded;
         let mut journal = RunJournal { runtime: self, analysis, log };
         match exec::advance(analysis, state, &services, &mut journal) {
-            Ok(()) => journal.flush(state).map_err(Error::Environment),
-            Err(Interrupted(message)) => Err(Error::Environment(message)),
+            Ok(()) => journal.flush(state),
+            Err(Interrupted(error)) => Err(error),
         }
     }
 
@@ -224,7 +217,7 @@ impl Runtime {
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let (analysis, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Decision(format!(
                 "run `{run}` is {}: nothing waits for a decision",
                 loaded.state.status.as_str()
             )));
@@ -264,18 +257,23 @@ impl Runtime {
                     loaded.record(analysis, event);
                 }
                 self.advance(analysis, &mut loaded)?;
-                self.refresh_shadows(&loaded.state.run).map_err(|e| {
-                    Error::Environment(format!(
-                        "the decision was recorded, but the shadow runs of run `{}` could not be brought up to \
-                         date: {e}",
-                        loaded.state.run
-                    ))
+                self.refresh_shadows(&loaded.state.run).map_err(|error| {
+                    error.map_message(|why| {
+                        format!(
+                            "the decision was recorded, but the shadow runs of run `{}` could not be brought up \
+                             to date: {why}",
+                            loaded.state.run
+                        )
+                    })
                 })?;
                 Ok(self.view(analysis, &loaded, Some(who)))
             }
-            Err(Refusal::Invalid(message)) => Err(Error::Invalid(message)),
+            Err(Refusal::Invalid(message)) => Err(Error::Decision(message)),
             Err(Refusal::Access { grant, message }) => {
-                Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message))
+                Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message, true))
+            }
+            Err(Refusal::Duties { grant, message }) => {
+                Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message, false))
             }
         }
     }

@@ -66,7 +66,26 @@ impl Runtime {
         let scope = Inspected { run: (&loaded.state, &*analysis), emitted };
         let values = exprs
             .iter()
-            .map(|expr| crate::interp::eval_with(analysis.body(), &scope, args, expr).map_err(|e| e.to_string()))
+            .map(|expr| {
+                crate::interp::eval_with(analysis.body(), &scope, args, expr).map_err(|error| {
+                    // A step the run has not reached has no value: that is where the run
+                    // stands, not a fault of the runtime.
+                    let unreached: Vec<String> = expr
+                        .nodes_read()
+                        .into_iter()
+                        .filter(|node| crate::interp::Scope::node(&scope, node).is_none())
+                        .map(|node| format!("`{node}`"))
+                        .collect();
+                    match error {
+                        crate::interp::EvalError::Internal(_) if !unreached.is_empty() => format!(
+                            "it reads {}, which the run has not reached (it is {})",
+                            unreached.join(", "),
+                            loaded.state.current_status().as_str()
+                        ),
+                        error => error.to_string(),
+                    }
+                })
+            })
             .collect();
         Ok((events, values))
     }
@@ -118,10 +137,10 @@ impl Runtime {
     pub(super) fn bundle(&self, analysis: &Analysis, run: &str, who: &Principal) -> Result<Json> {
         let views = analysis.views(&who.roles);
         let events = self.redacted_events(run, &views)?;
-        let record = self.store.run(run)?.ok_or_else(|| Error::Invalid(format!("no run `{run}`")))?;
+        let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}`")))?;
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
         let plan: Json = serde_json::from_slice(&plan_bytes)
-            .map_err(|e| Error::Environment(format!("the stored plan is not JSON: {e}")))?;
+            .map_err(|e| Error::Tampered(format!("the stored plan is not JSON: {e}")))?;
         let public_key =
             events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
         let signature = match (&public_key, &record.signature) {
@@ -151,7 +170,7 @@ impl Runtime {
         let entries = self.store.log()?;
         let Some(checkpoint) = self.store.checkpoint()? else { return Ok(None) };
         if checkpoint.size != entries.len() as u64 {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the store's checkpoint covers {} entries, but its log has {}: the store was changed",
                 checkpoint.size,
                 entries.len()
@@ -159,7 +178,7 @@ impl Runtime {
         }
         let wanted = Entry { kind: Kind::Run, subject: record.id.clone(), seq: record.seq, hash: record.head.clone() };
         let Some(index) = entries.iter().rposition(|e| *e == wanted) else {
-            return Err(Error::Environment(format!(
+            return Err(Error::Tampered(format!(
                 "the store's log does not hold the head of run `{}`: the store was changed",
                 record.id
             )));

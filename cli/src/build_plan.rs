@@ -12,9 +12,18 @@ use crate::output::{self, Report};
 use crate::session::{Session, read_principals};
 
 /// Writes `text` to `path` so that a reader sees the old file or the new one, never a
-/// part: a temporary file beside it, then a rename.
+/// part: a temporary file beside it, then a rename. A path that exists and is not a
+/// regular file (`/dev/null`, `/dev/stdout`, a named pipe) is written to as it is: renaming
+/// over it would replace a device with a file.
 pub fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
     let target = Path::new(path);
+    if std::fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(target)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write `{path}`"));
+    }
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("plan.json");
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -57,17 +66,19 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
         bail!("`{}` is not a `.flow` file; `flowc build` compiles a flow", options.file);
     }
     let session = Session::load(&[options.file.to_owned()])?;
-    let mut diagnostics = session.diagnostics(options.strict);
+    // E2019 (separation of duties against the principals) is an error, with or without
+    // `--strict`.
+    let checks = flow_lower::Checks {
+        strict: options.strict,
+        principals: directory.as_ref(),
+        flow: options.flow,
+        ..Default::default()
+    };
+    let diagnostics = session.diagnostics(&checks);
     let mut verified = None;
     if !diagnostics.iter().any(Diagnostic::is_error) {
-        let (file, flow) = session.choose(options.flow, options.file)?;
-        let plan = flow.plan.as_ref().context("the flow did not compile to a plan")?;
-        if let Some(directory) = &directory {
-            let at = session.flow_span(file, flow);
-            // E2019 is an error, with or without `--strict`.
-            diagnostics.extend(flow_lower::separation_diagnostics(flow, plan, directory, at));
-        }
-        verified = Some(plan);
+        let (_, flow) = session.choose(options.flow, options.file)?;
+        verified = Some(flow.plan.as_ref().context("the flow did not compile to a plan")?);
     }
     if !diagnostics.is_empty() {
         report_diagnostics(
