@@ -105,6 +105,24 @@ impl Literal {
     }
 }
 
+/// A prefix operator of the language: `not`, and `-` (negation). A plan writes them as
+/// expressions of their own (`ExprKind::Not`, `ExprKind::Neg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+impl UnaryOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnaryOp::Not => "not",
+            UnaryOp::Neg => "-",
+        }
+    }
+}
+
+/// An infix operator of the language, shared by the compiler and plans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BinaryOp {
     Or,

@@ -594,7 +594,7 @@ impl<'p> Verifier<'p> {
         self.canonical(body.models.iter().map(|m| &m.name), || "the models");
         for model in &body.models {
             let at = Lazy(|f| write!(f, "model `{}`", model.name));
-            if model.version.trim().is_empty() || !is_digest(&model.digest) {
+            if model.version.trim().is_empty() || !is_pinned_digest(&model.digest) {
                 self.malformed(format!("{at} is not pinned: it needs a version and a `sha256:` or `sha512:` digest"));
             }
             if let Some(prompt) = &model.prompt
@@ -1114,7 +1114,9 @@ impl<'p> Verifier<'p> {
     }
 }
 
-fn is_digest(digest: &str) -> bool {
+/// Whether `digest` pins a model's content: `sha256:` and 64 hexadecimal digits, or
+/// `sha512:` and 128. The compiler checks a model's `digest` with it, the verifier a plan's.
+pub fn is_pinned_digest(digest: &str) -> bool {
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("", ""));
     let length = match algorithm {
         "sha256" => 64,

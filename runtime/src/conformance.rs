@@ -97,17 +97,13 @@ fn wrapped(json: &Json, labels: &[SmolStr], inner: &mut dyn FnMut(&Json) -> Resu
     match (object.get("$value"), object.get("$redacted"), object.get("$salt")) {
         (Some(value), None, Some(Json::String(salt))) if object.len() == 3 && is_salt(salt) => inner(value),
         (Some(_), None, _) => Err("is a labelled value without its salt".to_owned()),
-        (None, Some(Json::String(digest)), None) if object.len() == 2 && is_digest(digest) => Ok(()),
+        (None, Some(Json::String(digest)), None) if object.len() == 2 && crate::digest::is_digest(digest) => Ok(()),
         _ => Err("is marked, but is neither a labelled value nor a redaction marker".to_owned()),
     }
 }
 
 fn is_salt(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn is_digest(text: &str) -> bool {
-    text.strip_prefix("blake3:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn names(labels: &[SmolStr]) -> String {

@@ -8,6 +8,11 @@ use serde_json::Value as Json;
 /// The hash that precedes a run's first event.
 pub const GENESIS: &str = "blake3:0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Whether `text` is written as a digest is: `blake3:` and 64 hexadecimal digits.
+pub fn is_digest(text: &str) -> bool {
+    text.strip_prefix("blake3:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use flow_diagnostics::{FileId, LineIndex, Span};
 use flow_ir::expr::{self as ir, Branch, Named, Part};
 use flow_ir::plan::{
-    self, DescriptionKey, EditPath, EvidencePolicy, FlowHeader, GateLevel, GrantKind, Node, NodeKind, Origin, PlanBody,
+    self, DescriptionKey, EditPath, EvidencePolicy, FlowHeader, GrantKind, Node, NodeKind, Origin, PlanBody,
     Requirement, Row, SourceMap,
 };
-use flow_ir::ty::{Currency, Ty};
+use flow_ir::ty::Ty;
 use flow_sema::hir::{self, Ref};
 use flow_sema::ty as sema_ty;
 use flow_sema::{Db, Decl, DeclId, DefKind, Entry, SourceFile, decl, decl_name, fn_bodies, item_names, parse, scope};
@@ -81,11 +81,6 @@ pub struct Lowerer<'a> {
     key: String,
     /// The syntax items of each file met so far.
     items: BTreeMap<FileId, &'a [ast::Item]>,
-}
-
-fn currency(c: sema_ty::Currency) -> Currency {
-    // INVARIANT: the front end admits only three capital letters, which `Currency::new` takes.
-    Currency::new(c.as_str()).unwrap_or(Currency::XXX)
 }
 
 impl<'a> Lowerer<'a> {
@@ -215,7 +210,7 @@ impl<'a> Lowerer<'a> {
             S::Bool => Ty::Bool,
             S::Int => Ty::Int,
             S::Decimal => Ty::Decimal,
-            S::Money(c) => Ty::Money(c.map(currency)),
+            S::Money(c) => Ty::Money(*c),
             S::Text => Ty::Text,
             S::Timestamp => Ty::Timestamp,
             S::Duration => Ty::Duration,
@@ -350,10 +345,10 @@ impl<'a> Lowerer<'a> {
             hir::Literal::Int(n) => ir::Literal::Int(*n),
             hir::Literal::Decimal(d) => ir::Literal::Decimal(*d),
             hir::Literal::Money { amount, currency: c } => {
-                ir::Literal::Money(ir::Money { amount: *amount, currency: currency(*c) })
+                ir::Literal::Money(ir::Money { amount: *amount, currency: *c })
             }
             hir::Literal::Duration(seconds) => ir::Literal::Duration(*seconds),
-            hir::Literal::Timestamp(t) => ir::Literal::Timestamp(ir::Timestamp { seconds: t.seconds, nanos: t.nanos }),
+            hir::Literal::Timestamp(t) => ir::Literal::Timestamp(*t),
             hir::Literal::Bool(b) => ir::Literal::Bool(*b),
             hir::Literal::Text(text) => ir::Literal::Text(text.clone()),
         }
@@ -478,7 +473,7 @@ impl<'a> Lowerer<'a> {
             H::Unary { op: ast::UnaryOp::Not, operand } => I::Not(Box::new(self.expr(operand))),
             H::Unary { op: ast::UnaryOp::Neg, operand } => I::Neg(Box::new(self.expr(operand))),
             H::Binary { op, lhs, rhs } => {
-                let op = binary_op(*op);
+                let op = *op;
                 let mut l = self.expr(lhs);
                 let mut r = self.expr(rhs);
                 use ir::BinaryOp as B;
@@ -611,11 +606,7 @@ impl<'a> Lowerer<'a> {
         match &step.kind {
             hir::StepKind::Let { value } => NodeKind::Let { value: self.lowered_to(value, ty) },
             hir::StepKind::Gate { kind, condition, approvers, message } => NodeKind::Gate {
-                level: match kind {
-                    ast::GateKind::Info => GateLevel::Info,
-                    ast::GateKind::Soft => GateLevel::Soft,
-                    ast::GateKind::Block => GateLevel::Block,
-                },
+                level: *kind,
                 condition: self.expr(condition),
                 approvers: self.roles(approvers),
                 message: message.clone(),
@@ -723,15 +714,7 @@ impl<'a> Lowerer<'a> {
     fn grants(&mut self) -> Vec<plan::Grant> {
         let mut merged: BTreeMap<(GrantKind, Option<SmolStr>), BTreeSet<SmolStr>> = BTreeMap::new();
         for grant in &self.flow.grants {
-            let kind = match grant.kind {
-                ast::GrantKind::Trigger => GrantKind::Trigger,
-                ast::GrantKind::View => GrantKind::View,
-                ast::GrantKind::Override => GrantKind::Override,
-                ast::GrantKind::Replay => GrantKind::Replay,
-                ast::GrantKind::ReadEvidence => GrantKind::ReadEvidence,
-                ast::GrantKind::OnBehalf => GrantKind::OnBehalf,
-                ast::GrantKind::Clock => GrantKind::Clock,
-            };
+            let kind = grant.kind;
             let roles: Vec<SmolStr> = self.roles(&grant.roles);
             let targets: Vec<Option<SmolStr>> = if matches!(kind, GrantKind::View | GrantKind::Override) {
                 grant
@@ -962,25 +945,6 @@ impl<'a> Lowerer<'a> {
             labels.push(name);
         }
         sorted(labels)
-    }
-}
-
-fn binary_op(op: ast::BinaryOp) -> ir::BinaryOp {
-    use ast::BinaryOp as A;
-    use ir::BinaryOp as B;
-    match op {
-        A::Or => B::Or,
-        A::And => B::And,
-        A::Eq => B::Eq,
-        A::Ne => B::Ne,
-        A::Lt => B::Lt,
-        A::Le => B::Le,
-        A::Gt => B::Gt,
-        A::Ge => B::Ge,
-        A::Add => B::Add,
-        A::Sub => B::Sub,
-        A::Mul => B::Mul,
-        A::Div => B::Div,
     }
 }
 

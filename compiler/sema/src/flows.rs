@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Label, Span};
 use flow_syntax::ast::{
-    self, ExprKind as A, FlowItemKind, GateClause, GateKind, GrantKind, ItemKind, ReqTerm, ReviewClauseKind, SmolStr,
+    self, ExprKind as A, FlowItemKind, GateClause, GateLevel, GrantKind, ItemKind, ReqTerm, ReviewClauseKind, SmolStr,
 };
 use std::collections::VecDeque;
 
@@ -655,14 +655,14 @@ impl<'a> FlowChecker<'a> {
                         continue;
                     }
                     approve_span = Some(*span);
-                    if gate.kind != GateKind::Soft {
+                    if gate.kind != GateLevel::Soft {
                         let message = format!(
                             "only a `soft` gate is approved; gate `{}` is `{}`",
                             gate.name.text,
                             gate.kind.as_str()
                         );
                         self.error(Code::E2014, *span, message).help = Some(match gate.kind {
-                            GateKind::Block => {
+                            GateLevel::Block => {
                                 "a `block` gate is overridden through an `override` grant in the `access` block"
                                     .to_owned()
                             }
@@ -683,7 +683,7 @@ impl<'a> FlowChecker<'a> {
                 }
             }
         }
-        if gate.kind == GateKind::Soft && approve_span.is_none() {
+        if gate.kind == GateLevel::Soft && approve_span.is_none() {
             self.error(
                 Code::E2009,
                 gate.kind_span,
@@ -1160,14 +1160,14 @@ impl<'a> FlowChecker<'a> {
                     match gate {
                         Some(index) => {
                             if let StepKind::Gate { kind, .. } = &self.flow.steps[index].kind
-                                && *kind != GateKind::Block
+                                && *kind != GateLevel::Block
                             {
                                 let message = format!(
                                     "only a `block` gate can be overridden; gate `{}` is `{}`",
                                     target.text,
                                     kind.as_str()
                                 );
-                                let help = if *kind == GateKind::Soft {
+                                let help = if *kind == GateLevel::Soft {
                                     "a `soft` gate is decided by its `approve by` roles"
                                 } else {
                                     "an `info` gate never stops the flow"

@@ -7,7 +7,7 @@
 
 use flow_diagnostics::Span;
 use flow_syntax::ast::SmolStr;
-use flow_syntax::ast::{BinaryOp, Decimal, GateKind, GrantKind, Timestamp, UnaryOp};
+use flow_syntax::ast::{BinaryOp, Decimal, GateLevel, GrantKind, Timestamp, UnaryOp};
 
 use crate::db::DeclId;
 use crate::ty::{Currency, EnumRef, RecordRef, Ty};
@@ -286,7 +286,7 @@ pub enum StepKind {
         value: Expr,
     },
     Gate {
-        kind: GateKind,
+        kind: GateLevel,
         condition: Expr,
         approvers: Vec<DeclId>,
         message: Option<String>,

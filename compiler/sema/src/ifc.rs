@@ -22,7 +22,7 @@ use crate::hir::{Builtin, Expr, ExprKind, Flow, Part, Ref, StepKind};
 use crate::print::{self, Names};
 use crate::signatures::{self, Decl};
 use crate::ty::Ty;
-use flow_syntax::ast::GateKind;
+use flow_syntax::ast::GateLevel;
 
 /// One step of the way a label travelled.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -820,7 +820,7 @@ impl<'a> Analyzer<'a> {
                 other => {
                     for expr in other.exprs() {
                         let taint = self.taint(expr, &mut env, self.file);
-                        if matches!(other, StepKind::Gate { kind, .. } if *kind != GateKind::Info) {
+                        if matches!(other, StepKind::Gate { kind, .. } if *kind != GateLevel::Info) {
                             self.gate_labels.push((index, taint.full()));
                         }
                     }

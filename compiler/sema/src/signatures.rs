@@ -304,17 +304,6 @@ fn source_sig(resolver: &mut Resolver<'_>, decl: &ast::SourceDecl) -> SourceSig 
     sig
 }
 
-/// Whether `digest` is `sha256:` with 64 hexadecimal digits or `sha512:` with 128.
-fn is_pinned_digest(digest: &str) -> bool {
-    let (algorithm, hex) = digest.split_once(':').unwrap_or(("", ""));
-    let length = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => return false,
-    };
-    hex.len() == length && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 fn model_sig(db: &dyn Db, file: SourceFile, resolver: &mut Resolver<'_>, decl: &ast::ModelDecl) -> ModelSig {
     let mut sig = ModelSig {
         name: decl.name.text.clone(),
@@ -349,7 +338,7 @@ fn model_sig(db: &dyn Db, file: SourceFile, resolver: &mut Resolver<'_>, decl: &
                 sig.version = Some(value.value.clone());
             }
             ModelSettingKind::Digest(value) => {
-                if !is_pinned_digest(&value.value) {
+                if !flow_ir::is_pinned_digest(&value.value) {
                     resolver
                         .error(Code::E2005, value.span, format!("`{}` is not a content digest", value.value))
                         .help =

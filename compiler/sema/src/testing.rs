@@ -152,7 +152,7 @@ impl TestChecker<'_, '_, '_> {
                     // or an approval a free reason code.
                     let (outcomes, reasons) = match &found.kind {
                         StepKind::Review { outcomes, reasons, .. } => (outcomes.clone(), Some(reasons.clone())),
-                        StepKind::Gate { kind: ast::GateKind::Soft, .. } | StepKind::Approval { .. } => {
+                        StepKind::Gate { kind: ast::GateLevel::Soft, .. } | StepKind::Approval { .. } => {
                             (vec!["approve".into(), "reject".into()], None)
                         }
                         _ => {
@@ -221,7 +221,7 @@ impl TestChecker<'_, '_, '_> {
                 }
                 TestStmtKind::Override { gate, by, reason } => {
                     let Some((index, found)) = self.step(gate, &["gate"]) else { continue };
-                    if !matches!(found.kind, StepKind::Gate { kind: ast::GateKind::Block, .. }) {
+                    if !matches!(found.kind, StepKind::Gate { kind: ast::GateLevel::Block, .. }) {
                         let diagnostic = self.c.res.error(
                             Code::E1015,
                             gate.span,

@@ -5,32 +5,9 @@ use std::sync::Arc;
 
 use crate::db::DeclId;
 
-/// An ISO 4217 currency code.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Currency(pub [u8; 3]);
-
-impl Currency {
-    pub fn new(code: &str) -> Option<Currency> {
-        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        bytes.iter().all(u8::is_ascii_uppercase).then_some(Currency(bytes))
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("???")
-    }
-}
-
-impl fmt::Debug for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// An ISO 4217 currency code: the plan's own (`flow-ir`), so that the compiler and the
+/// runtime read and write currencies alike.
+pub use flow_ir::ty::Currency;
 
 /// Which enumeration an enum type is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

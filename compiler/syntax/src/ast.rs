@@ -8,6 +8,10 @@
 use std::fmt;
 
 pub use flow_diagnostics::Span;
+// The language's operators, gate levels, grants and instants are the plan's own: defined
+// once, in `flow-ir`, for the compiler and the runtime.
+pub use flow_ir::expr::{BinaryOp, Timestamp, UnaryOp};
+pub use flow_ir::plan::{GateLevel, GrantKind};
 pub use rust_decimal::Decimal;
 pub use smol_str::SmolStr;
 
@@ -398,57 +402,13 @@ pub struct Grant {
     pub roles: Vec<Ident>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum GrantKind {
-    Trigger,
-    View,
-    Override,
-    Replay,
-    ReadEvidence,
-    /// `trigger on behalf`: start a run whose inputs name other principals.
-    OnBehalf,
-    /// `set clock`: start a run at another time than now.
-    Clock,
-}
-
-impl GrantKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantKind::OnBehalf => "trigger on behalf",
-            GrantKind::Clock => "set clock",
-            GrantKind::Trigger => "trigger",
-            GrantKind::View => "view",
-            GrantKind::Override => "override",
-            GrantKind::Replay => "replay",
-            GrantKind::ReadEvidence => "read evidence",
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gate {
     pub name: Ident,
-    pub kind: GateKind,
+    pub kind: GateLevel,
     pub kind_span: Span,
     pub condition: Expr,
     pub clauses: Vec<GateClause>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GateKind {
-    Info,
-    Soft,
-    Block,
-}
-
-impl GateKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GateKind::Info => "info",
-            GateKind::Soft => "soft",
-            GateKind::Block => "block",
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -686,13 +646,6 @@ impl Expr {
     }
 }
 
-/// An instant, as seconds and nanoseconds since the Unix epoch, UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Timestamp {
-    pub seconds: i64,
-    pub nanos: u32,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StrPart {
     Text(String),
@@ -713,49 +666,4 @@ pub struct Arg {
 pub struct FieldInit {
     pub name: Ident,
     pub value: Expr,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    Not,
-    Neg,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    Or,
-    And,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
-
-impl BinaryOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BinaryOp::Or => "or",
-            BinaryOp::And => "and",
-            BinaryOp::Eq => "==",
-            BinaryOp::Ne => "!=",
-            BinaryOp::Lt => "<",
-            BinaryOp::Le => "<=",
-            BinaryOp::Gt => ">",
-            BinaryOp::Ge => ">=",
-            BinaryOp::Add => "+",
-            BinaryOp::Sub => "-",
-            BinaryOp::Mul => "*",
-            BinaryOp::Div => "/",
-        }
-    }
-
-    pub fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
-    }
 }

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use flow_ir::time::{days_from_civil, days_in_month};
 use rust_decimal::Decimal;
 
 /// The ISO 4217 codes of current currencies (and the precious metals and special drawing
@@ -75,7 +76,9 @@ pub fn timestamp(text: &str) -> Result<(i64, u32), String> {
     if !(1..=12).contains(&month) {
         return Err(format!("`{text}` has no month {month}; months go from 01 to 12"));
     }
-    if day < 1 || day > days_in_month(year, month) {
+    // The calendar is the plan's (`flow_ir::time`), so that literals and plans agree on it.
+    let days_in_month = u32::try_from(month).map_or(0, |month| days_in_month(year, month));
+    if day < 1 || day > i64::from(days_in_month) {
         return Err(format!("`{text}` names a day that does not exist in {year}-{month:02}"));
     }
     let mut seconds_of_day = 0i64;
@@ -111,30 +114,7 @@ pub fn timestamp(text: &str) -> Result<(i64, u32), String> {
             offset_seconds = sign * (hours * 3600 + minutes * 60);
         }
     }
-    let days = days_from_civil(year, month, day);
+    // INVARIANT: month and day were checked above, so both fit.
+    let days = days_from_civil(year, month as u32, day as u32);
     Ok((days * 86_400 + seconds_of_day - offset_seconds, nanos))
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }

@@ -535,9 +535,9 @@ impl<'t> Builder<'t> {
                 let kind_pair = parts.next()?;
                 let kind_span = self.span(&kind_pair);
                 let kind = match kind_pair.into_inner().next()?.as_rule() {
-                    Rule::kw_info => GateKind::Info,
-                    Rule::kw_soft => GateKind::Soft,
-                    _ => GateKind::Block,
+                    Rule::kw_info => GateLevel::Info,
+                    Rule::kw_soft => GateLevel::Soft,
+                    _ => GateLevel::Block,
                 };
                 let condition = self.expr(parts.next()?);
                 let clauses = parts
