@@ -16,11 +16,10 @@ mod graph;
 mod output;
 mod progress;
 mod replays;
+mod run_tests;
 mod runs;
 mod session;
-mod snapshots;
 mod stats;
-mod testing;
 mod verify;
 
 use std::io::{IsTerminal, Write};
@@ -358,7 +357,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
         #[arg(long, value_enum, default_value = "human")]
-        format: testing::TestFormat,
+        format: run_tests::TestFormat,
         /// Fail when less than this percentage of branches is covered.
         #[arg(long, value_name = "PERCENT")]
         min_coverage: Option<f64>,
@@ -556,7 +555,7 @@ fn main() -> ExitCode {
         ),
         Command::Fmt { paths, check, format } => fmt::run(&paths, check, format),
         Command::Test { paths, format, min_coverage, snapshot, update } => {
-            testing::run(&testing::Options { paths: &paths, format, min_coverage, snapshot, update })
+            run_tests::run(&run_tests::Options { paths: &paths, format, min_coverage, snapshot, update })
         }
         Command::Stats { flow, since, deployment, format } => {
             stats::stats(&deployment, flow.as_deref(), since.as_deref(), format)

@@ -25,8 +25,8 @@ pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The folders that hold the workspace's crates (examples aside).
-pub(crate) const WORKSPACE_DIRS: [&str; 8] =
-    ["compiler", "ir", "runtime", "bench", "lsp", "cli", "tests/src", "fuzz/fuzz_targets"];
+pub(crate) const WORKSPACE_DIRS: [&str; 9] =
+    ["compiler", "ir", "runtime", "bench", "lsp", "test-runner", "cli", "tests/src", "fuzz/fuzz_targets"];
 
 #[test]
 fn every_rust_file_starts_with_a_module_comment() {
@@ -102,9 +102,17 @@ fn crate_graph_keeps_its_invariants() {
             "flow-lower" => &["flow-syntax", "flow-sema", "flow-diagnostics", "flow-ir"],
             "flow-runtime" => &["flow-ir"],
             "flow-lsp" => &["flow-diagnostics", "flow-syntax", "flow-sema", "flow-lower"],
-            "flow-cli" => {
-                &["flow-diagnostics", "flow-syntax", "flow-sema", "flow-lower", "flow-ir", "flow-runtime", "flow-lsp"]
-            }
+            "flow-test-runner" => &["flow-diagnostics", "flow-sema", "flow-lower", "flow-ir", "flow-runtime"],
+            "flow-cli" => &[
+                "flow-diagnostics",
+                "flow-syntax",
+                "flow-sema",
+                "flow-lower",
+                "flow-ir",
+                "flow-runtime",
+                "flow-lsp",
+                "flow-test-runner",
+            ],
             "flow-bench" | "flow-embed-example" => &["flow-ir", "flow-runtime"],
             "flow-tests" => &[
                 "flow-diagnostics",

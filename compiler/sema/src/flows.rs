@@ -115,7 +115,7 @@ pub fn check_file(db: &dyn Db, file: SourceFile) -> CheckedFile {
         }
         let res = Resolver::new(id, file.text(db), scope);
         let test_id = DeclId { file: id, index: index as u32 };
-        let (checked, diagnostics) = crate::testing::check_test(db, res, test_id, test, item.span, &result.flows);
+        let (checked, diagnostics) = crate::test_blocks::check_test(db, res, test_id, test, item.span, &result.flows);
         result.diagnostics.extend(diagnostics);
         result.tests.extend(checked);
     }

@@ -24,7 +24,7 @@ pub mod print;
 mod resolve;
 mod signatures;
 mod suggest;
-pub mod testing;
+pub mod test_blocks;
 #[cfg(test)]
 mod tests;
 pub mod ty;

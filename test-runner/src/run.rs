@@ -1,12 +1,12 @@
-//! `flowc test PATH…`: runs the `test` blocks of `.flow` files through the runtime, on a
-//! store in memory, and reports failures with the path each run took and the coverage of
-//! gates, approval rows and review branches.
+//! Running the `test` blocks of flows: each test (each example of it) through a
+//! [`Runtime`] on a store in memory, with mock model providers and action handlers (routed
+//! by `ActionRequest::step`), its expectations checked with `Runtime::inspect` (the run's
+//! events, and conditions evaluated on its values), and the coverage of gates, approval
+//! rows and review branches taken from the events.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use flow_diagnostics::Diagnostic;
 use flow_ir::VerifiedPlan;
 use flow_ir::expr::{BinaryOp, Expr, ExprKind, Timestamp};
 use flow_ir::plan::NodeKind;
@@ -17,77 +17,69 @@ use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelR
 use flow_runtime::store::SqliteStore;
 use flow_runtime::value::Value;
 use flow_runtime::{DecisionInput, Principal, RunView, Runtime, StartOptions, Status};
-use serde_json::{Value as Json, json};
+use flow_sema::SourceFile;
+use serde_json::Value as Json;
 
-use anyhow::Context;
-
-use crate::output::{self, Report};
-use crate::session::Session;
-
-/// How `flowc test` reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TestFormat {
-    Human,
-    Json,
-    Junit,
+/// What the tests of a workspace gave: each run's outcome, and the coverage of each flow.
+pub struct Run {
+    pub outcomes: Vec<Outcome>,
+    /// By (file, flow).
+    pub coverage: BTreeMap<(String, String), Coverage>,
 }
 
-pub struct Options<'a> {
-    pub paths: &'a [String],
-    pub format: TestFormat,
-    /// Fail when the coverage of gates, rows and review branches is below this percentage.
-    pub min_coverage: Option<f64>,
-    /// Compare each run's decision trace with its snapshot (`FLOW_FILE.snap`).
-    pub snapshot: bool,
-    /// With `snapshot`: write the snapshots instead of comparing them.
-    pub update: bool,
+impl Run {
+    /// The share of all flows' branches that some test exercised, in percent (100 when
+    /// there are none).
+    pub fn percent(&self) -> f64 {
+        let total: usize = self.coverage.values().map(|c| c.all.len()).sum();
+        let hit: usize = self.coverage.values().map(|c| c.hit.intersection(&c.all).count()).sum();
+        if total == 0 { 100.0 } else { 100.0 * hit as f64 / total as f64 }
+    }
+
+    /// How many runs failed.
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| !o.failures.is_empty()).count()
+    }
 }
 
 /// One run of a test: the test, or one of its examples.
-struct Outcome {
-    file: String,
-    flow: String,
+pub struct Outcome {
+    pub file: String,
+    pub flow: String,
     /// The test's name, with the example's number when it has examples.
-    name: String,
+    pub name: String,
     /// Where the test (or the example) is written: `file:line:column`.
-    at: String,
-    failures: Vec<String>,
+    pub at: String,
+    pub failures: Vec<String>,
     /// The path the run took, one line per step that decided something.
-    path: Vec<String>,
+    pub path: Vec<String>,
     /// Each output as emitted (labelled fields marked): `output name = JSON`.
-    outputs: Vec<String>,
+    pub outputs: Vec<String>,
 }
 
 impl Outcome {
     /// What a snapshot keeps of the run: its path and its outputs.
-    fn trace(&self) -> Vec<String> {
+    pub fn trace(&self) -> Vec<String> {
         self.path.iter().chain(&self.outputs).cloned().collect()
     }
 }
 
 /// What the tests of one flow exercised, against everything it could.
 #[derive(Default)]
-struct Coverage {
+pub struct Coverage {
     /// Every branch of the flow: `gate g held`, `approval a row 2`, `review r approve`, …
-    all: BTreeSet<String>,
-    hit: BTreeSet<String>,
+    pub all: BTreeSet<String>,
+    pub hit: BTreeSet<String>,
 }
 
-pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
-    let session = Session::load(options.paths)?;
-    let diagnostics = session.diagnostics(&flow_lower::Checks::default());
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        // Tests run only against flows (and tests) that check clean.
-        let report = Report { diagnostics: &diagnostics, sources: &session.sources, files: session.files.len() };
-        crate::print(&output::human(&report, crate::use_color()));
-        return Ok(ExitCode::from(1));
-    }
-    let db = &session.db;
+/// Runs the `test` blocks of the flows in `roots` (files that check clean, with what they
+/// import, in `db`) through the runtime, each on a store in memory with the test's answers
+/// for models and systems; `progress` is told how many of the files are done.
+pub fn run(db: &flow_sema::Database, roots: &[SourceFile], progress: &dyn Fn(usize, usize)) -> Run {
     let mut outcomes = Vec::new();
     let mut coverage: BTreeMap<(String, String), Coverage> = BTreeMap::new();
-    let progress = crate::progress::Progress::new("files");
-    for (done, &file) in session.roots.iter().enumerate() {
-        progress.update(done, session.roots.len());
+    for (done, &file) in roots.iter().enumerate() {
+        progress(done, roots.len());
         let checked = flow_sema::check_file(db, file);
         let lowered = flow_lower::lower_file(db, file);
         let path = file.path(db).to_string();
@@ -135,112 +127,7 @@ pub fn run(options: &Options<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    progress.finish();
-    let mut problems = Vec::new();
-    if options.snapshot
-        && let Err(code) = snapshot(&mut outcomes, options.update, &mut problems)?
-    {
-        return Ok(code);
-    }
-    let total: usize = coverage.values().map(|c| c.all.len()).sum();
-    let hit: usize = coverage.values().map(|c| c.hit.intersection(&c.all).count()).sum();
-    let percent = if total == 0 { 100.0 } else { 100.0 * hit as f64 / total as f64 };
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-    let below = options.min_coverage.is_some_and(|min| percent + 1e-9 < min);
-    let stale = problems.iter().any(|(_, failing)| *failing);
-    let text = match options.format {
-        TestFormat::Human => {
-            let mut text = human(&outcomes, &coverage, percent, options.min_coverage);
-            for (problem, _) in &problems {
-                text.push_str(&format!("{problem}\n"));
-            }
-            text
-        }
-        TestFormat::Json => {
-            let mut json = to_json(&outcomes, &coverage, percent);
-            json["snapshots"] = problems.iter().map(|(p, _)| Json::String(p.clone())).collect();
-            format!("{json}\n")
-        }
-        TestFormat::Junit => junit(&outcomes),
-    };
-    crate::print(&text);
-    Ok(if failed > 0 || below || stale { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// Compares each run's trace with its snapshot, or (`update`) writes the snapshots. A
-/// difference is a failure of its run; a snapshot of a run that no longer exists is a
-/// failing problem, what was written a note (`problems`: text, whether it fails). A corrupt
-/// snapshot file is reported as a diagnostic: `Err(exit code)`.
-fn snapshot(
-    outcomes: &mut [Outcome],
-    update: bool,
-    problems: &mut Vec<(String, bool)>,
-) -> anyhow::Result<Result<(), ExitCode>> {
-    let mut files: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (index, outcome) in outcomes.iter().enumerate() {
-        files.entry(outcome.file.clone()).or_default().push(index);
-    }
-    for (file, indices) in files {
-        let path = crate::snapshots::path_of(&file);
-        if update {
-            let traces: Vec<(String, Vec<String>)> =
-                indices.iter().map(|&i| (outcomes[i].name.clone(), outcomes[i].trace())).collect();
-            let borrowed: Vec<(&str, &[String])> = traces.iter().map(|(n, t)| (n.as_str(), t.as_slice())).collect();
-            std::fs::write(&path, crate::snapshots::render(&file, &borrowed))
-                .with_context(|| format!("cannot write the snapshots `{path}`"))?;
-            problems.push((format!("wrote {} snapshots to {path}", traces.len()), false));
-            continue;
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                for &i in &indices {
-                    outcomes[i].failures.push(format!(
-                        "no snapshot of this run: `{path}` does not exist; record it with `flowc test --snapshot --update`"
-                    ));
-                }
-                continue;
-            }
-            Err(error) => anyhow::bail!("cannot read the snapshots `{path}`: {error}"),
-        };
-        let id = flow_diagnostics::FileId(u32::MAX);
-        let sections = match crate::snapshots::parse(&text, id) {
-            Ok(sections) => sections,
-            Err(diagnostic) => {
-                let mut sources = flow_diagnostics::Sources::default();
-                sources.add(id, path.clone(), text);
-                let report = Report { diagnostics: std::slice::from_ref(&*diagnostic), sources: &sources, files: 1 };
-                crate::print(&output::human(&report, crate::use_color()));
-                return Ok(Err(ExitCode::from(1)));
-            }
-        };
-        for &i in &indices {
-            let outcome = &mut outcomes[i];
-            let trace = outcome.trace();
-            match sections.get(&outcome.name) {
-                None => outcome.failures.push(format!(
-                    "no snapshot of this run in `{path}`; record it with `flowc test --snapshot --update`"
-                )),
-                Some(recorded) if *recorded != trace => {
-                    let diff = crate::snapshots::diff(recorded, &trace);
-                    outcome.failures.push(format!(
-                        "the run differs from its snapshot in `{path}` (- snapshot, + this run):\n      {}",
-                        diff.join("\n      ")
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        for name in sections.keys() {
-            if !indices.iter().any(|&i| outcomes[i].name == *name) {
-                problems.push((
-                    format!("`{path}` has a snapshot of `{name}`, which no test runs; update the snapshots"),
-                    true,
-                ));
-            }
-        }
-    }
-    Ok(Ok(()))
+    Run { outcomes, coverage }
 }
 
 /// Every branch of a flow that tests can exercise.
@@ -338,7 +225,7 @@ fn execute(
     at: &dyn Fn(flow_diagnostics::Span) -> String,
 ) {
     let body = plan.body();
-    let default_clock = Timestamp { seconds: flow_sema::testing::DEFAULT_CLOCK, nanos: 0 };
+    let default_clock = Timestamp { seconds: flow_sema::test_blocks::DEFAULT_CLOCK, nanos: 0 };
     // The example's values first: the test's other values read them.
     let constants = Constants(default_clock);
     let mut args = Vec::new();
@@ -634,106 +521,4 @@ fn path_of(events: &[Event<Value>], view: &RunView, hit: &mut BTreeSet<String>) 
     }
     path.push(format!("{}: {}", view.status.as_str(), view.summary));
     path
-}
-
-fn human(
-    outcomes: &[Outcome],
-    coverage: &BTreeMap<(String, String), Coverage>,
-    percent: f64,
-    min: Option<f64>,
-) -> String {
-    let mut text = String::new();
-    for outcome in outcomes {
-        if outcome.failures.is_empty() {
-            text.push_str(&format!("ok      {} ({})\n", outcome.name, outcome.flow));
-            continue;
-        }
-        text.push_str(&format!("FAILED  {} ({}) at {}\n", outcome.name, outcome.flow, outcome.at));
-        for failure in &outcome.failures {
-            text.push_str(&format!("    {failure}\n"));
-        }
-        text.push_str("    the run:\n");
-        for step in &outcome.path {
-            text.push_str(&format!("      {step}\n"));
-        }
-    }
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-    text.push_str(&format!("\n{} tests: {} passed, {failed} failed\n", outcomes.len(), outcomes.len() - failed));
-    for ((file, flow), cover) in coverage {
-        let hit = cover.hit.intersection(&cover.all).count();
-        text.push_str(&format!("coverage of flow `{flow}` ({file}): {hit} of {} branches\n", cover.all.len()));
-        for missing in cover.all.difference(&cover.hit) {
-            text.push_str(&format!("    never: {missing}\n"));
-        }
-    }
-    text.push_str(&format!("coverage: {percent:.1}%"));
-    if let Some(min) = min
-        && percent + 1e-9 < min
-    {
-        text.push_str(&format!(", below the minimum of {min}%"));
-    }
-    text.push('\n');
-    text
-}
-
-fn to_json(outcomes: &[Outcome], coverage: &BTreeMap<(String, String), Coverage>, percent: f64) -> Json {
-    let tests: Vec<Json> = outcomes
-        .iter()
-        .map(|o| {
-            json!({
-                "name": o.name, "flow": o.flow, "file": o.file, "at": o.at,
-                "passed": o.failures.is_empty(), "failures": o.failures, "path": o.path,
-            })
-        })
-        .collect();
-    let flows: Vec<Json> = coverage
-        .iter()
-        .map(|((file, flow), cover)| {
-            json!({
-                "flow": flow, "file": file, "branches": cover.all.len(),
-                "covered": cover.hit.intersection(&cover.all).count(),
-                "never": cover.all.difference(&cover.hit).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-    json!({
-        "tests": tests, "passed": outcomes.len() - failed, "failed": failed,
-        "coverage": {"percent": (percent * 10.0).round() / 10.0, "flows": flows},
-    })
-}
-
-fn junit(outcomes: &[Outcome]) -> String {
-    let escape =
-        |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    let failed = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    xml.push_str(&format!("<testsuites name=\"flowc test\" tests=\"{}\" failures=\"{failed}\">\n", outcomes.len()));
-    let mut by_flow: BTreeMap<(&str, &str), Vec<&Outcome>> = BTreeMap::new();
-    for outcome in outcomes {
-        by_flow.entry((&outcome.file, &outcome.flow)).or_default().push(outcome);
-    }
-    for ((file, flow), tests) in by_flow {
-        let failures = tests.iter().filter(|o| !o.failures.is_empty()).count();
-        xml.push_str(&format!(
-            "  <testsuite name=\"{}\" file=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
-            escape(flow),
-            escape(file),
-            tests.len()
-        ));
-        for test in tests {
-            xml.push_str(&format!("    <testcase name=\"{}\" classname=\"{}\"", escape(&test.name), escape(flow)));
-            if test.failures.is_empty() {
-                xml.push_str("/>\n");
-                continue;
-            }
-            xml.push_str(">\n");
-            let message = escape(&test.failures[0]);
-            let detail = escape(&[test.failures.join("\n"), test.path.join("\n")].join("\n\nthe run:\n"));
-            xml.push_str(&format!("      <failure message=\"{message}\">{detail}</failure>\n    </testcase>\n"));
-        }
-        xml.push_str("  </testsuite>\n");
-    }
-    xml.push_str("</testsuites>\n");
-    xml
 }

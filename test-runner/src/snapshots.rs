@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
 
+use crate::run::Outcome;
+
 /// The first line of every snapshot file.
 const HEADER: &str = "# flowc test snapshots of ";
 
@@ -119,4 +121,80 @@ pub fn diff(old: &[String], new: &[String]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// Why snapshots could not be compared.
+#[derive(Debug)]
+pub enum Fault {
+    /// A snapshot file could not be read or written.
+    Io(String),
+    /// A snapshot file is not one: the diagnostic at the place, in `text` read from `path`
+    /// (as file `FileId(u32::MAX)`).
+    Corrupt { path: String, text: String, diagnostic: Box<Diagnostic> },
+}
+
+/// Compares each run's trace with its snapshot in the file beside its flow, or (`update`)
+/// writes the snapshots. A difference is a failure of its run; a snapshot of a run that no
+/// longer exists is a failing problem, what was written a note (`problems`: text, whether
+/// it fails).
+pub fn compare(outcomes: &mut [Outcome], update: bool, problems: &mut Vec<(String, bool)>) -> Result<(), Fault> {
+    let mut files: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        files.entry(outcome.file.clone()).or_default().push(index);
+    }
+    for (file, indices) in files {
+        let path = path_of(&file);
+        if update {
+            let traces: Vec<(String, Vec<String>)> =
+                indices.iter().map(|&i| (outcomes[i].name.clone(), outcomes[i].trace())).collect();
+            let borrowed: Vec<(&str, &[String])> = traces.iter().map(|(n, t)| (n.as_str(), t.as_slice())).collect();
+            std::fs::write(&path, render(&file, &borrowed))
+                .map_err(|e| Fault::Io(format!("cannot write the snapshots `{path}`: {e}")))?;
+            problems.push((format!("wrote {} snapshots to {path}", traces.len()), false));
+            continue;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                for &i in &indices {
+                    outcomes[i].failures.push(format!(
+                        "no snapshot of this run: `{path}` does not exist; record it with `flowc test --snapshot --update`"
+                    ));
+                }
+                continue;
+            }
+            Err(error) => return Err(Fault::Io(format!("cannot read the snapshots `{path}`: {error}"))),
+        };
+        let id = FileId(u32::MAX);
+        let sections = match parse(&text, id) {
+            Ok(sections) => sections,
+            Err(diagnostic) => return Err(Fault::Corrupt { path, text, diagnostic }),
+        };
+        for &i in &indices {
+            let outcome = &mut outcomes[i];
+            let trace = outcome.trace();
+            match sections.get(&outcome.name) {
+                None => outcome.failures.push(format!(
+                    "no snapshot of this run in `{path}`; record it with `flowc test --snapshot --update`"
+                )),
+                Some(recorded) if *recorded != trace => {
+                    let diff = diff(recorded, &trace);
+                    outcome.failures.push(format!(
+                        "the run differs from its snapshot in `{path}` (- snapshot, + this run):\n      {}",
+                        diff.join("\n      ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for name in sections.keys() {
+            if !indices.iter().any(|&i| outcomes[i].name == *name) {
+                problems.push((
+                    format!("`{path}` has a snapshot of `{name}`, which no test runs; update the snapshots"),
+                    true,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
