@@ -386,11 +386,7 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                 format!(
                     "  result {}{}",
                     display(&e["result"]),
-                    if e["reused"] == true {
-                        " (analysis earlier call with this key gave it; not repeated)"
-                    } else {
-                        ""
-                    }
+                    if e["reused"] == true { " (an earlier call with this key gave it; not repeated)" } else { "" }
                 ),
             ),
             "emitted" => {
@@ -404,14 +400,19 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                 line(&mut steps, format!("step {node} FAILED: {}{detail}", e["error"].as_str().unwrap_or("?")))
             }
             "refused" => {
+                let message = e["message"].as_str().unwrap_or("?");
+                // A refusal by separation of duties is of a principal who holds the grant.
+                let why = if message.starts_with("separation of duties:") {
+                    String::new()
+                } else {
+                    format!(" (missing grant `{}`)", e["grant"].as_str().unwrap_or("?"))
+                };
                 let _ = writeln!(
                     refusals,
-                    "  {} {}: refused {} (missing grant `{}`): {}",
+                    "  {} {}: refused {}{why}: {message}",
                     stored.at,
                     e["principal"].as_str().unwrap_or("?"),
                     e["operation"].as_str().unwrap_or("?"),
-                    e["grant"].as_str().unwrap_or("?"),
-                    e["message"].as_str().unwrap_or("?")
                 );
             }
             _ => {}

@@ -18,6 +18,10 @@
 //! - `fmt`: the snapshot is the text as `flowc fmt` formats it, or the syntax diagnostics
 //!   for which it refuses to. Formatting the result again changes nothing.
 //!
+//! - `run`: a flow and a script of steps (`//@` lines at the top: principals, models and
+//!   systems, then starts, decisions, overrides, status, show, evidence, replay); the
+//!   snapshot is the transcript of the run through the runtime (`run_case`).
+//!
 //! Run one group with `cargo test -p flow-tests --test corpus -- check_case::err/`.
 
 use std::path::Path;
@@ -214,10 +218,243 @@ fn fmt_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     Ok(())
 }
 
+/// A model of a run case: it answers what the case says, or fails.
+struct CaseModel(Option<serde_json::Value>);
+
+impl flow_runtime::provider::ModelProvider for CaseModel {
+    fn describe(&self) -> String {
+        "the case's answer".to_owned()
+    }
+
+    fn infer(
+        &self,
+        _request: &flow_runtime::provider::ModelRequest<'_>,
+    ) -> Result<flow_runtime::provider::ModelReply, flow_runtime::provider::ProviderError> {
+        match &self.0 {
+            Some(output) => Ok(flow_runtime::provider::ModelReply { output: output.clone(), attempts: 1 }),
+            None => Err(flow_runtime::provider::ProviderError { message: "the model fails".to_owned(), attempts: 1 }),
+        }
+    }
+}
+
+/// A system of a run case: every action returns what the case says, or fails.
+struct CaseSystem(Option<serde_json::Value>);
+
+impl flow_runtime::provider::ActionHandler for CaseSystem {
+    fn describe(&self) -> String {
+        "the case's system".to_owned()
+    }
+
+    fn call(&self, _request: &flow_runtime::provider::ActionRequest<'_>) -> Result<serde_json::Value, String> {
+        self.0.clone().ok_or_else(|| "the system fails".to_owned())
+    }
+}
+
+/// What may differ between two runs of one case, replaced by a placeholder: run ids,
+/// digests and hashes (they cover commit times), latencies, and the host.
+fn scrubbed(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let hex_run = |s: &str, n: usize| s.len() >= n && s.as_bytes()[..n].iter().all(u8::is_ascii_hexdigit);
+        if let Some(after) = rest.strip_prefix("r-")
+            && hex_run(after, 16)
+        {
+            out.push_str("RUN");
+            rest = &after[16..];
+        } else if let Some(after) = rest.strip_prefix("blake3:")
+            && hex_run(after, 64)
+        {
+            out.push_str("blake3:…");
+            rest = &after[64..];
+        } else if c.is_ascii_digit() && out.chars().last().is_none_or(|p| !p.is_ascii_alphanumeric()) {
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            if rest[digits..].starts_with(" ms") {
+                out.push('_');
+            } else {
+                out.push_str(&rest[..digits]);
+            }
+            rest = &rest[digits..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out.lines()
+        .map(|line| {
+            if let Some((_, after)) = line.strip_prefix("Ran on ").and_then(|l| l.split_once("), ")) {
+                return format!("Ran on HOST, {after}");
+            }
+            // A refusal is listed at the time it was recorded.
+            match line.strip_prefix("  ").and_then(|l| l.split_once(' ')) {
+                Some((at, rest)) if at.len() > 20 && at.ends_with('Z') && at.as_bytes()[4] == b'-' => {
+                    format!("  TIME {rest}")
+                }
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A run as the transcript shows it after a step.
+fn view_lines(view: &flow_runtime::RunView) -> String {
+    let mut text = if view.summary.starts_with(view.status.as_str()) {
+        format!("{}\n", view.summary)
+    } else {
+        format!("{} — {}\n", view.status.as_str(), view.summary)
+    };
+    for why in &view.why {
+        text.push_str(&format!("  why: {why}\n"));
+    }
+    for (name, value) in &view.outputs {
+        text.push_str(&format!("  output {name} = {value}\n"));
+    }
+    for (name, marks) in &view.marks {
+        text.push_str(&format!("  output {name}: {}\n", marks.join(", ")));
+    }
+    text
+}
+
+/// A run case: a flow and a script of steps in `//@` lines at its top, run through the
+/// runtime (in memory, with the case's principals, models and systems); the snapshot is the
+/// transcript: each step and what it gave — the run as it stands, or the error with its
+/// code. Steps:
+///
+/// - `principals: ana = requester; max = manager, approver`
+/// - `model NAME: JSON` or `model NAME: fails`; `system NAME: JSON` or `system NAME: fails`
+/// - `start as ID at TIMESTAMP: {"INPUT": JSON, …}`
+/// - `decide STEP as ID: OUTCOME; because REASON; basis TEXT; edit PATH = VALUE` (clauses
+///   after the outcome optional)
+/// - `override GATE as ID: because REASON; basis TEXT`
+/// - `status as ID`, `show as ID`, `evidence as ID`, `replay as ID`; each step may name
+///   another run than the last one started: `status of r-… as ID`
+fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
+    use std::sync::Arc;
+
+    use flow_runtime::store::SqliteStore;
+    use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions};
+
+    let checked = flow_tests::check_fixture(&case_name(path), text.as_bytes());
+    if !checked.diagnostics.is_empty() {
+        return Err(format!("the flow does not check:\n{}", checked.render()).into());
+    }
+    let plan = flow_tests::plans(&checked).into_iter().flatten().next().ok_or("the case has no plan")?;
+    let store = SqliteStore::open(Path::new(":memory:")).map_err(|e| e.to_string())?;
+    let mut runtime = Runtime::new(Box::new(store));
+    // A chosen clock, so that the transcript is the same at every run.
+    runtime.set_testing(true);
+    let mut principals: Vec<Principal> = Vec::new();
+    let steps: Vec<&str> = text.lines().map_while(|l| l.strip_prefix("//@ ")).collect();
+    for step in &steps {
+        if let Some(list) = step.strip_prefix("principals: ") {
+            for entry in list.split(';') {
+                let (id, roles) = entry.split_once('=').ok_or("write `principals: id = role, role; …`")?;
+                let roles = roles.split(',').map(|r| r.trim().to_owned()).collect();
+                principals.push(Principal { id: id.trim().to_owned(), roles });
+            }
+        } else if let Some(rest) = step.strip_prefix("model ").or_else(|| step.strip_prefix("system ")) {
+            let (name, answer) = rest.split_once(": ").ok_or("write `model NAME: JSON|fails`")?;
+            let answer =
+                if answer == "fails" { None } else { Some(serde_json::from_str(answer).map_err(|e| e.to_string())?) };
+            if step.starts_with("model ") {
+                runtime.register_model(name, Arc::new(CaseModel(answer)));
+            } else {
+                runtime.register_system(name, Arc::new(CaseSystem(answer)));
+            }
+        }
+    }
+    runtime.set_directory(flow_runtime::Directory::new(principals.iter().map(|p| p.id.clone())));
+    let analysis = runtime.install(plan).map_err(|e| e.to_string())?;
+    let who = |id: &str| -> datatest_stable::Result<Principal> {
+        principals.iter().find(|p| p.id == id).cloned().ok_or_else(|| format!("no principal `{id}`").into())
+    };
+    let mut transcript = String::new();
+    let mut last_run = String::new();
+    for step in steps.iter().filter(|s| !s.starts_with("principals:") && !s.starts_with("model ")) {
+        if step.starts_with("system ") {
+            continue;
+        }
+        transcript.push_str(&format!("> {step}\n"));
+        let (head, argument) = step.split_once(": ").unwrap_or((step, ""));
+        let words: Vec<&str> = head.split_whitespace().collect();
+        let (run, words) = match words.as_slice() {
+            [verb, "of", run, rest @ ..] => (run.to_string(), [&[*verb][..], rest].concat()),
+            _ => (last_run.clone(), words),
+        };
+        let result: Result<String, flow_runtime::Error> = match words.as_slice() {
+            ["start", "as", id, "at", at] => {
+                let inputs: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(argument).map_err(|e| e.to_string())?;
+                let inputs: Vec<(String, serde_json::Value)> = inputs.into_iter().collect();
+                let (seconds, nanos) = flow_ir::time::parse_timestamp(at).ok_or("`at` takes an RFC 3339 instant")?;
+                let clock = flow_ir::expr::Timestamp { seconds, nanos };
+                let options = StartOptions { clock: Some(clock), params: Vec::new() };
+                runtime.start(&analysis, &who(id)?, &inputs, &options).map(|view| {
+                    last_run = view.run.clone();
+                    view_lines(&view)
+                })
+            }
+            ["decide", step_name, "as", id] => {
+                let mut clauses = argument.split("; ");
+                let mut input = DecisionInput {
+                    outcome: clauses.next().unwrap_or_default().to_owned(),
+                    reason: None,
+                    basis: None,
+                    edits: Vec::new(),
+                };
+                for clause in clauses {
+                    if let Some(reason) = clause.strip_prefix("because ") {
+                        input.reason = Some(reason.to_owned());
+                    } else if let Some(basis) = clause.strip_prefix("basis ") {
+                        input.basis = Some(basis.to_owned());
+                    } else if let Some((field, value)) = clause.strip_prefix("edit ").and_then(|e| e.split_once(" = "))
+                    {
+                        input.edits.push((field.to_owned(), value.to_owned()));
+                    } else {
+                        return Err(format!("`{clause}` is not a clause of a decision").into());
+                    }
+                }
+                runtime.decide(&run, step_name, &who(id)?, &input).map(|view| view_lines(&view))
+            }
+            ["override", gate, "as", id] => {
+                let (reason, basis) = argument.split_once("; basis ").unwrap_or((argument, ""));
+                let reason = reason.strip_prefix("because ").unwrap_or(reason);
+                let basis = (!basis.is_empty()).then_some(basis);
+                runtime.override_gate(&run, gate, &who(id)?, reason, basis).map(|view| view_lines(&view))
+            }
+            ["status", "as", id] => runtime.status(&run, Some(&who(id)?)).map(|view| view_lines(&view)),
+            ["show", "as", id] => runtime.show(&run, Some(&who(id)?)),
+            ["evidence", "as", id] => runtime.evidence(&run, &who(id)?).map(|bundle| {
+                let bytes = flow_runtime::evidence::render(&bundle);
+                match flow_runtime::evidence::verify(bytes.as_bytes()) {
+                    Ok(verified) => format!("verified: {} events, {} redacted\n", verified.events, verified.redacted),
+                    Err(problems) => format!("does not verify: {}\n", problems.join("; ")),
+                }
+            }),
+            ["replay", "as", id] => runtime.replay(&run, &who(id)?).map(|replay| match replay.divergence {
+                None => format!("exact: {} events, {}\n", replay.events, replay.status.as_str()),
+                Some(divergence) => format!("differs: {divergence:?}\n"),
+            }),
+            _ => return Err(format!("`{step}` is not a step of a run case").into()),
+        };
+        match result {
+            Ok(shown) => transcript.push_str(&shown),
+            Err(error) => transcript.push_str(&format!("error[{}]: {error}\n", error.code())),
+        }
+    }
+    if transcript.is_empty() {
+        return Err("the case has no steps".into());
+    }
+    snapshot(path, &[("SOURCE", &text), ("TRANSCRIPT", &scrubbed(&transcript))]);
+    Ok(())
+}
+
 datatest_stable::harness! {
     { test = parse_case, root = "corpus/parse", pattern = r"\.flow$" },
     { test = check_case, root = "corpus/check", pattern = r"\.flow$" },
     { test = lower_case, root = "corpus/lower", pattern = r"\.flow$" },
     { test = verify_case, root = "corpus/verify", pattern = r"\.flow$" },
     { test = fmt_case, root = "corpus/fmt", pattern = r"\.flow$" },
+    { test = run_case, root = "corpus/run", pattern = r"\.flow$" },
 }

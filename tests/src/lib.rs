@@ -26,6 +26,8 @@ mod noninterference;
 #[cfg(test)]
 mod plans;
 #[cfg(test)]
+mod processes;
+#[cfg(test)]
 mod registry;
 #[cfg(test)]
 mod robust;

@@ -138,6 +138,31 @@ fn every_code_has_a_corpus_case() {
         .filter(|c| !is_runtime_code(c) && !snapshots.contains(&format!("[{c}]")))
         .collect();
     assert!(missing.is_empty(), "codes without a corpus case: {missing:?}");
+    // The runtime's errors: a case of the run corpus shows the code, or (for a store
+    // changed behind the runtime's back, several processes, a deployment's keys) a test
+    // asserts the error's kind or code.
+    let mut tests = String::new();
+    let mut files = Vec::new();
+    rust_files(&root().join("tests/src"), &mut files);
+    rust_files(&root().join("cli/tests"), &mut files);
+    for file in files {
+        tests.push_str(&std::fs::read_to_string(file).unwrap_or_default());
+    }
+    let untested: Vec<&str> = flow_runtime::ErrorKind::ALL
+        .iter()
+        .filter(|kind| {
+            let code = kind.code();
+            let in_corpus = snapshots.contains(&format!("error[{code}]"));
+            let variant = format!("{kind:?}");
+            let in_tests = tests.contains(&format!("error[{code}]"))
+                || tests.contains(&format!("\"{code}\""))
+                || tests.contains(&format!("ErrorKind::{variant}"))
+                || tests.contains(&format!("Error::{variant}"));
+            !in_corpus && !in_tests
+        })
+        .map(|kind| kind.code())
+        .collect();
+    assert!(untested.is_empty(), "runtime errors no case or test produces: {untested:?}");
 }
 
 #[test]

@@ -525,6 +525,7 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     let unsigned_change = flowc(&dir, &["evidence", &run, "--as", "carl"]);
     assert_eq!(unsigned_change.status.code(), Some(2), "{}", text(&unsigned_change));
     assert!(text(&unsigned_change).contains("configure that key to change it"), "{}", text(&unsigned_change));
+    assert!(text(&unsigned_change).contains("error[E3010]"), "{}", text(&unsigned_change));
     std::fs::write(dir.join("flow.toml"), signed_config).unwrap();
     // Every byte of the events and the envelope, and every 7th byte of the plan.
     let plan_at = String::from_utf8_lossy(&bytes).find("\"plan\": {").unwrap();

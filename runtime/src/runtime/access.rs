@@ -116,6 +116,6 @@ impl Runtime {
             kind.as_str(),
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
         );
-        Err(self.refuse(Some((analysis, loaded)), who, operation, kind.as_str().to_owned(), message, true))
+        Err(self.refuse(Some((analysis, loaded)), who, kind.as_str(), kind.as_str().to_owned(), message, true))
     }
 }
