@@ -16,7 +16,12 @@ use crate::session::{Session, read_principals};
 /// regular file (`/dev/null`, `/dev/stdout`, a named pipe) is written to as it is: renaming
 /// over it would replace a device with a file.
 pub fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
-    let target = Path::new(path);
+    // A symbolic link is followed: its target is written, the link kept.
+    let resolved = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).ok(),
+        _ => None,
+    };
+    let target = resolved.as_deref().unwrap_or(Path::new(path));
     if std::fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return std::fs::OpenOptions::new()
             .write(true)
@@ -28,7 +33,8 @@ pub fn write_atomically(path: &str, text: &str) -> anyhow::Result<()> {
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("plan.json");
     let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temporary)?;
+        // A new file, never one already there (nor what a link planted there points to).
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temporary, target)

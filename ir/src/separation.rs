@@ -1,4 +1,4 @@
-//! Separation of duties against a directory of principals (the brief's check 6): can every
+//! Separation of duties against a directory of principals (`E2019`): can every
 //! review and soft gate be decided, and can every row of every approval matrix be met by
 //! distinct principals, even when the principals named by `distinct from` are among the
 //! eligible ones?

@@ -156,7 +156,7 @@ impl VerifiedPlan {
 
     /// The `infer` steps with a fallback whose degradation nothing observes: no gate,
     /// review or approval condition and no emitted output reads `degraded(x)`, directly or
-    /// through `let`s (the brief's check 7).
+    /// through `let`s (`W2002`).
     pub fn silent_fallbacks(&self) -> Vec<SmolStr> {
         let body = self.body();
         let mut silent = Vec::new();

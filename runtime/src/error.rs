@@ -99,9 +99,10 @@ impl ErrorKind {
         }
     }
 
-    /// Whether the request is at fault (a refusal, input or decision that does not fit,
-    /// an unknown run): asking again the same way gives the same answer. Otherwise the
-    /// store or the deployment is, or another process was first.
+    /// Whether the request is answered as it stands (exit 1 on the command line): refused,
+    /// not fitting, about an unknown run, or (`Busy`) about a run another process is
+    /// executing, to be asked again once it has stopped. Otherwise the store or the
+    /// deployment is at fault, or another process was first (exit 2).
     pub fn is_request(self) -> bool {
         matches!(
             self,

@@ -401,8 +401,10 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
             }
             "refused" => {
                 let message = e["message"].as_str().unwrap_or("?");
-                // A refusal by separation of duties is of a principal who holds the grant.
-                let why = if message.starts_with("separation of duties:") {
+                let principal = e["principal"].as_str().unwrap_or("?");
+                // A refusal by separation of duties is of a principal who holds the grant (its
+                // message names the principal after the rule, which no principal id can fake).
+                let why = if message.starts_with(&format!("separation of duties: {principal} ")) {
                     String::new()
                 } else {
                     format!(" (missing grant `{}`)", e["grant"].as_str().unwrap_or("?"))
@@ -411,7 +413,7 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                     refusals,
                     "  {} {}: refused {}{why}: {message}",
                     stored.at,
-                    e["principal"].as_str().unwrap_or("?"),
+                    principal,
                     e["operation"].as_str().unwrap_or("?"),
                 );
             }

@@ -113,7 +113,7 @@ fn crate_graph_keeps_its_invariants() {
                 "flow-lsp",
                 "flow-test-runner",
             ],
-            "flow-bench" | "flow-embed-example" => &["flow-ir", "flow-runtime"],
+            "flow-bench" | "flow-embed" => &["flow-ir", "flow-runtime"],
             "flow-tests" => &[
                 "flow-diagnostics",
                 "flow-grammar",

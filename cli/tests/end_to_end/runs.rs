@@ -659,6 +659,22 @@ fn runs_survive_being_killed_at_random_points() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // The first batch is killed only once it has stored a run, so that a slow start on a
+        // loaded machine does not leave the test with nothing to check.
+        if round == 0 {
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(60) {
+                let path = dir.join(".flow/runs.db");
+                let stored = (path.exists().then(|| flow_runtime::store::SqliteStore::open(&path)))
+                    .and_then(Result::ok)
+                    .and_then(|store| flow_runtime::store::Store::runs(&store, None).ok())
+                    .is_some_and(|runs| !runs.is_empty());
+                if stored {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         std::thread::sleep(std::time::Duration::from_millis(100 + random(900)));
         let _ = child.kill();
         let _ = child.wait();

@@ -1,5 +1,5 @@
-//! Lowering checked flows to plans, and the proofs on the plan graph (the brief's section 5,
-//! checks 3, 4, 6 and 7) reported as diagnostics at source spans.
+//! Lowering checked flows to plans, and the proofs on the plan graph (`E2001`, `E2017`,
+//! `E2018`–`E2021`, `W2002`) reported as diagnostics at source spans.
 //!
 //! **API boundary.** [`lower_file`] is a salsa query over the front end's database: for a
 //! file that checks without errors (it and everything it imports), it lowers every flow to

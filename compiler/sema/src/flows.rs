@@ -1,6 +1,7 @@
 //! Checking function bodies and flows: types, names within a flow, the flow's header and
-//! access grants, every step, and the checks of the brief's section 5 that need no plan
-//! graph (the approval matrices and information flow have modules of their own).
+//! access grants, every step, and the flow checks that need no plan graph (`E2001`,
+//! `E2002`, `E2009`–`E2016`; approval matrices and information flow have modules of their
+//! own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Checks that look across every file of the workspace: cycles of imports, of role
 //! inheritance, of record types containing themselves, and of functions calling
-//! themselves (brief, section 5, check 1; section 6: inheritance is acyclic).
+//! themselves (`E1005`, `E1006`, `E1016`).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,4 +1,4 @@
-//! Information flow (brief, section 5, check 9, and section 6).
+//! Information flow (`E2008`, `E2022`).
 //!
 //! Every value carries the labels of the data it was computed from, field by field: a
 //! record carries its fields' labels separately, so reading `request.amount` does not pick

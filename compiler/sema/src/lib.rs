@@ -2,8 +2,8 @@
 //!
 //! **API boundary.** The query surface is: [`parse`] (text → syntax tree), [`imports`] and
 //! [`scope`] (names → declarations, across files), [`decls`] (declarations → signatures),
-//! [`fn_bodies`] and [`check_file`] (typed functions and flows, with the checks of the
-//! brief's section 5 that need no plan graph), [`global_checks`] (cycles across files) and
+//! [`fn_bodies`] and [`check_file`] (typed functions and flows, with the flow
+//! checks that need no plan graph), [`global_checks`] (cycles across files) and
 //! [`file_diagnostics`] (everything about one file, sorted). `flowc check` and the language
 //! server call the same queries, so they report the same diagnostics.
 //!

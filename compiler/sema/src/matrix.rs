@@ -1,4 +1,4 @@
-//! Approval matrices as decision tables (brief, section 5, check 5).
+//! Approval matrices as decision tables (`E2003`, `E2004`, `W2001`).
 //!
 //! A matrix's rows are tried in order and the first whose condition holds decides. The
 //! analysis proves that some row always applies, and that every row applies somewhere,

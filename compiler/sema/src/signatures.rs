@@ -1,6 +1,6 @@
 //! The meaning of each top-level declaration except flows: record fields and their types
 //! and labels, enum variants, role inheritance, sources, models, systems and function
-//! signatures. Checks pinned provenance (brief, section 5, check 8).
+//! signatures. Checks pinned provenance (`E2005`, `E2006`, `E2007`).
 
 use flow_syntax::ast::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};

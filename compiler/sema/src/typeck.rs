@@ -1278,7 +1278,7 @@ enum Problem {
     Operands,
 }
 
-/// The type of `l op r` by the language's arithmetic rules (brief, section 3).
+/// The type of `l op r` by the language's arithmetic rules (`docs/language.md`, "Expressions"; `E1009`, `E1011`).
 fn binary_type(op: BinaryOp, l: &Ty, r: &Ty) -> Result<Ty, Problem> {
     use BinaryOp::*;
     use Ty::*;

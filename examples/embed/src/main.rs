@@ -5,7 +5,7 @@
 //! and an ERP handler, starts a run for a principal it authenticated, decides the review and
 //! the approval the run waits for, then exports the evidence for an auditor and verifies it.
 //!
-//! Run it with `cargo run -p flow-embed-example` (a store path may follow; the default
+//! Run it with `cargo run -p flow-embed` (a store path may follow; the default
 //! keeps the runs in memory).
 
 #![expect(clippy::print_stdout, reason = "the example tells what it does")]
@@ -150,7 +150,7 @@ fn main() -> std::process::ExitCode {
     match run(&store) {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("flow-embed-example: {error}");
+            eprintln!("flow-embed: {error}");
             std::process::ExitCode::FAILURE
         }
     }

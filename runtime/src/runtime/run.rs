@@ -237,7 +237,16 @@ impl Runtime {
     ) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let (analysis, loaded) = self.load(run, true)?;
-        let overridden = decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
+        let mut overridden =
+            decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
+        // The language lets a blocking gate be overridden "with a reason code and a basis":
+        // the basis is what an auditor reads for why the block did not apply. Required of a
+        // new override only: replay takes a recorded one as it was given.
+        if overridden.is_ok() && basis.is_none_or(|b| b.trim().is_empty()) {
+            overridden = Err(Refusal::Invalid(format!(
+                "an override of `{gate}` needs a basis: the text that says why the gate does not apply"
+            )));
+        }
         self.continue_run(&analysis, loaded, who, "override", overridden.map(|event| vec![event]))
     }
 

@@ -70,12 +70,13 @@ impl Runtime {
                 crate::interp::eval_with(analysis.body(), &scope, args, expr).map_err(|error| {
                     // A step the run has not reached has no value: that is where the run
                     // stands, not a fault of the runtime.
-                    let unreached: Vec<String> = expr
+                    let mut unreached: Vec<String> = expr
                         .nodes_read()
                         .into_iter()
                         .filter(|node| crate::interp::Scope::node(&scope, node).is_none())
                         .map(|node| format!("`{node}`"))
                         .collect();
+                    unreached.dedup();
                     match error {
                         crate::interp::EvalError::Internal(_) if !unreached.is_empty() => format!(
                             "it reads {}, which the run has not reached (it is {})",
