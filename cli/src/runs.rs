@@ -228,57 +228,72 @@ struct Batch {
     agree: u64,
 }
 
-/// Runs the cases of `lines` (numbered from 0); an error of the environment (the store)
-/// stops the share.
+/// Runs the cases of `lines` (numbered from 0), counting each in `done` once it has
+/// ended; an error of the environment (the store) stops the share.
 fn run_cases(
     runtime: &Runtime,
     analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
     who: &Principal,
     lines: &[(usize, &str)],
     start: &StartOptions,
-    (durable, candidate): (bool, Option<&Candidate>),
+    durable: (bool, Option<&Candidate>),
     (done, total, progress): (&std::sync::atomic::AtomicUsize, usize, &crate::progress::Progress),
 ) -> Result<Batch, Error> {
     let mut batch = Batch::default();
     for (i, line) in lines {
-        let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        progress.update(finished, total);
-        let case: Json = match flow_runtime::value::parse_exact(line) {
-            Ok(case) => case,
-            Err(e) => {
-                batch.refused.push(format!("line {}: not JSON Flow reads exactly: {e}", i + 1));
-                continue;
-            }
-        };
-        let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
-            batch.refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
-            continue;
-        };
-        let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let result = if durable {
-            runtime.start(analysis, who, &inputs, start)
-        } else {
-            runtime.evaluate(analysis, who, &inputs, start)
-        };
-        match result {
-            Ok(view) => {
-                batch.runs += 1;
-                *batch.outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
-                match candidate.map(|candidate| runtime.shadow(&view.run, candidate)) {
-                    None => {}
-                    Some(Ok(shadow)) => {
-                        batch.shadows += 1;
-                        batch.agree += u64::from(shadow.outcome == shadow.production);
-                    }
-                    Some(Err(error)) if !error.kind().is_request() => return Err(error),
-                    Some(Err(error)) => batch.refused.push(format!("line {}: the shadow did not run: {error}", i + 1)),
-                }
-            }
-            Err(error) if !error.kind().is_request() => return Err(error),
-            Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
-        }
+        let ended = run_case(runtime, analysis, who, (*i, line), start, durable, &mut batch);
+        progress.update(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+        ended?;
     }
     Ok(batch)
+}
+
+/// Runs the case on line `i` (from 0) and counts it in `batch`; an error of the
+/// environment (the store) is returned.
+fn run_case(
+    runtime: &Runtime,
+    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    who: &Principal,
+    (i, line): (usize, &str),
+    start: &StartOptions,
+    (durable, candidate): (bool, Option<&Candidate>),
+    batch: &mut Batch,
+) -> Result<(), Error> {
+    let case: Json = match flow_runtime::value::parse_exact(line) {
+        Ok(case) => case,
+        Err(e) => {
+            batch.refused.push(format!("line {}: not JSON Flow reads exactly: {e}", i + 1));
+            return Ok(());
+        }
+    };
+    let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
+        batch.refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
+        return Ok(());
+    };
+    let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let result = if durable {
+        runtime.start(analysis, who, &inputs, start)
+    } else {
+        runtime.evaluate(analysis, who, &inputs, start)
+    };
+    match result {
+        Ok(view) => {
+            batch.runs += 1;
+            *batch.outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
+            match candidate.map(|candidate| runtime.shadow(&view.run, candidate)) {
+                None => {}
+                Some(Ok(shadow)) => {
+                    batch.shadows += 1;
+                    batch.agree += u64::from(shadow.outcome == shadow.production);
+                }
+                Some(Err(error)) if !error.kind().is_request() => return Err(error),
+                Some(Err(error)) => batch.refused.push(format!("line {}: the shadow did not run: {error}", i + 1)),
+            }
+        }
+        Err(error) if !error.kind().is_request() => return Err(error),
+        Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
+    }
+    Ok(())
 }
 
 fn run_batch(

@@ -11,18 +11,6 @@ use flow_ir::separation::Directory;
 use flow_lower::LoweredFlow;
 use flow_sema::{Database, Db, ReadError, SourceFile};
 
-/// Reads a path for the loader.
-pub fn read(path: &str) -> Result<Vec<u8>, ReadError> {
-    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => ReadError::NotFound,
-        _ => ReadError::Other(error.to_string()),
-    })?;
-    if metadata.is_dir() {
-        return Err(ReadError::IsDirectory);
-    }
-    std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
-}
-
 /// The file in a directory that lists what `flowc fmt` leaves alone under it.
 pub const FMT_IGNORE_FILE: &str = ".flowfmtignore";
 
@@ -98,7 +86,7 @@ impl Session {
             collect(path, false, &mut root_paths)?;
         }
         let mut db = Database::default();
-        let (roots, failed) = db.load(&root_paths, &mut read);
+        let (roots, failed) = db.load(&root_paths, &mut flow_sema::read_from_disk);
         if let Some((path, error)) = failed.first() {
             match error {
                 ReadError::NotFound => bail!("cannot read `{path}`: no such file"),

@@ -238,14 +238,7 @@ impl Server {
             if let Some(text) = open.get(path) {
                 return Ok(text.clone().into_bytes());
             }
-            let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
-                std::io::ErrorKind::NotFound => ReadError::NotFound,
-                _ => ReadError::Other(error.to_string()),
-            })?;
-            if metadata.is_dir() {
-                return Err(ReadError::IsDirectory);
-            }
-            std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
+            flow_sema::read_from_disk(path)
         };
         let _ = self.db.load(paths, &mut read);
     }

@@ -3,8 +3,8 @@
 //!
 //! A case is a workspace: the main file, then other files after `//- PATH` lines. Cursor
 //! markers `$1` … `$9` in the text (removed before the editor sees it) name positions, and
-//! `//@` lines ask at them: `//@ hover $1`, `//@ definition $2`, `//@ references $2`,
-//! `//@ completion $3`. The server runs in process on the whole conversation (initialize,
+//! `//@` lines ask at them: `//@ hover $1`, `//@ definition $2`, `//@ references $2` (with
+//! the declaration), `//@ uses $2` (references without it), `//@ completion $3`. The server runs in process on the whole conversation (initialize,
 //! open the main file, the requests, shut down); the snapshot holds the diagnostics it
 //! published for the main file and each answer, with paths relative to the workspace.
 
@@ -94,14 +94,14 @@ fn lsp_case(path: &Path, text: String) -> datatest_stable::Result<()> {
         let method = match kind {
             "hover" => "textDocument/hover",
             "definition" => "textDocument/definition",
-            "references" => "textDocument/references",
+            "references" | "uses" => "textDocument/references",
             "completion" => "textDocument/completion",
             other => return Err(format!("`{other}` is not a request of the corpus").into()),
         };
         id += 1;
         let mut params = json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}});
-        if kind == "references" {
-            params["context"] = json!({"includeDeclaration": true});
+        if matches!(kind, "references" | "uses") {
+            params["context"] = json!({"includeDeclaration": kind == "references"});
         }
         input.extend(frame(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})));
         asked.push((id, *request, kind));
@@ -148,10 +148,16 @@ fn lsp_case(path: &Path, text: String) -> datatest_stable::Result<()> {
                 };
                 if all.is_empty() { "(nothing)".to_owned() } else { all.join("\n") }
             }
-            "references" => {
+            "references" | "uses" => {
                 let mut all: Vec<String> =
                     result.as_array().into_iter().flatten().map(|l| position(l, &root)).collect();
-                all.sort();
+                // By file, then by line and column as numbers.
+                all.sort_by_key(|p| {
+                    let mut parts = p.rsplitn(3, ':');
+                    let column = parts.next().and_then(|c| c.parse::<u64>().ok());
+                    let line = parts.next().and_then(|l| l.parse::<u64>().ok());
+                    (parts.next().map(str::to_owned), line, column)
+                });
                 if all.is_empty() { "(nothing)".to_owned() } else { all.join("\n") }
             }
             _ => {

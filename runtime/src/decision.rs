@@ -174,6 +174,11 @@ pub fn decide(
             let Some(wait) = state.approval(id.index()) else { return invalid(format!("`{step}` is not waiting")) };
             let needed: Vec<SmolStr> = outstanding(body, wait).into_iter().map(|(r, _)| r).collect();
             check_gate_decision(step, input, &reason)?;
+            // Whoever holds no role the approval asks for is refused access before
+            // separation of duties is considered: the refusal names the grant they lack.
+            let mut asked = slots(&wait.terms);
+            asked.dedup();
+            may(&asked, format!("decide {step}"))?;
             if wait.excluded.iter().any(|p| p == principal) {
                 return Err(Refusal::Duties {
                     grant: format!("decide {step}"),

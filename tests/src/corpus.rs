@@ -218,8 +218,16 @@ fn fmt_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     Ok(())
 }
 
+/// Every call the models and systems of a run case were asked, in order: `model NAME` or
+/// `action SYSTEM.ACTION`.
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn note(calls: &Calls, call: String) {
+    calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(call);
+}
+
 /// A model of a run case: it answers what the case says, or fails.
-struct CaseModel(Option<serde_json::Value>);
+struct CaseModel(Option<serde_json::Value>, Calls);
 
 impl flow_runtime::provider::ModelProvider for CaseModel {
     fn describe(&self) -> String {
@@ -228,8 +236,9 @@ impl flow_runtime::provider::ModelProvider for CaseModel {
 
     fn infer(
         &self,
-        _request: &flow_runtime::provider::ModelRequest<'_>,
+        request: &flow_runtime::provider::ModelRequest<'_>,
     ) -> Result<flow_runtime::provider::ModelReply, flow_runtime::provider::ProviderError> {
+        note(&self.1, format!("model {}", request.model.name));
         match &self.0 {
             Some(output) => Ok(flow_runtime::provider::ModelReply { output: output.clone(), attempts: 1 }),
             None => Err(flow_runtime::provider::ProviderError { message: "the model fails".to_owned(), attempts: 1 }),
@@ -238,16 +247,37 @@ impl flow_runtime::provider::ModelProvider for CaseModel {
 }
 
 /// A system of a run case: every action returns what the case says, or fails.
-struct CaseSystem(Option<serde_json::Value>);
+struct CaseSystem(Option<serde_json::Value>, Calls);
 
 impl flow_runtime::provider::ActionHandler for CaseSystem {
     fn describe(&self) -> String {
         "the case's system".to_owned()
     }
 
-    fn call(&self, _request: &flow_runtime::provider::ActionRequest<'_>) -> Result<serde_json::Value, String> {
+    fn call(&self, request: &flow_runtime::provider::ActionRequest<'_>) -> Result<serde_json::Value, String> {
+        note(&self.1, format!("action {}.{}", request.system, request.action));
         self.0.clone().ok_or_else(|| "the system fails".to_owned())
     }
+}
+
+/// What a run's events say happened, one word per event and its step: `gate:large`,
+/// `model_called:score`, `emitted:out`, …
+fn event_path(runtime: &flow_runtime::Runtime, run: &str) -> Result<String, flow_runtime::Error> {
+    let (events, ..) = runtime.inspect(run, &[], &[])?;
+    let words: Vec<String> = events
+        .iter()
+        .map(|event| {
+            let json: Result<flow_runtime::event::Event<serde_json::Value>, ()> =
+                event.clone().map_values(&mut |_, v: flow_runtime::value::Value| Ok(v.to_json()));
+            let json = json.ok().and_then(|e| serde_json::to_value(e).ok()).unwrap_or_default();
+            let kind = json["event"].as_str().unwrap_or("?").to_owned();
+            match event.node() {
+                Some(node) => format!("{kind}:{node}"),
+                None => kind,
+            }
+        })
+        .collect();
+    Ok(format!("events: {}\n", words.join(", ")))
 }
 
 /// What may differ between two runs of one case, replaced by a placeholder: run ids,
@@ -323,12 +353,16 @@ fn view_lines(view: &flow_runtime::RunView) -> String {
 ///
 /// - `principals: ana = requester; max = manager, approver`
 /// - `model NAME: JSON` or `model NAME: fails`; `system NAME: JSON` or `system NAME: fails`
-/// - `start as ID at TIMESTAMP: {"INPUT": JSON, …}`
+/// - `start as ID at TIMESTAMP: {"INPUT": JSON, …}` (without `at`, the runtime's clock);
+///   `evaluate as ID at TIMESTAMP: {…}` runs it in memory only, as a backtest does
 /// - `decide STEP as ID: OUTCOME; because REASON; basis TEXT; edit PATH = VALUE` (clauses
 ///   after the outcome optional)
 /// - `override GATE as ID: because REASON; basis TEXT`
-/// - `status as ID`, `show as ID`, `evidence as ID`, `replay as ID`; each step may name
-///   another run than the last one started: `status of r-… as ID`
+/// - `status as ID`, `show as ID`, `evidence as ID`, `replay as ID`; `events` (what the
+///   run's events say happened); each of these may name another run than the last one
+///   started: `status of r-… as ID`
+/// - `calls` (every call to a model or system so far), `waiting` (every step of any run
+///   that waits for someone), `refusals` (every refusal the store recorded)
 fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     use std::sync::Arc;
 
@@ -341,10 +375,11 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     }
     let plan = flow_tests::plans(&checked).into_iter().flatten().next().ok_or("the case has no plan")?;
     let store = SqliteStore::open(Path::new(":memory:")).map_err(|e| e.to_string())?;
+    // A deployment's runtime, not a test's: every grant is enforced (a case that chooses
+    // its runs' clock, so that the transcript is the same at every run, grants `set clock`).
     let mut runtime = Runtime::new(Box::new(store));
-    // A chosen clock, so that the transcript is the same at every run.
-    runtime.set_testing(true);
     let mut principals: Vec<Principal> = Vec::new();
+    let calls = Calls::default();
     let steps: Vec<&str> = text.lines().map_while(|l| l.strip_prefix("//@ ")).collect();
     for step in &steps {
         if let Some(list) = step.strip_prefix("principals: ") {
@@ -358,9 +393,9 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
             let answer =
                 if answer == "fails" { None } else { Some(serde_json::from_str(answer).map_err(|e| e.to_string())?) };
             if step.starts_with("model ") {
-                runtime.register_model(name, Arc::new(CaseModel(answer)));
+                runtime.register_model(name, Arc::new(CaseModel(answer, calls.clone())));
             } else {
-                runtime.register_system(name, Arc::new(CaseSystem(answer)));
+                runtime.register_system(name, Arc::new(CaseSystem(answer, calls.clone())));
             }
         }
     }
@@ -383,17 +418,28 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
             _ => (last_run.clone(), words),
         };
         let result: Result<String, flow_runtime::Error> = match words.as_slice() {
-            ["start", "as", id, "at", at] => {
+            [verb @ ("start" | "evaluate"), "as", id, clock @ ..] => {
                 let inputs: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(argument).map_err(|e| e.to_string())?;
                 let inputs: Vec<(String, serde_json::Value)> = inputs.into_iter().collect();
-                let (seconds, nanos) = flow_ir::time::parse_timestamp(at).ok_or("`at` takes an RFC 3339 instant")?;
-                let clock = flow_ir::expr::Timestamp { seconds, nanos };
-                let options = StartOptions { clock: Some(clock), params: Vec::new() };
-                runtime.start(&analysis, &who(id)?, &inputs, &options).map(|view| {
-                    last_run = view.run.clone();
-                    view_lines(&view)
-                })
+                let clock = match clock {
+                    [] => None,
+                    ["at", at] => {
+                        let (seconds, nanos) =
+                            flow_ir::time::parse_timestamp(at).ok_or("`at` takes an RFC 3339 instant")?;
+                        Some(flow_ir::expr::Timestamp { seconds, nanos })
+                    }
+                    _ => return Err(format!("`{step}`: write `{verb} as ID at TIMESTAMP: INPUTS`").into()),
+                };
+                let options = StartOptions { clock, params: Vec::new() };
+                if *verb == "evaluate" {
+                    runtime.evaluate(&analysis, &who(id)?, &inputs, &options).map(|view| view_lines(&view))
+                } else {
+                    runtime.start(&analysis, &who(id)?, &inputs, &options).map(|view| {
+                        last_run = view.run.clone();
+                        view_lines(&view)
+                    })
+                }
             }
             ["decide", step_name, "as", id] => {
                 let mut clauses = argument.split("; ");
@@ -435,6 +481,26 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
             ["replay", "as", id] => runtime.replay(&run, &who(id)?).map(|replay| match replay.divergence {
                 None => format!("exact: {} events, {}\n", replay.events, replay.status.as_str()),
                 Some(divergence) => format!("differs: {divergence:?}\n"),
+            }),
+            ["events"] => event_path(&runtime, &run),
+            ["calls"] => {
+                let calls = calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(if calls.is_empty() { "calls: none\n".to_owned() } else { format!("calls: {}\n", calls.join(", ")) })
+            }
+            ["waiting"] => runtime.pending(None).map(|waiting| {
+                let steps: Vec<String> =
+                    waiting.iter().map(|w| format!("{} {} of {}", w.kind, w.step, w.run)).collect();
+                if steps.is_empty() { "waiting: none\n".to_owned() } else { format!("waiting: {}\n", steps.join(", ")) }
+            }),
+            ["refusals"] => runtime.store().refusals().map_err(flow_runtime::Error::from).map(|refusals| {
+                let mut text = format!("refusals: {}\n", refusals.len());
+                for refusal in refusals {
+                    text.push_str(&format!(
+                        "  {} {} ({}): {}\n",
+                        refusal.principal, refusal.operation, refusal.grant, refusal.message
+                    ));
+                }
+                text
             }),
             _ => return Err(format!("`{step}` is not a step of a run case").into()),
         };

@@ -37,7 +37,7 @@ use flow_diagnostics::{Code, Diagnostic};
 pub use db::{Database, Db, DeclId, Entry, ExecutionLog, SourceFile, Workspace};
 pub use flows::{CheckedFile, FnBodies, check_file, fn_bodies};
 pub use global::{GlobalChecks, global_checks};
-pub use load::{ReadError, Request, normalize, resolve_relative};
+pub use load::{ReadError, Request, normalize, read_from_disk, resolve_relative};
 pub use names::{Def, DefKind, Import, Imports, NamedItem, Scope, file_requests, imports, item_names, parse, scope};
 pub use signatures::{Decl, Decls, decl, decl_name, decls, record};
 

@@ -1,6 +1,7 @@
 //! Loading a workspace: the files named by the user and everything they import or prompt.
 //!
-//! The compiler does no IO itself: the caller passes a function that reads a path. Loading
+//! The compiler does no IO of its own: the caller passes a function that reads a path
+//! (`read_from_disk` for files on disk, or one that prefers an editor's buffers). Loading
 //! follows imports and prompt files until every path that a loaded file names is known, as
 //! a file, an asset, or a reason why it could not be read.
 
@@ -19,6 +20,19 @@ pub enum ReadError {
     NotFound,
     IsDirectory,
     Other(String),
+}
+
+/// Reads a file on disk for the loader: a missing file and a directory are told apart
+/// from other failures, so that the loader's diagnostics say which it was.
+pub fn read_from_disk(path: &str) -> Result<Vec<u8>, ReadError> {
+    let metadata = std::fs::metadata(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => ReadError::NotFound,
+        _ => ReadError::Other(error.to_string()),
+    })?;
+    if metadata.is_dir() {
+        return Err(ReadError::IsDirectory);
+    }
+    std::fs::read(path).map_err(|error| ReadError::Other(error.to_string()))
 }
 
 /// Normalises a path lexically: `/` separators, no `.` components, `..` folded where it can

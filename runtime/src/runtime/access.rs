@@ -23,9 +23,11 @@ impl Runtime {
         message: String,
         missing: bool,
     ) -> Error {
+        // Recorded under the id a run names them by, however the caller spelt it.
+        let id = value::principal_id(&who.id);
         let event = Event::Refused {
             operation: operation.to_owned(),
-            principal: who.id.clone(),
+            principal: id.clone(),
             roles: who.roles.clone(),
             grant: grant.clone(),
             message: message.clone(),
@@ -37,7 +39,7 @@ impl Runtime {
             }
             None => self
                 .store
-                .record_refusal([&now().to_string(), &who.id, operation, &grant, &message], self.signer())
+                .record_refusal([&now().to_string(), &id, operation, &grant, &message], self.signer())
                 .map_err(Error::from),
         };
         match recorded {

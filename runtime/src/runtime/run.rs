@@ -95,6 +95,8 @@ impl Runtime {
         options: &StartOptions,
         durable: bool,
     ) -> Result<RunView> {
+        // Whoever it is, refused or not, is recorded under the id the run would name.
+        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         if !analysis.granted(&who.roles, GrantKind::Trigger, None) {
             let roles = analysis.grantees(GrantKind::Trigger, None);
             let message = format!(
@@ -109,7 +111,6 @@ impl Runtime {
                 Error::Refused { grant: "trigger".to_owned(), message, missing: true }
             });
         }
-        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let started = self.started(analysis, who, inputs, options, durable)?;
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
