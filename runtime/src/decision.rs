@@ -173,12 +173,17 @@ pub fn decide(
         NodeKind::Approval { .. } => {
             let Some(wait) = state.approval(id.index()) else { return invalid(format!("`{step}` is not waiting")) };
             let needed: Vec<SmolStr> = outstanding(body, wait).into_iter().map(|(r, _)| r).collect();
-            check_gate_decision(step, input, &reason)?;
-            // Whoever holds no role the approval asks for is refused access before
-            // separation of duties is considered: the refusal names the grant they lack.
-            let mut asked = slots(&wait.terms);
-            asked.dedup();
+            // Whoever holds no role the approval asks for is refused access first, as for a
+            // review or a gate, before separation of duties is considered: the refusal names
+            // the grant they lack.
+            let mut asked: Vec<SmolStr> = Vec::new();
+            for role in slots(&wait.terms) {
+                if !asked.contains(&role) {
+                    asked.push(role);
+                }
+            }
             may(&asked, format!("decide {step}"))?;
+            check_gate_decision(step, input, &reason)?;
             if wait.excluded.iter().any(|p| p == principal) {
                 return Err(Refusal::Duties {
                     grant: format!("decide {step}"),

@@ -19,8 +19,10 @@
 //!   for which it refuses to. Formatting the result again changes nothing.
 //!
 //! - `run`: a flow and a script of steps (`//@` lines at the top: principals, models and
-//!   systems, then starts, decisions, overrides, status, show, evidence, replay); the
-//!   snapshot is the transcript of the run through the runtime (`run_case`).
+//!   systems, then starts, decisions, overrides, status, show, evidence, replay, the events
+//!   of a run, the calls made to models and systems, the steps waiting and the refusals
+//!   recorded); the snapshot is the transcript of the runs through the runtime, a
+//!   deployment's with every grant enforced (`run_case`).
 //!
 //! Run one group with `cargo test -p flow-tests --test corpus -- check_case::err/`.
 
@@ -271,9 +273,15 @@ fn event_path(runtime: &flow_runtime::Runtime, run: &str) -> Result<String, flow
                 event.clone().map_values(&mut |_, v: flow_runtime::value::Value| Ok(v.to_json()));
             let json = json.ok().and_then(|e| serde_json::to_value(e).ok()).unwrap_or_default();
             let kind = json["event"].as_str().unwrap_or("?").to_owned();
-            match event.node() {
-                Some(node) => format!("{kind}:{node}"),
-                None => kind,
+            match (event, event.node()) {
+                (flow_runtime::event::Event::Started(started), _) if started.clock_chosen => {
+                    format!("{kind} (clock chosen)")
+                }
+                (flow_runtime::event::Event::Refused { operation, principal, .. }, _) => {
+                    format!("{kind} ({operation} by {principal})")
+                }
+                (_, Some(node)) => format!("{kind}:{node}"),
+                (_, None) => kind,
             }
         })
         .collect();
@@ -353,14 +361,15 @@ fn view_lines(view: &flow_runtime::RunView) -> String {
 ///
 /// - `principals: ana = requester; max = manager, approver`
 /// - `model NAME: JSON` or `model NAME: fails`; `system NAME: JSON` or `system NAME: fails`
-/// - `start as ID at TIMESTAMP: {"INPUT": JSON, …}` (without `at`, the runtime's clock);
+/// - `start as ID at TIMESTAMP: {"INPUT": JSON, …}` (without `at`, the current time: then
+///   the run's page and evidence, which show it, do not belong in the transcript);
 ///   `evaluate as ID at TIMESTAMP: {…}` runs it in memory only, as a backtest does
 /// - `decide STEP as ID: OUTCOME; because REASON; basis TEXT; edit PATH = VALUE` (clauses
 ///   after the outcome optional)
 /// - `override GATE as ID: because REASON; basis TEXT`
 /// - `status as ID`, `show as ID`, `evidence as ID`, `replay as ID`; `events` (what the
 ///   run's events say happened); each of these may name another run than the last one
-///   started: `status of r-… as ID`
+///   started: `status of run 1 as ID` (the first run started), `status of r-… as ID`
 /// - `calls` (every call to a model or system so far), `waiting` (every step of any run
 ///   that waits for someone), `refusals` (every refusal the store recorded)
 fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
@@ -405,7 +414,9 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
         principals.iter().find(|p| p.id == id).cloned().ok_or_else(|| format!("no principal `{id}`").into())
     };
     let mut transcript = String::new();
-    let mut last_run = String::new();
+    // The runs started, in order: the transcript names them `RUN1`, `RUN2`, … (their ids
+    // are random), and a step may name one so: `status of run 1 as ID`.
+    let mut started: Vec<String> = Vec::new();
     for step in steps.iter().filter(|s| !s.starts_with("principals:") && !s.starts_with("model ")) {
         if step.starts_with("system ") {
             continue;
@@ -414,8 +425,16 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
         let (head, argument) = step.split_once(": ").unwrap_or((step, ""));
         let words: Vec<&str> = head.split_whitespace().collect();
         let (run, words) = match words.as_slice() {
+            [verb @ ("calls" | "waiting" | "refusals"), "of", ..] => {
+                return Err(format!("`{step}`: `{verb}` is about every run, not one").into());
+            }
+            [verb, "of", "run", n, rest @ ..] => {
+                let n: usize = n.parse().map_err(|_| format!("`{step}`: `run N` counts the runs started"))?;
+                let run = started.get(n.wrapping_sub(1)).ok_or_else(|| format!("`{step}`: no run {n} was started"))?;
+                (run.clone(), [&[*verb][..], rest].concat())
+            }
             [verb, "of", run, rest @ ..] => (run.to_string(), [&[*verb][..], rest].concat()),
-            _ => (last_run.clone(), words),
+            _ => (started.last().cloned().unwrap_or_default(), words),
         };
         let result: Result<String, flow_runtime::Error> = match words.as_slice() {
             [verb @ ("start" | "evaluate"), "as", id, clock @ ..] => {
@@ -436,7 +455,7 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
                     runtime.evaluate(&analysis, &who(id)?, &inputs, &options).map(|view| view_lines(&view))
                 } else {
                     runtime.start(&analysis, &who(id)?, &inputs, &options).map(|view| {
-                        last_run = view.run.clone();
+                        started.push(view.run.clone());
                         view_lines(&view)
                     })
                 }
@@ -487,7 +506,9 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
                 let calls = calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 Ok(if calls.is_empty() { "calls: none\n".to_owned() } else { format!("calls: {}\n", calls.join(", ")) })
             }
-            ["waiting"] => runtime.pending(None).map(|waiting| {
+            ["waiting"] => runtime.pending(None).map(|mut waiting| {
+                // In the order the runs were started, not of their (random) ids.
+                waiting.sort_by_key(|w| (started.iter().position(|r| *r == w.run), w.step.clone()));
                 let steps: Vec<String> =
                     waiting.iter().map(|w| format!("{} {} of {}", w.kind, w.step, w.run)).collect();
                 if steps.is_empty() { "waiting: none\n".to_owned() } else { format!("waiting: {}\n", steps.join(", ")) }
@@ -511,6 +532,9 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     }
     if transcript.is_empty() {
         return Err("the case has no steps".into());
+    }
+    for (n, run) in started.iter().enumerate() {
+        transcript = transcript.replace(run.as_str(), &format!("RUN{}", n + 1));
     }
     snapshot(path, &[("SOURCE", &text), ("TRANSCRIPT", &scrubbed(&transcript))]);
     Ok(())

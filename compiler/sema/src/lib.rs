@@ -7,8 +7,9 @@
 //! [`file_diagnostics`] (everything about one file, sorted). `flowc check` and the language
 //! server call the same queries, so they report the same diagnostics.
 //!
-//! The compiler does no IO: [`Database::load`] takes a function that reads files, and an
-//! editor sets file texts directly with [`Database::set_file`]. No query returns an error
+//! No query does IO: [`Database::load`] takes a function that reads files ([`read_from_disk`]
+//! for the disk, or one that prefers an editor's buffers), and an editor sets file texts
+//! directly with [`Database::set_file`]. No query returns an error
 //! or panics on bad input; every phase returns a value plus diagnostics.
 
 mod constant;

@@ -113,7 +113,7 @@ impl Runtime {
         let roles = analysis.grantees(kind, None);
         let message = format!(
             "{} may not {operation} run `{}`: the flow grants `{}` to {}",
-            who.id,
+            value::principal_id(&who.id),
             loaded.state.run,
             kind.as_str(),
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
