@@ -67,3 +67,20 @@ fn a_large_matrix_chooses_the_same_row_natively() {
     }
     assert!(rows.len() > 100 && rows.contains(&3_700), "{} rows chosen", rows.len());
 }
+
+/// The backtest of `docs/benchmarks.md` runs the generated cases with `flowc run --batch
+/// --as carl --principals bench/principals.toml`: every principal a case names is listed
+/// there (or every case is refused and the backtest measures nothing), and carl is a clerk,
+/// whom the flow grants `trigger on behalf`.
+#[test]
+fn the_backtests_principals_admit_every_case() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/principals.toml")).expect("reads");
+    let listed: Vec<(&str, &str)> =
+        text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once(" = ")).collect();
+    assert!(listed.contains(&("carl", "[\"clerk\"]")), "{listed:?}");
+    for i in 0..CASES {
+        let case = Case::generate(i).flow_json();
+        let applicant = case["applicant"].as_str().expect("an applicant");
+        assert!(listed.iter().any(|(id, _)| *id == applicant), "case {i} names `{applicant}`, not listed");
+    }
+}
