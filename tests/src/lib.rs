@@ -34,6 +34,8 @@ mod robust;
 #[cfg(test)]
 mod runtime;
 #[cfg(test)]
+mod stores;
+#[cfg(test)]
 mod tidy;
 
 use std::collections::BTreeMap;

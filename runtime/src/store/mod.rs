@@ -1,0 +1,224 @@
+//! Durable runs: the [`Store`] trait, its SQLite implementation ([`SqliteStore`]), and
+//! the suite of checks every implementation must pass ([`suite`]).
+//!
+//! A store keeps plans by hash, each run's hash-chained events, the steps that wait for
+//! decisions, the results of actions by idempotency key, and refusals that belong to no
+//! run. Every change of a run is one [`Store::append`]: its events, its new head and status,
+//! what it waits for and the action results it got, in one transaction that fails if another
+//! process appended first (`expected_seq`), so several runtime processes can share a store
+//! (a PostgreSQL implementation needs only these operations).
+
+mod sqlite;
+pub mod suite;
+
+use serde_json::Value as Json;
+
+use crate::event::Status;
+
+pub use sqlite::SqliteStore;
+
+/// A stored run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub plan: String,
+    pub flow: String,
+    pub status: Status,
+    /// When it started (RFC 3339).
+    pub created: String,
+    /// The number of events.
+    pub seq: u64,
+    /// The hash of the last event.
+    pub head: String,
+    /// The signature of `head`, hex, when the deployment signs evidence.
+    pub signature: Option<String>,
+    /// Who started it.
+    pub principal: String,
+    /// While the run executes: the process executing it (`host/pid`) and when it last
+    /// stored anything (RFC 3339), so that other processes leave it alone while that
+    /// process lives, and resume it once it does not.
+    pub owner: Option<(String, String)>,
+}
+
+/// One stored event of a run's chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    /// When it was recorded (RFC 3339, wall clock).
+    pub at: String,
+    pub prev: String,
+    pub hash: String,
+    pub body: Json,
+}
+
+/// A stored event as read, its body not yet parsed (bulk readers parse on other threads).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawEvent {
+    pub seq: u64,
+    pub at: String,
+    pub prev: String,
+    pub hash: String,
+    pub body: String,
+}
+
+impl RawEvent {
+    pub fn parse(self, run: &str) -> Result<StoredEvent> {
+        let body = serde_json::from_str(&self.body).map_err(|e| {
+            StoreError::Unusable(format!("event {} of run `{run}` in the store is not JSON: {e}", self.seq))
+        })?;
+        Ok(StoredEvent { seq: self.seq, at: self.at, prev: self.prev, hash: self.hash, body })
+    }
+}
+
+/// A shadow run: a candidate plan executed on a production run's inputs, without actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowRecord {
+    /// The production run.
+    pub run: String,
+    /// The candidate plan's hash (the plan is kept in the store).
+    pub candidate: String,
+    pub flow: String,
+    /// When the shadow ran (RFC 3339).
+    pub created: String,
+    /// The production run's status when the shadow ran, and the candidate's outcome.
+    pub production: String,
+    pub outcome: String,
+    /// The steps whose results differ: `[{"node", "before", "after"}]`, values with their
+    /// label marks (redacted when shown).
+    pub changes: Json,
+    /// The signature of [`ShadowRecord::digest`] by the deployment's key, hex, when it signs.
+    pub signature: Option<String>,
+}
+
+impl ShadowRecord {
+    /// The Merkle digest of the record (everything but its signature).
+    pub fn digest(&self) -> String {
+        crate::digest::digest(&serde_json::json!({
+            "run": self.run, "candidate": self.candidate, "flow": self.flow, "created": self.created,
+            "production": self.production, "outcome": self.outcome, "changes": self.changes,
+        }))
+    }
+}
+
+/// A step waiting for a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub run: String,
+    pub flow: String,
+    pub step: String,
+    /// `review`, `gate` (soft) or `approval`.
+    pub kind: String,
+    /// Who may decide.
+    pub roles: Vec<String>,
+}
+
+/// The result of an action, by system and idempotency key, with where it was recorded:
+/// the run, and the number of its `action_completed` event, so that whoever reuses it can
+/// check it against that run's chain; and the digest of the arguments it was called with,
+/// so that a key is never reused for another request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionResult {
+    pub system: String,
+    pub key: String,
+    pub result: Json,
+    pub run: String,
+    pub seq: u64,
+    /// The digest of the call's arguments (`digest::digest` of their JSON).
+    pub args: String,
+}
+
+/// A refusal that belongs to no run (starting one), in the store's chain of such refusals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub seq: u64,
+    pub at: String,
+    pub principal: String,
+    pub operation: String,
+    pub grant: String,
+    pub message: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// One change of a run, as [`Store::append`] stores it atomically.
+pub struct Commit<'a> {
+    pub run: &'a RunRecord,
+    /// The number of events the run has before this commit (0: a new run).
+    pub expected_seq: u64,
+    pub events: &'a [StoredEvent],
+    /// What the run waits for now (replacing what it waited for).
+    pub waiting: &'a [Waiting],
+    /// The results of actions it got.
+    pub results: &'a [ActionResult],
+    /// Signs the store's new checkpoint, when the deployment signs evidence.
+    pub key: Option<Signer<'a>>,
+}
+
+/// What signs the store's checkpoints: the deployment's key, and the public keys (hex) it
+/// believes, one of which must have signed the checkpoint it extends.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    pub key: &'a ed25519_dalek::SigningKey,
+    pub trusted: &'a [String],
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process changed the run first.
+    Conflict(String),
+    /// The store cannot be used: unreadable, not a run store, not writable.
+    Unusable(String),
+    /// What the store keeps beside the runs' chains does not check out against them: the
+    /// store was changed behind the runtime's back.
+    Changed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(run) => write!(f, "run `{run}` was changed by another process; try again"),
+            StoreError::Unusable(message) | StoreError::Changed(message) => f.write_str(message),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where runs are kept.
+pub trait Store: Send + Sync {
+    fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()>;
+    fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+    /// Appends the commit's events to its run (creating it when `expected_seq` is 0),
+    /// replaces its record and what it waits for, adds its action results, and appends the
+    /// run's new head to the log with a new checkpoint, atomically; fails with
+    /// [`StoreError::Conflict`] when the run has other than `expected_seq` events.
+    fn append(&self, commit: &Commit<'_>) -> Result<()>;
+    fn run(&self, id: &str) -> Result<Option<RunRecord>>;
+    /// The runs with this status (every run with `None`), oldest first.
+    fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
+    /// A run's events, unparsed (bodies are parsed by whoever reads them, outside the
+    /// store's lock).
+    fn events(&self, run: &str) -> Result<Vec<RawEvent>>;
+    /// Every run's events, run after run (in the order of their ids), unparsed: for reading
+    /// every run at once. `f` gets each run's id and events, and returns `false` to stop.
+    fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()>;
+    /// Every waiting step, by run and step.
+    fn waiting(&self) -> Result<Vec<Waiting>>;
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
+    /// Every recorded action result, by system and key.
+    fn action_results(&self) -> Result<Vec<ActionResult>>;
+    /// Records a refused operation that belongs to no run (starting one): `[at, principal,
+    /// operation, grant, message]`, chained to the refusals before it, and logs it.
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()>;
+    /// Refusals that belong to no run, in their chain's order.
+    fn refusals(&self) -> Result<Vec<Refusal>>;
+    /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
+    /// its signature when `key` is given, and logs its digest.
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()>;
+    /// The shadow runs, oldest first: all of them, or those of one run.
+    fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>>;
+    /// Every entry of the store's log, in order.
+    fn log(&self) -> Result<Vec<crate::checkpoint::Entry>>;
+    /// The log's latest checkpoint (`None` for an empty store).
+    fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>>;
+}

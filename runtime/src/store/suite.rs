@@ -1,0 +1,344 @@
+//! What every [`Store`] must do, whatever it is built on, as checks an implementation runs
+//! from its tests: `suite::check(&open)`, where each call of `open` opens another handle on
+//! one and the same store, empty at the first call. The checks go through the trait only,
+//! with runs and events of their own (the store does not read events: the runtime does), so
+//! a store passes them before any runtime is put on it.
+//!
+//! The contract, check by check: plans are kept by hash; a run is created once, and each
+//! append is atomic and ordered — it lands whole on the sequence it expected or not at all,
+//! also when two handles race on one run; what a run waits for is replaced by each commit;
+//! the first result recorded for an action's key stands; refusals form a chain; a shadow
+//! replaces its earlier self; the log has an entry for every change, under a checkpoint that
+//! covers it; reading every run visits them in order and stops when asked; and what one
+//! handle wrote, another reads.
+
+use serde_json::json;
+
+use super::{ActionResult, Commit, Result, RunRecord, ShadowRecord, Store, StoreError, StoredEvent, Waiting};
+use crate::event::Status;
+
+/// Opens another handle on the store under test.
+pub type Open<'a> = &'a (dyn Fn() -> Result<Box<dyn Store>> + Sync);
+
+/// Runs every check; the failures, each named by its check (none when the store conforms).
+pub fn check(open: Open<'_>) -> Vec<String> {
+    let store = match open() {
+        Ok(store) => store,
+        Err(error) => return vec![format!("the store does not open: {error}")],
+    };
+    let checks: [(&str, Check); 11] = [
+        ("plans are kept by hash", plans_are_kept_by_hash),
+        ("a new run and its events", a_new_run_and_its_events),
+        ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
+        ("a run is created once", a_run_is_created_once),
+        ("waiting steps are replaced by each commit", waiting_steps_are_replaced_by_each_commit),
+        ("the first result of an action's key stands", the_first_result_of_an_actions_key_stands),
+        ("refusals form a chain", refusals_form_a_chain),
+        ("a shadow replaces its earlier self", a_shadow_replaces_its_earlier_self),
+        ("the log covers every change", the_log_covers_every_change),
+        ("reading every run visits them in order", reading_every_run_visits_them_in_order),
+        ("two handles racing on one run", two_handles_racing_on_one_run),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(name, check)| check(store.as_ref(), open).err().map(|why| format!("{name}: {why}")))
+        .collect()
+}
+
+type Outcome = std::result::Result<(), String>;
+
+/// One check: the store under test, and how to open more handles on it.
+type Check = fn(&dyn Store, Open<'_>) -> Outcome;
+
+fn ensure(holds: bool, why: impl FnOnce() -> String) -> Outcome {
+    if holds { Ok(()) } else { Err(why()) }
+}
+
+/// A store error, as a failed check.
+fn failed(what: &str) -> impl Fn(StoreError) -> String + '_ {
+    move |error| format!("{what}: {error}")
+}
+
+fn record(id: &str, status: Status, seq: u64, created: &str) -> RunRecord {
+    RunRecord {
+        id: id.to_owned(),
+        plan: "blake3:plan".to_owned(),
+        flow: "suite".to_owned(),
+        status,
+        created: created.to_owned(),
+        seq,
+        head: hash(id, seq),
+        signature: None,
+        principal: "ana".to_owned(),
+        owner: None,
+    }
+}
+
+fn hash(run: &str, seq: u64) -> String {
+    if seq == 0 { crate::digest::GENESIS.to_owned() } else { crate::digest::digest(&json!([run, seq])) }
+}
+
+/// The events `from + 1 ..= to` of `run`, chained.
+fn events(run: &str, from: u64, to: u64) -> Vec<StoredEvent> {
+    (from + 1..=to)
+        .map(|seq| StoredEvent {
+            seq,
+            at: format!("2026-12-03T00:00:{:02}Z", seq % 60),
+            prev: hash(run, seq - 1),
+            hash: hash(run, seq),
+            body: json!({"event": "settled", "n": seq}),
+        })
+        .collect()
+}
+
+/// Appends the events `from + 1 ..= to` to `run`, expecting `from`.
+fn append(store: &dyn Store, run: &RunRecord, from: u64, waiting: &[Waiting], results: &[ActionResult]) -> Result<()> {
+    let events = events(&run.id, from, run.seq);
+    store.append(&Commit { run, expected_seq: from, events: &events, waiting, results, key: None })
+}
+
+fn plans_are_kept_by_hash(store: &dyn Store, _: Open<'_>) -> Outcome {
+    store.put_plan("blake3:suite-plan", b"{\"plan\": 1}").map_err(failed("put"))?;
+    store.put_plan("blake3:suite-plan", b"{\"plan\": 1}").map_err(failed("put again"))?;
+    let kept = store.plan("blake3:suite-plan").map_err(failed("read"))?;
+    ensure(kept.as_deref() == Some(&b"{\"plan\": 1}"[..]), || format!("read back {kept:?}"))?;
+    let missing = store.plan("blake3:no-such-plan").map_err(failed("read a missing plan"))?;
+    ensure(missing.is_none(), || "a plan never put is found".to_owned())
+}
+
+fn a_new_run_and_its_events(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let run = record("r-suite-new", Status::Pending, 3, "2026-12-03T00:00:00Z");
+    append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
+    let stored = store.run(&run.id).map_err(failed("read the run"))?;
+    ensure(stored.as_ref() == Some(&run), || format!("the run reads back as {stored:?}"))?;
+    let read = store.events(&run.id).map_err(failed("read the events"))?;
+    let seqs: Vec<u64> = read.iter().map(|e| e.seq).collect();
+    ensure(seqs == [1, 2, 3], || format!("the events read back as {seqs:?}"))?;
+    for (raw, written) in read.into_iter().zip(events(&run.id, 0, 3)) {
+        let parsed = raw.parse(&run.id).map_err(failed("parse an event"))?;
+        ensure(parsed == written, || format!("event {} reads back as {parsed:?}", written.seq))?;
+    }
+    let pending = store.runs(Some(Status::Pending)).map_err(failed("list pending runs"))?;
+    ensure(pending.iter().any(|r| r.id == run.id), || "the run is not listed as pending".to_owned())?;
+    let completed = store.runs(Some(Status::Completed)).map_err(failed("list completed runs"))?;
+    ensure(!completed.iter().any(|r| r.id == run.id), || "the pending run is listed as completed".to_owned())?;
+    let missing = store.run("r-suite-never").map_err(failed("read a missing run"))?;
+    ensure(missing.is_none(), || "a run never appended is found".to_owned())
+}
+
+fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let run = record("r-suite-stale", Status::Pending, 2, "2026-12-03T00:00:01Z");
+    append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
+    let log = store.log().map_err(failed("read the log"))?.len();
+    // Expecting one event where there are two: as a process that read the run before
+    // another appended to it would.
+    let later = record("r-suite-stale", Status::Completed, 4, "2026-12-03T00:00:01Z");
+    let waiting = [Waiting {
+        run: later.id.clone(),
+        flow: "suite".to_owned(),
+        step: "check".to_owned(),
+        kind: "review".to_owned(),
+        roles: vec!["clerk".to_owned()],
+    }];
+    let mut events = events(&later.id, 1, 4);
+    events.retain(|e| e.seq > 2);
+    let stale = Commit { run: &later, expected_seq: 1, events: &events, waiting: &waiting, results: &[], key: None };
+    let refused = store.append(&stale);
+    ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("expected a conflict, got {refused:?}"))?;
+    let stored = store.run(&run.id).map_err(failed("read the run"))?;
+    ensure(stored.as_ref() == Some(&run), || format!("the refused append changed the run: {stored:?}"))?;
+    let seqs: Vec<u64> = store.events(&run.id).map_err(failed("read the events"))?.iter().map(|e| e.seq).collect();
+    ensure(seqs == [1, 2], || format!("the refused append changed the events: {seqs:?}"))?;
+    let waits = store.waiting().map_err(failed("read the waiting steps"))?;
+    ensure(!waits.iter().any(|w| w.run == run.id), || "the refused append left a waiting step".to_owned())?;
+    let after = store.log().map_err(failed("read the log"))?.len();
+    ensure(after == log, || format!("the refused append changed the log ({log} entries, then {after})"))
+}
+
+fn a_run_is_created_once(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let run = record("r-suite-once", Status::Pending, 1, "2026-12-03T00:00:02Z");
+    append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
+    let again = record("r-suite-once", Status::Completed, 1, "2026-12-03T00:00:02Z");
+    let refused = append(store, &again, 0, &[], &[]);
+    ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("created twice: {refused:?}"))?;
+    let stored = store.run(&run.id).map_err(failed("read the run"))?;
+    ensure(stored.as_ref() == Some(&run), || format!("the second creation changed the run: {stored:?}"))
+}
+
+fn waiting_steps_are_replaced_by_each_commit(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let step = |run: &str, step: &str| Waiting {
+        run: run.to_owned(),
+        flow: "suite".to_owned(),
+        step: step.to_owned(),
+        kind: "approval".to_owned(),
+        roles: vec!["manager".to_owned(), "director".to_owned()],
+    };
+    let run = record("r-suite-waits", Status::Pending, 1, "2026-12-03T00:00:03Z");
+    let first = [step(&run.id, "check"), step(&run.id, "sign")];
+    append(store, &run, 0, &first, &[]).map_err(failed("append"))?;
+    let mut waits: Vec<Waiting> =
+        store.waiting().map_err(failed("read the waiting steps"))?.into_iter().filter(|w| w.run == run.id).collect();
+    waits.sort_by(|a, b| a.step.cmp(&b.step));
+    ensure(waits == first, || format!("the waiting steps read back as {waits:?}"))?;
+    let run = record("r-suite-waits", Status::Completed, 2, "2026-12-03T00:00:03Z");
+    append(store, &run, 1, &[], &[]).map_err(failed("append the end"))?;
+    let waits = store.waiting().map_err(failed("read the waiting steps"))?;
+    ensure(!waits.iter().any(|w| w.run == run.id), || "a completed run still waits".to_owned())
+}
+
+fn the_first_result_of_an_actions_key_stands(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let result = |run: &str, number: &str| ActionResult {
+        system: "ledger".to_owned(),
+        key: "suite/K-1".to_owned(),
+        result: json!({"number": number}),
+        run: run.to_owned(),
+        seq: 1,
+        args: "blake3:args".to_owned(),
+    };
+    let first = record("r-suite-act-1", Status::Completed, 1, "2026-12-03T00:00:04Z");
+    append(store, &first, 0, &[], &[result(&first.id, "B-1")]).map_err(failed("append the first"))?;
+    let second = record("r-suite-act-2", Status::Completed, 1, "2026-12-03T00:00:05Z");
+    // A second run that recorded a result for the same key (it lost a race to call the
+    // system): the first stands.
+    append(store, &second, 0, &[], &[result(&second.id, "B-2")]).map_err(failed("append the second"))?;
+    let stored = store.action_result("ledger", "suite/K-1").map_err(failed("read the result"))?;
+    ensure(stored.as_ref() == Some(&result(&first.id, "B-1")), || format!("the key's result is {stored:?}"))?;
+    let all = store.action_results().map_err(failed("read every result"))?;
+    let for_key = all.iter().filter(|r| r.system == "ledger" && r.key == "suite/K-1").count();
+    ensure(for_key == 1, || format!("{for_key} results for one key"))?;
+    let missing = store.action_result("ledger", "suite/none").map_err(failed("read a missing result"))?;
+    ensure(missing.is_none(), || "a result never recorded is found".to_owned())
+}
+
+fn refusals_form_a_chain(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let before = store.refusals().map_err(failed("read the refusals"))?.len();
+    for principal in ["zed", "yan"] {
+        let refusal = ["2026-12-03T00:00:06Z", principal, "trigger", "trigger", "may not start `suite`"];
+        store.record_refusal(refusal, None).map_err(failed("record a refusal"))?;
+    }
+    let refusals = store.refusals().map_err(failed("read the refusals"))?;
+    ensure(refusals.len() == before + 2, || format!("{} refusals after two more than {before}", refusals.len()))?;
+    let mut prev = crate::digest::GENESIS.to_owned();
+    for (n, refusal) in refusals.iter().enumerate() {
+        ensure(refusal.seq == n as u64, || format!("refusal {n} has number {}", refusal.seq))?;
+        ensure(refusal.prev == prev, || format!("refusal {n} does not follow the one before it"))?;
+        let fields = [&*refusal.at, &*refusal.principal, &*refusal.operation, &*refusal.grant, &*refusal.message];
+        let hash = crate::checkpoint::refusal_hash(&refusal.prev, refusal.seq, fields);
+        ensure(refusal.hash == hash, || format!("refusal {n}'s hash is not the hash of what it says"))?;
+        prev.clone_from(&refusal.hash);
+    }
+    let last: Vec<&str> = refusals[before..].iter().map(|r| r.principal.as_str()).collect();
+    ensure(last == ["zed", "yan"], || format!("the refusals read back as {last:?}"))
+}
+
+fn a_shadow_replaces_its_earlier_self(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let shadow = |outcome: &str| ShadowRecord {
+        run: "r-suite-shadowed".to_owned(),
+        candidate: "blake3:candidate".to_owned(),
+        flow: "suite".to_owned(),
+        created: "2026-12-03T00:00:07Z".to_owned(),
+        production: "completed".to_owned(),
+        outcome: outcome.to_owned(),
+        changes: json!([{"node": "big", "before": false, "after": true}]),
+        signature: None,
+    };
+    store.put_shadow(&shadow("blocked"), None).map_err(failed("keep a shadow"))?;
+    store.put_shadow(&shadow("completed"), None).map_err(failed("keep it again"))?;
+    let kept = store.shadows(Some("r-suite-shadowed")).map_err(failed("read the run's shadows"))?;
+    ensure(kept == [shadow("completed")], || format!("the run's shadows read back as {kept:?}"))?;
+    let all = store.shadows(None).map_err(failed("read every shadow"))?;
+    ensure(all.iter().filter(|s| s.run == "r-suite-shadowed").count() == 1, || "listed twice".to_owned())
+}
+
+fn the_log_covers_every_change(store: &dyn Store, _: Open<'_>) -> Outcome {
+    use crate::checkpoint::Kind;
+    let before = store.log().map_err(failed("read the log"))?.len();
+    let run = record("r-suite-logged", Status::Pending, 2, "2026-12-03T00:00:08Z");
+    append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
+    // A commit without events (a heartbeat) changes no chain: nothing to log.
+    let beat = Commit { run: &run, expected_seq: 2, events: &[], waiting: &[], results: &[], key: None };
+    store.append(&beat).map_err(failed("append no events"))?;
+    let run = record("r-suite-logged", Status::Completed, 3, "2026-12-03T00:00:08Z");
+    append(store, &run, 2, &[], &[]).map_err(failed("append again"))?;
+    let log = store.log().map_err(failed("read the log"))?;
+    let added: Vec<(Kind, &str, u64, &str)> =
+        log[before..].iter().map(|e| (e.kind, e.subject.as_str(), e.seq, e.hash.as_str())).collect();
+    let heads = [hash(&run.id, 2), hash(&run.id, 3)];
+    let expected = [(Kind::Run, run.id.as_str(), 2, heads[0].as_str()), (Kind::Run, &run.id, 3, &heads[1])];
+    ensure(added == expected, || format!("the log gained {added:?}"))?;
+    let checkpoint = store.checkpoint().map_err(failed("read the checkpoint"))?.ok_or("no checkpoint")?;
+    ensure(checkpoint.size == log.len() as u64, || {
+        format!("the checkpoint covers {} entries of {}", checkpoint.size, log.len())
+    })?;
+    let mut frontier = crate::checkpoint::Frontier::default();
+    for entry in &log {
+        frontier.push(entry.leaf());
+    }
+    ensure(checkpoint.root_bytes() == Some(frontier.root()), || "the checkpoint is not the log's root".to_owned())
+}
+
+fn reading_every_run_visits_them_in_order(store: &dyn Store, _: Open<'_>) -> Outcome {
+    for (id, seq) in [("r-suite-scan-b", 2), ("r-suite-scan-a", 1)] {
+        append(store, &record(id, Status::Completed, seq, "2026-12-03T00:00:09Z"), 0, &[], &[])
+            .map_err(failed("append"))?;
+    }
+    let mut seen: Vec<(String, Vec<u64>)> = Vec::new();
+    store
+        .scan_events(&mut |run, events| {
+            seen.push((run.to_owned(), events.iter().map(|e| e.seq).collect()));
+            true
+        })
+        .map_err(failed("read every run"))?;
+    let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    ensure(ids.is_sorted(), || format!("runs visited out of order: {ids:?}"))?;
+    let scanned = |id: &str| seen.iter().find(|(run, _)| run == id).map(|(_, seqs)| seqs.clone());
+    ensure(scanned("r-suite-scan-a") == Some(vec![1]), || format!("r-suite-scan-a: {:?}", scanned("r-suite-scan-a")))?;
+    ensure(scanned("r-suite-scan-b") == Some(vec![1, 2]), || {
+        format!("r-suite-scan-b: {:?}", scanned("r-suite-scan-b"))
+    })?;
+    let mut visited = 0;
+    store
+        .scan_events(&mut |_, _| {
+            visited += 1;
+            false
+        })
+        .map_err(failed("read every run, stopping"))?;
+    ensure(visited == 1, || format!("asked to stop at the first run, it visited {visited}"))
+}
+
+fn two_handles_racing_on_one_run(store: &dyn Store, open: Open<'_>) -> Outcome {
+    let run = record("r-suite-race", Status::Pending, 1, "2026-12-03T00:00:10Z");
+    append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
+    let handles = [open().map_err(failed("open a second handle"))?, open().map_err(failed("open a third handle"))?];
+    // What one handle wrote, another reads.
+    let seen = handles[0].run(&run.id).map_err(failed("read through another handle"))?;
+    ensure(seen.as_ref() == Some(&run), || format!("another handle reads the run as {seen:?}"))?;
+    for round in 0..20u64 {
+        let from = 1 + round;
+        let barrier = std::sync::Barrier::new(2);
+        let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
+            let racers: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(who, handle)| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        let mut next = record("r-suite-race", Status::Pending, from + 1, "2026-12-03T00:00:10Z");
+                        next.principal = format!("racer-{who}");
+                        barrier.wait();
+                        append(handle.as_ref(), &next, from, &[], &[])
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| r.join().unwrap_or_else(|_| Err(StoreError::Unusable("panicked".into()))))
+                .collect()
+        });
+        let won = outcomes.iter().filter(|o| o.is_ok()).count();
+        let lost = outcomes.iter().filter(|o| matches!(o, Err(StoreError::Conflict(_)))).count();
+        ensure(won == 1 && lost == 1, || format!("round {round}: {outcomes:?}"))?;
+    }
+    let seqs: Vec<u64> = store.events(&run.id).map_err(failed("read the events"))?.iter().map(|e| e.seq).collect();
+    ensure(seqs == (1..=21).collect::<Vec<u64>>(), || format!("the raced run's events: {seqs:?}"))
+}

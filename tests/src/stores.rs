@@ -1,0 +1,114 @@
+//! Every store passes the store suite (`flow_runtime::store::suite`): SQLite on a file,
+//! through several handles at once as several processes would hold it.
+
+#[test]
+fn sqlite_passes_the_store_suite() {
+    let dir = std::env::temp_dir().join(format!("flow-store-suite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("runs.db");
+    let open = || -> flow_runtime::store::Result<Box<dyn flow_runtime::store::Store>> {
+        Ok(Box::new(flow_runtime::store::SqliteStore::open(&path)?))
+    };
+    let failures = flow_runtime::store::suite::check(&open);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A store that breaks one promise of the contract.
+struct Mutant {
+    inner: flow_runtime::store::SqliteStore,
+    breaks: Promise,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Promise {
+    /// Takes an append whatever the run's events are.
+    Ordering,
+    /// Reads every run to the end, asked to stop or not.
+    Stopping,
+    /// Forgets the checkpoint.
+    Checkpoint,
+}
+
+mod mutant {
+    use flow_runtime::store::{
+        ActionResult, Commit, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+    };
+
+    use super::{Mutant, Promise};
+
+    impl Store for Mutant {
+        fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
+            self.inner.put_plan(hash, bytes)
+        }
+        fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+            self.inner.plan(hash)
+        }
+        fn append(&self, commit: &Commit<'_>) -> Result<()> {
+            match self.inner.append(commit) {
+                Err(StoreError::Conflict(_)) if self.breaks == Promise::Ordering => Ok(()),
+                other => other,
+            }
+        }
+        fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+            self.inner.run(id)
+        }
+        fn runs(&self, status: Option<flow_runtime::Status>) -> Result<Vec<RunRecord>> {
+            self.inner.runs(status)
+        }
+        fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
+            self.inner.events(run)
+        }
+        fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
+            let stopping = self.breaks != Promise::Stopping;
+            self.inner.scan_events(&mut |run, events| f(run, events) || !stopping)
+        }
+        fn waiting(&self) -> Result<Vec<Waiting>> {
+            self.inner.waiting()
+        }
+        fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
+            self.inner.action_result(system, key)
+        }
+        fn action_results(&self) -> Result<Vec<ActionResult>> {
+            self.inner.action_results()
+        }
+        fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
+            self.inner.record_refusal(refusal, key)
+        }
+        fn refusals(&self) -> Result<Vec<Refusal>> {
+            self.inner.refusals()
+        }
+        fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
+            self.inner.put_shadow(shadow, key)
+        }
+        fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
+            self.inner.shadows(run)
+        }
+        fn log(&self) -> Result<Vec<flow_runtime::checkpoint::Entry>> {
+            self.inner.log()
+        }
+        fn checkpoint(&self) -> Result<Option<flow_runtime::checkpoint::Checkpoint>> {
+            if self.breaks == Promise::Checkpoint { Ok(None) } else { self.inner.checkpoint() }
+        }
+    }
+}
+
+/// The suite is not a formality: a store that breaks one promise fails the checks of it.
+#[test]
+fn a_store_that_breaks_a_promise_fails_the_suite() {
+    for (breaks, check) in [
+        (Promise::Ordering, "an append that expects other events writes nothing"),
+        (Promise::Stopping, "reading every run visits them in order"),
+        (Promise::Checkpoint, "the log covers every change"),
+    ] {
+        let dir = std::env::temp_dir().join(format!("flow-store-mutant-{}-{breaks:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("runs.db");
+        let open = || -> flow_runtime::store::Result<Box<dyn flow_runtime::store::Store>> {
+            Ok(Box::new(Mutant { inner: flow_runtime::store::SqliteStore::open(&path)?, breaks }))
+        };
+        let failures = flow_runtime::store::suite::check(&open);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failures.iter().any(|f| f.starts_with(check)), "{breaks:?}: {failures:#?}");
+    }
+}
