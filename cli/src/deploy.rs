@@ -16,8 +16,9 @@ use serde::Deserialize;
 /// its models and systems run.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Deployment {
-    /// The run store (SQLite; created on first use); `:memory:` keeps runs in memory.
-    #[arg(long, value_name = "PATH", default_value = ".flow/runs.db")]
+    /// The run store: a SQLite file (created on first use), `:memory:` (runs kept in memory),
+    /// or a PostgreSQL database shared by several processes (`postgres://user@host/db`).
+    #[arg(long, value_name = "PATH|URL", default_value = ".flow/runs.db")]
     pub store: String,
     /// Who holds which roles; default `flow-principals.toml` beside the store or in the
     /// working directory.
@@ -69,7 +70,7 @@ fn find(given: Option<&str>, store: &str, name: &str) -> Option<PathBuf> {
     if let Some(given) = given {
         return Some(PathBuf::from(given));
     }
-    let beside = Path::new(store).parent().map(|dir| dir.join(name));
+    let beside = Path::new(store).parent().filter(|_| !is_url(store)).map(|dir| dir.join(name));
     beside.into_iter().chain([PathBuf::from(name)]).find(|p| p.is_file())
 }
 
@@ -111,13 +112,23 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
     Ok(Principal { id, roles: roles.clone() })
 }
 
+/// Whether a store is named by a PostgreSQL URL rather than a SQLite file.
+fn is_url(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open(Path::new(&deployment.store)).map_err(|e| {
+    let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&deployment.store) {
+        flow_runtime::store::PostgresStore::open(&deployment.store).map(|s| Box::new(s) as _)
+    } else {
+        SqliteStore::open(Path::new(&deployment.store)).map(|s| Box::new(s) as _)
+    };
+    let store = opened.map_err(|e| {
         let error = flow_runtime::Error::from(e);
         anyhow::anyhow!("error[{}]: {error}", error.code())
     })?;
-    let mut runtime = Runtime::new(Box::new(store));
+    let mut runtime = Runtime::new(store);
     // The principals a run's inputs may name: those of the principals file, when there is one.
     if find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml").is_some() {
         runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));

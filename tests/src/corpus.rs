@@ -373,9 +373,28 @@ fn view_lines(view: &flow_runtime::RunView) -> String {
 /// - `calls` (every call to a model or system so far), `waiting` (every step of any run
 ///   that waits for someone), `refusals` (every refusal the store recorded)
 fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
+    let store = flow_runtime::store::SqliteStore::open(Path::new(":memory:")).map_err(|e| e.to_string())?;
+    let transcript = run_transcript(path, &text, Box::new(store))?;
+    // The same script on PostgreSQL gives the same transcript.
+    if let Some(database) = flow_tests::postgres::database("run") {
+        let store = flow_runtime::store::PostgresStore::open(&database).map_err(|e| e.to_string())?;
+        let on_postgres = run_transcript(path, &text, Box::new(store))?;
+        if on_postgres != transcript {
+            return Err(format!("on PostgreSQL the transcript differs:\n{on_postgres}").into());
+        }
+    }
+    snapshot(path, &[("SOURCE", &text), ("TRANSCRIPT", &transcript)]);
+    Ok(())
+}
+
+/// The transcript of a run case's script, on `store`.
+fn run_transcript(
+    path: &Path,
+    text: &str,
+    store: Box<dyn flow_runtime::store::Store>,
+) -> datatest_stable::Result<String> {
     use std::sync::Arc;
 
-    use flow_runtime::store::SqliteStore;
     use flow_runtime::{DecisionInput, Principal, Runtime, StartOptions};
 
     let checked = flow_tests::check_fixture(&case_name(path), text.as_bytes());
@@ -383,10 +402,9 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
         return Err(format!("the flow does not check:\n{}", checked.render()).into());
     }
     let plan = flow_tests::plans(&checked).into_iter().flatten().next().ok_or("the case has no plan")?;
-    let store = SqliteStore::open(Path::new(":memory:")).map_err(|e| e.to_string())?;
     // A deployment's runtime, not a test's: every grant is enforced (a case that chooses
     // its runs' clock, so that the transcript is the same at every run, grants `set clock`).
-    let mut runtime = Runtime::new(Box::new(store));
+    let mut runtime = Runtime::new(store);
     let mut principals: Vec<Principal> = Vec::new();
     let calls = Calls::default();
     let steps: Vec<&str> = text.lines().map_while(|l| l.strip_prefix("//@ ")).collect();
@@ -536,8 +554,7 @@ fn run_case(path: &Path, text: String) -> datatest_stable::Result<()> {
     for (n, run) in started.iter().enumerate() {
         transcript = transcript.replace(run.as_str(), &format!("RUN{}", n + 1));
     }
-    snapshot(path, &[("SOURCE", &text), ("TRANSCRIPT", &scrubbed(&transcript))]);
-    Ok(())
+    Ok(scrubbed(&transcript))
 }
 
 datatest_stable::harness! {

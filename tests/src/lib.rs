@@ -25,6 +25,7 @@ mod jit;
 mod noninterference;
 #[cfg(test)]
 mod plans;
+pub mod postgres;
 #[cfg(test)]
 mod processes;
 #[cfg(test)]

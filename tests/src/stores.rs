@@ -1,5 +1,7 @@
-//! Every store passes the store suite (`flow_runtime::store::suite`): SQLite on a file,
-//! through several handles at once as several processes would hold it.
+//! Every store passes the store suite (`flow_runtime::store::suite`): SQLite on a file and
+//! PostgreSQL, each through several handles at once as several processes would hold it.
+
+use crate::postgres;
 
 #[test]
 fn sqlite_passes_the_store_suite() {
@@ -11,6 +13,16 @@ fn sqlite_passes_the_store_suite() {
     };
     let failures = flow_runtime::store::suite::check(&open);
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn postgres_passes_the_store_suite() {
+    let Some(database) = postgres::database("suite") else { return };
+    let open = || -> flow_runtime::store::Result<Box<dyn flow_runtime::store::Store>> {
+        Ok(Box::new(flow_runtime::store::PostgresStore::open(&database)?))
+    };
+    let failures = flow_runtime::store::suite::check(&open);
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -111,4 +123,21 @@ fn a_store_that_breaks_a_promise_fails_the_suite() {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(failures.iter().any(|f| f.starts_with(check)), "{breaks:?}: {failures:#?}");
     }
+}
+
+/// A store's URL is shown without its password, in every error that names it.
+#[test]
+fn a_stores_password_is_never_shown() {
+    use flow_runtime::store::shown_url;
+    assert_eq!(shown_url("postgres://ana:s3cret@db.example:5432/flows"), "postgres://ana:***@db.example:5432/flows");
+    assert_eq!(shown_url("postgresql://ana:p@ss@db/flows?sslmode=require"), "postgresql://ana:***@db/flows");
+    assert_eq!(shown_url("postgres://ana@db/flows"), "postgres://ana@db/flows");
+    assert_eq!(shown_url("postgres://db"), "postgres://db");
+    assert_eq!(
+        shown_url("host=db user=ana password=s3cret dbname=flows"),
+        "host=db user=ana password=*** dbname=flows"
+    );
+    let refused = flow_runtime::store::PostgresStore::open("postgres://ana:s3cret@127.0.0.1:1/flows");
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("postgres://ana:***@127.0.0.1:1/flows") && !message.contains("s3cret"), "{message}");
 }

@@ -8,6 +8,8 @@
 //! process appended first (`expected_seq`), so several runtime processes can share a store
 //! (a PostgreSQL implementation needs only these operations).
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 pub mod suite;
 
@@ -15,6 +17,8 @@ use serde_json::Value as Json;
 
 use crate::event::Status;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, shown_url};
 pub use sqlite::SqliteStore;
 
 /// A stored run.
@@ -221,4 +225,87 @@ pub trait Store: Send + Sync {
     fn log(&self) -> Result<Vec<crate::checkpoint::Entry>>;
     /// The log's latest checkpoint (`None` for an empty store).
     fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>>;
+}
+
+/// What appending one entry to a store's log writes: the entry's number, and the new
+/// checkpoint with its frontier (as text).
+pub(crate) struct LogStep {
+    pub n: u64,
+    pub checkpoint: crate::checkpoint::Checkpoint,
+    pub frontier: String,
+}
+
+/// Extends a store's log by `entry`, from its `current` checkpoint (with its frontier, as
+/// text) and the number of its `last` entry, signing with `key`: the same rules for every
+/// store. A deployment that signs extends only a checkpoint it believes — one signed by a
+/// key it trusts, over the root of the frontier it extends, at the end of the log.
+pub(crate) fn extend_log(
+    current: Option<(crate::checkpoint::Checkpoint, String)>,
+    last: Option<u64>,
+    entry: &crate::checkpoint::Entry,
+    key: Option<Signer<'_>>,
+) -> Result<LogStep> {
+    use crate::checkpoint::{Checkpoint, Frontier};
+    let mut frontier = match &current {
+        None => Frontier::default(),
+        Some((checkpoint, text)) => Frontier::from_text(checkpoint.size, text).ok_or_else(|| {
+            StoreError::Changed("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
+        })?,
+    };
+    if let Some(signer) = key {
+        let refuse = |why: &str| {
+            Err(StoreError::Changed(format!(
+                "the store's log checkpoint {why}; this deployment signs evidence and extends only a checkpoint it \
+                 signed (or a key it trusts did): the store was changed or written without the key (`flowc audit` \
+                 says more)"
+            )))
+        };
+        match &current {
+            None if last.is_some() => return refuse("is missing, but the log has entries"),
+            None => {}
+            Some((checkpoint, _)) => {
+                if checkpoint.root_bytes() != Some(frontier.root()) {
+                    return refuse("is not the root of its own frontier");
+                }
+                if last.map_or(0, |n| n + 1) != checkpoint.size {
+                    return refuse("does not cover the log as it stands");
+                }
+                match &checkpoint.public_key {
+                    None => return refuse("is not signed"),
+                    Some(public) if !signer.trusted.iter().any(|k| k == public) => {
+                        return refuse("is signed by a key this deployment does not trust");
+                    }
+                    Some(_) if !checkpoint.signature_verifies() => {
+                        return refuse("has a signature that does not verify");
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    let n = frontier.size;
+    frontier.push(entry.leaf());
+    let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
+    Ok(LogStep { n, checkpoint, frontier: frontier.to_text() })
+}
+
+/// The number, previous hash and hash of the next refusal of a store's chain, from the
+/// `last` refusal it holds and the one its log recorded last (`logged`): the chain goes on
+/// only from the refusal the log recorded, so one rewritten behind the log is not extended
+/// (and, in a signing deployment, not signed over).
+pub(crate) fn next_refusal(
+    last: Option<(i64, String)>,
+    logged: Option<(i64, String)>,
+    refusal: [&str; 5],
+) -> Result<(u64, String, String)> {
+    if last != logged {
+        return Err(StoreError::Changed(
+            "the store's refusals do not end with the refusal its log recorded last: they were changed (`flowc \
+             audit` says more)"
+                .into(),
+        ));
+    }
+    let (seq, prev) = last.map_or((0, crate::digest::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
+    let hash = crate::checkpoint::refusal_hash(&prev, seq, refusal);
+    Ok((seq, prev, hash))
 }

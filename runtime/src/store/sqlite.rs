@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
 fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
-    use crate::checkpoint::{Checkpoint, Frontier};
+    use crate::checkpoint::Checkpoint;
     let write = unusable("cannot write the store's log");
     let current: Option<(Checkpoint, String)> = tx
         .query_row("SELECT size, root, at, public_key, signature, frontier FROM checkpoint WHERE id = 0", [], |row| {
@@ -73,49 +73,11 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
         })
         .optional()
         .map_err(&write)?;
-    let mut frontier = match &current {
-        None => Frontier::default(),
-        Some((checkpoint, text)) => Frontier::from_text(checkpoint.size, text).ok_or_else(|| {
-            StoreError::Changed("the store's log checkpoint is corrupted: its frontier does not fit its size".into())
-        })?,
-    };
-    if let Some(signer) = key {
-        // A deployment that signs extends only a checkpoint it believes: one signed by a key
-        // it trusts, over the root of the frontier it extends, at the end of the log.
-        let last: Option<i64> = tx.query_row("SELECT max(n) FROM log", [], |row| row.get(0)).map_err(&write)?;
-        let refuse = |why: &str| {
-            Err(StoreError::Changed(format!(
-                "the store's log checkpoint {why}; this deployment signs evidence and extends only a checkpoint it \
-                 signed (or a key it trusts did): the store was changed or written without the key (`flowc audit` \
-                 says more)"
-            )))
-        };
-        match &current {
-            None if last.is_some() => return refuse("is missing, but the log has entries"),
-            None => {}
-            Some((checkpoint, _)) => {
-                if checkpoint.root_bytes() != Some(frontier.root()) {
-                    return refuse("is not the root of its own frontier");
-                }
-                if last.map_or(0, |n| n as u64 + 1) != checkpoint.size {
-                    return refuse("does not cover the log as it stands");
-                }
-                match &checkpoint.public_key {
-                    None => return refuse("is not signed"),
-                    Some(public) if !signer.trusted.iter().any(|k| k == public) => {
-                        return refuse("is signed by a key this deployment does not trust");
-                    }
-                    Some(_) if !checkpoint.signature_verifies() => {
-                        return refuse("has a signature that does not verify");
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-    }
+    let last: Option<i64> = tx.query_row("SELECT max(n) FROM log", [], |row| row.get(0)).map_err(&write)?;
+    let next = super::extend_log(current, last.map(|n| n as u64), entry, key)?;
     tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
         .and_then(|mut st| {
-            st.execute(params![frontier.size as i64, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash])
+            st.execute(params![next.n as i64, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash])
         })
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -123,8 +85,7 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
             }
             _ => write(e),
         })?;
-    frontier.push(entry.leaf());
-    let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
+    let checkpoint = &next.checkpoint;
     tx.prepare_cached(
         "INSERT OR REPLACE INTO checkpoint (id, size, root, at, public_key, signature, frontier) \
          VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6)",
@@ -136,7 +97,7 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
             checkpoint.at,
             checkpoint.public_key,
             checkpoint.signature,
-            frontier.to_text()
+            next.frontier
         ])
     })
     .map_err(&write)?;
@@ -470,15 +431,7 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(unusable("cannot read the store's log"))?;
-        if last != logged {
-            return Err(StoreError::Changed(
-                "the store's refusals do not end with the refusal its log recorded last: they were changed \
-                 (`flowc audit` says more)"
-                    .into(),
-            ));
-        }
-        let (seq, prev) = last.map_or((0, crate::digest::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
-        let hash = crate::checkpoint::refusal_hash(&prev, seq, refusal);
+        let (seq, prev, hash) = super::next_refusal(last, logged, refusal)?;
         tx.execute(
             "INSERT INTO refusals (seq, at, principal, operation, grant, message, prev, hash) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -1,0 +1,592 @@
+//! The shared store on PostgreSQL: several runtime processes, on any hosts, on one database.
+//!
+//! The same tables as SQLite's, prefixed `flow_` so that a database shared with other
+//! applications keeps them apart, and the same contract (`store::suite`). Each append is
+//! one transaction at READ COMMITTED: the run's row is locked (`FOR UPDATE`) and the
+//! sequence it expects checked, events are unique by run and sequence (a racing first
+//! append loses on that constraint), and appends to the store's log are serialised by a
+//! transaction-scoped advisory lock, so the log has one order whoever writes.
+
+use std::sync::Mutex;
+
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls, Transaction};
+use serde_json::Value as Json;
+
+use super::{
+    ActionResult, Commit, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+};
+use crate::event::Status;
+
+/// A store on PostgreSQL.
+pub struct PostgresStore {
+    client: Mutex<Client>,
+}
+
+const SCHEMA_VERSION: i32 = 1;
+
+/// The key of the advisory lock that serialises appends to the log (any constant: "flow").
+const LOG_LOCK: i64 = 0x666c_6f77;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS flow_schema (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_plans (hash TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_runs (
+  id TEXT PRIMARY KEY, plan TEXT NOT NULL, flow TEXT NOT NULL, status TEXT NOT NULL,
+  created TEXT NOT NULL, seq BIGINT NOT NULL, head TEXT NOT NULL, signature TEXT,
+  principal TEXT NOT NULL, owner TEXT, heartbeat TEXT
+);
+CREATE INDEX IF NOT EXISTS flow_runs_by_status ON flow_runs (status);
+CREATE TABLE IF NOT EXISTS flow_events (
+  run TEXT NOT NULL, seq BIGINT NOT NULL, at TEXT NOT NULL, prev TEXT NOT NULL,
+  hash TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run, seq)
+);
+CREATE TABLE IF NOT EXISTS flow_waiting (
+  run TEXT NOT NULL, step TEXT NOT NULL, flow TEXT NOT NULL, kind TEXT NOT NULL, roles TEXT NOT NULL,
+  PRIMARY KEY (run, step)
+);
+CREATE TABLE IF NOT EXISTS flow_action_results (
+  system TEXT NOT NULL, key TEXT NOT NULL, result TEXT NOT NULL, run TEXT NOT NULL, seq BIGINT NOT NULL,
+  args TEXT NOT NULL, PRIMARY KEY (system, key)
+);
+CREATE TABLE IF NOT EXISTS flow_refusals (
+  seq BIGINT PRIMARY KEY, at TEXT NOT NULL, principal TEXT NOT NULL, operation TEXT NOT NULL,
+  grant_ TEXT NOT NULL, message TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_shadows (
+  run TEXT NOT NULL, candidate TEXT NOT NULL, flow TEXT NOT NULL, created TEXT NOT NULL,
+  production TEXT NOT NULL, outcome TEXT NOT NULL, changes TEXT NOT NULL, signature TEXT,
+  PRIMARY KEY (run, candidate)
+);
+CREATE TABLE IF NOT EXISTS flow_log (
+  n BIGINT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flow_checkpoint (
+  id INTEGER PRIMARY KEY CHECK (id = 0), size BIGINT NOT NULL, root TEXT NOT NULL, at TEXT NOT NULL,
+  public_key TEXT, signature TEXT, frontier TEXT NOT NULL
+);
+";
+
+const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat";
+
+/// A URL as it may be shown: without its password.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // The `key=value` form.
+        let words = url.split_whitespace().map(|w| if w.starts_with("password=") { "password=***" } else { w });
+        return words.collect::<Vec<_>>().join(" ");
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let path = path.map(|p| p.split('?').next().unwrap_or(p));
+    match path {
+        Some(path) => format!("{scheme}://{authority}/{path}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
+fn unusable(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    move |error| StoreError::Unusable(format!("{what}: {}", describe(&error)))
+}
+
+/// What went wrong, as PostgreSQL says it (never with the connection's URL).
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+fn is_unique_violation(error: &postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
+    /// or `host=… user=…`), creating the store's tables when they are missing. A store of
+    /// a newer schema is refused; nothing is written then.
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        let shown = shown_url(url);
+        let mut client = Client::connect(url, NoTls).map_err(|e| {
+            StoreError::Unusable(format!("cannot connect to the run store `{shown}`: {}", describe(&e)))
+        })?;
+        let not_a_store =
+            |e: postgres::Error| StoreError::Unusable(format!("`{shown}` is not a usable run store: {}", describe(&e)));
+        let mut tx = client.transaction().map_err(not_a_store)?;
+        // One process creates the tables at a time.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(not_a_store)?;
+        let exists: bool =
+            tx.query_one("SELECT to_regclass('flow_schema') IS NOT NULL", &[]).map_err(not_a_store)?.get(0);
+        if exists {
+            let version: Option<i32> = tx
+                .query_opt("SELECT version FROM flow_schema WHERE id = 0", &[])
+                .map_err(not_a_store)?
+                .map(|row| row.get(0));
+            if version != Some(SCHEMA_VERSION) {
+                let version = version.map_or("none".to_owned(), |v| v.to_string());
+                return Err(StoreError::Unusable(format!(
+                    "`{shown}` is not a run store of this version (schema {version}, expected {SCHEMA_VERSION})"
+                )));
+            }
+        }
+        tx.batch_execute(SCHEMA).map_err(not_a_store)?;
+        tx.execute(
+            "INSERT INTO flow_schema (id, version) VALUES (0, $1) ON CONFLICT (id) DO NOTHING",
+            &[&SCHEMA_VERSION],
+        )
+        .map_err(not_a_store)?;
+        tx.commit().map_err(not_a_store)?;
+        Ok(PostgresStore { client: Mutex::new(client) })
+    }
+
+    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+        // A panic while holding the lock leaves the database consistent: an open transaction
+        // rolls back when it is dropped.
+        self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
+fn log_append(tx: &mut Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
+    use crate::checkpoint::Checkpoint;
+    let write = unusable("cannot write the store's log");
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(&write)?;
+    let current = tx
+        .query_opt("SELECT size, root, at, public_key, signature, frontier FROM flow_checkpoint WHERE id = 0", &[])
+        .map_err(&write)?
+        .map(|row| {
+            let checkpoint = Checkpoint {
+                size: row.get::<_, i64>(0) as u64,
+                root: row.get(1),
+                at: row.get(2),
+                public_key: row.get(3),
+                signature: row.get(4),
+            };
+            (checkpoint, row.get::<_, String>(5))
+        });
+    let last: Option<i64> = tx.query_one("SELECT max(n) FROM flow_log", &[]).map_err(&write)?.get(0);
+    let next = super::extend_log(current, last.map(|n| n as u64), entry, key)?;
+    tx.execute(
+        "INSERT INTO flow_log (n, kind, subject, seq, hash) VALUES ($1, $2, $3, $4, $5)",
+        &[&(next.n as i64), &entry.kind.as_str(), &entry.subject, &(entry.seq as i64), &entry.hash],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Changed("the store's log does not end where its checkpoint says".into())
+        } else {
+            write(e)
+        }
+    })?;
+    let checkpoint = &next.checkpoint;
+    tx.execute(
+        "INSERT INTO flow_checkpoint (id, size, root, at, public_key, signature, frontier) \
+         VALUES (0, $1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO UPDATE SET size = $1, root = $2, at = $3, public_key = $4, signature = $5, frontier = $6",
+        &[
+            &(checkpoint.size as i64),
+            &checkpoint.root,
+            &checkpoint.at,
+            &checkpoint.public_key,
+            &checkpoint.signature,
+            &next.frontier,
+        ],
+    )
+    .map_err(&write)?;
+    Ok(())
+}
+
+fn raw_event(row: &postgres::Row, first: usize) -> RawEvent {
+    RawEvent {
+        seq: row.get::<_, i64>(first) as u64,
+        at: row.get(first + 1),
+        prev: row.get(first + 2),
+        hash: row.get(first + 3),
+        body: row.get(first + 4),
+    }
+}
+
+fn run_from_row(row: &postgres::Row) -> Result<RunRecord> {
+    let status: String = row.get(3);
+    let status = Status::parse(&status).ok_or_else(|| {
+        StoreError::Unusable(format!("run `{}` has an unknown status `{status}`", row.get::<_, String>(0)))
+    })?;
+    Ok(RunRecord {
+        id: row.get(0),
+        plan: row.get(1),
+        flow: row.get(2),
+        status,
+        created: row.get(4),
+        seq: row.get::<_, i64>(5) as u64,
+        head: row.get(6),
+        signature: row.get(7),
+        principal: row.get(8),
+        owner: match (row.get::<_, Option<String>>(9), row.get::<_, Option<String>>(10)) {
+            (Some(owner), Some(heartbeat)) => Some((owner, heartbeat)),
+            _ => None,
+        },
+    })
+}
+
+impl Store for PostgresStore {
+    fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
+        self.client()
+            .execute(
+                "INSERT INTO flow_plans (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                &[&hash, &bytes],
+            )
+            .map_err(unusable("cannot store the plan"))?;
+        Ok(())
+    }
+
+    fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        let row = self
+            .client()
+            .query_opt("SELECT bytes FROM flow_plans WHERE hash = $1", &[&hash])
+            .map_err(unusable("cannot read the plan"))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn append(&self, commit: &Commit<'_>) -> Result<()> {
+        let Commit { run, expected_seq, events, waiting, results, key } = *commit;
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(unusable("cannot write the run store"))?;
+        let current: Option<i64> = tx
+            .query_opt("SELECT seq FROM flow_runs WHERE id = $1 FOR UPDATE", &[&run.id])
+            .map_err(unusable("cannot read the run"))?
+            .map(|row| row.get(0));
+        if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
+            return Err(StoreError::Conflict(run.id.clone()));
+        }
+        let write = unusable("cannot write the run");
+        let conflict = |e: postgres::Error| {
+            if is_unique_violation(&e) { StoreError::Conflict(run.id.clone()) } else { write(e) }
+        };
+        let insert = tx
+            .prepare("INSERT INTO flow_events (run, seq, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)")
+            .map_err(&write)?;
+        for event in events {
+            let body = event.body.to_string();
+            tx.execute(&insert, &[&run.id, &(event.seq as i64), &event.at, &event.prev, &event.hash, &body])
+                .map_err(conflict)?;
+        }
+        let (owner, heartbeat) = (run.owner.as_ref().map(|o| &o.0), run.owner.as_ref().map(|o| &o.1));
+        tx.execute(
+            "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET plan = $2, flow = $3, status = $4, created = $5, seq = $6, head = $7, \
+             signature = $8, principal = $9, owner = $10, heartbeat = $11",
+            &[
+                &run.id,
+                &run.plan,
+                &run.flow,
+                &run.status.as_str(),
+                &run.created,
+                &(run.seq as i64),
+                &run.head,
+                &run.signature,
+                &run.principal,
+                &owner,
+                &heartbeat,
+            ],
+        )
+        .map_err(conflict)?;
+        tx.execute("DELETE FROM flow_waiting WHERE run = $1", &[&run.id]).map_err(&write)?;
+        for w in waiting {
+            tx.execute(
+                "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
+                &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
+            )
+            .map_err(&write)?;
+        }
+        for r in results {
+            tx.execute(
+                "INSERT INTO flow_action_results (system, key, result, run, seq, args) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (system, key) DO NOTHING",
+                &[&r.system, &r.key, &r.result.to_string(), &r.run, &(r.seq as i64), &r.args],
+            )
+            .map_err(&write)?;
+        }
+        if !events.is_empty() {
+            let entry = crate::checkpoint::Entry {
+                kind: crate::checkpoint::Kind::Run,
+                subject: run.id.clone(),
+                seq: run.seq,
+                hash: run.head.clone(),
+            };
+            log_append(&mut tx, &entry, key)?;
+        }
+        tx.commit().map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(run.id.clone())
+            } else {
+                StoreError::Unusable(format!("cannot commit to the run store: {}", describe(&e)))
+            }
+        })
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let row = self
+            .client()
+            .query_opt(&format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = $1"), &[&id])
+            .map_err(unusable("cannot read the run"))?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>> {
+        let status = status.map(Status::as_str);
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM flow_runs WHERE $1::TEXT IS NULL OR status = $1 ORDER BY created, id"
+                ),
+                &[&status],
+            )
+            .map_err(unusable("cannot read the runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
+        let rows = self
+            .client()
+            .query("SELECT seq, at, prev, hash, body FROM flow_events WHERE run = $1 ORDER BY seq", &[&run])
+            .map_err(unusable("cannot read the events"))?;
+        Ok(rows.iter().map(|row| raw_event(row, 0)).collect())
+    }
+
+    fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
+        let mut client = self.client();
+        let read = unusable("cannot read the events");
+        // Rows stream from the server: every run's events are never all in memory at once.
+        let mut rows = client
+            .query_raw(
+                "SELECT run, seq, at, prev, hash, body FROM flow_events ORDER BY run, seq",
+                std::iter::empty::<i32>(),
+            )
+            .map_err(&read)?;
+        let mut run = String::new();
+        let mut events = Vec::new();
+        while let Some(row) = rows.next().map_err(&read)? {
+            let this: &str = row.get(0);
+            if this != run {
+                if !events.is_empty() && !f(&run, std::mem::take(&mut events)) {
+                    return Ok(());
+                }
+                this.clone_into(&mut run);
+            }
+            events.push(raw_event(&row, 1));
+        }
+        if !events.is_empty() {
+            f(&run, events);
+        }
+        Ok(())
+    }
+
+    fn waiting(&self) -> Result<Vec<Waiting>> {
+        let rows = self
+            .client()
+            .query("SELECT run, step, flow, kind, roles FROM flow_waiting ORDER BY run, step", &[])
+            .map_err(unusable("cannot read the waiting steps"))?;
+        Ok(rows
+            .iter()
+            .map(|row| Waiting {
+                run: row.get(0),
+                step: row.get(1),
+                flow: row.get(2),
+                kind: row.get(3),
+                roles: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
+            })
+            .collect())
+    }
+
+    fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT system, key, result, run, seq, args FROM flow_action_results WHERE system = $1 AND key = $2",
+                &[&system, &key],
+            )
+            .map_err(unusable("cannot read the action result"))?;
+        row.as_ref().map(action_result).transpose()
+    }
+
+    fn action_results(&self) -> Result<Vec<ActionResult>> {
+        let rows = self
+            .client()
+            .query("SELECT system, key, result, run, seq, args FROM flow_action_results ORDER BY system, key", &[])
+            .map_err(unusable("cannot read the action results"))?;
+        rows.iter().map(action_result).collect()
+    }
+
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
+        let [at, principal, operation, grant, message] = refusal;
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(unusable("cannot record the refusal"))?;
+        // The refusals' chain is extended under the log's lock, so it has one order too.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(unusable("cannot record the refusal"))?;
+        let last: Option<(i64, String)> = tx
+            .query_opt("SELECT seq, hash FROM flow_refusals ORDER BY seq DESC LIMIT 1", &[])
+            .map_err(unusable("cannot read the refusals"))?
+            .map(|row| (row.get(0), row.get(1)));
+        // The chain goes on only from the refusal the log recorded last: one rewritten
+        // behind the log is not extended (and, in a signing deployment, not signed over).
+        let logged: Option<(i64, String)> = tx
+            .query_opt(
+                "SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1",
+                &[&crate::checkpoint::Kind::Refusal.as_str()],
+            )
+            .map_err(unusable("cannot read the store's log"))?
+            .map(|row| (row.get(0), row.get(1)));
+        let (seq, prev, hash) = super::next_refusal(last, logged, refusal)?;
+        tx.execute(
+            "INSERT INTO flow_refusals (seq, at, principal, operation, grant_, message, prev, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&(seq as i64), &at, &principal, &operation, &grant, &message, &prev, &hash],
+        )
+        .map_err(unusable("cannot record the refusal"))?;
+        let entry = crate::checkpoint::Entry {
+            kind: crate::checkpoint::Kind::Refusal,
+            subject: "refusals".to_owned(),
+            seq,
+            hash,
+        };
+        log_append(&mut tx, &entry, key)?;
+        tx.commit().map_err(unusable("cannot record the refusal"))
+    }
+
+    fn refusals(&self) -> Result<Vec<Refusal>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT seq, at, principal, operation, grant_, message, prev, hash FROM flow_refusals ORDER BY seq",
+                &[],
+            )
+            .map_err(unusable("cannot read the refusals"))?;
+        Ok(rows
+            .iter()
+            .map(|row| Refusal {
+                seq: row.get::<_, i64>(0) as u64,
+                at: row.get(1),
+                principal: row.get(2),
+                operation: row.get(3),
+                grant: row.get(4),
+                message: row.get(5),
+                prev: row.get(6),
+                hash: row.get(7),
+            })
+            .collect())
+    }
+
+    fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
+        let digest = shadow.digest();
+        let signature = key.map(|signer| crate::checkpoint::sign_shadow(signer.key, &digest));
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(unusable("cannot store the shadow run"))?;
+        tx.execute(
+            "INSERT INTO flow_shadows (run, candidate, flow, created, production, outcome, changes, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (run, candidate) DO UPDATE SET flow = $3, created = $4, production = $5, outcome = $6, \
+             changes = $7, signature = $8",
+            &[
+                &shadow.run,
+                &shadow.candidate,
+                &shadow.flow,
+                &shadow.created,
+                &shadow.production,
+                &shadow.outcome,
+                &shadow.changes.to_string(),
+                &signature,
+            ],
+        )
+        .map_err(unusable("cannot store the shadow run"))?;
+        let entry = crate::checkpoint::Entry {
+            kind: crate::checkpoint::Kind::Shadow,
+            subject: format!("{}/{}", shadow.run, shadow.candidate),
+            seq: 0,
+            hash: digest,
+        };
+        log_append(&mut tx, &entry, key)?;
+        tx.commit().map_err(unusable("cannot store the shadow run"))
+    }
+
+    fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT run, candidate, flow, created, production, outcome, changes, signature FROM flow_shadows \
+                 WHERE $1::TEXT IS NULL OR run = $1 ORDER BY created, run",
+                &[&run],
+            )
+            .map_err(unusable("cannot read the shadow runs"))?;
+        rows.iter()
+            .map(|row| {
+                let run: String = row.get(0);
+                let changes = serde_json::from_str(row.get::<_, &str>(6)).map_err(|e| {
+                    StoreError::Unusable(format!("the shadow of run `{run}` in the store is not JSON: {e}"))
+                })?;
+                Ok(ShadowRecord {
+                    run,
+                    candidate: row.get(1),
+                    flow: row.get(2),
+                    created: row.get(3),
+                    production: row.get(4),
+                    outcome: row.get(5),
+                    changes,
+                    signature: row.get(7),
+                })
+            })
+            .collect()
+    }
+
+    fn log(&self) -> Result<Vec<crate::checkpoint::Entry>> {
+        let rows = self
+            .client()
+            .query("SELECT kind, subject, seq, hash FROM flow_log ORDER BY n", &[])
+            .map_err(unusable("cannot read the store's log"))?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.get(0);
+                let kind = crate::checkpoint::Kind::parse(&kind)
+                    .ok_or_else(|| StoreError::Changed(format!("the store's log has an entry of no kind: `{kind}`")))?;
+                Ok(crate::checkpoint::Entry {
+                    kind,
+                    subject: row.get(1),
+                    seq: row.get::<_, i64>(2) as u64,
+                    hash: row.get(3),
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>> {
+        let row = self
+            .client()
+            .query_opt("SELECT size, root, at, public_key, signature FROM flow_checkpoint WHERE id = 0", &[])
+            .map_err(unusable("cannot read the store's checkpoint"))?;
+        Ok(row.map(|row| crate::checkpoint::Checkpoint {
+            size: row.get::<_, i64>(0) as u64,
+            root: row.get(1),
+            at: row.get(2),
+            public_key: row.get(3),
+            signature: row.get(4),
+        }))
+    }
+}
+
+fn action_result(row: &postgres::Row) -> Result<ActionResult> {
+    let (system, key): (String, String) = (row.get(0), row.get(1));
+    let result = serde_json::from_str::<Json>(row.get::<_, &str>(2)).map_err(|e| {
+        StoreError::Unusable(format!("the result of `{system}` for key `{key}` in the store is not JSON: {e}"))
+    })?;
+    Ok(ActionResult { system, key, result, run: row.get(3), seq: row.get::<_, i64>(4) as u64, args: row.get(5) })
+}

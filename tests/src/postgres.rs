@@ -1,0 +1,102 @@
+//! A PostgreSQL server for the tests: the one `FLOW_TEST_POSTGRES` names (a connection
+//! string to a database whose user may create databases), or else a throwaway cluster this
+//! test process starts in a temporary directory (`initdb` and `pg_ctl`, as `nobody` when the
+//! tests run as root: PostgreSQL refuses to run as root), listening on a Unix socket only,
+//! and stopped when the process ends. Without either, the PostgreSQL tests say they were
+//! skipped and why — except in CI (`CI=true`), where they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// A new, empty database on the test server, as a connection string; `None` (the test is
+/// skipped, having said why) when there is no server.
+pub fn database(name: &str) -> Option<String> {
+    let server = match SERVER.get_or_init(start) {
+        Ok(server) => server,
+        Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("PostgreSQL is needed in CI: {why}"),
+        Err(why) => {
+            eprintln!("skipped: no PostgreSQL for this test ({why}); set FLOW_TEST_POSTGRES or install PostgreSQL");
+            return None;
+        }
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let database = format!("flow_{name}_{}_{n}", std::process::id());
+    let mut admin = postgres::Client::connect(&format!("{server} dbname=postgres"), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"));
+    // One statement at a time: `CREATE DATABASE` does not run inside a transaction.
+    for statement in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
+        admin.batch_execute(&statement).unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    Some(format!("{server} dbname={database}"))
+}
+
+/// The server, as a connection string without a database.
+static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn start() -> Result<String, String> {
+    if let Ok(url) = std::env::var("FLOW_TEST_POSTGRES") {
+        return Ok(url);
+    }
+    let bin = ["/usr/local/bin", "/usr/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .chain(std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")))
+        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+        .ok_or("`initdb` and `pg_ctl` were not found")?;
+    let dir = std::env::temp_dir().join(format!("flow-postgres-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let root = is_root();
+    if root {
+        let chown = Command::new("chown").args(["nobody:", &dir.display().to_string()]).status();
+        if !chown.is_ok_and(|s| s.success()) {
+            return Err(format!("cannot give {} to `nobody`", dir.display()));
+        }
+    }
+    let run = |program: &Path, args: &[&str]| -> Result<(), String> {
+        let mut command = if root {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "nobody", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        let output =
+            command.args(args).current_dir(&dir).output().map_err(|e| format!("{}: {e}", program.display()))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{} failed: {}", program.display(), String::from_utf8_lossy(&output.stderr)))
+        }
+    };
+    let data = dir.join("data").display().to_string();
+    let socket = dir.display().to_string();
+    run(&bin.join("initdb"), &["-D", &data, "-U", "flow", "--auth=trust", "--no-sync", "-E", "UTF8"])?;
+    // A port of its own (the socket's name carries it), only on the Unix socket.
+    let port = (20_000 + std::process::id() % 20_000).to_string();
+    let options = format!("-k {socket} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=200");
+    run(&bin.join("pg_ctl"), &["-D", &data, "-o", &options, "-l", &format!("{socket}/log"), "-w", "start"])?;
+    // Stopped when this process ends, however it ends.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runuser}{pg_ctl} -D {data} -m immediate stop >/dev/null; \
+         rm -rf {socket}",
+        pid = std::process::id(),
+        runuser = if root { "runuser -u nobody -- " } else { "" },
+        pg_ctl = bin.join("pg_ctl").display(),
+    );
+    Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot watch the test server: {e}"))?;
+    Ok(format!("host={socket} port={port} user=flow"))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
