@@ -141,3 +141,24 @@ fn a_stores_password_is_never_shown() {
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("postgres://ana:***@127.0.0.1:1/flows") && !message.contains("s3cret"), "{message}");
 }
+
+/// A database that holds tables of a run store's names that are not a run store's, or a
+/// store of another schema version, is refused when opened, and left as it was.
+#[test]
+fn postgres_refuses_a_database_that_is_not_its_store() {
+    let Some(database) = postgres::database("foreign") else { return };
+    let mut client = ::postgres::Client::connect(&database, ::postgres::NoTls).expect("connects");
+    client.batch_execute("CREATE TABLE flow_runs (x INTEGER)").expect("creates");
+    let refused = flow_runtime::store::PostgresStore::open(&database).err().map(|e| e.to_string());
+    assert!(refused.as_deref().is_some_and(|m| m.contains("belong to something else")), "{refused:?}");
+    let made: i64 = client
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'flow%'", &[])
+        .expect("counts")
+        .get(0);
+    assert_eq!(made, 1, "nothing was created");
+    client.batch_execute("DROP TABLE flow_runs").expect("drops");
+    drop(flow_runtime::store::PostgresStore::open(&database).expect("a store now"));
+    client.batch_execute("UPDATE flow_schema SET version = 99").expect("ages the store");
+    let newer = flow_runtime::store::PostgresStore::open(&database).err().map(|e| e.to_string());
+    assert!(newer.as_deref().is_some_and(|m| m.contains("schema 99, expected 1")), "{newer:?}");
+}

@@ -127,6 +127,24 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(not_a_store)?;
         let exists: bool =
             tx.query_one("SELECT to_regclass('flow_schema') IS NOT NULL", &[]).map_err(not_a_store)?.get(0);
+        if !exists {
+            // A database shared with other applications may hold tables of the same names
+            // that are not a run store's: refused, not taken over.
+            let taken: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() \
+                     AND table_name LIKE 'flow\\_%'",
+                    &[],
+                )
+                .map_err(not_a_store)?
+                .get(0);
+            if taken > 0 {
+                return Err(StoreError::Unusable(format!(
+                    "`{shown}` has tables named `flow_…` but no run store's schema version: they belong to something \
+                     else; use another database or schema"
+                )));
+            }
+        }
         if exists {
             let version: Option<i32> = tx
                 .query_opt("SELECT version FROM flow_schema WHERE id = 0", &[])
