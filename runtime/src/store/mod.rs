@@ -236,8 +236,8 @@ pub(crate) struct LogStep {
 }
 
 /// Extends a store's log by `entry`, from its `current` checkpoint (with its frontier, as
-/// text) and the number of its `last` entry, signing with `key`: the same rules for every
-/// store. A deployment that signs extends only a checkpoint it believes — one signed by a
+/// text) and the number of its `last` entry (needed only when signing), signing with `key`:
+/// the same rules for every store. A deployment that signs extends only a checkpoint it believes — one signed by a
 /// key it trusts, over the root of the frontier it extends, at the end of the log.
 pub(crate) fn extend_log(
     current: Option<(crate::checkpoint::Checkpoint, String)>,
