@@ -17,9 +17,10 @@ use serde::Deserialize;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Deployment {
     /// The run store: a SQLite file (created on first use), `:memory:` (runs kept in memory),
-    /// or a PostgreSQL database shared by several processes (`postgres://user@host/db`).
-    #[arg(long, value_name = "PATH|URL", default_value = ".flow/runs.db")]
-    pub store: String,
+    /// or a PostgreSQL database shared by several processes (`postgres://user@host/db`);
+    /// default `FLOW_STORE`, else `[store] url` of `flow.toml`, else `.flow/runs.db`.
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<String>,
     /// Who holds which roles; default `flow-principals.toml` beside the store or in the
     /// working directory.
     #[arg(long, value_name = "FILE")]
@@ -34,11 +35,23 @@ pub struct Deployment {
 #[serde(deny_unknown_fields)]
 struct Config {
     #[serde(default)]
+    store: StoreConfig,
+    #[serde(default)]
     models: BTreeMap<String, Endpoint>,
     #[serde(default)]
     systems: BTreeMap<String, Endpoint>,
     #[serde(default)]
     evidence: EvidenceConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreConfig {
+    /// The store, when neither `--store` nor `FLOW_STORE` names one: a SQLite file
+    /// (relative to this file's directory) or a PostgreSQL URL.
+    url: Option<String>,
+    /// How long a process's lease on a run it executes lasts unless renewed (default 30s).
+    lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +78,34 @@ struct Endpoint {
     retries: Option<u32>,
 }
 
+impl Deployment {
+    /// The run store: `--store`, else `FLOW_STORE`, else `[store] url` of the `flow.toml`
+    /// that `--config` names or the working directory holds, else `.flow/runs.db`.
+    pub fn store(&self) -> String {
+        if let Some(store) = &self.store {
+            return store.clone();
+        }
+        if let Some(store) = std::env::var("FLOW_STORE").ok().filter(|s| !s.is_empty()) {
+            return store;
+        }
+        let config = PathBuf::from(self.config.as_deref().unwrap_or("flow.toml"));
+        // A file that cannot be read or parsed is reported when the runtime is configured.
+        let named = std::fs::read_to_string(&config)
+            .ok()
+            .and_then(|text| toml::from_str::<Config>(&text).ok())
+            .and_then(|c| c.store.url)
+            .filter(|url| !url.is_empty());
+        match named {
+            Some(url) if is_url(&url) || url == ":memory:" => url,
+            Some(path) => {
+                let dir = config.parent().unwrap_or(Path::new(""));
+                dir.join(path).to_string_lossy().into_owned()
+            }
+            None => ".flow/runs.db".to_owned(),
+        }
+    }
+}
+
 /// The file `name` given, or found beside the store, or in the working directory.
 fn find(given: Option<&str>, store: &str, name: &str) -> Option<PathBuf> {
     if let Some(given) = given {
@@ -79,7 +120,7 @@ fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Durat
         None => Ok(Duration::from_secs(default)),
         Some(text) => match flow_ir::time::parse_duration(text) {
             Some(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds as u64)),
-            _ => bail!("the timeout of {what} (`{text}`) is not a duration such as \"20s\""),
+            _ => bail!("{what} (`{text}`) is not a duration such as \"20s\""),
         },
     }
 }
@@ -90,7 +131,7 @@ pub fn principals(deployment: &Deployment) -> anyhow::Result<BTreeMap<String, Ve
     struct File {
         principals: BTreeMap<String, Vec<String>>,
     }
-    let Some(path) = find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml") else {
+    let Some(path) = find(deployment.principals.as_deref(), &deployment.store(), "flow-principals.toml") else {
         bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
     };
     let text = std::fs::read_to_string(&path)
@@ -112,36 +153,47 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
     Ok(Principal { id, roles: roles.clone() })
 }
 
-/// Whether a store is named by a PostgreSQL URL rather than a SQLite file.
+/// Whether a store is a PostgreSQL database rather than a SQLite file: a URL
+/// (`postgres://…`, `postgresql://…`) or a connection string of `key=value` words
+/// (`host=db dbname=flows`).
 fn is_url(store: &str) -> bool {
-    store.starts_with("postgres://") || store.starts_with("postgresql://")
+    let conninfo = store
+        .split_whitespace()
+        .next()
+        .and_then(|word| word.split_once('='))
+        .is_some_and(|(key, _)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    store.starts_with("postgres://") || store.starts_with("postgresql://") || conninfo
 }
 
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
-    let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&deployment.store) {
-        flow_runtime::store::PostgresStore::open(&deployment.store).map(|s| Box::new(s) as _)
+    let store = deployment.store();
+    let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&store) {
+        flow_runtime::store::PostgresStore::open(&store).map(|s| Box::new(s) as _)
     } else {
-        SqliteStore::open(Path::new(&deployment.store)).map(|s| Box::new(s) as _)
+        SqliteStore::open(Path::new(&store)).map(|s| Box::new(s) as _)
     };
-    let store = opened.map_err(|e| {
+    let opened = opened.map_err(|e| {
         let error = flow_runtime::Error::from(e);
         anyhow::anyhow!("error[{}]: {error}", error.code())
     })?;
-    let mut runtime = Runtime::new(store);
+    let mut runtime = Runtime::new(opened);
     // The principals a run's inputs may name: those of the principals file, when there is one.
-    if find(deployment.principals.as_deref(), &deployment.store, "flow-principals.toml").is_some() {
+    if find(deployment.principals.as_deref(), &store, "flow-principals.toml").is_some() {
         runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));
     }
-    let Some(path) = find(deployment.config.as_deref(), &deployment.store, "flow.toml") else { return Ok(runtime) };
+    let Some(path) = find(deployment.config.as_deref(), &store, "flow.toml") else { return Ok(runtime) };
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let config: Config =
         toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;
+    if let Some(lease) = config.store.lease.as_deref() {
+        runtime.set_lease(timeout(Some(lease), 30, "`[store] lease`")?);
+    }
     // Commands run in the directory of the file that names them.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, endpoint) in &config.models {
         let what = format!("model `{name}`");
-        let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
+        let timeout = timeout(endpoint.timeout.as_deref(), 60, &format!("the timeout of {what}"))?;
         match (&endpoint.command, &endpoint.base_url) {
             (Some(c), None) if !c.is_empty() => runtime
                 .register_model(name, Arc::new(CommandModel { command: c.clone(), dir: Some(dir.clone()), timeout })),
@@ -162,7 +214,7 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     }
     for (name, endpoint) in &config.systems {
         let what = format!("system `{name}`");
-        let timeout = timeout(endpoint.timeout.as_deref(), 60, &what)?;
+        let timeout = timeout(endpoint.timeout.as_deref(), 60, &format!("the timeout of {what}"))?;
         match (&endpoint.command, &endpoint.url) {
             (Some(c), None) if !c.is_empty() => runtime
                 .register_system(name, Arc::new(CommandSystem { command: c.clone(), dir: Some(dir.clone()), timeout })),

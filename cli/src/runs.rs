@@ -168,7 +168,7 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
     if let Some(batch) = options.batch {
         // A store in memory vanishes with the process: a backtest's runs are evaluated
         // (same engine, same checks) without keeping evidence nobody can read.
-        let durable = deployment.store != ":memory:";
+        let durable = deployment.store() != ":memory:";
         if candidate.is_some() && !durable {
             bail!("`--shadow` compares with stored runs: a batch on `--store :memory:` stores none");
         }

@@ -29,6 +29,13 @@ pub trait Journal {
     /// The result an earlier call of `system` with this idempotency key gave, checked
     /// against the evidence of the run that recorded it.
     fn action_result(&mut self, step: &str, system: &str, key: &str) -> Result<Option<Earlier>, Error>;
+    /// Claims the call of `system`'s handler with `key` for this run, just before it is
+    /// called, so that no other run or process calls it with that key meanwhile: `None` when
+    /// this run may call it (waiting while another holds the key), or the result another
+    /// call recorded meanwhile. A journal that keeps nothing claims nothing.
+    fn claim_action(&mut self, _step: &str, _system: &str, _key: &str) -> Result<Option<Earlier>, Error> {
+        Ok(None)
+    }
 }
 
 /// A result an action's handler gave earlier for an idempotency key.
@@ -661,6 +668,46 @@ pub(crate) fn infer(
     }
 }
 
+/// Completes an action step with the result an earlier call with its key recorded, unless
+/// that call was another request.
+#[expect(clippy::too_many_arguments, reason = "the parts of an action call")]
+fn reuse(
+    exec: &mut Exec<'_, '_>,
+    name: &SmolStr,
+    system: &SmolStr,
+    action: &SmolStr,
+    args: &[Named<Value>],
+    key: &str,
+    earlier: Earlier,
+    decode: &dyn Fn(&Json) -> Result<Value, value::DecodeError>,
+) {
+    let analysis = exec.analysis;
+    let digest = call_digest(&analysis.body().flow.name, action, args);
+    let another = match &earlier.request {
+        Request::Unknown => false,
+        Request::Digest(recorded) => *recorded != digest,
+        Request::Another => true,
+    };
+    match decode(&earlier.result) {
+        // Which request the key answered is not said: its digest would let whoever
+        // sees this run confirm a guess of what another run sent.
+        _ if another => exec.emit(Event::Failed {
+            node: name.clone(),
+            detail: None,
+            error: format!(
+                "idempotency key `{key}` of system `{system}` was used for another request (another flow, \
+                 action or arguments): its recorded result does not answer this call"
+            ),
+            returned: None,
+            key_taken: true,
+        }),
+        Ok(result) => {
+            exec.emit(Event::ActionCompleted { node: name.clone(), key: key.to_owned(), result, reused: true })
+        }
+        Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+    }
+}
+
 #[expect(clippy::too_many_arguments, reason = "the parts of an action node")]
 pub(crate) fn act(
     exec: &mut Exec<'_, '_>,
@@ -708,28 +755,7 @@ pub(crate) fn act(
     let decode = |json: &Json| value::decode(analysis.body(), json, &result_ty, "$");
     let request_args = args_json(&args);
     if let Some(earlier) = exec.journal.action_result(name, system, &key).map_err(Interrupted)? {
-        let digest = call_digest(&analysis.body().flow.name, action, &args);
-        let another = match &earlier.request {
-            Request::Unknown => false,
-            Request::Digest(recorded) => *recorded != digest,
-            Request::Another => true,
-        };
-        match decode(&earlier.result) {
-            // Which request the key answered is not said: its digest would let whoever
-            // sees this run confirm a guess of what another run sent.
-            _ if another => exec.emit(Event::Failed {
-                node: name.clone(),
-                detail: None,
-                error: format!(
-                    "idempotency key `{key}` of system `{system}` was used for another request (another flow, \
-                     action or arguments): its recorded result does not answer this call"
-                ),
-                returned: None,
-                key_taken: true,
-            }),
-            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: true }),
-            Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
-        }
+        reuse(exec, name, system, action, &args, &key, earlier, &decode);
         return Ok(());
     }
     let Some(handler) = (services.system)(system) else {
@@ -738,6 +764,10 @@ pub(crate) fn act(
     };
     let request = ActionRequest { step: name, system, action, args: request_args, idempotency_key: &key };
     if services.holds(name, Held::Action(&request)) {
+        return Ok(());
+    }
+    if let Some(earlier) = exec.journal.claim_action(name, system, &key).map_err(Interrupted)? {
+        reuse(exec, name, system, action, &args, &key, earlier, &decode);
         return Ok(());
     }
     let attempt = exec.state.action_attempts[id.index()] + 1;

@@ -1,5 +1,5 @@
-//! Who acts on runs (a principal, and the deployment's directory of them) and which process
-//! does: a run's owner, its lease, and new run ids.
+//! Who acts on runs (a principal, and the deployment's directory of them), which process
+//! this is (for leases and the environment runs record), and new run ids.
 
 use crate::value::{self};
 use flow_ir::expr::Timestamp;
@@ -39,30 +39,6 @@ pub fn now() -> Timestamp {
 pub(crate) fn pid() -> u32 {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *PID.get_or_init(std::process::id)
-}
-
-/// This process, as a run's owner: `host/pid`.
-pub(crate) fn process_id() -> String {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{}/{}", host(), pid())).clone()
-}
-
-/// How long a run may go without storing anything before a process on another host takes
-/// it for interrupted.
-pub(crate) const LEASE_SECONDS: i64 = 600;
-
-/// Whether the process that owns an executing run is gone: on this host, its pid is not
-/// alive; elsewhere, it stored nothing for [`LEASE_SECONDS`].
-pub(crate) fn owner_gone((owner, heartbeat): &(String, String)) -> bool {
-    if *owner == process_id() {
-        return false;
-    }
-    let (owner_host, pid) = owner.rsplit_once('/').unwrap_or((owner, ""));
-    if owner_host == host() && cfg!(target_os = "linux") {
-        return !std::path::Path::new("/proc").join(pid).exists();
-    }
-    let last = flow_ir::time::parse_timestamp(heartbeat).map_or(0, |(seconds, _)| seconds);
-    now().seconds - last > LEASE_SECONDS
 }
 
 /// A new run id: 64 bits mixed from the time, the process and a counter, so ids of runs

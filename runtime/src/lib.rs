@@ -27,6 +27,7 @@ pub mod interp;
 #[cfg(feature = "jit")]
 pub mod jit;
 pub mod labels;
+mod lease;
 mod log;
 mod narrative;
 pub mod provider;
@@ -46,6 +47,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::Status;
 pub use event::codec::{decode_event, encode_event};
 pub use identity::{Directory, Principal, now};
+pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
     Audit, Progress, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime, ShadowReport, StartOptions,

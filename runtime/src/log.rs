@@ -9,7 +9,7 @@ use crate::event::codec::encode_event;
 use crate::event::{Event, Status};
 use crate::evidence;
 use crate::exec;
-use crate::identity::{now, process_id};
+use crate::identity::now;
 use crate::state::{self, State};
 use crate::store::{ActionResult, RawEvent, RunRecord, Signer, Store, StoredEvent, Waiting};
 use crate::value::Value;
@@ -54,6 +54,15 @@ impl Loaded {
 }
 
 /// A run's log: the events not yet stored, and where its chain stands.
+/// Where and how a run's log commits: the store, what signs, the lease the runtime holds
+/// while the run executes (owner, milliseconds), and the action claims it gives up.
+pub(crate) struct Committer<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) signer: Option<Signer<'a>>,
+    pub(crate) lease: (&'a str, i64),
+    pub(crate) released: &'a [(String, String)],
+}
+
 pub(crate) struct Log {
     pub(crate) pending: Vec<Event<Value>>,
     pub(crate) seq: u64,
@@ -92,13 +101,7 @@ impl Log {
     }
 
     /// Stores the pending events, chained, with the run's new record.
-    pub(crate) fn commit(
-        &mut self,
-        store: &dyn Store,
-        signer: Option<Signer<'_>>,
-        analysis: &Analysis,
-        state: &State,
-    ) -> Result<()> {
+    pub(crate) fn commit(&mut self, to: &Committer<'_>, analysis: &Analysis, state: &State) -> Result<()> {
         if !self.durable {
             for event in std::mem::take(&mut self.pending) {
                 self.observe(&analysis.body().flow.name, &event);
@@ -137,6 +140,7 @@ impl Log {
         }
         // A run is signed with the key it was started with, and only with it: a runtime
         // without that key may not change a signed run (its head would go unsigned).
+        let signer = to.signer;
         let signature = match (&self.signing_key, signer.as_ref().map(|s| s.key)) {
             (None, _) => None,
             (Some(public), Some(key)) if *public == evidence::public_key_hex(key) => {
@@ -160,7 +164,7 @@ impl Log {
             head: head.clone(),
             signature: signature.clone(),
             principal: self.principal.clone(),
-            owner: (record_status == Status::Running).then(|| (process_id(), at.clone())),
+            owner: None,
         };
         let waiting: Vec<Waiting> = state::waiting(analysis, state)
             .into_iter()
@@ -172,13 +176,15 @@ impl Log {
                 roles,
             })
             .collect();
-        store.append(&crate::store::Commit {
+        to.store.append(&crate::store::Commit {
             run: &record,
             expected_seq: self.seq,
             events: &stored,
             waiting: &waiting,
             results: &self.results,
             key: signer,
+            lease: (record_status == Status::Running).then_some(to.lease),
+            released: to.released,
         })?;
         self.results.clear();
         self.seq = record.seq;

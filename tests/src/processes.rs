@@ -1,13 +1,15 @@
-//! Several runtimes on one store, as several processes are: a run executing in one is not
-//! changed by another (`E3005`, run-busy), and of two changes of one run made at once, the
-//! second to commit is refused whole (`E3009`, run-conflict) instead of forking the run's
-//! history. Each runtime here has its own connection to the store file, as a process has.
+//! Several runtimes on one store, as several processes are, on SQLite and on PostgreSQL: a
+//! run executing in one is not changed by another (`E3005`, run-busy); of two changes of one
+//! run made at once, the second to commit is refused whole (`E3009`, run-conflict) instead
+//! of forking the run's history; a run whose process stopped renewing its lease is resumed
+//! by exactly one other; and two runs racing on one idempotency key call the handler once.
+//! Each runtime here has its own connection to the store, as a process has.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use flow_runtime::provider::{ModelProvider, ModelReply, ModelRequest, ProviderError};
-use flow_runtime::store::SqliteStore;
+use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use flow_runtime::store::{PostgresStore, SqliteStore, Store};
 use flow_runtime::{DecisionInput, ErrorKind, Runtime, StartOptions, Status};
 use serde_json::json;
 
@@ -94,12 +96,45 @@ fn store_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A runtime on the store at `path`, with `model` as the flow's model.
-fn runtime(path: &Path, model: Arc<dyn ModelProvider>) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
-    let checked = crate::check_fixture("main.flow", FLOW.as_bytes());
+/// One store several runtimes open, as several processes would: a SQLite file, or a
+/// PostgreSQL database.
+#[derive(Clone, Debug)]
+enum Shared {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Shared {
+    fn open(&self) -> Box<dyn Store> {
+        match self {
+            Shared::Sqlite(path) => Box::new(SqliteStore::open(path).expect("the store opens")),
+            Shared::Postgres(url) => Box::new(PostgresStore::open(url).expect("the store opens")),
+        }
+    }
+}
+
+/// A store named `name` on each kind: a SQLite file, and a PostgreSQL database when the
+/// tests have a server.
+fn shared(name: &str) -> Vec<Shared> {
+    let mut stores = vec![Shared::Sqlite(store_path(&format!("{name}.db")))];
+    stores.extend(crate::postgres::database(name).map(Shared::Postgres));
+    stores
+}
+
+/// A runtime on `store`, with `model` as the flow's model.
+fn runtime(store: &Shared, model: Arc<dyn ModelProvider>) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
+    runtime_on(store.open(), FLOW, model)
+}
+
+fn runtime_on(
+    store: Box<dyn Store>,
+    flow: &str,
+    model: Arc<dyn ModelProvider>,
+) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
+    let checked = crate::check_fixture("main.flow", flow.as_bytes());
     assert!(checked.diagnostics.is_empty(), "{}", checked.render());
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles");
-    let mut runtime = Runtime::new(Box::new(SqliteStore::open(path).expect("the store opens")));
+    let mut runtime = Runtime::new(store);
     runtime.register_model("scorer", model);
     let analysis = runtime.install(plan).expect("the plan installs");
     (runtime, analysis)
@@ -111,7 +146,12 @@ fn approve() -> DecisionInput {
 
 #[test]
 fn of_two_changes_made_at_once_the_second_to_commit_is_refused() {
-    let path = store_path("conflict.db");
+    for store in shared("conflict") {
+        two_changes_at_once(&store);
+    }
+}
+
+fn two_changes_at_once(path: &Shared) {
     let other: Arc<OnceLock<Runtime>> = Arc::new(OnceLock::new());
     let run_id: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let decided_meanwhile = Arc::new(Mutex::new(None));
@@ -123,12 +163,12 @@ fn of_two_changes_made_at_once_the_second_to_commit_is_refused() {
             *decided.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result.map(|v| v.status));
         }))))
     };
-    let (first, analysis) = runtime(&path, Arc::new(meanwhile));
+    let (first, analysis) = runtime(path, Arc::new(meanwhile));
     let clerk = principal("cleo", &["clerk"]);
     let view = first.start(&analysis, &clerk, &[("request".to_owned(), json!({"id": "R1"}))], &StartOptions::default());
     let run = view.expect("the run starts").run;
     run_id.set(run.clone()).expect("set once");
-    let second = runtime(&path, Arc::new(Meanwhile(Mutex::new(None)))).0;
+    let second = runtime(path, Arc::new(Meanwhile(Mutex::new(None)))).0;
     assert!(other.set(second).is_ok());
 
     // Deciding `first` calls the model; meanwhile the other process decides `first` too.
@@ -152,27 +192,293 @@ fn of_two_changes_made_at_once_the_second_to_commit_is_refused() {
     assert_eq!(done.status, Status::Completed);
 }
 
+/// While a process executes a run (here: calls its action's handler), another process's
+/// change of it is refused as busy, naming the process and its lease; once the first has
+/// finished, the run is settled, and the other sees it so.
 #[test]
 fn a_run_executing_in_another_process_is_not_changed() {
-    let path = store_path("busy.db");
-    let (runtime, analysis) = runtime(&path, Arc::new(Meanwhile(Mutex::new(None))));
-    let clerk = principal("cleo", &["clerk"]);
-    let view =
-        runtime.start(&analysis, &clerk, &[("request".to_owned(), json!({"id": "R2"}))], &StartOptions::default());
-    let run = view.expect("the run starts").run;
-    // As the store shows a run while a process on another host executes it: running, owned,
-    // and heard from a moment ago.
-    let db = rusqlite::Connection::open(&path).expect("the store opens");
-    let now = flow_runtime::now().to_string();
-    let changed = db
-        .execute(
-            "UPDATE runs SET status = 'running', owner = 'another-host/4711', heartbeat = ?1 WHERE id = ?2",
-            rusqlite::params![now, run],
-        )
-        .expect("the record is updated");
-    assert_eq!(changed, 1);
-    let busy = runtime.decide(&run, "first", &principal("max", &["manager"]), &approve());
-    let error = busy.expect_err("the run is busy");
-    assert_eq!(error.kind(), ErrorKind::Busy, "{error}");
-    assert!(error.to_string().contains("is executing in process another-host/4711"), "{error}");
+    for store in shared("busy") {
+        let other: Arc<OnceLock<Runtime>> = Arc::new(OnceLock::new());
+        let run_id: Arc<Mutex<Option<String>>> = Arc::default();
+        let meanwhile_result = Arc::new(Mutex::new(None));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let meanwhile: Box<dyn FnOnce() + Send> = {
+            let (other, run_id, result) = (other.clone(), run_id.clone(), meanwhile_result.clone());
+            Box::new(move || {
+                let Some(other) = other.get() else { return };
+                // The run's id is not known yet to whoever started it: the store has it.
+                let run = other.store().runs(Some(Status::Running)).expect("lists").pop().expect("a run executes");
+                *run_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run.id.clone());
+                let overridden = other.override_gate(&run.id, "g", &principal("cleo", &["clerk"]), "r", Some("b"));
+                *result.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(overridden);
+            })
+        };
+        let (first, analysis) = acting(&store, Slow::new(calls.clone(), Some(meanwhile)));
+        assert!(other.set(acting(&store, Slow::new(calls.clone(), None)).0).is_ok());
+        let inputs = [("key".to_owned(), json!("K-busy"))];
+        let view = first.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default());
+        assert_eq!(view.expect("the run completes").status, Status::Completed, "{store:?}");
+        let meanwhile = meanwhile_result.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let error = meanwhile.expect("the handler was called").expect_err("the run is busy");
+        assert_eq!(error.kind(), ErrorKind::Busy, "{store:?}: {error}");
+        assert!(error.to_string().contains("is executing in process "), "{error}");
+        assert!(error.to_string().contains("its lease runs out in"), "{error}");
+        let run = run_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().expect("seen");
+        let now = other.get().expect("set").status(&run, None).expect("loads");
+        assert_eq!(now.status, Status::Completed, "{store:?}");
+    }
+}
+
+/// A store that a test can cut off from its runtime, as a network partition or a dead
+/// process would: every operation fails while it is cut.
+struct Cuttable {
+    inner: Box<dyn Store>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+mod cuttable {
+    use flow_runtime::store::{
+        ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
+        StoreError, Waiting,
+    };
+
+    use super::Cuttable;
+
+    impl Cuttable {
+        fn reach(&self) -> Result<&dyn Store> {
+            if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(StoreError::Unusable("the store cannot be reached (cut by the test)".into()))
+            } else {
+                Ok(self.inner.as_ref())
+            }
+        }
+    }
+
+    impl Store for Cuttable {
+        fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
+            self.reach()?.put_plan(hash, bytes)
+        }
+        fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+            self.reach()?.plan(hash)
+        }
+        fn append(&self, commit: &Commit<'_>) -> Result<()> {
+            self.reach()?.append(commit)
+        }
+        fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+            self.reach()?.run(id)
+        }
+        fn runs(&self, status: Option<flow_runtime::Status>) -> Result<Vec<RunRecord>> {
+            self.reach()?.runs(status)
+        }
+        fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
+            self.reach()?.events(run)
+        }
+        fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
+            self.reach()?.scan_events(f)
+        }
+        fn waiting(&self) -> Result<Vec<Waiting>> {
+            self.reach()?.waiting()
+        }
+        fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
+            self.reach()?.action_result(system, key)
+        }
+        fn action_results(&self) -> Result<Vec<ActionResult>> {
+            self.reach()?.action_results()
+        }
+        fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
+            self.reach()?.record_refusal(refusal, key)
+        }
+        fn refusals(&self) -> Result<Vec<Refusal>> {
+            self.reach()?.refusals()
+        }
+        fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
+            self.reach()?.put_shadow(shadow, key)
+        }
+        fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
+            self.reach()?.shadows(run)
+        }
+        fn log(&self) -> Result<Vec<flow_runtime::checkpoint::Entry>> {
+            self.reach()?.log()
+        }
+        fn checkpoint(&self) -> Result<Option<flow_runtime::checkpoint::Checkpoint>> {
+            self.reach()?.checkpoint()
+        }
+        fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
+            self.reach()?.claim_run(run, owner, ttl_ms)
+        }
+        fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
+            self.reach()?.claim_interrupted(owner, ttl_ms)
+        }
+        fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
+            self.reach()?.claim_action(system, key, run, owner, ttl_ms)
+        }
+        fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+            self.reach()?.renew(owner, runs, actions, ttl_ms)
+        }
+        fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
+            self.reach()?.release(owner, runs, actions)
+        }
+    }
+}
+
+/// A process cut off from the store while it executes a run (its action's handler is slow)
+/// stops renewing its leases; once they have run out, of two other processes resuming
+/// interrupted runs at once exactly one takes the run over and finishes it — calling the
+/// handler again with the same idempotency key, as after a crash — and the cut-off process,
+/// back, cannot commit over it: the run's history has one branch, and it verifies.
+#[test]
+fn a_process_that_stops_renewing_loses_its_run_to_exactly_one_other() {
+    for store in shared("lease") {
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let resumed: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let others: Arc<OnceLock<[Runtime; 2]>> = Arc::new(OnceLock::new());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let meanwhile: Box<dyn FnOnce() + Send> = {
+            let (cut, resumed, others) = (cut.clone(), resumed.clone(), others.clone());
+            Box::new(move || {
+                let Some(others) = others.get() else { return };
+                cut.store(true, std::sync::atomic::Ordering::SeqCst);
+                // Longer than the lease: it runs out.
+                std::thread::sleep(std::time::Duration::from_millis(600));
+                let barrier = std::sync::Barrier::new(2);
+                let outcomes: Vec<Vec<String>> = std::thread::scope(|scope| {
+                    let racers: Vec<_> = others
+                        .iter()
+                        .map(|other| {
+                            let barrier = &barrier;
+                            scope.spawn(move || {
+                                barrier.wait();
+                                other.resume_interrupted().expect("resumes")
+                            })
+                        })
+                        .collect();
+                    racers.into_iter().map(|r| r.join().expect("no panic")).collect()
+                });
+                *resumed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = outcomes;
+                cut.store(false, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let cuttable = Cuttable { inner: store.open(), cut: cut.clone() };
+        let (mut first, analysis) = runtime_on(Box::new(cuttable), ACTING, Arc::new(Meanwhile(Mutex::new(None))));
+        first.register_system("ledger", Arc::new(Slow::new(calls.clone(), Some(meanwhile))));
+        first.set_lease(std::time::Duration::from_millis(300));
+        let quick = || acting(&store, Slow::new(calls.clone(), None)).0;
+        assert!(others.set([quick(), quick()]).is_ok());
+        let inputs = [("key".to_owned(), json!("K-lease"))];
+        let lost = first.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default());
+        let error = lost.expect_err("the cut-off process cannot commit over the run taken from it");
+        assert_eq!(error.kind(), ErrorKind::Conflict, "{store:?}: {error}");
+        let resumed = resumed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let takers: Vec<&Vec<String>> = resumed.iter().filter(|r| !r.is_empty()).collect();
+        assert_eq!(takers.len(), 1, "{store:?}: exactly one process resumed the run: {resumed:?}");
+        let run = takers[0][0].clone();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2, "called again, with the same key");
+        let others = others.get().expect("set");
+        let now = others[0].status(&run, None).expect("the run loads");
+        assert_eq!(now.status, Status::Completed, "{store:?}");
+        let path = crate::guarantees::path(&others[0], &run);
+        assert_eq!(path.iter().filter(|e| e.starts_with("action_started")).count(), 2, "{path:?}");
+        assert_eq!(path.iter().filter(|e| e.starts_with("action_completed")).count(), 1, "{path:?}");
+        let audit = others[0].audit(None).expect("audits");
+        assert!(audit.problems.is_empty(), "{store:?}: {:?}", audit.problems);
+    }
+}
+
+/// A flow whose action's idempotency key is an input: runs of the same key share one call.
+const ACTING: &str = r#"
+role clerk
+
+type Receipt {
+  id: Text
+}
+
+system ledger {
+  action book(id: Text) -> Receipt
+}
+
+flow acting {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+
+  input key: Text
+  output receipt: Receipt?
+
+  access {
+    trigger by clerk
+  }
+
+  action booking = ledger.book(key)
+    idempotency key
+
+  emit receipt = booking
+}
+"#;
+
+/// A handler that takes a while, counts its calls, and runs `meanwhile` during its first.
+struct Slow {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    meanwhile: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Slow {
+    fn new(calls: Arc<std::sync::atomic::AtomicUsize>, meanwhile: Option<Box<dyn FnOnce() + Send>>) -> Slow {
+        Slow { calls, meanwhile: Mutex::new(meanwhile) }
+    }
+}
+
+impl ActionHandler for Slow {
+    fn describe(&self) -> String {
+        "a slow ledger".to_owned()
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<serde_json::Value, String> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.meanwhile.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            Some(act) => act(),
+            None => std::thread::sleep(std::time::Duration::from_millis(150)),
+        }
+        Ok(json!({"id": format!("R-{}", request.idempotency_key)}))
+    }
+}
+
+/// A runtime of the acting flow on `store`, with `handler` as its ledger.
+fn acting(store: &Shared, handler: Slow) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
+    let (mut runtime, analysis) = runtime_on(store.open(), ACTING, Arc::new(Meanwhile(Mutex::new(None))));
+    runtime.register_system("ledger", Arc::new(handler));
+    (runtime, analysis)
+}
+
+/// Runs in two processes racing on one idempotency key call the handler once: the second
+/// waits for the first's claim and reuses its result.
+#[test]
+fn two_processes_racing_on_one_idempotency_key_call_the_handler_once() {
+    for store in shared("racing_key") {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let processes: Vec<_> = (0..2).map(|_| acting(&store, Slow::new(calls.clone(), None))).collect();
+        for round in 0..5 {
+            let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+            let barrier = std::sync::Barrier::new(2);
+            let views: Vec<_> = std::thread::scope(|scope| {
+                let racers: Vec<_> = processes
+                    .iter()
+                    .map(|(runtime, analysis)| {
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            barrier.wait();
+                            let inputs = [("key".to_owned(), json!(format!("K{round}")))];
+                            runtime.start(analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default())
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().expect("no panic")).collect()
+            });
+            for view in &views {
+                let view = view.as_ref().expect("the run completes");
+                assert_eq!(view.status, Status::Completed, "{store:?}");
+            }
+            let called = calls.load(std::sync::atomic::Ordering::SeqCst) - before;
+            assert_eq!(called, 1, "{store:?} round {round}: the handler was called {called} times");
+        }
+    }
 }

@@ -40,11 +40,16 @@ enum Promise {
     Stopping,
     /// Forgets the checkpoint.
     Checkpoint,
+    /// Lets anyone claim a run, leased or not.
+    Lease,
+    /// Lets every call claim an action key that has no result.
+    ActionKey,
 }
 
 mod mutant {
     use flow_runtime::store::{
-        ActionResult, Commit, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+        ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
+        StoreError, Waiting,
     };
 
     use super::{Mutant, Promise};
@@ -102,6 +107,27 @@ mod mutant {
         fn checkpoint(&self) -> Result<Option<flow_runtime::checkpoint::Checkpoint>> {
             if self.breaks == Promise::Checkpoint { Ok(None) } else { self.inner.checkpoint() }
         }
+        fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
+            match self.inner.claim_run(run, owner, ttl_ms)? {
+                Some(_) if self.breaks == Promise::Lease => Ok(None),
+                other => Ok(other),
+            }
+        }
+        fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
+            self.inner.claim_interrupted(owner, ttl_ms)
+        }
+        fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
+            match self.inner.claim_action(system, key, run, owner, ttl_ms)? {
+                ActionClaim::Held(_) if self.breaks == Promise::ActionKey => Ok(ActionClaim::Claimed),
+                other => Ok(other),
+            }
+        }
+        fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+            self.inner.renew(owner, runs, actions, ttl_ms)
+        }
+        fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
+            self.inner.release(owner, runs, actions)
+        }
     }
 }
 
@@ -112,6 +138,8 @@ fn a_store_that_breaks_a_promise_fails_the_suite() {
         (Promise::Ordering, "an append that expects other events writes nothing"),
         (Promise::Stopping, "reading every run visits them in order"),
         (Promise::Checkpoint, "the log covers every change"),
+        (Promise::Lease, "a run's lease is its holder's until it runs out"),
+        (Promise::ActionKey, "two handles racing for an action key"),
     ] {
         let dir = std::env::temp_dir().join(format!("flow-store-mutant-{}-{breaks:?}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -160,5 +188,144 @@ fn postgres_refuses_a_database_that_is_not_its_store() {
     drop(flow_runtime::store::PostgresStore::open(&database).expect("a store now"));
     client.batch_execute("UPDATE flow_schema SET version = 99").expect("ages the store");
     let newer = flow_runtime::store::PostgresStore::open(&database).err().map(|e| e.to_string());
-    assert!(newer.as_deref().is_some_and(|m| m.contains("schema 99, expected 1")), "{newer:?}");
+    assert!(newer.as_deref().is_some_and(|m| m.contains("newer version of Flow (schema 99")), "{newer:?}");
+}
+
+/// A flow with a review: a run of it waits for a decision.
+const REVIEWED: &str = r#"
+role clerk
+
+type Request {
+  id: Text
+}
+
+flow reviewed {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+
+  input request: Request
+  output done: Bool
+
+  access {
+    trigger by clerk
+  }
+
+  review check by clerk
+    outcomes approve, reject
+    reasons ok
+
+  emit done = check.outcome == approve
+}
+"#;
+
+fn reviewed(
+    store: Box<dyn flow_runtime::store::Store>,
+) -> (flow_runtime::Runtime, std::sync::Arc<flow_runtime::analysis::Analysis>) {
+    let checked = crate::check_fixture("main.flow", REVIEWED.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles");
+    let runtime = flow_runtime::Runtime::new(store);
+    let analysis = runtime.install(plan).expect("the plan installs");
+    (runtime, analysis)
+}
+
+/// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases) is
+/// migrated when opened, not refused: its runs verify, a waiting one is decided, and the
+/// store is at the current version after.
+#[test]
+fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
+    use flow_runtime::store::{PostgresStore, SqliteStore, Store};
+    let dir = std::env::temp_dir().join(format!("flow-store-migrated-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("runs.db");
+    // How each store is opened, and what takes it back to the schema before leases.
+    type Ager<'a> = Box<dyn Fn() + 'a>;
+    type Opener<'a> = Box<dyn Fn() -> Box<dyn Store> + 'a>;
+    type Version<'a> = Box<dyn Fn() -> i64 + 'a>;
+    let mut stores: Vec<(Opener<'_>, Ager<'_>, Version<'_>)> = vec![(
+        Box::new(|| Box::new(SqliteStore::open(&path).expect("opens"))),
+        Box::new(|| {
+            let db = rusqlite::Connection::open(&path).expect("opens");
+            db.execute_batch(
+                "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs DROP COLUMN lease_until;
+                 DROP TABLE action_claims; PRAGMA user_version = 3;",
+            )
+            .expect("ages the store");
+        }),
+        Box::new(|| {
+            let db = rusqlite::Connection::open(&path).expect("opens");
+            db.pragma_query_value(None, "user_version", |row| row.get(0)).expect("reads")
+        }),
+    )];
+    if let Some(url) = postgres::database("migrated") {
+        let (open, age, version) = (url.clone(), url.clone(), url);
+        stores.push((
+            Box::new(move || Box::new(PostgresStore::open(&open).expect("opens"))),
+            Box::new(move || {
+                let mut client = ::postgres::Client::connect(&age, ::postgres::NoTls).expect("connects");
+                client
+                    .batch_execute(
+                        "ALTER TABLE flow_runs ADD COLUMN heartbeat TEXT; ALTER TABLE flow_runs DROP COLUMN lease_until;
+                         DROP INDEX flow_runs_executing; DROP TABLE flow_action_claims;
+                         UPDATE flow_schema SET version = 1;",
+                    )
+                    .expect("ages the store");
+            }),
+            Box::new(move || {
+                let mut client = ::postgres::Client::connect(&version, ::postgres::NoTls).expect("connects");
+                i64::from(client.query_one("SELECT version FROM flow_schema", &[]).expect("reads").get::<_, i32>(0))
+            }),
+        ));
+    }
+    for (open, age, version) in &stores {
+        let current = {
+            let (runtime, analysis) = reviewed(open());
+            let clerk = flow_runtime::Principal { id: "cleo".into(), roles: vec!["clerk".into()] };
+            for id in ["M1", "M2"] {
+                let inputs = [("request".to_owned(), serde_json::json!({"id": id}))];
+                runtime.start(&analysis, &clerk, &inputs, &flow_runtime::StartOptions::default()).expect("starts");
+            }
+            version()
+        };
+        age();
+        assert_eq!(version(), current - 1, "aged");
+        let (runtime, _) = reviewed(open());
+        assert_eq!(version(), current, "migrated");
+        let audit = runtime.audit(None).expect("audits");
+        assert!(audit.problems.is_empty() && audit.runs == 2, "{:?}", audit.problems);
+        let waiting = runtime.store().waiting().expect("lists");
+        let clerk = flow_runtime::Principal { id: "cleo".into(), roles: vec!["clerk".into()] };
+        let input = flow_runtime::DecisionInput {
+            outcome: "approve".into(),
+            reason: Some("ok".into()),
+            basis: None,
+            edits: Vec::new(),
+        };
+        let decided = runtime.decide(&waiting[0].run, "check", &clerk, &input).expect("decides");
+        assert_eq!(decided.status, flow_runtime::Status::Completed);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A SQLite database that is not a run store, or a store of a newer version, is refused
+/// when opened and left as it was.
+#[test]
+fn sqlite_refuses_a_database_that_is_not_its_store() {
+    let dir = std::env::temp_dir().join(format!("flow-store-foreign-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creates");
+    let path = dir.join("other.db");
+    let db = rusqlite::Connection::open(&path).expect("opens");
+    db.execute_batch("CREATE TABLE notes (x TEXT)").expect("creates");
+    let refused = flow_runtime::store::SqliteStore::open(&path).err().map(|e| e.to_string());
+    assert!(refused.as_deref().is_some_and(|m| m.contains("is not a run store")), "{refused:?}");
+    let tables: i64 = db.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0)).expect("counts");
+    assert_eq!(tables, 1, "nothing was created");
+    let store = dir.join("runs.db");
+    drop(flow_runtime::store::SqliteStore::open(&store).expect("a store"));
+    rusqlite::Connection::open(&store).expect("opens").pragma_update(None, "user_version", 99).expect("ages");
+    let newer = flow_runtime::store::SqliteStore::open(&store).err().map(|e| e.to_string());
+    assert!(newer.as_deref().is_some_and(|m| m.contains("newer version of Flow (schema 99")), "{newer:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,4 +14,7 @@ mod editor;
 mod flow_tests;
 mod fmt;
 mod lsp;
+/// The tests' PostgreSQL server (shared with the workspace's other tests).
+#[path = "../../../tests/src/postgres.rs"]
+mod postgres;
 mod runs;

@@ -1,7 +1,9 @@
-//! The run commands end to end, as a real process over a real SQLite store, with a flow
-//! that has every kind of step (`tests/runs/loan.flow`), a local model and an idempotent
-//! local system: every outcome, every step kind, access grants, separation of duties,
-//! bad input, tampered evidence, and crashes at random points.
+//! The run commands end to end, as a real process over a real store, with a flow that has
+//! every kind of step (`tests/runs/loan.flow`), a local model and an idempotent local
+//! system: every outcome, every step kind, access grants, separation of duties, bad input,
+//! tampered evidence, and crashes at random points. The tests declared with
+//! `on_every_store!` run on a SQLite file and on PostgreSQL alike (the deployment's
+//! `flow.toml` names the store); those that edit a store's tables by hand run on SQLite.
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -12,17 +14,67 @@ use serde_json::{Value as Json, json};
 
 const FIXTURES: &[&str] = &["loan.flow", "scorer.py", "ledger.py", "flow.toml", "flow-principals.toml"];
 
-/// A fresh deployment directory with the fixtures.
+/// A fresh deployment directory with the fixtures, on a SQLite store.
 fn deployment(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flowc-runs-{}-{name}", std::process::id()));
+    deployment_on(name, None)
+}
+
+/// A fresh deployment directory with the fixtures, on the PostgreSQL database `postgres`
+/// names (its `flow.toml` says so), or on a SQLite store.
+fn deployment_on(name: &str, postgres: Option<&str>) -> PathBuf {
+    let on = if postgres.is_some() { "pg" } else { "sqlite" };
+    let dir = std::env::temp_dir().join(format!("flowc-runs-{}-{name}-{on}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runs");
     for file in FIXTURES {
         std::fs::copy(fixtures.join(file), dir.join(file)).unwrap();
     }
+    if let Some(url) = postgres {
+        let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        let config = config.replace("[store]\n", &format!("[store]\nurl = {}\n", json!(url)));
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+    }
     dir
 }
+
+/// The stores every store-independent test runs on: SQLite (`None`), and a database of its
+/// own on the test PostgreSQL server when there is one.
+fn stores(name: &str) -> Vec<Option<String>> {
+    let mut stores = vec![None];
+    // Database names are short (at most 63 bytes in all).
+    stores.extend(crate::postgres::database(&name.chars().take(24).collect::<String>()).map(Some));
+    stores
+}
+
+/// A test that runs on a deployment on each store of [`stores`], `$dir` its directory.
+macro_rules! on_every_store {
+    ($(#[$meta:meta])* fn $name:ident($dir:ident) $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            for postgres in stores(stringify!($name)) {
+                let $dir = deployment_on(stringify!($name), postgres.as_deref());
+                $body
+            }
+        }
+    };
+}
+
+/// The deployment's store, opened as `flowc` opens it: the PostgreSQL database its
+/// `flow.toml` names (`url = "…"`, as [`deployment_on`] wrote it), else `.flow/runs.db`.
+fn store_of(dir: &Path) -> Box<dyn flow_runtime::store::Store> {
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    let url = config.lines().find_map(|l| l.strip_prefix("url = ")).map(|u| serde_json::from_str::<String>(u).unwrap());
+    match url {
+        Some(url) => Box::new(flow_runtime::store::PostgresStore::open(&url).unwrap()),
+        None => Box::new(flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap()),
+    }
+}
+
+/// How long the fixtures' `flow.toml` lets a lease last unless renewed (`[store] lease`):
+/// how long after a kill another process may resume what the killed one executed.
+const LEASE: std::time::Duration = std::time::Duration::from_millis(1200);
 
 fn flowc(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flowc"))
@@ -118,229 +170,229 @@ fn lines(dir: &Path, file: &str) -> Vec<String> {
     std::fs::read_to_string(dir.join(file)).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
-#[test]
-fn a_routine_request_completes_with_no_one_involved() {
-    let dir = deployment("routine");
-    let view = start(&dir, &request(&dir, "R1", "500.00", "carl"), "carl");
-    assert_eq!(view["status"], "completed", "{view}");
-    assert_eq!(view["outputs"]["decision"]["approved"], true);
-    assert_eq!(view["outputs"]["decision"]["tier"], "low");
-    // The clerk may not view `pii`: the note is redacted, with its digest.
-    assert!(view["outputs"]["decision"]["note"]["$redacted"].as_str().unwrap().starts_with("blake3:"), "{view}");
-    assert_eq!(lines(&dir, "effects.log"), ["booking/R1 R-booking/R1"]);
-    let run = view["run"].as_str().unwrap();
-    let page = show(&dir, run, "aud");
-    assert!(page.contains("approval sign: approved automatically (row 1: auto)"), "{page}");
-    assert!(
-        page.contains(
-            "review check: skipped, its condition did not hold (score.confidence = 0.9, degraded(score) = false)"
-        ),
-        "{page}"
-    );
-    assert!(page.contains("gate fresh (block): did not hold (stale(request) = false)"), "{page}");
-    assert!(page.contains("personal note of carl"), "the auditor views pii: {page}");
-    evidence_verifies(&dir, run);
+on_every_store! {
+    fn a_routine_request_completes_with_no_one_involved(dir) {
+        let view = start(&dir, &request(&dir, "R1", "500.00", "carl"), "carl");
+        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view["outputs"]["decision"]["approved"], true);
+        assert_eq!(view["outputs"]["decision"]["tier"], "low");
+        // The clerk may not view `pii`: the note is redacted, with its digest.
+        assert!(view["outputs"]["decision"]["note"]["$redacted"].as_str().unwrap().starts_with("blake3:"), "{view}");
+        assert_eq!(lines(&dir, "effects.log"), ["booking/R1 R-booking/R1"]);
+        let run = view["run"].as_str().unwrap();
+        let page = show(&dir, run, "aud");
+        assert!(page.contains("approval sign: approved automatically (row 1: auto)"), "{page}");
+        assert!(
+            page.contains(
+                "review check: skipped, its condition did not hold (score.confidence = 0.9, degraded(score) = false)"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("gate fresh (block): did not hold (stale(request) = false)"), "{page}");
+        assert!(page.contains("personal note of carl"), "the auditor views pii: {page}");
+        evidence_verifies(&dir, run);
+    }
 }
 
-#[test]
-fn a_review_with_an_edit_then_an_approval_with_separation_of_duties() {
-    let dir = deployment("review");
-    let view = start(&dir, &request(&dir, "R2", "7000.00", "ana"), "ana");
-    assert_eq!(view["status"], "pending", "{view}");
-    assert_eq!(view["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
-    let run = view["run"].as_str().unwrap().to_owned();
-    // Not yet reached, not a step, not decided by people.
-    let early = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
-    assert!(
-        text(&early).contains("step `sign` is not waiting for a decision: the run has not reached it"),
-        "{}",
-        text(&early)
-    );
-    assert!(
-        text(&decide(&dir, &run, "nope", "max", ["approve", "ok"], &[], 1))
-            .contains("the flow has no step `nope`; waiting: `check`")
-    );
-    assert!(text(&decide(&dir, &run, "big", "max", ["approve", "ok"], &[], 1)).contains("step `big` is not waiting"));
-    // Not a manager.
-    let refused = decide(&dir, &run, "check", "carl", ["approve", "ok"], &[], 1);
-    assert!(text(&refused).contains("missing grant: `decide check`"), "{}", text(&refused));
-    // An outcome and a reason the review does not declare; a field it may not edit.
-    assert!(text(&decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1)).contains("not an outcome of `check`"));
-    assert!(text(&decide(&dir, &run, "check", "max", ["approve", "fine"], &[], 1)).contains("not a reason of `check`"));
-    let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.confidence=1"], 1);
-    assert!(text(&edit).contains("may not edit `score.confidence`"), "{}", text(&edit));
-    let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.tier=lowest"], 1);
-    assert!(text(&edit).contains("`lowest` is not a variant of `Tier`"), "{}", text(&edit));
-    // The reviewer lowers the tier: the matrix reads the edited value (row 2, big and low).
-    decide(
-        &dir,
-        &run,
-        "check",
-        "max",
-        ["approve", "ok"],
-        &["--basis", "known customer", "--edit", "score.tier=low"],
-        0,
-    );
-    let pending = json_of(&dir, &["pending"], 0);
-    assert_eq!(
-        pending["pending"],
-        json!([{"run": run, "flow": "loan", "step": "sign", "kind": "approval", "roles": ["manager"]}])
-    );
-    let why = json_of(&dir, &["status", &run], 0)["why"].clone();
-    assert_eq!(
-        why,
-        json!([
-            "approval `sign`: row 2 applies (1 of manager) (score.tier = low, big = true); still needed: 1 of manager; may not approve: ana"
-        ])
-    );
-    // The requester holds `manager` but may not approve their own request.
-    let own = decide(&dir, &run, "sign", "ana", ["approve", "ok"], &[], 1);
-    assert!(text(&own).contains("separation of duties"), "{}", text(&own));
-    assert_eq!(json_of(&dir, &["pending", "--as", "carl"], 0)["pending"], json!([]));
-    decide(&dir, &run, "sign", "mia", ["approve", "within_limit"], &[], 0);
-    assert_eq!(status(&dir, &run), "completed");
-    let page = show(&dir, &run, "aud");
-    assert!(page.contains("edited score.tier: medium → low"), "{page}");
-    assert!(page.contains("approval sign: row 2 applies, requiring 1 of manager"), "{page}");
-    assert!(page.contains("may not approve: ana"), "{page}");
-    assert!(page.contains("approved by mia"), "{page}");
-    assert!(page.contains("refused decide (missing grant `decide check`)"), "{page}");
-    assert!(page.contains("separation of duties: ana may not decide `sign`"), "{page}");
-    // Deciding again: nothing waits.
-    assert!(text(&decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1)).contains("nothing waits"));
-    evidence_verifies(&dir, &run);
+on_every_store! {
+    fn a_review_with_an_edit_then_an_approval_with_separation_of_duties(dir) {
+        let view = start(&dir, &request(&dir, "R2", "7000.00", "ana"), "ana");
+        assert_eq!(view["status"], "pending", "{view}");
+        assert_eq!(view["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
+        let run = view["run"].as_str().unwrap().to_owned();
+        // Not yet reached, not a step, not decided by people.
+        let early = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
+        assert!(
+            text(&early).contains("step `sign` is not waiting for a decision: the run has not reached it"),
+            "{}",
+            text(&early)
+        );
+        assert!(
+            text(&decide(&dir, &run, "nope", "max", ["approve", "ok"], &[], 1))
+                .contains("the flow has no step `nope`; waiting: `check`")
+        );
+        assert!(text(&decide(&dir, &run, "big", "max", ["approve", "ok"], &[], 1)).contains("step `big` is not waiting"));
+        // Not a manager.
+        let refused = decide(&dir, &run, "check", "carl", ["approve", "ok"], &[], 1);
+        assert!(text(&refused).contains("missing grant: `decide check`"), "{}", text(&refused));
+        // An outcome and a reason the review does not declare; a field it may not edit.
+        assert!(text(&decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1)).contains("not an outcome of `check`"));
+        assert!(text(&decide(&dir, &run, "check", "max", ["approve", "fine"], &[], 1)).contains("not a reason of `check`"));
+        let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.confidence=1"], 1);
+        assert!(text(&edit).contains("may not edit `score.confidence`"), "{}", text(&edit));
+        let edit = decide(&dir, &run, "check", "max", ["approve", "ok"], &["--edit", "score.tier=lowest"], 1);
+        assert!(text(&edit).contains("`lowest` is not a variant of `Tier`"), "{}", text(&edit));
+        // The reviewer lowers the tier: the matrix reads the edited value (row 2, big and low).
+        decide(
+            &dir,
+            &run,
+            "check",
+            "max",
+            ["approve", "ok"],
+            &["--basis", "known customer", "--edit", "score.tier=low"],
+            0,
+        );
+        let pending = json_of(&dir, &["pending"], 0);
+        assert_eq!(
+            pending["pending"],
+            json!([{"run": run, "flow": "loan", "step": "sign", "kind": "approval", "roles": ["manager"]}])
+        );
+        let why = json_of(&dir, &["status", &run], 0)["why"].clone();
+        assert_eq!(
+            why,
+            json!([
+                "approval `sign`: row 2 applies (1 of manager) (score.tier = low, big = true); still needed: 1 of manager; may not approve: ana"
+            ])
+        );
+        // The requester holds `manager` but may not approve their own request.
+        let own = decide(&dir, &run, "sign", "ana", ["approve", "ok"], &[], 1);
+        assert!(text(&own).contains("separation of duties"), "{}", text(&own));
+        assert_eq!(json_of(&dir, &["pending", "--as", "carl"], 0)["pending"], json!([]));
+        decide(&dir, &run, "sign", "mia", ["approve", "within_limit"], &[], 0);
+        assert_eq!(status(&dir, &run), "completed");
+        let page = show(&dir, &run, "aud");
+        assert!(page.contains("edited score.tier: medium → low"), "{page}");
+        assert!(page.contains("approval sign: row 2 applies, requiring 1 of manager"), "{page}");
+        assert!(page.contains("may not approve: ana"), "{page}");
+        assert!(page.contains("approved by mia"), "{page}");
+        assert!(page.contains("refused decide (missing grant `decide check`)"), "{page}");
+        assert!(page.contains("separation of duties: ana may not decide `sign`"), "{page}");
+        // Deciding again: nothing waits.
+        assert!(text(&decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1)).contains("nothing waits"));
+        evidence_verifies(&dir, &run);
+    }
 }
 
-#[test]
-fn no_principal_counts_twice() {
-    let dir = deployment("twice");
-    let run = start(&dir, &request(&dir, "R3", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
-    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
-    // Medium: 2 of manager.
-    decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 0);
-    assert_eq!(status(&dir, &run), "pending");
-    let again = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
-    assert!(text(&again).contains("no principal counts twice"), "{}", text(&again));
-    let view: Json =
-        serde_json::from_slice(&decide(&dir, &run, "sign", "mia", ["approve", "ok"], &["--format", "json"], 0).stdout)
-            .unwrap();
-    assert_eq!(view["status"], "completed");
-    assert_eq!(view["outputs"]["decision"]["approved"], true);
+on_every_store! {
+    fn no_principal_counts_twice(dir) {
+        let run = start(&dir, &request(&dir, "R3", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+        decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
+        // Medium: 2 of manager.
+        decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 0);
+        assert_eq!(status(&dir, &run), "pending");
+        let again = decide(&dir, &run, "sign", "max", ["approve", "ok"], &[], 1);
+        assert!(text(&again).contains("no principal counts twice"), "{}", text(&again));
+        let view: Json =
+            serde_json::from_slice(&decide(&dir, &run, "sign", "mia", ["approve", "ok"], &["--format", "json"], 0).stdout)
+                .unwrap();
+        assert_eq!(view["status"], "completed");
+        assert_eq!(view["outputs"]["decision"]["approved"], true);
+    }
 }
 
-/// Every error of the runtime carries its code, in the message and (with `--format json`)
-/// as JSON on standard output, and its exit code says whose fault it is: a refusal by
-/// separation of duties is a refusal, but names no missing grant.
-#[test]
-fn the_runtimes_errors_carry_their_codes() {
-    let dir = deployment("codes");
-    let run = start(&dir, &request(&dir, "R9", "7000.00", "ana"), "ana")["run"].as_str().unwrap().to_owned();
-    let refused =
-        json_of(&dir, &["decide", &run, "check", "--as", "carl", "--outcome", "approve", "--reason", "ok"], 1);
-    assert_eq!(refused["error"]["code"], "E3001", "{refused}");
-    assert_eq!((&refused["error"]["grant"], &refused["error"]["missing"]), (&json!("decide check"), &json!(true)));
-    let unfit = decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1);
-    assert!(text(&unfit).contains("flowc: error[E3004]: `maybe` is not an outcome of `check`"), "{}", text(&unfit));
-    let unknown = flowc(&dir, &["status", "r-0000000000000000"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(text(&unknown).contains("error[E3003]"), "{}", text(&unknown));
-    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
-    let own = json_of(&dir, &["decide", &run, "sign", "--as", "ana", "--outcome", "approve", "--reason", "ok"], 1);
-    assert_eq!(own["error"]["code"], "E3001", "{own}");
-    assert_eq!(own["error"]["missing"], false, "{own}");
-    let message = own["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("refused: separation of duties") && !message.contains("missing grant"), "{message}");
-    std::fs::write(dir.join("not-a-store.db"), "notes").unwrap();
-    let unusable = flowc(&dir, &["pending", "--store", "not-a-store.db"]);
-    assert_eq!(unusable.status.code(), Some(2));
-    assert!(text(&unusable).contains("error[E3008]"), "{}", text(&unusable));
+on_every_store! {
+    /// Every error of the runtime carries its code, in the message and (with `--format json`)
+    /// as JSON on standard output, and its exit code says whose fault it is: a refusal by
+    /// separation of duties is a refusal, but names no missing grant.
+    fn the_runtimes_errors_carry_their_codes(dir) {
+        let run = start(&dir, &request(&dir, "R9", "7000.00", "ana"), "ana")["run"].as_str().unwrap().to_owned();
+        let refused =
+            json_of(&dir, &["decide", &run, "check", "--as", "carl", "--outcome", "approve", "--reason", "ok"], 1);
+        assert_eq!(refused["error"]["code"], "E3001", "{refused}");
+        assert_eq!((&refused["error"]["grant"], &refused["error"]["missing"]), (&json!("decide check"), &json!(true)));
+        let unfit = decide(&dir, &run, "check", "max", ["maybe", "ok"], &[], 1);
+        assert!(text(&unfit).contains("flowc: error[E3004]: `maybe` is not an outcome of `check`"), "{}", text(&unfit));
+        let unknown = flowc(&dir, &["status", "r-0000000000000000"]);
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(text(&unknown).contains("error[E3003]"), "{}", text(&unknown));
+        decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
+        let own = json_of(&dir, &["decide", &run, "sign", "--as", "ana", "--outcome", "approve", "--reason", "ok"], 1);
+        assert_eq!(own["error"]["code"], "E3001", "{own}");
+        assert_eq!(own["error"]["missing"], false, "{own}");
+        let message = own["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("refused: separation of duties") && !message.contains("missing grant"), "{message}");
+        std::fs::write(dir.join("not-a-store.db"), "notes").unwrap();
+        let unusable = flowc(&dir, &["pending", "--store", "not-a-store.db"]);
+        assert_eq!(unusable.status.code(), Some(2));
+        assert!(text(&unusable).contains("error[E3008]"), "{}", text(&unusable));
+    }
 }
 
-#[test]
-fn a_rejected_approval_completes_unapproved_and_books_nothing() {
-    let dir = deployment("unapproved");
-    let run = start(&dir, &request(&dir, "R4", "20000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
-    // High: 1 of manager, 1 of director; the director rejects.
-    let view: Json = serde_json::from_slice(
-        &decide(&dir, &run, "sign", "dora", ["reject", "too_risky"], &["--format", "json"], 0).stdout,
-    )
-    .unwrap();
-    assert_eq!(view["status"], "completed", "{view}");
-    assert_eq!(view["outputs"]["decision"]["approved"], false);
-    assert!(lines(&dir, "effects.log").is_empty());
-    assert!(show(&dir, &run, "aud").contains("action booking: skipped"));
+on_every_store! {
+    fn a_rejected_approval_completes_unapproved_and_books_nothing(dir) {
+        let run = start(&dir, &request(&dir, "R4", "20000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+        // High: 1 of manager, 1 of director; the director rejects.
+        let view: Json = serde_json::from_slice(
+            &decide(&dir, &run, "sign", "dora", ["reject", "too_risky"], &["--format", "json"], 0).stdout,
+        )
+        .unwrap();
+        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view["outputs"]["decision"]["approved"], false);
+        assert!(lines(&dir, "effects.log").is_empty());
+        assert!(show(&dir, &run, "aud").contains("action booking: skipped"));
+    }
 }
 
-#[test]
-fn a_blocking_gate_blocks_until_an_officer_overrides_it() {
-    let dir = deployment("blocked");
-    let view = start(&dir, &request(&dir, "EMBARGO", "500.00", "carl"), "carl");
-    assert_eq!(view["status"], "blocked");
-    assert_eq!(view["summary"], "blocked by gate `embargo`: The request is under embargo");
-    assert_eq!(
-        view["why"],
-        json!([
-            "gate `embargo` (block) holds: The request is under embargo (request.id = EMBARGO); it may be overridden by officer"
-        ])
-    );
-    let run = view["run"].as_str().unwrap().to_owned();
-    assert!(lines(&dir, "effects.log").is_empty());
-    let refused = flowc(&dir, &["override", &run, "embargo", "--as", "max", "--reason", "urgent", "--basis", "b"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("missing grant: `override embargo`"), "{}", text(&refused));
-    let wrong = flowc(&dir, &["override", &run, "fresh", "--as", "olga", "--reason", "urgent", "--basis", "b"]);
-    assert_eq!(wrong.status.code(), Some(1));
-    assert!(text(&wrong).contains("not blocking this run"), "{}", text(&wrong));
-    let view = json_of(
-        &dir,
-        &["override", &run, "embargo", "--as", "olga", "--reason", "lifted", "--basis", "embargo lifted on 29 Nov"],
-        0,
-    );
-    assert_eq!(view["status"], "completed", "{view}");
-    let page = show(&dir, &run, "aud");
-    assert!(
-        page.contains(
-            "gate embargo OVERRIDDEN by olga (officer): override, reason lifted — \"embargo lifted on 29 Nov\""
-        ),
-        "{page}"
-    );
-    evidence_verifies(&dir, &run);
+on_every_store! {
+    fn a_blocking_gate_blocks_until_an_officer_overrides_it(dir) {
+        let view = start(&dir, &request(&dir, "EMBARGO", "500.00", "carl"), "carl");
+        assert_eq!(view["status"], "blocked");
+        assert_eq!(view["summary"], "blocked by gate `embargo`: The request is under embargo");
+        assert_eq!(
+            view["why"],
+            json!([
+                "gate `embargo` (block) holds: The request is under embargo (request.id = EMBARGO); it may be overridden by officer"
+            ])
+        );
+        let run = view["run"].as_str().unwrap().to_owned();
+        assert!(lines(&dir, "effects.log").is_empty());
+        let refused = flowc(&dir, &["override", &run, "embargo", "--as", "max", "--reason", "urgent", "--basis", "b"]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(text(&refused).contains("missing grant: `override embargo`"), "{}", text(&refused));
+        let wrong = flowc(&dir, &["override", &run, "fresh", "--as", "olga", "--reason", "urgent", "--basis", "b"]);
+        assert_eq!(wrong.status.code(), Some(1));
+        assert!(text(&wrong).contains("not blocking this run"), "{}", text(&wrong));
+        let view = json_of(
+            &dir,
+            &["override", &run, "embargo", "--as", "olga", "--reason", "lifted", "--basis", "embargo lifted on 29 Nov"],
+            0,
+        );
+        assert_eq!(view["status"], "completed", "{view}");
+        let page = show(&dir, &run, "aud");
+        assert!(
+            page.contains(
+                "gate embargo OVERRIDDEN by olga (officer): override, reason lifted — \"embargo lifted on 29 Nov\""
+            ),
+            "{page}"
+        );
+        evidence_verifies(&dir, &run);
+    }
 }
 
-#[test]
-fn stale_source_data_blocks() {
-    let dir = deployment("stale");
-    let input = request(&dir, "R5", "500.00", "carl");
-    let view =
-        json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", "2026-12-05T10:00:00Z"], 0);
-    assert_eq!(view["status"], "blocked");
-    assert!(view["summary"].as_str().unwrap().contains("gate `fresh`"), "{view}");
-    let page = show(&dir, view["run"].as_str().unwrap(), "aud");
-    assert!(
-        page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 5d 2h — STALE"),
-        "{page}"
-    );
+on_every_store! {
+    fn stale_source_data_blocks(dir) {
+        let input = request(&dir, "R5", "500.00", "carl");
+        let view =
+            json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", "2026-12-05T10:00:00Z"], 0);
+        assert_eq!(view["status"], "blocked");
+        assert!(view["summary"].as_str().unwrap().contains("gate `fresh`"), "{view}");
+        let page = show(&dir, view["run"].as_str().unwrap(), "aud");
+        assert!(
+            page.contains("request comes from crm (authority crm.requests), as of 2026-11-30T08:00:00Z, age 5d 2h — STALE"),
+            "{page}"
+        );
+    }
 }
 
-#[test]
-fn a_soft_gate_rejected_ends_the_run_rejected() {
-    let dir = deployment("rejected");
-    let view = start(&dir, &request(&dir, "R6", "60000.00", "carl"), "carl");
-    assert_eq!(view["status"], "pending");
-    // Rules first: the matrix does not read the gate, but it opens only once the gate is
-    // approved, since a rejection ends the run.
-    assert_eq!(view["pending"], json!([{"step": "huge", "kind": "gate", "roles": ["director"]}]));
-    assert!(lines(&dir, "calls.log").is_empty(), "nothing is booked while the gate waits");
-    let run = view["run"].as_str().unwrap().to_owned();
-    decide(&dir, &run, "huge", "max", ["approve", "ok"], &[], 1);
-    let no_reason = flowc(&dir, &["decide", &run, "huge", "--as", "dora", "--outcome", "reject"]);
-    assert_eq!(no_reason.status.code(), Some(1));
-    assert!(text(&no_reason).contains("needs a reason code"), "{}", text(&no_reason));
-    decide(&dir, &run, "huge", "dora", ["reject", "exposure"], &[], 0);
-    assert_eq!(status(&dir, &run), "rejected");
-    assert!(lines(&dir, "calls.log").is_empty(), "nothing acted");
-    let pending = json_of(&dir, &["pending"], 0);
-    assert_eq!(pending["pending"], json!([]), "a rejected run waits for nothing");
+on_every_store! {
+    fn a_soft_gate_rejected_ends_the_run_rejected(dir) {
+        let view = start(&dir, &request(&dir, "R6", "60000.00", "carl"), "carl");
+        assert_eq!(view["status"], "pending");
+        // Rules first: the matrix does not read the gate, but it opens only once the gate is
+        // approved, since a rejection ends the run.
+        assert_eq!(view["pending"], json!([{"step": "huge", "kind": "gate", "roles": ["director"]}]));
+        assert!(lines(&dir, "calls.log").is_empty(), "nothing is booked while the gate waits");
+        let run = view["run"].as_str().unwrap().to_owned();
+        decide(&dir, &run, "huge", "max", ["approve", "ok"], &[], 1);
+        let no_reason = flowc(&dir, &["decide", &run, "huge", "--as", "dora", "--outcome", "reject"]);
+        assert_eq!(no_reason.status.code(), Some(1));
+        assert!(text(&no_reason).contains("needs a reason code"), "{}", text(&no_reason));
+        decide(&dir, &run, "huge", "dora", ["reject", "exposure"], &[], 0);
+        assert_eq!(status(&dir, &run), "rejected");
+        assert!(lines(&dir, "calls.log").is_empty(), "nothing acted");
+        let pending = json_of(&dir, &["pending"], 0);
+        assert_eq!(pending["pending"], json!([]), "a rejected run waits for nothing");
+    }
 }
 
 #[test]
@@ -368,121 +420,124 @@ fn a_failing_or_nonsensical_model_degrades_the_step_and_a_person_reviews_it() {
     }
 }
 
-#[test]
-fn a_failing_action_fails_the_run_and_names_the_step() {
-    let dir = deployment("failed");
-    let view = start(&dir, &request(&dir, "R8", "777.00", "carl"), "carl");
-    assert_eq!(view["status"], "failed", "{view}");
-    assert!(view["summary"].as_str().unwrap().contains("step `booking` failed: `ledger.book` failed"), "{view}");
-}
-
-#[test]
-fn a_missing_model_configuration_degrades_and_a_missing_handler_fails() {
-    let dir = deployment("unconfigured");
-    std::fs::write(dir.join("flow.toml"), "").unwrap();
-    let view = start(&dir, &request(&dir, "R9", "500.00", "carl"), "carl");
-    // The fallback says high (over 1,000 USD? no: low), confidence 1.0, but degraded: reviewed.
-    assert_eq!(view["status"], "pending", "{view}");
-    let run = view["run"].as_str().unwrap().to_owned();
-    let page = show(&dir, &run, "aud");
-    assert!(page.contains("no provider is configured for model `scorer`"), "{page}");
-    decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
-    let view = json_of(&dir, &["status", &run], 0);
-    assert_eq!(view["status"], "failed");
-    assert!(view["summary"].as_str().unwrap().contains("no handler is configured for system `ledger`"), "{view}");
-}
-
-#[test]
-fn one_idempotency_key_acts_once_across_runs() {
-    let dir = deployment("idempotent");
-    let input = request(&dir, "R10", "500.00", "carl");
-    start(&dir, &input, "carl");
-    let second = start(&dir, &input, "carl");
-    assert_eq!(second["status"], "completed");
-    assert_eq!(lines(&dir, "calls.log"), ["booking/R10"], "the handler was called once");
-    assert!(show(&dir, second["run"].as_str().unwrap(), "aud").contains("not repeated"));
-}
-
-#[test]
-fn every_operation_checks_its_grant_and_records_refusals() {
-    let dir = deployment("access");
-    let input = request(&dir, "R11", "500.00", "carl");
-    // trigger
-    let refused = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "max"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        text(&refused).contains("max may not start `loan`: the flow grants `trigger` to clerk"),
-        "{}",
-        text(&refused)
-    );
-    let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
-    let refusals = flow_runtime::store::Store::refusals(&store).unwrap();
-    assert_eq!(refusals.len(), 1);
-    let refusal = &refusals[0];
-    assert_eq!([&refusal.principal, &refusal.operation, &refusal.grant], ["max", "trigger", "trigger"]);
-    drop(store);
-    let run = start(&dir, &input, "carl")["run"].as_str().unwrap().to_owned();
-    // read evidence: refused for the clerk, recorded in the run's own chain
-    let refused = flowc(&dir, &["evidence", &run, "--as", "carl"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("missing grant: `read evidence`"), "{}", text(&refused));
-    let path = evidence_verifies(&dir, &run);
-    let bundle = std::fs::read_to_string(path).unwrap();
-    assert!(bundle.contains("\"event\": \"refused\""), "the refusal is evidence");
-    // view: the auditor sees pii, a manager sees its digest, no one without `--as` sees it
-    assert!(show(&dir, &run, "aud").contains("personal note of carl"));
-    for viewer in [Some("max"), None] {
-        let mut args = vec!["show", run.as_str()];
-        args.extend(viewer.iter().flat_map(|v| ["--as", *v]));
-        let page = text(&flowc(&dir, &args));
-        assert!(!page.contains("personal note"), "{viewer:?}: {page}");
-        assert!(page.contains("[redacted: pii]"), "{page}");
+on_every_store! {
+    fn a_failing_action_fails_the_run_and_names_the_step(dir) {
+        let view = start(&dir, &request(&dir, "R8", "777.00", "carl"), "carl");
+        assert_eq!(view["status"], "failed", "{view}");
+        assert!(view["summary"].as_str().unwrap().contains("step `booking` failed: `ledger.book` failed"), "{view}");
     }
-    // an unknown principal
-    let unknown = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "eve"]);
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(text(&unknown).contains("`eve` is not in the principals file"));
 }
 
-#[test]
-fn inputs_that_do_not_fit_are_refused_before_the_run_starts() {
-    let dir = deployment("inputs");
-    let base = json!({"id": "X", "requester": "carl", "amount": "1.00 USD", "note": "n", "updated_at": "2026-11-30T08:00:00Z"});
-    let cases: Vec<(Json, &str)> = vec![
-        (json!({"id": "X"}), "$.request.amount: missing field `amount` of type `Money[USD]`"),
-        (json!({"amount": 12}), "$.request.amount: expected an amount such as \"1200.50 USD\", found a number"),
-        (json!({"amount": "12.00 EUR"}), "$.request.amount: expected an amount in USD, found `12.00 EUR`"),
-        (json!({"updated_at": "yesterday"}), "$.request.updated_at: `yesterday` is not an RFC 3339 instant"),
-        (json!({"colour": "red"}), "`Request` has no field `colour`"),
-    ];
-    for (i, (change, message)) in cases.into_iter().enumerate() {
-        let mut value = base.clone();
-        if change.get("id").is_some() {
-            value = change;
-        } else {
-            for (k, v) in change.as_object().unwrap() {
-                value[k] = v.clone();
-            }
+on_every_store! {
+    fn a_missing_model_configuration_degrades_and_a_missing_handler_fails(dir) {
+        // Only the store is configured: no model, no system.
+        let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        let store = config.split_once("[store]").map(|(_, store)| format!("[store]{store}")).unwrap();
+        std::fs::write(dir.join("flow.toml"), store).unwrap();
+        let view = start(&dir, &request(&dir, "R9", "500.00", "carl"), "carl");
+        // The fallback says high (over 1,000 USD? no: low), confidence 1.0, but degraded: reviewed.
+        assert_eq!(view["status"], "pending", "{view}");
+        let run = view["run"].as_str().unwrap().to_owned();
+        let page = show(&dir, &run, "aud");
+        assert!(page.contains("no provider is configured for model `scorer`"), "{page}");
+        decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 0);
+        let view = json_of(&dir, &["status", &run], 0);
+        assert_eq!(view["status"], "failed");
+        assert!(view["summary"].as_str().unwrap().contains("no handler is configured for system `ledger`"), "{view}");
+    }
+}
+
+on_every_store! {
+    fn one_idempotency_key_acts_once_across_runs(dir) {
+        let input = request(&dir, "R10", "500.00", "carl");
+        start(&dir, &input, "carl");
+        let second = start(&dir, &input, "carl");
+        assert_eq!(second["status"], "completed");
+        assert_eq!(lines(&dir, "calls.log"), ["booking/R10"], "the handler was called once");
+        assert!(show(&dir, second["run"].as_str().unwrap(), "aud").contains("not repeated"));
+    }
+}
+
+on_every_store! {
+    fn every_operation_checks_its_grant_and_records_refusals(dir) {
+        let input = request(&dir, "R11", "500.00", "carl");
+        // trigger
+        let refused = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "max"]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(
+            text(&refused).contains("max may not start `loan`: the flow grants `trigger` to clerk"),
+            "{}",
+            text(&refused)
+        );
+        let store = store_of(&dir);
+        let refusals = store.refusals().unwrap();
+        assert_eq!(refusals.len(), 1);
+        let refusal = &refusals[0];
+        assert_eq!([&refusal.principal, &refusal.operation, &refusal.grant], ["max", "trigger", "trigger"]);
+        drop(store);
+        let run = start(&dir, &input, "carl")["run"].as_str().unwrap().to_owned();
+        // read evidence: refused for the clerk, recorded in the run's own chain
+        let refused = flowc(&dir, &["evidence", &run, "--as", "carl"]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(text(&refused).contains("missing grant: `read evidence`"), "{}", text(&refused));
+        let path = evidence_verifies(&dir, &run);
+        let bundle = std::fs::read_to_string(path).unwrap();
+        assert!(bundle.contains("\"event\": \"refused\""), "the refusal is evidence");
+        // view: the auditor sees pii, a manager sees its digest, no one without `--as` sees it
+        assert!(show(&dir, &run, "aud").contains("personal note of carl"));
+        for viewer in [Some("max"), None] {
+            let mut args = vec!["show", run.as_str()];
+            args.extend(viewer.iter().flat_map(|v| ["--as", *v]));
+            let page = text(&flowc(&dir, &args));
+            assert!(!page.contains("personal note"), "{viewer:?}: {page}");
+            assert!(page.contains("[redacted: pii]"), "{page}");
         }
-        let file = format!("bad{i}.json");
-        std::fs::write(dir.join(&file), value.to_string()).unwrap();
-        let output = flowc(&dir, &["run", "loan.flow", "--input", &format!("request={file}"), "--as", "carl"]);
-        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-        assert!(text(&output).contains(message), "{message}: {}", text(&output));
+        // an unknown principal
+        let unknown = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "eve"]);
+        assert_eq!(unknown.status.code(), Some(2));
+        assert!(text(&unknown).contains("`eve` is not in the principals file"));
     }
-    std::fs::write(dir.join("broken.json"), "{\"id\": ").unwrap();
-    let output = flowc(&dir, &["run", "loan.flow", "--input", "request=broken.json", "--as", "carl"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output).contains("is not JSON"), "{}", text(&output));
-    let output = flowc(&dir, &["run", "loan.flow", "--input", "order=broken.json", "--as", "carl"]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let output = flowc(&dir, &["run", "loan.flow", "--as", "carl"]);
-    assert!(text(&output).contains("input `request` of type `Request` is missing"), "{}", text(&output));
-    // Nothing was stored.
-    assert_eq!(json_of(&dir, &["pending"], 0)["pending"], json!([]));
-    let output = flowc(&dir, &["status", "r-0000"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output).contains("no run `r-0000` in the store"));
+}
+
+on_every_store! {
+    fn inputs_that_do_not_fit_are_refused_before_the_run_starts(dir) {
+        let base = json!({"id": "X", "requester": "carl", "amount": "1.00 USD", "note": "n", "updated_at": "2026-11-30T08:00:00Z"});
+        let cases: Vec<(Json, &str)> = vec![
+            (json!({"id": "X"}), "$.request.amount: missing field `amount` of type `Money[USD]`"),
+            (json!({"amount": 12}), "$.request.amount: expected an amount such as \"1200.50 USD\", found a number"),
+            (json!({"amount": "12.00 EUR"}), "$.request.amount: expected an amount in USD, found `12.00 EUR`"),
+            (json!({"updated_at": "yesterday"}), "$.request.updated_at: `yesterday` is not an RFC 3339 instant"),
+            (json!({"colour": "red"}), "`Request` has no field `colour`"),
+        ];
+        for (i, (change, message)) in cases.into_iter().enumerate() {
+            let mut value = base.clone();
+            if change.get("id").is_some() {
+                value = change;
+            } else {
+                for (k, v) in change.as_object().unwrap() {
+                    value[k] = v.clone();
+                }
+            }
+            let file = format!("bad{i}.json");
+            std::fs::write(dir.join(&file), value.to_string()).unwrap();
+            let output = flowc(&dir, &["run", "loan.flow", "--input", &format!("request={file}"), "--as", "carl"]);
+            assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+            assert!(text(&output).contains(message), "{message}: {}", text(&output));
+        }
+        std::fs::write(dir.join("broken.json"), "{\"id\": ").unwrap();
+        let output = flowc(&dir, &["run", "loan.flow", "--input", "request=broken.json", "--as", "carl"]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(text(&output).contains("is not JSON"), "{}", text(&output));
+        let output = flowc(&dir, &["run", "loan.flow", "--input", "order=broken.json", "--as", "carl"]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let output = flowc(&dir, &["run", "loan.flow", "--as", "carl"]);
+        assert!(text(&output).contains("input `request` of type `Request` is missing"), "{}", text(&output));
+        // Nothing was stored.
+        assert_eq!(json_of(&dir, &["pending"], 0)["pending"], json!([]));
+        let output = flowc(&dir, &["status", "r-0000"]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(text(&output).contains("no run `r-0000` in the store"));
+    }
 }
 
 #[test]
@@ -626,154 +681,156 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     );
 }
 
-/// Kills `flowc` at random points of a batch of runs and of decisions, resumes, and checks
-/// that every chain verifies, no decision that was acknowledged is lost, and no action had
-/// its effect twice.
-#[test]
-fn runs_survive_being_killed_at_random_points() {
-    let dir = deployment("crash");
-    let mut cases = String::new();
-    for i in 0..12 {
-        let amount = if i % 3 == 0 { "7000.00" } else { "500.00" };
-        let value = json!({"inputs": {"request": {
-            "id": format!("C{i}"), "requester": "carl", "amount": format!("{amount} USD"),
-            "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
-        cases.push_str(&format!("{value}\n"));
+on_every_store! {
+    /// Kills `flowc` at random points of a batch of runs and of decisions, resumes, and checks
+    /// that every chain verifies, no decision that was acknowledged is lost, and no action had
+    /// its effect twice.
+    fn runs_survive_being_killed_at_random_points(dir) {
+        let mut cases = String::new();
+        for i in 0..12 {
+            let amount = if i % 3 == 0 { "7000.00" } else { "500.00" };
+            let value = json!({"inputs": {"request": {
+                "id": format!("C{i}"), "requester": "carl", "amount": format!("{amount} USD"),
+                "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+            cases.push_str(&format!("{value}\n"));
+        }
+        std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+        let mut random = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let bin = env!("CARGO_BIN_EXE_flowc");
+        for round in 0..4 {
+            let mut child = Command::new(bin)
+                .args(["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT])
+                .current_dir(&dir)
+                .env("LEDGER_SLEEP", "0.05")
+                .env("SCORER_SLEEP", "0.02")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            // The first batch is killed only once it has stored a run, so that a slow start on a
+            // loaded machine does not leave the test with nothing to check.
+            if round == 0 {
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_secs(60) {
+                    let stored = store_of(&dir).runs(None).is_ok_and(|runs| !runs.is_empty());
+                    if stored {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100 + random(900)));
+            let _ = child.kill();
+            let _ = child.wait();
+            // The next command resumes whatever the kill interrupted, once the killed
+            // process's leases have run out.
+            std::thread::sleep(LEASE);
+            let pending = json_of(&dir, &["pending"], 0);
+            // Decide some waiting reviews, killing some deciders too.
+            for item in pending["pending"].as_array().unwrap().iter().take(2) {
+                let run = item["run"].as_str().unwrap();
+                let step = item["step"].as_str().unwrap();
+                let mut child = Command::new(bin)
+                    .args([
+                        "decide",
+                        run,
+                        step,
+                        "--as",
+                        "max",
+                        "--outcome",
+                        "approve",
+                        "--reason",
+                        "ok",
+                        "--format",
+                        "json",
+                    ])
+                    .current_dir(&dir)
+                    .env("LEDGER_SLEEP", "0.05")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let kill = random(3) == 0;
+                if kill {
+                    std::thread::sleep(std::time::Duration::from_millis(random(150)));
+                    let _ = child.kill();
+                }
+                let output = child.wait_with_output().unwrap();
+                if output.status.success() {
+                    // Acknowledged: the decision must be in the store.
+                    let page = show(&dir, run, "aud");
+                    assert!(
+                        page.contains(&format!("{step} decided by max")) || page.contains(&format!("approval {step}: max")),
+                        "round {round}: a decision was lost:\n{page}"
+                    );
+                }
+            }
+        }
+        // Resume what is left, then check every run.
+        std::thread::sleep(LEASE);
+        json_of(&dir, &["pending"], 0);
+        let store = store_of(&dir);
+        let runs = store.runs(None).unwrap();
+        drop(store);
+        assert!(!runs.is_empty());
+        for run in &runs {
+            assert_ne!(run.status, flow_runtime::Status::Running, "{} was not resumed", run.id);
+            evidence_verifies(&dir, &run.id);
+        }
+        let effects = lines(&dir, "effects.log");
+        let mut keys: Vec<&str> = effects.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        let before = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "an action had its effect twice: {effects:?}");
     }
-    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
-    let mut random = |bound: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % bound
-    };
-    let bin = env!("CARGO_BIN_EXE_flowc");
-    for round in 0..4 {
-        let mut child = Command::new(bin)
-            .args(["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT])
+}
+
+on_every_store! {
+    /// The window a crash can hit inside an action: the system had its effect, the runtime had
+    /// not yet recorded the result. The next command resumes the run, calls the handler again
+    /// with the same key, and the effect stays single.
+    fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect(dir) {
+        let input = request(&dir, "W1", "500.00", "carl");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT])
             .current_dir(&dir)
-            .env("LEDGER_SLEEP", "0.05")
-            .env("SCORER_SLEEP", "0.02")
+            .env("LEDGER_SLEEP", "30")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // The first batch is killed only once it has stored a run, so that a slow start on a
-        // loaded machine does not leave the test with nothing to check.
-        if round == 0 {
-            let started = std::time::Instant::now();
-            while started.elapsed() < std::time::Duration::from_secs(60) {
-                let path = dir.join(".flow/runs.db");
-                let stored = (path.exists().then(|| flow_runtime::store::SqliteStore::open(&path)))
-                    .and_then(Result::ok)
-                    .and_then(|store| flow_runtime::store::Store::runs(&store, None).ok())
-                    .is_some_and(|runs| !runs.is_empty());
-                if stored {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+        let started = std::time::Instant::now();
+        while lines(&dir, "effects.log").is_empty() {
+            assert!(started.elapsed().as_secs() < 60, "the handler never ran");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100 + random(900)));
-        let _ = child.kill();
-        let _ = child.wait();
-        // The next command resumes whatever the kill interrupted.
-        let pending = json_of(&dir, &["pending"], 0);
-        // Decide some waiting reviews, killing some deciders too.
-        for item in pending["pending"].as_array().unwrap().iter().take(2) {
-            let run = item["run"].as_str().unwrap();
-            let step = item["step"].as_str().unwrap();
-            let mut child = Command::new(bin)
-                .args([
-                    "decide",
-                    run,
-                    step,
-                    "--as",
-                    "max",
-                    "--outcome",
-                    "approve",
-                    "--reason",
-                    "ok",
-                    "--format",
-                    "json",
-                ])
-                .current_dir(&dir)
-                .env("LEDGER_SLEEP", "0.05")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let kill = random(3) == 0;
-            if kill {
-                std::thread::sleep(std::time::Duration::from_millis(random(150)));
-                let _ = child.kill();
-            }
-            let output = child.wait_with_output().unwrap();
-            if output.status.success() {
-                // Acknowledged: the decision must be in the store.
-                let page = show(&dir, run, "aud");
-                assert!(
-                    page.contains(&format!("{step} decided by max")) || page.contains(&format!("approval {step}: max")),
-                    "round {round}: a decision was lost:\n{page}"
-                );
-            }
-        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Until the killed process's lease runs out, its run is not resumed.
+        let early = flowc(&dir, &["pending"]);
+        assert!(!text(&early).contains("resumed run"), "{}", text(&early));
+        std::thread::sleep(LEASE);
+        let resumed = flowc(&dir, &["pending"]);
+        assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+        assert!(text(&resumed).contains("resumed run"), "{}", text(&resumed));
+        let runs = {
+            store_of(&dir).runs(None).unwrap()
+        };
+        assert_eq!(runs.len(), 1);
+        assert_eq!(status(&dir, &runs[0].id), "completed");
+        assert_eq!(lines(&dir, "calls.log"), ["booking/W1", "booking/W1"], "called again with the same key");
+        assert_eq!(lines(&dir, "effects.log"), ["booking/W1 R-booking/W1"], "one effect");
+        let page = show(&dir, &runs[0].id, "aud");
+        assert!(page.contains("(attempt 2, idempotency key booking/W1)"), "{page}");
+        evidence_verifies(&dir, &runs[0].id);
     }
-    // Resume what is left, then check every run.
-    json_of(&dir, &["pending"], 0);
-    let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
-    let runs = flow_runtime::store::Store::runs(&store, None).unwrap();
-    drop(store);
-    assert!(!runs.is_empty());
-    for run in &runs {
-        assert_ne!(run.status, flow_runtime::Status::Running, "{} was not resumed", run.id);
-        evidence_verifies(&dir, &run.id);
-    }
-    let effects = lines(&dir, "effects.log");
-    let mut keys: Vec<&str> = effects.iter().map(|l| l.split(' ').next().unwrap()).collect();
-    let before = keys.len();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(before, keys.len(), "an action had its effect twice: {effects:?}");
-}
-
-/// The window a crash can hit inside an action: the system had its effect, the runtime had
-/// not yet recorded the result. The next command resumes the run, calls the handler again
-/// with the same key, and the effect stays single.
-#[test]
-fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect() {
-    let dir = deployment("window");
-    let input = request(&dir, "W1", "500.00", "carl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT])
-        .current_dir(&dir)
-        .env("LEDGER_SLEEP", "30")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while lines(&dir, "effects.log").is_empty() {
-        assert!(started.elapsed().as_secs() < 60, "the handler never ran");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let resumed = flowc(&dir, &["pending"]);
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert!(text(&resumed).contains("resumed run"), "{}", text(&resumed));
-    let runs = {
-        let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
-        flow_runtime::store::Store::runs(&store, None).unwrap()
-    };
-    assert_eq!(runs.len(), 1);
-    assert_eq!(status(&dir, &runs[0].id), "completed");
-    assert_eq!(lines(&dir, "calls.log"), ["booking/W1", "booking/W1"], "called again with the same key");
-    assert_eq!(lines(&dir, "effects.log"), ["booking/W1 R-booking/W1"], "one effect");
-    let page = show(&dir, &runs[0].id, "aud");
-    assert!(page.contains("(attempt 2, idempotency key booking/W1)"), "{page}");
-    evidence_verifies(&dir, &runs[0].id);
 }
 
 /// A store whose events were changed behind the runtime's back is refused, not believed.
@@ -808,58 +865,58 @@ fn a_store_changed_behind_the_runtimes_back_is_refused() {
     assert_ne!(run, intact);
 }
 
-/// `--engine` chooses native code or the interpreter; both reach the same outcome with the
-/// same explanation, the evidence records which ran, and a batch says which it used.
-#[test]
-fn either_engine_runs_a_flow_and_the_evidence_says_which() {
-    let dir = deployment("engines");
-    let input = request(&dir, "E1", "500.00", "carl");
-    let mut views = Vec::new();
-    for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
-        let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--engine", engine];
-        let view = json_of(&dir, &args, 0);
-        let run = view["run"].as_str().unwrap().to_owned();
-        let page = show(&dir, &run, "aud");
-        assert!(page.contains(&format!("engine {label}\n")), "{page}");
-        let bundle: Json = serde_json::from_slice(&std::fs::read(evidence_verifies(&dir, &run)).unwrap()).unwrap();
-        assert!(bundle.to_string().contains(&format!("\"engine\":\"{label}\"")), "{bundle}");
-        views.push((view["status"].clone(), view["why"].clone(), view["outputs"]["decision"]["approved"].clone()));
-    }
-    assert_eq!(views[0], views[1]);
+on_every_store! {
+    /// `--engine` chooses native code or the interpreter; both reach the same outcome with the
+    /// same explanation, the evidence records which ran, and a batch says which it used.
+    fn either_engine_runs_a_flow_and_the_evidence_says_which(dir) {
+        let input = request(&dir, "E1", "500.00", "carl");
+        let mut views = Vec::new();
+        for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
+            let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--engine", engine];
+            let view = json_of(&dir, &args, 0);
+            let run = view["run"].as_str().unwrap().to_owned();
+            let page = show(&dir, &run, "aud");
+            assert!(page.contains(&format!("engine {label}\n")), "{page}");
+            let bundle: Json = serde_json::from_slice(&std::fs::read(evidence_verifies(&dir, &run)).unwrap()).unwrap();
+            assert!(bundle.to_string().contains(&format!("\"engine\":\"{label}\"")), "{bundle}");
+            views.push((view["status"].clone(), view["why"].clone(), view["outputs"]["decision"]["approved"].clone()));
+        }
+        assert_eq!(views[0], views[1]);
 
-    let output = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--engine", "fast"]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("jit") && text(&output).contains("interp"), "{}", text(&output));
+        let output = flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--engine", "fast"]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(text(&output).contains("jit") && text(&output).contains("interp"), "{}", text(&output));
 
-    let case = std::fs::read_to_string(dir.join("E1.json")).unwrap();
-    let cases = format!("{{\"inputs\": {{\"request\": {case}}}}}\n").repeat(3) + "not json\n";
-    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
-    for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
-        let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--store", ":memory:"];
-        let batch = json_of(&dir, &[&args[..], &["--engine", engine]].concat(), 1);
-        assert_eq!(batch["engine"], label, "{batch}");
-        assert_eq!(batch["runs"], 3, "{batch}");
-        assert_eq!(batch["refused"].as_array().map(Vec::len), Some(1), "{batch}");
-        assert!(batch["refused"][0].as_str().unwrap().starts_with("line 4: not JSON"), "{batch}");
+        let case = std::fs::read_to_string(dir.join("E1.json")).unwrap();
+        let cases = format!("{{\"inputs\": {{\"request\": {case}}}}}\n").repeat(3) + "not json\n";
+        std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+        for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
+            let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--store", ":memory:"];
+            let batch = json_of(&dir, &[&args[..], &["--engine", engine]].concat(), 1);
+            assert_eq!(batch["engine"], label, "{batch}");
+            assert_eq!(batch["runs"], 3, "{batch}");
+            assert_eq!(batch["refused"].as_array().map(Vec::len), Some(1), "{batch}");
+            assert!(batch["refused"][0].as_str().unwrap().starts_with("line 4: not JSON"), "{batch}");
+        }
     }
 }
 
-/// Replay needs the `replay` grant, and a refusal is recorded. (Runs whose stored evidence
-/// was changed are refused: `a_store_changed_behind_the_runtimes_back_is_refused`; a
-/// difference is named: the runtime's own tests.)
-#[test]
-fn replay_needs_its_grant() {
-    let dir = deployment("replay");
-    let view = start(&dir, &request(&dir, "P1", "500.00", "carl"), "carl");
-    let run = view["run"].as_str().unwrap().to_owned();
-    let human = flowc(&dir, &["replay", &run, "--as", "aud"]);
-    assert_eq!(human.status.code(), Some(0), "{}", text(&human));
-    assert!(text(&human).contains("replayed exactly"), "{}", text(&human));
+on_every_store! {
+    /// Replay needs the `replay` grant, and a refusal is recorded. (Runs whose stored evidence
+    /// was changed are refused: `a_store_changed_behind_the_runtimes_back_is_refused`; a
+    /// difference is named: the runtime's own tests.)
+    fn replay_needs_its_grant(dir) {
+        let view = start(&dir, &request(&dir, "P1", "500.00", "carl"), "carl");
+        let run = view["run"].as_str().unwrap().to_owned();
+        let human = flowc(&dir, &["replay", &run, "--as", "aud"]);
+        assert_eq!(human.status.code(), Some(0), "{}", text(&human));
+        assert!(text(&human).contains("replayed exactly"), "{}", text(&human));
 
-    let refused = flowc(&dir, &["replay", &run, "--as", "carl"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
-    assert!(show(&dir, &run, "aud").contains("refused replay"), "the refusal is recorded");
+        let refused = flowc(&dir, &["replay", &run, "--as", "carl"]);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
+        assert!(show(&dir, &run, "aud").contains("refused replay"), "the refusal is recorded");
+    }
 }
 
 /// The change of a step in a replay's JSON, by name.
@@ -867,122 +924,122 @@ fn change<'j>(replay: &'j Json, node: &str) -> Option<&'j Json> {
     replay["changes"].as_array().unwrap().iter().find(|c| c["node"] == node)
 }
 
-/// A lower threshold, replayed over stored runs: each run's steps and outcome change as the
-/// flow says they must, the summary of all runs agrees with a recount from the requests,
-/// reviews and approvals are reused where their step opened on the same values, and no
-/// action runs.
-#[test]
-fn what_if_a_threshold_changed_step_by_step_and_over_every_run() {
-    let dir = deployment("whatif");
-    let amounts = ["100.00", "300.00", "500.00", "800.00", "900.00", "2000.00", "4000.00", "6000.00", "12000.00"];
-    let mut runs = Vec::new();
-    for (i, amount) in amounts.iter().enumerate() {
-        let view = start(&dir, &request(&dir, &format!("T{i}"), amount, "carl"), "carl");
-        runs.push((amount.parse::<f64>().unwrap(), view["run"].as_str().unwrap().to_owned()));
-    }
-    // The 2000 USD run: the review and both approvals of its row (2 of manager).
-    let reviewed = runs[5].1.clone();
-    decide(&dir, &reviewed, "check", "max", ["approve", "ok"], &[], 0);
-    decide(&dir, &reviewed, "sign", "max", ["approve", "ok"], &[], 0);
-    decide(&dir, &reviewed, "sign", "mia", ["approve", "ok"], &[], 0);
-    assert_eq!(status(&dir, &reviewed), "completed");
-    let effects = lines(&dir, "effects.log");
-
-    // One run: 800 USD was booked without anyone; under 400 USD it needs a manager.
-    let run = &runs[3].1;
-    let whatif = json_of(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"], 0);
-    assert_eq!((whatif["before"].as_str(), whatif["after"].as_str()), (Some("completed"), Some("pending")), "{whatif}");
-    assert_eq!(whatif["exact"], false);
-    assert_eq!(change(&whatif, "limit").unwrap()["after"], "400 USD", "{whatif}");
-    assert_eq!(change(&whatif, "big").unwrap()["after"], true, "{whatif}");
-    assert_eq!(change(&whatif, "notable").unwrap()["after"], "holds", "{whatif}");
-    assert_eq!(change(&whatif, "sign").unwrap()["after"], "row 2 (1 of manager): waiting", "{whatif}");
-    assert_eq!(change(&whatif, "booking").unwrap()["before"], "would run `ledger.book`", "{whatif}");
-    assert_eq!(change(&whatif, "booking").unwrap()["after"], Json::Null, "{whatif}");
-    assert!(change(&whatif, "score").is_none(), "the model's answer is reused: {whatif}");
-    // The note is labelled pii; the auditor may view it, a manager may not replay at all.
-    assert_eq!(change(&whatif, "decision").unwrap()["before"]["note"]["$labels"], json!(["pii"]), "{whatif}");
-    let human = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"]);
-    assert!(text(&human).contains("outcome: completed → pending"), "{}", text(&human));
-    assert!(text(&human).contains("would run `ledger.book` → not reached"), "{}", text(&human));
-
-    // Reused decisions: under 3000 USD the reviewed run's review and approvals opened on the
-    // same values, so they count again and the run completes as it did.
-    let kept = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=3000 USD"], 0);
-    assert_eq!((kept["before"].as_str(), kept["after"].as_str()), (Some("completed"), Some("completed")), "{kept}");
-    let nodes: Vec<&str> = kept["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
-    assert_eq!(nodes, ["limit"], "{kept}");
-    // Under 1000 USD, `big` holds for it; but only the matrix's first row reads `big`, and
-    // the row that applied (row 3, on the tier) reads the same values: the approvals are
-    // reused, as is the review.
-    let redo = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=1000 USD"], 0);
-    assert_eq!(redo["after"], "completed", "{redo}");
-    assert!(change(&redo, "sign").is_none(), "{redo}");
-    assert!(change(&redo, "check").is_none(), "{redo}");
-    assert_eq!(change(&redo, "big").unwrap()["after"], true, "{redo}");
-
-    // Every run: the summary agrees with a recount from the requests.
-    let all = json_of(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD", "--details"], 0);
-    let mut expected = std::collections::BTreeMap::<(String, String), u64>::new();
-    for (amount, run) in &runs {
-        let before = status(&dir, run);
-        let after = if *amount < 1000.0 && *amount > 400.0 { "pending".to_owned() } else { before.clone() };
-        // The completed 2000 USD run keeps its approvals: `big` holds for it now, but its
-        // row (on the tier) does not read it.
-        if before != after {
-            *expected.entry((before, after)).or_default() += 1;
+on_every_store! {
+    /// A lower threshold, replayed over stored runs: each run's steps and outcome change as the
+    /// flow says they must, the summary of all runs agrees with a recount from the requests,
+    /// reviews and approvals are reused where their step opened on the same values, and no
+    /// action runs.
+    fn what_if_a_threshold_changed_step_by_step_and_over_every_run(dir) {
+        let amounts = ["100.00", "300.00", "500.00", "800.00", "900.00", "2000.00", "4000.00", "6000.00", "12000.00"];
+        let mut runs = Vec::new();
+        for (i, amount) in amounts.iter().enumerate() {
+            let view = start(&dir, &request(&dir, &format!("T{i}"), amount, "carl"), "carl");
+            runs.push((amount.parse::<f64>().unwrap(), view["run"].as_str().unwrap().to_owned()));
         }
+        // The 2000 USD run: the review and both approvals of its row (2 of manager).
+        let reviewed = runs[5].1.clone();
+        decide(&dir, &reviewed, "check", "max", ["approve", "ok"], &[], 0);
+        decide(&dir, &reviewed, "sign", "max", ["approve", "ok"], &[], 0);
+        decide(&dir, &reviewed, "sign", "mia", ["approve", "ok"], &[], 0);
+        assert_eq!(status(&dir, &reviewed), "completed");
+        let effects = lines(&dir, "effects.log");
+
+        // One run: 800 USD was booked without anyone; under 400 USD it needs a manager.
+        let run = &runs[3].1;
+        let whatif = json_of(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"], 0);
+        assert_eq!((whatif["before"].as_str(), whatif["after"].as_str()), (Some("completed"), Some("pending")), "{whatif}");
+        assert_eq!(whatif["exact"], false);
+        assert_eq!(change(&whatif, "limit").unwrap()["after"], "400 USD", "{whatif}");
+        assert_eq!(change(&whatif, "big").unwrap()["after"], true, "{whatif}");
+        assert_eq!(change(&whatif, "notable").unwrap()["after"], "holds", "{whatif}");
+        assert_eq!(change(&whatif, "sign").unwrap()["after"], "row 2 (1 of manager): waiting", "{whatif}");
+        assert_eq!(change(&whatif, "booking").unwrap()["before"], "would run `ledger.book`", "{whatif}");
+        assert_eq!(change(&whatif, "booking").unwrap()["after"], Json::Null, "{whatif}");
+        assert!(change(&whatif, "score").is_none(), "the model's answer is reused: {whatif}");
+        // The note is labelled pii; the auditor may view it, a manager may not replay at all.
+        assert_eq!(change(&whatif, "decision").unwrap()["before"]["note"]["$labels"], json!(["pii"]), "{whatif}");
+        let human = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 USD"]);
+        assert!(text(&human).contains("outcome: completed → pending"), "{}", text(&human));
+        assert!(text(&human).contains("would run `ledger.book` → not reached"), "{}", text(&human));
+
+        // Reused decisions: under 3000 USD the reviewed run's review and approvals opened on the
+        // same values, so they count again and the run completes as it did.
+        let kept = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=3000 USD"], 0);
+        assert_eq!((kept["before"].as_str(), kept["after"].as_str()), (Some("completed"), Some("completed")), "{kept}");
+        let nodes: Vec<&str> = kept["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
+        assert_eq!(nodes, ["limit"], "{kept}");
+        // Under 1000 USD, `big` holds for it; but only the matrix's first row reads `big`, and
+        // the row that applied (row 3, on the tier) reads the same values: the approvals are
+        // reused, as is the review.
+        let redo = json_of(&dir, &["replay", &reviewed, "--as", "aud", "--set", "limit=1000 USD"], 0);
+        assert_eq!(redo["after"], "completed", "{redo}");
+        assert!(change(&redo, "sign").is_none(), "{redo}");
+        assert!(change(&redo, "check").is_none(), "{redo}");
+        assert_eq!(change(&redo, "big").unwrap()["after"], true, "{redo}");
+
+        // Every run: the summary agrees with a recount from the requests.
+        let all = json_of(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD", "--details"], 0);
+        let mut expected = std::collections::BTreeMap::<(String, String), u64>::new();
+        for (amount, run) in &runs {
+            let before = status(&dir, run);
+            let after = if *amount < 1000.0 && *amount > 400.0 { "pending".to_owned() } else { before.clone() };
+            // The completed 2000 USD run keeps its approvals: `big` holds for it now, but its
+            // row (on the tier) does not read it.
+            if before != after {
+                *expected.entry((before, after)).or_default() += 1;
+            }
+        }
+        let transitions: std::collections::BTreeMap<(String, String), u64> = all["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| ((t["from"].as_str().unwrap().into(), t["to"].as_str().unwrap().into()), t["count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(transitions, expected, "{all}");
+        assert_eq!(all["runs"], runs.len(), "{all}");
+        assert_eq!(all["changed"], expected.values().sum::<u64>(), "{all}");
+        assert_eq!(all["exact"], 0, "the param changed in every run: {all}");
+        assert_eq!(all["details"].as_array().map(Vec::len), Some(runs.len()), "{all}");
+        let human = flowc(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD"]);
+        assert!(text(&human).contains("completed → pending: 3"), "{}", text(&human));
+
+        // The same change as a new plan gives the same summary.
+        let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+        std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
+        let by_plan = json_of(&dir, &["replay", "--all", "--as", "aud", "--plan", "loan_400.flow"], 0);
+        assert_eq!(by_plan["transitions"], all["transitions"], "{by_plan}");
+
+        // A new model version: its answers are not the recorded ones. Without `--live` the step
+        // needs re-inference and what follows is undetermined; with it, the model is asked.
+        std::fs::write(
+            dir.join("loan_v2.flow"),
+            source.replace("version \"1.0.0\"\n  digest", "version \"2.0.0\"\n  digest"),
+        )
+        .unwrap();
+        let v2 = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow"], 0);
+        assert_eq!(v2["after"], "undetermined", "{v2}");
+        assert_eq!(change(&v2, "score").unwrap()["after"], "needs re-inference", "{v2}");
+        let live = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow", "--live"], 0);
+        assert_eq!(live["after"], "completed", "{live}");
+        assert!(change(&live, "score").is_none(), "{live}");
+
+        // Exactly, every run reproduces; no replay ran an action.
+        let exact = json_of(&dir, &["replay", "--all", "--as", "aud"], 0);
+        assert_eq!((exact["runs"].as_u64(), exact["exact"].as_u64()), (Some(9), Some(9)), "{exact}");
+        assert_eq!(lines(&dir, "effects.log"), effects, "a replay ran an action");
+
+        // Bad requests: an unknown param, a value that does not fit, another flow's plan, and a
+        // principal who may replay nothing.
+        let unknown = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limt=400 USD"]);
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(text(&unknown).contains("the flow has no param `limt`"), "{}", text(&unknown));
+        let wrong = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 EUR"]);
+        assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+        assert!(text(&wrong).contains("--set limit"), "{}", text(&wrong));
+        let refused = flowc(&dir, &["replay", "--all", "--as", "max"]);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
     }
-    let transitions: std::collections::BTreeMap<(String, String), u64> = all["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| ((t["from"].as_str().unwrap().into(), t["to"].as_str().unwrap().into()), t["count"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(transitions, expected, "{all}");
-    assert_eq!(all["runs"], runs.len(), "{all}");
-    assert_eq!(all["changed"], expected.values().sum::<u64>(), "{all}");
-    assert_eq!(all["exact"], 0, "the param changed in every run: {all}");
-    assert_eq!(all["details"].as_array().map(Vec::len), Some(runs.len()), "{all}");
-    let human = flowc(&dir, &["replay", "--all", "--as", "aud", "--set", "limit=400 USD"]);
-    assert!(text(&human).contains("completed → pending: 3"), "{}", text(&human));
-
-    // The same change as a new plan gives the same summary.
-    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
-    std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
-    let by_plan = json_of(&dir, &["replay", "--all", "--as", "aud", "--plan", "loan_400.flow"], 0);
-    assert_eq!(by_plan["transitions"], all["transitions"], "{by_plan}");
-
-    // A new model version: its answers are not the recorded ones. Without `--live` the step
-    // needs re-inference and what follows is undetermined; with it, the model is asked.
-    std::fs::write(
-        dir.join("loan_v2.flow"),
-        source.replace("version \"1.0.0\"\n  digest", "version \"2.0.0\"\n  digest"),
-    )
-    .unwrap();
-    let v2 = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow"], 0);
-    assert_eq!(v2["after"], "undetermined", "{v2}");
-    assert_eq!(change(&v2, "score").unwrap()["after"], "needs re-inference", "{v2}");
-    let live = json_of(&dir, &["replay", &runs[0].1, "--as", "aud", "--plan", "loan_v2.flow", "--live"], 0);
-    assert_eq!(live["after"], "completed", "{live}");
-    assert!(change(&live, "score").is_none(), "{live}");
-
-    // Exactly, every run reproduces; no replay ran an action.
-    let exact = json_of(&dir, &["replay", "--all", "--as", "aud"], 0);
-    assert_eq!((exact["runs"].as_u64(), exact["exact"].as_u64()), (Some(9), Some(9)), "{exact}");
-    assert_eq!(lines(&dir, "effects.log"), effects, "a replay ran an action");
-
-    // Bad requests: an unknown param, a value that does not fit, another flow's plan, and a
-    // principal who may replay nothing.
-    let unknown = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limt=400 USD"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(text(&unknown).contains("the flow has no param `limt`"), "{}", text(&unknown));
-    let wrong = flowc(&dir, &["replay", run, "--as", "aud", "--set", "limit=400 EUR"]);
-    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
-    assert!(text(&wrong).contains("--set limit"), "{}", text(&wrong));
-    let refused = flowc(&dir, &["replay", "--all", "--as", "max"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
 }
 
 /// `flowc stats` counts what the store holds: a routine run, a run waiting for its review, a
@@ -1062,92 +1119,92 @@ fn stats_count_what_the_store_holds() {
     assert_eq!(none["flows"], json!([]), "{none}");
 }
 
-/// `run --shadow` executes a candidate plan on each run's inputs without its actions and
-/// stores it; `shadow-report` compares candidates with production.
-#[test]
-fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares() {
-    let dir = deployment("shadow");
-    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
-    std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
-    let mut views = Vec::new();
-    for (i, amount) in ["300.00", "800.00", "2000.00"].iter().enumerate() {
-        let input = request(&dir, &format!("H{i}"), amount, "carl");
-        let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
-        views.push(json_of(&dir, &args, 0));
+on_every_store! {
+    /// `run --shadow` executes a candidate plan on each run's inputs without its actions and
+    /// stores it; `shadow-report` compares candidates with production.
+    fn shadow_runs_execute_a_candidate_without_actions_and_the_report_compares(dir) {
+        let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+        std::fs::write(dir.join("loan_400.flow"), source.replace("= 5_000 USD", "= 400 USD")).unwrap();
+        let mut views = Vec::new();
+        for (i, amount) in ["300.00", "800.00", "2000.00"].iter().enumerate() {
+            let input = request(&dir, &format!("H{i}"), amount, "carl");
+            let args = ["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
+            views.push(json_of(&dir, &args, 0));
+        }
+        assert_eq!(views[0]["status"], "completed");
+        assert_eq!(
+            (views[0]["shadow"]["production"].as_str(), views[0]["shadow"]["outcome"].as_str()),
+            (Some("completed"), Some("completed"))
+        );
+        assert_eq!(views[1]["status"], "completed", "{}", views[1]);
+        assert_eq!(views[1]["shadow"]["outcome"], "pending", "{}", views[1]);
+        let changed: Vec<&str> =
+            views[1]["shadow"]["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
+        assert!(changed.contains(&"sign") && changed.contains(&"booking"), "{changed:?}");
+        assert_eq!(views[2]["shadow"]["outcome"], "pending", "{}", views[2]);
+        // Only production booked: two effects, none from a shadow.
+        assert_eq!(lines(&dir, "effects.log").len(), 2, "{:?}", lines(&dir, "effects.log"));
+
+        // A batch with shadows.
+        let mut cases = String::new();
+        for (i, amount) in ["100.00", "600.00", "700.00"].iter().enumerate() {
+            let value = json!({"inputs": {"request": {"id": format!("B{i}"), "requester": "carl",
+                "amount": format!("{amount} USD"), "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+            cases.push_str(&format!("{value}\n"));
+        }
+        std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+        let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
+        let batch = json_of(&dir, &args, 0);
+        assert_eq!(batch["shadows"], json!({"runs": 3, "agree": 1}), "{batch}");
+
+        // The 2,000 USD run waits for a review, then a manager and a director, in production and
+        // in the candidate. Once they approve it in production, its shadow is executed again
+        // after each decision: the review is reused, and so are the approvals, since the row
+        // that applied reads only the tier (`big`, which holds in the candidate, is read by the
+        // first row alone): the candidate completes too.
+        assert_eq!(views[2]["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
+        let waiting = views[2]["run"].as_str().unwrap();
+        decide(&dir, waiting, "check", "max", ["approve", "ok"], &[], 0);
+        decide(&dir, waiting, "sign", "mia", ["approve", "ok"], &[], 0);
+        decide(&dir, waiting, "sign", "dora", ["approve", "ok"], &[], 0);
+        assert_eq!(status(&dir, waiting), "completed");
+
+        // The report: 6 shadows, 3 agree (300, 100, 2,000), 3 would need a manager.
+        let report = json_of(&dir, &["shadow-report", "--as", "aud", "--details"], 0);
+        assert_eq!((report["runs"].as_u64(), report["agree"].as_u64()), (Some(6), Some(3)), "{report}");
+        assert_eq!(report["transitions"], json!([{"from": "completed", "to": "pending", "count": 3}]), "{report}");
+        // Every shadow differs in a step at least: the candidate's `limit`.
+        assert_eq!(report["details"].as_array().map(Vec::len), Some(6), "{report}");
+        let decided = report["details"].as_array().unwrap().iter().find(|d| d["run"] == waiting).unwrap();
+        assert_eq!(decided["production"], "completed", "{decided}");
+        let steps: Vec<(&str, String)> = decided["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["node"].as_str().unwrap(), c["after"].to_string()))
+            .collect();
+        assert!(!steps.iter().any(|(node, _)| *node == "sign" || *node == "check"), "decisions reused: {steps:?}");
+        let human = flowc(&dir, &["shadow-report", "--as", "aud"]);
+        assert!(text(&human).contains("production completed → candidate pending: 3"), "{}", text(&human));
+        // Another candidate hash selects nothing.
+        let none = json_of(&dir, &["shadow-report", "--as", "aud", "--candidate", "blake3:0000"], 0);
+        assert_eq!(none["runs"], 0, "{none}");
+
+        // Bad requests: a principal without `replay`, a candidate of another flow, shadows of
+        // runs that are not stored.
+        let refused = flowc(&dir, &["shadow-report", "--as", "max"]);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
+        std::fs::write(dir.join("other.flow"), source.replace("flow loan {", "flow other_loan {")).unwrap();
+        let input = request(&dir, "H9", "300.00", "carl");
+        let other =
+            flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "other.flow"]);
+        assert_eq!(other.status.code(), Some(1), "{}", text(&other));
+        assert!(text(&other).contains("is of flow `other_loan`"), "{}", text(&other));
+        let memory = flowc(&dir, &[&args[..], &["--store", ":memory:"]].concat());
+        assert_eq!(memory.status.code(), Some(2), "{}", text(&memory));
+        assert!(text(&memory).contains("stores none"), "{}", text(&memory));
     }
-    assert_eq!(views[0]["status"], "completed");
-    assert_eq!(
-        (views[0]["shadow"]["production"].as_str(), views[0]["shadow"]["outcome"].as_str()),
-        (Some("completed"), Some("completed"))
-    );
-    assert_eq!(views[1]["status"], "completed", "{}", views[1]);
-    assert_eq!(views[1]["shadow"]["outcome"], "pending", "{}", views[1]);
-    let changed: Vec<&str> =
-        views[1]["shadow"]["changes"].as_array().unwrap().iter().map(|c| c["node"].as_str().unwrap()).collect();
-    assert!(changed.contains(&"sign") && changed.contains(&"booking"), "{changed:?}");
-    assert_eq!(views[2]["shadow"]["outcome"], "pending", "{}", views[2]);
-    // Only production booked: two effects, none from a shadow.
-    assert_eq!(lines(&dir, "effects.log").len(), 2, "{:?}", lines(&dir, "effects.log"));
-
-    // A batch with shadows.
-    let mut cases = String::new();
-    for (i, amount) in ["100.00", "600.00", "700.00"].iter().enumerate() {
-        let value = json!({"inputs": {"request": {"id": format!("B{i}"), "requester": "carl",
-            "amount": format!("{amount} USD"), "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
-        cases.push_str(&format!("{value}\n"));
-    }
-    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
-    let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--shadow", "loan_400.flow"];
-    let batch = json_of(&dir, &args, 0);
-    assert_eq!(batch["shadows"], json!({"runs": 3, "agree": 1}), "{batch}");
-
-    // The 2,000 USD run waits for a review, then a manager and a director, in production and
-    // in the candidate. Once they approve it in production, its shadow is executed again
-    // after each decision: the review is reused, and so are the approvals, since the row
-    // that applied reads only the tier (`big`, which holds in the candidate, is read by the
-    // first row alone): the candidate completes too.
-    assert_eq!(views[2]["pending"], json!([{"step": "check", "kind": "review", "roles": ["manager"]}]));
-    let waiting = views[2]["run"].as_str().unwrap();
-    decide(&dir, waiting, "check", "max", ["approve", "ok"], &[], 0);
-    decide(&dir, waiting, "sign", "mia", ["approve", "ok"], &[], 0);
-    decide(&dir, waiting, "sign", "dora", ["approve", "ok"], &[], 0);
-    assert_eq!(status(&dir, waiting), "completed");
-
-    // The report: 6 shadows, 3 agree (300, 100, 2,000), 3 would need a manager.
-    let report = json_of(&dir, &["shadow-report", "--as", "aud", "--details"], 0);
-    assert_eq!((report["runs"].as_u64(), report["agree"].as_u64()), (Some(6), Some(3)), "{report}");
-    assert_eq!(report["transitions"], json!([{"from": "completed", "to": "pending", "count": 3}]), "{report}");
-    // Every shadow differs in a step at least: the candidate's `limit`.
-    assert_eq!(report["details"].as_array().map(Vec::len), Some(6), "{report}");
-    let decided = report["details"].as_array().unwrap().iter().find(|d| d["run"] == waiting).unwrap();
-    assert_eq!(decided["production"], "completed", "{decided}");
-    let steps: Vec<(&str, String)> = decided["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["node"].as_str().unwrap(), c["after"].to_string()))
-        .collect();
-    assert!(!steps.iter().any(|(node, _)| *node == "sign" || *node == "check"), "decisions reused: {steps:?}");
-    let human = flowc(&dir, &["shadow-report", "--as", "aud"]);
-    assert!(text(&human).contains("production completed → candidate pending: 3"), "{}", text(&human));
-    // Another candidate hash selects nothing.
-    let none = json_of(&dir, &["shadow-report", "--as", "aud", "--candidate", "blake3:0000"], 0);
-    assert_eq!(none["runs"], 0, "{none}");
-
-    // Bad requests: a principal without `replay`, a candidate of another flow, shadows of
-    // runs that are not stored.
-    let refused = flowc(&dir, &["shadow-report", "--as", "max"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
-    std::fs::write(dir.join("other.flow"), source.replace("flow loan {", "flow other_loan {")).unwrap();
-    let input = request(&dir, "H9", "300.00", "carl");
-    let other =
-        flowc(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--shadow", "other.flow"]);
-    assert_eq!(other.status.code(), Some(1), "{}", text(&other));
-    assert!(text(&other).contains("is of flow `other_loan`"), "{}", text(&other));
-    let memory = flowc(&dir, &[&args[..], &["--store", ":memory:"]].concat());
-    assert_eq!(memory.status.code(), Some(2), "{}", text(&memory));
-    assert!(text(&memory).contains("stores none"), "{}", text(&memory));
 }
 
 /// Rewrites the store's log as someone with write access to the store and without the

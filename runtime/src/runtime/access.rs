@@ -35,7 +35,7 @@ impl Runtime {
         let recorded = match run {
             Some((analysis, loaded)) => {
                 loaded.record(analysis, event);
-                loaded.log.commit(self.store.as_ref(), self.signer(), analysis, &loaded.state)
+                self.commit(analysis, &mut loaded.log, &loaded.state, &[])
             }
             None => self
                 .store

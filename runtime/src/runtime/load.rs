@@ -8,7 +8,6 @@ use crate::event::codec::decode_event_text;
 use crate::event::{Event, Started, Status};
 use crate::evidence;
 use crate::exec;
-use crate::identity::owner_gone;
 use crate::labels;
 use crate::log::{Loaded, chain_checked};
 use crate::store::{ActionResult, RawEvent, RunRecord, StoredEvent};
@@ -51,14 +50,22 @@ impl Runtime {
         change: bool,
     ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
         let run = record.id.as_str();
-        if change
-            && record.status == Status::Running
-            && let Some(owner) = record.owner.as_ref().filter(|o| !owner_gone(o))
-        {
-            return Err(Error::Busy(format!(
-                "run `{run}` is executing in process {}; try again when it has stopped",
-                owner.0
-            )));
+        // A run that executes is changed only by whoever holds its lease: taken over here
+        // when the process that held it stopped renewing it.
+        if change && record.status == Status::Running {
+            let leases = &self.leases;
+            let held = match record.owner.as_ref().filter(|lease| lease.owner != leases.owner && !lease.expired()) {
+                Some(lease) => Some(lease.clone()),
+                None => self.store.claim_run(run, &leases.owner, leases.ttl_ms())?,
+            };
+            if let Some(lease) = held {
+                return Err(Error::Busy(format!(
+                    "run `{run}` is executing in process {} (its lease runs out in {}s unless that process renews \
+                     it); try again when it has stopped",
+                    lease.owner,
+                    (lease.remaining_ms + 999) / 1000
+                )));
+            }
         }
         let analysis = self.plan(&record.plan)?;
         let events = self.store.events(run)?;

@@ -31,7 +31,9 @@ pub use run::StartOptions;
 
 /// The runtime.
 pub struct Runtime {
-    pub(crate) store: Box<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
+    /// Who this runtime is to other processes on the store, and the leases it holds.
+    pub(crate) leases: crate::lease::Leases,
     models: BTreeMap<String, Arc<dyn ModelProvider>>,
     provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
     systems: BTreeMap<String, Arc<dyn ActionHandler>>,
@@ -60,7 +62,8 @@ pub type Progress = dyn Fn(usize, usize) + Send + Sync;
 impl Runtime {
     pub fn new(store: Box<dyn Store>) -> Runtime {
         Runtime {
-            store,
+            store: Arc::from(store),
+            leases: crate::lease::Leases::new(),
             models: BTreeMap::new(),
             provider_kinds: BTreeMap::new(),
             systems: BTreeMap::new(),
@@ -79,6 +82,14 @@ impl Runtime {
     /// them (after [`value::principal_id`]), or the run is refused with the input's path.
     pub fn set_directory(&mut self, directory: Directory) {
         self.directory = Some(directory);
+    }
+
+    /// How long this runtime's leases on the runs it executes and the action keys it calls
+    /// last unless renewed ([`crate::DEFAULT_LEASE`] by default): how long other processes
+    /// wait before they take over what a process that died was doing. It renews them every
+    /// third of that while it works. Set it before the runtime executes anything.
+    pub fn set_lease(&mut self, lease: std::time::Duration) {
+        self.leases.ttl = lease.max(std::time::Duration::from_millis(30));
     }
 
     /// Makes this a runtime for tests (`flowc test`): runs may choose their clock and name
@@ -146,6 +157,24 @@ impl Runtime {
     /// What signs the store's checkpoints, when this runtime signs evidence.
     pub(super) fn signer(&self) -> Option<crate::store::Signer<'_>> {
         self.signing.as_ref().map(|key| crate::store::Signer { key, trusted: &self.trusted })
+    }
+
+    /// Commits a run's pending events, holding the run's lease while it executes and giving
+    /// up the action claims `released`.
+    pub(super) fn commit(
+        &self,
+        analysis: &Analysis,
+        log: &mut crate::log::Log,
+        state: &crate::state::State,
+        released: &[(String, String)],
+    ) -> Result<()> {
+        let to = crate::log::Committer {
+            store: self.store.as_ref(),
+            signer: self.signer(),
+            lease: (&self.leases.owner, self.leases.ttl_ms()),
+            released,
+        };
+        log.commit(&to, analysis, state)
     }
 
     /// Whether this runtime signs evidence.

@@ -9,14 +9,17 @@ use crate::error::{Error, Result};
 use crate::event::{Event, SourceCheck, Started, Status};
 use crate::evidence;
 use crate::exec::{self, Interrupted, Journal, Services};
-use crate::identity::{Principal, new_run_id, now, owner_gone};
+use crate::identity::{Principal, new_run_id, now};
+use crate::lease::Hold;
 use crate::log::{Loaded, Log};
 use crate::narrative::RunView;
 use crate::state::State;
+use crate::store::ActionClaim;
 use crate::value::{self, Value};
 use flow_ir::expr::Timestamp;
 use flow_ir::plan::{GrantKind, NodeKind};
 use serde_json::Value as Json;
+use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,19 +36,57 @@ pub(crate) struct RunJournal<'a> {
     runtime: &'a Runtime,
     analysis: &'a Analysis,
     log: &'a mut Log,
+    run: String,
+    /// What this execution holds: the run, and the action keys it claimed.
+    holds: Vec<Hold>,
+    /// Claimed action keys, by step, whose calls are not over.
+    calling: Vec<(SmolStr, String, String)>,
+    /// Claimed action keys whose calls are over: the next commit gives their claims up.
+    released: Vec<(String, String)>,
+}
+
+impl RunJournal<'_> {
+    /// Ends this execution's holds: they are no longer renewed, and, when the run stopped
+    /// before it settled (`unsettled`), those still held in the store are given up so that
+    /// another process may go on at once.
+    fn end(self, unsettled: bool) {
+        self.runtime.leases.drop_holds(&self.holds);
+        let actions: Vec<(String, String)> =
+            self.calling.into_iter().map(|(_, system, key)| (system, key)).chain(self.released).collect();
+        if unsettled || !actions.is_empty() {
+            let runs: Vec<String> = self
+                .holds
+                .iter()
+                .filter_map(|hold| match hold {
+                    Hold::Run(run) if unsettled => Some(run.clone()),
+                    _ => None,
+                })
+                .collect();
+            // Best effort: what is not given up runs out with its lease.
+            let _ = self.runtime.store.release(&self.runtime.leases.owner, &runs, &actions);
+        }
+    }
 }
 
 impl Journal for RunJournal<'_> {
     fn record(&mut self, event: Event<Value>) {
-        if self.log.durable {
-            self.log.pending.push(event);
-        } else {
+        if !self.log.durable {
             self.log.observe(&self.analysis.body().flow.name, &event);
+            return;
         }
+        if let Event::ActionCompleted { node, .. } | Event::Failed { node, .. } = &event
+            && let Some(i) = self.calling.iter().position(|(step, _, _)| step == node)
+        {
+            let (_, system, key) = self.calling.swap_remove(i);
+            self.released.push((system, key));
+        }
+        self.log.pending.push(event);
     }
 
     fn flush(&mut self, state: &State) -> Result<()> {
-        self.log.commit(self.runtime.store.as_ref(), self.runtime.signer(), self.analysis, state)
+        self.runtime.commit(self.analysis, self.log, state, &self.released)?;
+        self.released.clear();
+        Ok(())
     }
 
     fn keeps_evidence(&self) -> bool {
@@ -58,6 +99,40 @@ impl Journal for RunJournal<'_> {
         };
         self.runtime.recorded_result(&stored)?;
         Ok(Some(exec::Earlier { result: stored.result, request: exec::Request::Digest(stored.args) }))
+    }
+
+    fn claim_action(&mut self, step: &str, system: &str, key: &str) -> Result<Option<exec::Earlier>> {
+        if !self.log.durable {
+            return Ok(None);
+        }
+        let leases = &self.runtime.leases;
+        let run = self.run.as_str();
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            match self.runtime.store.claim_action(system, key, run, &leases.owner, leases.ttl_ms())? {
+                ActionClaim::Claimed => {
+                    let hold = Hold::Action(system.to_owned(), key.to_owned());
+                    leases.hold(&self.runtime.store, &hold);
+                    self.holds.push(hold);
+                    self.calling.push((step.into(), system.to_owned(), key.to_owned()));
+                    return Ok(None);
+                }
+                ActionClaim::Done(stored) => {
+                    self.runtime.recorded_result(&stored)?;
+                    let request = exec::Request::Digest(stored.args);
+                    return Ok(Some(exec::Earlier { result: stored.result, request }));
+                }
+                // Another run or process is calling the handler with this key: its result,
+                // once recorded, answers this call too; if it stops renewing its claim, the
+                // claim runs out and this run takes it. Meanwhile this run's own lease is
+                // renewed.
+                ActionClaim::Held(lease) => {
+                    let left = std::time::Duration::from_millis(lease.remaining_ms.max(1) as u64);
+                    std::thread::sleep(pause.min(left));
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+            }
+        }
     }
 }
 
@@ -201,16 +276,28 @@ impl Runtime {
         })
     }
 
+    /// Executes a run as far as it goes, holding its lease (renewed meanwhile) while it
+    /// executes.
     pub(super) fn advance(&self, analysis: &Analysis, loaded: &mut Loaded) -> Result<()> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
         let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
         let Loaded { state, log } = loaded;
-        let mut journal = RunJournal { runtime: self, analysis, log };
-        match exec::advance(analysis, state, &services, &mut journal) {
+        let mut holds = Vec::new();
+        if log.durable {
+            let hold = Hold::Run(state.run.clone());
+            self.leases.hold(&self.store, &hold);
+            holds.push(hold);
+        }
+        let run = state.run.clone();
+        let mut journal =
+            RunJournal { runtime: self, analysis, log, run, holds, calling: Vec::new(), released: Vec::new() };
+        let advanced = match exec::advance(analysis, state, &services, &mut journal) {
             Ok(()) => journal.flush(state),
             Err(Interrupted(error)) => Err(error),
-        }
+        };
+        journal.end(advanced.is_err() || state.current_status() == Status::Running);
+        advanced
     }
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
@@ -288,17 +375,16 @@ impl Runtime {
         }
     }
 
-    /// Resumes every run that a crash interrupted while it executed (its owner process is
-    /// gone); returns their ids.
+    /// Resumes every run that a crash interrupted while it executed (the lease of the
+    /// process that executed it ran out), one at a time, each claimed so that no other
+    /// process resumes it too; returns their ids.
     pub fn resume_interrupted(&self) -> Result<Vec<String>> {
         let mut resumed = Vec::new();
-        for record in self.store.runs(Some(Status::Running))? {
-            if !record.owner.as_ref().is_none_or(owner_gone) {
-                continue;
-            }
-            let (analysis, mut loaded) = self.load(&record.id, true)?;
+        while let Some(run) = self.store.claim_interrupted(&self.leases.owner, self.leases.ttl_ms())? {
+            // A run that cannot be loaded is left to its lease (and to whoever can load it).
+            let (analysis, mut loaded) = self.load(&run, true)?;
             self.advance(&analysis, &mut loaded)?;
-            resumed.push(record.id);
+            resumed.push(run);
         }
         Ok(resumed)
     }

@@ -5,8 +5,13 @@
 //! decisions, the results of actions by idempotency key, and refusals that belong to no
 //! run. Every change of a run is one [`Store::append`]: its events, its new head and status,
 //! what it waits for and the action results it got, in one transaction that fails if another
-//! process appended first (`expected_seq`), so several runtime processes can share a store
-//! (a PostgreSQL implementation needs only these operations).
+//! process appended first (`expected_seq`), so several runtime processes can share a store.
+//!
+//! Which process executes a run, and which calls an action's handler for a key, is decided
+//! by leases in the store: an owner holds a lease until a time of the store's clock, renews
+//! it while it works, and loses it when it stops renewing; another process takes an
+//! expired lease over ([`Store::claim_run`], [`Store::claim_interrupted`],
+//! [`Store::claim_action`]).
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -38,10 +43,37 @@ pub struct RunRecord {
     pub signature: Option<String>,
     /// Who started it.
     pub principal: String,
-    /// While the run executes: the process executing it (`host/pid`) and when it last
-    /// stored anything (RFC 3339), so that other processes leave it alone while that
-    /// process lives, and resume it once it does not.
-    pub owner: Option<(String, String)>,
+    /// While the run executes: the lease of the runtime executing it, so that other
+    /// processes leave it alone while that runtime renews it, and resume it once it does not.
+    /// Written by [`Store::append`] from [`Commit::lease`], not from this field.
+    pub owner: Option<Lease>,
+}
+
+/// A runtime's hold on a run it executes or on an action key whose handler it calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The runtime holding it (`host/pid/nonce`, for people to read; compared as a whole).
+    pub owner: String,
+    /// How long it had to run when it was read, in milliseconds of the store's clock
+    /// (zero or less: it expired, and any runtime may take it over).
+    pub remaining_ms: i64,
+}
+
+impl Lease {
+    pub fn expired(&self) -> bool {
+        self.remaining_ms <= 0
+    }
+}
+
+/// What [`Store::claim_action`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionClaim {
+    /// The claimant may call the handler: nobody else holds the key.
+    Claimed,
+    /// Another runtime holds the key and is calling the handler (its lease is live).
+    Held(Lease),
+    /// A result is recorded for the key: nobody calls the handler again.
+    Done(ActionResult),
 }
 
 /// One stored event of a run's chain.
@@ -156,6 +188,12 @@ pub struct Commit<'a> {
     pub results: &'a [ActionResult],
     /// Signs the store's new checkpoint, when the deployment signs evidence.
     pub key: Option<Signer<'a>>,
+    /// While the run executes (its status is `running`): the runtime executing it and how
+    /// long its lease lasts, in milliseconds from the store's clock. `None` clears the lease.
+    pub lease: Option<(&'a str, i64)>,
+    /// Action keys (system, key) claimed by this run whose calls are over without a result
+    /// to record (the handler failed): their claims are given up.
+    pub released: &'a [(String, String)],
 }
 
 /// What signs the store's checkpoints: the deployment's key, and the public keys (hex) it
@@ -225,6 +263,26 @@ pub trait Store: Send + Sync {
     fn log(&self) -> Result<Vec<crate::checkpoint::Entry>>;
     /// The log's latest checkpoint (`None` for an empty store).
     fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>>;
+
+    /// Takes the lease of an executing run for `owner`, for `ttl_ms`, when nobody holds it,
+    /// its lease expired, or `owner` holds it already; returns the live lease of another
+    /// runtime otherwise (and changes nothing). A run that does not execute (`running`) is
+    /// not leased: `Ok(None)` changes nothing then.
+    fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>>;
+    /// Takes the lease of one executing run whose lease expired (the oldest such run that
+    /// no other runtime is claiming at the same moment) for `owner`; its id, or `None`.
+    fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>>;
+    /// Claims the call of `system`'s handler with `key` by `run` for `owner`: [`ActionClaim::Done`]
+    /// when a result is recorded for the key, else [`ActionClaim::Held`] when another runtime
+    /// (or another run of this one) holds a live claim, else the claim is taken. A claim ends
+    /// when the commit that records its result, or [`Commit::released`], is stored, or when
+    /// its lease expires.
+    fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim>;
+    /// Extends the leases `owner` holds on these runs and action keys by `ttl_ms` from now.
+    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()>;
+    /// Gives up the leases `owner` holds on these runs and action keys, so that another
+    /// runtime may take them over at once.
+    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()>;
 }
 
 /// What appending one entry to a store's log writes: the entry's number, and the new

@@ -15,7 +15,8 @@ use postgres::{Client, NoTls, Transaction};
 use serde_json::Value as Json;
 
 use super::{
-    ActionResult, Commit, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
+    StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -24,12 +25,34 @@ pub struct PostgresStore {
     client: Mutex<Client>,
 }
 
-const SCHEMA_VERSION: i32 = 1;
+/// The schema this version writes: [`BASE`] (schema 1), then each of [`MIGRATIONS`].
+const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
+
+/// What takes a store from schema `1 + i` to the next, in one transaction each. A new store
+/// is created at schema 1 and migrated like any other, so that every migration runs on
+/// every test's store.
+const MIGRATIONS: &[&str] = &[
+    // 2: leases (a time of the database's clock, in milliseconds) instead of `host/pid` and a
+    // heartbeat; claims of action keys. A run that executed under schema 1 is taken for
+    // interrupted: stop every process before migrating.
+    "ALTER TABLE flow_runs ADD COLUMN lease_until BIGINT;
+     UPDATE flow_runs SET lease_until = 0 WHERE owner IS NOT NULL;
+     ALTER TABLE flow_runs DROP COLUMN heartbeat;
+     CREATE INDEX flow_runs_executing ON flow_runs (created, id) WHERE status = 'running';
+     CREATE TABLE flow_action_claims (
+       system TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, owner TEXT NOT NULL,
+       lease_until BIGINT NOT NULL, PRIMARY KEY (system, key)
+     );",
+];
+
+/// The database's clock, in milliseconds since the Unix epoch: every process on every host
+/// reads leases by this one clock.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The key of the advisory lock that serialises appends to the log (any constant: "flow").
 const LOG_LOCK: i64 = 0x666c_6f77;
 
-const SCHEMA: &str = "
+const BASE: &str = "
 CREATE TABLE IF NOT EXISTS flow_schema (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS flow_plans (hash TEXT PRIMARY KEY, bytes BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS flow_runs (
@@ -68,7 +91,8 @@ CREATE TABLE IF NOT EXISTS flow_checkpoint (
 );
 ";
 
-const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat";
+const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, \
+     lease_until - (extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// A URL as it may be shown: without its password.
 pub fn shown_url(url: &str) -> String {
@@ -145,24 +169,43 @@ impl PostgresStore {
                 )));
             }
         }
+        let mut version = 1;
         if exists {
-            let version: Option<i32> = tx
+            let found: Option<i32> = tx
                 .query_opt("SELECT version FROM flow_schema WHERE id = 0", &[])
                 .map_err(not_a_store)?
                 .map(|row| row.get(0));
-            if version != Some(SCHEMA_VERSION) {
-                let version = version.map_or("none".to_owned(), |v| v.to_string());
-                return Err(StoreError::Unusable(format!(
-                    "`{shown}` is not a run store of this version (schema {version}, expected {SCHEMA_VERSION})"
-                )));
+            match found {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(StoreError::Unusable(format!(
+                        "`{shown}` was written by a newer version of Flow (schema {found}; this version knows \
+                         schemas up to {SCHEMA_VERSION}): use that version"
+                    )));
+                }
+                Some(found) if found >= 1 => version = found,
+                found => {
+                    return Err(StoreError::Unusable(format!(
+                        "`{shown}` is not a run store of any version: its schema version is {}",
+                        found.map_or("missing".to_owned(), |v| v.to_string())
+                    )));
+                }
             }
+        } else {
+            tx.batch_execute(BASE).map_err(not_a_store)?;
+            tx.execute("INSERT INTO flow_schema (id, version) VALUES (0, 1)", &[]).map_err(not_a_store)?;
         }
-        tx.batch_execute(SCHEMA).map_err(not_a_store)?;
-        tx.execute(
-            "INSERT INTO flow_schema (id, version) VALUES (0, $1) ON CONFLICT (id) DO NOTHING",
-            &[&SCHEMA_VERSION],
-        )
-        .map_err(not_a_store)?;
+        // Under the same lock: one process migrates, the others find it done.
+        while version < SCHEMA_VERSION {
+            let next = version + 1;
+            tx.batch_execute(MIGRATIONS[(version - 1) as usize]).map_err(|e| {
+                StoreError::Unusable(format!(
+                    "`{shown}` could not be migrated from schema {version} to {next}: {}",
+                    describe(&e)
+                ))
+            })?;
+            tx.execute("UPDATE flow_schema SET version = $1 WHERE id = 0", &[&next]).map_err(not_a_store)?;
+            version = next;
+        }
         tx.commit().map_err(not_a_store)?;
         Ok(PostgresStore { client: Mutex::new(client) })
     }
@@ -252,8 +295,8 @@ fn run_from_row(row: &postgres::Row) -> Result<RunRecord> {
         head: row.get(6),
         signature: row.get(7),
         principal: row.get(8),
-        owner: match (row.get::<_, Option<String>>(9), row.get::<_, Option<String>>(10)) {
-            (Some(owner), Some(heartbeat)) => Some((owner, heartbeat)),
+        owner: match (row.get::<_, Option<String>>(9), row.get::<_, Option<i64>>(10)) {
+            (Some(owner), Some(remaining_ms)) => Some(Lease { owner, remaining_ms }),
             _ => None,
         },
     })
@@ -279,7 +322,7 @@ impl Store for PostgresStore {
     }
 
     fn append(&self, commit: &Commit<'_>) -> Result<()> {
-        let Commit { run, expected_seq, events, waiting, results, key } = *commit;
+        let Commit { run, expected_seq, events, waiting, results, key, lease, released } = *commit;
         let mut client = self.client();
         let mut tx = client.transaction().map_err(unusable("cannot write the run store"))?;
         let current: Option<i64> = tx
@@ -301,12 +344,14 @@ impl Store for PostgresStore {
             tx.execute(&insert, &[&run.id, &(event.seq as i64), &event.at, &event.prev, &event.hash, &body])
                 .map_err(conflict)?;
         }
-        let (owner, heartbeat) = (run.owner.as_ref().map(|o| &o.0), run.owner.as_ref().map(|o| &o.1));
+        let (owner, ttl) = (lease.map(|(owner, _)| owner), lease.map(|(_, ttl)| ttl));
         tx.execute(
-            "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET plan = $2, flow = $3, status = $4, created = $5, seq = $6, head = $7, \
-             signature = $8, principal = $9, owner = $10, heartbeat = $11",
+            &format!(
+                "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
+                 lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {NOW_MS} + $11) \
+                 ON CONFLICT (id) DO UPDATE SET plan = $2, flow = $3, status = $4, created = $5, seq = $6, \
+                 head = $7, signature = $8, principal = $9, owner = $10, lease_until = {NOW_MS} + $11"
+            ),
             &[
                 &run.id,
                 &run.plan,
@@ -318,7 +363,7 @@ impl Store for PostgresStore {
                 &run.signature,
                 &run.principal,
                 &owner,
-                &heartbeat,
+                &ttl,
             ],
         )
         .map_err(&write)?;
@@ -335,6 +380,14 @@ impl Store for PostgresStore {
                 "INSERT INTO flow_action_results (system, key, result, run, seq, args) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (system, key) DO NOTHING",
                 &[&r.system, &r.key, &r.result.to_string(), &r.run, &(r.seq as i64), &r.args],
+            )
+            .map_err(&write)?;
+        }
+        let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
+        for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
+            tx.execute(
+                "DELETE FROM flow_action_claims WHERE system = $1 AND key = $2 AND run = $3",
+                &[&system, &key, &run.id],
             )
             .map_err(&write)?;
         }
@@ -602,6 +655,144 @@ impl Store for PostgresStore {
             public_key: row.get(3),
             signature: row.get(4),
         }))
+    }
+
+    fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
+        let failed = unusable("cannot claim the run");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT status, owner, lease_until - {NOW_MS} FROM flow_runs WHERE id = $1 FOR UPDATE"),
+                &[&run],
+            )
+            .map_err(&failed)?;
+        let Some(row) = row else { return Ok(None) };
+        if row.get::<_, &str>(0) != Status::Running.as_str() {
+            return Ok(None);
+        }
+        let (holder, remaining): (Option<String>, Option<i64>) = (row.get(1), row.get(2));
+        if let (Some(holder), Some(remaining_ms)) = (holder, remaining)
+            && holder != owner
+            && remaining_ms > 0
+        {
+            return Ok(Some(Lease { owner: holder, remaining_ms }));
+        }
+        tx.execute(
+            &format!("UPDATE flow_runs SET owner = $1, lease_until = {NOW_MS} + $2 WHERE id = $3"),
+            &[&owner, &ttl_ms, &run],
+        )
+        .map_err(&failed)?;
+        tx.commit().map_err(&failed)?;
+        Ok(None)
+    }
+
+    fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
+        // A run another process is claiming right now is skipped, not waited for: each
+        // process takes a different interrupted run.
+        let row = self
+            .client()
+            .query_opt(
+                &format!(
+                    "UPDATE flow_runs SET owner = $1, lease_until = {NOW_MS} + $2 WHERE id = (\
+                       SELECT id FROM flow_runs WHERE status = 'running' \
+                       AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                       ORDER BY created, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+                ),
+                &[&owner, &ttl_ms],
+            )
+            .map_err(unusable("cannot claim an interrupted run"))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
+        let failed = unusable("cannot claim the action");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        // The claim first, the result after: a result recorded by a racing holder commits
+        // with the removal of its claim, so a claim taken after that removal reads the result.
+        let taken = tx
+            .query_opt(
+                &format!(
+                    "INSERT INTO flow_action_claims (system, key, run, owner, lease_until) \
+                     VALUES ($1, $2, $3, $4, {NOW_MS} + $5) ON CONFLICT (system, key) DO UPDATE \
+                     SET run = $3, owner = $4, lease_until = {NOW_MS} + $5 \
+                     WHERE flow_action_claims.lease_until <= {NOW_MS} \
+                     OR (flow_action_claims.owner = $4 AND flow_action_claims.run = $3) RETURNING owner"
+                ),
+                &[&system, &key, &run, &owner, &ttl_ms],
+            )
+            .map_err(&failed)?;
+        if taken.is_none() {
+            let holder = tx
+                .query_opt(
+                    &format!(
+                        "SELECT owner, lease_until - {NOW_MS} FROM flow_action_claims WHERE system = $1 AND key = $2"
+                    ),
+                    &[&system, &key],
+                )
+                .map_err(&failed)?;
+            // Gone since: another claimant ended it; the next attempt will see how.
+            let lease = holder.map_or(Lease { owner: String::new(), remaining_ms: 1 }, |row| Lease {
+                owner: row.get(0),
+                remaining_ms: row.get::<_, i64>(1).max(1),
+            });
+            return Ok(ActionClaim::Held(lease));
+        }
+        let result = tx
+            .query_opt(
+                "SELECT system, key, result, run, seq, args FROM flow_action_results WHERE system = $1 AND key = $2",
+                &[&system, &key],
+            )
+            .map_err(&failed)?;
+        if let Some(row) = result {
+            // Not claimed after all: the transaction rolls back.
+            return Ok(ActionClaim::Done(action_result(&row)?));
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(ActionClaim::Claimed)
+    }
+
+    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+        let failed = unusable("cannot renew leases");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        if !runs.is_empty() {
+            tx.execute(
+                &format!("UPDATE flow_runs SET lease_until = {NOW_MS} + $1 WHERE owner = $2 AND id = ANY($3)"),
+                &[&ttl_ms, &owner, &runs],
+            )
+            .map_err(&failed)?;
+        }
+        for (system, key) in actions {
+            tx.execute(
+                &format!(
+                    "UPDATE flow_action_claims SET lease_until = {NOW_MS} + $1 \
+                     WHERE owner = $2 AND system = $3 AND key = $4"
+                ),
+                &[&ttl_ms, &owner, system, key],
+            )
+            .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)
+    }
+
+    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
+        let failed = unusable("cannot release leases");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        if !runs.is_empty() {
+            tx.execute("UPDATE flow_runs SET lease_until = 0 WHERE owner = $1 AND id = ANY($2)", &[&owner, &runs])
+                .map_err(&failed)?;
+        }
+        for (system, key) in actions {
+            tx.execute(
+                "DELETE FROM flow_action_claims WHERE owner = $1 AND system = $2 AND key = $3",
+                &[&owner, system, key],
+            )
+            .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)
     }
 }
 

@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::{
-    ActionResult, Commit, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
+    StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -16,9 +17,36 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+/// The schema this version writes: [`BASE`] (schema 3), then each of [`MIGRATIONS`].
+const SCHEMA_VERSION: i64 = BASE_VERSION + MIGRATIONS.len() as i64;
 
-const SCHEMA: &str = "
+/// The oldest schema a store is migrated from; older stores were written before stores
+/// were migrated, and are refused.
+const BASE_VERSION: i64 = 3;
+
+/// What takes a store from schema `BASE_VERSION + i` to the next, in one transaction each. A
+/// new store is created at [`BASE_VERSION`] and migrated like any other, so that every
+/// migration runs on every test's store.
+const MIGRATIONS: &[&str] = &[
+    // 4: leases (a time of the store's clock, in milliseconds) instead of `host/pid` and a
+    // heartbeat; claims of action keys. A run that executed under schema 3 is taken for
+    // interrupted: stop every process before migrating.
+    "ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+     UPDATE runs SET lease_until = 0 WHERE owner IS NOT NULL;
+     ALTER TABLE runs DROP COLUMN heartbeat;
+     CREATE TABLE action_claims (
+       system TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, owner TEXT NOT NULL,
+       lease_until INTEGER NOT NULL, PRIMARY KEY (system, key)
+     ) WITHOUT ROWID;",
+];
+
+/// The store's clock: milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    since.as_millis() as i64
+}
+
+const BASE: &str = "
 CREATE TABLE IF NOT EXISTS plans (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, plan TEXT NOT NULL, flow TEXT NOT NULL, status TEXT NOT NULL,
@@ -55,6 +83,80 @@ CREATE TABLE IF NOT EXISTS checkpoint (
   public_key TEXT, signature TEXT, frontier TEXT NOT NULL
 );
 ";
+
+/// Brings a store to [`SCHEMA_VERSION`]: creates an empty one at [`BASE_VERSION`], then
+/// applies each migration in a transaction of its own that first reads the version again,
+/// so that processes opening one store at once migrate it once, and a store interrupted
+/// while it migrates is left at a version. Refuses a store of a newer version, one from
+/// before migrations, and a database that is not a run store, changing nothing.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    loop {
+        let failed = |e: rusqlite::Error| StoreError::Unusable(format!("is not a usable run store: {e}"));
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(failed)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(failed)?;
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| row.get(0))
+            .map_err(failed)?;
+        let version = match (tables, version) {
+            (0, _) => {
+                tx.execute_batch(BASE).map_err(failed)?;
+                BASE_VERSION
+            }
+            (_, 0) => {
+                return Err(StoreError::Unusable(
+                    "is not a run store: it is a SQLite database with tables of something else".to_owned(),
+                ));
+            }
+            (_, version) if version > SCHEMA_VERSION => {
+                return Err(StoreError::Unusable(format!(
+                    "was written by a newer version of Flow (schema {version}; this version knows schemas up to \
+                     {SCHEMA_VERSION}): use that version"
+                )));
+            }
+            (_, version) if version < BASE_VERSION => {
+                return Err(StoreError::Unusable(format!(
+                    "is a run store of schema {version}, from before stores were migrated (schema {BASE_VERSION}); \
+                     this version cannot open it"
+                )));
+            }
+            (_, version) => version,
+        };
+        if version == SCHEMA_VERSION {
+            tx.pragma_update(None, "user_version", version).map_err(failed)?;
+            return tx.commit().map_err(failed);
+        }
+        let next = version + 1;
+        tx.execute_batch(MIGRATIONS[(version - BASE_VERSION) as usize])
+            .and_then(|()| tx.pragma_update(None, "user_version", next))
+            .and_then(|()| tx.commit())
+            .map_err(|e| StoreError::Unusable(format!("could not be migrated from schema {version} to {next}: {e}")))?;
+    }
+}
+
+fn read_action_result(conn: &Connection, system: &str, key: &str) -> Result<Option<ActionResult>> {
+    let row: Option<(String, String, i64, String)> = conn
+        .query_row(
+            "SELECT result, run, seq, args FROM action_results WHERE system = ?1 AND key = ?2",
+            [system, key],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()
+        .map_err(unusable("cannot read action results"))?;
+    row.map(|(text, run, seq, args)| {
+        let result = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))?;
+        Ok(ActionResult { system: system.to_owned(), key: key.to_owned(), result, run, seq: seq as u64, args })
+    })
+    .transpose()
+}
+
+/// The lease of a live holder, or `None` when `owner` may take it: nobody holds it, it
+/// expired, or `owner` holds it.
+fn held_by_another(holder: Option<(String, i64)>, owner: &str) -> Option<Lease> {
+    let (holder, until) = holder?;
+    let remaining_ms = until - now_ms();
+    (holder != owner && remaining_ms > 0).then_some(Lease { owner: holder, remaining_ms })
+}
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
 fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
@@ -135,17 +237,11 @@ impl SqliteStore {
         // dies; `FULL` also survives power loss at the cost of an fsync per commit.
         let sync = if std::env::var_os("FLOW_STORE_SYNC_FULL").is_some() { "FULL" } else { "NORMAL" };
         conn.pragma_update(None, "synchronous", sync).map_err(not_a_store)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(not_a_store)?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |row| row.get(0))
-            .map_err(not_a_store)?;
-        if tables > 0 && version != SCHEMA_VERSION {
-            return Err(StoreError::Unusable(format!(
-                "`{shown}` is not a run store of this version (schema {version}, expected {SCHEMA_VERSION})"
-            )));
-        }
-        conn.execute_batch(SCHEMA).map_err(not_a_store)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(not_a_store)?;
+        let mut conn = conn;
+        migrate(&mut conn).map_err(|e| match e {
+            StoreError::Unusable(why) => StoreError::Unusable(format!("`{shown}` {why}")),
+            other => other,
+        })?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -179,8 +275,8 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)
             head: row.get(6)?,
             signature: row.get(7)?,
             principal: row.get(8)?,
-            owner: match (row.get::<_, Option<String>>(9)?, row.get::<_, Option<String>>(10)?) {
-                (Some(owner), Some(heartbeat)) => Some((owner, heartbeat)),
+            owner: match (row.get::<_, Option<String>>(9)?, row.get::<_, Option<i64>>(10)?) {
+                (Some(owner), Some(until)) => Some(Lease { owner, remaining_ms: until - now_ms() }),
                 _ => None,
             },
         },
@@ -194,7 +290,7 @@ fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
     Ok(run)
 }
 
-const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat";
+const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, lease_until";
 
 impl Store for SqliteStore {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
@@ -212,7 +308,7 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, commit: &Commit<'_>) -> Result<()> {
-        let Commit { run, expected_seq, events, waiting, results, key } = *commit;
+        let Commit { run, expected_seq, events, waiting, results, key, lease, released } = *commit;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -246,8 +342,8 @@ impl Store for SqliteStore {
             }
         }
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, heartbeat)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
+             lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -260,8 +356,8 @@ impl Store for SqliteStore {
                 run.head,
                 run.signature,
                 run.principal,
-                run.owner.as_ref().map(|o| &o.0),
-                run.owner.as_ref().map(|o| &o.1)
+                lease.map(|(owner, _)| owner),
+                lease.map(|(_, ttl)| now_ms() + ttl)
             ])
         })
         .map_err(&write)?;
@@ -280,6 +376,12 @@ impl Store for SqliteStore {
             )
             .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args]))
             .map_err(&write)?;
+        }
+        let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
+        for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
+            tx.prepare_cached("DELETE FROM action_claims WHERE system = ?1 AND key = ?2 AND run = ?3")
+                .and_then(|mut s| s.execute(params![system, key, run.id]))
+                .map_err(&write)?;
         }
         if !events.is_empty() {
             let entry = crate::checkpoint::Entry {
@@ -369,21 +471,7 @@ impl Store for SqliteStore {
     }
 
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
-        let row: Option<(String, String, i64, String)> = self
-            .conn()
-            .query_row(
-                "SELECT result, run, seq, args FROM action_results WHERE system = ?1 AND key = ?2",
-                [system, key],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .optional()
-            .map_err(unusable("cannot read action results"))?;
-        row.map(|(text, run, seq, args)| {
-            let result = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Unusable(format!("a stored action result is not JSON: {e}")))?;
-            Ok(ActionResult { system: system.to_owned(), key: key.to_owned(), result, run, seq: seq as u64, args })
-        })
-        .transpose()
+        read_action_result(&self.conn(), system, key)
     }
 
     fn action_results(&self) -> Result<Vec<ActionResult>> {
@@ -586,5 +674,121 @@ impl Store for SqliteStore {
             out.push(shadow);
         }
         Ok(out)
+    }
+
+    fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unusable("cannot claim the run"))?;
+        let row: Option<(String, Option<String>, Option<i64>)> = tx
+            .query_row("SELECT status, owner, lease_until FROM runs WHERE id = ?1", [run], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()
+            .map_err(unusable("cannot claim the run"))?;
+        let Some((status, holder, until)) = row else { return Ok(None) };
+        if status != Status::Running.as_str() {
+            return Ok(None);
+        }
+        if let Some(lease) = held_by_another(holder.zip(until), owner) {
+            return Ok(Some(lease));
+        }
+        tx.execute(
+            "UPDATE runs SET owner = ?1, lease_until = ?2 WHERE id = ?3",
+            params![owner, now_ms() + ttl_ms, run],
+        )
+        .map_err(unusable("cannot claim the run"))?;
+        tx.commit().map_err(unusable("cannot claim the run"))?;
+        Ok(None)
+    }
+
+    fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unusable("cannot claim an interrupted run"))?;
+        let now = now_ms();
+        let run: Option<String> = tx
+            .query_row(
+                "SELECT id FROM runs WHERE status = ?1 AND (lease_until IS NULL OR lease_until <= ?2) \
+                 ORDER BY created, id LIMIT 1",
+                params![Status::Running.as_str(), now],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unusable("cannot claim an interrupted run"))?;
+        if let Some(run) = &run {
+            tx.execute("UPDATE runs SET owner = ?1, lease_until = ?2 WHERE id = ?3", params![owner, now + ttl_ms, run])
+                .map_err(unusable("cannot claim an interrupted run"))?;
+        }
+        tx.commit().map_err(unusable("cannot claim an interrupted run"))?;
+        Ok(run)
+    }
+
+    fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot claim the action");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let holder: Option<(String, String, i64)> = tx
+            .query_row(
+                "SELECT owner, run, lease_until FROM action_claims WHERE system = ?1 AND key = ?2",
+                [system, key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(&failed)?;
+        // A claim is this claimant's only when the same runtime claimed it for the same run.
+        if let Some((holder, holder_run, until)) = holder
+            && !(holder == owner && holder_run == run)
+            && until > now_ms()
+        {
+            return Ok(ActionClaim::Held(Lease { owner: holder, remaining_ms: until - now_ms() }));
+        }
+        if let Some(result) = read_action_result(&tx, system, key)? {
+            return Ok(ActionClaim::Done(result));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO action_claims (system, key, run, owner, lease_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![system, key, run, owner, now_ms() + ttl_ms],
+        )
+        .map_err(&failed)?;
+        tx.commit().map_err(&failed)?;
+        Ok(ActionClaim::Claimed)
+    }
+
+    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unusable("cannot renew leases"))?;
+        let until = now_ms() + ttl_ms;
+        for run in runs {
+            tx.prepare_cached("UPDATE runs SET lease_until = ?1 WHERE id = ?2 AND owner = ?3")
+                .and_then(|mut s| s.execute(params![until, run, owner]))
+                .map_err(unusable("cannot renew leases"))?;
+        }
+        for (system, key) in actions {
+            tx.prepare_cached(
+                "UPDATE action_claims SET lease_until = ?1 WHERE system = ?2 AND key = ?3 AND owner = ?4",
+            )
+            .and_then(|mut s| s.execute(params![until, system, key, owner]))
+            .map_err(unusable("cannot renew leases"))?;
+        }
+        tx.commit().map_err(unusable("cannot renew leases"))
+    }
+
+    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unusable("cannot release leases"))?;
+        for run in runs {
+            tx.prepare_cached("UPDATE runs SET lease_until = 0 WHERE id = ?1 AND owner = ?2")
+                .and_then(|mut s| s.execute(params![run, owner]))
+                .map_err(unusable("cannot release leases"))?;
+        }
+        for (system, key) in actions {
+            tx.prepare_cached("DELETE FROM action_claims WHERE system = ?1 AND key = ?2 AND owner = ?3")
+                .and_then(|mut s| s.execute(params![system, key, owner]))
+                .map_err(unusable("cannot release leases"))?;
+        }
+        tx.commit().map_err(unusable("cannot release leases"))
     }
 }

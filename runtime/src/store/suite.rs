@@ -9,8 +9,11 @@
 //! also when two handles race on one run; what a run waits for is replaced by each commit;
 //! the first result recorded for an action's key stands; refusals form a chain; a shadow
 //! replaces its earlier self; the log has an entry for every change, under a checkpoint that
-//! covers it; reading every run visits them in order and stops when asked; and what one
-//! handle wrote, another reads.
+//! covers it; reading every run visits them in order and stops when asked; what one
+//! handle wrote, another reads; a run that executes is leased to one owner until its lease
+//! runs out, then claimed by exactly one of the handles that race for it; renewing a lease
+//! makes it last and releasing it ends it; and an action key is claimed by one call at a
+//! time, until the result recorded for it answers every later claim.
 
 use serde_json::json;
 
@@ -26,7 +29,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 16] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -38,6 +41,11 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("the log covers every change", the_log_covers_every_change),
         ("reading every run visits them in order", reading_every_run_visits_them_in_order),
         ("two handles racing on one run", two_handles_racing_on_one_run),
+        ("a run's lease is its holder's until it runs out", a_runs_lease_is_its_holders_until_it_runs_out),
+        ("an interrupted run is claimed by one handle", an_interrupted_run_is_claimed_by_one_handle),
+        ("renewed leases last, released ones end", renewed_leases_last_released_ones_end),
+        ("an action key is claimed by one call", an_action_key_is_claimed_by_one_call),
+        ("two handles racing for an action key", two_handles_racing_for_an_action_key),
     ];
     checks
         .into_iter()
@@ -94,7 +102,16 @@ fn events(run: &str, from: u64, to: u64) -> Vec<StoredEvent> {
 /// Appends the events `from + 1 ..= to` to `run`, expecting `from`.
 fn append(store: &dyn Store, run: &RunRecord, from: u64, waiting: &[Waiting], results: &[ActionResult]) -> Result<()> {
     let events = events(&run.id, from, run.seq);
-    store.append(&Commit { run, expected_seq: from, events: &events, waiting, results, key: None })
+    store.append(&Commit {
+        run,
+        expected_seq: from,
+        events: &events,
+        waiting,
+        results,
+        key: None,
+        lease: None,
+        released: &[],
+    })
 }
 
 fn plans_are_kept_by_hash(store: &dyn Store, _: Open<'_>) -> Outcome {
@@ -142,7 +159,16 @@ fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open
     }];
     let mut events = events(&later.id, 1, 4);
     events.retain(|e| e.seq > 2);
-    let stale = Commit { run: &later, expected_seq: 1, events: &events, waiting: &waiting, results: &[], key: None };
+    let stale = Commit {
+        run: &later,
+        expected_seq: 1,
+        events: &events,
+        waiting: &waiting,
+        results: &[],
+        key: None,
+        lease: None,
+        released: &[],
+    };
     let refused = store.append(&stale);
     ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("expected a conflict, got {refused:?}"))?;
     let stored = store.run(&run.id).map_err(failed("read the run"))?;
@@ -256,7 +282,16 @@ fn the_log_covers_every_change(store: &dyn Store, _: Open<'_>) -> Outcome {
     let run = record("r-suite-logged", Status::Pending, 2, "2026-12-03T00:00:08Z");
     append(store, &run, 0, &[], &[]).map_err(failed("append"))?;
     // A commit without events (a heartbeat) changes no chain: nothing to log.
-    let beat = Commit { run: &run, expected_seq: 2, events: &[], waiting: &[], results: &[], key: None };
+    let beat = Commit {
+        run: &run,
+        expected_seq: 2,
+        events: &[],
+        waiting: &[],
+        results: &[],
+        key: None,
+        lease: None,
+        released: &[],
+    };
     store.append(&beat).map_err(failed("append no events"))?;
     let run = record("r-suite-logged", Status::Completed, 3, "2026-12-03T00:00:08Z");
     append(store, &run, 2, &[], &[]).map_err(failed("append again"))?;
@@ -313,32 +348,234 @@ fn two_handles_racing_on_one_run(store: &dyn Store, open: Open<'_>) -> Outcome {
     // What one handle wrote, another reads.
     let seen = handles[0].run(&run.id).map_err(failed("read through another handle"))?;
     ensure(seen.as_ref() == Some(&run), || format!("another handle reads the run as {seen:?}"))?;
-    for round in 0..20u64 {
+    let rounds = race(&handles, 20, &|handle, racer, round| {
         let from = 1 + round;
-        let barrier = std::sync::Barrier::new(2);
-        let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
-            let racers: Vec<_> = handles
-                .iter()
-                .enumerate()
-                .map(|(who, handle)| {
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        let mut next = record("r-suite-race", Status::Pending, from + 1, "2026-12-03T00:00:10Z");
-                        next.principal = format!("racer-{who}");
-                        barrier.wait();
-                        append(handle.as_ref(), &next, from, &[], &[])
-                    })
-                })
-                .collect();
-            racers
-                .into_iter()
-                .map(|r| r.join().unwrap_or_else(|_| Err(StoreError::Unusable("panicked".into()))))
-                .collect()
-        });
+        let mut next = record("r-suite-race", Status::Pending, from + 1, "2026-12-03T00:00:10Z");
+        next.principal = racer.to_owned();
+        append(handle, &next, from, &[], &[])
+    });
+    for (round, outcomes) in rounds.iter().enumerate() {
         let won = outcomes.iter().filter(|o| o.is_ok()).count();
         let lost = outcomes.iter().filter(|o| matches!(o, Err(StoreError::Conflict(_)))).count();
         ensure(won == 1 && lost == 1, || format!("round {round}: {outcomes:?}"))?;
     }
     let seqs: Vec<u64> = store.events(&run.id).map_err(failed("read the events"))?.iter().map(|e| e.seq).collect();
     ensure(seqs == (1..=21).collect::<Vec<u64>>(), || format!("the raced run's events: {seqs:?}"))
+}
+
+/// Appends a run that executes, leased to `owner` for `ttl_ms`.
+fn executing(store: &dyn Store, id: &str, owner: &str, ttl_ms: i64) -> Result<RunRecord> {
+    let run = record(id, Status::Running, 1, "2026-12-03T00:01:00Z");
+    let events = events(id, 0, 1);
+    let commit = Commit {
+        run: &run,
+        expected_seq: 0,
+        events: &events,
+        waiting: &[],
+        results: &[],
+        key: None,
+        lease: Some((owner, ttl_ms)),
+        released: &[],
+    };
+    store.append(&commit)?;
+    Ok(run)
+}
+
+/// Settles a run appended by [`executing`] (its lease ends with it).
+fn settle(store: &dyn Store, run: &RunRecord, results: &[ActionResult], released: &[(String, String)]) -> Result<()> {
+    let mut done = run.clone();
+    done.status = Status::Completed;
+    done.seq = run.seq + 1;
+    done.head = hash(&run.id, done.seq);
+    let events = events(&run.id, run.seq, done.seq);
+    let commit = Commit {
+        run: &done,
+        expected_seq: run.seq,
+        events: &events,
+        waiting: &[],
+        results,
+        key: None,
+        lease: None,
+        released,
+    };
+    store.append(&commit)
+}
+
+fn a_runs_lease_is_its_holders_until_it_runs_out(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let run = executing(store, "r-suite-leased", "owner-a", 60_000).map_err(failed("append"))?;
+    let read = store.run(&run.id).map_err(failed("read the run"))?;
+    let lease = read.and_then(|r| r.owner);
+    ensure(lease.as_ref().is_some_and(|l| l.owner == "owner-a" && l.remaining_ms > 50_000), || {
+        format!("the run's lease reads back as {lease:?}")
+    })?;
+    let other = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim by another"))?;
+    ensure(other.as_ref().is_some_and(|l| l.owner == "owner-a"), || format!("another owner's claim: {other:?}"))?;
+    let again = store.claim_run(&run.id, "owner-a", 60_000).map_err(failed("claim by its holder"))?;
+    ensure(again.is_none(), || format!("its holder's own claim: {again:?}"))?;
+    let interrupted = store.claim_interrupted("owner-b", 60_000).map_err(failed("claim an interrupted run"))?;
+    ensure(interrupted.is_none(), || format!("a run with a live lease was claimed as interrupted: {interrupted:?}"))?;
+    settle(store, &run, &[], &[]).map_err(failed("settle"))?;
+    let settled = store.run(&run.id).map_err(failed("read the run"))?.and_then(|r| r.owner);
+    ensure(settled.is_none(), || format!("a settled run keeps a lease: {settled:?}"))?;
+    let claim = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim a settled run"))?;
+    ensure(claim.is_none(), || format!("a settled run is leased: {claim:?}"))?;
+    let lease = store.run(&run.id).map_err(failed("read the run"))?.and_then(|r| r.owner);
+    ensure(lease.is_none(), || format!("claiming a settled run leased it: {lease:?}"))
+}
+
+/// Races `handles` on `attempt` (each handle with its owner's name) in `rounds` rounds: the
+/// outcomes of each round, in handle order.
+fn race<T: Send>(
+    handles: &[Box<dyn Store>],
+    rounds: u64,
+    attempt: &(dyn Fn(&dyn Store, &str, u64) -> Result<T> + Sync),
+) -> Vec<Vec<Result<T>>> {
+    (0..rounds)
+        .map(|round| {
+            let barrier = std::sync::Barrier::new(handles.len());
+            std::thread::scope(|scope| {
+                let racers: Vec<_> = handles
+                    .iter()
+                    .enumerate()
+                    .map(|(who, handle)| {
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            barrier.wait();
+                            attempt(handle.as_ref(), &format!("racer-{who}"), round)
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|_| Err(StoreError::Unusable("panicked".into()))))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+fn an_interrupted_run_is_claimed_by_one_handle(store: &dyn Store, open: Open<'_>) -> Outcome {
+    let handles = [open().map_err(failed("open a second handle"))?, open().map_err(failed("open a third handle"))?];
+    let rounds = race(&handles, 10, &|handle, owner, round| {
+        if owner == "racer-0" {
+            // One run per round whose holder died: its lease ran out.
+            let id = format!("r-suite-interrupted-{round}");
+            executing(store, &id, "owner-gone", 1)?;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        handle.claim_interrupted(owner, 60_000)
+    });
+    for (round, outcomes) in rounds.iter().enumerate() {
+        let claimed: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok().and_then(Option::as_ref)).collect();
+        let errors: Vec<&StoreError> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+        ensure(errors.is_empty(), || format!("round {round}: {errors:?}"))?;
+        ensure(claimed.len() <= 1, || format!("round {round}: one interrupted run claimed twice: {claimed:?}"))?;
+        // The racer that did not append may have claimed before the run existed.
+        let id = format!("r-suite-interrupted-{round}");
+        let lease = store.run(&id).map_err(failed("read the run"))?.and_then(|r| r.owner);
+        if claimed.is_empty() {
+            let later = store.claim_interrupted("owner-late", 60_000).map_err(failed("claim"))?;
+            ensure(later.as_deref() == Some(id.as_str()), || format!("round {round}: nobody claimed {id}: {later:?}"))?;
+        } else {
+            ensure(claimed[0] == &id, || format!("round {round}: claimed {} instead of {id}", claimed[0]))?;
+            ensure(lease.as_ref().is_some_and(|l| l.owner.starts_with("racer-") && !l.expired()), || {
+                format!("round {round}: the claimed run's lease is {lease:?}")
+            })?;
+        }
+        let run = store.run(&id).map_err(failed("read the run"))?.ok_or("the run is gone")?;
+        settle(store, &run, &[], &[]).map_err(failed("settle"))?;
+    }
+    Ok(())
+}
+
+fn renewed_leases_last_released_ones_end(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let run = executing(store, "r-suite-renewed", "owner-a", 150).map_err(failed("append"))?;
+    let actions = [("suite".to_owned(), "renewed".to_owned())];
+    let claim = store.claim_action("suite", "renewed", &run.id, "owner-a", 150).map_err(failed("claim an action"))?;
+    ensure(claim == super::ActionClaim::Claimed, || format!("a free action key: {claim:?}"))?;
+    store.renew("owner-a", std::slice::from_ref(&run.id), &actions, 60_000).map_err(failed("renew"))?;
+    // A renewal by another owner changes nothing.
+    store.renew("owner-b", std::slice::from_ref(&run.id), &actions, 1).map_err(failed("renew by another"))?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let other = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the run"))?;
+    ensure(other.is_some(), || "a renewed lease ran out".to_owned())?;
+    let action = store.claim_action("suite", "renewed", "r-suite-other", "owner-b", 60_000).map_err(failed("claim"))?;
+    ensure(matches!(action, super::ActionClaim::Held(_)), || format!("a renewed action claim: {action:?}"))?;
+    // Released by another owner: nothing happens.
+    store.release("owner-b", std::slice::from_ref(&run.id), &actions).map_err(failed("release by another"))?;
+    let other = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the run"))?;
+    ensure(other.is_some(), || "a lease released by another owner ended".to_owned())?;
+    store.release("owner-a", std::slice::from_ref(&run.id), &actions).map_err(failed("release"))?;
+    let taken = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the released run"))?;
+    ensure(taken.is_none(), || format!("a released run is still held: {taken:?}"))?;
+    let action = store.claim_action("suite", "renewed", "r-suite-other", "owner-b", 60_000).map_err(failed("claim"))?;
+    ensure(action == super::ActionClaim::Claimed, || format!("a released action key: {action:?}"))?;
+    // And a lease that is not renewed runs out.
+    let short = executing(store, "r-suite-short", "owner-a", 50).map_err(failed("append"))?;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let taken = store.claim_run(&short.id, "owner-b", 60_000).map_err(failed("claim a run whose lease ran out"))?;
+    ensure(taken.is_none(), || format!("a lease that ran out still holds: {taken:?}"))?;
+    let run = store.run(&run.id).map_err(failed("read"))?.ok_or("the run is gone")?;
+    settle(store, &run, &[], &[("suite".to_owned(), "renewed".to_owned())]).map_err(failed("settle"))?;
+    let short = store.run(&short.id).map_err(failed("read"))?.ok_or("the run is gone")?;
+    settle(store, &short, &[], &[]).map_err(failed("settle"))
+}
+
+fn an_action_key_is_claimed_by_one_call(store: &dyn Store, _: Open<'_>) -> Outcome {
+    use super::ActionClaim::{Claimed, Done, Held};
+    let run = executing(store, "r-suite-acts", "owner-a", 60_000).map_err(failed("append"))?;
+    let claim = |key: &str, run: &str, owner: &str| store.claim_action("suite", key, run, owner, 60_000);
+    let first = claim("k", &run.id, "owner-a").map_err(failed("claim"))?;
+    ensure(first == Claimed, || format!("a free key: {first:?}"))?;
+    let again = claim("k", &run.id, "owner-a").map_err(failed("claim again"))?;
+    ensure(again == Claimed, || format!("the same run and owner claiming again: {again:?}"))?;
+    let other_run = claim("k", "r-suite-acts-2", "owner-a").map_err(failed("claim for another run"))?;
+    ensure(matches!(other_run, Held(_)), || format!("another run of the same owner: {other_run:?}"))?;
+    let other_owner = claim("k", &run.id, "owner-b").map_err(failed("claim by another owner"))?;
+    ensure(matches!(&other_owner, Held(lease) if lease.owner == "owner-a"), || {
+        format!("another owner: {other_owner:?}")
+    })?;
+    let failing = claim("failing", &run.id, "owner-a").map_err(failed("claim"))?;
+    ensure(failing == Claimed, || format!("a free key: {failing:?}"))?;
+    // The run records the result of `k`, and gives `failing` up (its handler failed).
+    let result = ActionResult {
+        system: "suite".to_owned(),
+        key: "k".to_owned(),
+        result: json!({"ok": true}),
+        run: run.id.clone(),
+        seq: 1,
+        args: "blake3:args".to_owned(),
+    };
+    settle(store, &run, std::slice::from_ref(&result), &[("suite".to_owned(), "failing".to_owned())])
+        .map_err(failed("settle"))?;
+    let later = claim("k", "r-suite-acts-2", "owner-b").map_err(failed("claim a key with a result"))?;
+    ensure(later == Done(result), || format!("a key with a recorded result: {later:?}"))?;
+    let retried = claim("failing", "r-suite-acts-2", "owner-b").map_err(failed("claim a given-up key"))?;
+    ensure(retried == Claimed, || format!("a key given up: {retried:?}"))?;
+    // An expired claim is taken over.
+    let short = store.claim_action("suite", "short", "r-suite-acts", "owner-a", 1).map_err(failed("claim"))?;
+    ensure(short == Claimed, || format!("a free key: {short:?}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let taken = claim("short", "r-suite-acts-2", "owner-b").map_err(failed("claim an expired key"))?;
+    ensure(taken == Claimed, || format!("a claim whose lease ran out: {taken:?}"))?;
+    store
+        .release(
+            "owner-b",
+            &[],
+            &[("suite".to_owned(), "short".to_owned()), ("suite".to_owned(), "failing".to_owned())],
+        )
+        .map_err(failed("release"))
+}
+
+fn two_handles_racing_for_an_action_key(_: &dyn Store, open: Open<'_>) -> Outcome {
+    let handles = [open().map_err(failed("open a second handle"))?, open().map_err(failed("open a third handle"))?];
+    let rounds = race(&handles, 20, &|handle, owner, round| {
+        handle.claim_action("suite", &format!("raced-{round}"), &format!("r-suite-{owner}"), owner, 60_000)
+    });
+    for (round, outcomes) in rounds.iter().enumerate() {
+        let claimed = outcomes.iter().filter(|o| matches!(o, Ok(super::ActionClaim::Claimed))).count();
+        let held = outcomes.iter().filter(|o| matches!(o, Ok(super::ActionClaim::Held(_)))).count();
+        ensure(claimed == 1 && held == 1, || format!("round {round}: {outcomes:?}"))?;
+    }
+    Ok(())
 }
