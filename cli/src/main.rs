@@ -15,6 +15,7 @@ mod fmt;
 mod graph;
 mod output;
 mod progress;
+mod queue;
 mod replays;
 mod run_tests;
 mod runs;
@@ -196,6 +197,33 @@ enum Command {
         /// `flowc shadow-report`.
         #[arg(long, value_name = "CANDIDATE")]
         shadow: Option<String>,
+        /// Put the batch's cases in the store's queue, work on them beside every other
+        /// worker of the store (`flowc worker`), and summarise once all are done.
+        #[arg(long, requires = "batch")]
+        queue: bool,
+        /// With `--queue`: queue the cases, print the batch's id and leave them to the
+        /// workers.
+        #[arg(long, requires = "queue")]
+        detach: bool,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Take queued cases (`run --batch --queue`) and interrupted runs, with every core, until
+    /// stopped; several workers, on any hosts, share a store's queue.
+    Worker {
+        /// Stop once nothing in the queue is free, instead of waiting for more.
+        #[arg(long)]
+        until_idle: bool,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Where a queued batch stands: its cases done, their outcomes, the lines not run.
+    Batch {
+        id: String,
         #[command(flatten)]
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
@@ -494,20 +522,25 @@ fn main() -> ExitCode {
             verify::run(&file, &verify::Options { format, dump, keys: &keys, require_signature })
         }
         Command::Audit { checkpoint, deployment, format } => audit::run(&deployment, checkpoint.as_deref(), format),
-        Command::Run { file, flow, inputs, batch, who, at, engine, shadow, deployment, format } => runs::run(
-            &deployment,
-            &runs::RunOptions {
-                file: &file,
-                flow: flow.as_deref(),
-                inputs: &inputs,
-                batch: batch.as_deref(),
-                who: who.as_deref(),
-                at: at.as_deref(),
-                engine: engine.map(Into::into),
-                shadow: shadow.as_deref(),
-                format,
-            },
-        ),
+        Command::Run { file, flow, inputs, batch, who, at, engine, shadow, queue, detach, deployment, format } => {
+            runs::run(
+                &deployment,
+                &runs::RunOptions {
+                    file: &file,
+                    flow: flow.as_deref(),
+                    inputs: &inputs,
+                    batch: batch.as_deref(),
+                    who: who.as_deref(),
+                    at: at.as_deref(),
+                    engine: engine.map(Into::into),
+                    shadow: shadow.as_deref(),
+                    queue: (queue, detach),
+                    format,
+                },
+            )
+        }
+        Command::Worker { until_idle, deployment, format } => queue::worker(&deployment, until_idle, format),
+        Command::Batch { id, deployment, format } => queue::batch(&deployment, &id, format),
         Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
         Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
             &deployment,

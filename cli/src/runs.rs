@@ -119,6 +119,9 @@ pub struct RunOptions<'a> {
     pub engine: Option<flow_runtime::Engine>,
     /// A candidate plan to execute as a shadow of every run started.
     pub shadow: Option<&'a str>,
+    /// The batch goes through the store's queue (`queue`), and this process leaves it to
+    /// the workers (`detach`).
+    pub queue: (bool, bool),
     pub format: DataFormat,
 }
 
@@ -171,6 +174,18 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
         let durable = deployment.store() != ":memory:";
         if candidate.is_some() && !durable {
             bail!("`--shadow` compares with stored runs: a batch on `--store :memory:` stores none");
+        }
+        if options.queue.0 {
+            if !durable {
+                bail!("`--queue` shares a batch with the other processes of a store: `--store :memory:` has none");
+            }
+            if candidate.is_some() {
+                bail!("`--shadow` does not go through the queue yet: run the batch without `--queue`");
+            }
+            let (_, detach) = options.queue;
+            let queued = flow_runtime::BatchOptions { clock, durable };
+            let format = options.format;
+            return crate::queue::run_queued(deployment, &runtime, &analysis, &who, (batch, detach), &queued, format);
         }
         return run_batch(&runtime, &analysis, &who, batch, &start, (durable, candidate.as_ref()), options.format);
     }
@@ -339,36 +354,66 @@ fn run_batch(
         }
         refused.extend(batch.refused);
     }
-    let seconds = started.elapsed().as_secs_f64();
     let engine = analysis.engine_label(runtime.engine());
+    let summary = BatchSummary {
+        runs,
+        outcomes: &outcomes,
+        refused: &refused,
+        seconds: started.elapsed().as_secs_f64(),
+        engine: &engine,
+        shadows: durable.1.map(|candidate| (&**candidate.hash(), shadows, agree)),
+        batch: None,
+    };
+    print_batch(&summary, format);
+    Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// What a batch gave, as `run --batch` prints it.
+pub(crate) struct BatchSummary<'a> {
+    pub runs: u64,
+    pub outcomes: &'a BTreeMap<String, u64>,
+    /// The lines not run, with why.
+    pub refused: &'a [String],
+    pub seconds: f64,
+    pub engine: &'a str,
+    /// The candidate's hash, its shadow runs, and how many reached the production outcome.
+    pub shadows: Option<(&'a str, u64, u64)>,
+    /// The batch's id in the store's queue, when it went through it.
+    pub batch: Option<&'a str>,
+}
+
+pub(crate) fn print_batch(summary: &BatchSummary<'_>, format: DataFormat) {
+    let BatchSummary { runs, outcomes, refused, seconds, engine, shadows, batch } = *summary;
     match format {
         DataFormat::Json => {
             let mut json =
                 json!({"runs": runs, "outcomes": outcomes, "refused": refused, "seconds": seconds, "engine": engine});
-            if durable.1.is_some() {
-                json["shadows"] = json!({"runs": shadows, "agree": agree});
+            if let Some((_, runs, agree)) = shadows {
+                json["shadows"] = json!({"runs": runs, "agree": agree});
+            }
+            if let Some(batch) = batch {
+                json["batch"] = json!(batch);
             }
             crate::print(&format!("{json}\n"));
         }
         DataFormat::Human => {
             let rate = if seconds > 0.0 { runs as f64 / seconds } else { 0.0 };
             let mut text = format!("{runs} runs in {seconds:.2}s ({rate:.0} runs/s, engine {engine})\n");
-            for (status, count) in &outcomes {
+            if let Some(batch) = batch {
+                text = format!("batch {batch}: {text}");
+            }
+            for (status, count) in outcomes {
                 text.push_str(&format!("  {status}: {count}\n"));
             }
-            if let Some(candidate) = durable.1 {
-                text.push_str(&format!(
-                    "  shadows of {}: {shadows}, {agree} with the production outcome\n",
-                    candidate.hash()
-                ));
+            if let Some((candidate, runs, agree)) = shadows {
+                text.push_str(&format!("  shadows of {candidate}: {runs}, {agree} with the production outcome\n"));
             }
-            for line in &refused {
+            for line in refused {
                 text.push_str(&format!("  not run: {line}\n"));
             }
             crate::print(&text);
         }
     }
-    Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -> anyhow::Result<ExitCode> {

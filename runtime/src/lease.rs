@@ -18,11 +18,7 @@ use crate::store::Store;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// What a runtime holds now, each with how many of its executions hold it.
-#[derive(Default)]
-struct Held {
-    runs: BTreeMap<String, usize>,
-    actions: BTreeMap<(String, String), usize>,
-}
+type Held = BTreeMap<crate::store::Held, usize>;
 
 pub(crate) struct Leases {
     /// This runtime, to other processes: `host/pid/nonce` (two runtimes of one process,
@@ -32,13 +28,6 @@ pub(crate) struct Leases {
     held: Arc<Mutex<Held>>,
     /// Stops the renewing thread when dropped (it is started with the first lease).
     stop: Mutex<Option<Sender<()>>>,
-}
-
-/// A run or action key held for the length of one execution.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Hold {
-    Run(String),
-    Action(String, String),
 }
 
 impl Leases {
@@ -66,14 +55,8 @@ impl Leases {
 
     /// Notes that this runtime holds `hold` (its lease taken in the store) and renews it from
     /// now on, starting the renewing thread on the first hold.
-    pub(crate) fn hold(&self, store: &Arc<dyn Store>, hold: &Hold) {
-        {
-            let mut held = self.lock();
-            match hold {
-                Hold::Run(run) => *held.runs.entry(run.clone()).or_default() += 1,
-                Hold::Action(system, key) => *held.actions.entry((system.clone(), key.clone())).or_default() += 1,
-            }
-        }
+    pub(crate) fn hold(&self, store: &Arc<dyn Store>, hold: &crate::store::Held) {
+        *self.lock().entry(hold.clone()).or_default() += 1;
         let mut stop = self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if stop.is_none() {
             *stop = Some(self.renewing(Arc::downgrade(store)));
@@ -82,26 +65,13 @@ impl Leases {
 
     /// Notes that this execution no longer holds `holds`; those no other execution of this
     /// runtime holds are no longer renewed. The caller releases them in the store if it must.
-    pub(crate) fn drop_holds(&self, holds: &[Hold]) {
+    pub(crate) fn drop_holds(&self, holds: &[crate::store::Held]) {
         let mut held = self.lock();
         for hold in holds {
-            let (count, gone) = match hold {
-                Hold::Run(run) => {
-                    let count = held.runs.get_mut(run);
-                    (count, Hold::Run(run.clone()))
-                }
-                Hold::Action(system, key) => {
-                    let count = held.actions.get_mut(&(system.clone(), key.clone()));
-                    (count, Hold::Action(system.clone(), key.clone()))
-                }
-            };
-            if let Some(count) = count {
+            if let Some(count) = held.get_mut(hold) {
                 *count -= 1;
                 if *count == 0 {
-                    match gone {
-                        Hold::Run(run) => held.runs.remove(&run),
-                        Hold::Action(system, key) => held.actions.remove(&(system, key)),
-                    };
+                    held.remove(hold);
                 }
             }
         }
@@ -121,12 +91,12 @@ impl Leases {
         let _ = std::thread::Builder::new().name("flow-leases".into()).spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(beat) {
                 let (Some(held), Some(store)) = (held.upgrade(), store.upgrade()) else { return };
-                let (runs, actions): (Vec<String>, Vec<(String, String)>) = {
+                let now: Vec<crate::store::Held> = {
                     let held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    (held.runs.keys().cloned().collect(), held.actions.keys().cloned().collect())
+                    held.keys().cloned().collect()
                 };
-                if !runs.is_empty() || !actions.is_empty() {
-                    let _ = store.renew(&owner, &runs, &actions, ttl_ms);
+                if !now.is_empty() {
+                    let _ = store.renew(&owner, &now, ttl_ms);
                 }
             }
         });

@@ -238,8 +238,8 @@ struct Cuttable {
 
 mod cuttable {
     use flow_runtime::store::{
-        ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
-        StoreError, Waiting,
+        ActionClaim, ActionResult, Commit, Held, Lease, QueuedBatch, QueuedCase, RawEvent, Refusal, Result, RunRecord,
+        ShadowRecord, Signer, Store, StoreError, Waiting,
     };
 
     use super::Cuttable;
@@ -312,11 +312,26 @@ mod cuttable {
         fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
             self.reach()?.claim_action(system, key, run, owner, ttl_ms)
         }
-        fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
-            self.reach()?.renew(owner, runs, actions, ttl_ms)
+        fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()> {
+            self.reach()?.renew(owner, held, ttl_ms)
         }
-        fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
-            self.reach()?.release(owner, runs, actions)
+        fn release(&self, owner: &str, held: &[Held]) -> Result<()> {
+            self.reach()?.release(owner, held)
+        }
+        fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()> {
+            self.reach()?.enqueue(batch, cases)
+        }
+        fn batch(&self, id: &str) -> Result<Option<QueuedBatch>> {
+            self.reach()?.batch(id)
+        }
+        fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>> {
+            self.reach()?.take_cases(owner, ttl_ms, limit)
+        }
+        fn finish_cases(&self, owner: &str, done: &[(String, u64, serde_json::Value)]) -> Result<()> {
+            self.reach()?.finish_cases(owner, done)
+        }
+        fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<serde_json::Value>)>> {
+            self.reach()?.outcomes(batch)
         }
     }
 }

@@ -793,6 +793,73 @@ on_every_store! {
 }
 
 on_every_store! {
+    /// A batch queued in the store and worked on by three worker processes, one killed at a
+    /// random point: once a last worker has taken over what the killed one held, every case
+    /// is done once, with one run each, every chain verifies, and no action had its effect
+    /// twice — also for cases that share an idempotency key and were taken by different
+    /// workers at once.
+    fn several_workers_share_a_queued_batch_and_lose_nothing_when_one_is_killed(dir) {
+        let mut cases = String::new();
+        for i in 0..16 {
+            // Cases 12 to 15 book under the keys of cases 0 to 3.
+            let id = format!("Q{}", i % 12);
+            let amount = if i % 5 == 0 { "7000.00" } else { "500.00" };
+            let value = json!({"inputs": {"request": {
+                "id": id, "requester": "carl", "amount": format!("{amount} USD"),
+                "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+            cases.push_str(&format!("{value}\n"));
+        }
+        std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+        let queued = json_of(
+            &dir,
+            &["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--queue", "--detach"],
+            0,
+        );
+        let batch = queued["batch"].as_str().unwrap().to_owned();
+        assert_eq!(queued["cases"], 16);
+        let bin = env!("CARGO_BIN_EXE_flowc");
+        let worker = || {
+            Command::new(bin)
+                .args(["worker", "--until-idle"])
+                .current_dir(&dir)
+                .env("LEDGER_SLEEP", "0.05")
+                .env("SCORER_SLEEP", "0.02")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut workers: Vec<_> = (0..3).map(|_| worker()).collect();
+        let pause = 200 + u64::from(std::process::id()) % 600;
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        let _ = workers[0].kill();
+        for worker in &mut workers {
+            let _ = worker.wait();
+        }
+        // What the killed worker held is free once its leases have run out.
+        std::thread::sleep(LEASE);
+        let last = flowc(&dir, &["worker", "--until-idle"]);
+        assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+        let state = json_of(&dir, &["batch", &batch], 0);
+        assert_eq!((state["cases"].clone(), state["done"].clone()), (json!(16), json!(16)), "{state}");
+        assert_eq!(state["refused"], json!([]), "{state}");
+        let runs = store_of(&dir).runs(None).unwrap();
+        assert_eq!(runs.len(), 16, "one run per case");
+        assert!(runs.iter().all(|run| run.status != flow_runtime::Status::Running), "every run finished");
+        assert_eq!(json_of(&dir, &["audit"], 0)["problems"], json!([]));
+        for run in runs.iter().take(3) {
+            evidence_verifies(&dir, &run.id);
+        }
+        let effects = lines(&dir, "effects.log");
+        let mut keys: Vec<&str> = effects.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        let before = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "an action had its effect twice: {effects:?}");
+    }
+}
+
+on_every_store! {
     /// The window a crash can hit inside an action: the system had its effect, the runtime had
     /// not yet recorded the result. The next command resumes the run, calls the handler again
     /// with the same key, and the effect stays single.

@@ -10,6 +10,7 @@ mod audit;
 mod history;
 mod inputs;
 mod load;
+mod queue;
 mod run;
 mod views;
 
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 pub use audit::Audit;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
+pub use queue::{BatchOptions, BatchState};
 pub use run::StartOptions;
 
 /// The runtime.

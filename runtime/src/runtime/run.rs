@@ -10,11 +10,10 @@ use crate::event::{Event, SourceCheck, Started, Status};
 use crate::evidence;
 use crate::exec::{self, Interrupted, Journal, Services};
 use crate::identity::{Principal, new_run_id, now};
-use crate::lease::Hold;
 use crate::log::{Loaded, Log};
 use crate::narrative::RunView;
 use crate::state::State;
-use crate::store::ActionClaim;
+use crate::store::{ActionClaim, Held};
 use crate::value::{self, Value};
 use flow_ir::expr::Timestamp;
 use flow_ir::plan::{GrantKind, NodeKind};
@@ -38,7 +37,7 @@ pub(crate) struct RunJournal<'a> {
     log: &'a mut Log,
     run: String,
     /// What this execution holds: the run, and the action keys it claimed.
-    holds: Vec<Hold>,
+    holds: Vec<Held>,
     /// Claimed action keys, by step, whose calls are not over.
     calling: Vec<(SmolStr, String, String)>,
     /// Claimed action keys whose calls are over: the next commit gives their claims up.
@@ -51,19 +50,14 @@ impl RunJournal<'_> {
     /// another process may go on at once.
     fn end(self, unsettled: bool) {
         self.runtime.leases.drop_holds(&self.holds);
-        let actions: Vec<(String, String)> =
-            self.calling.into_iter().map(|(_, system, key)| (system, key)).chain(self.released).collect();
-        if unsettled || !actions.is_empty() {
-            let runs: Vec<String> = self
-                .holds
-                .iter()
-                .filter_map(|hold| match hold {
-                    Hold::Run(run) if unsettled => Some(run.clone()),
-                    _ => None,
-                })
-                .collect();
+        let actions = self.calling.into_iter().map(|(_, system, key)| (system, key)).chain(self.released);
+        let mut release: Vec<Held> = actions.map(|(system, key)| Held::Action(system, key)).collect();
+        if unsettled {
+            release.extend(self.holds.into_iter().filter(|hold| matches!(hold, Held::Run(_))));
+        }
+        if !release.is_empty() {
             // Best effort: what is not given up runs out with its lease.
-            let _ = self.runtime.store.release(&self.runtime.leases.owner, &runs, &actions);
+            let _ = self.runtime.store.release(&self.runtime.leases.owner, &release);
         }
     }
 }
@@ -111,7 +105,7 @@ impl Journal for RunJournal<'_> {
         loop {
             match self.runtime.store.claim_action(system, key, run, &leases.owner, leases.ttl_ms())? {
                 ActionClaim::Claimed => {
-                    let hold = Hold::Action(system.to_owned(), key.to_owned());
+                    let hold = Held::Action(system.to_owned(), key.to_owned());
                     leases.hold(&self.runtime.store, &hold);
                     self.holds.push(hold);
                     self.calling.push((step.into(), system.to_owned(), key.to_owned()));
@@ -145,7 +139,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, true)
+        self.new_run(analysis, who, inputs, options, true, None)
     }
 
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
@@ -158,10 +152,12 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, false)
+        self.new_run(analysis, who, inputs, options, false, None)
     }
 
-    /// A new run, stored (`durable`, with its refusal recorded) or not.
+    /// A new run, stored (`durable`, with its refusal recorded) or not, with a new id or
+    /// `id` (a queued case's, so that a case taken twice starts one run: the second start
+    /// conflicts).
     pub(super) fn new_run(
         &self,
         analysis: &Arc<Analysis>,
@@ -169,6 +165,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
         durable: bool,
+        id: Option<String>,
     ) -> Result<RunView> {
         // Whoever it is, refused or not, is recorded under the id the run would name.
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
@@ -186,7 +183,10 @@ impl Runtime {
                 Error::Refused { grant: "trigger".to_owned(), message, missing: true }
             });
         }
-        let started = self.started(analysis, who, inputs, options, durable)?;
+        let mut started = self.started(analysis, who, inputs, options, durable)?;
+        if let Some(id) = id {
+            started.run = id;
+        }
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
             return Err(if durable {
@@ -285,7 +285,7 @@ impl Runtime {
         let Loaded { state, log } = loaded;
         let mut holds = Vec::new();
         if log.durable {
-            let hold = Hold::Run(state.run.clone());
+            let hold = Held::Run(state.run.clone());
             self.leases.hold(&self.store, &hold);
             holds.push(hold);
         }

@@ -65,6 +65,40 @@ impl Lease {
     }
 }
 
+/// A batch of cases queued for workers: the plan they run, on whose behalf, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedBatch {
+    pub id: String,
+    pub plan: String,
+    /// The principal the cases run for (their roles are the deployment's).
+    pub principal: String,
+    /// How the cases run: `{"clock"?, "durable", "shadow"?}`.
+    pub options: Json,
+    /// When it was queued (RFC 3339).
+    pub created: String,
+    /// How many cases it has.
+    pub cases: u64,
+}
+
+/// A queued case, as a worker takes it: its batch, its number there, and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedCase {
+    pub batch: String,
+    pub n: u64,
+    pub body: String,
+}
+
+/// What a runtime holds a lease on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Held {
+    /// A run it executes.
+    Run(String),
+    /// An action key whose handler it calls: system, key.
+    Action(String, String),
+    /// A queued case it runs: batch, number.
+    Case(String, u64),
+}
+
 /// What [`Store::claim_action`] found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ActionClaim {
@@ -278,11 +312,25 @@ pub trait Store: Send + Sync {
     /// when the commit that records its result, or [`Commit::released`], is stored, or when
     /// its lease expires.
     fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim>;
-    /// Extends the leases `owner` holds on these runs and action keys by `ttl_ms` from now.
-    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()>;
-    /// Gives up the leases `owner` holds on these runs and action keys, so that another
-    /// runtime may take them over at once.
-    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()>;
+    /// Extends the leases `owner` holds on `held` by `ttl_ms` from now (those another owner
+    /// holds are left alone).
+    fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()>;
+    /// Gives up the leases `owner` holds on `held`, so that another runtime may take them
+    /// over at once.
+    fn release(&self, owner: &str, held: &[Held]) -> Result<()>;
+
+    /// Queues a batch and its cases (numbered, with their text), in one transaction.
+    fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()>;
+    fn batch(&self, id: &str) -> Result<Option<QueuedBatch>>;
+    /// Takes up to `limit` cases that are not done and that nobody holds (or whose holder's
+    /// lease ran out), oldest batch first, leased to `owner` for `ttl_ms`; cases another
+    /// worker is taking at the same moment are skipped, not waited for.
+    fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>>;
+    /// Marks cases done with their outcomes (`[(batch, n, outcome)]`, JSON), each once: a
+    /// case already done keeps its first outcome.
+    fn finish_cases(&self, owner: &str, done: &[(String, u64, Json)]) -> Result<()>;
+    /// A batch's outcomes by case number (`None`: not done yet).
+    fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>>;
 }
 
 /// What appending one entry to a store's log writes: the entry's number, and the new

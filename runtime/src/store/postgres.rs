@@ -15,8 +15,8 @@ use postgres::{Client, NoTls, Transaction};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
-    StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, QueuedBatch, QueuedCase, RawEvent, Refusal, Result, RunRecord,
+    ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -43,6 +43,16 @@ const MIGRATIONS: &[&str] = &[
        system TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, owner TEXT NOT NULL,
        lease_until BIGINT NOT NULL, PRIMARY KEY (system, key)
      );",
+    // 3: batches of cases queued for workers.
+    "CREATE TABLE flow_batches (
+       id TEXT PRIMARY KEY, plan TEXT NOT NULL, principal TEXT NOT NULL, options TEXT NOT NULL,
+       created TEXT NOT NULL, cases BIGINT NOT NULL
+     );
+     CREATE TABLE flow_queue (
+       batch TEXT NOT NULL, n BIGINT NOT NULL, body TEXT NOT NULL, owner TEXT, lease_until BIGINT,
+       done BOOLEAN NOT NULL DEFAULT false, outcome TEXT, PRIMARY KEY (batch, n)
+     );
+     CREATE INDEX flow_queue_open ON flow_queue (batch, n) WHERE NOT done;",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -753,46 +763,160 @@ impl Store for PostgresStore {
         Ok(ActionClaim::Claimed)
     }
 
-    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+    fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()> {
         let failed = unusable("cannot renew leases");
         let mut client = self.client();
         let mut tx = client.transaction().map_err(&failed)?;
-        if !runs.is_empty() {
-            tx.execute(
-                &format!("UPDATE flow_runs SET lease_until = {NOW_MS} + $1 WHERE owner = $2 AND id = ANY($3)"),
-                &[&ttl_ms, &owner, &runs],
-            )
+        for held in held {
+            match held {
+                Held::Run(run) => tx.execute(
+                    &format!("UPDATE flow_runs SET lease_until = {NOW_MS} + $1 WHERE owner = $2 AND id = $3"),
+                    &[&ttl_ms, &owner, run],
+                ),
+                Held::Action(system, key) => tx.execute(
+                    &format!(
+                        "UPDATE flow_action_claims SET lease_until = {NOW_MS} + $1 \
+                         WHERE owner = $2 AND system = $3 AND key = $4"
+                    ),
+                    &[&ttl_ms, &owner, system, key],
+                ),
+                Held::Case(batch, n) => tx.execute(
+                    &format!(
+                        "UPDATE flow_queue SET lease_until = {NOW_MS} + $1 \
+                         WHERE owner = $2 AND batch = $3 AND n = $4 AND NOT done"
+                    ),
+                    &[&ttl_ms, &owner, batch, &(*n as i64)],
+                ),
+            }
             .map_err(&failed)?;
         }
-        for (system, key) in actions {
-            tx.execute(
-                &format!(
-                    "UPDATE flow_action_claims SET lease_until = {NOW_MS} + $1 \
-                     WHERE owner = $2 AND system = $3 AND key = $4"
+        tx.commit().map_err(&failed)
+    }
+
+    fn release(&self, owner: &str, held: &[Held]) -> Result<()> {
+        let failed = unusable("cannot release leases");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        for held in held {
+            match held {
+                Held::Run(run) => {
+                    tx.execute("UPDATE flow_runs SET lease_until = 0 WHERE owner = $1 AND id = $2", &[&owner, run])
+                }
+                Held::Action(system, key) => tx.execute(
+                    "DELETE FROM flow_action_claims WHERE owner = $1 AND system = $2 AND key = $3",
+                    &[&owner, system, key],
                 ),
-                &[&ttl_ms, &owner, system, key],
+                Held::Case(batch, n) => tx.execute(
+                    "UPDATE flow_queue SET lease_until = 0 WHERE owner = $1 AND batch = $2 AND n = $3",
+                    &[&owner, batch, &(*n as i64)],
+                ),
+            }
+            .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)
+    }
+
+    fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()> {
+        let failed = unusable("cannot queue the batch");
+        let mut client = self.client();
+        let mut tx = client.transaction().map_err(&failed)?;
+        tx.execute(
+            "INSERT INTO flow_batches (id, plan, principal, options, created, cases) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &batch.id,
+                &batch.plan,
+                &batch.principal,
+                &batch.options.to_string(),
+                &batch.created,
+                &(batch.cases as i64),
+            ],
+        )
+        .map_err(&failed)?;
+        // Many rows a statement: a batch of a million cases is a few thousand round trips.
+        for chunk in cases.chunks(1000) {
+            let numbers: Vec<i64> = chunk.iter().map(|(n, _)| *n as i64).collect();
+            let bodies: Vec<&str> = chunk.iter().map(|(_, body)| body.as_str()).collect();
+            tx.execute(
+                "INSERT INTO flow_queue (batch, n, body) SELECT $1, n, body FROM unnest($2::bigint[], $3::text[]) AS c(n, body)",
+                &[&batch.id, &numbers, &bodies],
             )
             .map_err(&failed)?;
         }
         tx.commit().map_err(&failed)
     }
 
-    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
-        let failed = unusable("cannot release leases");
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(&failed)?;
-        if !runs.is_empty() {
-            tx.execute("UPDATE flow_runs SET lease_until = 0 WHERE owner = $1 AND id = ANY($2)", &[&owner, &runs])
-                .map_err(&failed)?;
-        }
-        for (system, key) in actions {
-            tx.execute(
-                "DELETE FROM flow_action_claims WHERE owner = $1 AND system = $2 AND key = $3",
-                &[&owner, system, key],
+    fn batch(&self, id: &str) -> Result<Option<QueuedBatch>> {
+        let row = self
+            .client()
+            .query_opt("SELECT plan, principal, options, created, cases FROM flow_batches WHERE id = $1", &[&id])
+            .map_err(unusable("cannot read the batch"))?;
+        row.map(|row| {
+            let options = serde_json::from_str(row.get::<_, &str>(2))
+                .map_err(|e| StoreError::Unusable(format!("the options of batch `{id}` are not JSON: {e}")))?;
+            Ok(QueuedBatch {
+                id: id.to_owned(),
+                plan: row.get(0),
+                principal: row.get(1),
+                options,
+                created: row.get(3),
+                cases: row.get::<_, i64>(4) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "UPDATE flow_queue AS q SET owner = $1, lease_until = {NOW_MS} + $2 FROM (\
+                       SELECT batch, n FROM flow_queue WHERE NOT done \
+                       AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                       ORDER BY batch, n LIMIT $3 FOR UPDATE SKIP LOCKED) AS free \
+                     WHERE q.batch = free.batch AND q.n = free.n RETURNING q.batch, q.n, q.body"
+                ),
+                &[&owner, &ttl_ms, &(limit as i64)],
+            )
+            .map_err(unusable("cannot take queued cases"))?;
+        let mut cases: Vec<QueuedCase> = rows
+            .iter()
+            .map(|row| QueuedCase { batch: row.get(0), n: row.get::<_, i64>(1) as u64, body: row.get(2) })
+            .collect();
+        cases.sort_by(|a, b| (&a.batch, a.n).cmp(&(&b.batch, b.n)));
+        Ok(cases)
+    }
+
+    fn finish_cases(&self, _owner: &str, done: &[(String, u64, Json)]) -> Result<()> {
+        let failed = unusable("cannot record the cases' outcomes");
+        let batches: Vec<&str> = done.iter().map(|(batch, _, _)| batch.as_str()).collect();
+        let numbers: Vec<i64> = done.iter().map(|(_, n, _)| *n as i64).collect();
+        let outcomes: Vec<String> = done.iter().map(|(_, _, outcome)| outcome.to_string()).collect();
+        self.client()
+            .execute(
+                "UPDATE flow_queue AS q SET done = true, outcome = c.outcome, owner = NULL, lease_until = NULL \
+                 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(batch, n, outcome) \
+                 WHERE q.batch = c.batch AND q.n = c.n AND NOT q.done",
+                &[&batches, &numbers, &outcomes],
             )
             .map_err(&failed)?;
-        }
-        tx.commit().map_err(&failed)
+        Ok(())
+    }
+
+    fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>> {
+        let rows = self
+            .client()
+            .query("SELECT n, outcome FROM flow_queue WHERE batch = $1 ORDER BY n", &[&batch])
+            .map_err(unusable("cannot read the batch's outcomes"))?;
+        rows.iter()
+            .map(|row| {
+                let n = row.get::<_, i64>(0) as u64;
+                let outcome = row.get::<_, Option<&str>>(1).map(serde_json::from_str).transpose().map_err(|e| {
+                    StoreError::Unusable(format!("the outcome of case {n} of batch `{batch}` is not JSON: {e}"))
+                })?;
+                Ok((n, outcome))
+            })
+            .collect()
     }
 }
 

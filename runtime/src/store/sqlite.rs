@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Lease, RawEvent, Refusal, Result, RunRecord, ShadowRecord, Signer, Store,
-    StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, QueuedBatch, QueuedCase, RawEvent, Refusal, Result, RunRecord,
+    ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -38,6 +38,16 @@ const MIGRATIONS: &[&str] = &[
        system TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, owner TEXT NOT NULL,
        lease_until INTEGER NOT NULL, PRIMARY KEY (system, key)
      ) WITHOUT ROWID;",
+    // 5: batches of cases queued for workers.
+    "CREATE TABLE batches (
+       id TEXT PRIMARY KEY, plan TEXT NOT NULL, principal TEXT NOT NULL, options TEXT NOT NULL,
+       created TEXT NOT NULL, cases INTEGER NOT NULL
+     );
+     CREATE TABLE queue (
+       batch TEXT NOT NULL, n INTEGER NOT NULL, body TEXT NOT NULL, owner TEXT, lease_until INTEGER,
+       done INTEGER NOT NULL DEFAULT 0, outcome TEXT, PRIMARY KEY (batch, n)
+     ) WITHOUT ROWID;
+     CREATE INDEX queue_open ON queue (batch, n) WHERE NOT done;",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -757,38 +767,154 @@ impl Store for SqliteStore {
         Ok(ActionClaim::Claimed)
     }
 
-    fn renew(&self, owner: &str, runs: &[String], actions: &[(String, String)], ttl_ms: i64) -> Result<()> {
+    fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(unusable("cannot renew leases"))?;
+        let failed = unusable("cannot renew leases");
+        let tx = conn.transaction().map_err(&failed)?;
         let until = now_ms() + ttl_ms;
-        for run in runs {
-            tx.prepare_cached("UPDATE runs SET lease_until = ?1 WHERE id = ?2 AND owner = ?3")
-                .and_then(|mut s| s.execute(params![until, run, owner]))
-                .map_err(unusable("cannot renew leases"))?;
+        for held in held {
+            match held {
+                Held::Run(run) => tx.execute(
+                    "UPDATE runs SET lease_until = ?1 WHERE owner = ?2 AND id = ?3",
+                    params![until, owner, run],
+                ),
+                Held::Action(system, key) => tx.execute(
+                    "UPDATE action_claims SET lease_until = ?1 WHERE owner = ?2 AND system = ?3 AND key = ?4",
+                    params![until, owner, system, key],
+                ),
+                Held::Case(batch, n) => tx.execute(
+                    "UPDATE queue SET lease_until = ?1 WHERE owner = ?2 AND batch = ?3 AND n = ?4 AND NOT done",
+                    params![until, owner, batch, *n as i64],
+                ),
+            }
+            .map_err(&failed)?;
         }
-        for (system, key) in actions {
-            tx.prepare_cached(
-                "UPDATE action_claims SET lease_until = ?1 WHERE system = ?2 AND key = ?3 AND owner = ?4",
-            )
-            .and_then(|mut s| s.execute(params![until, system, key, owner]))
-            .map_err(unusable("cannot renew leases"))?;
-        }
-        tx.commit().map_err(unusable("cannot renew leases"))
+        tx.commit().map_err(&failed)
     }
 
-    fn release(&self, owner: &str, runs: &[String], actions: &[(String, String)]) -> Result<()> {
+    fn release(&self, owner: &str, held: &[Held]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(unusable("cannot release leases"))?;
-        for run in runs {
-            tx.prepare_cached("UPDATE runs SET lease_until = 0 WHERE id = ?1 AND owner = ?2")
-                .and_then(|mut s| s.execute(params![run, owner]))
-                .map_err(unusable("cannot release leases"))?;
+        let failed = unusable("cannot release leases");
+        let tx = conn.transaction().map_err(&failed)?;
+        for held in held {
+            match held {
+                Held::Run(run) => {
+                    tx.execute("UPDATE runs SET lease_until = 0 WHERE owner = ?1 AND id = ?2", params![owner, run])
+                }
+                Held::Action(system, key) => tx.execute(
+                    "DELETE FROM action_claims WHERE owner = ?1 AND system = ?2 AND key = ?3",
+                    params![owner, system, key],
+                ),
+                Held::Case(batch, n) => tx.execute(
+                    "UPDATE queue SET lease_until = 0 WHERE owner = ?1 AND batch = ?2 AND n = ?3",
+                    params![owner, batch, *n as i64],
+                ),
+            }
+            .map_err(&failed)?;
         }
-        for (system, key) in actions {
-            tx.prepare_cached("DELETE FROM action_claims WHERE system = ?1 AND key = ?2 AND owner = ?3")
-                .and_then(|mut s| s.execute(params![system, key, owner]))
-                .map_err(unusable("cannot release leases"))?;
+        tx.commit().map_err(&failed)
+    }
+
+    fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot queue the batch");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        tx.execute(
+            "INSERT INTO batches (id, plan, principal, options, created, cases) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                batch.id,
+                batch.plan,
+                batch.principal,
+                batch.options.to_string(),
+                batch.created,
+                batch.cases as i64
+            ],
+        )
+        .map_err(&failed)?;
+        {
+            let mut insert = tx.prepare("INSERT INTO queue (batch, n, body) VALUES (?1, ?2, ?3)").map_err(&failed)?;
+            for (n, body) in cases {
+                insert.execute(params![batch.id, *n as i64, body]).map_err(&failed)?;
+            }
         }
-        tx.commit().map_err(unusable("cannot release leases"))
+        tx.commit().map_err(&failed)
+    }
+
+    fn batch(&self, id: &str) -> Result<Option<QueuedBatch>> {
+        let row: Option<(String, String, String, String, i64)> = self
+            .conn()
+            .query_row("SELECT plan, principal, options, created, cases FROM batches WHERE id = ?1", [id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })
+            .optional()
+            .map_err(unusable("cannot read the batch"))?;
+        row.map(|(plan, principal, options, created, cases)| {
+            let options = serde_json::from_str(&options)
+                .map_err(|e| StoreError::Unusable(format!("the options of batch `{id}` are not JSON: {e}")))?;
+            Ok(QueuedBatch { id: id.to_owned(), plan, principal, options, created, cases: cases as u64 })
+        })
+        .transpose()
+    }
+
+    fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot take queued cases");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let now = now_ms();
+        let taken: Vec<QueuedCase> = {
+            let mut select = tx
+                .prepare_cached(
+                    "SELECT batch, n, body FROM queue WHERE NOT done AND (lease_until IS NULL OR lease_until <= ?1) \
+                     ORDER BY batch, n LIMIT ?2",
+                )
+                .map_err(&failed)?;
+            let rows = select
+                .query_map(params![now, limit as i64], |row| {
+                    Ok(QueuedCase { batch: row.get(0)?, n: row.get::<_, i64>(1)? as u64, body: row.get(2)? })
+                })
+                .map_err(&failed)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&failed)?
+        };
+        for case in &taken {
+            tx.prepare_cached("UPDATE queue SET owner = ?1, lease_until = ?2 WHERE batch = ?3 AND n = ?4")
+                .and_then(|mut s| s.execute(params![owner, now + ttl_ms, case.batch, case.n as i64]))
+                .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(taken)
+    }
+
+    fn finish_cases(&self, _owner: &str, done: &[(String, u64, Json)]) -> Result<()> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot record the cases' outcomes");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        for (batch, n, outcome) in done {
+            tx.prepare_cached(
+                "UPDATE queue SET done = 1, outcome = ?1, owner = NULL, lease_until = NULL \
+                 WHERE batch = ?2 AND n = ?3 AND NOT done",
+            )
+            .and_then(|mut s| s.execute(params![outcome.to_string(), batch, *n as i64]))
+            .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)
+    }
+
+    fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>> {
+        let conn = self.conn();
+        let failed = unusable("cannot read the batch's outcomes");
+        let mut statement =
+            conn.prepare("SELECT n, outcome FROM queue WHERE batch = ?1 ORDER BY n").map_err(&failed)?;
+        let rows = statement
+            .query_map([batch], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Option<String>>(1)?)))
+            .map_err(&failed)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (n, outcome) = row.map_err(&failed)?;
+            let outcome = outcome.map(|text| serde_json::from_str(&text)).transpose().map_err(|e| {
+                StoreError::Unusable(format!("the outcome of case {n} of batch `{batch}` is not JSON: {e}"))
+            })?;
+            out.push((n, outcome));
+        }
+        Ok(out)
     }
 }

@@ -13,7 +13,8 @@
 //! handle wrote, another reads; a run that executes is leased to one owner until its lease
 //! runs out, then claimed by exactly one of the handles that race for it; renewing a lease
 //! makes it last and releasing it ends it; and an action key is claimed by one call at a
-//! time, until the result recorded for it answers every later claim.
+//! time, until the result recorded for it answers every later claim; and a queued case is
+//! taken by one handle at a time, again only once its lease runs out, and done once.
 
 use serde_json::json;
 
@@ -29,7 +30,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 16] = [
+    let checks: [(&str, Check); 17] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -46,6 +47,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("renewed leases last, released ones end", renewed_leases_last_released_ones_end),
         ("an action key is claimed by one call", an_action_key_is_claimed_by_one_call),
         ("two handles racing for an action key", two_handles_racing_for_an_action_key),
+        ("queued cases are taken once and done once", queued_cases_are_taken_once_and_done_once),
     ];
     checks
         .into_iter()
@@ -490,22 +492,22 @@ fn an_interrupted_run_is_claimed_by_one_handle(store: &dyn Store, open: Open<'_>
 
 fn renewed_leases_last_released_ones_end(store: &dyn Store, _: Open<'_>) -> Outcome {
     let run = executing(store, "r-suite-renewed", "owner-a", 150).map_err(failed("append"))?;
-    let actions = [("suite".to_owned(), "renewed".to_owned())];
+    let held = [super::Held::Run(run.id.clone()), super::Held::Action("suite".to_owned(), "renewed".to_owned())];
     let claim = store.claim_action("suite", "renewed", &run.id, "owner-a", 150).map_err(failed("claim an action"))?;
     ensure(claim == super::ActionClaim::Claimed, || format!("a free action key: {claim:?}"))?;
-    store.renew("owner-a", std::slice::from_ref(&run.id), &actions, 60_000).map_err(failed("renew"))?;
+    store.renew("owner-a", &held, 60_000).map_err(failed("renew"))?;
     // A renewal by another owner changes nothing.
-    store.renew("owner-b", std::slice::from_ref(&run.id), &actions, 1).map_err(failed("renew by another"))?;
+    store.renew("owner-b", &held, 1).map_err(failed("renew by another"))?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     let other = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the run"))?;
     ensure(other.is_some(), || "a renewed lease ran out".to_owned())?;
     let action = store.claim_action("suite", "renewed", "r-suite-other", "owner-b", 60_000).map_err(failed("claim"))?;
     ensure(matches!(action, super::ActionClaim::Held(_)), || format!("a renewed action claim: {action:?}"))?;
     // Released by another owner: nothing happens.
-    store.release("owner-b", std::slice::from_ref(&run.id), &actions).map_err(failed("release by another"))?;
+    store.release("owner-b", &held).map_err(failed("release by another"))?;
     let other = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the run"))?;
     ensure(other.is_some(), || "a lease released by another owner ended".to_owned())?;
-    store.release("owner-a", std::slice::from_ref(&run.id), &actions).map_err(failed("release"))?;
+    store.release("owner-a", &held).map_err(failed("release"))?;
     let taken = store.claim_run(&run.id, "owner-b", 60_000).map_err(failed("claim the released run"))?;
     ensure(taken.is_none(), || format!("a released run is still held: {taken:?}"))?;
     let action = store.claim_action("suite", "renewed", "r-suite-other", "owner-b", 60_000).map_err(failed("claim"))?;
@@ -561,8 +563,10 @@ fn an_action_key_is_claimed_by_one_call(store: &dyn Store, _: Open<'_>) -> Outco
     store
         .release(
             "owner-b",
-            &[],
-            &[("suite".to_owned(), "short".to_owned()), ("suite".to_owned(), "failing".to_owned())],
+            &[
+                super::Held::Action("suite".to_owned(), "short".to_owned()),
+                super::Held::Action("suite".to_owned(), "failing".to_owned()),
+            ],
         )
         .map_err(failed("release"))
 }
@@ -578,4 +582,64 @@ fn two_handles_racing_for_an_action_key(_: &dyn Store, open: Open<'_>) -> Outcom
         ensure(claimed == 1 && held == 1, || format!("round {round}: {outcomes:?}"))?;
     }
     Ok(())
+}
+
+fn queued_cases_are_taken_once_and_done_once(store: &dyn Store, open: Open<'_>) -> Outcome {
+    let batch = super::QueuedBatch {
+        id: "b-suite".to_owned(),
+        plan: "blake3:plan".to_owned(),
+        principal: "ana".to_owned(),
+        options: json!({"durable": true}),
+        created: "2026-12-03T00:02:00Z".to_owned(),
+        cases: 40,
+    };
+    let cases: Vec<(u64, String)> = (0..40).map(|n| (n, format!("{{\"case\": {n}}}"))).collect();
+    store.enqueue(&batch, &cases).map_err(failed("enqueue"))?;
+    let read = store.batch(&batch.id).map_err(failed("read the batch"))?;
+    ensure(read.as_ref() == Some(&batch), || format!("the batch reads back as {read:?}"))?;
+    // Two handles take cases at once, round after round: no case is taken twice.
+    let handles = [open().map_err(failed("open a second handle"))?, open().map_err(failed("open a third handle"))?];
+    let rounds = race(&handles, 5, &|handle, owner, _| handle.take_cases(owner, 60_000, 3));
+    let mut taken: Vec<u64> = Vec::new();
+    for outcomes in &rounds {
+        for outcome in outcomes {
+            let cases = outcome.as_ref().map_err(|e| format!("take: {e}"))?;
+            for case in cases {
+                let text = format!("{{\"case\": {}}}", case.n);
+                ensure(case.batch == batch.id && case.body == text, || format!("taken as {case:?}"))?;
+                taken.push(case.n);
+            }
+        }
+    }
+    let mut unique = taken.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    ensure(unique.len() == taken.len() && taken.len() == 30, || format!("taken: {taken:?}"))?;
+    // What is held is not taken again; the rest is.
+    let rest = store.take_cases("owner-c", 1, 100).map_err(failed("take the rest"))?;
+    let rest: Vec<u64> = rest.iter().map(|c| c.n).collect();
+    ensure(rest.len() == 10 && rest.iter().all(|n| !taken.contains(n)), || format!("the rest: {rest:?}"))?;
+    // Done once: a second outcome of a case does not replace its first.
+    let done: Vec<(String, u64, serde_json::Value)> =
+        taken.iter().map(|n| (batch.id.clone(), *n, json!({"status": "completed", "n": n}))).collect();
+    store.finish_cases("racer-0", &done).map_err(failed("finish"))?;
+    store
+        .finish_cases("racer-1", &[(batch.id.clone(), taken[0], json!({"status": "failed"}))])
+        .map_err(failed("finish again"))?;
+    // `owner-c`'s lease of the rest ran out: they are taken again, and only they.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let again = store.take_cases("owner-d", 60_000, 100).map_err(failed("take again"))?;
+    let mut again: Vec<u64> = again.iter().map(|c| c.n).collect();
+    again.sort_unstable();
+    let mut expected = rest.clone();
+    expected.sort_unstable();
+    ensure(again == expected, || format!("taken after the lease ran out: {again:?}, expected {expected:?}"))?;
+    let outcomes = store.outcomes(&batch.id).map_err(failed("read the outcomes"))?;
+    ensure(outcomes.len() == 40, || format!("{} outcomes", outcomes.len()))?;
+    for (n, outcome) in outcomes {
+        let expected = taken.contains(&n).then(|| json!({"status": "completed", "n": n}));
+        ensure(outcome == expected, || format!("case {n}: {outcome:?}"))?;
+    }
+    let missing = store.batch("b-suite-none").map_err(failed("read a missing batch"))?;
+    ensure(missing.is_none(), || "a batch never queued is found".to_owned())
 }

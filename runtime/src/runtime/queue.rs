@@ -1,0 +1,229 @@
+//! Batches of cases queued in the store and run by whichever workers take them: any number
+//! of processes, on any hosts, share a batch through the store's queue, each case taken by
+//! one worker at a time under a lease, and each case starting at most one run (its run's id
+//! comes from the batch and the case's number, so a case taken again after its worker died
+//! finds the run it started).
+
+use super::Runtime;
+use crate::error::{Error, Result};
+use crate::event::Status;
+use crate::identity::{Principal, now};
+use crate::store::{Held, QueuedBatch, QueuedCase};
+use flow_ir::expr::Timestamp;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How the cases of a batch run.
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// The runs' clock; the time each case runs when absent.
+    pub clock: Option<Timestamp>,
+    /// Whether the runs are stored; a batch of runs not stored is a backtest whose outcomes
+    /// alone are kept.
+    pub durable: bool,
+}
+
+/// Where a batch stands: its cases, how many are done, their outcomes by status, and the
+/// cases that did not run, with why (by case number).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchState {
+    pub cases: u64,
+    pub done: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub refused: Vec<(u64, String)>,
+}
+
+impl BatchState {
+    pub fn finished(&self) -> bool {
+        self.done == self.cases
+    }
+}
+
+impl Runtime {
+    /// Queues `cases` (each `{"inputs": {…}}` as text, by number) to run `analysis` for
+    /// `who`; returns the batch's id. Nothing runs here: workers ([`Runtime::work`]) take
+    /// the cases, this process among them if it works too.
+    pub fn enqueue(
+        &self,
+        analysis: &Arc<crate::analysis::Analysis>,
+        who: &Principal,
+        cases: &[(u64, String)],
+        options: &BatchOptions,
+    ) -> Result<String> {
+        let id = crate::identity::new_run_id().replacen("r-", "b-", 1);
+        let mut stored = json!({"durable": options.durable});
+        if let Some(clock) = options.clock {
+            stored["clock"] = json!(clock.to_string());
+        }
+        let batch = QueuedBatch {
+            id: id.clone(),
+            plan: analysis.hash().to_string(),
+            principal: crate::value::principal_id(&who.id),
+            options: stored,
+            created: now().to_string(),
+            cases: cases.len() as u64,
+        };
+        self.store.enqueue(&batch, cases)?;
+        Ok(id)
+    }
+
+    /// Takes up to `limit` queued cases of any batch and runs them, each for its batch's
+    /// principal with the roles `principals` gives them (`None`: not a principal of this
+    /// deployment, and the case is refused), and records their outcomes; returns how many it
+    /// took (0: the queue has nothing free). A case whose run another process is executing
+    /// is left for later.
+    pub fn work(&self, principals: &dyn Fn(&str) -> Option<Principal>, limit: usize) -> Result<usize> {
+        let leases = &self.leases;
+        let cases = self.store.take_cases(&leases.owner, leases.ttl_ms(), limit)?;
+        let holds: Vec<Held> = cases.iter().map(|case| Held::Case(case.batch.clone(), case.n)).collect();
+        for hold in &holds {
+            leases.hold(&self.store, hold);
+        }
+        let worked = self.run_cases(principals, &cases);
+        leases.drop_holds(&holds);
+        let done = match worked {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = self.store.release(&leases.owner, &holds);
+                return Err(error);
+            }
+        };
+        let finished = |hold: &Held| match hold {
+            Held::Case(batch, n) => done.iter().any(|(b, m, _)| b == batch && m == n),
+            _ => false,
+        };
+        let left: Vec<Held> = holds.into_iter().filter(|hold| !finished(hold)).collect();
+        self.store.finish_cases(&leases.owner, &done)?;
+        if !left.is_empty() {
+            self.store.release(&leases.owner, &left)?;
+        }
+        Ok(cases.len())
+    }
+
+    /// Runs taken cases; their outcomes, but for cases left for later.
+    fn run_cases(
+        &self,
+        principals: &dyn Fn(&str) -> Option<Principal>,
+        cases: &[QueuedCase],
+    ) -> Result<Vec<(String, u64, Json)>> {
+        let mut batches: BTreeMap<&str, Option<(QueuedBatch, Arc<crate::analysis::Analysis>)>> = BTreeMap::new();
+        let mut done = Vec::with_capacity(cases.len());
+        for case in cases {
+            if !batches.contains_key(case.batch.as_str()) {
+                let batch = self.store.batch(&case.batch)?;
+                let loaded = match batch {
+                    Some(batch) => Some((self.plan(&batch.plan)?, batch)),
+                    None => None,
+                };
+                batches.insert(&case.batch, loaded.map(|(analysis, batch)| (batch, analysis)));
+            }
+            let Some((batch, analysis)) = &batches[case.batch.as_str()] else {
+                return Err(Error::Tampered(format!(
+                    "case {} is queued for batch `{}`, which the store does not have: the store was changed",
+                    case.n, case.batch
+                )));
+            };
+            if let Some(outcome) = self.run_case(principals, batch, analysis, case)? {
+                done.push((case.batch.clone(), case.n, outcome));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Runs one case: its outcome (`{"run", "status"}` or `{"refused"}`), or `None` when
+    /// its run is executing in another process (the case is left for later).
+    fn run_case(
+        &self,
+        principals: &dyn Fn(&str) -> Option<Principal>,
+        batch: &QueuedBatch,
+        analysis: &Arc<crate::analysis::Analysis>,
+        case: &QueuedCase,
+    ) -> Result<Option<Json>> {
+        let refused = |why: String| Ok(Some(json!({"refused": why})));
+        let Some(who) = principals(&batch.principal) else {
+            return refused(format!("`{}` is not a principal of this deployment", batch.principal));
+        };
+        let parsed: Json = match crate::value::parse_exact(&case.body) {
+            Ok(parsed) => parsed,
+            Err(e) => return refused(format!("not JSON Flow reads exactly: {e}")),
+        };
+        let Some(inputs) = parsed.get("inputs").and_then(Json::as_object) else {
+            return refused("expected {\"inputs\": {…}}".to_owned());
+        };
+        let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let clock = match batch.options.get("clock").and_then(Json::as_str) {
+            None => None,
+            Some(text) => match flow_ir::time::parse_timestamp(text) {
+                Some((seconds, nanos)) => Some(Timestamp { seconds, nanos }),
+                None => {
+                    return Err(Error::Tampered(format!(
+                        "the clock of batch `{}` in the store is not a time: the store was changed",
+                        batch.id
+                    )));
+                }
+            },
+        };
+        let options = super::StartOptions { clock, params: Vec::new() };
+        let durable = batch.options.get("durable").and_then(Json::as_bool).unwrap_or(true);
+        let id = case_run_id(&batch.id, case.n);
+        if durable && let Some(record) = self.store.run(&id)? {
+            // Taken again after the worker that started its run stopped: that run is the
+            // case's, resumed if it was cut off while it executed.
+            let status = match record.status {
+                Status::Running => match self.resume(&id) {
+                    Ok(status) => status,
+                    Err(error) if error.kind() == crate::ErrorKind::Busy => return Ok(None),
+                    Err(error) => return Err(error),
+                },
+                status => status,
+            };
+            return Ok(Some(json!({"run": id, "status": status.as_str()})));
+        }
+        match self.new_run(analysis, &who, &inputs, &options, durable, durable.then(|| id.clone())) {
+            Ok(view) => Ok(Some(json!({"run": view.run, "status": view.status.as_str()}))),
+            // Another worker started it meanwhile: it is that worker's to finish.
+            Err(error) if error.kind() == crate::ErrorKind::Conflict => Ok(None),
+            Err(error) if !error.kind().is_request() => Err(error),
+            Err(error) => refused(error.to_string()),
+        }
+    }
+
+    /// Resumes a run that executes, once its lease is this runtime's; its status after.
+    fn resume(&self, run: &str) -> Result<Status> {
+        let (analysis, mut loaded) = self.load(run, true)?;
+        if loaded.state.status == Status::Running {
+            self.advance(&analysis, &mut loaded)?;
+        }
+        Ok(loaded.state.current_status())
+    }
+
+    /// Where a batch stands.
+    pub fn batch_state(&self, batch: &str) -> Result<BatchState> {
+        let Some(queued) = self.store.batch(batch)? else {
+            return Err(Error::UnknownRun(format!("no batch `{batch}` in the store")));
+        };
+        let mut state = BatchState { cases: queued.cases, ..BatchState::default() };
+        for (n, outcome) in self.store.outcomes(batch)? {
+            let Some(outcome) = outcome else { continue };
+            state.done += 1;
+            match (outcome.get("status").and_then(Json::as_str), outcome.get("refused").and_then(Json::as_str)) {
+                (Some(status), _) => *state.outcomes.entry(status.to_owned()).or_default() += 1,
+                (None, Some(why)) => state.refused.push((n, why.to_owned())),
+                (None, None) => {
+                    return Err(Error::Tampered(format!(
+                        "the outcome of case {n} of batch `{batch}` says neither a status nor why it was refused: \
+                         the store was changed"
+                    )));
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The id of the run a queued case starts: the same whoever takes the case.
+fn case_run_id(batch: &str, n: u64) -> String {
+    let digest = crate::digest::digest(&json!(["queued case", batch, n]));
+    format!("r-{}", digest.trim_start_matches("blake3:").get(..16).unwrap_or_default())
+}
