@@ -52,6 +52,11 @@ struct StoreConfig {
     url: Option<String>,
     /// How long a process's lease on a run it executes lasts unless renewed (default 30s).
     lease: Option<String>,
+    /// PostgreSQL: connections each process keeps open (default: its cores, plus one).
+    pool: Option<usize>,
+    /// PostgreSQL: how long a lost connection is tried again before an operation fails
+    /// (default 10s).
+    reconnect: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -168,8 +173,26 @@ fn is_url(store: &str) -> bool {
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     let store = deployment.store();
+    let found = find(deployment.config.as_deref(), &store, "flow.toml");
+    let config: Config = match &found {
+        None => Config::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?
+        }
+    };
     let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&store) {
-        flow_runtime::store::PostgresStore::open(&store).map(|s| Box::new(s) as _)
+        let mut options = flow_runtime::store::PostgresOptions::default();
+        if let Some(pool) = config.store.pool {
+            if pool == 0 {
+                bail!("`[store] pool` is 0: a store needs at least one connection");
+            }
+            options.pool = pool;
+        }
+        if let Some(reconnect) = config.store.reconnect.as_deref() {
+            options.reconnect = timeout(Some(reconnect), 10, "`[store] reconnect`")?;
+        }
+        flow_runtime::store::PostgresStore::open_with(&store, &options).map(|s| Box::new(s) as _)
     } else {
         SqliteStore::open(Path::new(&store)).map(|s| Box::new(s) as _)
     };
@@ -182,13 +205,10 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     if find(deployment.principals.as_deref(), &store, "flow-principals.toml").is_some() {
         runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));
     }
-    let Some(path) = find(deployment.config.as_deref(), &store, "flow.toml") else { return Ok(runtime) };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let config: Config =
-        toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?;
     if let Some(lease) = config.store.lease.as_deref() {
         runtime.set_lease(timeout(Some(lease), 30, "`[store] lease`")?);
     }
+    let Some(path) = found else { return Ok(runtime) };
     // Commands run in the directory of the file that names them.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, endpoint) in &config.models {

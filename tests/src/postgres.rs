@@ -39,24 +39,108 @@ fn start() -> Result<String, String> {
     if let Ok(url) = std::env::var("FLOW_TEST_POSTGRES") {
         return Ok(url);
     }
-    let bin = ["/usr/local/bin", "/usr/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .chain(std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")))
-        .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
-        .ok_or("`initdb` and `pg_ctl` were not found")?;
-    let dir = std::env::temp_dir().join(format!("flow-postgres-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let root = is_root();
-    if root {
-        let chown = Command::new("chown").args(["nobody:", &dir.display().to_string()]).status();
-        if !chown.is_ok_and(|s| s.success()) {
-            return Err(format!("cannot give {} to `nobody`", dir.display()));
+    let cluster = Cluster::start("main")?;
+    let server = cluster.server();
+    // The shared server lives as long as the process.
+    std::mem::forget(cluster);
+    Ok(server)
+}
+
+/// A throwaway cluster of this test process, in a temporary directory of its own, listening
+/// on a Unix socket only, stopped (and its directory removed) when dropped or when the
+/// process ends, however it ends.
+pub struct Cluster {
+    pg_ctl: PathBuf,
+    dir: PathBuf,
+    port: String,
+    root: bool,
+}
+
+impl Cluster {
+    /// A cluster of its own for a test that stops and restarts its server; `None` (the test
+    /// is skipped, having said why) without PostgreSQL's programs, except in CI.
+    pub fn own(name: &str) -> Option<Cluster> {
+        match Cluster::start(name) {
+            Ok(cluster) => Some(cluster),
+            Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("PostgreSQL is needed in CI: {why}"),
+            Err(why) => {
+                eprintln!("skipped: no PostgreSQL cluster for this test ({why}); install PostgreSQL");
+                None
+            }
         }
     }
-    let run = |program: &Path, args: &[&str]| -> Result<(), String> {
-        let mut command = if root {
+
+    fn start(name: &str) -> Result<Cluster, String> {
+        let bin = ["/usr/local/bin", "/usr/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .chain(
+                std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")),
+            )
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+            .ok_or("`initdb` and `pg_ctl` were not found")?;
+        let dir = std::env::temp_dir().join(format!("flow-postgres-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let root = is_root();
+        if root {
+            let chown = Command::new("chown").args(["nobody:", &dir.display().to_string()]).status();
+            if !chown.is_ok_and(|s| s.success()) {
+                return Err(format!("cannot give {} to `nobody`", dir.display()));
+            }
+        }
+        // A port of its own (the socket's name carries it; the socket is in `dir`).
+        let port = (20_000 + std::process::id() % 20_000).to_string();
+        let cluster = Cluster { pg_ctl: bin.join("pg_ctl"), dir, port, root };
+        let data = cluster.dir.join("data").display().to_string();
+        cluster.run(&bin.join("initdb"), &["-D", &data, "-U", "flow", "--auth=trust", "--no-sync", "-E", "UTF8"])?;
+        cluster.ctl("start")?;
+        // Stopped when this process ends, however it ends.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runuser}{pg_ctl} -D {data} -m immediate stop \
+             >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            runuser = if root { "runuser -u nobody -- " } else { "" },
+            pg_ctl = cluster.pg_ctl.display(),
+            dir = cluster.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot watch the test server: {e}"))?;
+        Ok(cluster)
+    }
+
+    /// The server, as a connection string without a database.
+    pub fn server(&self) -> String {
+        format!("host={} port={} user=flow", self.dir.display(), self.port)
+    }
+
+    /// The cluster's own database `postgres`, as a connection string.
+    pub fn database(&self) -> String {
+        format!("{} dbname=postgres", self.server())
+    }
+
+    /// `pg_ctl start`, `stop` (fast: connections are cut) or `restart`, waiting until done.
+    pub fn ctl(&self, action: &str) -> Result<(), String> {
+        let data = self.dir.join("data").display().to_string();
+        let socket = self.dir.display().to_string();
+        let options =
+            format!("-k {socket} -p {} -c listen_addresses='' -c fsync=off -c max_connections=200", self.port);
+        let log = format!("{socket}/log");
+        let mut args = vec!["-D", &data, "-w", "-m", "fast"];
+        if action != "stop" {
+            args.extend(["-o", &options, "-l", &log]);
+        }
+        args.push(action);
+        self.run(&self.pg_ctl, &args)
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Result<(), String> {
+        let mut command = if self.root {
             let mut command = Command::new("runuser");
             command.args(["-u", "nobody", "--"]).arg(program);
             command
@@ -64,36 +148,20 @@ fn start() -> Result<String, String> {
             Command::new(program)
         };
         let output =
-            command.args(args).current_dir(&dir).output().map_err(|e| format!("{}: {e}", program.display()))?;
+            command.args(args).current_dir(&self.dir).output().map_err(|e| format!("{}: {e}", program.display()))?;
         if output.status.success() {
             Ok(())
         } else {
             Err(format!("{} failed: {}", program.display(), String::from_utf8_lossy(&output.stderr)))
         }
-    };
-    let data = dir.join("data").display().to_string();
-    let socket = dir.display().to_string();
-    run(&bin.join("initdb"), &["-D", &data, "-U", "flow", "--auth=trust", "--no-sync", "-E", "UTF8"])?;
-    // A port of its own (the socket's name carries it), only on the Unix socket.
-    let port = (20_000 + std::process::id() % 20_000).to_string();
-    let options = format!("-k {socket} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=200");
-    run(&bin.join("pg_ctl"), &["-D", &data, "-o", &options, "-l", &format!("{socket}/log"), "-w", "start"])?;
-    // Stopped when this process ends, however it ends.
-    let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runuser}{pg_ctl} -D {data} -m immediate stop >/dev/null; \
-         rm -rf {socket}",
-        pid = std::process::id(),
-        runuser = if root { "runuser -u nobody -- " } else { "" },
-        pg_ctl = bin.join("pg_ctl").display(),
-    );
-    Command::new("sh")
-        .args(["-c", &stop])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot watch the test server: {e}"))?;
-    Ok(format!("host={socket} port={port} user=flow"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.ctl("stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn is_root() -> bool {

@@ -497,3 +497,98 @@ fn two_processes_racing_on_one_idempotency_key_call_the_handler_once() {
         }
     }
 }
+
+/// The database restarts (its connections cut) while three workers run a queued batch, and
+/// later stays away for a while: the workers' failed operations fail with a clear error,
+/// reads go on over new connections, and once the workers have gone on, every case is done
+/// once with one run each, every run finished, and every chain verifies.
+#[test]
+fn workers_survive_the_database_restarting_and_going_away() {
+    let Some(cluster) = crate::postgres::Cluster::own("restart") else { return };
+    let url = cluster.database();
+    let options = flow_runtime::store::PostgresOptions { pool: 3, reconnect: std::time::Duration::from_secs(20) };
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let worker = || {
+        let store = PostgresStore::open_with(&url, &options).expect("the store opens");
+        let (mut runtime, analysis) = runtime_on(Box::new(store), ACTING, Arc::new(Meanwhile(Mutex::new(None))));
+        runtime.register_system("ledger", Arc::new(Slow::new(calls.clone(), None)));
+        runtime.set_lease(std::time::Duration::from_millis(500));
+        (runtime, analysis)
+    };
+    let workers: Vec<_> = (0..3).map(|_| worker()).collect();
+    let cases: Vec<(u64, String)> =
+        (0..40).map(|n| (n, json!({"inputs": {"key": format!("K{}", n % 30)}}).to_string())).collect();
+    let (first, analysis) = &workers[0];
+    let batch = first
+        .enqueue(
+            analysis,
+            &principal("cleo", &["clerk"]),
+            &cases,
+            &flow_runtime::BatchOptions { clock: None, durable: true },
+        )
+        .expect("queues");
+    let directory = |id: &str| (id == "cleo").then(|| principal("cleo", &["clerk"]));
+    let errors = std::sync::atomic::AtomicUsize::new(0);
+    let finished = || first.batch_state(&batch).is_ok_and(|state| state.finished());
+    std::thread::scope(|scope| {
+        for (runtime, _) in &workers {
+            let (errors, directory, finished) = (&errors, &directory, &finished);
+            scope.spawn(move || {
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_secs(90) {
+                    // As a supervisor restarts a worker whose operation failed.
+                    let worked = runtime.resume_interrupted().and_then(|_| runtime.work(directory, 2));
+                    match worked {
+                        Ok(0) if finished() => return,
+                        Ok(0) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                        Ok(_) => {}
+                        Err(error) => {
+                            assert!(!error.to_string().is_empty());
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                    }
+                }
+            });
+        }
+        // Mid-batch, the database restarts.
+        while first.batch_state(&batch).map_or(0, |state| state.done) < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        cluster.ctl("restart").expect("the database restarts");
+        let done = first.batch_state(&batch).map_or(0, |state| state.done);
+        assert!(done < 40, "the batch was done before the database restarted");
+    });
+    // A connection the database dropped between operations is noticed and opened again
+    // before the next; only an operation cut off in the middle fails (and is run again).
+    eprintln!("operations cut off by the restart: {}", errors.load(std::sync::atomic::Ordering::Relaxed));
+    let state = first.batch_state(&batch).expect("the batch is there");
+    assert_eq!((state.done, state.cases), (40, 40), "{state:?}");
+    assert!(state.refused.is_empty(), "{state:?}");
+    assert_eq!(state.outcomes.get("completed"), Some(&40), "{state:?}");
+    let runs = first.store().runs(None).expect("lists");
+    assert_eq!(runs.len(), 40, "one run per case");
+    let audit = first.audit(None).expect("audits");
+    assert!(audit.problems.is_empty(), "{:?}", audit.problems);
+    assert_eq!(first.store().action_results().expect("lists").len(), 30, "one result per key");
+
+    // The database goes away: an operation is tried again for as long as the store was told,
+    // then fails with a clear error; once the database is back, it works again.
+    let brief = flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(800) };
+    let (runtime, analysis) = runtime_on(
+        Box::new(PostgresStore::open_with(&url, &brief).expect("opens")),
+        ACTING,
+        Arc::new(Meanwhile(Mutex::new(None))),
+    );
+    cluster.ctl("stop").expect("the database stops");
+    let inputs = [("key".to_owned(), json!("K-away"))];
+    let away = runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default());
+    let error = away.expect_err("no database, no run");
+    assert_eq!(error.code(), "E3008", "{error}");
+    assert!(error.to_string().contains("cannot connect to the run store"), "{error}");
+    assert!(error.to_string().contains("tried again for"), "{error}");
+    assert!(!error.to_string().contains("password"), "{error}");
+    cluster.ctl("start").expect("the database starts again");
+    let back = runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default());
+    assert_eq!(back.expect("the run starts once the database is back").status, Status::Failed);
+}

@@ -180,7 +180,8 @@ fn a_stores_password_is_never_shown() {
         shown_url("host=db user=ana password=s3cret dbname=flows"),
         "host=db user=ana password=*** dbname=flows"
     );
-    let refused = flow_runtime::store::PostgresStore::open("postgres://ana:s3cret@127.0.0.1:1/flows");
+    let options = flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(300) };
+    let refused = flow_runtime::store::PostgresStore::open_with("postgres://ana:s3cret@127.0.0.1:1/flows", &options);
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("postgres://ana:***@127.0.0.1:1/flows") && !message.contains("s3cret"), "{message}");
 }

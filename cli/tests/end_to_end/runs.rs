@@ -900,6 +900,31 @@ on_every_store! {
     }
 }
 
+/// A database that cannot be reached is tried again for as long as `[store] reconnect` says,
+/// then refused with a clear error that never shows the password (exit 2); one that does not
+/// exist is refused at once.
+#[test]
+fn an_unreachable_or_missing_database_is_a_clear_error() {
+    let dir = deployment("unreachable");
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    std::fs::write(dir.join("flow.toml"), config.replace("[store]\n", "[store]\nreconnect = \"1s\"\n")).unwrap();
+    let started = std::time::Instant::now();
+    let output = flowc(&dir, &["pending", "--store", "postgres://ana:s3cret@127.0.0.1:1/flows"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let message = text(&output);
+    assert!(
+        message.contains("error[E3008]: cannot connect to the run store `postgres://ana:***@127.0.0.1:1/flows`"),
+        "{message}"
+    );
+    assert!(message.contains("tried again for 1s") && !message.contains("s3cret"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "it gave up in time");
+    let Some(url) = crate::postgres::database("exists") else { return };
+    let missing = url.replace("dbname=", "dbname=no_such_");
+    let output = flowc(&dir, &["pending", "--store", &missing]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("does not exist") && !text(&output).contains("tried again"), "{}", text(&output));
+}
+
 /// A store whose events were changed behind the runtime's back is refused, not believed.
 #[test]
 fn a_store_changed_behind_the_runtimes_back_is_refused() {

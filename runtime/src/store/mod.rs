@@ -23,7 +23,7 @@ use serde_json::Value as Json;
 use crate::event::Status;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresStore, shown_url};
+pub use postgres::{PostgresOptions, PostgresStore, shown_url};
 pub use sqlite::SqliteStore;
 
 /// A stored run.

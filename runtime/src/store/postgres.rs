@@ -20,9 +20,63 @@ use super::{
 };
 use crate::event::Status;
 
-/// A store on PostgreSQL.
+/// A store on PostgreSQL: a pool of connections, each reopened (with backoff) when the
+/// database dropped it.
 pub struct PostgresStore {
-    client: Mutex<Client>,
+    url: String,
+    shown: String,
+    options: PostgresOptions,
+    pool: Vec<Mutex<Option<Client>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// How a [`PostgresStore`] connects.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections kept open: as many operations as run at once (a worker's threads, the
+    /// thread that renews leases).
+    pub pool: usize,
+    /// How long a connection lost (the database restarting, the network gone) is tried
+    /// again, with backoff, before an operation fails with a clear error.
+    pub reconnect: std::time::Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> PostgresOptions {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        PostgresOptions { pool: cores + 1, reconnect: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// A connection of the pool, held for one operation.
+struct Conn<'a>(std::sync::MutexGuard<'a, Option<Client>>);
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().unwrap_or_else(|| unreachable!("a connection is open while it is held"))
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().unwrap_or_else(|| unreachable!("a connection is open while it is held"))
+    }
+}
+
+/// Whether connecting failed for a reason that may pass: the server unreachable, starting
+/// up, shutting down or full — not refused credentials or a database that does not exist.
+fn may_pass(error: &postgres::Error) -> bool {
+    match error.code() {
+        None => true,
+        Some(code) => [
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code),
+    }
 }
 
 /// The schema this version writes: [`BASE`] (schema 1), then each of [`MIGRATIONS`].
@@ -150,10 +204,13 @@ impl PostgresStore {
     /// or `host=… user=…`), creating the store's tables when they are missing. A store of
     /// a newer schema is refused; nothing is written then.
     pub fn open(url: &str) -> Result<PostgresStore> {
+        PostgresStore::open_with(url, &PostgresOptions::default())
+    }
+
+    /// As [`PostgresStore::open`], connecting as `options` say.
+    pub fn open_with(url: &str, options: &PostgresOptions) -> Result<PostgresStore> {
         let shown = shown_url(url);
-        let mut client = Client::connect(url, NoTls).map_err(|e| {
-            StoreError::Unusable(format!("cannot connect to the run store `{shown}`: {}", describe(&e)))
-        })?;
+        let mut client = connect(url, &shown, options.reconnect)?;
         let not_a_store =
             |e: postgres::Error| StoreError::Unusable(format!("`{shown}` is not a usable run store: {}", describe(&e)));
         let mut tx = client.transaction().map_err(not_a_store)?;
@@ -217,13 +274,76 @@ impl PostgresStore {
             version = next;
         }
         tx.commit().map_err(not_a_store)?;
-        Ok(PostgresStore { client: Mutex::new(client) })
+        let mut pool: Vec<Mutex<Option<Client>>> = (1..options.pool.max(1)).map(|_| Mutex::new(None)).collect();
+        pool.insert(0, Mutex::new(Some(client)));
+        Ok(PostgresStore {
+            url: url.to_owned(),
+            shown,
+            options: options.clone(),
+            pool,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
-    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
-        // A panic while holding the lock leaves the database consistent: an open transaction
-        // rolls back when it is dropped.
-        self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A connection of the pool — a free one when there is one — open: reopened when the
+    /// database dropped it.
+    fn client(&self) -> Result<Conn<'_>> {
+        // A panic while holding a connection leaves the database consistent: an open
+        // transaction rolls back when it is dropped.
+        let free = self.pool.iter().find_map(|slot| slot.try_lock().ok());
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => {
+                let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.pool[n % self.pool.len()].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            }
+        };
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = None;
+            *slot = Some(connect(&self.url, &self.shown, self.options.reconnect)?);
+        }
+        Ok(Conn(slot))
+    }
+
+    /// Whether a connection of the pool was lost.
+    fn lost(&self) -> bool {
+        self.pool.iter().any(|slot| slot.try_lock().is_ok_and(|client| client.as_ref().is_some_and(Client::is_closed)))
+    }
+
+    /// A read, tried once more on a connection opened again when the first failed because
+    /// its connection was lost (a read changes nothing, so trying it again is safe; a
+    /// write is not tried again: whether it committed is not known).
+    fn read<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        match read() {
+            Err(StoreError::Unusable(_)) if self.lost() => read(),
+            other => other,
+        }
+    }
+}
+
+/// Connects to `url`, trying again with backoff for `reconnect` while the failure may pass.
+fn connect(url: &str, shown: &str, reconnect: std::time::Duration) -> Result<Client> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match Client::connect(url, NoTls) {
+            Ok(client) => return Ok(client),
+            Err(error) if may_pass(&error) && started.elapsed() + pause <= reconnect => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(error) => {
+                let tried = if may_pass(&error) {
+                    format!(" (tried again for {:.0}s)", started.elapsed().as_secs_f64())
+                } else {
+                    String::new()
+                };
+                return Err(StoreError::Unusable(format!(
+                    "cannot connect to the run store `{shown}`{tried}: {}",
+                    describe(&error)
+                )));
+            }
+        }
     }
 }
 
@@ -314,7 +434,7 @@ fn run_from_row(row: &postgres::Row) -> Result<RunRecord> {
 
 impl Store for PostgresStore {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
-        self.client()
+        self.client()?
             .execute(
                 "INSERT INTO flow_plans (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
                 &[&hash, &bytes],
@@ -324,16 +444,18 @@ impl Store for PostgresStore {
     }
 
     fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .client()
-            .query_opt("SELECT bytes FROM flow_plans WHERE hash = $1", &[&hash])
-            .map_err(unusable("cannot read the plan"))?;
-        Ok(row.map(|row| row.get(0)))
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_opt("SELECT bytes FROM flow_plans WHERE hash = $1", &[&hash])
+                .map_err(unusable("cannot read the plan"))?;
+            Ok(row.map(|row| row.get(0)))
+        })
     }
 
     fn append(&self, commit: &Commit<'_>) -> Result<()> {
         let Commit { run, expected_seq, events, waiting, results, key, lease, released } = *commit;
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot write the run store"))?;
         let current: Option<i64> = tx
             .query_opt("SELECT seq FROM flow_runs WHERE id = $1 FOR UPDATE", &[&run.id])
@@ -420,37 +542,43 @@ impl Store for PostgresStore {
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>> {
-        let row = self
-            .client()
-            .query_opt(&format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = $1"), &[&id])
-            .map_err(unusable("cannot read the run"))?;
-        row.as_ref().map(run_from_row).transpose()
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_opt(&format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = $1"), &[&id])
+                .map_err(unusable("cannot read the run"))?;
+            row.as_ref().map(run_from_row).transpose()
+        })
     }
 
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>> {
-        let status = status.map(Status::as_str);
-        let rows = self
-            .client()
-            .query(
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM flow_runs WHERE $1::TEXT IS NULL OR status = $1 ORDER BY created, id"
-                ),
-                &[&status],
-            )
-            .map_err(unusable("cannot read the runs"))?;
-        rows.iter().map(run_from_row).collect()
+        self.read(|| {
+            let status = status.map(Status::as_str);
+            let rows = self
+                .client()?
+                .query(
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM flow_runs WHERE $1::TEXT IS NULL OR status = $1 ORDER BY created, id"
+                    ),
+                    &[&status],
+                )
+                .map_err(unusable("cannot read the runs"))?;
+            rows.iter().map(run_from_row).collect()
+        })
     }
 
     fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
-        let rows = self
-            .client()
-            .query("SELECT seq, at, prev, hash, body FROM flow_events WHERE run = $1 ORDER BY seq", &[&run])
-            .map_err(unusable("cannot read the events"))?;
-        Ok(rows.iter().map(|row| raw_event(row, 0)).collect())
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT seq, at, prev, hash, body FROM flow_events WHERE run = $1 ORDER BY seq", &[&run])
+                .map_err(unusable("cannot read the events"))?;
+            Ok(rows.iter().map(|row| raw_event(row, 0)).collect())
+        })
     }
 
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         let read = unusable("cannot read the events");
         // Rows stream from the server: every run's events are never all in memory at once.
         let mut rows = client
@@ -478,44 +606,50 @@ impl Store for PostgresStore {
     }
 
     fn waiting(&self) -> Result<Vec<Waiting>> {
-        let rows = self
-            .client()
-            .query("SELECT run, step, flow, kind, roles FROM flow_waiting ORDER BY run, step", &[])
-            .map_err(unusable("cannot read the waiting steps"))?;
-        Ok(rows
-            .iter()
-            .map(|row| Waiting {
-                run: row.get(0),
-                step: row.get(1),
-                flow: row.get(2),
-                kind: row.get(3),
-                roles: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
-            })
-            .collect())
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT run, step, flow, kind, roles FROM flow_waiting ORDER BY run, step", &[])
+                .map_err(unusable("cannot read the waiting steps"))?;
+            Ok(rows
+                .iter()
+                .map(|row| Waiting {
+                    run: row.get(0),
+                    step: row.get(1),
+                    flow: row.get(2),
+                    kind: row.get(3),
+                    roles: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
+                })
+                .collect())
+        })
     }
 
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
-        let row = self
-            .client()
-            .query_opt(
-                "SELECT system, key, result, run, seq, args FROM flow_action_results WHERE system = $1 AND key = $2",
-                &[&system, &key],
-            )
-            .map_err(unusable("cannot read the action result"))?;
-        row.as_ref().map(action_result).transpose()
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_opt(
+                    "SELECT system, key, result, run, seq, args FROM flow_action_results WHERE system = $1 AND key = $2",
+                    &[&system, &key],
+                )
+                .map_err(unusable("cannot read the action result"))?;
+            row.as_ref().map(action_result).transpose()
+        })
     }
 
     fn action_results(&self) -> Result<Vec<ActionResult>> {
-        let rows = self
-            .client()
-            .query("SELECT system, key, result, run, seq, args FROM flow_action_results ORDER BY system, key", &[])
-            .map_err(unusable("cannot read the action results"))?;
-        rows.iter().map(action_result).collect()
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT system, key, result, run, seq, args FROM flow_action_results ORDER BY system, key", &[])
+                .map_err(unusable("cannot read the action results"))?;
+            rows.iter().map(action_result).collect()
+        })
     }
 
     fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
         let [at, principal, operation, grant, message] = refusal;
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot record the refusal"))?;
         // The refusals' chain is extended under the log's lock, so it has one order too.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(unusable("cannot record the refusal"))?;
@@ -550,32 +684,34 @@ impl Store for PostgresStore {
     }
 
     fn refusals(&self) -> Result<Vec<Refusal>> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT seq, at, principal, operation, grant_, message, prev, hash FROM flow_refusals ORDER BY seq",
-                &[],
-            )
-            .map_err(unusable("cannot read the refusals"))?;
-        Ok(rows
-            .iter()
-            .map(|row| Refusal {
-                seq: row.get::<_, i64>(0) as u64,
-                at: row.get(1),
-                principal: row.get(2),
-                operation: row.get(3),
-                grant: row.get(4),
-                message: row.get(5),
-                prev: row.get(6),
-                hash: row.get(7),
-            })
-            .collect())
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT seq, at, principal, operation, grant_, message, prev, hash FROM flow_refusals ORDER BY seq",
+                    &[],
+                )
+                .map_err(unusable("cannot read the refusals"))?;
+            Ok(rows
+                .iter()
+                .map(|row| Refusal {
+                    seq: row.get::<_, i64>(0) as u64,
+                    at: row.get(1),
+                    principal: row.get(2),
+                    operation: row.get(3),
+                    grant: row.get(4),
+                    message: row.get(5),
+                    prev: row.get(6),
+                    hash: row.get(7),
+                })
+                .collect())
+        })
     }
 
     fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
         let digest = shadow.digest();
         let signature = key.map(|signer| crate::checkpoint::sign_shadow(signer.key, &digest));
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot store the shadow run"))?;
         tx.execute(
             "INSERT INTO flow_shadows (run, candidate, flow, created, production, outcome, changes, signature) \
@@ -605,71 +741,78 @@ impl Store for PostgresStore {
     }
 
     fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT run, candidate, flow, created, production, outcome, changes, signature FROM flow_shadows \
-                 WHERE $1::TEXT IS NULL OR run = $1 ORDER BY created, run",
-                &[&run],
-            )
-            .map_err(unusable("cannot read the shadow runs"))?;
-        rows.iter()
-            .map(|row| {
-                let run: String = row.get(0);
-                let changes = serde_json::from_str(row.get::<_, &str>(6)).map_err(|e| {
-                    StoreError::Unusable(format!("the shadow of run `{run}` in the store is not JSON: {e}"))
-                })?;
-                Ok(ShadowRecord {
-                    run,
-                    candidate: row.get(1),
-                    flow: row.get(2),
-                    created: row.get(3),
-                    production: row.get(4),
-                    outcome: row.get(5),
-                    changes,
-                    signature: row.get(7),
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT run, candidate, flow, created, production, outcome, changes, signature FROM flow_shadows \
+                     WHERE $1::TEXT IS NULL OR run = $1 ORDER BY created, run",
+                    &[&run],
+                )
+                .map_err(unusable("cannot read the shadow runs"))?;
+            rows.iter()
+                .map(|row| {
+                    let run: String = row.get(0);
+                    let changes = serde_json::from_str(row.get::<_, &str>(6)).map_err(|e| {
+                        StoreError::Unusable(format!("the shadow of run `{run}` in the store is not JSON: {e}"))
+                    })?;
+                    Ok(ShadowRecord {
+                        run,
+                        candidate: row.get(1),
+                        flow: row.get(2),
+                        created: row.get(3),
+                        production: row.get(4),
+                        outcome: row.get(5),
+                        changes,
+                        signature: row.get(7),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     fn log(&self) -> Result<Vec<crate::checkpoint::Entry>> {
-        let rows = self
-            .client()
-            .query("SELECT kind, subject, seq, hash FROM flow_log ORDER BY n", &[])
-            .map_err(unusable("cannot read the store's log"))?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.get(0);
-                let kind = crate::checkpoint::Kind::parse(&kind)
-                    .ok_or_else(|| StoreError::Changed(format!("the store's log has an entry of no kind: `{kind}`")))?;
-                Ok(crate::checkpoint::Entry {
-                    kind,
-                    subject: row.get(1),
-                    seq: row.get::<_, i64>(2) as u64,
-                    hash: row.get(3),
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT kind, subject, seq, hash FROM flow_log ORDER BY n", &[])
+                .map_err(unusable("cannot read the store's log"))?;
+            rows.iter()
+                .map(|row| {
+                    let kind: String = row.get(0);
+                    let kind = crate::checkpoint::Kind::parse(&kind).ok_or_else(|| {
+                        StoreError::Changed(format!("the store's log has an entry of no kind: `{kind}`"))
+                    })?;
+                    Ok(crate::checkpoint::Entry {
+                        kind,
+                        subject: row.get(1),
+                        seq: row.get::<_, i64>(2) as u64,
+                        hash: row.get(3),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>> {
-        let row = self
-            .client()
-            .query_opt("SELECT size, root, at, public_key, signature FROM flow_checkpoint WHERE id = 0", &[])
-            .map_err(unusable("cannot read the store's checkpoint"))?;
-        Ok(row.map(|row| crate::checkpoint::Checkpoint {
-            size: row.get::<_, i64>(0) as u64,
-            root: row.get(1),
-            at: row.get(2),
-            public_key: row.get(3),
-            signature: row.get(4),
-        }))
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_opt("SELECT size, root, at, public_key, signature FROM flow_checkpoint WHERE id = 0", &[])
+                .map_err(unusable("cannot read the store's checkpoint"))?;
+            Ok(row.map(|row| crate::checkpoint::Checkpoint {
+                size: row.get::<_, i64>(0) as u64,
+                root: row.get(1),
+                at: row.get(2),
+                public_key: row.get(3),
+                signature: row.get(4),
+            }))
+        })
     }
 
     fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
         let failed = unusable("cannot claim the run");
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
         let row = tx
             .query_opt(
@@ -701,7 +844,7 @@ impl Store for PostgresStore {
         // A run another process is claiming right now is skipped, not waited for: each
         // process takes a different interrupted run.
         let row = self
-            .client()
+            .client()?
             .query_opt(
                 &format!(
                     "UPDATE flow_runs SET owner = $1, lease_until = {NOW_MS} + $2 WHERE id = (\
@@ -717,7 +860,7 @@ impl Store for PostgresStore {
 
     fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
         let failed = unusable("cannot claim the action");
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
         // The claim first, the result after: a result recorded by a racing holder commits
         // with the removal of its claim, so a claim taken after that removal reads the result.
@@ -765,7 +908,7 @@ impl Store for PostgresStore {
 
     fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()> {
         let failed = unusable("cannot renew leases");
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
         for held in held {
             match held {
@@ -795,7 +938,7 @@ impl Store for PostgresStore {
 
     fn release(&self, owner: &str, held: &[Held]) -> Result<()> {
         let failed = unusable("cannot release leases");
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
         for held in held {
             match held {
@@ -818,7 +961,7 @@ impl Store for PostgresStore {
 
     fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()> {
         let failed = unusable("cannot queue the batch");
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
         tx.execute(
             "INSERT INTO flow_batches (id, plan, principal, options, created, cases) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -846,28 +989,30 @@ impl Store for PostgresStore {
     }
 
     fn batch(&self, id: &str) -> Result<Option<QueuedBatch>> {
-        let row = self
-            .client()
-            .query_opt("SELECT plan, principal, options, created, cases FROM flow_batches WHERE id = $1", &[&id])
-            .map_err(unusable("cannot read the batch"))?;
-        row.map(|row| {
-            let options = serde_json::from_str(row.get::<_, &str>(2))
-                .map_err(|e| StoreError::Unusable(format!("the options of batch `{id}` are not JSON: {e}")))?;
-            Ok(QueuedBatch {
-                id: id.to_owned(),
-                plan: row.get(0),
-                principal: row.get(1),
-                options,
-                created: row.get(3),
-                cases: row.get::<_, i64>(4) as u64,
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_opt("SELECT plan, principal, options, created, cases FROM flow_batches WHERE id = $1", &[&id])
+                .map_err(unusable("cannot read the batch"))?;
+            row.map(|row| {
+                let options = serde_json::from_str(row.get::<_, &str>(2))
+                    .map_err(|e| StoreError::Unusable(format!("the options of batch `{id}` are not JSON: {e}")))?;
+                Ok(QueuedBatch {
+                    id: id.to_owned(),
+                    plan: row.get(0),
+                    principal: row.get(1),
+                    options,
+                    created: row.get(3),
+                    cases: row.get::<_, i64>(4) as u64,
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>> {
         let rows = self
-            .client()
+            .client()?
             .query(
                 &format!(
                     "UPDATE flow_queue AS q SET owner = $1, lease_until = {NOW_MS} + $2 FROM (\
@@ -892,7 +1037,7 @@ impl Store for PostgresStore {
         let batches: Vec<&str> = done.iter().map(|(batch, _, _)| batch.as_str()).collect();
         let numbers: Vec<i64> = done.iter().map(|(_, n, _)| *n as i64).collect();
         let outcomes: Vec<String> = done.iter().map(|(_, _, outcome)| outcome.to_string()).collect();
-        self.client()
+        self.client()?
             .execute(
                 "UPDATE flow_queue AS q SET done = true, outcome = c.outcome, owner = NULL, lease_until = NULL \
                  FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(batch, n, outcome) \
@@ -904,19 +1049,21 @@ impl Store for PostgresStore {
     }
 
     fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>> {
-        let rows = self
-            .client()
-            .query("SELECT n, outcome FROM flow_queue WHERE batch = $1 ORDER BY n", &[&batch])
-            .map_err(unusable("cannot read the batch's outcomes"))?;
-        rows.iter()
-            .map(|row| {
-                let n = row.get::<_, i64>(0) as u64;
-                let outcome = row.get::<_, Option<&str>>(1).map(serde_json::from_str).transpose().map_err(|e| {
-                    StoreError::Unusable(format!("the outcome of case {n} of batch `{batch}` is not JSON: {e}"))
-                })?;
-                Ok((n, outcome))
-            })
-            .collect()
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT n, outcome FROM flow_queue WHERE batch = $1 ORDER BY n", &[&batch])
+                .map_err(unusable("cannot read the batch's outcomes"))?;
+            rows.iter()
+                .map(|row| {
+                    let n = row.get::<_, i64>(0) as u64;
+                    let outcome = row.get::<_, Option<&str>>(1).map(serde_json::from_str).transpose().map_err(|e| {
+                        StoreError::Unusable(format!("the outcome of case {n} of batch `{batch}` is not JSON: {e}"))
+                    })?;
+                    Ok((n, outcome))
+                })
+                .collect()
+        })
     }
 }
 
