@@ -21,6 +21,7 @@ mod run_tests;
 mod runs;
 mod session;
 mod stats;
+mod store_copy;
 mod verify;
 
 use std::io::{IsTerminal, Write};
@@ -105,6 +106,22 @@ enum Layer {
     Runtime,
     /// Gates, reviews and approvals, and the actions and outputs each guards.
     Governance,
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy the store whole into an empty one (SQLite to PostgreSQL or back), checked before
+    /// and after: every chain, signature and the log, and the copy's checkpoint against the
+    /// source's.
+    Copy {
+        /// The store to copy into: a SQLite file or a PostgreSQL URL, empty.
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -220,6 +237,11 @@ enum Command {
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
+    },
+    /// The run store as a whole.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Where a queued batch stands: its cases done, their outcomes, the lines not run.
     Batch {
@@ -541,6 +563,9 @@ fn main() -> ExitCode {
         }
         Command::Worker { until_idle, deployment, format } => queue::worker(&deployment, until_idle, format),
         Command::Batch { id, deployment, format } => queue::batch(&deployment, &id, format),
+        Command::Store { action: StoreAction::Copy { to, deployment, format } } => {
+            store_copy::copy(&deployment, &to, format)
+        }
         Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
         Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
             &deployment,

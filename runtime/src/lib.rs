@@ -50,6 +50,6 @@ pub use identity::{Directory, Principal, now};
 pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
-    Audit, BatchOptions, BatchState, Progress, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime,
+    Audit, BatchOptions, BatchState, Copied, Progress, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime,
     ShadowReport, StartOptions,
 };

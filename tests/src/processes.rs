@@ -333,6 +333,12 @@ mod cuttable {
         fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<serde_json::Value>)>> {
             self.reach()?.outcomes(batch)
         }
+        fn is_empty(&self) -> Result<bool> {
+            self.reach()?.is_empty()
+        }
+        fn import(&self, parts: &[flow_runtime::store::Part<'_>]) -> Result<()> {
+            self.reach()?.import(parts)
+        }
     }
 }
 

@@ -143,6 +143,12 @@ mod mutant {
         fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<serde_json::Value>)>> {
             self.inner.outcomes(batch)
         }
+        fn is_empty(&self) -> Result<bool> {
+            self.inner.is_empty()
+        }
+        fn import(&self, parts: &[flow_runtime::store::Part<'_>]) -> Result<()> {
+            self.inner.import(parts)
+        }
     }
 }
 

@@ -925,6 +925,66 @@ fn an_unreachable_or_missing_database_is_a_clear_error() {
     assert!(text(&output).contains("does not exist") && !text(&output).contains("tried again"), "{}", text(&output));
 }
 
+/// A store copied to PostgreSQL and back to SQLite loses nothing: the same checkpoint, the
+/// same evidence byte for byte, the same refusals; a waiting run is decided in the copy. A
+/// copy into a store that is not empty, or of a store that does not audit clean, is refused
+/// and copies nothing.
+#[test]
+fn a_store_copied_to_postgres_and_back_loses_nothing() {
+    let dir = deployment("copy");
+    let routine = start(&dir, &request(&dir, "C1", "500.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    let waiting = start(&dir, &request(&dir, "C2", "7000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
+    let refused = flowc(&dir, &["run", "loan.flow", "--input", &request(&dir, "C3", "1.00", "carl"), "--as", "max"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let original = json_of(&dir, &["audit"], 0);
+    // A run's evidence as exported, but for when and its digest (which covers when).
+    let evidence = |store: &str, run: &str| {
+        let output = flowc(&dir, &["evidence", run, "--as", "aud", "--store", store]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let mut bundle: Json = serde_json::from_slice(&output.stdout).unwrap();
+        bundle["exported"]["at"] = Json::Null;
+        bundle["digest"] = Json::Null;
+        bundle
+    };
+    let sqlite = dir.join(".flow/runs.db").display().to_string();
+    let back = dir.join("back.db").display().to_string();
+    // Through PostgreSQL when there is one, else straight to another file.
+    let middle = crate::postgres::database("copy").unwrap_or_else(|| dir.join("middle.db").display().to_string());
+    for (from, to) in [(&sqlite, &middle), (&middle, &back)] {
+        let copied = json_of(&dir, &["store", "copy", "--store", from, "--to", to], 0);
+        assert_eq!((copied["runs"].clone(), copied["refusals"].clone()), (json!(2), json!(1)), "{copied}");
+        let audit = json_of(&dir, &["audit", "--store", to], 0);
+        assert_eq!(audit["checkpoint"], original["checkpoint"], "{audit}");
+        for run in [&routine, &waiting] {
+            assert_eq!(evidence(to, run), evidence(&sqlite, run), "the evidence of {run} changed in the copy");
+        }
+    }
+    // The copy is a store like any other: the waiting run is decided there.
+    let output = flowc(
+        &dir,
+        &["decide", &waiting, "check", "--as", "max", "--outcome", "approve", "--reason", "ok", "--store", &back],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    // Not into a store that is not empty.
+    let again = flowc(&dir, &["store", "copy", "--store", &sqlite, "--to", &back]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("is not empty"), "{}", text(&again));
+    // Not from a store changed behind the runtime's back: nothing is copied.
+    let db = rusqlite::Connection::open(&sqlite).unwrap();
+    db.execute(
+        "UPDATE events SET body = replace(body, '500.00 USD', '50.00 USD') WHERE run = ?1 AND seq = 0",
+        [&routine],
+    )
+    .unwrap();
+    drop(db);
+    let tampered = dir.join("tampered.db").display().to_string();
+    let refused = flowc(&dir, &["store", "copy", "--store", &sqlite, "--to", &tampered]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("does not audit clean, so nothing was copied"), "{}", text(&refused));
+    let empty = flow_runtime::store::SqliteStore::open(Path::new(&tampered)).unwrap();
+    assert!(flow_runtime::store::Store::is_empty(&empty).unwrap());
+}
+
 /// A store whose events were changed behind the runtime's back is refused, not believed.
 #[test]
 fn a_store_changed_behind_the_runtimes_back_is_refused() {

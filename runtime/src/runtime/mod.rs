@@ -7,6 +7,7 @@
 
 mod access;
 mod audit;
+mod copy;
 mod history;
 mod inputs;
 mod load;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 pub use audit::Audit;
+pub use copy::Copied;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
 pub use queue::{BatchOptions, BatchState};
 pub use run::StartOptions;

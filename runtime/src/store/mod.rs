@@ -88,6 +88,35 @@ pub struct QueuedCase {
     pub body: String,
 }
 
+/// A part of what a store holds, as [`Store::import`] copies it into another store, as it
+/// was: a plan; a run with its events, what it waits for and the action results it recorded;
+/// a refusal; a shadow; and, last, the log with its checkpoint.
+pub enum Part<'a> {
+    Plan { hash: &'a str, bytes: &'a [u8] },
+    Run { record: &'a RunRecord, events: &'a [RawEvent], waiting: &'a [Waiting], results: &'a [ActionResult] },
+    Refusal(&'a Refusal),
+    Shadow(&'a ShadowRecord),
+    Log { entries: &'a [crate::checkpoint::Entry], checkpoint: &'a crate::checkpoint::Checkpoint },
+}
+
+/// The frontier of a log's entries, as text, checked against the checkpoint that covers
+/// them: a store imports only a log whose checkpoint is its root.
+pub(crate) fn imported_frontier(
+    entries: &[crate::checkpoint::Entry],
+    checkpoint: &crate::checkpoint::Checkpoint,
+) -> Result<String> {
+    let mut frontier = crate::checkpoint::Frontier::default();
+    for entry in entries {
+        frontier.push(entry.leaf());
+    }
+    if checkpoint.size != entries.len() as u64 || checkpoint.root_bytes() != Some(frontier.root()) {
+        return Err(StoreError::Changed(
+            "the log to import is not the one its checkpoint covers: nothing was imported of it".into(),
+        ));
+    }
+    Ok(frontier.to_text())
+}
+
 /// What a runtime holds a lease on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Held {
@@ -331,6 +360,15 @@ pub trait Store: Send + Sync {
     fn finish_cases(&self, owner: &str, done: &[(String, u64, Json)]) -> Result<()>;
     /// A batch's outcomes by case number (`None`: not done yet).
     fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>>;
+
+    /// Whether the store holds nothing: no plan, run, refusal, shadow or log entry.
+    fn is_empty(&self) -> Result<bool>;
+    /// Copies `parts` of another store into this one as they were there, in one transaction
+    /// (runs with their records and events as they are, the log with its entries and its
+    /// checkpoint, signature and all, so that every chain and signature still verifies).
+    /// Only an empty store is imported into; the caller checks the source before, and this
+    /// store after.
+    fn import(&self, parts: &[Part<'_>]) -> Result<()>;
 }
 
 /// What appending one entry to a store's log writes: the entry's number, and the new

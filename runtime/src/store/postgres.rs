@@ -15,8 +15,8 @@ use postgres::{Client, NoTls, Transaction};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Held, Lease, QueuedBatch, QueuedCase, RawEvent, Refusal, Result, RunRecord,
-    ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, Part, QueuedBatch, QueuedCase, RawEvent, Refusal, Result,
+    RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -1064,6 +1064,134 @@ impl Store for PostgresStore {
                 })
                 .collect()
         })
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        let row = self
+            .client()?
+            .query_one(
+                "SELECT (SELECT count(*) FROM flow_plans) + (SELECT count(*) FROM flow_runs) \
+                 + (SELECT count(*) FROM flow_refusals) + (SELECT count(*) FROM flow_shadows) \
+                 + (SELECT count(*) FROM flow_log)",
+                &[],
+            )
+            .map_err(unusable("cannot read the store"))?;
+        Ok(row.get::<_, i64>(0) == 0)
+    }
+
+    fn import(&self, parts: &[Part<'_>]) -> Result<()> {
+        let failed = unusable("cannot import into the store");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(&failed)?;
+        for part in parts {
+            match *part {
+                Part::Plan { hash, bytes } => {
+                    tx.execute(
+                        "INSERT INTO flow_plans (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                        &[&hash, &bytes],
+                    )
+                    .map_err(&failed)?;
+                }
+                Part::Run { record, events, waiting, results } => {
+                    tx.execute(
+                        "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        &[
+                            &record.id,
+                            &record.plan,
+                            &record.flow,
+                            &record.status.as_str(),
+                            &record.created,
+                            &(record.seq as i64),
+                            &record.head,
+                            &record.signature,
+                            &record.principal,
+                        ],
+                    )
+                    .map_err(&failed)?;
+                    let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
+                    let ats: Vec<&str> = events.iter().map(|e| e.at.as_str()).collect();
+                    let prevs: Vec<&str> = events.iter().map(|e| e.prev.as_str()).collect();
+                    let hashes: Vec<&str> = events.iter().map(|e| e.hash.as_str()).collect();
+                    let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+                    tx.execute(
+                        "INSERT INTO flow_events (run, seq, at, prev, hash, body) \
+                         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                        &[&record.id, &seqs, &ats, &prevs, &hashes, &bodies],
+                    )
+                    .map_err(&failed)?;
+                    for w in waiting {
+                        tx.execute(
+                            "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
+                            &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
+                        )
+                        .map_err(&failed)?;
+                    }
+                    for r in results {
+                        tx.execute(
+                            "INSERT INTO flow_action_results (system, key, result, run, seq, args) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                            &[&r.system, &r.key, &r.result.to_string(), &r.run, &(r.seq as i64), &r.args],
+                        )
+                        .map_err(&failed)?;
+                    }
+                }
+                Part::Refusal(r) => {
+                    tx.execute(
+                        "INSERT INTO flow_refusals (seq, at, principal, operation, grant_, message, prev, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &[&(r.seq as i64), &r.at, &r.principal, &r.operation, &r.grant, &r.message, &r.prev, &r.hash],
+                    )
+                    .map_err(&failed)?;
+                }
+                Part::Shadow(shadow) => {
+                    tx.execute(
+                        "INSERT INTO flow_shadows (run, candidate, flow, created, production, outcome, changes, \
+                         signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &[
+                            &shadow.run,
+                            &shadow.candidate,
+                            &shadow.flow,
+                            &shadow.created,
+                            &shadow.production,
+                            &shadow.outcome,
+                            &shadow.changes.to_string(),
+                            &shadow.signature,
+                        ],
+                    )
+                    .map_err(&failed)?;
+                }
+                Part::Log { entries, checkpoint } => {
+                    let frontier = super::imported_frontier(entries, checkpoint)?;
+                    let ns: Vec<i64> = (0..entries.len() as i64).collect();
+                    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+                    let subjects: Vec<&str> = entries.iter().map(|e| e.subject.as_str()).collect();
+                    let seqs: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
+                    let hashes: Vec<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
+                    tx.execute(
+                        "INSERT INTO flow_log (n, kind, subject, seq, hash) \
+                         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])",
+                        &[&ns, &kinds, &subjects, &seqs, &hashes],
+                    )
+                    .map_err(&failed)?;
+                    tx.execute(
+                        "INSERT INTO flow_checkpoint (id, size, root, at, public_key, signature, frontier) \
+                         VALUES (0, $1, $2, $3, $4, $5, $6)",
+                        &[
+                            &(checkpoint.size as i64),
+                            &checkpoint.root,
+                            &checkpoint.at,
+                            &checkpoint.public_key,
+                            &checkpoint.signature,
+                            &frontier,
+                        ],
+                    )
+                    .map_err(&failed)?;
+                }
+            }
+        }
+        tx.commit().map_err(&failed)
     }
 }
 

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Held, Lease, QueuedBatch, QueuedCase, RawEvent, Refusal, Result, RunRecord,
-    ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, Part, QueuedBatch, QueuedCase, RawEvent, Refusal, Result,
+    RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -916,5 +916,130 @@ impl Store for SqliteStore {
             out.push((n, outcome));
         }
         Ok(out)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        let count: i64 = self
+            .conn()
+            .query_row(
+                "SELECT (SELECT count(*) FROM plans) + (SELECT count(*) FROM runs) + (SELECT count(*) FROM refusals) \
+                 + (SELECT count(*) FROM shadows) + (SELECT count(*) FROM log)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(unusable("cannot read the store"))?;
+        Ok(count == 0)
+    }
+
+    fn import(&self, parts: &[Part<'_>]) -> Result<()> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot import into the store");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        for part in parts {
+            match *part {
+                Part::Plan { hash, bytes } => {
+                    tx.execute("INSERT OR IGNORE INTO plans (hash, bytes) VALUES (?1, ?2)", params![hash, bytes])
+                        .map_err(&failed)?;
+                }
+                Part::Run { record, events, waiting, results } => {
+                    tx.execute(
+                        "INSERT INTO runs (id, plan, flow, status, created, seq, head, signature, principal) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            record.id,
+                            record.plan,
+                            record.flow,
+                            record.status.as_str(),
+                            record.created,
+                            record.seq as i64,
+                            record.head,
+                            record.signature,
+                            record.principal
+                        ],
+                    )
+                    .map_err(&failed)?;
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )
+                        .map_err(&failed)?;
+                    for e in events {
+                        insert
+                            .execute(params![record.id, e.seq as i64, e.at, e.prev, e.hash, e.body])
+                            .map_err(&failed)?;
+                    }
+                    for w in waiting {
+                        tx.execute(
+                            "INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")],
+                        )
+                        .map_err(&failed)?;
+                    }
+                    for r in results {
+                        tx.execute(
+                            "INSERT INTO action_results (system, key, result, run, seq, args) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args],
+                        )
+                        .map_err(&failed)?;
+                    }
+                }
+                Part::Refusal(r) => {
+                    tx.execute(
+                        "INSERT INTO refusals (seq, at, principal, operation, grant, message, prev, hash) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![r.seq as i64, r.at, r.principal, r.operation, r.grant, r.message, r.prev, r.hash],
+                    )
+                    .map_err(&failed)?;
+                }
+                Part::Shadow(shadow) => {
+                    tx.execute(
+                        "INSERT INTO shadows (run, candidate, flow, created, production, outcome, changes, signature) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            shadow.run,
+                            shadow.candidate,
+                            shadow.flow,
+                            shadow.created,
+                            shadow.production,
+                            shadow.outcome,
+                            shadow.changes.to_string(),
+                            shadow.signature
+                        ],
+                    )
+                    .map_err(&failed)?;
+                }
+                Part::Log { entries, checkpoint } => {
+                    let frontier = super::imported_frontier(entries, checkpoint)?;
+                    for (n, entry) in entries.iter().enumerate() {
+                        tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
+                            .and_then(|mut s| {
+                                s.execute(params![
+                                    n as i64,
+                                    entry.kind.as_str(),
+                                    entry.subject,
+                                    entry.seq as i64,
+                                    entry.hash
+                                ])
+                            })
+                            .map_err(&failed)?;
+                    }
+                    tx.execute(
+                        "INSERT INTO checkpoint (id, size, root, at, public_key, signature, frontier) \
+                         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            checkpoint.size as i64,
+                            checkpoint.root,
+                            checkpoint.at,
+                            checkpoint.public_key,
+                            checkpoint.signature,
+                            frontier
+                        ],
+                    )
+                    .map_err(&failed)?;
+                }
+            }
+        }
+        tx.commit().map_err(&failed)
     }
 }
