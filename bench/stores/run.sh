@@ -60,7 +60,17 @@ FLOW_STORE_SYNC_FULL=1 "$flowc" run "$plan" --batch cases.jsonl --as carl --stor
   --principals principals.toml --format json > sqlite.json
 end=$(now)
 wait $probe_pid
-echo "| SQLite (synchronous=FULL) | 1 | $(rate "$N" "$start" "$end") | $(latency) |"
+echo "| SQLite (synchronous=FULL), \`run --batch\` | 1 | $(rate "$N" "$start" "$end") | $(latency) |"
+
+# SQLite through the queue: one worker, whose runs are committed in groups.
+"$flowc" run "$plan" --batch cases.jsonl --as carl --queue --detach --store "$work/queued.db" \
+  --principals principals.toml --format json > queued.json
+probe "$work/queued.db"
+start=$(now)
+FLOW_STORE_SYNC_FULL=1 "$flowc" worker --until-idle --store "$work/queued.db" --principals principals.toml > /dev/null
+end=$(now)
+wait $probe_pid
+echo "| SQLite (synchronous=FULL), queue | 1 worker | $(rate "$N" "$start" "$end") | $(latency) |"
 
 for W in 1 2 4; do
   sql postgres "CREATE DATABASE b$W" >/dev/null

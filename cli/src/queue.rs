@@ -18,7 +18,7 @@ use crate::runs::fail;
 
 /// Cases a worker thread takes at once: enough to spread each round trip to the queue over
 /// many runs, few enough that a worker that dies leaves little for its lease to hold up.
-const TAKE: usize = 16;
+const TAKE: usize = 32;
 
 /// The principals of the deployment, by the id a run names them by.
 pub(crate) fn directory(deployment: &Deployment) -> anyhow::Result<impl Fn(&str) -> Option<Principal> + Sync> {

@@ -63,6 +63,32 @@ pub(crate) struct Committer<'a> {
     pub(crate) released: &'a [(String, String)],
 }
 
+/// A run's commit, prepared: what [`crate::store::Commit`] borrows.
+pub(crate) struct Prepared {
+    pub(crate) record: RunRecord,
+    expected_seq: u64,
+    events: Vec<StoredEvent>,
+    waiting: Vec<Waiting>,
+    results: Vec<ActionResult>,
+    lease: Option<(String, i64)>,
+    released: Vec<(String, String)>,
+}
+
+impl Prepared {
+    pub(crate) fn commit<'a>(&'a self, key: Option<Signer<'a>>) -> crate::store::Commit<'a> {
+        crate::store::Commit {
+            run: &self.record,
+            expected_seq: self.expected_seq,
+            events: &self.events,
+            waiting: &self.waiting,
+            results: &self.results,
+            key,
+            lease: self.lease.as_ref().map(|(owner, ttl)| (owner.as_str(), *ttl)),
+            released: &self.released,
+        }
+    }
+}
+
 pub(crate) struct Log {
     pub(crate) pending: Vec<Event<Value>>,
     pub(crate) seq: u64,
@@ -102,14 +128,36 @@ impl Log {
 
     /// Stores the pending events, chained, with the run's new record.
     pub(crate) fn commit(&mut self, to: &Committer<'_>, analysis: &Analysis, state: &State) -> Result<()> {
+        let Some(prepared) = self.prepare(to, analysis, state)? else { return Ok(()) };
+        to.store.append(&prepared.commit(to.signer))?;
+        self.applied(&prepared);
+        Ok(())
+    }
+
+    /// Notes that `prepared` was stored: the run's log goes on from its head.
+    pub(crate) fn applied(&mut self, prepared: &Prepared) {
+        self.seq = prepared.record.seq;
+        self.head.clone_from(&prepared.record.head);
+        self.signature.clone_from(&prepared.record.signature);
+    }
+
+    /// The commit of the pending events, chained, with the run's new record, ready to be
+    /// stored (alone, or with other runs' in one transaction); `None` when nothing is
+    /// pending or the run keeps no evidence.
+    pub(crate) fn prepare(
+        &mut self,
+        to: &Committer<'_>,
+        analysis: &Analysis,
+        state: &State,
+    ) -> Result<Option<Prepared>> {
         if !self.durable {
             for event in std::mem::take(&mut self.pending) {
                 self.observe(&analysis.body().flow.name, &event);
             }
-            return Ok(());
+            return Ok(None);
         }
         if self.pending.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut stored = Vec::with_capacity(self.pending.len());
         let mut head = self.head.clone();
@@ -176,21 +224,15 @@ impl Log {
                 roles,
             })
             .collect();
-        to.store.append(&crate::store::Commit {
-            run: &record,
+        Ok(Some(Prepared {
             expected_seq: self.seq,
-            events: &stored,
-            waiting: &waiting,
-            results: &self.results,
-            key: signer,
-            lease: (record_status == Status::Running).then_some(to.lease),
-            released: to.released,
-        })?;
-        self.results.clear();
-        self.seq = record.seq;
-        self.head = head;
-        self.signature = signature;
-        Ok(())
+            events: stored,
+            waiting,
+            results: std::mem::take(&mut self.results),
+            lease: (record_status == Status::Running).then(|| (to.lease.0.to_owned(), to.lease.1)),
+            released: to.released.to_vec(),
+            record,
+        }))
     }
 }
 

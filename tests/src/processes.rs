@@ -261,8 +261,8 @@ mod cuttable {
         fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
             self.reach()?.plan(hash)
         }
-        fn append(&self, commit: &Commit<'_>) -> Result<()> {
-            self.reach()?.append(commit)
+        fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
+            self.reach()?.append_all(commits)
         }
         fn run(&self, id: &str) -> Result<Option<RunRecord>> {
             self.reach()?.run(id)

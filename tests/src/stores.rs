@@ -61,8 +61,8 @@ mod mutant {
         fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
             self.inner.plan(hash)
         }
-        fn append(&self, commit: &Commit<'_>) -> Result<()> {
-            match self.inner.append(commit) {
+        fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
+            match self.inner.append_all(commits) {
                 Err(StoreError::Conflict(_)) if self.breaks == Promise::Ordering => Ok(()),
                 other => other,
             }

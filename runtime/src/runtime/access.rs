@@ -35,7 +35,7 @@ impl Runtime {
         let recorded = match run {
             Some((analysis, loaded)) => {
                 loaded.record(analysis, event);
-                self.commit(analysis, &mut loaded.log, &loaded.state, &[])
+                loaded.log.commit(&self.committer(&[]), analysis, &loaded.state)
             }
             None => self
                 .store

@@ -163,22 +163,15 @@ impl Runtime {
         self.signing.as_ref().map(|key| crate::store::Signer { key, trusted: &self.trusted })
     }
 
-    /// Commits a run's pending events, holding the run's lease while it executes and giving
-    /// up the action claims `released`.
-    pub(super) fn commit(
-        &self,
-        analysis: &Analysis,
-        log: &mut crate::log::Log,
-        state: &crate::state::State,
-        released: &[(String, String)],
-    ) -> Result<()> {
-        let to = crate::log::Committer {
+    /// How this runtime commits a run's events: to its store, signed with its key, holding
+    /// the run's lease while it executes, giving up the action claims `released`.
+    pub(super) fn committer<'a>(&'a self, released: &'a [(String, String)]) -> crate::log::Committer<'a> {
+        crate::log::Committer {
             store: self.store.as_ref(),
             signer: self.signer(),
             lease: (&self.leases.owner, self.leases.ttl_ms()),
             released,
-        };
-        log.commit(&to, analysis, state)
+        }
     }
 
     /// Whether this runtime signs evidence.

@@ -8,6 +8,7 @@ use super::Runtime;
 use crate::error::{Error, Result};
 use crate::event::Status;
 use crate::identity::{Principal, now};
+use crate::log::Prepared;
 use crate::store::{Held, QueuedBatch, QueuedCase};
 use flow_ir::expr::Timestamp;
 use serde_json::{Value as Json, json};
@@ -101,7 +102,9 @@ impl Runtime {
         Ok(cases.len())
     }
 
-    /// Runs taken cases; their outcomes, but for cases left for later.
+    /// Runs taken cases; their outcomes, but for cases left for later. The last commits of
+    /// the runs are stored together, in one transaction (a group commit), and the outcomes
+    /// are only reported once it is stored.
     fn run_cases(
         &self,
         principals: &dyn Fn(&str) -> Option<Principal>,
@@ -109,6 +112,8 @@ impl Runtime {
     ) -> Result<Vec<(String, u64, Json)>> {
         let mut batches: BTreeMap<&str, Option<(QueuedBatch, Arc<crate::analysis::Analysis>)>> = BTreeMap::new();
         let mut done = Vec::with_capacity(cases.len());
+        // Runs whose last commit waits for the group's: (case, its outcome, the commit).
+        let mut deferred: Vec<(&QueuedCase, Json, Prepared)> = Vec::new();
         for case in cases {
             if !batches.contains_key(case.batch.as_str()) {
                 let batch = self.store.batch(&case.batch)?;
@@ -124,21 +129,53 @@ impl Runtime {
                     case.n, case.batch
                 )));
             };
-            if let Some(outcome) = self.run_case(principals, batch, analysis, case)? {
-                done.push((case.batch.clone(), case.n, outcome));
+            let mut prepared = Vec::new();
+            let outcome = self.run_case(principals, batch, analysis, case, &mut prepared)?;
+            match (outcome, prepared.pop()) {
+                (Some(outcome), Some(prepared)) => deferred.push((case, outcome, prepared)),
+                (Some(outcome), None) => done.push((case.batch.clone(), case.n, outcome)),
+                (None, _) => {}
             }
+        }
+        if deferred.is_empty() {
+            return Ok(done);
+        }
+        let signer = self.signer();
+        let commits: Vec<_> = deferred.iter().map(|(_, _, prepared)| prepared.commit(signer)).collect();
+        match self.store.append_all(&commits) {
+            Ok(()) => {
+                done.extend(deferred.into_iter().map(|(case, outcome, _)| (case.batch.clone(), case.n, outcome)));
+            }
+            // One of the runs was started by another worker meanwhile (the case was taken
+            // again after its lease ran out): each run on its own, then.
+            Err(crate::store::StoreError::Conflict(_)) => {
+                for ((case, outcome, _), commit) in deferred.iter().zip(&commits) {
+                    let outcome = match self.store.append(commit) {
+                        Ok(()) => Some(outcome.clone()),
+                        Err(crate::store::StoreError::Conflict(_)) => {
+                            let id = case_run_id(&case.batch, case.n);
+                            self.existing_case(&id)?
+                        }
+                        Err(error) => return Err(error.into()),
+                    };
+                    done.extend(outcome.map(|outcome| (case.batch.clone(), case.n, outcome)));
+                }
+            }
+            Err(error) => return Err(error.into()),
         }
         Ok(done)
     }
 
     /// Runs one case: its outcome (`{"run", "status"}` or `{"refused"}`), or `None` when
-    /// its run is executing in another process (the case is left for later).
+    /// its run is executing in another process (the case is left for later). The last
+    /// commit of a stored run is left in `deferred`, for the caller to store.
     fn run_case(
         &self,
         principals: &dyn Fn(&str) -> Option<Principal>,
         batch: &QueuedBatch,
         analysis: &Arc<crate::analysis::Analysis>,
         case: &QueuedCase,
+        deferred: &mut Vec<Prepared>,
     ) -> Result<Option<Json>> {
         let refused = |why: String| Ok(Some(json!({"refused": why})));
         let Some(who) = principals(&batch.principal) else {
@@ -167,26 +204,39 @@ impl Runtime {
         let options = super::StartOptions { clock, params: Vec::new() };
         let durable = batch.options.get("durable").and_then(Json::as_bool).unwrap_or(true);
         let id = case_run_id(&batch.id, case.n);
-        if durable && let Some(record) = self.store.run(&id)? {
-            // Taken again after the worker that started its run stopped: that run is the
-            // case's, resumed if it was cut off while it executed.
-            let status = match record.status {
-                Status::Running => match self.resume(&id) {
-                    Ok(status) => status,
-                    Err(error) if error.kind() == crate::ErrorKind::Busy => return Ok(None),
-                    Err(error) => return Err(error),
-                },
-                status => status,
-            };
-            return Ok(Some(json!({"run": id, "status": status.as_str()})));
-        }
-        match self.new_run(analysis, &who, &inputs, &options, durable, durable.then(|| id.clone())) {
+        let started = if durable {
+            self.new_run(analysis, &who, &inputs, &options, true, (Some(id.clone()), Some(deferred)))
+        } else {
+            self.new_run(analysis, &who, &inputs, &options, false, (None, None))
+        };
+        match started {
             Ok(view) => Ok(Some(json!({"run": view.run, "status": view.status.as_str()}))),
-            // Another worker started it meanwhile: it is that worker's to finish.
-            Err(error) if error.kind() == crate::ErrorKind::Conflict => Ok(None),
+            // Its run was started before, by a worker that stopped (its first commit, made
+            // before an action's call, conflicts): that run is the case's.
+            Err(error) if error.kind() == crate::ErrorKind::Conflict => {
+                deferred.clear();
+                self.existing_case(&id)
+            }
             Err(error) if !error.kind().is_request() => Err(error),
             Err(error) => refused(error.to_string()),
         }
+    }
+
+    /// The outcome of a case whose run is in the store already: its status, once resumed if
+    /// it was cut off while it executed; `None` while another process executes it.
+    fn existing_case(&self, id: &str) -> Result<Option<Json>> {
+        let Some(record) = self.store.run(id)? else {
+            return Err(Error::Store(format!("run `{id}` conflicted, but the store does not have it")));
+        };
+        let status = match record.status {
+            Status::Running => match self.resume(id) {
+                Ok(status) => status,
+                Err(error) if error.kind() == crate::ErrorKind::Busy => return Ok(None),
+                Err(error) => return Err(error),
+            },
+            status => status,
+        };
+        Ok(Some(json!({"run": id, "status": status.as_str()})))
     }
 
     /// Resumes a run that executes, once its lease is this runtime's; its status after.

@@ -10,7 +10,7 @@ use crate::event::{Event, SourceCheck, Started, Status};
 use crate::evidence;
 use crate::exec::{self, Interrupted, Journal, Services};
 use crate::identity::{Principal, new_run_id, now};
-use crate::log::{Loaded, Log};
+use crate::log::{Loaded, Log, Prepared};
 use crate::narrative::RunView;
 use crate::state::State;
 use crate::store::{ActionClaim, Held};
@@ -62,6 +62,16 @@ impl RunJournal<'_> {
     }
 }
 
+impl RunJournal<'_> {
+    /// The last commit of the execution, prepared and not stored; the claims it gives up
+    /// go with it.
+    fn prepare(&mut self, state: &State) -> Result<Option<Prepared>> {
+        let prepared = self.log.prepare(&self.runtime.committer(&self.released), self.analysis, state)?;
+        self.released.clear();
+        Ok(prepared)
+    }
+}
+
 impl Journal for RunJournal<'_> {
     fn record(&mut self, event: Event<Value>) {
         if !self.log.durable {
@@ -78,7 +88,7 @@ impl Journal for RunJournal<'_> {
     }
 
     fn flush(&mut self, state: &State) -> Result<()> {
-        self.runtime.commit(self.analysis, self.log, state, &self.released)?;
+        self.log.commit(&self.runtime.committer(&self.released), self.analysis, state)?;
         self.released.clear();
         Ok(())
     }
@@ -139,7 +149,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, true, None)
+        self.new_run(analysis, who, inputs, options, true, (None, None))
     }
 
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
@@ -152,7 +162,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, false, None)
+        self.new_run(analysis, who, inputs, options, false, (None, None))
     }
 
     /// A new run, stored (`durable`, with its refusal recorded) or not, with a new id or
@@ -165,7 +175,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
         durable: bool,
-        id: Option<String>,
+        (id, defer): (Option<String>, Option<&mut Vec<Prepared>>),
     ) -> Result<RunView> {
         // Whoever it is, refused or not, is recorded under the id the run would name.
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
@@ -200,7 +210,10 @@ impl Runtime {
         let mut loaded = Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new());
         loaded.log.durable = durable;
         loaded.record(analysis, Event::Started(Box::new(started)));
-        self.advance(analysis, &mut loaded)?;
+        match defer {
+            None => self.advance(analysis, &mut loaded)?,
+            Some(deferred) => deferred.extend(self.advance_to(analysis, &mut loaded, true)?),
+        }
         Ok(self.view(analysis, &loaded, Some(who)))
     }
 
@@ -279,6 +292,13 @@ impl Runtime {
     /// Executes a run as far as it goes, holding its lease (renewed meanwhile) while it
     /// executes.
     pub(super) fn advance(&self, analysis: &Analysis, loaded: &mut Loaded) -> Result<()> {
+        self.advance_to(analysis, loaded, false).map(|_| ())
+    }
+
+    /// [`Runtime::advance`]; with `defer`, its last commit is not stored but returned, for
+    /// the caller to store with other runs' in one transaction (commits before an action's
+    /// call are stored as they are made, whatever `defer` says).
+    pub(super) fn advance_to(&self, analysis: &Analysis, loaded: &mut Loaded, defer: bool) -> Result<Option<Prepared>> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
         let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
@@ -293,7 +313,12 @@ impl Runtime {
         let mut journal =
             RunJournal { runtime: self, analysis, log, run, holds, calling: Vec::new(), released: Vec::new() };
         let advanced = match exec::advance(analysis, state, &services, &mut journal) {
-            Ok(()) => journal.flush(state),
+            // A run that claimed an action key commits at once: its claim is renewed only
+            // while it executes, and must not run out before its result is stored.
+            Ok(()) if defer && !journal.holds.iter().any(|hold| matches!(hold, Held::Action(..))) => {
+                journal.prepare(state)
+            }
+            Ok(()) => journal.flush(state).map(|()| None),
             Err(Interrupted(error)) => Err(error),
         };
         journal.end(advanced.is_err() || state.current_status() == Status::Running);

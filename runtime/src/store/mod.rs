@@ -297,7 +297,14 @@ pub trait Store: Send + Sync {
     /// replaces its record and what it waits for, adds its action results, and appends the
     /// run's new head to the log with a new checkpoint, atomically; fails with
     /// [`StoreError::Conflict`] when the run has other than `expected_seq` events.
-    fn append(&self, commit: &Commit<'_>) -> Result<()>;
+    fn append(&self, commit: &Commit<'_>) -> Result<()> {
+        self.append_all(std::slice::from_ref(commit))
+    }
+    /// Appends several commits (of different runs) in one transaction, as
+    /// [`Store::append`] appends each, their heads added to the log under one new
+    /// checkpoint: all of them or, when one conflicts or fails, none. The group commit of
+    /// work that runs many cases at once.
+    fn append_all(&self, commits: &[Commit<'_>]) -> Result<()>;
     fn run(&self, id: &str) -> Result<Option<RunRecord>>;
     /// The runs with this status (every run with `None`), oldest first.
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>>;
@@ -371,7 +378,7 @@ pub trait Store: Send + Sync {
     fn import(&self, parts: &[Part<'_>]) -> Result<()>;
 }
 
-/// What appending one entry to a store's log writes: the entry's number, and the new
+/// What appending entries to a store's log writes: the number of the first, and the new
 /// checkpoint with its frontier (as text).
 pub(crate) struct LogStep {
     pub n: u64,
@@ -379,14 +386,15 @@ pub(crate) struct LogStep {
     pub frontier: String,
 }
 
-/// Extends a store's log by `entry`, from its `current` checkpoint (with its frontier, as
-/// text) and the number of its `last` entry (needed only when signing), signing with `key`:
-/// the same rules for every store. A deployment that signs extends only a checkpoint it believes — one signed by a
-/// key it trusts, over the root of the frontier it extends, at the end of the log.
+/// Extends a store's log by `entries`, from its `current` checkpoint (with its frontier, as
+/// text) and the number of its `last` entry (needed only when signing), signing the new
+/// checkpoint with `key`: the same rules for every store. A deployment that signs extends
+/// only a checkpoint it believes — one signed by a key it trusts, over the root of the
+/// frontier it extends, at the end of the log.
 pub(crate) fn extend_log(
     current: Option<(crate::checkpoint::Checkpoint, String)>,
     last: Option<u64>,
-    entry: &crate::checkpoint::Entry,
+    entries: &[crate::checkpoint::Entry],
     key: Option<Signer<'_>>,
 ) -> Result<LogStep> {
     use crate::checkpoint::{Checkpoint, Frontier};
@@ -428,9 +436,22 @@ pub(crate) fn extend_log(
         }
     }
     let n = frontier.size;
-    frontier.push(entry.leaf());
+    for entry in entries {
+        frontier.push(entry.leaf());
+    }
     let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
     Ok(LogStep { n, checkpoint, frontier: frontier.to_text() })
+}
+
+/// The entry of a commit in the store's log: the run's new head (none for a commit without
+/// events).
+pub(crate) fn commit_entry(commit: &Commit<'_>) -> Option<crate::checkpoint::Entry> {
+    (!commit.events.is_empty()).then(|| crate::checkpoint::Entry {
+        kind: crate::checkpoint::Kind::Run,
+        subject: commit.run.id.clone(),
+        seq: commit.run.seq,
+        hash: commit.run.head.clone(),
+    })
 }
 
 /// The number, previous hash and hash of the next refusal of a store's chain, from the

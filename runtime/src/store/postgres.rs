@@ -348,7 +348,9 @@ fn connect(url: &str, shown: &str, reconnect: std::time::Duration) -> Result<Cli
 }
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
-fn log_append(tx: &mut Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
+/// Appends `entries` to the log inside `tx` and replaces the checkpoint (signed with `key`),
+/// under the lock that gives the log one order whoever writes.
+fn log_append(tx: &mut Transaction<'_>, entries: &[crate::checkpoint::Entry], key: Option<Signer<'_>>) -> Result<()> {
     use crate::checkpoint::Checkpoint;
     let write = unusable("cannot write the store's log");
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(&write)?;
@@ -370,24 +372,27 @@ fn log_append(tx: &mut Transaction<'_>, entry: &crate::checkpoint::Entry, key: O
         Some(_) => tx.query_one("SELECT max(n) FROM flow_log", &[]).map_err(&write)?.get(0),
         None => None,
     };
-    let next = super::extend_log(current, last.map(|n| n as u64), entry, key)?;
-    tx.execute(
-        "INSERT INTO flow_log (n, kind, subject, seq, hash) VALUES ($1, $2, $3, $4, $5)",
-        &[&(next.n as i64), &entry.kind.as_str(), &entry.subject, &(entry.seq as i64), &entry.hash],
-    )
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Changed("the store's log does not end where its checkpoint says".into())
-        } else {
-            write(e)
-        }
-    })?;
+    let next = super::extend_log(current, last.map(|n| n as u64), entries, key)?;
+    let numbers: Vec<i64> = (0..entries.len()).map(|i| (next.n + i as u64) as i64).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let subjects: Vec<&str> = entries.iter().map(|e| e.subject.as_str()).collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
+    let hashes: Vec<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
     let checkpoint = &next.checkpoint;
+    // The entries and the new checkpoint in one statement.
     tx.execute(
-        "INSERT INTO flow_checkpoint (id, size, root, at, public_key, signature, frontier) \
-         VALUES (0, $1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (id) DO UPDATE SET size = $1, root = $2, at = $3, public_key = $4, signature = $5, frontier = $6",
+        "WITH entries AS (INSERT INTO flow_log (n, kind, subject, seq, hash) \
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])) \
+         INSERT INTO flow_checkpoint (id, size, root, at, public_key, signature, frontier) \
+         VALUES (0, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (id) DO UPDATE SET size = $6, root = $7, at = $8, public_key = $9, signature = $10, \
+         frontier = $11",
         &[
+            &numbers,
+            &kinds,
+            &subjects,
+            &seqs,
+            &hashes,
             &(checkpoint.size as i64),
             &checkpoint.root,
             &checkpoint.at,
@@ -396,7 +401,13 @@ fn log_append(tx: &mut Transaction<'_>, entry: &crate::checkpoint::Entry, key: O
             &next.frontier,
         ],
     )
-    .map_err(&write)?;
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Changed("the store's log does not end where its checkpoint says".into())
+        } else {
+            write(e)
+        }
+    })?;
     Ok(())
 }
 
@@ -453,38 +464,19 @@ impl Store for PostgresStore {
         })
     }
 
-    fn append(&self, commit: &Commit<'_>) -> Result<()> {
-        let Commit { run, expected_seq, events, waiting, results, key, lease, released } = *commit;
+    fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
+        let Some(first) = commits.first() else { return Ok(()) };
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot write the run store"))?;
-        let current: Option<i64> = tx
-            .query_opt("SELECT seq FROM flow_runs WHERE id = $1 FOR UPDATE", &[&run.id])
-            .map_err(unusable("cannot read the run"))?
-            .map(|row| row.get(0));
-        if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
-            return Err(StoreError::Conflict(run.id.clone()));
-        }
         let write = unusable("cannot write the run");
+        // A unique violation of one run's events or record: another process appended first.
         let conflict = |e: postgres::Error| {
-            if is_unique_violation(&e) { StoreError::Conflict(run.id.clone()) } else { write(e) }
+            if is_unique_violation(&e) { StoreError::Conflict(first.run.id.clone()) } else { write(e) }
         };
-        let insert = tx
-            .prepare("INSERT INTO flow_events (run, seq, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)")
-            .map_err(&write)?;
-        for event in events {
-            let body = event.body.to_string();
-            tx.execute(&insert, &[&run.id, &(event.seq as i64), &event.at, &event.prev, &event.hash, &body])
-                .map_err(conflict)?;
-        }
-        let (owner, ttl) = (lease.map(|(owner, _)| owner), lease.map(|(_, ttl)| ttl));
-        tx.execute(
-            &format!(
-                "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
-                 lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {NOW_MS} + $11) \
-                 ON CONFLICT (id) DO UPDATE SET plan = $2, flow = $3, status = $4, created = $5, seq = $6, \
-                 head = $7, signature = $8, principal = $9, owner = $10, lease_until = {NOW_MS} + $11"
-            ),
-            &[
+        for commit in commits {
+            let Commit { run, expected_seq, waiting, results, lease, released, .. } = *commit;
+            let (owner, ttl) = (lease.map(|(owner, _)| owner), lease.map(|(_, ttl)| ttl));
+            let record: [&(dyn postgres::types::ToSql + Sync); 11] = [
                 &run.id,
                 &run.plan,
                 &run.flow,
@@ -496,45 +488,87 @@ impl Store for PostgresStore {
                 &run.principal,
                 &owner,
                 &ttl,
-            ],
-        )
-        .map_err(&write)?;
-        tx.execute("DELETE FROM flow_waiting WHERE run = $1", &[&run.id]).map_err(&write)?;
-        for w in waiting {
-            tx.execute(
-                "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
-                &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
-            )
-            .map_err(&write)?;
+            ];
+            if expected_seq == 0 {
+                // A new run: its record is unique, so of two processes creating it, the
+                // second fails here.
+                tx.execute(
+                    &format!(
+                        "INSERT INTO flow_runs (id, plan, flow, status, created, seq, head, signature, principal, \
+                         owner, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {NOW_MS} + $11)"
+                    ),
+                    &record,
+                )
+                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(run.id.clone()) } else { write(e) })?;
+            } else {
+                // The run's row locked, and the sequence it expects checked.
+                let updated = tx
+                    .execute(
+                        &format!(
+                            "UPDATE flow_runs SET plan = $2, flow = $3, status = $4, created = $5, seq = $6, \
+                             head = $7, signature = $8, principal = $9, owner = $10, lease_until = {NOW_MS} + $11 \
+                             WHERE id = $1 AND seq = $12"
+                        ),
+                        &[&record[..], &[&(expected_seq as i64)]].concat(),
+                    )
+                    .map_err(&write)?;
+                if updated != 1 {
+                    return Err(StoreError::Conflict(run.id.clone()));
+                }
+                tx.execute("DELETE FROM flow_waiting WHERE run = $1", &[&run.id]).map_err(&write)?;
+            }
+            for w in waiting {
+                tx.execute(
+                    "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
+                    &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
+                )
+                .map_err(&write)?;
+            }
+            for r in results {
+                tx.execute(
+                    "INSERT INTO flow_action_results (system, key, result, run, seq, args) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (system, key) DO NOTHING",
+                    &[&r.system, &r.key, &r.result.to_string(), &r.run, &(r.seq as i64), &r.args],
+                )
+                .map_err(&write)?;
+            }
+            let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
+            for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
+                tx.execute(
+                    "DELETE FROM flow_action_claims WHERE system = $1 AND key = $2 AND run = $3",
+                    &[&system, &key, &run.id],
+                )
+                .map_err(&write)?;
+            }
         }
-        for r in results {
-            tx.execute(
-                "INSERT INTO flow_action_results (system, key, result, run, seq, args) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (system, key) DO NOTHING",
-                &[&r.system, &r.key, &r.result.to_string(), &r.run, &(r.seq as i64), &r.args],
-            )
-            .map_err(&write)?;
+        // Every commit's events in one statement; unique by run and sequence.
+        let events = commits.iter().flat_map(|c| c.events.iter().map(move |e| (c.run.id.as_str(), e)));
+        let (mut runs, mut seqs, mut ats, mut prevs, mut hashes, mut bodies) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (run, event) in events {
+            runs.push(run);
+            seqs.push(event.seq as i64);
+            ats.push(event.at.as_str());
+            prevs.push(event.prev.as_str());
+            hashes.push(event.hash.as_str());
+            bodies.push(event.body.to_string());
         }
-        let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
-        for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
+        if !runs.is_empty() {
             tx.execute(
-                "DELETE FROM flow_action_claims WHERE system = $1 AND key = $2 AND run = $3",
-                &[&system, &key, &run.id],
+                "INSERT INTO flow_events (run, seq, at, prev, hash, body) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                &[&runs, &seqs, &ats, &prevs, &hashes, &bodies],
             )
-            .map_err(&write)?;
+            .map_err(conflict)?;
         }
-        if !events.is_empty() {
-            let entry = crate::checkpoint::Entry {
-                kind: crate::checkpoint::Kind::Run,
-                subject: run.id.clone(),
-                seq: run.seq,
-                hash: run.head.clone(),
-            };
-            log_append(&mut tx, &entry, key)?;
+        let entries: Vec<_> = commits.iter().filter_map(super::commit_entry).collect();
+        if !entries.is_empty() {
+            // Only one signer signs a group: the commits of one runtime.
+            log_append(&mut tx, &entries, commits.iter().find_map(|c| c.key))?;
         }
         tx.commit().map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(run.id.clone())
+                StoreError::Conflict(first.run.id.clone())
             } else {
                 StoreError::Unusable(format!("cannot commit to the run store: {}", describe(&e)))
             }
@@ -679,7 +713,7 @@ impl Store for PostgresStore {
             seq,
             hash,
         };
-        log_append(&mut tx, &entry, key)?;
+        log_append(&mut tx, std::slice::from_ref(&entry), key)?;
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
@@ -736,7 +770,7 @@ impl Store for PostgresStore {
             seq: 0,
             hash: digest,
         };
-        log_append(&mut tx, &entry, key)?;
+        log_append(&mut tx, std::slice::from_ref(&entry), key)?;
         tx.commit().map_err(unusable("cannot store the shadow run"))
     }
 

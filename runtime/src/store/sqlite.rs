@@ -94,6 +94,73 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 );
 ";
 
+/// One commit of [`Store::append_all`], inside its transaction, but for the log.
+fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released } = *commit;
+    let current: Option<i64> = tx
+        .query_row("SELECT seq FROM runs WHERE id = ?1", [&run.id], |row| row.get(0))
+        .optional()
+        .map_err(unusable("cannot read the run"))?;
+    if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
+        return Err(StoreError::Conflict(run.id.clone()));
+    }
+    let write = unusable("cannot write the run");
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(&write)?;
+        for event in events {
+            insert
+                .execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, event.body.to_string()])
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
+                    _ => write(e),
+                })?;
+        }
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
+             lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            run.id,
+            run.plan,
+            run.flow,
+            run.status.as_str(),
+            run.created,
+            run.seq as i64,
+            run.head,
+            run.signature,
+            run.principal,
+            lease.map(|(owner, _)| owner),
+            lease.map(|(_, ttl)| now_ms() + ttl)
+        ])
+    })
+    .map_err(&write)?;
+    tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
+    for w in waiting {
+        tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
+            .map_err(&write)?;
+    }
+    for r in results {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO action_results (system, key, result, run, seq, args) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args]))
+        .map_err(&write)?;
+    }
+    let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
+    for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
+        tx.prepare_cached("DELETE FROM action_claims WHERE system = ?1 AND key = ?2 AND run = ?3")
+            .and_then(|mut s| s.execute(params![system, key, run.id]))
+            .map_err(&write)?;
+    }
+    Ok(())
+}
+
 /// Brings a store to [`SCHEMA_VERSION`]: creates an empty one at [`BASE_VERSION`], then
 /// applies each migration in a transaction of its own that first reads the version again,
 /// so that processes opening one store at once migrate it once, and a store interrupted
@@ -169,7 +236,12 @@ fn held_by_another(holder: Option<(String, i64)>, owner: &str) -> Option<Lease> 
 }
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
-fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, key: Option<Signer<'_>>) -> Result<()> {
+/// Appends `entries` to the log inside `tx` and replaces the checkpoint (signed with `key`).
+fn log_append(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &[crate::checkpoint::Entry],
+    key: Option<Signer<'_>>,
+) -> Result<()> {
     use crate::checkpoint::Checkpoint;
     let write = unusable("cannot write the store's log");
     let current: Option<(Checkpoint, String)> = tx
@@ -190,17 +262,18 @@ fn log_append(tx: &rusqlite::Transaction<'_>, entry: &crate::checkpoint::Entry, 
         Some(_) => tx.query_row("SELECT max(n) FROM log", [], |row| row.get(0)).map_err(&write)?,
         None => None,
     };
-    let next = super::extend_log(current, last.map(|n| n as u64), entry, key)?;
-    tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .and_then(|mut st| {
-            st.execute(params![next.n as i64, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash])
-        })
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                StoreError::Changed("the store's log does not end where its checkpoint says".into())
-            }
-            _ => write(e),
-        })?;
+    let next = super::extend_log(current, last.map(|n| n as u64), entries, key)?;
+    for (i, entry) in entries.iter().enumerate() {
+        let n = (next.n + i as u64) as i64;
+        tx.prepare_cached("INSERT INTO log (n, kind, subject, seq, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut st| st.execute(params![n, entry.kind.as_str(), entry.subject, entry.seq as i64, entry.hash]))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                    StoreError::Changed("the store's log does not end where its checkpoint says".into())
+                }
+                _ => write(e),
+            })?;
+    }
     let checkpoint = &next.checkpoint;
     tx.prepare_cached(
         "INSERT OR REPLACE INTO checkpoint (id, size, root, at, public_key, signature, frontier) \
@@ -317,90 +390,20 @@ impl Store for SqliteStore {
             .map_err(unusable("cannot read the plan"))
     }
 
-    fn append(&self, commit: &Commit<'_>) -> Result<()> {
-        let Commit { run, expected_seq, events, waiting, results, key, lease, released } = *commit;
+    fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot write the run store"))?;
-        let current: Option<i64> = tx
-            .query_row("SELECT seq FROM runs WHERE id = ?1", [&run.id], |row| row.get(0))
-            .optional()
-            .map_err(unusable("cannot read the run"))?;
-        if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
-            return Err(StoreError::Conflict(run.id.clone()));
+        let mut entries = Vec::with_capacity(commits.len());
+        for commit in commits {
+            append_in(&tx, commit)?;
+            entries.extend(super::commit_entry(commit));
         }
-        let write = unusable("cannot write the run");
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .map_err(&write)?;
-            for event in events {
-                insert
-                    .execute(params![
-                        run.id,
-                        event.seq as i64,
-                        event.at,
-                        event.prev,
-                        event.hash,
-                        event.body.to_string()
-                    ])
-                    .map_err(|e| match e.sqlite_error_code() {
-                        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
-                        _ => write(e),
-                    })?;
-            }
-        }
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
-             lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                run.id,
-                run.plan,
-                run.flow,
-                run.status.as_str(),
-                run.created,
-                run.seq as i64,
-                run.head,
-                run.signature,
-                run.principal,
-                lease.map(|(owner, _)| owner),
-                lease.map(|(_, ttl)| now_ms() + ttl)
-            ])
-        })
-        .map_err(&write)?;
-        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1")
-            .and_then(|mut s| s.execute([&run.id]))
-            .map_err(&write)?;
-        for w in waiting {
-            tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
-                .map_err(&write)?;
-        }
-        for r in results {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO action_results (system, key, result, run, seq, args) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args]))
-            .map_err(&write)?;
-        }
-        let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
-        for (system, key) in claims.chain(released.iter().map(|(s, k)| (s.as_str(), k.as_str()))) {
-            tx.prepare_cached("DELETE FROM action_claims WHERE system = ?1 AND key = ?2 AND run = ?3")
-                .and_then(|mut s| s.execute(params![system, key, run.id]))
-                .map_err(&write)?;
-        }
-        if !events.is_empty() {
-            let entry = crate::checkpoint::Entry {
-                kind: crate::checkpoint::Kind::Run,
-                subject: run.id.clone(),
-                seq: run.seq,
-                hash: run.head.clone(),
-            };
-            log_append(&tx, &entry, key)?;
+        if !entries.is_empty() {
+            // Only one signer signs a group: the commits of one runtime.
+            let key = commits.iter().find_map(|c| c.key);
+            log_append(&tx, &entries, key)?;
         }
         tx.commit().map_err(unusable("cannot commit to the run store"))
     }
@@ -546,7 +549,7 @@ impl Store for SqliteStore {
             seq,
             hash,
         };
-        log_append(&tx, &entry, key)?;
+        log_append(&tx, std::slice::from_ref(&entry), key)?;
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
@@ -600,7 +603,7 @@ impl Store for SqliteStore {
             seq: 0,
             hash: digest,
         };
-        log_append(&tx, &entry, key)?;
+        log_append(&tx, std::slice::from_ref(&entry), key)?;
         tx.commit().map_err(unusable("cannot store the shadow run"))
     }
 

@@ -14,7 +14,8 @@
 //! runs out, then claimed by exactly one of the handles that race for it; renewing a lease
 //! makes it last and releasing it ends it; and an action key is claimed by one call at a
 //! time, until the result recorded for it answers every later claim; and a queued case is
-//! taken by one handle at a time, again only once its lease runs out, and done once.
+//! taken by one handle at a time, again only once its lease runs out, and done once; and a
+//! group of commits lands whole, under one checkpoint, or not at all.
 
 use serde_json::json;
 
@@ -30,7 +31,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 17] = [
+    let checks: [(&str, Check); 18] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -48,6 +49,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("an action key is claimed by one call", an_action_key_is_claimed_by_one_call),
         ("two handles racing for an action key", two_handles_racing_for_an_action_key),
         ("queued cases are taken once and done once", queued_cases_are_taken_once_and_done_once),
+        ("a group of commits lands whole or not at all", a_group_of_commits_lands_whole_or_not_at_all),
     ];
     checks
         .into_iter()
@@ -642,4 +644,39 @@ fn queued_cases_are_taken_once_and_done_once(store: &dyn Store, open: Open<'_>) 
     }
     let missing = store.batch("b-suite-none").map_err(failed("read a missing batch"))?;
     ensure(missing.is_none(), || "a batch never queued is found".to_owned())
+}
+
+fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let existing = record("r-suite-group-0", Status::Completed, 2, "2026-12-03T00:03:00Z");
+    append(store, &existing, 0, &[], &[]).map_err(failed("append"))?;
+    let before = store.log().map_err(failed("read the log"))?.len();
+    let runs: Vec<RunRecord> =
+        (1..=3).map(|i| record(&format!("r-suite-group-{i}"), Status::Completed, 2, "2026-12-03T00:03:00Z")).collect();
+    let events: Vec<Vec<StoredEvent>> = runs.iter().map(|run| events(&run.id, 0, 2)).collect();
+    fn commit<'a>(run: &'a RunRecord, events: &'a [StoredEvent], expected_seq: u64) -> Commit<'a> {
+        Commit { run, expected_seq, events, waiting: &[], results: &[], key: None, lease: None, released: &[] }
+    }
+    // The existing run again, as new: the group conflicts, and nothing of it lands.
+    let existing_events = self::events(&existing.id, 0, 2);
+    let mut group: Vec<Commit<'_>> = runs.iter().zip(&events).map(|(run, events)| commit(run, events, 0)).collect();
+    group.insert(1, commit(&existing, &existing_events, 0));
+    let refused = store.append_all(&group);
+    ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("a group with a conflict: {refused:?}"))?;
+    for run in &runs {
+        let stored = store.run(&run.id).map_err(failed("read a run"))?;
+        ensure(stored.is_none(), || format!("{} landed from a group that conflicted", run.id))?;
+    }
+    let after = store.log().map_err(failed("read the log"))?.len();
+    ensure(after == before, || format!("the log grew from {before} to {after} entries by a group that conflicted"))?;
+    group.remove(1);
+    store.append_all(&group).map_err(failed("append the group"))?;
+    for run in &runs {
+        let stored = store.run(&run.id).map_err(failed("read a run"))?;
+        ensure(stored.as_ref() == Some(run), || format!("{} reads back as {stored:?}", run.id))?;
+    }
+    let log = store.log().map_err(failed("read the log"))?;
+    let heads: Vec<&str> = log[before..].iter().map(|e| e.subject.as_str()).collect();
+    ensure(heads == ["r-suite-group-1", "r-suite-group-2", "r-suite-group-3"], || format!("logged: {heads:?}"))?;
+    let checkpoint = store.checkpoint().map_err(failed("read the checkpoint"))?;
+    ensure(checkpoint.is_some_and(|c| c.size == log.len() as u64), || "the checkpoint does not cover the group".into())
 }
