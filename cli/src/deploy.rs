@@ -57,6 +57,9 @@ struct StoreConfig {
     /// PostgreSQL: how long a lost connection is tried again before an operation fails
     /// (default 10s).
     reconnect: Option<String>,
+    /// PostgreSQL: certificates (PEM) of authorities trusted to sign the server's, beside
+    /// Mozilla's roots; relative to this file's directory.
+    ca: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +194,10 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
         }
         if let Some(reconnect) = config.store.reconnect.as_deref() {
             options.reconnect = timeout(Some(reconnect), 10, "`[store] reconnect`")?;
+        }
+        if let Some(ca) = &config.store.ca {
+            let dir = found.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+            options.ca = Some(dir.join(ca));
         }
         flow_runtime::store::PostgresStore::open_with(&store, &options).map(|s| Box::new(s) as _)
     } else {

@@ -42,9 +42,11 @@ fn work(
     let failed = AtomicBool::new(false);
     let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|thread| {
+                let (taken, failed) = (&taken, &failed);
+                scope.spawn(move || {
                     let mut idle = Duration::from_millis(20);
+                    let mut said = String::new();
                     while !stop() && !failed.load(Ordering::Relaxed) {
                         let took =
                             runtime.work(principals, TAKE).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
@@ -52,6 +54,15 @@ fn work(
                         if took > 0 {
                             idle = Duration::from_millis(20);
                             continue;
+                        }
+                        // Idle: runs another worker left interrupted are resumed (by one
+                        // thread), each error said once.
+                        if thread == 0
+                            && let Err(error) = runtime.resume_interrupted()
+                            && error.to_string() != said
+                        {
+                            said = error.to_string();
+                            eprintln!("flowc: could not resume an interrupted run: error[{}]: {error}", error.code());
                         }
                         if until_idle {
                             break;

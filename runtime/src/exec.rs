@@ -33,7 +33,13 @@ pub trait Journal {
     /// called, so that no other run or process calls it with that key meanwhile: `None` when
     /// this run may call it (waiting while another holds the key), or the result another
     /// call recorded meanwhile. A journal that keeps nothing claims nothing.
-    fn claim_action(&mut self, _step: &str, _system: &str, _key: &str) -> Result<Option<Earlier>, Error> {
+    fn claim_action(
+        &mut self,
+        _state: &State,
+        _step: &str,
+        _system: &str,
+        _key: &str,
+    ) -> Result<Option<Earlier>, Error> {
         Ok(None)
     }
 }
@@ -766,7 +772,7 @@ pub(crate) fn act(
     if services.holds(name, Held::Action(&request)) {
         return Ok(());
     }
-    if let Some(earlier) = exec.journal.claim_action(name, system, &key).map_err(Interrupted)? {
+    if let Some(earlier) = exec.journal.claim_action(exec.state, name, system, &key).map_err(Interrupted)? {
         reuse(exec, name, system, action, &args, &key, earlier, &decode);
         return Ok(());
     }

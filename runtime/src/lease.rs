@@ -53,10 +53,30 @@ impl Leases {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Notes that an execution of this runtime executes `run`, unless another execution of
+    /// it does (`false`): one run executes once at a time in a runtime, as in the store.
+    pub(crate) fn enter(&self, store: &Arc<dyn Store>, run: &str) -> bool {
+        {
+            let mut held = self.lock();
+            let hold = crate::store::Held::Run(run.to_owned());
+            if held.contains_key(&hold) {
+                return false;
+            }
+            held.insert(hold, 1);
+        }
+        self.renewed(store);
+        true
+    }
+
     /// Notes that this runtime holds `hold` (its lease taken in the store) and renews it from
     /// now on, starting the renewing thread on the first hold.
     pub(crate) fn hold(&self, store: &Arc<dyn Store>, hold: &crate::store::Held) {
         *self.lock().entry(hold.clone()).or_default() += 1;
+        self.renewed(store);
+    }
+
+    /// Starts the renewing thread, unless it runs.
+    fn renewed(&self, store: &Arc<dyn Store>) {
         let mut stop = self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if stop.is_none() {
             *stop = Some(self.renewing(Arc::downgrade(store)));

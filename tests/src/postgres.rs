@@ -51,16 +51,28 @@ fn start() -> Result<String, String> {
 /// process ends, however it ends.
 pub struct Cluster {
     pg_ctl: PathBuf,
-    dir: PathBuf,
+    pub dir: PathBuf,
     port: String,
     root: bool,
+    /// With TLS: the TCP port it listens on at `localhost`, with a certificate for `localhost`
+    /// signed by an authority of its own (`dir/ca.crt`).
+    pub tls_port: Option<u16>,
 }
 
 impl Cluster {
     /// A cluster of its own for a test that stops and restarts its server; `None` (the test
     /// is skipped, having said why) without PostgreSQL's programs, except in CI.
     pub fn own(name: &str) -> Option<Cluster> {
-        match Cluster::start(name) {
+        Cluster::own_with(name, false)
+    }
+
+    /// A cluster of its own that also listens on `localhost` over TCP with TLS on.
+    pub fn own_tls(name: &str) -> Option<Cluster> {
+        Cluster::own_with(name, true)
+    }
+
+    fn own_with(name: &str, tls: bool) -> Option<Cluster> {
+        match Cluster::start_with(name, tls) {
             Ok(cluster) => Some(cluster),
             Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("PostgreSQL is needed in CI: {why}"),
             Err(why) => {
@@ -71,6 +83,10 @@ impl Cluster {
     }
 
     fn start(name: &str) -> Result<Cluster, String> {
+        Cluster::start_with(name, false)
+    }
+
+    fn start_with(name: &str, tls: bool) -> Result<Cluster, String> {
         let bin = ["/usr/local/bin", "/usr/bin"]
             .iter()
             .map(PathBuf::from)
@@ -91,9 +107,23 @@ impl Cluster {
         }
         // A port of its own (the socket's name carries it; the socket is in `dir`).
         let port = (20_000 + std::process::id() % 20_000).to_string();
-        let cluster = Cluster { pg_ctl: bin.join("pg_ctl"), dir, port, root };
+        let tls_port = tls.then(|| 40_000 + (std::process::id() % 20_000) as u16);
+        let cluster = Cluster { pg_ctl: bin.join("pg_ctl"), dir, port, root, tls_port };
         let data = cluster.dir.join("data").display().to_string();
         cluster.run(&bin.join("initdb"), &["-D", &data, "-U", "flow", "--auth=trust", "--no-sync", "-E", "UTF8"])?;
+        if tls {
+            // An authority of its own (`ca.crt`) and the server's certificate it signed.
+            let script = "set -e; \
+                openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=flow-test-ca -keyout ca.key \
+                  -out ca.crt 2>/dev/null; \
+                openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr \
+                  2>/dev/null; \
+                echo subjectAltName=DNS:localhost > server.ext; \
+                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                  -extfile server.ext -out server.crt 2>/dev/null; \
+                chmod 600 server.key";
+            cluster.run(Path::new("/bin/sh"), &["-c", script])?;
+        }
         cluster.ctl("start")?;
         // Stopped when this process ends, however it ends.
         let stop = format!(
@@ -116,7 +146,8 @@ impl Cluster {
 
     /// The server, as a connection string without a database.
     pub fn server(&self) -> String {
-        format!("host={} port={} user=flow", self.dir.display(), self.port)
+        let port = self.tls_port.map_or(self.port.clone(), |port| port.to_string());
+        format!("host={} port={port} user=flow", self.dir.display())
     }
 
     /// The cluster's own database `postgres`, as a connection string.
@@ -128,8 +159,15 @@ impl Cluster {
     pub fn ctl(&self, action: &str) -> Result<(), String> {
         let data = self.dir.join("data").display().to_string();
         let socket = self.dir.display().to_string();
-        let options =
-            format!("-k {socket} -p {} -c listen_addresses='' -c fsync=off -c max_connections=200", self.port);
+        let listen = match self.tls_port {
+            None => "-c listen_addresses=''".to_owned(),
+            Some(_) => format!(
+                "-c listen_addresses=localhost -c ssl=on -c ssl_cert_file={socket}/server.crt \
+                 -c ssl_key_file={socket}/server.key"
+            ),
+        };
+        let port = self.tls_port.map_or(self.port.clone(), |port| port.to_string());
+        let options = format!("-k {socket} -p {port} {listen} -c fsync=off -c max_connections=200");
         let log = format!("{socket}/log");
         let mut args = vec!["-D", &data, "-w", "-m", "fast"];
         if action != "stop" {

@@ -512,7 +512,8 @@ fn two_processes_racing_on_one_idempotency_key_call_the_handler_once() {
 fn workers_survive_the_database_restarting_and_going_away() {
     let Some(cluster) = crate::postgres::Cluster::own("restart") else { return };
     let url = cluster.database();
-    let options = flow_runtime::store::PostgresOptions { pool: 3, reconnect: std::time::Duration::from_secs(20) };
+    let options =
+        flow_runtime::store::PostgresOptions { pool: 3, reconnect: std::time::Duration::from_secs(20), ca: None };
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let worker = || {
         let store = PostgresStore::open_with(&url, &options).expect("the store opens");
@@ -580,7 +581,8 @@ fn workers_survive_the_database_restarting_and_going_away() {
 
     // The database goes away: an operation is tried again for as long as the store was told,
     // then fails with a clear error; once the database is back, it works again.
-    let brief = flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(800) };
+    let brief =
+        flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(800), ca: None };
     let (runtime, analysis) = runtime_on(
         Box::new(PostgresStore::open_with(&url, &brief).expect("opens")),
         ACTING,

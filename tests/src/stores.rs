@@ -178,15 +178,22 @@ fn a_store_that_breaks_a_promise_fails_the_suite() {
 #[test]
 fn a_stores_password_is_never_shown() {
     use flow_runtime::store::shown_url;
-    assert_eq!(shown_url("postgres://ana:s3cret@db.example:5432/flows"), "postgres://ana:***@db.example:5432/flows");
-    assert_eq!(shown_url("postgresql://ana:p@ss@db/flows?sslmode=require"), "postgresql://ana:***@db/flows");
-    assert_eq!(shown_url("postgres://ana@db/flows"), "postgres://ana@db/flows");
-    assert_eq!(shown_url("postgres://db"), "postgres://db");
-    assert_eq!(
-        shown_url("host=db user=ana password=s3cret dbname=flows"),
-        "host=db user=ana password=*** dbname=flows"
-    );
-    let options = flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(300) };
+    for (url, shown) in [
+        ("postgres://ana:s3cret@db.example:5432/flows", "postgres://ana:***@db.example:5432/flows"),
+        ("postgresql://ana:s3cret@db/flows?sslmode=require", "postgres://ana:***@db:5432/flows"),
+        ("postgres://ana@db/flows?password=s3cret", "postgres://ana:***@db:5432/flows"),
+        ("postgres://ana:s3cr%2Fet@db/flows", "postgres://ana:***@db:5432/flows"),
+        ("postgres://ana@db/flows", "postgres://ana@db:5432/flows"),
+        ("postgres://db", "postgres://db:5432"),
+        ("host=db user=ana password=s3cret dbname=flows", "postgres://ana:***@db/flows"),
+        ("host=db user=ana password = 's3cret and more' dbname=flows", "postgres://ana:***@db/flows"),
+        ("host=/run/pg port=5433 user=ana password=s3cret dbname=flows", "postgres://ana:***@/run/pg:5433/flows"),
+        ("host='db user=ana password=s3cret", "(a connection string that does not parse; not shown)"),
+    ] {
+        assert_eq!(shown_url(url), shown, "{url}");
+    }
+    let options =
+        flow_runtime::store::PostgresOptions { pool: 1, reconnect: std::time::Duration::from_millis(300), ca: None };
     let refused = flow_runtime::store::PostgresStore::open_with("postgres://ana:s3cret@127.0.0.1:1/flows", &options);
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("postgres://ana:***@127.0.0.1:1/flows") && !message.contains("s3cret"), "{message}");
@@ -350,4 +357,40 @@ fn sqlite_refuses_a_database_that_is_not_its_store() {
     let newer = flow_runtime::store::SqliteStore::open(&store).err().map(|e| e.to_string());
     assert!(newer.as_deref().is_some_and(|m| m.contains("newer version of Flow (schema 99")), "{newer:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A store over TLS: the server's certificate is verified — refused at once, naming the
+/// certificate, without the authority that signed it; with it (`ca`), the connection is
+/// encrypted and the store passes the suite.
+#[test]
+fn postgres_over_tls_verifies_the_servers_certificate() {
+    use flow_runtime::store::{PostgresOptions, PostgresStore};
+    let Some(cluster) = postgres::Cluster::own_tls("tls") else { return };
+    let port = cluster.tls_port.expect("a TLS port");
+    let url = format!("host=localhost port={port} user=flow dbname=postgres sslmode=require");
+    let started = std::time::Instant::now();
+    let options = PostgresOptions { pool: 2, reconnect: std::time::Duration::from_secs(5), ca: None };
+    let refused = PostgresStore::open_with(&url, &options).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("cannot connect to the run store") && refused.contains("certificate"), "{refused}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "a certificate that does not verify is not tried again"
+    );
+    let options = PostgresOptions { ca: Some(cluster.dir.join("ca.crt")), ..options };
+    let open = || -> flow_runtime::store::Result<Box<dyn flow_runtime::store::Store>> {
+        Ok(Box::new(PostgresStore::open_with(&url, &options)?))
+    };
+    let store = open().expect("opens over TLS");
+    let mut admin = ::postgres::Client::connect(&cluster.database(), ::postgres::NoTls).expect("connects");
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND client_port > 0",
+            &[],
+        )
+        .expect("reads")
+        .get(0);
+    assert!(encrypted >= 1, "the store's connection is encrypted");
+    drop(store);
+    let failures = flow_runtime::store::suite::check(&open);
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -90,15 +90,9 @@ impl Runtime {
                 return Err(error);
             }
         };
-        let finished = |hold: &Held| match hold {
-            Held::Case(batch, n) => done.iter().any(|(b, m, _)| b == batch && m == n),
-            _ => false,
-        };
-        let left: Vec<Held> = holds.into_iter().filter(|hold| !finished(hold)).collect();
+        // A case left for later (its run executes elsewhere) keeps its lease until it runs
+        // out, so that it is not taken again at once.
         self.store.finish_cases(&leases.owner, &done)?;
-        if !left.is_empty() {
-            self.store.release(&leases.owner, &left)?;
-        }
         Ok(cases.len())
     }
 
@@ -110,24 +104,33 @@ impl Runtime {
         principals: &dyn Fn(&str) -> Option<Principal>,
         cases: &[QueuedCase],
     ) -> Result<Vec<(String, u64, Json)>> {
-        let mut batches: BTreeMap<&str, Option<(QueuedBatch, Arc<crate::analysis::Analysis>)>> = BTreeMap::new();
+        // Each batch with its plan, or why its cases cannot run (its plan does not load).
+        type Loaded = std::result::Result<(QueuedBatch, Arc<crate::analysis::Analysis>), String>;
+        let mut batches: BTreeMap<&str, Loaded> = BTreeMap::new();
         let mut done = Vec::with_capacity(cases.len());
         // Runs whose last commit waits for the group's: (case, its outcome, the commit).
         let mut deferred: Vec<(&QueuedCase, Json, Prepared)> = Vec::new();
         for case in cases {
             if !batches.contains_key(case.batch.as_str()) {
-                let batch = self.store.batch(&case.batch)?;
-                let loaded = match batch {
-                    Some(batch) => Some((self.plan(&batch.plan)?, batch)),
-                    None => None,
+                let Some(batch) = self.store.batch(&case.batch)? else {
+                    return Err(Error::Tampered(format!(
+                        "case {} is queued for batch `{}`, which the store does not have: the store was changed",
+                        case.n, case.batch
+                    )));
                 };
-                batches.insert(&case.batch, loaded.map(|(analysis, batch)| (batch, analysis)));
+                let loaded = match self.plan(&batch.plan) {
+                    Ok(analysis) => Ok((batch, analysis)),
+                    Err(error) if error.kind() == crate::ErrorKind::Store => return Err(error),
+                    Err(error) => Err(format!("error[{}]: {error}", error.code())),
+                };
+                batches.insert(&case.batch, loaded);
             }
-            let Some((batch, analysis)) = &batches[case.batch.as_str()] else {
-                return Err(Error::Tampered(format!(
-                    "case {} is queued for batch `{}`, which the store does not have: the store was changed",
-                    case.n, case.batch
-                )));
+            let (batch, analysis) = match &batches[case.batch.as_str()] {
+                Ok(loaded) => loaded,
+                Err(why) => {
+                    done.push((case.batch.clone(), case.n, json!({"refused": why})));
+                    continue;
+                }
             };
             let mut prepared = Vec::new();
             let outcome = self.run_case(principals, batch, analysis, case, &mut prepared)?;
@@ -217,8 +220,13 @@ impl Runtime {
                 deferred.clear();
                 self.existing_case(&id)
             }
-            Err(error) if !error.kind().is_request() => Err(error),
-            Err(error) => refused(error.to_string()),
+            Err(error) if error.kind() == crate::ErrorKind::Busy => Ok(None),
+            // The store cannot be used: the worker stops, and the case is taken again later.
+            Err(error) if error.kind() == crate::ErrorKind::Store => Err(error),
+            // A case that does not fit, or that this deployment cannot run (a key it does not
+            // hold, a plan it refuses): done, with why, rather than stopping every worker.
+            Err(error) if error.kind().is_request() => refused(error.to_string()),
+            Err(error) => refused(format!("error[{}]: {error}", error.code())),
         }
     }
 

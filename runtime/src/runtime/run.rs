@@ -105,9 +105,16 @@ impl Journal for RunJournal<'_> {
         Ok(Some(exec::Earlier { result: stored.result, request: exec::Request::Digest(stored.args) }))
     }
 
-    fn claim_action(&mut self, step: &str, system: &str, key: &str) -> Result<Option<exec::Earlier>> {
+    fn claim_action(&mut self, state: &State, step: &str, system: &str, key: &str) -> Result<Option<exec::Earlier>> {
         if !self.log.durable {
             return Ok(None);
+        }
+        // The results of this run's earlier calls are stored, and their claims given up,
+        // before it waits for another key: two runs each holding the key the other waits for
+        // would wait forever.
+        let unstored = self.log.pending.iter().any(|e| matches!(e, Event::ActionCompleted { reused: false, .. }));
+        if unstored || !self.released.is_empty() {
+            self.flush(state)?;
         }
         let leases = &self.runtime.leases;
         let run = self.run.as_str();
@@ -305,9 +312,15 @@ impl Runtime {
         let Loaded { state, log } = loaded;
         let mut holds = Vec::new();
         if log.durable {
-            let hold = Held::Run(state.run.clone());
-            self.leases.hold(&self.store, &hold);
-            holds.push(hold);
+            // Another execution of this runtime executes the run (another thread decided or
+            // resumed it meanwhile): as from another process, this one waits its turn.
+            if !self.leases.enter(&self.store, &state.run) {
+                return Err(Error::Busy(format!(
+                    "run `{}` is executing in this process; try again when it has stopped",
+                    state.run
+                )));
+            }
+            holds.push(Held::Run(state.run.clone()));
         }
         let run = state.run.clone();
         let mut journal =
@@ -402,15 +415,32 @@ impl Runtime {
 
     /// Resumes every run that a crash interrupted while it executed (the lease of the
     /// process that executed it ran out), one at a time, each claimed so that no other
-    /// process resumes it too; returns their ids.
+    /// process resumes it too; returns their ids. A run that cannot be resumed (it does not
+    /// load, or fails as it goes on) does not hold up the others: they are resumed, then
+    /// the first such error is returned, and the run is left to its lease.
     pub fn resume_interrupted(&self) -> Result<Vec<String>> {
         let mut resumed = Vec::new();
+        let mut tried = std::collections::BTreeSet::new();
+        let mut first_error = None;
         while let Some(run) = self.store.claim_interrupted(&self.leases.owner, self.leases.ttl_ms())? {
-            // A run that cannot be loaded is left to its lease (and to whoever can load it).
-            let (analysis, mut loaded) = self.load(&run, true)?;
-            self.advance(&analysis, &mut loaded)?;
-            resumed.push(run);
+            // Claimed again after it failed in this pass (its lease given up): it stays
+            // claimed for a lease, and this pass goes on with the others.
+            if !tried.insert(run.clone()) {
+                continue;
+            }
+            let advanced =
+                self.load(&run, true).and_then(|(analysis, mut loaded)| self.advance(&analysis, &mut loaded));
+            match advanced {
+                Ok(()) => resumed.push(run),
+                Err(error) if error.kind() == crate::ErrorKind::Store => return Err(error),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(resumed)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(resumed),
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 use serde_json::Value as Json;
 
 use super::{
@@ -26,6 +26,7 @@ pub struct PostgresStore {
     url: String,
     shown: String,
     options: PostgresOptions,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     pool: Vec<Mutex<Option<Client>>>,
     next: std::sync::atomic::AtomicUsize,
 }
@@ -39,12 +40,15 @@ pub struct PostgresOptions {
     /// How long a connection lost (the database restarting, the network gone) is tried
     /// again, with backoff, before an operation fails with a clear error.
     pub reconnect: std::time::Duration,
+    /// Certificates (PEM) of authorities trusted to sign the database's certificate, beside
+    /// Mozilla's roots: a company's own CA, or a self-signed server certificate.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for PostgresOptions {
     fn default() -> PostgresOptions {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        PostgresOptions { pool: cores + 1, reconnect: std::time::Duration::from_secs(10) }
+        PostgresOptions { pool: cores + 1, reconnect: std::time::Duration::from_secs(10), ca: None }
     }
 }
 
@@ -65,10 +69,11 @@ impl std::ops::DerefMut for Conn<'_> {
 }
 
 /// Whether connecting failed for a reason that may pass: the server unreachable, starting
-/// up, shutting down or full — not refused credentials or a database that does not exist.
+/// up, shutting down or full — not refused credentials, a database that does not exist, or a
+/// certificate that does not verify.
 fn may_pass(error: &postgres::Error) -> bool {
+    use std::io::ErrorKind;
     match error.code() {
-        None => true,
         Some(code) => [
             SqlState::CANNOT_CONNECT_NOW,
             SqlState::ADMIN_SHUTDOWN,
@@ -76,6 +81,24 @@ fn may_pass(error: &postgres::Error) -> bool {
             SqlState::TOO_MANY_CONNECTIONS,
         ]
         .contains(code),
+        None => {
+            let io = std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+            io.is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::NotFound
+                        | ErrorKind::TimedOut
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::UnexpectedEof
+                        | ErrorKind::AddrNotAvailable
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                )
+            })
+        }
     }
 }
 
@@ -158,26 +181,36 @@ CREATE TABLE IF NOT EXISTS flow_checkpoint (
 const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature, principal, owner, \
      lease_until - (extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-/// A URL as it may be shown: without its password.
+/// A store's connection string as it may be shown: rebuilt from what it says (user, hosts,
+/// ports, database), never with its password, whatever form the password was given in
+/// (`postgres://u:p@h/d`, `?password=…`, `password=… ` or `password = '…'` in the `key=value`
+/// form). One that does not parse is not shown at all.
 pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // The `key=value` form.
-        let words = url.split_whitespace().map(|w| if w.starts_with("password=") { "password=***" } else { w });
-        return words.collect::<Vec<_>>().join(" ");
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "(a connection string that does not parse; not shown)".to_owned();
     };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let path = path.map(|p| p.split('?').next().unwrap_or(p));
-    match path {
-        Some(path) => format!("{scheme}://{authority}/{path}"),
-        None => format!("{scheme}://{authority}"),
-    }
+    let user = config.get_user().unwrap_or_default();
+    let password = if config.get_password().is_some() { ":***" } else { "" };
+    let at = if user.is_empty() && password.is_empty() { String::new() } else { format!("{user}{password}@") };
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            // The ports given, one for every host or one for all.
+            match ports.get(i).or(ports.first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    let database = config.get_dbname().map_or(String::new(), |name| format!("/{name}"));
+    format!("postgres://{at}{}{database}", hosts.join(","))
 }
 
 fn unusable(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
@@ -210,7 +243,17 @@ impl PostgresStore {
     /// As [`PostgresStore::open`], connecting as `options` say.
     pub fn open_with(url: &str, options: &PostgresOptions) -> Result<PostgresStore> {
         let shown = shown_url(url);
-        let mut client = connect(url, &shown, options.reconnect)?;
+        // Not handed to the client unparsed: what it would say of a bad string may quote it.
+        if let Err(error) = url.parse::<postgres::Config>() {
+            let error = describe(&error);
+            return Err(StoreError::Unusable(format!(
+                "the run store's connection string does not parse ({}): write `postgres://USER@HOST/DATABASE` or \
+                 `host=… dbname=…`",
+                error.split(':').next().unwrap_or("invalid")
+            )));
+        }
+        let tls = tls(options.ca.as_deref())?;
+        let mut client = connect(url, &shown, options.reconnect, &tls)?;
         let not_a_store =
             |e: postgres::Error| StoreError::Unusable(format!("`{shown}` is not a usable run store: {}", describe(&e)));
         let mut tx = client.transaction().map_err(not_a_store)?;
@@ -280,6 +323,7 @@ impl PostgresStore {
             url: url.to_owned(),
             shown,
             options: options.clone(),
+            tls,
             pool,
             next: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -300,7 +344,7 @@ impl PostgresStore {
         };
         if slot.as_ref().is_none_or(Client::is_closed) {
             *slot = None;
-            *slot = Some(connect(&self.url, &self.shown, self.options.reconnect)?);
+            *slot = Some(connect(&self.url, &self.shown, self.options.reconnect, &self.tls)?);
         }
         Ok(Conn(slot))
     }
@@ -321,12 +365,48 @@ impl PostgresStore {
     }
 }
 
+/// How connections are encrypted: TLS with rustls, the server's certificate verified against
+/// Mozilla's roots and the authorities of `ca` (PEM). Whether TLS is used is the connection
+/// string's `sslmode`: `require` insists on it, `prefer` (the default) uses it when the
+/// server offers it, `disable` does not; a Unix socket never uses it.
+fn tls(ca: Option<&std::path::Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(ca) = ca {
+        let shown = ca.display();
+        let certificates = CertificateDer::pem_file_iter(ca)
+            .and_then(|certificates| certificates.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::Unusable(format!("cannot read the certificates of `{shown}`: {e}")))?;
+        if certificates.is_empty() {
+            return Err(StoreError::Unusable(format!("`{shown}` holds no certificate (PEM)")));
+        }
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| StoreError::Unusable(format!("a certificate of `{shown}` cannot be trusted: {e}")))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Unusable(format!("TLS cannot be set up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Connects to `url`, trying again with backoff for `reconnect` while the failure may pass.
-fn connect(url: &str, shown: &str, reconnect: std::time::Duration) -> Result<Client> {
+fn connect(
+    url: &str,
+    shown: &str,
+    reconnect: std::time::Duration,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<Client> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(50);
     loop {
-        match Client::connect(url, NoTls) {
+        match Client::connect(url, tls.clone()) {
             Ok(client) => return Ok(client),
             Err(error) if may_pass(&error) && started.elapsed() + pause <= reconnect => {
                 std::thread::sleep(pause);
