@@ -60,9 +60,7 @@ impl RunJournal<'_> {
             let _ = self.runtime.store.release(&self.runtime.leases.owner, &release);
         }
     }
-}
 
-impl RunJournal<'_> {
     /// The last commit of the execution, prepared and not stored; the claims it gives up
     /// go with it.
     fn prepare(&mut self, state: &State) -> Result<Option<Prepared>> {
