@@ -16,6 +16,6 @@ mod fmt;
 mod lsp;
 /// The tests' PostgreSQL server (shared with the workspace's other tests).
 #[path = "../../../tests/src/postgres.rs"]
-#[expect(dead_code, reason = "these tests share the server; none needs a cluster of its own")]
+#[expect(dead_code, reason = "the TLS cluster is the store tests', not these")]
 mod postgres;
 mod runs;

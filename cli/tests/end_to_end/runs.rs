@@ -859,6 +859,67 @@ on_every_store! {
     }
 }
 
+/// Two `flowc worker` processes run a queued batch on PostgreSQL while the database restarts
+/// under them (every connection cut): a worker whose operation was cut off stops with a
+/// clear error, as a supervisor would see it; once a last worker has taken over what was left,
+/// every case is done once, with one run each, every chain verifies, no effect twice.
+#[test]
+fn workers_on_postgres_lose_nothing_when_the_database_restarts() {
+    let Some(cluster) = crate::postgres::Cluster::own("restart") else { return };
+    let dir = deployment_on("restart", Some(&cluster.database()));
+    let mut cases = String::new();
+    for i in 0..24 {
+        let value = json!({"inputs": {"request": {
+            "id": format!("D{}", i % 20), "requester": "carl", "amount": "500.00 USD",
+            "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+        cases.push_str(&format!("{value}\n"));
+    }
+    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+    let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--queue", "--detach"];
+    let batch = json_of(&dir, &args, 0)["batch"].as_str().unwrap().to_owned();
+    let worker = || {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["worker", "--until-idle"])
+            .current_dir(&dir)
+            .env("LEDGER_SLEEP", "0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers: Vec<_> = (0..2).map(|_| worker()).collect();
+    // Once the ledger has booked a few cases, mid-batch, the database restarts.
+    let started = std::time::Instant::now();
+    while lines(&dir, "calls.log").len() < 4 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the workers did nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let done = json_of(&dir, &["batch", &batch], 0)["done"].as_u64().unwrap();
+    assert!(done < 24, "the batch was done before the database restarted");
+    cluster.ctl("restart").unwrap();
+    for worker in workers {
+        let output = worker.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        // Either it went on over new connections, or it stopped saying why.
+        assert!(output.status.success() || said.contains("error[E3"), "{said}");
+    }
+    std::thread::sleep(LEASE);
+    let last = flowc(&dir, &["worker", "--until-idle"]);
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    let state = json_of(&dir, &["batch", &batch], 0);
+    assert_eq!((state["done"].clone(), state["refused"].clone()), (json!(24), json!([])), "{state}");
+    let runs = store_of(&dir).runs(None).unwrap();
+    assert_eq!(runs.len(), 24, "one run per case");
+    assert!(runs.iter().all(|run| run.status != flow_runtime::Status::Running), "every run finished");
+    assert_eq!(json_of(&dir, &["audit"], 0)["problems"], json!([]));
+    let effects = lines(&dir, "effects.log");
+    let mut keys: Vec<&str> = effects.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    let before = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!((before, keys.len()), (20, 20), "each key had its effect once: {effects:?}");
+}
+
 on_every_store! {
     /// The window a crash can hit inside an action: the system had its effect, the runtime had
     /// not yet recorded the result. The next command resumes the run, calls the handler again
