@@ -164,7 +164,7 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
 /// Whether a store is a PostgreSQL database rather than a SQLite file: a URL
 /// (`postgres://…`, `postgresql://…`) or a connection string of `key=value` words
 /// (`host=db dbname=flows`).
-fn is_url(store: &str) -> bool {
+pub(crate) fn is_url(store: &str) -> bool {
     let conninfo = store
         .split_whitespace()
         .next()

@@ -52,7 +52,9 @@ pub(crate) fn copy(deployment: &Deployment, to: &str, format: DataFormat) -> any
         }
         return Ok(ExitCode::from(2));
     }
-    let shown = |store: &str| flow_runtime::store::shown_url(store);
+    let shown = |store: &str| {
+        if deploy::is_url(store) { flow_runtime::store::shown_url(store) } else { store.to_owned() }
+    };
     match format {
         DataFormat::Json => crate::print(&format!(
             "{}\n",

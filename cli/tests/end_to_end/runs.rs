@@ -1014,6 +1014,7 @@ fn a_store_copied_to_postgres_and_back_loses_nothing() {
     for (from, to) in [(&sqlite, &middle), (&middle, &back)] {
         let copied = json_of(&dir, &["store", "copy", "--store", from, "--to", to], 0);
         assert_eq!((copied["runs"].clone(), copied["refusals"].clone()), (json!(2), json!(1)), "{copied}");
+        assert!(!copied.to_string().contains("does not parse"), "both stores are named: {copied}");
         let audit = json_of(&dir, &["audit", "--store", to], 0);
         assert_eq!(audit["checkpoint"], original["checkpoint"], "{audit}");
         for run in [&routine, &waiting] {

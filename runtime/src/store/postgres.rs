@@ -105,7 +105,8 @@ fn may_pass(error: &postgres::Error) -> bool {
 /// The schema this version writes: [`BASE`] (schema 1), then each of [`MIGRATIONS`].
 const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 
-/// What takes a store from schema `1 + i` to the next, in one transaction each. A new store
+/// What takes a store from schema `1 + i` to the next: all the steps a store needs in the
+/// transaction that opens it, under the lock that one process holds at a time. A new store
 /// is created at schema 1 and migrated like any other, so that every migration runs on
 /// every test's store.
 const MIGRATIONS: &[&str] = &[
@@ -405,8 +406,14 @@ fn connect(
 ) -> Result<Client> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(50);
+    let mut config: postgres::Config =
+        url.parse().map_err(|_| StoreError::Unusable(format!("the connection string of `{shown}` does not parse")))?;
+    // One attempt on a host that does not answer waits this long, not the system's minutes.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
     loop {
-        match Client::connect(url, tls.clone()) {
+        match config.connect(tls.clone()) {
             Ok(client) => return Ok(client),
             Err(error) if may_pass(&error) && started.elapsed() + pause <= reconnect => {
                 std::thread::sleep(pause);
