@@ -20,6 +20,9 @@ use crate::runs::fail;
 /// many runs, few enough that a worker that dies leaves little for its lease to hold up.
 const TAKE: usize = 32;
 
+/// Operations of the store a worker thread lets fail one after another before it stops.
+const CUT_OFF: u32 = 3;
+
 /// The principals of the deployment, by the id a run names them by.
 pub(crate) fn directory(deployment: &Deployment) -> anyhow::Result<impl Fn(&str) -> Option<Principal> + Sync> {
     let principals: BTreeMap<String, Vec<String>> = deploy::principals(deployment)?
@@ -47,9 +50,31 @@ fn work(
                 scope.spawn(move || {
                     let mut idle = Duration::from_millis(20);
                     let mut said = String::new();
+                    let mut cut_off = 0;
                     while !stop() && !failed.load(Ordering::Relaxed) {
-                        let took =
-                            runtime.work(principals, TAKE).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                        let took = match runtime.work(principals, TAKE) {
+                            Ok(took) => {
+                                cut_off = 0;
+                                took
+                            }
+                            // An operation cut off by the store (a restart, the network): what
+                            // it held is given up or runs out; the worker goes on over a new
+                            // connection, and stops only when the store stays away (each
+                            // attempt already waited for it for `[store] reconnect`).
+                            Err(error) if error.kind() == flow_runtime::ErrorKind::Store && cut_off < CUT_OFF => {
+                                cut_off += 1;
+                                eprintln!(
+                                    "flowc: a worker's operation was cut off, going on: error[{}]: {error}",
+                                    error.code()
+                                );
+                                std::thread::sleep(Duration::from_millis(200) * cut_off);
+                                continue;
+                            }
+                            Err(error) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(error);
+                            }
+                        };
                         taken.fetch_add(took, Ordering::Relaxed);
                         if took > 0 {
                             idle = Duration::from_millis(20);
