@@ -258,6 +258,20 @@ pub fn shadow_signature_verifies(public_key: &str, digest: &str, signature: &str
     verifies(public_key, &shadow_message(digest), signature)
 }
 
+fn case_message(digest: &str) -> Vec<u8> {
+    format!("flow-queued-case-v1\0{digest}").into_bytes()
+}
+
+/// The signature of a queued case's digest.
+pub fn sign_case(key: &SigningKey, digest: &str) -> String {
+    hex(&key.sign(&case_message(digest)).to_bytes())
+}
+
+/// Whether `signature` (hex) is `public_key`'s (hex) signature of a queued case's digest.
+pub fn case_signature_verifies(public_key: &str, digest: &str, signature: &str) -> bool {
+    verifies(public_key, &case_message(digest), signature)
+}
+
 /// Whether `signature` (hex) is `public_key`'s (hex) ed25519 signature of `message`.
 pub fn verifies(public_key: &str, message: &[u8], signature: &str) -> bool {
     let key = unhex32(public_key).and_then(|b| VerifyingKey::from_bytes(&b).ok());

@@ -600,3 +600,46 @@ fn workers_survive_the_database_restarting_and_going_away() {
     let back = runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default());
     assert_eq!(back.expect("the run starts once the database is back").status, Status::Failed);
 }
+
+/// In a deployment that signs, a worker runs a queued case only as it was queued: someone
+/// who can write the store and changes a case's inputs, or queues a batch of their own for
+/// whom they please, gets the case refused as changed — no run is started, signed by the
+/// deployment, that nobody asked for.
+#[test]
+fn a_queued_case_changed_or_forged_in_the_store_is_not_run() {
+    let path = store_path("sealed.db");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (mut runtime, analysis) = acting(&Shared::Sqlite(path.clone()), Slow::new(calls.clone(), None));
+    let seed = "07".repeat(32);
+    runtime.set_signing_key(flow_runtime::evidence::signing_key(&seed).expect("a key"));
+    let cases: Vec<(u64, String)> = ["K-s1", "K-s2"]
+        .iter()
+        .enumerate()
+        .map(|(n, key)| (n as u64, json!({"inputs": {"key": key}}).to_string()))
+        .collect();
+    let options = flow_runtime::BatchOptions { clock: None, durable: true };
+    let batch = runtime.enqueue(&analysis, &principal("cleo", &["clerk"]), &cases, &options).expect("queues");
+    let db = rusqlite::Connection::open(&path).expect("the store opens");
+    let changed = db
+        .execute("UPDATE queue SET body = replace(body, 'K-s2', 'K-evil') WHERE batch = ?1 AND n = 1", [&batch])
+        .expect("changes a case");
+    assert_eq!(changed, 1);
+    db.execute_batch(&format!(
+        "INSERT INTO batches SELECT 'b-forged', plan, principal, options, created, 1 FROM batches WHERE id = '{batch}';
+         INSERT INTO queue (batch, n, body) VALUES ('b-forged', 0, '{{\"case\": \"{{\\\"inputs\\\": {{\\\"key\\\": \\\"K-forged\\\"}}}}\", \"signature\": null}}');"
+    ))
+    .expect("forges a batch");
+    drop(db);
+    let directory = |id: &str| (id == "cleo").then(|| principal("cleo", &["clerk"]));
+    while runtime.work(&directory, 8).expect("works") > 0 {}
+    let state = runtime.batch_state(&batch).expect("the batch");
+    assert_eq!(state.outcomes.get("completed"), Some(&1), "{state:?}");
+    assert!(
+        state.refused.len() == 1 && state.refused[0].1.contains("not signed by a key this deployment trusts"),
+        "{state:?}"
+    );
+    let forged = runtime.batch_state("b-forged").expect("the forged batch");
+    assert!(forged.refused.len() == 1 && forged.refused[0].1.contains("the store was changed"), "{forged:?}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "only the case as queued acted");
+    assert_eq!(runtime.store().runs(None).expect("lists").len(), 1, "no run was started for a changed case");
+}

@@ -5,6 +5,7 @@
 //! finds the run it started).
 
 use super::Runtime;
+use crate::checkpoint::sign_case;
 use crate::error::{Error, Result};
 use crate::event::Status;
 use crate::identity::{Principal, now};
@@ -65,8 +66,42 @@ impl Runtime {
             created: now().to_string(),
             cases: cases.len() as u64,
         };
-        self.store.enqueue(&batch, cases)?;
+        // Each case is kept with its signature by the deployment's key, when it signs: a
+        // worker runs only what was queued, for whom it was queued.
+        let sealed: Vec<(u64, String)> = cases
+            .iter()
+            .map(|(n, case)| {
+                let signature = self.signing.as_ref().map(|key| sign_case(key, &case_digest(&batch, *n, case)));
+                (*n, json!({"case": case, "signature": signature}).to_string())
+            })
+            .collect();
+        self.store.enqueue(&batch, &sealed)?;
         Ok(id)
+    }
+
+    /// A queued case's text, once its signature checks out: in a deployment that signs, a
+    /// case is run only when a key it trusts signed it with its batch (plan, principal,
+    /// options) — someone who can write the store cannot have a worker start runs, signed by
+    /// the deployment, on anyone's behalf.
+    fn unsealed(&self, batch: &QueuedBatch, case: &QueuedCase) -> std::result::Result<String, String> {
+        let sealed: Json = serde_json::from_str(&case.body).map_err(|e| format!("the queued case is not JSON: {e}"))?;
+        let Some(text) = sealed.get("case").and_then(Json::as_str) else {
+            return Err("the queued case holds no case".to_owned());
+        };
+        if self.signs() {
+            let digest = case_digest(batch, case.n, text);
+            let signed = sealed.get("signature").and_then(Json::as_str).is_some_and(|signature| {
+                self.trusted.iter().any(|key| crate::checkpoint::case_signature_verifies(key, &digest, signature))
+            });
+            if !signed {
+                return Err(format!(
+                    "case {} of batch `{}` is not signed by a key this deployment trusts, with its batch as queued: \
+                     the store was changed",
+                    case.n, batch.id
+                ));
+            }
+        }
+        Ok(text.to_owned())
     }
 
     /// Takes up to `limit` queued cases of any batch and runs them, each for its batch's
@@ -184,7 +219,11 @@ impl Runtime {
         let Some(who) = principals(&batch.principal) else {
             return refused(format!("`{}` is not a principal of this deployment", batch.principal));
         };
-        let parsed: Json = match crate::value::parse_exact(&case.body) {
+        let text = match self.unsealed(batch, case) {
+            Ok(text) => text,
+            Err(why) => return refused(why),
+        };
+        let parsed: Json = match crate::value::parse_exact(&text) {
             Ok(parsed) => parsed,
             Err(e) => return refused(format!("not JSON Flow reads exactly: {e}")),
         };
@@ -278,6 +317,11 @@ impl Runtime {
         }
         Ok(state)
     }
+}
+
+/// What a queued case's signature covers: the case, its number, and its batch.
+fn case_digest(batch: &QueuedBatch, n: u64, case: &str) -> String {
+    crate::digest::digest(&json!(["queued case", batch.id, batch.plan, batch.principal, batch.options, n, case]))
 }
 
 /// The id of the run a queued case starts: the same whoever takes the case.
