@@ -42,6 +42,73 @@ struct Config {
     systems: BTreeMap<String, Endpoint>,
     #[serde(default)]
     evidence: EvidenceConfig,
+    #[serde(default)]
+    serve: ServeConfig,
+}
+
+/// `[serve]`: the HTTP service (`flowc serve`, `docs/api.md`).
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// The tokens file (default `flow-tokens.toml` beside the principals file).
+    pub tokens: Option<String>,
+    /// Roles whose holders may install plans through the API.
+    #[serde(default)]
+    pub deployers: Vec<String>,
+    /// The largest request body taken, in bytes (default 1 MiB).
+    pub max_body: Option<usize>,
+    /// How long a request may take (default 30s).
+    pub timeout: Option<String>,
+    /// An OpenID Connect issuer whose JWTs are accepted as bearer tokens.
+    pub oidc: Option<OidcConfig>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// The issuer's public keys: a JWKS file, relative to `flow.toml`.
+    pub jwks: String,
+    /// The claim naming the principal (default `sub`).
+    pub principal_claim: Option<String>,
+    /// A claim listing the principal's roles; without one, roles come from the principals
+    /// file.
+    pub roles_claim: Option<String>,
+}
+
+/// The service's configuration: `[serve]` of `flow.toml`, paths in it made relative to the
+/// working directory; and the principals file and tokens file it uses.
+pub struct Serving {
+    pub config: ServeConfig,
+    pub principals: PathBuf,
+    pub tokens: PathBuf,
+    /// The directory of `flow.toml` (where its relative paths start).
+    pub dir: PathBuf,
+}
+
+/// Reads `[serve]` of `flow.toml` and finds the principals and tokens files.
+pub fn serving(deployment: &Deployment) -> anyhow::Result<Serving> {
+    let store = deployment.store();
+    let found = find(deployment.config.as_deref(), &store, "flow.toml");
+    let config: Config = match &found {
+        None => Config::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?
+        }
+    };
+    let dir = found.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let Some(principals) = find(deployment.principals.as_deref(), &store, "flow-principals.toml") else {
+        bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
+    };
+    let tokens = match &config.serve.tokens {
+        Some(tokens) => dir.join(tokens),
+        None => principals.parent().unwrap_or(Path::new("")).join("flow-tokens.toml"),
+    };
+    Ok(Serving { config: config.serve, principals, tokens, dir })
 }
 
 #[derive(Deserialize, Default)]

@@ -26,21 +26,7 @@ pub fn run(old: &str, new: &str, flow: Option<&str>, format: Format) -> anyhow::
     let d = diff::diff(old_plan.plan(), new_plan.plan());
     let material = d.is_material();
     match format {
-        Format::Json | Format::Sarif => {
-            let changes: Vec<serde_json::Value> = d
-                .changes
-                .iter()
-                .map(|c| serde_json::json!({ "subject": c.subject, "change": c.detail, "material": c.material }))
-                .collect();
-            let value = serde_json::json!({
-                "old": d.old_hash,
-                "new": d.new_hash,
-                "identical": d.old_hash == d.new_hash && d.changes.is_empty(),
-                "material": material,
-                "changes": changes,
-            });
-            crate::print(&format!("{value}\n"));
-        }
+        Format::Json | Format::Sarif => crate::print(&format!("{}\n", d.to_json())),
         Format::Human => {
             let flow = &new_plan.body().flow;
             let mut out = format!("flow `{}`: {} → {}\n", flow.name, d.old_hash, d.new_hash);

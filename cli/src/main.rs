@@ -19,6 +19,7 @@ mod queue;
 mod replays;
 mod run_tests;
 mod runs;
+mod serve;
 mod session;
 mod stats;
 mod store_copy;
@@ -121,6 +122,36 @@ enum StoreAction {
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A new API token for a principal of the principals file: printed once, kept as its
+    /// SHA-256 hash in the tokens file.
+    Create {
+        #[arg(long = "as", value_name = "ID")]
+        who: String,
+        /// What the token is for.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// The tokens, by id, with whom they act for and whether they were revoked.
+    List {
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Revoke a token: a running server refuses it from its next request on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
     },
 }
 
@@ -237,6 +268,21 @@ enum Command {
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
+    },
+    /// Serve the runtime as an HTTP API (`docs/api.md`) until stopped; requests in flight
+    /// are finished first.
+    Serve {
+        /// The address to listen on; default `[serve] listen` of flow.toml, else
+        /// `127.0.0.1:8080` (`:0` picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+    },
+    /// API tokens of the deployment, for `flowc serve`.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// The run store as a whole.
     Store {
@@ -563,6 +609,12 @@ fn main() -> ExitCode {
         }
         Command::Worker { until_idle, deployment, format } => queue::worker(&deployment, until_idle, format),
         Command::Batch { id, deployment, format } => queue::batch(&deployment, &id, format),
+        Command::Serve { listen, deployment } => serve::serve(&deployment, listen.as_deref()),
+        Command::Token { action: TokenAction::Create { who, note, deployment, format } } => {
+            serve::create(&deployment, &who, note, format)
+        }
+        Command::Token { action: TokenAction::List { deployment, format } } => serve::list(&deployment, format),
+        Command::Token { action: TokenAction::Revoke { id, deployment } } => serve::revoke(&deployment, &id),
         Command::Store { action: StoreAction::Copy { to, deployment, format } } => {
             store_copy::copy(&deployment, &to, format)
         }

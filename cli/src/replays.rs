@@ -61,7 +61,7 @@ fn transitions_json(transitions: &std::collections::BTreeMap<(String, String), u
 }
 
 fn changes_json(changes: &[Change]) -> Vec<Json> {
-    changes.iter().map(|c| json!({"node": c.node, "before": c.before, "after": c.after})).collect()
+    changes.iter().map(Change::to_json).collect()
 }
 
 /// A step's result as a person reads it.
@@ -101,13 +101,7 @@ pub fn one(deployment: &Deployment, run: &str, options: &Options<'_>) -> anyhow:
         Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     match options.format {
-        DataFormat::Json => crate::print(&format!(
-            "{}\n",
-            json!({
-                "run": whatif.run, "exact": whatif.exact(), "before": whatif.before, "after": whatif.after,
-                "outcome_changed": whatif.before != whatif.after, "changes": changes_json(&whatif.changes),
-            })
-        )),
+        DataFormat::Json => crate::print(&format!("{}\n", whatif.to_json())),
         DataFormat::Human => {
             let outcome = if whatif.before == whatif.after {
                 format!("outcome unchanged: {}", whatif.before)
@@ -130,20 +124,7 @@ fn exact(runtime: &Runtime, run: &str, who: &flow_runtime::Principal, format: Da
     };
     let exact = replay.divergence.is_none();
     match format {
-        DataFormat::Json => {
-            let changes: Vec<Json> = replay
-                .divergence
-                .iter()
-                .map(|d| json!({"node": d.node, "event": d.index, "before": d.recorded, "after": d.replayed}))
-                .collect();
-            crate::print(&format!(
-                "{}\n",
-                json!({
-                    "run": replay.run, "exact": exact, "events": replay.events,
-                    "status": replay.status.as_str(), "engine": replay.engine, "changes": changes
-                })
-            ));
-        }
+        DataFormat::Json => crate::print(&format!("{}\n", replay.to_json())),
         DataFormat::Human => match &replay.divergence {
             None => crate::print(&format!(
                 "run {}: replayed exactly: {} events, every step's value and the outcome ({}) as recorded (engine {})\n",

@@ -65,22 +65,9 @@ pub(crate) fn plan(file: &str, flow: Option<&str>) -> anyhow::Result<Result<Veri
     Ok(Ok(plan.clone()))
 }
 
-fn view_json(view: &RunView) -> Json {
-    json!({
-        "run": view.run,
-        "flow": view.flow,
-        "status": view.status.as_str(),
-        "summary": view.summary,
-        "pending": view.pending.iter().map(|(step, kind, roles)| json!({"step": step, "kind": kind, "roles": roles})).collect::<Vec<_>>(),
-        "outputs": view.outputs,
-        "marks": view.marks,
-        "why": view.why,
-    })
-}
-
 fn print_view(view: &RunView, format: DataFormat) {
     match format {
-        DataFormat::Json => crate::print(&format!("{}\n", view_json(view))),
+        DataFormat::Json => crate::print(&format!("{}\n", view.to_json())),
         DataFormat::Human => {
             let mut text = format!("run {}: {}\n", view.run, view.status.as_str());
             for line in &view.why {
@@ -214,7 +201,7 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
     };
     match options.format {
         DataFormat::Json => {
-            let mut json = view_json(&view);
+            let mut json = view.to_json();
             json["shadow"] = shadow_json(&shadow);
             crate::print(&format!("{json}\n"));
         }
@@ -562,17 +549,13 @@ pub fn verify_bundle(
     match flow_runtime::evidence::verify_with(bytes, required) {
         Ok(verified) => {
             match format {
-                DataFormat::Json => crate::print(&format!(
-                    "{}\n",
-                    json!({
-                        "file": path, "verified": true, "run": verified.run, "plan": verified.plan_hash,
-                        "events": verified.events, "head": verified.head, "signed_by": verified.signed_by,
-                        "redacted": verified.redacted,
-                        "logged": verified.logged.as_ref().map(|(index, checkpoint)| json!({
-                            "index": index, "checkpoint": checkpoint,
-                        })),
-                    })
-                )),
+                DataFormat::Json => {
+                    let mut json = json!({ "file": path });
+                    if let (Some(out), Json::Object(fields)) = (json.as_object_mut(), verified.to_json()) {
+                        out.extend(fields);
+                    }
+                    crate::print(&format!("{json}\n"));
+                }
                 DataFormat::Human => crate::print(&format!(
                     "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} \
                      verified{}{}\nhead {}\n{}",

@@ -102,6 +102,20 @@ impl Session {
         Ok(Session { db, sources, files, roots })
     }
 
+    /// A session of one source held in memory, named `name` (its imports are not found:
+    /// there are no files beside it).
+    pub fn from_text(name: &str, text: &str) -> Session {
+        let mut db = Database::default();
+        let mut read = |path: &str| if path == name { Ok(text.as_bytes().to_vec()) } else { Err(ReadError::NotFound) };
+        let (roots, _) = db.load(&[name.to_owned()], &mut read);
+        let files: Vec<SourceFile> = db.workspace().sources(&db).iter().copied().collect();
+        let mut sources = Sources::default();
+        for file in &files {
+            sources.add(file.id(&db), file.path(&db).clone(), file.text(&db).clone());
+        }
+        Session { db, sources, files, roots }
+    }
+
     /// The workspace's final diagnostics ([`flow_lower::workspace_diagnostics`]): every
     /// loaded file's, with what `checks` adds, by file path and position.
     pub fn diagnostics(&self, checks: &flow_lower::Checks<'_>) -> Vec<Diagnostic> {

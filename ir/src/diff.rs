@@ -34,6 +34,23 @@ impl Diff {
     pub fn is_material(&self) -> bool {
         self.changes.iter().any(|c| c.material)
     }
+
+    /// The diff as JSON: both hashes, whether they are identical, whether the change is
+    /// material, and each change.
+    pub fn to_json(&self) -> serde_json::Value {
+        let changes: Vec<serde_json::Value> = self
+            .changes
+            .iter()
+            .map(|c| serde_json::json!({ "subject": c.subject, "change": c.detail, "material": c.material }))
+            .collect();
+        serde_json::json!({
+            "old": self.old_hash,
+            "new": self.new_hash,
+            "identical": self.old_hash == self.new_hash && self.changes.is_empty(),
+            "material": self.is_material(),
+            "changes": changes,
+        })
+    }
 }
 
 struct Differ {

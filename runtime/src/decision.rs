@@ -31,8 +31,12 @@ pub enum Refusal {
     /// The principal holds the grant, but separation of duties forbids them the step;
     /// recorded.
     Duties { grant: String, message: String },
-    /// The decision itself is wrong (unknown outcome, step not waiting); not recorded.
+    /// The decision itself is wrong (unknown outcome, a step the run has not reached); not
+    /// recorded.
     Invalid(String),
+    /// The step was decided (or the gate overridden) already: the request came too late;
+    /// not recorded.
+    Settled(String),
 }
 
 pub(crate) fn code_ok(code: &str) -> bool {
@@ -63,6 +67,9 @@ pub fn decide(
             "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
             state.run, gate.name
         ));
+    }
+    if state.phases[id.index()] == Phase::Done {
+        return Err(Refusal::Settled(format!("step `{step}` is not waiting for a decision: it is decided or done")));
     }
     if state.phases[id.index()] != Phase::Waiting {
         let now = match state.phases[id.index()] {
@@ -363,6 +370,9 @@ pub fn override_gate(
     else {
         return Err(Refusal::Invalid(format!("the flow has no gate `{gate}`")));
     };
+    if state.phases[id.index()] == Phase::Done {
+        return Err(Refusal::Settled(format!("gate `{gate}` no longer blocks this run: it was overridden or passed")));
+    }
     if state.phases[id.index()] != Phase::Blocked {
         return Err(Refusal::Invalid(format!("gate `{gate}` is not blocking this run")));
     }

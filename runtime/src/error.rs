@@ -19,6 +19,9 @@ pub enum Error {
     /// A decision or override does not fit the run: nothing waits, the step is not open, an
     /// outcome, reason, edit or basis the step does not take.
     Decision(String),
+    /// The step was decided, the gate overridden or the run ended already: the request came
+    /// too late (another principal or process was first).
+    Settled(String),
     /// The run is executing in another process.
     Busy(String),
     /// A plan the runtime refuses: it lets labelled data go where it may not, it is of
@@ -50,11 +53,12 @@ pub enum ErrorKind {
     Store,
     Conflict,
     Keys,
+    Settled,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of their codes.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Refused,
         ErrorKind::Input,
         ErrorKind::UnknownRun,
@@ -65,6 +69,7 @@ impl ErrorKind {
         ErrorKind::Store,
         ErrorKind::Conflict,
         ErrorKind::Keys,
+        ErrorKind::Settled,
     ];
 
     /// The kind's code in the diagnostics registry, e.g. `E3001`.
@@ -80,6 +85,7 @@ impl ErrorKind {
             ErrorKind::Store => "E3008",
             ErrorKind::Conflict => "E3009",
             ErrorKind::Keys => "E3010",
+            ErrorKind::Settled => "E3011",
         }
     }
 
@@ -96,6 +102,7 @@ impl ErrorKind {
             ErrorKind::Store => "store-unusable",
             ErrorKind::Conflict => "run-conflict",
             ErrorKind::Keys => "evidence-keys",
+            ErrorKind::Settled => "already-settled",
         }
     }
 
@@ -112,6 +119,7 @@ impl ErrorKind {
                 | ErrorKind::Decision
                 | ErrorKind::Busy
                 | ErrorKind::Plan
+                | ErrorKind::Settled
         )
     }
 }
@@ -129,6 +137,7 @@ impl Error {
             Error::Store(_) => ErrorKind::Store,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Keys(_) => ErrorKind::Keys,
+            Error::Settled(_) => ErrorKind::Settled,
         }
     }
 
@@ -149,7 +158,8 @@ impl Error {
             | Error::Tampered(message)
             | Error::Store(message)
             | Error::Conflict(message)
-            | Error::Keys(message) => message,
+            | Error::Keys(message)
+            | Error::Settled(message) => message,
         }
     }
 
@@ -166,6 +176,7 @@ impl Error {
             Error::Store(m) => Error::Store(f(&m)),
             Error::Conflict(m) => Error::Conflict(f(&m)),
             Error::Keys(m) => Error::Keys(f(&m)),
+            Error::Settled(m) => Error::Settled(f(&m)),
         }
     }
 

@@ -107,6 +107,20 @@ pub struct Verified {
     pub logged: Option<(u64, crate::checkpoint::Checkpoint)>,
 }
 
+impl Verified {
+    /// What was verified, as JSON.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "verified": true, "run": self.run, "plan": self.plan_hash,
+            "events": self.events, "head": self.head, "signed_by": self.signed_by,
+            "redacted": self.redacted,
+            "logged": self.logged.as_ref().map(|(index, checkpoint)| json!({
+                "index": index, "checkpoint": checkpoint,
+            })),
+        })
+    }
+}
+
 /// What a verifier requires besides the bundle's own consistency.
 #[derive(Debug, Clone, Default)]
 pub struct Requirements {

@@ -35,6 +35,22 @@ pub struct RunView {
     pub why: Vec<String>,
 }
 
+impl RunView {
+    /// The view as JSON, as the command line and the HTTP API give it.
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({
+            "run": self.run,
+            "flow": self.flow,
+            "status": self.status.as_str(),
+            "summary": self.summary,
+            "pending": self.pending.iter().map(|(step, kind, roles)| serde_json::json!({"step": step, "kind": kind, "roles": roles})).collect::<Vec<_>>(),
+            "outputs": self.outputs,
+            "marks": self.marks,
+            "why": self.why,
+        })
+    }
+}
+
 fn operands(event: &Json) -> String {
     let parts: Vec<String> = event["operands"]
         .as_array()

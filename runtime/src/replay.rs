@@ -50,6 +50,21 @@ pub struct Replay {
     pub divergence: Option<Divergence>,
 }
 
+impl Replay {
+    /// The replay as JSON: whether it reproduced the run exactly, and where it diverged.
+    pub fn to_json(&self) -> Json {
+        let changes: Vec<Json> = self
+            .divergence
+            .iter()
+            .map(|d| serde_json::json!({"node": d.node, "event": d.index, "before": d.recorded, "after": d.replayed}))
+            .collect();
+        serde_json::json!({
+            "run": self.run, "exact": self.divergence.is_none(), "events": self.events,
+            "status": self.status.as_str(), "engine": self.engine, "changes": changes
+        })
+    }
+}
+
 /// The answers of the outside world, as recorded.
 pub(crate) struct Recorded {
     /// Model answers by the step that asked and the digest of its request

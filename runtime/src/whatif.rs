@@ -42,6 +42,15 @@ impl WhatIf {
     pub fn exact(&self) -> bool {
         self.changes.is_empty() && self.before == self.after
     }
+
+    /// The what-if as JSON: the outcome before and after, and the steps that change.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "run": self.run, "exact": self.exact(), "before": self.before, "after": self.after,
+            "outcome_changed": self.before != self.after,
+            "changes": self.changes.iter().map(Change::to_json).collect::<Vec<_>>(),
+        })
+    }
 }
 
 /// One step's result before and after.
@@ -52,6 +61,12 @@ pub struct Change {
     pub before: Json,
     /// As replayed (`null`: the step would not be reached).
     pub after: Json,
+}
+
+impl Change {
+    pub fn to_json(&self) -> Json {
+        json!({"node": self.node, "before": self.before, "after": self.after})
+    }
 }
 
 /// What a what-if replay changes: other param values, another plan, or both.

@@ -187,7 +187,7 @@ fn two_changes_at_once(path: &Shared) {
     let decisions = crate::guarantees::path(&first, &run);
     assert_eq!(decisions.iter().filter(|e| e.starts_with("review_decided")).count(), 1, "{decisions:?}");
     let again = first.decide(&run, "first", &principal("max", &["manager"]), &approve());
-    assert_eq!(again.expect_err("decided already").kind(), ErrorKind::Decision);
+    assert_eq!(again.expect_err("decided already").kind(), ErrorKind::Settled);
     let done = first.decide(&run, "second", &principal("max", &["manager"]), &approve()).expect("decides");
     assert_eq!(done.status, Status::Completed);
 }
@@ -260,6 +260,9 @@ mod cuttable {
         }
         fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
             self.reach()?.plan(hash)
+        }
+        fn plans(&self) -> Result<Vec<String>> {
+            self.reach()?.plans()
         }
         fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
             self.reach()?.append_all(commits)

@@ -61,6 +61,9 @@ mod mutant {
         fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
             self.inner.plan(hash)
         }
+        fn plans(&self) -> Result<Vec<String>> {
+            self.inner.plans()
+        }
         fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
             match self.inner.append_all(commits) {
                 Err(StoreError::Conflict(_)) if self.breaks == Promise::Ordering => Ok(()),

@@ -130,6 +130,7 @@ codes! {
     E3008 = "store-unusable",
     E3009 = "run-conflict",
     E3010 = "evidence-keys",
+    E3011 = "already-settled",
     W1001 = "unused-import",
     W2001 = "matrix-too-complex",
     W2002 = "silent-fallback",

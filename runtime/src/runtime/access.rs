@@ -50,6 +50,13 @@ impl Runtime {
         }
     }
 
+    /// Refuses `who` an operation of the deployment rather than of a run (installing a plan
+    /// through the HTTP API, say) for lack of `grant`: the refusal is recorded, as every
+    /// refusal is, and returned.
+    pub fn refuse_operation(&self, who: &Principal, operation: &str, grant: &str, message: String) -> Error {
+        self.refuse(None, who, operation, grant.to_owned(), message, true)
+    }
+
     /// Why `who` may not start this run, when they may not: for a stored run, choosing its
     /// clock needs `set clock`, and naming other principals in its inputs `trigger on
     /// behalf` (a run kept in memory only, a backtest, needs neither: nobody decides it).

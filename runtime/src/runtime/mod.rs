@@ -258,6 +258,11 @@ impl Runtime {
         Ok(analysis)
     }
 
+    /// Every plan kept in the store, verified, in the order of their hashes.
+    pub fn plans(&self) -> Result<Vec<Arc<Analysis>>> {
+        self.store.plans()?.iter().map(|hash| self.plan(hash)).collect()
+    }
+
     pub(super) fn environment(&self, analysis: &Analysis) -> Arc<Environment> {
         let mut cache = self.environments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache

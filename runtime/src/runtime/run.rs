@@ -157,6 +157,53 @@ impl Runtime {
         self.new_run(analysis, who, inputs, options, true, (None, None))
     }
 
+    /// Starts a run of `analysis` for `who` once per `key`: the run's id is derived from the
+    /// principal, the flow and the key, so a start asked again with the key (a client that
+    /// timed out, a retry through another process) finds the run the first one started
+    /// instead of starting another. Returns the run and whether this call started it. A
+    /// start asked again must ask for the same run — plan, inputs, params and chosen clock —
+    /// or it is refused (`E3002`) and nothing is started.
+    pub fn start_once(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+        key: &str,
+    ) -> Result<(RunView, bool)> {
+        let mut hasher = blake3::Hasher::new();
+        for part in ["flow idempotency key", &value::principal_id(&who.id), &analysis.body().flow.name, key] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let id = format!("r-{}", &hasher.finalize().to_hex()[..16]);
+        if self.store.run(&id)?.is_none() {
+            match self.new_run(analysis, who, inputs, options, true, (Some(id.clone()), None)) {
+                Ok(view) => return Ok((view, true)),
+                // Another start with this key committed first: it is the run.
+                Err(error) if error.kind() == crate::ErrorKind::Conflict && self.store.run(&id)?.is_some() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let (analysis_of_run, loaded, events) = self.load_events(&id, false)?;
+        let Some(Event::Started(started)) = events.first() else {
+            return Err(Error::Tampered(format!("run `{id}` does not begin with its start")));
+        };
+        let same = analysis_of_run.hash() == analysis.hash()
+            && started.principal == value::principal_id(&who.id)
+            && started.inputs == self.inputs(analysis, inputs)?
+            && started.params == self.params(analysis, &options.params)?
+            && options.clock.is_some() == started.clock_chosen
+            && options.clock.is_none_or(|clock| started.clock == clock);
+        if !same {
+            return Err(Error::Input(format!(
+                "the idempotency key `{key}` was used for another request (run `{id}`: its plan, inputs, params \
+                 or clock differ); use a new key for a new run"
+            )));
+        }
+        Ok((self.view(&analysis_of_run, &loaded, Some(who)), false))
+    }
+
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
     /// [`Runtime::start`], for decisions whose evidence the caller does not keep (backtests,
     /// benchmarks). A run that would wait for people ends `pending`.
@@ -341,7 +388,7 @@ impl Runtime {
         let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
         let (analysis, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
-            return Err(Error::Decision(format!(
+            return Err(Error::Settled(format!(
                 "run `{run}` is {}: nothing waits for a decision",
                 loaded.state.status.as_str()
             )));
@@ -402,6 +449,7 @@ impl Runtime {
                 Ok(self.view(analysis, &loaded, Some(who)))
             }
             Err(Refusal::Invalid(message)) => Err(Error::Decision(message)),
+            Err(Refusal::Settled(message)) => Err(Error::Settled(message)),
             Err(Refusal::Access { grant, message }) => {
                 Err(self.refuse(Some((analysis, &mut loaded)), who, operation, grant, message, true))
             }

@@ -293,6 +293,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Store: Send + Sync {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()>;
     fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+    /// The hashes of every plan kept, sorted.
+    fn plans(&self) -> Result<Vec<String>>;
     /// Appends the commit's events to its run (creating it when `expected_seq` is 0),
     /// replaces its record and what it waits for, adds its action results, and appends the
     /// run's new head to the log with a new checkpoint, atomically; fails with

@@ -551,6 +551,16 @@ impl Store for PostgresStore {
         })
     }
 
+    fn plans(&self) -> Result<Vec<String>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query("SELECT hash FROM flow_plans ORDER BY hash", &[])
+                .map_err(unusable("cannot read the plans"))?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
     fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
         let Some(first) = commits.first() else { return Ok(()) };
         let mut client = self.client()?;

@@ -390,6 +390,17 @@ impl Store for SqliteStore {
             .map_err(unusable("cannot read the plan"))
     }
 
+    fn plans(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut statement =
+            conn.prepare("SELECT hash FROM plans ORDER BY hash").map_err(unusable("cannot read the plans"))?;
+        let hashes = statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(unusable("cannot read the plans"))?;
+        Ok(hashes)
+    }
+
     fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn

@@ -124,7 +124,10 @@ fn plans_are_kept_by_hash(store: &dyn Store, _: Open<'_>) -> Outcome {
     let kept = store.plan("blake3:suite-plan").map_err(failed("read"))?;
     ensure(kept.as_deref() == Some(&b"{\"plan\": 1}"[..]), || format!("read back {kept:?}"))?;
     let missing = store.plan("blake3:no-such-plan").map_err(failed("read a missing plan"))?;
-    ensure(missing.is_none(), || "a plan never put is found".to_owned())
+    ensure(missing.is_none(), || "a plan never put is found".to_owned())?;
+    store.put_plan("blake3:another-plan", b"{\"plan\": 2}").map_err(failed("put another"))?;
+    let listed = store.plans().map_err(failed("list"))?;
+    ensure(listed == ["blake3:another-plan", "blake3:suite-plan"], || format!("the plans are listed as {listed:?}"))
 }
 
 fn a_new_run_and_its_events(store: &dyn Store, _: Open<'_>) -> Outcome {

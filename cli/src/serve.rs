@@ -1,0 +1,138 @@
+//! `flowc serve`: the runtime as an HTTP API (`docs/api.md`); and `flowc token`: the API
+//! tokens of the deployment, kept as hashes in its tokens file.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use flow_server::{Auth, Oidc, Options, Service, TokenFile};
+
+use crate::DataFormat;
+use crate::deploy::{self, Deployment};
+use crate::session::Session;
+
+/// Compiles a `.flow` source sent to the server: the flow named, or its only one.
+fn compile(source: &str, flow: Option<&str>) -> Result<flow_ir::VerifiedPlan, String> {
+    const NAME: &str = "request.flow";
+    let session = Session::from_text(NAME, source);
+    let diagnostics = session.diagnostics(&flow_lower::Checks::default());
+    if diagnostics.iter().any(flow_diagnostics::Diagnostic::is_error) {
+        let errors: Vec<_> = diagnostics.into_iter().filter(flow_diagnostics::Diagnostic::is_error).collect();
+        return Err(format!(
+            "the source has errors; nothing was installed\n{}",
+            flow_diagnostics::render(&errors, &session.sources, false)
+        ));
+    }
+    let (_, lowered) = session.choose(flow, NAME).map_err(|e| e.to_string())?;
+    lowered.plan.clone().ok_or_else(|| format!("flow `{}` did not compile to a plan", lowered.name))
+}
+
+fn duration(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<std::time::Duration> {
+    match text {
+        None => Ok(std::time::Duration::from_secs(default)),
+        Some(text) => match flow_ir::time::parse_duration(text) {
+            Some(seconds) if seconds > 0 => Ok(std::time::Duration::from_secs(seconds as u64)),
+            _ => bail!("{what} (`{text}`) is not a duration such as \"30s\""),
+        },
+    }
+}
+
+/// `flowc serve [--listen ADDR]`.
+pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let serving = deploy::serving(deployment)?;
+    let config = &serving.config;
+    let mut auth = Auth::new(&serving.principals)?.with_tokens(&serving.tokens)?;
+    if let Some(oidc) = &config.oidc {
+        let mut issuer = Oidc::new(&oidc.issuer, &oidc.audience, &serving.dir.join(&oidc.jwks))?;
+        if let Some(claim) = &oidc.principal_claim {
+            issuer.principal_claim = claim.clone();
+        }
+        issuer.roles_claim = oidc.roles_claim.clone();
+        auth = auth.with_oidc(issuer);
+    }
+    let options = Options {
+        deployers: config.deployers.clone(),
+        max_body: config.max_body.unwrap_or(1 << 20),
+        timeout: duration(config.timeout.as_deref(), 30, "`[serve] timeout`")?,
+    };
+    let runtime = crate::runs::open(deployment)?;
+    let service = Arc::new(Service::new(runtime, auth, options).with_compiler(Box::new(compile)));
+    let listen =
+        listen.map(str::to_owned).or_else(|| config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    flow_server::init_logs();
+    flow_server::serve(service, &listen, |address| {
+        eprintln!("flowc: serving the API on http://{address}/v1 (store {}); stop with Ctrl-C", deployment.store());
+    })?;
+    eprintln!("flowc: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flowc token create --as ID [--note TEXT]`: prints the new token, once.
+pub fn create(
+    deployment: &Deployment,
+    who: &str,
+    note: Option<String>,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    let serving = deploy::serving(deployment)?;
+    let principals = flow_server::auth::read_principals(&serving.principals)?;
+    if !principals.contains_key(who) {
+        bail!("`{who}` is not in the principals file `{}`", serving.principals.display());
+    }
+    let mut file = TokenFile::read(&serving.tokens)?;
+    let (id, token) = file.create(who, note, &flow_runtime::now().to_string())?;
+    file.write(&serving.tokens)?;
+    eprintln!(
+        "flowc: token {id} for {who} kept (as its hash) in `{}`; it is shown once, here",
+        serving.tokens.display()
+    );
+    match format {
+        DataFormat::Json => {
+            crate::print(&format!("{}\n", serde_json::json!({"id": id, "principal": who, "token": token})))
+        }
+        DataFormat::Human => crate::print(&format!("{token}\n")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flowc token list`: the tokens, by id, without their secrets.
+pub fn list(deployment: &Deployment, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let serving = deploy::serving(deployment)?;
+    let file = TokenFile::read(&serving.tokens)?;
+    match format {
+        DataFormat::Json => {
+            let tokens: Vec<_> = file
+                .tokens
+                .iter()
+                .map(|t| serde_json::json!({"id": t.id, "principal": t.principal, "created": t.created, "note": t.note, "revoked": t.revoked}))
+                .collect();
+            crate::print(&format!("{}\n", serde_json::json!({ "tokens": tokens })));
+        }
+        DataFormat::Human => {
+            let mut text = String::new();
+            for t in &file.tokens {
+                let state = t.revoked.as_ref().map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+                let note = t.note.as_ref().map(|n| format!("  {n}")).unwrap_or_default();
+                text.push_str(&format!("{}  {}  created {}  {state}{note}\n", t.id, t.principal, t.created));
+            }
+            if text.is_empty() {
+                text = format!("no tokens in `{}`\n", serving.tokens.display());
+            }
+            crate::print(&text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flowc token revoke ID`: the token lets nobody in from the server's next request on.
+pub fn revoke(deployment: &Deployment, id: &str) -> anyhow::Result<ExitCode> {
+    let serving = deploy::serving(deployment)?;
+    let mut file = TokenFile::read(&serving.tokens).context("the tokens file")?;
+    if !file.revoke(id, &flow_runtime::now().to_string()) {
+        eprintln!("flowc: no active token `{id}` in `{}`", serving.tokens.display());
+        return Ok(ExitCode::from(1));
+    }
+    file.write(&serving.tokens)?;
+    eprintln!("flowc: token {id} revoked");
+    Ok(ExitCode::SUCCESS)
+}

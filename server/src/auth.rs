@@ -1,0 +1,413 @@
+//! Who calls: every request but health, readiness and the API's description carries a
+//! bearer token, either an API token of the deployment (kept as a SHA-256 hash in the
+//! tokens file, revocable) or a JWT of the configured OpenID Connect issuer, checked here
+//! against the issuer's keys (a JWKS file), audience and expiry. The principal's roles come
+//! from the principals file, or from a configured claim of the JWT. Nothing a request's
+//! body says about who acts is believed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use flow_runtime::Principal;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Who a request comes from, and how they proved it.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    /// `token t-…` (an API token, by its id) or `oidc ISSUER`.
+    pub method: String,
+}
+
+/// Why a request is not authenticated: said in the 401's problem details. Never says
+/// whether a token id exists.
+#[derive(Debug)]
+pub enum Unauthenticated {
+    /// No `Authorization: Bearer …` header.
+    Missing,
+    /// The token is not one the deployment accepts, with why (for the caller).
+    Rejected(String),
+    /// The deployment's files (tokens, principals) cannot be read: nobody is let in.
+    Unavailable(String),
+}
+
+/// The principals file: who holds which roles.
+#[derive(Deserialize)]
+struct PrincipalsFile {
+    principals: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads a principals file (`[principals]`, `id = ["role", …]`).
+pub fn read_principals(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the principals file `{}`", path.display()))?;
+    let file: PrincipalsFile =
+        toml::from_str(&text).with_context(|| format!("the principals file `{}` is not valid", path.display()))?;
+    Ok(file.principals)
+}
+
+/// A file read again whenever it changes (its modification time or length), so that a
+/// token revoked or a role taken away holds from the next request on, without a restart.
+/// A file that cannot be read or parsed any more lets nobody in until it is put right.
+struct Watched<T> {
+    path: PathBuf,
+    parse: fn(&Path) -> anyhow::Result<T>,
+    seen: Mutex<Option<Seen<T>>>,
+}
+
+/// A file's modification time and length when it was read, and what it held.
+type Seen<T> = (Option<SystemTime>, u64, Arc<T>);
+
+impl<T> Watched<T> {
+    fn new(path: PathBuf, parse: fn(&Path) -> anyhow::Result<T>) -> anyhow::Result<Watched<T>> {
+        let watched = Watched { path, parse, seen: Mutex::new(None) };
+        watched.get()?;
+        Ok(watched)
+    }
+
+    fn get(&self) -> anyhow::Result<Arc<T>> {
+        let metadata = std::fs::metadata(&self.path);
+        let stamp = metadata.as_ref().map(|m| (m.modified().ok(), m.len())).unwrap_or((None, 0));
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((modified, len, value)) = &*seen
+            && (*modified, *len) == stamp
+            && metadata.is_ok()
+        {
+            return Ok(value.clone());
+        }
+        *seen = None;
+        let value = Arc::new((self.parse)(&self.path)?);
+        *seen = Some((stamp.0, stamp.1, value.clone()));
+        Ok(value)
+    }
+}
+
+/// The tokens file: API tokens of the deployment, each kept as the SHA-256 of the token
+/// (the token itself is shown once, when it is created, and kept nowhere).
+#[derive(Serialize, Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Public: names the token in lists, logs and evidence (`t-` and 16 hex digits).
+    pub id: String,
+    pub principal: String,
+    /// SHA-256 of the whole token, hex.
+    pub sha256: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When it was revoked (RFC 3339); a revoked token lets nobody in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+const TOKEN_PREFIX: &str = "flow_";
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::getrandom(&mut buffer).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl TokenFile {
+    /// Reads a tokens file; one that does not exist holds no tokens.
+    pub fn read(path: &Path) -> anyhow::Result<TokenFile> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(TokenFile::default()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read the tokens file `{}`", path.display()));
+            }
+        };
+        let file: TokenFile =
+            toml::from_str(&text).with_context(|| format!("the tokens file `{}` is not valid", path.display()))?;
+        for token in &file.tokens {
+            let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex(&token.sha256) {
+                bail!("the tokens file `{}`: token `{}` has no SHA-256 (64 hex digits)", path.display(), token.id);
+            }
+        }
+        Ok(file)
+    }
+
+    /// Writes the file whole, readable by its owner only: to a file beside it, then
+    /// renamed over it, so that a server reading it never sees half of it.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let text = format!(
+            "# API tokens of the deployment, written by `flowc token`. Only their SHA-256 hashes\n\
+             # are kept: a token is shown once, when it is created.\n\n{}",
+            toml::to_string(self).context("cannot write the tokens file")?
+        );
+        let temporary = path.with_extension("toml.new");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file =
+                options.open(&temporary).with_context(|| format!("cannot write `{}`", temporary.display()))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, path).with_context(|| format!("cannot replace `{}`", path.display()))
+    }
+
+    /// A new token for `principal`: returns the token, which is not kept.
+    pub fn create(&mut self, principal: &str, note: Option<String>, now: &str) -> anyhow::Result<(String, String)> {
+        let id = format!("t-{}", random_hex(8)?);
+        let token = format!("{TOKEN_PREFIX}{id}_{}", random_hex(32)?);
+        self.tokens.push(TokenEntry {
+            id: id.clone(),
+            principal: principal.to_owned(),
+            sha256: sha256_hex(&token),
+            created: now.to_owned(),
+            note,
+            revoked: None,
+        });
+        Ok((id, token))
+    }
+
+    /// Revokes the token `id`; false when there is none (or it was revoked already).
+    pub fn revoke(&mut self, id: &str, now: &str) -> bool {
+        match self.tokens.iter_mut().find(|t| t.id == id && t.revoked.is_none()) {
+            Some(token) => {
+                token.revoked = Some(now.to_owned());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The entry of a presented token, if it is one of the file's and not revoked.
+    fn check(&self, token: &str) -> Result<&TokenEntry, String> {
+        let invalid = || "the token is not one of this deployment's, or it was revoked".to_owned();
+        let id = token.strip_prefix(TOKEN_PREFIX).and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
+        let Some(entry) = id.and_then(|id| self.tokens.iter().find(|t| t.id == id)) else { return Err(invalid()) };
+        let presented = sha256_hex(token);
+        // Compared in constant time, though only a hash of a 256-bit secret is at stake.
+        if !bool::from(presented.as_bytes().ct_eq(entry.sha256.to_ascii_lowercase().as_bytes())) {
+            return Err(invalid());
+        }
+        if entry.revoked.is_some() {
+            return Err(invalid());
+        }
+        Ok(entry)
+    }
+}
+
+/// The OpenID Connect issuer whose JWTs are accepted as bearer tokens.
+pub struct Oidc {
+    pub issuer: String,
+    pub audience: String,
+    keys: JwkSet,
+    /// The claim that names the principal (default `sub`).
+    pub principal_claim: String,
+    /// The claim that lists the principal's roles; without one, roles come from the
+    /// principals file, which must list the principal.
+    pub roles_claim: Option<String>,
+}
+
+/// Only signatures by a key pair: a symmetric algorithm with keys that are published is a
+/// forgery waiting to happen.
+const ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl Oidc {
+    /// The issuer `issuer`, for `audience`, with its keys read from the JWKS file `jwks`.
+    pub fn new(issuer: &str, audience: &str, jwks: &Path) -> anyhow::Result<Oidc> {
+        // One cryptography backend is built in; make it the process's.
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+        let text = std::fs::read_to_string(jwks)
+            .with_context(|| format!("cannot read the issuer's keys (JWKS) `{}`", jwks.display()))?;
+        let keys: JwkSet = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not a JWKS (`{{\"keys\": [...]}}`)", jwks.display()))?;
+        if keys.keys.is_empty() {
+            bail!("`{}` holds no keys", jwks.display());
+        }
+        for key in &keys.keys {
+            if matches!(key.algorithm, jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)) {
+                bail!(
+                    "`{}` holds a symmetric key (`oct`): only public keys of the issuer are accepted",
+                    jwks.display()
+                );
+            }
+            DecodingKey::from_jwk(key)
+                .with_context(|| format!("`{}` holds a key that cannot be used", jwks.display()))?;
+        }
+        Ok(Oidc {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys,
+            principal_claim: "sub".to_owned(),
+            roles_claim: None,
+        })
+    }
+
+    /// The principal and (with a roles claim) the roles a JWT names, once its signature,
+    /// issuer, audience and times check out.
+    fn check(&self, token: &str) -> Result<(String, Option<Vec<String>>), String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("the token is not a JWT: {e}"))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(format!("tokens signed with {:?} are not accepted", header.alg));
+        }
+        let key = match &header.kid {
+            Some(kid) => self.keys.find(kid),
+            None if self.keys.keys.len() == 1 => self.keys.keys.first(),
+            None => None,
+        }
+        .ok_or("the token names no key of the issuer (`kid`)")?;
+        if let Some(alg) = key.common.key_algorithm
+            && format!("{alg:?}") != format!("{:?}", header.alg)
+        {
+            return Err(format!("the issuer's key `{}` is not for {:?}", header.kid.unwrap_or_default(), header.alg));
+        }
+        let decoding = DecodingKey::from_jwk(key).map_err(|e| format!("the issuer's key cannot be used: {e}"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Json>>(token, &decoding, &validation)
+            .map_err(|e| format!("the token is not valid: {e}"))?;
+        let claims = data.claims;
+        let principal = claims
+            .get(&self.principal_claim)
+            .and_then(Json::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("the token has no `{}` claim naming the principal", self.principal_claim))?;
+        let roles = match &self.roles_claim {
+            None => None,
+            Some(claim) => Some(
+                claims
+                    .get(claim)
+                    .and_then(Json::as_array)
+                    .map(|roles| roles.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+                    .ok_or_else(|| format!("the token has no `{claim}` claim listing roles"))?,
+            ),
+        };
+        Ok((principal.to_owned(), roles))
+    }
+}
+
+/// How a deployment authenticates callers.
+pub struct Auth {
+    principals: Watched<BTreeMap<String, Vec<String>>>,
+    tokens: Option<Watched<TokenFile>>,
+    oidc: Option<Oidc>,
+}
+
+impl Auth {
+    /// Principals from the principals file `principals`; no way in yet: add tokens or an
+    /// issuer.
+    pub fn new(principals: &Path) -> anyhow::Result<Auth> {
+        Ok(Auth { principals: Watched::new(principals.to_owned(), read_principals)?, tokens: None, oidc: None })
+    }
+
+    /// Accepts the API tokens of the tokens file `path` (read again when it changes).
+    pub fn with_tokens(mut self, path: &Path) -> anyhow::Result<Auth> {
+        self.tokens = Some(Watched::new(path.to_owned(), TokenFile::read)?);
+        Ok(self)
+    }
+
+    /// Accepts JWTs of `oidc`.
+    pub fn with_oidc(mut self, oidc: Oidc) -> Auth {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    /// Whether any way in is configured.
+    pub fn admits_anyone(&self) -> bool {
+        self.tokens.is_some() || self.oidc.is_some()
+    }
+
+    /// The principals file as it now stands (for the runtime's directory).
+    pub fn principals(&self) -> anyhow::Result<Arc<BTreeMap<String, Vec<String>>>> {
+        self.principals.get()
+    }
+
+    /// Who sends the `Authorization` header `header`.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, Unauthenticated> {
+        let Some(header) = header else { return Err(Unauthenticated::Missing) };
+        let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim)
+        else {
+            return Err(Unauthenticated::Rejected("the `Authorization` header is not `Bearer TOKEN`".to_owned()));
+        };
+        let unavailable = |e: anyhow::Error| Unauthenticated::Unavailable(format!("{e:#}"));
+        let principals = self.principals.get().map_err(unavailable)?;
+        let known = |id: &str| {
+            principals.get(id).cloned().ok_or_else(|| {
+                Unauthenticated::Rejected(format!("`{id}` is not a principal of this deployment (the principals file)"))
+            })
+        };
+        if token.starts_with(TOKEN_PREFIX) {
+            let Some(tokens) = &self.tokens else {
+                return Err(Unauthenticated::Rejected("this deployment accepts no API tokens".to_owned()));
+            };
+            let tokens = tokens.get().map_err(unavailable)?;
+            let entry = tokens.check(token).map_err(Unauthenticated::Rejected)?;
+            let roles = known(&entry.principal)?;
+            return Ok(Caller {
+                principal: Principal { id: entry.principal.clone(), roles },
+                method: format!("token {}", entry.id),
+            });
+        }
+        let Some(oidc) = &self.oidc else {
+            return Err(Unauthenticated::Rejected("the token is not an API token of this deployment".to_owned()));
+        };
+        let (id, roles) = oidc.check(token).map_err(Unauthenticated::Rejected)?;
+        let roles = match roles {
+            Some(roles) => roles,
+            None => known(&id)?,
+        };
+        Ok(Caller { principal: Principal { id, roles }, method: format!("oidc {}", oidc.issuer) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_accepted_until_it_is_revoked_and_a_changed_one_never() {
+        let mut file = TokenFile::default();
+        let (id, token) = file.create("mia", None, "2026-12-03T00:00:00Z").expect("randomness");
+        assert_eq!(file.check(&token).map(|e| e.principal.as_str()), Ok("mia"));
+        let mut changed = token.clone().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'0' { b'1' } else { b'0' };
+        assert!(file.check(&String::from_utf8(changed).expect("ascii")).is_err());
+        assert!(file.check(&format!("{TOKEN_PREFIX}{id}_")).is_err());
+        assert!(file.revoke(&id, "2026-12-03T00:00:01Z"));
+        assert!(file.check(&token).is_err());
+        assert!(!file.revoke(&id, "2026-12-03T00:00:02Z"), "revoked twice");
+    }
+}

@@ -1,0 +1,217 @@
+//! Flow as a service: the runtime behind a versioned HTTP API.
+//!
+//! [`Service`] holds a [`flow_runtime::Runtime`], how callers are authenticated
+//! ([`auth::Auth`]: API tokens and OpenID Connect JWTs) and the service's options;
+//! [`router`] gives its routes as an axum [`Router`], which an embedding application can
+//! mount in its own server, and [`serve`] serves them (`flowc serve`). Every route of
+//! `/v1` but health, readiness and the API's description needs an authenticated principal;
+//! every operation is checked against the plan's grants by the runtime, exactly as the
+//! command line's are. Errors are problem details (RFC 9457) carrying the runtime's codes.
+//! The API is described by `openapi.json` (OpenAPI 3.1), served at `/v1/openapi.json`.
+
+mod api;
+pub mod auth;
+mod metrics;
+mod problem;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flow_ir::VerifiedPlan;
+use flow_runtime::Runtime;
+
+pub use auth::{Auth, Caller, Oidc, TokenFile};
+pub use problem::Problem;
+
+/// The API's description (OpenAPI 3.1), as served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Compiles a `.flow` source sent to the server into the plan of one of its flows (the
+/// one named, or its only one), or says why it cannot.
+pub type Compiler = dyn Fn(&str, Option<&str>) -> Result<VerifiedPlan, String> + Send + Sync;
+
+/// What the service allows and how long it waits.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Roles whose holders may install plans.
+    pub deployers: Vec<String>,
+    /// The largest request body taken, in bytes.
+    pub max_body: usize,
+    /// How long a request may take before it is answered `503` (its work, once begun, is
+    /// not undone: a start retried with its `Idempotency-Key` finds the run).
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { deployers: Vec::new(), max_body: 1 << 20, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The service: a runtime, how callers are authenticated, and its options.
+pub struct Service {
+    runtime: Runtime,
+    auth: Auth,
+    options: Options,
+    compiler: Option<Box<Compiler>>,
+    metrics: metrics::Metrics,
+}
+
+impl Service {
+    pub fn new(runtime: Runtime, auth: Auth, options: Options) -> Service {
+        Service { runtime, auth, options, compiler: None, metrics: metrics::Metrics::default() }
+    }
+
+    /// Lets principals install `.flow` sources, compiled by `compiler`.
+    pub fn with_compiler(mut self, compiler: Box<Compiler>) -> Service {
+        self.compiler = Some(compiler);
+        self
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// The service's routes.
+pub fn router(service: Arc<Service>) -> Router {
+    let timeout = service.options.timeout;
+    let max_body = service.options.max_body;
+    Router::new()
+        .route("/v1/health", get(api::health))
+        .route("/v1/ready", get(api::ready))
+        .route("/v1/openapi.json", get(api::openapi))
+        .route("/metrics", get(api::metrics))
+        .route("/v1/me", get(api::me))
+        .route("/v1/flows", get(api::flows))
+        .route("/v1/plans", post(api::install))
+        .route("/v1/plans/{plan}", get(api::plan))
+        .route("/v1/plans/{plan}/graph", get(api::graph))
+        .route("/v1/plans/{plan}/diff/{other}", get(api::diff))
+        .route("/v1/runs", post(api::start).get(api::runs))
+        .route("/v1/runs/{run}", get(api::run))
+        .route("/v1/runs/{run}/narrative", get(api::narrative))
+        .route("/v1/runs/{run}/evidence", get(api::evidence))
+        .route("/v1/runs/{run}/steps/{step}/decision", post(api::decide))
+        .route("/v1/runs/{run}/gates/{gate}/override", post(api::override_gate))
+        .route("/v1/runs/{run}/replay", post(api::replay))
+        .route("/v1/runs/{run}/what-if", post(api::what_if))
+        .route("/v1/pending", get(api::pending))
+        .route("/v1/evidence/verify", post(api::verify))
+        .route("/v1/stats", get(api::stats))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(service.clone(), observe))
+        .layer(middleware::from_fn(move |request: Request, next: Next| within(timeout, request, next)))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(service)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route; the API is described at /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "the route does not take this method",
+    )
+}
+
+/// Answers `503` when a request takes longer than `timeout`.
+async fn within(timeout: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut problem = Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than {} s; what it began may have been done (a start retried with its \
+                     `Idempotency-Key` finds its run)",
+                    timeout.as_secs()
+                ),
+            );
+            problem.retry_after = Some(1);
+            problem.into_response()
+        }
+    }
+}
+
+/// Logs each request (method, route template, status, time, who) and counts it. Never the
+/// body, the query or the token: values a run holds may be labelled.
+async fn observe(State(service): State<Arc<Service>>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let who = CallerSlot::default();
+    request.extensions_mut().insert(who.clone());
+    let method = request.method().as_str().to_owned();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    service.metrics.request(&method, &route, status, seconds);
+    let caller = who.0.get();
+    tracing::info!(
+        target: "flow::http",
+        method,
+        route,
+        status,
+        ms = seconds * 1000.0,
+        principal = caller.map_or("-", String::as_str),
+    );
+    response
+}
+
+/// Where a request's authentication leaves who called, for its log line.
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(Arc<std::sync::OnceLock<String>>);
+
+/// Writes the service's request logs to standard error, one line each (`RUST_LOG`-free:
+/// the service logs requests at `info`, problems at `warn` and above).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_target(true).try_init();
+}
+
+/// Serves `service` on `listen` until the process is asked to stop (SIGINT or SIGTERM);
+/// requests in flight are finished first. `bound` is told the address listened on (the
+/// port chosen, for `:0`).
+pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
+        bound(listener.local_addr()?);
+        axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn stop_asked() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!(target: "flow::http", "stopping: finishing the requests in flight");
+}
