@@ -550,7 +550,7 @@ fn form(analysis: &Analysis, step: &str) -> Json {
         NodeKind::Gate { message, .. } => {
             json!({"outcomes": ["approve", "reject"], "reasons": [], "reason_required": true, "edits": [], "message": message})
         }
-        _ => json!({"outcomes": ["approve", "reject"], "reasons": [], "reason_required": false, "edits": []}),
+        _ => json!({"outcomes": ["approve", "reject"], "reasons": [], "reason_required": true, "edits": []}),
     }
 }
 

@@ -185,14 +185,20 @@ pub fn init_logs() {
 /// port chosen, for `:0`).
 pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    // The service is dropped here, outside the asynchronous runtime: a store may block as it
+    // closes (PostgreSQL's client runs a runtime of its own).
+    let kept = service.clone();
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
         bound(listener.local_addr()?);
         axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
         anyhow::Ok(())
-    })
+    });
+    drop(runtime);
+    drop(kept);
+    served
 }
 
 async fn stop_asked() {

@@ -19,3 +19,4 @@ mod lsp;
 #[expect(dead_code, reason = "the TLS cluster is the store tests', not these")]
 mod postgres;
 mod runs;
+mod serve;

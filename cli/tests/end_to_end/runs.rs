@@ -21,7 +21,7 @@ fn deployment(name: &str) -> PathBuf {
 
 /// A fresh deployment directory with the fixtures, on the PostgreSQL database `postgres`
 /// names (its `flow.toml` says so), or on a SQLite store.
-fn deployment_on(name: &str, postgres: Option<&str>) -> PathBuf {
+pub(crate) fn deployment_on(name: &str, postgres: Option<&str>) -> PathBuf {
     let on = if postgres.is_some() { "pg" } else { "sqlite" };
     let dir = std::env::temp_dir().join(format!("flowc-runs-{}-{name}-{on}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -40,7 +40,7 @@ fn deployment_on(name: &str, postgres: Option<&str>) -> PathBuf {
 
 /// The stores every store-independent test runs on: SQLite (`None`), and a database of its
 /// own on the test PostgreSQL server when there is one.
-fn stores(name: &str) -> Vec<Option<String>> {
+pub(crate) fn stores(name: &str) -> Vec<Option<String>> {
     let mut stores = vec![None];
     // Database names are short (at most 63 bytes in all).
     stores.extend(crate::postgres::database(&name.chars().take(24).collect::<String>()).map(Some));
@@ -76,7 +76,7 @@ fn store_of(dir: &Path) -> Box<dyn flow_runtime::store::Store> {
 /// how long after a kill another process may resume what the killed one executed.
 const LEASE: std::time::Duration = std::time::Duration::from_millis(1200);
 
-fn flowc(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn flowc(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flowc"))
         .args(args)
         .current_dir(dir)
@@ -86,7 +86,7 @@ fn flowc(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

@@ -1,0 +1,497 @@
+//! `flowc serve` end to end: a real server process on a real store (a SQLite file, and
+//! PostgreSQL when there is one) called over real HTTP, with the flow of `tests/runs/`.
+//! Every response is checked against the OpenAPI document (`server/openapi.json`), every
+//! operation it documents is called, and every route the server has is documented.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use crate::runs::{deployment_on, flowc, stores, text};
+
+const OPENAPI: &str = include_str!("../../../server/openapi.json");
+const ROUTES: &str = include_str!("../../../server/src/lib.rs");
+const AT: &str = "2026-11-30T10:00:00Z";
+
+/// The API's description, and which of its operations the tests called.
+struct Contract {
+    doc: Json,
+    called: Mutex<BTreeSet<(String, String)>>,
+}
+
+impl Contract {
+    fn load() -> Contract {
+        Contract { doc: serde_json::from_str(OPENAPI).unwrap(), called: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// The documented path that `path` (without its query) is an instance of.
+    fn template(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.doc["paths"].as_object().unwrap().keys().find_map(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            let fits = parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(p, s)| p == s || (p.starts_with('{') && !s.is_empty()));
+            fits.then(|| template.clone())
+        })
+    }
+
+    fn resolve<'a>(&'a self, value: &'a Json) -> &'a Json {
+        match value.get("$ref").and_then(Json::as_str) {
+            Some(pointer) => self.doc.pointer(pointer.trim_start_matches('#')).unwrap(),
+            None => value,
+        }
+    }
+
+    /// Checks a response against the document: the operation exists, the status is one it
+    /// documents, and the body is of a documented media type and fits its schema.
+    fn check(&self, method: &str, path: &str, reply: &Reply) {
+        let path = path.split('?').next().unwrap();
+        let template = self.template(path).unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let operation = &self.doc["paths"][&template][method.to_ascii_lowercase()];
+        assert!(operation.is_object(), "{method} {template} is not documented");
+        self.called.lock().unwrap().insert((method.to_owned(), template.clone()));
+        let response =
+            operation["responses"].get(reply.status.to_string()).map(|r| self.resolve(r)).unwrap_or_else(|| {
+                panic!("{method} {path} answered {}, which is not documented: {}", reply.status, reply.text())
+            });
+        let media = reply.content_type.split(';').next().unwrap().trim().to_owned();
+        let content = response["content"].as_object().unwrap();
+        let Some((_, documented)) = content.iter().find(|(m, _)| m.split(';').next().unwrap().trim() == media) else {
+            panic!("{method} {path} answered {} as `{}`, not as documented", reply.status, reply.content_type)
+        };
+        if media == "application/json" || media == "application/problem+json" {
+            let body: Json = serde_json::from_slice(&reply.body)
+                .unwrap_or_else(|e| panic!("{method} {path}: the body is not JSON ({e}): {}", reply.text()));
+            let mut schema = documented["schema"].clone();
+            schema["components"] = self.doc["components"].clone();
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            let errors: Vec<String> =
+                validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            assert!(
+                errors.is_empty(),
+                "{method} {path} ({}): the body does not fit the document: {errors:?}\n{body}",
+                reply.status
+            );
+        } else {
+            assert!(std::str::from_utf8(&reply.body).is_ok(), "{method} {path}: the text is not UTF-8");
+        }
+    }
+
+    /// Every documented operation was called, and the server's routes are those documented.
+    fn assert_complete(&self) {
+        let mut documented = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        let called = self.called.lock().unwrap();
+        let uncalled: Vec<_> = documented.difference(&called).collect();
+        assert!(uncalled.is_empty(), "documented operations no test called: {uncalled:?}");
+        let mut routed = BTreeSet::new();
+        for line in ROUTES.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+            let (path, rest) = line.split_once('"').unwrap();
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if rest.contains(&format!("{method}(")) {
+                    routed.insert((method.to_ascii_uppercase(), path.to_owned()));
+                }
+            }
+        }
+        assert_eq!(routed, documented, "the server's routes and the OpenAPI document differ");
+    }
+}
+
+/// A `flowc serve` process; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address, told) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("flowc: serving the API on http://") {
+                    let _ = address.send(rest.split('/').next().unwrap_or_default().to_owned());
+                }
+                kept.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let Ok(address) = told.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("the server did not start: {}", log.lock().unwrap());
+        };
+        Server { child, base: format!("http://{address}"), log }
+    }
+
+    /// Asks the server to stop (SIGTERM), as a supervisor does, and waits for it.
+    fn stop(mut self) -> (ExitStatus, String) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().clone();
+        (status, log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Json {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// The runtime's error code of a problem.
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A client of one server, checking every response against the contract.
+struct Api<'a> {
+    base: String,
+    contract: &'a Contract,
+    agent: ureq::Agent,
+}
+
+impl Api<'_> {
+    fn new<'a>(server: &Server, contract: &'a Contract) -> Api<'a> {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+        Api { base: server.base.clone(), contract, agent: ureq::Agent::new_with_config(config) }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some((content_type, _)) = body {
+            request = request.header("Content-Type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.map(|(_, bytes)| bytes.to_vec()).unwrap_or_default()).unwrap();
+        let mut response = self.agent.run(request).unwrap();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (content_type, location) = (header("content-type").unwrap_or_default(), header("location"));
+        let body = response.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+        let reply = Reply { status: response.status().as_u16(), content_type, location, body };
+        // A route the API does not have is answered as a problem too; the rest as documented.
+        if self.contract.template(path.split('?').next().unwrap_or_default()).is_some() {
+            self.contract.check(method, path, &reply);
+        } else {
+            assert_eq!((reply.status, reply.content_type.as_str()), (404, "application/problem+json"), "{path}");
+        }
+        reply
+    }
+
+    fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), None, &[])
+    }
+
+    fn post(&self, path: &str, token: &str, body: &Json) -> Reply {
+        self.call("POST", path, Some(token), Some(("application/json", body.to_string().as_bytes())), &[])
+    }
+}
+
+/// The deployment's API tokens, by principal, created with `flowc token create`.
+fn tokens(dir: &Path, principals: &[&str]) -> std::collections::BTreeMap<String, (String, String)> {
+    principals
+        .iter()
+        .map(|who| {
+            let output = flowc(dir, &["token", "create", "--as", who, "--format", "json"]);
+            assert!(output.status.success(), "{}", text(&output));
+            let created: Json = serde_json::from_slice(&output.stdout).unwrap();
+            (
+                who.to_string(),
+                (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned()),
+            )
+        })
+        .collect()
+}
+
+fn request(id: &str, amount: &str, requester: &str) -> Json {
+    json!({
+        "id": id, "requester": requester, "amount": format!("{amount} USD"),
+        "note": format!("personal note of {requester}"), "updated_at": "2026-11-30T08:00:00Z",
+    })
+}
+
+fn assert_status(reply: &Reply, status: u16, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.text());
+}
+
+/// The whole API, as an application and the people of a flow use it.
+fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
+    let (carl, mia, max, olga, aud) = (token("carl"), token("mia"), token("max"), token("olga"), token("aud"));
+    // The service.
+    assert_status(&api.call("GET", "/v1/health", None, None, &[]), 200, "health");
+    assert_status(&api.call("GET", "/v1/ready", None, None, &[]), 200, "ready");
+    let described = api.call("GET", "/v1/openapi.json", None, None, &[]);
+    assert_eq!(
+        described.json(),
+        serde_json::from_str::<Json>(OPENAPI).unwrap(),
+        "the served document is the committed one"
+    );
+    assert_status(&api.call("GET", "/v1/me", None, None, &[]), 401, "no token");
+    assert_status(&api.call("GET", "/v1/me", Some("flow_t-0000000000000000_00"), None, &[]), 401, "a made-up token");
+    assert_status(&api.call("GET", "/v1/me", Some(&format!("{carl}0")), None, &[]), 401, "a changed token");
+    let me = api.get("/v1/me", &carl).json();
+    assert_eq!(me["principal"], "carl");
+    assert!(me["authenticated_by"].as_str().unwrap().starts_with("token t-"), "{me}");
+    assert_status(&api.call("GET", "/v1/no-such-route", Some(&carl), None, &[]), 404, "an unknown route");
+
+    // Deployments: a clerk may not install plans (refused and recorded), the steward may.
+    let source = std::fs::read(dir.join("loan.flow")).unwrap();
+    let refused = api.call("POST", "/v1/plans", Some(&carl), Some(("text/plain", &source)), &[]);
+    assert_status(&refused, 403, "a clerk installs");
+    assert_eq!((refused.code(), refused.json()["grant"].clone()), ("E3001".to_owned(), json!("deploy")));
+    let installed = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", &source)), &[]);
+    assert_status(&installed, 201, "the steward installs");
+    let v1 = installed.json()["plan"].as_str().unwrap().to_owned();
+    let again = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", &source)), &[]);
+    assert_eq!((again.status, again.json()["plan"].as_str().unwrap()), (200, v1.as_str()), "installed again");
+    let broken = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", b"flow {")), &[]);
+    assert_status(&broken, 422, "a source with errors");
+    assert_status(
+        &api.call("POST", "/v1/plans", Some(&olga), Some(("application/json", b"{}")), &[]),
+        422,
+        "not a plan",
+    );
+    assert_status(
+        &api.call("POST", "/v1/plans", Some(&olga), Some(("image/png", b"x")), &[]),
+        415,
+        "not a plan or a source",
+    );
+    let newer = String::from_utf8(source.clone())
+        .unwrap()
+        .replace("version \"1.0.0\"", "version \"1.1.0\"")
+        .replace("= 5_000 USD", "= 1_000 USD");
+    let v2 = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", newer.as_bytes())), &[]).json()["plan"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flows = api.get("/v1/flows", &carl).json();
+    assert_eq!(flows["flows"][0]["versions"].as_array().unwrap().len(), 2, "{flows}");
+    assert_eq!(api.get(&format!("/v1/plans/{v1}"), &carl).json()["hash"], json!(v1));
+    assert_status(&api.get("/v1/plans/blake3:0000", &carl), 404, "an unknown plan");
+    assert!(api.get(&format!("/v1/plans/{v1}/graph"), &carl).text().contains("digraph"));
+    assert!(
+        api.get(&format!("/v1/plans/{v1}/graph?format=mermaid&layer=governance"), &carl).text().contains("embargo")
+    );
+    assert_status(&api.get(&format!("/v1/plans/{v1}/graph?format=svg"), &carl), 400, "an unknown format");
+    let diff = api.get(&format!("/v1/plans/{v1}/diff/{v2}"), &carl).json();
+    assert_eq!((diff["material"].clone(), diff["identical"].clone()), (json!(true), json!(false)), "{diff}");
+
+    // Starting runs: once per idempotency key; refused without the grant; bad requests.
+    let body = json!({"plan": v1, "clock": AT, "inputs": {"request": request("A1", "2000", "carl")}});
+    let key = [("Idempotency-Key", "order-A1")];
+    let send = |who: &str, body: &Json, headers: &[(&str, &str)]| {
+        api.call("POST", "/v1/runs", Some(who), Some(("application/json", body.to_string().as_bytes())), headers)
+    };
+    let started = send(&carl, &body, &key);
+    assert_status(&started, 201, "a start");
+    let run = started.json()["run"].as_str().unwrap().to_owned();
+    assert_eq!(started.location.as_deref(), Some(format!("/v1/runs/{run}").as_str()));
+    assert_eq!(started.json()["status"], "pending");
+    let repeated = send(&carl, &body, &key);
+    assert_eq!((repeated.status, repeated.json()["run"].as_str().unwrap()), (200, run.as_str()), "the same key");
+    let mut other = body.clone();
+    other["inputs"]["request"]["amount"] = json!("2500 USD");
+    let reused = send(&carl, &other, &key);
+    assert_eq!((reused.status, reused.code()), (422, "E3002".to_owned()), "the key reused for another run");
+    let by_flow = send(
+        &carl,
+        &json!({"flow": "loan", "version": "1.0.0", "clock": AT, "inputs": {"request": request("A2", "20", "carl")}}),
+        &[],
+    );
+    assert_eq!((by_flow.status, by_flow.json()["status"].clone()), (201, json!("completed")), "{}", by_flow.text());
+    let completed = by_flow.json()["run"].as_str().unwrap().to_owned();
+    let not_granted = send(&aud, &body, &[]);
+    assert_eq!((not_granted.status, not_granted.code()), (403, "E3001".to_owned()), "an auditor starts a run");
+    let mut unfit = body.clone();
+    unfit["inputs"]["request"]["amount"] = json!("lots");
+    assert_eq!(send(&carl, &unfit, &[]).code(), "E3002", "an amount that is not money");
+    assert_status(&send(&carl, &json!({"flow": "nope", "inputs": {}}), &[]), 422, "an unknown flow");
+    assert_status(&send(&carl, &json!({"plan": v1, "colour": "red"}), &[]), 400, "an unknown field");
+    assert_status(
+        &api.call("POST", "/v1/runs", Some(&carl), Some(("application/json", b"{\"plan\": ")), &[]),
+        400,
+        "bad JSON",
+    );
+    assert_status(&api.call("POST", "/v1/runs", Some(&carl), Some(("text/plain", b"{}")), &[]), 415, "not JSON");
+    let huge = vec![b' '; 70_000];
+    assert_status(&api.call("POST", "/v1/runs", Some(&carl), Some(("application/json", &huge)), &[]), 413, "too large");
+    assert_status(&send(&carl, &body, &[("Idempotency-Key", "")]), 400, "an empty key");
+
+    // Reading runs, redacted for the reader.
+    assert_eq!(api.get(&format!("/v1/runs/{run}"), &carl).json()["pending"][0]["step"], "check");
+    let unknown = api.get("/v1/runs/r-0000000000000000", &carl);
+    assert_eq!((unknown.status, unknown.code()), (404, "E3003".to_owned()));
+    let note = |who: &str| api.get(&format!("/v1/runs/{completed}"), who).json()["outputs"]["decision"]["note"].clone();
+    assert_eq!(note(&aud)["$value"], json!("personal note of carl"), "the auditor views pii");
+    assert!(!note(&carl).to_string().contains("personal note"), "the clerk does not: {}", note(&carl));
+    let listed = |query: &str, who: &str| -> Vec<String> {
+        let runs = api.get(&format!("/v1/runs{query}"), who).json();
+        runs["runs"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(listed("?flow=loan", &carl).contains(&run));
+    assert_eq!(listed("?status=pending", &carl), [run.clone()]);
+    assert_eq!(listed("?flow=other", &carl), Vec::<String>::new());
+    assert_eq!(listed("?waiting_for_me=true", &mia), [run.clone()]);
+    assert_eq!(listed("?waiting_for_me=true&since=2000-01-01&until=2999-01-01&limit=5", &carl), Vec::<String>::new());
+    assert_status(&api.get("/v1/runs?status=lost", &carl), 400, "an unknown status");
+    assert!(api.get(&format!("/v1/runs/{run}/narrative"), &carl).text().contains(&run));
+
+    // People: what waits for them, decisions and overrides.
+    let pending = api.get("/v1/pending", &mia).json();
+    let item = &pending["pending"][0];
+    assert_eq!((item["run"].as_str().unwrap(), item["step"].as_str().unwrap()), (run.as_str(), "check"), "{pending}");
+    assert_eq!(
+        (item["outcomes"].clone(), item["edits"].clone()),
+        (json!(["approve", "reject"]), json!(["score.tier"]))
+    );
+    assert_eq!(api.get("/v1/pending", &carl).json(), json!({"pending": []}));
+    let decision =
+        |who: &str, step: &str, body: Json| api.post(&format!("/v1/runs/{run}/steps/{step}/decision"), who, &body);
+    let refused = decision(&carl, "check", json!({"outcome": "approve", "reason": "ok"}));
+    assert_eq!((refused.status, refused.code()), (403, "E3001".to_owned()), "a clerk decides a review");
+    assert_eq!(decision(&mia, "check", json!({"outcome": "maybe", "reason": "ok"})).code(), "E3004");
+    // Four decisions of one step at once: one is taken, three are told someone was first.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let racers: Vec<_> = [&mia, &max, &mia, &max]
+            .into_iter()
+            .map(|who| scope.spawn(|| decision(who, "check", json!({"outcome": "approve", "reason": "ok"})).status))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    let late = decision(&mia, "check", json!({"outcome": "approve", "reason": "ok"}));
+    assert_eq!((late.status, late.code()), (409, "E3011".to_owned()));
+    let first = decision(&mia, "sign", json!({"outcome": "approve", "reason": "within_policy"}));
+    assert_eq!(first.json()["status"], "pending", "{}", first.text());
+    let signed = decision(&max, "sign", json!({"outcome": "approve", "reason": "within_policy"}));
+    assert_eq!(signed.json()["status"], "completed", "{}", signed.text());
+
+    let embargoed =
+        send(&carl, &json!({"plan": v1, "clock": AT, "inputs": {"request": request("EMBARGO", "20", "carl")}}), &[]);
+    let blocked = embargoed.json()["run"].as_str().unwrap().to_owned();
+    assert_eq!(embargoed.json()["status"], "blocked");
+    let override_ = |who: &str, body: Json| api.post(&format!("/v1/runs/{blocked}/gates/embargo/override"), who, &body);
+    assert_eq!(override_(&carl, json!({"reason": "cleared", "basis": "lifted"})).code(), "E3001");
+    assert_status(&override_(&olga, json!({"reason": "cleared"})), 400, "an override without a basis");
+    let overridden = override_(&olga, json!({"reason": "cleared", "basis": "the embargo was lifted on 2026-11-29"}));
+    assert_eq!(overridden.json()["status"], "completed", "{}", overridden.text());
+    assert_eq!(override_(&olga, json!({"reason": "cleared", "basis": "again"})).code(), "E3011");
+
+    // Audit: evidence (its bytes verify; changed, they do not), replay, what-if, stats.
+    assert_eq!(api.get(&format!("/v1/runs/{run}/evidence"), &carl).code(), "E3001");
+    let bundle = api.get(&format!("/v1/runs/{run}/evidence"), &aud);
+    assert_status(&bundle, 200, "evidence");
+    assert!(bundle.text().contains("\"refused\""), "the refused decision is in the evidence");
+    let verify = |bytes: &[u8]| {
+        api.call("POST", "/v1/evidence/verify", Some(&carl), Some(("application/json", bytes)), &[]).json()
+    };
+    let verified = verify(&bundle.body);
+    assert_eq!((verified["verified"].clone(), verified["run"].clone()), (json!(true), json!(run)), "{verified}");
+    let forged = bundle.text().replace("personal note of carl", "personal note of mia!");
+    assert_eq!(verify(forged.as_bytes())["verified"], false);
+    assert_eq!(api.post(&format!("/v1/runs/{run}/replay"), &carl, &json!({})).code(), "E3001");
+    assert_eq!(api.post(&format!("/v1/runs/{run}/replay"), &aud, &json!({})).json()["exact"], true);
+    let what_if = api.post(&format!("/v1/runs/{completed}/what-if"), &aud, &json!({"set": {"limit": "10 USD"}})).json();
+    assert_eq!(what_if["before"], "completed", "{what_if}");
+    let candidate = api.post(&format!("/v1/runs/{completed}/what-if"), &aud, &json!({"plan": v2}));
+    assert_status(&candidate, 200, "a what-if against a candidate plan");
+    assert_status(
+        &api.post(&format!("/v1/runs/{completed}/what-if"), &aud, &json!({"plan": "blake3:00"})),
+        404,
+        "no such plan",
+    );
+    let stats = api.get("/v1/stats?flow=loan", &carl).json();
+    assert_eq!(stats["all"]["runs"], 3, "{stats}");
+    let metrics = api.get("/metrics", &carl).text();
+    assert!(
+        metrics.contains("flow_http_requests_total{method=\"POST\",route=\"/v1/runs\",status=\"201\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("flow_runs{flow=\"loan\",status=\"completed\"} 3"), "{metrics}");
+    assert!(metrics.contains("flow_api_operations_total{operation=\"decide\",result=\"refused\"} 1"), "{metrics}");
+}
+
+#[test]
+fn the_api_on_every_store() {
+    let contract = Contract::load();
+    for postgres in stores("api") {
+        let dir = deployment_on("api", postgres.as_deref());
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str("\n[serve]\ndeployers = [\"officer\"]\nmax_body = 65536\n");
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+        let tokens = tokens(&dir, &["carl", "mia", "max", "olga", "aud"]);
+        let server = Server::start(&dir);
+        let api = Api::new(&server, &contract);
+        scenario(&api, &dir, |who| tokens[who].1.clone());
+
+        // A revoked token lets nobody in from the next request on.
+        assert_status(&api.get("/v1/me", &tokens["carl"].1), 200, "before");
+        let revoked = flowc(&dir, &["token", "revoke", &tokens["carl"].0]);
+        assert!(revoked.status.success(), "{}", text(&revoked));
+        assert_status(&api.get("/v1/me", &tokens["carl"].1), 401, "revoked");
+        assert_status(&api.get("/v1/me", &tokens["mia"].1), 200, "another token");
+
+        // Nothing labelled reaches the request log, nor a token.
+        let (status, log) = server.stop();
+        assert!(status.success(), "the server stops cleanly when asked: {log}");
+        assert!(log.contains("route=\"/v1/runs/{run}/steps/{step}/decision\" status=409"), "{log}");
+        assert!(log.contains("flowc: stopped"), "{log}");
+        for secret in ["personal note", &tokens["mia"].1, "flow_t-"] {
+            assert!(!log.contains(secret), "the log holds `{secret}`: {log}");
+        }
+    }
+    contract.assert_complete();
+}
