@@ -213,7 +213,7 @@ impl Flow {
                 .map(|(seconds, nanos)| flow_ir::expr::Timestamp { seconds, nanos }),
             params: Vec::new(),
         };
-        let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+        let who = Principal::new("carl".to_owned(), vec!["clerk".to_owned()]);
         Ok(Flow { runtime, analysis, who, options, input, gates, matrix })
     }
 

@@ -225,7 +225,7 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
         let known: Vec<&str> = principals.keys().map(String::as_str).collect();
         bail!("`{id}` is not in the principals file; it lists {}", known.join(", "))
     };
-    Ok(Principal { id, roles: roles.clone() })
+    Ok(Principal::new(id, roles.clone()))
 }
 
 /// Whether a store is a PostgreSQL database rather than a SQLite file: a URL

@@ -29,7 +29,7 @@ pub(crate) fn directory(deployment: &Deployment) -> anyhow::Result<impl Fn(&str)
         .into_iter()
         .map(|(id, roles)| (flow_runtime::value::principal_id(&id), roles))
         .collect();
-    Ok(move |id: &str| principals.get(id).map(|roles| Principal { id: id.to_owned(), roles: roles.clone() }))
+    Ok(move |id: &str| principals.get(id).map(|roles| Principal::new(id.to_owned(), roles.clone())))
 }
 
 /// Works on the queue with every core until `stop` says so, or, with `until_idle`, until

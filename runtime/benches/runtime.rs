@@ -18,7 +18,7 @@ fn main() {
 }
 
 fn clerk() -> Principal {
-    Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] }
+    Principal::new("carl".to_owned(), vec!["clerk".to_owned()])
 }
 
 /// An application; `score` decides the matrix row (700 and more: automatic).
@@ -91,7 +91,7 @@ fn decision_completing_a_pending_run(bencher: divan::Bencher<'_, '_>) {
     let (runtime, analysis) = runtime(dir.join("runs.db").to_str().unwrap());
     // A stored run's clock is the current time: choosing it needs a grant the flow gives no one.
     let (who, options) = (clerk(), StartOptions::default());
-    let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
+    let manager = Principal::new("max".to_owned(), vec!["manager".to_owned()]);
     let approve =
         DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..DecisionInput::default() };
     let mut i = 0;

@@ -88,6 +88,7 @@ pub fn decide(
         outcome: input.outcome.clone(),
         reason: reason.clone(),
         basis: input.basis.clone().filter(|b| !b.is_empty()),
+        authenticated: None,
     };
     let may = |wanted: &[SmolStr], grant: String| -> Result<Vec<String>, Refusal> {
         let used = crate::analysis::roles_used(body, roles, wanted);
@@ -399,6 +400,7 @@ pub fn override_gate(
             outcome: "override".to_owned(),
             reason: Some(reason.to_owned()),
             basis: basis.map(str::to_owned).filter(|b| !b.is_empty()),
+            authenticated: None,
         },
     })
 }

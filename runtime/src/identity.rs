@@ -11,6 +11,15 @@ use std::collections::BTreeSet;
 pub struct Principal {
     pub id: String,
     pub roles: Vec<String>,
+    /// How the principal proved who they are, when a service authenticated them (`token
+    /// t-…`, `oidc ISSUER`): recorded with what they start, decide and override.
+    pub authenticated: Option<String>,
+}
+
+impl Principal {
+    pub fn new(id: impl Into<String>, roles: Vec<String>) -> Principal {
+        Principal { id: id.into(), roles, authenticated: None }
+    }
 }
 
 /// Who may be named in a run's inputs: the ids of the deployment's principals.

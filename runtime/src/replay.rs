@@ -416,7 +416,9 @@ pub(crate) fn decide_again(
         basis: d.basis.clone(),
         edits,
     };
-    Some(match event {
+    // How the principal was authenticated is taken as recorded: it came from outside.
+    let authenticated = event.authenticated();
+    let again = match event {
         Event::GateDecided { node, decision } | Event::ApprovalDecided { node, decision } => {
             decision::decide(analysis, state, node, &decision.principal, &decision.roles, &input(decision, Vec::new()))
         }
@@ -435,7 +437,11 @@ pub(crate) fn decide_again(
         )
         .map(|event| vec![event]),
         _ => return None,
-    })
+    };
+    Some(again.map(|mut events| {
+        events.iter_mut().for_each(|e| e.set_authenticated(authenticated));
+        events
+    }))
 }
 
 /// Replays a run's recorded `events` (from its `started` event) against its plan `an`.

@@ -372,7 +372,7 @@ fn a_plan_without_native_code_runs_on_the_interpreter_and_says_why() {
     use crate::{Engine, Principal, Runtime, StartOptions, Status};
 
     let bytes = include_bytes!("../benches/rules.plan.json");
-    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+    let who = Principal::new("carl".to_owned(), vec!["clerk".to_owned()]);
     let app = json!({
         "id": "A1", "applicant": "ana", "amount": "1000.00 USD", "income": "80000.00 USD", "score": 750,
         "segment": "retail", "existing_debt": "0.00 USD", "age_days": 400, "defaults": 0, "verified": true
@@ -434,13 +434,13 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     let plan = flow_ir::load(include_bytes!("../benches/rules.plan.json")).unwrap();
     let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
     let analysis = runtime.install(plan).unwrap();
-    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
+    let who = Principal::new("carl".to_owned(), vec!["clerk".to_owned()]);
     let app = json!({
         "id": "A1", "applicant": "ana", "amount": "90000.00 USD", "income": "80000.00 USD", "score": 650,
         "segment": "retail", "existing_debt": "0.00 USD", "age_days": 30, "defaults": 0, "verified": true
     });
     let view = runtime.start(&analysis, &who, &[("app".to_owned(), app)], &StartOptions::default()).unwrap();
-    let manager = Principal { id: "max".to_owned(), roles: vec!["manager".to_owned()] };
+    let manager = Principal::new("max".to_owned(), vec!["manager".to_owned()]);
     let approve =
         crate::DecisionInput { outcome: "approve".to_owned(), reason: Some("ok".to_owned()), ..Default::default() };
     runtime.decide(&view.run, "sign", &manager, &approve).unwrap();
@@ -505,8 +505,8 @@ fn a_new_plan_brings_its_defaults_but_keeps_params_a_run_was_given() {
     let runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).unwrap()));
     let analysis = runtime.install(plan).unwrap();
     let candidate = runtime.install(candidate).unwrap();
-    let who = Principal { id: "carl".to_owned(), roles: vec!["clerk".to_owned()] };
-    let auditor = Principal { id: "aud".to_owned(), roles: vec!["auditor".to_owned()] };
+    let who = Principal::new("carl".to_owned(), vec!["clerk".to_owned()]);
+    let auditor = Principal::new("aud".to_owned(), vec!["auditor".to_owned()]);
     let app = json!({
         "id": "A1", "applicant": "ana", "amount": "90000.00 USD", "income": "80000.00 USD", "score": 650,
         "segment": "retail", "existing_debt": "0.00 USD", "age_days": 400, "defaults": 0, "verified": true

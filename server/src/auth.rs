@@ -375,10 +375,9 @@ impl Auth {
             let tokens = tokens.get().map_err(unavailable)?;
             let entry = tokens.check(token).map_err(Unauthenticated::Rejected)?;
             let roles = known(&entry.principal)?;
-            return Ok(Caller {
-                principal: Principal { id: entry.principal.clone(), roles },
-                method: format!("token {}", entry.id),
-            });
+            let method = format!("token {}", entry.id);
+            let principal = Principal { id: entry.principal.clone(), roles, authenticated: Some(method.clone()) };
+            return Ok(Caller { principal, method });
         }
         let Some(oidc) = &self.oidc else {
             return Err(Unauthenticated::Rejected("the token is not an API token of this deployment".to_owned()));
@@ -388,7 +387,8 @@ impl Auth {
             Some(roles) => roles,
             None => known(&id)?,
         };
-        Ok(Caller { principal: Principal { id, roles }, method: format!("oidc {}", oidc.issuer) })
+        let method = format!("oidc {}", oidc.issuer);
+        Ok(Caller { principal: Principal { id, roles, authenticated: Some(method.clone()) }, method })
     }
 }
 

@@ -297,14 +297,14 @@ fn execute(
     // A test's run is started by a principal holding every role, who may choose its clock
     // and name anyone in its inputs (`Runtime::set_testing`).
     let starter =
-        Principal { id: "flow-test".to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() };
+        Principal::new("flow-test".to_owned(), body.roles.iter().map(|r| r.name.to_string()).collect());
     let options = StartOptions { clock: Some(clock), params };
     let mut view = match runtime.start(&analysis, &starter, &given, &options) {
         Ok(view) => view,
         Err(error) => return outcome.failures.push(format!("the run does not start: {error}")),
     };
     for decision in &test.decisions {
-        let who = Principal { id: decision.principal.clone(), roles: decision.roles.clone() };
+        let who = Principal::new(decision.principal.clone(), decision.roles.clone());
         let waiting = match &decision.overrides {
             Some(_) => view.status == Status::Blocked && view.summary.contains(&format!("`{}`", decision.step)),
             None => view.pending.iter().any(|(step, _, _)| *step == decision.step),

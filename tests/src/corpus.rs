@@ -413,7 +413,7 @@ fn run_transcript(
             for entry in list.split(';') {
                 let (id, roles) = entry.split_once('=').ok_or("write `principals: id = role, role; …`")?;
                 let roles = roles.split(',').map(|r| r.trim().to_owned()).collect();
-                principals.push(Principal { id: id.trim().to_owned(), roles });
+                principals.push(Principal::new(id.trim().to_owned(), roles));
             }
         } else if let Some(rest) = step.strip_prefix("model ").or_else(|| step.strip_prefix("system ")) {
             let (name, answer) = rest.split_once(": ").ok_or("write `model NAME: JSON|fails`")?;

@@ -117,7 +117,7 @@ fn what_if(
 }
 
 pub(crate) fn principal(id: &str, roles: &[&str]) -> Principal {
-    Principal { id: id.to_owned(), roles: roles.iter().map(|r| r.to_string()).collect() }
+    Principal::new(id.to_owned(), roles.iter().map(|r| r.to_string()).collect())
 }
 
 /// The events of a stored run.

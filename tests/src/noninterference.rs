@@ -127,7 +127,7 @@ fn labelled_texts_never_reach_who_may_not_see_them() {
             .filter(|g| matches!(g.kind, GrantKind::ReadEvidence | GrantKind::Replay))
             .flat_map(|g| g.roles.iter().map(|r| r.to_string()))
             .collect();
-        let reader = Principal { id: "reader".to_owned(), roles: readers };
+        let reader = Principal::new("reader".to_owned(), readers);
         let views = analysis.views(&reader.roles);
         let inputs: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();

@@ -192,7 +192,7 @@ pub(crate) fn with_trigger(plan: flow_ir::VerifiedPlan) -> flow_ir::VerifiedPlan
 
 /// A principal holding every role of the plan.
 pub(crate) fn everyone(body: &PlanBody, id: &str) -> Principal {
-    Principal { id: id.to_owned(), roles: body.roles.iter().map(|r| r.name.to_string()).collect() }
+    Principal::new(id.to_owned(), body.roles.iter().map(|r| r.name.to_string()).collect())
 }
 
 /// Runs every plan on 60 random cases with `engine`, deciding whatever waits at random:
@@ -489,7 +489,7 @@ flow both {
     let meeting = Arc::new(Rendezvous(Arc::default()));
     runtime.register_provider("command", meeting);
     let analysis = runtime.install(plan).expect("installs");
-    let who = Principal { id: "c".to_owned(), roles: vec!["clerk".to_owned()] };
+    let who = Principal::new("c".to_owned(), vec!["clerk".to_owned()]);
     let view = runtime.start(&analysis, &who, &[("n".to_owned(), json!(7))], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed);
     assert_eq!(view.outputs["out"], json!({"a": 7, "b": 7, "degraded": false}));

@@ -313,7 +313,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
     for (open, age, version) in &stores {
         let current = {
             let (runtime, analysis) = reviewed(open());
-            let clerk = flow_runtime::Principal { id: "cleo".into(), roles: vec!["clerk".into()] };
+            let clerk = flow_runtime::Principal::new("cleo", vec!["clerk".into()]);
             for id in ["M1", "M2"] {
                 let inputs = [("request".to_owned(), serde_json::json!({"id": id}))];
                 runtime.start(&analysis, &clerk, &inputs, &flow_runtime::StartOptions::default()).expect("starts");
@@ -327,7 +327,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
         let audit = runtime.audit(None).expect("audits");
         assert!(audit.problems.is_empty() && audit.runs == 2, "{:?}", audit.problems);
         let waiting = runtime.store().waiting().expect("lists");
-        let clerk = flow_runtime::Principal { id: "cleo".into(), roles: vec!["clerk".into()] };
+        let clerk = flow_runtime::Principal::new("cleo", vec!["clerk".into()]);
         let input = flow_runtime::DecisionInput {
             outcome: "approve".into(),
             reason: Some("ok".into()),

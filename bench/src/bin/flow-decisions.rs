@@ -48,8 +48,8 @@ fn probe(store: &str, plan: &str, count: usize, pause: Duration) -> Result<serde
     let bytes = std::fs::read(plan).map_err(|e| format!("cannot read `{plan}`: {e}"))?;
     let plan = flow_ir::load(&bytes).map_err(|e| format!("`{plan}` is not a plan: {e}"))?;
     let analysis: Arc<_> = runtime.install(plan).map_err(|e| e.to_string())?;
-    let clerk = Principal { id: "carl".into(), roles: vec!["clerk".into()] };
-    let manager = Principal { id: "max".into(), roles: vec!["manager".into()] };
+    let clerk = Principal::new("carl", vec!["clerk".into()]);
+    let manager = Principal::new("max", vec!["manager".into()]);
     let mut runs = Vec::with_capacity(count);
     for i in 0..count {
         let inputs = [("request".to_owned(), serde_json::json!({"id": format!("P{i}")}))];

@@ -435,6 +435,17 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     let bundle = api.get(&format!("/v1/runs/{run}/evidence"), &aud);
     assert_status(&bundle, 200, "evidence");
     assert!(bundle.text().contains("\"refused\""), "the refused decision is in the evidence");
+    // How each principal proved who they were is recorded with what they did.
+    let events = bundle.json()["events"].clone();
+    let how = |kind: &str| -> Vec<String> {
+        let of_kind = events.as_array().unwrap().iter().map(|e| &e["event"]).filter(|e| e["event"] == kind);
+        of_kind.map(|e| e.get("decision").unwrap_or(e)["authenticated"].as_str().unwrap_or("none").to_owned()).collect()
+    };
+    let me_as = |who: &str| api.get("/v1/me", who).json()["authenticated_by"].as_str().unwrap().to_owned();
+    assert_eq!(how("started"), [me_as(&carl)]);
+    assert_eq!(how("review_decided").len(), 1);
+    assert!([me_as(&mia), me_as(&max)].contains(&how("review_decided")[0]));
+    assert_eq!(how("approval_decided"), [me_as(&mia), me_as(&max)]);
     let verify = |bytes: &[u8]| {
         api.call("POST", "/v1/evidence/verify", Some(&carl), Some(("application/json", bytes)), &[]).json()
     };

@@ -59,7 +59,7 @@ impl ActionHandler for Erp {
 }
 
 fn principal(id: &str, roles: &[&str]) -> Principal {
-    Principal { id: id.to_owned(), roles: roles.iter().map(|r| (*r).to_owned()).collect() }
+    Principal::new(id.to_owned(), roles.iter().map(|r| (*r).to_owned()).collect())
 }
 
 /// What the example did, for its test.

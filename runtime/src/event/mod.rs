@@ -111,6 +111,9 @@ pub struct Decision {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub basis: Option<String>,
+    /// How the principal proved who they are, when a service authenticated them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub authenticated: Option<String>,
 }
 
 /// The first event of every run.
@@ -122,6 +125,9 @@ pub struct Started<V> {
     pub flow_version: SmolStr,
     pub principal: String,
     pub roles: Vec<String>,
+    /// How the principal proved who they are, when a service authenticated them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub authenticated: Option<String>,
     /// The run's clock: what `now()` reads, for the whole run and its replays.
     pub clock: flow_ir::expr::Timestamp,
     /// Whether whoever started the run chose its clock (the `set clock` grant, or a test),
@@ -331,6 +337,28 @@ pub enum Slot<'a> {
 }
 
 impl<V> Event<V> {
+    /// Records on a decision or override how its principal was authenticated.
+    pub fn set_authenticated(&mut self, how: Option<&str>) {
+        if let Event::ReviewDecided { decision, .. }
+        | Event::GateDecided { decision, .. }
+        | Event::ApprovalDecided { decision, .. }
+        | Event::GateOverridden { decision, .. } = self
+        {
+            decision.authenticated = how.map(str::to_owned);
+        }
+    }
+
+    /// How the principal of a decision or override was authenticated, as recorded.
+    pub fn authenticated(&self) -> Option<&str> {
+        match self {
+            Event::ReviewDecided { decision, .. }
+            | Event::GateDecided { decision, .. }
+            | Event::ApprovalDecided { decision, .. }
+            | Event::GateOverridden { decision, .. } => decision.authenticated.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The node the event is about, if any.
     pub fn node(&self) -> Option<&SmolStr> {
         match self {
@@ -386,6 +414,7 @@ impl<V> Event<V> {
                     flow_version: s.flow_version,
                     principal: s.principal,
                     roles: s.roles,
+                    authenticated: s.authenticated,
                     clock: s.clock,
                     clock_chosen: s.clock_chosen,
                     input_digests: s.input_digests,

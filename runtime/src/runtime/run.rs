@@ -230,7 +230,7 @@ impl Runtime {
         (id, defer): (Option<String>, Option<&mut Vec<Prepared>>),
     ) -> Result<RunView> {
         // Whoever it is, refused or not, is recorded under the id the run would name.
-        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
         if !analysis.granted(&who.roles, GrantKind::Trigger, None) {
             let roles = analysis.grantees(GrantKind::Trigger, None);
             let message = format!(
@@ -324,6 +324,7 @@ impl Runtime {
             flow_version: body.flow.version.as_str().into(),
             principal: who.id.clone(),
             roles: who.roles.clone(),
+            authenticated: who.authenticated.clone(),
             clock,
             clock_chosen: options.clock.is_some(),
             inputs: values,
@@ -385,7 +386,7 @@ impl Runtime {
 
     /// Decides a waiting review, soft gate or approval, and continues the run.
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
         let (analysis, loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Settled(format!(
@@ -406,7 +407,7 @@ impl Runtime {
         reason: &str,
         basis: Option<&str>,
     ) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), roles: who.roles.clone() };
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
         let (analysis, loaded) = self.load(run, true)?;
         let mut overridden =
             decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
@@ -433,7 +434,8 @@ impl Runtime {
     ) -> Result<RunView> {
         match caused {
             Ok(events) => {
-                for event in events {
+                for mut event in events {
+                    event.set_authenticated(who.authenticated.as_deref());
                     loaded.record(analysis, event);
                 }
                 self.advance(analysis, &mut loaded)?;
