@@ -296,8 +296,7 @@ fn execute(
     // about who may start it.
     // A test's run is started by a principal holding every role, who may choose its clock
     // and name anyone in its inputs (`Runtime::set_testing`).
-    let starter =
-        Principal::new("flow-test".to_owned(), body.roles.iter().map(|r| r.name.to_string()).collect());
+    let starter = Principal::new("flow-test".to_owned(), body.roles.iter().map(|r| r.name.to_string()).collect());
     let options = StartOptions { clock: Some(clock), params };
     let mut view = match runtime.start(&analysis, &starter, &given, &options) {
         Ok(view) => view,

@@ -506,3 +506,73 @@ fn the_api_on_every_store() {
     }
     contract.assert_complete();
 }
+
+/// A JWT signed by `key` (Ed25519, or no signature at all for `alg: none`).
+fn jwt(header: &Json, claims: &Json, key: Option<&ed25519_dalek::SigningKey>) -> String {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signed = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let signature = key.map(|k| b64(&k.sign(signed.as_bytes()).to_bytes())).unwrap_or_default();
+    format!("{signed}.{signature}")
+}
+
+/// Bearer JWTs of the configured OpenID Connect issuer: accepted when the issuer's key
+/// signed them for this audience and they have not expired; refused otherwise, whatever
+/// their header claims (`alg: none`, a symmetric algorithm, another key).
+#[test]
+fn tokens_of_an_openid_connect_issuer() {
+    use base64::Engine;
+    let contract = Contract::load();
+    let dir = deployment_on("oidc", None);
+    let issuer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let intruder = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(issuer.verifying_key().to_bytes());
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA", "use": "sig"}]});
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config.push_str(
+        "\n[serve.oidc]\nissuer = \"https://id.example.test\"\naudience = \"flow-api\"\njwks = \"jwks.json\"\n",
+    );
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"});
+    let claims = json!({"iss": "https://id.example.test", "aud": "flow-api", "sub": "mia", "exp": now + 600});
+    let with = |change: &dyn Fn(&mut Json)| {
+        let mut changed = claims.clone();
+        change(&mut changed);
+        changed
+    };
+    let me = |token: &str| api.call("GET", "/v1/me", Some(token), None, &[]);
+    let good = me(&jwt(&header, &claims, Some(&issuer)));
+    assert_status(&good, 200, "a token of the issuer");
+    assert_eq!(good.json()["authenticated_by"], "oidc https://id.example.test");
+    assert_eq!(good.json()["roles"], json!(["manager"]), "roles from the principals file");
+
+    let refused: [(&str, String); 9] = [
+        ("expired", jwt(&header, &with(&|c| c["exp"] = json!(now - 3600)), Some(&issuer))),
+        ("without expiry", jwt(&header, &with(&|c| drop(c.as_object_mut().unwrap().remove("exp"))), Some(&issuer))),
+        ("for another audience", jwt(&header, &with(&|c| c["aud"] = json!("other-api")), Some(&issuer))),
+        ("of another issuer", jwt(&header, &with(&|c| c["iss"] = json!("https://evil.test")), Some(&issuer))),
+        ("signed by another key", jwt(&header, &claims, Some(&intruder))),
+        ("unsigned (alg none)", jwt(&json!({"alg": "none", "typ": "JWT"}), &claims, None)),
+        ("of a symmetric algorithm", jwt(&json!({"alg": "HS256", "kid": "k1"}), &claims, Some(&issuer))),
+        ("of an unknown key", jwt(&json!({"alg": "EdDSA", "kid": "k2"}), &claims, Some(&issuer))),
+        ("for someone the deployment does not know", jwt(&header, &with(&|c| c["sub"] = json!("zed")), Some(&issuer))),
+    ];
+    for (what, token) in refused {
+        let reply = me(&token);
+        assert_eq!(reply.status, 401, "a token {what} is refused: {}", reply.text());
+    }
+    // A changed claim breaks the signature.
+    let token = jwt(&header, &claims, Some(&issuer));
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let claims_as_max = with(&|c| c["sub"] = json!("max"));
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims_as_max.to_string());
+    assert_status(&me(&parts.join(".")), 401, "a token whose claims were changed");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
