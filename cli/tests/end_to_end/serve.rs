@@ -576,3 +576,27 @@ fn tokens_of_an_openid_connect_issuer() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// `examples/serve-demo.sh`, the newcomer's one command: a server on the examples, driven
+/// by the Python and the curl clients through a run each, evidence verified.
+#[test]
+fn the_serve_demo_runs_both_clients() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve-demo.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    for line in [
+        "python: fin decided spend: the run is completed",
+        "curl: fin decided spend: the run is completed",
+        "curl: evidence of",
+    ] {
+        assert!(said.contains(line), "`{line}` missing: {said}");
+    }
+    assert!(said.contains("python: evidence of") && said.contains("verified: 22 events"), "{said}");
+    assert!(said.contains("requests and stopped"), "{said}");
+}
