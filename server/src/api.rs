@@ -80,10 +80,22 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn body_bytes(request: Request, service: &Arc<Service>) -> Result<Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the body is larger than {} bytes", service.options.max_body),
+        )
+    };
+    // A body announced larger than the limit is refused before a byte of it is read.
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > service.options.max_body as u64) {
+        return Err(too_large());
+    }
     Bytes::from_request(request, service).await.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(status, "too-large", format!("the body is larger than {} bytes", service.options.max_body))
+            too_large()
         } else {
             Problem::new(status, "bad-body", rejection.body_text())
         }

@@ -188,6 +188,8 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)
     // The service is dropped here, outside the asynchronous runtime: a store may block as it
     // closes (PostgreSQL's client runs a runtime of its own).
     let kept = service.clone();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resumer = resume_interrupted(service.clone(), stopping.clone());
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -196,9 +198,41 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)
         axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
         anyhow::Ok(())
     });
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = resumer.join();
     drop(runtime);
     drop(kept);
     served
+}
+
+/// Resumes, every lease, the runs that a process which died left interrupted (its lease ran
+/// out), as workers do: a server that crashed mid-run leaves no run `running` for good,
+/// whichever server or worker is up.
+fn resume_interrupted(
+    service: Arc<Service>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let every = service.runtime.lease();
+        let tick = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            waited += tick;
+            if waited < every {
+                continue;
+            }
+            waited = Duration::ZERO;
+            match service.runtime.resume_interrupted() {
+                Ok(resumed) => {
+                    for run in resumed {
+                        tracing::info!(target: "flow::runs", run, "resumed a run interrupted while it executed");
+                    }
+                }
+                Err(error) => tracing::warn!(target: "flow::runs", %error, "could not resume interrupted runs"),
+            }
+        }
+    })
 }
 
 async fn stop_asked() {

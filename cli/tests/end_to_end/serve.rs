@@ -189,12 +189,19 @@ struct Api<'a> {
     base: String,
     contract: &'a Contract,
     agent: ureq::Agent,
+    /// The server's log, shown when a request gets no answer.
+    log: Arc<Mutex<String>>,
 }
 
 impl Api<'_> {
     fn new<'a>(server: &Server, contract: &'a Contract) -> Api<'a> {
         let config = ureq::Agent::config_builder().http_status_as_error(false).build();
-        Api { base: server.base.clone(), contract, agent: ureq::Agent::new_with_config(config) }
+        Api {
+            base: server.base.clone(),
+            contract,
+            agent: ureq::Agent::new_with_config(config),
+            log: server.log.clone(),
+        }
     }
 
     fn call(
@@ -216,7 +223,9 @@ impl Api<'_> {
             request = request.header(*name, *value);
         }
         let request = request.body(body.map(|(_, bytes)| bytes.to_vec()).unwrap_or_default()).unwrap();
-        let mut response = self.agent.run(request).unwrap();
+        let mut response = self.agent.run(request).unwrap_or_else(|e| {
+            panic!("{method} {path}: no answer ({e}); the server said:\n{}", self.log.lock().unwrap())
+        });
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let (content_type, location) = (header("content-type").unwrap_or_default(), header("location"));
         let body = response.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
@@ -227,6 +236,33 @@ impl Api<'_> {
         } else {
             assert_eq!((reply.status, reply.content_type.as_str()), (404, "application/problem+json"), "{path}");
         }
+        reply
+    }
+
+    /// A POST that announces a body of `length` bytes and sends none: the server must answer
+    /// at once rather than read what it will not take. (A client sending it whole may find
+    /// the connection closed before it reads the answer.)
+    fn announce_large_body(&self, path: &str, token: &str, length: usize) -> Reply {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no answer: {text}"));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+            .unwrap_or_default();
+        let reply = Reply { status, content_type, location: None, body: body.as_bytes().to_vec() };
+        self.contract.check("POST", path, &reply);
         reply
     }
 
@@ -365,8 +401,7 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
         "bad JSON",
     );
     assert_status(&api.call("POST", "/v1/runs", Some(&carl), Some(("text/plain", b"{}")), &[]), 415, "not JSON");
-    let huge = vec![b' '; 70_000];
-    assert_status(&api.call("POST", "/v1/runs", Some(&carl), Some(("application/json", &huge)), &[]), 413, "too large");
+    assert_status(&api.announce_large_body("/v1/runs", &carl, 70_000), 413, "too large");
     assert_status(&send(&carl, &body, &[("Idempotency-Key", "")]), 400, "an empty key");
 
     // Reading runs, redacted for the reader.
@@ -381,9 +416,9 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
         runs["runs"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap().to_owned()).collect()
     };
     assert!(listed("?flow=loan", &carl).contains(&run));
-    assert_eq!(listed("?status=pending", &carl), [run.clone()]);
+    assert_eq!(listed("?status=pending", &carl), std::slice::from_ref(&run));
     assert_eq!(listed("?flow=other", &carl), Vec::<String>::new());
-    assert_eq!(listed("?waiting_for_me=true", &mia), [run.clone()]);
+    assert_eq!(listed("?waiting_for_me=true", &mia), std::slice::from_ref(&run));
     assert_eq!(listed("?waiting_for_me=true&since=2000-01-01&until=2999-01-01&limit=5", &carl), Vec::<String>::new());
     assert_status(&api.get("/v1/runs?status=lost", &carl), 400, "an unknown status");
     assert!(api.get(&format!("/v1/runs/{run}/narrative"), &carl).text().contains(&run));
@@ -599,4 +634,202 @@ fn the_serve_demo_runs_both_clients() {
     }
     assert!(said.contains("python: evidence of") && said.contains("verified: 22 events"), "{said}");
     assert!(said.contains("requests and stopped"), "{said}");
+}
+
+/// A deployment for the API, with the steward allowed to install plans, its plan installed
+/// through `api`, and API tokens; returns the plan's hash.
+fn serving(
+    name: &str,
+    postgres: Option<&str>,
+) -> (std::path::PathBuf, std::collections::BTreeMap<String, (String, String)>) {
+    let dir = deployment_on(name, postgres);
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config.push_str("\n[serve]\ndeployers = [\"officer\"]\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let tokens = tokens(&dir, &["carl", "mia", "max", "olga"]);
+    (dir, tokens)
+}
+
+fn install(api: &Api<'_>, dir: &Path, olga: &str) -> String {
+    let source = std::fs::read(dir.join("loan.flow")).unwrap();
+    let installed = api.call("POST", "/v1/plans", Some(olga), Some(("text/plain", &source)), &[]);
+    installed.json()["plan"].as_str().unwrap().to_owned()
+}
+
+/// Two servers on one PostgreSQL database take decisions and idempotent starts for the same
+/// runs: one start per key whichever server takes it, one decision per step.
+#[test]
+fn two_servers_on_one_postgres_share_the_runs() {
+    let Some(url) = stores("two_servers").into_iter().flatten().next() else {
+        eprintln!("skipped: no PostgreSQL server for the tests (initdb not installed, FLOW_TEST_POSTGRES not set)");
+        return;
+    };
+    let contract = Contract::load();
+    let (dir, tokens) = serving("two_servers", Some(&url));
+    let token = |who: &str| tokens[who].1.clone();
+    let (one, two) = (Server::start(&dir), Server::start(&dir));
+    let (a, b) = (Api::new(&one, &contract), Api::new(&two, &contract));
+    let plan = install(&a, &dir, &token("olga"));
+    for round in 0..5 {
+        // The same start sent to both servers at once: one run.
+        let body =
+            json!({"plan": plan, "clock": AT, "inputs": {"request": request(&format!("T{round}"), "2000", "carl")}});
+        let key = format!("twice-{round}");
+        let starts: Vec<Reply> = std::thread::scope(|scope| {
+            let sent: Vec<_> = [&a, &b]
+                .into_iter()
+                .map(|api| {
+                    let (body, key, carl) = (&body, &key, token("carl"));
+                    scope.spawn(move || {
+                        api.call(
+                            "POST",
+                            "/v1/runs",
+                            Some(&carl),
+                            Some(("application/json", body.to_string().as_bytes())),
+                            &[("Idempotency-Key", key)],
+                        )
+                    })
+                })
+                .collect();
+            sent.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let runs: BTreeSet<String> = starts.iter().map(|r| r.json()["run"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(runs.len(), 1, "one run for one key: {:?}", starts.iter().map(Reply::text).collect::<Vec<_>>());
+        let mut statuses: Vec<u16> = starts.iter().map(|r| r.status).collect();
+        statuses.sort();
+        assert_eq!(statuses, [200, 201]);
+        let run = runs.into_iter().next().unwrap();
+        // The same review decided through both servers at once: one decision.
+        let decided: Vec<u16> = std::thread::scope(|scope| {
+            let sent: Vec<_> = [(&a, "mia"), (&b, "max")]
+                .into_iter()
+                .map(|(api, who)| {
+                    let (run, who) = (&run, token(who));
+                    scope.spawn(move || {
+                        let path = format!("/v1/runs/{run}/steps/check/decision");
+                        let reply = api.post(&path, &who, &json!({"outcome": "approve", "reason": "ok"}));
+                        assert!(reply.status == 200 || reply.status == 409, "{}", reply.text());
+                        reply.status
+                    })
+                })
+                .collect();
+            sent.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let mut decided = decided;
+        decided.sort();
+        assert_eq!(decided, [200, 409], "round {round}");
+        // Each server sees what the other did.
+        assert_eq!(b.get(&format!("/v1/runs/{run}"), &token("carl")).json()["pending"][0]["step"], "sign");
+        assert_eq!(a.get(&format!("/v1/runs/{run}"), &token("carl")).json()["pending"][0]["step"], "sign");
+    }
+    for server in [one, two] {
+        assert!(server.stop().0.success());
+    }
+}
+
+/// A server killed (`kill -9`) in the middle of a burst of starts loses none it
+/// acknowledged: after a restart every acknowledged run is there and ends as it would have;
+/// the starts that got no answer, sent again with their keys, start no second run; the
+/// ledger booked each request once.
+#[test]
+fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
+    let contract = Contract::load();
+    for postgres in stores("burst") {
+        let (dir, tokens) = serving("burst", postgres.as_deref());
+        let carl = tokens["carl"].1.clone();
+        let mut server = Server::start(&dir);
+        let plan = install(&Api::new(&server, &contract), &dir, &tokens["olga"].1);
+        let body = |key: &str| json!({"plan": plan, "clock": AT, "inputs": {"request": request(key, "20", "carl")}});
+        let start = |api: &Api<'_>, key: &str| -> Option<Reply> {
+            // A connection cut by the kill is no answer (ureq's error), not a test failure.
+            let url = format!("{}/v1/runs", api.base);
+            let response = api
+                .agent
+                .post(&url)
+                .header("Authorization", &format!("Bearer {carl}"))
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", key)
+                .send(body(key).to_string().as_bytes());
+            let mut response = response.ok()?;
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_vec().ok()?;
+            Some(Reply { status, content_type: "application/json".into(), location: None, body: text })
+        };
+        let (acknowledged, unanswered) = {
+            let api = Api::new(&server, &contract);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let results: Vec<(String, Option<Reply>)> = std::thread::scope(|scope| {
+                let senders: Vec<_> = (0..4)
+                    .map(|thread| {
+                        let (api, stop, start) = (&api, &stop, &start);
+                        scope.spawn(move || {
+                            let mut out = Vec::new();
+                            for i in 0.. {
+                                let key = format!("B{thread}x{i}");
+                                let reply = start(api, &key);
+                                let died = reply.is_none();
+                                out.push((key, reply));
+                                if died || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                    break;
+                                }
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_millis(2500));
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                senders.into_iter().flat_map(|s| s.join().unwrap()).collect()
+            });
+            let mut acknowledged = Vec::new();
+            let mut unanswered = Vec::new();
+            for (key, reply) in results {
+                match reply {
+                    Some(reply) if reply.status == 201 || reply.status == 200 => {
+                        acknowledged.push((key, reply.json()["run"].as_str().unwrap().to_owned()))
+                    }
+                    Some(reply) => panic!("a start answered {}: {}", reply.status, reply.text()),
+                    None => unanswered.push(key),
+                }
+            }
+            (acknowledged, unanswered)
+        };
+        assert!(acknowledged.len() >= 4, "the burst got answers before the kill: {}", acknowledged.len());
+        drop(server);
+
+        server = Server::start(&dir);
+        let api = Api::new(&server, &contract);
+        for key in &unanswered {
+            let reply = start(&api, key).expect("the restarted server answers");
+            assert!(reply.status == 201 || reply.status == 200, "{}", reply.text());
+        }
+        // Every acknowledged run is there and completes (a run the kill interrupted is
+        // resumed once its lease has run out).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for (key, run) in &acknowledged {
+            loop {
+                let view = api.get(&format!("/v1/runs/{run}"), &carl);
+                assert_status(&view, 200, key);
+                if view.json()["status"] == "completed" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "run {run} of {key} did not complete: {}", view.text());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let runs = api.get("/v1/runs?limit=1000", &carl).json();
+        let keys = acknowledged.len() + unanswered.len();
+        assert_eq!(runs["runs"].as_array().unwrap().len(), keys, "one run per key, none lost, none twice");
+        let effects = std::fs::read_to_string(dir.join("effects.log")).unwrap_or_default();
+        let booked: Vec<&str> =
+            effects.lines().map(|l| l.split(' ').next().unwrap().trim_start_matches("booking/")).collect();
+        let distinct: BTreeSet<&&str> = booked.iter().collect();
+        assert_eq!(distinct.len(), booked.len(), "a request booked twice: {effects}");
+        for (key, _) in &acknowledged {
+            assert!(distinct.contains(&key.as_str()), "{key} acknowledged and not booked");
+        }
+        assert!(server.stop().0.success());
+    }
 }

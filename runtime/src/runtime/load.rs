@@ -46,10 +46,11 @@ impl Runtime {
 
     pub(super) fn load_record(
         &self,
-        record: RunRecord,
+        mut record: RunRecord,
         change: bool,
     ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
-        let run = record.id.as_str();
+        let run = record.id.clone();
+        let run = run.as_str();
         // A run that executes is changed only by whoever holds its lease: taken over here
         // when the process that held it stopped renewing it.
         if change && record.status == Status::Running {
@@ -68,7 +69,20 @@ impl Runtime {
             }
         }
         let analysis = self.plan(&record.plan)?;
-        let events = self.store.events(run)?;
+        let mut events = self.store.events(run)?;
+        // Another process may append between the reads of the record and of the events (each
+        // commit writes both at once): the record is read again until it covers the events
+        // read; events beyond it after that are the store's fault, and refused below.
+        for _ in 0..8 {
+            if events.len() as u64 <= record.seq {
+                break;
+            }
+            match self.store.run(run)? {
+                Some(newer) if newer.seq > record.seq => record = newer,
+                _ => break,
+            }
+            events = self.store.events(run)?;
+        }
         let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
         let decoded = self.verified(&analysis, &record, events)?;
         self.believed(&record, &decoded, &first_at)?;

@@ -96,6 +96,11 @@ impl Runtime {
         self.leases.ttl = lease.max(std::time::Duration::from_millis(30));
     }
 
+    /// How long this runtime's leases last unless renewed.
+    pub fn lease(&self) -> std::time::Duration {
+        self.leases.ttl
+    }
+
     /// Makes this a runtime for tests (`flowc test`): runs may choose their clock and name
     /// principals other than the starter without the `set clock` and `trigger on behalf`
     /// grants. Never for a deployment.

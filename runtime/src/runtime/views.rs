@@ -137,8 +137,17 @@ impl Runtime {
 
     pub(super) fn bundle(&self, analysis: &Analysis, run: &str, who: &Principal) -> Result<Json> {
         let views = analysis.views(&who.roles);
-        let events = self.redacted_events(run, &views)?;
-        let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}`")))?;
+        // The record (head, signature, place in the log) and the events must be of one
+        // moment: read again when another process appended between the two reads.
+        let mut attempts = 0;
+        let (events, record) = loop {
+            let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}`")))?;
+            let events = self.redacted_events(run, &views)?;
+            attempts += 1;
+            if events.len() as u64 == record.seq || attempts == 8 {
+                break (events, record);
+            }
+        };
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
         let plan: Json = serde_json::from_slice(&plan_bytes)
             .map_err(|e| Error::Tampered(format!("the stored plan is not JSON: {e}")))?;
