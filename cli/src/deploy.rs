@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub timeout: Option<String>,
     /// An OpenID Connect issuer whose JWTs are accepted as bearer tokens.
     pub oidc: Option<OidcConfig>,
+    /// TLS: the server's certificate chain and private key (PEM files, relative to
+    /// `flow.toml`); plain HTTP without them.
+    pub tls_certificate: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]

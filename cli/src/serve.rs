@@ -54,14 +54,19 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
         deployers: config.deployers.clone(),
         max_body: config.max_body.unwrap_or(1 << 20),
         timeout: duration(config.timeout.as_deref(), 30, "`[serve] timeout`")?,
+        tls: match (&config.tls_certificate, &config.tls_key) {
+            (Some(certificate), Some(key)) => Some((serving.dir.join(certificate), serving.dir.join(key))),
+            (None, None) => None,
+            _ => bail!("`[serve]`: TLS needs both `tls_certificate` and `tls_key`"),
+        },
     };
     let runtime = crate::runs::open(deployment)?;
     let service = Arc::new(Service::new(runtime, auth, options).with_compiler(Box::new(compile)));
     let listen =
         listen.map(str::to_owned).or_else(|| config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     flow_server::init_logs();
-    flow_server::serve(service, &listen, |address| {
-        eprintln!("flowc: serving the API on http://{address}/v1 (store {}); stop with Ctrl-C", deployment.store());
+    flow_server::serve(service, &listen, |url| {
+        eprintln!("flowc: serving the API on {url}/v1 (store {}); stop with Ctrl-C", deployment.store());
     })?;
     eprintln!("flowc: stopped");
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ mod api;
 pub mod auth;
 mod metrics;
 mod problem;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,11 +47,13 @@ pub struct Options {
     /// How long a request may take before it is answered `503` (its work, once begun, is
     /// not undone: a start retried with its `Idempotency-Key` finds the run).
     pub timeout: Duration,
+    /// TLS: the certificate chain and the private key (PEM files); plain HTTP without.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { deployers: Vec::new(), max_body: 1 << 20, timeout: Duration::from_secs(30) }
+        Options { deployers: Vec::new(), max_body: 1 << 20, timeout: Duration::from_secs(30), tls: None }
     }
 }
 
@@ -181,9 +184,13 @@ pub fn init_logs() {
 }
 
 /// Serves `service` on `listen` until the process is asked to stop (SIGINT or SIGTERM);
-/// requests in flight are finished first. `bound` is told the address listened on (the
-/// port chosen, for `:0`).
-pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+/// requests in flight are finished first. `bound` is told the URL served (the port chosen,
+/// for `:0`; `https` with TLS).
+pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) -> anyhow::Result<()> {
+    let tls = match &service.options.tls {
+        Some((certificate, key)) => Some(tls::config(certificate, key)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The service is dropped here, outside the asynchronous runtime: a store may block as it
     // closes (PostgreSQL's client runs a runtime of its own).
@@ -194,8 +201,18 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(SocketAddr)
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
-        bound(listener.local_addr()?);
-        axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+        let address: SocketAddr = listener.local_addr()?;
+        match tls {
+            Some(config) => {
+                bound(format!("https://{address}"));
+                let listener = tls::Listener::new(listener, config)?;
+                axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+            }
+            None => {
+                bound(format!("http://{address}"));
+                axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+            }
+        }
         anyhow::Ok(())
     });
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -131,8 +131,9 @@ impl Server {
         let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("flowc: serving the API on http://") {
-                    let _ = address.send(rest.split('/').next().unwrap_or_default().to_owned());
+                if let Some(rest) = line.strip_prefix("flowc: serving the API on ") {
+                    let url = rest.split("/v1").next().unwrap_or_default().to_owned();
+                    let _ = address.send(url);
                 }
                 kept.lock().unwrap().push_str(&format!("{line}\n"));
             }
@@ -141,7 +142,7 @@ impl Server {
             let _ = child.kill();
             panic!("the server did not start: {}", log.lock().unwrap());
         };
-        Server { child, base: format!("http://{address}"), log }
+        Server { child, base: address, log }
     }
 
     /// Asks the server to stop (SIGTERM), as a supervisor does, and waits for it.
@@ -832,4 +833,53 @@ fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
         }
         assert!(server.stop().0.success());
     }
+}
+
+/// TLS with rustls: a client that trusts the server's certificate gets answers; one that
+/// does not, or that speaks plain HTTP, gets none.
+#[test]
+fn the_api_over_tls() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped: openssl (to make the test's certificate) is not installed");
+        return;
+    }
+    let (dir, tokens) = serving("tls", None);
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config = config.replace("[serve]\n", "[serve]\ntls_certificate = \"cert.pem\"\ntls_key = \"key.pem\"\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start(&dir);
+    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+    let curl = |args: &[&str]| {
+        Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).current_dir(&dir).output().unwrap()
+    };
+    let me = curl(&[
+        "--cacert",
+        "cert.pem",
+        "-H",
+        &format!("Authorization: Bearer {}", tokens["carl"].1),
+        &format!("{}/v1/me", server.base),
+    ]);
+    assert!(me.status.success(), "{}", text(&me));
+    assert_eq!(serde_json::from_slice::<Json>(&me.stdout).unwrap()["principal"], "carl");
+    let untrusted = curl(&[&format!("{}/v1/health", server.base)]);
+    assert!(!untrusted.status.success(), "a client that does not trust the certificate: {}", text(&untrusted));
+    let plain = curl(&[&format!("{}/v1/health", server.base.replace("https://", "http://"))]);
+    assert!(
+        !plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "plain HTTP: {}",
+        text(&plain)
+    );
+    // The server still answers after those: a failed handshake holds up no one.
+    let health = curl(&["--cacert", "cert.pem", &format!("{}/v1/health", server.base)]);
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "{\"status\":\"ok\"}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
 }
