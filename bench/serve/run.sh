@@ -17,7 +17,7 @@ work=$(mktemp -d /tmp/flow-serve-bench.XXXXXX)
 server=
 trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; fi; rm -rf "$work"' EXIT
 cd "$work"
-printf '[principals]\ncarl = ["clerk"]\nmax = ["manager"]\nolga = ["steward"]\n' > flow-principals.toml
+printf '[principals]\ncarl = ["clerk"]\nmax = ["manager"]\nolga = ["steward"]\nana = []\naud = ["auditor"]\n' > flow-principals.toml
 printf '[serve]\ndeployers = ["steward"]\nmax_body = 1048576\n' > flow.toml
 "$flowc" build "$root/bench/stores/review.flow" -o review.plan.json >/dev/null
 plan=$root/runtime/benches/rules.plan.json

@@ -131,14 +131,15 @@ impl<T: DeserializeOwned> FromRequest<Arc<Service>> for JsonBody<T> {
 
 /// Runs `work` on a thread that may block (the runtime's calls do), and counts it as
 /// `operation` when one is named.
-async fn blocking<T: Send + 'static>(
+async fn blocking<T>(
     service: &Arc<Service>,
     operation: Option<&'static str>,
     work: impl FnOnce(&Service) -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
-    let shared = service.clone();
-    let done = tokio::task::spawn_blocking(move || work(&shared))
-        .await
+    // On this worker thread, its other tasks handed to another worker meanwhile: a hop to a
+    // thread of the blocking pool and back costs more than most of a request on two cores
+    // (docs/benchmarks.md). A panic is a 500, not a connection dropped without an answer.
+    let done = tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(service))))
         .map_err(|_| Problem::internal("the request's work stopped unexpectedly"))?;
     if let Some(operation) = operation {
         service.metrics.operation(operation, done.as_ref().map_or_else(|p| p.kind, |_| "ok"));
@@ -280,10 +281,7 @@ pub async fn install(
 }
 
 fn plan_of(service: &Service, hash: &str) -> Result<Arc<Analysis>, Problem> {
-    if service.runtime.store().plan(hash).map_err(flow_runtime::Error::from)?.is_none() {
-        return Err(Problem::not_found(format!("no plan {hash}")));
-    }
-    Ok(service.runtime.plan(hash)?)
+    service.runtime.find_plan(hash)?.ok_or_else(|| Problem::not_found(format!("no plan {hash}")))
 }
 
 pub async fn plan(State(service): Shared, Authed(_): Authed, Path(hash): Path<String>) -> Answer {
@@ -369,12 +367,7 @@ pub struct StartRequest {
 fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis>, Problem> {
     let unfit = |m: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no-such-plan", m);
     match (&request.plan, &request.flow) {
-        (Some(hash), None) => {
-            if service.runtime.store().plan(hash).map_err(flow_runtime::Error::from)?.is_none() {
-                return Err(unfit(format!("no plan {hash} is installed")));
-            }
-            Ok(service.runtime.plan(hash)?)
-        }
+        (Some(hash), None) => service.runtime.find_plan(hash)?.ok_or_else(|| unfit(format!("no plan {hash} is installed"))),
         (None, Some(flow)) => {
             let mut candidates: Vec<Arc<Analysis>> = service
                 .runtime

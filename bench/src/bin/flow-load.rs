@@ -100,6 +100,12 @@ fn load(mode: &str, clients: usize, seconds: f64, start: impl Fn(u64) -> bool + 
     })
 }
 
+/// Says what went wrong the first time only: a failing load fails the same way many times.
+fn report_once(what: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("flow-load: {what}"));
+}
+
 fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(1024).build();
     ureq::Agent::new_with_config(config)
@@ -118,11 +124,17 @@ fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Jso
             .send(body.as_bytes());
         match sent {
             Ok(mut response) => {
-                let ok = response.status().as_u16() == 201;
-                let _ = response.body_mut().read_to_vec();
-                ok
+                let status = response.status().as_u16();
+                let body = response.body_mut().read_to_string().unwrap_or_default();
+                if status != 201 {
+                    report_once(&format!("a start answered {status}: {body}"));
+                }
+                status == 201
             }
-            Err(_) => false,
+            Err(error) => {
+                report_once(&format!("a start got no answer: {error}"));
+                false
+            }
         }
     })
 }
@@ -137,7 +149,13 @@ fn in_process(store: &str, plan: &str, clients: usize, seconds: f64) -> Result<J
     Ok(load("in-process", clients, seconds, |n| {
         let Json::Object(given) = inputs(n) else { return false };
         let given: Vec<(String, Json)> = given.into_iter().collect();
-        runtime.start(&analysis, &clerk, &given, &StartOptions::default()).is_ok()
+        match runtime.start(&analysis, &clerk, &given, &StartOptions::default()) {
+            Ok(_) => true,
+            Err(error) => {
+                report_once(&format!("a start failed: {error}"));
+                false
+            }
+        }
     }))
 }
 

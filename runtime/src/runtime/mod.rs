@@ -240,6 +240,18 @@ impl Runtime {
         self.lock_plans().get(hash).cloned()
     }
 
+    /// The plan of this hash if the store keeps it: from this runtime's cache, or from the
+    /// store, verified again.
+    pub fn find_plan(&self, hash: &str) -> Result<Option<Arc<Analysis>>> {
+        if let Some(analysis) = self.cached(hash) {
+            return Ok(Some(analysis));
+        }
+        if self.store.plan(hash)?.is_none() {
+            return Ok(None);
+        }
+        self.plan(hash).map(Some)
+    }
+
     /// The plan of this hash, from the store, verified again.
     pub fn plan(&self, hash: &str) -> Result<Arc<Analysis>> {
         if let Some(analysis) = self.cached(hash) {
