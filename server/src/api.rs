@@ -131,7 +131,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<Service>> for JsonBody<T> {
 
 /// Runs `work` on a thread that may block (the runtime's calls do), and counts it as
 /// `operation` when one is named.
-async fn blocking<T>(
+async fn blocking<T: Send + 'static>(
     service: &Arc<Service>,
     operation: Option<&'static str>,
     work: impl FnOnce(&Service) -> Result<T, Problem> + Send + 'static,
@@ -139,8 +139,15 @@ async fn blocking<T>(
     // On this worker thread, its other tasks handed to another worker meanwhile: a hop to a
     // thread of the blocking pool and back costs more than most of a request on two cores
     // (docs/benchmarks.md). A panic is a 500, not a connection dropped without an answer.
-    let done = tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(service))))
-        .map_err(|_| Problem::internal("the request's work stopped unexpectedly"))?;
+    // An embedder's single-threaded runtime cannot lend its thread: there, the blocking pool.
+    let stopped = || Problem::internal("the request's work stopped unexpectedly");
+    let done = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(service))))
+            .map_err(|_| stopped())?
+    } else {
+        let shared = service.clone();
+        tokio::task::spawn_blocking(move || work(&shared)).await.map_err(|_| stopped())?
+    };
     if let Some(operation) = operation {
         service.metrics.operation(operation, done.as_ref().map_or_else(|p| p.kind, |_| "ok"));
     }
@@ -367,7 +374,9 @@ pub struct StartRequest {
 fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis>, Problem> {
     let unfit = |m: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no-such-plan", m);
     match (&request.plan, &request.flow) {
-        (Some(hash), None) => service.runtime.find_plan(hash)?.ok_or_else(|| unfit(format!("no plan {hash} is installed"))),
+        (Some(hash), None) => {
+            service.runtime.find_plan(hash)?.ok_or_else(|| unfit(format!("no plan {hash} is installed")))
+        }
         (None, Some(flow)) => {
             let mut candidates: Vec<Arc<Analysis>> = service
                 .runtime

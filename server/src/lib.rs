@@ -272,3 +272,29 @@ async fn stop_asked() {
     let _ = interrupt.await;
     tracing::info!(target: "flow::http", "stopping: finishing the requests in flight");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// An embedder may mount the routes in a single-threaded runtime: the work of a request
+    /// goes to the blocking pool there (the worker thread cannot be lent).
+    #[test]
+    fn the_routes_answer_in_a_single_threaded_runtime() {
+        let dir = std::env::temp_dir().join(format!("flow-server-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::write(dir.join("principals.toml"), "[principals]\ncarl = [\"clerk\"]\n").expect("written");
+        let store = flow_runtime::store::SqliteStore::open(&dir.join("runs.db")).expect("a store");
+        let auth = Auth::new(&dir.join("principals.toml")).expect("principals");
+        let service = Arc::new(Service::new(Runtime::new(Box::new(store)), auth, Options::default()));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let status = runtime.block_on(async {
+            let request = axum::http::Request::get("/v1/ready").body(axum::body::Body::empty()).expect("a request");
+            router(service.clone()).oneshot(request).await.expect("an answer").status()
+        });
+        drop(runtime);
+        assert_eq!(status, axum::http::StatusCode::OK);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["http", url, token, plan, clients, seconds] => {
-            numbers(clients, seconds).and_then(|(c, s)| Ok(http(url, token, plan, c, s)))
+            numbers(clients, seconds).map(|(c, s)| http(url, token, plan, c, s))
         }
         ["in-process", store, plan, clients, seconds] => {
             numbers(clients, seconds).and_then(|(c, s)| in_process(store, plan, c, s))
