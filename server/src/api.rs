@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -126,6 +126,34 @@ impl<T: DeserializeOwned> FromRequest<Arc<Service>> for JsonBody<T> {
         }
         let bytes = body_bytes(request, service).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A query string read as `T`, or `400` problem details saying what does not fit.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<Arc<Service>> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Query<T>, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, service)
+            .await
+            .map(|axum::extract::Query(query)| Query(query))
+            .map_err(|rejection| Problem::bad_request("bad-query", rejection.body_text()))
+    }
+}
+
+/// Path parameters read as `T`, or `400` problem details.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<Service>> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Path<T>, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, service)
+            .await
+            .map(|axum::extract::Path(path)| Path(path))
+            .map_err(|rejection| Problem::bad_request("bad-path", rejection.body_text()))
     }
 }
 
@@ -385,7 +413,7 @@ fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis
                 .filter(|a| a.body().flow.name == flow.as_str())
                 .filter(|a| request.version.as_deref().is_none_or(|v| a.body().flow.version.as_str() == v))
                 .collect();
-            candidates.sort_by(|a, b| a.body().flow.version.cmp(&b.body().flow.version));
+            candidates.sort_by(|a, b| version_order(a.body().flow.version.as_str(), b.body().flow.version.as_str()));
             let Some(last) = candidates.last().cloned() else {
                 return Err(unfit(match &request.version {
                     Some(version) => format!("no plan of flow `{flow}` version {version} is installed"),
@@ -410,6 +438,25 @@ fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis
             Err(Problem::bad_request("bad-request", "name the plan to run by `plan` (its hash) or by `flow`, not both"))
         }
     }
+}
+
+/// Versions compared as semantic versions: `1.10.0` after `1.9.0`, a pre-release
+/// (`2.0.0-rc1`) before its release; numbers as numbers, other parts as text.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(version: &str) -> (Vec<Result<u64, &str>>, Option<&str>) {
+        let (core, pre) = match version.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (version, None),
+        };
+        (core.split('.').map(|p| p.parse::<u64>().map_err(|_| p)).collect(), pre)
+    }
+    let ((a_core, a_pre), (b_core, b_pre)) = (parts(a), parts(b));
+    a_core.cmp(&b_core).then_with(|| match (a_pre, b_pre) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (Some(a), Some(b)) => a.cmp(b),
+    })
 }
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -694,4 +741,14 @@ pub async fn stats(State(service): Shared, Authed(_): Authed, Query(query): Quer
         ok(&service.runtime.stats(&filter)?.to_json())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_are_ordered_as_semantic_versions() {
+        let mut versions = ["1.10.0", "2.0.0", "1.9.0", "2.0.0-rc1", "1.9.10"];
+        versions.sort_by(|a, b| super::version_order(a, b));
+        assert_eq!(versions, ["1.9.0", "1.9.10", "1.10.0", "2.0.0-rc1", "2.0.0"]);
+    }
 }

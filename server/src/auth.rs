@@ -296,6 +296,7 @@ impl Oidc {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<serde_json::Map<String, Json>>(token, &decoding, &validation)
             .map_err(|e| format!("the token is not valid: {e}"))?;
         let claims = data.claims;
@@ -357,8 +358,10 @@ impl Auth {
     /// Who sends the `Authorization` header `header`.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, Unauthenticated> {
         let Some(header) = header else { return Err(Unauthenticated::Missing) };
-        let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim)
-        else {
+        // The scheme's name is case-insensitive (RFC 9110).
+        let token =
+            header.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim());
+        let Some(token) = token else {
             return Err(Unauthenticated::Rejected("the `Authorization` header is not `Bearer TOKEN`".to_owned()));
         };
         let unavailable = |e: anyhow::Error| Unauthenticated::Unavailable(format!("{e:#}"));

@@ -154,7 +154,13 @@ async fn observe(State(service): State<Arc<Service>>, mut request: Request, next
     let started = Instant::now();
     let who = CallerSlot::default();
     request.extensions_mut().insert(who.clone());
-    let method = request.method().as_str().to_owned();
+    // Only the methods HTTP defines become labels: any other string a client sends would be
+    // a new series, kept for good.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "OTHER",
+    }
+    .to_owned();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;

@@ -422,6 +422,10 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     assert_eq!(listed("?waiting_for_me=true", &mia), std::slice::from_ref(&run));
     assert_eq!(listed("?waiting_for_me=true&since=2000-01-01&until=2999-01-01&limit=5", &carl), Vec::<String>::new());
     assert_status(&api.get("/v1/runs?status=lost", &carl), 400, "an unknown status");
+    assert_status(&api.get("/v1/runs?limit=many", &carl), 400, "a limit that is not a number");
+    assert_status(&api.get("/v1/stats?colour=red", &carl), 400, "an unknown query parameter");
+    let shouted = api.call("GET", "/v1/me", None, None, &[("Authorization", &format!("BEARER {carl}"))]);
+    assert_status(&shouted, 200, "the scheme's name in capitals");
     assert!(api.get(&format!("/v1/runs/{run}/narrative"), &carl).text().contains(&run));
 
     // People: what waits for them, decisions and overrides.

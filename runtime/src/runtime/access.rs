@@ -109,7 +109,7 @@ impl Runtime {
     pub(super) fn check_run_grant(
         &self,
         analysis: &Analysis,
-        loaded: &mut Loaded,
+        loaded: &Loaded,
         who: &Principal,
         kind: GrantKind,
         operation: &str,
@@ -125,6 +125,9 @@ impl Runtime {
             kind.as_str(),
             if roles.is_empty() { "no role".to_owned() } else { roles.join(", ") }
         );
-        Err(self.refuse(Some((analysis, loaded)), who, kind.as_str(), kind.as_str().to_owned(), message, true))
+        // A read never writes to the run: its refusal goes to the store's chain of refusals,
+        // naming the run, so that nobody can make a run's commits conflict (or its chain
+        // grow) by asking to read what they may not.
+        Err(self.refuse(None, who, kind.as_str(), kind.as_str().to_owned(), message, true))
     }
 }

@@ -280,8 +280,8 @@ impl Runtime {
     /// every event (`crate::replay`). Needs the `replay` grant; the run's hash chain is
     /// checked first, and a run whose evidence does not verify is refused.
     pub fn replay(&self, run: &str, who: &Principal) -> Result<crate::replay::Replay> {
-        let (analysis, mut loaded, events) = self.load_events(run, false)?;
-        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::Replay, "replay")?;
+        let (analysis, loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&analysis, &loaded, who, GrantKind::Replay, "replay")?;
         let mut replay = crate::replay::replay(&analysis, &events, self.engine);
         if let Some(divergence) = &mut replay.divergence {
             let views = analysis.views(&who.roles);
@@ -294,8 +294,8 @@ impl Runtime {
     /// Replays a stored run with `changes` (`crate::whatif`): what would have changed, step
     /// by step, redacted for `who`. Needs the `replay` grant and a run whose chain verifies.
     pub fn what_if(&self, run: &str, who: &Principal, changes: &ReplayChanges) -> Result<WhatIf> {
-        let (analysis, mut loaded, events) = self.load_events(run, false)?;
-        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::Replay, "replay")?;
+        let (analysis, loaded, events) = self.load_events(run, false)?;
+        self.check_run_grant(&analysis, &loaded, who, GrantKind::Replay, "replay")?;
         self.what_if_events(&analysis, &events, Some(who), changes)
     }
 

@@ -130,8 +130,8 @@ impl Runtime {
     /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
     /// evidence` (a refusal is recorded).
     pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {
-        let (analysis, mut loaded) = self.load(run, false)?;
-        self.check_run_grant(&analysis, &mut loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
+        let (analysis, loaded) = self.load(run, false)?;
+        self.check_run_grant(&analysis, &loaded, who, GrantKind::ReadEvidence, "read evidence of")?;
         self.bundle(&analysis, run, who)
     }
 
@@ -144,8 +144,13 @@ impl Runtime {
             let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}`")))?;
             let events = self.redacted_events(run, &views)?;
             attempts += 1;
-            if events.len() as u64 == record.seq || attempts == 8 {
+            if events.len() as u64 == record.seq {
                 break (events, record);
+            }
+            if attempts == 8 {
+                return Err(Error::Conflict(format!(
+                    "run `{run}` kept changing while its evidence was read; try again"
+                )));
             }
         };
         let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
@@ -177,8 +182,17 @@ impl Runtime {
     /// the log existed cannot be: stores of earlier versions are refused).
     pub(super) fn log_proof(&self, record: &RunRecord) -> Result<Option<Json>> {
         use crate::checkpoint::{Entry, Kind};
-        let entries = self.store.log()?;
-        let Some(checkpoint) = self.store.checkpoint()? else { return Ok(None) };
+        // The log and its checkpoint are read again when another process appended between
+        // the two reads.
+        let (mut entries, mut checkpoint) = (self.store.log()?, self.store.checkpoint()?);
+        for _ in 0..8 {
+            if checkpoint.as_ref().is_none_or(|c| c.size == entries.len() as u64) {
+                break;
+            }
+            checkpoint = self.store.checkpoint()?;
+            entries = self.store.log()?;
+        }
+        let Some(checkpoint) = checkpoint else { return Ok(None) };
         if checkpoint.size != entries.len() as u64 {
             return Err(Error::Tampered(format!(
                 "the store's checkpoint covers {} entries, but its log has {}: the store was changed",
