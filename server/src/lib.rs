@@ -154,6 +154,12 @@ async fn observe(State(service): State<Arc<Service>>, mut request: Request, next
     let started = Instant::now();
     let who = CallerSlot::default();
     request.extensions_mut().insert(who.clone());
+    let headers = request.headers();
+    let carries_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|length| length > 0);
     // Only the methods HTTP defines become labels: any other string a client sends would be
     // a new series, kept for good.
     let method = match request.method().as_str() {
@@ -163,7 +169,12 @@ async fn observe(State(service): State<Arc<Service>>, mut request: Request, next
     .to_owned();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // A request refused before its body was read leaves the body on the connection: closed
+    // after the answer, so that no client sends its next request on it.
+    if carries_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     service.metrics.request(&method, &route, status, seconds);
@@ -186,7 +197,13 @@ pub(crate) struct CallerSlot(Arc<std::sync::OnceLock<String>>);
 /// Writes the service's request logs to standard error, one line each (`RUST_LOG`-free:
 /// the service logs requests at `info`, problems at `warn` and above).
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).with_target(true).try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The service's own lines only: the libraries it uses (the compiler's query engine among
+    // them) log at `info` too, and would drown them.
+    let ours = tracing_subscriber::filter::Targets::new().with_target("flow", tracing::Level::INFO);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).with_target(true);
+    let _ = tracing_subscriber::registry().with(lines).with(ours).try_init();
 }
 
 /// Serves `service` on `listen` until the process is asked to stop (SIGINT or SIGTERM);

@@ -476,13 +476,19 @@ on_every_store! {
         assert_eq!([&refusal.principal, &refusal.operation, &refusal.grant], ["max", "trigger", "trigger"]);
         drop(store);
         let run = start(&dir, &input, "carl")["run"].as_str().unwrap().to_owned();
-        // read evidence: refused for the clerk, recorded in the run's own chain
+        // read evidence: refused for the clerk, recorded in the store's chain of refusals (a
+        // read never writes to the run it reads)
         let refused = flowc(&dir, &["evidence", &run, "--as", "carl"]);
         assert_eq!(refused.status.code(), Some(1));
         assert!(text(&refused).contains("missing grant: `read evidence`"), "{}", text(&refused));
+        let recorded = store_of(&dir).refusals().unwrap();
+        assert!(
+            recorded.iter().any(|r| r.principal == "carl" && r.grant == "read evidence" && r.message.contains(&run)),
+            "the refusal is evidence: {recorded:?}"
+        );
         let path = evidence_verifies(&dir, &run);
         let bundle = std::fs::read_to_string(path).unwrap();
-        assert!(bundle.contains("\"event\": \"refused\""), "the refusal is evidence");
+        assert!(!bundle.contains("\"event\": \"refused\""), "the read left the run as it was");
         // view: the auditor sees pii, a manager sees its digest, no one without `--as` sees it
         assert!(show(&dir, &run, "aud").contains("personal note of carl"));
         for viewer in [Some("max"), None] {
@@ -573,11 +579,14 @@ fn any_changed_byte_of_a_bundle_fails_verification_and_so_does_a_removed_signatu
     let bytes = std::fs::read(&path).unwrap();
     let verified = flow_runtime::evidence::verify(&bytes).unwrap();
     assert!(verified.signed_by.is_some());
-    // Without its key, the deployment may not change the signed run (here: record a refusal).
+    // Without its key, the deployment may not change a signed run (here: record a refused
+    // decision in it).
+    let pending = start(&dir, &request(&dir, "R13", "2000.00", "carl"), "carl")["run"].as_str().unwrap().to_owned();
     let signed_config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
     let unsigned_config = signed_config.split("[evidence]").next().unwrap();
     std::fs::write(dir.join("flow.toml"), unsigned_config).unwrap();
-    let unsigned_change = flowc(&dir, &["evidence", &run, "--as", "carl"]);
+    let unsigned_change =
+        flowc(&dir, &["decide", &pending, "check", "--as", "carl", "--outcome", "approve", "--reason", "ok"]);
     assert_eq!(unsigned_change.status.code(), Some(2), "{}", text(&unsigned_change));
     assert!(text(&unsigned_change).contains("configure that key to change it"), "{}", text(&unsigned_change));
     assert!(text(&unsigned_change).contains("error[E3010]"), "{}", text(&unsigned_change));
@@ -1130,7 +1139,11 @@ on_every_store! {
         let refused = flowc(&dir, &["replay", &run, "--as", "carl"]);
         assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
         assert!(text(&refused).contains("missing grant: `replay`"), "{}", text(&refused));
-        assert!(show(&dir, &run, "aud").contains("refused replay"), "the refusal is recorded");
+        let recorded = store_of(&dir).refusals().unwrap();
+        assert!(
+            recorded.iter().any(|r| r.principal == "carl" && r.operation == "replay" && r.message.contains(&run)),
+            "the refusal is recorded: {recorded:?}"
+        );
     }
 }
 
