@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use flow_runtime::analysis::Analysis;
 use flow_runtime::whatif::Change;
-use flow_runtime::{Engine, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime};
+use flow_runtime::{Engine, ReplayChanges, ReplaySummary, RunFilter, Runtime};
 use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
@@ -54,14 +54,6 @@ fn prepare(
         runtime.set_engine(engine);
     }
     Ok(Ok((runtime, changes)))
-}
-
-fn transitions_json(transitions: &std::collections::BTreeMap<(String, String), usize>) -> Vec<Json> {
-    transitions.iter().map(|((from, to), count)| json!({"from": from, "to": to, "count": count})).collect()
-}
-
-fn changes_json(changes: &[Change]) -> Vec<Json> {
-    changes.iter().map(Change::to_json).collect()
 }
 
 /// A step's result as a person reads it.
@@ -158,13 +150,6 @@ pub(crate) fn since(text: &str) -> anyhow::Result<String> {
     }
 }
 
-fn run_json(run: &RunReplay) -> Json {
-    json!({
-        "run": run.run, "exact": run.exact, "before": run.before, "after": run.after,
-        "changes": changes_json(&run.changes), "error": run.error,
-    })
-}
-
 /// `flowc replay --all [--flow NAME] [--since DATE] [--plan PLAN] [--set PARAM=VALUE…]`.
 pub fn all(
     deployment: &Deployment,
@@ -187,19 +172,7 @@ pub fn all(
         Err(error) => return fail(error, options.format == DataFormat::Json),
     };
     match options.format {
-        DataFormat::Json => {
-            let transitions = transitions_json(&summary.transitions);
-            let errors: Vec<Json> =
-                summary.errors.iter().map(|(run, error)| json!({"run": run, "error": error})).collect();
-            let mut out = json!({
-                "runs": summary.runs, "exact": summary.exact, "changed": summary.changed,
-                "transitions": transitions, "not_allowed": summary.not_allowed, "errors": errors,
-            });
-            if details {
-                out["details"] = summary.details.iter().map(run_json).collect();
-            }
-            crate::print(&format!("{out}\n"));
-        }
+        DataFormat::Json => crate::print(&format!("{}\n", summary.to_json(details))),
         DataFormat::Human => print_summary(&summary, details, &changes),
     }
     Ok(if !summary.errors.is_empty() {
@@ -271,23 +244,7 @@ pub fn shadow_report(deployment: &Deployment, options: &ShadowOptions<'_>) -> an
     };
     let differing = report.shadows.iter().filter(|s| s.outcome != s.production || s.changes != json!([]));
     match options.format {
-        DataFormat::Json => {
-            let transitions = transitions_json(&report.transitions);
-            let mut out = json!({
-                "runs": report.runs, "agree": report.agree, "differ": report.runs - report.agree,
-                "transitions": transitions, "candidates": report.candidates, "not_allowed": report.not_allowed,
-            });
-            if options.details {
-                out["details"] = differing
-                    .map(|s| {
-                        let mut json = crate::runs::shadow_json(s);
-                        json["run"] = json!(s.run);
-                        json
-                    })
-                    .collect();
-            }
-            crate::print(&format!("{out}\n"));
-        }
+        DataFormat::Json => crate::print(&format!("{}\n", report.to_json(options.details))),
         DataFormat::Human => {
             let mut text = format!(
                 "{} shadow runs: {} reach the production outcome, {} another\n",

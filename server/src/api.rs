@@ -743,6 +743,94 @@ pub async fn stats(State(service): Shared, Authed(_): Authed, Query(query): Quer
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowQuery {
+    flow: Option<String>,
+    since: Option<String>,
+    /// Candidates whose hash starts with this.
+    candidate: Option<String>,
+    #[serde(default)]
+    details: bool,
+}
+
+/// Shadow runs compared with their production runs, for the runs the caller may replay.
+pub async fn shadow_report(State(service): Shared, Authed(caller): Authed, Query(query): Query<ShadowQuery>) -> Answer {
+    blocking(&service, None, move |service| {
+        let filter = RunFilter { flow: query.flow, since: query.since, details: false };
+        let report = service.runtime.shadow_report(&caller.principal, &filter, query.candidate.as_deref())?;
+        ok(&report.to_json(query.details))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatIfJobRequest {
+    flow: Option<String>,
+    /// Runs started at or after (RFC 3339, or a date).
+    since: Option<String>,
+    #[serde(default)]
+    set: serde_json::Map<String, Json>,
+    /// A candidate plan of the flow, by hash.
+    plan: Option<String>,
+    /// Keep every run that does not reproduce, with its changes.
+    #[serde(default)]
+    details: bool,
+}
+
+/// A what-if (or, with no change, an exact replay) over every stored run the caller may
+/// replay, as a job: answered at once with where to poll it.
+pub async fn what_if_job(
+    State(service): Shared,
+    Authed(caller): Authed,
+    JsonBody(request): JsonBody<WhatIfJobRequest>,
+) -> Answer {
+    let plan = match &request.plan {
+        Some(hash) => {
+            let hash = hash.clone();
+            Some(blocking(&service, None, move |service| plan_of(service, &hash)).await?)
+        }
+        None => None,
+    };
+    let Some(job) = service.jobs.start(&caller.principal.id) else {
+        let mut problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("this server runs {} jobs already; ask again later", crate::jobs::RUNNING),
+        );
+        problem.retry_after = Some(10);
+        return Err(problem);
+    };
+    let changes = ReplayChanges { plan, params: request.set.into_iter().collect(), live: false };
+    let filter = RunFilter { flow: request.flow, since: request.since, details: request.details };
+    let (shared, running) = (service.clone(), job.clone());
+    std::thread::spawn(move || {
+        let told = running.clone();
+        let progress = move |done: usize, total: usize| {
+            told.done.store(done, std::sync::atomic::Ordering::Relaxed);
+            told.total.store(total, std::sync::atomic::Ordering::Relaxed);
+        };
+        let result = shared.runtime.replay_all_telling(&caller.principal, &filter, &changes, Some(&progress));
+        let ended = result.map(|summary| summary.to_json(filter.details)).map_err(|error| Problem::from(error).body());
+        *running.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ended);
+        shared.metrics.operation("what-if-job", "ended");
+    });
+    let mut response = json_response(StatusCode::ACCEPTED, &job.to_json());
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// A job of the caller: how far it is, then its result or the problem that ended it.
+pub async fn job(State(service): Shared, Authed(caller): Authed, Path(id): Path<String>) -> Answer {
+    match service.jobs.get(&id, &caller.principal.id) {
+        Some(job) => ok(&job.to_json()),
+        None => Err(Problem::not_found(format!("no job {id} of yours on this server"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,6 +11,7 @@
 
 mod api;
 pub mod auth;
+mod jobs;
 mod metrics;
 mod problem;
 mod tls;
@@ -64,11 +65,19 @@ pub struct Service {
     options: Options,
     compiler: Option<Box<Compiler>>,
     metrics: metrics::Metrics,
+    jobs: jobs::Jobs,
 }
 
 impl Service {
     pub fn new(runtime: Runtime, auth: Auth, options: Options) -> Service {
-        Service { runtime, auth, options, compiler: None, metrics: metrics::Metrics::default() }
+        Service {
+            runtime,
+            auth,
+            options,
+            compiler: None,
+            metrics: metrics::Metrics::default(),
+            jobs: jobs::Jobs::default(),
+        }
     }
 
     /// Lets principals install `.flow` sources, compiled by `compiler`.
@@ -108,6 +117,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/pending", get(api::pending))
         .route("/v1/evidence/verify", post(api::verify))
         .route("/v1/stats", get(api::stats))
+        .route("/v1/shadow-report", get(api::shadow_report))
+        .route("/v1/jobs/what-if", post(api::what_if_job))
+        .route("/v1/jobs/{job}", get(api::job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(service.clone(), observe))

@@ -504,6 +504,33 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
         404,
         "no such plan",
     );
+    // A what-if over every run the auditor may replay, as a job polled until it ends; one of
+    // the clerk's, who may replay none, ends refused; nobody sees another's job.
+    let poll = |location: &str, who: &str| -> Json {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let polled = api.get(location, who).json();
+            if polled["status"] != "running" || std::time::Instant::now() > deadline {
+                return polled;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let job = api.post("/v1/jobs/what-if", &aud, &json!({"flow": "loan", "set": {"limit": "10 USD"}, "details": true}));
+    assert_status(&job, 202, "a job");
+    let location = job.location.clone().unwrap();
+    let ended = poll(&location, &aud);
+    assert_eq!((ended["status"].clone(), ended["result"]["runs"].clone()), (json!("done"), json!(3)), "{ended}");
+    assert_eq!((ended["done"].clone(), ended["total"].clone()), (json!(3), json!(3)), "{ended}");
+    assert_status(&api.get(&location, &carl), 404, "another principal's job");
+    let refused_job = api.post("/v1/jobs/what-if", &carl, &json!({})).location.unwrap();
+    let refused_job = poll(&refused_job, &carl);
+    assert_eq!(
+        (refused_job["status"].clone(), refused_job["error"]["code"].clone()),
+        (json!("failed"), json!("E3001"))
+    );
+    let shadows = api.get("/v1/shadow-report?flow=loan&details=true", &aud).json();
+    assert_eq!((shadows["runs"].clone(), shadows["details"].clone()), (json!(0), json!([])), "{shadows}");
     let stats = api.get("/v1/stats?flow=loan", &carl).json();
     assert_eq!(stats["all"]["runs"], 3, "{stats}");
     let metrics = api.get("/metrics", &carl).text();

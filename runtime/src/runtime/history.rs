@@ -1,7 +1,7 @@
 //! Runs replayed: exactly, with other params or another plan (what-if), in bulk, as shadow
 //! runs of a candidate plan, and the metrics over the store.
 
-use super::Runtime;
+use super::{Progress, Runtime};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::event::codec::decode_event_text;
@@ -65,6 +65,13 @@ pub struct RunReplay {
 }
 
 impl RunReplay {
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({
+            "run": self.run, "exact": self.exact, "before": self.before, "after": self.after,
+            "changes": self.changes.iter().map(Change::to_json).collect::<Vec<_>>(), "error": self.error,
+        })
+    }
+
     /// An exact replay: one that differs stops there, and ends `diverged`.
     fn exact(replay: crate::replay::Replay, recorded: Status) -> RunReplay {
         let after = if replay.divergence.is_none() { replay.status.as_str() } else { "diverged" };
@@ -125,7 +132,26 @@ pub struct ReplaySummary {
     pub details: Vec<RunReplay>,
 }
 
+/// How many runs went from one outcome to another, as JSON.
+fn transitions_json(transitions: &BTreeMap<(String, String), usize>) -> Vec<Json> {
+    transitions.iter().map(|((from, to), count)| serde_json::json!({"from": from, "to": to, "count": count})).collect()
+}
+
 impl ReplaySummary {
+    /// The summary as JSON, as `flowc replay --all --format json` and the API give it.
+    pub fn to_json(&self, details: bool) -> Json {
+        let errors: Vec<Json> =
+            self.errors.iter().map(|(run, error)| serde_json::json!({"run": run, "error": error})).collect();
+        let mut out = serde_json::json!({
+            "runs": self.runs, "exact": self.exact, "changed": self.changed,
+            "transitions": transitions_json(&self.transitions), "not_allowed": self.not_allowed, "errors": errors,
+        });
+        if details {
+            out["details"] = self.details.iter().map(RunReplay::to_json).collect();
+        }
+        out
+    }
+
     fn add(&mut self, run: RunReplay, details: bool) {
         if let Some(error) = &run.error {
             self.errors.push((run.run.clone(), error.clone()));
@@ -156,6 +182,32 @@ pub struct ShadowReport {
     /// Shadows of runs `who` may not replay (left out).
     pub not_allowed: usize,
     pub shadows: Vec<ShadowRecord>,
+}
+
+impl ShadowReport {
+    /// The report as JSON, as `flowc shadow-report --format json` and the API give it: with
+    /// `details`, every shadow that differs from its production run.
+    pub fn to_json(&self, details: bool) -> Json {
+        let mut out = serde_json::json!({
+            "runs": self.runs, "agree": self.agree, "differ": self.runs - self.agree,
+            "transitions": transitions_json(&self.transitions), "candidates": self.candidates,
+            "not_allowed": self.not_allowed,
+        });
+        if details {
+            out["details"] = self
+                .shadows
+                .iter()
+                .filter(|s| s.outcome != s.production || s.changes != serde_json::json!([]))
+                .map(|s| {
+                    serde_json::json!({
+                        "candidate": s.candidate, "production": s.production, "outcome": s.outcome,
+                        "changes": s.changes, "run": s.run,
+                    })
+                })
+                .collect();
+        }
+        out
+    }
 }
 
 /// Where a candidate plan gives more than the run's plan: a label it does not declare, a
@@ -426,6 +478,18 @@ impl Runtime {
     /// or with `changes`; runs on every core. A run that cannot be replayed (its evidence
     /// does not verify) is reported with why, and the others go on.
     pub fn replay_all(&self, who: &Principal, filter: &RunFilter, changes: &ReplayChanges) -> Result<ReplaySummary> {
+        self.replay_all_telling(who, filter, changes, self.progress.as_deref())
+    }
+
+    /// [`Runtime::replay_all`], telling `progress` how many runs are done (a job's own,
+    /// where several run at once).
+    pub fn replay_all_telling(
+        &self,
+        who: &Principal,
+        filter: &RunFilter,
+        changes: &ReplayChanges,
+        progress: Option<&Progress>,
+    ) -> Result<ReplaySummary> {
         let flow = match (&changes.plan, &filter.flow) {
             (Some(plan), Some(flow)) if plan.body().flow.name != flow.as_str() => {
                 return Err(Error::Plan(format!(
@@ -452,7 +516,8 @@ impl Runtime {
                 message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
             });
         }
-        let replayed = self.each_run(&allowed, |record, raw| self.replay_record(record, raw, who, changes))?;
+        let replayed =
+            self.each_run(&allowed, progress, |record, raw| self.replay_record(record, raw, who, changes))?;
         for (record, run) in allowed.iter().zip(replayed) {
             let run = run.unwrap_or_else(|| {
                 RunReplay::failed(record, "no events were read for it, or its replay stopped".to_owned())
@@ -467,7 +532,7 @@ impl Runtime {
     /// run's chain is checked and the run replayed exactly, on every core.
     pub fn stats(&self, filter: &RunFilter) -> Result<Stats> {
         let records: Vec<RunRecord> = self.select(filter, None)?.into_iter().map(|(record, _)| record).collect();
-        let facts = self.each_run(&records, |record, raw| self.run_facts(record, raw))?;
+        let facts = self.each_run(&records, self.progress.as_deref(), |record, raw| self.run_facts(record, raw))?;
         let facts: Vec<RunFacts> = facts
             .into_iter()
             .zip(&records)
@@ -516,6 +581,7 @@ impl Runtime {
     pub(crate) fn each_run<T: Send>(
         &self,
         records: &[RunRecord],
+        progress: Option<&Progress>,
         f: impl Fn(&RunRecord, Vec<RawEvent>) -> T + Sync,
     ) -> Result<Vec<Option<T>>> {
         let index: FxHashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
@@ -525,7 +591,6 @@ impl Runtime {
         let f = &f;
         let finished = std::sync::atomic::AtomicUsize::new(0);
         let finished = &finished;
-        let progress = self.progress.as_deref();
         let done: Vec<(usize, T)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
