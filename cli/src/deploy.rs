@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use flow_runtime::provider::{CommandModel, CommandSystem, OpenAiCompatible};
+use flow_runtime::provider::{CommandModel, CommandSystem, HttpSystem, OpenAiCompatible};
 use flow_runtime::store::SqliteStore;
 use flow_runtime::{Principal, Runtime};
 use serde::Deserialize;
@@ -153,6 +153,8 @@ struct Endpoint {
     base_url: Option<String>,
     url: Option<String>,
     api_key_env: Option<String>,
+    /// A system over HTTP: the variable holding the secret its calls are signed with.
+    secret_env: Option<String>,
     timeout: Option<String>,
     retries: Option<u32>,
 }
@@ -316,10 +318,24 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
         match (&endpoint.command, &endpoint.url) {
             (Some(c), None) if !c.is_empty() => runtime
                 .register_system(name, Arc::new(CommandSystem { command: c.clone(), dir: Some(dir.clone()), timeout })),
-            (None, Some(_)) => {
-                bail!("`{}`: {what}: HTTP action handlers (`url`) are not supported yet; use `command`", path.display())
+            (None, Some(url)) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("`{}`: {what}: `url` (`{url}`) is not an http:// or https:// URL", path.display());
+                }
+                let secret = match &endpoint.secret_env {
+                    Some(var) => Some(
+                        std::env::var(var)
+                            .with_context(|| format!("`{}`: {what}: the variable `{var}` is not set", path.display()))?
+                            .into_bytes(),
+                    ),
+                    None => None,
+                };
+                runtime.register_system(
+                    name,
+                    Arc::new(HttpSystem { url: url.clone(), secret, timeout, retries: endpoint.retries.unwrap_or(2) }),
+                );
             }
-            _ => bail!("`{}`: {what} needs `command = [...]`", path.display()),
+            _ => bail!("`{}`: {what} needs `command = [...]` or `url = \"...\"`", path.display()),
         }
     }
     let seed = match (&config.evidence.signing_key_file, &config.evidence.signing_key_env) {

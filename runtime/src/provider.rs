@@ -184,6 +184,100 @@ impl ActionHandler for CommandSystem {
     }
 }
 
+/// Sends `body` and reads the answer (at most 16 MiB) as its status and text; a transport
+/// error is worth trying again.
+fn send(
+    call: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    url: &str,
+    body: &[u8],
+) -> Result<(u16, String), (String, bool)> {
+    let mut response = call.send(body).map_err(|e| (format!("`{url}`: {e}"), true))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(16 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| (format!("`{url}`: {e}"), true))?;
+    Ok((status, text))
+}
+
+/// A system reached over HTTP: each call is `POST url` with the request as JSON (system,
+/// action, arguments, idempotency key), the key also as the `Idempotency-Key` header, and,
+/// with a secret, `Flow-Timestamp` (Unix seconds) and `Flow-Signature: v1=HEX`, the
+/// HMAC-SHA256 of `TIMESTAMP.BODY` under the secret, so that the system can tell the call
+/// is the deployment's and fresh. A `2xx` answer's JSON body is the result (an empty body:
+/// `null`); transport errors, `408`, `429` and `5xx` are tried again, with the same key and
+/// a growing pause, up to `retries` times; any other answer fails the action at once.
+pub struct HttpSystem {
+    pub url: String,
+    pub secret: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl HttpSystem {
+    /// The signature headers of `body` at `timestamp`.
+    pub fn signature(secret: &[u8], timestamp: u64, body: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        mac.update(format!("{timestamp}.{body}").as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("v1={}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    fn attempt(&self, agent: &ureq::Agent, request: &ActionRequest<'_>, body: &str) -> Result<Json, (String, bool)> {
+        let mut call = agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", request.idempotency_key);
+        if let Some(secret) = &self.secret {
+            let timestamp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+            call = call
+                .header("flow-timestamp", &timestamp.to_string())
+                .header("flow-signature", &HttpSystem::signature(secret, timestamp, body));
+        }
+        let url = &self.url;
+        let (status, text) = send(call, url, body.as_bytes())?;
+        if !(200..300).contains(&status) {
+            let retry = status == 408 || status == 429 || status >= 500;
+            let shown: String = text.chars().take(200).collect();
+            return Err((format!("`{url}` answered {status}: {shown}"), retry));
+        }
+        if text.trim().is_empty() {
+            return Ok(Json::Null);
+        }
+        crate::value::parse_exact(&text).map_err(|e| (format!("`{url}` did not answer JSON: {e}"), false))
+    }
+}
+
+impl ActionHandler for HttpSystem {
+    fn describe(&self) -> String {
+        let signed = if self.secret.is_some() { ", signed" } else { "" };
+        format!("http {} (timeout {}, {} retries{signed})", self.url, humantime(self.timeout), self.retries)
+    }
+
+    fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        let config =
+            ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build();
+        let agent = ureq::Agent::new_with_config(config);
+        let body = request.to_json().to_string();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(&agent, request, &body) {
+                Ok(result) => return Ok(result),
+                Err((message, retry)) if !retry || attempts > self.retries => {
+                    return Err(format!("{message} (after {attempts} attempts)"));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200 * u64::from(attempts))),
+            }
+        }
+    }
+}
+
 /// The `openai-compatible` provider: `POST {base_url}/chat/completions` with the prompt as
 /// the system message and the input as a JSON user message, asking for a JSON object.
 pub struct OpenAiCompatible {
@@ -201,14 +295,7 @@ impl OpenAiCompatible {
         if let Some(key) = &self.api_key {
             call = call.header("authorization", &format!("Bearer {key}"));
         }
-        let mut response = call.send(body.to_string().as_bytes()).map_err(|e| (format!("`{url}`: {e}"), true))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(16 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| (format!("`{url}`: {e}"), true))?;
+        let (status, text) = send(call, &url, body.to_string().as_bytes())?;
         if status != 200 {
             let retry = status == 429 || status >= 500;
             let shown: String = text.chars().take(200).collect();

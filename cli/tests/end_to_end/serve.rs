@@ -914,3 +914,85 @@ fn the_api_over_tls() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Actions through a system over HTTP (`url` in `flow.toml`): each call signed (the test's
+/// ledger refuses a call whose signature does not verify), the idempotency key as a header,
+/// a system that is down for a moment tried again with the same key, a refusal of the
+/// system failing the action at once; each request booked once.
+#[test]
+fn actions_through_a_system_over_http() {
+    let dir = deployment_on("http_system", None);
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runs/ledger_http.py"), dir.join("ledger_http.py"))
+        .unwrap();
+    let mut ledger = Command::new("python3")
+        .arg("ledger_http.py")
+        .current_dir(&dir)
+        .env("LEDGER_SECRET", "s3cret")
+        .env("FAIL_FIRST", "2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = ledger.stdout.take().unwrap();
+    let _ledger = Killed(ledger);
+    let mut port = String::new();
+    BufReader::new(stdout).read_line(&mut port).unwrap();
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap().replace(
+        "[systems.ledger]\ncommand = [\"python3\", \"ledger.py\"]",
+        &format!(
+            "[systems.ledger]\nurl = \"http://127.0.0.1:{}/book\"\nsecret_env = \"LEDGER_SECRET\"\nretries = 3",
+            port.trim()
+        ),
+    );
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let run = |id: &str, amount: &str, secret: &str| -> Json {
+        std::fs::write(dir.join(format!("{id}.json")), request(id, amount, "carl").to_string()).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args([
+                "run",
+                "loan.flow",
+                "--input",
+                &format!("request={id}.json"),
+                "--as",
+                "carl",
+                "--at",
+                AT,
+                "--format",
+                "json",
+            ])
+            .current_dir(&dir)
+            .env("LEDGER_SECRET", secret)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    // Down for two calls, then booked: three calls with one key, one effect.
+    let booked = run("H1", "20", "s3cret");
+    assert_eq!(booked["status"], "completed", "{booked}");
+    let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+    assert_eq!(calls.lines().filter(|k| k.ends_with("H1")).count(), 3, "{calls}");
+    let effects = std::fs::read_to_string(dir.join("effects.log")).unwrap();
+    assert_eq!(effects.lines().collect::<Vec<_>>(), ["booking/H1 R-booking/H1"]);
+    // The system refuses the amount: no retry, the action fails.
+    let refused = run("H2", "777", "s3cret");
+    assert_eq!(refused["status"], "failed", "{refused}");
+    // Signed with another secret: the system refuses the call.
+    let forged = run("H3", "20", "not-the-secret");
+    assert_eq!(forged["status"], "failed", "{forged}");
+    let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+    for id in ["H2", "H3"] {
+        assert_eq!(calls.lines().filter(|k| k.ends_with(id)).count(), 1, "{id} is not tried again: {calls}");
+    }
+    let effects = std::fs::read_to_string(dir.join("effects.log")).unwrap();
+    assert_eq!(effects.lines().count(), 1, "{effects}");
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
