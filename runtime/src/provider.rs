@@ -256,7 +256,16 @@ impl HttpSystem {
 impl ActionHandler for HttpSystem {
     fn describe(&self) -> String {
         let signed = if self.secret.is_some() { ", signed" } else { "" };
-        format!("http {} (timeout {}, {} retries{signed})", self.url, humantime(self.timeout), self.retries)
+        // Recorded in every run's environment: without credentials a URL may carry.
+        let shown = match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+                format!("{scheme}://{host}/{path}")
+            }
+            None => self.url.clone(),
+        };
+        format!("http {shown} (timeout {}, {} retries{signed})", humantime(self.timeout), self.retries)
     }
 
     fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
