@@ -353,3 +353,18 @@ impl ModelProvider for OpenAiCompatible {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_systems_url_is_described_without_its_credentials() {
+        let system =
+            |url: &str| HttpSystem { url: url.to_owned(), secret: None, timeout: Duration::from_secs(5), retries: 1 };
+        let described = system("https://flow:p4ss@ledger.internal:8443/book?x=1").describe();
+        assert!(!described.contains("p4ss") && !described.contains("flow:"), "{described}");
+        assert!(described.contains("https://ledger.internal:8443/book?x=1"), "{described}");
+        assert!(system("http://ledger").describe().contains("http://ledger/"));
+    }
+}
