@@ -93,10 +93,10 @@ pub struct Serving {
     pub dir: PathBuf,
 }
 
-/// Reads `[serve]` of `flow.toml` and finds the principals and tokens files.
-pub fn serving(deployment: &Deployment) -> anyhow::Result<Serving> {
-    let store = deployment.store();
-    let found = find(deployment.config.as_deref(), &store, "flow.toml");
+/// `flow.toml` (the one `--config` names, or the one beside the store or in the working
+/// directory), and where it was found; the defaults without one.
+fn config(deployment: &Deployment, store: &str) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let found = find(deployment.config.as_deref(), store, "flow.toml");
     let config: Config = match &found {
         None => Config::default(),
         Some(path) => {
@@ -104,6 +104,13 @@ pub fn serving(deployment: &Deployment) -> anyhow::Result<Serving> {
             toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?
         }
     };
+    Ok((config, found))
+}
+
+/// Reads `[serve]` of `flow.toml` and finds the principals and tokens files.
+pub fn serving(deployment: &Deployment) -> anyhow::Result<Serving> {
+    let store = deployment.store();
+    let (config, found) = config(deployment, &store)?;
     let dir = found.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let Some(principals) = find(deployment.principals.as_deref(), &store, "flow-principals.toml") else {
         bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
@@ -196,7 +203,7 @@ fn find(given: Option<&str>, store: &str, name: &str) -> Option<PathBuf> {
     beside.into_iter().chain([PathBuf::from(name)]).find(|p| p.is_file())
 }
 
-fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Duration> {
+pub(crate) fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Duration> {
     match text {
         None => Ok(Duration::from_secs(default)),
         Some(text) => match flow_ir::time::parse_duration(text) {
@@ -208,18 +215,10 @@ fn timeout(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<Durat
 
 /// The principals of the deployment: id to roles.
 pub fn principals(deployment: &Deployment) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    #[derive(Deserialize)]
-    struct File {
-        principals: BTreeMap<String, Vec<String>>,
-    }
     let Some(path) = find(deployment.principals.as_deref(), &deployment.store(), "flow-principals.toml") else {
         bail!("no principals file: give one with `--principals FILE` or create `flow-principals.toml`")
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the principals file `{}`", path.display()))?;
-    let file: File =
-        toml::from_str(&text).with_context(|| format!("the principals file `{}` is not valid", path.display()))?;
-    Ok(file.principals)
+    flow_server::auth::read_principals(&path)
 }
 
 /// The principal `--as` names (or `FLOW_PRINCIPAL`), with their roles.
@@ -249,14 +248,7 @@ pub(crate) fn is_url(store: &str) -> bool {
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     let store = deployment.store();
-    let found = find(deployment.config.as_deref(), &store, "flow.toml");
-    let config: Config = match &found {
-        None => Config::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?
-        }
-    };
+    let (config, found) = config(deployment, &store)?;
     let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&store) {
         let mut options = flow_runtime::store::PostgresOptions::default();
         if let Some(pool) = config.store.pool {

@@ -27,16 +27,6 @@ fn compile(source: &str, flow: Option<&str>) -> Result<flow_ir::VerifiedPlan, St
     lowered.plan.clone().ok_or_else(|| format!("flow `{}` did not compile to a plan", lowered.name))
 }
 
-fn duration(text: Option<&str>, default: u64, what: &str) -> anyhow::Result<std::time::Duration> {
-    match text {
-        None => Ok(std::time::Duration::from_secs(default)),
-        Some(text) => match flow_ir::time::parse_duration(text) {
-            Some(seconds) if seconds > 0 => Ok(std::time::Duration::from_secs(seconds as u64)),
-            _ => bail!("{what} (`{text}`) is not a duration such as \"30s\""),
-        },
-    }
-}
-
 /// `flowc serve [--listen ADDR]`.
 pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let serving = deploy::serving(deployment)?;
@@ -53,7 +43,7 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
     let options = Options {
         deployers: config.deployers.clone(),
         max_body: config.max_body.unwrap_or(1 << 20),
-        timeout: duration(config.timeout.as_deref(), 30, "`[serve] timeout`")?,
+        timeout: deploy::timeout(config.timeout.as_deref(), 30, "`[serve] timeout`")?,
         tls: match (&config.tls_certificate, &config.tls_key) {
             (Some(certificate), Some(key)) => Some((serving.dir.join(certificate), serving.dir.join(key))),
             (None, None) => None,
