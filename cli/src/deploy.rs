@@ -44,6 +44,32 @@ struct Config {
     evidence: EvidenceConfig,
     #[serde(default)]
     serve: ServeConfig,
+    #[serde(default)]
+    webhooks: BTreeMap<String, WebhookConfig>,
+}
+
+/// `[webhooks.NAME]`: an endpoint told of runs (`docs/api.md`, "Webhooks").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookConfig {
+    url: String,
+    /// The variable holding the secret every delivery is signed with.
+    secret_env: String,
+    /// The kinds of notices it is sent (default: every kind).
+    #[serde(default)]
+    events: Vec<String>,
+    /// The flows whose notices it is sent (default: every flow).
+    #[serde(default)]
+    flows: Vec<String>,
+    /// The labels whose values it may receive (default: none, every labelled value redacted).
+    #[serde(default)]
+    view: Vec<String>,
+    /// How long one attempt may take (default 10s).
+    timeout: Option<String>,
+    /// How many times a notice is sent before it is given up (default 10).
+    attempts: Option<u32>,
+    /// The pause after the first failed attempt, doubled after each (default 1s).
+    backoff: Option<String>,
 }
 
 /// `[serve]`: the HTTP service (`flowc serve`, `docs/api.md`).
@@ -245,6 +271,59 @@ pub(crate) fn is_url(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://") || conninfo
 }
 
+/// A secret from the environment: the variable's bytes, when it is set and not empty.
+fn secret(var: &str) -> anyhow::Result<Vec<u8>> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(value.into_bytes()),
+        _ => bail!("the variable `{var}` is not set"),
+    }
+}
+
+/// The webhook endpoints of `[webhooks]`. An endpoint whose secret's variable is not set
+/// still has its notices queued (by commands run without it); only `flowc serve`, which
+/// sends them, needs it ([`webhook_secrets`]).
+fn webhooks(config: &BTreeMap<String, WebhookConfig>, path: &Path) -> anyhow::Result<flow_runtime::notify::Webhooks> {
+    let mut endpoints = Vec::new();
+    for (name, hook) in config {
+        let what = format!("`{}`: webhook `{name}`", path.display());
+        if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+            bail!("{what}: `url` (`{}`) is not an http:// or https:// URL", hook.url);
+        }
+        if let Some(kind) = hook.events.iter().find(|e| !flow_runtime::notify::KINDS.contains(&e.as_str())) {
+            bail!("{what}: `events` names `{kind}`, which is not one of {}", flow_runtime::notify::KINDS.join(", "));
+        }
+        let attempts = hook.attempts.unwrap_or(10);
+        if attempts == 0 {
+            bail!("{what}: `attempts` is 0: a notice is sent at least once");
+        }
+        endpoints.push(flow_runtime::notify::Endpoint {
+            name: name.clone(),
+            url: hook.url.clone(),
+            secret: secret(&hook.secret_env).ok(),
+            events: hook.events.clone(),
+            flows: hook.flows.clone(),
+            view: hook.view.iter().map(|l| l.as_str().into()).collect(),
+            timeout: timeout(hook.timeout.as_deref(), 10, &format!("{what}: `timeout`"))?,
+            attempts,
+            backoff: timeout(hook.backoff.as_deref(), 1, &format!("{what}: `backoff`"))?,
+        });
+    }
+    Ok(flow_runtime::notify::Webhooks { endpoints })
+}
+
+/// Checks that the secret of every webhook endpoint is set: the server signs what it sends.
+pub fn webhook_secrets(runtime: &Runtime) -> anyhow::Result<()> {
+    for endpoint in runtime.webhooks().map(|w| w.endpoints.as_slice()).unwrap_or_default() {
+        if endpoint.secret.is_none() {
+            bail!(
+                "webhook `{}`: the variable its `secret_env` names is not set (or empty); every notice is signed with it",
+                endpoint.name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Opens the store and configures the runtime from `flow.toml`.
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     let store = deployment.store();
@@ -314,14 +393,13 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     bail!("`{}`: {what}: `url` (`{url}`) is not an http:// or https:// URL", path.display());
                 }
-                let secret = match &endpoint.secret_env {
-                    Some(var) => Some(
-                        std::env::var(var)
-                            .with_context(|| format!("`{}`: {what}: the variable `{var}` is not set", path.display()))?
-                            .into_bytes(),
-                    ),
-                    None => None,
-                };
+                let secret =
+                    match &endpoint.secret_env {
+                        Some(var) => Some(secret(var).with_context(|| {
+                            format!("`{}`: {what}: the variable `{var}` is not set", path.display())
+                        })?),
+                        None => None,
+                    };
                 runtime.register_system(
                     name,
                     Arc::new(HttpSystem { url: url.clone(), secret, timeout, retries: endpoint.retries.unwrap_or(2) }),
@@ -330,6 +408,7 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
             _ => bail!("`{}`: {what} needs `command = [...]` or `url = \"...\"`", path.display()),
         }
     }
+    runtime.set_webhooks(webhooks(&config.webhooks, &path)?);
     let seed = match (&config.evidence.signing_key_file, &config.evidence.signing_key_env) {
         (Some(file), _) => Some(
             std::fs::read_to_string(dir.join(file)).with_context(|| format!("cannot read the signing key `{file}`"))?,

@@ -51,6 +51,7 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
         },
     };
     let runtime = crate::runs::open(deployment)?;
+    deploy::webhook_secrets(&runtime)?;
     let service = Arc::new(Service::new(runtime, auth, options).with_compiler(Box::new(compile)));
     let listen =
         listen.map(str::to_owned).or_else(|| config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());

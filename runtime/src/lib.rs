@@ -30,6 +30,7 @@ pub mod labels;
 mod lease;
 mod log;
 mod narrative;
+pub mod notify;
 pub mod provider;
 pub mod replay;
 mod runtime;

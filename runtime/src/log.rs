@@ -61,6 +61,8 @@ pub(crate) struct Committer<'a> {
     pub(crate) signer: Option<Signer<'a>>,
     pub(crate) lease: (&'a str, i64),
     pub(crate) released: &'a [(String, String)],
+    /// The endpoints whose notices of the commit are queued with it.
+    pub(crate) webhooks: Option<&'a crate::notify::Webhooks>,
 }
 
 /// A run's commit, prepared: what [`crate::store::Commit`] borrows.
@@ -72,6 +74,7 @@ pub(crate) struct Prepared {
     results: Vec<ActionResult>,
     lease: Option<(String, i64)>,
     released: Vec<(String, String)>,
+    notices: Vec<crate::store::Notice>,
 }
 
 impl Prepared {
@@ -85,6 +88,7 @@ impl Prepared {
             key,
             lease: self.lease.as_ref().map(|(owner, ttl)| (owner.as_str(), *ttl)),
             released: &self.released,
+            notices: &self.notices,
         }
     }
 }
@@ -124,6 +128,19 @@ impl Log {
             }
             _ => {}
         }
+    }
+
+    /// The outputs emitted so far, as evidence JSON (labels marked, unsalted).
+    fn outputs_json(&self, analysis: &Analysis) -> serde_json::Map<String, serde_json::Value> {
+        let body = analysis.body();
+        body.outputs
+            .iter()
+            .filter_map(|output| {
+                let value = self.outputs.get(output.name.as_str())?;
+                let labels = analysis.node_labels(&output.name);
+                Some((output.name.to_string(), crate::labels::encode(body, value, &output.ty, labels, false)))
+            })
+            .collect()
     }
 
     /// Stores the pending events, chained, with the run's new record.
@@ -224,7 +241,12 @@ impl Log {
                 roles,
             })
             .collect();
+        let notices = match to.webhooks {
+            Some(webhooks) => webhooks.for_commit(analysis, &record, &stored, &waiting, || self.outputs_json(analysis)),
+            None => Vec::new(),
+        };
         Ok(Some(Prepared {
+            notices,
             expected_seq: self.seq,
             events: stored,
             waiting,

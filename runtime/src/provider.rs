@@ -186,7 +186,7 @@ impl ActionHandler for CommandSystem {
 
 /// Sends `body` and reads the answer (at most 16 MiB) as its status and text; a transport
 /// error is worth trying again.
-fn send(
+pub(crate) fn send(
     call: ureq::RequestBuilder<ureq::typestate::WithBody>,
     url: &str,
     body: &[u8],
@@ -257,14 +257,7 @@ impl ActionHandler for HttpSystem {
     fn describe(&self) -> String {
         let signed = if self.secret.is_some() { ", signed" } else { "" };
         // Recorded in every run's environment: without credentials a URL may carry.
-        let shown = match self.url.split_once("://") {
-            Some((scheme, rest)) => {
-                let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-                let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-                format!("{scheme}://{host}/{path}")
-            }
-            None => self.url.clone(),
-        };
+        let shown = shown_url(&self.url);
         format!("http {shown} (timeout {}, {} retries{signed})", humantime(self.timeout), self.retries)
     }
 
@@ -284,6 +277,18 @@ impl ActionHandler for HttpSystem {
                 Err(_) => std::thread::sleep(Duration::from_millis(200 * u64::from(attempts))),
             }
         }
+    }
+}
+
+/// A URL as it may be recorded or shown: without the credentials it may carry.
+pub(crate) fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}/{path}")
+        }
+        None => url.to_owned(),
     }
 }
 

@@ -232,6 +232,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     let kept = service.clone();
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let resumer = resume_interrupted(service.clone(), stopping.clone());
+    let deliverer = deliver_notices(service.clone(), stopping.clone());
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -252,6 +253,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     });
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = resumer.join();
+    let _ = deliverer.join();
     drop(runtime);
     drop(kept);
     served
@@ -283,6 +285,36 @@ fn resume_interrupted(
                 }
                 Err(error) => tracing::warn!(target: "flow::runs", %error, "could not resume interrupted runs"),
             }
+        }
+    })
+}
+
+/// Delivers the notices due to the deployment's webhook endpoints, as long as the server
+/// runs: at once while there are some, else every quarter of a second (a notice queued by
+/// any process on the store is sent by whichever server takes it first).
+fn deliver_notices(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        if service.runtime.webhooks().is_none() {
+            return;
+        }
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            match service.runtime.deliver_notices(32) {
+                Ok(round) => {
+                    service.metrics.delivered(&round);
+                    if round.total() > 0 {
+                        tracing::info!(
+                            target: "flow::webhooks",
+                            delivered = round.delivered,
+                            retried = round.retried,
+                            given_up = round.given_up,
+                            "delivered notices"
+                        );
+                        continue;
+                    }
+                }
+                Err(error) => tracing::warn!(target: "flow::webhooks", %error, "could not deliver notices"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     })
 }

@@ -28,6 +28,8 @@ struct Inner {
     /// By operation (`start`, `decide`, `override`, `install`…) and result (`ok`, or the
     /// error's name).
     operations: BTreeMap<(&'static str, String), u64>,
+    /// Attempts to deliver notices to webhooks: delivered, to be tried again, given up.
+    webhooks: [u64; 3],
 }
 
 /// The service's counters.
@@ -63,6 +65,14 @@ impl Metrics {
     /// An operation of a principal, and how it ended.
     pub fn operation(&self, operation: &'static str, result: &str) {
         *self.lock().operations.entry((operation, result.to_owned())).or_default() += 1;
+    }
+
+    /// A round of webhook deliveries.
+    pub fn delivered(&self, round: &flow_runtime::notify::Delivered) {
+        let mut inner = self.lock();
+        inner.webhooks[0] += round.delivered as u64;
+        inner.webhooks[1] += round.retried as u64;
+        inner.webhooks[2] += round.given_up as u64;
     }
 
     /// The exposition of the counters.
@@ -107,6 +117,15 @@ impl Metrics {
                 "flow_api_operations_total{{operation=\"{operation}\",result=\"{}\"}} {count}",
                 label(result)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flow_webhook_deliveries_total Attempts to deliver notices to webhook endpoints, by result \
+             (`delivered`; `retried`: failed, to be tried again; `given_up`).\n\
+             # TYPE flow_webhook_deliveries_total counter"
+        );
+        for (result, count) in ["delivered", "retried", "given_up"].iter().zip(inner.webhooks) {
+            let _ = writeln!(out, "flow_webhook_deliveries_total{{result=\"{result}\"}} {count}");
         }
         out
     }

@@ -288,8 +288,13 @@ mod cuttable {
         fn action_results(&self) -> Result<Vec<ActionResult>> {
             self.reach()?.action_results()
         }
-        fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
-            self.reach()?.record_refusal(refusal, key)
+        fn record_refusal(
+            &self,
+            refusal: [&str; 5],
+            key: Option<Signer<'_>>,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<()> {
+            self.reach()?.record_refusal(refusal, key, notices)
         }
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.reach()?.refusals()
@@ -335,6 +340,23 @@ mod cuttable {
         }
         fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<serde_json::Value>)>> {
             self.reach()?.outcomes(batch)
+        }
+        fn take_deliveries(
+            &self,
+            owner: &str,
+            ttl_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<flow_runtime::store::Delivery>> {
+            self.reach()?.take_deliveries(owner, ttl_ms, limit)
+        }
+        fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &flow_runtime::store::Attempt) -> Result<()> {
+            self.reach()?.finish_delivery(endpoint, id, attempt)
+        }
+        fn deliveries(
+            &self,
+            state: Option<flow_runtime::store::DeliveryState>,
+        ) -> Result<Vec<flow_runtime::store::Delivery>> {
+            self.reach()?.deliveries(state)
         }
         fn is_empty(&self) -> Result<bool> {
             self.reach()?.is_empty()

@@ -92,8 +92,13 @@ mod mutant {
         fn action_results(&self) -> Result<Vec<ActionResult>> {
             self.inner.action_results()
         }
-        fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
-            self.inner.record_refusal(refusal, key)
+        fn record_refusal(
+            &self,
+            refusal: [&str; 5],
+            key: Option<Signer<'_>>,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<()> {
+            self.inner.record_refusal(refusal, key, notices)
         }
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.inner.refusals()
@@ -145,6 +150,23 @@ mod mutant {
         }
         fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<serde_json::Value>)>> {
             self.inner.outcomes(batch)
+        }
+        fn take_deliveries(
+            &self,
+            owner: &str,
+            ttl_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<flow_runtime::store::Delivery>> {
+            self.inner.take_deliveries(owner, ttl_ms, limit)
+        }
+        fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &flow_runtime::store::Attempt) -> Result<()> {
+            self.inner.finish_delivery(endpoint, id, attempt)
+        }
+        fn deliveries(
+            &self,
+            state: Option<flow_runtime::store::DeliveryState>,
+        ) -> Result<Vec<flow_runtime::store::Delivery>> {
+            self.inner.deliveries(state)
         }
         fn is_empty(&self) -> Result<bool> {
             self.inner.is_empty()
@@ -262,8 +284,8 @@ fn reviewed(
     (runtime, analysis)
 }
 
-/// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases and
-/// queues) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
+/// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases,
+/// queues and notices) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
 /// store is at the current version after.
 #[test]
 fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
@@ -281,7 +303,8 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
             let db = rusqlite::Connection::open(&path).expect("opens");
             db.execute_batch(
                 "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs DROP COLUMN lease_until;
-                 DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; PRAGMA user_version = 3;",
+                 DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
+                 PRAGMA user_version = 3;",
             )
             .expect("ages the store");
         }),
@@ -300,7 +323,8 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                     .batch_execute(
                         "ALTER TABLE flow_runs ADD COLUMN heartbeat TEXT; ALTER TABLE flow_runs DROP COLUMN lease_until;
                          DROP INDEX flow_runs_executing; DROP TABLE flow_action_claims;
-                         DROP TABLE flow_batches; DROP TABLE flow_queue; UPDATE flow_schema SET version = 1;",
+                         DROP TABLE flow_batches; DROP TABLE flow_queue; DROP TABLE flow_deliveries;
+                         UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");
             }),

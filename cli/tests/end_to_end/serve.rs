@@ -84,6 +84,17 @@ impl Contract {
         }
     }
 
+    /// Checks a notice a webhook endpoint received against the document's `webhooks`.
+    fn check_notice(&self, notice: &Json) {
+        let mut schema =
+            self.doc["webhooks"]["notice"]["post"]["requestBody"]["content"]["application/json"]["schema"].clone();
+        schema["components"] = self.doc["components"].clone();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(notice).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "a notice does not fit the document: {errors:?}\n{notice}");
+    }
+
     /// Every documented operation was called, and the server's routes are those documented.
     fn assert_complete(&self) {
         let mut documented = BTreeSet::new();
@@ -117,9 +128,15 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// A server with these variables set (the secrets its webhooks sign with).
+    fn start_with(dir: &Path, vars: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
+            .envs(vars.iter().copied())
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -762,14 +779,22 @@ fn two_servers_on_one_postgres_share_the_runs() {
 /// A server killed (`kill -9`) in the middle of a burst of starts loses none it
 /// acknowledged: after a restart every acknowledged run is there and ends as it would have;
 /// the starts that got no answer, sent again with their keys, start no second run; the
-/// ledger booked each request once.
+/// ledger booked each request once; a webhook is told of every run's end.
 #[test]
 fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
     let contract = Contract::load();
     for postgres in stores("burst") {
         let (dir, tokens) = serving("burst", postgres.as_deref());
         let carl = tokens["carl"].1.clone();
-        let mut server = Server::start(&dir);
+        let (_receiver, port) = receiver(&dir, 0, "ended.jsonl");
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[webhooks.ends]\nurl = \"http://127.0.0.1:{port}/\"\nsecret_env = \"FLOW_WEBHOOK_SECRET\"\n\
+             events = [\"run.ended\"]\nbackoff = \"1s\"\n"
+        ));
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+        let secret = [("FLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)];
+        let mut server = Server::start_with(&dir, &secret);
         let plan = install(&Api::new(&server, &contract), &dir, &tokens["olga"].1);
         let body = |key: &str| json!({"plan": plan, "clock": AT, "inputs": {"request": request(key, "20", "carl")}});
         let start = |api: &Api<'_>, key: &str| -> Option<Reply> {
@@ -831,7 +856,7 @@ fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
         assert!(acknowledged.len() >= 4, "the burst got answers before the kill: {}", acknowledged.len());
         drop(server);
 
-        server = Server::start(&dir);
+        server = Server::start_with(&dir, &secret);
         let api = Api::new(&server, &contract);
         for key in &unanswered {
             let reply = start(&api, key).expect("the restarted server answers");
@@ -862,6 +887,18 @@ fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
         for (key, _) in &acknowledged {
             assert!(distinct.contains(&key.as_str()), "{key} acknowledged and not booked");
         }
+        // Every run's end is told, once: a notice the kill caught in flight may be sent
+        // again, under its id (the receiver drops it), and no more than one round of them.
+        let ended = received(&dir.join("ended.jsonl"), |lines| {
+            lines.iter().filter(|l| l["type"] == "run.ended").count() >= keys
+        });
+        let told: BTreeSet<&str> = ended.iter().filter_map(|l| l["data"]["run"].as_str()).collect();
+        for (key, run) in &acknowledged {
+            assert!(told.contains(run.as_str()), "the end of {run} ({key}) was not told");
+        }
+        assert_eq!(told.len(), keys, "one notice per run's end");
+        let again = ended.iter().filter(|l| l.get("duplicate").is_some()).count();
+        assert!(again <= 32, "{again} notices sent twice");
         assert!(server.stop().0.success());
     }
 }
@@ -994,5 +1031,178 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The example webhook receiver (`examples/webhooks/receiver.py`), listening on `port` (any
+/// free one with 0) and writing what it takes to `out`; its port.
+fn receiver(dir: &Path, port: u16, out: &str) -> (Killed, u16) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webhooks/receiver.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(["--port", &port.to_string(), "--out", out])
+        .current_dir(dir)
+        .env("FLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    // It prints each notice too: read on, so that it never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    (Killed(child), line.trim().parse().unwrap_or_else(|_| panic!("the receiver did not start: {line:?}")))
+}
+
+const WEBHOOK_SECRET: &str = "whsec-for-the-tests";
+
+/// What a receiver took: its lines (notices, and `{"duplicate": id}`), once `done` says
+/// they are all there (or after a minute).
+fn received(path: &Path, done: impl Fn(&[Json]) -> bool) -> Vec<Json> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines: Vec<Json> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if done(&lines) || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A free local port, for a receiver that starts later.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Webhooks: an endpoint that is down while runs wait, are decided, block, end and are
+/// refused gets every notice once it comes back, signed (the example receiver checks), once
+/// each, labelled values redacted; another endpoint, cleared to view `pii` and asking for two
+/// kinds, gets those kinds with the values. Each notice names the event it tells.
+#[test]
+fn webhooks_reach_a_receiver_that_fails_and_comes_back() {
+    let contract = Contract::load();
+    for postgres in stores("webhooks") {
+        let (dir, mut tokens) = serving("webhooks", postgres.as_deref());
+        tokens.extend(self::tokens(&dir, &["aud"]));
+        let token = |who: &str| tokens[who].1.clone();
+        let down = free_port();
+        let (_audit, audit_port) = receiver(&dir, 0, "audit.jsonl");
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str(&format!(
+            "\n[webhooks.ops]\nurl = \"http://127.0.0.1:{down}/flow\"\nsecret_env = \"FLOW_WEBHOOK_SECRET\"\n\
+             backoff = \"1s\"\n\n[webhooks.audit]\nurl = \"http://127.0.0.1:{audit_port}/flow\"\n\
+             secret_env = \"FLOW_WEBHOOK_SECRET\"\nevents = [\"step.waiting\", \"run.ended\"]\nview = [\"pii\"]\n"
+        ));
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+        // The server signs what it sends: without the secret it does not start.
+        let refused = flowc(&dir, &["serve", "--listen", "127.0.0.1:0"]);
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        assert!(text(&refused).contains("webhook `audit`"), "{}", text(&refused));
+
+        let server = Server::start_with(&dir, &[("FLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)]);
+        let api = Api::new(&server, &contract);
+        let plan = install(&api, &dir, &token("olga"));
+        let start = |id: &str, amount: &str| {
+            let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request(id, amount, "carl")}});
+            let started = api.post("/v1/runs", &token("carl"), &body);
+            assert_status(&started, 201, id);
+            started.json()["run"].as_str().unwrap().to_owned()
+        };
+        let completed = start("W1", "20");
+        let reviewed = start("W2", "2000");
+        let decided = api.post(
+            &format!("/v1/runs/{reviewed}/steps/check/decision"),
+            &token("mia"),
+            &json!({"outcome": "approve", "reason": "ok"}),
+        );
+        assert_status(&decided, 200, "the review");
+        let blocked = start("EMBARGO", "20");
+        let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request("W4", "20", "carl")}});
+        assert_status(&api.post("/v1/runs", &token("mia"), &body), 403, "a manager starts a run");
+
+        // The endpoint is down: its notices wait, tried again and again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !api.get("/metrics", &token("olga")).text().contains("flow_webhook_deliveries_total{result=\"retried\"} ")
+            || api
+                .get("/metrics", &token("olga"))
+                .text()
+                .contains("flow_webhook_deliveries_total{result=\"retried\"} 0")
+        {
+            assert!(std::time::Instant::now() < deadline, "no attempt to deliver to the endpoint that is down");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (_ops, _) = receiver(&dir, down, "ops.jsonl");
+        let wanted = ["step.waiting", "step.decided", "gate.blocked", "run.ended", "refusal"];
+        // W1 ended; W2 waited for its review, was decided, waits for its approval; EMBARGO
+        // blocked; mia was refused.
+        received(&dir.join("ops.jsonl"), |lines| lines.len() >= 6);
+        // Nothing more comes, and nothing twice.
+        std::thread::sleep(Duration::from_millis(1500));
+        let ops = received(&dir.join("ops.jsonl"), |_| true);
+        assert_eq!(ops.len(), 6, "{ops:#?}");
+        let kinds: BTreeSet<&str> = ops.iter().filter_map(|l| l["type"].as_str()).collect();
+        assert_eq!(kinds, wanted.into_iter().collect(), "{ops:#?}");
+        ops.iter().for_each(|notice| contract.check_notice(notice));
+        assert!(ops.iter().all(|l| l.get("duplicate").is_none()), "a notice sent twice: {ops:#?}");
+        let ids: Vec<&str> = ops.iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "{ids:?}");
+        let of = |lines: &[Json], kind: &str, run: &str| -> Json {
+            let found = lines.iter().find(|l| l["type"] == kind && l["data"]["run"] == run);
+            found.unwrap_or_else(|| panic!("no {kind} of {run}: {lines:#?}")).clone()
+        };
+        // What each tells, and that its id names the event it tells.
+        let ended = of(&ops, "run.ended", &completed);
+        assert_eq!(ended["data"]["status"], "completed");
+        assert!(ended["data"]["outputs"]["decision"]["note"]["$redacted"].is_string(), "{ended}");
+        assert!(!ops.iter().any(|l| l.to_string().contains("personal note")), "a labelled value sent to ops");
+        let evidence = api.get(&format!("/v1/runs/{completed}/evidence"), &token("aud")).json();
+        let seq: usize = ended["id"].as_str().unwrap().rsplit_once('.').unwrap().1.parse().unwrap();
+        assert_eq!(evidence["events"][seq]["event"]["event"], "settled", "{ended} names {}", evidence["events"][seq]);
+        let waiting: Vec<(&Json, &Json)> = ops
+            .iter()
+            .filter(|l| l["type"] == "step.waiting")
+            .map(|l| (&l["data"]["step"], &l["data"]["kind"]))
+            .collect();
+        assert!(waiting.contains(&(&json!("check"), &json!("review"))), "{waiting:?}");
+        assert!(waiting.contains(&(&json!("sign"), &json!("approval"))), "{waiting:?}");
+        let decision = of(&ops, "step.decided", &reviewed);
+        assert_eq!(decision["data"]["decision"]["principal"], "mia", "{decision}");
+        assert_eq!(of(&ops, "gate.blocked", &blocked)["data"]["may_override"], json!(["officer"]));
+        let refusal = ops.iter().find(|l| l["type"] == "refusal").unwrap();
+        assert!(refusal["id"].as_str().unwrap().starts_with("refusals."), "{refusal}");
+        assert_eq!(
+            (refusal["data"]["principal"].clone(), refusal["data"]["grant"].clone()),
+            (json!("mia"), json!("trigger"))
+        );
+
+        // The endpoint cleared to view pii, asking for two kinds.
+        let audit = received(&dir.join("audit.jsonl"), |lines| lines.len() >= 3);
+        assert_eq!(audit.len(), 3, "{audit:#?}");
+        let kinds: BTreeSet<&str> = audit.iter().filter_map(|l| l["type"].as_str()).collect();
+        assert_eq!(kinds, ["run.ended", "step.waiting"].into_iter().collect(), "{audit:#?}");
+        audit.iter().for_each(|notice| contract.check_notice(notice));
+        let ended = of(&audit, "run.ended", &completed);
+        assert_eq!(ended["data"]["outputs"]["decision"]["note"]["$value"], "personal note of carl", "{ended}");
+        assert!(!ended.to_string().contains("$salt"), "{ended}");
+
+        // The receiver refuses what is not signed with the secret.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let forged = agent
+            .post(&format!("http://127.0.0.1:{audit_port}/flow"))
+            .header(
+                "Flow-Timestamp",
+                &format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()),
+            )
+            .header("Flow-Signature", "v1=00")
+            .send(ended.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(forged.status().as_u16(), 401);
+        let metrics = api.get("/metrics", &token("olga")).text();
+        assert!(metrics.contains("flow_webhook_deliveries_total{result=\"given_up\"} 0"), "{metrics}");
+        assert!(server.stop().0.success());
     }
 }

@@ -37,10 +37,13 @@ impl Runtime {
                 loaded.record(analysis, event);
                 loaded.log.commit(&self.committer(&[]), analysis, &loaded.state)
             }
-            None => self
-                .store
-                .record_refusal([&now().to_string(), &id, operation, &grant, &message], self.signer())
-                .map_err(Error::from),
+            None => {
+                let notices =
+                    self.webhooks.as_ref().map(|w| w.for_refusal(&id, operation, &grant, &message)).unwrap_or_default();
+                self.store
+                    .record_refusal([&now().to_string(), &id, operation, &grant, &message], self.signer(), &notices)
+                    .map_err(Error::from)
+            }
         };
         match recorded {
             Ok(()) => Error::Refused { grant, message, missing },

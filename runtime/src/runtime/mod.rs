@@ -57,6 +57,8 @@ pub struct Runtime {
     testing: bool,
     /// Told how far an operation over many stored runs (a bulk replay, the metrics) is.
     progress: Option<Arc<Progress>>,
+    /// The webhook endpoints notices are queued for.
+    pub(crate) webhooks: Option<Arc<crate::notify::Webhooks>>,
 }
 
 /// Told, as an operation over many stored runs goes, how many of how many are done: from
@@ -79,6 +81,7 @@ impl Runtime {
             directory: None,
             testing: false,
             progress: None,
+            webhooks: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl Runtime {
             signer: self.signer(),
             lease: (&self.leases.owner, self.leases.ttl_ms()),
             released,
+            webhooks: self.webhooks.as_deref(),
         }
     }
 

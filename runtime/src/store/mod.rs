@@ -257,6 +257,80 @@ pub struct Commit<'a> {
     /// Action keys (system, key) claimed by this run whose calls are over without a result
     /// to record (the handler failed): their claims are given up.
     pub released: &'a [(String, String)],
+    /// Notifications of the commit's events to webhook endpoints, queued with them (an
+    /// endpoint that has a notice of the same id keeps it).
+    pub notices: &'a [Notice],
+}
+
+/// A notification queued for a webhook endpoint in the transaction that records what it
+/// tells, so that nothing recorded goes untold and nothing is queued that was not recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// The endpoint's name in the deployment.
+    pub endpoint: String,
+    /// Names what it tells, for good: `RUN.SEQ`, the run and number of its event (a refusal
+    /// that belongs to no run gets `refusals.SEQ` from [`Store::record_refusal`]).
+    pub id: String,
+    /// `step.waiting`, `step.decided`, `gate.blocked`, `gate.overridden`, `run.ended`,
+    /// `refusal`.
+    pub kind: String,
+    /// What it says, as evidence JSON: labelled values marked, redacted when it is sent.
+    pub data: Json,
+}
+
+/// Where a notice's delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not delivered yet: due at its `next` time.
+    Pending,
+    /// The endpoint answered `2xx`.
+    Delivered,
+    /// Given up: the endpoint refused it, or did not take it in as many attempts as allowed.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A queued notice with its delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub notice: Notice,
+    /// When it was queued (RFC 3339).
+    pub created: String,
+    pub state: DeliveryState,
+    /// How many times it was sent.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// How an attempt to deliver a notice went, as [`Store::finish_delivery`] records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Failed; try again after this many milliseconds.
+    Retry {
+        after_ms: i64,
+        error: String,
+    },
+    /// Failed for good.
+    GaveUp {
+        error: String,
+    },
 }
 
 /// What signs the store's checkpoints: the deployment's key, and the public keys (hex) it
@@ -322,8 +396,9 @@ pub trait Store: Send + Sync {
     /// Every recorded action result, by system and key.
     fn action_results(&self) -> Result<Vec<ActionResult>>;
     /// Records a refused operation that belongs to no run (starting one): `[at, principal,
-    /// operation, grant, message]`, chained to the refusals before it, and logs it.
-    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()>;
+    /// operation, grant, message]`, chained to the refusals before it, and logs it, with
+    /// `notices` of it queued, each named `refusals.SEQ` (their `id` is not read).
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[Notice]) -> Result<()>;
     /// Refusals that belong to no run, in their chain's order.
     fn refusals(&self) -> Result<Vec<Refusal>>;
     /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
@@ -369,6 +444,16 @@ pub trait Store: Send + Sync {
     fn finish_cases(&self, owner: &str, done: &[(String, u64, Json)]) -> Result<()>;
     /// A batch's outcomes by case number (`None`: not done yet).
     fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>>;
+
+    /// Takes up to `limit` notices due for delivery (pending, their time come) that no
+    /// other process is sending (or whose sender's lease ran out), oldest first, leased to
+    /// `owner` for `ttl_ms`; notices another process is taking at the same moment are skipped.
+    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<Delivery>>;
+    /// Records an attempt to deliver an endpoint's notice, and gives up the lease on it; a
+    /// notice already delivered or given up stays as it is.
+    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &Attempt) -> Result<()>;
+    /// The queued notices in a state (every one with `None`), oldest first.
+    fn deliveries(&self, state: Option<DeliveryState>) -> Result<Vec<Delivery>>;
 
     /// Whether the store holds nothing: no plan, run, refusal, shadow or log entry.
     fn is_empty(&self) -> Result<bool>;

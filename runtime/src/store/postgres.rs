@@ -131,6 +131,13 @@ const MIGRATIONS: &[&str] = &[
        done BOOLEAN NOT NULL DEFAULT false, outcome TEXT, PRIMARY KEY (batch, n)
      );
      CREATE INDEX flow_queue_open ON flow_queue (batch, n) WHERE NOT done;",
+    // 4: notices for webhook endpoints, queued with the events they tell.
+    "CREATE TABLE flow_deliveries (
+       n BIGSERIAL PRIMARY KEY, endpoint TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+       created TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+       next_at BIGINT NOT NULL, owner TEXT, lease_until BIGINT, error TEXT, UNIQUE (endpoint, id)
+     );
+     CREATE INDEX flow_deliveries_due ON flow_deliveries (next_at, n) WHERE state = 'pending';",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -498,6 +505,51 @@ fn log_append(tx: &mut Transaction<'_>, entries: &[crate::checkpoint::Entry], ke
     Ok(())
 }
 
+/// Queues notices in a transaction, named `refusals.SEQ` when `refusal` is given; an
+/// endpoint that has a notice of the same id keeps it.
+fn queue_notices(tx: &mut Transaction<'_>, notices: &[super::Notice], refusal: Option<u64>) -> Result<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let created = crate::identity::now().to_string();
+    let (mut endpoints, mut ids, mut kinds, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for notice in notices {
+        endpoints.push(notice.endpoint.as_str());
+        ids.push(refusal.map_or_else(|| notice.id.clone(), |seq| format!("refusals.{seq}")));
+        kinds.push(notice.kind.as_str());
+        data.push(notice.data.to_string());
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO flow_deliveries (endpoint, id, kind, data, created, next_at) \
+             SELECT e, i, k, d, $5, {NOW_MS} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS q(e, i, k, d) \
+             ON CONFLICT (endpoint, id) DO NOTHING"
+        ),
+        &[&endpoints, &ids, &kinds, &data, &created],
+    )
+    .map_err(unusable("cannot queue a notice"))?;
+    Ok(())
+}
+
+const DELIVERY_COLUMNS: &str = "endpoint, id, kind, data, created, state, attempts, error";
+
+fn delivery_from_row(row: &postgres::Row) -> Result<super::Delivery> {
+    let notice = super::Notice { endpoint: row.get(0), id: row.get(1), kind: row.get(2), data: Json::Null };
+    let what = format!("notice `{}` for endpoint `{}`", notice.id, notice.endpoint);
+    let data = serde_json::from_str(row.get(3))
+        .map_err(|e| StoreError::Unusable(format!("the data of {what} is not JSON: {e}")))?;
+    let state: &str = row.get(5);
+    let state = super::DeliveryState::parse(state)
+        .ok_or_else(|| StoreError::Unusable(format!("{what} has an unknown state `{state}`")))?;
+    Ok(super::Delivery {
+        notice: super::Notice { data, ..notice },
+        created: row.get(4),
+        state,
+        attempts: row.get::<_, i32>(6) as u32,
+        error: row.get(7),
+    })
+}
+
 fn raw_event(row: &postgres::Row, first: usize) -> RawEvent {
     RawEvent {
         seq: row.get::<_, i64>(first) as u64,
@@ -571,7 +623,7 @@ impl Store for PostgresStore {
             if is_unique_violation(&e) { StoreError::Conflict(first.run.id.clone()) } else { write(e) }
         };
         for commit in commits {
-            let Commit { run, expected_seq, waiting, results, lease, released, .. } = *commit;
+            let Commit { run, expected_seq, waiting, results, lease, released, notices, .. } = *commit;
             let (owner, ttl) = (lease.map(|(owner, _)| owner), lease.map(|(_, ttl)| ttl));
             let record: [&(dyn postgres::types::ToSql + Sync); 11] = [
                 &run.id,
@@ -637,6 +689,7 @@ impl Store for PostgresStore {
                 )
                 .map_err(&write)?;
             }
+            queue_notices(&mut tx, notices, None)?;
         }
         // Every commit's events in one statement; unique by run and sequence.
         let events = commits.iter().flat_map(|c| c.events.iter().map(move |e| (c.run.id.as_str(), e)));
@@ -778,7 +831,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[super::Notice]) -> Result<()> {
         let [at, principal, operation, grant, message] = refusal;
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot record the refusal"))?;
@@ -811,6 +864,7 @@ impl Store for PostgresStore {
             hash,
         };
         log_append(&mut tx, std::slice::from_ref(&entry), key)?;
+        queue_notices(&mut tx, notices, Some(seq))?;
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
@@ -1194,6 +1248,64 @@ impl Store for PostgresStore {
                     Ok((n, outcome))
                 })
                 .collect()
+        })
+    }
+
+    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<super::Delivery>> {
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "UPDATE flow_deliveries AS d SET owner = $1, lease_until = {NOW_MS} + $2 FROM (\
+                       SELECT n FROM flow_deliveries WHERE state = 'pending' AND next_at <= {NOW_MS} \
+                       AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                       ORDER BY next_at, n LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
+                     WHERE d.n = due.n RETURNING d.endpoint, d.id, d.kind, d.data, d.created, d.state, d.attempts, \
+                     d.error, d.next_at, d.n"
+                ),
+                &[&owner, &ttl_ms, &(limit as i64)],
+            )
+            .map_err(unusable("cannot take notices to deliver"))?;
+        let mut due: Vec<(i64, i64, super::Delivery)> = rows
+            .iter()
+            .map(|row| Ok((row.get::<_, i64>(8), row.get::<_, i64>(9), delivery_from_row(row)?)))
+            .collect::<Result<_>>()?;
+        due.sort_by_key(|(next, n, _)| (*next, *n));
+        Ok(due.into_iter().map(|(_, _, delivery)| delivery).collect())
+    }
+
+    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
+        use super::Attempt;
+        let (state, next, error) = match attempt {
+            Attempt::Delivered => ("delivered", 0, None),
+            Attempt::Retry { after_ms, error } => ("pending", *after_ms, Some(error.as_str())),
+            Attempt::GaveUp { error } => ("failed", 0, Some(error.as_str())),
+        };
+        self.client()?
+            .execute(
+                &format!(
+                    "UPDATE flow_deliveries SET state = $1, attempts = attempts + 1, next_at = {NOW_MS} + $2, \
+                     error = $3, owner = NULL, lease_until = NULL WHERE endpoint = $4 AND id = $5 AND state = 'pending'"
+                ),
+                &[&state, &next, &error, &endpoint, &id],
+            )
+            .map_err(unusable("cannot record a notice's delivery"))?;
+        Ok(())
+    }
+
+    fn deliveries(&self, state: Option<super::DeliveryState>) -> Result<Vec<super::Delivery>> {
+        self.read(|| {
+            let state = state.map(super::DeliveryState::as_str);
+            let rows = self
+                .client()?
+                .query(
+                    &format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM flow_deliveries WHERE $1::TEXT IS NULL OR state = $1 ORDER BY n"
+                    ),
+                    &[&state],
+                )
+                .map_err(unusable("cannot read the notices"))?;
+            rows.iter().map(delivery_from_row).collect()
         })
     }
 

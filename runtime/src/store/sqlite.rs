@@ -48,6 +48,13 @@ const MIGRATIONS: &[&str] = &[
        done INTEGER NOT NULL DEFAULT 0, outcome TEXT, PRIMARY KEY (batch, n)
      ) WITHOUT ROWID;
      CREATE INDEX queue_open ON queue (batch, n) WHERE NOT done;",
+    // 6: notices for webhook endpoints, queued with the events they tell.
+    "CREATE TABLE deliveries (
+       n INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+       created TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+       next_at INTEGER NOT NULL, owner TEXT, lease_until INTEGER, error TEXT, UNIQUE (endpoint, id)
+     );
+     CREATE INDEX deliveries_due ON deliveries (next_at, n) WHERE state = 'pending';",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -96,7 +103,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 
 /// One commit of [`Store::append_all`], inside its transaction, but for the log.
 fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
-    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released } = *commit;
+    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices } = *commit;
     let current: Option<i64> = tx
         .query_row("SELECT seq FROM runs WHERE id = ?1", [&run.id], |row| row.get(0))
         .optional()
@@ -158,7 +165,52 @@ fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> 
             .and_then(|mut s| s.execute(params![system, key, run.id]))
             .map_err(&write)?;
     }
+    queue_notices(tx, notices, None)?;
     Ok(())
+}
+
+/// Queues notices in a transaction, named `refusals.SEQ` when `refusal` is given; an
+/// endpoint that has a notice of the same id keeps it.
+fn queue_notices(tx: &rusqlite::Transaction<'_>, notices: &[super::Notice], refusal: Option<u64>) -> Result<()> {
+    let created = crate::identity::now().to_string();
+    for notice in notices {
+        let id = refusal.map_or_else(|| notice.id.clone(), |seq| format!("refusals.{seq}"));
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (endpoint, id, kind, data, created, next_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![notice.endpoint, id, notice.kind, notice.data.to_string(), created, now_ms()])
+        })
+        .map_err(unusable("cannot queue a notice"))?;
+    }
+    Ok(())
+}
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(super::Delivery, String, String)> {
+    Ok((
+        super::Delivery {
+            notice: super::Notice { endpoint: row.get(0)?, id: row.get(1)?, kind: row.get(2)?, data: Json::Null },
+            created: row.get(4)?,
+            state: super::DeliveryState::Pending,
+            attempts: row.get::<_, i64>(6)? as u32,
+            error: row.get(7)?,
+        },
+        row.get(3)?,
+        row.get(5)?,
+    ))
+}
+
+const DELIVERY_COLUMNS: &str = "endpoint, id, kind, data, created, state, attempts, error";
+
+/// A delivery as read, its data and state parsed.
+fn with_data((mut delivery, data, state): (super::Delivery, String, String)) -> Result<super::Delivery> {
+    let what = format!("notice `{}` for endpoint `{}`", delivery.notice.id, delivery.notice.endpoint);
+    delivery.notice.data = serde_json::from_str(&data)
+        .map_err(|e| StoreError::Unusable(format!("the data of {what} is not JSON: {e}")))?;
+    delivery.state = super::DeliveryState::parse(&state)
+        .ok_or_else(|| StoreError::Unusable(format!("{what} has an unknown state `{state}`")))?;
+    Ok(delivery)
 }
 
 /// Brings a store to [`SCHEMA_VERSION`]: creates an empty one at [`BASE_VERSION`], then
@@ -525,7 +577,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>) -> Result<()> {
+    fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[super::Notice]) -> Result<()> {
         let [at, principal, operation, grant, message] = refusal;
         let mut conn = self.conn();
         let tx = conn
@@ -561,6 +613,7 @@ impl Store for SqliteStore {
             hash,
         };
         log_append(&tx, std::slice::from_ref(&entry), key)?;
+        queue_notices(&tx, notices, Some(seq))?;
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
@@ -930,6 +983,60 @@ impl Store for SqliteStore {
             out.push((n, outcome));
         }
         Ok(out)
+    }
+
+    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<super::Delivery>> {
+        let mut conn = self.conn();
+        let failed = unusable("cannot take notices to deliver");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let now = now_ms();
+        let taken: Vec<super::Delivery> = {
+            let mut select = tx
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_at <= ?1 \
+                     AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_at, n LIMIT ?2"
+                ))
+                .map_err(&failed)?;
+            let rows = select.query_map(params![now, limit as i64], delivery_from_row).map_err(&failed)?;
+            rows.map(|row| with_data(row.map_err(&failed)?)).collect::<Result<_>>()?
+        };
+        for delivery in &taken {
+            tx.prepare_cached("UPDATE deliveries SET owner = ?1, lease_until = ?2 WHERE endpoint = ?3 AND id = ?4")
+                .and_then(|mut s| s.execute(params![owner, now + ttl_ms, delivery.notice.endpoint, delivery.notice.id]))
+                .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(taken)
+    }
+
+    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
+        use super::Attempt;
+        let (state, next, error) = match attempt {
+            Attempt::Delivered => ("delivered", 0, None),
+            Attempt::Retry { after_ms, error } => ("pending", *after_ms, Some(error.as_str())),
+            Attempt::GaveUp { error } => ("failed", 0, Some(error.as_str())),
+        };
+        self.conn()
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?1, attempts = attempts + 1, next_at = ?2, error = ?3, owner = NULL, \
+                 lease_until = NULL WHERE endpoint = ?4 AND id = ?5 AND state = 'pending'",
+            )
+            .and_then(|mut s| s.execute(params![state, now_ms() + next, error, endpoint, id]))
+            .map_err(unusable("cannot record a notice's delivery"))?;
+        Ok(())
+    }
+
+    fn deliveries(&self, state: Option<super::DeliveryState>) -> Result<Vec<super::Delivery>> {
+        let conn = self.conn();
+        let failed = unusable("cannot read the notices");
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ?1 IS NULL OR state = ?1 ORDER BY n"
+            ))
+            .map_err(&failed)?;
+        let rows =
+            statement.query_map([state.map(super::DeliveryState::as_str)], delivery_from_row).map_err(&failed)?;
+        rows.map(|row| with_data(row.map_err(&failed)?)).collect()
     }
 
     fn is_empty(&self) -> Result<bool> {

@@ -15,7 +15,9 @@
 //! makes it last and releasing it ends it; and an action key is claimed by one call at a
 //! time, until the result recorded for it answers every later claim; and a queued case is
 //! taken by one handle at a time, again only once its lease runs out, and done once; and a
-//! group of commits lands whole, under one checkpoint, or not at all.
+//! group of commits lands whole, under one checkpoint, or not at all; notices are queued
+//! with the commit or refusal they tell (not when it conflicts), once per endpoint and id,
+//! taken by one handle at a time, and tried again only when their time comes.
 
 use serde_json::json;
 
@@ -31,7 +33,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 18] = [
+    let checks: [(&str, Check); 19] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -50,6 +52,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("two handles racing for an action key", two_handles_racing_for_an_action_key),
         ("queued cases are taken once and done once", queued_cases_are_taken_once_and_done_once),
         ("a group of commits lands whole or not at all", a_group_of_commits_lands_whole_or_not_at_all),
+        ("notices are queued with what they tell", notices_are_queued_with_what_they_tell),
     ];
     checks
         .into_iter()
@@ -115,6 +118,7 @@ fn append(store: &dyn Store, run: &RunRecord, from: u64, waiting: &[Waiting], re
         key: None,
         lease: None,
         released: &[],
+        notices: &[],
     })
 }
 
@@ -175,6 +179,7 @@ fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open
         key: None,
         lease: None,
         released: &[],
+        notices: &[],
     };
     let refused = store.append(&stale);
     ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("expected a conflict, got {refused:?}"))?;
@@ -247,7 +252,7 @@ fn refusals_form_a_chain(store: &dyn Store, _: Open<'_>) -> Outcome {
     let before = store.refusals().map_err(failed("read the refusals"))?.len();
     for principal in ["zed", "yan"] {
         let refusal = ["2026-12-03T00:00:06Z", principal, "trigger", "trigger", "may not start `suite`"];
-        store.record_refusal(refusal, None).map_err(failed("record a refusal"))?;
+        store.record_refusal(refusal, None, &[]).map_err(failed("record a refusal"))?;
     }
     let refusals = store.refusals().map_err(failed("read the refusals"))?;
     ensure(refusals.len() == before + 2, || format!("{} refusals after two more than {before}", refusals.len()))?;
@@ -298,6 +303,7 @@ fn the_log_covers_every_change(store: &dyn Store, _: Open<'_>) -> Outcome {
         key: None,
         lease: None,
         released: &[],
+        notices: &[],
     };
     store.append(&beat).map_err(failed("append no events"))?;
     let run = record("r-suite-logged", Status::Completed, 3, "2026-12-03T00:00:08Z");
@@ -383,6 +389,7 @@ fn executing(store: &dyn Store, id: &str, owner: &str, ttl_ms: i64) -> Result<Ru
         key: None,
         lease: Some((owner, ttl_ms)),
         released: &[],
+        notices: &[],
     };
     store.append(&commit)?;
     Ok(run)
@@ -404,6 +411,7 @@ fn settle(store: &dyn Store, run: &RunRecord, results: &[ActionResult], released
         key: None,
         lease: None,
         released,
+        notices: &[],
     };
     store.append(&commit)
 }
@@ -657,7 +665,17 @@ fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) 
         (1..=3).map(|i| record(&format!("r-suite-group-{i}"), Status::Completed, 2, "2026-12-03T00:03:00Z")).collect();
     let events: Vec<Vec<StoredEvent>> = runs.iter().map(|run| events(&run.id, 0, 2)).collect();
     fn commit<'a>(run: &'a RunRecord, events: &'a [StoredEvent], expected_seq: u64) -> Commit<'a> {
-        Commit { run, expected_seq, events, waiting: &[], results: &[], key: None, lease: None, released: &[] }
+        Commit {
+            run,
+            expected_seq,
+            events,
+            waiting: &[],
+            results: &[],
+            key: None,
+            lease: None,
+            released: &[],
+            notices: &[],
+        }
     }
     // The existing run again, as new: the group conflicts, and nothing of it lands.
     let existing_events = self::events(&existing.id, 0, 2);
@@ -682,4 +700,92 @@ fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) 
     ensure(heads == ["r-suite-group-1", "r-suite-group-2", "r-suite-group-3"], || format!("logged: {heads:?}"))?;
     let checkpoint = store.checkpoint().map_err(failed("read the checkpoint"))?;
     ensure(checkpoint.is_some_and(|c| c.size == log.len() as u64), || "the checkpoint does not cover the group".into())
+}
+
+fn notices_are_queued_with_what_they_tell(store: &dyn Store, open: Open<'_>) -> Outcome {
+    use super::{Attempt, DeliveryState, Notice};
+    let notice = |endpoint: &str, id: &str| Notice {
+        endpoint: endpoint.to_owned(),
+        id: id.to_owned(),
+        kind: "run.ended".to_owned(),
+        data: json!({"run": "r-suite-notice", "status": "completed"}),
+    };
+    let run = record("r-suite-notice", Status::Completed, 2, "2026-12-03T00:04:00Z");
+    let events = events(&run.id, 0, 2);
+    let notices = [notice("ops", "r-suite-notice.1"), notice("audit", "r-suite-notice.1")];
+    let commit = |expected_seq| Commit {
+        run: &run,
+        expected_seq,
+        events: &events,
+        waiting: &[],
+        results: &[],
+        key: None,
+        lease: None,
+        released: &[],
+        notices: &notices,
+    };
+    store.append(&commit(0)).map_err(failed("append with notices"))?;
+    // The same commit again conflicts: its notices are not queued twice.
+    let again = store.append(&commit(0));
+    ensure(matches!(again, Err(StoreError::Conflict(_))), || format!("appending the same commit again: {again:?}"))?;
+    let refusal = ["2026-12-03T00:04:01Z", "zed", "trigger", "trigger", "may not start `suite`"];
+    store.record_refusal(refusal, None, &[notice("ops", "ignored")]).map_err(failed("record a refusal"))?;
+    let seq = store.refusals().map_err(failed("read the refusals"))?.last().map_or(0, |r| r.seq);
+    let queued = store.deliveries(Some(DeliveryState::Pending)).map_err(failed("read the notices"))?;
+    let mut ids: Vec<(String, String)> =
+        queued.iter().map(|d| (d.notice.endpoint.clone(), d.notice.id.clone())).collect();
+    ids.sort();
+    let mut expected = vec![
+        ("audit".to_owned(), "r-suite-notice.1".to_owned()),
+        ("ops".to_owned(), "r-suite-notice.1".to_owned()),
+        ("ops".to_owned(), format!("refusals.{seq}")),
+    ];
+    expected.sort();
+    ensure(ids == expected, || format!("queued: {ids:?}, expected {expected:?}"))?;
+    ensure(queued.iter().all(|d| d.notice.data == notice("", "").data && d.attempts == 0), || {
+        format!("queued notices do not read back as queued: {queued:?}")
+    })?;
+
+    // Two handles take at once: each notice goes to one of them.
+    let other = open().map_err(failed("open another handle"))?;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let theirs = scope.spawn(|| other.take_deliveries("suite-b", 60_000, 10));
+        (store.take_deliveries("suite-a", 60_000, 10), theirs.join())
+    });
+    let mine = mine.map_err(failed("take notices"))?;
+    let theirs = theirs.map_err(|_| "a handle panicked".to_owned())?.map_err(failed("take notices"))?;
+    ensure(mine.len() + theirs.len() == 3, || format!("taken {} and {} of 3", mine.len(), theirs.len()))?;
+    let none = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    ensure(none.is_empty(), || format!("{} notices taken while leased to others", none.len()))?;
+
+    // One delivered, one to try again later, one given up.
+    let all: Vec<_> = mine.iter().chain(&theirs).map(|d| d.notice.clone()).collect();
+    let outcomes = [
+        Attempt::Delivered,
+        Attempt::Retry { after_ms: 60_000, error: "503".to_owned() },
+        Attempt::GaveUp { error: "401".to_owned() },
+    ];
+    for (notice, attempt) in all.iter().zip(&outcomes) {
+        store.finish_delivery(&notice.endpoint, &notice.id, attempt).map_err(failed("record a delivery"))?;
+    }
+    // A delivered notice stays delivered, whatever a late attempt says.
+    store.finish_delivery(&all[0].endpoint, &all[0].id, &outcomes[2]).map_err(failed("record a delivery"))?;
+    let later = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    ensure(later.is_empty(), || format!("{} notices taken before their time", later.len()))?;
+    let every = store.deliveries(None).map_err(failed("read the notices"))?;
+    let state_of = |n: &Notice| every.iter().find(|d| d.notice.id == n.id && d.notice.endpoint == n.endpoint);
+    let states: Vec<_> = all.iter().map(|n| state_of(n).map(|d| (d.state, d.attempts, d.error.clone()))).collect();
+    let expected = vec![
+        Some((DeliveryState::Delivered, 1, None)),
+        Some((DeliveryState::Pending, 1, Some("503".to_owned()))),
+        Some((DeliveryState::Failed, 1, Some("401".to_owned()))),
+    ];
+    ensure(states == expected, || format!("after the attempts: {states:?}, expected {expected:?}"))?;
+    // Due at once: taken again.
+    store
+        .finish_delivery(&all[1].endpoint, &all[1].id, &Attempt::Retry { after_ms: 0, error: "503".to_owned() })
+        .map_err(failed("record a delivery"))?;
+    let due = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    let due: Vec<_> = due.iter().map(|d| (d.notice.id.clone(), d.attempts)).collect();
+    ensure(due == [(all[1].id.clone(), 2)], || format!("due again: {due:?}"))
 }

@@ -1,0 +1,325 @@
+//! Notifications to webhook endpoints: what a deployment's endpoints are told of runs — a
+//! step starts waiting, a step is decided, a gate blocks or is overridden, a run ends, an
+//! operation is refused — and their delivery.
+//!
+//! A notice is queued in the store in the transaction that records the event it tells
+//! ([`crate::store::Commit::notices`]), named by the run and number of that event, so that a
+//! crash loses none and none is queued for what was not recorded. Whoever delivers
+//! ([`Runtime::deliver_notices`], run by `flowc serve`) takes due notices under a lease, so
+//! that two processes never send one at once, and sends each as a signed `POST`: the body is
+//! `{"id", "type", "created", "data"}`, its labelled values redacted unless the endpoint is
+//! cleared to `view` their labels, with `Flow-Webhook-Id`, `Flow-Timestamp` and
+//! `Flow-Signature: v1=HEX` (HMAC-SHA256 of `TIMESTAMP.BODY`, as actions over HTTP are
+//! signed). A `2xx` answer delivers it; a transport error, `408`, `429` or `5xx` is tried
+//! again after a pause that doubles each time, up to the endpoint's attempts; any other
+//! answer gives it up at once. The one repeat possible is a crash between the endpoint's
+//! answer and the record of it: the notice is sent again under the same id, which the
+//! receiver drops.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json, json};
+use smol_str::SmolStr;
+
+use crate::analysis::Analysis;
+use crate::error::Result;
+use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
+
+/// What notices are about, as endpoints name them in `events`.
+pub const KINDS: [&str; 6] =
+    ["step.waiting", "step.decided", "gate.blocked", "gate.overridden", "run.ended", "refusal"];
+
+/// A webhook endpoint of the deployment.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Its name in the deployment (`[webhooks.NAME]`).
+    pub name: String,
+    pub url: String,
+    /// Signs each delivery (HMAC-SHA256); without it nothing is sent.
+    pub secret: Option<Vec<u8>>,
+    /// The kinds of notices it is sent (every kind when empty).
+    pub events: Vec<String>,
+    /// The flows whose notices it is sent (every flow when empty); a refusal that belongs
+    /// to no run goes only to endpoints of every flow.
+    pub flows: Vec<String>,
+    /// The labels whose values it may receive; every other labelled value is redacted.
+    pub view: Vec<SmolStr>,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// How many times a notice is sent before it is given up.
+    pub attempts: u32,
+    /// The pause after the first failed attempt, doubled after each (at most an hour).
+    pub backoff: Duration,
+}
+
+impl Endpoint {
+    fn wants(&self, kind: &str, flow: Option<&str>) -> bool {
+        (self.events.is_empty() || self.events.iter().any(|e| e == kind))
+            && (self.flows.is_empty() || flow.is_some_and(|f| self.flows.iter().any(|x| x == f)))
+    }
+
+    /// The body sent for a queued notice: its envelope, and its data redacted for this
+    /// endpoint.
+    pub fn body(&self, delivery: &Delivery) -> String {
+        let mut data = delivery.notice.data.clone();
+        crate::labels::redact(&mut data, &self.view);
+        crate::labels::unsalt(&mut data);
+        json!({
+            "id": delivery.notice.id,
+            "type": delivery.notice.kind,
+            "created": delivery.created,
+            "data": data,
+        })
+        .to_string()
+    }
+
+    /// Sends one notice; how it went.
+    fn send(&self, delivery: &Delivery) -> Attempt {
+        let Some(secret) = &self.secret else {
+            let error = format!("webhook `{}` has no secret to sign notices with: not sent", self.name);
+            return self.failed(delivery, error, true);
+        };
+        let body = self.body(delivery);
+        let config =
+            ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build();
+        let agent = ureq::Agent::new_with_config(config);
+        let timestamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let call = agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("flow-webhook-id", &delivery.notice.id)
+            .header("flow-timestamp", &timestamp.to_string())
+            .header("flow-signature", &crate::provider::HttpSystem::signature(secret, timestamp, &body));
+        let url = crate::provider::shown_url(&self.url);
+        let (error, again) = match crate::provider::send(call, &url, body.as_bytes()) {
+            Ok((status, _)) if (200..300).contains(&status) => return Attempt::Delivered,
+            Ok((status, text)) => {
+                let shown: String = text.chars().take(200).collect();
+                (format!("`{url}` answered {status}: {shown}"), status == 408 || status == 429 || status >= 500)
+            }
+            Err((error, again)) => (error, again),
+        };
+        self.failed(delivery, error, again)
+    }
+
+    /// A failed attempt: tried again after a pause while `again` and attempts are left.
+    fn failed(&self, delivery: &Delivery, error: String, again: bool) -> Attempt {
+        let tried = delivery.attempts + 1;
+        if !again || tried >= self.attempts {
+            return Attempt::GaveUp { error: format!("{error} (after {tried} attempts)") };
+        }
+        let pause = self.backoff.saturating_mul(1 << (tried - 1).min(20)).min(Duration::from_secs(3600));
+        Attempt::Retry { after_ms: pause.as_millis() as i64, error }
+    }
+}
+
+/// The deployment's webhook endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Webhooks {
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// What one round of deliveries did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub delivered: usize,
+    pub retried: usize,
+    pub given_up: usize,
+}
+
+impl Delivered {
+    pub fn total(&self) -> usize {
+        self.delivered + self.retried + self.given_up
+    }
+}
+
+impl Webhooks {
+    fn notices(&self, id: &str, kind: &str, flow: Option<&str>, data: &Json) -> Vec<Notice> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.wants(kind, flow))
+            .map(|e| Notice { endpoint: e.name.clone(), id: id.to_owned(), kind: kind.to_owned(), data: data.clone() })
+            .collect()
+    }
+
+    /// The notices of a run's commit: of each of its `events` that tells something, with
+    /// what the run waits for after it and the outputs it emitted (evidence JSON).
+    pub(crate) fn for_commit(
+        &self,
+        analysis: &Analysis,
+        record: &RunRecord,
+        events: &[StoredEvent],
+        waiting: &[Waiting],
+        outputs: impl Fn() -> Map<String, Json>,
+    ) -> Vec<Notice> {
+        let mut out = Vec::new();
+        for event in events {
+            let Some((kind, data)) = told(analysis, record, &event.body, waiting, &outputs) else { continue };
+            out.extend(self.notices(&format!("{}.{}", record.id, event.seq), kind, Some(&record.flow), &data));
+        }
+        out
+    }
+
+    /// The notices of a refusal that belongs to no run (the store names them).
+    pub(crate) fn for_refusal(&self, principal: &str, operation: &str, grant: &str, message: &str) -> Vec<Notice> {
+        let data = json!({"principal": principal, "operation": operation, "grant": grant, "message": message});
+        self.notices("", "refusal", None, &data)
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == name)
+    }
+}
+
+/// What an event tells an endpoint, if anything: its kind and data.
+fn told(
+    analysis: &Analysis,
+    record: &RunRecord,
+    body: &Json,
+    waiting: &[Waiting],
+    outputs: &dyn Fn() -> Map<String, Json>,
+) -> Option<(&'static str, Json)> {
+    let field = |name: &str| body.get(name).cloned().unwrap_or(Json::Null);
+    let node = body.get("node").and_then(Json::as_str).unwrap_or_default();
+    let mut data = json!({
+        "run": record.id,
+        "flow": record.flow,
+        "version": analysis.body().flow.version.as_str(),
+        "plan": record.plan,
+    });
+    let why = || {
+        let operands = body.get("operands").and_then(Json::as_array).map(Vec::as_slice).unwrap_or_default();
+        let pairs =
+            operands.iter().filter_map(|o| Some((o.get("name")?.as_str()?.to_owned(), o.get("value")?.clone())));
+        Json::Object(pairs.collect())
+    };
+    let may_decide = || waiting.iter().find(|w| w.step == node).map(|w| json!(w.roles)).unwrap_or(json!([]));
+    let extend = |data: &mut Json, more: Json| {
+        if let (Some(data), Json::Object(more)) = (data.as_object_mut(), more) {
+            data.extend(more);
+        }
+    };
+    let kind = match body.get("event")?.as_str()? {
+        "review_opened" => {
+            extend(&mut data, json!({"step": node, "kind": "review", "may_decide": may_decide(), "why": why()}));
+            "step.waiting"
+        }
+        "approval_required" => {
+            let more = json!({
+                "step": node, "kind": "approval", "may_decide": may_decide(), "requirement": field("requirement"),
+                "excluded": field("excluded"), "why": why(),
+            });
+            extend(&mut data, more);
+            "step.waiting"
+        }
+        "gate" if body.get("holds") == Some(&Json::Bool(true)) => match body.get("level")?.as_str()? {
+            "soft" => {
+                extend(&mut data, json!({"step": node, "kind": "gate", "may_decide": may_decide(), "why": why()}));
+                "step.waiting"
+            }
+            "block" => {
+                let overriders = analysis.grantees(flow_ir::plan::GrantKind::Override, Some(node));
+                let message = analysis.body().node(node).and_then(|n| match &n.kind {
+                    flow_ir::plan::NodeKind::Gate { message, .. } => message.clone(),
+                    _ => None,
+                });
+                extend(&mut data, json!({"gate": node, "message": message, "may_override": overriders, "why": why()}));
+                "gate.blocked"
+            }
+            _ => return None,
+        },
+        decided @ ("review_decided" | "gate_decided" | "approval_decided") => {
+            let kind = &decided[..decided.len() - "_decided".len()];
+            let mut more = json!({"step": node, "kind": kind, "decision": field("decision")});
+            if decided == "review_decided" {
+                extend(&mut more, json!({"edits": field("edits")}));
+            }
+            extend(&mut data, more);
+            "step.decided"
+        }
+        "gate_overridden" => {
+            extend(&mut data, json!({"gate": node, "decision": field("decision")}));
+            "gate.overridden"
+        }
+        "refused" => {
+            let more = json!({
+                "principal": field("principal"), "operation": field("operation"), "grant": field("grant"),
+                "message": field("message"),
+            });
+            extend(&mut data, more);
+            "refusal"
+        }
+        "settled" => {
+            let status = body.get("status")?.as_str()?;
+            if !crate::event::Status::parse(status).is_some_and(crate::event::Status::is_final) {
+                return None;
+            }
+            let more = json!({"status": status, "summary": field("summary"), "outputs": Json::Object(outputs())});
+            extend(&mut data, more);
+            "run.ended"
+        }
+        _ => return None,
+    };
+    Some((kind, data))
+}
+
+impl crate::Runtime {
+    /// The deployment's webhook endpoints: the notices of every commit and refusal from now
+    /// on are queued for them.
+    pub fn set_webhooks(&mut self, webhooks: Webhooks) {
+        self.webhooks = (!webhooks.endpoints.is_empty()).then(|| std::sync::Arc::new(webhooks));
+    }
+
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.webhooks.as_deref()
+    }
+
+    /// Delivers the notices that are due (at most `limit`), each endpoint's in order on a
+    /// thread of its own; what it did.
+    pub fn deliver_notices(&self, limit: usize) -> Result<Delivered> {
+        let Some(webhooks) = self.webhooks.as_deref() else { return Ok(Delivered::default()) };
+        let slowest = webhooks.endpoints.iter().map(|e| e.timeout).max().unwrap_or_default();
+        // Long enough for every notice taken to be tried, one after another, and then some.
+        let ttl = slowest.saturating_mul(limit as u32) + self.leases.ttl;
+        let due = self.store.take_deliveries(&self.leases.owner, ttl.as_millis() as i64, limit)?;
+        let mut by_endpoint: std::collections::BTreeMap<&str, Vec<&Delivery>> = Default::default();
+        for delivery in &due {
+            by_endpoint.entry(&delivery.notice.endpoint).or_default().push(delivery);
+        }
+        let results: Vec<Result<Delivered>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = by_endpoint
+                .into_iter()
+                .map(|(name, deliveries)| {
+                    scope.spawn(move || {
+                        let mut done = Delivered::default();
+                        for delivery in deliveries {
+                            let attempt = match webhooks.endpoint(name) {
+                                Some(endpoint) => endpoint.send(delivery),
+                                None => Attempt::GaveUp {
+                                    error: format!("the deployment has no webhook endpoint `{name}` any more"),
+                                },
+                            };
+                            match attempt {
+                                Attempt::Delivered => done.delivered += 1,
+                                Attempt::Retry { .. } => done.retried += 1,
+                                Attempt::GaveUp { .. } => done.given_up += 1,
+                            }
+                            self.store.finish_delivery(name, &delivery.notice.id, &attempt)?;
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        let mut total = Delivered::default();
+        for result in results {
+            let done = result?;
+            total.delivered += done.delivered;
+            total.retried += done.retried;
+            total.given_up += done.given_up;
+        }
+        Ok(total)
+    }
+}
