@@ -346,6 +346,37 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Cancel a run that has not ended, where a grant allows it: nothing of the flow runs
+    /// after it; what ran stays recorded.
+    Cancel {
+        run: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// The reason code.
+        #[arg(long)]
+        reason: String,
+        /// Why, in words.
+        #[arg(long)]
+        basis: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Let a failed run try its failed step again (an action with the same idempotency key),
+    /// where a grant allows it.
+    Resume {
+        run: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// The reason code.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// How a run stands.
     Status {
         run: String,
@@ -634,6 +665,12 @@ fn main() -> ExitCode {
         ),
         Command::Override { run, gate, who, reason, basis, deployment, format } => {
             runs::override_gate(&deployment, &run, &gate, who.as_deref(), &reason, &basis, format)
+        }
+        Command::Cancel { run, who, reason, basis, deployment, format } => {
+            runs::cancel(&deployment, &run, who.as_deref(), &reason, &basis, format)
+        }
+        Command::Resume { run, who, reason, deployment, format } => {
+            runs::resume(&deployment, &run, who.as_deref(), &reason, format)
         }
         Command::Status { run, deployment, format } => runs::status(&deployment, &run, format),
         Command::Show { run, who, deployment } => runs::show(&deployment, &run, who.as_deref()),

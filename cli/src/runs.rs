@@ -1,5 +1,5 @@
-//! The run commands: `run`, `pending`, `decide`, `override`, `status`, `show`, `evidence`,
-//! and `verify` of evidence bundles.
+//! The run commands: `run`, `pending`, `decide`, `override`, `cancel`, `resume`, `status`,
+//! `show`, `evidence`, and `verify` of evidence bundles.
 //!
 //! Exit codes: `0` the command did what it was asked (a run that ends `blocked` or `failed`
 //! is a result, not an error of the command), `1` a refusal or a request that does not fit
@@ -449,7 +449,6 @@ pub struct Decide<'a> {
 }
 
 pub fn decide(deployment: &Deployment, d: &Decide<'_>) -> anyhow::Result<ExitCode> {
-    let who = deploy::principal(deployment, d.who)?;
     let mut edits = Vec::new();
     for edit in d.edits {
         let Some((field, value)) = edit.split_once('=') else { bail!("`--edit {edit}` is not FIELD=VALUE") };
@@ -461,14 +460,7 @@ pub fn decide(deployment: &Deployment, d: &Decide<'_>) -> anyhow::Result<ExitCod
         basis: d.basis.map(str::to_owned),
         edits,
     };
-    let runtime = open(deployment)?;
-    match runtime.decide(d.run, d.step, &who, &input) {
-        Ok(view) => {
-            print_view(&view, d.format);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => fail(error, d.format == DataFormat::Json),
-    }
+    changed(deployment, d.who, d.format, |runtime, who| runtime.decide(d.run, d.step, who, &input))
 }
 
 pub fn override_gate(
@@ -480,9 +472,41 @@ pub fn override_gate(
     basis: &str,
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
+    changed(deployment, who, format, |runtime, who| runtime.override_gate(run, gate, who, reason, Some(basis)))
+}
+
+pub fn cancel(
+    deployment: &Deployment,
+    run: &str,
+    who: Option<&str>,
+    reason: &str,
+    basis: &str,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    changed(deployment, who, format, |runtime, who| runtime.cancel(run, who, reason, Some(basis)))
+}
+
+pub fn resume(
+    deployment: &Deployment,
+    run: &str,
+    who: Option<&str>,
+    reason: &str,
+    format: DataFormat,
+) -> anyhow::Result<ExitCode> {
+    changed(deployment, who, format, |runtime, who| runtime.resume_failed(run, who, reason))
+}
+
+/// A command that changes a run: `change` made as `who`, then how the run stands after it,
+/// or why it failed.
+fn changed(
+    deployment: &Deployment,
+    who: Option<&str>,
+    format: DataFormat,
+    change: impl FnOnce(&Runtime, &Principal) -> flow_runtime::Result<RunView>,
+) -> anyhow::Result<ExitCode> {
     let who = deploy::principal(deployment, who)?;
     let runtime = open(deployment)?;
-    match runtime.override_gate(run, gate, &who, reason, Some(basis)) {
+    match change(&runtime, &who) {
         Ok(view) => {
             print_view(&view, format);
             Ok(ExitCode::SUCCESS)

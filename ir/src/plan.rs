@@ -321,6 +321,10 @@ pub enum GrantKind {
     OnBehalf,
     /// Start a run at another time than now.
     Clock,
+    /// Cancel a run that has not ended.
+    Cancel,
+    /// Let a failed run try its failed step again.
+    Resume,
 }
 
 impl GrantKind {
@@ -334,6 +338,8 @@ impl GrantKind {
             GrantKind::ReadEvidence => "read evidence",
             GrantKind::OnBehalf => "trigger on behalf",
             GrantKind::Clock => "set clock",
+            GrantKind::Cancel => "cancel",
+            GrantKind::Resume => "resume",
         }
     }
 }

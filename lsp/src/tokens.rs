@@ -74,6 +74,8 @@ const KEYWORDS: &[&str] = &[
     "view",
     "override",
     "replay",
+    "cancel",
+    "resume",
     "read",
     "evidence",
     "let",

@@ -173,13 +173,16 @@ enum Phase {
 struct Order<'a> {
     analysis: &'a Analysis,
     phases: Vec<Phase>,
-    /// The run ended (rejected or failed): only `settled` and refusals may follow.
+    /// The run ended (rejected, failed or cancelled): only `settled` and refusals may
+    /// follow, and, after a failure, a resume of the failed step.
     ended: bool,
+    /// The step whose failure ended the run.
+    failed: Option<usize>,
 }
 
 impl<'a> Order<'a> {
     fn new(analysis: &'a Analysis) -> Order<'a> {
-        Order { analysis, phases: vec![Phase::NotRun; analysis.body().nodes.len()], ended: false }
+        Order { analysis, phases: vec![Phase::NotRun; analysis.body().nodes.len()], ended: false, failed: None }
     }
 
     fn ready(&self, id: NodeId) -> bool {
@@ -200,7 +203,22 @@ impl<'a> Order<'a> {
             Event::Started(_) => return Err("starts the run again".to_owned()),
             _ if i == 0 => return Err("comes before the run's start".to_owned()),
             Event::Refused { .. } | Event::Settled { .. } => return Ok(()),
+            Event::Resumed { node, .. } => {
+                let failed = self.analysis.plan.node_id(node).map(NodeId::index);
+                if !self.ended || failed.is_none() || failed != self.failed {
+                    return Err(format!("resumes `{node}`, whose failure did not end the run"));
+                }
+                if let Some(n) = failed {
+                    self.phases[n] = Phase::NotRun;
+                }
+                (self.ended, self.failed) = (false, None);
+                return Ok(());
+            }
             _ if self.ended => return Err("comes after the run ended".to_owned()),
+            Event::Cancelled { .. } => {
+                self.ended = true;
+                return Ok(());
+            }
             _ => {}
         }
         let Some(node) = event.node() else { return Ok(()) };
@@ -293,8 +311,13 @@ impl<'a> Order<'a> {
             Event::Failed { .. } => {
                 step(self, true)?;
                 self.ended = true;
+                self.failed = Some(n);
             }
-            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } => {}
+            Event::Started(_)
+            | Event::Refused { .. }
+            | Event::Settled { .. }
+            | Event::Cancelled { .. }
+            | Event::Resumed { .. } => {}
         }
         self.phases[n] = next;
         Ok(())

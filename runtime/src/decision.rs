@@ -389,18 +389,87 @@ pub fn override_gate(
             ),
         });
     }
+    Ok(Event::GateOverridden { node: gate.into(), decision: coded(principal, used, "override", reason, basis)? })
+}
+
+/// A decision given with a reason code (an override, a cancellation, a resume), the code
+/// checked.
+fn coded(
+    principal: &str,
+    roles: Vec<String>,
+    outcome: &str,
+    reason: &str,
+    basis: Option<&str>,
+) -> Result<Decision, Refusal> {
     if !code_ok(reason) {
         return Err(Refusal::Invalid(format!("`{reason}` is not a reason code: letters, digits, `_` and `-` only")));
     }
-    Ok(Event::GateOverridden {
-        node: gate.into(),
-        decision: Decision {
-            principal: principal.to_owned(),
-            roles: used,
-            outcome: "override".to_owned(),
-            reason: Some(reason.to_owned()),
-            basis: basis.map(str::to_owned).filter(|b| !b.is_empty()),
-            authenticated: None,
-        },
+    Ok(Decision {
+        principal: principal.to_owned(),
+        roles,
+        outcome: outcome.to_owned(),
+        reason: Some(reason.to_owned()),
+        basis: basis.map(str::to_owned).filter(|b| !b.is_empty()),
+        authenticated: None,
     })
+}
+
+/// Checks the grant of `kind` (`cancel`, `resume`) for `roles`: the roles that allow it.
+fn run_grant(
+    analysis: &Analysis,
+    kind: flow_ir::plan::GrantKind,
+    principal: &str,
+    roles: &[String],
+) -> Result<Vec<String>, Refusal> {
+    let grantees = analysis.grantees(kind, None);
+    let used = crate::analysis::roles_used(analysis.body(), roles, &grantees);
+    if used.is_empty() {
+        let who: Vec<&str> = grantees.iter().map(SmolStr::as_str).collect();
+        let grant = kind.as_str();
+        return Err(Refusal::Access {
+            grant: grant.to_owned(),
+            message: format!(
+                "{principal} may not {grant} runs of `{}`: the flow grants `{grant}` to {}",
+                analysis.body().flow.name,
+                if who.is_empty() { "no role".to_owned() } else { who.join(", ") }
+            ),
+        });
+    }
+    Ok(used)
+}
+
+/// Checks a cancellation of a run that has not ended and returns its event.
+pub fn cancel(
+    analysis: &Analysis,
+    state: &State,
+    principal: &str,
+    roles: &[String],
+    reason: &str,
+    basis: Option<&str>,
+) -> Result<Event<Value>, Refusal> {
+    if state.status.is_final() {
+        return Err(Refusal::Settled(format!(
+            "run `{}` is {}: it cannot be cancelled",
+            state.run,
+            state.status.as_str()
+        )));
+    }
+    let used = run_grant(analysis, flow_ir::plan::GrantKind::Cancel, principal, roles)?;
+    Ok(Event::Cancelled { decision: coded(principal, used, "cancel", reason, basis)? })
+}
+
+/// Checks a resume of a failed run and returns its event: its failed step is tried again.
+pub fn resume(
+    analysis: &Analysis,
+    state: &State,
+    principal: &str,
+    roles: &[String],
+    reason: &str,
+) -> Result<Event<Value>, Refusal> {
+    let Some((node, _)) = state.failure.as_ref().filter(|_| state.cancelled.is_none()) else {
+        let why = format!("run `{}` is {}: only a failed run is resumed", state.run, state.status.as_str());
+        return Err(if state.status.is_final() { Refusal::Settled(why) } else { Refusal::Invalid(why) });
+    };
+    let used = run_grant(analysis, flow_ir::plan::GrantKind::Resume, principal, roles)?;
+    Ok(Event::Resumed { node: node.clone(), decision: coded(principal, used, "resume", reason, None)? })
 }

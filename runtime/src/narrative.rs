@@ -108,6 +108,11 @@ pub(crate) fn why(analysis: &Analysis, state: &crate::state::State, views: &[smo
         if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
     };
     let mut out = Vec::new();
+    // A cancelled run waits for nothing any more: what it waited for is in its steps.
+    if let Some(by) = &state.cancelled {
+        out.push(format!("cancelled by {by}"));
+        return out;
+    }
     if let Some((node, error)) = &state.failure {
         out.push(format!("step `{node}` failed: {error}"));
     }
@@ -415,6 +420,8 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                     if e["detail"].is_null() { String::new() } else { format!(" — {}", display(&e["detail"])) };
                 line(&mut steps, format!("step {node} FAILED: {}{detail}", e["error"].as_str().unwrap_or("?")))
             }
+            "cancelled" => line(&mut steps, format!("run CANCELLED by {}", decision(&e["decision"]))),
+            "resumed" => line(&mut steps, format!("step {node} RESUMED by {}", decision(&e["decision"]))),
             "refused" => {
                 let message = e["message"].as_str().unwrap_or("?");
                 let principal = e["principal"].as_str().unwrap_or("?");

@@ -71,11 +71,15 @@ pub(crate) struct Recorded {
     /// ([`request_key`]): the output, or the provider's error. The step is part of the key
     /// so that a candidate plan's step of another name (which may type the answer with
     /// fewer labels) is not given the answer of the run's step.
-    pub(crate) models: FxHashMap<(SmolStr, String), Result<Json, String>>,
+    /// A request asked again (after a resume) is answered as it was the next time.
+    pub(crate) models: FxHashMap<(SmolStr, String), Vec<Result<Json, String>>>,
     /// Models that were called at all (a model without a provider was never called).
     pub(crate) called: Vec<SmolStr>,
-    /// Handler results by idempotency key: the result, or the handler's error.
-    pub(crate) actions: FxHashMap<String, Result<Json, String>>,
+    /// Handler results by idempotency key: the result, or the handler's error, of each call
+    /// in turn (a failed action's key is called again after a resume).
+    pub(crate) actions: FxHashMap<String, Vec<Result<Json, String>>>,
+    /// How many answers of each request and key the replay took so far.
+    taken: std::sync::Mutex<FxHashMap<String, usize>>,
     /// Results reused from an earlier call with the same key.
     reused: FxHashMap<String, Json>,
     /// Action steps that failed because their key had answered another request.
@@ -96,6 +100,7 @@ impl Recorded {
             conflicts: FxHashSet::default(),
             systems: Vec::new(),
             cut_off: FxHashSet::default(),
+            taken: std::sync::Mutex::default(),
         };
         // The next event of `node` after event `i`: an answer is never an event replay
         // only compares (see [`COMPARED`]).
@@ -114,7 +119,7 @@ impl Recorded {
                     };
                     // An output that did not fit its type was recorded as an error: the step
                     // then used its fallback, which is what the replay must do again.
-                    recorded.models.insert((node.clone(), text_of(request_digest)), answer);
+                    recorded.models.entry((node.clone(), text_of(request_digest))).or_default().push(answer);
                     recorded.called.push(model.clone());
                 }
                 Some(Event::ActionStarted { node, system, action, key, .. }) => {
@@ -136,7 +141,7 @@ impl Recorded {
                         }
                         _ => Err("no result was recorded".to_owned()),
                     };
-                    recorded.actions.insert(key.clone(), result);
+                    recorded.actions.entry(key.clone()).or_default().push(result);
                     recorded.systems.push(system.clone());
                 }
                 Some(Event::Failed { node, key_taken: true, .. }) => {
@@ -149,6 +154,18 @@ impl Recorded {
             }
         }
         recorded
+    }
+}
+
+impl Recorded {
+    /// The next of the answers recorded for one request (`what`): each in turn, the last
+    /// again once they are all taken.
+    fn next<'a, T>(&self, what: &str, answers: &'a [T]) -> &'a T {
+        let mut taken = self.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = taken.entry(what.to_owned()).or_default();
+        let answer = &answers[(*n).min(answers.len() - 1)];
+        *n += 1;
+        answer
     }
 }
 
@@ -284,7 +301,8 @@ impl ModelProvider for Recorded {
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {
-        match self.models.get(&request_key(request)) {
+        let key = request_key(request);
+        match self.models.get(&key).map(|answers| self.next(&format!("model {}/{}", key.0, key.1), answers)) {
             Some(Ok(output)) => Ok(ModelReply { output: output.clone(), attempts: 1 }),
             Some(Err(message)) => Err(ProviderError { message: message.clone(), attempts: 1 }),
             None => Err(ProviderError {
@@ -301,7 +319,8 @@ impl ActionHandler for Recorded {
     }
 
     fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
-        match self.actions.get(request.idempotency_key) {
+        let key = request.idempotency_key;
+        match self.actions.get(key).map(|results| self.next(&format!("action {key}"), results)) {
             Some(result) => result.clone(),
             None => Err("the replay has no recorded result for this key".to_owned()),
         }
@@ -434,6 +453,23 @@ pub(crate) fn decide_again(
             &decision.roles,
             decision.reason.as_deref().unwrap_or_default(),
             decision.basis.as_deref(),
+        )
+        .map(|event| vec![event]),
+        Event::Cancelled { decision } => decision::cancel(
+            analysis,
+            state,
+            &decision.principal,
+            &decision.roles,
+            decision.reason.as_deref().unwrap_or_default(),
+            decision.basis.as_deref(),
+        )
+        .map(|event| vec![event]),
+        Event::Resumed { decision, .. } => decision::resume(
+            analysis,
+            state,
+            &decision.principal,
+            &decision.roles,
+            decision.reason.as_deref().unwrap_or_default(),
         )
         .map(|event| vec![event]),
         _ => return None,

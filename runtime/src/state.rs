@@ -53,6 +53,8 @@ pub struct State {
     /// The soft gate that was rejected, and by whom.
     pub rejected: Option<(SmolStr, String)>,
     pub failure: Option<(SmolStr, String)>,
+    /// Who cancelled the run.
+    pub cancelled: Option<String>,
     pub status: Status,
     body_nodes: usize,
 }
@@ -119,6 +121,7 @@ impl State {
             action_attempts: vec![0; n],
             rejected: None,
             failure: None,
+            cancelled: None,
             status: Status::Running,
             body_nodes: n,
         }
@@ -289,6 +292,13 @@ impl State {
                 self.phase(i, Phase::Failed);
                 self.failure = Some((node.clone(), error.clone()));
             }
+            Event::Cancelled { decision } => self.cancelled = Some(decision.principal.clone()),
+            Event::Resumed { node, .. } => {
+                let i = self.id(analysis, node);
+                self.phase(i, Phase::NotRun);
+                self.failure = None;
+                self.status = Status::Running;
+            }
             Event::Settled { status, .. } => self.status = *status,
         }
     }
@@ -296,12 +306,17 @@ impl State {
     /// Whether the run can go no further now: a soft gate rejected it, a step failed, or a
     /// blocking gate holds (until it is overridden).
     pub fn halted(&self) -> bool {
-        self.failure.is_some() || self.rejected.is_some() || self.phases.contains(&Phase::Blocked)
+        self.cancelled.is_some()
+            || self.failure.is_some()
+            || self.rejected.is_some()
+            || self.phases.contains(&Phase::Blocked)
     }
 
     /// How the run stands now.
     pub fn current_status(&self) -> Status {
-        if self.failure.is_some() {
+        if self.cancelled.is_some() {
+            Status::Cancelled
+        } else if self.failure.is_some() {
             Status::Failed
         } else if self.rejected.is_some() {
             Status::Rejected
@@ -432,6 +447,10 @@ pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
             }
         }
         Status::Running => "running".to_owned(),
+        Status::Cancelled => match &state.cancelled {
+            Some(by) => format!("cancelled by {by}"),
+            None => "cancelled".to_owned(),
+        },
     }
 }
 

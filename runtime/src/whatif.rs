@@ -461,7 +461,11 @@ fn steps<'e>(
                 Account::Json(json!(format!("would run `{system}.{action}`")))
             }
             Event::Failed { error, .. } => Account::Json(json!({"failed": error})),
+            Event::Resumed { decision, .. } => {
+                Account::Json(json!(format!("failed; resumed by {}", decision.principal)))
+            }
             Event::ModelCalled { .. }
+            | Event::Cancelled { .. }
             | Event::ApprovalDecided { .. }
             | Event::ActionCompleted { .. }
             | Event::Started(_)

@@ -692,6 +692,43 @@ pub async fn override_gate(
     .await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    reason: String,
+    basis: String,
+}
+
+pub async fn cancel(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(run): Path<String>,
+    JsonBody(request): JsonBody<CancelRequest>,
+) -> Answer {
+    blocking(&service, Some("cancel"), move |service| {
+        ok(&service.runtime.cancel(&run, &caller.principal, &request.reason, Some(&request.basis))?.to_json())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    reason: String,
+}
+
+pub async fn resume(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(run): Path<String>,
+    JsonBody(request): JsonBody<ResumeRequest>,
+) -> Answer {
+    blocking(&service, Some("resume"), move |service| {
+        ok(&service.runtime.resume_failed(&run, &caller.principal, &request.reason)?.to_json())
+    })
+    .await
+}
+
 // --- Audit ----------------------------------------------------------------------------------
 
 pub async fn replay(State(service): Shared, Authed(caller): Authed, Path(run): Path<String>) -> Answer {

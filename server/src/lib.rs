@@ -112,6 +112,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/runs/{run}/evidence", get(api::evidence))
         .route("/v1/runs/{run}/steps/{step}/decision", post(api::decide))
         .route("/v1/runs/{run}/gates/{gate}/override", post(api::override_gate))
+        .route("/v1/runs/{run}/cancel", post(api::cancel))
+        .route("/v1/runs/{run}/resume", post(api::resume))
         .route("/v1/runs/{run}/replay", post(api::replay))
         .route("/v1/runs/{run}/what-if", post(api::what_if))
         .route("/v1/pending", get(api::pending))

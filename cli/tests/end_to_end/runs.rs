@@ -195,6 +195,56 @@ on_every_store! {
 }
 
 on_every_store! {
+    /// A run cancelled by the officer while it waits: refused to the clerk (and recorded),
+    /// nothing runs after it, a later decision comes too late, and the run replays exactly.
+    /// A run whose system was down fails; resumed by the officer once the system is back,
+    /// the action is called again with the same key and books once; the run replays
+    /// exactly, the first call's failure and the second's result each in its turn.
+    fn a_waiting_run_is_cancelled_and_a_failed_one_resumed(dir) {
+        let view = start(&dir, &request(&dir, "C1", "2000", "carl"), "carl");
+        assert_eq!(view["status"], "pending", "{view}");
+        let run = view["run"].as_str().unwrap().to_owned();
+        let cancel = |who: &str, code: i32| {
+            let args = ["cancel", run.as_str(), "--as", who, "--reason", "withdrawn", "--basis", "the customer withdrew"];
+            json_of(&dir, &args, code)
+        };
+        let refused = cancel("carl", 1);
+        assert_eq!((refused["error"]["code"].clone(), refused["error"]["grant"].clone()), (json!("E3001"), json!("cancel")), "{refused}");
+        let cancelled = cancel("olga", 0);
+        assert_eq!((cancelled["status"].clone(), cancelled["pending"].clone()), (json!("cancelled"), json!([])), "{cancelled}");
+        assert_eq!(cancelled["summary"], "cancelled by olga");
+        assert_eq!(cancel("olga", 1)["error"]["code"], "E3011", "cancelled twice");
+        let late = decide(&dir, &run, "check", "max", ["approve", "ok"], &[], 1);
+        assert!(text(&late).contains("E3011"), "{}", text(&late));
+        let page = show(&dir, &run, "aud");
+        assert!(page.contains("olga") && page.contains("withdrawn"), "{page}");
+        evidence_verifies(&dir, &run);
+
+        std::fs::write(dir.join("ledger.down"), "").unwrap();
+        let failed = start(&dir, &request(&dir, "C2", "20", "carl"), "carl");
+        assert_eq!(failed["status"], "failed", "{failed}");
+        let run = failed["run"].as_str().unwrap().to_owned();
+        let resume = |who: &str, code: i32| json_of(&dir, &["resume", run.as_str(), "--as", who, "--reason", "ledger_back"], code);
+        assert_eq!(resume("carl", 1)["error"]["grant"], "resume");
+        std::fs::remove_file(dir.join("ledger.down")).unwrap();
+        let resumed = resume("olga", 0);
+        assert_eq!(resumed["status"], "completed", "{resumed}");
+        assert_eq!(resume("olga", 1)["error"]["code"], "E3011", "resumed when it completed");
+        let calls = lines(&dir, "calls.log");
+        assert_eq!(calls.iter().filter(|k| k.as_str() == "booking/C2").count(), 2, "{calls:?}");
+        assert_eq!(lines(&dir, "effects.log").iter().filter(|l| l.starts_with("booking/C2 ")).count(), 1);
+        let page = show(&dir, &run, "aud");
+        assert!(page.contains("the ledger is down") && page.contains("ledger_back"), "{page}");
+        evidence_verifies(&dir, &run);
+        // A pending run is not resumed; the refusals are in the runs' chains.
+        let pending = start(&dir, &request(&dir, "C3", "2000", "carl"), "carl");
+        let pending = pending["run"].as_str().unwrap();
+        let not_failed = json_of(&dir, &["resume", pending, "--as", "olga", "--reason", "x"], 1);
+        assert_eq!(not_failed["error"]["code"], "E3004", "{not_failed}");
+    }
+}
+
+on_every_store! {
     fn a_review_with_an_edit_then_an_approval_with_separation_of_duties(dir) {
         let view = start(&dir, &request(&dir, "R2", "7000.00", "ana"), "ana");
         assert_eq!(view["status"], "pending", "{view}");

@@ -557,6 +557,30 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     );
     assert!(metrics.contains("flow_runs{flow=\"loan\",status=\"completed\"} 3"), "{metrics}");
     assert!(metrics.contains("flow_api_operations_total{operation=\"decide\",result=\"refused\"} 1"), "{metrics}");
+
+    // A waiting run withdrawn; a run whose system was down resumed once it is back.
+    let start = |id: &str, amount: &str| {
+        let body = json!({"plan": v1, "clock": AT, "inputs": {"request": request(id, amount, "carl")}});
+        send(&carl, &body, &[]).json()["run"].as_str().unwrap().to_owned()
+    };
+    let waiting = start("X1", "2000");
+    let cancel = |who: &str, body: Json| api.post(&format!("/v1/runs/{waiting}/cancel"), who, &body);
+    let withdrawn = json!({"reason": "withdrawn", "basis": "the customer withdrew"});
+    assert_eq!(cancel(&carl, withdrawn.clone()).code(), "E3001", "a clerk cancels");
+    assert_status(&cancel(&olga, json!({"reason": "withdrawn"})), 400, "a cancellation without a basis");
+    assert_eq!(cancel(&olga, withdrawn.clone()).json()["status"], "cancelled");
+    assert_eq!(cancel(&olga, withdrawn).code(), "E3011", "cancelled twice");
+    std::fs::write(dir.join("ledger.down"), "").unwrap();
+    let failed = start("X2", "20");
+    assert_eq!(api.get(&format!("/v1/runs/{failed}"), &carl).json()["status"], "failed");
+    let resume =
+        |run: &str, who: &str| api.post(&format!("/v1/runs/{run}/resume"), who, &json!({"reason": "ledger_back"}));
+    assert_eq!(resume(&failed, &carl).code(), "E3001", "a clerk resumes");
+    std::fs::remove_file(dir.join("ledger.down")).unwrap();
+    assert_eq!(resume(&failed, &olga).json()["status"], "completed");
+    assert_eq!(resume(&failed, &olga).code(), "E3011", "resumed when it completed");
+    assert_eq!(resume(&waiting, &olga).code(), "E3011", "a cancelled run resumed");
+    assert_status(&resume("r-0000000000000000", &olga), 404, "an unknown run");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The test system: books once per idempotency key (an idempotent endpoint); every call is
-logged in calls.log, every effect in effects.log; 777 USD fails."""
+logged in calls.log, every effect in effects.log; 777 USD fails, and every call while the
+file ledger.down exists."""
 import fcntl
 import json
 import os
@@ -11,6 +12,8 @@ request = json.load(sys.stdin)
 key = request["idempotency_key"]
 with open("calls.log", "a") as f:
     f.write(key + "\n")
+if os.path.exists("ledger.down"):
+    sys.exit("the ledger is down")
 if request["args"]["amount"].startswith("777"):
     sys.exit("the ledger refuses this amount")
 lock = open("effects.lock", "a")

@@ -37,7 +37,7 @@ const EXPRESSION_STARTS: &[&str] =
     &["\"", "(", "[", "-", "@", "_", "false", "true", "if", "not", "0..9", "A..Z", "a..z"];
 const OPERATORS: &[&str] = &["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "."];
 const MODEL_SETTINGS: &[&str] = &["provider", "name", "version", "digest", "prompt", "input", "output", "clearance"];
-const GRANTS: &[&str] = &["trigger", "view", "override", "replay", "read", "set"];
+const GRANTS: &[&str] = &["trigger", "view", "override", "replay", "read", "set", "cancel", "resume"];
 const REVIEW_CLAUSES: &[&str] = &["when", "outcomes", "reasons", "may"];
 
 /// Words for rules that pest names as the deepest thing it tried.
@@ -67,7 +67,7 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::model_setting => "a model setting",
         Rule::source_setting => "`authority`, `freshness` or `as_of`",
         Rule::system_setting => "`clearance` or `action`",
-        Rule::grant => "a grant (`trigger`, `view`, `override`, `replay` or `read evidence`)",
+        Rule::grant => "a grant (`trigger`, `view`, `override`, `replay`, `read evidence`, `cancel` or `resume`)",
         Rule::review_clause => "`when`, `outcomes`, `reasons` or `may edit`",
         Rule::approval_row => "a row (`when … =>` or `otherwise =>`)",
         Rule::field_decl => "a field such as `amount: Money[USD]`",

@@ -660,6 +660,8 @@ impl<'t> Builder<'t> {
             Rule::view_grant => GrantKind::View,
             Rule::override_grant => GrantKind::Override,
             Rule::replay_grant => GrantKind::Replay,
+            Rule::cancel_grant => GrantKind::Cancel,
+            Rule::resume_grant => GrantKind::Resume,
             _ => GrantKind::ReadEvidence,
         };
         let mut targets = Vec::new();

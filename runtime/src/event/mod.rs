@@ -27,8 +27,11 @@ pub enum Status {
     Blocked,
     /// A soft gate was rejected.
     Rejected,
-    /// A step failed: an error of its expression, a model without fallback, an action.
+    /// A step failed: an error of its expression, a model without fallback, an action. A
+    /// principal granted `resume` may let it try the step again.
     Failed,
+    /// A principal granted `cancel` ended it before it finished.
+    Cancelled,
 }
 
 impl Status {
@@ -40,18 +43,28 @@ impl Status {
             Status::Blocked => "blocked",
             Status::Rejected => "rejected",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        [Status::Running, Status::Pending, Status::Completed, Status::Blocked, Status::Rejected, Status::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Status::Running,
+            Status::Pending,
+            Status::Completed,
+            Status::Blocked,
+            Status::Rejected,
+            Status::Failed,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 
-    /// Whether nothing more will happen to the run (`blocked` may still be overridden).
+    /// Whether the run ended: nothing more happens to it but, for a `failed` one, a resume
+    /// (`blocked` may still be overridden).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Rejected | Status::Failed)
+        matches!(self, Status::Completed | Status::Rejected | Status::Failed | Status::Cancelled)
     }
 }
 
@@ -308,6 +321,17 @@ pub enum Event<V> {
         grant: String,
         message: String,
     },
+    /// A principal granted `cancel` ended the run before it finished (`outcome` `cancel`, a
+    /// reason code, a basis): nothing of the flow runs after it; what ran stays recorded.
+    Cancelled {
+        decision: Decision,
+    },
+    /// A principal granted `resume` let a failed run try its failed step again (`outcome`
+    /// `resume`, a reason code): an action is called again with its idempotency key.
+    Resumed {
+        node: SmolStr,
+        decision: Decision,
+    },
     /// The run stopped executing: how it stands, in one line.
     Settled {
         status: Status,
@@ -342,7 +366,9 @@ impl<V> Event<V> {
         if let Event::ReviewDecided { decision, .. }
         | Event::GateDecided { decision, .. }
         | Event::ApprovalDecided { decision, .. }
-        | Event::GateOverridden { decision, .. } = self
+        | Event::GateOverridden { decision, .. }
+        | Event::Cancelled { decision }
+        | Event::Resumed { decision, .. } = self
         {
             decision.authenticated = how.map(str::to_owned);
         }
@@ -354,7 +380,9 @@ impl<V> Event<V> {
             Event::ReviewDecided { decision, .. }
             | Event::GateDecided { decision, .. }
             | Event::ApprovalDecided { decision, .. }
-            | Event::GateOverridden { decision, .. } => decision.authenticated.as_deref(),
+            | Event::GateOverridden { decision, .. }
+            | Event::Cancelled { decision }
+            | Event::Resumed { decision, .. } => decision.authenticated.as_deref(),
             _ => None,
         }
     }
@@ -378,8 +406,9 @@ impl<V> Event<V> {
             | Event::ActionStarted { node, .. }
             | Event::ActionCompleted { node, .. }
             | Event::Emitted { node, .. }
-            | Event::Failed { node, .. } => Some(node),
-            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } => None,
+            | Event::Failed { node, .. }
+            | Event::Resumed { node, .. } => Some(node),
+            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } | Event::Cancelled { .. } => None,
         }
     }
 
@@ -531,6 +560,8 @@ impl<V> Event<V> {
             Event::Refused { operation, principal, roles, grant, message } => {
                 Event::Refused { operation, principal, roles, grant, message }
             }
+            Event::Cancelled { decision } => Event::Cancelled { decision },
+            Event::Resumed { node, decision } => Event::Resumed { node, decision },
             Event::Settled { status, summary } => Event::Settled { status, summary },
         })
     }

@@ -422,6 +422,30 @@ impl Runtime {
         self.continue_run(&analysis, loaded, who, "override", overridden.map(|event| vec![event]))
     }
 
+    /// Cancels a run that has not ended, for `who` granted `cancel`, with a reason code and a
+    /// basis: nothing of the flow runs after it; what ran stays recorded.
+    pub fn cancel(&self, run: &str, who: &Principal, reason: &str, basis: Option<&str>) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let (analysis, loaded) = self.load(run, true)?;
+        let mut cancelled = decision::cancel(&analysis, &loaded.state, &who.id, &who.roles, reason, basis);
+        if cancelled.is_ok() && basis.is_none_or(|b| b.trim().is_empty()) {
+            cancelled = Err(Refusal::Invalid(format!(
+                "a cancellation of run `{run}` needs a basis: the text that says why the run is withdrawn"
+            )));
+        }
+        self.continue_run(&analysis, loaded, who, "cancel", cancelled.map(|event| vec![event]))
+    }
+
+    /// Lets a failed run try its failed step again, for `who` granted `resume`, with a reason
+    /// code: an action is called again with its idempotency key (so a system that took the
+    /// first call does not repeat its effect), a model is asked again.
+    pub fn resume_failed(&self, run: &str, who: &Principal, reason: &str) -> Result<RunView> {
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let (analysis, loaded) = self.load(run, true)?;
+        let resumed = decision::resume(&analysis, &loaded.state, &who.id, &who.roles, reason);
+        self.continue_run(&analysis, loaded, who, "resume", resumed.map(|event| vec![event]))
+    }
+
     /// Records what a principal's `operation` caused and continues the run, or records why
     /// it was refused.
     pub(super) fn continue_run(
