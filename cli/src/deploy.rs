@@ -393,16 +393,17 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     bail!("`{}`: {what}: `url` (`{url}`) is not an http:// or https:// URL", path.display());
                 }
-                let secret =
-                    match &endpoint.secret_env {
-                        Some(var) => Some(secret(var).with_context(|| {
-                            format!("`{}`: {what}: the variable `{var}` is not set", path.display())
-                        })?),
-                        None => None,
-                    };
+                // A secret that is not set fails the calls, not the commands that make none.
+                let secret = endpoint.secret_env.as_deref().map(|var| secret(var).map_err(|_| var.to_owned()));
                 runtime.register_system(
                     name,
-                    Arc::new(HttpSystem { url: url.clone(), secret, timeout, retries: endpoint.retries.unwrap_or(2) }),
+                    Arc::new(HttpSystem {
+                        url: url.clone(),
+                        secret: secret.clone().and_then(Result::ok),
+                        missing_secret: secret.and_then(Result::err),
+                        timeout,
+                        retries: endpoint.retries.unwrap_or(2),
+                    }),
                 );
             }
             _ => bail!("`{}`: {what} needs `command = [...]` or `url = \"...\"`", path.display()),

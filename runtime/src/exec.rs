@@ -707,9 +707,13 @@ fn reuse(
             returned: None,
             key_taken: true,
         }),
-        Ok(result) => {
-            exec.emit(Event::ActionCompleted { node: name.clone(), key: key.to_owned(), result, reused: true })
-        }
+        Ok(result) => exec.emit(Event::ActionCompleted {
+            node: name.clone(),
+            key: key.to_owned(),
+            result,
+            reused: true,
+            tries: 1,
+        }),
         Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
     }
 }
@@ -786,9 +790,10 @@ pub(crate) fn act(
         attempt,
     });
     exec.journal.flush(exec.state).map_err(Interrupted)?;
-    match handler.call(&request) {
+    let (called, tries) = handler.call_counted(&request);
+    match called {
         Ok(json) => match decode(&json) {
-            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false }),
+            Ok(result) => exec.emit(Event::ActionCompleted { node: name.clone(), key, result, reused: false, tries }),
             Err(error) => exec.emit(Event::Failed {
                 node: name.clone(),
                 error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),

@@ -186,7 +186,7 @@ impl Log {
         for (i, event) in pending.into_iter().enumerate() {
             self.observe(&analysis.body().flow.name, &event);
             let seq = self.seq + i as u64;
-            if let Event::ActionCompleted { node, key, result, reused: false } = &event
+            if let Event::ActionCompleted { node, key, result, reused: false, .. } = &event
                 && let Some(NodeKind::Action { system, .. }) = analysis.body().node(node).map(|n| &n.kind)
             {
                 self.results.push(ActionResult {

@@ -402,14 +402,14 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                     e["key"].as_str().unwrap_or("?")
                 ),
             ),
-            "action_completed" => line(
-                &mut steps,
-                format!(
-                    "  result {}{}",
-                    display(&e["result"]),
-                    if e["reused"] == true { " (an earlier call with this key gave it; not repeated)" } else { "" }
-                ),
-            ),
+            "action_completed" => {
+                let how = match e["tries"].as_u64() {
+                    _ if e["reused"] == true => " (an earlier call with this key gave it; not repeated)".to_owned(),
+                    Some(tries) if tries > 1 => format!(" (after {tries} tries with this key)"),
+                    _ => String::new(),
+                };
+                line(&mut steps, format!("  result {}{how}", display(&e["result"])))
+            }
             "emitted" => {
                 let marks: Vec<&str> = e["marks"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 let marked = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join("; ")) };

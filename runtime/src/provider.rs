@@ -79,6 +79,12 @@ pub trait ActionHandler: Send + Sync {
     fn describe(&self) -> String;
     /// The action's result, as JSON (`null` for an action without result).
     fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String>;
+
+    /// [`ActionHandler::call`], and how many tries it took: a handler that tries again
+    /// itself (a system over HTTP) says so, and the run's evidence records it.
+    fn call_counted(&self, request: &ActionRequest<'_>) -> (Result<Json, String>, u32) {
+        (self.call(request), 1)
+    }
 }
 
 /// Runs a program (in `dir`, when given) with `input` on stdin and reads its stdout as
@@ -212,6 +218,9 @@ pub(crate) fn send(
 pub struct HttpSystem {
     pub url: String,
     pub secret: Option<Vec<u8>>,
+    /// The variable that should hold the secret, when it is not set: every call fails,
+    /// naming it, and nothing is sent unsigned (commands that call nothing still work).
+    pub missing_secret: Option<String>,
     pub timeout: Duration,
     pub retries: u32,
 }
@@ -255,13 +264,27 @@ impl HttpSystem {
 
 impl ActionHandler for HttpSystem {
     fn describe(&self) -> String {
-        let signed = if self.secret.is_some() { ", signed" } else { "" };
+        let signed = match (&self.secret, &self.missing_secret) {
+            (Some(_), _) => ", signed",
+            (None, Some(_)) => ", its secret not set",
+            (None, None) => "",
+        };
         // Recorded in every run's environment: without credentials a URL may carry.
         let shown = shown_url(&self.url);
         format!("http {shown} (timeout {}, {} retries{signed})", humantime(self.timeout), self.retries)
     }
 
     fn call(&self, request: &ActionRequest<'_>) -> Result<Json, String> {
+        self.call_counted(request).0
+    }
+
+    fn call_counted(&self, request: &ActionRequest<'_>) -> (Result<Json, String>, u32) {
+        if let Some(var) = &self.missing_secret {
+            return (
+                Err(format!("the variable `{var}` holding the secret that signs calls is not set: nothing sent")),
+                0,
+            );
+        }
         let config =
             ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build();
         let agent = ureq::Agent::new_with_config(config);
@@ -270,9 +293,9 @@ impl ActionHandler for HttpSystem {
         loop {
             attempts += 1;
             match self.attempt(&agent, request, &body) {
-                Ok(result) => return Ok(result),
+                Ok(result) => return (Ok(result), attempts),
                 Err((message, retry)) if !retry || attempts > self.retries => {
-                    return Err(format!("{message} (after {attempts} attempts)"));
+                    return (Err(format!("{message} (after {attempts} attempts)")), attempts);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200 * u64::from(attempts))),
             }
@@ -365,8 +388,13 @@ mod tests {
 
     #[test]
     fn an_http_systems_url_is_described_without_its_credentials() {
-        let system =
-            |url: &str| HttpSystem { url: url.to_owned(), secret: None, timeout: Duration::from_secs(5), retries: 1 };
+        let system = |url: &str| HttpSystem {
+            url: url.to_owned(),
+            secret: None,
+            missing_secret: None,
+            timeout: Duration::from_secs(5),
+            retries: 1,
+        };
         let described = system("https://flow:p4ss@ledger.internal:8443/book?x=1").describe();
         assert!(!described.contains("p4ss") && !described.contains("flow:"), "{described}");
         assert!(described.contains("https://ledger.internal:8443/book?x=1"), "{described}");

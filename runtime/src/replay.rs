@@ -376,11 +376,18 @@ impl Journal for Collect<'_> {
 /// An event as compared: its encoding, without what describes a provider's call.
 pub(crate) fn comparable(analysis: &Analysis, event: &Event<Value>) -> Json {
     let mut json = crate::event::codec::encode_event_unsalted(analysis, event.clone());
-    if let Some(fields) = json.as_object_mut()
-        && fields.get("event").and_then(Json::as_str) == Some("model_called")
-    {
-        for key in ["latency_us", "attempts", "provider", "response_digest"] {
-            fields.remove(key);
+    if let Some(fields) = json.as_object_mut() {
+        match fields.get("event").and_then(Json::as_str) {
+            Some("model_called") => {
+                for key in ["latency_us", "attempts", "provider", "response_digest"] {
+                    fields.remove(key);
+                }
+            }
+            // How many tries a system took: the replay asks the recording once.
+            Some("action_completed") => {
+                fields.remove("tries");
+            }
+            _ => {}
         }
     }
     json
@@ -419,6 +426,10 @@ fn same(recorded: &Event<Value>, replayed: &Event<Value>) -> bool {
             (node, model, model_name, version, digest, prompt_hash, request_digest, error, args)
                 == (node2, model2, model_name2, version2, digest2, prompt_hash2, request_digest2, error2, args2)
         }
+        (
+            Event::ActionCompleted { node, key, result, reused, .. },
+            Event::ActionCompleted { node: node2, key: key2, result: result2, reused: reused2, .. },
+        ) => (node, key, result, reused) == (node2, key2, result2, reused2),
         _ => recorded == replayed,
     }
 }

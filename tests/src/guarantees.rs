@@ -1232,6 +1232,51 @@ fn evidence_of_a_decision_while_blocked_does_not_conform() {
     );
 }
 
+/// A failed run resumed by the principal granted `resume` replays exactly, the action's
+/// failed call and its second call each answered as recorded; evidence that resumes a step
+/// whose failure did not end the run, or decides a step after the run was cancelled, does
+/// not conform.
+#[test]
+fn evidence_of_a_resume_or_cancel_out_of_place_does_not_conform() {
+    let flow = PAYMENT.replace("replay by officer", "replay by officer\n    cancel by officer\n    resume by officer");
+    let world = World::answering(&[("scorer", json!({"value": 1}))]);
+    let (runtime, analysis) = runtime_with(&flow, &world);
+    let officer = principal("olga", &["officer"]);
+    let failed = pay(&runtime, &analysis, "50 USD", "acme");
+    assert_eq!(failed.status, Status::Failed);
+    world
+        .answers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(("book".into(), json!({"number": "B-1"})));
+    assert!(runtime.resume_failed(&failed.run, &principal("cleo", &["clerk"]), "retry").is_err(), "a clerk resumes");
+    let resumed = runtime.resume_failed(&failed.run, &officer, "ledger_back").expect("resumes");
+    assert_eq!(resumed.status, Status::Completed);
+    assert_eq!(world.calls().iter().filter(|c| *c == "action ledger.book").count(), 2);
+    let replay = runtime.replay(&failed.run, &officer).expect("replays");
+    assert!(replay.divergence.is_none(), "{:?}", replay.divergence);
+    let json = |run: &str| -> Vec<Json> {
+        events(&runtime, run).into_iter().map(|e| flow_runtime::encode_event(&analysis, e)).collect()
+    };
+    let recorded = json(&failed.run);
+    assert_eq!(flow_runtime::conformance::problems(&analysis, &recorded), Vec::<String>::new());
+    let mut elsewhere = recorded.clone();
+    let at = elsewhere.iter().position(|e| e["event"] == "resumed").expect("a resume");
+    elsewhere[at]["node"] = json!("note");
+    let problems = flow_runtime::conformance::problems(&analysis, &elsewhere);
+    assert!(problems.iter().any(|p| p.ends_with("resumes `note`, whose failure did not end the run")), "{problems:?}");
+
+    let waiting = pay(&runtime, &analysis, "5000 USD", "acme");
+    let other = pay(&runtime, &analysis, "5000 USD", "acme");
+    runtime.cancel(&waiting.run, &officer, "withdrawn", Some("asked to")).expect("cancels");
+    runtime.decide(&other.run, "large", &officer, &decision("approve", "ok")).expect("decides");
+    let mut forged = json(&waiting.run);
+    assert_eq!(flow_runtime::conformance::problems(&analysis, &forged), Vec::<String>::new());
+    forged.push(json(&other.run).into_iter().find(|e| e["event"] == "gate_decided").expect("a decision"));
+    let problems = flow_runtime::conformance::problems(&analysis, &forged);
+    assert!(problems.iter().any(|p| p.ends_with("comes after the run ended")), "{problems:?}");
+}
+
 /// An idempotency key is bound to its request: a second run that uses a key with the same
 /// arguments (amounts and decimals spelt otherwise) gets the recorded result without a
 /// call; with other arguments, its step fails without saying what the other request held,

@@ -1034,6 +1034,12 @@ fn actions_through_a_system_over_http() {
     assert_eq!(calls.lines().filter(|k| k.ends_with("H1")).count(), 3, "{calls}");
     let effects = std::fs::read_to_string(dir.join("effects.log")).unwrap();
     assert_eq!(effects.lines().collect::<Vec<_>>(), ["booking/H1 R-booking/H1"]);
+    // The tries are in the evidence, and the run replays exactly.
+    let id = booked["run"].as_str().unwrap();
+    let page = flowc(&dir, &["show", id, "--as", "aud"]);
+    assert!(text(&page).contains("(after 3 tries with this key)"), "{}", text(&page));
+    let replay = flowc(&dir, &["replay", id, "--as", "aud", "--format", "json"]);
+    assert_eq!(serde_json::from_slice::<Json>(&replay.stdout).unwrap()["exact"], true, "{}", text(&replay));
     // The system refuses the amount: no retry, the action fails.
     let refused = run("H2", "777", "s3cret");
     assert_eq!(refused["status"], "failed", "{refused}");

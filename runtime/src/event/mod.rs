@@ -284,6 +284,10 @@ pub enum Event<V> {
         key: String,
         result: V,
         reused: bool,
+        /// How many tries the handler made for it, when more than one (a system over HTTP
+        /// tries again, with the same key, after a transport error, 408, 429 or 5xx).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        tries: u32,
     },
     /// An output's value; `marks` say what it carries besides: `overridden: g` for every
     /// gate overridden before it, `degraded: x` for every degraded step it depends on.
@@ -337,6 +341,14 @@ pub enum Event<V> {
         status: Status,
         summary: String,
     },
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Where a value sits in an event: what gives it its type and its labels.
@@ -547,8 +559,8 @@ impl<V> Event<V> {
                     .collect::<Result<_, E>>()?;
                 Event::ActionStarted { node, system, action, key, args, attempt }
             }
-            Event::ActionCompleted { key, result, reused, node } => {
-                Event::ActionCompleted { key, result: f(Slot::Node(&node), result)?, reused, node }
+            Event::ActionCompleted { key, result, reused, node, tries } => {
+                Event::ActionCompleted { key, result: f(Slot::Node(&node), result)?, reused, node, tries }
             }
             Event::Emitted { value, node, marks } => {
                 Event::Emitted { value: f(Slot::Output(&node), value)?, node, marks }

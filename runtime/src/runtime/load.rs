@@ -176,7 +176,9 @@ impl Runtime {
             )))
         };
         let at = stored.seq as usize;
-        let Some(Event::ActionCompleted { node, key, result, reused: false }) = events.get(at) else { return forged() };
+        let Some(Event::ActionCompleted { node, key, result, reused: false, .. }) = events.get(at) else {
+            return forged();
+        };
         if *key != stored.key || result.to_json() != stored.result {
             return forged();
         }
