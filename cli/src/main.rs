@@ -99,6 +99,8 @@ enum GraphFormat {
     Dot,
     /// A Mermaid flowchart.
     Mermaid,
+    /// An SVG picture, laid out by flowc (no external program).
+    Svg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -608,6 +610,7 @@ fn main() -> ExitCode {
             let format = match format {
                 GraphFormat::Dot => flow_ir::render::GraphFormat::Dot,
                 GraphFormat::Mermaid => flow_ir::render::GraphFormat::Mermaid,
+                GraphFormat::Svg => flow_ir::render::GraphFormat::Svg,
             };
             let layer = match layer {
                 None => flow_ir::render::Layer::All,

@@ -1,4 +1,5 @@
-//! A plan's graph for people, in Graphviz DOT or Mermaid.
+//! A plan's graph for people, in Graphviz DOT, Mermaid, or SVG drawn here (no external
+//! program: a layered layout, [`layout`]).
 //!
 //! Three views: the whole graph (every node with its kind, data, governance and
 //! edited-value edges styled apart); the runtime layer (the stages of execution, nodes
@@ -15,6 +16,8 @@ use crate::verify::{NodeId, VerifiedPlan};
 pub enum GraphFormat {
     Dot,
     Mermaid,
+    /// An SVG picture, laid out here.
+    Svg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +167,7 @@ pub fn graph(plan: &VerifiedPlan, format: GraphFormat, layer: Layer) -> String {
     match format {
         GraphFormat::Dot => dot(plan, &view, layer),
         GraphFormat::Mermaid => mermaid(plan, &view),
+        GraphFormat::Svg => svg(plan, &view, layer),
     }
 }
 
@@ -256,5 +260,285 @@ fn mermaid(plan: &VerifiedPlan, view: &View) -> String {
     for class in MERMAID_CLASSES {
         let _ = writeln!(out, "  classDef {class}");
     }
+    out
+}
+
+/// A node placed in a picture: its box (top left corner, width, height, in pixels).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placed {
+    pub node: NodeId,
+    pub rank: usize,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub lines: Vec<String>,
+}
+
+/// A laid out graph: nodes in ranks from top to bottom (execution goes down), the edges
+/// between them, and the size of the picture.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub nodes: Vec<Placed>,
+    pub edges: Vec<(usize, usize, EdgeKind)>,
+    pub width: f64,
+    pub height: f64,
+    /// The top of each rank, and whether ranks are the runtime's stages.
+    pub ranks: Vec<f64>,
+    pub stages: bool,
+}
+
+const CHAR_WIDTH: f64 = 7.0;
+const LINE_HEIGHT: f64 = 15.0;
+const PAD: f64 = 10.0;
+const GAP_X: f64 = 28.0;
+const GAP_Y: f64 = 56.0;
+const MARGIN: f64 = 24.0;
+const TITLE: f64 = 34.0;
+
+/// Lays a layer of a plan out: each node one rank below the lowest node it depends on (the
+/// runtime's stages in that layer), nodes of a rank ordered by the mean place of their
+/// neighbours (a few sweeps down and up), and ranks centred.
+pub fn layout(plan: &VerifiedPlan, layer: Layer) -> Layout {
+    laid_out(plan, &view(plan, layer))
+}
+
+fn laid_out(plan: &VerifiedPlan, view: &View) -> Layout {
+    let index: std::collections::HashMap<NodeId, usize> =
+        view.nodes.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    let edges: Vec<(usize, usize, EdgeKind)> =
+        view.edges.iter().filter_map(|(from, to, kind)| Some((*index.get(from)?, *index.get(to)?, *kind))).collect();
+    let mut rank = vec![0usize; view.nodes.len()];
+    if view.stages.is_empty() {
+        // Nodes come in execution order, so each node's predecessors are ranked before it.
+        for to in 0..view.nodes.len() {
+            rank[to] = edges.iter().filter(|e| e.1 == to).map(|e| rank[e.0] + 1).max().unwrap_or(0);
+        }
+    } else {
+        for (r, stage) in view.stages.iter().enumerate() {
+            for id in stage {
+                if let Some(&i) = index.get(id) {
+                    rank[i] = r;
+                }
+            }
+        }
+    }
+    let ranks = rank.iter().copied().max().map_or(0, |r| r + 1);
+    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); ranks];
+    for (i, r) in rank.iter().enumerate() {
+        rows[*r].push(i);
+    }
+    // Barycentre sweeps: order each rank by the mean position of its neighbours in the rank
+    // above (going down) or below (going up).
+    for sweep in 0..4 {
+        let mut position = vec![0.0f64; view.nodes.len()];
+        for row in &rows {
+            for (p, &i) in row.iter().enumerate() {
+                position[i] = p as f64;
+            }
+        }
+        let down = sweep % 2 == 0;
+        let order: Vec<usize> = if down { (1..ranks).collect() } else { (0..ranks.saturating_sub(1)).rev().collect() };
+        for r in order {
+            let mean = |i: usize| {
+                let near: Vec<f64> = edges
+                    .iter()
+                    .filter_map(|&(from, to, _)| match down {
+                        true if to == i && rank[from] < r => Some(position[from]),
+                        false if from == i && rank[to] > r => Some(position[to]),
+                        _ => None,
+                    })
+                    .collect();
+                if near.is_empty() { position[i] } else { near.iter().sum::<f64>() / near.len() as f64 }
+            };
+            let mut keyed: Vec<(f64, usize)> = rows[r].iter().map(|&i| (mean(i), i)).collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            rows[r] = keyed.into_iter().map(|(_, i)| i).collect();
+            for (p, &i) in rows[r].iter().enumerate() {
+                position[i] = p as f64;
+            }
+        }
+    }
+    let lines: Vec<Vec<String>> =
+        view.nodes.iter().map(|(id, number)| label(plan.node(*id), *number, view.detailed)).collect();
+    let size = |i: usize| {
+        let longest = lines[i].iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
+        (longest * CHAR_WIDTH + 2.0 * PAD + 16.0, lines[i].len() as f64 * LINE_HEIGHT + 2.0 * PAD)
+    };
+    let widths: Vec<f64> = rows
+        .iter()
+        .map(|row| row.iter().map(|&i| size(i).0).sum::<f64>() + GAP_X * row.len().saturating_sub(1) as f64)
+        .collect();
+    let widest = widths.iter().copied().fold(0.0, f64::max);
+    let label_room = if view.stages.is_empty() { 0.0 } else { 70.0 };
+    let mut placed: Vec<Option<Placed>> = vec![None; view.nodes.len()];
+    let mut top = MARGIN + TITLE;
+    let mut tops = Vec::with_capacity(ranks);
+    for (r, row) in rows.iter().enumerate() {
+        tops.push(top);
+        let tallest = row.iter().map(|&i| size(i).1).fold(0.0, f64::max);
+        let mut x = MARGIN + label_room + (widest - widths[r]) / 2.0;
+        for &i in row {
+            let (width, height) = size(i);
+            let y = top + (tallest - height) / 2.0;
+            placed[i] = Some(Placed { node: view.nodes[i].0, rank: r, x, y, width, height, lines: lines[i].clone() });
+            x += width + GAP_X;
+        }
+        top += tallest + GAP_Y;
+    }
+    let title_width = plan.body().flow.name.chars().count() as f64 * CHAR_WIDTH + 200.0;
+    Layout {
+        nodes: placed.into_iter().flatten().collect(),
+        edges,
+        width: (widest + label_room).max(title_width) + 2.0 * MARGIN,
+        height: (top - GAP_Y + MARGIN).max(MARGIN * 2.0 + TITLE),
+        ranks: tops,
+        stages: !view.stages.is_empty(),
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The outline of a node's box, by kind, as SVG.
+fn outline(node: &Node, p: &Placed, fill: &str) -> String {
+    let (x, y, w, h) = (p.x, p.y, p.width, p.height);
+    let points = |pts: &[(f64, f64)]| {
+        let text: Vec<String> = pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
+        text.join(" ")
+    };
+    let c = 10.0f64.min(h / 3.0);
+    match &node.kind {
+        NodeKind::Gate { level, .. } => {
+            let width = if *level == GateLevel::Block { 3 } else { 1 };
+            let octagon = [
+                (x + c, y),
+                (x + w - c, y),
+                (x + w, y + c),
+                (x + w, y + h - c),
+                (x + w - c, y + h),
+                (x + c, y + h),
+                (x, y + h - c),
+                (x, y + c),
+            ];
+            format!(
+                r##"<polygon points="{}" fill="{fill}" stroke="#374151" stroke-width="{width}"/>"##,
+                points(&octagon)
+            )
+        }
+        NodeKind::Approval { .. } => {
+            let hexagon = [
+                (x + c, y),
+                (x + w - c, y),
+                (x + w, y + h / 2.0),
+                (x + w - c, y + h),
+                (x + c, y + h),
+                (x, y + h / 2.0),
+            ];
+            format!(r##"<polygon points="{}" fill="{fill}" stroke="#374151"/>"##, points(&hexagon))
+        }
+        NodeKind::Review { .. } => {
+            let trapezium = [(x + c, y), (x + w - c, y), (x + w, y + h), (x, y + h)];
+            format!(r##"<polygon points="{}" fill="{fill}" stroke="#374151"/>"##, points(&trapezium))
+        }
+        NodeKind::Input { .. } => {
+            let parallelogram = [(x + c, y), (x + w, y), (x + w - c, y + h), (x, y + h)];
+            format!(r##"<polygon points="{}" fill="{fill}" stroke="#374151"/>"##, points(&parallelogram))
+        }
+        NodeKind::Action { .. } | NodeKind::Emit { .. } => format!(
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="{:.1}" fill="{fill}" stroke="#374151"/>"##,
+            h / 2.0
+        ),
+        NodeKind::Infer { .. } => format!(
+            r##"<rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" fill="#93c5fd" stroke="#374151"/><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{fill}" stroke="#374151"/>"##,
+            x + 3.0,
+            y + 3.0
+        ),
+        NodeKind::Let { .. } | NodeKind::Param { .. } => format!(
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="4" fill="{fill}" stroke="#374151"/>"##
+        ),
+    }
+}
+
+fn svg(plan: &VerifiedPlan, view: &View, layer: Layer) -> String {
+    let laid = laid_out(plan, view);
+    let flow = &plan.body().flow;
+    let title = match layer {
+        Layer::All => "",
+        Layer::Runtime => " (runtime)",
+        Layer::Governance => " (governance)",
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}" font-family="Helvetica, Arial, sans-serif" font-size="12" role="img">"#,
+        w = laid.width,
+        h = laid.height
+    );
+    let _ = writeln!(out, "<title>flow {} {}{title}</title>", xml_escape(&flow.name), xml_escape(&flow.version));
+    out.push_str("<defs>\n");
+    for (id, colour) in [("data", "#6b7280"), ("governance", "#b91c1c"), ("edited", "#6d28d9")] {
+        let _ = writeln!(
+            out,
+            r#"<marker id="arrow-{id}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>"#
+        );
+    }
+    out.push_str("</defs>\n");
+    let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        out,
+        r#"<text x="{MARGIN}" y="{:.0}" font-size="15" font-weight="bold">flow {} {}{title}</text>"#,
+        MARGIN + 16.0,
+        xml_escape(&flow.name),
+        xml_escape(&flow.version)
+    );
+    if laid.stages {
+        for (r, top) in laid.ranks.iter().enumerate() {
+            let _ =
+                writeln!(out, r##"<text x="{MARGIN}" y="{:.0}" fill="#6b7280">stage {}</text>"##, top + 18.0, r + 1);
+        }
+    }
+    out.push_str("<g class=\"edges\" fill=\"none\">\n");
+    for &(from, to, kind) in &laid.edges {
+        let (a, b) = (&laid.nodes[from], &laid.nodes[to]);
+        let (x1, y1) = (a.x + a.width / 2.0, a.y + a.height);
+        let (x2, y2) = (b.x + b.width / 2.0, b.y);
+        let bend = (y2 - y1).abs() / 2.0;
+        let (id, colour, dash) = match kind {
+            EdgeKind::Data => ("data", "#6b7280", ""),
+            EdgeKind::Governance => ("governance", "#b91c1c", r#" stroke-dasharray="6 4""#),
+            EdgeKind::Edited => ("edited", "#6d28d9", r#" stroke-dasharray="2 3""#),
+        };
+        let _ = writeln!(
+            out,
+            r#"<path d="M{x1:.1},{y1:.1} C{x1:.1},{:.1} {x2:.1},{:.1} {x2:.1},{y2:.1}" stroke="{colour}"{dash} marker-end="url(#arrow-{id})"><title>{} → {} ({})</title></path>"#,
+            y1 + bend,
+            y2 - bend,
+            xml_escape(&plan.node(a.node).name),
+            xml_escape(&plan.node(b.node).name),
+            id
+        );
+    }
+    out.push_str("</g>\n<g class=\"nodes\">\n");
+    for placed in &laid.nodes {
+        let node = plan.node(placed.node);
+        let style = style(node);
+        let _ = writeln!(out, r#"<g class="node {}" id="node-{}">"#, style.class, xml_escape(&node.name));
+        out.push_str(&outline(node, placed, style.fill));
+        out.push('\n');
+        for (n, line) in placed.lines.iter().enumerate() {
+            let weight = if n == 0 { r#" font-weight="bold""# } else { "" };
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle"{weight}>{}</text>"#,
+                placed.x + placed.width / 2.0,
+                placed.y + PAD + LINE_HEIGHT * (n as f64 + 1.0) - 4.0,
+                xml_escape(line)
+            );
+        }
+        out.push_str("</g>\n");
+    }
+    out.push_str("</g>\n</svg>\n");
     out
 }

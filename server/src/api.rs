@@ -346,10 +346,11 @@ pub async fn graph(
     let (format, media) = match query.format.as_deref().unwrap_or("dot") {
         "dot" => (GraphFormat::Dot, "text/vnd.graphviz"),
         "mermaid" => (GraphFormat::Mermaid, "text/plain; charset=utf-8"),
+        "svg" => (GraphFormat::Svg, "image/svg+xml"),
         other => {
             return Err(Problem::bad_request(
                 "bad-request",
-                format!("`format={other}`: the graph is drawn as `dot` or `mermaid`"),
+                format!("`format={other}`: the graph is drawn as `dot`, `mermaid` or `svg`"),
             ));
         }
     };

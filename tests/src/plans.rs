@@ -104,6 +104,8 @@ fn graphs_of_the_spend_approval_example() {
         ("spend_approval.governance.dot", GraphFormat::Dot, Layer::Governance),
         ("spend_approval.mermaid", GraphFormat::Mermaid, Layer::All),
         ("spend_approval.governance.mermaid", GraphFormat::Mermaid, Layer::Governance),
+        ("spend_approval.runtime.svg", GraphFormat::Svg, Layer::Runtime),
+        ("spend_approval.governance.svg", GraphFormat::Svg, Layer::Governance),
     ] {
         snapshot("graphs", name, &flow_ir::render::graph(&verified, format, layer));
     }
@@ -138,6 +140,50 @@ fn graphviz_reads_every_graph() {
             assert!(output.status.success() && warnings.trim().is_empty(), "{example} {layer:?}: {warnings}\n{dot}");
         }
     }
+}
+
+/// Every example's pictures, in every layer, are laid out cleanly — no two boxes overlap,
+/// every edge goes down from a rank to a later one, everything inside the picture — and are
+/// well-formed XML (read by Python's XML parser where Python is installed; `.ci/run`
+/// installs it).
+#[test]
+fn every_picture_is_laid_out_cleanly() {
+    let python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    for example in flow_examples() {
+        let verified = plan_of(&workspace(&example));
+        for layer in [Layer::All, Layer::Runtime, Layer::Governance] {
+            let laid = flow_ir::render::layout(&verified, layer);
+            for (i, a) in laid.nodes.iter().enumerate() {
+                assert!(a.x >= 0.0 && a.y >= 0.0, "{example} {layer:?}: {a:?}");
+                assert!(a.x + a.width <= laid.width && a.y + a.height <= laid.height, "{example} {layer:?}: {a:?}");
+                for b in &laid.nodes[i + 1..] {
+                    let apart =
+                        a.x + a.width <= b.x || b.x + b.width <= a.x || a.y + a.height <= b.y || b.y + b.height <= a.y;
+                    assert!(apart, "{example} {layer:?}: {a:?} overlaps {b:?}");
+                }
+            }
+            for &(from, to, _) in &laid.edges {
+                let (a, b) = (&laid.nodes[from], &laid.nodes[to]);
+                assert!(a.rank < b.rank && a.y + a.height < b.y, "{example} {layer:?}: an edge goes up: {a:?} {b:?}");
+            }
+            if python {
+                let svg = flow_ir::render::graph(&verified, GraphFormat::Svg, layer);
+                let mut child = std::process::Command::new("python3")
+                    .args(["-c", "import sys, xml.etree.ElementTree as E; E.fromstring(sys.stdin.read())"])
+                    .stdin(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("python starts");
+                if let Some(mut stdin) = child.stdin.take() {
+                    use std::io::Write;
+                    stdin.write_all(svg.as_bytes()).expect("python reads the picture");
+                }
+                let output = child.wait_with_output().expect("python finishes");
+                assert!(output.status.success(), "{example} {layer:?}: {}", String::from_utf8_lossy(&output.stderr));
+            }
+        }
+    }
+    assert!(python || std::env::var_os("CI").is_none(), "Python is required in CI; `.ci/run` installs it");
 }
 
 /// The example's files with `edit` applied to the main file's text.

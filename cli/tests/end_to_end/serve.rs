@@ -378,7 +378,9 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     assert!(
         api.get(&format!("/v1/plans/{v1}/graph?format=mermaid&layer=governance"), &carl).text().contains("embargo")
     );
-    assert_status(&api.get(&format!("/v1/plans/{v1}/graph?format=svg"), &carl), 400, "an unknown format");
+    let svg = api.get(&format!("/v1/plans/{v1}/graph?format=svg&layer=governance"), &carl);
+    assert!(svg.content_type == "image/svg+xml" && svg.text().starts_with("<svg") && svg.text().contains("embargo"));
+    assert_status(&api.get(&format!("/v1/plans/{v1}/graph?format=png"), &carl), 400, "an unknown format");
     let diff = api.get(&format!("/v1/plans/{v1}/diff/{v2}"), &carl).json();
     assert_eq!((diff["material"].clone(), diff["identical"].clone()), (json!(true), json!(false)), "{diff}");
 
