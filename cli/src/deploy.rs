@@ -87,6 +87,11 @@ pub struct ServeConfig {
     pub max_body: Option<usize>,
     /// How long a request may take (default 30s).
     pub timeout: Option<String>,
+    /// Requests of one principal handled at once (default 256); more are answered 429.
+    pub max_concurrent: Option<usize>,
+    /// Requests of one principal a second, on average (default: no limit); more are
+    /// answered 429.
+    pub rate: Option<f64>,
     /// An OpenID Connect issuer whose JWTs are accepted as bearer tokens.
     pub oidc: Option<OidcConfig>,
     /// TLS: the server's certificate chain and private key (PEM files, relative to

@@ -49,6 +49,19 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
             (None, None) => None,
             _ => bail!("`[serve]`: TLS needs both `tls_certificate` and `tls_key`"),
         },
+        limits: flow_server::limits::Limits {
+            concurrent: match config.max_concurrent {
+                Some(0) => bail!("`[serve] max_concurrent` is 0: no request would be taken"),
+                Some(n) => n,
+                None => flow_server::limits::Limits::default().concurrent,
+            },
+            per_second: match config.rate {
+                Some(rate) if !(rate.is_finite() && rate > 0.0) => {
+                    bail!("`[serve] rate` is {rate}: give a positive number of requests a second")
+                }
+                rate => rate,
+            },
+        },
     };
     let runtime = crate::runs::open(deployment)?;
     deploy::webhook_secrets(&runtime)?;

@@ -22,6 +22,8 @@ use subtle::ConstantTimeEq;
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub principal: Principal,
+    /// Counts the request against the principal's limits while it is handled.
+    pub permit: Option<Arc<crate::limits::Permit>>,
     /// `token t-…` (an API token, by its id) or `oidc ISSUER`.
     pub method: String,
 }
@@ -380,7 +382,7 @@ impl Auth {
             let roles = known(&entry.principal)?;
             let method = format!("token {}", entry.id);
             let principal = Principal { id: entry.principal.clone(), roles, authenticated: Some(method.clone()) };
-            return Ok(Caller { principal, method });
+            return Ok(Caller { principal, method, permit: None });
         }
         let Some(oidc) = &self.oidc else {
             return Err(Unauthenticated::Rejected("the token is not an API token of this deployment".to_owned()));
@@ -391,7 +393,7 @@ impl Auth {
             None => known(&id)?,
         };
         let method = format!("oidc {}", oidc.issuer);
-        Ok(Caller { principal: Principal { id, roles, authenticated: Some(method.clone()) }, method })
+        Ok(Caller { principal: Principal { id, roles, authenticated: Some(method.clone()) }, method, permit: None })
     }
 }
 

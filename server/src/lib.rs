@@ -12,6 +12,7 @@
 mod api;
 pub mod auth;
 mod jobs;
+pub mod limits;
 mod metrics;
 mod problem;
 mod tls;
@@ -50,11 +51,19 @@ pub struct Options {
     pub timeout: Duration,
     /// TLS: the certificate chain and the private key (PEM files); plain HTTP without.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// What one principal may ask at once and a second.
+    pub limits: limits::Limits,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { deployers: Vec::new(), max_body: 1 << 20, timeout: Duration::from_secs(30), tls: None }
+        Options {
+            deployers: Vec::new(),
+            max_body: 1 << 20,
+            timeout: Duration::from_secs(30),
+            tls: None,
+            limits: limits::Limits::default(),
+        }
     }
 }
 
@@ -66,6 +75,8 @@ pub struct Service {
     compiler: Option<Box<Compiler>>,
     metrics: metrics::Metrics,
     jobs: jobs::Jobs,
+    /// The principals' accounts against `options.limits`.
+    limits: Arc<limits::Gate>,
 }
 
 impl Service {
@@ -73,6 +84,7 @@ impl Service {
         Service {
             runtime,
             auth,
+            limits: Arc::new(limits::Gate::new(options.limits)),
             options,
             compiler: None,
             metrics: metrics::Metrics::default(),

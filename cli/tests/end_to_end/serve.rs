@@ -1238,3 +1238,25 @@ fn webhooks_reach_a_receiver_that_fails_and_comes_back() {
         assert!(server.stop().0.success());
     }
 }
+
+/// A principal asking more than `[serve] rate` requests a second is answered `429` with
+/// `Retry-After`, before any work; another principal is counted apart.
+#[test]
+fn a_principal_asking_too_much_is_told_to_wait() {
+    let contract = Contract::load();
+    let (dir, tokens) = serving("limits", None);
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config = config.replace("[serve]\n", "[serve]\nrate = 2\nmax_concurrent = 4\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let answers: Vec<Reply> = (0..6).map(|_| api.get("/v1/me", &tokens["carl"].1)).collect();
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    let refused = answers.iter().find(|r| r.status == 429).unwrap_or_else(|| panic!("{statuses:?}"));
+    assert!(refused.json()["detail"].as_str().unwrap().contains("2 requests a second"), "{}", refused.text());
+    assert_status(&api.get("/v1/me", &tokens["mia"].1), 200, "another principal");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_status(&api.get("/v1/me", &tokens["carl"].1), 200, "after a second");
+    assert!(server.stop().0.success());
+}
