@@ -88,9 +88,9 @@ pub fn create(
     if !principals.contains_key(who) {
         bail!("`{who}` is not in the principals file `{}`", serving.principals.display());
     }
-    let mut file = TokenFile::read(&serving.tokens)?;
-    let (id, token) = file.create(who, note, &flow_runtime::now().to_string())?;
-    file.write(&serving.tokens)?;
+    let created =
+        TokenFile::change(&serving.tokens, |file| file.create(who, note, &flow_runtime::now().to_string()).map(Some))?;
+    let (id, token) = created.context("the token was not written")?;
     eprintln!(
         "flowc: token {id} for {who} kept (as its hash) in `{}`; it is shown once, here",
         serving.tokens.display()
@@ -136,12 +136,13 @@ pub fn list(deployment: &Deployment, format: DataFormat) -> anyhow::Result<ExitC
 /// `flowc token revoke ID`: the token lets nobody in from the server's next request on.
 pub fn revoke(deployment: &Deployment, id: &str) -> anyhow::Result<ExitCode> {
     let serving = deploy::serving(deployment)?;
-    let mut file = TokenFile::read(&serving.tokens).context("the tokens file")?;
-    if !file.revoke(id, &flow_runtime::now().to_string()) {
+    let revoked =
+        TokenFile::change(&serving.tokens, |file| Ok(file.revoke(id, &flow_runtime::now().to_string()).then_some(())))
+            .context("the tokens file")?;
+    if revoked.is_none() {
         eprintln!("flowc: no active token `{id}` in `{}`", serving.tokens.display());
         return Ok(ExitCode::from(1));
     }
-    file.write(&serving.tokens)?;
     eprintln!("flowc: token {id} revoked");
     Ok(ExitCode::SUCCESS)
 }

@@ -151,6 +151,29 @@ impl TokenFile {
         Ok(file)
     }
 
+    /// Reads the file, changes it with `change` and writes it back, holding an exclusive lock
+    /// on a file beside it (`….toml.lock`) throughout, so that two commands changing the
+    /// tokens at once both land; `change`'s answer, when it says to write.
+    pub fn change<T>(
+        path: &Path,
+        change: impl FnOnce(&mut TokenFile) -> anyhow::Result<Option<T>>,
+    ) -> anyhow::Result<Option<T>> {
+        let lock_path = path.with_extension("toml.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the lock file `{}`", lock_path.display()))?;
+        lock.lock().with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+        let mut file = TokenFile::read(path)?;
+        let answer = change(&mut file)?;
+        if answer.is_some() {
+            file.write(path)?;
+        }
+        Ok(answer)
+    }
+
     /// Writes the file whole, readable by its owner only: to a file beside it, then
     /// renamed over it, so that a server reading it never sees half of it.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {

@@ -1260,3 +1260,35 @@ fn a_principal_asking_too_much_is_told_to_wait() {
     assert_status(&api.get("/v1/me", &tokens["carl"].1), 200, "after a second");
     assert!(server.stop().0.success());
 }
+
+/// Tokens created and revoked by several commands at once are all kept: the tokens file is
+/// changed under a lock.
+#[test]
+fn tokens_created_at_once_are_all_kept() {
+    let dir = deployment_on("token_lock", None);
+    let created: Vec<String> = std::thread::scope(|scope| {
+        let made: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let output = flowc(dir, &["token", "create", "--as", "carl", "--format", "json"]);
+                    assert!(output.status.success(), "{}", text(&output));
+                    serde_json::from_slice::<Json>(&output.stdout).unwrap()["id"].as_str().unwrap().to_owned()
+                })
+            })
+            .collect();
+        made.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    std::thread::scope(|scope| {
+        for id in &created[..4] {
+            let dir = &dir;
+            scope.spawn(move || assert!(flowc(dir, &["token", "revoke", id]).status.success()));
+        }
+    });
+    let listed = flowc(&dir, &["token", "list", "--format", "json"]);
+    let tokens: Json = serde_json::from_slice(&listed.stdout).unwrap();
+    let tokens = tokens["tokens"].as_array().unwrap();
+    let ids: BTreeSet<&str> = tokens.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, created.iter().map(String::as_str).collect(), "every token created is kept");
+    assert_eq!(tokens.iter().filter(|t| t["revoked"].is_string()).count(), 4, "{tokens:?}");
+}
