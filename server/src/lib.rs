@@ -252,15 +252,16 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
         let address: SocketAddr = listener.local_addr()?;
+        let head_timeout = service.options.timeout;
         match tls {
             Some(config) => {
                 bound(format!("https://{address}"));
                 let listener = tls::Listener::new(listener, config)?;
-                axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+                serve_connections(listener, router(service), head_timeout, stop_asked()).await;
             }
             None => {
                 bound(format!("http://{address}"));
-                axum::serve(listener, router(service)).with_graceful_shutdown(stop_asked()).await?;
+                serve_connections(listener, router(service), head_timeout, stop_asked()).await;
             }
         }
         anyhow::Ok(())
@@ -271,6 +272,56 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     drop(runtime);
     drop(kept);
     served
+}
+
+/// Serves HTTP/1.1 connections from `listener` with `app` until `stop`, then lets every
+/// connection finish the request it is on and waits for them. A connection that takes longer
+/// than `head_timeout` to send a request's head — or stays idle that long between requests —
+/// is closed, so slow clients cannot hold connections open for nothing.
+async fn serve_connections<L>(mut listener: L, app: Router, head_timeout: Duration, stop: impl Future<Output = ()>)
+where
+    L: axum::serve::Listener,
+{
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    // Every connection holds a receiver of `open`: once they are all gone, every
+    // connection has closed.
+    let (open, connections) = tokio::sync::watch::channel(());
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (io, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (mut stopped, connection) = (stopped.clone(), connections.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout);
+            let mut served = std::pin::pin!(builder.serve_connection(hyper_util::rt::TokioIo::new(io), service));
+            tokio::select! {
+                _ = served.as_mut() => {}
+                () = until_stopped(&mut stopped) => {
+                    served.as_mut().graceful_shutdown();
+                    let _ = served.await;
+                }
+            }
+            drop(connection);
+        });
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    drop(connections);
+    open.closed().await;
+}
+
+/// Returns once the server is stopping (or its sender is gone).
+async fn until_stopped(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopping = *stopped.borrow_and_update();
+        if stopping || stopped.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resumes, every lease, the runs that a process which died left interrupted (its lease ran

@@ -1292,3 +1292,36 @@ fn tokens_created_at_once_are_all_kept() {
     assert_eq!(ids, created.iter().map(String::as_str).collect(), "every token created is kept");
     assert_eq!(tokens.iter().filter(|t| t["revoked"].is_string()).count(), 4, "{tokens:?}");
 }
+
+/// A client that opens a connection and sends half of a request's head, or nothing, is cut
+/// off after `[serve] timeout`, instead of holding the connection for good.
+#[test]
+fn a_client_slow_to_send_its_request_is_cut_off() {
+    use std::io::{Read, Write};
+    let (dir, _) = serving("slow_head", None);
+    let config =
+        std::fs::read_to_string(dir.join("flow.toml")).unwrap().replace("[serve]\n", "[serve]\ntimeout = \"1s\"\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start(&dir);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    for sent in ["GET /v1/health HTTP/1.1\r\nHost: x\r\n", ""] {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(sent.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sent:?}: the connection was held {:?}",
+            started.elapsed()
+        );
+    }
+    // A whole request is still answered.
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(server.stop().0.success());
+}
