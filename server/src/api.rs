@@ -505,7 +505,10 @@ pub async fn start(
         let options = StartOptions { clock, params: request.params.into_iter().collect() };
         let who = &caller.principal;
         let (view, started) = match &key {
-            Some(key) => service.runtime.start_once(&analysis, who, &inputs, &options, key)?,
+            Some(key) => {
+                let any_version = request.plan.is_none() && request.version.is_none();
+                service.runtime.start_once(&analysis, who, &inputs, &options, key, any_version)?
+            }
             None => (service.runtime.start(&analysis, who, &inputs, &options)?, true),
         };
         let mut response = json_response(if started { StatusCode::CREATED } else { StatusCode::OK }, &view.to_json());

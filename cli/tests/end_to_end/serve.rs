@@ -1325,3 +1325,39 @@ fn a_client_slow_to_send_its_request_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(server.stop().0.success());
 }
+
+/// A start by flow name with an `Idempotency-Key`, retried after a newer version of the
+/// flow was installed, finds the run it retries; asked for the newer version by name, the
+/// key is another request's.
+#[test]
+fn a_retried_start_finds_its_run_after_a_new_version() {
+    let contract = Contract::load();
+    let (dir, tokens) = serving("retry_version", None);
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    install(&api, &dir, &tokens["olga"].1);
+    let start = |body: &Json| {
+        let bytes = body.to_string();
+        let carl = &tokens["carl"].1;
+        api.call(
+            "POST",
+            "/v1/runs",
+            Some(carl),
+            Some(("application/json", bytes.as_bytes())),
+            &[("Idempotency-Key", "order-V1")],
+        )
+    };
+    let body = json!({"flow": "loan", "clock": AT, "inputs": {"request": request("V1", "20", "carl")}});
+    let first = start(&body);
+    assert_status(&first, 201, "the first start");
+    let newer =
+        std::fs::read_to_string(dir.join("loan.flow")).unwrap().replace("version \"1.0.0\"", "version \"1.1.0\"");
+    let installed = api.call("POST", "/v1/plans", Some(&tokens["olga"].1), Some(("text/plain", newer.as_bytes())), &[]);
+    assert_status(&installed, 201, "a newer version");
+    let again = start(&body);
+    assert_eq!((again.status, again.json()["run"].clone()), (200, first.json()["run"].clone()), "{}", again.text());
+    let mut pinned = body.clone();
+    pinned["version"] = json!("1.1.0");
+    assert_eq!(start(&pinned).code(), "E3002", "the key asked for another version by name");
+    assert!(server.stop().0.success());
+}

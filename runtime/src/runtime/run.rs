@@ -162,7 +162,10 @@ impl Runtime {
     /// timed out, a retry through another process) finds the run the first one started
     /// instead of starting another. Returns the run and whether this call started it. A
     /// start asked again must ask for the same run — plan, inputs, params and chosen clock —
-    /// or it is refused (`E3002`) and nothing is started.
+    /// or it is refused (`E3002`) and nothing is started; with `any_version` (the caller
+    /// asked for the flow, not for a version of it), a run of the key on another version of
+    /// the flow answers it too, its inputs and params compared as that version reads them,
+    /// so that a retry after a new version was installed finds the run it retries.
     pub fn start_once(
         &self,
         analysis: &Arc<Analysis>,
@@ -170,6 +173,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
         key: &str,
+        any_version: bool,
     ) -> Result<(RunView, bool)> {
         let mut hasher = blake3::Hasher::new();
         for part in ["flow idempotency key", &value::principal_id(&who.id), &analysis.body().flow.name, key] {
@@ -189,10 +193,11 @@ impl Runtime {
         let Some(Event::Started(started)) = events.first() else {
             return Err(Error::Tampered(format!("run `{id}` does not begin with its start")));
         };
-        let same = analysis_of_run.hash() == analysis.hash()
+        let read = &analysis_of_run;
+        let same = (any_version || read.hash() == analysis.hash())
             && started.principal == value::principal_id(&who.id)
-            && started.inputs == self.inputs(analysis, inputs)?
-            && started.params == self.params(analysis, &options.params)?
+            && self.inputs(read, inputs).is_ok_and(|given| started.inputs == given)
+            && self.params(read, &options.params).is_ok_and(|given| started.params == given)
             && options.clock.is_some() == started.clock_chosen
             && options.clock.is_none_or(|clock| started.clock == clock);
         if !same {
