@@ -16,6 +16,7 @@ mod graph;
 mod output;
 mod progress;
 mod queue;
+mod records;
 mod replays;
 mod run_tests;
 mod runs;
@@ -523,6 +524,23 @@ enum Command {
         #[command(flatten)]
         deployment: deploy::Deployment,
     },
+    /// List the store's refusals that belong to no run (a refused start, read or install).
+    Refusals {
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// List the notices queued for webhook endpoints and how their delivery stands.
+    Webhooks {
+        /// Only those `pending`, `delivered` or `failed` (given up).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// Check the whole run store: every run's evidence, and the store's log of heads against
     /// the runs, refusals and shadows it records (a run deleted or rolled back is found).
     Audit {
@@ -623,6 +641,8 @@ fn main() -> ExitCode {
         Command::Verify { file, keys, require_signature, dump, format } => {
             verify::run(&file, &verify::Options { format, dump, keys: &keys, require_signature })
         }
+        Command::Refusals { deployment, format } => records::refusals(&deployment, format),
+        Command::Webhooks { state, deployment, format } => records::webhooks(&deployment, state.as_deref(), format),
         Command::Audit { checkpoint, deployment, format } => audit::run(&deployment, checkpoint.as_deref(), format),
         Command::Run { file, flow, inputs, batch, who, at, engine, shadow, queue, detach, deployment, format } => {
             runs::run(

@@ -1235,6 +1235,18 @@ fn webhooks_reach_a_receiver_that_fails_and_comes_back() {
         assert_eq!(forged.status().as_u16(), 401);
         let metrics = api.get("/metrics", &token("olga")).text();
         assert!(metrics.contains("flow_webhook_deliveries_total{result=\"given_up\"} 0"), "{metrics}");
+        // The outbox as an operator lists it, and the refusal of no run.
+        let listed = flowc(&dir, &["webhooks", "--format", "json"]);
+        let notices: Json = serde_json::from_slice(&listed.stdout).unwrap_or_else(|_| panic!("{}", text(&listed)));
+        let notices = notices["notices"].as_array().unwrap();
+        assert_eq!(notices.len(), 9, "{notices:?}");
+        assert!(notices.iter().all(|n| n["state"] == "delivered"), "{notices:?}");
+        let mut retried = notices.iter().filter(|n| n["endpoint"] == "ops").map(|n| n["attempts"].as_u64().unwrap());
+        assert!(retried.any(|a| a >= 2), "ops was down at first: {notices:?}");
+        assert_eq!(flowc(&dir, &["webhooks", "--state", "failed"]).stdout, b"no notices\n");
+        assert_eq!(flowc(&dir, &["webhooks", "--state", "lost"]).status.code(), Some(2));
+        let refusals = flowc(&dir, &["refusals"]);
+        assert!(text(&refusals).contains("mia: refused trigger (grant `trigger`)"), "{}", text(&refusals));
         assert!(server.stop().0.success());
     }
 }
