@@ -62,6 +62,9 @@ pub fn decide(
         ));
     };
     let node = analysis.plan.node(id);
+    if state.cancelled.is_some() {
+        return Err(Refusal::Settled(format!("run `{}` was cancelled: nothing waits for a decision", state.run)));
+    }
     if let Some((_, gate)) = state.phases.iter().zip(&body.nodes).find(|(p, _)| **p == Phase::Blocked) {
         return invalid(format!(
             "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
@@ -374,6 +377,9 @@ pub fn override_gate(
     if state.phases[id.index()] == Phase::Done {
         return Err(Refusal::Settled(format!("gate `{gate}` no longer blocks this run: it was overridden or passed")));
     }
+    if state.cancelled.is_some() {
+        return Err(Refusal::Settled(format!("run `{}` was cancelled: its gates are not overridden", state.run)));
+    }
     if state.phases[id.index()] != Phase::Blocked {
         return Err(Refusal::Invalid(format!("gate `{gate}` is not blocking this run")));
     }
@@ -447,13 +453,14 @@ pub fn cancel(
     reason: &str,
     basis: Option<&str>,
 ) -> Result<Event<Value>, Refusal> {
-    if state.status.is_final() {
+    if state.status.is_final() || state.cancelled.is_some() {
         return Err(Refusal::Settled(format!(
             "run `{}` is {}: it cannot be cancelled",
             state.run,
             state.status.as_str()
         )));
     }
+
     let used = run_grant(analysis, flow_ir::plan::GrantKind::Cancel, principal, roles)?;
     Ok(Event::Cancelled { decision: coded(principal, used, "cancel", reason, basis)? })
 }

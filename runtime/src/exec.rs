@@ -714,7 +714,14 @@ fn reuse(
             reused: true,
             tries: 1,
         }),
-        Err(error) => exec.fail(name, format!("the stored result for key `{key}` does not fit: {error}")),
+        // What did not fit may quote the stored value: it is the failure's labelled detail.
+        Err(error) => exec.fail(
+            name,
+            Failure {
+                error: format!("the stored result for key `{key}` does not fit its type at {}", error.path),
+                detail: Some(format!("the stored result for key `{key}` does not fit: {error}")),
+            },
+        ),
     }
 }
 

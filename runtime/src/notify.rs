@@ -282,7 +282,9 @@ impl crate::Runtime {
         let slowest = webhooks.endpoints.iter().map(|e| e.timeout).max().unwrap_or_default();
         // Long enough for every notice taken to be tried, one after another, and then some.
         let ttl = slowest.saturating_mul(limit as u32) + self.leases.ttl;
-        let due = self.store.take_deliveries(&self.leases.owner, ttl.as_millis() as i64, limit)?;
+        let names: Vec<String> = webhooks.endpoints.iter().map(|e| e.name.clone()).collect();
+        let owner = &self.leases.owner;
+        let due = self.store.take_deliveries(&names, owner, ttl.as_millis() as i64, limit)?;
         let mut by_endpoint: std::collections::BTreeMap<&str, Vec<&Delivery>> = Default::default();
         for delivery in &due {
             by_endpoint.entry(&delivery.notice.endpoint).or_default().push(delivery);
@@ -294,18 +296,15 @@ impl crate::Runtime {
                     scope.spawn(move || {
                         let mut done = Delivered::default();
                         for delivery in deliveries {
-                            let attempt = match webhooks.endpoint(name) {
-                                Some(endpoint) => endpoint.send(delivery),
-                                None => Attempt::GaveUp {
-                                    error: format!("the deployment has no webhook endpoint `{name}` any more"),
-                                },
-                            };
+                            // Only this deployment's endpoints' notices were taken.
+                            let Some(endpoint) = webhooks.endpoint(name) else { continue };
+                            let attempt = endpoint.send(delivery);
                             match attempt {
                                 Attempt::Delivered => done.delivered += 1,
                                 Attempt::Retry { .. } => done.retried += 1,
                                 Attempt::GaveUp { .. } => done.given_up += 1,
                             }
-                            self.store.finish_delivery(name, &delivery.notice.id, &attempt)?;
+                            self.store.finish_delivery(owner, name, &delivery.notice.id, &attempt)?;
                         }
                         Ok(done)
                     })

@@ -211,6 +211,7 @@ fn decision_of(event: &Event<Value>) -> bool {
             | Event::GateOverridden { .. }
             | Event::ReviewDecided { .. }
             | Event::ApprovalDecided { .. }
+            | Event::Resumed { .. }
     )
 }
 
@@ -298,12 +299,19 @@ pub fn what_if(
         let next = decisions.iter().enumerate().find_map(|(k, decision)| {
             let node = decision.node()?;
             let phase = state.phase_of(new, node)?;
-            let open = matches!(phase, Phase::Waiting | Phase::Blocked) && !needs_decision.contains(node);
+            // A resume applies where its step failed again.
+            let open = match decision {
+                Event::Resumed { .. } => phase == Phase::Failed,
+                _ => matches!(phase, Phase::Waiting | Phase::Blocked) && !needs_decision.contains(node),
+            };
             (!used[k] && open).then_some((k, node, phase))
         });
         let Some((k, node, phase)) = next else { break };
         used[k] = true;
+        // A resume needs only that its step failed again; a decision, that its step opened
+        // on the same values.
         let same_opening = match (opening(events, node), opening(&produced, node)) {
+            _ if matches!(decisions[k], Event::Resumed { .. }) => true,
             (Some(before), Some(after)) => context(old, before) == context(new, after),
             _ => false,
         };
@@ -321,6 +329,18 @@ pub fn what_if(
                 needs_decision.insert(node.clone());
             }
         }
+    }
+    // A run that was cancelled is cancelled again where it has not ended: no decision came
+    // after the cancellation.
+    if let Some(cancelled) = events.iter().find(|e| matches!(e, Event::Cancelled { .. }))
+        && !state.current_status().is_final()
+        && let Some(Ok(made)) = decide_again(new, &state, cancelled)
+    {
+        for event in made {
+            state.apply(new, &event);
+            produced.push(event);
+        }
+        advance(&mut state, &mut produced)?;
     }
     let held = held.into_inner();
     let before = steps(old, events, &FxHashMap::default(), &FxHashSet::default());

@@ -343,14 +343,21 @@ mod cuttable {
         }
         fn take_deliveries(
             &self,
+            endpoints: &[String],
             owner: &str,
             ttl_ms: i64,
             limit: usize,
         ) -> Result<Vec<flow_runtime::store::Delivery>> {
-            self.reach()?.take_deliveries(owner, ttl_ms, limit)
+            self.reach()?.take_deliveries(endpoints, owner, ttl_ms, limit)
         }
-        fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &flow_runtime::store::Attempt) -> Result<()> {
-            self.reach()?.finish_delivery(endpoint, id, attempt)
+        fn finish_delivery(
+            &self,
+            owner: &str,
+            endpoint: &str,
+            id: &str,
+            attempt: &flow_runtime::store::Attempt,
+        ) -> Result<()> {
+            self.reach()?.finish_delivery(owner, endpoint, id, attempt)
         }
         fn deliveries(
             &self,

@@ -153,14 +153,21 @@ mod mutant {
         }
         fn take_deliveries(
             &self,
+            endpoints: &[String],
             owner: &str,
             ttl_ms: i64,
             limit: usize,
         ) -> Result<Vec<flow_runtime::store::Delivery>> {
-            self.inner.take_deliveries(owner, ttl_ms, limit)
+            self.inner.take_deliveries(endpoints, owner, ttl_ms, limit)
         }
-        fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &flow_runtime::store::Attempt) -> Result<()> {
-            self.inner.finish_delivery(endpoint, id, attempt)
+        fn finish_delivery(
+            &self,
+            owner: &str,
+            endpoint: &str,
+            id: &str,
+            attempt: &flow_runtime::store::Attempt,
+        ) -> Result<()> {
+            self.inner.finish_delivery(owner, endpoint, id, attempt)
         }
         fn deliveries(
             &self,

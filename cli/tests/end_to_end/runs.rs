@@ -219,6 +219,18 @@ on_every_store! {
         let page = show(&dir, &run, "aud");
         assert!(page.contains("olga") && page.contains("withdrawn"), "{page}");
         evidence_verifies(&dir, &run);
+        // A what-if that changes nothing changes nothing of a cancelled run.
+        let same = json_of(&dir, &["replay", &run, "--as", "aud", "--set", "limit=5000 USD"], 0);
+        assert_eq!(same["changes"], json!([]), "{same}");
+        // A blocked run cancelled is not overridden after.
+        let blocked = start(&dir, &request(&dir, "EMBARGO", "20", "carl"), "carl");
+        let blocked = blocked["run"].as_str().unwrap().to_owned();
+        let args = ["cancel", blocked.as_str(), "--as", "olga", "--reason", "withdrawn", "--basis", "no longer wanted"];
+        assert_eq!(json_of(&dir, &args, 0)["status"], "cancelled");
+        let late = json_of(&dir, &["override", &blocked, "embargo", "--as", "olga", "--reason", "cleared", "--basis", "lifted"], 1);
+        assert_eq!(late["error"]["code"], "E3011", "{late}");
+        assert_eq!(status(&dir, &blocked), "cancelled");
+        evidence_verifies(&dir, &blocked);
 
         std::fs::write(dir.join("ledger.down"), "").unwrap();
         let failed = start(&dir, &request(&dir, "C2", "20", "carl"), "carl");
@@ -236,6 +248,8 @@ on_every_store! {
         let page = show(&dir, &run, "aud");
         assert!(page.contains("the ledger is down") && page.contains("ledger_back"), "{page}");
         evidence_verifies(&dir, &run);
+        let same = json_of(&dir, &["replay", &run, "--as", "aud", "--set", "limit=5000 USD"], 0);
+        assert_eq!((same["after"].clone(), same["changes"].clone()), (json!("completed"), json!([])), "{same}");
         // A pending run is not resumed; the refusals are in the runs' chains.
         let pending = start(&dir, &request(&dir, "C3", "2000", "carl"), "carl");
         let pending = pending["run"].as_str().unwrap();

@@ -431,7 +431,17 @@ impl Runtime {
     /// basis: nothing of the flow runs after it; what ran stays recorded.
     pub fn cancel(&self, run: &str, who: &Principal, reason: &str, basis: Option<&str>) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        let (analysis, loaded) = self.load(run, true)?;
+        let (analysis, loaded, events) = self.load_events(run, true)?;
+        // A run interrupted while it executed is resumed first (by any process, once its
+        // lease runs out): an action it was calling is called again with its key rather than
+        // left without an answer in its evidence.
+        // (Refusals recorded since it settled change nothing of it.)
+        let last = events.iter().rev().find(|e| !matches!(e, Event::Refused { .. }));
+        if !matches!(last, Some(Event::Settled { .. })) {
+            return Err(Error::Busy(format!(
+                "run `{run}` was interrupted while it executed: cancel it once it has been resumed (within a lease)"
+            )));
+        }
         let mut cancelled = decision::cancel(&analysis, &loaded.state, &who.id, &who.roles, reason, basis);
         if cancelled.is_ok() && basis.is_none_or(|b| b.trim().is_empty()) {
             cancelled = Err(Refusal::Invalid(format!(

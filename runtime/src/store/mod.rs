@@ -445,13 +445,15 @@ pub trait Store: Send + Sync {
     /// A batch's outcomes by case number (`None`: not done yet).
     fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>>;
 
-    /// Takes up to `limit` notices due for delivery (pending, their time come) that no
-    /// other process is sending (or whose sender's lease ran out), oldest first, leased to
-    /// `owner` for `ttl_ms`; notices another process is taking at the same moment are skipped.
-    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<Delivery>>;
-    /// Records an attempt to deliver an endpoint's notice, and gives up the lease on it; a
-    /// notice already delivered or given up stays as it is.
-    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &Attempt) -> Result<()>;
+    /// Takes up to `limit` notices for `endpoints` due for delivery (pending, their time
+    /// come) that no other process is sending (or whose sender's lease ran out), oldest
+    /// first, leased to `owner` for `ttl_ms`; notices another process is taking at the same
+    /// moment are skipped.
+    fn take_deliveries(&self, endpoints: &[String], owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<Delivery>>;
+    /// Records `owner`'s attempt to deliver an endpoint's notice, and gives up its lease on
+    /// it; a notice already delivered or given up, or leased to another owner since (the
+    /// lease ran out), stays as it is.
+    fn finish_delivery(&self, owner: &str, endpoint: &str, id: &str, attempt: &Attempt) -> Result<()>;
     /// The queued notices in a state (every one with `None`), oldest first.
     fn deliveries(&self, state: Option<DeliveryState>) -> Result<Vec<Delivery>>;
 

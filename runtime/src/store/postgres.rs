@@ -1251,19 +1251,25 @@ impl Store for PostgresStore {
         })
     }
 
-    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<super::Delivery>> {
+    fn take_deliveries(
+        &self,
+        endpoints: &[String],
+        owner: &str,
+        ttl_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>> {
         let rows = self
             .client()?
             .query(
                 &format!(
                     "UPDATE flow_deliveries AS d SET owner = $1, lease_until = {NOW_MS} + $2 FROM (\
                        SELECT n FROM flow_deliveries WHERE state = 'pending' AND next_at <= {NOW_MS} \
-                       AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                       AND (lease_until IS NULL OR lease_until <= {NOW_MS}) AND endpoint = ANY($4) \
                        ORDER BY next_at, n LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
                      WHERE d.n = due.n RETURNING d.endpoint, d.id, d.kind, d.data, d.created, d.state, d.attempts, \
                      d.error, d.next_at, d.n"
                 ),
-                &[&owner, &ttl_ms, &(limit as i64)],
+                &[&owner, &ttl_ms, &(limit as i64), &endpoints],
             )
             .map_err(unusable("cannot take notices to deliver"))?;
         let mut due: Vec<(i64, i64, super::Delivery)> = rows
@@ -1274,7 +1280,7 @@ impl Store for PostgresStore {
         Ok(due.into_iter().map(|(_, _, delivery)| delivery).collect())
     }
 
-    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
+    fn finish_delivery(&self, owner: &str, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
         use super::Attempt;
         let (state, next, error) = match attempt {
             Attempt::Delivered => ("delivered", 0, None),
@@ -1285,9 +1291,10 @@ impl Store for PostgresStore {
             .execute(
                 &format!(
                     "UPDATE flow_deliveries SET state = $1, attempts = attempts + 1, next_at = {NOW_MS} + $2, \
-                     error = $3, owner = NULL, lease_until = NULL WHERE endpoint = $4 AND id = $5 AND state = 'pending'"
+                     error = $3, owner = NULL, lease_until = NULL WHERE endpoint = $4 AND id = $5 \
+                     AND state = 'pending' AND owner = $6"
                 ),
-                &[&state, &next, &error, &endpoint, &id],
+                &[&state, &next, &error, &endpoint, &id, &owner],
             )
             .map_err(unusable("cannot record a notice's delivery"))?;
         Ok(())

@@ -985,7 +985,13 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn take_deliveries(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<super::Delivery>> {
+    fn take_deliveries(
+        &self,
+        endpoints: &[String],
+        owner: &str,
+        ttl_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<super::Delivery>> {
         let mut conn = self.conn();
         let failed = unusable("cannot take notices to deliver");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
@@ -994,10 +1000,12 @@ impl Store for SqliteStore {
             let mut select = tx
                 .prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_at <= ?1 \
-                     AND (lease_until IS NULL OR lease_until <= ?1) ORDER BY next_at, n LIMIT ?2"
+                     AND (lease_until IS NULL OR lease_until <= ?1) \
+                     AND endpoint IN (SELECT value FROM json_each(?3)) ORDER BY next_at, n LIMIT ?2"
                 ))
                 .map_err(&failed)?;
-            let rows = select.query_map(params![now, limit as i64], delivery_from_row).map_err(&failed)?;
+            let endpoints = serde_json::to_string(endpoints).unwrap_or_default();
+            let rows = select.query_map(params![now, limit as i64, endpoints], delivery_from_row).map_err(&failed)?;
             rows.map(|row| with_data(row.map_err(&failed)?)).collect::<Result<_>>()?
         };
         for delivery in &taken {
@@ -1009,7 +1017,7 @@ impl Store for SqliteStore {
         Ok(taken)
     }
 
-    fn finish_delivery(&self, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
+    fn finish_delivery(&self, owner: &str, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
         use super::Attempt;
         let (state, next, error) = match attempt {
             Attempt::Delivered => ("delivered", 0, None),
@@ -1019,9 +1027,9 @@ impl Store for SqliteStore {
         self.conn()
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = attempts + 1, next_at = ?2, error = ?3, owner = NULL, \
-                 lease_until = NULL WHERE endpoint = ?4 AND id = ?5 AND state = 'pending'",
+                 lease_until = NULL WHERE endpoint = ?4 AND id = ?5 AND state = 'pending' AND owner = ?6",
             )
-            .and_then(|mut s| s.execute(params![state, now_ms() + next, error, endpoint, id]))
+            .and_then(|mut s| s.execute(params![state, now_ms() + next, error, endpoint, id, owner]))
             .map_err(unusable("cannot record a notice's delivery"))?;
         Ok(())
     }

@@ -746,46 +746,66 @@ fn notices_are_queued_with_what_they_tell(store: &dyn Store, open: Open<'_>) -> 
         format!("queued notices do not read back as queued: {queued:?}")
     })?;
 
+    // A handle takes only its endpoints' notices (a lease of no time leaves them free).
+    let both = ["ops".to_owned(), "audit".to_owned()];
+    let audit = store.take_deliveries(&both[1..], "suite-x", 0, 10).map_err(failed("take notices"))?;
+    let audit: Vec<&str> = audit.iter().map(|d| d.notice.endpoint.as_str()).collect();
+    ensure(audit == ["audit"], || format!("taken for `audit` alone: {audit:?}"))?;
+    let unknown = store.take_deliveries(&["nobody".to_owned()], "suite-x", 0, 10).map_err(failed("take notices"))?;
+    ensure(unknown.is_empty(), || format!("{} notices taken for an endpoint that has none", unknown.len()))?;
+
     // Two handles take at once: each notice goes to one of them.
     let other = open().map_err(failed("open another handle"))?;
     let (mine, theirs) = std::thread::scope(|scope| {
-        let theirs = scope.spawn(|| other.take_deliveries("suite-b", 60_000, 10));
-        (store.take_deliveries("suite-a", 60_000, 10), theirs.join())
+        let theirs = scope.spawn(|| other.take_deliveries(&both, "suite-b", 60_000, 10));
+        (store.take_deliveries(&both, "suite-a", 60_000, 10), theirs.join())
     });
     let mine = mine.map_err(failed("take notices"))?;
     let theirs = theirs.map_err(|_| "a handle panicked".to_owned())?.map_err(failed("take notices"))?;
     ensure(mine.len() + theirs.len() == 3, || format!("taken {} and {} of 3", mine.len(), theirs.len()))?;
-    let none = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    let none = store.take_deliveries(&both, "suite-c", 60_000, 10).map_err(failed("take notices"))?;
     ensure(none.is_empty(), || format!("{} notices taken while leased to others", none.len()))?;
+    let all: Vec<(&str, Notice)> = mine
+        .iter()
+        .map(|d| ("suite-a", d.notice.clone()))
+        .chain(theirs.iter().map(|d| ("suite-b", d.notice.clone())))
+        .collect();
 
-    // One delivered, one to try again later, one given up.
-    let all: Vec<_> = mine.iter().chain(&theirs).map(|d| d.notice.clone()).collect();
+    // Who does not hold a notice's lease records nothing of it.
+    let (_, first) = &all[0];
+    store.finish_delivery("suite-z", &first.endpoint, &first.id, &Attempt::Delivered).map_err(failed("record"))?;
+    let every = store.deliveries(None).map_err(failed("read the notices"))?;
+    let untouched = every.iter().all(|d| d.state == DeliveryState::Pending && d.attempts == 0);
+    ensure(untouched, || "a delivery was recorded by a process that did not hold its lease".to_owned())?;
+
+    // One delivered, one to try again at once, one given up.
     let outcomes = [
         Attempt::Delivered,
-        Attempt::Retry { after_ms: 60_000, error: "503".to_owned() },
+        Attempt::Retry { after_ms: 0, error: "503".to_owned() },
         Attempt::GaveUp { error: "401".to_owned() },
     ];
-    for (notice, attempt) in all.iter().zip(&outcomes) {
-        store.finish_delivery(&notice.endpoint, &notice.id, attempt).map_err(failed("record a delivery"))?;
+    for ((owner, notice), attempt) in all.iter().zip(&outcomes) {
+        store.finish_delivery(owner, &notice.endpoint, &notice.id, attempt).map_err(failed("record a delivery"))?;
     }
     // A delivered notice stays delivered, whatever a late attempt says.
-    store.finish_delivery(&all[0].endpoint, &all[0].id, &outcomes[2]).map_err(failed("record a delivery"))?;
-    let later = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
-    ensure(later.is_empty(), || format!("{} notices taken before their time", later.len()))?;
+    let (owner, first) = &all[0];
+    store.finish_delivery(owner, &first.endpoint, &first.id, &outcomes[2]).map_err(failed("record a delivery"))?;
     let every = store.deliveries(None).map_err(failed("read the notices"))?;
     let state_of = |n: &Notice| every.iter().find(|d| d.notice.id == n.id && d.notice.endpoint == n.endpoint);
-    let states: Vec<_> = all.iter().map(|n| state_of(n).map(|d| (d.state, d.attempts, d.error.clone()))).collect();
+    let states: Vec<_> = all.iter().map(|(_, n)| state_of(n).map(|d| (d.state, d.attempts, d.error.clone()))).collect();
     let expected = vec![
         Some((DeliveryState::Delivered, 1, None)),
         Some((DeliveryState::Pending, 1, Some("503".to_owned()))),
         Some((DeliveryState::Failed, 1, Some("401".to_owned()))),
     ];
     ensure(states == expected, || format!("after the attempts: {states:?}, expected {expected:?}"))?;
-    // Due at once: taken again.
-    store
-        .finish_delivery(&all[1].endpoint, &all[1].id, &Attempt::Retry { after_ms: 0, error: "503".to_owned() })
-        .map_err(failed("record a delivery"))?;
-    let due = store.take_deliveries("suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    // Due at once: taken again; then tried again only when its time comes.
+    let (_, again) = &all[1];
+    let due = store.take_deliveries(&both, "suite-c", 60_000, 10).map_err(failed("take notices"))?;
     let due: Vec<_> = due.iter().map(|d| (d.notice.id.clone(), d.attempts)).collect();
-    ensure(due == [(all[1].id.clone(), 2)], || format!("due again: {due:?}"))
+    ensure(due == [(again.id.clone(), 1)], || format!("due again: {due:?}"))?;
+    let later = Attempt::Retry { after_ms: 60_000, error: "503".to_owned() };
+    store.finish_delivery("suite-c", &again.endpoint, &again.id, &later).map_err(failed("record a delivery"))?;
+    let early = store.take_deliveries(&both, "suite-c", 60_000, 10).map_err(failed("take notices"))?;
+    ensure(early.is_empty(), || format!("{} notices taken before their time", early.len()))
 }
