@@ -46,6 +46,7 @@ impl FromRequestParts<Arc<Service>> for Authed {
                 if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
                     let _ = slot.0.set(caller.principal.id.clone());
                 }
+                service.refresh_directory();
                 match service.limits.enter(&caller.principal.id) {
                     Ok(permit) => caller.permit = Some(Arc::new(permit)),
                     Err(exceeded) => {

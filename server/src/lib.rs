@@ -67,6 +67,9 @@ impl Default for Options {
     }
 }
 
+/// The principals file: each principal's roles, by id.
+type Principals = std::collections::BTreeMap<String, Vec<String>>;
+
 /// The service: a runtime, how callers are authenticated, and its options.
 pub struct Service {
     runtime: Runtime,
@@ -77,6 +80,8 @@ pub struct Service {
     jobs: jobs::Jobs,
     /// The principals' accounts against `options.limits`.
     limits: Arc<limits::Gate>,
+    /// The principals file as the runtime's directory last took it.
+    directory: std::sync::Mutex<Option<Arc<Principals>>>,
 }
 
 impl Service {
@@ -85,6 +90,7 @@ impl Service {
             runtime,
             auth,
             limits: Arc::new(limits::Gate::new(options.limits)),
+            directory: std::sync::Mutex::default(),
             options,
             compiler: None,
             metrics: metrics::Metrics::default(),
@@ -100,6 +106,18 @@ impl Service {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Gives the runtime the principals file as it now stands, when it changed: a principal
+    /// added to it may be named in runs' inputs from the next request on, as they may
+    /// authenticate.
+    fn refresh_directory(&self) {
+        let Ok(principals) = self.auth.principals() else { return };
+        let mut taken = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if taken.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &principals)) {
+            self.runtime.refresh_directory(flow_runtime::Directory::new(principals.keys()));
+            *taken = Some(principals);
+        }
     }
 }
 

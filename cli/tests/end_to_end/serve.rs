@@ -1373,3 +1373,22 @@ fn a_retried_start_finds_its_run_after_a_new_version() {
     assert_eq!(start(&pinned).code(), "E3002", "the key asked for another version by name");
     assert!(server.stop().0.success());
 }
+
+/// A principal added to the principals file while the server runs may authenticate, and be
+/// named in a run's inputs, from the next request on, without a restart.
+#[test]
+fn a_principal_added_while_serving_may_start_runs() {
+    let contract = Contract::load();
+    let (dir, tokens) = serving("new_principal", None);
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let plan = install(&api, &dir, &tokens["olga"].1);
+    let principals = std::fs::read_to_string(dir.join("flow-principals.toml")).unwrap();
+    std::fs::write(dir.join("flow-principals.toml"), format!("{principals}nina = [\"clerk\"]\n")).unwrap();
+    let nina = self::tokens(&dir, &["nina"]);
+    let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request("N1", "20", "nina")}});
+    let started = api.post("/v1/runs", &nina["nina"].1, &body);
+    assert_status(&started, 201, "a run naming the new principal");
+    assert_eq!(started.json()["status"], "completed", "{}", started.text());
+    assert!(server.stop().0.success());
+}

@@ -29,7 +29,7 @@ impl Runtime {
                 Some((_, json)) => {
                     let path = format!("$.{}", node.name);
                     let value = value::decode(body, json, &node.ty, &path).map_err(input_error)?;
-                    if let Some(directory) = &self.directory {
+                    if let Some(directory) = self.directory() {
                         let mut named = Vec::new();
                         value::principals(&value, &path, &mut named);
                         if let Some((path, id)) = named.iter().find(|(_, id)| !directory.contains(id)) {

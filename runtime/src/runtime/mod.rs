@@ -51,7 +51,7 @@ pub struct Runtime {
     environments: Mutex<BTreeMap<String, Arc<Environment>>>,
     engine: Engine,
     /// The principals runs may name; without one, any id is taken as given.
-    directory: Option<Directory>,
+    directory: std::sync::RwLock<Option<Arc<Directory>>>,
     /// A runtime for tests: a run may choose its clock and name any principal without the
     /// grants (its evidence still says the clock was chosen).
     testing: bool,
@@ -78,7 +78,7 @@ impl Runtime {
             plans: Mutex::new(BTreeMap::new()),
             environments: Mutex::new(BTreeMap::new()),
             engine: Engine::default(),
-            directory: None,
+            directory: std::sync::RwLock::new(None),
             testing: false,
             progress: None,
             webhooks: None,
@@ -88,7 +88,18 @@ impl Runtime {
     /// The deployment's principals: every `Principal` a run's inputs name must be one of
     /// them (after [`value::principal_id`]), or the run is refused with the input's path.
     pub fn set_directory(&mut self, directory: Directory) {
-        self.directory = Some(directory);
+        self.refresh_directory(directory);
+    }
+
+    /// Replaces the deployment's principals while the runtime serves (a server that read
+    /// the principals file again): runs started from now on are checked against them.
+    pub fn refresh_directory(&self, directory: Directory) {
+        *self.directory.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(directory));
+    }
+
+    /// The deployment's principals, when the runtime has them.
+    pub(crate) fn directory(&self) -> Option<Arc<Directory>> {
+        self.directory.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// How long this runtime's leases on the runs it executes and the action keys it calls
