@@ -745,7 +745,17 @@ pub async fn resume(
 
 // --- Audit ----------------------------------------------------------------------------------
 
-pub async fn replay(State(service): Shared, Authed(caller): Authed, Path(run): Path<String>) -> Answer {
+pub async fn replay(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(run): Path<String>,
+    body: axum::body::Body,
+) -> Answer {
+    // The replay takes nothing, but what a client sent is read: a body left unread would
+    // close the connection after the answer, under a client that may be reusing it.
+    if axum::body::to_bytes(body, service.options.max_body).await.is_err() {
+        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "the request's body is too large"));
+    }
     blocking(&service, Some("replay"), move |service| ok(&service.runtime.replay(&run, &caller.principal)?.to_json()))
         .await
 }
