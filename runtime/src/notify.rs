@@ -275,50 +275,29 @@ impl crate::Runtime {
         self.webhooks.as_deref()
     }
 
-    /// Delivers the notices that are due (at most `limit`), each endpoint's in order on a
-    /// thread of its own; what it did.
-    pub fn deliver_notices(&self, limit: usize) -> Result<Delivered> {
-        let Some(webhooks) = self.webhooks.as_deref() else { return Ok(Delivered::default()) };
-        let slowest = webhooks.endpoints.iter().map(|e| e.timeout).max().unwrap_or_default();
+    /// Delivers the notices due to the endpoint `name` (at most `limit`), one after another,
+    /// while `go_on` says so (a server stopping does not wait for the rest); what it did. Each
+    /// endpoint is delivered to apart, so that a slow one does not hold the others' notices.
+    pub fn deliver_notices(&self, name: &str, limit: usize, go_on: &dyn Fn() -> bool) -> Result<Delivered> {
+        let mut done = Delivered::default();
+        let Some(endpoint) = self.webhooks.as_deref().and_then(|w| w.endpoint(name)) else { return Ok(done) };
         // Long enough for every notice taken to be tried, one after another, and then some.
-        let ttl = slowest.saturating_mul(limit as u32) + self.leases.ttl;
-        let names: Vec<String> = webhooks.endpoints.iter().map(|e| e.name.clone()).collect();
+        let ttl = endpoint.timeout.saturating_mul(limit as u32) + self.leases.ttl;
         let owner = &self.leases.owner;
-        let due = self.store.take_deliveries(&names, owner, ttl.as_millis() as i64, limit)?;
-        let mut by_endpoint: std::collections::BTreeMap<&str, Vec<&Delivery>> = Default::default();
+        let due = self.store.take_deliveries(&[name.to_owned()], owner, ttl.as_millis() as i64, limit)?;
         for delivery in &due {
-            by_endpoint.entry(&delivery.notice.endpoint).or_default().push(delivery);
+            // Those not tried are sent by whoever takes them once this lease runs out.
+            if !go_on() {
+                break;
+            }
+            let attempt = endpoint.send(delivery);
+            match attempt {
+                Attempt::Delivered => done.delivered += 1,
+                Attempt::Retry { .. } => done.retried += 1,
+                Attempt::GaveUp { .. } => done.given_up += 1,
+            }
+            self.store.finish_delivery(owner, name, &delivery.notice.id, &attempt)?;
         }
-        let results: Vec<Result<Delivered>> = std::thread::scope(|scope| {
-            let threads: Vec<_> = by_endpoint
-                .into_iter()
-                .map(|(name, deliveries)| {
-                    scope.spawn(move || {
-                        let mut done = Delivered::default();
-                        for delivery in deliveries {
-                            // Only this deployment's endpoints' notices were taken.
-                            let Some(endpoint) = webhooks.endpoint(name) else { continue };
-                            let attempt = endpoint.send(delivery);
-                            match attempt {
-                                Attempt::Delivered => done.delivered += 1,
-                                Attempt::Retry { .. } => done.retried += 1,
-                                Attempt::GaveUp { .. } => done.given_up += 1,
-                            }
-                            self.store.finish_delivery(owner, name, &delivery.notice.id, &attempt)?;
-                        }
-                        Ok(done)
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        });
-        let mut total = Delivered::default();
-        for result in results {
-            let done = result?;
-            total.delivered += done.delivered;
-            total.retried += done.retried;
-            total.given_up += done.given_up;
-        }
-        Ok(total)
+        Ok(done)
     }
 }

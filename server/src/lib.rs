@@ -264,7 +264,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     let kept = service.clone();
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let resumer = resume_interrupted(service.clone(), stopping.clone());
-    let deliverer = deliver_notices(service.clone(), stopping.clone());
+    let deliverers = deliver_notices(service.clone(), stopping.clone());
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -286,7 +286,9 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     });
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = resumer.join();
-    let _ = deliverer.join();
+    for deliverer in deliverers {
+        let _ = deliverer.join();
+    }
     drop(runtime);
     drop(kept);
     served
@@ -373,33 +375,46 @@ fn resume_interrupted(
 }
 
 /// Delivers the notices due to the deployment's webhook endpoints, as long as the server
-/// runs: at once while there are some, else every quarter of a second (a notice queued by
-/// any process on the store is sent by whichever server takes it first).
-fn deliver_notices(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        if service.runtime.webhooks().is_none() {
-            return;
-        }
-        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            match service.runtime.deliver_notices(32) {
-                Ok(round) => {
-                    service.metrics.delivered(&round);
-                    if round.total() > 0 {
-                        tracing::info!(
-                            target: "flow::webhooks",
-                            delivered = round.delivered,
-                            retried = round.retried,
-                            given_up = round.given_up,
-                            "delivered notices"
-                        );
-                        continue;
+/// runs, a thread for each endpoint (a slow one holds up no other): at once while there are
+/// some, else every quarter of a second (a notice queued by any process on the store is sent
+/// by whichever server takes it first). A server stopping finishes the notice it is sending.
+fn deliver_notices(
+    service: Arc<Service>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let names: Vec<String> =
+        service.runtime.webhooks().map(|w| w.endpoints.iter().map(|e| e.name.clone()).collect()).unwrap_or_default();
+    names
+        .into_iter()
+        .map(|name| {
+            let (service, stopping) = (service.clone(), stopping.clone());
+            std::thread::spawn(move || {
+                let go_on = || !stopping.load(std::sync::atomic::Ordering::Relaxed);
+                while go_on() {
+                    match service.runtime.deliver_notices(&name, 8, &go_on) {
+                        Ok(round) => {
+                            service.metrics.delivered(&round);
+                            if round.total() > 0 {
+                                tracing::info!(
+                                    target: "flow::webhooks",
+                                    endpoint = name,
+                                    delivered = round.delivered,
+                                    retried = round.retried,
+                                    given_up = round.given_up,
+                                    "delivered notices"
+                                );
+                                continue;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: "flow::webhooks", endpoint = name, %error, "could not deliver notices");
+                        }
                     }
+                    std::thread::sleep(Duration::from_millis(250));
                 }
-                Err(error) => tracing::warn!(target: "flow::webhooks", %error, "could not deliver notices"),
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    })
+            })
+        })
+        .collect()
 }
 
 async fn stop_asked() {
