@@ -180,6 +180,22 @@ fn told(
     waiting: &[Waiting],
     outputs: &dyn Fn() -> Map<String, Json>,
 ) -> Option<(&'static str, Json)> {
+    // Most events tell nothing: they are passed over before anything is built.
+    let event = body.get("event")?.as_str()?;
+    const TELLING: [&str; 9] = [
+        "review_opened",
+        "approval_required",
+        "gate",
+        "review_decided",
+        "gate_decided",
+        "approval_decided",
+        "gate_overridden",
+        "refused",
+        "settled",
+    ];
+    if !TELLING.contains(&event) {
+        return None;
+    }
     let field = |name: &str| body.get(name).cloned().unwrap_or(Json::Null);
     let node = body.get("node").and_then(Json::as_str).unwrap_or_default();
     let mut data = json!({
@@ -200,7 +216,7 @@ fn told(
             data.extend(more);
         }
     };
-    let kind = match body.get("event")?.as_str()? {
+    let kind = match event {
         "review_opened" => {
             extend(&mut data, json!({"step": node, "kind": "review", "may_decide": may_decide(), "why": why()}));
             "step.waiting"

@@ -74,6 +74,11 @@ impl<T> Watched<T> {
         Ok(watched)
     }
 
+    /// What the file held when it was last read (no look at the file).
+    fn last(&self) -> Option<Arc<T>> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|(_, _, v)| v.clone())
+    }
+
     fn get(&self) -> anyhow::Result<Arc<T>> {
         let metadata = std::fs::metadata(&self.path);
         let stamp = metadata.as_ref().map(|m| (m.modified().ok(), m.len())).unwrap_or((None, 0));
@@ -375,9 +380,9 @@ impl Auth {
         self.tokens.is_some() || self.oidc.is_some()
     }
 
-    /// The principals file as it now stands (for the runtime's directory).
-    pub fn principals(&self) -> anyhow::Result<Arc<BTreeMap<String, Vec<String>>>> {
-        self.principals.get()
+    /// The principals file as the last authentication read it (no look at the file).
+    pub fn principals_read(&self) -> Option<Arc<BTreeMap<String, Vec<String>>>> {
+        self.principals.last()
     }
 
     /// Who sends the `Authorization` header `header`.

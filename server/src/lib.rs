@@ -112,7 +112,8 @@ impl Service {
     /// added to it may be named in runs' inputs from the next request on, as they may
     /// authenticate.
     fn refresh_directory(&self) {
-        let Ok(principals) = self.auth.principals() else { return };
+        // As the request's authentication just read it: the file is not looked at again.
+        let Some(principals) = self.auth.principals_read() else { return };
         let mut taken = self.directory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if taken.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &principals)) {
             self.runtime.refresh_directory(flow_runtime::Directory::new(principals.keys()));

@@ -333,6 +333,18 @@ pub enum Attempt {
     },
 }
 
+impl Attempt {
+    /// What a store writes of it: the notice's new state, in how many milliseconds it is
+    /// due again, and the error.
+    pub(crate) fn recorded(&self) -> (DeliveryState, i64, Option<&str>) {
+        match self {
+            Attempt::Delivered => (DeliveryState::Delivered, 0, None),
+            Attempt::Retry { after_ms, error } => (DeliveryState::Pending, *after_ms, Some(error.as_str())),
+            Attempt::GaveUp { error } => (DeliveryState::Failed, 0, Some(error.as_str())),
+        }
+    }
+}
+
 /// What signs the store's checkpoints: the deployment's key, and the public keys (hex) it
 /// believes, one of which must have signed the checkpoint it extends.
 #[derive(Clone, Copy)]

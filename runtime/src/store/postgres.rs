@@ -1281,12 +1281,8 @@ impl Store for PostgresStore {
     }
 
     fn finish_delivery(&self, owner: &str, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
-        use super::Attempt;
-        let (state, next, error) = match attempt {
-            Attempt::Delivered => ("delivered", 0, None),
-            Attempt::Retry { after_ms, error } => ("pending", *after_ms, Some(error.as_str())),
-            Attempt::GaveUp { error } => ("failed", 0, Some(error.as_str())),
-        };
+        let (state, next, error) = attempt.recorded();
+        let state = state.as_str();
         self.client()?
             .execute(
                 &format!(
