@@ -50,20 +50,36 @@ pub(crate) fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-/// A new run id: 64 bits mixed from the time, the process and a counter, so ids of runs
-/// started by several processes at once do not collide.
+/// A new run id: the time in milliseconds (12 hex digits), then 48 bits mixed from a seed
+/// drawn once per process and a counter (12 more). Ids started later sort later, so a
+/// store's indexes take new runs at their end rather than anywhere (several times fewer
+/// pages written per run). Two ids collide only when drawn in the same millisecond with the
+/// same 48 mixed bits: a chance of about 2⁻⁴⁸ per such pair, in one process or several.
 pub(crate) fn new_run_id() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let mut bytes = [0; 8];
+        // Without the system's randomness, the time and the process id still tell
+        // processes apart.
+        if getrandom::getrandom(&mut bytes).is_err() {
+            let t = now();
+            bytes = ((t.seconds as u64).wrapping_mul(1_000_000_007)
+                ^ u64::from(t.nanos).rotate_left(20)
+                ^ u64::from(pid()).rotate_left(44))
+            .to_le_bytes();
+        }
+        u64::from_le_bytes(bytes)
+    });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = now();
-    let mut x = (t.seconds as u64).wrapping_mul(1_000_000_007)
-        ^ u64::from(t.nanos).rotate_left(20)
-        ^ u64::from(pid()).rotate_left(44)
-        ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // splitmix64's finaliser spreads every input bit over the id.
+    // splitmix64: the counter's steps from the seed, spread over every bit.
+    let mut x = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    format!("r-{:016x}", x ^ (x >> 31))
+    x ^= x >> 31;
+    let t = now();
+    let ms = (t.seconds.max(0) as u64).saturating_mul(1000) + u64::from(t.nanos / 1_000_000);
+    format!("r-{:012x}{:012x}", ms & 0xffff_ffff_ffff, x >> 16)
 }
 
 pub(crate) fn host() -> String {

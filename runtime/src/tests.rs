@@ -575,3 +575,21 @@ fn numbers_are_read_exactly_or_refused() {
     assert!(amount("79228162514264337593543950335.5 USD").is_err(), "not rounded to fit");
     assert!(amount("792281625142643375935439503350 USD").is_err());
 }
+
+/// Run ids are 24 hex digits after `r-`, all distinct, and sort by when they were drawn
+/// (their first twelve digits are the time in milliseconds), so a store's indexes take new
+/// runs at their end.
+#[test]
+fn run_ids_are_distinct_and_sort_by_when_they_were_drawn() {
+    let ids: Vec<String> = (0..100_000).map(|_| crate::identity::new_run_id()).collect();
+    for id in &ids {
+        assert!(id.len() == 26 && id.starts_with("r-") && id[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len());
+    assert!(ids.windows(2).all(|pair| pair[0][..14] <= pair[1][..14]), "the time never goes back");
+    let ms = u64::from_str_radix(&ids[0][2..14], 16).expect("hex");
+    let now = crate::identity::now();
+    let now_ms = now.seconds as u64 * 1000;
+    assert!(now_ms.abs_diff(ms) < 60_000, "the first twelve digits are the time: {ms} against {now_ms}");
+}

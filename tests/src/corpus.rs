@@ -298,8 +298,10 @@ fn scrubbed(text: &str) -> String {
         if let Some(after) = rest.strip_prefix("r-")
             && hex_run(after, 16)
         {
+            // 24 digits for a run's own id, 16 for one drawn from a key or a batch's case.
+            let digits = if hex_run(after, 24) { 24 } else { 16 };
             out.push_str("RUN");
-            rest = &after[16..];
+            rest = &after[digits..];
         } else if let Some(after) = rest.strip_prefix("blake3:")
             && hex_run(after, 64)
         {

@@ -393,6 +393,70 @@ fn sqlite_refuses_a_database_that_is_not_its_store() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A store file gets its commits out of the write-ahead log soon after they land, by a
+/// thread of its own, rather than when the log has grown long — by a commit that then waits
+/// for it, with every commit behind it: the database file alone soon holds them all.
+#[test]
+fn sqlite_commits_reach_the_database_file_soon_after_they_land() {
+    use flow_runtime::event::Status;
+    use flow_runtime::store::{Commit, RunRecord, SqliteStore, Store, StoredEvent};
+    let dir = std::env::temp_dir().join(format!("flow-store-checkpoint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("runs.db");
+    let store = SqliteStore::open(&path).expect("a store");
+    const RUNS: i64 = 100;
+    for i in 0..RUNS {
+        let id = format!("r-checkpointed-{i}");
+        let run = RunRecord {
+            id: id.clone(),
+            plan: "blake3:plan".into(),
+            flow: "f".into(),
+            status: Status::Completed,
+            created: "2026-12-03T00:00:00Z".into(),
+            seq: 1,
+            head: format!("h-{i}"),
+            signature: None,
+            principal: "ana".into(),
+            owner: None,
+        };
+        let events = [StoredEvent {
+            seq: 1,
+            at: "2026-12-03T00:00:00Z".into(),
+            prev: "genesis".into(),
+            hash: format!("h-{i}"),
+            body: serde_json::json!({"event": "settled"}),
+        }];
+        let commit = Commit {
+            run: &run,
+            expected_seq: 0,
+            events: &events,
+            waiting: &[],
+            results: &[],
+            key: None,
+            lease: None,
+            released: &[],
+            notices: &[],
+        };
+        store.append(&commit).expect("appends");
+    }
+    // The file alone, as a copy without its log, read while the store stays open.
+    let copy = dir.join("copy.db");
+    let in_the_file = || -> Option<i64> {
+        let _ = std::fs::remove_file(dir.join("copy.db-wal"));
+        std::fs::copy(&path, &copy).ok()?;
+        rusqlite::Connection::open(&copy).ok()?.query_row("SELECT count(*) FROM runs", [], |row| row.get(0)).ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = in_the_file();
+    while seen != Some(RUNS) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = in_the_file();
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen, Some(RUNS), "the database file holds the runs once checkpointed");
+}
+
 /// A store over TLS: the server's certificate is verified — refused at once, naming the
 /// certificate, without the authority that signed it; with it (`ca`), the connection is
 /// encrypted and the store passes the suite.

@@ -353,7 +353,7 @@ pub struct Signer<'a> {
     pub trusted: &'a [String],
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum StoreError {
     /// Another process changed the run first.
     Conflict(String),

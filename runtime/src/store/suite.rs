@@ -33,7 +33,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 19] = [
+    let checks: [(&str, Check); 20] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -45,6 +45,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("the log covers every change", the_log_covers_every_change),
         ("reading every run visits them in order", reading_every_run_visits_them_in_order),
         ("two handles racing on one run", two_handles_racing_on_one_run),
+        ("threads appending through one handle at once", threads_appending_through_one_handle_at_once),
         ("a run's lease is its holder's until it runs out", a_runs_lease_is_its_holders_until_it_runs_out),
         ("an interrupted run is claimed by one handle", an_interrupted_run_is_claimed_by_one_handle),
         ("renewed leases last, released ones end", renewed_leases_last_released_ones_end),
@@ -374,6 +375,86 @@ fn two_handles_racing_on_one_run(store: &dyn Store, open: Open<'_>) -> Outcome {
     }
     let seqs: Vec<u64> = store.events(&run.id).map_err(failed("read the events"))?.iter().map(|e| e.seq).collect();
     ensure(seqs == (1..=21).collect::<Vec<u64>>(), || format!("the raced run's events: {seqs:?}"))
+}
+
+/// Threads of one process share a handle (a store may commit their appends together): each
+/// append lands or fails on its own — a conflict is its thread's alone — and the store's
+/// log covers every one that landed, in the order they landed, under one checkpoint.
+fn threads_appending_through_one_handle_at_once(store: &dyn Store, _: Open<'_>) -> Outcome {
+    const THREADS: usize = 8;
+    const RUNS: usize = 12;
+    let before = store.log().map_err(failed("read the log"))?.len();
+    let contended = record("r-suite-many-shared", Status::Completed, 2, "2026-12-03T00:04:00Z");
+    let barrier = std::sync::Barrier::new(THREADS);
+    let outcomes: Vec<(Vec<Result<()>>, Result<()>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (barrier, contended) = (&barrier, &contended);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    for r in 0..RUNS {
+                        let id = format!("r-suite-many-{t}-{r}");
+                        let first = record(&id, Status::Pending, 2, "2026-12-03T00:04:00Z");
+                        mine.push(append(store, &first, 0, &[], &[]));
+                        let then = record(&id, Status::Completed, 4, "2026-12-03T00:04:00Z");
+                        mine.push(append(store, &then, 2, &[], &[]));
+                        // A stale append of one's own: refused, and nothing else with it.
+                        mine.push(match append(store, &then, 2, &[], &[]) {
+                            Err(StoreError::Conflict(_)) => Ok(()),
+                            Ok(()) => Err(StoreError::Unusable(format!("{id} was appended twice from 2"))),
+                            Err(other) => Err(other),
+                        });
+                    }
+                    let mut shared = contended.clone();
+                    shared.principal = format!("racer-{t}");
+                    (mine, append(store, &shared, 0, &[], &[]))
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| (vec![], Err(StoreError::Unusable("panicked".into())))))
+            .collect()
+    });
+    for (t, (mine, _)) in outcomes.iter().enumerate() {
+        ensure(mine.len() == RUNS * 3, || format!("thread {t} stopped early"))?;
+        if let Some(error) = mine.iter().find_map(|o| o.as_ref().err()) {
+            return Err(format!("thread {t}: {error}"));
+        }
+    }
+    let won: Vec<usize> = outcomes.iter().enumerate().filter(|(_, (_, o))| o.is_ok()).map(|(t, _)| t).collect();
+    let lost = outcomes.iter().filter(|(_, o)| matches!(o, Err(StoreError::Conflict(_)))).count();
+    ensure(won.len() == 1 && lost == THREADS - 1, || format!("the contended run was created by {won:?}, {lost} lost"))?;
+    let stored = store.run(&contended.id).map_err(failed("read the contended run"))?;
+    let winner = format!("racer-{}", won[0]);
+    ensure(stored.as_ref().is_some_and(|r| r.principal == winner), || format!("the contended run reads {stored:?}"))?;
+    for t in 0..THREADS {
+        for r in 0..RUNS {
+            let id = format!("r-suite-many-{t}-{r}");
+            let seqs: Vec<u64> = store.events(&id).map_err(failed("read the events"))?.iter().map(|e| e.seq).collect();
+            ensure(seqs == [1, 2, 3, 4], || format!("{id} has the events {seqs:?}"))?;
+        }
+    }
+    let log = store.log().map_err(failed("read the log"))?;
+    let added = &log[before..];
+    ensure(added.len() == THREADS * RUNS * 2 + 1, || format!("the log gained {} entries", added.len()))?;
+    // Each run's entries in the order of its chain.
+    for t in 0..THREADS {
+        for r in 0..RUNS {
+            let id = format!("r-suite-many-{t}-{r}");
+            let seqs: Vec<u64> = added.iter().filter(|e| e.subject == id).map(|e| e.seq).collect();
+            ensure(seqs == [2, 4], || format!("the log has {id} at {seqs:?}"))?;
+        }
+    }
+    let checkpoint = store.checkpoint().map_err(failed("read the checkpoint"))?.ok_or("no checkpoint")?;
+    let mut frontier = crate::checkpoint::Frontier::default();
+    for entry in &log {
+        frontier.push(entry.leaf());
+    }
+    ensure(checkpoint.size == log.len() as u64 && checkpoint.root_bytes() == Some(frontier.root()), || {
+        format!("the checkpoint covers {} entries of {}, or not their root", checkpoint.size, log.len())
+    })
 }
 
 /// Appends a run that executes, leased to `owner` for `ttl_ms`.

@@ -1,7 +1,6 @@
 //! The embedded store on SQLite.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
@@ -12,9 +11,13 @@ use super::{
 };
 use crate::event::Status;
 
+mod writer;
+
 /// The embedded store: one SQLite file in WAL mode (`.flow/runs.db` for the CLI), or memory.
+/// One connection serves the process; appends that arrive together commit together (see
+/// [`writer`]).
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: writer::Writer,
 }
 
 /// The schema this version writes: [`BASE`] (schema 3), then each of [`MIGRATIONS`].
@@ -101,11 +104,34 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 );
 ";
 
+/// The JSON of a commit as text, written before the connection is taken: the commits of a
+/// group wait for each other's statements, not for each other's serialisation.
+struct Texts {
+    bodies: Vec<String>,
+    results: Vec<String>,
+    notices: Vec<String>,
+}
+
+impl Texts {
+    fn of(commit: &Commit<'_>) -> Texts {
+        Texts {
+            bodies: commit.events.iter().map(|e| e.body.to_string()).collect(),
+            results: commit.results.iter().map(|r| r.result.to_string()).collect(),
+            notices: notice_texts(commit.notices),
+        }
+    }
+}
+
+fn notice_texts(notices: &[super::Notice]) -> Vec<String> {
+    notices.iter().map(|n| n.data.to_string()).collect()
+}
+
 /// One commit of [`Store::append_all`], inside its transaction, but for the log.
-fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> {
+fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> {
     let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices } = *commit;
     let current: Option<i64> = tx
-        .query_row("SELECT seq FROM runs WHERE id = ?1", [&run.id], |row| row.get(0))
+        .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
         .optional()
         .map_err(unusable("cannot read the run"))?;
     if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
@@ -116,13 +142,13 @@ fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> 
         let mut insert = tx
             .prepare_cached("INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(&write)?;
-        for event in events {
-            insert
-                .execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, event.body.to_string()])
-                .map_err(|e| match e.sqlite_error_code() {
+        for (event, body) in events.iter().zip(&texts.bodies) {
+            insert.execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, body]).map_err(|e| {
+                match e.sqlite_error_code() {
                     Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
                     _ => write(e),
-                })?;
+                }
+            })?;
         }
     }
     tx.prepare_cached(
@@ -151,12 +177,12 @@ fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> 
             .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
             .map_err(&write)?;
     }
-    for r in results {
+    for (r, result) in results.iter().zip(&texts.results) {
         tx.prepare_cached(
             "INSERT OR IGNORE INTO action_results (system, key, result, run, seq, args) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
-        .and_then(|mut s| s.execute(params![r.system, r.key, r.result.to_string(), r.run, r.seq as i64, r.args]))
+        .and_then(|mut s| s.execute(params![r.system, r.key, result, r.run, r.seq as i64, r.args]))
         .map_err(&write)?;
     }
     let claims = results.iter().map(|r| (r.system.as_str(), r.key.as_str()));
@@ -165,23 +191,21 @@ fn append_in(tx: &rusqlite::Transaction<'_>, commit: &Commit<'_>) -> Result<()> 
             .and_then(|mut s| s.execute(params![system, key, run.id]))
             .map_err(&write)?;
     }
-    queue_notices(tx, notices, None)?;
+    queue_notices(tx, notices, &texts.notices, None)?;
     Ok(())
 }
 
 /// Queues notices in a transaction, named `refusals.SEQ` when `refusal` is given; an
 /// endpoint that has a notice of the same id keeps it.
-fn queue_notices(tx: &rusqlite::Transaction<'_>, notices: &[super::Notice], refusal: Option<u64>) -> Result<()> {
+fn queue_notices(tx: &Connection, notices: &[super::Notice], data: &[String], refusal: Option<u64>) -> Result<()> {
     let created = crate::identity::now().to_string();
-    for notice in notices {
+    for (notice, data) in notices.iter().zip(data) {
         let id = refusal.map_or_else(|| notice.id.clone(), |seq| format!("refusals.{seq}"));
         tx.prepare_cached(
             "INSERT OR IGNORE INTO deliveries (endpoint, id, kind, data, created, next_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
-        .and_then(|mut s| {
-            s.execute(params![notice.endpoint, id, notice.kind, notice.data.to_string(), created, now_ms()])
-        })
+        .and_then(|mut s| s.execute(params![notice.endpoint, id, notice.kind, data, created, now_ms()]))
         .map_err(unusable("cannot queue a notice"))?;
     }
     Ok(())
@@ -289,11 +313,7 @@ fn held_by_another(holder: Option<(String, i64)>, owner: &str) -> Option<Lease> 
 
 /// Appends `entry` to the log inside `tx` and replaces the checkpoint (signed with `key`).
 /// Appends `entries` to the log inside `tx` and replaces the checkpoint (signed with `key`).
-fn log_append(
-    tx: &rusqlite::Transaction<'_>,
-    entries: &[crate::checkpoint::Entry],
-    key: Option<Signer<'_>>,
-) -> Result<()> {
+fn log_append(tx: &Connection, entries: &[crate::checkpoint::Entry], key: Option<Signer<'_>>) -> Result<()> {
     use crate::checkpoint::Checkpoint;
     let write = unusable("cannot write the store's log");
     let current: Option<(Checkpoint, String)> = tx
@@ -353,7 +373,8 @@ impl SqliteStore {
     /// Opens (creating when missing) the store at `path`; `:memory:` keeps it in memory.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let shown = path.display().to_string();
-        let conn = if path.as_os_str() == ":memory:" {
+        let in_memory = path.as_os_str() == ":memory:";
+        let conn = if in_memory {
             Connection::open_in_memory()
         } else {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -372,17 +393,20 @@ impl SqliteStore {
         // dies; `FULL` also survives power loss at the cost of an fsync per commit.
         let sync = if std::env::var_os("FLOW_STORE_SYNC_FULL").is_some() { "FULL" } else { "NORMAL" };
         conn.pragma_update(None, "synchronous", sync).map_err(not_a_store)?;
+        // A commit runs a dozen statements, more than rusqlite keeps by default.
+        conn.set_prepared_statement_cache_capacity(64);
         let mut conn = conn;
         migrate(&mut conn).map_err(|e| match e {
             StoreError::Unusable(why) => StoreError::Unusable(format!("`{shown}` {why}")),
             other => other,
         })?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        let writer =
+            if in_memory { writer::Writer::new(conn, None) } else { writer::Writer::new(conn, Some((path, sync))) };
+        Ok(SqliteStore { writer })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn conn(&self) -> writer::Connected<'_> {
+        self.writer.conn()
     }
 }
 
@@ -454,21 +478,7 @@ impl Store for SqliteStore {
     }
 
     fn append_all(&self, commits: &[Commit<'_>]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unusable("cannot write the run store"))?;
-        let mut entries = Vec::with_capacity(commits.len());
-        for commit in commits {
-            append_in(&tx, commit)?;
-            entries.extend(super::commit_entry(commit));
-        }
-        if !entries.is_empty() {
-            // Only one signer signs a group: the commits of one runtime.
-            let key = commits.iter().find_map(|c| c.key);
-            log_append(&tx, &entries, key)?;
-        }
-        tx.commit().map_err(unusable("cannot commit to the run store"))
+        self.writer.append(commits)
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -613,7 +623,7 @@ impl Store for SqliteStore {
             hash,
         };
         log_append(&tx, std::slice::from_ref(&entry), key)?;
-        queue_notices(&tx, notices, Some(seq))?;
+        queue_notices(&tx, notices, &notice_texts(notices), Some(seq))?;
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
