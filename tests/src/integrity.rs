@@ -575,3 +575,40 @@ fn an_unsigned_run_in_a_signing_store_is_not_believed() {
     );
     assert_eq!(replayed.runs, base.runs.len());
 }
+
+/// Threads of a signing deployment starting runs on one store file at once (their commits
+/// are committed in groups): every run is kept, and the store audits clean — the log covers
+/// every run's head, under one checkpoint signed by the deployment's key.
+#[test]
+fn runs_committed_together_by_a_signing_runtime_audit_clean() {
+    let dir = std::env::temp_dir().join(format!("flow-integrity-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = Base {
+        dir,
+        runs: Vec::new(),
+        checkpoint: Checkpoint::of(&Frontier::default(), String::new(), None),
+        signed: true,
+    };
+    let world = payment_world();
+    let (memory, analysis) = runtime_with(crate::guarantees::PAYMENT, &world);
+    drop(memory);
+    let runtime = base.runtime(&base.store());
+    let analysis = runtime.install(analysis.plan.clone()).expect("installs");
+    let started: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| (0..15).map(|_| pay(&runtime, &analysis, "50 USD", "acme").run).collect::<Vec<_>>())
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().expect("starts")).collect()
+    });
+    assert_eq!(started.len(), 120);
+    let audit = runtime.audit(None).expect("audits");
+    assert!(audit.is_clean(), "{:?}", audit.problems);
+    assert_eq!(audit.runs, 120);
+    let checkpoint = audit.checkpoint.expect("a checkpoint");
+    assert!(checkpoint.public_key.is_some() && checkpoint.signature_verifies(), "signed: {checkpoint:?}");
+    assert_eq!(checkpoint.size, audit.log);
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&base.dir);
+}

@@ -405,7 +405,7 @@ impl SqliteStore {
         Ok(SqliteStore { writer })
     }
 
-    fn conn(&self) -> writer::Connected<'_> {
+    fn conn(&self) -> Result<writer::Connected<'_>> {
         self.writer.conn()
     }
 }
@@ -453,21 +453,21 @@ const RUN_COLUMNS: &str = "id, plan, flow, status, created, seq, head, signature
 
 impl Store for SqliteStore {
     fn put_plan(&self, hash: &str, bytes: &[u8]) -> Result<()> {
-        self.conn()
+        self.conn()?
             .execute("INSERT OR IGNORE INTO plans (hash, bytes) VALUES (?1, ?2)", params![hash, bytes])
             .map_err(unusable("cannot store the plan"))?;
         Ok(())
     }
 
     fn plan(&self, hash: &str) -> Result<Option<Vec<u8>>> {
-        self.conn()
+        self.conn()?
             .query_row("SELECT bytes FROM plans WHERE hash = ?1", [hash], |row| row.get(0))
             .optional()
             .map_err(unusable("cannot read the plan"))
     }
 
     fn plans(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement =
             conn.prepare("SELECT hash FROM plans ORDER BY hash").map_err(unusable("cannot read the plans"))?;
         let hashes = statement
@@ -483,7 +483,7 @@ impl Store for SqliteStore {
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>> {
         let row = self
-            .conn()
+            .conn()?
             .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), [id], run_from_row)
             .optional()
             .map_err(unusable("cannot read the run"))?;
@@ -491,7 +491,7 @@ impl Store for SqliteStore {
     }
 
     fn runs(&self, status: Option<Status>) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR status = ?1 ORDER BY created, id"
@@ -504,7 +504,7 @@ impl Store for SqliteStore {
     }
 
     fn events(&self, run: &str) -> Result<Vec<RawEvent>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare_cached("SELECT seq, at, prev, hash, body FROM events WHERE run = ?1 ORDER BY seq")
             .map_err(unusable("cannot read the events"))?;
@@ -513,7 +513,7 @@ impl Store for SqliteStore {
     }
 
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare("SELECT run, seq, at, prev, hash, body FROM events ORDER BY run, seq")
             .map_err(unusable("cannot read the events"))?;
@@ -537,7 +537,7 @@ impl Store for SqliteStore {
     }
 
     fn waiting(&self) -> Result<Vec<Waiting>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare("SELECT run, flow, step, kind, roles FROM waiting ORDER BY run, step")
             .map_err(unusable("cannot read the waiting steps"))?;
@@ -557,11 +557,11 @@ impl Store for SqliteStore {
     }
 
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
-        read_action_result(&self.conn(), system, key)
+        read_action_result(&*self.conn()?, system, key)
     }
 
     fn action_results(&self) -> Result<Vec<ActionResult>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare("SELECT system, key, result, run, seq, args FROM action_results ORDER BY system, key")
             .map_err(unusable("cannot read action results"))?;
@@ -589,7 +589,7 @@ impl Store for SqliteStore {
 
     fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[super::Notice]) -> Result<()> {
         let [at, principal, operation, grant, message] = refusal;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot record the refusal"))?;
@@ -628,7 +628,7 @@ impl Store for SqliteStore {
     }
 
     fn refusals(&self) -> Result<Vec<Refusal>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare("SELECT seq, at, principal, operation, grant, message, prev, hash FROM refusals ORDER BY seq")
             .map_err(unusable("cannot read refusals"))?;
@@ -652,7 +652,7 @@ impl Store for SqliteStore {
     fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
         let digest = shadow.digest();
         let signature = key.map(|signer| crate::checkpoint::sign_shadow(signer.key, &digest));
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot store the shadow run"))?;
@@ -682,7 +682,7 @@ impl Store for SqliteStore {
     }
 
     fn log(&self) -> Result<Vec<crate::checkpoint::Entry>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut statement = conn
             .prepare("SELECT n, kind, subject, seq, hash FROM log ORDER BY n")
             .map_err(unusable("cannot read the log"))?;
@@ -712,7 +712,7 @@ impl Store for SqliteStore {
     }
 
     fn checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>> {
-        self.conn()
+        self.conn()?
             .query_row("SELECT size, root, at, public_key, signature FROM checkpoint WHERE id = 0", [], |row| {
                 Ok(crate::checkpoint::Checkpoint {
                     size: row.get::<_, i64>(0)? as u64,
@@ -727,7 +727,7 @@ impl Store for SqliteStore {
     }
 
     fn shadows(&self, run: Option<&str>) -> Result<Vec<ShadowRecord>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let which = if run.is_some() { "WHERE run = ?1" } else { "WHERE ?1 IS NULL" };
         let mut statement = conn
             .prepare(&format!(
@@ -764,7 +764,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_run(&self, run: &str, owner: &str, ttl_ms: i64) -> Result<Option<Lease>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot claim the run"))?;
@@ -791,7 +791,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_interrupted(&self, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot claim an interrupted run"))?;
@@ -814,7 +814,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_action(&self, system: &str, key: &str, run: &str, owner: &str, ttl_ms: i64) -> Result<ActionClaim> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot claim the action");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         let holder: Option<(String, String, i64)> = tx
@@ -845,7 +845,7 @@ impl Store for SqliteStore {
     }
 
     fn renew(&self, owner: &str, held: &[Held], ttl_ms: i64) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot renew leases");
         let tx = conn.transaction().map_err(&failed)?;
         let until = now_ms() + ttl_ms;
@@ -870,7 +870,7 @@ impl Store for SqliteStore {
     }
 
     fn release(&self, owner: &str, held: &[Held]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot release leases");
         let tx = conn.transaction().map_err(&failed)?;
         for held in held {
@@ -893,7 +893,7 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, batch: &QueuedBatch, cases: &[(u64, String)]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot queue the batch");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         tx.execute(
@@ -919,7 +919,7 @@ impl Store for SqliteStore {
 
     fn batch(&self, id: &str) -> Result<Option<QueuedBatch>> {
         let row: Option<(String, String, String, String, i64)> = self
-            .conn()
+            .conn()?
             .query_row("SELECT plan, principal, options, created, cases FROM batches WHERE id = ?1", [id], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
             })
@@ -934,7 +934,7 @@ impl Store for SqliteStore {
     }
 
     fn take_cases(&self, owner: &str, ttl_ms: i64, limit: usize) -> Result<Vec<QueuedCase>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot take queued cases");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         let now = now_ms();
@@ -962,7 +962,7 @@ impl Store for SqliteStore {
     }
 
     fn finish_cases(&self, _owner: &str, done: &[(String, u64, Json)]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot record the cases' outcomes");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         for (batch, n, outcome) in done {
@@ -977,7 +977,7 @@ impl Store for SqliteStore {
     }
 
     fn outcomes(&self, batch: &str) -> Result<Vec<(u64, Option<Json>)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let failed = unusable("cannot read the batch's outcomes");
         let mut statement =
             conn.prepare("SELECT n, outcome FROM queue WHERE batch = ?1 ORDER BY n").map_err(&failed)?;
@@ -1002,7 +1002,7 @@ impl Store for SqliteStore {
         ttl_ms: i64,
         limit: usize,
     ) -> Result<Vec<super::Delivery>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot take notices to deliver");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         let now = now_ms();
@@ -1030,7 +1030,7 @@ impl Store for SqliteStore {
     fn finish_delivery(&self, owner: &str, endpoint: &str, id: &str, attempt: &super::Attempt) -> Result<()> {
         let (state, next, error) = attempt.recorded();
         let state = state.as_str();
-        self.conn()
+        self.conn()?
             .prepare_cached(
                 "UPDATE deliveries SET state = ?1, attempts = attempts + 1, next_at = ?2, error = ?3, owner = NULL, \
                  lease_until = NULL WHERE endpoint = ?4 AND id = ?5 AND state = 'pending' AND owner = ?6",
@@ -1041,7 +1041,7 @@ impl Store for SqliteStore {
     }
 
     fn deliveries(&self, state: Option<super::DeliveryState>) -> Result<Vec<super::Delivery>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let failed = unusable("cannot read the notices");
         let mut statement = conn
             .prepare_cached(&format!(
@@ -1055,7 +1055,7 @@ impl Store for SqliteStore {
 
     fn is_empty(&self) -> Result<bool> {
         let count: i64 = self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT (SELECT count(*) FROM plans) + (SELECT count(*) FROM runs) + (SELECT count(*) FROM refusals) \
                  + (SELECT count(*) FROM shadows) + (SELECT count(*) FROM log)",
@@ -1067,7 +1067,7 @@ impl Store for SqliteStore {
     }
 
     fn import(&self, parts: &[Part<'_>]) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let failed = unusable("cannot import into the store");
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
         for part in parts {

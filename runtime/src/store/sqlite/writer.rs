@@ -32,13 +32,15 @@ use super::{Texts, log_append, unusable};
 use crate::checkpoint::Entry;
 use crate::store::{Commit, Result, Signer, StoreError};
 
-/// The most commits a group takes before it commits, whoever waits behind it.
+/// The most members (appends, landed or refused) a group takes before it commits, whoever
+/// waits behind it: a group holds the file's write lock.
 const MOST_IN_A_GROUP: usize = 64;
 
 /// Commits between two passive checkpoints.
-const CHECKPOINT_EVERY: usize = 64;
+const CHECKPOINT_EVERY: usize = 256;
 
-/// The log's length, in frames (pages), past which the checkpoint thread restarts it.
+/// The log's length, in frames (pages), past which the checkpoint thread restarts it — when
+/// it can at once: it never waits for writers or readers.
 const RESTART_FRAMES: i64 = 4096;
 
 /// The log's length at which SQLite checkpoints on a commit, should the thread fall behind.
@@ -58,6 +60,9 @@ struct State {
     conn: Connection,
     open: Option<Group>,
     next: u64,
+    /// Set when a transaction could not be closed: nothing more is written through this
+    /// connection (a write would join a transaction nobody commits).
+    broken: bool,
     /// Ended groups whose members have not all read how they ended.
     outcomes: Vec<Outcome>,
 }
@@ -67,6 +72,8 @@ struct Group {
     id: u64,
     /// Commits in it.
     commits: usize,
+    /// Appends that joined it, whether their commits landed or were refused.
+    members: usize,
     /// Members waiting for its end.
     waiting: usize,
     /// The store's log entries of its commits, appended once when it commits.
@@ -127,24 +134,25 @@ impl Writer {
         }
         Writer {
             checkpoints,
-            state: Mutex::new(State { conn, open: None, next: 0, outcomes: Vec::new() }),
+            state: Mutex::new(State { conn, open: None, next: 0, broken: false, outcomes: Vec::new() }),
             ended: Condvar::new(),
             arriving: AtomicUsize::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while a group is open (see `append`), so a poisoned lock guards a
-        // connection with no transaction left open by the panic: SQLite rolled it back.
+        // A panic while a group's statements run rolls the group back before it unwinds (see
+        // `append` and `end`), so a poisoned lock guards no transaction left half done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connection for anything but an append: the open group is committed first.
-    pub(super) fn conn(&self) -> Connected<'_> {
+    pub(super) fn conn(&self) -> Result<Connected<'_>> {
         let mut state = self.lock();
         // Its members learn how it ended; this caller goes on either way.
         let _ = self.end(&mut state);
-        Connected(state)
+        broken(&state)?;
+        Ok(Connected(state))
     }
 
     /// Appends `commits` atomically, in the group of whoever else is appending now; returns
@@ -152,9 +160,11 @@ impl Writer {
     pub(super) fn append(&self, commits: &[Commit<'_>]) -> Result<()> {
         let key = commits.iter().find_map(|c| c.key);
         let texts: Vec<Texts> = commits.iter().map(Texts::of).collect();
-        self.arriving.fetch_add(1, Ordering::SeqCst);
-        let mut state = self.lock();
-        self.arriving.fetch_sub(1, Ordering::SeqCst);
+        let mut state = {
+            let _arriving = Arriving::new(&self.arriving);
+            self.lock()
+        };
+        broken(&state)?;
         // A group signs its log entries with one key: one signed otherwise ends first. (The
         // commits of one runtime all come with its key.)
         let other_signer = state.open.as_ref().is_some_and(|g| match (&g.key, key) {
@@ -169,7 +179,14 @@ impl Writer {
             state.conn.execute_batch("BEGIN IMMEDIATE").map_err(unusable("cannot write the run store"))?;
             let id = state.next;
             state.next += 1;
-            state.open = Some(Group { id, commits: 0, waiting: 0, entries: Vec::new(), key: key.map(OwnedSigner::of) });
+            state.open = Some(Group {
+                id,
+                commits: 0,
+                members: 0,
+                waiting: 0,
+                entries: Vec::new(),
+                key: key.map(OwnedSigner::of),
+            });
         }
         let own = match std::panic::catch_unwind(AssertUnwindSafe(|| member(&state.conn, commits, &texts))) {
             Ok(Ok(own)) => own,
@@ -188,30 +205,27 @@ impl Writer {
         let Some(group) = state.open.as_mut() else {
             return Err(StoreError::Unusable("the run store's writer lost its transaction".into()));
         };
+        group.members += 1;
         if let Ok(entries) = &own {
             group.commits += commits.len();
             group.entries.extend_from_slice(entries);
         }
-        let someone_behind = self.arriving.load(Ordering::SeqCst) > 0 && group.commits < MOST_IN_A_GROUP;
-        match own {
-            Err(error) => {
-                if !someone_behind {
-                    let _ = self.end(&mut state);
-                }
-                Err(error)
-            }
-            Ok(_) if !someone_behind => self.end(&mut state),
-            Ok(_) => {
-                group.waiting += 1;
-                let id = group.id;
-                loop {
-                    state = self.ended.wait(state).unwrap_or_else(PoisonError::into_inner);
-                    if let Some(outcome) = take_outcome(&mut state, id) {
-                        return outcome;
-                    }
+        let someone_behind = self.arriving.load(Ordering::SeqCst) > 0 && group.members < MOST_IN_A_GROUP;
+        // A refused append waits for the group too: what refused it may be a commit of the
+        // group, and if the group fails, that commit never was — its error is the group's.
+        let group_ended = if someone_behind {
+            group.waiting += 1;
+            let id = group.id;
+            loop {
+                state = self.ended.wait(state).unwrap_or_else(PoisonError::into_inner);
+                if let Some(outcome) = take_outcome(&mut state, id) {
+                    break outcome;
                 }
             }
-        }
+        } else {
+            self.end(&mut state)
+        };
+        group_ended.and(own.map(drop))
     }
 
     /// Commits the open group (if any) and tells its members.
@@ -235,7 +249,7 @@ impl Writer {
         };
         if result.is_err() {
             // A commit that failed may have left the transaction open.
-            let _ = state.conn.execute_batch("ROLLBACK");
+            close(state);
         }
         self.told(state, &group, result.as_ref().err().cloned());
         if let (Some(checkpoints), Ok(())) = (&self.checkpoints, &result) {
@@ -247,7 +261,7 @@ impl Writer {
     /// Rolls the open group back, telling its members why.
     fn abandon(&self, state: &mut State, error: StoreError) {
         if let Some(group) = state.open.take() {
-            let _ = state.conn.execute_batch("ROLLBACK");
+            close(state);
             self.told(state, &group, Some(error));
         }
     }
@@ -257,6 +271,44 @@ impl Writer {
             state.outcomes.push(Outcome { id: group.id, error, unread: group.waiting });
             self.ended.notify_all();
         }
+    }
+}
+
+/// Rolls back whatever transaction is open; a connection that keeps one open is broken.
+fn close(state: &mut State) {
+    for _ in 0..2 {
+        if state.conn.is_autocommit() {
+            return;
+        }
+        let _ = state.conn.execute_batch("ROLLBACK");
+    }
+    state.broken = !state.conn.is_autocommit();
+}
+
+fn broken(state: &State) -> Result<()> {
+    if state.broken {
+        return Err(StoreError::Unusable(
+            "the run store's connection kept a transaction it could not close: nothing more is written through \
+             it; restart the process"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts a thread waiting for the connection to append, until it has it.
+struct Arriving<'a>(&'a AtomicUsize);
+
+impl<'a> Arriving<'a> {
+    fn new(count: &'a AtomicUsize) -> Arriving<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Arriving(count)
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -304,7 +356,9 @@ impl Checkpointer {
     /// do the work, as often as SQLite does them by default.
     fn start(path: &Path, sync: &str) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
-        conn.busy_timeout(Duration::from_secs(1)).ok()?;
+        // Never waits: a checkpoint that cannot go on at once is tried at the next turn. (A
+        // restart waiting for a long reader, such as a backup, would hold up every writer.)
+        conn.busy_timeout(Duration::ZERO).ok()?;
         conn.pragma_update(None, "synchronous", sync).ok()?;
         let shared = Arc::new((Mutex::new(Due::default()), Condvar::new()));
         let theirs = Arc::clone(&shared);
