@@ -1,10 +1,12 @@
 //! The load generator of the service benchmark (`bench/serve/run.sh`): CLIENTS clients each
-//! start runs one after another for SECONDS — over HTTP against `flowc serve` (keep-alive
-//! connections, as an application's client pool holds them), or in this process through the
-//! runtime on a SQLite store (the same work without HTTP) — and prints the started runs per
-//! second and the latency of a start as JSON: `{"mode", "clients", "runs", "errors",
-//! "runs_per_s", "p50_ms", "p95_ms", "p99_ms"}`. Each start is a stored run of the rules
-//! plan with a generated application (`flow-cases`).
+//! start runs one after another for SECONDS — over HTTP against `flowc serve` (a keep-alive
+//! connection per client, as an application's client pool holds them, through hyper's own
+//! client), or in this process through the runtime on a SQLite store (the same work without
+//! HTTP) — and prints the started runs per second and the latency of a start as JSON:
+//! `{"mode", "clients", "runs", "errors", "runs_per_s", "p50_ms", "p95_ms", "p99_ms"}`. Each
+//! start is a stored run of the rules plan with one of 4,096 generated applications
+//! (`flow-cases`), prepared before the clock starts — as JSON text for HTTP, as values
+//! in-process — so that what is timed is the service's work, not the load generator's.
 //!
 //! `flow-load http URL TOKEN PLAN_HASH CLIENTS SECONDS`
 //! `flow-load in-process STORE.db PLAN.json CLIENTS SECONDS`
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["http", url, token, plan, clients, seconds] => {
-            numbers(clients, seconds).map(|(c, s)| http(url, token, plan, c, s))
+            numbers(clients, seconds).and_then(|(c, s)| http(url, token, plan, c, s))
         }
         ["in-process", store, plan, clients, seconds] => {
             numbers(clients, seconds).and_then(|(c, s)| in_process(store, plan, c, s))
@@ -58,6 +60,9 @@ fn numbers(clients: &str, seconds: &str) -> Result<(usize, f64), String> {
 fn inputs(n: u64) -> Json {
     json!({"app": flow_bench::Case::generate(n).flow_json()})
 }
+
+/// How many different applications the clients send, prepared before the clock starts.
+const PREPARED: u64 = 4096;
 
 /// Runs `clients` threads, each calling `start(n)` until `seconds` have passed; summarises.
 fn load(mode: &str, clients: usize, seconds: f64, start: impl Fn(u64) -> bool + Sync) -> Json {
@@ -111,32 +116,82 @@ fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
-fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Json {
-    let agent = agent();
+fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Result<Json, String> {
+    let address = url.strip_prefix("http://").ok_or("URL is an http:// URL")?.trim_end_matches('/').to_owned();
+    let bodies: Vec<String> = (0..PREPARED).map(|n| json!({"plan": plan, "inputs": inputs(n)}).to_string()).collect();
     let bearer = format!("Bearer {token}");
-    let url = format!("{url}/v1/runs");
-    load("http", clients, seconds, |n| {
-        let body = json!({"plan": plan, "inputs": inputs(n)}).to_string();
-        let sent = agent
-            .post(&url)
-            .header("Authorization", &bearer)
-            .header("Content-Type", "application/json")
-            .send(body.as_bytes());
-        match sent {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let body = response.body_mut().read_to_string().unwrap_or_default();
-                if status != 201 {
-                    report_once(&format!("a start answered {status}: {body}"));
+    thread_local! {
+        static CLIENT: std::cell::RefCell<Option<Client>> = const { std::cell::RefCell::new(None) };
+    }
+    Ok(load("http", clients, seconds, |n| {
+        CLIENT.with_borrow_mut(|client| {
+            if client.is_none() {
+                match Client::connect(&address) {
+                    Ok(connected) => *client = Some(connected),
+                    Err(error) => {
+                        report_once(&format!("cannot connect to {address}: {error}"));
+                        return false;
+                    }
                 }
-                status == 201
             }
-            Err(error) => {
-                report_once(&format!("a start got no answer: {error}"));
-                false
+            let Some(connected) = client.as_mut() else { return false };
+            let body = bodies[(n % PREPARED) as usize].clone();
+            match connected.start(&address, &bearer, body) {
+                Ok((201, _)) => true,
+                Ok((status, answer)) => {
+                    report_once(&format!("a start answered {status}: {answer}"));
+                    false
+                }
+                Err(error) => {
+                    report_once(&format!("a start got no answer: {error}"));
+                    *client = None;
+                    false
+                }
             }
-        }
-    })
+        })
+    }))
+}
+
+/// One keep-alive HTTP/1.1 connection of hyper's client, driven by a runtime of its own
+/// thread.
+struct Client {
+    runtime: tokio::runtime::Runtime,
+    sender: hyper::client::conn::http1::SendRequest<String>,
+}
+
+impl Client {
+    fn connect(address: &str) -> Result<Client, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let sender = runtime.block_on(async {
+            let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            Ok::<_, String>(sender)
+        })?;
+        Ok(Client { runtime, sender })
+    }
+
+    /// Posts a start; its status and answer, read whole.
+    fn start(&mut self, address: &str, bearer: &str, body: String) -> Result<(u16, String), String> {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::post("/v1/runs")
+            .header(hyper::header::HOST, address)
+            .header(hyper::header::AUTHORIZATION, bearer)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        let sender = &mut self.sender;
+        self.runtime.block_on(async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let answer = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok((status, String::from_utf8_lossy(&answer).into_owned()))
+        })
+    }
 }
 
 fn in_process(store: &str, plan: &str, clients: usize, seconds: f64) -> Result<Json, String> {
@@ -146,10 +201,15 @@ fn in_process(store: &str, plan: &str, clients: usize, seconds: f64) -> Result<J
     let plan = flow_ir::load(&bytes).map_err(|e| format!("`{plan}` is not a plan: {e}"))?;
     let analysis: Arc<_> = runtime.install(plan).map_err(|e| e.to_string())?;
     let clerk = Principal::new("carl", vec!["clerk".to_owned()]);
+    let prepared: Vec<Vec<(String, Json)>> = (0..PREPARED)
+        .map(|n| match inputs(n) {
+            Json::Object(given) => given.into_iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     Ok(load("in-process", clients, seconds, |n| {
-        let Json::Object(given) = inputs(n) else { return false };
-        let given: Vec<(String, Json)> = given.into_iter().collect();
-        match runtime.start(&analysis, &clerk, &given, &StartOptions::default()) {
+        let given = &prepared[(n % PREPARED) as usize];
+        match runtime.start(&analysis, &clerk, given, &StartOptions::default()) {
             Ok(_) => true,
             Err(error) => {
                 report_once(&format!("a start failed: {error}"));
