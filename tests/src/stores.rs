@@ -393,51 +393,59 @@ fn sqlite_refuses_a_database_that_is_not_its_store() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A completed run of one event, and its events, for appending straight to a store.
+fn settled_run(id: &str) -> (flow_runtime::store::RunRecord, Vec<flow_runtime::store::StoredEvent>) {
+    let run = flow_runtime::store::RunRecord {
+        id: id.to_owned(),
+        plan: "blake3:plan".into(),
+        flow: "f".into(),
+        status: flow_runtime::event::Status::Completed,
+        created: "2026-12-03T00:00:00Z".into(),
+        seq: 1,
+        head: format!("h-{id}"),
+        signature: None,
+        principal: "ana".into(),
+        owner: None,
+    };
+    let events = vec![flow_runtime::store::StoredEvent {
+        seq: 1,
+        at: "2026-12-03T00:00:00Z".into(),
+        prev: "genesis".into(),
+        hash: format!("h-{id}"),
+        body: serde_json::json!({"event": "settled"}),
+    }];
+    (run, events)
+}
+
+/// Appends a new run of [`settled_run`].
+fn append_settled(store: &dyn flow_runtime::store::Store, id: &str) -> flow_runtime::store::Result<()> {
+    let (run, events) = settled_run(id);
+    store.append(&flow_runtime::store::Commit {
+        run: &run,
+        expected_seq: 0,
+        events: &events,
+        waiting: &[],
+        results: &[],
+        key: None,
+        lease: None,
+        released: &[],
+        notices: &[],
+    })
+}
+
 /// A store file gets its commits out of the write-ahead log soon after they land, by a
 /// thread of its own, rather than when the log has grown long — by a commit that then waits
 /// for it, with every commit behind it: the database file alone soon holds them all.
 #[test]
 fn sqlite_commits_reach_the_database_file_soon_after_they_land() {
-    use flow_runtime::event::Status;
-    use flow_runtime::store::{Commit, RunRecord, SqliteStore, Store, StoredEvent};
+    use flow_runtime::store::SqliteStore;
     let dir = std::env::temp_dir().join(format!("flow-store-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("runs.db");
     let store = SqliteStore::open(&path).expect("a store");
     const RUNS: i64 = 100;
     for i in 0..RUNS {
-        let id = format!("r-checkpointed-{i}");
-        let run = RunRecord {
-            id: id.clone(),
-            plan: "blake3:plan".into(),
-            flow: "f".into(),
-            status: Status::Completed,
-            created: "2026-12-03T00:00:00Z".into(),
-            seq: 1,
-            head: format!("h-{i}"),
-            signature: None,
-            principal: "ana".into(),
-            owner: None,
-        };
-        let events = [StoredEvent {
-            seq: 1,
-            at: "2026-12-03T00:00:00Z".into(),
-            prev: "genesis".into(),
-            hash: format!("h-{i}"),
-            body: serde_json::json!({"event": "settled"}),
-        }];
-        let commit = Commit {
-            run: &run,
-            expected_seq: 0,
-            events: &events,
-            waiting: &[],
-            results: &[],
-            key: None,
-            lease: None,
-            released: &[],
-            notices: &[],
-        };
-        store.append(&commit).expect("appends");
+        append_settled(&store, &format!("r-checkpointed-{i}")).expect("appends");
     }
     // The file alone, as a copy without its log, read while the store stays open.
     let copy = dir.join("copy.db");
@@ -455,6 +463,53 @@ fn sqlite_commits_reach_the_database_file_soon_after_they_land() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(seen, Some(RUNS), "the database file holds the runs once checkpointed");
+}
+
+/// Appends that arrive while the connection is busy are committed together: four threads
+/// held up behind a long read take one transaction between them, and every one lands.
+#[test]
+fn sqlite_appends_that_arrive_together_share_a_transaction() {
+    use flow_runtime::store::{SqliteStore, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = std::env::temp_dir().join(format!("flow-store-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SqliteStore::open(&dir.join("runs.db")).expect("a store");
+    append_settled(&store, "r-grouped-first").expect("appends");
+    let before = store.commit_groups();
+    let go = std::sync::Barrier::new(5);
+    let waiting = AtomicUsize::new(0);
+    let appended: Vec<flow_runtime::store::Result<()>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (store, go, waiting) = (&store, &go, &waiting);
+                scope.spawn(move || {
+                    go.wait();
+                    waiting.fetch_add(1, Ordering::SeqCst);
+                    append_settled(store, &format!("r-grouped-{i}"))
+                })
+            })
+            .collect();
+        // A read that holds the connection while the four arrive behind it.
+        store
+            .scan_events(&mut |_, _| {
+                go.wait();
+                while waiting.load(Ordering::SeqCst) < 4 {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                false
+            })
+            .expect("reads");
+        threads.into_iter().map(|t| t.join().expect("appends")).collect()
+    });
+    let after = store.commit_groups();
+    for i in 0..4 {
+        assert!(store.run(&format!("r-grouped-{i}")).expect("reads").is_some(), "run {i} landed");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(appended.iter().all(Result::is_ok), "{appended:?}");
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 4), "one transaction for the four appends");
 }
 
 /// A store over TLS: the server's certificate is verified — refused at once, naming the

@@ -405,6 +405,12 @@ impl SqliteStore {
         Ok(SqliteStore { writer })
     }
 
+    /// How many transactions this handle's appends took, and how many appends there were:
+    /// appends that arrive together share one (see [`writer`]).
+    pub fn commit_groups(&self) -> (u64, u64) {
+        self.writer.groups()
+    }
+
     fn conn(&self) -> Result<writer::Connected<'_>> {
         self.writer.conn()
     }

@@ -9,20 +9,21 @@
 //! extends the store's log once for everyone, commits, and tells the others how it went.
 //! So a group is never held open for someone who is not already there, and no thread waits
 //! on a timer. Every member's own conflicts stay its own (its savepoint is rolled back and
-//! it alone is told); a group that cannot commit is rolled back whole and every member is
-//! told so: nothing is acknowledged that is not committed. Any other use of the connection
-//! commits the open group first, so nothing reads what is not yet committed.
+//! it alone is refused, once the group has ended: what refused it may have been a commit of
+//! the group); a group that cannot commit is rolled back whole and every member is told so:
+//! nothing is acknowledged that is not committed. Any other use of the connection commits
+//! the open group first, so nothing reads what is not yet committed.
 //!
 //! **Checkpoints.** With SQLite's automatic checkpoints, one commit in a few dozen also
 //! copied the log into the database and synchronised it, and every thread behind it waited
 //! (a 10–30 ms tail). Here a thread of its own checkpoints, passively (never blocking
 //! writers), every [`CHECKPOINT_EVERY`] commits and when the store falls idle, and restarts
-//! the log once it has grown past [`RESTART_FRAMES`]; SQLite's own automatic checkpoint
-//! stays as a backstop at [`BACKSTOP_FRAMES`].
+//! the log once it has grown past [`RESTART_FRAMES`] if it can without waiting; SQLite's
+//! own automatic checkpoint stays as a backstop at [`BACKSTOP_FRAMES`].
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +55,9 @@ pub(super) struct Writer {
     ended: Condvar,
     /// Threads that want to append and are waiting for the connection.
     arriving: AtomicUsize,
+    /// Transactions that ended groups, and the appends they took.
+    groups: AtomicU64,
+    appends: AtomicU64,
 }
 
 struct State {
@@ -137,6 +141,8 @@ impl Writer {
             state: Mutex::new(State { conn, open: None, next: 0, broken: false, outcomes: Vec::new() }),
             ended: Condvar::new(),
             arriving: AtomicUsize::new(0),
+            groups: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
         }
     }
 
@@ -228,9 +234,16 @@ impl Writer {
         group_ended.and(own.map(drop))
     }
 
+    /// The groups ended so far, and the appends they took.
+    pub(super) fn groups(&self) -> (u64, u64) {
+        (self.groups.load(Ordering::Relaxed), self.appends.load(Ordering::Relaxed))
+    }
+
     /// Commits the open group (if any) and tells its members.
     fn end(&self, state: &mut State) -> Result<()> {
         let Some(group) = state.open.take() else { return Ok(()) };
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.appends.fetch_add(group.members as u64, Ordering::Relaxed);
         let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if !group.entries.is_empty() {
                 log_append(&state.conn, &group.entries, group.key.as_ref().map(OwnedSigner::borrow))?;
