@@ -267,6 +267,12 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
 /// Whether a store is a PostgreSQL database rather than a SQLite file: a URL
 /// (`postgres://…`, `postgresql://…`) or a connection string of `key=value` words
 /// (`host=db dbname=flows`).
+/// A store as messages and logs may name it: a SQLite path as given, a PostgreSQL
+/// connection string rebuilt without its password.
+pub(crate) fn shown_store(store: &str) -> String {
+    if is_url(store) { flow_runtime::store::shown_url(store) } else { store.to_owned() }
+}
+
 pub(crate) fn is_url(store: &str) -> bool {
     let conninfo = store
         .split_whitespace()

@@ -70,7 +70,10 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
         listen.map(str::to_owned).or_else(|| config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     flow_server::init_logs();
     flow_server::serve(service, &listen, |url| {
-        eprintln!("flowc: serving the API on {url}/v1 (store {}); stop with Ctrl-C", deployment.store());
+        eprintln!(
+            "flowc: serving the API on {url}/v1 (store {}); stop with Ctrl-C",
+            deploy::shown_store(&deployment.store())
+        );
     })?;
     eprintln!("flowc: stopped");
     Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use crate::runs::fail;
 pub(crate) fn copy(deployment: &Deployment, to: &str, format: DataFormat) -> anyhow::Result<ExitCode> {
     let source = deployment.store();
     if source == to {
-        bail!("`--to {to}` is the store itself: copy into another");
+        bail!("`--to {}` is the store itself: copy into another", deploy::shown_store(to));
     }
     if to == ":memory:" || source == ":memory:" {
         bail!("a store in memory vanishes with the command: copy between files and databases");
@@ -52,9 +52,7 @@ pub(crate) fn copy(deployment: &Deployment, to: &str, format: DataFormat) -> any
         }
         return Ok(ExitCode::from(2));
     }
-    let shown = |store: &str| {
-        if deploy::is_url(store) { flow_runtime::store::shown_url(store) } else { store.to_owned() }
-    };
+    let shown = deploy::shown_store;
     match format {
         DataFormat::Json => crate::print(&format!(
             "{}\n",

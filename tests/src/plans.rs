@@ -118,7 +118,7 @@ fn graphviz_reads_every_graph() {
     let found = std::process::Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var_os("CI").is_none(), "Graphviz (`dot`) is required in CI; `.ci/run` installs it");
-        eprintln!("skipped: Graphviz (`dot`) is not installed");
+        crate::postgres::skipped("Graphviz (`dot`) is not installed");
         return;
     }
     for example in flow_examples() {

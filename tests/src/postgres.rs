@@ -16,7 +16,7 @@ pub fn database(name: &str) -> Option<String> {
         Ok(server) => server,
         Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("PostgreSQL is needed in CI: {why}"),
         Err(why) => {
-            eprintln!("skipped: no PostgreSQL for this test ({why}); set FLOW_TEST_POSTGRES or install PostgreSQL");
+            skipped(&format!("no PostgreSQL for `{name}` ({why}); set FLOW_TEST_POSTGRES or install PostgreSQL"));
             return None;
         }
     };
@@ -30,6 +30,14 @@ pub fn database(name: &str) -> Option<String> {
         admin.batch_execute(&statement).unwrap_or_else(|e| panic!("{statement}: {e:?}"));
     }
     Some(format!("{server} dbname={database}"))
+}
+
+/// Says that a test was skipped, and why, where whoever runs the tests sees it: straight to
+/// the standard error, past the test harness's capture (which shows a passing test's output
+/// to nobody).
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
 }
 
 /// The server, as a connection string without a database.
@@ -63,30 +71,35 @@ impl Cluster {
     /// A cluster of its own for a test that stops and restarts its server; `None` (the test
     /// is skipped, having said why) without PostgreSQL's programs, except in CI.
     pub fn own(name: &str) -> Option<Cluster> {
-        Cluster::own_with(name, false)
+        Cluster::own_with(name, false, None)
     }
 
     /// A cluster of its own that also listens on `localhost` over TCP with TLS on.
     pub fn own_tls(name: &str) -> Option<Cluster> {
-        Cluster::own_with(name, true)
+        Cluster::own_with(name, true, None)
     }
 
-    fn own_with(name: &str, tls: bool) -> Option<Cluster> {
-        match Cluster::start_with(name, tls) {
+    /// A cluster of its own whose user `flow` must give `password` (SCRAM), not trusted.
+    pub fn own_with_password(name: &str, password: &str) -> Option<Cluster> {
+        Cluster::own_with(name, false, Some(password))
+    }
+
+    fn own_with(name: &str, tls: bool, password: Option<&str>) -> Option<Cluster> {
+        match Cluster::start_with(name, tls, password) {
             Ok(cluster) => Some(cluster),
             Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("PostgreSQL is needed in CI: {why}"),
             Err(why) => {
-                eprintln!("skipped: no PostgreSQL cluster for this test ({why}); install PostgreSQL");
+                skipped(&format!("no PostgreSQL cluster for `{name}` ({why}); install PostgreSQL"));
                 None
             }
         }
     }
 
     fn start(name: &str) -> Result<Cluster, String> {
-        Cluster::start_with(name, false)
+        Cluster::start_with(name, false, None)
     }
 
-    fn start_with(name: &str, tls: bool) -> Result<Cluster, String> {
+    fn start_with(name: &str, tls: bool, password: Option<&str>) -> Result<Cluster, String> {
         let bin = ["/usr/local/bin", "/usr/bin"]
             .iter()
             .map(PathBuf::from)
@@ -110,7 +123,17 @@ impl Cluster {
         let tls_port = tls.then(|| 40_000 + (std::process::id() % 20_000) as u16);
         let cluster = Cluster { pg_ctl: bin.join("pg_ctl"), dir, port, root, tls_port };
         let data = cluster.dir.join("data").display().to_string();
-        cluster.run(&bin.join("initdb"), &["-D", &data, "-U", "flow", "--auth=trust", "--no-sync", "-E", "UTF8"])?;
+        let mut initdb = vec!["-D", &data, "-U", "flow", "--no-sync", "-E", "UTF8"];
+        let pwfile = cluster.dir.join("pwfile").display().to_string();
+        let pwfile_arg = format!("--pwfile={pwfile}");
+        match password {
+            None => initdb.push("--auth=trust"),
+            Some(password) => {
+                std::fs::write(&pwfile, format!("{password}\n")).map_err(|e| format!("{pwfile}: {e}"))?;
+                initdb.extend(["--auth=scram-sha-256", &pwfile_arg]);
+            }
+        }
+        cluster.run(&bin.join("initdb"), &initdb)?;
         if tls {
             // An authority of its own (`ca.crt`) and the server's certificate it signed.
             let script = "set -e; \

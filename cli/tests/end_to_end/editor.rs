@@ -47,7 +47,7 @@ fn path_with_flowc() -> std::ffi::OsString {
 fn neovim_shows_diagnostics_definitions_and_completions() {
     if Command::new("nvim").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI needs `nvim` for this test (`.ci/run` installs it)");
-        eprintln!("skipped: `nvim` is not installed");
+        crate::postgres::skipped("`nvim` is not installed");
         return;
     }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");

@@ -82,6 +82,7 @@ pub(crate) fn flowc(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env_remove("FLOW_PRINCIPAL")
+        .env_remove("FLOW_STORE")
         .output()
         .unwrap()
 }
@@ -940,16 +941,7 @@ on_every_store! {
 fn workers_on_postgres_lose_nothing_when_the_database_restarts() {
     let Some(cluster) = crate::postgres::Cluster::own("restart") else { return };
     let dir = deployment_on("restart", Some(&cluster.database()));
-    let mut cases = String::new();
-    for i in 0..24 {
-        let value = json!({"inputs": {"request": {
-            "id": format!("D{}", i % 20), "requester": "carl", "amount": "500.00 USD",
-            "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
-        cases.push_str(&format!("{value}\n"));
-    }
-    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
-    let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--queue", "--detach"];
-    let batch = json_of(&dir, &args, 0)["batch"].as_str().unwrap().to_owned();
+    let batch = queue_routine_cases(&dir);
     let worker = || {
         Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args(["worker", "--until-idle"])
@@ -978,15 +970,93 @@ fn workers_on_postgres_lose_nothing_when_the_database_restarts() {
         assert!(said.lines().all(|line| line.contains("cut off, going on") || line.contains("resumed run")), "{said}");
     }
     std::thread::sleep(LEASE);
-    let last = flowc(&dir, &["worker", "--until-idle"]);
+    a_last_worker_finds_every_routine_case_done_once(&dir, &batch);
+}
+
+/// A network partition: two `flowc worker` processes share a queued batch on PostgreSQL, and
+/// one of them has its connections closed by the database over and over while it works (the
+/// other is left alone). The one cut off goes on over new connections or gives up; whatever
+/// it held is taken over: every case done once, one run each, every chain verified, no
+/// effect twice.
+#[test]
+fn a_worker_cut_off_from_postgres_again_and_again_loses_nothing() {
+    let Some(url) = crate::postgres::database("partition") else { return };
+    let dir = deployment_on("partition", Some(&url));
+    let batch = queue_routine_cases(&dir);
+    // The worker to cut off names itself to the database.
+    let worker = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["worker", "--until-idle"])
+            .current_dir(&dir)
+            .env("FLOW_STORE", format!("{url} application_name={name}"))
+            .env("LEDGER_SLEEP", "0.05")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The first takes the cases (up to 32 a thread); once it has booked some, mid-batch, its
+    // connections start being closed, and the second joins.
+    let mut cut = worker("flow-cut-off");
+    let started = std::time::Instant::now();
+    while lines(&dir, "calls.log").len() < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the worker did nothing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kept = worker("flow-kept");
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut closed = 0;
+    while cut.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the cut-off worker never ended");
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'flow-cut-off' AND datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        closed += rows.iter().filter(|row| row.get::<_, bool>(0)).count();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+    }
+    assert!(closed > 0, "no connection of the worker was closed");
+    let cut = cut.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&cut.stderr);
+    assert!(said.contains("cut off"), "the worker said nothing of being cut off: {said}");
+    let kept = kept.wait_with_output().unwrap();
+    assert!(kept.status.success(), "the worker left alone works on: {}", String::from_utf8_lossy(&kept.stderr));
+    // What the cut-off worker held is taken over once its leases run out.
+    std::thread::sleep(LEASE);
+    a_last_worker_finds_every_routine_case_done_once(&dir, &batch);
+}
+
+/// Queues 24 routine requests (booked by the ledger without anyone), four of them again
+/// under the same ids, so 20 idempotency keys; the batch's id.
+fn queue_routine_cases(dir: &Path) -> String {
+    let mut cases = String::new();
+    for i in 0..24 {
+        let value = json!({"inputs": {"request": {
+            "id": format!("D{}", i % 20), "requester": "carl", "amount": "500.00 USD",
+            "note": "n", "updated_at": "2026-11-30T08:00:00Z"}}});
+        cases.push_str(&format!("{value}\n"));
+    }
+    std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
+    let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--queue", "--detach"];
+    json_of(dir, &args, 0)["batch"].as_str().unwrap().to_owned()
+}
+
+/// After a fault, a last worker takes over whatever was left: every case of the batch of
+/// `queue_routine_cases` done once, one run each, all finished, the store auditing clean,
+/// each key's effect once.
+fn a_last_worker_finds_every_routine_case_done_once(dir: &Path, batch: &str) {
+    let last = flowc(dir, &["worker", "--until-idle"]);
     assert_eq!(last.status.code(), Some(0), "{}", text(&last));
-    let state = json_of(&dir, &["batch", &batch], 0);
+    let state = json_of(dir, &["batch", batch], 0);
     assert_eq!((state["done"].clone(), state["refused"].clone()), (json!(24), json!([])), "{state}");
-    let runs = store_of(&dir).runs(None).unwrap();
+    let runs = store_of(dir).runs(None).unwrap();
     assert_eq!(runs.len(), 24, "one run per case");
     assert!(runs.iter().all(|run| run.status != flow_runtime::Status::Running), "every run finished");
-    assert_eq!(json_of(&dir, &["audit"], 0)["problems"], json!([]));
-    let effects = lines(&dir, "effects.log");
+    assert_eq!(json_of(dir, &["audit"], 0)["problems"], json!([]));
+    let effects = lines(dir, "effects.log");
     let mut keys: Vec<&str> = effects.iter().map(|l| l.split(' ').next().unwrap()).collect();
     let before = keys.len();
     keys.sort_unstable();
@@ -1053,11 +1123,93 @@ fn an_unreachable_or_missing_database_is_a_clear_error() {
     );
     assert!(message.contains("tried again for 1s") && !message.contains("s3cret"), "{message}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "it gave up in time");
+    let unreachable = "postgres://ana:s3cret@127.0.0.1:1/flows";
+    // `FLOW_STORE` names the store when `--store` does not, over `flow.toml`.
+    let with_env = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .env("FLOW_STORE", unreachable)
+            .output()
+            .unwrap()
+    };
+    let output = with_env(&["pending"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("the run store `postgres://ana:***@127.0.0.1:1/flows`"), "{}", text(&output));
+    let output = with_env(&["pending", "--store", "elsewhere.db"]);
+    assert_eq!(output.status.code(), Some(0), "`--store` comes first: {}", text(&output));
+    let output = flowc(&dir, &["store", "copy", "--store", unreachable, "--to", unreachable]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("`--to postgres://ana:***@127.0.0.1:1/flows` is the store itself"),
+        "{}",
+        text(&output)
+    );
+    assert!(!text(&output).contains("s3cret"), "{}", text(&output));
     let Some(url) = crate::postgres::database("exists") else { return };
     let missing = url.replace("dbname=", "dbname=no_such_");
     let output = flowc(&dir, &["pending", "--store", &missing]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("does not exist") && !text(&output).contains("tried again"), "{}", text(&output));
+}
+
+/// Credentials the database refuses are a clear error at once (exit 2), not tried again,
+/// the password never shown; the right ones open the store.
+#[test]
+fn refused_credentials_are_a_clear_error_at_once() {
+    let Some(cluster) = crate::postgres::Cluster::own_with_password("credentials", "right-one") else { return };
+    let dir = deployment("credentials");
+    let store = |password: &str| format!("{} dbname=postgres password={password}", cluster.server());
+    let started = std::time::Instant::now();
+    let output = flowc(&dir, &["pending", "--store", &store("wrong-one")]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let message = text(&output);
+    assert!(message.contains("error[E3008]") && message.contains("password authentication failed"), "{message}");
+    assert!(!message.contains("wrong-one") && !message.contains("tried again"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "refused at once, not tried again");
+    let output = flowc(&dir, &["pending", "--store", &store("right-one")]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
+
+/// A database whose `flow_…` tables are not a run store's, or that holds a store of a newer
+/// version, is refused by every command (exit 2) and left as it was; tables of other names
+/// are another application's, left alone beside the store.
+#[test]
+fn a_database_that_is_not_a_store_of_this_version_is_refused() {
+    let Some(url) = crate::postgres::database("foreign_cli") else { return };
+    let dir = deployment("foreign");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute("CREATE TABLE customers (name TEXT); INSERT INTO customers VALUES ('ana')").unwrap();
+    client.batch_execute("CREATE TABLE flow_runs (x INTEGER)").unwrap();
+    let tables = |client: &mut postgres::Client| -> Vec<String> {
+        let rows = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+                &[],
+            )
+            .unwrap();
+        rows.iter().map(|row| row.get(0)).collect()
+    };
+    let output = flowc(&dir, &["pending", "--store", &url]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("belong to something else"), "{}", text(&output));
+    assert_eq!(tables(&mut client), ["customers", "flow_runs"], "nothing was written");
+    // Without the clash, the store is made beside the other application's table.
+    client.batch_execute("DROP TABLE flow_runs").unwrap();
+    let output = flowc(&dir, &["pending", "--store", &url]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let names: Vec<String> =
+        client.query("SELECT name FROM customers", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["ana"], "the other table is left as it was");
+    // A store of a newer version: refused, and its version left as it was.
+    client.batch_execute("UPDATE flow_schema SET version = 99").unwrap();
+    let before = tables(&mut client);
+    let output = flowc(&dir, &["pending", "--store", &url]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("newer version of Flow (schema 99"), "{}", text(&output));
+    let version: i32 = client.query_one("SELECT version FROM flow_schema", &[]).unwrap().get(0);
+    assert_eq!((version, tables(&mut client)), (99, before), "nothing was written");
 }
 
 /// A store copied to PostgreSQL and back to SQLite loses nothing: the same checkpoint, the

@@ -585,10 +585,15 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     assert_status(&resume("r-0000000000000000", &olga), 404, "an unknown run");
 }
 
+const STORE_PASSWORD: &str = "store-secret-9";
+
 #[test]
 fn the_api_on_every_store() {
     let contract = Contract::load();
     for postgres in stores("api") {
+        // A password in the store's connection string (the test server trusts its users, so
+        // any is taken) that the server must never show.
+        let postgres = postgres.map(|url| format!("{url} password={STORE_PASSWORD}"));
         let dir = deployment_on("api", postgres.as_deref());
         let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
         config.push_str("\n[serve]\ndeployers = [\"officer\"]\nmax_body = 65536\n");
@@ -610,7 +615,10 @@ fn the_api_on_every_store() {
         assert!(status.success(), "the server stops cleanly when asked: {log}");
         assert!(log.contains("route=\"/v1/runs/{run}/steps/{step}/decision\" status=409"), "{log}");
         assert!(log.contains("flowc: stopped"), "{log}");
-        for secret in ["personal note", &tokens["mia"].1, "flow_t-"] {
+        if postgres.is_some() {
+            assert!(log.contains("(store postgres://flow:***@"), "the store is named, its password not: {log}");
+        }
+        for secret in ["personal note", &tokens["mia"].1, "flow_t-", STORE_PASSWORD] {
             assert!(!log.contains(secret), "the log holds `{secret}`: {log}");
         }
     }
@@ -736,7 +744,9 @@ fn install(api: &Api<'_>, dir: &Path, olga: &str) -> String {
 #[test]
 fn two_servers_on_one_postgres_share_the_runs() {
     let Some(url) = stores("two_servers").into_iter().flatten().next() else {
-        eprintln!("skipped: no PostgreSQL server for the tests (initdb not installed, FLOW_TEST_POSTGRES not set)");
+        crate::postgres::skipped(
+            "no PostgreSQL server for the tests (initdb not installed, FLOW_TEST_POSTGRES not set)",
+        );
         return;
     };
     let contract = Contract::load();
@@ -934,7 +944,7 @@ fn a_server_killed_during_a_burst_loses_nothing_it_acknowledged() {
 #[test]
 fn the_api_over_tls() {
     if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("skipped: openssl (to make the test's certificate) is not installed");
+        crate::postgres::skipped("openssl (to make the test's certificate) is not installed");
         return;
     }
     let (dir, tokens) = serving("tls", None);
