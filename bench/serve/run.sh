@@ -3,8 +3,9 @@
 # second and the latency of a start at 1, 16 and 128 concurrent clients, over HTTP against
 # `flowc serve` and in-process through the runtime, both on a SQLite store (each start a
 # stored run of the rules-only benchmark plan); and the latency of a decision on a pending
-# run over HTTP while 16 clients start runs. Release builds; the server and the load
-# generator share the machine.
+# run over HTTP while 16 clients start runs; and, as the floor under every request, an
+# authenticated GET /v1/me at one client. Release builds; the server and the load generator
+# share the machine.
 #
 #   bench/serve/run.sh [SECONDS]      # default 10 seconds per pass
 set -eu
@@ -48,6 +49,9 @@ for clients in 1 16 128; do
   row "$("$load" http "$url" "$carl" "$rules" "$clients" "$S")"
   row "$("$load" in-process "$work/inproc-$clients.db" "$plan" "$clients" "$S")"
 done
+# The floor under every request: one that asks the runtime nothing (the caller, from its
+# token), over the same connection, server and client.
+row "$("$load" get "$url" "$carl" /v1/me 1 "$S")"
 
 # A decision on a pending run while 16 clients start runs.
 : > pending.txt

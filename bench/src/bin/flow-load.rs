@@ -9,6 +9,8 @@
 //! in-process — so that what is timed is the service's work, not the load generator's.
 //!
 //! `flow-load http URL TOKEN PLAN_HASH CLIENTS SECONDS`
+//! `flow-load get URL TOKEN PATH CLIENTS SECONDS`: GETs PATH instead (mode `get`; a `200`
+//! expected), for what a request costs when it asks the runtime nothing
 //! `flow-load in-process STORE.db PLAN.json CLIENTS SECONDS`
 //! `flow-load decide URL TOKEN RUNS.txt PAUSE_MS`: decides the pending runs listed (one per
 //! line) one after another over HTTP, and prints the latency of a decision.
@@ -28,11 +30,14 @@ fn main() -> ExitCode {
         ["http", url, token, plan, clients, seconds] => {
             numbers(clients, seconds).and_then(|(c, s)| http(url, token, plan, c, s))
         }
+        ["get", url, token, path, clients, seconds] => {
+            numbers(clients, seconds).and_then(|(c, s)| get(url, token, path, c, s))
+        }
         ["in-process", store, plan, clients, seconds] => {
             numbers(clients, seconds).and_then(|(c, s)| in_process(store, plan, c, s))
         }
         ["decide", url, token, runs, pause] => pause.parse().map_err(|_| "PAUSE_MS is a whole number".to_owned()).and_then(|p| decide(url, token, runs, p)),
-        _ => Err("usage: flow-load http URL TOKEN PLAN_HASH CLIENTS SECONDS | in-process STORE PLAN CLIENTS SECONDS | decide URL TOKEN RUNS PAUSE_MS".to_owned()),
+        _ => Err("usage: flow-load http URL TOKEN PLAN_HASH CLIENTS SECONDS | get URL TOKEN PATH CLIENTS SECONDS | in-process STORE PLAN CLIENTS SECONDS | decide URL TOKEN RUNS PAUSE_MS".to_owned()),
     };
     match result {
         Ok(json) => {
@@ -117,13 +122,44 @@ fn agent() -> ureq::Agent {
 }
 
 fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Result<Json, String> {
-    let address = url.strip_prefix("http://").ok_or("URL is an http:// URL")?.trim_end_matches('/').to_owned();
     let bodies: Vec<String> = (0..PREPARED).map(|n| json!({"plan": plan, "inputs": inputs(n)}).to_string()).collect();
     let bearer = format!("Bearer {token}");
+    over_http("http", url, clients, seconds, 201, |address, n| {
+        hyper::Request::post("/v1/runs")
+            .header(hyper::header::HOST, address)
+            .header(hyper::header::AUTHORIZATION, &bearer)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(bodies[(n % PREPARED) as usize].clone())
+    })
+}
+
+/// GETs `path` over and over: what a request costs the server and the client when it asks
+/// the runtime for nothing (`/v1/health`), the floor under every other request.
+fn get(url: &str, token: &str, path: &str, clients: usize, seconds: f64) -> Result<Json, String> {
+    let bearer = format!("Bearer {token}");
+    over_http("get", url, clients, seconds, 200, |address, _| {
+        hyper::Request::get(path)
+            .header(hyper::header::HOST, address)
+            .header(hyper::header::AUTHORIZATION, &bearer)
+            .body(String::new())
+    })
+}
+
+/// Runs `clients` keep-alive connections, each sending `request(address, n)` and expecting
+/// `expected` back, one request after another.
+fn over_http(
+    mode: &str,
+    url: &str,
+    clients: usize,
+    seconds: f64,
+    expected: u16,
+    request: impl Fn(&str, u64) -> hyper::http::Result<hyper::Request<String>> + Sync,
+) -> Result<Json, String> {
+    let address = url.strip_prefix("http://").ok_or("URL is an http:// URL")?.trim_end_matches('/').to_owned();
     thread_local! {
         static CLIENT: std::cell::RefCell<Option<Client>> = const { std::cell::RefCell::new(None) };
     }
-    Ok(load("http", clients, seconds, |n| {
+    Ok(load(mode, clients, seconds, |n| {
         CLIENT.with_borrow_mut(|client| {
             if client.is_none() {
                 match Client::connect(&address) {
@@ -135,15 +171,21 @@ fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Res
                 }
             }
             let Some(connected) = client.as_mut() else { return false };
-            let body = bodies[(n % PREPARED) as usize].clone();
-            match connected.start(&address, &bearer, body) {
-                Ok((201, _)) => true,
+            let request = match request(&address, n) {
+                Ok(request) => request,
+                Err(error) => {
+                    report_once(&format!("cannot make a request: {error}"));
+                    return false;
+                }
+            };
+            match connected.send(request) {
+                Ok((status, _)) if status == expected => true,
                 Ok((status, answer)) => {
-                    report_once(&format!("a start answered {status}: {answer}"));
+                    report_once(&format!("a request answered {status}: {answer}"));
                     false
                 }
                 Err(error) => {
-                    report_once(&format!("a start got no answer: {error}"));
+                    report_once(&format!("a request got no answer: {error}"));
                     *client = None;
                     false
                 }
@@ -174,15 +216,9 @@ impl Client {
         Ok(Client { runtime, sender })
     }
 
-    /// Posts a start; its status and answer, read whole.
-    fn start(&mut self, address: &str, bearer: &str, body: String) -> Result<(u16, String), String> {
+    /// Sends `request`; its status and answer, read whole.
+    fn send(&mut self, request: hyper::Request<String>) -> Result<(u16, String), String> {
         use http_body_util::BodyExt;
-        let request = hyper::Request::post("/v1/runs")
-            .header(hyper::header::HOST, address)
-            .header(hyper::header::AUTHORIZATION, bearer)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .map_err(|e| e.to_string())?;
         let sender = &mut self.sender;
         self.runtime.block_on(async {
             sender.ready().await.map_err(|e| e.to_string())?;
