@@ -98,6 +98,10 @@ pub struct ServeConfig {
     /// `flow.toml`); plain HTTP without them.
     pub tls_certificate: Option<String>,
     pub tls_key: Option<String>,
+    /// The variable holding the key the web pages' sessions are signed with (at least 32
+    /// bytes), the same for every server of the deployment; without it, each server signs
+    /// with a random key of its own, and a restart signs everyone out.
+    pub session_secret_env: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -62,6 +62,14 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
                 rate => rate,
             },
         },
+        session_key: match &config.session_secret_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(secret) if secret.len() >= 32 => Some(secret.into_bytes()),
+                Ok(_) => bail!("`[serve] session_secret_env`: `{var}` holds fewer than 32 bytes"),
+                Err(_) => bail!("`[serve] session_secret_env`: the variable `{var}` is not set"),
+            },
+        },
     };
     let runtime = crate::runs::open(deployment)?;
     deploy::webhook_secrets(&runtime)?;

@@ -169,7 +169,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<Arc<Service>> for Path<T> {
 
 /// Runs `work` on a thread that may block (the runtime's calls do), and counts it as
 /// `operation` when one is named.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     service: &Arc<Service>,
     operation: Option<&'static str>,
     work: impl FnOnce(&Service) -> Result<T, Problem> + Send + 'static,

@@ -423,6 +423,25 @@ impl Auth {
         let method = format!("oidc {}", oidc.issuer);
         Ok(Caller { principal: Principal { id, roles, authenticated: Some(method.clone()) }, method, permit: None })
     }
+
+    /// Who a web session of `principal`, begun with the API token `token` (its id), is now:
+    /// refused when the token was revoked or is gone, or names another principal, or the
+    /// principal left the principals file; the roles as the file now says.
+    pub fn resume(&self, principal: &str, token: &str) -> Result<Caller, Unauthenticated> {
+        let unavailable = |e: anyhow::Error| Unauthenticated::Unavailable(format!("{e:#}"));
+        let ended = || Unauthenticated::Rejected("the session ended: sign in again".to_owned());
+        let Some(tokens) = &self.tokens else { return Err(ended()) };
+        let tokens = tokens.get().map_err(unavailable)?;
+        let live = tokens.tokens.iter().any(|t| t.id == token && t.principal == principal && t.revoked.is_none());
+        if !live {
+            return Err(ended());
+        }
+        let principals = self.principals.get().map_err(unavailable)?;
+        let roles = principals.get(principal).cloned().ok_or_else(ended)?;
+        let method = format!("token {token}");
+        let principal = Principal { id: principal.to_owned(), roles, authenticated: Some(method.clone()) };
+        Ok(Caller { principal, method, permit: None })
+    }
 }
 
 #[cfg(test)]

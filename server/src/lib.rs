@@ -16,6 +16,7 @@ pub mod limits;
 mod metrics;
 mod problem;
 mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub struct Options {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// What one principal may ask at once and a second.
     pub limits: limits::Limits,
+    /// The key the web pages' sessions are signed with (at least 32 bytes), shared by the
+    /// servers of a deployment; a random key of this process without one.
+    pub session_key: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             tls: None,
             limits: limits::Limits::default(),
+            session_key: None,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct Service {
     limits: Arc<limits::Gate>,
     /// The principals file as the runtime's directory last took it.
     directory: std::sync::Mutex<Option<Arc<Principals>>>,
+    /// Signs and checks the web pages' sessions.
+    sessions: web::Sessions,
 }
 
 impl Service {
@@ -91,6 +98,7 @@ impl Service {
             auth,
             limits: Arc::new(limits::Gate::new(options.limits)),
             directory: std::sync::Mutex::default(),
+            sessions: web::Sessions::new(options.session_key.clone()),
             options,
             compiler: None,
             metrics: metrics::Metrics::default(),
@@ -153,6 +161,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/shadow-report", get(api::shadow_report))
         .route("/v1/jobs/what-if", post(api::what_if_job))
         .route("/v1/jobs/{job}", get(api::job))
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(service.clone(), observe))

@@ -1402,3 +1402,224 @@ fn a_principal_added_while_serving_may_start_runs() {
     assert_eq!(started.json()["status"], "completed", "{}", started.text());
     assert!(server.stop().0.success());
 }
+
+/// The web pages, through a real server: a session begins only through the sign-in form
+/// (its own CSRF token, a valid API token), lives in a signed cookie the browser keeps from
+/// scripts and other sites, and ends when changed, signed out or when its token is revoked;
+/// the inbox lists what waits for the signed-in principal; a run's page shows its outcome,
+/// why and what happened, redacted for the viewer, with markup in values shown as text;
+/// its evidence downloads and verifies; a form without its session's token is refused and
+/// the refusal recorded; every answer forbids scripts and framing.
+#[test]
+fn the_web_pages_sign_in_list_and_show_runs() {
+    let contract = Contract::load();
+    let (dir, made) = serving("web", None);
+    let extra = tokens(&dir, &["aud"]);
+    let tokens = made;
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let olga = tokens["olga"].1.clone();
+    let plan = install(&api, &dir, &olga);
+    let start = |id: &str, amount: &str, note: &str| -> String {
+        let mut request = request(id, amount, "carl");
+        request["note"] = json!(note);
+        let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request}}).to_string();
+        let reply =
+            api.call("POST", "/v1/runs", Some(&tokens["carl"].1), Some(("application/json", body.as_bytes())), &[]);
+        assert_status(&reply, 201, "a start");
+        reply.json()["run"].as_str().unwrap().to_owned()
+    };
+    let waiting = start("W1", "7000.00", "for the review");
+    let marked = start("W2", "500.00", "<script>alert(1)</script> & <b>bold</b>");
+
+    let browser = Browser::new(&server.base);
+    // Not signed in: to the sign-in page.
+    let page = browser.get("/ui/inbox", None);
+    assert_eq!((page.status, page.location.as_deref()), (303, Some("/ui/sign-in")), "{}", page.body);
+    let form = browser.get("/ui/sign-in", None);
+    assert_eq!(form.status, 200, "{}", form.body);
+    for (name, value) in [
+        ("content-security-policy", "default-src 'none'; style-src 'self'"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert!(form.header(name).contains(value), "{name}: {:?}", form.header(name));
+    }
+    let nonce = form.cookie("flow_sign_in").expect("the sign-in form's cookie");
+    let csrf = form.hidden("csrf");
+    let sign_in = |token: &str, csrf: &str, nonce: &str| {
+        let body = format!("token={}&csrf={csrf}", urlencode(token));
+        browser.post("/ui/sign-in", Some(&format!("flow_sign_in={nonce}")), &body)
+    };
+    // The form's token must be its own; the API token must be the deployment's.
+    let forged = sign_in(&tokens["max"].1, "0000", &nonce);
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.cookie("flow_session").is_none(), "no session from a forged form");
+    let wrong = sign_in("flow_t-0000000000000000_ffff", &csrf, &nonce);
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("not one of this deployment"), "{}", wrong.body);
+    let signed = sign_in(&tokens["max"].1, &csrf, &nonce);
+    assert_eq!((signed.status, signed.location.as_deref()), (303, Some("/ui/inbox")), "{}", signed.body);
+    let set = signed.set_cookies.iter().find(|c| c.starts_with("flow_session=")).expect("a session cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let max = format!("flow_session={}", signed.cookie("flow_session").unwrap());
+
+    // The inbox: the run waiting for a manager's review, with why.
+    let inbox = browser.get("/ui/inbox", Some(&max));
+    assert_eq!(inbox.status, 200, "{}", inbox.body);
+    assert!(inbox.body.contains(&format!("href=\"/ui/runs/{waiting}\"")), "{}", inbox.body);
+    assert!(inbox.body.contains("<strong>check</strong>") && inbox.body.contains("manager"), "{}", inbox.body);
+    assert!(!inbox.body.contains(&marked), "a run that waits for nobody is not in the inbox");
+
+    // A run's page, redacted for the manager, the markup of a value shown as text.
+    let run = browser.get(&format!("/ui/runs/{marked}"), Some(&max));
+    assert_eq!(run.status, 200, "{}", run.body);
+    assert!(run.body.contains("<strong>completed</strong>"), "{}", run.body);
+    assert!(!run.body.contains("alert(1)"), "the manager may not see the note: {}", run.body);
+    let aud = browser.session(&extra["aud"].1);
+    let run = browser.get(&format!("/ui/runs/{marked}"), Some(&aud));
+    assert_eq!(run.status, 200, "{}", run.body);
+    // Escaped as askama escapes (`&#60;` for `<`): text, never markup.
+    assert!(run.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "the auditor sees the note: {}", run.body);
+    assert!(!run.body.contains("<script") && !run.body.contains("<b>bold"), "{}", run.body);
+    let unknown = browser.get("/ui/runs/r-0000000000000000", Some(&max));
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // Its evidence, downloaded, verifies.
+    let evidence = browser.get(&format!("/ui/runs/{marked}/evidence"), Some(&aud));
+    assert_eq!(evidence.status, 200, "{}", evidence.body);
+    assert!(
+        evidence.header("content-disposition").starts_with("attachment;"),
+        "{:?}",
+        evidence.header("content-disposition")
+    );
+    std::fs::write(dir.join("downloaded.json"), &evidence.body).unwrap();
+    let verified = flowc(&dir, &["verify", "downloaded.json"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+
+    // A changed cookie is no session.
+    let mut changed = max.clone().into_bytes();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'0' { b'1' } else { b'0' };
+    let changed = String::from_utf8(changed).unwrap();
+    assert_eq!(browser.get("/ui/inbox", Some(&changed)).status, 303);
+
+    // A form without its session's token is refused, and the refusal recorded.
+    let csrf = inbox.hidden("csrf");
+    let refused = browser.post("/ui/sign-out", Some(&max), "csrf=0000");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let refusals = flowc(&dir, &["refusals"]);
+    assert!(text(&refusals).contains("max: refused sign out"), "{}", text(&refusals));
+    let out = browser.post("/ui/sign-out", Some(&max), &format!("csrf={csrf}"));
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("/ui/sign-in")), "{}", out.body);
+    assert!(
+        out.set_cookies.iter().any(|c| c.starts_with("flow_session=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        out.set_cookies
+    );
+
+    // Revoking the token a session began with ends the session.
+    assert_eq!(browser.get("/ui/inbox", Some(&aud)).status, 200);
+    let revoked = flowc(&dir, &["token", "revoke", &extra["aud"].0]);
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    assert_eq!(browser.get("/ui/inbox", Some(&aud)).status, 303, "the session ended with its token");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(&tokens["max"].1), "the log holds a token: {log}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A browser as far as the pages care: requests with a cookie, redirects not followed.
+struct Browser {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// A page as the browser got it.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> String {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// The value a `Set-Cookie` of the answer gives `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies.iter().find_map(|c| c.strip_prefix(&format!("{name}="))?.split(';').next().map(str::to_owned))
+    }
+
+    /// The value of the page's (first) hidden input `name`.
+    fn hidden(&self, name: &str) -> String {
+        let at =
+            self.body.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name}: {}", self.body));
+        let rest = &self.body[at + name.len() + 15..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build();
+        Browser { base: base.to_owned(), agent: ureq::Agent::new_with_config(config) }
+    }
+
+    fn send(&self, method: &str, path: &str, cookie: Option<&str>, body: Option<&str>) -> Page {
+        let mut request = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        if body.is_some() {
+            request = request.header("Content-Type", "application/x-www-form-urlencoded");
+        }
+        let request = request.body(body.unwrap_or_default().as_bytes().to_vec()).unwrap();
+        let mut response = self.agent.run(request).unwrap();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let set_cookies = headers.iter().filter(|(n, _)| n == "set-cookie").map(|(_, v)| v.clone()).collect();
+        let location = headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone());
+        Page {
+            status: response.status().as_u16(),
+            location,
+            set_cookies,
+            headers,
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str, cookie: Option<&str>) -> Page {
+        self.send("GET", path, cookie, None)
+    }
+
+    fn post(&self, path: &str, cookie: Option<&str>, body: &str) -> Page {
+        self.send("POST", path, cookie, Some(body))
+    }
+
+    /// Signs in with `token` through the form; the session's `Cookie` header.
+    fn session(&self, token: &str) -> String {
+        let form = self.get("/ui/sign-in", None);
+        let nonce = form.cookie("flow_sign_in").unwrap();
+        let body = format!("token={}&csrf={}", urlencode(token), form.hidden("csrf"));
+        let signed = self.post("/ui/sign-in", Some(&format!("flow_sign_in={nonce}")), &body);
+        assert_eq!(signed.status, 303, "{}", signed.body);
+        format!("flow_session={}", signed.cookie("flow_session").unwrap())
+    }
+}

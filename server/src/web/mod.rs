@@ -1,0 +1,389 @@
+//! The web pages (`/ui`): server-rendered HTML from templates that escape every value
+//! (askama, checked when the server is compiled), no script of any kind, one stylesheet
+//! served from the binary, and headers that forbid everything else (`Content-Security-Policy:
+//! default-src 'none'; style-src 'self'; …`). A person signs in with an API token; the
+//! session is a signed cookie (`session.rs`), checked on every request against the tokens
+//! and principals files as they stand. Every form carries a CSRF token, and a form whose
+//! token does not hold is refused and the refusal recorded.
+//!
+//! The pages read the runtime through the same calls, grants and redaction as the API.
+
+mod session;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use flow_runtime::Status;
+use serde::Deserialize;
+
+use crate::Service;
+use crate::auth::{Caller, Unauthenticated};
+use crate::problem::Problem;
+pub use session::Sessions;
+use session::{COOKIE, SIGN_IN_COOKIE, Session};
+
+/// The pages' routes, under `/ui`.
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/inbox") }))
+        .route("/ui/sign-in", get(sign_in_page).post(sign_in))
+        .route("/ui/sign-out", post(sign_out))
+        .route("/ui/inbox", get(inbox))
+        .route("/ui/runs/{run}", get(run_page))
+        .route("/ui/runs/{run}/evidence", get(evidence))
+        .route("/ui/assets/flow.css", get(stylesheet))
+        .layer(middleware::from_fn(guarded))
+}
+
+/// What every page's answer carries: nothing but this server's stylesheet may load, no
+/// script runs, no other site may frame it or see where it was, nothing is cached.
+async fn guarded(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+fn now() -> i64 {
+    flow_runtime::now().seconds
+}
+
+/// A page as an answer, or an error page when the template cannot render.
+fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body)
+            .into_response(),
+        Err(error) => {
+            tracing::error!(target: "flow::http", "a page did not render: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    signed_in: Option<&'a Viewer>,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// An error of the runtime or the request, as a page with its status.
+fn problem_page(viewer: Option<&Viewer>, problem: &Problem) -> Response {
+    let title = problem.status.canonical_reason().unwrap_or("Error");
+    html(problem.status, &MessagePage { signed_in: viewer, title, message: &problem.detail })
+}
+
+// --- Who is looking ---------------------------------------------------------------------
+
+/// The signed-in principal of a page's request, and their session.
+pub struct Viewer {
+    caller: Caller,
+    session: Session,
+    csrf: String,
+}
+
+impl Viewer {
+    fn id(&self) -> &str {
+        &self.caller.principal.id
+    }
+}
+
+/// Not signed in (no session, or one that ended or does not hold): to the sign-in page.
+pub struct SignInFirst(Option<String>);
+
+impl IntoResponse for SignInFirst {
+    fn into_response(self) -> Response {
+        match self.0 {
+            None => Redirect::to("/ui/sign-in").into_response(),
+            Some(why) => {
+                let page = MessagePage { signed_in: None, title: "Unavailable", message: &why };
+                html(StatusCode::SERVICE_UNAVAILABLE, &page)
+            }
+        }
+    }
+}
+
+impl FromRequestParts<Arc<Service>> for Viewer {
+    type Rejection = SignInFirst;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Viewer, SignInFirst> {
+        let cookies = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let session = session::cookie(cookies, COOKIE)
+            .and_then(|value| service.sessions.check(value, now()))
+            .ok_or(SignInFirst(None))?;
+        let mut caller = match service.auth.resume(&session.principal, &session.token) {
+            Ok(caller) => caller,
+            Err(Unauthenticated::Unavailable(why)) => return Err(SignInFirst(Some(why))),
+            Err(_) => return Err(SignInFirst(None)),
+        };
+        if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
+            let _ = slot.0.set(caller.principal.id.clone());
+        }
+        service.refresh_directory();
+        match service.limits.enter(&caller.principal.id) {
+            Ok(permit) => caller.permit = Some(Arc::new(permit)),
+            Err(exceeded) => return Err(SignInFirst(Some(exceeded.why))),
+        }
+        let csrf = service.sessions.csrf(&session.nonce);
+        Ok(Viewer { caller, session, csrf })
+    }
+}
+
+/// A form's CSRF token checked against the session: a form that does not hold is refused,
+/// and the refusal recorded (someone made the browser of a signed-in principal send it);
+/// the refusal's page, or nothing when the form holds.
+fn refused_form(service: &Service, viewer: &Viewer, presented: &str, what: &str) -> Option<Response> {
+    if service.sessions.csrf_holds(&viewer.session.nonce, presented) {
+        return None;
+    }
+    let message = format!("{what}: the form's token does not belong to this session; open the page again and resend");
+    let error = service.runtime.refuse_operation(&viewer.caller.principal, what, "a form of this session", message);
+    Some(problem_page(Some(viewer), &Problem::from(error)))
+}
+
+// --- Signing in and out -------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage<'a> {
+    signed_in: Option<&'a Viewer>,
+    csrf: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The sign-in form, with a nonce cookie of its own that its CSRF token is made from.
+fn sign_in_form(service: &Service, status: StatusCode, error: Option<&str>) -> Response {
+    let nonce = match session::random_bytes(16) {
+        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        Err(e) => return problem_page(None, &Problem::internal(e.to_string())),
+    };
+    let csrf = service.sessions.csrf(&nonce);
+    let mut response = html(status, &SignInPage { signed_in: None, csrf: &csrf, error });
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(SIGN_IN_COOKIE, &nonce, 3600)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn sign_in_page(State(service): State<Arc<Service>>) -> Response {
+    sign_in_form(&service, StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+    csrf: String,
+}
+
+async fn sign_in(State(service): State<Arc<Service>>, headers: HeaderMap, form: axum::Form<SignInForm>) -> Response {
+    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let nonce = session::cookie(cookies, SIGN_IN_COOKIE).unwrap_or_default();
+    if !service.sessions.csrf_holds(nonce, &form.csrf) {
+        let why = "the sign-in form expired or was not this server's: sign in again";
+        return sign_in_form(&service, StatusCode::FORBIDDEN, Some(why));
+    }
+    let caller = match service.auth.authenticate(Some(&format!("Bearer {}", form.token.trim()))) {
+        Ok(caller) => caller,
+        Err(Unauthenticated::Unavailable(why)) => {
+            return problem_page(None, &Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why));
+        }
+        Err(_) => {
+            let why = "that token is not one of this deployment's, or it was revoked";
+            return sign_in_form(&service, StatusCode::UNAUTHORIZED, Some(why));
+        }
+    };
+    let Some(token) = caller.method.strip_prefix("token ") else {
+        let why = "sign in with an API token (`flowc token create --as YOU`)";
+        return sign_in_form(&service, StatusCode::UNAUTHORIZED, Some(why));
+    };
+    let value = match service.sessions.issue(&caller.principal.id, token, now()) {
+        Ok(value) => value,
+        Err(e) => return problem_page(None, &Problem::internal(e.to_string())),
+    };
+    let mut response = Redirect::to("/ui/inbox").into_response();
+    for cookie in
+        [session::set_cookie(COOKIE, &value, session::LIFETIME_SECONDS), session::set_cookie(SIGN_IN_COOKIE, "", 0)]
+    {
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(State(service): State<Arc<Service>>, viewer: Viewer, form: axum::Form<CsrfForm>) -> Response {
+    if let Some(refused) = refused_form(&service, &viewer, &form.csrf, "sign out") {
+        return refused;
+    }
+    let mut response = Redirect::to("/ui/sign-in").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(COOKIE, "", 0)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+// --- The inbox ----------------------------------------------------------------------------
+
+/// A step waiting for the viewer, as the inbox lists it.
+struct Waiting {
+    run: String,
+    flow: String,
+    step: String,
+    kind: String,
+    roles: String,
+    since: String,
+    why: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxPage<'a> {
+    signed_in: Option<&'a Viewer>,
+    items: Vec<Waiting>,
+}
+
+async fn inbox(State(service): State<Arc<Service>>, viewer: Viewer) -> Response {
+    let who = viewer.caller.principal.clone();
+    let listed = crate::api::blocking(&service, None, move |service| {
+        let mut items = Vec::new();
+        for waiting in service.runtime.pending(Some(&who))? {
+            let since = service.runtime.store().run(&waiting.run).map_err(flow_runtime::Error::from)?;
+            let Some(record) = since else { continue };
+            let view = service.runtime.status(&waiting.run, Some(&who))?;
+            items.push(Waiting {
+                run: waiting.run,
+                flow: waiting.flow,
+                step: waiting.step,
+                kind: waiting.kind,
+                roles: waiting.roles.join(", "),
+                since: record.created,
+                why: view.why,
+            });
+        }
+        // The longest waiting first.
+        items.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.run.cmp(&b.run)));
+        Ok(items)
+    })
+    .await;
+    match listed {
+        Ok(items) => html(StatusCode::OK, &InboxPage { signed_in: Some(&viewer), items }),
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
+}
+
+// --- A run --------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage<'a> {
+    signed_in: Option<&'a Viewer>,
+    run: String,
+    flow: String,
+    status: &'static str,
+    settled: bool,
+    summary: String,
+    why: Vec<String>,
+    pending: Vec<(String, String, String)>,
+    outputs: Vec<(String, String, String)>,
+    narrative: String,
+}
+
+async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run): Path<String>) -> Response {
+    let who = viewer.caller.principal.clone();
+    let read = crate::api::blocking(&service, None, move |service| {
+        let view = service.runtime.status(&run, Some(&who))?;
+        let narrative = service.runtime.show(&run, Some(&who))?;
+        Ok((view, narrative))
+    })
+    .await;
+    let (view, narrative) = match read {
+        Ok(read) => read,
+        Err(problem) => return problem_page(Some(&viewer), &problem),
+    };
+    let outputs = view
+        .outputs
+        .iter()
+        .map(|(name, value)| {
+            let shown = serde_json::to_string_pretty(value).unwrap_or_default();
+            (name.clone(), shown, view.marks.get(name).map(|m| m.join("; ")).unwrap_or_default())
+        })
+        .collect();
+    let page = RunPage {
+        signed_in: Some(&viewer),
+        status: view.status.as_str(),
+        settled: !matches!(view.status, Status::Running | Status::Pending),
+        summary: view.summary,
+        why: view.why,
+        pending: view.pending.into_iter().map(|(step, kind, roles)| (step, kind, roles.join(", "))).collect(),
+        outputs,
+        narrative,
+        run: view.run,
+        flow: view.flow,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// The run's evidence bundle, as `flowc evidence` writes it, to download.
+async fn evidence(State(service): State<Arc<Service>>, viewer: Viewer, Path(run): Path<String>) -> Response {
+    let who = viewer.caller.principal.clone();
+    let name = run.clone();
+    let bundle = crate::api::blocking(&service, Some("evidence"), move |service| {
+        // As `flowc evidence` writes it: the bytes a verifier checks.
+        Ok(flow_runtime::evidence::render(&service.runtime.evidence(&run, &who)?))
+    })
+    .await;
+    match bundle {
+        Ok(text) => {
+            // Run ids are letters, digits and dashes: nothing to escape in the file's name.
+            let file = format!(
+                "attachment; filename=\"{}.evidence.json\"",
+                name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+            );
+            let mut response = (StatusCode::OK, text).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(value) = HeaderValue::from_str(&file) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600")),
+        ],
+        include_str!("../../assets/flow.css"),
+    )
+        .into_response()
+}
