@@ -350,7 +350,8 @@ pub(crate) fn holds_principal(body: &PlanBody, ty: &Ty) -> bool {
     false
 }
 
-pub(crate) fn edit_type(analysis: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
+/// The type of the place a review may edit (`risk.tier`).
+pub fn edit_type(analysis: &Analysis, path: &flow_ir::plan::EditPath) -> Option<Ty> {
     let body = analysis.body();
     let mut ty = body.node(&path.node)?.ty.clone();
     for field in &path.fields {

@@ -1473,6 +1473,53 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     assert!(inbox.body.contains("<strong>check</strong>") && inbox.body.contains("manager"), "{}", inbox.body);
     assert!(!inbox.body.contains(&marked), "a run that waits for nobody is not in the inbox");
 
+    // The decide page: the form made from the plan, the inbox linking to it.
+    let path = format!("/ui/runs/{waiting}/steps/check");
+    assert!(inbox.body.contains(&format!("href=\"{path}\"")), "{}", inbox.body);
+    let form = browser.get(&path, Some(&max));
+    assert_eq!(form.status, 200, "{}", form.body);
+    for part in [
+        "name=\"outcome\" value=\"approve\"",
+        "name=\"outcome\" value=\"reject\"",
+        "<option value=\"doubtful\"",
+        "name=\"edit.score.tier\"",
+        "<option value=\"high\"",
+    ] {
+        assert!(form.body.contains(part), "`{part}` missing: {}", form.body);
+    }
+    let csrf = form.hidden("csrf");
+    let send = |fields: &str| browser.post(&path, Some(&max), &format!("{fields}&csrf={csrf}"));
+    // Refused, with the error at its field and what was entered kept; nothing recorded.
+    let wrong = send("outcome=maybe&reason=ok&basis=kept+text");
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(wrong.body.contains("`maybe` is not an outcome of `check`"), "{}", wrong.body);
+    assert!(wrong.body.contains(">kept text</textarea>"), "what was entered is kept: {}", wrong.body);
+    let wrong = send("outcome=approve&reason=ok&edit.score.tier=enormous");
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(wrong.body.contains("the new value of `score.tier` does not fit"), "{}", wrong.body);
+    let wrong = send("outcome=approve&reason=ok&edit.request.amount=1");
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(wrong.body.contains("`check` may not edit `request.amount`"), "{}", wrong.body);
+    let wrong = send("outcome=approve&basis=x");
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(wrong.body.contains("needs a reason: one of doubtful, ok"), "{}", wrong.body);
+    // Taken: to the run's page; the same form sent again finds the step decided.
+    let basis = urlencode("<script>alert(2)</script> the file");
+    let taken = send(&format!("outcome=approve&reason=doubtful&basis={basis}&edit.score.tier=high"));
+    assert_eq!(
+        (taken.status, taken.location.as_deref()),
+        (303, Some(format!("/ui/runs/{waiting}").as_str())),
+        "{}",
+        taken.body
+    );
+    let again = send(&format!("outcome=approve&reason=doubtful&basis={basis}"));
+    assert_eq!(again.status, 409, "{}", again.body);
+    let page = browser.get(&format!("/ui/runs/{waiting}"), Some(&max));
+    assert!(page.body.contains("check decided by max"), "{}", page.body);
+    assert!(!page.body.contains("<script>alert(2)"), "{}", page.body);
+    let forged = browser.post(&path, Some(&max), "outcome=approve&reason=ok&csrf=0000");
+    assert_eq!(forged.status, 403, "{}", forged.body);
+
     // A run's page, redacted for the manager, the markup of a value shown as text.
     let run = browser.get(&format!("/ui/runs/{marked}"), Some(&max));
     assert_eq!(run.status, 200, "{}", run.body);

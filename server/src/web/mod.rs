@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/sign-out", post(sign_out))
         .route("/ui/inbox", get(inbox))
         .route("/ui/runs/{run}", get(run_page))
+        .route("/ui/runs/{run}/steps/{step}", get(decide_page).post(decide))
         .route("/ui/runs/{run}/evidence", get(evidence))
         .route("/ui/assets/flow.css", get(stylesheet))
         .layer(middleware::from_fn(guarded))
@@ -292,6 +293,234 @@ async fn inbox(State(service): State<Arc<Service>>, viewer: Viewer) -> Response 
     .await;
     match listed {
         Ok(items) => html(StatusCode::OK, &InboxPage { signed_in: Some(&viewer), items }),
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
+}
+
+// --- Deciding a step ----------------------------------------------------------------------
+
+/// A place the review may edit, and how its input is offered.
+struct Editable {
+    field: String,
+    /// The type as the flow declares it (`Money[USD]`).
+    ty: String,
+    /// For an enum or a yes/no: the choices.
+    choices: Option<Vec<String>>,
+    /// What was entered, shown back with an error.
+    entered: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "decide.html")]
+struct DecidePage<'a> {
+    signed_in: Option<&'a Viewer>,
+    run: String,
+    flow: String,
+    step: String,
+    kind: String,
+    /// What the step says to whoever decides (a soft gate's message).
+    message: Option<String>,
+    why: Vec<String>,
+    outcomes: Vec<String>,
+    /// Reason codes to choose from; none: a reason in words.
+    reasons: Vec<String>,
+    edits: Vec<Editable>,
+    entered: DecideForm,
+    /// Errors at the outcome, the reason, the basis; and one for the whole form.
+    errors: FieldErrors,
+}
+
+#[derive(Default)]
+struct FieldErrors {
+    outcome: Option<String>,
+    reason: Option<String>,
+    basis: Option<String>,
+    form: Option<String>,
+}
+
+/// A decision as the form sends it: `outcome`, `reason`, `basis`, `edit.FIELD` (blank: left
+/// as it is), `csrf`.
+#[derive(Default)]
+struct DecideForm {
+    outcome: String,
+    reason: String,
+    basis: String,
+    edits: Vec<(String, String)>,
+    csrf: String,
+}
+
+impl DecideForm {
+    fn read(pairs: Vec<(String, String)>) -> DecideForm {
+        let mut form = DecideForm::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "outcome" => form.outcome = value,
+                "reason" => form.reason = value,
+                "basis" => form.basis = value,
+                "csrf" => form.csrf = value,
+                _ => {
+                    if let Some(field) = name.strip_prefix("edit.") {
+                        form.edits.push((field.to_owned(), value));
+                    }
+                }
+            }
+        }
+        form
+    }
+
+    fn edit(&self, field: &str) -> &str {
+        self.edits.iter().find(|(f, _)| f == field).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The form of step `step` of `run` for `who`, with what was entered and the errors.
+fn decide_form(
+    service: &Service,
+    who: &flow_runtime::Principal,
+    (run, step): (&str, &str),
+    entered: DecideForm,
+    errors: FieldErrors,
+) -> Result<DecidePage<'static>, Problem> {
+    let view = service.runtime.status(run, Some(who))?;
+    let record = service.runtime.store().run(run).map_err(flow_runtime::Error::from)?;
+    let record = record.ok_or_else(|| Problem::not_found(format!("no run {run}")))?;
+    let analysis = service.runtime.plan(&record.plan)?;
+    let body = analysis.body();
+    let node = body.node(step).ok_or_else(|| Problem::not_found(format!("`{step}` is not a step of {}", view.flow)))?;
+    let (outcomes, reasons, edits, message) = match &node.kind {
+        flow_ir::plan::NodeKind::Review { outcomes, reasons, edits, .. } => {
+            let edits = edits
+                .iter()
+                .map(|path| {
+                    let field = path.to_string();
+                    let ty = flow_runtime::decision::edit_type(&analysis, path);
+                    let choices = ty.as_ref().and_then(|ty| match ty.unwrap_optional() {
+                        flow_ir::ty::Ty::Bool => Some(vec!["true".to_owned(), "false".to_owned()]),
+                        other => body.variants(other).map(|v| v.iter().map(ToString::to_string).collect()),
+                    });
+                    let error = errors.form.as_ref().filter(|e| e.contains(&format!("`{field}`"))).cloned();
+                    Editable {
+                        entered: entered.edit(&field).to_owned(),
+                        ty: ty.map_or_else(String::new, |t| t.to_string()),
+                        choices,
+                        field,
+                        error,
+                    }
+                })
+                .collect();
+            (
+                outcomes.iter().map(ToString::to_string).collect(),
+                reasons.iter().map(ToString::to_string).collect(),
+                edits,
+                None,
+            )
+        }
+        flow_ir::plan::NodeKind::Gate { message, .. } => {
+            (vec!["approve".to_owned(), "reject".to_owned()], Vec::new(), Vec::new(), message.clone())
+        }
+        flow_ir::plan::NodeKind::Approval { .. } => {
+            (vec!["approve".to_owned(), "reject".to_owned()], Vec::new(), Vec::new(), None)
+        }
+        _ => return Err(Problem::not_found(format!("`{step}` is not a step a person decides"))),
+    };
+    Ok(DecidePage {
+        signed_in: None,
+        run: view.run,
+        flow: view.flow,
+        step: step.to_owned(),
+        kind: node.kind.keyword().to_owned(),
+        message,
+        why: view.why,
+        outcomes,
+        reasons,
+        edits,
+        entered,
+        errors,
+    })
+}
+
+/// The decide page, as the viewer's browser gets it.
+fn decide_html(viewer: &Viewer, status: StatusCode, page: DecidePage<'static>) -> Response {
+    let mut page: DecidePage<'_> = page;
+    page.signed_in = Some(viewer);
+    html(status, &page)
+}
+
+async fn decide_page(
+    State(service): State<Arc<Service>>,
+    viewer: Viewer,
+    Path((run, step)): Path<(String, String)>,
+) -> Response {
+    let who = viewer.caller.principal.clone();
+    let read = crate::api::blocking(&service, None, move |service| {
+        decide_form(service, &who, (&run, &step), DecideForm::default(), FieldErrors::default())
+    })
+    .await;
+    match read {
+        Ok(data) => decide_html(&viewer, StatusCode::OK, data),
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
+}
+
+/// Where the runtime's refusal of a decision belongs on the form: at the outcome, the
+/// reason, the basis, or an edited field (named in it), else over the whole form.
+fn place(message: String) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    if message.contains("is not an outcome") {
+        errors.outcome = Some(message);
+    } else if message.contains("reason") && !message.contains("may not edit") && !message.contains("new value") {
+        errors.reason = Some(message);
+    } else if message.contains("basis") {
+        errors.basis = Some(message);
+    } else {
+        errors.form = Some(message);
+    }
+    errors
+}
+
+/// Decides the step as the form says: to the run's page when taken; the form again, with
+/// what was entered and the errors at their fields, when not (nothing recorded but a
+/// refusal of access, which is recorded as every refusal is).
+async fn decide(
+    State(service): State<Arc<Service>>,
+    viewer: Viewer,
+    Path((run, step)): Path<(String, String)>,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let form = DecideForm::read(pairs);
+    if let Some(refused) = refused_form(&service, &viewer, &form.csrf, &format!("decide {step}")) {
+        return refused;
+    }
+    let who = viewer.caller.principal.clone();
+    let back = format!("/ui/runs/{run}");
+    let done = crate::api::blocking(&service, Some("decide"), move |service| {
+        let input = flow_runtime::DecisionInput {
+            outcome: form.outcome.clone(),
+            reason: Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty()),
+            basis: Some(form.basis.trim().to_owned()).filter(|b| !b.is_empty()),
+            edits: form
+                .edits
+                .iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(f, v)| (f.clone(), v.trim().to_owned()))
+                .collect(),
+        };
+        match service.runtime.decide(&run, &step, &who, &input) {
+            Ok(_) => Ok(None),
+            Err(error) => {
+                let status = Problem::status_of(error.kind());
+                let message = error.to_string();
+                let data = decide_form(service, &who, (&run, &step), form, place(message))?;
+                Ok(Some((status, data)))
+            }
+        }
+    })
+    .await;
+    match done {
+        // Taken: to the run's page (the form is not sent twice by reloading).
+        Ok(None) => Redirect::to(&back).into_response(),
+        Ok(Some((status, data))) => decide_html(&viewer, status, data),
         Err(problem) => problem_page(Some(&viewer), &problem),
     }
 }
