@@ -136,7 +136,7 @@ fn config(deployment: &Deployment, store: &str) -> anyhow::Result<(Config, Optio
         None => Config::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("`{}` is not a valid deployment file", path.display()))?
+            toml::from_str(&text).map_err(|e| invalid_config(path, &text, &e))?
         }
     };
     Ok((config, found))
@@ -268,15 +268,33 @@ pub fn principal(deployment: &Deployment, id: Option<&str>) -> anyhow::Result<Pr
     Ok(Principal::new(id, roles.clone()))
 }
 
-/// Whether a store is a PostgreSQL database rather than a SQLite file: a URL
-/// (`postgres://…`, `postgresql://…`) or a connection string of `key=value` words
-/// (`host=db dbname=flows`).
 /// A store as messages and logs may name it: a SQLite path as given, a PostgreSQL
 /// connection string rebuilt without its password.
 pub(crate) fn shown_store(store: &str) -> String {
     if is_url(store) { flow_runtime::store::shown_url(store) } else { store.to_owned() }
 }
 
+/// Why `flow.toml` does not parse, where, without its text: the file holds connection
+/// strings with passwords, and TOML's own message quotes the line (and values) it stopped
+/// at.
+fn invalid_config(path: &Path, text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let at = error.span().map_or(String::new(), |span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    // Quoted parts of the message are values of the file: left out.
+    let mut message = String::new();
+    for (n, part) in error.message().split('"').enumerate() {
+        message.push_str(if n % 2 == 0 { part } else { "\"…\"" });
+    }
+    anyhow::anyhow!("`{}` is not a valid deployment file{at}: {}", path.display(), message.trim())
+}
+
+/// Whether a store is a PostgreSQL database rather than a SQLite file: a URL
+/// (`postgres://…`, `postgresql://…`) or a connection string of `key=value` words
+/// (`host=db dbname=flows`).
 pub(crate) fn is_url(store: &str) -> bool {
     let conninfo = store
         .split_whitespace()

@@ -167,8 +167,54 @@ pub fn graph(plan: &VerifiedPlan, format: GraphFormat, layer: Layer) -> String {
     match format {
         GraphFormat::Dot => dot(plan, &view, layer),
         GraphFormat::Mermaid => mermaid(plan, &view),
-        GraphFormat::Svg => svg(plan, &view, layer),
+        GraphFormat::Svg => svg(plan, &view, layer, None),
     }
+}
+
+/// What became of a node in one run, for a picture of the path the run took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// It ran (a gate: it let the run through).
+    Ran,
+    /// A gate that held the run: it blocked, or a person rejected it.
+    Held,
+    /// It waits for a person.
+    Waiting,
+    /// Its condition did not hold, so it did not run.
+    Skipped,
+    /// It failed.
+    Failed,
+}
+
+impl Mark {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Ran => "ran",
+            Mark::Held => "held",
+            Mark::Waiting => "waiting",
+            Mark::Skipped => "skipped",
+            Mark::Failed => "failed",
+        }
+    }
+
+    /// The outline's colour and dashes.
+    fn outline(self) -> (&'static str, &'static str) {
+        match self {
+            Mark::Ran => ("#15803d", ""),
+            Mark::Held => ("#b91c1c", ""),
+            Mark::Waiting => ("#b45309", r#" stroke-dasharray="6 3""#),
+            Mark::Skipped => ("#6b7280", r#" stroke-dasharray="2 3""#),
+            Mark::Failed => ("#b91c1c", r#" stroke-dasharray="6 3""#),
+        }
+    }
+}
+
+/// The SVG picture of a plan (every node and edge) with the path one run took: each node
+/// `marks` names outlined by what became of it, the nodes it does not name (not reached)
+/// faded.
+pub fn svg_of_run(plan: &VerifiedPlan, marks: &std::collections::BTreeMap<String, Mark>) -> String {
+    let view = view(plan, Layer::All);
+    svg(plan, &view, Layer::All, Some(marks))
 }
 
 fn dot(plan: &VerifiedPlan, view: &View, layer: Layer) -> String {
@@ -461,7 +507,12 @@ fn outline(node: &Node, p: &Placed, fill: &str) -> String {
     }
 }
 
-fn svg(plan: &VerifiedPlan, view: &View, layer: Layer) -> String {
+fn svg(
+    plan: &VerifiedPlan,
+    view: &View,
+    layer: Layer,
+    marks: Option<&std::collections::BTreeMap<String, Mark>>,
+) -> String {
     let laid = laid_out(plan, view);
     let flow = &plan.body().flow;
     let title = match layer {
@@ -524,7 +575,28 @@ fn svg(plan: &VerifiedPlan, view: &View, layer: Layer) -> String {
     for placed in &laid.nodes {
         let node = plan.node(placed.node);
         let style = style(node);
-        let _ = writeln!(out, r#"<g class="node {}" id="node-{}">"#, style.class, xml_escape(&node.name));
+        let mark = marks.map(|marks| marks.get(node.name.as_str()).copied());
+        let (state, faded) = match mark {
+            None => (String::new(), ""),
+            Some(None) => (" not-reached".to_owned(), r#" opacity="0.4""#),
+            Some(Some(mark)) => (format!(" {}", mark.as_str()), ""),
+        };
+        let _ = writeln!(out, r#"<g class="node {}{state}" id="node-{}"{faded}>"#, style.class, xml_escape(&node.name));
+        if let Some(mark) = mark {
+            let said = mark.map_or("not reached", Mark::as_str);
+            let _ = writeln!(out, "<title>{}: {said}</title>", xml_escape(&node.name));
+        }
+        if let Some(Some(mark)) = mark {
+            let (colour, dash) = mark.outline();
+            let _ = writeln!(
+                out,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="7" fill="none" stroke="{colour}" stroke-width="3"{dash}/>"#,
+                placed.x - 5.0,
+                placed.y - 5.0,
+                placed.width + 10.0,
+                placed.height + 10.0
+            );
+        }
         out.push_str(&outline(node, placed, style.fill));
         out.push('\n');
         for (n, line) in placed.lines.iter().enumerate() {

@@ -134,7 +134,7 @@ fn http(url: &str, token: &str, plan: &str, clients: usize, seconds: f64) -> Res
 }
 
 /// GETs `path` over and over: what a request costs the server and the client when it asks
-/// the runtime for nothing (`/v1/health`), the floor under every other request.
+/// the runtime for nothing (`/v1/me`, `/v1/health`), the floor under every other request.
 fn get(url: &str, token: &str, path: &str, clients: usize, seconds: f64) -> Result<Json, String> {
     let bearer = format!("Bearer {token}");
     over_http("get", url, clients, seconds, 200, |address, _| {

@@ -765,6 +765,7 @@ on_every_store! {
         let bin = env!("CARGO_BIN_EXE_flowc");
         for round in 0..4 {
             let mut child = Command::new(bin)
+                .env_remove("FLOW_STORE")
                 .args(["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT])
                 .current_dir(&dir)
                 .env("LEDGER_SLEEP", "0.05")
@@ -832,6 +833,7 @@ fn write_cases(dir: &Path, prefix: &str, count: usize, large: usize) {
 fn worker_process(dir: &Path, env: &[(&str, &str)], said: bool) -> std::process::Child {
     let stderr = if said { std::process::Stdio::piped() } else { std::process::Stdio::null() };
     Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .env_remove("FLOW_STORE")
         .args(["worker", "--until-idle"])
         .current_dir(dir)
         .envs(env.iter().copied())
@@ -861,6 +863,7 @@ fn decide_some_killing_some(dir: &Path, random: &mut impl FnMut(u64) -> u64, rou
         let run = item["run"].as_str().unwrap();
         let step = item["step"].as_str().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .env_remove("FLOW_STORE")
             .args(["decide", run, step, "--as", "max", "--outcome", "approve", "--reason", "ok", "--format", "json"])
             .current_dir(dir)
             .env("LEDGER_SLEEP", "0.05")
@@ -884,11 +887,12 @@ fn decide_some_killing_some(dir: &Path, random: &mut impl FnMut(u64) -> u64, rou
 }
 
 on_every_store! {
-    /// Three workers on a queued batch of 48 cases (each takes 32 at a time, so two work at
-    /// once), killed one after another at random points of their work, each replaced, while
-    /// reviews of runs started before are decided beside them (some deciders killed too):
-    /// once a last worker has taken over, every case is done once, with one run each, no
-    /// acknowledged decision lost, every chain verifies, no action had its effect twice.
+    /// Workers on a queued batch of 48 cases, killed one after another at random points
+    /// while the batch is under way, each replaced by a worker that stays (and takes over
+    /// what the killed one held once its leases run out), while reviews of runs started
+    /// before are decided beside them (some deciders killed too): once a last worker has
+    /// finished, every case is done once, with one run each, no acknowledged decision lost,
+    /// every chain verifies, no action had its effect twice.
     fn workers_killed_at_random_points_mid_batch_lose_nothing(dir) {
         // Runs that wait for a review, to be decided while the workers are killed.
         for i in 0..4 {
@@ -898,13 +902,25 @@ on_every_store! {
         write_cases(&dir, "K", 48, 8);
         let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--queue", "--detach"];
         let batch = json_of(&dir, &args, 0)["batch"].as_str().unwrap().to_owned();
-        let worker = || worker_process(&dir, &[("LEDGER_SLEEP", "0.02")], false);
+        // The first ends when it finds nothing free; those that replace the killed stay.
+        let worker = |stays: bool| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_flowc"));
+            command.env_remove("FLOW_STORE").arg("worker").current_dir(&dir).env("LEDGER_SLEEP", "0.02");
+            if !stays {
+                command.arg("--until-idle");
+            }
+            command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+        };
         let mut random = xorshift(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
-        let mut workers: Vec<_> = (0..3).map(|_| worker()).collect();
+        let mut workers = vec![worker(false), worker(false)];
         let mut kills = 0;
-        for round in 0..3 {
-            std::thread::sleep(std::time::Duration::from_millis(200 + random(500)));
-            // A worker still at work (one that found nothing to take has ended).
+        for round in 0..4 {
+            std::thread::sleep(std::time::Duration::from_millis(300 + random(900)));
+            let done = json_of(&dir, &["batch", &batch], 0)["done"].as_u64().unwrap();
+            if done == 48 {
+                break;
+            }
+            // A worker still at work, killed mid-batch, and replaced.
             let mut working: Vec<usize> = Vec::new();
             for (n, worker) in workers.iter_mut().enumerate() {
                 if worker.try_wait().unwrap().is_none() {
@@ -915,12 +931,15 @@ on_every_store! {
                 let _ = workers[victim].kill();
                 let _ = workers[victim].wait();
                 kills += 1;
-                workers[victim] = worker();
+                workers[victim] = worker(true);
             }
             decide_some_killing_some(&dir, &mut random, round);
         }
         assert!(kills > 0, "no worker was killed while the batch was under way");
+        // Those that stay are stopped (killed too: a worker holds nothing it has not stored
+        // or leased), and a last one finishes.
         for worker in &mut workers {
+            let _ = worker.kill();
             let _ = worker.wait();
         }
         std::thread::sleep(LEASE);
@@ -956,6 +975,7 @@ on_every_store! {
         let bin = env!("CARGO_BIN_EXE_flowc");
         let worker = || {
             Command::new(bin)
+                .env_remove("FLOW_STORE")
                 .args(["worker", "--until-idle"])
                 .current_dir(&dir)
                 .env("LEDGER_SLEEP", "0.05")
@@ -1012,11 +1032,13 @@ fn workers_on_postgres_lose_nothing_when_the_database_restarts() {
     a_last_worker_finds_every_routine_case_done_once(&dir, &batch);
 }
 
-/// A network partition: two `flowc worker` processes share a queued batch on PostgreSQL, and
-/// one of them has its connections closed by the database over and over while it works (the
-/// other is left alone). The one cut off goes on over new connections or gives up; whatever
-/// it held is taken over: every case done once, one run each, every chain verified, no
-/// effect twice.
+/// A worker whose connections the database closes over and over while it works (in the
+/// middle of its commits, its takes from the queue, its lease renewals): it goes on over new
+/// connections, saying so, or gives up after three failures in a row; whatever it held is
+/// taken over once its leases run out: every case done once, one run each, every chain
+/// verified, no effect twice. (Its connections come back at once, so its leases do not run
+/// out while it works: a partition longer than a lease is cut through the store instead, in
+/// `tests/src/processes.rs`.)
 #[test]
 fn a_worker_cut_off_from_postgres_again_and_again_loses_nothing() {
     let Some(url) = crate::postgres::database("partition") else { return };
@@ -1054,8 +1076,10 @@ fn a_worker_cut_off_from_postgres_again_and_again_loses_nothing() {
     let cut = cut.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&cut.stderr);
     assert!(said.contains("cut off"), "the worker said nothing of being cut off: {said}");
+    // The second found the cases leased to the first (it takes them all, 32 a thread), and
+    // ends without error.
     let kept = kept.wait_with_output().unwrap();
-    assert!(kept.status.success(), "the worker left alone works on: {}", String::from_utf8_lossy(&kept.stderr));
+    assert!(kept.status.success(), "the worker left alone ended cleanly: {}", String::from_utf8_lossy(&kept.stderr));
     // What the cut-off worker held is taken over once its leases run out.
     std::thread::sleep(LEASE);
     a_last_worker_finds_every_routine_case_done_once(&dir, &batch);
@@ -1112,6 +1136,7 @@ on_every_store! {
     fn a_crash_between_an_effect_and_its_record_resumes_without_a_second_effect(dir) {
         let input = request(&dir, "W1", "500.00", "carl");
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .env_remove("FLOW_STORE")
             .args(["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT])
             .current_dir(&dir)
             .env("LEDGER_SLEEP", "30")
@@ -1165,9 +1190,20 @@ fn an_unreachable_or_missing_database_is_a_clear_error() {
     assert!(message.contains("tried again for 1s") && !message.contains("s3cret"), "{message}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "it gave up in time");
     let unreachable = "postgres://ana:s3cret@127.0.0.1:1/flows";
+    // A `flow.toml` that does not parse is said where, never with its text.
+    let kept = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    for broken in ["url = \"postgres://ana:s3cret\\d@h/flows\"\n", "pool = \"postgres://ana:s3cret@h/flows\"\n"] {
+        std::fs::write(dir.join("flow.toml"), kept.replace("[store]\n", &format!("[store]\n{broken}"))).unwrap();
+        let output = flowc(&dir, &["pending"]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(text(&output).contains("is not a valid deployment file at line"), "{}", text(&output));
+        assert!(!text(&output).contains("s3cret"), "{}", text(&output));
+    }
+    std::fs::write(dir.join("flow.toml"), kept).unwrap();
     // `FLOW_STORE` names the store when `--store` does not, over `flow.toml`.
     let with_env = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .env_remove("FLOW_STORE")
             .args(args)
             .current_dir(&dir)
             .env("NO_COLOR", "1")

@@ -134,6 +134,7 @@ impl Server {
     /// A server with these variables set (the secrets its webhooks sign with).
     fn start_with(dir: &Path, vars: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .env_remove("FLOW_STORE")
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .envs(vars.iter().copied())
@@ -616,7 +617,7 @@ fn the_api_on_every_store() {
         assert!(log.contains("route=\"/v1/runs/{run}/steps/{step}/decision\" status=409"), "{log}");
         assert!(log.contains("flowc: stopped"), "{log}");
         if postgres.is_some() {
-            assert!(log.contains("(store postgres://flow:***@"), "the store is named, its password not: {log}");
+            assert!(log.contains(":***@"), "the store is named, its password not: {log}");
         }
         for secret in ["personal note", &tokens["mia"].1, "flow_t-", STORE_PASSWORD] {
             assert!(!log.contains(secret), "the log holds `{secret}`: {log}");
@@ -1020,6 +1021,7 @@ fn actions_through_a_system_over_http() {
     let run = |id: &str, amount: &str, secret: &str| -> Json {
         std::fs::write(dir.join(format!("{id}.json")), request(id, amount, "carl").to_string()).unwrap();
         let output = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .env_remove("FLOW_STORE")
             .args([
                 "run",
                 "loan.flow",
@@ -1516,6 +1518,15 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     assert_eq!(again.status, 409, "{}", again.body);
     let page = browser.get(&format!("/ui/runs/{waiting}"), Some(&max));
     assert!(page.body.contains("check decided by max"), "{}", page.body);
+    // The path it took, drawn: the review ran, the approval waits, the action is not reached.
+    for part in [
+        r#"<g class="node review ran" id="node-check">"#,
+        r#"<g class="node approval waiting" id="node-sign">"#,
+        r#"<g class="node action not-reached" id="node-booking" opacity="0.4">"#,
+        r#"<g class="node gate_block ran" id="node-embargo">"#,
+    ] {
+        assert!(page.body.contains(part), "`{part}` missing: {}", page.body);
+    }
     assert!(!page.body.contains("<script>alert(2)"), "{}", page.body);
     let forged = browser.post(&path, Some(&max), "outcome=approve&reason=ok&csrf=0000");
     assert_eq!(forged.status, 403, "{}", forged.body);

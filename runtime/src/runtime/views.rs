@@ -216,6 +216,52 @@ impl Runtime {
         })))
     }
 
+    /// The path the run took through its plan, as its events tell it: what became of each
+    /// node it reached (nodes it did not reach are not named), and the plan, for a picture
+    /// of it (`flow_ir::render::svg_of_run`). Names no value; `who` must be able to see the
+    /// run at all.
+    pub fn path(
+        &self,
+        run: &str,
+        who: Option<&Principal>,
+    ) -> Result<(Arc<Analysis>, BTreeMap<String, flow_ir::render::Mark>)> {
+        use flow_ir::render::Mark;
+        let (analysis, events, _) = self.narrative_parts(run, who)?;
+        let mut marks = BTreeMap::new();
+        for node in &analysis.body().nodes {
+            if matches!(node.kind, flow_ir::plan::NodeKind::Input { .. } | flow_ir::plan::NodeKind::Param { .. }) {
+                marks.insert(node.name.to_string(), Mark::Ran);
+            }
+        }
+        for event in &events {
+            let body = &event.body;
+            let Some(node) = body.get("node").and_then(Json::as_str) else { continue };
+            let holds = body.get("holds").and_then(Json::as_bool) == Some(true);
+            let outcome = body.pointer("/decision/outcome").and_then(Json::as_str);
+            let mark = match body.get("event").and_then(Json::as_str).unwrap_or_default() {
+                "evaluated" | "inferred" | "emitted" | "action_completed" | "review_decided" | "gate_overridden" => {
+                    Mark::Ran
+                }
+                "gate" => match body.get("level").and_then(Json::as_str) {
+                    _ if !holds => Mark::Ran,
+                    Some("block") => Mark::Held,
+                    Some("soft") => Mark::Waiting,
+                    _ => Mark::Ran,
+                },
+                "gate_decided" if outcome == Some("approve") => Mark::Ran,
+                "gate_decided" => Mark::Held,
+                "review_skipped" | "action_skipped" => Mark::Skipped,
+                "review_opened" | "approval_required" | "action_started" => Mark::Waiting,
+                "approval_completed" if body.get("approved").and_then(Json::as_bool) == Some(true) => Mark::Ran,
+                "approval_completed" => Mark::Held,
+                "failed" => Mark::Failed,
+                _ => continue,
+            };
+            marks.insert(node.to_owned(), mark);
+        }
+        Ok((analysis, marks))
+    }
+
     /// The run told for a person on one page, redacted for `who` (every labelled value
     /// hidden without a principal).
     pub fn show(&self, run: &str, who: Option<&Principal>) -> Result<String> {

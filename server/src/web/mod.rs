@@ -540,6 +540,9 @@ struct RunPage<'a> {
     pending: Vec<(String, String, String)>,
     outputs: Vec<(String, String, String)>,
     narrative: String,
+    /// The plan's picture with the path the run took (SVG, made here from the plan: no
+    /// value of the run is in it).
+    picture: String,
 }
 
 async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run): Path<String>) -> Response {
@@ -547,10 +550,12 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
     let read = crate::api::blocking(&service, None, move |service| {
         let view = service.runtime.status(&run, Some(&who))?;
         let narrative = service.runtime.show(&run, Some(&who))?;
-        Ok((view, narrative))
+        let (analysis, marks) = service.runtime.path(&run, Some(&who))?;
+        let picture = flow_ir::render::svg_of_run(&analysis.plan, &marks);
+        Ok((view, narrative, picture))
     })
     .await;
-    let (view, narrative) = match read {
+    let (view, narrative, picture) = match read {
         Ok(read) => read,
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
@@ -571,6 +576,7 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         pending: view.pending.into_iter().map(|(step, kind, roles)| (step, kind, roles.join(", "))).collect(),
         outputs,
         narrative,
+        picture,
         run: view.run,
         flow: view.flow,
     };
