@@ -5,8 +5,13 @@
 # a spend approval run, has it decided by the people it waits for, and fetches and verifies
 # its evidence — prints what they did, and stops the server.
 #
+# With --browse, it then starts two runs that wait for people, prints the address of the
+# web pages and each person's token to sign in with, and serves until Ctrl-C.
+#
 # FLOWC=path/to/flowc uses that binary instead of building one.
 set -euo pipefail
+browse=
+if [ "${1:-}" = "--browse" ]; then browse=1; fi
 cd "$(dirname "$0")"
 examples=$PWD
 if [ -z "${FLOWC:-}" ]; then
@@ -22,6 +27,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Ctrl-C or a TERM stops the server too (through the EXIT trap).
+trap 'exit 130' INT TERM
 
 # The deployment: the examples' flow, models, systems and principals; the store, the
 # tokens file and the plan in the temporary folder. Stewards may install plans.
@@ -57,6 +64,33 @@ echo; echo "# the Python client (standard library)"
 python3 "$examples/clients/flow_client.py" tokens.json plan.json inputs/request.json inputs/vendor.json
 echo; echo "# the curl client"
 "$examples/clients/flow_client.sh" tokens.json "$plan" inputs/request.json inputs/vendor.json
+
+if [ -n "$browse" ]; then
+  fresh=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)
+  for n in 1 2; do
+    body=$(python3 - "$plan" "$fresh" "$n" <<'PY'
+import json, sys
+plan, fresh, n = sys.argv[1:4]
+vendor = json.load(open("inputs/vendor.json"))
+vendor["updated_at"] = fresh
+request = json.load(open("inputs/request.json"))
+request["id"] += f"-browser-{n}"
+print(json.dumps({"plan": plan, "inputs": {"request": request, "vendor": vendor}}))
+PY
+)
+    ana=$(python3 -c 'import json; print(json.load(open("tokens.json"))["ana"])')
+    curl -sS --fail-with-body -H "Authorization: Bearer $ana" -H 'Content-Type: application/json' \
+      -d "$body" "$FLOW_URL/v1/runs" > /dev/null
+  done
+  echo
+  echo "two runs wait for people. Open $FLOW_URL/ui/ and sign in with a token:"
+  python3 -c 'import json; [print(f"  {who:4} {token}") for who, token in json.load(open("tokens.json")).items()]'
+  echo "max triages, then mia and fin approve the spend; aud sees every run and its evidence."
+  echo "serving until Ctrl-C"
+  wait "$server" || true
+  server=
+  exit 0
+fi
 
 kill -TERM "$server"
 wait "$server"

@@ -720,6 +720,45 @@ fn the_serve_demo_runs_both_clients() {
     assert!(said.contains("requests and stopped"), "{said}");
 }
 
+/// `examples/serve-demo.sh --browse`, the README's way into the web pages: it serves, says
+/// where and with which tokens, and the runs it started wait in the inbox of the first
+/// person the README names.
+#[test]
+fn the_serve_demo_serves_the_pages_to_browse() {
+    use std::io::BufRead;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve-demo.sh");
+    let mut child = Command::new("bash")
+        .arg(script)
+        .arg("--browse")
+        .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while !said.contains("serving until Ctrl-C") {
+        let Some(Ok(line)) = lines.next() else { break };
+        said.push_str(&line);
+        said.push('\n');
+    }
+    let base = said.split("Open ").nth(1).and_then(|rest| rest.split("/ui/").next()).map(str::to_owned);
+    let token = said.lines().find_map(|line| line.trim().strip_prefix("max ")).map(|t| t.trim().to_owned());
+    let (Some(base), Some(token)) = (base, token) else {
+        let _ = child.kill();
+        panic!("no address or token for max: {said}");
+    };
+    let browser = Browser::new(&base);
+    let max = browser.session(&token);
+    let inbox = browser.get("/ui/inbox", Some(&max));
+    // Ended before asserting, so that a failure does not leave the server running.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert_eq!(inbox.status, 200, "{}", inbox.body);
+    assert_eq!(inbox.body.matches("<strong>triage</strong>").count(), 2, "{}", inbox.body);
+}
+
 /// A deployment for the API, with the steward allowed to install plans, its plan installed
 /// through `api`, and API tokens; returns the plan's hash.
 fn serving(
