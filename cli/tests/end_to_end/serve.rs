@@ -1446,7 +1446,9 @@ fn a_principal_added_while_serving_may_start_runs() {
 
 /// The web pages, through a real server: a session begins only through the sign-in form
 /// (its own CSRF token, a valid API token), lives in a signed cookie the browser keeps from
-/// scripts and other sites, and ends when changed, signed out or when its token is revoked;
+/// scripts and other sites, is refused when changed, is cleared from the browser on sign-out
+/// (a copy of the cookie would still hold: the session is not kept on the server), and ends
+/// everywhere when its token is revoked;
 /// the inbox lists what waits for the signed-in principal; a run's page shows its outcome,
 /// why and what happened, redacted for the viewer, with markup in values shown as text;
 /// its evidence downloads and verifies; a form without its session's token is refused and
@@ -1486,26 +1488,26 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     ] {
         assert!(form.header(name).contains(value), "{name}: {:?}", form.header(name));
     }
-    let nonce = form.cookie("flow_sign_in").expect("the sign-in form's cookie");
+    let nonce = form.cookie("__Host-flow_sign_in").expect("the sign-in form's cookie");
     let csrf = form.hidden("csrf");
     let sign_in = |token: &str, csrf: &str, nonce: &str| {
         let body = format!("token={}&csrf={csrf}", urlencode(token));
-        browser.post("/ui/sign-in", Some(&format!("flow_sign_in={nonce}")), &body)
+        browser.post("/ui/sign-in", Some(&format!("__Host-flow_sign_in={nonce}")), &body)
     };
     // The form's token must be its own; the API token must be the deployment's.
     let forged = sign_in(&tokens["max"].1, "0000", &nonce);
     assert_eq!(forged.status, 403, "{}", forged.body);
-    assert!(forged.cookie("flow_session").is_none(), "no session from a forged form");
+    assert!(forged.cookie("__Host-flow_session").is_none(), "no session from a forged form");
     let wrong = sign_in("flow_t-0000000000000000_ffff", &csrf, &nonce);
     assert_eq!(wrong.status, 401, "{}", wrong.body);
     assert!(wrong.body.contains("not one of this deployment"), "{}", wrong.body);
     let signed = sign_in(&tokens["max"].1, &csrf, &nonce);
     assert_eq!((signed.status, signed.location.as_deref()), (303, Some("/ui/inbox")), "{}", signed.body);
-    let set = signed.set_cookies.iter().find(|c| c.starts_with("flow_session=")).expect("a session cookie");
+    let set = signed.set_cookies.iter().find(|c| c.starts_with("__Host-flow_session=")).expect("a session cookie");
     for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attribute), "{set}");
     }
-    let max = format!("flow_session={}", signed.cookie("flow_session").unwrap());
+    let max = format!("__Host-flow_session={}", signed.cookie("__Host-flow_session").unwrap());
 
     // The inbox: the run waiting for a manager's review, with why.
     let inbox = browser.get("/ui/inbox", Some(&max));
@@ -1544,6 +1546,9 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     let wrong = send("outcome=approve&basis=x");
     assert_eq!(wrong.status, 422, "{}", wrong.body);
     assert!(wrong.body.contains("needs a reason: one of doubtful, ok"), "{}", wrong.body);
+    let twice = send("outcome=approve&reason=ok&edit.score.tier=high&edit.score.tier=low");
+    assert_eq!(twice.status, 422, "{}", twice.body);
+    assert!(twice.body.contains("`score.tier` is edited twice"), "{}", twice.body);
     // Taken: to the run's page; the same form sent again finds the step decided.
     let basis = urlencode("<script>alert(2)</script> the file");
     let taken = send(&format!("outcome=approve&reason=doubtful&basis={basis}&edit.score.tier=high"));
@@ -1612,7 +1617,7 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     let out = browser.post("/ui/sign-out", Some(&max), &format!("csrf={csrf}"));
     assert_eq!((out.status, out.location.as_deref()), (303, Some("/ui/sign-in")), "{}", out.body);
     assert!(
-        out.set_cookies.iter().any(|c| c.starts_with("flow_session=;") && c.contains("Max-Age=0")),
+        out.set_cookies.iter().any(|c| c.starts_with("__Host-flow_session=;") && c.contains("Max-Age=0")),
         "{:?}",
         out.set_cookies
     );
@@ -1622,8 +1627,19 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     let revoked = flowc(&dir, &["token", "revoke", &extra["aud"].0]);
     assert!(revoked.status.success(), "{}", text(&revoked));
     assert_eq!(browser.get("/ui/inbox", Some(&aud)).status, 303, "the session ended with its token");
+
+    // A principals file that does not parse lets nobody in, and tells a visitor nothing of it.
+    let carl = browser.session(&tokens["carl"].1);
+    let principals = std::fs::read_to_string(dir.join("flow-principals.toml")).unwrap();
+    std::fs::write(dir.join("flow-principals.toml"), format!("{principals}\nsecret-line = [unclosed\n")).unwrap();
+    let broken = browser.get("/ui/inbox", Some(&carl));
+    assert_eq!(broken.status, 503, "{}", broken.body);
+    assert!(!broken.body.contains("secret-line") && !broken.body.contains("flow-principals"), "{}", broken.body);
+    std::fs::write(dir.join("flow-principals.toml"), principals).unwrap();
+    assert_eq!(browser.get("/ui/inbox", Some(&carl)).status, 200);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
+    assert!(log.contains("the pages cannot authenticate"), "the server's log says why: {log}");
     assert!(!log.contains(&tokens["max"].1), "the log holds a token: {log}");
 }
 
@@ -1713,10 +1729,10 @@ impl Browser {
     /// Signs in with `token` through the form; the session's `Cookie` header.
     fn session(&self, token: &str) -> String {
         let form = self.get("/ui/sign-in", None);
-        let nonce = form.cookie("flow_sign_in").unwrap();
+        let nonce = form.cookie("__Host-flow_sign_in").unwrap();
         let body = format!("token={}&csrf={}", urlencode(token), form.hidden("csrf"));
-        let signed = self.post("/ui/sign-in", Some(&format!("flow_sign_in={nonce}")), &body);
+        let signed = self.post("/ui/sign-in", Some(&format!("__Host-flow_sign_in={nonce}")), &body);
         assert_eq!(signed.status, 303, "{}", signed.body);
-        format!("flow_session={}", signed.cookie("flow_session").unwrap())
+        format!("__Host-flow_session={}", signed.cookie("__Host-flow_session").unwrap())
     }
 }

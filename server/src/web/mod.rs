@@ -68,6 +68,28 @@ fn now() -> i64 {
     flow_runtime::now().seconds
 }
 
+/// A name as one segment of a path: every byte but letters, digits, `-`, `_`, `.` and `~`
+/// percent-encoded, so that no name (a plan installed as JSON may name its steps as it
+/// likes) reaches another path.
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            b'.' if name.bytes().any(|c| c != b'.') => ".".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The pages of a run, and of one of its steps.
+fn run_href(run: &str) -> String {
+    format!("/ui/runs/{}", segment(run))
+}
+
+fn step_href(run: &str, step: &str) -> String {
+    format!("/ui/runs/{}/steps/{}", segment(run), segment(step))
+}
+
 /// A page as an answer, or an error page when the template cannot render.
 fn html(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
@@ -109,19 +131,41 @@ impl Viewer {
     }
 }
 
-/// Not signed in (no session, or one that ended or does not hold): to the sign-in page.
-pub struct SignInFirst(Option<String>);
+/// Why a page is not shown to whoever asked: not signed in (no session, or one that ended
+/// or does not hold: to the sign-in page), too many requests of theirs at once, or the
+/// deployment's files unreadable (said in the server's log, not to the visitor).
+pub enum SignInFirst {
+    NoSession,
+    TooMany { why: String, retry_after: u64 },
+    Unavailable,
+}
+
+/// What a visitor is told when the deployment's files cannot be read: the details (a path,
+/// the line that does not parse) go to the server's log only.
+const UNAVAILABLE: &str = "the server cannot read its deployment's files; its log says why";
 
 impl IntoResponse for SignInFirst {
     fn into_response(self) -> Response {
-        match self.0 {
-            None => Redirect::to("/ui/sign-in").into_response(),
-            Some(why) => {
-                let page = MessagePage { signed_in: None, title: "Unavailable", message: &why };
+        match self {
+            SignInFirst::NoSession => Redirect::to("/ui/sign-in").into_response(),
+            SignInFirst::TooMany { why, retry_after } => {
+                let page = MessagePage { signed_in: None, title: "Too many requests", message: &why };
+                let mut response = html(StatusCode::TOO_MANY_REQUESTS, &page);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            SignInFirst::Unavailable => {
+                let page = MessagePage { signed_in: None, title: "Unavailable", message: UNAVAILABLE };
                 html(StatusCode::SERVICE_UNAVAILABLE, &page)
             }
         }
     }
+}
+
+/// The deployment's files could not be read: logged, and a visitor told only that.
+fn unavailable(why: &str) -> SignInFirst {
+    tracing::error!(target: "flow::http", "the pages cannot authenticate: {why}");
+    SignInFirst::Unavailable
 }
 
 impl FromRequestParts<Arc<Service>> for Viewer {
@@ -131,11 +175,11 @@ impl FromRequestParts<Arc<Service>> for Viewer {
         let cookies = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let session = session::cookie(cookies, COOKIE)
             .and_then(|value| service.sessions.check(value, now()))
-            .ok_or(SignInFirst(None))?;
+            .ok_or(SignInFirst::NoSession)?;
         let mut caller = match service.auth.resume(&session.principal, &session.token) {
             Ok(caller) => caller,
-            Err(Unauthenticated::Unavailable(why)) => return Err(SignInFirst(Some(why))),
-            Err(_) => return Err(SignInFirst(None)),
+            Err(Unauthenticated::Unavailable(why)) => return Err(unavailable(&why)),
+            Err(_) => return Err(SignInFirst::NoSession),
         };
         if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
             let _ = slot.0.set(caller.principal.id.clone());
@@ -143,7 +187,9 @@ impl FromRequestParts<Arc<Service>> for Viewer {
         service.refresh_directory();
         match service.limits.enter(&caller.principal.id) {
             Ok(permit) => caller.permit = Some(Arc::new(permit)),
-            Err(exceeded) => return Err(SignInFirst(Some(exceeded.why))),
+            Err(exceeded) => {
+                return Err(SignInFirst::TooMany { why: exceeded.why, retry_after: exceeded.retry_after });
+            }
         }
         let csrf = service.sessions.csrf(&session.nonce);
         Ok(Viewer { caller, session, csrf })
@@ -174,8 +220,9 @@ struct SignInPage<'a> {
 
 /// The sign-in form, with a nonce cookie of its own that its CSRF token is made from.
 fn sign_in_form(service: &Service, status: StatusCode, error: Option<&str>) -> Response {
+    // The form's nonce says when it was made: a form older than an hour is not taken.
     let nonce = match session::random_bytes(16) {
-        Ok(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        Ok(bytes) => format!("{}.{}", now(), bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
         Err(e) => return problem_page(None, &Problem::internal(e.to_string())),
     };
     let csrf = service.sessions.csrf(&nonce);
@@ -199,15 +246,15 @@ struct SignInForm {
 async fn sign_in(State(service): State<Arc<Service>>, headers: HeaderMap, form: axum::Form<SignInForm>) -> Response {
     let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let nonce = session::cookie(cookies, SIGN_IN_COOKIE).unwrap_or_default();
-    if !service.sessions.csrf_holds(nonce, &form.csrf) {
+    let made = nonce.split_once('.').and_then(|(at, _)| at.parse::<i64>().ok());
+    let fresh = made.is_some_and(|at| (0..=3600).contains(&(now() - at)));
+    if !fresh || !service.sessions.csrf_holds(nonce, &form.csrf) {
         let why = "the sign-in form expired or was not this server's: sign in again";
         return sign_in_form(&service, StatusCode::FORBIDDEN, Some(why));
     }
     let caller = match service.auth.authenticate(Some(&format!("Bearer {}", form.token.trim()))) {
         Ok(caller) => caller,
-        Err(Unauthenticated::Unavailable(why)) => {
-            return problem_page(None, &Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why));
-        }
+        Err(Unauthenticated::Unavailable(why)) => return unavailable(&why).into_response(),
         Err(_) => {
             let why = "that token is not one of this deployment's, or it was revoked";
             return sign_in_form(&service, StatusCode::UNAUTHORIZED, Some(why));
@@ -253,6 +300,8 @@ async fn sign_out(State(service): State<Arc<Service>>, viewer: Viewer, form: axu
 /// A step waiting for the viewer, as the inbox lists it.
 struct Waiting {
     run: String,
+    run_href: String,
+    step_href: String,
     flow: String,
     step: String,
     kind: String,
@@ -272,21 +321,29 @@ async fn inbox(State(service): State<Arc<Service>>, viewer: Viewer) -> Response 
     let who = viewer.caller.principal.clone();
     let listed = crate::api::blocking(&service, None, move |service| {
         let mut items = Vec::new();
+        // Each run read once, however many of its steps wait.
+        let mut runs: std::collections::BTreeMap<String, (String, Vec<String>)> = std::collections::BTreeMap::new();
         for waiting in service.runtime.pending(Some(&who))? {
-            let since = service.runtime.store().run(&waiting.run).map_err(flow_runtime::Error::from)?;
-            let Some(record) = since else { continue };
-            let view = service.runtime.status(&waiting.run, Some(&who))?;
+            if !runs.contains_key(&waiting.run) {
+                let record = service.runtime.store().run(&waiting.run).map_err(flow_runtime::Error::from)?;
+                let Some(record) = record else { continue };
+                let view = service.runtime.status(&waiting.run, Some(&who))?;
+                runs.insert(waiting.run.clone(), (record.created, view.why));
+            }
+            let Some((since, why)) = runs.get(&waiting.run) else { continue };
             items.push(Waiting {
+                run_href: run_href(&waiting.run),
+                step_href: step_href(&waiting.run, &waiting.step),
                 run: waiting.run,
                 flow: waiting.flow,
                 step: waiting.step,
                 kind: waiting.kind,
                 roles: waiting.roles.join(", "),
-                since: record.created,
-                why: view.why,
+                since: since.clone(),
+                why: why.clone(),
             });
         }
-        // The longest waiting first.
+        // The oldest runs first.
         items.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.run.cmp(&b.run)));
         Ok(items)
     })
@@ -316,6 +373,9 @@ struct Editable {
 struct DecidePage<'a> {
     signed_in: Option<&'a Viewer>,
     run: String,
+    run_href: String,
+    /// Where the form goes.
+    action: String,
     flow: String,
     step: String,
     kind: String,
@@ -323,7 +383,9 @@ struct DecidePage<'a> {
     message: Option<String>,
     why: Vec<String>,
     outcomes: Vec<String>,
-    /// Reason codes to choose from; none: a reason in words.
+    /// Reason codes to choose from (`choice`), one to type (`code`: gates and approvals), or
+    /// none (`none`: a review without reason codes takes none).
+    reason_field: &'static str,
     reasons: Vec<String>,
     edits: Vec<Editable>,
     entered: DecideForm,
@@ -424,8 +486,16 @@ fn decide_form(
         }
         _ => return Err(Problem::not_found(format!("`{step}` is not a step a person decides"))),
     };
+    let reason_field = match &node.kind {
+        flow_ir::plan::NodeKind::Review { .. } if reasons.is_empty() => "none",
+        flow_ir::plan::NodeKind::Review { .. } => "choice",
+        _ => "code",
+    };
     Ok(DecidePage {
         signed_in: None,
+        run_href: run_href(&view.run),
+        action: step_href(&view.run, step),
+        reason_field,
         run: view.run,
         flow: view.flow,
         step: step.to_owned(),
@@ -492,8 +562,12 @@ async fn decide(
     if let Some(refused) = refused_form(&service, &viewer, &form.csrf, &format!("decide {step}")) {
         return refused;
     }
+    let mut fields: Vec<&str> =
+        form.edits.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(f, _)| f.as_str()).collect();
+    fields.sort_unstable();
+    let twice = fields.windows(2).find(|pair| pair[0] == pair[1]).map(|pair| pair[0].to_owned());
     let who = viewer.caller.principal.clone();
-    let back = format!("/ui/runs/{run}");
+    let back = run_href(&run);
     let done = crate::api::blocking(&service, Some("decide"), move |service| {
         let input = flow_runtime::DecisionInput {
             outcome: form.outcome.clone(),
@@ -506,6 +580,11 @@ async fn decide(
                 .map(|(f, v)| (f.clone(), v.trim().to_owned()))
                 .collect(),
         };
+        if let Some(field) = twice {
+            let message = format!("`{field}` is edited twice in one decision: give it one new value");
+            let data = decide_form(service, &who, (&run, &step), form, place(message))?;
+            return Ok(Some((StatusCode::UNPROCESSABLE_ENTITY, data)));
+        }
         match service.runtime.decide(&run, &step, &who, &input) {
             Ok(_) => Ok(None),
             Err(error) => {
@@ -537,8 +616,10 @@ struct RunPage<'a> {
     settled: bool,
     summary: String,
     why: Vec<String>,
-    pending: Vec<(String, String, String)>,
+    /// Steps waiting: the page to decide it, its name, kind and who may decide.
+    pending: Vec<(String, String, String, String)>,
     outputs: Vec<(String, String, String)>,
+    evidence_href: String,
     narrative: String,
     /// The plan's picture with the path the run took (SVG, made here from the plan: no
     /// value of the run is in it).
@@ -573,7 +654,12 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         settled: !matches!(view.status, Status::Running | Status::Pending),
         summary: view.summary,
         why: view.why,
-        pending: view.pending.into_iter().map(|(step, kind, roles)| (step, kind, roles.join(", "))).collect(),
+        pending: view
+            .pending
+            .into_iter()
+            .map(|(step, kind, roles)| (step_href(&view.run, &step), step, kind, roles.join(", ")))
+            .collect(),
+        evidence_href: format!("{}/evidence", run_href(&view.run)),
         outputs,
         narrative,
         picture,

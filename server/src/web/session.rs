@@ -13,10 +13,11 @@ use subtle::ConstantTimeEq;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "flow_session";
+/// The session cookie's name: `__Host-`, so that a browser takes it only from this host,
+/// over HTTPS (or from `localhost`), for every path — no sibling domain can set one.
+pub const COOKIE: &str = "__Host-flow_session";
 /// The cookie that holds the sign-in form's nonce, before there is a session.
-pub const SIGN_IN_COOKIE: &str = "flow_sign_in";
+pub const SIGN_IN_COOKIE: &str = "__Host-flow_sign_in";
 /// How long a session lasts after sign-in.
 pub const LIFETIME_SECONDS: i64 = 8 * 3600;
 
@@ -175,8 +176,8 @@ mod tests {
 
     #[test]
     fn cookies_are_read_by_their_whole_name() {
-        let header = "a=1; flow_session_x=2; flow_session=v1.ab.cd";
-        assert_eq!(cookie(header, "flow_session"), Some("v1.ab.cd"));
-        assert_eq!(cookie(header, "flow"), None);
+        let header = "a=1; __Host-flow_session_x=2; __Host-flow_session=v1.ab.cd";
+        assert_eq!(cookie(header, COOKIE), Some("v1.ab.cd"));
+        assert_eq!(cookie(header, "__Host-flow"), None);
     }
 }
