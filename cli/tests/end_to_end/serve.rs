@@ -1601,6 +1601,26 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     let verified = flowc(&dir, &["verify", "downloaded.json"]);
     assert!(verified.status.success(), "{}", text(&verified));
 
+    // A run a blocking gate holds: the officer, granted its override, overrides it on the
+    // run's page with a reason code and a basis; the manager is not offered the form.
+    let embargoed = start("EMBARGO", "500.00", "held");
+    let held = format!("/ui/runs/{embargoed}");
+    let seen_by_max = browser.get(&held, Some(&max));
+    assert!(seen_by_max.body.contains("<strong>blocked</strong>"), "{}", seen_by_max.body);
+    assert!(!seen_by_max.body.contains("/gates/embargo/override"), "{}", seen_by_max.body);
+    let olga = browser.session(&tokens["olga"].1);
+    let page = browser.get(&held, Some(&olga));
+    let action = format!("{held}/gates/embargo/override");
+    assert!(page.body.contains(&format!("action=\"{action}\"")), "{}", page.body);
+    let csrf = page.hidden("csrf");
+    let bare = browser.post(&action, Some(&olga), &format!("reason=cleared&basis=+&csrf={csrf}"));
+    assert_eq!(bare.status, 422, "an override needs a basis: {}", bare.body);
+    let done = browser.post(&action, Some(&olga), &format!("reason=cleared&basis=Legal+lifted+it&csrf={csrf}"));
+    assert_eq!((done.status, done.location.as_deref()), (303, Some(held.as_str())), "{}", done.body);
+    let after = browser.get(&held, Some(&olga));
+    assert!(after.body.contains("gate `embargo` was overridden"), "{}", after.body);
+    assert!(!after.body.contains(&format!("action=\"{action}\"")), "no longer offered: {}", after.body);
+
     // A changed cookie is no session.
     let mut changed = max.clone().into_bytes();
     let last = changed.len() - 1;

@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/inbox", get(inbox))
         .route("/ui/runs/{run}", get(run_page))
         .route("/ui/runs/{run}/steps/{step}", get(decide_page).post(decide))
+        .route("/ui/runs/{run}/gates/{gate}/override", post(override_gate))
         .route("/ui/runs/{run}/evidence", get(evidence))
         .route("/ui/assets/flow.css", get(stylesheet))
         .layer(middleware::from_fn(guarded))
@@ -604,6 +605,48 @@ async fn decide(
     }
 }
 
+// --- Overriding a gate -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct OverrideForm {
+    reason: String,
+    basis: String,
+    csrf: String,
+}
+
+/// Overrides a blocking gate that holds the run, as the API does (`override GATE by ROLE`,
+/// a reason code and a basis, both required): to the run's page when taken; a page with the
+/// runtime's message when not (a refusal of access recorded, as every refusal is).
+async fn override_gate(
+    State(service): State<Arc<Service>>,
+    viewer: Viewer,
+    Path((run, gate)): Path<(String, String)>,
+    axum::Form(form): axum::Form<OverrideForm>,
+) -> Response {
+    if let Some(refused) = refused_form(&service, &viewer, &form.csrf, &format!("override {gate}")) {
+        return refused;
+    }
+    if form.basis.trim().is_empty() {
+        let problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "an override needs a basis: say what you relied on",
+        );
+        return problem_page(Some(&viewer), &problem);
+    }
+    let who = viewer.caller.principal.clone();
+    let back = run_href(&run);
+    let done = crate::api::blocking(&service, Some("override"), move |service| {
+        service.runtime.override_gate(&run, &gate, &who, form.reason.trim(), Some(form.basis.trim()))?;
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => Redirect::to(&back).into_response(),
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
+}
+
 // --- A run --------------------------------------------------------------------------------
 
 #[derive(Template)]
@@ -620,6 +663,9 @@ struct RunPage<'a> {
     pending: Vec<(String, String, String, String)>,
     outputs: Vec<(String, String, String)>,
     evidence_href: String,
+    /// Blocking gates that hold the run and the viewer may override: the form's address,
+    /// the gate, its message.
+    overrides: Vec<(String, String, String)>,
     narrative: String,
     /// The plan's picture with the path the run took (SVG, made here from the plan: no
     /// value of the run is in it).
@@ -633,10 +679,23 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         let narrative = service.runtime.show(&run, Some(&who))?;
         let (analysis, marks) = service.runtime.path(&run, Some(&who))?;
         let picture = flow_ir::render::svg_of_run(&analysis.plan, &marks);
-        Ok((view, narrative, picture))
+        let overrides = marks
+            .iter()
+            .filter(|(_, mark)| **mark == flow_ir::render::Mark::Held)
+            .filter_map(|(gate, _)| match &analysis.body().node(gate)?.kind {
+                flow_ir::plan::NodeKind::Gate { level: flow_ir::plan::GateLevel::Block, message, .. }
+                    if analysis.granted(&who.roles, flow_ir::plan::GrantKind::Override, Some(gate)) =>
+                {
+                    let href = format!("{}/gates/{}/override", run_href(&run), segment(gate));
+                    Some((href, gate.clone(), message.clone().unwrap_or_default()))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok((view, narrative, picture, overrides))
     })
     .await;
-    let (view, narrative, picture) = match read {
+    let (view, narrative, picture, overrides) = match read {
         Ok(read) => read,
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
@@ -663,6 +722,7 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         outputs,
         narrative,
         picture,
+        overrides,
         run: view.run,
         flow: view.flow,
     };
