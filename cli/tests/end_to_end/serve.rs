@@ -18,6 +18,8 @@ use crate::runs::{deployment_on, flowc, stores, text};
 
 const OPENAPI: &str = include_str!("../../../server/openapi.json");
 const ROUTES: &str = include_str!("../../../server/src/lib.rs");
+mod browser;
+
 const AT: &str = "2026-11-30T10:00:00Z";
 
 /// The API's description, and which of its operations the tests called.

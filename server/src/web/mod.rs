@@ -82,6 +82,14 @@ fn segment(name: &str) -> String {
         .collect()
 }
 
+/// A stored time (RFC 3339) as a person reads it: to the minute, in UTC.
+fn shown_time(at: &str) -> String {
+    match (at.get(..10), at.get(11..16)) {
+        (Some(day), Some(minute)) if at.as_bytes().get(10) == Some(&b'T') => format!("{day} {minute} UTC"),
+        _ => at.to_owned(),
+    }
+}
+
 /// The pages of a run, and of one of its steps.
 fn run_href(run: &str) -> String {
     format!("/ui/runs/{}", segment(run))
@@ -300,6 +308,8 @@ async fn sign_out(State(service): State<Arc<Service>>, viewer: Viewer, form: axu
 
 /// A step waiting for the viewer, as the inbox lists it.
 struct Waiting {
+    /// When the run began (RFC 3339), the inbox's order.
+    created: String,
     run: String,
     run_href: String,
     step_href: String,
@@ -340,12 +350,13 @@ async fn inbox(State(service): State<Arc<Service>>, viewer: Viewer) -> Response 
                 step: waiting.step,
                 kind: waiting.kind,
                 roles: waiting.roles.join(", "),
-                since: since.clone(),
+                created: since.clone(),
+                since: shown_time(since),
                 why: why.clone(),
             });
         }
         // The oldest runs first.
-        items.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.run.cmp(&b.run)));
+        items.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.run.cmp(&b.run)));
         Ok(items)
     })
     .await;

@@ -1,0 +1,215 @@
+//! The web pages in a real browser: headless Chromium driven through its WebDriver
+//! (`chromedriver`) against a real `flowc serve`, as the people of a flow use them — a
+//! requester's run waits; a manager signs in, finds it in the inbox, decides it with a
+//! reason and an edit; a second manager completes the approval; an auditor opens the run,
+//! sees the path in the graph and the evidence link; a principal without `view pii` sees
+//! redaction and no value; a form whose CSRF token was changed is refused. A screenshot of
+//! each page is written to `target/web-screenshots/` (printed), for a person to look at.
+//!
+//! Skipped (and said so) without `chromium` and `chromedriver`, except in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use super::{AT, Api, Contract, Server, assert_status, install, request, serving};
+
+/// `chromedriver` on a port of its own, stopped when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn driver() -> Option<Driver> {
+    let found = |name: &str| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .any(|dir| dir.join(name).is_file())
+    };
+    if !(found("chromedriver") && found("chromium")) {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("Chromium and its WebDriver are needed in CI (`chromium`, `chromium-driver`)");
+        }
+        crate::postgres::skipped("`chromium` and `chromedriver` are not installed: the browser test");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver { child, port };
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "chromedriver did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(driver)
+}
+
+/// A headless Chromium of its own (a fresh profile: no cookies of another test).
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .unwrap_or_else(|e| panic!("no browser session: {e}"))
+}
+
+/// Where the screenshots go: `target/web-screenshots/`, beside the build.
+fn shots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn page(client: &Client) -> String {
+    client.source().await.unwrap()
+}
+
+/// The page, once the browser has gone to a path ending in `suffix` and the page holds
+/// `text` (a click's navigation ends after the click returns).
+async fn arrive(client: &Client, suffix: &str, text: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let here = client.current_url().await.unwrap();
+        let source = page(client).await;
+        if here.path().ends_with(suffix) && source.contains(text) {
+            return source;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            panic!("the browser is at {here}, not at …{suffix} with `{text}`: {source}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs in through the form, typing the token and pressing the button.
+async fn sign_in(client: &Client, base: &str, token: &str) {
+    client.delete_all_cookies().await.unwrap();
+    client.goto(&format!("{base}/ui/sign-in")).await.unwrap();
+    client.find(Locator::Css("#token")).await.unwrap().send_keys(token).await.unwrap();
+    client.find(Locator::Css("form.stacked button[type=submit]")).await.unwrap().click().await.unwrap();
+}
+
+#[test]
+fn people_do_their_jobs_in_a_real_browser() {
+    let Some(driver) = driver() else { return };
+    let contract = Contract::load();
+    let (dir, made) = serving("browser", None);
+    let extra = super::tokens(&dir, &["aud", "mia"]);
+    let token = |who: &str| made.get(who).or(extra.get(who)).map(|(_, t)| t.clone()).unwrap();
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let plan = install(&api, &dir, &token("olga"));
+    // A requester's run that waits for a manager's review, then for two managers.
+    let mut inputs = request("B1", "7000.00", "carl");
+    inputs["note"] = json!("<b>private</b> note");
+    let body = json!({"plan": plan, "clock": AT, "inputs": {"request": inputs}}).to_string();
+    let started = api.call("POST", "/v1/runs", Some(&token("carl")), Some(("application/json", body.as_bytes())), &[]);
+    assert_status(&started, 201, "a start");
+    let run = started.json()["run"].as_str().unwrap().to_owned();
+    let base = server.base.clone();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = browser(&driver).await;
+        // Not signed in: the sign-in page.
+        client.goto(&format!("{base}/ui/inbox")).await.unwrap();
+        arrive(&client, "/ui/sign-in", "API token").await;
+        shot(&client, "1-sign-in").await;
+
+        // The manager finds the run in the inbox and decides it with a reason and an edit.
+        sign_in(&client, &base, &token("max")).await;
+        let inbox = arrive(&client, "/ui/inbox", "Waiting for you").await;
+        assert!(inbox.contains(&run) && inbox.contains("check"), "{inbox}");
+        shot(&client, "2-inbox").await;
+        client.find(Locator::Css(&format!("a[href$='{run}/steps/check']"))).await.unwrap().click().await.unwrap();
+        arrive(&client, "/steps/check", "Decide review").await;
+        shot(&client, "3-decide").await;
+        client.find(Locator::Css("input[name=outcome][value=approve]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("#reason")).await.unwrap().select_by_value("doubtful").await.unwrap();
+        client.find(Locator::Css("#basis")).await.unwrap().send_keys("Checked the contract").await.unwrap();
+        client
+            .find(Locator::Css("select[name='edit.score.tier']"))
+            .await
+            .unwrap()
+            .select_by_value("medium")
+            .await
+            .unwrap();
+        client.find(Locator::Css("form.decide button[type=submit]")).await.unwrap().click().await.unwrap();
+        let after = arrive(&client, &format!("/ui/runs/{run}"), "check decided by max").await;
+        // The manager may not see the note: redacted, no value.
+        assert!(!after.contains("private") && after.contains("redacted"), "{after}");
+        shot(&client, "4-run-for-the-manager").await;
+
+        // A form whose CSRF token was changed (as another site would have to) is refused.
+        client.goto(&format!("{base}/ui/runs/{run}/steps/sign")).await.unwrap();
+        arrive(&client, "/steps/sign", "Decide approval").await;
+        client
+            .execute("document.querySelector('form.decide input[name=csrf]').value = 'forged'; return null;", vec![])
+            .await
+            .unwrap();
+        client.find(Locator::Css("input[name=outcome][value=approve]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("#reason")).await.unwrap().send_keys("ok").await.unwrap();
+        client.find(Locator::Css("form.decide button[type=submit]")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/steps/sign", "does not belong to this session").await;
+        shot(&client, "5-forged-form").await;
+
+        // Medium tier: two managers sign; max first, then mia completes the approval.
+        for who in ["max", "mia"] {
+            sign_in(&client, &base, &token(who)).await;
+            client.goto(&format!("{base}/ui/runs/{run}/steps/sign")).await.unwrap();
+            arrive(&client, "/steps/sign", "Decide approval").await;
+            client.find(Locator::Css("input[name=outcome][value=approve]")).await.unwrap().click().await.unwrap();
+            client.find(Locator::Css("#reason")).await.unwrap().send_keys("ok").await.unwrap();
+            client.find(Locator::Css("form.decide button[type=submit]")).await.unwrap().click().await.unwrap();
+            let now = page(&client).await;
+            assert!(
+                now.contains(&format!("approval sign: {who}")) || now.contains(&format!("sign decided by {who}")),
+                "{who}: {now}"
+            );
+        }
+        let done = page(&client).await;
+        assert!(done.contains("<strong>completed</strong>"), "{done}");
+
+        // The auditor reads the run: the path drawn, the note as text, the evidence link.
+        sign_in(&client, &base, &token("aud")).await;
+        arrive(&client, "/ui/inbox", "Nothing waits for you").await;
+        client.goto(&format!("{base}/ui/runs/{run}")).await.unwrap();
+        let audited = arrive(&client, &format!("/ui/runs/{run}"), "What happened").await;
+        for part in ["node review ran", "node approval ran", "node action ran", "&lt;b&gt;private&lt;/b&gt; note"] {
+            assert!(audited.contains(part), "`{part}` missing: {audited}");
+        }
+        let link = client.find(Locator::Css("a[download]")).await.unwrap().attr("href").await.unwrap().unwrap();
+        assert!(link.ends_with(&format!("{run}/evidence")), "{link}");
+        shot(&client, "6-run-for-the-auditor").await;
+        client.close().await.unwrap();
+    });
+    eprintln!("screenshots of the pages: {}", shots().display());
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
