@@ -107,12 +107,14 @@ async fn arrive(client: &Client, suffix: &str, text: &str) -> String {
     }
 }
 
-/// Signs in through the form, typing the token and pressing the button.
-async fn sign_in(client: &Client, base: &str, token: &str) {
+/// Signs in through the form, typing the token and pressing the button; the inbox it lands
+/// on (waited for: the next `goto` must not race the sign-in's own navigation).
+async fn sign_in(client: &Client, base: &str, token: &str) -> String {
     client.delete_all_cookies().await.unwrap();
     client.goto(&format!("{base}/ui/sign-in")).await.unwrap();
     client.find(Locator::Css("#token")).await.unwrap().send_keys(token).await.unwrap();
     client.find(Locator::Css("form.stacked button[type=submit]")).await.unwrap().click().await.unwrap();
+    arrive(client, "/ui/inbox", "<h1>Waiting for you</h1>").await
 }
 
 #[test]
@@ -143,8 +145,7 @@ fn people_do_their_jobs_in_a_real_browser() {
         shot(&client, "1-sign-in").await;
 
         // The manager finds the run in the inbox and decides it with a reason and an edit.
-        sign_in(&client, &base, &token("max")).await;
-        let inbox = arrive(&client, "/ui/inbox", "Waiting for you").await;
+        let inbox = sign_in(&client, &base, &token("max")).await;
         assert!(inbox.contains(&run) && inbox.contains("check"), "{inbox}");
         shot(&client, "2-inbox").await;
         client.find(Locator::Css(&format!("a[href$='{run}/steps/check']"))).await.unwrap().click().await.unwrap();
@@ -181,7 +182,7 @@ fn people_do_their_jobs_in_a_real_browser() {
 
         // Medium tier: two managers sign; max first, then mia completes the approval.
         for who in ["max", "mia"] {
-            sign_in(&client, &base, &token(who)).await;
+            let _ = sign_in(&client, &base, &token(who)).await;
             client.goto(&format!("{base}/ui/runs/{run}/steps/sign")).await.unwrap();
             arrive(&client, "/steps/sign", "Decide approval").await;
             client.find(Locator::Css("input[name=outcome][value=approve]")).await.unwrap().click().await.unwrap();
@@ -197,8 +198,8 @@ fn people_do_their_jobs_in_a_real_browser() {
         assert!(done.contains("<strong>completed</strong>"), "{done}");
 
         // The auditor reads the run: the path drawn, the note as text, the evidence link.
-        sign_in(&client, &base, &token("aud")).await;
-        arrive(&client, "/ui/inbox", "Nothing waits for you").await;
+        let inbox = sign_in(&client, &base, &token("aud")).await;
+        assert!(inbox.contains("Nothing waits for you"), "{inbox}");
         client.goto(&format!("{base}/ui/runs/{run}")).await.unwrap();
         let audited = arrive(&client, &format!("/ui/runs/{run}"), "What happened").await;
         for part in ["node review ran", "node approval ran", "node action ran", "&lt;b&gt;private&lt;/b&gt; note"] {
