@@ -279,7 +279,7 @@ pub(crate) fn shown_store(store: &str) -> String {
 /// at.
 fn invalid_config(path: &Path, text: &str, error: &toml::de::Error) -> anyhow::Error {
     let at = error.span().map_or(String::new(), |span| {
-        let before = &text[..span.start.min(text.len())];
+        let before = text.get(..span.start).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         format!(" at line {line}, column {column}")
