@@ -66,26 +66,31 @@ echo; echo "# the curl client"
 "$examples/clients/flow_client.sh" tokens.json "$plan" inputs/request.json inputs/vendor.json
 
 if [ -n "$browse" ]; then
-  fresh=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)
+  runs=()
   for n in 1 2; do
-    body=$(python3 - "$plan" "$fresh" "$n" <<'PY'
-import json, sys
-plan, fresh, n = sys.argv[1:4]
+    body=$(python3 - "$plan" "$n" <<'PY'
+import datetime, json, sys
+plan, n = sys.argv[1:3]
 vendor = json.load(open("inputs/vendor.json"))
-vendor["updated_at"] = fresh
+# Fresh data: an hour old.
+an_hour_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+vendor["updated_at"] = an_hour_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
 request = json.load(open("inputs/request.json"))
 request["id"] += f"-browser-{n}"
 print(json.dumps({"plan": plan, "inputs": {"request": request, "vendor": vendor}}))
 PY
 )
     ana=$(python3 -c 'import json; print(json.load(open("tokens.json"))["ana"])')
-    curl -sS --fail-with-body -H "Authorization: Bearer $ana" -H 'Content-Type: application/json' \
-      -d "$body" "$FLOW_URL/v1/runs" > /dev/null
+    started=$(curl -sS --fail-with-body -H "Authorization: Bearer $ana" -H 'Content-Type: application/json' \
+      -d "$body" "$FLOW_URL/v1/runs")
+    runs+=("$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["run"])' "$started")")
   done
   echo
-  echo "two runs wait for people. Open $FLOW_URL/ui/ and sign in with a token:"
+  echo "two runs wait for people:"
+  for run in "${runs[@]}"; do echo "  $FLOW_URL/ui/runs/$run"; done
+  echo "Open $FLOW_URL/ui/ and sign in with a token:"
   python3 -c 'import json; [print(f"  {who:4} {token}") for who, token in json.load(open("tokens.json")).items()]'
-  echo "max triages, then mia and fin approve the spend; aud sees every run and its evidence."
+  echo "max triages, then mia and fin approve the spend; aud reads the runs' pages above and downloads their evidence."
   echo "serving until Ctrl-C"
   wait "$server" || true
   server=

@@ -729,17 +729,29 @@ fn the_serve_demo_runs_both_clients() {
 fn the_serve_demo_serves_the_pages_to_browse() {
     use std::io::BufRead;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve-demo.sh");
-    let mut child = Command::new("bash")
-        .arg(script)
-        .arg("--browse")
-        .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Stopped however the test ends (TERM: the script's trap stops its server); and never
+    // left to serve for more than five minutes.
+    struct Stopped(Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stopped(
+        Command::new("timeout")
+            .args(["300", "bash"])
+            .arg(script)
+            .arg("--browse")
+            .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut said = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     while !said.contains("serving until Ctrl-C") {
         let Some(Ok(line)) = lines.next() else { break };
         said.push_str(&line);
@@ -747,16 +759,12 @@ fn the_serve_demo_serves_the_pages_to_browse() {
     }
     let base = said.split("Open ").nth(1).and_then(|rest| rest.split("/ui/").next()).map(str::to_owned);
     let token = said.lines().find_map(|line| line.trim().strip_prefix("max ")).map(|t| t.trim().to_owned());
-    let (Some(base), Some(token)) = (base, token) else {
-        let _ = child.kill();
-        panic!("no address or token for max: {said}");
-    };
+    let (Some(base), Some(token)) = (base, token) else { panic!("no address or token for max: {said}") };
+    assert_eq!(said.matches(&format!("{base}/ui/runs/r-")).count(), 2, "the runs' pages are named: {said}");
     let browser = Browser::new(&base);
     let max = browser.session(&token);
     let inbox = browser.get("/ui/inbox", Some(&max));
-    // Ended before asserting, so that a failure does not leave the server running.
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(inbox.status, 200, "{}", inbox.body);
     assert_eq!(inbox.body.matches("<strong>triage</strong>").count(), 2, "{}", inbox.body);
 }
@@ -1610,6 +1618,17 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     let seen_by_max = browser.get(&held, Some(&max));
     assert!(seen_by_max.body.contains("<strong>blocked</strong>"), "{}", seen_by_max.body);
     assert!(!seen_by_max.body.contains("/gates/embargo/override"), "{}", seen_by_max.body);
+    // One not granted the override who sends its form anyway is refused, and recorded,
+    // whatever the form holds.
+    let max_csrf = seen_by_max.hidden("csrf");
+    let not_granted = browser.post(
+        &format!("{held}/gates/embargo/override"),
+        Some(&max),
+        &format!("reason=x&basis=&csrf={max_csrf}"),
+    );
+    assert_eq!(not_granted.status, 403, "{}", not_granted.body);
+    let recorded = browser.get(&held, Some(&max));
+    assert!(recorded.body.contains("max: refused override (missing grant `override embargo`)"), "{}", recorded.body);
     let olga = browser.session(&tokens["olga"].1);
     let page = browser.get(&held, Some(&olga));
     let action = format!("{held}/gates/embargo/override");

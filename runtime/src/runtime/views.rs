@@ -259,6 +259,10 @@ impl Runtime {
             };
             marks.insert(node.to_owned(), mark);
         }
+        // A cancelled run waits for nobody: what it waited for was not reached.
+        if events.iter().any(|e| e.body.get("event").and_then(Json::as_str) == Some("cancelled")) {
+            marks.retain(|_, mark| *mark != Mark::Waiting);
+        }
         Ok((analysis, marks))
     }
 

@@ -549,11 +549,14 @@ async fn decide_page(
 /// reason, the basis, or an edited field (named in it), else over the whole form.
 fn place(message: String) -> FieldErrors {
     let mut errors = FieldErrors::default();
-    if message.contains("is not an outcome") {
+    // The runtime's refusals, by their shapes (`decision.rs`).
+    let at_reason = ["is not a reason of", "needs a reason", "is not a reason code"];
+    if message.contains("is not an outcome of") {
         errors.outcome = Some(message);
-    } else if message.contains("reason") && !message.contains("may not edit") && !message.contains("new value") {
-        errors.reason = Some(message);
-    } else if message.contains("basis") {
+    } else if at_reason.iter().any(|shape| message.contains(shape)) {
+        // The command line's hint is not the form's.
+        errors.reason = Some(message.replace(" (`--reason CODE`)", ""));
+    } else if message.contains("needs a basis") {
         errors.basis = Some(message);
     } else {
         errors.form = Some(message);
@@ -637,17 +640,19 @@ async fn override_gate(
     if let Some(refused) = refused_form(&service, &viewer, &form.csrf, &format!("override {gate}")) {
         return refused;
     }
-    if form.basis.trim().is_empty() {
-        let problem = Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "an override needs a basis: say what you relied on",
-        );
-        return problem_page(Some(&viewer), &problem);
-    }
     let who = viewer.caller.principal.clone();
     let back = run_href(&run);
     let done = crate::api::blocking(&service, Some("override"), move |service| {
+        // A basis is required here; but one who may not override is refused (and the refusal
+        // recorded) by the runtime first, whatever the form holds.
+        let record = service.runtime.store().run(&run).map_err(flow_runtime::Error::from)?;
+        let record = record.ok_or_else(|| Problem::not_found(format!("no run {run}")))?;
+        let analysis = service.runtime.plan(&record.plan)?;
+        let granted = analysis.granted(&who.roles, flow_ir::plan::GrantKind::Override, Some(&gate));
+        if granted && form.basis.trim().is_empty() {
+            let why = "an override needs a basis: say what you relied on";
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why));
+        }
         service.runtime.override_gate(&run, &gate, &who, form.reason.trim(), Some(form.basis.trim()))?;
         Ok(())
     })
@@ -690,9 +695,10 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         let narrative = service.runtime.show(&run, Some(&who))?;
         let (analysis, marks) = service.runtime.path(&run, Some(&who))?;
         let picture = flow_ir::render::svg_of_run(&analysis.plan, &marks);
+        let blocked = view.status == Status::Blocked;
         let overrides = marks
             .iter()
-            .filter(|(_, mark)| **mark == flow_ir::render::Mark::Held)
+            .filter(|(_, mark)| blocked && **mark == flow_ir::render::Mark::Held)
             .filter_map(|(gate, _)| match &analysis.body().node(gate)?.kind {
                 flow_ir::plan::NodeKind::Gate { level: flow_ir::plan::GateLevel::Block, message, .. }
                     if analysis.granted(&who.roles, flow_ir::plan::GrantKind::Override, Some(gate)) =>

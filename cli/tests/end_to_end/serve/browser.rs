@@ -8,6 +8,7 @@
 //!
 //! Skipped (and said so) without `chromium` and `chromedriver`, except in CI.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -23,7 +24,11 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// The driver and every browser it started (its process group): a test that fails
+    /// leaves no Chromium behind.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -45,6 +50,7 @@ fn driver() -> Option<Driver> {
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
     let child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -188,14 +194,12 @@ fn people_do_their_jobs_in_a_real_browser() {
             client.find(Locator::Css("input[name=outcome][value=approve]")).await.unwrap().click().await.unwrap();
             client.find(Locator::Css("#reason")).await.unwrap().send_keys("ok").await.unwrap();
             client.find(Locator::Css("form.decide button[type=submit]")).await.unwrap().click().await.unwrap();
-            let now = page(&client).await;
-            assert!(
-                now.contains(&format!("approval sign: {who}")) || now.contains(&format!("sign decided by {who}")),
-                "{who}: {now}"
-            );
+            // Wait for the run's page: completed once the second manager has signed.
+            let signed = if who == "mia" { "<strong>completed</strong>" } else { "What happened" };
+            arrive(&client, &format!("/ui/runs/{run}"), signed).await;
         }
         let done = page(&client).await;
-        assert!(done.contains("<strong>completed</strong>"), "{done}");
+        assert!(done.contains("approved by max, mia"), "both managers signed: {done}");
 
         // The auditor reads the run: the path drawn, the note as text, the evidence link.
         let inbox = sign_in(&client, &base, &token("aud")).await;
