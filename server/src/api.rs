@@ -42,22 +42,14 @@ impl FromRequestParts<Arc<Service>> for Authed {
             }
         };
         match service.auth.authenticate(header) {
-            Ok(mut caller) => {
-                if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
-                    let _ = slot.0.set(caller.principal.id.clone());
+            Ok(caller) => match service.admit(parts, caller) {
+                Ok(caller) => Ok(Authed(caller)),
+                Err(exceeded) => {
+                    let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", exceeded.why);
+                    problem.retry_after = Some(exceeded.retry_after as u32);
+                    Err(problem)
                 }
-                service.refresh_directory();
-                match service.limits.enter(&caller.principal.id) {
-                    Ok(permit) => caller.permit = Some(Arc::new(permit)),
-                    Err(exceeded) => {
-                        let mut problem =
-                            Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", exceeded.why);
-                        problem.retry_after = Some(exceeded.retry_after as u32);
-                        return Err(problem);
-                    }
-                }
-                Ok(Authed(caller))
-            }
+            },
             Err(Unauthenticated::Missing) => Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",

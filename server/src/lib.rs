@@ -116,6 +116,18 @@ impl Service {
         &self.runtime
     }
 
+    /// Lets an authenticated caller in, as the API and the pages both do: names them in the
+    /// request's log line, gives the runtime the principals file as it now stands, and
+    /// counts the request against their limits (refused when they ask too much at once).
+    fn admit(&self, parts: &axum::http::request::Parts, mut caller: Caller) -> Result<Caller, limits::Exceeded> {
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            let _ = slot.0.set(caller.principal.id.clone());
+        }
+        self.refresh_directory();
+        caller.permit = Some(Arc::new(self.limits.enter(&caller.principal.id)?));
+        Ok(caller)
+    }
+
     /// Gives the runtime the principals file as it now stands, when it changed: a principal
     /// added to it may be named in runs' inputs from the next request on, as they may
     /// authenticate.

@@ -1547,18 +1547,16 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     assert_eq!(wrong.status, 422, "{}", wrong.body);
     assert!(wrong.body.contains("`maybe` is not an outcome of `check`"), "{}", wrong.body);
     assert!(wrong.body.contains(">kept text</textarea>"), "what was entered is kept: {}", wrong.body);
-    let wrong = send("outcome=approve&reason=ok&edit.score.tier=enormous");
-    assert_eq!(wrong.status, 422, "{}", wrong.body);
-    assert!(wrong.body.contains("the new value of `score.tier` does not fit"), "{}", wrong.body);
-    let wrong = send("outcome=approve&reason=ok&edit.request.amount=1");
-    assert_eq!(wrong.status, 422, "{}", wrong.body);
-    assert!(wrong.body.contains("`check` may not edit `request.amount`"), "{}", wrong.body);
-    let wrong = send("outcome=approve&basis=x");
-    assert_eq!(wrong.status, 422, "{}", wrong.body);
-    assert!(wrong.body.contains("needs a reason: one of doubtful, ok"), "{}", wrong.body);
-    let twice = send("outcome=approve&reason=ok&edit.score.tier=high&edit.score.tier=low");
-    assert_eq!(twice.status, 422, "{}", twice.body);
-    assert!(twice.body.contains("`score.tier` is edited twice"), "{}", twice.body);
+    for (fields, said) in [
+        ("outcome=approve&reason=ok&edit.score.tier=enormous", "the new value of `score.tier` does not fit"),
+        ("outcome=approve&reason=ok&edit.request.amount=1", "`check` may not edit `request.amount`"),
+        ("outcome=approve&basis=x", "needs a reason: one of doubtful, ok"),
+        ("outcome=approve&reason=ok&edit.score.tier=high&edit.score.tier=low", "`score.tier` is edited twice"),
+    ] {
+        let wrong = send(fields);
+        assert_eq!(wrong.status, 422, "{fields}: {}", wrong.body);
+        assert!(wrong.body.contains(said), "{fields}: {}", wrong.body);
+    }
     // Taken: to the run's page; the same form sent again finds the step decided.
     let basis = urlencode("<script>alert(2)</script> the file");
     let taken = send(&format!("outcome=approve&reason=doubtful&basis={basis}&edit.score.tier=high"));

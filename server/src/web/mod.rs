@@ -185,21 +185,14 @@ impl FromRequestParts<Arc<Service>> for Viewer {
         let session = session::cookie(cookies, COOKIE)
             .and_then(|value| service.sessions.check(value, now()))
             .ok_or(SignInFirst::NoSession)?;
-        let mut caller = match service.auth.resume(&session.principal, &session.token) {
+        let caller = match service.auth.resume(&session.principal, &session.token) {
             Ok(caller) => caller,
             Err(Unauthenticated::Unavailable(why)) => return Err(unavailable(&why)),
             Err(_) => return Err(SignInFirst::NoSession),
         };
-        if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
-            let _ = slot.0.set(caller.principal.id.clone());
-        }
-        service.refresh_directory();
-        match service.limits.enter(&caller.principal.id) {
-            Ok(permit) => caller.permit = Some(Arc::new(permit)),
-            Err(exceeded) => {
-                return Err(SignInFirst::TooMany { why: exceeded.why, retry_after: exceeded.retry_after });
-            }
-        }
+        let caller = service
+            .admit(parts, caller)
+            .map_err(|exceeded| SignInFirst::TooMany { why: exceeded.why, retry_after: exceeded.retry_after })?;
         let csrf = service.sessions.csrf(&session.nonce);
         Ok(Viewer { caller, session, csrf })
     }
