@@ -22,6 +22,7 @@ pub mod diff;
 pub mod encode;
 mod error;
 pub mod expr;
+pub mod governance;
 pub mod plan;
 pub mod print;
 pub mod render;

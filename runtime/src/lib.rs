@@ -51,6 +51,6 @@ pub use identity::{Directory, Principal, now};
 pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
-    Audit, BatchOptions, BatchState, Copied, Progress, ReplayChanges, ReplaySummary, RunFilter, RunReplay, Runtime,
-    ShadowReport, StartOptions,
+    Audit, BatchOptions, BatchState, Copied, Inbox, InboxItem, Progress, ReplayChanges, ReplaySummary, RunFilter,
+    RunReplay, Runtime, ShadowReport, StartOptions,
 };

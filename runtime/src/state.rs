@@ -454,9 +454,11 @@ pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
     }
 }
 
-/// The steps waiting for a decision: name, kind (`review`, `gate`, `approval`) and the roles
-/// that may decide now.
-pub fn waiting(analysis: &Analysis, state: &State) -> Vec<(SmolStr, &'static str, Vec<String>)> {
+/// A step that waits: its name, its kind (`review`, `gate`, `approval`), who may decide it.
+pub type WaitingStep = (SmolStr, &'static str, Vec<String>);
+
+/// The steps waiting for a decision, with the roles that may decide now.
+pub fn waiting(analysis: &Analysis, state: &State) -> Vec<WaitingStep> {
     let body = analysis.body();
     let mut out = Vec::new();
     // A run that is halted waits for no decision: it ended, or only an override moves it.

@@ -445,7 +445,7 @@ fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis
 
 /// Versions compared as semantic versions: `1.10.0` after `1.9.0`, a pre-release
 /// (`2.0.0-rc1`) before its release; numbers as numbers, other parts as text.
-fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     fn parts(version: &str) -> (Vec<Result<u64, &str>>, Option<&str>) {
         let (core, pre) = match version.split_once('-') {
             Some((core, pre)) => (core, Some(pre)),
@@ -857,6 +857,23 @@ pub async fn what_if_job(
     };
     let changes = ReplayChanges { plan, params: request.set.into_iter().collect(), live: false };
     let filter = RunFilter { flow: request.flow, since: request.since, details: request.details };
+    spawn_what_if(&service, &job, caller.principal, filter, changes);
+    let mut response = json_response(StatusCode::ACCEPTED, &job.to_json());
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Runs a what-if over the stored runs `filter` selects, as `who`, on a thread of its own,
+/// telling `job` how far it is and then its result.
+pub(crate) fn spawn_what_if(
+    service: &Arc<Service>,
+    job: &Arc<crate::jobs::Job>,
+    who: flow_runtime::Principal,
+    filter: RunFilter,
+    changes: ReplayChanges,
+) {
     let (shared, running) = (service.clone(), job.clone());
     std::thread::spawn(move || {
         let told = running.clone();
@@ -864,16 +881,11 @@ pub async fn what_if_job(
             told.done.store(done, std::sync::atomic::Ordering::Relaxed);
             told.total.store(total, std::sync::atomic::Ordering::Relaxed);
         };
-        let result = shared.runtime.replay_all_telling(&caller.principal, &filter, &changes, Some(&progress));
+        let result = shared.runtime.replay_all_telling(&who, &filter, &changes, Some(&progress));
         let ended = result.map(|summary| summary.to_json(filter.details)).map_err(|error| Problem::from(error).body());
         *running.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ended);
         shared.metrics.operation("what-if-job", "ended");
     });
-    let mut response = json_response(StatusCode::ACCEPTED, &job.to_json());
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
 }
 
 /// A job of the caller: how far it is, then its result or the problem that ended it.

@@ -109,6 +109,10 @@ fn graphs_of_the_spend_approval_example() {
     ] {
         snapshot("graphs", name, &flow_ir::render::graph(&verified, format, layer));
     }
+    // What the stewards' page shows: what stands before what, in three columns, and each
+    // check with who decides and who may override.
+    snapshot("graphs", "spend_approval.governance-columns.svg", &flow_ir::governance::svg(&verified));
+    snapshot("graphs", "spend_approval.governance.txt", &format!("{:#?}", flow_ir::governance::of(&verified)));
 }
 
 /// Graphviz reads every graph of every example. Without `dot`, the test says so and passes,
@@ -168,22 +172,29 @@ fn every_picture_is_laid_out_cleanly() {
             }
             if python {
                 let svg = flow_ir::render::graph(&verified, GraphFormat::Svg, layer);
-                let mut child = std::process::Command::new("python3")
-                    .args(["-c", "import sys, xml.etree.ElementTree as E; E.fromstring(sys.stdin.read())"])
-                    .stdin(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("python starts");
-                if let Some(mut stdin) = child.stdin.take() {
-                    use std::io::Write;
-                    stdin.write_all(svg.as_bytes()).expect("python reads the picture");
-                }
-                let output = child.wait_with_output().expect("python finishes");
-                assert!(output.status.success(), "{example} {layer:?}: {}", String::from_utf8_lossy(&output.stderr));
+                parses_as_xml(&svg, &format!("{example} {layer:?}"));
+                // The governance in columns, for the stewards' page.
+                parses_as_xml(&flow_ir::governance::svg(&verified), &format!("{example} governance in columns"));
             }
         }
     }
     assert!(python || std::env::var_os("CI").is_none(), "Python is required in CI; `.ci/run` installs it");
+}
+
+/// Python's XML parser reads `svg`.
+fn parses_as_xml(svg: &str, what: &str) {
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; E.fromstring(sys.stdin.read())"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(svg.as_bytes()).expect("python reads the picture");
+    }
+    let output = child.wait_with_output().expect("python finishes");
+    assert!(output.status.success(), "{what}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// The example's files with `edit` applied to the main file's text.

@@ -282,6 +282,9 @@ mod cuttable {
         fn waiting(&self) -> Result<Vec<Waiting>> {
             self.reach()?.waiting()
         }
+        fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
+            self.reach()?.pending_steps()
+        }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.reach()?.action_result(system, key)
         }

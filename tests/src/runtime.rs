@@ -195,6 +195,20 @@ pub(crate) fn everyone(body: &PlanBody, id: &str) -> Principal {
     Principal::new(id.to_owned(), body.roles.iter().map(|r| r.name.to_string()).collect())
 }
 
+/// A runtime on `store` whose every model and system of `body` answers at random (from
+/// `seed`).
+fn answered_at_random(store: SqliteStore, body: &PlanBody, seed: u64) -> Runtime {
+    let mut runtime = Runtime::new(Box::new(store));
+    let random = Arc::new(RandomModel { body: body.clone(), rng: std::sync::Mutex::new(Rng(seed)) });
+    for model in &body.models {
+        runtime.register_model(&model.name, random.clone());
+    }
+    for system in &body.systems {
+        runtime.register_system(&system.name, random.clone());
+    }
+    runtime
+}
+
 /// Runs every plan on 60 random cases with `engine`, deciding whatever waits at random:
 /// the views of every step of every run, and how many runs ended in each status.
 fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTreeMap<&'static str, usize>) {
@@ -207,18 +221,8 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
         let plan = with_trigger(plan);
         let body = plan.body().clone();
         let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
-        let mut runtime = Runtime::new(Box::new(store));
+        let mut runtime = answered_at_random(store, &body, 0x2545_f491_4f6c_dd1d + p as u64);
         runtime.set_engine(engine);
-        let random = Arc::new(RandomModel {
-            body: body.clone(),
-            rng: std::sync::Mutex::new(Rng(0x2545_f491_4f6c_dd1d + p as u64)),
-        });
-        for model in &body.models {
-            runtime.register_model(&model.name, random.clone());
-        }
-        for system in &body.systems {
-            runtime.register_system(&system.name, random.clone());
-        }
         let analysis = runtime.install(plan).expect("the plan installs");
         let inputs: Vec<&flow_ir::plan::Node> =
             body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
@@ -493,4 +497,105 @@ flow both {
     let view = runtime.start(&analysis, &who, &[("n".to_owned(), json!(7))], &StartOptions::default()).expect("runs");
     assert_eq!(view.status, Status::Completed);
     assert_eq!(view.outputs["out"], json!({"a": 7, "b": 7, "degraded": false}));
+}
+
+/// The inbox, as a property over every plan: with runs left waiting at random points and
+/// principals holding random roles, a principal's inbox lists exactly the steps
+/// [`Runtime::pending`] finds for them by loading every run, the oldest runs first, and its
+/// pages, read one after another, are that list cut in pieces. A row of the store's list of
+/// waiting steps that the run's evidence does not bear out is never shown.
+#[test]
+fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
+    for (p, plan) in all_plans().into_iter().enumerate() {
+        let plan = with_trigger(plan);
+        let body = plan.body().clone();
+        let path = std::env::temp_dir().join(format!("flow-inbox-{}-{p}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let runtime = answered_at_random(SqliteStore::open(&path).expect("a store"), &body, 0x5eed + p as u64);
+        let analysis = runtime.install(plan).expect("the plan installs");
+        let inputs: Vec<&flow_ir::plan::Node> =
+            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        let mut rng = Rng(0x1234_5678_9abc_def1 ^ p as u64);
+        for case in 0..24u64 {
+            let given: Vec<(String, Json)> =
+                inputs.iter().map(|n| (n.name.to_string(), random_json(&mut rng, &body, &n.ty, 0))).collect();
+            let options = StartOptions {
+                // Runs begun a second apart, in an order of their own (not of their ids).
+                clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000 - case as i64, nanos: 0 }),
+                params: Vec::new(),
+            };
+            let Ok(mut view) = runtime.start(&analysis, &everyone(&body, "p1"), &given, &options) else { continue };
+            // Some decisions, then the run is left as it stands.
+            for _ in 0..rng.below(3) {
+                let Some((step, _, _)) = view.pending.first().cloned() else { break };
+                let outcome = match &body.node(&step).expect("a step").kind {
+                    NodeKind::Review { outcomes, .. } => rng.pick(outcomes).to_string(),
+                    _ => "approve".to_owned(),
+                };
+                let reason = match &body.node(&step).expect("a step").kind {
+                    NodeKind::Review { reasons, .. } => reasons.first().map(|r| r.to_string()),
+                    _ => Some("test".to_owned()),
+                };
+                let input = DecisionInput { outcome, reason, basis: None, edits: Vec::new() };
+                let decider = everyone(&body, ["p1", "p2", "p3"][rng.below(3)]);
+                match runtime.decide(&view.run, &step, &decider, &input) {
+                    Ok(next) => view = next,
+                    Err(_) => break,
+                }
+            }
+        }
+        // A row of the store's list that no run bears out: a step of a pending run that does
+        // not wait there (an input), listed for every role.
+        let roles: Vec<String> = body.roles.iter().map(|r| r.name.to_string()).collect();
+        let pending = runtime.store().runs(Some(Status::Pending)).expect("the runs").into_iter().next();
+        let input = body.nodes.iter().find(|n| matches!(n.kind, NodeKind::Input { .. }));
+        let forged = pending.as_ref().zip(input).map(|(run, node)| (run.id.clone(), node.name.to_string()));
+        // A step that waits, listed for every role whoever may decide it.
+        rusqlite::Connection::open(&path)
+            .expect("the store opens")
+            .execute(
+                "UPDATE waiting SET roles = ?1 WHERE run || ' ' || step = (SELECT min(run || ' ' || step) FROM waiting)",
+                [roles.join(" ")],
+            )
+            .expect("a row is changed");
+        if let Some((run, step)) = &forged {
+            rusqlite::Connection::open(&path)
+                .expect("the store opens")
+                .execute(
+                    "INSERT OR IGNORE INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, 'review', ?4)",
+                    [run.as_str(), step.as_str(), body.flow.name.as_str(), roles.join(" ").as_str()],
+                )
+                .expect("a row is added");
+        }
+        for n in 0..6 {
+            let held: Vec<String> = roles.iter().filter(|_| rng.below(2) == 0).cloned().collect();
+            let who = Principal::new(format!("q{n}"), held);
+            // What loading every run finds.
+            let mut expected: Vec<(String, String)> =
+                runtime.pending(Some(&who)).expect("pending").into_iter().map(|w| (w.run, w.step)).collect();
+            let whole = runtime.inbox(&who, 0, usize::MAX).expect("the inbox");
+            let listed: Vec<(String, String)> =
+                whole.items.iter().map(|i| (i.waiting.run.clone(), i.waiting.step.clone())).collect();
+            if let Some(forged) = &forged {
+                assert!(!listed.contains(forged), "plan {}: the forged row is shown", body.flow.name);
+            }
+            let ages: Vec<&str> = whole.items.iter().map(|i| i.created.as_str()).collect();
+            assert!(ages.windows(2).all(|w| w[0] <= w[1]), "plan {}: not oldest first: {ages:?}", body.flow.name);
+            let mut sorted = listed.clone();
+            sorted.sort();
+            expected.sort();
+            assert_eq!(sorted, expected, "plan {}: {who:?}", body.flow.name);
+            let mut paged = Vec::new();
+            for page in 0.. {
+                let part = runtime.inbox(&who, page * 4, 4).expect("a page");
+                assert_eq!(part.total, whole.total, "plan {}", body.flow.name);
+                if part.items.is_empty() && page * 4 >= part.total {
+                    break;
+                }
+                paged.extend(part.items.into_iter().map(|i| (i.waiting.run, i.waiting.step)));
+            }
+            assert_eq!(paged, listed, "plan {}: pages of {who:?}", body.flow.name);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -86,6 +86,9 @@ mod mutant {
         fn waiting(&self) -> Result<Vec<Waiting>> {
             self.inner.waiting()
         }
+        fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
+            self.inner.pending_steps()
+        }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.inner.action_result(system, key)
         }

@@ -367,7 +367,7 @@ fn scenario(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
     );
     let newer = String::from_utf8(source.clone())
         .unwrap()
-        .replace("version \"1.0.0\"", "version \"1.1.0\"")
+        .replace("version \"1.0.0\"\n  owner", "version \"1.1.0\"\n  owner")
         .replace("= 5_000 USD", "= 1_000 USD");
     let v2 = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", newer.as_bytes())), &[]).json()["plan"]
         .as_str()
@@ -1680,6 +1680,132 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     assert!(status.success(), "{log}");
     assert!(log.contains("the pages cannot authenticate"), "the server's log says why: {log}");
     assert!(!log.contains(&tokens["max"].1), "the log holds a token: {log}");
+}
+
+/// The stewards' pages: the flows and their versions; a version's governance as a table
+/// and a picture of three columns (not one arrow per gate and effect); what changed between
+/// two versions, material marked; and a what-if over the stored runs, whose page shows its
+/// progress and then the transitions and the runs that change, each linked. A what-if over
+/// runs one may not replay is refused and says so; a form without its token is refused.
+#[test]
+fn the_stewards_pages_show_governance_changes_and_what_ifs() {
+    let contract = Contract::load();
+    let (dir, made) = serving("stewards", None);
+    let extra = tokens(&dir, &["aud"]);
+    let tokens = made;
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let olga = tokens["olga"].1.clone();
+    let plan = install(&api, &dir, &olga);
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    let lower = source
+        .replace("version \"1.0.0\"\n  owner", "version \"1.1.0\"\n  owner")
+        .replace("param limit: Money[USD] = 5_000 USD", "param limit: Money[USD] = 400 USD");
+    let installed = api.call("POST", "/v1/plans", Some(&olga), Some(("text/plain", lower.as_bytes())), &[]);
+    assert_status(&installed, 201, "the second version");
+    let candidate = installed.json()["plan"].as_str().unwrap().to_owned();
+    let mut started = Vec::new();
+    for (id, amount) in [("S1", "500.00"), ("S2", "300.00"), ("S3", "450.00")] {
+        let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request(id, amount, "carl")}}).to_string();
+        let reply =
+            api.call("POST", "/v1/runs", Some(&tokens["carl"].1), Some(("application/json", body.as_bytes())), &[]);
+        assert_status(&reply, 201, "a start");
+        started.push(reply.json()["run"].as_str().unwrap().to_owned());
+    }
+
+    let browser = Browser::new(&server.base);
+    let steward = browser.session(&olga);
+    let flows = browser.get("/ui/flows", Some(&steward));
+    assert_eq!(flows.status, 200, "{}", flows.body);
+    for part in [format!("href=\"/ui/plans/{plan}\">1.0.0</a>"), format!("href=\"/ui/plans/{candidate}\">1.1.0</a>")] {
+        assert!(flows.body.contains(&part), "`{part}` missing: {}", flows.body);
+    }
+    // The highest version first.
+    assert!(flows.body.find(&candidate) < flows.body.find(&plan), "{}", flows.body);
+
+    let page = browser.get(&format!("/ui/plans/{plan}"), Some(&steward));
+    assert_eq!(page.status, 200, "{}", page.body);
+    for part in [
+        "gate (block) <strong>embargo</strong>",
+        "The request is under embargo",
+        "stops the run when it holds; only an override moves it on",
+        "gate (soft) <strong>huge</strong>",
+        "approval <strong>sign</strong>",
+        "never the same person as request.requester",
+        "score.tier == high → 1 of director, 1 of manager",
+        "action ledger.book <strong>booking</strong>",
+        // The override grant, beside the gate it is of.
+        "<td>officer</td>",
+        // The picture: three columns joined by one arrow each.
+        "Checked first",
+        "Then people and models",
+        "Then what leaves the run",
+        "no person or model is asked while a blocking gate holds",
+    ] {
+        assert!(page.body.contains(part), "`{part}` missing: {}", page.body);
+    }
+    assert_eq!(page.body.matches("marker-end=\"url(#arrow)\"").count(), 2, "{}", page.body);
+
+    // What changed from 1.0.0 to 1.1.0, in words, material.
+    let diff = browser.get(&format!("/ui/plans/{candidate}/diff?against={plan}"), Some(&steward));
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    assert!(diff.body.contains("<strong>Material change</strong>"), "{}", diff.body);
+    assert!(diff.body.contains("5,000 USD → 400 USD") || diff.body.contains("5000 USD → 400 USD"), "{}", diff.body);
+    let unknown = browser.get(&format!("/ui/plans/{candidate}/diff?against=blake3:00"), Some(&steward));
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // A what-if over runs the steward may not replay: refused, and said so.
+    let what_if = format!("/ui/plans/{plan}/what-if");
+    let csrf = page.hidden("csrf");
+    let sent = browser.post(&what_if, Some(&steward), &format!("param.limit=400+USD&csrf={csrf}"));
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let job = sent.location.clone().expect("to the job's page");
+    let ended = |session: &str, job: &str| {
+        for _ in 0..600 {
+            let page = browser.get(job, Some(session));
+            assert_eq!(page.status, 200, "{}", page.body);
+            if !page.body.contains("http-equiv=\"refresh\"") {
+                return page;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the job did not end");
+    };
+    let result = ended(&steward, &job);
+    assert!(result.body.contains("olga may replay none of the 3 runs selected"), "{}", result.body);
+    // Another principal's job is not theirs to see.
+    let aud = browser.session(&extra["aud"].1);
+    assert_eq!(browser.get(&job, Some(&aud)).status, 404);
+
+    // The auditor, granted replay: a lower limit sends the runs above it to a manager.
+    let page = browser.get(&format!("/ui/plans/{plan}"), Some(&aud));
+    let csrf = page.hidden("csrf");
+    let forged = browser.post(&what_if, Some(&aud), "param.limit=400+USD&csrf=0000");
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let nothing = browser.post(&what_if, Some(&aud), &format!("param.limit=&csrf={csrf}"));
+    assert_eq!(nothing.status, 422, "{}", nothing.body);
+    let unfit = browser.post(&what_if, Some(&aud), &format!("param.limit=400&csrf={csrf}"));
+    assert_eq!(unfit.status, 422, "{}", unfit.body);
+    assert!(unfit.body.contains("param `limit` (Money[USD]): "), "{}", unfit.body);
+    let sent = browser.post(&what_if, Some(&aud), &format!("param.limit=400+USD&csrf={csrf}"));
+    let job = sent.location.clone().expect("to the job's page");
+    let result = ended(&aud, &job);
+    assert!(result.body.contains("3 runs replayed: 2 would end otherwise"), "{}", result.body);
+    let drill = format!("{job}?from=completed&#38;to=pending");
+    assert!(result.body.contains(&format!("href=\"{drill}\">completed → pending: 2</a>")), "{}", result.body);
+    let listed = browser.get(&format!("{job}?from=completed&to=pending"), Some(&aud));
+    for run in [&started[0], &started[2]] {
+        assert!(listed.body.contains(&format!("href=\"/ui/runs/{run}\"")), "{run}: {}", listed.body);
+    }
+    assert!(!listed.body.contains(&format!("/ui/runs/{}\"", started[1])), "{}", listed.body);
+    // Another version, chosen on the form: the same transitions.
+    let sent = browser.post(&what_if, Some(&aud), &format!("candidate={candidate}&csrf={csrf}"));
+    let result = ended(&aud, &sent.location.clone().expect("to the job's page"));
+    assert!(result.body.contains("completed → pending: 2"), "{}", result.body);
+    let refusals = flowc(&dir, &["refusals"]);
+    assert!(text(&refusals).contains("aud: refused what-if"), "{}", text(&refusals));
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
 }
 
 fn urlencode(text: &str) -> String {

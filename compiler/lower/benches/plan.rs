@@ -4,7 +4,9 @@
 //!   workspaces of the front-end benchmark (realistic examples, and dense generated flows);
 //! - `load_plan_200_nodes`: reading a plan file of a generated flow of 200 nodes from bytes
 //!   and verifying it (hash, canonical order, references, types, graph proofs), as the
-//!   runtime does before it executes a plan.
+//!   runtime does before it executes a plan;
+//! - `svg_of_a_run_of_the_largest_example`, `governance_svg_of_the_largest_example`: the
+//!   pictures the web pages draw on the server, of the example with the most nodes.
 //!
 //! Run with `cargo bench -p flow-lower --bench plan`.
 
@@ -79,4 +81,37 @@ fn load_plan_200_nodes(bencher: divan::Bencher<'_, '_>) {
     // The plan is returned, so that divan drops it outside the measurement: loading is the
     // work measured, not freeing a plan the runtime keeps.
     bencher.counter(BytesCount::new(bytes.len())).bench(|| flow_ir::load(divan::black_box(&bytes)));
+}
+
+/// The plan of the example with the most nodes.
+fn largest_example() -> flow_ir::VerifiedPlan {
+    let (files, prompts, _) = generate::examples_workspace(1);
+    let db = database(&files, &prompts);
+    let sources: Vec<_> = db.workspace().sources(&db).iter().copied().collect();
+    sources
+        .iter()
+        .flat_map(|file| {
+            flow_lower::lower_file(&db, *file).flows.iter().filter_map(|f| f.plan.clone()).collect::<Vec<_>>()
+        })
+        .max_by_key(|plan| plan.body().nodes.len())
+        .expect("the examples compile")
+}
+
+/// The run page's picture of the largest example: every node and edge, each node marked
+/// (as a run that reached every step), as the server draws it for each page.
+#[divan::bench(sample_count = 200, sample_size = 10)]
+fn svg_of_a_run_of_the_largest_example(bencher: divan::Bencher<'_, '_>) {
+    let plan = largest_example();
+    let marks: std::collections::BTreeMap<String, flow_ir::render::Mark> =
+        plan.body().nodes.iter().map(|n| (n.name.to_string(), flow_ir::render::Mark::Ran)).collect();
+    bencher
+        .counter(ItemsCount::new(plan.body().nodes.len()))
+        .bench(|| flow_ir::render::svg_of_run(divan::black_box(&plan), &marks));
+}
+
+/// The stewards' page's picture of the largest example's governance, in columns.
+#[divan::bench(sample_count = 200, sample_size = 10)]
+fn governance_svg_of_the_largest_example(bencher: divan::Bencher<'_, '_>) {
+    let plan = largest_example();
+    bencher.bench(|| flow_ir::governance::svg(divan::black_box(&plan)));
 }

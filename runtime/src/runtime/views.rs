@@ -21,6 +21,24 @@ use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A page of the steps waiting for a principal ([`Runtime::inbox`]).
+#[derive(Debug)]
+pub struct Inbox {
+    /// How many steps wait for them in all, as the store lists them.
+    pub total: usize,
+    pub items: Vec<InboxItem>,
+}
+
+/// A step waiting for a principal, checked against its run.
+#[derive(Debug)]
+pub struct InboxItem {
+    pub waiting: Waiting,
+    /// When the run began (RFC 3339).
+    pub created: String,
+    /// Why the run waits, as far as the principal may see (`RunView::why`).
+    pub why: Vec<String>,
+}
+
 /// A run's events, and the values of the expressions asked for (or why one has none).
 pub type Inspection = (Vec<Event<Value>>, Vec<std::result::Result<Value, String>>);
 
@@ -125,6 +143,70 @@ impl Runtime {
             }
         }
         Ok(out)
+    }
+
+    /// One page of the steps waiting for `who`, the oldest runs first: `take` steps after
+    /// the first `skip`, and how many wait in all. Which steps wait for whom is read from
+    /// the store's list of waiting steps (so that ten thousand waiting runs are not loaded to
+    /// show fifty); each step on the page is then checked against its run, loaded with its
+    /// evidence checked, and left out unless the run's events say it waits for `who`: a
+    /// list changed behind the runtime's back may hide a step, never show one that does not
+    /// wait for `who`. A
+    /// pending run the list does not name is loaded whole, as [`Runtime::pending`] does.
+    pub fn inbox(&self, who: &Principal, skip: usize, take: usize) -> Result<Inbox> {
+        let mine = |analysis: &Analysis, roles: &[String]| {
+            let wanted: Vec<SmolStr> = roles.iter().map(SmolStr::new).collect();
+            !crate::analysis::roles_used(analysis.body(), &who.roles, &wanted).is_empty()
+        };
+        // The steps for `who`, with when their run began, in the store's order (oldest runs
+        // first, then by run and step).
+        let mut listed: Vec<(String, Waiting)> = Vec::new();
+        let mut plan: Option<Arc<Analysis>> = None;
+        for pending in self.store.pending_steps()? {
+            if plan.as_ref().is_none_or(|a| a.plan.hash() != pending.plan) {
+                plan = Some(self.plan(&pending.plan)?);
+            }
+            let Some(analysis) = &plan else { continue };
+            match pending.waiting {
+                Some(waiting) if mine(analysis, &waiting.roles) => listed.push((pending.created, waiting)),
+                Some(_) => {}
+                None => {
+                    let (analysis, loaded) = self.load(&pending.run, false)?;
+                    for (step, kind, roles) in state::waiting(&analysis, &loaded.state) {
+                        if mine(&analysis, &roles) {
+                            let flow = analysis.body().flow.name.to_string();
+                            let step = step.to_string();
+                            let waiting =
+                                Waiting { run: pending.run.clone(), flow, step, kind: kind.to_owned(), roles };
+                            listed.push((pending.created.clone(), waiting));
+                        }
+                    }
+                }
+            }
+        }
+        let total = listed.len();
+        let mut items = Vec::new();
+        // The run last loaded: its id, the steps that wait in it for `who`, why it waits.
+        let mut read: Option<(String, Vec<state::WaitingStep>, Vec<String>)> = None;
+        for (created, waiting) in listed.into_iter().skip(skip).take(take) {
+            // Each run loaded once, however many of its steps are on the page (they are next
+            // to one another: listed by run).
+            if read.as_ref().is_none_or(|(run, _, _)| *run != waiting.run) {
+                let (analysis, loaded) = self.load(&waiting.run, false)?;
+                // The steps the run's events say wait, for whom.
+                let steps = state::waiting(&analysis, &loaded.state)
+                    .into_iter()
+                    .filter(|(_, _, roles)| mine(&analysis, roles))
+                    .collect();
+                let why = self.view(&analysis, &loaded, Some(who)).why;
+                read = Some((waiting.run.clone(), steps, why));
+            }
+            let Some((_, steps, why)) = &read else { continue };
+            let Some((_, kind, roles)) = steps.iter().find(|(step, _, _)| *step == waiting.step) else { continue };
+            let waiting = Waiting { kind: (*kind).to_owned(), roles: roles.clone(), ..waiting };
+            items.push(InboxItem { waiting, created, why: why.clone() });
+        }
+        Ok(Inbox { total, items })
     }
 
     /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read

@@ -211,6 +211,17 @@ pub struct Waiting {
     pub roles: Vec<String>,
 }
 
+/// A pending run and one of its waiting steps, as [`Store::pending_steps`] lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingStep {
+    pub run: String,
+    pub plan: String,
+    /// When the run began (RFC 3339).
+    pub created: String,
+    /// The step, when the store lists one for the run.
+    pub waiting: Option<Waiting>,
+}
+
 /// The result of an action, by system and idempotency key, with where it was recorded:
 /// the run, and the number of its `action_completed` event, so that whoever reuses it can
 /// check it against that run's chain; and the digest of the arguments it was called with,
@@ -404,6 +415,9 @@ pub trait Store: Send + Sync {
     fn scan_events(&self, f: &mut dyn FnMut(&str, Vec<RawEvent>) -> bool) -> Result<()>;
     /// Every waiting step, by run and step.
     fn waiting(&self) -> Result<Vec<Waiting>>;
+    /// The pending runs, the oldest first (then by id), each with its waiting steps (by
+    /// step), one row per step; a pending run with none listed has one row without a step.
+    fn pending_steps(&self) -> Result<Vec<PendingStep>>;
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
     /// Every recorded action result, by system and key.
     fn action_results(&self) -> Result<Vec<ActionResult>>;

@@ -15,8 +15,8 @@ use postgres::{Client, Transaction};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Held, Lease, Part, QueuedBatch, QueuedCase, RawEvent, Refusal, Result,
-    RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, Part, PendingStep, QueuedBatch, QueuedCase, RawEvent, Refusal,
+    Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -803,6 +803,33 @@ impl Store for PostgresStore {
                     flow: row.get(2),
                     kind: row.get(3),
                     roles: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
+                })
+                .collect())
+        })
+    }
+
+    fn pending_steps(&self) -> Result<Vec<PendingStep>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles FROM flow_runs r \
+                     LEFT JOIN flow_waiting w ON w.run = r.id WHERE r.status = $1 ORDER BY r.created, r.id, w.step",
+                    &[&Status::Pending.as_str()],
+                )
+                .map_err(unusable("cannot read the waiting steps"))?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let run: String = row.get(0);
+                    let waiting = row.get::<_, Option<String>>(4).map(|step| Waiting {
+                        run: run.clone(),
+                        flow: row.get(3),
+                        step,
+                        kind: row.get(5),
+                        roles: row.get::<_, String>(6).split_whitespace().map(str::to_owned).collect(),
+                    });
+                    PendingStep { run, plan: row.get(1), created: row.get(2), waiting }
                 })
                 .collect())
         })

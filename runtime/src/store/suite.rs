@@ -33,12 +33,16 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 20] = [
+    let checks: [(&str, Check); 21] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
         ("a run is created once", a_run_is_created_once),
         ("waiting steps are replaced by each commit", waiting_steps_are_replaced_by_each_commit),
+        (
+            "pending runs are listed oldest first with their steps",
+            pending_runs_are_listed_oldest_first_with_their_steps,
+        ),
         ("the first result of an action's key stands", the_first_result_of_an_actions_key_stands),
         ("refusals form a chain", refusals_form_a_chain),
         ("a shadow replaces its earlier self", a_shadow_replaces_its_earlier_self),
@@ -223,6 +227,48 @@ fn waiting_steps_are_replaced_by_each_commit(store: &dyn Store, _: Open<'_>) -> 
     append(store, &run, 1, &[], &[]).map_err(failed("append the end"))?;
     let waits = store.waiting().map_err(failed("read the waiting steps"))?;
     ensure(!waits.iter().any(|w| w.run == run.id), || "a completed run still waits".to_owned())
+}
+
+fn pending_runs_are_listed_oldest_first_with_their_steps(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let step = |run: &str, step: &str| Waiting {
+        run: run.to_owned(),
+        flow: "suite".to_owned(),
+        step: step.to_owned(),
+        kind: "review".to_owned(),
+        roles: vec!["clerk".to_owned()],
+    };
+    // Created in an order other than their ids': the later id began first.
+    let later = record("r-suite-inbox-a", Status::Pending, 1, "2026-12-03T00:01:02Z");
+    let earlier = record("r-suite-inbox-b", Status::Pending, 1, "2026-12-03T00:01:01Z");
+    let bare = record("r-suite-inbox-c", Status::Pending, 1, "2026-12-03T00:01:03Z");
+    let done = record("r-suite-inbox-d", Status::Completed, 1, "2026-12-03T00:01:00Z");
+    append(store, &later, 0, &[step(&later.id, "check")], &[]).map_err(failed("append"))?;
+    append(store, &earlier, 0, &[step(&earlier.id, "sign"), step(&earlier.id, "check")], &[])
+        .map_err(failed("append"))?;
+    append(store, &bare, 0, &[], &[]).map_err(failed("append"))?;
+    append(store, &done, 0, &[], &[]).map_err(failed("append"))?;
+    let listed: Vec<(String, Option<String>)> = store
+        .pending_steps()
+        .map_err(failed("list the pending steps"))?
+        .into_iter()
+        .filter(|p| p.run.starts_with("r-suite-inbox-"))
+        .map(|p| (p.run, p.waiting.map(|w| w.step)))
+        .collect();
+    let expected: Vec<(String, Option<String>)> = vec![
+        (earlier.id.clone(), Some("check".to_owned())),
+        (earlier.id.clone(), Some("sign".to_owned())),
+        (later.id.clone(), Some("check".to_owned())),
+        (bare.id.clone(), None),
+    ];
+    ensure(listed == expected, || format!("listed as {listed:?}"))?;
+    let first = store.pending_steps().map_err(failed("list the pending steps"))?;
+    let first = first.into_iter().find(|p| p.run == earlier.id);
+    let whole = first.as_ref().is_some_and(|p| {
+        p.plan == earlier.plan
+            && p.created == earlier.created
+            && p.waiting.as_ref() == Some(&step(&earlier.id, "check"))
+    });
+    ensure(whole, || format!("a listed step reads back as {first:?}"))
 }
 
 fn the_first_result_of_an_actions_key_stands(store: &dyn Store, _: Open<'_>) -> Outcome {

@@ -8,6 +8,7 @@
 //!
 //! The pages read the runtime through the same calls, grants and redaction as the API.
 
+mod flows;
 mod session;
 
 use std::sync::Arc;
@@ -40,6 +41,11 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/runs/{run}/steps/{step}", get(decide_page).post(decide))
         .route("/ui/runs/{run}/gates/{gate}/override", post(override_gate))
         .route("/ui/runs/{run}/evidence", get(evidence))
+        .route("/ui/flows", get(flows::flows))
+        .route("/ui/plans/{plan}", get(flows::plan))
+        .route("/ui/plans/{plan}/diff", get(flows::diff))
+        .route("/ui/plans/{plan}/what-if", post(flows::what_if))
+        .route("/ui/jobs/{job}", get(flows::job))
         .route("/ui/assets/flow.css", get(stylesheet))
         .layer(middleware::from_fn(guarded))
 }
@@ -69,13 +75,13 @@ fn now() -> i64 {
     flow_runtime::now().seconds
 }
 
-/// A name as one segment of a path: every byte but letters, digits, `-`, `_`, `.` and `~`
-/// percent-encoded, so that no name (a plan installed as JSON may name its steps as it
+/// A name as one segment of a path: every byte but letters, digits, `-`, `_`, `.`, `~` and
+/// `:` (a plan's hash: `blake3:…`) percent-encoded, so that no name (a plan installed as JSON may name its steps as it
 /// likes) reaches another path.
 fn segment(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b':' => (b as char).to_string(),
             b'.' if name.bytes().any(|c| c != b'.') => ".".to_owned(),
             _ => format!("%{b:02X}"),
         })
@@ -301,8 +307,6 @@ async fn sign_out(State(service): State<Arc<Service>>, viewer: Viewer, form: axu
 
 /// A step waiting for the viewer, as the inbox lists it.
 struct Waiting {
-    /// When the run began (RFC 3339), the inbox's order.
-    created: String,
     run: String,
     run_href: String,
     step_href: String,
@@ -314,49 +318,68 @@ struct Waiting {
     why: Vec<String>,
 }
 
+/// How many waiting steps one page of the inbox lists.
+const INBOX_PAGE: usize = 50;
+
 #[derive(Template)]
 #[template(path = "inbox.html")]
 struct InboxPage<'a> {
     signed_in: Option<&'a Viewer>,
     items: Vec<Waiting>,
+    /// How many steps wait in all, and the place of the page's first and last.
+    total: usize,
+    first: usize,
+    last: usize,
+    /// The pages before and after this one, where there are.
+    previous: Option<String>,
+    next: Option<String>,
 }
 
-async fn inbox(State(service): State<Arc<Service>>, viewer: Viewer) -> Response {
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+async fn inbox(
+    State(service): State<Arc<Service>>,
+    viewer: Viewer,
+    axum::extract::Query(query): axum::extract::Query<PageQuery>,
+) -> Response {
     let who = viewer.caller.principal.clone();
-    let listed = crate::api::blocking(&service, None, move |service| {
-        let mut items = Vec::new();
-        // Each run read once, however many of its steps wait.
-        let mut runs: std::collections::BTreeMap<String, (String, Vec<String>)> = std::collections::BTreeMap::new();
-        for waiting in service.runtime.pending(Some(&who))? {
-            if !runs.contains_key(&waiting.run) {
-                let record = service.runtime.store().run(&waiting.run).map_err(flow_runtime::Error::from)?;
-                let Some(record) = record else { continue };
-                let view = service.runtime.status(&waiting.run, Some(&who))?;
-                runs.insert(waiting.run.clone(), (record.created, view.why));
-            }
-            let Some((since, why)) = runs.get(&waiting.run) else { continue };
-            items.push(Waiting {
-                run_href: run_href(&waiting.run),
-                step_href: step_href(&waiting.run, &waiting.step),
-                run: waiting.run,
-                flow: waiting.flow,
-                step: waiting.step,
-                kind: waiting.kind,
-                roles: waiting.roles.join(", "),
-                created: since.clone(),
-                since: shown_time(since),
-                why: why.clone(),
-            });
-        }
-        // The oldest runs first.
-        items.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.run.cmp(&b.run)));
-        Ok(items)
-    })
-    .await;
-    match listed {
-        Ok(items) => html(StatusCode::OK, &InboxPage { signed_in: Some(&viewer), items }),
-        Err(problem) => problem_page(Some(&viewer), &problem),
-    }
+    let page = query.page.unwrap_or(1).max(1);
+    let skip = (page - 1).saturating_mul(INBOX_PAGE);
+    let listed =
+        crate::api::blocking(&service, None, move |service| Ok(service.runtime.inbox(&who, skip, INBOX_PAGE)?)).await;
+    let inbox = match listed {
+        Ok(inbox) => inbox,
+        Err(problem) => return problem_page(Some(&viewer), &problem),
+    };
+    let items: Vec<Waiting> = inbox
+        .items
+        .into_iter()
+        .map(|item| Waiting {
+            run_href: run_href(&item.waiting.run),
+            step_href: step_href(&item.waiting.run, &item.waiting.step),
+            run: item.waiting.run,
+            flow: item.waiting.flow,
+            step: item.waiting.step,
+            kind: item.waiting.kind,
+            roles: item.waiting.roles.join(", "),
+            since: shown_time(&item.created),
+            why: item.why,
+        })
+        .collect();
+    let page_href = |n: usize| format!("/ui/inbox?page={n}");
+    let shown = InboxPage {
+        signed_in: Some(&viewer),
+        total: inbox.total,
+        first: skip.saturating_add(1),
+        last: skip.saturating_add(items.len()),
+        previous: (page > 1).then(|| page_href(page - 1)),
+        next: (skip.saturating_add(INBOX_PAGE) < inbox.total).then(|| page_href(page + 1)),
+        items,
+    };
+    html(StatusCode::OK, &shown)
 }
 
 // --- Deciding a step ----------------------------------------------------------------------

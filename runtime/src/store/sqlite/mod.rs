@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::{
-    ActionClaim, ActionResult, Commit, Held, Lease, Part, QueuedBatch, QueuedCase, RawEvent, Refusal, Result,
-    RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
+    ActionClaim, ActionResult, Commit, Held, Lease, Part, PendingStep, QueuedBatch, QueuedCase, RawEvent, Refusal,
+    Result, RunRecord, ShadowRecord, Signer, Store, StoreError, Waiting,
 };
 use crate::event::Status;
 
@@ -557,6 +557,34 @@ impl Store for SqliteStore {
                     kind: row.get(3)?,
                     roles: roles.split_whitespace().map(str::to_owned).collect(),
                 })
+            })
+            .map_err(unusable("cannot read the waiting steps"))?;
+        rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
+    }
+
+    fn pending_steps(&self) -> Result<Vec<PendingStep>> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles FROM runs r \
+                 LEFT JOIN waiting w ON w.run = r.id WHERE r.status = ?1 ORDER BY r.created, r.id, w.step",
+            )
+            .map_err(unusable("cannot read the waiting steps"))?;
+        let rows = statement
+            .query_map([Status::Pending.as_str()], |row| {
+                let run: String = row.get(0)?;
+                let step: Option<String> = row.get(4)?;
+                let waiting = match step {
+                    Some(step) => Some(Waiting {
+                        run: run.clone(),
+                        flow: row.get(3)?,
+                        step,
+                        kind: row.get(5)?,
+                        roles: row.get::<_, String>(6)?.split_whitespace().map(str::to_owned).collect(),
+                    }),
+                    None => None,
+                };
+                Ok(PendingStep { run, plan: row.get(1)?, created: row.get(2)?, waiting })
             })
             .map_err(unusable("cannot read the waiting steps"))?;
         rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
