@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Signs in to the pages of a running `flowc serve` with an API token, then asks for each
-page given ROUNDS times over one keep-alive connection and prints the median, p95 and
-spread of the time to the page's last byte (milliseconds), as a Markdown table row.
+page given three times (not measured) and ROUNDS times over one keep-alive connection, and
+prints the median, p95 and spread of the time to the page's last byte (milliseconds), as a
+Markdown table row.
 
     python3 bench/web/measure.py HOST:PORT TOKEN ROUNDS LABEL=PATH…
 """
@@ -43,6 +44,8 @@ for page in pages:
     label, path = page.split("=", 1)
     took = []
     size = 0
+    for _ in range(3):  # warm: the plans loaded, the caches filled
+        ask("GET", path, cookies=session)
     for _ in range(rounds):
         start = time.perf_counter()
         response, body = ask("GET", path, cookies=session)

@@ -1,14 +1,15 @@
 #!/bin/sh
 # The pages' benchmark of docs/benchmarks.md: the inbox of a manager for whom 10,000 steps
 # wait, and the page of a run with about 500 events, each asked for ROUNDS times of
-# `flowc serve` over HTTP on a SQLite store (release build; the client, a Python script,
-# shares the machine). The graph's picture alone is measured by `cargo bench -p flow-bench
-# --bench engines -- svg`.
+# `flowc serve` over HTTP on a SQLite store, after three requests not measured; and, beside
+# them, the dashboard over those runs and the stewards' pages (release build; the client, a
+# Python script, shares the machine). The pictures alone are measured by
+# `cargo bench -p flow-lower --bench plan -- svg`.
 #
-#   bench/web/run.sh [WAITING] [ROUNDS]      # default 10000 waiting steps, 40 rounds
+#   bench/web/run.sh [WAITING] [ROUNDS]      # default 10000 waiting steps, 100 rounds
 set -eu
 N=${1:-10000}
-R=${2:-40}
+R=${2:-100}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cargo build --release --locked -p flow-cli >&2
 flowc=$root/target/release/flowc
@@ -60,4 +61,7 @@ echo "|---|---|---|---|---|"
 python3 "$root/bench/web/measure.py" "$address" "$token" "$R" \
   "inbox, $N steps waiting=/ui/inbox" \
   "run page, $events events=/ui/runs/$long" \
-  "decide page of that run=/ui/runs/$long/steps/check"
+  "decide page of that run=/ui/runs/$long/steps/check" \
+  "dashboard, every flow, 30 days ($((N + 1)) runs)=/ui/dashboard" \
+  "flows=/ui/flows" \
+  "a version's page (governance, forms)=/ui/plans/$("$flowc" build "$root/bench/stores/review.flow" -o /dev/null | sed -n 's/^hash //p')"

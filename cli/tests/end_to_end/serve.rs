@@ -1804,6 +1804,27 @@ fn the_stewards_pages_show_governance_changes_and_what_ifs() {
     assert!(result.body.contains("completed → pending: 2"), "{}", result.body);
     let refusals = flowc(&dir, &["refusals"]);
     assert!(text(&refusals).contains("aud: refused what-if"), "{}", text(&refusals));
+
+    // The dashboard: the three runs of today, each signal drawn, the numbers in a table.
+    let dashboard = browser.get("/ui/dashboard?flow=loan&days=7", Some(&steward));
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    std::fs::write(dir.join("dashboard.html"), &dashboard.body).unwrap();
+    for part in [
+        "3 runs started in these 7 days",
+        "<figcaption>Runs, by how they stand</figcaption>",
+        ": 3 completed</title>",
+        "<figcaption>Approval rate</figcaption>",
+        "<figcaption>Override rate</figcaption>",
+        "<figcaption>Degraded rate</figcaption>",
+        "<figcaption>Blocked rate</figcaption>",
+        "<figcaption>Decision latency</figcaption>",
+        "<figcaption>Review volume</figcaption>",
+        "<td>3</td><td>3 completed</td>",
+    ] {
+        assert!(dashboard.body.contains(part), "`{part}` missing: {}", dashboard.body);
+    }
+    let none = browser.get("/ui/dashboard?flow=nothing-of-that-name", Some(&steward));
+    assert!(none.body.contains("No run started in these 30 days"), "{}", none.body);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }

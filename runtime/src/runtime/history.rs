@@ -531,17 +531,33 @@ impl Runtime {
     /// and governance metrics per flow, counts and durations only, never values. Every
     /// run's chain is checked and the run replayed exactly, on every core.
     pub fn stats(&self, filter: &RunFilter) -> Result<Stats> {
+        Ok(Stats::of(&self.facts(filter, true)?))
+    }
+
+    /// The metrics of the stored runs `filter` selects, day by day (UTC, by when each run
+    /// started), oldest first, each day's as [`Runtime::stats`] gives them but without
+    /// replaying the runs (their chains are checked): what a dashboard draws over time.
+    pub fn daily_stats(&self, filter: &RunFilter) -> Result<Vec<(String, Stats)>> {
+        let mut days: BTreeMap<String, Vec<RunFacts>> = BTreeMap::new();
+        for facts in self.facts(filter, false)? {
+            days.entry(facts.created.get(..10).unwrap_or_default().to_owned()).or_default().push(facts);
+        }
+        Ok(days.into_iter().map(|(day, facts)| (day, Stats::of(&facts))).collect())
+    }
+
+    /// What each selected run contributes to the metrics, replayed or not.
+    fn facts(&self, filter: &RunFilter, replay: bool) -> Result<Vec<RunFacts>> {
         let records: Vec<RunRecord> = self.select(filter, None)?.into_iter().map(|(record, _)| record).collect();
-        let facts = self.each_run(&records, self.progress.as_deref(), |record, raw| self.run_facts(record, raw))?;
-        let facts: Vec<RunFacts> = facts
+        let facts =
+            self.each_run(&records, self.progress.as_deref(), |record, raw| self.run_facts(record, raw, replay))?;
+        Ok(facts
             .into_iter()
             .zip(&records)
             .map(|(facts, record)| facts.unwrap_or_else(|| RunFacts::of(record)))
-            .collect();
-        Ok(Stats::of(&facts))
+            .collect())
     }
 
-    pub(super) fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>) -> RunFacts {
+    pub(super) fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>, replay: bool) -> RunFacts {
         let mut facts = RunFacts::of(record);
         let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
         let first_at = at.first().cloned().unwrap_or_default();
@@ -553,7 +569,9 @@ impl Runtime {
         if let Ok((events, analysis)) = events {
             facts.complete = true;
             facts.observe(&events, &at);
-            facts.replayed = Some(crate::replay::replay(&analysis, &events, self.engine).divergence.is_none());
+            if replay {
+                facts.replayed = Some(crate::replay::replay(&analysis, &events, self.engine).divergence.is_none());
+            }
         }
         facts
     }

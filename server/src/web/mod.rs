@@ -8,6 +8,8 @@
 //!
 //! The pages read the runtime through the same calls, grants and redaction as the API.
 
+mod charts;
+mod dashboard;
 mod flows;
 mod session;
 
@@ -41,6 +43,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/runs/{run}/steps/{step}", get(decide_page).post(decide))
         .route("/ui/runs/{run}/gates/{gate}/override", post(override_gate))
         .route("/ui/runs/{run}/evidence", get(evidence))
+        .route("/ui/dashboard", get(dashboard::dashboard))
         .route("/ui/flows", get(flows::flows))
         .route("/ui/plans/{plan}", get(flows::plan))
         .route("/ui/plans/{plan}/diff", get(flows::diff))
