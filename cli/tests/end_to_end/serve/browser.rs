@@ -2,9 +2,12 @@
 //! (`chromedriver`) against a real `flowc serve`, as the people of a flow use them — a
 //! requester's run waits; a manager signs in, finds it in the inbox, decides it with a
 //! reason and an edit; a second manager completes the approval; an auditor opens the run,
-//! sees the path in the graph and the evidence link; a principal without `view pii` sees
-//! redaction and no value; a form whose CSRF token was changed is refused. A screenshot of
-//! each page is written to `target/web-screenshots/` (printed), for a person to look at.
+//! sees the path in the graph and downloads the evidence, which `flowc verify` accepts; a
+//! principal without `view pii` sees redaction and no value; a form whose CSRF token was
+//! changed is refused, and a page asked for without a session sends to the sign-in; a
+//! steward reads a version's governance, runs a what-if and sees the transitions, and opens
+//! the dashboard. A screenshot of each page is written to `target/web-screenshots/`
+//! (printed), for a person to look at.
 //!
 //! Skipped (and said so) without `chromium` and `chromedriver`, except in CI.
 
@@ -65,12 +68,20 @@ fn driver() -> Option<Driver> {
     Some(driver)
 }
 
-/// A headless Chromium of its own (a fresh profile: no cookies of another test).
-async fn browser(driver: &Driver) -> Client {
+/// A headless Chromium of its own (a fresh profile: no cookies of another test), saving
+/// what it downloads in `downloads`.
+async fn browser(driver: &Driver, downloads: &Path) -> Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".to_owned(),
-        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
+        json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"],
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+            },
+        }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
@@ -130,6 +141,9 @@ fn people_do_their_jobs_in_a_real_browser() {
     let (dir, made) = serving("browser", None);
     let extra = super::tokens(&dir, &["aud", "mia"]);
     let token = |who: &str| made.get(who).or(extra.get(who)).map(|(_, t)| t.clone()).unwrap();
+    // The flow's steward may replay its runs here: what-ifs are theirs to run.
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    std::fs::write(dir.join("loan.flow"), source.replace("replay by auditor", "replay by auditor, officer")).unwrap();
     let server = Server::start(&dir);
     let api = Api::new(&server, &contract);
     let plan = install(&api, &dir, &token("olga"));
@@ -140,11 +154,18 @@ fn people_do_their_jobs_in_a_real_browser() {
     let started = api.call("POST", "/v1/runs", Some(&token("carl")), Some(("application/json", body.as_bytes())), &[]);
     assert_status(&started, 201, "a start");
     let run = started.json()["run"].as_str().unwrap().to_owned();
+    // And one that an automatic approval completed: a lower limit would send it to a manager.
+    let body = json!({"plan": plan, "clock": AT, "inputs": {"request": request("B2", "500.00", "carl")}}).to_string();
+    let small = api.call("POST", "/v1/runs", Some(&token("carl")), Some(("application/json", body.as_bytes())), &[]);
+    assert_status(&small, 201, "a start");
+    let small = small.json()["run"].as_str().unwrap().to_owned();
     let base = server.base.clone();
+    let downloads = dir.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let client = browser(&driver).await;
+        let client = browser(&driver, &downloads).await;
         // Not signed in: the sign-in page.
         client.goto(&format!("{base}/ui/inbox")).await.unwrap();
         arrive(&client, "/ui/sign-in", "API token").await;
@@ -209,11 +230,47 @@ fn people_do_their_jobs_in_a_real_browser() {
         for part in ["node review ran", "node approval ran", "node action ran", "&lt;b&gt;private&lt;/b&gt; note"] {
             assert!(audited.contains(part), "`{part}` missing: {audited}");
         }
-        let link = client.find(Locator::Css("a[download]")).await.unwrap().attr("href").await.unwrap().unwrap();
-        assert!(link.ends_with(&format!("{run}/evidence")), "{link}");
+        let link = client.find(Locator::Css("a[download]")).await.unwrap();
+        assert!(link.attr("href").await.unwrap().unwrap().ends_with(&format!("{run}/evidence")));
         shot(&client, "6-run-for-the-auditor").await;
+        // The evidence, downloaded by the browser.
+        link.click().await.unwrap();
+        let file = downloads.join(format!("{run}.evidence.json"));
+        let started = std::time::Instant::now();
+        while !file.is_file() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "no download in {}", downloads.display());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // Without a session (its cookie gone), a run's page sends to the sign-in.
+        client.delete_all_cookies().await.unwrap();
+        client.goto(&format!("{base}/ui/runs/{run}")).await.unwrap();
+        arrive(&client, "/ui/sign-in", "API token").await;
+
+        // The steward: the flow's version, what stands before what; a what-if with a lower
+        // limit, its transitions, the run that changes; the dashboard.
+        let _ = sign_in(&client, &base, &token("olga")).await;
+        client.find(Locator::LinkText("Flows")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/ui/flows", "1.0.0").await;
+        client.find(Locator::LinkText("1.0.0")).await.unwrap().click().await.unwrap();
+        arrive(&client, &format!("/ui/plans/{plan}"), "What stands before what").await;
+        shot(&client, "7-flow-version").await;
+        client.find(Locator::Css("#param-limit")).await.unwrap().send_keys("400 USD").await.unwrap();
+        client.find(Locator::Css("section[aria-label='What if'] button")).await.unwrap().click().await.unwrap();
+        let job = arrive(&client, "", "runs replayed").await;
+        assert!(job.contains("completed → pending: 1"), "{job}");
+        shot(&client, "8-what-if").await;
+        client.find(Locator::XPath("//a[contains(., 'completed → pending')]")).await.unwrap().click().await.unwrap();
+        let drilled = arrive(&client, "", "Runs that go from completed to pending").await;
+        assert!(drilled.contains(&format!("/ui/runs/{small}")) && !drilled.contains(&format!("/ui/runs/{run}\"")));
+        client.find(Locator::LinkText("Dashboard")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/ui/dashboard", "runs started in these 30 days").await;
+        shot(&client, "9-dashboard").await;
         client.close().await.unwrap();
     });
+    let file = downloads.join(format!("{run}.evidence.json"));
+    let verified = super::flowc(&dir, &["verify", &file.display().to_string()]);
+    assert!(verified.status.success(), "the downloaded evidence verifies: {}", super::text(&verified));
     eprintln!("screenshots of the pages: {}", shots().display());
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
