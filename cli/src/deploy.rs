@@ -116,6 +116,15 @@ pub struct OidcConfig {
     /// A claim listing the principal's roles; without one, roles come from the principals
     /// file.
     pub roles_claim: Option<String>,
+    /// The web pages' sign-in through the issuer (the authorization-code flow with PKCE):
+    /// where the browser is sent, where the code is exchanged, this deployment's client id,
+    /// the variable holding its secret (when the issuer gives one), and the callback's
+    /// address as registered with the issuer (`https://HOST/ui/sign-in/oidc/callback`).
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub redirect_uri: Option<String>,
 }
 
 /// The service's configuration: `[serve]` of `flow.toml`, paths in it made relative to the

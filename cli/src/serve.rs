@@ -27,6 +27,45 @@ fn compile(source: &str, flow: Option<&str>) -> Result<flow_ir::VerifiedPlan, St
     lowered.plan.clone().ok_or_else(|| format!("flow `{}` did not compile to a plan", lowered.name))
 }
 
+/// The web pages' sign-in through the issuer, when `[serve.oidc]` configures it: all of
+/// its endpoints, client id and callback, or none.
+fn oidc_web(oidc: &deploy::OidcConfig) -> anyhow::Result<Option<flow_server::OidcWeb>> {
+    let given = [&oidc.authorization_endpoint, &oidc.token_endpoint, &oidc.client_id, &oidc.redirect_uri];
+    let (Some(authorization_endpoint), Some(token_endpoint), Some(client_id), Some(redirect_uri)) =
+        (given[0], given[1], given[2], given[3])
+    else {
+        if given.iter().any(|g| g.is_some()) || oidc.client_secret_env.is_some() {
+            bail!(
+                "`[serve.oidc]`: the web sign-in needs `authorization_endpoint`, `token_endpoint`, `client_id` and \
+                 `redirect_uri` together"
+            );
+        }
+        return Ok(None);
+    };
+    for (name, url) in [("authorization_endpoint", authorization_endpoint), ("token_endpoint", token_endpoint)] {
+        if !(url.starts_with("https://") || url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost"))
+        {
+            bail!(
+                "`[serve.oidc] {name}` is `{url}`: the issuer is reached over HTTPS (plain HTTP only on this machine)"
+            );
+        }
+    }
+    let client_secret = match &oidc.client_secret_env {
+        None => None,
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("`[serve.oidc] client_secret_env`: the variable `{var}` is not set"))?,
+        ),
+    };
+    Ok(Some(flow_server::OidcWeb {
+        authorization_endpoint: authorization_endpoint.clone(),
+        token_endpoint: token_endpoint.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        redirect_uri: redirect_uri.clone(),
+    }))
+}
+
 /// `flowc serve [--listen ADDR]`.
 pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let serving = deploy::serving(deployment)?;
@@ -38,6 +77,7 @@ pub fn serve(deployment: &Deployment, listen: Option<&str>) -> anyhow::Result<Ex
             issuer.principal_claim = claim.clone();
         }
         issuer.roles_claim = oidc.roles_claim.clone();
+        issuer.web = oidc_web(oidc)?;
         auth = auth.with_oidc(issuer);
     }
     let options = Options {

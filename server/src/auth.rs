@@ -255,6 +255,23 @@ pub struct Oidc {
     /// The claim that lists the principal's roles; without one, roles come from the
     /// principals file, which must list the principal.
     pub roles_claim: Option<String>,
+    /// Sign-in to the web pages through the issuer (the authorization-code flow), when
+    /// configured.
+    pub web: Option<OidcWeb>,
+}
+
+/// The web pages' sign-in through an OpenID Connect issuer: the authorization-code flow
+/// with PKCE, the ID token checked with the issuer's keys for `client_id`.
+pub struct OidcWeb {
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: String,
+    /// Where the server exchanges the code for the ID token.
+    pub token_endpoint: String,
+    pub client_id: String,
+    /// The client's secret, for an issuer that wants one (`client_secret_post`).
+    pub client_secret: Option<String>,
+    /// This server's callback as the issuer knows it: `https://HOST/ui/sign-in/oidc/callback`.
+    pub redirect_uri: String,
 }
 
 /// Only signatures by a key pair: a symmetric algorithm with keys that are published is a
@@ -299,12 +316,29 @@ impl Oidc {
             keys,
             principal_claim: "sub".to_owned(),
             roles_claim: None,
+            web: None,
         })
     }
 
     /// The principal and (with a roles claim) the roles a JWT names, once its signature,
     /// issuer, audience and times check out.
     fn check(&self, token: &str) -> Result<(String, Option<Vec<String>>), String> {
+        self.check_for(token, &self.audience, None)
+    }
+
+    /// The principal and roles an ID token of the web sign-in names: as [`Oidc::check`],
+    /// for the web client's id as the audience, and with the `nonce` the sign-in sent.
+    pub fn check_id_token(&self, token: &str, nonce: &str) -> Result<(String, Option<Vec<String>>), String> {
+        let Some(web) = &self.web else { return Err("this deployment has no web sign-in through its issuer".into()) };
+        self.check_for(token, &web.client_id, Some(nonce))
+    }
+
+    fn check_for(
+        &self,
+        token: &str,
+        audience: &str,
+        nonce: Option<&str>,
+    ) -> Result<(String, Option<Vec<String>>), String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("the token is not a JWT: {e}"))?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(format!("tokens signed with {:?} are not accepted", header.alg));
@@ -323,13 +357,18 @@ impl Oidc {
         let decoding = DecodingKey::from_jwk(key).map_err(|e| format!("the issuer's key cannot be used: {e}"))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 30;
         validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<serde_json::Map<String, Json>>(token, &decoding, &validation)
             .map_err(|e| format!("the token is not valid: {e}"))?;
         let claims = data.claims;
+        if let Some(nonce) = nonce
+            && claims.get("nonce").and_then(Json::as_str) != Some(nonce)
+        {
+            return Err("the ID token is not of this sign-in (its `nonce` differs)".to_owned());
+        }
         let principal = claims
             .get(&self.principal_claim)
             .and_then(Json::as_str)
@@ -430,6 +469,9 @@ impl Auth {
     pub fn resume(&self, principal: &str, token: &str) -> Result<Caller, Unauthenticated> {
         let unavailable = |e: anyhow::Error| Unauthenticated::Unavailable(format!("{e:#}"));
         let ended = || Unauthenticated::Rejected("the session ended: sign in again".to_owned());
+        if let Some(roles) = token.strip_prefix(OIDC_SESSION) {
+            return self.resume_oidc(principal, roles);
+        }
         let Some(tokens) = &self.tokens else { return Err(ended()) };
         let tokens = tokens.get().map_err(unavailable)?;
         let live = tokens.tokens.iter().any(|t| t.id == token && t.principal == principal && t.revoked.is_none());
@@ -442,7 +484,53 @@ impl Auth {
         let principal = Principal { id: principal.to_owned(), roles, authenticated: Some(method.clone()) };
         Ok(Caller { principal, method, permit: None })
     }
+
+    /// A web session begun through the issuer: `roles` (space-separated) as the ID token's
+    /// roles claim said at sign-in, when the issuer gives roles; else the principal must be
+    /// in the principals file, with its roles as it says now.
+    fn resume_oidc(&self, principal: &str, roles: &str) -> Result<Caller, Unauthenticated> {
+        let ended = || Unauthenticated::Rejected("the session ended: sign in again".to_owned());
+        let Some(oidc) = self.oidc.as_ref().filter(|o| o.web.is_some()) else { return Err(ended()) };
+        let roles = match &oidc.roles_claim {
+            Some(_) => roles.split_whitespace().map(str::to_owned).collect(),
+            None => {
+                let principals = self.principals.get().map_err(|e| Unauthenticated::Unavailable(format!("{e:#}")))?;
+                principals.get(principal).cloned().ok_or_else(ended)?
+            }
+        };
+        let method = format!("oidc {}", oidc.issuer);
+        let principal = Principal { id: principal.to_owned(), roles, authenticated: Some(method.clone()) };
+        Ok(Caller { principal, method, permit: None })
+    }
+
+    /// The issuer, when the deployment has one.
+    pub fn oidc(&self) -> Option<&Oidc> {
+        self.oidc.as_ref()
+    }
+
+    /// Who signed in through the issuer with `id_token`, whose `nonce` is the sign-in's: the
+    /// caller, and what the session keeps in place of a token's id.
+    pub fn sign_in_oidc(&self, id_token: &str, nonce: &str) -> Result<(Caller, String), Unauthenticated> {
+        let Some(oidc) = &self.oidc else {
+            return Err(Unauthenticated::Rejected("this deployment has no OpenID Connect issuer".to_owned()));
+        };
+        let (id, claimed) = oidc.check_id_token(id_token, nonce).map_err(Unauthenticated::Rejected)?;
+        if id.contains(char::is_whitespace)
+            || claimed.iter().flatten().any(|r| r.contains(char::is_whitespace) || r.is_empty())
+        {
+            return Err(Unauthenticated::Rejected("the ID token names a principal or role with spaces".to_owned()));
+        }
+        let kept = format!("{OIDC_SESSION}{}", claimed.as_deref().unwrap_or_default().join(" "));
+        let caller = self.resume_oidc(&id, kept.strip_prefix(OIDC_SESSION).unwrap_or_default()).map_err(|_| {
+            Unauthenticated::Rejected(format!("`{id}` is not a principal of this deployment (the principals file)"))
+        })?;
+        Ok((caller, kept))
+    }
 }
+
+/// What a web session begun through the issuer keeps in place of an API token's id: this,
+/// then the roles the ID token gave (when the issuer gives roles).
+const OIDC_SESSION: &str = "oidc:";
 
 #[cfg(test)]
 mod tests {

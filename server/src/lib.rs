@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use flow_ir::VerifiedPlan;
 use flow_runtime::Runtime;
 
-pub use auth::{Auth, Caller, Oidc, TokenFile};
+pub use auth::{Auth, Caller, Oidc, OidcWeb, TokenFile};
 pub use problem::Problem;
 
 /// The API's description (OpenAPI 3.1), as served at `/v1/openapi.json`.

@@ -19,6 +19,7 @@ use crate::runs::{deployment_on, flowc, stores, text};
 const OPENAPI: &str = include_str!("../../../server/openapi.json");
 const ROUTES: &str = include_str!("../../../server/src/lib.rs");
 mod browser;
+mod oidc;
 
 const AT: &str = "2026-11-30T10:00:00Z";
 
@@ -135,9 +136,14 @@ impl Server {
 
     /// A server with these variables set (the secrets its webhooks sign with).
     fn start_with(dir: &Path, vars: &[(&str, &str)]) -> Server {
+        Server::start_listening(dir, vars, "127.0.0.1:0")
+    }
+
+    /// A server listening on `listen`.
+    fn start_listening(dir: &Path, vars: &[(&str, &str)], listen: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
             .env_remove("FLOW_STORE")
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .current_dir(dir)
             .envs(vars.iter().copied())
             .env("NO_COLOR", "1")
@@ -1608,6 +1614,25 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     std::fs::write(dir.join("downloaded.json"), &evidence.body).unwrap();
     let verified = flowc(&dir, &["verify", "downloaded.json"]);
     assert!(verified.status.success(), "{}", text(&verified));
+    // The run's page says what checking that bundle found, and offers a replay, to the
+    // auditor (granted both); the manager is told the grant it needs, and offered neither.
+    let audited = browser.get(&format!("/ui/runs/{marked}"), Some(&aud));
+    assert!(audited.body.contains("The evidence verifies: "), "{}", audited.body);
+    let replay = format!("/ui/runs/{marked}/replay");
+    assert!(audited.body.contains(&format!("action=\"{replay}\"")), "{}", audited.body);
+    let managed = browser.get(&format!("/ui/runs/{marked}"), Some(&max));
+    assert!(managed.body.contains("needs `read evidence`") && !managed.body.contains(&replay), "{}", managed.body);
+    let replayed = browser.post(&replay, Some(&aud), &format!("csrf={}", audited.hidden("csrf")));
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert!(
+        replayed.body.contains("<strong>Exact</strong>") && replayed.body.contains("stands completed again"),
+        "{}",
+        replayed.body
+    );
+    let refused = browser.post(&replay, Some(&max), &format!("csrf={}", managed.hidden("csrf")));
+    assert_eq!(refused.status, 403, "the manager may not replay: {}", refused.body);
+    let forged = browser.post(&replay, Some(&aud), "csrf=0000");
+    assert_eq!(forged.status, 403, "{}", forged.body);
 
     // A run a blocking gate holds: the officer, granted its override, overrides it on the
     // run's page with a reason code and a basis; the manager is not offered the form.

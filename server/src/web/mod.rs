@@ -11,6 +11,7 @@
 mod charts;
 mod dashboard;
 mod flows;
+mod oidc;
 mod session;
 
 use std::sync::Arc;
@@ -37,12 +38,15 @@ pub fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/inbox") }))
         .route("/ui/sign-in", get(sign_in_page).post(sign_in))
+        .route("/ui/sign-in/oidc", get(oidc::start))
+        .route("/ui/sign-in/oidc/callback", get(oidc::callback))
         .route("/ui/sign-out", post(sign_out))
         .route("/ui/inbox", get(inbox))
         .route("/ui/runs/{run}", get(run_page))
         .route("/ui/runs/{run}/steps/{step}", get(decide_page).post(decide))
         .route("/ui/runs/{run}/gates/{gate}/override", post(override_gate))
         .route("/ui/runs/{run}/evidence", get(evidence))
+        .route("/ui/runs/{run}/replay", post(replay))
         .route("/ui/dashboard", get(dashboard::dashboard))
         .route("/ui/flows", get(flows::flows))
         .route("/ui/plans/{plan}", get(flows::plan))
@@ -227,6 +231,8 @@ struct SignInPage<'a> {
     signed_in: Option<&'a Viewer>,
     csrf: &'a str,
     error: Option<&'a str>,
+    /// The issuer to sign in through, when the deployment has one for the pages.
+    issuer: Option<&'a str>,
 }
 
 /// The sign-in form, with a nonce cookie of its own that its CSRF token is made from.
@@ -237,7 +243,8 @@ fn sign_in_form(service: &Service, status: StatusCode, error: Option<&str>) -> R
         Err(e) => return problem_page(None, &Problem::internal(e.to_string())),
     };
     let csrf = service.sessions.csrf(&nonce);
-    let mut response = html(status, &SignInPage { signed_in: None, csrf: &csrf, error });
+    let issuer = service.auth.oidc().filter(|o| o.web.is_some()).map(|o| o.issuer.as_str());
+    let mut response = html(status, &SignInPage { signed_in: None, csrf: &csrf, error, issuer });
     if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(SIGN_IN_COOKIE, &nonce, 3600)) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -691,7 +698,6 @@ struct RunPage<'a> {
     run: String,
     flow: String,
     status: &'static str,
-    settled: bool,
     summary: String,
     why: Vec<String>,
     /// Steps waiting: the page to decide it, its name, kind and who may decide.
@@ -705,6 +711,11 @@ struct RunPage<'a> {
     /// The plan's picture with the path the run took (SVG, made here from the plan: no
     /// value of the run is in it).
     picture: String,
+    /// What checking the run's evidence bundle (as the viewer would download it) found, for
+    /// one granted `read evidence`; else why it is not offered.
+    evidence_check: Result<String, String>,
+    /// Where the replay form goes, for one granted `replay`.
+    replay_href: Option<String>,
 }
 
 async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run): Path<String>) -> Response {
@@ -728,10 +739,33 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
                 _ => None,
             })
             .collect();
-        Ok((view, narrative, picture, overrides))
+        // The bundle the viewer would download, checked as `flowc verify` checks it; only
+        // for one granted it (a page view is not a request to be refused).
+        let evidence_check = if analysis.granted(&who.roles, flow_ir::plan::GrantKind::ReadEvidence, None) {
+            let bundle = flow_runtime::evidence::render(&service.runtime.evidence(&run, &who)?);
+            match flow_runtime::evidence::verify(bundle.as_bytes()) {
+                Ok(verified) => Ok(format!(
+                    "The evidence verifies: {} events{}, head {}, {}{}.",
+                    verified.events,
+                    if verified.redacted > 0 {
+                        format!(" ({} redacted for you)", verified.redacted)
+                    } else {
+                        String::new()
+                    },
+                    verified.head,
+                    verified.signed_by.map_or_else(|| "not signed".to_owned(), |key| format!("signed by {key}")),
+                    verified.logged.map(|(at, _)| format!(", entry {at} of the store's log")).unwrap_or_default(),
+                )),
+                Err(problems) => Err(format!("The evidence does not verify: {}", problems.join("; "))),
+            }
+        } else {
+            Err("Exporting this run's evidence needs `read evidence`.".to_owned())
+        };
+        let replay = analysis.granted(&who.roles, flow_ir::plan::GrantKind::Replay, None);
+        Ok((view, narrative, picture, overrides, evidence_check, replay))
     })
     .await;
-    let (view, narrative, picture, overrides) = match read {
+    let (view, narrative, picture, overrides, evidence_check, replay) = match read {
         Ok(read) => read,
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
@@ -746,7 +780,6 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
     let page = RunPage {
         signed_in: Some(&viewer),
         status: view.status.as_str(),
-        settled: !matches!(view.status, Status::Running | Status::Pending),
         summary: view.summary,
         why: view.why,
         pending: view
@@ -755,6 +788,8 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
             .map(|(step, kind, roles)| (step_href(&view.run, &step), step, kind, roles.join(", ")))
             .collect(),
         evidence_href: format!("{}/evidence", run_href(&view.run)),
+        evidence_check,
+        replay_href: replay.then(|| format!("{}/replay", run_href(&view.run))),
         outputs,
         narrative,
         picture,
@@ -763,6 +798,56 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         flow: view.flow,
     };
     html(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "replayed.html")]
+struct ReplayedPage<'a> {
+    signed_in: Option<&'a Viewer>,
+    run: String,
+    run_href: String,
+    exact: bool,
+    events: usize,
+    status: &'static str,
+    engine: String,
+    /// Where it first differs: the event's position and its step.
+    differs: Option<(usize, String)>,
+}
+
+/// Replays the run from its evidence, exactly, as `flowc replay RUN` does (needs `replay`;
+/// a refusal is recorded), and says whether every step and the outcome came out as
+/// recorded, or where they first differ (the values themselves are for `flowc replay`).
+async fn replay(
+    State(service): State<Arc<Service>>,
+    viewer: Viewer,
+    Path(run): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = refused_form(&service, &viewer, &form.csrf, "replay") {
+        return refused;
+    }
+    let who = viewer.caller.principal.clone();
+    let replayed =
+        crate::api::blocking(&service, Some("replay"), move |service| Ok(service.runtime.replay(&run, &who)?)).await;
+    match replayed {
+        Ok(replay) => {
+            let page = ReplayedPage {
+                signed_in: Some(&viewer),
+                run_href: run_href(&replay.run),
+                exact: replay.divergence.is_none(),
+                events: replay.events,
+                status: replay.status.as_str(),
+                engine: replay.engine.clone(),
+                differs: replay
+                    .divergence
+                    .as_ref()
+                    .map(|d| (d.index, d.node.clone().unwrap_or_else(|| "the run".to_owned()))),
+                run: replay.run,
+            };
+            html(StatusCode::OK, &page)
+        }
+        Err(problem) => problem_page(Some(&viewer), &problem),
+    }
 }
 
 /// The run's evidence bundle, as `flowc evidence` writes it, to download.

@@ -227,7 +227,13 @@ fn people_do_their_jobs_in_a_real_browser() {
         assert!(inbox.contains("Nothing waits for you"), "{inbox}");
         client.goto(&format!("{base}/ui/runs/{run}")).await.unwrap();
         let audited = arrive(&client, &format!("/ui/runs/{run}"), "What happened").await;
-        for part in ["node review ran", "node approval ran", "node action ran", "&lt;b&gt;private&lt;/b&gt; note"] {
+        for part in [
+            "node review ran",
+            "node approval ran",
+            "node action ran",
+            "&lt;b&gt;private&lt;/b&gt; note",
+            "The evidence verifies: ",
+        ] {
             assert!(audited.contains(part), "`{part}` missing: {audited}");
         }
         let link = client.find(Locator::Css("a[download]")).await.unwrap();
@@ -272,6 +278,53 @@ fn people_do_their_jobs_in_a_real_browser() {
     let verified = super::flowc(&dir, &["verify", &file.display().to_string()]);
     assert!(verified.status.success(), "the downloaded evidence verifies: {}", super::text(&verified));
     eprintln!("screenshots of the pages: {}", shots().display());
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// Signing in through the deployment's OpenID Connect issuer in a real browser: the button
+/// on the sign-in page, the issuer (the test's, which signs `mia` in at once), back to the
+/// server with a code, and on to the inbox with a session — the browser sends the
+/// `SameSite=Strict` session cookie along the navigation the server's page begins, after
+/// arriving from the issuer's site.
+#[test]
+fn signing_in_through_the_issuer_in_a_real_browser() {
+    let Some(driver) = driver() else { return };
+    let dir = crate::runs::deployment_on("browser_oidc", None);
+    let (_, jwks) = super::oidc::issuer_key();
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    let issuer = std::sync::Arc::new(std::sync::Mutex::new(super::oidc::Issuer::default()));
+    issuer.lock().unwrap().login_as = Some("mia".to_owned());
+    // The issuer on another site than the server's (`localhost`, not `127.0.0.1`), as an
+    // issuer is: the browser comes back to the server from another site.
+    let token_at = super::oidc::issuer(issuer.clone());
+    let at = token_at.replace("127.0.0.1", "localhost");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[serve.oidc]\nissuer = \"https://id.example.test\"\naudience = \"flow-api\"\njwks = \"jwks.json\"\n\
+         authorization_endpoint = \"{at}/authorize\"\ntoken_endpoint = \"{token_at}/token\"\nclient_id = \"flow-web\"\n\
+         redirect_uri = \"http://127.0.0.1:{port}/ui/sign-in/oidc/callback\"\n"
+    ));
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start_listening(&dir, &[], &format!("127.0.0.1:{port}"));
+    let base = server.base.clone();
+    let downloads = dir.join("downloads");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = browser(&driver, &downloads).await;
+        client.goto(&format!("{base}/ui/sign-in")).await.unwrap();
+        arrive(&client, "/ui/sign-in", "Sign in through https://id.example.test").await;
+        shot(&client, "10-sign-in-through-the-issuer").await;
+        client.find(Locator::Css("a.button")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/authorize", "Continue").await;
+        client.find(Locator::Css("#continue")).await.unwrap().click().await.unwrap();
+        let inbox = arrive(&client, "/ui/inbox", "<h1>Waiting for you</h1>").await;
+        assert!(inbox.contains("<span>mia</span>"), "{inbox}");
+        client.close().await.unwrap();
+    });
+    let exchanged = issuer.lock().unwrap().seen.len();
+    assert_eq!(exchanged, 1, "one code exchanged");
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
