@@ -125,6 +125,8 @@ pub struct OidcConfig {
     pub client_id: Option<String>,
     pub client_secret_env: Option<String>,
     pub redirect_uri: Option<String>,
+    /// The scopes asked for (default `openid`).
+    pub scopes: Option<String>,
 }
 
 /// The service's configuration: `[serve]` of `flow.toml`, paths in it made relative to the

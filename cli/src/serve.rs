@@ -34,7 +34,7 @@ fn oidc_web(oidc: &deploy::OidcConfig) -> anyhow::Result<Option<flow_server::Oid
     let (Some(authorization_endpoint), Some(token_endpoint), Some(client_id), Some(redirect_uri)) =
         (given[0], given[1], given[2], given[3])
     else {
-        if given.iter().any(|g| g.is_some()) || oidc.client_secret_env.is_some() {
+        if given.iter().any(|g| g.is_some()) || oidc.client_secret_env.is_some() || oidc.scopes.is_some() {
             bail!(
                 "`[serve.oidc]`: the web sign-in needs `authorization_endpoint`, `token_endpoint`, `client_id` and \
                  `redirect_uri` together"
@@ -42,14 +42,6 @@ fn oidc_web(oidc: &deploy::OidcConfig) -> anyhow::Result<Option<flow_server::Oid
         }
         return Ok(None);
     };
-    for (name, url) in [("authorization_endpoint", authorization_endpoint), ("token_endpoint", token_endpoint)] {
-        if !(url.starts_with("https://") || url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost"))
-        {
-            bail!(
-                "`[serve.oidc] {name}` is `{url}`: the issuer is reached over HTTPS (plain HTTP only on this machine)"
-            );
-        }
-    }
     let client_secret = match &oidc.client_secret_env {
         None => None,
         Some(var) => Some(
@@ -57,13 +49,15 @@ fn oidc_web(oidc: &deploy::OidcConfig) -> anyhow::Result<Option<flow_server::Oid
                 .map_err(|_| anyhow::anyhow!("`[serve.oidc] client_secret_env`: the variable `{var}` is not set"))?,
         ),
     };
-    Ok(Some(flow_server::OidcWeb {
-        authorization_endpoint: authorization_endpoint.clone(),
-        token_endpoint: token_endpoint.clone(),
-        client_id: client_id.clone(),
+    let web = flow_server::OidcWeb::new(
+        authorization_endpoint,
+        token_endpoint,
+        client_id,
         client_secret,
-        redirect_uri: redirect_uri.clone(),
-    }))
+        redirect_uri,
+        oidc.scopes.as_deref(),
+    )?;
+    Ok(Some(web))
 }
 
 /// `flowc serve [--listen ADDR]`.

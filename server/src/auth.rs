@@ -272,6 +272,53 @@ pub struct OidcWeb {
     pub client_secret: Option<String>,
     /// This server's callback as the issuer knows it: `https://HOST/ui/sign-in/oidc/callback`.
     pub redirect_uri: String,
+    /// The scopes asked for, `openid` among them (more where the principal's or the roles'
+    /// claim needs them: `openid email`).
+    pub scopes: String,
+}
+
+impl OidcWeb {
+    /// The web sign-in, its endpoints checked: HTTPS, or plain HTTP only to this machine
+    /// (`localhost`, `127.0.0.1`, `[::1]`), and never with a user name in the address.
+    pub fn new(
+        authorization_endpoint: &str,
+        token_endpoint: &str,
+        client_id: &str,
+        client_secret: Option<String>,
+        redirect_uri: &str,
+        scopes: Option<&str>,
+    ) -> anyhow::Result<OidcWeb> {
+        for (name, url) in [("authorization_endpoint", authorization_endpoint), ("token_endpoint", token_endpoint)] {
+            let parsed: axum::http::Uri =
+                url.parse().map_err(|e| anyhow::anyhow!("`[serve.oidc] {name}` is not an address: {e}"))?;
+            let authority = parsed.authority().map(|a| a.as_str()).unwrap_or_default();
+            let host = parsed.host().unwrap_or_default();
+            let local = ["localhost", "127.0.0.1", "[::1]", "::1"].contains(&host);
+            let fit = match parsed.scheme_str() {
+                Some("https") => true,
+                Some("http") => local,
+                _ => false,
+            };
+            if !fit || authority.contains('@') || host.is_empty() {
+                bail!(
+                    "`[serve.oidc] {name}` is `{url}`: the issuer is reached over HTTPS (plain HTTP only on this \
+                     machine), at an address without a user name"
+                );
+            }
+        }
+        let scopes = scopes.unwrap_or("openid").to_owned();
+        if !scopes.split_whitespace().any(|s| s == "openid") {
+            bail!("`[serve.oidc] scopes` is `{scopes}`: an OpenID Connect sign-in asks for `openid`");
+        }
+        Ok(OidcWeb {
+            authorization_endpoint: authorization_endpoint.to_owned(),
+            token_endpoint: token_endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret,
+            redirect_uri: redirect_uri.to_owned(),
+            scopes,
+        })
+    }
 }
 
 /// Only signatures by a key pair: a symmetric algorithm with keys that are published is a
@@ -364,10 +411,24 @@ impl Oidc {
         let data = jsonwebtoken::decode::<serde_json::Map<String, Json>>(token, &decoding, &validation)
             .map_err(|e| format!("the token is not valid: {e}"))?;
         let claims = data.claims;
-        if let Some(nonce) = nonce
-            && claims.get("nonce").and_then(Json::as_str) != Some(nonce)
-        {
-            return Err("the ID token is not of this sign-in (its `nonce` differs)".to_owned());
+        if let Some(nonce) = nonce {
+            if claims.get("nonce").and_then(Json::as_str) != Some(nonce) {
+                return Err("the ID token is not of this sign-in (its `nonce` differs)".to_owned());
+            }
+            // Issued to this client (OpenID Connect Core 3.1.3.7): an ID token for several
+            // audiences names the one it was given to, and that is this client.
+            let audiences = claims.get("aud").and_then(Json::as_array).map_or(1, Vec::len);
+            match claims.get("azp").and_then(Json::as_str) {
+                Some(azp) if azp != audience => {
+                    return Err(format!("the ID token was given to another client (`azp` {azp})"));
+                }
+                None if audiences > 1 => {
+                    return Err(
+                        "the ID token names several audiences but not the client it was given to (`azp`)".into()
+                    );
+                }
+                _ => {}
+            }
         }
         let principal = claims
             .get(&self.principal_claim)
@@ -535,6 +596,30 @@ const OIDC_SESSION: &str = "oidc:";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_issuers_endpoints_are_reached_over_https_or_on_this_machine() {
+        let web = |url: &str| OidcWeb::new(url, url, "flow-web", None, "https://flow.test/cb", None);
+        for taken in
+            ["https://id.example.com/token", "http://127.0.0.1:8080/token", "http://localhost/t", "http://[::1]:9/t"]
+        {
+            assert!(web(taken).is_ok(), "{taken}");
+        }
+        for refused in [
+            "http://id.example.com/token",
+            "http://localhost.evil.com/token",
+            "http://localhost@evil.com/token",
+            "https://user:secret@id.example.com/token",
+            "http://127.0.0.1.nip.io/token",
+            "ftp://localhost/token",
+            "/token",
+            "not an address",
+        ] {
+            assert!(web(refused).is_err(), "{refused}");
+        }
+        let scoped = OidcWeb::new("https://i/a", "https://i/t", "c", None, "https://f/cb", Some("email profile"));
+        assert!(scoped.is_err(), "a sign-in without `openid`");
+    }
 
     #[test]
     fn a_token_is_accepted_until_it_is_revoked_and_a_changed_one_never() {

@@ -89,6 +89,8 @@ pub struct Service {
     directory: std::sync::Mutex<Option<Arc<Principals>>>,
     /// Signs and checks the web pages' sessions.
     sessions: web::Sessions,
+    /// What the pages keep between requests.
+    pages: web::Pages,
 }
 
 impl Service {
@@ -99,6 +101,7 @@ impl Service {
             limits: Arc::new(limits::Gate::new(options.limits)),
             directory: std::sync::Mutex::default(),
             sessions: web::Sessions::new(options.session_key.clone()),
+            pages: web::Pages::default(),
             options,
             compiler: None,
             metrics: metrics::Metrics::default(),

@@ -558,6 +558,11 @@ fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
                 [roles.join(" ")],
             )
             .expect("a row is changed");
+        // And every step listed under another flow's name.
+        rusqlite::Connection::open(&path)
+            .expect("the store opens")
+            .execute("UPDATE waiting SET flow = 'forged-flow'", [])
+            .expect("rows are changed");
         if let Some((run, step)) = &forged {
             rusqlite::Connection::open(&path)
                 .expect("the store opens")
@@ -579,6 +584,11 @@ fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
             if let Some(forged) = &forged {
                 assert!(!listed.contains(forged), "plan {}: the forged row is shown", body.flow.name);
             }
+            assert!(
+                whole.items.iter().all(|i| i.waiting.flow == body.flow.name),
+                "plan {}: a forged flow",
+                body.flow.name
+            );
             let ages: Vec<&str> = whole.items.iter().map(|i| i.created.as_str()).collect();
             assert!(ages.windows(2).all(|w| w[0] <= w[1]), "plan {}: not oldest first: {ages:?}", body.flow.name);
             let mut sorted = listed.clone();

@@ -1602,6 +1602,9 @@ fn the_web_pages_sign_in_list_and_show_runs() {
     assert!(!run.body.contains("<script") && !run.body.contains("<b>bold"), "{}", run.body);
     let unknown = browser.get("/ui/runs/r-0000000000000000", Some(&max));
     assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let no_page = browser.get("/ui/no/such/page", None);
+    assert_eq!(no_page.status, 404, "{}", no_page.body);
+    assert!(no_page.header("content-type").starts_with("text/html") && no_page.body.contains("no such page"));
 
     // Its evidence, downloaded, verifies.
     let evidence = browser.get(&format!("/ui/runs/{marked}/evidence"), Some(&aud));
@@ -1798,6 +1801,12 @@ fn the_stewards_pages_show_governance_changes_and_what_ifs() {
     };
     let result = ended(&steward, &job);
     assert!(result.body.contains("olga may replay none of the 3 runs selected"), "{}", result.body);
+    let refusals = flowc(&dir, &["refusals"]);
+    assert!(
+        text(&refusals).contains("olga: refused what-if (grant `replay`): olga may replay none"),
+        "recorded: {}",
+        text(&refusals)
+    );
     // Another principal's job is not theirs to see.
     let aud = browser.session(&extra["aud"].1);
     assert_eq!(browser.get(&job, Some(&aud)).status, 404);

@@ -510,11 +510,10 @@ impl Runtime {
             }
         }
         if allowed.is_empty() && summary.not_allowed > 0 {
-            return Err(Error::Refused {
-                grant: "replay".to_owned(),
-                missing: true,
-                message: format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed),
-            });
+            // Recorded, as every refusal is (in the store's chain of refusals of no run).
+            let message = format!("{} may replay none of the {} runs selected", who.id, summary.not_allowed);
+            let operation = if changes.is_none() { "replay" } else { "what-if" };
+            return Err(self.refuse(None, who, operation, "replay".to_owned(), message, true));
         }
         let replayed =
             self.each_run(&allowed, progress, |record, raw| self.replay_record(record, raw, who, changes))?;

@@ -186,12 +186,12 @@ impl Runtime {
         }
         let total = listed.len();
         let mut items = Vec::new();
-        // The run last loaded: its id, the steps that wait in it for `who`, why it waits.
-        let mut read: Option<(String, Vec<state::WaitingStep>, Vec<String>)> = None;
+        // The run last loaded: its id, its flow, the steps that wait in it for `who`, why.
+        let mut read: Option<(String, String, Vec<state::WaitingStep>, Vec<String>)> = None;
         for (created, waiting) in listed.into_iter().skip(skip).take(take) {
             // Each run loaded once, however many of its steps are on the page (they are next
             // to one another: listed by run).
-            if read.as_ref().is_none_or(|(run, _, _)| *run != waiting.run) {
+            if read.as_ref().is_none_or(|(run, ..)| *run != waiting.run) {
                 let (analysis, loaded) = self.load(&waiting.run, false)?;
                 // The steps the run's events say wait, for whom.
                 let steps = state::waiting(&analysis, &loaded.state)
@@ -199,11 +199,12 @@ impl Runtime {
                     .filter(|(_, _, roles)| mine(&analysis, roles))
                     .collect();
                 let why = self.view(&analysis, &loaded, Some(who)).why;
-                read = Some((waiting.run.clone(), steps, why));
+                read = Some((waiting.run.clone(), analysis.body().flow.name.to_string(), steps, why));
             }
-            let Some((_, steps, why)) = &read else { continue };
+            let Some((_, flow, steps, why)) = &read else { continue };
             let Some((_, kind, roles)) = steps.iter().find(|(step, _, _)| *step == waiting.step) else { continue };
-            let waiting = Waiting { kind: (*kind).to_owned(), roles: roles.clone(), ..waiting };
+            // What the page says of the step is the run's, not the list's.
+            let waiting = Waiting { kind: (*kind).to_owned(), roles: roles.clone(), flow: flow.clone(), ..waiting };
             items.push(InboxItem { waiting, created, why: why.clone() });
         }
         Ok(Inbox { total, items })

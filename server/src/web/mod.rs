@@ -31,6 +31,14 @@ use crate::Service;
 use crate::auth::{Caller, Unauthenticated};
 use crate::problem::Problem;
 pub use session::Sessions;
+
+/// What the pages keep between requests: the sign-ins through the issuer under way, and the
+/// dashboard's last counts.
+#[derive(Default)]
+pub struct Pages {
+    sign_ins: oidc::SignIns,
+    dashboard: dashboard::Cache,
+}
 use session::{COOKIE, SIGN_IN_COOKIE, Session};
 
 /// The pages' routes, under `/ui`.
@@ -54,6 +62,7 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/plans/{plan}/what-if", post(flows::what_if))
         .route("/ui/jobs/{job}", get(flows::job))
         .route("/ui/assets/flow.css", get(stylesheet))
+        .route("/ui/{*rest}", get(no_such_page))
         .layer(middleware::from_fn(guarded))
 }
 
@@ -265,8 +274,11 @@ async fn sign_in(State(service): State<Arc<Service>>, headers: HeaderMap, form: 
     let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let nonce = session::cookie(cookies, SIGN_IN_COOKIE).unwrap_or_default();
     let made = nonce.split_once('.').and_then(|(at, _)| at.parse::<i64>().ok());
-    let fresh = made.is_some_and(|at| (0..=3600).contains(&(now() - at)));
-    if !fresh || !service.sessions.csrf_holds(nonce, &form.csrf) {
+    // The form's token first (a nonce of this server's), then its age (no arithmetic on a
+    // number nobody signed).
+    let holds = service.sessions.csrf_holds(nonce, &form.csrf);
+    let fresh = holds && made.and_then(|at| now().checked_sub(at)).is_some_and(|age| (0..=3600).contains(&age));
+    if !fresh {
         let why = "the sign-in form expired or was not this server's: sign in again";
         return sign_in_form(&service, StatusCode::FORBIDDEN, Some(why));
     }
@@ -401,6 +413,8 @@ struct Editable {
     ty: String,
     /// For an enum or a yes/no: the choices.
     choices: Option<Vec<String>>,
+    /// For a value typed in: an example of how it is written (`1200.50 USD`).
+    example: String,
     /// What was entered, shown back with an error.
     entered: String,
     error: Option<String>,
@@ -474,6 +488,21 @@ impl DecideForm {
     }
 }
 
+/// How a value of a type is typed in a form, as an example: an amount with its currency, an
+/// instant in RFC 3339, a duration with its unit.
+fn example_of(ty: &flow_ir::ty::Ty) -> String {
+    use flow_ir::ty::Ty;
+    match ty {
+        Ty::Money(Some(currency)) => format!("1200.50 {currency}"),
+        Ty::Money(None) => "1200.50 USD".to_owned(),
+        Ty::Decimal => "0.75".to_owned(),
+        Ty::Int => "42".to_owned(),
+        Ty::Timestamp => "2026-12-04T10:00:00Z".to_owned(),
+        Ty::Duration => "48h".to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// The form of step `step` of `run` for `who`, with what was entered and the errors.
 fn decide_form(
     service: &Service,
@@ -500,7 +529,9 @@ fn decide_form(
                         other => body.variants(other).map(|v| v.iter().map(ToString::to_string).collect()),
                     });
                     let error = errors.form.as_ref().filter(|e| e.contains(&format!("`{field}`"))).cloned();
+                    let example = ty.as_ref().map(|t| example_of(t.unwrap_optional())).unwrap_or_default();
                     Editable {
+                        example,
                         entered: entered.edit(&field).to_owned(),
                         ty: ty.map_or_else(String::new, |t| t.to_string()),
                         choices,
@@ -712,7 +743,8 @@ struct RunPage<'a> {
     /// value of the run is in it).
     picture: String,
     /// What checking the run's evidence bundle (as the viewer would download it) found, for
-    /// one granted `read evidence`; else why it is not offered.
+    /// one granted `read evidence` (and whether they are); else why it is not offered.
+    may_export: bool,
     evidence_check: Result<String, String>,
     /// Where the replay form goes, for one granted `replay`.
     replay_href: Option<String>,
@@ -741,9 +773,12 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
             .collect();
         // The bundle the viewer would download, checked as `flowc verify` checks it; only
         // for one granted it (a page view is not a request to be refused).
-        let evidence_check = if analysis.granted(&who.roles, flow_ir::plan::GrantKind::ReadEvidence, None) {
-            let bundle = flow_runtime::evidence::render(&service.runtime.evidence(&run, &who)?);
-            match flow_runtime::evidence::verify(bundle.as_bytes()) {
+        let may_export = analysis.granted(&who.roles, flow_ir::plan::GrantKind::ReadEvidence, None);
+        let evidence_check = if may_export {
+            // A bundle that cannot be made (a run that kept changing, a store changed behind
+            // the runtime's back) is said, not turned into an error page.
+            let bundle = service.runtime.evidence(&run, &who).map(|b| flow_runtime::evidence::render(&b));
+            match bundle.map_err(|e| vec![e.to_string()]).and_then(|b| flow_runtime::evidence::verify(b.as_bytes())) {
                 Ok(verified) => Ok(format!(
                     "The evidence verifies: {} events{}, head {}, {}{}.",
                     verified.events,
@@ -762,10 +797,10 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
             Err("Exporting this run's evidence needs `read evidence`.".to_owned())
         };
         let replay = analysis.granted(&who.roles, flow_ir::plan::GrantKind::Replay, None);
-        Ok((view, narrative, picture, overrides, evidence_check, replay))
+        Ok((view, narrative, picture, overrides, (may_export, evidence_check), replay))
     })
     .await;
-    let (view, narrative, picture, overrides, evidence_check, replay) = match read {
+    let (view, narrative, picture, overrides, (may_export, evidence_check), replay) = match read {
         Ok(read) => read,
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
@@ -788,6 +823,7 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
             .map(|(step, kind, roles)| (step_href(&view.run, &step), step, kind, roles.join(", ")))
             .collect(),
         evidence_href: format!("{}/evidence", run_href(&view.run)),
+        may_export,
         evidence_check,
         replay_href: replay.then(|| format!("{}/replay", run_href(&view.run))),
         outputs,
@@ -878,6 +914,13 @@ async fn evidence(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
     }
 }
 
+/// A page that is not one of these: said as a page (not as the API's JSON).
+async fn no_such_page() -> Response {
+    let page =
+        MessagePage { signed_in: None, title: "Not found", message: "there is no such page; start at the inbox" };
+    html(StatusCode::NOT_FOUND, &page)
+}
+
 async fn stylesheet() -> Response {
     (
         StatusCode::OK,
@@ -888,4 +931,17 @@ async fn stylesheet() -> Response {
         include_str!("../../assets/flow.css"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use flow_ir::ty::Ty;
+
+    #[test]
+    fn a_typed_in_value_is_shown_how_it_is_written() {
+        let usd = Ty::Money(flow_ir::ty::Currency::new("USD"));
+        assert_eq!(super::example_of(&usd), "1200.50 USD");
+        assert_eq!(super::example_of(&Ty::Timestamp), "2026-12-04T10:00:00Z");
+        assert_eq!(super::example_of(&Ty::Text), "", "text needs no example");
+    }
 }

@@ -58,10 +58,11 @@ pub(super) async fn start(State(service): State<Arc<Service>>) -> Response {
     let challenge = base64url(&sha2::Sha256::digest(verifier.as_bytes()));
     let separator = if web.authorization_endpoint.contains('?') { '&' } else { '?' };
     let location = format!(
-        "{}{separator}response_type=code&client_id={}&redirect_uri={}&scope=openid&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
+        "{}{separator}response_type=code&client_id={}&redirect_uri={}&scope={}&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
         web.authorization_endpoint,
         segment(&web.client_id),
         segment(&web.redirect_uri),
+        segment(&web.scopes),
     );
     let mut response = Redirect::to(&location).into_response();
     let cookie =
@@ -89,31 +90,23 @@ pub(super) async fn callback(
     let Some(web) = service.auth.oidc().and_then(|o| o.web.as_ref()) else {
         return refused(&service, StatusCode::NOT_FOUND, "this deployment does not sign in through an issuer");
     };
-    if let Some(error) = &back.error {
-        let said = back.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-        let why: String = format!("the issuer did not sign you in ({error}{said})").chars().take(300).collect();
-        return refused(&service, StatusCode::UNAUTHORIZED, &why);
-    }
     // The sign-in this browser began, signed by this server, not older than ten minutes,
-    // and the `state` the issuer sends back is its own.
+    // and the `state` the issuer sends back is its own — checked before anything the
+    // answer says is acted on or shown.
     let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let kept = session::cookie(cookies, OIDC_COOKIE).unwrap_or_default();
     let (payload, mac) = kept.rsplit_once('.').unwrap_or_default();
+    let not_begun = "this sign-in was not begun here, or it expired: sign in again";
+    if !service.sessions.csrf_holds(&format!("oidc {payload}"), mac) {
+        return refused(&service, StatusCode::FORBIDDEN, not_begun);
+    }
     let parts: Vec<&str> = payload.split('.').collect();
     let [made, state, nonce, verifier] = parts.as_slice() else {
-        return refused(
-            &service,
-            StatusCode::FORBIDDEN,
-            "this sign-in was not begun here, or it expired: sign in again",
-        );
+        return refused(&service, StatusCode::FORBIDDEN, not_begun);
     };
-    let fresh = made.parse::<i64>().is_ok_and(|at| (0..=SIGN_IN_SECONDS).contains(&(now() - at)));
-    if !fresh || !service.sessions.csrf_holds(&format!("oidc {payload}"), mac) {
-        return refused(
-            &service,
-            StatusCode::FORBIDDEN,
-            "this sign-in was not begun here, or it expired: sign in again",
-        );
+    let age = made.parse::<i64>().ok().and_then(|at| now().checked_sub(at));
+    if !age.is_some_and(|age| (0..=SIGN_IN_SECONDS).contains(&age)) {
+        return refused(&service, StatusCode::FORBIDDEN, not_begun);
     }
     if back.state.as_deref() != Some(*state) {
         return refused(
@@ -122,8 +115,23 @@ pub(super) async fn callback(
             "the issuer's answer is not of this sign-in (its `state` differs)",
         );
     }
+    // Each sign-in answered once: a second answer with its `state` (a replayed callback) is
+    // refused before the issuer is asked anything.
+    if !service.pages.sign_ins.first_answer(state, now()) {
+        return refused(&service, StatusCode::FORBIDDEN, "this sign-in was answered already: sign in again");
+    }
+    if let Some(error) = &back.error {
+        // The issuer's own words go to the log only (escaped): a link can carry any text.
+        let said = back.error_description.as_deref().unwrap_or_default();
+        tracing::warn!(target: "flow::http", "the issuer refused a sign-in: {error:?} {said:?}");
+        return refused(&service, StatusCode::UNAUTHORIZED, "the issuer did not sign you in; sign in again");
+    }
     let Some(code) = back.code.filter(|c| !c.is_empty()) else {
         return refused(&service, StatusCode::BAD_REQUEST, "the issuer sent no code");
+    };
+    // At most a few exchanges at once: each holds a thread while the issuer answers.
+    let Some(_exchanging) = service.pages.sign_ins.exchange() else {
+        return refused(&service, StatusCode::SERVICE_UNAVAILABLE, "too many sign-ins at once: try again in a moment");
     };
     // The code exchanged at the issuer's token endpoint, off the asynchronous runtime.
     let (endpoint, client_id, secret, redirect_uri) =
@@ -204,4 +212,66 @@ pub(super) async fn callback(
         }
     }
     response
+}
+
+/// The sign-ins through the issuer under way: the `state`s answered in the last ten minutes
+/// (each is taken once), and how many codes are being exchanged.
+#[derive(Default)]
+pub struct SignIns {
+    answered: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    exchanging: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How many codes one server exchanges at once.
+const EXCHANGES: usize = 8;
+
+/// A code being exchanged; the count goes down when it is dropped.
+pub struct Exchanging(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Exchanging {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl SignIns {
+    /// Whether this is the first answer to the sign-in of `state` (forgetting those older
+    /// than a sign-in may take).
+    fn first_answer(&self, state: &str, now: i64) -> bool {
+        let mut answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        answered.retain(|_, at| now.saturating_sub(*at) <= SIGN_IN_SECONDS);
+        match answered.entry(state.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(place) => {
+                place.insert(now);
+                true
+            }
+        }
+    }
+
+    /// A place among the exchanges under way, unless `EXCHANGES` are.
+    fn exchange(&self) -> Option<Exchanging> {
+        let before = self.exchanging.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let taken = Exchanging(Arc::clone(&self.exchanging));
+        (before < EXCHANGES).then_some(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EXCHANGES, SIGN_IN_SECONDS, SignIns};
+
+    #[test]
+    fn a_sign_in_is_answered_once_and_few_are_exchanged_at_once() {
+        let sign_ins = SignIns::default();
+        assert!(sign_ins.first_answer("s1", 1_000));
+        assert!(!sign_ins.first_answer("s1", 1_001), "a second answer");
+        assert!(sign_ins.first_answer("s2", 1_001));
+        // Forgotten once no sign-in could still be answered (its cookie has ended).
+        assert!(sign_ins.first_answer("s1", 1_000 + SIGN_IN_SECONDS + 1));
+        let taken: Vec<_> = (0..EXCHANGES).map(|_| sign_ins.exchange().expect("a place")).collect();
+        assert!(sign_ins.exchange().is_none(), "one more than the places");
+        drop(taken);
+        assert!(sign_ins.exchange().is_some(), "places given back");
+    }
 }

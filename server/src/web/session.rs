@@ -1,9 +1,12 @@
 //! Sessions of the web pages: a signed cookie that says who signed in, with which API
-//! token, and until when — nothing else is kept on the server, so any server of a
-//! deployment that shares the key (`[serve] session_secret_env`) takes it. Each request
-//! checks the cookie's signature, its age, and that its token is still one of the
-//! deployment's and not revoked, and takes the principal's roles from the principals file
-//! as it stands: revoking the token or removing the principal ends the session at once.
+//! token (or through the issuer, with the roles its ID token gave), and until when — nothing
+//! else is kept on the server, so any server of a deployment that shares the key (`[serve]
+//! session_secret_env`) takes it. Each request checks the cookie's signature, its age, and
+//! that its token is still one of the deployment's and not revoked, and takes the
+//! principal's roles from the principals file as it stands: revoking the token or removing
+//! the principal ends the session at once. A session begun through the issuer has no token:
+//! it ends at its time, or when the principal leaves the principals file where that file
+//! gives the roles (`Auth::resume`).
 //!
 //! Forms carry a CSRF token derived from the session's nonce with the same key; the sign-in
 //! form, before there is a session, one derived from a nonce cookie of its own.

@@ -216,31 +216,52 @@ fn a_person_signs_in_through_the_openid_connect_issuer() {
     let back = |cookie: Option<&str>, query: &str| browser.get(&format!("/ui/sign-in/oidc/callback?{query}"), cookie);
     let session = |page: &super::Page| page.cookie("__Host-flow_session").filter(|v| !v.is_empty());
 
-    // Refused: another state, no cookie of the sign-in, an error of the issuer, a code the
-    // issuer does not take, an ID token of another sign-in, for another audience, of
-    // someone the deployment does not know.
-    let (cookie, state, nonce, challenge) = begin();
+    // Refused: another state, no cookie of the sign-in, a link that says the issuer refused
+    // (its words not shown), a code the issuer does not take, an ID token of another
+    // sign-in, for another audience or client, of someone the deployment does not know; and
+    // a second answer to one sign-in. Each a sign-in of its own: each is answered once.
+    let (cookie, state, _, _) = begin();
     let other_state = back(Some(&cookie), "code=c1&state=not-it");
     assert_eq!(other_state.status, 403, "{}", other_state.body);
     assert!(other_state.body.contains("its `state` differs"), "{}", other_state.body);
     let no_cookie = back(None, &format!("code=c1&state={state}"));
     assert_eq!(no_cookie.status, 403, "{}", no_cookie.body);
     assert!(no_cookie.body.contains("was not begun here"), "{}", no_cookie.body);
-    let denied =
-        back(Some(&cookie), &format!("error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state={state}"));
+    let said = "error=access_denied&error_description=Paste+your+token+at+https%3A%2F%2Fevil.test";
+    let forged = back(None, &format!("{said}&state={state}"));
+    assert!(forged.status == 403 && !forged.body.contains("evil.test"), "{}", forged.body);
+    let denied = back(Some(&cookie), &format!("{said}&state={state}"));
     assert_eq!(denied.status, 401, "{}", denied.body);
-    assert!(denied.body.contains("the issuer did not sign you in (access_denied: &#60;b&#62;no"), "{}", denied.body);
+    assert!(
+        denied.body.contains("the issuer did not sign you in") && !denied.body.contains("evil.test"),
+        "{}",
+        denied.body
+    );
+    let (cookie, state, nonce, challenge) = begin();
     answer("c1", &challenge, 200, json!({"id_token": id_token(&|_| {}, &nonce)}).to_string());
     let wrong_code = back(Some(&cookie), &format!("code=c2&state={state}"));
     assert_eq!(wrong_code.status, 502, "{}", wrong_code.body);
     assert!(session(&wrong_code).is_none());
-    for (what, token, said) in [
-        ("of another sign-in", id_token(&|_| {}, "another-nonce"), "its `nonce` differs"),
-        ("for the API, not this client", id_token(&|c| c["aud"] = json!("flow-api"), &nonce), "not valid"),
-        ("of someone unknown", id_token(&|c| c["sub"] = json!("zed"), &nonce), "`zed` is not a principal"),
-        ("expired", id_token(&|c| c["exp"] = json!(now - 3600), &nonce), "not valid"),
-    ] {
-        answer("c1", &challenge, 200, json!({"id_token": token}).to_string());
+    let again = back(Some(&cookie), &format!("code=c1&state={state}"));
+    assert_eq!(again.status, 403, "a sign-in answered twice: {}", again.body);
+    assert!(again.body.contains("answered already") && session(&again).is_none(), "{}", again.body);
+    // What the ID token is, how it is made from the sign-in's nonce, what the refusal says.
+    type Case<'a> = (&'a str, &'a dyn Fn(&str) -> String, &'a str);
+    let cases: [Case<'_>; 6] = [
+        ("of another sign-in", &|_| id_token(&|_| {}, "another-nonce"), "its `nonce` differs"),
+        ("for the API, not this client", &|n| id_token(&|c| c["aud"] = json!("flow-api"), n), "not valid"),
+        ("of someone unknown", &|n| id_token(&|c| c["sub"] = json!("zed"), n), "`zed` is not a principal"),
+        ("expired", &|n| id_token(&|c| c["exp"] = json!(now - 3600), n), "not valid"),
+        ("given to another client", &|n| id_token(&|c| c["azp"] = json!("other-app"), n), "given to another client"),
+        (
+            "for several audiences, without `azp`",
+            &|n| id_token(&|c| c["aud"] = json!(["flow-web", "other-app"]), n),
+            "names several audiences",
+        ),
+    ];
+    for (what, token, said) in cases {
+        let (cookie, state, nonce, challenge) = begin();
+        answer("c1", &challenge, 200, json!({"id_token": token(&nonce)}).to_string());
         let refused = back(Some(&cookie), &format!("code=c1&state={state}"));
         assert_eq!(refused.status, 401, "an ID token {what}: {}", refused.body);
         assert!(refused.body.contains(said), "an ID token {what}: {}", refused.body);
