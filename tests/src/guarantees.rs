@@ -1455,3 +1455,55 @@ flow score {
   emit out = Out { value: if degraded(scored) then 0 else scored.value, name: person.name }
 }
 "#;
+
+/// What a person deciding sees beside each field they may edit is its value as it stands,
+/// redacted for their `view` grants as every value shown is: a labelled value they may not
+/// view shows its labels, never the value, whether the place is labelled by its type or by
+/// what it was computed from.
+#[test]
+fn a_reviewer_sees_the_values_they_may_edit_only_as_their_grants_allow() {
+    const FLOW: &str = r#"
+label pii
+role clerk
+role officer
+role auditor
+type Person { id: Text  name: Text @pii }
+type Summary { text: Text @pii  count: Int }
+type Out { text: Text @pii }
+flow vet {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input person: Person
+  output out: Out
+  access {
+    trigger by clerk
+    view pii by auditor
+  }
+  let summary = Summary { text: "noted {person.id}", count: 2 }
+  let known = "{person.name} is known to us"
+  review check by officer
+    outcomes fine
+    reasons seen
+    may edit summary.text, summary.count, known
+  emit out = Out { text: "{summary.text} {known}" }
+}
+"#;
+    let (runtime, analysis) = runtime_with(FLOW, &World::answering(&[]));
+    let clerk = principal("cleo", &["clerk"]);
+    let person = json!({"id": "p1", "name": "Ada Lovelace"});
+    let view =
+        runtime.start(&analysis, &clerk, &[("person".to_owned(), person)], &StartOptions::default()).expect("runs");
+    let seen = |roles: &[&str]| {
+        let values = runtime.edit_values(&view.run, "check", &principal("olga", roles)).expect("reads");
+        values.into_iter().map(|(field, value)| format!("{field}={value}")).collect::<Vec<_>>().join(" ")
+    };
+    let officer = seen(&["officer"]);
+    assert!(!officer.contains("Ada") && !officer.contains("noted"), "{officer}");
+    assert!(officer.contains("summary.count=2") && officer.contains(r#"known={"$labels":["pii"]"#), "{officer}");
+    assert!(officer.contains(r#"summary.text={"$labels":["pii"]"#), "{officer}");
+    let auditor = seen(&["officer", "auditor"]);
+    assert!(auditor.contains("Ada Lovelace is known to us") && auditor.contains("noted"), "{auditor}");
+    // A step that edits nothing, or is not a review: nothing to show.
+    assert!(runtime.edit_values(&view.run, "summary", &clerk).expect("reads").is_empty());
+}

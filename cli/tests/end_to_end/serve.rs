@@ -1542,6 +1542,8 @@ fn the_web_pages_sign_in_list_and_show_runs() {
         "name=\"outcome\" value=\"reject\"",
         "<option value=\"doubtful\"",
         "name=\"edit.score.tier\"",
+        // Beside the field, its value as it stands.
+        "score.tier <small>Tier; now medium</small>",
         "<option value=\"high\"",
     ] {
         assert!(form.body.contains(part), "`{part}` missing: {}", form.body);

@@ -210,6 +210,38 @@ impl Runtime {
         Ok(Inbox { total, items })
     }
 
+    /// The values the review `step` of `run` may edit, as they stand, each as JSON redacted
+    /// for `who`'s `view` grants (a labelled place they may not view holds only its labels):
+    /// what a person deciding sees beside each field. Nothing for a step that edits nothing.
+    pub fn edit_values(&self, run: &str, step: &str, who: &Principal) -> Result<Vec<(String, Json)>> {
+        let (analysis, loaded) = self.load(run, false)?;
+        let body = analysis.body();
+        let Some(flow_ir::plan::NodeKind::Review { edits, .. }) = body.node(step).map(|n| &n.kind) else {
+            return Ok(Vec::new());
+        };
+        let views = analysis.views(&who.roles);
+        let mut out = Vec::new();
+        for path in edits {
+            let (Some(value), Some(node)) = (loaded.state.value(&analysis, &path.node), body.node(&path.node)) else {
+                continue;
+            };
+            let mut json = labels::encode(body, value, &node.ty, analysis.node_labels(&path.node), false);
+            labels::redact(&mut json, &views);
+            let mut at = &json;
+            for field in &path.fields {
+                // Through a labelled value the viewer may see, to its fields; a redacted one
+                // stays as it is (its labels, no value).
+                if at.get("$redacted").is_some() {
+                    break;
+                }
+                at = at.get("$value").unwrap_or(at);
+                at = at.get(field.as_str()).unwrap_or(&Json::Null);
+            }
+            out.push((path.to_string(), at.clone()));
+        }
+        Ok(out)
+    }
+
     /// The evidence bundle of a run, redacted for `who`'s `view` grants; needs `read
     /// evidence` (a refusal is recorded).
     pub fn evidence(&self, run: &str, who: &Principal) -> Result<Json> {

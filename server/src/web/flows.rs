@@ -17,7 +17,7 @@ use flow_runtime::{ReplayChanges, RunFilter};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{Viewer, html, problem_page, refused_form, run_href, segment};
+use super::{Viewer, html, problem_page, readable as shown, refused_form, run_href, segment};
 use crate::Service;
 use crate::problem::Problem;
 
@@ -318,29 +318,6 @@ struct Counts {
 /// How many changed runs the job's page lists.
 const LISTED: usize = 200;
 
-/// A value of a what-if as a person reads it: text without quotes, a labelled value the
-/// viewer may see as its value, one they may not as `[redacted: LABELS]`, records as
-/// `{field: value, …}`.
-fn shown(value: &Json) -> String {
-    let labels = |value: &Json| {
-        value["$labels"].as_array().map(|l| l.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "))
-    };
-    match value {
-        Json::Null => "—".to_owned(),
-        Json::String(text) => text.clone(),
-        Json::Object(fields) if fields.contains_key("$redacted") => {
-            format!("[redacted: {}]", labels(value).unwrap_or_default())
-        }
-        Json::Object(fields) if fields.contains_key("$value") => shown(&value["$value"]),
-        Json::Object(fields) => {
-            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {}", shown(v))).collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        Json::Array(items) => format!("[{}]", items.iter().map(shown).collect::<Vec<_>>().join(", ")),
-        other => other.to_string(),
-    }
-}
-
 pub(super) async fn job(
     State(service): State<Arc<Service>>,
     viewer: Viewer,
@@ -482,7 +459,10 @@ mod tests {
     fn values_read_as_a_person_reads_them() {
         let record = json!({"approved": true, "note": {"$labels": ["pii"], "$redacted": "blake3:00"},
                             "tier": {"$labels": ["internal"], "$value": "low"}, "items": [1, "two"]});
-        assert_eq!(super::shown(&record), "{approved: true, note: [redacted: pii], tier: low, items: [1, two]}");
-        assert_eq!(super::shown(&json!(null)), "—");
+        assert_eq!(
+            super::super::readable(&record),
+            "{approved: true, note: [redacted: pii], tier: low, items: [1, two]}"
+        );
+        assert_eq!(super::super::readable(&json!(null)), "—");
     }
 }

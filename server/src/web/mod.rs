@@ -112,6 +112,30 @@ fn shown_time(at: &str) -> String {
     }
 }
 
+/// A value as a person reads it: text without quotes, a labelled value the
+/// viewer may see as its value, one they may not as `[redacted: LABELS]`, records as
+/// `{field: value, …}`.
+fn readable(value: &serde_json::Value) -> String {
+    use serde_json::Value as Json;
+    let labels = |value: &Json| {
+        value["$labels"].as_array().map(|l| l.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "))
+    };
+    match value {
+        Json::Null => "—".to_owned(),
+        Json::String(text) => text.clone(),
+        Json::Object(fields) if fields.contains_key("$redacted") => {
+            format!("[redacted: {}]", labels(value).unwrap_or_default())
+        }
+        Json::Object(fields) if fields.contains_key("$value") => readable(&value["$value"]),
+        Json::Object(fields) => {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {}", readable(v))).collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        Json::Array(items) => format!("[{}]", items.iter().map(readable).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
 /// The pages of a run, and of one of its steps.
 fn run_href(run: &str) -> String {
     format!("/ui/runs/{}", segment(run))
@@ -415,6 +439,8 @@ struct Editable {
     choices: Option<Vec<String>>,
     /// For a value typed in: an example of how it is written (`1200.50 USD`).
     example: String,
+    /// Its value as it stands, as the viewer may see it.
+    current: String,
     /// What was entered, shown back with an error.
     entered: String,
     error: Option<String>,
@@ -519,6 +545,7 @@ fn decide_form(
     let node = body.node(step).ok_or_else(|| Problem::not_found(format!("`{step}` is not a step of {}", view.flow)))?;
     let (outcomes, reasons, edits, message) = match &node.kind {
         flow_ir::plan::NodeKind::Review { outcomes, reasons, edits, .. } => {
+            let current = service.runtime.edit_values(run, step, who)?;
             let edits = edits
                 .iter()
                 .map(|path| {
@@ -530,8 +557,11 @@ fn decide_form(
                     });
                     let error = errors.form.as_ref().filter(|e| e.contains(&format!("`{field}`"))).cloned();
                     let example = ty.as_ref().map(|t| example_of(t.unwrap_optional())).unwrap_or_default();
+                    let current =
+                        current.iter().find(|(f, _)| *f == field).map(|(_, v)| readable(v)).unwrap_or_default();
                     Editable {
                         example,
+                        current,
                         entered: entered.edit(&field).to_owned(),
                         ty: ty.map_or_else(String::new, |t| t.to_string()),
                         choices,
