@@ -838,7 +838,7 @@ async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run)
         .outputs
         .iter()
         .map(|(name, value)| {
-            let shown = serde_json::to_string_pretty(value).unwrap_or_default();
+            let shown = readable(value);
             (name.clone(), shown, view.marks.get(name).map(|m| m.join("; ")).unwrap_or_default())
         })
         .collect();

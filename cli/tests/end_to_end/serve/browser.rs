@@ -272,6 +272,14 @@ fn people_do_their_jobs_in_a_real_browser() {
         client.find(Locator::LinkText("Dashboard")).await.unwrap().click().await.unwrap();
         arrive(&client, "/ui/dashboard", "runs started in these 30 days").await;
         shot(&client, "9-dashboard").await;
+        // On a tablet held upright: the run's page and the inbox fit its width.
+        client.set_window_size(820, 1180).await.unwrap();
+        client.goto(&format!("{base}/ui/runs/{run}")).await.unwrap();
+        arrive(&client, &format!("/ui/runs/{run}"), "What happened").await;
+        let width: serde_json::Value =
+            client.execute("return document.documentElement.scrollWidth;", vec![]).await.unwrap();
+        assert!(width.as_u64().is_some_and(|w| w <= 820), "the page is wider than the tablet: {width}");
+        shot(&client, "11-run-on-a-tablet").await;
         client.close().await.unwrap();
     });
     let file = downloads.join(format!("{run}.evidence.json"));
