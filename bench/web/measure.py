@@ -4,7 +4,10 @@ page given three times (not measured) and ROUNDS times over one keep-alive conne
 prints the median, p95 and spread of the time to the page's last byte (milliseconds), as a
 Markdown table row.
 
-    python3 bench/web/measure.py HOST:PORT TOKEN ROUNDS LABEL=PATH…
+    python3 bench/web/measure.py HOST:PORT TOKEN ROUNDS LABEL=PATH[|PATH…]…
+
+A page given as several paths is asked for at each in turn (a page that reuses what it
+counted for the same address, asked at another each time, is measured counting anew).
 """
 import http.client
 import re
@@ -41,12 +44,14 @@ if response.status != 303:
 session = cookie(response, "__Host-flow_session")
 
 for page in pages:
-    label, path = page.split("=", 1)
+    label, paths = page.split("=", 1)
+    paths = paths.split("|")
     took = []
     size = 0
-    for _ in range(3):  # warm: the plans loaded, the caches filled
+    for path in paths * 3:  # warm: the plans loaded, the caches filled
         ask("GET", path, cookies=session)
-    for _ in range(rounds):
+    for n in range(rounds):
+        path = paths[n % len(paths)]
         start = time.perf_counter()
         response, body = ask("GET", path, cookies=session)
         took.append((time.perf_counter() - start) * 1000)

@@ -62,6 +62,7 @@ python3 "$root/bench/web/measure.py" "$address" "$token" "$R" \
   "inbox, $N steps waiting=/ui/inbox" \
   "run page, $events events=/ui/runs/$long" \
   "decide page of that run=/ui/runs/$long/steps/check" \
-  "dashboard, every flow, 30 days ($((N + 1)) runs)=/ui/dashboard" \
+  "dashboard, every flow, 30 days ($((N + 1)) runs), counted anew=/ui/dashboard?days=30|/ui/dashboard?days=29" \
+  "dashboard, the same again within a minute (counts reused)=/ui/dashboard?days=30" \
   "flows=/ui/flows" \
   "a version's page (governance, forms)=/ui/plans/$("$flowc" build "$root/bench/stores/review.flow" -o /dev/null | sed -n 's/^hash //p')"

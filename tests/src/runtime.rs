@@ -299,6 +299,15 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
             assert!(whatif.exact(), "{seed}: {whatif:?}");
             // Every step's value, as the run's page shows them (without the run's id and times).
             let page = runtime.show(&view.run, Some(&who)).expect("the run shows");
+            // The web page's one reading of the run says what the three readings say.
+            let one = runtime.page(&view.run, &who).expect("the run's page");
+            let status = runtime.status(&view.run, Some(&who)).expect("the run's status");
+            assert_eq!(one.narrative, page, "{seed}");
+            assert_eq!(one.marks, runtime.path(&view.run, Some(&who)).expect("the path").1, "{seed}");
+            assert_eq!(
+                (one.view.status, &one.view.why, &one.view.outputs),
+                (status.status, &status.why, &status.outputs)
+            );
             let ran_on = page.lines().find(|l| l.contains(", engine ")).unwrap_or_default();
             assert!(ran_on.ends_with(&format!("engine {}", engine.as_str())), "{seed}: {ran_on}");
             let page: Vec<String> = page

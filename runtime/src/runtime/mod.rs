@@ -32,7 +32,7 @@ pub use copy::Copied;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
 pub use queue::{BatchOptions, BatchState};
 pub use run::StartOptions;
-pub use views::{Inbox, InboxItem};
+pub use views::{Inbox, InboxItem, RunPage};
 
 /// The runtime.
 pub struct Runtime {

@@ -21,6 +21,15 @@ use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A run's page: how it stands, its story, and what became of each node
+/// ([`Runtime::page`]).
+pub struct RunPage {
+    pub view: RunView,
+    pub narrative: String,
+    pub marks: BTreeMap<String, flow_ir::render::Mark>,
+    pub analysis: Arc<Analysis>,
+}
+
 /// A page of the steps waiting for a principal ([`Runtime::inbox`]).
 #[derive(Debug)]
 pub struct Inbox {
@@ -340,45 +349,19 @@ impl Runtime {
         run: &str,
         who: Option<&Principal>,
     ) -> Result<(Arc<Analysis>, BTreeMap<String, flow_ir::render::Mark>)> {
-        use flow_ir::render::Mark;
         let (analysis, events, _) = self.narrative_parts(run, who)?;
-        let mut marks = BTreeMap::new();
-        for node in &analysis.body().nodes {
-            if matches!(node.kind, flow_ir::plan::NodeKind::Input { .. } | flow_ir::plan::NodeKind::Param { .. }) {
-                marks.insert(node.name.to_string(), Mark::Ran);
-            }
-        }
-        for event in &events {
-            let body = &event.body;
-            let Some(node) = body.get("node").and_then(Json::as_str) else { continue };
-            let holds = body.get("holds").and_then(Json::as_bool) == Some(true);
-            let outcome = body.pointer("/decision/outcome").and_then(Json::as_str);
-            let mark = match body.get("event").and_then(Json::as_str).unwrap_or_default() {
-                "evaluated" | "inferred" | "emitted" | "action_completed" | "review_decided" | "gate_overridden" => {
-                    Mark::Ran
-                }
-                "gate" => match body.get("level").and_then(Json::as_str) {
-                    _ if !holds => Mark::Ran,
-                    Some("block") => Mark::Held,
-                    Some("soft") => Mark::Waiting,
-                    _ => Mark::Ran,
-                },
-                "gate_decided" if outcome == Some("approve") => Mark::Ran,
-                "gate_decided" => Mark::Held,
-                "review_skipped" | "action_skipped" => Mark::Skipped,
-                "review_opened" | "approval_required" | "action_started" => Mark::Waiting,
-                "approval_completed" if body.get("approved").and_then(Json::as_bool) == Some(true) => Mark::Ran,
-                "approval_completed" => Mark::Held,
-                "failed" => Mark::Failed,
-                _ => continue,
-            };
-            marks.insert(node.to_owned(), mark);
-        }
-        // A cancelled run waits for nobody: what it waited for was not reached.
-        if events.iter().any(|e| e.body.get("event").and_then(Json::as_str) == Some("cancelled")) {
-            marks.retain(|_, mark| *mark != Mark::Waiting);
-        }
+        let marks = marks_of(&analysis, &events);
         Ok((analysis, marks))
+    }
+
+    /// A run's page, from one reading of the run: how it stands, its story and the path it
+    /// took ([`Runtime::status`], [`Runtime::show`] and [`Runtime::path`] at once), redacted
+    /// for `who`.
+    pub fn page(&self, run: &str, who: &Principal) -> Result<RunPage> {
+        let (analysis, events, view) = self.narrative_parts(run, Some(who))?;
+        let narrative = crate::narrative::show(&analysis, &events, &view);
+        let marks = marks_of(&analysis, &events);
+        Ok(RunPage { view, narrative, marks, analysis })
     }
 
     /// The run told for a person on one page, redacted for `who` (every labelled value
@@ -428,4 +411,47 @@ impl Runtime {
             why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
         }
     }
+}
+
+/// What became of each node of a run, from its events (redacted or not: only their kinds,
+/// nodes and outcomes are read).
+fn marks_of(analysis: &Analysis, events: &[StoredEvent]) -> BTreeMap<String, flow_ir::render::Mark> {
+    use flow_ir::render::Mark;
+    let mut marks = BTreeMap::new();
+    for node in &analysis.body().nodes {
+        if matches!(node.kind, flow_ir::plan::NodeKind::Input { .. } | flow_ir::plan::NodeKind::Param { .. }) {
+            marks.insert(node.name.to_string(), Mark::Ran);
+        }
+    }
+    for event in events {
+        let body = &event.body;
+        let Some(node) = body.get("node").and_then(Json::as_str) else { continue };
+        let holds = body.get("holds").and_then(Json::as_bool) == Some(true);
+        let outcome = body.pointer("/decision/outcome").and_then(Json::as_str);
+        let mark = match body.get("event").and_then(Json::as_str).unwrap_or_default() {
+            "evaluated" | "inferred" | "emitted" | "action_completed" | "review_decided" | "gate_overridden" => {
+                Mark::Ran
+            }
+            "gate" => match body.get("level").and_then(Json::as_str) {
+                _ if !holds => Mark::Ran,
+                Some("block") => Mark::Held,
+                Some("soft") => Mark::Waiting,
+                _ => Mark::Ran,
+            },
+            "gate_decided" if outcome == Some("approve") => Mark::Ran,
+            "gate_decided" => Mark::Held,
+            "review_skipped" | "action_skipped" => Mark::Skipped,
+            "review_opened" | "approval_required" | "action_started" => Mark::Waiting,
+            "approval_completed" if body.get("approved").and_then(Json::as_bool) == Some(true) => Mark::Ran,
+            "approval_completed" => Mark::Held,
+            "failed" => Mark::Failed,
+            _ => continue,
+        };
+        marks.insert(node.to_owned(), mark);
+    }
+    // A cancelled run waits for nobody: what it waited for was not reached.
+    if events.iter().any(|e| e.body.get("event").and_then(Json::as_str) == Some("cancelled")) {
+        marks.retain(|_, mark| *mark != Mark::Waiting);
+    }
+    marks
 }

@@ -783,9 +783,8 @@ struct RunPage<'a> {
 async fn run_page(State(service): State<Arc<Service>>, viewer: Viewer, Path(run): Path<String>) -> Response {
     let who = viewer.caller.principal.clone();
     let read = crate::api::blocking(&service, None, move |service| {
-        let view = service.runtime.status(&run, Some(&who))?;
-        let narrative = service.runtime.show(&run, Some(&who))?;
-        let (analysis, marks) = service.runtime.path(&run, Some(&who))?;
+        // The run read once for its status, its story and its path.
+        let flow_runtime::RunPage { view, narrative, marks, analysis } = service.runtime.page(&run, &who)?;
         let picture = flow_ir::render::svg_of_run(&analysis.plan, &marks);
         let blocked = view.status == Status::Blocked;
         let overrides = marks
