@@ -435,6 +435,11 @@ impl Oidc {
             .and_then(Json::as_str)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| format!("the token has no `{}` claim naming the principal", self.principal_claim))?;
+        // An address the person could set to anyone's names nobody: the issuer must say it
+        // verified it.
+        if self.principal_claim == "email" && claims.get("email_verified") != Some(&Json::Bool(true)) {
+            return Err("the token's `email` is not verified by the issuer (`email_verified`)".into());
+        }
         let roles = match &self.roles_claim {
             None => None,
             Some(claim) => Some(

@@ -515,6 +515,7 @@ flow both {
 /// waiting steps that the run's evidence does not bear out is never shown.
 #[test]
 fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
+    let mut broken_runs = 0;
     for (p, plan) in all_plans().into_iter().enumerate() {
         let plan = with_trigger(plan);
         let body = plan.body().clone();
@@ -615,6 +616,26 @@ fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
             }
             assert_eq!(paged, listed, "plan {}: pages of {who:?}", body.flow.name);
         }
+        // A pending run whose evidence no longer checks: the others are still listed, and it
+        // is named as unreadable rather than failing everyone's inbox.
+        let everyone_roles = Principal::new("q-all".to_owned(), roles.clone());
+        let before = runtime.inbox(&everyone_roles, 0, usize::MAX).expect("the inbox");
+        if let Some(broken) = before.items.first().map(|i| i.waiting.run.clone()) {
+            rusqlite::Connection::open(&path)
+                .expect("the store opens")
+                .execute("UPDATE events SET hash = 'forged' WHERE run = ?1 AND seq = 1", [broken.as_str()])
+                .expect("an event is changed");
+            let after = runtime.inbox(&everyone_roles, 0, usize::MAX).expect("the inbox still shows");
+            assert!(after.unreadable.iter().any(|(run, _)| *run == broken), "plan {}: not named", body.flow.name);
+            let others = |inbox: &flow_runtime::Inbox| -> Vec<(String, String)> {
+                let items = inbox.items.iter().filter(|i| i.waiting.run != broken);
+                items.map(|i| (i.waiting.run.clone(), i.waiting.step.clone())).collect()
+            };
+            assert_eq!(others(&after), others(&before), "plan {}: the other runs", body.flow.name);
+            assert!(after.items.iter().all(|i| i.waiting.run != broken), "plan {}: shown", body.flow.name);
+            broken_runs += 1;
+        }
         let _ = std::fs::remove_file(&path);
     }
+    assert!(broken_runs > 0, "no plan had a waiting run to break");
 }

@@ -36,6 +36,9 @@ pub struct Inbox {
     /// How many steps wait for them in all, as the store lists them.
     pub total: usize,
     pub items: Vec<InboxItem>,
+    /// Runs that could not be read (their plan or evidence does not load): left out, so that
+    /// one run does not keep everyone from their inbox; listed, so that it is not unseen.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// A step waiting for a principal, checked against its run.
@@ -171,16 +174,39 @@ impl Runtime {
         // first, then by run and step).
         let mut listed: Vec<(String, Waiting)> = Vec::new();
         let mut plan: Option<Arc<Analysis>> = None;
+        let mut unreadable: Vec<(String, String)> = Vec::new();
+        // A run that does not load is left out and named; the store failing fails the page.
+        let mut unread = |run: &str, error: Error| -> Result<()> {
+            if error.kind() == crate::ErrorKind::Store {
+                return Err(error);
+            }
+            if !unreadable.iter().any(|(r, _)| r == run) {
+                unreadable.push((run.to_owned(), error.to_string()));
+            }
+            Ok(())
+        };
         for pending in self.store.pending_steps()? {
             if plan.as_ref().is_none_or(|a| a.plan.hash() != pending.plan) {
-                plan = Some(self.plan(&pending.plan)?);
+                plan = match self.plan(&pending.plan) {
+                    Ok(analysis) => Some(analysis),
+                    Err(error) => {
+                        unread(&pending.run, error)?;
+                        None
+                    }
+                };
             }
             let Some(analysis) = &plan else { continue };
             match pending.waiting {
                 Some(waiting) if mine(analysis, &waiting.roles) => listed.push((pending.created, waiting)),
                 Some(_) => {}
                 None => {
-                    let (analysis, loaded) = self.load(&pending.run, false)?;
+                    let (analysis, loaded) = match self.load(&pending.run, false) {
+                        Ok(loaded) => loaded,
+                        Err(error) => {
+                            unread(&pending.run, error)?;
+                            continue;
+                        }
+                    };
                     for (step, kind, roles) in state::waiting(&analysis, &loaded.state) {
                         if mine(&analysis, &roles) {
                             let flow = analysis.body().flow.name.to_string();
@@ -201,7 +227,14 @@ impl Runtime {
             // Each run loaded once, however many of its steps are on the page (they are next
             // to one another: listed by run).
             if read.as_ref().is_none_or(|(run, ..)| *run != waiting.run) {
-                let (analysis, loaded) = self.load(&waiting.run, false)?;
+                let (analysis, loaded) = match self.load(&waiting.run, false) {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        unread(&waiting.run, error)?;
+                        read = None;
+                        continue;
+                    }
+                };
                 // The steps the run's events say wait, for whom.
                 let steps = state::waiting(&analysis, &loaded.state)
                     .into_iter()
@@ -216,7 +249,7 @@ impl Runtime {
             let waiting = Waiting { kind: (*kind).to_owned(), roles: roles.clone(), flow: flow.clone(), ..waiting };
             items.push(InboxItem { waiting, created, why: why.clone() });
         }
-        Ok(Inbox { total, items })
+        Ok(Inbox { total, items, unreadable })
     }
 
     /// The values the review `step` of `run` may edit, as they stand, each as JSON redacted

@@ -20,12 +20,27 @@ use crate::Service;
 /// The longest window the dashboard draws, in days.
 const MOST_DAYS: u32 = 366;
 /// How long the counts of a window are shown again before they are counted anew, in
-/// seconds: a page reloaded by many people at once checks the runs once.
+/// seconds: a page reloaded by many people at once checks the runs once a minute.
 const REUSED_FOR: i64 = 60;
 
-/// The counts of the window last shown, and when they were counted.
+/// The counts of the window last counted, and when; a shorter window is cut out of a longer
+/// one. One request counts at a time: the others wait for its counts rather than count too.
 #[derive(Default)]
-pub struct Cache(std::sync::Mutex<Option<Counted>>);
+pub struct Cache {
+    counted: std::sync::Mutex<Option<Counted>>,
+    counting: tokio::sync::Mutex<()>,
+}
+
+impl Cache {
+    /// The counts from day `since` on, when counted less than a minute before `now`.
+    fn fresh(&self, since: &str, now: i64) -> Option<Arc<Vec<(String, flow_runtime::stats::Stats)>>> {
+        let counted = self.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counted
+            .as_ref()
+            .filter(|(from, at, _)| from.as_str() <= since && now.saturating_sub(*at) < REUSED_FOR)
+            .map(|c| c.2.clone())
+    }
+}
 
 type Counted = (String, i64, Arc<Vec<(String, flow_runtime::stats::Stats)>>);
 
@@ -115,9 +130,16 @@ pub(super) async fn dashboard(
     let now = super::now();
     let window: Vec<String> = (0..days).rev().map(|back| day_before(now, back)).collect();
     let since = window.first().cloned().unwrap_or_default();
-    let cached = {
-        let cache = service.pages.dashboard.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.as_ref().filter(|(of, at, _)| *of == since && now.saturating_sub(*at) < REUSED_FOR).map(|c| c.2.clone())
+    let cache = &service.pages.dashboard;
+    let mut cached = cache.fresh(&since, now);
+    let _counting = match cached {
+        Some(_) => None,
+        None => {
+            let counting = cache.counting.lock().await;
+            // Counted while this request waited its turn?
+            cached = cache.fresh(&since, now);
+            Some(counting)
+        }
     };
     let daily = match cached {
         Some(daily) => daily,
@@ -128,7 +150,7 @@ pub(super) async fn dashboard(
             match read {
                 Ok(daily) => {
                     let daily = Arc::new(daily);
-                    *service.pages.dashboard.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    *cache.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some((since, now, daily.clone()));
                     daily
                 }

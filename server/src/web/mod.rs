@@ -379,6 +379,8 @@ struct InboxPage<'a> {
     /// The pages before and after this one, where there are.
     previous: Option<String>,
     next: Option<String>,
+    /// Runs left out because they could not be read, with why.
+    unreadable: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -424,7 +426,11 @@ async fn inbox(
         previous: (page > 1).then(|| page_href(page - 1)),
         next: (skip.saturating_add(INBOX_PAGE) < inbox.total).then(|| page_href(page + 1)),
         items,
+        unreadable: inbox.unreadable,
     };
+    for (run, why) in &shown.unreadable {
+        tracing::warn!(target: "flow::runs", run, why, "a pending run could not be read for the inbox");
+    }
     html(StatusCode::OK, &shown)
 }
 

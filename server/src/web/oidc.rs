@@ -117,8 +117,18 @@ pub(super) async fn callback(
     }
     // Each sign-in answered once: a second answer with its `state` (a replayed callback) is
     // refused before the issuer is asked anything.
-    if !service.pages.sign_ins.first_answer(state, now()) {
-        return refused(&service, StatusCode::FORBIDDEN, "this sign-in was answered already: sign in again");
+    match service.pages.sign_ins.first_answer(state, now()) {
+        Answer::First => {}
+        Answer::Again => {
+            return refused(&service, StatusCode::FORBIDDEN, "this sign-in was answered already: sign in again");
+        }
+        Answer::Full => {
+            return refused(
+                &service,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins at once: try again in a moment",
+            );
+        }
     }
     if let Some(error) = &back.error {
         // The issuer's own words go to the log only (escaped): a link can carry any text.
@@ -130,7 +140,7 @@ pub(super) async fn callback(
         return refused(&service, StatusCode::BAD_REQUEST, "the issuer sent no code");
     };
     // At most a few exchanges at once: each holds a thread while the issuer answers.
-    let Some(_exchanging) = service.pages.sign_ins.exchange() else {
+    let Some(exchanging) = service.pages.sign_ins.exchange() else {
         return refused(&service, StatusCode::SERVICE_UNAVAILABLE, "too many sign-ins at once: try again in a moment");
     };
     // The code exchanged at the issuer's token endpoint, off the asynchronous runtime.
@@ -138,6 +148,8 @@ pub(super) async fn callback(
         (web.token_endpoint.clone(), web.client_id.clone(), web.client_secret.clone(), web.redirect_uri.clone());
     let verifier = verifier.to_string();
     let exchanged = tokio::task::spawn_blocking(move || {
+        // Held until the exchange is over, even when the request that began it is gone.
+        let _exchanging = exchanging;
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .http_status_as_error(false)
@@ -164,7 +176,7 @@ pub(super) async fn callback(
             .map_err(|e| format!("`{endpoint}`: {e}"))?;
         if status != 200 {
             let shown: String = text.chars().take(200).collect();
-            return Err(format!("`{endpoint}` answered {status}: {shown}"));
+            return Err(format!("`{endpoint}` answered {status}: {shown:?}"));
         }
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("`{endpoint}` did not answer JSON: {e}"))?;
@@ -218,8 +230,25 @@ pub(super) async fn callback(
 /// (each is taken once), and how many codes are being exchanged.
 #[derive(Default)]
 pub struct SignIns {
-    answered: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The `state`s answered, and the same in the order they were (to forget the oldest).
+    answered: std::sync::Mutex<Answered>,
     exchanging: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The `state`s answered, and when, oldest first.
+type Answered = (std::collections::HashSet<String>, std::collections::VecDeque<(i64, String)>);
+
+/// How many sign-ins one server remembers as answered (each for ten minutes): more at once
+/// are refused until the oldest are forgotten, so that answers cannot fill its memory.
+const REMEMBERED: usize = 100_000;
+
+/// Whether an answer to a sign-in is its first.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    First,
+    Again,
+    /// Too many sign-ins are remembered: refused for now.
+    Full,
 }
 
 /// How many codes one server exchanges at once.
@@ -237,16 +266,25 @@ impl Drop for Exchanging {
 impl SignIns {
     /// Whether this is the first answer to the sign-in of `state` (forgetting those older
     /// than a sign-in may take).
-    fn first_answer(&self, state: &str, now: i64) -> bool {
-        let mut answered = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        answered.retain(|_, at| now.saturating_sub(*at) <= SIGN_IN_SECONDS);
-        match answered.entry(state.to_owned()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(place) => {
-                place.insert(now);
-                true
+    fn first_answer(&self, state: &str, now: i64) -> Answer {
+        let mut guard = self.answered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (answered, order) = &mut *guard;
+        while let Some((at, _)) = order.front()
+            && now.saturating_sub(*at) > SIGN_IN_SECONDS
+        {
+            if let Some((_, old)) = order.pop_front() {
+                answered.remove(&old);
             }
         }
+        if answered.contains(state) {
+            return Answer::Again;
+        }
+        if answered.len() >= REMEMBERED {
+            return Answer::Full;
+        }
+        answered.insert(state.to_owned());
+        order.push_back((now, state.to_owned()));
+        Answer::First
     }
 
     /// A place among the exchanges under way, unless `EXCHANGES` are.
@@ -259,19 +297,31 @@ impl SignIns {
 
 #[cfg(test)]
 mod tests {
-    use super::{EXCHANGES, SIGN_IN_SECONDS, SignIns};
+    use super::{Answer, EXCHANGES, REMEMBERED, SIGN_IN_SECONDS, SignIns};
 
     #[test]
     fn a_sign_in_is_answered_once_and_few_are_exchanged_at_once() {
         let sign_ins = SignIns::default();
-        assert!(sign_ins.first_answer("s1", 1_000));
-        assert!(!sign_ins.first_answer("s1", 1_001), "a second answer");
-        assert!(sign_ins.first_answer("s2", 1_001));
+        assert_eq!(sign_ins.first_answer("s1", 1_000), Answer::First);
+        assert_eq!(sign_ins.first_answer("s1", 1_001), Answer::Again, "a second answer");
+        assert_eq!(sign_ins.first_answer("s2", 1_001), Answer::First);
         // Forgotten once no sign-in could still be answered (its cookie has ended).
-        assert!(sign_ins.first_answer("s1", 1_000 + SIGN_IN_SECONDS + 1));
+        assert_eq!(sign_ins.first_answer("s1", 1_000 + SIGN_IN_SECONDS + 1), Answer::First);
         let taken: Vec<_> = (0..EXCHANGES).map(|_| sign_ins.exchange().expect("a place")).collect();
         assert!(sign_ins.exchange().is_none(), "one more than the places");
         drop(taken);
         assert!(sign_ins.exchange().is_some(), "places given back");
+    }
+
+    #[test]
+    fn answers_cannot_fill_the_servers_memory() {
+        let sign_ins = SignIns::default();
+        for n in 0..REMEMBERED {
+            assert_eq!(sign_ins.first_answer(&format!("s{n}"), 1_000), Answer::First);
+        }
+        assert_eq!(sign_ins.first_answer("one-more", 1_001), Answer::Full);
+        assert_eq!(sign_ins.first_answer("s7", 1_001), Answer::Again, "still remembered");
+        // Once the oldest are forgotten, sign-ins are taken again.
+        assert_eq!(sign_ins.first_answer("one-more", 1_000 + SIGN_IN_SECONDS + 1), Answer::First);
     }
 }
