@@ -300,6 +300,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
+    /// Fires the timers that are due: reminders, escalations and deadlines of the steps that
+    /// wait (for cron; `flowc serve` fires them itself).
+    Tick {
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
     /// The reviews, soft gates and approvals waiting, with who may decide them.
     Pending {
         /// Only the steps this principal may decide.
@@ -673,6 +681,7 @@ fn main() -> ExitCode {
             store_copy::copy(&deployment, &to, format)
         }
         Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
+        Command::Tick { deployment, format } => runs::tick(&deployment, format),
         Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
             &deployment,
             &runs::Decide {

@@ -414,7 +414,15 @@ pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -
         DataFormat::Json => {
             let items: Vec<Json> = waiting
                 .iter()
-                .map(|w| json!({"run": w.run, "flow": w.flow, "step": w.step, "kind": w.kind, "roles": w.roles}))
+                .map(|w| {
+                    let mut item =
+                        json!({"run": w.run, "flow": w.flow, "step": w.step, "kind": w.kind, "roles": w.roles});
+                    // A step with deadlines: when its next reminder or deadline falls.
+                    if let Some(due) = w.due {
+                        item["next_timer"] = json!(flow_ir::expr::Timestamp { seconds: due, nanos: 0 }.to_string());
+                    }
+                    item
+                })
                 .collect();
             crate::print(&format!("{}\n", json!({ "pending": items })));
         }
@@ -422,8 +430,12 @@ pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -
         DataFormat::Human => {
             let mut text = String::new();
             for w in &waiting {
+                let timer = w
+                    .due
+                    .map(|s| format!("; next timer {}", flow_ir::expr::Timestamp { seconds: s, nanos: 0 }))
+                    .unwrap_or_default();
                 text.push_str(&format!(
-                    "{} ({}): {} `{}`, may be decided by {}\n",
+                    "{} ({}): {} `{}`, may be decided by {}{timer}\n",
                     w.run,
                     w.flow,
                     w.kind,
@@ -431,6 +443,27 @@ pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -
                     w.roles.join(", ")
                 ));
             }
+            crate::print(&text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `flowc tick`: fires the timers due now, in every run of the store.
+pub fn tick(deployment: &Deployment, format: DataFormat) -> anyhow::Result<ExitCode> {
+    let runtime = open(deployment)?;
+    let fired = match runtime.tick(runtime.now()) {
+        Ok(fired) => fired,
+        Err(error) => return fail(error, format == DataFormat::Json),
+    };
+    match format {
+        DataFormat::Json => {
+            let runs: Vec<Json> = fired.iter().map(|(run, n)| json!({"run": run, "fired": n})).collect();
+            crate::print(&format!("{}\n", json!({ "runs": runs })));
+        }
+        DataFormat::Human if fired.is_empty() => crate::print("no timer is due\n"),
+        DataFormat::Human => {
+            let text: String = fired.iter().map(|(run, n)| format!("{run}: {n} timer(s) fired\n")).collect();
             crate::print(&text);
         }
     }

@@ -212,6 +212,10 @@ fn nodes(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
         }
         d.value(&subject, "type", &a.ty, &b.ty);
         d.set(&subject, "runs regardless of:", &a.regardless, &b.regardless);
+        let timing = |t: &Option<crate::plan::Timing>| {
+            t.as_ref().map_or_else(|| "none".to_owned(), |t| format!("`{}`", print::timing(t)))
+        };
+        d.value(&subject, "deadlines", timing(&a.timing), timing(&b.timing));
         match (&a.kind, &b.kind) {
             (NodeKind::Input { source: x }, NodeKind::Input { source: y }) => {
                 let show = |s: &Option<SmolStr>| s.as_ref().map_or_else(|| "none".to_owned(), |s| format!("`{s}`"));

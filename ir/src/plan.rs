@@ -99,6 +99,102 @@ pub struct Node {
     /// by name, sorted. Every other approval's outcome it must read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regardless: Vec<SmolStr>,
+    /// For a review, a soft gate or an approval: when it must be decided and what happens
+    /// otherwise. Absent when the flow says nothing (a plan from before deadlines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// When a human step must be decided: deadlines counted from when the step opens, in order,
+/// reminders before each, or an explicit "may wait forever".
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Strictly increasing `after`; only the last may decide or block.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deadlines: Vec<Deadline>,
+    /// Seconds before each deadline at which a reminder is sent; sorted, positive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<i64>,
+    /// The flow says the step may wait forever (after its last escalation, if any).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forever: bool,
+}
+
+/// `within 48h otherwise …`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadline {
+    /// Seconds after the step opens; positive.
+    pub after: i64,
+    pub then: Timeout,
+}
+
+/// What happens when a deadline passes with the step still waiting.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Timeout {
+    /// Principals of these roles may decide too from now on (sorted).
+    Escalate { roles: Vec<SmolStr> },
+    /// The step is decided by the deadline: a review's outcome with one of its reasons, or
+    /// `approve`/`reject` for a soft gate or an approval.
+    Decide {
+        outcome: SmolStr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<SmolStr>,
+    },
+    /// The run stops `blocked` at the step: nothing more runs.
+    Block,
+}
+
+impl Timeout {
+    /// Whether the step ends with it.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Timeout::Escalate { .. })
+    }
+
+    /// As the flow writes it: `escalate to cfo`, `reject because no_answer`, `block`.
+    pub fn describe(&self) -> String {
+        match self {
+            Timeout::Escalate { roles } => format!("escalate to {}", roles.join(", ")),
+            Timeout::Decide { outcome, reason: Some(reason) } => format!("{outcome} because {reason}"),
+            Timeout::Decide { outcome, reason: None } => outcome.to_string(),
+            Timeout::Block => "block".to_owned(),
+        }
+    }
+}
+
+impl Timing {
+    /// Whether a deadline decides or blocks the step, so that it cannot wait forever.
+    pub fn ends(&self) -> bool {
+        self.deadlines.last().is_some_and(|d| d.then.is_final())
+    }
+
+    /// Whether the step may be decided by a deadline rather than by a person.
+    pub fn decides(&self) -> bool {
+        self.deadlines.iter().any(|d| matches!(d.then, Timeout::Decide { .. }))
+    }
+
+    /// Every timer of a step opened at second 0, in the order they fire: `(at, kind)` where
+    /// kind is `Ok(deadline index)` or `Err(deadline index)` for the reminder before it.
+    /// A reminder at or before the opening, or at or after the deadline before its own, is
+    /// not sent.
+    pub fn schedule(&self) -> Vec<(i64, Result<usize, usize>)> {
+        let mut timers = Vec::new();
+        let mut previous = 0;
+        for (index, deadline) in self.deadlines.iter().enumerate() {
+            for before in &self.reminders {
+                let at = deadline.after.saturating_sub(*before);
+                if at > previous && at < deadline.after {
+                    timers.push((at, Err(index)));
+                }
+            }
+            timers.push((deadline.after, Ok(index)));
+            previous = deadline.after;
+        }
+        timers.sort_by_key(|(at, kind)| (*at, kind.is_ok()));
+        timers
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -661,11 +757,15 @@ impl PlanBody {
         match ty {
             Ty::Named(record) => self.record(record)?.field(name).map(|f| Cow::Borrowed(&f.ty)),
             Ty::Review(step) => {
-                let conditional = matches!(&self.node(step)?.kind, NodeKind::Review { condition: Some(_), .. });
+                let node = self.node(step)?;
+                let conditional = matches!(&node.kind, NodeKind::Review { condition: Some(_), .. });
                 let maybe = |ty: Ty| if conditional { ty.optional() } else { ty };
+                // A review that a deadline may decide may have no reviewer.
+                let timed = node.timing.as_ref().is_some_and(Timing::decides);
                 Some(Cow::Owned(match name {
                     "outcome" => Ty::Outcome(step.clone()),
                     "reason" => maybe(Ty::Reason(step.clone())),
+                    "reviewer" if timed => Ty::Principal.optional(),
                     "reviewer" => maybe(Ty::Principal),
                     "basis" => Ty::Text.optional(),
                     _ => return None,

@@ -304,6 +304,21 @@ fn describe(out: &mut String, plan: &Plan, key: DescriptionKey<'_>, indent: &str
 
 /// The whole plan as text: header, declarations, grants and outputs, then every node in
 /// execution order, numbered, with the edges it waits for.
+/// A human step's deadlines as the flow writes them: `within 48h otherwise escalate to cfo,
+/// within 5d otherwise reject because no_answer, remind 4h before`.
+pub fn timing(timing: &crate::plan::Timing) -> String {
+    let mut parts: Vec<String> = timing
+        .deadlines
+        .iter()
+        .map(|d| format!("within {} otherwise {}", time::format_duration(d.after), d.then.describe()))
+        .collect();
+    parts.extend(timing.reminders.iter().map(|r| format!("remind {} before", time::format_duration(*r))));
+    if timing.forever {
+        parts.push("may wait forever".to_owned());
+    }
+    parts.join(", ")
+}
+
 pub fn dump(verified: &VerifiedPlan) -> String {
     let plan = verified.plan();
     let body = &plan.plan;
@@ -435,6 +450,9 @@ pub fn dump(verified: &VerifiedPlan) -> String {
         let mut summary = summary(&node.kind, &|e| explicit_expr(e, &[]));
         if !node.regardless.is_empty() {
             let _ = write!(summary, " regardless of {}", node.regardless.join(", "));
+        }
+        if let Some(timing) = &node.timing {
+            let _ = write!(summary, " {}", self::timing(timing));
         }
         let space = match (&node.kind, summary.is_empty()) {
             (NodeKind::Gate { .. }, _) => ": ",

@@ -19,6 +19,7 @@ use crate::error::{VerifyError, VerifyErrors};
 use crate::expr::Expr;
 use crate::plan::{
     EdgeKind, FORMAT_VERSION, GateLevel, GrantKind, LANGUAGE_VERSION, Node, NodeKind, Plan, PlanBody, Requirement,
+    Timeout, Timing,
 };
 use crate::ty::Ty;
 
@@ -694,6 +695,74 @@ impl<'p> Verifier<'p> {
         }
     }
 
+    /// A human step's deadlines: only on a step that waits for people, positive and
+    /// increasing, nothing after one that ends the step, outcomes and reasons of the step,
+    /// escalation roles of the plan, positive reminders in order.
+    fn timing(&mut self, node: &'p Node, timing: &Timing) {
+        let at = Lazy(|f| write!(f, "{} `{}`", node.kind.keyword(), node.name));
+        let (outcomes, reasons): (Vec<&str>, Option<&[SmolStr]>) = match &node.kind {
+            NodeKind::Review { outcomes, reasons, .. } => {
+                (outcomes.iter().map(SmolStr::as_str).collect(), Some(reasons))
+            }
+            NodeKind::Gate { level: GateLevel::Soft, .. } | NodeKind::Approval { .. } => {
+                (vec!["approve", "reject"], None)
+            }
+            _ => {
+                self.malformed(format!(
+                    "{at} has deadlines, but only a review, soft gate or approval waits for people"
+                ));
+                return;
+            }
+        };
+        let mut previous = 0;
+        for (index, deadline) in timing.deadlines.iter().enumerate() {
+            if deadline.after <= previous {
+                self.malformed(format!("{at}: its deadlines must be positive and increasing"));
+            }
+            previous = deadline.after;
+            if index + 1 < timing.deadlines.len() && deadline.then.is_final() {
+                self.malformed(format!("{at}: a deadline follows the one that ends the step"));
+            }
+            match &deadline.then {
+                Timeout::Escalate { roles } => {
+                    self.canonical(roles, || format!("the escalation roles of {at}"));
+                    if roles.is_empty() {
+                        self.malformed(format!("{at} escalates to no role"));
+                    }
+                    for role in roles {
+                        self.role(role, &at);
+                    }
+                }
+                Timeout::Decide { outcome, reason } => {
+                    if !outcomes.contains(&outcome.as_str()) {
+                        self.malformed(format!(
+                            "{at}: a deadline decides `{outcome}`, which is not one of its outcomes"
+                        ));
+                    }
+                    let fits = match (reasons, reason) {
+                        (Some(reasons), Some(reason)) => reasons.contains(reason),
+                        (Some(_), None) => false,
+                        (None, Some(reason)) => {
+                            !reason.is_empty()
+                                && reason.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        }
+                        (None, None) => true,
+                    };
+                    if !fits {
+                        self.malformed(format!("{at}: a deadline decides it without a reason it has"));
+                    }
+                }
+                Timeout::Block => {}
+            }
+        }
+        if !strictly_sorted(&timing.reminders) || timing.reminders.first().is_some_and(|r| *r <= 0) {
+            self.malformed(format!("{at}: its reminders must be positive, sorted and distinct"));
+        }
+        if timing.forever && timing.ends() {
+            self.malformed(format!("{at} may wait forever, but a deadline ends it"));
+        }
+    }
+
     /// The rules of a node other than the types of its expressions (which
     /// [`type_expressions`] checked).
     fn node(&mut self, node: &'p Node) {
@@ -711,6 +780,9 @@ impl<'p> Verifier<'p> {
                     self.malformed(format!("{at} runs regardless of `{approval}`, which is no approval of the flow"));
                 }
             }
+        }
+        if let Some(timing) = &node.timing {
+            self.timing(node, timing);
         }
         let expect_ty = |v: &mut Self, ty: &Ty| {
             if &node.ty != ty {

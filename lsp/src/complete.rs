@@ -26,7 +26,7 @@ mod kind {
 const TOP_KEYWORDS: &[&str] = &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
 const FLOW_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
-    "action", "emit", "evidence",
+    "action", "emit", "evidence", "within", "remind",
 ];
 const BUILTINS: &[&str] = &[
     "now",
@@ -70,8 +70,9 @@ pub fn complete(db: &Database, file: SourceFile, offset: usize) -> Vec<Json> {
     {
         return defs(DefKind::Label, kind::CONSTANT);
     }
-    let role_list = last.ends_with(',') && has_any(&words, &["by", "of", "extends"]);
-    if matches!(last, "by" | "of" | "owner" | "steward" | "extends") || role_list {
+    let role_list = last.ends_with(',') && has_any(&words, &["by", "of", "extends", "escalate"]);
+    let escalation = last == "to" && has_any(&words, &["escalate"]);
+    if matches!(last, "by" | "of" | "owner" | "steward" | "extends") || role_list || escalation {
         return defs(DefKind::Role, kind::INTERFACE);
     }
     let in_flow = flow_at(db, file, offset).is_some();

@@ -124,10 +124,11 @@ pub fn target_at(db: &Database, file: SourceFile, offset: usize) -> Option<(Stri
                 flow.params.iter().find(|p| p.name == name).map(|p| local(p.span, format!("param: {}", p.ty), &p.docs))
             })
             .or_else(|| {
-                flow.steps
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| local(s.name_span, format!("step: {}", s.ty), &s.docs))
+                flow.steps.iter().find(|s| s.name == name).map(|s| {
+                    let timing =
+                        s.timing.as_ref().map(|t| format!(" — {}", t.describe(&|id| flow_sema::decl_name(db, id))));
+                    local(s.name_span, format!("step: {}{}", s.ty, timing.unwrap_or_default()), &s.docs)
+                })
             })
             .or_else(|| {
                 flow.outputs

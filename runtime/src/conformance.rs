@@ -185,6 +185,11 @@ impl<'a> Order<'a> {
         Order { analysis, phases: vec![Phase::NotRun; analysis.body().nodes.len()], ended: false, failed: None }
     }
 
+    /// Whether node index `n` has deadlines.
+    fn body_node_timed(&self, n: usize) -> bool {
+        self.analysis.body().nodes.get(n).is_some_and(|node| node.timing.is_some())
+    }
+
     fn ready(&self, id: NodeId) -> bool {
         self.analysis.plan.predecessors(id).iter().all(|(p, _)| self.phases[p.index()] == Phase::Done)
     }
@@ -312,6 +317,17 @@ impl<'a> Order<'a> {
                 step(self, true)?;
                 self.ended = true;
                 self.failed = Some(n);
+            }
+            Event::TimerSet { .. } | Event::Reminded { .. } | Event::Escalated { .. } => {
+                decision(kind.is_governance() && self.body_node_timed(n), Phase::Waiting)?;
+                next = Phase::Waiting;
+            }
+            Event::TimedOut { outcome, .. } => {
+                decision(kind.is_governance() && self.body_node_timed(n), Phase::Waiting)?;
+                match outcome {
+                    None => next = Phase::Blocked,
+                    Some(outcome) => self.ended |= outcome == "reject" && matches!(kind, NodeKind::Gate { .. }),
+                }
             }
             Event::Started(_)
             | Event::Refused { .. }

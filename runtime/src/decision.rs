@@ -3,7 +3,7 @@
 
 use crate::analysis::Analysis;
 use crate::event::{Decision, Event};
-use crate::state::{Phase, State, matched, outstanding, slots, waiting};
+use crate::state::{Phase, State, approver_roles, matched, outstanding, slots, waiting};
 use crate::value::{self, Value};
 use flow_ir::PlanBody;
 use flow_ir::expr::Expr;
@@ -66,10 +66,17 @@ pub fn decide(
         return Err(Refusal::Settled(format!("run `{}` was cancelled: nothing waits for a decision", state.run)));
     }
     if let Some((_, gate)) = state.phases.iter().zip(&body.nodes).find(|(p, _)| **p == Phase::Blocked) {
-        return invalid(format!(
-            "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
-            state.run, gate.name
-        ));
+        let message = match &gate.kind {
+            NodeKind::Gate { .. } => format!(
+                "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
+                state.run, gate.name
+            ),
+            _ => format!(
+                "run `{}` was blocked at `{}` by its deadline: nothing more can be decided",
+                state.run, gate.name
+            ),
+        };
+        return invalid(message);
     }
     if state.phases[id.index()] == Phase::Done {
         return Err(Refusal::Settled(format!("step `{step}` is not waiting for a decision: it is decided or done")));
@@ -108,9 +115,16 @@ pub fn decide(
         }
         Ok(used)
     };
+    // The roles a deadline escalated the step to may decide it too.
+    let escalated: &[SmolStr] = state.timer(id.index()).map_or(&[], |t| &t.escalated);
+    let with_escalated = |wanted: &[SmolStr]| {
+        let mut all = wanted.to_vec();
+        all.extend(escalated.iter().cloned());
+        all
+    };
     match &node.kind {
         NodeKind::Review { roles: wanted, outcomes, reasons, edits: editable, .. } => {
-            let used = may(wanted, format!("decide {step}"))?;
+            let used = may(&with_escalated(wanted), format!("decide {step}"))?;
             if !outcomes.iter().any(|o| *o == input.outcome) {
                 let names: Vec<&str> = outcomes.iter().map(SmolStr::as_str).collect();
                 return invalid(format!(
@@ -177,7 +191,7 @@ pub fn decide(
             Ok(vec![Event::ReviewDecided { node: node.name.clone(), decision: decision(used), edits }])
         }
         NodeKind::Gate { approvers, .. } => {
-            let used = may(approvers, format!("decide {step}"))?;
+            let used = may(&with_escalated(approvers), format!("decide {step}"))?;
             check_gate_decision(step, input, &reason)?;
             Ok(vec![Event::GateDecided { node: node.name.clone(), decision: decision(used) }])
         }
@@ -193,8 +207,11 @@ pub fn decide(
                     asked.push(role);
                 }
             }
-            may(&asked, format!("decide {step}"))?;
+            may(&with_escalated(&asked), format!("decide {step}"))?;
             check_gate_decision(step, input, &reason)?;
+            // A principal of a role the approval was escalated to may fill any slot still open
+            // (the quorum and separation of duties stand).
+            let senior = !crate::analysis::roles_used(body, roles, escalated).is_empty();
             if wait.excluded.iter().any(|p| p == principal) {
                 return Err(Refusal::Duties {
                     grant: format!("decide {step}"),
@@ -211,10 +228,14 @@ pub fn decide(
                     ),
                 });
             }
-            let used = may(&needed, format!("decide {step}"))?;
+            let used = match may(&needed, format!("decide {step}")) {
+                Ok(used) => used,
+                Err(_) if senior && !needed.is_empty() => crate::analysis::roles_used(body, roles, escalated),
+                Err(refused) => return Err(refused),
+            };
             let mut events = vec![Event::ApprovalDecided { node: node.name.clone(), decision: decision(used.clone()) }];
             let mut approvals = wait.approvals.clone();
-            approvals.push((principal.to_owned(), roles.to_vec()));
+            approvals.push((principal.to_owned(), approver_roles(body, &wait.terms, escalated, roles)));
             let all = slots(&wait.terms);
             let (count, _) = matched(body, &all, &approvals);
             let approvers = |list: &[(String, Vec<String>)]| list.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();

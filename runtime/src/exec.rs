@@ -72,6 +72,9 @@ pub struct Services<'a> {
     /// depends on them (a what-if replay holds a model whose request changed, and an action
     /// that would run other than it did). `None` holds nothing.
     pub hold: Option<&'a Hold<'a>>,
+    /// When a step with deadlines that begins to wait opened (its timers run from then):
+    /// now, for a run executing; as recorded, for a replay. `None`: its timers are not set.
+    pub opened: &'a dyn Fn(&str) -> Option<flow_ir::expr::Timestamp>,
 }
 
 /// Whether to hold a step: asked with the step's name and what it is about to ask.
@@ -361,6 +364,12 @@ pub fn advance(
     // decision arrives for another step meanwhile.
     if !exec.state.halted() {
         run_steps(&mut exec, services)?;
+    }
+    // The steps that began to wait with deadlines start their timers.
+    for node in crate::timers::unset(analysis, exec.state) {
+        if let Some(opened) = (services.opened)(&node) {
+            exec.emit(Event::TimerSet { node, opened });
+        }
     }
     let status = exec.state.current_status();
     let summary = if exec.journal.keeps_evidence() { summary(analysis, exec.state, status) } else { String::new() };

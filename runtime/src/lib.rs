@@ -39,6 +39,7 @@ pub mod stats;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod timers;
 pub mod value;
 pub mod whatif;
 

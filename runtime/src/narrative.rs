@@ -296,6 +296,36 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
             }
             "gate_decided" => line(&mut steps, format!("  gate {node} decided by {}", decision(&e["decision"]))),
             "gate_overridden" => line(&mut steps, format!("  gate {node} OVERRIDDEN by {}", decision(&e["decision"]))),
+            "timer_set" => {
+                line(&mut steps, format!("  {node}: deadlines run from {}", e["opened"].as_str().unwrap_or("?")))
+            }
+            "reminded" => line(
+                &mut steps,
+                format!(
+                    "  {node}: reminder at {}, deadline {}",
+                    e["at"].as_str().unwrap_or("?"),
+                    e["deadline"].as_str().unwrap_or("?")
+                ),
+            ),
+            "escalated" => {
+                let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+                line(
+                    &mut steps,
+                    format!(
+                        "  {node}: deadline passed at {} — ESCALATED to {}",
+                        e["at"].as_str().unwrap_or("?"),
+                        roles.join(", ")
+                    ),
+                )
+            }
+            "timed_out" => {
+                let what = match (e["outcome"].as_str(), e["reason"].as_str()) {
+                    (Some(outcome), Some(reason)) => format!("decided {outcome} ({reason}) by its deadline"),
+                    (Some(outcome), None) => format!("decided {outcome} by its deadline"),
+                    _ => "BLOCKED the run".to_owned(),
+                };
+                line(&mut steps, format!("  {node}: deadline passed at {} — {what}", e["at"].as_str().unwrap_or("?")))
+            }
             "model_called" => {
                 let args: Vec<String> = e["args"]
                     .as_array()

@@ -26,8 +26,17 @@ use crate::error::Result;
 use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
 
 /// What notices are about, as endpoints name them in `events`.
-pub const KINDS: [&str; 6] =
-    ["step.waiting", "step.decided", "gate.blocked", "gate.overridden", "run.ended", "refusal"];
+pub const KINDS: [&str; 9] = [
+    "step.waiting",
+    "step.decided",
+    "step.reminder",
+    "step.escalated",
+    "step.timed_out",
+    "gate.blocked",
+    "gate.overridden",
+    "run.ended",
+    "refusal",
+];
 
 /// A webhook endpoint of the deployment.
 #[derive(Clone, Debug)]
@@ -257,6 +266,24 @@ fn told(
         "gate_overridden" => {
             extend(&mut data, json!({"gate": node, "decision": field("decision")}));
             "gate.overridden"
+        }
+        "reminded" => {
+            let more =
+                json!({"step": node, "may_decide": may_decide(), "deadline": field("deadline"), "at": field("at")});
+            extend(&mut data, more);
+            "step.reminder"
+        }
+        "escalated" => {
+            let more = json!({"step": node, "may_decide": may_decide(), "roles": field("roles"), "at": field("at")});
+            extend(&mut data, more);
+            "step.escalated"
+        }
+        "timed_out" => {
+            let more = json!({
+                "step": node, "at": field("at"), "outcome": field("outcome"), "reason": field("reason"),
+            });
+            extend(&mut data, more);
+            "step.timed_out"
         }
         "refused" => {
             let more = json!({

@@ -80,6 +80,8 @@ pub(crate) struct Recorded {
     pub(crate) actions: FxHashMap<String, Vec<Result<Json, String>>>,
     /// How many answers of each request and key the replay took so far.
     taken: std::sync::Mutex<FxHashMap<String, usize>>,
+    /// When each step's timers were set (the clock came from outside).
+    pub(crate) opened: FxHashMap<SmolStr, flow_ir::expr::Timestamp>,
     /// Results reused from an earlier call with the same key.
     reused: FxHashMap<String, Json>,
     /// Action steps that failed because their key had answered another request.
@@ -101,6 +103,7 @@ impl Recorded {
             systems: Vec::new(),
             cut_off: FxHashSet::default(),
             taken: std::sync::Mutex::default(),
+            opened: FxHashMap::default(),
         };
         // The next event of `node` after event `i`: an answer is never an event replay
         // only compares (see [`COMPARED`]).
@@ -109,6 +112,9 @@ impl Recorded {
         };
         for i in 0..events.len() {
             match events.read(i) {
+                Some(Event::TimerSet { node, opened }) => {
+                    recorded.opened.entry(node.clone()).or_insert(*opened);
+                }
                 Some(Event::ModelCalled { node, model, request_digest, error, .. }) => {
                     let answer = match error {
                         Some(error) => Err(text_of(error)),
@@ -533,7 +539,8 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
-    let services = Services { model: &model, system: &system, engine: engine_choice, hold: None };
+    let opened = |node: &str| recorded.opened.get(node).copied();
+    let services = Services { model: &model, system: &system, engine: engine_choice, hold: None, opened: &opened };
     let is =
         |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(analysis, i, produced)?);
     let mut i = 0;
@@ -541,6 +548,18 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         let event = events.read(i);
         // What came from outside: the start, and refusals (which change nothing).
         if let Some(event @ (Event::Started(_) | Event::Refused { .. })) = event {
+            state.apply(analysis, event);
+            i += 1;
+            continue;
+        }
+        // Timers: a step's begins with the instant recorded (the clock came from outside);
+        // each that fires must be the step's next, at its instant.
+        if let Some(event) = event
+            && let Some(fits) = crate::timers::again(analysis, &state, event)
+        {
+            if !fits {
+                return diverge(i, None, &state);
+            }
             state.apply(analysis, event);
             i += 1;
             continue;

@@ -37,6 +37,19 @@ pub struct ApprovalWait {
     pub approvals: Vec<(String, Vec<String>)>,
 }
 
+/// The timers of a waiting step with deadlines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepTimer {
+    /// When the step began to wait: its timers run from then.
+    pub opened: Timestamp,
+    /// How many of its timers ([`flow_ir::plan::Timing::schedule`]) fired.
+    pub fired: usize,
+    /// The roles deadlines escalated it to, who may decide it too.
+    pub escalated: Vec<SmolStr>,
+    /// When a deadline decided or blocked the step.
+    pub timed_out: Option<Timestamp>,
+}
+
 /// The state of a run.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -49,6 +62,8 @@ pub struct State {
     pub overridden: Vec<bool>,
     /// The approvals that wait, by node index (few: no allocation for runs without).
     approvals: Vec<(usize, ApprovalWait)>,
+    /// The timers of steps with deadlines, by node index (few, as approvals).
+    timers: Vec<(usize, StepTimer)>,
     pub action_attempts: Vec<u32>,
     /// The soft gate that was rejected, and by whom.
     pub rejected: Option<(SmolStr, String)>,
@@ -118,6 +133,7 @@ impl State {
             degraded: vec![false; n],
             overridden: vec![false; n],
             approvals: Vec::new(),
+            timers: Vec::new(),
             action_attempts: vec![0; n],
             rejected: None,
             failure: None,
@@ -148,6 +164,15 @@ impl State {
     /// What the approval of node index `i` waits for, while it waits.
     pub fn approval(&self, i: usize) -> Option<&ApprovalWait> {
         self.approvals.iter().find(|(node, _)| *node == i).map(|(_, wait)| wait)
+    }
+
+    /// The timers of the step of node index `i`, once it waits with deadlines.
+    pub fn timer(&self, i: usize) -> Option<&StepTimer> {
+        self.timers.iter().find(|(node, _)| *node == i).map(|(_, timer)| timer)
+    }
+
+    fn timer_mut(&mut self, i: usize) -> Option<&mut StepTimer> {
+        self.timers.iter_mut().find(|(node, _)| *node == i).map(|(_, timer)| timer)
     }
 
     pub fn value(&self, analysis: &Analysis, node: &str) -> Option<&Value> {
@@ -257,10 +282,12 @@ impl State {
             }
             Event::ApprovalDecided { node, decision } => {
                 let i = self.id(analysis, node);
+                let escalated = self.timer(i).map(|t| t.escalated.clone()).unwrap_or_default();
                 if decision.outcome == "approve"
                     && let Some(wait) = self.approvals.iter_mut().find(|(node, _)| *node == i).map(|(_, w)| w)
                 {
-                    wait.approvals.push((decision.principal.clone(), decision.roles.clone()));
+                    let roles = approver_roles(analysis.body(), &wait.terms, &escalated, &decision.roles);
+                    wait.approvals.push((decision.principal.clone(), roles));
                 }
             }
             Event::ApprovalCompleted { node, approved, approvers, requirement, .. } => {
@@ -300,6 +327,68 @@ impl State {
                 self.status = Status::Running;
             }
             Event::Settled { status, .. } => self.status = *status,
+            Event::TimerSet { node, opened } => {
+                let i = self.id(analysis, node);
+                if i < self.body_nodes {
+                    self.timers.retain(|(node, _)| *node != i);
+                    self.timers
+                        .push((i, StepTimer { opened: *opened, fired: 0, escalated: Vec::new(), timed_out: None }));
+                }
+            }
+            Event::Reminded { node, .. } => {
+                let i = self.id(analysis, node);
+                if let Some(timer) = self.timer_mut(i) {
+                    timer.fired += 1;
+                }
+            }
+            Event::Escalated { node, roles, .. } => {
+                let i = self.id(analysis, node);
+                if let Some(timer) = self.timer_mut(i) {
+                    timer.fired += 1;
+                    timer.escalated.extend(roles.iter().cloned());
+                    timer.escalated.sort();
+                    timer.escalated.dedup();
+                }
+            }
+            Event::TimedOut { node, at, outcome, reason } => {
+                let i = self.id(analysis, node);
+                if let Some(timer) = self.timer_mut(i) {
+                    timer.fired += 1;
+                    timer.timed_out = Some(*at);
+                }
+                let kind = analysis.id(node).map(|id| &analysis.plan.node(id).kind);
+                match (kind, outcome) {
+                    (_, None) => self.phase(i, Phase::Blocked),
+                    (Some(NodeKind::Review { .. }), Some(outcome)) => {
+                        let record = Value::Record(vec![
+                            ("basis".into(), Value::Absent),
+                            ("outcome".into(), Value::Variant(outcome.as_str().into())),
+                            ("reason".into(), reason.clone().map_or(Value::Absent, |r| Value::Variant(r.into()))),
+                            ("reviewer".into(), Value::Absent),
+                        ]);
+                        self.done(i, record);
+                    }
+                    (Some(NodeKind::Approval { .. }), Some(outcome)) => {
+                        let approvers = self
+                            .approval(i)
+                            .map(|w| w.approvals.iter().map(|(p, _)| Value::Principal(p.as_str().into())).collect())
+                            .unwrap_or_default();
+                        let requirement = self.approval(i).map(|w| w.requirement.clone()).unwrap_or_default();
+                        let record = Value::Record(vec![
+                            ("approved".into(), Value::Bool(outcome == "approve")),
+                            ("approvers".into(), Value::List(approvers)),
+                            ("requirement".into(), Value::Text(requirement)),
+                        ]);
+                        self.done(i, record);
+                    }
+                    (_, Some(outcome)) => {
+                        self.done(i, Value::Nothing);
+                        if outcome == "reject" {
+                            self.rejected = Some((node.clone(), "its deadline".to_owned()));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -330,6 +419,18 @@ impl State {
             Status::Running
         }
     }
+}
+
+/// The roles an approver's approval counts for: theirs, and, for a principal of a role the
+/// approval was escalated to, any role the approval asks for (one slot, still).
+pub fn approver_roles(body: &PlanBody, terms: &[Requirement], escalated: &[SmolStr], roles: &[String]) -> Vec<String> {
+    let mut counted = roles.to_vec();
+    if !crate::analysis::roles_used(body, roles, escalated).is_empty() {
+        counted.extend(slots(terms).into_iter().map(|r| r.to_string()));
+        counted.sort();
+        counted.dedup();
+    }
+    counted
 }
 
 /// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
@@ -481,6 +582,12 @@ pub fn waiting(analysis: &Analysis, state: &State) -> Vec<WaitingStep> {
             }
             _ => continue,
         };
+        let mut roles = roles;
+        if let Some(timer) = state.timer(i) {
+            roles.extend(timer.escalated.iter().map(ToString::to_string));
+            roles.sort();
+            roles.dedup();
+        }
         out.push((node.name.clone(), kind, roles));
     }
     out

@@ -416,6 +416,7 @@ fn untranslatable_code_is_an_error_not_a_panic() {
         ty: Ty::Int,
         kind: NodeKind::Let { value: call },
         regardless: Vec::new(),
+        timing: None,
     });
     let names: Vec<_> = body.nodes.iter().map(|n| n.name.clone()).collect();
     let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);

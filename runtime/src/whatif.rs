@@ -279,7 +279,9 @@ pub fn what_if(
         held.borrow_mut().insert(node.clone(), description);
         true
     };
-    let services = Services { model: &model, system: &system, engine: engine_choice, hold: Some(&hold) };
+    let opened = |node: &str| recorded.opened.get(node).copied();
+    let services =
+        Services { model: &model, system: &system, engine: engine_choice, hold: Some(&hold), opened: &opened };
 
     let mut state = State::new(new);
     let mut produced = vec![Event::Started(Box::new(started))];
@@ -484,7 +486,14 @@ fn steps<'e>(
             Event::Resumed { decision, .. } => {
                 Account::Json(json!(format!("failed; resumed by {}", decision.principal)))
             }
+            Event::TimedOut { outcome: Some(outcome), .. } => {
+                Account::Json(json!(format!("{outcome} by its deadline")))
+            }
+            Event::TimedOut { outcome: None, .. } => Account::Json(json!("blocked by its deadline")),
             Event::ModelCalled { .. }
+            | Event::TimerSet { .. }
+            | Event::Reminded { .. }
+            | Event::Escalated { .. }
             | Event::Cancelled { .. }
             | Event::ApprovalDecided { .. }
             | Event::ActionCompleted { .. }

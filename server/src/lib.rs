@@ -289,6 +289,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     let kept = service.clone();
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let resumer = resume_interrupted(service.clone(), stopping.clone());
+    let timers = fire_timers(service.clone(), stopping.clone());
     let deliverers = deliver_notices(service.clone(), stopping.clone());
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -311,6 +312,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     });
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = resumer.join();
+    let _ = timers.join();
     for deliverer in deliverers {
         let _ = deliverer.join();
     }
@@ -394,6 +396,32 @@ fn resume_interrupted(
                     }
                 }
                 Err(error) => tracing::warn!(target: "flow::runs", %error, "could not resume interrupted runs"),
+            }
+        }
+    })
+}
+
+/// Fires, every second, the timers that are due in the store's runs (reminders,
+/// escalations, deadlines), whichever server takes each run first: a timer fires once, by
+/// the one whose commit lands (the others find the run changed and leave it).
+fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let tick = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            waited += tick;
+            if waited < Duration::from_secs(1) {
+                continue;
+            }
+            waited = Duration::ZERO;
+            match service.runtime.tick(service.runtime.now()) {
+                Ok(fired) => {
+                    for (run, timers) in fired {
+                        tracing::info!(target: "flow::runs", run, timers, "fired the timers due");
+                    }
+                }
+                Err(error) => tracing::warn!(target: "flow::runs", %error, "could not fire the timers due"),
             }
         }
     })

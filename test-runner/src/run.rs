@@ -155,8 +155,17 @@ fn branches(plan: &VerifiedPlan) -> Coverage {
             }
             _ => {}
         }
+        // Every deadline that escalates, decides or blocks is a path tests can take.
+        for deadline in node.timing.iter().flat_map(|t| &t.deadlines) {
+            coverage.all.insert(deadline_branch(node, &deadline.then));
+        }
     }
     coverage
+}
+
+/// The coverage branch of a deadline: `review `check` at its deadline: escalate to director`.
+fn deadline_branch(node: &flow_ir::plan::Node, then: &flow_ir::plan::Timeout) -> String {
+    format!("{} `{}` at its deadline: {}", node.kind.keyword(), node.name, then.describe())
 }
 
 /// Constants of a test: no run's values, the test's clock.
@@ -263,6 +272,10 @@ fn execute(
         Err(error) => return outcome.failures.push(format!("no store in memory: {error}")),
     };
     runtime.set_testing(true);
+    // The test's time: the run's clock, moved on by `after`.
+    let now = Arc::new(Mutex::new(clock));
+    let read = now.clone();
+    runtime.set_clock(Arc::new(move || *read.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
     // What each mock returns (`None`: it fails), by model or action step.
     let mocks = |mocks: &[(_, Option<Expr>)], what: &str| -> Result<BTreeMap<String, Option<Json>>, String> {
         mocks
@@ -303,6 +316,22 @@ fn execute(
         Err(error) => return outcome.failures.push(format!("the run does not start: {error}")),
     };
     for decision in &test.decisions {
+        if let Some(seconds) = decision.after {
+            let moved = {
+                let mut now = now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                now.seconds = now.seconds.saturating_add(seconds);
+                *now
+            };
+            let ticked = runtime.tick(moved).and_then(|_| runtime.status(&view.run, Some(&starter)));
+            match ticked {
+                Ok(next) => view = next,
+                Err(error) => {
+                    outcome.failures.push(format!("`after` ({}): the timers do not fire: {error}", at(decision.span)));
+                    break;
+                }
+            }
+            continue;
+        }
         let who = Principal::new(decision.principal.clone(), decision.roles.clone());
         let waiting = match &decision.overrides {
             Some(_) => view.status == Status::Blocked && view.summary.contains(&format!("`{}`", decision.step)),
@@ -358,10 +387,12 @@ fn execute(
             .failures
             .push(format!("action `{step}` ran, but the test gives it no result: add `action {step} returns …`"));
     }
-    check_expectations(&runtime, test, &args, &view, outcome, hit, at);
+    check_expectations(plan, &runtime, test, &args, &view, outcome, hit, at);
 }
 
+#[expect(clippy::too_many_arguments, reason = "the plan, the run and what the test checks, each needed")]
 fn check_expectations(
+    plan: &VerifiedPlan,
     runtime: &Runtime,
     test: &LoweredTest,
     args: &[Value],
@@ -392,7 +423,7 @@ fn check_expectations(
         Ok(inspected) => inspected,
         Err(error) => return outcome.failures.push(format!("the run cannot be read back: {error}")),
     };
-    outcome.path = path_of(&events, view, hit);
+    outcome.path = path_of(plan, &events, view, hit);
     outcome.outputs = view.outputs.iter().map(|(name, value)| format!("output {name} = {value}")).collect();
     let mut conditions = explained.into_iter();
     let mut next_condition = 0;
@@ -472,10 +503,40 @@ fn conjuncts(expr: &Expr) -> Vec<&Expr> {
 }
 
 /// The path a run took, step by step, and the branches it exercised.
-fn path_of(events: &[Event<Value>], view: &RunView, hit: &mut BTreeSet<String>) -> Vec<String> {
+fn path_of(plan: &VerifiedPlan, events: &[Event<Value>], view: &RunView, hit: &mut BTreeSet<String>) -> Vec<String> {
     let mut path = Vec::new();
+    // The deadline of a step that fired: the one that escalates to these roles, or the last.
+    let deadline = |node: &str, roles: Option<Vec<&str>>| {
+        let step = plan.body().node(node)?;
+        let deadlines = &step.timing.as_ref()?.deadlines;
+        let found = match roles {
+            Some(roles) => deadlines.iter().find(|d| {
+                matches!(&d.then, flow_ir::plan::Timeout::Escalate { roles: r }
+                    if r.iter().map(|r| r.as_str()).eq(roles.iter().copied()))
+            }),
+            None => deadlines.last(),
+        };
+        found.map(|d| deadline_branch(step, &d.then))
+    };
     for event in events {
         let line = match event {
+            Event::Reminded { node, at, .. } => format!("`{node}` reminded at {at}"),
+            Event::Escalated { node, at, roles } => {
+                hit.extend(deadline(node, Some(roles.iter().map(|r| r.as_str()).collect())));
+                format!("`{node}` escalated to {} at {at}", roles.join(", "))
+            }
+            Event::TimedOut { node, at, outcome, .. } => {
+                hit.extend(deadline(node, None));
+                if let Some(outcome) = outcome
+                    && plan.body().node(node).is_some_and(|n| matches!(n.kind, NodeKind::Review { .. }))
+                {
+                    hit.insert(format!("review `{node}` {outcome}"));
+                }
+                match outcome {
+                    Some(outcome) => format!("`{node}` decided {outcome} by its deadline at {at}"),
+                    None => format!("`{node}` blocked the run at its deadline at {at}"),
+                }
+            }
             Event::Gate { node, holds, .. } => {
                 let word = if *holds { "held" } else { "passed" };
                 hit.insert(format!("gate `{node}` {word}"));

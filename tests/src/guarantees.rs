@@ -70,7 +70,7 @@ impl ActionHandler for World {
 /// and every model and system of it answered by `world`.
 pub(crate) fn runtime_with(flow: &str, world: &Arc<World>) -> (Runtime, Arc<Analysis>) {
     let checked = crate::check_fixture("main.flow", flow.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the fixture has a flow");
     let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
     let mut runtime = Runtime::new(Box::new(store));
@@ -100,7 +100,7 @@ fn exported(runtime: &Runtime, run: &str, who: &Principal, kind: &str, field: &s
 /// `flow` (a fixture's text, checked clean) installed in `runtime`.
 fn install(runtime: &Runtime, flow: &str) -> Arc<Analysis> {
     let checked = crate::check_fixture("main.flow", flow.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs")
 }
 
@@ -422,7 +422,7 @@ flow vet {
     // A candidate plan file edited so that it leaks (its hash recomputed) is proved before
     // it is replayed: here a record of its own, its label taken off.
     let checked = crate::check_fixture("main.flow", FLOW.replace("Out", "Shown").as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     let mut body = crate::plans(&checked).into_iter().flatten().next().expect("a plan").body().clone();
     body.records
         .iter_mut()
@@ -1344,7 +1344,7 @@ flow booking {
                 "action book(id: Text, amount: Money[USD], share: Decimal) -> Receipt\n  action void(id: Text, amount: Money[USD], share: Decimal) -> Receipt",
             );
         let checked = crate::check_fixture("main.flow", text.as_bytes());
-        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+        assert!(checked.clean(), "{}", checked.render());
         let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
         let analysis = runtime.install(plan).expect("installs");
         let view = runtime.start(&analysis, &clerk, &order("100 USD", "0.5"), &StartOptions::default()).expect("runs");
@@ -1365,7 +1365,7 @@ fn a_plan_whose_labels_were_removed_is_refused() {
     // off (the hash recomputed): refused with `record_leak`; and the plan as compiled installs.
     let check = |fixture: &str, record: &str, record_leak: &str| {
         let checked = crate::check_fixture("main.flow", fixture.as_bytes());
-        assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+        assert!(checked.clean(), "{}", checked.render());
         let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
         let reseal = |body: flow_ir::PlanBody| {
             flow_ir::seal_and_verify(body, String::new(), Default::default(), Default::default())

@@ -76,7 +76,7 @@ flow diff {
 
 fn fixture() -> PlanBody {
     let checked = crate::check_fixture("main.flow", FIXTURE.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    assert!(checked.clean(), "{:?}", checked.diagnostics);
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the fixture compiles");
     plan.body().clone()
 }
@@ -552,6 +552,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
                 ty: value.ty.clone(),
                 kind: NodeKind::Let { value },
                 regardless: Vec::new(),
+                timing: None,
             });
         }
         let mut rows: Vec<Row> = Vec::new();
@@ -566,6 +567,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
             ty: Ty::Approval("matrix".into()),
             kind: NodeKind::Approval { rows: rows.clone(), distinct_from: Vec::new() },
             regardless: Vec::new(),
+            timing: None,
         });
         let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
         let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);

@@ -38,6 +38,8 @@ mod runtime;
 mod stores;
 #[cfg(test)]
 mod tidy;
+#[cfg(test)]
+mod timers;
 
 use std::collections::BTreeMap;
 
@@ -87,6 +89,20 @@ pub struct Checked {
 impl Checked {
     pub fn render(&self) -> String {
         flow_diagnostics::render(&self.diagnostics, &self.sources, false)
+    }
+
+    /// Whether the fixture checks clean but for `W2003` (a human step without a deadline):
+    /// fixtures about other things than deadlines leave their steps as they were written
+    /// before deadlines, which only warns.
+    pub fn clean(&self) -> bool {
+        self.diagnostics.iter().all(|d| d.code == flow_diagnostics::Code::W2003)
+    }
+
+    /// The diagnostics but `W2003`, rendered.
+    pub fn render_without_deadlines(&self) -> String {
+        let kept: Vec<Diagnostic> =
+            self.diagnostics.iter().filter(|d| d.code != flow_diagnostics::Code::W2003).cloned().collect();
+        flow_diagnostics::render(&kept, &self.sources, false)
     }
 }
 

@@ -37,7 +37,7 @@ pub(crate) fn workspace(main: &str) -> Vec<(String, Vec<u8>)> {
 /// The verified plan of the only flow of the main file, which must check clean.
 pub(crate) fn plan_of(files: &[(String, Vec<u8>)]) -> flow_ir::VerifiedPlan {
     let checked = check_files(files);
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     let plans = plans(&checked);
     assert_eq!(plans.len(), 1, "one flow per example");
     plans.into_iter().flatten().next().expect("the flow compiles to a plan")

@@ -132,7 +132,7 @@ fn runtime_on(
     model: Arc<dyn ModelProvider>,
 ) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
     let checked = crate::check_fixture("main.flow", flow.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles");
     let mut runtime = Runtime::new(store);
     runtime.register_model("scorer", model);
@@ -284,6 +284,9 @@ mod cuttable {
         }
         fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
             self.reach()?.pending_steps()
+        }
+        fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+            self.reach()?.due_runs(now, limit)
         }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.reach()?.action_result(system, key)

@@ -115,7 +115,7 @@ fn long_else_if_chains_are_flat() {
         "role r\nflow f {{\n  version \"1.0.0\"\n  owner r\n  steward r\n  input n: Int\n  let x = {chain}\n}}\n"
     );
     let checked = check_files(&[("chain.flow".to_owned(), text.into_bytes())]);
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
 }
 
 #[test]

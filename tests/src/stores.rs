@@ -89,6 +89,9 @@ mod mutant {
         fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
             self.inner.pending_steps()
         }
+        fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+            self.inner.due_runs(now, limit)
+        }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.inner.action_result(system, key)
         }
@@ -287,7 +290,7 @@ fn reviewed(
     store: Box<dyn flow_runtime::store::Store>,
 ) -> (flow_runtime::Runtime, std::sync::Arc<flow_runtime::analysis::Analysis>) {
     let checked = crate::check_fixture("main.flow", REVIEWED.as_bytes());
-    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    assert!(checked.clean(), "{}", checked.render());
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles");
     let runtime = flow_runtime::Runtime::new(store);
     let analysis = runtime.install(plan).expect("the plan installs");
@@ -295,7 +298,7 @@ fn reviewed(
 }
 
 /// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases,
-/// queues and notices) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
+/// queues, notices and timers) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
 /// store is at the current version after.
 #[test]
 fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
@@ -314,6 +317,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
             db.execute_batch(
                 "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs DROP COLUMN lease_until;
                  DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
+                 DROP INDEX waiting_due; ALTER TABLE waiting DROP COLUMN due;
                  PRAGMA user_version = 3;",
             )
             .expect("ages the store");
@@ -334,6 +338,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                         "ALTER TABLE flow_runs ADD COLUMN heartbeat TEXT; ALTER TABLE flow_runs DROP COLUMN lease_until;
                          DROP INDEX flow_runs_executing; DROP TABLE flow_action_claims;
                          DROP TABLE flow_batches; DROP TABLE flow_queue; DROP TABLE flow_deliveries;
+                         DROP INDEX flow_waiting_due; ALTER TABLE flow_waiting DROP COLUMN due;
                          UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");

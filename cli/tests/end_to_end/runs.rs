@@ -1821,3 +1821,104 @@ fn a_forged_decision_with_a_rebuilt_chain_does_not_replay() {
     assert_eq!(stats["flows"][0]["evidence_completeness"], 1.0, "{stats}");
     assert_eq!(stats["flows"][0]["replay_success_rate"], 0.5, "{stats}");
 }
+
+/// A review with deadlines of a few seconds, for the timer tests.
+const TIMED: &str = r#"
+role clerk
+role manager
+role director
+role auditor
+
+type Request {
+  id: Text
+}
+
+flow timed {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input request: Request
+  output done: Bool
+
+  access {
+    trigger by clerk
+    read evidence by auditor
+    replay by auditor
+  }
+
+  review check by manager
+    outcomes ok, not_ok
+    reasons fine, no_answer
+    within 2s otherwise escalate to director
+    within 4s otherwise not_ok because no_answer
+
+  emit done = check.outcome == ok
+}
+"#;
+
+/// `flowc serve` on the deployment, its output dropped.
+fn serve_quietly(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("FLOW_STORE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts a run of `timed.flow` and returns its id.
+fn start_timed(dir: &Path, id: &str) -> String {
+    std::fs::write(dir.join(format!("{id}.json")), json!({ "id": id }).to_string()).unwrap();
+    let view = json_of(dir, &["run", "timed.flow", "--input", &format!("request={id}.json"), "--as", "carl"], 0);
+    assert_eq!(view["status"], "pending", "{view}");
+    view["run"].as_str().unwrap().to_owned()
+}
+
+on_every_store! {
+    /// Timers are kept in the store with their runs: a scheduler killed with `kill -9` loses
+    /// none; `flowc tick` fires each once, two of them at once on one store included; and
+    /// `flowc serve` fires them itself.
+    fn deadlines_fire_once_from_the_store_whoever_ticks(dir) {
+        std::fs::write(dir.join("timed.flow"), TIMED).unwrap();
+        let began = std::time::Instant::now();
+        let run = start_timed(&dir, "T1");
+        let pending = json_of(&dir, &["pending"], 0);
+        assert!(pending["pending"][0]["next_timer"].is_string(), "{pending}");
+        assert_eq!(json_of(&dir, &["tick"], 0), json!({"runs": []}), "nothing is due yet");
+        // A server, the scheduler, killed before a timer falls due.
+        let mut server = serve_quietly(&dir);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        server.kill().unwrap();
+        server.wait().unwrap();
+        // Past both deadlines, two ticks at once: the escalation and the deadline fire once.
+        std::thread::sleep(std::time::Duration::from_millis(4_500).saturating_sub(began.elapsed()));
+        let ticks: Vec<Json> = std::thread::scope(|scope| {
+            let ticking: Vec<_> = (0..2).map(|_| scope.spawn(|| json_of(&dir, &["tick"], 0))).collect();
+            ticking.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let fired: u64 = ticks
+            .iter()
+            .flat_map(|t| t["runs"].as_array().cloned().unwrap_or_default())
+            .map(|r| r["fired"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(fired, 2, "{ticks:?}");
+        assert_eq!(status(&dir, &run), "completed");
+        let shown = show(&dir, &run, "aud");
+        assert!(shown.contains("ESCALATED to director"), "{shown}");
+        assert!(shown.contains("decided not_ok (no_answer) by its deadline"), "{shown}");
+        evidence_verifies(&dir, &run);
+
+        // A server fires the timers of the runs on its store by itself.
+        let later = start_timed(&dir, "T2");
+        let mut server = serve_quietly(&dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while status(&dir, &later) != "completed" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert_eq!(status(&dir, &later), "completed", "the server fired no timer");
+    }
+}

@@ -724,7 +724,7 @@ fn the_serve_demo_runs_both_clients() {
     ] {
         assert!(said.contains(line), "`{line}` missing: {said}");
     }
-    assert!(said.contains("python: evidence of") && said.contains("verified: 22 events"), "{said}");
+    assert!(said.contains("python: evidence of") && said.contains("verified: 24 events"), "{said}");
     assert!(said.contains("requests and stopped"), "{said}");
 }
 

@@ -114,6 +114,7 @@ codes! {
     E2020 = "invalid-prompt",
     E2021 = "approval-outcome-unread",
     E2022 = "declassify-not-permitted",
+    E2023 = "invalid-deadline",
     E2101 = "plan-unreadable",
     E2102 = "plan-version-unsupported",
     E2103 = "plan-hash-mismatch",
@@ -134,6 +135,7 @@ codes! {
     W1001 = "unused-import",
     W2001 = "matrix-too-complex",
     W2002 = "silent-fallback",
+    W2003 = "may-wait-forever",
 }
 
 impl Code {

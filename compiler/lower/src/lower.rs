@@ -155,6 +155,25 @@ impl<'a> Lowerer<'a> {
         names
     }
 
+    /// A step's deadlines as the plan holds them: escalation roles by name, sorted.
+    fn timing(&mut self, timing: &hir::Timing) -> plan::Timing {
+        let deadlines = timing
+            .deadlines
+            .iter()
+            .map(|d| plan::Deadline {
+                after: d.after,
+                then: match &d.then {
+                    hir::Timeout::Escalate(roles) => plan::Timeout::Escalate { roles: self.roles(roles) },
+                    hir::Timeout::Decide { outcome, reason } => {
+                        plan::Timeout::Decide { outcome: outcome.clone(), reason: reason.clone() }
+                    }
+                    hir::Timeout::Block => plan::Timeout::Block,
+                },
+            })
+            .collect();
+        plan::Timing { deadlines, reminders: timing.reminders.clone(), forever: timing.forever }
+    }
+
     fn step_name(&self, index: u32) -> SmolStr {
         self.flow.steps.get(index as usize).map(|s| s.name.clone()).unwrap_or_default()
     }
@@ -524,7 +543,13 @@ impl<'a> Lowerer<'a> {
                 self.name(id)
             });
             self.locate(DescriptionKey::Node(&input.name), file_id, input.span, input.docs.as_ref());
-            nodes.push(Node { name: input.name.clone(), ty, kind: NodeKind::Input { source }, regardless: Vec::new() });
+            nodes.push(Node {
+                name: input.name.clone(),
+                ty,
+                kind: NodeKind::Input { source },
+                regardless: Vec::new(),
+                timing: None,
+            });
         }
         for param in &flow.params {
             let ty = self.ty(&param.ty);
@@ -535,6 +560,7 @@ impl<'a> Lowerer<'a> {
                 ty,
                 kind: NodeKind::Param { default },
                 regardless: Vec::new(),
+                timing: None,
             });
         }
         let mut outputs = Vec::new();
@@ -554,7 +580,8 @@ impl<'a> Lowerer<'a> {
             }
             let mut regardless: Vec<SmolStr> = step.regardless.iter().map(|&s| self.step_name(s)).collect();
             regardless.sort();
-            nodes.push(Node { name: step.name.clone(), ty, kind, regardless });
+            let timing = step.timing.as_ref().map(|timing| self.timing(timing));
+            nodes.push(Node { name: step.name.clone(), ty, kind, regardless, timing });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         outputs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -994,6 +1021,8 @@ pub struct TestDecision {
     pub reason: Option<String>,
     /// An override, with its basis.
     pub overrides: Option<String>,
+    /// `after 49h`: time passing (seconds) rather than a decision.
+    pub after: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -1034,6 +1063,7 @@ pub fn lower_test(db: &dyn Db, file: SourceFile, flow: &hir::Flow, test: &hir::T
                 outcome: d.outcome.to_string(),
                 reason: d.reason.as_ref().map(ToString::to_string),
                 overrides: d.overrides.clone(),
+                after: d.after,
             })
             .collect(),
         expectations: test

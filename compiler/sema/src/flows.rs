@@ -418,6 +418,15 @@ impl<'a> FlowChecker<'a> {
                         kind: StepResult::Review,
                         name: Arc::from(review.name.text.as_str()),
                         conditional,
+                        timed: review.clauses.iter().any(|c| {
+                            matches!(
+                                &c.kind,
+                                ReviewClauseKind::Timing(ast::TimingClause::Within {
+                                    then: ast::Timeout::Decide { .. },
+                                    ..
+                                })
+                            )
+                        }),
                     });
                     (ty.clone(), Some(Binding::Step { index, ty, keyword: "review" }))
                 }
@@ -428,6 +437,7 @@ impl<'a> FlowChecker<'a> {
                         kind: StepResult::Approval,
                         name: Arc::from(approval.name.text.as_str()),
                         conditional: false,
+                        timed: false,
                     });
                     (ty.clone(), Some(Binding::Step { index, ty, keyword: "approval" }))
                 }
@@ -452,6 +462,7 @@ impl<'a> FlowChecker<'a> {
                 ty,
                 kind: StepKind::Let { value: hir::Expr::error(pending.ast.span) },
                 regardless: Vec::new(),
+                timing: None,
             });
         }
     }
@@ -516,6 +527,27 @@ impl<'a> FlowChecker<'a> {
                 _ => continue,
             };
             self.flow.steps[index].kind = kind;
+            let timing: Vec<&ast::TimingClause> = match &pending.ast.kind {
+                FlowItemKind::Gate(gate) => gate
+                    .clauses
+                    .iter()
+                    .filter_map(|c| match c {
+                        GateClause::Timing(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+                FlowItemKind::Review(review) => review
+                    .clauses
+                    .iter()
+                    .filter_map(|c| match &c.kind {
+                        ReviewClauseKind::Timing(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+                FlowItemKind::Approval(approval) => approval.timing.iter().collect(),
+                _ => continue,
+            };
+            self.flow.steps[index].timing = self.timing(index, &timing);
         }
         // Once every step's kind is known, wherever it is written.
         for (index, pending) in steps.iter().enumerate() {
@@ -672,6 +704,7 @@ impl<'a> FlowChecker<'a> {
                     }
                     approvers = roles.iter().filter_map(|r| self.c.res.resolve_role(r)).collect();
                 }
+                GateClause::Timing(_) => {}
                 GateClause::Message(text) => {
                     if let Some((_, first)) = &message {
                         let first = *first;
@@ -732,6 +765,9 @@ impl<'a> FlowChecker<'a> {
         let conditional = review.clauses.iter().any(|c| matches!(c.kind, ReviewClauseKind::When(_)));
         for clause in &review.clauses {
             let keyword = clause.kind.keyword();
+            if matches!(clause.kind, ReviewClauseKind::Timing(_)) {
+                continue;
+            }
             if let Some(first) = seen.insert(keyword, clause.span) {
                 self.error(Code::E1018, clause.span, format!("review `{}` says `{keyword}` twice", review.name.text))
                     .secondary
@@ -752,6 +788,7 @@ impl<'a> FlowChecker<'a> {
                     }
                 }
                 ReviewClauseKind::Reasons(names) => reasons = self.unique_list(names, "reason"),
+                ReviewClauseKind::Timing(_) => {}
                 ReviewClauseKind::MayEdit(paths) => {
                     for path in paths {
                         if let Some(edit) = self.edit_target(path) {
@@ -860,6 +897,162 @@ impl<'a> FlowChecker<'a> {
             distinct_from.push(hir);
         }
         StepKind::Approval { rows, distinct_from }
+    }
+
+    /// The deadlines of a review, soft gate or approval, checked: positive and increasing,
+    /// nothing after one that ends the step, outcomes and reasons the step has, reminders
+    /// that fall before a deadline; and a warning for a step that may wait forever without
+    /// saying so.
+    fn timing(&mut self, index: usize, clauses: &[&ast::TimingClause]) -> Option<hir::Timing> {
+        let file = self.file();
+        let step = &self.flow.steps[index];
+        let (name, name_span) = (step.name.clone(), step.name_span);
+        let (what, outcomes, reasons): (&str, Vec<SmolStr>, Option<Vec<SmolStr>>) = match &step.kind {
+            StepKind::Review { outcomes, reasons, .. } => ("review", outcomes.clone(), Some(reasons.clone())),
+            StepKind::Gate { kind: GateLevel::Soft, .. } => {
+                ("soft gate", vec!["approve".into(), "reject".into()], None)
+            }
+            StepKind::Approval { .. } => ("approval", vec!["approve".into(), "reject".into()], None),
+            StepKind::Gate { kind, .. } => {
+                if let Some(first) = clauses.first() {
+                    let message =
+                        format!("only a `soft` gate waits for a decision; gate `{name}` is `{}`", kind.as_str());
+                    self.error(Code::E2014, first.span(), message).help =
+                        Some("deadlines belong to reviews, soft gates and approvals".to_owned());
+                }
+                return None;
+            }
+            _ => return None,
+        };
+        let reported = self.c.res.diagnostics.len();
+        let mut timing = hir::Timing::default();
+        let mut forever: Option<Span> = None;
+        let mut ended: Option<Span> = None;
+        let mut reminders: BTreeMap<i64, Span> = BTreeMap::new();
+        for clause in clauses {
+            match clause {
+                ast::TimingClause::Within { span, after, then } => {
+                    if after.seconds <= 0 {
+                        self.error(Code::E2023, after.span, "a deadline must be a positive duration").help =
+                            Some("write how long the step may wait, such as `within 48h`".to_owned());
+                        continue;
+                    }
+                    if let Some(first) = ended {
+                        self.error(Code::E2023, *span, format!("{what} `{name}` has ended by an earlier deadline"))
+                            .secondary
+                            .push(Label::new(file, first, "the step ends here"));
+                        continue;
+                    }
+                    if let Some(last) = timing.deadlines.last()
+                        && last.after >= after.seconds
+                    {
+                        let last_span = last.span;
+                        self.error(Code::E2023, after.span, "each deadline must come after the one before it")
+                            .secondary
+                            .push(Label::new(file, last_span, "the deadline before it"));
+                        continue;
+                    }
+                    let then = match then {
+                        ast::Timeout::Escalate(roles) => {
+                            hir::Timeout::Escalate(roles.iter().filter_map(|r| self.c.res.resolve_role(r)).collect())
+                        }
+                        ast::Timeout::Block(_) => hir::Timeout::Block,
+                        ast::Timeout::Decide { outcome, reason } => {
+                            if !outcomes.contains(&outcome.text) {
+                                let help = suggest::help(&outcome.text, outcomes.iter().map(SmolStr::as_str));
+                                let message = format!(
+                                    "`{}` is not an outcome of {what} `{name}`; it has {}",
+                                    outcome.text,
+                                    outcomes.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                                );
+                                self.error(Code::E1013, outcome.span, message).help = help;
+                                continue;
+                            }
+                            match (&reasons, reason) {
+                                (Some(reasons), Some(reason)) if !reasons.contains(&reason.text) => {
+                                    let help = suggest::help(&reason.text, reasons.iter().map(SmolStr::as_str));
+                                    let message = format!("`{}` is not a reason of review `{name}`", reason.text);
+                                    self.error(Code::E1013, reason.span, message).help = help;
+                                    continue;
+                                }
+                                (Some(reasons), None) => {
+                                    let example = reasons.first().map_or("no_answer", SmolStr::as_str);
+                                    let message =
+                                        format!("a deadline that decides review `{name}` must give one of its reasons");
+                                    self.error(Code::E2023, outcome.span, message).help =
+                                        Some(format!("write `{} because {example}`", outcome.text));
+                                    continue;
+                                }
+                                _ => {}
+                            }
+                            hir::Timeout::Decide {
+                                outcome: outcome.text.clone(),
+                                reason: reason.as_ref().map(|r| r.text.clone()),
+                            }
+                        }
+                    };
+                    if !matches!(then, hir::Timeout::Escalate(_)) {
+                        ended = Some(*span);
+                    }
+                    timing.deadlines.push(hir::Deadline { after: after.seconds, then, span: *span });
+                }
+                ast::TimingClause::Remind { span, before } => {
+                    if before.seconds <= 0 {
+                        self.error(
+                            Code::E2023,
+                            before.span,
+                            "a reminder must come a positive duration before its deadline",
+                        )
+                        .help = Some("write `remind 4h before`".to_owned());
+                        continue;
+                    }
+                    if let Some(first) = reminders.insert(before.seconds, *span) {
+                        self.error(Code::E1018, *span, format!("{what} `{name}` says this reminder twice"))
+                            .secondary
+                            .push(Label::new(file, first, "first said here"));
+                    }
+                }
+                ast::TimingClause::Forever(span) => {
+                    if let Some(first) = forever.replace(*span) {
+                        self.error(Code::E1018, *span, format!("{what} `{name}` says `may wait forever` twice"))
+                            .secondary
+                            .push(Label::new(file, first, "first said here"));
+                    }
+                }
+            }
+        }
+        for (before, span) in &reminders {
+            if !timing.deadlines.iter().any(|d| d.after > *before) {
+                let message =
+                    format!("no deadline of {what} `{name}` is that long after it opens: this reminder is never sent");
+                self.error(Code::E2023, *span, message).help = Some(
+                    "a reminder is sent that long before each deadline: add `within …` or a shorter reminder"
+                        .to_owned(),
+                );
+            }
+        }
+        timing.reminders = reminders.into_keys().collect();
+        match (forever, ended) {
+            (Some(forever), Some(ended)) => {
+                self.error(Code::E2023, forever, format!("{what} `{name}` cannot wait forever: a deadline ends it"))
+                    .secondary
+                    .push(Label::new(file, ended, "the step ends here"));
+            }
+            // A step whose deadlines are wrong is told so; whether it ends is for after.
+            (None, None) if self.c.res.diagnostics.len() == reported => {
+                let message = match timing.deadlines.is_empty() {
+                    true => format!("{what} `{name}` may wait forever: it has no deadline"),
+                    false => format!("{what} `{name}` may wait forever after its last escalation"),
+                };
+                self.error(Code::W2003, name_span, message).help = Some(
+                    "add `within 48h otherwise reject` (or another outcome, `escalate to role`, `block`), or say `may wait forever`"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+        timing.forever = forever.is_some();
+        (!clauses.is_empty()).then_some(timing)
     }
 
     fn requirement(&mut self, row: &ast::ApprovalRow) -> Vec<Requirement> {

@@ -367,6 +367,59 @@ pub struct Step {
     /// For an action or emit: the approvals (by step index) it runs regardless of
     /// (`regardless of spend`), instead of reading their outcome.
     pub regardless: Vec<u32>,
+    /// For a review, a soft gate or an approval: its deadlines, as checked.
+    pub timing: Option<Timing>,
+}
+
+/// When a human step must be decided (`within 48h otherwise …`, `remind 4h before`,
+/// `may wait forever`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Timing {
+    pub deadlines: Vec<Deadline>,
+    /// Seconds before each deadline.
+    pub reminders: Vec<i64>,
+    pub forever: bool,
+}
+
+impl Timing {
+    /// As the flow says it: `within 48h otherwise escalate to director, remind 4h before`,
+    /// roles named by `role`.
+    pub fn describe(&self, role: &dyn Fn(DeclId) -> String) -> String {
+        let mut parts: Vec<String> = self
+            .deadlines
+            .iter()
+            .map(|d| {
+                let then = match &d.then {
+                    Timeout::Escalate(roles) => {
+                        format!("escalate to {}", roles.iter().map(|r| role(*r)).collect::<Vec<_>>().join(", "))
+                    }
+                    Timeout::Decide { outcome, reason: Some(reason) } => format!("{outcome} because {reason}"),
+                    Timeout::Decide { outcome, reason: None } => outcome.to_string(),
+                    Timeout::Block => "block".to_owned(),
+                };
+                format!("within {} otherwise {then}", flow_ir::time::format_duration(d.after))
+            })
+            .collect();
+        parts.extend(self.reminders.iter().map(|r| format!("remind {} before", flow_ir::time::format_duration(*r))));
+        if self.forever {
+            parts.push("may wait forever".to_owned());
+        }
+        parts.join(", ")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Deadline {
+    pub after: i64,
+    pub then: Timeout,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    Escalate(Vec<DeclId>),
+    Decide { outcome: SmolStr, reason: Option<SmolStr> },
+    Block,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -432,6 +485,9 @@ pub struct TestDecision {
     pub outcome: SmolStr,
     pub reason: Option<SmolStr>,
     pub overrides: Option<String>,
+    /// `after 49h`: not a decision but time passing, by so many seconds (the other fields
+    /// are empty).
+    pub after: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -217,6 +217,7 @@ impl TestChecker<'_, '_, '_> {
                         outcome: outcome.text.clone(),
                         reason: reason.as_ref().map(|r| r.text.clone()),
                         overrides: None,
+                        after: None,
                     });
                 }
                 TestStmtKind::Override { gate, by, reason } => {
@@ -238,6 +239,26 @@ impl TestChecker<'_, '_, '_> {
                         outcome: "override".into(),
                         reason: None,
                         overrides: Some(reason.value.clone()),
+                        after: None,
+                    });
+                }
+                TestStmtKind::After(duration) => {
+                    if duration.seconds <= 0 {
+                        self.c
+                            .res
+                            .error(Code::E2023, duration.span, "time passes forward: give a positive duration")
+                            .help = Some("write `after 49h`".to_owned());
+                        continue;
+                    }
+                    test.steps.push(hir::TestDecision {
+                        span: stmt.span,
+                        step: 0,
+                        principal: SmolStr::default(),
+                        roles: Vec::new(),
+                        outcome: SmolStr::default(),
+                        reason: None,
+                        overrides: None,
+                        after: Some(duration.seconds),
                     });
                 }
             }

@@ -43,6 +43,9 @@ pub struct StepRef {
     pub name: Arc<str>,
     /// Whether the step runs only when a condition holds (a review with `when`).
     pub conditional: bool,
+    /// Whether a deadline may decide it (`within 48h otherwise reject because …`), so that
+    /// a review may have no reviewer.
+    pub timed: bool,
 }
 
 /// A record type declared with `type`.

@@ -582,6 +582,7 @@ impl<'a> Checker<'a> {
             (StepResult::Review, "reason") => {
                 maybe(enum_of(EnumKind::Reason { flow: step.flow, step: step.step }, "reason"))
             }
+            (StepResult::Review, "reviewer") if step.timed => Ty::Principal.optional(),
             (StepResult::Review, "reviewer") => maybe(Ty::Principal),
             (StepResult::Review, "basis") => Ty::Text.optional(),
             (StepResult::Approval, "approved") => Ty::Bool,

@@ -293,6 +293,8 @@ pub enum TestStmtKind {
         by: TestPrincipal,
         reason: StrLit,
     },
+    /// `after 49h`: time passes; the timers due by then fire.
+    After(Duration),
     Expect(Expectation),
 }
 
@@ -415,6 +417,39 @@ pub struct Gate {
 pub enum GateClause {
     ApproveBy { span: Span, roles: Vec<Ident> },
     Message(StrLit),
+    Timing(TimingClause),
+}
+
+/// A clause saying when a review, soft gate or approval must be decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimingClause {
+    /// `within 48h otherwise …`.
+    Within { span: Span, after: Duration, then: Timeout },
+    /// `remind 4h before`.
+    Remind { span: Span, before: Duration },
+    /// `may wait forever`.
+    Forever(Span),
+}
+
+impl TimingClause {
+    pub fn span(&self) -> Span {
+        match self {
+            TimingClause::Within { span, .. } | TimingClause::Remind { span, .. } | TimingClause::Forever(span) => {
+                *span
+            }
+        }
+    }
+}
+
+/// What happens when a deadline passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// `escalate to role, …`.
+    Escalate(Vec<Ident>),
+    /// `block`.
+    Block(Span),
+    /// An outcome, with a reason: `reject because no_answer`.
+    Decide { outcome: Ident, reason: Option<Ident> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -446,6 +481,7 @@ pub enum ReviewClauseKind {
     Outcomes(Vec<Ident>),
     Reasons(Vec<Ident>),
     MayEdit(Vec<Path>),
+    Timing(TimingClause),
 }
 
 impl ReviewClauseKind {
@@ -455,6 +491,7 @@ impl ReviewClauseKind {
             ReviewClauseKind::Outcomes(_) => "outcomes",
             ReviewClauseKind::Reasons(_) => "reasons",
             ReviewClauseKind::MayEdit(_) => "may edit",
+            ReviewClauseKind::Timing(_) => "within",
         }
     }
 }
@@ -472,6 +509,7 @@ pub struct Approval {
     pub rows: Vec<ApprovalRow>,
     pub distinct_from: Vec<Expr>,
     pub distinct_span: Option<Span>,
+    pub timing: Vec<TimingClause>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -113,6 +113,14 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_on
             | kw_behalf
             | kw_regardless
+            | kw_within
+            | kw_escalate
+            | kw_to
+            | kw_remind
+            | kw_before
+            | kw_wait
+            | kw_forever
+            | kw_after
     )
 }
 
@@ -371,6 +379,7 @@ impl<'t> Builder<'t> {
                 let reason = parts.next().map(|reason| self.ident(&reason));
                 TestStmtKind::Decide { step, by, outcome, reason }
             }
+            Rule::test_after => TestStmtKind::After(self.duration(parts.next()?)?),
             Rule::test_override => {
                 let gate = self.ident(&parts.next()?);
                 let by = self.test_principal(parts.next()?)?;
@@ -548,6 +557,7 @@ impl<'t> Builder<'t> {
                         let value = kids(clause).next()?;
                         Some(match rule {
                             Rule::approve_by => GateClause::ApproveBy { span, roles: self.idents(kids(value)) },
+                            Rule::timing => GateClause::Timing(self.timing(value)?),
                             _ => GateClause::Message(self.plain_string(value)),
                         })
                     })
@@ -586,15 +596,18 @@ impl<'t> Builder<'t> {
                 let mut rows = Vec::new();
                 let mut distinct_from = Vec::new();
                 let mut distinct_span = None;
+                let mut timing = Vec::new();
                 for part in parts {
                     if part.as_rule() == Rule::approval_row {
                         rows.extend(self.approval_row(part));
+                    } else if part.as_rule() == Rule::timing {
+                        timing.extend(kids(part).next().and_then(|clause| self.timing(clause)));
                     } else {
                         distinct_span = Some(self.span(&part));
                         distinct_from = kids(part).map(|e| self.expr(e)).collect();
                     }
                 }
-                FlowItemKind::Approval(Approval { name, rows, distinct_from, distinct_span })
+                FlowItemKind::Approval(Approval { name, rows, distinct_from, distinct_span, timing })
             }
             Rule::action => {
                 let name = self.ident(&parts.next()?);
@@ -686,6 +699,7 @@ impl<'t> Builder<'t> {
             }
             Rule::outcomes => ReviewClauseKind::Outcomes(self.idents(parts)),
             Rule::reasons => ReviewClauseKind::Reasons(self.idents(parts)),
+            Rule::timing => ReviewClauseKind::Timing(self.timing(parts.into_iter().next()?)?),
             _ => ReviewClauseKind::MayEdit(
                 parts
                     .map(|path| {
@@ -696,6 +710,34 @@ impl<'t> Builder<'t> {
             ),
         };
         Some(ReviewClause { span, kind })
+    }
+
+    /// `within 48h otherwise …`, `remind 4h before` or `may wait forever` (the pair inside
+    /// a `timing`).
+    fn timing(&mut self, clause: P<'_>) -> Option<TimingClause> {
+        let span = self.span(&clause);
+        Some(match clause.as_rule() {
+            Rule::within => {
+                let mut parts = kids(clause);
+                let after = self.duration(parts.next()?)?;
+                let timeout = parts.next()?;
+                // `kw_block` is dropped by `kids`: read the timeout's own children.
+                let inner = timeout.into_inner().next()?;
+                let then = match inner.as_rule() {
+                    Rule::kw_block => Timeout::Block(self.span(&inner)),
+                    Rule::escalate => Timeout::Escalate(self.idents(kids(inner))),
+                    _ => {
+                        let mut names = kids(inner);
+                        let outcome = self.ident(&names.next()?);
+                        let reason = names.next().map(|n| self.ident(&n));
+                        Timeout::Decide { outcome, reason }
+                    }
+                };
+                TimingClause::Within { span, after, then }
+            }
+            Rule::remind => TimingClause::Remind { span, before: self.duration(kids(clause).next()?)? },
+            _ => TimingClause::Forever(span),
+        })
     }
 
     fn approval_row(&mut self, row: P<'_>) -> Option<ApprovalRow> {

@@ -336,6 +336,34 @@ pub enum Event<V> {
         node: SmolStr,
         decision: Decision,
     },
+    /// A review, soft gate or approval with deadlines began to wait at `opened`: its timers
+    /// run from then (the instant the runtime opened it, or the deadline that led to it).
+    TimerSet {
+        node: SmolStr,
+        opened: flow_ir::expr::Timestamp,
+    },
+    /// A reminder before the step's next deadline (`deadline`), sent at `at`.
+    Reminded {
+        node: SmolStr,
+        at: flow_ir::expr::Timestamp,
+        deadline: flow_ir::expr::Timestamp,
+    },
+    /// A deadline passed at `at`: principals of `roles` may decide the step from now on.
+    Escalated {
+        node: SmolStr,
+        at: flow_ir::expr::Timestamp,
+        roles: Vec<SmolStr>,
+    },
+    /// A deadline passed at `at` and decided the step (`outcome`, with `reason`), or, when
+    /// `outcome` is absent, stopped the run `blocked` at it.
+    TimedOut {
+        node: SmolStr,
+        at: flow_ir::expr::Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The run stopped executing: how it stands, in one line.
     Settled {
         status: Status,
@@ -419,7 +447,11 @@ impl<V> Event<V> {
             | Event::ActionCompleted { node, .. }
             | Event::Emitted { node, .. }
             | Event::Failed { node, .. }
-            | Event::Resumed { node, .. } => Some(node),
+            | Event::Resumed { node, .. }
+            | Event::TimerSet { node, .. }
+            | Event::Reminded { node, .. }
+            | Event::Escalated { node, .. }
+            | Event::TimedOut { node, .. } => Some(node),
             Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } | Event::Cancelled { .. } => None,
         }
     }
@@ -575,6 +607,10 @@ impl<V> Event<V> {
             Event::Cancelled { decision } => Event::Cancelled { decision },
             Event::Resumed { node, decision } => Event::Resumed { node, decision },
             Event::Settled { status, summary } => Event::Settled { status, summary },
+            Event::TimerSet { node, opened } => Event::TimerSet { node, opened },
+            Event::Reminded { node, at, deadline } => Event::Reminded { node, at, deadline },
+            Event::Escalated { node, at, roles } => Event::Escalated { node, at, roles },
+            Event::TimedOut { node, at, outcome, reason } => Event::TimedOut { node, at, outcome, reason },
         })
     }
 }

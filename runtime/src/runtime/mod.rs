@@ -60,7 +60,12 @@ pub struct Runtime {
     progress: Option<Arc<Progress>>,
     /// The webhook endpoints notices are queued for.
     pub(crate) webhooks: Option<Arc<crate::notify::Webhooks>>,
+    /// What the time is, for deadlines: the system clock, or a test's.
+    clock: Option<Arc<Clock>>,
 }
+
+/// A source of the current time (a test's clock, which it moves on).
+pub type Clock = dyn Fn() -> flow_ir::expr::Timestamp + Send + Sync;
 
 /// Told, as an operation over many stored runs goes, how many of how many are done: from
 /// the threads that do them, at most a few times a second is up to the listener.
@@ -83,7 +88,19 @@ impl Runtime {
             testing: false,
             progress: None,
             webhooks: None,
+            clock: None,
         }
+    }
+
+    /// Takes the time from `clock` rather than the system's: when steps begin to wait and
+    /// which of their deadlines have passed (`flowc test` moves it with `after`).
+    pub fn set_clock(&mut self, clock: Arc<Clock>) {
+        self.clock = Some(clock);
+    }
+
+    /// The current time, as this runtime reads it.
+    pub fn now(&self) -> flow_ir::expr::Timestamp {
+        self.clock.as_ref().map_or_else(crate::identity::now, |clock| clock())
     }
 
     /// The deployment's principals: every `Principal` a run's inputs name must be one of

@@ -357,9 +357,23 @@ impl Runtime {
     /// the caller to store with other runs' in one transaction (commits before an action's
     /// call are stored as they are made, whatever `defer` says).
     pub(super) fn advance_to(&self, analysis: &Analysis, loaded: &mut Loaded, defer: bool) -> Result<Option<Prepared>> {
+        self.advance_at(analysis, loaded, defer, None)
+    }
+
+    /// [`Runtime::advance_to`], the steps that begin to wait with deadlines counting them
+    /// from `opened` (now, when absent: a deadline that fired gives its own instant).
+    pub(super) fn advance_at(
+        &self,
+        analysis: &Analysis,
+        loaded: &mut Loaded,
+        defer: bool,
+        opened: Option<Timestamp>,
+    ) -> Result<Option<Prepared>> {
         let model = |m: &flow_ir::plan::Model| self.model_provider(m);
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
-        let services = Services { model: &model, system: &system, engine: self.engine, hold: None };
+        let opened = opened.unwrap_or_else(|| self.now());
+        let opened = move |_: &str| Some(opened);
+        let services = Services { model: &model, system: &system, engine: self.engine, hold: None, opened: &opened };
         let Loaded { state, log } = loaded;
         let mut holds = Vec::new();
         if log.durable {
@@ -389,18 +403,80 @@ impl Runtime {
         advanced
     }
 
-    /// Decides a waiting review, soft gate or approval, and continues the run.
+    /// Decides a waiting review, soft gate or approval, and continues the run. The run's
+    /// deadlines that passed before now fire first: a decision that comes after a deadline
+    /// is taken after it (and refused, and recorded, when the deadline decided the step).
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        let (analysis, loaded) = self.load(run, true)?;
+        let (analysis, mut loaded) = self.load(run, true)?;
         if loaded.state.status.is_final() {
             return Err(Error::Settled(format!(
                 "run `{run}` is {}: nothing waits for a decision",
                 loaded.state.status.as_str()
             )));
         }
+        self.fire_due(&analysis, &mut loaded, self.now())?;
         let decided = decision::decide(&analysis, &loaded.state, step, &who.id, &who.roles, input);
+        if decided.is_err()
+            && let Some(id) = analysis.id(step)
+            && let Some(at) = loaded.state.timer(id.index()).and_then(|timer| timer.timed_out)
+        {
+            let message = format!("step `{step}` was decided by its deadline at {at}: the decision came too late");
+            return Err(self.refuse(
+                Some((&analysis, &mut loaded)),
+                who,
+                "decide",
+                "before the deadline".to_owned(),
+                message,
+                false,
+            ));
+        }
         self.continue_run(&analysis, loaded, who, "decide", decided)
+    }
+
+    /// Fires the run's timers due at or before `now`, in order, each at its own instant, and
+    /// continues the run after each deadline that decides a step; returns how many fired.
+    pub(super) fn fire_due(&self, analysis: &Analysis, loaded: &mut Loaded, now: Timestamp) -> Result<usize> {
+        let mut fired = 0;
+        while let Some(due) = crate::timers::next(analysis, &loaded.state) {
+            if due.at > now {
+                break;
+            }
+            let Some(event) = crate::timers::event(analysis, &loaded.state, &due) else { break };
+            loaded.record(analysis, event);
+            match self.advance_at(analysis, loaded, false, Some(due.at)) {
+                Ok(_) => fired += 1,
+                // Another process changed the run since: what fired before stays fired, and
+                // the rest is theirs (or the next tick's).
+                Err(error)
+                    if fired > 0 && matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) =>
+                {
+                    return Ok(fired);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Fires the timers of every run whose next timer is due at or before `now` (reminders,
+    /// escalations, deadlines that decide or block), whichever process calls it: a run that
+    /// another process holds or changed meanwhile is left to it. Returns the runs whose
+    /// timers fired, and how many fired.
+    pub fn tick(&self, now: Timestamp) -> Result<Vec<(String, usize)>> {
+        let mut done = Vec::new();
+        for run in self.store.due_runs(now.seconds, 1_000)? {
+            let fired =
+                self.load(&run, true).and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now));
+            match fired {
+                Ok(0) => {}
+                Ok(fired) => done.push((run, fired)),
+                // Another process fired them, or executes the run: it is theirs.
+                Err(error) if matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(done)
     }
 
     /// Overrides a blocking gate, and continues the run.
@@ -499,7 +575,9 @@ impl Runtime {
             }
         }
     }
+}
 
+impl Runtime {
     /// Resumes every run that a crash interrupted while it executed (the lease of the
     /// process that executed it ran out), one at a time, each claimed so that no other
     /// process resumes it too; returns their ids. A run that cannot be resumed (it does not

@@ -148,6 +148,7 @@ impl Runtime {
                 out.push(Waiting {
                     run: run.clone(),
                     flow: analysis.body().flow.name.to_string(),
+                    due: due_of(&analysis, &loaded.state, &step),
                     step: step.to_string(),
                     kind: kind.to_owned(),
                     roles,
@@ -157,7 +158,8 @@ impl Runtime {
         Ok(out)
     }
 
-    /// One page of the steps waiting for `who`, the oldest runs first: `take` steps after
+    /// One page of the steps waiting for `who`, those whose next reminder or deadline falls
+    /// first at the top, then the oldest runs first: `take` steps after
     /// the first `skip`, and how many wait in all. Which steps wait for whom is read from
     /// the store's list of waiting steps (so that ten thousand waiting runs are not loaded to
     /// show fifty); each step on the page is then checked against its run, loaded with its
@@ -211,18 +213,24 @@ impl Runtime {
                         if mine(&analysis, &roles) {
                             let flow = analysis.body().flow.name.to_string();
                             let step = step.to_string();
+                            let due = due_of(&analysis, &loaded.state, &step);
                             let waiting =
-                                Waiting { run: pending.run.clone(), flow, step, kind: kind.to_owned(), roles };
+                                Waiting { run: pending.run.clone(), flow, step, kind: kind.to_owned(), roles, due };
                             listed.push((pending.created.clone(), waiting));
                         }
                     }
                 }
             }
         }
+        // The steps whose next reminder or deadline falls first, then the others, the oldest
+        // runs first (a stable sort keeps the store's order among equals).
+        listed.sort_by(|(a_created, a), (b_created, b)| {
+            (a.due.is_none(), a.due, a_created).cmp(&(b.due.is_none(), b.due, b_created))
+        });
         let total = listed.len();
         let mut items = Vec::new();
         // The run last loaded: its id, its flow, the steps that wait in it for `who`, why.
-        let mut read: Option<(String, String, Vec<state::WaitingStep>, Vec<String>)> = None;
+        let mut read: Option<ReadRun> = None;
         for (created, waiting) in listed.into_iter().skip(skip).take(take) {
             // Each run loaded once, however many of its steps are on the page (they are next
             // to one another: listed by run).
@@ -239,14 +247,21 @@ impl Runtime {
                 let steps = state::waiting(&analysis, &loaded.state)
                     .into_iter()
                     .filter(|(_, _, roles)| mine(&analysis, roles))
+                    .map(|step| {
+                        let due = due_of(&analysis, &loaded.state, &step.0);
+                        (step, due)
+                    })
                     .collect();
                 let why = self.view(&analysis, &loaded, Some(who)).why;
                 read = Some((waiting.run.clone(), analysis.body().flow.name.to_string(), steps, why));
             }
             let Some((_, flow, steps, why)) = &read else { continue };
-            let Some((_, kind, roles)) = steps.iter().find(|(step, _, _)| *step == waiting.step) else { continue };
+            let Some(((_, kind, roles), due)) = steps.iter().find(|((step, _, _), _)| *step == waiting.step) else {
+                continue;
+            };
             // What the page says of the step is the run's, not the list's.
-            let waiting = Waiting { kind: (*kind).to_owned(), roles: roles.clone(), flow: flow.clone(), ..waiting };
+            let waiting =
+                Waiting { kind: (*kind).to_owned(), roles: roles.clone(), flow: flow.clone(), due: *due, ..waiting };
             items.push(InboxItem { waiting, created, why: why.clone() });
         }
         Ok(Inbox { total, items, unreadable })
@@ -487,4 +502,14 @@ fn marks_of(analysis: &Analysis, events: &[StoredEvent]) -> BTreeMap<String, flo
         marks.retain(|_, mark| *mark != Mark::Waiting);
     }
     marks
+}
+
+/// A run the inbox read: its id, its flow, the steps that wait in it for the viewer with when
+/// their next timer falls, and why it waits.
+type ReadRun = (String, String, Vec<(state::WaitingStep, Option<i64>)>, Vec<String>);
+
+/// When the waiting step's next timer (a reminder, a deadline) falls, in seconds.
+fn due_of(analysis: &Analysis, state: &State, step: &str) -> Option<i64> {
+    let id = analysis.id(step)?;
+    crate::timers::next_of(analysis, state, id.index()).map(|due| due.at.seconds)
 }

@@ -209,6 +209,9 @@ pub struct Waiting {
     pub kind: String,
     /// Who may decide.
     pub roles: Vec<String>,
+    /// When the step's next timer (a reminder, a deadline) falls, in seconds since the Unix
+    /// epoch; absent for a step without deadlines.
+    pub due: Option<i64>,
 }
 
 /// A pending run and one of its waiting steps, as [`Store::pending_steps`] lists them.
@@ -418,6 +421,9 @@ pub trait Store: Send + Sync {
     /// The pending runs, the oldest first (then by id), each with its waiting steps (by
     /// step), one row per step; a pending run with none listed has one row without a step.
     fn pending_steps(&self) -> Result<Vec<PendingStep>>;
+    /// The runs with a waiting step whose next timer falls at or before `now` (seconds since
+    /// the Unix epoch), the earliest first, at most `limit`.
+    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>>;
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
     /// Every recorded action result, by system and key.
     fn action_results(&self) -> Result<Vec<ActionResult>>;

@@ -138,6 +138,9 @@ const MIGRATIONS: &[&str] = &[
        next_at BIGINT NOT NULL, owner TEXT, lease_until BIGINT, error TEXT, UNIQUE (endpoint, id)
      );
      CREATE INDEX flow_deliveries_due ON flow_deliveries (next_at, n) WHERE state = 'pending';",
+    // 5: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
+    "ALTER TABLE flow_waiting ADD COLUMN due BIGINT;
+     CREATE INDEX flow_waiting_due ON flow_waiting (due, run) WHERE due IS NOT NULL;",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -668,8 +671,8 @@ impl Store for PostgresStore {
             }
             for w in waiting {
                 tx.execute(
-                    "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
-                    &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
+                    "INSERT INTO flow_waiting (run, step, flow, kind, roles, due) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" "), &w.due],
                 )
                 .map_err(&write)?;
             }
@@ -793,7 +796,7 @@ impl Store for PostgresStore {
         self.read(|| {
             let rows = self
                 .client()?
-                .query("SELECT run, step, flow, kind, roles FROM flow_waiting ORDER BY run, step", &[])
+                .query("SELECT run, step, flow, kind, roles, due FROM flow_waiting ORDER BY run, step", &[])
                 .map_err(unusable("cannot read the waiting steps"))?;
             Ok(rows
                 .iter()
@@ -803,8 +806,23 @@ impl Store for PostgresStore {
                     flow: row.get(2),
                     kind: row.get(3),
                     roles: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
+                    due: row.get(5),
                 })
                 .collect())
+        })
+    }
+
+    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT run, MIN(due) AS next FROM flow_waiting WHERE due <= $1 GROUP BY run \
+                     ORDER BY next, run LIMIT $2",
+                    &[&now, &(limit as i64)],
+                )
+                .map_err(unusable("cannot read the waiting steps' timers"))?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
         })
     }
 
@@ -813,7 +831,7 @@ impl Store for PostgresStore {
             let rows = self
                 .client()?
                 .query(
-                    "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles FROM flow_runs r \
+                    "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles, w.due FROM flow_runs r \
                      LEFT JOIN flow_waiting w ON w.run = r.id WHERE r.status = $1 ORDER BY r.created, r.id, w.step",
                     &[&Status::Pending.as_str()],
                 )
@@ -828,6 +846,7 @@ impl Store for PostgresStore {
                         step,
                         kind: row.get(5),
                         roles: row.get::<_, String>(6).split_whitespace().map(str::to_owned).collect(),
+                        due: row.get(7),
                     });
                     PendingStep { run, plan: row.get(1), created: row.get(2), waiting }
                 })
@@ -1396,8 +1415,8 @@ impl Store for PostgresStore {
                     .map_err(&failed)?;
                     for w in waiting {
                         tx.execute(
-                            "INSERT INTO flow_waiting (run, step, flow, kind, roles) VALUES ($1, $2, $3, $4, $5)",
-                            &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" ")],
+                            "INSERT INTO flow_waiting (run, step, flow, kind, roles, due) VALUES ($1, $2, $3, $4, $5, $6)",
+                            &[&w.run, &w.step, &w.flow, &w.kind, &w.roles.join(" "), &w.due],
                         )
                         .map_err(&failed)?;
                     }

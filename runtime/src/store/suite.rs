@@ -172,6 +172,7 @@ fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open
         step: "check".to_owned(),
         kind: "review".to_owned(),
         roles: vec!["clerk".to_owned()],
+        due: None,
     }];
     let mut events = events(&later.id, 1, 4);
     events.retain(|e| e.seq > 2);
@@ -215,6 +216,7 @@ fn waiting_steps_are_replaced_by_each_commit(store: &dyn Store, _: Open<'_>) -> 
         step: step.to_owned(),
         kind: "approval".to_owned(),
         roles: vec!["manager".to_owned(), "director".to_owned()],
+        due: None,
     };
     let run = record("r-suite-waits", Status::Pending, 1, "2026-12-03T00:00:03Z");
     let first = [step(&run.id, "check"), step(&run.id, "sign")];
@@ -236,6 +238,7 @@ fn pending_runs_are_listed_oldest_first_with_their_steps(store: &dyn Store, _: O
         step: step.to_owned(),
         kind: "review".to_owned(),
         roles: vec!["clerk".to_owned()],
+        due: None,
     };
     // Created in an order other than their ids': the later id began first.
     let later = record("r-suite-inbox-a", Status::Pending, 1, "2026-12-03T00:01:02Z");

@@ -361,6 +361,8 @@ struct Waiting {
     kind: String,
     roles: String,
     since: String,
+    /// When the step's next reminder or deadline falls, for a step with deadlines.
+    next_timer: Option<String>,
     why: Vec<String>,
 }
 
@@ -414,6 +416,10 @@ async fn inbox(
             kind: item.waiting.kind,
             roles: item.waiting.roles.join(", "),
             since: shown_time(&item.created),
+            next_timer: item
+                .waiting
+                .due
+                .map(|seconds| shown_time(&flow_ir::expr::Timestamp { seconds, nanos: 0 }.to_string())),
             why: item.why,
         })
         .collect();

@@ -153,6 +153,7 @@ fn is_block_entry(rule: Rule) -> bool {
             | Rule::flow_item
             | Rule::approval_row
             | Rule::distinct
+            | Rule::timing
     )
 }
 

@@ -58,6 +58,9 @@ const MIGRATIONS: &[&str] = &[
        next_at INTEGER NOT NULL, owner TEXT, lease_until INTEGER, error TEXT, UNIQUE (endpoint, id)
      );
      CREATE INDEX deliveries_due ON deliveries (next_at, n) WHERE state = 'pending';",
+    // 7: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
+    "ALTER TABLE waiting ADD COLUMN due INTEGER;
+     CREATE INDEX waiting_due ON waiting (due, run) WHERE due IS NOT NULL;",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -173,8 +176,8 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
     .map_err(&write)?;
     tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
     for w in waiting {
-        tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")]))
+        tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" "), w.due]))
             .map_err(&write)?;
     }
     for (r, result) in results.iter().zip(&texts.results) {
@@ -545,7 +548,7 @@ impl Store for SqliteStore {
     fn waiting(&self) -> Result<Vec<Waiting>> {
         let conn = self.conn()?;
         let mut statement = conn
-            .prepare("SELECT run, flow, step, kind, roles FROM waiting ORDER BY run, step")
+            .prepare("SELECT run, flow, step, kind, roles, due FROM waiting ORDER BY run, step")
             .map_err(unusable("cannot read the waiting steps"))?;
         let rows = statement
             .query_map([], |row| {
@@ -556,17 +559,31 @@ impl Store for SqliteStore {
                     step: row.get(2)?,
                     kind: row.get(3)?,
                     roles: roles.split_whitespace().map(str::to_owned).collect(),
+                    due: row.get(5)?,
                 })
             })
             .map_err(unusable("cannot read the waiting steps"))?;
         rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
     }
 
+    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare(
+                "SELECT run, MIN(due) AS next FROM waiting WHERE due <= ?1 GROUP BY run ORDER BY next, run LIMIT ?2",
+            )
+            .map_err(unusable("cannot read the waiting steps' timers"))?;
+        let rows = statement
+            .query_map(params![now, limit as i64], |row| row.get(0))
+            .map_err(unusable("cannot read the waiting steps' timers"))?;
+        rows.map(|r| r.map_err(unusable("cannot read a waiting step's timer"))).collect()
+    }
+
     fn pending_steps(&self) -> Result<Vec<PendingStep>> {
         let conn = self.conn()?;
         let mut statement = conn
             .prepare_cached(
-                "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles FROM runs r \
+                "SELECT r.id, r.plan, r.created, w.flow, w.step, w.kind, w.roles, w.due FROM runs r \
                  LEFT JOIN waiting w ON w.run = r.id WHERE r.status = ?1 ORDER BY r.created, r.id, w.step",
             )
             .map_err(unusable("cannot read the waiting steps"))?;
@@ -581,6 +598,7 @@ impl Store for SqliteStore {
                         step,
                         kind: row.get(5)?,
                         roles: row.get::<_, String>(6)?.split_whitespace().map(str::to_owned).collect(),
+                        due: row.get(7)?,
                     }),
                     None => None,
                 };
@@ -1139,8 +1157,8 @@ impl Store for SqliteStore {
                     }
                     for w in waiting {
                         tx.execute(
-                            "INSERT INTO waiting (run, step, flow, kind, roles) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![w.run, w.step, w.flow, w.kind, w.roles.join(" ")],
+                            "INSERT INTO waiting (run, step, flow, kind, roles, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![w.run, w.step, w.flow, w.kind, w.roles.join(" "), w.due],
                         )
                         .map_err(&failed)?;
                     }
