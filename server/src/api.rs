@@ -641,6 +641,9 @@ pub async fn pending(State(service): Shared, Authed(caller): Authed) -> Answer {
             if let (Json::Object(item), Json::Object(form)) = (&mut item, form(analysis, &waiting.step)) {
                 item.extend(form);
             }
+            if let Some(due) = waiting.due {
+                item["next_timer"] = json!(flow_ir::expr::Timestamp { seconds: due, nanos: 0 }.to_string());
+            }
             out.push(item);
         }
         ok(&json!({"pending": out}))
