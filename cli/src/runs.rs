@@ -452,22 +452,33 @@ pub fn pending(deployment: &Deployment, who: Option<&str>, format: DataFormat) -
 /// `flowc tick`: fires the timers due now, in every run of the store.
 pub fn tick(deployment: &Deployment, format: DataFormat) -> anyhow::Result<ExitCode> {
     let runtime = open(deployment)?;
-    let fired = match runtime.tick(runtime.now()) {
-        Ok(fired) => fired,
+    let tick = match runtime.tick(runtime.now()) {
+        Ok(tick) => tick,
         Err(error) => return fail(error, format == DataFormat::Json),
     };
     match format {
         DataFormat::Json => {
-            let runs: Vec<Json> = fired.iter().map(|(run, n)| json!({"run": run, "fired": n})).collect();
-            crate::print(&format!("{}\n", json!({ "runs": runs })));
+            let runs: Vec<Json> = tick.fired.iter().map(|(run, n)| json!({"run": run, "fired": n})).collect();
+            let failed: Vec<Json> = tick.failed.iter().map(|(run, why)| json!({"run": run, "error": why})).collect();
+            let mut out = json!({ "runs": runs });
+            if !failed.is_empty() {
+                out["failed"] = json!(failed);
+            }
+            crate::print(&format!("{out}\n"));
         }
-        DataFormat::Human if fired.is_empty() => crate::print("no timer is due\n"),
         DataFormat::Human => {
-            let text: String = fired.iter().map(|(run, n)| format!("{run}: {n} timer(s) fired\n")).collect();
+            let mut text: String = tick.fired.iter().map(|(run, n)| format!("{run}: {n} timer(s) fired\n")).collect();
+            for (run, why) in &tick.failed {
+                text.push_str(&format!("{run}: its timers could not fire: {why}\n"));
+            }
+            if text.is_empty() {
+                text.push_str("no timer is due\n");
+            }
             crate::print(&text);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // A run whose timers could not fire is a failure of the command, after the others fired.
+    Ok(if tick.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub struct Decide<'a> {

@@ -105,6 +105,10 @@ pub struct Node {
     pub timing: Option<Timing>,
 }
 
+/// The longest deadline or reminder a step may have, in seconds (100 years): every instant a
+/// timer gives stays within the years a timestamp is written in.
+pub const LONGEST_DEADLINE: i64 = 100 * 365 * 86_400;
+
 /// When a human step must be decided: deadlines counted from when the step opens, in order,
 /// reminders before each, or an explicit "may wait forever".
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

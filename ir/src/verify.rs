@@ -716,6 +716,9 @@ impl<'p> Verifier<'p> {
         };
         let mut previous = 0;
         for (index, deadline) in timing.deadlines.iter().enumerate() {
+            if deadline.after > crate::plan::LONGEST_DEADLINE {
+                self.malformed(format!("{at}: a deadline longer than 100 years"));
+            }
             if deadline.after <= previous {
                 self.malformed(format!("{at}: its deadlines must be positive and increasing"));
             }
@@ -755,7 +758,10 @@ impl<'p> Verifier<'p> {
                 Timeout::Block => {}
             }
         }
-        if !strictly_sorted(&timing.reminders) || timing.reminders.first().is_some_and(|r| *r <= 0) {
+        if !strictly_sorted(&timing.reminders)
+            || timing.reminders.first().is_some_and(|r| *r <= 0)
+            || timing.reminders.last().is_some_and(|r| *r > crate::plan::LONGEST_DEADLINE)
+        {
             self.malformed(format!("{at}: its reminders must be positive, sorted and distinct"));
         }
         if timing.forever && timing.ends() {

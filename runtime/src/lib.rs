@@ -53,5 +53,5 @@ pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
     Audit, BatchOptions, BatchState, Copied, Inbox, InboxItem, Progress, ReplayChanges, ReplaySummary, RunFilter,
-    RunPage, RunReplay, Runtime, ShadowReport, StartOptions,
+    RunPage, RunReplay, Runtime, ShadowReport, StartOptions, Tick,
 };

@@ -452,6 +452,14 @@ pub(crate) fn decide_again(
         basis: d.basis.clone(),
         edits,
     };
+    // A timer that fired: again where the step's next timer is the same, at the same instant
+    // (a what-if with a plan whose deadlines differ finds the step waiting instead).
+    if let Some(fits) = crate::timers::again(analysis, state, event) {
+        return Some(match fits {
+            true => Ok(vec![event.clone()]),
+            false => Err(Refusal::Invalid("the step's timer falls otherwise".to_owned())),
+        });
+    }
     // How the principal was authenticated is taken as recorded: it came from outside.
     let authenticated = event.authenticated();
     let again = match event {

@@ -212,6 +212,9 @@ fn decision_of(event: &Event<Value>) -> bool {
             | Event::ReviewDecided { .. }
             | Event::ApprovalDecided { .. }
             | Event::Resumed { .. }
+            | Event::Reminded { .. }
+            | Event::Escalated { .. }
+            | Event::TimedOut { .. }
     )
 }
 

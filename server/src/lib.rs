@@ -416,9 +416,12 @@ fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBoo
             }
             waited = Duration::ZERO;
             match service.runtime.tick(service.runtime.now()) {
-                Ok(fired) => {
-                    for (run, timers) in fired {
+                Ok(tick) => {
+                    for (run, timers) in tick.fired {
                         tracing::info!(target: "flow::runs", run, timers, "fired the timers due");
+                    }
+                    for (run, why) in tick.failed {
+                        tracing::warn!(target: "flow::runs", run, why, "could not fire the timers of a run");
                     }
                 }
                 Err(error) => tracing::warn!(target: "flow::runs", %error, "could not fire the timers due"),

@@ -322,7 +322,10 @@ fn execute(
                 now.seconds = now.seconds.saturating_add(seconds);
                 *now
             };
-            let ticked = runtime.tick(moved).and_then(|_| runtime.status(&view.run, Some(&starter)));
+            let ticked = runtime.tick(moved).map_err(|e| e.to_string()).and_then(|tick| match tick.failed.first() {
+                Some((_, why)) => Err(why.clone()),
+                None => runtime.status(&view.run, Some(&starter)).map_err(|e| e.to_string()),
+            });
             match ticked {
                 Ok(next) => view = next,
                 Err(error) => {

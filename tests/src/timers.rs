@@ -32,6 +32,7 @@ flow timed {
 
   access {
     trigger by clerk
+    replay by clerk
   }
 
   review check by manager
@@ -59,7 +60,11 @@ impl Clock {
 }
 
 fn runtime_on(store: Box<dyn Store>, clock: &Clock) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
-    let checked = crate::check_fixture("main.flow", FLOW.as_bytes());
+    runtime_of(store, clock, FLOW)
+}
+
+fn runtime_of(store: Box<dyn Store>, clock: &Clock, flow: &str) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
+    let checked = crate::check_fixture("main.flow", flow.as_bytes());
     assert!(checked.diagnostics.is_empty(), "{}", checked.render());
     let plan = crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles");
     let mut runtime = Runtime::new(store);
@@ -129,8 +134,9 @@ fn each_timer_fires_once_whoever_ticks_the_store() {
                 scope.spawn(move || {
                     for _ in 0..20 {
                         let done = ticker.tick(ticker.now()).expect("ticks");
+                        assert!(done.failed.is_empty(), "{done:?}");
                         *fired.lock().unwrap_or_else(std::sync::PoisonError::into_inner) +=
-                            done.iter().map(|(_, n)| n).sum::<usize>();
+                            done.fired.iter().map(|(_, n)| n).sum::<usize>();
                     }
                 });
             }
@@ -266,4 +272,50 @@ fn a_replay_recomputes_every_timer_and_finds_a_forged_one() {
         let replay = flow_runtime::replay::replay(&analysis, &forged, flow_runtime::Engine::Interpreter);
         assert!(replay.divergence.is_some(), "forgery {n} replays exactly");
     }
+}
+
+#[test]
+fn a_what_if_takes_the_timers_again_where_the_plan_keeps_them() {
+    let clock = Clock(Arc::new(Mutex::new(T0)));
+    let (runtime, analysis) =
+        runtime_on(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")), &clock);
+    let run = start(&runtime, &analysis, "R1");
+    clock.at(T0 + 7_300);
+    runtime.tick(runtime.now()).expect("ticks");
+    let clerk = principal("cleo", &["clerk"]);
+    let what_if = |plan: &Arc<flow_runtime::analysis::Analysis>| {
+        let changes = flow_runtime::ReplayChanges { plan: Some(plan.clone()), params: Vec::new(), live: false };
+        runtime.what_if(&run, &clerk, &changes).expect("a what-if")
+    };
+    // The same deadlines: the escalation and the deadline's decision are taken again.
+    let same = what_if(&analysis);
+    assert!(same.exact(), "{:?}", same.to_json());
+    // A deadline that decides otherwise: the step is not decided as recorded.
+    let other =
+        FLOW.replace("within 2h otherwise not_ok because no_answer", "within 2h otherwise ok because no_answer");
+    let (_, candidate) =
+        runtime_of(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")), &clock, &other);
+    let candidate = runtime.install(candidate.plan.clone()).expect("installs");
+    let changed = what_if(&candidate);
+    assert!(!changed.exact(), "{:?}", changed.to_json());
+}
+
+#[test]
+fn a_run_that_does_not_load_keeps_no_other_runs_timers_from_firing() {
+    let path = std::env::temp_dir().join(format!("flow-timers-broken-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let clock = Clock(Arc::new(Mutex::new(T0)));
+    let (runtime, analysis) = runtime_on(Box::new(SqliteStore::open(&path).expect("a store")), &clock);
+    let broken = start(&runtime, &analysis, "R1");
+    let sound = start(&runtime, &analysis, "R2");
+    rusqlite::Connection::open(&path)
+        .expect("the store opens")
+        .execute("UPDATE events SET hash = 'forged' WHERE run = ?1 AND seq = 1", [broken.as_str()])
+        .expect("an event is changed");
+    clock.at(T0 + 7_300);
+    let tick = runtime.tick(runtime.now()).expect("ticks");
+    assert_eq!(tick.fired, [(sound.clone(), 4)]);
+    assert_eq!(tick.failed.iter().map(|(run, _)| run.as_str()).collect::<Vec<_>>(), [broken.as_str()]);
+    assert_eq!(runtime.status(&sound, None).expect("a status").status, Status::Completed);
+    let _ = std::fs::remove_file(&path);
 }

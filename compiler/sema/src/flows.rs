@@ -932,9 +932,13 @@ impl<'a> FlowChecker<'a> {
         for clause in clauses {
             match clause {
                 ast::TimingClause::Within { span, after, then } => {
-                    if after.seconds <= 0 {
-                        self.error(Code::E2023, after.span, "a deadline must be a positive duration").help =
-                            Some("write how long the step may wait, such as `within 48h`".to_owned());
+                    if after.seconds <= 0 || after.seconds > flow_ir::plan::LONGEST_DEADLINE {
+                        self.error(
+                            Code::E2023,
+                            after.span,
+                            "a deadline must be a positive duration of at most 100 years",
+                        )
+                        .help = Some("write how long the step may wait, such as `within 48h`".to_owned());
                         continue;
                     }
                     if let Some(first) = ended {
@@ -997,7 +1001,7 @@ impl<'a> FlowChecker<'a> {
                     timing.deadlines.push(hir::Deadline { after: after.seconds, then, span: *span });
                 }
                 ast::TimingClause::Remind { span, before } => {
-                    if before.seconds <= 0 {
+                    if before.seconds <= 0 || before.seconds > flow_ir::plan::LONGEST_DEADLINE {
                         self.error(
                             Code::E2023,
                             before.span,

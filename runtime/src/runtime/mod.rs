@@ -31,7 +31,7 @@ pub use audit::Audit;
 pub use copy::Copied;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
 pub use queue::{BatchOptions, BatchState};
-pub use run::StartOptions;
+pub use run::{StartOptions, Tick};
 pub use views::{Inbox, InboxItem, RunPage};
 
 /// The runtime.

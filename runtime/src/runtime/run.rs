@@ -22,6 +22,14 @@ use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What [`Runtime::tick`] did: the runs whose timers fired (and how many), and those it
+/// could not read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tick {
+    pub fired: Vec<(String, usize)>,
+    pub failed: Vec<(String, String)>,
+}
+
 /// Options of a new run.
 #[derive(Clone, Debug, Default)]
 pub struct StartOptions {
@@ -460,23 +468,34 @@ impl Runtime {
     }
 
     /// Fires the timers of every run whose next timer is due at or before `now` (reminders,
-    /// escalations, deadlines that decide or block), whichever process calls it: a run that
-    /// another process holds or changed meanwhile is left to it. Returns the runs whose
-    /// timers fired, and how many fired.
-    pub fn tick(&self, now: Timestamp) -> Result<Vec<(String, usize)>> {
-        let mut done = Vec::new();
-        for run in self.store.due_runs(now.seconds, 1_000)? {
-            let fired =
-                self.load(&run, true).and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now));
-            match fired {
-                Ok(0) => {}
-                Ok(fired) => done.push((run, fired)),
-                // Another process fired them, or executes the run: it is theirs.
-                Err(error) if matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) => {}
-                Err(error) => return Err(error),
+    /// escalations, deadlines that decide or block), a thousand runs at a time until none is
+    /// left, whichever process calls it: a run that another process holds or changed
+    /// meanwhile is left to it. A run that does not load (its plan or evidence does not
+    /// check) is left as it is and named, and the others' timers still fire; the store
+    /// failing stops it.
+    pub fn tick(&self, now: Timestamp) -> Result<Tick> {
+        let mut tick = Tick::default();
+        let mut tried = std::collections::BTreeSet::new();
+        loop {
+            let due: Vec<String> =
+                self.store.due_runs(now.seconds, 1_000)?.into_iter().filter(|run| !tried.contains(run)).collect();
+            if due.is_empty() {
+                return Ok(tick);
+            }
+            for run in due {
+                tried.insert(run.clone());
+                let fired =
+                    self.load(&run, true).and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now));
+                match fired {
+                    Ok(0) => {}
+                    Ok(fired) => tick.fired.push((run, fired)),
+                    // Another process fired them, or executes the run: it is theirs.
+                    Err(error) if matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) => {}
+                    Err(error) if error.kind() == crate::ErrorKind::Store => return Err(error),
+                    Err(error) => tick.failed.push((run, error.to_string())),
+                }
             }
         }
-        Ok(done)
     }
 
     /// Overrides a blocking gate, and continues the run.
