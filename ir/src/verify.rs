@@ -714,6 +714,9 @@ impl<'p> Verifier<'p> {
                 return;
             }
         };
+        if timing.deadlines.is_empty() && timing.reminders.is_empty() && !timing.forever {
+            self.malformed(format!("{at}: an empty `timing` is written as none"));
+        }
         let mut previous = 0;
         for (index, deadline) in timing.deadlines.iter().enumerate() {
             if deadline.after > crate::plan::LONGEST_DEADLINE {
@@ -745,8 +748,10 @@ impl<'p> Verifier<'p> {
                     let fits = match (reasons, reason) {
                         (Some(reasons), Some(reason)) => reasons.contains(reason),
                         (Some(_), None) => false,
+                        // The default code is written as none, so that one meaning has one hash.
                         (None, Some(reason)) => {
-                            !reason.is_empty()
+                            reason != "deadline"
+                                && !reason.is_empty()
                                 && reason.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                         }
                         (None, None) => true,

@@ -67,7 +67,7 @@ pub fn decide(
     }
     if let Some((_, gate)) = state.phases.iter().zip(&body.nodes).find(|(p, _)| **p == Phase::Blocked) {
         let message = match &gate.kind {
-            NodeKind::Gate { .. } => format!(
+            NodeKind::Gate { level: flow_ir::plan::GateLevel::Block, .. } => format!(
                 "run `{}` is blocked by gate `{}`: nothing can be decided until it is overridden",
                 state.run, gate.name
             ),

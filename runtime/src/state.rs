@@ -171,6 +171,13 @@ impl State {
         self.timers.iter().find(|(node, _)| *node == i).map(|(_, timer)| timer)
     }
 
+    /// When deadlines decided or blocked steps, in the order they did.
+    pub fn timers_timed_out(&self) -> Vec<&Timestamp> {
+        let mut at: Vec<&Timestamp> = self.timers.iter().filter_map(|(_, t)| t.timed_out.as_ref()).collect();
+        at.sort();
+        at
+    }
+
     fn timer_mut(&mut self, i: usize) -> Option<&mut StepTimer> {
         self.timers.iter_mut().find(|(node, _)| *node == i).map(|(_, timer)| timer)
     }

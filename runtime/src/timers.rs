@@ -99,8 +99,10 @@ pub fn again(analysis: &Analysis, state: &State, event: &Event<Value>) -> Option
         Event::Reminded { node, .. } | Event::Escalated { node, .. } | Event::TimedOut { node, .. } => node,
         _ => return None,
     };
-    let Some(id) = analysis.id(node) else { return Some(false) };
-    // A timer where none is due is not one the run gives.
-    let Some(due) = next_of(analysis, state, id.index()) else { return Some(false) };
+    if analysis.id(node).is_none() {
+        return Some(false);
+    }
+    // The run's next timer, whichever step it is of: timers fire in the order they fall.
+    let Some(due) = next(analysis, state) else { return Some(false) };
     Some(self::event(analysis, state, &due).as_ref() == Some(event))
 }

@@ -322,6 +322,11 @@ fn execute(
                 now.seconds = now.seconds.saturating_add(seconds);
                 *now
             };
+            // Instants are written with four-digit years.
+            if moved.seconds > 253_402_300_799 {
+                outcome.failures.push(format!("`after` ({}) moves the clock past the year 9999", at(decision.span)));
+                break;
+            }
             let ticked = runtime.tick(moved).map_err(|e| e.to_string()).and_then(|tick| match tick.failed.first() {
                 Some((_, why)) => Err(why.clone()),
                 None => runtime.status(&view.run, Some(&starter)).map_err(|e| e.to_string()),

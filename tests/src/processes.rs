@@ -285,8 +285,8 @@ mod cuttable {
         fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
             self.reach()?.pending_steps()
         }
-        fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
-            self.reach()?.due_runs(now, limit)
+        fn due_runs(&self, now: i64, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(String, i64)>> {
+            self.reach()?.due_runs(now, after, limit)
         }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.reach()?.action_result(system, key)

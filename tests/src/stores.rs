@@ -89,8 +89,8 @@ mod mutant {
         fn pending_steps(&self) -> Result<Vec<flow_runtime::store::PendingStep>> {
             self.inner.pending_steps()
         }
-        fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
-            self.inner.due_runs(now, limit)
+        fn due_runs(&self, now: i64, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(String, i64)>> {
+            self.inner.due_runs(now, after, limit)
         }
         fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>> {
             self.inner.action_result(system, key)

@@ -33,6 +33,7 @@ flow timed {
   access {
     trigger by clerk
     replay by clerk
+    read evidence by clerk
   }
 
   review check by manager
@@ -160,7 +161,7 @@ fn each_timer_fires_once_whoever_ticks_the_store() {
             let replay = flow_runtime::replay::replay(&analysis, &events, flow_runtime::Engine::Interpreter);
             assert_eq!(replay.divergence, None, "{run}");
         }
-        assert!(first.store().due_runs(T0 + 10 * 3_600, 100).expect("reads").is_empty(), "nothing is left due");
+        assert!(first.store().due_runs(T0 + 10 * 3_600, None, 100).expect("reads").is_empty(), "nothing is left due");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -203,7 +204,7 @@ fn a_decision_after_its_deadline_is_taken_after_it_and_both_are_recorded() {
     let refused = runtime.decide(&late, "check", &manager, &decision("ok", "fine"));
     let error = refused.expect_err("too late");
     assert_eq!(error.kind(), ErrorKind::Refused, "{error}");
-    assert!(error.to_string().contains("decided by its deadline"), "{error}");
+    assert!(error.to_string().contains("came too late"), "{error}");
     let events = events(&runtime, &late);
     let timed_out = events.iter().position(|e| matches!(e, Event::TimedOut { .. })).expect("the deadline");
     let refusal =
@@ -318,4 +319,26 @@ fn a_run_that_does_not_load_keeps_no_other_runs_timers_from_firing() {
     assert_eq!(tick.failed.iter().map(|(run, _)| run.as_str()).collect::<Vec<_>>(), [broken.as_str()]);
     assert_eq!(runtime.status(&sound, None).expect("a status").status, Status::Completed);
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_deadline_that_ends_the_run_leaves_no_later_decision_recorded_after_its_end() {
+    // A soft gate rejected by its deadline while a review waits beside it.
+    let flow = FLOW.replace(
+        "  review check by manager",
+        "  gate big: soft when request.id == \"R1\"\n    approve by director\n    within 1h otherwise reject\n  review check by manager",
+    );
+    let clock = Clock(Arc::new(Mutex::new(T0)));
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store");
+    let (runtime, analysis) = runtime_of(Box::new(store), &clock, &flow);
+    let run = start(&runtime, &analysis, "R1");
+    clock.at(T0 + 3_700);
+    let late = runtime.decide(&run, "check", &principal("mia", &["manager"]), &decision("ok", "fine"));
+    assert_eq!(late.expect_err("the run ended").kind(), ErrorKind::Refused);
+    assert_eq!(runtime.status(&run, None).expect("a status").status, Status::Rejected);
+    let events = events(&runtime, &run);
+    assert!(!events.iter().any(|e| matches!(e, Event::ReviewDecided { .. })), "{events:?}");
+    // The evidence of the run, refusal included, verifies.
+    let bundle = runtime.evidence(&run, &principal("cleo", &["clerk"])).expect("exports");
+    flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("the evidence verifies");
 }

@@ -156,7 +156,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// A step's deadlines as the plan holds them: escalation roles by name, sorted.
-    fn timing(&mut self, timing: &hir::Timing) -> plan::Timing {
+    fn timing(&mut self, timing: &hir::Timing, is_review: bool) -> plan::Timing {
         let deadlines = timing
             .deadlines
             .iter()
@@ -164,9 +164,11 @@ impl<'a> Lowerer<'a> {
                 after: d.after,
                 then: match &d.then {
                     hir::Timeout::Escalate(roles) => plan::Timeout::Escalate { roles: self.roles(roles) },
-                    hir::Timeout::Decide { outcome, reason } => {
-                        plan::Timeout::Decide { outcome: outcome.clone(), reason: reason.clone() }
-                    }
+                    // `deadline` is the default code: written as none.
+                    hir::Timeout::Decide { outcome, reason } => plan::Timeout::Decide {
+                        outcome: outcome.clone(),
+                        reason: reason.clone().filter(|r| r != "deadline" || is_review),
+                    },
                     hir::Timeout::Block => plan::Timeout::Block,
                 },
             })
@@ -580,7 +582,8 @@ impl<'a> Lowerer<'a> {
             }
             let mut regardless: Vec<SmolStr> = step.regardless.iter().map(|&s| self.step_name(s)).collect();
             regardless.sort();
-            let timing = step.timing.as_ref().map(|timing| self.timing(timing));
+            let is_review = matches!(step.kind, hir::StepKind::Review { .. });
+            let timing = step.timing.as_ref().map(|timing| self.timing(timing, is_review));
             nodes.push(Node { name: step.name.clone(), ty, kind, regardless, timing });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));

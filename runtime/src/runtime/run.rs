@@ -423,13 +423,20 @@ impl Runtime {
                 loaded.state.status.as_str()
             )));
         }
-        self.fire_due(&analysis, &mut loaded, self.now())?;
+        // Whatever fell due before now happens first; a change by another process meanwhile
+        // fails the decision (it is tried again on the run as it is).
+        let fired = self.fire_due(&analysis, &mut loaded, self.now(), false)?;
+        let ended = loaded.state.halted() || loaded.state.current_status().is_final();
         let decided = decision::decide(&analysis, &loaded.state, step, &who.id, &who.roles, input);
-        if decided.is_err()
-            && let Some(id) = analysis.id(step)
-            && let Some(at) = loaded.state.timer(id.index()).and_then(|timer| timer.timed_out)
-        {
-            let message = format!("step `{step}` was decided by its deadline at {at}: the decision came too late");
+        // A deadline that decided this step, or (having fired just now) ended the run, came
+        // first: the decision is too late, and recorded as such.
+        let too_late = match &decided {
+            Err(Refusal::Settled(_)) => analysis.id(step).and_then(|id| loaded.state.timer(id.index())?.timed_out),
+            _ if fired > 0 && ended => loaded.state.timers_timed_out().last().map(|at| **at),
+            _ => None,
+        };
+        if let Some(at) = too_late {
+            let message = format!("a deadline decided at {at} before this decision of `{step}` came: it came too late");
             return Err(self.refuse(
                 Some((&analysis, &mut loaded)),
                 who,
@@ -444,7 +451,15 @@ impl Runtime {
 
     /// Fires the run's timers due at or before `now`, in order, each at its own instant, and
     /// continues the run after each deadline that decides a step; returns how many fired.
-    pub(super) fn fire_due(&self, analysis: &Analysis, loaded: &mut Loaded, now: Timestamp) -> Result<usize> {
+    /// With `partial`, a change by another process after some timers fired returns what
+    /// fired (they are stored) rather than the conflict.
+    pub(super) fn fire_due(
+        &self,
+        analysis: &Analysis,
+        loaded: &mut Loaded,
+        now: Timestamp,
+        partial: bool,
+    ) -> Result<usize> {
         let mut fired = 0;
         while let Some(due) = crate::timers::next(analysis, &loaded.state) {
             if due.at > now {
@@ -457,7 +472,9 @@ impl Runtime {
                 // Another process changed the run since: what fired before stays fired, and
                 // the rest is theirs (or the next tick's).
                 Err(error)
-                    if fired > 0 && matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) =>
+                    if partial
+                        && fired > 0
+                        && matches!(error.kind(), crate::ErrorKind::Conflict | crate::ErrorKind::Busy) =>
                 {
                     return Ok(fired);
                 }
@@ -475,17 +492,17 @@ impl Runtime {
     /// failing stops it.
     pub fn tick(&self, now: Timestamp) -> Result<Tick> {
         let mut tick = Tick::default();
-        let mut tried = std::collections::BTreeSet::new();
+        // Through the due runs in order, a page at a time: a run left as it was (another
+        // process's, or one that does not load) is passed, not read again.
+        let mut after: Option<(i64, String)> = None;
         loop {
-            let due: Vec<String> =
-                self.store.due_runs(now.seconds, 1_000)?.into_iter().filter(|run| !tried.contains(run)).collect();
-            if due.is_empty() {
-                return Ok(tick);
-            }
-            for run in due {
-                tried.insert(run.clone());
-                let fired =
-                    self.load(&run, true).and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now));
+            let due = self.store.due_runs(now.seconds, after.as_ref().map(|(at, run)| (*at, run.as_str())), 1_000)?;
+            let Some((last, at)) = due.last().cloned() else { return Ok(tick) };
+            after = Some((at, last));
+            for (run, _) in due {
+                let fired = self
+                    .load(&run, true)
+                    .and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now, true));
                 match fired {
                     Ok(0) => {}
                     Ok(fired) => tick.fired.push((run, fired)),

@@ -232,8 +232,8 @@ impl Runtime {
         // The run last loaded: its id, its flow, the steps that wait in it for `who`, why.
         let mut read: Option<ReadRun> = None;
         for (created, waiting) in listed.into_iter().skip(skip).take(take) {
-            // Each run loaded once, however many of its steps are on the page (they are next
-            // to one another: listed by run).
+            // A run loaded once for its steps next to one another on the page (a run whose
+            // steps fall due at other times may be loaded again further down).
             if read.as_ref().is_none_or(|(run, ..)| *run != waiting.run) {
                 let (analysis, loaded) = match self.load(&waiting.run, false) {
                     Ok(loaded) => loaded,

@@ -422,8 +422,9 @@ pub trait Store: Send + Sync {
     /// step), one row per step; a pending run with none listed has one row without a step.
     fn pending_steps(&self) -> Result<Vec<PendingStep>>;
     /// The runs with a waiting step whose next timer falls at or before `now` (seconds since
-    /// the Unix epoch), the earliest first, at most `limit`.
-    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>>;
+    /// the Unix epoch), with when the earliest falls, in that order (then by run), after
+    /// `after` in that order, at most `limit`.
+    fn due_runs(&self, now: i64, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(String, i64)>>;
     fn action_result(&self, system: &str, key: &str) -> Result<Option<ActionResult>>;
     /// Every recorded action result, by system and key.
     fn action_results(&self) -> Result<Vec<ActionResult>>;

@@ -812,17 +812,18 @@ impl Store for PostgresStore {
         })
     }
 
-    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+    fn due_runs(&self, now: i64, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(String, i64)>> {
+        let (from, from_run) = after.unwrap_or((i64::MIN, ""));
         self.read(|| {
             let rows = self
                 .client()?
                 .query(
                     "SELECT run, MIN(due) AS next FROM flow_waiting WHERE due <= $1 GROUP BY run \
-                     ORDER BY next, run LIMIT $2",
-                    &[&now, &(limit as i64)],
+                     HAVING (MIN(due), run) > ($2, $3) ORDER BY next, run LIMIT $4",
+                    &[&now, &from, &from_run, &(limit as i64)],
                 )
                 .map_err(unusable("cannot read the waiting steps' timers"))?;
-            Ok(rows.iter().map(|row| row.get(0)).collect())
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
         })
     }
 

@@ -33,7 +33,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 21] = [
+    let checks: [(&str, Check); 22] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -43,6 +43,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
             "pending runs are listed oldest first with their steps",
             pending_runs_are_listed_oldest_first_with_their_steps,
         ),
+        ("runs with timers due are listed soonest first, a page after another", timers_are_listed_when_due),
         ("the first result of an action's key stands", the_first_result_of_an_actions_key_stands),
         ("refusals form a chain", refusals_form_a_chain),
         ("a shadow replaces its earlier self", a_shadow_replaces_its_earlier_self),
@@ -938,4 +939,37 @@ fn notices_are_queued_with_what_they_tell(store: &dyn Store, open: Open<'_>) -> 
     store.finish_delivery("suite-c", &again.endpoint, &again.id, &later).map_err(failed("record a delivery"))?;
     let early = store.take_deliveries(&both, "suite-c", 60_000, 10).map_err(failed("take notices"))?;
     ensure(early.is_empty(), || format!("{} notices taken before their time", early.len()))
+}
+
+fn timers_are_listed_when_due(store: &dyn Store, _: Open<'_>) -> Outcome {
+    let step = |run: &str, step: &str, due: Option<i64>| Waiting {
+        run: run.to_owned(),
+        flow: "suite".to_owned(),
+        step: step.to_owned(),
+        kind: "review".to_owned(),
+        roles: vec!["clerk".to_owned()],
+        due,
+    };
+    let runs: Vec<RunRecord> =
+        (0..4).map(|n| record(&format!("r-suite-due-{n}"), Status::Pending, 1, "2026-12-03T00:02:00Z")).collect();
+    // Run 0: two steps, the sooner at 300; 1: at 100; 2: at 900 (not due by 500); 3: none.
+    append(store, &runs[0], 0, &[step(&runs[0].id, "a", Some(400)), step(&runs[0].id, "b", Some(300))], &[])
+        .map_err(failed("append"))?;
+    append(store, &runs[1], 0, &[step(&runs[1].id, "a", Some(100))], &[]).map_err(failed("append"))?;
+    append(store, &runs[2], 0, &[step(&runs[2].id, "a", Some(900))], &[]).map_err(failed("append"))?;
+    append(store, &runs[3], 0, &[step(&runs[3].id, "a", None)], &[]).map_err(failed("append"))?;
+    let mine = |listed: Vec<(String, i64)>| -> Vec<(String, i64)> {
+        listed.into_iter().filter(|(run, _)| run.starts_with("r-suite-due-")).collect()
+    };
+    let due = mine(store.due_runs(500, None, 100).map_err(failed("list the runs due"))?);
+    let expected = vec![(runs[1].id.clone(), 100), (runs[0].id.clone(), 300)];
+    ensure(due == expected, || format!("due by 500: {due:?}"))?;
+    let page = store.due_runs(500, None, 1).map_err(failed("list the runs due"))?;
+    let next = store.due_runs(500, page.last().map(|(run, at)| (*at, run.as_str())), 100).map_err(failed("list"))?;
+    ensure(mine(next.clone()) == expected[1..], || format!("the page after {page:?}: {next:?}"))?;
+    // Once the run's steps wait no more, it is not due.
+    let done = record(&runs[1].id, Status::Completed, 2, "2026-12-03T00:02:00Z");
+    append(store, &done, 1, &[], &[]).map_err(failed("append the end"))?;
+    let due = mine(store.due_runs(500, None, 100).map_err(failed("list the runs due"))?);
+    ensure(due == expected[1..], || format!("after the end: {due:?}"))
 }

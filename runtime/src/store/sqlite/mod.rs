@@ -566,15 +566,17 @@ impl Store for SqliteStore {
         rows.map(|r| r.map_err(unusable("cannot read a waiting step"))).collect()
     }
 
-    fn due_runs(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+    fn due_runs(&self, now: i64, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(String, i64)>> {
         let conn = self.conn()?;
         let mut statement = conn
             .prepare(
-                "SELECT run, MIN(due) AS next FROM waiting WHERE due <= ?1 GROUP BY run ORDER BY next, run LIMIT ?2",
+                "SELECT run, MIN(due) AS next FROM waiting WHERE due <= ?1 GROUP BY run \
+                 HAVING (next, run) > (?2, ?3) ORDER BY next, run LIMIT ?4",
             )
             .map_err(unusable("cannot read the waiting steps' timers"))?;
+        let (from, from_run) = after.unwrap_or((i64::MIN, ""));
         let rows = statement
-            .query_map(params![now, limit as i64], |row| row.get(0))
+            .query_map(params![now, from, from_run, limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(unusable("cannot read the waiting steps' timers"))?;
         rows.map(|r| r.map_err(unusable("cannot read a waiting step's timer"))).collect()
     }
