@@ -116,12 +116,19 @@ pub struct Analysis {
     /// that is, is an ancestor of.
     feeds: Vec<u64>,
     gate_words: usize,
+    /// The nodes with deadlines, by index (none: a run of the plan has no timers to look at).
+    timed: Vec<usize>,
     /// The plan's native code, compiled on first use; why there is none otherwise.
     #[cfg(feature = "jit")]
     pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
 }
 
 impl Analysis {
+    /// The nodes with deadlines, by index.
+    pub fn timed(&self) -> &[usize] {
+        &self.timed
+    }
+
     pub fn new(plan: VerifiedPlan) -> Analysis {
         let body = plan.body();
         let count = body.nodes.len();
@@ -303,6 +310,10 @@ impl Analysis {
             }
         }
         let hash = plan.hash().into();
+        let timed: Vec<usize> = (plan.body().nodes.iter().enumerate())
+            .filter(|(_, node)| node.timing.as_ref().is_some_and(|t| !t.deadlines.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
         let mut analysis = Analysis {
             plan,
             hash,
@@ -314,6 +325,7 @@ impl Analysis {
             param_defaults: Vec::new(),
             index,
             resolved,
+            timed,
             gates,
             feeds,
             gate_words,

@@ -236,10 +236,7 @@ impl Log {
             .map(|(step, kind, roles)| Waiting {
                 run: record.id.clone(),
                 flow: record.flow.clone(),
-                due: analysis
-                    .id(&step)
-                    .and_then(|id| crate::timers::next_of(analysis, state, id.index()))
-                    .map(|due| due.at.seconds),
+                due: crate::timers::due_of(analysis, state, &step),
                 step: step.to_string(),
                 kind: kind.to_owned(),
                 roles,

@@ -35,6 +35,12 @@ fn timing(analysis: &Analysis, node: usize) -> Option<&Timing> {
     analysis.body().nodes.get(node)?.timing.as_ref()
 }
 
+/// When the waiting step `step`'s next timer falls, in seconds (what the store keeps).
+pub fn due_of(analysis: &Analysis, state: &State, step: &str) -> Option<i64> {
+    let id = analysis.id(step)?;
+    next_of(analysis, state, id.index()).map(|due| due.at.seconds)
+}
+
 /// The next timer of the step of node index `node`, while it waits with deadlines.
 pub fn next_of(analysis: &Analysis, state: &State, node: usize) -> Option<Due> {
     if state.phases.get(node) != Some(&Phase::Waiting) || state.halted() {
@@ -47,8 +53,10 @@ pub fn next_of(analysis: &Analysis, state: &State, node: usize) -> Option<Due> {
 
 /// The earliest timer of the run's waiting steps (ties by the plan's order of nodes).
 pub fn next(analysis: &Analysis, state: &State) -> Option<Due> {
-    (0..analysis.body().nodes.len())
-        .filter_map(|node| next_of(analysis, state, node))
+    analysis
+        .timed()
+        .iter()
+        .filter_map(|&node| next_of(analysis, state, node))
         .min_by(|a, b| (a.at, a.node).cmp(&(b.at, b.node)))
 }
 
@@ -80,14 +88,14 @@ pub fn event(analysis: &Analysis, state: &State, due: &Due) -> Option<Event<Valu
 
 /// The steps that wait with deadlines and whose timers are not set yet.
 pub fn unset(analysis: &Analysis, state: &State) -> Vec<smol_str::SmolStr> {
-    if state.halted() {
+    // A plan without deadlines costs a run nothing here.
+    if analysis.timed().is_empty() || state.halted() {
         return Vec::new();
     }
     let body = analysis.body();
-    (0..body.nodes.len())
-        .filter(|&i| state.phases[i] == Phase::Waiting && state.timer(i).is_none())
-        .filter(|&i| body.nodes[i].timing.as_ref().is_some_and(|t| !t.deadlines.is_empty()))
-        .map(|i| body.nodes[i].name.clone())
+    (analysis.timed().iter())
+        .filter(|&&i| state.phases[i] == Phase::Waiting && state.timer(i).is_none())
+        .map(|&i| body.nodes[i].name.clone())
         .collect()
 }
 

@@ -220,17 +220,23 @@ fn a_decision_after_its_deadline_is_taken_after_it_and_both_are_recorded() {
     assert_eq!(view.status, Status::Completed);
 }
 
-/// A change of one recorded event; whether it applied to the event.
-type Forgery = dyn Fn(&mut Event<flow_runtime::value::Value>) -> bool;
-
-#[test]
-fn a_replay_recomputes_every_timer_and_finds_a_forged_one() {
+/// A run in a store in memory whose every timer fired, its last deciding the review.
+fn every_timer_fired() -> (Runtime, Arc<flow_runtime::analysis::Analysis>, String) {
     let clock = Clock(Arc::new(Mutex::new(T0)));
     let (runtime, analysis) =
         runtime_on(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")), &clock);
     let run = start(&runtime, &analysis, "R1");
     clock.at(T0 + 7_300);
     runtime.tick(runtime.now()).expect("ticks");
+    (runtime, analysis, run)
+}
+
+/// A change of one recorded event; whether it applied to the event.
+type Forgery = dyn Fn(&mut Event<flow_runtime::value::Value>) -> bool;
+
+#[test]
+fn a_replay_recomputes_every_timer_and_finds_a_forged_one() {
+    let (runtime, analysis, run) = every_timer_fired();
     let recorded = events(&runtime, &run);
     let exact = flow_runtime::replay::replay(&analysis, &recorded, flow_runtime::Engine::Interpreter);
     assert_eq!(exact.divergence, None);
@@ -277,12 +283,7 @@ fn a_replay_recomputes_every_timer_and_finds_a_forged_one() {
 
 #[test]
 fn a_what_if_takes_the_timers_again_where_the_plan_keeps_them() {
-    let clock = Clock(Arc::new(Mutex::new(T0)));
-    let (runtime, analysis) =
-        runtime_on(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")), &clock);
-    let run = start(&runtime, &analysis, "R1");
-    clock.at(T0 + 7_300);
-    runtime.tick(runtime.now()).expect("ticks");
+    let (runtime, analysis, run) = every_timer_fired();
     let clerk = principal("cleo", &["clerk"]);
     let what_if = |plan: &Arc<flow_runtime::analysis::Analysis>| {
         let changes = flow_runtime::ReplayChanges { plan: Some(plan.clone()), params: Vec::new(), live: false };
@@ -294,8 +295,11 @@ fn a_what_if_takes_the_timers_again_where_the_plan_keeps_them() {
     // A deadline that decides otherwise: the step is not decided as recorded.
     let other =
         FLOW.replace("within 2h otherwise not_ok because no_answer", "within 2h otherwise ok because no_answer");
-    let (_, candidate) =
-        runtime_of(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")), &clock, &other);
+    let (_, candidate) = runtime_of(
+        Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")),
+        &Clock(Arc::default()),
+        &other,
+    );
     let candidate = runtime.install(candidate.plan.clone()).expect("installs");
     let changed = what_if(&candidate);
     assert!(!changed.exact(), "{:?}", changed.to_json());

@@ -148,7 +148,7 @@ impl Runtime {
                 out.push(Waiting {
                     run: run.clone(),
                     flow: analysis.body().flow.name.to_string(),
-                    due: due_of(&analysis, &loaded.state, &step),
+                    due: crate::timers::due_of(&analysis, &loaded.state, &step),
                     step: step.to_string(),
                     kind: kind.to_owned(),
                     roles,
@@ -213,7 +213,7 @@ impl Runtime {
                         if mine(&analysis, &roles) {
                             let flow = analysis.body().flow.name.to_string();
                             let step = step.to_string();
-                            let due = due_of(&analysis, &loaded.state, &step);
+                            let due = crate::timers::due_of(&analysis, &loaded.state, &step);
                             let waiting =
                                 Waiting { run: pending.run.clone(), flow, step, kind: kind.to_owned(), roles, due };
                             listed.push((pending.created.clone(), waiting));
@@ -248,7 +248,7 @@ impl Runtime {
                     .into_iter()
                     .filter(|(_, _, roles)| mine(&analysis, roles))
                     .map(|step| {
-                        let due = due_of(&analysis, &loaded.state, &step.0);
+                        let due = crate::timers::due_of(&analysis, &loaded.state, &step.0);
                         (step, due)
                     })
                     .collect();
@@ -507,9 +507,3 @@ fn marks_of(analysis: &Analysis, events: &[StoredEvent]) -> BTreeMap<String, flo
 /// A run the inbox read: its id, its flow, the steps that wait in it for the viewer with when
 /// their next timer falls, and why it waits.
 type ReadRun = (String, String, Vec<(state::WaitingStep, Option<i64>)>, Vec<String>);
-
-/// When the waiting step's next timer (a reminder, a deadline) falls, in seconds.
-fn due_of(analysis: &Analysis, state: &State, step: &str) -> Option<i64> {
-    let id = analysis.id(step)?;
-    crate::timers::next_of(analysis, state, id.index()).map(|due| due.at.seconds)
-}
