@@ -64,6 +64,10 @@ struct WebhookConfig {
     /// The labels whose values it may receive (default: none, every labelled value redacted).
     #[serde(default)]
     view: Vec<String>,
+    /// The monitors' routes whose alerts it is sent (default: none): `governance`,
+    /// `platform`, `owner` or roles.
+    #[serde(default)]
+    routes: Vec<String>,
     /// How long one attempt may take (default 10s).
     timeout: Option<String>,
     /// How many times a notice is sent before it is given up (default 10).
@@ -347,6 +351,7 @@ fn webhooks(config: &BTreeMap<String, WebhookConfig>, path: &Path) -> anyhow::Re
             events: hook.events.clone(),
             flows: hook.flows.clone(),
             view: hook.view.iter().map(|l| l.as_str().into()).collect(),
+            routes: hook.routes.clone(),
             timeout: timeout(hook.timeout.as_deref(), 10, &format!("{what}: `timeout`"))?,
             attempts,
             backoff: timeout(hook.backoff.as_deref(), 1, &format!("{what}: `backoff`"))?,

@@ -13,6 +13,7 @@ mod diff;
 mod explain;
 mod fmt;
 mod graph;
+mod monitors;
 mod output;
 mod progress;
 mod queue;
@@ -307,6 +308,14 @@ enum Command {
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
+    },
+    /// Evaluates the monitors of the store's flows, raising and resolving alerts (for cron;
+    /// `flowc serve` evaluates them itself), or writes them as Prometheus alerting rules.
+    Monitor {
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: monitors::MonitorFormat,
     },
     /// The reviews, soft gates and approvals waiting, with who may decide them.
     Pending {
@@ -682,6 +691,7 @@ fn main() -> ExitCode {
         }
         Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
         Command::Tick { deployment, format } => runs::tick(&deployment, format),
+        Command::Monitor { deployment, format } => monitors::monitor(&deployment, format),
         Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
             &deployment,
             &runs::Decide {

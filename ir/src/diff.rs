@@ -347,6 +347,18 @@ fn declarations(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
     let retain = |r: Option<i64>| r.map_or_else(|| "unset".to_owned(), time::format_duration);
     d.value("evidence", "retention", retain(old.evidence.retain), retain(new.evidence.retain));
     named(d, "output", &old.outputs, &new.outputs, |o| &o.name, |d, s, a, b| d.value(s, "type", &a.ty, &b.ty));
+    named(
+        d,
+        "monitor",
+        &old.monitors,
+        &new.monitors,
+        |m| &m.name,
+        |d, s, a, b| {
+            d.value(s, "condition", a.describe(), b.describe());
+            d.value(s, "severity", a.severity.as_str(), b.severity.as_str());
+            d.value(s, "routes", a.routes.join(", "), b.routes.join(", "));
+        },
+    );
     let grants = |body: &PlanBody| -> BTreeMap<String, Vec<SmolStr>> {
         body.grants
             .iter()

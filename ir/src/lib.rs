@@ -23,6 +23,7 @@ pub mod encode;
 mod error;
 pub mod expr;
 pub mod governance;
+pub mod monitor;
 pub mod plan;
 pub mod print;
 pub mod render;

@@ -67,6 +67,10 @@ pub struct PlanBody {
     pub models: Vec<Model>,
     pub systems: Vec<System>,
     pub functions: Vec<Function>,
+    /// Conditions over the flow's recent runs, by name. Absent when the flow has none (a
+    /// plan from before monitors).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<crate::monitor::Monitor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

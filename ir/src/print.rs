@@ -431,6 +431,17 @@ pub fn dump(verified: &VerifiedPlan) -> String {
         let target = grant.target.as_ref().map(|t| format!(" {t}")).unwrap_or_default();
         let _ = writeln!(out, "  {}{target} by {}", grant.kind.as_str(), grant.roles.join(", "));
     }
+    section(&mut out, "monitors", body.monitors.is_empty());
+    for monitor in &body.monitors {
+        let _ = writeln!(
+            out,
+            "  monitor {}: {} severity {} to {}",
+            monitor.name,
+            monitor.describe(),
+            monitor.severity.as_str(),
+            monitor.routes.join(", ")
+        );
+    }
     section(&mut out, "outputs", body.outputs.is_empty());
     for output in &body.outputs {
         describe(&mut out, plan, DescriptionKey::Output(&output.name), "  ");

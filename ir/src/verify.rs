@@ -444,6 +444,24 @@ impl<'p> Reads<'p> {
 
 type Graph = (Vec<NodeId>, Adjacency, Adjacency);
 
+/// Whether a monitor may watch `node` as `subject`.
+fn monitored(node: &Node, subject: crate::monitor::Subject) -> bool {
+    use crate::monitor::Subject;
+    let human = matches!(
+        node.kind,
+        NodeKind::Review { .. } | NodeKind::Approval { .. } | NodeKind::Gate { level: GateLevel::Soft, .. }
+    );
+    let deadlines = || node.timing.iter().flat_map(|t| &t.deadlines);
+    match subject {
+        Subject::Nothing | Subject::Status => false,
+        Subject::Inference => matches!(node.kind, NodeKind::Infer { fallback: Some(_), .. }),
+        Subject::BlockingGate => matches!(node.kind, NodeKind::Gate { level: GateLevel::Block, .. }),
+        Subject::HumanStep => human,
+        Subject::Escalating => human && deadlines().any(|d| !d.then.is_final()),
+        Subject::Ending => human && deadlines().any(|d| d.then.is_final()),
+    }
+}
+
 /// Whether `names` are strictly increasing: sorted, without duplicates.
 fn strictly_sorted<T: Ord>(names: impl IntoIterator<Item = T>) -> bool {
     let mut names = names.into_iter();
@@ -692,6 +710,57 @@ impl<'p> Verifier<'p> {
         self.canonical(body.nodes.iter().map(|n| &n.name), || "the nodes");
         for node in &body.nodes {
             self.node(node);
+        }
+        self.monitors();
+    }
+
+    /// The monitors: by name; each metric of what the plan has (a degraded step is an infer
+    /// step with a fallback, an escalated step has a deadline that escalates, …); thresholds
+    /// of the metric's measure that can be crossed; windows in whole minutes; routes that are
+    /// roles of the plan or channels.
+    fn monitors(&mut self) {
+        use crate::monitor::{CHANNELS, FINAL_STATUSES, LONGEST_WINDOW, Measure, QUANTILES, Subject};
+        let body = self.body;
+        self.canonical(body.monitors.iter().map(|m| &m.name), || "the monitors");
+        for monitor in &body.monitors {
+            let at = Lazy(|f| write!(f, "monitor `{}`", monitor.name));
+            let (subject, required) = monitor.metric.subject();
+            let fits = match (&monitor.subject, subject) {
+                (None, _) => !required,
+                (Some(_), Subject::Nothing) => false,
+                (Some(status), Subject::Status) => FINAL_STATUSES.contains(&status.as_str()),
+                (Some(step), subject) => body.node(step).is_some_and(|node| monitored(node, subject)),
+            };
+            if !fits {
+                self.malformed(format!("{at} watches `{}`, which the flow does not have", monitor.metric_text()));
+            }
+            let latency = monitor.metric.measure() == Measure::Duration;
+            if latency != monitor.quantile.is_some_and(|q| QUANTILES.contains(&q)) {
+                self.malformed(format!("{at}: a quantile goes with a latency, and only there"));
+            }
+            if monitor.window <= 0 || monitor.window > LONGEST_WINDOW || monitor.window % 60 != 0 {
+                self.malformed(format!("{at}: its window must be whole minutes, at most a year"));
+            }
+            let crossable = match monitor.metric.measure() {
+                Measure::Count => monitor.threshold >= 0 && (monitor.above || monitor.threshold > 0),
+                Measure::Rate => {
+                    (0..=1_000_000).contains(&monitor.threshold)
+                        && if monitor.above { monitor.threshold < 1_000_000 } else { monitor.threshold > 0 }
+                }
+                Measure::Duration => monitor.above && monitor.threshold > 0,
+            };
+            if !crossable {
+                self.malformed(format!("{at}: its threshold can never be crossed"));
+            }
+            self.canonical(&monitor.routes, || format!("the routes of {at}"));
+            if monitor.routes.is_empty() {
+                self.malformed(format!("{at} alerts no one"));
+            }
+            for route in &monitor.routes {
+                if !CHANNELS.contains(&route.as_str()) {
+                    self.role(route, &at);
+                }
+            }
         }
     }
 

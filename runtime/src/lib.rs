@@ -29,6 +29,7 @@ pub mod jit;
 pub mod labels;
 mod lease;
 mod log;
+pub mod monitor;
 mod narrative;
 pub mod notify;
 pub mod provider;

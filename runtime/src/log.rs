@@ -48,6 +48,7 @@ impl Loaded {
                 calls: BTreeMap::new(),
                 results: Vec::new(),
                 durable: true,
+                opened: Vec::new(),
             },
         }
     }
@@ -63,6 +64,14 @@ pub(crate) struct Committer<'a> {
     pub(crate) released: &'a [(String, String)],
     /// The endpoints whose notices of the commit are queued with it.
     pub(crate) webhooks: Option<&'a crate::notify::Webhooks>,
+    /// The runtime's clock (the system's when `None`): when events are recorded.
+    pub(crate) clock: Option<&'a crate::runtime::Clock>,
+}
+
+impl Committer<'_> {
+    fn now(&self) -> flow_ir::expr::Timestamp {
+        self.clock.map_or_else(now, |clock| clock())
+    }
 }
 
 /// A run's commit, prepared: what [`crate::store::Commit`] borrows.
@@ -75,6 +84,7 @@ pub(crate) struct Prepared {
     lease: Option<(String, i64)>,
     released: Vec<(String, String)>,
     notices: Vec<crate::store::Notice>,
+    tallies: Vec<crate::store::Tally>,
 }
 
 impl Prepared {
@@ -89,6 +99,7 @@ impl Prepared {
             lease: self.lease.as_ref().map(|(owner, ttl)| (owner.as_str(), *ttl)),
             released: &self.released,
             notices: &self.notices,
+            tallies: &self.tallies,
         }
     }
 }
@@ -110,6 +121,8 @@ pub(crate) struct Log {
     pub(crate) results: Vec<ActionResult>,
     /// False for runs evaluated in memory: committing only notes outputs.
     pub(crate) durable: bool,
+    /// When the run's waiting steps opened (seconds), for the monitors' latencies.
+    pub(crate) opened: Vec<(SmolStr, i64)>,
 }
 
 impl Log {
@@ -178,11 +191,13 @@ impl Log {
         }
         let mut stored = Vec::with_capacity(self.pending.len());
         let mut head = self.head.clone();
-        let at = now().to_string();
+        let recorded = to.now();
+        let at = recorded.to_string();
         if self.seq == 0 {
             self.created = at.clone();
         }
         let pending = std::mem::take(&mut self.pending);
+        let tallies = crate::monitor::tallies(analysis, state, &pending, &mut self.opened, recorded);
         for (i, event) in pending.into_iter().enumerate() {
             self.observe(&analysis.body().flow.name, &event);
             let seq = self.seq + i as u64;
@@ -248,6 +263,7 @@ impl Log {
         };
         Ok(Some(Prepared {
             notices,
+            tallies,
             expected_seq: self.seq,
             events: stored,
             waiting,

@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
 
 /// What notices are about, as endpoints name them in `events`.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "step.waiting",
     "step.decided",
     "step.reminder",
@@ -36,6 +36,8 @@ pub const KINDS: [&str; 9] = [
     "gate.overridden",
     "run.ended",
     "refusal",
+    "alert.raised",
+    "alert.resolved",
 ];
 
 /// A webhook endpoint of the deployment.
@@ -53,6 +55,9 @@ pub struct Endpoint {
     pub flows: Vec<String>,
     /// The labels whose values it may receive; every other labelled value is redacted.
     pub view: Vec<SmolStr>,
+    /// The monitors' routes (channels, roles) whose alerts it is sent; alerts go to no
+    /// endpoint that names none.
+    pub routes: Vec<String>,
     /// How long one attempt may take.
     pub timeout: Duration,
     /// How many times a notice is sent before it is given up.
@@ -174,6 +179,16 @@ impl Webhooks {
     pub(crate) fn for_refusal(&self, principal: &str, operation: &str, grant: &str, message: &str) -> Vec<Notice> {
         let data = json!({"principal": principal, "operation": operation, "grant": grant, "message": message});
         self.notices("", "refusal", None, &data)
+    }
+
+    /// The notices of an alert: for the endpoints that take one of its routes (and its
+    /// kind and flow).
+    pub(crate) fn for_alert(&self, id: &str, kind: &str, flow: &str, routes: &[String], data: &Json) -> Vec<Notice> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.wants(kind, Some(flow)) && e.routes.iter().any(|r| routes.contains(r)))
+            .map(|e| Notice { endpoint: e.name.clone(), id: id.to_owned(), kind: kind.to_owned(), data: data.clone() })
+            .collect()
     }
 
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {

@@ -218,8 +218,12 @@ pub async fn me(Authed(caller): Authed) -> Answer {
 
 pub async fn metrics(State(service): Shared, Authed(_): Authed) -> Answer {
     let store = blocking(&service, None, |service| {
-        let runs = service.runtime.store().runs(None).map_err(flow_runtime::Error::from)?;
-        Ok(crate::metrics::store_metrics(&runs, flow_runtime::now().seconds))
+        let store = service.runtime.store();
+        let runs = store.runs(None).map_err(flow_runtime::Error::from)?;
+        let totals = store.monitor_totals().map_err(flow_runtime::Error::from)?;
+        let open = store.alerts(true, 10_000).map_err(flow_runtime::Error::from)?;
+        let monitors = flow_runtime::monitor::exposition(&totals, &open);
+        Ok(format!("{}{monitors}", crate::metrics::store_metrics(&runs, flow_runtime::now().seconds)))
     })
     .await?;
     let text = format!("{}{store}", service.metrics.render());

@@ -401,13 +401,34 @@ fn resume_interrupted(
     })
 }
 
+/// How often the server evaluates the monitors, in seconds.
+const MONITOR_SECONDS: u64 = 30;
+
+/// Evaluates the monitors of the store's flows (raising and resolving alerts, whose notices
+/// the webhook threads deliver).
+fn evaluate_monitors(service: &Service) {
+    match service.runtime.evaluate_monitors() {
+        Ok(evaluation) => {
+            for alert in evaluation.raised {
+                tracing::warn!(target: "flow::monitors", alert = alert.id, severity = alert.severity, value = alert.value, "alert raised");
+            }
+            for alert in evaluation.resolved {
+                tracing::info!(target: "flow::monitors", alert = alert.id, "alert resolved");
+            }
+        }
+        Err(error) => tracing::warn!(target: "flow::monitors", %error, "could not evaluate the monitors"),
+    }
+}
+
 /// Fires, every second, the timers that are due in the store's runs (reminders,
 /// escalations, deadlines), whichever server takes each run first: a timer fires once, by
-/// the one whose commit lands (the others find the run changed and leave it).
+/// the one whose commit lands (the others find the run changed and leave it); and every
+/// [`MONITOR_SECONDS`], evaluates the monitors.
 fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tick = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
+        let mut seconds: u64 = 0;
         while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(tick);
             waited += tick;
@@ -425,6 +446,10 @@ fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBoo
                     }
                 }
                 Err(error) => tracing::warn!(target: "flow::runs", %error, "could not fire the timers due"),
+            }
+            seconds += 1;
+            if seconds % MONITOR_SECONDS == 1 {
+                evaluate_monitors(&service);
             }
         }
     })

@@ -22,6 +22,8 @@ mod integrity;
 #[cfg(test)]
 mod jit;
 #[cfg(test)]
+mod monitors;
+#[cfg(test)]
 mod noninterference;
 #[cfg(test)]
 mod plans;

@@ -374,6 +374,31 @@ mod cuttable {
         fn is_empty(&self) -> Result<bool> {
             self.reach()?.is_empty()
         }
+        fn monitor_window(&self, flow: &str, series: &str, after: i64) -> Result<(i64, i64)> {
+            self.reach()?.monitor_window(flow, series, after)
+        }
+        fn monitor_totals(&self) -> Result<Vec<flow_runtime::store::Tally>> {
+            self.reach()?.monitor_totals()
+        }
+        fn raise_alert(
+            &self,
+            alert: &flow_runtime::store::Alert,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<bool> {
+            self.reach()?.raise_alert(alert, notices)
+        }
+        fn resolve_alert(
+            &self,
+            id: &str,
+            at: &str,
+            value: &str,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<bool> {
+            self.reach()?.resolve_alert(id, at, value, notices)
+        }
+        fn alerts(&self, open_only: bool, limit: usize) -> Result<Vec<flow_runtime::store::Alert>> {
+            self.reach()?.alerts(open_only, limit)
+        }
         fn import(&self, parts: &[flow_runtime::store::Part<'_>]) -> Result<()> {
             self.reach()?.import(parts)
         }

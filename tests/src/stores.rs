@@ -184,6 +184,31 @@ mod mutant {
         fn is_empty(&self) -> Result<bool> {
             self.inner.is_empty()
         }
+        fn monitor_window(&self, flow: &str, series: &str, after: i64) -> Result<(i64, i64)> {
+            self.inner.monitor_window(flow, series, after)
+        }
+        fn monitor_totals(&self) -> Result<Vec<flow_runtime::store::Tally>> {
+            self.inner.monitor_totals()
+        }
+        fn raise_alert(
+            &self,
+            alert: &flow_runtime::store::Alert,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<bool> {
+            self.inner.raise_alert(alert, notices)
+        }
+        fn resolve_alert(
+            &self,
+            id: &str,
+            at: &str,
+            value: &str,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<bool> {
+            self.inner.resolve_alert(id, at, value, notices)
+        }
+        fn alerts(&self, open_only: bool, limit: usize) -> Result<Vec<flow_runtime::store::Alert>> {
+            self.inner.alerts(open_only, limit)
+        }
         fn import(&self, parts: &[flow_runtime::store::Part<'_>]) -> Result<()> {
             self.inner.import(parts)
         }
@@ -298,7 +323,7 @@ fn reviewed(
 }
 
 /// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases,
-/// queues, notices and timers) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
+/// queues, notices, timers and monitors) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
 /// store is at the current version after.
 #[test]
 fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
@@ -318,6 +343,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                 "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs DROP COLUMN lease_until;
                  DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
                  DROP INDEX waiting_due; ALTER TABLE waiting DROP COLUMN due;
+                 DROP TABLE monitor_counts; DROP TABLE alerts;
                  PRAGMA user_version = 3;",
             )
             .expect("ages the store");
@@ -339,6 +365,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                          DROP INDEX flow_runs_executing; DROP TABLE flow_action_claims;
                          DROP TABLE flow_batches; DROP TABLE flow_queue; DROP TABLE flow_deliveries;
                          DROP INDEX flow_waiting_due; ALTER TABLE flow_waiting DROP COLUMN due;
+                         DROP TABLE flow_monitor_counts; DROP TABLE flow_alerts;
                          UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");
@@ -438,6 +465,7 @@ fn append_settled(store: &dyn flow_runtime::store::Store, id: &str) -> flow_runt
         lease: None,
         released: &[],
         notices: &[],
+        tallies: &[],
     })
 }
 

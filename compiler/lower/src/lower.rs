@@ -155,6 +155,28 @@ impl<'a> Lowerer<'a> {
         names
     }
 
+    /// The monitors as the plan holds them: by name, routes (channels and roles) sorted.
+    fn monitors(&mut self, monitors: &[hir::Monitor]) -> Vec<flow_ir::monitor::Monitor> {
+        let monitors = monitors.iter().map(|m| {
+            let mut routes = self.roles(&m.roles);
+            routes.extend(m.channels.iter().cloned());
+            routes.sort();
+            routes.dedup();
+            flow_ir::monitor::Monitor {
+                name: m.name.clone(),
+                metric: m.metric,
+                subject: m.subject.clone(),
+                quantile: m.quantile,
+                window: m.window,
+                above: m.above,
+                threshold: m.threshold,
+                severity: m.severity,
+                routes,
+            }
+        });
+        sorted_by_name(monitors.collect::<Vec<_>>(), |m| &m.name)
+    }
+
     /// A step's deadlines as the plan holds them: escalation roles by name, sorted.
     fn timing(&mut self, timing: &hir::Timing, is_review: bool) -> plan::Timing {
         let deadlines = timing
@@ -597,6 +619,7 @@ impl<'a> Lowerer<'a> {
         let sources = self.sources();
         // Records and enums last: the other declarations add to them.
         let (records, enums) = self.types();
+        let monitors = self.monitors(&flow.monitors);
         let roles = self.role_table();
         let labels = self.label_table();
         let mut body = PlanBody {
@@ -619,6 +642,7 @@ impl<'a> Lowerer<'a> {
             models: models.0,
             systems,
             functions,
+            monitors,
         };
         body.edges = flow_ir::derive::edges(&body);
         let prompts = models.1;

@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+mod monitors;
+
 use crate::db::{Db, DeclId, SourceFile};
 use crate::hir::{self, Edit, Flow, Function, Grant, GrantTarget, Ref, Requirement, Row, Step, StepKind};
 use crate::names::{DefKind, scope};
@@ -195,6 +197,7 @@ impl<'a> FlowChecker<'a> {
             grants: Vec::new(),
             steps: Vec::new(),
             retain: None,
+            monitors: Vec::new(),
         };
         FlowChecker { c, flow, declared: BTreeMap::new(), unparsed: Vec::new() }
     }
@@ -245,6 +248,7 @@ impl<'a> FlowChecker<'a> {
         let mut params: Vec<(&ast::FlowItem, &ast::Ident, &ast::TypeRef, &ast::Expr)> = Vec::new();
         let mut steps: Vec<PendingStep<'_>> = Vec::new();
         let mut retains: Vec<&ast::Duration> = Vec::new();
+        let mut monitors: Vec<&ast::Monitor> = Vec::new();
 
         for flow_item in &flow.items {
             match &flow_item.kind {
@@ -286,6 +290,7 @@ impl<'a> FlowChecker<'a> {
                     retains.extend(settings.iter().map(|ast::EvidenceSetting::Retain(d)| d));
                 }
                 FlowItemKind::Emit { name, .. } => steps.push(PendingStep { ast: flow_item, name: name.clone() }),
+                FlowItemKind::Monitor(monitor) => monitors.push(monitor),
                 FlowItemKind::Error(unparsed) => {
                     self.c.unparsed.extend(unparsed.name.as_ref().map(|n| n.text.clone()));
                     self.unparsed.push(unparsed.clone());
@@ -322,6 +327,7 @@ impl<'a> FlowChecker<'a> {
         for grant in grants {
             self.check_grant(grant);
         }
+        self.check_monitors(&monitors);
         if let [first, rest @ ..] = retains.as_slice() {
             self.flow.retain = Some(first.seconds);
             for again in rest {

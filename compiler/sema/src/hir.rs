@@ -438,6 +438,26 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// How long evidence is kept, in seconds.
     pub retain: Option<i64>,
+    /// The monitors, as checked (those with errors are left out), in source order.
+    pub monitors: Vec<Monitor>,
+}
+
+/// `monitor overrides: overrides over 7d above 5% severity high to governance`, checked:
+/// the plan's monitor, with roles by declaration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Monitor {
+    pub span: Span,
+    pub name: SmolStr,
+    pub metric: flow_ir::monitor::Metric,
+    pub subject: Option<SmolStr>,
+    pub quantile: Option<u8>,
+    pub window: i64,
+    pub above: bool,
+    /// A count; a rate in millionths; a duration in seconds.
+    pub threshold: i64,
+    pub severity: flow_ir::monitor::Severity,
+    pub channels: Vec<SmolStr>,
+    pub roles: Vec<DeclId>,
 }
 
 /// A checked `test` block: an example run of a flow and what it must give.

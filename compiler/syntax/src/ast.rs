@@ -367,6 +367,7 @@ pub enum FlowItemKind {
         regardless: Option<(Span, Vec<Ident>)>,
     },
     Evidence(Vec<EvidenceSetting>),
+    Monitor(Monitor),
     /// Text that could not be parsed; a diagnostic says why.
     Error(Unparsed),
 }
@@ -390,6 +391,7 @@ impl FlowItemKind {
             | FlowItemKind::Steward(_)
             | FlowItemKind::Access(_)
             | FlowItemKind::Evidence(_)
+            | FlowItemKind::Monitor(_)
             | FlowItemKind::Error(_) => None,
         }
     }
@@ -554,6 +556,29 @@ pub enum ActionClause {
     Idempotency(Span, Expr),
     /// `regardless of spend`: the approvals whose outcome the action does not depend on.
     Regardless(Span, Vec<Ident>),
+}
+
+/// `monitor overrides: overrides over 7d above 5% severity high to governance`: a signal of
+/// the flow's health over its recent runs, and whom it alerts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Monitor {
+    pub name: Ident,
+    /// `p95` before the metric, with its span.
+    pub quantile: Option<(u8, Span)>,
+    pub metric: Ident,
+    /// The step or gate the metric is of: `degraded(risk)`.
+    pub subject: Option<Ident>,
+    /// The span of the metric, from its quantile to its closing parenthesis.
+    pub metric_span: Span,
+    pub window: Duration,
+    /// `above` (or `below`).
+    pub above: bool,
+    /// A literal: a percentage, a duration or a number.
+    pub threshold: Expr,
+    /// Each `severity` clause (one is expected).
+    pub severity: Vec<Ident>,
+    /// Each `to` clause (one is expected), with its span.
+    pub routes: Vec<(Span, Vec<Ident>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

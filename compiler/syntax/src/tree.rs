@@ -120,6 +120,11 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_before
             | kw_wait
             | kw_forever
+            | kw_monitor
+            | kw_over
+            | kw_above
+            | kw_below
+            | kw_severity
             | kw_after
     )
 }
@@ -659,6 +664,7 @@ impl<'t> Builder<'t> {
                     .map(EvidenceSetting::Retain)
                     .collect(),
             ),
+            Rule::monitor => FlowItemKind::Monitor(self.monitor(parts)?),
             _ => return None,
         })
     }
@@ -738,6 +744,38 @@ impl<'t> Builder<'t> {
             Rule::remind => TimingClause::Remind { span, before: self.duration(kids(clause).next()?)? },
             _ => TimingClause::Forever(span),
         })
+    }
+
+    /// A monitor's parts after its keyword: name, metric, window, comparison, threshold,
+    /// clauses.
+    fn monitor<'i>(&mut self, mut parts: impl Iterator<Item = P<'i>>) -> Option<Monitor> {
+        let name = self.ident(&parts.next()?);
+        let metric = parts.next()?;
+        let metric_span = self.span(&metric);
+        let mut names = Vec::new();
+        let mut quantile = None;
+        for part in metric.into_inner() {
+            match part.as_rule() {
+                Rule::quantile => quantile = part.as_str()[1..].parse().ok().map(|q| (q, self.span(&part))),
+                _ => names.push(self.ident(&part)),
+            }
+        }
+        let mut names = names.into_iter();
+        let metric = names.next()?;
+        let subject = names.next();
+        let window = self.duration(parts.next()?)?;
+        let above = parts.next()?.into_inner().next()?.as_rule() == Rule::kw_above;
+        let threshold = self.expr(parts.next()?.into_inner().next()?);
+        let mut severity = Vec::new();
+        let mut routes = Vec::new();
+        for clause in parts.filter_map(|clause| clause.into_inner().next()) {
+            let span = self.span(&clause);
+            match clause.as_rule() {
+                Rule::severity => severity.extend(kids(clause).next().map(|n| self.ident(&n))),
+                _ => routes.push((span, self.idents(kids(clause)))),
+            }
+        }
+        Some(Monitor { name, quantile, metric, subject, metric_span, window, above, threshold, severity, routes })
     }
 
     fn approval_row(&mut self, row: P<'_>) -> Option<ApprovalRow> {

@@ -84,15 +84,23 @@ impl Runtime {
             events = self.store.events(run)?;
         }
         let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
+        // When steps opened, only for plans that watch latencies.
+        let ats: Vec<String> = match crate::monitor::watches_latency(&analysis) {
+            true => events.iter().map(|e| e.at.clone()).collect(),
+            false => Vec::new(),
+        };
         let decoded = self.verified(&analysis, &record, events)?;
         self.believed(&record, &decoded, &first_at)?;
         let mut loaded = Loaded::new(&analysis, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
-        for event in &decoded {
+        for (i, event) in decoded.iter().enumerate() {
             loaded.log.observe(&analysis.body().flow.name, event);
             loaded.state.apply(&analysis, event);
+            if let Some(at) = ats.get(i) {
+                crate::monitor::note_opening(&analysis, &loaded.state, event, at, &mut loaded.log.opened);
+            }
         }
         loaded.state.status = record.status;
         Ok((analysis, loaded, decoded))

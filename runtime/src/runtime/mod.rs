@@ -209,6 +209,7 @@ impl Runtime {
             lease: (&self.leases.owner, self.leases.ttl_ms()),
             released,
             webhooks: self.webhooks.as_deref(),
+            clock: self.clock.as_deref(),
         }
     }
 

@@ -274,6 +274,41 @@ pub struct Commit<'a> {
     /// Notifications of the commit's events to webhook endpoints, queued with them (an
     /// endpoint that has a notice of the same id keeps it).
     pub notices: &'a [Notice],
+    /// What the commit's events add to the counts of the monitors of the run's plan.
+    pub tallies: &'a [Tally],
+}
+
+/// What one commit adds to a monitor's counts: of one series of one flow
+/// ([`flow_ir::monitor::Monitor::series`]), in one minute (since the Unix epoch, by the
+/// runtime's clock). A window's value is the sum of its minutes'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub flow: String,
+    pub series: String,
+    pub minute: i64,
+    /// What the monitor counts (runs, degraded inferences, late ends, …).
+    pub counted: i64,
+    /// What that is counted among (inferences, ends, …); 0 for a count.
+    pub of: i64,
+}
+
+/// An alert a monitor raised, and its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// `FLOW/MONITOR/UNIX-SECONDS` of when it was raised.
+    pub id: String,
+    pub flow: String,
+    pub monitor: String,
+    pub severity: String,
+    pub routes: Vec<String>,
+    /// The monitor's condition, as the flow writes it.
+    pub condition: String,
+    /// When it was raised (RFC 3339), and the value then.
+    pub raised: String,
+    pub value: String,
+    /// When the condition cleared, and the value then; `None` while it is open.
+    pub resolved: Option<String>,
+    pub cleared: Option<String>,
 }
 
 /// A notification queued for a webhook endpoint in the transaction that records what it
@@ -492,6 +527,18 @@ pub trait Store: Send + Sync {
 
     /// Whether the store holds nothing: no plan, run, refusal, shadow or log entry.
     fn is_empty(&self) -> Result<bool>;
+    /// The sums of a series' counts (counted, of) over the minutes after `after_minute`.
+    fn monitor_window(&self, flow: &str, series: &str, after_minute: i64) -> Result<(i64, i64)>;
+    /// Every series' counts summed over all its minutes (`minute` 0), by flow and series.
+    fn monitor_totals(&self) -> Result<Vec<Tally>>;
+    /// Records an alert raised, and queues its notices, unless an alert of the same flow and
+    /// monitor is open: whether it was recorded.
+    fn raise_alert(&self, alert: &Alert, notices: &[Notice]) -> Result<bool>;
+    /// Resolves the open alert `id` at `at` with the value then, and queues its notices:
+    /// whether it was open.
+    fn resolve_alert(&self, id: &str, at: &str, value: &str, notices: &[Notice]) -> Result<bool>;
+    /// The open alerts, then (unless `open_only`) the latest resolved, at most `limit`.
+    fn alerts(&self, open_only: bool, limit: usize) -> Result<Vec<Alert>>;
     /// Copies `parts` of another store into this one as they were there, in one transaction
     /// (runs with their records and events as they are, the log with its entries and its
     /// checkpoint, signature and all, so that every chain and signature still verifies).

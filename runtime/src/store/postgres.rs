@@ -141,6 +141,17 @@ const MIGRATIONS: &[&str] = &[
     // 5: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
     "ALTER TABLE flow_waiting ADD COLUMN due BIGINT;
      CREATE INDEX flow_waiting_due ON flow_waiting (due, run) WHERE due IS NOT NULL;",
+    // 6: the counts monitors keep, by flow, series and minute; the alerts they raise.
+    "CREATE TABLE flow_monitor_counts (
+       flow TEXT NOT NULL, series TEXT NOT NULL, minute BIGINT NOT NULL, counted BIGINT NOT NULL,
+       total BIGINT NOT NULL, PRIMARY KEY (flow, series, minute)
+     );
+     CREATE TABLE flow_alerts (
+       id TEXT PRIMARY KEY, flow TEXT NOT NULL, monitor TEXT NOT NULL, severity TEXT NOT NULL,
+       routes TEXT NOT NULL, condition TEXT NOT NULL, raised TEXT NOT NULL, value TEXT NOT NULL,
+       resolved TEXT, cleared TEXT
+     );
+     CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -718,6 +729,33 @@ impl Store for PostgresStore {
         if !entries.is_empty() {
             // Only one signer signs a group: the commits of one runtime.
             log_append(&mut tx, &entries, commits.iter().find_map(|c| c.key))?;
+        }
+        // The monitors' counts last, summed by row and in order, under the log's lock: the
+        // commits that add to one minute's row take turns rather than deadlock.
+        let mut tallies: std::collections::BTreeMap<(&str, &str, i64), (i64, i64)> = Default::default();
+        for t in commits.iter().flat_map(|c| c.tallies) {
+            let sum = tallies.entry((t.flow.as_str(), t.series.as_str(), t.minute)).or_default();
+            *sum = (sum.0 + t.counted, sum.1 + t.of);
+        }
+        if !tallies.is_empty() {
+            let (mut flows, mut series, mut minutes, mut counted, mut totals) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((flow, s, minute), (c, t)) in tallies {
+                flows.push(flow);
+                series.push(s);
+                minutes.push(minute);
+                counted.push(c);
+                totals.push(t);
+            }
+            tx.execute(
+                "INSERT INTO flow_monitor_counts (flow, series, minute, counted, total) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+                 ON CONFLICT (flow, series, minute) DO UPDATE SET \
+                 counted = flow_monitor_counts.counted + excluded.counted, \
+                 total = flow_monitor_counts.total + excluded.total",
+                &[&flows, &series, &minutes, &counted, &totals],
+            )
+            .map_err(&write)?;
         }
         tx.commit().map_err(|e| {
             if is_unique_violation(&e) {
@@ -1356,6 +1394,116 @@ impl Store for PostgresStore {
                 )
                 .map_err(unusable("cannot read the notices"))?;
             rows.iter().map(delivery_from_row).collect()
+        })
+    }
+
+    fn monitor_window(&self, flow: &str, series: &str, after_minute: i64) -> Result<(i64, i64)> {
+        self.read(|| {
+            let row = self
+                .client()?
+                .query_one(
+                    "SELECT COALESCE(SUM(counted), 0)::bigint, COALESCE(SUM(total), 0)::bigint \
+                     FROM flow_monitor_counts WHERE flow = $1 AND series = $2 AND minute > $3",
+                    &[&flow, &series, &after_minute],
+                )
+                .map_err(unusable("cannot read the monitors' counts"))?;
+            Ok((row.get(0), row.get(1)))
+        })
+    }
+
+    fn monitor_totals(&self) -> Result<Vec<super::Tally>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT flow, series, SUM(counted)::bigint, SUM(total)::bigint FROM flow_monitor_counts \
+                     GROUP BY flow, series ORDER BY flow, series",
+                    &[],
+                )
+                .map_err(unusable("cannot read the monitors' counts"))?;
+            Ok(rows
+                .iter()
+                .map(|row| super::Tally {
+                    flow: row.get(0),
+                    series: row.get(1),
+                    minute: 0,
+                    counted: row.get(2),
+                    of: row.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn raise_alert(&self, alert: &super::Alert, notices: &[super::Notice]) -> Result<bool> {
+        let failed = unusable("cannot record the alert");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        let raised = tx
+            .execute(
+                "INSERT INTO flow_alerts (id, flow, monitor, severity, routes, condition, raised, value) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[
+                    &alert.id,
+                    &alert.flow,
+                    &alert.monitor,
+                    &alert.severity,
+                    &alert.routes.join(" "),
+                    &alert.condition,
+                    &alert.raised,
+                    &alert.value,
+                ],
+            )
+            .map_err(&failed)?;
+        if raised == 1 {
+            queue_notices(&mut tx, notices, None)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(raised == 1)
+    }
+
+    fn resolve_alert(&self, id: &str, at: &str, value: &str, notices: &[super::Notice]) -> Result<bool> {
+        let failed = unusable("cannot resolve the alert");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        let resolved = tx
+            .execute(
+                "UPDATE flow_alerts SET resolved = $2, cleared = $3 WHERE id = $1 AND resolved IS NULL",
+                &[&id, &at, &value],
+            )
+            .map_err(&failed)?;
+        if resolved == 1 {
+            queue_notices(&mut tx, notices, None)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(resolved == 1)
+    }
+
+    fn alerts(&self, open_only: bool, limit: usize) -> Result<Vec<super::Alert>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT id, flow, monitor, severity, routes, condition, raised, value, resolved, cleared \
+                     FROM flow_alerts WHERE resolved IS NULL OR NOT $1 \
+                     ORDER BY resolved IS NOT NULL, COALESCE(resolved, raised) DESC, id LIMIT $2",
+                    &[&open_only, &(limit as i64)],
+                )
+                .map_err(unusable("cannot read the alerts"))?;
+            Ok(rows
+                .iter()
+                .map(|row| super::Alert {
+                    id: row.get(0),
+                    flow: row.get(1),
+                    monitor: row.get(2),
+                    severity: row.get(3),
+                    routes: row.get::<_, String>(4).split_whitespace().map(str::to_owned).collect(),
+                    condition: row.get(5),
+                    raised: row.get(6),
+                    value: row.get(7),
+                    resolved: row.get(8),
+                    cleared: row.get(9),
+                })
+                .collect())
         })
     }
 

@@ -33,7 +33,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         Ok(store) => store,
         Err(error) => return vec![format!("the store does not open: {error}")],
     };
-    let checks: [(&str, Check); 22] = [
+    let checks: [(&str, Check); 23] = [
         ("plans are kept by hash", plans_are_kept_by_hash),
         ("a new run and its events", a_new_run_and_its_events),
         ("an append that expects other events writes nothing", an_append_that_expects_other_events_writes_nothing),
@@ -59,6 +59,7 @@ pub fn check(open: Open<'_>) -> Vec<String> {
         ("queued cases are taken once and done once", queued_cases_are_taken_once_and_done_once),
         ("a group of commits lands whole or not at all", a_group_of_commits_lands_whole_or_not_at_all),
         ("notices are queued with what they tell", notices_are_queued_with_what_they_tell),
+        ("monitor counts add up by minute; one alert is open at a time", monitor_counts_and_alerts),
     ];
     checks
         .into_iter()
@@ -125,6 +126,7 @@ fn append(store: &dyn Store, run: &RunRecord, from: u64, waiting: &[Waiting], re
         lease: None,
         released: &[],
         notices: &[],
+        tallies: &[],
     })
 }
 
@@ -187,6 +189,7 @@ fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open
         lease: None,
         released: &[],
         notices: &[],
+        tallies: &[],
     };
     let refused = store.append(&stale);
     ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("expected a conflict, got {refused:?}"))?;
@@ -355,6 +358,7 @@ fn the_log_covers_every_change(store: &dyn Store, _: Open<'_>) -> Outcome {
         lease: None,
         released: &[],
         notices: &[],
+        tallies: &[],
     };
     store.append(&beat).map_err(failed("append no events"))?;
     let run = record("r-suite-logged", Status::Completed, 3, "2026-12-03T00:00:08Z");
@@ -521,6 +525,7 @@ fn executing(store: &dyn Store, id: &str, owner: &str, ttl_ms: i64) -> Result<Ru
         lease: Some((owner, ttl_ms)),
         released: &[],
         notices: &[],
+        tallies: &[],
     };
     store.append(&commit)?;
     Ok(run)
@@ -543,6 +548,7 @@ fn settle(store: &dyn Store, run: &RunRecord, results: &[ActionResult], released
         lease: None,
         released,
         notices: &[],
+        tallies: &[],
     };
     store.append(&commit)
 }
@@ -806,6 +812,7 @@ fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) 
             lease: None,
             released: &[],
             notices: &[],
+            tallies: &[],
         }
     }
     // The existing run again, as new: the group conflicts, and nothing of it lands.
@@ -854,6 +861,7 @@ fn notices_are_queued_with_what_they_tell(store: &dyn Store, open: Open<'_>) -> 
         lease: None,
         released: &[],
         notices: &notices,
+        tallies: &[],
     };
     store.append(&commit(0)).map_err(failed("append with notices"))?;
     // The same commit again conflicts: its notices are not queued twice.
@@ -972,4 +980,104 @@ fn timers_are_listed_when_due(store: &dyn Store, _: Open<'_>) -> Outcome {
     append(store, &done, 1, &[], &[]).map_err(failed("append the end"))?;
     let due = mine(store.due_runs(500, None, 100).map_err(failed("list the runs due"))?);
     ensure(due == expected[1..], || format!("after the end: {due:?}"))
+}
+
+fn monitor_counts_and_alerts(store: &dyn Store, open: Open<'_>) -> Outcome {
+    use super::{Alert, Notice, Tally};
+    let tally = |series: &str, minute: i64, counted: i64, of: i64| Tally {
+        flow: "suite".to_owned(),
+        series: series.to_owned(),
+        minute,
+        counted,
+        of,
+    };
+    // Commits add to their minute's counts, in their transaction: a conflicting commit
+    // adds nothing; commits of one group add up.
+    let first = record("r-suite-count-1", Status::Completed, 1, "2026-12-03T00:05:00Z");
+    let second = record("r-suite-count-2", Status::Completed, 1, "2026-12-03T00:05:00Z");
+    let (first_events, second_events) = (events(&first.id, 0, 1), events(&second.id, 0, 1));
+    let tallies = [tally("degraded(score)", 100, 1, 2), tally("runs", 100, 1, 0)];
+    let later = [tally("degraded(score)", 101, 0, 3)];
+    let commit = |run, events, tallies| Commit {
+        run,
+        expected_seq: 0,
+        events,
+        waiting: &[],
+        results: &[],
+        key: None,
+        lease: None,
+        released: &[],
+        notices: &[],
+        tallies,
+    };
+    store.append(&commit(&first, &first_events, &tallies)).map_err(failed("append with counts"))?;
+    let again = store.append(&commit(&first, &first_events, &tallies));
+    ensure(matches!(again, Err(StoreError::Conflict(_))), || format!("appending the same commit again: {again:?}"))?;
+    store
+        .append_all(&[commit(&second, &second_events, &tallies), commit(&second, &second_events, &later)])
+        .err()
+        .ok_or("a group with two creations of one run was stored")?;
+    store.append_all(&[commit(&second, &second_events, &later)]).map_err(failed("append a group"))?;
+    let window = |series: &str, after: i64| store.monitor_window("suite", series, after);
+    let counts = [window("degraded(score)", 99), window("degraded(score)", 100), window("runs", 0)];
+    let counts: Vec<(i64, i64)> = counts.into_iter().collect::<Result<_>>().map_err(failed("read the counts"))?;
+    ensure(counts == [(1, 5), (0, 3), (1, 0)], || format!("the windows read {counts:?}"))?;
+    let none = window("degraded(other)", 0).map_err(failed("read the counts"))?;
+    ensure(none == (0, 0), || format!("a series without counts reads {none:?}"))?;
+    let totals = store.monitor_totals().map_err(failed("read the totals"))?;
+    let totals: Vec<(String, i64, i64)> = totals.into_iter().map(|t| (t.series, t.counted, t.of)).collect();
+    ensure(totals == [("degraded(score)".to_owned(), 1, 5), ("runs".to_owned(), 1, 0)], || {
+        format!("totals {totals:?}")
+    })?;
+
+    // One alert of a flow's monitor is open at a time, whoever raises it; its notices are
+    // queued with it, and again when it is resolved.
+    let alert = |id: &str| Alert {
+        id: id.to_owned(),
+        flow: "suite".to_owned(),
+        monitor: "fallbacks".to_owned(),
+        severity: "high".to_owned(),
+        routes: vec!["platform".to_owned(), "risk".to_owned()],
+        condition: "degraded(score) over 1h above 20%".to_owned(),
+        raised: "2026-12-03T00:06:00Z".to_owned(),
+        value: "33% (1 of 3)".to_owned(),
+        resolved: None,
+        cleared: None,
+    };
+    let notice = |id: &str| Notice {
+        endpoint: "pager".to_owned(),
+        id: id.to_owned(),
+        kind: "alert.raised".to_owned(),
+        data: json!({"alert": id}),
+    };
+    let other = open().map_err(failed("open another handle"))?;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let theirs =
+            scope.spawn(|| other.raise_alert(&alert("suite/fallbacks/2"), &[notice("suite/fallbacks/2.raised")]));
+        (store.raise_alert(&alert("suite/fallbacks/1"), &[notice("suite/fallbacks/1.raised")]), theirs.join())
+    });
+    let mine = mine.map_err(failed("raise an alert"))?;
+    let theirs = theirs.map_err(|_| "a handle panicked".to_owned())?.map_err(failed("raise an alert"))?;
+    ensure(mine != theirs, || format!("two handles raising at once: {mine} and {theirs}"))?;
+    let open_alerts = store.alerts(true, 10).map_err(failed("read the alerts"))?;
+    ensure(open_alerts.len() == 1, || format!("open: {open_alerts:?}"))?;
+    let raised = open_alerts[0].clone();
+    ensure(raised.routes == ["platform", "risk"] && raised.resolved.is_none(), || format!("read back {raised:?}"))?;
+    let queued = store.deliveries(None).map_err(failed("read the notices"))?;
+    let alert_notices: Vec<&str> =
+        queued.iter().filter(|d| d.notice.kind == "alert.raised").map(|d| d.notice.id.as_str()).collect();
+    ensure(alert_notices == [format!("{}.raised", raised.id)], || format!("alert notices {alert_notices:?}"))?;
+    let resolved = store
+        .resolve_alert(&raised.id, "2026-12-03T00:09:00Z", "0% (0 of 3)", &[notice(&format!("{}.resolved", raised.id))])
+        .map_err(failed("resolve the alert"))?;
+    let twice = store.resolve_alert(&raised.id, "2026-12-03T00:10:00Z", "0%", &[]).map_err(failed("resolve again"))?;
+    ensure(resolved && !twice, || format!("resolved: {resolved}, then again: {twice}"))?;
+    ensure(store.alerts(true, 10).map_err(failed("read the alerts"))?.is_empty(), || "still open".to_owned())?;
+    let again = store.raise_alert(&alert("suite/fallbacks/3"), &[]).map_err(failed("raise again"))?;
+    ensure(again, || "an alert cannot be raised again once resolved".to_owned())?;
+    let all = store.alerts(false, 10).map_err(failed("read the alerts"))?;
+    let listed: Vec<(&str, Option<&str>)> = all.iter().map(|a| (a.id.as_str(), a.cleared.as_deref())).collect();
+    ensure(listed == [("suite/fallbacks/3", None), (raised.id.as_str(), Some("0% (0 of 3)"))], || {
+        format!("alerts listed {listed:?}")
+    })
 }

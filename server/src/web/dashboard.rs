@@ -89,6 +89,8 @@ struct DashboardPage<'a> {
     unchecked: u64,
     charts: Vec<Chart>,
     rows: Vec<Row>,
+    /// The monitors' alerts: open ones first, then the latest resolved.
+    alerts: Vec<flow_runtime::store::Alert>,
 }
 
 const OUTCOMES: [(&str, &str); 7] = [
@@ -269,6 +271,14 @@ pub(super) async fn dashboard(
             })
         })
         .collect::<Vec<_>>();
+    let alerts = match crate::api::blocking(&service, None, |service| {
+        Ok(service.runtime.store().alerts(false, 50).map_err(flow_runtime::Error::from)?)
+    })
+    .await
+    {
+        Ok(alerts) => alerts.into_iter().filter(|a| flow.as_ref().is_none_or(|f| *f == a.flow)).collect(),
+        Err(problem) => return problem_page(Some(&viewer), &problem),
+    };
     let href = |flow: Option<&str>, days: u32| match flow {
         Some(flow) => format!("/ui/dashboard?flow={}&days={days}", segment(flow)),
         None => format!("/ui/dashboard?days={days}"),
@@ -286,6 +296,7 @@ pub(super) async fn dashboard(
         days,
         charts,
         rows,
+        alerts,
     };
     html(StatusCode::OK, &page)
 }

@@ -159,7 +159,15 @@ fn is_block_entry(rule: Rule) -> bool {
 
 /// The clauses that go on their own lines, indented, after the head of their item.
 fn is_clause(rule: Rule) -> bool {
-    matches!(rule, Rule::gate_clause | Rule::review_clause | Rule::action_clause | Rule::emit_clause | Rule::fallback)
+    matches!(
+        rule,
+        Rule::gate_clause
+            | Rule::review_clause
+            | Rule::action_clause
+            | Rule::emit_clause
+            | Rule::fallback
+            | Rule::monitor_clause
+    )
 }
 
 /// Whether a space goes before and after a punctuation mark in running text.
@@ -573,7 +581,7 @@ impl<'t> Formatter<'t> {
             | Rule::test_examples
             | Rule::flow
             | Rule::approval => self.with_block(pair),
-            Rule::gate | Rule::review | Rule::action | Rule::infer => self.with_clauses(pair),
+            Rule::gate | Rule::review | Rule::action | Rule::infer | Rule::monitor => self.with_clauses(pair),
             Rule::enum_decl => {
                 let (head, variants): (Vec<_>, Vec<_>) =
                     pair.into_inner().partition(|child| child.as_rule() != Rule::variant);

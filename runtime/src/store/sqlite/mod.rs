@@ -61,6 +61,17 @@ const MIGRATIONS: &[&str] = &[
     // 7: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
     "ALTER TABLE waiting ADD COLUMN due INTEGER;
      CREATE INDEX waiting_due ON waiting (due, run) WHERE due IS NOT NULL;",
+    // 8: the counts monitors keep, by flow, series and minute; the alerts they raise.
+    "CREATE TABLE monitor_counts (
+       flow TEXT NOT NULL, series TEXT NOT NULL, minute INTEGER NOT NULL, counted INTEGER NOT NULL,
+       total INTEGER NOT NULL, PRIMARY KEY (flow, series, minute)
+     ) WITHOUT ROWID;
+     CREATE TABLE alerts (
+       id TEXT PRIMARY KEY, flow TEXT NOT NULL, monitor TEXT NOT NULL, severity TEXT NOT NULL,
+       routes TEXT NOT NULL, condition TEXT NOT NULL, raised TEXT NOT NULL, value TEXT NOT NULL,
+       resolved TEXT, cleared TEXT
+     );
+     CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -131,7 +142,7 @@ fn notice_texts(notices: &[super::Notice]) -> Vec<String> {
 
 /// One commit of [`Store::append_all`], inside its transaction, but for the log.
 fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> {
-    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices } = *commit;
+    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies } = *commit;
     let current: Option<i64> = tx
         .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
         .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
@@ -195,7 +206,33 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
             .map_err(&write)?;
     }
     queue_notices(tx, notices, &texts.notices, None)?;
+    for t in tallies {
+        tx.prepare_cached(
+            "INSERT INTO monitor_counts (flow, series, minute, counted, total) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (flow, series, minute) DO UPDATE SET counted = counted + excluded.counted, \
+             total = total + excluded.total",
+        )
+        .and_then(|mut s| s.execute(params![t.flow, t.series, t.minute, t.counted, t.of]))
+        .map_err(&write)?;
+    }
     Ok(())
+}
+
+const ALERT_COLUMNS: &str = "id, flow, monitor, severity, routes, condition, raised, value, resolved, cleared";
+
+fn alert_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<super::Alert> {
+    Ok(super::Alert {
+        id: row.get(0)?,
+        flow: row.get(1)?,
+        monitor: row.get(2)?,
+        severity: row.get(3)?,
+        routes: row.get::<_, String>(4)?.split_whitespace().map(str::to_owned).collect(),
+        condition: row.get(5)?,
+        raised: row.get(6)?,
+        value: row.get(7)?,
+        resolved: row.get(8)?,
+        cleared: row.get(9)?,
+    })
 }
 
 /// Queues notices in a transaction, named `refusals.SEQ` when `refusal` is given; an
@@ -1118,6 +1155,96 @@ impl Store for SqliteStore {
             )
             .map_err(unusable("cannot read the store"))?;
         Ok(count == 0)
+    }
+
+    fn monitor_window(&self, flow: &str, series: &str, after_minute: i64) -> Result<(i64, i64)> {
+        self.conn()?
+            .prepare_cached(
+                "SELECT COALESCE(SUM(counted), 0), COALESCE(SUM(total), 0) FROM monitor_counts \
+                 WHERE flow = ?1 AND series = ?2 AND minute > ?3",
+            )
+            .and_then(|mut s| s.query_row(params![flow, series, after_minute], |row| Ok((row.get(0)?, row.get(1)?))))
+            .map_err(unusable("cannot read the monitors' counts"))
+    }
+
+    fn monitor_totals(&self) -> Result<Vec<super::Tally>> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare(
+                "SELECT flow, series, SUM(counted), SUM(total) FROM monitor_counts GROUP BY flow, series \
+                 ORDER BY flow, series",
+            )
+            .map_err(unusable("cannot read the monitors' counts"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(super::Tally {
+                    flow: row.get(0)?,
+                    series: row.get(1)?,
+                    minute: 0,
+                    counted: row.get(2)?,
+                    of: row.get(3)?,
+                })
+            })
+            .map_err(unusable("cannot read the monitors' counts"))?;
+        rows.map(|r| r.map_err(unusable("cannot read the monitors' counts"))).collect()
+    }
+
+    fn raise_alert(&self, alert: &super::Alert, notices: &[super::Notice]) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let failed = unusable("cannot record the alert");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let raised = tx
+            .execute(
+                "INSERT OR IGNORE INTO alerts (id, flow, monitor, severity, routes, condition, raised, value) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    alert.id,
+                    alert.flow,
+                    alert.monitor,
+                    alert.severity,
+                    alert.routes.join(" "),
+                    alert.condition,
+                    alert.raised,
+                    alert.value
+                ],
+            )
+            .map_err(&failed)?;
+        if raised == 1 {
+            queue_notices(&tx, notices, &notice_texts(notices), None)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(raised == 1)
+    }
+
+    fn resolve_alert(&self, id: &str, at: &str, value: &str, notices: &[super::Notice]) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let failed = unusable("cannot resolve the alert");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let resolved = tx
+            .execute(
+                "UPDATE alerts SET resolved = ?2, cleared = ?3 WHERE id = ?1 AND resolved IS NULL",
+                params![id, at, value],
+            )
+            .map_err(&failed)?;
+        if resolved == 1 {
+            queue_notices(&tx, notices, &notice_texts(notices), None)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(resolved == 1)
+    }
+
+    fn alerts(&self, open_only: bool, limit: usize) -> Result<Vec<super::Alert>> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare_cached(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE resolved IS NULL OR NOT ?1 \
+                 ORDER BY resolved IS NOT NULL, COALESCE(resolved, raised) DESC, id LIMIT ?2"
+            ))
+            .map_err(unusable("cannot read the alerts"))?;
+        let rows = statement
+            .query_map(params![open_only, limit as i64], alert_from_row)
+            .map_err(unusable("cannot read the alerts"))?;
+        rows.map(|r| r.map_err(unusable("cannot read an alert"))).collect()
     }
 
     fn import(&self, parts: &[Part<'_>]) -> Result<()> {

@@ -1,0 +1,91 @@
+//! `flowc monitor`: evaluates the monitors of the store's flows, raising and resolving
+//! alerts (for cron; `flowc serve` evaluates them itself), or writes them as Prometheus
+//! alerting rules.
+
+use std::process::ExitCode;
+
+use serde_json::{Value as Json, json};
+
+use crate::deploy::{self, Deployment};
+use crate::runs::fail;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MonitorFormat {
+    /// For people.
+    Human,
+    /// One JSON object, for scripts.
+    Json,
+    /// The monitors as Prometheus alerting rules (YAML); nothing is evaluated.
+    PrometheusRules,
+}
+
+fn alert_json(alert: &flow_runtime::store::Alert) -> Json {
+    json!({
+        "id": alert.id, "flow": alert.flow, "monitor": alert.monitor, "severity": alert.severity,
+        "routes": alert.routes, "condition": alert.condition, "raised": alert.raised, "value": alert.value,
+        "resolved": alert.resolved, "cleared": alert.cleared,
+    })
+}
+
+pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result<ExitCode> {
+    let runtime = deploy::runtime(deployment)?;
+    if format == MonitorFormat::PrometheusRules {
+        return match runtime.monitors() {
+            Ok(watched) => {
+                crate::print(&flow_runtime::monitor::prometheus_rules(&watched));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => fail(error, false),
+        };
+    }
+    let evaluation = match runtime.evaluate_monitors() {
+        Ok(evaluation) => evaluation,
+        Err(error) => return fail(error, format == MonitorFormat::Json),
+    };
+    match format {
+        MonitorFormat::Json => {
+            let readings: Vec<Json> = evaluation
+                .readings
+                .iter()
+                .map(|r| {
+                    let m = &r.watched.monitor;
+                    json!({
+                        "flow": r.watched.flow, "version": r.watched.version, "monitor": m.name,
+                        "condition": m.describe(), "severity": m.severity.as_str(), "routes": m.routes,
+                        "counted": r.counted, "of": r.of, "value": r.value(), "holds": r.holds,
+                        "alert": r.alert.as_ref().map(|a| a.id.clone()),
+                    })
+                })
+                .collect();
+            let out = json!({
+                "monitors": readings,
+                "raised": evaluation.raised.iter().map(alert_json).collect::<Vec<_>>(),
+                "resolved": evaluation.resolved.iter().map(alert_json).collect::<Vec<_>>(),
+            });
+            crate::print(&format!("{out}\n"));
+        }
+        _ => {
+            let mut text = String::new();
+            for r in &evaluation.readings {
+                let m = &r.watched.monitor;
+                let state = match (&r.alert, r.holds) {
+                    (Some(_), _) => format!("ALERT ({}, to {})", m.severity.as_str(), m.routes.join(", ")),
+                    (None, None) => "no data".to_owned(),
+                    (None, _) => "ok".to_owned(),
+                };
+                text.push_str(&format!("{} / {}: {} — {}: {state}\n", r.watched.flow, m.name, m.describe(), r.value()));
+            }
+            for a in &evaluation.raised {
+                text.push_str(&format!("raised {} ({}): {}\n", a.id, a.severity, a.value));
+            }
+            for a in &evaluation.resolved {
+                text.push_str(&format!("resolved {}: {}\n", a.id, a.cleared.as_deref().unwrap_or_default()));
+            }
+            if evaluation.readings.is_empty() {
+                text.push_str("no flow in the store has monitors\n");
+            }
+            crate::print(&text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
