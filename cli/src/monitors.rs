@@ -31,9 +31,12 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
     let runtime = deploy::runtime(deployment)?;
     if format == MonitorFormat::PrometheusRules {
         return match runtime.monitors() {
-            Ok(watched) => {
+            Ok((watched, failed)) => {
                 crate::print(&flow_runtime::monitor::prometheus_rules(&watched));
-                Ok(ExitCode::SUCCESS)
+                for (what, why) in &failed {
+                    eprintln!("flowc: {what} does not load, so its monitors are not written: {why}");
+                }
+                Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
             }
             Err(error) => fail(error, false),
         };
@@ -57,11 +60,15 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
                     })
                 })
                 .collect();
-            let out = json!({
+            let mut out = json!({
                 "monitors": readings,
                 "raised": evaluation.raised.iter().map(alert_json).collect::<Vec<_>>(),
                 "resolved": evaluation.resolved.iter().map(alert_json).collect::<Vec<_>>(),
             });
+            if !evaluation.failed.is_empty() {
+                let failed = evaluation.failed.iter().map(|(what, why)| json!({"what": what, "error": why}));
+                out["failed"] = Json::Array(failed.collect());
+            }
             crate::print(&format!("{out}\n"));
         }
         _ => {
@@ -81,11 +88,15 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
             for a in &evaluation.resolved {
                 text.push_str(&format!("resolved {}: {}\n", a.id, a.cleared.as_deref().unwrap_or_default()));
             }
-            if evaluation.readings.is_empty() {
+            for (what, why) in &evaluation.failed {
+                text.push_str(&format!("{what} could not be evaluated: {why}\n"));
+            }
+            if evaluation.readings.is_empty() && evaluation.failed.is_empty() {
                 text.push_str("no flow in the store has monitors\n");
             }
             crate::print(&text);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // What could not be evaluated is a failure of the command, after the rest was.
+    Ok(if evaluation.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

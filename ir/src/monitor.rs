@@ -256,7 +256,7 @@ impl Monitor {
             Measure::Count => format!("{counted} runs"),
             _ if of <= 0 => "no data".to_owned(),
             Measure::Rate => {
-                let millionths = (i128::from(counted) * 1_000_000 / i128::from(of)) as i64;
+                let millionths = (i128::from(counted) * 1_000_000 / i128::from(of)).clamp(0, i128::from(i64::MAX)) as i64;
                 format!("{} ({counted} of {of})", percent(millionths))
             }
             Measure::Duration => {
@@ -268,11 +268,12 @@ impl Monitor {
 
 /// Millionths as a percentage: `50000` is `5%`, `1` is `0.0001%`.
 pub fn percent(millionths: i64) -> String {
-    let whole = millionths / 10_000;
-    let fraction = (millionths % 10_000).abs();
+    let sign = if millionths < 0 { "-" } else { "" };
+    let magnitude = millionths.unsigned_abs();
+    let (whole, fraction) = (magnitude / 10_000, magnitude % 10_000);
     if fraction == 0 {
-        format!("{whole}%")
+        format!("{sign}{whole}%")
     } else {
-        format!("{whole}.{}%", format!("{fraction:04}").trim_end_matches('0'))
+        format!("{sign}{whole}.{}%", format!("{fraction:04}").trim_end_matches('0'))
     }
 }

@@ -48,7 +48,7 @@ impl Loaded {
                 calls: BTreeMap::new(),
                 results: Vec::new(),
                 durable: true,
-                opened: Vec::new(),
+                watch: crate::monitor::Watch::default(),
             },
         }
     }
@@ -121,8 +121,8 @@ pub(crate) struct Log {
     pub(crate) results: Vec<ActionResult>,
     /// False for runs evaluated in memory: committing only notes outputs.
     pub(crate) durable: bool,
-    /// When the run's waiting steps opened (seconds), for the monitors' latencies.
-    pub(crate) opened: Vec<(SmolStr, i64)>,
+    /// What the plan's monitors need to know of the run's past events.
+    pub(crate) watch: crate::monitor::Watch,
 }
 
 impl Log {
@@ -197,7 +197,7 @@ impl Log {
             self.created = at.clone();
         }
         let pending = std::mem::take(&mut self.pending);
-        let tallies = crate::monitor::tallies(analysis, state, &pending, &mut self.opened, recorded);
+        let tallies = crate::monitor::tallies(analysis, state, &pending, &mut self.watch, recorded);
         for (i, event) in pending.into_iter().enumerate() {
             self.observe(&analysis.body().flow.name, &event);
             let seq = self.seq + i as u64;

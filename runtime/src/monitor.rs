@@ -42,10 +42,9 @@ fn ending(event: &Event<Value>) -> Option<&SmolStr> {
     }
 }
 
-/// When a step began to wait: its timers' instant when it has deadlines (the run's own
-/// clock), else `recorded`, when its opening was recorded.
-pub(crate) fn opened_at(analysis: &Analysis, state: &State, node: &str, recorded: i64) -> i64 {
-    analysis.id(node).and_then(|id| state.timer(id.index())).map_or(recorded, |timer| timer.opened.seconds)
+/// Whether a run of the plan is watched by monitors (its log keeps a [`Watch`]).
+pub(crate) fn watched(analysis: &Analysis) -> bool {
+    !analysis.body().monitors.is_empty()
 }
 
 /// Whether the plan's monitors need to know when steps opened (a latency is watched).
@@ -53,67 +52,105 @@ pub(crate) fn watches_latency(analysis: &Analysis) -> bool {
     analysis.body().monitors.iter().any(|m| m.metric == Metric::Latency)
 }
 
-/// Notes that a stored event opened a step, recorded at `at` (RFC 3339).
-pub(crate) fn note_opening(
-    analysis: &Analysis,
-    state: &State,
-    event: &Event<Value>,
-    at: &str,
-    opened: &mut Vec<(SmolStr, i64)>,
-) {
-    if let Some(node) = opening(event) {
-        let recorded = flow_ir::time::parse_timestamp(at).map_or(0, |(seconds, _)| seconds);
-        opened.push((node.clone(), opened_at(analysis, state, node, recorded)));
+/// What a run's log keeps for its plan's monitors, rebuilt from its events when it is
+/// loaded: when its waiting steps opened, and the status it last stopped with (a blocked
+/// run settles `blocked` again each time it is advanced, and stops once).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Watch {
+    opened: Vec<(SmolStr, i64)>,
+    stopped: Option<Status>,
+}
+
+/// What one event meant for the monitors.
+#[derive(Clone, Copy, Debug, Default)]
+struct Noted<'e> {
+    /// The step it ended, and how long the step waited (seconds).
+    ended: Option<(&'e str, i64)>,
+    /// The status the run stopped with, when the event is a new stop.
+    stopped: Option<Status>,
+}
+
+impl Watch {
+    /// Notes an event of the run, recorded at `recorded` (seconds; the time of openings is
+    /// needed only when a latency is watched).
+    fn note<'e>(&mut self, event: &'e Event<Value>, recorded: i64) -> Noted<'e> {
+        let mut noted = Noted::default();
+        if let Some(node) = opening(event) {
+            self.opened.retain(|(n, _)| n != node);
+            self.opened.push((node.clone(), recorded));
+        }
+        match event {
+            // A step with deadlines waits from the instant its timers run from.
+            Event::TimerSet { node, opened } => {
+                self.opened.retain(|(n, _)| n != node);
+                self.opened.push((node.clone(), opened.seconds));
+            }
+            Event::Settled { status: Status::Pending | Status::Running, .. } => self.stopped = None,
+            Event::Settled { status, .. } => {
+                if self.stopped != Some(*status) {
+                    noted.stopped = Some(*status);
+                }
+                self.stopped = Some(*status);
+            }
+            _ => {}
+        }
+        if let Some(node) = ending(event)
+            && let Some(i) = self.opened.iter().position(|(n, _)| n == node)
+        {
+            let (_, from) = self.opened.swap_remove(i);
+            // A deadline ended the step at its instant, whenever its timer was fired.
+            let end = match event {
+                Event::TimedOut { at, .. } => at.seconds,
+                _ => recorded,
+            };
+            noted.ended = Some((node.as_str(), end - from));
+        }
+        noted
     }
-    if let Some(node) = ending(event) {
-        opened.retain(|(n, _)| n != node);
+
+    /// Notes a stored event, recorded at `at` (RFC 3339; `None` when no latency is watched).
+    pub(crate) fn stored(&mut self, event: &Event<Value>, at: Option<&str>) {
+        let recorded = at.and_then(flow_ir::time::parse_timestamp).map_or(0, |(seconds, _)| seconds);
+        self.note(event, recorded);
     }
 }
 
 /// What `events`, recorded now in one commit of a run of `analysis`, add to the counts of
-/// its plan's monitors. `opened` holds when the run's waiting steps opened, and is kept up
-/// to date. Nothing for a plan without monitors.
+/// its plan's monitors, one tally per series. `watch` is the run's, kept up to date.
+/// Nothing for a plan without monitors.
 pub(crate) fn tallies(
     analysis: &Analysis,
     state: &State,
     events: &[Event<Value>],
-    opened: &mut Vec<(SmolStr, i64)>,
+    watch: &mut Watch,
     now: Timestamp,
 ) -> Vec<Tally> {
     let monitors = &analysis.body().monitors;
     if monitors.is_empty() {
         return Vec::new();
     }
-    let mut sums = vec![(0i64, 0i64); monitors.len()];
+    // Monitors that count the same series (two windows of one metric) count it once.
+    let mut series: Vec<(String, &Monitor, (i64, i64))> = Vec::with_capacity(monitors.len());
+    for monitor in monitors {
+        let name = monitor.series();
+        if !series.iter().any(|(s, _, _)| *s == name) {
+            series.push((name, monitor, (0, 0)));
+        }
+    }
     for event in events {
-        if let Some(node) = opening(event) {
-            opened.push((node.clone(), opened_at(analysis, state, node, now.seconds)));
-        }
-        let mut ended = None;
-        if let Some(node) = ending(event)
-            && let Some(i) = opened.iter().position(|(n, _)| n == node)
-        {
-            let (_, at) = opened.swap_remove(i);
-            // A deadline ended the step at its instant, whenever its timer was fired.
-            let end = match event {
-                Event::TimedOut { at, .. } => at.seconds,
-                _ => now.seconds,
-            };
-            ended = Some((node.as_str(), end - at));
-        }
-        for (monitor, sum) in monitors.iter().zip(&mut sums) {
-            let (counted, of) = count(analysis, state, monitor, event, ended);
+        let noted = watch.note(event, now.seconds);
+        for (_, monitor, sum) in &mut series {
+            let (counted, of) = count(analysis, state, monitor, event, noted);
             *sum = (sum.0 + counted, sum.1 + of);
         }
     }
     let flow = analysis.body().flow.name.as_str();
-    monitors
-        .iter()
-        .zip(sums)
-        .filter(|(_, sum)| *sum != (0, 0))
-        .map(|(monitor, (counted, of))| Tally {
+    series
+        .into_iter()
+        .filter(|(_, _, sum)| *sum != (0, 0))
+        .map(|(series, _, (counted, of))| Tally {
             flow: flow.to_owned(),
-            series: monitor.series(),
+            series,
             minute: now.seconds.div_euclid(60),
             counted,
             of,
@@ -123,22 +160,17 @@ pub(crate) fn tallies(
 
 /// What one event adds to one monitor's counts: (counted, of). `ended` is the step the
 /// event ends and how long it waited, in seconds.
-fn count(
-    analysis: &Analysis,
-    state: &State,
-    monitor: &Monitor,
-    event: &Event<Value>,
-    ended: Option<(&str, i64)>,
-) -> (i64, i64) {
+fn count(analysis: &Analysis, state: &State, monitor: &Monitor, event: &Event<Value>, noted: Noted<'_>) -> (i64, i64) {
     let subject = monitor.subject.as_deref();
     let of = |node: &str| subject.is_none_or(|s| s == node);
     match (monitor.metric, event) {
         (Metric::Runs, Event::Started(_)) => (1, 0),
         // A run stops when it is decided, fails, is cancelled or blocked (a blocked run that
-        // is overridden goes on, and stops again).
-        (Metric::Outcome, Event::Settled { status, .. }) if !matches!(status, Status::Pending | Status::Running) => {
-            (i64::from(subject == Some(status.as_str())), 1)
-        }
+        // is overridden goes on, and stops again; one cancelled stops again too).
+        (Metric::Outcome, _) => match noted.stopped {
+            Some(status) => (i64::from(subject == Some(status.as_str())), 1),
+            None => (0, 0),
+        },
         (Metric::Degraded, Event::Inferred { node, degraded, .. }) if of(node) => (i64::from(*degraded), 1),
         (Metric::Blocked, Event::Gate { node, level: GateLevel::Block, holds, .. }) if of(node) => {
             (i64::from(*holds), 1)
@@ -150,7 +182,7 @@ fn count(
         }
         (Metric::TimedOut, Event::TimedOut { node, .. }) if of(node) => (1, 0),
         (Metric::Escalated | Metric::TimedOut, event) if opening(event).is_some_and(|n| of(n)) => (0, 1),
-        (Metric::Latency, _) => match ended {
+        (Metric::Latency, _) => match noted.ended {
             Some((node, waited)) if of(node) => (i64::from(waited > monitor.threshold), 1),
             _ => (0, 0),
         },
@@ -205,19 +237,35 @@ pub struct Evaluation {
     pub readings: Vec<Reading>,
     pub raised: Vec<Alert>,
     pub resolved: Vec<Alert>,
+    /// What could not be evaluated, and why: a plan of the store that does not load, a
+    /// monitor whose counts could not be read. The others were evaluated.
+    pub failed: Vec<(String, String)>,
 }
 
-/// Newer versions first: `2.10.0` before `2.9.1`.
-fn version_key(version: &str) -> Vec<u64> {
-    version.split(['.', '-', '+']).map(|part| part.parse().unwrap_or(0)).collect()
+/// Orders versions: `2.10.0` after `2.9.1`, a release after its pre-releases (`2.0.0`
+/// after `2.0.0-rc1`).
+fn version_key(version: &str) -> (Vec<u64>, bool, String) {
+    let (core, pre) = match version.split_once('+').map_or(version, |(v, _)| v).split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (version.split_once('+').map_or(version, |(v, _)| v), None),
+    };
+    (core.split('.').map(|part| part.parse().unwrap_or(0)).collect(), pre.is_none(), pre.unwrap_or_default().to_owned())
 }
 
 impl crate::Runtime {
     /// The monitors of the flows in the store: each flow's, from its newest version in the
-    /// store (by semantic version).
-    pub fn monitors(&self) -> Result<Vec<Watched>> {
+    /// store (by semantic version); and the plans that do not load, with why.
+    pub fn monitors(&self) -> Result<(Vec<Watched>, Vec<(String, String)>)> {
         let mut newest: std::collections::BTreeMap<String, std::sync::Arc<Analysis>> = Default::default();
-        for analysis in self.plans()? {
+        let mut failed = Vec::new();
+        for hash in self.store.plans()? {
+            let analysis = match self.plan(&hash) {
+                Ok(analysis) => analysis,
+                Err(error) => {
+                    failed.push((format!("plan {hash}"), error.to_string()));
+                    continue;
+                }
+            };
             let flow = analysis.body().flow.name.to_string();
             let newer = newest.get(&flow).is_none_or(|current| {
                 let (a, b) = (&analysis.body().flow.version, &current.body().flow.version);
@@ -227,7 +275,7 @@ impl crate::Runtime {
                 newest.insert(flow, analysis);
             }
         }
-        Ok(newest
+        let watched = newest
             .into_iter()
             .flat_map(|(flow, analysis)| {
                 let version = analysis.body().flow.version.clone();
@@ -238,14 +286,17 @@ impl crate::Runtime {
                     .map(|m| Watched { flow: flow.clone(), version: version.clone(), monitor: m.clone() })
                     .collect::<Vec<_>>()
             })
-            .collect())
+            .collect();
+        Ok((watched, failed))
     }
 
     /// Evaluates every monitor over its window ending now (by this runtime's clock): raises
     /// an alert for each whose condition holds and has none open, resolves the open alert of
-    /// each whose condition no longer holds (or that has no data), and queues the notices
-    /// of both for the webhook endpoints of their routes. Two processes evaluating at once
-    /// raise each alert once (the store keeps one open alert per flow and monitor).
+    /// each whose condition no longer holds (or that has no data, or that no flow declares
+    /// any more), and queues the notices of both for the webhook endpoints of their routes.
+    /// Two processes evaluating at once raise each alert once (the store keeps one open alert
+    /// per flow and monitor). A monitor that cannot be evaluated is named in `failed`; the
+    /// others are evaluated.
     pub fn evaluate_monitors(&self) -> Result<Evaluation> {
         let now = self.now();
         let minute = now.seconds.div_euclid(60);
@@ -255,20 +306,33 @@ impl crate::Runtime {
             .into_iter()
             .map(|a| ((a.flow.clone(), a.monitor.clone()), a))
             .collect();
-        let mut evaluation = Evaluation::default();
-        for watched in self.monitors()? {
+        let (watched, failed) = self.monitors()?;
+        let mut evaluation = Evaluation { failed, ..Evaluation::default() };
+        // Once an hour (of this process), the minutes no window reaches are folded away.
+        let longest = flow_ir::monitor::LONGEST_WINDOW / 60 + 24 * 60;
+        if minute - self.monitors_folded.load(std::sync::atomic::Ordering::Relaxed) >= 60 {
+            self.store.fold_monitor_counts(minute - longest)?;
+            self.monitors_folded.store(minute, std::sync::atomic::Ordering::Relaxed);
+        }
+        for watched in watched {
             let monitor = &watched.monitor;
-            let after = minute - monitor.window / 60;
-            let (counted, of) = self.store.monitor_window(&watched.flow, &monitor.series(), after)?;
-            let holds = monitor.holds(counted, of);
             let key = (watched.flow.clone(), monitor.name.to_string());
+            let existing = open.remove(&key);
+            let after = minute - monitor.window / 60;
+            let (counted, of) = match self.store.monitor_window(&watched.flow, &monitor.series(), after) {
+                Ok(counts) => counts,
+                Err(error) => {
+                    evaluation.failed.push((format!("monitor {}/{}", watched.flow, monitor.name), error.to_string()));
+                    continue;
+                }
+            };
+            let holds = monitor.holds(counted, of);
             let value = monitor.value_text(counted, of);
-            let mut alert = open.remove(&key);
-            match (holds, alert.take()) {
-                (Some(true), Some(existing)) => alert = Some(existing),
+            let alert = match (holds, existing) {
+                (Some(true), Some(existing)) => Some(existing),
                 (Some(true), None) => {
                     let raised = Alert {
-                        id: format!("{}/{}/{}", watched.flow, monitor.name, now.seconds),
+                        id: format!("{}/{}/{}", watched.flow, monitor.name, alert_stamp(now)),
                         flow: watched.flow.clone(),
                         monitor: monitor.name.to_string(),
                         severity: monitor.severity.as_str().to_owned(),
@@ -282,23 +346,40 @@ impl crate::Runtime {
                     let notices = self.alert_notices(&raised, "alert.raised");
                     if self.store.raise_alert(&raised, &notices)? {
                         evaluation.raised.push(raised.clone());
-                        alert = Some(raised);
+                        Some(raised)
+                    } else {
+                        // Another process raised it first: it is the one open.
+                        self.store.alerts(true, usize::MAX >> 1)?.into_iter().find(|a| (&a.flow, &a.monitor) == (&key.0, &key.1))
                     }
                 }
                 (_, Some(existing)) => {
-                    let mut resolved = existing;
-                    resolved.resolved = Some(now.to_string());
-                    resolved.cleared = Some(value.clone());
-                    let notices = self.alert_notices(&resolved, "alert.resolved");
-                    if self.store.resolve_alert(&resolved.id, &now.to_string(), &value, &notices)? {
-                        evaluation.resolved.push(resolved);
-                    }
+                    self.resolve(existing, now, &value, &mut evaluation)?;
+                    None
                 }
-                (_, None) => {}
-            }
+                (_, None) => None,
+            };
             evaluation.readings.push(Reading { watched, counted, of, holds, alert });
         }
+        // Alerts of monitors no flow declares any more (removed, or renamed in a newer
+        // version) end with them, unless their plan did not load.
+        for (_, alert) in open {
+            let unread = evaluation.failed.iter().any(|(what, _)| what.starts_with("plan "));
+            if !unread {
+                self.resolve(alert, now, "the monitor is no longer declared", &mut evaluation)?;
+            }
+        }
         Ok(evaluation)
+    }
+
+    fn resolve(&self, alert: Alert, now: Timestamp, value: &str, evaluation: &mut Evaluation) -> Result<()> {
+        let mut resolved = alert;
+        resolved.resolved = Some(now.to_string());
+        resolved.cleared = Some(value.to_owned());
+        let notices = self.alert_notices(&resolved, "alert.resolved");
+        if self.store.resolve_alert(&resolved.id, &now.to_string(), value, &notices)? {
+            evaluation.resolved.push(resolved);
+        }
+        Ok(())
     }
 
     /// The notices of an alert for the endpoints of its routes.
@@ -319,6 +400,17 @@ impl crate::Runtime {
         let id = format!("{}.{}", alert.id, kind.trim_start_matches("alert."));
         webhooks.for_alert(&id, kind, &alert.flow, &alert.routes, &data)
     }
+}
+
+/// What names an alert among those of its monitor: when it was raised (seconds), and a
+/// random part, so that two raised in one second are two.
+fn alert_stamp(now: Timestamp) -> String {
+    let mut bytes = [0u8; 4];
+    let random = match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u32::from_le_bytes(bytes),
+        Err(_) => now.nanos ^ crate::identity::pid(),
+    };
+    format!("{}-{random:08x}", now.seconds)
 }
 
 /// A label value as the Prometheus exposition format writes it.
@@ -351,7 +443,7 @@ pub fn exposition(totals: &[Tally], open: &[Alert]) -> String {
             "flow_alerts_open{{flow=\"{}\",monitor=\"{}\",severity=\"{}\"}} 1",
             label(&a.flow),
             label(&a.monitor),
-            a.severity
+            label(&a.severity)
         );
     }
     out
@@ -359,7 +451,8 @@ pub fn exposition(totals: &[Tally], open: &[Alert]) -> String {
 
 /// The monitors as Prometheus alerting rules (a rule file's YAML) over the counters of
 /// [`exposition`], for teams that alert through Prometheus: the same conditions, each
-/// window's `increase` standing for the store's sum of minutes.
+/// window's `increase` standing for the store's sum of minutes (the largest of the servers'
+/// increases: each exports the whole store's counts).
 pub fn prometheus_rules(watched: &[Watched]) -> String {
     use std::fmt::Write;
     // JSON strings are YAML strings: every text is written quoted.
@@ -372,11 +465,13 @@ pub fn prometheus_rules(watched: &[Watched]) -> String {
         let m = &w.monitor;
         let selector = format!("{{flow=\"{}\",series=\"{}\"}}", label(&w.flow), label(&m.series()));
         let window = flow_ir::time::format_duration(m.window);
-        let counted = format!("sum(increase(flow_monitor_counted_total{selector}[{window}]))");
-        let of = format!("sum(increase(flow_monitor_of_total{selector}[{window}]))");
+        // Every server exports the store's totals: one server's increase is the store's,
+        // and a series not exported yet counts nothing.
+        let counted = format!("max(increase(flow_monitor_counted_total{selector}[{window}]))");
+        let of = format!("max(increase(flow_monitor_of_total{selector}[{window}]))");
         let comparison = if m.above { ">" } else { "<" };
         let expr = match m.metric.measure() {
-            flow_ir::monitor::Measure::Count => format!("{counted} {comparison} {}", m.threshold),
+            flow_ir::monitor::Measure::Count => format!("({counted} or vector(0)) {comparison} {}", m.threshold),
             flow_ir::monitor::Measure::Rate => {
                 format!("({counted} / {of}) {comparison} {}", m.threshold as f64 / 1_000_000.0)
             }

@@ -290,6 +290,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let resumer = resume_interrupted(service.clone(), stopping.clone());
     let timers = fire_timers(service.clone(), stopping.clone());
+    let monitors = evaluate_monitors(service.clone(), stopping.clone());
     let deliverers = deliver_notices(service.clone(), stopping.clone());
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -313,6 +314,7 @@ pub fn serve(service: Arc<Service>, listen: &str, bound: impl FnOnce(String)) ->
     stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = resumer.join();
     let _ = timers.join();
+    let _ = monitors.join();
     for deliverer in deliverers {
         let _ = deliverer.join();
     }
@@ -404,11 +406,31 @@ fn resume_interrupted(
 /// How often the server evaluates the monitors, in seconds.
 const MONITOR_SECONDS: u64 = 30;
 
-/// Evaluates the monitors of the store's flows (raising and resolving alerts, whose notices
-/// the webhook threads deliver).
-fn evaluate_monitors(service: &Service) {
+/// Evaluates the monitors of the store's flows a second after the server starts, then every
+/// [`MONITOR_SECONDS`], on a thread of its own (a slow evaluation delays no timer): raises
+/// and resolves alerts, whose notices the webhook threads deliver.
+fn evaluate_monitors(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let tick = Duration::from_millis(50);
+        let mut waited = Duration::from_secs(MONITOR_SECONDS - 1);
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            waited += tick;
+            if waited < Duration::from_secs(MONITOR_SECONDS) {
+                continue;
+            }
+            waited = Duration::ZERO;
+            evaluate(&service);
+        }
+    })
+}
+
+fn evaluate(service: &Service) {
     match service.runtime.evaluate_monitors() {
         Ok(evaluation) => {
+            for (what, why) in evaluation.failed {
+                tracing::warn!(target: "flow::monitors", what, why, "could not evaluate");
+            }
             for alert in evaluation.raised {
                 tracing::warn!(target: "flow::monitors", alert = alert.id, severity = alert.severity, value = alert.value, "alert raised");
             }
@@ -422,13 +444,11 @@ fn evaluate_monitors(service: &Service) {
 
 /// Fires, every second, the timers that are due in the store's runs (reminders,
 /// escalations, deadlines), whichever server takes each run first: a timer fires once, by
-/// the one whose commit lands (the others find the run changed and leave it); and every
-/// [`MONITOR_SECONDS`], evaluates the monitors.
+/// the one whose commit lands (the others find the run changed and leave it).
 fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tick = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
-        let mut seconds: u64 = 0;
         while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(tick);
             waited += tick;
@@ -446,10 +466,6 @@ fn fire_timers(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBoo
                     }
                 }
                 Err(error) => tracing::warn!(target: "flow::runs", %error, "could not fire the timers due"),
-            }
-            seconds += 1;
-            if seconds % MONITOR_SECONDS == 1 {
-                evaluate_monitors(&service);
             }
         }
     })

@@ -62,6 +62,7 @@ flow watched {
   emit done = check.outcome == ok and not degraded(score) and score > 0
 
   monitor volume: runs over 1h below 5 severity low to platform
+  monitor busy: runs over 3h above 40 severity low to platform
   monitor fallbacks: degraded(score) over 2h above 20% severity high to platform, manager
   monitor any_fallback: degraded over 30m above 50% severity medium to platform
   monitor blocks: blocked(stale) over 2h above 30% severity medium to governance
@@ -148,10 +149,15 @@ impl Rng {
 /// it was recorded), by the metrics' definitions, without the runtime's code.
 fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap<i64, (i64, i64)>> {
     let mut out: BTreeMap<String, BTreeMap<i64, (i64, i64)>> = BTreeMap::new();
+    // A series is counted once, however many monitors watch it.
+    let series: BTreeMap<String, &Monitor> = monitors.iter().map(|m| (m.series(), m)).collect();
     for run in store.runs(None).expect("runs") {
         let events = store.events(&run.id).expect("events");
         let mut opened: BTreeMap<String, i64> = BTreeMap::new();
         let mut escalated: Vec<String> = Vec::new();
+        // The status the run last stopped with: a blocked run settles `blocked` again each
+        // time it is advanced, and stops once.
+        let mut stopped: Option<String> = None;
         for raw in events {
             let minute = flow_ir::time::parse_timestamp(&raw.at).expect("an instant").0.div_euclid(60);
             let at = flow_ir::time::parse_timestamp(&raw.at).expect("an instant").0;
@@ -172,22 +178,30 @@ fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap
                 "timed_out" => opened.remove(&node).map(|from| instant("at").expect("at").0 - from),
                 _ => None,
             };
+            let mut stop = None;
+            if kind == "settled" {
+                let status = body["status"].as_str().unwrap_or_default().to_owned();
+                if ["pending", "running"].contains(&status.as_str()) {
+                    stopped = None;
+                } else {
+                    if stopped.as_ref() != Some(&status) {
+                        stop = Some(status.clone());
+                    }
+                    stopped = Some(status);
+                }
+            }
             let first_escalation = kind == "escalated" && !escalated.contains(&node);
             if kind == "escalated" {
                 escalated.push(node.clone());
             }
-            for m in monitors {
+            for m in series.values() {
                 let of = |n: &str| m.subject.as_deref().is_none_or(|s| s == n);
                 let (counted, total) = match (m.metric, kind) {
                     (Metric::Runs, "started") => (1, 0),
-                    (Metric::Outcome, "settled") => {
-                        let status = body["status"].as_str().unwrap_or_default();
-                        if ["pending", "running"].contains(&status) {
-                            (0, 0)
-                        } else {
-                            (i64::from(m.subject.as_deref() == Some(status)), 1)
-                        }
-                    }
+                    (Metric::Outcome, "settled") => match &stop {
+                        Some(status) => (i64::from(m.subject.as_deref() == Some(status.as_str())), 1),
+                        None => (0, 0),
+                    },
                     (Metric::Degraded, "inferred") if of(&node) => (i64::from(body["degraded"] == json!(true)), 1),
                     (Metric::Blocked, "gate") if of(&node) && body["level"] == "block" => {
                         (i64::from(body["holds"] == json!(true)), 1)
@@ -331,7 +345,8 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
             }
         }
         for (name, (counted, of)) in &seen {
-            assert!(*counted > 0 && (*of > 0 || name == "volume"), "monitor `{name}` saw nothing: {seen:?}");
+            let count = ["volume", "busy"].contains(&name.as_str());
+            assert!(*counted > 0 && (*of > 0 || count), "monitor `{name}` saw nothing: {seen:?}");
         }
         let fired: std::collections::BTreeSet<String> =
             runtime.store().alerts(false, 1_000).expect("alerts").into_iter().map(|a| a.monitor).collect();

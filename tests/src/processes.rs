@@ -380,6 +380,9 @@ mod cuttable {
         fn monitor_totals(&self) -> Result<Vec<flow_runtime::store::Tally>> {
             self.reach()?.monitor_totals()
         }
+        fn fold_monitor_counts(&self, before: i64) -> Result<()> {
+            self.reach()?.fold_monitor_counts(before)
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,

@@ -190,6 +190,9 @@ mod mutant {
         fn monitor_totals(&self) -> Result<Vec<flow_runtime::store::Tally>> {
             self.inner.monitor_totals()
         }
+        fn fold_monitor_counts(&self, before: i64) -> Result<()> {
+            self.inner.fold_monitor_counts(before)
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,

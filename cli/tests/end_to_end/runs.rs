@@ -1922,3 +1922,147 @@ on_every_store! {
         assert_eq!(status(&dir, &later), "completed", "the server fired no timer");
     }
 }
+
+const WATCHED: &str = r#"
+role clerk
+role auditor
+
+type Request {
+  id: Text
+  stale: Bool
+}
+
+flow watched {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input request: Request
+  output done: Bool
+
+  access {
+    trigger by clerk
+  }
+
+  gate stale: block when request.stale
+  emit done = true
+
+  monitor stale_data: blocked(stale) over 1h above 40%
+    severity high
+    to governance, auditor
+  monitor volume: runs over 1h below 100
+    severity low
+    to platform
+}
+"#;
+
+/// Starts a run of `watched.flow`, its data stale or not.
+fn start_watched(dir: &Path, id: &str, stale: bool) {
+    std::fs::write(dir.join(format!("{id}.json")), json!({ "id": id, "stale": stale }).to_string()).unwrap();
+    let view = json_of(dir, &["run", "watched.flow", "--input", &format!("request={id}.json"), "--as", "carl"], 0);
+    assert_eq!(view["status"], if stale { "blocked" } else { "completed" }, "{view}");
+}
+
+/// The alert notices queued for each endpoint: (endpoint, type, monitor).
+fn alert_notices(dir: &Path) -> Vec<(String, String, String)> {
+    let listed = json_of(dir, &["webhooks"], 0);
+    let mut out: Vec<(String, String, String)> = listed["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"].as_str().unwrap().starts_with("alert."))
+        .map(|n| {
+            let monitor = n["id"].as_str().unwrap().split('/').nth(1).unwrap_or_default().to_owned();
+            (n["endpoint"].as_str().unwrap().to_owned(), n["type"].as_str().unwrap().to_owned(), monitor)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+on_every_store! {
+    /// `flowc monitor` raises an alert when a monitor's condition holds, once, queues its
+    /// notices for the endpoints of its routes only, and resolves it when the condition
+    /// clears; `flowc serve` evaluates by itself; the monitors export as Prometheus rules.
+    fn monitors_alert_the_routes_of_the_deployment_and_clear(dir) {
+        std::fs::write(dir.join("watched.flow"), WATCHED).unwrap();
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str(
+            "\n[webhooks.desk]\nurl = \"http://127.0.0.1:9/flow\"\nsecret_env = \"FLOW_WEBHOOK_SECRET\"\n\
+             routes = [\"governance\"]\n\n[webhooks.pager]\nurl = \"http://127.0.0.1:9/flow\"\n\
+             secret_env = \"FLOW_WEBHOOK_SECRET\"\nroutes = [\"platform\"]\nevents = [\"run.ended\"]\n",
+        );
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+        start_watched(&dir, "S1", true);
+        let first = json_of(&dir, &["monitor"], 0);
+        let raised: Vec<&str> = first["raised"].as_array().unwrap().iter().map(|a| a["monitor"].as_str().unwrap()).collect();
+        assert_eq!(raised, ["stale_data", "volume"], "{first}");
+        let stale = first["monitors"].as_array().unwrap().iter().find(|m| m["monitor"] == "stale_data").unwrap();
+        assert_eq!((stale["counted"].clone(), stale["of"].clone(), stale["value"].clone()), (json!(1), json!(1), json!("100% (1 of 1)")));
+        // Evaluated again, nothing new is raised.
+        let again = json_of(&dir, &["monitor"], 0);
+        assert_eq!(again["raised"], json!([]), "{again}");
+        // The governance desk is told; the pager, which takes only `run.ended`, is not.
+        assert_eq!(alert_notices(&dir), [("desk".to_owned(), "alert.raised".to_owned(), "stale_data".to_owned())]);
+        // Fresh data brings the rate down to a third: the alert is resolved.
+        start_watched(&dir, "S2", false);
+        start_watched(&dir, "S3", false);
+        let human = flowc(&dir, &["monitor"]);
+        assert!(human.status.success(), "{}", text(&human));
+        let shown = text(&human);
+        assert!(shown.contains("watched / stale_data: blocked(stale) over 1h above 40% — 33.3333% (1 of 3): ok"), "{shown}");
+        assert!(shown.contains("resolved watched/stale_data/"), "{shown}");
+        assert!(shown.contains("watched / volume: runs over 1h below 100 — 3 runs: ALERT (low, to platform)"), "{shown}");
+        assert_eq!(
+            alert_notices(&dir),
+            [
+                ("desk".to_owned(), "alert.raised".to_owned(), "stale_data".to_owned()),
+                ("desk".to_owned(), "alert.resolved".to_owned(), "stale_data".to_owned()),
+            ]
+        );
+        // Stale again (3 of 5): the server raises a new alert by itself.
+        start_watched(&dir, "S4", true);
+        start_watched(&dir, "S5", true);
+        let mut server = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(&dir)
+            .env_remove("FLOW_STORE")
+            .env("FLOW_WEBHOOK_SECRET", "a secret")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while alert_notices(&dir).len() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert_eq!(alert_notices(&dir).len(), 3, "the server raised no alert: {:?}", alert_notices(&dir));
+        let open = json_of(&dir, &["monitor"], 0);
+        assert_eq!(open["raised"], json!([]), "raised again: {open}");
+        // The same conditions as Prometheus alerting rules.
+        let rules = flowc(&dir, &["monitor", "--format", "prometheus-rules"]);
+        let rules = text(&rules);
+        assert!(rules.contains("alert: \"watched_stale_data\""), "{rules}");
+        assert!(rules.contains(
+            "expr: \"(max(increase(flow_monitor_counted_total{flow=\\\"watched\\\",series=\\\"blocked(stale)\\\"}[1h])) / max(increase(flow_monitor_of_total{flow=\\\"watched\\\",series=\\\"blocked(stale)\\\"}[1h]))) > 0.4\""
+        ), "{rules}");
+        assert!(rules.contains("routes: \"auditor,governance\""), "{rules}");
+        assert!(
+            rules.contains("(max(increase(flow_monitor_counted_total{flow=\\\"watched\\\",series=\\\"runs\\\"}[1h])) or vector(0)) < 100"),
+            "{rules}"
+        );
+        // A newer version without the `volume` monitor: its open alert ends with it.
+        std::fs::write(dir.join("watched.flow"), WATCHED.replace("1.0.0", "1.1.0").replace("monitor volume", "// monitor volume").replace("    severity low\n    to platform\n", "")).unwrap();
+        start_watched(&dir, "S6", false);
+        let withdrawn = json_of(&dir, &["monitor"], 0);
+        let resolved: Vec<(&str, &str)> = withdrawn["resolved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["monitor"].as_str().unwrap(), a["cleared"].as_str().unwrap()))
+            .collect();
+        assert!(resolved.contains(&("volume", "the monitor is no longer declared")), "{withdrawn}");
+        assert!(withdrawn["monitors"].as_array().unwrap().iter().all(|m| m["monitor"] != "volume"), "{withdrawn}");
+    }
+}

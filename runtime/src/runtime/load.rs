@@ -84,7 +84,9 @@ impl Runtime {
             events = self.store.events(run)?;
         }
         let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
-        // When steps opened, only for plans that watch latencies.
+        // What the monitors need of past events, only for plans that have monitors; when
+        // steps opened, only for those that watch latencies.
+        let watched = crate::monitor::watched(&analysis);
         let ats: Vec<String> = match crate::monitor::watches_latency(&analysis) {
             true => events.iter().map(|e| e.at.clone()).collect(),
             false => Vec::new(),
@@ -98,8 +100,8 @@ impl Runtime {
         for (i, event) in decoded.iter().enumerate() {
             loaded.log.observe(&analysis.body().flow.name, event);
             loaded.state.apply(&analysis, event);
-            if let Some(at) = ats.get(i) {
-                crate::monitor::note_opening(&analysis, &loaded.state, event, at, &mut loaded.log.opened);
+            if watched {
+                loaded.log.watch.stored(event, ats.get(i).map(String::as_str));
             }
         }
         loaded.state.status = record.status;

@@ -62,6 +62,8 @@ pub struct Runtime {
     pub(crate) webhooks: Option<Arc<crate::notify::Webhooks>>,
     /// What the time is, for deadlines: the system clock, or a test's.
     clock: Option<Arc<Clock>>,
+    /// When (minute) this runtime last folded the monitors' old counts.
+    pub(crate) monitors_folded: std::sync::atomic::AtomicI64,
 }
 
 /// A source of the current time (a test's clock, which it moves on).
@@ -89,6 +91,7 @@ impl Runtime {
             progress: None,
             webhooks: None,
             clock: None,
+            monitors_folded: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
         }
     }
 

@@ -531,6 +531,9 @@ pub trait Store: Send + Sync {
     fn monitor_window(&self, flow: &str, series: &str, after_minute: i64) -> Result<(i64, i64)>;
     /// Every series' counts summed over all its minutes (`minute` 0), by flow and series.
     fn monitor_totals(&self) -> Result<Vec<Tally>>;
+    /// Folds the counts of the minutes up to `before_minute` into minute 0 of their series
+    /// (no window reaches back that far): the totals stay, the rows do not grow for ever.
+    fn fold_monitor_counts(&self, before_minute: i64) -> Result<()>;
     /// Records an alert raised, and queues its notices, unless an alert of the same flow and
     /// monitor is open: whether it was recorded.
     fn raise_alert(&self, alert: &Alert, notices: &[Notice]) -> Result<bool>;

@@ -1434,6 +1434,28 @@ impl Store for PostgresStore {
         })
     }
 
+    fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {
+        let failed = unusable("cannot fold the monitors' counts");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        // Under the log's lock, as commits add to the counts: the rows folded are not being
+        // added to, and two folds take turns.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(&failed)?;
+        tx.execute(
+            "INSERT INTO flow_monitor_counts (flow, series, minute, counted, total) \
+             SELECT flow, series, 0, SUM(counted), SUM(total) FROM flow_monitor_counts \
+             WHERE minute > 0 AND minute <= $1 GROUP BY flow, series \
+             ON CONFLICT (flow, series, minute) DO UPDATE SET \
+             counted = flow_monitor_counts.counted + excluded.counted, \
+             total = flow_monitor_counts.total + excluded.total",
+            &[&before_minute],
+        )
+        .map_err(&failed)?;
+        tx.execute("DELETE FROM flow_monitor_counts WHERE minute > 0 AND minute <= $1", &[&before_minute])
+            .map_err(&failed)?;
+        tx.commit().map_err(&failed)
+    }
+
     fn raise_alert(&self, alert: &super::Alert, notices: &[super::Notice]) -> Result<bool> {
         let failed = unusable("cannot record the alert");
         let mut client = self.client()?;

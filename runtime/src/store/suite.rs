@@ -1029,6 +1029,15 @@ fn monitor_counts_and_alerts(store: &dyn Store, open: Open<'_>) -> Outcome {
     ensure(totals == [("degraded(score)".to_owned(), 1, 5), ("runs".to_owned(), 1, 0)], || {
         format!("totals {totals:?}")
     })?;
+    // Old minutes folded into minute 0: the totals stay, later minutes too.
+    store.fold_monitor_counts(100).map_err(failed("fold the counts"))?;
+    store.fold_monitor_counts(100).map_err(failed("fold the counts again"))?;
+    let folded = store.monitor_totals().map_err(failed("read the totals"))?;
+    let folded: Vec<(String, i64, i64)> = folded.into_iter().map(|t| (t.series, t.counted, t.of)).collect();
+    ensure(folded == totals, || format!("folding changed the totals: {folded:?}"))?;
+    let counts = [window("degraded(score)", 100), window("degraded(score)", 0), window("degraded(score)", -1)];
+    let counts: Vec<(i64, i64)> = counts.into_iter().collect::<Result<_>>().map_err(failed("read the counts"))?;
+    ensure(counts == [(0, 3), (0, 3), (1, 5)], || format!("after folding, the windows read {counts:?}"))?;
 
     // One alert of a flow's monitor is open at a time, whoever raises it; its notices are
     // queued with it, and again when it is resolved.

@@ -272,11 +272,12 @@ pub(super) async fn dashboard(
         })
         .collect::<Vec<_>>();
     let alerts = match crate::api::blocking(&service, None, |service| {
-        Ok(service.runtime.store().alerts(false, 50).map_err(flow_runtime::Error::from)?)
+        Ok(service.runtime.store().alerts(false, 1_000).map_err(flow_runtime::Error::from)?)
     })
     .await
     {
-        Ok(alerts) => alerts.into_iter().filter(|a| flow.as_ref().is_none_or(|f| *f == a.flow)).collect(),
+        // Open ones first, then the latest resolved: fifty of the flow's.
+        Ok(alerts) => alerts.into_iter().filter(|a| flow.as_ref().is_none_or(|f| *f == a.flow)).take(50).collect(),
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
     let href = |flow: Option<&str>, days: u32| match flow {

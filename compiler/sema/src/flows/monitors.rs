@@ -196,7 +196,9 @@ impl FlowChecker<'_> {
         let value = match (&m.threshold.kind, measure) {
             (A::Int(count), Measure::Count) => *count,
             (A::Percent(fraction), Measure::Rate) => {
-                let millionths = *fraction * Decimal::from(1_000_000);
+                // Past 100% the threshold is refused below; kept in range, it cannot overflow.
+                let clamped = (*fraction).clamp(Decimal::NEGATIVE_ONE, Decimal::TWO);
+                let millionths = clamped * Decimal::from(1_000_000);
                 if millionths.fract() != Decimal::ZERO {
                     self.error(Code::E2025, span, "a rate's threshold has at most four decimals").help =
                         Some("write `0.5%` or `0.0125%`".to_owned());
@@ -272,6 +274,13 @@ impl FlowChecker<'_> {
         let mut ok = true;
         for route in first {
             if CHANNELS.contains(&route.text.as_str()) {
+                if self.c.res.lookup(&route.text).is_some_and(|def| def.kind == DefKind::Role) {
+                    ok = false;
+                    let message = format!("`{}` is both a channel and a role: the route would be unclear", route.text);
+                    self.error(Code::E2026, route.span, message).help =
+                        Some(format!("rename role `{}`; the channels are {}", route.text, quoted_list(CHANNELS)));
+                    continue;
+                }
                 channels.push(route.text.clone());
                 continue;
             }

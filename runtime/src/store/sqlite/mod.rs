@@ -1189,6 +1189,23 @@ impl Store for SqliteStore {
         rows.map(|r| r.map_err(unusable("cannot read the monitors' counts"))).collect()
     }
 
+    fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let failed = unusable("cannot fold the monitors' counts");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        tx.execute(
+            "INSERT INTO monitor_counts (flow, series, minute, counted, total) \
+             SELECT flow, series, 0, SUM(counted), SUM(total) FROM monitor_counts \
+             WHERE minute > 0 AND minute <= ?1 GROUP BY flow, series \
+             ON CONFLICT (flow, series, minute) DO UPDATE SET counted = counted + excluded.counted, \
+             total = total + excluded.total",
+            [before_minute],
+        )
+        .map_err(&failed)?;
+        tx.execute("DELETE FROM monitor_counts WHERE minute > 0 AND minute <= ?1", [before_minute]).map_err(&failed)?;
+        tx.commit().map_err(&failed)
+    }
+
     fn raise_alert(&self, alert: &super::Alert, notices: &[super::Notice]) -> Result<bool> {
         let mut conn = self.conn()?;
         let failed = unusable("cannot record the alert");
