@@ -1,13 +1,14 @@
 #!/bin/sh
 # The monitors' benchmark of docs/benchmarks.md: a SQLite store of RUNS runs of
-# `watched.flow` spread over 30 days of the runtime's clock, then NEW runs more, then ROUNDS
-# evaluations of its seven monitors timed (release build).
+# `watched.flow` spread over 30 days of the runtime's clock; then ROUNDS times NEW runs more
+# and the evaluation of its seven monitors that follows, timed; then ROUNDS evaluations with
+# nothing new (release build).
 #
-#   bench/monitors/run.sh [RUNS] [NEW] [ROUNDS]     # default 1000000 10000 20
+#   bench/monitors/run.sh [RUNS] [NEW] [ROUNDS]     # default 1000000 10000 10
 set -eu
 RUNS=${1:-1000000}
 NEW=${2:-10000}
-ROUNDS=${3:-20}
+ROUNDS=${3:-10}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cargo build --release --locked -p flow-cli -p flow-bench >&2
 work=$(mktemp -d /tmp/flow-monitors-bench.XXXXXX)

@@ -256,7 +256,8 @@ impl Monitor {
             Measure::Count => format!("{counted} runs"),
             _ if of <= 0 => "no data".to_owned(),
             Measure::Rate => {
-                let millionths = (i128::from(counted) * 1_000_000 / i128::from(of)).clamp(0, i128::from(i64::MAX)) as i64;
+                let millionths =
+                    (i128::from(counted) * 1_000_000 / i128::from(of)).clamp(0, i128::from(i64::MAX)) as i64;
                 format!("{} ({counted} of {of})", percent(millionths))
             }
             Measure::Duration => {

@@ -306,6 +306,8 @@ impl crate::Runtime {
             .into_iter()
             .map(|a| ((a.flow.clone(), a.monitor.clone()), a))
             .collect();
+        // The commits' tallies since the last evaluation, into the counts: what changed.
+        self.store.fold_monitor_pending()?;
         let (watched, failed) = self.monitors()?;
         let mut evaluation = Evaluation { failed, ..Evaluation::default() };
         // Once an hour (of this process), the minutes no window reaches are folded away.
@@ -349,7 +351,10 @@ impl crate::Runtime {
                         Some(raised)
                     } else {
                         // Another process raised it first: it is the one open.
-                        self.store.alerts(true, usize::MAX >> 1)?.into_iter().find(|a| (&a.flow, &a.monitor) == (&key.0, &key.1))
+                        self.store
+                            .alerts(true, usize::MAX >> 1)?
+                            .into_iter()
+                            .find(|a| (&a.flow, &a.monitor) == (&key.0, &key.1))
                     }
                 }
                 (_, Some(existing)) => {

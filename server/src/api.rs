@@ -220,6 +220,7 @@ pub async fn metrics(State(service): Shared, Authed(_): Authed) -> Answer {
     let store = blocking(&service, None, |service| {
         let store = service.runtime.store();
         let runs = store.runs(None).map_err(flow_runtime::Error::from)?;
+        store.fold_monitor_pending().map_err(flow_runtime::Error::from)?;
         let totals = store.monitor_totals().map_err(flow_runtime::Error::from)?;
         let open = store.alerts(true, 10_000).map_err(flow_runtime::Error::from)?;
         let monitors = flow_runtime::monitor::exposition(&totals, &open);

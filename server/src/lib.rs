@@ -409,7 +409,10 @@ const MONITOR_SECONDS: u64 = 30;
 /// Evaluates the monitors of the store's flows a second after the server starts, then every
 /// [`MONITOR_SECONDS`], on a thread of its own (a slow evaluation delays no timer): raises
 /// and resolves alerts, whose notices the webhook threads deliver.
-fn evaluate_monitors(service: Arc<Service>, stopping: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+fn evaluate_monitors(
+    service: Arc<Service>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tick = Duration::from_millis(50);
         let mut waited = Duration::from_secs(MONITOR_SECONDS - 1);

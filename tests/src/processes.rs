@@ -383,6 +383,9 @@ mod cuttable {
         fn fold_monitor_counts(&self, before: i64) -> Result<()> {
             self.reach()?.fold_monitor_counts(before)
         }
+        fn fold_monitor_pending(&self) -> Result<usize> {
+            self.reach()?.fold_monitor_pending()
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,

@@ -193,6 +193,9 @@ mod mutant {
         fn fold_monitor_counts(&self, before: i64) -> Result<()> {
             self.inner.fold_monitor_counts(before)
         }
+        fn fold_monitor_pending(&self) -> Result<usize> {
+            self.inner.fold_monitor_pending()
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,

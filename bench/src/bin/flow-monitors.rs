@@ -1,9 +1,10 @@
 //! The monitors' benchmark (`bench/monitors/run.sh`): builds a SQLite store of RUNS runs of
 //! a plan with monitors, spread evenly over DAYS days of the runtime's clock (so that every
-//! minute of every window has counts, as a busy flow's store has), then starts NEW more runs
-//! at the end, and times ROUNDS evaluations of every monitor. Prints JSON:
-//! `{"runs", "new", "build_s", "new_runs_per_s", "evaluations", "p50_ms", "min_ms", "max_ms",
-//! "monitors", "rows"}`.
+//! minute of every window has counts, as a busy flow's store has), then ROUNDS times starts
+//! NEW more runs at the end and times the evaluation of every monitor that follows; then
+//! ROUNDS evaluations with nothing new. Prints JSON: `{"runs", "new", "rounds", "build_s",
+//! "new_runs_per_s", "after_new_p50_ms", "after_new_min_ms", "after_new_max_ms",
+//! "idle_p50_ms", "monitors", "series"}`.
 //!
 //! `flow-monitors STORE.db PLAN.json RUNS NEW DAYS ROUNDS`
 
@@ -70,32 +71,42 @@ fn run(store: &str, plan: &str, runs: u64, new: u64, days: u64, rounds: u64) -> 
         }
     }
     let build_s = built.elapsed().as_secs_f64();
-    // The new runs since the last evaluation: the last minutes of the history.
     runtime.evaluate_monitors().map_err(|e| e.to_string())?;
-    let added = Instant::now();
-    for n in runs..runs + new {
-        start(n)?;
-    }
-    let new_s = added.elapsed().as_secs_f64();
-    let mut times = Vec::new();
+    // ROUNDS times: NEW runs more at the end of the history, then one evaluation, timed.
+    let mut after_new = Vec::new();
+    let mut new_s = 0.0;
     let mut monitors = 0;
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        let added = Instant::now();
+        for n in runs + round * new..runs + (round + 1) * new {
+            start(n)?;
+        }
+        new_s += added.elapsed().as_secs_f64();
         let at = Instant::now();
         let evaluation = runtime.evaluate_monitors().map_err(|e| e.to_string())?;
-        times.push(at.elapsed().as_secs_f64() * 1000.0);
+        after_new.push(at.elapsed().as_secs_f64() * 1000.0);
         monitors = evaluation.readings.len();
     }
-    times.sort_by(f64::total_cmp);
+    // And with nothing new.
+    let mut idle = Vec::new();
+    for _ in 0..rounds {
+        let at = Instant::now();
+        runtime.evaluate_monitors().map_err(|e| e.to_string())?;
+        idle.push(at.elapsed().as_secs_f64() * 1000.0);
+    }
+    after_new.sort_by(f64::total_cmp);
+    idle.sort_by(f64::total_cmp);
     let rows = runtime.store().monitor_totals().map_err(|e| e.to_string())?.len();
     Ok(json!({
         "runs": runs,
         "new": new,
+        "rounds": rounds,
         "build_s": build_s,
-        "new_runs_per_s": new as f64 / new_s,
-        "evaluations": rounds,
-        "p50_ms": times.get(times.len() / 2),
-        "min_ms": times.first(),
-        "max_ms": times.last(),
+        "new_runs_per_s": (new * rounds) as f64 / new_s,
+        "after_new_p50_ms": after_new.get(after_new.len() / 2),
+        "after_new_min_ms": after_new.first(),
+        "after_new_max_ms": after_new.last(),
+        "idle_p50_ms": idle.get(idle.len() / 2),
         "monitors": monitors,
         "series": rows,
     }))

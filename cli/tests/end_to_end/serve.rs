@@ -1841,7 +1841,24 @@ fn the_stewards_pages_show_governance_changes_and_what_ifs() {
     let refusals = flowc(&dir, &["refusals"]);
     assert!(text(&refusals).contains("aud: refused what-if"), "{}", text(&refusals));
 
-    // The dashboard: the three runs of today, each signal drawn, the numbers in a table.
+    // An alert of the loan flow's, raised in the store as a monitor raises it, its value
+    // written by someone who could write the store.
+    let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
+    let alert = flow_runtime::store::Alert {
+        id: "loan/overrides/1800000000-00000001".to_owned(),
+        flow: "loan".to_owned(),
+        monitor: "overrides".to_owned(),
+        severity: "critical".to_owned(),
+        routes: vec!["governance".to_owned(), "officer".to_owned()],
+        condition: "overrides over 30d above 5%".to_owned(),
+        raised: "2027-01-15T08:00:00Z".to_owned(),
+        value: "<script>alert(1)</script>".to_owned(),
+        resolved: None,
+        cleared: None,
+    };
+    assert!(flow_runtime::store::Store::raise_alert(&store, &alert, &[]).unwrap());
+    // The dashboard: the alert first, then the three runs of today, each signal drawn, the
+    // numbers in a table.
     let dashboard = browser.get("/ui/dashboard?flow=loan&days=7", Some(&steward));
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
     std::fs::write(dir.join("dashboard.html"), &dashboard.body).unwrap();
@@ -1856,11 +1873,16 @@ fn the_stewards_pages_show_governance_changes_and_what_ifs() {
         "<figcaption>Decision latency</figcaption>",
         "<figcaption>Review volume</figcaption>",
         "<td>3</td><td>3 completed</td>",
+        "<td>overrides</td><td>critical</td><td>overrides over 30d above 5%</td><td>governance, officer</td>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "<strong>open</strong>",
     ] {
         assert!(dashboard.body.contains(part), "`{part}` missing: {}", dashboard.body);
     }
+    assert!(!dashboard.body.contains("<script>"), "{}", dashboard.body);
     let none = browser.get("/ui/dashboard?flow=nothing-of-that-name", Some(&steward));
     assert!(none.body.contains("No run started in these 30 days"), "{}", none.body);
+    assert!(none.body.contains("No monitor has raised an alert."), "{}", none.body);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }

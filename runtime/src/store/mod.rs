@@ -274,7 +274,8 @@ pub struct Commit<'a> {
     /// Notifications of the commit's events to webhook endpoints, queued with them (an
     /// endpoint that has a notice of the same id keeps it).
     pub notices: &'a [Notice],
-    /// What the commit's events add to the counts of the monitors of the run's plan.
+    /// What the commit's events add to the counts of the monitors of the run's plan, kept
+    /// with it until [`Store::fold_monitor_pending`].
     pub tallies: &'a [Tally],
 }
 
@@ -290,6 +291,32 @@ pub struct Tally {
     pub counted: i64,
     /// What that is counted among (inferences, ends, …); 0 for a count.
     pub of: i64,
+}
+
+/// A commit's tallies as the store keeps them until they are folded into the counts: JSON,
+/// `[[flow, series, minute, counted, of], …]`.
+pub(crate) fn encode_tallies(tallies: &[Tally]) -> String {
+    let rows: Vec<Json> =
+        tallies.iter().map(|t| serde_json::json!([t.flow, t.series, t.minute, t.counted, t.of])).collect();
+    Json::Array(rows).to_string()
+}
+
+/// The tallies of the commits `texts` (as [`encode_tallies`] wrote them), summed by flow,
+/// series and minute, in that order.
+pub(crate) fn sum_tallies<'t>(
+    texts: impl IntoIterator<Item = &'t str>,
+) -> Result<std::collections::BTreeMap<(String, String, i64), (i64, i64)>> {
+    type Row = (String, String, i64, i64, i64);
+    let mut sums: std::collections::BTreeMap<(String, String, i64), (i64, i64)> = Default::default();
+    for text in texts {
+        let rows: Vec<Row> = serde_json::from_str(text)
+            .map_err(|e| StoreError::Unusable(format!("the monitors' pending counts are not readable: {e}")))?;
+        for (flow, series, minute, counted, of) in rows {
+            let sum = sums.entry((flow, series, minute)).or_default();
+            *sum = (sum.0.saturating_add(counted), sum.1.saturating_add(of));
+        }
+    }
+    Ok(sums)
 }
 
 /// An alert a monitor raised, and its end.
@@ -531,6 +558,10 @@ pub trait Store: Send + Sync {
     fn monitor_window(&self, flow: &str, series: &str, after_minute: i64) -> Result<(i64, i64)>;
     /// Every series' counts summed over all its minutes (`minute` 0), by flow and series.
     fn monitor_totals(&self) -> Result<Vec<Tally>>;
+    /// Adds the tallies of the commits stored since the last fold to the counts, each once
+    /// whoever folds at once: how many commits' tallies it folded. Commits store their
+    /// tallies as they are (one row each, cheap); windows and totals read the counts.
+    fn fold_monitor_pending(&self) -> Result<usize>;
     /// Folds the counts of the minutes up to `before_minute` into minute 0 of their series
     /// (no window reaches back that far): the totals stay, the rows do not grow for ever.
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()>;

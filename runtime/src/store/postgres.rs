@@ -141,7 +141,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
     "ALTER TABLE flow_waiting ADD COLUMN due BIGINT;
      CREATE INDEX flow_waiting_due ON flow_waiting (due, run) WHERE due IS NOT NULL;",
-    // 6: the counts monitors keep, by flow, series and minute; the alerts they raise.
+    // 6: the counts monitors keep, by flow, series and minute, and the commits' tallies not
+    // yet folded into them; the alerts they raise.
     "CREATE TABLE flow_monitor_counts (
        flow TEXT NOT NULL, series TEXT NOT NULL, minute BIGINT NOT NULL, counted BIGINT NOT NULL,
        total BIGINT NOT NULL, PRIMARY KEY (flow, series, minute)
@@ -151,7 +152,8 @@ const MIGRATIONS: &[&str] = &[
        routes TEXT NOT NULL, condition TEXT NOT NULL, raised TEXT NOT NULL, value TEXT NOT NULL,
        resolved TEXT, cleared TEXT
      );
-     CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;",
+     CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;
+     CREATE TABLE flow_monitor_pending (n BIGSERIAL PRIMARY KEY, tallies TEXT NOT NULL);",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -160,6 +162,9 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// The key of the advisory lock that serialises appends to the log (any constant: "flow").
 const LOG_LOCK: i64 = 0x666c_6f77;
+
+/// The advisory lock folds of the monitors' counts take turns under.
+const MONITOR_LOCK: i64 = 0x666c_6f78;
 
 const BASE: &str = "
 CREATE TABLE IF NOT EXISTS flow_schema (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER NOT NULL);
@@ -730,32 +735,12 @@ impl Store for PostgresStore {
             // Only one signer signs a group: the commits of one runtime.
             log_append(&mut tx, &entries, commits.iter().find_map(|c| c.key))?;
         }
-        // The monitors' counts last, summed by row and in order, under the log's lock: the
-        // commits that add to one minute's row take turns rather than deadlock.
-        let mut tallies: std::collections::BTreeMap<(&str, &str, i64), (i64, i64)> = Default::default();
-        for t in commits.iter().flat_map(|c| c.tallies) {
-            let sum = tallies.entry((t.flow.as_str(), t.series.as_str(), t.minute)).or_default();
-            *sum = (sum.0 + t.counted, sum.1 + t.of);
-        }
+        // The monitors' tallies, a row per commit, folded into the counts later.
+        let tallies: Vec<String> =
+            commits.iter().filter(|c| !c.tallies.is_empty()).map(|c| super::encode_tallies(c.tallies)).collect();
         if !tallies.is_empty() {
-            let (mut flows, mut series, mut minutes, mut counted, mut totals) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((flow, s, minute), (c, t)) in tallies {
-                flows.push(flow);
-                series.push(s);
-                minutes.push(minute);
-                counted.push(c);
-                totals.push(t);
-            }
-            tx.execute(
-                "INSERT INTO flow_monitor_counts (flow, series, minute, counted, total) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
-                 ON CONFLICT (flow, series, minute) DO UPDATE SET \
-                 counted = flow_monitor_counts.counted + excluded.counted, \
-                 total = flow_monitor_counts.total + excluded.total",
-                &[&flows, &series, &minutes, &counted, &totals],
-            )
-            .map_err(&write)?;
+            tx.execute("INSERT INTO flow_monitor_pending (tallies) SELECT * FROM unnest($1::text[])", &[&tallies])
+                .map_err(&write)?;
         }
         tx.commit().map_err(|e| {
             if is_unique_violation(&e) {
@@ -1434,13 +1419,46 @@ impl Store for PostgresStore {
         })
     }
 
+    fn fold_monitor_pending(&self) -> Result<usize> {
+        let failed = unusable("cannot fold the monitors' pending counts");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        // Folds take turns; commits only add pending rows, and those not committed yet are
+        // not seen, so not deleted: the next fold takes them.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MONITOR_LOCK]).map_err(&failed)?;
+        let rows = tx.query("DELETE FROM flow_monitor_pending RETURNING tallies", &[]).map_err(&failed)?;
+        let texts: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        let sums = super::sum_tallies(texts.iter().map(String::as_str))?;
+        if !sums.is_empty() {
+            let (mut flows, mut series, mut minutes, mut counted, mut totals) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((flow, s, minute), (c, t)) in sums {
+                flows.push(flow);
+                series.push(s);
+                minutes.push(minute);
+                counted.push(c);
+                totals.push(t);
+            }
+            tx.execute(
+                "INSERT INTO flow_monitor_counts (flow, series, minute, counted, total) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+                 ON CONFLICT (flow, series, minute) DO UPDATE SET \
+                 counted = flow_monitor_counts.counted + excluded.counted, \
+                 total = flow_monitor_counts.total + excluded.total",
+                &[&flows, &series, &minutes, &counted, &totals],
+            )
+            .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(texts.len())
+    }
+
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {
         let failed = unusable("cannot fold the monitors' counts");
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(&failed)?;
-        // Under the log's lock, as commits add to the counts: the rows folded are not being
-        // added to, and two folds take turns.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(&failed)?;
+        // Folds take turns.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MONITOR_LOCK]).map_err(&failed)?;
         tx.execute(
             "INSERT INTO flow_monitor_counts (flow, series, minute, counted, total) \
              SELECT flow, series, 0, SUM(counted), SUM(total) FROM flow_monitor_counts \

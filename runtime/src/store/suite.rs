@@ -1018,6 +1018,20 @@ fn monitor_counts_and_alerts(store: &dyn Store, open: Open<'_>) -> Outcome {
         .err()
         .ok_or("a group with two creations of one run was stored")?;
     store.append_all(&[commit(&second, &second_events, &later)]).map_err(failed("append a group"))?;
+    // The tallies wait until they are folded into the counts; two handles folding at once
+    // fold each once.
+    let unfolded = store.monitor_window("suite", "runs", 0).map_err(failed("read the counts"))?;
+    ensure(unfolded == (0, 0), || format!("counts before folding: {unfolded:?}"))?;
+    let other = open().map_err(failed("open another handle"))?;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let theirs = scope.spawn(|| other.fold_monitor_pending());
+        (store.fold_monitor_pending(), theirs.join())
+    });
+    let mine = mine.map_err(failed("fold"))?;
+    let theirs = theirs.map_err(|_| "a handle panicked".to_owned())?.map_err(failed("fold"))?;
+    ensure(mine + theirs == 2, || format!("two commits' tallies folded as {mine} and {theirs}"))?;
+    let none = store.fold_monitor_pending().map_err(failed("fold again"))?;
+    ensure(none == 0, || format!("{none} commits folded again"))?;
     let window = |series: &str, after: i64| store.monitor_window("suite", series, after);
     let counts = [window("degraded(score)", 99), window("degraded(score)", 100), window("runs", 0)];
     let counts: Vec<(i64, i64)> = counts.into_iter().collect::<Result<_>>().map_err(failed("read the counts"))?;

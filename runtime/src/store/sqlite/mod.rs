@@ -61,7 +61,8 @@ const MIGRATIONS: &[&str] = &[
     // 7: when a waiting step's next timer (a reminder, a deadline) falls, in seconds.
     "ALTER TABLE waiting ADD COLUMN due INTEGER;
      CREATE INDEX waiting_due ON waiting (due, run) WHERE due IS NOT NULL;",
-    // 8: the counts monitors keep, by flow, series and minute; the alerts they raise.
+    // 8: the counts monitors keep, by flow, series and minute, and the commits' tallies not
+    // yet folded into them; the alerts they raise.
     "CREATE TABLE monitor_counts (
        flow TEXT NOT NULL, series TEXT NOT NULL, minute INTEGER NOT NULL, counted INTEGER NOT NULL,
        total INTEGER NOT NULL, PRIMARY KEY (flow, series, minute)
@@ -71,7 +72,8 @@ const MIGRATIONS: &[&str] = &[
        routes TEXT NOT NULL, condition TEXT NOT NULL, raised TEXT NOT NULL, value TEXT NOT NULL,
        resolved TEXT, cleared TEXT
      );
-     CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;",
+     CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;
+     CREATE TABLE monitor_pending (n INTEGER PRIMARY KEY, tallies TEXT NOT NULL);",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -124,6 +126,7 @@ struct Texts {
     bodies: Vec<String>,
     results: Vec<String>,
     notices: Vec<String>,
+    tallies: Option<String>,
 }
 
 impl Texts {
@@ -132,6 +135,7 @@ impl Texts {
             bodies: commit.events.iter().map(|e| e.body.to_string()).collect(),
             results: commit.results.iter().map(|r| r.result.to_string()).collect(),
             notices: notice_texts(commit.notices),
+            tallies: (!commit.tallies.is_empty()).then(|| super::encode_tallies(commit.tallies)),
         }
     }
 }
@@ -142,7 +146,7 @@ fn notice_texts(notices: &[super::Notice]) -> Vec<String> {
 
 /// One commit of [`Store::append_all`], inside its transaction, but for the log.
 fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> {
-    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies } = *commit;
+    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies: _ } = *commit;
     let current: Option<i64> = tx
         .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
         .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
@@ -206,14 +210,10 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
             .map_err(&write)?;
     }
     queue_notices(tx, notices, &texts.notices, None)?;
-    for t in tallies {
-        tx.prepare_cached(
-            "INSERT INTO monitor_counts (flow, series, minute, counted, total) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (flow, series, minute) DO UPDATE SET counted = counted + excluded.counted, \
-             total = total + excluded.total",
-        )
-        .and_then(|mut s| s.execute(params![t.flow, t.series, t.minute, t.counted, t.of]))
-        .map_err(&write)?;
+    if let Some(text) = &texts.tallies {
+        tx.prepare_cached("INSERT INTO monitor_pending (tallies) VALUES (?1)")
+            .and_then(|mut s| s.execute([text]))
+            .map_err(&write)?;
     }
     Ok(())
 }
@@ -1187,6 +1187,31 @@ impl Store for SqliteStore {
             })
             .map_err(unusable("cannot read the monitors' counts"))?;
         rows.map(|r| r.map_err(unusable("cannot read the monitors' counts"))).collect()
+    }
+
+    fn fold_monitor_pending(&self) -> Result<usize> {
+        let mut conn = self.conn()?;
+        let failed = unusable("cannot fold the monitors' pending counts");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let pending: Vec<(i64, String)> = {
+            let mut statement = tx.prepare("SELECT n, tallies FROM monitor_pending ORDER BY n").map_err(&failed)?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(&failed)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&failed)?
+        };
+        let Some((last, _)) = pending.last() else { return Ok(0) };
+        let sums = super::sum_tallies(pending.iter().map(|(_, text)| text.as_str()))?;
+        for ((flow, series, minute), (counted, of)) in sums {
+            tx.prepare_cached(
+                "INSERT INTO monitor_counts (flow, series, minute, counted, total) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (flow, series, minute) DO UPDATE SET counted = counted + excluded.counted, \
+                 total = total + excluded.total",
+            )
+            .and_then(|mut s| s.execute(params![flow, series, minute, counted, of]))
+            .map_err(&failed)?;
+        }
+        tx.execute("DELETE FROM monitor_pending WHERE n <= ?1", [last]).map_err(&failed)?;
+        tx.commit().map_err(&failed)?;
+        Ok(pending.len())
     }
 
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {
