@@ -17,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 "$root/target/release/flow-monitors" "$work/runs.db" "$work/watched.plan.json" "$RUNS" "$NEW" 30 "$ROUNDS"
 # Beside it, what counting costs a start: NEW runs on a fresh store of the same flow
 # without its monitors, then with them.
-grep -v '^  monitor ' "$root/bench/monitors/watched.flow" > "$work/unwatched.flow"
+awk '/^  monitor /{skip=1; next} skip && /^    /{next} {skip=0; print}' "$root/bench/monitors/watched.flow" > "$work/unwatched.flow"
 "$root/target/release/flowc" build "$work/unwatched.flow" -o "$work/unwatched.plan.json" >/dev/null
 "$root/target/release/flow-monitors" "$work/without.db" "$work/unwatched.plan.json" 0 "$NEW" 30 1
 "$root/target/release/flow-monitors" "$work/with.db" "$work/watched.plan.json" 0 "$NEW" 30 1

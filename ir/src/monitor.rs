@@ -3,7 +3,8 @@
 //! Every metric is a count, or a ratio of two counts, of what the runs' events tell: runs
 //! started, inferences and the degraded ones among them, blocking gates that held and those
 //! overridden, human steps opened and those escalated, timed out or decided later than a
-//! threshold. So a window's value is a sum over the counts of its minutes, kept as the runs
+//! threshold; and of what checking each run that ended finds: evidence that checks, runs
+//! that do not replay. So a window's value is a sum over the counts of its minutes, kept as the runs
 //! commit, and a condition is decided exactly, in integers.
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,11 @@ pub enum Metric {
     TimedOut,
     /// The time from a human step's opening to its end, at a quantile.
     Latency,
+    /// Runs whose evidence checks (its chain, its record, its signature), among the runs
+    /// checked when they ended.
+    Evidence,
+    /// Runs that ended and do not replay exactly from their evidence.
+    ReplayFailures,
 }
 
 /// What a metric's threshold is.
@@ -76,7 +82,7 @@ pub enum Subject {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Runs,
         Metric::Outcome,
         Metric::Degraded,
@@ -85,6 +91,8 @@ impl Metric {
         Metric::Escalated,
         Metric::TimedOut,
         Metric::Latency,
+        Metric::Evidence,
+        Metric::ReplayFailures,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +105,8 @@ impl Metric {
             Metric::Escalated => "escalated",
             Metric::TimedOut => "timed_out",
             Metric::Latency => "latency",
+            Metric::Evidence => "evidence",
+            Metric::ReplayFailures => "replay_failures",
         }
     }
 
@@ -106,7 +116,7 @@ impl Metric {
 
     pub fn measure(self) -> Measure {
         match self {
-            Metric::Runs => Measure::Count,
+            Metric::Runs | Metric::ReplayFailures => Measure::Count,
             Metric::Latency => Measure::Duration,
             _ => Measure::Rate,
         }
@@ -115,7 +125,7 @@ impl Metric {
     /// What the metric is of, and whether it must name it.
     pub fn subject(self) -> (Subject, bool) {
         match self {
-            Metric::Runs => (Subject::Nothing, false),
+            Metric::Runs | Metric::Evidence | Metric::ReplayFailures => (Subject::Nothing, false),
             Metric::Outcome => (Subject::Status, true),
             Metric::Degraded => (Subject::Inference, false),
             Metric::Blocked | Metric::Overrides => (Subject::BlockingGate, false),
@@ -136,7 +146,15 @@ impl Metric {
             Metric::Escalated => "openings of the step a deadline escalated, among its openings",
             Metric::TimedOut => "openings of the step a deadline decided or blocked, among its openings",
             Metric::Latency => "the time from the step's opening to its end, at the quantile",
+            Metric::Evidence => "runs whose evidence checks, among the runs checked when they ended",
+            Metric::ReplayFailures => "runs that ended and do not replay exactly",
         }
+    }
+
+    /// Whether it is counted by checking each run that ends: its evidence verified and the
+    /// run replayed, once, by whoever evaluates the monitors next.
+    pub fn checks_runs(self) -> bool {
+        matches!(self, Metric::Evidence | Metric::ReplayFailures)
     }
 }
 
@@ -253,6 +271,7 @@ impl Monitor {
     /// A window's value in words: `7.14% (12 of 168)`, `14 runs`, `3 of 40 ends later than 24h`.
     pub fn value_text(&self, counted: i64, of: i64) -> String {
         match self.metric.measure() {
+            Measure::Count if self.metric == Metric::ReplayFailures => format!("{counted} runs that do not replay"),
             Measure::Count => format!("{counted} runs"),
             _ if of <= 0 => "no data".to_owned(),
             Measure::Rate => {

@@ -85,6 +85,7 @@ pub(crate) struct Prepared {
     released: Vec<(String, String)>,
     notices: Vec<crate::store::Notice>,
     tallies: Vec<crate::store::Tally>,
+    check: Option<i64>,
 }
 
 impl Prepared {
@@ -100,6 +101,7 @@ impl Prepared {
             released: &self.released,
             notices: &self.notices,
             tallies: &self.tallies,
+            check: self.check,
         }
     }
 }
@@ -197,7 +199,8 @@ impl Log {
             self.created = at.clone();
         }
         let pending = std::mem::take(&mut self.pending);
-        let tallies = crate::monitor::tallies(analysis, state, &pending, &mut self.watch, recorded);
+        let crate::monitor::Counted { tallies, check } =
+            crate::monitor::tallies(analysis, state, &pending, &mut self.watch, recorded);
         for (i, event) in pending.into_iter().enumerate() {
             self.observe(&analysis.body().flow.name, &event);
             let seq = self.seq + i as u64;
@@ -264,6 +267,7 @@ impl Log {
         Ok(Some(Prepared {
             notices,
             tallies,
+            check,
             expected_seq: self.seq,
             events: stored,
             waiting,

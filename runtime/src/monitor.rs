@@ -1,12 +1,13 @@
 //! Monitors over the store: what each commit adds to the counts of the monitors of its
-//! run's plan ([`tallies`], stored in the commit's transaction), and their evaluation
-//! ([`Runtime::evaluate_monitors`]), which raises and resolves alerts.
+//! run's plan ([`tallies`], stored in the commit's transaction as one row), and their
+//! evaluation ([`Runtime::evaluate_monitors`]), which folds the rows of the commits since the
+//! last one into per-minute counts and raises and resolves alerts.
 //!
-//! A monitor's value over a window is the sum of the counts of the window's minutes, so
-//! evaluating every monitor reads one row per minute of its window, whatever the number of
-//! runs stored or changed. Counts go to the minute of the commit that recorded what they
-//! count, by the runtime's clock: a run's start, an inference, a gate, the opening and end
-//! of a human step. A monitor counts the runs of the plans that declare it, from when they
+//! A monitor's value over a window is the sum of the counts of the window's minutes, so an
+//! evaluation reads the commits since the last one and one row per minute of each window,
+//! whatever the number of runs stored. Counts go to the minute of the commit that recorded
+//! what they count, by the runtime's clock: a run's start, an inference, a gate, the opening
+//! and end of a human step. A monitor counts the runs of the plans that declare it, from when they
 //! declare it; its series ([`Monitor::series`]) goes on across versions that count alike.
 
 use flow_ir::expr::Timestamp;
@@ -115,20 +116,30 @@ impl Watch {
     }
 }
 
+/// What a commit adds for the monitors.
+pub(crate) struct Counted {
+    /// One per series its events count in.
+    pub(crate) tallies: Vec<Tally>,
+    /// The run ended in this minute, and is to be checked (evidence, replay).
+    pub(crate) check: Option<i64>,
+}
+
 /// What `events`, recorded now in one commit of a run of `analysis`, add to the counts of
-/// its plan's monitors, one tally per series. `watch` is the run's, kept up to date.
-/// Nothing for a plan without monitors.
+/// its plan's monitors, one tally per series; and whether the run ended, to be checked.
+/// `watch` is the run's, kept up to date. Nothing for a plan without monitors.
 pub(crate) fn tallies(
     analysis: &Analysis,
     state: &State,
     events: &[Event<Value>],
     watch: &mut Watch,
     now: Timestamp,
-) -> Vec<Tally> {
+) -> Counted {
     let monitors = &analysis.body().monitors;
     if monitors.is_empty() {
-        return Vec::new();
+        return Counted { tallies: Vec::new(), check: None };
     }
+    let checks = monitors.iter().any(|m| m.metric.checks_runs());
+    let mut check = None;
     // Monitors that count the same series (two windows of one metric) count it once.
     let mut series: Vec<(String, &Monitor, (i64, i64))> = Vec::with_capacity(monitors.len());
     for monitor in monitors {
@@ -139,13 +150,16 @@ pub(crate) fn tallies(
     }
     for event in events {
         let noted = watch.note(event, now.seconds);
+        if checks && noted.stopped.is_some_and(Status::is_final) {
+            check = Some(now.seconds.div_euclid(60));
+        }
         for (_, monitor, sum) in &mut series {
             let (counted, of) = count(analysis, state, monitor, event, noted);
             *sum = (sum.0 + counted, sum.1 + of);
         }
     }
     let flow = analysis.body().flow.name.as_str();
-    series
+    let tallies = series
         .into_iter()
         .filter(|(_, _, sum)| *sum != (0, 0))
         .map(|(series, _, (counted, of))| Tally {
@@ -155,11 +169,12 @@ pub(crate) fn tallies(
             counted,
             of,
         })
-        .collect()
+        .collect();
+    Counted { tallies, check }
 }
 
-/// What one event adds to one monitor's counts: (counted, of). `ended` is the step the
-/// event ends and how long it waited, in seconds.
+/// What one event adds to one monitor's counts: (counted, of), given what it meant
+/// (`noted`: the step it ended and how long that waited, a new stop).
 fn count(analysis: &Analysis, state: &State, monitor: &Monitor, event: &Event<Value>, noted: Noted<'_>) -> (i64, i64) {
     let subject = monitor.subject.as_deref();
     let of = |node: &str| subject.is_none_or(|s| s == node);
@@ -205,6 +220,9 @@ fn first_escalation(analysis: &Analysis, state: &State, node: &str, at: &Timesta
     }
 }
 
+/// What could not be read or evaluated, and why.
+pub type Failures = Vec<(String, String)>;
+
 /// A monitor as the store's evaluation sees it: the flow's newest plan declaring it.
 #[derive(Clone, Debug)]
 pub struct Watched {
@@ -239,7 +257,7 @@ pub struct Evaluation {
     pub resolved: Vec<Alert>,
     /// What could not be evaluated, and why: a plan of the store that does not load, a
     /// monitor whose counts could not be read. The others were evaluated.
-    pub failed: Vec<(String, String)>,
+    pub failed: Failures,
 }
 
 /// Orders versions: `2.10.0` after `2.9.1`, a release after its pre-releases (`2.0.0`
@@ -255,7 +273,7 @@ fn version_key(version: &str) -> (Vec<u64>, bool, String) {
 impl crate::Runtime {
     /// The monitors of the flows in the store: each flow's, from its newest version in the
     /// store (by semantic version); and the plans that do not load, with why.
-    pub fn monitors(&self) -> Result<(Vec<Watched>, Vec<(String, String)>)> {
+    pub fn monitors(&self) -> Result<(Vec<Watched>, Failures)> {
         let mut newest: std::collections::BTreeMap<String, std::sync::Arc<Analysis>> = Default::default();
         let mut failed = Vec::new();
         for hash in self.store.plans()? {
@@ -306,10 +324,12 @@ impl crate::Runtime {
             .into_iter()
             .map(|a| ((a.flow.clone(), a.monitor.clone()), a))
             .collect();
-        // The commits' tallies since the last evaluation, into the counts: what changed.
-        self.store.fold_monitor_pending()?;
         let (watched, failed) = self.monitors()?;
         let mut evaluation = Evaluation { failed, ..Evaluation::default() };
+        // The runs that ended since the last evaluation, checked for the monitors that count
+        // them; then the commits' tallies since, into the counts: what changed.
+        self.check_ended_runs(&watched, &mut evaluation)?;
+        self.store.fold_monitor_pending()?;
         // Once an hour (of this process), the minutes no window reaches are folded away.
         let longest = flow_ir::monitor::LONGEST_WINDOW / 60 + 24 * 60;
         if minute - self.monitors_folded.load(std::sync::atomic::Ordering::Relaxed) >= 60 {
@@ -374,6 +394,43 @@ impl crate::Runtime {
             }
         }
         Ok(evaluation)
+    }
+
+    /// Checks each run that ended and waits for it (its evidence verified, the run replayed
+    /// exactly), for the monitors of its flow that count such checks, by the minute it ended.
+    /// A run that cannot be read at all is named in `failed` and taken off the list.
+    fn check_ended_runs(&self, watched: &[Watched], evaluation: &mut Evaluation) -> Result<()> {
+        for (run, flow, minute) in self.store.monitor_checks(1_000_000)? {
+            let mut tallies: Vec<Tally> = Vec::new();
+            let record = self.store.run(&run)?;
+            let facts = match record {
+                Some(record) => {
+                    let raw = self.store.events(&run)?;
+                    Some(self.run_facts(&record, raw, true))
+                }
+                None => {
+                    evaluation
+                        .failed
+                        .push((format!("run {run}"), "it is listed to be checked, but not stored".to_owned()));
+                    None
+                }
+            };
+            if let Some(facts) = facts {
+                for w in watched.iter().filter(|w| w.flow == flow && w.monitor.metric.checks_runs()) {
+                    let series = w.monitor.series();
+                    if tallies.iter().any(|t| t.series == series) {
+                        continue;
+                    }
+                    let (counted, of) = match w.monitor.metric {
+                        Metric::Evidence => (i64::from(facts.complete), 1),
+                        _ => (i64::from(facts.replayed != Some(true)), 0),
+                    };
+                    tallies.push(Tally { flow: flow.clone(), series, minute, counted, of });
+                }
+            }
+            self.store.finish_monitor_check(&run, &tallies)?;
+        }
+        Ok(())
     }
 
     fn resolve(&self, alert: Alert, now: Timestamp, value: &str, evaluation: &mut Evaluation) -> Result<()> {

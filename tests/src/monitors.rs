@@ -2,7 +2,8 @@
 //! the store) is what a straightforward recount of every stored event gives, for every
 //! metric and window; alerts are raised when a condition holds and resolved when it clears,
 //! once however many processes evaluate, with notices queued for the endpoints of their
-//! routes only. On SQLite and PostgreSQL.
+//! routes only; runs whose stored evidence someone changed are found when they are checked.
+//! On SQLite and PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,8 @@ flow watched {
   monitor expiries: timed_out(check) over 3h above 10% severity high to owner
   monitor slow: p90 latency(check) over 3h above 30m severity medium to owner
   monitor blocked_runs: outcome(blocked) over 2h above 30% severity medium to director
+  monitor evidence_gaps: evidence over 3h below 100% severity critical to governance
+  monitor replays: replay_failures over 3h above 0 severity high to platform
 }
 "#;
 
@@ -147,7 +150,7 @@ impl Rng {
 
 /// Each series' counts by minute, recounted from every stored event (its JSON and the time
 /// it was recorded), by the metrics' definitions, without the runtime's code.
-fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap<i64, (i64, i64)>> {
+fn recount(store: &dyn Store, monitors: &[Monitor], forged: &[String]) -> BTreeMap<String, BTreeMap<i64, (i64, i64)>> {
     let mut out: BTreeMap<String, BTreeMap<i64, (i64, i64)>> = BTreeMap::new();
     // A series is counted once, however many monitors watch it.
     let series: BTreeMap<String, &Monitor> = monitors.iter().map(|m| (m.series(), m)).collect();
@@ -158,6 +161,8 @@ fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap
         // The status the run last stopped with: a blocked run settles `blocked` again each
         // time it is advanced, and stops once.
         let mut stopped: Option<String> = None;
+        // When it last ended (a final status), for the checks of its evidence and replay.
+        let mut ended: Option<i64> = None;
         for raw in events {
             let minute = flow_ir::time::parse_timestamp(&raw.at).expect("an instant").0.div_euclid(60);
             let at = flow_ir::time::parse_timestamp(&raw.at).expect("an instant").0;
@@ -186,6 +191,9 @@ fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap
                 } else {
                     if stopped.as_ref() != Some(&status) {
                         stop = Some(status.clone());
+                        if status != "blocked" {
+                            ended = Some(minute);
+                        }
                     }
                     stopped = Some(status);
                 }
@@ -225,6 +233,19 @@ fn recount(store: &dyn Store, monitors: &[Monitor]) -> BTreeMap<String, BTreeMap
                 }
             }
         }
+        // A run that ended is checked once: counted by the minute it ended.
+        if let Some(minute) = ended {
+            let forged = forged.contains(&run.id);
+            for m in series.values() {
+                let (counted, total) = match m.metric {
+                    Metric::Evidence => (i64::from(!forged), 1),
+                    Metric::ReplayFailures => (i64::from(forged), 0),
+                    _ => continue,
+                };
+                let sum = out.entry(m.series()).or_default().entry(minute).or_default();
+                *sum = (sum.0 + counted, sum.1 + total);
+            }
+        }
     }
     out
 }
@@ -239,12 +260,42 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a directory");
     let path = dir.join("runs.db");
-    let mut stores: Vec<Box<dyn Fn() -> Box<dyn Store>>> =
-        vec![Box::new(move || Box::new(SqliteStore::open(&path).expect("opens")))];
+    // How each store is opened, and how someone who can write it changes a run's evidence.
+    type Opener = Box<dyn Fn() -> Box<dyn Store>>;
+    type Forger = Box<dyn Fn(&str)>;
+    let forged_path = path.clone();
+    let mut stores: Vec<(Opener, Forger)> = vec![(
+        Box::new(move || Box::new(SqliteStore::open(&path).expect("opens"))),
+        Box::new(move |run| {
+            let db = rusqlite::Connection::open(&forged_path).expect("opens");
+            let changed = db
+                .execute(
+                    "UPDATE events SET body = replace(body, '\"summary\":\"', '\"summary\":\"forged ') \
+                     WHERE run = ?1 AND body LIKE '%\"event\":\"settled\"%'",
+                    [run],
+                )
+                .expect("forges");
+            assert!(changed > 0, "no event of {run} changed");
+        }),
+    )];
     if let Some(url) = crate::postgres::database("monitors") {
-        stores.push(Box::new(move || Box::new(PostgresStore::open(&url).expect("opens"))));
+        let forging = url.clone();
+        stores.push((
+            Box::new(move || Box::new(PostgresStore::open(&url).expect("opens"))),
+            Box::new(move |run| {
+                let mut client = ::postgres::Client::connect(&forging, ::postgres::NoTls).expect("connects");
+                let changed = client
+                    .execute(
+                        "UPDATE flow_events SET body = replace(body, '\"summary\":\"', '\"summary\":\"forged ') \
+                         WHERE run = $1 AND body LIKE '%\"event\":\"settled\"%'",
+                        &[&run],
+                    )
+                    .expect("forges");
+                assert!(changed > 0, "no event of {run} changed");
+            }),
+        ));
     }
-    for open in &stores {
+    for (open, forge) in &stores {
         let clock: Seconds = Arc::new(Mutex::new(T0));
         let (runtime, analysis) = runtime_on(open(), &clock);
         let evaluator = runtime_on(open(), &clock).0;
@@ -254,6 +305,7 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
         let director = principal("dora", &["director"]);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut pending: Vec<String> = Vec::new();
+        let mut forged: Vec<String> = Vec::new();
         let mut blocked: Vec<String> = Vec::new();
         let mut raised = 0;
         let mut resolved = 0;
@@ -281,6 +333,12 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
                 match view.status {
                     Status::Pending => pending.push(view.run),
                     Status::Blocked => blocked.push(view.run),
+                    // Now and then, someone who can write the store changes a run that just
+                    // ended: its evidence no longer checks, and it does not replay.
+                    _ if troubled && forged.len() < 3 && rng.chance(30) => {
+                        forge(&view.run);
+                        forged.push(view.run);
+                    }
                     _ => {}
                 }
             }
@@ -328,7 +386,7 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
                 });
                 raised += a.raised.len() + b.raised.len();
                 resolved += a.resolved.len() + b.resolved.len();
-                let recounted = recount(runtime.store(), &monitors);
+                let recounted = recount(runtime.store(), &monitors, &forged);
                 for reading in &a.readings {
                     let m = &reading.watched.monitor;
                     let expected =
@@ -345,7 +403,7 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
             }
         }
         for (name, (counted, of)) in &seen {
-            let count = ["volume", "busy"].contains(&name.as_str());
+            let count = ["volume", "busy", "replays"].contains(&name.as_str());
             assert!(*counted > 0 && (*of > 0 || count), "monitor `{name}` saw nothing: {seen:?}");
         }
         let fired: std::collections::BTreeSet<String> =

@@ -386,6 +386,12 @@ mod cuttable {
         fn fold_monitor_pending(&self) -> Result<usize> {
             self.reach()?.fold_monitor_pending()
         }
+        fn monitor_checks(&self, limit: usize) -> Result<Vec<(String, String, i64)>> {
+            self.reach()?.monitor_checks(limit)
+        }
+        fn finish_monitor_check(&self, run: &str, tallies: &[flow_runtime::store::Tally]) -> Result<bool> {
+            self.reach()?.finish_monitor_check(run, tallies)
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,

@@ -196,6 +196,12 @@ mod mutant {
         fn fold_monitor_pending(&self) -> Result<usize> {
             self.inner.fold_monitor_pending()
         }
+        fn monitor_checks(&self, limit: usize) -> Result<Vec<(String, String, i64)>> {
+            self.inner.monitor_checks(limit)
+        }
+        fn finish_monitor_check(&self, run: &str, tallies: &[flow_runtime::store::Tally]) -> Result<bool> {
+            self.inner.finish_monitor_check(run, tallies)
+        }
         fn raise_alert(
             &self,
             alert: &flow_runtime::store::Alert,
@@ -472,6 +478,7 @@ fn append_settled(store: &dyn flow_runtime::store::Store, id: &str) -> flow_runt
         released: &[],
         notices: &[],
         tallies: &[],
+        check: None,
     })
 }
 

@@ -1874,7 +1874,7 @@ fn the_stewards_pages_show_governance_changes_and_what_ifs() {
         "<figcaption>Review volume</figcaption>",
         "<td>3</td><td>3 completed</td>",
         "<td>overrides</td><td>critical</td><td>overrides over 30d above 5%</td><td>governance, officer</td>",
-        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&#60;script&#62;alert(1)&#60;/script&#62;",
         "<strong>open</strong>",
     ] {
         assert!(dashboard.body.contains(part), "`{part}` missing: {}", dashboard.body);

@@ -556,7 +556,7 @@ impl Runtime {
             .collect())
     }
 
-    pub(super) fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>, replay: bool) -> RunFacts {
+    pub(crate) fn run_facts(&self, record: &RunRecord, raw: Vec<RawEvent>, replay: bool) -> RunFacts {
         let mut facts = RunFacts::of(record);
         let at: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
         let first_at = at.first().cloned().unwrap_or_default();

@@ -277,6 +277,9 @@ pub struct Commit<'a> {
     /// What the commit's events add to the counts of the monitors of the run's plan, kept
     /// with it until [`Store::fold_monitor_pending`].
     pub tallies: &'a [Tally],
+    /// The run ended in this minute and its plan's monitors check ended runs: it is listed
+    /// for [`Store::monitor_checks`].
+    pub check: Option<i64>,
 }
 
 /// What one commit adds to a monitor's counts: of one series of one flow
@@ -301,13 +304,13 @@ pub(crate) fn encode_tallies(tallies: &[Tally]) -> String {
     Json::Array(rows).to_string()
 }
 
-/// The tallies of the commits `texts` (as [`encode_tallies`] wrote them), summed by flow,
-/// series and minute, in that order.
-pub(crate) fn sum_tallies<'t>(
-    texts: impl IntoIterator<Item = &'t str>,
-) -> Result<std::collections::BTreeMap<(String, String, i64), (i64, i64)>> {
+/// Counts (counted, of) by flow, series and minute, in that order.
+pub(crate) type Sums = std::collections::BTreeMap<(String, String, i64), (i64, i64)>;
+
+/// The tallies of the commits `texts` (as [`encode_tallies`] wrote them), summed.
+pub(crate) fn sum_tallies<'t>(texts: impl IntoIterator<Item = &'t str>) -> Result<Sums> {
     type Row = (String, String, i64, i64, i64);
-    let mut sums: std::collections::BTreeMap<(String, String, i64), (i64, i64)> = Default::default();
+    let mut sums = Sums::new();
     for text in texts {
         let rows: Vec<Row> = serde_json::from_str(text)
             .map_err(|e| StoreError::Unusable(format!("the monitors' pending counts are not readable: {e}")))?;
@@ -562,6 +565,13 @@ pub trait Store: Send + Sync {
     /// whoever folds at once: how many commits' tallies it folded. Commits store their
     /// tallies as they are (one row each, cheap); windows and totals read the counts.
     fn fold_monitor_pending(&self) -> Result<usize>;
+    /// Runs that ended and wait to be checked for the monitors (their evidence verified, the
+    /// run replayed): (run, flow, minute it ended), at most `limit`.
+    fn monitor_checks(&self, limit: usize) -> Result<Vec<(String, String, i64)>>;
+    /// Takes a run off the list of [`Store::monitor_checks`] and keeps what its check counts
+    /// for the next fold, in one transaction: false, keeping nothing, when another handle
+    /// took it off first.
+    fn finish_monitor_check(&self, run: &str, tallies: &[Tally]) -> Result<bool>;
     /// Folds the counts of the minutes up to `before_minute` into minute 0 of their series
     /// (no window reaches back that far): the totals stay, the rows do not grow for ever.
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()>;

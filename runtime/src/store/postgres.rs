@@ -153,7 +153,8 @@ const MIGRATIONS: &[&str] = &[
        resolved TEXT, cleared TEXT
      );
      CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;
-     CREATE TABLE flow_monitor_pending (n BIGSERIAL PRIMARY KEY, tallies TEXT NOT NULL);",
+     CREATE TABLE flow_monitor_pending (n BIGSERIAL PRIMARY KEY, tallies TEXT NOT NULL);
+     CREATE TABLE flow_monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute BIGINT NOT NULL);",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -642,7 +643,7 @@ impl Store for PostgresStore {
             if is_unique_violation(&e) { StoreError::Conflict(first.run.id.clone()) } else { write(e) }
         };
         for commit in commits {
-            let Commit { run, expected_seq, waiting, results, lease, released, notices, .. } = *commit;
+            let Commit { run, expected_seq, waiting, results, lease, released, notices, check, .. } = *commit;
             let (owner, ttl) = (lease.map(|(owner, _)| owner), lease.map(|(_, ttl)| ttl));
             let record: [&(dyn postgres::types::ToSql + Sync); 11] = [
                 &run.id,
@@ -709,6 +710,14 @@ impl Store for PostgresStore {
                 .map_err(&write)?;
             }
             queue_notices(&mut tx, notices, None)?;
+            if let Some(minute) = check {
+                tx.execute(
+                    "INSERT INTO flow_monitor_checks (run, flow, minute) VALUES ($1, $2, $3) \
+                     ON CONFLICT (run) DO UPDATE SET minute = excluded.minute",
+                    &[&run.id, &run.flow, &minute],
+                )
+                .map_err(&write)?;
+            }
         }
         // Every commit's events in one statement; unique by run and sequence.
         let events = commits.iter().flat_map(|c| c.events.iter().map(move |e| (c.run.id.as_str(), e)));
@@ -1451,6 +1460,34 @@ impl Store for PostgresStore {
         }
         tx.commit().map_err(&failed)?;
         Ok(texts.len())
+    }
+
+    fn monitor_checks(&self, limit: usize) -> Result<Vec<(String, String, i64)>> {
+        self.read(|| {
+            let rows = self
+                .client()?
+                .query(
+                    "SELECT run, flow, minute FROM flow_monitor_checks ORDER BY minute, run LIMIT $1",
+                    &[&(limit as i64)],
+                )
+                .map_err(unusable("cannot read the runs to check"))?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
+        })
+    }
+
+    fn finish_monitor_check(&self, run: &str, tallies: &[super::Tally]) -> Result<bool> {
+        let failed = unusable("cannot record a run's check");
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(&failed)?;
+        // Of two handles taking one run off at once, the second waits for the first and
+        // finds it gone.
+        let taken = tx.execute("DELETE FROM flow_monitor_checks WHERE run = $1", &[&run]).map_err(&failed)?;
+        if taken == 1 && !tallies.is_empty() {
+            tx.execute("INSERT INTO flow_monitor_pending (tallies) VALUES ($1)", &[&super::encode_tallies(tallies)])
+                .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(taken == 1)
     }
 
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {

@@ -127,6 +127,7 @@ fn append(store: &dyn Store, run: &RunRecord, from: u64, waiting: &[Waiting], re
         released: &[],
         notices: &[],
         tallies: &[],
+        check: None,
     })
 }
 
@@ -190,6 +191,7 @@ fn an_append_that_expects_other_events_writes_nothing(store: &dyn Store, _: Open
         released: &[],
         notices: &[],
         tallies: &[],
+        check: None,
     };
     let refused = store.append(&stale);
     ensure(matches!(refused, Err(StoreError::Conflict(_))), || format!("expected a conflict, got {refused:?}"))?;
@@ -359,6 +361,7 @@ fn the_log_covers_every_change(store: &dyn Store, _: Open<'_>) -> Outcome {
         released: &[],
         notices: &[],
         tallies: &[],
+        check: None,
     };
     store.append(&beat).map_err(failed("append no events"))?;
     let run = record("r-suite-logged", Status::Completed, 3, "2026-12-03T00:00:08Z");
@@ -526,6 +529,7 @@ fn executing(store: &dyn Store, id: &str, owner: &str, ttl_ms: i64) -> Result<Ru
         released: &[],
         notices: &[],
         tallies: &[],
+        check: None,
     };
     store.append(&commit)?;
     Ok(run)
@@ -549,6 +553,7 @@ fn settle(store: &dyn Store, run: &RunRecord, results: &[ActionResult], released
         released,
         notices: &[],
         tallies: &[],
+        check: None,
     };
     store.append(&commit)
 }
@@ -813,6 +818,7 @@ fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) 
             released: &[],
             notices: &[],
             tallies: &[],
+            check: None,
         }
     }
     // The existing run again, as new: the group conflicts, and nothing of it lands.
@@ -862,6 +868,7 @@ fn notices_are_queued_with_what_they_tell(store: &dyn Store, open: Open<'_>) -> 
         released: &[],
         notices: &notices,
         tallies: &[],
+        check: None,
     };
     store.append(&commit(0)).map_err(failed("append with notices"))?;
     // The same commit again conflicts: its notices are not queued twice.
@@ -1009,6 +1016,7 @@ fn monitor_counts_and_alerts(store: &dyn Store, open: Open<'_>) -> Outcome {
         released: &[],
         notices: &[],
         tallies,
+        check: None,
     };
     store.append(&commit(&first, &first_events, &tallies)).map_err(failed("append with counts"))?;
     let again = store.append(&commit(&first, &first_events, &tallies));

@@ -73,7 +73,8 @@ const MIGRATIONS: &[&str] = &[
        resolved TEXT, cleared TEXT
      );
      CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;
-     CREATE TABLE monitor_pending (n INTEGER PRIMARY KEY, tallies TEXT NOT NULL);",
+     CREATE TABLE monitor_pending (n INTEGER PRIMARY KEY, tallies TEXT NOT NULL);
+     CREATE TABLE monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -146,7 +147,8 @@ fn notice_texts(notices: &[super::Notice]) -> Vec<String> {
 
 /// One commit of [`Store::append_all`], inside its transaction, but for the log.
 fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> {
-    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies: _ } = *commit;
+    let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies: _, check } =
+        *commit;
     let current: Option<i64> = tx
         .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
         .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
@@ -213,6 +215,11 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
     if let Some(text) = &texts.tallies {
         tx.prepare_cached("INSERT INTO monitor_pending (tallies) VALUES (?1)")
             .and_then(|mut s| s.execute([text]))
+            .map_err(&write)?;
+    }
+    if let Some(minute) = check {
+        tx.prepare_cached("INSERT OR REPLACE INTO monitor_checks (run, flow, minute) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![run.id, run.flow, minute]))
             .map_err(&write)?;
     }
     Ok(())
@@ -1212,6 +1219,30 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM monitor_pending WHERE n <= ?1", [last]).map_err(&failed)?;
         tx.commit().map_err(&failed)?;
         Ok(pending.len())
+    }
+
+    fn monitor_checks(&self, limit: usize) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare_cached("SELECT run, flow, minute FROM monitor_checks ORDER BY minute, run LIMIT ?1")
+            .map_err(unusable("cannot read the runs to check"))?;
+        let rows = statement
+            .query_map([limit as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(unusable("cannot read the runs to check"))?;
+        rows.map(|r| r.map_err(unusable("cannot read a run to check"))).collect()
+    }
+
+    fn finish_monitor_check(&self, run: &str, tallies: &[super::Tally]) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let failed = unusable("cannot record a run's check");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&failed)?;
+        let taken = tx.execute("DELETE FROM monitor_checks WHERE run = ?1", [run]).map_err(&failed)?;
+        if taken == 1 && !tallies.is_empty() {
+            tx.execute("INSERT INTO monitor_pending (tallies) VALUES (?1)", [super::encode_tallies(tallies)])
+                .map_err(&failed)?;
+        }
+        tx.commit().map_err(&failed)?;
+        Ok(taken == 1)
     }
 
     fn fold_monitor_counts(&self, before_minute: i64) -> Result<()> {
