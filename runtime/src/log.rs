@@ -65,7 +65,7 @@ pub(crate) struct Committer<'a> {
     /// The endpoints whose notices of the commit are queued with it.
     pub(crate) webhooks: Option<&'a crate::notify::Webhooks>,
     /// The runtime's clock (the system's when `None`): when events are recorded.
-    pub(crate) clock: Option<&'a crate::runtime::Clock>,
+    pub(crate) clock: Option<&'a (dyn Fn() -> flow_ir::expr::Timestamp + Send + Sync)>,
 }
 
 impl Committer<'_> {

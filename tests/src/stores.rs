@@ -355,7 +355,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                 "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs DROP COLUMN lease_until;
                  DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
                  DROP INDEX waiting_due; ALTER TABLE waiting DROP COLUMN due;
-                 DROP TABLE monitor_counts; DROP TABLE alerts;
+                 DROP TABLE monitor_counts; DROP TABLE alerts; DROP TABLE monitor_pending; DROP TABLE monitor_checks;
                  PRAGMA user_version = 3;",
             )
             .expect("ages the store");
@@ -377,7 +377,8 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                          DROP INDEX flow_runs_executing; DROP TABLE flow_action_claims;
                          DROP TABLE flow_batches; DROP TABLE flow_queue; DROP TABLE flow_deliveries;
                          DROP INDEX flow_waiting_due; ALTER TABLE flow_waiting DROP COLUMN due;
-                         DROP TABLE flow_monitor_counts; DROP TABLE flow_alerts;
+                         DROP TABLE flow_monitor_counts; DROP TABLE flow_alerts; DROP TABLE flow_monitor_pending;
+                         DROP TABLE flow_monitor_checks;
                          UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");
