@@ -312,6 +312,10 @@ enum Command {
     /// Evaluates the monitors of the store's flows, raising and resolving alerts (for cron;
     /// `flowc serve` evaluates them itself), or writes them as Prometheus alerting rules.
     Monitor {
+        /// Instead, recount what every stored run's evidence says for the monitors and compare
+        /// it with the store's counts (an audit: exit 1 when they differ).
+        #[arg(long)]
+        recount: bool,
         #[command(flatten)]
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
@@ -691,7 +695,8 @@ fn main() -> ExitCode {
         }
         Command::Pending { who, deployment, format } => runs::pending(&deployment, who.as_deref(), format),
         Command::Tick { deployment, format } => runs::tick(&deployment, format),
-        Command::Monitor { deployment, format } => monitors::monitor(&deployment, format),
+        Command::Monitor { recount: true, deployment, format } => monitors::recount(&deployment, format),
+        Command::Monitor { recount: false, deployment, format } => monitors::monitor(&deployment, format),
         Command::Decide { run, step, who, outcome, reason, basis, edits, deployment, format } => runs::decide(
             &deployment,
             &runs::Decide {

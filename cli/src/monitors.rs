@@ -100,3 +100,39 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
     // What could not be evaluated is a failure of the command, after the rest was.
     Ok(if evaluation.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+/// `flowc monitor --recount`: the store's counts against what the runs' evidence says.
+pub fn recount(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result<ExitCode> {
+    let runtime = deploy::runtime(deployment)?;
+    let (differ, failed) = match runtime.recount_monitors() {
+        Ok(found) => found,
+        Err(error) => return fail(error, format == MonitorFormat::Json),
+    };
+    if format == MonitorFormat::Json {
+        let differ: Vec<Json> = differ
+            .iter()
+            .map(|d| {
+                json!({"flow": d.flow, "series": d.series, "stored": [d.stored.0, d.stored.1],
+                       "recounted": [d.recounted.0, d.recounted.1]})
+            })
+            .collect();
+        let failed: Vec<Json> = failed.iter().map(|(what, why)| json!({"what": what, "error": why})).collect();
+        crate::print(&format!("{}\n", json!({"differ": differ, "failed": failed})));
+    } else {
+        let mut text = String::new();
+        for d in &differ {
+            text.push_str(&format!(
+                "{} / {}: the store counts {} of {}, the evidence says {} of {}\n",
+                d.flow, d.series, d.stored.0, d.stored.1, d.recounted.0, d.recounted.1
+            ));
+        }
+        for (what, why) in &failed {
+            text.push_str(&format!("{what} could not be recounted: {why}\n"));
+        }
+        if differ.is_empty() && failed.is_empty() {
+            text.push_str("the monitors' counts agree with the evidence of every stored run\n");
+        }
+        crate::print(&text);
+    }
+    Ok(if differ.is_empty() && failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -249,6 +249,16 @@ impl Reading {
     }
 }
 
+/// A series whose stored counts differ from what the runs' evidence says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recount {
+    pub flow: String,
+    pub series: String,
+    /// (counted, of), over all time.
+    pub stored: (i64, i64),
+    pub recounted: (i64, i64),
+}
+
 /// What one evaluation did.
 #[derive(Clone, Debug, Default)]
 pub struct Evaluation {
@@ -394,6 +404,76 @@ impl crate::Runtime {
             }
         }
         Ok(evaluation)
+    }
+
+    /// Recounts what every stored run's evidence says for its plan's monitors, commit by
+    /// commit as the runtime counted it, and compares it with the store's counts (after a
+    /// fold), series by series over all time: the series whose totals differ, as (flow,
+    /// series, stored, recounted); and the runs that could not be read. The counts of
+    /// `evidence` and `replay_failures` come from checks, not from events, and are not
+    /// recounted.
+    pub fn recount_monitors(&self) -> Result<(Vec<Recount>, Failures)> {
+        self.store.fold_monitor_pending()?;
+        let mut recounted: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+        let mut failed = Vec::new();
+        for record in self.store.runs(None)? {
+            let analysis = match self.plan(&record.plan) {
+                Ok(analysis) if watched(&analysis) => analysis,
+                Ok(_) => continue,
+                Err(error) => {
+                    failed.push((format!("run {}", record.id), error.to_string()));
+                    continue;
+                }
+            };
+            let raw = self.store.events(&record.id)?;
+            let ats: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
+            let events = match self.verified(&analysis, &record, raw) {
+                Ok(events) => events,
+                Err(error) => {
+                    failed.push((format!("run {}", record.id), error.to_string()));
+                    continue;
+                }
+            };
+            let mut state = State::new(&analysis);
+            let mut watch = Watch::default();
+            // The events of one commit share the instant it recorded them.
+            let mut from = 0;
+            while from < events.len() {
+                let to = (from..events.len()).find(|&i| ats[i] != ats[from]).unwrap_or(events.len());
+                for event in &events[from..to] {
+                    state.apply(&analysis, event);
+                }
+                let Some((seconds, nanos)) = flow_ir::time::parse_timestamp(&ats[from]) else {
+                    failed.push((format!("run {}", record.id), format!("event {from} has no instant")));
+                    break;
+                };
+                let now = Timestamp { seconds, nanos };
+                for tally in tallies(&analysis, &state, &events[from..to], &mut watch, now).tallies {
+                    let sum = recounted.entry((tally.flow, tally.series)).or_default();
+                    *sum = (sum.0 + tally.counted, sum.1 + tally.of);
+                }
+                from = to;
+            }
+        }
+        let checked: Vec<String> = [Metric::Evidence, Metric::ReplayFailures].map(|m| m.name().to_owned()).to_vec();
+        let mut stored: std::collections::BTreeMap<(String, String), (i64, i64)> = self
+            .store
+            .monitor_totals()?
+            .into_iter()
+            .filter(|t| !checked.contains(&t.series))
+            .map(|t| ((t.flow, t.series), (t.counted, t.of)))
+            .collect();
+        let mut differ = Vec::new();
+        for (key, counts) in recounted {
+            let kept = stored.remove(&key).unwrap_or((0, 0));
+            if kept != counts {
+                differ.push(Recount { flow: key.0, series: key.1, stored: kept, recounted: counts });
+            }
+        }
+        for (key, kept) in stored {
+            differ.push(Recount { flow: key.0, series: key.1, stored: kept, recounted: (0, 0) });
+        }
+        Ok((differ, failed))
     }
 
     /// Checks each run that ended and waits for it (its evidence verified, the run replayed

@@ -413,6 +413,17 @@ fn monitors_count_what_a_recount_counts_and_alert_once_until_it_clears() {
             raised >= 3 && resolved >= 2,
             "the history should raise and clear alerts: {raised} raised, {resolved} resolved"
         );
+        // The audit's recount from the evidence: the forged runs cannot be read, and the store
+        // counted what they did when they ran; every other count agrees.
+        let (differ, unread) = runtime.recount_monitors().expect("recounts");
+        let mut unread: Vec<String> = unread.into_iter().map(|(what, _)| what).collect();
+        unread.sort();
+        let mut expected: Vec<String> = forged.iter().map(|run| format!("run {run}")).collect();
+        expected.sort();
+        assert_eq!(unread, expected);
+        for d in &differ {
+            assert!(d.stored.0 >= d.recounted.0 && d.stored.1 >= d.recounted.1, "{d:?}");
+        }
         // Each alert was raised and resolved once (two evaluators), and its notices went
         // to the endpoints of its routes only, once each.
         let alerts = runtime.store().alerts(false, 1_000).expect("alerts");

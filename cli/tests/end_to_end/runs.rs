@@ -1962,6 +1962,42 @@ fn start_watched(dir: &Path, id: &str, stale: bool) {
     assert_eq!(view["status"], if stale { "blocked" } else { "completed" }, "{view}");
 }
 
+/// Adds `n` to the first minute's count of a monitor series in the deployment's store, as
+/// someone who can write the store would.
+fn add_to_count(dir: &Path, series: &str, n: i64) {
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    // The store's URL, not a webhook's.
+    let url = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("url = "))
+        .find(|u| !u.contains("http"))
+        .map(|u| serde_json::from_str::<String>(u).unwrap());
+    match url {
+        Some(url) => {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+            let changed = client
+                .execute(
+                    "UPDATE flow_monitor_counts SET counted = counted + $1 WHERE series = $2 \
+                     AND minute = (SELECT min(minute) FROM flow_monitor_counts WHERE series = $2)",
+                    &[&n, &series],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+        None => {
+            let db = rusqlite::Connection::open(dir.join(".flow/runs.db")).unwrap();
+            let changed = db
+                .execute(
+                    "UPDATE monitor_counts SET counted = counted + ?1 WHERE series = ?2 \
+                     AND minute = (SELECT min(minute) FROM monitor_counts WHERE series = ?2)",
+                    rusqlite::params![n, series],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+    }
+}
+
 /// The alert notices queued for each endpoint: (endpoint, type, monitor).
 fn alert_notices(dir: &Path) -> Vec<(String, String, String)> {
     let listed = json_of(dir, &["webhooks"], 0);
@@ -2001,6 +2037,20 @@ on_every_store! {
         // Evaluated again, nothing new is raised.
         let again = json_of(&dir, &["monitor"], 0);
         assert_eq!(again["raised"], json!([]), "{again}");
+        // The counts agree with the evidence, until someone who can write the store adds one.
+        let audit = flowc(&dir, &["monitor", "--recount"]);
+        assert!(audit.status.success(), "{}", text(&audit));
+        assert!(text(&audit).contains("agree with the evidence of every stored run"), "{}", text(&audit));
+        add_to_count(&dir, "runs", 5);
+        let audit = flowc(&dir, &["monitor", "--recount", "--format", "json"]);
+        assert_eq!(audit.status.code(), Some(1), "{}", text(&audit));
+        let found: Json = serde_json::from_slice(&audit.stdout).unwrap();
+        assert_eq!(
+            found["differ"],
+            json!([{"flow": "watched", "series": "runs", "stored": [6, 0], "recounted": [1, 0]}]),
+            "{found}"
+        );
+        add_to_count(&dir, "runs", -5);
         // The governance desk is told; the pager, which takes only `run.ended`, is not.
         assert_eq!(alert_notices(&dir), [("desk".to_owned(), "alert.raised".to_owned(), "stale_data".to_owned())]);
         // Fresh data brings the rate down to a third: the alert is resolved.

@@ -211,7 +211,7 @@ impl Runtime {
     }
 
     /// A run's stored events, checked against its record and their hash chain, and read.
-    pub(super) fn verified(
+    pub(crate) fn verified(
         &self,
         analysis: &Analysis,
         record: &RunRecord,
