@@ -27,6 +27,12 @@ fn alert_json(alert: &flow_runtime::store::Alert) -> Json {
     })
 }
 
+/// The webhook endpoints a monitor's alerts go to.
+fn reached(runtime: &flow_runtime::Runtime, reading: &flow_runtime::monitor::Reading) -> Vec<String> {
+    let Some(webhooks) = runtime.webhooks() else { return Vec::new() };
+    webhooks.alerted(&reading.watched.flow, &reading.watched.monitor.routes).into_iter().map(str::to_owned).collect()
+}
+
 pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result<ExitCode> {
     let runtime = deploy::runtime(deployment)?;
     if format == MonitorFormat::PrometheusRules {
@@ -57,6 +63,7 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
                         "condition": m.describe(), "severity": m.severity.as_str(), "routes": m.routes,
                         "counted": r.counted, "of": r.of, "value": r.value(), "holds": r.holds,
                         "alert": r.alert.as_ref().map(|a| a.id.clone()),
+                        "endpoints": reached(&runtime, r),
                     })
                 })
                 .collect();
@@ -81,6 +88,12 @@ pub fn monitor(deployment: &Deployment, format: MonitorFormat) -> anyhow::Result
                     (None, _) => "ok".to_owned(),
                 };
                 text.push_str(&format!("{} / {}: {} — {}: {state}\n", r.watched.flow, m.name, m.describe(), r.value()));
+                if reached(&runtime, r).is_empty() {
+                    let routes = m.routes.join(", ");
+                    text.push_str(&format!(
+                        "  no webhook endpoint takes its routes ({routes}): its alerts are only stored\n"
+                    ));
+                }
             }
             for a in &evaluation.raised {
                 text.push_str(&format!("raised {} ({}): {}\n", a.id, a.severity, a.value));

@@ -191,6 +191,17 @@ impl Webhooks {
             .collect()
     }
 
+    /// The endpoints that an alert of `flow` with `routes` is sent to.
+    pub fn alerted(&self, flow: &str, routes: &[impl AsRef<str>]) -> Vec<&str> {
+        self.endpoints
+            .iter()
+            .filter(|e| {
+                e.wants("alert.raised", Some(flow)) && e.routes.iter().any(|r| routes.iter().any(|x| x.as_ref() == r))
+            })
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)
     }

@@ -2062,6 +2062,10 @@ on_every_store! {
         assert!(shown.contains("watched / stale_data: blocked(stale) over 1h above 40% — 33.3333% (1 of 3): ok"), "{shown}");
         assert!(shown.contains("resolved watched/stale_data/"), "{shown}");
         assert!(shown.contains("watched / volume: runs over 1h below 100 — 3 runs: ALERT (low, to platform)"), "{shown}");
+        // The pager takes the platform route, but not alerts: nobody is told of `volume`.
+        assert!(shown.contains("  no webhook endpoint takes its routes (platform): its alerts are only stored"), "{shown}");
+        let stale = first["monitors"].as_array().unwrap().iter().find(|m| m["monitor"] == "stale_data").unwrap();
+        assert_eq!(stale["endpoints"], json!(["desk"]));
         assert_eq!(
             alert_notices(&dir),
             [
