@@ -70,6 +70,31 @@ pub fn complete(db: &Database, file: SourceFile, offset: usize) -> Vec<Json> {
     {
         return defs(DefKind::Label, kind::CONSTANT);
     }
+    // A monitor: its metric after `NAME:` (or a quantile), a step inside `metric(`, a
+    // severity, routes (channels and roles) after `to` — on the monitor's line or the
+    // clause lines under it, which begin with `severity` or `to`.
+    let monitor_line = words.first() == Some(&"monitor");
+    let quantile = last.len() == 3 && last.starts_with('p') && last[1..].parse::<u8>().is_ok();
+    if monitor_line && (last.ends_with(':') || quantile) && !before.ends_with('(') {
+        use flow_sema::monitor::Metric;
+        return Metric::ALL.iter().map(|m| item(m.name(), kind::FUNCTION, m.explain())).collect();
+    }
+    if monitor_line && before.ends_with('(') {
+        let steps = flow_at(db, file, offset).map(|f| f.steps.as_slice()).unwrap_or_default();
+        return steps.iter().map(|s| item(&s.name, kind::VARIABLE, s.kind.keyword())).collect();
+    }
+    if last == "severity" {
+        use flow_sema::monitor::Severity;
+        return Severity::ALL.iter().map(|s| item(s.as_str(), kind::CONSTANT, "severity")).collect();
+    }
+    let routes = (last == "to" && !has_any(&words, &["escalate"]))
+        || (last.ends_with(',') && (words.first() == Some(&"to") || monitor_line && has_any(&words, &["to"])));
+    if routes {
+        let mut items: Vec<Json> =
+            flow_sema::monitor::CHANNELS.iter().map(|c| item(c, kind::CONSTANT, "channel")).collect();
+        items.extend(defs(DefKind::Role, kind::INTERFACE));
+        return items;
+    }
     let role_list = last.ends_with(',') && has_any(&words, &["by", "of", "extends", "escalate"]);
     let escalation = last == "to" && has_any(&words, &["escalate"]);
     if matches!(last, "by" | "of" | "owner" | "steward" | "extends") || role_list || escalation {

@@ -16,6 +16,8 @@ mod constant;
 mod db;
 mod flows;
 mod global;
+/// The monitors' metrics, severities and channels the checks know (for editors).
+pub use flow_ir::monitor;
 pub mod hir;
 mod ifc;
 mod load;
