@@ -396,10 +396,9 @@ impl crate::Runtime {
             evaluation.readings.push(Reading { watched, counted, of, holds, alert });
         }
         // Alerts of monitors no flow declares any more (removed, or renamed in a newer
-        // version) end with them, unless their plan did not load.
-        for (_, alert) in open {
-            let unread = evaluation.failed.iter().any(|(what, _)| what.starts_with("plan "));
-            if !unread {
+        // version) end with them, unless a plan did not load (it may declare them).
+        if !evaluation.failed.iter().any(|(what, _)| what.starts_with("plan ")) {
+            for (_, alert) in open {
                 self.resolve(alert, now, "the monitor is no longer declared", &mut evaluation)?;
             }
         }

@@ -64,12 +64,21 @@ macro_rules! on_every_store {
 /// The deployment's store, opened as `flowc` opens it: the PostgreSQL database its
 /// `flow.toml` names (`url = "…"`, as [`deployment_on`] wrote it), else `.flow/runs.db`.
 fn store_of(dir: &Path) -> Box<dyn flow_runtime::store::Store> {
-    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
-    let url = config.lines().find_map(|l| l.strip_prefix("url = ")).map(|u| serde_json::from_str::<String>(u).unwrap());
-    match url {
+    match store_url(dir) {
         Some(url) => Box::new(flow_runtime::store::PostgresStore::open(&url).unwrap()),
         None => Box::new(flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap()),
     }
+}
+
+/// The PostgreSQL store's URL that the deployment's `flow.toml` names (`url = "…"` of
+/// `[store]`, not a webhook's), if any.
+fn store_url(dir: &Path) -> Option<String> {
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config
+        .lines()
+        .filter_map(|l| l.strip_prefix("url = "))
+        .find(|u| !u.contains("http"))
+        .map(|u| serde_json::from_str::<String>(u).unwrap())
 }
 
 /// How long the fixtures' `flow.toml` lets a lease last unless renewed (`[store] lease`):
@@ -1965,14 +1974,7 @@ fn start_watched(dir: &Path, id: &str, stale: bool) {
 /// Adds `n` to the first minute's count of a monitor series in the deployment's store, as
 /// someone who can write the store would.
 fn add_to_count(dir: &Path, series: &str, n: i64) {
-    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
-    // The store's URL, not a webhook's.
-    let url = config
-        .lines()
-        .filter_map(|l| l.strip_prefix("url = "))
-        .find(|u| !u.contains("http"))
-        .map(|u| serde_json::from_str::<String>(u).unwrap());
-    match url {
+    match store_url(dir) {
         Some(url) => {
             let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
             let changed = client
