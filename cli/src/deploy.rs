@@ -46,6 +46,19 @@ struct Config {
     serve: ServeConfig,
     #[serde(default)]
     webhooks: BTreeMap<String, WebhookConfig>,
+    #[serde(default)]
+    release: ReleaseConfig,
+}
+
+/// `[release]`: the environment this deployment is, and the publishing rules it works
+/// under (`docs/releases.md`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReleaseConfig {
+    /// One of the rules' environments, such as `prod`.
+    environment: Option<String>,
+    /// The publishing rules (default `flow-governance.toml` beside this file).
+    governance: Option<String>,
 }
 
 /// `[webhooks.NAME]`: an endpoint told of runs (`docs/api.md`, "Webhooks").
@@ -408,7 +421,10 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     if let Some(lease) = config.store.lease.as_deref() {
         runtime.set_lease(timeout(Some(lease), 30, "`[store] lease`")?);
     }
-    let Some(path) = found else { return Ok(runtime) };
+    let Some(path) = found else {
+        set_release_control(&mut runtime, deployment, &config.release, Path::new(""))?;
+        return Ok(runtime);
+    };
     // Commands run in the directory of the file that names them.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (name, endpoint) in &config.models {
@@ -459,6 +475,7 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
         }
     }
     runtime.set_webhooks(webhooks(&config.webhooks, &path)?);
+    set_release_control(&mut runtime, deployment, &config.release, &dir)?;
     let seed = match (&config.evidence.signing_key_file, &config.evidence.signing_key_env) {
         (Some(file), _) => Some(
             std::fs::read_to_string(dir.join(file)).with_context(|| format!("cannot read the signing key `{file}`"))?,
@@ -483,4 +500,56 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
         runtime.trust_key(&key);
     }
     Ok(runtime)
+}
+
+/// The publishing rules: `[release] governance` of `flow.toml` (relative to it), else
+/// `flow-governance.toml` beside the store or in the working directory; with the file they
+/// were read from.
+pub fn governance(deployment: &Deployment) -> anyhow::Result<Option<(flow_runtime::release::Governance, PathBuf)>> {
+    let store = deployment.store();
+    let (config, found) = config(deployment, &store)?;
+    let dir = found.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    read_governance(&config.release, &store, &dir)
+}
+
+fn read_governance(
+    release: &ReleaseConfig,
+    store: &str,
+    dir: &Path,
+) -> anyhow::Result<Option<(flow_runtime::release::Governance, PathBuf)>> {
+    let path = match &release.governance {
+        Some(file) => Some(dir.join(file)),
+        None => find(None, store, "flow-governance.toml")
+            .or_else(|| Some(dir.join("flow-governance.toml")).filter(|p| p.is_file())),
+    };
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the publishing rules `{}`", path.display()))?;
+    let governance: flow_runtime::release::Governance =
+        toml::from_str(&text).map_err(|e| invalid_config(&path, &text, &e))?;
+    governance.check().map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+    Ok(Some((governance, path)))
+}
+
+/// Puts the runtime under the publishing rules, in the environment `[release]` names.
+fn set_release_control(
+    runtime: &mut Runtime,
+    deployment: &Deployment,
+    release: &ReleaseConfig,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let governance = read_governance(release, &deployment.store(), dir)?;
+    match (governance, &release.environment) {
+        (None, Some(environment)) => bail!(
+            "`[release] environment = \"{environment}\"`, but there are no publishing rules: create \
+             `flow-governance.toml` or name it with `[release] governance`"
+        ),
+        (None, None) => Ok(()),
+        (Some((governance, path)), environment) => runtime
+            .set_release_control(flow_runtime::ReleaseControl {
+                governance: Arc::new(governance),
+                environment: environment.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display())),
+    }
 }

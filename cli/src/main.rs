@@ -18,6 +18,7 @@ mod output;
 mod progress;
 mod queue;
 mod records;
+mod releases;
 mod replays;
 mod run_tests;
 mod runs;
@@ -122,6 +123,91 @@ enum StoreAction {
         /// The store to copy into: a SQLite file or a PostgreSQL URL, empty.
         #[arg(long, value_name = "PATH|URL")]
         to: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReleaseAction {
+    /// Propose a plan for an environment: its difference from the version live there and
+    /// the publishing rule it is held to are recorded with it. Without FILE, `--flow` names
+    /// the flow whose plan live in the environment before is promoted, as the same hash.
+    Propose {
+        /// A `.flow` file (compiled now) or a plan file; none to promote.
+        file: Option<String>,
+        /// The flow (when the file holds several, or to promote).
+        #[arg(long)]
+        flow: Option<String>,
+        /// The environment, one of the publishing rules'.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        /// Why: the change, for its approvers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Approve a release: by a holder of one of its approvers' roles, never its author.
+    Approve {
+        release: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Reject a release: by one of its approvers, or its author withdrawing it.
+    Reject {
+        release: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// Publish an approved release: its plan is the one runs start on in its environment.
+    Publish {
+        release: String,
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// A release: what it changes, who proposed and approved it, what it waits for.
+    Show {
+        release: String,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DataFormat,
+    },
+    /// The releases and what is live in each environment; with `--export FILE`, the whole
+    /// release log as a file `flowc verify` checks without the store.
+    Log {
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        export: Option<String>,
+        /// Who exports it (with `--export`).
+        #[arg(long = "as", value_name = "ID")]
+        who: Option<String>,
         #[command(flatten)]
         deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
@@ -287,6 +373,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Releases: a plan proposed for an environment, approved by others, published.
+    Release {
+        #[command(subcommand)]
+        action: ReleaseAction,
     },
     /// The run store as a whole.
     Store {
@@ -619,6 +710,41 @@ pub fn use_color_stderr() -> bool {
 }
 
 /// Writes to standard output, ignoring a closed pipe (`flowc check … | head`).
+fn release(action: ReleaseAction) -> anyhow::Result<ExitCode> {
+    use releases::Step;
+    match action {
+        ReleaseAction::Propose { file, flow, environment, who, reason, deployment, format } => {
+            let propose = releases::Propose {
+                file: file.as_deref(),
+                flow: flow.as_deref(),
+                environment: &environment,
+                who: who.as_deref(),
+                reason: &reason,
+            };
+            releases::propose(&deployment, &propose, format)
+        }
+        ReleaseAction::Approve { release, who, reason, deployment, format } => {
+            releases::step(&deployment, Step::Approve, &release, who.as_deref(), Some(&reason), format)
+        }
+        ReleaseAction::Reject { release, who, reason, deployment, format } => {
+            releases::step(&deployment, Step::Reject, &release, who.as_deref(), Some(&reason), format)
+        }
+        ReleaseAction::Publish { release, who, deployment, format } => {
+            releases::step(&deployment, Step::Publish, &release, who.as_deref(), None, format)
+        }
+        ReleaseAction::Show { release, deployment, format } => releases::show(&deployment, &release, format),
+        ReleaseAction::Log { environment, flow, export, who, deployment, format } => {
+            let options = releases::LogOptions {
+                environment: environment.as_deref(),
+                flow: flow.as_deref(),
+                export: export.as_deref(),
+                who: who.as_deref(),
+            };
+            releases::log(&deployment, &options, format)
+        }
+    }
+}
+
 pub fn print(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
@@ -689,6 +815,7 @@ fn main() -> ExitCode {
             serve::create(&deployment, &who, note, format)
         }
         Command::Token { action: TokenAction::List { deployment, format } } => serve::list(&deployment, format),
+        Command::Release { action } => release(action),
         Command::Token { action: TokenAction::Revoke { id, deployment } } => serve::revoke(&deployment, &id),
         Command::Store { action: StoreAction::Copy { to, deployment, format } } => {
             store_copy::copy(&deployment, &to, format)

@@ -33,10 +33,14 @@ fn public_key(given: &str) -> anyhow::Result<String> {
 pub fn run(path: &str, options: &Options<'_>) -> anyhow::Result<ExitCode> {
     let Options { format, dump, .. } = *options;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read `{path}`"))?;
-    let is_bundle = serde_json::from_slice::<serde_json::Value>(&bytes)
+    let format_of = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
-        .is_some_and(|json| json.get("format").and_then(|f| f.as_str()) == Some(flow_runtime::evidence::BUNDLE_FORMAT));
-    if is_bundle {
+        .and_then(|json| json.get("format").and_then(|f| f.as_str()).map(str::to_owned));
+    if format_of.as_deref() == Some(flow_runtime::release::LOG_FORMAT) {
+        let keys: Vec<String> = options.keys.iter().map(|k| public_key(k)).collect::<anyhow::Result<_>>()?;
+        return Ok(crate::releases::verify_log(path, &bytes, &keys, options.require_signature, format));
+    }
+    if format_of.as_deref() == Some(flow_runtime::evidence::BUNDLE_FORMAT) {
         let required = flow_runtime::evidence::Requirements {
             keys: options.keys.iter().map(|k| public_key(k)).collect::<anyhow::Result<_>>()?,
             signature: options.require_signature,

@@ -23,6 +23,8 @@ pub enum Kind {
     Refusal,
     /// A shadow run kept: `RUN/CANDIDATE`, 0, the shadow record's digest.
     Shadow,
+    /// An entry of the release log: `releases`, its number, its hash.
+    Release,
 }
 
 impl Kind {
@@ -31,11 +33,12 @@ impl Kind {
             Kind::Run => "run",
             Kind::Refusal => "refusal",
             Kind::Shadow => "shadow",
+            Kind::Release => "release",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::Run, Kind::Refusal, Kind::Shadow].into_iter().find(|k| k.as_str() == text)
+        [Kind::Run, Kind::Refusal, Kind::Shadow, Kind::Release].into_iter().find(|k| k.as_str() == text)
     }
 }
 

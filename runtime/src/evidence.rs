@@ -287,26 +287,38 @@ fn logged(
     head: &str,
     key: Option<&str>,
 ) -> Result<(u64, crate::checkpoint::Checkpoint), String> {
-    use crate::checkpoint::{Checkpoint, Entry, Kind};
+    use crate::checkpoint::{Entry, Kind};
+    let entry = Entry { kind: Kind::Run, subject: run.to_owned(), seq: events, hash: head.to_owned() };
+    logged_entry(log, entry, key).map_err(|problem| problem.replace("the entry is", "the head is"))
+}
+
+/// Checks a bundle's `log`: the inclusion proof of `entry` in the store's log, under the
+/// checkpoint it carries (signed by `key` when given).
+pub(crate) fn logged_entry(
+    log: &Json,
+    entry: crate::checkpoint::Entry,
+    key: Option<&str>,
+) -> Result<(u64, crate::checkpoint::Checkpoint), String> {
+    use crate::checkpoint::Checkpoint;
     let index = log.get("index").and_then(Json::as_u64).ok_or("the bundle's log has no index")?;
     let checkpoint: Checkpoint = serde_json::from_value(log.get("checkpoint").cloned().unwrap_or(Json::Null))
         .map_err(|e| format!("the bundle's log has no readable checkpoint: {e}"))?;
     let proof: Vec<String> = serde_json::from_value(log.get("proof").cloned().unwrap_or(Json::Null))
         .map_err(|e| format!("the bundle's log has no readable proof: {e}"))?;
     let proof = crate::checkpoint::proof_from_hex(&proof).ok_or("the bundle's log proof is not hashes")?;
-    let leaf = Entry { kind: Kind::Run, subject: run.to_owned(), seq: events, hash: head.to_owned() }.leaf();
+    let leaf = entry.leaf();
     let root = checkpoint.root_bytes().ok_or("the bundle's log checkpoint has no root")?;
     if !crate::checkpoint::verify_inclusion(leaf, index, checkpoint.size, &proof, root) {
-        return Err("the head is not in the store's log as the bundle's inclusion proof says".to_owned());
+        return Err("the entry is not in the store's log as the bundle's inclusion proof says".to_owned());
     }
     match (key, &checkpoint.public_key) {
         (_, Some(_)) if !checkpoint.signature_verifies() => {
             Err("the signature of the bundle's log checkpoint does not verify".to_owned())
         }
         (Some(key), Some(signer)) if key != signer => {
-            Err("the bundle's log checkpoint is not signed by the run's key".to_owned())
+            Err("the bundle's log checkpoint is not signed by the key that signed what it logs".to_owned())
         }
-        (Some(_), None) => Err("the run is signed, but the bundle's log checkpoint is not".to_owned()),
+        (Some(_), None) => Err("what the bundle logs is signed, but its log checkpoint is not".to_owned()),
         _ => Ok((index, checkpoint)),
     }
 }

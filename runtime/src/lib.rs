@@ -33,6 +33,7 @@ pub mod monitor;
 mod narrative;
 pub mod notify;
 pub mod provider;
+pub mod release;
 pub mod replay;
 mod runtime;
 pub mod state;
@@ -53,6 +54,6 @@ pub use identity::{Directory, Principal, now};
 pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
-    Audit, BatchOptions, BatchState, Copied, Inbox, InboxItem, Progress, ReplayChanges, ReplaySummary, RunFilter,
-    RunPage, RunReplay, Runtime, ShadowReport, StartOptions, Tick,
+    Audit, BatchOptions, BatchState, Copied, Inbox, InboxItem, Progress, Proposal, ReleaseControl, ReleaseLog,
+    ReplayChanges, ReplaySummary, RunFilter, RunPage, RunReplay, Runtime, ShadowReport, StartOptions, Tick,
 };

@@ -33,6 +33,8 @@ mod processes;
 #[cfg(test)]
 mod registry;
 #[cfg(test)]
+mod releases;
+#[cfg(test)]
 mod robust;
 #[cfg(test)]
 mod runtime;

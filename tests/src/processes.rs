@@ -305,6 +305,12 @@ mod cuttable {
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.reach()?.refusals()
         }
+        fn append_release(&self, entry: &flow_runtime::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+            self.reach()?.append_release(entry, key)
+        }
+        fn releases(&self, from: u64) -> Result<(Vec<flow_runtime::release::Entry>, Option<(u64, String)>)> {
+            self.reach()?.releases(from)
+        }
         fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
             self.reach()?.put_shadow(shadow, key)
         }

@@ -109,6 +109,12 @@ mod mutant {
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.inner.refusals()
         }
+        fn append_release(&self, entry: &flow_runtime::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+            self.inner.append_release(entry, key)
+        }
+        fn releases(&self, from: u64) -> Result<(Vec<flow_runtime::release::Entry>, Option<(u64, String)>)> {
+            self.inner.releases(from)
+        }
         fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {
             self.inner.put_shadow(shadow, key)
         }

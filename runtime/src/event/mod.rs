@@ -162,6 +162,10 @@ pub struct Started<V> {
     /// The plan's declassifications, which this run's values may go through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declassifications: Vec<Declassification>,
+    /// The release that made the plan live in the environment the run started in, when one
+    /// did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::release::ReleaseRef>,
 }
 
 /// A `declassify` of the plan: where, which labels it takes off, and why.
@@ -496,6 +500,7 @@ impl<V> Event<V> {
                     signing_key: s.signing_key,
                     engine: s.engine,
                     declassifications: s.declassifications,
+                    release: s.release,
                 }))
             }
             Event::Evaluated { value, operands, node } => Event::Evaluated {

@@ -21,6 +21,8 @@ pub struct Audit {
     /// Entries of the store's log.
     pub log: u64,
     pub refusals: usize,
+    /// Entries of the release log.
+    pub releases: usize,
     pub shadows: usize,
     /// The store's checkpoint, as an auditor keeps it to compare with later audits.
     pub checkpoint: Option<Checkpoint>,
@@ -180,6 +182,33 @@ impl Runtime {
             _ => audit.problems.push(format!(
                 "the store holds {} refusals, but its log recorded {logged_refusals}: refusals were removed or changed",
                 refusals.len()
+            )),
+        }
+
+        // The release log: a chain, signed as the deployment signs, every step allowed by
+        // the rules its proposal recorded, each entry the one the store's log recorded.
+        let (releases, _) = store.releases(0)?;
+        audit.releases = releases.len();
+        if let Err(problem) = crate::release::check(&releases, self.signing.is_some(), &|key| self.believes(key)) {
+            audit.problems.push(format!("the release log does not check: {problem}"));
+        }
+        for entry in entries.iter().filter(|e| e.kind == Kind::Release) {
+            if releases.get(entry.seq as usize).is_some_and(|r| r.hash != entry.hash) {
+                audit.problems.push(format!(
+                    "release log entry {} is not the one the store's log recorded: it was changed",
+                    entry.seq
+                ));
+            }
+        }
+        let logged_releases = entries.iter().filter(|e| e.kind == Kind::Release).count();
+        match last.get(&(Kind::Release, "releases")) {
+            Some(entry)
+                if logged_releases == releases.len() && releases.last().is_some_and(|r| r.hash == entry.hash) => {}
+            None if releases.is_empty() => {}
+            _ => audit.problems.push(format!(
+                "the store holds {} release log entries, but its log recorded {logged_releases}: entries were removed \
+                 or changed",
+                releases.len()
             )),
         }
 

@@ -17,6 +17,7 @@ pub struct Copied {
     pub runs: usize,
     pub events: u64,
     pub refusals: usize,
+    pub releases: usize,
     pub shadows: usize,
     pub log: u64,
     /// The source's checkpoint, which the copy's must equal.
@@ -97,6 +98,9 @@ impl Runtime {
         let refusals = from.refusals()?;
         to.import(&refusals.iter().map(Part::Refusal).collect::<Vec<_>>())?;
         copied.refusals = refusals.len();
+        let (releases, _) = from.releases(0)?;
+        to.import(&releases.iter().map(Part::Release).collect::<Vec<_>>())?;
+        copied.releases = releases.len();
         to.import(&shadows.iter().map(Part::Shadow).collect::<Vec<_>>())?;
         copied.shadows = shadows.len();
         // The log last: with its checkpoint, the copy is whole.

@@ -12,6 +12,7 @@ mod history;
 mod inputs;
 mod load;
 mod queue;
+mod releases;
 mod run;
 mod views;
 
@@ -31,6 +32,7 @@ pub use audit::Audit;
 pub use copy::Copied;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
 pub use queue::{BatchOptions, BatchState};
+pub use releases::{Proposal, ReleaseControl, ReleaseLog};
 pub use run::{StartOptions, Tick};
 pub use views::{Inbox, InboxItem, RunPage};
 
@@ -64,6 +66,10 @@ pub struct Runtime {
     clock: Option<Arc<Clock>>,
     /// When (minute) this runtime last folded the monitors' old counts.
     pub(crate) monitors_folded: std::sync::atomic::AtomicI64,
+    /// The publishing rules and the environment runs start in.
+    release_control: Option<ReleaseControl>,
+    /// The release log as this runtime last read it, checked.
+    releases: Mutex<crate::release::Registry>,
 }
 
 /// A source of the current time (a test's clock, which it moves on).
@@ -92,6 +98,8 @@ impl Runtime {
             webhooks: None,
             clock: None,
             monitors_folded: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
+            release_control: None,
+            releases: Mutex::default(),
         }
     }
 

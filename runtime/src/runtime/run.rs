@@ -262,6 +262,14 @@ impl Runtime {
         if let Some(id) = id {
             started.run = id;
         }
+        // In an environment under release control, a run kept starts only on the plan its
+        // flow's last release published there; the run names that release.
+        if durable {
+            match self.release_of(analysis)? {
+                Ok(release) => started.release = release,
+                Err(message) => return Err(self.refuse(None, who, "trigger", "release".to_owned(), message, true)),
+            }
+        }
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
             return Err(if durable {
@@ -352,6 +360,7 @@ impl Runtime {
                 .into_iter()
                 .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
                 .collect(),
+            release: None,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::labels;
 use crate::log::Loaded;
 use crate::narrative::RunView;
 use crate::state::{self, State};
-use crate::store::{RunRecord, StoredEvent, Waiting};
+use crate::store::{StoredEvent, Waiting};
 use crate::value::Value;
 use flow_ir::expr::Timestamp;
 use flow_ir::plan::GrantKind;
@@ -335,7 +335,13 @@ impl Runtime {
             _ => None,
         };
         let exported_at = now().to_string();
-        let log = self.log_proof(&record)?;
+        let head = crate::checkpoint::Entry {
+            kind: crate::checkpoint::Kind::Run,
+            subject: record.id.clone(),
+            seq: record.seq,
+            hash: record.head.clone(),
+        };
+        let log = self.log_proof(&head, &format!("the head of run `{}`", record.id))?;
         Ok(evidence::bundle(evidence::BundleParts {
             run,
             plan_hash: &record.plan,
@@ -349,11 +355,11 @@ impl Runtime {
         }))
     }
 
-    /// The inclusion proof of a run's head in the store's log, under its checkpoint, as a
-    /// bundle carries it; `None` when the log does not hold the head (a run stored before
-    /// the log existed cannot be: stores of earlier versions are refused).
-    pub(super) fn log_proof(&self, record: &RunRecord) -> Result<Option<Json>> {
-        use crate::checkpoint::{Entry, Kind};
+    /// The inclusion proof of `wanted` (a run's head, the release log's last entry) in the
+    /// store's log, under its checkpoint, as a bundle carries it; `None` for a store whose
+    /// log is empty.
+    pub(super) fn log_proof(&self, wanted: &crate::checkpoint::Entry, what: &str) -> Result<Option<Json>> {
+        use crate::checkpoint::Entry;
         // The log and its checkpoint are read again when another process appended between
         // the two reads.
         let (mut entries, mut checkpoint) = (self.store.log()?, self.store.checkpoint()?);
@@ -372,12 +378,8 @@ impl Runtime {
                 entries.len()
             )));
         }
-        let wanted = Entry { kind: Kind::Run, subject: record.id.clone(), seq: record.seq, hash: record.head.clone() };
-        let Some(index) = entries.iter().rposition(|e| *e == wanted) else {
-            return Err(Error::Tampered(format!(
-                "the store's log does not hold the head of run `{}`: the store was changed",
-                record.id
-            )));
+        let Some(index) = entries.iter().rposition(|e| e == wanted) else {
+            return Err(Error::Tampered(format!("the store's log does not hold {what}: the store was changed")));
         };
         let leaves: Vec<[u8; 32]> = entries.iter().map(Entry::leaf).collect();
         let proof = crate::checkpoint::inclusion_proof(index, &leaves);

@@ -95,6 +95,7 @@ pub enum Part<'a> {
     Plan { hash: &'a str, bytes: &'a [u8] },
     Run { record: &'a RunRecord, events: &'a [RawEvent], waiting: &'a [Waiting], results: &'a [ActionResult] },
     Refusal(&'a Refusal),
+    Release(&'a crate::release::Entry),
     Shadow(&'a ShadowRecord),
     Log { entries: &'a [crate::checkpoint::Entry], checkpoint: &'a crate::checkpoint::Checkpoint },
 }
@@ -499,6 +500,13 @@ pub trait Store: Send + Sync {
     fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[Notice]) -> Result<()>;
     /// Refusals that belong to no run, in their chain's order.
     fn refusals(&self) -> Result<Vec<Refusal>>;
+    /// Appends `entry` to the release log and logs it, in one transaction: only when the
+    /// release log ends just before it (`Conflict` otherwise: another process recorded a
+    /// step first) with the entry the store's log recorded last (`Changed` otherwise).
+    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()>;
+    /// The release log from entry `from` on, and the number and hash of the last entry of
+    /// it the store's log recorded.
+    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)>;
     /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
     /// its signature when `key` is given, and logs its digest.
     fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()>;
@@ -654,6 +662,34 @@ pub(crate) fn extend_log(
     }
     let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
     Ok(LogStep { n, checkpoint, frontier: frontier.to_text() })
+}
+
+/// Whether the release log may go on with `entry`, from its `last` entry and the one the
+/// store's log recorded last (`logged`): the same rules for every store.
+pub(crate) fn next_release(
+    last: Option<(i64, String)>,
+    logged: Option<(i64, String)>,
+    entry: &crate::release::Entry,
+) -> Result<crate::checkpoint::Entry> {
+    if last != logged {
+        return Err(StoreError::Changed(
+            "the release log does not end with the entry the store's log recorded last: it was changed (`flowc \
+             audit` says more)"
+                .into(),
+        ));
+    }
+    let (seq, prev) = last.map_or((0, crate::digest::GENESIS.to_owned()), |(seq, hash)| (seq as u64 + 1, hash));
+    if entry.seq != seq || entry.prev != prev {
+        return Err(StoreError::Conflict(
+            "another process recorded a step of the releases first; nothing was recorded: try again".into(),
+        ));
+    }
+    Ok(crate::checkpoint::Entry {
+        kind: crate::checkpoint::Kind::Release,
+        subject: "releases".to_owned(),
+        seq,
+        hash: entry.hash.clone(),
+    })
 }
 
 /// The entry of a commit in the store's log: the run's new head (none for a commit without

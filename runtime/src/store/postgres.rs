@@ -155,6 +155,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;
      CREATE TABLE flow_monitor_pending (n BIGSERIAL PRIMARY KEY, tallies TEXT NOT NULL);
      CREATE TABLE flow_monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute BIGINT NOT NULL);",
+    // 7: the release log.
+    "CREATE TABLE flow_releases (
+       seq BIGINT PRIMARY KEY, at TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
+       public_key TEXT, signature TEXT
+     );",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host
@@ -947,6 +952,64 @@ impl Store for PostgresStore {
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
+    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(unusable("cannot record the release step"))?;
+        // The release log is extended under the log's lock, so it has one order too.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
+            .map_err(unusable("cannot record the release step"))?;
+        let last: Option<(i64, String)> = tx
+            .query_opt("SELECT seq, hash FROM flow_releases ORDER BY seq DESC LIMIT 1", &[])
+            .map_err(unusable("cannot read the release log"))?
+            .map(|row| (row.get(0), row.get(1)));
+        let logged: Option<(i64, String)> = tx
+            .query_opt(
+                "SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1",
+                &[&crate::checkpoint::Kind::Release.as_str()],
+            )
+            .map_err(unusable("cannot read the store's log"))?
+            .map(|row| (row.get(0), row.get(1)));
+        let logged_entry = super::next_release(last, logged, entry)?;
+        insert_release(&mut tx, entry).map_err(unusable("cannot record the release step"))?;
+        log_append(&mut tx, std::slice::from_ref(&logged_entry), key)?;
+        tx.commit().map_err(unusable("cannot record the release step"))
+    }
+
+    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)> {
+        self.read(|| {
+            let mut client = self.client()?;
+            let rows = client
+                .query(
+                    "SELECT seq, at, prev, hash, body, public_key, signature FROM flow_releases WHERE seq >= $1 \
+                     ORDER BY seq",
+                    &[&(from as i64)],
+                )
+                .map_err(unusable("cannot read the release log"))?;
+            let entries = rows
+                .iter()
+                .map(|row| crate::release::Entry {
+                    seq: row.get::<_, i64>(0) as u64,
+                    at: row.get(1),
+                    prev: row.get(2),
+                    hash: row.get(3),
+                    body: row.get(4),
+                    signature: match (row.get::<_, Option<String>>(5), row.get::<_, Option<String>>(6)) {
+                        (Some(key), Some(value)) => Some((key, value)),
+                        _ => None,
+                    },
+                })
+                .collect();
+            let logged = client
+                .query_opt(
+                    "SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1",
+                    &[&crate::checkpoint::Kind::Release.as_str()],
+                )
+                .map_err(unusable("cannot read the store's log"))?
+                .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
+            Ok((entries, logged))
+        })
+    }
+
     fn refusals(&self) -> Result<Vec<Refusal>> {
         self.read(|| {
             let rows = self
@@ -1663,6 +1726,7 @@ impl Store for PostgresStore {
                     )
                     .map_err(&failed)?;
                 }
+                Part::Release(entry) => insert_release(&mut tx, entry).map_err(&failed)?,
                 Part::Shadow(shadow) => {
                     tx.execute(
                         "INSERT INTO flow_shadows (run, candidate, flow, created, production, outcome, changes, \
@@ -1719,4 +1783,13 @@ fn action_result(row: &postgres::Row) -> Result<ActionResult> {
         StoreError::Unusable(format!("the result of `{system}` for key `{key}` in the store is not JSON: {e}"))
     })?;
     Ok(ActionResult { system, key, result, run: row.get(3), seq: row.get::<_, i64>(4) as u64, args: row.get(5) })
+}
+
+fn insert_release(tx: &mut Transaction<'_>, entry: &crate::release::Entry) -> std::result::Result<(), postgres::Error> {
+    let (key, value) = entry.signature.clone().unzip();
+    tx.execute(
+        "INSERT INTO flow_releases (seq, at, prev, hash, body, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&(entry.seq as i64), &entry.at, &entry.prev, &entry.hash, &entry.body, &key, &value],
+    )
+    .map(|_| ())
 }

@@ -75,6 +75,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;
      CREATE TABLE monitor_pending (n INTEGER PRIMARY KEY, tallies TEXT NOT NULL);
      CREATE TABLE monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute INTEGER NOT NULL) WITHOUT ROWID;",
+    // 9: the release log.
+    "CREATE TABLE releases (
+       seq INTEGER PRIMARY KEY, at TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
+       public_key TEXT, signature TEXT
+     );",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
@@ -723,6 +728,66 @@ impl Store for SqliteStore {
         log_append(&tx, std::slice::from_ref(&entry), key)?;
         queue_notices(&tx, notices, &notice_texts(notices), Some(seq))?;
         tx.commit().map_err(unusable("cannot record the refusal"))
+    }
+
+    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unusable("cannot record the release step"))?;
+        let last: Option<(i64, String)> = tx
+            .query_row("SELECT seq, hash FROM releases ORDER BY seq DESC LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(unusable("cannot read the release log"))?;
+        let logged: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
+                [crate::checkpoint::Kind::Release.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unusable("cannot read the store's log"))?;
+        let logged_entry = super::next_release(last, logged, entry)?;
+        insert_release(&tx, entry).map_err(unusable("cannot record the release step"))?;
+        log_append(&tx, std::slice::from_ref(&logged_entry), key)?;
+        tx.commit().map_err(unusable("cannot record the release step"))
+    }
+
+    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)> {
+        let conn = self.conn()?;
+        let mut statement = conn
+            .prepare(
+                "SELECT seq, at, prev, hash, body, public_key, signature FROM releases WHERE seq >= ?1 ORDER BY seq",
+            )
+            .map_err(unusable("cannot read the release log"))?;
+        let rows = statement
+            .query_map([from as i64], |row| {
+                let signature = match (row.get::<_, Option<String>>(5)?, row.get::<_, Option<String>>(6)?) {
+                    (Some(key), Some(value)) => Some((key, value)),
+                    _ => None,
+                };
+                Ok(crate::release::Entry {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    at: row.get(1)?,
+                    prev: row.get(2)?,
+                    hash: row.get(3)?,
+                    body: row.get(4)?,
+                    signature,
+                })
+            })
+            .map_err(unusable("cannot read the release log"))?;
+        let entries = rows.map(|r| r.map_err(unusable("cannot read the release log"))).collect::<Result<Vec<_>>>()?;
+        let logged: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
+                [crate::checkpoint::Kind::Release.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unusable("cannot read the store's log"))?;
+        Ok((entries, logged.map(|(seq, hash)| (seq as u64, hash))))
     }
 
     fn refusals(&self) -> Result<Vec<Refusal>> {
@@ -1381,6 +1446,7 @@ impl Store for SqliteStore {
                     )
                     .map_err(&failed)?;
                 }
+                Part::Release(entry) => insert_release(&tx, entry).map_err(&failed)?,
                 Part::Shadow(shadow) => {
                     tx.execute(
                         "INSERT INTO shadows (run, candidate, flow, created, production, outcome, changes, signature) \
@@ -1431,4 +1497,13 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(&failed)
     }
+}
+
+fn insert_release(tx: &rusqlite::Transaction<'_>, entry: &crate::release::Entry) -> rusqlite::Result<()> {
+    let (key, value) = entry.signature.clone().unzip();
+    tx.execute(
+        "INSERT INTO releases (seq, at, prev, hash, body, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![entry.seq as i64, entry.at, entry.prev, entry.hash, entry.body, key, value],
+    )
+    .map(|_| ())
 }

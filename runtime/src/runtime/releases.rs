@@ -1,0 +1,381 @@
+//! Releases: proposing a plan for an environment, approving, rejecting and publishing it,
+//! each step recorded in the store's release log once the rules allow it; which release a
+//! new run's plan must come from.
+
+use super::Runtime;
+use crate::error::{Error, Result};
+use crate::identity::{Principal, now};
+use crate::release::{self, Entry, Governance, Live, Registry, Release, ReleaseEvent, ReleaseRef};
+use crate::value;
+use flow_ir::VerifiedPlan;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The publishing rules a runtime works under, and the environment it runs in.
+#[derive(Clone, Debug)]
+pub struct ReleaseControl {
+    pub governance: Arc<Governance>,
+    /// The environment this runtime's runs start in, when it is one of the rules'.
+    pub environment: Option<String>,
+}
+
+/// What is proposed: a plan (none: the one live in the environment before, promoted), for
+/// an environment, why, and the path of its source relative to the rules' file.
+pub struct Proposal<'a> {
+    pub plan: Option<VerifiedPlan>,
+    pub flow: Option<&'a str>,
+    pub environment: &'a str,
+    pub reason: &'a str,
+    pub source: Option<&'a str>,
+}
+
+/// The release log as the store holds it, checked, with what it says.
+pub struct ReleaseLog {
+    pub entries: Vec<Entry>,
+    pub registry: Registry,
+}
+
+impl Runtime {
+    /// Works under these publishing rules, in `environment` (one of theirs): runs kept start
+    /// there only on published plans when the environment is `controlled`.
+    pub fn set_release_control(&mut self, control: ReleaseControl) -> Result<()> {
+        if let Some(environment) = &control.environment
+            && control.governance.environment(environment).is_none()
+        {
+            return Err(Error::Input(format!(
+                "environment `{environment}` is not one of the publishing rules' ({})",
+                control.governance.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.release_control = Some(control);
+        Ok(())
+    }
+
+    pub fn release_control(&self) -> Option<&ReleaseControl> {
+        self.release_control.as_ref()
+    }
+
+    /// Runs `f` on the release log as it stands, read on from where this runtime read it
+    /// last: each new entry checked (chain, signature by a key this runtime believes —
+    /// every entry signed when it signs —, the rules) and the log ending where the store's
+    /// log says it does.
+    pub(crate) fn with_releases<T>(&self, f: impl FnOnce(&Registry) -> T) -> Result<T> {
+        let mut cached = self.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (from, mut prev) = cached.next();
+        let (entries, logged) = self.store.releases(from)?;
+        let mut registry = if entries.is_empty() { None } else { Some(cached.clone()) };
+        if let Some(registry) = &mut registry {
+            let believes = |key: &str| self.believes(key);
+            for (i, entry) in entries.iter().enumerate() {
+                registry
+                    .check_entry(from + i as u64, &prev, entry, self.signing.is_some(), &believes)
+                    .map_err(|why| Error::Tampered(format!("the store's release log does not check: {why}")))?;
+                prev = entry.hash.clone();
+            }
+        }
+        let head = registry.as_ref().unwrap_or(&cached).head.clone();
+        if head != logged {
+            return Err(Error::Tampered(
+                "the store's release log does not end with the entry its log recorded last: entries were removed or \
+                 changed (`flowc audit` says more)"
+                    .into(),
+            ));
+        }
+        if let Some(registry) = registry {
+            *cached = registry;
+        }
+        Ok(f(&cached))
+    }
+
+    /// The release log: every entry, checked, and what it says.
+    pub fn release_log(&self) -> Result<ReleaseLog> {
+        let registry = self.with_releases(Registry::clone)?;
+        let (entries, _) = self.store.releases(0)?;
+        // Entries recorded since by another process are left for the next reading.
+        let entries =
+            entries.into_iter().take(registry.head.as_ref().map_or(0, |(seq, _)| *seq as usize + 1)).collect();
+        Ok(ReleaseLog { entries, registry })
+    }
+
+    /// The release that made `analysis`'s plan live in this runtime's environment (`Ok(None)`
+    /// when none did and the environment is not controlled); `Err(message)` when the
+    /// environment is controlled and the plan is not the one published there.
+    pub(super) fn release_of(
+        &self,
+        analysis: &crate::analysis::Analysis,
+    ) -> Result<std::result::Result<Option<ReleaseRef>, String>> {
+        let Some(control) = &self.release_control else { return Ok(Ok(None)) };
+        let Some(environment) = &control.environment else { return Ok(Ok(None)) };
+        let controlled = control.governance.environment(environment).is_some_and(|e| e.controlled);
+        let flow = &analysis.body().flow.name;
+        let plan = analysis.hash();
+        self.with_releases(|registry| match registry.live(environment, flow) {
+            Some(live) if *live.plan == **plan => Ok(ReleaseRef::of(live)),
+            _ if !controlled => Ok(None),
+            Some(live) => Err(format!(
+                "plan {plan} of `{flow}` is not the version published in {environment}: {} (plan {}, version {}) is; \
+                 a change reaches {environment} only through a release (`flowc release propose`)",
+                live.id, live.plan, live.version
+            )),
+            None => Err(format!(
+                "no release of `{flow}` is published in {environment}, which is under release control: propose \
+                 one with `flowc release propose`"
+            )),
+        })
+    }
+
+    /// The plan of the release live in this runtime's environment for `flow`, when there is one.
+    pub fn live_plan(&self, flow: &str) -> Result<Option<String>> {
+        let Some(environment) = self.release_control.as_ref().and_then(|c| c.environment.clone()) else {
+            return Ok(None);
+        };
+        self.with_releases(|registry| registry.live(&environment, flow).map(|r| r.plan.clone()))
+    }
+
+    /// Proposes a plan for an environment: its difference from the version live there, and
+    /// the rule of the publishing rules that covers it, are recorded with it. In an
+    /// environment after the first, the plan must be the one live in the environment before
+    /// (promoted by its hash).
+    pub fn propose(&self, who: &Principal, proposal: Proposal<'_>) -> Result<Release> {
+        let Some(control) = &self.release_control else {
+            return Err(Error::Input(
+                "no publishing rules: releases need a `flow-governance.toml` (docs/releases.md)".into(),
+            ));
+        };
+        let governance = &control.governance;
+        let environment = proposal.environment;
+        if governance.environment(environment).is_none() {
+            return Err(Error::Input(format!(
+                "there is no environment `{environment}`; the publishing rules name {}",
+                governance.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let previous = governance.previous(environment).map(|e| e.name.clone());
+        // The plan: the one given, or the one live in the environment before.
+        let analysis = match (proposal.plan, &previous) {
+            (Some(plan), _) => self.install(plan)?,
+            (None, Some(previous)) => {
+                let flow = proposal.flow.ok_or_else(|| Error::Input("say which flow to promote".into()))?;
+                let live = self.with_releases(|r| r.live(previous, flow).map(|l| l.plan.clone()))?;
+                let plan = live.ok_or_else(|| {
+                    Error::Input(format!("no release of `{flow}` is live in {previous}, so none can be promoted"))
+                })?;
+                self.plan(&plan)?
+            }
+            (None, None) => {
+                return Err(Error::Input(format!(
+                    "{environment} is the first environment: propose a plan or a `.flow` file for it"
+                )));
+            }
+        };
+        let body = analysis.body();
+        let flow = body.flow.name.to_string();
+        if let Some(named) = proposal.flow
+            && named != flow
+        {
+            return Err(Error::Input(format!("the plan is of flow `{flow}`, not `{named}`")));
+        }
+        let plan = analysis.hash().to_string();
+        let Some((rule_number, rule)) = governance.rule_for(&flow, proposal.source) else {
+            return Err(Error::Input(format!(
+                "no publishing rule covers `{flow}`: add a `[[rules]]` naming it (by `flows` or `folders`) to the \
+                 publishing rules"
+            )));
+        };
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let (live, promoted_from) = self.with_releases(|registry| {
+            let live = registry.live(environment, &flow).map(|l| Live { release: l.id.clone(), plan: l.plan.clone() });
+            let promoted = previous.as_ref().map(|p| registry.live(p, &flow).map(|l| (l.id.clone(), l.plan.clone())));
+            (live, promoted)
+        })?;
+        let promoted_from = match promoted_from {
+            None => None,
+            Some(Some((release, promoted))) if promoted == plan => Some(release),
+            Some(live_before) => {
+                let previous = previous.unwrap_or_default();
+                return Err(Error::Input(format!(
+                    "plan {plan} is not live in {previous}, the environment before {environment}: a plan is promoted \
+                     only as the same hash ({})",
+                    match live_before {
+                        Some((release, hash)) => format!("{release} made {hash} live there"),
+                        None => format!("no release of `{flow}` is live there"),
+                    }
+                )));
+            }
+        };
+        let descriptions = analysis.plan.plan().descriptions.clone();
+        let (changes, material) = match &live {
+            Some(live) => {
+                let old = self.plan(&live.plan)?;
+                let replaced = self.release(&live.release)?;
+                let new = (analysis.plan.plan(), &descriptions);
+                release::difference((old.plan.plan(), &replaced.descriptions), new)
+            }
+            None => (Vec::new(), true),
+        };
+        let environment_rule = governance.environment(environment);
+        let approvals = match (material, rule.author_alone) {
+            (false, release::AuthorAlone::Descriptions) => 0,
+            _ => environment_rule.and_then(|e| e.approvals).unwrap_or(rule.approvals),
+        };
+        let id = self.record_release_step(who, "release propose", |registry| {
+            Ok(ReleaseEvent::Proposed {
+                release: format!("rel-{}", registry.releases.len() + 1),
+                environment: environment.to_owned(),
+                flow: flow.clone(),
+                version: body.flow.version.to_string(),
+                plan: plan.clone(),
+                principal: who.id.clone(),
+                roles: who.roles.clone(),
+                reason: proposal.reason.to_owned(),
+                source: proposal.source.map(str::to_owned),
+                live: live.clone(),
+                promoted_from: promoted_from.clone(),
+                descriptions: descriptions.clone(),
+                changes: changes.clone(),
+                material,
+                rule: rule_number,
+                authors: rule.authors.clone(),
+                approvers: rule.approvers.clone(),
+                approvals,
+            })
+        })?;
+        self.release(&id)
+    }
+
+    /// Approves a release (`reason` required): by a holder of one of its approvers' roles,
+    /// never its author, once per principal.
+    pub fn approve_release(&self, who: &Principal, release: &str, reason: &str) -> Result<Release> {
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        self.record_release_step(who, "release approve", |_| {
+            Ok(ReleaseEvent::Approved {
+                release: release.to_owned(),
+                principal: who.id.clone(),
+                roles: who.roles.clone(),
+                reason: reason.to_owned(),
+            })
+        })?;
+        self.release(release)
+    }
+
+    /// Rejects a release (`reason` required): by one of its approvers, or its author
+    /// withdrawing it.
+    pub fn reject_release(&self, who: &Principal, release: &str, reason: &str) -> Result<Release> {
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        self.record_release_step(who, "release reject", |_| {
+            Ok(ReleaseEvent::Rejected {
+                release: release.to_owned(),
+                principal: who.id.clone(),
+                roles: who.roles.clone(),
+                reason: reason.to_owned(),
+            })
+        })?;
+        self.release(release)
+    }
+
+    /// Publishes an approved release: its plan becomes the one runs start on in its
+    /// environment. By its author or a holder of its rule's authors' roles.
+    pub fn publish_release(&self, who: &Principal, release: &str) -> Result<Release> {
+        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        self.record_release_step(who, "release publish", |registry| {
+            let r = registry.release(release).ok_or_else(|| Error::Decision(format!("no release `{release}`")))?;
+            Ok(ReleaseEvent::Published {
+                release: release.to_owned(),
+                environment: r.environment.clone(),
+                flow: r.flow.clone(),
+                plan: r.plan.clone(),
+                principal: who.id.clone(),
+                roles: who.roles.clone(),
+                approvers: r.approvals.iter().map(|a| a.principal.clone()).collect(),
+                supersedes: r.live.as_ref().map(|l| l.release.clone()),
+            })
+        })?;
+        self.release(release)
+    }
+
+    /// A release as the log has it.
+    pub fn release(&self, id: &str) -> Result<Release> {
+        self.with_releases(|registry| registry.release(id).cloned())?
+            .ok_or_else(|| Error::Decision(format!("there is no release `{id}` in the store")))
+    }
+
+    /// Records one step, built from the log as it stands, if the rules allow it: a step the
+    /// principal may not take is refused and the refusal recorded; one that does not fit
+    /// the release is an error. Another process recording a step at the same moment makes
+    /// this one read the log again and try once more. Returns the release's id.
+    fn record_release_step(
+        &self,
+        who: &Principal,
+        operation: &str,
+        build: impl Fn(&Registry) -> Result<ReleaseEvent>,
+    ) -> Result<String> {
+        let mut tries = 0;
+        loop {
+            let (registry, event) = self.with_releases(|registry| build(registry).map(|e| (registry.clone(), e)))??;
+            let at = now().to_string();
+            let (seq, prev) = registry.next();
+            let json = serde_json::to_value(&event).map_err(|e| Error::Store(e.to_string()))?;
+            let hash = release::entry_hash(&prev, seq, &at, &json);
+            let mut applied = registry;
+            if let Err(denied) = applied.apply(seq, &at, &hash, &event) {
+                return Err(if denied.refused {
+                    let grant = operation.trim_start_matches("release ").to_owned() + " release";
+                    self.refuse(None, who, operation, grant, denied.message, true)
+                } else {
+                    Error::Decision(denied.message)
+                });
+            }
+            let signature = self.signing.as_ref().map(|key| release::sign(key, &hash));
+            let entry = Entry { seq, at, prev, hash, body: json.to_string(), signature };
+            match self.store.append_release(&entry, self.signer()) {
+                Ok(()) => {}
+                Err(error) if matches!(error, crate::store::StoreError::Conflict(_)) && tries < 3 => {
+                    tries += 1;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+            let id = match &event {
+                ReleaseEvent::Proposed { release, .. }
+                | ReleaseEvent::Approved { release, .. }
+                | ReleaseEvent::Rejected { release, .. }
+                | ReleaseEvent::Published { release, .. } => release.clone(),
+            };
+            return Ok(id);
+        }
+    }
+
+    /// The release log as a bundle anyone can verify without the store (`flowc verify`):
+    /// every entry, the plans its releases name, and the inclusion of its last entry in the
+    /// store's log under the store's checkpoint.
+    pub fn export_release_log(&self, who: &Principal) -> Result<Json> {
+        let log = self.release_log()?;
+        let mut plans = BTreeMap::new();
+        for release in &log.registry.releases {
+            for hash in std::iter::once(&release.plan).chain(release.live.as_ref().map(|l| &l.plan)) {
+                if !plans.contains_key(hash) {
+                    let bytes =
+                        self.store.plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?;
+                    let plan: Json = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Tampered(format!("the stored plan {hash} is not JSON: {e}")))?;
+                    plans.insert(hash.clone(), plan);
+                }
+            }
+        }
+        let proof = match log.entries.last() {
+            None => None,
+            Some(last) => {
+                let leaf = crate::checkpoint::Entry {
+                    kind: crate::checkpoint::Kind::Release,
+                    subject: "releases".to_owned(),
+                    seq: last.seq,
+                    hash: last.hash.clone(),
+                };
+                self.log_proof(&leaf, "the release log's last entry")?
+            }
+        };
+        let exported = json!({"by": value::principal_id(&who.id), "at": now().to_string()});
+        Ok(release::bundle(&log.entries, plans, proof, exported))
+    }
+}
