@@ -136,20 +136,7 @@ pub fn log(deployment: &Deployment, options: &LogOptions<'_>, format: DataFormat
         .collect();
     match format {
         DataFormat::Json => {
-            let releases: Vec<Json> = chosen.iter().map(|r| release_json(registry, r)).collect();
-            let live: Vec<Json> = registry
-                .live_releases()
-                .map(|r| json!({"environment": r.environment, "flow": r.flow, "release": r.id, "plan": r.plan}))
-                .collect();
-            crate::print(&format!(
-                "{}\n",
-                json!({
-                    "entries": log.entries.len(),
-                    "head": registry.head.as_ref().map(|(_, hash)| hash),
-                    "releases": releases,
-                    "live": live,
-                })
-            ));
+            crate::print(&format!("{}\n", registry.list_json(options.environment, options.flow)));
         }
         DataFormat::Human => {
             let mut text = String::new();
@@ -201,34 +188,10 @@ fn shown(runtime: &Runtime, release: &Release, format: DataFormat) -> anyhow::Re
         Err(error) => return crate::runs::fail(error, format == DataFormat::Json),
     };
     match format {
-        DataFormat::Json => crate::print(&format!("{}\n", release_json(&registry, release))),
+        DataFormat::Json => crate::print(&format!("{}\n", registry.to_json(release))),
         DataFormat::Human => crate::print(&described(&registry, release)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn release_json(registry: &Registry, release: &Release) -> Json {
-    let act = |a: &flow_runtime::release::Act| json!({"principal": a.principal, "roles": a.roles, "reason": a.reason, "at": a.at, "entry": a.seq});
-    json!({
-        "release": release.id,
-        "environment": release.environment,
-        "flow": release.flow,
-        "version": release.version,
-        "plan": release.plan,
-        "state": registry.state(release).as_str(),
-        "source": release.source,
-        "proposed": act(&release.proposed),
-        "replaces": release.live.as_ref().map(|l| json!({"release": l.release, "plan": l.plan})),
-        "promoted_from": release.promoted_from,
-        "material": release.material,
-        "changes": release.changes.iter().map(|c| json!({"subject": c.subject, "change": c.change, "material": c.material})).collect::<Vec<_>>(),
-        "rule": release.rule,
-        "approvers": release.approvers,
-        "approvals_needed": release.approvals_needed,
-        "approvals": release.approvals.iter().map(act).collect::<Vec<_>>(),
-        "rejected": release.rejected.as_ref().map(act),
-        "published": release.published.as_ref().map(act),
-    })
 }
 
 /// A release for a person: what it changes, who did what, and what it waits for.

@@ -183,6 +183,7 @@ pub struct ChangeRecord {
 }
 
 /// A step of the release log.
+#[expect(clippy::large_enum_variant, reason = "steps are few, made one at a time")]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReleaseEvent {
@@ -507,6 +508,53 @@ impl Registry {
         } else {
             ReleaseState::Proposed
         }
+    }
+
+    /// A release as JSON (`flowc release … --format json`, the HTTP API).
+    pub fn to_json(&self, release: &Release) -> Json {
+        let act = |a: &Act| json!({"principal": a.principal, "roles": a.roles, "reason": a.reason, "at": a.at, "entry": a.seq});
+        let changes: Vec<Json> = release
+            .changes
+            .iter()
+            .map(|c| json!({"subject": c.subject, "change": c.change, "material": c.material}))
+            .collect();
+        json!({
+            "release": release.id,
+            "environment": release.environment,
+            "flow": release.flow,
+            "version": release.version,
+            "plan": release.plan,
+            "state": self.state(release).as_str(),
+            "source": release.source,
+            "proposed": act(&release.proposed),
+            "replaces": release.live.as_ref().map(|l| json!({"release": l.release, "plan": l.plan})),
+            "promoted_from": release.promoted_from,
+            "material": release.material,
+            "changes": changes,
+            "rule": release.rule,
+            "approvers": release.approvers,
+            "approvals_needed": release.approvals_needed,
+            "approvals": release.approvals.iter().map(act).collect::<Vec<_>>(),
+            "rejected": release.rejected.as_ref().map(act),
+            "published": release.published.as_ref().map(act),
+        })
+    }
+
+    /// The releases (of `environment` and `flow` when given) and what is live, as JSON.
+    pub fn list_json(&self, environment: Option<&str>, flow: Option<&str>) -> Json {
+        let chosen = |r: &&Release| environment.is_none_or(|e| r.environment == e) && flow.is_none_or(|f| r.flow == f);
+        let releases: Vec<Json> = self.releases.iter().filter(chosen).map(|r| self.to_json(r)).collect();
+        let live: Vec<Json> = self
+            .live_releases()
+            .filter(chosen)
+            .map(|r| json!({"environment": r.environment, "flow": r.flow, "release": r.id, "plan": r.plan}))
+            .collect();
+        json!({
+            "entries": self.head.as_ref().map_or(0, |(seq, _)| seq + 1),
+            "head": self.head.as_ref().map(|(_, hash)| hash),
+            "releases": releases,
+            "live": live,
+        })
     }
 
     /// What the log's next entry would be numbered, and the hash it follows.

@@ -406,7 +406,8 @@ pub struct StartRequest {
     clock: Option<String>,
 }
 
-/// The plan a start names: by hash, or the flow's highest version (or the one named).
+/// The plan a start names: by hash, or the flow's version published in the server's
+/// environment, else its highest version (or the one named).
 fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis>, Problem> {
     let unfit = |m: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "no-such-plan", m);
     match (&request.plan, &request.flow) {
@@ -414,6 +415,12 @@ fn chosen_plan(service: &Service, request: &StartRequest) -> Result<Arc<Analysis
             service.runtime.find_plan(hash)?.ok_or_else(|| unfit(format!("no plan {hash} is installed")))
         }
         (None, Some(flow)) => {
+            // The version published in the server's environment, when a release is live.
+            if request.version.is_none()
+                && let Some(live) = service.runtime.live_plan(flow)?
+            {
+                return Ok(service.runtime.plan(&live)?);
+            }
             let mut candidates: Vec<Arc<Analysis>> = service
                 .runtime
                 .plans()?
@@ -739,6 +746,139 @@ pub async fn resume(
 ) -> Answer {
     blocking(&service, Some("resume"), move |service| {
         ok(&service.runtime.resume_failed(&run, &caller.principal, &request.reason)?.to_json())
+    })
+    .await
+}
+
+// --- Releases -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasesQuery {
+    environment: Option<String>,
+    flow: Option<String>,
+}
+
+/// The releases and what is live in each environment.
+pub async fn releases(State(service): Shared, Authed(_): Authed, Query(query): Query<ReleasesQuery>) -> Answer {
+    blocking(&service, None, move |service| {
+        let log = service.runtime.release_log()?;
+        ok(&log.registry.list_json(query.environment.as_deref(), query.flow.as_deref()))
+    })
+    .await
+}
+
+/// A release as JSON, with where it stands now.
+fn release_json(service: &Service, release: &flow_runtime::release::Release) -> Result<Json, Problem> {
+    Ok(service.runtime.release_log()?.registry.to_json(release))
+}
+
+/// The release named, or 404.
+fn known_release(service: &Service, id: &str) -> Result<flow_runtime::release::Release, Problem> {
+    service.runtime.release(id).map_err(|error| match error.kind() {
+        flow_runtime::ErrorKind::Decision => Problem::not_found(format!("no release `{id}`")),
+        _ => error.into(),
+    })
+}
+
+pub async fn release(State(service): Shared, Authed(_): Authed, Path(id): Path<String>) -> Answer {
+    blocking(&service, None, move |service| ok(&release_json(service, &known_release(service, &id)?)?)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeRequest {
+    /// An installed plan, by hash; none to promote the plan of `flow` live in the
+    /// environment before.
+    plan: Option<String>,
+    flow: Option<String>,
+    environment: String,
+    reason: String,
+}
+
+pub async fn propose(
+    State(service): Shared,
+    Authed(caller): Authed,
+    JsonBody(request): JsonBody<ProposeRequest>,
+) -> Answer {
+    blocking(&service, Some("propose"), move |service| {
+        let plan = match &request.plan {
+            Some(hash) => Some(plan_of(service, hash)?.plan.clone()),
+            None => None,
+        };
+        let proposal = flow_runtime::Proposal {
+            plan,
+            flow: request.flow.as_deref(),
+            environment: &request.environment,
+            reason: &request.reason,
+            source: None,
+        };
+        let release = service.runtime.propose(&caller.principal, proposal)?;
+        Ok(json_response(StatusCode::CREATED, &release_json(service, &release)?))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStepRequest {
+    reason: String,
+}
+
+pub async fn approve_release(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ReleaseStepRequest>,
+) -> Answer {
+    blocking(&service, Some("approve_release"), move |service| {
+        known_release(service, &id)?;
+        let release = service.runtime.approve_release(&caller.principal, &id, &request.reason)?;
+        ok(&release_json(service, &release)?)
+    })
+    .await
+}
+
+pub async fn reject_release(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ReleaseStepRequest>,
+) -> Answer {
+    blocking(&service, Some("reject_release"), move |service| {
+        known_release(service, &id)?;
+        let release = service.runtime.reject_release(&caller.principal, &id, &request.reason)?;
+        ok(&release_json(service, &release)?)
+    })
+    .await
+}
+
+pub async fn publish_release(
+    State(service): Shared,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Answer {
+    // Nothing is taken, but what a client sent is read (a body left unread closes the
+    // connection).
+    if axum::body::to_bytes(body, service.options.max_body).await.is_err() {
+        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "the request's body is too large"));
+    }
+    blocking(&service, Some("publish_release"), move |service| {
+        known_release(service, &id)?;
+        let release = service.runtime.publish_release(&caller.principal, &id)?;
+        ok(&release_json(service, &release)?)
+    })
+    .await
+}
+
+/// The release log, as `flowc release log --export` writes it.
+pub async fn release_log(State(service): Shared, Authed(caller): Authed) -> Answer {
+    blocking(&service, None, move |service| {
+        let bundle = service.runtime.export_release_log(&caller.principal)?;
+        let text = flow_runtime::evidence::render(&bundle);
+        Ok((StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text)
+            .into_response())
     })
     .await
 }

@@ -256,12 +256,15 @@ fn history(open: &dyn Fn() -> Box<dyn Store>, seed: u64, steps: usize, key: Opti
     first
 }
 
-fn stores() -> Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> {
+/// Opens a store again.
+type Opener = Box<dyn Fn() -> Box<dyn Store>>;
+
+fn stores() -> Vec<(String, Opener)> {
     let dir = std::env::temp_dir().join(format!("flow-releases-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a directory");
     let path = dir.join("runs.db");
-    let mut stores: Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> =
+    let mut stores: Vec<(String, Opener)> =
         vec![("sqlite".to_owned(), Box::new(move || Box::new(SqliteStore::open(&path).expect("opens"))))];
     if let Some(url) = crate::postgres::database("releases") {
         stores.push(("postgres".to_owned(), Box::new(move || Box::new(PostgresStore::open(&url).expect("opens")))));
@@ -383,7 +386,7 @@ fn a_signed_release_log_cannot_be_rewritten_without_the_key() {
     let public = flow_runtime::evidence::public_key_hex(&flow_runtime::evidence::signing_key(&seed).expect("a seed"));
     let bundle = flow_runtime::evidence::render(&runtime.export_release_log(&principal("aud", &[])).expect("exports"));
     let verified = release::verify_bundle(&bundle, std::slice::from_ref(&public), true).expect("verifies with the key");
-    assert_eq!(verified.signed_by, [public.clone()]);
+    assert_eq!(verified.signed_by, std::slice::from_ref(&public));
     assert!(release::verify_bundle(&bundle, &["22".repeat(32)], true).is_err(), "another key was believed");
     // Changed and re-chained by someone without the key, an approval's signature fails.
     let log = runtime.release_log().expect("the log checks");

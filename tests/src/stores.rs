@@ -112,7 +112,7 @@ mod mutant {
         fn append_release(&self, entry: &flow_runtime::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
             self.inner.append_release(entry, key)
         }
-        fn releases(&self, from: u64) -> Result<(Vec<flow_runtime::release::Entry>, Option<(u64, String)>)> {
+        fn releases(&self, from: u64) -> Result<flow_runtime::store::ReleaseEntries> {
             self.inner.releases(from)
         }
         fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()> {

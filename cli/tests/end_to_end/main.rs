@@ -18,5 +18,6 @@ mod lsp;
 #[path = "../../../tests/src/postgres.rs"]
 #[expect(dead_code, reason = "the TLS cluster is the store tests', not these")]
 mod postgres;
+mod releases;
 mod runs;
 mod serve;

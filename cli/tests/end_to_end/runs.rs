@@ -101,7 +101,7 @@ pub(crate) fn text(output: &Output) -> String {
 }
 
 /// Runs a command that must print JSON and exit `code`.
-fn json_of(dir: &Path, args: &[&str], code: i32) -> Json {
+pub(crate) fn json_of(dir: &Path, args: &[&str], code: i32) -> Json {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--format", "json"]);
     let output = flowc(dir, &all);
@@ -111,7 +111,7 @@ fn json_of(dir: &Path, args: &[&str], code: i32) -> Json {
 }
 
 /// Writes a request input and returns `request=FILE`.
-fn request(dir: &Path, id: &str, amount: &str, requester: &str) -> String {
+pub(crate) fn request(dir: &Path, id: &str, amount: &str, requester: &str) -> String {
     let value = json!({
         "id": id,
         "requester": requester,
@@ -124,7 +124,7 @@ fn request(dir: &Path, id: &str, amount: &str, requester: &str) -> String {
     format!("request={file}")
 }
 
-const AT: &str = "2026-11-30T10:00:00Z";
+pub(crate) const AT: &str = "2026-11-30T10:00:00Z";
 
 /// Starts a run of loan.flow and returns its JSON view.
 fn start(dir: &Path, input: &str, who: &str) -> Json {
@@ -161,7 +161,7 @@ fn show(dir: &Path, run: &str, who: &str) -> String {
 /// Exports the evidence as the auditor and checks it verifies.
 /// The auditor exports the run's evidence, which verifies, and replays the run, which
 /// reproduces every event exactly, with either engine.
-fn evidence_verifies(dir: &Path, run: &str) -> PathBuf {
+pub(crate) fn evidence_verifies(dir: &Path, run: &str) -> PathBuf {
     let path = dir.join(format!("{run}.evidence.json"));
     let output = flowc(dir, &["evidence", run, "--as", "aud", "-o", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));

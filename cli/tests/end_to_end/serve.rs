@@ -607,10 +607,12 @@ fn the_api_on_every_store() {
         let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
         config.push_str("\n[serve]\ndeployers = [\"officer\"]\nmax_body = 65536\n");
         std::fs::write(dir.join("flow.toml"), config).unwrap();
+        std::fs::write(dir.join("flow-governance.toml"), RELEASE_RULES).unwrap();
         let tokens = tokens(&dir, &["carl", "mia", "max", "olga", "aud"]);
         let server = Server::start(&dir);
         let api = Api::new(&server, &contract);
         scenario(&api, &dir, |who| tokens[who].1.clone());
+        releases(&api, &dir, |who| tokens[who].1.clone());
 
         // A revoked token lets nobody in from the next request on.
         assert_status(&api.get("/v1/me", &tokens["carl"].1), 200, "before");
@@ -632,6 +634,67 @@ fn the_api_on_every_store() {
         }
     }
     contract.assert_complete();
+}
+
+const RELEASE_RULES: &str = "
+[[environments]]
+name = \"dev\"
+approvals = 0
+
+[[environments]]
+name = \"prod\"
+controlled = true
+
+[[rules]]
+flows = [\"loan\"]
+authors = [\"officer\"]
+approvers = [\"manager\"]
+approvals = 2
+";
+
+/// Releases through the API: proposed, approved by others, published, promoted by hash, the
+/// log exported and verified.
+fn releases(api: &Api<'_>, dir: &Path, token: impl Fn(&str) -> String) {
+    let (carl, mia, max, olga) = (token("carl"), token("mia"), token("max"), token("olga"));
+    let plan = install(api, dir, &olga);
+    let none = api.get("/v1/releases", &carl);
+    assert_status(&none, 200, "no releases");
+    let proposal = |body: Json, who: &str| api.post("/v1/releases", who, &body);
+    let dev = proposal(json!({"plan": plan, "environment": "dev", "reason": "first"}), &olga);
+    assert_status(&dev, 201, "proposed");
+    let id = dev.json()["release"].as_str().unwrap().to_owned();
+    let published = api.post(&format!("/v1/releases/{id}/publish"), &olga, &json!({}));
+    assert_status(&published, 200, "published alone in dev");
+    assert_eq!(published.json()["state"], "live");
+    assert_status(&proposal(json!({"plan": plan, "environment": "prod", "reason": "x"}), &max), 403, "not an author");
+    let prod = proposal(json!({"flow": "loan", "environment": "prod", "reason": "promote"}), &olga);
+    assert_status(&prod, 201, "promoted");
+    let prod = prod.json();
+    assert_eq!((prod["plan"].as_str(), prod["approvals_needed"].clone()), (Some(plan.as_str()), json!(2)));
+    let rel = prod["release"].as_str().unwrap().to_owned();
+    let step =
+        |what: &str, who: &str| api.post(&format!("/v1/releases/{rel}/{what}"), who, &json!({"reason": "checked"}));
+    assert_status(&step("approve", &olga), 403, "the author approves");
+    assert_status(&step("reject", &carl), 403, "a clerk rejects");
+    assert_status(&api.post(&format!("/v1/releases/{rel}/publish"), &olga, &json!({})), 422, "not approved yet");
+    assert_status(&step("approve", &max), 200, "one approval");
+    assert_status(&step("approve", &mia), 200, "two approvals");
+    assert_status(&api.post(&format!("/v1/releases/{rel}/publish"), &olga, &json!({})), 200, "published in prod");
+    assert_status(&step("reject", &mia), 422, "live already");
+    let shown = api.get(&format!("/v1/releases/{rel}"), &carl);
+    assert_status(&shown, 200, "a release");
+    let approvers: Vec<Json> =
+        shown.json()["approvals"].as_array().unwrap().iter().map(|a| a["principal"].clone()).collect();
+    assert_eq!(approvers, [json!("max"), json!("mia")]);
+    assert_status(&api.get("/v1/releases/rel-99", &carl), 404, "no such release");
+    let listed = api.get("/v1/releases?environment=prod", &carl).json();
+    assert_eq!(listed["releases"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["live"][0]["release"], json!(rel));
+    let log = api.get("/v1/releases/log", &carl);
+    assert_status(&log, 200, "the log");
+    std::fs::write(dir.join("releases.json"), &log.body).unwrap();
+    let verified = flowc(dir, &["verify", "releases.json"]);
+    assert!(verified.status.success(), "{}", text(&verified));
 }
 
 /// A JWT signed by `key` (Ed25519, or no signature at all for `alg: none`).

@@ -506,7 +506,7 @@ pub trait Store: Send + Sync {
     fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()>;
     /// The release log from entry `from` on, and the number and hash of the last entry of
     /// it the store's log recorded.
-    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)>;
+    fn releases(&self, from: u64) -> Result<ReleaseEntries>;
     /// Keeps a shadow run (replacing an earlier shadow of the same run and candidate), with
     /// its signature when `key` is given, and logs its digest.
     fn put_shadow(&self, shadow: &ShadowRecord, key: Option<Signer<'_>>) -> Result<()>;
@@ -663,6 +663,10 @@ pub(crate) fn extend_log(
     let checkpoint = Checkpoint::of(&frontier, crate::now().to_string(), key.map(|s| s.key));
     Ok(LogStep { n, checkpoint, frontier: frontier.to_text() })
 }
+
+/// Entries of the release log, and the number and hash of the last one the store's log
+/// recorded.
+pub type ReleaseEntries = (Vec<crate::release::Entry>, Option<(u64, String)>);
 
 /// Whether the release log may go on with `entry`, from its `last` entry and the one the
 /// store's log recorded last (`logged`): the same rules for every store.

@@ -975,7 +975,7 @@ impl Store for PostgresStore {
         tx.commit().map_err(unusable("cannot record the release step"))
     }
 
-    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)> {
+    fn releases(&self, from: u64) -> Result<super::ReleaseEntries> {
         self.read(|| {
             let mut client = self.client()?;
             let rows = client

@@ -755,7 +755,7 @@ impl Store for SqliteStore {
         tx.commit().map_err(unusable("cannot record the release step"))
     }
 
-    fn releases(&self, from: u64) -> Result<(Vec<crate::release::Entry>, Option<(u64, String)>)> {
+    fn releases(&self, from: u64) -> Result<super::ReleaseEntries> {
         let conn = self.conn()?;
         let mut statement = conn
             .prepare(

@@ -1,0 +1,148 @@
+//! `flowc release` end to end on a deployment whose `flow.toml` says it is `prod`, under
+//! release control: nothing runs before a release is published; a plan reaches prod only
+//! through dev, as the same hash, approved by two people other than its author who hold
+//! the approvers' roles; the run names its release and approvers; a changed source is
+//! refused until its own release is published; the exported release log verifies, and
+//! fails once changed. On SQLite and PostgreSQL.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+
+use serde_json::{Value as Json, json};
+
+use crate::runs::{AT, deployment_on, evidence_verifies, flowc, json_of, request, stores, text};
+
+const RULES: &str = r#"
+[[environments]]
+name = "dev"
+approvals = 0
+
+[[environments]]
+name = "prod"
+controlled = true
+
+[[rules]]
+flows = ["loan"]
+authors = ["officer"]
+approvers = ["manager", "director"]
+approvals = 2
+"#;
+
+/// `flowc release ARGS --format json`, which must exit `code`.
+fn release(dir: &Path, args: &[&str], code: i32) -> Json {
+    let mut all = vec!["release"];
+    all.extend(args);
+    json_of(dir, &all, code)
+}
+
+/// A step that must fail with `code` and say `said`.
+fn refused(dir: &Path, args: &[&str], said: &str) {
+    let mut all = vec!["release"];
+    all.extend(args);
+    let output = flowc(dir, &all);
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {}", text(&output));
+    assert!(text(&output).contains(said), "{args:?}: {}", text(&output));
+}
+
+fn start(dir: &Path, id: &str) -> std::process::Output {
+    let input = request(dir, id, "800", "carl");
+    flowc(dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--format", "json"])
+}
+
+#[test]
+fn a_change_reaches_prod_only_through_an_approved_release() {
+    for postgres in stores("releases") {
+        let dir = deployment_on("releases", postgres.as_deref());
+        std::fs::write(dir.join("flow-governance.toml"), RULES).unwrap();
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str("\n[release]\nenvironment = \"prod\"\n");
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+
+        // Nothing is published: no run starts, and the refusal is recorded.
+        let output = start(&dir, "L1");
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains("no release of `loan` is published in prod"), "{}", text(&output));
+        let refusals = json_of(&dir, &["refusals"], 0);
+        assert!(refusals.to_string().contains("\"grant\":\"release\""), "{refusals}");
+
+        // Prod takes only what is live in dev; only an author proposes.
+        refused(
+            &dir,
+            &["propose", "loan.flow", "--env", "prod", "--as", "olga", "--reason", "first"],
+            "not live in dev",
+        );
+        refused(&dir, &["propose", "loan.flow", "--env", "dev", "--as", "max", "--reason", "first"], "may not author");
+        let dev = release(&dir, &["propose", "loan.flow", "--env", "dev", "--as", "olga", "--reason", "first"], 0);
+        assert_eq!((dev["release"].clone(), dev["approvals_needed"].clone()), (json!("rel-1"), json!(0)), "{dev}");
+        assert_eq!(dev["source"], "loan.flow");
+        assert_eq!(release(&dir, &["publish", "rel-1", "--as", "olga"], 0)["state"], "live");
+
+        // Promoted to prod as the same hash; two approvers besides the author.
+        let prod = release(&dir, &["propose", "--flow", "loan", "--env", "prod", "--as", "olga", "--reason", "go"], 0);
+        assert_eq!((prod["release"].clone(), prod["plan"].clone()), (json!("rel-2"), dev["plan"].clone()));
+        assert_eq!((prod["promoted_from"].clone(), prod["approvals_needed"].clone()), (json!("rel-1"), json!(2)));
+        refused(&dir, &["approve", "rel-2", "--as", "olga", "--reason", "mine"], "four eyes");
+        refused(&dir, &["approve", "rel-2", "--as", "carl", "--reason", "ok"], "may not approve");
+        refused(&dir, &["publish", "rel-2", "--as", "olga"], "has 0 of the 2 approvals");
+        release(&dir, &["approve", "rel-2", "--as", "max", "--reason", "limits checked"], 0);
+        refused(&dir, &["approve", "rel-2", "--as", "max", "--reason", "again"], "approved `rel-2` already");
+        let approved = release(&dir, &["approve", "rel-2", "--as", "dora", "--reason", "fine"], 0);
+        assert_eq!(approved["state"], "approved");
+        refused(&dir, &["publish", "rel-2", "--as", "max"], "may not publish");
+        assert_eq!(release(&dir, &["publish", "rel-2", "--as", "olga"], 0)["state"], "live");
+
+        // The run names the release that made its plan live, and who approved it.
+        let output = start(&dir, "L2");
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let run: Json = serde_json::from_slice(&output.stdout).unwrap();
+        let bundle = evidence_verifies(&dir, run["run"].as_str().unwrap());
+        let bundle: Json = serde_json::from_str(&std::fs::read_to_string(bundle).unwrap()).unwrap();
+        let named = &bundle["events"][0]["event"]["release"];
+        assert_eq!(
+            *named,
+            json!({
+                "environment": "prod", "release": "rel-2", "author": "olga", "approvers": ["max", "dora"],
+                "published_by": "olga", "entry": named["entry"], "hash": named["hash"],
+            })
+        );
+
+        // A changed source is not what prod runs until its own release is published.
+        let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+        std::fs::write(dir.join("loan.flow"), source.replace("= 5_000 USD", "= 6_000 USD")).unwrap();
+        let output = start(&dir, "L3");
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains("is not the version published in prod: rel-2"), "{}", text(&output));
+        release(&dir, &["propose", "loan.flow", "--env", "dev", "--as", "olga", "--reason", "raise"], 0);
+        release(&dir, &["publish", "rel-3", "--as", "olga"], 0);
+        let change = release(&dir, &["propose", "--flow", "loan", "--env", "prod", "--as", "olga", "--reason", "r"], 0);
+        assert_eq!(change["material"], true);
+        assert_eq!(change["changes"][0]["subject"], "param `limit`", "{change}");
+        let shown = flowc(&dir, &["release", "show", "rel-4"]);
+        assert!(text(&shown).contains("replaces rel-2"), "{}", text(&shown));
+        assert!(text(&shown).contains("waiting for 2 more approvals"), "{}", text(&shown));
+        // Rejected by an approver: nothing more happens to it.
+        assert_eq!(
+            release(&dir, &["reject", "rel-4", "--as", "dora", "--reason", "not this quarter"], 0)["state"],
+            "rejected"
+        );
+        refused(&dir, &["approve", "rel-4", "--as", "max", "--reason", "ok"], "rejected already");
+
+        // The log, exported, verifies without the store; changed, it does not.
+        let exported = dir.join("releases.json");
+        let output = flowc(&dir, &["release", "log", "--export", exported.to_str().unwrap(), "--as", "aud"]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let output = flowc(&dir, &["verify", exported.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert!(text(&output).contains("verified release log: 10 entries, 4 releases"), "{}", text(&output));
+        assert!(text(&output).contains("live in prod: loan by rel-2"), "{}", text(&output));
+        let log = std::fs::read_to_string(&exported).unwrap();
+        std::fs::write(&exported, log.replace("limits checked", "limits ignored")).unwrap();
+        let output = flowc(&dir, &["verify", exported.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let listed = flowc(&dir, &["release", "log", "--env", "prod"]);
+        assert!(text(&listed).contains("rel-2 loan 1.0.0 → prod: live"), "{}", text(&listed));
+        let audit = flowc(&dir, &["audit"]);
+        assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
+    }
+}
