@@ -2043,3 +2043,117 @@ impl Browser {
         format!("__Host-flow_session={}", signed.cookie("__Host-flow_session").unwrap())
     }
 }
+
+/// The release pages: a steward proposes a version from its page, publishes it alone in
+/// dev and promotes it to prod; the approvers see the change and approve it in the browser
+/// (the author is offered no approval, and one forced through is refused); the server in
+/// prod then starts runs on that version only. Every reason shown is escaped.
+#[test]
+fn the_release_pages_propose_approve_and_publish() {
+    let contract = Contract::load();
+    let (dir, tokens) = serving("releasepages", None);
+    std::fs::write(dir.join("flow-governance.toml"), RELEASE_RULES).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config.push_str("\n[release]\nenvironment = \"prod\"\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let plan = install(&api, &dir, &tokens["olga"].1);
+    let browser = Browser::new(&server.base);
+    let (olga, max, mia) =
+        (browser.session(&tokens["olga"].1), browser.session(&tokens["max"].1), browser.session(&tokens["mia"].1));
+
+    let page = browser.get(&format!("/ui/plans/{plan}"), Some(&olga));
+    assert!(page.body.contains("Propose this version"), "{}", page.body);
+    assert!(
+        page.body.contains("<option value=\"dev\">dev</option><option value=\"prod\">prod</option>"),
+        "{}",
+        page.body
+    );
+    let csrf = page.hidden("csrf");
+    let propose = format!("/ui/plans/{plan}/propose");
+    let sent = browser.post(&propose, Some(&olga), &format!("environment=dev&reason=first&csrf={csrf}"));
+    assert_eq!((sent.status, sent.location.as_deref()), (303, Some("/ui/releases/rel-1")), "{}", sent.body);
+    let dev = browser.get("/ui/releases/rel-1", Some(&olga));
+    assert!(dev.body.contains("its author may publish it alone"), "{}", dev.body);
+    assert_eq!(browser.post("/ui/releases/rel-1/publish", Some(&olga), &format!("csrf={csrf}")).status, 303);
+    let reason = urlencode("promote <script>x</script>");
+    let sent = browser.post(&propose, Some(&olga), &format!("environment=prod&reason={reason}&csrf={csrf}"));
+    assert_eq!(sent.location.as_deref(), Some("/ui/releases/rel-2"), "{}", sent.body);
+
+    // The author is offered no approval; an approver is.
+    let mine = browser.get("/ui/releases/rel-2", Some(&olga));
+    assert!(mine.body.contains("Promoted from <a href=\"/ui/releases/rel-1\">rel-1</a>"), "{}", mine.body);
+    assert!(mine.body.contains("promote &#60;script&#62;x&#60;/script&#62;"), "{}", mine.body);
+    assert!(!mine.body.contains("<script>"), "{}", mine.body);
+    assert!(!mine.body.contains("/rel-2/approve"), "{}", mine.body);
+    assert!(mine.body.contains("/rel-2/reject"), "the author may withdraw it: {}", mine.body);
+    let forced = browser.post("/ui/releases/rel-2/approve", Some(&olga), &format!("reason=mine&csrf={csrf}"));
+    assert_eq!(forced.status, 403, "{}", forced.body);
+    assert!(forced.body.contains("four eyes"), "{}", forced.body);
+    let theirs = browser.get("/ui/releases/rel-2", Some(&max));
+    assert!(theirs.body.contains("/rel-2/approve"), "{}", theirs.body);
+    let max_csrf = theirs.hidden("csrf");
+    let forged = browser.post("/ui/releases/rel-2/approve", Some(&max), "reason=ok&csrf=0000");
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(
+        browser.post("/ui/releases/rel-2/approve", Some(&max), &format!("reason=ok&csrf={max_csrf}")).status,
+        303
+    );
+    assert_eq!(browser.post("/ui/releases/rel-2/publish", Some(&max), &format!("csrf={max_csrf}")).status, 422);
+    let mia_csrf = browser.get("/ui/releases/rel-2", Some(&mia)).hidden("csrf");
+    assert_eq!(
+        browser.post("/ui/releases/rel-2/approve", Some(&mia), &format!("reason=fine&csrf={mia_csrf}")).status,
+        303
+    );
+    assert_eq!(browser.post("/ui/releases/rel-2/publish", Some(&max), &format!("csrf={max_csrf}")).status, 403);
+    let ready = browser.get("/ui/releases/rel-2", Some(&olga));
+    assert!(ready.body.contains("Publish to prod"), "{}", ready.body);
+    assert_eq!(browser.post("/ui/releases/rel-2/publish", Some(&olga), &format!("csrf={csrf}")).status, 303);
+    let listed = browser.get("/ui/releases", Some(&mia));
+    assert!(listed.body.contains("This server runs in <strong>prod</strong>"), "{}", listed.body);
+    assert!(
+        listed.body.contains(
+            "<td>prod</td><td><strong>loan</strong></td><td>1.0.0</td><td><a href=\"/ui/releases/rel-2\">rel-2</a></td>"
+        ),
+        "{}",
+        listed.body
+    );
+
+    // Another version: prod takes it only from dev; its page shows the change and offers
+    // the what-if of it over the stored runs.
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    let lower = source.replace("param limit: Money[USD] = 5_000 USD", "param limit: Money[USD] = 400 USD");
+    let installed = api.call("POST", "/v1/plans", Some(&tokens["olga"].1), Some(("text/plain", lower.as_bytes())), &[]);
+    let candidate = installed.json()["plan"].as_str().unwrap().to_owned();
+    let to_prod = format!("/ui/plans/{candidate}/propose");
+    let skipped = browser.post(&to_prod, Some(&olga), &format!("environment=prod&reason=skip&csrf={csrf}"));
+    assert_eq!(skipped.status, 422, "{}", skipped.body);
+    assert!(skipped.body.contains("not live in dev"), "{}", skipped.body);
+    browser.post(&to_prod, Some(&olga), &format!("environment=dev&reason=lower&csrf={csrf}"));
+    browser.post("/ui/releases/rel-3/publish", Some(&olga), &format!("csrf={csrf}"));
+    let sent = browser.post(&to_prod, Some(&olga), &format!("environment=prod&reason=lower&csrf={csrf}"));
+    assert_eq!(sent.location.as_deref(), Some("/ui/releases/rel-4"), "{}", sent.body);
+    let change = browser.get("/ui/releases/rel-4", Some(&max));
+    for part in ["<strong>Material change</strong>", "param `limit`", "What if the stored runs had run on this version"]
+    {
+        assert!(change.body.contains(part), "`{part}` missing: {}", change.body);
+    }
+    assert!(change.body.contains(&format!("action=\"/ui/plans/{plan}/what-if\"")), "{}", change.body);
+
+    // In prod, a start by flow runs the published version; the other one is refused.
+    let start = |body: Json| {
+        let body = body.to_string();
+        api.call("POST", "/v1/runs", Some(&tokens["carl"].1), Some(("application/json", body.as_bytes())), &[])
+    };
+    let started = start(json!({"flow": "loan", "clock": AT, "inputs": {"request": request("P1", "300.00", "carl")}}));
+    assert_status(&started, 201, "a start of the published version");
+    let store = flow_runtime::store::SqliteStore::open(&dir.join(".flow/runs.db")).unwrap();
+    let run = flow_runtime::store::Store::run(&store, started.json()["run"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(*run.plan, *plan);
+    let refused =
+        start(json!({"plan": candidate, "clock": AT, "inputs": {"request": request("P2", "300.00", "carl")}}));
+    assert_status(&refused, 403, "an unpublished version");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}

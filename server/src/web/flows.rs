@@ -92,6 +92,9 @@ struct PlanPage<'a> {
     params: Vec<ParamField>,
     diff_action: String,
     what_if_action: String,
+    /// The publishing rules' environments it may be proposed for (none without rules).
+    environments: Vec<String>,
+    propose_action: String,
 }
 
 fn plan_of(service: &Service, hash: &str) -> Result<Arc<Analysis>, Problem> {
@@ -142,6 +145,12 @@ pub(super) async fn plan(State(service): State<Arc<Service>>, viewer: Viewer, Pa
         params,
         diff_action: format!("{href}/diff"),
         what_if_action: format!("{href}/what-if"),
+        environments: service
+            .runtime
+            .release_control()
+            .map(|c| c.governance.environments.iter().map(|e| e.name.clone()).collect())
+            .unwrap_or_default(),
+        propose_action: format!("{href}/propose"),
     };
     html(StatusCode::OK, &page)
 }

@@ -12,6 +12,7 @@ mod charts;
 mod dashboard;
 mod flows;
 mod oidc;
+mod releases;
 mod session;
 
 use std::sync::Arc;
@@ -61,6 +62,10 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/ui/plans/{plan}/diff", get(flows::diff))
         .route("/ui/plans/{plan}/what-if", post(flows::what_if))
         .route("/ui/jobs/{job}", get(flows::job))
+        .route("/ui/plans/{plan}/propose", post(releases::propose))
+        .route("/ui/releases", get(releases::releases))
+        .route("/ui/releases/{release}", get(releases::release))
+        .route("/ui/releases/{release}/{step}", post(releases::step))
         .route("/ui/assets/flow.css", get(stylesheet))
         .route("/ui/{*rest}", get(no_such_page))
         .layer(middleware::from_fn(guarded))
