@@ -296,13 +296,19 @@ enum Command {
     /// Show what changed between two versions of a flow and whether it needs approving
     /// again; exits 3 for a material change.
     Diff {
-        /// The old version: a plan file or a `.flow` file.
+        /// The old version: a plan file or a `.flow` file (with `--runs`, a stored run).
         old: String,
-        /// The new version: a plan file or a `.flow` file.
+        /// The new version: a plan file or a `.flow` file (with `--runs`, a stored run).
         new: String,
         /// The flow to compare, when a `.flow` file declares several.
         #[arg(long)]
         flow: Option<String>,
+        /// Compare two stored runs: their deployments (environment, release, runtime,
+        /// providers and handlers, engine) and their plans.
+        #[arg(long)]
+        runs: bool,
+        #[command(flatten)]
+        deployment: deploy::Deployment,
         #[arg(long, value_enum, default_value = "human")]
         format: DataFormat,
     },
@@ -784,7 +790,8 @@ fn main() -> ExitCode {
             };
             graph::run(&file, flow.as_deref(), format, layer)
         }
-        Command::Diff { old, new, flow, format } => diff::run(&old, &new, flow.as_deref(), format.into()),
+        Command::Diff { old, new, runs: true, deployment, format, .. } => diff::runs(&deployment, &old, &new, format),
+        Command::Diff { old, new, flow, format, .. } => diff::run(&old, &new, flow.as_deref(), format.into()),
         Command::Verify { file, keys, require_signature, dump, format } => {
             verify::run(&file, &verify::Options { format, dump, keys: &keys, require_signature })
         }

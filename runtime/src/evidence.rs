@@ -212,6 +212,26 @@ pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Ve
                 problems.push(format!("the run pinned plan {}, not `{plan_hash}`", body["plan"]));
             }
             signing_key = body.get("signing_key").and_then(Json::as_str).map(str::to_owned);
+            // The deployment's digest is of what the start records beside it.
+            if let Some(recorded) = body.get("deployment") {
+                let environment = serde_json::from_value(body["environment"].clone());
+                let release: Result<Option<crate::event::ReleaseRef>, _> =
+                    serde_json::from_value(body.get("release").cloned().unwrap_or(Json::Null));
+                match (environment, release) {
+                    (Ok(environment), Ok(release)) => {
+                        if recorded.as_str()
+                            != Some(crate::deployment::digest_of(&environment, release.as_ref()).as_str())
+                        {
+                            problems.push(
+                                "the run's deployment digest is not the digest of the environment and release its start \
+                                 records"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                    _ => problems.push("the start's environment or release cannot be read".to_owned()),
+                }
+            }
         }
         bodies.push(body);
         prev = recorded;

@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod checkpoint;
 pub mod conformance;
 pub mod decision;
+pub mod deployment;
 pub mod digest;
 pub mod error;
 pub mod event;
@@ -55,5 +56,6 @@ pub use lease::DEFAULT_LEASE;
 pub use narrative::RunView;
 pub use runtime::{
     Audit, BatchOptions, BatchState, Copied, Inbox, InboxItem, Progress, Proposal, ReleaseControl, ReleaseLog,
-    ReplayChanges, ReplaySummary, RunFilter, RunPage, RunReplay, Runtime, ShadowReport, StartOptions, Tick,
+    ReplayChanges, ReplaySummary, RunDeployment, RunFilter, RunPage, RunReplay, Runtime, ShadowReport, StartOptions,
+    Tick,
 };

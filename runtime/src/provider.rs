@@ -350,7 +350,9 @@ impl OpenAiCompatible {
 
 impl ModelProvider for OpenAiCompatible {
     fn describe(&self) -> String {
-        format!("openai-compatible {} (timeout {}, {} retries)", self.base_url, humantime(self.timeout), self.retries)
+        // Recorded in every run's environment: without credentials a URL may carry.
+        let shown = shown_url(&self.base_url);
+        format!("openai-compatible {shown} (timeout {}, {} retries)", humantime(self.timeout), self.retries)
     }
 
     fn infer(&self, request: &ModelRequest<'_>) -> Result<ModelReply, ProviderError> {

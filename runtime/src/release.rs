@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 use crate::digest::{GENESIS, digest};
+pub use crate::event::ReleaseRef;
+pub use crate::store::ReleaseEntry as Entry;
 
 /// The format of exported release logs.
 pub const LOG_FORMAT: &str = "flow-release-log";
@@ -245,56 +247,12 @@ pub enum ReleaseEvent {
     },
 }
 
-/// What a run's evidence says of the release that made its plan live in the environment it
-/// ran in (`started`'s `release`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseRef {
-    pub environment: String,
-    pub release: String,
-    /// Who proposed it, who approved it, who published it.
-    pub author: String,
-    pub approvers: Vec<String>,
-    pub published_by: String,
-    /// The release log's entry that published it, and its hash.
-    pub entry: u64,
-    pub hash: String,
-}
-
-impl ReleaseRef {
-    pub fn of(release: &Release) -> Option<ReleaseRef> {
-        let published = release.published.as_ref()?;
-        Some(ReleaseRef {
-            environment: release.environment.clone(),
-            release: release.id.clone(),
-            author: release.proposed.principal.clone(),
-            approvers: release.approvals.iter().map(|a| a.principal.clone()).collect(),
-            published_by: published.principal.clone(),
-            entry: published.seq,
-            hash: published.hash.clone(),
-        })
-    }
-}
-
 /// A release live in an environment, and its plan.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Live {
     pub release: String,
     pub plan: String,
-}
-
-/// One stored entry of the release log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub seq: u64,
-    pub at: String,
-    pub prev: String,
-    pub hash: String,
-    /// The event, as JSON text.
-    pub body: String,
-    /// The deployment's signature of `hash`: public key and value (hex).
-    pub signature: Option<(String, String)>,
 }
 
 /// What is signed: an entry's hash, in a context of its own.
@@ -323,38 +281,23 @@ pub fn signature_verifies(public_key: &str, hash: &str, signature: &str) -> bool
     crate::checkpoint::verifies(public_key, &signed_message(hash), signature)
 }
 
-impl Entry {
-    /// The next entry after `last` (none: the first), holding `event`, signed with `key`.
-    pub fn next(
-        last: Option<&Entry>,
-        at: String,
-        event: &ReleaseEvent,
-        key: Option<&ed25519_dalek::SigningKey>,
-    ) -> Entry {
-        let (seq, prev) = last.map_or((0, GENESIS.to_owned()), |e| (e.seq + 1, e.hash.clone()));
-        let json = serde_json::to_value(event).unwrap_or(Json::Null);
-        let hash = entry_hash(&prev, seq, &at, &json);
-        let signature = key.map(|key| sign(key, &hash));
-        Entry { seq, at, prev, hash, body: json.to_string(), signature }
-    }
+/// An entry's event.
+fn event_of(entry: &Entry) -> Result<ReleaseEvent, String> {
+    serde_json::from_str(&entry.body).map_err(|e| format!("release log entry {} cannot be read: {e}", entry.seq))
+}
 
-    pub fn event(&self) -> Result<ReleaseEvent, String> {
-        serde_json::from_str(&self.body).map_err(|e| format!("release log entry {} cannot be read: {e}", self.seq))
+/// An entry as an exported log holds it.
+fn entry_json(entry: &Entry) -> Json {
+    let mut object = Map::new();
+    object.insert("seq".into(), json!(entry.seq));
+    object.insert("at".into(), json!(entry.at));
+    object.insert("prev".into(), json!(entry.prev));
+    object.insert("hash".into(), json!(entry.hash));
+    object.insert("event".into(), serde_json::from_str(&entry.body).unwrap_or(Json::Null));
+    if let Some((public_key, value)) = &entry.signature {
+        object.insert("signature".into(), json!({"algorithm": "ed25519", "public_key": public_key, "value": value}));
     }
-
-    pub fn to_json(&self) -> Json {
-        let mut object = Map::new();
-        object.insert("seq".into(), json!(self.seq));
-        object.insert("at".into(), json!(self.at));
-        object.insert("prev".into(), json!(self.prev));
-        object.insert("hash".into(), json!(self.hash));
-        object.insert("event".into(), serde_json::from_str(&self.body).unwrap_or(Json::Null));
-        if let Some((public_key, value)) = &self.signature {
-            object
-                .insert("signature".into(), json!({"algorithm": "ed25519", "public_key": public_key, "value": value}));
-        }
-        Json::Object(object)
-    }
+    Json::Object(object)
 }
 
 /// Checks `entries` (the whole log, from its first entry) as a chain: numbered from 0, each
@@ -597,7 +540,7 @@ impl Registry {
             }
             None => {}
         }
-        let event = entry.event()?;
+        let event = event_of(entry)?;
         self.apply(n, &entry.at, &entry.hash, &event)
             .map_err(|why| format!("release log entry {n}: {}", why.message))?;
         Ok(())
@@ -809,7 +752,7 @@ pub fn bundle(entries: &[Entry], plans: BTreeMap<String, Json>, log: Option<Json
     object.insert("format_version".into(), json!(LOG_VERSION));
     object.insert("head".into(), json!(entries.last().map_or(GENESIS.to_owned(), |e| e.hash.clone())));
     object.insert("exported".into(), exported);
-    object.insert("entries".into(), Json::Array(entries.iter().map(Entry::to_json).collect()));
+    object.insert("entries".into(), Json::Array(entries.iter().map(entry_json).collect()));
     object.insert("plans".into(), Json::Object(plans.into_iter().collect()));
     if let Some(log) = log {
         object.insert("log".into(), log);
@@ -997,6 +940,20 @@ pub fn changes_of(diff: &flow_ir::diff::Diff) -> Vec<ChangeRecord> {
         .iter()
         .map(|c| ChangeRecord { subject: c.subject.clone(), change: c.detail.clone(), material: c.material })
         .collect()
+}
+
+/// What a run's evidence says of a published release.
+pub fn reference(release: &Release) -> Option<ReleaseRef> {
+    let published = release.published.as_ref()?;
+    Some(ReleaseRef {
+        environment: release.environment.clone(),
+        release: release.id.clone(),
+        author: release.proposed.principal.clone(),
+        approvers: release.approvals.iter().map(|a| a.principal.clone()).collect(),
+        published_by: published.principal.clone(),
+        entry: published.seq,
+        hash: published.hash.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -341,7 +341,7 @@ fn reviewed(
 }
 
 /// A store left by an older version (schema 3 of SQLite, 1 of PostgreSQL: before leases,
-/// queues, notices, timers and monitors) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
+/// queues, notices, timers, monitors and releases) is migrated when opened, through every later schema, not refused: its runs verify, a waiting one is decided, and the
 /// store is at the current version after.
 #[test]
 fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
@@ -362,6 +362,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                  DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
                  DROP INDEX waiting_due; ALTER TABLE waiting DROP COLUMN due;
                  DROP TABLE monitor_counts; DROP TABLE alerts; DROP TABLE monitor_pending; DROP TABLE monitor_checks;
+                 DROP TABLE releases;
                  PRAGMA user_version = 3;",
             )
             .expect("ages the store");
@@ -384,7 +385,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                          DROP TABLE flow_batches; DROP TABLE flow_queue; DROP TABLE flow_deliveries;
                          DROP INDEX flow_waiting_due; ALTER TABLE flow_waiting DROP COLUMN due;
                          DROP TABLE flow_monitor_counts; DROP TABLE flow_alerts; DROP TABLE flow_monitor_pending;
-                         DROP TABLE flow_monitor_checks;
+                         DROP TABLE flow_monitor_checks; DROP TABLE flow_releases;
                          UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");

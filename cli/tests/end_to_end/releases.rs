@@ -98,6 +98,7 @@ fn a_change_reaches_prod_only_through_an_approved_release() {
         let run: Json = serde_json::from_slice(&output.stdout).unwrap();
         let bundle = evidence_verifies(&dir, run["run"].as_str().unwrap());
         let bundle: Json = serde_json::from_str(&std::fs::read_to_string(bundle).unwrap()).unwrap();
+        assert!(bundle["events"][0]["event"]["deployment"].as_str().unwrap().starts_with("blake3:"));
         let named = &bundle["events"][0]["event"]["release"];
         assert_eq!(
             *named,
@@ -145,4 +146,62 @@ fn a_change_reaches_prod_only_through_an_approved_release() {
         let audit = flowc(&dir, &["audit"]);
         assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
     }
+}
+
+/// Two runs whose deployments differ — a model's timeout, the engine — and whose plans
+/// differ: `flowc diff --runs` says each difference in words; each run's evidence carries
+/// the digest of its deployment, which `flowc verify` computes again.
+#[test]
+fn the_deployments_of_two_runs_differ_in_words() {
+    let dir = deployment_on("deployments", None);
+    let first = start(&dir, "D1");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let first: Json = serde_json::from_slice(&first.stdout).unwrap();
+    let config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    std::fs::write(dir.join("flow.toml"), config.replace("timeout = \"10s\"", "timeout = \"30s\"")).unwrap();
+    let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+    std::fs::write(dir.join("loan.flow"), source.replace("= 5_000 USD", "= 6_000 USD")).unwrap();
+    let input = request(&dir, "D2", "800", "carl");
+    let second =
+        json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT, "--engine", "interp"], 0);
+    let (a, b) = (first["run"].as_str().unwrap(), second["run"].as_str().unwrap());
+
+    let output = flowc(&dir, &["diff", "--runs", a, b]);
+    assert_eq!(output.status.code(), Some(3), "a material change of the plan: {}", text(&output));
+    let said = text(&output);
+    for part in [
+        "  engine: jit → interpreter\n",
+        "  model scorer: command python3 scorer.py (timeout 10s) → command python3 scorer.py (timeout 30s)\n",
+        "  param `limit`: default 5,000 USD → 6,000 USD\n",
+    ] {
+        assert!(said.contains(part), "`{part}` missing: {said}");
+    }
+    assert!(!said.contains("  release:"), "{said}");
+    let json = json_of(&dir, &["diff", "--runs", a, b], 3);
+    assert_ne!(json["old"]["deployment"], json["new"]["deployment"], "{json}");
+    assert!(json["old"]["deployment"].as_str().unwrap().starts_with("blake3:"), "{json}");
+    let same = flowc(&dir, &["diff", "--runs", a, a]);
+    assert!(text(&same).contains("deployment: the same"), "{}", text(&same));
+    let unknown = flowc(&dir, &["diff", "--runs", a, "r-000000000000000000000000"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+
+    // The digest is of what the start records: changed with it, the bundle does not verify.
+    let bundle = evidence_verifies(&dir, b);
+    let mut json: Json = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    json["events"][0]["event"]["deployment"] =
+        json!(json["events"][0]["event"]["deployment"].as_str().unwrap().replace('a', "b"));
+    let event = json["events"][0]["event"].clone();
+    let hash = flow_runtime::digest::event_hash(
+        flow_runtime::digest::GENESIS,
+        0,
+        json["events"][0]["at"].as_str().unwrap(),
+        &event,
+    );
+    json["events"][0]["hash"] = json!(hash);
+    // The rest of the chain is left: the first problem named is the digest.
+    crate::runs::redigest(&mut json);
+    std::fs::write(&bundle, flow_runtime::evidence::render(&json)).unwrap();
+    let output = flowc(&dir, &["verify", bundle.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("deployment digest is not the digest"), "{}", text(&output));
 }

@@ -633,7 +633,7 @@ fn a_corrupted_store_is_refused_and_left_as_it_was() {
 }
 
 /// Recomputes a bundle's digest after a change, as anyone can.
-fn redigest(bundle: &mut Json) {
+pub(crate) fn redigest(bundle: &mut Json) {
     let object = bundle.as_object_mut().unwrap();
     object.remove("digest");
     let digest = flow_runtime::digest::digest(&Json::Object(object.clone()));

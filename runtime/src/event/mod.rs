@@ -111,6 +111,25 @@ pub struct Environment {
     /// The model providers and action handlers registered, by model or system, with their
     /// kind and version.
     pub providers: BTreeMap<String, String>,
+    /// The deployment's environment (`[release] environment`), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+/// What a run's evidence says of the release that made its plan live in the environment it
+/// ran in (`started`'s `release`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRef {
+    pub environment: String,
+    pub release: String,
+    /// Who proposed it, who approved it, who published it.
+    pub author: String,
+    pub approvers: Vec<String>,
+    pub published_by: String,
+    /// The release log's entry that published it, and its hash.
+    pub entry: u64,
+    pub hash: String,
 }
 
 /// A decision's common part: who, with which roles, what, why.
@@ -165,7 +184,10 @@ pub struct Started<V> {
     /// The release that made the plan live in the environment the run started in, when one
     /// did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<crate::release::ReleaseRef>,
+    pub release: Option<ReleaseRef>,
+    /// The digest of the run's deployment ([`crate::deployment::digest_of`]): of a run kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
 }
 
 /// A `declassify` of the plan: where, which labels it takes off, and why.
@@ -501,6 +523,7 @@ impl<V> Event<V> {
                     engine: s.engine,
                     declassifications: s.declassifications,
                     release: s.release,
+                    deployment: s.deployment,
                 }))
             }
             Event::Evaluated { value, operands, node } => Event::Evaluated {

@@ -32,7 +32,7 @@ pub use audit::Audit;
 pub use copy::Copied;
 pub use history::{ReplayChanges, ReplaySummary, RunFilter, RunReplay, ShadowReport};
 pub use queue::{BatchOptions, BatchState};
-pub use releases::{Proposal, ReleaseControl, ReleaseLog};
+pub use releases::{Proposal, ReleaseControl, ReleaseLog, RunDeployment};
 pub use run::{StartOptions, Tick};
 pub use views::{Inbox, InboxItem, RunPage};
 
@@ -356,6 +356,7 @@ impl Runtime {
             host: host(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             providers,
+            environment: self.release_control.as_ref().and_then(|c| c.environment.clone()),
         }
     }
 

@@ -49,6 +49,7 @@ impl Runtime {
             )));
         }
         self.release_control = Some(control);
+        self.environments = std::sync::Mutex::default();
         Ok(())
     }
 
@@ -111,7 +112,7 @@ impl Runtime {
         let flow = &analysis.body().flow.name;
         let plan = analysis.hash();
         self.with_releases(|registry| match registry.live(environment, flow) {
-            Some(live) if *live.plan == **plan => Ok(ReleaseRef::of(live)),
+            Some(live) if *live.plan == **plan => Ok(release::reference(live)),
             _ if !controlled => Ok(None),
             Some(live) => Err(format!(
                 "plan {plan} of `{flow}` is not the version published in {environment}: {} (plan {}, version {}) is; \
@@ -378,4 +379,31 @@ impl Runtime {
         let exported = json!({"by": value::principal_id(&who.id), "at": now().to_string()});
         Ok(release::bundle(&log.entries, plans, proof, exported))
     }
+
+    /// What a stored run's start records of its deployment, its chain checked.
+    pub fn deployment(&self, run: &str) -> Result<RunDeployment> {
+        let (analysis, _, events) = self.load_events(run, false)?;
+        let Some(crate::event::Event::Started(started)) = events.into_iter().next() else {
+            return Err(Error::Tampered(format!("run `{run}` does not begin with its start")));
+        };
+        Ok(RunDeployment {
+            run: run.to_owned(),
+            plan: analysis,
+            environment: started.environment.clone(),
+            release: started.release.clone(),
+            engine: started.engine.to_string(),
+            digest: started.deployment.clone(),
+        })
+    }
+}
+
+/// What a run's start records of its deployment ([`Runtime::deployment`]).
+pub struct RunDeployment {
+    pub run: String,
+    pub plan: Arc<crate::analysis::Analysis>,
+    pub environment: Arc<crate::event::Environment>,
+    pub release: Option<ReleaseRef>,
+    pub engine: String,
+    /// Its digest, for a run started since runs record one.
+    pub digest: Option<String>,
 }

@@ -269,6 +269,7 @@ impl Runtime {
                 Ok(release) => started.release = release,
                 Err(message) => return Err(self.refuse(None, who, "trigger", "release".to_owned(), message, true)),
             }
+            started.deployment = Some(crate::deployment::digest_of(&started.environment, started.release.as_ref()));
         }
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;
@@ -361,6 +362,7 @@ impl Runtime {
                 .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
                 .collect(),
             release: None,
+            deployment: None,
         })
     }
 

@@ -95,7 +95,7 @@ pub enum Part<'a> {
     Plan { hash: &'a str, bytes: &'a [u8] },
     Run { record: &'a RunRecord, events: &'a [RawEvent], waiting: &'a [Waiting], results: &'a [ActionResult] },
     Refusal(&'a Refusal),
-    Release(&'a crate::release::Entry),
+    Release(&'a ReleaseEntry),
     Shadow(&'a ShadowRecord),
     Log { entries: &'a [crate::checkpoint::Entry], checkpoint: &'a crate::checkpoint::Checkpoint },
 }
@@ -503,7 +503,7 @@ pub trait Store: Send + Sync {
     /// Appends `entry` to the release log and logs it, in one transaction: only when the
     /// release log ends just before it (`Conflict` otherwise: another process recorded a
     /// step first) with the entry the store's log recorded last (`Changed` otherwise).
-    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()>;
+    fn append_release(&self, entry: &ReleaseEntry, key: Option<Signer<'_>>) -> Result<()>;
     /// The release log from entry `from` on, and the number and hash of the last entry of
     /// it the store's log recorded.
     fn releases(&self, from: u64) -> Result<ReleaseEntries>;
@@ -664,16 +664,29 @@ pub(crate) fn extend_log(
     Ok(LogStep { n, checkpoint, frontier: frontier.to_text() })
 }
 
+/// One stored entry of the release log (`crate::release`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseEntry {
+    pub seq: u64,
+    pub at: String,
+    pub prev: String,
+    pub hash: String,
+    /// The event, as JSON text.
+    pub body: String,
+    /// The deployment's signature of `hash`: public key and value (hex).
+    pub signature: Option<(String, String)>,
+}
+
 /// Entries of the release log, and the number and hash of the last one the store's log
 /// recorded.
-pub type ReleaseEntries = (Vec<crate::release::Entry>, Option<(u64, String)>);
+pub type ReleaseEntries = (Vec<ReleaseEntry>, Option<(u64, String)>);
 
 /// Whether the release log may go on with `entry`, from its `last` entry and the one the
 /// store's log recorded last (`logged`): the same rules for every store.
 pub(crate) fn next_release(
     last: Option<(i64, String)>,
     logged: Option<(i64, String)>,
-    entry: &crate::release::Entry,
+    entry: &ReleaseEntry,
 ) -> Result<crate::checkpoint::Entry> {
     if last != logged {
         return Err(StoreError::Changed(

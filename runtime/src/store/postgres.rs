@@ -952,7 +952,7 @@ impl Store for PostgresStore {
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
-    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+    fn append_release(&self, entry: &super::ReleaseEntry, key: Option<Signer<'_>>) -> Result<()> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot record the release step"))?;
         // The release log is extended under the log's lock, so it has one order too.
@@ -987,7 +987,7 @@ impl Store for PostgresStore {
                 .map_err(unusable("cannot read the release log"))?;
             let entries = rows
                 .iter()
-                .map(|row| crate::release::Entry {
+                .map(|row| super::ReleaseEntry {
                     seq: row.get::<_, i64>(0) as u64,
                     at: row.get(1),
                     prev: row.get(2),
@@ -1785,7 +1785,7 @@ fn action_result(row: &postgres::Row) -> Result<ActionResult> {
     Ok(ActionResult { system, key, result, run: row.get(3), seq: row.get::<_, i64>(4) as u64, args: row.get(5) })
 }
 
-fn insert_release(tx: &mut Transaction<'_>, entry: &crate::release::Entry) -> std::result::Result<(), postgres::Error> {
+fn insert_release(tx: &mut Transaction<'_>, entry: &super::ReleaseEntry) -> std::result::Result<(), postgres::Error> {
     let (key, value) = entry.signature.clone().unzip();
     tx.execute(
         "INSERT INTO flow_releases (seq, at, prev, hash, body, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -730,7 +730,7 @@ impl Store for SqliteStore {
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
-    fn append_release(&self, entry: &crate::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
+    fn append_release(&self, entry: &super::ReleaseEntry, key: Option<Signer<'_>>) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -768,7 +768,7 @@ impl Store for SqliteStore {
                     (Some(key), Some(value)) => Some((key, value)),
                     _ => None,
                 };
-                Ok(crate::release::Entry {
+                Ok(super::ReleaseEntry {
                     seq: row.get::<_, i64>(0)? as u64,
                     at: row.get(1)?,
                     prev: row.get(2)?,
@@ -1499,7 +1499,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn insert_release(tx: &rusqlite::Transaction<'_>, entry: &crate::release::Entry) -> rusqlite::Result<()> {
+fn insert_release(tx: &rusqlite::Transaction<'_>, entry: &super::ReleaseEntry) -> rusqlite::Result<()> {
     let (key, value) = entry.signature.clone().unzip();
     tx.execute(
         "INSERT INTO releases (seq, at, prev, hash, body, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
