@@ -34,9 +34,10 @@ pub fn run(deployment: &Deployment, earlier: Option<&str>, format: DataFormat) -
         DataFormat::Json => crate::print(&format!("{}\n", json!(audit))),
         DataFormat::Human => {
             let mut text = format!(
-                "audited {} runs, {} refusals, {} shadows and {} log entries: {}\n",
+                "audited {} runs, {} refusals, {} release log entries, {} shadows and {} log entries: {}\n",
                 audit.runs,
                 audit.refusals,
+                audit.releases,
                 audit.shadows,
                 audit.log,
                 if audit.is_clean() { "no problems".to_owned() } else { format!("{} problems", audit.problems.len()) }

@@ -59,6 +59,8 @@ struct ReleaseConfig {
     environment: Option<String>,
     /// The publishing rules (default `flow-governance.toml` beside this file).
     governance: Option<String>,
+    /// The store of the release log, shared by the environments (default: the run store).
+    store: Option<String>,
 }
 
 /// `[webhooks.NAME]`: an endpoint told of runs (`docs/api.md`, "Webhooks").
@@ -390,7 +392,22 @@ pub fn webhook_secrets(runtime: &Runtime) -> anyhow::Result<()> {
 pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
     let store = deployment.store();
     let (config, found) = config(deployment, &store)?;
-    let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(&store) {
+    let mut runtime = Runtime::new(open_store(&store, &config, found.as_deref())?);
+    // The principals a run's inputs may name: those of the principals file, when there is one.
+    if find(deployment.principals.as_deref(), &store, "flow-principals.toml").is_some() {
+        runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));
+    }
+    configure(runtime, deployment, &config, found)
+}
+
+/// Opens a store named by `--store`, `FLOW_STORE`, `flow.toml` (`found`, with its `[store]`
+/// options for PostgreSQL) or `[release] store`.
+fn open_store(
+    store: &str,
+    config: &Config,
+    found: Option<&Path>,
+) -> anyhow::Result<Box<dyn flow_runtime::store::Store>> {
+    let opened: Result<Box<dyn flow_runtime::store::Store>, _> = if is_url(store) {
         let mut options = flow_runtime::store::PostgresOptions::default();
         if let Some(pool) = config.store.pool {
             if pool == 0 {
@@ -402,27 +419,31 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
             options.reconnect = timeout(Some(reconnect), 10, "`[store] reconnect`")?;
         }
         if let Some(ca) = &config.store.ca {
-            let dir = found.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+            let dir = found.and_then(Path::parent).unwrap_or(Path::new(""));
             options.ca = Some(dir.join(ca));
         }
-        flow_runtime::store::PostgresStore::open_with(&store, &options).map(|s| Box::new(s) as _)
+        flow_runtime::store::PostgresStore::open_with(store, &options).map(|s| Box::new(s) as _)
     } else {
-        SqliteStore::open(Path::new(&store)).map(|s| Box::new(s) as _)
+        SqliteStore::open(Path::new(store)).map(|s| Box::new(s) as _)
     };
-    let opened = opened.map_err(|e| {
+    opened.map_err(|e| {
         let error = flow_runtime::Error::from(e);
         anyhow::anyhow!("error[{}]: {error}", error.code())
-    })?;
-    let mut runtime = Runtime::new(opened);
-    // The principals a run's inputs may name: those of the principals file, when there is one.
-    if find(deployment.principals.as_deref(), &store, "flow-principals.toml").is_some() {
-        runtime.set_directory(flow_runtime::Directory::new(principals(deployment)?.keys()));
-    }
+    })
+}
+
+/// Configures the runtime from `flow.toml` (`found`: where it was read).
+fn configure(
+    mut runtime: Runtime,
+    deployment: &Deployment,
+    config: &Config,
+    found: Option<PathBuf>,
+) -> anyhow::Result<Runtime> {
     if let Some(lease) = config.store.lease.as_deref() {
         runtime.set_lease(timeout(Some(lease), 30, "`[store] lease`")?);
     }
     let Some(path) = found else {
-        set_release_control(&mut runtime, deployment, &config.release, Path::new(""))?;
+        set_release_control(&mut runtime, deployment, config, None)?;
         return Ok(runtime);
     };
     // Commands run in the directory of the file that names them.
@@ -475,7 +496,7 @@ pub fn runtime(deployment: &Deployment) -> anyhow::Result<Runtime> {
         }
     }
     runtime.set_webhooks(webhooks(&config.webhooks, &path)?);
-    set_release_control(&mut runtime, deployment, &config.release, &dir)?;
+    set_release_control(&mut runtime, deployment, config, Some(&path))?;
     let seed = match (&config.evidence.signing_key_file, &config.evidence.signing_key_env) {
         (Some(file), _) => Some(
             std::fs::read_to_string(dir.join(file)).with_context(|| format!("cannot read the signing key `{file}`"))?,
@@ -531,14 +552,22 @@ fn read_governance(
     Ok(Some((governance, path)))
 }
 
-/// Puts the runtime under the publishing rules, in the environment `[release]` names.
+/// Puts the runtime under the publishing rules, in the environment `[release]` names, with
+/// the release log in `[release] store` when it names one.
 fn set_release_control(
     runtime: &mut Runtime,
     deployment: &Deployment,
-    release: &ReleaseConfig,
-    dir: &Path,
+    config: &Config,
+    found: Option<&Path>,
 ) -> anyhow::Result<()> {
+    let release = &config.release;
+    let dir = found.and_then(Path::parent).unwrap_or(Path::new(""));
     let governance = read_governance(release, &deployment.store(), dir)?;
+    let store = match &release.store {
+        None => None,
+        Some(url) if is_url(url) => Some(Arc::from(open_store(url, config, found)?)),
+        Some(path) => Some(Arc::from(open_store(&dir.join(path).to_string_lossy(), config, found)?)),
+    };
     match (governance, &release.environment) {
         (None, Some(environment)) => bail!(
             "`[release] environment = \"{environment}\"`, but there are no publishing rules: create \
@@ -549,6 +578,7 @@ fn set_release_control(
             .set_release_control(flow_runtime::ReleaseControl {
                 governance: Arc::new(governance),
                 environment: environment.clone(),
+                store,
             })
             .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display())),
     }

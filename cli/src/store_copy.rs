@@ -58,17 +58,20 @@ pub(crate) fn copy(deployment: &Deployment, to: &str, format: DataFormat) -> any
             "{}\n",
             json!({
                 "from": shown(&source), "to": shown(to), "plans": copied.plans, "runs": copied.runs,
-                "events": copied.events, "refusals": copied.refusals, "shadows": copied.shadows, "log": copied.log,
+                "events": copied.events, "refusals": copied.refusals, "releases": copied.releases,
+                "shadows": copied.shadows, "log": copied.log,
                 "checkpoint": copied.checkpoint,
             })
         )),
         DataFormat::Human => crate::print(&format!(
-            "copied {} runs ({} events), {} plans, {} refusals, {} shadows and the log ({} entries) from {} to {}; \
+            "copied {} runs ({} events), {} plans, {} refusals, {} release log entries, {} shadows and the log ({} \
+             entries) from {} to {}; \
              the copy audits clean against the source's checkpoint{}\n",
             copied.runs,
             copied.events,
             copied.plans,
             copied.refusals,
+            copied.releases,
             copied.shadows,
             copied.log,
             shown(&source),

@@ -116,7 +116,11 @@ fn runtime_on(store: Box<dyn Store>, environment: &str, key: Option<&str>) -> Ru
         runtime.set_signing_key(flow_runtime::evidence::signing_key(seed).expect("a seed"));
     }
     runtime
-        .set_release_control(ReleaseControl { governance: governance(), environment: Some(environment.to_owned()) })
+        .set_release_control(ReleaseControl {
+            governance: governance(),
+            environment: Some(environment.to_owned()),
+            store: None,
+        })
         .expect("the environment is the rules'");
     runtime
 }
@@ -433,4 +437,61 @@ fn a_signed_release_log_cannot_be_rewritten_without_the_key() {
     db.execute("DELETE FROM releases WHERE seq = (SELECT max(seq) FROM releases)", []).expect("deletes");
     let reader = runtime_on(open(), "prod", Some(&seed));
     assert_eq!(reader.release_log().err().map(|e| e.kind()), Some(ErrorKind::Tampered));
+}
+
+/// Environments whose runs live in stores of their own share one release store: a plan
+/// published in dev is promoted to staging as the same hash, the staging runtime starts runs
+/// on it though its own store never had it installed, and each run store holds its runs only.
+#[test]
+fn environments_apart_share_one_release_store() {
+    let dir = std::env::temp_dir().join(format!("flow-releases-apart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let releases: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("releases.db")).expect("opens"));
+    let in_environment = |environment: &str| {
+        let mut runtime =
+            Runtime::new(Box::new(SqliteStore::open(&dir.join(format!("{environment}.db"))).expect("opens")));
+        let control = ReleaseControl {
+            governance: governance(),
+            environment: Some(environment.to_owned()),
+            store: Some(releases.clone()),
+        };
+        runtime.set_release_control(control).expect("the environment is the rules'");
+        runtime
+    };
+    let (dev, staging) = (in_environment("dev"), in_environment("staging"));
+    let plan = plans().swap_remove(0);
+    let proposal = |plan, environment| Proposal { plan, flow: Some("watched"), environment, reason: "r", source: None };
+    let sam = principal("sam", &["steward"]);
+    let first = dev.propose(&sam, proposal(Some(plan.clone()), "dev")).expect("proposed in dev");
+    dev.publish_release(&sam, &first.id).expect("published alone in dev");
+    // Staging reads the release log dev wrote, and promotes dev's plan.
+    let promoted = staging.propose(&sam, proposal(None, "staging")).expect("promoted");
+    assert_eq!((promoted.plan.as_str(), promoted.promoted_from.as_deref()), (plan.hash(), Some(first.id.as_str())));
+    staging.approve_release(&principal("oli", &["officer"]), &promoted.id, "ok").expect("approved");
+    staging.publish_release(&sam, &promoted.id).expect("published in staging");
+    let live = staging.live_plan("watched").expect("reads").expect("a live plan");
+    let analysis = staging.plan(&live).expect("the plan, from the release store");
+    let view = staging
+        .start(
+            &analysis,
+            &principal("cal", &["clerk"]),
+            &[("request".into(), json!({"amount": 15}))],
+            &StartOptions::default(),
+        )
+        .expect("starts on the published plan");
+    let events = crate::guarantees::events(&staging, &view.run);
+    let Some(flow_runtime::event::Event::Started(started)) = events.first() else { panic!("no start") };
+    assert_eq!(started.release.as_ref().map(|r| r.release.as_str()), Some(promoted.id.as_str()));
+    assert_eq!(dev.store().runs(None).expect("runs").len(), 0, "dev's store holds no staging run");
+    assert!(releases.runs(None).expect("runs").is_empty(), "the release store holds no run");
+    // Each store audits clean; the release log is the release store's.
+    let audit = Runtime::new(Box::new(SqliteStore::open(&dir.join("releases.db")).expect("opens")))
+        .audit(None)
+        .expect("audits");
+    assert!(audit.is_clean() && audit.releases == 5, "{audit:?}");
+    let audit = staging.audit(None).expect("audits");
+    assert!(audit.is_clean() && audit.runs == 1, "{audit:?}");
+    let exported = staging.export_release_log(&principal("aud", &[])).expect("exports");
+    release::verify_bundle(&flow_runtime::evidence::render(&exported), &[], false).expect("verifies");
 }

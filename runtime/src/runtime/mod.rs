@@ -291,7 +291,7 @@ impl Runtime {
         if let Some(analysis) = self.cached(hash) {
             return Ok(Some(analysis));
         }
-        if self.store.plan(hash)?.is_none() {
+        if self.store.plan(hash)?.is_none() && self.release_store().plan(hash)?.is_none() {
             return Ok(None);
         }
         self.plan(hash).map(Some)
@@ -302,7 +302,13 @@ impl Runtime {
         if let Some(analysis) = self.cached(hash) {
             return Ok(analysis);
         }
-        let bytes = self.store.plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?;
+        // A plan a release names may be in the release store only (another environment's).
+        let bytes = match self.store.plan(hash)? {
+            Some(bytes) => bytes,
+            None => {
+                self.release_store().plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?
+            }
+        };
         let plan = flow_ir::load(&bytes)
             .map_err(|e| Error::Tampered(format!("the stored plan {hash} does not verify:\n{e}")))?;
         if plan.hash() != hash {

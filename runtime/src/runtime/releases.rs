@@ -12,12 +12,15 @@ use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The publishing rules a runtime works under, and the environment it runs in.
-#[derive(Clone, Debug)]
+/// The publishing rules a runtime works under, the environment it runs in, and where the
+/// release log is kept.
+#[derive(Clone)]
 pub struct ReleaseControl {
     pub governance: Arc<Governance>,
     /// The environment this runtime's runs start in, when it is one of the rules'.
     pub environment: Option<String>,
+    /// The store of the release log, shared by the environments; the run store when absent.
+    pub store: Option<Arc<dyn crate::store::Store>>,
 }
 
 /// What is proposed: a plan (none: the one live in the environment before, promoted), for
@@ -57,6 +60,11 @@ impl Runtime {
         self.release_control.as_ref()
     }
 
+    /// The store the release log is kept in.
+    pub(crate) fn release_store(&self) -> &dyn crate::store::Store {
+        self.release_control.as_ref().and_then(|c| c.store.as_deref()).unwrap_or(&*self.store)
+    }
+
     /// Runs `f` on the release log as it stands, read on from where this runtime read it
     /// last: each new entry checked (chain, signature by a key this runtime believes —
     /// every entry signed when it signs —, the rules) and the log ending where the store's
@@ -64,7 +72,7 @@ impl Runtime {
     pub(crate) fn with_releases<T>(&self, f: impl FnOnce(&Registry) -> T) -> Result<T> {
         let mut cached = self.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (from, mut prev) = cached.next();
-        let (entries, logged) = self.store.releases(from)?;
+        let (entries, logged) = self.release_store().releases(from)?;
         let mut registry = if entries.is_empty() { None } else { Some(cached.clone()) };
         if let Some(registry) = &mut registry {
             let believes = |key: &str| self.believes(key);
@@ -92,7 +100,7 @@ impl Runtime {
     /// The release log: every entry, checked, and what it says.
     pub fn release_log(&self) -> Result<ReleaseLog> {
         let registry = self.with_releases(Registry::clone)?;
-        let (entries, _) = self.store.releases(0)?;
+        let (entries, _) = self.release_store().releases(0)?;
         // Entries recorded since by another process are left for the next reading.
         let entries =
             entries.into_iter().take(registry.head.as_ref().map_or(0, |(seq, _)| *seq as usize + 1)).collect();
@@ -170,6 +178,9 @@ impl Runtime {
                 )));
             }
         };
+        // The release store keeps every plan a release names, for every environment.
+        let bytes = flow_ir::encode::to_json(analysis.plan.plan());
+        self.release_store().put_plan(analysis.hash(), bytes.as_bytes())?;
         let body = analysis.body();
         let flow = body.flow.name.to_string();
         if let Some(named) = proposal.flow
@@ -329,7 +340,7 @@ impl Runtime {
             }
             let signature = self.signing.as_ref().map(|key| release::sign(key, &hash));
             let entry = Entry { seq, at, prev, hash, body: json.to_string(), signature };
-            match self.store.append_release(&entry, self.signer()) {
+            match self.release_store().append_release(&entry, self.signer()) {
                 Ok(()) => {}
                 Err(error) if matches!(error, crate::store::StoreError::Conflict(_)) && tries < 3 => {
                     tries += 1;
@@ -356,8 +367,10 @@ impl Runtime {
         for release in &log.registry.releases {
             for hash in std::iter::once(&release.plan).chain(release.live.as_ref().map(|l| &l.plan)) {
                 if !plans.contains_key(hash) {
-                    let bytes =
-                        self.store.plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?;
+                    let bytes = self
+                        .release_store()
+                        .plan(hash)?
+                        .ok_or_else(|| Error::Store(format!("the release store has no plan {hash}")))?;
                     let plan: Json = serde_json::from_slice(&bytes)
                         .map_err(|e| Error::Tampered(format!("the stored plan {hash} is not JSON: {e}")))?;
                     plans.insert(hash.clone(), plan);
@@ -373,7 +386,7 @@ impl Runtime {
                     seq: last.seq,
                     hash: last.hash.clone(),
                 };
-                self.log_proof(&leaf, "the release log's last entry")?
+                Self::log_proof(self.release_store(), &leaf, "the release log's last entry")?
             }
         };
         let exported = json!({"by": value::principal_id(&who.id), "at": now().to_string()});

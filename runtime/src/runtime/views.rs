@@ -341,7 +341,7 @@ impl Runtime {
             seq: record.seq,
             hash: record.head.clone(),
         };
-        let log = self.log_proof(&head, &format!("the head of run `{}`", record.id))?;
+        let log = Self::log_proof(&*self.store, &head, &format!("the head of run `{}`", record.id))?;
         Ok(evidence::bundle(evidence::BundleParts {
             run,
             plan_hash: &record.plan,
@@ -358,17 +358,21 @@ impl Runtime {
     /// The inclusion proof of `wanted` (a run's head, the release log's last entry) in the
     /// store's log, under its checkpoint, as a bundle carries it; `None` for a store whose
     /// log is empty.
-    pub(super) fn log_proof(&self, wanted: &crate::checkpoint::Entry, what: &str) -> Result<Option<Json>> {
+    pub(super) fn log_proof(
+        store: &dyn crate::store::Store,
+        wanted: &crate::checkpoint::Entry,
+        what: &str,
+    ) -> Result<Option<Json>> {
         use crate::checkpoint::Entry;
         // The log and its checkpoint are read again when another process appended between
         // the two reads.
-        let (mut entries, mut checkpoint) = (self.store.log()?, self.store.checkpoint()?);
+        let (mut entries, mut checkpoint) = (store.log()?, store.checkpoint()?);
         for _ in 0..8 {
             if checkpoint.as_ref().is_none_or(|c| c.size == entries.len() as u64) {
                 break;
             }
-            checkpoint = self.store.checkpoint()?;
-            entries = self.store.log()?;
+            checkpoint = store.checkpoint()?;
+            entries = store.log()?;
         }
         let Some(checkpoint) = checkpoint else { return Ok(None) };
         if checkpoint.size != entries.len() as u64 {
