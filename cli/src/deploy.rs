@@ -524,24 +524,25 @@ fn configure(
 }
 
 /// The publishing rules: `[release] governance` of `flow.toml` (relative to it), else
-/// `flow-governance.toml` beside the store or in the working directory; with the file they
-/// were read from.
+/// `flow-governance.toml` beside `flow.toml` — never one in the working directory (where the
+/// flows' authors work) when there is a `flow.toml` —, else beside the store or in the
+/// working directory; with the file they were read from.
 pub fn governance(deployment: &Deployment) -> anyhow::Result<Option<(flow_runtime::release::Governance, PathBuf)>> {
     let store = deployment.store();
     let (config, found) = config(deployment, &store)?;
-    let dir = found.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    read_governance(&config.release, &store, &dir)
+    read_governance(&config.release, &store, found.as_deref())
 }
 
 fn read_governance(
     release: &ReleaseConfig,
     store: &str,
-    dir: &Path,
+    found: Option<&Path>,
 ) -> anyhow::Result<Option<(flow_runtime::release::Governance, PathBuf)>> {
-    let path = match &release.governance {
-        Some(file) => Some(dir.join(file)),
-        None => find(None, store, "flow-governance.toml")
-            .or_else(|| Some(dir.join("flow-governance.toml")).filter(|p| p.is_file())),
+    let dir = found.and_then(Path::parent).unwrap_or(Path::new(""));
+    let path = match (&release.governance, found) {
+        (Some(file), _) => Some(dir.join(file)),
+        (None, Some(_)) => Some(dir.join("flow-governance.toml")).filter(|p| p.is_file()),
+        (None, None) => find(None, store, "flow-governance.toml"),
     };
     let Some(path) = path else { return Ok(None) };
     let text = std::fs::read_to_string(&path)
@@ -562,7 +563,7 @@ fn set_release_control(
 ) -> anyhow::Result<()> {
     let release = &config.release;
     let dir = found.and_then(Path::parent).unwrap_or(Path::new(""));
-    let governance = read_governance(release, &deployment.store(), dir)?;
+    let governance = read_governance(release, &deployment.store(), found)?;
     let store = match &release.store {
         None => None,
         Some(url) if is_url(url) => Some(Arc::from(open_store(url, config, found)?)),

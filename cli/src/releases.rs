@@ -298,8 +298,8 @@ pub fn verify_log(path: &str, bytes: &[u8], keys: &[String], signed: bool, forma
                 }
                 DataFormat::Human => {
                     let mut text = format!(
-                        "verified release log: {} entries, {} releases, chain intact, every step as its rules allow, \
-                         every change as the plans say{}\nhead {}\n",
+                        "verified release log: {} entries, {} releases, chain intact, every step as the rules its \
+                         proposal recorded allow, every change as the plans say{}\nhead {}\n",
                         verified.entries,
                         verified.releases,
                         match verified.signed_by.as_slice() {
@@ -310,9 +310,15 @@ pub fn verify_log(path: &str, bytes: &[u8], keys: &[String], signed: bool, forma
                     );
                     if let Some((index, checkpoint)) = &verified.logged {
                         text.push_str(&format!(
-                            "logged as entry {index} of the store's log at checkpoint size {}, root {}\n",
-                            checkpoint.size, checkpoint.root
+                            "logged as entry {index} of the store's log at checkpoint size {}, root {}, of {}\n",
+                            checkpoint.size, checkpoint.root, checkpoint.at
                         ));
+                    }
+                    if keys.is_empty() && !verified.signed_by.is_empty() {
+                        text.push_str(
+                            "note: the signatures are checked against the keys the entries name; give `--key` to \
+                             require the deployment's\n",
+                        );
                     }
                     for (environment, flow, release, plan) in &verified.live {
                         text.push_str(&format!("live in {environment}: {flow} by {release} (plan {plan})\n"));

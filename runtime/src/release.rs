@@ -123,6 +123,39 @@ impl Governance {
         Ok(())
     }
 
+    /// Whether a release meets these rules as they stand: the rule that covers its flow,
+    /// its author holding one of the rule's authors' roles, and as many approvals as the
+    /// rule and its environment ask, each by a holder of an approvers' role. A release
+    /// recorded under other rules (another deployment's, or rules since made stricter) is
+    /// named with why.
+    pub fn admits(&self, release: &Release) -> Result<(), String> {
+        let Some((number, rule)) = self.rule_for(&release.flow, release.source.as_deref()) else {
+            return Err(format!("no publishing rule covers `{}`", release.flow));
+        };
+        let Some(environment) = self.environment(&release.environment) else {
+            return Err(format!("the publishing rules have no environment `{}`", release.environment));
+        };
+        let needed = match (release.material, rule.author_alone) {
+            (false, AuthorAlone::Descriptions) => 0,
+            _ => environment.approvals.unwrap_or(rule.approvals),
+        };
+        if !overlaps(&release.proposed.roles, &rule.authors) {
+            return Err(format!(
+                "its author {} holds none of the roles rule {number} lets author it ({})",
+                release.proposed.principal,
+                rule.authors.join(", ")
+            ));
+        }
+        let approved = release.approvals.iter().filter(|a| overlaps(&a.roles, &rule.approvers)).count();
+        if (approved as u32) < needed {
+            return Err(format!(
+                "rule {number} asks for {needed} approvals by {}, and it has {approved}",
+                rule.approvers.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     pub fn environment(&self, name: &str) -> Option<&EnvironmentRule> {
         self.environments.iter().find(|e| e.name == name)
     }
@@ -446,6 +479,13 @@ impl Registry {
         if now != release.live.as_ref().map(|l| (&l.release, &l.plan)) {
             return ReleaseState::Stale;
         }
+        // A promotion of a version the environment before has replaced since is stale too.
+        if let Some(from) = &release.promoted_from {
+            let source = self.release(from);
+            if source.is_none_or(|s| self.live(&s.environment, &s.flow).is_none_or(|l| l.id != *from)) {
+                return ReleaseState::Stale;
+            }
+        }
         if release.approvals.len() as u32 >= release.approvals_needed {
             ReleaseState::Approved
         } else {
@@ -731,7 +771,8 @@ impl Registry {
         match self.state(&self.releases[i]) {
             ReleaseState::Proposed | ReleaseState::Approved => Ok(i),
             ReleaseState::Stale => Err(invalid(format!(
-                "`{id}` was proposed against a version of `{}` no longer live in {}: propose it again",
+                "`{id}` is stale: the version of `{}` it replaces in {}, or the release it promotes, is no longer \
+                 live; propose it again",
                 self.releases[i].flow, self.releases[i].environment
             ))),
             state => Err(invalid(format!("`{id}` is {} already", state.as_str()))),
@@ -846,6 +887,14 @@ pub fn verify_bundle(text: &str, keys: &[String], signed: bool) -> Result<Verifi
     }
     problems.extend(check_changes(&registry, object.get("plans")));
     let logged = match object.get("log") {
+        None if signed && !entries.is_empty() => {
+            problems.push(
+                "the release log carries no inclusion proof in a signed checkpoint, and signatures are required: \
+                 entries after the last may have been cut off"
+                    .to_owned(),
+            );
+            None
+        }
         None => None,
         Some(log) => {
             let key = entries.last().and_then(|e| e.signature.as_ref()).map(|(key, _)| key.as_str());

@@ -417,7 +417,7 @@ fn a_signed_release_log_cannot_be_rewritten_without_the_key() {
         .expect("forges");
     assert_eq!(changed, 1);
     let reader = runtime_on(open(), "prod", Some(&seed));
-    let error = reader.release_log().err().expect("a changed release log was believed");
+    let error = reader.release_log().expect_err("a changed release log was believed");
     assert_eq!(error.kind(), ErrorKind::Tampered, "{error}");
     let plan = reader.install(plans().swap_remove(0)).expect("installs");
     let refused = reader.start(
@@ -433,10 +433,113 @@ fn a_signed_release_log_cannot_be_rewritten_without_the_key() {
         "{:?}",
         audit.problems
     );
-    // The last entry removed: the store's log still records it.
-    db.execute("DELETE FROM releases WHERE seq = (SELECT max(seq) FROM releases)", []).expect("deletes");
+    db.execute(
+        "UPDATE releases SET body = replace(body, '\"forged\"', '\"checked\"') WHERE seq = ?1",
+        [approval as i64],
+    )
+    .expect("mends");
+    assert!(runtime_on(open(), "prod", Some(&seed)).release_log().is_ok(), "the store as it was");
+    // The last entry removed, and the store's log row of it made to name the entry before:
+    // the log no longer has the root its signed checkpoint says.
+    let (last, before): (i64, String) = db
+        .query_row(
+            "SELECT seq - 1, (SELECT hash FROM releases r WHERE r.seq = releases.seq - 1) FROM releases ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("reads");
+    db.execute("DELETE FROM releases WHERE seq = ?1", [last + 1]).expect("deletes");
+    db.execute(
+        "UPDATE log SET seq = ?1, hash = ?2 WHERE n = (SELECT max(n) FROM log WHERE kind = 'release')",
+        rusqlite::params![last, before],
+    )
+    .expect("rewrites the log's row");
     let reader = runtime_on(open(), "prod", Some(&seed));
-    assert_eq!(reader.release_log().err().map(|e| e.kind()), Some(ErrorKind::Tampered));
+    let error = reader.release_log().expect_err("a cut release log was believed");
+    assert_eq!(error.kind(), ErrorKind::Tampered, "{error}");
+    assert!(error.to_string().contains("is not the log its checkpoint signs"), "{error}");
+    // An exported log without its inclusion proof is refused where signatures are required.
+    let unlogged = rechained(&bundle, |_| {});
+    assert!(release::verify_bundle(&unlogged, std::slice::from_ref(&public), true).is_err());
+}
+
+fn proposal(plan: Option<flow_ir::VerifiedPlan>, environment: &str) -> Proposal<'_> {
+    Proposal { plan, flow: Some("watched"), environment, reason: "r", source: None }
+}
+
+/// A release recorded under rules laxer than the environment's (by a process with another
+/// rules file) does not start runs there; publishing under rules made stricter since is
+/// refused; a promotion of a version the environment before has replaced goes stale.
+#[test]
+fn releases_meet_the_rules_of_the_environment_that_runs_them() {
+    let dir = std::env::temp_dir().join(format!("flow-releases-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let path = dir.join("runs.db");
+    let lax: Governance = toml::from_str(&RULES.replace("approvals = 2", "approvals = 0")).expect("parses");
+    let with_rules = |governance: Governance| {
+        let mut runtime = Runtime::new(Box::new(SqliteStore::open(&path).expect("opens")));
+        let control =
+            ReleaseControl { governance: Arc::new(governance), environment: Some("prod".into()), store: None };
+        runtime.set_release_control(control).expect("sets");
+        runtime
+    };
+    let strict = with_rules((*governance()).clone());
+    let careless = with_rules(lax);
+    let plans = plans();
+    let sam = principal("sam", &["steward"]);
+    let oli = principal("oli", &["officer"]);
+    let publish = |runtime: &Runtime, environment: &str, approvers: &[&Principal]| {
+        let release = runtime.propose(&sam, proposal(None, environment)).expect("proposes");
+        for approver in approvers {
+            runtime.approve_release(approver, &release.id, "ok").expect("approves");
+        }
+        runtime.publish_release(&sam, &release.id).map(|r| r.id)
+    };
+    let dev = strict.propose(&sam, proposal(Some(plans[0].clone()), "dev")).expect("proposes");
+    strict.publish_release(&sam, &dev.id).expect("publishes");
+    publish(&strict, "staging", &[&oli]).expect("staging");
+    // Published in prod with no approval, under the careless process's rules.
+    publish(&careless, "prod", &[]).expect("the careless process publishes alone");
+    let analysis = strict.install(plans[0].clone()).expect("installs");
+    let cal = principal("cal", &["clerk"]);
+    let inputs = [("request".to_owned(), json!({"amount": 15}))];
+    let refused = strict.start(&analysis, &cal, &inputs, &StartOptions::default()).expect_err("started");
+    assert_eq!(refused.kind(), ErrorKind::Refused, "{refused}");
+    assert!(refused.to_string().contains("does not meet the publishing rules"), "{refused}");
+    // Kept in memory, a run is refused as well: it would call the same systems.
+    assert_eq!(
+        strict.evaluate(&analysis, &cal, &inputs, &StartOptions::default()).err().map(|e| e.kind()),
+        Some(ErrorKind::Refused)
+    );
+    // Approved by one where the rules now ask for two: the strict process will not publish.
+    let careless_dev = careless.propose(&sam, proposal(Some(plans[2].clone()), "dev")).expect("proposes");
+    careless.publish_release(&sam, &careless_dev.id).expect("publishes in dev");
+    let staged = careless.propose(&sam, proposal(None, "staging")).expect("proposes");
+    careless.approve_release(&oli, &staged.id, "ok").expect("approves");
+    careless.publish_release(&sam, &staged.id).expect("publishes in staging");
+    let lax_prod = careless.propose(&sam, proposal(None, "prod")).expect("proposes under the lax rules");
+    let refused = strict.publish_release(&sam, &lax_prod.id).expect_err("published under rules laxer than these");
+    assert!(refused.to_string().contains("does not meet the publishing rules"), "{refused}");
+    let to_prod = strict.propose(&sam, proposal(None, "prod")).expect("proposes");
+    strict.approve_release(&oli, &to_prod.id, "ok").expect("approves");
+    let dan = principal("dan", &["director"]);
+    // Staging moves on before prod publishes: the promotion is stale.
+    let newer = strict.propose(&sam, proposal(Some(plans[4].clone()), "dev")).expect("proposes");
+    strict.publish_release(&sam, &newer.id).expect("publishes");
+    let restaged = strict.propose(&sam, proposal(None, "staging")).expect("proposes");
+    strict.approve_release(&oli, &restaged.id, "ok").expect("approves");
+    strict.publish_release(&sam, &restaged.id).expect("publishes");
+    let stale = strict.approve_release(&dan, &to_prod.id, "ok").expect_err("a stale promotion was approved");
+    assert!(stale.to_string().contains("is stale"), "{stale}");
+    assert_eq!(
+        strict
+            .release(&to_prod.id)
+            .map(|r| strict.release_log().map(|l| l.registry.state(&r)))
+            .ok()
+            .and_then(Result::ok),
+        Some(ReleaseState::Stale)
+    );
 }
 
 /// Environments whose runs live in stores of their own share one release store: a plan

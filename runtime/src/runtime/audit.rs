@@ -241,7 +241,7 @@ impl Runtime {
 
     /// Notes in `problems` a checkpoint that should be signed and is not, or whose
     /// signature does not verify or is by a key this runtime does not believe.
-    fn check_signed(&self, checkpoint: &Checkpoint, what: &str, problems: &mut Vec<String>) {
+    pub(super) fn check_signed(&self, checkpoint: &Checkpoint, what: &str, problems: &mut Vec<String>) {
         match &checkpoint.public_key {
             None if self.signs() => problems.push(format!("{what} is not signed, but this deployment signs evidence")),
             None => {}

@@ -69,7 +69,7 @@ pub struct Runtime {
     /// The publishing rules and the environment runs start in.
     release_control: Option<ReleaseControl>,
     /// The release log as this runtime last read it, checked.
-    releases: Mutex<crate::release::Registry>,
+    releases: Mutex<(crate::release::Registry, bool)>,
 }
 
 /// A source of the current time (a test's clock, which it moves on).

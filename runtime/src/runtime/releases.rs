@@ -34,6 +34,7 @@ pub struct Proposal<'a> {
 }
 
 /// The release log as the store holds it, checked, with what it says.
+#[derive(Debug)]
 pub struct ReleaseLog {
     pub entries: Vec<Entry>,
     pub registry: Registry,
@@ -68,9 +69,11 @@ impl Runtime {
     /// Runs `f` on the release log as it stands, read on from where this runtime read it
     /// last: each new entry checked (chain, signature by a key this runtime believes —
     /// every entry signed when it signs —, the rules) and the log ending where the store's
-    /// log says it does.
+    /// log says it does; the first time, and whenever it has grown, the whole of the store's
+    /// log is checked against its checkpoint too, and every entry against its row there.
     pub(crate) fn with_releases<T>(&self, f: impl FnOnce(&Registry) -> T) -> Result<T> {
-        let mut cached = self.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.releases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (cached, logged_checked) = &mut *guard;
         let (from, mut prev) = cached.next();
         let (entries, logged) = self.release_store().releases(from)?;
         let mut registry = if entries.is_empty() { None } else { Some(cached.clone()) };
@@ -83,7 +86,7 @@ impl Runtime {
                 prev = entry.hash.clone();
             }
         }
-        let head = registry.as_ref().unwrap_or(&cached).head.clone();
+        let head = registry.as_ref().unwrap_or(cached).head.clone();
         if head != logged {
             return Err(Error::Tampered(
                 "the store's release log does not end with the entry its log recorded last: entries were removed or \
@@ -91,10 +94,67 @@ impl Runtime {
                     .into(),
             ));
         }
+        if registry.is_some() || !*logged_checked {
+            self.release_log_logged(head.as_ref())?;
+            *logged_checked = true;
+        }
         if let Some(registry) = registry {
             *cached = registry;
         }
-        Ok(f(&cached))
+        Ok(f(cached))
+    }
+
+    /// Checks the release store's log against its checkpoint (the root of every entry, signed
+    /// by a key this runtime believes when it signs or trusts keys), and that its release
+    /// entries are the release log up to `head`, each the entry the log recorded: a log
+    /// whose rows were rewritten to hide entries removed is found.
+    fn release_log_logged(&self, head: Option<&(u64, String)>) -> Result<()> {
+        use crate::checkpoint::{Frontier, Kind};
+        let store = self.release_store();
+        let tampered =
+            |why: String| Error::Tampered(format!("the release store's log {why} (`flowc audit` says more)"));
+        // Another process may append between the two reads: read again until they agree.
+        let (mut entries, mut checkpoint) = (store.log()?, store.checkpoint()?);
+        for _ in 0..8 {
+            if checkpoint.as_ref().is_none_or(|c| c.size == entries.len() as u64) {
+                break;
+            }
+            checkpoint = store.checkpoint()?;
+            entries = store.log()?;
+        }
+        let mut frontier = Frontier::default();
+        for entry in &entries {
+            frontier.push(entry.leaf());
+        }
+        match &checkpoint {
+            None if entries.is_empty() => {}
+            None => return Err(tampered("has entries but no checkpoint".into())),
+            Some(checkpoint) => {
+                if checkpoint.size != frontier.size || checkpoint.root_bytes() != Some(frontier.root()) {
+                    return Err(tampered("is not the log its checkpoint signs: it was changed".into()));
+                }
+                let mut problems = Vec::new();
+                self.check_signed(checkpoint, "the release store's checkpoint", &mut problems);
+                if let Some(problem) = problems.into_iter().next() {
+                    return Err(Error::Tampered(problem));
+                }
+            }
+        }
+        let logged: Vec<&crate::checkpoint::Entry> = entries.iter().filter(|e| e.kind == Kind::Release).collect();
+        let (entries_now, _) = store.releases(0)?;
+        let upto = head.map_or(0, |(seq, _)| *seq as usize + 1);
+        if logged.len() < upto || entries_now.len() < upto {
+            return Err(tampered("holds fewer release entries than the release log".into()));
+        }
+        for (entry, row) in entries_now.iter().zip(&logged).take(upto) {
+            if entry.seq != row.seq || entry.hash != row.hash {
+                return Err(tampered(format!(
+                    "does not hold release log entry {} as it is: it was changed",
+                    entry.seq
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The release log: every entry, checked, and what it says.
@@ -119,7 +179,21 @@ impl Runtime {
         let controlled = control.governance.environment(environment).is_some_and(|e| e.controlled);
         let flow = &analysis.body().flow.name;
         let plan = analysis.hash();
+        let governance = &control.governance;
         self.with_releases(|registry| match registry.live(environment, flow) {
+            // Live under rules that are not these (another deployment's key recorded it, or
+            // the rules were made stricter since): refused until a release meets them.
+            Some(live)
+                if *live.plan == **plan
+                    && controlled
+                    && let Err(why) = governance.admits(live) =>
+            {
+                Err(format!(
+                    "{} made plan {plan} of `{flow}` live in {environment}, but it does not meet the publishing rules: \
+                 {why}; propose it again",
+                    live.id
+                ))
+            }
             Some(live) if *live.plan == **plan => Ok(release::reference(live)),
             _ if !controlled => Ok(None),
             Some(live) => Err(format!(
@@ -189,7 +263,15 @@ impl Runtime {
             return Err(Error::Input(format!("the plan is of flow `{flow}`, not `{named}`")));
         }
         let plan = analysis.hash().to_string();
-        let Some((rule_number, rule)) = governance.rule_for(&flow, proposal.source) else {
+        // A promotion is held to the rule of what it promotes: the source that release was
+        // proposed from goes with it.
+        let carried = match (proposal.source, &previous) {
+            (Some(source), _) => Some(source.to_owned()),
+            (None, Some(previous)) => self.with_releases(|r| r.live(previous, &flow).and_then(|l| l.source.clone()))?,
+            (None, None) => None,
+        };
+        let source = carried.as_deref();
+        let Some((rule_number, rule)) = governance.rule_for(&flow, source) else {
             return Err(Error::Input(format!(
                 "no publishing rule covers `{flow}`: add a `[[rules]]` naming it (by `flows` or `folders`) to the \
                  publishing rules"
@@ -241,7 +323,7 @@ impl Runtime {
                 principal: who.id.clone(),
                 roles: who.roles.clone(),
                 reason: proposal.reason.to_owned(),
-                source: proposal.source.map(str::to_owned),
+                source: source.map(str::to_owned),
                 live: live.clone(),
                 promoted_from: promoted_from.clone(),
                 descriptions: descriptions.clone(),
@@ -292,6 +374,14 @@ impl Runtime {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
         self.record_release_step(who, "release publish", |registry| {
             let r = registry.release(release).ok_or_else(|| Error::Decision(format!("no release `{release}`")))?;
+            // The rules this runtime works under, as they stand, and not only the rule the
+            // proposal recorded.
+            if let Some(control) = &self.release_control
+                && registry.state(r) == release::ReleaseState::Approved
+                && let Err(why) = control.governance.admits(r)
+            {
+                return Err(Error::Decision(format!("`{release}` does not meet the publishing rules: {why}")));
+            }
             Ok(ReleaseEvent::Published {
                 release: release.to_owned(),
                 environment: r.environment.clone(),

@@ -262,13 +262,17 @@ impl Runtime {
         if let Some(id) = id {
             started.run = id;
         }
-        // In an environment under release control, a run kept starts only on the plan its
-        // flow's last release published there; the run names that release.
-        if durable {
-            match self.release_of(analysis)? {
-                Ok(release) => started.release = release,
-                Err(message) => return Err(self.refuse(None, who, "trigger", "release".to_owned(), message, true)),
+        // In an environment under release control, a run starts only on the plan its flow's
+        // last release published there (a run kept in memory too: it calls the same models
+        // and systems); a run kept names that release.
+        match self.release_of(analysis)? {
+            Ok(release) => started.release = release,
+            Err(message) if durable => {
+                return Err(self.refuse(None, who, "trigger", "release".to_owned(), message, true));
             }
+            Err(message) => return Err(Error::Refused { grant: "release".to_owned(), message, missing: true }),
+        }
+        if durable {
             started.deployment = Some(crate::deployment::digest_of(&started.environment, started.release.as_ref()));
         }
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {

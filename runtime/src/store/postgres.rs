@@ -977,7 +977,14 @@ impl Store for PostgresStore {
 
     fn releases(&self, from: u64) -> Result<super::ReleaseEntries> {
         self.read(|| {
+            // One snapshot: the entries and the log's last release entry of one moment.
             let mut client = self.client()?;
+            let mut client = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(unusable("cannot read the release log"))?;
             let rows = client
                 .query(
                     "SELECT seq, at, prev, hash, body, public_key, signature FROM flow_releases WHERE seq >= $1 \
@@ -1006,6 +1013,7 @@ impl Store for PostgresStore {
                 )
                 .map_err(unusable("cannot read the store's log"))?
                 .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
+            client.commit().map_err(unusable("cannot read the release log"))?;
             Ok((entries, logged))
         })
     }

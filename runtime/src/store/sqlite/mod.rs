@@ -756,7 +756,9 @@ impl Store for SqliteStore {
     }
 
     fn releases(&self, from: u64) -> Result<super::ReleaseEntries> {
-        let conn = self.conn()?;
+        // One read transaction: the entries and the log's last release entry of one moment.
+        let mut conn = self.conn()?;
+        let conn = conn.transaction().map_err(unusable("cannot read the release log"))?;
         let mut statement = conn
             .prepare(
                 "SELECT seq, at, prev, hash, body, public_key, signature FROM releases WHERE seq >= ?1 ORDER BY seq",
@@ -779,6 +781,7 @@ impl Store for SqliteStore {
             })
             .map_err(unusable("cannot read the release log"))?;
         let entries = rows.map(|r| r.map_err(unusable("cannot read the release log"))).collect::<Result<Vec<_>>>()?;
+        drop(statement);
         let logged: Option<(i64, String)> = conn
             .query_row(
                 "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
