@@ -178,6 +178,9 @@ fn fuzz_seeds_are_valid() {
         let verified = flow_runtime::evidence::verify(&bytes);
         assert!(verified.is_ok(), "{bundle}: {:?}", verified.err());
     }
+    let log = std::fs::read_to_string(root.join("releases/log.json")).expect("the seed release log");
+    let verified = flow_runtime::release::verify_bundle(&log, &[], false);
+    assert!(verified.is_ok(), "the seed release log: {:?}", verified.err());
 }
 
 /// The runtime's modules form no import circle: each module (a file, or a folder with its
