@@ -2091,6 +2091,9 @@ fn the_release_pages_propose_approve_and_publish() {
     let forced = browser.post("/ui/releases/rel-2/approve", Some(&olga), &format!("reason=mine&csrf={csrf}"));
     assert_eq!(forced.status, 403, "{}", forced.body);
     assert!(forced.body.contains("four eyes"), "{}", forced.body);
+    let inbox = browser.get("/ui/inbox", Some(&max));
+    assert!(inbox.body.contains("<a href=\"/ui/releases/rel-2\">rel-2</a>: loan 1.0.0 → prod, proposed by olga: to approve"), "{}", inbox.body);
+    assert!(!browser.get("/ui/inbox", Some(&olga)).body.contains("rel-2"), "the author has nothing to do yet");
     let theirs = browser.get("/ui/releases/rel-2", Some(&max));
     assert!(theirs.body.contains("/rel-2/approve"), "{}", theirs.body);
     let max_csrf = theirs.hidden("csrf");
@@ -2107,6 +2110,8 @@ fn the_release_pages_propose_approve_and_publish() {
         303
     );
     assert_eq!(browser.post("/ui/releases/rel-2/publish", Some(&max), &format!("csrf={max_csrf}")).status, 403);
+    assert!(!browser.get("/ui/inbox", Some(&max)).body.contains("rel-2"), "approved: nothing left for max");
+    assert!(browser.get("/ui/inbox", Some(&olga)).body.contains("proposed by olga: to publish"));
     let ready = browser.get("/ui/releases/rel-2", Some(&olga));
     assert!(ready.body.contains("Publish to prod"), "{}", ready.body);
     assert_eq!(browser.post("/ui/releases/rel-2/publish", Some(&olga), &format!("csrf={csrf}")).status, 303);

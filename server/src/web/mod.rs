@@ -388,6 +388,8 @@ struct InboxPage<'a> {
     next: Option<String>,
     /// Runs left out because they could not be read, with why.
     unreadable: Vec<(String, String)>,
+    /// Releases waiting for the viewer: to approve, or to publish.
+    releases: Vec<releases::Waiting>,
 }
 
 #[derive(Deserialize)]
@@ -403,10 +405,12 @@ async fn inbox(
     let who = viewer.caller.principal.clone();
     let page = query.page.unwrap_or(1).max(1);
     let skip = (page - 1).saturating_mul(INBOX_PAGE);
-    let listed =
-        crate::api::blocking(&service, None, move |service| Ok(service.runtime.inbox(&who, skip, INBOX_PAGE)?)).await;
-    let inbox = match listed {
-        Ok(inbox) => inbox,
+    let listed = crate::api::blocking(&service, None, move |service| {
+        Ok((service.runtime.inbox(&who, skip, INBOX_PAGE)?, releases::waiting_for(service, &who)?))
+    })
+    .await;
+    let (inbox, waiting_releases) = match listed {
+        Ok(listed) => listed,
         Err(problem) => return problem_page(Some(&viewer), &problem),
     };
     let items: Vec<Waiting> = inbox
@@ -438,6 +442,7 @@ async fn inbox(
         next: (skip.saturating_add(INBOX_PAGE) < inbox.total).then(|| page_href(page + 1)),
         items,
         unreadable: inbox.unreadable,
+        releases: waiting_releases,
     };
     for (run, why) in &shown.unreadable {
         tracing::warn!(target: "flow::runs", run, why, "a pending run could not be read for the inbox");

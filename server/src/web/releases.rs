@@ -185,6 +185,55 @@ pub(super) async fn release(State(service): State<Arc<Service>>, viewer: Viewer,
     html(StatusCode::OK, &page)
 }
 
+/// A release waiting for someone, as the inbox lists it.
+pub(super) struct Waiting {
+    pub(super) id: String,
+    pub(super) href: String,
+    pub(super) flow: String,
+    pub(super) version: String,
+    pub(super) environment: String,
+    pub(super) proposed_by: String,
+    /// `approve` or `publish`.
+    pub(super) what: &'static str,
+}
+
+/// The releases `who` may approve now (proposed by someone else, for approvers of their
+/// roles, not approved by them yet) or publish (approved, theirs or their rule's authors').
+pub(super) fn waiting_for(service: &Service, who: &flow_runtime::Principal) -> Result<Vec<Waiting>, Problem> {
+    if service.runtime.release_control().is_none() {
+        return Ok(Vec::new());
+    }
+    let registry = service.runtime.release_log()?.registry;
+    let holds = |roles: &[String]| who.roles.iter().any(|r| roles.contains(r));
+    Ok(registry
+        .releases
+        .iter()
+        .filter_map(|release| {
+            let author = release.proposed.principal == who.id;
+            let what = match registry.state(release) {
+                ReleaseState::Proposed
+                    if !author
+                        && holds(&release.approvers)
+                        && !release.approvals.iter().any(|a| a.principal == who.id) =>
+                {
+                    "approve"
+                }
+                ReleaseState::Approved if author || holds(&release.authors) => "publish",
+                _ => return None,
+            };
+            Some(Waiting {
+                id: release.id.clone(),
+                href: release_href(&release.id),
+                flow: release.flow.clone(),
+                version: release.version.clone(),
+                environment: release.environment.clone(),
+                proposed_by: release.proposed.principal.clone(),
+                what,
+            })
+        })
+        .collect())
+}
+
 #[derive(Deserialize)]
 pub(super) struct StepForm {
     #[serde(default)]
