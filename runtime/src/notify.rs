@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
 
 /// What notices are about, as endpoints name them in `events`.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 15] = [
     "step.waiting",
     "step.decided",
     "step.reminder",
@@ -38,6 +38,10 @@ pub const KINDS: [&str; 11] = [
     "refusal",
     "alert.raised",
     "alert.resolved",
+    "release.proposed",
+    "release.approved",
+    "release.rejected",
+    "release.published",
 ];
 
 /// A webhook endpoint of the deployment.
@@ -179,6 +183,32 @@ impl Webhooks {
     pub(crate) fn for_refusal(&self, principal: &str, operation: &str, grant: &str, message: &str) -> Vec<Notice> {
         let data = json!({"principal": principal, "operation": operation, "grant": grant, "message": message});
         self.notices("", "refusal", None, &data)
+    }
+
+    /// The notices of a step of the release log (entry `seq`): `release.proposed`,
+    /// `.approved`, `.rejected` or `.published`, with the release as it stands after it.
+    pub(crate) fn for_release(
+        &self,
+        seq: u64,
+        kind: &str,
+        release: &crate::release::Release,
+        state: &str,
+    ) -> Vec<Notice> {
+        let act = match kind {
+            "release.approved" => release.approvals.last(),
+            "release.rejected" => release.rejected.as_ref(),
+            "release.published" => release.published.as_ref(),
+            _ => Some(&release.proposed),
+        };
+        let data = json!({
+            "release": release.id, "environment": release.environment, "flow": release.flow,
+            "version": release.version, "plan": release.plan, "state": state,
+            "principal": act.map(|a| a.principal.as_str()), "roles": act.map(|a| &a.roles),
+            "reason": act.map(|a| a.reason.as_str()).filter(|r| !r.is_empty()),
+            "material": release.material, "approvals": release.approvals.len(),
+            "approvals_needed": release.approvals_needed, "approvers": release.approvers,
+        });
+        self.notices(&format!("releases.{seq}"), kind, Some(&release.flow), &data)
     }
 
     /// The notices of an alert: for the endpoints that take one of its routes (and its
@@ -353,19 +383,28 @@ impl crate::Runtime {
         // Long enough for every notice taken to be tried, one after another, and then some.
         let ttl = endpoint.timeout.saturating_mul(limit as u32) + self.leases.ttl;
         let owner = &self.leases.owner;
-        let due = self.store.take_deliveries(&[name.to_owned()], owner, ttl.as_millis() as i64, limit)?;
-        for delivery in &due {
-            // Those not tried are sent by whoever takes them once this lease runs out.
-            if !go_on() {
-                break;
+        // The release store (when it is not the run store) queues the notices of releases.
+        let release_store = self.release_store();
+        let stores: Vec<&dyn crate::store::Store> = if std::ptr::addr_eq(release_store, &*self.store) {
+            vec![&*self.store]
+        } else {
+            vec![&*self.store, release_store]
+        };
+        for store in stores {
+            let due = store.take_deliveries(&[name.to_owned()], owner, ttl.as_millis() as i64, limit)?;
+            for delivery in &due {
+                // Those not tried are sent by whoever takes them once this lease runs out.
+                if !go_on() {
+                    break;
+                }
+                let attempt = endpoint.send(delivery);
+                match attempt {
+                    Attempt::Delivered => done.delivered += 1,
+                    Attempt::Retry { .. } => done.retried += 1,
+                    Attempt::GaveUp { .. } => done.given_up += 1,
+                }
+                store.finish_delivery(owner, name, &delivery.notice.id, &attempt)?;
             }
-            let attempt = endpoint.send(delivery);
-            match attempt {
-                Attempt::Delivered => done.delivered += 1,
-                Attempt::Retry { .. } => done.retried += 1,
-                Attempt::GaveUp { .. } => done.given_up += 1,
-            }
-            self.store.finish_delivery(owner, name, &delivery.notice.id, &attempt)?;
         }
         Ok(done)
     }

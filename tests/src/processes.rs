@@ -305,8 +305,13 @@ mod cuttable {
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.reach()?.refusals()
         }
-        fn append_release(&self, entry: &flow_runtime::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
-            self.reach()?.append_release(entry, key)
+        fn append_release(
+            &self,
+            entry: &flow_runtime::release::Entry,
+            key: Option<Signer<'_>>,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<()> {
+            self.reach()?.append_release(entry, key, notices)
         }
         fn releases(&self, from: u64) -> Result<flow_runtime::store::ReleaseEntries> {
             self.reach()?.releases(from)

@@ -109,8 +109,13 @@ mod mutant {
         fn refusals(&self) -> Result<Vec<Refusal>> {
             self.inner.refusals()
         }
-        fn append_release(&self, entry: &flow_runtime::release::Entry, key: Option<Signer<'_>>) -> Result<()> {
-            self.inner.append_release(entry, key)
+        fn append_release(
+            &self,
+            entry: &flow_runtime::release::Entry,
+            key: Option<Signer<'_>>,
+            notices: &[flow_runtime::store::Notice],
+        ) -> Result<()> {
+            self.inner.append_release(entry, key, notices)
         }
         fn releases(&self, from: u64) -> Result<flow_runtime::store::ReleaseEntries> {
             self.inner.releases(from)

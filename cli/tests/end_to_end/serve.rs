@@ -2092,7 +2092,13 @@ fn the_release_pages_propose_approve_and_publish() {
     assert_eq!(forced.status, 403, "{}", forced.body);
     assert!(forced.body.contains("four eyes"), "{}", forced.body);
     let inbox = browser.get("/ui/inbox", Some(&max));
-    assert!(inbox.body.contains("<a href=\"/ui/releases/rel-2\">rel-2</a>: loan 1.0.0 → prod, proposed by olga: to approve"), "{}", inbox.body);
+    assert!(
+        inbox
+            .body
+            .contains("<a href=\"/ui/releases/rel-2\">rel-2</a>: loan 1.0.0 → prod, proposed by olga: to approve"),
+        "{}",
+        inbox.body
+    );
     assert!(!browser.get("/ui/inbox", Some(&olga)).body.contains("rel-2"), "the author has nothing to do yet");
     let theirs = browser.get("/ui/releases/rel-2", Some(&max));
     assert!(theirs.body.contains("/rel-2/approve"), "{}", theirs.body);
@@ -2159,6 +2165,59 @@ fn the_release_pages_propose_approve_and_publish() {
     let refused =
         start(json!({"plan": candidate, "clock": AT, "inputs": {"request": request("P2", "300.00", "carl")}}));
     assert_status(&refused, 403, "an unpublished version");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// Each step of the release log is told to the webhook endpoints that take its kind: from
+/// the outbox of the store that records it, under an id naming the log's entry, fitting the
+/// API's description.
+#[test]
+fn release_steps_reach_the_webhooks() {
+    let contract = Contract::load();
+    let (dir, tokens) = serving("releasehooks", None);
+    std::fs::write(dir.join("flow-governance.toml"), RELEASE_RULES).unwrap();
+    let (_desk, port) = receiver(&dir, 0, "desk.jsonl");
+    let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[webhooks.desk]\nurl = \"http://127.0.0.1:{port}/flow\"\nsecret_env = \"FLOW_WEBHOOK_SECRET\"\n\
+         events = [\"release.proposed\", \"release.approved\", \"release.rejected\", \"release.published\"]\n"
+    ));
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    let server = Server::start_with(&dir, &[("FLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)]);
+    let api = Api::new(&server, &contract);
+    let token = |who: &str| tokens[who].1.clone();
+    let plan = install(&api, &dir, &token("olga"));
+    assert_status(
+        &api.post("/v1/releases", &token("olga"), &json!({"plan": plan, "environment": "dev", "reason": "r"})),
+        201,
+        "dev",
+    );
+    assert_status(&api.post("/v1/releases/rel-1/publish", &token("olga"), &json!({})), 200, "published");
+    let body = json!({"flow": "loan", "environment": "prod", "reason": "promote"});
+    assert_status(&api.post("/v1/releases", &token("olga"), &body), 201, "prod");
+    assert_status(&api.post("/v1/releases/rel-2/approve", &token("max"), &json!({"reason": "limits"})), 200, "max");
+    assert_status(&api.post("/v1/releases/rel-2/reject", &token("mia"), &json!({"reason": "not now"})), 200, "mia");
+    let notices = received(&dir.join("desk.jsonl"), |lines| lines.len() >= 5);
+    notices.iter().for_each(|notice| contract.check_notice(notice));
+    let told: Vec<(&str, &str, &str)> = notices
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["type"].as_str().unwrap(), n["data"]["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("releases.0", "release.proposed", "approved"),
+            ("releases.1", "release.published", "live"),
+            ("releases.2", "release.proposed", "proposed"),
+            ("releases.3", "release.approved", "proposed"),
+            ("releases.4", "release.rejected", "rejected"),
+        ],
+        "{notices:#?}"
+    );
+    let rejected = &notices[4]["data"];
+    assert_eq!((rejected["principal"].clone(), rejected["reason"].clone()), (json!("mia"), json!("not now")));
+    assert_eq!((rejected["approvals"].clone(), rejected["approvals_needed"].clone()), (json!(1), json!(2)));
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }

@@ -430,7 +430,22 @@ impl Runtime {
             }
             let signature = self.signing.as_ref().map(|key| release::sign(key, &hash));
             let entry = Entry { seq, at, prev, hash, body: json.to_string(), signature };
-            match self.release_store().append_release(&entry, self.signer()) {
+            let notices = match (&self.webhooks, &event) {
+                (Some(webhooks), event) => {
+                    let (kind, id) = match event {
+                        ReleaseEvent::Proposed { release, .. } => ("release.proposed", release),
+                        ReleaseEvent::Approved { release, .. } => ("release.approved", release),
+                        ReleaseEvent::Rejected { release, .. } => ("release.rejected", release),
+                        ReleaseEvent::Published { release, .. } => ("release.published", release),
+                    };
+                    match applied.release(id) {
+                        Some(r) => webhooks.for_release(seq, kind, r, applied.state(r).as_str()),
+                        None => Vec::new(),
+                    }
+                }
+                (None, _) => Vec::new(),
+            };
+            match self.release_store().append_release(&entry, self.signer(), &notices) {
                 Ok(()) => {}
                 Err(error) if matches!(error, crate::store::StoreError::Conflict(_)) && tries < 3 => {
                     tries += 1;

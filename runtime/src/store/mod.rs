@@ -500,10 +500,10 @@ pub trait Store: Send + Sync {
     fn record_refusal(&self, refusal: [&str; 5], key: Option<Signer<'_>>, notices: &[Notice]) -> Result<()>;
     /// Refusals that belong to no run, in their chain's order.
     fn refusals(&self) -> Result<Vec<Refusal>>;
-    /// Appends `entry` to the release log and logs it, in one transaction: only when the
-    /// release log ends just before it (`Conflict` otherwise: another process recorded a
+    /// Appends `entry` to the release log and logs it, with `notices` of it queued, in one
+    /// transaction: only when the release log ends just before it (`Conflict` otherwise: another process recorded a
     /// step first) with the entry the store's log recorded last (`Changed` otherwise).
-    fn append_release(&self, entry: &ReleaseEntry, key: Option<Signer<'_>>) -> Result<()>;
+    fn append_release(&self, entry: &ReleaseEntry, key: Option<Signer<'_>>, notices: &[Notice]) -> Result<()>;
     /// The release log from entry `from` on, and the number and hash of the last entry of
     /// it the store's log recorded.
     fn releases(&self, from: u64) -> Result<ReleaseEntries>;

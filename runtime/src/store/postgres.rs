@@ -952,7 +952,12 @@ impl Store for PostgresStore {
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
-    fn append_release(&self, entry: &super::ReleaseEntry, key: Option<Signer<'_>>) -> Result<()> {
+    fn append_release(
+        &self,
+        entry: &super::ReleaseEntry,
+        key: Option<Signer<'_>>,
+        notices: &[super::Notice],
+    ) -> Result<()> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(unusable("cannot record the release step"))?;
         // The release log is extended under the log's lock, so it has one order too.
@@ -972,6 +977,7 @@ impl Store for PostgresStore {
         let logged_entry = super::next_release(last, logged, entry)?;
         insert_release(&mut tx, entry).map_err(unusable("cannot record the release step"))?;
         log_append(&mut tx, std::slice::from_ref(&logged_entry), key)?;
+        queue_notices(&mut tx, notices, None)?;
         tx.commit().map_err(unusable("cannot record the release step"))
     }
 

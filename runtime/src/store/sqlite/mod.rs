@@ -730,7 +730,12 @@ impl Store for SqliteStore {
         tx.commit().map_err(unusable("cannot record the refusal"))
     }
 
-    fn append_release(&self, entry: &super::ReleaseEntry, key: Option<Signer<'_>>) -> Result<()> {
+    fn append_release(
+        &self,
+        entry: &super::ReleaseEntry,
+        key: Option<Signer<'_>>,
+        notices: &[super::Notice],
+    ) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -752,6 +757,7 @@ impl Store for SqliteStore {
         let logged_entry = super::next_release(last, logged, entry)?;
         insert_release(&tx, entry).map_err(unusable("cannot record the release step"))?;
         log_append(&tx, std::slice::from_ref(&logged_entry), key)?;
+        queue_notices(&tx, notices, &notice_texts(notices), None)?;
         tx.commit().map_err(unusable("cannot record the release step"))
     }
 
