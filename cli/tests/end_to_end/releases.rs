@@ -205,3 +205,28 @@ fn the_deployments_of_two_runs_differ_in_words() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("deployment digest is not the digest"), "{}", text(&output));
 }
+
+/// `examples/release-demo.sh`: the spend approval reaching prod through releases, as the
+/// docs tell it.
+#[test]
+fn the_release_demo_runs() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/release-demo.sh");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .env("FLOWC", env!("CARGO_BIN_EXE_flowc"))
+        .env("NO_COLOR", "1")
+        .env_remove("FLOW_STORE")
+        .output()
+        .unwrap();
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    for line in [
+        "no release of `spend_approval` is published in prod",
+        "pat proposed `rel-2` and may not approve it (four eyes)",
+        "release rel-3: spend_approval 2.1.0 → prod, live",
+        "\"release\": \"rel-3\"",
+        "verified release log: 9 entries, 3 releases",
+    ] {
+        assert!(said.contains(line), "`{line}` missing: {said}");
+    }
+}
