@@ -74,6 +74,7 @@ flow watched {{
 
   access {{
     trigger by clerk
+    read evidence by clerk
   }}
 
   emit big = request.amount > limit
@@ -587,6 +588,16 @@ fn environments_apart_share_one_release_store() {
     let Some(flow_runtime::event::Event::Started(started)) = events.first() else { panic!("no start") };
     assert_eq!(started.release.as_ref().map(|r| r.release.as_str()), Some(promoted.id.as_str()));
     assert_eq!(dev.store().runs(None).expect("runs").len(), 0, "dev's store holds no staging run");
+    // The run's plan is kept in staging's own store: its evidence exports and verifies, and
+    // the store copies whole.
+    assert!(staging.store().plan(&live).expect("reads").is_some(), "the plan came to the run store");
+    let bundle = staging.evidence(&view.run, &principal("cal", &["clerk"])).expect("exports");
+    flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("verifies");
+    let copy = SqliteStore::open(&dir.join("releases-copy.db")).expect("opens");
+    let copied = Runtime::new(Box::new(SqliteStore::open(&dir.join("releases.db")).expect("opens")))
+        .copy_to(&copy)
+        .expect("the release store copies");
+    assert_eq!((copied.releases, copied.plans), (5, 1), "{copied:?}");
     assert!(releases.runs(None).expect("runs").is_empty(), "the release store holds no run");
     // Each store audits clean; the release log is the release store's.
     let audit = Runtime::new(Box::new(SqliteStore::open(&dir.join("releases.db")).expect("opens")))

@@ -367,7 +367,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                  DROP TABLE action_claims; DROP TABLE batches; DROP TABLE queue; DROP TABLE deliveries;
                  DROP INDEX waiting_due; ALTER TABLE waiting DROP COLUMN due;
                  DROP TABLE monitor_counts; DROP TABLE alerts; DROP TABLE monitor_pending; DROP TABLE monitor_checks;
-                 DROP TABLE releases;
+                 DROP TABLE releases; DROP INDEX log_by_kind;
                  PRAGMA user_version = 3;",
             )
             .expect("ages the store");
@@ -391,6 +391,7 @@ fn a_store_of_an_older_schema_is_migrated_and_keeps_its_runs() {
                          DROP INDEX flow_waiting_due; ALTER TABLE flow_waiting DROP COLUMN due;
                          DROP TABLE flow_monitor_counts; DROP TABLE flow_alerts; DROP TABLE flow_monitor_pending;
                          DROP TABLE flow_monitor_checks; DROP TABLE flow_releases;
+                         DROP INDEX flow_log_by_kind;
                          UPDATE flow_schema SET version = 1;",
                     )
                     .expect("ages the store");

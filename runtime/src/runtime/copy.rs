@@ -57,8 +57,16 @@ impl Runtime {
         let records = from.runs(None)?;
         let shadows = from.shadows(None)?;
         let mut copied = Copied::default();
+        let (releases, _) = from.releases(0)?;
+        let named: Vec<String> = releases
+            .iter()
+            .filter_map(|entry| serde_json::from_str::<serde_json::Value>(&entry.body).ok())
+            .filter_map(|event| event.get("plan").and_then(serde_json::Value::as_str).map(str::to_owned))
+            .collect();
         let mut plans: Vec<&str> = records.iter().map(|r| r.plan.as_str()).collect();
         plans.extend(shadows.iter().map(|s| s.candidate.as_str()));
+        // A release store keeps the plans its releases name, which no run may use.
+        plans.extend(named.iter().map(String::as_str));
         plans.sort_unstable();
         plans.dedup();
         for hash in &plans {
@@ -98,7 +106,6 @@ impl Runtime {
         let refusals = from.refusals()?;
         to.import(&refusals.iter().map(Part::Refusal).collect::<Vec<_>>())?;
         copied.refusals = refusals.len();
-        let (releases, _) = from.releases(0)?;
         to.import(&releases.iter().map(Part::Release).collect::<Vec<_>>())?;
         copied.releases = releases.len();
         to.import(&shadows.iter().map(Part::Shadow).collect::<Vec<_>>())?;

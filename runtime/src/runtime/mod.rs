@@ -302,11 +302,16 @@ impl Runtime {
         if let Some(analysis) = self.cached(hash) {
             return Ok(analysis);
         }
-        // A plan a release names may be in the release store only (another environment's).
-        let bytes = match self.store.plan(hash)? {
-            Some(bytes) => bytes,
+        // A plan a release names may be in the release store only (another environment's):
+        // once verified, the run store keeps it too, for the runs started on it.
+        let (bytes, fetched) = match self.store.plan(hash)? {
+            Some(bytes) => (bytes, false),
             None => {
-                self.release_store().plan(hash)?.ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?
+                let bytes = self
+                    .release_store()
+                    .plan(hash)?
+                    .ok_or_else(|| Error::Store(format!("the store has no plan {hash}")))?;
+                (bytes, true)
             }
         };
         let plan = flow_ir::load(&bytes)
@@ -321,6 +326,9 @@ impl Runtime {
                 "the stored plan {hash} lets labelled data go where it may not:\n{}",
                 leaks.join("\n")
             )));
+        }
+        if fetched {
+            self.store.put_plan(hash, &bytes)?;
         }
         self.lock_plans().insert(hash.to_owned(), analysis.clone());
         Ok(analysis)

@@ -113,24 +113,26 @@ impl Runtime {
         let store = self.release_store();
         let tampered =
             |why: String| Error::Tampered(format!("the release store's log {why} (`flowc audit` says more)"));
-        // Another process may append between the two reads: read again until they agree.
-        let (mut entries, mut checkpoint) = (store.log()?, store.checkpoint()?);
-        for _ in 0..8 {
-            if checkpoint.as_ref().is_none_or(|c| c.size == entries.len() as u64) {
-                break;
-            }
-            checkpoint = store.checkpoint()?;
-            entries = store.log()?;
+        // The checkpoint first, then the log: the log is only ever appended to, so the
+        // entries the checkpoint covers are its first `size`, whatever was appended since.
+        let checkpoint = store.checkpoint()?;
+        let entries = store.log()?;
+        let covered = checkpoint.as_ref().map_or(0, |c| c.size as usize);
+        if entries.len() < covered {
+            return Err(tampered(format!(
+                "has {} entries, fewer than its checkpoint covers ({covered})",
+                entries.len()
+            )));
         }
         let mut frontier = Frontier::default();
-        for entry in &entries {
+        for entry in &entries[..covered] {
             frontier.push(entry.leaf());
         }
         match &checkpoint {
             None if entries.is_empty() => {}
             None => return Err(tampered("has entries but no checkpoint".into())),
             Some(checkpoint) => {
-                if checkpoint.size != frontier.size || checkpoint.root_bytes() != Some(frontier.root()) {
+                if checkpoint.root_bytes() != Some(frontier.root()) {
                     return Err(tampered("is not the log its checkpoint signs: it was changed".into()));
                 }
                 let mut problems = Vec::new();
@@ -161,9 +163,17 @@ impl Runtime {
     pub fn release_log(&self) -> Result<ReleaseLog> {
         let registry = self.with_releases(Registry::clone)?;
         let (entries, _) = self.release_store().releases(0)?;
-        // Entries recorded since by another process are left for the next reading.
-        let entries =
-            entries.into_iter().take(registry.head.as_ref().map_or(0, |(seq, _)| *seq as usize + 1)).collect();
+        // Entries recorded since by another process are left for the next reading; the
+        // entries read are those this runtime checked, or the store was changed since.
+        let upto = registry.head.as_ref().map_or(0, |(seq, _)| *seq as usize + 1);
+        let entries: Vec<Entry> = entries.into_iter().take(upto).collect();
+        if entries.len() != upto || entries.last().map(|e| &e.hash) != registry.head.as_ref().map(|(_, h)| h) {
+            return Err(Error::Tampered(
+                "the store's release log no longer holds the entries this runtime read: entries were removed or \
+                 changed (`flowc audit` of the release store says more)"
+                    .into(),
+            ));
+        }
         Ok(ReleaseLog { entries, registry })
     }
 
@@ -190,7 +200,7 @@ impl Runtime {
             {
                 Err(format!(
                     "{} made plan {plan} of `{flow}` live in {environment}, but it does not meet the publishing rules: \
-                 {why}; propose it again",
+                 {why}; until a release that meets them is published there, no run of `{flow}` starts",
                     live.id
                 ))
             }

@@ -155,11 +155,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX flow_alerts_open ON flow_alerts (flow, monitor) WHERE resolved IS NULL;
      CREATE TABLE flow_monitor_pending (n BIGSERIAL PRIMARY KEY, tallies TEXT NOT NULL);
      CREATE TABLE flow_monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute BIGINT NOT NULL);",
-    // 7: the release log.
+    // 7: the release log; the store's log by kind, for its last release entry.
     "CREATE TABLE flow_releases (
        seq BIGINT PRIMARY KEY, at TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
        public_key TEXT, signature TEXT
-     );",
+     );
+     CREATE INDEX flow_log_by_kind ON flow_log (kind, n);",
 ];
 
 /// The database's clock, in milliseconds since the Unix epoch: every process on every host

@@ -75,11 +75,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX alerts_open ON alerts (flow, monitor) WHERE resolved IS NULL;
      CREATE TABLE monitor_pending (n INTEGER PRIMARY KEY, tallies TEXT NOT NULL);
      CREATE TABLE monitor_checks (run TEXT PRIMARY KEY, flow TEXT NOT NULL, minute INTEGER NOT NULL) WITHOUT ROWID;",
-    // 9: the release log.
+    // 9: the release log; the store's log by kind, for its last release entry.
     "CREATE TABLE releases (
        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
        public_key TEXT, signature TEXT
-     );",
+     );
+     CREATE INDEX log_by_kind ON log (kind, n);",
 ];
 
 /// The store's clock: milliseconds since the Unix epoch.
