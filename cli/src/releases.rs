@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use flow_runtime::release::{Registry, Release, ReleaseState};
 use flow_runtime::{Proposal, Runtime};
-use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
 use crate::deploy::{self, Deployment};
@@ -286,57 +285,34 @@ fn described(registry: &Registry, release: &Release) -> String {
 /// `flowc verify` of an exported release log.
 pub fn verify_log(path: &str, bytes: &[u8], keys: &[String], signed: bool, format: DataFormat) -> ExitCode {
     let text = String::from_utf8_lossy(bytes);
-    match flow_runtime::release::verify_bundle(&text, keys, signed) {
-        Ok(verified) => {
-            match format {
-                DataFormat::Json => {
-                    let mut json = json!({ "file": path });
-                    if let (Some(out), Json::Object(fields)) = (json.as_object_mut(), verified.to_json()) {
-                        out.extend(fields);
-                    }
-                    crate::print(&format!("{json}\n"));
-                }
-                DataFormat::Human => {
-                    let mut text = format!(
-                        "verified release log: {} entries, {} releases, chain intact, every step as the rules its \
-                         proposal recorded allow, every change as the plans say{}\nhead {}\n",
-                        verified.entries,
-                        verified.releases,
-                        match verified.signed_by.as_slice() {
-                            [] => String::new(),
-                            keys => format!(", signed by ed25519 key {}", keys.join(", ")),
-                        },
-                        verified.head
-                    );
-                    if let Some((index, checkpoint)) = &verified.logged {
-                        text.push_str(&format!(
-                            "logged as entry {index} of the store's log at checkpoint size {}, root {}, of {}\n",
-                            checkpoint.size, checkpoint.root, checkpoint.at
-                        ));
-                    }
-                    if keys.is_empty() && !verified.signed_by.is_empty() {
-                        text.push_str(
-                            "note: the signatures are checked against the keys the entries name; give `--key` to \
-                             require the deployment's\n",
-                        );
-                    }
-                    for (environment, flow, release, plan) in &verified.live {
-                        text.push_str(&format!("live in {environment}: {flow} by {release} (plan {plan})\n"));
-                    }
-                    crate::print(&text);
-                }
-            }
-            ExitCode::SUCCESS
+    let verified = flow_runtime::release::verify_bundle(&text, keys, signed).map(|verified| {
+        let mut human = format!(
+            "verified release log: {} entries, {} releases, chain intact, every step as the rules its proposal \
+             recorded allow, every change as the plans say{}\nhead {}\n",
+            verified.entries,
+            verified.releases,
+            match verified.signed_by.as_slice() {
+                [] => String::new(),
+                keys => format!(", signed by ed25519 key {}", keys.join(", ")),
+            },
+            verified.head
+        );
+        if let Some((index, checkpoint)) = &verified.logged {
+            human.push_str(&format!(
+                "logged as entry {index} of the store's log at checkpoint size {}, root {}, of {}\n",
+                checkpoint.size, checkpoint.root, checkpoint.at
+            ));
         }
-        Err(problems) => {
-            if format == DataFormat::Json {
-                crate::print(&format!("{}\n", json!({"file": path, "verified": false, "problems": problems})));
-            }
-            for problem in &problems {
-                eprintln!("{path}: {problem}");
-            }
-            eprintln!("the release log `{path}` does not verify");
-            ExitCode::from(1)
+        if keys.is_empty() && !verified.signed_by.is_empty() {
+            human.push_str(
+                "note: the signatures are checked against the keys the entries name; give `--key` to require the \
+                 deployment's\n",
+            );
         }
-    }
+        for (environment, flow, release, plan) in &verified.live {
+            human.push_str(&format!("live in {environment}: {flow} by {release} (plan {plan})\n"));
+        }
+        (verified.to_json(), human)
+    });
+    crate::runs::report_verification(path, format, verified, "the release log")
 }

@@ -614,37 +614,48 @@ pub fn verify_bundle(
     required: &flow_runtime::evidence::Requirements,
     format: DataFormat,
 ) -> ExitCode {
-    match flow_runtime::evidence::verify_with(bytes, required) {
-        Ok(verified) => {
+    let verified = flow_runtime::evidence::verify_with(bytes, required).map(|verified| {
+        let human = format!(
+            "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} verified{}{}\nhead \
+             {}\n{}",
+            verified.run,
+            verified.events,
+            verified.plan_hash,
+            verified.signed_by.as_ref().map(|k| format!(", signed by ed25519 key {k}")).unwrap_or_default(),
+            if verified.redacted > 0 { format!(", {} values redacted", verified.redacted) } else { String::new() },
+            verified.head,
+            match &verified.logged {
+                Some((index, checkpoint)) => format!(
+                    "logged as entry {index} of the store's log at checkpoint size {}, root {}\n",
+                    checkpoint.size, checkpoint.root
+                ),
+                None => String::new(),
+            }
+        );
+        (verified.to_json(), human)
+    });
+    report_verification(path, format, verified, "the evidence bundle")
+}
+
+/// What `flowc verify` found: the verification (as JSON, with `file`, and for people), or
+/// each problem on standard error and exit `1`.
+pub(crate) fn report_verification(
+    path: &str,
+    format: DataFormat,
+    verified: Result<(Json, String), Vec<String>>,
+    what: &str,
+) -> ExitCode {
+    match verified {
+        Ok((fields, human)) => {
             match format {
                 DataFormat::Json => {
                     let mut json = json!({ "file": path });
-                    if let (Some(out), Json::Object(fields)) = (json.as_object_mut(), verified.to_json()) {
+                    if let (Some(out), Json::Object(fields)) = (json.as_object_mut(), fields) {
                         out.extend(fields);
                     }
                     crate::print(&format!("{json}\n"));
                 }
-                DataFormat::Human => crate::print(&format!(
-                    "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} \
-                     verified{}{}\nhead {}\n{}",
-                    verified.run,
-                    verified.events,
-                    verified.plan_hash,
-                    verified.signed_by.as_ref().map(|k| format!(", signed by ed25519 key {k}")).unwrap_or_default(),
-                    if verified.redacted > 0 {
-                        format!(", {} values redacted", verified.redacted)
-                    } else {
-                        String::new()
-                    },
-                    verified.head,
-                    match &verified.logged {
-                        Some((index, checkpoint)) => format!(
-                            "logged as entry {index} of the store's log at checkpoint size {}, root {}\n",
-                            checkpoint.size, checkpoint.root
-                        ),
-                        None => String::new(),
-                    }
-                )),
+                DataFormat::Human => crate::print(&human),
             }
             ExitCode::SUCCESS
         }
@@ -655,7 +666,7 @@ pub fn verify_bundle(
             for problem in &problems {
                 eprintln!("{path}: {problem}");
             }
-            eprintln!("the evidence bundle `{path}` does not verify");
+            eprintln!("{what} `{path}` does not verify");
             ExitCode::from(1)
         }
     }

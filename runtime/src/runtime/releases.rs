@@ -351,28 +351,25 @@ impl Runtime {
     /// Approves a release (`reason` required): by a holder of one of its approvers' roles,
     /// never its author, once per principal.
     pub fn approve_release(&self, who: &Principal, release: &str, reason: &str) -> Result<Release> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        self.record_release_step(who, "release approve", |_| {
-            Ok(ReleaseEvent::Approved {
-                release: release.to_owned(),
-                principal: who.id.clone(),
-                roles: who.roles.clone(),
-                reason: reason.to_owned(),
-            })
-        })?;
-        self.release(release)
+        self.judge_release(who, release, reason, true)
     }
 
     /// Rejects a release (`reason` required): by one of its approvers, or its author
     /// withdrawing it.
     pub fn reject_release(&self, who: &Principal, release: &str, reason: &str) -> Result<Release> {
+        self.judge_release(who, release, reason, false)
+    }
+
+    /// Approves or rejects a release, as `who`, for `reason`.
+    fn judge_release(&self, who: &Principal, release: &str, reason: &str, approve: bool) -> Result<Release> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        self.record_release_step(who, "release reject", |_| {
-            Ok(ReleaseEvent::Rejected {
-                release: release.to_owned(),
-                principal: who.id.clone(),
-                roles: who.roles.clone(),
-                reason: reason.to_owned(),
+        let operation = if approve { "release approve" } else { "release reject" };
+        self.record_release_step(who, operation, |_| {
+            let (release, principal, roles, reason) =
+                (release.to_owned(), who.id.clone(), who.roles.clone(), reason.to_owned());
+            Ok(match approve {
+                true => ReleaseEvent::Approved { release, principal, roles, reason },
+                false => ReleaseEvent::Rejected { release, principal, roles, reason },
             })
         })?;
         self.release(release)

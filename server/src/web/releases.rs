@@ -121,7 +121,8 @@ struct ReleasePage<'a> {
     replaces: Option<(String, String, String)>,
     promoted_from: Option<(String, String)>,
     material: bool,
-    changes: Vec<flow_runtime::release::ChangeRecord>,
+    /// In the words of `flowc diff` (the template is the diff page's).
+    changes: Vec<flow_ir::diff::Change>,
     rule: usize,
     approvers: String,
     needed: u32,
@@ -162,7 +163,15 @@ pub(super) async fn release(State(service): State<Arc<Service>>, viewer: Viewer,
         replaces: release.live.as_ref().map(|l| (l.release.clone(), release_href(&l.release), l.plan.clone())),
         promoted_from: release.promoted_from.as_ref().map(|from| (from.clone(), release_href(from))),
         material: release.material,
-        changes: release.changes.clone(),
+        changes: release
+            .changes
+            .iter()
+            .map(|c| flow_ir::diff::Change {
+                subject: c.subject.clone(),
+                detail: c.change.clone(),
+                material: c.material,
+            })
+            .collect(),
         rule: release.rule,
         approvers: release.approvers.join(", "),
         needed: release.approvals_needed,
