@@ -130,6 +130,21 @@ enum StoreAction {
     },
 }
 
+/// An approval or a rejection of a release.
+#[derive(clap::Args)]
+struct Judgement {
+    release: String,
+    #[arg(long = "as", value_name = "ID")]
+    who: Option<String>,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    deployment: deploy::Deployment,
+    #[arg(long, value_enum, default_value = "human")]
+    format: DataFormat,
+}
+
 #[derive(Subcommand)]
 enum ReleaseAction {
     /// Propose a plan for an environment: its difference from the version live there and
@@ -155,29 +170,9 @@ enum ReleaseAction {
         format: DataFormat,
     },
     /// Approve a release: by a holder of one of its approvers' roles, never its author.
-    Approve {
-        release: String,
-        #[arg(long = "as", value_name = "ID")]
-        who: Option<String>,
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        deployment: deploy::Deployment,
-        #[arg(long, value_enum, default_value = "human")]
-        format: DataFormat,
-    },
+    Approve(Judgement),
     /// Reject a release: by one of its approvers, or its author withdrawing it.
-    Reject {
-        release: String,
-        #[arg(long = "as", value_name = "ID")]
-        who: Option<String>,
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        deployment: deploy::Deployment,
-        #[arg(long, value_enum, default_value = "human")]
-        format: DataFormat,
-    },
+    Reject(Judgement),
     /// Publish an approved release: its plan is the one runs start on in its environment.
     Publish {
         release: String,
@@ -729,11 +724,11 @@ fn release(action: ReleaseAction) -> anyhow::Result<ExitCode> {
             };
             releases::propose(&deployment, &propose, format)
         }
-        ReleaseAction::Approve { release, who, reason, deployment, format } => {
-            releases::step(&deployment, Step::Approve, &release, who.as_deref(), Some(&reason), format)
+        ReleaseAction::Approve(j) => {
+            releases::step(&j.deployment, Step::Approve, &j.release, j.who.as_deref(), Some(&j.reason), j.format)
         }
-        ReleaseAction::Reject { release, who, reason, deployment, format } => {
-            releases::step(&deployment, Step::Reject, &release, who.as_deref(), Some(&reason), format)
+        ReleaseAction::Reject(j) => {
+            releases::step(&j.deployment, Step::Reject, &j.release, j.who.as_deref(), Some(&j.reason), j.format)
         }
         ReleaseAction::Publish { release, who, deployment, format } => {
             releases::step(&deployment, Step::Publish, &release, who.as_deref(), None, format)

@@ -922,19 +922,9 @@ impl Store for PostgresStore {
         let mut tx = client.transaction().map_err(unusable("cannot record the refusal"))?;
         // The refusals' chain is extended under the log's lock, so it has one order too.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK]).map_err(unusable("cannot record the refusal"))?;
-        let last: Option<(i64, String)> = tx
-            .query_opt("SELECT seq, hash FROM flow_refusals ORDER BY seq DESC LIMIT 1", &[])
-            .map_err(unusable("cannot read the refusals"))?
-            .map(|row| (row.get(0), row.get(1)));
         // The chain goes on only from the refusal the log recorded last: one rewritten
         // behind the log is not extended (and, in a signing deployment, not signed over).
-        let logged: Option<(i64, String)> = tx
-            .query_opt(
-                "SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1",
-                &[&crate::checkpoint::Kind::Refusal.as_str()],
-            )
-            .map_err(unusable("cannot read the store's log"))?
-            .map(|row| (row.get(0), row.get(1)));
+        let (last, logged) = chain_ends(&mut tx, "flow_refusals", crate::checkpoint::Kind::Refusal)?;
         let (seq, prev, hash) = super::next_refusal(last, logged, refusal)?;
         tx.execute(
             "INSERT INTO flow_refusals (seq, at, principal, operation, grant_, message, prev, hash) \
@@ -964,17 +954,7 @@ impl Store for PostgresStore {
         // The release log is extended under the log's lock, so it has one order too.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
             .map_err(unusable("cannot record the release step"))?;
-        let last: Option<(i64, String)> = tx
-            .query_opt("SELECT seq, hash FROM flow_releases ORDER BY seq DESC LIMIT 1", &[])
-            .map_err(unusable("cannot read the release log"))?
-            .map(|row| (row.get(0), row.get(1)));
-        let logged: Option<(i64, String)> = tx
-            .query_opt(
-                "SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1",
-                &[&crate::checkpoint::Kind::Release.as_str()],
-            )
-            .map_err(unusable("cannot read the store's log"))?
-            .map(|row| (row.get(0), row.get(1)));
+        let (last, logged) = chain_ends(&mut tx, "flow_releases", crate::checkpoint::Kind::Release)?;
         let logged_entry = super::next_release(last, logged, entry)?;
         insert_release(&mut tx, entry).map_err(unusable("cannot record the release step"))?;
         log_append(&mut tx, std::slice::from_ref(&logged_entry), key)?;
@@ -1807,4 +1787,21 @@ fn insert_release(tx: &mut Transaction<'_>, entry: &super::ReleaseEntry) -> std:
         &[&(entry.seq as i64), &entry.at, &entry.prev, &entry.hash, &entry.body, &key, &value],
     )
     .map(|_| ())
+}
+
+/// The number and hash of a chain's last entry, when it has one.
+type Ending = Option<(i64, String)>;
+
+/// The last entry of a chain the store keeps beside runs (`flow_refusals`,
+/// `flow_releases`), and the last entry of its kind the store's log recorded.
+fn chain_ends(tx: &mut Transaction<'_>, table: &str, kind: crate::checkpoint::Kind) -> Result<(Ending, Ending)> {
+    let last = tx
+        .query_opt(&format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"), &[])
+        .map_err(unusable("cannot read the store"))?
+        .map(|row| (row.get(0), row.get(1)));
+    let logged = tx
+        .query_opt("SELECT seq, hash FROM flow_log WHERE kind = $1 ORDER BY n DESC LIMIT 1", &[&kind.as_str()])
+        .map_err(unusable("cannot read the store's log"))?
+        .map(|row| (row.get(0), row.get(1)));
+    Ok((last, logged))
 }

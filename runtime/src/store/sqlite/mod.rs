@@ -697,22 +697,9 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot record the refusal"))?;
-        let last: Option<(i64, String)> = tx
-            .query_row("SELECT seq, hash FROM refusals ORDER BY seq DESC LIMIT 1", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .map_err(unusable("cannot read the refusals"))?;
         // The chain goes on only from the refusal the log recorded last: one rewritten
         // behind the log is not extended (and, in a signing deployment, not signed over).
-        let logged: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
-                [crate::checkpoint::Kind::Refusal.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(unusable("cannot read the store's log"))?;
+        let (last, logged) = chain_ends(&tx, "refusals", crate::checkpoint::Kind::Refusal)?;
         let (seq, prev, hash) = super::next_refusal(last, logged, refusal)?;
         tx.execute(
             "INSERT INTO refusals (seq, at, principal, operation, grant, message, prev, hash) \
@@ -741,20 +728,7 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unusable("cannot record the release step"))?;
-        let last: Option<(i64, String)> = tx
-            .query_row("SELECT seq, hash FROM releases ORDER BY seq DESC LIMIT 1", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
-            .map_err(unusable("cannot read the release log"))?;
-        let logged: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1",
-                [crate::checkpoint::Kind::Release.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(unusable("cannot read the store's log"))?;
+        let (last, logged) = chain_ends(&tx, "releases", crate::checkpoint::Kind::Release)?;
         let logged_entry = super::next_release(last, logged, entry)?;
         insert_release(&tx, entry).map_err(unusable("cannot record the release step"))?;
         log_append(&tx, std::slice::from_ref(&logged_entry), key)?;
@@ -1517,3 +1491,24 @@ fn insert_release(tx: &rusqlite::Transaction<'_>, entry: &super::ReleaseEntry) -
     )
     .map(|_| ())
 }
+
+/// The last entry (number and hash) of a chain the store keeps beside runs (`refusals`,
+/// `releases`), and the last entry of its kind the store's log recorded.
+fn chain_ends(tx: &Connection, table: &str, kind: crate::checkpoint::Kind) -> Result<(Ending, Ending)> {
+    let last = tx
+        .query_row(&format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"), [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .map_err(unusable("cannot read the store"))?;
+    let logged = tx
+        .query_row("SELECT seq, hash FROM log WHERE kind = ?1 ORDER BY n DESC LIMIT 1", [kind.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .map_err(unusable("cannot read the store's log"))?;
+    Ok((last, logged))
+}
+
+/// The number and hash of a chain's last entry, when it has one.
+type Ending = Option<(i64, String)>;
