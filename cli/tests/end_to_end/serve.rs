@@ -636,7 +636,7 @@ fn the_api_on_every_store() {
     contract.assert_complete();
 }
 
-const RELEASE_RULES: &str = "
+pub(crate) const RELEASE_RULES: &str = "
 [[environments]]
 name = \"dev\"
 approvals = 0

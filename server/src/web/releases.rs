@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use flow_runtime::release::{Registry, Release, ReleaseState};
 use serde::Deserialize;
 
-use super::{Viewer, html, problem_page, refused_form, segment};
+use super::{Viewer, html, problem_page, refused_form, segment, shown_time};
 use crate::Service;
 use crate::problem::Problem;
 
@@ -57,7 +57,7 @@ fn listed(registry: &Registry, release: &Release) -> Listed {
         class: class_of(state),
         approvals: format!("{} of {}", release.approvals.len(), release.approvals_needed),
         proposed_by: release.proposed.principal.clone(),
-        at: release.proposed.at.clone(),
+        at: shown_time(&release.proposed.at),
     }
 }
 
@@ -103,7 +103,7 @@ impl Act {
             principal: act.principal.clone(),
             roles: act.roles.join(", "),
             reason: act.reason.clone(),
-            at: act.at.clone(),
+            at: shown_time(&act.at),
         }
     }
 }
@@ -133,6 +133,8 @@ struct ReleasePage<'a> {
     may_approve: bool,
     may_reject: bool,
     may_publish: bool,
+    /// Whether the viewer proposed it (a rejection is then a withdrawal).
+    author: bool,
     step_action: String,
     /// The what-if of the change: the form's address (the replaced plan's) and the
     /// candidate.
@@ -184,6 +186,7 @@ pub(super) async fn release(State(service): State<Arc<Service>>, viewer: Viewer,
             && !release.approvals.iter().any(|a| a.principal == who.id),
         may_reject: open && (author || holds(&release.approvers)),
         may_publish: state == ReleaseState::Approved && (author || holds(&release.authors)),
+        author,
         step_action: release_href(&release.id),
         what_if: release
             .live

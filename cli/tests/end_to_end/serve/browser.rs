@@ -336,3 +336,68 @@ fn signing_in_through_the_issuer_in_a_real_browser() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Releases in a real browser: the steward proposes the version from its page and publishes
+/// it alone in dev, promotes it to prod; each approver finds it in the inbox, reads what it
+/// changes and approves it with a reason; the steward publishes it.
+#[test]
+fn a_release_is_proposed_and_approved_in_a_real_browser() {
+    let Some(driver) = driver() else { return };
+    let contract = Contract::load();
+    let (dir, made) = serving("browser-releases", None);
+    std::fs::write(dir.join("flow-governance.toml"), super::RELEASE_RULES).unwrap();
+    let token = |who: &str| made[who].1.clone();
+    let server = Server::start(&dir);
+    let api = Api::new(&server, &contract);
+    let plan = install(&api, &dir, &token("olga"));
+    let base = server.base.clone();
+    let downloads = dir.join("downloads");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = browser(&driver, &downloads).await;
+        let propose = |environment: &'static str, reason: &'static str| {
+            let client = client.clone();
+            let base = base.clone();
+            let plan = plan.clone();
+            async move {
+                client.goto(&format!("{base}/ui/plans/{plan}")).await.unwrap();
+                arrive(&client, &format!("/ui/plans/{plan}"), "Propose this version").await;
+                client.find(Locator::Css("#environment")).await.unwrap().select_by_value(environment).await.unwrap();
+                client.find(Locator::Css("#propose-reason")).await.unwrap().send_keys(reason).await.unwrap();
+                client.find(Locator::Css("section[aria-label='Propose'] button")).await.unwrap().click().await.unwrap();
+            }
+        };
+        let _ = sign_in(&client, &base, &token("olga")).await;
+        propose("dev", "First version").await;
+        arrive(&client, "/ui/releases/rel-1", "its author may publish it alone").await;
+        client.find(Locator::XPath("//button[contains(., 'Publish to dev')]")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/ui/releases/rel-1", "Published by <strong>olga</strong>").await;
+        propose("prod", "Promote the dev version").await;
+        let proposed = arrive(&client, "/ui/releases/rel-2", "Promoted from").await;
+        assert!(!proposed.contains("/rel-2/approve"), "the author is offered no approval: {proposed}");
+        shot(&client, "12-release-proposed").await;
+
+        for (who, reason) in [("max", "Limits as agreed"), ("mia", "Checked the rows")] {
+            let inbox = sign_in(&client, &base, &token(who)).await;
+            assert!(inbox.contains("to approve"), "{inbox}");
+            client.find(Locator::LinkText("rel-2")).await.unwrap().click().await.unwrap();
+            arrive(&client, "/ui/releases/rel-2", "Approvals").await;
+            client.find(Locator::Css("#approve-reason")).await.unwrap().send_keys(reason).await.unwrap();
+            client.find(Locator::XPath("//button[.='Approve']")).await.unwrap().click().await.unwrap();
+            arrive(&client, "/ui/releases/rel-2", &format!("Approved by <strong>{who}</strong>")).await;
+        }
+        let _ = sign_in(&client, &base, &token("olga")).await;
+        client.goto(&format!("{base}/ui/releases/rel-2")).await.unwrap();
+        arrive(&client, "/ui/releases/rel-2", "Publish to prod").await;
+        client.find(Locator::XPath("//button[contains(., 'Publish to prod')]")).await.unwrap().click().await.unwrap();
+        let live = arrive(&client, "/ui/releases/rel-2", "Published by <strong>olga</strong>").await;
+        assert!(live.contains(">live</span>"), "{live}");
+        shot(&client, "13-release-live").await;
+        client.find(Locator::LinkText("Releases")).await.unwrap().click().await.unwrap();
+        arrive(&client, "/ui/releases", "Every release, the newest first").await;
+        shot(&client, "14-releases").await;
+        client.close().await.unwrap();
+    });
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
