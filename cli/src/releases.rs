@@ -145,10 +145,17 @@ pub fn log(deployment: &Deployment, options: &LogOptions<'_>, format: DataFormat
             for release in &chosen {
                 text.push_str(&summary(registry, release));
             }
-            let live: Vec<String> = registry
+            let mut live: Vec<&Release> = registry
                 .live_releases()
                 .filter(|r| options.environment.is_none_or(|e| r.environment == e))
                 .filter(|r| options.flow.is_none_or(|f| r.flow == f))
+                .collect();
+            // In the order of promotion.
+            if let Some(control) = runtime.release_control() {
+                live.sort_by_key(|r| (control.governance.order(&r.environment), r.flow.clone()));
+            }
+            let live: Vec<String> = live
+                .iter()
                 .map(|r| format!("  {}: {} {} ({}, plan {})\n", r.environment, r.flow, r.version, r.id, r.plan))
                 .collect();
             if !live.is_empty() {

@@ -82,6 +82,52 @@ fn run_stored_in_sqlite(bencher: divan::Bencher<'_, '_>) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// As `run_stored_in_sqlite`, in an environment under release control: each start checks
+/// that the plan is the one its flow's live release published (one indexed read of the
+/// store's log) and records the release and the deployment's digest.
+#[divan::bench(sample_count = 100, sample_size = 20)]
+fn run_stored_under_release_control(bencher: divan::Bencher<'_, '_>) {
+    use flow_runtime::release::{AuthorAlone, EnvironmentRule, Governance, Rule};
+    let dir = std::env::temp_dir().join(format!("flow-bench-release-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut runtime, analysis) = runtime(dir.join("runs.db").to_str().unwrap());
+    let governance = Governance {
+        environments: vec![EnvironmentRule { name: "prod".to_owned(), controlled: true, approvals: Some(0) }],
+        rules: vec![Rule {
+            flows: vec!["*".to_owned()],
+            folders: Vec::new(),
+            authors: vec!["director".to_owned()],
+            approvers: vec!["manager".to_owned()],
+            approvals: 1,
+            author_alone: AuthorAlone::Descriptions,
+        }],
+    };
+    let control = flow_runtime::ReleaseControl {
+        governance: Arc::new(governance),
+        environment: Some("prod".to_owned()),
+        store: None,
+    };
+    runtime.set_release_control(control).unwrap();
+    let director = Principal::new("dora".to_owned(), vec!["director".to_owned()]);
+    let proposal = flow_runtime::Proposal {
+        plan: Some(analysis.plan.clone()),
+        flow: None,
+        environment: "prod",
+        reason: "the benchmark's",
+        source: None,
+    };
+    let release = runtime.propose(&director, proposal).unwrap();
+    runtime.publish_release(&director, &release.id).unwrap();
+    let (who, options) = (clerk(), StartOptions::default());
+    let mut i = 0;
+    bencher.bench_local(|| {
+        i += 1;
+        let view = runtime.start(&analysis, &who, &application(i, 750), &options).unwrap();
+        assert_eq!(view.status, Status::Completed);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A decision on a pending approval that completes the run: the run loaded from SQLite and
 /// its state rebuilt from its events, the decision checked, the rest executed, stored.
 #[divan::bench(sample_count = 100, sample_size = 10)]

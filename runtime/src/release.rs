@@ -156,6 +156,12 @@ impl Governance {
         Ok(())
     }
 
+    /// Where an environment stands in the order of promotion (after every other when it is
+    /// not one of these rules').
+    pub fn order(&self, name: &str) -> usize {
+        self.environments.iter().position(|e| e.name == name).unwrap_or(usize::MAX)
+    }
+
     pub fn environment(&self, name: &str) -> Option<&EnvironmentRule> {
         self.environments.iter().find(|e| e.name == name)
     }

@@ -83,7 +83,13 @@ pub(super) async fn releases(State(service): State<Arc<Service>>, viewer: Viewer
         signed_in: Some(&viewer),
         rules: control.is_some(),
         environment: control.and_then(|c| c.environment.clone()),
-        live: registry.live_releases().map(|r| listed(&registry, r)).collect(),
+        live: {
+            let mut live: Vec<&Release> = registry.live_releases().collect();
+            if let Some(control) = control {
+                live.sort_by_key(|r| (control.governance.order(&r.environment), r.flow.clone()));
+            }
+            live.into_iter().map(|r| listed(&registry, r)).collect()
+        },
         releases: registry.releases.iter().rev().map(|r| listed(&registry, r)).collect(),
     };
     html(StatusCode::OK, &page)
