@@ -952,6 +952,13 @@ fn check_changes(registry: &Registry, plans: Option<&Json>) -> Vec<String> {
             problems.push(format!("the plan {} of `{}` is missing or does not verify", release.plan, release.id));
             continue;
         };
+        let named = &new.body().flow;
+        if named.name != release.flow || named.version.as_str() != release.version {
+            problems.push(format!(
+                "`{}` says it releases {} {}, but its plan is of {} {}",
+                release.id, release.flow, release.version, named.name, named.version
+            ));
+        }
         let (changes, material) = match &release.live {
             Some(live) => {
                 let (Some(old), Some(replaced)) = (plan(&live.plan), registry.release(&live.release)) else {

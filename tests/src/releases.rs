@@ -352,6 +352,10 @@ fn forgeries_fail(bundle: &str, log: &flow_runtime::ReleaseLog) {
         ),
         ("an approver without the role", rechained(bundle, |e| e[first_approval]["event"]["roles"] = json!(["clerk"]))),
         (
+            "another flow named",
+            rechained(bundle, |e| e[changed.proposed.seq as usize]["event"]["flow"] = json!("other")),
+        ),
+        (
             "a publication repeated",
             rechained(bundle, |e| {
                 let publication = e[published.published.as_ref().map_or(0, |p| p.seq as usize)].clone();
