@@ -224,6 +224,10 @@ fn described(registry: &Registry, release: &Release) -> String {
     }
     match &release.live {
         None => text.push_str(&format!("  the first release of {} in {}\n", release.flow, release.environment)),
+        Some(live) if live.plan == release.plan && release.changes.is_empty() => text.push_str(&format!(
+            "  replaces {}: the same version again, to be approved anew as a whole\n",
+            live.release
+        )),
         Some(live) if release.changes.is_empty() => {
             text.push_str(&format!("  replaces {} (plan {}): nothing changed but the hash\n", live.release, live.plan))
         }

@@ -653,16 +653,11 @@ impl Registry {
                         current.as_ref().map_or("nothing".to_owned(), |l| l.release.clone())
                     )));
                 }
-                let same = |l: &Live| {
-                    l.plan == *plan && self.release(&l.release).is_some_and(|r| r.descriptions == *descriptions)
-                };
-                if current.as_ref().is_some_and(same) {
-                    return Err(invalid(format!(
-                        "plan {plan}, descriptions and all, is already live in {environment}"
-                    )));
-                }
-                // A flow's first release in an environment is all new: material.
-                if *material != (current.is_none() || changes.iter().any(|c| c.material)) {
+                // A flow's first release in an environment is all new, and the version live
+                // proposed again (to be approved anew, under rules made stricter since) is
+                // approved as a whole: both material.
+                let again = current.as_ref().is_some_and(|l| self.is_same(l, plan, descriptions));
+                if *material != (current.is_none() || again || changes.iter().any(|c| c.material)) {
                     return Err(invalid("the proposal's `material` does not follow from its changes"));
                 }
                 if let Some(from) = promoted_from {
@@ -769,6 +764,11 @@ impl Registry {
         }
         self.head = Some((seq, hash.to_owned()));
         Ok(())
+    }
+
+    /// Whether `live` is this plan with these descriptions: the same version.
+    fn is_same(&self, live: &Live, plan: &str, descriptions: &BTreeMap<String, String>) -> bool {
+        live.plan == plan && self.release(&live.release).is_some_and(|r| r.descriptions == *descriptions)
     }
 
     /// The index of release `id`, when it may still be approved, rejected or published.
@@ -968,7 +968,9 @@ fn check_changes(registry: &Registry, plans: Option<&Json>) -> Vec<String> {
                     ));
                     continue;
                 };
-                difference((old.plan(), &replaced.descriptions), (new.plan(), &release.descriptions))
+                let (changes, material) =
+                    difference((old.plan(), &replaced.descriptions), (new.plan(), &release.descriptions));
+                (changes, material || registry.is_same(live, &release.plan, &release.descriptions))
             }
             None => (Vec::new(), true),
         };

@@ -517,6 +517,13 @@ fn releases_meet_the_rules_of_the_environment_that_runs_them() {
         strict.evaluate(&analysis, &cal, &inputs, &StartOptions::default()).err().map(|e| e.kind()),
         Some(ErrorKind::Refused)
     );
+    // The same version proposed again is approved anew, as a whole, under these rules.
+    let again = strict.propose(&sam, proposal(Some(plans[0].clone()), "prod")).expect("proposed again");
+    assert_eq!((again.material, again.approvals_needed, again.changes.len()), (true, 2, 0));
+    strict.approve_release(&oli, &again.id, "ok").expect("approves");
+    strict.approve_release(&principal("dan", &["director"]), &again.id, "ok").expect("approves");
+    strict.publish_release(&sam, &again.id).expect("publishes");
+    strict.start(&analysis, &cal, &inputs, &StartOptions::default()).expect("starts on the version approved anew");
     // Approved by one where the rules now ask for two: the strict process will not publish.
     let careless_dev = careless.propose(&sam, proposal(Some(plans[2].clone()), "dev")).expect("proposes");
     careless.publish_release(&sam, &careless_dev.id).expect("publishes in dev");

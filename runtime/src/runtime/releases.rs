@@ -200,7 +200,8 @@ impl Runtime {
             {
                 Err(format!(
                     "{} made plan {plan} of `{flow}` live in {environment}, but it does not meet the publishing rules: \
-                 {why}; until a release that meets them is published there, no run of `{flow}` starts",
+                 {why}; no run of `{flow}` starts until a release that meets them is published there (propose \
+                 this version again, to be approved anew)",
                     live.id
                 ))
             }
@@ -314,7 +315,10 @@ impl Runtime {
                 let old = self.plan(&live.plan)?;
                 let replaced = self.release(&live.release)?;
                 let new = (analysis.plan.plan(), &descriptions);
-                release::difference((old.plan.plan(), &replaced.descriptions), new)
+                let (changes, material) = release::difference((old.plan.plan(), &replaced.descriptions), new);
+                // The version live, proposed again, is approved anew as a whole.
+                let again = **analysis.hash() == *live.plan && replaced.descriptions == descriptions;
+                (changes, material || again)
             }
             None => (Vec::new(), true),
         };
