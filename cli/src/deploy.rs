@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use flow_runtime::provider::{CommandModel, CommandSystem, HttpSystem, OpenAiCompatible};
+use flow_runtime::retrieval::{CommandRetriever, FolderRetriever, HttpRetriever, Retriever};
 use flow_runtime::store::SqliteStore;
 use flow_runtime::{Principal, Runtime};
 use serde::Deserialize;
@@ -40,6 +41,8 @@ struct Config {
     models: BTreeMap<String, Endpoint>,
     #[serde(default)]
     systems: BTreeMap<String, Endpoint>,
+    #[serde(default)]
+    corpora: BTreeMap<String, CorpusConfig>,
     #[serde(default)]
     evidence: EvidenceConfig,
     #[serde(default)]
@@ -227,6 +230,22 @@ struct Endpoint {
     api_key_env: Option<String>,
     /// A system over HTTP: the variable holding the secret its calls are signed with.
     secret_env: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+}
+
+/// `[corpora.NAME]`: the retriever that searches a corpus (`docs/language.md`, "Corpora").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorpusConfig {
+    /// A local folder of `.md` and `.txt` documents (relative to this file).
+    folder: Option<String>,
+    /// When the folder's documents were published (RFC 3339), for the corpus's freshness.
+    as_of: Option<String>,
+    /// A local program answering each search on stdout.
+    command: Option<Vec<String>>,
+    /// A service answering each search as a JSON `POST`.
+    url: Option<String>,
     timeout: Option<String>,
     retries: Option<u32>,
 }
@@ -494,6 +513,40 @@ fn configure(
             }
             _ => bail!("`{}`: {what} needs `command = [...]` or `url = \"...\"`", path.display()),
         }
+    }
+    for (name, corpus) in &config.corpora {
+        let what = format!("corpus `{name}`");
+        let timeout = timeout(corpus.timeout.as_deref(), 30, &format!("the timeout of {what}"))?;
+        let as_of = match &corpus.as_of {
+            None => None,
+            Some(text) => {
+                let Some((seconds, nanos)) = flow_ir::time::parse_timestamp(text) else {
+                    bail!(
+                        "`{}`: {what}: `as_of` (`{text}`) is not a timestamp such as `2026-11-01T00:00:00Z`",
+                        path.display()
+                    );
+                };
+                Some(flow_ir::expr::Timestamp { seconds, nanos })
+            }
+        };
+        let retriever: Arc<dyn Retriever> = match (&corpus.folder, &corpus.command, &corpus.url) {
+            (Some(folder), None, None) => Arc::new(FolderRetriever { dir: dir.join(folder), as_of }),
+            (None, Some(c), None) if !c.is_empty() && as_of.is_none() => {
+                Arc::new(CommandRetriever { command: c.clone(), dir: Some(dir.clone()), timeout })
+            }
+            (None, None, Some(url)) if as_of.is_none() => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("`{}`: {what}: `url` (`{url}`) is not an http:// or https:// URL", path.display());
+                }
+                Arc::new(HttpRetriever { url: url.clone(), timeout, retries: corpus.retries.unwrap_or(2) })
+            }
+            _ => bail!(
+                "`{}`: {what} needs one of `folder = \"...\"` (with `as_of` if you like), `command = [...]` or \
+                 `url = \"...\"`",
+                path.display()
+            ),
+        };
+        runtime.register_retriever(name, retriever);
     }
     runtime.set_webhooks(webhooks(&config.webhooks, &path)?);
     set_release_control(&mut runtime, deployment, config, Some(&path))?;

@@ -211,6 +211,15 @@ enum ReleaseAction {
 }
 
 #[derive(Subcommand)]
+enum CorpusAction {
+    /// Print the snapshot of a folder of `.md` and `.txt` documents.
+    Snapshot {
+        /// The folder.
+        folder: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// A new API token for a principal of the principals file: printed once, kept as its
     /// SHA-256 hash in the tokens file.
@@ -374,6 +383,12 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Corpora: print the snapshot of a folder of documents, as the `folder` retriever
+    /// reports it, for a corpus to pin (`snapshot "…"`).
+    Corpus {
+        #[command(subcommand)]
+        action: CorpusAction,
     },
     /// Releases: a plan proposed for an environment, approved by others, published.
     Release {
@@ -818,6 +833,18 @@ fn main() -> ExitCode {
         }
         Command::Token { action: TokenAction::List { deployment, format } } => serve::list(&deployment, format),
         Command::Release { action } => release(action),
+        Command::Corpus { action: CorpusAction::Snapshot { folder } } => {
+            match flow_runtime::retrieval::folder_snapshot(std::path::Path::new(&folder)) {
+                Ok(snapshot) => {
+                    print(&format!("{snapshot}\n"));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Token { action: TokenAction::Revoke { id, deployment } } => serve::revoke(&deployment, &id),
         Command::Store { action: StoreAction::Copy { to, deployment, format } } => {
             store_copy::copy(&deployment, &to, format)

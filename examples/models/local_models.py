@@ -69,6 +69,16 @@ def variance_commentary(i):
     return {"plausible": plausible, "drivers": i["commentary"][:80], "confidence": "0.8" if plausible else "0.4"}
 
 
+def exception_advisor(i):
+    request, passages = i["request"], i["passages"]
+    ltv = float(request["loan_to_value"])
+    cites = ", ".join(p["id"] for p in passages)
+    collateral = any("loan to value" in p["text"].lower() for p in passages)
+    within = collateral and ltv <= 0.9
+    why = "within the collateral policy's exception band" if within else "outside what the passages allow"
+    return {"within_policy": within, "cites": cites, "rationale": f"loan to value {ltv:.0%}: {why}"}
+
+
 MODELS = {
     "acme-risk-classifier": spend_risk,
     "acme-claims-fraud-screen": fraud_screen,
@@ -76,6 +86,7 @@ MODELS = {
     "acme-aml-alert-triage": alert_triage,
     "acme-clause-extractor": clause_extractor,
     "acme-variance-commentary": variance_commentary,
+    "acme-exception-advisor": exception_advisor,
 }
 
 request = json.load(sys.stdin)

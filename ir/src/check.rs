@@ -296,8 +296,10 @@ impl<'p> Checker<'p> {
                     return Err(format!("`degraded({step})` may only be read by the flow's steps"));
                 }
                 match body.node(step).map(|n| &n.kind) {
-                    Some(NodeKind::Infer { .. }) => Ty::Bool,
-                    _ => return Err(format!("`degraded` takes an `infer` step, and `{step}` is not one")),
+                    Some(NodeKind::Infer { .. } | NodeKind::Retrieve { .. }) => Ty::Bool,
+                    _ => {
+                        return Err(format!("`degraded` takes an `infer` or `retrieve` step, and `{step}` is not one"));
+                    }
                 }
             }
             ExprKind::Quantifier { list, body: condition, .. } => {

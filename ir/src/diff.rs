@@ -245,6 +245,14 @@ fn nodes(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
                 d.optional_expr(&subject, "fallback", f1.as_ref(), f2.as_ref());
             }
             (
+                NodeKind::Retrieve { corpus: c1, query: q1, top: t1 },
+                NodeKind::Retrieve { corpus: c2, query: q2, top: t2 },
+            ) => {
+                d.value(&subject, "corpus", c1, c2);
+                d.expr(&subject, "query", q1, q2);
+                d.value(&subject, "top", t1, t2);
+            }
+            (
                 NodeKind::Review { roles: r1, condition: c1, outcomes: o1, reasons: s1, edits: e1 },
                 NodeKind::Review { roles: r2, condition: c2, outcomes: o2, reasons: s2, edits: e2 },
             ) => {
@@ -436,6 +444,24 @@ fn declarations(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
             );
             d.value(s, "output", &a.output, &b.output);
             d.set(s, "clearance:", &a.clearance, &b.clearance);
+        },
+    );
+    named(
+        d,
+        "corpus",
+        &old.corpora,
+        &new.corpora,
+        |c| &c.name,
+        |d, s, a, b| {
+            d.value(s, "retriever", print::text_literal(&a.retriever), print::text_literal(&b.retriever));
+            d.value(s, "authority", print::text_literal(&a.authority), print::text_literal(&b.authority));
+            d.value(s, "snapshot", print::text_literal(&a.snapshot), print::text_literal(&b.snapshot));
+            d.value(s, "documents", &a.document, &b.document);
+            d.set(s, "labels:", &a.labels, &b.labels);
+            d.set(s, "clearance:", &a.clearance, &b.clearance);
+            let fresh = |f: Option<i64>| f.map_or_else(|| "unset".to_owned(), time::format_duration);
+            d.value(s, "freshness", fresh(a.freshness), fresh(b.freshness));
+            d.value(s, "on mismatch", a.on_mismatch.as_str(), b.on_mismatch.as_str());
         },
     );
     named(

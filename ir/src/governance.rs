@@ -133,6 +133,7 @@ pub fn of(plan: &VerifiedPlan) -> Governance {
                 name,
             }),
             NodeKind::Infer { model, .. } => governance.models.push(format!("{name} ({model})")),
+            NodeKind::Retrieve { corpus, .. } => governance.models.push(format!("{name} (corpus {corpus})")),
             NodeKind::Action { system, action, condition, .. } => governance.effects.push(Effect {
                 name,
                 kind: format!("action {system}.{action}"),

@@ -65,6 +65,10 @@ pub struct PlanBody {
     pub enums: Vec<Enum>,
     pub sources: Vec<Source>,
     pub models: Vec<Model>,
+    /// The corpora `retrieve` steps search, by name. Absent when the flow has none (a plan
+    /// from before retrieval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corpora: Vec<Corpus>,
     pub systems: Vec<System>,
     pub functions: Vec<Function>,
     /// Conditions over the flow's recent runs, by name. Absent when the flow has none (a
@@ -293,6 +297,12 @@ pub enum NodeKind {
         args: Vec<Named>,
         fallback: Option<Expr>,
     },
+    /// Searches a corpus for at most `top` documents; gives them as a list.
+    Retrieve {
+        corpus: SmolStr,
+        query: Expr,
+        top: u32,
+    },
     Review {
         /// Who may decide; sorted.
         roles: Vec<SmolStr>,
@@ -333,6 +343,7 @@ impl NodeKind {
             NodeKind::Let { .. } => "let",
             NodeKind::Gate { .. } => "gate",
             NodeKind::Infer { .. } => "infer",
+            NodeKind::Retrieve { .. } => "retrieve",
             NodeKind::Review { .. } => "review",
             NodeKind::Approval { .. } => "approval",
             NodeKind::Action { .. } => "action",
@@ -362,6 +373,7 @@ impl NodeKind {
                 out.extend(args.iter().map(|a| &a.value));
                 out.extend(fallback);
             }
+            NodeKind::Retrieve { query, .. } => out.push(query),
             NodeKind::Review { condition, .. } => out.extend(condition),
             NodeKind::Approval { rows, distinct_from } => {
                 out.extend(rows.iter().filter_map(|row| row.condition.as_ref()));
@@ -554,6 +566,52 @@ pub struct Model {
     pub clearance: Vec<SmolStr>,
 }
 
+/// The most documents one `retrieve` step may ask for.
+pub const MAX_TOP: u32 = 1000;
+
+/// A collection of documents that `retrieve` steps search, pinned to one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Corpus {
+    pub name: SmolStr,
+    /// The retriever kind the runtime resolves (`folder`, `command`, `http`).
+    pub retriever: String,
+    /// Who publishes the documents.
+    pub authority: String,
+    /// The snapshot the flow pins: a digest or a version, as the retriever reports it.
+    pub snapshot: String,
+    /// The record type of one document.
+    pub document: Ty,
+    /// The labels every document carries; sorted.
+    pub labels: Vec<SmolStr>,
+    /// The labels a query may carry; sorted.
+    pub clearance: Vec<SmolStr>,
+    /// Seconds after which the snapshot searched is too old.
+    pub freshness: Option<i64>,
+    /// What a run does when the retriever searched another snapshot, or one too old.
+    pub on_mismatch: Mismatch,
+}
+
+/// What a run does when a corpus's retriever searched another snapshot than the pinned
+/// one, or one older than the corpus's freshness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mismatch {
+    /// The step fails.
+    Refuse,
+    /// The step gives what was found, marked degraded.
+    Degrade,
+}
+
+impl Mismatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mismatch::Refuse => "refuse",
+            Mismatch::Degrade => "degrade",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
@@ -659,6 +717,7 @@ pub enum DescriptionKey<'a> {
     Label(&'a str),
     Source(&'a str),
     Model(&'a str),
+    Corpus(&'a str),
     System(&'a str),
     Action(&'a str, &'a str),
     Function(&'a str),
@@ -679,6 +738,7 @@ impl std::fmt::Display for DescriptionKey<'_> {
             DescriptionKey::Label(n) => write!(f, "label:{n}"),
             DescriptionKey::Source(n) => write!(f, "source:{n}"),
             DescriptionKey::Model(n) => write!(f, "model:{n}"),
+            DescriptionKey::Corpus(n) => write!(f, "corpus:{n}"),
             DescriptionKey::System(n) => write!(f, "system:{n}"),
             DescriptionKey::Action(s, n) => write!(f, "action:{s}.{n}"),
             DescriptionKey::Function(n) => write!(f, "function:{n}"),
@@ -716,6 +776,10 @@ impl PlanBody {
 
     pub fn model(&self, name: &str) -> Option<&Model> {
         self.models.binary_search_by(|m| m.name.as_str().cmp(name)).ok().map(|i| &self.models[i])
+    }
+
+    pub fn corpus(&self, name: &str) -> Option<&Corpus> {
+        self.corpora.binary_search_by(|c| c.name.as_str().cmp(name)).ok().map(|i| &self.corpora[i])
     }
 
     pub fn system(&self, name: &str) -> Option<&System> {

@@ -260,6 +260,7 @@ fn summary(kind: &NodeKind, expr: &dyn Fn(&Expr) -> String) -> String {
             }
             out
         }
+        NodeKind::Retrieve { corpus, query, top } => format!("= {corpus}({}) top {top}", expr(query)),
         NodeKind::Review { roles, condition, outcomes, reasons, edits } => {
             let mut out = format!("by {}", roles.join(", "));
             if let Some(condition) = condition {
@@ -395,6 +396,30 @@ pub fn dump(verified: &VerifiedPlan) -> String {
         let _ = writeln!(out, "    input ({}) output {}", inputs.join(", "), model.output);
         if !model.clearance.is_empty() {
             let _ = writeln!(out, "    clearance {}", model.clearance.join(", "));
+        }
+    }
+    section(&mut out, "corpora", body.corpora.is_empty());
+    for corpus in &body.corpora {
+        describe(&mut out, plan, DescriptionKey::Corpus(&corpus.name), "  ");
+        let _ = writeln!(
+            out,
+            "  corpus {}: {} retriever {} authority {}",
+            corpus.name,
+            corpus.document,
+            text_literal(&corpus.retriever),
+            text_literal(&corpus.authority)
+        );
+        let _ =
+            write!(out, "    snapshot {} on mismatch {}", text_literal(&corpus.snapshot), corpus.on_mismatch.as_str());
+        if let Some(freshness) = corpus.freshness {
+            let _ = write!(out, " freshness {}", time::format_duration(freshness));
+        }
+        out.push('\n');
+        if !corpus.labels.is_empty() {
+            let _ = writeln!(out, "    labels {}", corpus.labels.join(", "));
+        }
+        if !corpus.clearance.is_empty() {
+            let _ = writeln!(out, "    clearance {}", corpus.clearance.join(", "));
         }
     }
     section(&mut out, "systems", body.systems.is_empty());

@@ -46,6 +46,7 @@ fn style(node: &Node) -> Style {
         NodeKind::Param { .. } => s("note", "#f3f4f6", (">", "]"), "param"),
         NodeKind::Let { .. } => s("box", "#ffffff", ("(", ")"), "let"),
         NodeKind::Infer { .. } => s("box3d", "#bfdbfe", ("[[", "]]"), "infer"),
+        NodeKind::Retrieve { .. } => s("folder", "#fed7aa", ("[(", ")]"), "retrieve"),
         NodeKind::Gate { level: GateLevel::Info, .. } => s("octagon", "#dbeafe", ("{{", "}}"), "gate_info"),
         NodeKind::Gate { level: GateLevel::Soft, .. } => s("octagon", "#fde68a", ("{{", "}}"), "gate_soft"),
         NodeKind::Gate { level: GateLevel::Block, .. } => s("doubleoctagon", "#fca5a5", ("{{", "}}"), "gate_block"),
@@ -61,6 +62,7 @@ const MERMAID_CLASSES: &[&str] = &[
     "param fill:#f3f4f6,stroke:#9ca3af",
     "let fill:#ffffff,stroke:#6b7280",
     "infer fill:#bfdbfe,stroke:#1d4ed8",
+    "retrieve fill:#fed7aa,stroke:#c2410c",
     "gate_info fill:#dbeafe,stroke:#2563eb",
     "gate_soft fill:#fde68a,stroke:#b45309",
     "gate_block fill:#fca5a5,stroke:#b91c1c,stroke-width:3px",
@@ -101,6 +103,7 @@ fn label(node: &Node, number: Option<usize>, detailed: bool) -> Vec<String> {
                 }
             }
             NodeKind::Action { system, action, .. } => lines.push(format!("{system}.{action}")),
+            NodeKind::Retrieve { corpus, top, .. } => lines.push(format!("top {top} of {corpus}")),
             _ => {}
         }
     }
@@ -496,6 +499,10 @@ fn outline(node: &Node, p: &Placed, fill: &str) -> String {
             r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="{:.1}" fill="{fill}" stroke="#374151"/>"##,
             h / 2.0
         ),
+        NodeKind::Retrieve { .. } => {
+            let tab = [(x, y), (x + w / 3.0, y), (x + w / 3.0 + c, y + c), (x + w, y + c), (x + w, y + h), (x, y + h)];
+            format!(r##"<polygon points="{}" fill="{fill}" stroke="#374151"/>"##, points(&tab))
+        }
         NodeKind::Infer { .. } => format!(
             r##"<rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" fill="#93c5fd" stroke="#374151"/><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{fill}" stroke="#374151"/>"##,
             x + 3.0,

@@ -18,8 +18,8 @@ use crate::encode;
 use crate::error::{VerifyError, VerifyErrors};
 use crate::expr::Expr;
 use crate::plan::{
-    EdgeKind, FORMAT_VERSION, GateLevel, GrantKind, LANGUAGE_VERSION, Node, NodeKind, Plan, PlanBody, Requirement,
-    Timeout, Timing,
+    EdgeKind, FORMAT_VERSION, GateLevel, GrantKind, LANGUAGE_VERSION, MAX_TOP, Node, NodeKind, Plan, PlanBody,
+    Requirement, Timeout, Timing,
 };
 use crate::ty::Ty;
 
@@ -328,6 +328,7 @@ fn type_node(body: &PlanBody, names: &Names, index: usize, kind: &mut NodeKind, 
                 }
             }
         }
+        NodeKind::Retrieve { query, .. } => check(query, Some(&Ty::Text), false, &|| "the query".to_owned()),
         NodeKind::Review { condition, .. } => {
             if let Some(condition) = condition {
                 check(condition, Some(&Ty::Bool), false, &|| "the condition".to_owned());
@@ -631,6 +632,31 @@ impl<'p> Verifier<'p> {
                 self.label(label, &at);
             }
         }
+        self.canonical(body.corpora.iter().map(|c| &c.name), || "the corpora");
+        for corpus in &body.corpora {
+            let at = Lazy(|f| write!(f, "corpus `{}`", corpus.name));
+            if corpus.snapshot.trim().is_empty() {
+                self.malformed(format!("{at} is not pinned: it needs a snapshot"));
+            }
+            if corpus.authority.trim().is_empty() {
+                self.malformed(format!("{at} does not name its authority"));
+            }
+            if !matches!(&corpus.document, Ty::Named(record) if body.record(record).is_some()) {
+                self.ill_typed(
+                    &at,
+                    format!("its documents are `{}`, which is not a record of the plan", corpus.document),
+                );
+            }
+            if corpus.freshness.is_some_and(|f| f <= 0) {
+                self.malformed(format!("the freshness of {at} is not a positive duration"));
+            }
+            for (list, what) in [(&corpus.labels, "labels"), (&corpus.clearance, "clearance")] {
+                self.canonical(list, || format!("the {what} of {at}"));
+                for label in list {
+                    self.label(label, &at);
+                }
+            }
+        }
         self.canonical(body.systems.iter().map(|s| &s.name), || "the systems");
         for system in &body.systems {
             let at = Lazy(|f| write!(f, "system `{}`", system.name));
@@ -908,6 +934,16 @@ impl<'p> Verifier<'p> {
                         &at,
                         format!("model `{}` takes the arguments {wanted:?}, but is given {given:?}", model.name),
                     );
+                }
+            }
+            NodeKind::Retrieve { corpus, top, .. } => {
+                let Some(corpus) = body.corpus(corpus) else {
+                    self.malformed(format!("{at} searches corpus `{corpus}`, which the plan does not declare"));
+                    return;
+                };
+                expect_ty(self, &Ty::List(Box::new(corpus.document.clone())));
+                if *top == 0 || *top > MAX_TOP {
+                    self.malformed(format!("{at} asks for {top} documents: at least 1 and at most {MAX_TOP}"));
                 }
             }
             NodeKind::Review { roles, condition, outcomes, reasons, edits } => {

@@ -138,6 +138,7 @@ pub fn complete(db: &Database, file: SourceFile, offset: usize) -> Vec<Json> {
     items.extend(defs(DefKind::Fn, kind::FUNCTION));
     items.extend(defs(DefKind::Enum, kind::ENUM));
     items.extend(defs(DefKind::Model, kind::CLASS));
+    items.extend(defs(DefKind::Corpus, kind::CLASS));
     items.extend(defs(DefKind::System, kind::MODULE));
     items.extend(BUILTINS.iter().map(|b| item(b, kind::FUNCTION, "built-in")));
     items

@@ -538,6 +538,7 @@ fn symbol_kind(kind: DefKind) -> u32 {
         DefKind::Role => 11,   // Interface
         DefKind::Source => 8,  // Field
         DefKind::Model => 5,   // Class
+        DefKind::Corpus => 18, // Array
         DefKind::System => 2,  // Module
         DefKind::Fn => 12,     // Function
         DefKind::Flow => 2,    // Module
@@ -553,6 +554,7 @@ fn flow_item_name(kind: &flow_syntax::ast::FlowItemKind) -> Option<(&flow_syntax
         K::Emit { name, .. } => (name, 24),                          // Event
         K::Gate(gate) => (&gate.name, 24),
         K::Infer(infer) => (&infer.name, 12),
+        K::Retrieve(retrieve) => (&retrieve.name, 12),
         K::Review(review) => (&review.name, 6),
         K::Approval(approval) => (&approval.name, 6),
         K::Action(action) => (&action.name, 12),

@@ -147,6 +147,16 @@ impl Analysis {
                 NodeKind::Infer { fallback: Some(fallback), .. } => {
                     expr_labels(&plan, fallback, &node_labels, &mut calls)
                 }
+                // What a search finds carries the corpus's labels, and the query's: it
+                // depends on it.
+                NodeKind::Retrieve { corpus, query, .. } => {
+                    let mut labels: BTreeSet<SmolStr> =
+                        expr_labels(&plan, query, &node_labels, &mut calls).into_iter().collect();
+                    if let Some(corpus) = body.corpus(corpus) {
+                        labels.extend(corpus.labels.iter().cloned());
+                    }
+                    labels.into_iter().collect()
+                }
                 // What a review's outcome (`skipped`), an approval's row, an action's result
                 // being there reveal: the labels of the conditions that decided them.
                 NodeKind::Review { condition: Some(condition), .. }
@@ -253,6 +263,9 @@ impl Analysis {
                     .iter()
                     .map(|arg| (arg.name.clone(), expr_labels(&plan, &arg.value, &node_labels, &mut calls)))
                     .collect(),
+                NodeKind::Retrieve { query, .. } => {
+                    vec![(SmolStr::new("query"), expr_labels(&plan, query, &node_labels, &mut calls))]
+                }
                 _ => Vec::new(),
             })
             .collect();
@@ -284,6 +297,12 @@ impl Analysis {
                 }
                 let answer = match &node.kind {
                     NodeKind::Infer { model, .. } => body.model(model).map(|m| m.output.clone()),
+                    NodeKind::Retrieve { corpus, .. } => {
+                        if let Some(corpus) = body.corpus(corpus) {
+                            labels.extend(corpus.labels.iter().cloned());
+                        }
+                        Some(node.ty.clone())
+                    }
                     NodeKind::Action { .. } => Some(node.ty.clone()),
                     _ => None,
                 };
@@ -546,6 +565,29 @@ impl Analysis {
                                 out.push(format!(
                                     "whether `{name}` calls model `{}` depends on {} data (gate `{}`), and it is not cleared for it",
                                     model.name, leak.join(", "), body.nodes[*gate].name
+                                ));
+                            }
+                        }
+                    }
+                }
+                NodeKind::Retrieve { corpus, query, .. } => {
+                    let Some(corpus) = body.corpus(corpus) else { continue };
+                    let leak = exceeding(&self.sent_labels(query, &mut sent_calls), &corpus.clearance);
+                    if !leak.is_empty() {
+                        out.push(format!(
+                            "`{name}` sends {} data to the retriever of corpus `{}`, which is not cleared for it",
+                            leak.join(", "),
+                            corpus.name
+                        ));
+                    }
+                    for (gate, labels) in &gates {
+                        let fed = self.gates.binary_search(&(*gate as u32)).is_ok_and(|g| self.feeds(i, g));
+                        if !fed {
+                            let leak = exceeding(labels, &corpus.clearance);
+                            if !leak.is_empty() {
+                                out.push(format!(
+                                    "whether `{name}` searches corpus `{}` depends on {} data (gate `{}`), and it is not cleared for it",
+                                    corpus.name, leak.join(", "), body.nodes[*gate].name
                                 ));
                             }
                         }

@@ -71,6 +71,8 @@ fn place(slot: crate::event::Slot<'_>) -> String {
         Slot::ActionArg(n, a) => format!("argument `{a}` of `{n}`"),
         Slot::Edit(f) => format!("edit of `{f}`"),
         Slot::Failure(n) => format!("the failure of `{n}`"),
+        Slot::Query(n) => format!("the query of `{n}`"),
+        Slot::Found(n) => format!("a document found by `{n}`"),
     }
 }
 
@@ -284,6 +286,13 @@ impl<'a> Order<'a> {
                 next = Phase::Started;
             }
             Event::Inferred { .. } => step(self, matches!(kind, NodeKind::Infer { .. }))?,
+            // A search that failed or was refused is followed by the step's failure.
+            Event::Retrieved(retrieved) => {
+                step(self, matches!(kind, NodeKind::Retrieve { .. }))?;
+                if retrieved.value.is_none() || retrieved.refused {
+                    next = Phase::Started;
+                }
+            }
             Event::ReviewSkipped { .. } => step(self, matches!(kind, NodeKind::Review { condition: Some(_), .. }))?,
             Event::ReviewOpened { .. } => {
                 step(self, matches!(kind, NodeKind::Review { .. }))?;

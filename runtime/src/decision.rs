@@ -325,9 +325,10 @@ pub(crate) fn decides_principal(analysis: &Analysis, path: &flow_ir::plan::EditP
     let mut deciding: Vec<(Place<'_>, &SmolStr)> = Vec::new();
     for node in &body.nodes {
         let mut places = Vec::new();
-        // A model or a system that answers with a principal: all it is sent decides.
-        let answers =
-            matches!(node.kind, NodeKind::Infer { .. } | NodeKind::Action { .. }) && holds_principal(body, &node.ty);
+        // A model, a retriever or a system that answers with a principal: all it is sent
+        // decides.
+        let answers = matches!(node.kind, NodeKind::Infer { .. } | NodeKind::Retrieve { .. } | NodeKind::Action { .. })
+            && holds_principal(body, &node.ty);
         for expr in node.kind.exprs() {
             if answers { reads(expr, &mut places) } else { naming(body, expr, &mut places) }
         }

@@ -6,11 +6,12 @@ use crate::error::Error;
 use crate::event::{Event, Named};
 use crate::interp::{self, EvalError, Scope};
 use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::retrieval::{RetrievalRequest, Retriever};
 use crate::state::{Phase, State, requirement_text, slots, summary};
 use crate::value::{self, Value};
 use flow_ir::NodeId;
 use flow_ir::expr::Expr;
-use flow_ir::plan::NodeKind;
+use flow_ir::plan::{Mismatch, NodeKind};
 use rustc_hash::FxHashMap;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
@@ -65,6 +66,7 @@ pub enum Request {
 /// The providers and handlers a run may call.
 pub struct Services<'a> {
     pub model: &'a dyn Fn(&flow_ir::plan::Model) -> Option<&'a dyn ModelProvider>,
+    pub retriever: &'a dyn Fn(&flow_ir::plan::Corpus) -> Option<&'a dyn Retriever>,
     pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
     /// What evaluates expressions.
     pub engine: crate::analysis::Engine,
@@ -83,6 +85,7 @@ pub type Hold<'a> = dyn Fn(&SmolStr, Held<'_>) -> bool + 'a;
 /// A step that is about to call outside, as [`Services::hold`] is asked about it.
 pub enum Held<'r> {
     Model(&'r ModelRequest<'r>),
+    Retrieval(&'r RetrievalRequest<'r>),
     Action(&'r ActionRequest<'r>),
 }
 
@@ -466,6 +469,7 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             Err(error) => exec.fail(name, error),
         },
         NodeKind::Infer { model, args, fallback } => infer(exec, name, model, args, fallback.as_ref(), services),
+        NodeKind::Retrieve { corpus, query, top } => retrieve(exec, name, corpus, query, *top, services),
         NodeKind::Review { roles, condition, .. } => {
             let holds = match condition.as_ref().map(|c| exec.test(c)) {
                 None => true,
@@ -680,6 +684,148 @@ pub(crate) fn infer(
                 detail: Some(format!("{failure}; and the step has no fallback")),
             },
         ),
+    }
+}
+
+/// Executes a `retrieve` step: asks the corpus's retriever, checks the snapshot it searched
+/// against the pinned one (and its age against the corpus's freshness), and checks each
+/// document against the corpus's type.
+fn retrieve(
+    exec: &mut Exec<'_, '_>,
+    name: &SmolStr,
+    corpus_name: &SmolStr,
+    query: &Expr,
+    top: u32,
+    services: &Services<'_>,
+) {
+    let analysis = exec.analysis;
+    let body = analysis.body();
+    let Some(corpus) = body.corpus(corpus_name) else {
+        return exec.fail(name, format!("no corpus `{corpus_name}`"));
+    };
+    let query = match exec.eval(query) {
+        Ok(Value::Text(text)) => text,
+        Ok(other) => return exec.fail(name, format!("the query is not text: {other}")),
+        Err(error) => return exec.fail(name, error),
+    };
+    let Some(retriever) = (services.retriever)(corpus) else {
+        return exec.fail(
+            name,
+            format!(
+                "no retriever is configured for corpus `{corpus_name}` (retriever \"{}\"); configure `[corpora.{corpus_name}]`",
+                corpus.retriever
+            ),
+        );
+    };
+    let request = RetrievalRequest { step: name, corpus, query: &query, top };
+    if services.holds(name, Held::Retrieval(&request)) {
+        return;
+    }
+    let (reply, latency_us) = timed(|| retriever.retrieve(&request));
+    let mut retrieved = crate::event::Retrieved {
+        node: name.clone(),
+        corpus: corpus.name.clone(),
+        retriever: retriever.describe(),
+        authority: corpus.authority.clone(),
+        pinned: corpus.snapshot.clone(),
+        snapshot: None,
+        as_of: None,
+        top,
+        query: Value::Text(query.clone()),
+        documents: Vec::new(),
+        latency_us,
+        attempts: 1,
+        error: None,
+        value: None,
+        degraded: false,
+        refused: false,
+        reason: None,
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(error) => {
+            retrieved.attempts = error.attempts;
+            retrieved.error = Some(Value::Text(error.message.clone()));
+            exec.emit(Event::Retrieved(Box::new(retrieved)));
+            return exec.fail(
+                name,
+                Failure {
+                    error: format!("the retriever of corpus `{corpus_name}` failed"),
+                    detail: Some(error.message),
+                },
+            );
+        }
+    };
+    retrieved.attempts = reply.attempts;
+    retrieved.snapshot = Some(reply.snapshot.clone());
+    retrieved.as_of = reply.as_of;
+    let mut documents = Vec::with_capacity(reply.documents.len());
+    let mut unfit = None;
+    if reply.documents.len() > top as usize {
+        unfit = Some(format!("the retriever gave {} documents, more than the {top} asked for", reply.documents.len()));
+    }
+    for (i, found) in reply.documents.iter().enumerate() {
+        match value::decode(body, &found.document, &corpus.document, "$") {
+            Ok(document) => {
+                let digest = crate::digest::digest(&document.to_json());
+                retrieved.documents.push(crate::event::FoundDocument {
+                    id: Value::Text(found.id.clone()),
+                    digest: Value::Text(digest),
+                });
+                documents.push(document);
+            }
+            Err(error) => {
+                unfit.get_or_insert_with(|| {
+                    format!("document {} (`{}`) does not fit `{}`: {error}", i + 1, found.id, corpus.document)
+                });
+            }
+        }
+    }
+    if let Some(unfit) = unfit {
+        // Recorded as a failed search: what did not fit is not kept.
+        retrieved.documents.clear();
+        retrieved.snapshot = None;
+        retrieved.as_of = None;
+        retrieved.error = Some(Value::Text(unfit.clone()));
+        exec.emit(Event::Retrieved(Box::new(retrieved)));
+        return exec.fail(
+            name,
+            Failure { error: format!("the retriever of corpus `{corpus_name}` failed"), detail: Some(unfit) },
+        );
+    }
+    retrieved.value = Some(Value::List(documents));
+    let mut mismatch = Vec::new();
+    if reply.snapshot != corpus.snapshot {
+        mismatch.push(format!("it searched snapshot `{}`, but the flow pins `{}`", reply.snapshot, corpus.snapshot));
+    }
+    if let Some(freshness) = corpus.freshness {
+        match reply.as_of {
+            None => mismatch.push("the retriever does not say how old the snapshot is".to_owned()),
+            Some(as_of) if exec.state.clock.seconds.saturating_sub(as_of.seconds) > freshness => {
+                mismatch.push(format!(
+                    "the snapshot is of {as_of}, older than the corpus's freshness of {}",
+                    flow_ir::time::format_duration(freshness)
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if mismatch.is_empty() {
+        exec.emit(Event::Retrieved(Box::new(retrieved)));
+        return;
+    }
+    let reason = format!("corpus `{corpus_name}`: {}", mismatch.join("; "));
+    retrieved.reason = Some(reason.clone());
+    match corpus.on_mismatch {
+        Mismatch::Degrade => {
+            retrieved.degraded = true;
+            exec.emit(Event::Retrieved(Box::new(retrieved)));
+        }
+        Mismatch::Refuse => {
+            retrieved.refused = true;
+            exec.emit(Event::Retrieved(Box::new(retrieved)));
+            exec.fail(name, format!("{reason}, and the corpus refuses another snapshot"));
+        }
     }
 }
 

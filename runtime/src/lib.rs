@@ -36,6 +36,7 @@ pub mod notify;
 pub mod provider;
 pub mod release;
 pub mod replay;
+pub mod retrieval;
 mod runtime;
 pub mod state;
 pub mod stats;

@@ -175,6 +175,11 @@ pub(crate) fn why(analysis: &Analysis, state: &crate::state::State, views: &[smo
             (NodeKind::Infer { .. }, Phase::Done) if state.degraded[i] => {
                 out.push(format!("`{name}` is degraded: its fallback gave the value"));
             }
+            (NodeKind::Retrieve { corpus, .. }, Phase::Done) if state.degraded[i] => {
+                out.push(format!(
+                    "`{name}` is degraded: corpus `{corpus}` was searched at another snapshot than pinned, or one too old"
+                ));
+            }
             (NodeKind::Gate { .. }, Phase::Done) if state.overridden[i] => {
                 out.push(format!("gate `{name}` was overridden"));
             }
@@ -356,6 +361,44 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                     ),
                 );
                 line(&mut steps, format!("  given ({})", args.join(", ")));
+            }
+            "retrieved" => {
+                let snapshot = match (e["snapshot"].as_str(), e["pinned"].as_str()) {
+                    (Some(searched), Some(pinned)) if searched == pinned => format!("snapshot {searched} (as pinned)"),
+                    (Some(searched), pinned) => {
+                        format!("snapshot {searched} (the flow pins {})", pinned.unwrap_or("?"))
+                    }
+                    (None, _) => "no snapshot".to_owned(),
+                };
+                line(
+                    &mut steps,
+                    format!(
+                        "retrieve {node}: corpus {} ({}) at {snapshot}, via {}, {} ms",
+                        e["corpus"].as_str().unwrap_or("?"),
+                        e["authority"].as_str().unwrap_or("?"),
+                        e["retriever"].as_str().unwrap_or("?"),
+                        e["latency_us"].as_u64().unwrap_or(0) / 1000,
+                    ),
+                );
+                line(&mut steps, format!("  query {}", display(&e["query"])));
+                let found: Vec<String> = e["documents"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| format!("{} ({})", display(&d["id"]), display(&d["digest"])))
+                    .collect();
+                let top = e["top"].as_u64().unwrap_or(0);
+                match (e["error"].is_null(), found.is_empty()) {
+                    (false, _) => line(&mut steps, format!("  FAILED: {}", display(&e["error"]))),
+                    (true, true) => line(&mut steps, format!("  found nothing (top {top})")),
+                    (true, false) => line(&mut steps, format!("  found (top {top}): {}", found.join(", "))),
+                }
+                if e["degraded"] == true {
+                    line(&mut steps, format!("  DEGRADED — {}", e["reason"].as_str().unwrap_or("?")));
+                }
+                if e["refused"] == true {
+                    line(&mut steps, format!("  REFUSED — {}", e["reason"].as_str().unwrap_or("?")));
+                }
             }
             "inferred" => {
                 let how = if e["degraded"] == true {

@@ -22,6 +22,7 @@ use crate::decision::{self, DecisionInput, Refusal};
 use crate::event::{Decision, Event, Status};
 use crate::exec::{self, Interrupted, Journal, Services};
 use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use crate::retrieval::{Found, RetrievalReply, RetrievalRequest, Retriever};
 use crate::state::State;
 use crate::value::Value;
 
@@ -75,6 +76,11 @@ pub(crate) struct Recorded {
     pub(crate) models: FxHashMap<(SmolStr, String), Vec<Result<Json, String>>>,
     /// Models that were called at all (a model without a provider was never called).
     pub(crate) called: Vec<SmolStr>,
+    /// Retrievers' answers by the step that searched and its query: the answer as the step
+    /// took it, or the retriever's failure; each in turn, as for models.
+    pub(crate) retrievals: FxHashMap<(SmolStr, String), Vec<Result<RetrievalReply, String>>>,
+    /// Corpora that were searched at all.
+    pub(crate) searched: Vec<SmolStr>,
     /// Handler results by idempotency key: the result, or the handler's error, of each call
     /// in turn (a failed action's key is called again after a resume).
     pub(crate) actions: FxHashMap<String, Vec<Result<Json, String>>>,
@@ -97,6 +103,8 @@ impl Recorded {
         let mut recorded = Recorded {
             models: FxHashMap::default(),
             called: Vec::new(),
+            retrievals: FxHashMap::default(),
+            searched: Vec::new(),
             actions: FxHashMap::default(),
             reused: FxHashMap::default(),
             conflicts: FxHashSet::default(),
@@ -127,6 +135,26 @@ impl Recorded {
                     // then used its fallback, which is what the replay must do again.
                     recorded.models.entry((node.clone(), text_of(request_digest))).or_default().push(answer);
                     recorded.called.push(model.clone());
+                }
+                Some(Event::Retrieved(retrieved)) => {
+                    let query = text_of(&retrieved.query);
+                    let answer = match (&retrieved.error, &retrieved.value, &retrieved.snapshot) {
+                        (Some(error), _, _) => Err(text_of(error)),
+                        (None, Some(Value::List(documents)), Some(snapshot)) => Ok(RetrievalReply {
+                            snapshot: snapshot.clone(),
+                            as_of: retrieved.as_of,
+                            documents: retrieved
+                                .documents
+                                .iter()
+                                .zip(documents.iter())
+                                .map(|(found, document)| Found { id: text_of(&found.id), document: document.to_json() })
+                                .collect(),
+                            attempts: 1,
+                        }),
+                        _ => Err("no answer was recorded".to_owned()),
+                    };
+                    recorded.retrievals.entry((retrieved.node.clone(), query)).or_default().push(answer);
+                    recorded.searched.push(retrieved.corpus.clone());
                 }
                 Some(Event::ActionStarted { node, system, action, key, .. }) => {
                     let prefix = format!("`{system}.{action}` failed: ");
@@ -319,6 +347,25 @@ impl ModelProvider for Recorded {
     }
 }
 
+impl Retriever for Recorded {
+    fn describe(&self) -> String {
+        "the recorded answers".to_owned()
+    }
+
+    fn retrieve(&self, request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
+        let key = (SmolStr::new(request.step), request.query.to_owned());
+        let what = format!("retrieval {}/{}", key.0, crate::digest::digest(&Json::String(key.1.clone())));
+        match self.retrievals.get(&key).map(|answers| self.next(&what, answers)) {
+            Some(Ok(reply)) => Ok(reply.clone()),
+            Some(Err(message)) => Err(ProviderError { message: message.clone(), attempts: 1 }),
+            None => Err(ProviderError {
+                message: "the replay has no recorded answer for this query".to_owned(),
+                attempts: 1,
+            }),
+        }
+    }
+}
+
 impl ActionHandler for Recorded {
     fn describe(&self) -> String {
         "the recorded results".to_owned()
@@ -393,6 +440,11 @@ pub(crate) fn comparable(analysis: &Analysis, event: &Event<Value>) -> Json {
             Some("action_completed") => {
                 fields.remove("tries");
             }
+            Some("retrieved") => {
+                for key in ["latency_us", "attempts", "retriever"] {
+                    fields.remove(key);
+                }
+            }
             _ => {}
         }
     }
@@ -431,6 +483,11 @@ fn same(recorded: &Event<Value>, replayed: &Event<Value>) -> bool {
         ) => {
             (node, model, model_name, version, digest, prompt_hash, request_digest, error, args)
                 == (node2, model2, model_name2, version2, digest2, prompt_hash2, request_digest2, error2, args2)
+        }
+        (Event::Retrieved(a), Event::Retrieved(b)) => {
+            let a = crate::event::Retrieved { latency_us: 0, attempts: 0, retriever: String::new(), ..(**a).clone() };
+            let b = crate::event::Retrieved { latency_us: 0, attempts: 0, retriever: String::new(), ..(**b).clone() };
+            a == b
         }
         (
             Event::ActionCompleted { node, key, result, reused, .. },
@@ -547,8 +604,17 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
+    let retriever =
+        |c: &flow_ir::plan::Corpus| recorded.searched.contains(&c.name).then_some(&recorded as &dyn Retriever);
     let opened = |node: &str| recorded.opened.get(node).copied();
-    let services = Services { model: &model, system: &system, engine: engine_choice, hold: None, opened: &opened };
+    let services = Services {
+        model: &model,
+        retriever: &retriever,
+        system: &system,
+        engine: engine_choice,
+        hold: None,
+        opened: &opened,
+    };
     let is =
         |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(analysis, i, produced)?);
     let mut i = 0;

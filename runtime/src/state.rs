@@ -244,6 +244,16 @@ impl State {
                 }
                 self.done(i, value.clone());
             }
+            // A search that failed or was refused gives nothing: the failure that follows says so.
+            Event::Retrieved(retrieved) => {
+                if let (Some(value), false) = (&retrieved.value, retrieved.refused) {
+                    let i = self.id(analysis, &retrieved.node);
+                    if i < self.body_nodes {
+                        self.degraded[i] = retrieved.degraded;
+                    }
+                    self.done(i, value.clone());
+                }
+            }
             Event::ReviewSkipped { node, .. } => {
                 let i = self.id(analysis, node);
                 self.done(i, skipped_review());

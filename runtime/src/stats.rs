@@ -79,6 +79,7 @@ impl RunFacts {
                     last_settled = Some((i, *status));
                 }
                 Event::Inferred { degraded: true, .. } => self.degraded = true,
+                Event::Retrieved(retrieved) if retrieved.degraded => self.degraded = true,
                 Event::ReviewOpened { .. } => self.reviews_opened += 1,
                 Event::ReviewDecided { .. } => self.reviews_decided += 1,
                 Event::ApprovalCompleted { approved, approvers, .. } if *approved && approvers.is_empty() => {}

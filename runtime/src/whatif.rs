@@ -20,6 +20,7 @@ use crate::event::{Event, Status};
 use crate::exec::{self, Held, Services};
 use crate::provider::{ActionHandler, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use crate::replay::{Collect, Recorded, comparable, decide_again, request_key};
+use crate::retrieval::Retriever;
 use crate::state::{self, Phase, State};
 use crate::value::{self, Value};
 
@@ -249,6 +250,24 @@ pub fn what_if(
     let answers = Answers { recorded: &recorded, live: changes.live };
     let model = |m: &Model| (!unprovided.contains(m.name.as_str())).then_some(&answers as &dyn ModelProvider);
     let system = |_: &str| Some(&recorded as &dyn ActionHandler);
+    // A search is answered as recorded for the same step and query; another is held. A
+    // corpus whose steps failed without a search had no retriever: it has none again.
+    let unsearched: FxHashSet<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { node, .. }
+                if !events.iter().any(|r| matches!(r, Event::Retrieved(found) if found.node == *node)) =>
+            {
+                old.id(node).and_then(|id| match &old.plan.node(id).kind {
+                    NodeKind::Retrieve { corpus, .. } => Some(corpus.as_str()),
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let retriever =
+        |c: &flow_ir::plan::Corpus| (!unsearched.contains(c.name.as_str())).then_some(&recorded as &dyn Retriever);
     let held: std::cell::RefCell<FxHashMap<SmolStr, Json>> = Default::default();
     let hold = |node: &SmolStr, step: Held<'_>| {
         let description = match step {
@@ -259,6 +278,12 @@ pub fn what_if(
                     return false;
                 }
                 json!("needs re-inference")
+            }
+            Held::Retrieval(request) => {
+                if recorded.retrievals.contains_key(&(node.clone(), request.query.to_owned())) {
+                    return false;
+                }
+                json!("needs a new search")
             }
             Held::Action(request) => {
                 let as_recorded = events.iter().any(|e| match e {
@@ -283,8 +308,14 @@ pub fn what_if(
         true
     };
     let opened = |node: &str| recorded.opened.get(node).copied();
-    let services =
-        Services { model: &model, system: &system, engine: engine_choice, hold: Some(&hold), opened: &opened };
+    let services = Services {
+        model: &model,
+        retriever: &retriever,
+        system: &system,
+        engine: engine_choice,
+        hold: Some(&hold),
+        opened: &opened,
+    };
 
     let mut state = State::new(new);
     let mut produced = vec![Event::Started(Box::new(started))];
@@ -454,6 +485,13 @@ fn steps<'e>(
                 let encoded = comparable(analysis, event);
                 Account::Json(json!({"degraded": encoded["reason"], "value": encoded["value"]}))
             }
+            Event::Retrieved(retrieved) => match (&retrieved.value, retrieved.degraded || retrieved.refused) {
+                (Some(value), false) => Account::Value(value, Some(event)),
+                _ => {
+                    let encoded = comparable(analysis, event);
+                    Account::Json(json!({"degraded": encoded["reason"], "value": encoded["value"]}))
+                }
+            },
             Event::Gate { holds: true, .. } => Account::Json(json!("holds")),
             Event::Gate { holds: false, .. } => Account::Json(json!("does not hold")),
             Event::GateDecided { decision, .. } => {

@@ -14,6 +14,7 @@ use flow_lower::{LoweredTest, TestExpect};
 use flow_runtime::event::Event;
 use flow_runtime::interp::{self, Scope};
 use flow_runtime::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
+use flow_runtime::retrieval::{Found, RetrievalReply, RetrievalRequest, Retriever};
 use flow_runtime::store::SqliteStore;
 use flow_runtime::value::Value;
 use flow_runtime::{DecisionInput, Principal, RunView, Runtime, StartOptions, Status};
@@ -183,6 +184,32 @@ impl Scope for Constants {
     }
 }
 
+/// A corpus that finds what the test says, in the snapshot the flow pins; each document's
+/// identifier is its place in the list (`1`, `2`, …).
+struct MockCorpus(Option<Json>);
+
+impl Retriever for MockCorpus {
+    fn describe(&self) -> String {
+        "the test's documents".to_owned()
+    }
+
+    fn retrieve(&self, request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
+        let Some(found) = &self.0 else {
+            return Err(ProviderError { message: "the retriever fails, as the test says".to_owned(), attempts: 1 });
+        };
+        let documents = found.as_array().into_iter().flatten().enumerate();
+        Ok(RetrievalReply {
+            snapshot: request.corpus.snapshot.clone(),
+            as_of: None,
+            documents: documents
+                .take(request.top as usize)
+                .map(|(i, document)| Found { id: (i + 1).to_string(), document: document.clone() })
+                .collect(),
+            attempts: 1,
+        })
+    }
+}
+
 /// A model that answers what the test says.
 struct MockModel(Option<Json>);
 
@@ -290,12 +317,16 @@ fn execute(
             })
             .collect()
     };
-    let (models, results) = match (mocks(&test.models, "model"), mocks(&test.actions, "action")) {
-        (Ok(models), Ok(results)) => (models, results),
-        (Err(error), _) | (_, Err(error)) => return outcome.failures.push(error),
-    };
+    let (models, corpora, results) =
+        match (mocks(&test.models, "model"), mocks(&test.corpora, "corpus"), mocks(&test.actions, "action")) {
+            (Ok(models), Ok(corpora), Ok(results)) => (models, corpora, results),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return outcome.failures.push(error),
+        };
     for (model, answer) in models {
         runtime.register_model(&model, Arc::new(MockModel(answer)));
+    }
+    for (corpus, found) in corpora {
+        runtime.register_retriever(&corpus, Arc::new(MockCorpus(found)));
     }
     let systems = Arc::new(MockSystems { results, unmocked: Mutex::default() });
     for system in &body.systems {
@@ -576,6 +607,14 @@ fn path_of(plan: &VerifiedPlan, events: &[Event<Value>], view: &RunView, hit: &m
                 )
             }
             Event::Inferred { node, degraded: true, .. } => format!("infer `{node}` fell back"),
+            Event::Retrieved(retrieved) if retrieved.error.is_none() => {
+                let found = match retrieved.documents.len() {
+                    1 => "1 document".to_owned(),
+                    n => format!("{n} documents"),
+                };
+                let how = if retrieved.degraded { ", degraded" } else { "" };
+                format!("retrieve `{}` found {found}{how}", retrieved.node)
+            }
             Event::ActionSkipped { node, .. } => format!("action `{node}` skipped"),
             Event::ActionCompleted { node, .. } => format!("action `{node}` ran"),
             Event::Failed { node, error, detail, .. } => match detail {

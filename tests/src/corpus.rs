@@ -252,6 +252,28 @@ impl flow_runtime::provider::ModelProvider for CaseModel {
     }
 }
 
+/// A corpus of a run case: every search answers what the case says (a retriever's answer:
+/// `{"snapshot", "as_of"?, "documents"}`), or fails.
+struct CaseCorpus(Option<serde_json::Value>, Calls);
+
+impl flow_runtime::retrieval::Retriever for CaseCorpus {
+    fn describe(&self) -> String {
+        "the case's corpus".to_owned()
+    }
+
+    fn retrieve(
+        &self,
+        request: &flow_runtime::retrieval::RetrievalRequest<'_>,
+    ) -> Result<flow_runtime::retrieval::RetrievalReply, flow_runtime::provider::ProviderError> {
+        note(&self.1, format!("corpus {} for \"{}\"", request.corpus.name, request.query));
+        let fail = |message: String| flow_runtime::provider::ProviderError { message, attempts: 1 };
+        match &self.0 {
+            Some(answer) => flow_runtime::retrieval::RetrievalReply::from_json(answer).map_err(fail),
+            None => Err(fail("the retriever fails".to_owned())),
+        }
+    }
+}
+
 /// A system of a run case: every action returns what the case says, or fails.
 struct CaseSystem(Option<serde_json::Value>, Calls);
 
@@ -421,12 +443,15 @@ fn run_transcript(
                 let roles = roles.split(',').map(|r| r.trim().to_owned()).collect();
                 principals.push(Principal::new(id.trim().to_owned(), roles));
             }
-        } else if let Some(rest) = step.strip_prefix("model ").or_else(|| step.strip_prefix("system ")) {
+        } else if let Some(rest) = ["model ", "system ", "corpus "].iter().find_map(|prefix| step.strip_prefix(prefix))
+        {
             let (name, answer) = rest.split_once(": ").ok_or("write `model NAME: JSON|fails`")?;
             let answer =
                 if answer == "fails" { None } else { Some(serde_json::from_str(answer).map_err(|e| e.to_string())?) };
             if step.starts_with("model ") {
                 runtime.register_model(name, Arc::new(CaseModel(answer, calls.clone())));
+            } else if step.starts_with("corpus ") {
+                runtime.register_retriever(name, Arc::new(CaseCorpus(answer, calls.clone())));
             } else {
                 runtime.register_system(name, Arc::new(CaseSystem(answer, calls.clone())));
             }
@@ -442,7 +467,7 @@ fn run_transcript(
     // are random), and a step may name one so: `status of run 1 as ID`.
     let mut started: Vec<String> = Vec::new();
     for step in steps.iter().filter(|s| !s.starts_with("principals:") && !s.starts_with("model ")) {
-        if step.starts_with("system ") {
+        if step.starts_with("system ") || step.starts_with("corpus ") {
             continue;
         }
         transcript.push_str(&format!("> {step}\n"));

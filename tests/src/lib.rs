@@ -220,6 +220,10 @@ pub fn dump(checked: &Checked) -> String {
                     let model = model.map_or_else(|| "?".to_owned(), |m| flow_sema::decl_name(db, m));
                     format!("= {model}({}){fallback}", args.join(", "))
                 }
+                StepKind::Retrieve { corpus, query, top } => {
+                    let corpus = corpus.map_or_else(|| "?".to_owned(), |c| flow_sema::decl_name(db, c));
+                    format!("= {corpus}({}) top {top}", print::expr(names, query))
+                }
                 StepKind::Review { outcomes, reasons, edits, condition, .. } => {
                     let edits: Vec<String> =
                         edits.iter().map(|e| format!("{}: {}", e.fields.join("."), e.ty)).collect();

@@ -118,6 +118,7 @@ codes! {
     E2024 = "unknown-metric",
     E2025 = "invalid-monitor-threshold",
     E2026 = "invalid-alert-route",
+    E2027 = "corpus-not-pinned",
     E2101 = "plan-unreadable",
     E2102 = "plan-version-unsupported",
     E2103 = "plan-hash-mismatch",

@@ -65,6 +65,7 @@ pub struct Lowerer<'a> {
     labels: BTreeSet<DeclId>,
     sources: BTreeSet<DeclId>,
     models: BTreeSet<DeclId>,
+    corpora: BTreeSet<DeclId>,
     systems: BTreeMap<DeclId, BTreeSet<u32>>,
     functions: BTreeSet<DeclId>,
     /// The item types of the enclosing `any`/`all`, innermost last.
@@ -109,6 +110,7 @@ impl<'a> Lowerer<'a> {
             labels: BTreeSet::new(),
             sources: BTreeSet::new(),
             models: BTreeSet::new(),
+            corpora: BTreeSet::new(),
             systems: BTreeMap::new(),
             functions: BTreeSet::new(),
             locals: Vec::new(),
@@ -615,6 +617,7 @@ impl<'a> Lowerer<'a> {
         let steward = flow.steward.map(|id| self.role(id)).unwrap_or_default();
         let functions = self.functions();
         let models = self.models();
+        let corpora = self.corpora();
         let systems = self.systems();
         let sources = self.sources();
         // Records and enums last: the other declarations add to them.
@@ -640,6 +643,7 @@ impl<'a> Lowerer<'a> {
             enums,
             sources,
             models: models.0,
+            corpora,
             systems,
             functions,
             monitors,
@@ -687,6 +691,14 @@ impl<'a> Lowerer<'a> {
                 let output = self.ty(&output);
                 let fallback = fallback.as_ref().map(|f| self.lowered_to(f, &output));
                 NodeKind::Infer { model: self.name(model), args: named, fallback }
+            }
+            hir::StepKind::Retrieve { corpus, query, top } => {
+                // As for models above.
+                let Some(corpus) = *corpus else {
+                    return NodeKind::Let { value: ir::Expr::new(Ty::Nothing, ir::ExprKind::Now) };
+                };
+                self.corpora.insert(corpus);
+                NodeKind::Retrieve { corpus: self.name(corpus), query: self.lowered_to(query, &Ty::Text), top: *top }
             }
             hir::StepKind::Review { roles, condition, outcomes, reasons, edits } => {
                 let mut outcomes = outcomes.clone();
@@ -862,6 +874,33 @@ impl<'a> Lowerer<'a> {
         (sorted_by_name(models, |m| &m.name), prompts, bad)
     }
 
+    /// The corpora the flow searches.
+    fn corpora(&mut self) -> Vec<plan::Corpus> {
+        let mut corpora = Vec::new();
+        for id in self.corpora.clone() {
+            let Some(Decl::Corpus(sig)) = decl(self.db, id) else { continue };
+            let name = self.name(id);
+            self.locate_decl(DescriptionKey::Corpus(&name), id);
+            let labels = sig.labels.iter().map(|l| self.label(*l)).collect();
+            let clearance = sig.clearance.iter().map(|l| self.label(*l)).collect();
+            corpora.push(plan::Corpus {
+                name,
+                retriever: sig.retriever.clone().unwrap_or_default(),
+                authority: sig.authority.clone().unwrap_or_default(),
+                snapshot: sig.snapshot.clone().unwrap_or_default(),
+                document: self.ty(&sig.ty),
+                labels: sorted(labels),
+                clearance: sorted(clearance),
+                freshness: sig.freshness,
+                on_mismatch: match sig.on_mismatch {
+                    ast::MismatchPolicy::Refuse => plan::Mismatch::Refuse,
+                    ast::MismatchPolicy::Degrade => plan::Mismatch::Degrade,
+                },
+            });
+        }
+        sorted_by_name(corpora, |c| &c.name)
+    }
+
     fn systems(&mut self) -> Vec<plan::System> {
         let mut systems = Vec::new();
         for (id, used) in self.systems.clone() {
@@ -1029,6 +1068,8 @@ pub struct LoweredTest {
     pub params: Vec<(SmolStr, ir::Expr)>,
     /// What models answer, by model name; `None`: the model fails.
     pub models: Vec<(SmolStr, Option<ir::Expr>)>,
+    /// What searches of corpora find, by corpus name; `None`: the retriever fails.
+    pub corpora: Vec<(SmolStr, Option<ir::Expr>)>,
     /// What action steps' systems return, by step name; `None`: the call fails.
     pub actions: Vec<(SmolStr, Option<ir::Expr>)>,
     pub decisions: Vec<TestDecision>,
@@ -1078,6 +1119,7 @@ pub fn lower_test(db: &dyn Db, file: SourceFile, flow: &hir::Flow, test: &hir::T
         given: test.given.iter().map(|(i, v)| (flow.inputs[*i as usize].name.clone(), lowerer.expr(v))).collect(),
         params: test.params.iter().map(|(i, v)| (flow.params[*i as usize].name.clone(), lowerer.expr(v))).collect(),
         models: test.models.iter().map(|(m, v)| (SmolStr::new(decl_name(db, *m)), mock(&mut lowerer, v))).collect(),
+        corpora: test.corpora.iter().map(|(c, v)| (SmolStr::new(decl_name(db, *c)), mock(&mut lowerer, v))).collect(),
         actions: test.actions.iter().map(|(s, v)| (step(*s), mock(&mut lowerer, v))).collect(),
         decisions: test
             .steps

@@ -403,6 +403,17 @@ impl<'a> FlowChecker<'a> {
                     };
                     (ty.clone(), Some(Binding::Step { index, ty, keyword: "infer" }))
                 }
+                FlowItemKind::Retrieve(retrieve) => {
+                    self.c.infers.insert(index, retrieve.name.text.to_string());
+                    let ty = match self.c.res.lookup(&retrieve.corpus.text) {
+                        Some(def) if def.kind == DefKind::Corpus => match signatures::decl(self.c.db, def.id) {
+                            Some(Decl::Corpus(sig)) if !sig.ty.is_error() => Ty::List(Box::new(sig.ty.clone())),
+                            _ => Ty::Error,
+                        },
+                        _ => Ty::Error,
+                    };
+                    (ty.clone(), Some(Binding::Step { index, ty, keyword: "retrieve" }))
+                }
                 FlowItemKind::Review(review) => {
                     let conditional = review.clauses.iter().any(|c| matches!(c.kind, ReviewClauseKind::When(_)));
                     let mut enums = ReviewEnums { conditional, ..ReviewEnums::default() };
@@ -526,6 +537,7 @@ impl<'a> FlowChecker<'a> {
                 FlowItemKind::Let { .. } => continue,
                 FlowItemKind::Gate(gate) => self.gate(gate),
                 FlowItemKind::Infer(infer) => self.infer(index, infer),
+                FlowItemKind::Retrieve(retrieve) => self.retrieve(index, retrieve),
                 FlowItemKind::Review(review) => self.review(review),
                 FlowItemKind::Approval(approval) => self.approval(approval),
                 FlowItemKind::Action(action) => self.action(action),
@@ -758,6 +770,13 @@ impl<'a> FlowChecker<'a> {
             self.c.check(fallback, &sig.output, &|| format!("the fallback of `{step}`"))
         });
         StepKind::Infer { model: Some(model.id), args, fallback }
+    }
+
+    fn retrieve(&mut self, index: usize, retrieve: &ast::Retrieve) -> StepKind {
+        let corpus = self.c.res.resolve(&retrieve.corpus, &[DefKind::Corpus], "corpus");
+        let step = self.flow.steps[index].name.clone();
+        let query = self.c.check(&retrieve.query, &Ty::Text, &|| format!("the query of `{step}`"));
+        StepKind::Retrieve { corpus: corpus.map(|def| def.id), query, top: retrieve.top.unwrap_or(1) }
     }
 
     fn review(&mut self, review: &ast::Review) -> StepKind {

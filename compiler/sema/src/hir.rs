@@ -297,6 +297,12 @@ pub enum StepKind {
         args: Vec<Expr>,
         fallback: Option<Expr>,
     },
+    /// `corpus` is `None` when it could not be resolved (the file has errors).
+    Retrieve {
+        corpus: Option<DeclId>,
+        query: Expr,
+        top: u32,
+    },
     Review {
         roles: Vec<DeclId>,
         condition: Option<Expr>,
@@ -330,6 +336,7 @@ impl StepKind {
             StepKind::Let { .. } => "let",
             StepKind::Gate { .. } => "gate",
             StepKind::Infer { .. } => "infer",
+            StepKind::Retrieve { .. } => "retrieve",
             StepKind::Review { .. } => "review",
             StepKind::Approval { .. } => "approval",
             StepKind::Action { .. } => "action",
@@ -343,6 +350,7 @@ impl StepKind {
             StepKind::Let { value } | StepKind::Emit { value, .. } => vec![value],
             StepKind::Gate { condition, .. } => vec![condition],
             StepKind::Infer { args, fallback, .. } => args.iter().chain(fallback).collect(),
+            StepKind::Retrieve { query, .. } => vec![query],
             StepKind::Review { condition, .. } => condition.iter().collect(),
             StepKind::Approval { rows, distinct_from } => {
                 rows.iter().filter_map(|r| r.condition.as_ref()).chain(distinct_from).collect()
@@ -477,6 +485,8 @@ pub struct Test {
     pub params: Vec<(u32, Expr)>,
     /// What models answer, by model.
     pub models: Vec<(DeclId, TestMock)>,
+    /// What corpora's searches find, by corpus.
+    pub corpora: Vec<(DeclId, TestMock)>,
     /// What action steps' systems return, by step index.
     pub actions: Vec<(u32, TestMock)>,
     /// Decisions and overrides, in order.

@@ -154,11 +154,22 @@ enum Sink<'s> {
     },
     /// Whether a model is called at all.
     ModelCall(&'s str),
+    /// The query a corpus's retriever is sent.
+    Corpus(&'s str),
+    /// Whether a corpus is searched at all.
+    CorpusCall(&'s str),
     /// Whether a system's action is called at all.
     SystemCall(&'s str, &'s str),
     /// An action's idempotency key, which evidence, the run's status and errors show to
     /// everyone who may see the run.
     IdempotencyKey(&'s str),
+}
+
+/// What a step calls outside the run.
+enum Callee {
+    Model(SmolStr),
+    Corpus(SmolStr),
+    System(SmolStr, SmolStr),
 }
 
 /// A function's body analysed: the function, the outermost call it is analysed for, the
@@ -619,6 +630,19 @@ impl<'a> Analyzer<'a> {
                 format!("`{name}` data reaches model `{model}`, which is not cleared for it"),
                 format!("add `clearance {name}` to model `{model}` if it may receive this data, or pass it less"),
             ),
+            Sink::Corpus(corpus) => (
+                format!("`{name}` data reaches the retriever of corpus `{corpus}`, which is not cleared for it"),
+                format!(
+                    "add `clearance {name}` to corpus `{corpus}` if its retriever may receive this data, or query less"
+                ),
+            ),
+            Sink::CorpusCall(corpus) => (
+                format!("whether corpus `{corpus}` is searched depends on `{name}` data, and it is not cleared for it"),
+                format!(
+                    "add `clearance {name}` to corpus `{corpus}`, or make the condition that holds the run before the \
+                     search read less"
+                ),
+            ),
             Sink::System(system, action) => (
                 format!("`{name}` data reaches system `{system}` (action `{action}`), which is not cleared for it"),
                 format!("add `clearance {name}` to system `{system}` if it may receive this data, or pass it less"),
@@ -742,10 +766,9 @@ impl<'a> Analyzer<'a> {
         self.inputs = self.flow.inputs.iter().map(|input| self.declared(&input.ty, &mut Vec::new())).collect();
         self.params = self.flow.params.iter().map(|param| self.declared(&param.ty, &mut Vec::new())).collect();
         self.steps = vec![Taint::default(); self.flow.steps.len()];
-        // The models and systems called: by step, the step they must not be checked
-        // against (an `infer` feeding a gate), clearance, model or system, action.
-        #[expect(clippy::type_complexity, reason = "a list of what one loop found for the next")]
-        let mut calls: Vec<(usize, Option<usize>, Vec<DeclId>, SmolStr, Option<SmolStr>)> = Vec::new();
+        // The models, corpora and systems called: by step, the step they must not be
+        // checked against (an `infer` or `retrieve` feeding a gate), clearance, callee.
+        let mut calls: Vec<(usize, Option<usize>, Vec<DeclId>, Callee)> = Vec::new();
         for index in step_order(self.flow) {
             let step = &self.flow.steps[index];
             let hop =
@@ -764,12 +787,31 @@ impl<'a> Analyzer<'a> {
                     }
                     // Rules first: a model is called only once the gates it does not feed let
                     // the run through, so whether it is called reveals their conditions.
-                    calls.push((index, Some(index), sig.clearance.clone(), sig.name.clone(), None));
+                    calls.push((index, Some(index), sig.clearance.clone(), Callee::Model(sig.name.clone())));
                     let mut taint = self.declared(&sig.output, &mut Vec::new());
                     if let Some(fallback) = fallback {
                         taint = taint.join(&self.taint(fallback, &mut env, self.file));
                     }
                     taint
+                }
+                // What a search finds carries the corpus's labels and, since it depends on
+                // the query, the query's.
+                StepKind::Retrieve { corpus, query, .. } => {
+                    let Some(Decl::Corpus(sig)) = corpus.and_then(|id| signatures::decl(self.db, id)).cloned() else {
+                        continue;
+                    };
+                    let sent = self.check_sink(Sink::Corpus(&sig.name), query, &sig.clearance);
+                    calls.push((index, Some(index), sig.clearance.clone(), Callee::Corpus(sig.name.clone())));
+                    let mut taint = self.declared(&Ty::List(Box::new(sig.ty.clone())), &mut Vec::new());
+                    let origin = Rc::new(vec![Hop {
+                        file: self.file,
+                        span: step.name_span,
+                        text: format!("documents of corpus `{}` carry it", sig.name),
+                    }]);
+                    let mut here: Labels = sig.labels.iter().map(|label| (*label, origin.clone())).collect();
+                    merge(&mut here, &sent.full());
+                    merge(&mut taint.here, &here);
+                    if taint.is_clean() { taint } else { taint.hop(&hop) }
                 }
                 StepKind::Action { system, action, args, condition, idempotency } => {
                     let Some(Decl::System(sig)) = system.and_then(|id| signatures::decl(self.db, id)).cloned() else {
@@ -791,7 +833,12 @@ impl<'a> Analyzer<'a> {
                         // So does whether the action's result is present.
                         merge(&mut taint.here, &revealed.full());
                     }
-                    calls.push((index, None, sig.clearance.clone(), sig.name.clone(), Some(target.name.clone())));
+                    calls.push((
+                        index,
+                        None,
+                        sig.clearance.clone(),
+                        Callee::System(sig.name.clone(), target.name.clone()),
+                    ));
                     taint
                 }
                 StepKind::Emit { output, value } => {
@@ -830,10 +877,11 @@ impl<'a> Analyzer<'a> {
             self.steps[index] = taint;
         }
         // Once every gate's condition is known.
-        for (index, feeding, clearance, name, action) in calls {
-            let sink = match &action {
-                Some(action) => Sink::SystemCall(&name, action),
-                None => Sink::ModelCall(&name),
+        for (index, feeding, clearance, callee) in calls {
+            let sink = match &callee {
+                Callee::System(system, action) => Sink::SystemCall(system, action),
+                Callee::Model(model) => Sink::ModelCall(model),
+                Callee::Corpus(corpus) => Sink::CorpusCall(corpus),
             };
             self.check_gates(index, feeding, &clearance, sink);
         }

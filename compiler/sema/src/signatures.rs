@@ -6,7 +6,7 @@ use flow_syntax::ast::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 
 use flow_diagnostics::{Code, Diagnostic, FileId, Span};
-use flow_syntax::ast::{self, Ident, ItemKind, ModelSettingKind, SourceSetting};
+use flow_syntax::ast::{self, CorpusSettingKind, Ident, ItemKind, MismatchPolicy, ModelSettingKind, SourceSetting};
 
 use crate::db::{Db, DeclId, Entry, SourceFile};
 use crate::load::resolve_relative;
@@ -93,6 +93,24 @@ pub struct ModelSig {
     pub clearance: Vec<DeclId>,
 }
 
+/// A corpus: documents of one record type, searched by a retriever, pinned to a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CorpusSig {
+    pub name: SmolStr,
+    /// The record type of one document (`Ty::Error` when it is not a record).
+    pub ty: Ty,
+    pub retriever: Option<String>,
+    pub authority: Option<String>,
+    pub snapshot: Option<String>,
+    /// The labels every document carries.
+    pub labels: Vec<DeclId>,
+    /// The labels a query may carry.
+    pub clearance: Vec<DeclId>,
+    /// Seconds after which the snapshot is too old.
+    pub freshness: Option<i64>,
+    pub on_mismatch: MismatchPolicy,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ActionSig {
     pub name: SmolStr,
@@ -125,6 +143,7 @@ pub enum Decl {
     Role(RoleSig),
     Source(SourceSig),
     Model(ModelSig),
+    Corpus(CorpusSig),
     System(SystemSig),
     Fn(FnSig),
     Flow(SmolStr),
@@ -139,6 +158,7 @@ impl Decl {
             Decl::Role(sig) => &sig.name,
             Decl::Source(sig) => &sig.name,
             Decl::Model(sig) => &sig.name,
+            Decl::Corpus(sig) => &sig.name,
             Decl::System(sig) => &sig.name,
             Decl::Fn(sig) => &sig.name,
         }
@@ -171,6 +191,7 @@ pub fn decls(db: &dyn Db, file: SourceFile) -> Decls {
             })),
             ItemKind::Source(decl) => Some(Decl::Source(source_sig(&mut resolver, decl))),
             ItemKind::Model(decl) => Some(Decl::Model(model_sig(db, file, &mut resolver, decl))),
+            ItemKind::Corpus(decl) => Some(Decl::Corpus(corpus_sig(&mut resolver, decl))),
             ItemKind::System(decl) => Some(Decl::System(system_sig(&mut resolver, decl))),
             ItemKind::Fn(decl) => Some(Decl::Fn(FnSig {
                 name: decl.name.text.clone(),
@@ -393,6 +414,69 @@ fn model_sig(db: &dyn Db, file: SourceFile, resolver: &mut Resolver<'_>, decl: &
                 .error(Code::E2005, name.span, format!("model `{}` is not pinned: it has no `{keyword}`", name.text))
                 .help = Some(format!("pin the exact model: `{example}`"));
         }
+    }
+    sig
+}
+
+fn corpus_sig(resolver: &mut Resolver<'_>, decl: &ast::CorpusDecl) -> CorpusSig {
+    let name = &decl.name;
+    let mut ty = resolver.resolve_type(&decl.ty);
+    if !matches!(ty, Ty::Record(_) | Ty::Error) {
+        resolver
+            .error(Code::E1019, decl.ty.span, format!("the documents of corpus `{}` must be a record type", name.text))
+            .help = Some("declare the fields of one document: `type Passage { id: Text, text: Text }`".to_owned());
+        ty = Ty::Error;
+    }
+    let mut sig = CorpusSig {
+        name: name.text.clone(),
+        ty,
+        retriever: None,
+        authority: None,
+        snapshot: None,
+        labels: Vec::new(),
+        clearance: Vec::new(),
+        freshness: None,
+        on_mismatch: MismatchPolicy::Refuse,
+    };
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for setting in &decl.settings {
+        let keyword = setting.kind.keyword();
+        if let Some(first) = seen.insert(keyword, setting.span) {
+            let file = resolver.file;
+            resolver
+                .error(Code::E1018, setting.span, format!("corpus `{}` sets `{keyword}` twice", name.text))
+                .secondary
+                .push(flow_diagnostics::Label::new(file, first, "first set here"));
+            continue;
+        }
+        match &setting.kind {
+            CorpusSettingKind::Retriever(value) => sig.retriever = Some(value.value.clone()),
+            CorpusSettingKind::Authority(value) if value.value.trim().is_empty() => {
+                resolver.error(Code::E2007, value.span, "the authority of a corpus cannot be empty");
+            }
+            CorpusSettingKind::Authority(value) => sig.authority = Some(value.value.clone()),
+            CorpusSettingKind::Snapshot(value) if value.value.trim().is_empty() => {
+                resolver.error(Code::E2027, value.span, format!("corpus `{}` pins an empty snapshot", name.text));
+            }
+            CorpusSettingKind::Snapshot(value) => sig.snapshot = Some(value.value.clone()),
+            CorpusSettingKind::Labels(labels) => sig.labels = resolver.resolve_labels(labels),
+            CorpusSettingKind::Clearance(labels) => sig.clearance = resolver.resolve_labels(labels),
+            CorpusSettingKind::Freshness(duration) => sig.freshness = Some(duration.seconds),
+            CorpusSettingKind::OnMismatch(policy) => sig.on_mismatch = *policy,
+        }
+    }
+    if !seen.contains_key("retriever") {
+        resolver.error(Code::E2011, name.span, format!("corpus `{}` does not say its `retriever`", name.text)).help =
+            Some("add the retriever kind the runtime resolves: `retriever \"folder\"`".to_owned());
+    }
+    if !seen.contains_key("authority") {
+        resolver.error(Code::E2007, name.span, format!("corpus `{}` does not name its authority", name.text)).help =
+            Some("add who publishes the documents: `authority \"policy-office.lending\"`".to_owned());
+    }
+    if !seen.contains_key("snapshot") {
+        resolver
+            .error(Code::E2027, name.span, format!("corpus `{}` is not pinned: it has no `snapshot`", name.text))
+            .help = Some("pin the snapshot the flow was written against: `snapshot \"blake3:…\"`".to_owned());
     }
     sig
 }

@@ -96,6 +96,7 @@ impl TestChecker<'_, '_, '_> {
             given: Vec::new(),
             params: Vec::new(),
             models: Vec::new(),
+            corpora: Vec::new(),
             actions: Vec::new(),
             steps: Vec::new(),
             expectations: Vec::new(),
@@ -134,6 +135,16 @@ impl TestChecker<'_, '_, '_> {
                     let context = || format!("what model `{}` returns", name.text);
                     let mock = self.mock(mock, &output, &context);
                     test.models.push((model, mock));
+                }
+                TestStmtKind::Corpus { name, mock } => {
+                    let Some((corpus, ty)) = self.mocked(name, crate::names::DefKind::Corpus) else { continue };
+                    if test.corpora.iter().any(|(c, _)| *c == corpus) {
+                        self.c.res.error(Code::E1018, name.span, format!("corpus `{}` is mocked twice", name.text));
+                        continue;
+                    }
+                    let context = || format!("what corpus `{}` gives", name.text);
+                    let mock = self.mock(mock, &ty, &context);
+                    test.corpora.push((corpus, mock));
                 }
                 TestStmtKind::Action { name, mock } => {
                     let Some((index, step)) = self.step(name, &["action"]) else { continue };
@@ -386,7 +397,7 @@ impl TestChecker<'_, '_, '_> {
                     Binding::Step { index, ty, keyword: "emit" }
                 }
                 kind => {
-                    if let StepKind::Infer { .. } = kind {
+                    if let StepKind::Infer { .. } | StepKind::Retrieve { .. } = kind {
                         self.c.infers.insert(index, step.name.to_string());
                     }
                     if let StepKind::Review { outcomes, reasons, condition, .. } = kind {
@@ -429,35 +440,50 @@ impl TestChecker<'_, '_, '_> {
 
     /// The model `name` names, which a step of the flow infers with, and its output type.
     fn model(&mut self, name: &Ident) -> Option<(DeclId, Ty)> {
+        self.mocked(name, crate::names::DefKind::Model)
+    }
+
+    /// The model or corpus (`kind`) `name` names, which a step of the flow calls or
+    /// searches, and the type of what it answers.
+    fn mocked(&mut self, name: &Ident, kind: crate::names::DefKind) -> Option<(DeclId, Ty)> {
+        let corpus = kind == crate::names::DefKind::Corpus;
         let used: Vec<DeclId> = self
             .flow
             .steps
             .iter()
             .filter_map(|s| match &s.kind {
-                StepKind::Infer { model, .. } => *model,
+                StepKind::Infer { model, .. } if !corpus => *model,
+                StepKind::Retrieve { corpus: searched, .. } if corpus => *searched,
                 _ => None,
             })
             .collect();
-        let def = self.c.res.lookup(&name.text).filter(|d| d.kind == crate::names::DefKind::Model);
+        let (what, verb, steps, does) = if corpus {
+            ("corpus", "searches nothing in", "retrieve", "search")
+        } else {
+            ("model", "infers nothing with", "infer", "call")
+        };
+        let def = self.c.res.lookup(&name.text).filter(|d| d.kind == kind);
         match def {
             Some(def) if used.contains(&def.id) => match signatures::decl(self.c.db, def.id) {
                 Some(Decl::Model(sig)) => Some((def.id, sig.output.clone())),
+                Some(Decl::Corpus(sig)) => Some((def.id, Ty::List(Box::new(sig.ty.clone())))),
                 _ => None,
             },
             Some(_) => {
                 let diagnostic = self.c.res.error(
                     Code::E1015,
                     name.span,
-                    format!("flow `{}` infers nothing with model `{}`", self.flow.name, name.text),
+                    format!("flow `{}` {verb} {what} `{}`", self.flow.name, name.text),
                 );
-                diagnostic.help = Some("mock the models the flow's `infer` steps call".to_owned());
+                diagnostic.help = Some(format!("mock the {what}s the flow's `{steps}` steps {does}"));
                 None
             }
             None if self.c.is_unparsed(&name.text) => None,
             None => {
                 let names: Vec<String> = used.iter().map(|id| signatures::decl_name(self.c.db, *id)).collect();
                 let help = suggest::help(&name.text, names.iter().map(String::as_str));
-                let diagnostic = self.c.res.error(Code::E1001, name.span, format!("cannot find model `{}`", name.text));
+                let diagnostic =
+                    self.c.res.error(Code::E1001, name.span, format!("cannot find {what} `{}`", name.text));
                 diagnostic.help = help;
                 None
             }

@@ -380,6 +380,7 @@ impl<'a> Checker<'a> {
         if let Some(def) = self.res.lookup(text) {
             let advice = match def.kind {
                 DefKind::Model => format!("call it in an `infer` step: `infer result = {text}(…)`"),
+                DefKind::Corpus => format!("search it in a `retrieve` step: `retrieve found = {text}(query) top 3`"),
                 DefKind::Fn => format!("call it with its arguments: `{text}(…)`"),
                 DefKind::System => "call one of its actions in an `action` step".to_owned(),
                 _ => String::new(),
@@ -867,6 +868,9 @@ impl<'a> Checker<'a> {
             Some(def) => {
                 let help = match def.kind {
                     DefKind::Model => Some(format!("models are called in an `infer` step: `infer result = {name}(…)`")),
+                    DefKind::Corpus => Some(format!(
+                        "corpora are searched in a `retrieve` step: `retrieve found = {name}(query) top 3`"
+                    )),
                     DefKind::System => Some("systems are called in an `action` step".to_owned()),
                     _ => None,
                 };
@@ -1014,8 +1018,8 @@ impl<'a> Checker<'a> {
                     _ => false,
                 };
                 if !ok {
-                    self.error(Code::E1015, arg.span, "`degraded` takes the name of an `infer` step").help =
-                        Some("write `degraded(risk)` for `infer risk = …`".to_owned());
+                    self.error(Code::E1015, arg.span, "`degraded` takes the name of an `infer` or `retrieve` step")
+                        .help = Some("write `degraded(risk)` for `infer risk = …`".to_owned());
                 }
                 (vec![Expr::error(arg.span)], Ty::Bool)
             }

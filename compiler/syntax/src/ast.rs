@@ -63,6 +63,7 @@ pub enum ItemKind {
     Role(RoleDecl),
     Source(SourceDecl),
     Model(ModelDecl),
+    Corpus(CorpusDecl),
     System(SystemDecl),
     Fn(FnDecl),
     Flow(FlowDecl),
@@ -81,6 +82,7 @@ impl ItemKind {
             ItemKind::Role(decl) => Some(&decl.name),
             ItemKind::Source(decl) => Some(&decl.name),
             ItemKind::Model(decl) => Some(&decl.name),
+            ItemKind::Corpus(decl) => Some(&decl.name),
             ItemKind::System(decl) => Some(&decl.name),
             ItemKind::Fn(decl) => Some(&decl.name),
             ItemKind::Flow(decl) => Some(&decl.name),
@@ -195,6 +197,57 @@ impl ModelSettingKind {
     }
 }
 
+/// `corpus lending_policies: Passage { … }`: documents of one type, pinned to a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorpusDecl {
+    pub name: Ident,
+    /// The record type of one document.
+    pub ty: TypeRef,
+    pub settings: Vec<CorpusSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorpusSetting {
+    pub span: Span,
+    pub kind: CorpusSettingKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorpusSettingKind {
+    Retriever(StrLit),
+    Authority(StrLit),
+    Snapshot(StrLit),
+    Labels(Vec<Ident>),
+    Clearance(Vec<Ident>),
+    Freshness(Duration),
+    OnMismatch(MismatchPolicy),
+}
+
+impl CorpusSettingKind {
+    /// The keyword that introduces the setting.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            CorpusSettingKind::Retriever(_) => "retriever",
+            CorpusSettingKind::Authority(_) => "authority",
+            CorpusSettingKind::Snapshot(_) => "snapshot",
+            CorpusSettingKind::Labels(_) => "labels",
+            CorpusSettingKind::Clearance(_) => "clearance",
+            CorpusSettingKind::Freshness(_) => "freshness",
+            CorpusSettingKind::OnMismatch(_) => "on mismatch",
+        }
+    }
+}
+
+/// What a run does when the corpus it searched is not the pinned snapshot, or is older
+/// than its freshness allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MismatchPolicy {
+    /// The step fails.
+    Refuse,
+    /// The step uses what it found and is marked degraded.
+    Degrade,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Param {
     pub name: Ident,
@@ -271,6 +324,12 @@ pub enum TestStmtKind {
     },
     /// `model risk_v3 returns …` / `model risk_v3 fails`: what a model answers.
     Model {
+        name: Ident,
+        mock: Mock,
+    },
+    /// `corpus policies returns [Passage { … }]` / `corpus policies fails`: what a search of a
+    /// corpus finds.
+    Corpus {
         name: Ident,
         mock: Mock,
     },
@@ -357,6 +416,7 @@ pub enum FlowItemKind {
     },
     Gate(Gate),
     Infer(Infer),
+    Retrieve(Retrieve),
     Review(Review),
     Approval(Approval),
     Action(Action),
@@ -383,6 +443,7 @@ impl FlowItemKind {
             | FlowItemKind::Emit { name, .. } => Some(name),
             FlowItemKind::Gate(gate) => Some(&gate.name),
             FlowItemKind::Infer(infer) => Some(&infer.name),
+            FlowItemKind::Retrieve(retrieve) => Some(&retrieve.name),
             FlowItemKind::Review(review) => Some(&review.name),
             FlowItemKind::Approval(approval) => Some(&approval.name),
             FlowItemKind::Action(action) => Some(&action.name),
@@ -462,6 +523,19 @@ pub struct Infer {
     /// The span of the call, from the model's name to the closing parenthesis.
     pub call_span: Span,
     pub fallback: Option<Expr>,
+}
+
+/// `retrieve passages = lending_policies("{request.purpose}") top 3`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retrieve {
+    pub name: Ident,
+    pub corpus: Ident,
+    pub query: Expr,
+    /// How many documents at most; `None` when the number is too large to read.
+    pub top: Option<u32>,
+    pub top_span: Span,
+    /// The span of the call, from the corpus's name to the closing parenthesis.
+    pub call_span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -66,6 +66,10 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         Rule::args | Rule::arg | Rule::named_arg | Rule::lambda => "an argument",
         Rule::model_setting => "a model setting",
         Rule::source_setting => "`authority`, `freshness` or `as_of`",
+        Rule::corpus_setting => {
+            "a corpus setting (`retriever`, `authority`, `snapshot`, `labels`, `clearance`, `freshness` or `on mismatch`)"
+        }
+        Rule::mismatch_policy => "`refuse` or `degrade`",
         Rule::system_setting => "`clearance` or `action`",
         Rule::grant => "a grant (`trigger`, `view`, `override`, `replay`, `read evidence`, `cancel` or `resume`)",
         Rule::review_clause => "`when`, `outcomes`, `reasons` or `may edit`",
@@ -261,7 +265,15 @@ pub(crate) fn word(text: &str, error: &Error<Rule>, context: Context, end: &str)
 
 /// Rules whose failure pest already reports as literal tokens.
 fn is_token_rule(rule: Rule) -> bool {
-    matches!(rule, Rule::gate_kind | Rule::source_setting | Rule::system_setting | Rule::evidence_setting)
+    matches!(
+        rule,
+        Rule::gate_kind
+            | Rule::source_setting
+            | Rule::corpus_setting
+            | Rule::mismatch_policy
+            | Rule::system_setting
+            | Rule::evidence_setting
+    )
 }
 
 fn static_keyword(token: &str) -> &'static str {

@@ -15,12 +15,12 @@ pub const MAX_NESTING: usize = 32;
 
 /// The words that start a top-level declaration.
 pub const DECLARATION_KEYWORDS: &[&str] =
-    &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow", "test"];
+    &["import", "label", "enum", "type", "role", "source", "model", "corpus", "system", "fn", "flow", "test"];
 
 /// The words that start an item inside a flow.
 pub const FLOW_ITEM_KEYWORDS: &[&str] = &[
-    "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
-    "action", "emit", "evidence", "monitor",
+    "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "retrieve", "review",
+    "approval", "action", "emit", "evidence", "monitor",
 ];
 
 /// Whitespace as the grammar's `WHITESPACE` rule has it: space and `\t` to `\r`.

@@ -57,9 +57,10 @@ pub fn parse(text: &str, file: FileId) -> Parse {
 }
 
 /// The declarations and flow items whose keyword is followed by the name they declare.
-const NAMING_DECLARATIONS: &[&str] = &["label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
+const NAMING_DECLARATIONS: &[&str] =
+    &["label", "enum", "type", "role", "source", "model", "corpus", "system", "fn", "flow"];
 const NAMING_FLOW_ITEMS: &[&str] =
-    &["input", "output", "param", "let", "gate", "infer", "review", "approval", "action", "emit"];
+    &["input", "output", "param", "let", "gate", "infer", "retrieve", "review", "approval", "action", "emit"];
 
 /// What can be read of an item at `start` that did not parse: one of `keywords`, and the
 /// name after it on the same line when the keyword is one of `naming`.

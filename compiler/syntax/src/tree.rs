@@ -28,6 +28,9 @@ pub(crate) struct Builder<'t> {
 
 type P<'i> = Pair<'i, Rule>;
 
+/// The most documents one `retrieve` step may ask for.
+pub const MAX_TOP: u32 = 1000;
+
 fn is_keyword(rule: Rule) -> bool {
     use Rule::*;
     matches!(
@@ -43,6 +46,15 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_freshness
             | kw_as_of
             | kw_model
+            | kw_corpus
+            | kw_retriever
+            | kw_snapshot
+            | kw_labels
+            | kw_mismatch
+            | kw_retrieve
+            | kw_top
+            | kw_refuse
+            | kw_degrade
             | kw_provider
             | kw_name
             | kw_version
@@ -277,6 +289,18 @@ impl<'t> Builder<'t> {
                     .collect();
                 ItemKind::Source(SourceDecl { name, ty, settings })
             }
+            Rule::corpus_decl => {
+                let (Some(name), Some(ty)) = (parts.next(), parts.next()) else {
+                    return ItemKind::Error(Unparsed::default());
+                };
+                let name = self.ident(&name);
+                let ty = self.type_ref(ty);
+                let settings = parts
+                    .filter_map(|setting| kids(setting).next())
+                    .filter_map(|setting| self.corpus_setting(setting))
+                    .collect();
+                ItemKind::Corpus(CorpusDecl { name, ty, settings })
+            }
             Rule::model_decl => {
                 let Some(name) = parts.next() else { return ItemKind::Error(Unparsed::default()) };
                 let name = self.ident(&name);
@@ -365,7 +389,7 @@ impl<'t> Builder<'t> {
                     TestStmtKind::Param { name, value }
                 }
             }
-            Rule::test_model | Rule::test_action => {
+            Rule::test_model | Rule::test_corpus | Rule::test_action => {
                 let name = self.ident(&parts.next()?);
                 let mock = match kids(parts.next()?).next() {
                     Some(value) => Mock::Returns(self.expr(value)),
@@ -373,6 +397,8 @@ impl<'t> Builder<'t> {
                 };
                 if rule == Rule::test_model {
                     TestStmtKind::Model { name, mock }
+                } else if rule == Rule::test_corpus {
+                    TestStmtKind::Corpus { name, mock }
                 } else {
                     TestStmtKind::Action { name, mock }
                 }
@@ -492,6 +518,25 @@ impl<'t> Builder<'t> {
         Some(ModelSetting { span, kind })
     }
 
+    fn corpus_setting(&mut self, setting: P<'_>) -> Option<CorpusSetting> {
+        let span = self.span(&setting);
+        let rule = setting.as_rule();
+        let mut parts = kids(setting);
+        let kind = match rule {
+            Rule::retriever => CorpusSettingKind::Retriever(self.plain_string(parts.next()?)),
+            Rule::authority => CorpusSettingKind::Authority(self.plain_string(parts.next()?)),
+            Rule::snapshot => CorpusSettingKind::Snapshot(self.plain_string(parts.next()?)),
+            Rule::labels => CorpusSettingKind::Labels(self.idents(parts)),
+            Rule::clearance => CorpusSettingKind::Clearance(self.idents(parts)),
+            Rule::freshness => CorpusSettingKind::Freshness(self.duration(parts.next()?)?),
+            _ => CorpusSettingKind::OnMismatch(match parts.next()?.into_inner().next()?.as_rule() {
+                Rule::kw_refuse => MismatchPolicy::Refuse,
+                _ => MismatchPolicy::Degrade,
+            }),
+        };
+        Some(CorpusSetting { span, kind })
+    }
+
     // -----------------------------------------------------------------------------------
     // Flows.
 
@@ -586,6 +631,28 @@ impl<'t> Builder<'t> {
                 }
                 let call_span = Span::new(model.span.start as usize, self.after_close_paren(call_end));
                 FlowItemKind::Infer(Infer { name, model, args, call_span, fallback })
+            }
+            Rule::retrieve => {
+                let name = self.ident(&parts.next()?);
+                let corpus = self.ident(&parts.next()?);
+                let query_pair = parts.next()?;
+                let query_end = self.base + query_pair.as_span().end();
+                let query = self.expr(query_pair);
+                let top_pair = parts.next()?;
+                let top_span = self.span(&top_pair);
+                let top = literal::integer(top_pair.as_str())
+                    .ok()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=MAX_TOP).contains(n));
+                if top.is_none() {
+                    self.error(
+                        Code::E0005,
+                        top_span,
+                        format!("a step retrieves at least 1 and at most {MAX_TOP} documents"),
+                    );
+                }
+                let call_span = Span::new(corpus.span.start as usize, self.after_close_paren(query_end));
+                FlowItemKind::Retrieve(Retrieve { name, corpus, query, top, top_span, call_span })
             }
             Rule::review => {
                 let name = self.ident(&parts.next()?);

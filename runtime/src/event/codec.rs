@@ -35,6 +35,18 @@ pub(crate) fn slot_type(analysis: &Analysis, slot: Slot<'_>, labelled: bool) -> 
         },
         Slot::Edit(text) => place(text),
         Slot::Failure(node) => Some((Ty::Text, labels(&|| analysis.failure_labels(node).to_vec()))),
+        Slot::Query(node) => {
+            let NodeKind::Retrieve { .. } = &body.node(node)?.kind else { return None };
+            Some((Ty::Text, labels(&|| analysis.arg_labels(node, "query").to_vec())))
+        }
+        // Identifiers and digests of documents: labelled as the documents are as a whole,
+        // and with every label a document's fields may carry (a digest of a field of few
+        // possible values gives it away).
+        Slot::Found(node) => {
+            let found = body.node(node)?;
+            let NodeKind::Retrieve { .. } = &found.kind else { return None };
+            Some((Ty::Text, labels(&|| analysis.failure_labels(node).to_vec())))
+        }
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };
             let param = body.model(model)?.inputs.iter().find(|p| p.name == arg)?;

@@ -68,6 +68,55 @@ impl Status {
     }
 }
 
+/// A search of a corpus by a `retrieve` step, as its evidence records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Retrieved<V> {
+    pub node: SmolStr,
+    pub corpus: SmolStr,
+    /// The retriever, as the deployment describes it (`folder policies/`).
+    pub retriever: String,
+    pub authority: String,
+    /// The snapshot the flow pins.
+    pub pinned: String,
+    /// The snapshot the retriever searched; absent when it failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<String>,
+    /// When that snapshot was published, when the retriever said.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub as_of: Option<flow_ir::expr::Timestamp>,
+    pub top: u32,
+    /// The query as sent, labelled as what it was made of.
+    pub query: V,
+    /// What was found, best first: each document's identifier in the corpus and the digest
+    /// of its content as the step gives it (labelled as the documents are).
+    pub documents: Vec<FoundDocument<V>>,
+    pub latency_us: u64,
+    pub attempts: u32,
+    /// The retriever's failure, or why its documents do not fit the corpus's type.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<V>,
+    /// The documents, as the step gives them; absent when the search failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<V>,
+    /// The snapshot searched is not the pinned one, or is too old, and the corpus says
+    /// `on mismatch degrade`: the step gives the documents, marked degraded.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub degraded: bool,
+    /// The same, and the corpus says `on mismatch refuse`: the step fails.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub refused: bool,
+    /// What differs, in words, when degraded or refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+/// A document a `retrieve` step found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoundDocument<V> {
+    pub id: V,
+    pub digest: V,
+}
+
 /// A named value: an input, a param, an argument, an operand.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Named<V> {
@@ -256,6 +305,9 @@ pub enum Event<V> {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<V>,
     },
+    /// One search of a corpus by a `retrieve` step (after the retriever's own retries), and
+    /// what it gave the step.
+    Retrieved(Box<Retrieved<V>>),
     ReviewSkipped {
         node: SmolStr,
         operands: Vec<Named<V>>,
@@ -424,6 +476,10 @@ pub enum Slot<'a> {
     Edit(&'a str),
     /// The text of a step's failure (a model's, a system's, or of its values).
     Failure(&'a str),
+    /// The query a `retrieve` step sent.
+    Query(&'a str),
+    /// The identifier or digest of a document a `retrieve` step found.
+    Found(&'a str),
 }
 
 impl<V> Event<V> {
@@ -478,6 +534,7 @@ impl<V> Event<V> {
             | Event::Reminded { node, .. }
             | Event::Escalated { node, .. }
             | Event::TimedOut { node, .. } => Some(node),
+            Event::Retrieved(retrieved) => Some(&retrieved.node),
             Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } | Event::Cancelled { .. } => None,
         }
     }
@@ -577,6 +634,36 @@ impl<V> Event<V> {
             Event::Inferred { value, degraded, reason, node } => {
                 let reason = reason.map(|r| f(Slot::Failure(&node), r)).transpose()?;
                 Event::Inferred { value: f(Slot::Node(&node), value)?, degraded, reason, node }
+            }
+            Event::Retrieved(r) => {
+                let r = *r;
+                let node = r.node;
+                let documents = r
+                    .documents
+                    .into_iter()
+                    .map(|d| {
+                        Ok(FoundDocument { id: f(Slot::Found(&node), d.id)?, digest: f(Slot::Found(&node), d.digest)? })
+                    })
+                    .collect::<Result<_, E>>()?;
+                Event::Retrieved(Box::new(Retrieved {
+                    query: f(Slot::Query(&node), r.query)?,
+                    documents,
+                    error: r.error.map(|e| f(Slot::Failure(&node), e)).transpose()?,
+                    value: r.value.map(|v| f(Slot::Node(&node), v)).transpose()?,
+                    corpus: r.corpus,
+                    retriever: r.retriever,
+                    authority: r.authority,
+                    pinned: r.pinned,
+                    snapshot: r.snapshot,
+                    as_of: r.as_of,
+                    top: r.top,
+                    latency_us: r.latency_us,
+                    attempts: r.attempts,
+                    degraded: r.degraded,
+                    refused: r.refused,
+                    reason: r.reason,
+                    node,
+                }))
             }
             Event::ReviewSkipped { node, operands } => {
                 Event::ReviewSkipped { operands: operands_of(&node, operands, f)?, node }

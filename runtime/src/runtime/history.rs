@@ -233,7 +233,11 @@ pub(crate) fn widens(pinned_analysis: &Analysis, candidate_analysis: &Analysis, 
         // started with, its models' answers and its systems' results.
         let recorded = matches!(
             node.kind,
-            NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Infer { .. } | NodeKind::Action { .. }
+            NodeKind::Input { .. }
+                | NodeKind::Param { .. }
+                | NodeKind::Infer { .. }
+                | NodeKind::Retrieve { .. }
+                | NodeKind::Action { .. }
         );
         if !recorded && !edited.contains(&node.name) {
             continue;

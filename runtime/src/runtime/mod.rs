@@ -44,6 +44,8 @@ pub struct Runtime {
     models: BTreeMap<String, Arc<dyn ModelProvider>>,
     provider_kinds: BTreeMap<String, Arc<dyn ModelProvider>>,
     systems: BTreeMap<String, Arc<dyn ActionHandler>>,
+    /// The retriever of each corpus, by corpus name.
+    corpora: BTreeMap<String, Arc<dyn crate::retrieval::Retriever>>,
     signing: Option<SigningKey>,
     /// The public keys (hex) whose signatures this runtime believes: its own, and those
     /// trusted besides (earlier keys of the deployment). Empty: any key whose signature
@@ -87,6 +89,7 @@ impl Runtime {
             models: BTreeMap::new(),
             provider_kinds: BTreeMap::new(),
             systems: BTreeMap::new(),
+            corpora: BTreeMap::new(),
             signing: None,
             trusted: Vec::new(),
             plans: Mutex::new(BTreeMap::new()),
@@ -183,6 +186,12 @@ impl Runtime {
     /// The handler of a system's actions.
     pub fn register_system(&mut self, system: &str, handler: Arc<dyn ActionHandler>) {
         self.systems.insert(system.to_owned(), handler);
+        self.environments = Mutex::default();
+    }
+
+    /// The retriever that searches a corpus for `retrieve` steps.
+    pub fn register_retriever(&mut self, corpus: &str, retriever: Arc<dyn crate::retrieval::Retriever>) {
+        self.corpora.insert(corpus.to_owned(), retriever);
         self.environments = Mutex::default();
     }
 
@@ -359,6 +368,11 @@ impl Runtime {
                 providers.insert(format!("system {}", system.name), h.describe());
             }
         }
+        for corpus in &analysis.body().corpora {
+            if let Some(r) = self.retriever(corpus) {
+                providers.insert(format!("corpus {}", corpus.name), r.describe());
+            }
+        }
         Environment {
             runtime: format!("flow-runtime {}", env!("CARGO_PKG_VERSION")),
             build: format!(
@@ -372,6 +386,10 @@ impl Runtime {
             providers,
             environment: self.release_control.as_ref().and_then(|c| c.environment.clone()),
         }
+    }
+
+    pub(super) fn retriever(&self, corpus: &flow_ir::plan::Corpus) -> Option<&dyn crate::retrieval::Retriever> {
+        self.corpora.get(corpus.name.as_str()).map(|r| &**r)
     }
 
     pub(super) fn model_provider(&self, model: &flow_ir::plan::Model) -> Option<&dyn ModelProvider> {

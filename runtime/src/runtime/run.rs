@@ -396,7 +396,15 @@ impl Runtime {
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
         let opened = opened.unwrap_or_else(|| self.now());
         let opened = move |_: &str| Some(opened);
-        let services = Services { model: &model, system: &system, engine: self.engine, hold: None, opened: &opened };
+        let retriever = |c: &flow_ir::plan::Corpus| self.retriever(c);
+        let services = Services {
+            model: &model,
+            retriever: &retriever,
+            system: &system,
+            engine: self.engine,
+            hold: None,
+            opened: &opened,
+        };
         let Loaded { state, log } = loaded;
         let mut holds = Vec::new();
         if log.durable {

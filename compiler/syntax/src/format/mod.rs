@@ -144,6 +144,7 @@ fn is_block_entry(rule: Rule) -> bool {
         Rule::field_decl
             | Rule::source_setting
             | Rule::model_setting
+            | Rule::corpus_setting
             | Rule::system_setting
             | Rule::grant
             | Rule::evidence_setting
@@ -574,6 +575,7 @@ impl<'t> Formatter<'t> {
             Rule::type_decl
             | Rule::source_decl
             | Rule::model_decl
+            | Rule::corpus_decl
             | Rule::system_decl
             | Rule::access
             | Rule::evidence
