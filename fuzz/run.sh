@@ -24,8 +24,9 @@ for target in parse check format lsp_session; do
   for f in $flows; do cp "$f" "$corpus/$target/$(echo "$f" | tr '/' '_')"; done
 done
 mkdir -p "$corpus/plan_load" "$corpus/evidence_verify" "$corpus/input_decode" "$corpus/json_exact" \
-  "$corpus/lsp_transport" "$corpus/literals" "$corpus/conformance" "$corpus/release_log"
+  "$corpus/lsp_transport" "$corpus/literals" "$corpus/conformance" "$corpus/release_log" "$corpus/retrieval_answer"
 cp fuzz/seeds/releases/*.json "$corpus/release_log/"
+cp fuzz/seeds/retrieval/*.json "$corpus/retrieval_answer/"
 cp fuzz/seeds/*.plan.json runtime/benches/rules.plan.json "$corpus/plan_load/"
 cp fuzz/seeds/evidence/*.json "$corpus/evidence_verify/"
 for f in examples/inputs/*.json; do

@@ -530,7 +530,9 @@ fn configure(
             }
         };
         let retriever: Arc<dyn Retriever> = match (&corpus.folder, &corpus.command, &corpus.url) {
-            (Some(folder), None, None) => Arc::new(FolderRetriever { dir: dir.join(folder), as_of }),
+            (Some(folder), None, None) => {
+                Arc::new(FolderRetriever { dir: dir.join(folder), shown: folder.clone(), as_of })
+            }
             (None, Some(c), None) if !c.is_empty() && as_of.is_none() => {
                 Arc::new(CommandRetriever { command: c.clone(), dir: Some(dir.clone()), timeout })
             }

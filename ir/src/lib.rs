@@ -45,4 +45,4 @@ pub(crate) fn with_stack<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
 }
 pub use plan::{FORMAT_VERSION, LANGUAGE_VERSION, Plan, PlanBody};
-pub use verify::{NodeId, VerifiedPlan, is_pinned_digest, load, seal_and_verify, verify};
+pub use verify::{NodeId, VerifiedPlan, is_pinned_digest, is_snapshot, load, seal_and_verify, verify};

@@ -635,8 +635,10 @@ impl<'p> Verifier<'p> {
         self.canonical(body.corpora.iter().map(|c| &c.name), || "the corpora");
         for corpus in &body.corpora {
             let at = Lazy(|f| write!(f, "corpus `{}`", corpus.name));
-            if corpus.snapshot.trim().is_empty() {
-                self.malformed(format!("{at} is not pinned: it needs a snapshot"));
+            if !is_snapshot(&corpus.snapshot) {
+                self.malformed(format!(
+                    "{at} is not pinned: its snapshot must be a digest or a version (letters, digits, `.:_+/-`)"
+                ));
             }
             if corpus.authority.trim().is_empty() {
                 self.malformed(format!("{at} does not name its authority"));
@@ -1312,6 +1314,14 @@ pub fn is_pinned_digest(digest: &str) -> bool {
         _ => return false,
     };
     hex.len() == length && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `snapshot` names a corpus's snapshot: a digest or a version, 1 to 128 letters,
+/// digits and `.`, `_`, `:`, `+`, `/`, `-`. The compiler checks a corpus's pin with it, the
+/// verifier a plan's, and the runtime what a retriever says it searched (recorded for
+/// everyone who may see the run: it cannot carry much of what the retriever was sent).
+pub fn is_snapshot(snapshot: &str) -> bool {
+    (1..=128).contains(&snapshot.len()) && snapshot.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_+/-".contains(&b))
 }
 
 /// The nodes from which `start` can be reached through edges `follow` accepts.

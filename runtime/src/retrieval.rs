@@ -68,7 +68,10 @@ impl RetrievalReply {
             return Err(format!("the answer has an unknown field `{key}`"));
         }
         let snapshot = match object.get("snapshot") {
-            Some(Json::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Json::String(s)) if flow_ir::is_snapshot(s) => s.clone(),
+            Some(Json::String(_)) => {
+                return Err("`snapshot` is not a digest or a version (1 to 128 letters, digits, `.:_+/-`)".to_owned());
+            }
             _ => return Err("the answer does not say which snapshot was searched (`snapshot`)".to_owned()),
         };
         let as_of = match object.get("as_of") {
@@ -175,6 +178,9 @@ impl Retriever for HttpRetriever {
 /// change to the folder is another snapshot.
 pub struct FolderRetriever {
     pub dir: PathBuf,
+    /// The folder as the deployment names it (relative to its configuration), for the
+    /// evidence: the same deployment run from another directory is the same deployment.
+    pub shown: String,
     /// When the folder's documents were published, as the deployment says.
     pub as_of: Option<Timestamp>,
 }
@@ -263,8 +269,8 @@ fn rank<'d>(documents: &'d [(String, String)], query: &str, top: usize) -> Vec<&
 impl Retriever for FolderRetriever {
     fn describe(&self) -> String {
         match &self.as_of {
-            Some(as_of) => format!("folder {} (as of {as_of})", self.dir.display()),
-            None => format!("folder {}", self.dir.display()),
+            Some(as_of) => format!("folder {} (as of {as_of})", self.shown),
+            None => format!("folder {}", self.shown),
         }
     }
 
@@ -325,6 +331,7 @@ mod tests {
             json!({"snapshot": "v1"}),
             json!({"snapshot": "v1", "documents": [{"document": {}}]}),
             json!({"snapshot": "v1", "documents": [], "extra": 1}),
+            json!({"snapshot": "v1 with the query's words", "documents": []}),
             json!({"snapshot": "v1", "as_of": "yesterday", "documents": []}),
             json!([]),
         ] {

@@ -171,8 +171,15 @@ fn unsafe_code_stays_in_the_native_code_module() {
 #[test]
 fn fuzz_seeds_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
-    let plan = std::fs::read(root.join("spend_approval.plan.json")).expect("the seed plan");
-    assert!(flow_ir::load(&plan).is_ok(), "the seed plan verifies");
+    for seed in ["spend_approval.plan.json", "credit_exception.plan.json"] {
+        let plan = std::fs::read(root.join(seed)).expect("the seed plan");
+        assert!(flow_ir::load(&plan).is_ok(), "the seed plan {seed} verifies");
+    }
+    for answer in ["pinned.json", "other.json"] {
+        let text = std::fs::read_to_string(root.join("retrieval").join(answer)).expect("a seed answer");
+        let json = flow_runtime::value::parse_exact(&text).expect("exact JSON");
+        assert!(flow_runtime::retrieval::RetrievalReply::from_json(&json).is_ok(), "{answer} is an answer");
+    }
     for bundle in ["approved.json", "redacted.json"] {
         let bytes = std::fs::read(root.join("evidence").join(bundle)).expect("a seed bundle");
         let verified = flow_runtime::evidence::verify(&bytes);

@@ -6,6 +6,7 @@
 //! - `flow_tests`: `flowc test`;
 //! - `runs`: the run commands with the flow and local programs of `tests/runs/`, and
 //!   processes killed at random points;
+//! - `retrieval`: corpora searched in a folder, by a program and over HTTP;
 //! - `lsp`: `flowc lsp` against `flowc check`;
 //! - `editor`: a real Neovim set up as `docs/editors.md` says.
 
@@ -19,5 +20,6 @@ mod lsp;
 #[expect(dead_code, reason = "the TLS cluster is the store tests', not these")]
 mod postgres;
 mod releases;
+mod retrieval;
 mod runs;
 mod serve;

@@ -455,8 +455,10 @@ fn corpus_sig(resolver: &mut Resolver<'_>, decl: &ast::CorpusDecl) -> CorpusSig 
                 resolver.error(Code::E2007, value.span, "the authority of a corpus cannot be empty");
             }
             CorpusSettingKind::Authority(value) => sig.authority = Some(value.value.clone()),
-            CorpusSettingKind::Snapshot(value) if value.value.trim().is_empty() => {
-                resolver.error(Code::E2027, value.span, format!("corpus `{}` pins an empty snapshot", name.text));
+            CorpusSettingKind::Snapshot(value) if !flow_ir::is_snapshot(&value.value) => {
+                resolver.error(Code::E2027, value.span, format!("`{}` is not a snapshot", value.value)).help = Some(
+                    "write a digest or a version: 1 to 128 letters, digits and `.`, `_`, `:`, `+`, `/`, `-`".to_owned(),
+                );
             }
             CorpusSettingKind::Snapshot(value) => sig.snapshot = Some(value.value.clone()),
             CorpusSettingKind::Labels(labels) => sig.labels = resolver.resolve_labels(labels),

@@ -1,0 +1,212 @@
+//! Retrieval over generated answers: a retriever answers a `retrieve` step with a random
+//! snapshot (the pinned one or another), a random age, random documents (some that do not
+//! fit the corpus's type, sometimes more than asked for) or a failure, under a corpus that
+//! refuses or degrades a mismatch. Whatever it answers, the run ends as the corpus says
+//! (refused, degraded or as found — never a mismatch taken silently), the evidence records
+//! the snapshot searched and a digest of each document that is the digest of what the step
+//! gave, a replay is exact without searching, the bundle verifies, and nothing a document
+//! holds reaches someone not granted to view the corpus's label.
+
+use std::sync::{Arc, Mutex};
+
+use flow_runtime::provider::ProviderError;
+use flow_runtime::retrieval::{Found, RetrievalReply, RetrievalRequest, Retriever};
+use flow_runtime::store::SqliteStore;
+use flow_runtime::{Runtime, StartOptions};
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::guarantees::principal;
+
+/// What every document holds, so that it can be looked for where it must not be.
+const SENTINEL: &str = "SENTINEL";
+
+fn flow(on_mismatch: &str, freshness: bool, top: u32) -> String {
+    let freshness = if freshness { "freshness 30d" } else { "" };
+    format!(
+        r#"
+label secret
+role clerk
+role auditor
+type Request {{ id: Text, purpose: Text }}
+type Passage {{ id: Text, text: Text }}
+type Result {{ count: Int @secret, stale: Bool }}
+corpus policy: Passage {{
+  retriever "index"
+  authority "policy-office"
+  snapshot "v7"
+  labels secret
+  {freshness}
+  on mismatch {on_mismatch}
+}}
+flow lending {{
+  version "1.0.0"
+  owner auditor
+  steward auditor
+  input request: Request
+  output result: Result
+  access {{
+    trigger by clerk
+    set clock by clerk
+    view secret by auditor
+    replay by auditor
+    read evidence by auditor, clerk
+  }}
+  retrieve passages = policy("{{request.purpose}}") top {top}
+  emit result = Result {{ count: len(passages), stale: degraded(passages) }}
+}}
+"#
+    )
+}
+
+/// A retriever that answers what the case says, and counts the searches.
+struct Answer {
+    reply: Result<RetrievalReply, String>,
+    searches: Mutex<usize>,
+}
+
+impl Retriever for Answer {
+    fn describe(&self) -> String {
+        "the case's answer".to_owned()
+    }
+
+    fn retrieve(&self, _request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
+        *self.searches.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.reply.clone().map_err(|message| ProviderError { message, attempts: 1 })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    degrade: bool,
+    freshness: bool,
+    top: u32,
+    /// `None`: the retriever fails.
+    answer: Option<(bool, Option<i64>, Vec<(String, bool)>)>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let document = ("[a-z]{1,8}", proptest::bool::weighted(0.9));
+    let answer = (any::<bool>(), proptest::option::of(0i64..90), proptest::collection::vec(document, 0..5));
+    (any::<bool>(), any::<bool>(), 1u32..4, proptest::option::weighted(0.9, answer))
+        .prop_map(|(degrade, freshness, top, answer)| Case { degrade, freshness, top, answer })
+}
+
+/// The run's clock.
+const NOW: i64 = 1_796_040_000; // 2026-12-01T12:00:00Z
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_search_ends_as_the_corpus_says_is_recorded_and_replays_exactly(case in case()) {
+        let reply = match &case.answer {
+            None => Err(format!("the index is down {SENTINEL}")),
+            Some((pinned, age, documents)) => Ok(RetrievalReply {
+                snapshot: if *pinned { "v7".to_owned() } else { "v8".to_owned() },
+                as_of: age.map(|days| flow_ir::expr::Timestamp { seconds: NOW - days * 86_400, nanos: 0 }),
+                documents: documents
+                    .iter()
+                    .map(|(id, fits)| {
+                        let id = format!("{SENTINEL}-{id}");
+                        let document = if *fits {
+                            json!({"id": id, "text": format!("{SENTINEL} text of {id}")})
+                        } else {
+                            json!({"id": id})
+                        };
+                        Found { id, document }
+                    })
+                    .collect(),
+                attempts: 1,
+            }),
+        };
+        let retriever = Arc::new(Answer { reply: reply.clone(), searches: Mutex::new(0) });
+        let checked = crate::check_fixture(
+            "main.flow",
+            flow(if case.degrade { "degrade" } else { "refuse" }, case.freshness, case.top).as_bytes(),
+        );
+        prop_assert!(checked.clean(), "{}", checked.render());
+        let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+        let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+        let mut runtime = Runtime::new(Box::new(store));
+        runtime.register_retriever("policy", retriever.clone());
+        let analysis = runtime.install(plan).expect("installs");
+        let clerk = principal("cleo", &["clerk"]);
+        let auditor = principal("aud", &["auditor"]);
+        runtime.set_directory(flow_runtime::Directory::new(["cleo".to_owned(), "aud".to_owned()]));
+        let options = StartOptions {
+            clock: Some(flow_ir::expr::Timestamp { seconds: NOW, nanos: 0 }),
+            params: Vec::new(),
+        };
+        let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+        let view = runtime.start(&analysis, &clerk, &inputs, &options).expect("starts");
+
+        // What the run must come to.
+        let expected: Result<(usize, bool), ()> = match &reply {
+            Err(_) => Err(()),
+            Ok(reply) if reply.documents.len() > case.top as usize => Err(()),
+            Ok(reply) if reply.documents.iter().any(|d| d.document.get("text").is_none()) => Err(()),
+            Ok(reply) => {
+                let other = reply.snapshot != "v7";
+                let old = case.freshness && reply.as_of.is_none_or(|t| NOW - t.seconds > 30 * 86_400);
+                match (other || old, case.degrade) {
+                    (true, false) => Err(()),
+                    (mismatch, _) => Ok((reply.documents.len(), mismatch)),
+                }
+            }
+        };
+        let status = view.status.as_str();
+        let events = crate::guarantees::events(&runtime, &view.run);
+        let retrieved = events.iter().find_map(|e| match e {
+            flow_runtime::event::Event::Retrieved(r) => Some(r.clone()),
+            _ => None,
+        });
+        let retrieved = retrieved.expect("the search is recorded");
+        prop_assert_eq!(retrieved.pinned.as_str(), "v7");
+        match expected {
+            Err(()) => prop_assert_eq!(status, "failed"),
+            Ok((count, degraded)) => {
+                prop_assert_eq!(status, "completed");
+                prop_assert_eq!(retrieved.degraded, degraded);
+                let seen = runtime.status(&view.run, Some(&auditor)).expect("status");
+                let output = &seen.outputs["result"];
+                prop_assert_eq!(output["count"]["$value"].as_i64(), Some(count as i64), "{}", output);
+                prop_assert_eq!(output["stale"].as_bool(), Some(degraded));
+                // Each digest is the digest of the document the step gave.
+                let Some(flow_runtime::value::Value::List(documents)) = &retrieved.value else {
+                    panic!("no documents recorded")
+                };
+                prop_assert_eq!(documents.len(), retrieved.documents.len());
+                for (document, found) in documents.iter().zip(&retrieved.documents) {
+                    let digest = flow_runtime::digest::digest(&document.to_json());
+                    prop_assert_eq!(&found.digest, &flow_runtime::value::Value::Text(digest));
+                }
+            }
+        }
+        if let Ok(reply) = &reply
+            && retrieved.error.is_none()
+        {
+            prop_assert_eq!(retrieved.snapshot.as_deref(), Some(reply.snapshot.as_str()));
+        }
+
+        // A replay reads what was recorded: exact, and nothing searched again.
+        let searched = *retriever.searches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let replay = runtime.replay(&view.run, &auditor).expect("replays");
+        prop_assert!(replay.divergence.is_none(), "{:?}", replay.divergence);
+        prop_assert_eq!(*retriever.searches.lock().unwrap_or_else(std::sync::PoisonError::into_inner), searched);
+
+        // The evidence verifies, and what the documents hold reaches only the auditor.
+        for who in [&auditor, &clerk] {
+            let bundle = runtime.evidence(&view.run, who).expect("exports");
+            let bytes = flow_runtime::evidence::render(&bundle);
+            prop_assert!(flow_runtime::evidence::verify(bytes.as_bytes()).is_ok());
+            if who.id == "cleo" {
+                prop_assert!(!bytes.contains(SENTINEL), "the clerk's bundle holds a document: {}", bytes);
+            }
+        }
+        let shown = runtime.show(&view.run, Some(&clerk)).expect("shows");
+        prop_assert!(!shown.contains(SENTINEL), "{}", shown);
+        let status = runtime.status(&view.run, Some(&clerk)).expect("status").to_json().to_string();
+        prop_assert!(!status.contains(SENTINEL), "{}", status);
+    }
+}
