@@ -76,13 +76,17 @@ impl Retriever for Answer {
     }
 }
 
+/// A retriever's answer: whether it searched the pinned snapshot, how many days old it said
+/// it was, and each document's identifier and whether it fits the corpus's type.
+type Answered = (bool, Option<i64>, Vec<(String, bool)>);
+
 #[derive(Clone, Debug)]
 struct Case {
     degrade: bool,
     freshness: bool,
     top: u32,
     /// `None`: the retriever fails.
-    answer: Option<(bool, Option<i64>, Vec<(String, bool)>)>,
+    answer: Option<Answered>,
 }
 
 fn case() -> impl Strategy<Value = Case> {

@@ -3,6 +3,8 @@
 //! and a real HTTP service, with the evidence naming what was searched and a replay reading
 //! what was recorded.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly")]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
