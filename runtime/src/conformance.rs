@@ -59,6 +59,31 @@ pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
     out
 }
 
+/// Why a recorded search is not one the runtime makes for the step `kind` of `body`, if it
+/// is not: the corpus, pin and `top` of the plan; documents exactly when the search did not
+/// fail, with the snapshot searched; degraded or refused only as the corpus says, with a
+/// reason; and a snapshot other than the pinned one never taken silently.
+fn retrieval_problem(body: &PlanBody, kind: &NodeKind, r: &crate::event::Retrieved<Json>) -> Option<String> {
+    let NodeKind::Retrieve { corpus, top, .. } = kind else { return None };
+    let Some(declared) = body.corpus(corpus) else { return Some(format!("searches corpus `{corpus}`, undeclared")) };
+    let policy = declared.on_mismatch;
+    Some(if r.corpus != *corpus || r.pinned != declared.snapshot || r.top != *top {
+        "does not name the plan's corpus, pinned snapshot and number of documents".to_owned()
+    } else if r.value.is_some() == r.error.is_some() || r.value.is_some() != r.snapshot.is_some() {
+        "is neither a failure nor an answer with its snapshot".to_owned()
+    } else if (r.degraded || r.refused) != r.reason.is_some() || (r.degraded && r.refused) {
+        "is degraded or refused without its reason".to_owned()
+    } else if (r.degraded && policy != flow_ir::plan::Mismatch::Degrade)
+        || (r.refused && policy != flow_ir::plan::Mismatch::Refuse)
+    {
+        format!("is not what the corpus does with a mismatch (`on mismatch {}`)", policy.as_str())
+    } else if !r.degraded && !r.refused && r.snapshot.as_ref().is_some_and(|s| *s != declared.snapshot) {
+        "took another snapshot than the pinned one as if it were".to_owned()
+    } else {
+        return None;
+    })
+}
+
 fn place(slot: crate::event::Slot<'_>) -> String {
     use crate::event::Slot;
     match slot {
@@ -289,6 +314,12 @@ impl<'a> Order<'a> {
             // A search that failed or was refused is followed by the step's failure.
             Event::Retrieved(retrieved) => {
                 step(self, matches!(kind, NodeKind::Retrieve { .. }))?;
+                if phase != Phase::NotRun {
+                    return Err(format!("searches for `{node}` again without a resume"));
+                }
+                if let Some(why) = retrieval_problem(self.analysis.body(), kind, retrieved) {
+                    return Err(format!("records a search of `{node}` that {why}"));
+                }
                 if retrieved.value.is_none() || retrieved.refused {
                     next = Phase::Started;
                 }

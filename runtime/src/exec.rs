@@ -705,9 +705,19 @@ fn retrieve(
     };
     let query = match exec.eval(query) {
         Ok(Value::Text(text)) => text,
-        Ok(other) => return exec.fail(name, format!("the query is not text: {other}")),
+        // The verifier proves the query is text; what it is otherwise is kept as labelled detail.
+        Ok(other) => {
+            return exec.fail(
+                name,
+                Failure { error: "the query is not text".to_owned(), detail: Some(format!("the query is {other}")) },
+            );
+        }
         Err(error) => return exec.fail(name, error),
     };
+    let request = RetrievalRequest { step: name, corpus, query: &query, top, clock: exec.state.clock };
+    if services.holds(name, Held::Retrieval(&request)) {
+        return;
+    }
     let Some(retriever) = (services.retriever)(corpus) else {
         return exec.fail(
             name,
@@ -717,10 +727,6 @@ fn retrieve(
             ),
         );
     };
-    let request = RetrievalRequest { step: name, corpus, query: &query, top };
-    if services.holds(name, Held::Retrieval(&request)) {
-        return;
-    }
     let (reply, latency_us) = timed(|| retriever.retrieve(&request));
     let mut retrieved = crate::event::Retrieved {
         node: name.clone(),
@@ -732,7 +738,7 @@ fn retrieve(
         as_of: None,
         top,
         query: Value::Text(query.clone()),
-        documents: Vec::new(),
+        documents: Value::List(Vec::new()),
         latency_us,
         attempts: 1,
         error: None,
@@ -760,30 +766,28 @@ fn retrieve(
     retrieved.snapshot = Some(reply.snapshot.clone());
     retrieved.as_of = reply.as_of;
     let mut documents = Vec::with_capacity(reply.documents.len());
+    let mut found = Vec::with_capacity(reply.documents.len());
     let mut unfit = None;
     if reply.documents.len() > top as usize {
         unfit = Some(format!("the retriever gave {} documents, more than the {top} asked for", reply.documents.len()));
     }
-    for (i, found) in reply.documents.iter().enumerate() {
-        match value::decode(body, &found.document, &corpus.document, "$") {
+    for (i, document_found) in reply.documents.iter().enumerate() {
+        match value::decode(body, &document_found.document, &corpus.document, "$") {
             Ok(document) => {
                 let digest = crate::digest::digest(&document.to_json());
-                retrieved.documents.push(crate::event::FoundDocument {
-                    id: Value::Text(found.id.clone()),
-                    digest: Value::Text(digest),
-                });
+                found.push((document_found.id.clone(), digest));
                 documents.push(document);
             }
             Err(error) => {
                 unfit.get_or_insert_with(|| {
-                    format!("document {} (`{}`) does not fit `{}`: {error}", i + 1, found.id, corpus.document)
+                    let id = &document_found.id;
+                    format!("document {} (`{id}`) does not fit `{}`: {error}", i + 1, corpus.document)
                 });
             }
         }
     }
     if let Some(unfit) = unfit {
         // Recorded as a failed search: what did not fit is not kept.
-        retrieved.documents.clear();
         retrieved.snapshot = None;
         retrieved.as_of = None;
         retrieved.error = Some(Value::Text(unfit.clone()));
@@ -793,6 +797,7 @@ fn retrieve(
             Failure { error: format!("the retriever of corpus `{corpus_name}` failed"), detail: Some(unfit) },
         );
     }
+    retrieved.documents = crate::event::Retrieved::documents_of(&found);
     retrieved.value = Some(Value::List(documents));
     let mut mismatch = Vec::new();
     if reply.snapshot != corpus.snapshot {

@@ -381,17 +381,21 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
                     ),
                 );
                 line(&mut steps, format!("  query {}", display(&e["query"])));
-                let found: Vec<String> = e["documents"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| format!("{} ({})", display(&d["id"]), display(&d["digest"])))
-                    .collect();
+                // The documents found, `[[ID, DIGEST], …]`, or their redaction as a whole.
+                let documents = &e["documents"];
+                let found = match documents.get("$value").unwrap_or(documents).as_array() {
+                    Some(pairs) if pairs.is_empty() => "nothing".to_owned(),
+                    Some(pairs) => pairs
+                        .iter()
+                        .map(|pair| format!("{} ({})", display(&pair[0]), display(&pair[1])))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => display(documents),
+                };
                 let top = e["top"].as_u64().unwrap_or(0);
-                match (e["error"].is_null(), found.is_empty()) {
-                    (false, _) => line(&mut steps, format!("  FAILED: {}", display(&e["error"]))),
-                    (true, true) => line(&mut steps, format!("  found nothing (top {top})")),
-                    (true, false) => line(&mut steps, format!("  found (top {top}): {}", found.join(", "))),
+                match e["error"].is_null() {
+                    false => line(&mut steps, format!("  FAILED: {}", display(&e["error"]))),
+                    true => line(&mut steps, format!("  found (top {top}): {found}")),
                 }
                 if e["degraded"] == true {
                     line(&mut steps, format!("  DEGRADED — {}", e["reason"].as_str().unwrap_or("?")));

@@ -144,10 +144,10 @@ impl Recorded {
                             snapshot: snapshot.clone(),
                             as_of: retrieved.as_of,
                             documents: retrieved
-                                .documents
-                                .iter()
+                                .found()
+                                .into_iter()
                                 .zip(documents.iter())
-                                .map(|(found, document)| Found { id: text_of(&found.id), document: document.to_json() })
+                                .map(|((id, _), document)| Found { id, document: document.to_json() })
                                 .collect(),
                             attempts: 1,
                         }),

@@ -23,6 +23,8 @@ pub struct RetrievalRequest<'a> {
     pub query: &'a str,
     /// At most this many documents, best first.
     pub top: u32,
+    /// The run's clock (not sent: a retriever in the process, a test's, may use it).
+    pub clock: Timestamp,
 }
 
 impl RetrievalRequest<'_> {

@@ -252,7 +252,7 @@ pub fn what_if(
     let system = |_: &str| Some(&recorded as &dyn ActionHandler);
     // A search is answered as recorded for the same step and query; another is held. A
     // corpus whose steps failed without a search had no retriever: it has none again.
-    let unsearched: FxHashSet<&str> = events
+    let mut unsearched: FxHashSet<&str> = events
         .iter()
         .filter_map(|e| match e {
             Event::Failed { node, .. }
@@ -266,6 +266,7 @@ pub fn what_if(
             _ => None,
         })
         .collect();
+    unsearched.retain(|corpus| !recorded.searched.iter().any(|s| s == corpus));
     let retriever =
         |c: &flow_ir::plan::Corpus| (!unsearched.contains(c.name.as_str())).then_some(&recorded as &dyn Retriever);
     let held: std::cell::RefCell<FxHashMap<SmolStr, Json>> = Default::default();

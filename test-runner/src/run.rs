@@ -184,8 +184,8 @@ impl Scope for Constants {
     }
 }
 
-/// A corpus that finds what the test says, in the snapshot the flow pins; each document's
-/// identifier is its place in the list (`1`, `2`, …).
+/// A corpus that finds what the test says, in the snapshot the flow pins, published at the
+/// run's clock; each document's identifier is its place in the list (`1`, `2`, …).
 struct MockCorpus(Option<Json>);
 
 impl Retriever for MockCorpus {
@@ -200,7 +200,7 @@ impl Retriever for MockCorpus {
         let documents = found.as_array().into_iter().flatten().enumerate();
         Ok(RetrievalReply {
             snapshot: request.corpus.snapshot.clone(),
-            as_of: None,
+            as_of: Some(request.clock),
             documents: documents
                 .take(request.top as usize)
                 .map(|(i, document)| Found { id: (i + 1).to_string(), document: document.clone() })
@@ -608,7 +608,7 @@ fn path_of(plan: &VerifiedPlan, events: &[Event<Value>], view: &RunView, hit: &m
             }
             Event::Inferred { node, degraded: true, .. } => format!("infer `{node}` fell back"),
             Event::Retrieved(retrieved) if retrieved.error.is_none() => {
-                let found = match retrieved.documents.len() {
+                let found = match retrieved.found().len() {
                     1 => "1 document".to_owned(),
                     n => format!("{n} documents"),
                 };

@@ -180,10 +180,10 @@ proptest! {
                 let Some(flow_runtime::value::Value::List(documents)) = &retrieved.value else {
                     panic!("no documents recorded")
                 };
-                prop_assert_eq!(documents.len(), retrieved.documents.len());
-                for (document, found) in documents.iter().zip(&retrieved.documents) {
-                    let digest = flow_runtime::digest::digest(&document.to_json());
-                    prop_assert_eq!(&found.digest, &flow_runtime::value::Value::Text(digest));
+                let found = retrieved.found();
+                prop_assert_eq!(documents.len(), found.len());
+                for (document, (_, digest)) in documents.iter().zip(&found) {
+                    prop_assert_eq!(digest, &flow_runtime::digest::digest(&document.to_json()));
                 }
             }
         }
@@ -206,6 +206,16 @@ proptest! {
             prop_assert!(flow_runtime::evidence::verify(bytes.as_bytes()).is_ok());
             if who.id == "cleo" {
                 prop_assert!(!bytes.contains(SENTINEL), "the clerk's bundle holds a document: {}", bytes);
+                // Not even how many were found.
+                let event = bundle["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| &e["event"])
+                    .find(|e| e["event"] == "retrieved")
+                    .cloned()
+                    .unwrap_or_default();
+                prop_assert!(event["documents"].get("$redacted").is_some(), "{}", event);
             }
         }
         let shown = runtime.show(&view.run, Some(&clerk)).expect("shows");
@@ -213,4 +223,62 @@ proptest! {
         let status = runtime.status(&view.run, Some(&clerk)).expect("status").to_json().to_string();
         prop_assert!(!status.contains(SENTINEL), "{}", status);
     }
+}
+
+/// A recorded search that the runtime would not have made — a mismatch taken silently,
+/// documents beside a failure, a degradation the corpus does not allow, another pin, a
+/// second search without a resume — is not an event of the plan: `flowc verify` names it.
+#[test]
+fn a_forged_search_is_not_an_event_of_the_plan() {
+    let checked = crate::check_fixture("main.flow", flow("refuse", false, 3).as_bytes());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
+    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of: None, documents: vec![found], attempts: 1 };
+    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
+    runtime.set_testing(true);
+    let analysis = runtime.install(plan).expect("installs");
+    let clerk = principal("cleo", &["clerk"]);
+    let auditor = principal("aud", &["auditor"]);
+    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let view = runtime.start(&analysis, &clerk, &inputs, &StartOptions::default()).expect("starts");
+    let bundle = runtime.evidence(&view.run, &auditor).expect("exports");
+    let events: Vec<serde_json::Value> =
+        bundle["events"].as_array().expect("events").iter().map(|e| e["event"].clone()).collect();
+    assert!(flow_runtime::conformance::problems(&analysis, &events).is_empty());
+    let at = events.iter().position(|e| e["event"] == "retrieved").expect("a search");
+    let forgeries: [(&str, &dyn Fn(&mut serde_json::Value)); 6] = [
+        ("took another snapshot", &|e| e["snapshot"] = json!("v8")),
+        ("neither a failure nor an answer", &|e| e["error"] = json!("down")),
+        ("not what the corpus does", &|e| {
+            e["degraded"] = json!(true);
+            e["reason"] = json!("corpus `policy`: older");
+        }),
+        ("without its reason", &|e| e["refused"] = json!(true)),
+        ("pinned snapshot", &|e| e["pinned"] = json!("v6")),
+        ("number of documents", &|e| e["top"] = json!(9)),
+    ];
+    for (problem, forge) in forgeries {
+        let mut forged = events.clone();
+        forge(&mut forged[at]);
+        let problems = flow_runtime::conformance::problems(&analysis, &forged);
+        assert!(problems.iter().any(|p| p.contains(problem)), "{problem}: {problems:?}");
+    }
+    let mut twice = events.clone();
+    twice.insert(at + 1, events[at].clone());
+    let problems = flow_runtime::conformance::problems(&analysis, &twice);
+    assert!(problems.iter().any(|p| p.contains("had already run")), "{problems:?}");
+    // After a failed search, only the step's failure may follow.
+    let mut failed = events.clone();
+    failed[at]["error"] = json!({"$labels": ["secret"], "$salt": "00000000000000000000000000000000", "$value": "down"});
+    for key in ["value", "snapshot"] {
+        failed[at].as_object_mut().expect("an event").remove(key);
+    }
+    let problems = flow_runtime::conformance::problems(&analysis, &failed[..=at]);
+    assert!(problems.is_empty(), "{problems:?}");
+    failed.truncate(at + 1);
+    failed.push(events[at].clone());
+    let problems = flow_runtime::conformance::problems(&analysis, &failed);
+    assert!(problems.iter().any(|p| p.contains("again without a resume")), "{problems:?}");
 }

@@ -231,7 +231,7 @@ fn the_examples_tests_pass_and_cover_every_branch() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let json: Json = serde_json::from_slice(&flowc(&examples, &["test", ".", "--format", "json"]).stdout).unwrap();
     assert_eq!((json["failed"].as_u64(), json["coverage"]["percent"].as_f64()), (Some(0), Some(100.0)), "{json}");
-    assert_eq!(json["coverage"]["flows"].as_array().map(Vec::len), Some(6), "{json}");
+    assert_eq!(json["coverage"]["flows"].as_array().map(Vec::len), Some(7), "{json}");
 }
 
 /// Copies a directory tree.

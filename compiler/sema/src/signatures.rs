@@ -463,6 +463,10 @@ fn corpus_sig(resolver: &mut Resolver<'_>, decl: &ast::CorpusDecl) -> CorpusSig 
             CorpusSettingKind::Snapshot(value) => sig.snapshot = Some(value.value.clone()),
             CorpusSettingKind::Labels(labels) => sig.labels = resolver.resolve_labels(labels),
             CorpusSettingKind::Clearance(labels) => sig.clearance = resolver.resolve_labels(labels),
+            CorpusSettingKind::Freshness(duration) if duration.seconds <= 0 => {
+                resolver.error(Code::E0005, duration.span, "a freshness of 0s lets no snapshot through").help =
+                    Some("write how old a snapshot may be, such as `freshness 90d`".to_owned());
+            }
             CorpusSettingKind::Freshness(duration) => sig.freshness = Some(duration.seconds),
             CorpusSettingKind::OnMismatch(policy) => sig.on_mismatch = *policy,
         }

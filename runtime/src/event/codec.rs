@@ -39,13 +39,14 @@ pub(crate) fn slot_type(analysis: &Analysis, slot: Slot<'_>, labelled: bool) -> 
             let NodeKind::Retrieve { .. } = &body.node(node)?.kind else { return None };
             Some((Ty::Text, labels(&|| analysis.arg_labels(node, "query").to_vec())))
         }
-        // Identifiers and digests of documents: labelled as the documents are as a whole,
-        // and with every label a document's fields may carry (a digest of a field of few
-        // possible values gives it away).
+        // Identifiers and digests of the documents found (`[[ID, DIGEST], …]`): labelled as
+        // the documents are as a whole, and with every label a document's fields may carry
+        // (a digest of a field of few possible values gives it away).
         Slot::Found(node) => {
             let found = body.node(node)?;
             let NodeKind::Retrieve { .. } = &found.kind else { return None };
-            Some((Ty::Text, labels(&|| analysis.failure_labels(node).to_vec())))
+            let pairs = Ty::List(Box::new(Ty::List(Box::new(Ty::Text))));
+            Some((pairs, labels(&|| analysis.failure_labels(node).to_vec())))
         }
         Slot::ModelArg(node, arg) => {
             let NodeKind::Infer { model, args, .. } = &body.node(node)?.kind else { return None };

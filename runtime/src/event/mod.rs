@@ -87,9 +87,11 @@ pub struct Retrieved<V> {
     pub top: u32,
     /// The query as sent, labelled as what it was made of.
     pub query: V,
-    /// What was found, best first: each document's identifier in the corpus and the digest
-    /// of its content as the step gives it (labelled as the documents are).
-    pub documents: Vec<FoundDocument<V>>,
+    /// What was found, best first: for each document, its identifier in the corpus and the
+    /// digest of its content as the step gives it (`[[ID, DIGEST], …]`), as one value
+    /// labelled as the documents are, so that even how many were found is hidden from those
+    /// who may not see them ([`Retrieved::found`]).
+    pub documents: V,
     pub latency_us: u64,
     pub attempts: u32,
     /// The retriever's failure, or why its documents do not fit the corpus's type.
@@ -110,11 +112,34 @@ pub struct Retrieved<V> {
     pub reason: Option<String>,
 }
 
-/// A document a `retrieve` step found.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FoundDocument<V> {
-    pub id: V,
-    pub digest: V,
+impl Retrieved<crate::value::Value> {
+    /// The identifier and digest of each document found, as [`Retrieved::documents`] holds
+    /// them.
+    pub fn found(&self) -> Vec<(String, String)> {
+        use crate::value::Value;
+        let Value::List(items) = &self.documents else { return Vec::new() };
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Value::List(pair) => match pair.as_slice() {
+                    [Value::Text(id), Value::Text(digest)] => Some((id.clone(), digest.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`Retrieved::documents`] of these identifiers and digests.
+    pub fn documents_of(found: &[(String, String)]) -> crate::value::Value {
+        use crate::value::Value;
+        Value::List(
+            found
+                .iter()
+                .map(|(id, digest)| Value::List(vec![Value::Text(id.clone()), Value::Text(digest.clone())]))
+                .collect(),
+        )
+    }
 }
 
 /// A named value: an input, a param, an argument, an operand.
@@ -478,7 +503,7 @@ pub enum Slot<'a> {
     Failure(&'a str),
     /// The query a `retrieve` step sent.
     Query(&'a str),
-    /// The identifier or digest of a document a `retrieve` step found.
+    /// The identifiers and digests of the documents a `retrieve` step found.
     Found(&'a str),
 }
 
@@ -638,13 +663,7 @@ impl<V> Event<V> {
             Event::Retrieved(r) => {
                 let r = *r;
                 let node = r.node;
-                let documents = r
-                    .documents
-                    .into_iter()
-                    .map(|d| {
-                        Ok(FoundDocument { id: f(Slot::Found(&node), d.id)?, digest: f(Slot::Found(&node), d.digest)? })
-                    })
-                    .collect::<Result<_, E>>()?;
+                let documents = f(Slot::Found(&node), r.documents)?;
                 Event::Retrieved(Box::new(Retrieved {
                     query: f(Slot::Query(&node), r.query)?,
                     documents,
