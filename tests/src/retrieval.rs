@@ -248,7 +248,8 @@ fn a_forged_search_is_not_an_event_of_the_plan() {
         bundle["events"].as_array().expect("events").iter().map(|e| e["event"].clone()).collect();
     assert!(flow_runtime::conformance::problems(&analysis, &events).is_empty());
     let at = events.iter().position(|e| e["event"] == "retrieved").expect("a search");
-    let forgeries: [(&str, &dyn Fn(&mut serde_json::Value)); 6] = [
+    type Forge<'f> = &'f dyn Fn(&mut serde_json::Value);
+    let forgeries: [(&str, Forge<'_>); 6] = [
         ("took another snapshot", &|e| e["snapshot"] = json!("v8")),
         ("neither a failure nor an answer", &|e| e["error"] = json!("down")),
         ("not what the corpus does", &|e| {
