@@ -246,6 +246,8 @@ struct CorpusConfig {
     command: Option<Vec<String>>,
     /// A service answering each search as a JSON `POST`.
     url: Option<String>,
+    /// The variable holding the secret each search over HTTP is signed with.
+    secret_env: Option<String>,
     timeout: Option<String>,
     retries: Option<u32>,
 }
@@ -529,6 +531,9 @@ fn configure(
                 Some(flow_ir::expr::Timestamp { seconds, nanos })
             }
         };
+        if corpus.secret_env.is_some() && corpus.url.is_none() {
+            bail!("`{}`: {what}: `secret_env` signs searches over HTTP, and it has no `url`", path.display());
+        }
         let retriever: Arc<dyn Retriever> = match (&corpus.folder, &corpus.command, &corpus.url) {
             (Some(folder), None, None) => {
                 Arc::new(FolderRetriever { dir: dir.join(folder), shown: folder.clone(), as_of })
@@ -540,7 +545,14 @@ fn configure(
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     bail!("`{}`: {what}: `url` (`{url}`) is not an http:// or https:// URL", path.display());
                 }
-                Arc::new(HttpRetriever { url: url.clone(), timeout, retries: corpus.retries.unwrap_or(2) })
+                let secret = corpus.secret_env.as_deref().map(|var| secret(var).map_err(|_| var.to_owned()));
+                Arc::new(HttpRetriever {
+                    url: url.clone(),
+                    secret: secret.clone().and_then(Result::ok),
+                    missing_secret: secret.and_then(Result::err),
+                    timeout,
+                    retries: corpus.retries.unwrap_or(2),
+                })
             }
             _ => bail!(
                 "`{}`: {what} needs one of `folder = \"...\"` (with `as_of` if you like), `command = [...]` or \

@@ -155,14 +155,22 @@ impl VerifiedPlan {
         stages
     }
 
-    /// The `infer` steps with a fallback whose degradation nothing observes: no gate,
-    /// review or approval condition and no emitted output reads `degraded(x)`, directly or
-    /// through `let`s (`W2002`).
+    /// The steps that may be degraded — an `infer` with a fallback, a `retrieve` of a
+    /// corpus that takes another snapshot (`on mismatch degrade`) — whose degradation
+    /// nothing observes: no gate, review or approval condition and no emitted output reads
+    /// `degraded(x)`, directly or through `let`s (`W2002`).
     pub fn silent_fallbacks(&self) -> Vec<SmolStr> {
         let body = self.body();
         let mut silent = Vec::new();
         for node in &body.nodes {
-            if !matches!(node.kind, NodeKind::Infer { fallback: Some(_), .. }) {
+            let degradable = match &node.kind {
+                NodeKind::Infer { fallback, .. } => fallback.is_some(),
+                NodeKind::Retrieve { corpus, .. } => {
+                    body.corpus(corpus).is_some_and(|c| c.on_mismatch == crate::plan::Mismatch::Degrade)
+                }
+                _ => false,
+            };
+            if !degradable {
                 continue;
             }
             // Nodes that read `degraded(node)`, then values computed from them by `let`s.

@@ -124,21 +124,40 @@ impl Retriever for CommandRetriever {
     }
 }
 
-/// The `http` retriever: each search is `POST url` with the request as JSON; a `2xx`
-/// answer's JSON body is the answer. Transport errors, `408`, `429` and `5xx` are tried
-/// again, with a growing pause, up to `retries` times.
+/// The `http` retriever: each search is `POST url` with the request as JSON, with a secret
+/// signed as a system's calls are (`Flow-Timestamp`, `Flow-Signature: v1=HEX`, the
+/// HMAC-SHA256 of `TIMESTAMP.BODY`), so that the service can tell the search is the
+/// deployment's; a `2xx` answer's JSON body is the answer. Transport errors, `408`, `429`
+/// and `5xx` are tried again, with a growing pause, up to `retries` times.
 pub struct HttpRetriever {
     pub url: String,
+    pub secret: Option<Vec<u8>>,
+    /// The variable that should hold the secret, when it is not set: every search fails,
+    /// naming it, and nothing is sent unsigned.
+    pub missing_secret: Option<String>,
     pub timeout: Duration,
     pub retries: u32,
 }
 
 impl Retriever for HttpRetriever {
     fn describe(&self) -> String {
-        format!("http {} (timeout {}s, {} retries)", shown_url(&self.url), self.timeout.as_secs(), self.retries)
+        let signed = match (&self.secret, &self.missing_secret) {
+            (Some(_), _) => ", signed",
+            (None, Some(_)) => ", its secret not set",
+            (None, None) => "",
+        };
+        format!("http {} (timeout {}s, {} retries{signed})", shown_url(&self.url), self.timeout.as_secs(), self.retries)
     }
 
     fn retrieve(&self, request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
+        if let Some(var) = &self.missing_secret {
+            return Err(ProviderError {
+                message: format!(
+                    "the variable `{var}` holding the secret that signs searches is not set: nothing sent"
+                ),
+                attempts: 0,
+            });
+        }
         let config =
             ureq::Agent::config_builder().timeout_global(Some(self.timeout)).http_status_as_error(false).build();
         let agent = ureq::Agent::new_with_config(config);
@@ -147,7 +166,14 @@ impl Retriever for HttpRetriever {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let call = agent.post(&self.url).header("content-type", "application/json");
+            let mut call = agent.post(&self.url).header("content-type", "application/json");
+            if let Some(secret) = &self.secret {
+                let timestamp =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+                call = call
+                    .header("flow-timestamp", &timestamp.to_string())
+                    .header("flow-signature", &crate::provider::HttpSystem::signature(secret, timestamp, &body));
+            }
             let outcome = match send(call, &url, body.as_bytes()) {
                 Ok((status, text)) if (200..300).contains(&status) => crate::value::parse_exact(&text)
                     .map_err(|e| format!("`{url}` did not answer JSON: {e}"))

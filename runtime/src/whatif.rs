@@ -281,7 +281,11 @@ pub fn what_if(
                 json!("needs re-inference")
             }
             Held::Retrieval(request) => {
-                if recorded.retrievals.contains_key(&(node.clone(), request.query.to_owned())) {
+                // Searched as recorded, or never searched for want of a retriever (which it
+                // has none of again).
+                if recorded.retrievals.contains_key(&(node.clone(), request.query.to_owned()))
+                    || unsearched.contains(request.corpus.name.as_str())
+                {
                     return false;
                 }
                 json!("needs a new search")

@@ -283,3 +283,44 @@ fn a_forged_search_is_not_an_event_of_the_plan() {
     let problems = flow_runtime::conformance::problems(&analysis, &failed);
     assert!(problems.iter().any(|p| p.contains("again without a resume")), "{problems:?}");
 }
+
+/// A what-if never searches: the same plan reuses the recorded documents; a candidate whose
+/// query differs holds the step as needing a new search.
+#[test]
+fn a_what_if_reuses_the_recorded_search_and_holds_a_new_query() {
+    let source = flow("refuse", false, 3);
+    let checked = crate::check_fixture("main.flow", source.as_bytes());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
+    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of: None, documents: vec![found], attempts: 1 };
+    let retriever = Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) });
+    runtime.register_retriever("policy", retriever.clone());
+    runtime.set_testing(true);
+    let analysis = runtime.install(plan).expect("installs");
+    let auditor = principal("aud", &["auditor"]);
+    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let view =
+        runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default()).expect("starts");
+    let same = flow_runtime::ReplayChanges { plan: Some(analysis.clone()), ..flow_runtime::ReplayChanges::default() };
+    let whatif = runtime.what_if(&view.run, &auditor, &same).expect("the what-if runs");
+    assert!(whatif.exact(), "{whatif:?}");
+    let other = source.replace(r#"policy("{request.purpose}")"#, r#"policy("{request.purpose} loan")"#);
+    assert_ne!(other, source);
+    let checked = crate::check_fixture("main.flow", other.as_bytes());
+    let candidate =
+        runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs");
+    let changes = flow_runtime::ReplayChanges { plan: Some(candidate), ..flow_runtime::ReplayChanges::default() };
+    let whatif = runtime.what_if(&view.run, &auditor, &changes).expect("the what-if runs");
+    assert_eq!(whatif.after, "undetermined", "{whatif:?}");
+    assert!(
+        whatif.changes.iter().any(|c| c.node == "passages" && c.after == json!("needs a new search")),
+        "{whatif:?}"
+    );
+    assert_eq!(
+        *retriever.searches.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        1,
+        "searched once, by the run"
+    );
+}

@@ -122,6 +122,19 @@ fn search(dir: &Path) -> Json {
     json_of(dir, &["run", "lending.flow", "--input", "request=request.json", "--as", "cleo"], 0)
 }
 
+/// Starts a run of the lending flow with `RETRIEVER_SECRET` set to `secret`.
+fn with_secret(dir: &Path, secret: &str) -> Json {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", "lending.flow", "--input", "request=request.json", "--as", "cleo", "--format", "json"])
+        .current_dir(dir)
+        .env("RETRIEVER_SECRET", secret)
+        .env_remove("FLOW_STORE")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn a_corpus_searched_by_a_program_and_over_http() {
     // A program.
@@ -143,6 +156,7 @@ fn a_corpus_searched_by_a_program_and_over_http() {
         .current_dir(&dir)
         .env("FAIL_FIRST", "2")
         .env("SNAPSHOT", "v8")
+        .env("SECRET", "s3cret")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -151,13 +165,17 @@ fn a_corpus_searched_by_a_program_and_over_http() {
     let mut port = String::new();
     BufReader::new(stdout).read_line(&mut port).unwrap();
     let url = format!("http://127.0.0.1:{}/search", port.trim());
-    std::fs::write(dir.join("flow.toml"), format!("[corpora.policy]\nurl = \"{url}\"\nretries = 3\n")).unwrap();
-    let view = search(&dir);
+    let config = format!("[corpora.policy]\nurl = \"{url}\"\nsecret_env = \"RETRIEVER_SECRET\"\nretries = 3\n");
+    std::fs::write(dir.join("flow.toml"), config).unwrap();
+    // Signed with another secret, the search is refused (401, not tried again).
+    let refused = with_secret(&dir, "not-the-secret");
+    assert_eq!(refused["status"], "failed", "{refused}");
+    let view = with_secret(&dir, "s3cret");
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["outputs"]["result"]["stale"], true, "{view}");
     let run = view["run"].as_str().unwrap();
     let shown = text(&flowc(&dir, &["show", run, "--as", "aud"]));
-    assert!(shown.contains(&format!("via http {url}")), "{shown}");
+    assert!(shown.contains(&format!("via http {url} (timeout 30s, 3 retries, signed)")), "{shown}");
     assert!(shown.contains("DEGRADED — corpus `policy`: it searched snapshot `v8`, but the flow pins `v7`"), "{shown}");
     assert!(text(&flowc(&dir, &["replay", run, "--as", "aud"])).contains("replayed exactly"));
 

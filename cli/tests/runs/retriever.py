@@ -5,8 +5,11 @@ retriever) on a free port, which it prints first.
 
 It searches two fixed documents. `SNAPSHOT` names the snapshot it says it searched
 (default `v7`); `FAIL_FIRST=N` makes the server answer 503 to its first N requests;
-`BROKEN=1` makes it answer without a snapshot.
+`BROKEN=1` makes it answer without a snapshot; with `SECRET`, the server refuses (401) a
+search whose `Flow-Signature` is not the HMAC-SHA256 of `TIMESTAMP.BODY` under it.
 """
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -33,6 +36,14 @@ if len(sys.argv) > 1 and sys.argv[1] == "serve":
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["content-length"]))
+            secret = os.environ.get("SECRET")
+            if secret:
+                stamp = self.headers.get("flow-timestamp", "")
+                mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+                if self.headers.get("flow-signature") != f"v1={mac}":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
             if failures[0] > 0:
                 failures[0] -= 1
                 self.send_response(503)

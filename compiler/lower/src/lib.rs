@@ -221,7 +221,8 @@ fn diagnostics_in_parallel(db: &flow_sema::Database, files: &[SourceFile]) -> Ve
     })
 }
 
-/// W2002: an `infer` whose fallback may run without anyone noticing.
+/// W2002: an `infer` whose fallback, or a `retrieve` whose other snapshot, may be taken
+/// without anyone noticing.
 fn silent_fallbacks(
     verified: &VerifiedPlan,
     at: &dyn Fn(DescriptionKey<'_>) -> (FileId, Span),
@@ -229,12 +230,14 @@ fn silent_fallbacks(
 ) {
     for step in verified.silent_fallbacks() {
         let (file, span) = at(DescriptionKey::Node(&step));
+        let retrieve = matches!(verified.body().node(&step).map(|n| &n.kind), Some(NodeKind::Retrieve { .. }));
+        let when = if retrieve { "takes another snapshot" } else { "falls back" };
         out.push(
             Diagnostic::new(
                 Code::W2002,
                 file,
                 span,
-                format!("when `{step}` falls back, nothing in the flow notices: no gate, review, approval or output reads `degraded({step})`"),
+                format!("when `{step}` {when}, nothing in the flow notices: no gate, review, approval or output reads `degraded({step})`"),
             )
             .with_help(format!(
                 "let a person or a rule see it, such as `review … when degraded({step})`, or put `degraded({step})` into the output"
