@@ -90,6 +90,17 @@ pub trait ActionHandler: Send + Sync {
 /// Runs a program (in `dir`, when given) with `input` on stdin and reads its stdout as
 /// JSON, within `timeout`.
 pub fn run_command(command: &[String], dir: Option<&Path>, input: &Json, timeout: Duration) -> Result<Json, String> {
+    let out = run_command_bytes(command, dir, input, timeout)?;
+    serde_json::from_slice(&out).map_err(|e| format!("`{}` did not print JSON: {e}", command.join(" ")))
+}
+
+/// [`run_command`], its standard output as it printed it.
+pub fn run_command_bytes(
+    command: &[String],
+    dir: Option<&Path>,
+    input: &Json,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let (program, args) = command.split_first().ok_or("the command is empty")?;
     let shown = command.join(" ");
     let mut process = Command::new(program);
@@ -145,7 +156,7 @@ pub fn run_command(command: &[String], dir: Option<&Path>, input: &Json, timeout
             if last.is_empty() { String::new() } else { format!(": {last}") }
         ));
     }
-    serde_json::from_slice(&out).map_err(|e| format!("`{shown}` did not print JSON: {e}"))
+    Ok(out)
 }
 
 fn humantime(d: Duration) -> String {

@@ -13,7 +13,7 @@ use flow_ir::expr::Timestamp;
 use flow_ir::plan::Corpus;
 use serde_json::{Value as Json, json};
 
-use crate::provider::{ProviderError, run_command, send, shown_url};
+use crate::provider::{ProviderError, run_command_bytes, send, shown_url};
 
 /// What a `retrieve` step asks a retriever.
 pub struct RetrievalRequest<'a> {
@@ -119,8 +119,14 @@ impl Retriever for CommandRetriever {
 
     fn retrieve(&self, request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
         let fail = |message: String| ProviderError { message, attempts: 1 };
-        let answer = run_command(&self.command, self.dir.as_deref(), &request.to_json(), self.timeout).map_err(fail)?;
-        RetrievalReply::from_json(&answer).map_err(|e| fail(format!("`{}`: {e}", self.command.join(" "))))
+        let shown = self.command.join(" ");
+        let out =
+            run_command_bytes(&self.command, self.dir.as_deref(), &request.to_json(), self.timeout).map_err(fail)?;
+        // Read exactly, as inputs are: a number floating point would change is refused.
+        let text = String::from_utf8(out).map_err(|_| fail(format!("`{shown}` did not print UTF-8 text")))?;
+        let answer =
+            crate::value::parse_exact(&text).map_err(|e| fail(format!("`{shown}` did not print exact JSON: {e}")))?;
+        RetrievalReply::from_json(&answer).map_err(|e| fail(format!("`{shown}`: {e}")))
     }
 }
 
