@@ -200,3 +200,22 @@ fn a_corpus_searched_by_a_program_and_over_http() {
     assert_eq!(view["status"], "failed", "{view}");
     assert!(view["summary"].as_str().unwrap().contains("no retriever is configured"), "{view}");
 }
+
+/// A search that failed (the retriever was down) is tried again when the run is resumed:
+/// the evidence keeps both searches, and the replay reads each as it was.
+#[test]
+fn a_failed_search_is_tried_again_on_resume_and_replays_exactly() {
+    let dir = lending("resume", "command = [\"python3\", \"not-there.py\"]");
+    let view = search(&dir);
+    assert_eq!(view["status"], "failed", "{view}");
+    let run = view["run"].as_str().unwrap().to_owned();
+    std::fs::write(dir.join("flow.toml"), "[corpora.policy]\ncommand = [\"python3\", \"retriever.py\"]\n").unwrap();
+    let resumed = json_of(&dir, &["resume", &run, "--as", "aud", "--reason", "retriever_back"], 0);
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    let shown = text(&flowc(&dir, &["show", &run, "--as", "aud"]));
+    assert!(
+        shown.contains("via command python3 not-there.py") && shown.contains("via command python3 retriever.py"),
+        "{shown}"
+    );
+    assert!(text(&flowc(&dir, &["replay", &run, "--as", "aud"])).contains("replayed exactly"));
+}
