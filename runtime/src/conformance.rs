@@ -63,22 +63,46 @@ pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
 /// is not: the corpus, pin and `top` of the plan; documents exactly when the search did not
 /// fail, with the snapshot searched; degraded or refused only as the corpus says, with a
 /// reason; and a snapshot other than the pinned one never taken silently.
-fn retrieval_problem(body: &PlanBody, kind: &NodeKind, r: &crate::event::Retrieved<Json>) -> Option<String> {
+fn retrieval_problem(
+    body: &PlanBody,
+    kind: &NodeKind,
+    r: &crate::event::Retrieved<Json>,
+    clock: Option<flow_ir::expr::Timestamp>,
+) -> Option<String> {
     let NodeKind::Retrieve { corpus, top, .. } = kind else { return None };
     let Some(declared) = body.corpus(corpus) else { return Some(format!("searches corpus `{corpus}`, undeclared")) };
     let policy = declared.on_mismatch;
+    // Whether the search was of another snapshot, or of one too old at the run's clock.
+    let mismatch = r.snapshot.as_ref().is_some_and(|s| *s != declared.snapshot)
+        || declared.freshness.is_some_and(|freshness| match (r.as_of, clock) {
+            (Some(as_of), Some(clock)) => clock.seconds.saturating_sub(as_of.seconds) > freshness,
+            _ => true,
+        });
+    // The documents found and the documents given, where both are visible (labelled values
+    // are wrapped; redacted ones are not lists).
+    let visible = |json: &Json| json.get("$value").cloned().unwrap_or_else(|| json.clone());
+    let pairs = visible(&r.documents).as_array().map(Vec::len);
+    let given = r.value.as_ref().map(visible).as_ref().and_then(Json::as_array).map(Vec::len);
     Some(if r.corpus != *corpus || r.pinned != declared.snapshot || r.top != *top {
         "does not name the plan's corpus, pinned snapshot and number of documents".to_owned()
     } else if r.value.is_some() == r.error.is_some() || r.value.is_some() != r.snapshot.is_some() {
         "is neither a failure nor an answer with its snapshot".to_owned()
+    } else if r.value.is_none() && (pairs.is_some_and(|n| n > 0) || r.degraded || r.refused) {
+        "is a failure with documents, or degraded or refused".to_owned()
+    } else if pairs.zip(given).is_some_and(|(found, given)| found != given) || given.is_some_and(|n| n > *top as usize)
+    {
+        "does not list the documents it gives, or gives more than asked for".to_owned()
     } else if (r.degraded || r.refused) != r.reason.is_some() || (r.degraded && r.refused) {
         "is degraded or refused without its reason".to_owned()
     } else if (r.degraded && policy != flow_ir::plan::Mismatch::Degrade)
         || (r.refused && policy != flow_ir::plan::Mismatch::Refuse)
     {
         format!("is not what the corpus does with a mismatch (`on mismatch {}`)", policy.as_str())
-    } else if !r.degraded && !r.refused && r.snapshot.as_ref().is_some_and(|s| *s != declared.snapshot) {
-        "took another snapshot than the pinned one as if it were".to_owned()
+    } else if r.value.is_some() && mismatch != (r.degraded || r.refused) {
+        match mismatch {
+            true => "took another snapshot than the pinned one, or one too old, as if it were".to_owned(),
+            false => "is degraded or refused, though the snapshot is the pinned one and fresh".to_owned(),
+        }
     } else {
         return None;
     })
@@ -97,7 +121,7 @@ fn place(slot: crate::event::Slot<'_>) -> String {
         Slot::Edit(f) => format!("edit of `{f}`"),
         Slot::Failure(n) => format!("the failure of `{n}`"),
         Slot::Query(n) => format!("the query of `{n}`"),
-        Slot::Found(n) => format!("a document found by `{n}`"),
+        Slot::Found(n) => format!("the documents found by `{n}`"),
     }
 }
 
@@ -205,11 +229,14 @@ struct Order<'a> {
     ended: bool,
     /// The step whose failure ended the run.
     failed: Option<usize>,
+    /// The run's clock, from its start: what a corpus's freshness is judged at.
+    clock: Option<flow_ir::expr::Timestamp>,
 }
 
 impl<'a> Order<'a> {
     fn new(analysis: &'a Analysis) -> Order<'a> {
-        Order { analysis, phases: vec![Phase::NotRun; analysis.body().nodes.len()], ended: false, failed: None }
+        let phases = vec![Phase::NotRun; analysis.body().nodes.len()];
+        Order { analysis, phases, ended: false, failed: None, clock: None }
     }
 
     /// Whether node index `n` has deadlines.
@@ -224,7 +251,8 @@ impl<'a> Order<'a> {
     /// Takes event `i` into account, or says why it cannot come now.
     fn next(&mut self, i: usize, event: &Event<Json>) -> Result<(), String> {
         match event {
-            Event::Started(_) if i == 0 => {
+            Event::Started(started) if i == 0 => {
+                self.clock = Some(started.clock);
                 for (n, node) in self.analysis.body().nodes.iter().enumerate() {
                     if matches!(node.kind, NodeKind::Input { .. } | NodeKind::Param { .. }) {
                         self.phases[n] = Phase::Done;
@@ -317,7 +345,7 @@ impl<'a> Order<'a> {
                 if phase != Phase::NotRun {
                     return Err(format!("searches for `{node}` again without a resume"));
                 }
-                if let Some(why) = retrieval_problem(self.analysis.body(), kind, retrieved) {
+                if let Some(why) = retrieval_problem(self.analysis.body(), kind, retrieved, self.clock) {
                     return Err(format!("records a search of `{node}` that {why}"));
                 }
                 if retrieved.value.is_none() || retrieved.refused {

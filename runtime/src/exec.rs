@@ -66,7 +66,8 @@ pub enum Request {
 /// The providers and handlers a run may call.
 pub struct Services<'a> {
     pub model: &'a dyn Fn(&flow_ir::plan::Model) -> Option<&'a dyn ModelProvider>,
-    pub retriever: &'a dyn Fn(&flow_ir::plan::Corpus) -> Option<&'a dyn Retriever>,
+    /// The retriever a `retrieve` step (by name) searches a corpus with.
+    pub retriever: &'a dyn Fn(&str, &flow_ir::plan::Corpus) -> Option<&'a dyn Retriever>,
     pub system: &'a dyn Fn(&str) -> Option<&'a dyn ActionHandler>,
     /// What evaluates expressions.
     pub engine: crate::analysis::Engine,
@@ -687,6 +688,10 @@ pub(crate) fn infer(
     }
 }
 
+/// How the failure of a `retrieve` step whose corpus has no retriever begins (a replay
+/// tells that failure from the others by it).
+pub(crate) const NO_RETRIEVER: &str = "no retriever is configured for corpus";
+
 /// Executes a `retrieve` step: asks the corpus's retriever, checks the snapshot it searched
 /// against the pinned one (and its age against the corpus's freshness), and checks each
 /// document against the corpus's type.
@@ -718,11 +723,11 @@ fn retrieve(
     if services.holds(name, Held::Retrieval(&request)) {
         return;
     }
-    let Some(retriever) = (services.retriever)(corpus) else {
+    let Some(retriever) = (services.retriever)(name, corpus) else {
         return exec.fail(
             name,
             format!(
-                "no retriever is configured for corpus `{corpus_name}` (retriever \"{}\"); configure `[corpora.{corpus_name}]`",
+                "{NO_RETRIEVER} `{corpus_name}` (retriever \"{}\"); configure `[corpora.{corpus_name}]`",
                 corpus.retriever
             ),
         );

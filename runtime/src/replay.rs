@@ -76,11 +76,13 @@ pub(crate) struct Recorded {
     pub(crate) models: FxHashMap<(SmolStr, String), Vec<Result<Json, String>>>,
     /// Models that were called at all (a model without a provider was never called).
     pub(crate) called: Vec<SmolStr>,
-    /// Retrievers' answers by the step that searched and its query: the answer as the step
-    /// took it, or the retriever's failure; each in turn, as for models.
-    pub(crate) retrievals: FxHashMap<(SmolStr, String), Vec<Result<RetrievalReply, String>>>,
-    /// Corpora that were searched at all.
-    pub(crate) searched: Vec<SmolStr>,
+    /// Retrievers' answers by the search ([`search_key`]: the step, its query, the corpus,
+    /// its pin and `top`): the answer as the step took it, or the retriever's failure; each
+    /// in turn, as for models.
+    pub(crate) retrievals: FxHashMap<SearchKey, Vec<Result<RetrievalReply, String>>>,
+    /// For each `retrieve` step, its attempts in order: whether each searched (`false`: the
+    /// corpus had no retriever then).
+    pub(crate) attempts: FxHashMap<SmolStr, Vec<bool>>,
     /// Handler results by idempotency key: the result, or the handler's error, of each call
     /// in turn (a failed action's key is called again after a resume).
     pub(crate) actions: FxHashMap<String, Vec<Result<Json, String>>>,
@@ -104,7 +106,7 @@ impl Recorded {
             models: FxHashMap::default(),
             called: Vec::new(),
             retrievals: FxHashMap::default(),
-            searched: Vec::new(),
+            attempts: FxHashMap::default(),
             actions: FxHashMap::default(),
             reused: FxHashMap::default(),
             conflicts: FxHashSet::default(),
@@ -153,8 +155,18 @@ impl Recorded {
                         }),
                         _ => Err("no answer was recorded".to_owned()),
                     };
-                    recorded.retrievals.entry((retrieved.node.clone(), query)).or_default().push(answer);
-                    recorded.searched.push(retrieved.corpus.clone());
+                    let key = (
+                        retrieved.node.clone(),
+                        query,
+                        retrieved.corpus.clone(),
+                        retrieved.pinned.clone(),
+                        retrieved.top,
+                    );
+                    recorded.retrievals.entry(key).or_default().push(answer);
+                    recorded.attempts.entry(retrieved.node.clone()).or_default().push(true);
+                }
+                Some(Event::Failed { node, error, .. }) if error.starts_with(exec::NO_RETRIEVER) => {
+                    recorded.attempts.entry(node.clone()).or_default().push(false);
                 }
                 Some(Event::ActionStarted { node, system, action, key, .. }) => {
                     let prefix = format!("`{system}.{action}` failed: ");
@@ -191,7 +203,36 @@ impl Recorded {
     }
 }
 
+/// What a recorded search is found by: the step, its query, the corpus, its pin and `top`
+/// (a candidate plan that searches another corpus, pins another snapshot or takes another
+/// number of documents searches anew).
+pub(crate) type SearchKey = (SmolStr, String, SmolStr, String, u32);
+
+/// The [`SearchKey`] of a request.
+pub(crate) fn search_key(request: &RetrievalRequest<'_>) -> SearchKey {
+    (
+        SmolStr::new(request.step),
+        request.query.to_owned(),
+        request.corpus.name.clone(),
+        request.corpus.snapshot.clone(),
+        request.top,
+    )
+}
+
 impl Recorded {
+    /// Whether the next attempt of `step` (`take`: and counts it) had a retriever: `None`
+    /// for a step that never tried.
+    pub(crate) fn searches(&self, step: &str, take: bool) -> Option<bool> {
+        let attempts = self.attempts.get(step)?;
+        let mut taken = self.taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = taken.entry(format!("attempt {step}")).or_default();
+        let searched = attempts[(*n).min(attempts.len() - 1)];
+        if take {
+            *n += 1;
+        }
+        Some(searched)
+    }
+
     /// The next of the answers recorded for one request (`what`): each in turn, the last
     /// again once they are all taken.
     fn next<'a, T>(&self, what: &str, answers: &'a [T]) -> &'a T {
@@ -353,8 +394,9 @@ impl Retriever for Recorded {
     }
 
     fn retrieve(&self, request: &RetrievalRequest<'_>) -> Result<RetrievalReply, ProviderError> {
-        let key = (SmolStr::new(request.step), request.query.to_owned());
-        let what = format!("retrieval {}/{}", key.0, crate::digest::digest(&Json::String(key.1.clone())));
+        let key = search_key(request);
+        let what =
+            format!("retrieval {}/{}", key.0, crate::digest::digest(&serde_json::json!([key.1, key.2, key.3, key.4])));
         match self.retrievals.get(&key).map(|answers| self.next(&what, answers)) {
             Some(Ok(reply)) => Ok(reply.clone()),
             Some(Err(message)) => Err(ProviderError { message: message.clone(), attempts: 1 }),
@@ -604,8 +646,10 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
     };
     let model = |m: &flow_ir::plan::Model| recorded.called.contains(&m.name).then_some(&recorded as &dyn ModelProvider);
     let system = |s: &str| recorded.systems.iter().any(|x| x == s).then_some(&recorded as &dyn ActionHandler);
-    let retriever =
-        |c: &flow_ir::plan::Corpus| recorded.searched.contains(&c.name).then_some(&recorded as &dyn Retriever);
+    // A step had a retriever, or not, as it had at each attempt.
+    let retriever = |step: &str, _: &flow_ir::plan::Corpus| {
+        recorded.searches(step, true).unwrap_or(true).then_some(&recorded as &dyn Retriever)
+    };
     let opened = |node: &str| recorded.opened.get(node).copied();
     let services = Services {
         model: &model,

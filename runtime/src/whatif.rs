@@ -19,7 +19,7 @@ use crate::analysis::{Analysis, Engine};
 use crate::event::{Event, Status};
 use crate::exec::{self, Held, Services};
 use crate::provider::{ActionHandler, ModelProvider, ModelReply, ModelRequest, ProviderError};
-use crate::replay::{Collect, Recorded, comparable, decide_again, request_key};
+use crate::replay::{Collect, Recorded, comparable, decide_again, request_key, search_key};
 use crate::retrieval::Retriever;
 use crate::state::{self, Phase, State};
 use crate::value::{self, Value};
@@ -250,25 +250,11 @@ pub fn what_if(
     let answers = Answers { recorded: &recorded, live: changes.live };
     let model = |m: &Model| (!unprovided.contains(m.name.as_str())).then_some(&answers as &dyn ModelProvider);
     let system = |_: &str| Some(&recorded as &dyn ActionHandler);
-    // A search is answered as recorded for the same step and query; another is held. A
-    // corpus whose steps failed without a search had no retriever: it has none again.
-    let mut unsearched: FxHashSet<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Failed { node, .. }
-                if !events.iter().any(|r| matches!(r, Event::Retrieved(found) if found.node == *node)) =>
-            {
-                old.id(node).and_then(|id| match &old.plan.node(id).kind {
-                    NodeKind::Retrieve { corpus, .. } => Some(corpus.as_str()),
-                    _ => None,
-                })
-            }
-            _ => None,
-        })
-        .collect();
-    unsearched.retain(|corpus| !recorded.searched.iter().any(|s| s == corpus));
-    let retriever =
-        |c: &flow_ir::plan::Corpus| (!unsearched.contains(c.name.as_str())).then_some(&recorded as &dyn Retriever);
+    // A search is answered as recorded for the same step, query, corpus, pin and `top`;
+    // another is held. A step that had no retriever has none again.
+    let retriever = |step: &str, _: &flow_ir::plan::Corpus| {
+        recorded.searches(step, true).unwrap_or(true).then_some(&recorded as &dyn Retriever)
+    };
     let held: std::cell::RefCell<FxHashMap<SmolStr, Json>> = Default::default();
     let hold = |node: &SmolStr, step: Held<'_>| {
         let description = match step {
@@ -283,8 +269,8 @@ pub fn what_if(
             Held::Retrieval(request) => {
                 // Searched as recorded, or never searched for want of a retriever (which it
                 // has none of again).
-                if recorded.retrievals.contains_key(&(node.clone(), request.query.to_owned()))
-                    || unsearched.contains(request.corpus.name.as_str())
+                if recorded.retrievals.contains_key(&search_key(request))
+                    || recorded.searches(node, false) == Some(false)
                 {
                     return false;
                 }

@@ -612,7 +612,11 @@ fn path_of(plan: &VerifiedPlan, events: &[Event<Value>], view: &RunView, hit: &m
                     1 => "1 document".to_owned(),
                     n => format!("{n} documents"),
                 };
-                let how = if retrieved.degraded { ", degraded" } else { "" };
+                let how = match (retrieved.degraded, retrieved.refused) {
+                    (true, _) => ", degraded",
+                    (_, true) => ", refused",
+                    _ => "",
+                };
                 format!("retrieve `{}` found {found}{how}", retrieved.node)
             }
             Event::ActionSkipped { node, .. } => format!("action `{node}` skipped"),

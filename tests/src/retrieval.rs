@@ -276,6 +276,7 @@ fn a_forged_search_is_not_an_event_of_the_plan() {
     for key in ["value", "snapshot"] {
         failed[at].as_object_mut().expect("an event").remove(key);
     }
+    failed[at]["documents"]["$value"] = json!([]);
     let problems = flow_runtime::conformance::problems(&analysis, &failed[..=at]);
     assert!(problems.is_empty(), "{problems:?}");
     failed.truncate(at + 1);
@@ -318,9 +319,59 @@ fn a_what_if_reuses_the_recorded_search_and_holds_a_new_query() {
         whatif.changes.iter().any(|c| c.node == "passages" && c.after == json!("needs a new search")),
         "{whatif:?}"
     );
+    // So does a candidate that takes another number of documents (or pins another snapshot,
+    // or searches another corpus): what was recorded answered another search.
+    let fewer = flow("refuse", false, 2);
+    let checked = crate::check_fixture("main.flow", fewer.as_bytes());
+    let candidate =
+        runtime.install(crate::plans(&checked).into_iter().flatten().next().expect("a plan")).expect("installs");
+    let changes = flow_runtime::ReplayChanges { plan: Some(candidate), ..flow_runtime::ReplayChanges::default() };
+    let whatif = runtime.what_if(&view.run, &auditor, &changes).expect("the what-if runs");
+    assert!(
+        whatif.changes.iter().any(|c| c.node == "passages" && c.after == json!("needs a new search")),
+        "{whatif:?}"
+    );
     assert_eq!(
         *retriever.searches.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
         1,
         "searched once, by the run"
     );
+}
+
+/// Under a corpus with a freshness that degrades a mismatch: a search recorded as fresh and
+/// pinned whose `as_of` was taken off, or one marked degraded though it was neither, is not
+/// an event of the plan.
+#[test]
+fn a_forged_freshness_is_not_an_event_of_the_plan() {
+    let checked = crate::check_fixture("main.flow", flow("degrade", true, 3).as_bytes());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
+    let as_of = Some(flow_ir::expr::Timestamp { seconds: NOW - 86_400, nanos: 0 });
+    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of, documents: vec![found], attempts: 1 };
+    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
+    runtime.set_testing(true);
+    let analysis = runtime.install(plan).expect("installs");
+    let options = StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds: NOW, nanos: 0 }), params: Vec::new() };
+    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let view = runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &options).expect("starts");
+    let bundle = runtime.evidence(&view.run, &principal("aud", &["auditor"])).expect("exports");
+    let events: Vec<serde_json::Value> =
+        bundle["events"].as_array().expect("events").iter().map(|e| e["event"].clone()).collect();
+    assert!(flow_runtime::conformance::problems(&analysis, &events).is_empty());
+    let at = events.iter().position(|e| e["event"] == "retrieved").expect("a search");
+    let mut aged = events.clone();
+    aged[at].as_object_mut().expect("an event").remove("as_of");
+    let problems = flow_runtime::conformance::problems(&analysis, &aged);
+    assert!(problems.iter().any(|p| p.contains("or one too old, as if it were")), "{problems:?}");
+    let mut degraded = events.clone();
+    degraded[at]["degraded"] = json!(true);
+    degraded[at]["reason"] = json!("corpus `policy`: older");
+    let problems = flow_runtime::conformance::problems(&analysis, &degraded);
+    assert!(problems.iter().any(|p| p.contains("though the snapshot is the pinned one and fresh")), "{problems:?}");
+    let mut listed = events.clone();
+    listed[at]["documents"]["$value"] = json!([]);
+    let problems = flow_runtime::conformance::problems(&analysis, &listed);
+    assert!(problems.iter().any(|p| p.contains("does not list the documents it gives")), "{problems:?}");
 }

@@ -218,4 +218,17 @@ fn a_failed_search_is_tried_again_on_resume_and_replays_exactly() {
         "{shown}"
     );
     assert!(text(&flowc(&dir, &["replay", &run, "--as", "aud"])).contains("replayed exactly"));
+
+    // A corpus configured only after its first search found no retriever: the replay finds
+    // none again at that attempt, and the recorded search at the next.
+    let dir = lending("unconfigured", "");
+    std::fs::write(dir.join("flow.toml"), "").unwrap();
+    let view = search(&dir);
+    assert_eq!(view["status"], "failed", "{view}");
+    let run = view["run"].as_str().unwrap().to_owned();
+    std::fs::write(dir.join("flow.toml"), "[corpora.policy]\ncommand = [\"python3\", \"retriever.py\"]\n").unwrap();
+    let resumed = json_of(&dir, &["resume", &run, "--as", "aud", "--reason", "configured"], 0);
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    let replay = flowc(&dir, &["replay", &run, "--as", "aud"]);
+    assert!(text(&replay).contains("replayed exactly"), "{}", text(&replay));
 }

@@ -396,7 +396,7 @@ impl Runtime {
         let system = |s: &str| self.systems.get(s).map(|h| &**h);
         let opened = opened.unwrap_or_else(|| self.now());
         let opened = move |_: &str| Some(opened);
-        let retriever = |c: &flow_ir::plan::Corpus| self.retriever(c);
+        let retriever = |_: &str, c: &flow_ir::plan::Corpus| self.retriever(c);
         let services = Services {
             model: &model,
             retriever: &retriever,

@@ -492,6 +492,8 @@ fn marks_of(analysis: &Analysis, events: &[StoredEvent]) -> BTreeMap<String, flo
                 Some("soft") => Mark::Waiting,
                 _ => Mark::Ran,
             },
+            // A search that gave its documents (what follows a failed or refused one says so).
+            "retrieved" if body.get("value").is_some() && body.get("refused") != Some(&Json::Bool(true)) => Mark::Ran,
             "gate_decided" if outcome == Some("approve") => Mark::Ran,
             "gate_decided" => Mark::Held,
             "review_skipped" | "action_skipped" => Mark::Skipped,

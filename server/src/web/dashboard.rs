@@ -211,7 +211,7 @@ pub(super) async fn dashboard(
         Chart {
             heading: "Degraded rate",
             svg: charts::lines(
-                "runs with a model step degraded to its fallback",
+                "runs with a step degraded (a model's fallback, a search of another snapshot)",
                 &window,
                 &[("degraded", "#b45309", rate(&FlowStats::fallback_rate))],
                 Some(1.0),
