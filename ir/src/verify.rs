@@ -454,7 +454,7 @@ impl<'p> Reads<'p> {
 type Graph = (Vec<NodeId>, Adjacency, Adjacency);
 
 /// Whether a monitor may watch `node` as `subject`.
-fn monitored(node: &Node, subject: crate::monitor::Subject) -> bool {
+fn monitored(body: &PlanBody, node: &Node, subject: crate::monitor::Subject) -> bool {
     use crate::monitor::Subject;
     let human = matches!(
         node.kind,
@@ -463,7 +463,13 @@ fn monitored(node: &Node, subject: crate::monitor::Subject) -> bool {
     let deadlines = || node.timing.iter().flat_map(|t| &t.deadlines);
     match subject {
         Subject::Nothing | Subject::Status => false,
-        Subject::Inference => matches!(node.kind, NodeKind::Infer { fallback: Some(_), .. }),
+        Subject::Inference => match &node.kind {
+            NodeKind::Infer { fallback, .. } => fallback.is_some(),
+            NodeKind::Retrieve { corpus, .. } => {
+                body.corpus(corpus).is_some_and(|c| c.on_mismatch == crate::plan::Mismatch::Degrade)
+            }
+            _ => false,
+        },
         Subject::BlockingGate => matches!(node.kind, NodeKind::Gate { level: GateLevel::Block, .. }),
         Subject::HumanStep => human,
         Subject::Escalating => human && deadlines().any(|d| !d.then.is_final()),
@@ -765,7 +771,7 @@ impl<'p> Verifier<'p> {
                 (None, _) => !required,
                 (Some(_), Subject::Nothing) => false,
                 (Some(status), Subject::Status) => FINAL_STATUSES.contains(&status.as_str()),
-                (Some(step), subject) => body.node(step).is_some_and(|node| monitored(node, subject)),
+                (Some(step), subject) => body.node(step).is_some_and(|node| monitored(body, node, subject)),
             };
             if !fits {
                 self.malformed(format!("{at} watches `{}`, which the flow does not have", monitor.metric_text()));

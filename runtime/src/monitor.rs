@@ -187,6 +187,10 @@ fn count(analysis: &Analysis, state: &State, monitor: &Monitor, event: &Event<Va
             None => (0, 0),
         },
         (Metric::Degraded, Event::Inferred { node, degraded, .. }) if of(node) => (i64::from(*degraded), 1),
+        // A search that gave its documents, degraded (another snapshot taken) or not.
+        (Metric::Degraded, Event::Retrieved(r)) if of(&r.node) && r.value.is_some() && !r.refused => {
+            (i64::from(r.degraded), 1)
+        }
         (Metric::Blocked, Event::Gate { node, level: GateLevel::Block, holds, .. }) if of(node) => {
             (i64::from(*holds), 1)
         }

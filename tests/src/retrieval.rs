@@ -375,3 +375,32 @@ fn a_forged_freshness_is_not_an_event_of_the_plan() {
     let problems = flow_runtime::conformance::problems(&analysis, &listed);
     assert!(problems.iter().any(|p| p.contains("does not list the documents it gives")), "{problems:?}");
 }
+
+/// A `degraded` monitor watches a search that takes another snapshot: a run whose search
+/// was degraded raises its alert.
+#[test]
+fn a_monitor_watches_degraded_searches() {
+    let source = flow("degrade", false, 3).replace(
+        "  retrieve passages",
+        "  monitor other_snapshots: degraded(passages) over 1d above 50%\n    severity high\n    to platform\n  retrieve passages",
+    );
+    let checked = crate::check_fixture("main.flow", source.as_bytes());
+    assert!(checked.clean(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    let reply = RetrievalReply { snapshot: "v8".to_owned(), as_of: None, documents: Vec::new(), attempts: 1 };
+    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
+    runtime.set_testing(true);
+    let analysis = runtime.install(plan).expect("installs");
+    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let view =
+        runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default()).expect("starts");
+    assert_eq!(view.status.as_str(), "completed");
+    let evaluation = runtime.evaluate_monitors().expect("evaluates");
+    assert!(evaluation.raised.iter().any(|a| a.monitor == "other_snapshots"), "{:?}", evaluation.raised);
+    // A monitor of a search whose corpus refuses another snapshot would never alert.
+    let refusing = source.replace("on mismatch degrade", "on mismatch refuse");
+    let checked = crate::check_fixture("main.flow", refusing.as_bytes());
+    assert!(checked.render().contains("it is never degraded"), "{}", checked.render());
+}

@@ -145,6 +145,12 @@ impl FlowChecker<'_> {
             Subject::Inference => match &found.kind {
                 StepKind::Infer { fallback: Some(_), .. } => (true, ""),
                 StepKind::Infer { .. } => (false, "it has no `fallback`, so it is never degraded"),
+                StepKind::Retrieve { corpus, .. } => match corpus.and_then(|c| crate::signatures::decl(self.c.db, c)) {
+                    Some(crate::signatures::Decl::Corpus(sig)) if sig.on_mismatch == ast::MismatchPolicy::Degrade => {
+                        (true, "")
+                    }
+                    _ => (false, "its corpus refuses another snapshot (`on mismatch refuse`), so it is never degraded"),
+                },
                 _ => (false, "`degraded` watches an infer step with a fallback"),
             },
             Subject::BlockingGate => {
