@@ -473,7 +473,7 @@ fn corpus_sig(resolver: &mut Resolver<'_>, decl: &ast::CorpusDecl) -> CorpusSig 
     }
     if !seen.contains_key("retriever") {
         resolver.error(Code::E2011, name.span, format!("corpus `{}` does not say its `retriever`", name.text)).help =
-            Some("add the retriever kind the runtime resolves: `retriever \"folder\"`".to_owned());
+            Some("add the kind of retriever that searches it, such as `retriever \"folder\"`".to_owned());
     }
     if !seen.contains_key("authority") {
         resolver.error(Code::E2007, name.span, format!("corpus `{}` does not name its authority", name.text)).help =
