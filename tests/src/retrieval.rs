@@ -142,7 +142,7 @@ proptest! {
             clock: Some(flow_ir::expr::Timestamp { seconds: NOW, nanos: 0 }),
             params: Vec::new(),
         };
-        let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+        let inputs = request();
         let view = runtime.start(&analysis, &clerk, &inputs, &options).expect("starts");
 
         // What the run must come to.
@@ -225,24 +225,41 @@ proptest! {
     }
 }
 
+/// A runtime for tests on a store in memory, with `source` (checked clean) installed and its
+/// corpus `policy` searched by `retriever`.
+fn installed(source: &str, retriever: Arc<Answer>) -> (Runtime, Arc<flow_runtime::analysis::Analysis>) {
+    let checked = crate::check_fixture("main.flow", source.as_bytes());
+    assert!(checked.clean(), "{}", checked.render());
+    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
+    let mut runtime = Runtime::new(Box::new(store));
+    runtime.register_retriever("policy", retriever);
+    runtime.set_testing(true);
+    let analysis = runtime.install(plan).expect("installs");
+    (runtime, analysis)
+}
+
+/// A retriever that finds one document, `a`, in `snapshot` published at `as_of`.
+fn one_document(snapshot: &str, as_of: Option<flow_ir::expr::Timestamp>) -> Arc<Answer> {
+    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
+    let reply = RetrievalReply { snapshot: snapshot.to_owned(), as_of, documents: vec![found], attempts: 1 };
+    Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) })
+}
+
+/// The input of a run of the flow.
+fn request() -> Vec<(String, serde_json::Value)> {
+    vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))]
+}
+
 /// A recorded search that the runtime would not have made — a mismatch taken silently,
 /// documents beside a failure, a degradation the corpus does not allow, another pin, a
 /// second search without a resume — is not an event of the plan: `flowc verify` names it.
 #[test]
 fn a_forged_search_is_not_an_event_of_the_plan() {
-    let checked = crate::check_fixture("main.flow", flow("refuse", false, 3).as_bytes());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
-    let mut runtime = Runtime::new(Box::new(store));
-    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
-    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of: None, documents: vec![found], attempts: 1 };
-    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
-    runtime.set_testing(true);
-    let analysis = runtime.install(plan).expect("installs");
+    let (runtime, analysis) = installed(&flow("refuse", false, 3), one_document("v7", None));
     let clerk = principal("cleo", &["clerk"]);
     let auditor = principal("aud", &["auditor"]);
-    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
-    let view = runtime.start(&analysis, &clerk, &inputs, &StartOptions::default()).expect("starts");
+    let view = runtime.start(&analysis, &clerk, &request(), &StartOptions::default()).expect("starts");
     let bundle = runtime.evidence(&view.run, &auditor).expect("exports");
     let events: Vec<serde_json::Value> =
         bundle["events"].as_array().expect("events").iter().map(|e| e["event"].clone()).collect();
@@ -290,18 +307,10 @@ fn a_forged_search_is_not_an_event_of_the_plan() {
 #[test]
 fn a_what_if_reuses_the_recorded_search_and_holds_a_new_query() {
     let source = flow("refuse", false, 3);
-    let checked = crate::check_fixture("main.flow", source.as_bytes());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
-    let mut runtime = Runtime::new(Box::new(store));
-    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
-    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of: None, documents: vec![found], attempts: 1 };
-    let retriever = Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) });
-    runtime.register_retriever("policy", retriever.clone());
-    runtime.set_testing(true);
-    let analysis = runtime.install(plan).expect("installs");
+    let retriever = one_document("v7", None);
+    let (runtime, analysis) = installed(&source, retriever.clone());
     let auditor = principal("aud", &["auditor"]);
-    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let inputs = request();
     let view =
         runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default()).expect("starts");
     let same = flow_runtime::ReplayChanges { plan: Some(analysis.clone()), ..flow_runtime::ReplayChanges::default() };
@@ -343,18 +352,10 @@ fn a_what_if_reuses_the_recorded_search_and_holds_a_new_query() {
 /// an event of the plan.
 #[test]
 fn a_forged_freshness_is_not_an_event_of_the_plan() {
-    let checked = crate::check_fixture("main.flow", flow("degrade", true, 3).as_bytes());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
-    let mut runtime = Runtime::new(Box::new(store));
-    let found = Found { id: "a".to_owned(), document: json!({"id": "a", "text": "t"}) };
     let as_of = Some(flow_ir::expr::Timestamp { seconds: NOW - 86_400, nanos: 0 });
-    let reply = RetrievalReply { snapshot: "v7".to_owned(), as_of, documents: vec![found], attempts: 1 };
-    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
-    runtime.set_testing(true);
-    let analysis = runtime.install(plan).expect("installs");
+    let (runtime, analysis) = installed(&flow("degrade", true, 3), one_document("v7", as_of));
     let options = StartOptions { clock: Some(flow_ir::expr::Timestamp { seconds: NOW, nanos: 0 }), params: Vec::new() };
-    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let inputs = request();
     let view = runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &options).expect("starts");
     let bundle = runtime.evidence(&view.run, &principal("aud", &["auditor"])).expect("exports");
     let events: Vec<serde_json::Value> =
@@ -384,16 +385,8 @@ fn a_monitor_watches_degraded_searches() {
         "  retrieve passages",
         "  monitor other_snapshots: degraded(passages) over 1d above 50%\n    severity high\n    to platform\n  retrieve passages",
     );
-    let checked = crate::check_fixture("main.flow", source.as_bytes());
-    assert!(checked.clean(), "{}", checked.render());
-    let plan = crate::plans(&checked).into_iter().flatten().next().expect("a plan");
-    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store in memory");
-    let mut runtime = Runtime::new(Box::new(store));
-    let reply = RetrievalReply { snapshot: "v8".to_owned(), as_of: None, documents: Vec::new(), attempts: 1 };
-    runtime.register_retriever("policy", Arc::new(Answer { reply: Ok(reply), searches: Mutex::new(0) }));
-    runtime.set_testing(true);
-    let analysis = runtime.install(plan).expect("installs");
-    let inputs = vec![("request".to_owned(), json!({"id": "R1", "purpose": "equipment"}))];
+    let (runtime, analysis) = installed(&source, one_document("v8", None));
+    let inputs = request();
     let view =
         runtime.start(&analysis, &principal("cleo", &["clerk"]), &inputs, &StartOptions::default()).expect("starts");
     assert_eq!(view.status.as_str(), "completed");
