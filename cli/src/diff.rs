@@ -89,8 +89,23 @@ pub fn run(old: &str, new: &str, flow: Option<&str>, format: Format) -> anyhow::
     };
     let d = diff::diff(old_plan.plan(), new_plan.plan());
     let material = d.is_material();
+    // Whether the runs waiting on the old version may continue on the new, when it says so.
+    let migrates = new_plan.body().flow.migrate_waiting;
+    let problems = match migrates {
+        true => flow_runtime::migration::problems(
+            &flow_runtime::analysis::Analysis::new(old_plan.clone()),
+            &flow_runtime::analysis::Analysis::new(new_plan.clone()),
+        ),
+        false => Vec::new(),
+    };
     match format {
-        Format::Json | Format::Sarif => crate::print(&format!("{}\n", d.to_json())),
+        Format::Json | Format::Sarif => {
+            let mut json = d.to_json();
+            if migrates {
+                json["migration"] = serde_json::json!({"allowed": problems.is_empty(), "problems": problems});
+            }
+            crate::print(&format!("{json}\n"))
+        }
         Format::Human => {
             let flow = &new_plan.body().flow;
             let mut out = format!("flow `{}`: {} → {}\n", flow.name, d.old_hash, d.new_hash);
@@ -103,8 +118,22 @@ pub fn run(old: &str, new: &str, flow: Option<&str>, format: Format) -> anyhow::
                 (false, true) => "material change: the flow must be approved again\n",
                 (false, false) => "no material change\n",
             });
+            match (migrates, problems.as_slice()) {
+                (false, _) => {}
+                (true, []) => out.push_str("waiting runs: those on the old version migrate to the new one\n"),
+                (true, problems) => {
+                    out.push_str("error: the new version says `migrate waiting`, but runs waiting on the old one cannot \
+                                  migrate to it:\n");
+                    for problem in problems {
+                        out.push_str(&format!("  - {problem}\n"));
+                    }
+                }
+            }
             crate::print(&out);
         }
+    }
+    if !problems.is_empty() {
+        return Ok(ExitCode::from(1));
     }
     Ok(if material { ExitCode::from(MATERIAL) } else { ExitCode::SUCCESS })
 }

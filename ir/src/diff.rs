@@ -352,6 +352,10 @@ fn declarations(d: &mut Differ, old: &PlanBody, new: &PlanBody) {
     }
     d.value(&subject, "owner", &flow.0.owner, &flow.1.owner);
     d.value(&subject, "steward", &flow.0.steward, &flow.1.steward);
+    if flow.0.migrate_waiting != flow.1.migrate_waiting {
+        let says = |migrate: bool| if migrate { "migrate to a new version" } else { "stay on their version" };
+        d.push(&subject, format!("waiting runs: {} → {}", says(flow.0.migrate_waiting), says(flow.1.migrate_waiting)));
+    }
     let retain = |r: Option<i64>| r.map_or_else(|| "unset".to_owned(), time::format_duration);
     d.value("evidence", "retention", retain(old.evidence.retain), retain(new.evidence.retain));
     named(d, "output", &old.outputs, &new.outputs, |o| &o.name, |d, s, a, b| d.value(s, "type", &a.ty, &b.ty));

@@ -86,6 +86,12 @@ pub struct FlowHeader {
     pub owner: SmolStr,
     /// The role accountable for policy and evidence standards.
     pub steward: SmolStr,
+    /// `migrate waiting`: runs waiting for a person on an earlier version of the flow
+    /// continue on this one once it is published where they run, when
+    /// [`crate::migration::problems`] finds nothing in the way. Absent when false (a plan
+    /// from before migration).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migrate_waiting: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

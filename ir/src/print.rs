@@ -330,6 +330,9 @@ pub fn dump(verified: &VerifiedPlan) -> String {
     let _ = writeln!(out, "  hash {}", plan.hash);
     let _ = writeln!(out, "  format {} (language {})", plan.format_version, plan.language_version);
     let _ = writeln!(out, "  owner {}, steward {}", flow.owner, flow.steward);
+    if flow.migrate_waiting {
+        let _ = writeln!(out, "  migrate waiting");
+    }
     if let Some(retain) = body.evidence.retain {
         let _ = writeln!(out, "  evidence retain {}", time::format_duration(retain));
     }

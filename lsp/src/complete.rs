@@ -26,7 +26,7 @@ mod kind {
 const TOP_KEYWORDS: &[&str] = &["import", "label", "enum", "type", "role", "source", "model", "system", "fn", "flow"];
 const FLOW_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "review", "approval",
-    "action", "emit", "evidence", "within", "remind", "monitor",
+    "action", "emit", "evidence", "within", "remind", "monitor", "migrate",
 ];
 const BUILTINS: &[&str] = &[
     "now",

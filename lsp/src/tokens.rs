@@ -116,6 +116,8 @@ const KEYWORDS: &[&str] = &[
     "before",
     "wait",
     "forever",
+    "migrate",
+    "waiting",
     "monitor",
     "over",
     "above",

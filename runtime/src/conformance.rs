@@ -17,7 +17,16 @@ use crate::event::Event;
 /// The problems of `events` (bodies, in order) against the plan of `an`, each naming the
 /// event (from 0) it is about.
 pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
+    problems_across(analysis, &[], events)
+}
+
+/// [`problems`] of a run that may have migrated: its events are of plan `first` until a
+/// `migrated` event, then of the plan it names, which must be the next of `later`, a plan
+/// the run could migrate to ([`crate::migration::problems`]) while it waited.
+pub fn problems_across(first: &Analysis, later: &[&Analysis], events: &[Json]) -> Vec<String> {
     let mut out = Vec::new();
+    let mut analysis = first;
+    let mut later = later.iter();
     let mut order = Order::new(analysis);
     for (i, body) in events.iter().enumerate() {
         let event: Event<Json> = match serde_json::from_value(body.clone()) {
@@ -27,6 +36,19 @@ pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
                 continue;
             }
         };
+        if let Event::Migrated(migrated) = &event {
+            let next = later.next().copied();
+            match migration_problem(analysis, next, migrated, order.settled) {
+                Some(why) => out.push(format!("event {i} {why}")),
+                None => {
+                    if let Some(next) = next {
+                        order = order.migrated(next);
+                        analysis = next;
+                    }
+                }
+            }
+            continue;
+        }
         if let Some(node) = event.node()
             && analysis.plan.node_id(node).is_none()
         {
@@ -56,7 +78,39 @@ pub fn problems(analysis: &Analysis, events: &[Json]) -> Vec<String> {
             out.push(format!("event {i} {why}"));
         }
     }
+    if later.next().is_some() {
+        out.push("the evidence carries a plan no migration of the run names".to_owned());
+    }
     out
+}
+
+/// Why a recorded migration is not one the runtime makes, if it is not: from the plan the
+/// run was on, while it waited for a person, to `next`, a plan it may migrate to, in a
+/// deployment whose digest is the one recorded.
+fn migration_problem(
+    current: &Analysis,
+    next: Option<&Analysis>,
+    migrated: &crate::event::Migrated,
+    settled: Option<crate::event::Status>,
+) -> Option<String> {
+    let Some(next) = next else { return Some(format!("migrates to plan {}, which the evidence does not carry", migrated.to)) };
+    Some(if *migrated.from != **current.hash() || *migrated.to != **next.hash() {
+        format!("migrates from plan {} to {}, not from the run's plan to the next the evidence carries", migrated.from, migrated.to)
+    } else if settled != Some(crate::event::Status::Pending) {
+        "migrates a run that is not waiting for a person".to_owned()
+    } else if migrated.flow_version != next.body().flow.version.as_str() {
+        "names another version than its plan's".to_owned()
+    } else if migrated.deployment
+        != crate::deployment::digest_of(&migrated.environment, Some(&migrated.release))
+    {
+        "records a deployment digest that is not the digest of the environment and release it records".to_owned()
+    } else {
+        let problems = crate::migration::problems(current, next);
+        if problems.is_empty() {
+            return None;
+        }
+        format!("migrates where runs may not: {}", problems.join("; "))
+    })
 }
 
 /// Why a recorded search is not one the runtime makes for the step `kind` of `body`, if it
@@ -231,12 +285,31 @@ struct Order<'a> {
     failed: Option<usize>,
     /// The run's clock, from its start: what a corpus's freshness is judged at.
     clock: Option<flow_ir::expr::Timestamp>,
+    /// How the run stood when it last settled, while nothing but refusals came since.
+    settled: Option<crate::event::Status>,
 }
 
 impl<'a> Order<'a> {
     fn new(analysis: &'a Analysis) -> Order<'a> {
         let phases = vec![Phase::NotRun; analysis.body().nodes.len()];
-        Order { analysis, phases, ended: false, failed: None, clock: None }
+        Order { analysis, phases, ended: false, failed: None, clock: None, settled: None }
+    }
+
+    /// The order of the run on plan `next`, where it stands now: each step as far as it got
+    /// (the steps `next` adds have not run).
+    fn migrated<'b>(self, next: &'b Analysis) -> Order<'b> {
+        let body = self.analysis.body();
+        let phases = next
+            .body()
+            .nodes
+            .iter()
+            .map(|node| match body.nodes.iter().position(|old| old.name == node.name) {
+                Some(n) => self.phases[n],
+                None => Phase::NotRun,
+            })
+            .collect();
+        let failed = self.failed.and_then(|n| next.plan.node_id(&body.nodes[n].name)).map(NodeId::index);
+        Order { analysis: next, phases, ended: self.ended, failed, clock: self.clock, settled: self.settled }
     }
 
     /// Whether node index `n` has deadlines.
@@ -250,6 +323,11 @@ impl<'a> Order<'a> {
 
     /// Takes event `i` into account, or says why it cannot come now.
     fn next(&mut self, i: usize, event: &Event<Json>) -> Result<(), String> {
+        match event {
+            Event::Settled { status, .. } => self.settled = Some(*status),
+            Event::Refused { .. } => {}
+            _ => self.settled = None,
+        }
         match event {
             Event::Started(started) if i == 0 => {
                 self.clock = Some(started.clock);
@@ -401,7 +479,8 @@ impl<'a> Order<'a> {
             | Event::Refused { .. }
             | Event::Settled { .. }
             | Event::Cancelled { .. }
-            | Event::Resumed { .. } => {}
+            | Event::Resumed { .. }
+            | Event::Migrated(_) => {}
         }
         self.phases[n] = next;
         Ok(())

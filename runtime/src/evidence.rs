@@ -56,6 +56,9 @@ pub struct BundleParts<'a> {
     pub run: &'a str,
     pub plan_hash: &'a str,
     pub plan: Json,
+    /// The plans a run migrated to while it waited, in order (`migrated` events): absent
+    /// from the bundle of a run that never migrated.
+    pub later_plans: Vec<Json>,
     pub events: &'a [StoredEvent],
     pub signature: Option<(&'a str, &'a str)>,
     pub exported_by: &'a str,
@@ -84,6 +87,9 @@ pub fn bundle(parts: BundleParts<'_>) -> Json {
     object.insert("exported".into(), json!({"by": parts.exported_by, "views": parts.views, "at": parts.exported_at}));
     object.insert("events".into(), Json::Array(events));
     object.insert("plan".into(), parts.plan);
+    if !parts.later_plans.is_empty() {
+        object.insert("later_plans".into(), Json::Array(parts.later_plans));
+    }
     if let Some(log) = parts.log {
         object.insert("log".into(), log);
     }
@@ -239,12 +245,30 @@ pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Ve
     if head != prev {
         problems.push("the head is not the hash of the last event".to_owned());
     }
+    // The plans a migrated run continued on, each checked as the first is.
+    let mut later = Vec::new();
+    for (k, plan) in object.get("later_plans").and_then(Json::as_array).into_iter().flatten().enumerate() {
+        match flow_ir::load(plan.to_string().as_bytes()) {
+            Ok(verified) => {
+                let analysis = crate::analysis::Analysis::new(verified);
+                problems.extend(
+                    analysis.leaks().into_iter().map(|leak| format!("later plan {k} lets labelled data leak: {leak}")),
+                );
+                later.push(analysis);
+            }
+            Err(errors) => problems.push(format!("later plan {k} does not verify: {errors}")),
+        }
+    }
+    if object.get("later_plans").is_some_and(|plans| plans.as_array().is_none_or(Vec::is_empty)) {
+        problems.push("the bundle's `later_plans` is not a list of plans".to_owned());
+    }
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
         Some(Ok(verified)) if verified.hash() == plan_hash => {
             let analysis = crate::analysis::Analysis::new(verified);
             problems
                 .extend(analysis.leaks().into_iter().map(|leak| format!("the plan lets labelled data leak: {leak}")));
-            problems.extend(crate::conformance::problems(&analysis, &bodies));
+            let later: Vec<&crate::analysis::Analysis> = later.iter().collect();
+            problems.extend(crate::conformance::problems_across(&analysis, &later, &bodies));
         }
         Some(Ok(verified)) => {
             problems.push(format!("the plan's hash is {}, not the pinned {plan_hash}", verified.hash()))

@@ -30,6 +30,7 @@ pub mod jit;
 pub mod labels;
 mod lease;
 mod log;
+pub mod migration;
 pub mod monitor;
 mod narrative;
 pub mod notify;

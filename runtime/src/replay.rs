@@ -606,26 +606,36 @@ pub(crate) fn decide_again(
 
 /// Replays a run's recorded `events` (from its `started` event) against its plan `an`.
 pub fn replay(analysis: &Analysis, events: &[Event<Value>], engine_choice: Engine) -> Replay {
-    match replay_recording(analysis, events, engine_choice) {
+    replay_across(analysis, &[], events, engine_choice)
+}
+
+/// [`replay`] of a run that may have migrated while it waited: on plan `first` until its
+/// first `migrated` event, then on each plan of `later` in turn, its state rebuilt under
+/// that plan at the migration as the runtime rebuilt it.
+pub fn replay_across(first: &Analysis, later: &[&Analysis], events: &[Event<Value>], engine_choice: Engine) -> Replay {
+    match replay_recording(first, later, events, engine_choice) {
         Ok(replay) => replay,
         Err(never) => match never {},
     }
 }
 
-/// [`replay`] of a run's events as a [`Recording`] holds them; fails only where the
+/// [`replay_across`] of a run's events as a [`Recording`] holds them; fails only where the
 /// recording cannot read an event it must.
 pub(crate) fn replay_recording<R: Recording + ?Sized>(
-    analysis: &Analysis,
+    first: &Analysis,
+    later: &[&Analysis],
     events: &R,
     engine_choice: Engine,
 ) -> Result<Replay, R::Error> {
+    let mut analysis = first;
+    let mut later = later.iter().copied();
     let recorded = Recorded::of(events);
     let run = match events.read(0) {
         Some(Event::Started(started)) => started.run.clone(),
         _ => String::new(),
     };
     let mut state = State::new(analysis);
-    let diverge = |index: usize, replayed: Option<&Event<Value>>, state: &State| {
+    let diverge = |analysis: &Analysis, index: usize, replayed: Option<&Event<Value>>, state: &State| {
         let recorded_event = if index < events.len() { events.comparable(analysis, index)? } else { Json::Null };
         let node = match recorded_event.get("node").and_then(Json::as_str) {
             Some(node) => Some(node.to_owned()),
@@ -659,11 +669,34 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         hold: None,
         opened: &opened,
     };
-    let is =
-        |i: usize, produced: &Event<Value>| Ok::<_, R::Error>(i < events.len() && events.is(analysis, i, produced)?);
+    let is = |analysis: &Analysis, i: usize, produced: &Event<Value>| {
+        Ok::<_, R::Error>(i < events.len() && events.is(analysis, i, produced)?)
+    };
     let mut i = 0;
     while i < events.len() {
         let event = events.read(i);
+        // A migration, while the run waited for a person, to the next plan, which the run
+        // may migrate to: the state is rebuilt under it from every event before.
+        if let Some(Event::Migrated(migrated)) = event {
+            let next = later.next();
+            let Some(next) = next.filter(|next| {
+                *migrated.from == **analysis.hash()
+                    && *migrated.to == **next.hash()
+                    && state.current_status() == Status::Pending
+                    && crate::migration::problems(analysis, next).is_empty()
+            }) else {
+                return diverge(analysis, i, None, &state);
+            };
+            let mut rebuilt = State::new(next);
+            for j in 0..i {
+                if let Some(before) = events.read(j) {
+                    rebuilt.apply(next, before);
+                }
+            }
+            (state, analysis) = (rebuilt, next);
+            i += 1;
+            continue;
+        }
         // What came from outside: the start, and refusals (which change nothing).
         if let Some(event @ (Event::Started(_) | Event::Refused { .. })) = event {
             state.apply(analysis, event);
@@ -676,7 +709,7 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
             && let Some(fits) = crate::timers::again(analysis, &state, event)
         {
             if !fits {
-                return diverge(i, None, &state);
+                return diverge(analysis, i, None, &state);
             }
             state.apply(analysis, event);
             i += 1;
@@ -684,10 +717,10 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         }
         // People's decisions, made again from what they gave.
         if let Some(again) = event.and_then(|event| decide_again(analysis, &state, event)) {
-            let Ok(produced) = again else { return diverge(i, None, &state) };
+            let Ok(produced) = again else { return diverge(analysis, i, None, &state) };
             for event in produced {
-                if !is(i, &event)? {
-                    return diverge(i, Some(&event), &state);
+                if !is(analysis, i, &event)? {
+                    return diverge(analysis, i, Some(&event), &state);
                 }
                 state.apply(analysis, &event);
                 i += 1;
@@ -700,14 +733,14 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
         if let Err(Interrupted(_)) = exec::advance(analysis, &mut state, &services, &mut journal)
             && !journal.cut_off
         {
-            return diverge(i, None, &state);
+            return diverge(analysis, i, None, &state);
         }
         if journal.events.is_empty() {
-            return diverge(i, None, &state);
+            return diverge(analysis, i, None, &state);
         }
         for produced in &journal.events {
-            if !is(i, produced)? {
-                return diverge(i, Some(produced), &state);
+            if !is(analysis, i, produced)? {
+                return diverge(analysis, i, Some(produced), &state);
             }
             i += 1;
         }

@@ -236,7 +236,7 @@ impl State {
                 }
                 self.done(i, Value::Nothing);
             }
-            Event::ModelCalled { .. } | Event::Refused { .. } => {}
+            Event::ModelCalled { .. } | Event::Refused { .. } | Event::Migrated(_) => {}
             Event::Inferred { node, value, degraded, .. } => {
                 let i = self.id(analysis, node);
                 if i < self.body_nodes {

@@ -530,6 +530,7 @@ fn steps<'e>(
             | Event::ApprovalDecided { .. }
             | Event::ActionCompleted { .. }
             | Event::Started(_)
+            | Event::Migrated(_)
             | Event::Refused { .. }
             | Event::Settled { .. } => continue,
         };

@@ -35,6 +35,8 @@ mod registry;
 #[cfg(test)]
 mod releases;
 #[cfg(test)]
+mod migration;
+#[cfg(test)]
 mod retrieval;
 #[cfg(test)]
 mod robust;

@@ -631,6 +631,7 @@ impl<'a> Lowerer<'a> {
                 version: flow.version.clone().unwrap_or_default(),
                 owner,
                 steward,
+                migrate_waiting: flow.migrate_waiting,
             },
             outputs,
             nodes,

@@ -197,6 +197,7 @@ impl<'a> FlowChecker<'a> {
             grants: Vec::new(),
             steps: Vec::new(),
             retain: None,
+            migrate_waiting: false,
             monitors: Vec::new(),
         };
         FlowChecker { c, flow, declared: BTreeMap::new(), unparsed: Vec::new() }
@@ -249,12 +250,14 @@ impl<'a> FlowChecker<'a> {
         let mut steps: Vec<PendingStep<'_>> = Vec::new();
         let mut retains: Vec<&ast::Duration> = Vec::new();
         let mut monitors: Vec<&ast::Monitor> = Vec::new();
+        let mut migrations: Vec<Span> = Vec::new();
 
         for flow_item in &flow.items {
             match &flow_item.kind {
                 FlowItemKind::Version(version) => versions.push(version),
                 FlowItemKind::Owner(role) => owners.push(role),
                 FlowItemKind::Steward(role) => stewards.push(role),
+                FlowItemKind::MigrateWaiting => migrations.push(flow_item.span),
                 FlowItemKind::Input { name, ty, source } => {
                     let ty = self.c.res.resolve_type(ty);
                     let source_id = source.as_ref().and_then(|s| self.input_source(name, &ty, s));
@@ -335,6 +338,15 @@ impl<'a> FlowChecker<'a> {
                 self.error(Code::E1018, again.span, "the evidence block sets `retain` twice")
                     .secondary
                     .push(Label::new(file, first.span, "first set here"));
+            }
+        }
+        if let [first, rest @ ..] = migrations.as_slice() {
+            self.flow.migrate_waiting = true;
+            for again in rest {
+                let file = self.file();
+                self.error(Code::E1018, *again, "the flow says `migrate waiting` twice")
+                    .secondary
+                    .push(Label::new(file, *first, "first said here"));
             }
         }
         let FlowChecker { c, flow, .. } = self;

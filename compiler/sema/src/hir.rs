@@ -446,6 +446,8 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// How long evidence is kept, in seconds.
     pub retain: Option<i64>,
+    /// `migrate waiting`: runs waiting on an earlier version continue on this one.
+    pub migrate_waiting: bool,
     /// The monitors, as checked (those with errors are left out), in source order.
     pub monitors: Vec<Monitor>,
 }

@@ -394,6 +394,8 @@ pub enum FlowItemKind {
     Version(StrLit),
     Owner(Ident),
     Steward(Ident),
+    /// `migrate waiting`: runs waiting on an earlier version continue on this one.
+    MigrateWaiting,
     Input {
         name: Ident,
         ty: TypeRef,
@@ -450,6 +452,7 @@ impl FlowItemKind {
             FlowItemKind::Version(_)
             | FlowItemKind::Owner(_)
             | FlowItemKind::Steward(_)
+            | FlowItemKind::MigrateWaiting
             | FlowItemKind::Access(_)
             | FlowItemKind::Evidence(_)
             | FlowItemKind::Monitor(_)

@@ -309,6 +309,7 @@ fn static_keyword(token: &str) -> &'static str {
             "before",
             "wait",
             "forever",
+            "waiting",
             "over",
             "above",
             "below",

@@ -20,7 +20,7 @@ pub const DECLARATION_KEYWORDS: &[&str] =
 /// The words that start an item inside a flow.
 pub const FLOW_ITEM_KEYWORDS: &[&str] = &[
     "version", "owner", "steward", "input", "output", "param", "access", "let", "gate", "infer", "retrieve", "review",
-    "approval", "action", "emit", "evidence", "monitor",
+    "approval", "action", "emit", "evidence", "monitor", "migrate",
 ];
 
 /// Whitespace as the grammar's `WHITESPACE` rule has it: space and `\t` to `\r`.

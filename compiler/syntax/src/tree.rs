@@ -133,6 +133,8 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_wait
             | kw_forever
             | kw_monitor
+            | kw_migrate
+            | kw_waiting
             | kw_over
             | kw_above
             | kw_below
@@ -563,6 +565,7 @@ impl<'t> Builder<'t> {
             Rule::version => FlowItemKind::Version(self.plain_string(parts.next()?)),
             Rule::owner => FlowItemKind::Owner(self.ident(&parts.next()?)),
             Rule::steward => FlowItemKind::Steward(self.ident(&parts.next()?)),
+            Rule::migrate => FlowItemKind::MigrateWaiting,
             Rule::flow_input => FlowItemKind::Input {
                 name: self.ident(&parts.next()?),
                 ty: self.type_ref(parts.next()?),

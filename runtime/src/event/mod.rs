@@ -264,6 +264,22 @@ pub struct Started<V> {
     pub deployment: Option<String>,
 }
 
+/// A waiting run moved to the version of its flow published since it started (`migrate
+/// waiting`): the events after this one are of plan `to`; those before, of plan `from`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migrated {
+    pub from: std::sync::Arc<str>,
+    pub to: std::sync::Arc<str>,
+    /// The version of the flow the run continues on.
+    pub flow_version: SmolStr,
+    /// The release that made plan `to` live where the run waits.
+    pub release: ReleaseRef,
+    /// The deployment the run continues in, and its digest (as `started` records them).
+    pub environment: std::sync::Arc<Environment>,
+    pub deployment: String,
+}
+
 /// A `declassify` of the plan: where, which labels it takes off, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Declassification {
@@ -467,6 +483,8 @@ pub enum Event<V> {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The run, waiting, continues on another version of its flow.
+    Migrated(Box<Migrated>),
     /// The run stopped executing: how it stands, in one line.
     Settled {
         status: Status,
@@ -560,7 +578,11 @@ impl<V> Event<V> {
             | Event::Escalated { node, .. }
             | Event::TimedOut { node, .. } => Some(node),
             Event::Retrieved(retrieved) => Some(&retrieved.node),
-            Event::Started(_) | Event::Refused { .. } | Event::Settled { .. } | Event::Cancelled { .. } => None,
+            Event::Started(_)
+            | Event::Refused { .. }
+            | Event::Settled { .. }
+            | Event::Cancelled { .. }
+            | Event::Migrated(_) => None,
         }
     }
 
@@ -741,6 +763,7 @@ impl<V> Event<V> {
             Event::Cancelled { decision } => Event::Cancelled { decision },
             Event::Resumed { node, decision } => Event::Resumed { node, decision },
             Event::Settled { status, summary } => Event::Settled { status, summary },
+            Event::Migrated(migrated) => Event::Migrated(migrated),
             Event::TimerSet { node, opened } => Event::TimerSet { node, opened },
             Event::Reminded { node, at, deadline } => Event::Reminded { node, at, deadline },
             Event::Escalated { node, at, roles } => Event::Escalated { node, at, roles },

@@ -332,13 +332,34 @@ pub(crate) fn lost_labels(
 }
 
 impl Runtime {
+    /// Replays a run's events (read and believed) on the plans they were recorded under:
+    /// `analysis`, the run's plan now, and, when it migrated, the plans before.
+    pub(crate) fn replay_events(&self, analysis: &Arc<Analysis>, events: &[Event<Value>]) -> Result<crate::replay::Replay> {
+        if !events.iter().any(|event| matches!(event, Event::Migrated(_))) {
+            return Ok(crate::replay::replay(analysis, events, self.engine));
+        }
+        let mut plans = Vec::new();
+        for event in events {
+            match event {
+                Event::Started(started) => plans.push(self.plan(&started.plan)?),
+                Event::Migrated(migrated) => plans.push(self.plan(&migrated.to)?),
+                _ => {}
+            }
+        }
+        let Some((first, later)) = plans.split_first() else {
+            return Ok(crate::replay::replay(analysis, events, self.engine));
+        };
+        let later: Vec<&Analysis> = later.iter().map(|plan| &**plan).collect();
+        Ok(crate::replay::replay_across(first, &later, events, self.engine))
+    }
+
     /// Executes a stored run again from its evidence against its pinned plan and compares
     /// every event (`crate::replay`). Needs the `replay` grant; the run's hash chain is
     /// checked first, and a run whose evidence does not verify is refused.
     pub fn replay(&self, run: &str, who: &Principal) -> Result<crate::replay::Replay> {
         let (analysis, loaded, events) = self.load_events(run, false)?;
         self.check_run_grant(&analysis, &loaded, who, GrantKind::Replay, "replay")?;
-        let mut replay = crate::replay::replay(&analysis, &events, self.engine);
+        let mut replay = self.replay_events(&analysis, &events)?;
         if let Some(divergence) = &mut replay.divergence {
             let views = analysis.views(&who.roles);
             labels::redact(&mut divergence.recorded, &views);
@@ -362,6 +383,13 @@ impl Runtime {
         who: Option<&Principal>,
         changes: &ReplayChanges,
     ) -> Result<WhatIf> {
+        if events.iter().any(|event| matches!(event, Event::Migrated(_))) {
+            return Err(Error::Input(
+                "the run migrated to another version while it waited: a what-if of a migrated run is not supported \
+                 yet (replay it exactly)"
+                    .to_owned(),
+            ));
+        }
         let new = changes.plan.as_deref().unwrap_or(analysis);
         if new.body().flow.name != analysis.body().flow.name {
             return Err(Error::Plan(format!(
@@ -573,7 +601,8 @@ impl Runtime {
             facts.complete = true;
             facts.observe(&events, &at);
             if replay {
-                facts.replayed = Some(crate::replay::replay(&analysis, &events, self.engine).divergence.is_none());
+                facts.replayed =
+                    Some(self.replay_events(&analysis, &events).is_ok_and(|replay| replay.divergence.is_none()));
             }
         }
         facts
@@ -664,19 +693,31 @@ impl Runtime {
         changes: &ReplayChanges,
     ) -> RunReplay {
         let replayed = self.plan(&record.plan).and_then(|analysis| {
-            if changes.is_none() {
+            let migrated = raw.iter().any(|e| e.body.starts_with(super::load::MIGRATED));
+            if migrated {
+                // Read whole, each event with its plan, and replayed across its migrations.
+                let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
+                let events = self.verified(&analysis, record, raw)?;
+                self.believed(record, &events, &first_at)?;
+                if !changes.is_none() {
+                    return self.what_if_events(&analysis, &events, Some(who), changes).map(RunReplay::what_if);
+                }
+                let replay = self.replay_events(&analysis, &events)?;
+                Ok(RunReplay::exact(replay, record.status))
+            } else if changes.is_none() {
                 // Only the events replay needs are read; the rest are compared as stored.
                 chain_checked(record, &raw)?;
                 let unreadable = |e: String| Error::Tampered(format!("run `{}`: {e}", record.id));
                 // Believed as loading believes a run; its status is what the replay settles.
                 let first = raw.first().ok_or_else(|| unreadable("it has no events".to_owned()))?;
                 match decode_event_text(&analysis, &first.body).map_err(unreadable)? {
-                    Event::Started(started) => self.believed_start(record, &started, &first.at)?,
+                    Event::Started(started) => self.believed_start(record, &started, None, &first.at)?,
                     _ => return Err(unreadable("its first event is not its start".to_owned())),
                 }
                 let stored =
                     Stored::new(&analysis, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
-                let replay = crate::replay::replay_recording(&analysis, &stored, self.engine).map_err(unreadable)?;
+                let replay =
+                    crate::replay::replay_recording(&analysis, &[], &stored, self.engine).map_err(unreadable)?;
                 Ok(RunReplay::exact(replay, record.status))
             } else {
                 let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();

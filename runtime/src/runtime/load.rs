@@ -15,6 +15,19 @@ use crate::value::Value;
 use smol_str::SmolStr;
 use std::sync::Arc;
 
+/// How a stored `migrated` event begins.
+pub(crate) const MIGRATED: &str = r#"{"event":"migrated""#;
+
+/// The plan a run's events leave it on: that of its last migration, else the one it started
+/// on.
+pub(crate) fn plan_of(events: &[Event<Value>]) -> Option<&str> {
+    events.iter().rev().find_map(|event| match event {
+        Event::Migrated(migrated) => Some(&*migrated.to),
+        Event::Started(started) => Some(&*started.plan),
+        _ => None,
+    })
+}
+
 /// The status a run's events leave it in: that of its last `settled` event, unless a step
 /// came after it (the run stopped while executing).
 pub(crate) fn status_of(events: &[Event<Value>]) -> Status {
@@ -22,7 +35,7 @@ pub(crate) fn status_of(events: &[Event<Value>]) -> Status {
     for event in events {
         match event {
             Event::Settled { status: settled, .. } => status = *settled,
-            Event::Refused { .. } | Event::Started(_) => {}
+            Event::Refused { .. } | Event::Started(_) | Event::Migrated(_) => {}
             _ => status = Status::Running,
         }
     }
@@ -46,8 +59,58 @@ impl Runtime {
 
     pub(super) fn load_record(
         &self,
+        record: RunRecord,
+        change: bool,
+    ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
+        self.load_record_with(record, change, false)
+    }
+
+    /// Loads a stored run to continue it at its next step: a run waiting for a person
+    /// migrates to the version of its flow live where it runs, when that version says
+    /// `migrate waiting` and the run may ([`crate::migration`]); its `migrated` event is
+    /// then recorded (stored with the step's), and it is loaded on the new plan.
+    pub(super) fn load_to_continue(&self, run: &str) -> Result<(Arc<Analysis>, Loaded)> {
+        let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}` in the store")))?;
+        self.load_record_with(record, true, true).map(|(analysis, loaded, _)| (analysis, loaded))
+    }
+
+    /// The version a run waiting on `analysis` migrates to now, with its `migrated` event:
+    /// in an environment under release control, the plan live there when it is another,
+    /// declares `migrate waiting`, is believed live under the environment's rules, and the
+    /// run may migrate to it.
+    fn migration(&self, analysis: &Analysis) -> Result<Option<(Arc<Analysis>, crate::event::Migrated)>> {
+        let Some(control) = &self.release_control else { return Ok(None) };
+        let Some(environment) = &control.environment else { return Ok(None) };
+        if !control.governance.environment(environment).is_some_and(|e| e.controlled) {
+            return Ok(None);
+        }
+        let Some(live) = self.live_plan(&analysis.body().flow.name)? else { return Ok(None) };
+        if *live == **analysis.hash() {
+            return Ok(None);
+        }
+        let next = self.plan(&live)?;
+        if !next.body().flow.migrate_waiting || !crate::migration::problems(analysis, &next).is_empty() {
+            return Ok(None);
+        }
+        let Ok(Some(release)) = self.release_of(&next)? else { return Ok(None) };
+        let environment = self.environment(&next);
+        let deployment = crate::deployment::digest_of(&environment, Some(&release));
+        let migrated = crate::event::Migrated {
+            from: analysis.hash().clone(),
+            to: next.hash().clone(),
+            flow_version: next.body().flow.version.as_str().into(),
+            release,
+            environment,
+            deployment,
+        };
+        Ok(Some((next, migrated)))
+    }
+
+    fn load_record_with(
+        &self,
         mut record: RunRecord,
         change: bool,
+        migrate: bool,
     ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
         let run = record.id.clone();
         let run = run.as_str();
@@ -84,15 +147,26 @@ impl Runtime {
             events = self.store.events(run)?;
         }
         let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
+        // A run waiting for a person, continued, may move to the version live now; it is
+        // read on its own first.
+        let migration = match migrate && record.status == Status::Pending {
+            true => self.migration(&analysis)?,
+            false => None,
+        };
+        let on = migration.as_ref().map_or(&analysis, |(next, _)| next);
         // What the monitors need of past events, only for plans that have monitors; when
         // steps opened, only for those that watch latencies.
-        let watched = crate::monitor::watched(&analysis);
-        let ats: Vec<String> = match crate::monitor::watches_latency(&analysis) {
+        let watched = crate::monitor::watched(on);
+        let ats: Vec<String> = match crate::monitor::watches_latency(on) {
             true => events.iter().map(|e| e.at.clone()).collect(),
             false => Vec::new(),
         };
         let decoded = self.verified(&analysis, &record, events)?;
         self.believed(&record, &decoded, &first_at)?;
+        let (analysis, migrated) = match migration {
+            Some((next, migrated)) => (next, Some(migrated)),
+            None => (analysis, None),
+        };
         let mut loaded = Loaded::new(&analysis, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
@@ -105,6 +179,9 @@ impl Runtime {
             }
         }
         loaded.state.status = record.status;
+        if let Some(migrated) = migrated {
+            loaded.record(&analysis, Event::Migrated(Box::new(migrated)));
+        }
         Ok((analysis, loaded, decoded))
     }
 
@@ -119,7 +196,7 @@ impl Runtime {
                 record.id
             )));
         };
-        self.believed_start(record, started, first_at)?;
+        self.believed_start(record, started, plan_of(events), first_at)?;
         let status = status_of(events);
         if status != record.status {
             return Err(Error::Tampered(format!(
@@ -133,14 +210,21 @@ impl Runtime {
     }
 
     /// [`Runtime::believed`] but for the status: what can be checked of a run from its first
-    /// event, the record and the signature of its head.
-    pub(super) fn believed_start(&self, record: &RunRecord, started: &Started<Value>, first_at: &str) -> Result<()> {
+    /// event (and `plan`, the plan its events leave it on), the record and the signature of
+    /// its head.
+    pub(super) fn believed_start(
+        &self,
+        record: &RunRecord,
+        started: &Started<Value>,
+        plan: Option<&str>,
+        first_at: &str,
+    ) -> Result<()> {
         let run = record.id.as_str();
         let corrupted = |what: String| {
             Err(Error::Tampered(format!("the record of run `{run}` in the store {what}: the store was changed")))
         };
         if started.run != record.id
-            || *started.plan != *record.plan
+            || plan.unwrap_or(&started.plan) != record.plan
             || started.flow != record.flow
             || started.principal != record.principal
             || record.created != first_at
@@ -210,7 +294,10 @@ impl Runtime {
         }
     }
 
-    /// A run's stored events, checked against its record and their hash chain, and read.
+    /// A run's stored events, checked against its record and their hash chain, and read:
+    /// each with the plan it was recorded under (`analysis`, the run's plan now, unless the
+    /// run migrated since: the events before a `migrated` event are of the plan it names as
+    /// `from`, each such step checked as the runtime checks it).
     pub(crate) fn verified(
         &self,
         analysis: &Analysis,
@@ -219,11 +306,43 @@ impl Runtime {
     ) -> Result<Vec<Event<Value>>> {
         let run = record.id.as_str();
         chain_checked(record, &events)?;
+        let unreadable = |seq: u64, e: String| Error::Tampered(format!("event {seq} of run `{run}` cannot be read: {e}"));
         let mut decoded = Vec::with_capacity(events.len());
+        let Some(first) = events.iter().find(|e| e.body.starts_with(MIGRATED)) else {
+            for stored in &events {
+                decoded.push(decode_event_text(analysis, &stored.body).map_err(|e| unreadable(stored.seq, e))?);
+            }
+            return Ok(decoded);
+        };
+        let from = match decode_event_text(analysis, &first.body).map_err(|e| unreadable(first.seq, e))? {
+            Event::Migrated(migrated) => migrated.from,
+            _ => return Err(unreadable(first.seq, "it is not a migration".to_owned())),
+        };
+        let mut current = self.plan(&from)?;
         for stored in &events {
-            let event = decode_event_text(analysis, &stored.body)
-                .map_err(|e| Error::Tampered(format!("event {} of run `{run}` cannot be read: {e}", stored.seq)))?;
+            let event = decode_event_text(&current, &stored.body).map_err(|e| unreadable(stored.seq, e))?;
+            if let Event::Migrated(migrated) = &event {
+                let next = self.plan(&migrated.to)?;
+                let problems = crate::migration::problems(&current, &next);
+                if *migrated.from != **current.hash() || !problems.is_empty() {
+                    return Err(Error::Tampered(format!(
+                        "event {} of run `{run}` records a migration from plan {} to {} that the runtime does not                          make{}: the store was changed",
+                        stored.seq,
+                        migrated.from,
+                        migrated.to,
+                        problems.first().map(|p| format!(" ({p})")).unwrap_or_default()
+                    )));
+                }
+                current = next;
+            }
             decoded.push(event);
+        }
+        if current.hash() != analysis.hash() {
+            return Err(Error::Tampered(format!(
+                "the record of run `{run}` names plan {}, but its events leave it on plan {}: the store was changed",
+                analysis.hash(),
+                current.hash()
+            )));
         }
         Ok(decoded)
     }

@@ -313,6 +313,19 @@ impl Runtime {
         let (changes, material) = match &live {
             Some(live) => {
                 let old = self.plan(&live.plan)?;
+                // A version that says its waiting runs migrate must be one they can migrate
+                // to from the version live (runs on older versions migrate only where the
+                // runtime finds the same of theirs).
+                let problems = crate::migration::problems(&old, &analysis);
+                if body.flow.migrate_waiting && !problems.is_empty() {
+                    return Err(Error::Input(format!(
+                        "version {} of `{flow}` says `migrate waiting`, but the runs waiting on the version live in \
+                         {environment} ({}) cannot migrate to it: {}",
+                        body.flow.version,
+                        live.release,
+                        problems.join("; ")
+                    )));
+                }
                 let replaced = self.release(&live.release)?;
                 let new = (analysis.plan.plan(), &descriptions);
                 let (changes, material) = release::difference((old.plan.plan(), &replaced.descriptions), new);
@@ -512,17 +525,27 @@ impl Runtime {
     /// What a stored run's start records of its deployment, its chain checked.
     pub fn deployment(&self, run: &str) -> Result<RunDeployment> {
         let (analysis, _, events) = self.load_events(run, false)?;
-        let Some(crate::event::Event::Started(started)) = events.into_iter().next() else {
+        let Some(crate::event::Event::Started(started)) = events.first() else {
             return Err(Error::Tampered(format!("run `{run}` does not begin with its start")));
         };
-        Ok(RunDeployment {
+        let mut deployment = RunDeployment {
             run: run.to_owned(),
             plan: analysis,
             environment: started.environment.clone(),
             release: started.release.clone(),
             engine: started.engine.to_string(),
             digest: started.deployment.clone(),
-        })
+        };
+        // A run that migrated runs in the deployment it migrated in.
+        if let Some(migrated) = events.iter().rev().find_map(|e| match e {
+            crate::event::Event::Migrated(migrated) => Some(migrated),
+            _ => None,
+        }) {
+            deployment.environment = migrated.environment.clone();
+            deployment.release = Some(migrated.release.clone());
+            deployment.digest = Some(migrated.deployment.clone());
+        }
+        Ok(deployment)
     }
 }
 

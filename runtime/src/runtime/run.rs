@@ -439,7 +439,7 @@ impl Runtime {
     /// is taken after it (and refused, and recorded, when the deadline decided the step).
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        let (analysis, mut loaded) = self.load(run, true)?;
+        let (analysis, mut loaded) = self.load_to_continue(run)?;
         if loaded.state.status.is_final() {
             return Err(Error::Settled(format!(
                 "run `{run}` is {}: nothing waits for a decision",
@@ -524,7 +524,7 @@ impl Runtime {
             after = Some((at, last));
             for (run, _) in due {
                 let fired = self
-                    .load(&run, true)
+                    .load_to_continue(&run)
                     .and_then(|(analysis, mut loaded)| self.fire_due(&analysis, &mut loaded, now, true));
                 match fired {
                     Ok(0) => {}
@@ -548,7 +548,7 @@ impl Runtime {
         basis: Option<&str>,
     ) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        let (analysis, loaded) = self.load(run, true)?;
+        let (analysis, loaded) = self.load_to_continue(run)?;
         let mut overridden =
             decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
         // The language lets a blocking gate be overridden "with a reason code and a basis":

@@ -325,9 +325,19 @@ impl Runtime {
                 )));
             }
         };
-        let plan_bytes = self.store.plan(&record.plan)?.unwrap_or_default();
-        let plan: Json = serde_json::from_slice(&plan_bytes)
-            .map_err(|e| Error::Tampered(format!("the stored plan is not JSON: {e}")))?;
+        // The plan the run started on, and those it migrated to, in order.
+        let stored_plan = |hash: &str| -> Result<Json> {
+            let bytes = self.store.plan(hash)?.unwrap_or_default();
+            serde_json::from_slice(&bytes).map_err(|e| Error::Tampered(format!("the stored plan is not JSON: {e}")))
+        };
+        let started = events.first().and_then(|e| e.body.get("plan")).and_then(Json::as_str);
+        let plan_hash = started.unwrap_or(&record.plan).to_owned();
+        let plan = stored_plan(&plan_hash)?;
+        let later_plans = events
+            .iter()
+            .filter(|e| e.body.get("event").and_then(Json::as_str) == Some("migrated"))
+            .map(|e| stored_plan(e.body.get("to").and_then(Json::as_str).unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()?;
         let public_key =
             events.first().and_then(|e| e.body.get("signing_key")).and_then(Json::as_str).map(str::to_owned);
         let signature = match (&public_key, &record.signature) {
@@ -344,8 +354,9 @@ impl Runtime {
         let log = Self::log_proof(&*self.store, &head, &format!("the head of run `{}`", record.id))?;
         Ok(evidence::bundle(evidence::BundleParts {
             run,
-            plan_hash: &record.plan,
+            plan_hash: &plan_hash,
             plan,
+            later_plans,
             events: &events,
             signature,
             exported_by: &who.id,

@@ -1,0 +1,323 @@
+//! Waiting runs migrating to a new version (`migrate waiting`): the check of which versions
+//! they may migrate to, case by case; and, over generated runs, that in a controlled
+//! environment exactly the runs waiting for a person when a migrating version is published
+//! continue on it at their next step, recorded, replayed exactly and verified across the
+//! switch — while runs that ended, runs under a version that does not migrate, and forged
+//! migrations in evidence are refused. On SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use flow_runtime::analysis::Analysis;
+use flow_runtime::event::Event;
+use flow_runtime::release::Governance;
+use flow_runtime::store::{PostgresStore, SqliteStore, Store};
+use flow_runtime::{Proposal, ReleaseControl, Runtime, StartOptions};
+use serde_json::{Value as Json, json};
+
+use crate::guarantees::{decision, principal};
+
+const RULES: &str = r#"
+[[environments]]
+name = "prod"
+controlled = true
+approvals = 1
+
+[[rules]]
+flows = ["watched"]
+authors = ["steward"]
+approvers = ["officer"]
+"#;
+
+/// The first version's pieces, each replaced by a case.
+const BASE: [(&str, &str); 10] = [
+    ("{migrate}", ""),
+    ("{version}", "1.0.0"),
+    ("{note}", "note: Text @pii"),
+    ("{input}", ""),
+    ("{limit}", "param limit: Int = 100"),
+    ("{score}", "let score = request.amount * 2"),
+    ("{outcomes}", "outcomes approve, reject"),
+    ("{gate}", "gate odd: soft when request.amount == 333\n    approve by manager"),
+    ("{extra}", ""),
+    ("{uses}", "score > 0"),
+];
+
+const FLOW: &str = r#"
+role clerk
+role steward
+role officer
+role manager
+label pii
+
+type Request {
+  amount: Int
+  {note}
+}
+
+flow watched {
+  version "{version}"
+  owner clerk
+  steward steward
+  {migrate}
+
+  input request: Request
+  {input}
+  output decision: Bool
+  {limit}
+
+  access {
+    trigger by clerk
+    read evidence by clerk
+    replay by clerk
+    view pii by clerk
+  }
+
+  {score}
+  {gate}
+  review check by manager
+    when request.amount > limit
+    {outcomes}
+    reasons ok, doubtful
+    may wait forever
+  {extra}
+  emit decision = check.outcome != reject and {uses}
+}
+"#;
+
+/// The flow with `changes` made to the first version's pieces.
+fn source(changes: &[(&str, &str)]) -> String {
+    let mut text = FLOW.to_owned();
+    for (piece, base) in BASE {
+        let value = changes.iter().find(|(p, _)| *p == piece).map_or(base, |(_, v)| v);
+        text = text.replace(piece, value);
+    }
+    text
+}
+
+fn compiled(changes: &[(&str, &str)]) -> flow_ir::VerifiedPlan {
+    let checked = crate::check_fixture("main.flow", source(changes).as_bytes());
+    assert!(checked.clean(), "{changes:?}: {}", checked.render());
+    crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles")
+}
+
+fn analysed(changes: &[(&str, &str)]) -> Analysis {
+    Analysis::new(compiled(changes))
+}
+
+const MIGRATE: (&str, &str) = ("{migrate}", "migrate waiting");
+const NEXT: (&str, &str) = ("{version}", "2.0.0");
+
+/// Each change to the first version, with `migrate waiting`: allowed (`None`), or refused
+/// with the problem named.
+#[test]
+fn waiting_runs_migrate_only_where_it_is_well_defined() {
+    let old = analysed(&[]);
+    let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+        ("a new step, a new formula and a new default", &[
+            ("{extra}", "let twice = score * 2"),
+            ("{score}", "let score = request.amount * 3"),
+            ("{limit}", "param limit: Int = 50"),
+        ], None),
+        ("a gate's condition and its approvers", &[("{gate}", "gate odd: soft when request.amount == 7\n    approve by officer")], None),
+        ("no declaration", &[("{migrate}", "")], Some("does not declare `migrate waiting`")),
+        ("an outcome removed", &[("{outcomes}", "outcomes approve, reject, defer")], Some("review `check` changes")),
+        ("a step removed", &[("{gate}", "")], Some("gate `odd` is removed")),
+        ("a step of another kind", &[("{gate}", "let odd = request.amount == 333")], Some("is no longer gate but let")),
+        ("a gate of another level", &[("{gate}", "gate odd: block when request.amount == 333")], Some("changes from soft to block")),
+        ("a step of another type", &[("{score}", "let score = request.amount > 2"), ("{uses}", "score")], Some("changes its type")),
+        ("a type changed", &[("{note}", "note: Text")], Some("type `Request` changes")),
+        ("an input added", &[("{input}", "input extra: Int")], Some("input `extra` is added")),
+        ("a param added", &[("{limit}", "param limit: Int = 100\n  param floor: Int = 1")], Some("param `floor` is added")),
+        ("a param's type changed", &[("{limit}", "param limit: Decimal = 100.0"), ("{gate}", "")], Some("`limit` changes its type")),
+        ("a formula that reads another value", &[("{score}", "let score = limit * 2")], None),
+    ];
+    for (what, changes, expected) in cases {
+        let mut all = changes.to_vec();
+        all.extend([MIGRATE, NEXT]);
+        let problems = flow_runtime::migration::problems(&old, &analysed(&all));
+        match expected {
+            None => assert!(problems.is_empty(), "{what}: {problems:?}"),
+            Some(problem) => assert!(problems.iter().any(|p| p.contains(problem)), "{what}: {problems:?}"),
+        }
+    }
+    // A step whose value was labelled must stay labelled: here `score` reads the note.
+    let labelled = analysed(&[("{score}", "let score = request.amount + len(request.note)"), ("{uses}", "true")]);
+    let unlabelled = analysed(&[MIGRATE, NEXT, ("{score}", "let score = request.amount + 1"), ("{uses}", "true")]);
+    let problems = flow_runtime::migration::problems(&labelled, &unlabelled);
+    assert!(problems.iter().any(|p| p.contains("`score` loses label `pii`")), "{problems:?}");
+    assert!(flow_runtime::migration::problems(&unlabelled, &labelled).iter().all(|p| !p.contains("label")));
+}
+
+fn governance() -> Arc<Governance> {
+    let governance: Governance = toml::from_str(RULES).expect("the rules parse");
+    governance.check().expect("the rules check");
+    Arc::new(governance)
+}
+
+fn runtime_on(store: Box<dyn Store>) -> Runtime {
+    let mut runtime = Runtime::new(store);
+    let control = ReleaseControl { governance: governance(), environment: Some("prod".into()), store: None };
+    runtime.set_release_control(control).expect("the environment is the rules'");
+    runtime
+}
+
+/// Publishes `plan` in prod (proposed by the steward, approved by the officer).
+fn publish(runtime: &Runtime, plan: flow_ir::VerifiedPlan) -> Result<String, flow_runtime::Error> {
+    let steward = principal("sam", &["steward"]);
+    let proposal = Proposal { plan: Some(plan), flow: Some("watched"), environment: "prod", reason: "r", source: None };
+    let release = runtime.propose(&steward, proposal)?;
+    runtime.approve_release(&principal("oli", &["officer"]), &release.id, "ok")?;
+    runtime.publish_release(&steward, &release.id).map(|r| r.id)
+}
+
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    }
+}
+
+fn stores() -> Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> {
+    let mut out: Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> = vec![(
+        "sqlite".to_owned(),
+        Box::new(|| Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")) as Box<dyn Store>),
+    )];
+    if let Some(url) = crate::postgres::database("migration") {
+        out.push((
+            "postgres".to_owned(),
+            Box::new(move || Box::new(PostgresStore::open(&url).expect("opens")) as Box<dyn Store>),
+        ));
+    }
+    out
+}
+
+fn migrations(events: &[Event<flow_runtime::value::Value>]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::Migrated(_))).count()
+}
+
+/// The bodies of a run's exported events.
+fn bodies(bundle: &Json) -> Vec<Json> {
+    bundle["events"].as_array().expect("events").iter().map(|e| e["event"].clone()).collect()
+}
+
+#[test]
+fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
+    let v1 = compiled(&[]);
+    // Not migrating: runs stay on 1.0.0.
+    let v1b = compiled(&[("{version}", "1.1.0"), ("{limit}", "param limit: Int = 90")]);
+    // Migrating, with a new step that runs after the review and a gate with other approvers.
+    let v2 = compiled(&[
+        MIGRATE,
+        NEXT,
+        ("{extra}", "let twice = score * 2"),
+        ("{gate}", "gate odd: soft when request.amount == 333\n    approve by officer"),
+    ]);
+    // Says it migrates, but removes the gate runs may wait at.
+    let broken = compiled(&[MIGRATE, ("{version}", "3.0.0"), ("{gate}", "")]);
+    let clerk = principal("cal", &["clerk"]);
+    let manager = principal("max", &["manager"]);
+    for (name, open) in stores() {
+        for seed in 1..=4u64 {
+            let mut random = xorshift(seed * 7919);
+            let runtime = runtime_on(open());
+            publish(&runtime, v1.clone()).expect("1.0.0 is published");
+            let first = runtime.install(v1.clone()).expect("installs");
+            // Runs on 1.0.0: some complete at once, some wait at the review or the gate.
+            let mut runs = Vec::new();
+            for _ in 0..6 {
+                let amount = [5, 150, 333, 250][random(4) as usize];
+                let inputs = [("request".to_owned(), json!({"amount": amount, "note": "secret note"}))];
+                let view = runtime.start(&first, &clerk, &inputs, &StartOptions::default()).expect("starts");
+                runs.push((view.run, amount));
+            }
+            let waiting = |runtime: &Runtime, run: &str| runtime.status(run, None).expect("status").status;
+            let pending: Vec<String> = runs
+                .iter()
+                .filter(|(run, _)| waiting(&runtime, run) == flow_runtime::event::Status::Pending)
+                .map(|(run, _)| run.clone())
+                .collect();
+            // A version that does not migrate: the waiting runs stay on theirs.
+            publish(&runtime, v1b.clone()).expect("1.1.0 is published");
+            // A version that says it migrates but cannot is refused when proposed.
+            let refused = publish(&runtime, broken.clone()).expect_err("a broken migration was proposed");
+            assert!(refused.to_string().contains("gate `odd` is removed"), "{refused}");
+            publish(&runtime, v2.clone()).expect("2.0.0 is published");
+            for run in &pending {
+                // Decided until it ends: the gate (by the officer, as 2.0.0 says), the review.
+                loop {
+                    let view = runtime.status(run, None).expect("status");
+                    let Some((step, ..)) = view.pending.first() else { break };
+                    let who = if step == "odd" { principal("oli", &["officer"]) } else { manager.clone() };
+                    let outcome = ["approve", "reject"][random(2) as usize];
+                    runtime.decide(run, step, &who, &decision(outcome, "ok")).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                let events = crate::guarantees::events(&runtime, run);
+                assert_eq!(migrations(&events), 1, "{name}: {run} did not migrate");
+                let Some(Event::Migrated(migrated)) = events.iter().find(|e| matches!(e, Event::Migrated(_))) else {
+                    unreachable!()
+                };
+                assert_eq!((&*migrated.from, &*migrated.to), (v1.hash(), v2.hash()), "{name}");
+                assert_eq!(migrated.flow_version, "2.0.0");
+                assert!(migrated.release.release.starts_with("rel-"), "{migrated:?}");
+                // The steps the new version adds run as it says (nothing runs after a rejection).
+                let rejected = runtime.status(run, None).expect("status").status == flow_runtime::event::Status::Rejected;
+                assert_eq!(events.iter().any(|e| e.node().is_some_and(|n| n == "twice")), !rejected, "{name}");
+                let replay = runtime.replay(run, &clerk).expect("replays");
+                assert!(replay.divergence.is_none(), "{name}: {replay:?}");
+                for engine in [flow_runtime::analysis::Engine::Interpreter, flow_runtime::analysis::Engine::Jit] {
+                    let replay = flow_runtime::replay::replay_across(
+                        &Analysis::new(v1.clone()),
+                        &[&Analysis::new(v2.clone())],
+                        &events,
+                        engine,
+                    );
+                    assert!(replay.divergence.is_none(), "{name}: {replay:?}");
+                }
+                let bundle = runtime.evidence(run, &clerk).expect("exports");
+                let text = flow_runtime::evidence::render(&bundle);
+                flow_runtime::evidence::verify(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                forgeries_fail(&bundle, &v1, &v2);
+            }
+            // Runs that had ended stay as they were.
+            for (run, _) in runs.iter().filter(|(run, _)| !pending.contains(run)) {
+                assert_eq!(migrations(&crate::guarantees::events(&runtime, run)), 0, "{name}");
+            }
+        }
+    }
+}
+
+/// A migration in evidence is believed only as the runtime makes it.
+fn forgeries_fail(bundle: &Json, v1: &flow_ir::VerifiedPlan, v2: &flow_ir::VerifiedPlan) {
+    let (first, next) = (Analysis::new(v1.clone()), Analysis::new(v2.clone()));
+    let events = bodies(bundle);
+    let across = |events: &[Json], later: &[&Analysis]| flow_runtime::conformance::problems_across(&first, later, events);
+    assert!(across(&events, &[&next]).is_empty(), "{:?}", across(&events, &[&next]));
+    let at = events.iter().position(|e| e["event"] == "migrated").expect("a migration");
+    type Forge<'f> = &'f dyn Fn(&mut Vec<Json>);
+    let forgeries: [(&str, Forge<'_>); 4] = [
+        ("not from the run's plan", &|e| e[at]["from"] = json!(v2.hash())),
+        ("deployment digest", &|e| e[at]["release"]["release"] = json!("rel-99")),
+        ("another version", &|e| e[at]["flow_version"] = json!("9.9.9")),
+        ("not waiting for a person", &|e| {
+            let migrated = e.remove(at);
+            e.insert(2, migrated);
+        }),
+    ];
+    for (problem, forge) in forgeries {
+        let mut forged = events.clone();
+        forge(&mut forged);
+        let problems = across(&forged, &[&next]);
+        assert!(problems.iter().any(|p| p.contains(problem)), "{problem}: {problems:?}");
+    }
+    // Without the plan it migrated to; with a plan no migration names; to a plan it may not
+    // migrate to.
+    assert!(across(&events, &[]).iter().any(|p| p.contains("does not carry")));
+    let mut unmigrated = events.clone();
+    unmigrated.remove(at);
+    assert!(across(&unmigrated, &[&next]).iter().any(|p| p.contains("no migration of the run names")));
+    let mut to_itself = events.clone();
+    to_itself[at]["to"] = json!(v1.hash());
+    assert!(!across(&to_itself, &[&first]).is_empty());
+}
