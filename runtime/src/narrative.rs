@@ -415,6 +415,20 @@ pub fn show(analysis: &Analysis, events: &[StoredEvent], view: &RunView) -> Stri
             "review_skipped" => {
                 line(&mut steps, format!("review {node}: skipped, its condition did not hold{}", operands(e)))
             }
+            "migrated" => {
+                let release = &e["release"];
+                line(
+                    &mut steps,
+                    format!(
+                        "MIGRATED, waiting, to version {} (plan {}), made live in {} by {} (published by {})",
+                        e["flow_version"].as_str().unwrap_or("?"),
+                        e["to"].as_str().unwrap_or("?"),
+                        release["environment"].as_str().unwrap_or("?"),
+                        release["release"].as_str().unwrap_or("?"),
+                        release["published_by"].as_str().unwrap_or("?"),
+                    ),
+                );
+            }
             "review_opened" => {
                 let roles: Vec<&str> = e["roles"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
                 line(&mut steps, format!("review {node}: opened for {}{}", roles.join(", "), operands(e)));

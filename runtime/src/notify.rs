@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
 
 /// What notices are about, as endpoints name them in `events`.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "step.waiting",
     "step.decided",
     "step.reminder",
@@ -35,6 +35,7 @@ pub const KINDS: [&str; 15] = [
     "gate.blocked",
     "gate.overridden",
     "run.ended",
+    "run.migrated",
     "refusal",
     "alert.raised",
     "alert.resolved",
@@ -247,7 +248,7 @@ fn told(
 ) -> Option<(&'static str, Json)> {
     // Most events tell nothing: they are passed over before anything is built.
     let event = body.get("event")?.as_str()?;
-    const TELLING: [&str; 9] = [
+    const TELLING: [&str; 10] = [
         "review_opened",
         "approval_required",
         "gate",
@@ -257,6 +258,7 @@ fn told(
         "gate_overridden",
         "refused",
         "settled",
+        "migrated",
     ];
     if !TELLING.contains(&event) {
         return None;
@@ -348,6 +350,14 @@ fn told(
             });
             extend(&mut data, more);
             "refusal"
+        }
+        "migrated" => {
+            let more = json!({
+                "from": field("from"), "to": field("to"), "to_version": field("flow_version"),
+                "release": field("release"),
+            });
+            extend(&mut data, more);
+            "run.migrated"
         }
         "settled" => {
             let status = body.get("status")?.as_str()?;

@@ -230,3 +230,111 @@ fn the_release_demo_runs() {
         assert!(said.contains(line), "`{line}` missing: {said}");
     }
 }
+
+/// Waiting runs and a new version: a run waiting at a review on 1.0.0 stays on it when 1.1.0
+/// does not say `migrate waiting`; `flowc diff` and `flowc release propose` refuse a version
+/// that says so but removes what runs wait at; once 1.2.0, which says so, is published, the
+/// waiting run continues on it at its next decision — recorded, shown, verified and replayed
+/// exactly across the switch. On SQLite and PostgreSQL.
+#[test]
+fn a_waiting_run_migrates_to_a_version_that_says_so() {
+    const ONE_APPROVER: &str = r#"
+[[environments]]
+name = "prod"
+controlled = true
+
+[[rules]]
+flows = ["loan"]
+authors = ["officer"]
+approvers = ["manager"]
+approvals = 1
+"#;
+    for postgres in stores("migration") {
+        let dir = deployment_on("migration", postgres.as_deref());
+        std::fs::write(dir.join("flow-governance.toml"), ONE_APPROVER).unwrap();
+        let mut config = std::fs::read_to_string(dir.join("flow.toml")).unwrap();
+        config.push_str("\n[release]\nenvironment = \"prod\"\n");
+        std::fs::write(dir.join("flow.toml"), config).unwrap();
+        let publish = |file: &str, id: &str| {
+            release(&dir, &["propose", file, "--env", "prod", "--as", "olga", "--reason", "new"], 0);
+            release(&dir, &["approve", id, "--as", "max", "--reason", "ok"], 0);
+            assert_eq!(release(&dir, &["publish", id, "--as", "olga"], 0)["state"], "live");
+        };
+        publish("loan.flow", "rel-1");
+        // 5,000 USD: the scorer is not sure, the review waits.
+        let input = request(&dir, "M1", "5000", "carl");
+        let run = json_of(&dir, &["run", "loan.flow", "--input", &input, "--as", "carl", "--at", AT], 0);
+        let run = run["run"].as_str().unwrap().to_owned();
+        assert_eq!(json_of(&dir, &["status", &run], 0)["status"], "pending");
+
+        let source = std::fs::read_to_string(dir.join("loan.flow")).unwrap();
+        let version = |v: &str| source.replace("version \"1.0.0\"", &format!("version \"{v}\""));
+        std::fs::write(dir.join("pinned.flow"), version("1.1.0").replace("= 5_000 USD", "= 4_000 USD")).unwrap();
+        let migrating = |v: &str| version(v).replace("  steward officer\n", "  steward officer\n  migrate waiting\n");
+        let broken = migrating("1.2.0").replace("outcomes approve, reject", "outcomes approve, reject, defer");
+        std::fs::write(dir.join("broken.flow"), broken).unwrap();
+        let added = "  gate notable: info when big\n  gate over_four: info when request.amount > 4_000 USD\n";
+        std::fs::write(dir.join("next.flow"), migrating("1.2.0").replace("  gate notable: info when big\n", added))
+            .unwrap();
+
+        // Compile-time: a version that says it migrates must be one runs can migrate to.
+        let output = flowc(&dir, &["diff", "loan.flow", "broken.flow"]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains("review `check` changes its outcomes"), "{}", text(&output));
+        let output = flowc(&dir, &["diff", "loan.flow", "next.flow"]);
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+        for said in ["waiting runs: stay on their version → migrate to a new version", "those on the old version migrate"] {
+            assert!(text(&output).contains(said), "{said}: {}", text(&output));
+        }
+        let json = json_of(&dir, &["diff", "loan.flow", "next.flow"], 3);
+        assert_eq!(json["migration"], json!({"allowed": true, "problems": []}), "{json}");
+
+        // 1.1.0 does not migrate: the run stays on 1.0.0.
+        publish("pinned.flow", "rel-2");
+        refused(
+            &dir,
+            &["propose", "broken.flow", "--env", "prod", "--as", "olga", "--reason", "defer"],
+            "cannot migrate to it",
+        );
+        publish("next.flow", "rel-3");
+        let pinned = json_of(&dir, &["release", "show", "rel-1"], 0)["plan"].clone();
+        let status = json_of(&dir, &["status", &run], 0);
+        assert_eq!(status["status"], "pending", "{status}");
+
+        // Decided: it migrates (to the version live, 1.2.0, over 1.1.0) and goes on there.
+        let output = flowc(&dir, &["decide", &run, "check", "--as", "max", "--outcome", "approve", "--reason", "ok"]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        let shown = flowc(&dir, &["show", &run, "--as", "aud"]);
+        let shown = text(&shown);
+        assert!(shown.contains("MIGRATED, waiting, to version 1.2.0"), "{shown}");
+        assert!(shown.contains("made live in prod by rel-3 (published by olga)"), "{shown}");
+        assert!(shown.contains("gate over_four (info): held"), "{shown}");
+        for who in ["max", "mia"] {
+            let output = flowc(&dir, &["decide", &run, "sign", "--as", who, "--outcome", "approve", "--reason", "ok"]);
+            assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        }
+        assert_eq!(json_of(&dir, &["status", &run], 0)["status"], "completed");
+        let bundle = evidence_verifies(&dir, &run);
+        let mut json: Json = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+        assert_eq!(json["plan_hash"], pinned, "the bundle names the plan the run started on");
+        assert_eq!(json["later_plans"].as_array().map(Vec::len), Some(1), "{}", json["later_plans"]);
+        let migrated = json["events"].as_array().unwrap().iter().find(|e| e["event"]["event"] == "migrated").unwrap();
+        assert_eq!(migrated["event"]["from"], pinned);
+        assert_eq!(migrated["event"]["release"]["release"], "rel-3");
+        // Its deployment is the one it migrated in.
+        let deployment = flowc(&dir, &["diff", "--runs", &run, &run]);
+        assert!(text(&deployment).contains("deployment: the same"), "{}", text(&deployment));
+        // Without the plan it migrated to, the evidence does not verify.
+        json.as_object_mut().unwrap().remove("later_plans");
+        crate::runs::redigest(&mut json);
+        std::fs::write(&bundle, flow_runtime::evidence::render(&json)).unwrap();
+        let output = flowc(&dir, &["verify", bundle.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains("which the evidence does not carry"), "{}", text(&output));
+        // Every stored run replays exactly; the store audits clean.
+        let replayed = json_of(&dir, &["replay", "--all", "--as", "aud"], 0);
+        assert_eq!(replayed["exact"], 1, "{replayed}");
+        let audit = flowc(&dir, &["audit"]);
+        assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
+    }
+}

@@ -459,7 +459,13 @@ impl Runtime {
     /// people have decided since: a decision is reused where the candidate's step opens on
     /// the same values, as in a what-if.
     pub(super) fn refresh_shadows(&self, run: &str) -> Result<()> {
-        for shadow in self.store.shadows(Some(run))? {
+        let shadows = self.store.shadows(Some(run))?;
+        // A run that migrated to another version is not shadowed further: a what-if of it
+        // is not supported yet, and its shadows stay as they were before it migrated.
+        if shadows.is_empty() || self.store.events(run)?.iter().any(|e| e.body.starts_with(super::load::MIGRATED)) {
+            return Ok(());
+        }
+        for shadow in shadows {
             let candidate = self.plan(&shadow.candidate)?;
             self.shadow(run, &candidate)?;
         }

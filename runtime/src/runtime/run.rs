@@ -571,7 +571,7 @@ impl Runtime {
         // lease runs out): an action it was calling is called again with its key rather than
         // left without an answer in its evidence.
         // (Refusals recorded since it settled change nothing of it.)
-        let last = events.iter().rev().find(|e| !matches!(e, Event::Refused { .. }));
+        let last = events.iter().rev().find(|e| !matches!(e, Event::Refused { .. } | Event::Migrated(_)));
         if !matches!(last, Some(Event::Settled { .. })) {
             return Err(Error::Busy(format!(
                 "run `{run}` was interrupted while it executed: cancel it once it has been resumed (within a lease)"
