@@ -4,7 +4,8 @@
 # the flow in dev and publishes it alone, promotes it to staging (one compliance officer
 # approves) and to prod (a compliance officer and the CFO approve, never the steward);
 # prod then runs that version, and each run names its release. The release log is exported
-# and verified without the store.
+# and verified without the store. Then a version that says `migrate waiting` is released
+# while the run waits: at its next decision the run continues on it.
 #
 # The publishing rules are `flow-governance.toml`; the prod deployment is written to
 # `.flow/release/flow.toml` (this directory's `flow.toml`, with `[release] environment =
@@ -56,3 +57,31 @@ step release log --export "$dir/releases.json" --as aud
 printf '\n%s$ flowc verify %s%s\n' "$bold" "$dir/releases.json" "$plain"
 "$FLOWC" verify "$dir/releases.json"
 step refusals
+
+# The run waits for its manager's triage on 2.1.0. Version 2.2.0 lowers the `large` threshold and
+# says `migrate waiting`: once it is live in prod, the waiting run continues on it at its
+# next decision, and its evidence says so (docs/releases.md, "Waiting runs and a new version").
+step status "$run"
+mkdir -p "$dir/next"
+cp -r common prompts "$dir/next/"
+sed -e 's/version "2.1.0"/version "2.2.0"/' \
+    -e 's/^  steward policy_steward$/  steward policy_steward\n  migrate waiting/' \
+    -e 's/gate large: info when request.amount > 50_000 USD/gate large: info when request.amount > 40_000 USD/' \
+    spend_approval.flow > "$dir/next/spend_approval.flow"
+step diff spend_approval.flow "$dir/next/spend_approval.flow" || [ $? -eq 3 ]
+step release propose "$dir/next/spend_approval.flow" --env dev --as pat --reason "Flag large purchases from 40,000 USD"
+step release publish rel-4 --as pat
+flowc release propose --flow spend_approval --env staging --as pat --reason "Promote" > /dev/null
+flowc release approve rel-5 --as cleo --reason "Policy 4.3" > /dev/null
+flowc release publish rel-5 --as pat > /dev/null
+flowc release propose --flow spend_approval --env prod --as pat --reason "Promote" > /dev/null
+flowc release approve rel-6 --as cleo --reason "Policy 4.3" > /dev/null
+flowc release approve rel-6 --as cfo --reason "Limits unchanged" > /dev/null
+step release publish rel-6 --as pat
+step decide "$run" triage --as max --outcome approve --reason budget_ok
+printf '\n%s$ flowc show %s --as aud | grep MIGRATED%s\n' "$bold" "$run" "$plain"
+flowc show "$run" --as aud | grep MIGRATED
+step evidence "$run" --as aud -o "$dir/$run.evidence.json"
+printf '\n%s$ flowc verify %s%s\n' "$bold" "$dir/$run.evidence.json" "$plain"
+"$FLOWC" verify "$dir/$run.evidence.json"
+step replay "$run" --as aud

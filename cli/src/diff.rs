@@ -122,8 +122,10 @@ pub fn run(old: &str, new: &str, flow: Option<&str>, format: Format) -> anyhow::
                 (false, _) => {}
                 (true, []) => out.push_str("waiting runs: those on the old version migrate to the new one\n"),
                 (true, problems) => {
-                    out.push_str("error: the new version says `migrate waiting`, but runs waiting on the old one cannot \
-                                  migrate to it:\n");
+                    out.push_str(
+                        "error: the new version says `migrate waiting`, but runs waiting on the old one cannot \
+                                  migrate to it:\n",
+                    );
                     for problem in problems {
                         out.push_str(&format!("  - {problem}\n"));
                     }

@@ -616,11 +616,12 @@ pub fn verify_bundle(
 ) -> ExitCode {
     let verified = flow_runtime::evidence::verify_with(bytes, required).map(|verified| {
         let human = format!(
-            "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} verified{}{}\nhead \
+            "verified evidence of run {}: {} events, chain intact, events as the plan allows, plan {} verified{}{}{}\nhead \
              {}\n{}",
             verified.run,
             verified.events,
             verified.plan_hash,
+            verified.migrated.iter().map(|plan| format!(", migrated to plan {plan} (verified)")).collect::<String>(),
             verified.signed_by.as_ref().map(|k| format!(", signed by ed25519 key {k}")).unwrap_or_default(),
             if verified.redacted > 0 { format!(", {} values redacted", verified.redacted) } else { String::new() },
             verified.head,

@@ -93,16 +93,19 @@ fn migration_problem(
     migrated: &crate::event::Migrated,
     settled: Option<crate::event::Status>,
 ) -> Option<String> {
-    let Some(next) = next else { return Some(format!("migrates to plan {}, which the evidence does not carry", migrated.to)) };
+    let Some(next) = next else {
+        return Some(format!("migrates to plan {}, which the evidence does not carry", migrated.to));
+    };
     Some(if *migrated.from != **current.hash() || *migrated.to != **next.hash() {
-        format!("migrates from plan {} to {}, not from the run's plan to the next the evidence carries", migrated.from, migrated.to)
+        format!(
+            "migrates from plan {} to {}, not from the run's plan to the next the evidence carries",
+            migrated.from, migrated.to
+        )
     } else if settled != Some(crate::event::Status::Pending) {
         "migrates a run that is not waiting for a person".to_owned()
     } else if migrated.flow_version != next.body().flow.version.as_str() {
         "names another version than its plan's".to_owned()
-    } else if migrated.deployment
-        != crate::deployment::digest_of(&migrated.environment, Some(&migrated.release))
-    {
+    } else if migrated.deployment != crate::deployment::digest_of(&migrated.environment, Some(&migrated.release)) {
         "records a deployment digest that is not the digest of the environment and release it records".to_owned()
     } else {
         let problems = crate::migration::problems(current, next);

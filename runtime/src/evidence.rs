@@ -103,6 +103,8 @@ pub fn bundle(parts: BundleParts<'_>) -> Json {
 pub struct Verified {
     pub run: String,
     pub plan_hash: String,
+    /// The plans the run migrated to, in order (none for a run that never migrated).
+    pub migrated: Vec<String>,
     pub events: usize,
     pub head: String,
     /// The public key that signed the head, when the run is signed.
@@ -117,7 +119,7 @@ impl Verified {
     /// What was verified, as JSON.
     pub fn to_json(&self) -> Json {
         json!({
-            "verified": true, "run": self.run, "plan": self.plan_hash,
+            "verified": true, "run": self.run, "plan": self.plan_hash, "migrated_to": self.migrated,
             "events": self.events, "head": self.head, "signed_by": self.signed_by,
             "redacted": self.redacted,
             "logged": self.logged.as_ref().map(|(index, checkpoint)| json!({
@@ -262,6 +264,7 @@ pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Ve
     if object.get("later_plans").is_some_and(|plans| plans.as_array().is_none_or(Vec::is_empty)) {
         problems.push("the bundle's `later_plans` is not a list of plans".to_owned());
     }
+    let migrated: Vec<String> = later.iter().map(|analysis| analysis.hash().to_string()).collect();
     match object.get("plan").map(|plan| flow_ir::load(plan.to_string().as_bytes())) {
         Some(Ok(verified)) if verified.hash() == plan_hash => {
             let analysis = crate::analysis::Analysis::new(verified);
@@ -311,6 +314,7 @@ pub fn verify_with(bytes: &[u8], required: &Requirements) -> Result<Verified, Ve
         Ok(Verified {
             run,
             plan_hash,
+            migrated,
             events: events.len(),
             head,
             signed_by: signing_key,

@@ -16,7 +16,9 @@
 //!   the same matrix (what it required of a run is recorded by row);
 //! - every output of the old version, of the same type;
 //! - no value the old version labels loses a label: every step keeps at least the labels
-//!   it had, its failures too (a value computed under the old labels is read under the new).
+//!   it had, its failures too (a value computed under the old labels is read under the new);
+//!   every label stays declared, and no role may view a label it could not view before
+//!   (the new version's grants apply to the whole run, what it recorded before included).
 //!
 //! Steps may be added, and conditions, formulas, models, corpora, systems, roles, deadlines
 //! and grants may change: they apply to what the run does next.
@@ -100,6 +102,32 @@ pub fn problems(old: &Analysis, new: &Analysis) -> Vec<String> {
                 out.push(format!("output `{}` changes its type from {} to {}", output.name, output.ty, now.ty))
             }
             None => out.push(format!("output `{}` is removed", output.name)),
+        }
+    }
+    // Who may see what the run recorded: no role sees a label of the old version that it
+    // could not see there (as a what-if never shows more than the run's plan lets).
+    for label in &before.labels {
+        if !after.labels.contains(label) {
+            out.push(format!("label `{label}` is no longer declared"));
+        }
+    }
+    let roles: std::collections::BTreeSet<&str> =
+        before.roles.iter().chain(&after.roles).map(|role| role.name.as_str()).collect();
+    for role in roles {
+        let holder = [role.to_owned()];
+        let before_views = old.views(&holder);
+        let wider: Vec<String> = new
+            .views(&holder)
+            .into_iter()
+            .filter(|label| before.labels.contains(label) && !before_views.contains(label))
+            .map(|label| format!("`{label}`"))
+            .collect();
+        if !wider.is_empty() {
+            out.push(format!(
+                "role `{role}` may view {} there: it would see what the runs recorded under the old version, \
+                 which did not let it",
+                wider.join(", ")
+            ));
         }
     }
     for node in &after.nodes {

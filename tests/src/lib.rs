@@ -22,6 +22,8 @@ mod integrity;
 #[cfg(test)]
 mod jit;
 #[cfg(test)]
+mod migration;
+#[cfg(test)]
 mod monitors;
 #[cfg(test)]
 mod noninterference;
@@ -34,8 +36,6 @@ mod processes;
 mod registry;
 #[cfg(test)]
 mod releases;
-#[cfg(test)]
-mod migration;
 #[cfg(test)]
 mod retrieval;
 #[cfg(test)]

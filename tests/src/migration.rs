@@ -29,7 +29,7 @@ approvers = ["officer"]
 "#;
 
 /// The first version's pieces, each replaced by a case.
-const BASE: [(&str, &str); 10] = [
+const BASE: [(&str, &str); 11] = [
     ("{migrate}", ""),
     ("{version}", "1.0.0"),
     ("{note}", "note: Text @pii"),
@@ -40,6 +40,7 @@ const BASE: [(&str, &str); 10] = [
     ("{gate}", "gate odd: soft when request.amount == 333\n    approve by manager"),
     ("{extra}", ""),
     ("{uses}", "score > 0"),
+    ("{view}", "view pii by clerk"),
 ];
 
 const FLOW: &str = r#"
@@ -69,7 +70,7 @@ flow watched {
     trigger by clerk
     read evidence by clerk
     replay by clerk
-    view pii by clerk
+    {view}
   }
 
   {score}
@@ -112,23 +113,54 @@ const NEXT: (&str, &str) = ("{version}", "2.0.0");
 #[test]
 fn waiting_runs_migrate_only_where_it_is_well_defined() {
     let old = analysed(&[]);
-    let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
-        ("a new step, a new formula and a new default", &[
-            ("{extra}", "let twice = score * 2"),
-            ("{score}", "let score = request.amount * 3"),
-            ("{limit}", "param limit: Int = 50"),
-        ], None),
-        ("a gate's condition and its approvers", &[("{gate}", "gate odd: soft when request.amount == 7\n    approve by officer")], None),
+    type Case<'c> = (&'c str, &'c [(&'c str, &'c str)], Option<&'c str>);
+    let cases: &[Case<'_>] = &[
+        (
+            "a new step, a new formula and a new default",
+            &[
+                ("{extra}", "let twice = score * 2"),
+                ("{score}", "let score = request.amount * 3"),
+                ("{limit}", "param limit: Int = 50"),
+            ],
+            None,
+        ),
+        (
+            "a gate's condition and its approvers",
+            &[("{gate}", "gate odd: soft when request.amount == 7\n    approve by officer")],
+            None,
+        ),
         ("no declaration", &[("{migrate}", "")], Some("does not declare `migrate waiting`")),
         ("an outcome removed", &[("{outcomes}", "outcomes approve, reject, defer")], Some("review `check` changes")),
         ("a step removed", &[("{gate}", "")], Some("gate `odd` is removed")),
         ("a step of another kind", &[("{gate}", "let odd = request.amount == 333")], Some("is no longer gate but let")),
-        ("a gate of another level", &[("{gate}", "gate odd: block when request.amount == 333")], Some("changes from soft to block")),
-        ("a step of another type", &[("{score}", "let score = request.amount > 2"), ("{uses}", "score")], Some("changes its type")),
+        (
+            "a gate of another level",
+            &[("{gate}", "gate odd: block when request.amount == 333")],
+            Some("changes from soft to block"),
+        ),
+        (
+            "a step of another type",
+            &[("{score}", "let score = request.amount > 2"), ("{uses}", "score")],
+            Some("changes its type"),
+        ),
         ("a type changed", &[("{note}", "note: Text")], Some("type `Request` changes")),
         ("an input added", &[("{input}", "input extra: Int")], Some("input `extra` is added")),
-        ("a param added", &[("{limit}", "param limit: Int = 100\n  param floor: Int = 1")], Some("param `floor` is added")),
-        ("a param's type changed", &[("{limit}", "param limit: Decimal = 100.0"), ("{gate}", "")], Some("`limit` changes its type")),
+        (
+            "a param added",
+            &[("{limit}", "param limit: Int = 100\n  param floor: Int = 1")],
+            Some("param `floor` is added"),
+        ),
+        (
+            "a param's type changed",
+            &[("{limit}", "param limit: Decimal = 100.0"), ("{gate}", "")],
+            Some("`limit` changes its type"),
+        ),
+        (
+            "a view granted to another role",
+            &[("{view}", "view pii by clerk, manager")],
+            Some("role `manager` may view `pii`"),
+        ),
+        ("a view taken away", &[("{view}", "")], None),
         ("a formula that reads another value", &[("{score}", "let score = limit * 2")], None),
     ];
     for (what, changes, expected) in cases {
@@ -179,15 +211,21 @@ fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
-fn stores() -> Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> {
-    let mut out: Vec<(String, Box<dyn Fn() -> Box<dyn Store>>)> = vec![(
+/// Opens a new store each time it is called.
+type Opener = Box<dyn Fn() -> Box<dyn Store>>;
+
+fn stores() -> Vec<(String, Opener)> {
+    let mut out: Vec<(String, Opener)> = vec![(
         "sqlite".to_owned(),
         Box::new(|| Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("a store")) as Box<dyn Store>),
     )];
-    if let Some(url) = crate::postgres::database("migration") {
+    if crate::postgres::database("migration").is_some() {
         out.push((
             "postgres".to_owned(),
-            Box::new(move || Box::new(PostgresStore::open(&url).expect("opens")) as Box<dyn Store>),
+            Box::new(|| {
+                let url = crate::postgres::database("migration").expect("the test server");
+                Box::new(PostgresStore::open(&url).expect("opens")) as Box<dyn Store>
+            }),
         ));
     }
     out
@@ -262,7 +300,8 @@ fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
                 assert_eq!(migrated.flow_version, "2.0.0");
                 assert!(migrated.release.release.starts_with("rel-"), "{migrated:?}");
                 // The steps the new version adds run as it says (nothing runs after a rejection).
-                let rejected = runtime.status(run, None).expect("status").status == flow_runtime::event::Status::Rejected;
+                let rejected =
+                    runtime.status(run, None).expect("status").status == flow_runtime::event::Status::Rejected;
                 assert_eq!(events.iter().any(|e| e.node().is_some_and(|n| n == "twice")), !rejected, "{name}");
                 let replay = runtime.replay(run, &clerk).expect("replays");
                 assert!(replay.divergence.is_none(), "{name}: {replay:?}");
@@ -292,7 +331,8 @@ fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
 fn forgeries_fail(bundle: &Json, v1: &flow_ir::VerifiedPlan, v2: &flow_ir::VerifiedPlan) {
     let (first, next) = (Analysis::new(v1.clone()), Analysis::new(v2.clone()));
     let events = bodies(bundle);
-    let across = |events: &[Json], later: &[&Analysis]| flow_runtime::conformance::problems_across(&first, later, events);
+    let across =
+        |events: &[Json], later: &[&Analysis]| flow_runtime::conformance::problems_across(&first, later, events);
     assert!(across(&events, &[&next]).is_empty(), "{:?}", across(&events, &[&next]));
     let at = events.iter().position(|e| e["event"] == "migrated").expect("a migration");
     type Forge<'f> = &'f dyn Fn(&mut Vec<Json>);

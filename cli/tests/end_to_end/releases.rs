@@ -226,6 +226,11 @@ fn the_release_demo_runs() {
         "release rel-3: spend_approval 2.1.0 → prod, live",
         "\"release\": \"rel-3\"",
         "verified release log: 9 entries, 3 releases",
+        "waiting runs: those on the old version migrate to the new one",
+        "MIGRATED, waiting, to version 2.2.0",
+        "made live in prod by rel-6 (published by pat)",
+        ", migrated to plan blake3:",
+        "replayed exactly: 16 events",
     ] {
         assert!(said.contains(line), "`{line}` missing: {said}");
     }
@@ -283,7 +288,9 @@ approvals = 1
         assert!(text(&output).contains("review `check` changes its outcomes"), "{}", text(&output));
         let output = flowc(&dir, &["diff", "loan.flow", "next.flow"]);
         assert_eq!(output.status.code(), Some(3), "{}", text(&output));
-        for said in ["waiting runs: stay on their version → migrate to a new version", "those on the old version migrate"] {
+        for said in
+            ["waiting runs: stay on their version → migrate to a new version", "those on the old version migrate"]
+        {
             assert!(text(&output).contains(said), "{said}: {}", text(&output));
         }
         let json = json_of(&dir, &["diff", "loan.flow", "next.flow"], 3);

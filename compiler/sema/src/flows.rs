@@ -344,9 +344,11 @@ impl<'a> FlowChecker<'a> {
             self.flow.migrate_waiting = true;
             for again in rest {
                 let file = self.file();
-                self.error(Code::E1018, *again, "the flow says `migrate waiting` twice")
-                    .secondary
-                    .push(Label::new(file, *first, "first said here"));
+                self.error(Code::E1018, *again, "the flow says `migrate waiting` twice").secondary.push(Label::new(
+                    file,
+                    *first,
+                    "first said here",
+                ));
             }
         }
         let FlowChecker { c, flow, .. } = self;

@@ -334,7 +334,11 @@ pub(crate) fn lost_labels(
 impl Runtime {
     /// Replays a run's events (read and believed) on the plans they were recorded under:
     /// `analysis`, the run's plan now, and, when it migrated, the plans before.
-    pub(crate) fn replay_events(&self, analysis: &Arc<Analysis>, events: &[Event<Value>]) -> Result<crate::replay::Replay> {
+    pub(crate) fn replay_events(
+        &self,
+        analysis: &Arc<Analysis>,
+        events: &[Event<Value>],
+    ) -> Result<crate::replay::Replay> {
         if !events.iter().any(|event| matches!(event, Event::Migrated(_))) {
             return Ok(crate::replay::replay(analysis, events, self.engine));
         }

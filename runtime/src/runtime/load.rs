@@ -306,7 +306,8 @@ impl Runtime {
     ) -> Result<Vec<Event<Value>>> {
         let run = record.id.as_str();
         chain_checked(record, &events)?;
-        let unreadable = |seq: u64, e: String| Error::Tampered(format!("event {seq} of run `{run}` cannot be read: {e}"));
+        let unreadable =
+            |seq: u64, e: String| Error::Tampered(format!("event {seq} of run `{run}` cannot be read: {e}"));
         let mut decoded = Vec::with_capacity(events.len());
         let Some(first) = events.iter().find(|e| e.body.starts_with(MIGRATED)) else {
             for stored in &events {
