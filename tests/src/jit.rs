@@ -35,6 +35,7 @@ type Case {
   e: Decimal
   m: Money
   n: Money
+  usd: Money[USD]
   t: Timestamp
   u: Timestamp
   w: Duration
@@ -478,6 +479,7 @@ fn case_value(g: &mut Exprs) -> Value {
         ("e".into(), Value::Decimal(g.decimal())),
         ("m".into(), Value::Money(g.money())),
         ("n".into(), Value::Money(g.money())),
+        ("usd".into(), Value::Money(Money { amount: g.decimal(), currency: currency("USD") })),
         ("t".into(), Value::Timestamp(g.timestamp())),
         ("u".into(), Value::Timestamp(g.timestamp())),
         ("w".into(), Value::Duration(g.int())),
@@ -613,4 +615,142 @@ fn native_code_gives_the_interpreters_values_and_errors() {
     }
     // Errors are part of what is compared: the generator must reach them.
     assert!(errors * 50 > checked, "only {errors} of {checked} cases failed");
+}
+
+/// Large approval matrices (64 rows and more) whose rows test places against constants are
+/// decided as decision tables (`runtime/src/jit/table.rs`): random such matrices — tests of
+/// whole numbers, durations, decimals, money of one currency, instants, variants and flags,
+/// every comparison, constants on either side, `otherwise` rows — choose the row the
+/// interpreter chooses, for values drawn from the same constants (so that equalities and
+/// bounds are met exactly), and a matrix with one row of another shape is compiled to code.
+#[test]
+fn large_matrices_decide_as_tables_as_the_interpreter_does() {
+    let fixture = fixture();
+    let ints = [-3i64, -1, 0, 1, 2, 7, i64::MIN, i64::MAX];
+    let decimals = ["0", "0.10", "0.1", "-2.5", "3", "1000000", "0.0000000000000000000000000001", BIG];
+    let decimal = |i: usize| decimals[i].parse::<Decimal>().expect("a decimal");
+    let instants = [(1_790_000_000, 0), (1_790_000_000, 500_000_000), (1_800_000_000, 0)];
+    let ops = [BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge];
+    let mut tabled = 0;
+    let mut reached = 0;
+    for seed in 1..=120u64 {
+        let mut g = Exprs { rng: Rng(0x5851_f42d_4c95_7f2d ^ seed.wrapping_mul(0x9e37_79b9)), locals: Vec::new() };
+        let mut body = fixture.clone();
+        // A test of one column, the constant on either side.
+        let test = |g: &mut Exprs| -> Expr {
+            let op = ops[g.rng.below(ops.len())];
+            let (place, constant) = match g.rng.below(7) {
+                0 => (field(Ty::Int, "i"), lit(Literal::Int(ints[g.rng.below(ints.len())]))),
+                1 => (field(Ty::Duration, "w"), lit(Literal::Duration(ints[g.rng.below(ints.len())]))),
+                2 => (field(Ty::Decimal, "d"), lit(Literal::Decimal(decimal(g.rng.below(decimals.len()))))),
+                3 => {
+                    let amount = decimal(g.rng.below(decimals.len()));
+                    let usd = currency("USD");
+                    (field(Ty::Money(Some(usd)), "usd"), lit(Literal::Money(Money { amount, currency: usd })))
+                }
+                4 => {
+                    let (seconds, nanos) = instants[g.rng.below(instants.len())];
+                    (field(Ty::Timestamp, "t"), lit(Literal::Timestamp(Timestamp { seconds, nanos })))
+                }
+                5 => {
+                    let variant = ["low", "mid", "high"][g.rng.below(3)];
+                    let op = [BinaryOp::Eq, BinaryOp::Ne][g.rng.below(2)];
+                    let place = field(named("Tier"), "tier");
+                    return bin(Ty::Bool, op, place, e(named("Tier"), ExprKind::Variant(variant.into())));
+                }
+                _ => {
+                    let flag = field(Ty::Bool, "flag");
+                    return match g.rng.below(3) {
+                        0 => flag,
+                        1 => e(Ty::Bool, ExprKind::Not(Box::new(flag))),
+                        _ => bin(
+                            Ty::Bool,
+                            [BinaryOp::Eq, BinaryOp::Ne][g.rng.below(2)],
+                            flag,
+                            lit(Literal::Bool(g.rng.below(2) == 0)),
+                        ),
+                    };
+                }
+            };
+            match g.rng.below(2) {
+                0 => bin(Ty::Bool, op, place, constant),
+                _ => bin(Ty::Bool, op, constant, place),
+            }
+        };
+        let count = 64 + g.rng.below(200);
+        let mut rows: Vec<Row> = Vec::with_capacity(count);
+        for r in 0..count {
+            let condition = match g.rng.below(40) {
+                0 if r > 0 => None,
+                _ => {
+                    let mut condition = test(&mut g);
+                    for _ in 0..g.rng.below(4) {
+                        condition = bin(Ty::Bool, BinaryOp::And, condition, test(&mut g));
+                    }
+                    Some(condition)
+                }
+            };
+            rows.push(Row { condition, requirement: vec![Requirement::Auto] });
+        }
+        // One matrix in eight has a row of another shape: it is compiled to code.
+        let other = seed % 8 == 0;
+        if other {
+            let sum = bin(Ty::Int, BinaryOp::Add, field(Ty::Int, "i"), lit(Literal::Int(1)));
+            rows[count / 2].condition = Some(bin(Ty::Bool, BinaryOp::Gt, sum, lit(Literal::Int(2))));
+        }
+        body.nodes.push(Node {
+            name: "matrix".into(),
+            ty: Ty::Approval("matrix".into()),
+            kind: NodeKind::Approval { rows: rows.clone(), distinct_from: Vec::new() },
+            regardless: Vec::new(),
+            timing: None,
+        });
+        let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
+        let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
+        let native = Native::compile(&body, &index).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let matrix = (body.nodes.len() - 1) as u32;
+        assert_eq!(native.tabled(matrix), !other, "seed {seed}");
+        tabled += usize::from(native.tabled(matrix));
+        let input = body.nodes.iter().position(|n| n.name == "c").expect("input c");
+        let param = body.nodes.iter().position(|n| n.name == "p").expect("param p");
+        let mut chosen = std::collections::BTreeSet::new();
+        for v in 0..60 {
+            let Value::Record(mut fields) = case_value(&mut g) else { panic!("a record") };
+            let (seconds, nanos) = instants[g.rng.below(instants.len())];
+            let usd = Money { amount: decimal(g.rng.below(decimals.len())), currency: currency("USD") };
+            for (name, value) in [
+                ("i", Value::Int(ints[g.rng.below(ints.len())])),
+                ("w", Value::Duration(ints[g.rng.below(ints.len())])),
+                ("d", Value::Decimal(decimal(g.rng.below(decimals.len())))),
+                ("usd", Value::Money(usd)),
+                ("t", Value::Timestamp(Timestamp { seconds, nanos })),
+            ] {
+                if let Some(slot) = fields.iter_mut().find(|(n, _)| n == name) {
+                    slot.1 = value;
+                }
+            }
+            let mut values = vec![None; body.nodes.len()];
+            values[input] = Some(Value::Record(fields));
+            values[param] = Some(Value::Int(g.int()));
+            let clock = g.timestamp();
+            let frame = native.frame(&values, &vec![false; body.nodes.len()], clock);
+            let scope = Values { body: &body, values, clock };
+            let expected = rows.iter().enumerate().try_fold(None, |found, (r, row)| {
+                if found.is_some() {
+                    return Ok(found);
+                }
+                match &row.condition {
+                    None => Ok(Some(r)),
+                    Some(c) => Ok(interp::eval(&body, &scope, c)?.as_bool().unwrap_or(false).then_some(r)),
+                }
+            });
+            let actual = native.matrix(matrix, &scope, &frame);
+            assert_eq!(actual.as_ref(), Some(&expected), "seed {seed}, values {v}");
+            chosen.insert(format!("{expected:?}"));
+        }
+        reached += chosen.len();
+    }
+    assert!(tabled >= 100, "{tabled} matrices as tables");
+    // The values reach several rows of each matrix, or none.
+    assert!(reached > 4 * 120, "{reached} rows reached in all");
 }

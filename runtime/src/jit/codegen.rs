@@ -135,6 +135,11 @@ impl<'p> Module<'p> {
     }
 
     /// Compiles a root expression: its function, and the nodes it reads from the frame.
+    /// The names the code refers to by number, to number more.
+    pub fn tables(&mut self) -> &mut Tables {
+        &mut self.tables
+    }
+
     pub fn expr(&mut self, expr: &Expr) -> Result<(FuncId, Vec<u32>)> {
         let id = self.declare()?;
         let rep = Rep::of(self.body, &expr.ty);

@@ -30,6 +30,7 @@
 
 mod codegen;
 mod helpers;
+mod table;
 
 use flow_ir::PlanBody;
 use flow_ir::expr::{Expr, Money, Timestamp};
@@ -354,6 +355,8 @@ pub struct Native {
     exprs: FxHashMap<usize, Entry>,
     /// Approval matrices, by node index: the first row that holds, or none.
     matrices: FxHashMap<u32, Entry>,
+    /// Large approval matrices as decision tables, by node index, with the nodes they read.
+    tables_of_matrices: FxHashMap<u32, (table::Table, Vec<u32>)>,
     layout: Layout,
     tables: Tables,
     /// Owns the code the entries point to; freed when the `Native` is dropped.
@@ -370,6 +373,7 @@ impl Drop for Native {
     fn drop(&mut self) {
         self.exprs.clear();
         self.matrices.clear();
+        self.tables_of_matrices.clear();
         if let Some(module) = self.module.take() {
             // SAFETY: the function pointers into the module were just dropped, and
             // `Native` hands none out.
@@ -405,17 +409,25 @@ impl Native {
         let mut cx = codegen::Module::new(body, node_index)?;
         let mut exprs = Vec::new();
         let mut matrices = Vec::new();
+        let mut planned = Vec::new();
+        let rep_of = |ty: &Ty| Rep::of(body, ty);
         for (i, node) in body.nodes.iter().enumerate() {
             for expr in roots(&node.kind) {
                 let (id, reads) = cx.expr(expr)?;
                 exprs.push((expr as *const Expr as usize, id, reads, Rep::of(body, &expr.ty)));
             }
             if let NodeKind::Approval { rows, .. } = &node.kind {
-                let (id, reads) = cx.matrix(rows)?;
-                matrices.push((i as u32, id, reads));
+                match table::Plan::of(rows, cx.tables(), node_index, &rep_of) {
+                    Some(plan) => planned.push((i as u32, plan)),
+                    None => {
+                        let (id, reads) = cx.matrix(rows)?;
+                        matrices.push((i as u32, id, reads));
+                    }
+                }
             }
         }
-        let (module, layout, tables) = cx.finish()?;
+        let (module, mut layout, tables) = cx.finish()?;
+        let tables_of_matrices = planned.into_iter().map(|(node, plan)| (node, plan.build(&mut layout))).collect();
         let function = |id| -> Function {
             // SAFETY: every function was defined with the signature of `Function`
             // (`codegen::Module::signature`), and `finish` finalized the module.
@@ -430,7 +442,7 @@ impl Native {
             .into_iter()
             .map(|(node, id, reads)| (node, Entry { function: function(id), reads, rep: index }))
             .collect();
-        Ok(Native { exprs, matrices, layout, tables, module: Some(module) })
+        Ok(Native { exprs, matrices, tables_of_matrices, layout, tables, module: Some(module) })
     }
 
     /// A frame for a run's values, degraded flags and clock.
@@ -540,8 +552,20 @@ impl Native {
         (entry.rep == Rep { kind: Kind::Bool, optional: false }).then_some(Condition { native: self, entry })
     }
 
+    /// Whether approval node `node`'s matrix is decided as a decision table (`table`) rather
+    /// than by code.
+    pub fn tabled(&self, node: u32) -> bool {
+        self.tables_of_matrices.contains_key(&node)
+    }
+
     /// The first row of approval node `node`'s matrix that holds (by position), natively.
     pub fn matrix(&self, node: u32, scope: &dyn Scope, frame: &Frame) -> Option<Result<Option<usize>, EvalError>> {
+        if let Some((table, reads)) = self.tables_of_matrices.get(&node) {
+            if !reads.iter().all(|n| frame.valid.get(*n as usize) == Some(&true)) {
+                return None;
+            }
+            return Some(Ok(table.first(&frame.words)));
+        }
         let entry = self.matrices.get(&node)?;
         self.run(entry, scope, frame, |out| usize::try_from(out[0] as i64).ok())
     }
