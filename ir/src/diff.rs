@@ -549,5 +549,10 @@ pub fn diff(old: &Plan, new: &Plan) -> Diff {
         d.push("the plan", "differs in its structure (edges or encoding) although no item changed");
     }
     descriptions(&mut d, old, new);
+    // Whoever approves a change says whether the runs waiting on the old version continue on
+    // the new: said whenever the new version migrates them, not only when that changes.
+    if a.flow.migrate_waiting && b.flow.migrate_waiting && d.changes.iter().any(|c| c.material) {
+        d.note(format!("flow `{}`", b.flow.name), "waiting runs: those on the old version migrate to the new one");
+    }
     Diff { old_hash: old.hash.clone(), new_hash: new.hash.clone(), changes: d.changes }
 }

@@ -38,7 +38,12 @@ pub fn problems_across(first: &Analysis, later: &[&Analysis], events: &[Json]) -
         };
         if let Event::Migrated(migrated) = &event {
             let next = later.next().copied();
-            match migration_problem(analysis, next, migrated, order.settled) {
+            // Waiting for a person: a step waits, no blocking gate holds, the run has not ended.
+            let waiting = order.phases.contains(&Phase::Waiting)
+                && !order.phases.contains(&Phase::Blocked)
+                && !order.ended
+                && order.settled == Some(crate::event::Status::Pending);
+            match migration_problem(analysis, next, migrated, waiting) {
                 Some(why) => out.push(format!("event {i} {why}")),
                 None => {
                     if let Some(next) = next {
@@ -91,7 +96,7 @@ fn migration_problem(
     current: &Analysis,
     next: Option<&Analysis>,
     migrated: &crate::event::Migrated,
-    settled: Option<crate::event::Status>,
+    waiting: bool,
 ) -> Option<String> {
     let Some(next) = next else {
         return Some(format!("migrates to plan {}, which the evidence does not carry", migrated.to));
@@ -101,7 +106,7 @@ fn migration_problem(
             "migrates from plan {} to {}, not from the run's plan to the next the evidence carries",
             migrated.from, migrated.to
         )
-    } else if settled != Some(crate::event::Status::Pending) {
+    } else if !waiting {
         "migrates a run that is not waiting for a person".to_owned()
     } else if migrated.flow_version != next.body().flow.version.as_str() {
         "names another version than its plan's".to_owned()

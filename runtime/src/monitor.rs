@@ -420,18 +420,37 @@ impl crate::Runtime {
         let mut recounted: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
         let mut failed = Vec::new();
         for record in self.store.runs(None)? {
-            let analysis = match self.plan(&record.plan) {
-                Ok(analysis) if watched(&analysis) => analysis,
-                Ok(_) => continue,
+            let migrated =
+                |raw: &[crate::store::RawEvent]| raw.iter().any(|e| e.body.starts_with(crate::event::MIGRATED));
+            let current = match self.plan(&record.plan) {
+                Ok(analysis) => analysis,
                 Err(error) => {
                     failed.push((format!("run {}", record.id), error.to_string()));
                     continue;
                 }
             };
             let raw = self.store.events(&record.id)?;
+            // A run that never migrated counts only under its plan's monitors.
+            if !watched(&current) && !migrated(&raw) {
+                continue;
+            }
             let ats: Vec<String> = raw.iter().map(|e| e.at.clone()).collect();
-            let events = match self.verified(&analysis, &record, raw) {
+            let events = match self.verified(&current, &record, raw) {
                 Ok(events) => events,
+                Err(error) => {
+                    failed.push((format!("run {}", record.id), error.to_string()));
+                    continue;
+                }
+            };
+            // Each commit counted under the plan the run was on when it was made: a commit
+            // that migrated the run, under the new one, its state (and what the monitors
+            // know of its past) rebuilt under it, as the runtime rebuilt them.
+            let started = match events.first() {
+                Some(Event::Started(started)) => self.plan(&started.plan),
+                _ => Ok(current.clone()),
+            };
+            let mut analysis = match started {
+                Ok(analysis) => analysis,
                 Err(error) => {
                     failed.push((format!("run {}", record.id), error.to_string()));
                     continue;
@@ -443,8 +462,31 @@ impl crate::Runtime {
             let mut from = 0;
             while from < events.len() {
                 let to = (from..events.len()).find(|&i| ats[i] != ats[from]).unwrap_or(events.len());
+                let moved = events[from..to].iter().find_map(|e| match e {
+                    Event::Migrated(migrated) => Some(migrated.to.clone()),
+                    _ => None,
+                });
+                if let Some(to) = moved {
+                    analysis = match self.plan(&to) {
+                        Ok(next) => next,
+                        Err(error) => {
+                            failed.push((format!("run {}", record.id), error.to_string()));
+                            break;
+                        }
+                    };
+                    (state, watch) = (State::new(&analysis), Watch::default());
+                    let latency = watches_latency(&analysis);
+                    for (i, event) in events[..from].iter().enumerate() {
+                        state.apply(&analysis, event);
+                        watch.stored(event, Some(ats[i].as_str()).filter(|_| latency));
+                    }
+                }
                 for event in &events[from..to] {
                     state.apply(&analysis, event);
+                }
+                if !watched(&analysis) {
+                    from = to;
+                    continue;
                 }
                 let Some((seconds, nanos)) = flow_ir::time::parse_timestamp(&ats[from]) else {
                     failed.push((format!("run {}", record.id), format!("event {from} has no instant")));

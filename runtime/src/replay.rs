@@ -688,7 +688,7 @@ pub(crate) fn replay_recording<R: Recording + ?Sized>(
                 return diverge(analysis, i, None, &state);
             };
             let mut rebuilt = State::new(next);
-            for j in 0..i {
+            for j in 0..=i {
                 if let Some(before) = events.read(j) {
                     rebuilt.apply(next, before);
                 }

@@ -236,7 +236,15 @@ impl State {
                 }
                 self.done(i, Value::Nothing);
             }
-            Event::ModelCalled { .. } | Event::Refused { .. } | Event::Migrated(_) => {}
+            Event::ModelCalled { .. } | Event::Refused { .. } => {}
+            // The steps waiting take the new version's deadlines from the migration on.
+            Event::Migrated(migrated) => {
+                for (node, timer) in &mut self.timers {
+                    if self.phases.get(*node) == Some(&Phase::Waiting) {
+                        *timer = StepTimer { opened: migrated.at, fired: 0, escalated: Vec::new(), timed_out: None };
+                    }
+                }
+            }
             Event::Inferred { node, value, degraded, .. } => {
                 let i = self.id(analysis, node);
                 if i < self.body_nodes {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use flow_runtime::analysis::Analysis;
-use flow_runtime::event::Event;
+use flow_runtime::event::{Event, Status};
 use flow_runtime::release::Governance;
 use flow_runtime::store::{PostgresStore, SqliteStore, Store};
 use flow_runtime::{Proposal, ReleaseControl, Runtime, StartOptions};
@@ -243,7 +243,7 @@ fn bodies(bundle: &Json) -> Vec<Json> {
 #[test]
 fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
     let v1 = compiled(&[]);
-    // Not migrating: runs stay on 1.0.0.
+    // Not migrating: runs stay on their version.
     let v1b = compiled(&[("{version}", "1.1.0"), ("{limit}", "param limit: Int = 90")]);
     // Migrating, with a new step that runs after the review and a gate with other approvers.
     let v2 = compiled(&[
@@ -260,54 +260,61 @@ fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
         for seed in 1..=4u64 {
             let mut random = xorshift(seed * 7919);
             let runtime = runtime_on(open());
-            publish(&runtime, v1.clone()).expect("1.0.0 is published");
-            let first = runtime.install(v1.clone()).expect("installs");
-            // Runs on 1.0.0: some complete at once, some wait at the review or the gate.
+            // Runs on 1.0.0, then on 1.1.0: some complete at once, some wait at the review or
+            // the gate.
             let mut runs = Vec::new();
-            for _ in 0..6 {
-                let amount = [5, 150, 333, 250][random(4) as usize];
-                let inputs = [("request".to_owned(), json!({"amount": amount, "note": "secret note"}))];
-                let view = runtime.start(&first, &clerk, &inputs, &StartOptions::default()).expect("starts");
-                runs.push((view.run, amount));
+            for version in [&v1, &v1b] {
+                publish(&runtime, version.clone()).expect("published");
+                let analysis = runtime.install(version.clone()).expect("installs");
+                for _ in 0..5 {
+                    let amount = [5, 150, 333, 250][random(4) as usize];
+                    let inputs = [("request".to_owned(), json!({"amount": amount, "note": "secret note"}))];
+                    let view = runtime.start(&analysis, &clerk, &inputs, &StartOptions::default()).expect("starts");
+                    runs.push((view.run, version.hash().to_owned()));
+                }
             }
             let waiting = |runtime: &Runtime, run: &str| runtime.status(run, None).expect("status").status;
-            let pending: Vec<String> = runs
-                .iter()
-                .filter(|(run, _)| waiting(&runtime, run) == flow_runtime::event::Status::Pending)
-                .map(|(run, _)| run.clone())
-                .collect();
-            // A version that does not migrate: the waiting runs stay on theirs.
-            publish(&runtime, v1b.clone()).expect("1.1.0 is published");
+            let pending: Vec<(String, String)> =
+                runs.iter().filter(|(run, _)| waiting(&runtime, run) == Status::Pending).cloned().collect();
             // A version that says it migrates but cannot is refused when proposed.
             let refused = publish(&runtime, broken.clone()).expect_err("a broken migration was proposed");
             assert!(refused.to_string().contains("gate `odd` is removed"), "{refused}");
             publish(&runtime, v2.clone()).expect("2.0.0 is published");
-            for run in &pending {
-                // Decided until it ends: the gate (by the officer, as 2.0.0 says), the review.
+            for (run, plan) in &pending {
+                // Decided until it ends: the gate (by whoever the version it is on says), the
+                // review.
                 loop {
                     let view = runtime.status(run, None).expect("status");
-                    let Some((step, ..)) = view.pending.first() else { break };
-                    let who = if step == "odd" { principal("oli", &["officer"]) } else { manager.clone() };
+                    let Some((step, _, roles)) = view.pending.first() else { break };
+                    // The view tells the roles of the version the run is on: a run on 1.1.0
+                    // migrates at this decision, and 2.0.0 gives the gate to officers.
+                    let officers = roles.contains(&"officer".to_owned()) || (step == "odd" && *plan == v1b.hash());
+                    let who = if officers { principal("oli", &["officer"]) } else { manager.clone() };
                     let outcome = ["approve", "reject"][random(2) as usize];
                     runtime.decide(run, step, &who, &decision(outcome, "ok")).unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
                 let events = crate::guarantees::events(&runtime, run);
+                let replay = runtime.replay(run, &clerk).expect("replays");
+                assert!(replay.divergence.is_none(), "{name}: {replay:?}");
+                // Only runs on the version 2.0.0 replaced (what its approvers saw the
+                // difference from) migrate; runs on 1.0.0 stay where they are.
+                if *plan == v1.hash() {
+                    assert_eq!(migrations(&events), 0, "{name}: {run} on 1.0.0 migrated");
+                    continue;
+                }
                 assert_eq!(migrations(&events), 1, "{name}: {run} did not migrate");
                 let Some(Event::Migrated(migrated)) = events.iter().find(|e| matches!(e, Event::Migrated(_))) else {
                     unreachable!()
                 };
-                assert_eq!((&*migrated.from, &*migrated.to), (v1.hash(), v2.hash()), "{name}");
+                assert_eq!((&*migrated.from, &*migrated.to), (v1b.hash(), v2.hash()), "{name}");
                 assert_eq!(migrated.flow_version, "2.0.0");
                 assert!(migrated.release.release.starts_with("rel-"), "{migrated:?}");
                 // The steps the new version adds run as it says (nothing runs after a rejection).
-                let rejected =
-                    runtime.status(run, None).expect("status").status == flow_runtime::event::Status::Rejected;
+                let rejected = runtime.status(run, None).expect("status").status == Status::Rejected;
                 assert_eq!(events.iter().any(|e| e.node().is_some_and(|n| n == "twice")), !rejected, "{name}");
-                let replay = runtime.replay(run, &clerk).expect("replays");
-                assert!(replay.divergence.is_none(), "{name}: {replay:?}");
                 for engine in [flow_runtime::analysis::Engine::Interpreter, flow_runtime::analysis::Engine::Jit] {
                     let replay = flow_runtime::replay::replay_across(
-                        &Analysis::new(v1.clone()),
+                        &Analysis::new(v1b.clone()),
                         &[&Analysis::new(v2.clone())],
                         &events,
                         engine,
@@ -317,12 +324,117 @@ fn runs_waiting_when_a_migrating_version_is_published_continue_on_it() {
                 let bundle = runtime.evidence(run, &clerk).expect("exports");
                 let text = flow_runtime::evidence::render(&bundle);
                 flow_runtime::evidence::verify(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-                forgeries_fail(&bundle, &v1, &v2);
+                forgeries_fail(&bundle, &v1b, &v2);
             }
-            // Runs that had ended stay as they were.
-            for (run, _) in runs.iter().filter(|(run, _)| !pending.contains(run)) {
+            // Runs that had ended stay as they were; the store audits clean.
+            for (run, _) in runs.iter().filter(|run| !pending.contains(run)) {
                 assert_eq!(migrations(&crate::guarantees::events(&runtime, run)), 0, "{name}");
             }
+            let audit = runtime.audit(None).expect("audits");
+            assert!(audit.problems.is_empty(), "{name}: {:?}", audit.problems);
+            // A copy of the store keeps every plan a run went through: its evidence exports.
+            let copy = SqliteStore::open(std::path::Path::new(":memory:")).expect("a store");
+            runtime.copy_to(&copy).expect("copies");
+            let copied = Runtime::new(Box::new(copy));
+            for (run, _) in &pending {
+                let bundle = copied.evidence(run, &clerk).expect("exports from the copy");
+                let text = flow_runtime::evidence::render(&bundle);
+                flow_runtime::evidence::verify(text.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            }
+        }
+    }
+}
+
+/// A flow whose approval needs two managers, with a deadline.
+fn timed(version: &str, migrate: &str, within: &str) -> flow_ir::VerifiedPlan {
+    let source = format!(
+        r#"
+role clerk
+role steward
+role officer
+role manager
+type Request {{ amount: Int }}
+flow watched {{
+  version "{version}"
+  owner clerk
+  steward steward
+  {migrate}
+  input request: Request
+  output approved: Bool
+  access {{
+    trigger by clerk
+    replay by clerk
+  }}
+  approval sign {{
+    otherwise => 2 of manager
+    within {within} otherwise reject
+  }}
+  emit approved = sign.approved
+}}
+"#
+    );
+    let checked = crate::check_fixture("main.flow", source.as_bytes());
+    assert!(checked.diagnostics.is_empty(), "{}", checked.render());
+    crate::plans(&checked).into_iter().flatten().next().expect("the flow compiles")
+}
+
+/// Deadlines across a migration: a deadline of the run's version that fell due fires first,
+/// on that version (the decision that came after it is too late, and the run does not
+/// migrate); otherwise the steps waiting take the new version's deadlines from the moment the
+/// run migrated — neither counted from when the step opened, nor lost.
+#[test]
+fn deadlines_of_a_migrated_run_count_from_the_migration() {
+    const DAY: i64 = 86_400;
+    let t0 = 1_800_000_000;
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(t0));
+    let (v1, v2) = (timed("1.0.0", "", "10d"), timed("2.0.0", "migrate waiting", "1d"));
+    let clerk = principal("cal", &["clerk"]);
+    for (name, open) in stores() {
+        for late in [false, true] {
+            let mut runtime = runtime_on(open());
+            let read = now.clone();
+            runtime.set_clock(Arc::new(move || flow_ir::expr::Timestamp {
+                seconds: read.load(std::sync::atomic::Ordering::SeqCst),
+                nanos: 0,
+            }));
+            now.store(t0, std::sync::atomic::Ordering::SeqCst);
+            publish(&runtime, v1.clone()).expect("1.0.0 is published");
+            let first = runtime.install(v1.clone()).expect("installs");
+            let inputs = [("request".to_owned(), json!({"amount": 5}))];
+            let run = runtime.start(&first, &clerk, &inputs, &StartOptions::default()).expect("starts").run;
+            publish(&runtime, v2.clone()).expect("2.0.0 is published");
+            // After 11 days, 1.0.0's deadline is due: it decides, and the approval is too late.
+            let at = if late { t0 + 11 * DAY } else { t0 + 5 * DAY };
+            now.store(at, std::sync::atomic::Ordering::SeqCst);
+            let decided = runtime.decide(&run, "sign", &principal("max", &["manager"]), &decision("approve", "ok"));
+            let events = crate::guarantees::events(&runtime, &run);
+            if late {
+                let refused = decided.expect_err("a decision after the deadline was taken");
+                assert!(refused.to_string().contains("came too late"), "{name}: {refused}");
+                assert_eq!(migrations(&events), 0, "{name}: migrated past its deadline");
+                assert!(
+                    events.iter().any(|e| matches!(e, Event::TimedOut { at: t, .. } if t.seconds == t0 + 10 * DAY))
+                );
+                continue;
+            }
+            assert_eq!(decided.expect("decides").status, Status::Pending, "{name}");
+            assert_eq!(migrations(&events), 1, "{name}");
+            // 2.0.0's day runs from the migration: nothing is due a moment before it ends.
+            runtime.tick(flow_ir::expr::Timestamp { seconds: at + DAY - 1, nanos: 0 }).expect("ticks");
+            assert_eq!(runtime.status(&run, None).expect("status").status, Status::Pending, "{name}");
+            now.store(at + DAY, std::sync::atomic::Ordering::SeqCst);
+            runtime.tick(flow_ir::expr::Timestamp { seconds: at + DAY, nanos: 0 }).expect("ticks");
+            let events = crate::guarantees::events(&runtime, &run);
+            let fired: Vec<i64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TimedOut { at, .. } => Some(at.seconds),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(fired, [at + DAY], "{name}");
+            let replay = runtime.replay(&run, &clerk).expect("replays");
+            assert!(replay.divergence.is_none(), "{name}: {replay:?}");
         }
     }
 }

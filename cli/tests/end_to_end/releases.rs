@@ -237,10 +237,10 @@ fn the_release_demo_runs() {
 }
 
 /// Waiting runs and a new version: a run waiting at a review on 1.0.0 stays on it when 1.1.0
-/// does not say `migrate waiting`; `flowc diff` and `flowc release propose` refuse a version
-/// that says so but removes what runs wait at; once 1.2.0, which says so, is published, the
-/// waiting run continues on it at its next decision — recorded, shown, verified and replayed
-/// exactly across the switch. On SQLite and PostgreSQL.
+/// does not say `migrate waiting`, and when 1.2.0, which says so, replaces 1.1.0; `flowc diff`
+/// and `flowc release propose` refuse a version that says so but removes what runs wait at;
+/// a run waiting on 1.1.0 continues on 1.2.0 at its next decision — recorded, shown, verified
+/// and replayed exactly across the switch. On SQLite and PostgreSQL.
 #[test]
 fn a_waiting_run_migrates_to_a_version_that_says_so() {
     const ONE_APPROVER: &str = r#"
@@ -296,19 +296,27 @@ approvals = 1
         let json = json_of(&dir, &["diff", "loan.flow", "next.flow"], 3);
         assert_eq!(json["migration"], json!({"allowed": true, "problems": []}), "{json}");
 
-        // 1.1.0 does not migrate: the run stays on 1.0.0.
+        // 1.1.0 does not migrate: the run stays on 1.0.0. A run on 1.1.0 waits too.
         publish("pinned.flow", "rel-2");
+        let old = run;
+        let input = request(&dir, "M2", "5000", "carl");
+        let run = json_of(&dir, &["run", "pinned.flow", "--input", &input, "--as", "carl", "--at", AT], 0);
+        let run = run["run"].as_str().unwrap().to_owned();
         refused(
             &dir,
             &["propose", "broken.flow", "--env", "prod", "--as", "olga", "--reason", "defer"],
             "cannot migrate to it",
         );
         publish("next.flow", "rel-3");
-        let pinned = json_of(&dir, &["release", "show", "rel-1"], 0)["plan"].clone();
+        let pinned = json_of(&dir, &["release", "show", "rel-2"], 0)["plan"].clone();
         let status = json_of(&dir, &["status", &run], 0);
         assert_eq!(status["status"], "pending", "{status}");
 
-        // Decided: it migrates (to the version live, 1.2.0, over 1.1.0) and goes on there.
+        // The run on 1.0.0 stays there: 1.2.0 replaced 1.1.0, the difference its approvers saw.
+        let output = flowc(&dir, &["decide", &old, "check", "--as", "max", "--outcome", "approve", "--reason", "ok"]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        assert!(!text(&flowc(&dir, &["show", &old, "--as", "aud"])).contains("MIGRATED"));
+        // The run on 1.1.0, decided, migrates to 1.2.0 and goes on there.
         let output = flowc(&dir, &["decide", &run, "check", "--as", "max", "--outcome", "approve", "--reason", "ok"]);
         assert_eq!(output.status.code(), Some(0), "{}", text(&output));
         let shown = flowc(&dir, &["show", &run, "--as", "aud"]);
@@ -340,7 +348,7 @@ approvals = 1
         assert!(text(&output).contains("which the evidence does not carry"), "{}", text(&output));
         // Every stored run replays exactly; the store audits clean.
         let replayed = json_of(&dir, &["replay", "--all", "--as", "aud"], 0);
-        assert_eq!(replayed["exact"], 1, "{replayed}");
+        assert_eq!(replayed["exact"], 2, "{replayed}");
         let audit = flowc(&dir, &["audit"]);
         assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
     }

@@ -273,12 +273,19 @@ pub struct Migrated {
     pub to: std::sync::Arc<str>,
     /// The version of the flow the run continues on.
     pub flow_version: SmolStr,
+    /// When it migrated: the deadlines of the steps waiting count from then, as the new
+    /// version sets them.
+    pub at: flow_ir::expr::Timestamp,
     /// The release that made plan `to` live where the run waits.
     pub release: ReleaseRef,
     /// The deployment the run continues in, and its digest (as `started` records them).
     pub environment: std::sync::Arc<Environment>,
     pub deployment: String,
 }
+
+/// How a stored `migrated` event begins (as the store keeps it): runs without one are read
+/// with one plan.
+pub(crate) const MIGRATED: &str = r#"{"event":"migrated""#;
 
 /// A `declassify` of the plan: where, which labels it takes off, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

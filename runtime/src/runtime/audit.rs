@@ -58,9 +58,17 @@ impl Runtime {
                     // without it, the next call with the key would act again.
                     for (seq, event) in events.iter().enumerate() {
                         let Event::ActionCompleted { node, key, reused: false, .. } = event else { continue };
-                        let Some(NodeKind::Action { system, .. }) = analysis.body().node(node).map(|n| &n.kind) else {
-                            continue;
+                        // The system the call went to, as its start records it (a run that
+                        // migrated since may name another for the step).
+                        let started = events[..seq].iter().rev().find_map(|e| match e {
+                            Event::ActionStarted { node: n, system, .. } if n == node => Some(system.clone()),
+                            _ => None,
+                        });
+                        let planned = match analysis.body().node(node).map(|n| &n.kind) {
+                            Some(NodeKind::Action { system, .. }) => Some(system.clone()),
+                            _ => None,
                         };
+                        let Some(system) = started.or(planned) else { continue };
                         match stored.get(&(system.as_str(), key.as_str())) {
                             Some((run, at)) if *run == record.id && *at == seq as u64 => {}
                             Some((run, at)) => audit.problems.push(format!(

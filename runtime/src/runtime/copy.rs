@@ -58,15 +58,11 @@ impl Runtime {
         let shadows = from.shadows(None)?;
         let mut copied = Copied::default();
         let (releases, _) = from.releases(0)?;
-        let named: Vec<String> = releases
-            .iter()
-            .filter_map(|entry| serde_json::from_str::<serde_json::Value>(&entry.body).ok())
-            .filter_map(|event| event.get("plan").and_then(serde_json::Value::as_str).map(str::to_owned))
-            .collect();
-        let mut plans: Vec<&str> = records.iter().map(|r| r.plan.as_str()).collect();
-        plans.extend(shadows.iter().map(|s| s.candidate.as_str()));
-        // A release store keeps the plans its releases name, which no run may use.
-        plans.extend(named.iter().map(String::as_str));
+        // Every plan the store keeps: those its runs are on, those they started on or
+        // migrated through, shadows' candidates, the plans its releases name.
+        let mut plans: Vec<String> = from.plans()?;
+        plans.extend(records.iter().map(|r| r.plan.clone()));
+        plans.extend(shadows.iter().map(|s| s.candidate.clone()));
         plans.sort_unstable();
         plans.dedup();
         for hash in &plans {

@@ -15,8 +15,16 @@ use crate::value::Value;
 use smol_str::SmolStr;
 use std::sync::Arc;
 
-/// How a stored `migrated` event begins.
-pub(crate) const MIGRATED: &str = r#"{"event":"migrated""#;
+/// A stored run read and checked: its plan now, its record, its events, and when each was
+/// recorded.
+pub(super) struct Read {
+    analysis: Arc<Analysis>,
+    record: RunRecord,
+    events: Vec<Event<Value>>,
+    ats: Vec<String>,
+}
+
+pub(crate) use crate::event::MIGRATED;
 
 /// The plan a run's events leave it on: that of its last migration, else the one it started
 /// on.
@@ -62,56 +70,82 @@ impl Runtime {
         record: RunRecord,
         change: bool,
     ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
-        self.load_record_with(record, change, false)
+        let read = self.read_record(record, change)?;
+        let loaded = self.loaded_on(&read.analysis, &read);
+        Ok((read.analysis, loaded, read.events))
     }
 
     /// Loads a stored run to continue it at its next step: a run waiting for a person
     /// migrates to the version of its flow live where it runs, when that version says
-    /// `migrate waiting` and the run may ([`crate::migration`]); its `migrated` event is
+    /// `migrate waiting` and the run may ([`Runtime::migration`]); its `migrated` event is
     /// then recorded (stored with the step's), and it is loaded on the new plan.
     pub(super) fn load_to_continue(&self, run: &str) -> Result<(Arc<Analysis>, Loaded)> {
         let record = self.store.run(run)?.ok_or_else(|| Error::UnknownRun(format!("no run `{run}` in the store")))?;
-        self.load_record_with(record, true, true).map(|(analysis, loaded, _)| (analysis, loaded))
+        let read = self.read_record(record, true)?;
+        let loaded = self.loaded_on(&read.analysis, &read);
+        let Some((next, migrated)) = self.migration(&read, &loaded) else { return Ok((read.analysis, loaded)) };
+        let mut moved = self.loaded_on(&next, &read);
+        moved.record(&next, Event::Migrated(Box::new(migrated)));
+        Ok((next, moved))
     }
 
-    /// The version a run waiting on `analysis` migrates to now, with its `migrated` event:
-    /// in an environment under release control, the plan live there when it is another,
-    /// declares `migrate waiting`, is believed live under the environment's rules, and the
-    /// run may migrate to it.
-    fn migration(&self, analysis: &Analysis) -> Result<Option<(Arc<Analysis>, crate::event::Migrated)>> {
-        let Some(control) = &self.release_control else { return Ok(None) };
-        let Some(environment) = &control.environment else { return Ok(None) };
+    /// The version a run read as `read` (and `loaded`) migrates to now, with its `migrated`
+    /// event, when all of this holds: the run waits for a person, and no deadline of its
+    /// version is due (those fire first, on it); it last ran under a release of this
+    /// runtime's environment, which is under release control; the release live there now
+    /// replaced the run's version (so its approvers saw the difference from it), says
+    /// `migrate waiting`, is believed under the environment's rules, and the run may
+    /// migrate to it ([`crate::migration::problems`]). Anything that cannot be read leaves
+    /// the run where it is.
+    fn migration(&self, read: &Read, loaded: &Loaded) -> Option<(Arc<Analysis>, crate::event::Migrated)> {
+        let analysis = &read.analysis;
+        let now = self.now();
+        if loaded.state.status != Status::Pending
+            || crate::timers::next(analysis, &loaded.state).is_some_and(|due| due.at <= now)
+        {
+            return None;
+        }
+        let control = self.release_control.as_ref()?;
+        let environment = control.environment.as_ref()?;
         if !control.governance.environment(environment).is_some_and(|e| e.controlled) {
-            return Ok(None);
+            return None;
         }
-        let Some(live) = self.live_plan(&analysis.body().flow.name)? else { return Ok(None) };
-        if *live == **analysis.hash() {
-            return Ok(None);
+        let ran_under = read.events.iter().rev().find_map(|event| match event {
+            Event::Migrated(migrated) => Some(Some(&migrated.release)),
+            Event::Started(started) => Some(started.release.as_ref()),
+            _ => None,
+        });
+        if ran_under.flatten().is_none_or(|release| release.environment != *environment) {
+            return None;
         }
-        let next = self.plan(&live)?;
+        let flow = &analysis.body().flow.name;
+        let live = self.with_releases(|registry| registry.live(environment, flow).cloned()).ok().flatten()?;
+        if live.plan == **analysis.hash()
+            || live.live.as_ref().is_none_or(|replaced| replaced.plan != **analysis.hash())
+        {
+            return None;
+        }
+        let next = self.plan(&live.plan).ok()?;
         if !next.body().flow.migrate_waiting || !crate::migration::problems(analysis, &next).is_empty() {
-            return Ok(None);
+            return None;
         }
-        let Ok(Some(release)) = self.release_of(&next)? else { return Ok(None) };
+        let release = self.release_of(&next).ok()?.ok()??;
         let environment = self.environment(&next);
         let deployment = crate::deployment::digest_of(&environment, Some(&release));
         let migrated = crate::event::Migrated {
             from: analysis.hash().clone(),
             to: next.hash().clone(),
             flow_version: next.body().flow.version.as_str().into(),
+            at: now,
             release,
             environment,
             deployment,
         };
-        Ok(Some((next, migrated)))
+        Some((next, migrated))
     }
 
-    fn load_record_with(
-        &self,
-        mut record: RunRecord,
-        change: bool,
-        migrate: bool,
-    ) -> Result<(Arc<Analysis>, Loaded, Vec<Event<Value>>)> {
+    /// A stored run read: its record, plan and events, checked and believed.
+    fn read_record(&self, mut record: RunRecord, change: bool) -> Result<Read> {
         let run = record.id.clone();
         let run = run.as_str();
         // A run that executes is changed only by whoever holds its lease: taken over here
@@ -146,43 +180,34 @@ impl Runtime {
             }
             events = self.store.events(run)?;
         }
-        let first_at = events.first().map(|e| e.at.clone()).unwrap_or_default();
-        // A run waiting for a person, continued, may move to the version live now; it is
-        // read on its own first.
-        let migration = match migrate && record.status == Status::Pending {
-            true => self.migration(&analysis)?,
-            false => None,
-        };
-        let on = migration.as_ref().map_or(&analysis, |(next, _)| next);
-        // What the monitors need of past events, only for plans that have monitors; when
-        // steps opened, only for those that watch latencies.
-        let watched = crate::monitor::watched(on);
-        let ats: Vec<String> = match crate::monitor::watches_latency(on) {
-            true => events.iter().map(|e| e.at.clone()).collect(),
-            false => Vec::new(),
-        };
+        let ats: Vec<String> = events.iter().map(|e| e.at.clone()).collect();
+        let first_at = ats.first().cloned().unwrap_or_default();
         let decoded = self.verified(&analysis, &record, events)?;
         self.believed(&record, &decoded, &first_at)?;
-        let (analysis, migrated) = match migration {
-            Some((next, migrated)) => (next, Some(migrated)),
-            None => (analysis, None),
-        };
-        let mut loaded = Loaded::new(&analysis, record.id.clone(), record.principal.clone(), record.created.clone());
+        Ok(Read { analysis, record, events: decoded, ats })
+    }
+
+    /// The run read as `read`, its state rebuilt under `analysis` (its plan, or the one it
+    /// migrates to).
+    fn loaded_on(&self, analysis: &Analysis, read: &Read) -> Loaded {
+        let record = &read.record;
+        // What the monitors need of past events, only for plans that have monitors; when
+        // steps opened, only for those that watch latencies.
+        let watched = crate::monitor::watched(analysis);
+        let latency = crate::monitor::watches_latency(analysis);
+        let mut loaded = Loaded::new(analysis, record.id.clone(), record.principal.clone(), record.created.clone());
         loaded.log.seq = record.seq;
         loaded.log.head = record.head.clone();
         loaded.log.signature = record.signature.clone();
-        for (i, event) in decoded.iter().enumerate() {
+        for (i, event) in read.events.iter().enumerate() {
             loaded.log.observe(&analysis.body().flow.name, event);
-            loaded.state.apply(&analysis, event);
+            loaded.state.apply(analysis, event);
             if watched {
-                loaded.log.watch.stored(event, ats.get(i).map(String::as_str));
+                loaded.log.watch.stored(event, read.ats.get(i).filter(|_| latency).map(String::as_str));
             }
         }
         loaded.state.status = record.status;
-        if let Some(migrated) = migrated {
-            loaded.record(&analysis, Event::Migrated(Box::new(migrated)));
-        }
-        Ok((analysis, loaded, decoded))
+        loaded
     }
 
     /// Checks what the store says of a run outside its chain against the chain: the run,
@@ -322,12 +347,21 @@ impl Runtime {
         let mut current = self.plan(&from)?;
         for stored in &events {
             let event = decode_event_text(&current, &stored.body).map_err(|e| unreadable(stored.seq, e))?;
+            if let Event::Started(started) = &event
+                && *started.plan != *from
+            {
+                return Err(Error::Tampered(format!(
+                    "run `{run}` started on plan {}, but its first migration is from plan {from}: the store was changed",
+                    started.plan
+                )));
+            }
             if let Event::Migrated(migrated) = &event {
                 let next = self.plan(&migrated.to)?;
                 let problems = crate::migration::problems(&current, &next);
                 if *migrated.from != **current.hash() || !problems.is_empty() {
                     return Err(Error::Tampered(format!(
-                        "event {} of run `{run}` records a migration from plan {} to {} that the runtime does not                          make{}: the store was changed",
+                        "event {} of run `{run}` records a migration from plan {} to {} that the runtime does not \
+                         make{}: the store was changed",
                         stored.seq,
                         migrated.from,
                         migrated.to,
