@@ -9,9 +9,10 @@
 //!   `Runtime::evaluate` (inputs decoded and checked, every step, events, outputs), Cedar
 //!   (context from JSON, request, authorization), CEL (context from JSON, execution);
 //! - `compile`: compiling the rules plan, and the plan with the large matrix, to native code;
+//!   and plans whose matrices have 1,000 to 64,000 rows (compiling grows with the rows);
 //! - `matrix_3700`: an approval matrix of 3,700 rows (five comparisons each), for an
 //!   application that falls through to `otherwise` (every row evaluated) and one matched
-//!   half-way.
+//!   half-way; `matrix_64000`: 64,000 rows, falling through.
 //!
 //! `cargo bench -p flow-bench --bench engines`; results in `docs/benchmarks.md`.
 
@@ -187,5 +188,26 @@ mod compile {
     fn matrix_3700(bencher: Bencher<'_, '_>) {
         let plan = flow_bench::big_matrix(3_700).unwrap();
         bencher.bench_local(|| compile(&plan));
+    }
+
+    /// How compiling grows with a matrix's rows (built as the 3,700 rows are).
+    #[divan::bench(args = [1_000, 4_000, 16_000, 64_000])]
+    fn matrix_rows(bencher: Bencher<'_, '_>, rows: usize) {
+        let plan = flow_bench::big_matrix(rows).unwrap();
+        bencher.bench_local(|| compile(&plan));
+    }
+}
+
+/// Deciding a matrix of 64,000 rows that no row matches (`otherwise`): every row ruled out.
+#[divan::bench_group(sample_count = 20, sample_size = 5)]
+mod matrix_64000 {
+    use super::*;
+
+    #[divan::bench(args = ENGINES)]
+    fn otherwise(bencher: Bencher<'_, '_>, name: &str) {
+        let flow = Flow::with_plan(flow_bench::big_matrix(64_000).unwrap(), engine(name)).unwrap();
+        let prepared = flow.prepare(&Case { score: 500, ..prime_case() }).unwrap();
+        assert_eq!(flow.row(&prepared), 64_000);
+        bencher.bench_local(|| flow.row(black_box(&prepared)));
     }
 }

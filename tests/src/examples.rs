@@ -2,12 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-/// The `.flow` files under `dir`, sorted.
+/// The `.flow` files under `dir`, sorted; hidden directories (a deployment's `.flow`, where
+/// the demos write what they make) are not examples.
 pub fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
+        let hidden = path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.'));
+        if path.is_dir() && hidden {
+            continue;
+        }
         if path.is_dir() {
             flow_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "flow") {
