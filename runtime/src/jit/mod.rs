@@ -17,6 +17,10 @@
 //! the interpreter's by construction. Decimal arithmetic (and so division by zero) is the
 //! interpreter's (`rust_decimal`) through a helper call; decimal comparisons are native.
 //!
+//! **Large matrices.** An approval matrix of 64 rows or more whose rows compare places with
+//! constants is not compiled to code but to a decision table ([`table`]): built in time about
+//! linear in its rows, decided by a lookup per column.
+//!
 //! **Fallback.** A plan the compiler cannot translate, or a host cranelift does not
 //! support, runs on the interpreter, and the run's evidence says so ([`Native::compile`]
 //! gives the reason). A node whose value does not fit the frame's layout (which a verified

@@ -38,7 +38,7 @@ const MAX_WORDS: usize = 4 << 20;
 
 /// A constant or a value of a column, as it orders: whole numbers, durations, flags,
 /// variants and instants (as nanoseconds) as integers; decimals and money as decimals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Key {
     Int(i128),
     Decimal(Decimal),
@@ -108,12 +108,15 @@ impl Plan {
             plan.conjunction(condition, &mut tests, tables, node_index, rep_of)?;
             plan.rows.push(Some(tests));
         }
-        for c in 0..plan.columns.len() {
-            let mut constants: Vec<Key> =
-                plan.rows.iter().flatten().flatten().filter(|(at, _)| *at == c).map(|(_, t)| t.constant).collect();
-            constants.sort_unstable();
-            constants.dedup();
-            plan.columns[c].constants = constants;
+        // Each constant once (a hash set), then sorted: rows repeat their constants, and
+        // comparing decimals is what sorting costs.
+        let mut distinct: Vec<rustc_hash::FxHashSet<Key>> = vec![Default::default(); plan.columns.len()];
+        for (c, test) in plan.rows.iter().flatten().flatten() {
+            distinct[*c].insert(test.constant);
+        }
+        for (column, distinct) in plan.columns.iter_mut().zip(distinct) {
+            column.constants = distinct.into_iter().collect();
+            column.constants.sort_unstable();
         }
         let regions: usize = plan.columns.iter().map(|c| 2 * c.constants.len() + 2).sum();
         (regions.checked_mul(rows.len().div_ceil(64))? <= MAX_WORDS).then_some(plan)
@@ -217,6 +220,11 @@ impl Plan {
     pub(crate) fn build(mut self, layout: &mut Layout) -> (Table, Vec<u32>) {
         let rows = self.rows.len();
         let words = rows.div_ceil(64);
+        let positions: Vec<rustc_hash::FxHashMap<Key, usize>> = self
+            .columns
+            .iter()
+            .map(|column| column.constants.iter().enumerate().map(|(i, key)| (*key, i)).collect())
+            .collect();
         for column in &mut self.columns {
             column.offset = layout.place(column.node, &column.path, column.rep, column.currency);
             column.regions = vec![0; (2 * column.constants.len() + 1) * words];
@@ -235,7 +243,7 @@ impl Plan {
                 let (mut low, mut high) = (0, last);
                 let mut excluded = Vec::new();
                 for test in tests {
-                    let at = 2 * column.constants.binary_search(&test.constant).unwrap_or_default() + 1;
+                    let at = 2 * positions[c].get(&test.constant).copied().unwrap_or_default() + 1;
                     let (from, to) = match test.op {
                         BinaryOp::Eq => (at, at),
                         BinaryOp::Lt => (0, at - 1),
