@@ -524,6 +524,34 @@ impl Scope for Values<'_> {
     }
 }
 
+/// `body` with an approval `matrix` of `rows` appended (its last node), compiled to native
+/// code; `what` names the case in a failure.
+fn with_matrix(body: &mut PlanBody, rows: &[Row], what: &str) -> Native {
+    body.nodes.push(Node {
+        name: "matrix".into(),
+        ty: Ty::Approval("matrix".into()),
+        kind: NodeKind::Approval { rows: rows.to_vec(), distinct_from: Vec::new() },
+        regardless: Vec::new(),
+        timing: None,
+    });
+    let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
+    let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
+    Native::compile(body, &index).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// The first of `rows` whose condition holds, as the interpreter finds it: in turn.
+fn first_row(body: &PlanBody, scope: &Values<'_>, rows: &[Row]) -> Result<Option<usize>, interp::EvalError> {
+    rows.iter().enumerate().try_fold(None, |found, (r, row)| {
+        if found.is_some() {
+            return Ok(found);
+        }
+        match &row.condition {
+            None => Ok(Some(r)),
+            Some(c) => Ok(interp::eval(body, scope, c)?.as_bool().unwrap_or(false).then_some(r)),
+        }
+    })
+}
+
 fn cases() -> usize {
     std::env::var("FLOW_JIT_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
 }
@@ -564,16 +592,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
         if g.rng.below(2) == 0 {
             rows.push(Row { condition: None, requirement: vec![Requirement::Auto] });
         }
-        body.nodes.push(Node {
-            name: "matrix".into(),
-            ty: Ty::Approval("matrix".into()),
-            kind: NodeKind::Approval { rows: rows.clone(), distinct_from: Vec::new() },
-            regardless: Vec::new(),
-            timing: None,
-        });
-        let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
-        let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
-        let native = Native::compile(&body, &index).unwrap_or_else(|e| panic!("batch {batch_seed}: {e}"));
+        let native = with_matrix(&mut body, &rows, &format!("batch {batch_seed}"));
         let input = body.nodes.iter().position(|n| n.name == "c").expect("input c");
         let param = body.nodes.iter().position(|n| n.name == "p").expect("param p");
         for v in 0..VALUES {
@@ -600,15 +619,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
                 errors += usize::from(expected.is_err());
                 checked += 1;
             }
-            let expected = rows.iter().enumerate().try_fold(None, |found, (r, row)| {
-                if found.is_some() {
-                    return Ok(found);
-                }
-                match &row.condition {
-                    None => Ok(Some(r)),
-                    Some(c) => Ok(interp::eval(&body, &scope, c)?.as_bool().unwrap_or(false).then_some(r)),
-                }
-            });
+            let expected = first_row(&body, &scope, &rows);
             let actual = native.matrix((body.nodes.len() - 1) as u32, &scope, &frame);
             assert_eq!(actual.as_ref(), Some(&expected), "batch {batch_seed}, values {v}: matrix");
         }
@@ -618,8 +629,9 @@ fn native_code_gives_the_interpreters_values_and_errors() {
 }
 
 /// Large approval matrices (64 rows and more) whose rows test places against constants are
-/// decided as decision tables (`runtime/src/jit/table.rs`): random such matrices — tests of
-/// whole numbers, durations, decimals, money of one currency, instants, variants and flags,
+/// decided as decision tables (`runtime/src/jit/table.rs`): random such matrices over ten
+/// columns — tests of whole numbers, durations, decimals (negative zero too), money of one
+/// currency, instants, variants and flags,
 /// every comparison, constants on either side, `otherwise` rows — choose the row the
 /// interpreter chooses, for values drawn from the same constants (so that equalities and
 /// bounds are met exactly), and a matrix with one row of another shape is compiled to code.
@@ -627,7 +639,7 @@ fn native_code_gives_the_interpreters_values_and_errors() {
 fn large_matrices_decide_as_tables_as_the_interpreter_does() {
     let fixture = fixture();
     let ints = [-3i64, -1, 0, 1, 2, 7, i64::MIN, i64::MAX];
-    let decimals = ["0", "0.10", "0.1", "-2.5", "3", "1000000", "0.0000000000000000000000000001", BIG];
+    let decimals = ["0", "-0", "0.10", "0.1", "-2.5", "3", "1000000", "0.0000000000000000000000000001", BIG];
     let decimal = |i: usize| decimals[i].parse::<Decimal>().expect("a decimal");
     let instants = [(1_790_000_000, 0), (1_790_000_000, 500_000_000), (1_800_000_000, 0)];
     let ops = [BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge];
@@ -639,8 +651,15 @@ fn large_matrices_decide_as_tables_as_the_interpreter_does() {
         // A test of one column, the constant on either side.
         let test = |g: &mut Exprs| -> Expr {
             let op = ops[g.rng.below(ops.len())];
-            let (place, constant) = match g.rng.below(7) {
+            // Ten columns: more than a table keeps its regions for on the stack.
+            let (place, constant) = match g.rng.below(10) {
                 0 => (field(Ty::Int, "i"), lit(Literal::Int(ints[g.rng.below(ints.len())]))),
+                7 => (field(Ty::Int, "j"), lit(Literal::Int(ints[g.rng.below(ints.len())]))),
+                8 => (field(Ty::Decimal, "e"), lit(Literal::Decimal(decimal(g.rng.below(decimals.len()))))),
+                9 => {
+                    let (seconds, nanos) = instants[g.rng.below(instants.len())];
+                    (field(Ty::Timestamp, "u"), lit(Literal::Timestamp(Timestamp { seconds, nanos })))
+                }
                 1 => (field(Ty::Duration, "w"), lit(Literal::Duration(ints[g.rng.below(ints.len())]))),
                 2 => (field(Ty::Decimal, "d"), lit(Literal::Decimal(decimal(g.rng.below(decimals.len()))))),
                 3 => {
@@ -698,16 +717,7 @@ fn large_matrices_decide_as_tables_as_the_interpreter_does() {
             let sum = bin(Ty::Int, BinaryOp::Add, field(Ty::Int, "i"), lit(Literal::Int(1)));
             rows[count / 2].condition = Some(bin(Ty::Bool, BinaryOp::Gt, sum, lit(Literal::Int(2))));
         }
-        body.nodes.push(Node {
-            name: "matrix".into(),
-            ty: Ty::Approval("matrix".into()),
-            kind: NodeKind::Approval { rows: rows.clone(), distinct_from: Vec::new() },
-            regardless: Vec::new(),
-            timing: None,
-        });
-        let names: Vec<SmolStr> = body.nodes.iter().map(|n| n.name.clone()).collect();
-        let index = |name: &str| names.iter().position(|n| n == name).map(|i| i as u32);
-        let native = Native::compile(&body, &index).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let native = with_matrix(&mut body, &rows, &format!("seed {seed}"));
         let matrix = (body.nodes.len() - 1) as u32;
         assert_eq!(native.tabled(matrix), !other, "seed {seed}");
         tabled += usize::from(native.tabled(matrix));
@@ -718,8 +728,12 @@ fn large_matrices_decide_as_tables_as_the_interpreter_does() {
             let Value::Record(mut fields) = case_value(&mut g) else { panic!("a record") };
             let (seconds, nanos) = instants[g.rng.below(instants.len())];
             let usd = Money { amount: decimal(g.rng.below(decimals.len())), currency: currency("USD") };
+            let (u_seconds, u_nanos) = instants[g.rng.below(instants.len())];
             for (name, value) in [
                 ("i", Value::Int(ints[g.rng.below(ints.len())])),
+                ("j", Value::Int(ints[g.rng.below(ints.len())])),
+                ("e", Value::Decimal(decimal(g.rng.below(decimals.len())))),
+                ("u", Value::Timestamp(Timestamp { seconds: u_seconds, nanos: u_nanos })),
                 ("w", Value::Duration(ints[g.rng.below(ints.len())])),
                 ("d", Value::Decimal(decimal(g.rng.below(decimals.len())))),
                 ("usd", Value::Money(usd)),
@@ -735,15 +749,7 @@ fn large_matrices_decide_as_tables_as_the_interpreter_does() {
             let clock = g.timestamp();
             let frame = native.frame(&values, &vec![false; body.nodes.len()], clock);
             let scope = Values { body: &body, values, clock };
-            let expected = rows.iter().enumerate().try_fold(None, |found, (r, row)| {
-                if found.is_some() {
-                    return Ok(found);
-                }
-                match &row.condition {
-                    None => Ok(Some(r)),
-                    Some(c) => Ok(interp::eval(&body, &scope, c)?.as_bool().unwrap_or(false).then_some(r)),
-                }
-            });
+            let expected = first_row(&body, &scope, &rows);
             let actual = native.matrix(matrix, &scope, &frame);
             assert_eq!(actual.as_ref(), Some(&expected), "seed {seed}, values {v}");
             chosen.insert(format!("{expected:?}"));

@@ -15,6 +15,7 @@ use flow_runtime::{Proposal, ReleaseControl, Runtime, StartOptions};
 use serde_json::{Value as Json, json};
 
 use crate::guarantees::{decision, principal};
+use crate::releases::xorshift;
 
 const RULES: &str = r#"
 [[environments]]
@@ -200,15 +201,6 @@ fn publish(runtime: &Runtime, plan: flow_ir::VerifiedPlan) -> Result<String, flo
     let release = runtime.propose(&steward, proposal)?;
     runtime.approve_release(&principal("oli", &["officer"]), &release.id, "ok")?;
     runtime.publish_release(&steward, &release.id).map(|r| r.id)
-}
-
-fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
-    move |n| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n.max(1)
-    }
 }
 
 /// Opens a new store each time it is called.

@@ -126,7 +126,7 @@ fn runtime_on(store: Box<dyn Store>, environment: &str, key: Option<&str>) -> Ru
     runtime
 }
 
-fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
     move |n| {
         seed ^= seed << 13;
         seed ^= seed >> 7;

@@ -134,12 +134,12 @@ impl<'p> Module<'p> {
             .map_err(|e| e.to_string())
     }
 
-    /// Compiles a root expression: its function, and the nodes it reads from the frame.
     /// The names the code refers to by number, to number more.
     pub fn tables(&mut self) -> &mut Tables {
         &mut self.tables
     }
 
+    /// Compiles a root expression: its function, and the nodes it reads from the frame.
     pub fn expr(&mut self, expr: &Expr) -> Result<(FuncId, Vec<u32>)> {
         let id = self.declare()?;
         let rep = Rep::of(self.body, &expr.ty);

@@ -415,13 +415,14 @@ impl Native {
         let mut matrices = Vec::new();
         let mut planned = Vec::new();
         let rep_of = |ty: &Ty| Rep::of(body, ty);
+        let mut budget = table::MAX_WORDS;
         for (i, node) in body.nodes.iter().enumerate() {
             for expr in roots(&node.kind) {
                 let (id, reads) = cx.expr(expr)?;
                 exprs.push((expr as *const Expr as usize, id, reads, Rep::of(body, &expr.ty)));
             }
             if let NodeKind::Approval { rows, .. } = &node.kind {
-                match table::Plan::of(rows, cx.tables(), node_index, &rep_of) {
+                match table::Plan::of(rows, cx.tables(), node_index, &rep_of, &mut budget) {
                     Some(plan) => planned.push((i as u32, plan)),
                     None => {
                         let (id, reads) = cx.matrix(rows)?;

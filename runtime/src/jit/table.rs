@@ -33,8 +33,9 @@ use super::{Kind, Layout, Rep, Tables, decimal_of};
 /// faster as code.
 pub(crate) const MIN_ROWS: usize = 64;
 
-/// The most 64-bit words a table's bitsets may take (32 MiB).
-const MAX_WORDS: usize = 4 << 20;
+/// The most 64-bit words the tables of one plan may take (32 MiB): a matrix whose table does
+/// not fit in what the plan's other tables left is compiled to code.
+pub(crate) const MAX_WORDS: usize = 4 << 20;
 
 /// A constant or a value of a column, as it orders: whole numbers, durations, flags,
 /// variants and instants (as nanoseconds) as integers; decimals and money as decimals.
@@ -89,11 +90,14 @@ pub(crate) struct Plan {
 impl Plan {
     /// The matrix's tests, when every row is a conjunction of tests of places the frame
     /// holds (`node_index` says which nodes it holds).
+    /// `budget` is what the plan's tables may still take, in words: what this one takes is
+    /// taken from it.
     pub(crate) fn of(
         rows: &[Row],
         tables: &mut Tables,
         node_index: &dyn Fn(&str) -> Option<u32>,
         rep_of: &dyn Fn(&Ty) -> Rep,
+        budget: &mut usize,
     ) -> Option<Plan> {
         if rows.len() < MIN_ROWS {
             return None;
@@ -106,6 +110,8 @@ impl Plan {
             };
             let mut tests = Vec::new();
             plan.conjunction(condition, &mut tests, tables, node_index, rep_of)?;
+            // By column, so that building the table reads each row's tests once.
+            tests.sort_by_key(|(column, _)| *column);
             plan.rows.push(Some(tests));
         }
         // Each constant once (a hash set), then sorted: rows repeat their constants, and
@@ -119,10 +125,26 @@ impl Plan {
             column.constants.sort_unstable();
         }
         let regions: usize = plan.columns.iter().map(|c| 2 * c.constants.len() + 2).sum();
-        (regions.checked_mul(rows.len().div_ceil(64))? <= MAX_WORDS).then_some(plan)
+        let words = regions.checked_mul(rows.len().div_ceil(64))?;
+        *budget = budget.checked_sub(words)?;
+        Some(plan)
     }
 
     fn conjunction(
+        &mut self,
+        expr: &Expr,
+        tests: &mut RowTests,
+        tables: &mut Tables,
+        node_index: &dyn Fn(&str) -> Option<u32>,
+        rep_of: &dyn Fn(&Ty) -> Rep,
+    ) -> Option<()> {
+        // Plans nest expressions up to 1,024 levels deep.
+        stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || {
+            self.conjunction_inner(expr, tests, tables, node_index, rep_of)
+        })
+    }
+
+    fn conjunction_inner(
         &mut self,
         expr: &Expr,
         tests: &mut RowTests,
@@ -230,19 +252,29 @@ impl Plan {
             column.regions = vec![0; (2 * column.constants.len() + 1) * words];
             column.free = vec![0; words];
         }
+        // Every row is free of every column until it tests it (no bit past the last row).
+        for column in &mut self.columns {
+            column.free.fill(u64::MAX);
+            if let Some(last) = column.free.last_mut()
+                && rows % 64 != 0
+            {
+                *last = (1u64 << (rows % 64)) - 1;
+            }
+        }
+        let mut excluded: Vec<usize> = Vec::new();
         for (r, row) in self.rows.iter().enumerate() {
             let bit = 1u64 << (r % 64);
-            for (c, column) in self.columns.iter_mut().enumerate() {
-                let mut tests = row.iter().flatten().filter(|(at, _)| *at == c).map(|(_, t)| *t).peekable();
-                if tests.peek().is_none() {
-                    column.free[r / 64] |= bit;
-                    continue;
-                }
+            let tests = row.as_deref().unwrap_or_default();
+            // The row's tests of one column at a time (they are sorted by column).
+            for group in tests.chunk_by(|a, b| a.0 == b.0) {
+                let c = group[0].0;
+                let column = &mut self.columns[c];
+                column.free[r / 64] &= !bit;
                 // The regions every test holds on: an interval, less the constants `!=` names.
                 let last = 2 * column.constants.len();
                 let (mut low, mut high) = (0, last);
-                let mut excluded = Vec::new();
-                for test in tests {
+                excluded.clear();
+                for (_, test) in group {
                     let at = 2 * positions[c].get(&test.constant).copied().unwrap_or_default() + 1;
                     let (from, to) = match test.op {
                         BinaryOp::Eq => (at, at),
@@ -258,9 +290,10 @@ impl Plan {
                     (low, high) = (low.max(from), high.min(to));
                 }
                 for region in low..=high {
-                    if !excluded.contains(&region) {
-                        column.regions[region * words + r / 64] |= bit;
-                    }
+                    column.regions[region * words + r / 64] |= bit;
+                }
+                for region in excluded.iter().copied().filter(|region| (low..=high).contains(region)) {
+                    column.regions[region * words + r / 64] &= !bit;
                 }
             }
         }
