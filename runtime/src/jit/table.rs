@@ -256,7 +256,7 @@ impl Plan {
         for column in &mut self.columns {
             column.free.fill(u64::MAX);
             if let Some(last) = column.free.last_mut()
-                && rows % 64 != 0
+                && !rows.is_multiple_of(64)
             {
                 *last = (1u64 << (rows % 64)) - 1;
             }
