@@ -422,7 +422,8 @@ impl Native {
                 exprs.push((expr as *const Expr as usize, id, reads, Rep::of(body, &expr.ty)));
             }
             if let NodeKind::Approval { rows, .. } = &node.kind {
-                match table::Plan::of(rows, cx.tables(), node_index, &rep_of, &mut budget) {
+                let mut places = table::Places { tables: cx.tables(), node_index, rep_of: &rep_of };
+                match table::Plan::of(rows, &mut places, &mut budget) {
                     Some(plan) => planned.push((i as u32, plan)),
                     None => {
                         let (id, reads) = cx.matrix(rows)?;

@@ -87,18 +87,21 @@ pub(crate) struct Plan {
     rows: Vec<Option<RowTests>>,
 }
 
+/// What reading a matrix's rows needs of the code being compiled: the numbers of variant
+/// names, the nodes the frame holds, and how values of each type are held.
+pub(crate) struct Places<'a> {
+    pub tables: &'a mut Tables,
+    pub node_index: &'a dyn Fn(&str) -> Option<u32>,
+    pub rep_of: &'a dyn Fn(&Ty) -> Rep,
+}
+
 impl Plan {
     /// The matrix's tests, when every row is a conjunction of tests of places the frame
-    /// holds (`node_index` says which nodes it holds).
+    /// holds.
+    ///
     /// `budget` is what the plan's tables may still take, in words: what this one takes is
     /// taken from it.
-    pub(crate) fn of(
-        rows: &[Row],
-        tables: &mut Tables,
-        node_index: &dyn Fn(&str) -> Option<u32>,
-        rep_of: &dyn Fn(&Ty) -> Rep,
-        budget: &mut usize,
-    ) -> Option<Plan> {
+    pub(crate) fn of(rows: &[Row], places: &mut Places<'_>, budget: &mut usize) -> Option<Plan> {
         if rows.len() < MIN_ROWS {
             return None;
         }
@@ -109,7 +112,7 @@ impl Plan {
                 continue;
             };
             let mut tests = Vec::new();
-            plan.conjunction(condition, &mut tests, tables, node_index, rep_of)?;
+            plan.conjunction(condition, &mut tests, places)?;
             // By column, so that building the table reads each row's tests once.
             tests.sort_by_key(|(column, _)| *column);
             plan.rows.push(Some(tests));
@@ -130,52 +133,37 @@ impl Plan {
         Some(plan)
     }
 
-    fn conjunction(
-        &mut self,
-        expr: &Expr,
-        tests: &mut RowTests,
-        tables: &mut Tables,
-        node_index: &dyn Fn(&str) -> Option<u32>,
-        rep_of: &dyn Fn(&Ty) -> Rep,
-    ) -> Option<()> {
+    /// Adds the tests of conjunction `expr` to `tests`; `None` when it is not one of tests.
+    fn conjunction(&mut self, expr: &Expr, tests: &mut RowTests, places: &mut Places<'_>) -> Option<()> {
         // Plans nest expressions up to 1,024 levels deep.
-        stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || {
-            self.conjunction_inner(expr, tests, tables, node_index, rep_of)
-        })
+        stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || self.conjunction_inner(expr, tests, places))
     }
 
-    fn conjunction_inner(
-        &mut self,
-        expr: &Expr,
-        tests: &mut RowTests,
-        tables: &mut Tables,
-        node_index: &dyn Fn(&str) -> Option<u32>,
-        rep_of: &dyn Fn(&Ty) -> Rep,
-    ) -> Option<()> {
+    fn conjunction_inner(&mut self, expr: &Expr, tests: &mut RowTests, places: &mut Places<'_>) -> Option<()> {
         match &expr.kind {
             ExprKind::Binary { op: BinaryOp::And, lhs, rhs } => {
-                self.conjunction(lhs, tests, tables, node_index, rep_of)?;
-                self.conjunction(rhs, tests, tables, node_index, rep_of)
+                self.conjunction(lhs, tests, places)?;
+                self.conjunction(rhs, tests, places)
             }
             // A flag alone, or negated: `app.vip`, `not app.vip`.
             ExprKind::Not(inner) if inner.ty == Ty::Bool => {
-                let column = self.column(inner, node_index, rep_of)?;
+                let column = self.column(inner, places)?;
                 tests.push((column, Test { op: BinaryOp::Eq, constant: Key::Int(0) }));
                 Some(())
             }
             ExprKind::Node(_) | ExprKind::Field { .. } if expr.ty == Ty::Bool => {
-                let column = self.column(expr, node_index, rep_of)?;
+                let column = self.column(expr, places)?;
                 tests.push((column, Test { op: BinaryOp::Eq, constant: Key::Int(1) }));
                 Some(())
             }
             ExprKind::Binary { op, lhs, rhs } if op.is_comparison() => {
                 // `constant OP place` is `place OP' constant`.
-                let (place, constant, op) = match (constant_of(lhs, tables), constant_of(rhs, tables)) {
+                let (place, constant, op) = match (constant_of(lhs, places.tables), constant_of(rhs, places.tables)) {
                     (None, Some(constant)) => (lhs, constant, *op),
                     (Some(constant), None) => (rhs, constant, flipped(*op)),
                     _ => return None,
                 };
-                let column = self.column(place, node_index, rep_of)?;
+                let column = self.column(place, places)?;
                 let rep = self.columns[column].rep;
                 let fits = match (rep.kind, &place.ty, constant_ty(lhs, rhs)) {
                     (Kind::Bool | Kind::Variant, _, _) => matches!(op, BinaryOp::Eq | BinaryOp::Ne),
@@ -192,12 +180,7 @@ impl Plan {
 
     /// The column of place `expr`, added on first use; `None` when it is not a place the
     /// frame holds as a scalar.
-    fn column(
-        &mut self,
-        expr: &Expr,
-        node_index: &dyn Fn(&str) -> Option<u32>,
-        rep_of: &dyn Fn(&Ty) -> Rep,
-    ) -> Option<usize> {
+    fn column(&mut self, expr: &Expr, places: &Places<'_>) -> Option<usize> {
         // Only fields of fields: never through an optional (`Unwrap`), whose frame words are
         // zeros when it is absent.
         let mut at = expr;
@@ -213,8 +196,8 @@ impl Plan {
             }
         };
         path.reverse();
-        let node = node_index(node)?;
-        let rep = rep_of(&expr.ty);
+        let node = (places.node_index)(node)?;
+        let rep = (places.rep_of)(&expr.ty);
         if rep.optional || rep.kind == Kind::Handle {
             return None;
         }
