@@ -548,7 +548,7 @@ impl Runtime {
         basis: Option<&str>,
     ) -> Result<RunView> {
         let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
-        let (analysis, loaded) = self.load_to_continue(run)?;
+        let (analysis, loaded) = self.load(run, true)?;
         let mut overridden =
             decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
         // The language lets a blocking gate be overridden "with a reason code and a basis":
