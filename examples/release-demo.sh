@@ -59,8 +59,9 @@ printf '\n%s$ flowc verify %s%s\n' "$bold" "$dir/releases.json" "$plain"
 step refusals
 
 # The run waits for its manager's triage on 2.1.0. Version 2.2.0 lowers the `large` threshold and
-# says `migrate waiting`: once it is live in prod, the waiting run continues on it at its
-# next decision, and its evidence says so (docs/releases.md, "Waiting runs and a new version").
+# says `migrate waiting`: once it is live in prod, the waiting run moves to it at its next
+# decision, and its evidence says so (docs/releases.md, "Waiting runs and a new version").
+# (`large` already ran for this run: only the steps after the triage run as 2.2.0 says.)
 step status "$run"
 mkdir -p "$dir/next"
 cp -r common prompts "$dir/next/"

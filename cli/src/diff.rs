@@ -118,8 +118,11 @@ pub fn run(old: &str, new: &str, flow: Option<&str>, format: Format) -> anyhow::
                 (false, true) => "material change: the flow must be approved again\n",
                 (false, false) => "no material change\n",
             });
+            // Said once: by the change list when both versions say it.
+            let said = old_plan.body().flow.migrate_waiting && d.changes.iter().any(|c| c.material);
             match (migrates, problems.as_slice()) {
                 (false, _) => {}
+                (true, []) if said => {}
                 (true, []) => out.push_str("waiting runs: those on the old version migrate to the new one\n"),
                 (true, problems) => {
                     out.push_str(

@@ -552,7 +552,10 @@ pub fn diff(old: &Plan, new: &Plan) -> Diff {
     // Whoever approves a change says whether the runs waiting on the old version continue on
     // the new: said whenever the new version migrates them, not only when that changes.
     if a.flow.migrate_waiting && b.flow.migrate_waiting && d.changes.iter().any(|c| c.material) {
-        d.note(format!("flow `{}`", b.flow.name), "waiting runs: those on the old version migrate to the new one");
+        d.note(
+            format!("flow `{}`", b.flow.name),
+            "waiting runs: the new version says they migrate, as the old one did",
+        );
     }
     Diff { old_hash: old.hash.clone(), new_hash: new.hash.clone(), changes: d.changes }
 }

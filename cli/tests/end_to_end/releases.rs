@@ -295,6 +295,19 @@ approvals = 1
         }
         let json = json_of(&dir, &["diff", "loan.flow", "next.flow"], 3);
         assert_eq!(json["migration"], json!({"allowed": true, "problems": []}), "{json}");
+        // Between two versions that say it, the changes say it once; where runs cannot
+        // migrate, only the error says what they do.
+        let later = std::fs::read_to_string(dir.join("next.flow")).unwrap().replace("= 5_000 USD", "= 4_500 USD");
+        std::fs::write(dir.join("later.flow"), &later).unwrap();
+        let output = flowc(&dir, &["diff", "next.flow", "later.flow"]);
+        assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+        assert_eq!(text(&output).matches("migrate").count(), 1, "{}", text(&output));
+        assert!(text(&output).contains("the new version says they migrate, as the old one did"), "{}", text(&output));
+        std::fs::write(dir.join("later.flow"), later.replace("reasons ok, doubtful", "reasons ok, doubtful, unsure"))
+            .unwrap();
+        let output = flowc(&dir, &["diff", "next.flow", "later.flow"]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(text(&output).contains("cannot migrate to it"), "{}", text(&output));
 
         // 1.1.0 does not migrate: the run stays on 1.0.0. A run on 1.1.0 waits too.
         publish("pinned.flow", "rel-2");
