@@ -13,15 +13,17 @@
 //!   declared alike;
 //! - every step of the old version present, of the same kind and type: a gate of the same
 //!   level; a review with the same outcomes, reasons and editable fields; an approval with
-//!   the same matrix (what it required of a run is recorded by row);
+//!   the same rows and `distinct from` (what it required of a run is recorded by row);
 //! - every output of the old version, of the same type;
 //! - no value the old version labels loses a label: every step keeps at least the labels
 //!   it had, its failures too (a value computed under the old labels is read under the new);
 //!   every label stays declared, and no role may view a label it could not view before
 //!   (the new version's grants apply to the whole run, what it recorded before included).
 //!
-//! Steps may be added, and conditions, formulas, models, corpora, systems, roles, deadlines
-//! and grants may change: they apply to what the run does next.
+//! Steps may be added, and the conditions and formulas of everything but an approval's rows,
+//! models, corpora, systems, the roles of reviews and soft gates, deadlines, and grants that
+//! widen no `view` may change: they apply to what the run does next (`docs/language.md`,
+//! "Versions and waiting runs").
 
 use crate::analysis::Analysis;
 use flow_ir::plan::NodeKind;
