@@ -703,18 +703,9 @@ impl Runtime {
         changes: &ReplayChanges,
     ) -> RunReplay {
         let replayed = self.plan(&record.plan).and_then(|analysis| {
+            // A run that migrated is read whole, each event with its plan.
             let migrated = raw.iter().any(|e| e.body.starts_with(super::load::MIGRATED));
-            if migrated {
-                // Read whole, each event with its plan, and replayed across its migrations.
-                let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
-                let events = self.verified(&analysis, record, raw)?;
-                self.believed(record, &events, &first_at)?;
-                if !changes.is_none() {
-                    return self.what_if_events(&analysis, &events, Some(who), changes).map(RunReplay::what_if);
-                }
-                let replay = self.replay_events(&analysis, &events)?;
-                Ok(RunReplay::exact(replay, record.status))
-            } else if changes.is_none() {
+            if changes.is_none() && !migrated {
                 // Only the events replay needs are read; the rest are compared as stored.
                 chain_checked(record, &raw)?;
                 let unreadable = |e: String| Error::Tampered(format!("run `{}`: {e}", record.id));
@@ -728,12 +719,14 @@ impl Runtime {
                     Stored::new(&analysis, raw.iter().map(|e| e.body.as_str()).collect()).map_err(unreadable)?;
                 let replay =
                     crate::replay::replay_recording(&analysis, &[], &stored, self.engine).map_err(unreadable)?;
-                Ok(RunReplay::exact(replay, record.status))
-            } else {
-                let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
-                let events = self.verified(&analysis, record, raw)?;
-                self.believed(record, &events, &first_at)?;
-                self.what_if_events(&analysis, &events, Some(who), changes).map(RunReplay::what_if)
+                return Ok(RunReplay::exact(replay, record.status));
+            }
+            let first_at = raw.first().map(|e| e.at.clone()).unwrap_or_default();
+            let events = self.verified(&analysis, record, raw)?;
+            self.believed(record, &events, &first_at)?;
+            match changes.is_none() {
+                true => Ok(RunReplay::exact(self.replay_events(&analysis, &events)?, record.status)),
+                false => self.what_if_events(&analysis, &events, Some(who), changes).map(RunReplay::what_if),
             }
         });
         replayed.unwrap_or_else(|error| RunReplay::failed(record, error.to_string()))
