@@ -242,42 +242,57 @@ fn run_cases(
     (done, total, progress): (&std::sync::atomic::AtomicUsize, usize, &crate::progress::Progress),
 ) -> Result<Batch, Error> {
     let mut batch = Batch::default();
-    for (i, line) in lines {
-        let ended = run_case(runtime, analysis, who, (*i, line), start, durable, &mut batch);
-        progress.update(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-        ended?;
+    if !durable.0 {
+        for (i, line) in lines {
+            let ended = run_case(runtime, analysis, who, (*i, line), start, durable.1, &mut batch);
+            progress.update(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+            ended?;
+        }
+        return Ok(batch);
+    }
+    // Stored runs, `GROUP` at a time: their last commits in one transaction, each counted
+    // once it is stored.
+    for group in lines.chunks(GROUP) {
+        let mut cases = Vec::with_capacity(group.len());
+        // Each line's reason not to run, in line order.
+        let not_run: Vec<Option<String>> =
+            group.iter().map(|(_, line)| case_inputs(line).map(|inputs| cases.push(inputs)).err()).collect();
+        let mut started = runtime.start_all(analysis, who, &cases, start)?.into_iter();
+        for ((i, _), why) in group.iter().zip(not_run) {
+            if let Some(why) = why {
+                batch.refused.push(format!("line {}: {why}", i + 1));
+                continue;
+            }
+            // `start_all` answers every case it is given, in order.
+            let Some(result) = started.next() else { break };
+            counted(runtime, *i, result, durable.1, &mut batch)?;
+        }
+        progress.update(done.fetch_add(group.len(), std::sync::atomic::Ordering::Relaxed) + group.len(), total);
     }
     Ok(batch)
 }
 
-/// Runs the case on line `i` (from 0) and counts it in `batch`; an error of the
-/// environment (the store) is returned.
-fn run_case(
+/// How many stored runs of a batch each thread commits together.
+const GROUP: usize = 64;
+
+/// The inputs of a case's line, or why it is not run.
+fn case_inputs(line: &str) -> Result<Vec<(String, Json)>, String> {
+    let case: Json = flow_runtime::value::parse_exact(line).map_err(|e| format!("not JSON Flow reads exactly: {e}"))?;
+    let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
+        return Err("expected {\"inputs\": {…}}".to_owned());
+    };
+    Ok(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// Counts in `batch` what the case on line `i` (from 0) gave, with its shadow run on
+/// `candidate`; an error of the environment (the store) is returned.
+fn counted(
     runtime: &Runtime,
-    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
-    who: &Principal,
-    (i, line): (usize, &str),
-    start: &StartOptions,
-    (durable, candidate): (bool, Option<&Candidate>),
+    i: usize,
+    result: Result<RunView, Error>,
+    candidate: Option<&Candidate>,
     batch: &mut Batch,
 ) -> Result<(), Error> {
-    let case: Json = match flow_runtime::value::parse_exact(line) {
-        Ok(case) => case,
-        Err(e) => {
-            batch.refused.push(format!("line {}: not JSON Flow reads exactly: {e}", i + 1));
-            return Ok(());
-        }
-    };
-    let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
-        batch.refused.push(format!("line {}: expected {{\"inputs\": {{…}}}}", i + 1));
-        return Ok(());
-    };
-    let inputs: Vec<(String, Json)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let result = if durable {
-        runtime.start(analysis, who, &inputs, start)
-    } else {
-        runtime.evaluate(analysis, who, &inputs, start)
-    };
     match result {
         Ok(view) => {
             batch.runs += 1;
@@ -296,6 +311,26 @@ fn run_case(
         Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
     }
     Ok(())
+}
+
+/// Runs the case on line `i` (from 0), not stored, and counts it in `batch`; an error of
+/// the environment is returned.
+fn run_case(
+    runtime: &Runtime,
+    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
+    who: &Principal,
+    (i, line): (usize, &str),
+    start: &StartOptions,
+    candidate: Option<&Candidate>,
+    batch: &mut Batch,
+) -> Result<(), Error> {
+    match case_inputs(line) {
+        Ok(inputs) => counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), candidate, batch),
+        Err(why) => {
+            batch.refused.push(format!("line {}: {why}", i + 1));
+            Ok(())
+        }
+    }
 }
 
 fn run_batch(

@@ -75,6 +75,30 @@ fn run_stored_in_sqlite(bencher: divan::Bencher<'_, '_>) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs started and completed on one thread and stored as `run_stored_in_sqlite` stores
+/// them, `GROUP` at a time (`Runtime::start_all`): their commits in one transaction, each
+/// run reported once the transaction is stored. Counted per run.
+#[divan::bench(args = [16, 64, 256], sample_count = 50, sample_size = 4)]
+fn runs_stored_in_groups(bencher: divan::Bencher<'_, '_>, group: usize) {
+    let dir = std::env::temp_dir().join(format!("flow-bench-groups-{}-{group}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (runtime, analysis) = runtime(dir.join("runs.db").to_str().unwrap());
+    let (who, options) = (clerk(), StartOptions::default());
+    let mut i = 0;
+    bencher.counter(divan::counter::ItemsCount::new(group)).bench_local(|| {
+        let cases: Vec<_> = (0..group)
+            .map(|_| {
+                i += 1;
+                application(i, 750)
+            })
+            .collect();
+        for view in runtime.start_all(&analysis, &who, &cases, &options).unwrap() {
+            assert_eq!(view.unwrap().status, Status::Completed);
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// As `run_stored_in_sqlite`, in an environment under release control: each start checks
 /// that the plan is the one its flow's live release published (one indexed read of the
 /// store's log) and records the release and the deployment's digest.

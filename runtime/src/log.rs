@@ -5,13 +5,13 @@
 use crate::analysis::Analysis;
 use crate::digest;
 use crate::error::{Error, Result};
-use crate::event::codec::encode_event;
+use crate::event::codec::encode_event_stored;
 use crate::event::{Event, Status};
 use crate::evidence;
 use crate::exec;
 use crate::identity::now;
 use crate::state::{self, State};
-use crate::store::{ActionResult, RawEvent, RunRecord, Signer, Store, StoredEvent, Waiting};
+use crate::store::{ActionResult, RawEvent, RunRecord, Signer, Store, Waiting};
 use crate::value::Value;
 use flow_ir::plan::NodeKind;
 use smol_str::SmolStr;
@@ -78,7 +78,7 @@ impl Committer<'_> {
 pub(crate) struct Prepared {
     pub(crate) record: RunRecord,
     expected_seq: u64,
-    events: Vec<StoredEvent>,
+    events: Vec<RawEvent>,
     waiting: Vec<Waiting>,
     results: Vec<ActionResult>,
     lease: Option<(String, i64)>,
@@ -216,9 +216,14 @@ impl Log {
                     args: self.calls.get(node).cloned().unwrap_or_default(),
                 });
             }
-            let body = encode_event(analysis, event);
-            let hash = digest::event_hash(&head, seq, &at, &body);
-            stored.push(StoredEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
+            let hash_of = |body: &str| digest::event_hash_of_text(&head, seq, &at, body);
+            let (body, hash) = match encode_event_stored(analysis, event).and_then(|body| Ok((hash_of(&body)?, body))) {
+                Ok((hash, body)) => (body, hash),
+                Err(e) => {
+                    return Err(Error::Store(format!("event {seq} of run `{}` cannot be written: {e}", state.run)));
+                }
+            };
+            stored.push(RawEvent { seq, at: at.clone(), prev: head.clone(), hash: hash.clone(), body });
             head = hash;
         }
         // A run is signed with the key it was started with, and only with it: a runtime

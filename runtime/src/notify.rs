@@ -23,7 +23,7 @@ use smol_str::SmolStr;
 
 use crate::analysis::Analysis;
 use crate::error::Result;
-use crate::store::{Attempt, Delivery, Notice, RunRecord, StoredEvent, Waiting};
+use crate::store::{Attempt, Delivery, Notice, RawEvent, RunRecord, Waiting};
 
 /// What notices are about, as endpoints name them in `events`.
 pub const KINDS: [&str; 16] = [
@@ -168,13 +168,15 @@ impl Webhooks {
         &self,
         analysis: &Analysis,
         record: &RunRecord,
-        events: &[StoredEvent],
+        events: &[RawEvent],
         waiting: &[Waiting],
         outputs: impl Fn() -> Map<String, Json>,
     ) -> Vec<Notice> {
         let mut out = Vec::new();
         for event in events {
-            let Some((kind, data)) = told(analysis, record, &event.body, waiting, &outputs) else { continue };
+            // Written by this runtime a moment ago: JSON.
+            let Ok(body) = serde_json::from_str::<Json>(&event.body) else { continue };
+            let Some((kind, data)) = told(analysis, record, &body, waiting, &outputs) else { continue };
             out.extend(self.notices(&format!("{}.{}", record.id, event.seq), kind, Some(&record.flow), &data));
         }
         out

@@ -193,6 +193,8 @@ fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
         Just("1.50".to_owned()),
         Just("18446744073709551616".to_owned()),
         r#"[a-c\\"é\n ]{0,6}"#.prop_map(quoted),
+        // Long enough to be hashed incrementally rather than at once.
+        "[a-z]{500,700}".prop_map(quoted),
         Just(format!("\"{}\"", hex_of([7; 32]))),
     ];
     leaf.prop_recursive(4, 40, 5, move |inner| {
@@ -220,10 +222,24 @@ proptest::proptest! {
         let hash = crate::digest::event_hash(crate::digest::GENESIS, 12, "t", &value);
         proptest::prop_assert!(crate::digest::is_event_hash(&hash, crate::digest::GENESIS, 12, "t", &text).unwrap());
         proptest::prop_assert!(!crate::digest::is_event_hash(&hash, crate::digest::GENESIS, 13, "t", &text).unwrap());
+        proptest::prop_assert_eq!(
+            crate::digest::event_hash_of_text(crate::digest::GENESIS, 12, "t", &text).unwrap(),
+            hash.clone()
+        );
         for _ in 0..2 {
             proptest::prop_assert_eq!(crate::digest::digest(&value), expected.clone());
             proptest::prop_assert_eq!(crate::digest::digest_text(&text).unwrap(), expected.clone());
         }
+    }
+}
+
+proptest::proptest! {
+    /// Digests are written as two lowercase hexadecimal digits a byte.
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+        let text = crate::digest::hex(&bytes);
+        proptest::prop_assert_eq!(&text, &bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        proptest::prop_assert_eq!(crate::digest::unhex(&text), Some(bytes));
     }
 }
 
@@ -453,6 +469,8 @@ fn replay_reproduces_a_run_and_names_the_first_difference() {
     for (raw, event) in stored.iter().zip(&events) {
         crate::event::codec::encode_event_text(&analysis, event, &mut encoded);
         assert_eq!(String::from_utf8_lossy(&encoded), raw.body);
+        // Stored as the text of the event's JSON value, as before it was written directly.
+        assert_eq!(crate::event::codec::encode_event(&analysis, event.clone()).to_string(), raw.body);
     }
     for engine in [Engine::Jit, Engine::Interpreter] {
         runtime.set_engine(engine);

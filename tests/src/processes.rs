@@ -491,6 +491,42 @@ fn a_process_that_stops_renewing_loses_its_run_to_exactly_one_other() {
     }
 }
 
+/// Runs started together (`start_all`) are stored in one transaction, each reported only once
+/// it is stored: a case that does not fit is reported and the others still start; when the
+/// store cannot take the group, the error is returned and none of its runs is stored.
+#[test]
+fn runs_started_together_are_stored_together_or_not_at_all() {
+    for store in shared("together") {
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cuttable = Cuttable { inner: store.open(), cut: cut.clone() };
+        let (runtime, analysis) = runtime_on(Box::new(cuttable), FLOW, Arc::new(Meanwhile(Mutex::new(None))));
+        let clerk = principal("cleo", &["clerk"]);
+        let case = |id: serde_json::Value| vec![("request".to_owned(), json!({ "id": id }))];
+        let cases = [case(json!("T1")), case(json!(7)), case(json!("T2")), case(json!("T3"))];
+        let started = runtime.start_all(&analysis, &clerk, &cases, &StartOptions::default()).expect("stored");
+        assert_eq!(started.len(), 4, "{store:?}");
+        let error = started[1].as_ref().expect_err("an id that is not text does not fit");
+        assert_eq!(error.kind(), ErrorKind::Input, "{store:?}: {error}");
+        for view in started.iter().filter_map(|r| r.as_ref().ok()) {
+            assert_eq!(view.status, Status::Pending, "{store:?}");
+            let now = runtime.status(&view.run, None).expect("the run is stored and loads");
+            assert_eq!(now.status, Status::Pending, "{store:?}");
+        }
+        let stored = runtime.store().runs(None).expect("lists").len();
+        assert_eq!(stored, 3, "{store:?}");
+
+        cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lost =
+            runtime.start_all(&analysis, &clerk, &[case(json!("T4")), case(json!("T5"))], &StartOptions::default());
+        cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        let error = lost.expect_err("the store cannot take the group: nothing is reported started");
+        assert_eq!(error.kind(), ErrorKind::Store, "{store:?}: {error}");
+        assert_eq!(runtime.store().runs(None).expect("lists").len(), stored, "{store:?}: nothing of the group stored");
+        let audit = runtime.audit(None).expect("audits");
+        assert!(audit.problems.is_empty(), "{store:?}: {:?}", audit.problems);
+    }
+}
+
 /// A flow whose action's idempotency key is an input: runs of the same key share one call.
 const ACTING: &str = r#"
 role clerk

@@ -455,7 +455,7 @@ fn sqlite_refuses_a_database_that_is_not_its_store() {
 }
 
 /// A completed run of one event, and its events, for appending straight to a store.
-fn settled_run(id: &str) -> (flow_runtime::store::RunRecord, Vec<flow_runtime::store::StoredEvent>) {
+fn settled_run(id: &str) -> (flow_runtime::store::RunRecord, Vec<flow_runtime::store::RawEvent>) {
     let run = flow_runtime::store::RunRecord {
         id: id.to_owned(),
         plan: "blake3:plan".into(),
@@ -468,12 +468,12 @@ fn settled_run(id: &str) -> (flow_runtime::store::RunRecord, Vec<flow_runtime::s
         principal: "ana".into(),
         owner: None,
     };
-    let events = vec![flow_runtime::store::StoredEvent {
+    let events = vec![flow_runtime::store::RawEvent {
         seq: 1,
         at: "2026-12-03T00:00:00Z".into(),
         prev: "genesis".into(),
         hash: format!("h-{id}"),
-        body: serde_json::json!({"event": "settled"}),
+        body: serde_json::json!({"event": "settled"}).to_string(),
     }];
     (run, events)
 }

@@ -69,6 +69,12 @@ pub fn encode_event(analysis: &Analysis, event: Event<Value>) -> Json {
     serde_json::to_value(encode_values(analysis, event, true)).unwrap_or(Json::Null)
 }
 
+/// [`encode_event`] as the store keeps it: JSON text, written without building the JSON
+/// value of the whole event (the same text as that value's); or why it cannot be written.
+pub(crate) fn encode_event_stored(analysis: &Analysis, event: Event<Value>) -> serde_json::Result<String> {
+    serde_json::to_string(&encode_values(analysis, event, true))
+}
+
 /// An event as evidence JSON without salts: what two encodings of one event compare.
 pub(crate) fn encode_event_unsalted(analysis: &Analysis, event: Event<Value>) -> Json {
     serde_json::to_value(encode_values(analysis, event, false)).unwrap_or(Json::Null)

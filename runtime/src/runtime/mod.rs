@@ -54,6 +54,9 @@ pub struct Runtime {
     plans: Mutex<BTreeMap<String, Arc<Analysis>>>,
     /// The environment recorded in each run, by plan hash.
     environments: Mutex<BTreeMap<String, Arc<Environment>>>,
+    /// The digest of the deployment runs of each plan start in, with the release it was
+    /// computed for (reset with `environments`).
+    deployments: Mutex<BTreeMap<String, (Option<crate::event::ReleaseRef>, String)>>,
     engine: Engine,
     /// The principals runs may name; without one, any id is taken as given.
     directory: std::sync::RwLock<Option<Arc<Directory>>>,
@@ -94,6 +97,7 @@ impl Runtime {
             trusted: Vec::new(),
             plans: Mutex::new(BTreeMap::new()),
             environments: Mutex::new(BTreeMap::new()),
+            deployments: Mutex::new(BTreeMap::new()),
             engine: Engine::default(),
             directory: std::sync::RwLock::new(None),
             testing: false,
@@ -175,24 +179,28 @@ impl Runtime {
     pub fn register_model(&mut self, model: &str, provider: Arc<dyn ModelProvider>) {
         self.models.insert(model.to_owned(), provider);
         self.environments = Mutex::default();
+        self.deployments = Mutex::default();
     }
 
     /// The provider for every model declaring this provider kind and having none of its own.
     pub fn register_provider(&mut self, kind: &str, provider: Arc<dyn ModelProvider>) {
         self.provider_kinds.insert(kind.to_owned(), provider);
         self.environments = Mutex::default();
+        self.deployments = Mutex::default();
     }
 
     /// The handler of a system's actions.
     pub fn register_system(&mut self, system: &str, handler: Arc<dyn ActionHandler>) {
         self.systems.insert(system.to_owned(), handler);
         self.environments = Mutex::default();
+        self.deployments = Mutex::default();
     }
 
     /// The retriever that searches a corpus for `retrieve` steps.
     pub fn register_retriever(&mut self, corpus: &str, retriever: Arc<dyn crate::retrieval::Retriever>) {
         self.corpora.insert(corpus.to_owned(), retriever);
         self.environments = Mutex::default();
+        self.deployments = Mutex::default();
     }
 
     /// Signs the head of every run started from now on with this key.
@@ -354,6 +362,26 @@ impl Runtime {
             .entry(analysis.plan.hash().to_owned())
             .or_insert_with(|| Arc::new(self.describe_environment(analysis)))
             .clone()
+    }
+
+    /// [`crate::deployment::digest_of`] the environment of `analysis`'s runs and `release`,
+    /// computed once per plan and release.
+    pub(super) fn deployment_digest(
+        &self,
+        analysis: &Analysis,
+        environment: &Environment,
+        release: Option<&crate::event::ReleaseRef>,
+    ) -> String {
+        let mut cache = self.deployments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let plan = analysis.plan.hash();
+        if let Some((of, digest)) = cache.get(plan)
+            && of.as_ref() == release
+        {
+            return digest.clone();
+        }
+        let digest = crate::deployment::digest_of(environment, release);
+        cache.insert(plan.to_string(), (release.cloned(), digest.clone()));
+        digest
     }
 
     pub(super) fn describe_environment(&self, analysis: &Analysis) -> Environment {

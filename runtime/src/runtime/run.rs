@@ -165,6 +165,36 @@ impl Runtime {
         self.new_run(analysis, who, inputs, options, true, (None, None))
     }
 
+    /// Starts a run of `analysis` for `who` for each of `cases` (a run's inputs), as
+    /// [`Runtime::start`] starts one, and stores their last commits together, in one
+    /// transaction (a run that calls an action commits before and after the call on its
+    /// own). What each case gave, in order: its run, or why it did not start (refused, inputs
+    /// that do not fit — refusals are recorded as `start` records them). A run is reported
+    /// only once it is stored: when the transaction fails, the error is returned and none of
+    /// the group's runs is (nothing is acknowledged that is not stored).
+    pub fn start_all(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        cases: &[Vec<(String, Json)>],
+        options: &StartOptions,
+    ) -> Result<Vec<Result<RunView>>> {
+        let mut started = Vec::with_capacity(cases.len());
+        let mut deferred: Vec<Prepared> = Vec::with_capacity(cases.len());
+        for inputs in cases {
+            match self.new_run(analysis, who, inputs, options, true, (None, Some(&mut deferred))) {
+                Err(error) if !error.kind().is_request() => return Err(error),
+                result => started.push(result),
+            }
+        }
+        if !deferred.is_empty() {
+            let signer = self.signer();
+            let commits: Vec<_> = deferred.iter().map(|prepared| prepared.commit(signer)).collect();
+            self.store.append_all(&commits)?;
+        }
+        Ok(started)
+    }
+
     /// Starts a run of `analysis` for `who` once per `key`: the run's id is derived from the
     /// principal, the flow and the key, so a start asked again with the key (a client that
     /// timed out, a retry through another process) finds the run the first one started
@@ -273,7 +303,7 @@ impl Runtime {
             Err(message) => return Err(Error::Refused { grant: "release".to_owned(), message, missing: true }),
         }
         if durable {
-            started.deployment = Some(crate::deployment::digest_of(&started.environment, started.release.as_ref()));
+            started.deployment = Some(self.deployment_digest(analysis, &started.environment, started.release.as_ref()));
         }
         if let Some(refusal) = self.start_refusal(analysis, who, &started, options, durable) {
             let (grant, message) = refusal;

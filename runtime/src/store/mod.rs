@@ -259,7 +259,8 @@ pub struct Commit<'a> {
     pub run: &'a RunRecord,
     /// The number of events the run has before this commit (0: a new run).
     pub expected_seq: u64,
-    pub events: &'a [StoredEvent],
+    /// Its events, chained, with their bodies as the store keeps them (JSON text).
+    pub events: &'a [RawEvent],
     /// What the run waits for now (replacing what it waited for).
     pub waiting: &'a [Waiting],
     /// The results of actions it got.

@@ -735,7 +735,7 @@ impl Store for PostgresStore {
             ats.push(event.at.as_str());
             prevs.push(event.prev.as_str());
             hashes.push(event.hash.as_str());
-            bodies.push(event.body.to_string());
+            bodies.push(event.body.as_str());
         }
         if !runs.is_empty() {
             tx.execute(

@@ -21,7 +21,7 @@
 
 use serde_json::json;
 
-use super::{ActionResult, Commit, Result, RunRecord, ShadowRecord, Store, StoreError, StoredEvent, Waiting};
+use super::{ActionResult, Commit, RawEvent, Result, RunRecord, ShadowRecord, Store, StoreError, Waiting};
 use crate::event::Status;
 
 /// Opens another handle on the store under test.
@@ -101,14 +101,14 @@ fn hash(run: &str, seq: u64) -> String {
 }
 
 /// The events `from + 1 ..= to` of `run`, chained.
-fn events(run: &str, from: u64, to: u64) -> Vec<StoredEvent> {
+fn events(run: &str, from: u64, to: u64) -> Vec<RawEvent> {
     (from + 1..=to)
-        .map(|seq| StoredEvent {
+        .map(|seq| RawEvent {
             seq,
             at: format!("2026-12-03T00:00:{:02}Z", seq % 60),
             prev: hash(run, seq - 1),
             hash: hash(run, seq),
-            body: json!({"event": "settled", "n": seq}),
+            body: json!({"event": "settled", "n": seq}).to_string(),
         })
         .collect()
 }
@@ -152,8 +152,9 @@ fn a_new_run_and_its_events(store: &dyn Store, _: Open<'_>) -> Outcome {
     let seqs: Vec<u64> = read.iter().map(|e| e.seq).collect();
     ensure(seqs == [1, 2, 3], || format!("the events read back as {seqs:?}"))?;
     for (raw, written) in read.into_iter().zip(events(&run.id, 0, 3)) {
-        let parsed = raw.parse(&run.id).map_err(failed("parse an event"))?;
-        ensure(parsed == written, || format!("event {} reads back as {parsed:?}", written.seq))?;
+        let (seq, parsed) = (written.seq, raw.parse(&run.id).map_err(failed("parse an event"))?);
+        let written = written.parse(&run.id).map_err(failed("parse a written event"))?;
+        ensure(parsed == written, || format!("event {seq} reads back as {parsed:?}"))?;
     }
     let pending = store.runs(Some(Status::Pending)).map_err(failed("list pending runs"))?;
     ensure(pending.iter().any(|r| r.id == run.id), || "the run is not listed as pending".to_owned())?;
@@ -805,8 +806,8 @@ fn a_group_of_commits_lands_whole_or_not_at_all(store: &dyn Store, _: Open<'_>) 
     let before = store.log().map_err(failed("read the log"))?.len();
     let runs: Vec<RunRecord> =
         (1..=3).map(|i| record(&format!("r-suite-group-{i}"), Status::Completed, 2, "2026-12-03T00:03:00Z")).collect();
-    let events: Vec<Vec<StoredEvent>> = runs.iter().map(|run| events(&run.id, 0, 2)).collect();
-    fn commit<'a>(run: &'a RunRecord, events: &'a [StoredEvent], expected_seq: u64) -> Commit<'a> {
+    let events: Vec<Vec<RawEvent>> = runs.iter().map(|run| events(&run.id, 0, 2)).collect();
+    fn commit<'a>(run: &'a RunRecord, events: &'a [RawEvent], expected_seq: u64) -> Commit<'a> {
         Commit {
             run,
             expected_seq,

@@ -130,7 +130,6 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 /// The JSON of a commit as text, written before the connection is taken: the commits of a
 /// group wait for each other's statements, not for each other's serialisation.
 struct Texts {
-    bodies: Vec<String>,
     results: Vec<String>,
     notices: Vec<String>,
     tallies: Option<String>,
@@ -139,7 +138,6 @@ struct Texts {
 impl Texts {
     fn of(commit: &Commit<'_>) -> Texts {
         Texts {
-            bodies: commit.events.iter().map(|e| e.body.to_string()).collect(),
             results: commit.results.iter().map(|r| r.result.to_string()).collect(),
             notices: notice_texts(commit.notices),
             tallies: (!commit.tallies.is_empty()).then(|| super::encode_tallies(commit.tallies)),
@@ -155,32 +153,41 @@ fn notice_texts(notices: &[super::Notice]) -> Vec<String> {
 fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> {
     let Commit { run, expected_seq, events, waiting, results, key: _, lease, released, notices, tallies: _, check } =
         *commit;
-    let current: Option<i64> = tx
-        .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
-        .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
-        .optional()
-        .map_err(unusable("cannot read the run"))?;
-    if current.unwrap_or(0) as u64 != expected_seq || (current.is_none() && expected_seq != 0) {
-        return Err(StoreError::Conflict(run.id.clone()));
+    // A new run's record is inserted, and conflicts with any record of its id; another
+    // run's must have `expected_seq` events.
+    let new = expected_seq == 0;
+    if !new {
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT seq FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([&run.id], |row| row.get(0)))
+            .optional()
+            .map_err(unusable("cannot read the run"))?;
+        if current != Some(expected_seq as i64) {
+            return Err(StoreError::Conflict(run.id.clone()));
+        }
     }
     let write = unusable("cannot write the run");
+    let conflict = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
+        _ => write(e),
+    };
     {
         let mut insert = tx
             .prepare_cached("INSERT INTO events (run, seq, at, prev, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(&write)?;
-        for (event, body) in events.iter().zip(&texts.bodies) {
-            insert.execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, body]).map_err(|e| {
-                match e.sqlite_error_code() {
-                    Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(run.id.clone()),
-                    _ => write(e),
-                }
-            })?;
+        for event in events {
+            insert
+                .execute(params![run.id, event.seq as i64, event.at, event.prev, event.hash, event.body])
+                .map_err(conflict)?;
         }
     }
-    tx.prepare_cached(
+    tx.prepare_cached(if new {
+        "INSERT INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, lease_until) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    } else {
         "INSERT OR REPLACE INTO runs (id, plan, flow, status, created, seq, head, signature, principal, owner, \
-             lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )
+             lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    })
     .and_then(|mut s| {
         s.execute(params![
             run.id,
@@ -196,8 +203,12 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
             lease.map(|(_, ttl)| now_ms() + ttl)
         ])
     })
-    .map_err(&write)?;
-    tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
+    .map_err(conflict)?;
+    if !new {
+        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1")
+            .and_then(|mut s| s.execute([&run.id]))
+            .map_err(&write)?;
+    }
     for w in waiting {
         tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" "), w.due]))
@@ -446,6 +457,9 @@ impl SqliteStore {
         // dies; `FULL` also survives power loss at the cost of an fsync per commit.
         let sync = if std::env::var_os("FLOW_STORE_SYNC_FULL").is_some() { "FULL" } else { "NORMAL" };
         conn.pragma_update(None, "synchronous", sync).map_err(not_a_store)?;
+        // A group of commits dirties a few pages per run; with SQLite's default cache (2 MB)
+        // a large group spills pages to the log before it commits, writing some twice.
+        conn.pragma_update(None, "cache_size", -16_384).map_err(not_a_store)?;
         // A commit runs a dozen statements, more than rusqlite keeps by default.
         conn.set_prepared_statement_cache_capacity(64);
         let mut conn = conn;

@@ -10,7 +10,8 @@
 //! So a group is never held open for someone who is not already there, and no thread waits
 //! on a timer. Every member's own conflicts stay its own (its savepoint is rolled back and
 //! it alone is refused, once the group has ended: what refused it may have been a commit of
-//! the group); a group that cannot commit is rolled back whole and every member is told so:
+//! the group; the group's first member needs no savepoint, since rolling the group back undoes
+//! it alone); a group that cannot commit is rolled back whole and every member is told so:
 //! nothing is acknowledged that is not committed. Any other use of the connection commits
 //! the open group first, so nothing reads what is not yet committed.
 //!
@@ -194,7 +195,11 @@ impl Writer {
                 key: key.map(OwnedSigner::of),
             });
         }
-        let own = match std::panic::catch_unwind(AssertUnwindSafe(|| member(&state.conn, commits, &texts))) {
+        // The group's first member needs no savepoint: should its commits fail, the group,
+        // which holds nothing else, is rolled back. (A savepoint keeps a copy of every page
+        // it changes, which a large group spills to a file.)
+        let first = state.open.as_ref().is_some_and(|group| group.members == 0);
+        let own = match std::panic::catch_unwind(AssertUnwindSafe(|| member(&state.conn, commits, &texts, first))) {
             Ok(Ok(own)) => own,
             Ok(Err(error)) => {
                 self.abandon(&mut state, error.clone());
@@ -207,6 +212,11 @@ impl Writer {
                 std::panic::resume_unwind(panic)
             }
         };
+        if first && let Err(error) = &own {
+            let error = error.clone();
+            self.abandon(&mut state, error.clone());
+            return Err(error);
+        }
         // Opened above; only `abandon` (returned from above) or `end` closes it.
         let Some(group) = state.open.as_mut() else {
             return Err(StoreError::Unusable("the run store's writer lost its transaction".into()));
@@ -338,17 +348,21 @@ fn take_outcome(state: &mut State, id: u64) -> Option<Result<()>> {
 
 /// One member's commits in a savepoint of the open group: all kept, or none. Returns their
 /// entries in the store's log, or why they were refused; `Err` when the group cannot go on
-/// (its savepoint could not be closed: what it holds is no longer known).
-fn member(conn: &Connection, commits: &[Commit<'_>], texts: &[Texts]) -> Result<Result<Vec<Entry>>> {
-    if let Err(error) = conn.execute_batch("SAVEPOINT member") {
+/// (its savepoint could not be closed: what it holds is no longer known). The group's
+/// `first` member writes without a savepoint: when it is refused, the caller rolls back the
+/// group, which holds nothing else.
+fn member(conn: &Connection, commits: &[Commit<'_>], texts: &[Texts], first: bool) -> Result<Result<Vec<Entry>>> {
+    if !first && let Err(error) = conn.execute_batch("SAVEPOINT member") {
         return Ok(Err(unusable("cannot write the run store")(error)));
     }
     let written = commits.iter().zip(texts).try_for_each(|(commit, texts)| super::append_in(conn, commit, texts));
-    let closed = match &written {
-        Ok(()) => conn.execute_batch("RELEASE member"),
-        Err(_) => conn.execute_batch("ROLLBACK TO member; RELEASE member"),
-    };
-    closed.map_err(unusable("cannot write the run store"))?;
+    if !first {
+        let closed = match &written {
+            Ok(()) => conn.execute_batch("RELEASE member"),
+            Err(_) => conn.execute_batch("ROLLBACK TO member; RELEASE member"),
+        };
+        closed.map_err(unusable("cannot write the run store"))?;
+    }
     Ok(written.map(|()| commits.iter().filter_map(crate::store::commit_entry).collect()))
 }
 
