@@ -124,7 +124,8 @@ fn bool_digest(b: bool) -> [u8; 32] {
 /// The digest of an array (`tag` `a`) or object (`o`): BLAKE3 of the tag and its parts'
 /// digests (an object's as key, value, by sorted key), remembered when small.
 fn composite_digest(tag: u8, parts: impl Iterator<Item = [u8; 32]>) -> [u8; 32] {
-    let mut bytes = Vec::with_capacity(1 + 32 * parts.size_hint().0);
+    // Most objects and arrays of events have a few parts: their bytes are kept on the stack.
+    let mut bytes: smallvec::SmallVec<[u8; 1024]> = smallvec::SmallVec::new();
     bytes.push(tag);
     for part in parts {
         bytes.extend_from_slice(&part);
@@ -147,7 +148,7 @@ fn digest_bytes(json: &Json) -> [u8; 32] {
             {
                 return bytes;
             }
-            let mut keys: Vec<&String> = object.keys().collect();
+            let mut keys: smallvec::SmallVec<[&String; 16]> = object.keys().collect();
             keys.sort();
             composite_digest(b'o', keys.into_iter().flat_map(|key| [key_digest(key), digest_bytes(&object[key])]))
         }
@@ -241,7 +242,7 @@ impl<'de> serde::de::Visitor<'de> for TextDigestSeed {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TextDigest, A::Error> {
-        let mut items = Vec::new();
+        let mut items: smallvec::SmallVec<[[u8; 32]; 8]> = smallvec::SmallVec::new();
         while let Some(item) = seq.next_element_seed(TextDigestSeed)? {
             items.push(item.bytes);
         }
@@ -249,19 +250,19 @@ impl<'de> serde::de::Visitor<'de> for TextDigestSeed {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TextDigest, A::Error> {
-        let mut entries: Vec<(Key<'de>, TextDigest)> = Vec::new();
+        let mut entries: smallvec::SmallVec<[(Key<'de>, TextDigest); 12]> = smallvec::SmallVec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             entries.push((key, map.next_value_seed(TextDigestSeed)?));
         }
-        // Sorted by key; of a repeated key, the last value.
+        // Sorted by key (stably: a repeated key's values stay in order); of a repeated key,
+        // the last value.
         entries.sort_by(|a, b| a.0.0.cmp(&b.0.0));
-        let mut kept: Vec<&(Key<'de>, TextDigest)> = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            match kept.last_mut() {
-                Some(last) if last.0.0 == entry.0.0 => *last = entry,
-                _ => kept.push(entry),
-            }
-        }
+        let kept: smallvec::SmallVec<[&(Key<'de>, TextDigest); 12]> = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, entry)| entries.get(i + 1).is_none_or(|next| next.0.0 != entry.0.0))
+            .map(|(_, entry)| entry)
+            .collect();
         if kept.len() <= 2
             && let Some(marker) = kept.iter().find(|(key, _)| key.0 == "$redacted").and_then(|(_, d)| d.marker)
         {
