@@ -111,6 +111,132 @@ fn encode_fields(body: &PlanBody, value: &Value, ty: &Ty, salted: bool) -> Json 
     }
 }
 
+/// A value of an event as evidence JSON, written straight to text: the text of the JSON
+/// value [`encode`] builds (`ty` given) or [`Value::to_json`] (`ty` absent), without building
+/// it. Salts, when `salted`, are drawn as it is written.
+pub(crate) struct Encoded<'a> {
+    pub(crate) body: &'a PlanBody,
+    pub(crate) value: Value,
+    pub(crate) ty: Option<Ty>,
+    pub(crate) labels: Vec<SmolStr>,
+    pub(crate) salted: bool,
+}
+
+impl serde::Serialize for Encoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Encoded { body, value, ty, labels, salted } = self;
+        match ty {
+            None => Plain(value).serialize(serializer),
+            Some(ty) => {
+                let fields = Fields { body, value, ty, salted: *salted };
+                Wrapped { inner: fields, labels, salted: *salted }.serialize(serializer)
+            }
+        }
+    }
+}
+
+/// [`wrap`], written: `inner` alone without labels.
+struct Wrapped<'a, T> {
+    inner: T,
+    labels: &'a [SmolStr],
+    salted: bool,
+}
+
+impl<T: serde::Serialize> serde::Serialize for Wrapped<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.labels.is_empty() {
+            return self.inner.serialize(serializer);
+        }
+        let mut map = serializer.serialize_map(Some(if self.salted { 3 } else { 2 }))?;
+        map.serialize_entry("$labels", &self.labels.iter().map(SmolStr::as_str).collect::<Vec<_>>())?;
+        if self.salted {
+            map.serialize_entry("$salt", &fresh_salt())?;
+        }
+        map.serialize_entry("$value", &self.inner)?;
+        map.end()
+    }
+}
+
+/// [`encode_fields`], written.
+struct Fields<'a> {
+    body: &'a PlanBody,
+    value: &'a Value,
+    ty: &'a Ty,
+    salted: bool,
+}
+
+impl serde::Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let Fields { body, value, ty, salted } = *self;
+        match (value, ty.unwrap_optional()) {
+            (Value::Record(fields), Ty::Named(name)) => {
+                let Some(record) = body.record(name) else { return Plain(value).serialize(serializer) };
+                let mut map = serializer.serialize_map(None)?;
+                for (field_name, field_value) in fields {
+                    if *field_value == Value::Absent {
+                        continue;
+                    }
+                    match record.field(field_name) {
+                        Some(field) => {
+                            let inner = Fields { body, value: field_value, ty: &field.ty, salted };
+                            map.serialize_entry(
+                                field_name.as_str(),
+                                &Wrapped { inner, labels: &field.labels, salted },
+                            )?;
+                        }
+                        None => map.serialize_entry(field_name.as_str(), &Plain(field_value))?,
+                    }
+                }
+                map.end()
+            }
+            (Value::List(items), Ty::List(item)) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for value in items {
+                    seq.serialize_element(&Fields { body, value, ty: item, salted })?;
+                }
+                seq.end()
+            }
+            _ => Plain(value).serialize(serializer),
+        }
+    }
+}
+
+/// [`Value::to_json`], written.
+struct Plain<'a>(&'a Value);
+
+impl serde::Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Nothing | Value::Absent => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Decimal(d) => serializer.collect_str(&d.normalize()),
+            Value::Money(m) => serializer.collect_str(m),
+            Value::Text(t) => serializer.serialize_str(t),
+            Value::Timestamp(t) => serializer.collect_str(t),
+            Value::Duration(d) => serializer.serialize_str(&flow_ir::time::format_duration(*d)),
+            Value::Principal(p) | Value::Variant(p) => serializer.serialize_str(p),
+            Value::List(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Plain(item))?;
+                }
+                seq.end()
+            }
+            Value::Record(fields) => {
+                let mut map = serializer.serialize_map(None)?;
+                for (name, value) in fields.iter().filter(|(_, v)| *v != Value::Absent) {
+                    map.serialize_entry(name.as_str(), &Plain(value))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 /// Replaces every labelled part that `views` does not cover by its redaction marker.
 pub fn redact(json: &mut Json, views: &[SmolStr]) {
     match json {

@@ -291,6 +291,14 @@ fn run_all(engine: flow_runtime::Engine) -> (Vec<String>, std::collections::BTre
             if let Err(why) = governance_dominates(&body, &events) {
                 panic!("{seed}: {why}");
             }
+            // Events are written straight to text, labelled values and all: the text of their
+            // JSON value.
+            let mut text = Vec::new();
+            for event in &events {
+                flow_runtime::event::codec::encode_event_text(&analysis, event, &mut text);
+                let value = flow_runtime::event::codec::encode_event_unsalted(&analysis, event.clone());
+                assert_eq!(String::from_utf8_lossy(&text), value.to_string(), "{seed}");
+            }
             // The run replays exactly from its evidence, and a what-if that changes nothing
             // (the same plan again) reuses every answer and decision and changes nothing.
             let replay = runtime.replay(&view.run, &who).expect("the run replays");

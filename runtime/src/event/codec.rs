@@ -72,21 +72,42 @@ pub fn encode_event(analysis: &Analysis, event: Event<Value>) -> Json {
 /// [`encode_event`] as the store keeps it: JSON text, written without building the JSON
 /// value of the whole event (the same text as that value's); or why it cannot be written.
 pub(crate) fn encode_event_stored(analysis: &Analysis, event: Event<Value>) -> serde_json::Result<String> {
-    serde_json::to_string(&encode_values(analysis, event, true))
+    serde_json::to_string(&encode_written(analysis, event, true))
 }
 
 /// An event as evidence JSON without salts: what two encodings of one event compare.
-pub(crate) fn encode_event_unsalted(analysis: &Analysis, event: Event<Value>) -> Json {
+pub fn encode_event_unsalted(analysis: &Analysis, event: Event<Value>) -> Json {
     serde_json::to_value(encode_values(analysis, event, false)).unwrap_or(Json::Null)
 }
 
 /// An event's evidence JSON as the store keeps it (the text of [`encode_event`]) but
-/// unsalted, into `out`: equal to the stored text when the event has no labelled value.
-pub(crate) fn encode_event_text(analysis: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
+/// unsalted, into `out`: equal to the stored text when the event has no labelled value, and
+/// to the text of [`encode_event_unsalted`] always.
+pub fn encode_event_text(analysis: &Analysis, event: &Event<Value>, out: &mut Vec<u8>) {
     out.clear();
-    if serde_json::to_writer(&mut *out, &encode_values(analysis, event.clone(), false)).is_err() {
+    if serde_json::to_writer(&mut *out, &encode_written(analysis, event.clone(), false)).is_err() {
         out.clear();
     }
+}
+
+/// [`encode_values`], each value written straight to text when the event is.
+fn encode_written(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<labels::Encoded<'_>> {
+    let body = analysis.body();
+    let mut encode = |slot: Slot<'_>, value: Value| -> Result<labels::Encoded<'_>, std::convert::Infallible> {
+        let (ty, labels) = match slot_type(analysis, slot, true) {
+            Some((ty, labels)) => (Some(ty), labels),
+            None => (None, Vec::new()),
+        };
+        Ok(labels::Encoded { body, value, ty, labels, salted })
+    };
+    let mut event = match event.map_values(&mut encode) {
+        Ok(event) => event,
+        Err(never) => match never {},
+    };
+    if salted && let Event::Failed { returned: Some(returned), .. } = &mut event {
+        labels::salt(returned);
+    }
+    event
 }
 
 pub(crate) fn encode_values(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
