@@ -251,16 +251,33 @@ pub fn principal_id(text: &str) -> String {
 
 /// Every principal a value names, with its JSON path under `path`.
 pub fn principals(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    let mut path = path.to_owned();
+    principals_at(value, &mut path, out);
+}
+
+/// [`principals`], `path` extended in place for each part that may hold one (a path is
+/// written only for a principal found).
+fn principals_at(value: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+    let may_hold = |v: &Value| matches!(v, Value::Principal(_) | Value::List(_) | Value::Record(_));
     match value {
-        Value::Principal(id) => out.push((path.to_owned(), id.to_string())),
+        Value::Principal(id) => out.push((path.clone(), id.to_string())),
         Value::List(items) => {
-            for (i, v) in items.iter().enumerate() {
-                principals(v, &format!("{path}[{i}]"), out);
+            for (i, v) in items.iter().enumerate().filter(|(_, v)| may_hold(v)) {
+                let length = path.len();
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+                principals_at(v, path, out);
+                path.truncate(length);
             }
         }
         Value::Record(fields) => {
-            for (field, v) in fields {
-                principals(v, &format!("{path}.{field}"), out);
+            for (field, v) in fields.iter().filter(|(_, v)| may_hold(v)) {
+                let length = path.len();
+                path.push('.');
+                path.push_str(field);
+                principals_at(v, path, out);
+                path.truncate(length);
             }
         }
         _ => {}
