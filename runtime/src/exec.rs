@@ -970,11 +970,34 @@ pub(crate) fn act(
                 node: name.clone(),
                 error: format!("`{system}.{action}` returned a result that does not fit its type at {}", error.path),
                 detail: Some(Value::Text(format!("`{system}.{action}` returned a result that does not fit: {error}"))),
-                returned: Some(serde_json::json!({"$labels": analysis.failure_labels(name), "$value": json})),
+                // Cut where it nests deeper than evidence is read back: a type is found not
+                // to fit long before that depth, so replaying the cut result fails alike.
+                returned: Some(
+                    serde_json::json!({"$labels": analysis.failure_labels(name), "$value": cut(&json, RETURNED_DEPTH)}),
+                ),
                 key_taken: false,
             }),
         },
         Err(error) => exec.fail(name, Failure { error: format!("`{system}.{action}` failed"), detail: Some(error) }),
     }
     Ok(())
+}
+
+/// How deep a handler's result that does not fit is kept in its failure's event: evidence
+/// is read with `serde_json`'s limit of 128 levels, and the event and the labelled wrapper
+/// take three.
+const RETURNED_DEPTH: usize = 100;
+
+/// `json` with each part nested deeper than `depth` arrays and objects replaced by a text
+/// that says so (recursing no deeper than `depth`: the value came from outside).
+fn cut(json: &serde_json::Value, depth: usize) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match json {
+        Json::Array(_) | Json::Object(_) if depth == 0 => {
+            Json::String(format!("$cut: nested deeper than {RETURNED_DEPTH} levels"))
+        }
+        Json::Array(items) => Json::Array(items.iter().map(|item| cut(item, depth - 1)).collect()),
+        Json::Object(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), cut(v, depth - 1))).collect()),
+        other => other.clone(),
+    }
 }

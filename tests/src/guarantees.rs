@@ -728,6 +728,54 @@ flow pay {
     assert!(shown.to_string().contains("Ada Lovelace"), "{shown}");
 }
 
+/// What a system returned that does not fit, nested deeper than evidence is read, is kept
+/// cut at that depth: the run is stored, and its evidence verifies and replays.
+#[test]
+fn a_result_nested_too_deep_to_read_back_is_kept_cut() {
+    const FLOW: &str = r#"
+role clerk
+type Receipt { number: Text }
+system ledger {
+  action book(id: Text) -> Receipt
+}
+flow pay {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+  input id: Text
+  output number: Text
+  access {
+    trigger by clerk
+    read evidence by clerk
+    replay by clerk
+  }
+  action booked = ledger.book(id)
+  emit number = booked.number
+}
+"#;
+    let mut deep = json!("bottom");
+    for _ in 0..1_000 {
+        deep = json!([deep]);
+    }
+    let world = World::answering(&[("book", deep)]);
+    let (runtime, analysis) = runtime_with(FLOW, &world);
+    let clerk = principal("cleo", &["clerk"]);
+    let view = runtime.start(&analysis, &clerk, &[("id".to_owned(), json!("P-1"))], &StartOptions::default());
+    let view = view.expect("the run is stored");
+    assert_eq!(view.status, Status::Failed, "{}", view.summary);
+    let bundle = runtime.evidence(&view.run, &clerk).expect("exports");
+    flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("verifies");
+    let failed = bundle["events"].as_array().into_iter().flatten().find(|e| e["event"]["event"] == "failed");
+    let failed = failed.expect("a failure").clone();
+    let mut returned = &failed["event"]["returned"]["$value"];
+    for _ in 0..100 {
+        returned = &returned[0];
+    }
+    assert_eq!(returned, &json!("$cut: nested deeper than 100 levels"), "{failed}");
+    let replay = runtime.replay(&view.run, &clerk).expect("replays");
+    assert_eq!(replay.divergence, None);
+}
+
 /// Proving information flow takes time in proportion to the plan: a chain of functions
 /// each written to call the next twice (2⁴⁰ calls, were each followed) is checked, loaded
 /// and run at once, and the labels still arrive (a field without them is a leak).

@@ -620,3 +620,26 @@ fn environments_apart_share_one_release_store() {
     let exported = staging.export_release_log(&principal("aud", &[])).expect("exports");
     release::verify_bundle(&flow_runtime::evidence::render(&exported), &[], false).expect("verifies");
 }
+
+/// A run records the deployment it started in: a runtime that started runs and is then put in
+/// an environment (here one not under release control, so the runs name no release either
+/// way) records the environment's digest, not the one it computed before.
+#[test]
+fn a_run_names_the_deployment_it_started_in() {
+    let mut runtime = Runtime::new(Box::new(SqliteStore::open(std::path::Path::new(":memory:")).expect("opens")));
+    let analysis = runtime.install(plans().swap_remove(0)).expect("installs");
+    let (cal, inputs) = (principal("cal", &["clerk"]), [("request".to_owned(), json!({"amount": 15}))]);
+    let before = runtime.start(&analysis, &cal, &inputs, &StartOptions::default()).expect("starts");
+    let control = ReleaseControl { governance: governance(), environment: Some("dev".to_owned()), store: None };
+    runtime.set_release_control(control).expect("the environment is the rules'");
+    let after = runtime.start(&analysis, &cal, &inputs, &StartOptions::default()).expect("starts");
+    let mut deployments = Vec::new();
+    for run in [&before.run, &after.run] {
+        let bundle = runtime.evidence(run, &cal).expect("exports");
+        flow_runtime::evidence::verify(flow_runtime::evidence::render(&bundle).as_bytes()).expect("verifies");
+        let events = crate::guarantees::events(&runtime, run);
+        let Some(flow_runtime::event::Event::Started(started)) = events.first() else { panic!("no start") };
+        deployments.push(started.deployment.clone());
+    }
+    assert_ne!(deployments[0], deployments[1], "the environment is part of the deployment");
+}

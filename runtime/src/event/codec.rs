@@ -110,6 +110,9 @@ fn encode_written(analysis: &Analysis, event: Event<Value>, salted: bool) -> Eve
     event
 }
 
+/// The event with each value as the JSON value [`labels::encode`] builds: what readers that
+/// change the values (redaction, comparison) take, and the reference the text
+/// [`encode_written`] writes is held to (`tests/src/runtime.rs`), so it is kept apart.
 pub(crate) fn encode_values(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
     let mut encode = |slot: Slot<'_>, value: Value| -> Result<Json, std::convert::Infallible> {
         Ok(match slot_type(analysis, slot, true) {

@@ -54,6 +54,7 @@ impl Runtime {
         }
         self.release_control = Some(control);
         self.environments = std::sync::Mutex::default();
+        self.deployments = std::sync::Mutex::default();
         Ok(())
     }
 

@@ -203,12 +203,9 @@ fn append_in(tx: &Connection, commit: &Commit<'_>, texts: &Texts) -> Result<()> 
             lease.map(|(_, ttl)| now_ms() + ttl)
         ])
     })
-    .map_err(conflict)?;
-    if !new {
-        tx.prepare_cached("DELETE FROM waiting WHERE run = ?1")
-            .and_then(|mut s| s.execute([&run.id]))
-            .map_err(&write)?;
-    }
+    .map_err(|e| if new { conflict(e) } else { write(e) })?;
+    // Of a new run too: rows a changed store holds for its id are not its own.
+    tx.prepare_cached("DELETE FROM waiting WHERE run = ?1").and_then(|mut s| s.execute([&run.id])).map_err(&write)?;
     for w in waiting {
         tx.prepare_cached("INSERT INTO waiting (run, step, flow, kind, roles, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .and_then(|mut s| s.execute(params![w.run, w.step, w.flow, w.kind, w.roles.join(" "), w.due]))
