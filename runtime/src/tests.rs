@@ -603,7 +603,8 @@ fn numbers_are_read_exactly_or_refused() {
 fn run_ids_are_distinct_and_sort_by_when_they_were_drawn() {
     let ids: Vec<String> = (0..100_000).map(|_| crate::identity::new_run_id()).collect();
     for id in &ids {
-        assert!(id.len() == 26 && id.starts_with("r-") && id[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        assert!(id.len() == 26 && id.starts_with("r-") && id[2..].bytes().all(lower_hex), "{id}");
     }
     let distinct: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len());
