@@ -174,6 +174,12 @@ impl Webhooks {
     ) -> Vec<Notice> {
         let mut out = Vec::new();
         for event in events {
+            // Most events tell nothing, and say so first (`{"event":"KIND"`, as the runtime
+            // writes them): they are passed over without being read.
+            let kind = event.body.strip_prefix(r#"{"event":""#).and_then(|rest| rest.split('"').next());
+            if kind.is_some_and(|kind| !TELLING.contains(&kind)) {
+                continue;
+            }
             // Written by this runtime a moment ago: JSON.
             let Ok(body) = serde_json::from_str::<Json>(&event.body) else { continue };
             let Some((kind, data)) = told(analysis, record, &body, waiting, &outputs) else { continue };
@@ -240,6 +246,20 @@ impl Webhooks {
     }
 }
 
+/// The kinds of event that tell an endpoint something.
+const TELLING: [&str; 10] = [
+    "review_opened",
+    "approval_required",
+    "gate",
+    "review_decided",
+    "gate_decided",
+    "approval_decided",
+    "gate_overridden",
+    "refused",
+    "settled",
+    "migrated",
+];
+
 /// What an event tells an endpoint, if anything: its kind and data.
 fn told(
     analysis: &Analysis,
@@ -250,18 +270,6 @@ fn told(
 ) -> Option<(&'static str, Json)> {
     // Most events tell nothing: they are passed over before anything is built.
     let event = body.get("event")?.as_str()?;
-    const TELLING: [&str; 10] = [
-        "review_opened",
-        "approval_required",
-        "gate",
-        "review_decided",
-        "gate_decided",
-        "approval_decided",
-        "gate_overridden",
-        "refused",
-        "settled",
-        "migrated",
-    ];
     if !TELLING.contains(&event) {
         return None;
     }
