@@ -66,3 +66,25 @@ fn every_example_checks_clean() {
         assert!(flow_grammar::FlowParser::parse(flow_grammar::Rule::file, &text).is_ok(), "{}", path.display());
     }
 }
+
+#[path = "../../compiler/sema/benches/generate.rs"]
+#[expect(dead_code, reason = "shared with the front-end benchmark, which uses more of it")]
+mod generate;
+
+/// The benchmarks' generated workspaces (front end, plans, language server) check clean:
+/// a benchmark that asserts it before measuring must not stop at a language change.
+#[test]
+fn the_benchmarks_generated_flows_check_clean() {
+    let (mut files, _) = generate::workspace(2);
+    files.extend(generate::single_flow().0);
+    let bytes: Vec<(String, Vec<u8>)> = files.into_iter().map(|(path, text)| (path, text.into_bytes())).collect();
+    for (path, _) in bytes.iter().filter(|(path, _)| !path.starts_with("common/")) {
+        let mut ordered = bytes.clone();
+        let at = ordered.iter().position(|(p, _)| p == path).unwrap_or(0);
+        ordered.swap(0, at);
+        let checked = crate::check_files(&ordered);
+        let rendered = flow_diagnostics::render(&checked.diagnostics, &checked.sources, false);
+        assert!(checked.diagnostics.is_empty(), "{path}:\n{rendered}");
+        assert!(crate::plans(&checked).iter().all(Option::is_some), "{path}: a flow has no plan");
+    }
+}

@@ -9,6 +9,10 @@
 
 mod generate;
 
+/// The allocator `flowc` runs with, so that the numbers are those of `flowc check`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use divan::counter::ItemsCount;
 use flow_sema::{Database, Db, file_diagnostics};
 

@@ -65,12 +65,12 @@ pub fn flow(name: &str, c: usize, lets: usize, rows: usize) -> String {
     }
     out.push('\n');
     out.push_str("  gate blocked: block when party.blocked\n    message \"The party is blocked\"\n");
-    out.push_str(&format!("  gate stale_party: block when stale(party)\n  gate over: soft when over_limit\n    approve by director_{c}\n  gate big: info when request.amount > 250_000 USD\n\n"));
+    out.push_str(&format!("  gate stale_party: block when stale(party)\n  gate over: soft when over_limit\n    approve by director_{c}\n    within 48h otherwise reject\n  gate big: info when request.amount > 250_000 USD\n\n"));
     out.push_str(&format!(
         "  infer risk = assess_{c}(amount: request.amount, rating: party.rating, note: request.note)\n    fallback rules_{c}(request, party)\n\n"
     ));
     out.push_str(&format!(
-        "  review triage by manager_{c}\n    when risk.confidence < 0.7 or degraded(risk)\n    outcomes approve, reject, escalate\n    reasons fine, risky, missing\n    may edit risk.tier\n\n"
+        "  review triage by manager_{c}\n    when risk.confidence < 0.7 or degraded(risk)\n    outcomes approve, reject, escalate\n    reasons fine, risky, missing\n    may edit risk.tier\n    within 5d otherwise reject because missing\n    remind 1d before\n\n"
     ));
     out.push_str("  approval sign {\n");
     let regions = ["emea", "americas", "apac"];
@@ -88,7 +88,7 @@ pub fn flow(name: &str, c: usize, lets: usize, rows: usize) -> String {
             "    when request.region == {region} and request.amount >= {low} USD and request.amount < {high} USD and risk.tier != high => {requirement}\n"
         ));
     }
-    out.push_str(&format!("    when risk.tier == high => all of director_{c}, auditor_{c}\n    otherwise => 1 of director_{c}\n    distinct from request.requester\n  }}\n\n"));
+    out.push_str(&format!("    when risk.tier == high => all of director_{c}, auditor_{c}\n    otherwise => 1 of director_{c}\n    distinct from request.requester\n    within 7d otherwise escalate to director_{c}\n    within 14d otherwise block\n  }}\n\n"));
     out.push_str("  let approved = sign.approved and triage.outcome != reject\n\n");
     out.push_str(&format!(
         "  action posted = ledger_{c}.post(request, risk.tier)\n    when approved\n    idempotency request.id\n\n"
