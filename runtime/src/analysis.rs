@@ -389,15 +389,20 @@ impl Analysis {
     /// What evaluates this plan's expressions with `engine`: `jit`, `interpreter`, or
     /// `interpreter` with the reason native code could not be had.
     pub fn engine_label(&self, engine: Engine) -> String {
+        self.engine_name(engine).to_string()
+    }
+
+    /// [`Analysis::engine_label`], as a run's first event records it.
+    pub fn engine_name(&self, engine: Engine) -> SmolStr {
         match engine {
-            Engine::Interpreter => "interpreter".to_owned(),
+            Engine::Interpreter => SmolStr::new_static("interpreter"),
             #[cfg(feature = "jit")]
             Engine::Jit => match self.native() {
-                Ok(_) => "jit".to_owned(),
-                Err(reason) => format!("interpreter (no native code: {reason})"),
+                Ok(_) => SmolStr::new_static("jit"),
+                Err(reason) => format!("interpreter (no native code: {reason})").into(),
             },
             #[cfg(not(feature = "jit"))]
-            Engine::Jit => "interpreter (no native code: built without the `jit` feature)".to_owned(),
+            Engine::Jit => SmolStr::new_static("interpreter (no native code: built without the `jit` feature)"),
         }
     }
 

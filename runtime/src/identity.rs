@@ -20,6 +20,15 @@ impl Principal {
     pub fn new(id: impl Into<String>, roles: Vec<String>) -> Principal {
         Principal { id: id.into(), roles, authenticated: None }
     }
+
+    /// This principal with its id as runs record and compare it ([`crate::value::principal_id`]).
+    pub fn normalized(&self) -> Principal {
+        Principal {
+            id: value::principal_id(&self.id),
+            roles: self.roles.clone(),
+            authenticated: self.authenticated.clone(),
+        }
+    }
 }
 
 /// Who may be named in a run's inputs: the ids of the deployment's principals.

@@ -417,7 +417,8 @@ fn compare<T: PartialOrd>(op: BinaryOp, l: &T, r: &T) -> bool {
 }
 
 fn checked_decimal(op: BinaryOp, l: Decimal, r: Decimal) -> Result<Decimal> {
-    let what = format!("`{}` of decimals", op.as_str());
+    // Worded only for an error.
+    let what = || format!("`{}` of decimals", op.as_str());
     let operands = || Some(format!("{l} {} {r}", op.as_str()));
     let result = match op {
         BinaryOp::Add => l.checked_add(r),
@@ -425,17 +426,17 @@ fn checked_decimal(op: BinaryOp, l: Decimal, r: Decimal) -> Result<Decimal> {
         BinaryOp::Mul => l.checked_mul(r),
         BinaryOp::Div => {
             if r.is_zero() {
-                return Err(EvalError::DivisionByZero { what, operands: operands() });
+                return Err(EvalError::DivisionByZero { what: what(), operands: operands() });
             }
             l.checked_div(r)
         }
-        _ => return internal(what),
+        _ => return internal(what()),
     };
-    let result = result.ok_or_else(|| EvalError::Overflow { what: what.clone(), operands: operands() })?;
+    let result = result.ok_or_else(|| EvalError::Overflow { what: what(), operands: operands() })?;
     // Products and quotients round to 28 decimal places (half to even); one of amounts
     // that are not zero that rounds to zero has lost every digit, which is an error.
     if result.is_zero() && matches!(op, BinaryOp::Mul | BinaryOp::Div) && !l.is_zero() && !r.is_zero() {
-        return Err(EvalError::Underflow { what, operands: operands() });
+        return Err(EvalError::Underflow { what: what(), operands: operands() });
     }
     Ok(result)
 }

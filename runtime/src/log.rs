@@ -24,10 +24,24 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
-    /// Applies an event to the run's state and keeps it for the next commit.
+    /// Applies an event to the run's state and keeps it for the next commit. A run that
+    /// keeps no evidence only observes it (as its commit would), and takes the values of
+    /// its first event into its state rather than copying them.
     pub(crate) fn record(&mut self, analysis: &Analysis, event: Event<Value>) {
-        self.state.apply(analysis, &event);
-        self.log.pending.push(event);
+        match event {
+            Event::Started(started) if !self.log.durable => {
+                self.log.signing_key.clone_from(&started.signing_key);
+                self.state.start(analysis, *started);
+            }
+            event if !self.log.durable => {
+                self.state.apply(analysis, &event);
+                self.log.observe(&analysis.body().flow.name, &event);
+            }
+            event => {
+                self.state.apply(analysis, &event);
+                self.log.pending.push(event);
+            }
+        }
     }
 
     pub(crate) fn new(analysis: &Analysis, run: String, principal: String, created: String) -> Loaded {

@@ -5,7 +5,7 @@
 //! disagree. The executor creates events; the caller records them.
 
 use crate::analysis::Analysis;
-use crate::event::{Event, Status};
+use crate::event::{Event, Started, Status};
 use crate::interp::Scope;
 use crate::value::Value;
 use flow_ir::expr::{Expr, Timestamp};
@@ -190,18 +190,37 @@ impl State {
         analysis.id(node).map(|id| self.phases[id.index()])
     }
 
+    /// [`State::apply`] of a run's first event, taking its values.
+    pub fn start(&mut self, analysis: &Analysis, started: Started<Value>) {
+        let Started { run, principal, clock, inputs, params, .. } = started;
+        let values = inputs.into_iter().chain(params).map(|n| (n.name, n.value));
+        self.begin(analysis, (run, principal, clock), values);
+    }
+
+    /// The state of a run started by `principal` at `clock`, with its inputs' and params'
+    /// values.
+    fn begin<N: AsRef<str>>(
+        &mut self,
+        analysis: &Analysis,
+        (run, principal, clock): (String, String, Timestamp),
+        values: impl Iterator<Item = (N, Value)>,
+    ) {
+        self.run = run;
+        self.principal = principal;
+        self.clock = clock;
+        for (name, value) in values {
+            let i = self.id(analysis, name.as_ref());
+            self.done(i, value);
+        }
+        self.status = Status::Running;
+    }
+
     /// Changes the state as the event says.
     pub fn apply(&mut self, analysis: &Analysis, event: &Event<Value>) {
         match event {
             Event::Started(started) => {
-                self.run = started.run.clone();
-                self.principal = started.principal.clone();
-                self.clock = started.clock;
-                for named in started.inputs.iter().chain(&started.params) {
-                    let i = self.id(analysis, &named.name);
-                    self.done(i, named.value.clone());
-                }
-                self.status = Status::Running;
+                let values = started.inputs.iter().chain(&started.params).map(|n| (&n.name, n.value.clone()));
+                self.begin(analysis, (started.run.clone(), started.principal.clone(), started.clock), values);
             }
             Event::Evaluated { node, value, .. } | Event::Emitted { node, value, .. } => {
                 let i = self.id(analysis, node);
@@ -460,15 +479,30 @@ pub fn approver_roles(body: &PlanBody, terms: &[Requirement], escalated: &[SmolS
 
 /// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
 pub fn requirement_text(terms: &[Requirement]) -> String {
-    terms
-        .iter()
-        .map(|t| match t {
-            Requirement::Auto => "auto".to_owned(),
-            Requirement::Count { count, role } => format!("{count} of {role}"),
-            Requirement::AllOf(roles) => format!("all of {}", roles.join(", ")),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (n, term) in terms.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        match term {
+            Requirement::Auto => out.push_str("auto"),
+            Requirement::Count { count, role } => {
+                // Writing to a `String` cannot fail.
+                let _ = write!(out, "{count} of {role}");
+            }
+            Requirement::AllOf(roles) => {
+                out.push_str("all of ");
+                for (r, role) in roles.iter().enumerate() {
+                    if r > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(role);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The roles of the slots of an approval requirement: one per approver needed.
@@ -536,48 +570,73 @@ pub fn outstanding(body: &PlanBody, wait: &ApprovalWait) -> Vec<(SmolStr, usize)
 
 /// One line on how the run stands, without values (they may be labelled).
 pub fn summary(analysis: &Analysis, state: &State, status: Status) -> String {
+    let waiting = if status == Status::Pending { waiting(analysis, state) } else { Vec::new() };
+    summary_of(analysis, state, status, &waiting)
+}
+
+/// [`summary`], given the steps the run waits for ([`waiting`]), which a view shows too.
+pub fn summary_of(analysis: &Analysis, state: &State, status: Status, waiting: &[WaitingStep]) -> String {
+    use std::fmt::Write as _;
     let body = analysis.body();
-    match status {
+    let mut out = String::with_capacity(64);
+    // Writing to a `String` cannot fail.
+    let _ = match status {
         Status::Failed => match &state.failure {
-            Some((node, error)) => format!("step `{node}` failed: {error}"),
-            None => "failed".to_owned(),
+            Some((node, error)) => write!(out, "step `{node}` failed: {error}"),
+            None => out.write_str("failed"),
         },
         Status::Rejected => match &state.rejected {
-            Some((gate, by)) => format!("gate `{gate}` was rejected by {by}"),
-            None => "rejected".to_owned(),
+            Some((gate, by)) => write!(out, "gate `{gate}` was rejected by {by}"),
+            None => out.write_str("rejected"),
         },
         Status::Blocked => {
-            let gates: Vec<String> = body
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| state.phases[*i] == Phase::Blocked)
-                .map(|(_, n)| match &n.kind {
-                    NodeKind::Gate { message: Some(m), .. } => format!("gate `{}`: {m}", n.name),
-                    _ => format!("gate `{}`", n.name),
-                })
-                .collect();
-            format!("blocked by {}", gates.join("; "))
+            out.push_str("blocked by ");
+            let blocked = body.nodes.iter().enumerate().filter(|(i, _)| state.phases[*i] == Phase::Blocked);
+            for (n, (_, node)) in blocked.enumerate() {
+                out.push_str(if n == 0 { "gate `" } else { "; gate `" });
+                out.push_str(&node.name);
+                out.push('`');
+                if let NodeKind::Gate { message: Some(message), .. } = &node.kind {
+                    out.push_str(": ");
+                    out.push_str(message);
+                }
+            }
+            Ok(())
         }
         Status::Pending => {
-            let steps: Vec<String> =
-                waiting(analysis, state).into_iter().map(|w| format!("`{}` ({})", w.0, w.2.join(", "))).collect();
-            format!("waiting for {}", steps.join(", "))
-        }
-        Status::Completed => {
-            let outputs: Vec<&str> = body.outputs.iter().map(|o| o.name.as_str()).collect();
-            if outputs.is_empty() {
-                "completed".to_owned()
-            } else {
-                format!("completed; emitted {}", outputs.join(", "))
+            out.push_str("waiting for ");
+            for (n, (step, _, roles)) in waiting.iter().enumerate() {
+                out.push_str(if n == 0 { "`" } else { ", `" });
+                out.push_str(step);
+                out.push_str("` (");
+                for (r, role) in roles.iter().enumerate() {
+                    if r > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(role);
+                }
+                out.push(')');
             }
+            Ok(())
         }
-        Status::Running => "running".to_owned(),
+        Status::Completed if body.outputs.is_empty() => out.write_str("completed"),
+        Status::Completed => {
+            out.push_str("completed; emitted ");
+            for (n, output) in body.outputs.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&output.name);
+            }
+            Ok(())
+        }
+        Status::Running => out.write_str("running"),
         Status::Cancelled => match &state.cancelled {
-            Some(by) => format!("cancelled by {by}"),
-            None => "cancelled".to_owned(),
+            Some(by) => write!(out, "cancelled by {by}"),
+            None => out.write_str("cancelled"),
         },
-    }
+    };
+    out
 }
 
 /// A step that waits: its name, its kind (`review`, `gate`, `approval`), who may decide it.

@@ -376,6 +376,69 @@ fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
     assert_eq!(error(json!([1])), "$.item: expected a `Item` record, found an array");
 }
 
+proptest::proptest! {
+    /// What a record's JSON decodes to (or which error it gets) does not depend on the
+    /// order of its keys, but for which of several unknown keys is named (the first
+    /// written); a missing field is reported before an unknown key.
+    #[test]
+    fn a_record_decodes_the_same_whatever_the_order_of_its_keys(
+        given in proptest::sample::subsequence(vec!["kind", "note", "prices", "colour", "zz"], 0..=5),
+        order in proptest::collection::vec(proptest::prelude::any::<u8>(), 5),
+    ) {
+        let body: flow_ir::PlanBody = serde_json::from_value(json!({
+            "flow": {"name": "f", "version": "1", "owner": "r", "steward": "r"},
+            "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+            "roles": [], "labels": [],
+            "records": [{"name": "Item", "fields": [
+                {"name": "kind", "ty": "Kind", "labels": []},
+                {"name": "note", "ty": "Text?", "labels": []},
+                {"name": "prices", "ty": "List[Money[EUR]]", "labels": []}
+            ]}],
+            "enums": [{"name": "Kind", "variants": ["a", "b"]}],
+            "sources": [], "models": [], "systems": [], "functions": []
+        }))
+        .unwrap();
+        let ty: flow_ir::ty::Ty = "Item".parse().unwrap();
+        let value = |key: &str| match key {
+            "kind" => json!("b"),
+            "note" => json!("n"),
+            "prices" => json!(["1.50 EUR"]),
+            _ => json!(1),
+        };
+        let object = |keys: &[&str]| serde_json::Value::Object(keys.iter().map(|k| ((*k).to_owned(), value(k))).collect());
+        let mut shuffled = given.clone();
+        for (i, swap) in order.iter().enumerate().take(shuffled.len()) {
+            let j = usize::from(*swap) % shuffled.len();
+            shuffled.swap(i, j);
+        }
+        let decode = |json: &serde_json::Value| crate::value::decode(&body, json, &ty, "$.item").map_err(|e| e.to_string());
+        let decoded = decode(&object(&shuffled));
+        // Only which unknown key is named depends on the order: the first written.
+        let unknowns = given.iter().filter(|k| ["colour", "zz"].contains(k)).count();
+        if unknowns < 2 {
+            proptest::prop_assert_eq!(&decoded, &decode(&object(&given)));
+        }
+        let missing = ["kind", "prices"].into_iter().find(|f| !given.contains(f));
+        let unknown = shuffled.iter().find(|k| ["colour", "zz"].contains(k));
+        match (missing, unknown, &decoded) {
+            (Some(field), _, Err(error)) => {
+                let expected = format!("missing field `{field}`");
+                proptest::prop_assert!(error.contains(&expected), "{error}");
+            }
+            (None, Some(key), Err(error)) => {
+                let expected = format!("has no field `{key}`");
+                proptest::prop_assert!(error.contains(&expected), "{error}");
+            }
+            (None, None, Ok(record)) => {
+                proptest::prop_assert_eq!(record.field("kind"), Some(&Value::Variant("b".into())));
+                let note = if given.contains(&"note") { Value::Text("n".to_owned()) } else { Value::Absent };
+                proptest::prop_assert_eq!(record.field("note"), Some(&note));
+            }
+            other => proptest::prop_assert!(false, "unexpected {other:?}"),
+        }
+    }
+}
+
 /// A plan without native code (here: made to fail) runs on the interpreter, to the same
 /// outcome, and its runs' evidence says so and why.
 #[cfg(feature = "jit")]

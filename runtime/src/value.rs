@@ -391,11 +391,28 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             let object = json
                 .as_object()
                 .ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;
+            // Each key's field found among the record's, without hashing (most records have
+            // a few fields: by length, then text; a long record by binary search, its fields
+            // being sorted by name); the fields are then read in the record's order.
+            let position = |key: &str| {
+                if record.fields.len() <= 16 {
+                    record.fields.iter().position(|f| f.name.len() == key.len() && f.name == key)
+                } else {
+                    record.fields.binary_search_by(|f| f.name.as_str().cmp(key)).ok()
+                }
+            };
+            let mut written: smallvec::SmallVec<[Option<&Json>; 16]> = smallvec::smallvec![None; record.fields.len()];
+            let mut unknown = None;
+            for (key, json) in object {
+                match position(key) {
+                    Some(i) => written[i] = Some(json),
+                    None => {
+                        unknown.get_or_insert(key);
+                    }
+                }
+            }
             let mut fields = Vec::with_capacity(record.fields.len());
-            let mut given = 0;
-            for field in &record.fields {
-                let written = object.get(field.name.as_str());
-                given += usize::from(written.is_some());
+            for (field, written) in record.fields.iter().zip(written) {
                 let value = match written {
                     Some(json) => decode_at(plan, json, &field.ty).map_err(within(format_args!(".{}", field.name)))?,
                     None if field.ty.is_optional() => Value::Absent,
@@ -408,18 +425,24 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
                 };
                 fields.push((field.name.clone(), value));
             }
-            // Every key named a field, unless fewer fields were given than keys.
-            if given < object.len()
-                && let Some(unknown) = object.keys().find(|k| record.field(k).is_none())
-            {
+            // Every key named a field.
+            if let Some(unknown) = unknown {
                 let fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
                 return Err(error(format!("`{name}` has no field `{unknown}`; its fields are {}", fields.join(", "))));
             }
             Value::Record(fields)
         }
         Ty::Named(_) | Ty::Outcome(_) | Ty::Reason(_) => {
-            let variants = plan.variants(ty).ok_or_else(|| error(format!("the plan declares no type `{ty}`")))?;
             let written = text("a variant name")?;
+            // A declared enum's variants are read in place; a review's are put together.
+            let declared = match ty {
+                Ty::Named(name) => plan.enumeration(name).map(|e| e.variants.as_slice()),
+                _ => None,
+            };
+            if declared.is_some_and(|variants| variants.iter().any(|v| v == written)) {
+                return Ok(Value::Variant(written.into()));
+            }
+            let variants = plan.variants(ty).ok_or_else(|| error(format!("the plan declares no type `{ty}`")))?;
             if !variants.iter().any(|v| v == written) {
                 let names: Vec<&str> = variants.iter().map(SmolStr::as_str).collect();
                 return Err(error(format!(

@@ -496,7 +496,8 @@ impl Gen<'_, '_, '_> {
             Ty::Money(currency) => *currency,
             _ => None,
         };
-        let offset = self.m.layout.place(node, &path, rep, currency);
+        let hints = field_hints(self.m.body, expr);
+        let offset = self.m.layout.place(node, (&path, hints), rep, currency);
         self.reads.insert(node);
         Some(self.frame_words(offset, rep.words()))
     }
@@ -879,7 +880,11 @@ impl Gen<'_, '_, '_> {
             return Err(format!("`{input}.{as_of}` is not a timestamp"));
         }
         let Some(node) = (self.m.node_index)(input) else { return Err(format!("no input `{input}`")) };
-        let offset = self.m.layout.place(node, std::slice::from_ref(&as_of), rep, None);
+        let hint = match &source.ty {
+            Ty::Named(record) => body.record(record).map_or(u32::MAX, |r| field_index(r, &as_of)),
+            _ => u32::MAX,
+        };
+        let offset = self.m.layout.place(node, (std::slice::from_ref(&as_of), vec![hint]), rep, None);
         self.reads.insert(node);
         let mut words = self.frame_words(offset, rep.words());
         if rep.optional {
@@ -1150,4 +1155,32 @@ impl Gen<'_, '_, '_> {
         self.check(status);
         self.reload(out, rep.words())
     }
+}
+
+/// Where each field of a place's path (as [`Expr::place`] reads it) sits in its record,
+/// from the types of the bases it is read from; `u32::MAX` where no record type says.
+fn field_hints(body: &PlanBody, expr: &Expr) -> Vec<u32> {
+    let mut hints = Vec::new();
+    let mut at = expr;
+    loop {
+        match &at.kind {
+            ExprKind::Field { base, field } => {
+                let hint = match base.ty.unwrap_optional() {
+                    Ty::Named(name) => body.record(name).map_or(u32::MAX, |r| field_index(r, field)),
+                    _ => u32::MAX,
+                };
+                hints.push(hint);
+                at = base;
+            }
+            ExprKind::Unwrap(inner) => at = inner,
+            _ => break,
+        }
+    }
+    hints.reverse();
+    hints
+}
+
+/// Where `field` sits among a record's fields (sorted by name), or `u32::MAX`.
+fn field_index(record: &flow_ir::plan::Record, field: &str) -> u32 {
+    record.fields.binary_search_by(|f| f.name.as_str().cmp(field)).map_or(u32::MAX, |i| i as u32)
 }

@@ -267,6 +267,9 @@ impl Tables {
 #[derive(Debug)]
 pub(crate) struct Place {
     pub path: Vec<SmolStr>,
+    /// Where each field of `path` sits in its record by the types (`u32::MAX` where they do
+    /// not say): tried first, by its name, before the record is searched.
+    pub hints: Vec<u32>,
     pub rep: Rep,
     /// The currency its type declares (`Money[USD]`): a value in another makes the node's
     /// expressions run on the interpreter, which reports the mismatch where it meets it.
@@ -295,7 +298,13 @@ impl Layout {
     }
 
     /// The frame offset of a place, laid out on first use.
-    pub fn place(&mut self, node: u32, path: &[SmolStr], rep: Rep, currency: Option<Currency>) -> u32 {
+    pub fn place(
+        &mut self,
+        node: u32,
+        (path, hints): (&[SmolStr], Vec<u32>),
+        rep: Rep,
+        currency: Option<Currency>,
+    ) -> u32 {
         let known = self.by_node[node as usize].iter().map(|p| &self.places[*p as usize]);
         if let Some(place) = known.into_iter().find(|p| p.path == path && p.rep == rep && p.currency == currency) {
             return place.offset;
@@ -303,7 +312,7 @@ impl Layout {
         let offset = self.words;
         self.words += rep.words() as u32;
         self.by_node[node as usize].push(self.places.len() as u32);
-        self.places.push(Place { path: path.to_vec(), rep, currency, offset });
+        self.places.push(Place { path: path.to_vec(), hints, rep, currency, offset });
         offset
     }
 
@@ -491,12 +500,17 @@ impl Native {
     /// present.
     fn store_place(&self, value: &Value, place: &Place, out: &mut [u64]) -> bool {
         let mut value = value;
-        for field in &place.path {
-            match value {
-                Value::Absent => {
+        for (n, field) in place.path.iter().enumerate() {
+            let hinted = place.hints.get(n).and_then(|hint| match value {
+                Value::Record(fields) => fields.get(*hint as usize).filter(|(name, _)| name == field),
+                _ => None,
+            });
+            match (value, hinted) {
+                (Value::Absent, _) => {
                     out.fill(0);
                     return true;
                 }
+                (_, Some((_, inner))) => value = inner,
                 _ => match value.field(field) {
                     Some(inner) => value = inner,
                     None => return false,

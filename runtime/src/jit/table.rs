@@ -231,7 +231,7 @@ impl Plan {
             .map(|column| column.constants.iter().enumerate().map(|(i, key)| (*key, i)).collect())
             .collect();
         for column in &mut self.columns {
-            column.offset = layout.place(column.node, &column.path, column.rep, column.currency);
+            column.offset = layout.place(column.node, (&column.path, Vec::new()), column.rep, column.currency);
             column.regions = vec![0; (2 * column.constants.len() + 1) * words];
             column.free = vec![0; words];
         }

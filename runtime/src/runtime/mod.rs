@@ -358,6 +358,9 @@ impl Runtime {
 
     pub(super) fn environment(&self, analysis: &Analysis) -> Arc<Environment> {
         let mut cache = self.environments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(environment) = cache.get(analysis.plan.hash()) {
+            return environment.clone();
+        }
         cache
             .entry(analysis.plan.hash().to_owned())
             .or_insert_with(|| Arc::new(self.describe_environment(analysis)))

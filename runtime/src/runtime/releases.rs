@@ -289,7 +289,7 @@ impl Runtime {
                  publishing rules"
             )));
         };
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let (live, promoted_from) = self.with_releases(|registry| {
             let live = registry.live(environment, &flow).map(|l| Live { release: l.id.clone(), plan: l.plan.clone() });
             let promoted = previous.as_ref().map(|p| registry.live(p, &flow).map(|l| (l.id.clone(), l.plan.clone())));
@@ -380,7 +380,7 @@ impl Runtime {
 
     /// Approves or rejects a release, as `who`, for `reason`.
     fn judge_release(&self, who: &Principal, release: &str, reason: &str, approve: bool) -> Result<Release> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let operation = if approve { "release approve" } else { "release reject" };
         self.record_release_step(who, operation, |_| {
             let (release, principal, roles, reason) =
@@ -396,7 +396,7 @@ impl Runtime {
     /// Publishes an approved release: its plan becomes the one runs start on in its
     /// environment. By its author or a holder of its rule's authors' roles.
     pub fn publish_release(&self, who: &Principal, release: &str) -> Result<Release> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         self.record_release_step(who, "release publish", |registry| {
             let r = registry.release(release).ok_or_else(|| Error::Decision(format!("no release `{release}`")))?;
             // The rules this runtime works under, as they stand, and not only the rule the

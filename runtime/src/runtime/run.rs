@@ -273,7 +273,7 @@ impl Runtime {
         (id, defer): (Option<String>, Option<&mut Vec<Prepared>>),
     ) -> Result<RunView> {
         // Whoever it is, refused or not, is recorded under the id the run would name.
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         if !analysis.granted(&who.roles, GrantKind::Trigger, None) {
             let roles = analysis.grantees(GrantKind::Trigger, None);
             let message = format!(
@@ -389,7 +389,7 @@ impl Runtime {
             sources,
             environment: self.environment(analysis),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
-            engine: analysis.engine_label(self.engine).into(),
+            engine: analysis.engine_name(self.engine),
             declassifications: analysis
                 .declassifications()
                 .into_iter()
@@ -468,7 +468,7 @@ impl Runtime {
     /// deadlines that passed before now fire first: a decision that comes after a deadline
     /// is taken after it (and refused, and recorded, when the deadline decided the step).
     pub fn decide(&self, run: &str, step: &str, who: &Principal, input: &DecisionInput) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let (analysis, mut loaded) = self.load_to_continue(run)?;
         if loaded.state.status.is_final() {
             return Err(Error::Settled(format!(
@@ -577,7 +577,7 @@ impl Runtime {
         reason: &str,
         basis: Option<&str>,
     ) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let (analysis, loaded) = self.load(run, true)?;
         let mut overridden =
             decision::override_gate(&analysis, &loaded.state, gate, &who.id, &who.roles, reason, basis);
@@ -595,7 +595,7 @@ impl Runtime {
     /// Cancels a run that has not ended, for `who` granted `cancel`, with a reason code and a
     /// basis: nothing of the flow runs after it; what ran stays recorded.
     pub fn cancel(&self, run: &str, who: &Principal, reason: &str, basis: Option<&str>) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let (analysis, loaded, events) = self.load_events(run, true)?;
         // A run interrupted while it executed is resumed first (by any process, once its
         // lease runs out): an action it was calling is called again with its key rather than
@@ -620,7 +620,7 @@ impl Runtime {
     /// code: an action is called again with its idempotency key (so a system that took the
     /// first call does not repeat its effect), a model is asked again.
     pub fn resume_failed(&self, run: &str, who: &Principal, reason: &str) -> Result<RunView> {
-        let who = &Principal { id: value::principal_id(&who.id), ..who.clone() };
+        let who = &who.normalized();
         let (analysis, loaded) = self.load(run, true)?;
         let resumed = decision::resume(&analysis, &loaded.state, &who.id, &who.roles, reason);
         self.continue_run(&analysis, loaded, who, "resume", resumed.map(|event| vec![event]))

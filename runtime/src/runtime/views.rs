@@ -462,15 +462,13 @@ impl Runtime {
                 outputs.insert(output.name.to_string(), json);
             }
         }
+        let waiting = state::waiting(analysis, state);
         RunView {
             run: state.run.clone(),
             flow: analysis.body().flow.name.to_string(),
             status,
-            summary: state::summary(analysis, state, status),
-            pending: state::waiting(analysis, state)
-                .into_iter()
-                .map(|(s, k, r)| (s.to_string(), k.to_owned(), r))
-                .collect(),
+            summary: state::summary_of(analysis, state, status, &waiting),
+            pending: waiting.into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
             outputs,
             marks: loaded.log.marks.clone(),
             why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
