@@ -515,9 +515,9 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             let mut excluded = Vec::new();
             for expr in distinct_from {
                 match exec.eval(expr) {
-                    Ok(Value::Principal(p)) => excluded.push(p.to_string()),
+                    Ok(Value::Principal(p)) => excluded.push(String::from(p)),
                     Ok(Value::List(items)) => excluded.extend(items.into_iter().filter_map(|v| match v {
-                        Value::Principal(p) => Some(p.to_string()),
+                        Value::Principal(p) => Some(String::from(p)),
                         _ => None,
                     })),
                     Ok(_) => {}

@@ -470,7 +470,7 @@ impl State {
 pub fn approver_roles(body: &PlanBody, terms: &[Requirement], escalated: &[SmolStr], roles: &[String]) -> Vec<String> {
     let mut counted = roles.to_vec();
     if !crate::analysis::roles_used(body, roles, escalated).is_empty() {
-        counted.extend(slots(terms).into_iter().map(|r| r.to_string()));
+        counted.extend(slots(terms).into_iter().map(String::from));
         counted.sort();
         counted.dedup();
     }
@@ -655,12 +655,12 @@ pub fn waiting(analysis: &Analysis, state: &State) -> Vec<WaitingStep> {
             continue;
         }
         let (kind, roles): (&str, Vec<String>) = match &node.kind {
-            NodeKind::Review { roles, .. } => ("review", roles.iter().map(|r| r.to_string()).collect()),
-            NodeKind::Gate { approvers, .. } => ("gate", approvers.iter().map(|r| r.to_string()).collect()),
+            NodeKind::Review { roles, .. } => ("review", roles.iter().map(|r| r.as_str().to_owned()).collect()),
+            NodeKind::Gate { approvers, .. } => ("gate", approvers.iter().map(|r| r.as_str().to_owned()).collect()),
             NodeKind::Approval { .. } => {
                 let roles = state
                     .approval(i)
-                    .map(|w| outstanding(body, w).into_iter().map(|(r, _)| r.to_string()).collect())
+                    .map(|w| outstanding(body, w).into_iter().map(|(r, _)| String::from(r)).collect())
                     .unwrap_or_default();
                 ("approval", roles)
             }

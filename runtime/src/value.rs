@@ -252,35 +252,65 @@ pub fn principal_id(text: &str) -> String {
 /// Every principal a value names, with its JSON path under `path`.
 pub fn principals(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
     let mut path = path.to_owned();
-    principals_at(value, &mut path, out);
+    principals_at(value, &mut path, &mut |path, id| {
+        out.push((path.to_owned(), id.to_owned()));
+        false
+    });
 }
 
-/// [`principals`], `path` extended in place for each part that may hold one (a path is
-/// written only for a principal found).
-fn principals_at(value: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+/// The first principal a value names that is not `known`, with its JSON path under
+/// `path` (written only for it).
+pub fn unknown_principal(
+    value: &Value,
+    path: &dyn fmt::Display,
+    known: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    let mut found = None;
+    let mut at = String::new();
+    principals_at(value, &mut at, &mut |at, id| {
+        if known(id) {
+            return false;
+        }
+        found = Some((format!("{path}{at}"), id.to_owned()));
+        true
+    });
+    found
+}
+
+/// The principals of `value`, each given to `found` with its path (`path` extended in
+/// place for each part that may hold one) until it returns `true`; whether it did.
+fn principals_at(value: &Value, path: &mut String, found: &mut dyn FnMut(&str, &str) -> bool) -> bool {
     let may_hold = |v: &Value| matches!(v, Value::Principal(_) | Value::List(_) | Value::Record(_));
     match value {
-        Value::Principal(id) => out.push((path.clone(), id.to_string())),
+        Value::Principal(id) => found(path, id),
         Value::List(items) => {
             for (i, v) in items.iter().enumerate().filter(|(_, v)| may_hold(v)) {
                 let length = path.len();
                 path.push('[');
                 path.push_str(&i.to_string());
                 path.push(']');
-                principals_at(v, path, out);
+                let stop = principals_at(v, path, found);
                 path.truncate(length);
+                if stop {
+                    return true;
+                }
             }
+            false
         }
         Value::Record(fields) => {
             for (field, v) in fields.iter().filter(|(_, v)| may_hold(v)) {
                 let length = path.len();
                 path.push('.');
                 path.push_str(field);
-                principals_at(v, path, out);
+                let stop = principals_at(v, path, found);
                 path.truncate(length);
+                if stop {
+                    return true;
+                }
             }
+            false
         }
-        _ => {}
+        _ => false,
     }
 }
 

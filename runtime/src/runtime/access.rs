@@ -89,13 +89,16 @@ impl Runtime {
                 ),
             ));
         }
+        if !durable || analysis.granted(&who.roles, GrantKind::OnBehalf, None) {
+            return None;
+        }
         let mut named = Vec::new();
         for input in &started.inputs {
             value::principals(&input.value, &format!("$.{}", input.name), &mut named);
         }
         let others: Vec<String> =
             named.iter().filter(|(_, id)| *id != who.id).map(|(path, id)| format!("{id} ({path})")).collect();
-        if durable && !others.is_empty() && !analysis.granted(&who.roles, GrantKind::OnBehalf, None) {
+        if !others.is_empty() {
             return Some((
                 GrantKind::OnBehalf.as_str().to_owned(),
                 format!(

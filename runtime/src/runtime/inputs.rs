@@ -23,20 +23,22 @@ impl Runtime {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
             return Err(Error::Input(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
         }
-        let mut inputs = Vec::new();
+        let mut inputs = Vec::with_capacity(declared.len());
         for node in declared {
             let value = match given.iter().find(|(n, _)| n == node.name.as_str()) {
                 Some((_, json)) => {
-                    let path = format!("$.{}", node.name);
-                    let value = value::decode(body, json, &node.ty, &path).map_err(input_error)?;
-                    if let Some(directory) = self.directory() {
-                        let mut named = Vec::new();
-                        value::principals(&value, &path, &mut named);
-                        if let Some((path, id)) = named.iter().find(|(_, id)| !directory.contains(id)) {
-                            return Err(Error::Input(format!(
-                                "input {path}: `{id}` is not a principal of this deployment"
-                            )));
-                        }
+                    // The input's path, written only for an error.
+                    let path = format_args!("$.{}", node.name);
+                    let value = value::decode(body, json, &node.ty, "").map_err(|mut error| {
+                        error.path.insert_str(0, &path.to_string());
+                        input_error(error)
+                    })?;
+                    if let Some(directory) = self.directory()
+                        && let Some((path, id)) = value::unknown_principal(&value, &path, |id| directory.contains(id))
+                    {
+                        return Err(Error::Input(format!(
+                            "input {path}: `{id}` is not a principal of this deployment"
+                        )));
                     }
                     value
                 }
@@ -55,7 +57,7 @@ impl Runtime {
 
     pub(super) fn params(&self, analysis: &Analysis, set: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
         let body = analysis.body();
-        let mut params = Vec::new();
+        let mut params = Vec::with_capacity(analysis.param_defaults().len());
         for (name, _) in set {
             if !body.nodes.iter().any(|n| n.name == name.as_str() && matches!(n.kind, NodeKind::Param { .. })) {
                 return Err(Error::Input(format!("the flow has no param `{name}`")));

@@ -57,6 +57,9 @@ impl RunJournal<'_> {
     /// before it settled (`unsettled`), those still held in the store are given up so that
     /// another process may go on at once.
     fn end(self, unsettled: bool) {
+        if self.holds.is_empty() && self.calling.is_empty() && self.released.is_empty() {
+            return;
+        }
         self.runtime.leases.drop_holds(&self.holds);
         let actions = self.calling.into_iter().map(|(_, system, key)| (system, key)).chain(self.released);
         let mut release: Vec<Held> = actions.map(|(system, key)| Held::Action(system, key)).collect();

@@ -450,7 +450,9 @@ impl Runtime {
     /// How the run stands, with its outputs redacted for `who` (all labelled parts hidden
     /// without a principal).
     pub(super) fn view(&self, analysis: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
-        let views = who.map(|w| analysis.views(&w.roles)).unwrap_or_default();
+        // The labels `who` may see, for the outputs and the explanation.
+        let needed = loaded.log.durable || !loaded.log.outputs.is_empty();
+        let views = who.filter(|_| needed).map(|w| analysis.views(&w.roles)).unwrap_or_default();
         let state = &loaded.state;
         let status = state.current_status();
         let mut outputs = BTreeMap::new();
@@ -459,16 +461,16 @@ impl Runtime {
                 let mut json =
                     labels::encode(analysis.body(), value, &output.ty, analysis.node_labels(&output.name), false);
                 labels::redact(&mut json, &views);
-                outputs.insert(output.name.to_string(), json);
+                outputs.insert(output.name.as_str().to_owned(), json);
             }
         }
         let waiting = state::waiting(analysis, state);
         RunView {
             run: state.run.clone(),
-            flow: analysis.body().flow.name.to_string(),
+            flow: analysis.body().flow.name.as_str().to_owned(),
             status,
             summary: state::summary_of(analysis, state, status, &waiting),
-            pending: waiting.into_iter().map(|(s, k, r)| (s.to_string(), k.to_owned(), r)).collect(),
+            pending: waiting.into_iter().map(|(s, k, r)| (String::from(s), k.to_owned(), r)).collect(),
             outputs,
             marks: loaded.log.marks.clone(),
             why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
