@@ -277,11 +277,12 @@ const GROUP: usize = 64;
 
 /// The inputs of a case's line, or why it is not run.
 fn case_inputs(line: &str) -> Result<Vec<(String, Json)>, String> {
-    let case: Json = flow_runtime::value::parse_exact(line).map_err(|e| format!("not JSON Flow reads exactly: {e}"))?;
-    let Some(inputs) = case.get("inputs").and_then(Json::as_object) else {
+    let mut case: Json =
+        flow_runtime::value::parse_exact(line).map_err(|e| format!("not JSON Flow reads exactly: {e}"))?;
+    let Some(Json::Object(inputs)) = case.get_mut("inputs").map(Json::take) else {
         return Err("expected {\"inputs\": {…}}".to_owned());
     };
-    Ok(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    Ok(inputs.into_iter().collect())
 }
 
 /// Counts in `batch` what the case on line `i` (from 0) gave, with its shadow run on
