@@ -340,9 +340,10 @@ fn a_command_that_hangs_is_stopped_at_its_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
 
-#[test]
-fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
-    let body: flow_ir::PlanBody = serde_json::from_value(json!({
+/// A plan declaring only a record `Item` (an enum `Kind`, an optional text, a list of
+/// amounts in EUR) and its enum.
+fn item_plan() -> flow_ir::PlanBody {
+    serde_json::from_value(json!({
         "flow": {"name": "f", "version": "1", "owner": "r", "steward": "r"},
         "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
         "roles": [], "labels": [],
@@ -354,7 +355,12 @@ fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
         "enums": [{"name": "Kind", "variants": ["a", "b"]}],
         "sources": [], "models": [], "systems": [], "functions": []
     }))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn values_that_do_not_fit_their_type_are_refused_with_their_path() {
+    let body = item_plan();
     let ty: flow_ir::ty::Ty = "Item".parse().unwrap();
     let decode = |json| crate::value::decode(&body, &json, &ty, "$.item");
     let ok = decode(json!({"kind": "a", "prices": ["1.50 EUR"]})).unwrap();
@@ -385,19 +391,7 @@ proptest::proptest! {
         given in proptest::sample::subsequence(vec!["kind", "note", "prices", "colour", "zz"], 0..=5),
         order in proptest::collection::vec(proptest::prelude::any::<u8>(), 5),
     ) {
-        let body: flow_ir::PlanBody = serde_json::from_value(json!({
-            "flow": {"name": "f", "version": "1", "owner": "r", "steward": "r"},
-            "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
-            "roles": [], "labels": [],
-            "records": [{"name": "Item", "fields": [
-                {"name": "kind", "ty": "Kind", "labels": []},
-                {"name": "note", "ty": "Text?", "labels": []},
-                {"name": "prices", "ty": "List[Money[EUR]]", "labels": []}
-            ]}],
-            "enums": [{"name": "Kind", "variants": ["a", "b"]}],
-            "sources": [], "models": [], "systems": [], "functions": []
-        }))
-        .unwrap();
+        let body = item_plan();
         let ty: flow_ir::ty::Ty = "Item".parse().unwrap();
         let value = |key: &str| match key {
             "kind" => json!("b"),
@@ -437,6 +431,41 @@ proptest::proptest! {
             other => proptest::prop_assert!(false, "unexpected {other:?}"),
         }
     }
+}
+
+/// A record of more fields than are matched one by one decodes its keys, in any order, to
+/// the same value, and reports a missing field before an unknown key, the first written.
+#[test]
+fn a_long_record_decodes_whatever_the_order_of_its_keys() {
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    let fields: Vec<_> = names.iter().map(|n| json!({"name": n, "ty": "Int", "labels": []})).collect();
+    let body: flow_ir::PlanBody = serde_json::from_value(json!({
+        "flow": {"name": "f", "version": "1", "owner": "r", "steward": "r"},
+        "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+        "roles": [], "labels": [],
+        "records": [{"name": "Wide", "fields": fields}],
+        "enums": [], "sources": [], "models": [], "systems": [], "functions": []
+    }))
+    .unwrap();
+    let ty: flow_ir::ty::Ty = "Wide".parse().unwrap();
+    let decode = |keys: &[&str]| {
+        let object = keys.iter().map(|k| ((*k).to_owned(), json!(k[1..].parse::<i64>().unwrap_or(-1)))).collect();
+        crate::value::decode(&body, &serde_json::Value::Object(object), &ty, "$.w").map_err(|e| e.to_string())
+    };
+    let mut keys: Vec<&str> = names.iter().map(String::as_str).collect();
+    keys.reverse();
+    keys.swap(3, 17);
+    let record = decode(&keys).unwrap();
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(record.field(name), Some(&Value::Int(i as i64)), "{name}");
+    }
+    let with_unknown: Vec<&str> = keys.iter().copied().chain(["zz", "aa"]).collect();
+    assert_eq!(
+        decode(&with_unknown).unwrap_err(),
+        format!("$.w: `Wide` has no field `zz`; its fields are {}", names.join(", "))
+    );
+    let missing: Vec<&str> = with_unknown.iter().copied().filter(|k| *k != "f07").collect();
+    assert_eq!(decode(&missing).unwrap_err(), "$.w.f07: missing field `f07` of type `Int`");
 }
 
 /// A plan without native code (here: made to fail) runs on the interpreter, to the same
