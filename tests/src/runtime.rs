@@ -449,6 +449,50 @@ fn native_code_runs_every_plan_as_the_interpreter_does() {
     }
 }
 
+/// A run kept in memory (`evaluate`, as backtests run) ends as the same run stored in a new
+/// store does: the same status, summary, outputs and waiting steps (or the same refusal),
+/// with both engines, over every plan and random cases. (A new store each: stored runs
+/// share their actions' idempotency keys, which runs kept in memory do not claim.)
+#[test]
+fn runs_kept_in_memory_end_as_stored_runs_do() {
+    for engine in [flow_runtime::Engine::Interpreter, flow_runtime::Engine::Jit] {
+        for (p, plan) in all_plans().into_iter().enumerate() {
+            let plan = with_trigger(plan);
+            let body = plan.body().clone();
+            let inputs: Vec<&flow_ir::plan::Node> =
+                body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+            for case in 0..12u64 {
+                // The same seed: both runtimes' models and systems answer the same calls alike.
+                let runtime = || {
+                    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+                    let mut runtime = answered_at_random(store, &body, 0x51_7cc1 ^ (case << 8) ^ p as u64);
+                    runtime.set_engine(engine);
+                    let analysis = runtime.install(plan.clone()).expect("the plan installs");
+                    (runtime, analysis)
+                };
+                let ((kept, in_memory), (stored, analysis)) = (runtime(), runtime());
+                let mut rng = Rng(0x2545_f491 ^ (case << 8) ^ p as u64);
+                let given: Vec<(String, Json)> =
+                    inputs.iter().map(|n| (n.name.to_string(), random_json(&mut rng, &body, &n.ty, 0))).collect();
+                let who = everyone(&body, "p1");
+                let options = StartOptions {
+                    clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }),
+                    params: Vec::new(),
+                };
+                let seed = format!("{} plan {} case {case}", engine.as_str(), body.flow.name);
+                let view = |v: flow_runtime::RunView| (v.status, v.summary, v.outputs, v.pending);
+                let evaluated = kept.evaluate(&in_memory, &who, &given, &options).map(view);
+                let started = stored.start(&analysis, &who, &given, &options).map(view);
+                match (evaluated, started) {
+                    (Ok(evaluated), Ok(started)) => assert_eq!(evaluated, started, "{seed}"),
+                    (Err(evaluated), Err(started)) => assert_eq!(evaluated.to_string(), started.to_string(), "{seed}"),
+                    (evaluated, started) => panic!("{seed}: kept in memory {evaluated:?}, stored {started:?}"),
+                }
+            }
+        }
+    }
+}
+
 /// Two `infer` steps that do not depend on each other call their models at the same time:
 /// each model here answers only once both calls have arrived (or gives up after 20 s), so
 /// calls one after the other would both degrade.
