@@ -93,32 +93,32 @@ pub fn encode_event_text(analysis: &Analysis, event: &Event<Value>, out: &mut Ve
 /// [`encode_values`], each value written straight to text when the event is.
 fn encode_written(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<labels::Encoded<'_>> {
     let body = analysis.body();
-    let mut encode = |slot: Slot<'_>, value: Value| -> Result<labels::Encoded<'_>, std::convert::Infallible> {
-        let (ty, labels) = match slot_type(analysis, slot, true) {
-            Some((ty, labels)) => (Some(ty), labels),
-            None => (None, Vec::new()),
-        };
-        Ok(labels::Encoded { body, value, ty, labels, salted })
-    };
-    let mut event = match event.map_values(&mut encode) {
-        Ok(event) => event,
-        Err(never) => match never {},
-    };
-    if salted && let Event::Failed { returned: Some(returned), .. } = &mut event {
-        labels::salt(returned);
-    }
-    event
+    encode_slots(analysis, event, salted, |typed, value| match typed {
+        Some((ty, labels)) => labels::Encoded { body, value, ty: Some(ty), labels, salted },
+        None => labels::Encoded { body, value, ty: None, labels: Vec::new(), salted },
+    })
 }
 
 /// The event with each value as the JSON value [`labels::encode`] builds: what readers that
 /// change the values (redaction, comparison) take, and the reference the text
 /// [`encode_written`] writes is held to (`tests/src/runtime.rs`), so it is kept apart.
 pub(crate) fn encode_values(analysis: &Analysis, event: Event<Value>, salted: bool) -> Event<Json> {
-    let mut encode = |slot: Slot<'_>, value: Value| -> Result<Json, std::convert::Infallible> {
-        Ok(match slot_type(analysis, slot, true) {
-            Some((ty, labels)) => labels::encode(analysis.body(), &value, &ty, &labels, salted),
-            None => value.to_json(),
-        })
+    encode_slots(analysis, event, salted, |typed, value| match typed {
+        Some((ty, labels)) => labels::encode(analysis.body(), &value, &ty, &labels, salted),
+        None => value.to_json(),
+    })
+}
+
+/// The event with each value encoded by `encode`, given the type and labels of its slot;
+/// a misfit result the event keeps is salted with the values when `salted`.
+fn encode_slots<T>(
+    analysis: &Analysis,
+    event: Event<Value>,
+    salted: bool,
+    mut encode: impl FnMut(Option<(Ty, Vec<SmolStr>)>, Value) -> T,
+) -> Event<T> {
+    let mut encode = |slot: Slot<'_>, value: Value| -> Result<T, std::convert::Infallible> {
+        Ok(encode(slot_type(analysis, slot, true), value))
     };
     let mut event = match event.map_values(&mut encode) {
         Ok(event) => event,
