@@ -338,7 +338,11 @@ impl Flow {
         let view =
             self.runtime.evaluate(&self.analysis, &self.who, inputs, &self.options).map_err(|e| e.to_string())?;
         Ok(match view.status {
-            Status::Blocked => (GATES.iter().map(|g| g.0).find(|g| view.summary.contains(&format!("`{g}`"))), None),
+            Status::Blocked => {
+                // The summary names the gates between backquotes: "blocked by gate `defaulted`".
+                let named = || view.summary.split('`').skip(1).step_by(2);
+                (GATES.iter().map(|g| g.0).find(|g| named().any(|n| n == *g)), None)
+            }
             Status::Completed => (None, Some(1)),
             Status::Pending if view.pending.first().is_some_and(|p| p.2 == ["manager"]) => (None, Some(2)),
             Status::Pending => (None, Some(3)),

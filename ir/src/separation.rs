@@ -40,6 +40,13 @@ impl Directory {
 
 /// Whether role `held` is `role` or extends it, directly or through other roles.
 pub fn extends(body: &PlanBody, held: &str, role: &str) -> bool {
+    if held == role {
+        return true;
+    }
+    if body.role(held).is_none_or(|declared| declared.extends.is_empty()) {
+        // Extends nothing (or is not declared): no search to make.
+        return false;
+    }
     let mut stack = vec![held];
     let mut seen = BTreeSet::new();
     while let Some(current) = stack.pop() {

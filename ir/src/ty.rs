@@ -23,6 +23,11 @@ impl Currency {
         bytes.iter().all(u8::is_ascii_uppercase).then_some(Currency(bytes))
     }
 
+    /// The code's three letters.
+    pub fn code(&self) -> [u8; 3] {
+        self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // INVARIANT: `Currency::new` admits only ASCII capitals.
         std::str::from_utf8(&self.0).unwrap_or("???")

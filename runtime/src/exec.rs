@@ -7,7 +7,7 @@ use crate::event::{Event, Named};
 use crate::interp::{self, EvalError, Scope};
 use crate::provider::{ActionHandler, ActionRequest, ModelProvider, ModelReply, ModelRequest, ProviderError};
 use crate::retrieval::{RetrievalRequest, Retriever};
-use crate::state::{Phase, State, requirement_text, slots, summary};
+use crate::state::{ApprovalWait, Phase, State, has_slots, requirement_text, summary};
 use crate::value::{self, Value};
 use flow_ir::NodeId;
 use flow_ir::expr::Expr;
@@ -104,6 +104,8 @@ pub(crate) struct Exec<'a, 'j> {
     analysis: &'a Analysis,
     state: &'a mut State,
     journal: &'j mut dyn Journal,
+    /// Whether the journal keeps the events as evidence ([`Journal::keeps_evidence`]).
+    evidence: bool,
     /// Answers of models called ahead, together with the one being executed, by step.
     prefetched: FxHashMap<SmolStr, (Result<ModelReply, ProviderError>, u64)>,
     /// Steps the caller held in this advance ([`Services::hold`]).
@@ -192,6 +194,7 @@ impl<'a, 'j> Exec<'a, 'j> {
         Exec {
             analysis,
             state,
+            evidence: journal.keeps_evidence(),
             journal,
             prefetched: FxHashMap::default(),
             held: Vec::new(),
@@ -268,7 +271,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     }
 
     fn operands(&self, node: &str) -> Vec<Named<Value>> {
-        if !self.journal.keeps_evidence() {
+        if !self.evidence {
             return Vec::new();
         }
         let scope = (&*self.state, self.analysis);
@@ -376,7 +379,7 @@ pub fn advance(
         }
     }
     let status = exec.state.current_status();
-    let summary = if exec.journal.keeps_evidence() { summary(analysis, exec.state, status) } else { String::new() };
+    let summary = if exec.evidence { summary(analysis, exec.state, status) } else { String::new() };
     exec.emit(Event::Settled { status, summary });
     Ok(())
 }
@@ -456,6 +459,8 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
         // Given when the run starts.
         NodeKind::Input { .. } | NodeKind::Param { .. } => {}
         NodeKind::Let { value } => match exec.eval(value) {
+            // No evidence kept: the state changes as the event would change it (`State::apply`).
+            Ok(value) if !exec.evidence => exec.state.done(id.index(), value),
             Ok(value) => {
                 let operands = exec.operands(name);
                 exec.emit(Event::Evaluated { node: name.clone(), value, operands });
@@ -463,6 +468,7 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             Err(error) => exec.fail(name, error),
         },
         NodeKind::Gate { level, condition, .. } => match exec.test(condition) {
+            Ok(holds) if !exec.evidence => exec.state.gate(id.index(), *level, holds),
             Ok(holds) => {
                 let operands = exec.operands(name);
                 exec.emit(Event::Gate { node: name.clone(), level: *level, holds, operands });
@@ -502,7 +508,11 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             };
             let requirement = requirement_text(&row.requirement);
             let row_number = r as u32 + 1;
-            if slots(&row.requirement).is_empty() {
+            if !has_slots(&row.requirement) {
+                if !exec.evidence {
+                    exec.state.approval_completed(id.index(), true, &[], requirement);
+                    return Ok(());
+                }
                 exec.emit(Event::ApprovalCompleted {
                     node: name.clone(),
                     row: row_number,
@@ -529,6 +539,12 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             }
             excluded.sort();
             excluded.dedup();
+            if !exec.evidence {
+                let terms = row.requirement.clone();
+                let wait = ApprovalWait { row: row_number, requirement, terms, excluded, approvals: Vec::new() };
+                exec.state.approval_required(id.index(), wait);
+                return Ok(());
+            }
             let operands = exec.operands(name);
             exec.emit(Event::ApprovalRequired {
                 node: name.clone(),

@@ -1,8 +1,12 @@
 //! A run's state, and how each event changes it; what a run waits for.
 //!
-//! **Invariant:** a run's state changes only through [`State::apply`] of an event, both while
-//! it executes and when it is rebuilt from the store after a crash, so the two cannot
-//! disagree. The executor creates events; the caller records them.
+//! **Invariant:** a run's state changes only as its events say: through [`State::apply`] of
+//! an event, both while it executes and when it is rebuilt from the store after a crash, so
+//! the two cannot disagree. The executor creates events; the caller records them. A run that
+//! keeps no evidence (evaluated in memory) skips the events of its rules, gates and
+//! approval matrices and makes the change their events would make, through the functions
+//! `apply` calls for them ([`State::done`], [`State::gate`], [`State::approval_required`],
+//! [`State::approval_completed`]), and takes its first event's values ([`State::start`]).
 
 use crate::analysis::Analysis;
 use crate::event::{Event, Started, Status};
@@ -148,11 +152,47 @@ impl State {
         analysis.id(node).map_or(self.body_nodes, NodeId::index)
     }
 
-    fn done(&mut self, i: usize, value: Value) {
+    /// Node `i`, a rule, gave `value` ([`Event::Evaluated`]); also how an event that ends a
+    /// step records its value.
+    pub(crate) fn done(&mut self, i: usize, value: Value) {
         if i < self.body_nodes {
             self.values[i] = Some(value);
             self.phases[i] = Phase::Done;
         }
+    }
+
+    /// Gate `i` of `level` was evaluated and `holds` or not ([`Event::Gate`]).
+    pub(crate) fn gate(&mut self, i: usize, level: GateLevel, holds: bool) {
+        let phase = match (level, holds) {
+            (_, false) | (GateLevel::Info, true) => Phase::Done,
+            (GateLevel::Soft, true) => Phase::Waiting,
+            (GateLevel::Block, true) if self.overridden.get(i) == Some(&true) => Phase::Done,
+            (GateLevel::Block, true) => Phase::Blocked,
+        };
+        if phase == Phase::Done {
+            self.done(i, Value::Nothing);
+        } else {
+            self.phase(i, phase);
+        }
+    }
+
+    /// Approval `i` waits for approvers, as `wait` says ([`Event::ApprovalRequired`]).
+    pub(crate) fn approval_required(&mut self, i: usize, wait: ApprovalWait) {
+        self.phase(i, Phase::Waiting);
+        if i < self.body_nodes {
+            self.approvals.retain(|(node, _)| *node != i);
+            self.approvals.push((i, wait));
+        }
+    }
+
+    /// Approval `i` ended, `approved` or not, by `approvers` ([`Event::ApprovalCompleted`]).
+    pub(crate) fn approval_completed(&mut self, i: usize, approved: bool, approvers: &[String], requirement: String) {
+        let record = Value::Record(vec![
+            ("approved".into(), Value::Bool(approved)),
+            ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
+            ("requirement".into(), Value::Text(requirement)),
+        ]);
+        self.done(i, record);
     }
 
     fn phase(&mut self, i: usize, phase: Phase) {
@@ -222,25 +262,9 @@ impl State {
                 let values = started.inputs.iter().chain(&started.params).map(|n| (&n.name, n.value.clone()));
                 self.begin(analysis, (started.run.clone(), started.principal.clone(), started.clock), values);
             }
-            Event::Evaluated { node, value, .. } | Event::Emitted { node, value, .. } => {
-                let i = self.id(analysis, node);
-                let value = if matches!(event, Event::Emitted { .. }) { Value::Nothing } else { value.clone() };
-                self.done(i, value);
-            }
-            Event::Gate { node, level, holds, .. } => {
-                let i = self.id(analysis, node);
-                let phase = match (level, holds) {
-                    (_, false) | (GateLevel::Info, true) => Phase::Done,
-                    (GateLevel::Soft, true) => Phase::Waiting,
-                    (GateLevel::Block, true) if self.overridden.get(i) == Some(&true) => Phase::Done,
-                    (GateLevel::Block, true) => Phase::Blocked,
-                };
-                if phase == Phase::Done {
-                    self.done(i, Value::Nothing);
-                } else {
-                    self.phase(i, phase);
-                }
-            }
+            Event::Evaluated { node, value, .. } => self.done(self.id(analysis, node), value.clone()),
+            Event::Emitted { node, .. } => self.done(self.id(analysis, node), Value::Nothing),
+            Event::Gate { node, level, holds, .. } => self.gate(self.id(analysis, node), *level, *holds),
             Event::GateDecided { node, decision } => {
                 let i = self.id(analysis, node);
                 self.done(i, Value::Nothing);
@@ -285,24 +309,16 @@ impl State {
                 let i = self.id(analysis, node);
                 self.done(i, skipped_review());
             }
-            Event::ReviewOpened { node, .. } | Event::ApprovalRequired { node, .. } => {
-                let i = self.id(analysis, node);
-                self.phase(i, Phase::Waiting);
-                if let Event::ApprovalRequired { row, requirement, terms, excluded, .. } = event
-                    && i < self.body_nodes
-                {
-                    self.approvals.retain(|(node, _)| *node != i);
-                    self.approvals.push((
-                        i,
-                        ApprovalWait {
-                            row: *row,
-                            requirement: requirement.clone(),
-                            terms: terms.clone(),
-                            excluded: excluded.clone(),
-                            approvals: Vec::new(),
-                        },
-                    ));
-                }
+            Event::ReviewOpened { node, .. } => self.phase(self.id(analysis, node), Phase::Waiting),
+            Event::ApprovalRequired { node, row, requirement, terms, excluded, .. } => {
+                let wait = ApprovalWait {
+                    row: *row,
+                    requirement: requirement.clone(),
+                    terms: terms.clone(),
+                    excluded: excluded.clone(),
+                    approvals: Vec::new(),
+                };
+                self.approval_required(self.id(analysis, node), wait);
             }
             Event::ReviewDecided { node, decision, edits } => {
                 let i = self.id(analysis, node);
@@ -335,13 +351,7 @@ impl State {
                 }
             }
             Event::ApprovalCompleted { node, approved, approvers, requirement, .. } => {
-                let i = self.id(analysis, node);
-                let record = Value::Record(vec![
-                    ("approved".into(), Value::Bool(*approved)),
-                    ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
-                    ("requirement".into(), Value::Text(requirement.clone())),
-                ]);
-                self.done(i, record);
+                self.approval_completed(self.id(analysis, node), *approved, approvers, requirement.clone());
             }
             Event::ActionSkipped { node, .. } => {
                 let i = self.id(analysis, node);
@@ -480,7 +490,7 @@ pub fn approver_roles(body: &PlanBody, terms: &[Requirement], escalated: &[SmolS
 /// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
 pub fn requirement_text(terms: &[Requirement]) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
+    let mut out = String::with_capacity(32);
     for (n, term) in terms.iter().enumerate() {
         if n > 0 {
             out.push_str(", ");
@@ -503,6 +513,15 @@ pub fn requirement_text(terms: &[Requirement]) -> String {
         }
     }
     out
+}
+
+/// Whether `terms` ask for any approver ([`slots`] is not empty).
+pub fn has_slots(terms: &[Requirement]) -> bool {
+    terms.iter().any(|term| match term {
+        Requirement::Auto => false,
+        Requirement::Count { count, .. } => *count > 0,
+        Requirement::AllOf(roles) => !roles.is_empty(),
+    })
 }
 
 /// The roles of the slots of an approval requirement: one per approver needed.
@@ -554,6 +573,22 @@ pub fn matched(body: &PlanBody, slots: &[SmolStr], approvers: &[(String, Vec<Str
 
 /// The terms of an approval still unmet, as text: `1 of finance_director`.
 pub fn outstanding(body: &PlanBody, wait: &ApprovalWait) -> Vec<(SmolStr, usize)> {
+    if wait.approvals.is_empty() {
+        // Every slot is open: the roles of the terms, in their order, counted.
+        let mut out: Vec<(SmolStr, usize)> = Vec::new();
+        let mut open = |role: &SmolStr, count: usize| match out.iter_mut().find(|(r, _)| r == role) {
+            Some((_, n)) => *n += count,
+            None => out.push((role.clone(), count)),
+        };
+        for term in &wait.terms {
+            match term {
+                Requirement::Auto | Requirement::Count { count: 0, .. } => {}
+                Requirement::Count { count, role } => open(role, *count as usize),
+                Requirement::AllOf(roles) => roles.iter().for_each(|role| open(role, 1)),
+            }
+        }
+        return out;
+    }
     let slots = slots(&wait.terms);
     let (_, slot_of) = matched(body, &slots, &wait.approvals);
     let mut out: Vec<(SmolStr, usize)> = Vec::new();

@@ -80,16 +80,20 @@ fn instants_and_durations() {
     assert_eq!(flow_ir::time::parse_timestamp("9999-12-31T23:59:59-01:00"), None, "past 9999 in UTC");
 }
 
+/// A plan body with nothing in it.
+fn empty_body() -> flow_ir::PlanBody {
+    serde_json::from_value(json!({
+        "flow": {"name": "f", "version": "1", "owner": "manager", "steward": "manager"},
+        "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
+        "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [], "functions": []
+    }))
+    .unwrap()
+}
+
 #[test]
 fn approvals_match_distinct_principals_to_slots() {
     use flow_ir::plan::{Requirement, Role};
-    let mut body: flow_ir::PlanBody =
-        serde_json::from_value(json!({
-            "flow": {"name": "f", "version": "1", "owner": "manager", "steward": "manager"},
-            "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
-            "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [], "functions": []
-        }))
-        .unwrap();
+    let mut body = empty_body();
     body.roles = vec![
         Role { name: "director".into(), extends: vec!["manager".into()] },
         Role { name: "manager".into(), extends: vec![] },
@@ -103,6 +107,44 @@ fn approvals_match_distinct_principals_to_slots() {
     assert_eq!(crate::state::matched(&body, &slots, &[who("d", "director"), who("m", "manager")]).0, 2);
     assert_eq!(crate::state::matched(&body, &slots, &[who("m", "manager"), who("n", "manager")]).0, 1);
     assert_eq!(crate::state::requirement_text(&terms), "1 of manager, all of director");
+}
+
+fn terms() -> impl proptest::strategy::Strategy<Value = Vec<flow_ir::plan::Requirement>> {
+    use flow_ir::plan::Requirement;
+    use proptest::prelude::*;
+    let role = proptest::sample::select(vec!["clerk", "manager", "director"]).prop_map(smol_str::SmolStr::new);
+    let term = prop_oneof![
+        Just(Requirement::Auto),
+        (0u32..3, role.clone()).prop_map(|(count, role)| Requirement::Count { count, role }),
+        proptest::collection::vec(role, 0..3).prop_map(Requirement::AllOf),
+    ];
+    proptest::collection::vec(term, 0..4)
+}
+
+proptest::proptest! {
+    /// An approval nobody approved yet owes every slot of its terms: each role as many
+    /// times as its slots, in the order of the slots; and it has slots exactly when its
+    /// terms name any.
+    #[test]
+    fn an_approval_nobody_approved_owes_every_slot(terms in terms()) {
+        let wait = crate::state::ApprovalWait {
+            row: 1,
+            requirement: crate::state::requirement_text(&terms),
+            terms: terms.clone(),
+            excluded: Vec::new(),
+            approvals: Vec::new(),
+        };
+        let body = empty_body();
+        let mut expected: Vec<(smol_str::SmolStr, usize)> = Vec::new();
+        for role in crate::state::slots(&terms) {
+            match expected.iter_mut().find(|(r, _)| *r == role) {
+                Some((_, n)) => *n += 1,
+                None => expected.push((role, 1)),
+            }
+        }
+        proptest::prop_assert_eq!(crate::state::outstanding(&body, &wait), expected);
+        proptest::prop_assert_eq!(crate::state::has_slots(&terms), !crate::state::slots(&terms).is_empty());
+    }
 }
 
 #[test]

@@ -138,7 +138,7 @@ pub(crate) fn decimal_of(words: [u64; 2]) -> Decimal {
 }
 
 fn currency_word(currency: Currency) -> u64 {
-    currency.as_str().bytes().fold(0, |word, byte| word << 8 | u64::from(byte))
+    currency.code().into_iter().fold(0, |word, byte| word << 8 | u64::from(byte))
 }
 
 fn currency_of(word: u64) -> Option<Currency> {

@@ -451,7 +451,8 @@ impl Runtime {
             }
             holds.push(Held::Run(state.run.clone()));
         }
-        let run = state.run.clone();
+        // The run's id names it in the action keys it claims, which only a stored run does.
+        let run = if log.durable { state.run.clone() } else { String::new() };
         let mut journal =
             RunJournal { runtime: self, analysis, log, run, holds, calling: Vec::new(), released: Vec::new() };
         let advanced = match exec::advance(analysis, state, &services, &mut journal) {
