@@ -7,6 +7,7 @@
 
 mod audit;
 mod build_plan;
+mod cases;
 mod check;
 mod deploy;
 mod diff;

@@ -24,15 +24,28 @@ impl Progress {
 
     /// `done` of `total` are done.
     pub fn update(&self, done: usize, total: usize) {
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        self.draw(done >= total, || format!("{done} of {total} {} ({percent}%)", self.what));
+    }
+
+    /// `done` are done, and `part` of `whole` of what they come from (a file's bytes) has
+    /// been read: for work whose count is not known ahead.
+    pub fn update_read(&self, done: usize, (part, whole): (u64, u64)) {
+        let percent = (part.saturating_mul(100)).checked_div(whole).unwrap_or(100);
+        self.draw(false, || format!("{done} {} ({percent}% of the file read)", self.what));
+    }
+
+    /// Rewrites the line with `text`, unless it was drawn less than a tenth of a second ago
+    /// and the work is not `finished`.
+    fn draw(&self, finished: bool, text: impl FnOnce() -> String) {
         let Some(line) = &self.line else { return };
         let mut line = line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let due = line.0.is_none_or(|last| last.elapsed() >= Duration::from_millis(100));
-        if !due && done < total {
+        if !due && !finished {
             return;
         }
-        let percent = (done * 100).checked_div(total).unwrap_or(100);
         // `\r` and erase-line: the line is rewritten in place.
-        eprint!("\r\x1b[2K{done} of {total} {} ({percent}%)", self.what);
+        eprint!("\r\x1b[2K{}", text());
         let _ = std::io::stderr().flush();
         *line = (Some(Instant::now()), true);
     }

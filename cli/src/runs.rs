@@ -16,6 +16,7 @@ use flow_runtime::{DecisionInput, Error, Principal, RunView, Runtime, StartOptio
 use serde_json::{Value as Json, json};
 
 use crate::DataFormat;
+use crate::cases::{Block, CaseFile};
 use crate::deploy::{self, Deployment};
 use crate::session::{Session, read_plan};
 
@@ -219,57 +220,115 @@ pub fn run(deployment: &Deployment, options: &RunOptions<'_>) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a share of a batch gave: runs by outcome, and the lines not run, with why.
+/// What a worker of a batch gave: runs by outcome, and the lines not run (numbered from 0),
+/// with why.
 #[derive(Default)]
 struct Batch {
     runs: u64,
     outcomes: BTreeMap<String, u64>,
-    refused: Vec<String>,
+    refused: Vec<(usize, String)>,
     /// Shadow runs, and how many reached the production run's outcome.
     shadows: u64,
     agree: u64,
 }
 
-/// Runs the cases of `lines` (numbered from 0), counting each in `done` once it has
-/// ended; an error of the environment (the store) stops the share.
+impl Batch {
+    /// Counts what another worker gave.
+    fn add(&mut self, other: Batch) {
+        self.runs += other.runs;
+        self.shadows += other.shadows;
+        self.agree += other.agree;
+        for (status, count) in other.outcomes {
+            *self.outcomes.entry(status).or_default() += count;
+        }
+        self.refused.extend(other.refused);
+    }
+
+    /// The lines not run, with why, in line order whichever worker ran them.
+    fn refused_in_order(&self) -> Vec<String> {
+        let mut refused: Vec<&(usize, String)> = self.refused.iter().collect();
+        refused.sort_by_key(|(i, _)| *i);
+        refused.into_iter().map(|(i, why)| format!("line {}: {why}", i + 1)).collect()
+    }
+}
+
+/// Why a worker of a batch stopped: an error of the environment (the store), or the case
+/// file could not be read.
+enum Stopped {
+    Runtime(Error),
+    Read(std::io::Error),
+}
+
+impl From<Error> for Stopped {
+    fn from(error: Error) -> Stopped {
+        Stopped::Runtime(error)
+    }
+}
+
+/// Runs cases of `cases`, a block of lines at a time, until the file is read, counting each
+/// in `done` once it has ended; an error of the environment (the store) or of reading stops
+/// the worker.
 fn run_cases(
     runtime: &Runtime,
     analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
     who: &Principal,
-    lines: &[(usize, &str)],
+    cases: &CaseFile,
     start: &StartOptions,
     durable: (bool, Option<&Candidate>),
-    (done, total, progress): (&std::sync::atomic::AtomicUsize, usize, &crate::progress::Progress),
-) -> Result<Batch, Error> {
+    (done, progress): (&std::sync::atomic::AtomicUsize, &crate::progress::Progress),
+) -> Result<Batch, Stopped> {
     let mut batch = Batch::default();
-    if !durable.0 {
-        for (i, line) in lines {
-            let ended = run_case(runtime, analysis, who, (*i, line), start, durable.1, &mut batch);
-            progress.update(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-            ended?;
+    let mut block = Block::default();
+    let ended = |n: usize| {
+        let done = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        progress.update_read(done, cases.read());
+    };
+    loop {
+        cases.next_block(&mut block).map_err(Stopped::Read)?;
+        if block.is_empty() {
+            return Ok(batch);
         }
-        return Ok(batch);
-    }
-    // Stored runs, `GROUP` at a time: their last commits in one transaction, each counted
-    // once it is stored.
-    for group in lines.chunks(GROUP) {
-        let mut cases = Vec::with_capacity(group.len());
-        // Each line's reason not to run, in line order.
-        let not_run: Vec<Option<String>> =
-            group.iter().map(|(_, line)| case_inputs(line).map(|inputs| cases.push(inputs)).err()).collect();
-        let mut started = runtime.start_all(analysis, who, &cases, start)?.into_iter();
-        for ((i, _), why) in group.iter().zip(not_run) {
-            if let Some(why) = why {
-                batch.refused.push(format!("line {}: {why}", i + 1));
-                continue;
+        if !durable.0 {
+            for (i, line) in block.lines() {
+                let counted = match line.map_err(str::to_owned).and_then(case_inputs) {
+                    Ok(inputs) => {
+                        counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), durable.1, &mut batch)
+                    }
+                    Err(why) => {
+                        batch.refused.push((i, why));
+                        Ok(())
+                    }
+                };
+                ended(1);
+                counted?;
             }
-            // `start_all` answers every case it is given, in order.
-            let Some(result) = started.next() else { break };
-            counted(runtime, *i, result, durable.1, &mut batch)?;
+            continue;
         }
-        progress.update(done.fetch_add(group.len(), std::sync::atomic::Ordering::Relaxed) + group.len(), total);
+        // Stored runs, `GROUP` at a time: their last commits in one transaction, each
+        // counted once it is stored.
+        let lines: Vec<_> = block.lines().collect();
+        for group in lines.chunks(GROUP) {
+            let mut cases = Vec::with_capacity(group.len());
+            // Each line's reason not to run, in line order.
+            let not_run: Vec<Option<String>> = group
+                .iter()
+                .map(|(_, line)| {
+                    line.map_err(str::to_owned).and_then(case_inputs).map(|inputs| cases.push(inputs)).err()
+                })
+                .collect();
+            let mut started = runtime.start_all(analysis, who, &cases, start)?.into_iter();
+            for ((i, _), why) in group.iter().zip(not_run) {
+                if let Some(why) = why {
+                    batch.refused.push((*i, why));
+                    continue;
+                }
+                // `start_all` answers every case it is given, in order.
+                let Some(result) = started.next() else { break };
+                counted(runtime, *i, result, durable.1, &mut batch)?;
+            }
+            ended(group.len());
+        }
     }
-    Ok(batch)
 }
 
 /// How many stored runs of a batch each thread commits together.
@@ -305,33 +364,13 @@ fn counted(
                     batch.agree += u64::from(shadow.outcome == shadow.production);
                 }
                 Some(Err(error)) if !error.kind().is_request() => return Err(error),
-                Some(Err(error)) => batch.refused.push(format!("line {}: the shadow did not run: {error}", i + 1)),
+                Some(Err(error)) => batch.refused.push((i, format!("the shadow did not run: {error}"))),
             }
         }
         Err(error) if !error.kind().is_request() => return Err(error),
-        Err(error) => batch.refused.push(format!("line {}: {error}", i + 1)),
+        Err(error) => batch.refused.push((i, error.to_string())),
     }
     Ok(())
-}
-
-/// Runs the case on line `i` (from 0), not stored, and counts it in `batch`; an error of
-/// the environment is returned.
-fn run_case(
-    runtime: &Runtime,
-    analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
-    who: &Principal,
-    (i, line): (usize, &str),
-    start: &StartOptions,
-    candidate: Option<&Candidate>,
-    batch: &mut Batch,
-) -> Result<(), Error> {
-    match case_inputs(line) {
-        Ok(inputs) => counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), candidate, batch),
-        Err(why) => {
-            batch.refused.push(format!("line {}: {why}", i + 1));
-            Ok(())
-        }
-    }
 }
 
 fn run_batch(
@@ -343,44 +382,46 @@ fn run_batch(
     durable: (bool, Option<&Candidate>),
     format: DataFormat,
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{path}`"))?;
+    let cases = CaseFile::open(path).with_context(|| format!("cannot read `{path}`"))?;
     let started = std::time::Instant::now();
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
-    // Cases are independent: they run on every core, each worker on its share of the lines.
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(lines.len().max(1));
-    let share = lines.len().div_ceil(workers).max(1);
+    // Cases are independent: they run on every core, each worker taking the next block of
+    // lines when it is done with its last.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let (done, progress) = (std::sync::atomic::AtomicUsize::new(0), crate::progress::Progress::new("cases"));
-    let counted = (&done, lines.len(), &progress);
-    let results: Vec<std::thread::Result<Result<Batch, Error>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = lines
-            .chunks(share)
-            .map(|chunk| scope.spawn(move || run_cases(runtime, analysis, who, chunk, start, durable, counted)))
+    let counted = (&done, &progress);
+    let cases = &cases;
+    let results: Vec<std::thread::Result<Result<Batch, Stopped>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(move || {
+                    let ran = run_cases(runtime, analysis, who, cases, start, durable, counted);
+                    if ran.is_err() {
+                        // The batch stops: the other workers take no more cases.
+                        cases.stop();
+                    }
+                    ran
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
     progress.finish();
-    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut runs = 0u64;
-    let mut refused = Vec::new();
-    let (mut shadows, mut agree) = (0u64, 0u64);
+    let mut batch = Batch::default();
     for result in results {
-        let batch = match result {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => return fail(error, format == DataFormat::Json),
+        match result {
+            Ok(Ok(worker)) => batch.add(worker),
+            Ok(Err(Stopped::Runtime(error))) => return fail(error, format == DataFormat::Json),
+            Ok(Err(Stopped::Read(error))) => bail!("cannot read `{path}`: {error}"),
             Err(_) => bail!("a batch worker panicked"),
-        };
-        runs += batch.runs;
-        shadows += batch.shadows;
-        agree += batch.agree;
-        for (status, count) in batch.outcomes {
-            *outcomes.entry(status).or_default() += count;
         }
-        refused.extend(batch.refused);
     }
+    let Batch { runs, outcomes, shadows, agree, .. } = &batch;
+    let (runs, shadows, agree) = (*runs, *shadows, *agree);
+    let refused = batch.refused_in_order();
     let engine = analysis.engine_label(runtime.engine());
     let summary = BatchSummary {
         runs,
-        outcomes: &outcomes,
+        outcomes,
         refused: &refused,
         seconds: started.elapsed().as_secs_f64(),
         engine: &engine,
@@ -706,5 +747,31 @@ pub(crate) fn report_verification(
             eprintln!("{what} `{path}` does not verify");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    /// Workers take blocks of lines in whatever order they come to them: the batch counts
+    /// them all and lists the lines not run in line order.
+    #[test]
+    fn a_batch_adds_its_workers_and_lists_lines_in_order() {
+        let worker = |runs: u64, refused: &[usize]| Batch {
+            runs,
+            outcomes: [("completed".to_owned(), runs)].into(),
+            refused: refused.iter().map(|i| (*i, format!("why {i}"))).collect(),
+            shadows: runs,
+            agree: 1,
+        };
+        let mut batch = Batch::default();
+        batch.add(worker(2, &[3, 689]));
+        batch.add(worker(5, &[299, 1000]));
+        assert_eq!((batch.runs, batch.outcomes["completed"], batch.shadows, batch.agree), (7, 7, 7, 2));
+        assert_eq!(
+            batch.refused_in_order(),
+            ["line 4: why 3", "line 300: why 299", "line 690: why 689", "line 1001: why 1000"]
+        );
     }
 }

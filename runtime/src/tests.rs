@@ -700,6 +700,23 @@ fn decimal_rounding_is_documented_and_underflow_is_an_error() {
     assert_eq!(binary(BinaryOp::Mul, dec("0"), dec("0.5")).unwrap(), dec("0"), "zero times anything is zero");
 }
 
+proptest::proptest! {
+    /// What a string holds is never read as a number, whatever its escapes and digits; a
+    /// number after it is.
+    #[test]
+    fn numbers_in_strings_are_text_and_numbers_after_them_are_checked(
+        text in "[\\\\\"a0-9.e\\-]{0,12}",
+        key in "[\\\\\"0-9]{0,4}",
+    ) {
+        let string = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+        let inside = format!("{text}12345678901234567890.123456789{text}");
+        let exact = format!("{{{}: [{}, 1, {}]}}", string(&key), string(&inside), string(&text));
+        proptest::prop_assert!(crate::value::parse_exact(&exact).is_ok(), "{}", exact);
+        let inexact = format!("{{{}: [{}, 12345678901234567890.123456789]}}", string(&key), string(&text));
+        proptest::prop_assert!(crate::value::parse_exact(&inexact).is_err(), "{}", inexact);
+    }
+}
+
 /// JSON numbers are read exactly or refused: a number that binary floating point would
 /// change must be written as a string, and an amount is never rounded to fit.
 #[test]
@@ -714,12 +731,7 @@ fn numbers_are_read_exactly_or_refused() {
         }
     }
     assert!(parse_exact(r#"{"a": "12345678901234567890.123456789", "b": [1, 2.5]}"#).is_ok());
-    let plan: flow_ir::PlanBody = serde_json::from_value(json!({
-        "flow": {"name": "f", "version": "1", "owner": "m", "steward": "m"},
-        "outputs": [], "nodes": [], "edges": [], "grants": [], "evidence": {"retain": null},
-        "roles": [], "labels": [], "records": [], "enums": [], "sources": [], "models": [], "systems": [], "functions": []
-    }))
-    .unwrap();
+    let plan = empty_body();
     let decimal = |json: serde_json::Value| crate::value::decode(&plan, &json, &flow_ir::ty::Ty::Decimal, "$");
     assert_eq!(decimal(json!("12345678901234567890.123456789")).unwrap(), dec("12345678901234567890.123456789"));
     assert!(decimal(json!(1.2345678901234567e19)).is_err(), "digits beyond what a float keeps are refused");

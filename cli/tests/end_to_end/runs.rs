@@ -1413,16 +1413,38 @@ on_every_store! {
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
         assert!(text(&output).contains("jit") && text(&output).contains("interp"), "{}", text(&output));
 
-        let case = std::fs::read_to_string(dir.join("E1.json")).unwrap();
-        let cases = format!("{{\"inputs\": {{\"request\": {case}}}}}\n").repeat(3) + "not json\n";
+        let line = |file: &str| {
+            let case = std::fs::read_to_string(dir.join(file)).unwrap();
+            format!("{{\"inputs\": {{\"request\": {case}}}}}")
+        };
+        // Three cases that call the model; then more lines than a worker takes at a time, so
+        // that the workers share the file (of cases a blocking gate stops before the model):
+        // lines that do not run (not JSON, not UTF-8 text) in different blocks, blank lines
+        // and lines ending `\r\n` between them.
+        let (called, embargoed) = (line("E1.json"), line(&request(&dir, "EMBARGO", "20.00", "ana")[8..]));
+        let mut cases: Vec<u8> = Vec::new();
+        for n in 1..=700 {
+            match n {
+                1..=3 => cases.extend_from_slice(format!("{called}\n").as_bytes()),
+                4 | 690 => cases.extend_from_slice(b"not json\n"),
+                5 | 6 => cases.extend_from_slice(b"  \n"),
+                300 => cases.extend_from_slice(b"{\"inputs\": \xff}\n"),
+                n if n % 7 == 0 => cases.extend_from_slice(format!("{embargoed}\r\n").as_bytes()),
+                _ => cases.extend_from_slice(format!("{embargoed}\n").as_bytes()),
+            }
+        }
         std::fs::write(dir.join("cases.jsonl"), cases).unwrap();
         for (engine, label) in [("jit", "jit"), ("interp", "interpreter")] {
             let args = ["run", "loan.flow", "--batch", "cases.jsonl", "--as", "carl", "--at", AT, "--store", ":memory:"];
             let batch = json_of(&dir, &[&args[..], &["--engine", engine]].concat(), 1);
             assert_eq!(batch["engine"], label, "{batch}");
-            assert_eq!(batch["runs"], 3, "{batch}");
-            assert_eq!(batch["refused"].as_array().map(Vec::len), Some(1), "{batch}");
-            assert!(batch["refused"][0].as_str().unwrap().starts_with("line 4: not JSON"), "{batch}");
+            assert_eq!(batch["runs"], 695, "{batch}");
+            assert_eq!(batch["outcomes"]["blocked"], 692, "{batch}");
+            let refused: Vec<&str> = batch["refused"].as_array().unwrap().iter().filter_map(Json::as_str).collect();
+            assert_eq!(refused.len(), 3, "{batch}");
+            assert!(refused[0].starts_with("line 4: not JSON"), "{batch}");
+            assert_eq!(refused[1], "line 300: not UTF-8 text", "{batch}");
+            assert!(refused[2].starts_with("line 690: not JSON"), "{batch}");
         }
     }
 }
