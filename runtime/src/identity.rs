@@ -21,13 +21,17 @@ impl Principal {
         Principal { id: id.into(), roles, authenticated: None }
     }
 
-    /// This principal with its id as runs record and compare it ([`crate::value::principal_id`]).
-    pub fn normalized(&self) -> Principal {
-        Principal {
+    /// This principal with its id as runs record and compare it ([`crate::value::principal_id`]):
+    /// itself when it already is.
+    pub fn normalized(&self) -> std::borrow::Cow<'_, Principal> {
+        if value::is_principal_id(&self.id) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        std::borrow::Cow::Owned(Principal {
             id: value::principal_id(&self.id),
             roles: self.roles.clone(),
             authenticated: self.authenticated.clone(),
-        }
+        })
     }
 }
 

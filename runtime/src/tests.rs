@@ -701,6 +701,16 @@ fn decimal_rounding_is_documented_and_underflow_is_an_error() {
 }
 
 proptest::proptest! {
+    /// A principal's id is taken as it is only when normalizing it would not change it.
+    #[test]
+    fn an_id_is_normal_exactly_when_normalizing_keeps_it(id in "[ \t\u{b}aAzZ0-9_.@\u{c9}\u{e9}\u{1c5}\u{3a3}\u{a0}]{0,8}") {
+        proptest::prop_assert_eq!(crate::value::is_principal_id(&id), crate::value::principal_id(&id) == id);
+        let who = crate::Principal::new(id.clone(), vec!["clerk".to_owned()]);
+        proptest::prop_assert_eq!(&who.normalized().id, &crate::value::principal_id(&id));
+    }
+}
+
+proptest::proptest! {
     /// What a string holds is never read as a number, whatever its escapes and digits; a
     /// number after it is.
     #[test]

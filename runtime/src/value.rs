@@ -259,6 +259,15 @@ pub fn principal_id(text: &str) -> String {
     text.trim().to_lowercase()
 }
 
+/// Whether `text` is already a principal's id as Flow compares it: [`principal_id`] of it
+/// is itself (found without making it, for the ASCII ids principals have).
+pub fn is_principal_id(text: &str) -> bool {
+    if text.is_ascii() {
+        return !text.bytes().any(|b| b.is_ascii_uppercase()) && text.trim().len() == text.len();
+    }
+    principal_id(text) == text
+}
+
 /// Every principal a value names, with its JSON path under `path`.
 pub fn principals(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
     let mut path = path.to_owned();

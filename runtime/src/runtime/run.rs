@@ -328,8 +328,11 @@ impl Runtime {
         Ok(self.view(analysis, &loaded, Some(who)))
     }
 
-    /// The first event of a run; `durable` when its evidence is kept (the inputs' digests are
-    /// computed only then).
+    /// The first event of a run; `durable` when its evidence is kept. A run kept in memory
+    /// records no event: its first gives its state only the run's id, principal, clock,
+    /// inputs and params (`State::start`) and its log the signing key, so the rest (the
+    /// principal's roles, the sources' checks, the inputs' digests, the declassifications)
+    /// is left out of it.
     pub(super) fn started(
         &self,
         analysis: &Analysis,
@@ -343,7 +346,7 @@ impl Runtime {
         let params = self.params(analysis, &options.params)?;
         let clock = options.clock.unwrap_or_else(now);
         let mut sources = Vec::new();
-        for node in &body.nodes {
+        for node in body.nodes.iter().filter(|_| durable) {
             let NodeKind::Input { source: Some(source_name) } = &node.kind else { continue };
             let Some(source) = body.source(source_name) else { continue };
             let record = values.iter().find(|v| v.name == node.name).map(|v| &v.value);
@@ -382,8 +385,8 @@ impl Runtime {
             flow: body.flow.name.clone(),
             flow_version: body.flow.version.as_str().into(),
             principal: who.id.clone(),
-            roles: who.roles.clone(),
-            authenticated: who.authenticated.clone(),
+            roles: if durable { who.roles.clone() } else { Vec::new() },
+            authenticated: who.authenticated.clone().filter(|_| durable),
             clock,
             clock_chosen: options.clock.is_some(),
             inputs: values,
@@ -393,11 +396,14 @@ impl Runtime {
             environment: self.environment(analysis),
             signing_key: self.signing.as_ref().map(evidence::public_key_hex),
             engine: analysis.engine_name(self.engine),
-            declassifications: analysis
-                .declassifications()
-                .into_iter()
-                .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
-                .collect(),
+            declassifications: match durable {
+                true => analysis
+                    .declassifications()
+                    .into_iter()
+                    .map(|(node, labels, reason)| crate::event::Declassification { node, labels, reason })
+                    .collect(),
+                false => Vec::new(),
+            },
             release: None,
             deployment: None,
         })
