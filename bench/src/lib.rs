@@ -340,8 +340,13 @@ impl Flow {
         Ok(match view.status {
             Status::Blocked => {
                 // The summary names the gates between backquotes: "blocked by gate `defaulted`".
-                let named = || view.summary.split('`').skip(1).step_by(2);
-                (GATES.iter().map(|g| g.0).find(|g| named().any(|n| n == *g)), None)
+                let summary = view.summary.as_str();
+                let named = |g: &str| {
+                    summary
+                        .match_indices(g)
+                        .any(|(at, _)| summary[..at].ends_with('`') && summary[at + g.len()..].starts_with('`'))
+                };
+                (GATES.iter().map(|g| g.0).find(|g| named(g)), None)
             }
             Status::Completed => (None, Some(1)),
             Status::Pending if view.pending.first().is_some_and(|p| p.2 == ["manager"]) => (None, Some(2)),

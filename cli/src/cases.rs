@@ -78,7 +78,10 @@ impl CaseFile {
         let (reader, next) = &mut *guard;
         while block.lines.len() < BLOCK {
             let start = block.text.len();
-            let n = reader.read_until(b'\n', &mut block.text)?;
+            let n = reader.read_until(b'\n', &mut block.text).map_err(|error| {
+                // Where it stopped: the lines before were given out to run.
+                std::io::Error::new(error.kind(), format!("line {}: {error}", *next + 1))
+            })?;
             if n == 0 {
                 break;
             }

@@ -31,8 +31,11 @@ impl Progress {
     /// `done` are done, and `part` of `whole` of what they come from (a file's bytes) has
     /// been read: for work whose count is not known ahead.
     pub fn update_read(&self, done: usize, (part, whole): (u64, u64)) {
-        let percent = (part.saturating_mul(100)).checked_div(whole).unwrap_or(100);
-        self.draw(false, || format!("{done} {} ({percent}% of the file read)", self.what));
+        // A pipe has no size, and a file may grow while it is read: then only the count.
+        match (part.saturating_mul(100)).checked_div(whole).filter(|percent| *percent <= 100) {
+            Some(percent) => self.draw(false, || format!("{done} {} ({percent}% of the file read)", self.what)),
+            None => self.draw(false, || format!("{done} {}", self.what)),
+        }
     }
 
     /// Rewrites the line with `text`, unless it was drawn less than a tenth of a second ago

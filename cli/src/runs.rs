@@ -266,18 +266,17 @@ impl From<Error> for Stopped {
 }
 
 /// Runs cases of `cases`, a block of lines at a time, until the file is read, counting each
-/// in `done` once it has ended; an error of the environment (the store) or of reading stops
-/// the worker.
+/// in `batch`, and in `done` once it has ended; an error of the environment (the store) or
+/// of reading stops the worker (what it ran stays counted).
 fn run_cases(
     runtime: &Runtime,
     analysis: &std::sync::Arc<flow_runtime::analysis::Analysis>,
     who: &Principal,
-    cases: &CaseFile,
+    (cases, done, progress): (&CaseFile, &std::sync::atomic::AtomicUsize, &crate::progress::Progress),
     start: &StartOptions,
     durable: (bool, Option<&Candidate>),
-    (done, progress): (&std::sync::atomic::AtomicUsize, &crate::progress::Progress),
-) -> Result<Batch, Stopped> {
-    let mut batch = Batch::default();
+    batch: &mut Batch,
+) -> Result<(), Stopped> {
     let mut block = Block::default();
     let ended = |n: usize| {
         let done = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
@@ -286,13 +285,13 @@ fn run_cases(
     loop {
         cases.next_block(&mut block).map_err(Stopped::Read)?;
         if block.is_empty() {
-            return Ok(batch);
+            return Ok(());
         }
         if !durable.0 {
             for (i, line) in block.lines() {
                 let counted = match line.map_err(str::to_owned).and_then(case_inputs) {
                     Ok(inputs) => {
-                        counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), durable.1, &mut batch)
+                        counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), durable.1, batch)
                     }
                     Err(why) => {
                         batch.refused.push((i, why));
@@ -324,7 +323,7 @@ fn run_cases(
                 }
                 // `start_all` answers every case it is given, in order.
                 let Some(result) = started.next() else { break };
-                counted(runtime, *i, result, durable.1, &mut batch)?;
+                counted(runtime, *i, result, durable.1, batch)?;
             }
             ended(group.len());
         }
@@ -388,18 +387,20 @@ fn run_batch(
     // lines when it is done with its last.
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let (done, progress) = (std::sync::atomic::AtomicUsize::new(0), crate::progress::Progress::new("cases"));
-    let counted = (&done, &progress);
-    let cases = &cases;
-    let results: Vec<std::thread::Result<Result<Batch, Stopped>>> = std::thread::scope(|scope| {
+    let (cases, done, progress) = (&cases, &done, &progress);
+    let results: Vec<std::thread::Result<(Batch, Result<(), Stopped>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(move || {
-                    let ran = run_cases(runtime, analysis, who, cases, start, durable, counted);
+                    // A worker that stops, on an error or a panic, stops the batch: the
+                    // others finish the lines they hold and take no more.
+                    let _stops = StopOnPanic(cases);
+                    let mut batch = Batch::default();
+                    let ran = run_cases(runtime, analysis, who, (cases, done, progress), start, durable, &mut batch);
                     if ran.is_err() {
-                        // The batch stops: the other workers take no more cases.
                         cases.stop();
                     }
-                    ran
+                    (batch, ran)
                 })
             })
             .collect();
@@ -407,12 +408,14 @@ fn run_batch(
     });
     progress.finish();
     let mut batch = Batch::default();
+    let mut unread = None;
     for result in results {
-        match result {
-            Ok(Ok(worker)) => batch.add(worker),
-            Ok(Err(Stopped::Runtime(error))) => return fail(error, format == DataFormat::Json),
-            Ok(Err(Stopped::Read(error))) => bail!("cannot read `{path}`: {error}"),
-            Err(_) => bail!("a batch worker panicked"),
+        let Ok((worker, stopped)) = result else { bail!("a batch worker panicked") };
+        batch.add(worker);
+        match stopped {
+            Ok(()) => {}
+            Err(Stopped::Runtime(error)) => return fail(error, format == DataFormat::Json),
+            Err(Stopped::Read(error)) => unread = Some(error),
         }
     }
     let Batch { runs, outcomes, shadows, agree, .. } = &batch;
@@ -429,7 +432,22 @@ fn run_batch(
         batch: None,
     };
     print_batch(&summary, format);
+    if let Some(error) = unread {
+        // What ran is counted above: every line before the one that could not be read.
+        bail!("cannot read `{path}` to its end ({error}): the cases before it ran, as counted");
+    }
     Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Stops a batch's case file when its worker panics: the other workers take no more lines.
+struct StopOnPanic<'a>(&'a CaseFile);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 /// What a batch gave, as `run --batch` prints it.

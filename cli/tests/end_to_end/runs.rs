@@ -1446,6 +1446,13 @@ on_every_store! {
             assert_eq!(refused[1], "line 300: not UTF-8 text", "{batch}");
             assert!(refused[2].starts_with("line 690: not JSON"), "{batch}");
         }
+        // A case file that cannot be read to its end stops the batch (exit 2) after the
+        // summary of what ran.
+        std::fs::create_dir(dir.join("cases.d")).unwrap();
+        let args = ["run", "loan.flow", "--batch", "cases.d", "--as", "carl", "--at", AT, "--store", ":memory:"];
+        let unread = flowc(&dir, &args);
+        assert_eq!(unread.status.code(), Some(2), "{}", text(&unread));
+        assert!(text(&unread).contains("0 runs") && text(&unread).contains("cannot read `cases.d` to its end (line 1:"), "{}", text(&unread));
     }
 }
 
