@@ -465,7 +465,10 @@ impl Native {
         let mut frame = Frame { words: vec![0; self.layout.words as usize], valid: vec![false; values.len()] };
         self.set_clock(&mut frame, clock);
         for node in 0..values.len() {
-            self.sync(&mut frame, node, values, degraded);
+            // A node without a value, not degraded, is what a fresh frame already says.
+            if values[node].is_some() || degraded.get(node) == Some(&true) {
+                self.sync(&mut frame, node, values, degraded);
+            }
         }
         frame
     }
