@@ -244,9 +244,11 @@ impl Flow {
             }
         }
         let frame = match self.runtime.engine() {
-            Engine::Jit => {
-                self.analysis.native().ok().map(|native| native.frame(&state.values, &state.degraded, state.clock))
-            }
+            Engine::Jit => self
+                .analysis
+                .native()
+                .ok()
+                .map(|native| native.frame(&state.values, state.degraded_steps(), state.clock)),
             Engine::Interpreter => None,
         };
         Ok(Prepared { state, frame })

@@ -184,7 +184,7 @@ impl<'a, 'j> Exec<'a, 'j> {
         #[cfg(feature = "jit")]
         let native = match services.engine {
             crate::analysis::Engine::Jit => analysis.native().ok().map(|native| {
-                let frame = native.frame(&state.values, &state.degraded, state.clock);
+                let frame = native.frame(&state.values, state.degraded_steps(), state.clock);
                 (native, frame)
             }),
             crate::analysis::Engine::Interpreter => None,
@@ -221,7 +221,7 @@ impl<'a, 'j> Exec<'a, 'j> {
     fn executed(&mut self, i: usize) {
         #[cfg(feature = "jit")]
         if let Some((native, frame)) = &mut self.native {
-            native.sync(frame, i, &self.state.values, &self.state.degraded);
+            native.sync(frame, i, &self.state.values, self.state.degraded_steps());
         }
         #[cfg(not(feature = "jit"))]
         let _ = i;
@@ -583,10 +583,10 @@ pub(crate) fn marks(analysis: &Analysis, state: &State, emit: NodeId) -> Vec<Str
         }
     }
     for (i, node) in analysis.body().nodes.iter().enumerate() {
-        if seen[i] && state.overridden[i] {
+        if seen[i] && state.overridden(i) {
             out.push(format!("overridden: {}", node.name));
         }
-        if seen[i] && state.degraded[i] {
+        if seen[i] && state.degraded(i) {
             out.push(format!("degraded: {}", node.name));
         }
     }
@@ -968,7 +968,7 @@ pub(crate) fn act(
         reuse(exec, name, system, action, &args, &key, earlier, &decode);
         return Ok(());
     }
-    let attempt = exec.state.action_attempts[id.index()] + 1;
+    let attempt = exec.state.attempts(id.index()) + 1;
     exec.emit(Event::ActionStarted {
         node: name.clone(),
         system: system.clone(),

@@ -44,7 +44,18 @@ impl Loaded {
         }
     }
 
+    /// A stored run, from its id, who started it and when it was created.
     pub(crate) fn new(analysis: &Analysis, run: String, principal: String, created: String) -> Loaded {
+        Loaded::with(analysis, run, (principal, created), true)
+    }
+
+    /// A run kept in memory: its first event gives its id; it has no chain, record or
+    /// creation.
+    pub(crate) fn in_memory(analysis: &Analysis) -> Loaded {
+        Loaded::with(analysis, String::new(), (String::new(), String::new()), false)
+    }
+
+    fn with(analysis: &Analysis, run: String, (principal, created): (String, String), durable: bool) -> Loaded {
         let mut state = State::new(analysis);
         state.run = run;
         Loaded {
@@ -52,7 +63,7 @@ impl Loaded {
             log: Log {
                 pending: Vec::new(),
                 seq: 0,
-                head: digest::GENESIS.to_owned(),
+                head: if durable { digest::GENESIS.to_owned() } else { String::new() },
                 signature: None,
                 signing_key: None,
                 principal,
@@ -61,7 +72,7 @@ impl Loaded {
                 marks: BTreeMap::new(),
                 calls: BTreeMap::new(),
                 results: Vec::new(),
-                durable: true,
+                durable,
                 watch: crate::monitor::Watch::default(),
             },
         }

@@ -172,15 +172,15 @@ pub(crate) fn why(analysis: &Analysis, state: &crate::state::State, views: &[smo
                 };
                 out.push(format!("approval `{name}` ({}): {verdict}{}", field("requirement"), because(name)));
             }
-            (NodeKind::Infer { .. }, Phase::Done) if state.degraded[i] => {
+            (NodeKind::Infer { .. }, Phase::Done) if state.degraded(i) => {
                 out.push(format!("`{name}` is degraded: its fallback gave the value"));
             }
-            (NodeKind::Retrieve { corpus, .. }, Phase::Done) if state.degraded[i] => {
+            (NodeKind::Retrieve { corpus, .. }, Phase::Done) if state.degraded(i) => {
                 out.push(format!(
                     "`{name}` is degraded: corpus `{corpus}` was searched at another snapshot than pinned, or one too old"
                 ));
             }
-            (NodeKind::Gate { .. }, Phase::Done) if state.overridden[i] => {
+            (NodeKind::Gate { .. }, Phase::Done) if state.overridden(i) => {
                 out.push(format!("gate `{name}` was overridden"));
             }
             _ => {}

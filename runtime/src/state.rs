@@ -62,13 +62,17 @@ pub struct State {
     pub clock: Timestamp,
     pub values: Vec<Option<Value>>,
     pub phases: Vec<Phase>,
-    pub degraded: Vec<bool>,
-    pub overridden: Vec<bool>,
+    /// Which steps gave a degraded answer, which gates were overridden, and how many times
+    /// each action was started, by node index: empty until one is set (most runs set none),
+    /// so read them through [`State::degraded`], [`State::overridden`] and
+    /// [`State::attempts`].
+    degraded: Vec<bool>,
+    overridden: Vec<bool>,
     /// The approvals that wait, by node index (few: no allocation for runs without).
     approvals: Vec<(usize, ApprovalWait)>,
     /// The timers of steps with deadlines, by node index (few, as approvals).
     timers: Vec<(usize, StepTimer)>,
-    pub action_attempts: Vec<u32>,
+    action_attempts: Vec<u32>,
     /// The soft gate that was rejected, and by whom.
     pub rejected: Option<(SmolStr, String)>,
     pub failure: Option<(SmolStr, String)>,
@@ -93,7 +97,7 @@ impl Scope for (&State, &Analysis) {
     }
 
     fn degraded(&self, name: &str) -> bool {
-        self.1.id(name).is_some_and(|id| self.0.degraded[id.index()])
+        self.1.id(name).is_some_and(|id| self.0.degraded(id.index()))
     }
 
     fn clock(&self) -> Timestamp {
@@ -115,6 +119,18 @@ pub(crate) fn skipped_review() -> Value {
     ])
 }
 
+/// Sets node `i`'s entry of a per-node vector that is empty until an entry is set (a node
+/// beyond the plan's body, `n` nodes, has none).
+fn set<T: Clone + Default + PartialEq>(entries: &mut Vec<T>, i: usize, n: usize, value: T) {
+    if i >= n || (i >= entries.len() && value == T::default()) {
+        return;
+    }
+    if entries.len() < n {
+        entries.resize(n, T::default());
+    }
+    entries[i] = value;
+}
+
 pub(crate) fn set_path(target: &mut Value, path: &[SmolStr], new: Value) -> bool {
     match path.split_first() {
         None => {
@@ -134,11 +150,11 @@ impl State {
             clock: Timestamp { seconds: 0, nanos: 0 },
             values: vec![None; n],
             phases: vec![Phase::NotRun; n],
-            degraded: vec![false; n],
-            overridden: vec![false; n],
+            degraded: Vec::new(),
+            overridden: Vec::new(),
             approvals: Vec::new(),
             timers: Vec::new(),
-            action_attempts: vec![0; n],
+            action_attempts: Vec::new(),
             rejected: None,
             failure: None,
             cancelled: None,
@@ -161,12 +177,32 @@ impl State {
         }
     }
 
+    /// Whether step `i` gave a degraded answer (a model's fallback, a search's).
+    pub fn degraded(&self, i: usize) -> bool {
+        self.degraded.get(i).copied().unwrap_or(false)
+    }
+
+    /// Which steps gave a degraded answer, by node index; a node beyond the end did not.
+    pub fn degraded_steps(&self) -> &[bool] {
+        &self.degraded
+    }
+
+    /// Whether gate `i` was overridden.
+    pub fn overridden(&self, i: usize) -> bool {
+        self.overridden.get(i).copied().unwrap_or(false)
+    }
+
+    /// How many times action `i` was started.
+    pub fn attempts(&self, i: usize) -> u32 {
+        self.action_attempts.get(i).copied().unwrap_or(0)
+    }
+
     /// Gate `i` of `level` was evaluated and `holds` or not ([`Event::Gate`]).
     pub(crate) fn gate(&mut self, i: usize, level: GateLevel, holds: bool) {
         let phase = match (level, holds) {
             (_, false) | (GateLevel::Info, true) => Phase::Done,
             (GateLevel::Soft, true) => Phase::Waiting,
-            (GateLevel::Block, true) if self.overridden.get(i) == Some(&true) => Phase::Done,
+            (GateLevel::Block, true) if self.overridden(i) => Phase::Done,
             (GateLevel::Block, true) => Phase::Blocked,
         };
         if phase == Phase::Done {
@@ -274,9 +310,7 @@ impl State {
             }
             Event::GateOverridden { node, .. } => {
                 let i = self.id(analysis, node);
-                if i < self.body_nodes {
-                    self.overridden[i] = true;
-                }
+                set(&mut self.overridden, i, self.body_nodes, true);
                 self.done(i, Value::Nothing);
             }
             Event::ModelCalled { .. } | Event::Refused { .. } => {}
@@ -290,18 +324,14 @@ impl State {
             }
             Event::Inferred { node, value, degraded, .. } => {
                 let i = self.id(analysis, node);
-                if i < self.body_nodes {
-                    self.degraded[i] = *degraded;
-                }
+                set(&mut self.degraded, i, self.body_nodes, *degraded);
                 self.done(i, value.clone());
             }
             // A search that failed or was refused gives nothing: the failure that follows says so.
             Event::Retrieved(retrieved) => {
                 if let (Some(value), false) = (&retrieved.value, retrieved.refused) {
                     let i = self.id(analysis, &retrieved.node);
-                    if i < self.body_nodes {
-                        self.degraded[i] = retrieved.degraded;
-                    }
+                    set(&mut self.degraded, i, self.body_nodes, retrieved.degraded);
                     self.done(i, value.clone());
                 }
             }
@@ -360,9 +390,8 @@ impl State {
             }
             Event::ActionStarted { node, .. } => {
                 let i = self.id(analysis, node);
-                if let Some(attempts) = self.action_attempts.get_mut(i) {
-                    *attempts += 1;
-                }
+                let attempts = self.attempts(i) + 1;
+                set(&mut self.action_attempts, i, self.body_nodes, attempts);
             }
             Event::ActionCompleted { node, result, .. } => {
                 let i = self.id(analysis, node);

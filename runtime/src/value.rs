@@ -351,7 +351,9 @@ fn within(part: impl fmt::Display) -> impl FnOnce(DecodeError) -> DecodeError {
 /// [`decode`], with the path of an error relative to `json` (built only on error).
 fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError> {
     let error = |message: String| DecodeError { path: String::new(), message };
-    if let Some(inner) = json.as_object().filter(|o| o.contains_key("$labels")).and_then(|o| o.get("$value")) {
+    // The keys compared in turn rather than hashed: an object is most often a record of a
+    // few fields, which carries no labels.
+    if let Some(inner) = json.as_object().filter(|o| o.keys().any(|k| k == "$labels")).and_then(|o| o.get("$value")) {
         return decode_at(plan, inner, ty);
     }
     let text = |what: &str| json.as_str().ok_or_else(|| error(format!("expected {what}, found {}", describe(json))));
@@ -435,8 +437,7 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             }
             Value::List(out)
         }
-        Ty::Named(name) if plan.record(name).is_some() => {
-            let record = plan.record(name).ok_or_else(|| error(format!("no type `{name}`")))?;
+        Ty::Named(name) if let Some(record) = plan.record(name) => {
             let object = json
                 .as_object()
                 .ok_or_else(|| error(format!("expected a `{name}` record, found {}", describe(json))))?;

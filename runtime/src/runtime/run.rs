@@ -97,6 +97,10 @@ impl Journal for RunJournal<'_> {
     }
 
     fn flush(&mut self, state: &State) -> Result<()> {
+        if !self.log.durable && self.log.pending.is_empty() {
+            // Nothing to store or observe (`Log::prepare` would find so).
+            return Ok(());
+        }
         self.log.commit(&self.runtime.committer(&self.released), self.analysis, state)?;
         self.released.clear();
         Ok(())
@@ -318,8 +322,10 @@ impl Runtime {
         }
         // A stored run's creation is the time of its first commit, which its first event
         // records.
-        let mut loaded = Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new());
-        loaded.log.durable = durable;
+        let mut loaded = match durable {
+            true => Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new()),
+            false => Loaded::in_memory(analysis),
+        };
         loaded.record(analysis, Event::Started(Box::new(started)));
         match defer {
             None => self.advance(analysis, &mut loaded)?,
