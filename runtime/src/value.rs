@@ -423,11 +423,14 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             )
         }
         Ty::Principal => {
-            let id = principal_id(text("a principal's id")?);
+            let written = text("a principal's id")?;
+            // An id already normal is taken as written (short ids are held inline, without
+            // allocating).
+            let id = if is_principal_id(written) { SmolStr::new(written) } else { principal_id(written).into() };
             if id.is_empty() {
                 return Err(error("a principal's id is not empty".to_owned()));
             }
-            Value::Principal(id.into())
+            Value::Principal(id)
         }
         Ty::List(item) => {
             let items = json.as_array().ok_or_else(|| error(format!("expected a list, found {}", describe(json))))?;

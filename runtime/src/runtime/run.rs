@@ -331,7 +331,7 @@ impl Runtime {
             None => self.advance(analysis, &mut loaded)?,
             Some(deferred) => deferred.extend(self.advance_to(analysis, &mut loaded, true)?),
         }
-        Ok(self.view(analysis, &loaded, Some(who)))
+        Ok(self.view_ending(analysis, loaded, Some(who)))
     }
 
     /// The first event of a run; `durable` when its evidence is kept. A run kept in memory

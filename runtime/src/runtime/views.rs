@@ -450,6 +450,17 @@ impl Runtime {
     /// How the run stands, with its outputs redacted for `who` (all labelled parts hidden
     /// without a principal).
     pub(super) fn view(&self, analysis: &Analysis, loaded: &Loaded, who: Option<&Principal>) -> RunView {
+        self.view_of(analysis, loaded, who, loaded.state.run.clone())
+    }
+
+    /// [`Runtime::view`] of a run done with: its id taken rather than copied.
+    pub(super) fn view_ending(&self, analysis: &Analysis, mut loaded: Loaded, who: Option<&Principal>) -> RunView {
+        let run = std::mem::take(&mut loaded.state.run);
+        self.view_of(analysis, &loaded, who, run)
+    }
+
+    /// The view of `loaded`, whose id is `run`.
+    fn view_of(&self, analysis: &Analysis, loaded: &Loaded, who: Option<&Principal>, run: String) -> RunView {
         // The labels `who` may see, for the outputs and the explanation.
         let needed = loaded.log.durable || !loaded.log.outputs.is_empty();
         let views = who.filter(|_| needed).map(|w| analysis.views(&w.roles)).unwrap_or_default();
@@ -466,7 +477,7 @@ impl Runtime {
         }
         let waiting = state::waiting(analysis, state);
         RunView {
-            run: state.run.clone(),
+            run,
             flow: analysis.body().flow.name.as_str().to_owned(),
             status,
             summary: state::summary_of(analysis, state, status, &waiting),
