@@ -120,11 +120,19 @@ mod tests {
 
     use super::*;
 
+    /// A case file holding `content`, opened, under a name no other test uses (the caller
+    /// removes it).
+    fn case_file(content: &[u8]) -> (CaseFile, std::path::PathBuf) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("flow-cases-{}-{n}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        (CaseFile::open(path.to_str().unwrap()).unwrap(), path)
+    }
+
     /// Every block of a file, read to its end, as (line number, text or why not).
     fn blocks(content: &[u8]) -> Vec<Vec<(usize, Result<String, &'static str>)>> {
-        let dir = std::env::temp_dir().join(format!("flow-cases-{}-{}", std::process::id(), content.len()));
-        std::fs::write(&dir, content).unwrap();
-        let file = CaseFile::open(dir.to_str().unwrap()).unwrap();
+        let (file, path) = case_file(content);
         let mut out = Vec::new();
         let mut block = Block::default();
         loop {
@@ -135,7 +143,7 @@ mod tests {
             out.push(block.lines().map(|(i, l)| (i, l.map(str::to_owned))).collect());
         }
         assert_eq!(file.read(), (content.len() as u64, content.len() as u64));
-        std::fs::remove_file(&dir).unwrap();
+        std::fs::remove_file(&path).unwrap();
         out
     }
 
@@ -172,9 +180,7 @@ mod tests {
 
     #[test]
     fn a_stopped_file_gives_no_more_lines() {
-        let path = std::env::temp_dir().join(format!("flow-cases-stopped-{}", std::process::id()));
-        std::fs::write(&path, "{}\n".repeat(BLOCK * 2)).unwrap();
-        let file = CaseFile::open(path.to_str().unwrap()).unwrap();
+        let (file, path) = case_file("{}\n".repeat(BLOCK * 2).as_bytes());
         let mut block = Block::default();
         file.next_block(&mut block).unwrap();
         assert_eq!(block.lines().count(), BLOCK);
