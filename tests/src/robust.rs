@@ -95,6 +95,38 @@ fn ten_thousand_nested_ifs_are_an_error_not_a_crash() {
 }
 
 #[test]
+fn ifs_nested_in_else_branches_are_an_error_not_a_crash() {
+    // Each `else` branch runs to the end of the expression, so an `if` after a prefix or
+    // an operator in it nests one level deeper, though every `if` has its `else`. A line
+    // that starts with an item's keyword used as a name goes on with the same expression.
+    let links = [
+        "if true then 1 else -",
+        "if true then 1 else 1 + ",
+        "if true then 1 else not ",
+        "if true then 1 else 1 +\n  let + ",
+        "if true then 1 else true and\n  when and ",
+    ];
+    for link in links {
+        let deep = format!("{}1", link.repeat(2_000));
+        assert!(survive(flow_with(&deep)) > 0, "{link}");
+    }
+}
+
+#[test]
+fn ifs_in_many_items_are_not_nesting() {
+    // The `else` branches of one item end where the next item starts; a bracket level
+    // with hundreds of `if` expressions in its items checks clean.
+    let lets: String = (0..300).map(|i| format!("  let x{i} = if n > {i} then 1 else 2 + n\n")).collect();
+    let gates: String =
+        (0..100).map(|i| format!("  gate g{i}: info\n    when if n > {i} then true else n < 0\n")).collect();
+    let text = format!(
+        "role r\nflow f {{\n  version \"1.0.0\"\n  owner r\n  steward r\n  input n: Int\n  output e: Int\n{lets}{gates}  emit e = if n > 1 then 1 else 2\n}}\n"
+    );
+    let checked = check_files(&[("ifs.flow".to_owned(), text.into_bytes())]);
+    assert!(checked.clean(), "{}", checked.render());
+}
+
+#[test]
 fn long_chains_of_operators_are_an_error_not_a_crash() {
     for op in [" + 1", " and true", " * 2"] {
         let long = format!("1{}", op.repeat(10_000));

@@ -131,8 +131,10 @@ impl LexError {
 
 #[derive(Clone, Copy)]
 enum Mode {
-    /// Code; `ifs` counts the `if`s at this bracket level still waiting for their `else`.
-    Code { ifs: usize },
+    /// Code; `ifs` counts the `if`s at this bracket level still waiting for their `else`,
+    /// `elses` their `else` branches still open: a branch runs to the end of its
+    /// expression, so an `if` inside it nests.
+    Code { ifs: usize, elses: usize },
     /// A string started at `start`; `depth` is the nesting outside it.
     Str { start: usize },
 }
@@ -142,7 +144,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
     let bytes = text.as_bytes();
     let mut errors = Vec::new();
     // The stack of modes: brackets and interpolations push, their closers pop.
-    let mut stack: Vec<Mode> = vec![Mode::Code { ifs: 0 }];
+    let mut stack: Vec<Mode> = vec![Mode::Code { ifs: 0, elses: 0 }];
     // Bracket depth plus open `if`s, over the whole stack.
     let mut nesting = 0usize;
     let mut reported_deep = false;
@@ -151,7 +153,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
     let mut pos = 0;
     while pos < bytes.len() {
         let byte = bytes[pos];
-        match *stack.last().unwrap_or(&Mode::Code { ifs: 0 }) {
+        match *stack.last().unwrap_or(&Mode::Code { ifs: 0, elses: 0 }) {
             Mode::Str { .. } => match byte {
                 b'"' => {
                     stack.pop();
@@ -159,7 +161,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 }
                 b'\\' => pos += if bytes.get(pos + 1).is_some_and(|&b| b != b'\n') { 2 } else { 1 },
                 b'{' => {
-                    stack.push(Mode::Code { ifs: 0 });
+                    stack.push(Mode::Code { ifs: 0, elses: 0 });
                     nesting += 1;
                     check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
                     pos += 1;
@@ -195,7 +197,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 }
                 b'(' | b'[' | b'{' => {
                     run = 0;
-                    stack.push(Mode::Code { ifs: 0 });
+                    stack.push(Mode::Code { ifs: 0, elses: 0 });
                     nesting += 1;
                     check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
                     pos += 1;
@@ -203,9 +205,9 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 b')' | b']' | b'}' => {
                     run = 0;
                     if stack.len() > 1
-                        && let Some(Mode::Code { ifs }) = stack.pop()
+                        && let Some(Mode::Code { ifs, elses }) = stack.pop()
                     {
-                        nesting -= ifs + 1;
+                        nesting -= ifs + elses + 1;
                     }
                     if nesting < MAX_NESTING {
                         reported_deep = false;
@@ -224,14 +226,27 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                         continue;
                     }
                     run = 0;
-                    if !preceded && let Some(Mode::Code { ifs }) = stack.last_mut() {
+                    if !preceded && let Some(Mode::Code { ifs, elses }) = stack.last_mut() {
                         if word == "if" {
                             *ifs += 1;
                             nesting += 1;
                             check_depth(&mut errors, &mut reported_deep, nesting, pos, 2);
                         } else if word == "else" && *ifs > 0 {
+                            let next = skip_code_trivia(text, pos + word.len());
+                            if word_at(text, next) == "if" {
+                                // `else if` goes on with the same `if`: the grammar's chain
+                                // is flat.
+                                pos = next + 2;
+                                continue;
+                            }
                             *ifs -= 1;
-                            nesting -= 1;
+                            *elses += 1;
+                        } else if starts_line(text, pos) && ends_expressions(text, pos, word) {
+                            nesting -= *ifs + *elses;
+                            (*ifs, *elses) = (0, 0);
+                            if nesting < MAX_NESTING {
+                                reported_deep = false;
+                            }
                         }
                     }
                     pos += word.len().max(1);
@@ -259,10 +274,44 @@ fn nested_in(stack: &[Mode]) -> usize {
     stack
         .iter()
         .map(|mode| match mode {
-            Mode::Code { ifs } => ifs + 1,
+            Mode::Code { ifs, elses } => ifs + elses + 1,
             Mode::Str { .. } => 0,
         })
         .sum()
+}
+
+/// Whether `word`, starting a line at `pos`, starts an item (or an approval row, or a
+/// clause with a condition), so that every expression before it at its bracket level has
+/// ended: such a keyword followed by a word or a literal can only be read as a name that
+/// ends an expression, never as part of one that goes on (`and`, `or`, `then` and `else`
+/// would go on).
+fn ends_expressions(text: &str, pos: usize, word: &str) -> bool {
+    if !(FLOW_ITEM_KEYWORDS.contains(&word) || DECLARATION_KEYWORDS.contains(&word) || word == "when") {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let mut next = pos + word.len();
+    if !matches!(bytes.get(next), Some(b' ' | b'\t')) {
+        return false;
+    }
+    while matches!(bytes.get(next), Some(b' ' | b'\t')) {
+        next += 1;
+    }
+    let starts_operand = bytes.get(next).is_some_and(|&b| is_ident_byte(b) || b == b'"');
+    starts_operand && !matches!(word_at(text, next), "and" | "or" | "then" | "else")
+}
+
+/// The offset of the first byte after whitespace and comments from `pos`, as the grammar's
+/// `WHITESPACE` skips them.
+pub fn skip_code_trivia(text: &str, mut pos: usize) -> usize {
+    let bytes = text.as_bytes();
+    loop {
+        match bytes.get(pos) {
+            Some(&b) if is_space(b) => pos += 1,
+            Some(b'/') if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+            _ => return pos,
+        }
+    }
 }
 
 fn check_depth(errors: &mut Vec<LexError>, reported: &mut bool, nesting: usize, at: usize, len: usize) {

@@ -17,5 +17,5 @@ mod parser;
 mod tests;
 mod tree;
 
-pub use parser::{Parse, parse};
+pub use parser::{Parse, parse, parse_with_pest_only};
 pub use tree::MAX_EXPR_DEPTH;

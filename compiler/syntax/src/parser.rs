@@ -25,7 +25,21 @@ pub struct Parse {
 /// Parses a whole file. Never fails: text that cannot be parsed becomes error nodes and
 /// diagnostics.
 pub fn parse(text: &str, file: FileId) -> Parse {
-    let mut driver = Driver { text, file, lex_errors: lexer::prescan(text), diagnostics: Vec::new() };
+    parse_with(text, file, true)
+}
+
+/// Parses a whole file with pest alone: the reference the quick reading of `let` items
+/// must agree with (the differential tests and the `parse` fuzz target compare the two).
+pub fn parse_with_pest_only(text: &str, file: FileId) -> Parse {
+    parse_with(text, file, false)
+}
+
+fn parse_with(text: &str, file: FileId, quick: bool) -> Parse {
+    let lex_errors = lexer::prescan(text);
+    // The quick reading relies on the pre-scan's bounds on nesting; a file with a lexical
+    // error goes to pest whole.
+    let quick = quick && lex_errors.is_empty();
+    let mut driver = Driver { text, file, lex_errors, diagnostics: Vec::new(), quick };
     for error in driver.lex_errors.clone() {
         driver.diagnostics.push(lex_diagnostic(text, file, error));
     }
@@ -133,6 +147,8 @@ struct Driver<'t> {
     file: FileId,
     lex_errors: Vec<LexError>,
     diagnostics: Vec<Diagnostic>,
+    /// Whether `let` items are read by the quick reading (`tree/quick.rs`) where it applies.
+    quick: bool,
 }
 
 impl<'t> Driver<'t> {
@@ -357,6 +373,11 @@ impl<'t> Driver<'t> {
                 cursor = at + 1;
                 break;
             }
+            if let Some((item, end)) = self.quick_let(at) {
+                items.push(item);
+                cursor = end;
+                continue;
+            }
             match self.parse_one(Rule::flow_item, at, Resume::FlowItem, Context::FlowItem) {
                 Ok((pair, end)) => {
                     let mut builder = Builder::new(text, at, self.file);
@@ -376,6 +397,16 @@ impl<'t> Driver<'t> {
         }
         let item = Item { docs, span: Span::new(pos, cursor), kind: ItemKind::Flow(FlowDecl { name, items }) };
         (item, cursor)
+    }
+
+    /// The `let` item at `at` by the quick reading, when it applies and the next item may
+    /// follow it; otherwise `None`, and pest parses the item (and words any error).
+    fn quick_let(&self, at: usize) -> Option<(FlowItem, usize)> {
+        if !self.quick || !self.text[at..].starts_with("let") {
+            return None;
+        }
+        let (item, end) = Builder::new(self.text, at, self.file).quick_let(at)?;
+        self.may_follow(end, Resume::FlowItem).then_some((item, end))
     }
 
     /// A declaration keyword in the first column ends a flow whose `}` is missing.

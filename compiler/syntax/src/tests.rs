@@ -4,6 +4,8 @@ use flow_diagnostics::{FileId, Sources, render};
 
 use crate::parse;
 
+mod quick;
+
 /// The rendered diagnostics of `src`, without colour.
 fn diagnostics(src: &str) -> String {
     let parse = parse(src, FileId(0));

@@ -11,6 +11,8 @@ use crate::ast::*;
 use crate::lexer::{docs_before, skip_trivia, trim_trivia};
 use crate::literal;
 
+mod quick;
+
 /// How many operators an expression may nest. Chains such as `a and b and c` count one
 /// level per operator; the limit keeps every later phase's recursion small.
 pub const MAX_EXPR_DEPTH: u32 = 256;
@@ -157,34 +159,79 @@ struct Built {
 
 /// An element of an expression's operator stream.
 enum Token<'i> {
-    Prefix(P<'i>),
-    Infix(P<'i>),
+    Prefix(UnaryOp, Span),
+    Infix(BinaryOp, Span),
     /// A primary and the fields read from it.
     Operand(P<'i>, Vec<P<'i>>),
+    /// An operand already built (by the quick reading of `let` items in `quick.rs`);
+    /// taken once.
+    Built(Option<Built>),
 }
 
-/// The operator stream of an `expr` pair: prefixes that the grammar nests in `unary` pairs
-/// come out in order, so precedence decides what they apply to. The lexer bounds how
-/// deeply `unary` pairs nest.
-fn flatten<'i>(pair: P<'i>, tokens: &mut Vec<Token<'i>>) {
-    for part in pair.into_inner() {
-        match part.as_rule() {
-            Rule::unary => flatten(part, tokens),
-            Rule::prefix => tokens.push(Token::Prefix(part)),
-            Rule::infix => tokens.push(Token::Infix(part)),
-            Rule::field => {
-                if let Some(Token::Operand(_, fields)) = tokens.last_mut() {
-                    fields.push(part);
-                }
-            }
-            _ => tokens.push(Token::Operand(part, Vec::new())),
-        }
+/// How tightly an infix operator binds on its left and on its right (`flow.pest` lists
+/// the precedences).
+fn binding_power(op: BinaryOp) -> (u8, u8) {
+    match op {
+        BinaryOp::Or => (1, 2),
+        BinaryOp::And => (3, 4),
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => (7, 8),
+        BinaryOp::Add | BinaryOp::Sub => (9, 10),
+        BinaryOp::Mul | BinaryOp::Div => (11, 12),
+    }
+}
+
+/// How tightly a prefix operator binds: `-` tighter than any infix, `not` looser than
+/// comparisons (`not a == b` is `not (a == b)`).
+fn prefix_power(op: UnaryOp) -> u8 {
+    match op {
+        UnaryOp::Neg => 13,
+        UnaryOp::Not => 5,
+    }
+}
+
+/// The operator an `infix` token spells.
+fn binary_op(text: &str) -> BinaryOp {
+    match text {
+        "or" => BinaryOp::Or,
+        "and" => BinaryOp::And,
+        "==" => BinaryOp::Eq,
+        "!=" => BinaryOp::Ne,
+        "<" => BinaryOp::Lt,
+        "<=" => BinaryOp::Le,
+        ">" => BinaryOp::Gt,
+        ">=" => BinaryOp::Ge,
+        "+" => BinaryOp::Add,
+        "-" => BinaryOp::Sub,
+        "*" => BinaryOp::Mul,
+        _ => BinaryOp::Div,
     }
 }
 
 impl<'t> Builder<'t> {
     pub fn new(text: &'t str, base: usize, file: FileId) -> Builder<'t> {
         Builder { text, base, file, diagnostics: Vec::new(), too_deep_reported: false }
+    }
+
+    /// The operator stream of an `expr` pair: prefixes that the grammar nests in `unary`
+    /// pairs come out in order, so precedence decides what they apply to. The lexer bounds
+    /// how deeply `unary` pairs nest.
+    fn flatten<'i>(&self, pair: P<'i>, tokens: &mut Vec<Token<'i>>) {
+        for part in pair.into_inner() {
+            match part.as_rule() {
+                Rule::unary => self.flatten(part, tokens),
+                Rule::prefix => {
+                    let op = if part.as_str() == "-" { UnaryOp::Neg } else { UnaryOp::Not };
+                    tokens.push(Token::Prefix(op, self.span(&part)));
+                }
+                Rule::infix => tokens.push(Token::Infix(binary_op(part.as_str()), self.span(&part))),
+                Rule::field => {
+                    if let Some(Token::Operand(_, fields)) = tokens.last_mut() {
+                        fields.push(part);
+                    }
+                }
+                _ => tokens.push(Token::Operand(part, Vec::new())),
+            }
+        }
     }
 
     /// The span of a pair, without trailing whitespace and comments: pest counts the
@@ -1118,63 +1165,54 @@ impl<'t> Builder<'t> {
     /// operator follows a looser one, so long chains are folded in a loop).
     fn pratt(&mut self, pair: P<'_>) -> Built {
         let mut tokens = Vec::new();
-        flatten(pair, &mut tokens);
-        let mut cursor = 0;
-        self.climb(&tokens, &mut cursor, 0)
+        self.flatten(pair, &mut tokens);
+        self.climb(&mut tokens, &mut 0, 0)
     }
 
     /// Parses operands and operators from `tokens[*cursor..]` while the operators bind at
     /// least as tightly as `min_power`.
-    fn climb(&mut self, tokens: &[Token<'_>], cursor: &mut usize, min_power: u8) -> Built {
-        let Some(first) = tokens.get(*cursor) else { return self.error_node(Span::default()) };
+    fn climb(&mut self, tokens: &mut [Token<'_>], cursor: &mut usize, min_power: u8) -> Built {
+        let Some(first) = tokens.get_mut(*cursor) else { return self.error_node(Span::default()) };
         *cursor += 1;
         let mut lhs = match first {
-            Token::Prefix(prefix) => {
-                let op_span = self.span(prefix);
-                let (op, power) = if prefix.as_str() == "-" { (UnaryOp::Neg, 13) } else { (UnaryOp::Not, 5) };
-                let operand = self.climb(tokens, cursor, power);
+            &mut Token::Prefix(op, op_span) => {
+                let operand = self.climb(tokens, cursor, prefix_power(op));
                 let span = op_span.cover(operand.expr.span);
                 let kind = ExprKind::Unary { op, op_span, operand: Box::new(operand.expr) };
                 self.node(span, operand.depth + 1, kind)
             }
             Token::Operand(primary, fields) => {
+                let fields = std::mem::take(fields);
                 let mut built = self.expr_depth(primary.clone());
                 for field in fields {
-                    let Some(name) = kids(field.clone()).next() else { continue };
-                    let field = self.ident(&name);
-                    let span = built.expr.span.cover(field.span);
-                    let kind = ExprKind::Field { base: Box::new(built.expr), field };
-                    built = self.node(span, built.depth + 1, kind);
+                    let Some(name) = kids(field).next() else { continue };
+                    built = self.field(built, self.ident(&name));
                 }
                 built
             }
-            Token::Infix(op) => self.error_node(self.span(op)),
+            Token::Built(built) => match built.take() {
+                Some(built) => built,
+                None => self.error_node(Span::default()),
+            },
+            &mut Token::Infix(_, op_span) => self.error_node(op_span),
         };
-        let parts = tokens;
-        while let Some(Token::Infix(op_pair)) = parts.get(*cursor) {
-            let (op, left, right) = match op_pair.as_str() {
-                "or" => (BinaryOp::Or, 1, 2),
-                "and" => (BinaryOp::And, 3, 4),
-                "==" => (BinaryOp::Eq, 7, 8),
-                "!=" => (BinaryOp::Ne, 7, 8),
-                "<" => (BinaryOp::Lt, 7, 8),
-                "<=" => (BinaryOp::Le, 7, 8),
-                ">" => (BinaryOp::Gt, 7, 8),
-                ">=" => (BinaryOp::Ge, 7, 8),
-                "+" => (BinaryOp::Add, 9, 10),
-                "-" => (BinaryOp::Sub, 9, 10),
-                "*" => (BinaryOp::Mul, 11, 12),
-                _ => (BinaryOp::Div, 11, 12),
-            };
+        while let Some(&Token::Infix(op, op_span)) = tokens.get(*cursor) {
+            let (left, right) = binding_power(op);
             if left < min_power {
                 break;
             }
-            let op_span = self.span(op_pair);
             *cursor += 1;
-            let rhs = self.climb(parts, cursor, right);
+            let rhs = self.climb(tokens, cursor, right);
             lhs = self.infix(lhs, op, op_span, rhs);
         }
         lhs
+    }
+
+    /// `base.field`.
+    fn field(&mut self, base: Built, field: Ident) -> Built {
+        let span = base.expr.span.cover(field.span);
+        let kind = ExprKind::Field { base: Box::new(base.expr), field };
+        self.node(span, base.depth + 1, kind)
     }
 
     fn infix(&mut self, lhs: Built, op: BinaryOp, op_span: Span, rhs: Built) -> Built {
