@@ -113,6 +113,28 @@ fn ifs_nested_in_else_branches_are_an_error_not_a_crash() {
 }
 
 #[test]
+fn deep_nesting_past_where_an_item_seems_to_end_is_an_error_not_a_crash() {
+    let deep = "if a then b else not ".repeat(3_000);
+    // pest reads on past a line that starts with `or`, or with a word at the item's column.
+    assert!(survive(format!("fn g() -> Bool = a\nor {deep}c\n").into_bytes()) > 0);
+    let text = format!("flow f {{\nversion \"1\"\n  let a = if c then d\n  else {deep}c\n}}\n");
+    assert!(survive(text.into_bytes()) > 0);
+    // Brackets left open earlier do not hide the nesting of a later declaration.
+    let text =
+        format!("fn f() -> Int = {}1\nfn g() -> Int = {}1\n", "(".repeat(33), "if a then 1 else -".repeat(3_000));
+    assert!(survive(text.into_bytes()) > 0);
+}
+
+#[test]
+fn not_between_comparisons_is_an_error_not_a_crash() {
+    // `not` binds loosely, so each `== not a` nests the rest without any bracket.
+    for link in [" == not a", " + not a"] {
+        let long = format!("a{}", link.repeat(20_000));
+        assert!(survive(flow_with(&long)) > 0, "{link}");
+    }
+}
+
+#[test]
 fn ifs_in_many_items_are_not_nesting() {
     // The `else` branches of one item end where the next item starts; a bracket level
     // with hundreds of `if` expressions in its items checks clean.

@@ -131,51 +131,135 @@ impl LexError {
 
 #[derive(Clone, Copy)]
 enum Mode {
-    /// Code; `ifs` counts the `if`s at this bracket level still waiting for their `else`,
-    /// `elses` their `else` branches still open: a branch runs to the end of its
-    /// expression, so an `if` inside it nests.
-    Code { ifs: usize, elses: usize },
-    /// A string started at `start`; `depth` is the nesting outside it.
+    /// Code at one bracket level; its open `if`s are `Scan::ifs[ifs..]`.
+    Code { ifs: usize },
+    /// A string started at `start`.
     Str { start: usize },
+}
+
+/// Where an open `if` is: in its condition, its `then` branch, or its `else` branch, which
+/// runs to the end of its expression (so an `if` inside it nests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    Condition,
+    Then,
+    Else,
+}
+
+/// The pre-scan's state: the stack of modes (brackets and interpolations push, their closers
+/// pop) and the open `if`s of every level, which nest as pest's recursion does.
+struct Scan {
+    errors: Vec<LexError>,
+    stack: Vec<Mode>,
+    ifs: Vec<Branch>,
+    /// How many brackets and interpolations are open.
+    brackets: usize,
+    /// Whether the current excess of nesting was reported.
+    reported_deep: bool,
+}
+
+impl Scan {
+    fn nesting(&self) -> usize {
+        self.brackets + self.ifs.len()
+    }
+
+    fn check_depth(&mut self, at: usize, len: usize) {
+        if self.nesting() > MAX_NESTING && !self.reported_deep {
+            self.reported_deep = true;
+            self.errors.push(LexError::TooDeep { at, len });
+        }
+    }
+
+    /// Where the innermost level's `if`s start.
+    fn level_ifs(&self) -> usize {
+        match self.stack.last() {
+            Some(&Mode::Code { ifs }) => ifs,
+            _ => self.ifs.len(),
+        }
+    }
+
+    fn open_level(&mut self, at: usize) {
+        self.stack.push(Mode::Code { ifs: self.ifs.len() });
+        self.brackets += 1;
+        self.check_depth(at, 1);
+    }
+
+    /// Pops the modes from `from` on (keeping the outermost level), with their `if`s.
+    fn close_levels(&mut self, from: usize) {
+        let from = from.max(1);
+        let closed = &self.stack[from.min(self.stack.len())..];
+        let levels = closed.iter().filter(|mode| matches!(mode, Mode::Code { .. })).count();
+        if let Some(ifs) = closed.iter().find_map(|mode| match mode {
+            Mode::Code { ifs } => Some(*ifs),
+            Mode::Str { .. } => None,
+        }) {
+            self.ifs.truncate(ifs);
+        }
+        self.brackets -= levels;
+        self.stack.truncate(from);
+        if self.nesting() <= MAX_NESTING {
+            self.reported_deep = false;
+        }
+    }
+
+    /// Closes the `if`s of the innermost level: every expression before this point at that
+    /// level has ended.
+    fn release(&mut self) {
+        self.ifs.truncate(self.level_ifs());
+        if self.nesting() <= MAX_NESTING {
+            self.reported_deep = false;
+        }
+    }
+
+    /// `then` or `else` ends the `else` branches open inside the condition or `then` branch
+    /// it belongs to; returns that `if`'s branch.
+    fn end_inner_branches(&mut self) -> Option<&mut Branch> {
+        let base = self.level_ifs();
+        while self.ifs.len() > base && self.ifs.last() == Some(&Branch::Else) {
+            self.ifs.pop();
+        }
+        if self.ifs.len() > base { self.ifs.last_mut() } else { None }
+    }
 }
 
 /// Finds unterminated strings and excessive nesting in the whole text, in order.
 pub fn prescan(text: &str) -> Vec<LexError> {
     let bytes = text.as_bytes();
-    let mut errors = Vec::new();
-    // The stack of modes: brackets and interpolations push, their closers pop.
-    let mut stack: Vec<Mode> = vec![Mode::Code { ifs: 0, elses: 0 }];
-    // Bracket depth plus open `if`s, over the whole stack.
-    let mut nesting = 0usize;
-    let mut reported_deep = false;
+    let mut scan = Scan {
+        errors: Vec::new(),
+        stack: vec![Mode::Code { ifs: 0 }],
+        ifs: Vec::new(),
+        brackets: 0,
+        reported_deep: false,
+    };
     // The current run of `not` and `-`.
     let mut run = 0usize;
     let mut pos = 0;
     while pos < bytes.len() {
         let byte = bytes[pos];
-        match *stack.last().unwrap_or(&Mode::Code { ifs: 0, elses: 0 }) {
+        match *scan.stack.last().unwrap_or(&Mode::Code { ifs: 0 }) {
             Mode::Str { .. } => match byte {
                 b'"' => {
-                    stack.pop();
+                    scan.stack.pop();
                     pos += 1;
                 }
                 b'\\' => pos += if bytes.get(pos + 1).is_some_and(|&b| b != b'\n') { 2 } else { 1 },
                 b'{' => {
-                    stack.push(Mode::Code { ifs: 0, elses: 0 });
-                    nesting += 1;
-                    check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
+                    scan.open_level(pos);
                     pos += 1;
                 }
                 b'\n' => {
                     // The outermost string of this line never closed: unwind to the code
                     // around it, forgetting the brackets opened inside it.
-                    let outer =
-                        stack.iter().position(|mode| matches!(mode, Mode::Str { .. })).unwrap_or(stack.len() - 1);
-                    if let Mode::Str { start } = stack[outer] {
-                        errors.push(LexError::UnterminatedString { start, end: pos });
+                    let outer = scan
+                        .stack
+                        .iter()
+                        .position(|mode| matches!(mode, Mode::Str { .. }))
+                        .unwrap_or(scan.stack.len() - 1);
+                    if let Mode::Str { start } = scan.stack[outer] {
+                        scan.errors.push(LexError::UnterminatedString { start, end: pos });
                     }
-                    nesting -= nested_in(&stack[outer..]);
-                    stack.truncate(outer.max(1));
+                    scan.close_levels(outer);
                     pos += 1;
                 }
                 _ => pos += 1,
@@ -185,32 +269,32 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 b'-' if bytes.get(pos + 1) != Some(&b'>') => {
                     run += 1;
                     if run == MAX_PREFIX_RUN + 1 {
-                        errors.push(LexError::PrefixRun { at: pos, len: 1 });
+                        scan.errors.push(LexError::PrefixRun { at: pos, len: 1 });
                     }
                     pos += 1;
                 }
                 b if is_space(b) => pos += 1,
                 b'"' => {
                     run = 0;
-                    stack.push(Mode::Str { start: pos });
+                    scan.stack.push(Mode::Str { start: pos });
                     pos += 1;
                 }
                 b'(' | b'[' | b'{' => {
                     run = 0;
-                    stack.push(Mode::Code { ifs: 0, elses: 0 });
-                    nesting += 1;
-                    check_depth(&mut errors, &mut reported_deep, nesting, pos, 1);
+                    scan.open_level(pos);
+                    pos += 1;
+                }
+                b',' => {
+                    // A comma separates arguments, fields, list items or clauses' names:
+                    // every expression before it at its bracket level has ended.
+                    run = 0;
+                    scan.release();
                     pos += 1;
                 }
                 b')' | b']' | b'}' => {
                     run = 0;
-                    if stack.len() > 1
-                        && let Some(Mode::Code { ifs, elses }) = stack.pop()
-                    {
-                        nesting -= ifs + elses + 1;
-                    }
-                    if nesting < MAX_NESTING {
-                        reported_deep = false;
+                    if scan.stack.len() > 1 {
+                        scan.close_levels(scan.stack.len() - 1);
                     }
                     pos += 1;
                 }
@@ -220,33 +304,43 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                     if word == "not" && !preceded {
                         run += 1;
                         if run == MAX_PREFIX_RUN + 1 {
-                            errors.push(LexError::PrefixRun { at: pos, len: 3 });
+                            scan.errors.push(LexError::PrefixRun { at: pos, len: 3 });
                         }
                         pos += 3;
                         continue;
                     }
                     run = 0;
-                    if !preceded && let Some(Mode::Code { ifs, elses }) = stack.last_mut() {
-                        if word == "if" {
-                            *ifs += 1;
-                            nesting += 1;
-                            check_depth(&mut errors, &mut reported_deep, nesting, pos, 2);
-                        } else if word == "else" && *ifs > 0 {
-                            let next = skip_code_trivia(text, pos + word.len());
-                            if word_at(text, next) == "if" {
-                                // `else if` goes on with the same `if`: the grammar's chain
-                                // is flat.
-                                pos = next + 2;
-                                continue;
+                    if !preceded {
+                        match word {
+                            "if" => {
+                                scan.ifs.push(Branch::Condition);
+                                scan.check_depth(pos, 2);
                             }
-                            *ifs -= 1;
-                            *elses += 1;
-                        } else if starts_line(text, pos) && ends_expressions(text, pos, word) {
-                            nesting -= *ifs + *elses;
-                            (*ifs, *elses) = (0, 0);
-                            if nesting < MAX_NESTING {
-                                reported_deep = false;
+                            "then" => {
+                                if let Some(branch @ Branch::Condition) = scan.end_inner_branches() {
+                                    *branch = Branch::Then;
+                                }
                             }
+                            "else" => {
+                                let next = skip_code_trivia(text, pos + word.len());
+                                let chained = word_at(text, next) == "if";
+                                if let Some(branch @ Branch::Then) = scan.end_inner_branches() {
+                                    // `else if` goes on with the same `if`: the grammar's
+                                    // chain is flat.
+                                    *branch = if chained { Branch::Condition } else { Branch::Else };
+                                    if chained {
+                                        pos = next + 2;
+                                        continue;
+                                    }
+                                }
+                            }
+                            _ if starts_line(text, pos) && ends_expressions(text, pos, word) => {
+                                scan.release();
+                                // A new item: report excess nesting again, even where
+                                // brackets left open before keep it high.
+                                scan.reported_deep = false;
+                            }
+                            _ => {}
                         }
                     }
                     pos += word.len().max(1);
@@ -259,46 +353,44 @@ pub fn prescan(text: &str) -> Vec<LexError> {
         }
     }
     // Strings still open at the end of the text (no final newline).
-    if let Some(outer) = stack.iter().position(|mode| matches!(mode, Mode::Str { .. }))
-        && let Mode::Str { start } = stack[outer]
+    if let Some(outer) = scan.stack.iter().position(|mode| matches!(mode, Mode::Str { .. }))
+        && let Mode::Str { start } = scan.stack[outer]
     {
-        errors.push(LexError::UnterminatedString { start, end: bytes.len() });
+        scan.errors.push(LexError::UnterminatedString { start, end: bytes.len() });
     }
+    let mut errors = scan.errors;
     errors.sort_by_key(|error| error.start());
     errors
 }
 
-/// The nesting contributed by the modes of `stack`: one per bracket or interpolation, plus
-/// their open `if`s.
-fn nested_in(stack: &[Mode]) -> usize {
-    stack
-        .iter()
-        .map(|mode| match mode {
-            Mode::Code { ifs, elses } => ifs + elses + 1,
-            Mode::Str { .. } => 0,
-        })
-        .sum()
-}
+/// The words that start a statement of a `test` block.
+const TEST_KEYWORDS: &[&str] =
+    &["flow", "at", "given", "param", "model", "corpus", "action", "decide", "override", "after", "expect"];
 
-/// Whether `word`, starting a line at `pos`, starts an item (or an approval row, or a
-/// clause with a condition), so that every expression before it at its bracket level has
-/// ended: such a keyword followed by a word or a literal can only be read as a name that
-/// ends an expression, never as part of one that goes on (`and`, `or`, `then` and `else`
-/// would go on).
+/// Whether `word`, starting a line at `pos`, ends every expression before it at its
+/// bracket level:
+/// - a word followed by `:` (a field, a named argument, a declaration): `:` goes on no
+///   expression;
+/// - the keyword of an item, a test statement, an approval row or a clause with a
+///   condition, followed by a word or a literal: read as a name, it would be an operand
+///   that the next word ends (`and`, `or`, `then` and `else` would go on, so they don't
+///   count).
 fn ends_expressions(text: &str, pos: usize, word: &str) -> bool {
-    if !(FLOW_ITEM_KEYWORDS.contains(&word) || DECLARATION_KEYWORDS.contains(&word) || word == "when") {
-        return false;
-    }
     let bytes = text.as_bytes();
     let mut next = pos + word.len();
-    if !matches!(bytes.get(next), Some(b' ' | b'\t')) {
-        return false;
-    }
+    let gap = next;
     while matches!(bytes.get(next), Some(b' ' | b'\t')) {
         next += 1;
     }
-    let starts_operand = bytes.get(next).is_some_and(|&b| is_ident_byte(b) || b == b'"');
-    starts_operand && !matches!(word_at(text, next), "and" | "or" | "then" | "else")
+    if bytes.get(next) == Some(&b':') {
+        return true;
+    }
+    let keyword = FLOW_ITEM_KEYWORDS.contains(&word)
+        || DECLARATION_KEYWORDS.contains(&word)
+        || TEST_KEYWORDS.contains(&word)
+        || word == "when";
+    let starts_operand = bytes.get(next).is_some_and(|&b| is_ident_byte(b) || b == b'"' || b == b'@');
+    keyword && next > gap && starts_operand && !matches!(word_at(text, next), "and" | "or" | "then" | "else")
 }
 
 /// The offset of the first byte after whitespace and comments from `pos`, as the grammar's
@@ -311,13 +403,6 @@ pub fn skip_code_trivia(text: &str, mut pos: usize) -> usize {
             Some(b'/') if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
             _ => return pos,
         }
-    }
-}
-
-fn check_depth(errors: &mut Vec<LexError>, reported: &mut bool, nesting: usize, at: usize, len: usize) {
-    if nesting > MAX_NESTING && !*reported {
-        *reported = true;
-        errors.push(LexError::TooDeep { at, len });
     }
 }
 

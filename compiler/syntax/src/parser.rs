@@ -180,24 +180,28 @@ impl<'t> Driver<'t> {
         context: Context,
     ) -> Result<(Pair<'t, Rule>, usize), usize> {
         let text = self.text;
-        // Text nested too deep is not handed to pest at all.
-        if let Some(fatal) = self.fatal_error_after(pos) {
+        // Text nested too deep is not handed to pest at all: an item that reaches it is
+        // skipped, and pest sees only the text before it (pest may read on past where the
+        // item seems to end).
+        let fatal = self.fatal_error_after(pos);
+        if let Some(fatal) = fatal {
             let end = lexer::resume_point(text, pos, pos + 1, resume);
             if fatal < end {
                 return Err(end);
             }
         }
+        let source = &text[pos..fatal.unwrap_or(text.len())];
         // The item alone, then a check that the next item may start where it ends; the
         // entry rule (which includes that check) parses again only to word an error.
         let entry = entry_rule(rule);
-        let error = match FlowParser::parse(rule, &text[pos..]) {
+        let error = match FlowParser::parse(rule, source) {
             Ok(mut pairs) => match pairs.next() {
                 Some(pair) => {
                     let end = pos + pair.as_span().end();
                     if rule == entry || self.may_follow(end, resume) {
                         return Ok((pair, end));
                     }
-                    match FlowParser::parse(entry, &text[pos..]) {
+                    match FlowParser::parse(entry, source) {
                         Err(error) => error,
                         // INVARIANT: the entry rule is the item rule plus the same check.
                         Ok(_) => return Ok((pair, end)),
@@ -207,8 +211,8 @@ impl<'t> Driver<'t> {
             },
             Err(error) => error,
         };
-        let error = detailed_error(entry, &text[pos..]).unwrap_or(error);
-        let worded = errors::word(&text[pos..], &error, context, "the end of the file");
+        let error = detailed_error(entry, source).unwrap_or(error);
+        let worded = errors::word(source, &error, context, "the end of the file");
         let at = pos + worded.at;
         let resume_at = self.resume_after(pos, at, resume);
         if self.lex_error_in(pos, resume_at.max(at + 1)).is_some() {

@@ -40,3 +40,49 @@ fn missing_operand_is_reported_at_the_operand() {
 fn misspelt_keyword_suggests() {
     check_error("flow f {\n  lett x = 1\n}\n", "did you mean `let`?");
 }
+
+/// Whether the pre-scan finds `if`s nested too deep in `text`.
+fn too_deep(text: &str) -> bool {
+    crate::lexer::prescan(text).iter().any(|e| matches!(e, crate::lexer::LexError::TooDeep { .. }))
+}
+
+#[test]
+fn ifs_side_by_side_are_not_nesting() {
+    let branch = |i: usize| format!("if a > {i} then 1 else 2");
+    let many = |sep: &str| (0..40).map(branch).collect::<Vec<_>>().join(sep);
+    // Arguments and list items, records with and without commas, test statements, rows.
+    assert!(!too_deep(&format!("flow f {{\n  let x = f({})\n}}\n", many(", "))));
+    assert!(!too_deep(&format!("flow f {{\n  let x = T {{ {} }}\n}}\n", many(", "))));
+    let fields: String = (0..40).map(|i| format!("    a{i}: {}\n", branch(i))).collect();
+    assert!(!too_deep(&format!("flow f {{\n  let x = T {{\n{fields}  }}\n}}\n")));
+    let expects: String = (0..40).map(|i| format!("  expect {}\n", branch(i))).collect();
+    assert!(!too_deep(&format!("test \"t\" {{\n  flow f\n{expects}}}\n")));
+    let rows: String = (0..40).map(|i| format!("    when {} == 1 => auto\n", branch(i))).collect();
+    assert!(!too_deep(&format!("flow f {{\n  approval a {{\n{rows}  }}\n}}\n")));
+    // Nested in `else` branches, they are.
+    assert!(too_deep(&format!("flow f {{\n  let x = f({})\n}}\n", many(" + "))));
+}
+
+#[test]
+fn ifs_in_conditions_and_then_branches_end_with_them() {
+    // A table of 40 arms, each deciding with an `if` of its own: pest nests two deep.
+    let arms: String = (1..40).map(|i| format!("    else if t == {i} then if vip then {i} else {i} + 1\n")).collect();
+    let text = format!("flow f {{\n  let fee = if t == 0 then if vip then 0 else 1\n{arms}    else 99\n}}\n");
+    assert!(!too_deep(&text));
+    let conditions: String = (0..40).map(|i| format!(" else if (if a then b else c) == {i} then {i}")).collect();
+    assert!(!too_deep(&format!("flow f {{\n  let x = if a then 0{conditions} else 1\n}}\n")));
+}
+
+#[test]
+fn deep_nesting_is_reported_again_after_brackets_left_open() {
+    let text = format!("fn f() -> Int = {}1\nfn g() -> Int = {}1\n", "(".repeat(33), "if a then 1 else -".repeat(40));
+    let deep: Vec<usize> = crate::lexer::prescan(&text)
+        .iter()
+        .filter_map(|e| match e {
+            crate::lexer::LexError::TooDeep { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    let g = text.find("fn g").unwrap_or_default();
+    assert!(deep.iter().any(|&at| at > g), "{deep:?}");
+}

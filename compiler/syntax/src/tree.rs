@@ -26,6 +26,8 @@ pub(crate) struct Builder<'t> {
     pub diagnostics: Vec<Diagnostic>,
     /// Whether the current expression already reported that it is too deep.
     too_deep_reported: bool,
+    /// How deeply `climb` is recursing.
+    climbing: u32,
 }
 
 type P<'i> = Pair<'i, Rule>;
@@ -209,7 +211,7 @@ fn binary_op(text: &str) -> BinaryOp {
 
 impl<'t> Builder<'t> {
     pub fn new(text: &'t str, base: usize, file: FileId) -> Builder<'t> {
-        Builder { text, base, file, diagnostics: Vec::new(), too_deep_reported: false }
+        Builder { text, base, file, diagnostics: Vec::new(), too_deep_reported: false, climbing: 0 }
     }
 
     /// The operator stream of an `expr` pair: prefixes that the grammar nests in `unary`
@@ -1172,6 +1174,29 @@ impl<'t> Builder<'t> {
     /// Parses operands and operators from `tokens[*cursor..]` while the operators bind at
     /// least as tightly as `min_power`.
     fn climb(&mut self, tokens: &mut [Token<'_>], cursor: &mut usize, min_power: u8) -> Built {
+        // Each level of recursion makes a node one deeper, so an expression that recurses
+        // past the depth limit is too deep anyway: stop here (`a == not a == not a …`
+        // recurses without brackets, which the pre-scan does not bound).
+        if self.climbing >= MAX_EXPR_DEPTH {
+            let span = tokens.get(*cursor).map_or(Span::default(), |token| self.token_span(token));
+            *cursor = tokens.len();
+            return self.node(span, MAX_EXPR_DEPTH + 1, ExprKind::Error);
+        }
+        self.climbing += 1;
+        let built = self.climb_unbounded(tokens, cursor, min_power);
+        self.climbing -= 1;
+        built
+    }
+
+    fn token_span(&self, token: &Token<'_>) -> Span {
+        match token {
+            Token::Prefix(_, span) | Token::Infix(_, span) => *span,
+            Token::Operand(pair, _) => self.span(pair),
+            Token::Built(built) => built.as_ref().map_or(Span::default(), |built| built.expr.span),
+        }
+    }
+
+    fn climb_unbounded(&mut self, tokens: &mut [Token<'_>], cursor: &mut usize, min_power: u8) -> Built {
         let Some(first) = tokens.get_mut(*cursor) else { return self.error_node(Span::default()) };
         *cursor += 1;
         let mut lhs = match first {
