@@ -119,9 +119,20 @@ fn deep_nesting_past_where_an_item_seems_to_end_is_an_error_not_a_crash() {
     assert!(survive(format!("fn g() -> Bool = a\nor {deep}c\n").into_bytes()) > 0);
     let text = format!("flow f {{\nversion \"1\"\n  let a = if c then d\n  else {deep}c\n}}\n");
     assert!(survive(text.into_bytes()) > 0);
-    // Brackets left open earlier do not hide the nesting of a later declaration.
-    let text =
-        format!("fn f() -> Int = {}1\nfn g() -> Int = {}1\n", "(".repeat(33), "if a then 1 else -".repeat(3_000));
+    // Brackets or `if`s left open earlier do not hide the nesting of a later declaration,
+    // however its keyword is followed.
+    for (open, gap) in [("(", " "), ("if a then 1 else -", "\n"), ("(", " // c\n "), ("(", "\r")] {
+        let deep = "if a then 1 else -".repeat(20_000);
+        let text = format!("fn f() -> Int = {}1\nfn{gap}g() -> Int = {deep}1\n", open.repeat(33));
+        assert!(survive(text.into_bytes()) > 0, "{open:?} {gap:?}");
+    }
+}
+
+#[test]
+fn a_broken_else_if_chain_is_an_error_at_once() {
+    // Each failed step of the chain once made pest read the rest again as a nested `if`:
+    // time doubled with every step.
+    let text = format!("fn f() -> Int = {}?\n", "if c then x else if c then ".repeat(30));
     assert!(survive(text.into_bytes()) > 0);
 }
 

@@ -154,8 +154,6 @@ struct Scan {
     ifs: Vec<Branch>,
     /// How many brackets and interpolations are open.
     brackets: usize,
-    /// Whether the current excess of nesting was reported.
-    reported_deep: bool,
 }
 
 impl Scan {
@@ -163,9 +161,10 @@ impl Scan {
         self.brackets + self.ifs.len()
     }
 
+    /// Every opening past the limit is an error: the driver withholds from pest whatever
+    /// reaches one (and reports one a line).
     fn check_depth(&mut self, at: usize, len: usize) {
-        if self.nesting() > MAX_NESTING && !self.reported_deep {
-            self.reported_deep = true;
+        if self.nesting() > MAX_NESTING {
             self.errors.push(LexError::TooDeep { at, len });
         }
     }
@@ -197,18 +196,12 @@ impl Scan {
         }
         self.brackets -= levels;
         self.stack.truncate(from);
-        if self.nesting() <= MAX_NESTING {
-            self.reported_deep = false;
-        }
     }
 
     /// Closes the `if`s of the innermost level: every expression before this point at that
     /// level has ended.
     fn release(&mut self) {
         self.ifs.truncate(self.level_ifs());
-        if self.nesting() <= MAX_NESTING {
-            self.reported_deep = false;
-        }
     }
 
     /// `then` or `else` ends the `else` branches open inside the condition or `then` branch
@@ -225,15 +218,13 @@ impl Scan {
 /// Finds unterminated strings and excessive nesting in the whole text, in order.
 pub fn prescan(text: &str) -> Vec<LexError> {
     let bytes = text.as_bytes();
-    let mut scan = Scan {
-        errors: Vec::new(),
-        stack: vec![Mode::Code { ifs: 0 }],
-        ifs: Vec::new(),
-        brackets: 0,
-        reported_deep: false,
-    };
+    let mut scan = Scan { errors: Vec::new(), stack: vec![Mode::Code { ifs: 0 }], ifs: Vec::new(), brackets: 0 };
     // The current run of `not` and `-`.
     let mut run = 0usize;
+    // Whether the last token ended an operand (a word, a number, a string, a closing
+    // bracket), and whether it was a number.
+    let mut after_operand = false;
+    let mut after_number = false;
     let mut pos = 0;
     while pos < bytes.len() {
         let byte = bytes[pos];
@@ -241,11 +232,14 @@ pub fn prescan(text: &str) -> Vec<LexError> {
             Mode::Str { .. } => match byte {
                 b'"' => {
                     scan.stack.pop();
+                    after_operand = true;
+                    after_number = false;
                     pos += 1;
                 }
                 b'\\' => pos += if bytes.get(pos + 1).is_some_and(|&b| b != b'\n') { 2 } else { 1 },
                 b'{' => {
                     scan.open_level(pos);
+                    after_operand = false;
                     pos += 1;
                 }
                 b'\n' => {
@@ -260,20 +254,22 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                         scan.errors.push(LexError::UnterminatedString { start, end: pos });
                     }
                     scan.close_levels(outer);
+                    after_operand = false;
                     pos += 1;
                 }
                 _ => pos += 1,
             },
             Mode::Code { .. } => match byte {
                 b'/' if bytes.get(pos + 1) == Some(&b'/') => pos = line_end(text, pos),
+                b if is_space(b) => pos += 1,
                 b'-' if bytes.get(pos + 1) != Some(&b'>') => {
                     run += 1;
                     if run == MAX_PREFIX_RUN + 1 {
                         scan.errors.push(LexError::PrefixRun { at: pos, len: 1 });
                     }
+                    after_operand = false;
                     pos += 1;
                 }
-                b if is_space(b) => pos += 1,
                 b'"' => {
                     run = 0;
                     scan.stack.push(Mode::Str { start: pos });
@@ -282,6 +278,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                 b'(' | b'[' | b'{' => {
                     run = 0;
                     scan.open_level(pos);
+                    after_operand = false;
                     pos += 1;
                 }
                 b',' => {
@@ -289,6 +286,7 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                     // every expression before it at its bracket level has ended.
                     run = 0;
                     scan.release();
+                    after_operand = false;
                     pos += 1;
                 }
                 b')' | b']' | b'}' => {
@@ -296,6 +294,8 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                     if scan.stack.len() > 1 {
                         scan.close_levels(scan.stack.len() - 1);
                     }
+                    after_operand = true;
+                    after_number = false;
                     pos += 1;
                 }
                 b if is_ident_byte(b) => {
@@ -306,47 +306,57 @@ pub fn prescan(text: &str) -> Vec<LexError> {
                         if run == MAX_PREFIX_RUN + 1 {
                             scan.errors.push(LexError::PrefixRun { at: pos, len: 3 });
                         }
+                        after_operand = false;
                         pos += 3;
                         continue;
                     }
                     run = 0;
-                    if !preceded {
-                        match word {
-                            "if" => {
-                                scan.ifs.push(Branch::Condition);
-                                scan.check_depth(pos, 2);
+                    let mut operand = false;
+                    match word {
+                        "if" if !preceded => {
+                            scan.ifs.push(Branch::Condition);
+                            scan.check_depth(pos, 2);
+                        }
+                        "then" if !preceded => {
+                            if let Some(branch @ Branch::Condition) = scan.end_inner_branches() {
+                                *branch = Branch::Then;
                             }
-                            "then" => {
-                                if let Some(branch @ Branch::Condition) = scan.end_inner_branches() {
-                                    *branch = Branch::Then;
+                        }
+                        "else" if !preceded => {
+                            let next = skip_code_trivia(text, pos + word.len());
+                            let chained = word_at(text, next) == "if";
+                            if let Some(branch @ Branch::Then) = scan.end_inner_branches() {
+                                // `else if` goes on with the same `if`: the grammar's chain
+                                // is flat.
+                                *branch = if chained { Branch::Condition } else { Branch::Else };
+                                if chained {
+                                    after_operand = false;
+                                    pos = next + 2;
+                                    continue;
                                 }
                             }
-                            "else" => {
-                                let next = skip_code_trivia(text, pos + word.len());
-                                let chained = word_at(text, next) == "if";
-                                if let Some(branch @ Branch::Then) = scan.end_inner_branches() {
-                                    // `else if` goes on with the same `if`: the grammar's
-                                    // chain is flat.
-                                    *branch = if chained { Branch::Condition } else { Branch::Else };
-                                    if chained {
-                                        pos = next + 2;
-                                        continue;
-                                    }
-                                }
-                            }
-                            _ if starts_line(text, pos) && ends_expressions(text, pos, word) => {
+                        }
+                        "and" | "or" => {}
+                        _ => {
+                            // A word right after an operand: no expression goes on from an
+                            // operand with a word (except the keywords above, and a money
+                            // amount's currency), so every expression at this level has
+                            // ended before it.
+                            let currency =
+                                after_number && word.len() == 3 && word.bytes().all(|b| b.is_ascii_uppercase());
+                            if after_operand && !preceded && !currency {
                                 scan.release();
-                                // A new item: report excess nesting again, even where
-                                // brackets left open before keep it high.
-                                scan.reported_deep = false;
                             }
-                            _ => {}
+                            operand = true;
                         }
                     }
+                    after_operand = operand;
+                    after_number = operand && b.is_ascii_digit();
                     pos += word.len().max(1);
                 }
                 _ => {
                     run = 0;
+                    after_operand = false;
                     pos += 1;
                 }
             },
@@ -361,36 +371,6 @@ pub fn prescan(text: &str) -> Vec<LexError> {
     let mut errors = scan.errors;
     errors.sort_by_key(|error| error.start());
     errors
-}
-
-/// The words that start a statement of a `test` block.
-const TEST_KEYWORDS: &[&str] =
-    &["flow", "at", "given", "param", "model", "corpus", "action", "decide", "override", "after", "expect"];
-
-/// Whether `word`, starting a line at `pos`, ends every expression before it at its
-/// bracket level:
-/// - a word followed by `:` (a field, a named argument, a declaration): `:` goes on no
-///   expression;
-/// - the keyword of an item, a test statement, an approval row or a clause with a
-///   condition, followed by a word or a literal: read as a name, it would be an operand
-///   that the next word ends (`and`, `or`, `then` and `else` would go on, so they don't
-///   count).
-fn ends_expressions(text: &str, pos: usize, word: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut next = pos + word.len();
-    let gap = next;
-    while matches!(bytes.get(next), Some(b' ' | b'\t')) {
-        next += 1;
-    }
-    if bytes.get(next) == Some(&b':') {
-        return true;
-    }
-    let keyword = FLOW_ITEM_KEYWORDS.contains(&word)
-        || DECLARATION_KEYWORDS.contains(&word)
-        || TEST_KEYWORDS.contains(&word)
-        || word == "when";
-    let starts_operand = bytes.get(next).is_some_and(|&b| is_ident_byte(b) || b == b'"' || b == b'@');
-    keyword && next > gap && starts_operand && !matches!(word_at(text, next), "and" | "or" | "then" | "else")
 }
 
 /// The offset of the first byte after whitespace and comments from `pos`, as the grammar's

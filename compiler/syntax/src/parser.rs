@@ -40,7 +40,16 @@ fn parse_with(text: &str, file: FileId, quick: bool) -> Parse {
     // error goes to pest whole.
     let quick = quick && lex_errors.is_empty();
     let mut driver = Driver { text, file, lex_errors, diagnostics: Vec::new(), quick };
+    // Every opening past the nesting limit is an error (the driver withholds what reaches
+    // one); one a line is reported.
+    let mut reported_deep_to = 0;
     for error in driver.lex_errors.clone() {
+        if let LexError::TooDeep { at, .. } = error {
+            if at < reported_deep_to {
+                continue;
+            }
+            reported_deep_to = lexer::line_end(text, at);
+        }
         driver.diagnostics.push(lex_diagnostic(text, file, error));
     }
     let mut items = Vec::new();

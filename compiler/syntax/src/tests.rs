@@ -59,6 +59,15 @@ fn ifs_side_by_side_are_not_nesting() {
     assert!(!too_deep(&format!("test \"t\" {{\n  flow f\n{expects}}}\n")));
     let rows: String = (0..40).map(|i| format!("    when {} == 1 => auto\n", branch(i))).collect();
     assert!(!too_deep(&format!("flow f {{\n  approval a {{\n{rows}  }}\n}}\n")));
+    let rows: String = (0..40).map(|i| format!("    when (n > {i}) and if v then a else b => auto\n")).collect();
+    assert!(!too_deep(&format!("flow f {{\n  approval a {{\n{rows}  }}\n}}\n")));
+    let expects: String =
+        (0..40).map(|i| format!("  expect -1 == {}\n  expect (x) == {}\n", branch(i), branch(i))).collect();
+    assert!(!too_deep(&format!("test \"t\" {{\n  flow f\n{expects}}}\n")));
+    let fields: String = (0..40).map(|i| format!("a{i}: {} ", branch(i))).collect();
+    assert!(!too_deep(&format!("flow f {{\n  let x = T {{ {fields}}}\n}}\n")));
+    // Money amounts go on: `1 USD + if …` nests.
+    assert!(too_deep(&format!("flow f {{\n  let x = {}1\n}}\n", "if a then 1 else 1 USD + ".repeat(40))));
     // Nested in `else` branches, they are.
     assert!(too_deep(&format!("flow f {{\n  let x = f({})\n}}\n", many(" + "))));
 }
