@@ -129,6 +129,21 @@ fn deep_nesting_past_where_an_item_seems_to_end_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn nesting_inside_what_the_pre_scan_read_as_a_string_is_an_error_not_a_crash() {
+    // The driver resumes at a `}` that the pre-scan took for an interpolation's end, so
+    // the rest of the line was string to the pre-scan and code to pest.
+    let deep = format!("{}1{}", "(".repeat(40_000), ")".repeat(40_000));
+    for start in [
+        "flow f {\n  let x = \"{\n  } ",
+        "flow f {\n  let x = \"a {b c\n} ",
+        "flow f {\n  let x = \"a {T {x: 1} \\\" } ",
+    ] {
+        let text = format!("{start}fn g() -> Int = {deep}\n");
+        assert!(survive(text.into_bytes()) > 0, "{start:?}");
+    }
+}
+
+#[test]
 fn a_broken_else_if_chain_is_an_error_at_once() {
     // Each failed step of the chain once made pest read the rest again as a nested `if`:
     // time doubled with every step.

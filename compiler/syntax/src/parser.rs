@@ -172,6 +172,14 @@ impl<'t> Driver<'t> {
         self.lex_errors.get(index).copied().filter(|e| e.start() < end)
     }
 
+    /// The end of the unterminated string the pre-scan was reading at `pos`, if any.
+    fn inside_unclosed_string(&self, pos: usize) -> Option<usize> {
+        self.lex_errors.iter().find_map(|error| match *error {
+            LexError::UnterminatedString { start, end } if start < pos && pos < end => Some(end),
+            _ => None,
+        })
+    }
+
     /// Where the first lexical error at or after `pos` that must keep text from the
     /// parser starts (deep nesting: pest's recursion is bounded only by this check).
     fn fatal_error_after(&self, pos: usize) -> Option<usize> {
@@ -189,6 +197,12 @@ impl<'t> Driver<'t> {
         context: Context,
     ) -> Result<(Pair<'t, Rule>, usize), usize> {
         let text = self.text;
+        // Nor is text the pre-scan read as the inside of a string that never closed (the
+        // driver may resume in it, at a `}` that the pre-scan took for an interpolation's
+        // end): its nesting was not counted.
+        if let Some(end) = self.inside_unclosed_string(pos) {
+            return Err(end);
+        }
         // Text nested too deep is not handed to pest at all: an item that reaches it is
         // skipped, and pest sees only the text before it (pest may read on past where the
         // item seems to end).
