@@ -39,7 +39,14 @@ fn parse_with(text: &str, file: FileId, quick: bool) -> Parse {
     // The quick reading relies on the pre-scan's bounds on nesting; a file with a lexical
     // error goes to pest whole.
     let quick = quick && lex_errors.is_empty();
-    let mut driver = Driver { text, file, lex_errors, diagnostics: Vec::new(), quick };
+    let unclosed = lex_errors
+        .iter()
+        .filter_map(|error| match *error {
+            LexError::UnterminatedString { start, end } => Some((start, end)),
+            _ => None,
+        })
+        .collect();
+    let mut driver = Driver { text, file, lex_errors, unclosed, diagnostics: Vec::new(), quick };
     // Every opening past the nesting limit is an error (the driver withholds what reaches
     // one); one a line is reported.
     let mut reported_deep_to = 0;
@@ -155,6 +162,9 @@ struct Driver<'t> {
     text: &'t str,
     file: FileId,
     lex_errors: Vec<LexError>,
+    /// The spans of the strings the pre-scan found unterminated, in order (they do not
+    /// overlap).
+    unclosed: Vec<(usize, usize)>,
     diagnostics: Vec<Diagnostic>,
     /// Whether `let` items are read by the quick reading (`tree/quick.rs`) where it applies.
     quick: bool,
@@ -174,10 +184,9 @@ impl<'t> Driver<'t> {
 
     /// The end of the unterminated string the pre-scan was reading at `pos`, if any.
     fn inside_unclosed_string(&self, pos: usize) -> Option<usize> {
-        self.lex_errors.iter().find_map(|error| match *error {
-            LexError::UnterminatedString { start, end } if start < pos && pos < end => Some(end),
-            _ => None,
-        })
+        let index = self.unclosed.partition_point(|&(start, _)| start < pos);
+        let (_, end) = *self.unclosed.get(index.checked_sub(1)?)?;
+        (pos < end).then_some(end)
     }
 
     /// Where the first lexical error at or after `pos` that must keep text from the
