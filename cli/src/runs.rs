@@ -355,7 +355,13 @@ fn counted(
     match result {
         Ok(view) => {
             batch.runs += 1;
-            *batch.outcomes.entry(view.status.as_str().to_owned()).or_default() += 1;
+            // The status's text copied only the first time it is counted.
+            match batch.outcomes.get_mut(view.status.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    batch.outcomes.insert(view.status.as_str().to_owned(), 1);
+                }
+            }
             match candidate.map(|candidate| runtime.shadow(&view.run, candidate)) {
                 None => {}
                 Some(Ok(shadow)) => {

@@ -29,6 +29,9 @@ impl fmt::Display for Money {
 impl Money {
     /// Reads `"12.50 EUR"`.
     pub fn parse(text: &str) -> Option<Money> {
+        if let Some(money) = Money::parse_plain(text) {
+            return Some(money);
+        }
         let (amount, currency) = text.trim().rsplit_once(' ')?;
         let amount = amount.trim();
         // Exactly, or not at all: an amount is never rounded to fit.
@@ -38,6 +41,36 @@ impl Money {
             Decimal::from_str_exact(amount).ok()?
         };
         Some(Money { amount, currency: Currency::new(currency)? })
+    }
+
+    /// The shape most amounts are written in, read without searching the text: digits,
+    /// perhaps a point and more digits (18 digits at most), a space and the currency;
+    /// `None` for anything else, which [`Money::parse`] reads the general way (to the same
+    /// amount, scale included).
+    fn parse_plain(text: &str) -> Option<Money> {
+        let bytes = text.as_bytes();
+        let (amount, currency) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        let [b' ', code @ ..] = currency else { return None };
+        let currency = Currency::new(std::str::from_utf8(code).ok()?)?;
+        let (mut mantissa, mut digits, mut scale, mut point) = (0u64, 0u32, 0u32, false);
+        for &byte in amount {
+            match byte {
+                b'0'..=b'9' => {
+                    mantissa = mantissa * 10 + u64::from(byte - b'0');
+                    digits += 1;
+                    scale += u32::from(point);
+                    if digits > 18 {
+                        return None;
+                    }
+                }
+                b'.' if !point && digits > 0 => point = true,
+                _ => return None,
+            }
+        }
+        if digits == 0 || (point && scale == 0) {
+            return None;
+        }
+        Some(Money { amount: Decimal::from_i128_with_scale(i128::from(mantissa), scale), currency })
     }
 }
 

@@ -433,6 +433,23 @@ impl Analysis {
         self.feeds[node * self.gate_words + gate / 64] & (1 << (gate % 64)) != 0
     }
 
+    /// A set of the plan's gates (by position in [`Analysis::gates`]), empty.
+    pub(crate) fn no_gates(&self) -> smallvec::SmallVec<[u64; 2]> {
+        smallvec::smallvec![0; self.gate_words]
+    }
+
+    /// Whether node `node` feeds every gate of `gates` (a set from [`Analysis::no_gates`]).
+    pub(crate) fn feeds_all(&self, node: usize, gates: &[u64]) -> bool {
+        let feeds = &self.feeds[node * self.gate_words..][..self.gate_words];
+        gates.iter().zip(feeds).all(|(g, f)| g & !f == 0)
+    }
+
+    /// Whether node `node` feeds some gate of `gates` (a set from [`Analysis::no_gates`]).
+    pub(crate) fn feeds_any(&self, node: usize, gates: &[u64]) -> bool {
+        let feeds = &self.feeds[node * self.gate_words..][..self.gate_words];
+        gates.iter().zip(feeds).any(|(g, f)| g & f != 0)
+    }
+
     /// Each param with its default value.
     pub fn param_defaults(&self) -> &[(SmolStr, Result<Value, crate::interp::EvalError>)] {
         &self.param_defaults

@@ -429,18 +429,19 @@ pub(crate) fn run_steps(exec: &mut Exec<'_, '_>, services: &Services<'_>) -> Res
 pub(crate) fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<NodeId> {
     let analysis = exec.analysis;
     let phases = &exec.state.phases;
-    let mut open = Vec::new();
+    // The gates not yet evaluated, as a set.
+    let mut open = analysis.no_gates();
     let mut deciding = false;
     for (g, gate) in analysis.gates().enumerate() {
         match phases[gate] {
             Phase::Waiting => deciding = true,
-            Phase::NotRun => open.push(g),
+            Phase::NotRun => open[g / 64] |= 1 << (g % 64),
             _ => {}
         }
     }
     let ready = |id: &NodeId| !is_rule(&analysis.plan.node(*id).kind) && exec.ready(*id);
     let candidates = || analysis.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
-    if !deciding && let Some(id) = candidates().find(|id| open.iter().all(|&g| analysis.feeds(id.index(), g))) {
+    if !deciding && let Some(id) = candidates().find(|id| analysis.feeds_all(id.index(), &open)) {
         return Some(*id);
     }
     if only.is_some() {
@@ -448,7 +449,7 @@ pub(crate) fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<Nod
         // allowed without the exception below.
         return None;
     }
-    candidates().find(|id| open.iter().any(|&g| analysis.feeds(id.index(), g))).copied()
+    candidates().find(|id| analysis.feeds_any(id.index(), &open)).copied()
 }
 
 pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>) -> Result<(), Interrupted> {

@@ -25,17 +25,13 @@ pub(crate) struct Loaded {
 
 impl Loaded {
     /// Applies an event to the run's state and keeps it for the next commit. A run that
-    /// keeps no evidence only observes it (as its commit would), and takes the values of
-    /// its first event into its state rather than copying them.
+    /// keeps no evidence only observes it (as its commit would); it began from its first
+    /// event without recording it ([`Loaded::in_memory`]).
     pub(crate) fn record(&mut self, analysis: &Analysis, event: Event<Value>) {
         match event {
-            Event::Started(started) if !self.log.durable => {
-                self.log.signing_key.clone_from(&started.signing_key);
-                self.state.start(analysis, *started);
-            }
             event if !self.log.durable => {
                 self.state.apply(analysis, &event);
-                self.log.observe(&analysis.body().flow.name, &event);
+                self.log.observe_owned(&analysis.body().flow.name, event);
             }
             event => {
                 self.state.apply(analysis, &event);
@@ -49,10 +45,13 @@ impl Loaded {
         Loaded::with(analysis, run, (principal, created), true)
     }
 
-    /// A run kept in memory: its first event gives its id; it has no chain, record or
-    /// creation.
-    pub(crate) fn in_memory(analysis: &Analysis) -> Loaded {
-        Loaded::with(analysis, String::new(), (String::new(), String::new()), false)
+    /// A run kept in memory, begun as its first event says (the event is not recorded: it
+    /// has no chain, record or creation).
+    pub(crate) fn in_memory(analysis: &Analysis, started: crate::event::Started<Value>) -> Loaded {
+        let mut loaded = Loaded::with(analysis, String::new(), (String::new(), String::new()), false);
+        loaded.log.signing_key.clone_from(&started.signing_key);
+        loaded.state.start(analysis, started);
+        loaded
     }
 
     fn with(analysis: &Analysis, run: String, (principal, created): (String, String), durable: bool) -> Loaded {
@@ -160,14 +159,24 @@ impl Log {
             Event::ActionStarted { node, action, args, .. } if self.durable => {
                 self.calls.insert(node.clone(), exec::call_digest(flow, action, args));
             }
-            Event::Emitted { node, value, marks } => {
-                self.outputs.insert(node.clone(), value.clone());
-                if !marks.is_empty() {
-                    self.marks.insert(node.to_string(), marks.clone());
-                }
-            }
+            Event::Emitted { node, value, marks } => self.emitted(node.clone(), value.clone(), marks.clone()),
             _ => {}
         }
+    }
+
+    /// [`Log::observe`], taking the event: an output's value is moved rather than copied.
+    pub(crate) fn observe_owned(&mut self, flow: &str, event: Event<Value>) {
+        match event {
+            Event::Emitted { node, value, marks } => self.emitted(node, value, marks),
+            event => self.observe(flow, &event),
+        }
+    }
+
+    fn emitted(&mut self, node: SmolStr, value: Value, marks: Vec<String>) {
+        if !marks.is_empty() {
+            self.marks.insert(node.to_string(), marks);
+        }
+        self.outputs.insert(node, value);
     }
 
     /// The outputs emitted so far, as evidence JSON (labels marked, unsalted).

@@ -518,7 +518,6 @@ pub fn approver_roles(body: &PlanBody, terms: &[Requirement], escalated: &[SmolS
 
 /// The requirement of an approval row, as people read it: `1 of manager, 1 of finance_director`.
 pub fn requirement_text(terms: &[Requirement]) -> String {
-    use std::fmt::Write as _;
     let mut out = String::with_capacity(32);
     for (n, term) in terms.iter().enumerate() {
         if n > 0 {
@@ -527,8 +526,22 @@ pub fn requirement_text(terms: &[Requirement]) -> String {
         match term {
             Requirement::Auto => out.push_str("auto"),
             Requirement::Count { count, role } => {
-                // Writing to a `String` cannot fail.
-                let _ = write!(out, "{count} of {role}");
+                // The count's digits by hand: a formatter costs more than the rest of the text,
+                // and every approval step writes it.
+                let mut digits = [0u8; 10];
+                let mut at = digits.len();
+                let mut n = *count;
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                out.extend(digits[at..].iter().map(|&d| char::from(d)));
+                out.push_str(" of ");
+                out.push_str(role);
             }
             Requirement::AllOf(roles) => {
                 out.push_str("all of ");

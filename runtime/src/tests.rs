@@ -145,6 +145,21 @@ proptest::proptest! {
         proptest::prop_assert_eq!(crate::state::outstanding(&body, &wait), expected);
         proptest::prop_assert_eq!(crate::state::has_slots(&terms), !crate::state::slots(&terms).is_empty());
     }
+
+    /// A requirement's text writes its counts (by hand) as the formatter does.
+    #[test]
+    fn a_requirement_text_writes_counts_as_the_formatter_does(count in proptest::prelude::any::<u32>(), small in 0u32..12) {
+        use flow_ir::plan::Requirement;
+        let terms = [
+            Requirement::Count { count, role: "manager".into() },
+            Requirement::Auto,
+            Requirement::Count { count: small, role: "director".into() },
+        ];
+        proptest::prop_assert_eq!(
+            crate::state::requirement_text(&terms),
+            format!("{count} of manager, auto, {small} of director")
+        );
+    }
 }
 
 #[test]
@@ -769,4 +784,27 @@ fn run_ids_are_distinct_and_sort_by_when_they_were_drawn() {
     let now = crate::identity::now();
     let now_ms = now.seconds as u64 * 1000;
     assert!(now_ms.abs_diff(ms) < 60_000, "the first twelve digits are the time: {ms} against {now_ms}");
+}
+
+/// How an amount was read before plain amounts had their own reading: the definition.
+fn money_by_definition(text: &str) -> Option<(flow_ir::ty::Currency, [u8; 16])> {
+    let (amount, currency) = text.trim().rsplit_once(' ')?;
+    let amount = amount.trim().replace('_', "");
+    let amount = rust_decimal::Decimal::from_str_exact(&amount).ok()?;
+    Some((flow_ir::ty::Currency::new(currency)?, amount.serialize()))
+}
+
+proptest::proptest! {
+    /// Amounts read the same, scale and sign included, whichever way they are read: plain
+    /// ones (`1200.50 USD`) directly, anything else the general way.
+    #[test]
+    fn amounts_read_as_the_definition_reads_them(
+        plain in "[0-9]{0,20}(\\.[0-9]{0,20})? [A-Z]{3}",
+        other in "[ 0-9._+-]{0,24} ?[A-Za-z ]{0,5}",
+    ) {
+        for text in [&plain, &other] {
+            let read = Money::parse(text).map(|m| (m.currency, m.amount.serialize()));
+            proptest::prop_assert_eq!(read, money_by_definition(text), "{:?}", text);
+        }
+    }
 }

@@ -123,8 +123,21 @@ struct Exprs {
 
 impl Exprs {
     fn decimal(&mut self) -> Decimal {
-        let choices =
-            ["0", "0.1", "0.10", "-2.5", "1", "3", "1000000", "0.0000000000000000000000000001", BIG, "-7.125"];
+        // Mantissas of 64 bits too: native products are exact only where they fit in 96.
+        let choices = [
+            "0",
+            "0.1",
+            "0.10",
+            "-2.5",
+            "1",
+            "3",
+            "1000000",
+            "0.0000000000000000000000000001",
+            BIG,
+            "-7.125",
+            "18446744073709551615",
+            "-4294967296.5",
+        ];
         let text = choices[self.rng.below(choices.len())];
         let d: Decimal = text.parse().unwrap_or_default();
         if self.rng.below(4) == 0 {

@@ -1013,6 +1013,9 @@ impl Gen<'_, '_, '_> {
             };
             return Ok(vec![self.bool_of(holds)]);
         }
+        if op == BinaryOp::Mul && matches!((lrep.kind, rrep.kind), (Decimal | Money, Decimal) | (Decimal, Money)) {
+            return Ok(self.decimal_product((lrep, &lw), (rrep, &rw), out));
+        }
         let checked = |g: &mut Self, a: Value, b: Value| match op {
             BinaryOp::Add => Some(g.b.ins().sadd_overflow(a, b)),
             BinaryOp::Sub => Some(g.b.ins().ssub_overflow(a, b)),
@@ -1041,6 +1044,66 @@ impl Gen<'_, '_, '_> {
             (_, Timestamp) => vec![value, rw[1]],
             _ => vec![value],
         })
+    }
+
+    /// `l * r` of decimals or an amount and a decimal. Natively when both mantissas have at
+    /// most 64 bits, neither is zero, and their product fits in 96 bits at a scale of at most
+    /// 28: `rust_decimal` then gives exactly that product, at the sum of their scales, with
+    /// their signs combined (`ops/mul.rs`: no rounding, no rescaling). Otherwise, the
+    /// interpreter's operation, which rounds or fails as it does.
+    fn decimal_product(&mut self, l: (Rep, &[Value]), r: (Rep, &[Value]), out: Rep) -> Words {
+        let (a, b) = (&l.1[..2], &r.1[..2]);
+        let high_a = self.b.ins().band_imm_s(a[1], 0xffff_ffff);
+        let high_b = self.b.ins().band_imm_s(b[1], 0xffff_ffff);
+        let highs = self.b.ins().bor(high_a, high_b);
+        let narrow = self.b.ins().icmp_imm_s(IntCC::Equal, highs, 0);
+        let zero_a = self.b.ins().icmp_imm_s(IntCC::Equal, a[0], 0);
+        let zero_b = self.b.ins().icmp_imm_s(IntCC::Equal, b[0], 0);
+        let zero = self.b.ins().bor(zero_a, zero_b);
+        let (wide_a, wide_b) = (self.b.ins().uextend(I128, a[0]), self.b.ins().uextend(I128, b[0]));
+        let product = self.b.ins().imul(wide_a, wide_b);
+        let (low, high) = self.b.ins().isplit(product);
+        let beyond = self.b.ins().ushr_imm_s(high, 32);
+        let fits = self.b.ins().icmp_imm_s(IntCC::Equal, beyond, 0);
+        let scale = |g: &mut Self, w: Value| {
+            let shifted = g.b.ins().ushr_imm_s(w, 48);
+            g.b.ins().band_imm_s(shifted, 0xff)
+        };
+        let (scale_a, scale_b) = (scale(self, a[1]), scale(self, b[1]));
+        let scale = self.b.ins().iadd(scale_a, scale_b);
+        let within = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThanOrEqual, scale, 28);
+        let exact = self.b.ins().band(narrow, fits);
+        let exact = self.b.ins().band(exact, within);
+        let nonzero = self.b.ins().bxor_imm_s(zero, 1);
+        let exact = self.b.ins().band(exact, nonzero);
+
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        let results: Words = (0..out.words()).map(|_| self.b.append_block_param(merge, I64)).collect();
+        self.b.ins().brif(exact, fast, &[], slow, &[]);
+
+        self.b.switch_to_block(fast);
+        let signs = self.b.ins().bxor(a[1], b[1]);
+        let sign = self.b.ins().band_imm_s(signs, i64::MIN);
+        let scale = self.b.ins().ishl_imm_s(scale, 48);
+        let flags = self.b.ins().bor(scale, sign);
+        let word = self.b.ins().bor(high, flags);
+        let mut words = vec![low, word];
+        if out.kind == Kind::Money {
+            // The amount's currency.
+            words.push(if l.0.kind == Kind::Money { l.1[2] } else { r.1[2] });
+        }
+        let args: Vec<BlockArg> = words.iter().map(|w| BlockArg::from(*w)).collect();
+        self.b.ins().jump(merge, &args);
+
+        self.b.switch_to_block(slow);
+        let words = self.generic(BinaryOp::Mul, l, r, out);
+        let args: Vec<BlockArg> = words.iter().map(|w| BlockArg::from(*w)).collect();
+        self.b.ins().jump(merge, &args);
+
+        self.b.switch_to_block(merge);
+        results
     }
 
     /// -1, 0 or 1 as `a` is before, at or after `b` (instants).

@@ -331,10 +331,24 @@ impl Layout {
 /// each place of a node's value, written when the node gets its value.
 #[derive(Clone, Debug)]
 pub struct Frame {
+    /// The layout's words, then a bit for each node (by index): whether its places hold its
+    /// value (it has one, and of the expected shape). One allocation for both.
     words: Vec<u64>,
-    /// By node index: whether its places hold its value (it has one, and of the expected
-    /// shape).
-    valid: Vec<bool>,
+    /// Where the nodes' bits begin.
+    valid_at: usize,
+}
+
+impl Frame {
+    fn valid(&self, node: usize) -> bool {
+        self.words.get(self.valid_at + node / 64).is_some_and(|word| word >> (node % 64) & 1 == 1)
+    }
+
+    fn set_valid(&mut self, node: usize, valid: bool) {
+        if let Some(word) = self.words.get_mut(self.valid_at + node / 64) {
+            let bit = 1 << (node % 64);
+            if valid { *word |= bit } else { *word &= !bit }
+        }
+    }
 }
 
 type Function = unsafe extern "C" fn(*mut helpers::Call<'_>, *const u64, *const u64, *mut u64) -> u64;
@@ -462,7 +476,8 @@ impl Native {
 
     /// A frame for a run's values, degraded flags and clock.
     pub fn frame(&self, values: &[Option<Value>], degraded: &[bool], clock: Timestamp) -> Frame {
-        let mut frame = Frame { words: vec![0; self.layout.words as usize], valid: vec![false; values.len()] };
+        let valid_at = self.layout.words as usize;
+        let mut frame = Frame { words: vec![0; valid_at + values.len().div_ceil(64)], valid_at };
         self.set_clock(&mut frame, clock);
         for node in 0..values.len() {
             // A node without a value, not degraded, is what a fresh frame already says.
@@ -486,7 +501,7 @@ impl Native {
         }
         let Some(places) = self.layout.by_node.get(node) else { return };
         let Some(Some(value)) = values.get(node) else {
-            frame.valid[node] = false;
+            frame.set_valid(node, false);
             return;
         };
         let mut valid = true;
@@ -495,7 +510,7 @@ impl Native {
             let out = &mut frame.words[place.offset as usize..][..place.rep.words()];
             valid &= self.store_place(value, place, out);
         }
-        frame.valid[node] = valid;
+        frame.set_valid(node, valid);
     }
 
     /// Writes the value at `path` of `value`. A path through an absent optional record
@@ -537,7 +552,7 @@ impl Native {
         frame: &Frame,
         read: impl FnOnce(&[u64; 4]) -> T,
     ) -> Option<Result<T, EvalError>> {
-        if !entry.reads.iter().all(|n| frame.valid.get(*n as usize) == Some(&true)) {
+        if !entry.reads.iter().all(|n| frame.valid(*n as usize)) {
             return None;
         }
         let mut call = helpers::Call::new(self, scope);
@@ -584,7 +599,7 @@ impl Native {
     /// The first row of approval node `node`'s matrix that holds (by position), natively.
     pub fn matrix(&self, node: u32, scope: &dyn Scope, frame: &Frame) -> Option<Result<Option<usize>, EvalError>> {
         if let Some((table, reads)) = self.tables_of_matrices.get(&node) {
-            if !reads.iter().all(|n| frame.valid.get(*n as usize) == Some(&true)) {
+            if !reads.iter().all(|n| frame.valid(*n as usize)) {
                 return None;
             }
             return Some(Ok(table.first(&frame.words)));

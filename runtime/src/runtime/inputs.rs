@@ -17,14 +17,13 @@ impl Runtime {
     /// Reads the inputs of a run, each checked against its declared type.
     pub(super) fn inputs(&self, analysis: &Analysis, given: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
         let body = analysis.body();
-        let declared: Vec<&flow_ir::plan::Node> =
-            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
-        if let Some((name, _)) = given.iter().find(|(n, _)| !declared.iter().any(|d| d.name == n)) {
-            let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        let declared = || body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. }));
+        if let Some((name, _)) = given.iter().find(|(n, _)| !declared().any(|d| d.name == n)) {
+            let names: Vec<&str> = declared().map(|d| d.name.as_str()).collect();
             return Err(Error::Input(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
         }
-        let mut inputs = Vec::with_capacity(declared.len());
-        for node in declared {
+        let mut inputs = Vec::with_capacity(declared().count());
+        for node in declared() {
             let value = match given.iter().find(|(n, _)| n == node.name.as_str()) {
                 Some((_, json)) => {
                     // The input's path, written only for an error.

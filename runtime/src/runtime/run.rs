@@ -84,7 +84,7 @@ impl RunJournal<'_> {
 impl Journal for RunJournal<'_> {
     fn record(&mut self, event: Event<Value>) {
         if !self.log.durable {
-            self.log.observe(&self.analysis.body().flow.name, &event);
+            self.log.observe_owned(&self.analysis.body().flow.name, event);
             return;
         }
         if let Event::ActionCompleted { node, .. } | Event::Failed { node, .. } = &event
@@ -323,10 +323,13 @@ impl Runtime {
         // A stored run's creation is the time of its first commit, which its first event
         // records.
         let mut loaded = match durable {
-            true => Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new()),
-            false => Loaded::in_memory(analysis),
+            true => {
+                let mut loaded = Loaded::new(analysis, started.run.clone(), who.id.clone(), String::new());
+                loaded.record(analysis, Event::Started(Box::new(started)));
+                loaded
+            }
+            false => Loaded::in_memory(analysis, started),
         };
-        loaded.record(analysis, Event::Started(Box::new(started)));
         match defer {
             None => self.advance(analysis, &mut loaded)?,
             Some(deferred) => deferred.extend(self.advance_to(analysis, &mut loaded, true)?),
