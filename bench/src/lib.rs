@@ -299,9 +299,20 @@ impl Flow {
     pub fn decide(&self, prepared: &Prepared) -> Decision {
         let body = self.analysis.body();
         let mut holds = [false; GATES.len()];
+        // Natively, the gates that read only the input and the param in one call, as a run
+        // decides them.
+        let together = match (&prepared.frame, self.analysis.native()) {
+            (Some(frame), Ok(native)) => {
+                native.gates(&(&prepared.state, &*self.analysis), frame).and_then(Result::ok).map(|bits| (native, bits))
+            }
+            _ => None,
+        };
         for (i, id) in self.gates.iter().enumerate() {
             let NodeKind::Gate { condition, level, .. } = &body.nodes[id.index()].kind else { continue };
-            holds[i] = self.eval(prepared, condition);
+            holds[i] = match together.and_then(|(native, bits)| Some(bits >> native.gate_bit(id.index())? & 1 == 1)) {
+                Some(held) => held,
+                None => self.eval(prepared, condition),
+            };
             if *level == GateLevel::Block && holds[i] {
                 break;
             }

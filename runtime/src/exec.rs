@@ -113,6 +113,10 @@ pub(crate) struct Exec<'a, 'j> {
     /// The plan's native code and the run's values laid out for it, when it runs natively.
     #[cfg(feature = "jit")]
     native: Option<(&'a crate::jit::Native, crate::jit::Frame)>,
+    /// What [`crate::jit::Native::gates`] gave in this advance, once a gate asked (`None`
+    /// inside: it could not say, and each gate is tested on its own).
+    #[cfg(feature = "jit")]
+    gates: Option<Option<u64>>,
 }
 
 /// Runs `f`, with how long it took in microseconds.
@@ -200,6 +204,8 @@ impl<'a, 'j> Exec<'a, 'j> {
             held: Vec::new(),
             #[cfg(feature = "jit")]
             native,
+            #[cfg(feature = "jit")]
+            gates: None,
         }
     }
 
@@ -247,6 +253,25 @@ impl<'a, 'j> Exec<'a, 'j> {
             return result;
         }
         Ok(self.eval(condition)?.as_bool().unwrap_or(false))
+    }
+
+    /// Whether gate `id`'s condition holds. Natively, the gates that read only inputs and
+    /// params are decided together, at the first of them this advance steps: what they
+    /// read does not change while a run advances, so each reads as it would on its own.
+    fn test_gate(&mut self, id: NodeId, condition: &Expr) -> Result<bool, EvalError> {
+        #[cfg(feature = "jit")]
+        if let Some((native, frame)) = &self.native
+            && let Some(bit) = native.gate_bit(id.index())
+        {
+            let scope = (&*self.state, self.analysis);
+            let gates = *self.gates.get_or_insert_with(|| native.gates(&scope, frame).and_then(Result::ok));
+            if let Some(gates) = gates {
+                return Ok(gates >> bit & 1 == 1);
+            }
+        }
+        #[cfg(not(feature = "jit"))]
+        let _ = id;
+        self.test(condition)
     }
 
     /// The first row of approval step `id`'s matrix that holds.
@@ -468,7 +493,7 @@ pub(crate) fn step(exec: &mut Exec<'_, '_>, id: NodeId, services: &Services<'_>)
             }
             Err(error) => exec.fail(name, error),
         },
-        NodeKind::Gate { level, condition, .. } => match exec.test(condition) {
+        NodeKind::Gate { level, condition, .. } => match exec.test_gate(id, condition) {
             Ok(holds) if !exec.evidence => exec.state.gate(id.index(), *level, holds),
             Ok(holds) => {
                 let operands = exec.operands(name);

@@ -449,6 +449,101 @@ fn native_code_runs_every_plan_as_the_interpreter_does() {
     }
 }
 
+/// Native code decides the gates that read only inputs and params with one call. Where
+/// one of them fails (a division by zero, an overflow) the run fails at that gate as the
+/// interpreter's does, a blocking gate stops the run before the gates after it, and a gate
+/// that reads a rule is tested on its own: stored runs (their story, `why`, included) and
+/// runs kept in memory end as the interpreter's, on every combination of edge values.
+#[test]
+fn gates_decided_together_fail_and_block_as_each_on_its_own() {
+    let text = r#"
+role clerk
+
+type Case {
+  a: Int
+  b: Int
+  d: Decimal
+}
+
+type Seen {
+  small: Bool
+}
+
+flow gated {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+
+  input c: Case
+  output seen: Seen
+  param k: Int = 3
+
+  access {
+    trigger by clerk
+  }
+
+  gate small: info when c.a < k
+  gate ratio: info when c.d / c.b > 2
+  gate stop: block when c.a == 7
+    message "Seven"
+  let doubled = c.a * 2
+  gate big: info when c.a * c.b > 100
+  gate late: info when doubled > 10
+  gate rising: info when c.a + 1 > c.b
+
+  emit seen = Seen { small: c.a < k }
+}
+"#;
+    let checked = crate::check_fixture("main.flow", text.as_bytes());
+    let plan = crate::plans(&checked).into_iter().flatten().next().unwrap_or_else(|| panic!("{}", checked.render()));
+    let body = plan.body().clone();
+    let runtime = |engine| {
+        let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+        let mut runtime = Runtime::new(Box::new(store));
+        runtime.set_clock(Arc::new(|| flow_ir::expr::Timestamp { seconds: 1_796_100_000, nanos: 0 }));
+        runtime.set_engine(engine);
+        let analysis = runtime.install(plan.clone()).expect("the plan installs");
+        (runtime, analysis)
+    };
+    let (native, native_plan) = runtime(flow_runtime::Engine::Jit);
+    let (interpreted, interpreted_plan) = runtime(flow_runtime::Engine::Interpreter);
+    // Five of the gates read only the input and the param; `late` reads a rule.
+    let compiled = native_plan.native().expect("native code");
+    let decided: Vec<&str> = body
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| compiled.gate_bit(*i).is_some())
+        .map(|(_, n)| n.name.as_str())
+        .collect();
+    assert_eq!(decided, ["big", "ratio", "rising", "small", "stop"]);
+    let who = Principal::new("ana".to_owned(), vec!["clerk".to_owned()]);
+    let options = StartOptions::default();
+    let edges = [json!(0), json!(1), json!(-1), json!(7), json!(i64::MAX), json!(i64::MIN)];
+    let mut failed = 0;
+    for a in &edges {
+        for b in &edges {
+            let given = vec![("c".to_owned(), json!({"a": a, "b": b, "d": "12.5"}))];
+            let view = |v: flow_runtime::RunView| (v.status, v.summary, v.outputs, v.pending, v.why);
+            let stored = (
+                native.start(&native_plan, &who, &given, &options).map(view),
+                interpreted.start(&interpreted_plan, &who, &given, &options).map(view),
+            );
+            let kept = (
+                native.evaluate(&native_plan, &who, &given, &options).map(view),
+                interpreted.evaluate(&interpreted_plan, &who, &given, &options).map(view),
+            );
+            for (what, (n, i)) in [("stored", stored), ("kept in memory", kept)] {
+                let (n, i) = (n.expect("native run"), i.expect("interpreted run"));
+                assert_eq!(n, i, "{what}: a = {a}, b = {b}");
+                failed += usize::from(n.0 == Status::Failed);
+            }
+        }
+    }
+    // Division by zero and overflow are met, in both kinds of run.
+    assert!(failed >= 8, "{failed} failed runs");
+}
+
 /// A run kept in memory (`evaluate`, as backtests run) ends as the same run stored in a new
 /// store does: the same status, summary, outputs and waiting steps (or the same refusal),
 /// with both engines, over every plan and random cases. (A new store each: stored runs

@@ -150,6 +150,26 @@ impl<'p> Module<'p> {
         Ok((id, reads))
     }
 
+    /// Compiles the conditions of several gates into one function: bit `k` of its result
+    /// says whether the `k`th holds (64 at most). Every condition is evaluated, in order; the
+    /// first error is the function's.
+    pub fn gates(&mut self, conditions: &[&Expr]) -> Result<(FuncId, Vec<u32>)> {
+        if conditions.len() > 64 {
+            return Err(format!("{} gates in one block; 64 fit", conditions.len()));
+        }
+        let id = self.declare()?;
+        let reads = self.define(id, &[], false, |g| {
+            let mut mask = g.iconst(0);
+            for (k, condition) in conditions.iter().enumerate() {
+                let holds = g.expr(condition)?[0];
+                let bit = g.b.ins().ishl_imm_s(holds, k as i64);
+                mask = g.b.ins().bor(mask, bit);
+            }
+            Ok(vec![mask])
+        })?;
+        Ok((id, reads))
+    }
+
     /// Compiles an approval matrix: the position of the first row that holds, or -1.
     ///
     /// Rows of large matrices repeat the same tests (`app.segment == retail`, `app.score >=

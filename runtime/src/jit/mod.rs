@@ -384,6 +384,9 @@ pub struct Native {
     matrices: FxHashMap<u32, Entry>,
     /// Large approval matrices as decision tables, by node index, with the nodes they read.
     tables_of_matrices: FxHashMap<u32, (table::Table, Vec<u32>)>,
+    /// The gates whose conditions read only inputs and params, decided together by one
+    /// call ([`Native::gates`]), and each one's bit in its result, by node index.
+    gates: Option<(Entry, Vec<Option<u8>>)>,
     layout: Layout,
     tables: Tables,
     /// Owns the code the entries point to; freed when the `Native` is dropped.
@@ -401,6 +404,7 @@ impl Drop for Native {
         self.exprs.clear();
         self.matrices.clear();
         self.tables_of_matrices.clear();
+        self.gates = None;
         if let Some(module) = self.module.take() {
             // SAFETY: the function pointers into the module were just dropped, and
             // `Native` hands none out.
@@ -455,6 +459,33 @@ impl Native {
                 }
             }
         }
+        // The gates whose conditions read only inputs and params, which no step changes
+        // while a run advances: one call decides them all, when an advance steps the first
+        // of them (`exec::Exec::test_gate`). Each keeps its own code too, for a call that
+        // fails (the gates are then tested one by one, to meet the error where it is).
+        let given: Vec<bool> =
+            body.nodes.iter().map(|n| matches!(n.kind, NodeKind::Input { .. } | NodeKind::Param { .. })).collect();
+        let mut block: Vec<(usize, &Expr)> = Vec::new();
+        for (i, node) in body.nodes.iter().enumerate() {
+            if let NodeKind::Gate { condition, .. } = &node.kind
+                && block.len() < 64
+                && condition.nodes_read().iter().all(|n| node_index(n).is_some_and(|j| given[j as usize]))
+            {
+                block.push((i, condition));
+            }
+        }
+        let gates = match block.len() {
+            0 | 1 => None,
+            _ => {
+                let conditions: Vec<&Expr> = block.iter().map(|(_, c)| *c).collect();
+                let (id, reads) = cx.gates(&conditions)?;
+                let mut bits = vec![None; body.nodes.len()];
+                for (k, (i, _)) in block.iter().enumerate() {
+                    bits[*i] = Some(k as u8);
+                }
+                Some((id, reads, bits))
+            }
+        };
         let (module, mut layout, tables) = cx.finish()?;
         let tables_of_matrices = planned.into_iter().map(|(node, plan)| (node, plan.build(&mut layout))).collect();
         let function = |id| -> Function {
@@ -471,7 +502,8 @@ impl Native {
             .into_iter()
             .map(|(node, id, reads)| (node, Entry { function: function(id), reads, rep: index }))
             .collect();
-        Ok(Native { exprs, matrices, tables_of_matrices, layout, tables, module: Some(module) })
+        let gates = gates.map(|(id, reads, bits)| (Entry { function: function(id), reads, rep: index }, bits));
+        Ok(Native { exprs, matrices, tables_of_matrices, gates, layout, tables, module: Some(module) })
     }
 
     /// A frame for a run's values, degraded flags and clock.
@@ -588,6 +620,20 @@ impl Native {
     pub fn condition(&self, expr: &Expr) -> Option<Condition<'_>> {
         let entry = self.exprs.get(&(expr as *const Expr as usize))?;
         (entry.rep == Rep { kind: Kind::Bool, optional: false }).then_some(Condition { native: self, entry })
+    }
+
+    /// Gate `node`'s bit in what [`Native::gates`] gives, when it is one of those gates.
+    pub fn gate_bit(&self, node: usize) -> Option<u8> {
+        self.gates.as_ref()?.1.get(node).copied().flatten()
+    }
+
+    /// Whether each gate whose condition reads only inputs and params holds, as bits (see
+    /// [`Native::gate_bit`]); `None` when the plan has no such gates or the frame does not
+    /// hold what they read. An error when a condition fails: testing the gates one by one
+    /// then meets that error where the interpreter does.
+    pub fn gates(&self, scope: &dyn Scope, frame: &Frame) -> Option<Result<u64, EvalError>> {
+        let (entry, _) = self.gates.as_ref()?;
+        self.run(entry, scope, frame, |out| out[0])
     }
 
     /// Whether approval node `node`'s matrix is decided as a decision table (`table`) rather
