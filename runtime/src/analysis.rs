@@ -4,11 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use flow_ir::VerifiedPlan;
 use flow_ir::expr::{Expr, ExprKind};
 use flow_ir::plan::{GrantKind, NodeKind, PlanBody};
 use flow_ir::separation::extends;
 use flow_ir::ty::Ty;
+use flow_ir::{NodeId, VerifiedPlan};
 use rustc_hash::FxHashMap;
 use smol_str::SmolStr;
 
@@ -112,6 +112,9 @@ pub struct Analysis {
     resolved: FxHashMap<usize, u32>,
     /// The plan's gates, by node index.
     gates: Vec<u32>,
+    /// The nodes that are not rules (model calls, searches, human steps, effects, emits),
+    /// in the plan's order.
+    steps: Vec<NodeId>,
     /// By node index, `gate_words` words: the gates (by position in `gates`) the node feeds,
     /// that is, is an ancestor of.
     feeds: Vec<u64>,
@@ -328,6 +331,8 @@ impl Analysis {
                 }
             }
         }
+        let steps: Vec<NodeId> =
+            plan.order().iter().copied().filter(|id| !crate::exec::is_rule(&plan.node(*id).kind)).collect();
         let hash = plan.hash().into();
         let timed: Vec<usize> = (plan.body().nodes.iter().enumerate())
             .filter(|(_, node)| node.timing.as_ref().is_some_and(|t| !t.deadlines.is_empty()))
@@ -346,6 +351,7 @@ impl Analysis {
             resolved,
             timed,
             gates,
+            steps,
             feeds,
             gate_words,
             #[cfg(feature = "jit")]
@@ -412,14 +418,19 @@ impl Analysis {
     }
 
     /// The index of the node of this name.
-    pub fn id(&self, name: &str) -> Option<flow_ir::NodeId> {
-        self.index.get(name).map(|i| flow_ir::NodeId(*i))
+    pub fn id(&self, name: &str) -> Option<NodeId> {
+        self.index.get(name).map(|i| NodeId(*i))
     }
 
     /// What a `Node` or `Field` expression of the plan reads: a node index or a field
     /// position; `None` for an expression that is not the plan's.
     pub fn resolved(&self, expr: &Expr) -> Option<u32> {
         self.resolved.get(&(expr as *const Expr as usize)).copied()
+    }
+
+    /// The nodes that are not rules ([`crate::exec::is_rule`]), in the plan's order.
+    pub(crate) fn steps(&self) -> &[NodeId] {
+        &self.steps
     }
 
     /// The plan's gates, by node index.

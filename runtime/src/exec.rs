@@ -464,8 +464,8 @@ pub(crate) fn next_step(exec: &Exec<'_, '_>, only: Option<NodeId>) -> Option<Nod
             _ => {}
         }
     }
-    let ready = |id: &NodeId| !is_rule(&analysis.plan.node(*id).kind) && exec.ready(*id);
-    let candidates = || analysis.plan.order().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| ready(id));
+    let candidates =
+        || analysis.steps().iter().filter(|id| only.is_none_or(|o| o == **id)).filter(|id| exec.ready(**id));
     if !deciding && let Some(id) = candidates().find(|id| analysis.feeds_all(id.index(), &open)) {
         return Some(*id);
     }

@@ -531,7 +531,9 @@ impl Native {
         if let Some(Some(word)) = self.layout.degraded.get(node) {
             frame.words[*word as usize] = u64::from(degraded.get(node).copied().unwrap_or(false));
         }
-        let Some(places) = self.layout.by_node.get(node) else { return };
+        // A node without places is read by no code from the frame (only a place is a read),
+        // so its bit is never asked: most steps (gates, emits) have none.
+        let Some(places) = self.layout.by_node.get(node).filter(|places| !places.is_empty()) else { return };
         let Some(Some(value)) = values.get(node) else {
             frame.set_valid(node, false);
             return;
