@@ -289,14 +289,22 @@ fn run_cases(
         }
         if !durable.0 {
             for (i, line) in block.lines() {
-                let counted = match line.map_err(str::to_owned).and_then(case_inputs) {
-                    Ok(inputs) => {
-                        counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), durable.1, batch)
+                // Read straight into values by the inputs' types where the line allows it;
+                // otherwise the general way, which words what is wrong with it.
+                let read = line.ok().and_then(|line| flow_runtime::read::case_inputs(analysis.body(), line));
+                let counted = match read {
+                    Some(inputs) => {
+                        counted(runtime, i, runtime.evaluate_read(analysis, who, inputs, start), durable.1, batch)
                     }
-                    Err(why) => {
-                        batch.refused.push((i, why));
-                        Ok(())
-                    }
+                    None => match line.map_err(str::to_owned).and_then(case_inputs) {
+                        Ok(inputs) => {
+                            counted(runtime, i, runtime.evaluate(analysis, who, &inputs, start), durable.1, batch)
+                        }
+                        Err(why) => {
+                            batch.refused.push((i, why));
+                            Ok(())
+                        }
+                    },
                 };
                 ended(1);
                 counted?;

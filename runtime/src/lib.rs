@@ -35,6 +35,7 @@ pub mod monitor;
 mod narrative;
 pub mod notify;
 pub mod provider;
+pub mod read;
 pub mod release;
 pub mod replay;
 pub mod retrieval;

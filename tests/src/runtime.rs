@@ -588,6 +588,125 @@ fn runs_kept_in_memory_end_as_stored_runs_do() {
     }
 }
 
+/// A case line read straight into values by its inputs' types
+/// (`flow_runtime::read::case_inputs`, as `run --batch` reads a backtest's lines) gives
+/// what the general reading gives — the line's JSON, then each input decoded — or gives
+/// up: on every plan, random inputs and lines changed at random (numbers with fractions,
+/// unknown and repeated keys, labelled values, other top-level keys, escapes, broken
+/// text), the run it starts ends as the run of the general reading, or both are refused
+/// alike.
+#[test]
+fn case_lines_read_straight_read_as_the_general_reading() {
+    let mut read_straight = 0;
+    let mut given_up = 0;
+    for (p, plan) in all_plans().into_iter().enumerate() {
+        let plan = with_trigger(plan);
+        let body = plan.body().clone();
+        let inputs: Vec<&flow_ir::plan::Node> =
+            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        let who = everyone(&body, "p1");
+        let options = StartOptions {
+            clock: Some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }),
+            params: Vec::new(),
+        };
+        for case in 0..40u64 {
+            let mut rng = Rng(0x9a5e ^ (case << 8) ^ (p as u64) << 32);
+            let mut given = serde_json::Map::new();
+            for node in &inputs {
+                let mut value = random_json(&mut rng, &body, &node.ty, 0);
+                if rng.below(8) == 0
+                    && let Json::Object(fields) = &mut value
+                {
+                    match rng.below(3) {
+                        0 => drop(fields.insert("zz".to_owned(), json!(1))),
+                        1 => value = json!({"$labels": ["pii"], "$value": value.clone()}),
+                        _ => {
+                            // A field left out (a required one: the general reading refuses it).
+                            if let Some(first) = fields.keys().next().cloned() {
+                                fields.shift_remove(&first);
+                            }
+                        }
+                    }
+                }
+                if rng.below(20) != 0 {
+                    given.insert(node.name.to_string(), value);
+                }
+            }
+            let mut line = json!({"inputs": given}).to_string();
+            match rng.below(12) {
+                0 => line = line.replacen("{\"inputs\":", "{\"note\": [1, \"x\", {\"y\": null}], \"inputs\":", 1),
+                1 => {
+                    // A number binary floating point keeps, or one it would change.
+                    let note = if rng.below(2) == 0 { "1.5" } else { "1.00000000000000000001" };
+                    line = line.replacen("{\"inputs\":", &format!("{{\"note\": {note}, \"inputs\":"), 1);
+                }
+                2 => line = line.replacen("\"inputs\"", "\"in\\u0070uts\"", 1),
+                3 => {
+                    // A whole number written with a fraction, or in scientific notation.
+                    if let Some(at) = line.find(|c: char| c.is_ascii_digit()) {
+                        let end = at + line[at..].find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+                        let number = line[at..end].to_owned();
+                        let with = if rng.below(2) == 0 { format!("{number}.0") } else { format!("{number}e0") };
+                        line.replace_range(at..end, &with);
+                    }
+                }
+                4 => {
+                    // A key given twice.
+                    if let Some(at) = line[1..].find("{\"").map(|at| at + 1) {
+                        let end = at + line[at..].find(',').unwrap_or(0);
+                        if end > at {
+                            let pair = line[at + 1..end].to_owned();
+                            line.insert_str(end + 1, &format!("{pair},"));
+                        }
+                    }
+                }
+                5 => line = line.replacen("{\"inputs\":", "{\"inputs\": 1, \"inputs\":", 1),
+                6 if line.len() > 2 => {
+                    let mut at = rng.below(line.len() - 1) + 1;
+                    while !line.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    line.remove(at);
+                }
+                7 => line = format!("{line} x"),
+                8 => line = line.replacen("\"inputs\"", "\"input\"", 1),
+                _ => {}
+            }
+            let seed = format!("plan {} case {case}: {line}", body.flow.name);
+            let view = |v: flow_runtime::RunView| (v.status, v.summary, v.outputs, v.pending);
+            let general = flow_runtime::value::parse_exact(&line).map_err(|e| e.to_string()).and_then(|mut case| {
+                match case.get_mut("inputs").map(Json::take) {
+                    Some(Json::Object(inputs)) => Ok(inputs.into_iter().collect::<Vec<_>>()),
+                    _ => Err("no inputs".to_owned()),
+                }
+            });
+            let Some(straight) = flow_runtime::read::case_inputs(&body, &line) else {
+                given_up += 1;
+                continue;
+            };
+            read_straight += 1;
+            let general = general.unwrap_or_else(|e| panic!("{seed}: read straight, but the general reading: {e}"));
+            // The same seed: both runtimes' models and systems answer the same calls alike.
+            let runtime = || {
+                let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+                let runtime = answered_at_random(store, &body, 0x7e57 ^ (case << 8) ^ p as u64);
+                let analysis = runtime.install(plan.clone()).expect("the plan installs");
+                (runtime, analysis)
+            };
+            let ((one, analysis_one), (other, analysis_other)) = (runtime(), runtime());
+            let evaluated = one.evaluate(&analysis_one, &who, &general, &options).map(view);
+            let read = other.evaluate_read(&analysis_other, &who, straight, &options).map(view);
+            match (evaluated, read) {
+                (Ok(evaluated), Ok(read)) => assert_eq!(evaluated, read, "{seed}"),
+                (Err(evaluated), Err(read)) => assert_eq!(evaluated.to_string(), read.to_string(), "{seed}"),
+                (evaluated, read) => panic!("{seed}: the general reading {evaluated:?}, read straight {read:?}"),
+            }
+        }
+    }
+    // Both ways are taken often.
+    assert!(read_straight > 400 && given_up > 100, "{read_straight} read straight, {given_up} given up");
+}
+
 /// Two `infer` steps that do not depend on each other call their models at the same time:
 /// each model here answers only once both calls have arrived (or gives up after 20 s), so
 /// calls one after the other would both degrade.

@@ -5,6 +5,7 @@
 //! finds the run it started).
 
 use super::Runtime;
+use super::run::Given;
 use crate::checkpoint::sign_case;
 use crate::error::{Error, Result};
 use crate::event::Status;
@@ -247,9 +248,9 @@ impl Runtime {
         let durable = batch.options.get("durable").and_then(Json::as_bool).unwrap_or(true);
         let id = case_run_id(&batch.id, case.n);
         let started = if durable {
-            self.new_run(analysis, &who, &inputs, &options, true, (Some(id.clone()), Some(deferred)))
+            self.new_run(analysis, &who, Given::Json(&inputs), &options, true, (Some(id.clone()), Some(deferred)))
         } else {
-            self.new_run(analysis, &who, &inputs, &options, false, (None, None))
+            self.new_run(analysis, &who, Given::Json(&inputs), &options, false, (None, None))
         };
         match started {
             Ok(view) => Ok(Some(json!({"run": view.run, "status": view.status.as_str()}))),

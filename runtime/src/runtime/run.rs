@@ -30,6 +30,13 @@ pub struct Tick {
     pub failed: Vec<(String, String)>,
 }
 
+/// A run's inputs as they are given: JSON, read against their declared types as the run
+/// starts, or values already read ([`crate::read::case_inputs`]).
+pub(super) enum Given<'a> {
+    Json(&'a [(String, Json)]),
+    Read(Vec<(String, Value)>),
+}
+
 /// Options of a new run.
 #[derive(Clone, Debug, Default)]
 pub struct StartOptions {
@@ -169,7 +176,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, true, (None, None))
+        self.new_run(analysis, who, Given::Json(inputs), options, true, (None, None))
     }
 
     /// Starts a run of `analysis` for `who` for each of `cases` (a run's inputs), as
@@ -189,7 +196,7 @@ impl Runtime {
         let mut started = Vec::with_capacity(cases.len());
         let mut deferred: Vec<Prepared> = Vec::with_capacity(cases.len());
         for inputs in cases {
-            match self.new_run(analysis, who, inputs, options, true, (None, Some(&mut deferred))) {
+            match self.new_run(analysis, who, Given::Json(inputs), options, true, (None, Some(&mut deferred))) {
                 Err(error) if !error.kind().is_request() => return Err(error),
                 result => started.push(result),
             }
@@ -227,7 +234,7 @@ impl Runtime {
         }
         let id = format!("r-{}", &hasher.finalize().to_hex()[..16]);
         if self.store.run(&id)?.is_none() {
-            match self.new_run(analysis, who, inputs, options, true, (Some(id.clone()), None)) {
+            match self.new_run(analysis, who, Given::Json(inputs), options, true, (Some(id.clone()), None)) {
                 Ok(view) => return Ok((view, true)),
                 // Another start with this key committed first: it is the run.
                 Err(error) if error.kind() == crate::ErrorKind::Conflict && self.store.run(&id)?.is_some() => {}
@@ -264,7 +271,20 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        self.new_run(analysis, who, inputs, options, false, (None, None))
+        self.new_run(analysis, who, Given::Json(inputs), options, false, (None, None))
+    }
+
+    /// [`Runtime::evaluate`] of inputs already read against their declared types
+    /// ([`crate::read::case_inputs`], as a backtest reads its cases), with the same checks
+    /// of names and principals.
+    pub fn evaluate_read(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: Vec<(String, Value)>,
+        options: &StartOptions,
+    ) -> Result<RunView> {
+        self.new_run(analysis, who, Given::Read(inputs), options, false, (None, None))
     }
 
     /// A new run, stored (`durable`, with its refusal recorded) or not, with a new id or
@@ -274,7 +294,7 @@ impl Runtime {
         &self,
         analysis: &Arc<Analysis>,
         who: &Principal,
-        inputs: &[(String, Json)],
+        inputs: Given<'_>,
         options: &StartOptions,
         durable: bool,
         (id, defer): (Option<String>, Option<&mut Vec<Prepared>>),
@@ -346,12 +366,29 @@ impl Runtime {
         &self,
         analysis: &Analysis,
         who: &Principal,
-        inputs: &[(String, Json)],
+        inputs: Given<'_>,
         options: &StartOptions,
         durable: bool,
     ) -> Result<Started<Value>> {
         let body = analysis.body();
-        let values = self.inputs(analysis, inputs)?;
+        // Of unlabelled inputs only: the digest of a labelled one would let anyone who may
+        // see the run test guesses of it. (Inputs already read come only to runs kept in
+        // memory, which keep no digests.)
+        let input_digests = match &inputs {
+            Given::Json(inputs) if durable => inputs
+                .iter()
+                .filter(|(name, _)| {
+                    analysis.node_labels(name).is_empty()
+                        && body.node(name).is_some_and(|node| analysis.type_labels(&node.ty).is_empty())
+                })
+                .map(|(n, j)| (n.clone(), digest::digest(j)))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let values = match inputs {
+            Given::Json(inputs) => self.inputs(analysis, inputs)?,
+            Given::Read(inputs) => self.inputs_read(analysis, inputs)?,
+        };
         let params = self.params(analysis, &options.params)?;
         let clock = options.clock.unwrap_or_else(now);
         let mut sources = Vec::new();
@@ -374,20 +411,6 @@ impl Runtime {
                 stale: matches!((age, source.freshness), (Some(age), Some(limit)) if age > limit),
             });
         }
-        // Of unlabelled inputs only: the digest of a labelled one would let anyone who may
-        // see the run test guesses of it.
-        let input_digests = if durable {
-            inputs
-                .iter()
-                .filter(|(name, _)| {
-                    analysis.node_labels(name).is_empty()
-                        && body.node(name).is_some_and(|node| analysis.type_labels(&node.ty).is_empty())
-                })
-                .map(|(n, j)| (n.clone(), digest::digest(j)))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
         Ok(Started {
             run: new_run_id(),
             plan: analysis.hash().clone(),
