@@ -126,6 +126,12 @@ pub struct Analysis {
     pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
 }
 
+/// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
+/// itself, as opposed to a step that calls a model, asks people or has an effect.
+pub(crate) fn is_rule(kind: &NodeKind) -> bool {
+    matches!(kind, NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Let { .. } | NodeKind::Gate { .. })
+}
+
 impl Analysis {
     /// The nodes with deadlines, by index.
     pub fn timed(&self) -> &[usize] {
@@ -331,8 +337,7 @@ impl Analysis {
                 }
             }
         }
-        let steps: Vec<NodeId> =
-            plan.order().iter().copied().filter(|id| !crate::exec::is_rule(&plan.node(*id).kind)).collect();
+        let steps: Vec<NodeId> = plan.order().iter().copied().filter(|id| !is_rule(&plan.node(*id).kind)).collect();
         let hash = plan.hash().into();
         let timed: Vec<usize> = (plan.body().nodes.iter().enumerate())
             .filter(|(_, node)| node.timing.as_ref().is_some_and(|t| !t.deadlines.is_empty()))
@@ -428,7 +433,7 @@ impl Analysis {
         self.resolved.get(&(expr as *const Expr as usize)).copied()
     }
 
-    /// The nodes that are not rules ([`crate::exec::is_rule`]), in the plan's order.
+    /// The nodes that are not rules ([`is_rule`]), in the plan's order.
     pub(crate) fn steps(&self) -> &[NodeId] {
         &self.steps
     }

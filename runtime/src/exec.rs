@@ -1,7 +1,7 @@
 //! The executor: how a run advances through the plan's DAG, rules first, calling models and
 //! systems through the services it is given and recording an event for each step.
 
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, is_rule};
 use crate::error::Error;
 use crate::event::{Event, Named};
 use crate::interp::{self, EvalError, Scope};
@@ -407,12 +407,6 @@ pub fn advance(
     let summary = if exec.evidence { summary(analysis, exec.state, status) } else { String::new() };
     exec.emit(Event::Settled { status, summary });
     Ok(())
-}
-
-/// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
-/// itself, as opposed to a step that calls a model, asks people or has an effect.
-pub(crate) fn is_rule(kind: &NodeKind) -> bool {
-    matches!(kind, NodeKind::Input { .. } | NodeKind::Param { .. } | NodeKind::Let { .. } | NodeKind::Gate { .. })
 }
 
 /// Executes the steps that can run, rules first: every rule as soon as what it reads is

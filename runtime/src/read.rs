@@ -5,15 +5,17 @@
 //! number checked for exactness), then [`crate::value::decode`] of each input against its
 //! type. This reading gives the same values or gives up: `None` wherever the text holds
 //! anything the general reading might read otherwise or refuse — a number with a fraction
-//! or an exponent, a duplicate key, an unknown field or input, a missing field, a labelled
-//! value (`$labels`), a leaf the general reading refuses, anything not JSON — and the
+//! or an exponent, a duplicate key, an unknown field or input, a missing field, any key
+//! beginning with `$` (a labelled value's `$labels`, or a key `serde_json`'s own reader
+//! treats specially when a crate of the program turns on its `raw_value` feature, as the
+//! server does), a leaf the general reading refuses, anything not JSON — and the
 //! caller then reads it the general way, which words any error. Each leaf (a string,
 //! a whole number, a flag, `null`) is decoded by [`crate::value::decode`] itself, so leaves
 //! cannot read differently; what this module adds is only the walk over objects and lists.
 
 use flow_ir::PlanBody;
 use flow_ir::ty::Ty;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 use std::fmt;
@@ -58,6 +60,9 @@ impl<'de> Visitor<'de> for Case<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut inputs = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.starts_with('$') {
+                return Err(general());
+            }
             if key == "inputs" {
                 if inputs.is_some() {
                     return Err(general());
@@ -159,7 +164,10 @@ impl<'de> Visitor<'de> for Skip {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key::<IgnoredAny>()?.is_some() {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key.starts_with('$') {
+                return Err(general());
+            }
             map.next_value_seed(Skip)?;
         }
         Ok(())

@@ -633,7 +633,7 @@ fn case_lines_read_straight_read_as_the_general_reading() {
                 }
             }
             let mut line = json!({"inputs": given}).to_string();
-            match rng.below(12) {
+            match rng.below(13) {
                 0 => line = line.replacen("{\"inputs\":", "{\"note\": [1, \"x\", {\"y\": null}], \"inputs\":", 1),
                 1 => {
                     // A number binary floating point keeps, or one it would change.
@@ -670,6 +670,20 @@ fn case_lines_read_straight_read_as_the_general_reading() {
                 }
                 7 => line = format!("{line} x"),
                 8 => line = line.replacen("\"inputs\"", "\"input\"", 1),
+                9 => {
+                    // A key `serde_json` reads specially when its `raw_value` feature is on
+                    // (the server turns it on): the general reading refuses these objects.
+                    let raw = [
+                        "{\"$serde_json::private::RawValue\": 1}",
+                        "{\"$serde_json::private::RawValue\": \"1\", \"by\": 2}",
+                    ];
+                    let note = raw[rng.below(2)];
+                    line = if rng.below(2) == 0 {
+                        line.replacen("{\"inputs\":", &format!("{{\"note\": {note}, \"inputs\":"), 1)
+                    } else {
+                        line.replacen("{\"inputs\":", "{\"$serde_json::private::RawValue\": \"{}\", \"inputs\":", 1)
+                    };
+                }
                 _ => {}
             }
             let seed = format!("plan {} case {case}: {line}", body.flow.name);
