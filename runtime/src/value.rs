@@ -284,6 +284,18 @@ pub fn unknown_principal(
     path: &dyn fmt::Display,
     known: impl Fn(&str) -> bool,
 ) -> Option<(String, String)> {
+    // Most values name only known principals: looked for first without writing paths.
+    fn names_unknown(value: &Value, known: &dyn Fn(&str) -> bool) -> bool {
+        match value {
+            Value::Principal(id) => !known(id),
+            Value::List(items) => items.iter().any(|v| names_unknown(v, known)),
+            Value::Record(fields) => fields.iter().any(|(_, v)| names_unknown(v, known)),
+            _ => false,
+        }
+    }
+    if !names_unknown(value, &known) {
+        return None;
+    }
     let mut found = None;
     let mut at = String::new();
     principals_at(value, &mut at, &mut |at, id| {

@@ -17,8 +17,7 @@ impl Runtime {
     /// Reads the inputs of a run, each checked against its declared type.
     pub(super) fn inputs(&self, analysis: &Analysis, given: &[(String, Json)]) -> Result<Vec<Named<Value>>> {
         let body = analysis.body();
-        let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
-        self.inputs_of(analysis, &names, |i, node| {
+        self.inputs_of(analysis, (given.len(), |i| given[i].0.as_str()), |i, node| {
             // The input's path, written only for an error.
             value::decode(body, &given[i].1, &node.ty, "").map_err(|mut error| {
                 error.path.insert_str(0, &format!("$.{}", node.name));
@@ -31,32 +30,33 @@ impl Runtime {
     /// ([`crate::read::case_inputs`]): the same checks of names and principals.
     pub(super) fn inputs_read(&self, analysis: &Analysis, given: Vec<(String, Value)>) -> Result<Vec<Named<Value>>> {
         let (names, values): (Vec<String>, Vec<Value>) = given.into_iter().unzip();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut values: Vec<Option<Value>> = values.into_iter().map(Some).collect();
         // Each given input is read once (by the first of its name, as for JSON).
-        self.inputs_of(analysis, &names, |i, _| {
+        self.inputs_of(analysis, (names.len(), |i| names[i].as_str()), |i, _| {
             values[i].take().ok_or_else(|| Error::Input("an input read twice".to_owned()))
         })
     }
 
-    /// The inputs of a run given by `names`, the value of the `i`th as `value_of` reads it
-    /// for its declared node: an input the flow does not declare, or one it requires and is
-    /// not given, is refused, and so is a principal the deployment does not know.
-    fn inputs_of(
+    /// The inputs of a run given as `count` names (the `i`th `name_of(i)`), the value of the
+    /// `i`th as `value_of` reads it for its declared node: an input the flow does not
+    /// declare, or one it requires and is not given, is refused, and so is a principal the
+    /// deployment does not know.
+    fn inputs_of<'n>(
         &self,
         analysis: &Analysis,
-        names: &[&str],
+        (count, name_of): (usize, impl Fn(usize) -> &'n str),
         mut value_of: impl FnMut(usize, &flow_ir::plan::Node) -> Result<Value>,
     ) -> Result<Vec<Named<Value>>> {
         let body = analysis.body();
         let declared = || body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. }));
-        if let Some(name) = names.iter().find(|n| !declared().any(|d| d.name == **n)) {
+        let names = || (0..count).map(&name_of);
+        if let Some(name) = names().find(|n| !declared().any(|d| d.name == *n)) {
             let names: Vec<&str> = declared().map(|d| d.name.as_str()).collect();
             return Err(Error::Input(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
         }
         let mut inputs = Vec::with_capacity(declared().count());
         for node in declared() {
-            let value = match names.iter().position(|n| *n == node.name.as_str()) {
+            let value = match names().position(|n| n == node.name.as_str()) {
                 Some(i) => {
                     let path = format_args!("$.{}", node.name);
                     let value = value_of(i, node)?;
