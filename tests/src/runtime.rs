@@ -544,6 +544,51 @@ flow gated {
     assert!(failed >= 8, "{failed} failed runs");
 }
 
+/// An input given twice is refused, stored run or not: the run would read the first value
+/// while its evidence recorded the digest of the last.
+#[test]
+fn an_input_given_twice_is_refused() {
+    let text = r#"
+role clerk
+
+type Case {
+  a: Int
+}
+
+flow twice {
+  version "1.0.0"
+  owner clerk
+  steward clerk
+
+  input c: Case
+  output a: Int
+
+  access {
+    trigger by clerk
+  }
+
+  emit a = c.a
+}
+"#;
+    let checked = crate::check_fixture("main.flow", text.as_bytes());
+    let plan = crate::plans(&checked).into_iter().flatten().next().unwrap_or_else(|| panic!("{}", checked.render()));
+    let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+    let runtime = Runtime::new(Box::new(store));
+    let analysis = runtime.install(plan).expect("the plan installs");
+    let who = Principal::new("ana".to_owned(), vec!["clerk".to_owned()]);
+    let given = vec![("c".to_owned(), json!({"a": 1})), ("c".to_owned(), json!({"a": 2}))];
+    let options = StartOptions::default();
+    for result in
+        [runtime.start(&analysis, &who, &given, &options), runtime.evaluate(&analysis, &who, &given, &options)]
+    {
+        let error = result.expect_err("an input given twice");
+        assert_eq!(error.to_string(), "input `c` is given twice");
+    }
+    assert_eq!(runtime.stats(&RunFilter::default()).expect("the stats").all.runs, 0, "nothing stored");
+    let once = runtime.start(&analysis, &who, &given[..1], &options).expect("given once");
+    assert_eq!(once.outputs["a"], json!(1));
+}
+
 /// A run kept in memory (`evaluate`, as backtests run) ends as the same run stored in a new
 /// store does: the same status, summary, outputs and waiting steps (or the same refusal),
 /// with both engines, over every plan and random cases. (A new store each: stored runs

@@ -39,7 +39,8 @@ impl Runtime {
 
     /// The inputs of a run given as `count` names (the `i`th `name_of(i)`), the value of the
     /// `i`th as `value_of` reads it for its declared node: an input the flow does not
-    /// declare, or one it requires and is not given, is refused, and so is a principal the
+    /// declare, one given twice (the run would read one value and its evidence digest the
+    /// other), or one it requires and is not given, is refused, and so is a principal the
     /// deployment does not know.
     fn inputs_of<'n>(
         &self,
@@ -53,6 +54,9 @@ impl Runtime {
         if let Some(name) = names().find(|n| !declared().any(|d| d.name == *n)) {
             let names: Vec<&str> = declared().map(|d| d.name.as_str()).collect();
             return Err(Error::Input(format!("the flow has no input `{name}`; its inputs are {}", names.join(", "))));
+        }
+        if let Some(name) = names().enumerate().find_map(|(i, n)| names().skip(i + 1).any(|m| m == n).then_some(n)) {
+            return Err(Error::Input(format!("input `{name}` is given twice")));
         }
         let mut inputs = Vec::with_capacity(declared().count());
         for node in declared() {
