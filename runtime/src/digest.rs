@@ -324,24 +324,30 @@ pub fn event_hash(prev: &str, seq: u64, at: &str, body: &Json) -> String {
     format!("blake3:{}", chain_hash(prev, seq, at, &digest_bytes(body)).to_hex())
 }
 
-fn chain_hash(prev: &str, seq: u64, at: &str, body_digest: &[u8; 32]) -> blake3::Hash {
-    // The sequence number's decimal digits, without allocating.
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut n = seq;
+/// The decimal digits of `n`, written into `buf` without allocating or formatting: where
+/// numbers are hashed or written on hot paths, a formatter costs more than the rest.
+pub(crate) fn decimal_digits(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    let mut n = n;
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        buf[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
+    &buf[start..]
+}
+
+fn chain_hash(prev: &str, seq: u64, at: &str, body_digest: &[u8; 32]) -> blake3::Hash {
+    let mut buf = [0u8; 20];
+    let digits = decimal_digits(seq, &mut buf);
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"flow-evidence-event-v1\0");
     hasher.update(prev.as_bytes());
     hasher.update(b"\0");
-    hasher.update(&digits[start..]);
+    hasher.update(digits);
     hasher.update(b"\0");
     hasher.update(at.as_bytes());
     hasher.update(b"\0");

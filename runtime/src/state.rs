@@ -526,20 +526,9 @@ pub fn requirement_text(terms: &[Requirement]) -> String {
         match term {
             Requirement::Auto => out.push_str("auto"),
             Requirement::Count { count, role } => {
-                // The count's digits by hand: a formatter costs more than the rest of the text,
-                // and every approval step writes it.
-                let mut digits = [0u8; 10];
-                let mut at = digits.len();
-                let mut n = *count;
-                loop {
-                    at -= 1;
-                    digits[at] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                out.extend(digits[at..].iter().map(|&d| char::from(d)));
+                // Every approval step writes it.
+                let mut buf = [0u8; 20];
+                out.extend(crate::digest::decimal_digits(u64::from(*count), &mut buf).iter().map(|&d| char::from(d)));
                 out.push_str(" of ");
                 out.push_str(role);
             }

@@ -31,7 +31,7 @@ impl Runtime {
     pub(super) fn inputs_read(&self, analysis: &Analysis, given: Vec<(String, Value)>) -> Result<Vec<Named<Value>>> {
         let (names, values): (Vec<String>, Vec<Value>) = given.into_iter().unzip();
         let mut values: Vec<Option<Value>> = values.into_iter().map(Some).collect();
-        // Each given input is read once (by the first of its name, as for JSON).
+        // A name given twice is refused before any value is taken (`inputs_of`).
         self.inputs_of(analysis, (names.len(), |i| names[i].as_str()), |i, _| {
             values[i].take().ok_or_else(|| Error::Input("an input read twice".to_owned()))
         })
