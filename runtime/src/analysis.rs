@@ -124,6 +124,10 @@ pub struct Analysis {
     /// The plan's native code, compiled on first use; why there is none otherwise.
     #[cfg(feature = "jit")]
     pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
+    /// How its runs kept in memory are decided straight, made on first use; none when they
+    /// need the executor.
+    #[cfg(feature = "jit")]
+    straight: std::sync::OnceLock<Option<crate::straight::Straight>>,
 }
 
 /// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
@@ -361,6 +365,8 @@ impl Analysis {
             gate_words,
             #[cfg(feature = "jit")]
             native: std::sync::OnceLock::new(),
+            #[cfg(feature = "jit")]
+            straight: std::sync::OnceLock::new(),
         };
         let defaults = analysis
             .body()
@@ -395,6 +401,25 @@ impl Analysis {
             compiled.unwrap_or_else(|_| Err("the native code generator failed (a bug)".to_owned()))
         });
         native.as_ref().map_err(String::as_str)
+    }
+
+    /// How this plan's runs kept in memory are decided straight on native code
+    /// ([`crate::Runtime::evaluate`]), when they can be.
+    #[cfg(feature = "jit")]
+    pub(crate) fn straight(&self) -> Option<&crate::straight::Straight> {
+        self.straight
+            .get_or_init(|| self.native().ok().and_then(|native| crate::straight::Straight::of(self, native)))
+            .as_ref()
+    }
+
+    /// Whether this plan's runs kept in memory are decided straight on native code when the
+    /// runtime runs it natively: its steps are gates that read only inputs and params,
+    /// approval matrices and emits (see `Runtime::evaluate`).
+    pub fn decides_straight(&self) -> bool {
+        #[cfg(feature = "jit")]
+        return self.straight().is_some();
+        #[cfg(not(feature = "jit"))]
+        false
     }
 
     /// What evaluates this plan's expressions with `engine`: `jit`, `interpreter`, or

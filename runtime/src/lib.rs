@@ -43,6 +43,8 @@ mod runtime;
 pub mod state;
 pub mod stats;
 pub mod store;
+#[cfg(feature = "jit")]
+mod straight;
 #[cfg(test)]
 mod tests;
 pub mod timers;

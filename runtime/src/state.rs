@@ -656,33 +656,12 @@ pub fn summary_of(analysis: &Analysis, state: &State, status: Status, waiting: &
             None => out.write_str("rejected"),
         },
         Status::Blocked => {
-            out.push_str("blocked by ");
             let blocked = body.nodes.iter().enumerate().filter(|(i, _)| state.phases[*i] == Phase::Blocked);
-            for (n, (_, node)) in blocked.enumerate() {
-                out.push_str(if n == 0 { "gate `" } else { "; gate `" });
-                out.push_str(&node.name);
-                out.push('`');
-                if let NodeKind::Gate { message: Some(message), .. } = &node.kind {
-                    out.push_str(": ");
-                    out.push_str(message);
-                }
-            }
+            write_blocked(&mut out, blocked.map(|(_, node)| node));
             Ok(())
         }
         Status::Pending => {
-            out.push_str("waiting for ");
-            for (n, (step, _, roles)) in waiting.iter().enumerate() {
-                out.push_str(if n == 0 { "`" } else { ", `" });
-                out.push_str(step);
-                out.push_str("` (");
-                for (r, role) in roles.iter().enumerate() {
-                    if r > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(role);
-                }
-                out.push(')');
-            }
+            write_waiting(&mut out, waiting);
             Ok(())
         }
         Status::Completed if body.outputs.is_empty() => out.write_str("completed"),
@@ -703,6 +682,37 @@ pub fn summary_of(analysis: &Analysis, state: &State, status: Status, waiting: &
         },
     };
     out
+}
+
+/// The summary of a run that the blocking gates `blocked` hold.
+pub(crate) fn write_blocked<'n>(out: &mut String, blocked: impl Iterator<Item = &'n flow_ir::plan::Node>) {
+    out.push_str("blocked by ");
+    for (n, node) in blocked.enumerate() {
+        out.push_str(if n == 0 { "gate `" } else { "; gate `" });
+        out.push_str(&node.name);
+        out.push('`');
+        if let NodeKind::Gate { message: Some(message), .. } = &node.kind {
+            out.push_str(": ");
+            out.push_str(message);
+        }
+    }
+}
+
+/// The summary of a run whose steps `waiting` wait for a decision.
+pub(crate) fn write_waiting(out: &mut String, waiting: &[WaitingStep]) {
+    out.push_str("waiting for ");
+    for (n, (step, _, roles)) in waiting.iter().enumerate() {
+        out.push_str(if n == 0 { "`" } else { ", `" });
+        out.push_str(step);
+        out.push_str("` (");
+        for (r, role) in roles.iter().enumerate() {
+            if r > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(role);
+        }
+        out.push(')');
+    }
 }
 
 /// A step that waits: its name, its kind (`review`, `gate`, `approval`), who may decide it.

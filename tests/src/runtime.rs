@@ -968,3 +968,188 @@ fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
     }
     assert!(broken_runs > 0, "no plan had a waiting run to break");
 }
+
+/// A random flow of the shape runs kept in memory decide straight (gates over an
+/// application and a param, one or two approval matrices, emits), with a chance of what
+/// makes the executor step through it instead: a soft gate, a `let`, conditions that
+/// divide by zero, overflow or read a text.
+fn straight_flow(rng: &mut Rng) -> String {
+    let conditions = [
+        "app.score < 600",
+        "app.amount > limit",
+        "app.defaults > 3",
+        "not app.verified",
+        "app.debt > app.income",
+        "app.segment == corporate and app.amount > 1_000_000 USD",
+        "app.score >= 800 and app.defaults == 0 and app.segment != corporate",
+        "app.amount > app.income * 5",
+        "app.segment == retail or app.rate > 0.5",
+        "app.id == \"p2\"",
+        "app.note == \"a\"",
+        "app.score / (app.defaults - 2) > 100",
+        "app.score * 4_000_000_000_000_000 > 5",
+        "app.amount + app.debt > 250_000 USD",
+        "started_by() == app.applicant",
+    ];
+    let requirements = ["auto", "1 of manager", "2 of manager", "1 of director", "1 of manager, 1 of director"];
+    let mut gates = String::new();
+    for g in 0..2 + rng.below(6) {
+        let level = *rng.pick(&["info", "info", "block", "block", "block", "soft"]);
+        let condition = rng.pick(&conditions);
+        let approvers = if level == "soft" { " approve by manager" } else { "" };
+        gates.push_str(&format!("  gate g{g}: {level} when {condition}{approvers}\n"));
+        if rng.below(3) == 0 {
+            gates.push_str(&format!("    message \"Gate {g} holds\"\n"));
+        }
+    }
+    let matrix = |rng: &mut Rng, name: &str| {
+        let mut rows = String::new();
+        for _ in 0..rng.below(4) {
+            rows.push_str(&format!("    when {} => {}\n", rng.pick(&conditions), rng.pick(&requirements)));
+        }
+        let distinct = if rng.below(4) == 0 { "" } else { "    distinct from app.applicant\n" };
+        format!("  approval {name} {{\n{rows}    otherwise => {}\n{distinct}  }}\n", rng.pick(&requirements))
+    };
+    let mut steps = matrix(rng, "sign");
+    let mut approved = "sign.approved".to_owned();
+    if rng.below(3) == 0 {
+        steps.push_str(&matrix(rng, "countersign"));
+        approved.push_str(" and countersign.approved");
+    }
+    if rng.below(8) == 0 {
+        steps.push_str("  let doubled = app.score * 2\n  gate high: block when doubled > 1_500\n");
+    }
+    format!(
+        "role clerk\nrole manager\nrole director extends manager\n\n\
+         enum Segment {{ retail, business, corporate }}\n\n\
+         type Application {{\n  id: Text\n  applicant: Principal\n  amount: Money[USD]\n  income: Money[USD]\n  \
+         debt: Money[USD]\n  score: Int\n  defaults: Int\n  segment: Segment\n  verified: Bool\n  rate: Decimal\n  \
+         note: Text\n  tags: List[Text]\n}}\n\n\
+         type Verdict {{\n  approved: Bool\n  requirement: Text\n}}\n\n\
+         flow straight {{\n  version \"1.0.0\"\n  owner manager\n  steward director\n\n  input app: Application\n  \
+         output verdict: Verdict\n\n  param limit: Money[USD] = 50_000 USD\n\n  \
+         access {{\n    trigger by clerk\n  }}\n\n{gates}\n{steps}\n  \
+         emit verdict = Verdict {{ approved: {approved}, requirement: sign.requirement }}\n}}\n"
+    )
+}
+
+/// A run kept in memory that is decided straight (the inputs read into the native frame,
+/// the gates and matrices decided by their native code, the view made from what held)
+/// ends as the executor ends it: on random flows of that shape and on every plan of the
+/// examples and the corpus, with random inputs, some changed at random (unknown and
+/// missing keys, labelled values, wrong types, unknown principals, inputs missing, given
+/// twice or unknown), `Runtime::evaluate` gives `Runtime::evaluate_stepwise`'s view, but
+/// for the run's id, or its refusal.
+#[test]
+fn runs_decided_straight_end_as_runs_stepped_through() {
+    // The benchmarks' rules flow is of the shape decided straight.
+    let rules =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/benches/rules.plan.json"))
+            .expect("the rules plan");
+    let rules = flow_ir::load(&rules).expect("the rules plan loads");
+    let mut plans = vec![rules];
+    plans.extend(all_plans());
+    let mut rng = Rng(0x057a_19b7);
+    let mut straight_plans = 0;
+    let mut kept = 0;
+    for _ in 0..600 {
+        let text = straight_flow(&mut rng);
+        let checked = crate::check_fixture("main.flow", text.as_bytes());
+        // A random matrix may have a row that never applies, or none that always does.
+        if !checked.diagnostics.iter().any(flow_diagnostics::Diagnostic::is_error) {
+            plans.extend(crate::plans(&checked).into_iter().flatten());
+            kept += 1;
+        }
+        if kept == 60 {
+            break;
+        }
+    }
+    let (mut decided_straight, mut stepped) = (0, 0);
+    for (p, plan) in plans.into_iter().enumerate() {
+        let plan = with_trigger(plan);
+        let body = plan.body().clone();
+        // Two runtimes whose models and systems answer alike, one for each way.
+        let runtime = || {
+            let store = SqliteStore::open(std::path::Path::new(":memory:")).expect("an in-memory store");
+            let mut runtime = answered_at_random(store, &body, 0x5eed ^ p as u64);
+            runtime.set_engine(flow_runtime::Engine::Jit);
+            runtime.set_directory(flow_runtime::Directory::new(["p1", "p2", "clerk"]));
+            let analysis = runtime.install(plan.clone()).expect("the plan installs");
+            (runtime, analysis)
+        };
+        let ((runtime, analysis), (reference, analysis_of_reference)) = (runtime(), runtime());
+        straight_plans += usize::from(analysis.decides_straight());
+        assert!(p > 0 || analysis.decides_straight(), "the rules flow is not decided straight");
+        let inputs: Vec<&flow_ir::plan::Node> =
+            body.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Input { .. })).collect();
+        let cases = if analysis.decides_straight() { 200 } else { 6 };
+        for case in 0..cases {
+            let mut rng = Rng(0x2545_f491 ^ (case << 8) ^ (p as u64) << 32);
+            let mut given: Vec<(String, Json)> = Vec::new();
+            for node in &inputs {
+                let mut value = random_json(&mut rng, &body, &node.ty, 0);
+                if rng.below(6) == 0
+                    && let Json::Object(fields) = &mut value
+                {
+                    let first = fields.keys().next().cloned().unwrap_or_default();
+                    match rng.below(6) {
+                        0 => drop(fields.insert("zz".to_owned(), json!(1))),
+                        1 => value = json!({"$labels": ["pii"], "$value": value.clone()}),
+                        2 => drop(fields.shift_remove(&first)),
+                        3 => drop(fields.insert(first, json!([true]))),
+                        4 => drop(fields.insert("applicant".to_owned(), json!("nobody"))),
+                        _ => drop(fields.insert("applicant".to_owned(), json!(" P2"))),
+                    }
+                }
+                match rng.below(24) {
+                    0 => {}
+                    1 => given.extend([(node.name.to_string(), value.clone()), (node.name.to_string(), value)]),
+                    2 => given.extend([(node.name.to_string(), value), ("other".to_owned(), json!(1))]),
+                    _ => given.push((node.name.to_string(), value)),
+                }
+            }
+            let who = Principal::new(
+                ["p1", "clerk", "p2"][rng.below(3)].to_owned(),
+                body.roles.iter().map(|r| r.name.to_string()).filter(|_| rng.below(8) != 0).collect(),
+            );
+            let options = StartOptions {
+                clock: (rng.below(2) == 0).then_some(flow_ir::expr::Timestamp { seconds: 1_796_000_000, nanos: 0 }),
+                params: if rng.below(12) == 0 { vec![("limit".to_owned(), json!("10 USD"))] } else { Vec::new() },
+            };
+            let seed = format!("plan {p} ({}) case {case}", body.flow.name);
+            // A redacted value's digest is salted afresh in each run.
+            fn unsalted(json: &mut Json) {
+                match json {
+                    Json::Object(fields) => fields.iter_mut().for_each(|(key, value)| match key.as_str() {
+                        "$redacted" => *value = json!("…"),
+                        _ => unsalted(value),
+                    }),
+                    Json::Array(items) => items.iter_mut().for_each(unsalted),
+                    _ => {}
+                }
+            }
+            let view = |mut v: flow_runtime::RunView| {
+                v.outputs.values_mut().for_each(unsalted);
+                (v.flow, v.status, v.summary, v.pending, v.outputs, v.marks, v.why)
+            };
+            let straight = runtime.evaluate(&analysis, &who, &given, &options);
+            let stepwise = reference.evaluate_stepwise(&analysis_of_reference, &who, &given, &options);
+            match (straight, stepwise) {
+                (Ok(straight), Ok(stepwise)) => {
+                    if matches!(straight.status, Status::Blocked | Status::Pending) && analysis.decides_straight() {
+                        decided_straight += 1;
+                    } else {
+                        stepped += 1;
+                    }
+                    assert!(straight.run.starts_with("r-") && straight.run != stepwise.run, "{seed}");
+                    assert_eq!(view(straight), view(stepwise), "{seed}");
+                }
+                (Err(straight), Err(stepwise)) => assert_eq!(straight.to_string(), stepwise.to_string(), "{seed}"),
+                (straight, stepwise) => panic!("{seed}: straight {straight:?}, stepwise {stepwise:?}"),
+            }
+        }
+    }
+    // The shapes decided straight are met often, and so are the others.
+    assert!(straight_plans >= 20, "only {straight_plans} plans are decided straight");
+    assert!(decided_straight >= 1_000 && stepped >= 500, "{decided_straight} ended straight, {stepped} stepped");
+}

@@ -508,15 +508,21 @@ impl Native {
 
     /// A frame for a run's values, degraded flags and clock.
     pub fn frame(&self, values: &[Option<Value>], degraded: &[bool], clock: Timestamp) -> Frame {
-        let valid_at = self.layout.words as usize;
-        let mut frame = Frame { words: vec![0; valid_at + values.len().div_ceil(64)], valid_at };
-        self.set_clock(&mut frame, clock);
+        let mut frame = self.blank_frame(values.len(), clock);
         for node in 0..values.len() {
             // A node without a value, not degraded, is what a fresh frame already says.
             if values[node].is_some() || degraded.get(node) == Some(&true) {
                 self.sync(&mut frame, node, values, degraded);
             }
         }
+        frame
+    }
+
+    /// A frame for a run of `nodes` nodes none of which has a value yet, at `clock`.
+    pub fn blank_frame(&self, nodes: usize, clock: Timestamp) -> Frame {
+        let valid_at = self.layout.words as usize;
+        let mut frame = Frame { words: vec![0; valid_at + nodes.div_ceil(64)], valid_at };
+        self.set_clock(&mut frame, clock);
         frame
     }
 
@@ -533,11 +539,18 @@ impl Native {
         }
         // A node without places is read by no code from the frame (only a place is a read),
         // so its bit is never asked: most steps (gates, emits) have none.
+        match values.get(node) {
+            Some(Some(value)) => self.store_node(frame, node, value),
+            _ if self.layout.by_node.get(node).is_some_and(|places| !places.is_empty()) => {
+                frame.set_valid(node, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes node `node`'s value into its places, and whether they hold it.
+    pub(crate) fn store_node(&self, frame: &mut Frame, node: usize, value: &Value) {
         let Some(places) = self.layout.by_node.get(node).filter(|places| !places.is_empty()) else { return };
-        let Some(Some(value)) = values.get(node) else {
-            frame.set_valid(node, false);
-            return;
-        };
         let mut valid = true;
         for place in places {
             let place = &self.layout.places[*place as usize];
@@ -545,6 +558,30 @@ impl Native {
             valid &= self.store_place(value, place, out);
         }
         frame.set_valid(node, valid);
+    }
+
+    /// Node `node`'s places, by number, each with its path in the node's value.
+    pub(crate) fn places(&self, node: usize) -> impl Iterator<Item = (u32, &[SmolStr])> {
+        let places = self.layout.by_node.get(node).map_or(&[][..], Vec::as_slice);
+        places.iter().map(|p| (*p, self.layout.places[*p as usize].path.as_slice()))
+    }
+
+    /// Writes `value`, the value at place `place`'s path, into the frame as [`Native::sync`]
+    /// writes it; `false` when it does not fit there.
+    pub(crate) fn store_at(&self, frame: &mut Frame, place: u32, value: &Value) -> bool {
+        let Some(place) = self.layout.places.get(place as usize) else { return false };
+        let out = &mut frame.words[place.offset as usize..][..place.rep.words()];
+        self.store_leaf(value, place, out)
+    }
+
+    /// Marks node `node`'s places as holding its value, or not.
+    pub(crate) fn set_valid(&self, frame: &mut Frame, node: usize, valid: bool) {
+        frame.set_valid(node, valid);
+    }
+
+    /// Whether approval node `node`'s matrix has native code (or a decision table).
+    pub(crate) fn decides_matrix(&self, node: u32) -> bool {
+        self.tables_of_matrices.contains_key(&node) || self.matrices.contains_key(&node)
     }
 
     /// Writes the value at `path` of `value`. A path through an absent optional record
@@ -569,6 +606,11 @@ impl Native {
                 },
             }
         }
+        self.store_leaf(value, place, out)
+    }
+
+    /// Writes `value`, the value at `place`'s path, as its rep.
+    fn store_leaf(&self, value: &Value, place: &Place, out: &mut [u64]) -> bool {
         if let (Some(declared), Value::Money(money)) = (place.currency, value)
             && money.currency != declared
         {

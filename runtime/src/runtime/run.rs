@@ -264,6 +264,12 @@ impl Runtime {
     /// Runs a plan in memory, storing nothing: the same engine and the same checks as
     /// [`Runtime::start`], for decisions whose evidence the caller does not keep (backtests,
     /// benchmarks). A run that would wait for people ends `pending`.
+    ///
+    /// With native code, a plan whose steps are gates that read only its inputs and params,
+    /// approval matrices and emits ([`Analysis::decides_straight`]) has its runs that end
+    /// `blocked` or `pending` decided straight: the inputs read into the native frame, the
+    /// gates and matrices decided by their native code, the view made from what held, with
+    /// the answer [`Runtime::evaluate_stepwise`] gives. Anything else goes step by step.
     pub fn evaluate(
         &self,
         analysis: &Arc<Analysis>,
@@ -271,7 +277,72 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
+        #[cfg(feature = "jit")]
+        if let Some(view) = self.straight(analysis, who, inputs, options) {
+            return Ok(view);
+        }
+        self.evaluate_stepwise(analysis, who, inputs, options)
+    }
+
+    /// [`Runtime::evaluate`] through the executor, step by step, for every plan: the
+    /// reference a straight decision is held to.
+    pub fn evaluate_stepwise(
+        &self,
+        analysis: &Arc<Analysis>,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Result<RunView> {
         self.new_run(analysis, who, Given::Json(inputs), options, false, (None, None))
+    }
+
+    /// The view of a run of `inputs` kept in memory and decided straight
+    /// ([`crate::straight`]), when it can be: the checks of a start its way (the grant to
+    /// trigger, the release, the inputs and their principals), then the ending.
+    #[cfg(feature = "jit")]
+    fn straight(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Option<RunView> {
+        use crate::straight::Ending;
+        if self.engine != crate::analysis::Engine::Jit || !options.params.is_empty() {
+            return None;
+        }
+        let straight = analysis.straight()?;
+        let native = analysis.native().ok()?;
+        let who = who.normalized();
+        if !analysis.granted(&who.roles, GrantKind::Trigger, None) || !matches!(self.release_of(analysis), Ok(Ok(_))) {
+            return None;
+        }
+        let clock = options.clock.unwrap_or_else(now);
+        let directory = self.directory();
+        let known = |id: &str| directory.as_ref().is_none_or(|d| d.contains(id));
+        let ending = straight.decide(analysis, native, inputs, (clock, &who.id), &known)?;
+        let body = analysis.body();
+        let mut summary = String::with_capacity(64);
+        let (status, pending) = match ending {
+            Ending::Blocked(gate) => {
+                crate::state::write_blocked(&mut summary, std::iter::once(&body.nodes[gate]));
+                (Status::Blocked, Vec::new())
+            }
+            Ending::Pending(waiting) => {
+                crate::state::write_waiting(&mut summary, &waiting);
+                (Status::Pending, super::views::pending(waiting))
+            }
+        };
+        Some(RunView {
+            run: new_run_id(),
+            flow: body.flow.name.as_str().to_owned(),
+            status,
+            summary,
+            pending,
+            outputs: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            why: Vec::new(),
+        })
     }
 
     /// [`Runtime::evaluate`] of inputs already read against their declared types

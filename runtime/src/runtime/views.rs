@@ -481,12 +481,17 @@ impl Runtime {
             flow: analysis.body().flow.name.as_str().to_owned(),
             status,
             summary: state::summary_of(analysis, state, status, &waiting),
-            pending: waiting.into_iter().map(|(s, k, r)| (String::from(s), k.to_owned(), r)).collect(),
+            pending: pending(waiting),
             outputs,
             marks: loaded.log.marks.clone(),
             why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
         }
     }
+}
+
+/// The steps a run waits for, as its view gives them.
+pub(super) fn pending(waiting: Vec<state::WaitingStep>) -> Vec<(String, String, Vec<String>)> {
+    waiting.into_iter().map(|(s, k, r)| (String::from(s), k.to_owned(), r)).collect()
 }
 
 /// What became of each node of a run, from its events (redacted or not: only their kinds,

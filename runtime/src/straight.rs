@@ -1,0 +1,344 @@
+//! Straight decisions: a run kept in memory ([`crate::Runtime::evaluate`]) of a plan whose
+//! steps are gates that read only its inputs and params, approval matrices and emits, decided
+//! on native code without the run's state.
+//!
+//! Such a run does what the executor would do in an order known in advance: every gate
+//! first, in the plan's order, the first blocking one that holds ending the run; then each
+//! approval matrix, in the plan's order, choosing its row. Straight, the inputs' JSON is
+//! read into the native frame by their declared types (no values are built but the leaves),
+//! the gates are decided by their one native call, the matrices by theirs, and the view is
+//! made from what held: `blocked` by a gate, or `pending` on approvals.
+//!
+//! It gives up — and the run is made the general way, from the start — wherever it would
+//! need anything else: an input it would not read exactly as [`crate::value::decode`] does
+//! (a key it does not expect, a leaf that does not decode, a principal the deployment does
+//! not know, an input missing or given twice), params given, a native call that fails or
+//! cannot run, a row that is not there, or a run that would emit an output or complete.
+//! So what it answers is the general path's answer, and everything else is the general
+//! path's; `tests/src/runtime.rs` holds the two to the same view on random plans and
+//! inputs.
+
+use crate::analysis::Analysis;
+use crate::interp::Scope;
+use crate::jit::{Frame, Native};
+use crate::state::{self, ApprovalWait, Phase, WaitingStep};
+use crate::value::{self, Value};
+use flow_ir::PlanBody;
+use flow_ir::expr::{Expr, ExprKind, Timestamp};
+use flow_ir::plan::{GateLevel, NodeKind};
+use flow_ir::ty::Ty;
+use serde_json::Value as Json;
+use smol_str::SmolStr;
+
+/// How a plan's runs kept in memory are decided straight, made once per plan.
+#[derive(Debug)]
+pub(crate) struct Straight {
+    /// The declared inputs, in the plan's order of nodes.
+    inputs: Vec<Input>,
+    /// Each param's node and its position in [`Analysis::param_defaults`].
+    params: Vec<(usize, usize)>,
+    /// The blocking gates, in the plan's order, each with its bit in [`Native::gates`].
+    blocks: Vec<(usize, u8)>,
+    /// The approvals and emits, in the plan's order.
+    steps: Vec<Step>,
+    /// Whether the plan has gates (all of them decided by one native call).
+    gated: bool,
+    nodes: usize,
+}
+
+#[derive(Debug)]
+struct Input {
+    node: usize,
+    name: SmolStr,
+    reader: Reader,
+}
+
+/// How a value of a declared type is read into the frame.
+#[derive(Debug)]
+enum Reader {
+    /// A record: its fields' readers, in the record's order.
+    Record(Vec<(SmolStr, Reader)>),
+    /// Anything else, decoded as [`value::decode`] decodes it and written to its places;
+    /// whether a value of its type may name principals.
+    Leaf(Ty, Vec<u32>, bool),
+}
+
+#[derive(Debug)]
+struct Step {
+    node: usize,
+    /// The nodes it waits for.
+    waits_for: Vec<usize>,
+    /// An approval: for each row of its matrix, the roles it waits for when the row asks
+    /// for approvers. An emit: none.
+    rows: Option<Vec<Option<Vec<String>>>>,
+}
+
+/// How a run decided straight ends.
+pub(crate) enum Ending {
+    /// Held by this blocking gate.
+    Blocked(usize),
+    /// Waiting for these steps, in the plan's order of nodes.
+    Pending(Vec<WaitingStep>),
+}
+
+impl Straight {
+    /// How runs of `analysis` are decided straight with `native`; `None` for a plan whose
+    /// runs need the executor.
+    pub(crate) fn of(analysis: &Analysis, native: &Native) -> Option<Straight> {
+        let body = analysis.body();
+        if !analysis.timed().is_empty() {
+            return None;
+        }
+        let given = |i: usize| matches!(body.nodes[i].kind, NodeKind::Input { .. } | NodeKind::Param { .. });
+        let waits_for = |i: usize| -> Vec<usize> {
+            analysis.plan.predecessors(flow_ir::NodeId(i as u32)).iter().map(|(p, _)| p.index()).collect()
+        };
+        let mut inputs = Vec::new();
+        let mut params = Vec::new();
+        for (i, node) in body.nodes.iter().enumerate() {
+            match &node.kind {
+                NodeKind::Input { .. } => {
+                    let mut reader = Reader::of(body, &node.ty, 0)?;
+                    for (place, path) in native.places(i) {
+                        reader.place(path, place)?;
+                    }
+                    inputs.push(Input { node: i, name: node.name.clone(), reader });
+                }
+                NodeKind::Param { .. } => {
+                    params.push((i, analysis.param_defaults().iter().position(|(name, _)| *name == node.name)?));
+                }
+                NodeKind::Gate { level: GateLevel::Soft, .. } => return None,
+                NodeKind::Gate { .. } => {
+                    native.gate_bit(i)?;
+                    if !waits_for(i).into_iter().all(given) {
+                        return None;
+                    }
+                }
+                NodeKind::Approval { distinct_from, .. } => {
+                    let gate = |p: usize| matches!(body.nodes[p].kind, NodeKind::Gate { .. });
+                    if !native.decides_matrix(i as u32)
+                        || !waits_for(i).into_iter().all(|p| given(p) || gate(p))
+                        || !distinct_from.iter().all(|e| plain_path(body, e))
+                    {
+                        return None;
+                    }
+                }
+                NodeKind::Emit { .. } => {}
+                _ => return None,
+            }
+        }
+        let mut blocks = Vec::new();
+        let mut steps = Vec::new();
+        for &id in analysis.plan.order() {
+            let i = id.index();
+            match &body.nodes[i].kind {
+                NodeKind::Gate { level: GateLevel::Block, .. } => blocks.push((i, native.gate_bit(i)?)),
+                NodeKind::Approval { rows, .. } => {
+                    let roles = |row: &flow_ir::plan::Row| {
+                        state::has_slots(&row.requirement).then(|| {
+                            // What a fresh wait owes, as the view of the general path finds it.
+                            let wait = ApprovalWait {
+                                row: 0,
+                                requirement: String::new(),
+                                terms: row.requirement.clone(),
+                                excluded: Vec::new(),
+                                approvals: Vec::new(),
+                            };
+                            state::outstanding(body, &wait).into_iter().map(|(role, _)| String::from(role)).collect()
+                        })
+                    };
+                    steps.push(Step { node: i, waits_for: waits_for(i), rows: Some(rows.iter().map(roles).collect()) });
+                }
+                NodeKind::Emit { .. } => steps.push(Step { node: i, waits_for: waits_for(i), rows: None }),
+                _ => {}
+            }
+        }
+        let gated = body.nodes.iter().any(|n| matches!(n.kind, NodeKind::Gate { .. }));
+        Some(Straight { inputs, params, blocks, steps, gated, nodes: body.nodes.len() })
+    }
+
+    /// How the run of `given` (the inputs' JSON), started at `clock` by `starter`, ends; `None`
+    /// where the general path must make it. `known` says whether a principal is one of the
+    /// deployment's.
+    pub(crate) fn decide(
+        &self,
+        analysis: &Analysis,
+        native: &Native,
+        given: &[(String, Json)],
+        (clock, starter): (Timestamp, &str),
+        known: &dyn Fn(&str) -> bool,
+    ) -> Option<Ending> {
+        let body = analysis.body();
+        // Every input given once, and nothing else: as many as declared, each found once.
+        if given.len() != self.inputs.len() {
+            return None;
+        }
+        let mut frame = native.blank_frame(self.nodes, clock);
+        for input in &self.inputs {
+            let mut named = given.iter().filter(|(name, _)| *name == input.name);
+            let (Some((_, json)), None) = (named.next(), named.next()) else { return None };
+            if !input.reader.read(body, native, json, &mut frame, known) {
+                return None;
+            }
+            native.set_valid(&mut frame, input.node, true);
+        }
+        for &(node, default) in &self.params {
+            native.store_node(&mut frame, node, analysis.param_defaults()[default].1.as_ref().ok()?);
+        }
+        let scope = Bare { analysis, clock, starter };
+        let holds = if self.gated { native.gates(&scope, &frame)?.ok()? } else { 0 };
+        if let Some(&(gate, _)) = self.blocks.iter().find(|(_, bit)| holds >> bit & 1 == 1) {
+            return Some(Ending::Blocked(gate));
+        }
+        // Every gate passed: the steps run in the plan's order as what they wait for is done.
+        let mut phases: smallvec::SmallVec<[Phase; 32]> = smallvec::smallvec![Phase::Done; self.nodes];
+        for step in &self.steps {
+            phases[step.node] = Phase::NotRun;
+        }
+        let mut waiting: Vec<(usize, &Vec<String>)> = Vec::new();
+        while let Some(step) = self
+            .steps
+            .iter()
+            .find(|s| phases[s.node] == Phase::NotRun && s.waits_for.iter().all(|p| phases[*p] == Phase::Done))
+        {
+            // An emit that would run: its output is the general path's to give.
+            let rows = step.rows.as_ref()?;
+            let row = native.matrix(step.node as u32, &scope, &frame)?.ok()??;
+            match rows.get(row)? {
+                Some(roles) => {
+                    phases[step.node] = Phase::Waiting;
+                    waiting.push((step.node, roles));
+                }
+                None => phases[step.node] = Phase::Done,
+            }
+        }
+        if waiting.is_empty() {
+            // Completed: its outputs are the general path's to give.
+            return None;
+        }
+        waiting.sort_by_key(|(node, _)| *node);
+        let waiting =
+            waiting.into_iter().map(|(node, roles)| (body.nodes[node].name.clone(), "approval", roles.clone()));
+        Some(Ending::Pending(waiting.collect()))
+    }
+}
+
+/// Whether `expr` reads a value no run can lack: an input or param, or a field of a record
+/// reached that way (an approval's `distinct from`, which a straight decision does not
+/// evaluate, and which cannot fail).
+fn plain_path(body: &PlanBody, expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Node(name) => {
+            body.node(name).is_some_and(|n| matches!(n.kind, NodeKind::Input { .. } | NodeKind::Param { .. }))
+        }
+        ExprKind::Field { base, .. } => {
+            matches!(&base.ty, Ty::Named(name) if body.record(name).is_some()) && plain_path(body, base)
+        }
+        _ => false,
+    }
+}
+
+impl Reader {
+    /// The reader of values of `ty`; records are walked field by field, anything else is a
+    /// leaf.
+    fn of(body: &PlanBody, ty: &Ty, depth: usize) -> Option<Reader> {
+        match ty {
+            Ty::Named(name) if let Some(record) = body.record(name) => {
+                // Recursive records are leaves of their own decoding beyond a few levels.
+                if depth > 8 {
+                    return None;
+                }
+                let fields = record
+                    .fields
+                    .iter()
+                    .map(|f| Some((f.name.clone(), Reader::of(body, &f.ty, depth + 1)?)))
+                    .collect::<Option<_>>()?;
+                Some(Reader::Record(fields))
+            }
+            other => {
+                let scalar = matches!(
+                    other,
+                    Ty::Bool | Ty::Int | Ty::Decimal | Ty::Money(_) | Ty::Text | Ty::Timestamp | Ty::Duration
+                ) || matches!(other, Ty::Named(name) if body.enumeration(name).is_some());
+                Some(Reader::Leaf(other.clone(), Vec::new(), !scalar))
+            }
+        }
+    }
+
+    /// Adds frame place `place`, at `path` in the value; `None` when the path does not end
+    /// at a leaf.
+    fn place(&mut self, path: &[SmolStr], place: u32) -> Option<()> {
+        match (self, path) {
+            (Reader::Leaf(_, places, _), []) => {
+                places.push(place);
+                Some(())
+            }
+            (Reader::Record(fields), [field, rest @ ..]) => {
+                fields.iter_mut().find(|(name, _)| name == field)?.1.place(rest, place)
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads `json` into the frame; `false` where [`value::decode`] might read it otherwise
+    /// (or refuse it), or a principal it names is not `known`.
+    fn read(
+        &self,
+        body: &PlanBody,
+        native: &Native,
+        json: &Json,
+        frame: &mut Frame,
+        known: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        match self {
+            Reader::Record(fields) => {
+                // Every field given (optional ones too), and no other key: a key of a
+                // labelled value (`$labels`) or any other is no field's name.
+                let Some(object) = json.as_object().filter(|o| o.len() == fields.len()) else { return false };
+                object.iter().all(|(key, json)| {
+                    fields
+                        .iter()
+                        .find(|(name, _)| name.len() == key.len() && name == key)
+                        .is_some_and(|(_, reader)| reader.read(body, native, json, frame, known))
+                })
+            }
+            // A text is any string (and has no places: texts are handles).
+            Reader::Leaf(Ty::Text, places, _) if places.is_empty() => json.is_string(),
+            Reader::Leaf(ty, places, principals) => {
+                let Ok(value) = value::decode(body, json, ty, "") else { return false };
+                (!principals || value::unknown_principal(&value, &"", known).is_none())
+                    && places.iter().all(|place| native.store_at(frame, *place, &value))
+            }
+        }
+    }
+}
+
+/// What native code reads of a run decided straight: its clock and who started it; no
+/// node has a value ([`crate::jit`]'s helpers then fail, and the general path decides).
+struct Bare<'a> {
+    analysis: &'a Analysis,
+    clock: Timestamp,
+    starter: &'a str,
+}
+
+impl Scope for Bare<'_> {
+    fn node(&self, _name: &str) -> Option<&Value> {
+        None
+    }
+
+    fn degraded(&self, _name: &str) -> bool {
+        false
+    }
+
+    fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
+    fn starter(&self) -> Option<&str> {
+        Some(self.starter)
+    }
+
+    fn resolved(&self, expr: &Expr) -> Option<u32> {
+        self.analysis.resolved(expr)
+    }
+}
