@@ -73,6 +73,32 @@ struct Step {
     rows: Option<Vec<Option<Vec<String>>>>,
 }
 
+/// A run's inputs as they are given: JSON, or values already read against their declared
+/// types ([`crate::read::case_inputs`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Inputs<'a> {
+    Json(&'a [(String, Json)]),
+    Read(&'a [(String, Value)]),
+}
+
+impl Inputs<'_> {
+    fn len(self) -> usize {
+        match self {
+            Inputs::Json(given) => given.len(),
+            Inputs::Read(given) => given.len(),
+        }
+    }
+}
+
+/// The value given for `name`, when it is given exactly once.
+fn once<'g, T>(given: &'g [(String, T)], name: &str) -> Option<&'g T> {
+    let mut named = given.iter().filter(|(n, _)| n == name);
+    match (named.next(), named.next()) {
+        (Some((_, value)), None) => Some(value),
+        _ => None,
+    }
+}
+
 /// How a run decided straight ends.
 pub(crate) enum Ending {
     /// Held by this blocking gate.
@@ -157,14 +183,14 @@ impl Straight {
         Some(Straight { inputs, params, blocks, steps, gated, nodes: body.nodes.len() })
     }
 
-    /// How the run of `given` (the inputs' JSON), started at `clock` by `starter`, ends; `None`
-    /// where the general path must make it. `known` says whether a principal is one of the
+    /// How the run of `given`, started at `clock` by `starter`, ends; `None` where the
+    /// general path must make it. `known` says whether a principal is one of the
     /// deployment's.
     pub(crate) fn decide(
         &self,
         analysis: &Analysis,
         native: &Native,
-        given: &[(String, Json)],
+        given: Inputs<'_>,
         (clock, starter): (Timestamp, &str),
         known: &dyn Fn(&str) -> bool,
     ) -> Option<Ending> {
@@ -175,15 +201,23 @@ impl Straight {
         }
         let mut frame = native.blank_frame(self.nodes, clock);
         for input in &self.inputs {
-            let mut named = given.iter().filter(|(name, _)| *name == input.name);
-            let (Some((_, json)), None) = (named.next(), named.next()) else { return None };
-            if !input.reader.read(body, native, json, &mut frame, known) {
+            let read = match given {
+                Inputs::Json(given) => input.reader.read(body, native, once(given, &input.name)?, &mut frame, known),
+                Inputs::Read(given) => {
+                    let value = once(given, &input.name)?;
+                    value::unknown_principal(value, &"", known).is_none()
+                        && native.store_node(&mut frame, input.node, value)
+                }
+            };
+            if !read {
                 return None;
             }
             native.set_valid(&mut frame, input.node, true);
         }
         for &(node, default) in &self.params {
-            native.store_node(&mut frame, node, analysis.param_defaults()[default].1.as_ref().ok()?);
+            if !native.store_node(&mut frame, node, analysis.param_defaults()[default].1.as_ref().ok()?) {
+                return None;
+            }
         }
         let scope = Bare { analysis, clock, starter };
         let holds = if self.gated { native.gates(&scope, &frame)?.ok()? } else { 0 };

@@ -1039,7 +1039,8 @@ fn straight_flow(rng: &mut Rng) -> String {
 /// examples and the corpus, with random inputs, some changed at random (unknown and
 /// missing keys, labelled values, wrong types, unknown principals, inputs missing, given
 /// twice or unknown), `Runtime::evaluate` gives `Runtime::evaluate_stepwise`'s view, but
-/// for the run's id, or its refusal.
+/// for the run's id, or its refusal; and so does `Runtime::evaluate_read` of the same
+/// inputs read as a backtest reads its lines.
 #[test]
 fn runs_decided_straight_end_as_runs_stepped_through() {
     // The benchmarks' rules flow is of the shape decided straight.
@@ -1064,7 +1065,7 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
             break;
         }
     }
-    let (mut decided_straight, mut stepped) = (0, 0);
+    let (mut decided_straight, mut stepped, mut values_read) = (0, 0, 0);
     for (p, plan) in plans.into_iter().enumerate() {
         let plan = with_trigger(plan);
         let body = plan.body().clone();
@@ -1077,7 +1078,8 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
             let analysis = runtime.install(plan.clone()).expect("the plan installs");
             (runtime, analysis)
         };
-        let ((runtime, analysis), (reference, analysis_of_reference)) = (runtime(), runtime());
+        let [(runtime, analysis), (reference, analysis_of_reference), (read_runtime, analysis_read)] =
+            [runtime(), runtime(), runtime()];
         straight_plans += usize::from(analysis.decides_straight());
         assert!(p > 0 || analysis.decides_straight(), "the rules flow is not decided straight");
         let inputs: Vec<&flow_ir::plan::Node> =
@@ -1134,6 +1136,19 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
             };
             let straight = runtime.evaluate(&analysis, &who, &given, &options);
             let stepwise = reference.evaluate_stepwise(&analysis_of_reference, &who, &given, &options);
+            // The same inputs as a backtest's line, when it reads them straight into values
+            // (`run --batch`): decided straight from those values, or stepped through.
+            let pairs: Vec<String> = given.iter().map(|(name, json)| format!("{}: {json}", json!(name))).collect();
+            let line = format!("{{\"inputs\": {{{}}}}}", pairs.join(", "));
+            if let Some(read) = flow_runtime::read::case_inputs(&body, &line) {
+                let read = read_runtime.evaluate_read(&analysis_read, &who, read, &options);
+                match (&read, &stepwise) {
+                    (Ok(read), Ok(stepwise)) => assert_eq!(view(read.clone()), view(stepwise.clone()), "{seed}: read"),
+                    (Err(read), Err(stepwise)) => assert_eq!(read.to_string(), stepwise.to_string(), "{seed}: read"),
+                    (read, stepwise) => panic!("{seed}: read {read:?}, stepwise {stepwise:?}"),
+                }
+                values_read += 1;
+            }
             match (straight, stepwise) {
                 (Ok(straight), Ok(stepwise)) => {
                     if matches!(straight.status, Status::Blocked | Status::Pending) && analysis.decides_straight() {
@@ -1152,4 +1167,5 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
     // The shapes decided straight are met often, and so are the others.
     assert!(straight_plans >= 20, "only {straight_plans} plans are decided straight");
     assert!(decided_straight >= 1_000 && stepped >= 500, "{decided_straight} ended straight, {stepped} stepped");
+    assert!(values_read >= 1_000, "only {values_read} cases were read into values");
 }

@@ -540,7 +540,9 @@ impl Native {
         // A node without places is read by no code from the frame (only a place is a read),
         // so its bit is never asked: most steps (gates, emits) have none.
         match values.get(node) {
-            Some(Some(value)) => self.store_node(frame, node, value),
+            Some(Some(value)) => {
+                self.store_node(frame, node, value);
+            }
             _ if self.layout.by_node.get(node).is_some_and(|places| !places.is_empty()) => {
                 frame.set_valid(node, false);
             }
@@ -548,9 +550,10 @@ impl Native {
         }
     }
 
-    /// Writes node `node`'s value into its places, and whether they hold it.
-    pub(crate) fn store_node(&self, frame: &mut Frame, node: usize, value: &Value) {
-        let Some(places) = self.layout.by_node.get(node).filter(|places| !places.is_empty()) else { return };
+    /// Writes node `node`'s value into its places, and marks whether they hold it: `false`
+    /// when one does not.
+    pub(crate) fn store_node(&self, frame: &mut Frame, node: usize, value: &Value) -> bool {
+        let Some(places) = self.layout.by_node.get(node).filter(|places| !places.is_empty()) else { return true };
         let mut valid = true;
         for place in places {
             let place = &self.layout.places[*place as usize];
@@ -558,6 +561,7 @@ impl Native {
             valid &= self.store_place(value, place, out);
         }
         frame.set_valid(node, valid);
+        valid
     }
 
     /// Node `node`'s places, by number, each with its path in the node's value.

@@ -278,7 +278,7 @@ impl Runtime {
         options: &StartOptions,
     ) -> Result<RunView> {
         #[cfg(feature = "jit")]
-        if let Some(view) = self.straight(analysis, who, inputs, options) {
+        if let Some(view) = self.straight(analysis, who, crate::straight::Inputs::Json(inputs), options) {
             return Ok(view);
         }
         self.evaluate_stepwise(analysis, who, inputs, options)
@@ -304,7 +304,7 @@ impl Runtime {
         &self,
         analysis: &Analysis,
         who: &Principal,
-        inputs: &[(String, Json)],
+        inputs: crate::straight::Inputs<'_>,
         options: &StartOptions,
     ) -> Option<RunView> {
         use crate::straight::Ending;
@@ -355,6 +355,10 @@ impl Runtime {
         inputs: Vec<(String, Value)>,
         options: &StartOptions,
     ) -> Result<RunView> {
+        #[cfg(feature = "jit")]
+        if let Some(view) = self.straight(analysis, who, crate::straight::Inputs::Read(&inputs), options) {
+            return Ok(view);
+        }
         self.new_run(analysis, who, Given::Read(inputs), options, false, (None, None))
     }
 
