@@ -278,7 +278,7 @@ impl Reader {
     fn of(body: &PlanBody, ty: &Ty, depth: usize) -> Option<Reader> {
         match ty {
             Ty::Named(name) if let Some(record) = body.record(name) => {
-                // Recursive records are leaves of their own decoding beyond a few levels.
+                // A plan whose records nest deeper (or recursively) goes step by step.
                 if depth > 8 {
                     return None;
                 }
@@ -326,14 +326,22 @@ impl Reader {
     ) -> bool {
         match self {
             Reader::Record(fields) => {
-                // Every field given (optional ones too), and no other key: a key of a
-                // labelled value (`$labels`) or any other is no field's name.
-                let Some(object) = json.as_object().filter(|o| o.len() == fields.len()) else { return false };
-                object.iter().all(|(key, json)| {
-                    fields
-                        .iter()
-                        .find(|(name, _)| name.len() == key.len() && name == key)
-                        .is_some_and(|(_, reader)| reader.read(body, native, json, frame, known))
+                // Every key a field's (a key of a labelled value, `$labels`, or any other is
+                // no field's name), and every field left out an optional one: absent, which
+                // its places in a fresh frame already say.
+                let Some(object) = json.as_object().filter(|o| o.len() <= fields.len() && fields.len() <= 64) else {
+                    return false;
+                };
+                let mut given = 0u64;
+                let read = object.iter().all(|(key, json)| {
+                    let found = fields.iter().position(|(name, _)| name.len() == key.len() && name == key);
+                    found.is_some_and(|i| {
+                        given |= 1 << i;
+                        fields[i].1.read(body, native, json, frame, known)
+                    })
+                });
+                read && fields.iter().enumerate().all(|(i, (_, reader))| {
+                    given >> i & 1 == 1 || matches!(reader, Reader::Leaf(Ty::Optional(_), _, _))
                 })
             }
             // A text is any string (and has no places: texts are handles).

@@ -296,6 +296,36 @@ impl Runtime {
         self.new_run(analysis, who, Given::Json(inputs), options, false, (None, None))
     }
 
+    /// The straight decision alone ([`Runtime::evaluate`]): the view of a run of `inputs`
+    /// kept in memory when it is decided straight; `None` where it goes step by step.
+    pub fn evaluate_straight(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        inputs: &[(String, Json)],
+        options: &StartOptions,
+    ) -> Option<RunView> {
+        #[cfg(feature = "jit")]
+        return self.straight(analysis, who, crate::straight::Inputs::Json(inputs), options);
+        #[cfg(not(feature = "jit"))]
+        None
+    }
+
+    /// [`Runtime::evaluate_straight`] of inputs already read against their declared types
+    /// ([`Runtime::evaluate_read`]).
+    pub fn evaluate_read_straight(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        inputs: &[(String, Value)],
+        options: &StartOptions,
+    ) -> Option<RunView> {
+        #[cfg(feature = "jit")]
+        return self.straight(analysis, who, crate::straight::Inputs::Read(inputs), options);
+        #[cfg(not(feature = "jit"))]
+        None
+    }
+
     /// The view of a run of `inputs` kept in memory and decided straight
     /// ([`crate::straight`]), when it can be: the checks of a start its way (the grant to
     /// trigger, the release, the inputs and their principals), then the ending.
