@@ -109,6 +109,16 @@ impl Scope for (&State, &Analysis) {
     }
 }
 
+/// The record an approval gives when it ends: `approved` or not, by `approvers`, under
+/// `requirement`.
+pub(crate) fn approval_record(approved: bool, approvers: &[String], requirement: String) -> Value {
+    Value::Record(vec![
+        ("approved".into(), Value::Bool(approved)),
+        ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
+        ("requirement".into(), Value::Text(requirement)),
+    ])
+}
+
 /// The record a review gives when it did not run.
 pub(crate) fn skipped_review() -> Value {
     Value::Record(vec![
@@ -223,12 +233,7 @@ impl State {
 
     /// Approval `i` ended, `approved` or not, by `approvers` ([`Event::ApprovalCompleted`]).
     pub(crate) fn approval_completed(&mut self, i: usize, approved: bool, approvers: &[String], requirement: String) {
-        let record = Value::Record(vec![
-            ("approved".into(), Value::Bool(approved)),
-            ("approvers".into(), Value::List(approvers.iter().map(|p| Value::Principal(p.into())).collect())),
-            ("requirement".into(), Value::Text(requirement)),
-        ]);
-        self.done(i, record);
+        self.done(i, approval_record(approved, approvers, requirement));
     }
 
     fn phase(&mut self, i: usize, phase: Phase) {
@@ -664,15 +669,8 @@ pub fn summary_of(analysis: &Analysis, state: &State, status: Status, waiting: &
             write_waiting(&mut out, waiting);
             Ok(())
         }
-        Status::Completed if body.outputs.is_empty() => out.write_str("completed"),
         Status::Completed => {
-            out.push_str("completed; emitted ");
-            for (n, output) in body.outputs.iter().enumerate() {
-                if n > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&output.name);
-            }
+            write_completed(&mut out, body);
             Ok(())
         }
         Status::Running => out.write_str("running"),
@@ -695,6 +693,21 @@ pub(crate) fn write_blocked<'n>(out: &mut String, blocked: impl Iterator<Item = 
             out.push_str(": ");
             out.push_str(message);
         }
+    }
+}
+
+/// The summary of a run of `body` that completed.
+pub(crate) fn write_completed(out: &mut String, body: &PlanBody) {
+    if body.outputs.is_empty() {
+        out.push_str("completed");
+        return;
+    }
+    out.push_str("completed; emitted ");
+    for (n, output) in body.outputs.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&output.name);
     }
 }
 

@@ -6,14 +6,16 @@
 //! first, in the plan's order, the first blocking one that holds ending the run; then each
 //! approval matrix, in the plan's order, choosing its row. Straight, the inputs' JSON is
 //! read into the native frame by their declared types (no values are built but the leaves),
-//! the gates are decided by their one native call, the matrices by theirs, and the view is
-//! made from what held: `blocked` by a gate, or `pending` on approvals.
+//! the gates are decided by their one native call, the matrices by theirs, the emits by
+//! their code, and the view is made from what held: `blocked` by a gate, `pending` on
+//! approvals, or `completed`.
 //!
 //! It gives up — and the run is made the general way, from the start — wherever it would
 //! need anything else: an input it would not read exactly as [`crate::value::decode`] does
 //! (a key it does not expect, a leaf that does not decode, a principal the deployment does
 //! not know, an input missing or given twice), params given, a native call that fails or
-//! cannot run, a row that is not there, or a run that would emit an output or complete.
+//! cannot run, a row that is not there, or an emit that reads what it does not hold (an
+//! input's text, say) or fails.
 //! So what it answers is the general path's answer, and everything else is the general
 //! path's; `tests/src/runtime.rs` holds the two to the same view on random plans and
 //! inputs.
@@ -68,9 +70,17 @@ struct Step {
     node: usize,
     /// The nodes it waits for.
     waits_for: Vec<usize>,
-    /// An approval: for each row of its matrix, the roles it waits for when the row asks
-    /// for approvers. An emit: none.
-    rows: Option<Vec<Option<Vec<String>>>>,
+    /// An approval: what each row of its matrix does. An emit: none.
+    rows: Option<Vec<RowEnd>>,
+}
+
+/// What an approval's row does in a run that has just started.
+#[derive(Debug)]
+enum RowEnd {
+    /// It asks for no approver: the approval is given, with this requirement.
+    Given(String),
+    /// It waits for approvers of these roles.
+    Waits(Vec<String>),
 }
 
 /// A run's inputs as they are given: JSON, or values already read against their declared
@@ -103,8 +113,9 @@ fn once<'g, T>(given: &'g [(String, T)], name: &str) -> Option<&'g T> {
 pub(crate) enum Ending {
     /// Held by this blocking gate.
     Blocked(usize),
-    /// Waiting for these steps, in the plan's order of nodes.
-    Pending(Vec<WaitingStep>),
+    /// Every gate passed: the steps that wait for a decision (in the plan's order of nodes;
+    /// none when the run completed), and the outputs emitted.
+    Passed(Vec<WaitingStep>, Vec<(SmolStr, Value)>),
 }
 
 impl Straight {
@@ -161,17 +172,20 @@ impl Straight {
                 NodeKind::Gate { level: GateLevel::Block, .. } => blocks.push((i, native.gate_bit(i)?)),
                 NodeKind::Approval { rows, .. } => {
                     let roles = |row: &flow_ir::plan::Row| {
-                        state::has_slots(&row.requirement).then(|| {
-                            // What a fresh wait owes, as the view of the general path finds it.
-                            let wait = ApprovalWait {
-                                row: 0,
-                                requirement: String::new(),
-                                terms: row.requirement.clone(),
-                                excluded: Vec::new(),
-                                approvals: Vec::new(),
-                            };
-                            state::outstanding(body, &wait).into_iter().map(|(role, _)| String::from(role)).collect()
-                        })
+                        if !state::has_slots(&row.requirement) {
+                            return RowEnd::Given(state::requirement_text(&row.requirement));
+                        }
+                        // What a fresh wait owes, as the view of the general path finds it.
+                        let wait = ApprovalWait {
+                            row: 0,
+                            requirement: String::new(),
+                            terms: row.requirement.clone(),
+                            excluded: Vec::new(),
+                            approvals: Vec::new(),
+                        };
+                        RowEnd::Waits(
+                            state::outstanding(body, &wait).into_iter().map(|(r, _)| String::from(r)).collect(),
+                        )
                     };
                     steps.push(Step { node: i, waits_for: waits_for(i), rows: Some(rows.iter().map(roles).collect()) });
                 }
@@ -219,8 +233,10 @@ impl Straight {
                 return None;
             }
         }
-        let scope = Bare { analysis, clock, starter };
-        let holds = if self.gated { native.gates(&scope, &frame)?.ok()? } else { 0 };
+        let holds = match self.gated {
+            true => native.gates(&Bare { analysis, clock, starter, given: &[] }, &frame)?.ok()?,
+            false => 0,
+        };
         if let Some(&(gate, _)) = self.blocks.iter().find(|(_, bit)| holds >> bit & 1 == 1) {
             return Some(Ending::Blocked(gate));
         }
@@ -230,30 +246,53 @@ impl Straight {
             phases[step.node] = Phase::NotRun;
         }
         let mut waiting: Vec<(usize, &Vec<String>)> = Vec::new();
+        // The approvals given (their records, which emits read), and the outputs.
+        let mut given: Vec<(usize, Value)> = Vec::new();
+        let mut outputs = Vec::new();
         while let Some(step) = self
             .steps
             .iter()
             .find(|s| phases[s.node] == Phase::NotRun && s.waits_for.iter().all(|p| phases[*p] == Phase::Done))
         {
-            // An emit that would run: its output is the general path's to give.
-            let rows = step.rows.as_ref()?;
+            let scope = Bare { analysis, clock, starter, given: &given };
+            let node = &body.nodes[step.node];
+            let Some(rows) = &step.rows else {
+                // An emit: natively, or by the interpreter where its code reads what the
+                // frame does not hold; a value it cannot have (an input's text, say) is the
+                // executor's to find.
+                let NodeKind::Emit { value } = &node.kind else { return None };
+                let value = match native.eval(value, &scope, &frame) {
+                    Some(value) => value.ok()?,
+                    None => crate::interp::eval(body, &scope, value).ok()?,
+                };
+                outputs.push((node.name.clone(), value));
+                phases[step.node] = Phase::Done;
+                continue;
+            };
             let row = native.matrix(step.node as u32, &scope, &frame)?.ok()??;
             match rows.get(row)? {
-                Some(roles) => {
+                RowEnd::Waits(roles) => {
                     phases[step.node] = Phase::Waiting;
                     waiting.push((step.node, roles));
                 }
-                None => phases[step.node] = Phase::Done,
+                RowEnd::Given(requirement) => {
+                    let record = state::approval_record(true, &[], requirement.clone());
+                    if !native.store_node(&mut frame, step.node, &record) {
+                        return None;
+                    }
+                    given.push((step.node, record));
+                    phases[step.node] = Phase::Done;
+                }
             }
         }
-        if waiting.is_empty() {
-            // Completed: its outputs are the general path's to give.
+        if waiting.is_empty() && self.steps.iter().any(|s| phases[s.node] != Phase::Done) {
+            // Nothing waits, and yet not everything ran: the executor's to say.
             return None;
         }
         waiting.sort_by_key(|(node, _)| *node);
         let waiting =
             waiting.into_iter().map(|(node, roles)| (body.nodes[node].name.clone(), "approval", roles.clone()));
-        Some(Ending::Pending(waiting.collect()))
+        Some(Ending::Passed(waiting.collect(), outputs))
     }
 }
 
@@ -355,17 +394,23 @@ impl Reader {
     }
 }
 
-/// What native code reads of a run decided straight: its clock and who started it; no
-/// node has a value ([`crate::jit`]'s helpers then fail, and the general path decides).
+/// What native code and the interpreter read of a run decided straight besides its frame:
+/// its clock, who started it and the approvals given; no other node has a value here (reading
+/// one fails, and the executor decides the run).
 struct Bare<'a> {
     analysis: &'a Analysis,
     clock: Timestamp,
     starter: &'a str,
+    given: &'a [(usize, Value)],
 }
 
 impl Scope for Bare<'_> {
-    fn node(&self, _name: &str) -> Option<&Value> {
-        None
+    fn node(&self, name: &str) -> Option<&Value> {
+        self.node_at(self.analysis.id(name)?.0)
+    }
+
+    fn node_at(&self, index: u32) -> Option<&Value> {
+        self.given.iter().find(|(node, _)| *node == index as usize).map(|(_, value)| value)
     }
 
     fn degraded(&self, _name: &str) -> bool {

@@ -1021,6 +1021,12 @@ fn straight_flow(rng: &mut Rng) -> String {
     if rng.below(8) == 0 {
         steps.push_str("  let doubled = app.score * 2\n  gate high: block when doubled > 1_500\n");
     }
+    // Emits read the approvals' records, the inputs' places, or an input's text (which a
+    // straight decision does not hold).
+    if rng.below(3) == 0 {
+        approved.push_str(" and app.verified");
+    }
+    let requirement = *rng.pick(&["sign.requirement", "\"{sign.requirement} ({app.id})\""]);
     format!(
         "role clerk\nrole manager\nrole director extends manager\n\n\
          enum Segment {{ retail, business, corporate }}\n\n\
@@ -1031,7 +1037,7 @@ fn straight_flow(rng: &mut Rng) -> String {
          flow straight {{\n  version \"1.0.0\"\n  owner manager\n  steward director\n\n  input app: Application\n  \
          output verdict: Verdict\n\n  param limit: Money[USD] = 50_000 USD\n\n  \
          access {{\n    trigger by clerk\n  }}\n\n{gates}\n{steps}\n  \
-         emit verdict = Verdict {{ approved: {approved}, requirement: sign.requirement }}\n}}\n"
+         emit verdict = Verdict {{ approved: {approved}, requirement: {requirement} }}\n}}\n"
     )
 }
 

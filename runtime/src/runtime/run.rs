@@ -353,23 +353,32 @@ impl Runtime {
         let ending = straight.decide(analysis, native, inputs, (clock, &who.id), &known)?;
         let body = analysis.body();
         let mut summary = String::with_capacity(64);
-        let (status, pending) = match ending {
+        let (status, pending, outputs) = match ending {
             Ending::Blocked(gate) => {
                 crate::state::write_blocked(&mut summary, std::iter::once(&body.nodes[gate]));
-                (Status::Blocked, Vec::new())
+                (Status::Blocked, Vec::new(), BTreeMap::new())
             }
-            Ending::Pending(waiting) => {
-                crate::state::write_waiting(&mut summary, &waiting);
-                (Status::Pending, super::views::pending(waiting))
+            Ending::Passed(waiting, emitted) => {
+                let views = if emitted.is_empty() { Vec::new() } else { analysis.views(&who.roles) };
+                let value_of = |name: &str| emitted.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                let outputs = super::views::outputs(analysis, &views, value_of);
+                if waiting.is_empty() {
+                    crate::state::write_completed(&mut summary, body);
+                    (Status::Completed, Vec::new(), outputs)
+                } else {
+                    crate::state::write_waiting(&mut summary, &waiting);
+                    (Status::Pending, super::views::pending(waiting), outputs)
+                }
             }
         };
+        // No output is marked: nothing was overridden or degraded in a run just started.
         Some(RunView {
             run: new_run_id(),
             flow: body.flow.name.as_str().to_owned(),
             status,
             summary,
             pending,
-            outputs: BTreeMap::new(),
+            outputs,
             marks: BTreeMap::new(),
             why: Vec::new(),
         })

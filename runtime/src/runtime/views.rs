@@ -466,15 +466,7 @@ impl Runtime {
         let views = who.filter(|_| needed).map(|w| analysis.views(&w.roles)).unwrap_or_default();
         let state = &loaded.state;
         let status = state.current_status();
-        let mut outputs = BTreeMap::new();
-        for output in &analysis.body().outputs {
-            if let Some(value) = loaded.log.outputs.get(output.name.as_str()) {
-                let mut json =
-                    labels::encode(analysis.body(), value, &output.ty, analysis.node_labels(&output.name), false);
-                labels::redact(&mut json, &views);
-                outputs.insert(output.name.as_str().to_owned(), json);
-            }
-        }
+        let outputs = outputs(analysis, &views, |name| loaded.log.outputs.get(name));
         let waiting = state::waiting(analysis, state);
         RunView {
             run,
@@ -487,6 +479,25 @@ impl Runtime {
             why: if loaded.log.durable { crate::narrative::why(analysis, state, &views) } else { Vec::new() },
         }
     }
+}
+
+/// The outputs a view gives (`value_of` an output's value, once emitted): labelled values
+/// redacted but for the labels in `views`.
+pub(super) fn outputs<'v>(
+    analysis: &Analysis,
+    views: &[SmolStr],
+    value_of: impl Fn(&str) -> Option<&'v Value>,
+) -> BTreeMap<String, Json> {
+    let mut outputs = BTreeMap::new();
+    for output in &analysis.body().outputs {
+        if let Some(value) = value_of(output.name.as_str()) {
+            let mut json =
+                labels::encode(analysis.body(), value, &output.ty, analysis.node_labels(&output.name), false);
+            labels::redact(&mut json, views);
+            outputs.insert(output.name.as_str().to_owned(), json);
+        }
+    }
+    outputs
 }
 
 /// The steps a run waits for, as its view gives them.
