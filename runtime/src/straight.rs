@@ -127,6 +127,14 @@ impl Straight {
             return None;
         }
         let given = |i: usize| matches!(body.nodes[i].kind, NodeKind::Input { .. } | NodeKind::Param { .. });
+        // Native code that reads inputs' or params' values through the scope (texts,
+        // principals, lists, whole records) would fail here every time: the frame holds
+        // only their places.
+        let approval =
+            |n: &u32| matches!(body.nodes.get(*n as usize).map(|n| &n.kind), Some(NodeKind::Approval { .. }));
+        if !native.gates_values().is_empty() {
+            return None;
+        }
         let waits_for = |i: usize| -> Vec<usize> {
             analysis.plan.predecessors(flow_ir::NodeId(i as u32)).iter().map(|(p, _)| p.index()).collect()
         };
@@ -153,14 +161,15 @@ impl Straight {
                 }
                 NodeKind::Approval { distinct_from, .. } => {
                     let gate = |p: usize| matches!(body.nodes[p].kind, NodeKind::Gate { .. });
-                    if !native.decides_matrix(i as u32)
+                    if native.matrix_values(i as u32).is_none_or(|values| !values.is_empty())
                         || !waits_for(i).into_iter().all(|p| given(p) || gate(p))
                         || !distinct_from.iter().all(|e| plain_path(body, e))
                     {
                         return None;
                     }
                 }
-                NodeKind::Emit { .. } => {}
+                // An emit whose code reads only the approvals' records through the scope.
+                NodeKind::Emit { value } if native.expr_values(value).is_some_and(|v| v.iter().all(approval)) => {}
                 _ => return None,
             }
         }

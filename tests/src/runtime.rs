@@ -971,8 +971,8 @@ fn the_inbox_lists_what_waits_for_each_principal_in_pages() {
 
 /// A random flow of the shape runs kept in memory decide straight (gates over an
 /// application and a param, one or two approval matrices, emits), with a chance of what
-/// makes the executor step through it instead: a soft gate, a `let`, conditions that
-/// divide by zero, overflow or read a text.
+/// makes the executor step through it instead: a soft gate, a `let`, a condition or an
+/// emit that reads a text or a principal, conditions that divide by zero or overflow.
 fn straight_flow(rng: &mut Rng) -> String {
     let conditions = [
         "app.score < 600",
@@ -984,20 +984,19 @@ fn straight_flow(rng: &mut Rng) -> String {
         "app.score >= 800 and app.defaults == 0 and app.segment != corporate",
         "app.amount > app.income * 5",
         "app.segment == retail or app.rate > 0.5",
-        "app.id == \"p2\"",
-        "app.note == \"a\"",
         "app.score / (app.defaults - 2) > 100",
         "app.score * 4_000_000_000_000_000 > 5",
         "app.amount + app.debt > 250_000 USD",
-        "started_by() == app.applicant",
         "app.when > now()",
         "is_present(app.extra) and app.extra > 3",
     ];
     let requirements = ["auto", "1 of manager", "2 of manager", "1 of director", "1 of manager, 1 of director"];
     let mut gates = String::new();
     for g in 0..2 + rng.below(6) {
-        let level = *rng.pick(&["info", "info", "block", "block", "block", "soft"]);
-        let condition = rng.pick(&conditions);
+        let level = if rng.below(10) == 0 { "soft" } else { rng.pick(&["info", "block"]) };
+        // Now and then a condition that reads a text or a principal (not in the frame).
+        let texts = ["app.id == \"p2\"", "app.note == \"a\"", "started_by() == app.applicant"];
+        let condition = if rng.below(12) == 0 { rng.pick(&texts) } else { rng.pick(&conditions) };
         let approvers = if level == "soft" { " approve by manager" } else { "" };
         gates.push_str(&format!("  gate g{g}: {level} when {condition}{approvers}\n"));
         if rng.below(3) == 0 {
@@ -1026,7 +1025,7 @@ fn straight_flow(rng: &mut Rng) -> String {
     if rng.below(3) == 0 {
         approved.push_str(" and app.verified");
     }
-    let requirement = *rng.pick(&["sign.requirement", "\"{sign.requirement} ({app.id})\""]);
+    let requirement = if rng.below(6) == 0 { "\"{sign.requirement} ({app.id})\"" } else { "sign.requirement" };
     format!(
         "role clerk\nrole manager\nrole director extends manager\n\n\
          enum Segment {{ retail, business, corporate }}\n\n\
@@ -1069,7 +1068,7 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
             plans.extend(crate::plans(&checked).into_iter().flatten());
             kept += 1;
         }
-        if kept == 60 {
+        if kept == 80 {
             break;
         }
     }

@@ -66,6 +66,13 @@ fn helper_table() -> [(&'static str, *const u8, usize); 16] {
 }
 
 /// A plan's code being compiled.
+/// The nodes a compiled function reads: from the frame (their places), and as values
+/// through the run's scope (handles: texts, principals, lists, records).
+pub(crate) struct Reads {
+    pub frame: Vec<u32>,
+    pub values: Vec<u32>,
+}
+
 pub(crate) struct Module<'p> {
     body: &'p PlanBody,
     node_index: &'p dyn Fn(&str) -> Option<u32>,
@@ -139,8 +146,8 @@ impl<'p> Module<'p> {
         &mut self.tables
     }
 
-    /// Compiles a root expression: its function, and the nodes it reads from the frame.
-    pub fn expr(&mut self, expr: &Expr) -> Result<(FuncId, Vec<u32>)> {
+    /// Compiles a root expression: its function, and the nodes it reads.
+    pub fn expr(&mut self, expr: &Expr) -> Result<(FuncId, Reads)> {
         let id = self.declare()?;
         let rep = Rep::of(self.body, &expr.ty);
         let reads = self.define(id, &[], false, |g| {
@@ -153,7 +160,7 @@ impl<'p> Module<'p> {
     /// Compiles the conditions of several gates into one function: bit `k` of its result
     /// says whether the `k`th holds (64 at most). Every condition is evaluated, in order; the
     /// first error is the function's.
-    pub fn gates(&mut self, conditions: &[&Expr]) -> Result<(FuncId, Vec<u32>)> {
+    pub fn gates(&mut self, conditions: &[&Expr]) -> Result<(FuncId, Reads)> {
         if conditions.len() > 64 {
             return Err(format!("{} gates in one block; 64 fit", conditions.len()));
         }
@@ -178,7 +185,7 @@ impl<'p> Module<'p> {
     /// are computed once, at the start, in any order (that changes no result: they have no
     /// effects and no errors), and the rows, in order, combine them without branching; the
     /// first row that holds decides. Other conditions are evaluated as everywhere else.
-    pub fn matrix(&mut self, rows: &[Row]) -> Result<(FuncId, Vec<u32>)> {
+    pub fn matrix(&mut self, rows: &[Row]) -> Result<(FuncId, Reads)> {
         let id = self.declare()?;
         let reads = self.define(id, &[], false, |g| {
             let mut tests: Vec<&Expr> = Vec::new();
@@ -244,14 +251,14 @@ impl<'p> Module<'p> {
         Ok(id)
     }
 
-    /// Defines function `id` with the code `emit` gives; the nodes it reads from the frame.
+    /// Defines function `id` with the code `emit` gives; the nodes it reads.
     fn define(
         &mut self,
         id: FuncId,
         params: &[Rep],
         in_function: bool,
         emit: impl FnOnce(&mut Gen<'_, 'p, '_>) -> Result<Words>,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<Reads> {
         let config = self.module.target_config();
         let mut ctx = self.module.make_context();
         ctx.func.signature = signature(&self.module, 4);
@@ -279,6 +286,7 @@ impl<'p> Module<'p> {
             params: offsets,
             locals: Vec::new(),
             reads: BTreeSet::new(),
+            values: BTreeSet::new(),
             refs: FxHashMap::default(),
             in_function,
             tests: FxHashMap::default(),
@@ -293,7 +301,7 @@ impl<'p> Module<'p> {
         g.b.switch_to_block(err);
         let failed = g.b.ins().iconst(I64, 1);
         g.b.ins().return_(&[failed]);
-        let reads = g.reads.into_iter().collect();
+        let reads = Reads { frame: g.reads.into_iter().collect(), values: g.values.into_iter().collect() };
         g.b.seal_all_blocks();
         g.b.finalize(config);
         self.module.define_function(id, &mut ctx).map_err(|e| format!("cranelift: {e:?}"))?;
@@ -339,6 +347,8 @@ struct Gen<'m, 'p, 'f> {
     /// The items of enclosing `any`/`all`, innermost last.
     locals: Vec<(Rep, Words)>,
     reads: BTreeSet<u32>,
+    /// The nodes whose values it reads through the run's scope (as handles).
+    values: BTreeSet<u32>,
     refs: FxHashMap<FuncId, FuncRef>,
     /// In a plan function: nodes are not read from the frame.
     in_function: bool,
@@ -557,11 +567,12 @@ impl Gen<'_, '_, '_> {
                 vec![self.helper("flow_concat", &[call, address, n])]
             }
             ExprKind::Node(name) => {
-                let Some(index) = (self.m.node_index)(name) else { return Err(format!("no node `{name}`")) };
-                let index = self.iconst(i64::from(index));
+                let Some(index_of) = (self.m.node_index)(name) else { return Err(format!("no node `{name}`")) };
+                let index = self.iconst(i64::from(index_of));
                 let name = self.m.tables.name(name);
                 let name = self.iconst(name as i64);
                 let call = self.call;
+                self.values.insert(index_of);
                 let handle = self.helper("flow_node", &[call, index, name]);
                 self.check_present(handle);
                 self.unpack_handle(handle, rep)

@@ -358,6 +358,8 @@ struct Entry {
     function: Function,
     /// The nodes whose places it reads from the frame.
     reads: Vec<u32>,
+    /// The nodes whose values it reads through the run's scope.
+    values: Vec<u32>,
     /// The rep of its result.
     rep: Rep,
 }
@@ -493,16 +495,16 @@ impl Native {
             // (`codegen::Module::signature`), and `finish` finalized the module.
             unsafe { std::mem::transmute::<*const u8, Function>(module.get_finalized_function(id)) }
         };
-        let exprs = exprs
-            .into_iter()
-            .map(|(address, id, reads, rep)| (address, Entry { function: function(id), reads, rep }))
-            .collect();
+        let entry = |id, reads: codegen::Reads, rep| Entry {
+            function: function(id),
+            reads: reads.frame,
+            values: reads.values,
+            rep,
+        };
+        let exprs = exprs.into_iter().map(|(address, id, reads, rep)| (address, entry(id, reads, rep))).collect();
         let index = Rep { kind: Kind::Int, optional: false };
-        let matrices = matrices
-            .into_iter()
-            .map(|(node, id, reads)| (node, Entry { function: function(id), reads, rep: index }))
-            .collect();
-        let gates = gates.map(|(id, reads, bits)| (Entry { function: function(id), reads, rep: index }, bits));
+        let matrices = matrices.into_iter().map(|(node, id, reads)| (node, entry(id, reads, index))).collect();
+        let gates = gates.map(|(id, reads, bits)| (entry(id, reads, index), bits));
         Ok(Native { exprs, matrices, tables_of_matrices, gates, layout, tables, module: Some(module) })
     }
 
@@ -583,9 +585,24 @@ impl Native {
         frame.set_valid(node, valid);
     }
 
-    /// Whether approval node `node`'s matrix has native code (or a decision table).
-    pub(crate) fn decides_matrix(&self, node: u32) -> bool {
-        self.tables_of_matrices.contains_key(&node) || self.matrices.contains_key(&node)
+    /// The nodes whose values approval node `node`'s matrix reads through the run's scope,
+    /// when it has native code (a decision table reads none).
+    pub(crate) fn matrix_values(&self, node: u32) -> Option<&[u32]> {
+        match self.tables_of_matrices.contains_key(&node) {
+            true => Some(&[]),
+            false => self.matrices.get(&node).map(|entry| entry.values.as_slice()),
+        }
+    }
+
+    /// The nodes whose values the gates decided together read through the run's scope.
+    pub(crate) fn gates_values(&self) -> &[u32] {
+        self.gates.as_ref().map_or(&[], |(entry, _)| entry.values.as_slice())
+    }
+
+    /// The nodes whose values `expr`, one of the plan's, reads through the run's scope, when
+    /// it has native code.
+    pub(crate) fn expr_values(&self, expr: &Expr) -> Option<&[u32]> {
+        self.exprs.get(&(expr as *const Expr as usize)).map(|entry| entry.values.as_slice())
     }
 
     /// Writes the value at `path` of `value`. A path through an absent optional record
