@@ -124,10 +124,11 @@ pub struct Analysis {
     /// The plan's native code, compiled on first use; why there is none otherwise.
     #[cfg(feature = "jit")]
     pub(crate) native: std::sync::OnceLock<Result<crate::jit::Native, String>>,
-    /// How its runs kept in memory are decided straight, made on first use; none when they
-    /// need the executor.
+    /// How its runs kept in memory are decided straight, made on first use by the module
+    /// that decides them, whose type it is (`straight.rs`; held here as `Any` so that the
+    /// two modules do not import each other).
     #[cfg(feature = "jit")]
-    straight: std::sync::OnceLock<Option<crate::straight::Straight>>,
+    pub(crate) straight: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Whether a node is a rule: an input, a param, a `let` or a gate, which the run computes
@@ -403,22 +404,10 @@ impl Analysis {
         native.as_ref().map_err(String::as_str)
     }
 
-    /// How this plan's runs kept in memory are decided straight on native code
-    /// ([`crate::Runtime::evaluate`]), when they can be.
-    #[cfg(feature = "jit")]
-    pub(crate) fn straight(&self) -> Option<&crate::straight::Straight> {
-        self.straight
-            .get_or_init(|| self.native().ok().and_then(|native| crate::straight::Straight::of(self, native)))
-            .as_ref()
-    }
-
-    /// Whether this plan's runs kept in memory are decided straight on native code when the
-    /// runtime runs it natively: its steps are gates that read only inputs and params,
-    /// approval matrices and emits (see `Runtime::evaluate`).
+    /// Whether this plan's runs kept in memory are decided straight: never without native
+    /// code (with it, `straight.rs` says).
+    #[cfg(not(feature = "jit"))]
     pub fn decides_straight(&self) -> bool {
-        #[cfg(feature = "jit")]
-        return self.straight().is_some();
-        #[cfg(not(feature = "jit"))]
         false
     }
 

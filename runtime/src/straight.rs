@@ -118,6 +118,24 @@ pub(crate) enum Ending {
     Passed(Vec<WaitingStep>, Vec<(SmolStr, Value)>),
 }
 
+impl Analysis {
+    /// How this plan's runs kept in memory are decided straight on native code, made on the
+    /// first call, with the native code; `None` when they go step by step.
+    pub(crate) fn straight(&self) -> Option<(&Straight, &Native)> {
+        let native = self.native().ok()?;
+        let made = self.straight.get_or_init(|| Box::new(Straight::of(self, native)));
+        Some((made.downcast_ref::<Option<Straight>>()?.as_ref()?, native))
+    }
+
+    /// Whether this plan's runs kept in memory are decided straight when the runtime runs
+    /// it natively: its steps are gates that read only inputs and params, approval matrices
+    /// and emits, none of which reads an input's text or principal (see
+    /// `Runtime::evaluate`).
+    pub fn decides_straight(&self) -> bool {
+        self.straight().is_some()
+    }
+}
+
 impl Straight {
     /// How runs of `analysis` are decided straight with `native`; `None` for a plan whose
     /// runs need the executor.

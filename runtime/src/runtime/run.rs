@@ -308,7 +308,10 @@ impl Runtime {
         #[cfg(feature = "jit")]
         return self.straight(analysis, who, crate::straight::Inputs::Json(inputs), options);
         #[cfg(not(feature = "jit"))]
-        None
+        {
+            let _ = (analysis, who, inputs, options);
+            None
+        }
     }
 
     /// [`Runtime::evaluate_straight`] of inputs already read against their declared types
@@ -323,7 +326,10 @@ impl Runtime {
         #[cfg(feature = "jit")]
         return self.straight(analysis, who, crate::straight::Inputs::Read(inputs), options);
         #[cfg(not(feature = "jit"))]
-        None
+        {
+            let _ = (analysis, who, inputs, options);
+            None
+        }
     }
 
     /// The view of a run of `inputs` kept in memory and decided straight
@@ -341,8 +347,7 @@ impl Runtime {
         if self.engine != crate::analysis::Engine::Jit || !options.params.is_empty() {
             return None;
         }
-        let straight = analysis.straight()?;
-        let native = analysis.native().ok()?;
+        let (straight, native) = analysis.straight()?;
         let who = who.normalized();
         if !analysis.granted(&who.roles, GrantKind::Trigger, None) || !matches!(self.release_of(analysis), Ok(Ok(_))) {
             return None;
