@@ -10,12 +10,14 @@
 //! their code, and the view is made from what held: `blocked` by a gate, `pending` on
 //! approvals, or `completed`.
 //!
-//! It gives up — and the run is made the general way, from the start — wherever it would
-//! need anything else: an input it would not read exactly as [`crate::value::decode`] does
-//! (a key it does not expect, a leaf that does not decode, a principal the deployment does
-//! not know, an input missing or given twice), params given, a native call that fails or
-//! cannot run, a row that is not there, or an emit that reads what it does not hold (an
-//! input's text, say) or fails.
+//! A plan whose gates, matrices or emits read an input's text, principal, list or whole
+//! record (values the frame does not hold; the code generator records such reads) is not
+//! decided straight at all. Otherwise it gives up — and the run is made the general way,
+//! from the start — wherever it would need anything else: an input it would not read
+//! exactly as [`crate::value::decode`] does (a key it does not expect, a leaf that does not
+//! decode, a principal the deployment does not know, an input missing or given twice),
+//! params given, a native call that fails or cannot run, a row that is not there, or an
+//! emit that fails.
 //! So what it answers is the general path's answer, and everything else is the general
 //! path's; `tests/src/runtime.rs` holds the two to the same view on random plans and
 //! inputs.

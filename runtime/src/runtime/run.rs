@@ -266,10 +266,10 @@ impl Runtime {
     /// benchmarks). A run that would wait for people ends `pending`.
     ///
     /// With native code, a plan whose steps are gates that read only its inputs and params,
-    /// approval matrices and emits ([`Analysis::decides_straight`]) has its runs that end
-    /// `blocked` or `pending` decided straight: the inputs read into the native frame, the
-    /// gates and matrices decided by their native code, the view made from what held, with
-    /// the answer [`Runtime::evaluate_stepwise`] gives. Anything else goes step by step.
+    /// approval matrices and emits ([`Analysis::decides_straight`]) has its runs decided
+    /// straight: the inputs read into the native frame, the gates, matrices and emits
+    /// decided by their native code, the view made from what held, with the answer
+    /// [`Runtime::evaluate_stepwise`] gives. Anything else goes step by step.
     pub fn evaluate(
         &self,
         analysis: &Arc<Analysis>,
