@@ -6,7 +6,8 @@
 //! - `decision_logic`: the ten gates and the approval matrix on a prepared application —
 //!   Flow's two engines, Cedar's authorizer on a prepared request, CEL on a prepared context;
 //! - `decision_from_json`: a whole decision from the application's JSON — Flow's
-//!   `Runtime::evaluate` (inputs decoded and checked, every step, events, outputs), Cedar
+//!   `Runtime::evaluate` (inputs decoded and checked, every step, outputs; with native code
+//!   decided straight, without the executor), Cedar
 //!   (context from JSON, request, authorization), CEL (context from JSON, execution);
 //! - `compile`: compiling the rules plan, and the plan with the large matrix, to native code;
 //!   and plans whose matrices have 1,000 to 64,000 rows (compiling grows with the rows);
