@@ -50,7 +50,8 @@ fn options() -> StartOptions {
 }
 
 /// One decision in process, nothing stored: inputs read and checked, ten gates, the
-/// matrix, the emit, the events built; with each engine.
+/// matrix, the emit; with the interpreter step by step (the run's state, its first event),
+/// with native code decided straight (`runtime/src/straight.rs`).
 #[divan::bench(args = ["interp", "jit"], sample_count = 200, sample_size = 200)]
 fn decision_in_process(bencher: divan::Bencher<'_, '_>, engine: &str) {
     let (mut runtime, analysis) = runtime(":memory:");

@@ -1098,7 +1098,7 @@ fn runs_decided_straight_end_as_runs_stepped_through() {
             let mut given: Vec<(String, Json)> = Vec::new();
             for node in &inputs {
                 let mut value = random_json(&mut rng, &body, &node.ty, 0);
-                // An absent optional field given as `null` (left out, it goes step by step).
+                // An absent optional field given as `null`, or left out.
                 if body.flow.name == "straight"
                     && let Json::Object(fields) = &mut value
                     && rng.below(2) == 0

@@ -65,7 +65,6 @@ fn helper_table() -> [(&'static str, *const u8, usize); 16] {
     ]
 }
 
-/// A plan's code being compiled.
 /// The nodes a compiled function reads: from the frame (their places), and as values
 /// through the run's scope (handles: texts, principals, lists, records).
 pub(crate) struct Reads {
@@ -73,6 +72,7 @@ pub(crate) struct Reads {
     pub values: Vec<u32>,
 }
 
+/// A plan's code being compiled.
 pub(crate) struct Module<'p> {
     body: &'p PlanBody,
     node_index: &'p dyn Fn(&str) -> Option<u32>,
