@@ -245,7 +245,13 @@ impl Straight {
         let mut frame = native.blank_frame(self.nodes, clock);
         for input in &self.inputs {
             let read = match given {
-                Inputs::Json(given) => input.reader.read(body, native, once(given, &input.name)?, &mut frame, known),
+                Inputs::Json(given) => {
+                    let read = input.reader.read(body, native, once(given, &input.name)?, &mut frame, known);
+                    // Each of its places written: the node's value is there.
+                    native.set_valid(&mut frame, input.node, read);
+                    read
+                }
+                // Written as the executor writes a value, its places marked so.
                 Inputs::Read(given) => {
                     let value = once(given, &input.name)?;
                     value::unknown_principal(value, &"", known).is_none()
@@ -255,7 +261,6 @@ impl Straight {
             if !read {
                 return None;
             }
-            native.set_valid(&mut frame, input.node, true);
         }
         for &(node, default) in &self.params {
             if !native.store_node(&mut frame, node, analysis.param_defaults()[default].1.as_ref().ok()?) {

@@ -277,8 +277,7 @@ impl Runtime {
         inputs: &[(String, Json)],
         options: &StartOptions,
     ) -> Result<RunView> {
-        #[cfg(feature = "jit")]
-        if let Some(view) = self.straight(analysis, who, crate::straight::Inputs::Json(inputs), options) {
+        if let Some(view) = self.evaluate_straight(analysis, who, inputs, options) {
             return Ok(view);
         }
         self.evaluate_stepwise(analysis, who, inputs, options)
@@ -399,8 +398,7 @@ impl Runtime {
         inputs: Vec<(String, Value)>,
         options: &StartOptions,
     ) -> Result<RunView> {
-        #[cfg(feature = "jit")]
-        if let Some(view) = self.straight(analysis, who, crate::straight::Inputs::Read(&inputs), options) {
+        if let Some(view) = self.evaluate_read_straight(analysis, who, &inputs, options) {
             return Ok(view);
         }
         self.new_run(analysis, who, Given::Read(inputs), options, false, (None, None))
