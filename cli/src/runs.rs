@@ -233,6 +233,18 @@ struct Batch {
 }
 
 impl Batch {
+    /// Counts a run that ended with `status`.
+    fn count(&mut self, status: flow_runtime::Status) {
+        self.runs += 1;
+        // The status's text copied only the first time it is counted.
+        match self.outcomes.get_mut(status.as_str()) {
+            Some(count) => *count += 1,
+            None => {
+                self.outcomes.insert(status.as_str().to_owned(), 1);
+            }
+        }
+    }
+
     /// Counts what another worker gave.
     fn add(&mut self, other: Batch) {
         self.runs += other.runs;
@@ -289,8 +301,17 @@ fn run_cases(
         }
         if !durable.0 {
             for (i, line) in block.lines() {
-                // Read straight into values by the inputs' types where the line allows it;
-                // otherwise the general way, which words what is wrong with it.
+                // Decided straight from the line's text where the plan and the line allow
+                // it (only its status is counted: no view is made); otherwise read straight
+                // into values by the inputs' types where the line allows it; otherwise the
+                // general way, which words what is wrong with it.
+                if let Some(status) =
+                    line.ok().and_then(|line| runtime.decide_case_straight(analysis, who, line, start))
+                {
+                    batch.count(status);
+                    ended(1);
+                    continue;
+                }
                 let read = line.ok().and_then(|line| flow_runtime::read::case_inputs(analysis.body(), line));
                 let counted = match read {
                     Some(inputs) => {
@@ -362,14 +383,7 @@ fn counted(
 ) -> Result<(), Error> {
     match result {
         Ok(view) => {
-            batch.runs += 1;
-            // The status's text copied only the first time it is counted.
-            match batch.outcomes.get_mut(view.status.as_str()) {
-                Some(count) => *count += 1,
-                None => {
-                    batch.outcomes.insert(view.status.as_str().to_owned(), 1);
-                }
-            }
+            batch.count(view.status);
             match candidate.map(|candidate| runtime.shadow(&view.run, candidate)) {
                 None => {}
                 Some(Ok(shadow)) => {

@@ -47,7 +47,10 @@ impl Directory {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(&value::principal_id(id))
+        match value::is_principal_id(id) {
+            true => self.ids.contains(id),
+            false => self.ids.contains(&value::principal_id(id)),
+        }
     }
 }
 

@@ -33,8 +33,51 @@ pub fn case_inputs(body: &PlanBody, text: &str) -> Option<Vec<(String, Value)>> 
 }
 
 /// Why this reading gave up: the general reading decides.
-fn general<E: de::Error>() -> E {
+pub(crate) fn general<E: de::Error>() -> E {
     E::custom("read the general way")
+}
+
+/// An object's key, given to `F` as it is read (unescaped, without being copied).
+pub(crate) struct Key<F>(pub(crate) F);
+
+impl<'de, K, F: FnOnce(&str) -> K> DeserializeSeed<'de> for Key<F> {
+    type Value = K;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<K, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, K, F: FnOnce(&str) -> K> Visitor<'de> for Key<F> {
+    type Value = K;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<K, E> {
+        Ok((self.0)(key))
+    }
+}
+
+/// What a key of a case line, or of a value skipped, is to its reader.
+#[derive(PartialEq, Eq)]
+pub(crate) enum CaseKey {
+    /// `inputs`.
+    Inputs,
+    /// A key beginning with `$`: the general reading's.
+    Dollar,
+    Other,
+}
+
+impl CaseKey {
+    pub(crate) fn of(key: &str) -> CaseKey {
+        match key {
+            "inputs" => CaseKey::Inputs,
+            _ if key.starts_with('$') => CaseKey::Dollar,
+            _ => CaseKey::Other,
+        }
+    }
 }
 
 /// The whole line: its `inputs`, once; any other key skipped (its numbers still checked).
@@ -59,11 +102,11 @@ impl<'de> Visitor<'de> for Case<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut inputs = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.starts_with('$') {
+        while let Some(key) = map.next_key_seed(Key(CaseKey::of))? {
+            if key == CaseKey::Dollar {
                 return Err(general());
             }
-            if key == "inputs" {
+            if key == CaseKey::Inputs {
                 if inputs.is_some() {
                     return Err(general());
                 }
@@ -116,8 +159,8 @@ impl<'de> Visitor<'de> for Inputs<'_> {
 }
 
 /// A value skipped, as long as every number in it is a whole number (which the general
-/// reading's exactness check passes).
-struct Skip;
+/// reading's exactness check passes) and no key begins with `$`.
+pub(crate) struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();
@@ -164,8 +207,8 @@ impl<'de> Visitor<'de> for Skip {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key.starts_with('$') {
+        while let Some(key) = map.next_key_seed(Key(CaseKey::of))? {
+            if key == CaseKey::Dollar {
                 return Err(general());
             }
             map.next_value_seed(Skip)?;
@@ -223,11 +266,10 @@ impl<'de> Visitor<'de> for Typed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        self.leaf(Json::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        self.leaf(Json::String(v))
+        match value::decode_text(self.body, v, self.ty) {
+            Some(read) => read.map_err(|_| general()),
+            None => self.leaf(Json::String(v.to_owned())),
+        }
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
@@ -258,9 +300,10 @@ impl<'de> Visitor<'de> for Typed<'_> {
             return Err(general());
         };
         let mut written: smallvec::SmallVec<[Option<Value>; 16]> = smallvec::smallvec![None; record.fields.len()];
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        let position = |key: &str| record.fields.iter().position(|f| f.name.len() == key.len() && f.name == key);
+        while let Some(found) = map.next_key_seed(Key(position))? {
             // A labelled value, an unknown field or a field given twice: the general reading's.
-            let Some(i) = record.fields.iter().position(|f| f.name.len() == key.len() && f.name == *key) else {
+            let Some(i) = found else {
                 return Err(general());
             };
             if written[i].is_some() {

@@ -10,6 +10,11 @@
 //! their code, and the view is made from what held: `blocked` by a gate, `pending` on
 //! approvals, or `completed`.
 //!
+//! A backtest's case line, `{"inputs": {…}}`, is read the same way from its text, key by
+//! key as the JSON reader meets them ([`Straight::read_line`]): no JSON tree, and no
+//! values but the leaves. A backtest that keeps no runs counts only the status
+//! ([`crate::Runtime::decide_case_straight`]), so no view is made at all.
+//!
 //! A plan whose gates, matrices or emits read an input's text, principal, list or whole
 //! record (values the frame does not hold; the code generator records such reads) is not
 //! decided straight at all. Otherwise it gives up — and the run is made the general way,
@@ -23,16 +28,21 @@
 //! inputs.
 
 use crate::analysis::Analysis;
+use crate::event::Status;
 use crate::interp::Scope;
 use crate::jit::{Frame, Native};
+use crate::read::{CaseKey, Key, Skip, general};
 use crate::state::{self, ApprovalWait, Phase, WaitingStep};
 use crate::value::{self, Value};
 use flow_ir::PlanBody;
 use flow_ir::expr::{Expr, ExprKind, Timestamp};
 use flow_ir::plan::{GateLevel, NodeKind};
 use flow_ir::ty::Ty;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::Value as Json;
 use smol_str::SmolStr;
+use std::fmt;
 
 /// How a plan's runs kept in memory are decided straight, made once per plan.
 #[derive(Debug)]
@@ -53,15 +63,38 @@ pub(crate) struct Straight {
 #[derive(Debug)]
 struct Input {
     node: usize,
-    name: SmolStr,
+    name: Name,
     reader: Reader,
+}
+
+/// A name looked for among several (an input's, a field's) by a key read from a line: its
+/// length and first eight bytes compared before its text.
+#[derive(Debug)]
+struct Name {
+    text: SmolStr,
+    len: usize,
+    head: u64,
+}
+
+impl Name {
+    fn new(text: SmolStr) -> Name {
+        Name { len: text.len(), head: head(&text), text }
+    }
+}
+
+/// The first eight bytes of `key` (fewer, then zeros), as one word.
+fn head(key: &str) -> u64 {
+    let mut bytes = [0; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key.as_bytes()[..n]);
+    u64::from_le_bytes(bytes)
 }
 
 /// How a value of a declared type is read into the frame.
 #[derive(Debug)]
 enum Reader {
     /// A record: its fields' readers, in the record's order.
-    Record(Vec<(SmolStr, Reader)>),
+    Record(Vec<(Name, Reader)>),
     /// Anything else, decoded as [`value::decode`] decodes it and written to its places;
     /// whether a value of its type may name principals.
     Leaf(Ty, Vec<u32>, bool),
@@ -85,21 +118,13 @@ enum RowEnd {
     Waits(Vec<String>),
 }
 
-/// A run's inputs as they are given: JSON, or values already read against their declared
-/// types ([`crate::read::case_inputs`]).
+/// A run's inputs as they are given: JSON, values already read against their declared
+/// types ([`crate::read::case_inputs`]), or the text of a case line, `{"inputs": {…}}`.
 #[derive(Clone, Copy)]
 pub(crate) enum Inputs<'a> {
     Json(&'a [(String, Json)]),
     Read(&'a [(String, Value)]),
-}
-
-impl Inputs<'_> {
-    fn len(self) -> usize {
-        match self {
-            Inputs::Json(given) => given.len(),
-            Inputs::Read(given) => given.len(),
-        }
-    }
+    Line(&'a str),
 }
 
 /// The value given for `name`, when it is given exactly once.
@@ -112,12 +137,30 @@ fn once<'g, T>(given: &'g [(String, T)], name: &str) -> Option<&'g T> {
 }
 
 /// How a run decided straight ends.
-pub(crate) enum Ending {
+pub(crate) enum Ending<'s> {
     /// Held by this blocking gate.
     Blocked(usize),
-    /// Every gate passed: the steps that wait for a decision (in the plan's order of nodes;
-    /// none when the run completed), and the outputs emitted.
-    Passed(Vec<WaitingStep>, Vec<(SmolStr, Value)>),
+    /// Every gate passed: the approvals that wait for a decision, each with the roles it
+    /// waits for (in the plan's order of nodes; none when the run completed), and the
+    /// outputs emitted.
+    Passed(Vec<(usize, &'s [String])>, Vec<(SmolStr, Value)>),
+}
+
+impl Ending<'_> {
+    /// The run's status.
+    pub(crate) fn status(&self) -> Status {
+        match self {
+            Ending::Blocked(_) => Status::Blocked,
+            Ending::Passed(waiting, _) if waiting.is_empty() => Status::Completed,
+            Ending::Passed(..) => Status::Pending,
+        }
+    }
+
+    /// The steps that wait, as the executor's view names them.
+    pub(crate) fn waiting(&self, body: &PlanBody) -> Vec<WaitingStep> {
+        let Ending::Passed(waiting, _) = self else { return Vec::new() };
+        waiting.iter().map(|(node, roles)| (body.nodes[*node].name.clone(), "approval", roles.to_vec())).collect()
+    }
 }
 
 impl Analysis {
@@ -167,7 +210,7 @@ impl Straight {
                     for (place, path) in native.places(i) {
                         reader.place(path, place)?;
                     }
-                    inputs.push(Input { node: i, name: node.name.clone(), reader });
+                    inputs.push(Input { node: i, name: Name::new(node.name.clone()), reader });
                 }
                 NodeKind::Param { .. } => {
                     params.push((i, analysis.param_defaults().iter().position(|(name, _)| *name == node.name)?));
@@ -236,31 +279,36 @@ impl Straight {
         given: Inputs<'_>,
         (clock, starter): (Timestamp, &str),
         known: &dyn Fn(&str) -> bool,
-    ) -> Option<Ending> {
+    ) -> Option<Ending<'_>> {
         let body = analysis.body();
-        // Every input given once, and nothing else: as many as declared, each found once.
-        if given.len() != self.inputs.len() {
-            return None;
-        }
         let mut frame = native.blank_frame(self.nodes, clock);
-        for input in &self.inputs {
-            let read = match given {
-                Inputs::Json(given) => {
-                    let read = input.reader.read(body, native, once(given, &input.name)?, &mut frame, known);
-                    // Each of its places written: the node's value is there.
-                    native.set_valid(&mut frame, input.node, read);
-                    read
-                }
-                // Written as the executor writes a value, its places marked so.
-                Inputs::Read(given) => {
-                    let value = once(given, &input.name)?;
-                    value::unknown_principal(value, &"", known).is_none()
-                        && native.store_node(&mut frame, input.node, value)
-                }
-            };
-            if !read {
-                return None;
+        let read = match given {
+            Inputs::Line(line) => self.read_line(Reading { body, native, known }, line, &mut frame),
+            // Every input given once, and nothing else: as many as declared, each found once.
+            Inputs::Json(given) => {
+                given.len() == self.inputs.len()
+                    && self.inputs.iter().all(|input| {
+                        once(given, &input.name.text).is_some_and(|json| {
+                            let read = input.reader.read(body, native, json, &mut frame, known);
+                            // Each of its places written: the node's value is there.
+                            native.set_valid(&mut frame, input.node, read);
+                            read
+                        })
+                    })
             }
+            // Written as the executor writes a value, its places marked so.
+            Inputs::Read(given) => {
+                given.len() == self.inputs.len()
+                    && self.inputs.iter().all(|input| {
+                        once(given, &input.name.text).is_some_and(|value| {
+                            value::unknown_principal(value, &"", known).is_none()
+                                && native.store_node(&mut frame, input.node, value)
+                        })
+                    })
+            }
+        };
+        if !read {
+            return None;
         }
         for &(node, default) in &self.params {
             if !native.store_node(&mut frame, node, analysis.param_defaults()[default].1.as_ref().ok()?) {
@@ -279,7 +327,7 @@ impl Straight {
         for step in &self.steps {
             phases[step.node] = Phase::NotRun;
         }
-        let mut waiting: Vec<(usize, &Vec<String>)> = Vec::new();
+        let mut waiting: Vec<(usize, &[String])> = Vec::new();
         // The approvals given (their records, which emits read), and the outputs.
         let mut given: Vec<(usize, Value)> = Vec::new();
         let mut outputs = Vec::new();
@@ -324,9 +372,7 @@ impl Straight {
             return None;
         }
         waiting.sort_by_key(|(node, _)| *node);
-        let waiting =
-            waiting.into_iter().map(|(node, roles)| (body.nodes[node].name.clone(), "approval", roles.clone()));
-        Some(Ending::Passed(waiting.collect(), outputs))
+        Some(Ending::Passed(waiting, outputs))
     }
 }
 
@@ -351,14 +397,15 @@ impl Reader {
     fn of(body: &PlanBody, ty: &Ty, depth: usize) -> Option<Reader> {
         match ty {
             Ty::Named(name) if let Some(record) = body.record(name) => {
-                // A plan whose records nest deeper (or recursively) goes step by step.
-                if depth > 8 {
+                // A plan whose records nest deeper (or recursively), or have more fields than
+                // a reading keeps count of, goes step by step.
+                if depth > 8 || record.fields.len() > 64 {
                     return None;
                 }
                 let fields = record
                     .fields
                     .iter()
-                    .map(|f| Some((f.name.clone(), Reader::of(body, &f.ty, depth + 1)?)))
+                    .map(|f| Some((Name::new(f.name.clone()), Reader::of(body, &f.ty, depth + 1)?)))
                     .collect::<Option<_>>()?;
                 Some(Reader::Record(fields))
             }
@@ -381,7 +428,7 @@ impl Reader {
                 Some(())
             }
             (Reader::Record(fields), [field, rest @ ..]) => {
-                fields.iter_mut().find(|(name, _)| name == field)?.1.place(rest, place)
+                fields.iter_mut().find(|(name, _)| name.text == *field)?.1.place(rest, place)
             }
             _ => None,
         }
@@ -402,12 +449,12 @@ impl Reader {
                 // Every key a field's (a key of a labelled value, `$labels`, or any other is
                 // no field's name), and every field left out an optional one: absent, which
                 // its places in a fresh frame already say.
-                let Some(object) = json.as_object().filter(|o| o.len() <= fields.len() && fields.len() <= 64) else {
+                let Some(object) = json.as_object().filter(|o| o.len() <= fields.len()) else {
                     return false;
                 };
                 let mut given = 0u64;
                 let read = object.iter().all(|(key, json)| {
-                    let found = fields.iter().position(|(name, _)| name.len() == key.len() && name == key);
+                    let found = named(fields, key);
                     found.is_some_and(|i| {
                         given |= 1 << i;
                         fields[i].1.read(body, native, json, frame, known)
@@ -419,12 +466,287 @@ impl Reader {
             }
             // A text is any string (and has no places: texts are handles).
             Reader::Leaf(Ty::Text, places, _) if places.is_empty() => json.is_string(),
-            Reader::Leaf(ty, places, principals) => {
-                let Ok(value) = value::decode(body, json, ty, "") else { return false };
-                (!principals || value::unknown_principal(&value, &"", known).is_none())
-                    && places.iter().all(|place| native.store_at(frame, *place, &value))
+            Reader::Leaf(ty, places, principals) => value::decode(body, json, ty, "")
+                .is_ok_and(|value| Reading { body, native, known }.store(&value, places, *principals, frame)),
+        }
+    }
+}
+
+/// What reading a run's inputs into its frame needs besides the frame.
+#[derive(Clone, Copy)]
+struct Reading<'r> {
+    body: &'r PlanBody,
+    native: &'r Native,
+    known: &'r dyn Fn(&str) -> bool,
+}
+
+impl Reading<'_> {
+    /// Writes a leaf's `value` to its `places`; `false` where a principal it names (when it
+    /// may name some) is not known, or it does not fit there.
+    fn store(self, value: &Value, places: &[u32], principals: bool, frame: &mut Frame) -> bool {
+        (!principals || value::unknown_principal(value, &"", self.known).is_none())
+            && places.iter().all(|place| self.native.store_at(frame, *place, value))
+    }
+}
+
+impl Straight {
+    /// Reads the case line `line`, `{"inputs": {…}}`, into `frame`, its text read once,
+    /// key by key, without a JSON tree or values in between; `false` wherever the general
+    /// reading ([`crate::value::parse_exact`], then the `inputs` object) might read it
+    /// otherwise or refuse it (the cases [`crate::read::case_inputs`] gives up on), or
+    /// [`Reader::read`] would not read those inputs into the frame. Records are walked key
+    /// by key; a leaf written flat is decoded as [`value::decode`] decodes its JSON (a
+    /// string by [`value::decode_text`], which `decode` calls), and any other (a list) is
+    /// read as JSON whole and decoded by `decode`.
+    fn read_line(&self, reading: Reading<'_>, line: &str, frame: &mut Frame) -> bool {
+        if self.inputs.len() > 64 {
+            return false;
+        }
+        let mut text = serde_json::Deserializer::from_str(line);
+        let read = Line { inputs: &self.inputs, reading, frame: &mut *frame }.deserialize(&mut text).is_ok()
+            && text.end().is_ok();
+        if read {
+            for input in &self.inputs {
+                reading.native.set_valid(frame, input.node, true);
             }
         }
+        read
+    }
+}
+
+/// A case line read into the frame: its `inputs`, once; any other key skipped as
+/// [`crate::read::case_inputs`] skips it.
+struct Line<'r, 'f> {
+    inputs: &'r [Input],
+    reading: Reading<'r>,
+    frame: &'f mut Frame,
+}
+
+impl<'de> DeserializeSeed<'de> for Line<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Line<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{\"inputs\": {…}}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Line { inputs, reading, frame } = self;
+        let mut read = false;
+        while let Some(key) = map.next_key_seed(Key(CaseKey::of))? {
+            match key {
+                CaseKey::Inputs if !read => {
+                    map.next_value_seed(Given { inputs, reading, frame: &mut *frame })?;
+                    read = true;
+                }
+                CaseKey::Other => map.next_value_seed(Skip)?,
+                CaseKey::Inputs | CaseKey::Dollar => return Err(general()),
+            }
+        }
+        if !read {
+            return Err(general());
+        }
+        Ok(())
+    }
+}
+
+/// A case line's `inputs`: each key a declared input's, once, and every input given.
+struct Given<'r, 'f> {
+    inputs: &'r [Input],
+    reading: Reading<'r>,
+    frame: &'f mut Frame,
+}
+
+impl<'de> DeserializeSeed<'de> for Given<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Given<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of inputs")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Given { inputs, reading, frame } = self;
+        let mut given = 0u64;
+        while let Some(found) = map.next_key_seed(Key(|key: &str| named(inputs, key)))? {
+            // An input not declared, or given twice: the general reading's.
+            let Some(i) = found.filter(|i| given >> i & 1 == 0) else { return Err(general()) };
+            given |= 1 << i;
+            map.next_value_seed(Read { reader: &inputs[i].reader, reading, frame: &mut *frame })?;
+        }
+        if given.count_ones() as usize != inputs.len() {
+            return Err(general());
+        }
+        Ok(())
+    }
+}
+
+/// Something read by name: an input, or a record's field.
+trait Named {
+    fn name(&self) -> &Name;
+}
+
+impl Named for Input {
+    fn name(&self) -> &Name {
+        &self.name
+    }
+}
+
+impl Named for (Name, Reader) {
+    fn name(&self) -> &Name {
+        &self.0
+    }
+}
+
+/// The position of the one of `all` named `key`.
+fn named<T: Named>(all: &[T], key: &str) -> Option<usize> {
+    let (len, head) = (key.len(), head(key));
+    // Equal lengths and first eight bytes: equal names, unless they are longer.
+    all.iter().map(T::name).position(|name| name.len == len && name.head == head && (len <= 8 || name.text == key))
+}
+
+/// A value read into the frame by its reader.
+struct Read<'r, 'f> {
+    reader: &'r Reader,
+    reading: Reading<'r>,
+    frame: &'f mut Frame,
+}
+
+impl<'de> DeserializeSeed<'de> for Read<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        match self.reader {
+            Reader::Record(_) => deserializer.deserialize_map(self),
+            Reader::Leaf(ty, ..) if written_flat(self.reading.body, ty) => deserializer.deserialize_any(self),
+            // A list, say: its JSON read whole, as the general reading reads it where it holds
+            // no number that reading checks and no key it might read otherwise (see
+            // `crate::read`), then decoded as `value::decode` decodes it.
+            Reader::Leaf(..) => {
+                let json = Json::deserialize(deserializer)?;
+                match plain(&json) {
+                    true => self.leaf(&json),
+                    false => Err(general()),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a value of type `ty` is written as a string, a number, a flag or `null`.
+fn written_flat(body: &PlanBody, ty: &Ty) -> bool {
+    match ty.unwrap_optional() {
+        Ty::Bool | Ty::Int | Ty::Decimal | Ty::Money(_) | Ty::Text | Ty::Timestamp | Ty::Duration | Ty::Principal => {
+            true
+        }
+        Ty::Named(name) => body.enumeration(name).is_some(),
+        _ => false,
+    }
+}
+
+/// Whether `json` holds only whole numbers and no key beginning with `$`.
+fn plain(json: &Json) -> bool {
+    match json {
+        Json::Number(n) => !n.is_f64(),
+        Json::Array(items) => items.iter().all(plain),
+        Json::Object(fields) => fields.iter().all(|(key, value)| !key.starts_with('$') && plain(value)),
+        Json::Null | Json::Bool(_) | Json::String(_) => true,
+    }
+}
+
+impl Read<'_, '_> {
+    /// A leaf read as [`value::decode`] reads `json`.
+    fn leaf<E: de::Error>(self, json: &Json) -> Result<(), E> {
+        let Reader::Leaf(ty, places, principals) = self.reader else { return Err(general()) };
+        let value = value::decode(self.reading.body, json, ty, "").map_err(|_| general())?;
+        self.stored(&value, places, *principals)
+    }
+
+    fn stored<E: de::Error>(self, value: &Value, places: &[u32], principals: bool) -> Result<(), E> {
+        match self.reading.store(value, places, principals, self.frame) {
+            true => Ok(()),
+            false => Err(general()),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Read<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value of its input's type")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.leaf(&Json::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.leaf(&Json::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.leaf(&Json::from(v))
+    }
+
+    /// A number with a fraction or an exponent: the general reading checks it for
+    /// exactness.
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(general())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.leaf(&Json::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        let Reader::Leaf(ty, places, principals) = self.reader else { return Err(general()) };
+        match ty {
+            // A text is any string (and has no places: texts are handles).
+            Ty::Text if places.is_empty() => Ok(()),
+            _ => match value::decode_text(self.reading.body, v, ty) {
+                Some(Ok(value)) => self.stored(&value, places, *principals),
+                // Not a value of its type; or a type no string is read as, which `decode`
+                // refuses a string of.
+                Some(Err(_)) | None => Err(general()),
+            },
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A record: every key a field's (a labelled value's `$labels` is no field's name),
+        // each once, and every field left out an optional one: absent, which its places
+        // in a fresh frame already say.
+        let Reader::Record(fields) = self.reader else { return Err(general()) };
+        let Read { reading, frame, .. } = self;
+        let mut given = 0u64;
+        while let Some(found) = map.next_key_seed(Key(|key: &str| named(fields, key)))? {
+            let Some(i) = found.filter(|i| given >> i & 1 == 0) else { return Err(general()) };
+            given |= 1 << i;
+            map.next_value_seed(Read { reader: &fields[i].1, reading, frame: &mut *frame })?;
+        }
+        let complete = fields
+            .iter()
+            .enumerate()
+            .all(|(i, (_, reader))| given >> i & 1 == 1 || matches!(reader, Reader::Leaf(Ty::Optional(_), _, _)));
+        if !complete {
+            return Err(general());
+        }
+        Ok(())
     }
 }
 

@@ -368,7 +368,13 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
     if let Some(inner) = json.as_object().filter(|o| o.keys().any(|k| k == "$labels")).and_then(|o| o.get("$value")) {
         return decode_at(plan, inner, ty);
     }
-    let text = |what: &str| json.as_str().ok_or_else(|| error(format!("expected {what}, found {}", describe(json))));
+    // A string, of a type written as one: read the one way, wherever its text comes from.
+    if let Json::String(written) = json
+        && let Some(value) = decode_text(plan, written, ty)
+    {
+        return value;
+    }
+    let text = |what: &str| error(format!("expected {what}, found {}", describe(json)));
     Ok(match ty {
         Ty::Optional(inner) => match json {
             Json::Null => Value::Absent,
@@ -378,72 +384,24 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
         Ty::Bool => Value::Bool(
             json.as_bool().ok_or_else(|| error(format!("expected true or false, found {}", describe(json))))?,
         ),
-        Ty::Int => Value::Int(
-            json.as_i64()
-                .or_else(|| json.as_str().and_then(|t| t.replace('_', "").parse().ok()))
-                .ok_or_else(|| error(format!("expected a whole number, found {}", short(json))))?,
-        ),
-        Ty::Decimal => {
-            let written = match json {
-                // A number with more significant digits than binary floating point keeps
-                // may have lost some already: it must be written as a string.
-                Json::Number(n) if n.is_f64() && significant_digits(&n.to_string()) > 15 => {
-                    return Err(error(format!(
-                        "the number {n} may not be what was written (binary floating point keeps 15 digits): \
-                         write it as a string"
-                    )));
-                }
-                Json::Number(n) => n.to_string(),
-                Json::String(s) => s.replace('_', ""),
-                other => return Err(error(format!("expected a decimal number, found {}", describe(other)))),
-            };
-            Value::Decimal(
-                Decimal::from_str_exact(&written)
-                    // Zeros at the end of a fraction are no digits of the number.
-                    .or_else(|e| match written.contains('.') {
-                        true => Decimal::from_str_exact(written.trim_end_matches('0').trim_end_matches('.')),
-                        false => Err(e),
-                    })
-                    .or_else(|_| exact_scientific(&written))
-                    .map_err(|_| error(format!("`{written}` is not a decimal number Flow holds exactly (at most 28 digits after the point, 96 bits in all)")))?,
-            )
-        }
-        Ty::Money(currency) => {
-            let written = text("an amount such as \"1200.50 USD\"")?;
-            let money = Money::parse(written)
-                .ok_or_else(|| error(format!("`{written}` is not an amount such as \"1200.50 USD\"")))?;
-            if let Some(expected) = currency
-                && money.currency != *expected
-            {
-                return Err(error(format!("expected an amount in {expected}, found `{written}`")));
+        Ty::Int => Value::Int(json.as_i64().ok_or_else(|| not_whole(json))?),
+        Ty::Decimal => match json {
+            // A number with more significant digits than binary floating point keeps
+            // may have lost some already: it must be written as a string.
+            Json::Number(n) if n.is_f64() && significant_digits(&n.to_string()) > 15 => {
+                return Err(error(format!(
+                    "the number {n} may not be what was written (binary floating point keeps 15 digits): \
+                     write it as a string"
+                )));
             }
-            Value::Money(money)
-        }
-        Ty::Text => Value::Text(text("a text")?.to_owned()),
-        Ty::Timestamp => {
-            let written = text("an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")?;
-            let (seconds, nanos) = time::parse_timestamp(written).ok_or_else(|| {
-                error(format!("`{written}` is not an RFC 3339 instant such as \"2026-04-11T13:35:00Z\""))
-            })?;
-            Value::Timestamp(Timestamp { seconds, nanos })
-        }
-        Ty::Duration => {
-            let written = text("a duration such as \"72h\"")?;
-            Value::Duration(
-                time::parse_duration(written)
-                    .ok_or_else(|| error(format!("`{written}` is not a duration such as \"72h\"")))?,
-            )
-        }
-        Ty::Principal => {
-            let written = text("a principal's id")?;
-            // An id already normal is taken as written (short ids are held inline, without
-            // allocating).
-            let id = if is_principal_id(written) { SmolStr::new(written) } else { principal_id(written).into() };
-            if id.is_empty() {
-                return Err(error("a principal's id is not empty".to_owned()));
-            }
-            Value::Principal(id)
-        }
+            Json::Number(n) => decimal(n.to_string())?,
+            other => return Err(error(format!("expected a decimal number, found {}", describe(other)))),
+        },
+        Ty::Money(_) => return Err(text("an amount such as \"1200.50 USD\"")),
+        Ty::Text => return Err(text("a text")),
+        Ty::Timestamp => return Err(text("an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")),
+        Ty::Duration => return Err(text("a duration such as \"72h\"")),
+        Ty::Principal => return Err(text("a principal's id")),
         Ty::List(item) => {
             let items = json.as_array().ok_or_else(|| error(format!("expected a list, found {}", describe(json))))?;
             let mut out = Vec::with_capacity(items.len());
@@ -497,26 +455,7 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             }
             Value::Record(fields)
         }
-        Ty::Named(_) | Ty::Outcome(_) | Ty::Reason(_) => {
-            let written = text("a variant name")?;
-            // A declared enum's variants are read in place; a review's are put together.
-            let declared = match ty {
-                Ty::Named(name) => plan.enumeration(name).map(|e| e.variants.as_slice()),
-                _ => None,
-            };
-            if declared.is_some_and(|variants| variants.iter().any(|v| v == written)) {
-                return Ok(Value::Variant(written.into()));
-            }
-            let variants = plan.variants(ty).ok_or_else(|| error(format!("the plan declares no type `{ty}`")))?;
-            if !variants.iter().any(|v| v == written) {
-                let names: Vec<&str> = variants.iter().map(SmolStr::as_str).collect();
-                return Err(error(format!(
-                    "`{written}` is not a variant of `{ty}`; expected one of {}",
-                    names.join(", ")
-                )));
-            }
-            Value::Variant(written.into())
-        }
+        Ty::Named(_) | Ty::Outcome(_) | Ty::Reason(_) => return Err(text("a variant name")),
         Ty::Review(step) => {
             let mut fields = Vec::new();
             for name in ["basis", "outcome", "reason", "reviewer"] {
@@ -542,6 +481,89 @@ fn decode_at(plan: &PlanBody, json: &Json, ty: &Ty) -> Result<Value, DecodeError
             Value::Record(fields)
         }
     })
+}
+
+/// [`decode`] of a JSON string `written` as a value of type `ty`, for the types written as
+/// strings (`None` for the others, whose reading of any JSON [`decode`] words); the one
+/// reading of such strings, which [`crate::straight`] calls on a string's text as read.
+pub(crate) fn decode_text(plan: &PlanBody, written: &str, ty: &Ty) -> Option<Result<Value, DecodeError>> {
+    let error = |message: String| Err(DecodeError { path: String::new(), message });
+    Some(match ty {
+        Ty::Optional(inner) => return decode_text(plan, written, inner),
+        Ty::Int => match written.replace('_', "").parse() {
+            Ok(n) => Ok(Value::Int(n)),
+            Err(_) => Err(not_whole(&Json::String(written.to_owned()))),
+        },
+        Ty::Decimal => decimal(written.replace('_', "")),
+        Ty::Money(currency) => match Money::parse(written) {
+            None => error(format!("`{written}` is not an amount such as \"1200.50 USD\"")),
+            Some(money) if currency.as_ref().is_some_and(|expected| money.currency != *expected) => {
+                error(format!("expected an amount in {}, found `{written}`", currency.as_ref()?))
+            }
+            Some(money) => Ok(Value::Money(money)),
+        },
+        Ty::Text => Ok(Value::Text(written.to_owned())),
+        Ty::Timestamp => match time::parse_timestamp(written) {
+            Some((seconds, nanos)) => Ok(Value::Timestamp(Timestamp { seconds, nanos })),
+            None => error(format!("`{written}` is not an RFC 3339 instant such as \"2026-04-11T13:35:00Z\"")),
+        },
+        Ty::Duration => match time::parse_duration(written) {
+            Some(duration) => Ok(Value::Duration(duration)),
+            None => error(format!("`{written}` is not a duration such as \"72h\"")),
+        },
+        Ty::Principal => {
+            // An id already normal is taken as written (short ids are held inline, without
+            // allocating).
+            let id = if is_principal_id(written) { SmolStr::new(written) } else { principal_id(written).into() };
+            match id.is_empty() {
+                true => error("a principal's id is not empty".to_owned()),
+                false => Ok(Value::Principal(id)),
+            }
+        }
+        Ty::Named(name) if plan.record(name).is_some() => return None,
+        Ty::Named(_) | Ty::Outcome(_) | Ty::Reason(_) => {
+            // A declared enum's variants are read in place; a review's are put together.
+            let declared = match ty {
+                Ty::Named(name) => plan.enumeration(name).map(|e| e.variants.as_slice()),
+                _ => None,
+            };
+            if declared.is_some_and(|variants| variants.iter().any(|v| v == written)) {
+                return Some(Ok(Value::Variant(written.into())));
+            }
+            match plan.variants(ty) {
+                None => error(format!("the plan declares no type `{ty}`")),
+                Some(variants) if !variants.iter().any(|v| v == written) => {
+                    let names: Vec<&str> = variants.iter().map(SmolStr::as_str).collect();
+                    error(format!("`{written}` is not a variant of `{ty}`; expected one of {}", names.join(", ")))
+                }
+                Some(_) => Ok(Value::Variant(written.into())),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The decimal `written` (its digits' separators taken out), exactly.
+fn decimal(written: String) -> Result<Value, DecodeError> {
+    Decimal::from_str_exact(&written)
+        // Zeros at the end of a fraction are no digits of the number.
+        .or_else(|e| match written.contains('.') {
+            true => Decimal::from_str_exact(written.trim_end_matches('0').trim_end_matches('.')),
+            false => Err(e),
+        })
+        .or_else(|_| exact_scientific(&written))
+        .map(Value::Decimal)
+        .map_err(|_| DecodeError {
+            path: String::new(),
+            message: format!(
+                "`{written}` is not a decimal number Flow holds exactly (at most 28 digits after the point, 96 bits in all)"
+            ),
+        })
+}
+
+/// Why `json` is not read as a whole number.
+fn not_whole(json: &Json) -> DecodeError {
+    DecodeError { path: String::new(), message: format!("expected a whole number, found {}", short(json)) }
 }
 
 /// A JSON value in a message, shortened.

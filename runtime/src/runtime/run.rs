@@ -331,9 +331,51 @@ impl Runtime {
         }
     }
 
+    /// The view of the run of a case line, `{"inputs": {…}}` (as a backtest gives its
+    /// cases), kept in memory and decided straight, its text read into the native frame
+    /// without a JSON tree or values in between; `None` where the line is to be read and run
+    /// the general way ([`crate::read::case_inputs`] then [`Runtime::evaluate_read`], or
+    /// [`crate::value::parse_exact`] then [`Runtime::evaluate`]), which gives the same view
+    /// wherever this one gives any.
+    pub fn evaluate_case_straight(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        line: &str,
+        options: &StartOptions,
+    ) -> Option<RunView> {
+        #[cfg(feature = "jit")]
+        return self.straight(analysis, who, crate::straight::Inputs::Line(line), options);
+        #[cfg(not(feature = "jit"))]
+        {
+            let _ = (analysis, who, line, options);
+            None
+        }
+    }
+
+    /// The status of the run of a case line, `{"inputs": {…}}`, decided straight as
+    /// [`Runtime::evaluate_case_straight`] decides it, without making its view (no run id,
+    /// summary or outputs): what a backtest that keeps no runs counts. `None` where that
+    /// gives none.
+    pub fn decide_case_straight(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        line: &str,
+        options: &StartOptions,
+    ) -> Option<Status> {
+        #[cfg(feature = "jit")]
+        return self
+            .straight_ending(analysis, who, crate::straight::Inputs::Line(line), options, |_, ending| ending.status());
+        #[cfg(not(feature = "jit"))]
+        {
+            let _ = (analysis, who, line, options);
+            None
+        }
+    }
+
     /// The view of a run of `inputs` kept in memory and decided straight
-    /// ([`crate::straight`]), when it can be: the checks of a start its way (the grant to
-    /// trigger, the release, the inputs and their principals), then the ending.
+    /// ([`crate::straight`]), when it can be.
     #[cfg(feature = "jit")]
     fn straight(
         &self,
@@ -343,6 +385,56 @@ impl Runtime {
         options: &StartOptions,
     ) -> Option<RunView> {
         use crate::straight::Ending;
+        self.straight_ending(analysis, who, inputs, options, |who, ending| {
+            let body = analysis.body();
+            let mut summary = String::with_capacity(64);
+            let status = ending.status();
+            let (pending, outputs) = match ending {
+                Ending::Blocked(gate) => {
+                    crate::state::write_blocked(&mut summary, std::iter::once(&body.nodes[gate]));
+                    (Vec::new(), BTreeMap::new())
+                }
+                Ending::Passed(ref waiting, ref emitted) => {
+                    let views = if emitted.is_empty() { Vec::new() } else { analysis.views(&who.roles) };
+                    let value_of = |name: &str| emitted.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                    let outputs = super::views::outputs(analysis, &views, value_of);
+                    if waiting.is_empty() {
+                        crate::state::write_completed(&mut summary, body);
+                        (Vec::new(), outputs)
+                    } else {
+                        let waiting = ending.waiting(body);
+                        crate::state::write_waiting(&mut summary, &waiting);
+                        (super::views::pending(waiting), outputs)
+                    }
+                }
+            };
+            // No output is marked: nothing was overridden or degraded in a run just started.
+            RunView {
+                run: new_run_id(),
+                flow: body.flow.name.as_str().to_owned(),
+                status,
+                summary,
+                pending,
+                outputs,
+                marks: BTreeMap::new(),
+                why: Vec::new(),
+            }
+        })
+    }
+
+    /// What `made` makes of how a run of `inputs` kept in memory and decided straight
+    /// ([`crate::straight`]) ends, given the principal, when it can be decided so: after the
+    /// checks of a start its way (the grant to trigger, the release, the inputs and their
+    /// principals).
+    #[cfg(feature = "jit")]
+    fn straight_ending<T>(
+        &self,
+        analysis: &Analysis,
+        who: &Principal,
+        inputs: crate::straight::Inputs<'_>,
+        options: &StartOptions,
+        made: impl FnOnce(&Principal, crate::straight::Ending<'_>) -> T,
+    ) -> Option<T> {
         if self.engine != crate::analysis::Engine::Jit || !options.params.is_empty() {
             return None;
         }
@@ -355,37 +447,7 @@ impl Runtime {
         let directory = self.directory();
         let known = |id: &str| directory.as_ref().is_none_or(|d| d.contains(id));
         let ending = straight.decide(analysis, native, inputs, (clock, &who.id), &known)?;
-        let body = analysis.body();
-        let mut summary = String::with_capacity(64);
-        let (status, pending, outputs) = match ending {
-            Ending::Blocked(gate) => {
-                crate::state::write_blocked(&mut summary, std::iter::once(&body.nodes[gate]));
-                (Status::Blocked, Vec::new(), BTreeMap::new())
-            }
-            Ending::Passed(waiting, emitted) => {
-                let views = if emitted.is_empty() { Vec::new() } else { analysis.views(&who.roles) };
-                let value_of = |name: &str| emitted.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-                let outputs = super::views::outputs(analysis, &views, value_of);
-                if waiting.is_empty() {
-                    crate::state::write_completed(&mut summary, body);
-                    (Status::Completed, Vec::new(), outputs)
-                } else {
-                    crate::state::write_waiting(&mut summary, &waiting);
-                    (Status::Pending, super::views::pending(waiting), outputs)
-                }
-            }
-        };
-        // No output is marked: nothing was overridden or degraded in a run just started.
-        Some(RunView {
-            run: new_run_id(),
-            flow: body.flow.name.as_str().to_owned(),
-            status,
-            summary,
-            pending,
-            outputs,
-            marks: BTreeMap::new(),
-            why: Vec::new(),
-        })
+        Some(made(&who, ending))
     }
 
     /// [`Runtime::evaluate`] of inputs already read against their declared types
