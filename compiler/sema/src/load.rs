@@ -102,7 +102,9 @@ impl Database {
             }
             return file;
         }
-        let mut sources = workspace.sources(self).as_ref().clone();
+        // Taken out of the input and grown in place (copied only where a clone of the
+        // database still holds it), as the entries below.
+        let mut sources = Arc::unwrap_or_clone(workspace.set_sources(self).to(Arc::default()));
         let id = FileId(sources.len() as u32);
         let file = SourceFile::new(self, id, path.clone(), text, invalid_utf8_at);
         sources.push(file);
@@ -117,7 +119,10 @@ impl Database {
         if workspace.entries(self).get(&path) == Some(&entry) {
             return;
         }
-        let mut entries: BTreeMap<String, Entry> = workspace.entries(self).as_ref().clone();
+        // The map taken out of the input and changed in place, copied only where a clone of
+        // the database still holds it: loading n files costs n insertions, not n copies of
+        // a growing map (no query runs between the two settings).
+        let mut entries: BTreeMap<String, Entry> = Arc::unwrap_or_clone(workspace.set_entries(self).to(Arc::default()));
         entries.insert(path, entry);
         workspace.set_entries(self).to(Arc::new(entries));
     }
