@@ -145,12 +145,15 @@ fn describe(json: &Json) -> &'static str {
     }
 }
 
-/// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
-/// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
 /// Reads JSON text as [`serde_json`] does, but refuses a number that binary floating point
 /// would change: `12345678901234567890.123456789` as a JSON number would become
 /// `12345678901234567000`. Such a number must be written as a string (`"12345…"`), which
 /// decimals and amounts read exactly.
+///
+/// A string spelling `$serde_json::private::RawValue` (however escaped) is refused too: as
+/// an object's first key, the JSON reader of a program built with `serde_json`'s `raw_value`
+/// feature (as `flowc` is) reads the string beside it as JSON text, whose numbers this
+/// check would skip.
 pub fn parse_exact(text: &str) -> Result<Json, String> {
     let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let bytes = text.as_bytes();
@@ -159,10 +162,15 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
         match bytes[i] {
             b'"' => {
                 // Skip the string, its escapes included.
+                let start = i;
+                let mut escaped = false;
                 i += 1;
                 loop {
                     match memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or_default()) {
-                        Some(at) if bytes[i + at] == b'\\' => i += at + 2,
+                        Some(at) if bytes[i + at] == b'\\' => {
+                            escaped = true;
+                            i += at + 2;
+                        }
                         Some(at) => {
                             i += at;
                             break;
@@ -174,6 +182,14 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
                     }
                 }
                 i += 1;
+                let token = text.get(start..i).unwrap_or_default();
+                if (escaped || token.contains('$'))
+                    && serde_json::from_str::<String>(token).is_ok_and(|s| s == RAW_VALUE_KEY)
+                {
+                    return Err(format!(
+                        "`{RAW_VALUE_KEY}` is a key the JSON reader reads specially: no value of Flow's is written with it"
+                    ));
+                }
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
@@ -193,6 +209,10 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
     }
     Ok(json)
 }
+
+/// The key by which `serde_json`, with its `raw_value` feature, marks JSON text given as a
+/// string.
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
 
 /// Whether a JSON number token reads as itself: a whole number that fits 64 bits, or a
 /// number whose value binary floating point keeps (compared digit for digit, whatever the
@@ -345,6 +365,8 @@ fn principals_at(value: &Value, path: &mut String, found: &mut dyn FnMut(&str, &
     }
 }
 
+/// Reads a JSON value as a value of type `ty`; `path` names it in errors (`$.request`).
+/// Evidence wrappers of labelled values (`{"$labels": …, "$value": …}`) are read through.
 pub fn decode(plan: &PlanBody, json: &Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
     decode_at(plan, json, ty).map_err(|mut e| {
         e.path.insert_str(0, path);

@@ -1231,6 +1231,31 @@ mod exactness {
         }
     }
 
+    /// JSON text hidden in a string under the key `serde_json` reads specially with its
+    /// `raw_value` feature (which this crate turns on, as `flowc` has it) is refused, however
+    /// the key is escaped: its numbers would escape the exactness check.
+    #[test]
+    fn json_text_hidden_under_the_raw_value_key_is_refused() {
+        let inexact = r#"{"rate": 0.10000000000000001}"#;
+        assert!(flow_runtime::value::parse_exact(inexact).is_err(), "the number itself is refused");
+        let hidden = serde_json::to_string(inexact).expect("a JSON string");
+        for key in [
+            r#""$serde_json::private::RawValue""#,
+            r#""\u0024serde_json::private::RawValue""#,
+            r#""$serde_json::private::RawValu\u0065""#,
+        ] {
+            let text = format!(r#"{{"inputs": {{"app": {{{key}: {hidden}}}}}}}"#);
+            // The reader itself takes the string for JSON text, and reads the number inexactly.
+            let read: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(read["inputs"]["app"]["rate"], serde_json::json!(0.1), "{text}");
+            let refused = flow_runtime::value::parse_exact(&text).expect_err(&text);
+            assert!(refused.contains("reads specially"), "{text}: {refused}");
+        }
+        // The same string as a value, or as a key not first, is refused alike; others are not.
+        assert!(flow_runtime::value::parse_exact(r#"{"a": "$serde_json::private::RawValue"}"#).is_err());
+        assert!(flow_runtime::value::parse_exact(r#"{"a": "$serde_json", "$b": 1, "c\u0024": 2}"#).is_ok());
+    }
+
     /// Numbers the property found: their shortest binary floating point spelling has 16
     /// digits, and a reader that rounds them otherwise than the checker did read another
     /// number than was written.
