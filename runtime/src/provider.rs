@@ -91,7 +91,11 @@ pub trait ActionHandler: Send + Sync {
 /// JSON, within `timeout`.
 pub fn run_command(command: &[String], dir: Option<&Path>, input: &Json, timeout: Duration) -> Result<Json, String> {
     let out = run_command_bytes(command, dir, input, timeout)?;
-    serde_json::from_slice(&out).map_err(|e| format!("`{}` did not print JSON: {e}", command.join(" ")))
+    // Read as every JSON from outside is: its numbers exactly, or refused.
+    let text =
+        std::str::from_utf8(&out).map_err(|e| format!("`{}` did not print UTF-8 text: {e}", command.join(" ")))?;
+    crate::value::parse_exact(text)
+        .map_err(|e| format!("`{}` did not print JSON Flow reads exactly: {e}", command.join(" ")))
 }
 
 /// [`run_command`], its standard output as it printed it.
@@ -355,7 +359,8 @@ impl OpenAiCompatible {
             .pointer("/choices/0/message/content")
             .and_then(Json::as_str)
             .ok_or_else(|| ("the answer has no `choices[0].message.content`".to_owned(), false))?;
-        serde_json::from_str(content).map_err(|e| (format!("the model's content is not JSON: {e}"), false))
+        crate::value::parse_exact(content)
+            .map_err(|e| (format!("the model's content is not JSON Flow reads exactly: {e}"), false))
     }
 }
 

@@ -38,8 +38,7 @@ use flow_ir::PlanBody;
 use flow_ir::expr::{Expr, ExprKind, Timestamp};
 use flow_ir::plan::{GateLevel, NodeKind};
 use flow_ir::ty::Ty;
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 use smol_str::SmolStr;
 use std::fmt;
@@ -633,15 +632,10 @@ impl<'de> DeserializeSeed<'de> for Read<'_, '_> {
         match self.reader {
             Reader::Record(_) => deserializer.deserialize_map(self),
             Reader::Leaf(ty, ..) if written_flat(self.reading.body, ty) => deserializer.deserialize_any(self),
-            // A list, say: its JSON read whole, as the general reading reads it where it holds
-            // no number that reading checks and no key it might read otherwise (see
-            // `crate::read`), then decoded as `value::decode` decodes it.
+            // A list, say: its JSON read whole, then decoded as `value::decode` decodes it.
             Reader::Leaf(..) => {
-                let json = Json::deserialize(deserializer)?;
-                match plain(&json) {
-                    true => self.leaf(&json),
-                    false => Err(general()),
-                }
+                let json = Tree.deserialize(deserializer)?;
+                self.leaf(&json)
             }
         }
     }
@@ -658,13 +652,68 @@ fn written_flat(body: &PlanBody, ty: &Ty) -> bool {
     }
 }
 
-/// Whether `json` holds only whole numbers and no key beginning with `$`.
-fn plain(json: &Json) -> bool {
-    match json {
-        Json::Number(n) => !n.is_f64(),
-        Json::Array(items) => items.iter().all(plain),
-        Json::Object(fields) => fields.iter().all(|(key, value)| !key.starts_with('$') && plain(value)),
-        Json::Null | Json::Bool(_) | Json::String(_) => true,
+/// JSON read whole into the tree the general reading makes of it, where it holds only whole
+/// numbers (which the general reading's exactness check passes) and no key beginning with `$` (which its
+/// reader may read specially) or given twice; otherwise the general reading's.
+struct Tree;
+
+impl<'de> DeserializeSeed<'de> for Tree {
+    type Value = Json;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tree {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Json, E> {
+        Err(general())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_owned()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Tree)? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key.starts_with('$') || object.contains_key(&key) {
+                return Err(general());
+            }
+            let value = map.next_value_seed(Tree)?;
+            object.insert(key, value);
+        }
+        Ok(Json::Object(object))
     }
 }
 

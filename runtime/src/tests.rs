@@ -383,6 +383,25 @@ fn the_openai_compatible_provider_asks_for_json_and_retries_server_errors() {
     server.join().unwrap();
 }
 
+/// What a command prints is read as any JSON from outside: a number binary floating point
+/// would change is refused, and so is JSON text hidden under `serde_json`'s raw-value key.
+#[test]
+fn a_command_s_json_is_read_exactly_or_refused() {
+    let printed = |text: &str| {
+        crate::provider::run_command(
+            &["sh".to_owned(), "-c".to_owned(), format!("printf '%s' '{text}'")],
+            None,
+            &json!({}),
+            std::time::Duration::from_secs(10),
+        )
+    };
+    assert_eq!(printed(r#"{"rate": 0.25}"#).unwrap(), json!({"rate": 0.25}));
+    let error = printed(r#"{"rate": 0.10000000000000001}"#).unwrap_err();
+    assert!(error.contains("cannot be read exactly"), "{error}");
+    let error = printed(r#"{"$serde_json::private::RawValue": "{\"rate\": 0.10000000000000001}"}"#).unwrap_err();
+    assert!(error.contains("reads specially"), "{error}");
+}
+
 #[test]
 fn a_command_that_hangs_is_stopped_at_its_timeout() {
     let started = std::time::Instant::now();

@@ -150,8 +150,8 @@ fn describe(json: &Json) -> &'static str {
 /// `12345678901234567000`. Such a number must be written as a string (`"12345…"`), which
 /// decimals and amounts read exactly.
 ///
-/// A string spelling `$serde_json::private::RawValue` (however escaped) is refused too: as
-/// an object's first key, the JSON reader of a program built with `serde_json`'s `raw_value`
+/// A key spelling `$serde_json::private::RawValue` (however escaped) is refused too: as an
+/// object's first key, the JSON reader of a program built with `serde_json`'s `raw_value`
 /// feature (as `flowc` is) reads the string beside it as JSON text, whose numbers this
 /// check would skip.
 pub fn parse_exact(text: &str) -> Result<Json, String> {
@@ -183,7 +183,11 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
                 }
                 i += 1;
                 let token = text.get(start..i).unwrap_or_default();
+                // A key: the next byte that is not white space is a colon.
+                let key =
+                    || bytes.get(i..).unwrap_or_default().iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                 if (escaped || token.contains('$'))
+                    && key()
                     && serde_json::from_str::<String>(token).is_ok_and(|s| s == RAW_VALUE_KEY)
                 {
                     return Err(format!(
