@@ -78,7 +78,8 @@ pub(crate) fn unsalt(json: &mut Json) {
     match json {
         Json::Object(object) => {
             if object.contains_key("$labels") && object.contains_key("$value") {
-                object.remove("$salt");
+                // Removed in place: the keys after it keep their order.
+                object.shift_remove("$salt");
             }
             object.values_mut().for_each(unsalt);
         }

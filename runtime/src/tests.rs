@@ -162,6 +162,17 @@ proptest::proptest! {
     }
 }
 
+/// Taking a wrapper's salt off leaves its other keys in their order, wherever the salt was
+/// written (a system's answer may put it first).
+#[test]
+fn a_salt_taken_off_leaves_the_keys_in_order() {
+    let mut json: serde_json::Value =
+        serde_json::from_str(r#"{"$salt": "x", "$labels": ["pii"], "$value": 1, "z": 2}"#).unwrap();
+    crate::labels::unsalt(&mut json);
+    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["$labels", "$value", "z"]);
+}
+
 #[test]
 fn a_redacted_part_keeps_the_digest_of_what_it_replaced() {
     let salt = crate::labels::fresh_salt();

@@ -153,7 +153,7 @@ fn describe(json: &Json) -> &'static str {
 /// A key spelling `$serde_json::private::RawValue` (however escaped) is refused too: as an
 /// object's first key, the JSON reader of a program built with `serde_json`'s `raw_value`
 /// feature (as `flowc` is) reads the string beside it as JSON text, whose numbers this
-/// check would skip.
+/// check would skip (and `$serde_json::private::Number` alike).
 pub fn parse_exact(text: &str) -> Result<Json, String> {
     let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let bytes = text.as_bytes();
@@ -188,10 +188,11 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
                     || bytes.get(i..).unwrap_or_default().iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                 if (escaped || token.contains('$'))
                     && key()
-                    && serde_json::from_str::<String>(token).is_ok_and(|s| s == RAW_VALUE_KEY)
+                    && let Ok(key) = serde_json::from_str::<String>(token)
+                    && SPECIAL_KEYS.contains(&key.as_str())
                 {
                     return Err(format!(
-                        "`{RAW_VALUE_KEY}` is a key the JSON reader reads specially: no value of Flow's is written with it"
+                        "`{key}` is a key the JSON reader reads specially: no value of Flow's is written with it"
                     ));
                 }
             }
@@ -214,9 +215,10 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
     Ok(json)
 }
 
-/// The key by which `serde_json`, with its `raw_value` feature, marks JSON text given as a
-/// string.
-const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+/// The keys by which `serde_json` marks JSON text given as a string (with its `raw_value`
+/// feature) and a number given as a string (with `arbitrary_precision`, which no build of
+/// Flow turns on, but a program embedding the runtime might).
+const SPECIAL_KEYS: [&str; 2] = ["$serde_json::private::RawValue", "$serde_json::private::Number"];
 
 /// Whether a JSON number token reads as itself: a whole number that fits 64 bits, or a
 /// number whose value binary floating point keeps (compared digit for digit, whatever the

@@ -1254,6 +1254,11 @@ mod exactness {
         // The same key not first is refused alike; the string as a value, and other keys, are
         // read as they are.
         assert!(flow_runtime::value::parse_exact(r#"{"a": 1, "$serde_json::private::RawValue" : 2}"#).is_err());
+        // And the key by which the reader would read a number from a string, were its
+        // `arbitrary_precision` feature on.
+        assert!(
+            flow_runtime::value::parse_exact(r#"{"$serde_json::private::Number": "0.10000000000000001"}"#).is_err()
+        );
         for text in [r#"{"a": "$serde_json::private::RawValue"}"#, r#"{"a": "$serde_json", "$b": 1, "c\u0024": 2}"#] {
             assert!(flow_runtime::value::parse_exact(text).is_ok(), "{text}");
         }
