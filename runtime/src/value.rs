@@ -184,10 +184,10 @@ pub fn parse_exact(text: &str) -> Result<Json, String> {
                 i += 1;
                 let token = text.get(start..i).unwrap_or_default();
                 // A key: the next byte that is not white space is a colon.
-                let key =
+                let is_key =
                     || bytes.get(i..).unwrap_or_default().iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                 if (escaped || token.contains('$'))
-                    && key()
+                    && is_key()
                     && let Ok(key) = serde_json::from_str::<String>(token)
                     && SPECIAL_KEYS.contains(&key.as_str())
                 {
