@@ -27,7 +27,7 @@ use crate::value::{self, Value};
 /// reading must read it (see the module's documentation).
 pub fn case_inputs(body: &PlanBody, text: &str) -> Option<Vec<(String, Value)>> {
     let mut reader = serde_json::Deserializer::from_str(text);
-    let inputs = Case { body }.deserialize(&mut reader).ok()?;
+    let inputs = Case { inputs: Inputs { body } }.deserialize(&mut reader).ok()?;
     reader.end().ok()?;
     Some(inputs)
 }
@@ -62,7 +62,7 @@ impl<'de, K, F: FnOnce(&str) -> K> Visitor<'de> for Key<F> {
 
 /// What a key of a case line, or of a value skipped, is to its reader.
 #[derive(PartialEq, Eq)]
-pub(crate) enum CaseKey {
+enum CaseKey {
     /// `inputs`.
     Inputs,
     /// A key beginning with `$`: the general reading's.
@@ -71,7 +71,7 @@ pub(crate) enum CaseKey {
 }
 
 impl CaseKey {
-    pub(crate) fn of(key: &str) -> CaseKey {
+    fn of(key: &str) -> CaseKey {
         match key {
             "inputs" => CaseKey::Inputs,
             _ if key.starts_with('$') => CaseKey::Dollar,
@@ -80,39 +80,39 @@ impl CaseKey {
     }
 }
 
-/// The whole line: its `inputs`, once; any other key skipped (its numbers still checked).
-struct Case<'p> {
-    body: &'p PlanBody,
+/// The whole line: its `inputs`, once, read by the seed `inputs` (here into values, or
+/// into the native frame by `crate::straight`); any other key skipped (its numbers still
+/// checked).
+pub(crate) struct Case<S> {
+    pub(crate) inputs: S,
 }
 
-impl<'de> DeserializeSeed<'de> for Case<'_> {
-    type Value = Vec<(String, Value)>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Case<S> {
+    type Value = S::Value;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Case<'_> {
-    type Value = Vec<(String, Value)>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Case<S> {
+    type Value = S::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{\"inputs\": {…}}")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut inputs = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Value, A::Error> {
+        let (mut seed, mut inputs) = (Some(self.inputs), None);
         while let Some(key) = map.next_key_seed(Key(CaseKey::of))? {
-            if key == CaseKey::Dollar {
-                return Err(general());
-            }
-            if key == CaseKey::Inputs {
-                if inputs.is_some() {
-                    return Err(general());
-                }
-                inputs = Some(map.next_value_seed(Inputs { body: self.body })?);
-            } else {
-                map.next_value_seed(Skip)?;
+            match key {
+                // Given once.
+                CaseKey::Inputs => match seed.take() {
+                    Some(seed) => inputs = Some(map.next_value_seed(seed)?),
+                    None => return Err(general()),
+                },
+                CaseKey::Other => map.next_value_seed(Skip)?,
+                CaseKey::Dollar => return Err(general()),
             }
         }
         inputs.ok_or_else(general)
@@ -160,7 +160,7 @@ impl<'de> Visitor<'de> for Inputs<'_> {
 
 /// A value skipped, as long as every number in it is a whole number (which the general
 /// reading's exactness check passes) and no key begins with `$`.
-pub(crate) struct Skip;
+struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();

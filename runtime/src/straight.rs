@@ -31,7 +31,7 @@ use crate::analysis::Analysis;
 use crate::event::Status;
 use crate::interp::Scope;
 use crate::jit::{Frame, Native};
-use crate::read::{CaseKey, Key, Skip, general};
+use crate::read::{Case, Key, general};
 use crate::state::{self, ApprovalWait, Phase, WaitingStep};
 use crate::value::{self, Value};
 use flow_ir::PlanBody;
@@ -502,57 +502,14 @@ impl Straight {
             return false;
         }
         let mut text = serde_json::Deserializer::from_str(line);
-        let read = Line { inputs: &self.inputs, reading, frame: &mut *frame }.deserialize(&mut text).is_ok()
-            && text.end().is_ok();
+        let given = Given { inputs: &self.inputs, reading, frame: &mut *frame };
+        let read = Case { inputs: given }.deserialize(&mut text).is_ok() && text.end().is_ok();
         if read {
             for input in &self.inputs {
                 reading.native.set_valid(frame, input.node, true);
             }
         }
         read
-    }
-}
-
-/// A case line read into the frame: its `inputs`, once; any other key skipped as
-/// [`crate::read::case_inputs`] skips it.
-struct Line<'r, 'f> {
-    inputs: &'r [Input],
-    reading: Reading<'r>,
-    frame: &'f mut Frame,
-}
-
-impl<'de> DeserializeSeed<'de> for Line<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Line<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("{\"inputs\": {…}}")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Line { inputs, reading, frame } = self;
-        let mut read = false;
-        while let Some(key) = map.next_key_seed(Key(CaseKey::of))? {
-            match key {
-                CaseKey::Inputs if !read => {
-                    map.next_value_seed(Given { inputs, reading, frame: &mut *frame })?;
-                    read = true;
-                }
-                CaseKey::Other => map.next_value_seed(Skip)?,
-                CaseKey::Inputs | CaseKey::Dollar => return Err(general()),
-            }
-        }
-        if !read {
-            return Err(general());
-        }
-        Ok(())
     }
 }
 
